@@ -1,0 +1,208 @@
+//! The JSON API under `/api/v1`, plus `/healthz`, `/readyz` and `/metrics`.
+//!
+//! [`router`] builds the whole HTTP surface from an [`App`]; tests drive it
+//! in-process or over a real socket. Routes are registered through
+//! `utoipa-axum`, so the OpenAPI document is generated from the very same
+//! handler annotations that define the routes and cannot drift from them.
+
+pub mod audit;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod observe;
+pub mod pagination;
+pub mod routes;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::Error;
+use crate::service::{App, actions};
+
+/// HTTP-level settings.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted
+    /// reverse proxy that sets it).
+    pub trust_proxy_headers: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 1024 * 1024, trust_proxy_headers: false }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub app: Arc<App>,
+    pub config: Arc<ApiConfig>,
+    pub operations: Arc<Operations>,
+    openapi: Arc<String>,
+}
+
+/// The audited action of each mutating route, from its `operationId`.
+#[derive(Debug, Default)]
+pub struct Operations(HashMap<(Method, String), &'static str>);
+
+impl Operations {
+    fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Self {
+        let mut map = HashMap::new();
+        for (path, item) in &doc.paths.paths {
+            let ops = [
+                (Method::POST, &item.post),
+                (Method::PUT, &item.put),
+                (Method::PATCH, &item.patch),
+                (Method::DELETE, &item.delete),
+            ];
+            for (method, op) in ops {
+                let action = op
+                    .as_ref()
+                    .and_then(|op| op.operation_id.as_deref())
+                    .and_then(|id| actions::ALL.iter().copied().find(|a| *a == id));
+                if let Some(action) = action {
+                    map.insert((method, path.clone()), action);
+                }
+            }
+        }
+        Self(map)
+    }
+
+    pub fn action(&self, method: &Method, route: &str) -> Option<&'static str> {
+        self.0.get(&(method.clone(), route.to_owned())).copied()
+    }
+
+    /// Every (method, route) that has an audited action.
+    pub fn routes(&self) -> impl Iterator<Item = (&Method, &str, &'static str)> {
+        self.0.iter().map(|((m, r), a)| (m, r.as_str(), *a))
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Marketer control plane API",
+        description = "Tenants, users, projects and the audit log of the Marketer control plane. \
+                       Authenticate with `Authorization: Bearer <access token or API key>`.",
+    ),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An access token from /api/v1/auth/login, or an API key (mkt_ak_...)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn api_routes() -> OpenApiRouter<ApiState> {
+    use routes::{agents, api_keys, audit_events, auth, health, jobs, members, projects, tenants};
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(health::openapi))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(tenants::create))
+        .routes(routes!(tenants::get, tenants::update))
+        .routes(routes!(projects::list, projects::create))
+        .routes(routes!(projects::get, projects::update, projects::delete))
+        .routes(routes!(projects::list_campaigns, projects::create_campaign))
+        .routes(routes!(projects::get_campaign, projects::update_campaign, projects::delete_campaign))
+        .routes(routes!(members::list))
+        .routes(routes!(members::update, members::remove))
+        .routes(routes!(members::list_invitations, members::create_invitation))
+        .routes(routes!(members::revoke_invitation))
+        .routes(routes!(members::accept))
+        .routes(routes!(api_keys::list, api_keys::create))
+        .routes(routes!(api_keys::revoke))
+        .routes(routes!(audit_events::list))
+        .routes(routes!(agents::list_tokens, agents::create_token))
+        .routes(routes!(agents::revoke_token))
+        .routes(routes!(agents::list))
+        .routes(routes!(agents::get, agents::update))
+        .routes(routes!(agents::revoke))
+        .routes(routes!(agents::events))
+        .routes(routes!(jobs::list, jobs::create))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::events))
+}
+
+/// The OpenAPI document of the API, as served at `/api/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+/// Builds the complete HTTP service.
+pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
+    let (routes, doc) = api_routes().split_for_parts();
+    let openapi = doc.to_json().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "could not serialise the OpenAPI document");
+        "{}".to_owned()
+    });
+    let max_body = config.max_body_bytes;
+    let state = ApiState {
+        app,
+        config: Arc::new(config),
+        operations: Arc::new(Operations::from_openapi(&doc)),
+        openapi: Arc::new(openapi),
+    };
+    routes
+        .route_layer(from_fn_with_state(state.clone(), audit::audit_refusals))
+        .route_layer(from_fn(observe::mark_route))
+        .fallback(|| async { Error::NotFound("route") })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(CatchPanicLayer::custom(|_panic| {
+            Error::internal(anyhow::anyhow!("a request handler panicked")).into_response()
+        }))
+        // Answers carry credentials and tenant data: never cache them, and
+        // never let a browser sniff them into something executable.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(from_fn_with_state(state.clone(), observe::observe))
+        .with_state(state)
+}
+
+impl<T: Serialize> IntoResponse for extract::Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}

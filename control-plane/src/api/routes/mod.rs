@@ -1,0 +1,67 @@
+//! HTTP handlers, one module per resource. Handlers only translate between
+//! HTTP and the services: extract, call, respond.
+
+pub mod agents;
+pub mod api_keys;
+pub mod audit_events;
+pub mod auth;
+pub mod health;
+pub mod jobs;
+pub mod members;
+pub mod projects;
+pub mod tenants;
+
+/// Path parameters, named as in the route templates.
+pub mod params {
+    use serde::Deserialize;
+    use uuid::Uuid;
+
+    #[derive(Debug, Deserialize)]
+    pub struct ProjectPath {
+        pub tenant_id: Uuid,
+        pub project_id: Uuid,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct CampaignPath {
+        pub tenant_id: Uuid,
+        pub project_id: Uuid,
+        pub campaign_id: Uuid,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct MemberPath {
+        pub tenant_id: Uuid,
+        pub user_id: Uuid,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct InvitationPath {
+        pub tenant_id: Uuid,
+        pub invitation_id: Uuid,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct AgentPath {
+        pub tenant_id: Uuid,
+        pub agent_id: Uuid,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct EnrollmentTokenPath {
+        pub tenant_id: Uuid,
+        pub token_id: Uuid,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct JobPath {
+        pub tenant_id: Uuid,
+        pub job_id: Uuid,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct ApiKeyPath {
+        pub tenant_id: Uuid,
+        pub api_key_id: Uuid,
+    }
+}

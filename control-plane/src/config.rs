@@ -1,0 +1,341 @@
+//! Settings of `marketer-server`, layered: built-in defaults < TOML config
+//! file < `MARKETER_*` environment variables < command-line flags.
+//!
+//! clap already gives flags precedence over their `env` variables; this module
+//! adds the file and the defaults underneath.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+use crate::store::DatabaseUrl;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Flags every subcommand accepts.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "MARKETER_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the server keeps its SQLite database and generated secrets
+    /// [default: the platform's data directory, e.g. ~/.local/share/marketer].
+    #[arg(long, env = "MARKETER_DATA_DIR", global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
+    /// [default: sqlite in the data directory].
+    #[arg(long, env = "MARKETER_DATABASE_URL", global = true, hide_env_values = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Log format [default: human].
+    #[arg(long, env = "MARKETER_LOG_FORMAT", global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `marketer_control_plane=debug,info` [default: info].
+    #[arg(long, env = "MARKETER_LOG_LEVEL", global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// The agent gateway's address as agents reach it, used in install
+    /// commands and the gateway certificate [default: https://<hostname>:<agent port>].
+    #[arg(long, env = "MARKETER_AGENT_PUBLIC_URL", global = true, value_name = "URL")]
+    pub agent_public_url: Option<String>,
+    /// The agent CA certificate (PEM), to supply your own CA [default: generated into the data directory].
+    #[arg(
+        long,
+        env = "MARKETER_AGENT_CA_CERT",
+        global = true,
+        value_name = "FILE",
+        requires = "agent_ca_key"
+    )]
+    pub agent_ca_cert: Option<PathBuf>,
+    /// The agent CA private key (PEM, mode 0600).
+    #[arg(
+        long,
+        env = "MARKETER_AGENT_CA_KEY",
+        global = true,
+        value_name = "FILE",
+        requires = "agent_ca_cert"
+    )]
+    pub agent_ca_key: Option<PathBuf>,
+}
+
+/// Flags of `serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address of the API and UI [default: 127.0.0.1:8080].
+    #[arg(long, env = "MARKETER_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Largest accepted request body in bytes [default: 1048576].
+    #[arg(long, env = "MARKETER_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Trust X-Forwarded-For for client addresses (only behind a reverse proxy).
+    #[arg(long, env = "MARKETER_TRUST_PROXY_HEADERS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub trust_proxy_headers: Option<bool>,
+    /// File holding the JWT signing secret (at least 32 bytes). Give every
+    /// replica the same one. [default: generated into the data directory]
+    #[arg(long, env = "MARKETER_JWT_SECRET_FILE", value_name = "FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Address of the agent gateway (a TLS listener of its own) [default: 0.0.0.0:8443].
+    #[arg(long, env = "MARKETER_AGENT_LISTEN", value_name = "ADDR")]
+    pub agent_listen: Option<SocketAddr>,
+    /// Lifetime of agent certificates in seconds [default: 2592000, 30 days].
+    #[arg(long, env = "MARKETER_AGENT_CERT_LIFETIME_SECONDS", value_name = "SECONDS")]
+    pub agent_cert_lifetime_seconds: Option<u64>,
+    /// How often agents send heartbeats, in milliseconds [default: 10000].
+    #[arg(long, env = "MARKETER_AGENT_HEARTBEAT_MS", value_name = "MS")]
+    pub agent_heartbeat_ms: Option<u64>,
+    /// Extra silence tolerated before an agent is offline, beyond two missed
+    /// heartbeats, in milliseconds [default: 5000].
+    #[arg(long, env = "MARKETER_AGENT_OFFLINE_GRACE_MS", value_name = "MS")]
+    pub agent_offline_grace_ms: Option<u64>,
+    /// The gateway's certificate chain (PEM), ending with the certificate
+    /// agents should pin [default: issued by the agent CA].
+    #[arg(long, env = "MARKETER_AGENT_TLS_CERT", value_name = "FILE", requires = "agent_tls_key")]
+    pub agent_tls_cert: Option<PathBuf>,
+    /// The gateway's private key (PEM, mode 0600).
+    #[arg(long, env = "MARKETER_AGENT_TLS_KEY", value_name = "FILE", requires = "agent_tls_cert")]
+    pub agent_tls_key: Option<PathBuf>,
+    /// How long a job stays with a disconnected agent before it goes to
+    /// another one, in seconds [default: 60].
+    #[arg(long, env = "MARKETER_JOB_LEASE_GRACE_SECONDS", value_name = "SECONDS")]
+    pub job_lease_grace_seconds: Option<u64>,
+    /// Delay before a job's first retry, doubling per attempt up to a minute,
+    /// in milliseconds [default: 2000].
+    #[arg(long, env = "MARKETER_JOB_RETRY_BASE_MS", value_name = "MS")]
+    pub job_retry_base_ms: Option<u64>,
+}
+
+/// The optional TOML file. Unknown keys are errors, so a typo is not
+/// silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
+    listen: Option<SocketAddr>,
+    max_body_bytes: Option<usize>,
+    trust_proxy_headers: Option<bool>,
+    jwt_secret_file: Option<PathBuf>,
+    shutdown_timeout_seconds: Option<u64>,
+    agent_listen: Option<SocketAddr>,
+    agent_public_url: Option<String>,
+    agent_ca_cert: Option<PathBuf>,
+    agent_ca_key: Option<PathBuf>,
+    agent_tls_cert: Option<PathBuf>,
+    agent_tls_key: Option<PathBuf>,
+    agent_tls_names: Option<Vec<String>>,
+    agent_cert_lifetime_seconds: Option<u64>,
+    agent_heartbeat_ms: Option<u64>,
+    agent_offline_grace_ms: Option<u64>,
+    job_lease_grace_seconds: Option<u64>,
+    job_retry_base_ms: Option<u64>,
+}
+
+/// Fully resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub database_url: DatabaseUrl,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub trust_proxy_headers: bool,
+    pub jwt_secret_file: Option<PathBuf>,
+    pub shutdown_timeout: std::time::Duration,
+    pub agents: AgentGatewaySettings,
+    pub jobs: crate::jobs::JobSettings,
+}
+
+/// Settings of the agent gateway.
+#[derive(Debug, Clone)]
+pub struct AgentGatewaySettings {
+    pub listen: SocketAddr,
+    pub public_url: Option<String>,
+    /// Operator-supplied CA (certificate, key); `None`: generated in the data directory.
+    pub ca: Option<(PathBuf, PathBuf)>,
+    /// Operator-supplied gateway certificate chain and key.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Extra names for the generated gateway certificate.
+    pub tls_names: Vec<String>,
+    pub cert_lifetime: std::time::Duration,
+    pub heartbeat_interval: std::time::Duration,
+    pub offline_grace: std::time::Duration,
+}
+
+pub const DEFAULT_AGENT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8443);
+
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+
+impl Settings {
+    pub fn resolve(global: &GlobalArgs, serve: &ServeArgs) -> anyhow::Result<Self> {
+        let file = match &global.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = match global.data_dir.clone().or(file.data_dir) {
+            Some(dir) => dir,
+            None => default_data_dir()?,
+        };
+        let database_url = global
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("marketer.db").display()));
+        let database_url = DatabaseUrl::new(database_url);
+        database_url.backend().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let agents = AgentGatewaySettings {
+            listen: serve.agent_listen.or(file.agent_listen).unwrap_or(DEFAULT_AGENT_LISTEN),
+            public_url: global
+                .agent_public_url
+                .clone()
+                .or(file.agent_public_url)
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            ca: match pair("agent_ca_cert", global.agent_ca_cert.clone(), global.agent_ca_key.clone())? {
+                Some(ca) => Some(ca),
+                None => pair("agent_ca_cert", file.agent_ca_cert, file.agent_ca_key)?,
+            },
+            tls: match pair("agent_tls_cert", serve.agent_tls_cert.clone(), serve.agent_tls_key.clone())? {
+                Some(tls) => Some(tls),
+                None => pair("agent_tls_cert", file.agent_tls_cert, file.agent_tls_key)?,
+            },
+            tls_names: file.agent_tls_names.unwrap_or_default(),
+            cert_lifetime: std::time::Duration::from_secs(
+                serve
+                    .agent_cert_lifetime_seconds
+                    .or(file.agent_cert_lifetime_seconds)
+                    .unwrap_or(30 * 24 * 3600),
+            ),
+            heartbeat_interval: std::time::Duration::from_millis(
+                serve.agent_heartbeat_ms.or(file.agent_heartbeat_ms).unwrap_or(10_000),
+            ),
+            offline_grace: std::time::Duration::from_millis(
+                serve.agent_offline_grace_ms.or(file.agent_offline_grace_ms).unwrap_or(5_000),
+            ),
+        };
+        if let Some(url) = &agents.public_url
+            && !url.starts_with("https://")
+        {
+            bail!("agent_public_url must start with https:// (agents only speak TLS), got {url}");
+        }
+        if agents.cert_lifetime < std::time::Duration::from_secs(10) {
+            bail!("agent_cert_lifetime_seconds must be at least 10");
+        }
+        if agents.heartbeat_interval < std::time::Duration::from_millis(100) {
+            bail!("agent_heartbeat_ms must be at least 100");
+        }
+        let mut jobs = crate::jobs::JobSettings::default();
+        if let Some(seconds) = serve.job_lease_grace_seconds.or(file.job_lease_grace_seconds) {
+            if seconds == 0 {
+                bail!("job_lease_grace_seconds must be at least 1");
+            }
+            jobs.lease_grace = std::time::Duration::from_secs(seconds);
+        }
+        if let Some(ms) = serve.job_retry_base_ms.or(file.job_retry_base_ms) {
+            jobs.retry.base = std::time::Duration::from_millis(ms);
+        }
+        let max_body_bytes = serve.max_body_bytes.or(file.max_body_bytes).unwrap_or(1024 * 1024);
+        if max_body_bytes < 1024 {
+            bail!("max_body_bytes must be at least 1024");
+        }
+        Ok(Self {
+            data_dir,
+            database_url,
+            log_format: global.log_format.or(file.log_format).unwrap_or(LogFormat::Human),
+            log_level: global.log_level.clone().or(file.log_level).unwrap_or_else(|| "info".to_owned()),
+            listen: serve.listen.or(file.listen).unwrap_or(DEFAULT_LISTEN),
+            max_body_bytes,
+            trust_proxy_headers: serve.trust_proxy_headers.or(file.trust_proxy_headers).unwrap_or(false),
+            jwt_secret_file: serve.jwt_secret_file.clone().or(file.jwt_secret_file),
+            shutdown_timeout: std::time::Duration::from_secs(file.shutdown_timeout_seconds.unwrap_or(30)),
+            agents,
+            jobs,
+        })
+    }
+}
+
+/// A certificate and its key, which only make sense together.
+fn pair(
+    what: &str,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+        (None, None) => Ok(None),
+        _ => bail!("{what} and its key must be given together"),
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+}
+
+fn default_data_dir() -> anyhow::Result<PathBuf> {
+    directories::ProjectDirs::from("com", "Marketer", "marketer")
+        .map(|dirs| dirs.data_dir().to_path_buf())
+        .context(
+            "cannot determine a data directory (no home directory); pass --data-dir or set MARKETER_DATA_DIR",
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_is_defaults_file_env_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("marketer.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nlog_level = \"debug\"\nmax_body_bytes = 2048\n")
+            .unwrap();
+        let global = GlobalArgs {
+            config: Some(file),
+            data_dir: Some(dir.path().to_path_buf()),
+            // A flag (or its env variable, which clap folds into the flag) beats the file.
+            log_level: Some("warn".into()),
+            ..GlobalArgs::default()
+        };
+        let s = Settings::resolve(&global, &ServeArgs::default()).unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:9000", "file beats default");
+        assert_eq!(s.log_level, "warn", "flag beats file");
+        assert_eq!(s.max_body_bytes, 2048);
+        assert_eq!(s.log_format, LogFormat::Human, "default");
+        assert!(s.database_url.expose().starts_with("sqlite://"));
+        assert!(s.database_url.expose().ends_with("marketer.db"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "lisen = \"0.0.0.0:9000\"\n").unwrap();
+        let global =
+            GlobalArgs { config: Some(file), data_dir: Some(dir.path().into()), ..Default::default() };
+        let err = Settings::resolve(&global, &ServeArgs::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_database_urls_are_errors() {
+        let global = GlobalArgs {
+            data_dir: Some("/tmp".into()),
+            database_url: Some("mysql://x".into()),
+            ..Default::default()
+        };
+        assert!(Settings::resolve(&global, &ServeArgs::default()).is_err());
+    }
+}

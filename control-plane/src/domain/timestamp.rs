@@ -1,0 +1,115 @@
+//! UTC instants with microsecond precision.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+
+/// A UTC instant, truncated to whole microseconds.
+///
+/// PostgreSQL's `timestamptz` keeps microseconds, so truncating on creation
+/// makes a value read back from either backend compare equal to the value
+/// written. On the wire it is RFC 3339 (`2026-11-22T10:00:00.123456Z`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ToSchema)]
+#[schema(value_type = String, format = DateTime)]
+pub struct Timestamp(OffsetDateTime);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        Self::from_datetime(OffsetDateTime::now_utc())
+    }
+
+    pub fn from_datetime(value: OffsetDateTime) -> Self {
+        let utc = value.to_offset(time::UtcOffset::UTC);
+        let micros = utc.microsecond();
+        // `replace_microsecond` cannot fail for a value taken from a valid instant.
+        Self(utc.replace_microsecond(micros).unwrap_or(utc))
+    }
+
+    pub fn parse_rfc3339(value: &str) -> Result<Self, time::error::Parse> {
+        OffsetDateTime::parse(value, &Rfc3339).map(Self::from_datetime)
+    }
+
+    pub fn as_datetime(self) -> OffsetDateTime {
+        self.0
+    }
+
+    pub fn unix_seconds(self) -> i64 {
+        self.0.unix_timestamp()
+    }
+
+    /// RFC 3339 with exactly six fractional digits and a `Z` suffix. Because the
+    /// width is fixed, text comparison orders these strings chronologically,
+    /// which the SQLite backend relies on.
+    pub fn to_rfc3339_fixed(self) -> String {
+        let d = self.0;
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            d.year(),
+            u8::from(d.month()),
+            d.day(),
+            d.hour(),
+            d.minute(),
+            d.second(),
+            d.microsecond()
+        )
+    }
+}
+
+impl std::ops::Add<time::Duration> for Timestamp {
+    type Output = Timestamp;
+    fn add(self, rhs: time::Duration) -> Timestamp {
+        Self::from_datetime(self.0 + rhs)
+    }
+}
+
+impl std::ops::Sub<time::Duration> for Timestamp {
+    type Output = Timestamp;
+    fn sub(self, rhs: time::Duration) -> Timestamp {
+        Self::from_datetime(self.0 - rhs)
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_rfc3339_fixed())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_rfc3339_fixed())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse_rfc3339(&text).map_err(|_| {
+            serde::de::Error::custom("must be an RFC 3339 timestamp such as 2026-01-31T09:00:00Z")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_width_text_sorts_chronologically() {
+        let a = Timestamp::parse_rfc3339("2026-01-01T00:00:05Z").unwrap();
+        let b = Timestamp::parse_rfc3339("2026-01-01T00:00:05.5Z").unwrap();
+        let c = Timestamp::parse_rfc3339("2026-01-01T02:00:05.51+01:00").unwrap();
+        assert!(a.to_rfc3339_fixed() < b.to_rfc3339_fixed());
+        assert!(b.to_rfc3339_fixed() < c.to_rfc3339_fixed());
+        assert_eq!(c.to_rfc3339_fixed(), "2026-01-01T01:00:05.510000Z");
+    }
+
+    #[test]
+    fn truncates_to_microseconds() {
+        let t = Timestamp::parse_rfc3339("2026-01-01T00:00:00.123456789Z").unwrap();
+        assert_eq!(t.to_rfc3339_fixed(), "2026-01-01T00:00:00.123456Z");
+        let round_trip = Timestamp::parse_rfc3339(&t.to_rfc3339_fixed()).unwrap();
+        assert_eq!(round_trip, t);
+    }
+}

@@ -1,0 +1,148 @@
+//! `POST /agent/v1/enroll`: an agent trades an enrollment token and a CSR for
+//! its client certificate.
+
+use std::time::Instant;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use marketer_protocol::{EnrollRequest, EnrollResponse, codes};
+
+use super::{GatewayError, GatewayState, Peer};
+use crate::auth::tokens::{TokenKind, hash_token, looks_like};
+use crate::domain::{Name, Timestamp, check_labels, new_id};
+use crate::service::{RequestMeta, actions, audit_event};
+use crate::store::{Actor, EnrollOutcome, NewAgent, NewAgentCertificate, Outcome};
+
+/// Every failed attempt from one address counts toward a slowdown, so
+/// tokens cannot be guessed at speed.
+const THROTTLE_KEY: &str = "enrollment";
+
+pub(super) async fn enroll(
+    State(state): State<GatewayState>,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Result<(StatusCode, axum::Json<EnrollResponse>), GatewayError> {
+    let ip = Some(peer.addr.ip());
+    let throttle_key = format!("{THROTTLE_KEY}:{}", peer.addr.ip());
+    if let Some(wait) = state.enroll_throttle.check(&throttle_key, None, Instant::now()) {
+        state.app.metrics.agent_enrollment("throttled");
+        return Err(GatewayError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            codes::RATE_LIMITED,
+            format!(
+                "too many failed enrollments from this address; try again in {} seconds",
+                wait.as_secs().max(1)
+            ),
+        ));
+    }
+    let result = attempt(&state, &body, ip).await;
+    match &result {
+        Ok(_) => state.app.metrics.agent_enrollment("success"),
+        Err(e) => {
+            state.app.metrics.agent_enrollment(e.code);
+            state.enroll_throttle.record_failure(&throttle_key, None, Instant::now());
+            tracing::info!(peer = %peer.addr, code = e.code, "enrollment refused");
+        }
+    }
+    result.map(|r| (StatusCode::CREATED, axum::Json(r)))
+}
+
+async fn attempt(
+    state: &GatewayState,
+    body: &[u8],
+    ip: Option<std::net::IpAddr>,
+) -> Result<EnrollResponse, GatewayError> {
+    let invalid =
+        |message: String| GatewayError::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, message);
+    let request: EnrollRequest = serde_json::from_slice(body)
+        .map_err(|e| invalid(format!("the enrollment request is not valid: {e}")))?;
+    if !looks_like(TokenKind::Enrollment, &request.token) {
+        return Err(token_error(&EnrollOutcome::TokenNotFound));
+    }
+    let name =
+        request.name.as_deref().map(Name::parse).transpose().map_err(|e| invalid(format!("name {e}")))?;
+    check_labels(&request.labels).map_err(|e| invalid(format!("labels: {e}")))?;
+    for (field, value, max) in [
+        ("host.hostname", &request.host.hostname, 253),
+        ("host.os", &request.host.os, 32),
+        ("host.arch", &request.host.arch, 32),
+        ("agent_version", &request.agent_version, 64),
+    ] {
+        if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
+            return Err(invalid(format!("{field} must be 1-{max} printable characters")));
+        }
+    }
+
+    let agent_id = new_id();
+    let certificate = state
+        .ca
+        .issue_agent_certificate(&request.csr_pem, agent_id, state.config.cert_lifetime)
+        .map_err(|e| GatewayError::new(StatusCode::BAD_REQUEST, codes::INVALID_CSR, e.to_string()))?;
+    let agent = NewAgent {
+        id: agent_id,
+        name,
+        labels: request.labels.clone(),
+        hostname: request.host.hostname.clone(),
+        os: request.host.os.clone(),
+        arch: request.host.arch.clone(),
+        agent_version: request.agent_version.clone(),
+        certificate: NewAgentCertificate {
+            fingerprint: certificate.fingerprint.clone(),
+            serial: certificate.serial.clone(),
+            not_before: certificate.not_before,
+            not_after: certificate.not_after,
+        },
+    };
+    let meta = RequestMeta { client_ip: ip, request_id: None, user_agent: None };
+    let audit = audit_event(None, Actor::Anonymous, &meta, actions::AGENT_ENROLL, Outcome::Success);
+    let outcome = state
+        .app
+        .store
+        .enroll_agent(&hash_token(&request.token), &agent, Timestamp::now(), &audit)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "enrollment failed in the store");
+            GatewayError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "internal error; try again",
+            )
+        })?;
+    match outcome {
+        EnrollOutcome::Enrolled(agent) => {
+            tracing::info!(agent_id = %agent.id, tenant_id = %agent.tenant_id, name = %agent.name, "agent enrolled");
+            Ok(EnrollResponse {
+                agent_id: agent.id,
+                tenant_id: agent.tenant_id,
+                name: agent.name.to_string(),
+                labels: agent.labels,
+                certificate_pem: certificate.pem,
+                ca_certificate_pem: state.app.agents.anchor_pem.clone(),
+                not_after: certificate.not_after.as_datetime(),
+            })
+        }
+        other => Err(token_error(&other)),
+    }
+}
+
+fn token_error(outcome: &EnrollOutcome) -> GatewayError {
+    let (code, message) = match outcome {
+        EnrollOutcome::TokenExpired => {
+            (codes::TOKEN_EXPIRED, "this enrollment token has expired; ask an administrator for a new one")
+        }
+        EnrollOutcome::TokenUsedUp => (
+            codes::TOKEN_USED_UP,
+            "this enrollment token has already been used as often as allowed; ask an administrator for a new one",
+        ),
+        EnrollOutcome::TokenRevoked => {
+            (codes::TOKEN_REVOKED, "this enrollment token was revoked; ask an administrator for a new one")
+        }
+        EnrollOutcome::TokenNotFound | EnrollOutcome::Enrolled(_) => (
+            codes::TOKEN_INVALID,
+            "this enrollment token is not valid; copy it again from the control plane or ask for a new one",
+        ),
+    };
+    GatewayError::new(StatusCode::UNAUTHORIZED, code, message)
+}

@@ -1,0 +1,489 @@
+//! One agent's tunnel: `GET /agent/v1/connect`, upgraded to a WebSocket.
+//!
+//! Before the upgrade the client certificate is mapped to an agent record;
+//! a missing, unknown, expired or revoked certificate is refused with an HTTP
+//! error the agent can explain to its operator. After it: `Hello`, `Welcome`,
+//! then heartbeats and renewals until either side leaves.
+
+use std::time::{Duration, Instant};
+
+use axum::Extension;
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::Response;
+use futures_util::StreamExt;
+use marketer_protocol::{
+    Acknowledge, AgentMessage, CancelJob, CertificateRenewed, Hello, JobEvent, MAX_FRAME_BYTES,
+    MIN_PROTOCOL_VERSION, ModelInfo, PROTOCOL_VERSION, RenewalRejected, ServerMessage, Welcome, close, codes,
+};
+
+use super::hub::{Capabilities, Control};
+use super::{GatewayError, GatewayState, Peer};
+use crate::domain::{Timestamp, check_labels};
+use crate::store::{Agent, AgentFacts, HeartbeatUpdate, NewAgentCertificate};
+
+pub(super) async fn connect(
+    State(state): State<GatewayState>,
+    Extension(peer): Extension<Peer>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, GatewayError> {
+    let refuse = |status, code, message: &str, reason| {
+        state.app.metrics.agent_handshake_failed(reason);
+        GatewayError::new(status, code, message)
+    };
+    let Some(certificate) = &peer.certificate else {
+        return Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            codes::CERTIFICATE_REQUIRED,
+            "a client certificate is required: enroll this agent with `marketer-agent enroll` first",
+            "no_certificate",
+        ));
+    };
+    let fingerprint = super::ca::fingerprint(certificate.as_ref());
+    let found = state.app.store.agent_by_certificate(&fingerprint).await.map_err(|e| {
+        tracing::error!(error = %e, "looking up an agent certificate failed");
+        GatewayError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the control plane cannot reach its database; retrying later will work",
+        )
+    })?;
+    let Some(found) = found else {
+        return Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            codes::CERTIFICATE_UNKNOWN,
+            "this control plane does not know the agent's certificate; enroll the agent again",
+            "unknown_certificate",
+        ));
+    };
+    if found.agent.revoked_at.is_some() {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            codes::AGENT_REVOKED,
+            "this agent was revoked by an administrator; enroll it again with a new token to reconnect",
+            "revoked",
+        ));
+    }
+    if found.not_after <= Timestamp::now() {
+        return Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            codes::CERTIFICATE_EXPIRED,
+            "the agent's certificate has expired; ask an administrator for a new enrollment token and enroll again",
+            "certificate_expired",
+        ));
+    }
+    let limit = state.config.max_frame_bytes;
+    Ok(upgrade
+        // An idle agent sends a few hundred bytes per heartbeat; start the
+        // buffers small (tungstenite's default is 128 KiB each) and let them
+        // grow for the occasional large message. With thousands of agents
+        // that is the difference between megabytes and gigabytes.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| async move {
+            Session::run(state, found.agent, found.not_after, socket).await;
+        }))
+}
+
+/// Why a session ended, for the agent's event history and metrics.
+struct Ending {
+    reason: String,
+    label: &'static str,
+    graceful: bool,
+}
+
+impl Ending {
+    fn new(label: &'static str, reason: impl Into<String>) -> Self {
+        Self { reason: reason.into(), label, graceful: false }
+    }
+}
+
+struct Session {
+    state: GatewayState,
+    agent: Agent,
+    /// Expiry of the certificate this connection presented.
+    cert_not_after: Timestamp,
+    socket: WebSocket,
+    last_renewal: Option<Instant>,
+    /// This connection's id in the hub, once registered.
+    connection: Option<u64>,
+}
+
+impl Session {
+    async fn run(state: GatewayState, agent: Agent, cert_not_after: Timestamp, socket: WebSocket) {
+        let agent_id = agent.id;
+        let mut session = Session {
+            state: state.clone(),
+            agent,
+            cert_not_after,
+            socket,
+            last_renewal: None,
+            connection: None,
+        };
+        let hello = match session.receive_hello().await {
+            Ok(hello) => hello,
+            Err(ending) => {
+                state.app.metrics.agent_handshake_failed(ending.label);
+                tracing::info!(%agent_id, reason = %ending.reason, "agent tunnel refused");
+                return;
+            }
+        };
+        let ending = session.serve(hello).await;
+        let was_current = session.connection.is_some_and(|id| state.app.hub.unregister(agent_id, id));
+        state.app.metrics.agent_connection_closed(ending.label);
+        tracing::info!(%agent_id, reason = %ending.reason, "agent disconnected");
+        // A connection that a newer one already replaced must not mark the
+        // agent offline.
+        let graceful = ending.graceful && was_current;
+        if let Err(e) =
+            state.app.store.agent_disconnected(agent_id, &ending.reason, graceful, Timestamp::now()).await
+        {
+            tracing::error!(%agent_id, error = %e, "could not record an agent disconnect");
+        }
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) {
+        // Close reasons are limited to 123 bytes by the WebSocket protocol.
+        let mut reason = reason.to_owned();
+        while reason.len() > 123 {
+            reason.pop();
+        }
+        let frame = CloseFrame { code, reason: reason.into() };
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), self.socket.send(Message::Close(Some(frame)))).await;
+    }
+
+    async fn violation(&mut self, reason: String) -> Ending {
+        self.close(close::PROTOCOL_VIOLATION, &reason).await;
+        Ending::new("protocol_violation", reason)
+    }
+
+    async fn receive_hello(&mut self) -> Result<Hello, Ending> {
+        let timeout = self.state.config.handshake_timeout;
+        let first = match tokio::time::timeout(timeout, self.socket.next()).await {
+            Err(_) => {
+                self.close(close::HANDSHAKE_TIMEOUT, "no Hello within the handshake timeout").await;
+                return Err(Ending::new("handshake_timeout", "no Hello in time"));
+            }
+            Ok(None) | Ok(Some(Err(_))) => {
+                return Err(Ending::new("connection_closed", "closed before Hello"));
+            }
+            Ok(Some(Ok(message))) => message,
+        };
+        let hello = match first {
+            Message::Text(text) => match serde_json::from_str::<AgentMessage>(text.as_str()) {
+                Ok(AgentMessage::Hello(hello)) => hello,
+                Ok(_) => return Err(self.violation("the first message must be hello".into()).await),
+                Err(e) => return Err(self.violation(format!("malformed message: {e}")).await),
+            },
+            _ => return Err(self.violation("the first message must be a JSON text message".into()).await),
+        };
+        if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.protocol_version) {
+            let reason = format!(
+                "agent protocol {} is not supported; this server accepts {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}",
+                hello.protocol_version
+            );
+            self.close(close::INCOMPATIBLE_VERSION, &reason).await;
+            return Err(Ending::new("incompatible_version", reason));
+        }
+        if let Err(problem) = check_hello(&hello) {
+            return Err(self.violation(problem).await);
+        }
+        Ok(hello)
+    }
+
+    async fn serve(&mut self, hello: Hello) -> Ending {
+        let state = self.state.clone();
+        let agent_id = self.agent.id;
+        let facts = AgentFacts {
+            agent_version: hello.agent_version.clone(),
+            protocol_version: i64::from(hello.protocol_version),
+            hostname: hello.host.hostname.clone(),
+            os: hello.host.os.clone(),
+            arch: hello.host.arch.clone(),
+            max_concurrency: i64::from(hello.max_concurrency),
+            ollama_reachable: hello.ollama.reachable,
+            models: hello.ollama.models.clone(),
+            running_jobs: i64::try_from(hello.running_jobs.len()).unwrap_or(i64::MAX),
+        };
+        if let Err(e) = state.app.store.agent_connected(agent_id, &facts, Timestamp::now()).await {
+            tracing::error!(%agent_id, error = %e, "could not record an agent connection");
+            self.close(1011, "the control plane could not record the connection; retry").await;
+            return Ending::new("internal_error", "could not record the connection");
+        }
+        tracing::info!(%agent_id, tenant_id = %self.agent.tenant_id, version = %hello.agent_version, "agent connected");
+        // The jobs the agent lost (it restarted) go back to the queue; those
+        // it still runs keep their lease; those it runs without one (they
+        // were cancelled or given away while it was gone) it must stop.
+        let engine = state.app.jobs.clone();
+        let (leases, stale) = match engine.agent_connected(agent_id, &hello.running_jobs).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(%agent_id, error = %e, "could not reconcile an agent's jobs");
+                self.close(1011, "the control plane could not reconcile the agent's jobs; retry").await;
+                return Ending::new("internal_error", "could not reconcile jobs");
+            }
+        };
+        let caps = Capabilities {
+            // The labels an administrator set, not the ones the agent claims.
+            labels: self.agent.labels.clone(),
+            models: model_names(&hello.ollama.models),
+            capacity: hello.max_concurrency,
+            ollama_reachable: hello.ollama.reachable,
+        };
+        let registration = state.app.hub.register(agent_id, self.agent.tenant_id, caps, leases);
+        self.connection = Some(registration.connection_id);
+        let mut control = registration.control;
+
+        let timings = state.app.hub.timings;
+        // Renew when a third of the presented certificate's lifetime remains.
+        let renew_at = self.cert_not_after - state.config.cert_lifetime / 3;
+        let welcome = ServerMessage::Welcome(Welcome {
+            agent_id,
+            tenant_id: self.agent.tenant_id,
+            name: self.agent.name.to_string(),
+            labels: self.agent.labels.clone(),
+            server_time: time::OffsetDateTime::now_utc(),
+            protocol_version: hello.protocol_version,
+            heartbeat_interval_ms: millis(timings.heartbeat_interval),
+            offline_after_ms: millis(timings.offline_after()),
+            max_frame_bytes: u64::try_from(state.config.max_frame_bytes.min(MAX_FRAME_BYTES))
+                .unwrap_or(u64::MAX),
+            renew_certificate_at: renew_at.as_datetime(),
+        });
+        if let Err(ending) = self.send(&welcome).await {
+            return ending;
+        }
+        for job in stale {
+            let cancel = CancelJob { job, reason: "this job is no longer assigned to this agent".into() };
+            if let Err(ending) = self.send(&ServerMessage::CancelJob(cancel)).await {
+                return ending;
+            }
+        }
+        // Free slots: the queue may have work for this agent.
+        engine.wake();
+
+        let offline_after = timings.offline_after();
+        let mut last_heard = Instant::now();
+        let mut ping = tokio::time::interval(timings.heartbeat_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                message = self.socket.next() => {
+                    last_heard = Instant::now();
+                    match message {
+                        Some(Ok(Message::Text(text))) => {
+                            if let Err(ending) = self.handle(text.as_str()).await {
+                                return ending;
+                            }
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Binary(_))) => {
+                            return self.violation("binary messages are not part of the protocol".into()).await;
+                        }
+                        Some(Ok(Message::Close(frame))) => {
+                            let (code, reason) = frame.map_or((1005, String::new()), |f| (f.code, f.reason.as_str().to_owned()));
+                            return Ending {
+                                reason: format!("closed by the agent ({code}{}{reason})", if reason.is_empty() { "" } else { ": " }),
+                                label: "closed_by_agent",
+                                graceful: code == 1000 || code == 1001,
+                            };
+                        }
+                        Some(Err(e)) => {
+                            let text = e.to_string();
+                            if text.contains("too long") || text.contains("Space limit") || text.contains("size") {
+                                return self.violation(format!("message larger than {} bytes", state.config.max_frame_bytes)).await;
+                            }
+                            return Ending::new("connection_lost", format!("connection lost: {text}"));
+                        }
+                        None => return Ending::new("connection_lost", "connection lost"),
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > offline_after {
+                        self.close(close::HEARTBEAT_TIMEOUT, "nothing received within the offline threshold").await;
+                        return Ending::new("heartbeat_timeout", "heartbeat missed: nothing received in time");
+                    }
+                    if self.socket.send(Message::Ping(Default::default())).await.is_err() {
+                        return Ending::new("connection_lost", "connection lost while pinging");
+                    }
+                }
+                command = control.recv() => {
+                    let (code, reason) = match command {
+                        Some(Control::Send(message)) => {
+                            if let Err(ending) = self.send(&message).await {
+                                return ending;
+                            }
+                            continue;
+                        }
+                        Some(Control::Close { code, reason }) => (code, reason),
+                        // The hub dropped this connection's sender: a newer
+                        // connection replaced it.
+                        None => (close::SUPERSEDED, "a newer connection of this agent replaced this one".to_owned()),
+                    };
+                    self.close(code, &reason).await;
+                    let label = match code {
+                        close::REVOKED => "revoked",
+                        close::SUPERSEDED => "superseded",
+                        _ => "closed_by_server",
+                    };
+                    return Ending::new(label, reason);
+                }
+                () = state.shutdown.cancelled() => {
+                    self.close(1001, "the control plane is shutting down; reconnect shortly").await;
+                    return Ending::new("server_shutdown", "the control plane shut down");
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, message: &ServerMessage) -> Result<(), Ending> {
+        let text =
+            serde_json::to_string(message).map_err(|e| Ending::new("internal_error", e.to_string()))?;
+        self.socket
+            .send(Message::Text(text.into()))
+            .await
+            .map_err(|e| Ending::new("connection_lost", format!("connection lost: {e}")))
+    }
+
+    async fn handle(&mut self, text: &str) -> Result<(), Ending> {
+        let message = match serde_json::from_str::<AgentMessage>(text) {
+            Ok(message) => message,
+            Err(e) => return Err(self.violation(format!("malformed message: {e}")).await),
+        };
+        match message {
+            AgentMessage::Hello(_) => Err(self.violation("hello may only be sent once".into()).await),
+            AgentMessage::Heartbeat(beat) => {
+                if let Some(models) = &beat.models
+                    && models.len() > MAX_MODELS
+                {
+                    return Err(self.violation(format!("more than {MAX_MODELS} models")).await);
+                }
+                let hub = &self.state.app.hub;
+                hub.set_ollama(self.agent.id, beat.ollama_reachable, beat.models.as_deref().map(model_names));
+                if beat.models.is_some() {
+                    // A newly pulled model may be what queued jobs wait for.
+                    self.state.app.jobs.wake();
+                }
+                hub.heartbeat(HeartbeatUpdate {
+                    agent_id: self.agent.id,
+                    seen_at: Timestamp::now(),
+                    running_jobs: i64::from(beat.running_jobs),
+                    ollama_reachable: beat.ollama_reachable,
+                    models: beat.models,
+                });
+                Ok(())
+            }
+            AgentMessage::JobEvent(event) => self.job_event(&event).await,
+            AgentMessage::RenewCertificate(request) => {
+                let reply = self.renew(&request.csr_pem).await;
+                self.send(&reply).await
+            }
+        }
+    }
+
+    /// Stores a job event and acknowledges it, so the agent can drop it from
+    /// its outbox. Events are handled one at a time in the order they came,
+    /// which is what keeps each attempt's sequence without gaps.
+    async fn job_event(&mut self, event: &JobEvent) -> Result<(), Ending> {
+        match self.state.app.jobs.record(self.agent.id, event).await {
+            Ok(reply) => {
+                if reply.stop {
+                    let reason = "this job is no longer assigned to this agent".to_owned();
+                    self.send(&ServerMessage::CancelJob(CancelJob { job: event.job, reason })).await?;
+                }
+                if reply.acknowledge {
+                    let ack = ServerMessage::Acknowledge(Acknowledge { job: event.job, seq: event.seq });
+                    self.send(&ack).await?;
+                }
+                // Not acknowledged (out of order): the agent replays from its
+                // outbox on the next connection.
+                Ok(())
+            }
+            Err(e) => {
+                // Not acknowledged either. Reconnecting makes the agent replay
+                // its outbox, by which time the database may be back.
+                tracing::error!(agent_id = %self.agent.id, job_id = %event.job.job_id, error = %e, "could not store a job event");
+                self.close(1011, "the control plane could not store a job event; reconnect and replay").await;
+                Err(Ending::new("internal_error", "could not store a job event"))
+            }
+        }
+    }
+
+    async fn renew(&mut self, csr_pem: &str) -> ServerMessage {
+        let reject = |reason: String| ServerMessage::RenewalRejected(RenewalRejected { reason });
+        // One renewal per quarter lifetime (at most a minute) is plenty; more
+        // is a misbehaving agent.
+        let spacing = Duration::try_from(self.state.config.cert_lifetime / 4)
+            .unwrap_or_default()
+            .min(Duration::from_secs(60));
+        if self.last_renewal.is_some_and(|at| at.elapsed() < spacing) {
+            return reject("a certificate was renewed moments ago on this connection".into());
+        }
+        let issued = match self.state.ca.issue_agent_certificate(
+            csr_pem,
+            self.agent.id,
+            self.state.config.cert_lifetime,
+        ) {
+            Ok(issued) => issued,
+            Err(e) => return reject(e.to_string()),
+        };
+        let record = NewAgentCertificate {
+            fingerprint: issued.fingerprint.clone(),
+            serial: issued.serial.clone(),
+            not_before: issued.not_before,
+            not_after: issued.not_after,
+        };
+        if let Err(e) =
+            self.state.app.store.add_agent_certificate(self.agent.id, &record, Timestamp::now()).await
+        {
+            tracing::error!(agent_id = %self.agent.id, error = %e, "could not store a renewed certificate");
+            return reject("the control plane could not store the certificate; try again later".into());
+        }
+        self.last_renewal = Some(Instant::now());
+        tracing::info!(agent_id = %self.agent.id, not_after = %issued.not_after, "agent certificate renewed");
+        ServerMessage::CertificateRenewed(CertificateRenewed {
+            certificate_pem: issued.pem,
+            not_after: issued.not_after.as_datetime(),
+        })
+    }
+}
+
+const MAX_MODELS: usize = 1000;
+
+/// Bounds on what an agent may report, so one agent cannot bloat the store.
+fn check_hello(hello: &Hello) -> Result<(), String> {
+    for (field, value, max) in [
+        ("agent_version", &hello.agent_version, 64),
+        ("host.hostname", &hello.host.hostname, 253),
+        ("host.os", &hello.host.os, 32),
+        ("host.arch", &hello.host.arch, 32),
+    ] {
+        if value.len() > max || value.chars().any(char::is_control) {
+            return Err(format!("{field} must be at most {max} printable characters"));
+        }
+    }
+    check_labels(&hello.labels).map_err(|e| format!("labels: {e}"))?;
+    if hello.max_concurrency == 0 || hello.max_concurrency > 1024 {
+        return Err("max_concurrency must be between 1 and 1024".into());
+    }
+    if hello.ollama.models.len() > MAX_MODELS {
+        return Err(format!("more than {MAX_MODELS} models"));
+    }
+    if hello.running_jobs.len() > 4096 {
+        return Err("too many running jobs".into());
+    }
+    Ok(())
+}
+
+fn model_names(models: &[ModelInfo]) -> std::collections::HashSet<String> {
+    models.iter().map(|m| marketer_protocol::canonical_model_name(&m.name)).collect()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

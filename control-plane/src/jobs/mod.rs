@@ -1,0 +1,165 @@
+//! The job engine: queues LLM work per tenant and hands it to that
+//! tenant's agents over the tunnel.
+//!
+//! - `scheduler.rs`: assignment (push, not poll) and the timers: expired
+//!   leases, run and queue timeouts, why queued jobs wait.
+//! - `bus.rs`: live delivery of job events to SSE subscribers.
+//!
+//! The rules that make a job run once (leases with epochs, conditional
+//! writes, one terminal outcome per transaction) live in the store; this
+//! module decides when to call them and tells agents and subscribers.
+
+mod bus;
+mod scheduler;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use marketer_protocol::{CancelJob, JobEvent, JobEventBody, JobRef, ServerMessage};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::domain::Timestamp;
+use crate::gateway::Hub;
+use crate::store::{RecordOutcome, RetryPolicy, Store, StoreError, StoredJobEvent, Transition};
+
+pub use bus::EventBus;
+
+/// How to answer an agent's job event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// The event is stored (or was, or is moot): the agent may forget it.
+    pub acknowledge: bool,
+    /// The attempt no longer holds a lease: the agent must stop it.
+    pub stop: bool,
+}
+
+/// Tunables of the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct JobSettings {
+    pub retry: RetryPolicy,
+    /// How long a lease outlives its agent's silence (default 60 s).
+    pub lease_grace: Duration,
+    /// How often the timers run and other replicas' submissions are picked up.
+    pub sweep_interval: Duration,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            lease_grace: Duration::from_secs(60),
+            sweep_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct JobEngine {
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    pub bus: EventBus,
+    wake: Notify,
+    pub settings: JobSettings,
+}
+
+impl JobEngine {
+    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, settings: JobSettings) -> Self {
+        Self { store, hub, bus: EventBus::default(), wake: Notify::new(), settings }
+    }
+
+    /// Asks the scheduler to look at the queue now (a job was submitted, a
+    /// slot freed, an agent connected).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn lease_until(&self, now: Timestamp) -> Timestamp {
+        now + time::Duration::try_from(self.settings.lease_grace).unwrap_or_default()
+    }
+
+    /// Publishes the events of transitions the engine did not cause through
+    /// an agent (cancellations, timeouts), and tells the agents concerned to
+    /// stop.
+    pub fn apply(&self, transitions: &[Transition], reason: &str) {
+        for transition in transitions {
+            self.bus.publish(&transition.events);
+            if let Some((agent, lease)) = transition.ended_lease {
+                let cancel = CancelJob { job: lease, reason: reason.to_owned() };
+                self.hub.send(agent, ServerMessage::CancelJob(cancel));
+            }
+        }
+        if !transitions.is_empty() {
+            self.wake();
+        }
+    }
+
+    /// Stores one event of an agent's job and tells subscribers; says how
+    /// to answer the agent.
+    pub async fn record(&self, agent_id: Uuid, event: &JobEvent) -> Result<Reply, StoreError> {
+        let now = Timestamp::now();
+        let outcome = self
+            .store
+            .record_job_event(agent_id, event, now, self.lease_until(now), &self.settings.retry)
+            .await?;
+        let finished = matches!(event.body, JobEventBody::Finished { .. });
+        let reply = match outcome {
+            RecordOutcome::Stored { events, .. } => {
+                self.bus.publish(&events);
+                Reply { acknowledge: true, stop: false }
+            }
+            RecordOutcome::Duplicate => Reply { acknowledge: true, stop: false },
+            // A late event of a cancelled, requeued or reassigned attempt:
+            // acknowledged so the agent forgets it, and discarded. If the
+            // attempt is still running there (the cancellation went to
+            // another replica's connection, say), the agent must stop it.
+            RecordOutcome::Stale => Reply { acknowledge: true, stop: !finished },
+            // Out of order: the agent's replay will fill the gap.
+            RecordOutcome::Gap => Reply { acknowledge: false, stop: false },
+        };
+        if finished && reply.acknowledge {
+            self.hub.release(agent_id, event.job);
+            self.wake();
+        }
+        Ok(reply)
+    }
+
+    /// An agent connected saying which jobs it still has. Jobs it lost go
+    /// back to the queue; the leases it still holds are returned, and the
+    /// jobs it runs without a lease (cancelled or given away while it was
+    /// gone) are returned as stale, for it to stop.
+    pub async fn agent_connected(
+        &self,
+        agent_id: Uuid,
+        running: &[JobRef],
+    ) -> Result<(Vec<JobRef>, Vec<JobRef>), StoreError> {
+        let now = Timestamp::now();
+        let released = self.store.release_lost_jobs(agent_id, running, now, &self.settings.retry).await?;
+        for transition in &released {
+            self.bus.publish(&transition.events);
+        }
+        let leases = self.store.agent_leases(agent_id).await?;
+        let held: HashSet<JobRef> = leases.iter().copied().collect();
+        let stale = running.iter().filter(|job| !held.contains(job)).copied().collect();
+        Ok((leases, stale))
+    }
+
+    /// The scheduler's loop; runs until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        scheduler::run(self, shutdown).await;
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// A subscription to a job's live events (see [`EventBus`]).
+    pub fn subscribe(&self, job_id: Uuid) -> tokio::sync::broadcast::Receiver<Arc<StoredJobEvent>> {
+        self.bus.subscribe(job_id)
+    }
+}

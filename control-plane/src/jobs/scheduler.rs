@@ -1,0 +1,206 @@
+//! Assignment and the engine's timers.
+//!
+//! Assignment is push: a submission, a freed slot or a connecting agent
+//! wakes the loop, which gives queued jobs to this replica's connected
+//! agents at once. A periodic sweep also runs, to pick up jobs submitted on
+//! other replicas and jobs whose retry delay or `not_before` passed, and to
+//! run the timers.
+//!
+//! A job goes only to an agent of its own tenant whose labels include the
+//! job's and which reports the job's model; among those, to the one with the
+//! most free slots. Queued jobs are taken highest priority first, then
+//! oldest first. Tenants never share agents, so one tenant's queue cannot
+//! starve another's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use marketer_protocol::{AssignJob, JobRef, ServerMessage};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::JobEngine;
+use crate::domain::Timestamp;
+use crate::gateway::hub::AgentSlots;
+use crate::store::{Agent, Job};
+
+/// Queued jobs looked at per tenant per pass.
+const BATCH: i64 = 64;
+
+pub(super) async fn run(engine: Arc<JobEngine>, shutdown: CancellationToken) {
+    // After a restart, give agents the grace period to reconnect before
+    // their jobs are given away.
+    let until = engine.lease_until(Timestamp::now());
+    match engine.store.extend_active_leases(until).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(jobs = n, "extended the leases of running jobs while agents reconnect"),
+        Err(e) => tracing::error!(error = %e, "could not extend job leases"),
+    }
+    let mut sweep = tokio::time::interval(engine.settings.sweep_interval);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_timers = Instant::now();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = engine.wake.notified() => {}
+            _ = sweep.tick() => {}
+        }
+        if last_timers.elapsed() >= engine.settings.sweep_interval {
+            last_timers = Instant::now();
+            timers(&engine).await;
+        }
+        dispatch(&engine).await;
+    }
+}
+
+/// Gives queued jobs to connected agents with free slots.
+async fn dispatch(engine: &JobEngine) {
+    let mut by_tenant: BTreeMap<Uuid, Vec<AgentSlots>> = BTreeMap::new();
+    for slots in engine.hub.slots().into_iter().filter(|s| s.free > 0) {
+        by_tenant.entry(slots.tenant_id).or_default().push(slots);
+    }
+    for (tenant_id, mut agents) in by_tenant {
+        let now = Timestamp::now();
+        let queued = match engine.store.queued_jobs(tenant_id, now, BATCH).await {
+            Ok(queued) => queued,
+            Err(e) => {
+                tracing::error!(error = %e, %tenant_id, "could not read the job queue");
+                continue;
+            }
+        };
+        for job in queued {
+            if agents.iter().all(|a| a.free == 0) {
+                break;
+            }
+            let Some(agent) = agents
+                .iter_mut()
+                .filter(|a| a.free > 0 && eligible(&a.caps.labels, &a.caps.models, &job))
+                .max_by_key(|a| (a.caps.ollama_reachable, a.free))
+            else {
+                continue;
+            };
+            assign(engine, agent, &job).await;
+        }
+    }
+}
+
+fn eligible(labels: &crate::store::Labels, models: &std::collections::HashSet<String>, job: &Job) -> bool {
+    job.labels.iter().all(|(k, v)| labels.get(k) == Some(v)) && models.contains(&job.model)
+}
+
+async fn assign(engine: &JobEngine, agent: &mut AgentSlots, job: &Job) {
+    if !engine.hub.reserve(agent.agent_id) {
+        agent.free = 0;
+        return;
+    }
+    let now = Timestamp::now();
+    let claim = match engine.store.claim_job(job.id, agent.agent_id, now, engine.lease_until(now)).await {
+        Ok(Some(claim)) => claim,
+        Ok(None) => {
+            // Another replica got there first.
+            engine.hub.settle(agent.agent_id, None);
+            return;
+        }
+        Err(e) => {
+            engine.hub.settle(agent.agent_id, None);
+            tracing::error!(error = %e, job_id = %job.id, "could not claim a job");
+            return;
+        }
+    };
+    let lease = JobRef { job_id: claim.job.id, epoch: u64::try_from(claim.job.epoch).unwrap_or(0) };
+    engine.hub.settle(agent.agent_id, Some(lease));
+    agent.free -= 1;
+    engine.bus.publish(std::slice::from_ref(&claim.event));
+    let message = ServerMessage::AssignJob(AssignJob {
+        job: lease,
+        attempt: u32::try_from(claim.job.attempts).unwrap_or(u32::MAX),
+        spec: claim.job.spec.clone(),
+        timeout_ms: u64::try_from(claim.job.timeout_seconds).unwrap_or(0).saturating_mul(1000),
+    });
+    if engine.hub.send(agent.agent_id, message) {
+        tracing::debug!(job_id = %lease.job_id, agent_id = %agent.agent_id, attempt = claim.job.attempts, "job assigned");
+    } else {
+        // The agent left between the snapshot and now: its lease ends with
+        // the grace period like any disconnected agent's.
+        tracing::warn!(job_id = %lease.job_id, agent_id = %agent.agent_id, "assigned job could not be sent; the lease will expire");
+    }
+}
+
+/// Timeouts, lost agents, and why queued jobs wait.
+async fn timers(engine: &JobEngine) {
+    let now = Timestamp::now();
+    let retry = engine.settings.retry;
+    match engine.store.expire_leases(now, &retry).await {
+        Ok(t) => engine.apply(&t, "the lease expired"),
+        Err(e) => tracing::error!(error = %e, "could not expire job leases"),
+    }
+    match engine.store.expire_run_timeouts(now, &retry).await {
+        Ok(t) => engine.apply(&t, "the job timed out"),
+        Err(e) => tracing::error!(error = %e, "could not time out running jobs"),
+    }
+    match engine.store.expire_queue_timeouts(now).await {
+        Ok(t) => engine.apply(&t, "the job timed out in the queue"),
+        Err(e) => tracing::error!(error = %e, "could not time out queued jobs"),
+    }
+    explain_waits(engine, now).await;
+}
+
+/// Records, for each job still queued, why no agent took it.
+async fn explain_waits(engine: &JobEngine, now: Timestamp) {
+    let waiting = match engine.store.waiting_jobs(now, 500).await {
+        Ok(waiting) => waiting,
+        Err(e) => {
+            tracing::error!(error = %e, "could not read waiting jobs");
+            return;
+        }
+    };
+    let mut by_tenant: BTreeMap<Uuid, Vec<Job>> = BTreeMap::new();
+    for job in waiting {
+        by_tenant.entry(job.tenant_id).or_default().push(job);
+    }
+    let window = time::Duration::try_from(engine.hub.timings.offline_after()).unwrap_or(time::Duration::MAX);
+    for (tenant_id, jobs) in by_tenant {
+        let agents = match engine
+            .store
+            .agents(tenant_id, crate::store::PageRequest { after: None, limit: 1000 })
+            .await
+        {
+            Ok(page) => page.items,
+            Err(e) => {
+                tracing::error!(error = %e, %tenant_id, "could not read agents");
+                continue;
+            }
+        };
+        let online: Vec<&Agent> = agents.iter().filter(|a| a.is_online(now, window)).collect();
+        let mut reasons: HashMap<String, Vec<Uuid>> = HashMap::new();
+        for job in &jobs {
+            reasons.entry(waiting_reason(&online, job)).or_default().push(job.id);
+        }
+        for (reason, ids) in reasons {
+            if let Err(e) = engine.store.set_waiting_reason(&ids, &reason).await {
+                tracing::error!(error = %e, "could not record why jobs wait");
+            }
+        }
+    }
+}
+
+/// Why `job` is still queued, given the tenant's online agents.
+pub(crate) fn waiting_reason(online: &[&Agent], job: &Job) -> String {
+    if online.is_empty() {
+        return "no agent of this tenant is online".to_owned();
+    }
+    let labelled: Vec<&&Agent> =
+        online.iter().filter(|a| job.labels.iter().all(|(k, v)| a.labels.get(k) == Some(v))).collect();
+    if labelled.is_empty() {
+        let wanted: Vec<String> = job.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        return format!("no online agent has the labels {}", wanted.join(", "));
+    }
+    if !labelled.iter().any(|a| a.models.iter().any(|m| m.name == job.model)) {
+        return format!(
+            "no online agent has the model {} (pull it with `ollama pull {}`)",
+            job.model, job.model
+        );
+    }
+    "every matching agent is busy".to_owned()
+}

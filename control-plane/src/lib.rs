@@ -1,0 +1,17 @@
+//! The Marketer control plane: tenants, users, roles, projects, the audit
+//! log and the JSON API (see `ARCHITECTURE.md` for the map).
+
+pub mod admin;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod gateway;
+pub mod jobs;
+pub mod metrics;
+pub mod secrets;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,118 @@
+//! `marketer-server`: the Marketer control plane.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use marketer_control_plane::admin::{self, AdminCommand};
+use marketer_control_plane::api::ApiConfig;
+use marketer_control_plane::config::{GlobalArgs, ServeArgs, Settings};
+use marketer_control_plane::{server, telemetry};
+use tokio_util::sync::CancellationToken;
+
+/// The Marketer control plane: tenants, projects, the JSON API, and (with
+/// edge agents) AI content generation that keeps customer data on-premises.
+#[derive(Debug, Parser)]
+#[command(name = "marketer-server", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the server (creates the database and a first account on first run).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Operator commands on the database: accounts, passwords, memberships.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let serve_args = match &cli.command {
+        Command::Serve(args) => args.clone(),
+        _ => ServeArgs::default(),
+    };
+    let settings = Settings::resolve(&cli.global, &serve_args)?;
+    telemetry::init(settings.log_format, &settings.log_level)?;
+    match cli.command {
+        Command::Serve(_) => serve(settings).await,
+        Command::Migrate => {
+            let store = server::open_store(&settings).await?;
+            store.close().await;
+            println!("migrations applied to {}", settings.database_url);
+            Ok(())
+        }
+        Command::Admin { command } => {
+            let store = server::open_store(&settings).await?;
+            let result = admin::run(&settings, store.clone(), command).await;
+            store.close().await;
+            println!("{}", result?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Every agent holds a connection: lift the soft file-descriptor limit to
+    // the hard one (often 1024 soft against 500000 hard).
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "file descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the file descriptor limit"),
+    }
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        data_dir = %settings.data_dir.display(),
+        database = %settings.database_url,
+        "starting marketer-server"
+    );
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let gateway = tokio::net::TcpListener::bind(settings.agents.listen)
+        .await
+        .with_context(|| format!("listening for agents on {}", settings.agents.listen))?;
+    let runtime = server::build(&settings, gateway.local_addr()?.port()).await?;
+    server::bootstrap(&runtime.app, server::BootstrapAccount::from_env()?).await?;
+    println!(
+        "agent gateway listening on https://{} (agents use {})",
+        gateway.local_addr()?,
+        runtime.app.agents.public_url
+    );
+    println!("marketer-server listening on http://{}", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        server::shutdown_signal().await;
+        trigger.cancel();
+    });
+    let config = ApiConfig {
+        max_body_bytes: settings.max_body_bytes,
+        trust_proxy_headers: settings.trust_proxy_headers,
+    };
+    server::serve(runtime, config, listener, gateway, shutdown, settings.shutdown_timeout).await
+}

@@ -1,0 +1,213 @@
+//! Prometheus metrics, served as text at `GET /metrics`.
+//!
+//! `prometheus-client` keeps the registry as a value rather than a process
+//! global, so several servers in one test process do not share counters.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    /// The route template (`/api/v1/tenants/{tenant_id}`), never the raw
+    /// path, so label cardinality stays bounded.
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: Family<RouteLabels, Histogram>,
+    http_in_flight: Gauge,
+    logins: Family<OutcomeLabels, Counter>,
+    audit_write_failures: Counter,
+    agents_connected: Family<TenantLabels, Gauge>,
+    agent_connections_opened: Counter,
+    agent_connections_closed: Family<ReasonLabels, Counter>,
+    agent_handshake_failures: Family<ReasonLabels, Counter>,
+    agent_heartbeats: Counter,
+    agent_heartbeats_dropped: Counter,
+    agent_enrollments: Family<OutcomeLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("marketer");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        let http_in_flight = Gauge::default();
+        let logins = Family::<OutcomeLabels, Counter>::default();
+        let audit_write_failures = Counter::default();
+        registry.register("http_requests", "HTTP requests served", http_requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to produce an HTTP response",
+            http_duration.clone(),
+        );
+        registry.register("http_requests_in_flight", "HTTP requests being served", http_in_flight.clone());
+        registry.register("logins", "Password logins by outcome", logins.clone());
+        registry.register(
+            "audit_write_failures",
+            "Audit events that could not be written",
+            audit_write_failures.clone(),
+        );
+        let agents_connected = Family::<TenantLabels, Gauge>::default();
+        let agent_connections_opened = Counter::default();
+        let agent_connections_closed = Family::<ReasonLabels, Counter>::default();
+        let agent_handshake_failures = Family::<ReasonLabels, Counter>::default();
+        let agent_heartbeats = Counter::default();
+        let agent_heartbeats_dropped = Counter::default();
+        let agent_enrollments = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "agents_connected",
+            "Agents connected to this replica, per tenant",
+            agents_connected.clone(),
+        );
+        registry.register(
+            "agent_connections_opened",
+            "Agent tunnel connections accepted",
+            agent_connections_opened.clone(),
+        );
+        registry.register(
+            "agent_connections_closed",
+            "Agent tunnel connections ended, by reason",
+            agent_connections_closed.clone(),
+        );
+        registry.register(
+            "agent_handshake_failures",
+            "Agent connections refused before the tunnel opened, by reason",
+            agent_handshake_failures.clone(),
+        );
+        registry.register("agent_heartbeats", "Heartbeats received from agents", agent_heartbeats.clone());
+        registry.register(
+            "agent_heartbeats_dropped",
+            "Heartbeats not written because the write queue was full",
+            agent_heartbeats_dropped.clone(),
+        );
+        registry.register(
+            "agent_enrollments",
+            "Agent enrollment attempts by outcome",
+            agent_enrollments.clone(),
+        );
+        registry.register(
+            "build",
+            "Version of the running server",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            http_requests,
+            http_duration,
+            http_in_flight,
+            logins,
+            audit_write_failures,
+            agents_connected,
+            agent_connections_opened,
+            agent_connections_closed,
+            agent_handshake_failures,
+            agent_heartbeats,
+            agent_heartbeats_dropped,
+            agent_enrollments,
+        }
+    }
+
+    pub fn http_started(&self) {
+        self.http_in_flight.inc();
+    }
+
+    pub fn http_finished(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.http_in_flight.dec();
+        let route = route.to_owned();
+        self.http_requests
+            .get_or_create(&HttpLabels { method: method.to_owned(), route: route.clone(), status })
+            .inc();
+        self.http_duration
+            .get_or_create(&RouteLabels { method: method.to_owned(), route })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn login(&self, outcome: &'static str) {
+        self.logins.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn audit_write_failed(&self) {
+        self.audit_write_failures.inc();
+    }
+
+    pub fn agent_connected(&self, tenant_id: uuid::Uuid) {
+        self.agent_connections_opened.inc();
+        self.agents_connected.get_or_create(&TenantLabels { tenant_id: tenant_id.to_string() }).inc();
+    }
+
+    pub fn agent_disconnected(&self, tenant_id: uuid::Uuid) {
+        self.agents_connected.get_or_create(&TenantLabels { tenant_id: tenant_id.to_string() }).dec();
+    }
+
+    pub fn agent_connection_closed(&self, reason: &'static str) {
+        self.agent_connections_closed.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn agent_handshake_failed(&self, reason: &'static str) {
+        self.agent_handshake_failures.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn agent_heartbeat(&self) {
+        self.agent_heartbeats.inc();
+    }
+
+    pub fn agent_heartbeat_dropped(&self) {
+        self.agent_heartbeats_dropped.inc();
+    }
+
+    pub fn agent_enrollment(&self, outcome: &'static str) {
+        self.agent_enrollments.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// The OpenMetrics text exposition of every metric.
+    pub fn render(&self) -> String {
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}

@@ -1,0 +1,78 @@
+//! Names of audited actions. They are also the OpenAPI `operationId` of the
+//! routes that perform them, so an audit entry and the API operation that
+//! caused it share one name, whether the call succeeded or was refused.
+
+pub const LOGIN: &str = "auth.login";
+pub const REFRESH: &str = "auth.refresh";
+pub const REFRESH_REUSE: &str = "auth.refresh_token_reuse";
+pub const LOGOUT: &str = "auth.logout";
+pub const PASSWORD_RESET: &str = "user.password_reset";
+pub const USER_CREATE: &str = "user.create";
+pub const USER_DISABLE: &str = "user.disable";
+pub const USER_ENABLE: &str = "user.enable";
+pub const BOOTSTRAP: &str = "system.bootstrap";
+
+pub const TENANT_CREATE: &str = "tenant.create";
+pub const TENANT_UPDATE: &str = "tenant.update";
+
+pub const MEMBER_ADD: &str = "member.add";
+pub const MEMBER_UPDATE: &str = "member.update";
+pub const MEMBER_REMOVE: &str = "member.remove";
+pub const INVITATION_CREATE: &str = "invitation.create";
+pub const INVITATION_REVOKE: &str = "invitation.revoke";
+pub const INVITATION_ACCEPT: &str = "invitation.accept";
+
+pub const PROJECT_CREATE: &str = "project.create";
+pub const PROJECT_UPDATE: &str = "project.update";
+pub const PROJECT_DELETE: &str = "project.delete";
+pub const CAMPAIGN_CREATE: &str = "campaign.create";
+pub const CAMPAIGN_UPDATE: &str = "campaign.update";
+pub const CAMPAIGN_DELETE: &str = "campaign.delete";
+
+pub const API_KEY_CREATE: &str = "api_key.create";
+pub const API_KEY_REVOKE: &str = "api_key.revoke";
+
+pub const ENROLLMENT_TOKEN_CREATE: &str = "enrollment_token.create";
+pub const ENROLLMENT_TOKEN_REVOKE: &str = "enrollment_token.revoke";
+pub const AGENT_ENROLL: &str = "agent.enroll";
+pub const AGENT_UPDATE: &str = "agent.update";
+pub const AGENT_REVOKE: &str = "agent.revoke";
+
+pub const JOB_CREATE: &str = "job.create";
+pub const JOB_CANCEL: &str = "job.cancel";
+
+/// Every action above, for looking up an action by its `operationId`.
+pub const ALL: &[&str] = &[
+    LOGIN,
+    REFRESH,
+    REFRESH_REUSE,
+    LOGOUT,
+    PASSWORD_RESET,
+    USER_CREATE,
+    USER_DISABLE,
+    USER_ENABLE,
+    BOOTSTRAP,
+    TENANT_CREATE,
+    TENANT_UPDATE,
+    MEMBER_ADD,
+    MEMBER_UPDATE,
+    MEMBER_REMOVE,
+    INVITATION_CREATE,
+    INVITATION_REVOKE,
+    INVITATION_ACCEPT,
+    PROJECT_CREATE,
+    PROJECT_UPDATE,
+    PROJECT_DELETE,
+    CAMPAIGN_CREATE,
+    CAMPAIGN_UPDATE,
+    CAMPAIGN_DELETE,
+    API_KEY_CREATE,
+    API_KEY_REVOKE,
+    ENROLLMENT_TOKEN_CREATE,
+    ENROLLMENT_TOKEN_REVOKE,
+    AGENT_ENROLL,
+    AGENT_UPDATE,
+    AGENT_REVOKE,
+    JOB_CREATE,
+    JOB_CANCEL,
+];

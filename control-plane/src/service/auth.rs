@@ -1,0 +1,216 @@
+//! Signing in and out, token refresh, and turning a bearer token into a
+//! [`Caller`].
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{App, Caller, Principal, RequestMeta, actions, audit_event};
+use crate::auth::password;
+use crate::auth::tokens::{OpaqueToken, TokenKind, hash_token, looks_like};
+use crate::domain::{Email, Timestamp, new_id};
+use crate::error::{Error, Result};
+use crate::store::{Actor, NewRefreshToken, NewSession, Outcome, RefreshOutcome};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: Email,
+    /// The account's password.
+    #[schema(format = Password)]
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// A new pair of credentials. The refresh token is single-use: each refresh
+/// returns a new one and spends the old.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+}
+
+/// Longest password the server will hash. Argon2 accepts more, but hashing
+/// megabytes on request is a denial-of-service lever.
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+const BAD_CREDENTIALS: &str = "invalid e-mail address or password";
+
+impl App {
+    pub async fn login(&self, req: LoginRequest, meta: &RequestMeta) -> Result<TokenPair> {
+        if req.password.len() > MAX_PASSWORD_BYTES {
+            return Err(Error::invalid("password", "must be at most 1024 bytes"));
+        }
+        let account = req.email.normalized();
+        if let Some(retry_after) = self.throttle.check(&account, meta.client_ip, Instant::now()) {
+            self.metrics.login("throttled");
+            return Err(Error::RateLimited { retry_after });
+        }
+
+        let credentials = self.store.credentials(&req.email).await?;
+        let phc = credentials.as_ref().map_or_else(password::decoy_hash, |c| c.password_hash.clone());
+        let matches = password::verify(req.password, phc).await;
+
+        let user = match credentials {
+            Some(c) if matches => c.user,
+            other => {
+                self.throttle.record_failure(&account, meta.client_ip, Instant::now());
+                let actor = other.map_or(Actor::Anonymous, |c| Actor::User {
+                    id: c.user.id,
+                    email: c.user.email.to_string(),
+                });
+                let event = audit_event(None, actor, meta, actions::LOGIN, Outcome::Denied)
+                    .details(serde_json::json!({ "email": account, "reason": "bad_credentials" }));
+                self.store.record_audit(&event).await?;
+                self.metrics.login("failure");
+                return Err(Error::Unauthenticated(BAD_CREDENTIALS.into()));
+            }
+        };
+        self.throttle.record_success(&account);
+        let actor = Actor::User { id: user.id, email: user.email.to_string() };
+
+        if user.disabled {
+            let event = audit_event(None, actor, meta, actions::LOGIN, Outcome::Denied)
+                .details(serde_json::json!({ "reason": "account_disabled" }));
+            self.store.record_audit(&event).await?;
+            self.metrics.login("failure");
+            return Err(Error::Forbidden(
+                "this account is disabled; ask an administrator of your organisation".into(),
+            ));
+        }
+
+        let now = Timestamp::now();
+        let session = NewSession {
+            id: new_id(),
+            user_id: user.id,
+            client_ip: meta.client_ip.map(|ip| ip.to_string()),
+            user_agent: meta.user_agent.clone(),
+        };
+        let refresh = OpaqueToken::generate(TokenKind::Refresh);
+        let record = NewRefreshToken {
+            id: new_id(),
+            token_hash: refresh.hash.clone(),
+            expires_at: now + self.auth.refresh_token_ttl,
+        };
+        let event =
+            audit_event(None, actor, meta, actions::LOGIN, Outcome::Success).resource("session", session.id);
+        self.store.create_session(&session, &record, &event).await?;
+        self.metrics.login("success");
+        self.token_pair(user.id, session.id, refresh.text, now)
+    }
+
+    pub async fn refresh(&self, req: RefreshRequest, meta: &RequestMeta) -> Result<TokenPair> {
+        if !looks_like(TokenKind::Refresh, &req.refresh_token) {
+            return Err(Error::Unauthenticated("refresh_token is not a valid refresh token".into()));
+        }
+        let now = Timestamp::now();
+        let replacement = OpaqueToken::generate(TokenKind::Refresh);
+        let record = NewRefreshToken {
+            id: new_id(),
+            token_hash: replacement.hash.clone(),
+            expires_at: now + self.auth.refresh_token_ttl,
+        };
+        let outcome = self.store.rotate_refresh_token(&hash_token(&req.refresh_token), &record, now).await?;
+        match outcome {
+            RefreshOutcome::Rotated { user_id, session_id } => {
+                self.token_pair(user_id, session_id, replacement.text, now)
+            }
+            RefreshOutcome::Reused { user_id, session_id } => {
+                let actor = match self.store.user(user_id).await? {
+                    Some(u) => Actor::User { id: u.id, email: u.email.to_string() },
+                    None => Actor::Anonymous,
+                };
+                let event = audit_event(None, actor, meta, actions::REFRESH_REUSE, Outcome::Denied)
+                    .resource("session", session_id);
+                self.store.record_audit(&event).await?;
+                tracing::warn!(%user_id, %session_id, "refresh token reused; session revoked");
+                Err(Error::Unauthenticated(
+                    "this refresh token was already used, so the session has been ended for safety; sign in again"
+                        .into(),
+                ))
+            }
+            RefreshOutcome::Invalid => Err(Error::Unauthenticated(
+                "the refresh token is unknown, expired or revoked; sign in again".into(),
+            )),
+        }
+    }
+
+    /// Ends the session the refresh token belongs to. Unknown tokens are
+    /// accepted silently, so logout is idempotent.
+    pub async fn logout(&self, req: RefreshRequest, meta: &RequestMeta) -> Result<()> {
+        if !looks_like(TokenKind::Refresh, &req.refresh_token) {
+            return Ok(());
+        }
+        let event = audit_event(None, Actor::Anonymous, meta, actions::LOGOUT, Outcome::Success);
+        self.store.revoke_session_by_token(&hash_token(&req.refresh_token), &event).await?;
+        Ok(())
+    }
+
+    fn token_pair(
+        &self,
+        user_id: uuid::Uuid,
+        session_id: uuid::Uuid,
+        refresh: String,
+        now: Timestamp,
+    ) -> Result<TokenPair> {
+        Ok(TokenPair {
+            access_token: self.tokens.issue(user_id, session_id, now).map_err(Error::Internal)?,
+            refresh_token: refresh,
+            token_type: "Bearer",
+            expires_in: self.tokens.ttl().whole_seconds(),
+        })
+    }
+
+    /// Resolves `Authorization: Bearer <token>`: an API key (by its prefix) or
+    /// an access token whose session is still live.
+    pub async fn authenticate(&self, token: &str, meta: RequestMeta) -> Result<Caller> {
+        if token.starts_with(TokenKind::ApiKey.prefix()) {
+            return self.authenticate_api_key(token, meta).await;
+        }
+        let claims = self.tokens.verify(token).ok_or_else(|| {
+            Error::Unauthenticated(
+                "the access token is invalid or expired; refresh it or sign in again".into(),
+            )
+        })?;
+        let user = self.store.session_user(claims.sid, claims.sub).await?.ok_or_else(|| {
+            Error::Unauthenticated("the session has ended or the account is disabled; sign in again".into())
+        })?;
+        Ok(Caller { principal: Principal::User { user, session_id: claims.sid }, meta })
+    }
+
+    async fn authenticate_api_key(&self, token: &str, meta: RequestMeta) -> Result<Caller> {
+        let invalid = || Error::Unauthenticated("the API key is invalid, expired or revoked".into());
+        if !looks_like(TokenKind::ApiKey, token) {
+            return Err(invalid());
+        }
+        let now = Timestamp::now();
+        let grant = self.store.api_key_grant(&hash_token(token), now).await?.ok_or_else(invalid)?;
+        if !grant.creator_active {
+            return Err(Error::Unauthenticated(
+                "the person who created this API key no longer has access to its tenant; create a new key"
+                    .into(),
+            ));
+        }
+        let effective_role = match grant.creator_role {
+            Some(creator) => grant.key.role.min(creator),
+            None => grant.key.role,
+        };
+        if self.should_touch_api_key(grant.key.id, Instant::now()) {
+            // Losing a last-used update is harmless; failing the request for it is not.
+            if let Err(e) = self.store.touch_api_key(grant.key.id, now).await {
+                tracing::warn!(error = %e, key_id = %grant.key.id, "could not record API key use");
+            }
+        }
+        Ok(Caller { principal: Principal::ApiKey { key: grant.key, effective_role }, meta })
+    }
+}

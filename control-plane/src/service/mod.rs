@@ -1,0 +1,262 @@
+//! The control plane's use cases: authentication, tenants, team, projects,
+//! API keys and the audit log.
+//!
+//! This is the one implementation of the product's rules (who may do what,
+//! what is valid, what is audited). The JSON API calls it, and so will the
+//! web UI; neither re-implements a rule. Services take an authenticated
+//! [`Caller`] or [`TenantAccess`] and return domain types or [`Error`]s.
+
+pub mod actions;
+mod agents;
+mod api_keys;
+mod audit_log;
+mod auth;
+mod jobs;
+mod members;
+mod projects;
+mod tenants;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::auth::throttle::LoginThrottle;
+use crate::auth::tokens::AccessTokens;
+use crate::domain::{Permission, Role, Timestamp, User};
+use crate::error::{Error, Result};
+use crate::gateway::Hub;
+use crate::jobs::{JobEngine, JobSettings};
+use crate::metrics::Metrics;
+use crate::store::{Actor, ApiKey, NewAuditEvent, Outcome, Store};
+
+pub use agents::{
+    AgentSettings, AgentState, AgentView, CreateEnrollmentToken, CreatedEnrollmentToken, UpdateAgent,
+};
+pub use api_keys::{CreateApiKey, CreatedApiKey};
+pub use audit_log::AuditQuery;
+pub use auth::{LoginRequest, RefreshRequest, TokenPair};
+pub use jobs::{CreateJob, EmbedInput, JobQuery, JobView, MessageIn, OptionsIn, Submitted};
+pub use members::{AcceptInvitation, AcceptedInvitation, CreateInvitation, CreatedInvitation, UpdateMember};
+pub use projects::{CreateCampaign, CreateProject, UpdateCampaign, UpdateProject};
+pub use tenants::{CreateTenant, Me, UpdateTenant};
+
+/// Lifetimes and limits of credentials.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub access_token_ttl: time::Duration,
+    pub refresh_token_ttl: time::Duration,
+    pub invitation_ttl: time::Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            access_token_ttl: time::Duration::minutes(15),
+            refresh_token_ttl: time::Duration::days(30),
+            invitation_ttl: time::Duration::days(7),
+        }
+    }
+}
+
+/// Shared state of the use cases. Cheap to share: wrap it in an `Arc`.
+#[derive(Debug)]
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    /// Live agent connections on this replica.
+    pub hub: Arc<Hub>,
+    pub agents: AgentSettings,
+    /// The job queue and scheduler.
+    pub jobs: Arc<JobEngine>,
+    tokens: AccessTokens,
+    throttle: LoginThrottle,
+    auth: AuthSettings,
+    /// When each API key's `last_used_at` was last written, so that a busy
+    /// key costs one write a minute rather than one per request.
+    api_key_touches: Mutex<HashMap<Uuid, Instant>>,
+}
+
+impl App {
+    pub fn new(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        tokens: AccessTokens,
+        auth: AuthSettings,
+        agents: AgentSettings,
+        job_settings: JobSettings,
+    ) -> Self {
+        let hub = Arc::new(Hub::new(metrics.clone(), agents.timings));
+        let jobs = Arc::new(JobEngine::new(store.clone(), hub.clone(), job_settings));
+        Self {
+            store,
+            hub,
+            jobs,
+            agents,
+            metrics,
+            tokens,
+            throttle: LoginThrottle::default(),
+            auth,
+            api_key_touches: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Facts about the request, recorded in audit events.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub client_ip: Option<IpAddr>,
+    pub request_id: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A person with a live session.
+    User { user: User, session_id: Uuid },
+    /// An API key, with the role it may act with: the lesser of its own role
+    /// and its creator's current role.
+    ApiKey { key: ApiKey, effective_role: Role },
+    /// The server's operator at its command line (`marketer-server admin`).
+    Operator,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub meta: RequestMeta,
+}
+
+impl Caller {
+    pub fn actor(&self) -> Actor {
+        match &self.principal {
+            Principal::User { user, .. } => Actor::User { id: user.id, email: user.email.to_string() },
+            Principal::ApiKey { key, .. } => Actor::ApiKey { id: key.id, name: key.name.to_string() },
+            Principal::Operator => Actor::System { name: "cli".into() },
+        }
+    }
+
+    /// The person behind the call, for actions only a person can take.
+    pub fn user(&self) -> Result<&User> {
+        match &self.principal {
+            Principal::User { user, .. } => Ok(user),
+            Principal::ApiKey { .. } | Principal::Operator => Err(Error::Forbidden(
+                "API keys are scoped to one tenant; this action needs a signed-in user".into(),
+            )),
+        }
+    }
+
+    /// The id recorded as the creator of things this caller makes: the
+    /// person, or for an API key the person who created the key.
+    pub fn creator_id(&self) -> Option<Uuid> {
+        match &self.principal {
+            Principal::User { user, .. } => Some(user.id),
+            Principal::ApiKey { key, .. } => key.created_by,
+            Principal::Operator => None,
+        }
+    }
+
+    /// An audit event for `action` by this caller, outside any tenant.
+    pub fn audit(&self, action: &'static str) -> NewAuditEvent {
+        audit_event(None, self.actor(), &self.meta, action, Outcome::Success)
+    }
+}
+
+/// A caller acting inside one tenant they belong to, with their role there.
+/// Constructing one (see [`App::tenant_access`]) is the membership check.
+#[derive(Debug, Clone)]
+pub struct TenantAccess {
+    pub caller: Caller,
+    pub tenant_id: Uuid,
+    pub role: Role,
+}
+
+impl TenantAccess {
+    /// Refuses the call unless the caller's role grants `permission`.
+    pub fn require(&self, permission: Permission) -> Result<()> {
+        if self.role.allows(permission) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "this action needs the {} permission, which the {} role does not have",
+                permission.as_str(),
+                self.role.as_str()
+            )))
+        }
+    }
+
+    /// An audit event for `action` by this caller in this tenant.
+    pub fn audit(&self, action: &'static str) -> NewAuditEvent {
+        audit_event(Some(self.tenant_id), self.caller.actor(), &self.caller.meta, action, Outcome::Success)
+    }
+}
+
+pub fn audit_event(
+    tenant_id: Option<Uuid>,
+    actor: Actor,
+    meta: &RequestMeta,
+    action: &'static str,
+    outcome: Outcome,
+) -> NewAuditEvent {
+    NewAuditEvent {
+        id: crate::domain::new_id(),
+        occurred_at: Timestamp::now(),
+        tenant_id,
+        actor,
+        client_ip: meta.client_ip.map(|ip| ip.to_string()),
+        request_id: meta.request_id.clone(),
+        action,
+        resource_type: None,
+        resource_id: None,
+        outcome,
+        details: serde_json::json!({}),
+    }
+}
+
+impl App {
+    /// Resolves the caller's membership in `tenant_id`. A tenant the caller
+    /// does not belong to is reported exactly like a tenant that does not
+    /// exist.
+    pub async fn tenant_access(&self, caller: Caller, tenant_id: Uuid) -> Result<TenantAccess> {
+        let role = match &caller.principal {
+            Principal::User { user, .. } => self.store.role(tenant_id, user.id).await?,
+            Principal::Operator => self.store.tenant(tenant_id).await?.map(|_| Role::Owner),
+            Principal::ApiKey { key, effective_role } => {
+                (key.tenant_id == tenant_id).then_some(*effective_role)
+            }
+        };
+        match role {
+            Some(role) => Ok(TenantAccess { caller, tenant_id, role }),
+            None => Err(Error::NotFound("tenant")),
+        }
+    }
+
+    pub(crate) fn should_touch_api_key(&self, id: Uuid, now: Instant) -> bool {
+        const EVERY: Duration = Duration::from_secs(60);
+        let mut touches = self.api_key_touches.lock().unwrap_or_else(|p| p.into_inner());
+        match touches.get(&id) {
+            Some(last) if now.saturating_duration_since(*last) < EVERY => false,
+            _ => {
+                if touches.len() > 10_000 {
+                    touches.retain(|_, last| now.saturating_duration_since(*last) < EVERY);
+                }
+                touches.insert(id, now);
+                true
+            }
+        }
+    }
+}
+
+/// Deserialises a field that distinguishes "absent" (`None`) from "null"
+/// (`Some(None)`), for PATCH bodies where null clears a value.
+pub(crate) fn double_option<'de, T, D>(deserializer: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    serde::Deserialize::deserialize(deserializer).map(Some)
+}

@@ -1,0 +1,317 @@
+//! Persistence of LLM jobs: the queue, leases, outcomes, and each job's event
+//! log (what `GET /jobs/{id}/events` streams and replays).
+//!
+//! Every state change of a job is a transaction that also appends its event,
+//! and every change made on behalf of an agent is conditional on the job's
+//! current epoch (the lease's fencing number), so a job has exactly one
+//! outcome however late, duplicated or replayed the agent's messages are.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use marketer_protocol::{JobError, JobEvent, JobOutput, JobRef, JobSpec, Usage};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{Labels, NewAuditEvent, Page, PageRequest, Result};
+use crate::domain::Timestamp;
+
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Assigned,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled)
+    }
+}
+
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum JobKind {
+    Chat,
+    Embed,
+}
+
+impl JobKind {
+    pub fn of(spec: &JobSpec) -> Self {
+        match spec {
+            JobSpec::Chat { .. } => JobKind::Chat,
+            JobSpec::Embed { .. } => JobKind::Embed,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub spec: JobSpec,
+    pub labels: Labels,
+    pub priority: i64,
+    pub not_before: Option<Timestamp>,
+    pub timeout_seconds: i64,
+    pub queue_timeout_seconds: Option<i64>,
+    pub max_attempts: i64,
+    pub idempotency_key: Option<String>,
+    /// A hash of the request, to tell a retried POST from a different one
+    /// that reuses an idempotency key.
+    pub request_hash: Vec<u8>,
+    /// Who submitted the job (for display).
+    pub created_by: String,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub kind: JobKind,
+    pub model: String,
+    pub spec: JobSpec,
+    pub labels: Labels,
+    pub priority: i64,
+    pub not_before: Option<Timestamp>,
+    pub timeout_seconds: i64,
+    pub queue_timeout_seconds: Option<i64>,
+    pub max_attempts: i64,
+    pub idempotency_key: Option<String>,
+    pub created_by: String,
+    pub status: JobStatus,
+    pub attempts: i64,
+    pub agent_id: Option<Uuid>,
+    pub epoch: i64,
+    pub lease_expires_at: Option<Timestamp>,
+    pub retry_at: Option<Timestamp>,
+    pub waiting_reason: Option<String>,
+    pub agent_seq: i64,
+    pub event_seq: i64,
+    pub output: Option<JobOutput>,
+    pub usage: Option<Usage>,
+    pub error: Option<JobError>,
+    pub created_at: Timestamp,
+    pub assigned_at: Option<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+impl Job {
+    /// The current lease, while one is held.
+    pub fn lease(&self) -> Option<(Uuid, JobRef)> {
+        let agent = self.agent_id?;
+        matches!(self.status, JobStatus::Assigned | JobStatus::Running)
+            .then(|| (agent, JobRef { job_id: self.id, epoch: u64::try_from(self.epoch).unwrap_or(0) }))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateJobOutcome {
+    Created(Box<Job>),
+    /// A retried request with the same idempotency key and body.
+    Existing(Box<Job>),
+}
+
+/// Kinds of job events, which are also the SSE event names.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    utoipa::ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum JobEventKind {
+    /// A status change (queued, assigned, running, retrying, cancelling).
+    Status,
+    /// Streamed output text.
+    Chunk,
+    /// The outcome; always the last event.
+    Done,
+}
+
+/// One entry of a job's event log; `seq` is its SSE id.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredJobEvent {
+    pub job_id: Uuid,
+    pub seq: i64,
+    pub kind: JobEventKind,
+    pub attempt: i64,
+    pub data: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub status: Option<JobStatus>,
+    pub kind: Option<JobKind>,
+    pub agent_id: Option<Uuid>,
+    pub since: Option<Timestamp>,
+}
+
+/// Delays between attempts: `base` doubling per attempt, at most `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { base: Duration::from_secs(2), max: Duration::from_secs(60) }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before attempt `next_attempt` (2 for the first retry).
+    pub fn delay(&self, next_attempt: i64) -> time::Duration {
+        let exponent = u32::try_from((next_attempt - 2).clamp(0, 16)).unwrap_or(0);
+        let delay = self.base.saturating_mul(1 << exponent).min(self.max);
+        time::Duration::try_from(delay).unwrap_or(time::Duration::ZERO)
+    }
+}
+
+/// A job an agent was just given.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub job: Job,
+    pub event: StoredJobEvent,
+}
+
+/// What became of an agent's job event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordOutcome {
+    /// Stored, with the events it produced (a finished event may produce a
+    /// `done` event or, for a retryable failure, a `retrying` status).
+    Stored { events: Vec<StoredJobEvent>, job: Box<Job>, finished: bool },
+    /// Already stored (a replay from the agent's outbox).
+    Duplicate,
+    /// For a lease that no longer holds (cancelled, requeued, or another
+    /// agent's): acknowledged and discarded.
+    Stale,
+    /// Out of order: an earlier event is missing; the agent will replay it.
+    Gap,
+}
+
+/// A state change the scheduler made on its own (timeouts, lost agents),
+/// with the events to publish and the lease that ended, if any.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub job: Job,
+    pub events: Vec<StoredJobEvent>,
+    /// The lease that ended, so its agent can be told to stop.
+    pub ended_lease: Option<(Uuid, JobRef)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum CancelOutcome {
+    Cancelled(Box<Transition>),
+    AlreadyFinished(Box<Job>),
+}
+
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Inserts a job with its first event, or returns the job an earlier
+    /// request with the same idempotency key created (`Conflict` if that
+    /// request differed).
+    async fn create_job(&self, job: &NewJob, audit: &NewAuditEvent) -> Result<CreateJobOutcome>;
+    async fn job(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<Job>>;
+    async fn jobs(&self, tenant_id: Uuid, filter: &JobFilter, page: PageRequest) -> Result<Page<Job>>;
+    /// Events of a job with `seq > after`, in order.
+    async fn job_events(&self, job_id: Uuid, after: i64, limit: i64) -> Result<Vec<StoredJobEvent>>;
+    /// Queued jobs of a tenant that may start now, highest priority first,
+    /// then oldest first.
+    async fn queued_jobs(&self, tenant_id: Uuid, now: Timestamp, limit: i64) -> Result<Vec<Job>>;
+    /// Gives a queued job to an agent (a new lease with a new epoch), unless
+    /// someone else took it first.
+    async fn claim_job(
+        &self,
+        job_id: Uuid,
+        agent_id: Uuid,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<Claim>>;
+    /// Stores an agent's job event, exactly once and only under the current lease.
+    async fn record_job_event(
+        &self,
+        agent_id: Uuid,
+        event: &JobEvent,
+        now: Timestamp,
+        lease_until: Timestamp,
+        retry: &RetryPolicy,
+    ) -> Result<RecordOutcome>;
+    /// Extends the leases of every job the agents hold.
+    async fn renew_leases(&self, agent_ids: &[Uuid], until: Timestamp) -> Result<()>;
+    /// Extends every active lease (after a control-plane restart, agents
+    /// need time to reconnect before their jobs are given away).
+    async fn extend_active_leases(&self, until: Timestamp) -> Result<u64>;
+    /// Leases that ran out: the agent is gone past the grace period. The job
+    /// is requeued (after a retry delay) or, out of attempts, failed.
+    async fn expire_leases(&self, now: Timestamp, retry: &RetryPolicy) -> Result<Vec<Transition>>;
+    /// Queued jobs past their queue timeout fail with why they waited.
+    async fn expire_queue_timeouts(&self, now: Timestamp) -> Result<Vec<Transition>>;
+    /// Jobs running longer than their timeout fail (and may be retried).
+    async fn expire_run_timeouts(&self, now: Timestamp, retry: &RetryPolicy) -> Result<Vec<Transition>>;
+    /// An agent reconnected listing the jobs it still has; its other jobs
+    /// are lost and go back to the queue (or fail).
+    async fn release_lost_jobs(
+        &self,
+        agent_id: Uuid,
+        keep: &[JobRef],
+        now: Timestamp,
+        retry: &RetryPolicy,
+    ) -> Result<Vec<Transition>>;
+    async fn cancel_job(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> Result<CancelOutcome>;
+    /// The leases an agent holds now.
+    async fn agent_leases(&self, agent_id: Uuid) -> Result<Vec<JobRef>>;
+    /// Queued jobs, oldest first, for telling why they wait.
+    async fn waiting_jobs(&self, now: Timestamp, limit: i64) -> Result<Vec<Job>>;
+    /// Records why queued jobs wait (only where it changed).
+    async fn set_waiting_reason(&self, job_ids: &[Uuid], reason: &str) -> Result<()>;
+}

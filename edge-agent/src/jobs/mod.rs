@@ -1,0 +1,170 @@
+//! Jobs on the agent: taking assignments, running them against the local
+//! Ollama within the slot count, cancelling them, and keeping their events in
+//! the outbox until the control plane has them.
+//!
+//! - `outbox.rs`: unacknowledged events, in memory and on disk;
+//! - `run.rs`: one attempt, from `Started` to its outcome.
+
+pub mod outbox;
+mod run;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use marketer_protocol::{AssignJob, JobError, JobOutcome, JobRef, job_errors};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::ollama::Ollama;
+pub use outbox::Outbox;
+
+/// How attempts run.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecSettings {
+    /// Jobs run at once.
+    pub slots: u32,
+    /// A stream with no new output for this long has stalled.
+    pub stall_timeout: Duration,
+    /// The context window used when a job does not set `num_ctx`: the
+    /// model's own, but at most this (a model's full window can need many
+    /// gigabytes of memory), unless the prompt needs more.
+    pub num_ctx_max: u64,
+    /// Output is sent in batches: the first token at once, then whatever
+    /// arrived within this delay.
+    pub flush_delay: Duration,
+}
+
+impl Default for ExecSettings {
+    fn default() -> Self {
+        Self {
+            slots: 2,
+            stall_timeout: Duration::from_secs(180),
+            num_ctx_max: 16_384,
+            flush_delay: Duration::from_millis(5),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Running {
+    cancel: CancellationToken,
+    /// Why it was cancelled, for the outcome.
+    reason: Arc<Mutex<Option<String>>>,
+}
+
+/// The agent's jobs.
+#[derive(Debug)]
+pub struct Jobs {
+    ollama: Arc<Ollama>,
+    pub outbox: Arc<Outbox>,
+    settings: ExecSettings,
+    running: Mutex<HashMap<JobRef, Running>>,
+    tasks: TaskTracker,
+    /// The largest message the control plane accepts (from `Welcome`).
+    max_frame_bytes: AtomicUsize,
+}
+
+impl Jobs {
+    pub fn new(ollama: Arc<Ollama>, outbox: Arc<Outbox>, settings: ExecSettings) -> Arc<Self> {
+        Arc::new(Self {
+            ollama,
+            outbox,
+            settings,
+            running: Mutex::new(HashMap::new()),
+            tasks: TaskTracker::new(),
+            max_frame_bytes: AtomicUsize::new(marketer_protocol::MAX_FRAME_BYTES),
+        })
+    }
+
+    fn running_map(&self) -> std::sync::MutexGuard<'_, HashMap<JobRef, Running>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn slots(&self) -> u32 {
+        self.settings.slots
+    }
+
+    /// Attempts running now.
+    pub fn running(&self) -> u32 {
+        u32::try_from(self.running_map().len()).unwrap_or(u32::MAX)
+    }
+
+    pub fn set_max_frame_bytes(&self, bytes: usize) {
+        self.max_frame_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Takes an assignment: runs it if a slot is free, or reports the agent
+    /// busy (the control plane retries it elsewhere without counting an
+    /// attempt).
+    pub fn assign(self: &Arc<Self>, assign: AssignJob) {
+        let job = assign.job;
+        let mut running = self.running_map();
+        if running.contains_key(&job) || self.outbox.holds(job) {
+            tracing::debug!(job_id = %job.job_id, "ignoring a repeated assignment");
+            return;
+        }
+        // A newer attempt of a job supersedes an older one still here.
+        let older: Vec<JobRef> =
+            running.keys().filter(|r| r.job_id == job.job_id && r.epoch < job.epoch).copied().collect();
+        for old in older {
+            if let Some(r) = running.get(&old) {
+                *r.reason.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some("superseded by a newer attempt".into());
+                r.cancel.cancel();
+            }
+        }
+        self.outbox.begin(job);
+        if running.len() >= self.settings.slots as usize {
+            drop(running);
+            tracing::warn!(job_id = %job.job_id, slots = self.settings.slots, "assignment beyond this agent's slots; reporting busy");
+            let outbox = self.outbox.clone();
+            self.tasks.spawn(async move {
+                let error = JobError {
+                    code: job_errors::AGENT_BUSY.into(),
+                    message: "every slot of the agent was taken".into(),
+                    retryable: true,
+                };
+                outbox.finish(job, JobOutcome::Failed { error }).await;
+            });
+            return;
+        }
+        let cancel = CancellationToken::new();
+        let reason = Arc::new(Mutex::new(None));
+        running.insert(job, Running { cancel: cancel.clone(), reason: reason.clone() });
+        drop(running);
+        tracing::info!(job_id = %job.job_id, attempt = assign.attempt, model = assign.spec.model(), "job started");
+        let jobs = self.clone();
+        self.tasks.spawn(async move {
+            let attempt = run::Attempt {
+                ollama: &jobs.ollama,
+                outbox: &jobs.outbox,
+                settings: jobs.settings,
+                max_frame_bytes: jobs.max_frame_bytes.load(Ordering::Relaxed),
+            };
+            attempt.run(assign, cancel, reason).await;
+            jobs.running_map().remove(&job);
+        });
+    }
+
+    /// Stops an attempt; it reports itself cancelled.
+    pub fn cancel(&self, job: JobRef, reason: &str) {
+        if let Some(r) = self.running_map().get(&job) {
+            tracing::info!(job_id = %job.job_id, reason, "cancelling a job");
+            *r.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_owned());
+            r.cancel.cancel();
+        }
+    }
+
+    /// Stops every attempt (the agent is shutting down) and waits for them
+    /// to record their outcomes.
+    pub async fn stop_all(&self, reason: &str) {
+        let refs: Vec<JobRef> = self.running_map().keys().copied().collect();
+        for job in refs {
+            self.cancel(job, reason);
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}

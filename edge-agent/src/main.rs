@@ -1,0 +1,211 @@
+//! `marketer-agent`: the Marketer edge agent.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use marketer_edge_agent::config::{AgentFiles, config_dir};
+use marketer_edge_agent::enroll::{EnrollOptions, enroll};
+use marketer_edge_agent::jobs::ExecSettings;
+use marketer_edge_agent::tunnel::{Revoked, RunOptions};
+use marketer_edge_agent::{doctor, ollama, tunnel};
+use tokio_util::sync::CancellationToken;
+
+/// The Marketer edge agent: runs AI content work next to your data, against
+/// a local Ollama, and connects out to the Marketer control plane.
+#[derive(Debug, Parser)]
+#[command(name = "marketer-agent", version, about, arg_required_else_help = true)]
+struct Cli {
+    /// Where the agent keeps its identity and settings
+    /// [default: the platform's config directory, e.g. ~/.config/marketer-agent].
+    #[arg(long, env = "MARKETER_AGENT_HOME", global = true, value_name = "DIR")]
+    config_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "MARKETER_AGENT_LOG_FORMAT", global = true, value_enum, default_value = "human")]
+    log_format: LogFormat,
+    /// Log filter, e.g. `info` or `marketer_edge_agent=debug`.
+    #[arg(long, env = "MARKETER_AGENT_LOG_LEVEL", global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Enroll this host with a control plane, using a token from an administrator.
+    Enroll {
+        /// The control plane's agent gateway, e.g. https://marketer.example.com:8443.
+        #[arg(long)]
+        server: String,
+        /// The enrollment token (it pins the server's certificate authority).
+        #[arg(long, env = "MARKETER_ENROLLMENT_TOKEN", hide_env_values = true)]
+        token: String,
+        /// A name for this agent [default: the host name].
+        #[arg(long)]
+        name: Option<String>,
+        /// A label for this agent (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// Replace an existing enrollment of this host.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Connect to the control plane and serve it until stopped.
+    Run {
+        #[command(flatten)]
+        local: LocalArgs,
+        /// How many jobs to run at once.
+        #[arg(long, env = "MARKETER_AGENT_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        concurrency: u32,
+        /// Fail a generation when Ollama sends nothing for this many seconds.
+        #[arg(long, env = "MARKETER_AGENT_STALL_TIMEOUT_SECONDS", default_value_t = 180, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        stall_timeout_seconds: u64,
+        /// The largest context window (tokens) used for a job that sets no
+        /// num_ctx, unless its prompt needs more; a model's own window up to
+        /// this is used.
+        #[arg(long, env = "MARKETER_AGENT_NUM_CTX_MAX", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(2048..=1_048_576))]
+        num_ctx_max: u64,
+    },
+    /// Show this host's enrollment and its last connection.
+    Status,
+    /// Check everything the agent needs, one line per check.
+    Doctor {
+        #[command(flatten)]
+        local: LocalArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct LocalArgs {
+    /// The local Ollama [default: $OLLAMA_HOST or http://127.0.0.1:11434].
+    #[arg(long, env = "OLLAMA_HOST", value_name = "URL", default_value = ollama::DEFAULT_URL)]
+    ollama_url: String,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("{text:?} must look like key=value"))?;
+    let key = key.trim();
+    if key.is_empty()
+        || key.len() > 63
+        || !key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
+    {
+        return Err(format!("label key {key:?} must be 1-63 characters of a-z, 0-9, '.', '_', '-' or '/'"));
+    }
+    Ok((key.to_owned(), value.trim().to_owned()))
+}
+
+/// Exit status for "revoked": service managers should not restart the agent.
+const EXIT_REVOKED: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(cli.log_format, &cli.log_level) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) if e.downcast_ref::<Revoked>().is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_REVOKED)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let files = AgentFiles::new(config_dir(cli.config_dir.as_deref())?);
+    match cli.command {
+        Command::Enroll { server, token, name, labels, force } => {
+            let options = EnrollOptions {
+                server,
+                token,
+                name,
+                labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
+                force,
+            };
+            let config = enroll(&files, options).await?;
+            println!("enrolled as {} ({}) with {}", config.name, config.agent_id, config.server);
+            println!("identity saved in {}; start the agent with `marketer-agent run`", files.dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { local, concurrency, stall_timeout_seconds, num_ctx_max } => {
+            let shutdown = CancellationToken::new();
+            let trigger = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                trigger.cancel();
+            });
+            let exec = ExecSettings {
+                slots: concurrency,
+                stall_timeout: std::time::Duration::from_secs(stall_timeout_seconds),
+                num_ctx_max,
+                ..ExecSettings::default()
+            };
+            tunnel::run(files, RunOptions { ollama_url: local.ollama_url, exec }, shutdown).await?;
+            tracing::info!("stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => {
+            let (report, enrolled) = doctor::status(&files);
+            print!("{report}");
+            Ok(if enrolled { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Doctor { local } => {
+            let checks = doctor::doctor(&files, &local.ollama_url).await;
+            print!("{}", doctor::render(&checks));
+            Ok(if checks.iter().all(|c| c.ok) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Human => builder.with_target(false).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("installing the logger: {e}"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,127 @@
+//! A control plane process with its owner signed in and a fake Ollama:
+//! the setting of the end-to-end tests of agents and jobs.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::ollama::{FakeModel, FakeOllama};
+use crate::{AgentHost, Api, ServerOptions, ServerProcess, eventually};
+
+pub const EMAIL: &str = "ops@example.com";
+pub const PASSWORD: &str = "a long bootstrap password";
+
+/// A control plane process, its owner's session, and a fake Ollama.
+#[derive(Debug)]
+pub struct Fleet {
+    pub server: Option<ServerProcess>,
+    pub options: ServerOptions,
+    pub data: tempfile::TempDir,
+    pub api: Api,
+    pub ollama: FakeOllama,
+}
+
+impl Fleet {
+    pub async fn start(configure: impl FnOnce(ServerOptions) -> ServerOptions) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let options = configure(
+            ServerOptions::new(data.path())
+                .env("MARKETER_BOOTSTRAP_EMAIL", EMAIL)
+                .env("MARKETER_BOOTSTRAP_PASSWORD", PASSWORD),
+        );
+        let server = ServerProcess::spawn(&options);
+        let api = Api::login(&server.base_url, EMAIL, PASSWORD).await;
+        let ollama =
+            FakeOllama::start(vec![FakeModel::new("llama3.2:3b"), FakeModel::new("nomic-embed-text:latest")])
+                .await;
+        Self { server: Some(server), options, data, api, ollama }
+    }
+
+    pub fn server(&self) -> &ServerProcess {
+        self.server.as_ref().expect("the server is running")
+    }
+
+    pub async fn call(&self, method: reqwest::Method, rest: &str, body: Option<Value>) -> (u16, Value) {
+        self.api.call(method, &self.api.tenant_path(rest), body).await
+    }
+
+    pub async fn enrollment_token(&self, body: Value) -> Value {
+        let (status, created) = self.call(reqwest::Method::POST, "/enrollment-tokens", Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+        created
+    }
+
+    pub async fn agents(&self) -> Vec<Value> {
+        let (status, page) = self.call(reqwest::Method::GET, "/agents", None).await;
+        assert_eq!(status, 200, "{page}");
+        page["items"].as_array().unwrap().clone()
+    }
+
+    pub async fn agent(&self, id: &str) -> Value {
+        let (status, agent) = self.call(reqwest::Method::GET, &format!("/agents/{id}"), None).await;
+        assert_eq!(status, 200, "{agent}");
+        agent
+    }
+
+    pub async fn events(&self, id: &str) -> Vec<Value> {
+        let (_, page) =
+            self.call(reqwest::Method::GET, &format!("/agents/{id}/events?limit=200"), None).await;
+        page["items"].as_array().unwrap().clone()
+    }
+
+    pub async fn event_kinds(&self, id: &str) -> Vec<String> {
+        let mut kinds: Vec<String> =
+            self.events(id).await.iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect();
+        kinds.reverse();
+        kinds
+    }
+
+    /// Waits until the agent has connected at least `count` times.
+    pub async fn wait_connections(&self, id: &str, count: usize) {
+        eventually(Duration::from_secs(30), &format!("connection number {count}"), || async {
+            let kinds = self.event_kinds(id).await;
+            (kinds.iter().filter(|k| *k == "connected").count() >= count).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until the agent's fleet state is `state`.
+    pub async fn wait_state(&self, id: &str, state: &str, limit: Duration) -> Value {
+        eventually(limit, &format!("agent {id} to be {state}"), || async {
+            let agent = self.agent(id).await;
+            (agent["state"] == state).then_some(agent)
+        })
+        .await
+    }
+
+    pub fn host(&self, home: &std::path::Path) -> AgentHost {
+        AgentHost::new(home, &self.ollama.url())
+    }
+
+    /// Enrolls a host with a fresh token and returns its agent id.
+    pub async fn enroll(&self, host: &AgentHost, extra: &[&str]) -> String {
+        let created = self.enrollment_token(json!({})).await;
+        host.enroll(&self.server().gateway_url, created["token"].as_str().unwrap(), extra).await;
+        agent_id(host)
+    }
+
+    pub fn kill_server(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.kill();
+        }
+    }
+
+    pub fn restart_server(&mut self) {
+        self.kill_server();
+        self.server = Some(ServerProcess::spawn(&self.options));
+        self.api.reconnect();
+    }
+}
+
+pub fn agent_id(host: &AgentHost) -> String {
+    let config = std::fs::read_to_string(host.home.join("agent.toml")).unwrap();
+    config
+        .lines()
+        .find_map(|l| l.strip_prefix("agent_id = ").map(|v| v.trim_matches('"').to_owned()))
+        .expect("agent_id in agent.toml")
+}
