@@ -61,7 +61,8 @@ impl Fixture {
 
     async fn created(&self, path: &str, body: Value) -> String {
         let (status, created) = self.server.post(path, &self.owner, body).await;
-        assert_eq!(status, 201, "{path}: {created}");
+        // 201 for resources, 202 for jobs (accepted, not yet run).
+        assert!(matches!(status, 201 | 202), "{path}: {status} {created}");
         created["id"].as_str().unwrap().to_owned()
     }
 
@@ -230,6 +231,13 @@ async fn nothing_of_another_tenant_is_visible() {
         f.created(&b("/invitations"), json!({ "email": "x@example.com", "role": "viewer" })).await;
     let api_key = f.created(&b("/api-keys"), json!({ "name": "beta key", "role": "viewer" })).await;
     let enrollment_token = f.created(&b("/enrollment-tokens"), json!({ "labels": { "site": "beta" } })).await;
+    // Beta has no agent, so the job stays queued.
+    let job = f
+        .created(
+            &b("/jobs"),
+            json!({ "kind": "chat", "model": "llama3.2", "messages": [{ "role": "user", "content": "Secret" }] }),
+        )
+        .await;
     let (_, me) = f.server.get("/api/v1/me", &f.owner).await;
     let beta_member = me["user"]["id"].as_str().unwrap().to_owned();
     let (outsider, _) = f.server.add_user(&f.owner, &f.tenant, "outsider@example.com", "admin").await;
@@ -253,6 +261,7 @@ async fn nothing_of_another_tenant_is_visible() {
             .replace("{invitation_id}", &invitation)
             .replace("{api_key_id}", &api_key)
             .replace("{token_id}", &enrollment_token)
+            .replace("{job_id}", &job)
             // No agent can be enrolled without a gateway round trip; any id will do
             // here, the agent tests check foreign agents with real ones.
             .replace("{agent_id}", &uuid::Uuid::now_v7().to_string());
