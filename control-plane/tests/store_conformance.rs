@@ -7,15 +7,15 @@ mod common;
 use std::sync::Arc;
 
 use common::TestDb;
+use common::fixtures::*;
 use marketer_control_plane::domain::{
     ComplianceMode, Email, LlmPolicy, Name, Plan, Role, Slug, Timestamp, new_id,
 };
 use marketer_control_plane::store::{
-    AcceptOutcome, Actor, Agent, AgentEventKind, AgentFacts, AgentPatch, AuditFilter, CampaignPatch,
-    EnrollOutcome, EnrollmentTokenStatus, HeartbeatUpdate, InvitationAccount, InvitationStatus, NewAgent,
-    NewAgentCertificate, NewApiKey, NewAuditEvent, NewCampaign, NewEnrollmentToken, NewInvitation,
-    NewProject, NewRefreshToken, NewSession, NewTenant, NewUser, Outcome, PageRequest, ProjectPatch,
-    RefreshOutcome, Store, StoreError, TenantPatch,
+    AcceptOutcome, Actor, AgentEventKind, AgentFacts, AgentPatch, AuditFilter, CampaignPatch, EnrollOutcome,
+    EnrollmentTokenStatus, HeartbeatUpdate, InvitationAccount, InvitationStatus, NewAgentCertificate,
+    NewApiKey, NewAuditEvent, NewCampaign, NewInvitation, NewProject, NewRefreshToken, NewSession, NewTenant,
+    PageRequest, ProjectPatch, RefreshOutcome, Store, StoreError, TenantPatch,
 };
 use time::macros::date;
 use uuid::Uuid;
@@ -43,41 +43,6 @@ on_both_backends!(
 
 // ----- Fixtures ------------------------------------------------------------------
 
-fn audit(action: &'static str, tenant_id: Option<Uuid>) -> NewAuditEvent {
-    NewAuditEvent {
-        id: new_id(),
-        occurred_at: Timestamp::now(),
-        tenant_id,
-        actor: Actor::System { name: "test".into() },
-        client_ip: Some("192.0.2.1".into()),
-        request_id: Some("req-1".into()),
-        action,
-        resource_type: None,
-        resource_id: None,
-        outcome: Outcome::Success,
-        details: serde_json::json!({}),
-    }
-}
-
-fn new_user(email: &str) -> NewUser {
-    NewUser {
-        id: new_id(),
-        email: Email::parse(email).unwrap(),
-        display_name: Name::parse("Test User").unwrap(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
-    }
-}
-
-fn new_tenant(slug: &str) -> NewTenant {
-    NewTenant {
-        id: new_id(),
-        name: Name::parse(&format!("Tenant {slug}")).unwrap(),
-        slug: Slug::parse(slug).unwrap(),
-        plan: Plan::Free,
-        compliance_mode: ComplianceMode::Standard,
-    }
-}
-
 fn new_project(tenant_id: Uuid, name: &str, policy: LlmPolicy) -> NewProject {
     NewProject {
         id: new_id(),
@@ -88,19 +53,6 @@ fn new_project(tenant_id: Uuid, name: &str, policy: LlmPolicy) -> NewProject {
         llm_policy: policy,
         default_model: None,
     }
-}
-
-const PAGE: PageRequest = PageRequest { after: None, limit: 50 };
-
-/// A user who owns a fresh tenant.
-async fn owner_and_tenant(store: &dyn Store, slug: &str) -> (Uuid, Uuid) {
-    let user = store
-        .create_user(&new_user(&format!("{slug}@example.com")), &audit("user.create", None))
-        .await
-        .unwrap();
-    let tenant = new_tenant(slug);
-    store.create_tenant(&tenant, user.id, &audit("tenant.create", Some(tenant.id))).await.unwrap();
-    (user.id, tenant.id)
 }
 
 async fn member(store: &dyn Store, tenant_id: Uuid, email: &str, role: Role) -> Uuid {
@@ -794,59 +746,6 @@ async fn timestamps_round_trip_exactly(db: &TestDb) {
 
 // ----- Agents ------------------------------------------------------------------------
 
-fn new_agent(hostname: &str, fingerprint: u8) -> NewAgent {
-    let now = Timestamp::now();
-    NewAgent {
-        id: new_id(),
-        name: None,
-        labels: [("gpu".to_owned(), "none".to_owned())].into(),
-        hostname: hostname.to_owned(),
-        os: "linux".into(),
-        arch: "x86_64".into(),
-        agent_version: "0.1.0".into(),
-        certificate: NewAgentCertificate {
-            fingerprint: vec![fingerprint; 32],
-            serial: format!("{fingerprint:02x}"),
-            not_before: now - time::Duration::minutes(5),
-            not_after: now + time::Duration::days(30),
-        },
-    }
-}
-
-async fn token(store: &dyn Store, tenant_id: Uuid, hash: u8, max_uses: i64, expires_at: Timestamp) -> Uuid {
-    let token = NewEnrollmentToken {
-        id: new_id(),
-        tenant_id,
-        token_hash: vec![hash; 32],
-        labels: [("site".to_owned(), "berlin".to_owned()), ("gpu".to_owned(), "a100".to_owned())].into(),
-        max_uses,
-        created_by: None,
-        expires_at,
-    };
-    store
-        .create_enrollment_token(&token, &audit("enrollment_token.create", Some(tenant_id)))
-        .await
-        .unwrap()
-        .id
-}
-
-async fn enrolled(store: &dyn Store, tenant_id: Uuid, hash: u8, fingerprint: u8) -> Agent {
-    token(store, tenant_id, hash, 1, Timestamp::now() + time::Duration::hours(1)).await;
-    match store
-        .enroll_agent(
-            &[hash; 32],
-            &new_agent("edge-01", fingerprint),
-            Timestamp::now(),
-            &audit("agent.enroll", None),
-        )
-        .await
-        .unwrap()
-    {
-        EnrollOutcome::Enrolled(agent) => *agent,
-        other => panic!("{other:?}"),
-    }
-}
-
 async fn enrollment_tokens_redeem_once_and_create_agents(db: &TestDb) {
     let store = db.store.as_ref();
     let (_, tenant_id) = owner_and_tenant(store, "fleet").await;
@@ -952,6 +851,7 @@ async fn agent_connections_heartbeats_and_offline_detection(db: &TestDb) {
         running_jobs: 1,
         ollama_reachable: false,
         models,
+        jobs: Vec::new(),
     };
     assert!(store.record_heartbeats(&[beat(None)]).await.unwrap().is_empty());
     let seen = store.agent(tenant_id, agent.id).await.unwrap().unwrap();
@@ -1040,6 +940,7 @@ async fn agent_certificates_renewal_revocation_and_events(db: &TestDb) {
         running_jobs: 0,
         ollama_reachable: true,
         models: None,
+        jobs: Vec::new(),
     };
     assert_eq!(store.record_heartbeats(&[beat]).await.unwrap(), [agent.id]);
 

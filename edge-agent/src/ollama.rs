@@ -26,22 +26,38 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:11434";
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Normalises an Ollama address the way Ollama's own tools read
-/// `OLLAMA_HOST`: a scheme is optional (http), a port is optional (11434),
-/// and a bind-all address means this host.
+/// `OLLAMA_HOST`: the scheme is optional (http); the port defaults to 11434
+/// without a scheme, and to the scheme's own (80, 443) with one; a bind-all
+/// address means this host.
 pub fn normalize_url(raw: &str) -> anyhow::Result<String> {
-    let raw = raw.trim().trim_end_matches('/');
-    let (scheme, rest) = match raw.split_once("://") {
-        Some((scheme @ ("http" | "https"), rest)) => (scheme, rest),
+    let raw = raw.trim();
+    let (scheme, rest, default_port) = match raw.split_once("://") {
+        None => ("http", raw, 11434),
+        Some(("http", rest)) => ("http", rest, 80),
+        Some(("https", rest)) => ("https", rest, 443),
         Some((scheme, _)) => anyhow::bail!("the Ollama address must use http or https, not {scheme}"),
-        None => ("http", raw),
     };
-    let rest = rest.replace("0.0.0.0", "127.0.0.1");
-    if rest.is_empty() {
-        anyhow::bail!("the Ollama address is empty");
+    let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if !path.is_empty() {
+        anyhow::bail!("the Ollama address must be a host and port, without a path (/{path})");
     }
-    let has_port = rest.rsplit_once(':').is_some_and(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
-        && !rest.ends_with(']');
-    Ok(if has_port { format!("{scheme}://{rest}") } else { format!("{scheme}://{rest}:11434") })
+    let (host, port) = match hostport.rsplit_once(':') {
+        // A bare IPv6 address has colons but no port.
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
+            let port: u16 =
+                port.parse().map_err(|_| anyhow::anyhow!("the Ollama port {port:?} is not a port number"))?;
+            (host.to_owned(), port)
+        }
+        Some(_) => (format!("[{}]", hostport.trim_matches(['[', ']'])), default_port),
+        None => (hostport.to_owned(), default_port),
+    };
+    let host = match host.as_str() {
+        "" => anyhow::bail!("the Ollama address has no host"),
+        "0.0.0.0" => "127.0.0.1".to_owned(),
+        "[::]" => "[::1]".to_owned(),
+        _ => host,
+    };
+    Ok(format!("{scheme}://{host}:{port}"))
 }
 
 #[derive(Debug)]
@@ -365,12 +381,18 @@ mod tests {
             ("http://127.0.0.1:11434", "http://127.0.0.1:11434"),
             ("127.0.0.1", "http://127.0.0.1:11434"),
             ("0.0.0.0:11434", "http://127.0.0.1:11434"),
-            ("https://ollama.internal", "https://ollama.internal:11434"),
             ("gpu-box:8080/", "http://gpu-box:8080"),
+            // With a scheme, the scheme's port, as Ollama's client does.
+            ("https://ollama.internal", "https://ollama.internal:443"),
+            ("http://ollama.internal", "http://ollama.internal:80"),
+            ("[::]:11434", "http://[::1]:11434"),
+            ("::1", "http://[::1]:11434"),
+            ("http://[fd00::2]", "http://[fd00::2]:80"),
         ] {
             assert_eq!(normalize_url(raw).unwrap(), expected, "{raw}");
         }
-        assert!(normalize_url("ftp://x").is_err());
-        assert!(normalize_url("").is_err());
+        for bad in ["ftp://x", "", "http://", "gpu-box:port", "gpu-box:99999", "gpu-box/ollama"] {
+            assert!(normalize_url(bad).is_err(), "{bad}");
+        }
     }
 }

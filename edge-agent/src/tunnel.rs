@@ -13,17 +13,19 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use marketer_protocol::{
-    AgentMessage, ErrorBody, Heartbeat, Hello, MAX_FRAME_BYTES, PROTOCOL_VERSION, RenewCertificate,
-    ServerMessage, Welcome, close, codes, paths,
+    AgentMessage, ErrorBody, Heartbeat, Hello, MAX_FRAME_BYTES, OllamaStatus, PROTOCOL_VERSION,
+    RenewCertificate, ServerMessage, Welcome, close, codes, paths,
 };
 use time::OffsetDateTime;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::backoff::Backoff;
 use crate::config::{AgentConfig, AgentFiles};
@@ -138,7 +140,7 @@ struct Session<'a> {
     files: &'a AgentFiles,
     config: &'a AgentConfig,
     server: &'a ServerAddr,
-    ollama: &'a Ollama,
+    ollama: &'a Arc<Ollama>,
     jobs: &'a Arc<Jobs>,
     connected_at: Option<Instant>,
     /// How long this connection must last to count as healthy.
@@ -157,8 +159,8 @@ impl Session<'_> {
             Ok(socket) => socket,
             Err(ended) => return ended,
         };
-        let welcome = match self.greet(&mut socket).await {
-            Ok(welcome) => welcome,
+        let (welcome, ollama) = match self.greet(&mut socket).await {
+            Ok(greeted) => greeted,
             Err(ended) => return ended,
         };
         self.connected_at = Some(Instant::now());
@@ -177,7 +179,7 @@ impl Session<'_> {
             tracing::warn!(error = %e, "could not save the agent state");
         }
         tracing::info!(agent_id = %welcome.agent_id, name = %welcome.name, heartbeat_ms = welcome.heartbeat_interval_ms, "connected to the control plane");
-        self.serve(socket, welcome, shutdown).await
+        self.serve(socket, welcome, ollama, shutdown).await
     }
 
     async fn connect(&mut self) -> Result<Socket, Ended> {
@@ -211,7 +213,9 @@ impl Session<'_> {
         }
     }
 
-    async fn greet(&self, socket: &mut Socket) -> Result<Welcome, Ended> {
+    /// Sends `Hello` and waits for `Welcome`; returns it with the Ollama
+    /// status `Hello` reported.
+    async fn greet(&self, socket: &mut Socket) -> Result<(Welcome, OllamaStatus), Ended> {
         let ollama = self.ollama.status().await;
         if !ollama.reachable {
             tracing::warn!(url = %self.ollama.url(), "Ollama is not reachable; the control plane will see no models");
@@ -222,7 +226,7 @@ impl Session<'_> {
             host: crate::host_info(),
             labels: self.config.labels.clone(),
             max_concurrency: self.jobs.slots(),
-            ollama,
+            ollama: ollama.clone(),
             // Running, or finished with events to deliver: the control plane
             // keeps these leases and gives the others to another attempt.
             running_jobs: self.jobs.outbox.attempts(),
@@ -238,7 +242,7 @@ impl Session<'_> {
             match message {
                 Some(Ok(Message::Text(text))) => {
                     return match serde_json::from_str::<ServerMessage>(text.as_str()) {
-                        Ok(ServerMessage::Welcome(welcome)) => Ok(welcome),
+                        Ok(ServerMessage::Welcome(welcome)) => Ok((welcome, ollama)),
                         Ok(other) => Err(Ended::Retry(anyhow::anyhow!("expected Welcome, got {other:?}"))),
                         Err(e) => Err(Ended::Retry(anyhow::anyhow!(
                             "the control plane sent a malformed message: {e}"
@@ -253,8 +257,17 @@ impl Session<'_> {
         }
     }
 
-    async fn serve(&self, mut socket: Socket, welcome: Welcome, shutdown: &CancellationToken) -> Ended {
+    async fn serve(
+        &self,
+        mut socket: Socket,
+        welcome: Welcome,
+        ollama: OllamaStatus,
+        shutdown: &CancellationToken,
+    ) -> Ended {
         let interval = Duration::from_millis(welcome.heartbeat_interval_ms.max(100));
+        let (status, mut ollama_status) = watch::channel(ollama);
+        let _watcher =
+            AbortOnDropHandle::new(tokio::spawn(watch_ollama(self.ollama.clone(), interval, status)));
         let offline_after =
             Duration::from_millis(welcome.offline_after_ms.max(welcome.heartbeat_interval_ms * 2));
         let mut seq = 0u64;
@@ -312,7 +325,7 @@ impl Session<'_> {
                 () = tokio::time::sleep_until(next_beat) => {
                     next_beat = tokio::time::Instant::now() + jitter(interval);
                     seq += 1;
-                    let ollama = self.ollama.status().await;
+                    let ollama = ollama_status.borrow_and_update().clone();
                     // An unreachable Ollama lists nothing; that says nothing
                     // about which models it has, so the last list stands.
                     let models = (ollama.reachable && last_models.as_ref() != Some(&ollama.models)).then(|| ollama.models.clone());
@@ -325,10 +338,12 @@ impl Session<'_> {
                     let running = self.jobs.running();
                     let beat = AgentMessage::Heartbeat(Heartbeat {
                         seq,
+                        max_concurrency: self.jobs.slots(),
                         running_jobs: running,
                         free_slots: self.jobs.slots().saturating_sub(running),
                         ollama_reachable: ollama.reachable,
                         models,
+                        jobs: outbox.attempts(),
                     });
                     if let Err(e) = send(&mut socket, &beat).await {
                         return Ended::Retry(e);
@@ -417,6 +432,20 @@ impl Session<'_> {
         net::agent_config(&ca, Identity::parse(&pem)?)?;
         self.files.save_identity(&pem)?;
         Ok(identity)
+    }
+}
+
+/// Probes Ollama once per heartbeat interval, away from the tunnel's loop: a
+/// slow Ollama (the probe may take seconds) must not hold up assignments,
+/// cancellations and acknowledgements.
+async fn watch_ollama(ollama: Arc<Ollama>, every: Duration, status: watch::Sender<OllamaStatus>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate, and `Hello` has just probed.
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        status.send_replace(ollama.status().await);
     }
 }
 

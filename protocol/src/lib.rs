@@ -234,11 +234,17 @@ pub struct OllamaStatus {
 pub struct Heartbeat {
     /// Increases by one per heartbeat of a connection.
     pub seq: u64,
+    /// Jobs the agent runs at once (its slots).
+    pub max_concurrency: u32,
     pub running_jobs: u32,
     pub free_slots: u32,
     pub ollama_reachable: bool,
     /// The model list, sent only when it changed since the last report.
     pub models: Option<Vec<ModelInfo>>,
+    /// The job attempts the agent holds: running, or finished with events
+    /// not yet acknowledged. Their leases are renewed; an assignment the
+    /// agent does not list here never reached it.
+    pub jobs: Vec<JobRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -435,6 +441,8 @@ pub mod job_errors {
     pub const TIMEOUT: &str = "timeout";
     pub const AGENT_LOST: &str = "agent_lost";
     pub const AGENT_BUSY: &str = "agent_busy";
+    /// The control plane could not send the assignment to the agent.
+    pub const NOT_DELIVERED: &str = "not_delivered";
     pub const QUEUE_TIMEOUT: &str = "queue_timeout";
     pub const POLICY: &str = "policy";
     pub const OUTPUT_TOO_LARGE: &str = "output_too_large";

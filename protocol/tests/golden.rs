@@ -126,10 +126,12 @@ fn heartbeat() {
         "heartbeat",
         &AgentMessage::Heartbeat(Heartbeat {
             seq: 42,
+            max_concurrency: 2,
             running_jobs: 1,
             free_slots: 1,
             ollama_reachable: true,
             models: None,
+            jobs: vec![JobRef { job_id: uuid!("01934c5a-9999-7000-8000-00000000abcd"), epoch: 2 }],
         }),
     );
 }

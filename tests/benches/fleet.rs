@@ -15,13 +15,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use marketer_protocol::{AgentMessage, Heartbeat};
+use marketer_tests::sim::{Capabilities, Connection, Identity, enroll};
 use marketer_tests::{Api, ServerOptions, ServerProcess};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite::Message;
 
 const EMAIL: &str = "bench@example.com";
 const PASSWORD: &str = "a long benchmark password";
@@ -47,99 +45,27 @@ fn cpu_ticks(pid: u32) -> u64 {
     field(11) + field(12)
 }
 
-fn tls_config(ca_pem: &str, identity: Option<(&str, &str)>) -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut config = match identity {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_slice_iter(cert.as_bytes()).map(Result::unwrap).collect(),
-                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(config)
-}
-
-struct Enrolled {
-    certificate: String,
-    key: String,
-}
-
-async fn enroll(port: u16, ca_pem: &str, token: &str, n: usize) -> Enrolled {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let csr = rcgen::CertificateParams::default().serialize_request(&key).unwrap().pem().unwrap();
-    let body = json!({
-        "token": token, "csr_pem": csr, "name": format!("bench-{n}"), "labels": {},
-        "host": { "hostname": format!("bench-{n}"), "os": "linux", "arch": "x86_64" }, "agent_version": "bench",
-    })
-    .to_string();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(tls_config(ca_pem, None))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.unwrap();
-    tokio::spawn(connection);
-    let request = http::Request::post("/agent/v1/enroll")
-        .header("host", format!("localhost:{port}"))
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
-        .unwrap();
-    use http_body_util::BodyExt;
-    let response = sender.send_request(request).await.unwrap();
-    assert_eq!(response.status(), 201, "enrollment failed");
-    let answer: Value =
-        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
-    Enrolled { certificate: answer["certificate_pem"].as_str().unwrap().to_owned(), key: key.serialize_pem() }
-}
-
 /// Connects one agent and keeps it heartbeating until the process ends.
-async fn hold(port: u16, ca_pem: String, agent: Enrolled, connected: Arc<Semaphore>) {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(tls_config(&ca_pem, Some((&agent.certificate, &agent.key))))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    let (mut socket, _) =
-        tokio_tungstenite::client_async(format!("wss://localhost:{port}/agent/v1/connect"), tls)
-            .await
-            .unwrap();
-    let hello = json!({ "type": "hello", "protocol_version": 1, "agent_version": "bench", "labels": {},
-        "host": { "hostname": "bench", "os": "linux", "arch": "x86_64" }, "max_concurrency": 2,
-        "ollama": { "reachable": true, "models": [{ "name": "llama3.2:3b", "size_bytes": 1, "digest": null }] },
-        "running_jobs": [] });
-    socket.send(Message::Text(hello.to_string().into())).await.unwrap();
-    let welcome: Value = match socket.next().await {
-        Some(Ok(Message::Text(text))) => serde_json::from_str(text.as_str()).unwrap(),
-        other => panic!("expected Welcome, got {other:?}"),
-    };
+async fn hold(port: u16, ca_pem: String, identity: Identity, connected: Arc<Semaphore>) {
+    let capabilities =
+        Capabilities { max_concurrency: 2, models: vec!["llama3.2:3b".into()], running_jobs: Vec::new() };
+    let mut connection = Connection::open(port, &ca_pem, &identity, capabilities).await;
     connected.add_permits(1);
-    let interval = Duration::from_millis(welcome["heartbeat_interval_ms"].as_u64().unwrap());
-    let mut tick = tokio::time::interval(interval);
+    let mut tick = tokio::time::interval(Duration::from_millis(connection.welcome.heartbeat_interval_ms));
     let mut seq = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 seq += 1;
-                let beat = json!({ "type": "heartbeat", "seq": seq, "running_jobs": 0, "free_slots": 2, "ollama_reachable": true, "models": null });
-                if socket.send(Message::Text(beat.to_string().into())).await.is_err() {
+                let beat = Heartbeat {
+                    seq, max_concurrency: 2, running_jobs: 0, free_slots: 2, ollama_reachable: true, models: None, jobs: Vec::new(),
+                };
+                if connection.send(&AgentMessage::Heartbeat(beat)).await.is_err() {
                     return;
                 }
             }
-            message = socket.next() => match message {
-                Some(Ok(_)) => {}
-                _ => return,
+            message = connection.next() => if message.is_none() {
+                return;
             }
         }
     }
@@ -191,7 +117,7 @@ async fn run(agents: usize, idle_seconds: u64, heartbeat_ms: u64) {
         let (ca, token, permits) = (ca_pem.clone(), tokens[n / 1000].clone(), permits.clone());
         handles.push(tokio::spawn(async move {
             let _permit = permits.acquire_owned().await.unwrap();
-            enroll(port, &ca, &token, n).await
+            enroll(port, &ca, &token, &format!("bench-{n}")).await
         }));
     }
     let mut enrolled = Vec::with_capacity(agents);

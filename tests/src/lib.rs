@@ -10,6 +10,7 @@
 pub mod fleet;
 pub mod ollama;
 pub mod proxy;
+pub mod sim;
 pub mod sse;
 
 use std::io::{BufRead, BufReader};

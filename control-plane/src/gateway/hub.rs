@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -46,8 +46,8 @@ struct Live {
     tenant_id: Uuid,
     control: mpsc::Sender<Control>,
     caps: Capabilities,
-    /// Jobs this agent holds.
-    running: HashSet<JobRef>,
+    /// Jobs this agent holds, with when they were assigned.
+    running: HashMap<JobRef, Instant>,
     /// Slots taken by assignments being claimed right now.
     reserved: u32,
 }
@@ -152,7 +152,7 @@ impl Hub {
             tenant_id,
             control,
             caps,
-            running: running.into_iter().collect(),
+            running: running.into_iter().map(|job| (job, Instant::now())).collect(),
             reserved: 0,
         };
         let previous = self.live().insert(agent_id, live);
@@ -231,7 +231,7 @@ impl Hub {
         if let Some(l) = self.live().get_mut(&agent_id) {
             l.reserved = l.reserved.saturating_sub(1);
             if let Some(job) = job {
-                l.running.insert(job);
+                l.running.insert(job, Instant::now());
             }
         }
     }
@@ -243,11 +243,28 @@ impl Hub {
         }
     }
 
-    /// Frees whichever attempt of a job the agent holds.
-    pub fn release_job(&self, agent_id: Uuid, job_id: Uuid) {
-        if let Some(l) = self.live().get_mut(&agent_id) {
-            l.running.retain(|held| held.job_id != job_id);
+    /// Squares this replica's view of an agent with its heartbeat: its slot
+    /// count, and the attempts it holds. An assignment it does not list,
+    /// sent long enough ago that the heartbeat would include it, never
+    /// reached the agent (its connection was replaced while the assignment
+    /// was under way, say): the slot is freed, and the lease, which only the
+    /// agent's heartbeats renew, expires and the job goes to another
+    /// attempt. Returns the attempts forgotten.
+    pub fn reconcile(&self, agent_id: Uuid, capacity: u32, held: &[JobRef]) -> Vec<JobRef> {
+        let settled = Instant::now().checked_sub(self.timings.heartbeat_interval * 2);
+        let mut live = self.live();
+        let Some(l) = live.get_mut(&agent_id) else { return Vec::new() };
+        l.caps.capacity = capacity;
+        let forgotten: Vec<JobRef> = l
+            .running
+            .iter()
+            .filter(|(job, assigned)| settled.is_some_and(|s| **assigned < s) && !held.contains(job))
+            .map(|(job, _)| *job)
+            .collect();
+        for job in &forgotten {
+            l.running.remove(job);
         }
+        forgotten
     }
 
     /// What the agent's latest heartbeat said of its Ollama; `models` is
@@ -308,10 +325,11 @@ impl Hub {
 
     async fn flush(&self, store: &dyn Store, batch: &[HeartbeatUpdate]) {
         // A heartbeat renews the leases of the jobs its agent holds.
-        let agents: Vec<Uuid> = batch.iter().map(|u| u.agent_id).collect();
+        let leases: Vec<(Uuid, JobRef)> =
+            batch.iter().flat_map(|u| u.jobs.iter().map(|job| (u.agent_id, *job))).collect();
         let lease_until =
             Timestamp::now() + time::Duration::try_from(self.timings.lease_grace).unwrap_or_default();
-        if let Err(e) = store.renew_leases(&agents, lease_until).await {
+        if let Err(e) = store.renew_leases(&leases, lease_until).await {
             tracing::error!(error = %e, "could not renew job leases");
         }
         match store.record_heartbeats(batch).await {
@@ -381,6 +399,7 @@ mod tests {
             running_jobs: jobs,
             ollama_reachable: true,
             models,
+            jobs: Vec::new(),
         };
         let mut pending = HashMap::new();
         let model = marketer_protocol::ModelInfo { name: "m".into(), size_bytes: 1, digest: None };
@@ -422,5 +441,23 @@ mod tests {
         assert_eq!(free(), Some(3));
         assert_eq!(hub.running(agent), 0);
         assert!(!hub.reserve(Uuid::now_v7()), "an unknown agent has no slots");
+    }
+
+    #[test]
+    fn a_heartbeat_frees_slots_of_assignments_the_agent_never_got() {
+        let timings =
+            FleetTimings { heartbeat_interval: Duration::from_millis(20), ..FleetTimings::default() };
+        let hub = Hub::new(Arc::new(Metrics::new()), timings);
+        let (agent, tenant) = (Uuid::now_v7(), Uuid::now_v7());
+        let (kept, lost) =
+            (JobRef { job_id: Uuid::now_v7(), epoch: 1 }, JobRef { job_id: Uuid::now_v7(), epoch: 3 });
+        let caps = Capabilities { capacity: 2, ..Capabilities::default() };
+        let _registration = hub.register(agent, tenant, caps, vec![kept, lost]);
+        assert!(hub.reconcile(agent, 2, &[kept]).is_empty(), "too recent to tell: it may be on its way");
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(hub.reconcile(agent, 4, &[kept]), [lost]);
+        assert_eq!(hub.running(agent), 1);
+        let free = hub.slots().iter().find(|s| s.agent_id == agent).map(|s| s.free);
+        assert_eq!(free, Some(3), "the reported slot count replaces the one from Hello");
     }
 }

@@ -14,8 +14,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use futures_util::StreamExt;
 use marketer_protocol::{
-    Acknowledge, AgentMessage, CancelJob, CertificateRenewed, Hello, JobEvent, MAX_FRAME_BYTES,
-    MIN_PROTOCOL_VERSION, ModelInfo, PROTOCOL_VERSION, RenewalRejected, ServerMessage, Welcome, close, codes,
+    Acknowledge, AgentMessage, CancelJob, CertificateRenewed, Heartbeat, Hello, JobEvent, JobRef,
+    MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, ModelInfo, PROTOCOL_VERSION, RenewalRejected, ServerMessage,
+    Welcome, close, codes,
 };
 
 use super::hub::{Capabilities, Control};
@@ -358,13 +359,16 @@ impl Session {
         match message {
             AgentMessage::Hello(_) => Err(self.violation("hello may only be sent once".into()).await),
             AgentMessage::Heartbeat(beat) => {
-                if let Some(models) = &beat.models
-                    && models.len() > MAX_MODELS
-                {
-                    return Err(self.violation(format!("more than {MAX_MODELS} models")).await);
+                if let Err(problem) = check_heartbeat(&beat) {
+                    return Err(self.violation(problem).await);
                 }
                 let hub = &self.state.app.hub;
                 hub.set_ollama(self.agent.id, beat.ollama_reachable, beat.models.as_deref().map(model_names));
+                let forgotten = hub.reconcile(self.agent.id, beat.max_concurrency, &beat.jobs);
+                if !forgotten.is_empty() {
+                    tracing::warn!(agent_id = %self.agent.id, jobs = ?forgotten, "assignments never reached the agent; their leases will expire and the jobs run again");
+                    self.state.app.jobs.wake();
+                }
                 if beat.models.is_some() {
                     // A newly pulled model may be what queued jobs wait for.
                     self.state.app.jobs.wake();
@@ -375,6 +379,7 @@ impl Session {
                     running_jobs: i64::from(beat.running_jobs),
                     ollama_reachable: beat.ollama_reachable,
                     models: beat.models,
+                    jobs: beat.jobs,
                 });
                 Ok(())
             }
@@ -454,6 +459,10 @@ impl Session {
 }
 
 const MAX_MODELS: usize = 1000;
+const MAX_CONCURRENCY: u32 = 1024;
+/// Attempts an agent may hold: running, or finished and waiting in its
+/// outbox for the control plane (which may have been away a while).
+const MAX_HELD_JOBS: usize = 4096;
 
 /// Bounds on what an agent may report, so one agent cannot bloat the store.
 fn check_hello(hello: &Hello) -> Result<(), String> {
@@ -468,14 +477,23 @@ fn check_hello(hello: &Hello) -> Result<(), String> {
         }
     }
     check_labels(&hello.labels).map_err(|e| format!("labels: {e}"))?;
-    if hello.max_concurrency == 0 || hello.max_concurrency > 1024 {
-        return Err("max_concurrency must be between 1 and 1024".into());
+    check_load(hello.max_concurrency, Some(&hello.ollama.models), &hello.running_jobs)
+}
+
+fn check_heartbeat(beat: &Heartbeat) -> Result<(), String> {
+    check_load(beat.max_concurrency, beat.models.as_deref(), &beat.jobs)
+}
+
+/// What `Hello` and heartbeats both report: slots, models, held jobs.
+fn check_load(max_concurrency: u32, models: Option<&[ModelInfo]>, jobs: &[JobRef]) -> Result<(), String> {
+    if max_concurrency == 0 || max_concurrency > MAX_CONCURRENCY {
+        return Err(format!("max_concurrency must be between 1 and {MAX_CONCURRENCY}"));
     }
-    if hello.ollama.models.len() > MAX_MODELS {
+    if models.is_some_and(|m| m.len() > MAX_MODELS) {
         return Err(format!("more than {MAX_MODELS} models"));
     }
-    if hello.running_jobs.len() > 4096 {
-        return Err("too many running jobs".into());
+    if jobs.len() > MAX_HELD_JOBS {
+        return Err(format!("more than {MAX_HELD_JOBS} jobs"));
     }
     Ok(())
 }

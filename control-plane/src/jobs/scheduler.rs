@@ -12,21 +12,23 @@
 //! oldest first. Tenants never share agents, so one tenant's queue cannot
 //! starve another's.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use marketer_protocol::{AssignJob, JobRef, ServerMessage};
+use marketer_protocol::{AssignJob, JobRef, ServerMessage, canonical_model_name};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::JobEngine;
 use crate::domain::Timestamp;
 use crate::gateway::hub::AgentSlots;
-use crate::store::{Agent, Job};
+use crate::store::{Agent, Job, Labels, WaitingKind};
 
-/// Queued jobs looked at per tenant per pass.
-const BATCH: i64 = 64;
+/// Queued jobs read per query; a pass pages through a tenant's queue until
+/// its agents are full or the queue ends, so jobs no agent can take never
+/// hide the ones behind them.
+const PAGE: i64 = 256;
 
 pub(super) async fn run(engine: Arc<JobEngine>, shutdown: CancellationToken) {
     // After a restart, give agents the grace period to reconnect before
@@ -62,25 +64,33 @@ async fn dispatch(engine: &JobEngine) {
     }
     for (tenant_id, mut agents) in by_tenant {
         let now = Timestamp::now();
-        let queued = match engine.store.queued_jobs(tenant_id, now, BATCH).await {
-            Ok(queued) => queued,
-            Err(e) => {
-                tracing::error!(error = %e, %tenant_id, "could not read the job queue");
-                continue;
+        let mut after = None;
+        'pages: loop {
+            let queued = match engine.store.queued_jobs(tenant_id, now, after, PAGE).await {
+                Ok(queued) => queued,
+                Err(e) => {
+                    tracing::error!(error = %e, %tenant_id, "could not read the job queue");
+                    break;
+                }
+            };
+            let last_page = queued.len() < usize::try_from(PAGE).unwrap_or(usize::MAX);
+            after = queued.last().map(|job| (job.priority, job.id));
+            for job in queued {
+                if agents.iter().all(|a| a.free == 0) {
+                    break 'pages;
+                }
+                let Some(agent) = agents
+                    .iter_mut()
+                    .filter(|a| a.free > 0 && eligible(&a.caps.labels, &a.caps.models, &job))
+                    .max_by_key(|a| (a.caps.ollama_reachable, a.free))
+                else {
+                    continue;
+                };
+                assign(engine, agent, &job).await;
             }
-        };
-        for job in queued {
-            if agents.iter().all(|a| a.free == 0) {
+            if last_page {
                 break;
             }
-            let Some(agent) = agents
-                .iter_mut()
-                .filter(|a| a.free > 0 && eligible(&a.caps.labels, &a.caps.models, &job))
-                .max_by_key(|a| (a.caps.ollama_reachable, a.free))
-            else {
-                continue;
-            };
-            assign(engine, agent, &job).await;
         }
     }
 }
@@ -120,10 +130,23 @@ async fn assign(engine: &JobEngine, agent: &mut AgentSlots, job: &Job) {
     });
     if engine.hub.send(agent.agent_id, message) {
         tracing::debug!(job_id = %lease.job_id, agent_id = %agent.agent_id, attempt = claim.job.attempts, "job assigned");
-    } else {
-        // The agent left between the snapshot and now: its lease ends with
-        // the grace period like any disconnected agent's.
-        tracing::warn!(job_id = %lease.job_id, agent_id = %agent.agent_id, "assigned job could not be sent; the lease will expire");
+        return;
+    }
+    // The agent left between the snapshot and now, or its connection is too
+    // far behind to take more: the job goes back to the queue at once.
+    tracing::warn!(job_id = %lease.job_id, agent_id = %agent.agent_id, "an assignment could not be sent; requeueing it");
+    engine.hub.release(agent.agent_id, lease);
+    agent.free = 0;
+    match engine
+        .store
+        .requeue_undelivered(agent.agent_id, lease, Timestamp::now(), &engine.settings.retry)
+        .await
+    {
+        Ok(Some(transition)) => engine.bus.publish(&transition.events),
+        Ok(None) => {}
+        // The lease stays; the agent's heartbeats do not renew it, so it
+        // expires and the job is retried then.
+        Err(e) => tracing::error!(error = %e, job_id = %lease.job_id, "could not requeue an undelivered job"),
     }
 }
 
@@ -146,21 +169,21 @@ async fn timers(engine: &JobEngine) {
     explain_waits(engine, now).await;
 }
 
-/// Records, for each job still queued, why no agent took it.
+/// Records, for the queued jobs that could start, why no agent took them.
 async fn explain_waits(engine: &JobEngine, now: Timestamp) {
-    let waiting = match engine.store.waiting_jobs(now, 500).await {
-        Ok(waiting) => waiting,
+    let kinds = match engine.store.waiting_kinds(now).await {
+        Ok(kinds) => kinds,
         Err(e) => {
             tracing::error!(error = %e, "could not read waiting jobs");
             return;
         }
     };
-    let mut by_tenant: BTreeMap<Uuid, Vec<Job>> = BTreeMap::new();
-    for job in waiting {
-        by_tenant.entry(job.tenant_id).or_default().push(job);
+    let mut by_tenant: BTreeMap<Uuid, Vec<WaitingKind>> = BTreeMap::new();
+    for kind in kinds {
+        by_tenant.entry(kind.tenant_id).or_default().push(kind);
     }
     let window = time::Duration::try_from(engine.hub.timings.offline_after()).unwrap_or(time::Duration::MAX);
-    for (tenant_id, jobs) in by_tenant {
+    for (tenant_id, kinds) in by_tenant {
         let agents = match engine
             .store
             .agents(tenant_id, crate::store::PageRequest { after: None, limit: 1000 })
@@ -173,34 +196,34 @@ async fn explain_waits(engine: &JobEngine, now: Timestamp) {
             }
         };
         let online: Vec<&Agent> = agents.iter().filter(|a| a.is_online(now, window)).collect();
-        let mut reasons: HashMap<String, Vec<Uuid>> = HashMap::new();
-        for job in &jobs {
-            reasons.entry(waiting_reason(&online, job)).or_default().push(job.id);
-        }
-        for (reason, ids) in reasons {
-            if let Err(e) = engine.store.set_waiting_reason(&ids, &reason).await {
+        for kind in kinds {
+            let reason = waiting_reason(&online, &kind.labels, &kind.model);
+            if let Err(e) = engine.store.set_waiting_reason(&kind, now, &reason).await {
                 tracing::error!(error = %e, "could not record why jobs wait");
             }
         }
     }
 }
 
-/// Why `job` is still queued, given the tenant's online agents.
-pub(crate) fn waiting_reason(online: &[&Agent], job: &Job) -> String {
+/// Why queued jobs asking for `labels` and `model` are still queued, given
+/// the tenant's online agents.
+pub(crate) fn waiting_reason(online: &[&Agent], labels: &Labels, model: &str) -> String {
     if online.is_empty() {
         return "no agent of this tenant is online".to_owned();
     }
     let labelled: Vec<&&Agent> =
-        online.iter().filter(|a| job.labels.iter().all(|(k, v)| a.labels.get(k) == Some(v))).collect();
+        online.iter().filter(|a| labels.iter().all(|(k, v)| a.labels.get(k) == Some(v))).collect();
     if labelled.is_empty() {
-        let wanted: Vec<String> = job.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         return format!("no online agent has the labels {}", wanted.join(", "));
     }
-    if !labelled.iter().any(|a| a.models.iter().any(|m| m.name == job.model)) {
-        return format!(
-            "no online agent has the model {} (pull it with `ollama pull {}`)",
-            job.model, job.model
-        );
+    let with_model: Vec<&&&Agent> =
+        labelled.iter().filter(|a| a.models.iter().any(|m| canonical_model_name(&m.name) == model)).collect();
+    if with_model.is_empty() {
+        return format!("no online agent has the model {model} (pull it with `ollama pull {model}`)");
+    }
+    if with_model.iter().all(|a| !a.ollama_reachable) {
+        return "the Ollama of every matching agent is unreachable".to_owned();
     }
     "every matching agent is busy".to_owned()
 }

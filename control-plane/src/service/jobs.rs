@@ -17,7 +17,7 @@ use crate::domain::{ModelName, Permission, Timestamp, check_labels, new_id};
 use crate::error::{Error, FoundExt, Result};
 use crate::store::{
     Actor, CancelOutcome, CreateJobOutcome, Job, JobFilter, JobKind, JobStatus, Labels, NewJob, Page,
-    PageRequest, StoredJobEvent,
+    PageRequest,
 };
 
 pub const DEFAULT_TIMEOUT_SECONDS: i64 = 900;
@@ -340,16 +340,6 @@ impl App {
     pub async fn job_for_events(&self, access: &TenantAccess, id: Uuid) -> Result<Job> {
         access.require(Permission::ActivitiesRead)?;
         self.store.job(access.tenant_id, id).await.found("job")
-    }
-
-    /// Stored events of a job after `after`, at most `limit`.
-    pub async fn job_events_after(
-        &self,
-        job_id: Uuid,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<StoredJobEvent>> {
-        Ok(self.store.job_events(job_id, after, limit).await?)
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use marketer_protocol::ModelInfo;
+use marketer_protocol::{JobRef, ModelInfo};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -155,6 +155,8 @@ pub struct HeartbeatUpdate {
     pub ollama_reachable: bool,
     /// Only when the model list changed.
     pub models: Option<Vec<ModelInfo>>,
+    /// The job attempts the agent says it holds; their leases are renewed.
+    pub jobs: Vec<JobRef>,
 }
 
 /// Kinds of agent events.

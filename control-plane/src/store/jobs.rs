@@ -260,8 +260,15 @@ pub trait JobStore: Send + Sync {
     /// Events of a job with `seq > after`, in order.
     async fn job_events(&self, job_id: Uuid, after: i64, limit: i64) -> Result<Vec<StoredJobEvent>>;
     /// Queued jobs of a tenant that may start now, highest priority first,
-    /// then oldest first.
-    async fn queued_jobs(&self, tenant_id: Uuid, now: Timestamp, limit: i64) -> Result<Vec<Job>>;
+    /// then oldest first; a page of them, after `after` (the priority and
+    /// id of the previous page's last job).
+    async fn queued_jobs(
+        &self,
+        tenant_id: Uuid,
+        now: Timestamp,
+        after: Option<(i64, Uuid)>,
+        limit: i64,
+    ) -> Result<Vec<Job>>;
     /// Gives a queued job to an agent (a new lease with a new epoch), unless
     /// someone else took it first.
     async fn claim_job(
@@ -280,15 +287,19 @@ pub trait JobStore: Send + Sync {
         lease_until: Timestamp,
         retry: &RetryPolicy,
     ) -> Result<RecordOutcome>;
-    /// Extends the leases of every job the agents hold.
-    async fn renew_leases(&self, agent_ids: &[Uuid], until: Timestamp) -> Result<()>;
+    /// Extends the leases that agents say they hold, `(agent_id, attempt)`.
+    /// A lease the agent no longer has (another epoch, another agent) is
+    /// left alone.
+    async fn renew_leases(&self, leases: &[(Uuid, JobRef)], until: Timestamp) -> Result<()>;
     /// Extends every active lease (after a control-plane restart, agents
     /// need time to reconnect before their jobs are given away).
     async fn extend_active_leases(&self, until: Timestamp) -> Result<u64>;
     /// Leases that ran out: the agent is gone past the grace period. The job
     /// is requeued (after a retry delay) or, out of attempts, failed.
     async fn expire_leases(&self, now: Timestamp, retry: &RetryPolicy) -> Result<Vec<Transition>>;
-    /// Queued jobs past their queue timeout fail with why they waited.
+    /// Queued jobs past their queue timeout fail with why they waited. The
+    /// timeout bounds the wait for a first start: once an attempt started,
+    /// retries are bounded by `max_attempts` instead.
     async fn expire_queue_timeouts(&self, now: Timestamp) -> Result<Vec<Transition>>;
     /// Jobs running longer than their timeout fail (and may be retried).
     async fn expire_run_timeouts(&self, now: Timestamp, retry: &RetryPolicy) -> Result<Vec<Transition>>;
@@ -308,10 +319,30 @@ pub trait JobStore: Send + Sync {
         now: Timestamp,
         audit: &NewAuditEvent,
     ) -> Result<CancelOutcome>;
+    /// An assignment that could not be sent to its agent goes back to the
+    /// queue at once, with a new epoch and without counting an attempt.
+    /// `None` if the lease was no longer the agent's.
+    async fn requeue_undelivered(
+        &self,
+        agent_id: Uuid,
+        lease: JobRef,
+        now: Timestamp,
+        retry: &RetryPolicy,
+    ) -> Result<Option<Transition>>;
     /// The leases an agent holds now.
     async fn agent_leases(&self, agent_id: Uuid) -> Result<Vec<JobRef>>;
-    /// Queued jobs, oldest first, for telling why they wait.
-    async fn waiting_jobs(&self, now: Timestamp, limit: i64) -> Result<Vec<Job>>;
-    /// Records why queued jobs wait (only where it changed).
-    async fn set_waiting_reason(&self, job_ids: &[Uuid], reason: &str) -> Result<()>;
+    /// What the queued jobs that could start now ask for, one entry per
+    /// tenant, labels and model: the unit of "why does it wait".
+    async fn waiting_kinds(&self, now: Timestamp) -> Result<Vec<WaitingKind>>;
+    /// Records why the queued jobs of `kind` that could start now wait
+    /// (writing only where it changed).
+    async fn set_waiting_reason(&self, kind: &WaitingKind, now: Timestamp, reason: &str) -> Result<()>;
+}
+
+/// Queued jobs that ask for the same thing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingKind {
+    pub tenant_id: Uuid,
+    pub labels: Labels,
+    pub model: String,
 }

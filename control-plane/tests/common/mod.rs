@@ -2,6 +2,8 @@
 //! databases on both backends and an in-process server on a real socket.
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 use std::sync::Arc;
 
 use std::time::Duration;

@@ -6,7 +6,7 @@
 use super::*;
 use crate::store::{
     CancelOutcome, Claim, CreateJobOutcome, Job, JobEventKind, JobFilter, JobStatus, JobStore, NewJob,
-    RecordOutcome, RetryPolicy, StoredJobEvent, Transition,
+    RecordOutcome, RetryPolicy, StoredJobEvent, Transition, WaitingKind,
 };
 use marketer_protocol::{JobError, JobEvent, JobEventBody, JobOutcome, JobRef};
 
@@ -57,12 +57,15 @@ where
                 return Ok(CreateJobOutcome::Existing(Box::new(existing)));
             }
         }
-        let queue_deadline = job.queue_timeout_seconds.map(|s| now + time::Duration::seconds(s));
+        // The wait for a start begins when the job may start.
+        let ready_at = job.not_before.filter(|at| *at > now).unwrap_or(now);
+        let queue_deadline = job.queue_timeout_seconds.map(|s| ready_at + time::Duration::seconds(s));
+        let waiting_reason = (ready_at > now).then(|| format!("scheduled to start at {ready_at}"));
         sqlx::query(
             "INSERT INTO jobs (id, tenant_id, kind, model, spec, labels, priority, not_before, timeout_seconds, \
              queue_timeout_seconds, max_attempts, idempotency_key, request_hash, created_by, status, \
-             queue_deadline, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'queued', $15, $16, $16)",
+             queue_deadline, waiting_reason, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'queued', $15, $17, $16, $16)",
         )
         .bind(job.id)
         .bind(job.tenant_id)
@@ -80,6 +83,7 @@ where
         .bind(job.created_by.clone())
         .bind(queue_deadline)
         .bind(now)
+        .bind(waiting_reason)
         .execute(&mut *tx)
         .await
         .map_err(|e| unique_violation(e, "idempotency_key_reused", "this idempotency_key is being used concurrently"))?;
@@ -136,15 +140,24 @@ where
         rows_into(rows)
     }
 
-    async fn queued_jobs(&self, tenant_id: Uuid, now: Timestamp, limit: i64) -> Result<Vec<Job>> {
+    async fn queued_jobs(
+        &self,
+        tenant_id: Uuid,
+        now: Timestamp,
+        after: Option<(i64, Uuid)>,
+        limit: i64,
+    ) -> Result<Vec<Job>> {
         let rows: Vec<JobRow> = sqlx::query_as(sql(&[
             "SELECT ",
             JOB_COLUMNS,
             " FROM jobs WHERE tenant_id = $1 AND status = 'queued' AND (not_before IS NULL OR not_before <= $2) \
-             AND (retry_at IS NULL OR retry_at <= $2) ORDER BY priority, id LIMIT $3",
+             AND (retry_at IS NULL OR retry_at <= $2) \
+             AND ($3 IS NULL OR priority > $3 OR (priority = $3 AND id > $4)) ORDER BY priority, id LIMIT $5",
         ]))
         .bind(tenant_id)
         .bind(now)
+        .bind(after.map(|(priority, _)| priority))
+        .bind(after.map(|(_, id)| id))
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
@@ -284,17 +297,20 @@ where
         Ok(RecordOutcome::Stored { events, job: Box::new(job), finished })
     }
 
-    async fn renew_leases(&self, agent_ids: &[Uuid], until: Timestamp) -> Result<()> {
-        if agent_ids.is_empty() {
+    async fn renew_leases(&self, leases: &[(Uuid, JobRef)], until: Timestamp) -> Result<()> {
+        if leases.is_empty() {
             return Ok(());
         }
         let mut tx = self.write.begin().await?;
-        for agent in agent_ids {
+        for (agent, lease) in leases {
             sqlx::query(
-                "UPDATE jobs SET lease_expires_at = $2 WHERE agent_id = $1 AND status IN ('assigned', 'running')",
+                "UPDATE jobs SET lease_expires_at = $3 WHERE id = $1 AND agent_id = $2 AND epoch = $4 \
+                 AND status IN ('assigned', 'running')",
             )
+            .bind(lease.job_id)
             .bind(*agent)
             .bind(until)
+            .bind(i64::try_from(lease.epoch).unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await?;
         }
@@ -332,7 +348,7 @@ where
     async fn expire_queue_timeouts(&self, now: Timestamp) -> Result<Vec<Transition>> {
         let never = RetryPolicy::default();
         self.expire_where(
-            "status = 'queued' AND queue_deadline IS NOT NULL AND queue_deadline < $1",
+            "status = 'queued' AND attempts = 0 AND queue_deadline IS NOT NULL AND queue_deadline < $1",
             now,
             |job| JobError {
                 code: job_errors::QUEUE_TIMEOUT.into(),
@@ -442,35 +458,60 @@ where
             .collect())
     }
 
-    async fn waiting_jobs(&self, now: Timestamp, limit: i64) -> Result<Vec<Job>> {
-        let rows: Vec<JobRow> = sqlx::query_as(sql(&[
-            "SELECT ",
-            JOB_COLUMNS,
-            " FROM jobs WHERE status = 'queued' AND (not_before IS NULL OR not_before <= $1) ORDER BY id LIMIT $2",
-        ]))
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        rows_into(rows)
+    async fn requeue_undelivered(
+        &self,
+        agent_id: Uuid,
+        lease: JobRef,
+        now: Timestamp,
+        retry: &RetryPolicy,
+    ) -> Result<Option<Transition>> {
+        let mut tx = self.write.begin().await?;
+        let Some(job) = Self::lock_job(&mut tx, lease.job_id).await? else { return Ok(None) };
+        if job.lease() != Some((agent_id, lease)) {
+            return Ok(None);
+        }
+        let error = JobError {
+            code: job_errors::NOT_DELIVERED.into(),
+            message: "the assignment could not be sent to the agent; the job goes to the next free agent"
+                .into(),
+            retryable: true,
+        };
+        let events = Self::fail_or_retry(&mut tx, &job, &error, now, retry).await?;
+        let after = Self::fetch_job(&mut tx, job.id).await?.ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        Ok(Some(Transition { job: after, events, ended_lease: Some((agent_id, lease)) }))
     }
 
-    async fn set_waiting_reason(&self, job_ids: &[Uuid], reason: &str) -> Result<()> {
-        if job_ids.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.write.begin().await?;
-        for id in job_ids {
-            sqlx::query(
-                "UPDATE jobs SET waiting_reason = $2 WHERE id = $1 AND status = 'queued' \
-                 AND (waiting_reason IS NULL OR waiting_reason <> $2)",
-            )
-            .bind(*id)
-            .bind(reason.to_owned())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+    async fn waiting_kinds(&self, now: Timestamp) -> Result<Vec<WaitingKind>> {
+        let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
+            "SELECT tenant_id, labels, model FROM jobs WHERE status = 'queued' \
+             AND (not_before IS NULL OR not_before <= $1) AND (retry_at IS NULL OR retry_at <= $1) \
+             GROUP BY tenant_id, labels, model ORDER BY tenant_id, model, labels",
+        )
+        .bind(now)
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(tenant_id, labels, model)| {
+                let labels = serde_json::from_str(&labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok(WaitingKind { tenant_id, labels, model })
+            })
+            .collect()
+    }
+
+    async fn set_waiting_reason(&self, kind: &WaitingKind, now: Timestamp, reason: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET waiting_reason = $4 WHERE tenant_id = $1 AND labels = $2 AND model = $3 \
+             AND status = 'queued' AND (not_before IS NULL OR not_before <= $5) \
+             AND (retry_at IS NULL OR retry_at <= $5) AND (waiting_reason IS NULL OR waiting_reason <> $4)",
+        )
+        .bind(kind.tenant_id)
+        .bind(labels_json(&kind.labels))
+        .bind(kind.model.clone())
+        .bind(reason.to_owned())
+        .bind(now)
+        .execute(&self.write)
+        .await?;
         Ok(())
     }
 }

@@ -946,23 +946,29 @@ where
         now: Timestamp,
         retry: &RetryPolicy,
     ) -> Result<Vec<StoredJobEvent>> {
-        // An agent that had no free slot never ran the attempt: it does not
-        // count (the scheduler's view of the agent was momentarily stale).
-        let uncounted = error.code == job_errors::AGENT_BUSY;
+        // An agent that had no free slot, or never received the assignment,
+        // did not run the attempt: it does not count (the scheduler's view of
+        // the agent was momentarily stale).
+        let uncounted = error.code == job_errors::AGENT_BUSY || error.code == job_errors::NOT_DELIVERED;
         if !(uncounted || error.retryable && job.attempts < job.max_attempts) {
             return Self::finish_job(conn, job, JobStatus::Failed, None, None, Some(error), now).await;
         }
-        let retry_at = now + retry.delay(job.attempts + 1);
+        // An undelivered assignment goes to the next agent at once.
+        let retry_at =
+            if error.code == job_errors::NOT_DELIVERED { now } else { now + retry.delay(job.attempts + 1) };
+        let reason = format!("retrying at {retry_at} after: {}", error.message);
         // A new epoch fences off the old lease: its late events are stale.
         sqlx::query(
             "UPDATE jobs SET status = 'queued', agent_id = NULL, epoch = epoch + 1, lease_expires_at = NULL, \
-             run_deadline = NULL, retry_at = $2, error = $3, updated_at = $4, attempts = attempts - $5 WHERE id = $1",
+             run_deadline = NULL, retry_at = $2, error = $3, updated_at = $4, attempts = attempts - $5, \
+             waiting_reason = $6 WHERE id = $1",
         )
         .bind(job.id)
         .bind(retry_at)
         .bind(serde_json::to_string(error).unwrap_or_default())
         .bind(now)
         .bind(i64::from(uncounted))
+        .bind(reason)
         .execute(&mut *conn)
         .await?;
         let data = serde_json::json!({

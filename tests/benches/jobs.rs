@@ -1,0 +1,361 @@
+//! What the job engine costs: dispatch latency, relay overhead against
+//! calling Ollama directly, and sustained throughput of short jobs.
+//!
+//!     cargo build --release --bins
+//!     cargo bench -p marketer-tests --bench jobs -- [dispatch] [relay] [throughput]
+//!
+//! With no section named, all three run. The throughput section also runs on
+//! PostgreSQL when `MARKETER_TEST_DATABASE_URL` names a server where it may
+//! create databases (the same variable the tests use). Everything runs on
+//! loopback against the release binaries and the fake Ollama of
+//! `marketer_tests::ollama`; results go to stdout and docs/benchmarks.md
+//! records them.
+//!
+//! - dispatch: one idle simulated agent (`marketer_tests::sim`); the time
+//!   from sending `POST /jobs` to the agent receiving `AssignJob`, one job
+//!   at a time.
+//! - relay: one real `marketer-agent`; the same chat requests sent through
+//!   the product (`POST /jobs`, then the job's SSE stream) and straight to
+//!   the fake Ollama, alternating, in one run: time to first token, total
+//!   time and token throughput.
+//! - throughput: 1, 4 and 16 real agents with 2 slots each; 400 short chat
+//!   jobs submitted by 8 concurrent clients; jobs completed per second.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use marketer_protocol::{
+    AgentMessage, Heartbeat, JobEvent, JobEventBody, JobOutcome, JobOutput, ServerMessage, Usage,
+};
+use marketer_tests::fleet::agent_id;
+use marketer_tests::ollama::{FakeModel, FakeOllama, Pace};
+use marketer_tests::sim::{Capabilities, Connection, enroll};
+use marketer_tests::sse::SseStream;
+use marketer_tests::{AgentHost, AgentProcess, Api, ServerOptions, ServerProcess, TempDatabase};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+const EMAIL: &str = "bench@example.com";
+const PASSWORD: &str = "a long benchmark password";
+const MODEL: &str = "llama3.2:3b";
+
+fn main() {
+    let sections: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let wants = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
+    runtime.block_on(async {
+        if wants("dispatch") {
+            dispatch().await;
+        }
+        if wants("relay") {
+            relay().await;
+        }
+        if wants("throughput") {
+            throughput().await;
+        }
+    });
+}
+
+/// A release server on a fresh data directory (and database, if given).
+struct Server {
+    /// Held for its lifetime: dropping it stops the server.
+    _process: ServerProcess,
+    options: ServerOptions,
+    api: Api,
+    data: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(database_url: Option<&str>) -> Self {
+        let data = tempfile::tempdir().expect("a data directory");
+        let mut options = ServerOptions::new(data.path())
+            .env("MARKETER_BOOTSTRAP_EMAIL", EMAIL)
+            .env("MARKETER_BOOTSTRAP_PASSWORD", PASSWORD)
+            .env("MARKETER_LOG_LEVEL", "warn");
+        if let Some(url) = database_url {
+            options = options.env("MARKETER_DATABASE_URL", url);
+        }
+        let process = ServerProcess::spawn(&options);
+        let api = Api::login(&process.base_url, EMAIL, PASSWORD).await;
+        Self { _process: process, options, api, data }
+    }
+
+    async fn token(&self, uses: usize) -> String {
+        let path = self.api.tenant_path("/enrollment-tokens");
+        let (status, created) = self.api.call(Method::POST, &path, Some(json!({ "max_uses": uses }))).await;
+        assert_eq!(status, 201, "{created}");
+        created["token"].as_str().expect("a token").to_owned()
+    }
+
+    async fn submit(&self, body: &Value) -> String {
+        let (status, job) =
+            self.api.call(Method::POST, &self.api.tenant_path("/jobs"), Some(body.clone())).await;
+        assert_eq!(status, 202, "{job}");
+        job["id"].as_str().expect("a job id").to_owned()
+    }
+
+    async fn wait_succeeded(&self, id: &str) {
+        loop {
+            let (_, job) =
+                self.api.call(Method::GET, &self.api.tenant_path(&format!("/jobs/{id}")), None).await;
+            match job["status"].as_str() {
+                Some("succeeded") => return,
+                Some("failed" | "cancelled") => panic!("job {id} ended {job}"),
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    /// Enrolls and starts `count` real agents against `ollama`, and waits
+    /// until all are online.
+    async fn agents(&self, count: usize, ollama: &FakeOllama) -> Vec<(AgentProcess, tempfile::TempDir)> {
+        let token = self.token(count).await;
+        let mut agents = Vec::with_capacity(count);
+        for _ in 0..count {
+            let home = tempfile::tempdir().expect("an agent home");
+            let host = AgentHost::new(home.path(), &ollama.url()).env("MARKETER_AGENT_LOG_LEVEL", "warn");
+            host.enroll(&self.options.gateway_url(), &token, &[]).await;
+            let _ = agent_id(&host);
+            agents.push((host.spawn_run(&["--concurrency", "2"]), home));
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, page) =
+                self.api.call(Method::GET, &self.api.tenant_path("/agents?limit=200"), None).await;
+            let online =
+                page["items"].as_array().map_or(0, |a| a.iter().filter(|a| a["state"] == "online").count());
+            if online == count {
+                return agents;
+            }
+            assert!(Instant::now() < deadline, "{online} of {count} agents online after 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn chat(prompt: &str) -> Value {
+    json!({ "kind": "chat", "model": MODEL, "messages": [{ "role": "user", "content": prompt }] })
+}
+
+/// The `p`-th percentile (0-100) of sorted samples, in milliseconds.
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+fn summary(samples: &mut [Duration]) -> String {
+    samples.sort();
+    format!(
+        "p50 {:.2} ms, p99 {:.2} ms (n = {})",
+        percentile(samples, 50.0),
+        percentile(samples, 99.0),
+        samples.len()
+    )
+}
+
+async fn dispatch() {
+    const JOBS: usize = 500;
+    let server = Server::start(None).await;
+    let token = server.token(1).await;
+    let secret = token.rsplit_once('.').expect("secret.ca_hash").0.to_owned();
+    let ca_pem = std::fs::read_to_string(server.data.path().join("ca/ca.crt")).expect("the CA");
+    let port = server.options.gateway_port;
+    let identity = enroll(port, &ca_pem, &secret, "sim-dispatch").await;
+    let capabilities =
+        Capabilities { max_concurrency: 4, models: vec![MODEL.into()], running_jobs: Vec::new() };
+    let mut connection = Connection::open(port, &ca_pem, &identity, capabilities).await;
+    let (received, mut assignments) = mpsc::unbounded_channel::<Instant>();
+    // The simulated agent: notes when each assignment arrives and finishes
+    // the job at once, so it is idle for the next one.
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(connection.welcome.heartbeat_interval_ms));
+        let mut beat = 0;
+        loop {
+            let message = tokio::select! {
+                _ = tick.tick() => {
+                    beat += 1;
+                    let heartbeat = Heartbeat {
+                        seq: beat, max_concurrency: 4, running_jobs: 0, free_slots: 4, ollama_reachable: true, models: None, jobs: Vec::new(),
+                    };
+                    let _ = connection.send(&AgentMessage::Heartbeat(heartbeat)).await;
+                    continue;
+                }
+                message = connection.next() => message,
+            };
+            match message {
+                Some(ServerMessage::AssignJob(assign)) => {
+                    let _ = received.send(Instant::now());
+                    let output = JobOutput::Message { role: "assistant".into(), content: "ok".into() };
+                    let outcome = JobOutcome::Succeeded { output, usage: Usage::default() };
+                    for (seq, body) in [(1, JobEventBody::Started), (2, JobEventBody::Finished { outcome })] {
+                        let event = JobEvent { job: assign.job, seq, body };
+                        let _ = connection.send(&AgentMessage::JobEvent(event)).await;
+                    }
+                }
+                Some(_) => {}
+                None => return,
+            }
+        }
+    });
+    let body = chat("dispatch me");
+    let mut latencies = Vec::with_capacity(JOBS);
+    for i in 0..JOBS + 20 {
+        let sent = Instant::now();
+        let id = server.submit(&body).await;
+        let arrived = tokio::time::timeout(Duration::from_secs(10), assignments.recv())
+            .await
+            .expect("an assignment within 10 s")
+            .expect("the simulated agent is connected");
+        // The first jobs warm up connections and caches.
+        if i >= 20 {
+            latencies.push(arrived - sent);
+        }
+        server.wait_succeeded(&id).await;
+    }
+    println!("dispatch, submit -> AssignJob at an idle agent (SQLite): {}", summary(&mut latencies));
+}
+
+/// One request through the product: time to the first chunk, time to
+/// `done`, and the tokens generated.
+async fn through_product(server: &Server, body: &Value) -> (Duration, Duration, u64) {
+    let sent = Instant::now();
+    let id = server.submit(body).await;
+    let path = server.api.tenant_path(&format!("/jobs/{id}/events"));
+    let mut stream = SseStream::open(&server.api, &path, None).await;
+    let mut first = None;
+    while let Some(event) = stream.next().await {
+        match event.event.as_str() {
+            "chunk" if first.is_none() => first = Some(sent.elapsed()),
+            "done" => {
+                let done = event.json();
+                assert_eq!(done["status"], "succeeded", "{done}");
+                let tokens = done["usage"]["completion_tokens"].as_u64().unwrap_or(0);
+                return (first.expect("a chunk before done"), sent.elapsed(), tokens);
+            }
+            _ => {}
+        }
+    }
+    panic!("the event stream of job {id} ended before done");
+}
+
+/// The same request straight to the fake Ollama's streaming `/api/chat`.
+async fn direct(http: &reqwest::Client, ollama: &FakeOllama, body: &Value) -> (Duration, Duration, u64) {
+    let request = json!({ "model": MODEL, "messages": body["messages"], "stream": true });
+    let sent = Instant::now();
+    let mut response =
+        http.post(format!("{}/api/chat", ollama.url())).json(&request).send().await.expect("a chat");
+    let mut first = None;
+    let mut pending = Vec::new();
+    while let Some(chunk) = response.chunk().await.expect("a body chunk") {
+        pending.extend_from_slice(&chunk);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let object: Value = serde_json::from_slice(&line).expect("an NDJSON object");
+            if first.is_none() && object["message"]["content"].as_str().is_some_and(|c| !c.is_empty()) {
+                first = Some(sent.elapsed());
+            }
+            if object["done"] == true {
+                let tokens = object["eval_count"].as_u64().unwrap_or(0);
+                return (first.expect("a token before done"), sent.elapsed(), tokens);
+            }
+        }
+    }
+    panic!("the stream ended before done");
+}
+
+async fn relay() {
+    let server = Server::start(None).await;
+    let ollama = FakeOllama::start(vec![FakeModel::new(MODEL)]).await;
+    let _agents = server.agents(1, &ollama).await;
+    let http = reqwest::Client::new();
+    let paces = [
+        (
+            "paced: 20 ms to first token, 200 tokens/s, 100 tokens",
+            Pace { first_token: Duration::from_millis(20), tokens_per_second: 200.0, tokens: 100 },
+            40,
+        ),
+        (
+            "unpaced: 2000 tokens as fast as the fake sends them",
+            Pace { first_token: Duration::ZERO, tokens_per_second: 0.0, tokens: 2000 },
+            40,
+        ),
+    ];
+    for (name, pace, rounds) in paces {
+        ollama.set_pace(pace);
+        let mut product = (Vec::new(), Vec::new(), 0u64);
+        let mut straight = (Vec::new(), Vec::new(), 0u64);
+        for round in 0..rounds + 3 {
+            // Distinct prompts, each sent both ways.
+            let body = chat(&format!("relay round {round}"));
+            let via = through_product(&server, &body).await;
+            let raw = direct(&http, &ollama, &body).await;
+            if round < 3 {
+                continue;
+            }
+            for (sink, (first, total, tokens)) in [(&mut product, via), (&mut straight, raw)] {
+                sink.0.push(first);
+                sink.1.push(total);
+                sink.2 += tokens;
+            }
+        }
+        let rate = |totals: &[Duration], tokens: u64| {
+            tokens as f64 / totals.iter().map(Duration::as_secs_f64).sum::<f64>()
+        };
+        let (product_rate, straight_rate) = (rate(&product.1, product.2), rate(&straight.1, straight.2));
+        println!("relay, {name}:");
+        println!("  time to first token  direct  {}", summary(&mut straight.0));
+        println!("                       product {}", summary(&mut product.0));
+        println!("  total time           direct  {}", summary(&mut straight.1));
+        println!("                       product {}", summary(&mut product.1));
+        println!(
+            "  tokens/s             direct  {straight_rate:.0}, product {product_rate:.0} ({:+.1} %)",
+            100.0 * (product_rate - straight_rate) / straight_rate
+        );
+    }
+}
+
+async fn throughput_run(database_url: Option<&str>, agents: usize) -> f64 {
+    const JOBS: usize = 400;
+    const CLIENTS: usize = 8;
+    let server = Arc::new(Server::start(database_url).await);
+    let ollama = FakeOllama::start(vec![FakeModel::new(MODEL)]).await;
+    ollama.set_pace(Pace { first_token: Duration::ZERO, tokens_per_second: 0.0, tokens: 16 });
+    let _agents = server.agents(agents, &ollama).await;
+    let started = Instant::now();
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for client in 0..CLIENTS {
+        let server = server.clone();
+        clients.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in (client..JOBS).step_by(CLIENTS) {
+                ids.push(server.submit(&chat(&format!("short job {n}"))).await);
+            }
+            for id in ids {
+                server.wait_succeeded(&id).await;
+            }
+        }));
+    }
+    for client in clients {
+        client.await.expect("a client");
+    }
+    JOBS as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn throughput() {
+    let postgres = std::env::var_os("MARKETER_TEST_DATABASE_URL").is_some();
+    for agents in [1, 4, 16] {
+        let rate = throughput_run(None, agents).await;
+        println!("throughput, {agents:>2} agents x 2 slots, SQLite:     {rate:.0} jobs/s");
+        if postgres {
+            let database = TempDatabase::create().await.expect("a PostgreSQL database");
+            let rate = throughput_run(Some(&database.url), agents).await;
+            database.drop_database().await;
+            println!("throughput, {agents:>2} agents x 2 slots, PostgreSQL: {rate:.0} jobs/s");
+        }
+    }
+    if !postgres {
+        println!("throughput on PostgreSQL skipped: set MARKETER_TEST_DATABASE_URL");
+    }
+}
