@@ -16,8 +16,10 @@
 //!   at a time.
 //! - relay: one real `marketer-agent`; the same chat requests sent through
 //!   the product (`POST /jobs`, then the job's SSE stream) and straight to
-//!   the fake Ollama, alternating, in one run: time to first token, total
-//!   time and token throughput.
+//!   the fake Ollama, alternating, in one run, at two paces of generation:
+//!   when the request reaches Ollama, what the product adds between
+//!   Ollama's first token and the client's, time to first token, total time
+//!   and token throughput.
 //! - throughput: 1, 4 and 16 real agents with 2 slots each; 400 short chat
 //!   jobs submitted by 8 concurrent clients; jobs completed per second.
 
@@ -44,16 +46,24 @@ fn main() {
     let sections: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let wants = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
     let _ = rlimit::increase_nofile_limit(u64::MAX);
+    // The fake Ollama gets a runtime of its own, as Ollama is a process of
+    // its own: serving it must not compete with the benchmark's clients.
+    let ollama_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let ollama = ollama_runtime.block_on(FakeOllama::start(vec![FakeModel::new(MODEL)]));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
     runtime.block_on(async {
         if wants("dispatch") {
             dispatch().await;
         }
         if wants("relay") {
-            relay().await;
+            relay(&ollama).await;
         }
         if wants("throughput") {
-            throughput().await;
+            throughput(&ollama).await;
         }
     });
 }
@@ -217,9 +227,19 @@ async fn dispatch() {
     println!("dispatch, submit -> AssignJob at an idle agent (SQLite): {}", summary(&mut latencies));
 }
 
-/// One request through the product: time to the first chunk, time to
-/// `done`, and the tokens generated.
-async fn through_product(server: &Server, body: &Value) -> (Duration, Duration, u64) {
+/// How one request went.
+struct Timing {
+    /// Until the request reached Ollama (through the product: submission,
+    /// dispatch, the agent's call).
+    to_ollama: Duration,
+    first_token: Duration,
+    total: Duration,
+    tokens: u64,
+}
+
+/// One request through the product: submitted with `POST /jobs`, followed
+/// on the job's event stream until `done`.
+async fn through_product(server: &Server, ollama: &FakeOllama, body: &Value) -> Timing {
     let sent = Instant::now();
     let id = server.submit(body).await;
     let path = server.api.tenant_path(&format!("/jobs/{id}/events"));
@@ -231,8 +251,12 @@ async fn through_product(server: &Server, body: &Value) -> (Duration, Duration, 
             "done" => {
                 let done = event.json();
                 assert_eq!(done["status"], "succeeded", "{done}");
-                let tokens = done["usage"]["completion_tokens"].as_u64().unwrap_or(0);
-                return (first.expect("a chunk before done"), sent.elapsed(), tokens);
+                return Timing {
+                    to_ollama: ollama.last_chat_arrival().expect("a chat request") - sent,
+                    first_token: first.expect("a chunk before done"),
+                    total: sent.elapsed(),
+                    tokens: done["usage"]["completion_tokens"].as_u64().unwrap_or(0),
+                };
             }
             _ => {}
         }
@@ -241,88 +265,103 @@ async fn through_product(server: &Server, body: &Value) -> (Duration, Duration, 
 }
 
 /// The same request straight to the fake Ollama's streaming `/api/chat`.
-async fn direct(http: &reqwest::Client, ollama: &FakeOllama, body: &Value) -> (Duration, Duration, u64) {
+async fn direct(http: &reqwest::Client, ollama: &FakeOllama, body: &Value) -> Timing {
     let request = json!({ "model": MODEL, "messages": body["messages"], "stream": true });
     let sent = Instant::now();
     let mut response =
         http.post(format!("{}/api/chat", ollama.url())).json(&request).send().await.expect("a chat");
+    let to_ollama = ollama.last_chat_arrival().expect("a chat request") - sent;
     let mut first = None;
     let mut pending = Vec::new();
     while let Some(chunk) = response.chunk().await.expect("a body chunk") {
         pending.extend_from_slice(&chunk);
-        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            let object: Value = serde_json::from_slice(&line).expect("an NDJSON object");
+        let mut start = 0;
+        while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
+            let line = &pending[start..start + end];
+            start += end + 1;
+            let object: Value = serde_json::from_slice(line).expect("an NDJSON object");
             if first.is_none() && object["message"]["content"].as_str().is_some_and(|c| !c.is_empty()) {
                 first = Some(sent.elapsed());
             }
             if object["done"] == true {
-                let tokens = object["eval_count"].as_u64().unwrap_or(0);
-                return (first.expect("a token before done"), sent.elapsed(), tokens);
+                return Timing {
+                    to_ollama,
+                    first_token: first.expect("a token before done"),
+                    total: sent.elapsed(),
+                    tokens: object["eval_count"].as_u64().unwrap_or(0),
+                };
             }
         }
+        pending.drain(..start);
     }
     panic!("the stream ended before done");
 }
 
-async fn relay() {
+async fn relay(ollama: &FakeOllama) {
     let server = Server::start(None).await;
-    let ollama = FakeOllama::start(vec![FakeModel::new(MODEL)]).await;
-    let _agents = server.agents(1, &ollama).await;
+    let _agents = server.agents(1, ollama).await;
     let http = reqwest::Client::new();
     let paces = [
         (
             "paced: 20 ms to first token, 200 tokens/s, 100 tokens",
             Pace { first_token: Duration::from_millis(20), tokens_per_second: 200.0, tokens: 100 },
-            40,
         ),
         (
-            "unpaced: 2000 tokens as fast as the fake sends them",
-            Pace { first_token: Duration::ZERO, tokens_per_second: 0.0, tokens: 2000 },
-            40,
+            "fast: 5 ms to first token, 1000 tokens/s, 500 tokens",
+            Pace { first_token: Duration::from_millis(5), tokens_per_second: 1000.0, tokens: 500 },
         ),
     ];
-    for (name, pace, rounds) in paces {
+    const ROUNDS: usize = 40;
+    const WARM_UP: usize = 3;
+    for (name, pace) in paces {
         ollama.set_pace(pace);
-        let mut product = (Vec::new(), Vec::new(), 0u64);
-        let mut straight = (Vec::new(), Vec::new(), 0u64);
-        for round in 0..rounds + 3 {
-            // Distinct prompts, each sent both ways.
+        let (mut product, mut straight) = (Vec::new(), Vec::new());
+        for round in 0..ROUNDS + WARM_UP {
+            // Distinct prompts, each sent both ways, alternating.
             let body = chat(&format!("relay round {round}"));
-            let via = through_product(&server, &body).await;
-            let raw = direct(&http, &ollama, &body).await;
-            if round < 3 {
-                continue;
-            }
-            for (sink, (first, total, tokens)) in [(&mut product, via), (&mut straight, raw)] {
-                sink.0.push(first);
-                sink.1.push(total);
-                sink.2 += tokens;
+            let via = through_product(&server, ollama, &body).await;
+            let raw = direct(&http, ollama, &body).await;
+            if round >= WARM_UP {
+                product.push(via);
+                straight.push(raw);
             }
         }
-        let rate = |totals: &[Duration], tokens: u64| {
-            tokens as f64 / totals.iter().map(Duration::as_secs_f64).sum::<f64>()
+        let column = |timings: &[Timing], field: fn(&Timing) -> Duration| -> Vec<Duration> {
+            timings.iter().map(field).collect()
         };
-        let (product_rate, straight_rate) = (rate(&product.1, product.2), rate(&straight.1, straight.2));
+        let rate = |timings: &[Timing]| {
+            timings.iter().map(|t| t.tokens).sum::<u64>() as f64
+                / timings.iter().map(|t| t.total.as_secs_f64()).sum::<f64>()
+        };
+        let (product_rate, straight_rate) = (rate(&product), rate(&straight));
+        // What the product adds after Ollama's first token: the agent's
+        // batching, the tunnel, the store, the event stream.
+        let mut back: Vec<Duration> = product
+            .iter()
+            .zip(&straight)
+            .map(|(p, s)| p.first_token.saturating_sub(p.to_ollama + (s.first_token - s.to_ollama)))
+            .collect();
         println!("relay, {name}:");
-        println!("  time to first token  direct  {}", summary(&mut straight.0));
-        println!("                       product {}", summary(&mut product.0));
-        println!("  total time           direct  {}", summary(&mut straight.1));
-        println!("                       product {}", summary(&mut product.1));
+        println!("  request reaches Ollama  direct  {}", summary(&mut column(&straight, |t| t.to_ollama)));
+        println!("                          product {}", summary(&mut column(&product, |t| t.to_ollama)));
+        println!("  first token, Ollama -> client through the product: {}", summary(&mut back));
+        println!("  time to first token     direct  {}", summary(&mut column(&straight, |t| t.first_token)));
+        println!("                          product {}", summary(&mut column(&product, |t| t.first_token)));
+        println!("  total time              direct  {}", summary(&mut column(&straight, |t| t.total)));
+        println!("                          product {}", summary(&mut column(&product, |t| t.total)));
         println!(
-            "  tokens/s             direct  {straight_rate:.0}, product {product_rate:.0} ({:+.1} %)",
+            "  tokens/s                direct  {straight_rate:.0}, product {product_rate:.0} ({:+.1} %)",
             100.0 * (product_rate - straight_rate) / straight_rate
         );
     }
 }
 
-async fn throughput_run(database_url: Option<&str>, agents: usize) -> f64 {
+async fn throughput_run(ollama: &FakeOllama, database_url: Option<&str>, agents: usize) -> f64 {
     const JOBS: usize = 400;
     const CLIENTS: usize = 8;
     let server = Arc::new(Server::start(database_url).await);
-    let ollama = FakeOllama::start(vec![FakeModel::new(MODEL)]).await;
     ollama.set_pace(Pace { first_token: Duration::ZERO, tokens_per_second: 0.0, tokens: 16 });
-    let _agents = server.agents(agents, &ollama).await;
+    let _agents = server.agents(agents, ollama).await;
     let started = Instant::now();
     let mut clients = Vec::with_capacity(CLIENTS);
     for client in 0..CLIENTS {
@@ -343,14 +382,14 @@ async fn throughput_run(database_url: Option<&str>, agents: usize) -> f64 {
     JOBS as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn throughput() {
+async fn throughput(ollama: &FakeOllama) {
     let postgres = std::env::var_os("MARKETER_TEST_DATABASE_URL").is_some();
     for agents in [1, 4, 16] {
-        let rate = throughput_run(None, agents).await;
+        let rate = throughput_run(ollama, None, agents).await;
         println!("throughput, {agents:>2} agents x 2 slots, SQLite:     {rate:.0} jobs/s");
         if postgres {
             let database = TempDatabase::create().await.expect("a PostgreSQL database");
-            let rate = throughput_run(Some(&database.url), agents).await;
+            let rate = throughput_run(ollama, Some(&database.url), agents).await;
             database.drop_database().await;
             println!("throughput, {agents:>2} agents x 2 slots, PostgreSQL: {rate:.0} jobs/s");
         }

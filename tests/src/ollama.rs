@@ -96,6 +96,8 @@ struct Behaviour {
     pace: Pace,
     requests: u64,
     chat_requests: Vec<Value>,
+    /// When each of `chat_requests` arrived.
+    chat_arrivals: Vec<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -177,6 +179,11 @@ impl FakeOllama {
         self.shared.behaviour.lock().unwrap().chat_requests.clone()
     }
 
+    /// When the last chat or generate request arrived (for benchmarks).
+    pub fn last_chat_arrival(&self) -> Option<Instant> {
+        self.shared.behaviour.lock().unwrap().chat_arrivals.last().copied()
+    }
+
     /// Streamed answers begun, finished, and abandoned by the client before
     /// their end.
     pub fn streams(&self) -> (u64, u64, u64) {
@@ -220,6 +227,10 @@ fn serve(listener: tokio::net::TcpListener, shared: Shared) -> CancellationToken
     let stop = CancellationToken::new();
     let cancelled = stop.clone();
     tokio::spawn(async move {
+        // Ollama (Go's net/http) sets TCP_NODELAY on every connection; so does the fake.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let _ = axum::serve(listener, router).with_graceful_shutdown(cancelled.cancelled_owned()).await;
     });
     stop
@@ -374,6 +385,7 @@ async fn generation(shared: Shared, body: Bytes, endpoint: Endpoint) -> Response
     let (pace, failure) = {
         let mut behaviour = shared.behaviour.lock().unwrap();
         behaviour.chat_requests.push(request.clone());
+        behaviour.chat_arrivals.push(Instant::now());
         (behaviour.pace, behaviour.failure.clone())
     };
     let answer = Answer::for_request(&request, pace.tokens);

@@ -223,7 +223,7 @@ pub struct Claim {
 pub enum RecordOutcome {
     /// Stored, with the events it produced (a finished event may produce a
     /// `done` event or, for a retryable failure, a `retrying` status).
-    Stored { events: Vec<StoredJobEvent>, job: Box<Job>, finished: bool },
+    Stored { events: Vec<StoredJobEvent>, finished: bool },
     /// Already stored (a replay from the agent's outbox).
     Duplicate,
     /// For a lease that no longer holds (cancelled, requeued, or another

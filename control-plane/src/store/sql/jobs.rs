@@ -292,9 +292,8 @@ where
                 (events, true)
             }
         };
-        let job = Self::fetch_job(&mut tx, job.id).await?.ok_or(StoreError::NotFound)?;
         tx.commit().await?;
-        Ok(RecordOutcome::Stored { events, job: Box::new(job), finished })
+        Ok(RecordOutcome::Stored { events, finished })
     }
 
     async fn renew_leases(&self, leases: &[(Uuid, JobRef)], until: Timestamp) -> Result<()> {
