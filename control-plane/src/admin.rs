@@ -133,11 +133,11 @@ pub async fn run(
     match command {
         AdminCommand::CreateEnrollmentToken { tenant, labels, ttl_seconds, max_uses } => {
             let tenant = find_tenant(store, &tenant).await?;
-            let key = crate::secrets::jwt_key(&settings.data_dir, settings.jwt_secret_file.as_deref())?;
+            let secrets = server::Secrets::load(settings)?;
             let ca = server::load_ca(&settings.data_dir, &settings.agents)?;
             let runtime = server::assemble(
                 shared.clone(),
-                &key,
+                &secrets,
                 ca,
                 &settings.agents,
                 settings.jobs,

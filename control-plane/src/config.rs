@@ -82,6 +82,12 @@ pub struct ServeArgs {
     /// replica the same one. [default: generated into the data directory]
     #[arg(long, env = "MARKETER_JWT_SECRET_FILE", value_name = "FILE")]
     pub jwt_secret_file: Option<PathBuf>,
+    /// File holding the secret the data key (which encrypts cloud API keys
+    /// at rest) is derived from, at least 32 bytes. Give every replica the
+    /// same one; losing it loses those keys. [default: generated into the
+    /// data directory]
+    #[arg(long, env = "MARKETER_DATA_KEY_FILE", value_name = "FILE")]
+    pub data_key_file: Option<PathBuf>,
     /// Address of the agent gateway (a TLS listener of its own) [default: 0.0.0.0:8443].
     #[arg(long, env = "MARKETER_AGENT_LISTEN", value_name = "ADDR")]
     pub agent_listen: Option<SocketAddr>,
@@ -125,6 +131,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     trust_proxy_headers: Option<bool>,
     jwt_secret_file: Option<PathBuf>,
+    data_key_file: Option<PathBuf>,
     shutdown_timeout_seconds: Option<u64>,
     agent_listen: Option<SocketAddr>,
     agent_public_url: Option<String>,
@@ -151,6 +158,7 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub trust_proxy_headers: bool,
     pub jwt_secret_file: Option<PathBuf>,
+    pub data_key_file: Option<PathBuf>,
     pub shutdown_timeout: std::time::Duration,
     pub agents: AgentGatewaySettings,
     pub jobs: crate::jobs::JobSettings,
@@ -258,6 +266,7 @@ impl Settings {
             max_body_bytes,
             trust_proxy_headers: serve.trust_proxy_headers.or(file.trust_proxy_headers).unwrap_or(false),
             jwt_secret_file: serve.jwt_secret_file.clone().or(file.jwt_secret_file),
+            data_key_file: serve.data_key_file.clone().or(file.data_key_file),
             shutdown_timeout: std::time::Duration::from_secs(file.shutdown_timeout_seconds.unwrap_or(30)),
             agents,
             jobs,

@@ -41,6 +41,9 @@ pub enum Error {
     /// 429
     #[error("too many attempts: try again in {} seconds", retry_after.as_secs().max(1))]
     RateLimited { retry_after: Duration },
+    /// 429: a plan's quota is used up until `resets_at`.
+    #[error("{message}")]
+    QuotaExceeded { message: String, retry_after: Duration, resets_at: crate::domain::Timestamp },
     /// 503: a dependency (the database) is not reachable.
     #[error("{0}")]
     Unavailable(String),

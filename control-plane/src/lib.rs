@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod cloud;
 pub mod config;
 pub mod domain;
 pub mod error;

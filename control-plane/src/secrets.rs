@@ -1,6 +1,6 @@
-//! Secret material of the server (for now the JWT signing key): supplied by
-//! the operator, or generated on first start into the data directory with
-//! owner-only permissions.
+//! Secret material of the server (the JWT signing key, and the data key that
+//! encrypts secrets at rest): supplied by the operator, or generated on
+//! first start into the data directory with owner-only permissions.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,36 +16,64 @@ const MIN_SECRET_BYTES: usize = 32;
 /// environment, never a flag, so it does not show up in `ps`.
 pub const JWT_SECRET_ENV: &str = "MARKETER_JWT_SECRET";
 
+/// Environment variable holding the data key secret itself (environment
+/// only, like the JWT secret).
+pub const DATA_KEY_ENV: &str = "MARKETER_DATA_KEY";
+
+/// One kind of secret: what it is called, where it may come from.
+struct Kind {
+    what: &'static str,
+    env: &'static str,
+    file_name: &'static str,
+}
+
+const JWT: Kind = Kind { what: "JWT signing key", env: JWT_SECRET_ENV, file_name: "jwt-signing.key" };
+const DATA_KEY: Kind = Kind { what: "data key", env: DATA_KEY_ENV, file_name: "data-encryption.key" };
+
 /// Loads the JWT signing key: `MARKETER_JWT_SECRET`, else the configured
 /// file, else `<data_dir>/secrets/jwt-signing.key` (created if missing).
 pub fn jwt_key(data_dir: &Path, configured_file: Option<&Path>) -> anyhow::Result<SecretBox<Vec<u8>>> {
-    if let Ok(value) = std::env::var(JWT_SECRET_ENV) {
-        return checked(value.trim().as_bytes().to_vec(), JWT_SECRET_ENV);
-    }
-    if let Some(path) = configured_file {
-        return read_secret(path);
-    }
-    let path = data_dir.join("secrets").join("jwt-signing.key");
-    if path.exists() {
-        return read_secret(&path);
-    }
-    generate_secret(&path)
+    load(&JWT, data_dir, configured_file)
 }
 
-fn checked(bytes: Vec<u8>, source: &str) -> anyhow::Result<SecretBox<Vec<u8>>> {
+/// Loads the secret the data key (for secrets at rest, such as cloud API
+/// keys) is derived from: `MARKETER_DATA_KEY`, else the configured file,
+/// else `<data_dir>/secrets/data-encryption.key` (created if missing).
+/// Every replica needs the same one, and losing it loses the secrets it
+/// sealed.
+pub fn data_key(data_dir: &Path, configured_file: Option<&Path>) -> anyhow::Result<SecretBox<Vec<u8>>> {
+    load(&DATA_KEY, data_dir, configured_file)
+}
+
+fn load(kind: &Kind, data_dir: &Path, configured_file: Option<&Path>) -> anyhow::Result<SecretBox<Vec<u8>>> {
+    if let Ok(value) = std::env::var(kind.env) {
+        return checked(kind, value.trim().as_bytes().to_vec(), kind.env);
+    }
+    if let Some(path) = configured_file {
+        return read_secret(kind, path);
+    }
+    let path = data_dir.join("secrets").join(kind.file_name);
+    if path.exists() {
+        return read_secret(kind, &path);
+    }
+    generate_secret(kind, &path)
+}
+
+fn checked(kind: &Kind, bytes: Vec<u8>, source: &str) -> anyhow::Result<SecretBox<Vec<u8>>> {
     if bytes.len() < MIN_SECRET_BYTES {
         bail!(
-            "the JWT secret from {source} is too short: use at least {MIN_SECRET_BYTES} random bytes (for example `openssl rand -hex 32`)"
+            "the {} from {source} is too short: use at least {MIN_SECRET_BYTES} random bytes (for example `openssl rand -hex 32`)",
+            kind.what
         );
     }
     Ok(SecretBox::new(Box::new(bytes)))
 }
 
-fn read_secret(path: &Path) -> anyhow::Result<SecretBox<Vec<u8>>> {
+fn read_secret(kind: &Kind, path: &Path) -> anyhow::Result<SecretBox<Vec<u8>>> {
     check_permissions(path)?;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading the secret {}", path.display()))?;
-    checked(text.trim().as_bytes().to_vec(), &path.display().to_string())
+    checked(kind, text.trim().as_bytes().to_vec(), &path.display().to_string())
 }
 
 /// Refuses a secret file that other users can read.
@@ -75,19 +103,19 @@ pub fn check_permissions(_path: &Path) -> anyhow::Result<()> {
 /// Writes 32 random bytes, hex-encoded, to a new file that only the owner
 /// can read, then loads it back (so a concurrent starter that won the race
 /// is respected).
-fn generate_secret(path: &Path) -> anyhow::Result<SecretBox<Vec<u8>>> {
+fn generate_secret(kind: &Kind, path: &Path) -> anyhow::Result<SecretBox<Vec<u8>>> {
     let dir = path.parent().map(PathBuf::from).unwrap_or_default();
     create_private_dir(&dir)?;
     let secret: [u8; 32] = rand::random();
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     match write_new_private_file(path, hex.as_bytes()) {
-        Ok(()) => tracing::info!(path = %path.display(), "generated a new JWT signing key"),
+        Ok(()) => tracing::info!(path = %path.display(), "generated a new {}", kind.what),
         Err(e)
             if e.downcast_ref::<std::io::Error>()
                 .is_some_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists) => {}
         Err(e) => return Err(e),
     }
-    read_secret(path)
+    read_secret(kind, path)
 }
 
 /// Creates `path` (which must not exist) readable by the owner only, and

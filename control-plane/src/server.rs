@@ -92,11 +92,29 @@ pub fn gateway_tls(
     }
 }
 
+/// The server's secret material.
+#[derive(Debug)]
+pub struct Secrets {
+    /// Signs access tokens.
+    pub jwt: SecretBox<Vec<u8>>,
+    /// Derives the key that seals secrets at rest (cloud API keys).
+    pub data: SecretBox<Vec<u8>>,
+}
+
+impl Secrets {
+    pub fn load(settings: &Settings) -> anyhow::Result<Self> {
+        Ok(Self {
+            jwt: crate::secrets::jwt_key(&settings.data_dir, settings.jwt_secret_file.as_deref())?,
+            data: crate::secrets::data_key(&settings.data_dir, settings.data_key_file.as_deref())?,
+        })
+    }
+}
+
 /// Builds the runtime from its parts; `gateway_port` is the port the
 /// gateway listener actually bound (it may have been 0).
 pub fn assemble(
     store: Arc<dyn Store>,
-    jwt_key: &SecretBox<Vec<u8>>,
+    secrets: &Secrets,
     ca: CertificateAuthority,
     agents: &AgentGatewaySettings,
     jobs: JobSettings,
@@ -105,7 +123,8 @@ pub fn assemble(
     let public_url = public_url(agents, gateway_port);
     let tls = gateway_tls(&ca, agents, &public_url)?;
     let auth = AuthSettings::default();
-    let tokens = AccessTokens::new(jwt_key, auth.access_token_ttl);
+    let tokens = AccessTokens::new(&secrets.jwt, auth.access_token_ttl);
+    let data_key = Arc::new(crate::cloud::DataKey::derive(&secrets.data)?);
     let agent_settings = AgentSettings {
         public_url,
         anchor_pem: tls.anchor_pem.clone(),
@@ -116,7 +135,7 @@ pub fn assemble(
             lease_grace: jobs.lease_grace,
         },
     };
-    let app = Arc::new(App::new(store, Arc::new(Metrics::new()), tokens, auth, agent_settings, jobs));
+    let app = Arc::new(App::new(store, Arc::new(Metrics::new()), tokens, auth, agent_settings, jobs, data_key)?);
     let gateway = GatewayConfig {
         cert_lifetime: time::Duration::try_from(agents.cert_lifetime)
             .context("agent certificate lifetime")?,
@@ -128,9 +147,9 @@ pub fn assemble(
 /// Builds the runtime from settings.
 pub async fn build(settings: &Settings, gateway_port: u16) -> anyhow::Result<Runtime> {
     let store = open_store(settings).await?;
-    let key = crate::secrets::jwt_key(&settings.data_dir, settings.jwt_secret_file.as_deref())?;
+    let secrets = Secrets::load(settings)?;
     let ca = load_ca(&settings.data_dir, &settings.agents)?;
-    assemble(store, &key, ca, &settings.agents, settings.jobs, gateway_port)
+    assemble(store, &secrets, ca, &settings.agents, settings.jobs, gateway_port)
 }
 
 /// The first-run account, from `MARKETER_BOOTSTRAP_EMAIL` and
@@ -222,6 +241,7 @@ pub async fn serve(
     tracing::info!(address = %api.local_addr()?, backend = %app.store.backend(), "serving the API");
     let background = tokio::spawn(app.hub.clone().run(app.store.clone(), shutdown.clone()));
     let scheduler = tokio::spawn(app.jobs.clone().run(shutdown.clone()));
+    let cloud = tokio::spawn(app.cloud.clone().run(shutdown.clone()));
     let gateway_task =
         tokio::spawn(gateway::serve(app.clone(), ca, tls, gateway_config, gateway, shutdown.clone()));
     // Without TCP_NODELAY, a streamed event waits for the acknowledgement of
@@ -252,6 +272,7 @@ pub async fn serve(
     }
     let _ = background.await;
     let _ = scheduler.await;
+    let _ = cloud.await;
     app.store.close().await;
     tracing::info!("stopped");
     result

@@ -231,7 +231,13 @@ async fn nothing_of_another_tenant_is_visible() {
         f.created(&b("/invitations"), json!({ "email": "x@example.com", "role": "viewer" })).await;
     let api_key = f.created(&b("/api-keys"), json!({ "name": "beta key", "role": "viewer" })).await;
     let enrollment_token = f.created(&b("/enrollment-tokens"), json!({ "labels": { "site": "beta" } })).await;
-    // Beta has no agent, so the job stays queued.
+    // Beta has no agent, so the job and the activity stay queued.
+    let activity = f
+        .created(
+            &b(&format!("/projects/{project}/activities")),
+            json!({ "kind": "blog_article", "topic": "Secret launch plans", "wait_for_agent": true }),
+        )
+        .await;
     let job = f
         .created(
             &b("/jobs"),
@@ -262,6 +268,7 @@ async fn nothing_of_another_tenant_is_visible() {
             .replace("{api_key_id}", &api_key)
             .replace("{token_id}", &enrollment_token)
             .replace("{job_id}", &job)
+            .replace("{activity_id}", &activity)
             // No agent can be enrolled without a gateway round trip; any id will do
             // here, the agent tests check foreign agents with real ones.
             .replace("{agent_id}", &uuid::Uuid::now_v7().to_string());

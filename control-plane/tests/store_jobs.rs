@@ -9,7 +9,7 @@ use common::TestDb;
 use common::fixtures::*;
 use marketer_control_plane::domain::{Timestamp, new_id};
 use marketer_control_plane::store::{
-    CancelOutcome, CreateJobOutcome, Job, JobStatus, NewJob, RecordOutcome, RetryPolicy, Store, StoreError,
+    CancelOutcome, CreateJobOutcome, Job, JobStatus, NewJob, RecordOutcome, RetryPolicy, Route, Store, StoreError,
 };
 use marketer_protocol::{
     ChatMessage, JobError, JobEvent, JobEventBody, JobOutcome, JobOutput, JobRef, JobSpec, Usage, job_errors,
@@ -54,6 +54,8 @@ fn new_job(tenant_id: Uuid) -> NewJob {
         idempotency_key: None,
         request_hash: vec![1; 32],
         created_by: "test".into(),
+        activity_id: None,
+        route: Route::Edge,
     }
 }
 

@@ -29,6 +29,8 @@
 //! A change to any type here changes the wire format; the golden fixtures in
 //! `tests/fixtures/` make every such change deliberate.
 
+pub mod activity;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -312,12 +314,17 @@ pub enum JobSpec {
     },
     /// Embeddings of one or more texts.
     Embed { model: String, input: Vec<String> },
+    /// A marketing activity: the whole content pipeline (several LLM calls)
+    /// in one attempt, so intermediate text stays where it runs.
+    Activity { model: String, activity: Box<activity::ActivityJob> },
 }
 
 impl JobSpec {
     pub fn model(&self) -> &str {
         match self {
-            JobSpec::Chat { model, .. } | JobSpec::Embed { model, .. } => model,
+            JobSpec::Chat { model, .. } | JobSpec::Embed { model, .. } | JobSpec::Activity { model, .. } => {
+                model
+            }
         }
     }
 }
@@ -388,7 +395,11 @@ pub enum JobEventBody {
     /// The agent began working on the job.
     Started,
     /// Streamed text, in order; batches of tokens rather than single ones.
+    /// In an activity, the partial output of the step last announced.
     Output { text: String },
+    /// An activity's pipeline moved on: the step now running, how far along
+    /// the whole is (0 to 100), and what it is doing.
+    Progress { step: String, percent: u8, message: String },
     /// The attempt's one outcome.
     Finished { outcome: JobOutcome },
 }
@@ -408,6 +419,8 @@ pub enum JobOutput {
     Message { role: String, content: String },
     /// One vector per input of an embedding job.
     Embeddings { embeddings: Vec<Vec<f32>> },
+    /// What an activity's pipeline produced.
+    Activity { result: Box<activity::ActivityResult> },
 }
 
 /// Token counts and durations as Ollama reports them, plus wall time.

@@ -44,7 +44,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::RateLimited { .. } | Error::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -61,6 +61,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::RateLimited { .. } => "rate_limited",
+            Error::QuotaExceeded { .. } => "quota_exceeded",
             Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "internal_error",
         }
@@ -73,6 +74,9 @@ impl Error {
             Error::RateLimited { retry_after } => {
                 serde_json::json!({ "retry_after_seconds": retry_after.as_secs().max(1) })
             }
+            Error::QuotaExceeded { retry_after, resets_at, .. } => serde_json::json!({
+                "retry_after_seconds": retry_after.as_secs().max(1), "resets_at": resets_at,
+            }),
             _ => serde_json::Value::Null,
         }
     }
@@ -95,7 +99,7 @@ impl IntoResponse for Error {
         };
         let mut response = (status, Json(body)).into_response();
         response.extensions_mut().insert(ErrorCode(self.code()));
-        if let Error::RateLimited { retry_after } = &self
+        if let Error::RateLimited { retry_after } | Error::QuotaExceeded { retry_after, .. } = &self
             && let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);

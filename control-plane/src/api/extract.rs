@@ -5,8 +5,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
-use axum::http::header::{CONTENT_TYPE, USER_AGENT};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, OptionalFromRequest, Request};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use axum::http::request::Parts;
 use axum::http::{Extensions, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
@@ -43,6 +43,26 @@ where
             }
         })?;
         parse_json(&bytes).map(Json)
+    }
+}
+
+/// An optional JSON body: none when the request carries no body at all.
+impl<T> OptionalFromRequest<ApiState> for Json<T>
+where
+    T: DeserializeOwned,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &ApiState) -> Result<Option<Self>, Error> {
+        let headers = req.headers();
+        let empty = headers.get(CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0")
+            || (headers.get(CONTENT_LENGTH).is_none()
+                && headers.get(CONTENT_TYPE).is_none()
+                && headers.get(axum::http::header::TRANSFER_ENCODING).is_none());
+        if empty {
+            return Ok(None);
+        }
+        <Self as FromRequest<ApiState>>::from_request(req, state).await.map(Some)
     }
 }
 

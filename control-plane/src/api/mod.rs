@@ -98,7 +98,7 @@ impl Operations {
 #[openapi(
     info(
         title = "Marketer control plane API",
-        description = "Tenants, users, projects and the audit log of the Marketer control plane. \
+        description = "Tenants, users, projects, agents, jobs, activities and the audit log of the Marketer control plane. \
                        Authenticate with `Authorization: Bearer <access token or API key>`.",
     ),
     modifiers(&BearerAuth),
@@ -123,7 +123,7 @@ impl utoipa::Modify for BearerAuth {
 }
 
 fn api_routes() -> OpenApiRouter<ApiState> {
-    use routes::{agents, api_keys, audit_events, auth, health, jobs, members, projects, tenants};
+    use routes::{activities, agents, api_keys, audit_events, auth, health, jobs, members, projects, tenants};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -157,6 +157,18 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(jobs::get))
         .routes(routes!(jobs::cancel))
         .routes(routes!(jobs::events))
+        .routes(routes!(activities::list, activities::create))
+        .routes(routes!(activities::get))
+        .routes(routes!(activities::events))
+        .routes(routes!(activities::cancel))
+        .routes(routes!(activities::regenerate))
+        .routes(routes!(activities::runs))
+        .routes(routes!(activities::edit))
+        .routes(routes!(activities::versions))
+        .routes(routes!(activities::approve))
+        .routes(routes!(activities::export))
+        .routes(routes!(activities::get_cloud_provider, activities::set_cloud_provider, activities::delete_cloud_provider))
+        .routes(routes!(activities::usage))
 }
 
 /// The OpenAPI document of the API, as served at `/api/v1/openapi.json`.

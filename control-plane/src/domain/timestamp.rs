@@ -34,6 +34,17 @@ impl Timestamp {
         self.0
     }
 
+    /// The calendar day in UTC.
+    pub fn date(self) -> time::Date {
+        self.0.date()
+    }
+
+    /// The start of the next UTC day.
+    pub fn next_midnight(self) -> Timestamp {
+        let next = self.0.date().next_day().unwrap_or(self.0.date());
+        Self(next.midnight().assume_utc())
+    }
+
     pub fn unix_seconds(self) -> i64 {
         self.0.unix_timestamp()
     }

@@ -41,6 +41,14 @@ pub const AGENT_REVOKE: &str = "agent.revoke";
 pub const JOB_CREATE: &str = "job.create";
 pub const JOB_CANCEL: &str = "job.cancel";
 
+pub const ACTIVITY_CREATE: &str = "activity.create";
+pub const ACTIVITY_CANCEL: &str = "activity.cancel";
+pub const ACTIVITY_REGENERATE: &str = "activity.regenerate";
+pub const ACTIVITY_EDIT: &str = "activity.edit";
+pub const ACTIVITY_APPROVE: &str = "activity.approve";
+pub const CLOUD_PROVIDER_SET: &str = "cloud_provider.set";
+pub const CLOUD_PROVIDER_DELETE: &str = "cloud_provider.delete";
+
 /// Every action above, for looking up an action by its `operationId`.
 pub const ALL: &[&str] = &[
     LOGIN,
@@ -75,4 +83,11 @@ pub const ALL: &[&str] = &[
     AGENT_REVOKE,
     JOB_CREATE,
     JOB_CANCEL,
+    ACTIVITY_CREATE,
+    ACTIVITY_CANCEL,
+    ACTIVITY_REGENERATE,
+    ACTIVITY_EDIT,
+    ACTIVITY_APPROVE,
+    CLOUD_PROVIDER_SET,
+    CLOUD_PROVIDER_DELETE,
 ];

@@ -16,7 +16,7 @@ use super::{App, TenantAccess, actions};
 use crate::domain::{ModelName, Permission, Timestamp, check_labels, new_id};
 use crate::error::{Error, FoundExt, Result};
 use crate::store::{
-    Actor, CancelOutcome, CreateJobOutcome, Job, JobFilter, JobKind, JobStatus, Labels, NewJob, Page,
+    Actor, CancelOutcome, CreateJobOutcome, Job, JobFilter, JobKind, JobStatus, Labels, NewJob, Page, Route,
     PageRequest,
 };
 
@@ -241,13 +241,9 @@ impl App {
             max_attempts,
             idempotency_key: req.idempotency_key,
             request_hash,
-            created_by: match access.caller.actor() {
-                Actor::User { email, .. } => email,
-                Actor::ApiKey { name, .. } => format!("API key {name}"),
-                Actor::System { name } => name,
-                Actor::Agent { id, .. } => format!("agent {id}"),
-                Actor::Anonymous => "anonymous".to_owned(),
-            },
+            created_by: submitter(access),
+            activity_id: None,
+            route: Route::Edge,
         };
         let audit = access.audit(actions::JOB_CREATE).resource("job", job.id).details(
             serde_json::json!({ "kind": JobKind::of(&job.spec), "model": model, "priority": priority }),
@@ -343,6 +339,17 @@ impl App {
     }
 }
 
+/// Who submitted a job, for display.
+pub(crate) fn submitter(access: &TenantAccess) -> String {
+    match access.caller.actor() {
+        Actor::User { email, .. } => email,
+        Actor::ApiKey { name, .. } => format!("API key {name}"),
+        Actor::System { name } => name,
+        Actor::Agent { id, .. } => format!("agent {id}"),
+        Actor::Anonymous => "anonymous".to_owned(),
+    }
+}
+
 /// `llama3.2` and `llama3.2:latest` are the same model to Ollama; jobs and
 /// agents' model lists use the tagged form.
 pub fn canonical_model(name: &str) -> Result<String> {
@@ -387,6 +394,10 @@ fn job_spec(
             }
             embed_spec(model, input)
         }
+        JobKind::Activity => Err(Error::invalid(
+            "kind",
+            "activity jobs are created with POST /api/v1/tenants/{tenant_id}/projects/{project_id}/activities",
+        )),
     }
 }
 

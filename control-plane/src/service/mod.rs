@@ -1,5 +1,5 @@
 //! The control plane's use cases: authentication, tenants, team, projects,
-//! API keys and the audit log.
+//! API keys, the audit log, agents, jobs, and marketing activities.
 //!
 //! This is the one implementation of the product's rules (who may do what,
 //! what is valid, what is audited). The JSON API calls it, and so will the
@@ -7,10 +7,13 @@
 //! [`Caller`] or [`TenantAccess`] and return domain types or [`Error`]s.
 
 pub mod actions;
+mod activities;
+mod activity_input;
 mod agents;
 mod api_keys;
 mod audit_log;
 mod auth;
+pub mod export;
 mod jobs;
 mod members;
 mod projects;
@@ -25,6 +28,7 @@ use uuid::Uuid;
 
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::AccessTokens;
+use crate::cloud::{CloudRunner, CloudSettings, DataKey};
 use crate::domain::{Permission, Role, Timestamp, User};
 use crate::error::{Error, Result};
 use crate::gateway::Hub;
@@ -32,6 +36,11 @@ use crate::jobs::{JobEngine, JobSettings};
 use crate::metrics::Metrics;
 use crate::store::{Actor, ApiKey, NewAuditEvent, Outcome, Store};
 
+pub use activities::{
+    ActivityView, Approve, CloudProviderView, EditContent, RunDetail, RunView, SetCloudProvider, UsageTotals,
+    UsageView, VersionView, daily_quota,
+};
+pub use activity_input::{CreateActivity, ListingIn};
 pub use agents::{
     AgentSettings, AgentState, AgentView, CreateEnrollmentToken, CreatedEnrollmentToken, UpdateAgent,
 };
@@ -71,6 +80,8 @@ pub struct App {
     pub agents: AgentSettings,
     /// The job queue and scheduler.
     pub jobs: Arc<JobEngine>,
+    /// Runs cloud-routed activities on the tenants' providers.
+    pub cloud: Arc<CloudRunner>,
     tokens: AccessTokens,
     throttle: LoginThrottle,
     auth: AuthSettings,
@@ -87,20 +98,23 @@ impl App {
         auth: AuthSettings,
         agents: AgentSettings,
         job_settings: JobSettings,
-    ) -> Self {
+        data_key: Arc<DataKey>,
+    ) -> anyhow::Result<Self> {
         let hub = Arc::new(Hub::new(metrics.clone(), agents.timings));
         let jobs = Arc::new(JobEngine::new(store.clone(), hub.clone(), job_settings));
-        Self {
+        let cloud = Arc::new(CloudRunner::new(jobs.clone(), data_key, CloudSettings::default())?);
+        Ok(Self {
             store,
             hub,
             jobs,
+            cloud,
             agents,
             metrics,
             tokens,
             throttle: LoginThrottle::default(),
             auth,
             api_key_touches: Mutex::new(HashMap::new()),
-        }
+        })
     }
 }
 

@@ -65,6 +65,8 @@ impl JobStatus {
 pub enum JobKind {
     Chat,
     Embed,
+    /// A run of a marketing activity's content pipeline.
+    Activity,
 }
 
 impl JobKind {
@@ -72,8 +74,32 @@ impl JobKind {
         match spec {
             JobSpec::Chat { .. } => JobKind::Chat,
             JobSpec::Embed { .. } => JobKind::Embed,
+            JobSpec::Activity { .. } => JobKind::Activity,
         }
     }
+}
+
+/// Who runs a job.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Route {
+    /// One of the tenant's edge agents.
+    Edge,
+    /// The control plane's cloud runner, on the tenant's cloud provider.
+    Cloud,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +119,9 @@ pub struct NewJob {
     pub request_hash: Vec<u8>,
     /// Who submitted the job (for display).
     pub created_by: String,
+    /// The activity this job is a run of.
+    pub activity_id: Option<Uuid>,
+    pub route: Route,
 }
 
 /// A job as stored.
@@ -128,6 +157,8 @@ pub struct Job {
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
     pub updated_at: Timestamp,
+    pub activity_id: Option<Uuid>,
+    pub route: Route,
 }
 
 impl Job {
@@ -166,6 +197,8 @@ pub enum JobEventKind {
     Status,
     /// Streamed output text.
     Chunk,
+    /// An activity's pipeline moved to a step.
+    Progress,
     /// The outcome; always the last event.
     Done,
 }
@@ -259,9 +292,9 @@ pub trait JobStore: Send + Sync {
     async fn jobs(&self, tenant_id: Uuid, filter: &JobFilter, page: PageRequest) -> Result<Page<Job>>;
     /// Events of a job with `seq > after`, in order.
     async fn job_events(&self, job_id: Uuid, after: i64, limit: i64) -> Result<Vec<StoredJobEvent>>;
-    /// Queued jobs of a tenant that may start now, highest priority first,
-    /// then oldest first; a page of them, after `after` (the priority and
-    /// id of the previous page's last job).
+    /// Queued edge jobs of a tenant that may start now, highest priority
+    /// first, then oldest first; a page of them, after `after` (the priority
+    /// and id of the previous page's last job).
     async fn queued_jobs(
         &self,
         tenant_id: Uuid,
@@ -269,6 +302,9 @@ pub trait JobStore: Send + Sync {
         after: Option<(i64, Uuid)>,
         limit: i64,
     ) -> Result<Vec<Job>>;
+    /// Queued cloud jobs of every tenant that may start now, in the same
+    /// order, at most `limit`.
+    async fn queued_cloud_jobs(&self, now: Timestamp, limit: i64) -> Result<Vec<Job>>;
     /// Gives a queued job to an agent (a new lease with a new epoch), unless
     /// someone else took it first.
     async fn claim_job(

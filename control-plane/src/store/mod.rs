@@ -8,6 +8,7 @@
 //! pool shape, timestamp encoding) live in [`sqlite`] and [`postgres`].
 //! [`connect`] picks the backend from the URL scheme.
 
+mod activities;
 mod agents;
 mod jobs;
 mod postgres;
@@ -27,6 +28,7 @@ use crate::domain::{
     Timestamp, User,
 };
 
+pub use self::activities::*;
 pub use self::agents::*;
 pub use self::jobs::*;
 pub use crate::domain::{Campaign, Project};
@@ -532,7 +534,7 @@ pub struct ApiKeyGrant {
 /// so a resource of another tenant is indistinguishable from a missing one.
 /// Every mutating method takes the audit event to write with the change.
 #[async_trait]
-pub trait Store: AgentStore + JobStore + Send + Sync + fmt::Debug + 'static {
+pub trait Store: AgentStore + JobStore + ActivityStore + Send + Sync + fmt::Debug + 'static {
     fn backend(&self) -> Backend;
     /// Applies pending migrations (idempotent).
     async fn migrate(&self) -> Result<()>;

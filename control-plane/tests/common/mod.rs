@@ -132,6 +132,10 @@ macro_rules! on_both_backends {
 pub const OWNER_EMAIL: &str = "owner@example.com";
 pub const PASSWORD: &str = "correct horse battery staple";
 
+pub fn test_secrets() -> server::Secrets {
+    server::Secrets { jwt: test_key(), data: SecretBox::new(Box::new(b"test-data-key-that-is-long-enough-0123456789".to_vec())) }
+}
+
 pub fn test_key() -> SecretBox<Vec<u8>> {
     SecretBox::new(Box::new(b"test-signing-key-that-is-long-enough-0123456789".to_vec()))
 }
@@ -196,7 +200,7 @@ impl TestServer {
         agents.public_url.get_or_insert_with(|| format!("https://localhost:{gateway_port}"));
         let ca = server::load_ca(data_dir.path(), &agents).expect("agent CA");
         let runtime =
-            server::assemble(db.store.clone(), &test_key(), ca, &agents, test_job_settings(), gateway_port)
+            server::assemble(db.store.clone(), &test_secrets(), ca, &agents, test_job_settings(), gateway_port)
                 .expect("runtime");
         let app = runtime.app.clone();
         let account = BootstrapAccount {

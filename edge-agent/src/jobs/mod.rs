@@ -3,8 +3,10 @@
 //! the outbox until the control plane has them.
 //!
 //! - `outbox.rs`: unacknowledged events, in memory and on disk;
-//! - `run.rs`: one attempt, from `Started` to its outcome.
+//! - `run.rs`: one attempt, from `Started` to its outcome;
+//! - `activity.rs`: activity jobs, the content pipeline on the local Ollama.
 
+mod activity;
 pub mod outbox;
 mod run;
 

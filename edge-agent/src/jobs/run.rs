@@ -21,7 +21,7 @@ use crate::ollama::{Failure, Ollama};
 /// A batch is sent once it holds this much text, whatever the delay.
 const BATCH_BYTES: usize = 2048;
 
-pub(super) struct Attempt<'a> {
+pub(crate) struct Attempt<'a> {
     pub ollama: &'a Ollama,
     pub outbox: &'a Outbox,
     pub settings: ExecSettings,
@@ -41,10 +41,14 @@ impl Attempt<'_> {
         let deadline = Deadline::now() + std::time::Duration::from_millis(assign.timeout_ms.max(1));
         let work = async {
             match &assign.spec {
-                JobSpec::Chat { model, messages, format, options } => {
-                    self.chat(job, model, messages, format.as_ref(), options).await
+                JobSpec::Chat { model, messages, format, options } => self
+                    .chat(job, model, messages, format.as_ref(), options)
+                    .await
+                    .map_err(Failure::into_job_error),
+                JobSpec::Embed { model, input } => {
+                    self.embed(model, input).await.map_err(Failure::into_job_error)
                 }
-                JobSpec::Embed { model, input } => self.embed(model, input).await,
+                JobSpec::Activity { model, activity } => self.activity(job, model, activity).await,
             }
         };
         // Dropping `work` (cancellation, timeout) drops the HTTP response,
@@ -59,7 +63,7 @@ impl Attempt<'_> {
                 job_errors::TIMEOUT,
                 format!("the attempt ran longer than its {} s limit", assign.timeout_ms / 1000),
                 true,
-            ))),
+            ).into_job_error())),
             result = work => result.map_err(Err),
         };
         let wall_time_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -69,7 +73,7 @@ impl Attempt<'_> {
                 JobOutcome::Succeeded { output, usage }
             }
             Err(Ok(reason)) => JobOutcome::Cancelled { reason },
-            Err(Err(failure)) => JobOutcome::Failed { error: failure.into_job_error() },
+            Err(Err(error)) => JobOutcome::Failed { error },
         };
         let outcome = self.fit(outcome);
         match &outcome {
@@ -110,6 +114,22 @@ impl Attempt<'_> {
         format: Option<&serde_json::Value>,
         options: &JobOptions,
     ) -> Result<(JobOutput, Usage), Failure> {
+        let request = self.chat_request(model, messages, format, options).await?;
+        let (content, usage) = self
+            .stream_chat(&request, &mut |batch| self.outbox.push(job, JobEventBody::Output { text: batch }))
+            .await?;
+        Ok((JobOutput::Message { role: "assistant".into(), content }, usage))
+    }
+
+    /// The Ollama request for a chat: the messages, the structured output
+    /// format, and the options, with a context window that fits.
+    pub(super) async fn chat_request(
+        &self,
+        model: &str,
+        messages: &[ChatMessage],
+        format: Option<&serde_json::Value>,
+        options: &JobOptions,
+    ) -> Result<ChatMessageRequest, Failure> {
         let mut converted = Vec::with_capacity(messages.len());
         for message in messages {
             let role = match message.role.as_str() {
@@ -146,7 +166,18 @@ impl Attempt<'_> {
             })?;
             request = request.format(format);
         }
+        Ok(request)
+    }
 
+    /// Streams a chat from Ollama: its text goes to `on_batch` in batches
+    /// (the first token at once, then whatever arrived within the flush
+    /// delay, or 2 KiB); returns the whole answer and its usage. A stream
+    /// silent for the stall timeout fails.
+    pub(super) async fn stream_chat(
+        &self,
+        request: &ChatMessageRequest,
+        on_batch: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(String, Usage), Failure> {
         let stall = self.settings.stall_timeout;
         let stalled = || {
             Failure::new(
@@ -156,7 +187,7 @@ impl Attempt<'_> {
             )
         };
         let mut stream =
-            tokio::time::timeout(stall, self.ollama.chat(&request)).await.map_err(|_| stalled())??;
+            tokio::time::timeout(stall, self.ollama.chat(request)).await.map_err(|_| stalled())??;
         let mut content = String::new();
         let mut batch = String::new();
         let mut flush_at: Option<Deadline> = None;
@@ -166,7 +197,7 @@ impl Attempt<'_> {
             let next = tokio::select! {
                 next = stream.next() => next?,
                 () = sleep_until_opt(flush_at) => {
-                    self.send(job, &mut batch);
+                    flush(&mut batch, on_batch);
                     flush_at = None;
                     continue;
                 }
@@ -188,14 +219,14 @@ impl Attempt<'_> {
                     // The first token goes at once: time to first token is
                     // what a person watching notices.
                     sent_any = true;
-                    self.send(job, &mut batch);
+                    flush(&mut batch, on_batch);
                     flush_at = None;
                 } else if flush_at.is_none() {
                     flush_at = Some(Deadline::now() + self.settings.flush_delay);
                 }
             }
             if response.done {
-                self.send(job, &mut batch);
+                flush(&mut batch, on_batch);
                 let usage = response.final_data.map_or_else(Usage::default, |d| Usage {
                     prompt_tokens: d.prompt_eval_count,
                     completion_tokens: d.eval_count,
@@ -205,14 +236,8 @@ impl Attempt<'_> {
                     total_duration_ns: d.total_duration,
                     wall_time_ms: 0,
                 });
-                return Ok((JobOutput::Message { role: "assistant".into(), content }, usage));
+                return Ok((content, usage));
             }
-        }
-    }
-
-    fn send(&self, job: JobRef, batch: &mut String) {
-        if !batch.is_empty() {
-            self.outbox.push(job, JobEventBody::Output { text: std::mem::take(batch) });
         }
     }
 
@@ -236,6 +261,12 @@ impl Attempt<'_> {
             ..Usage::default()
         };
         Ok((JobOutput::Embeddings { embeddings: embedded.embeddings }, usage))
+    }
+}
+
+fn flush(batch: &mut String, on_batch: &mut (dyn FnMut(String) + Send)) {
+    if !batch.is_empty() {
+        on_batch(std::mem::take(batch));
     }
 }
 

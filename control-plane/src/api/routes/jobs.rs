@@ -1,16 +1,12 @@
 //! LLM jobs: submit, read, list, cancel, and follow a job's events (SSE).
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use futures_util::Stream;
 use serde::Deserialize;
-use tokio::sync::broadcast;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
@@ -18,12 +14,12 @@ use crate::api::ApiState;
 use crate::api::error::ErrorBody;
 use crate::api::extract::{Json, Path, Query};
 use crate::api::pagination::{ListParams, PageBody};
+use crate::api::routes::event_stream::{Tail, event_stream};
 use crate::api::routes::params::JobPath;
 use crate::domain::Timestamp;
 use crate::error::{Error, Result};
-use crate::jobs::JobEngine;
 use crate::service::{CreateJob, JobQuery, JobView, TenantAccess, actions};
-use crate::store::{JobEventKind, JobKind, JobStatus, Store, StoredJobEvent};
+use crate::store::{JobKind, JobStatus};
 
 /// Submits a job. It is queued at once and runs on one of the tenant's
 /// agents; follow it with `GET /jobs/{id}/events` or poll `GET /jobs/{id}`.
@@ -125,11 +121,9 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let after = match headers.get("last-event-id") {
-        Some(value) => {
-            value.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()).filter(|v| *v >= 0).ok_or_else(
-                || Error::invalid("Last-Event-ID", "must be the id of an event of this job (a number)"),
-            )?
-        }
+        Some(value) => value.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()).filter(|v| *v >= 0).ok_or_else(
+            || Error::invalid("Last-Event-ID", "must be the id of an event of this job (a number)"),
+        )?,
         None => match params.after {
             Some(after) if after < 0 => return Err(Error::invalid("after", "must be 0 or more")),
             Some(after) => after,
@@ -139,109 +133,12 @@ pub async fn events(
     let job = state.app.job_for_events(&access, p.job_id).await?;
     // Subscribe before reading the record, so nothing published in between
     // is missed.
-    let tail = Tail::new(state.app.jobs.clone(), state.app.store.clone(), job.id, after);
-    let finished = job.status.is_terminal() && after >= job.event_seq;
-    let stream = futures_util::stream::unfold((tail, finished), |(mut tail, finished)| async move {
-        if finished {
-            return None;
-        }
-        let event = tail.next().await?;
-        Some((Ok(event), (tail, false)))
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let tail = Tail::new(state.app.jobs.clone(), state.app.store.clone(), &job, after);
+    Ok(event_stream(tail, |event| {
+        Event::default()
+            .id(event.seq.to_string())
+            .event(<&'static str>::from(event.kind))
+            .data(event.data.to_string())
+    }))
 }
 
-/// Events read from the store and then live from the bus.
-const PAGE: i64 = 500;
-/// Other replicas' events are not on this replica's bus; a quiet stream
-/// checks the store this often.
-const POLL: Duration = Duration::from_secs(1);
-
-/// Follows one job's events for one client: its own position, a bounded
-/// live subscription, and the store to catch up from.
-struct Tail {
-    engine: Arc<JobEngine>,
-    store: Arc<dyn Store>,
-    job_id: Uuid,
-    last: i64,
-    live: broadcast::Receiver<Arc<StoredJobEvent>>,
-    backlog: VecDeque<Arc<StoredJobEvent>>,
-    catch_up: bool,
-    done: bool,
-}
-
-impl Tail {
-    fn new(engine: Arc<JobEngine>, store: Arc<dyn Store>, job_id: Uuid, after: i64) -> Self {
-        let live = engine.subscribe(job_id);
-        Self {
-            engine,
-            store,
-            job_id,
-            last: after,
-            live,
-            backlog: VecDeque::new(),
-            catch_up: true,
-            done: false,
-        }
-    }
-
-    async fn next(&mut self) -> Option<Event> {
-        loop {
-            if let Some(event) = self.backlog.pop_front() {
-                if event.seq != self.last + 1 {
-                    continue;
-                }
-                self.last = event.seq;
-                self.done = event.kind == JobEventKind::Done;
-                return Some(sse_event(&event));
-            }
-            if self.done {
-                return None;
-            }
-            if self.catch_up {
-                match self.store.job_events(self.job_id, self.last, PAGE).await {
-                    Ok(events) => {
-                        self.catch_up = i64::try_from(events.len()).unwrap_or(PAGE) >= PAGE;
-                        self.backlog.extend(events.into_iter().map(Arc::new));
-                        continue;
-                    }
-                    Err(e) => {
-                        // The client reconnects with its Last-Event-ID.
-                        tracing::error!(job_id = %self.job_id, error = %e, "could not read job events");
-                        return None;
-                    }
-                }
-            }
-            tokio::select! {
-                received = self.live.recv() => match received {
-                    Ok(event) if event.seq == self.last + 1 => self.backlog.push_back(event),
-                    Ok(event) if event.seq <= self.last => {}
-                    // A gap (events published out of order) or a lagging
-                    // client: the store has everything.
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up = true,
-                    Err(broadcast::error::RecvError::Closed) => {
-                        self.live = self.engine.subscribe(self.job_id);
-                        self.catch_up = true;
-                    }
-                },
-                () = tokio::time::sleep(POLL) => self.catch_up = true,
-            }
-        }
-    }
-}
-
-impl Drop for Tail {
-    fn drop(&mut self) {
-        // Drop our receiver first so the channel can go if it was the last.
-        let (_, placeholder) = broadcast::channel(1);
-        drop(std::mem::replace(&mut self.live, placeholder));
-        self.engine.bus.unsubscribe(self.job_id);
-    }
-}
-
-fn sse_event(event: &StoredJobEvent) -> Event {
-    Event::default()
-        .id(event.seq.to_string())
-        .event(<&'static str>::from(event.kind))
-        .data(event.data.to_string())
-}

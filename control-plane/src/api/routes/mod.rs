@@ -1,8 +1,10 @@
 //! HTTP handlers, one module per resource. Handlers only translate between
 //! HTTP and the services: extract, call, respond.
 
+pub mod activities;
 pub mod agents;
 pub mod api_keys;
+pub mod event_stream;
 pub mod audit_events;
 pub mod auth;
 pub mod health;
@@ -51,6 +53,13 @@ pub mod params {
     pub struct EnrollmentTokenPath {
         pub tenant_id: Uuid,
         pub token_id: Uuid,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct ActivityPath {
+        pub tenant_id: Uuid,
+        pub project_id: Uuid,
+        pub activity_id: Uuid,
     }
 
     #[derive(Debug, Deserialize)]

@@ -57,45 +57,7 @@ where
                 return Ok(CreateJobOutcome::Existing(Box::new(existing)));
             }
         }
-        // The wait for a start begins when the job may start.
-        let ready_at = job.not_before.filter(|at| *at > now).unwrap_or(now);
-        let queue_deadline = job.queue_timeout_seconds.map(|s| ready_at + time::Duration::seconds(s));
-        let waiting_reason = (ready_at > now).then(|| format!("scheduled to start at {ready_at}"));
-        sqlx::query(
-            "INSERT INTO jobs (id, tenant_id, kind, model, spec, labels, priority, not_before, timeout_seconds, \
-             queue_timeout_seconds, max_attempts, idempotency_key, request_hash, created_by, status, \
-             queue_deadline, waiting_reason, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'queued', $15, $17, $16, $16)",
-        )
-        .bind(job.id)
-        .bind(job.tenant_id)
-        .bind(<&'static str>::from(crate::store::JobKind::of(&job.spec)))
-        .bind(job.spec.model().to_owned())
-        .bind(serde_json::to_string(&job.spec).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-        .bind(labels_json(&job.labels))
-        .bind(job.priority)
-        .bind(job.not_before)
-        .bind(job.timeout_seconds)
-        .bind(job.queue_timeout_seconds)
-        .bind(job.max_attempts)
-        .bind(job.idempotency_key.clone())
-        .bind(job.request_hash.clone())
-        .bind(job.created_by.clone())
-        .bind(queue_deadline)
-        .bind(now)
-        .bind(waiting_reason)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| unique_violation(e, "idempotency_key_reused", "this idempotency_key is being used concurrently"))?;
-        Self::append_job_event(
-            &mut tx,
-            job.id,
-            JobEventKind::Status,
-            0,
-            serde_json::json!({ "status": "queued" }),
-            now,
-        )
-        .await?;
+        Self::insert_job(&mut tx, job, now).await?;
         Self::insert_audit(&mut tx, audit).await?;
         let created = Self::fetch_job(&mut tx, job.id).await?.ok_or(StoreError::NotFound)?;
         tx.commit().await?;
@@ -150,14 +112,28 @@ where
         let rows: Vec<JobRow> = sqlx::query_as(sql(&[
             "SELECT ",
             JOB_COLUMNS,
-            " FROM jobs WHERE tenant_id = $1 AND status = 'queued' AND (not_before IS NULL OR not_before <= $2) \
-             AND (retry_at IS NULL OR retry_at <= $2) \
+            " FROM jobs WHERE tenant_id = $1 AND status = 'queued' AND route = 'edge' \
+             AND (not_before IS NULL OR not_before <= $2) AND (retry_at IS NULL OR retry_at <= $2) \
              AND ($3 IS NULL OR priority > $3 OR (priority = $3 AND id > $4)) ORDER BY priority, id LIMIT $5",
         ]))
         .bind(tenant_id)
         .bind(now)
         .bind(after.map(|(priority, _)| priority))
         .bind(after.map(|(_, id)| id))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows_into(rows)
+    }
+
+    async fn queued_cloud_jobs(&self, now: Timestamp, limit: i64) -> Result<Vec<Job>> {
+        let rows: Vec<JobRow> = sqlx::query_as(sql(&[
+            "SELECT ",
+            JOB_COLUMNS,
+            " FROM jobs WHERE status = 'queued' AND route = 'cloud' AND (not_before IS NULL OR not_before <= $1) \
+             AND (retry_at IS NULL OR retry_at <= $1) ORDER BY priority, id LIMIT $2",
+        ]))
+        .bind(now)
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
@@ -256,6 +232,18 @@ where
                 (
                     vec![
                         Self::append_job_event(&mut tx, job.id, JobEventKind::Chunk, attempt, data, now)
+                            .await?,
+                    ],
+                    false,
+                )
+            }
+            JobEventBody::Progress { step, percent, message } => {
+                let data = serde_json::json!({
+                    "attempt": attempt, "step": step, "percent": percent.min(&100), "message": message,
+                });
+                (
+                    vec![
+                        Self::append_job_event(&mut tx, job.id, JobEventKind::Progress, attempt, data, now)
                             .await?,
                     ],
                     false,
@@ -483,7 +471,7 @@ where
 
     async fn waiting_kinds(&self, now: Timestamp) -> Result<Vec<WaitingKind>> {
         let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
-            "SELECT tenant_id, labels, model FROM jobs WHERE status = 'queued' \
+            "SELECT tenant_id, labels, model FROM jobs WHERE status = 'queued' AND route = 'edge' \
              AND (not_before IS NULL OR not_before <= $1) AND (retry_at IS NULL OR retry_at <= $1) \
              GROUP BY tenant_id, labels, model ORDER BY tenant_id, model, labels",
         )
@@ -501,7 +489,7 @@ where
     async fn set_waiting_reason(&self, kind: &WaitingKind, now: Timestamp, reason: &str) -> Result<()> {
         sqlx::query(
             "UPDATE jobs SET waiting_reason = $4 WHERE tenant_id = $1 AND labels = $2 AND model = $3 \
-             AND status = 'queued' AND (not_before IS NULL OR not_before <= $5) \
+             AND status = 'queued' AND route = 'edge' AND (not_before IS NULL OR not_before <= $5) \
              AND (retry_at IS NULL OR retry_at <= $5) AND (waiting_reason IS NULL OR waiting_reason <> $4)",
         )
         .bind(kind.tenant_id)

@@ -1,6 +1,7 @@
 //! The one SQL implementation of [`Store`](super::Store), generic over the
-//! sqlx database: `core.rs` implements the core trait, `agents.rs` the agent
-//! part, and this module holds the rows and helpers they share.
+//! sqlx database: `core.rs` implements the core trait, `agents.rs`,
+//! `jobs.rs` and `activities.rs` the parts for agents, jobs and activities,
+//! and this module holds the rows and helpers they share.
 //!
 //! The bounds on the impl blocks list exactly the column types the SQL binds
 //! and reads; both `Sqlite` and `Postgres` satisfy them. The same list
@@ -9,6 +10,7 @@
 //! and parsed on the way out, so a corrupted value becomes a
 //! [`StoreError::Corrupt`] instead of a panic.
 
+mod activities;
 mod agents;
 mod core;
 mod jobs;
@@ -28,7 +30,7 @@ use super::{
     NewRefreshToken, NewSession, NewTenant, NewUser, Page, PageRequest, Project, ProjectPatch,
     RefreshOutcome, Result, Store, StoreError, TenantPatch,
 };
-use super::{Job, JobEventKind, JobStatus, RetryPolicy, StoredJobEvent, Transition};
+use super::{Job, JobEventKind, JobStatus, NewJob, RetryPolicy, StoredJobEvent, Transition};
 use crate::domain::{
     ComplianceMode, Description, Email, LlmPolicy, LongText, ModelName, Name, Role, Slug, Tenant, Timestamp,
     User,
@@ -479,6 +481,8 @@ struct JobRow {
     started_at: Option<Timestamp>,
     finished_at: Option<Timestamp>,
     updated_at: Timestamp,
+    activity_id: Option<Uuid>,
+    route: String,
 }
 
 fn json_column<T: serde::de::DeserializeOwned>(value: Option<&str>, what: &str) -> Result<Option<T>> {
@@ -519,6 +523,8 @@ impl TryFrom<JobRow> for Job {
             started_at: r.started_at,
             finished_at: r.finished_at,
             updated_at: r.updated_at,
+            activity_id: r.activity_id,
+            route: r.route.parse().map_err(corrupt("jobs.route"))?,
         })
     }
 }
@@ -526,7 +532,7 @@ impl TryFrom<JobRow> for Job {
 const JOB_COLUMNS: &str = "id, tenant_id, kind, model, spec, labels, priority, not_before, timeout_seconds, \
      queue_timeout_seconds, max_attempts, idempotency_key, created_by, status, attempts, agent_id, epoch, \
      lease_expires_at, retry_at, waiting_reason, agent_seq, event_seq, output, usage, error, created_at, \
-     assigned_at, started_at, finished_at, updated_at";
+     assigned_at, started_at, finished_at, updated_at, activity_id, route";
 
 #[derive(FromRow)]
 struct JobEventRow {
@@ -882,6 +888,47 @@ where
         row.map(Job::try_from).transpose()
     }
 
+    /// Inserts a queued job and its first event.
+    async fn insert_job(conn: &mut DB::Connection, job: &NewJob, now: Timestamp) -> Result<()> {
+        // The wait for a start begins when the job may start.
+        let ready_at = job.not_before.filter(|at| *at > now).unwrap_or(now);
+        let queue_deadline = job.queue_timeout_seconds.map(|s| ready_at + time::Duration::seconds(s));
+        let waiting_reason = (ready_at > now).then(|| format!("scheduled to start at {ready_at}"));
+        sqlx::query(
+            "INSERT INTO jobs (id, tenant_id, kind, model, spec, labels, priority, not_before, timeout_seconds, \
+             queue_timeout_seconds, max_attempts, idempotency_key, request_hash, created_by, status, \
+             queue_deadline, waiting_reason, created_at, updated_at, activity_id, route) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'queued', $15, $17, $16, $16, $18, $19)",
+        )
+        .bind(job.id)
+        .bind(job.tenant_id)
+        .bind(<&'static str>::from(super::JobKind::of(&job.spec)))
+        .bind(job.spec.model().to_owned())
+        .bind(serde_json::to_string(&job.spec).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .bind(labels_json(&job.labels))
+        .bind(job.priority)
+        .bind(job.not_before)
+        .bind(job.timeout_seconds)
+        .bind(job.queue_timeout_seconds)
+        .bind(job.max_attempts)
+        .bind(job.idempotency_key.clone())
+        .bind(job.request_hash.clone())
+        .bind(job.created_by.clone())
+        .bind(queue_deadline)
+        .bind(now)
+        .bind(waiting_reason)
+        .bind(job.activity_id)
+        .bind(<&'static str>::from(job.route))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| {
+            unique_violation(e, "idempotency_key_reused", "this idempotency_key is being used concurrently")
+        })?;
+        Self::append_job_event(conn, job.id, JobEventKind::Status, 0, serde_json::json!({ "status": "queued" }), now)
+            .await?;
+        Ok(())
+    }
+
     /// Appends an event to a job's log under the next sequence number.
     async fn append_job_event(
         conn: &mut DB::Connection,
@@ -933,8 +980,33 @@ where
         .bind(now)
         .execute(&mut *conn)
         .await?;
+        Self::count_usage(conn, job, usage, now).await?;
         let data = serde_json::json!({ "status": status, "attempt": job.attempts, "output": output, "usage": usage, "error": error });
         Ok(vec![Self::append_job_event(conn, job.id, JobEventKind::Done, job.attempts, data, now).await?])
+    }
+
+    /// Adds a finished job to its tenant's usage of the day (UTC).
+    async fn count_usage(conn: &mut DB::Connection, job: &Job, usage: Option<&Usage>, now: Timestamp) -> Result<()> {
+        let tokens = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let (prompt, completion, wall) =
+            usage.map_or((0, 0, 0), |u| (tokens(u.prompt_tokens), tokens(u.completion_tokens), tokens(u.wall_time_ms)));
+        sqlx::query(
+            "INSERT INTO usage_daily (tenant_id, day, jobs, activities, prompt_tokens, completion_tokens, wall_time_ms) \
+             VALUES ($1, $2, 1, $3, $4, $5, $6) ON CONFLICT (tenant_id, day) DO UPDATE SET \
+             jobs = usage_daily.jobs + 1, activities = usage_daily.activities + excluded.activities, \
+             prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
+             completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
+             wall_time_ms = usage_daily.wall_time_ms + excluded.wall_time_ms",
+        )
+        .bind(job.tenant_id)
+        .bind(now.date().to_string())
+        .bind(i64::from(job.activity_id.is_some()))
+        .bind(prompt)
+        .bind(completion)
+        .bind(wall)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
 
     /// A failed attempt: another one after a delay if the error allows it

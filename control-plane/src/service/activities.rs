@@ -1,0 +1,707 @@
+//! Marketing activities: creating one (where it runs is the project's
+//! policy, decided here), reading them, regenerating, editing, approving,
+//! exporting; the tenants' cloud providers; usage and quotas.
+
+use std::time::Duration;
+
+use marketer_protocol::activity::{ActivityJob, ActivityResult};
+use marketer_protocol::{JobOutput, JobSpec, Usage};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::activity_input::{self, CreateActivity};
+use super::jobs::{canonical_model, submitter};
+use super::{App, Principal, TenantAccess, actions};
+use crate::cloud::crypto;
+use crate::domain::{ComplianceMode, LlmPolicy, Permission, Plan, Project, Timestamp, new_id};
+use crate::error::{Error, FoundExt, Result};
+use crate::store::{
+    Activity, ActivityFilter, ActivityKind, ActivityStatus, ActivityVersion, CloudProvider, JobStatus, NewActivity,
+    NewActivityVersion, NewJob, Page, PageRequest, Route, StoreError, UsageDay,
+};
+use marketer_protocol::JobError;
+
+/// The model activities run on when neither the request nor the project
+/// names one.
+pub const DEFAULT_MODEL: &str = "llama3.2";
+/// A run may take this long (all its LLM calls) before it is retried.
+pub const RUN_TIMEOUT_SECONDS: i64 = 3600;
+/// Runs of an activity before a failure is final.
+pub const RUN_ATTEMPTS: i64 = 2;
+const MAX_CONTENT_BYTES: usize = 512 * 1024;
+
+/// Activity runs a tenant may start per UTC day, by plan (`None`:
+/// unlimited).
+pub fn daily_quota(plan: Plan) -> Option<i64> {
+    match plan {
+        Plan::Free => Some(25),
+        Plan::Pro => Some(500),
+        Plan::Enterprise => None,
+    }
+}
+
+/// An activity as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ActivityView {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub campaign_id: Option<Uuid>,
+    pub kind: ActivityKind,
+    pub title: String,
+    pub status: ActivityStatus,
+    /// The model the current run uses.
+    pub model: String,
+    /// Where the current run goes: the tenant's edge agents or the cloud.
+    pub route: Route,
+    /// The agent (or the cloud runner) holding or last holding the run.
+    pub agent_id: Option<Uuid>,
+    /// Why a queued run has not started.
+    pub waiting_reason: Option<String>,
+    /// How many times it was generated.
+    pub runs: i64,
+    pub run: RunView,
+    /// The request, as given (details only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<serde_json::Value>,
+    /// The current content in Markdown: the latest edit, or what the run
+    /// generated (details only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// 0 for the generated content, then one per edit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_version: Option<i64>,
+    /// What the pipeline produced: SEO data, research notes, quality scores,
+    /// social variants, flyer text, the compliance review, each step's usage
+    /// and the provenance (details only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    pub approved_at: Option<Timestamp>,
+    pub approved_by: Option<Uuid>,
+    pub created_by: Option<Uuid>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// One run of an activity (a job).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunView {
+    pub job_id: Uuid,
+    pub status: JobStatus,
+    pub attempts: i64,
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<JobError>,
+    #[schema(value_type = Option<Object>)]
+    pub usage: Option<Usage>,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+}
+
+impl RunView {
+    fn of(job: &crate::store::Job) -> Self {
+        Self {
+            job_id: job.id,
+            status: job.status,
+            attempts: job.attempts,
+            error: job.error.clone(),
+            usage: job.usage.clone(),
+            created_at: job.created_at,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+        }
+    }
+}
+
+/// A past or present run with what it produced.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub run: RunView,
+    pub model: String,
+    pub route: Route,
+    pub agent_id: Option<Uuid>,
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+}
+
+/// The content history of the current run: what it generated (version 0),
+/// then each edit.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VersionView {
+    pub number: i64,
+    pub content: String,
+    /// `pipeline` for the generated content, else the editor's name.
+    pub author: String,
+    pub author_id: Option<Uuid>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditContent {
+    /// The new content, Markdown.
+    pub content: String,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Approve {
+    /// Approve a listing kit although its Fair Housing review has findings
+    /// (recorded in the audit log).
+    #[serde(default)]
+    pub acknowledge_findings: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetCloudProvider {
+    /// The OpenAI-compatible API base, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    pub model: String,
+    /// Stored encrypted; never shown again.
+    pub api_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CloudProviderView {
+    pub base_url: String,
+    pub model: String,
+    /// The end of the key, to recognise it.
+    pub api_key_hint: String,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UsageView {
+    pub from: String,
+    pub to: String,
+    pub days: Vec<UsageDay>,
+    pub totals: UsageTotals,
+    /// Activity runs allowed per UTC day by the plan (`null`: unlimited),
+    /// and how many were started today.
+    pub daily_activity_quota: Option<i64>,
+    pub activities_today: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct UsageTotals {
+    pub jobs: i64,
+    pub activities: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub wall_time_ms: i64,
+}
+
+/// The generated result of a run, if it has one.
+fn result_of(job: &crate::store::Job) -> Option<&ActivityResult> {
+    match &job.output {
+        Some(JobOutput::Activity { result }) => Some(result),
+        _ => None,
+    }
+}
+
+impl ActivityView {
+    fn new(a: Activity, details: bool, latest: Option<&ActivityVersion>) -> Self {
+        let generated = result_of(&a.run);
+        let (content, content_version) = match (details, latest, generated) {
+            (false, _, _) => (None, None),
+            (true, Some(edit), _) => (Some(edit.content.clone()), Some(edit.number)),
+            (true, None, Some(result)) => (Some(result.content.clone()), Some(0)),
+            (true, None, None) => (None, None),
+        };
+        Self {
+            id: a.id,
+            project_id: a.project_id,
+            campaign_id: a.campaign_id,
+            kind: a.kind,
+            title: a.title.clone(),
+            status: a.status(),
+            model: a.run.model.clone(),
+            route: a.run.route,
+            agent_id: a.run.agent_id,
+            waiting_reason: a.run.waiting_reason.clone().filter(|_| a.run.status == JobStatus::Queued),
+            runs: a.runs,
+            run: RunView::of(&a.run),
+            input: details.then(|| serde_json::to_value(&a.input).unwrap_or_default()),
+            content,
+            content_version,
+            result: generated.filter(|_| details).map(|r| serde_json::to_value(r).unwrap_or_default()),
+            approved_at: a.approved_at,
+            approved_by: a.approved_by,
+            created_by: a.created_by,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
+/// Where a new run goes, and on which model.
+struct Placement {
+    route: Route,
+    model: String,
+    /// For the audit log.
+    detail: serde_json::Value,
+}
+
+impl App {
+    pub async fn create_activity(
+        &self,
+        access: &TenantAccess,
+        project_id: Uuid,
+        req: CreateActivity,
+    ) -> Result<ActivityView> {
+        access.require(Permission::ActivitiesCreate)?;
+        let project = self.store.project(access.tenant_id, project_id).await.found("project")?;
+        let (input, title) = activity_input::parse(&req)?;
+        let model = match req.model.as_deref() {
+            Some(model) => canonical_model(model)?,
+            None => canonical_model(project.default_model.as_ref().map_or(DEFAULT_MODEL, |m| m.as_str()))?,
+        };
+        self.check_quota(access).await?;
+        let placement = self.place(access, &project, &model, req.wait_for_agent).await?;
+        let id = new_id();
+        let run = self.run_job(access, &project, id, &input, &placement);
+        let activity = NewActivity {
+            id,
+            tenant_id: access.tenant_id,
+            project_id,
+            campaign_id: req.campaign_id,
+            input,
+            title,
+            model: placement.model.clone(),
+            created_by: access.caller.creator_id(),
+        };
+        let audit = access
+            .audit(actions::ACTIVITY_CREATE)
+            .resource("activity", id)
+            .details(serde_json::json!({ "kind": req.kind, "project_id": project_id, "route": placement.detail }));
+        let created = match self.store.create_activity(&activity, &run, &audit).await {
+            Err(StoreError::NotFound) => return Err(Error::NotFound("project")),
+            Err(StoreError::Conflict { code: "campaign_not_found", message }) => {
+                return Err(Error::invalid("campaign_id", message));
+            }
+            other => other?,
+        };
+        self.wake_runner(placement.route);
+        Ok(ActivityView::new(created, true, None))
+    }
+
+    /// Picks where a run goes: an online agent with the model, else (for a
+    /// `cloud_allowed` project with a provider) the cloud, else queued if
+    /// the caller asked to wait, else a conflict that names the problem.
+    async fn place(
+        &self,
+        access: &TenantAccess,
+        project: &Project,
+        model: &str,
+        wait_for_agent: bool,
+    ) -> Result<Placement> {
+        let tenant = self.store.tenant(access.tenant_id).await.found("tenant")?;
+        let edge_only = tenant.compliance_mode == ComplianceMode::Hipaa || project.llm_policy == LlmPolicy::EdgeOnly;
+        let problem = match self.edge_problem(access.tenant_id, model).await? {
+            None => {
+                return Ok(Placement {
+                    route: Route::Edge,
+                    model: model.to_owned(),
+                    detail: serde_json::json!({ "route": "edge", "model": model }),
+                });
+            }
+            Some(problem) => problem,
+        };
+        if !edge_only && let Some(provider) = self.store.cloud_provider(access.tenant_id).await? {
+            return Ok(Placement {
+                route: Route::Cloud,
+                model: provider.model.clone(),
+                detail: serde_json::json!({
+                    "route": "cloud", "provider": provider.base_url, "model": provider.model, "because": problem,
+                }),
+            });
+        }
+        if wait_for_agent {
+            return Ok(Placement {
+                route: Route::Edge,
+                model: model.to_owned(),
+                detail: serde_json::json!({ "route": "edge", "model": model, "waiting": problem }),
+            });
+        }
+        let alternative = if edge_only {
+            "this project runs on the tenant's edge agents only"
+        } else {
+            "and the tenant has no cloud provider (PUT /api/v1/tenants/{tenant_id}/cloud-provider)"
+        };
+        Err(Error::Conflict {
+            code: "no_agent_available",
+            message: format!(
+                "{problem}; {alternative}. Start an agent with the model, or pass \"wait_for_agent\": true to queue the activity until one is online"
+            ),
+        })
+    }
+
+    /// Why no edge agent of the tenant can run `model` now, or `None` if one can.
+    async fn edge_problem(&self, tenant_id: Uuid, model: &str) -> Result<Option<String>> {
+        let agents = self.store.agents(tenant_id, PageRequest { after: None, limit: 1000 }).await?;
+        let now = Timestamp::now();
+        let window = time::Duration::try_from(self.hub.timings.offline_after()).unwrap_or(time::Duration::MAX);
+        let online: Vec<_> = agents.items.iter().filter(|a| a.is_online(now, window)).collect();
+        if online.is_empty() {
+            return Ok(Some("no agent of this tenant is online".into()));
+        }
+        let has_model = online
+            .iter()
+            .any(|a| a.models.iter().any(|m| marketer_protocol::canonical_model_name(&m.name) == model));
+        if !has_model {
+            return Ok(Some(format!("no online agent has the model {model} (pull it there with `ollama pull {model}`)")));
+        }
+        Ok(None)
+    }
+
+    fn run_job(
+        &self,
+        access: &TenantAccess,
+        project: &Project,
+        activity_id: Uuid,
+        input: &marketer_protocol::activity::ActivityInput,
+        placement: &Placement,
+    ) -> NewJob {
+        let spec = JobSpec::Activity {
+            model: placement.model.clone(),
+            activity: Box::new(ActivityJob { input: input.clone(), brand_voice: project.brand_voice.as_str().to_owned() }),
+        };
+        NewJob {
+            id: new_id(),
+            tenant_id: access.tenant_id,
+            spec,
+            labels: Default::default(),
+            priority: super::jobs::DEFAULT_PRIORITY,
+            not_before: None,
+            timeout_seconds: RUN_TIMEOUT_SECONDS,
+            queue_timeout_seconds: None,
+            max_attempts: RUN_ATTEMPTS,
+            idempotency_key: None,
+            request_hash: Vec::new(),
+            created_by: submitter(access),
+            activity_id: Some(activity_id),
+            route: placement.route,
+        }
+    }
+
+    fn wake_runner(&self, route: Route) {
+        match route {
+            Route::Edge => self.jobs.wake(),
+            Route::Cloud => self.cloud.wake(),
+        }
+    }
+
+    async fn check_quota(&self, access: &TenantAccess) -> Result<()> {
+        let tenant = self.store.tenant(access.tenant_id).await.found("tenant")?;
+        let Some(quota) = daily_quota(tenant.plan) else { return Ok(()) };
+        let now = Timestamp::now();
+        let midnight = now.next_midnight();
+        let today = midnight - time::Duration::days(1);
+        let used = self.store.activity_runs_since(access.tenant_id, today).await?;
+        if used < quota {
+            return Ok(());
+        }
+        let wait = Duration::try_from(midnight.as_datetime() - now.as_datetime()).unwrap_or(Duration::from_secs(1));
+        Err(Error::QuotaExceeded {
+            message: format!(
+                "the {} plan allows {quota} activity runs a day and today's are used; the quota resets at {midnight}",
+                tenant.plan
+            ),
+            retry_after: wait,
+            resets_at: midnight,
+        })
+    }
+
+    pub async fn activity(&self, access: &TenantAccess, project_id: Uuid, id: Uuid) -> Result<ActivityView> {
+        access.require(Permission::ActivitiesRead)?;
+        let activity = self.activity_in(access, project_id, id).await?;
+        let latest = self.store.activity_versions(access.tenant_id, id).await?.pop();
+        Ok(ActivityView::new(activity, true, latest.as_ref()))
+    }
+
+    /// The activity, if it is the tenant's and in this project.
+    async fn activity_in(&self, access: &TenantAccess, project_id: Uuid, id: Uuid) -> Result<Activity> {
+        let activity = self.store.activity(access.tenant_id, id).await.found("activity")?;
+        if activity.project_id != project_id {
+            return Err(Error::NotFound("activity"));
+        }
+        Ok(activity)
+    }
+
+    pub async fn activities_page(
+        &self,
+        access: &TenantAccess,
+        project_id: Uuid,
+        filter: ActivityFilter,
+        page: PageRequest,
+    ) -> Result<Page<ActivityView>> {
+        access.require(Permission::ActivitiesRead)?;
+        self.store.project(access.tenant_id, project_id).await.found("project")?;
+        let page = self.store.activities(access.tenant_id, project_id, &filter, page).await?;
+        Ok(Page { items: page.items.into_iter().map(|a| ActivityView::new(a, false, None)).collect(), next: page.next })
+    }
+
+    /// The activity's current run, for following its events.
+    pub async fn activity_run(&self, access: &TenantAccess, project_id: Uuid, id: Uuid) -> Result<crate::store::Job> {
+        access.require(Permission::ActivitiesRead)?;
+        Ok(self.activity_in(access, project_id, id).await?.run)
+    }
+
+    pub async fn cancel_activity(&self, access: &TenantAccess, project_id: Uuid, id: Uuid) -> Result<ActivityView> {
+        access.require(Permission::ActivitiesUpdate)?;
+        let activity = self.activity_in(access, project_id, id).await?;
+        if !activity.run.status.is_terminal() {
+            let audit = access.audit(actions::ACTIVITY_CANCEL).resource("activity", id);
+            match self.store.cancel_job(access.tenant_id, activity.run.id, Timestamp::now(), &audit).await? {
+                crate::store::CancelOutcome::Cancelled(transition) => {
+                    self.jobs.apply(std::slice::from_ref(&*transition), "cancelled by a user");
+                }
+                crate::store::CancelOutcome::AlreadyFinished(_) => {}
+            }
+        }
+        self.activity(access, project_id, id).await
+    }
+
+    pub async fn regenerate_activity(
+        &self,
+        access: &TenantAccess,
+        project_id: Uuid,
+        id: Uuid,
+    ) -> Result<ActivityView> {
+        access.require(Permission::ActivitiesCreate)?;
+        let activity = self.activity_in(access, project_id, id).await?;
+        let project = self.store.project(access.tenant_id, project_id).await.found("project")?;
+        self.check_quota(access).await?;
+        // The model asked for originally, on the same policy as a new activity.
+        let model = match &activity.run.spec {
+            JobSpec::Activity { model, .. } if activity.run.route == Route::Edge => model.clone(),
+            _ => canonical_model(project.default_model.as_ref().map_or(DEFAULT_MODEL, |m| m.as_str()))?,
+        };
+        let placement = self.place(access, &project, &model, true).await?;
+        let run = self.run_job(access, &project, id, &activity.input, &placement);
+        let audit = access
+            .audit(actions::ACTIVITY_REGENERATE)
+            .resource("activity", id)
+            .details(serde_json::json!({ "route": placement.detail, "run": activity.runs + 1 }));
+        let updated = self.store.rerun_activity(access.tenant_id, id, &run, &audit).await?;
+        self.wake_runner(placement.route);
+        Ok(ActivityView::new(updated, true, None))
+    }
+
+    pub async fn activity_runs(&self, access: &TenantAccess, project_id: Uuid, id: Uuid) -> Result<Vec<RunDetail>> {
+        access.require(Permission::ActivitiesRead)?;
+        self.activity_in(access, project_id, id).await?;
+        let runs = self.store.activity_runs(access.tenant_id, id).await?;
+        Ok(runs
+            .iter()
+            .map(|job| RunDetail {
+                run: RunView::of(job),
+                model: job.model.clone(),
+                route: job.route,
+                agent_id: job.agent_id,
+                result: result_of(job).map(|r| serde_json::to_value(r).unwrap_or_default()),
+            })
+            .collect())
+    }
+
+    pub async fn edit_activity(
+        &self,
+        access: &TenantAccess,
+        project_id: Uuid,
+        id: Uuid,
+        edit: EditContent,
+    ) -> Result<VersionView> {
+        access.require(Permission::ActivitiesUpdate)?;
+        if edit.content.trim().is_empty() {
+            return Err(Error::invalid("content", "must not be empty"));
+        }
+        if edit.content.len() > MAX_CONTENT_BYTES {
+            return Err(Error::invalid("content", format!("must be at most {MAX_CONTENT_BYTES} bytes")));
+        }
+        self.activity_in(access, project_id, id).await?;
+        let (author_id, author_name) = match &access.caller.principal {
+            Principal::User { user, .. } => (Some(user.id), user.display_name.to_string()),
+            Principal::ApiKey { key, .. } => (key.created_by, format!("API key {}", key.name)),
+            Principal::Operator => (None, "operator".to_owned()),
+        };
+        let version = NewActivityVersion { id: new_id(), content: edit.content, author_id, author_name };
+        let audit = access.audit(actions::ACTIVITY_EDIT).resource("activity", id);
+        let saved = self.store.add_activity_version(access.tenant_id, id, &version, &audit).await?;
+        Ok(VersionView {
+            number: saved.number,
+            content: saved.content,
+            author: saved.author_name,
+            author_id: saved.author_id,
+            created_at: saved.created_at,
+        })
+    }
+
+    pub async fn activity_versions(
+        &self,
+        access: &TenantAccess,
+        project_id: Uuid,
+        id: Uuid,
+    ) -> Result<Vec<VersionView>> {
+        access.require(Permission::ActivitiesRead)?;
+        let activity = self.activity_in(access, project_id, id).await?;
+        let mut versions = Vec::new();
+        if let Some(result) = result_of(&activity.run) {
+            versions.push(VersionView {
+                number: 0,
+                content: result.content.clone(),
+                author: "pipeline".into(),
+                author_id: None,
+                created_at: activity.run.finished_at.unwrap_or(activity.run.created_at),
+            });
+        }
+        for edit in self.store.activity_versions(access.tenant_id, id).await? {
+            versions.push(VersionView {
+                number: edit.number,
+                content: edit.content,
+                author: edit.author_name,
+                author_id: edit.author_id,
+                created_at: edit.created_at,
+            });
+        }
+        Ok(versions)
+    }
+
+    pub async fn approve_activity(
+        &self,
+        access: &TenantAccess,
+        project_id: Uuid,
+        id: Uuid,
+        approve: Approve,
+    ) -> Result<ActivityView> {
+        access.require(Permission::ActivitiesUpdate)?;
+        let activity = self.activity_in(access, project_id, id).await?;
+        let findings = result_of(&activity.run)
+            .and_then(|r| r.compliance.as_ref())
+            .map_or(0, |c| c.findings.len());
+        if findings > 0 && !approve.acknowledge_findings {
+            return Err(Error::Conflict {
+                code: "compliance_findings",
+                message: format!(
+                    "the Fair Housing review has {findings} finding(s); revise the content, or approve with \"acknowledge_findings\": true"
+                ),
+            });
+        }
+        let audit = access
+            .audit(actions::ACTIVITY_APPROVE)
+            .resource("activity", id)
+            .details(serde_json::json!({ "findings_acknowledged": findings > 0 }));
+        let user_id = access.caller.creator_id();
+        self.store.approve_activity(access.tenant_id, id, user_id, &audit).await?;
+        self.activity(access, project_id, id).await
+    }
+
+    /// The current content for export: its title and Markdown.
+    pub async fn activity_export(&self, access: &TenantAccess, project_id: Uuid, id: Uuid) -> Result<(String, String)> {
+        let view = self.activity(access, project_id, id).await?;
+        let content = view.content.ok_or_else(|| Error::Conflict {
+            code: "activity_not_ready",
+            message: format!("there is nothing to export yet; the activity is {}", view.status),
+        })?;
+        Ok((view.title, content))
+    }
+
+    pub async fn cloud_provider(&self, access: &TenantAccess) -> Result<CloudProviderView> {
+        access.require(Permission::SettingsView)?;
+        let provider = self.store.cloud_provider(access.tenant_id).await.found("cloud provider")?;
+        Ok(CloudProviderView {
+            base_url: provider.base_url,
+            model: provider.model,
+            api_key_hint: provider.api_key_hint,
+            updated_at: provider.updated_at,
+        })
+    }
+
+    pub async fn set_cloud_provider(&self, access: &TenantAccess, req: SetCloudProvider) -> Result<CloudProviderView> {
+        access.require(Permission::SettingsManage)?;
+        let tenant = self.store.tenant(access.tenant_id).await.found("tenant")?;
+        if tenant.compliance_mode == ComplianceMode::Hipaa {
+            return Err(Error::Conflict {
+                code: "hipaa_tenant",
+                message: "HIPAA tenants run everything on their own agents; a cloud provider cannot be configured".into(),
+            });
+        }
+        let base_url = req.base_url.trim().trim_end_matches('/').to_owned();
+        match reqwest::Url::parse(&base_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+            _ => return Err(Error::invalid("base_url", "must be an http or https URL, e.g. https://api.openai.com/v1")),
+        }
+        let model = req.model.trim();
+        if model.is_empty() || model.len() > 200 || model.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::invalid("model", "must be 1 to 200 characters without spaces"));
+        }
+        let key = req.api_key.trim();
+        if key.len() < 8 || key.len() > 1000 || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::invalid("api_key", "must be 8 to 1000 characters without spaces"));
+        }
+        let sealed = self.cloud.key().seal(access.tenant_id, key).map_err(Error::internal)?;
+        let now = Timestamp::now();
+        let created_at =
+            self.store.cloud_provider(access.tenant_id).await?.map_or(now, |existing| existing.created_at);
+        let provider = CloudProvider {
+            tenant_id: access.tenant_id,
+            base_url: base_url.clone(),
+            model: model.to_owned(),
+            api_key_ciphertext: sealed.ciphertext,
+            api_key_nonce: sealed.nonce,
+            api_key_hint: crypto::hint(key),
+            created_at,
+            updated_at: now,
+        };
+        let audit = access
+            .audit(actions::CLOUD_PROVIDER_SET)
+            .resource("cloud_provider", access.tenant_id)
+            .details(serde_json::json!({ "base_url": base_url, "model": model, "api_key_hint": provider.api_key_hint }));
+        self.store.set_cloud_provider(&provider, &audit).await?;
+        self.cloud_provider(access).await
+    }
+
+    pub async fn delete_cloud_provider(&self, access: &TenantAccess) -> Result<()> {
+        access.require(Permission::SettingsManage)?;
+        let audit = access.audit(actions::CLOUD_PROVIDER_DELETE).resource("cloud_provider", access.tenant_id);
+        match self.store.delete_cloud_provider(access.tenant_id, &audit).await {
+            Err(StoreError::NotFound) => Err(Error::NotFound("cloud provider")),
+            other => Ok(other?),
+        }
+    }
+
+    pub async fn usage(&self, access: &TenantAccess, from: Option<time::Date>, to: Option<time::Date>) -> Result<UsageView> {
+        access.require(Permission::SettingsView)?;
+        let today = Timestamp::now().date();
+        let to = to.unwrap_or(today);
+        let from = from.unwrap_or(to - time::Duration::days(29));
+        if from > to {
+            return Err(Error::invalid("from", "must not be after to"));
+        }
+        if (to - from).whole_days() > 366 {
+            return Err(Error::invalid("from", "the range may span at most 366 days"));
+        }
+        let days = self.store.usage(access.tenant_id, &from.to_string(), &to.to_string()).await?;
+        let mut totals = UsageTotals::default();
+        for day in &days {
+            totals.jobs += day.jobs;
+            totals.activities += day.activities;
+            totals.prompt_tokens += day.prompt_tokens;
+            totals.completion_tokens += day.completion_tokens;
+            totals.wall_time_ms += day.wall_time_ms;
+        }
+        let tenant = self.store.tenant(access.tenant_id).await.found("tenant")?;
+        let midnight = Timestamp::now().next_midnight() - time::Duration::days(1);
+        Ok(UsageView {
+            from: from.to_string(),
+            to: to.to_string(),
+            days,
+            totals,
+            daily_activity_quota: daily_quota(tenant.plan),
+            activities_today: self.store.activity_runs_since(access.tenant_id, midnight).await?,
+        })
+    }
+}

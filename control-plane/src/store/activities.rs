@@ -1,0 +1,228 @@
+//! Persistence of marketing activities: the request, its runs (jobs with the
+//! activity's id, the latest one current), human edits as versions of a
+//! run's content, approval; and what surrounds them: the tenants' cloud
+//! providers (API keys encrypted) and usage per day.
+//!
+//! An activity's status is not stored: it is derived from its current run
+//! and its approval (see [`Activity::status`]), so it can never disagree
+//! with the job that produces it.
+
+use async_trait::async_trait;
+use marketer_protocol::activity::ActivityInput;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{Job, JobStatus, NewAuditEvent, NewJob, Page, PageRequest, Result};
+use crate::domain::Timestamp;
+
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ActivityKind {
+    BlogArticle,
+    SocialPostSet,
+    ListingKit,
+}
+
+impl ActivityKind {
+    pub fn of(input: &ActivityInput) -> Self {
+        match input {
+            ActivityInput::BlogArticle(_) => ActivityKind::BlogArticle,
+            ActivityInput::SocialPostSet(_) => ActivityKind::SocialPostSet,
+            ActivityInput::ListingKit(_) => ActivityKind::ListingKit,
+        }
+    }
+}
+
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ActivityStatus {
+    /// Waiting for an agent or the cloud runner.
+    Queued,
+    /// The pipeline is running.
+    Generating,
+    /// Finished; waiting for a person to approve it.
+    Review,
+    Approved,
+    Failed,
+    Cancelled,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewActivity {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub project_id: Uuid,
+    pub campaign_id: Option<Uuid>,
+    pub input: ActivityInput,
+    pub title: String,
+    pub model: String,
+    pub created_by: Option<Uuid>,
+}
+
+/// An activity with its current run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activity {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub project_id: Uuid,
+    pub campaign_id: Option<Uuid>,
+    pub kind: ActivityKind,
+    pub title: String,
+    pub input: ActivityInput,
+    pub model: String,
+    pub runs: i64,
+    pub approved_at: Option<Timestamp>,
+    pub approved_by: Option<Uuid>,
+    pub created_by: Option<Uuid>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// The latest run.
+    pub run: Job,
+}
+
+impl Activity {
+    pub fn status(&self) -> ActivityStatus {
+        match self.run.status {
+            JobStatus::Queued | JobStatus::Assigned => ActivityStatus::Queued,
+            JobStatus::Running => ActivityStatus::Generating,
+            JobStatus::Succeeded if self.approved_at.is_some() => ActivityStatus::Approved,
+            JobStatus::Succeeded => ActivityStatus::Review,
+            JobStatus::Failed => ActivityStatus::Failed,
+            JobStatus::Cancelled => ActivityStatus::Cancelled,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ActivityFilter {
+    pub status: Option<ActivityStatus>,
+    pub kind: Option<ActivityKind>,
+}
+
+/// A person's edit of a run's content.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ActivityVersion {
+    pub id: Uuid,
+    /// The run whose content this edits.
+    pub job_id: Uuid,
+    /// 1 for the first edit of the run; the generated content is version 0.
+    pub number: i64,
+    pub content: String,
+    pub author_id: Option<Uuid>,
+    pub author_name: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewActivityVersion {
+    pub id: Uuid,
+    pub content: String,
+    pub author_id: Option<Uuid>,
+    pub author_name: String,
+}
+
+/// A tenant's OpenAI-compatible provider, its key encrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudProvider {
+    pub tenant_id: Uuid,
+    pub base_url: String,
+    pub model: String,
+    pub api_key_ciphertext: Vec<u8>,
+    pub api_key_nonce: Vec<u8>,
+    /// The last characters of the key, for people to recognise it.
+    pub api_key_hint: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A tenant's usage on one day (UTC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct UsageDay {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    /// Jobs finished that day, activity runs included.
+    pub jobs: i64,
+    /// Activity runs finished that day.
+    pub activities: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub wall_time_ms: i64,
+}
+
+#[async_trait]
+pub trait ActivityStore: Send + Sync {
+    /// Inserts an activity and its first run.
+    async fn create_activity(&self, activity: &NewActivity, run: &NewJob, audit: &NewAuditEvent) -> Result<Activity>;
+    async fn activity(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<Activity>>;
+    /// A project's activities, newest first.
+    async fn activities(
+        &self,
+        tenant_id: Uuid,
+        project_id: Uuid,
+        filter: &ActivityFilter,
+        page: PageRequest,
+    ) -> Result<Page<Activity>>;
+    /// Starts a new run of an activity whose current run has ended
+    /// (`Conflict` while it runs); the approval is cleared, the old runs
+    /// stay.
+    async fn rerun_activity(&self, tenant_id: Uuid, id: Uuid, run: &NewJob, audit: &NewAuditEvent)
+    -> Result<Activity>;
+    /// Every run of an activity, newest first.
+    async fn activity_runs(&self, tenant_id: Uuid, id: Uuid) -> Result<Vec<Job>>;
+    /// Records a person's edit of the current run's content (`Conflict`
+    /// unless that run succeeded); the approval is cleared.
+    async fn add_activity_version(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        version: &NewActivityVersion,
+        audit: &NewAuditEvent,
+    ) -> Result<ActivityVersion>;
+    /// The edits of the current run, oldest first.
+    async fn activity_versions(&self, tenant_id: Uuid, id: Uuid) -> Result<Vec<ActivityVersion>>;
+    /// Approves the current run (`Conflict` unless it succeeded).
+    async fn approve_activity(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        user_id: Option<Uuid>,
+        audit: &NewAuditEvent,
+    ) -> Result<Activity>;
+    /// Activity runs the tenant started since `since` (for quotas).
+    async fn activity_runs_since(&self, tenant_id: Uuid, since: Timestamp) -> Result<i64>;
+
+    async fn cloud_provider(&self, tenant_id: Uuid) -> Result<Option<CloudProvider>>;
+    /// Creates or replaces the tenant's provider.
+    async fn set_cloud_provider(&self, provider: &CloudProvider, audit: &NewAuditEvent) -> Result<()>;
+    /// `NotFound` if there was none.
+    async fn delete_cloud_provider(&self, tenant_id: Uuid, audit: &NewAuditEvent) -> Result<()>;
+
+    /// Usage per day from `from` to `to` (inclusive, `YYYY-MM-DD`).
+    async fn usage(&self, tenant_id: Uuid, from: &str, to: &str) -> Result<Vec<UsageDay>>;
+}

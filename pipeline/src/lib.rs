@@ -1,0 +1,343 @@
+//! The content pipeline: a marketer's request becomes finished content
+//! through a sequence of specialised LLM steps (seed 004's agents: SEO
+//! research, content research, writer, editor, social media; and the listing
+//! kit of seeds 000 and 001).
+//!
+//! It is written once, against the [`Llm`] interface: the edge agent runs it
+//! on its local Ollama, the control plane on an OpenAI-compatible endpoint
+//! when a project allows the cloud. What it knows of the world comes in the
+//! [`ActivityJob`]; what it produced goes out as an [`ActivityResult`];
+//! progress and partial text go to a [`Progress`] sink as they happen.
+//!
+//! - `run.rs`: a run's context, the two ways of calling the model (text;
+//!   structured JSON that is parsed, validated and repaired once);
+//! - `prompts.rs` and `prompts/`: the versioned prompt templates;
+//! - `blog.rs`, `social.rs`, `listing.rs`: the pipelines;
+//! - `platforms.rs`: the social platforms' rules, enforced in code;
+//! - `fair_housing.rs`: the built-in Fair Housing screening.
+
+mod blog;
+pub mod fair_housing;
+pub mod llm;
+mod listing;
+pub mod platforms;
+pub mod prompts;
+pub mod run;
+mod social;
+
+use marketer_protocol::activity::{ActivityInput, ActivityJob, ActivityResult};
+
+pub use llm::{ChatRequest, Llm, LlmError, Message, Progress, Reply, Role};
+pub use run::{PIPELINE_VERSION, PipelineError};
+
+/// Runs the pipeline for `job` on `llm`, reporting to `progress`.
+pub async fn run_activity<L: Llm>(
+    llm: &L,
+    job: &ActivityJob,
+    progress: &mut dyn Progress,
+) -> Result<ActivityResult, PipelineError> {
+    let mut run = run::Run::new(llm, progress);
+    let mut result = ActivityResult::default();
+    match &job.input {
+        ActivityInput::BlogArticle(input) => {
+            let article = blog::article(&mut run, input, &job.brand_voice).await?;
+            result.content = article.content;
+            result.seo = Some(article.seo);
+            result.research = Some(article.research);
+            result.quality = Some(article.quality);
+            result.social = article.social;
+        }
+        ActivityInput::SocialPostSet(input) => {
+            let (content, social) = social::post_set(&mut run, input, &job.brand_voice).await?;
+            result.content = content;
+            result.social = social;
+        }
+        ActivityInput::ListingKit(input) => {
+            let kit = listing::kit(&mut run, input, &job.brand_voice).await?;
+            result.content = kit.description;
+            result.flyer = Some(kit.flyer);
+            result.social = kit.social;
+            result.compliance = Some(kit.compliance);
+        }
+    }
+    run.step("finalise", 98, "Putting the result together");
+    let (steps, provenance) = run.finish();
+    result.steps = steps;
+    result.provenance = provenance;
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use marketer_protocol::activity::{BlogArticle, Listing, ListingKit, Platform, SocialPostSet, Tone};
+    use serde_json::json;
+
+    use super::*;
+
+    /// A model that answers from a script: each answer is chosen by a phrase
+    /// of the request's system prompt; unscripted requests fail the test.
+    struct Scripted {
+        answers: Mutex<Vec<(&'static str, VecDeque<String>)>>,
+        requests: Mutex<Vec<String>>,
+    }
+
+    impl Scripted {
+        fn new(script: Vec<(&'static str, Vec<String>)>) -> Self {
+            Self {
+                answers: Mutex::new(script.into_iter().map(|(k, v)| (k, v.into())).collect()),
+                requests: Mutex::new(Vec::new()),
+            }
+        }
+    }
+
+    impl Llm for Scripted {
+        fn backend(&self) -> &'static str {
+            "scripted"
+        }
+
+        fn model(&self) -> &str {
+            "test-model"
+        }
+
+        async fn chat(
+            &self,
+            request: ChatRequest<'_>,
+            on_text: &mut (dyn FnMut(&str) + Send),
+        ) -> Result<Reply, LlmError> {
+            let all: String = request.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
+            self.requests.lock().unwrap().push(all.clone());
+            let mut answers = self.answers.lock().unwrap();
+            let (_, queue) = answers
+                .iter_mut()
+                .find(|(marker, queue)| all.contains(marker) && !queue.is_empty())
+                .unwrap_or_else(|| panic!("no scripted answer for: {}", &all[..all.len().min(300)]));
+            let content = queue.pop_front().unwrap();
+            on_text(&content);
+            Ok(Reply { content, prompt_tokens: 10, completion_tokens: 20 })
+        }
+    }
+
+    #[derive(Default)]
+    struct Recorder {
+        steps: Vec<(String, u8)>,
+        text: String,
+    }
+
+    impl Progress for Recorder {
+        fn step(&mut self, step: &str, percent: u8, _message: &str) {
+            self.steps.push((step.to_owned(), percent));
+        }
+
+        fn text(&mut self, text: &str) {
+            self.text.push_str(text);
+        }
+    }
+
+    fn seo_answer() -> String {
+        json!({
+            "primary_keyword": "solar roof cost",
+            "related_keywords": ["solar panels", "roof installation", "energy savings"],
+            "search_intent": "commercial",
+            "title": "Solar Roof Cost in 2026: What Homeowners Really Pay",
+            "meta_description": "What does a solar roof cost in 2026? See real price ranges, what drives them, the incentives that cut the bill, and how to get a quote you can trust today.",
+            "headings": { "h1": "Solar Roof Cost in 2026", "h2": ["Price ranges", "What drives cost", "Incentives"], "h3": [] },
+            "outline": ["ranges", "drivers", "incentives"],
+            "target_word_count": 1200
+        })
+        .to_string()
+    }
+
+    fn review(score: f32) -> String {
+        json!({
+            "grammar": score, "readability": score, "seo": score, "brand_voice": score,
+            "structure": score, "factual_risk": score, "engagement": score,
+            "suggestions": ["tighten the intro"]
+        })
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_blog_article_goes_through_every_step_with_a_repair_and_a_refinement() {
+        let llm = Scripted::new(vec![
+            // The SEO plan: broken JSON first, repaired on the second try.
+            ("SEO strategist", vec!["{\"primary_keyword\": \"solar".into(), seo_answer()]),
+            ("research assistant", vec![json!({ "facts": ["Solar roofs last decades."], "brand_voice_notes": [], "gaps": ["local prices"] }).to_string()]),
+            ("expert content writer", vec!["# Solar Roof Cost\n\nFirst draft.".into()]),
+            ("demanding professional editor", vec![review(6.0), review(9.0)]),
+            ("You are a professional editor. You improve", vec!["# Solar Roof Cost\n\nBetter draft.".into()]),
+            ("social media copywriter", vec![format!("{} #solar", "x".repeat(300)), "Short and sweet. #solar #home #roof".into()]),
+        ]);
+        let job = ActivityJob {
+            input: ActivityInput::BlogArticle(BlogArticle {
+                topic: "Solar roofs".into(),
+                keywords: vec!["solar".into()],
+                audience: "homeowners".into(),
+                tone: Tone::Friendly,
+                target_word_count: 900,
+                platforms: vec![Platform::X],
+            }),
+            brand_voice: "Warm, plain English.".into(),
+        };
+        let mut recorder = Recorder::default();
+        let result = run_activity(&llm, &job, &mut recorder).await.unwrap();
+
+        assert_eq!(result.content, "# Solar Roof Cost\n\nBetter draft.");
+        let seo = result.seo.unwrap();
+        assert_eq!(seo.target_word_count, 900, "the marketer's length wins");
+        let quality = result.quality.unwrap();
+        assert_eq!((quality.refinement_rounds, quality.history.clone()), (1, vec![6.0, 9.0]));
+        assert!((quality.overall - 9.0).abs() < f32::EPSILON);
+        assert_eq!(result.research.unwrap().grounding, "inputs_only");
+        // The X post was 304 characters: regenerated, and its hashtags capped at 2.
+        let post = &result.social[0];
+        assert_eq!((post.platform, post.enforcement.as_str()), (Platform::X, "regenerated"));
+        assert_eq!(post.text, "Short and sweet. #solar #home");
+        assert_eq!(post.hashtags, ["#solar", "#home"]);
+        let steps: Vec<(&str, &str)> = result.steps.iter().map(|s| (s.step.as_str(), s.note.as_str())).collect();
+        assert_eq!(
+            steps,
+            [
+                ("seo", "repaired"),
+                ("research", ""),
+                ("writing", ""),
+                ("editing", ""),
+                ("refining", ""),
+                ("editing", ""),
+                ("social", ""),
+                ("social_shorten", ""),
+            ]
+        );
+        assert!(result.provenance.templates.contains(&"repair@1".to_owned()));
+        assert_eq!(result.provenance.model, "test-model");
+        // Progress: each step announced in order, percentages rising.
+        let percents: Vec<u8> = recorder.steps.iter().map(|(_, p)| *p).collect();
+        assert!(percents.windows(2).all(|w| w[0] <= w[1]), "{:?}", recorder.steps);
+        assert!(recorder.text.contains("First draft.") && recorder.text.contains("Better draft."));
+        // The brand voice reached the writer.
+        let requests = llm.requests.lock().unwrap();
+        assert!(requests.iter().any(|r| r.contains("expert content writer") && r.contains("Warm, plain English.")));
+    }
+
+    #[tokio::test]
+    async fn a_structured_step_that_stays_broken_fails_saying_why() {
+        let llm = Scripted::new(vec![("SEO strategist", vec!["not json".into(), "{\"title\": 5}".into()])]);
+        let job = ActivityJob {
+            input: ActivityInput::BlogArticle(BlogArticle {
+                topic: "t".into(),
+                keywords: vec![],
+                audience: "a".into(),
+                tone: Tone::Casual,
+                target_word_count: 500,
+                platforms: vec![],
+            }),
+            brand_voice: String::new(),
+        };
+        let error = run_activity(&llm, &job, &mut Recorder::default()).await.unwrap_err();
+        assert_eq!(error.code, "invalid_output");
+        assert!(error.message.contains("seo step"), "{}", error.message);
+        assert!(error.message.contains("title"), "{}", error.message);
+    }
+
+    fn listing(description: &str) -> ActivityJob {
+        ActivityJob {
+            input: ActivityInput::ListingKit(ListingKit {
+                listing: Listing {
+                    address: "12 Elm Street, Springfield".into(),
+                    price: 450_000,
+                    beds: 3,
+                    baths: 2.5,
+                    square_feet: 1_850,
+                    key_features: vec!["renovated kitchen".into(), "fenced yard".into()],
+                    description: description.into(),
+                    agent_name: "Dana Reyes".into(),
+                    agent_contact: "dana@example.com".into(),
+                },
+                platforms: vec![Platform::Instagram],
+                tone: Tone::Friendly,
+            }),
+            brand_voice: String::new(),
+        }
+    }
+
+    fn listing_script(copy: &str) -> Scripted {
+        Scripted::new(vec![
+            ("marketing analyst", vec![json!({
+                "headline_ideas": ["a", "b", "c"],
+                "selling_points": ["renovated kitchen", "fenced yard", "2.5 baths"],
+                "property_type": "house",
+                "price_positioning": "Priced in line with renovated homes nearby."
+            }).to_string()]),
+            ("real estate copywriter. You write vivid", vec![copy.into()]),
+            ("compliance reviewer", vec![json!({ "findings": [] }).to_string()]),
+            ("print flyer text", vec![json!({
+                "headline": "Renovated 3-Bed on Elm",
+                "property_summary": "A renovated three-bedroom home with a fenced yard.",
+                "features": ["3 bedrooms", "2.5 baths", "renovated kitchen", "fenced yard"],
+                "call_to_action": "Call Dana Reyes at dana@example.com today.",
+                "disclaimers": "Information deemed reliable but not guaranteed."
+            }).to_string()]),
+            ("social media copywriter", vec!["Tour 12 Elm! #home #realestate".into()]),
+        ])
+    }
+
+    #[tokio::test]
+    async fn a_listing_kit_with_discriminatory_wording_is_flagged() {
+        let llm = listing_script("A lovely home, perfect for young couples, in an exclusive neighborhood.");
+        let result = run_activity(&llm, &listing("Quiet street. No children please."), &mut Recorder::default())
+            .await
+            .unwrap();
+        let compliance = result.compliance.unwrap();
+        assert!(!compliance.passed);
+        let found: Vec<(&str, &str)> =
+            compliance.findings.iter().map(|f| (f.location.as_str(), f.phrase.as_str())).collect();
+        assert_eq!(
+            found,
+            [
+                ("input.description", "No children"),
+                ("description", "perfect for young couples"),
+                ("description", "exclusive neighborhood")
+            ]
+        );
+        let flyer = result.flyer.unwrap();
+        assert!(flyer.disclaimers.ends_with("Equal Housing Opportunity."), "{}", flyer.disclaimers);
+    }
+
+    #[tokio::test]
+    async fn a_clean_listing_kit_passes() {
+        let llm = listing_script("Sunlit three-bedroom home with a renovated kitchen and a fenced yard.");
+        let result =
+            run_activity(&llm, &listing("Renovated kitchen, fenced yard."), &mut Recorder::default()).await.unwrap();
+        let compliance = result.compliance.unwrap();
+        assert!(compliance.passed, "{:?}", compliance.findings);
+        assert_eq!(result.social[0].platform, Platform::Instagram);
+        assert_eq!(result.social[0].text, "Tour 12 Elm!\n\n#home #realestate", "hashtags on the last line");
+    }
+
+    #[tokio::test]
+    async fn a_social_post_set_writes_each_variant() {
+        let llm = Scripted::new(vec![(
+            "social media copywriter",
+            vec!["One. #a".into(), "Two. #b".into(), "Three #c".into(), "Four #d".into()],
+        )]);
+        let job = ActivityJob {
+            input: ActivityInput::SocialPostSet(SocialPostSet {
+                topic: "Spring sale".into(),
+                source_text: String::new(),
+                platforms: vec![Platform::Linkedin, Platform::Threads],
+                tone: Tone::Casual,
+                variants_per_platform: 2,
+            }),
+            brand_voice: String::new(),
+        };
+        let mut recorder = Recorder::default();
+        let result = run_activity(&llm, &job, &mut recorder).await.unwrap();
+        let platforms: Vec<Platform> = result.social.iter().map(|v| v.platform).collect();
+        assert_eq!(platforms, [Platform::Linkedin, Platform::Linkedin, Platform::Threads, Platform::Threads]);
+        assert!(result.content.contains("## LinkedIn") && result.content.contains("## Threads"));
+        let requests = llm.requests.lock().unwrap();
+        assert!(requests[1].contains("variant 2 of 2"));
+    }
+}

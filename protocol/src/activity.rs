@@ -1,0 +1,293 @@
+//! Marketing activities as they travel between the control plane and the
+//! pipeline that produces them (on an agent, or the control plane's cloud
+//! runner): what was asked for ([`ActivityJob`]) and what came out
+//! ([`ActivityResult`]).
+
+use serde::{Deserialize, Serialize};
+
+/// A piece of content to produce, and everything the pipeline needs for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivityJob {
+    pub input: ActivityInput,
+    /// The project's brand voice guidelines; empty when it has none.
+    pub brand_voice: String,
+}
+
+/// What a marketer asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ActivityInput {
+    BlogArticle(BlogArticle),
+    SocialPostSet(SocialPostSet),
+    ListingKit(ListingKit),
+}
+
+impl ActivityInput {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ActivityInput::BlogArticle(_) => "blog_article",
+            ActivityInput::SocialPostSet(_) => "social_post_set",
+            ActivityInput::ListingKit(_) => "listing_kit",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlogArticle {
+    pub topic: String,
+    pub keywords: Vec<String>,
+    pub audience: String,
+    pub tone: Tone,
+    pub target_word_count: u32,
+    /// Platforms for companion social posts; none for an article alone.
+    pub platforms: Vec<Platform>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SocialPostSet {
+    /// What the posts are about; at least one of topic and source text.
+    pub topic: String,
+    /// Text to adapt (an announcement, an article); may be empty.
+    pub source_text: String,
+    pub platforms: Vec<Platform>,
+    pub tone: Tone,
+    pub variants_per_platform: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListingKit {
+    pub listing: Listing,
+    pub platforms: Vec<Platform>,
+    pub tone: Tone,
+}
+
+/// A property for sale or rent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Listing {
+    pub address: String,
+    /// In whole units of the listing's currency.
+    pub price: u64,
+    pub beds: u32,
+    /// Half baths count as 0.5.
+    pub baths: f32,
+    pub square_feet: u32,
+    pub key_features: Vec<String>,
+    pub description: String,
+    pub agent_name: String,
+    pub agent_contact: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tone {
+    Professional,
+    Casual,
+    Technical,
+    Friendly,
+}
+
+impl Tone {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tone::Professional => "professional",
+            Tone::Casual => "casual",
+            Tone::Technical => "technical",
+            Tone::Friendly => "friendly",
+        }
+    }
+}
+
+/// A social platform with rules of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    /// X (formerly Twitter).
+    #[serde(alias = "twitter")]
+    X,
+    Linkedin,
+    Facebook,
+    Instagram,
+    Tiktok,
+    Threads,
+    Pinterest,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 7] = [
+        Platform::X,
+        Platform::Linkedin,
+        Platform::Facebook,
+        Platform::Instagram,
+        Platform::Tiktok,
+        Platform::Threads,
+        Platform::Pinterest,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::X => "x",
+            Platform::Linkedin => "linkedin",
+            Platform::Facebook => "facebook",
+            Platform::Instagram => "instagram",
+            Platform::Tiktok => "tiktok",
+            Platform::Threads => "threads",
+            Platform::Pinterest => "pinterest",
+        }
+    }
+}
+
+/// What the pipeline produced, and how.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActivityResult {
+    /// The finished content in Markdown: the article, the social post set's
+    /// summary, or the listing description.
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seo: Option<SeoData>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub research: Option<ResearchNotes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualityReport>,
+    #[serde(default)]
+    pub social: Vec<SocialVariant>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flyer: Option<FlyerText>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance: Option<ComplianceReview>,
+    /// Every LLM call, in order.
+    pub steps: Vec<StepRecord>,
+    pub provenance: Provenance,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeoData {
+    pub primary_keyword: String,
+    pub related_keywords: Vec<String>,
+    /// informational, commercial, transactional or navigational.
+    pub search_intent: String,
+    /// 50 to 60 characters.
+    pub title: String,
+    /// 150 to 160 characters.
+    pub meta_description: String,
+    pub headings: Headings,
+    pub outline: Vec<String>,
+    pub target_word_count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Headings {
+    pub h1: String,
+    pub h2: Vec<String>,
+    pub h3: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResearchNotes {
+    /// What the notes stand on: `inputs_only` (the request and the brand
+    /// voice), or `documents` (the project's own documents).
+    pub grounding: String,
+    pub facts: Vec<String>,
+    pub brand_voice_notes: Vec<String>,
+    pub gaps: Vec<String>,
+    pub sources: Vec<Source>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub title: String,
+    /// Where in it: a section, a page, or what part of the request.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityReport {
+    /// 0 to 10, of the final content.
+    pub overall: f32,
+    pub scores: QualityScores,
+    pub suggestions: Vec<String>,
+    /// Refinement rounds that ran (at most 2).
+    pub refinement_rounds: u32,
+    /// The overall score of each review, first to last.
+    pub history: Vec<f32>,
+}
+
+/// Each 0 to 10; for `factual_risk`, 10 means no risk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityScores {
+    pub grammar: f32,
+    pub readability: f32,
+    pub seo: f32,
+    pub brand_voice: f32,
+    pub structure: f32,
+    pub factual_risk: f32,
+    pub engagement: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SocialVariant {
+    pub platform: Platform,
+    pub text: String,
+    /// Characters as the platform counts them (Unicode scalar values).
+    pub char_count: u32,
+    pub char_limit: u32,
+    pub hashtags: Vec<String>,
+    /// How the platform's rules were met: `as_written`, `regenerated`
+    /// (the first answer was over the limit) or `trimmed` (cut at a
+    /// sentence boundary after a regeneration still was).
+    pub enforcement: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlyerText {
+    pub headline: String,
+    pub property_summary: String,
+    pub features: Vec<String>,
+    pub call_to_action: String,
+    pub disclaimers: String,
+}
+
+/// The Fair Housing review of a listing kit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComplianceReview {
+    pub passed: bool,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The offending wording, as written.
+    pub phrase: String,
+    /// Where: `description`, `flyer`, or `social:<platform>`.
+    pub location: String,
+    pub reason: String,
+    pub suggestion: String,
+    /// `rules` (the built-in phrase list) or `model` (the LLM review).
+    pub source: String,
+}
+
+/// One LLM call of the pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub step: String,
+    pub template: String,
+    pub template_version: u32,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub duration_ms: u64,
+    /// What happened beyond a plain answer: `repaired` (an invalid structured
+    /// answer was fixed on the second try), or empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+/// How the result was made.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// `ollama` on an agent, or `openai_compatible` in the cloud.
+    pub backend: String,
+    pub model: String,
+    pub temperature: Option<f32>,
+    /// The prompt templates used, as `name@version`.
+    pub templates: Vec<String>,
+    pub pipeline_version: u32,
+}
