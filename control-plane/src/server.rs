@@ -135,7 +135,8 @@ pub fn assemble(
             lease_grace: jobs.lease_grace,
         },
     };
-    let app = Arc::new(App::new(store, Arc::new(Metrics::new()), tokens, auth, agent_settings, jobs, data_key)?);
+    let app =
+        Arc::new(App::new(store, Arc::new(Metrics::new()), tokens, auth, agent_settings, jobs, data_key)?);
     let gateway = GatewayConfig {
         cert_lifetime: time::Duration::try_from(agents.cert_lifetime)
             .context("agent certificate lifetime")?,

@@ -9,7 +9,8 @@ use common::TestDb;
 use common::fixtures::*;
 use marketer_control_plane::domain::{Timestamp, new_id};
 use marketer_control_plane::store::{
-    CancelOutcome, CreateJobOutcome, Job, JobStatus, NewJob, RecordOutcome, RetryPolicy, Route, Store, StoreError,
+    CancelOutcome, CreateJobOutcome, Job, JobStatus, NewJob, RecordOutcome, RetryPolicy, Route, Store,
+    StoreError,
 };
 use marketer_protocol::{
     ChatMessage, JobError, JobEvent, JobEventBody, JobOutcome, JobOutput, JobRef, JobSpec, Usage, job_errors,

@@ -201,7 +201,11 @@ pub(crate) struct Article {
     pub social: Vec<SocialVariant>,
 }
 
-pub(crate) async fn article<L: Llm>(run: &mut Run<'_, L>, input: &BlogArticle, brand_voice: &str) -> Result<Article> {
+pub(crate) async fn article<L: Llm>(
+    run: &mut Run<'_, L>,
+    input: &BlogArticle,
+    brand_voice: &str,
+) -> Result<Article> {
     let has_social = !input.platforms.is_empty();
     let base = json!({
         "content_type": "blog article",
@@ -235,10 +239,8 @@ pub(crate) async fn article<L: Llm>(run: &mut Run<'_, L>, input: &BlogArticle, b
         detail: "topic, keywords, audience and tone as the marketer gave them".into(),
     }];
     if !brand_voice.trim().is_empty() {
-        sources.push(Source {
-            title: "Brand voice guidelines".into(),
-            detail: "the project's settings".into(),
-        });
+        sources
+            .push(Source { title: "Brand voice guidelines".into(), detail: "the project's settings".into() });
     }
     let research = ResearchNotes {
         // The project's documents join when retrieval on the edge exists;

@@ -21,32 +21,116 @@ const SEX: &str = "states a preference based on sex";
 const DISABILITY: &str = "states or implies a limitation based on disability (handicap)";
 
 const RULES: &[Rule] = &[
-    Rule { phrase: "perfect for young couples", reason: AGE_FAMILY, suggestion: "describe the space, e.g. \"a comfortable two-bedroom layout\"" },
-    Rule { phrase: "ideal for young couples", reason: AGE_FAMILY, suggestion: "describe the space instead of the buyer" },
-    Rule { phrase: "perfect for couples", reason: FAMILIAL, suggestion: "describe the space instead of the buyer" },
-    Rule { phrase: "ideal for couples", reason: FAMILIAL, suggestion: "describe the space instead of the buyer" },
-    Rule { phrase: "perfect for families", reason: FAMILIAL, suggestion: "\"spacious layout with a large yard\"" },
-    Rule { phrase: "ideal for families", reason: FAMILIAL, suggestion: "\"spacious layout with a large yard\"" },
-    Rule { phrase: "great for families", reason: FAMILIAL, suggestion: "\"spacious layout with a large yard\"" },
-    Rule { phrase: "family-friendly neighborhood", reason: FAMILIAL, suggestion: "name the amenities: \"near parks and a playground\"" },
-    Rule { phrase: "family friendly neighborhood", reason: FAMILIAL, suggestion: "name the amenities: \"near parks and a playground\"" },
-    Rule { phrase: "no children", reason: FAMILIAL, suggestion: "remove it; occupancy rules apply to everyone alike" },
-    Rule { phrase: "no kids", reason: FAMILIAL, suggestion: "remove it; occupancy rules apply to everyone alike" },
-    Rule { phrase: "adults only", reason: FAMILIAL, suggestion: "remove it unless the property is exempt senior housing, and then say so precisely" },
-    Rule { phrase: "adult community", reason: FAMILIAL, suggestion: "\"55+ community\" only if it qualifies as housing for older persons" },
-    Rule { phrase: "empty nesters", reason: AGE_FAMILY, suggestion: "\"low-maintenance single-level living\"" },
+    Rule {
+        phrase: "perfect for young couples",
+        reason: AGE_FAMILY,
+        suggestion: "describe the space, e.g. \"a comfortable two-bedroom layout\"",
+    },
+    Rule {
+        phrase: "ideal for young couples",
+        reason: AGE_FAMILY,
+        suggestion: "describe the space instead of the buyer",
+    },
+    Rule {
+        phrase: "perfect for couples",
+        reason: FAMILIAL,
+        suggestion: "describe the space instead of the buyer",
+    },
+    Rule {
+        phrase: "ideal for couples",
+        reason: FAMILIAL,
+        suggestion: "describe the space instead of the buyer",
+    },
+    Rule {
+        phrase: "perfect for families",
+        reason: FAMILIAL,
+        suggestion: "\"spacious layout with a large yard\"",
+    },
+    Rule {
+        phrase: "ideal for families",
+        reason: FAMILIAL,
+        suggestion: "\"spacious layout with a large yard\"",
+    },
+    Rule {
+        phrase: "great for families",
+        reason: FAMILIAL,
+        suggestion: "\"spacious layout with a large yard\"",
+    },
+    Rule {
+        phrase: "family-friendly neighborhood",
+        reason: FAMILIAL,
+        suggestion: "name the amenities: \"near parks and a playground\"",
+    },
+    Rule {
+        phrase: "family friendly neighborhood",
+        reason: FAMILIAL,
+        suggestion: "name the amenities: \"near parks and a playground\"",
+    },
+    Rule {
+        phrase: "no children",
+        reason: FAMILIAL,
+        suggestion: "remove it; occupancy rules apply to everyone alike",
+    },
+    Rule {
+        phrase: "no kids",
+        reason: FAMILIAL,
+        suggestion: "remove it; occupancy rules apply to everyone alike",
+    },
+    Rule {
+        phrase: "adults only",
+        reason: FAMILIAL,
+        suggestion: "remove it unless the property is exempt senior housing, and then say so precisely",
+    },
+    Rule {
+        phrase: "adult community",
+        reason: FAMILIAL,
+        suggestion: "\"55+ community\" only if it qualifies as housing for older persons",
+    },
+    Rule {
+        phrase: "empty nesters",
+        reason: AGE_FAMILY,
+        suggestion: "\"low-maintenance single-level living\"",
+    },
     Rule { phrase: "newlyweds", reason: FAMILIAL, suggestion: "describe the space instead of the buyer" },
-    Rule { phrase: "young professionals", reason: AGE_FAMILY, suggestion: "\"close to downtown offices and transit\"" },
-    Rule { phrase: "mature buyers", reason: AGE_FAMILY, suggestion: "describe the features: \"single-level living, quiet street\"" },
+    Rule {
+        phrase: "young professionals",
+        reason: AGE_FAMILY,
+        suggestion: "\"close to downtown offices and transit\"",
+    },
+    Rule {
+        phrase: "mature buyers",
+        reason: AGE_FAMILY,
+        suggestion: "describe the features: \"single-level living, quiet street\"",
+    },
     Rule { phrase: "singles only", reason: FAMILIAL, suggestion: "remove it" },
     Rule { phrase: "bachelor pad", reason: SEX, suggestion: "\"studio\" or \"one-bedroom\"" },
-    Rule { phrase: "exclusive neighborhood", reason: RACE_ORIGIN, suggestion: "name the features: \"a gated street with mature trees\"" },
-    Rule { phrase: "exclusive neighbourhood", reason: RACE_ORIGIN, suggestion: "name the features: \"a gated street with mature trees\"" },
-    Rule { phrase: "exclusive community", reason: RACE_ORIGIN, suggestion: "name the features: \"a gated community with a clubhouse\"" },
+    Rule {
+        phrase: "exclusive neighborhood",
+        reason: RACE_ORIGIN,
+        suggestion: "name the features: \"a gated street with mature trees\"",
+    },
+    Rule {
+        phrase: "exclusive neighbourhood",
+        reason: RACE_ORIGIN,
+        suggestion: "name the features: \"a gated street with mature trees\"",
+    },
+    Rule {
+        phrase: "exclusive community",
+        reason: RACE_ORIGIN,
+        suggestion: "name the features: \"a gated community with a clubhouse\"",
+    },
     Rule { phrase: "restricted community", reason: RACE_ORIGIN, suggestion: "remove it" },
-    Rule { phrase: "traditional neighborhood", reason: RACE_ORIGIN, suggestion: "describe the architecture: \"tree-lined street of 1920s homes\"" },
+    Rule {
+        phrase: "traditional neighborhood",
+        reason: RACE_ORIGIN,
+        suggestion: "describe the architecture: \"tree-lined street of 1920s homes\"",
+    },
     Rule { phrase: "integrated neighborhood", reason: RACE_ORIGIN, suggestion: "remove it" },
-    Rule { phrase: "ethnic neighborhood", reason: RACE_ORIGIN, suggestion: "name nearby places: \"steps from shops and restaurants\"" },
+    Rule {
+        phrase: "ethnic neighborhood",
+        reason: RACE_ORIGIN,
+        suggestion: "name nearby places: \"steps from shops and restaurants\"",
+    },
     Rule { phrase: "english speakers", reason: RACE_ORIGIN, suggestion: "remove it" },
     Rule { phrase: "christian community", reason: RELIGION, suggestion: "remove it" },
     Rule { phrase: "christian home", reason: RELIGION, suggestion: "remove it" },
@@ -55,11 +139,27 @@ const RULES: &[Rule] = &[
     Rule { phrase: "catholic neighborhood", reason: RELIGION, suggestion: "remove it" },
     Rule { phrase: "female only", reason: SEX, suggestion: "remove it" },
     Rule { phrase: "male only", reason: SEX, suggestion: "remove it" },
-    Rule { phrase: "no wheelchairs", reason: DISABILITY, suggestion: "describe access factually: \"second-floor unit, stairs only\"" },
-    Rule { phrase: "able-bodied", reason: DISABILITY, suggestion: "describe access factually: \"second-floor unit, stairs only\"" },
-    Rule { phrase: "not suitable for handicapped", reason: DISABILITY, suggestion: "describe access factually: \"three flights of stairs, no elevator\"" },
+    Rule {
+        phrase: "no wheelchairs",
+        reason: DISABILITY,
+        suggestion: "describe access factually: \"second-floor unit, stairs only\"",
+    },
+    Rule {
+        phrase: "able-bodied",
+        reason: DISABILITY,
+        suggestion: "describe access factually: \"second-floor unit, stairs only\"",
+    },
+    Rule {
+        phrase: "not suitable for handicapped",
+        reason: DISABILITY,
+        suggestion: "describe access factually: \"three flights of stairs, no elevator\"",
+    },
     Rule { phrase: "no disabled", reason: DISABILITY, suggestion: "remove it" },
-    Rule { phrase: "must be able to climb stairs", reason: DISABILITY, suggestion: "\"third-floor walk-up\"" },
+    Rule {
+        phrase: "must be able to climb stairs",
+        reason: DISABILITY,
+        suggestion: "\"third-floor walk-up\"",
+    },
 ];
 
 /// Findings of the built-in rules in `text`, at `location`. Matching ignores
@@ -118,7 +218,8 @@ mod tests {
 
     #[test]
     fn discriminatory_phrases_are_flagged_as_written() {
-        let text = "Charming bungalow, Perfect for young couples! Quiet, exclusive neighborhood. No children.";
+        let text =
+            "Charming bungalow, Perfect for young couples! Quiet, exclusive neighborhood. No children.";
         let findings = screen(text, "description");
         let phrases: Vec<&str> = findings.iter().map(|f| f.phrase.as_str()).collect();
         assert_eq!(phrases, ["Perfect for young couples", "No children", "exclusive neighborhood"]);

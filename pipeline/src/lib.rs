@@ -18,8 +18,8 @@
 
 mod blog;
 pub mod fair_housing;
-pub mod llm;
 mod listing;
+pub mod llm;
 pub mod platforms;
 pub mod prompts;
 pub mod run;
@@ -107,7 +107,8 @@ mod tests {
             request: ChatRequest<'_>,
             on_text: &mut (dyn FnMut(&str) + Send),
         ) -> Result<Reply, LlmError> {
-            let all: String = request.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
+            let all: String =
+                request.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
             self.requests.lock().unwrap().push(all.clone());
             let mut answers = self.answers.lock().unwrap();
             let (_, queue) = answers
@@ -196,7 +197,8 @@ mod tests {
         assert_eq!((post.platform, post.enforcement.as_str()), (Platform::X, "regenerated"));
         assert_eq!(post.text, "Short and sweet. #solar #home");
         assert_eq!(post.hashtags, ["#solar", "#home"]);
-        let steps: Vec<(&str, &str)> = result.steps.iter().map(|s| (s.step.as_str(), s.note.as_str())).collect();
+        let steps: Vec<(&str, &str)> =
+            result.steps.iter().map(|s| (s.step.as_str(), s.note.as_str())).collect();
         assert_eq!(
             steps,
             [
@@ -218,7 +220,11 @@ mod tests {
         assert!(recorder.text.contains("First draft.") && recorder.text.contains("Better draft."));
         // The brand voice reached the writer.
         let requests = llm.requests.lock().unwrap();
-        assert!(requests.iter().any(|r| r.contains("expert content writer") && r.contains("Warm, plain English.")));
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.contains("expert content writer") && r.contains("Warm, plain English."))
+        );
     }
 
     #[tokio::test]
@@ -264,21 +270,33 @@ mod tests {
 
     fn listing_script(copy: &str) -> Scripted {
         Scripted::new(vec![
-            ("marketing analyst", vec![json!({
-                "headline_ideas": ["a", "b", "c"],
-                "selling_points": ["renovated kitchen", "fenced yard", "2.5 baths"],
-                "property_type": "house",
-                "price_positioning": "Priced in line with renovated homes nearby."
-            }).to_string()]),
+            (
+                "marketing analyst",
+                vec![
+                    json!({
+                        "headline_ideas": ["a", "b", "c"],
+                        "selling_points": ["renovated kitchen", "fenced yard", "2.5 baths"],
+                        "property_type": "house",
+                        "price_positioning": "Priced in line with renovated homes nearby."
+                    })
+                    .to_string(),
+                ],
+            ),
             ("real estate copywriter. You write vivid", vec![copy.into()]),
             ("compliance reviewer", vec![json!({ "findings": [] }).to_string()]),
-            ("print flyer text", vec![json!({
-                "headline": "Renovated 3-Bed on Elm",
-                "property_summary": "A renovated three-bedroom home with a fenced yard.",
-                "features": ["3 bedrooms", "2.5 baths", "renovated kitchen", "fenced yard"],
-                "call_to_action": "Call Dana Reyes at dana@example.com today.",
-                "disclaimers": "Information deemed reliable but not guaranteed."
-            }).to_string()]),
+            (
+                "print flyer text",
+                vec![
+                    json!({
+                        "headline": "Renovated 3-Bed on Elm",
+                        "property_summary": "A renovated three-bedroom home with a fenced yard.",
+                        "features": ["3 bedrooms", "2.5 baths", "renovated kitchen", "fenced yard"],
+                        "call_to_action": "Call Dana Reyes at dana@example.com today.",
+                        "disclaimers": "Information deemed reliable but not guaranteed."
+                    })
+                    .to_string(),
+                ],
+            ),
             ("social media copywriter", vec!["Tour 12 Elm! #home #realestate".into()]),
         ])
     }
@@ -286,9 +304,10 @@ mod tests {
     #[tokio::test]
     async fn a_listing_kit_with_discriminatory_wording_is_flagged() {
         let llm = listing_script("A lovely home, perfect for young couples, in an exclusive neighborhood.");
-        let result = run_activity(&llm, &listing("Quiet street. No children please."), &mut Recorder::default())
-            .await
-            .unwrap();
+        let result =
+            run_activity(&llm, &listing("Quiet street. No children please."), &mut Recorder::default())
+                .await
+                .unwrap();
         let compliance = result.compliance.unwrap();
         assert!(!compliance.passed);
         let found: Vec<(&str, &str)> =
@@ -309,7 +328,9 @@ mod tests {
     async fn a_clean_listing_kit_passes() {
         let llm = listing_script("Sunlit three-bedroom home with a renovated kitchen and a fenced yard.");
         let result =
-            run_activity(&llm, &listing("Renovated kitchen, fenced yard."), &mut Recorder::default()).await.unwrap();
+            run_activity(&llm, &listing("Renovated kitchen, fenced yard."), &mut Recorder::default())
+                .await
+                .unwrap();
         let compliance = result.compliance.unwrap();
         assert!(compliance.passed, "{:?}", compliance.findings);
         assert_eq!(result.social[0].platform, Platform::Instagram);

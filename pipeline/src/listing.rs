@@ -158,13 +158,9 @@ pub(crate) async fn kit<L: Llm>(run: &mut Run<'_, L>, input: &ListingKit, brand_
     // The built-in rules see every text of the kit, not only what the
     // model reviewed.
     run.step("finalise", 95, "Checking every text of the kit");
-    let flyer_text = [
-        flyer.headline.as_str(),
-        &flyer.property_summary,
-        &flyer.features.join("\n"),
-        &flyer.call_to_action,
-    ]
-    .join("\n");
+    let flyer_text =
+        [flyer.headline.as_str(), &flyer.property_summary, &flyer.features.join("\n"), &flyer.call_to_action]
+            .join("\n");
     fair_housing::merge(&mut findings, fair_housing::screen(&flyer_text, "flyer"));
     for variant in &social {
         let location = format!("social:{}", variant.platform.as_str());

@@ -31,38 +31,50 @@ pub struct PlatformSpec {
 
 pub fn spec(platform: Platform) -> PlatformSpec {
     use HashtagPlacement::{End, Inline};
-    let (name, char_limit, optimal_length, max_hashtags, suggested_hashtags, placement, style) = match platform {
-        Platform::X => ("X", 280, 240, 2, (1, 2), Inline, "conversational and punchy, one idea"),
-        Platform::Linkedin => (
-            "LinkedIn",
-            3_000,
-            1_200,
-            5,
-            (3, 5),
-            End,
-            "professional, insight first, short paragraphs with line breaks, ask a question",
-        ),
-        Platform::Facebook => {
-            ("Facebook", 63_206, 250, 3, (0, 3), End, "friendly and conversational, invite comments")
-        }
-        Platform::Instagram => (
-            "Instagram",
-            2_200,
-            600,
-            30,
-            (10, 15),
-            End,
-            "casual, a strong hook in the first line, short paragraphs, emojis welcome",
-        ),
-        Platform::Tiktok => {
-            ("TikTok", 2_200, 150, 5, (3, 5), End, "casual and energetic, a caption for a short video")
-        }
-        Platform::Threads => ("Threads", 500, 300, 1, (0, 1), Inline, "conversational, like talking to a friend"),
-        Platform::Pinterest => {
-            ("Pinterest", 500, 200, 5, (2, 5), End, "descriptive and searchable, say what the pin shows")
-        }
-    };
-    PlatformSpec { platform, name, char_limit, optimal_length, max_hashtags, suggested_hashtags, placement, style }
+    let (name, char_limit, optimal_length, max_hashtags, suggested_hashtags, placement, style) =
+        match platform {
+            Platform::X => ("X", 280, 240, 2, (1, 2), Inline, "conversational and punchy, one idea"),
+            Platform::Linkedin => (
+                "LinkedIn",
+                3_000,
+                1_200,
+                5,
+                (3, 5),
+                End,
+                "professional, insight first, short paragraphs with line breaks, ask a question",
+            ),
+            Platform::Facebook => {
+                ("Facebook", 63_206, 250, 3, (0, 3), End, "friendly and conversational, invite comments")
+            }
+            Platform::Instagram => (
+                "Instagram",
+                2_200,
+                600,
+                30,
+                (10, 15),
+                End,
+                "casual, a strong hook in the first line, short paragraphs, emojis welcome",
+            ),
+            Platform::Tiktok => {
+                ("TikTok", 2_200, 150, 5, (3, 5), End, "casual and energetic, a caption for a short video")
+            }
+            Platform::Threads => {
+                ("Threads", 500, 300, 1, (0, 1), Inline, "conversational, like talking to a friend")
+            }
+            Platform::Pinterest => {
+                ("Pinterest", 500, 200, 5, (2, 5), End, "descriptive and searchable, say what the pin shows")
+            }
+        };
+    PlatformSpec {
+        platform,
+        name,
+        char_limit,
+        optimal_length,
+        max_hashtags,
+        suggested_hashtags,
+        placement,
+        style,
+    }
 }
 
 impl PlatformSpec {
@@ -188,13 +200,16 @@ pub fn trim_to(text: &str, limit: usize) -> String {
         return text.to_owned();
     }
     let (body, tag_line) = match text.rsplit_once('\n') {
-        Some((body, last)) if last.split_whitespace().all(|w| w.starts_with('#')) && !last.trim().is_empty() => {
+        Some((body, last))
+            if last.split_whitespace().all(|w| w.starts_with('#')) && !last.trim().is_empty() =>
+        {
             (body.trim_end(), Some(last.trim()))
         }
         _ => (text, None),
     };
     let room_for_tags = tag_line.map_or(0, |t| char_count(t) + 2);
-    let (budget, tag_line) = if room_for_tags < limit / 2 { (limit - room_for_tags, tag_line) } else { (limit, None) };
+    let (budget, tag_line) =
+        if room_for_tags < limit / 2 { (limit - room_for_tags, tag_line) } else { (limit, None) };
     let mut cut = cut_at_sentence(body, budget);
     if let Some(tags) = tag_line {
         cut = format!("{cut}\n\n{tags}");
@@ -205,11 +220,11 @@ pub fn trim_to(text: &str, limit: usize) -> String {
 fn cut_at_sentence(text: &str, budget: usize) -> String {
     let prefix: String = text.chars().take(budget).collect();
     // The last sentence end inside the budget.
-    let ends = prefix.char_indices().filter(|(i, c)| {
+    let end = prefix.char_indices().rev().find(|(i, c)| {
         matches!(c, '.' | '!' | '?' | '…')
             && prefix[i + c.len_utf8()..].chars().next().is_none_or(char::is_whitespace)
     });
-    if let Some((i, c)) = ends.last()
+    if let Some((i, c)) = end
         && i > 0
     {
         return prefix[..i + c.len_utf8()].trim_end().to_owned();
@@ -226,7 +241,8 @@ mod tests {
 
     #[test]
     fn limits_follow_the_issue() {
-        let limits: Vec<(&str, usize)> = Platform::ALL.iter().map(|p| (spec(*p).name, spec(*p).char_limit)).collect();
+        let limits: Vec<(&str, usize)> =
+            Platform::ALL.iter().map(|p| (spec(*p).name, spec(*p).char_limit)).collect();
         assert_eq!(
             limits,
             [
@@ -243,7 +259,10 @@ mod tests {
 
     #[test]
     fn hashtags_are_found_once_and_only_at_word_starts() {
-        assert_eq!(hashtags("New #Launch today! #launch #AI_tools C# and #2024 x#y"), ["#Launch", "#AI_tools"]);
+        assert_eq!(
+            hashtags("New #Launch today! #launch #AI_tools C# and #2024 x#y"),
+            ["#Launch", "#AI_tools"]
+        );
         assert_eq!(hashtags("Café #crème"), ["#crème"]);
     }
 
@@ -252,8 +271,7 @@ mod tests {
         let x = spec(Platform::X);
         assert_eq!(arrange_hashtags("Big #news #today #now for all", &x), "Big #news #today for all");
         let linkedin = spec(Platform::Linkedin);
-        let arranged =
-            arrange_hashtags("We grew #growth by #team effort.\nJoin us! #a #b #c #d", &linkedin);
+        let arranged = arrange_hashtags("We grew #growth by #team effort.\nJoin us! #a #b #c #d", &linkedin);
         assert_eq!(arranged, "We grew by effort.\nJoin us!\n\n#growth #team #a #b #c");
         let threads = spec(Platform::Threads);
         assert_eq!(hashtags(&arrange_hashtags("#one and #two", &threads)), ["#one"]);

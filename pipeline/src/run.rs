@@ -99,7 +99,12 @@ impl<'a, L: Llm> Run<'a, L> {
 
     /// Asks for a JSON answer following `T`'s schema; parses and validates
     /// it, and on a problem asks once more, saying what was wrong.
-    pub async fn structured<T>(&mut self, step: &str, template: Template, context: &impl Serialize) -> Result<T>
+    pub async fn structured<T>(
+        &mut self,
+        step: &str,
+        template: Template,
+        context: &impl Serialize,
+    ) -> Result<T>
     where
         T: DeserializeOwned + JsonSchema + Validate,
     {
@@ -235,7 +240,10 @@ fn clean_text(text: &str) -> String {
         let inner = inner.split_once('\n').map_or(inner, |(_, rest)| rest);
         text = inner.strip_suffix("```").unwrap_or(inner).trim();
     }
-    if text.len() >= 2 && text.starts_with('"') && text.ends_with('"') && !text[1..text.len() - 1].contains('"')
+    if text.len() >= 2
+        && text.starts_with('"')
+        && text.ends_with('"')
+        && !text[1..text.len() - 1].contains('"')
     {
         text = &text[1..text.len() - 1];
     }
@@ -258,7 +266,11 @@ pub fn check_items<T>(problems: &mut Vec<String>, field: &str, items: &[T], min:
 }
 
 /// Checks that no text in a list is blank.
-pub fn check_filled<'s>(problems: &mut Vec<String>, field: &str, values: impl IntoIterator<Item = &'s String>) {
+pub fn check_filled<'s>(
+    problems: &mut Vec<String>,
+    field: &str,
+    values: impl IntoIterator<Item = &'s String>,
+) {
     if values.into_iter().any(|v| v.trim().is_empty()) {
         problems.push(format!("{field} must not contain empty text"));
     }
@@ -301,7 +313,8 @@ mod tests {
     fn answers_are_parsed_and_problems_named() {
         let ok: Sample = parse(r#"{"name": "Marketer", "tags": ["a"]}"#).unwrap();
         assert_eq!(ok.name, "Marketer");
-        let fenced: Sample = parse("Here you go:\n```json\n{\"name\": \"Fenced\", \"tags\": [\"x\"]}\n```").unwrap();
+        let fenced: Sample =
+            parse("Here you go:\n```json\n{\"name\": \"Fenced\", \"tags\": [\"x\"]}\n```").unwrap();
         assert_eq!(fenced.name, "Fenced");
         let wrong_type = parse::<Sample>(r#"{"name": "Marketer", "tags": "a"}"#).unwrap_err();
         assert!(wrong_type.starts_with("tags:"), "{wrong_type}");
@@ -310,7 +323,10 @@ mod tests {
         let broken = parse::<Sample>(r#"{"name": "Mark"#).unwrap_err();
         assert!(broken.contains("EOF"), "{broken}");
         let short = parse::<Sample>(r#"{"name": "Mar", "tags": []}"#).unwrap_err();
-        assert_eq!(short, "name must be 5 to 10 characters long, but it is 3; tags must have 1 to 3 items, but it has 0");
+        assert_eq!(
+            short,
+            "name must be 5 to 10 characters long, but it is 3; tags must have 1 to 3 items, but it has 0"
+        );
     }
 
     #[test]

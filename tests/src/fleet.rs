@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::ollama::{FakeModel, FakeOllama};
-use crate::{AgentHost, Api, ServerOptions, ServerProcess, eventually};
+use crate::{AgentHost, AgentProcess, Api, ServerOptions, ServerProcess, eventually};
 
 pub const EMAIL: &str = "ops@example.com";
 pub const PASSWORD: &str = "a long bootstrap password";
@@ -124,4 +124,50 @@ pub fn agent_id(host: &AgentHost) -> String {
         .lines()
         .find_map(|l| l.strip_prefix("agent_id = ").map(|v| v.trim_matches('"').to_owned()))
         .expect("agent_id in agent.toml")
+}
+
+/// Server settings for job tests: fast heartbeats, a 3 s lease grace, quick
+/// retries.
+pub fn job_timings(options: ServerOptions) -> ServerOptions {
+    options.fast_heartbeats().arg("--job-lease-grace-seconds").arg("3").arg("--job-retry-base-ms").arg("100")
+}
+
+/// An enrolled, running agent.
+#[derive(Debug)]
+pub struct Agent {
+    pub id: String,
+    pub host: AgentHost,
+    pub process: Option<AgentProcess>,
+    _home: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Enrolls a new agent host against the fake Ollama, runs it with
+    /// `extra` arguments, and waits until it is online.
+    pub async fn start(fleet: &Fleet, extra: &[&str]) -> Self {
+        Self::start_with(fleet, extra, &[]).await
+    }
+
+    pub async fn start_with(fleet: &Fleet, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        let mut host = fleet.host(home.path());
+        for (key, value) in env {
+            host = host.env(key, value);
+        }
+        let id = fleet.enroll(&host, &[]).await;
+        let process = host.spawn_run(extra);
+        fleet.wait_state(&id, "online", Duration::from_secs(30)).await;
+        Self { id, host, process: Some(process), _home: home }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    pub fn restart(&mut self, extra: &[&str]) {
+        self.kill();
+        self.process = Some(self.host.spawn_run(extra));
+    }
 }

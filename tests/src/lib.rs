@@ -7,8 +7,10 @@
 //! test runs (each package has integration tests, which makes cargo build its
 //! binaries), so the binaries sit next to this test executable's directory.
 
+pub mod answers;
 pub mod fleet;
 pub mod ollama;
+pub mod openai;
 pub mod proxy;
 pub mod sim;
 pub mod sse;

@@ -26,6 +26,8 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::answers::{self, Scripts, Words, fnv, from_schema};
+
 /// A pulled model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FakeModel {
@@ -98,6 +100,7 @@ struct Behaviour {
     chat_requests: Vec<Value>,
     /// When each of `chat_requests` arrived.
     chat_arrivals: Vec<Instant>,
+    scripts: Scripts,
 }
 
 #[derive(Debug, Default)]
@@ -141,6 +144,12 @@ impl FakeOllama {
 
     pub fn set_models(&self, models: Vec<FakeModel>) {
         self.shared.behaviour.lock().unwrap().models = models;
+    }
+
+    /// Chat requests whose messages mention `marker` get `answers`, one
+    /// each, in order (and the usual answer once they run out).
+    pub fn script(&self, marker: &str, answers: Vec<String>) {
+        self.shared.behaviour.lock().unwrap().scripts.add(marker, answers);
     }
 
     pub fn set_pace(&self, pace: Pace) {
@@ -200,10 +209,10 @@ impl FakeOllama {
         self.shared.counters.max_in_flight.load(Ordering::SeqCst)
     }
 
-    /// The answer this server gives to a chat request, for comparing with
-    /// what went through the product.
+    /// The answer this server gives to an unscripted chat request, for
+    /// comparing with what went through the product.
     pub fn expected_chat(request: &Value, pace: Pace) -> String {
-        Answer::for_request(request, pace.tokens).tokens.concat()
+        Answer::for_request(request, pace.tokens, &mut Scripts::default()).tokens.concat()
     }
 }
 
@@ -382,13 +391,13 @@ async fn generation(shared: Shared, body: Bytes, endpoint: Endpoint) -> Response
             }
         }
     }
-    let (pace, failure) = {
+    let (pace, failure, answer) = {
         let mut behaviour = shared.behaviour.lock().unwrap();
         behaviour.chat_requests.push(request.clone());
         behaviour.chat_arrivals.push(Instant::now());
-        (behaviour.pace, behaviour.failure.clone())
+        let answer = Answer::for_request(&request, behaviour.pace.tokens, &mut behaviour.scripts);
+        (behaviour.pace, behaviour.failure.clone(), answer)
     };
-    let answer = Answer::for_request(&request, pace.tokens);
     let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(true);
     let prompt_tokens = count_prompt_tokens(&request);
     if !stream {
@@ -551,81 +560,35 @@ fn count_prompt_tokens(request: &Value) -> usize {
     count + request.get("prompt").and_then(Value::as_str).map_or(0, |p| p.split_whitespace().count())
 }
 
-/// The deterministic answer to a request.
+/// The answer to a request: scripted, or deterministic.
 struct Answer {
     tokens: Vec<String>,
 }
 
-const WORDS: &[&str] = &[
-    "market", "brand", "story", "launch", "growth", "audience", "value", "signal", "craft", "bright",
-    "clear", "local", "fresh", "trusted", "simple", "bold", "campaign", "listing", "home", "garden", "light",
-    "space", "modern", "quiet", "street", "view", "family", "open", "warm", "coffee", "morning", "team",
-];
-
 impl Answer {
-    fn for_request(request: &Value, default_tokens: usize) -> Self {
-        // The same request (whatever the order of its keys) gives the same answer.
-        let mut identity = request.clone();
-        if let Some(object) = identity.as_object_mut() {
-            object.remove("stream");
-            object.remove("keep_alive");
+    fn for_request(request: &Value, default_tokens: usize, scripts: &mut Scripts) -> Self {
+        if let Some(scripted) = scripts.take(&answers::conversation(request)) {
+            return Self { tokens: answers::pieces(&scripted) };
         }
-        let mut rng = fnv(canonical(&identity).as_bytes());
-        let options = request.get("options");
-        let count = options
+
+        let mut words = Words::for_request(request);
+        let count = request
+            .get("options")
             .and_then(|o| o.get("num_predict"))
             .and_then(Value::as_i64)
             .filter(|n| *n > 0)
             .map_or(default_tokens, |n| usize::try_from(n).unwrap_or(default_tokens).min(100_000));
-        let mut next_word = || {
-            rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-            WORDS[usize::try_from(rng >> 59).unwrap_or(0) % WORDS.len()]
-        };
         let tokens = match request.get("format") {
-            Some(format) if format.is_object() || format == "json" => {
-                let value = if format.is_object() {
-                    from_schema(format, &mut next_word)
-                } else {
-                    json!({ "answer": (0..count.max(1)).map(|_| next_word()).collect::<Vec<_>>().join(" ") })
-                };
-                // Stream the document in small pieces, as a model would.
-                let text = value.to_string();
-                let chars: Vec<char> = text.chars().collect();
-                chars.chunks(4).map(|c| c.iter().collect()).collect()
+            Some(format) if format.is_object() => {
+                answers::pieces(&from_schema(format, &mut words).to_string())
             }
-            _ => (0..count)
-                .map(|i| if i == 0 { capitalise(next_word()) } else { format!(" {}", next_word()) })
-                .collect(),
+            Some(format) if format == "json" => {
+                let value = json!({ "answer": words.tokens(count.max(1)).concat() });
+                answers::pieces(&value.to_string())
+            }
+            _ => words.tokens(count),
         };
         Self { tokens }
-    }
-}
-
-fn capitalise(word: &str) -> String {
-    let mut chars = word.chars();
-    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
-}
-
-/// A value that satisfies a (simple) JSON schema.
-fn from_schema(schema: &Value, word: &mut dyn FnMut() -> &'static str) -> Value {
-    match schema.get("type").and_then(Value::as_str) {
-        Some("object") => {
-            let mut object = serde_json::Map::new();
-            if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
-                for (name, property) in properties {
-                    object.insert(name.clone(), from_schema(property, word));
-                }
-            }
-            Value::Object(object)
-        }
-        Some("array") => {
-            let item = schema.get("items").cloned().unwrap_or_else(|| json!({ "type": "string" }));
-            Value::Array((0..2).map(|_| from_schema(&item, word)).collect())
-        }
-        Some("integer") => json!(word().len()),
-        Some("number") => json!(word().len() as f64 / 2.0),
-        Some("boolean") => json!(word().len().is_multiple_of(2)),
-        _ => json!(format!("{} {}", word(), word())),
     }
 }
 
@@ -669,23 +632,4 @@ pub fn vector(text: &str, dims: usize) -> Vec<f32> {
         .collect();
     let norm = raw.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::EPSILON);
     raw.into_iter().map(|v| v / norm).collect()
-}
-
-/// JSON with object keys sorted, so equal requests hash equally.
-fn canonical(value: &Value) -> String {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            let fields: Vec<String> =
-                keys.iter().map(|k| format!("{}:{}", json!(k), canonical(&map[*k]))).collect();
-            format!("{{{}}}", fields.join(","))
-        }
-        Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
-        other => other.to_string(),
-    }
-}
-
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }

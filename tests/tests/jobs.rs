@@ -6,60 +6,17 @@
 
 use std::time::Duration;
 
-use marketer_tests::fleet::{Fleet, agent_id};
+use marketer_tests::fleet::{Agent, Fleet, agent_id, job_timings};
 use marketer_tests::ollama::{Failure, FakeOllama, Pace};
 use marketer_tests::sse::{SseEvent, SseStream};
-use marketer_tests::{AgentHost, AgentProcess, ServerOptions, TempDatabase, eventually};
+use marketer_tests::{TempDatabase, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const MODEL: &str = "llama3.2:3b";
 
-/// Server settings for job tests: fast heartbeats, a 3 s lease grace, quick
-/// retries.
-fn job_timings(options: ServerOptions) -> ServerOptions {
-    options.fast_heartbeats().arg("--job-lease-grace-seconds").arg("3").arg("--job-retry-base-ms").arg("100")
-}
-
 async fn fleet() -> Fleet {
     Fleet::start(job_timings).await
-}
-
-/// An enrolled, running agent.
-struct Agent {
-    id: String,
-    host: AgentHost,
-    process: Option<AgentProcess>,
-    _home: tempfile::TempDir,
-}
-
-impl Agent {
-    async fn start(fleet: &Fleet, extra: &[&str]) -> Self {
-        Self::start_with(fleet, extra, &[]).await
-    }
-
-    async fn start_with(fleet: &Fleet, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let home = tempfile::tempdir().unwrap();
-        let mut host = fleet.host(home.path());
-        for (key, value) in env {
-            host = host.env(key, value);
-        }
-        let id = fleet.enroll(&host, &[]).await;
-        let process = host.spawn_run(extra);
-        fleet.wait_state(&id, "online", Duration::from_secs(30)).await;
-        Self { id, host, process: Some(process), _home: home }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.kill();
-        }
-    }
-
-    fn restart(&mut self, extra: &[&str]) {
-        self.kill();
-        self.process = Some(self.host.spawn_run(extra));
-    }
 }
 
 async fn submit(fleet: &Fleet, body: Value) -> Value {

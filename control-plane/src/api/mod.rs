@@ -123,7 +123,9 @@ impl utoipa::Modify for BearerAuth {
 }
 
 fn api_routes() -> OpenApiRouter<ApiState> {
-    use routes::{activities, agents, api_keys, audit_events, auth, health, jobs, members, projects, tenants};
+    use routes::{
+        activities, agents, api_keys, audit_events, auth, health, jobs, members, projects, tenants,
+    };
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -167,7 +169,11 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(activities::versions))
         .routes(routes!(activities::approve))
         .routes(routes!(activities::export))
-        .routes(routes!(activities::get_cloud_provider, activities::set_cloud_provider, activities::delete_cloud_provider))
+        .routes(routes!(
+            activities::get_cloud_provider,
+            activities::set_cloud_provider,
+            activities::delete_cloud_provider
+        ))
         .routes(routes!(activities::usage))
 }
 

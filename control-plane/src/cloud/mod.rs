@@ -243,17 +243,25 @@ impl CloudRunner {
             })?
             .ok_or_else(|| JobError {
                 code: NO_PROVIDER.into(),
-                message: "the tenant has no cloud provider any more; configure one or run the activity on an agent"
-                    .into(),
+                message:
+                    "the tenant has no cloud provider any more; configure one or run the activity on an agent"
+                        .into(),
                 retryable: false,
             })?;
-        let sealed = crypto::Sealed { ciphertext: provider.api_key_ciphertext, nonce: provider.api_key_nonce };
+        let sealed =
+            crypto::Sealed { ciphertext: provider.api_key_ciphertext, nonce: provider.api_key_nonce };
         let api_key = self.key.open(tenant_id, &sealed).map_err(|e| JobError {
             code: NO_PROVIDER.into(),
             message: format!("the cloud provider's API key is unusable: {e}; set it again"),
             retryable: false,
         })?;
-        let llm = openai::OpenAiLlm::new(self.http.clone(), &provider.base_url, &api_key, model, self.settings.stall);
+        let llm = openai::OpenAiLlm::new(
+            self.http.clone(),
+            &provider.base_url,
+            &api_key,
+            model,
+            self.settings.stall,
+        );
         let result = marketer_pipeline::run_activity(&llm, activity, &mut progress)
             .await
             .map_err(|e| JobError { code: e.code, message: e.message, retryable: e.retryable })?;
@@ -325,7 +333,14 @@ async fn forward(
 
 /// Stores one event, retrying while the database is away (the lease runs
 /// out meanwhile if it stays away, and the job goes to another attempt).
-async fn record(engine: &JobEngine, runner: Uuid, lease: JobRef, seq: u64, body: JobEventBody, cancel: &CancellationToken) {
+async fn record(
+    engine: &JobEngine,
+    runner: Uuid,
+    lease: JobRef,
+    seq: u64,
+    body: JobEventBody,
+    cancel: &CancellationToken,
+) {
     let event = JobEvent { job: lease, seq, body };
     for attempt in 0..30 {
         match engine.record(runner, &event).await {

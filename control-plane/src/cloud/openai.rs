@@ -41,7 +41,13 @@ impl std::fmt::Debug for OpenAiLlm {
 }
 
 impl OpenAiLlm {
-    pub fn new(http: reqwest::Client, base_url: &str, api_key: &SecretString, model: &str, stall: Duration) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        base_url: &str,
+        api_key: &SecretString,
+        model: &str,
+        stall: Duration,
+    ) -> Self {
         let config = OpenAIConfig::new()
             .with_api_base(base_url.trim_end_matches('/'))
             .with_api_key(api_key.expose_secret())
@@ -55,8 +61,8 @@ impl OpenAiLlm {
         }
     }
 
-    fn error(&self, e: OpenAIError) -> LlmError {
-        let (code, retryable, message) = match &e {
+    fn error(&self, e: &OpenAIError) -> LlmError {
+        let (code, retryable, message) = match e {
             OpenAIError::ApiError(response) => {
                 let status = response.status_code.as_u16();
                 let detail = &response.api_error.message;
@@ -64,14 +70,20 @@ impl OpenAiLlm {
                     401 | 403 => (
                         codes::AUTH,
                         false,
-                        format!("the cloud provider refused the API key ({status}): {detail}; check the tenant's cloud provider settings"),
+                        format!(
+                            "the cloud provider refused the API key ({status}): {detail}; check the tenant's cloud provider settings"
+                        ),
                     ),
                     404 => (
                         codes::MODEL_NOT_FOUND,
                         false,
                         format!("the cloud provider has no model {} ({detail})", self.model),
                     ),
-                    400 | 422 => (codes::INVALID_REQUEST, false, format!("the cloud provider refused the request: {detail}")),
+                    400 | 422 => (
+                        codes::INVALID_REQUEST,
+                        false,
+                        format!("the cloud provider refused the request: {detail}"),
+                    ),
                     _ => (codes::ERROR, true, format!("the cloud provider answered {status}: {detail}")),
                 }
             }
@@ -118,10 +130,9 @@ impl Llm for OpenAiLlm {
             })
             .collect();
         let mut args = CreateChatCompletionRequestArgs::default();
-        args.model(self.model.clone())
-            .messages(messages)
-            .temperature(request.temperature)
-            .stream_options(ChatCompletionStreamOptions { include_usage: Some(true), include_obfuscation: Some(false), ..Default::default() });
+        args.model(self.model.clone()).messages(messages).temperature(request.temperature).stream_options(
+            ChatCompletionStreamOptions { include_usage: Some(true), include_obfuscation: Some(false) },
+        );
         if let Some(max) = request.max_tokens {
             args.max_completion_tokens(max);
         }
@@ -137,16 +148,16 @@ impl Llm for OpenAiLlm {
                 },
             });
         }
-        let body = args.build().map_err(|e| self.error(e))?;
+        let body = args.build().map_err(|e| self.error(&e))?;
         let mut stream = tokio::time::timeout(self.stall, self.client.chat().create_stream(body))
             .await
             .map_err(|_| self.stalled())?
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| self.error(&e))?;
         let mut reply = Reply::default();
         loop {
             let next = tokio::time::timeout(self.stall, stream.next()).await.map_err(|_| self.stalled())?;
             let Some(chunk) = next else { break };
-            let chunk = chunk.map_err(|e| self.error(e))?;
+            let chunk = chunk.map_err(|e| self.error(&e))?;
             for choice in &chunk.choices {
                 if let Some(text) = choice.delta.content.as_deref().filter(|t| !t.is_empty()) {
                     reply.content.push_str(text);

@@ -17,8 +17,8 @@ use crate::cloud::crypto;
 use crate::domain::{ComplianceMode, LlmPolicy, Permission, Plan, Project, Timestamp, new_id};
 use crate::error::{Error, FoundExt, Result};
 use crate::store::{
-    Activity, ActivityFilter, ActivityKind, ActivityStatus, ActivityVersion, CloudProvider, JobStatus, NewActivity,
-    NewActivityVersion, NewJob, Page, PageRequest, Route, StoreError, UsageDay,
+    Activity, ActivityFilter, ActivityKind, ActivityStatus, ActivityVersion, CloudProvider, JobStatus,
+    NewActivity, NewActivityVersion, NewJob, Page, PageRequest, Route, StoreError, UsageDay,
 };
 use marketer_protocol::JobError;
 
@@ -204,7 +204,7 @@ fn result_of(job: &crate::store::Job) -> Option<&ActivityResult> {
 }
 
 impl ActivityView {
-    fn new(a: Activity, details: bool, latest: Option<&ActivityVersion>) -> Self {
+    fn new(a: &Activity, details: bool, latest: Option<&ActivityVersion>) -> Self {
         let generated = result_of(&a.run);
         let (content, content_version) = match (details, latest, generated) {
             (false, _, _) => (None, None),
@@ -274,10 +274,9 @@ impl App {
             model: placement.model.clone(),
             created_by: access.caller.creator_id(),
         };
-        let audit = access
-            .audit(actions::ACTIVITY_CREATE)
-            .resource("activity", id)
-            .details(serde_json::json!({ "kind": req.kind, "project_id": project_id, "route": placement.detail }));
+        let audit = access.audit(actions::ACTIVITY_CREATE).resource("activity", id).details(
+            serde_json::json!({ "kind": req.kind, "project_id": project_id, "route": placement.detail }),
+        );
         let created = match self.store.create_activity(&activity, &run, &audit).await {
             Err(StoreError::NotFound) => return Err(Error::NotFound("project")),
             Err(StoreError::Conflict { code: "campaign_not_found", message }) => {
@@ -286,7 +285,7 @@ impl App {
             other => other?,
         };
         self.wake_runner(placement.route);
-        Ok(ActivityView::new(created, true, None))
+        Ok(ActivityView::new(&created, true, None))
     }
 
     /// Picks where a run goes: an online agent with the model, else (for a
@@ -300,7 +299,8 @@ impl App {
         wait_for_agent: bool,
     ) -> Result<Placement> {
         let tenant = self.store.tenant(access.tenant_id).await.found("tenant")?;
-        let edge_only = tenant.compliance_mode == ComplianceMode::Hipaa || project.llm_policy == LlmPolicy::EdgeOnly;
+        let edge_only =
+            tenant.compliance_mode == ComplianceMode::Hipaa || project.llm_policy == LlmPolicy::EdgeOnly;
         let problem = match self.edge_problem(access.tenant_id, model).await? {
             None => {
                 return Ok(Placement {
@@ -344,7 +344,8 @@ impl App {
     async fn edge_problem(&self, tenant_id: Uuid, model: &str) -> Result<Option<String>> {
         let agents = self.store.agents(tenant_id, PageRequest { after: None, limit: 1000 }).await?;
         let now = Timestamp::now();
-        let window = time::Duration::try_from(self.hub.timings.offline_after()).unwrap_or(time::Duration::MAX);
+        let window =
+            time::Duration::try_from(self.hub.timings.offline_after()).unwrap_or(time::Duration::MAX);
         let online: Vec<_> = agents.items.iter().filter(|a| a.is_online(now, window)).collect();
         if online.is_empty() {
             return Ok(Some("no agent of this tenant is online".into()));
@@ -353,7 +354,9 @@ impl App {
             .iter()
             .any(|a| a.models.iter().any(|m| marketer_protocol::canonical_model_name(&m.name) == model));
         if !has_model {
-            return Ok(Some(format!("no online agent has the model {model} (pull it there with `ollama pull {model}`)")));
+            return Ok(Some(format!(
+                "no online agent has the model {model} (pull it there with `ollama pull {model}`)"
+            )));
         }
         Ok(None)
     }
@@ -368,7 +371,10 @@ impl App {
     ) -> NewJob {
         let spec = JobSpec::Activity {
             model: placement.model.clone(),
-            activity: Box::new(ActivityJob { input: input.clone(), brand_voice: project.brand_voice.as_str().to_owned() }),
+            activity: Box::new(ActivityJob {
+                input: input.clone(),
+                brand_voice: project.brand_voice.as_str().to_owned(),
+            }),
         };
         NewJob {
             id: new_id(),
@@ -405,7 +411,8 @@ impl App {
         if used < quota {
             return Ok(());
         }
-        let wait = Duration::try_from(midnight.as_datetime() - now.as_datetime()).unwrap_or(Duration::from_secs(1));
+        let wait =
+            Duration::try_from(midnight.as_datetime() - now.as_datetime()).unwrap_or(Duration::from_secs(1));
         Err(Error::QuotaExceeded {
             message: format!(
                 "the {} plan allows {quota} activity runs a day and today's are used; the quota resets at {midnight}",
@@ -420,7 +427,7 @@ impl App {
         access.require(Permission::ActivitiesRead)?;
         let activity = self.activity_in(access, project_id, id).await?;
         let latest = self.store.activity_versions(access.tenant_id, id).await?.pop();
-        Ok(ActivityView::new(activity, true, latest.as_ref()))
+        Ok(ActivityView::new(&activity, true, latest.as_ref()))
     }
 
     /// The activity, if it is the tenant's and in this project.
@@ -442,16 +449,29 @@ impl App {
         access.require(Permission::ActivitiesRead)?;
         self.store.project(access.tenant_id, project_id).await.found("project")?;
         let page = self.store.activities(access.tenant_id, project_id, &filter, page).await?;
-        Ok(Page { items: page.items.into_iter().map(|a| ActivityView::new(a, false, None)).collect(), next: page.next })
+        Ok(Page {
+            items: page.items.iter().map(|a| ActivityView::new(a, false, None)).collect(),
+            next: page.next,
+        })
     }
 
     /// The activity's current run, for following its events.
-    pub async fn activity_run(&self, access: &TenantAccess, project_id: Uuid, id: Uuid) -> Result<crate::store::Job> {
+    pub async fn activity_run(
+        &self,
+        access: &TenantAccess,
+        project_id: Uuid,
+        id: Uuid,
+    ) -> Result<crate::store::Job> {
         access.require(Permission::ActivitiesRead)?;
         Ok(self.activity_in(access, project_id, id).await?.run)
     }
 
-    pub async fn cancel_activity(&self, access: &TenantAccess, project_id: Uuid, id: Uuid) -> Result<ActivityView> {
+    pub async fn cancel_activity(
+        &self,
+        access: &TenantAccess,
+        project_id: Uuid,
+        id: Uuid,
+    ) -> Result<ActivityView> {
         access.require(Permission::ActivitiesUpdate)?;
         let activity = self.activity_in(access, project_id, id).await?;
         if !activity.run.status.is_terminal() {
@@ -489,10 +509,15 @@ impl App {
             .details(serde_json::json!({ "route": placement.detail, "run": activity.runs + 1 }));
         let updated = self.store.rerun_activity(access.tenant_id, id, &run, &audit).await?;
         self.wake_runner(placement.route);
-        Ok(ActivityView::new(updated, true, None))
+        Ok(ActivityView::new(&updated, true, None))
     }
 
-    pub async fn activity_runs(&self, access: &TenantAccess, project_id: Uuid, id: Uuid) -> Result<Vec<RunDetail>> {
+    pub async fn activity_runs(
+        &self,
+        access: &TenantAccess,
+        project_id: Uuid,
+        id: Uuid,
+    ) -> Result<Vec<RunDetail>> {
         access.require(Permission::ActivitiesRead)?;
         self.activity_in(access, project_id, id).await?;
         let runs = self.store.activity_runs(access.tenant_id, id).await?;
@@ -579,9 +604,8 @@ impl App {
     ) -> Result<ActivityView> {
         access.require(Permission::ActivitiesUpdate)?;
         let activity = self.activity_in(access, project_id, id).await?;
-        let findings = result_of(&activity.run)
-            .and_then(|r| r.compliance.as_ref())
-            .map_or(0, |c| c.findings.len());
+        let findings =
+            result_of(&activity.run).and_then(|r| r.compliance.as_ref()).map_or(0, |c| c.findings.len());
         if findings > 0 && !approve.acknowledge_findings {
             return Err(Error::Conflict {
                 code: "compliance_findings",
@@ -600,7 +624,12 @@ impl App {
     }
 
     /// The current content for export: its title and Markdown.
-    pub async fn activity_export(&self, access: &TenantAccess, project_id: Uuid, id: Uuid) -> Result<(String, String)> {
+    pub async fn activity_export(
+        &self,
+        access: &TenantAccess,
+        project_id: Uuid,
+        id: Uuid,
+    ) -> Result<(String, String)> {
         let view = self.activity(access, project_id, id).await?;
         let content = view.content.ok_or_else(|| Error::Conflict {
             code: "activity_not_ready",
@@ -620,22 +649,34 @@ impl App {
         })
     }
 
-    pub async fn set_cloud_provider(&self, access: &TenantAccess, req: SetCloudProvider) -> Result<CloudProviderView> {
+    pub async fn set_cloud_provider(
+        &self,
+        access: &TenantAccess,
+        req: SetCloudProvider,
+    ) -> Result<CloudProviderView> {
         access.require(Permission::SettingsManage)?;
         let tenant = self.store.tenant(access.tenant_id).await.found("tenant")?;
         if tenant.compliance_mode == ComplianceMode::Hipaa {
             return Err(Error::Conflict {
                 code: "hipaa_tenant",
-                message: "HIPAA tenants run everything on their own agents; a cloud provider cannot be configured".into(),
+                message:
+                    "HIPAA tenants run everything on their own agents; a cloud provider cannot be configured"
+                        .into(),
             });
         }
         let base_url = req.base_url.trim().trim_end_matches('/').to_owned();
         match reqwest::Url::parse(&base_url) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
-            _ => return Err(Error::invalid("base_url", "must be an http or https URL, e.g. https://api.openai.com/v1")),
+            _ => {
+                return Err(Error::invalid(
+                    "base_url",
+                    "must be an http or https URL, e.g. https://api.openai.com/v1",
+                ));
+            }
         }
         let model = req.model.trim();
-        if model.is_empty() || model.len() > 200 || model.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if model.is_empty() || model.len() > 200 || model.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(Error::invalid("model", "must be 1 to 200 characters without spaces"));
         }
         let key = req.api_key.trim();
@@ -673,7 +714,12 @@ impl App {
         }
     }
 
-    pub async fn usage(&self, access: &TenantAccess, from: Option<time::Date>, to: Option<time::Date>) -> Result<UsageView> {
+    pub async fn usage(
+        &self,
+        access: &TenantAccess,
+        from: Option<time::Date>,
+        to: Option<time::Date>,
+    ) -> Result<UsageView> {
         access.require(Permission::SettingsView)?;
         let today = Timestamp::now().date();
         let to = to.unwrap_or(today);

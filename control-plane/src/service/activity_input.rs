@@ -298,7 +298,10 @@ mod tests {
         let (input, title) = parse(&req).unwrap();
         assert_eq!(title, "Solar roofs for homeowners");
         let ActivityInput::BlogArticle(blog) = input else { panic!() };
-        assert_eq!((blog.target_word_count, blog.tone, blog.audience.as_str()), (1200, Tone::Professional, "general readers"));
+        assert_eq!(
+            (blog.target_word_count, blog.tone, blog.audience.as_str()),
+            (1200, Tone::Professional, "general readers")
+        );
         req.tone = Some("sarcastic".into());
         assert_eq!(field(parse(&req)), "tone");
         req.tone = None;

@@ -16,8 +16,8 @@ use super::{App, TenantAccess, actions};
 use crate::domain::{ModelName, Permission, Timestamp, check_labels, new_id};
 use crate::error::{Error, FoundExt, Result};
 use crate::store::{
-    Actor, CancelOutcome, CreateJobOutcome, Job, JobFilter, JobKind, JobStatus, Labels, NewJob, Page, Route,
-    PageRequest,
+    Actor, CancelOutcome, CreateJobOutcome, Job, JobFilter, JobKind, JobStatus, Labels, NewJob, Page,
+    PageRequest, Route,
 };
 
 pub const DEFAULT_TIMEOUT_SECONDS: i64 = 900;

@@ -178,7 +178,12 @@ pub struct UsageDay {
 #[async_trait]
 pub trait ActivityStore: Send + Sync {
     /// Inserts an activity and its first run.
-    async fn create_activity(&self, activity: &NewActivity, run: &NewJob, audit: &NewAuditEvent) -> Result<Activity>;
+    async fn create_activity(
+        &self,
+        activity: &NewActivity,
+        run: &NewJob,
+        audit: &NewAuditEvent,
+    ) -> Result<Activity>;
     async fn activity(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<Activity>>;
     /// A project's activities, newest first.
     async fn activities(
@@ -191,8 +196,13 @@ pub trait ActivityStore: Send + Sync {
     /// Starts a new run of an activity whose current run has ended
     /// (`Conflict` while it runs); the approval is cleared, the old runs
     /// stay.
-    async fn rerun_activity(&self, tenant_id: Uuid, id: Uuid, run: &NewJob, audit: &NewAuditEvent)
-    -> Result<Activity>;
+    async fn rerun_activity(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        run: &NewJob,
+        audit: &NewAuditEvent,
+    ) -> Result<Activity>;
     /// Every run of an activity, newest first.
     async fn activity_runs(&self, tenant_id: Uuid, id: Uuid) -> Result<Vec<Job>>;
     /// Records a person's edit of the current run's content (`Conflict`

@@ -133,7 +133,10 @@ pub const OWNER_EMAIL: &str = "owner@example.com";
 pub const PASSWORD: &str = "correct horse battery staple";
 
 pub fn test_secrets() -> server::Secrets {
-    server::Secrets { jwt: test_key(), data: SecretBox::new(Box::new(b"test-data-key-that-is-long-enough-0123456789".to_vec())) }
+    server::Secrets {
+        jwt: test_key(),
+        data: SecretBox::new(Box::new(b"test-data-key-that-is-long-enough-0123456789".to_vec())),
+    }
 }
 
 pub fn test_key() -> SecretBox<Vec<u8>> {
@@ -199,9 +202,15 @@ impl TestServer {
         let gateway_port = gateway.local_addr().unwrap().port();
         agents.public_url.get_or_insert_with(|| format!("https://localhost:{gateway_port}"));
         let ca = server::load_ca(data_dir.path(), &agents).expect("agent CA");
-        let runtime =
-            server::assemble(db.store.clone(), &test_secrets(), ca, &agents, test_job_settings(), gateway_port)
-                .expect("runtime");
+        let runtime = server::assemble(
+            db.store.clone(),
+            &test_secrets(),
+            ca,
+            &agents,
+            test_job_settings(),
+            gateway_port,
+        )
+        .expect("runtime");
         let app = runtime.app.clone();
         let account = BootstrapAccount {
             email: Email::parse(OWNER_EMAIL).unwrap(),

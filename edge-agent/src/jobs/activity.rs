@@ -18,9 +18,9 @@ impl Attempt<'_> {
     ) -> Result<(JobOutput, Usage), JobError> {
         let llm = EdgeLlm { attempt: self, model };
         let mut progress = OutboxProgress { attempt: self, job };
-        let result = marketer_pipeline::run_activity(&llm, activity, &mut progress).await.map_err(|e| {
-            JobError { code: e.code, message: e.message, retryable: e.retryable }
-        })?;
+        let result = marketer_pipeline::run_activity(&llm, activity, &mut progress)
+            .await
+            .map_err(|e| JobError { code: e.code, message: e.message, retryable: e.retryable })?;
         let usage = Usage {
             prompt_tokens: result.steps.iter().map(|s| s.prompt_tokens).sum(),
             completion_tokens: result.steps.iter().map(|s| s.completion_tokens).sum(),

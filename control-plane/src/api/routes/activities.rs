@@ -266,7 +266,11 @@ pub async fn export(
     };
     let (title, content) = state.app.activity_export(&access, p.project_id, p.activity_id).await?;
     let (body, content_type, name) = if html {
-        (export::html_document(&title, &content), "text/html; charset=utf-8", export::file_name(&title, "html"))
+        (
+            export::html_document(&title, &content),
+            "text/html; charset=utf-8",
+            export::file_name(&title, "html"),
+        )
     } else {
         (content, "text/markdown; charset=utf-8", export::file_name(&title, "md"))
     };
@@ -277,7 +281,10 @@ pub async fn export(
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     // The export is a document, not part of the app: it runs nothing.
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    );
     Ok(response)
 }
 

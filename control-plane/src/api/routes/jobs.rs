@@ -121,9 +121,11 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let after = match headers.get("last-event-id") {
-        Some(value) => value.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()).filter(|v| *v >= 0).ok_or_else(
-            || Error::invalid("Last-Event-ID", "must be the id of an event of this job (a number)"),
-        )?,
+        Some(value) => {
+            value.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()).filter(|v| *v >= 0).ok_or_else(
+                || Error::invalid("Last-Event-ID", "must be the id of an event of this job (a number)"),
+            )?
+        }
         None => match params.after {
             Some(after) if after < 0 => return Err(Error::invalid("after", "must be 0 or more")),
             Some(after) => after,
@@ -141,4 +143,3 @@ pub async fn events(
             .data(event.data.to_string())
     }))
 }
-

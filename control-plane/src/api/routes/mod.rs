@@ -4,9 +4,9 @@
 pub mod activities;
 pub mod agents;
 pub mod api_keys;
-pub mod event_stream;
 pub mod audit_events;
 pub mod auth;
+pub mod event_stream;
 pub mod health;
 pub mod jobs;
 pub mod members;

@@ -135,13 +135,20 @@ where
     for<'t> &'t str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
-    async fn fetch_activity(conn: &mut DB::Connection, tenant_id: Uuid, id: Uuid) -> Result<Option<Activity>> {
-        let row: Option<ActivityRow> =
-            sqlx::query_as(sql(&["SELECT ", ACTIVITY_COLUMNS, " FROM activities a WHERE a.tenant_id = $1 AND a.id = $2"]))
-                .bind(tenant_id)
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?;
+    async fn fetch_activity(
+        conn: &mut DB::Connection,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<Activity>> {
+        let row: Option<ActivityRow> = sqlx::query_as(sql(&[
+            "SELECT ",
+            ACTIVITY_COLUMNS,
+            " FROM activities a WHERE a.tenant_id = $1 AND a.id = $2",
+        ]))
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let run = Self::fetch_job(conn, row.current_job_id).await?.ok_or_else(|| {
             StoreError::Corrupt(format!("activity {id} has no current run {}", row.current_job_id))
@@ -190,7 +197,12 @@ where
     for<'t> &'t str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
-    async fn create_activity(&self, a: &NewActivity, run: &NewJob, audit: &NewAuditEvent) -> Result<Activity> {
+    async fn create_activity(
+        &self,
+        a: &NewActivity,
+        run: &NewJob,
+        audit: &NewAuditEvent,
+    ) -> Result<Activity> {
         let now = audit.occurred_at;
         let mut tx = self.write.begin().await?;
         // The project (and campaign) must be the tenant's.
@@ -287,9 +299,9 @@ where
             rows_into::<JobRow, Job>(runs)?.into_iter().map(|j| (j.id, j)).collect();
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
-            let run = runs.remove(&row.current_job_id).ok_or_else(|| {
-                StoreError::Corrupt(format!("activity {} has no current run", row.id))
-            })?;
+            let run = runs
+                .remove(&row.current_job_id)
+                .ok_or_else(|| StoreError::Corrupt(format!("activity {} has no current run", row.id)))?;
             items.push(row.into_activity(run)?);
         }
         Ok(Page::from_rows(items, page.limit, |a: &Activity| a.id))
@@ -308,7 +320,8 @@ where
         if !activity.run.status.is_terminal() {
             return Err(StoreError::Conflict {
                 code: "activity_running",
-                message: "the activity is still being generated; cancel it first or wait for it to finish".into(),
+                message: "the activity is still being generated; cancel it first or wait for it to finish"
+                    .into(),
             });
         }
         Self::insert_job(&mut tx, run, now).await?;
@@ -423,7 +436,10 @@ where
         if activity.run.status != JobStatus::Succeeded {
             return Err(StoreError::Conflict {
                 code: "activity_not_ready",
-                message: format!("only generated content can be approved; the activity is {}", activity.status()),
+                message: format!(
+                    "only generated content can be approved; the activity is {}",
+                    activity.status()
+                ),
             });
         }
         if activity.approved_at.is_none() {

@@ -924,8 +924,15 @@ where
         .map_err(|e| {
             unique_violation(e, "idempotency_key_reused", "this idempotency_key is being used concurrently")
         })?;
-        Self::append_job_event(conn, job.id, JobEventKind::Status, 0, serde_json::json!({ "status": "queued" }), now)
-            .await?;
+        Self::append_job_event(
+            conn,
+            job.id,
+            JobEventKind::Status,
+            0,
+            serde_json::json!({ "status": "queued" }),
+            now,
+        )
+        .await?;
         Ok(())
     }
 
@@ -986,10 +993,16 @@ where
     }
 
     /// Adds a finished job to its tenant's usage of the day (UTC).
-    async fn count_usage(conn: &mut DB::Connection, job: &Job, usage: Option<&Usage>, now: Timestamp) -> Result<()> {
+    async fn count_usage(
+        conn: &mut DB::Connection,
+        job: &Job,
+        usage: Option<&Usage>,
+        now: Timestamp,
+    ) -> Result<()> {
         let tokens = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        let (prompt, completion, wall) =
-            usage.map_or((0, 0, 0), |u| (tokens(u.prompt_tokens), tokens(u.completion_tokens), tokens(u.wall_time_ms)));
+        let (prompt, completion, wall) = usage.map_or((0, 0, 0), |u| {
+            (tokens(u.prompt_tokens), tokens(u.completion_tokens), tokens(u.wall_time_ms))
+        });
         sqlx::query(
             "INSERT INTO usage_daily (tenant_id, day, jobs, activities, prompt_tokens, completion_tokens, wall_time_ms) \
              VALUES ($1, $2, 1, $3, $4, $5, $6) ON CONFLICT (tenant_id, day) DO UPDATE SET \

@@ -1,0 +1,499 @@
+//! Marketing activities end to end, with the real binaries over real
+//! sockets: the content pipeline on an agent against the fake Ollama
+//! (scripted where a test needs the model to misbehave), and on the fake
+//! OpenAI-compatible provider when the policy sends it to the cloud.
+
+use std::time::Duration;
+
+use marketer_tests::fleet::{Agent, Fleet, job_timings};
+use marketer_tests::ollama::Pace;
+use marketer_tests::openai::FakeOpenAi;
+use marketer_tests::sse::{SseEvent, SseStream};
+use marketer_tests::{Api, eventually};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const MODEL: &str = "llama3.2:3b";
+
+async fn fleet() -> Fleet {
+    Fleet::start(job_timings).await
+}
+
+/// A project of the fleet's tenant; `policy` is `edge_only` or `cloud_allowed`.
+async fn project(fleet: &Fleet, policy: &str) -> String {
+    let body = json!({
+        "name": format!("Project {}", uuid::Uuid::now_v7()),
+        "llm_policy": policy,
+        "default_model": MODEL,
+        "brand_voice": "Warm, plain English. Never use jargon.",
+    });
+    let (status, created) = fleet.call(Method::POST, "/projects", Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_str().unwrap().to_owned()
+}
+
+fn activities(project: &str) -> String {
+    format!("/projects/{project}/activities")
+}
+
+async fn create(fleet: &Fleet, project: &str, body: Value) -> Value {
+    let (status, created) = fleet.call(Method::POST, &activities(project), Some(body)).await;
+    assert_eq!(status, 202, "{created}");
+    created
+}
+
+async fn get(fleet: &Fleet, project: &str, id: &str) -> Value {
+    let (status, activity) = fleet.call(Method::GET, &format!("{}/{id}", activities(project)), None).await;
+    assert_eq!(status, 200, "{activity}");
+    activity
+}
+
+async fn wait_status(fleet: &Fleet, project: &str, id: &str, status: &str) -> Value {
+    eventually(Duration::from_secs(60), &format!("activity {id} to be {status}"), || async {
+        let activity = get(fleet, project, id).await;
+        if activity["status"] == "failed" && status != "failed" {
+            panic!("the activity failed: {activity}");
+        }
+        (activity["status"] == status).then_some(activity)
+    })
+    .await
+}
+
+async fn events(fleet: &Fleet, project: &str, id: &str) -> Vec<SseEvent> {
+    let path = fleet.api.tenant_path(&format!("{}/{id}/events", activities(project)));
+    SseStream::open(&fleet.api, &path, None).await.collect(Duration::from_secs(60)).await
+}
+
+fn blog(topic: &str, platforms: &[&str]) -> Value {
+    json!({
+        "kind": "blog_article", "topic": topic, "keywords": ["solar panels", "roof"],
+        "audience": "homeowners", "tone": "friendly", "target_word_count": 600, "platforms": platforms,
+    })
+}
+
+fn review(score: f32) -> String {
+    json!({
+        "grammar": score, "readability": score, "seo": score, "brand_voice": score,
+        "structure": score, "factual_risk": score, "engagement": score,
+        "suggestions": ["Open with a question the reader asks"],
+    })
+    .to_string()
+}
+
+/// A second person in the fleet's tenant with `role`, signed in.
+async fn member(fleet: &Fleet, role: &str) -> Api {
+    let email = format!("{role}-{}@example.com", uuid::Uuid::now_v7().simple());
+    let (status, invitation) =
+        fleet.call(Method::POST, "/invitations", Some(json!({ "email": email, "role": role }))).await;
+    assert_eq!(status, 201, "{invitation}");
+    let body =
+        json!({ "token": invitation["token"], "name": "Team Mate", "password": "a long enough password" });
+    let (status, accepted) = fleet.api.call(Method::POST, "/api/v1/invitations/accept", Some(body)).await;
+    assert!(status == 200 || status == 201, "{accepted}");
+    Api::login(&fleet.server().base_url, &email, "a long enough password").await
+}
+
+async fn raw(api: &Api, path: &str) -> (u16, String, String) {
+    let response =
+        api.http.get(format!("{}{path}", api.base_url)).bearer_auth(&api.token).send().await.unwrap();
+    let status = response.status().as_u16();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    (status, content_type, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_blog_article_goes_through_the_pipeline_and_is_edited_approved_and_exported() {
+    let fleet = fleet().await;
+    let agent = Agent::start(&fleet, &[]).await;
+    // The SEO step answers broken JSON once (repaired on the second try);
+    // the editor scores the draft low once (one refinement), then high.
+    fleet.ollama.script("SEO strategist", vec!["{\"primary_keyword\": \"sola".into()]);
+    fleet.ollama.script("demanding professional editor", vec![review(5.0), review(9.0)]);
+    let project = project(&fleet, "edge_only").await;
+
+    let created = create(&fleet, &project, blog("What a solar roof costs", &["x", "linkedin"])).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["route"], "edge");
+    assert!(matches!(created["status"].as_str(), Some("queued" | "generating")), "{created}");
+
+    // Progress: every step in order, the draft streaming in, one outcome.
+    let all = events(&fleet, &project, &id).await;
+    let ids: Vec<String> = all.iter().map(|e| e.id.clone().unwrap()).collect();
+    assert!(ids.iter().all(|i| i.starts_with("1:")), "{ids:?}");
+    let steps: Vec<String> = all
+        .iter()
+        .filter(|e| e.event == "step")
+        .map(|e| e.json()["step"].as_str().unwrap().to_owned())
+        .collect();
+    let mut distinct = steps.clone();
+    distinct.dedup();
+    assert_eq!(
+        distinct,
+        ["seo", "research", "writing", "editing", "refining", "editing", "social", "finalise"],
+        "{steps:?}"
+    );
+    let percents: Vec<u64> =
+        all.iter().filter(|e| e.event == "step").map(|e| e.json()["percent"].as_u64().unwrap()).collect();
+    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "{percents:?}");
+    assert!(all.iter().any(|e| e.event == "partial"), "the draft streams");
+    assert_eq!(all.iter().filter(|e| e.event == "done").count(), 1);
+    assert_eq!(all.last().unwrap().json()["status"], "succeeded");
+
+    let done = wait_status(&fleet, &project, &id, "review").await;
+    assert_eq!(done["agent_id"], agent.id.as_str());
+    let result = &done["result"];
+    let seo = &result["seo"];
+    let title = seo["title"].as_str().unwrap().chars().count();
+    let meta = seo["meta_description"].as_str().unwrap().chars().count();
+    assert!((50..=60).contains(&title) && (150..=160).contains(&meta), "{seo}");
+    assert_eq!(seo["target_word_count"], 600);
+    assert_eq!(result["quality"]["refinement_rounds"], 1);
+    assert_eq!(result["quality"]["history"], json!([5.0, 9.0]));
+    assert_eq!(result["research"]["grounding"], "inputs_only");
+    assert!(!result["research"]["sources"].as_array().unwrap().is_empty());
+    let steps = result["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["step"], "seo");
+    assert_eq!(steps[0]["note"], "repaired");
+    assert!(steps.iter().all(|s| s["duration_ms"].is_u64() && s["template_version"].is_u64()));
+    let provenance = &result["provenance"];
+    assert_eq!((provenance["backend"].as_str(), provenance["model"].as_str()), (Some("ollama"), Some(MODEL)));
+    assert!(provenance["templates"].as_array().unwrap().iter().any(|t| t == "writer@1"));
+    let social = result["social"].as_array().unwrap();
+    assert_eq!(social.len(), 2);
+    for variant in social {
+        assert!(
+            variant["char_count"].as_u64().unwrap() <= variant["char_limit"].as_u64().unwrap(),
+            "{variant}"
+        );
+    }
+    assert_eq!(done["content_version"], 0);
+    assert_eq!(done["content"], result["content"]);
+    // The brand voice reached the writer.
+    let writer =
+        fleet.ollama.chat_requests().into_iter().find(|r| r.to_string().contains("expert content writer"));
+    assert!(writer.unwrap().to_string().contains("Warm, plain English"));
+
+    // A person edits it: a new version; HTML export is sanitised.
+    let base = format!("{}/{id}", activities(&project));
+    let edited =
+        "# Solar roofs\n\nWhat they cost. <script>alert('x')</script>\n\n<img src=x onerror=alert(1)>";
+    let (status, version) =
+        fleet.call(Method::PUT, &format!("{base}/content"), Some(json!({ "content": edited }))).await;
+    assert_eq!((status, version["number"].as_i64()), (201, Some(1)), "{version}");
+    assert_eq!(version["author"], "Administrator");
+    let (_, versions) = fleet.call(Method::GET, &format!("{base}/versions"), None).await;
+    let numbers: Vec<i64> =
+        versions.as_array().unwrap().iter().map(|v| v["number"].as_i64().unwrap()).collect();
+    assert_eq!(numbers, [0, 1]);
+    assert_eq!(get(&fleet, &project, &id).await["content"], edited);
+    let (status, content_type, html) =
+        raw(&fleet.api, &fleet.api.tenant_path(&format!("{base}/export?format=html"))).await;
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/html"));
+    assert!(html.contains("<h1>Solar roofs</h1>") && html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(!html.to_lowercase().contains("<script") && !html.contains("onerror"), "{html}");
+    let (_, _, markdown) =
+        raw(&fleet.api, &fleet.api.tenant_path(&format!("{base}/export?format=markdown"))).await;
+    assert_eq!(markdown, edited);
+    let (status, _, _) = raw(&fleet.api, &fleet.api.tenant_path(&format!("{base}/export?format=pdf"))).await;
+    assert_eq!(status, 422);
+
+    // Approval: members and above.
+    let viewer = member(&fleet, "viewer").await;
+    let (status, refused) =
+        viewer.call(Method::POST, &viewer.tenant_path(&format!("{base}/approve")), None).await;
+    assert_eq!(status, 403, "{refused}");
+    let member = member(&fleet, "member").await;
+    let (status, approved) =
+        member.call(Method::POST, &member.tenant_path(&format!("{base}/approve")), None).await;
+    assert_eq!((status, approved["status"].as_str()), (200, Some("approved")), "{approved}");
+
+    // Regenerating starts run 2; run 1 stays in the history.
+    let (status, regenerated) = fleet.call(Method::POST, &format!("{base}/regenerate"), None).await;
+    assert_eq!(status, 202, "{regenerated}");
+    assert_eq!(regenerated["runs"], 2);
+    let again = wait_status(&fleet, &project, &id, "review").await;
+    assert!(again["approved_at"].is_null(), "a new run needs a new approval");
+    assert_eq!(again["content_version"], 0, "edits belong to the run they edited");
+    let (_, runs) = fleet.call(Method::GET, &format!("{base}/runs"), None).await;
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+    let stream = events(&fleet, &project, &id).await;
+    assert!(stream.iter().all(|e| e.id.as_deref().unwrap().starts_with("2:")));
+
+    // Usage counts both runs' tokens.
+    let (status, usage) = fleet.call(Method::GET, "/usage", None).await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["totals"]["activities"], 2);
+    assert!(usage["totals"]["completion_tokens"].as_i64().unwrap() > 0);
+    assert_eq!(usage["activities_today"], 2);
+    assert_eq!(usage["daily_activity_quota"], 25);
+}
+
+#[tokio::test]
+async fn social_posts_over_the_limit_are_regenerated_then_trimmed() {
+    let fleet = fleet().await;
+    let _agent = Agent::start(&fleet, &[]).await;
+    let long = |word: &str| format!("{} Call us today. #offer", format!("{word} is great. ").repeat(30));
+    // The X post comes back too long twice: regenerated, then trimmed.
+    fleet.ollama.script("social media copywriter", vec![long("Spring"), long("Summer")]);
+    let project = project(&fleet, "edge_only").await;
+    let body = json!({
+        "kind": "social_post_set", "topic": "Our spring sale", "platforms": ["x", "threads"],
+        "tone": "casual", "variants_per_platform": 1,
+    });
+    let id = create(&fleet, &project, body).await["id"].as_str().unwrap().to_owned();
+    let done = wait_status(&fleet, &project, &id, "review").await;
+    let social = done["result"]["social"].as_array().unwrap().clone();
+    let x = &social[0];
+    assert_eq!((x["platform"].as_str(), x["enforcement"].as_str()), (Some("x"), Some("trimmed")), "{x}");
+    assert!(x["char_count"].as_u64().unwrap() <= 280);
+    assert!(x["text"].as_str().unwrap().chars().count() <= 280);
+    let threads = &social[1];
+    assert_eq!(
+        (threads["platform"].as_str(), threads["enforcement"].as_str()),
+        (Some("threads"), Some("as_written"))
+    );
+    assert!(threads["hashtags"].as_array().unwrap().len() <= 1);
+    assert!(done["content"].as_str().unwrap().contains("## X"));
+}
+
+fn listing(description: &str) -> Value {
+    json!({
+        "kind": "listing_kit", "platforms": ["instagram"],
+        "listing": {
+            "address": "12 Elm Street, Springfield", "price": 450000, "beds": 3, "baths": 2.5,
+            "square_feet": 1850, "key_features": ["renovated kitchen", "fenced yard"],
+            "description": description, "agent_name": "Dana Reyes", "agent_contact": "dana@example.com",
+        },
+    })
+}
+
+#[tokio::test]
+async fn a_listing_kit_with_discriminatory_wording_is_flagged_and_a_clean_one_passes() {
+    let fleet = fleet().await;
+    let _agent = Agent::start(&fleet, &[]).await;
+    // The model's own review finds nothing in either; the built-in rules
+    // still catch the flagged wording.
+    let nothing = json!({ "findings": [] }).to_string();
+    fleet.ollama.script("compliance reviewer", vec![nothing.clone(), nothing]);
+    let project = project(&fleet, "edge_only").await;
+    let flagged =
+        create(&fleet, &project, listing("Perfect for young couples! Quiet street, no children.")).await;
+    let clean = create(&fleet, &project, listing("Sunny kitchen, two-car garage, walk to the park.")).await;
+    let (flagged, clean) =
+        (flagged["id"].as_str().unwrap().to_owned(), clean["id"].as_str().unwrap().to_owned());
+
+    let kit = wait_status(&fleet, &project, &flagged, "review").await;
+    let compliance = &kit["result"]["compliance"];
+    assert_eq!(compliance["passed"], false);
+    let phrases: Vec<&str> =
+        compliance["findings"].as_array().unwrap().iter().map(|f| f["phrase"].as_str().unwrap()).collect();
+    assert!(
+        phrases.contains(&"Perfect for young couples") && phrases.contains(&"no children"),
+        "{phrases:?}"
+    );
+    for finding in compliance["findings"].as_array().unwrap() {
+        assert!(
+            !finding["reason"].as_str().unwrap().is_empty()
+                && !finding["suggestion"].as_str().unwrap().is_empty()
+        );
+    }
+    let flyer = &kit["result"]["flyer"];
+    assert!(flyer["disclaimers"].as_str().unwrap().contains("Equal Housing Opportunity"), "{flyer}");
+    assert!(!flyer["features"].as_array().unwrap().is_empty());
+    assert_eq!(kit["result"]["social"][0]["platform"], "instagram");
+
+    // Findings keep it in review until someone acknowledges them.
+    let approve = format!("{}/{flagged}/approve", activities(&project));
+    let (status, refused) = fleet.call(Method::POST, &approve, None).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("compliance_findings")), "{refused}");
+    let (status, approved) =
+        fleet.call(Method::POST, &approve, Some(json!({ "acknowledge_findings": true }))).await;
+    assert_eq!((status, approved["status"].as_str()), (200, Some("approved")), "{approved}");
+
+    let kit = wait_status(&fleet, &project, &clean, "review").await;
+    assert_eq!(kit["result"]["compliance"]["passed"], true, "{}", kit["result"]["compliance"]);
+    let (status, _) =
+        fleet.call(Method::POST, &format!("{}/{clean}/approve", activities(&project)), None).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_hipaa_tenant_never_reaches_the_cloud() {
+    let fleet = fleet().await;
+    let provider = FakeOpenAi::start("sk-test-hipaa-0001", &["gpt-4o-mini"]).await;
+    let project = project(&fleet, "edge_only").await;
+    let (status, _) = fleet.call(Method::PATCH, "", Some(json!({ "compliance_mode": "hipaa" }))).await;
+    assert_eq!(status, 200);
+    let body =
+        json!({ "base_url": provider.base_url(), "model": "gpt-4o-mini", "api_key": "sk-test-hipaa-0001" });
+    let (status, refused) = fleet.call(Method::PUT, "/cloud-provider", Some(body)).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("hipaa_tenant")), "{refused}");
+
+    let (status, refused) =
+        fleet.call(Method::POST, &activities(&project), Some(blog("Clinic news", &[]))).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("no_agent_available")), "{refused}");
+    assert!(
+        refused["error"]["message"].as_str().unwrap().contains("no agent of this tenant is online"),
+        "{refused}"
+    );
+    // Waiting for an agent is allowed; the cloud is not.
+    let mut body = blog("Clinic news", &[]);
+    body["wait_for_agent"] = json!(true);
+    let queued = create(&fleet, &project, body).await;
+    assert_eq!((queued["route"].as_str(), queued["status"].as_str()), (Some("edge"), Some("queued")));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let still = get(&fleet, &project, queued["id"].as_str().unwrap()).await;
+    assert_eq!(still["status"], "queued");
+    assert_eq!(still["waiting_reason"], "no agent of this tenant is online");
+    assert!(provider.requests().is_empty(), "nothing went to the cloud");
+}
+
+#[tokio::test]
+async fn a_cloud_allowed_project_without_an_agent_runs_on_the_tenants_provider() {
+    let fleet = fleet().await;
+    let key = "sk-test-cloud-key-4242";
+    let provider = FakeOpenAi::start(key, &["gpt-4o-mini"]).await;
+    let project = project(&fleet, "cloud_allowed").await;
+
+    // Without a provider: 409 naming both problems.
+    let (status, refused) = fleet.call(Method::POST, &activities(&project), Some(blog("Solar", &[]))).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("no cloud provider"), "{refused}");
+
+    let body = json!({ "base_url": provider.base_url(), "model": "gpt-4o-mini", "api_key": key });
+    let (status, set) = fleet.call(Method::PUT, "/cloud-provider", Some(body)).await;
+    assert_eq!(status, 200, "{set}");
+    assert_eq!(set["api_key_hint"], "…4242");
+    assert!(!set.to_string().contains(key));
+    let (_, shown) = fleet.call(Method::GET, "/cloud-provider", None).await;
+    assert!(!shown.to_string().contains(key) && shown["model"] == "gpt-4o-mini");
+
+    let created = create(&fleet, &project, blog("What a solar roof costs", &["linkedin"])).await;
+    assert_eq!((created["route"].as_str(), created["model"].as_str()), (Some("cloud"), Some("gpt-4o-mini")));
+    let id = created["id"].as_str().unwrap().to_owned();
+    let done = wait_status(&fleet, &project, &id, "review").await;
+    let provenance = &done["result"]["provenance"];
+    assert_eq!(provenance["backend"], "openai_compatible");
+    assert_eq!(provenance["model"], "gpt-4o-mini");
+    assert!(!provider.requests().is_empty());
+    assert!(provider.authorizations().iter().all(|a| a == &format!("Bearer {key}")));
+    // Structured steps asked for their schema in OpenAI's format.
+    assert!(provider.requests().iter().any(|r| r.pointer("/response_format/json_schema/schema").is_some()));
+    let all = events(&fleet, &project, &id).await;
+    assert!(all.iter().any(|e| e.event == "partial"), "the draft streams from the cloud too");
+
+    // The route is in the audit log; the key is nowhere: not in the API, the
+    // log, or the database files.
+    let (_, log) = fleet.call(Method::GET, "/audit-events?action=activity.create", None).await;
+    assert_eq!(log["items"][0]["details"]["route"]["route"], "cloud", "{log}");
+    let (_, all_log) = fleet.call(Method::GET, "/audit-events?limit=200", None).await;
+    assert!(!all_log.to_string().contains(key));
+    for entry in walk(fleet.data.path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
+            "the key is readable in {}",
+            entry.display()
+        );
+    }
+    assert!(!fleet.server().stderr.text().contains(key), "the key is not logged");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
+}
+
+#[tokio::test]
+async fn cancelling_mid_pipeline_stops_the_agent_within_a_second() {
+    let fleet = fleet().await;
+    fleet.ollama.set_pace(Pace { first_token: Duration::ZERO, tokens_per_second: 20.0, tokens: 200 });
+    let _agent = Agent::start(&fleet, &[]).await;
+    let project = project(&fleet, "edge_only").await;
+    let id = create(&fleet, &project, blog("Slow topic", &[])).await["id"].as_str().unwrap().to_owned();
+    wait_status(&fleet, &project, &id, "generating").await;
+    eventually(Duration::from_secs(20), "the model to be generating", || async {
+        (fleet.ollama.streams().0 >= 1).then_some(())
+    })
+    .await;
+    let (status, cancelled) =
+        fleet.call(Method::POST, &format!("{}/{id}/cancel", activities(&project)), None).await;
+    assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")), "{cancelled}");
+    eventually(Duration::from_secs(1), "the agent to abort the Ollama request", || async {
+        (fleet.ollama.streams().2 >= 1).then_some(())
+    })
+    .await;
+    let requests = fleet.ollama.chat_requests().len();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(fleet.ollama.chat_requests().len(), requests, "no further steps ran");
+    assert_eq!(get(&fleet, &project, &id).await["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn an_agent_killed_mid_pipeline_hands_the_run_to_another_and_one_result_is_kept() {
+    let fleet = fleet().await;
+    fleet.ollama.set_pace(Pace { first_token: Duration::ZERO, tokens_per_second: 40.0, tokens: 100 });
+    let mut first = Agent::start(&fleet, &[]).await;
+    let project = project(&fleet, "edge_only").await;
+    let id = create(&fleet, &project, blog("Survive a crash", &[])).await["id"].as_str().unwrap().to_owned();
+    let running = wait_status(&fleet, &project, &id, "generating").await;
+    assert_eq!(running["agent_id"], first.id.as_str());
+    let second = Agent::start(&fleet, &[]).await;
+    first.kill();
+    fleet.ollama.set_pace(Pace { first_token: Duration::ZERO, tokens_per_second: 0.0, tokens: 40 });
+    let done = wait_status(&fleet, &project, &id, "review").await;
+    assert_eq!(done["agent_id"], second.id.as_str());
+    assert_eq!((done["runs"].as_i64(), done["run"]["attempts"].as_i64()), (Some(1), Some(2)));
+    let all = events(&fleet, &project, &id).await;
+    assert_eq!(all.iter().filter(|e| e.event == "done").count(), 1, "one outcome");
+    assert!(all.iter().any(|e| e.event == "status" && e.json()["status"] == "retrying"));
+}
+
+#[tokio::test]
+async fn requests_are_validated_and_the_daily_quota_is_enforced() {
+    let fleet = fleet().await;
+    let project = project(&fleet, "edge_only").await;
+    let path = activities(&project);
+    let (status, invalid) = fleet.call(Method::POST, &path, Some(json!({ "kind": "blog_article" }))).await;
+    assert_eq!((status, invalid["error"]["details"]["field"].as_str()), (422, Some("topic")), "{invalid}");
+    let bad_platform = json!({ "kind": "social_post_set", "topic": "Sale", "platforms": ["myspace"] });
+    let (status, invalid) = fleet.call(Method::POST, &path, Some(bad_platform)).await;
+    assert_eq!((status, invalid["error"]["details"]["field"].as_str()), (422, Some("platforms[0]")));
+    let (status, _) = fleet
+        .call(Method::POST, &activities(&uuid::Uuid::now_v7().to_string()), Some(blog("Solar", &[])))
+        .await;
+    assert_eq!(status, 404, "an unknown project");
+
+    // The free plan's 25 runs a day, then 429 with when it resets.
+    let mut body = blog("Queued until an agent comes", &[]);
+    body["wait_for_agent"] = json!(true);
+    for _ in 0..25 {
+        create(&fleet, &project, body.clone()).await;
+    }
+    let response = fleet
+        .api
+        .http
+        .post(format!("{}{}", fleet.api.base_url, fleet.api.tenant_path(&path)))
+        .bearer_auth(&fleet.api.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().get("retry-after").is_some());
+    let refused: Value = response.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "quota_exceeded");
+    assert!(
+        refused["error"]["details"]["resets_at"].as_str().unwrap().ends_with("T00:00:00.000000Z"),
+        "{refused}"
+    );
+    let (_, page) = fleet.call(Method::GET, &format!("{path}?status=queued&limit=10"), None).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 10);
+    assert!(page["next_cursor"].is_string());
+}
