@@ -142,6 +142,10 @@ async fn a_blog_article_goes_through_the_pipeline_and_is_edited_approved_and_exp
 
     let done = wait_status(&fleet, &project, &id, "review").await;
     assert_eq!(done["agent_id"], agent.id.as_str());
+    // Which agent ran it is in the audit log too.
+    let (_, assigned) = fleet.call(Method::GET, "/audit-events?action=activity.assign", None).await;
+    assert_eq!(assigned["items"][0]["details"]["agent_id"], agent.id.as_str(), "{assigned}");
+    assert_eq!(assigned["items"][0]["resource_id"], id.as_str());
     let result = &done["result"];
     let seo = &result["seo"];
     let title = seo["title"].as_str().unwrap().chars().count();

@@ -153,6 +153,7 @@ impl CloudRunner {
                 }
             };
             self.engine.bus.publish(std::slice::from_ref(&claim.event));
+            self.engine.audit_assignment(&claim.job, self.id).await;
             let lease = JobRef { job_id: claim.job.id, epoch: u64::try_from(claim.job.epoch).unwrap_or(0) };
             let cancel = CancellationToken::new();
             self.running().insert(lease, cancel.clone());

@@ -158,6 +158,28 @@ impl JobEngine {
         &self.hub
     }
 
+    /// Records in the audit log where a run of an activity went: which agent
+    /// (or the cloud runner) took which attempt. Informational: a failure to
+    /// write it is logged and does not stop the run.
+    pub async fn audit_assignment(&self, job: &crate::store::Job, runner: Uuid) {
+        let Some(activity_id) = job.activity_id else { return };
+        let event = crate::service::audit_event(
+            Some(job.tenant_id),
+            crate::store::Actor::System { name: "scheduler".into() },
+            &crate::service::RequestMeta::default(),
+            crate::service::actions::ACTIVITY_ASSIGN,
+            crate::store::Outcome::Success,
+        )
+        .resource("activity", activity_id)
+        .details(serde_json::json!({
+            "job_id": job.id, "attempt": job.attempts, "route": job.route, "model": job.model,
+            "agent_id": (job.route == crate::store::Route::Edge).then_some(runner),
+        }));
+        if let Err(e) = self.store.record_audit(&event).await {
+            tracing::warn!(error = %e, job_id = %job.id, "could not audit an activity assignment");
+        }
+    }
+
     /// A subscription to a job's live events (see [`EventBus`]).
     pub fn subscribe(&self, job_id: Uuid) -> tokio::sync::broadcast::Receiver<Arc<StoredJobEvent>> {
         self.bus.subscribe(job_id)

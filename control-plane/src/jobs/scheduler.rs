@@ -122,6 +122,7 @@ async fn assign(engine: &JobEngine, agent: &mut AgentSlots, job: &Job) {
     engine.hub.settle(agent.agent_id, Some(lease));
     agent.free -= 1;
     engine.bus.publish(std::slice::from_ref(&claim.event));
+    engine.audit_assignment(&claim.job, agent.agent_id).await;
     let message = ServerMessage::AssignJob(AssignJob {
         job: lease,
         attempt: u32::try_from(claim.job.attempts).unwrap_or(u32::MAX),

@@ -46,6 +46,8 @@ pub const ACTIVITY_CANCEL: &str = "activity.cancel";
 pub const ACTIVITY_REGENERATE: &str = "activity.regenerate";
 pub const ACTIVITY_EDIT: &str = "activity.edit";
 pub const ACTIVITY_APPROVE: &str = "activity.approve";
+/// Not a route: the scheduler recording which agent (or the cloud) took a run.
+pub const ACTIVITY_ASSIGN: &str = "activity.assign";
 pub const CLOUD_PROVIDER_SET: &str = "cloud_provider.set";
 pub const CLOUD_PROVIDER_DELETE: &str = "cloud_provider.delete";
 

@@ -1,0 +1,303 @@
+//! The activity store's conformance suite, on SQLite and (when
+//! `MARKETER_TEST_DATABASE_URL` is set) PostgreSQL: activities and their
+//! runs, derived status, versions, approval, cloud providers, usage.
+
+mod common;
+
+use common::TestDb;
+use common::fixtures::*;
+use marketer_control_plane::domain::{LlmPolicy, Name, Timestamp, new_id};
+use marketer_control_plane::store::{
+    ActivityFilter, ActivityStatus, CloudProvider, JobStatus, NewActivity, NewActivityVersion, NewJob,
+    NewProject, PageRequest, RecordOutcome, RetryPolicy, Route, Store, StoreError,
+};
+use marketer_protocol::activity::{ActivityInput, ActivityJob, ActivityResult, BlogArticle, Tone};
+use marketer_protocol::{JobEvent, JobEventBody, JobOutcome, JobOutput, JobRef, JobSpec, Usage};
+use uuid::Uuid;
+
+on_both_backends!(
+    activities_run_and_their_status_follows_the_run,
+    reruns_versions_and_approval,
+    activities_are_listed_by_project_status_and_kind,
+    cloud_providers_and_daily_usage,
+);
+
+fn input(topic: &str) -> ActivityInput {
+    ActivityInput::BlogArticle(BlogArticle {
+        topic: topic.into(),
+        keywords: vec![],
+        audience: "homeowners".into(),
+        tone: Tone::Friendly,
+        target_word_count: 800,
+        platforms: vec![],
+    })
+}
+
+async fn project(store: &dyn Store, tenant_id: Uuid) -> Uuid {
+    let project = NewProject {
+        id: new_id(),
+        tenant_id,
+        name: Name::parse(&format!("P {}", new_id())).unwrap(),
+        description: Default::default(),
+        brand_voice: Default::default(),
+        llm_policy: LlmPolicy::EdgeOnly,
+        default_model: None,
+    };
+    store.create_project(&project, &audit("project.create", Some(tenant_id))).await.unwrap().id
+}
+
+fn run(tenant_id: Uuid, activity_id: Uuid, topic: &str, route: Route) -> NewJob {
+    NewJob {
+        id: new_id(),
+        tenant_id,
+        spec: JobSpec::Activity {
+            model: "llama3.2:latest".into(),
+            activity: Box::new(ActivityJob { input: input(topic), brand_voice: String::new() }),
+        },
+        labels: Default::default(),
+        priority: 3,
+        not_before: None,
+        timeout_seconds: 3600,
+        queue_timeout_seconds: None,
+        max_attempts: 2,
+        idempotency_key: None,
+        request_hash: Vec::new(),
+        created_by: "test".into(),
+        activity_id: Some(activity_id),
+        route,
+    }
+}
+
+async fn activity(store: &dyn Store, tenant_id: Uuid, project_id: Uuid, topic: &str, route: Route) -> Uuid {
+    let id = new_id();
+    let new = NewActivity {
+        id,
+        tenant_id,
+        project_id,
+        campaign_id: None,
+        input: input(topic),
+        title: topic.into(),
+        model: "llama3.2:latest".into(),
+        created_by: None,
+    };
+    store
+        .create_activity(&new, &run(tenant_id, id, topic, route), &audit("activity.create", Some(tenant_id)))
+        .await
+        .unwrap()
+        .id
+}
+
+/// Runs an activity's current run to success through the agent path.
+async fn succeed(store: &dyn Store, tenant_id: Uuid, id: Uuid, agent: Uuid, content: &str) {
+    let current = store.activity(tenant_id, id).await.unwrap().unwrap().run;
+    let now = Timestamp::now();
+    let claim =
+        store.claim_job(current.id, agent, now, now + time::Duration::minutes(1)).await.unwrap().unwrap();
+    let lease = JobRef { job_id: claim.job.id, epoch: u64::try_from(claim.job.epoch).unwrap() };
+    let result = ActivityResult { content: content.into(), ..ActivityResult::default() };
+    let usage = Usage { prompt_tokens: 100, completion_tokens: 40, wall_time_ms: 1500, ..Usage::default() };
+    let outcome = JobOutcome::Succeeded { output: JobOutput::Activity { result: Box::new(result) }, usage };
+    for (seq, body) in [
+        (1, JobEventBody::Started),
+        (2, JobEventBody::Progress { step: "seo".into(), percent: 5, message: "SEO".into() }),
+        (3, JobEventBody::Finished { outcome }),
+    ] {
+        let recorded = store
+            .record_job_event(agent, &JobEvent { job: lease, seq, body }, now, now, &RetryPolicy::default())
+            .await
+            .unwrap();
+        assert!(matches!(recorded, RecordOutcome::Stored { .. }), "{recorded:?}");
+    }
+}
+
+async fn activities_run_and_their_status_follows_the_run(db: &TestDb) {
+    let store = db.store.as_ref();
+    let (_, tenant_id) = owner_and_tenant(store, "acts").await;
+    let agent = enrolled(store, tenant_id, 1, 1).await.id;
+    let project_id = project(store, tenant_id).await;
+    let id = activity(store, tenant_id, project_id, "Solar roofs", Route::Edge).await;
+    let created = store.activity(tenant_id, id).await.unwrap().unwrap();
+    assert_eq!(
+        (created.status(), created.runs, created.title.as_str()),
+        (ActivityStatus::Queued, 1, "Solar roofs")
+    );
+    assert_eq!(created.input, input("Solar roofs"));
+    assert_eq!((created.run.activity_id, created.run.route), (Some(id), Route::Edge));
+
+    succeed(store, tenant_id, id, agent, "# Solar roofs").await;
+    let done = store.activity(tenant_id, id).await.unwrap().unwrap();
+    assert_eq!((done.status(), done.run.status), (ActivityStatus::Review, JobStatus::Succeeded));
+    let events = store.job_events(done.run.id, 0, 100).await.unwrap();
+    assert!(events.iter().any(|e| e.kind.to_string() == "progress" && e.data["step"] == "seo"));
+
+    // Another tenant sees nothing of it.
+    let (_, other) = owner_and_tenant(store, "acts-other").await;
+    assert!(store.activity(other, id).await.unwrap().is_none());
+    assert!(store.activity_runs(other, id).await.unwrap().is_empty());
+    assert!(store.activity_versions(other, id).await.unwrap().is_empty());
+    let version =
+        NewActivityVersion { id: new_id(), content: "x".into(), author_id: None, author_name: "x".into() };
+    assert!(matches!(
+        store.add_activity_version(other, id, &version, &audit("activity.edit", Some(other))).await,
+        Err(StoreError::NotFound)
+    ));
+    // An unknown project is not found; a campaign of another project is refused.
+    let new = NewActivity {
+        id: new_id(),
+        tenant_id,
+        project_id: new_id(),
+        campaign_id: None,
+        input: input("x"),
+        title: "x".into(),
+        model: "m".into(),
+        created_by: None,
+    };
+    let orphan = run(tenant_id, new.id, "x", Route::Edge);
+    assert!(matches!(
+        store.create_activity(&new, &orphan, &audit("activity.create", Some(tenant_id))).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+fn conflict<T>(result: &Result<T, StoreError>) -> bool {
+    matches!(result, Err(StoreError::Conflict { .. }))
+}
+
+async fn reruns_versions_and_approval(db: &TestDb) {
+    let store = db.store.as_ref();
+    let (owner, tenant_id) = owner_and_tenant(store, "edits").await;
+    let agent = enrolled(store, tenant_id, 1, 1).await.id;
+    let project_id = project(store, tenant_id).await;
+    let id = activity(store, tenant_id, project_id, "Edits", Route::Edge).await;
+    let act = |name: &'static str| audit(name, Some(tenant_id));
+
+    // Nothing to edit, approve or rerun while it runs.
+    let edit = |content: &str| NewActivityVersion {
+        id: new_id(),
+        content: content.into(),
+        author_id: Some(owner),
+        author_name: "Owner".into(),
+    };
+    assert!(conflict(
+        &store.add_activity_version(tenant_id, id, &edit("early"), &act("activity.edit")).await
+    ));
+    assert!(conflict(&store.approve_activity(tenant_id, id, Some(owner), &act("activity.approve")).await));
+    let second = run(tenant_id, id, "Edits", Route::Edge);
+    assert!(conflict(&store.rerun_activity(tenant_id, id, &second, &act("activity.regenerate")).await));
+
+    succeed(store, tenant_id, id, agent, "generated").await;
+    let v1 =
+        store.add_activity_version(tenant_id, id, &edit("first edit"), &act("activity.edit")).await.unwrap();
+    let v2 =
+        store.add_activity_version(tenant_id, id, &edit("second edit"), &act("activity.edit")).await.unwrap();
+    assert_eq!((v1.number, v2.number), (1, 2));
+    let approved =
+        store.approve_activity(tenant_id, id, Some(owner), &act("activity.approve")).await.unwrap();
+    assert_eq!((approved.status(), approved.approved_by), (ActivityStatus::Approved, Some(owner)));
+    // An edit clears the approval.
+    store.add_activity_version(tenant_id, id, &edit("third"), &act("activity.edit")).await.unwrap();
+    assert_eq!(store.activity(tenant_id, id).await.unwrap().unwrap().status(), ActivityStatus::Review);
+    let versions = store.activity_versions(tenant_id, id).await.unwrap();
+    let contents: Vec<&str> = versions.iter().map(|v| v.content.as_str()).collect();
+    assert_eq!(contents, ["first edit", "second edit", "third"]);
+
+    // A rerun starts afresh; the old run and its edits stay behind.
+    let rerun = store.rerun_activity(tenant_id, id, &second, &act("activity.regenerate")).await.unwrap();
+    assert_eq!((rerun.runs, rerun.run.id, rerun.status()), (2, second.id, ActivityStatus::Queued));
+    assert!(store.activity_versions(tenant_id, id).await.unwrap().is_empty());
+    let runs = store.activity_runs(tenant_id, id).await.unwrap();
+    assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>()[0], second.id, "newest first");
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        store.activity_runs_since(tenant_id, Timestamp::now() - time::Duration::hours(1)).await.unwrap(),
+        2
+    );
+}
+
+async fn activities_are_listed_by_project_status_and_kind(db: &TestDb) {
+    let store = db.store.as_ref();
+    let (_, tenant_id) = owner_and_tenant(store, "lists").await;
+    let agent = enrolled(store, tenant_id, 1, 1).await.id;
+    let (project_a, project_b) = (project(store, tenant_id).await, project(store, tenant_id).await);
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(activity(store, tenant_id, project_a, &format!("A{n}"), Route::Edge).await);
+    }
+    activity(store, tenant_id, project_b, "B", Route::Cloud).await;
+    succeed(store, tenant_id, ids[1], agent, "done").await;
+
+    let page = |after, status| {
+        let filter = ActivityFilter { status, kind: None };
+        async move {
+            store.activities(tenant_id, project_a, &filter, PageRequest { after, limit: 2 }).await.unwrap()
+        }
+    };
+    let first = page(None, None).await;
+    assert_eq!(first.items.iter().map(|a| a.id).collect::<Vec<_>>(), [ids[4], ids[3]], "newest first");
+    let second = page(first.next, None).await;
+    let third = page(second.next, None).await;
+    assert_eq!(second.items.len() + third.items.len(), 3);
+    assert!(third.next.is_none());
+    assert!(third.items.iter().all(|a| a.run.activity_id == Some(a.id)), "each with its current run");
+    let review = page(None, Some(ActivityStatus::Review)).await;
+    assert_eq!(review.items.iter().map(|a| a.id).collect::<Vec<_>>(), [ids[1]]);
+    assert_eq!(page(None, Some(ActivityStatus::Queued)).await.items.len(), 2);
+    let cloud = store
+        .activities(tenant_id, project_b, &ActivityFilter::default(), PageRequest { after: None, limit: 10 })
+        .await
+        .unwrap();
+    assert_eq!(cloud.items[0].run.route, Route::Cloud);
+    // Cloud runs wait for the cloud runner, not for agents.
+    let now = Timestamp::now();
+    assert_eq!(store.queued_cloud_jobs(now, 10).await.unwrap().len(), 1);
+    assert!(
+        store.queued_jobs(tenant_id, now, None, 100).await.unwrap().iter().all(|j| j.route == Route::Edge)
+    );
+    assert!(store.waiting_kinds(now).await.unwrap().iter().all(|k| k.tenant_id == tenant_id));
+}
+
+async fn cloud_providers_and_daily_usage(db: &TestDb) {
+    let store = db.store.as_ref();
+    let (_, tenant_id) = owner_and_tenant(store, "cloudy").await;
+    assert!(store.cloud_provider(tenant_id).await.unwrap().is_none());
+    let now = Timestamp::now();
+    let mut provider = CloudProvider {
+        tenant_id,
+        base_url: "https://api.example.com/v1".into(),
+        model: "gpt-4o-mini".into(),
+        api_key_ciphertext: vec![1, 2, 3],
+        api_key_nonce: vec![4; 12],
+        api_key_hint: "…abcd".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    store.set_cloud_provider(&provider, &audit("cloud_provider.set", Some(tenant_id))).await.unwrap();
+    provider.model = "gpt-4.1".into();
+    provider.api_key_ciphertext = vec![9, 9];
+    store.set_cloud_provider(&provider, &audit("cloud_provider.set", Some(tenant_id))).await.unwrap();
+    assert_eq!(store.cloud_provider(tenant_id).await.unwrap().unwrap(), provider, "replaced, not duplicated");
+    let (_, other) = owner_and_tenant(store, "cloudy-other").await;
+    assert!(store.cloud_provider(other).await.unwrap().is_none());
+    assert!(matches!(
+        store.delete_cloud_provider(other, &audit("cloud_provider.delete", Some(other))).await,
+        Err(StoreError::NotFound)
+    ));
+    store.delete_cloud_provider(tenant_id, &audit("cloud_provider.delete", Some(tenant_id))).await.unwrap();
+    assert!(store.cloud_provider(tenant_id).await.unwrap().is_none());
+
+    // Usage: each finished run adds to its tenant's day.
+    let agent = enrolled(store, tenant_id, 2, 2).await.id;
+    let project_id = project(store, tenant_id).await;
+    for n in 0..2 {
+        let id = activity(store, tenant_id, project_id, &format!("U{n}"), Route::Edge).await;
+        succeed(store, tenant_id, id, agent, "done").await;
+    }
+    let today = Timestamp::now().date().to_string();
+    let days = store.usage(tenant_id, &today, &today).await.unwrap();
+    assert_eq!(days.len(), 1);
+    let day = &days[0];
+    assert_eq!((day.day.as_str(), day.jobs, day.activities), (today.as_str(), 2, 2));
+    assert_eq!((day.prompt_tokens, day.completion_tokens, day.wall_time_ms), (200, 80, 3000));
+    assert!(store.usage(other, &today, &today).await.unwrap().is_empty());
+    assert!(store.usage(tenant_id, "2000-01-01", "2000-12-31").await.unwrap().is_empty());
+}
