@@ -9,7 +9,7 @@ use std::time::Duration;
 use marketer_tests::fleet::{Agent, Fleet, agent_id, job_timings};
 use marketer_tests::ollama::{Failure, FakeOllama, Pace};
 use marketer_tests::sse::{SseEvent, SseStream};
-use marketer_tests::{TempDatabase, eventually};
+use marketer_tests::{ServerOptions, TempDatabase, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -17,6 +17,13 @@ const MODEL: &str = "llama3.2:3b";
 
 async fn fleet() -> Fleet {
     Fleet::start(job_timings).await
+}
+
+/// For tests that restart the control plane: a lease grace long enough that
+/// the agent's reconnect (its backoff can reach several seconds) always
+/// fits, so what they check is the restart, not the grace period.
+fn restart_timings(options: ServerOptions) -> ServerOptions {
+    options.fast_heartbeats().arg("--job-lease-grace-seconds").arg("30").arg("--job-retry-base-ms").arg("100")
 }
 
 async fn submit(fleet: &Fleet, body: Value) -> Value {
@@ -582,7 +589,7 @@ async fn control_plane_restart_mid_job(fleet: &mut Fleet) {
 
 #[tokio::test]
 async fn a_control_plane_restart_mid_job_loses_and_repeats_nothing_on_sqlite() {
-    let mut fleet = fleet().await;
+    let mut fleet = Fleet::start(restart_timings).await;
     control_plane_restart_mid_job(&mut fleet).await;
 }
 
@@ -590,7 +597,8 @@ async fn a_control_plane_restart_mid_job_loses_and_repeats_nothing_on_sqlite() {
 async fn a_control_plane_restart_mid_job_loses_and_repeats_nothing_on_postgresql() {
     let Some(database) = TempDatabase::create().await else { return };
     {
-        let mut fleet = Fleet::start(|o| job_timings(o).env("MARKETER_DATABASE_URL", &database.url)).await;
+        let mut fleet =
+            Fleet::start(|o| restart_timings(o).env("MARKETER_DATABASE_URL", &database.url)).await;
         control_plane_restart_mid_job(&mut fleet).await;
     }
     database.drop_database().await;
@@ -598,7 +606,7 @@ async fn a_control_plane_restart_mid_job_loses_and_repeats_nothing_on_postgresql
 
 #[tokio::test]
 async fn results_in_a_restarted_agents_outbox_are_delivered() {
-    let mut fleet = fleet().await;
+    let mut fleet = Fleet::start(restart_timings).await;
     fleet.ollama.set_pace(Pace { first_token: Duration::ZERO, tokens_per_second: 50.0, tokens: 60 });
     let mut agent = Agent::start(&fleet, &[]).await;
     let created = submit(&fleet, chat("finish while nobody listens")).await;
