@@ -137,6 +137,7 @@ pub async fn run(
             let ca = server::load_ca(&settings.data_dir, &settings.agents)?;
             let runtime = server::assemble(
                 shared.clone(),
+                &settings.data_dir,
                 &secrets,
                 ca,
                 &settings.agents,

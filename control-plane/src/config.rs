@@ -75,6 +75,9 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes [default: 1048576].
     #[arg(long, env = "MARKETER_MAX_BODY_BYTES", value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Largest document upload in bytes [default: 26214400, 25 MiB].
+    #[arg(long, env = "MARKETER_MAX_UPLOAD_BYTES", value_name = "BYTES")]
+    pub max_upload_bytes: Option<usize>,
     /// Trust X-Forwarded-For for client addresses (only behind a reverse proxy).
     #[arg(long, env = "MARKETER_TRUST_PROXY_HEADERS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub trust_proxy_headers: Option<bool>,
@@ -129,6 +132,7 @@ struct FileConfig {
     log_level: Option<String>,
     listen: Option<SocketAddr>,
     max_body_bytes: Option<usize>,
+    max_upload_bytes: Option<usize>,
     trust_proxy_headers: Option<bool>,
     jwt_secret_file: Option<PathBuf>,
     data_key_file: Option<PathBuf>,
@@ -156,6 +160,7 @@ pub struct Settings {
     pub log_level: String,
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
+    pub max_upload_bytes: usize,
     pub trust_proxy_headers: bool,
     pub jwt_secret_file: Option<PathBuf>,
     pub data_key_file: Option<PathBuf>,
@@ -257,6 +262,13 @@ impl Settings {
         if max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");
         }
+        let max_upload_bytes = serve
+            .max_upload_bytes
+            .or(file.max_upload_bytes)
+            .unwrap_or(crate::service::DEFAULT_MAX_UPLOAD_BYTES);
+        if !(1024..=1024 * 1024 * 1024).contains(&max_upload_bytes) {
+            bail!("max_upload_bytes must be between 1024 and 1073741824 (1 GiB)");
+        }
         Ok(Self {
             data_dir,
             database_url,
@@ -264,6 +276,7 @@ impl Settings {
             log_level: global.log_level.clone().or(file.log_level).unwrap_or_else(|| "info".to_owned()),
             listen: serve.listen.or(file.listen).unwrap_or(DEFAULT_LISTEN),
             max_body_bytes,
+            max_upload_bytes,
             trust_proxy_headers: serve.trust_proxy_headers.or(file.trust_proxy_headers).unwrap_or(false),
             jwt_secret_file: serve.jwt_secret_file.clone().or(file.jwt_secret_file),
             data_key_file: serve.data_key_file.clone().or(file.data_key_file),

@@ -112,6 +112,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     });
     let config = ApiConfig {
         max_body_bytes: settings.max_body_bytes,
+        max_upload_bytes: settings.max_upload_bytes,
         trust_proxy_headers: settings.trust_proxy_headers,
     };
     server::serve(runtime, config, listener, gateway, shutdown, settings.shutdown_timeout).await

@@ -19,7 +19,8 @@ use crate::domain::{ComplianceMode, Email, Name, Password, Plan, Slug, new_id};
 use crate::gateway::{self, CaFiles, CertificateAuthority, FleetTimings, GatewayConfig, GatewayTls};
 use crate::jobs::JobSettings;
 use crate::metrics::Metrics;
-use crate::service::{AgentSettings, App, AuthSettings, RequestMeta, actions, audit_event};
+use crate::service::{AgentSettings, App, AtRest, AuthSettings, RequestMeta, actions, audit_event};
+use crate::storage::LocalStorage;
 use crate::store::{self, Actor, NewTenant, NewUser, Outcome, Store};
 
 /// Opens the database named in the settings and applies migrations. A data
@@ -111,9 +112,11 @@ impl Secrets {
 }
 
 /// Builds the runtime from its parts; `gateway_port` is the port the
-/// gateway listener actually bound (it may have been 0).
+/// gateway listener actually bound (it may have been 0). Uploaded files go
+/// under `data_dir/files`.
 pub fn assemble(
     store: Arc<dyn Store>,
+    data_dir: &std::path::Path,
     secrets: &Secrets,
     ca: CertificateAuthority,
     agents: &AgentGatewaySettings,
@@ -135,8 +138,9 @@ pub fn assemble(
             lease_grace: jobs.lease_grace,
         },
     };
+    let at_rest = AtRest { data_key, files: Arc::new(LocalStorage::new(data_dir.join("files"))) };
     let app =
-        Arc::new(App::new(store, Arc::new(Metrics::new()), tokens, auth, agent_settings, jobs, data_key)?);
+        Arc::new(App::new(store, Arc::new(Metrics::new()), tokens, auth, agent_settings, jobs, at_rest)?);
     let gateway = GatewayConfig {
         cert_lifetime: time::Duration::try_from(agents.cert_lifetime)
             .context("agent certificate lifetime")?,
@@ -150,7 +154,7 @@ pub async fn build(settings: &Settings, gateway_port: u16) -> anyhow::Result<Run
     let store = open_store(settings).await?;
     let secrets = Secrets::load(settings)?;
     let ca = load_ca(&settings.data_dir, &settings.agents)?;
-    assemble(store, &secrets, ca, &settings.agents, settings.jobs, gateway_port)
+    assemble(store, &settings.data_dir, &secrets, ca, &settings.agents, settings.jobs, gateway_port)
 }
 
 /// The first-run account, from `MARKETER_BOOTSTRAP_EMAIL` and

@@ -40,6 +40,9 @@ const MATRIX: &[(&str, &[&str])] = &[
     ("list enrollment tokens", &["owner", "admin"]),
     ("revoke an enrollment token", &["owner", "admin"]),
     ("list agents", &["owner", "admin", "member", "viewer"]),
+    ("upload a document", &["owner", "admin", "member"]),
+    ("list documents", &["owner", "admin", "member", "viewer"]),
+    ("delete a document", &["owner", "admin"]),
 ];
 
 struct Fixture {
@@ -171,6 +174,22 @@ impl Fixture {
                 s.delete(&self.t(&format!("/enrollment-tokens/{id}")), token).await
             }
             "list agents" => s.get(&self.t("/agents"), token).await,
+            "upload a document" | "delete a document" => {
+                let project = self
+                    .created(&self.t("/projects"), json!({ "name": unique, "llm_policy": "cloud_allowed" }))
+                    .await;
+                let documents = self.t(&format!("/projects/{project}/documents"));
+                if operation == "upload a document" {
+                    s.upload(&documents, token, "notes.txt", b"notes".to_vec()).await
+                } else {
+                    let (status, doc) = s.upload(&documents, &self.owner, "notes.txt", b"notes".to_vec()).await;
+                    assert_eq!(status, 202, "{doc}");
+                    s.delete(&format!("{documents}/{}", doc["id"].as_str().unwrap()), token).await
+                }
+            }
+            "list documents" => {
+                s.get(&self.t(&format!("/projects/{}/documents", self.project().await)), token).await
+            }
             other => panic!("no such operation {other}"),
         };
         status
@@ -244,6 +263,14 @@ async fn nothing_of_another_tenant_is_visible() {
             json!({ "kind": "chat", "model": "llama3.2", "messages": [{ "role": "user", "content": "Secret" }] }),
         )
         .await;
+    let open_project =
+        f.created(&b("/projects"), json!({ "name": "Open", "llm_policy": "cloud_allowed" })).await;
+    let (status, uploaded) = f
+        .server
+        .upload(&b(&format!("/projects/{open_project}/documents")), &f.owner, "plan.md", b"# Secret plan".to_vec())
+        .await;
+    assert_eq!(status, 202, "{uploaded}");
+    let document = uploaded["id"].as_str().unwrap().to_owned();
     let (_, me) = f.server.get("/api/v1/me", &f.owner).await;
     let beta_member = me["user"]["id"].as_str().unwrap().to_owned();
     let (outsider, _) = f.server.add_user(&f.owner, &f.tenant, "outsider@example.com", "admin").await;
@@ -269,6 +296,7 @@ async fn nothing_of_another_tenant_is_visible() {
             .replace("{token_id}", &enrollment_token)
             .replace("{job_id}", &job)
             .replace("{activity_id}", &activity)
+            .replace("{document_id}", &document)
             // No agent can be enrolled without a gateway round trip; any id will do
             // here, the agent tests check foreign agents with real ones.
             .replace("{agent_id}", &uuid::Uuid::now_v7().to_string());

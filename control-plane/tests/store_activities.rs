@@ -52,7 +52,7 @@ fn run(tenant_id: Uuid, activity_id: Uuid, topic: &str, route: Route) -> NewJob 
         tenant_id,
         spec: JobSpec::Activity {
             model: "llama3.2:latest".into(),
-            activity: Box::new(ActivityJob { input: input(topic), brand_voice: String::new() }),
+            activity: Box::new(ActivityJob { input: input(topic), brand_voice: String::new(), project_id: None }),
         },
         labels: Default::default(),
         priority: 3,
@@ -65,6 +65,7 @@ fn run(tenant_id: Uuid, activity_id: Uuid, topic: &str, route: Route) -> NewJob 
         created_by: "test".into(),
         activity_id: Some(activity_id),
         route,
+        index_project_id: None,
     }
 }
 

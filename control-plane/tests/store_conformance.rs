@@ -834,10 +834,18 @@ async fn agent_connections_heartbeats_and_offline_detection(db: &TestDb) {
             digest: None,
         }],
         running_jobs: 0,
+        policy: marketer_protocol::documents::PolicySummary { redact_phi: true, ..Default::default() },
+        projects: vec![tenant_id],
     };
     store.agent_connected(agent.id, &facts, t0).await.unwrap();
     let connected = store.agent(tenant_id, agent.id).await.unwrap().unwrap();
     assert!(connected.is_online(t0, window));
+    assert!(connected.policy.as_ref().is_some_and(|p| p.redact_phi));
+    assert_eq!(connected.projects, [tenant_id]);
+    let projects = [agent.id];
+    store.record_agent_index(agent.id, None, Some(&projects)).await.unwrap();
+    let updated = store.agent(tenant_id, agent.id).await.unwrap().unwrap();
+    assert_eq!((updated.projects.as_slice(), updated.policy.is_some()), (&projects[..], true));
     assert_eq!(
         (connected.arch.as_str(), connected.max_concurrency, connected.models.len()),
         ("aarch64", 4, 1)

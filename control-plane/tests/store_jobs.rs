@@ -57,6 +57,7 @@ fn new_job(tenant_id: Uuid) -> NewJob {
         created_by: "test".into(),
         activity_id: None,
         route: Route::Edge,
+        index_project_id: None,
     }
 }
 

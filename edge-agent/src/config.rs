@@ -141,6 +141,10 @@ pub struct AgentState {
     pub last_connected_at: Option<OffsetDateTime>,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The tenant's compliance mode from the last `Welcome`: the policy's
+    /// defaults depend on it, and they apply from the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_compliance: Option<String>,
 }
 
 /// Writes `contents` to `path` through a temporary file in the same

@@ -9,16 +9,20 @@
 //! - `tunnel`: holding the connection (heartbeats, renewal, reconnects);
 //! - `jobs`: running assigned jobs and keeping their events until delivered;
 //! - `ollama`: the local Ollama: its models, chat and embeddings;
+//! - `documents`: project documents indexed and searched on this host;
+//! - `privacy`: the local policy: redaction, verbatim guard, limits;
 //! - `doctor`: diagnostics.
 
 pub mod backoff;
 pub mod config;
 pub mod doctor;
+pub mod documents;
 pub mod enroll;
 pub mod identity;
 pub mod jobs;
 pub mod net;
 pub mod ollama;
+pub mod privacy;
 pub mod proxy;
 pub mod tunnel;
 

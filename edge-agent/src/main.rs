@@ -9,7 +9,7 @@ use marketer_edge_agent::config::{AgentFiles, config_dir};
 use marketer_edge_agent::enroll::{EnrollOptions, enroll};
 use marketer_edge_agent::jobs::ExecSettings;
 use marketer_edge_agent::tunnel::{Revoked, RunOptions};
-use marketer_edge_agent::{doctor, ollama, tunnel};
+use marketer_edge_agent::{doctor, documents, ollama, tunnel};
 use tokio_util::sync::CancellationToken;
 
 /// The Marketer edge agent: runs AI content work next to your data, against
@@ -73,12 +73,49 @@ enum Command {
         #[arg(long, env = "MARKETER_AGENT_NUM_CTX_MAX", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(2048..=1_048_576))]
         num_ctx_max: u64,
     },
+    /// Index files or folders for a project, on this host; only their
+    /// metadata is reported to the control plane.
+    Ingest {
+        /// Files or folders (read recursively, hidden entries skipped).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// The project the documents belong to (its id, from the web UI or the API).
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: uuid::Uuid,
+        /// The Ollama embedding model; a project keeps the model it was
+        /// first indexed with, and changing it re-indexes the project.
+        #[arg(long, env = "MARKETER_AGENT_EMBEDDING_MODEL", default_value = documents::DEFAULT_EMBEDDING_MODEL)]
+        embedding_model: String,
+        #[command(flatten)]
+        local: LocalArgs,
+    },
+    /// The documents indexed on this host.
+    Documents {
+        #[command(subcommand)]
+        command: DocumentsCommand,
+    },
     /// Show this host's enrollment and its last connection.
     Status,
     /// Check everything the agent needs, one line per check.
     Doctor {
         #[command(flatten)]
         local: LocalArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DocumentsCommand {
+    /// List them, one per line: id, project, name, chunks, status, source.
+    List {
+        /// Only this project's.
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: Option<uuid::Uuid>,
+    },
+    /// Remove documents and their chunks from the index (the running agent
+    /// tells the control plane).
+    Remove {
+        #[arg(required = true, value_name = "DOCUMENT_ID")]
+        ids: Vec<uuid::Uuid>,
     },
 }
 
@@ -163,6 +200,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tracing::info!("stopped");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Ingest { paths, project, embedding_model, local } => {
+            ingest(&files, &paths, project, embedding_model, &local.ollama_url).await
+        }
+        Command::Documents { command: DocumentsCommand::List { project } } => {
+            let index = documents::Index::open(&files.dir).await?;
+            let list = index.documents(project).await?;
+            for doc in &list {
+                println!("{}", documents::ingest::describe(doc));
+            }
+            if list.is_empty() {
+                println!("no documents are indexed on this host");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Documents { command: DocumentsCommand::Remove { ids } } => {
+            let index = documents::Index::open(&files.dir).await?;
+            let mut missing = 0;
+            for id in ids {
+                if index.remove(id).await? {
+                    println!("removed {id}");
+                } else {
+                    println!("{id}: no such document on this host");
+                    missing += 1;
+                }
+            }
+            Ok(if missing == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Command::Status => {
             let (report, enrolled) = doctor::status(&files);
             print!("{report}");
@@ -174,6 +238,61 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if checks.iter().all(|c| c.ok) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
+}
+
+/// `marketer-agent ingest`: one line per file, then a summary; fails if
+/// any file could not be indexed.
+async fn ingest(
+    files: &AgentFiles,
+    paths: &[PathBuf],
+    project: uuid::Uuid,
+    model: String,
+    ollama_url: &str,
+) -> anyhow::Result<ExitCode> {
+    let policy = marketer_edge_agent::privacy::PolicyFile::load(&files.dir)?;
+    let compliance = files.load_state().tenant_compliance.unwrap_or_else(|| "standard".into());
+    if !policy.effective(&compliance)?.allows_model(&model) {
+        anyhow::bail!(
+            "this agent's policy (policy.toml, allowed_models) does not allow the embedding model {model}; add it or choose an allowed one with --embedding-model"
+        );
+    }
+    if !files.is_enrolled() {
+        eprintln!(
+            "note: this host is not enrolled; the documents are indexed, and reported once the agent is enrolled and running"
+        );
+    }
+    let index = documents::Index::open(&files.dir).await?;
+    let ollama = ollama::Ollama::new(ollama_url)?;
+    let ingester = documents::Ingester { index: &index, ollama: &ollama, model };
+    let mut counts = [0usize; 4];
+    ingester
+        .ingest_paths(project, paths, &mut |path, outcome| {
+            let line = match outcome {
+                documents::Outcome::Indexed { document, chunks } => {
+                    counts[0] += 1;
+                    format!("indexed    {} ({chunks} chunks, id {document})", path.display())
+                }
+                documents::Outcome::Unchanged { document } => {
+                    counts[1] += 1;
+                    format!("unchanged  {} (id {document})", path.display())
+                }
+                documents::Outcome::Failed { reason, .. } => {
+                    counts[2] += 1;
+                    format!("failed     {}: {reason}", path.display())
+                }
+                documents::Outcome::Skipped { reason } => {
+                    counts[3] += 1;
+                    format!("skipped    {}: {reason}", path.display())
+                }
+            };
+            println!("{line}");
+        })
+        .await?;
+    println!(
+        "{} indexed, {} unchanged, {} failed, {} skipped; the running agent reports them to the control plane",
+        counts[0], counts[1], counts[2], counts[3]
+    );
+    Ok(if counts[2] + counts[3] == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {

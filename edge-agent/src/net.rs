@@ -155,6 +155,9 @@ pub async fn handshake(
     }
 }
 
+/// The largest answer taken from the gateway: above the largest document.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
 /// One HTTPS request to the gateway over a fresh connection, for enrollment
 /// and diagnostics. Returns the status and the body.
 pub async fn request(
@@ -163,6 +166,19 @@ pub async fn request(
     method: http::Method,
     path: &str,
     body: Option<Vec<u8>>,
+) -> anyhow::Result<(http::StatusCode, Vec<u8>)> {
+    request_within(server, config, method, path, body, CONNECT_TIMEOUT).await
+}
+
+/// [`request`], with `timeout` for the exchange after the handshake (a
+/// document download takes longer than an enrollment).
+pub async fn request_within(
+    server: &ServerAddr,
+    config: ClientConfig,
+    method: http::Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+    timeout: Duration,
 ) -> anyhow::Result<(http::StatusCode, Vec<u8>)> {
     use http_body_util::{BodyExt, Full};
     use hyper::body::Bytes;
@@ -186,12 +202,17 @@ pub async fn request(
     let exchange = async {
         let response = sender.send_request(request).await?;
         let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes().to_vec();
-        Ok::<_, hyper::Error>((status, body))
+        let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .to_bytes()
+            .to_vec();
+        Ok::<_, anyhow::Error>((status, body))
     };
-    let result = tokio::time::timeout(CONNECT_TIMEOUT, exchange)
+    let result = tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| anyhow::anyhow!("{} did not answer within {CONNECT_TIMEOUT:?}", server.url))?
+        .map_err(|_| anyhow::anyhow!("{} did not answer within {timeout:?}", server.url))?
         .with_context(|| format!("HTTP with {} failed", server.url));
     driver.abort();
     result

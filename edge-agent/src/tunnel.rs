@@ -6,6 +6,10 @@
 //! for a silent server. When a session ends the agent reconnects with
 //! exponential backoff and full jitter, unless the control plane said it
 //! must not (revoked, expired certificate, incompatible version).
+//!
+//! The session also reports the document index (metadata only; see
+//! `documents::report`), removes documents users deleted, and applies the
+//! privacy policy for the tenant's compliance mode from `Welcome`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,10 +33,14 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::backoff::Backoff;
 use crate::config::{AgentConfig, AgentFiles};
+use crate::documents::Index;
+use crate::documents::download::Gateway;
+use crate::documents::report::Reporter;
 use crate::identity::{Identity, identity_pem, new_key_and_csr};
 use crate::jobs::{ExecSettings, Jobs, Outbox};
 use crate::net::{self, ServerAddr};
 use crate::ollama::Ollama;
+use crate::privacy::PolicyFile;
 
 /// The control plane told this agent to stop for good: an administrator
 /// revoked it. `main` exits with a distinct status so service managers do
@@ -74,7 +82,14 @@ pub async fn run(files: AgentFiles, options: RunOptions, shutdown: CancellationT
     let server = ServerAddr::parse(&config.server)?;
     let ollama = Arc::new(Ollama::new(&options.ollama_url)?);
     let outbox = Outbox::open(&files.dir.join("outbox"))?;
-    let jobs = Jobs::new(ollama.clone(), outbox, options.exec);
+    // A policy that does not parse stops the agent: running without the
+    // customer's rules is not an option.
+    let policy_file = PolicyFile::load(&files.dir)?;
+    let compliance = files.load_state().tenant_compliance.unwrap_or_else(|| "standard".into());
+    let policy = policy_file.effective(&compliance)?;
+    let index = Arc::new(Index::open(&files.dir).await?);
+    let gateway = Gateway { files: files.clone(), server: server.clone() };
+    let jobs = Jobs::new(ollama.clone(), outbox, options.exec, index.clone(), gateway, policy);
     tracing::info!(agent_id = %config.agent_id, server = %server.url, ollama = %ollama.url(), slots = options.exec.slots, "starting");
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     loop {
@@ -84,6 +99,8 @@ pub async fn run(files: AgentFiles, options: RunOptions, shutdown: CancellationT
             server: &server,
             ollama: &ollama,
             jobs: &jobs,
+            index: &index,
+            policy_file: &policy_file,
             connected_at: None,
             healthy_after: None,
             renew_at: None,
@@ -142,6 +159,8 @@ struct Session<'a> {
     server: &'a ServerAddr,
     ollama: &'a Arc<Ollama>,
     jobs: &'a Arc<Jobs>,
+    index: &'a Index,
+    policy_file: &'a PolicyFile,
     connected_at: Option<Instant>,
     /// How long this connection must last to count as healthy.
     healthy_after: Option<Duration>,
@@ -172,9 +191,11 @@ impl Session<'_> {
                 "this host's clock differs from the control plane's; certificates may be refused early or late"
             );
         }
+        self.apply_compliance(&welcome.tenant_compliance);
         let mut state = self.files.load_state();
         state.last_connected_at = Some(OffsetDateTime::now_utc());
         state.last_error = None;
+        state.tenant_compliance = Some(welcome.tenant_compliance.clone());
         if let Err(e) = self.files.save_state(&state) {
             tracing::warn!(error = %e, "could not save the agent state");
         }
@@ -217,6 +238,7 @@ impl Session<'_> {
     /// status `Hello` reported.
     async fn greet(&self, socket: &mut Socket) -> Result<(Welcome, OllamaStatus), Ended> {
         let ollama = self.ollama.status().await;
+        let projects = self.index.projects().await.map_err(Ended::Fatal)?;
         if !ollama.reachable {
             tracing::warn!(url = %self.ollama.url(), "Ollama is not reachable; the control plane will see no models");
         }
@@ -226,10 +248,12 @@ impl Session<'_> {
             host: crate::host_info(),
             labels: self.config.labels.clone(),
             max_concurrency: self.jobs.slots(),
-            ollama: ollama.clone(),
+            ollama: self.jobs.policy().visible(ollama.clone()),
             // Running, or finished with events to deliver: the control plane
             // keeps these leases and gives the others to another attempt.
             running_jobs: self.jobs.outbox.attempts(),
+            projects,
+            policy: self.jobs.policy().summary(),
         });
         send(socket, &hello).await.map_err(Ended::Retry)?;
         let deadline = tokio::time::Instant::now() + WELCOME_TIMEOUT;
@@ -272,6 +296,14 @@ impl Session<'_> {
             Duration::from_millis(welcome.offline_after_ms.max(welcome.heartbeat_interval_ms * 2));
         let mut seq = 0u64;
         let mut last_models = None;
+        // What `Hello` said (with the policy before `Welcome`); heartbeats
+        // carry changes.
+        let mut last_projects = self.index.projects().await.unwrap_or_default();
+        let mut last_policy = None;
+        let mut reporter = Reporter::new(self.index, self.jobs.policy().redactor().cloned());
+        if let Err(e) = self.report(&mut socket, &mut reporter).await {
+            return e;
+        }
         let mut last_heard = Instant::now();
         let mut next_beat = tokio::time::Instant::now() + jitter(interval);
         // The server's schedule, or earlier if this certificate needs it (an
@@ -313,6 +345,28 @@ impl Session<'_> {
                             Ok(ServerMessage::AssignJob(assign)) => self.jobs.assign(assign),
                             Ok(ServerMessage::CancelJob(cancel)) => self.jobs.cancel(cancel.job, &cancel.reason),
                             Ok(ServerMessage::Acknowledge(ack)) => outbox.acknowledge(ack.job, ack.seq),
+                            Ok(ServerMessage::DocumentsAcknowledged { seq, refused }) => {
+                                if let Err(e) = reporter.acknowledged(seq, &refused).await {
+                                    tracing::error!(error = %format!("{e:#}"), "could not record the document report's acknowledgement");
+                                }
+                                if let Err(e) = self.report(&mut socket, &mut reporter).await {
+                                    return e;
+                                }
+                            }
+                            Ok(ServerMessage::RemoveDocuments { ids }) => {
+                                for id in ids {
+                                    match self.index.remove(id).await {
+                                        Ok(true) => tracing::info!(document_id = %id, "document removed at the control plane's request"),
+                                        Ok(false) => self.index.forget(id).await.unwrap_or_else(|e| {
+                                            tracing::error!(error = %format!("{e:#}"), "could not record a removal");
+                                        }),
+                                        Err(e) => tracing::error!(document_id = %id, error = %format!("{e:#}"), "could not remove a document"),
+                                    }
+                                }
+                                if let Err(e) = self.report(&mut socket, &mut reporter).await {
+                                    return e;
+                                }
+                            }
                             Ok(ServerMessage::Welcome(_)) => tracing::warn!("ignoring a second Welcome"),
                             Err(e) => tracing::warn!(error = %e, "ignoring a message this agent does not understand"),
                         },
@@ -336,17 +390,41 @@ impl Session<'_> {
                         last_models = Some(ollama.models);
                     }
                     let running = self.jobs.running();
+                    let projects = match self.index.projects().await {
+                        Ok(projects) if projects != last_projects => {
+                            last_projects.clone_from(&projects);
+                            Some(projects)
+                        }
+                        Ok(_) => None,
+                        Err(e) => {
+                            tracing::error!(error = %format!("{e:#}"), "could not read the document index");
+                            None
+                        }
+                    };
+                    let policy = self.jobs.policy().summary();
+                    let policy = (last_policy.as_ref() != Some(&policy)).then(|| {
+                        last_policy = Some(policy.clone());
+                        policy
+                    });
                     let beat = AgentMessage::Heartbeat(Heartbeat {
                         seq,
                         max_concurrency: self.jobs.slots(),
                         running_jobs: running,
                         free_slots: self.jobs.slots().saturating_sub(running),
                         ollama_reachable: ollama.reachable,
-                        models,
+                        models: models.map(|models| {
+                            self.jobs.policy().visible(OllamaStatus { reachable: true, models }).models
+                        }),
                         jobs: outbox.attempts(),
+                        projects,
+                        policy,
                     });
                     if let Err(e) = send(&mut socket, &beat).await {
                         return Ended::Retry(e);
+                    }
+                    // Documents ingested from the command line meanwhile.
+                    if let Err(e) = self.report(&mut socket, &mut reporter).await {
+                        return e;
                     }
                 }
                 () = tokio::time::sleep_until(renew_at) => {
@@ -372,6 +450,11 @@ impl Session<'_> {
                         ));
                     }
                 }
+                () = self.jobs.documents_changed.notified() => {
+                    if let Err(e) = self.report(&mut socket, &mut reporter).await {
+                        return e;
+                    }
+                }
                 () = outbox.changed() => {
                     for event in outbox.unsent() {
                         if let Err(e) = send(&mut socket, &AgentMessage::JobEvent(event)).await {
@@ -385,6 +468,27 @@ impl Session<'_> {
                     let _ = tokio::time::timeout(Duration::from_secs(2), socket.close(Some(frame))).await;
                     return Ended::Shutdown;
                 }
+            }
+        }
+    }
+
+    /// Puts the policy for the tenant's compliance mode in force.
+    fn apply_compliance(&self, compliance: &str) {
+        match self.policy_file.effective(compliance) {
+            Ok(policy) => self.jobs.set_policy(policy),
+            // The file was checked at start; its patterns compiled then.
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "could not apply the policy"),
+        }
+    }
+
+    /// Sends the next document report, if one is due.
+    async fn report(&self, socket: &mut Socket, reporter: &mut Reporter<'_>) -> Result<(), Ended> {
+        match reporter.next().await {
+            Ok(Some(report)) => send(socket, &AgentMessage::Documents(report)).await.map_err(Ended::Retry),
+            Ok(None) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "could not read the document index for a report");
+                Ok(())
             }
         }
     }

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::llm::Llm;
+use crate::llm::{Llm, Passage, Retriever};
 use crate::prompts;
 use crate::run::{Result, Run, Validate, check_chars, check_filled, check_items};
 use crate::social::{self, Brief};
@@ -201,8 +201,9 @@ pub(crate) struct Article {
     pub social: Vec<SocialVariant>,
 }
 
-pub(crate) async fn article<L: Llm>(
+pub(crate) async fn article<L: Llm, R: Retriever>(
     run: &mut Run<'_, L>,
+    documents: &R,
     input: &BlogArticle,
     brand_voice: &str,
 ) -> Result<Article> {
@@ -232,7 +233,15 @@ pub(crate) async fn article<L: Llm>(
     };
 
     run.step("research", 20, "Gathering facts and brand voice notes");
-    let context = with(&base, json!({ "seo": seo }));
+    let passages = match documents.unavailable() {
+        Some(_) => Vec::new(),
+        None => {
+            let mut queries = vec![input.topic.clone(), seo.primary_keyword.clone()];
+            queries.extend(seo.related_keywords.iter().take(3).cloned());
+            documents.search(&queries, RESEARCH_PASSAGES).await?
+        }
+    };
+    let context = with(&base, json!({ "seo": seo, "documents": prompt_passages(&passages) }));
     let notes: ResearchReply = run.structured("research", prompts::CONTENT_RESEARCH, &context).await?;
     let mut sources = vec![Source {
         title: "The request".into(),
@@ -242,14 +251,21 @@ pub(crate) async fn article<L: Llm>(
         sources
             .push(Source { title: "Brand voice guidelines".into(), detail: "the project's settings".into() });
     }
+    sources.extend(passage_sources(&passages));
+    let (grounding, note) = match documents.unavailable() {
+        Some(why) => ("inputs_only", why),
+        None if passages.is_empty() => {
+            ("inputs_only", "none of the project's documents matched this topic".to_owned())
+        }
+        None => ("documents", String::new()),
+    };
     let research = ResearchNotes {
-        // The project's documents join when retrieval on the edge exists;
-        // until then the notes say they stand on the request alone.
-        grounding: "inputs_only".into(),
+        grounding: grounding.into(),
         facts: notes.facts,
         brand_voice_notes: notes.brand_voice_notes,
         gaps: notes.gaps,
         sources,
+        note,
     };
 
     run.step("writing", 35, "Writing the draft");
@@ -308,6 +324,38 @@ async fn review<L: Llm>(
 ) -> Result<ReviewReply> {
     let context = with(base, json!({ "seo": seo, "draft": draft }));
     run.structured("editing", prompts::EDITOR_REVIEW, &context).await
+}
+
+/// How many passages of the project's documents the research step reads:
+/// enough to ground a long article, few enough for a small model's context.
+const RESEARCH_PASSAGES: usize = 8;
+
+/// Passages as the research prompt shows them.
+fn prompt_passages(passages: &[Passage]) -> serde_json::Value {
+    passages
+        .iter()
+        .map(|p| json!({ "file": p.file, "section": section_label(p), "text": p.text }))
+        .collect()
+}
+
+/// One source per passage, in the order the prompt numbered them.
+fn passage_sources(passages: &[Passage]) -> impl Iterator<Item = Source> + '_ {
+    passages.iter().enumerate().map(|(i, p)| {
+        let label = section_label(p);
+        Source {
+            title: p.file.clone(),
+            detail: if label.is_empty() { format!("passage {}", i + 1) } else { format!("passage {}: {label}", i + 1) },
+        }
+    })
+}
+
+fn section_label(p: &Passage) -> String {
+    match (p.section.is_empty(), p.page) {
+        (true, None) => String::new(),
+        (true, Some(page)) => format!("page {page}"),
+        (false, None) => p.section.clone(),
+        (false, Some(page)) => format!("{}, page {page}", p.section),
+    }
 }
 
 /// `base` with the fields of `extra` added.

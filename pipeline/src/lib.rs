@@ -14,10 +14,12 @@
 //! - `prompts.rs` and `prompts/`: the versioned prompt templates;
 //! - `blog.rs`, `social.rs`, `listing.rs`: the pipelines;
 //! - `platforms.rs`: the social platforms' rules, enforced in code;
-//! - `fair_housing.rs`: the built-in Fair Housing screening.
+//! - `fair_housing.rs`: the built-in Fair Housing screening;
+//! - `formats.rs`: the document formats, told from content.
 
 mod blog;
 pub mod fair_housing;
+pub mod formats;
 mod listing;
 pub mod llm;
 pub mod platforms;
@@ -27,12 +29,14 @@ mod social;
 
 use marketer_protocol::activity::{ActivityInput, ActivityJob, ActivityResult};
 
-pub use llm::{ChatRequest, Llm, LlmError, Message, Progress, Reply, Role};
+pub use llm::{ChatRequest, Llm, LlmError, Message, NoDocuments, Passage, Progress, Reply, Retriever, Role};
 pub use run::{PIPELINE_VERSION, PipelineError};
 
-/// Runs the pipeline for `job` on `llm`, reporting to `progress`.
-pub async fn run_activity<L: Llm>(
+/// Runs the pipeline for `job` on `llm`, grounded in what `documents`
+/// finds, reporting to `progress`.
+pub async fn run_activity<L: Llm, R: Retriever>(
     llm: &L,
+    documents: &R,
     job: &ActivityJob,
     progress: &mut dyn Progress,
 ) -> Result<ActivityResult, PipelineError> {
@@ -40,7 +44,7 @@ pub async fn run_activity<L: Llm>(
     let mut result = ActivityResult::default();
     match &job.input {
         ActivityInput::BlogArticle(input) => {
-            let article = blog::article(&mut run, input, &job.brand_voice).await?;
+            let article = blog::article(&mut run, documents, input, &job.brand_voice).await?;
             result.content = article.content;
             result.seo = Some(article.seo);
             result.research = Some(article.research);
@@ -181,9 +185,10 @@ mod tests {
                 platforms: vec![Platform::X],
             }),
             brand_voice: "Warm, plain English.".into(),
+            project_id: None,
         };
         let mut recorder = Recorder::default();
-        let result = run_activity(&llm, &job, &mut recorder).await.unwrap();
+        let result = run_activity(&llm, &NoDocuments("none".into()), &job, &mut recorder).await.unwrap();
 
         assert_eq!(result.content, "# Solar Roof Cost\n\nBetter draft.");
         let seo = result.seo.unwrap();
@@ -240,8 +245,9 @@ mod tests {
                 platforms: vec![],
             }),
             brand_voice: String::new(),
+            project_id: None,
         };
-        let error = run_activity(&llm, &job, &mut Recorder::default()).await.unwrap_err();
+        let error = run_activity(&llm, &NoDocuments("none".into()), &job, &mut Recorder::default()).await.unwrap_err();
         assert_eq!(error.code, "invalid_output");
         assert!(error.message.contains("seo step"), "{}", error.message);
         assert!(error.message.contains("title"), "{}", error.message);
@@ -265,6 +271,7 @@ mod tests {
                 tone: Tone::Friendly,
             }),
             brand_voice: String::new(),
+            project_id: None,
         }
     }
 
@@ -305,7 +312,7 @@ mod tests {
     async fn a_listing_kit_with_discriminatory_wording_is_flagged() {
         let llm = listing_script("A lovely home, perfect for young couples, in an exclusive neighborhood.");
         let result =
-            run_activity(&llm, &listing("Quiet street. No children please."), &mut Recorder::default())
+            run_activity(&llm, &NoDocuments("none".into()), &listing("Quiet street. No children please."), &mut Recorder::default())
                 .await
                 .unwrap();
         let compliance = result.compliance.unwrap();
@@ -328,7 +335,7 @@ mod tests {
     async fn a_clean_listing_kit_passes() {
         let llm = listing_script("Sunlit three-bedroom home with a renovated kitchen and a fenced yard.");
         let result =
-            run_activity(&llm, &listing("Renovated kitchen, fenced yard."), &mut Recorder::default())
+            run_activity(&llm, &NoDocuments("none".into()), &listing("Renovated kitchen, fenced yard."), &mut Recorder::default())
                 .await
                 .unwrap();
         let compliance = result.compliance.unwrap();
@@ -352,9 +359,10 @@ mod tests {
                 variants_per_platform: 2,
             }),
             brand_voice: String::new(),
+            project_id: None,
         };
         let mut recorder = Recorder::default();
-        let result = run_activity(&llm, &job, &mut recorder).await.unwrap();
+        let result = run_activity(&llm, &NoDocuments("none".into()), &job, &mut recorder).await.unwrap();
         let platforms: Vec<Platform> = result.social.iter().map(|v| v.platform).collect();
         assert_eq!(platforms, [Platform::Linkedin, Platform::Linkedin, Platform::Threads, Platform::Threads]);
         assert!(result.content.contains("## LinkedIn") && result.content.contains("## Threads"));

@@ -89,6 +89,38 @@ pub trait Llm: Send + Sync {
     ) -> impl Future<Output = Result<Reply, LlmError>> + Send;
 }
 
+/// A passage of the project's own documents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Passage {
+    pub text: String,
+    pub file: String,
+    pub section: String,
+    pub page: Option<u32>,
+}
+
+/// The project's documents, searched (on the agent that holds their index).
+pub trait Retriever: Send + Sync {
+    /// Why there is nothing to search, if so: the result says it.
+    fn unavailable(&self) -> Option<String>;
+
+    /// The best passages for the queries, at most `limit`.
+    fn search(&self, queries: &[String], limit: usize) -> impl Future<Output = Result<Vec<Passage>, LlmError>> + Send;
+}
+
+/// No documents to search, and why.
+#[derive(Debug, Clone)]
+pub struct NoDocuments(pub String);
+
+impl Retriever for NoDocuments {
+    fn unavailable(&self) -> Option<String> {
+        Some(self.0.clone())
+    }
+
+    async fn search(&self, _queries: &[String], _limit: usize) -> Result<Vec<Passage>, LlmError> {
+        Ok(Vec::new())
+    }
+}
+
 /// Where the pipeline reports how far it got.
 pub trait Progress: Send {
     /// A step began: its name, how far along the whole pipeline is (0 to

@@ -29,7 +29,7 @@ macro_rules! template {
 }
 
 pub const SEO_RESEARCH: Template = template!("seo_research", 1);
-pub const CONTENT_RESEARCH: Template = template!("content_research", 1);
+pub const CONTENT_RESEARCH: Template = template!("content_research", 2);
 pub const WRITER: Template = template!("writer", 1);
 pub const EDITOR_REVIEW: Template = template!("editor_review", 1);
 pub const EDITOR_REFINE: Template = template!("editor_refine", 1);
@@ -99,7 +99,7 @@ mod tests {
     /// update the hash, so results say which text produced them.
     const PINNED: [(&str, u32, &str); 12] = [
         ("seo_research", 1, "61c2969794a4"),
-        ("content_research", 1, "89f7b139505b"),
+        ("content_research", 2, "d40a14749aeb"),
         ("writer", 1, "8b3f7aeabfe1"),
         ("editor_review", 1, "82d5c9da9dc8"),
         ("editor_refine", 1, "792ced1c9bfa"),

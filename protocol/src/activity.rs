@@ -11,6 +11,10 @@ pub struct ActivityJob {
     pub input: ActivityInput,
     /// The project's brand voice guidelines; empty when it has none.
     pub brand_voice: String,
+    /// The project, whose documents (if the agent holds its index) ground
+    /// the research and the editor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<uuid::Uuid>,
 }
 
 /// What a marketer asked for.
@@ -190,6 +194,9 @@ pub struct ResearchNotes {
     pub brand_voice_notes: Vec<String>,
     pub gaps: Vec<String>,
     pub sources: Vec<Source>,
+    /// Why the notes stand on the request alone, when they do.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -30,6 +30,7 @@
 //! `tests/fixtures/` make every such change deliberate.
 
 pub mod activity;
+pub mod documents;
 
 use std::collections::BTreeMap;
 
@@ -56,6 +57,14 @@ pub mod paths {
     pub const CONNECT: &str = "/agent/v1/connect";
     /// `GET`: liveness of the gateway and the server's clock, for diagnostics.
     pub const HEALTH: &str = "/agent/v1/health";
+    /// `GET`: an uploaded document's file, for the agent given its ingest
+    /// job. Needs a client certificate of the document's tenant.
+    pub const DOCUMENTS: &str = "/agent/v1/documents";
+
+    /// The file of an uploaded document.
+    pub fn document(id: uuid::Uuid) -> String {
+        format!("{DOCUMENTS}/{id}")
+    }
 }
 
 /// WebSocket close codes the control plane uses (the private-use range
@@ -187,6 +196,8 @@ pub enum AgentMessage {
     RenewCertificate(RenewCertificate),
     /// Progress of a job: started, a batch of output, or its outcome.
     JobEvent(JobEvent),
+    /// Documents indexed, changed or removed on the agent (metadata only).
+    Documents(documents::DocumentReport),
 }
 
 /// A message from the control plane.
@@ -209,6 +220,15 @@ pub enum ServerMessage {
     /// The server has durably stored every event of the job attempt up to
     /// `seq`; the agent may forget them.
     Acknowledge(Acknowledge),
+    /// The document report `seq` is stored, except the documents refused
+    /// (an unknown project, say), which the agent marks failed.
+    DocumentsAcknowledged {
+        seq: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        refused: Vec<documents::RefusedDocument>,
+    },
+    /// Remove these documents from the agent's indexes (deleted by a user).
+    RemoveDocuments { ids: Vec<Uuid> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,6 +243,12 @@ pub struct Hello {
     /// Jobs the agent is still running, or has unacknowledged events of,
     /// from before this connection.
     pub running_jobs: Vec<JobRef>,
+    /// Projects whose document index the agent holds.
+    #[serde(default)]
+    pub projects: Vec<Uuid>,
+    /// The agent's privacy policy as it applies it.
+    #[serde(default)]
+    pub policy: documents::PolicySummary,
 }
 
 /// What the agent sees of its local Ollama.
@@ -247,6 +273,12 @@ pub struct Heartbeat {
     /// not yet acknowledged. Their leases are renewed; an assignment the
     /// agent does not list here never reached it.
     pub jobs: Vec<JobRef>,
+    /// The projects whose index the agent holds, sent only when they changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projects: Option<Vec<Uuid>>,
+    /// The policy the agent applies, sent only when it changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<documents::PolicySummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,6 +308,14 @@ pub struct Welcome {
     /// When to ask for a new certificate.
     #[serde(with = "rfc3339")]
     pub renew_certificate_at: OffsetDateTime,
+    /// The tenant's compliance mode, `standard` or `hipaa`: a `hipaa`
+    /// tenant's agents redact by default (their own policy decides).
+    #[serde(default = "standard")]
+    pub tenant_compliance: String,
+}
+
+fn standard() -> String {
+    "standard".to_owned()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,14 +357,31 @@ pub enum JobSpec {
     /// A marketing activity: the whole content pipeline (several LLM calls)
     /// in one attempt, so intermediate text stays where it runs.
     Activity { model: String, activity: Box<activity::ActivityJob> },
+    /// Index an uploaded document: the agent downloads it from the gateway
+    /// (`GET /agent/v1/documents/{id}`), checks its hash, and indexes it
+    /// with this embedding model.
+    Ingest { model: String, document: IngestDocument },
+}
+
+/// A document to index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestDocument {
+    pub document_id: Uuid,
+    pub project_id: Uuid,
+    pub name: String,
+    pub media_type: String,
+    pub size_bytes: u64,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
 }
 
 impl JobSpec {
     pub fn model(&self) -> &str {
         match self {
-            JobSpec::Chat { model, .. } | JobSpec::Embed { model, .. } | JobSpec::Activity { model, .. } => {
-                model
-            }
+            JobSpec::Chat { model, .. }
+            | JobSpec::Embed { model, .. }
+            | JobSpec::Activity { model, .. }
+            | JobSpec::Ingest { model, .. } => model,
         }
     }
 }
@@ -421,6 +478,8 @@ pub enum JobOutput {
     Embeddings { embeddings: Vec<Vec<f32>> },
     /// What an activity's pipeline produced.
     Activity { result: Box<activity::ActivityResult> },
+    /// A document indexed: its chunks.
+    Ingested { document_id: Uuid, chunk_count: u32 },
 }
 
 /// Token counts and durations as Ollama reports them, plus wall time.
@@ -434,6 +493,9 @@ pub struct Usage {
     pub total_duration_ns: u64,
     /// Time from the agent receiving the job to the outcome.
     pub wall_time_ms: u64,
+    /// Identifiers the agent's policy redacted, by kind (never the values).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub redactions: documents::RedactionCounts,
 }
 
 /// Why an attempt failed, and whether another attempt could succeed.
@@ -459,6 +521,10 @@ pub mod job_errors {
     pub const QUEUE_TIMEOUT: &str = "queue_timeout";
     pub const POLICY: &str = "policy";
     pub const OUTPUT_TOO_LARGE: &str = "output_too_large";
+    /// The agent itself failed (its files, the gateway download).
+    pub const AGENT_ERROR: &str = "agent_error";
+    /// A document could not be read or indexed (the reason says why).
+    pub const DOCUMENT_UNREADABLE: &str = "document_unreadable";
 }
 
 /// Ollama reads a model name without a tag as `name:latest`; names are

@@ -46,6 +46,19 @@ fn models() -> Vec<ModelInfo> {
 const AGENT: uuid::Uuid = uuid!("01934c5a-7b1e-7c3a-9f00-5d2e8a1b4c6d");
 const TENANT: uuid::Uuid = uuid!("01934c5a-0000-7000-8000-000000000001");
 const JOB: uuid::Uuid = uuid!("01934c5a-9999-7000-8000-00000000abcd");
+const PROJECT: uuid::Uuid = uuid!("01934c5a-1111-7000-8000-000000000002");
+const DOCUMENT: uuid::Uuid = uuid!("01934c5a-2222-7000-8000-000000000003");
+
+fn policy() -> documents::PolicySummary {
+    documents::PolicySummary {
+        redact_phi: true,
+        custom_patterns: vec!["PATIENT_ID".into()],
+        allowed_models: Some(vec!["llama3.2:3b".into(), "nomic-embed-text".into()]),
+        max_output_chars: Some(100_000),
+        allow_document_text_in_results: false,
+        max_verbatim_chars: 200,
+    }
+}
 
 #[test]
 fn enroll_request() {
@@ -116,6 +129,8 @@ fn hello() {
             max_concurrency: 2,
             ollama: OllamaStatus { reachable: true, models: models() },
             running_jobs: vec![JobRef { job_id: JOB, epoch: 3 }],
+            projects: vec![PROJECT],
+            policy: policy(),
         }),
     );
 }
@@ -132,6 +147,8 @@ fn heartbeat() {
             ollama_reachable: true,
             models: None,
             jobs: vec![JobRef { job_id: uuid!("01934c5a-9999-7000-8000-00000000abcd"), epoch: 2 }],
+            projects: Some(vec![PROJECT]),
+            policy: None,
         }),
     );
 }
@@ -162,6 +179,7 @@ fn welcome() {
             offline_after_ms: 25_000,
             max_frame_bytes: MAX_FRAME_BYTES as u64,
             renew_certificate_at: datetime!(2026-12-12 10:00:00 UTC),
+            tenant_compliance: "hipaa".into(),
         }),
     );
 }
@@ -274,6 +292,7 @@ fn job_events() {
                         eval_duration_ns: 4_232_710_000,
                         total_duration_ns: 10_706_818_083,
                         wall_time_ms: 10_712,
+                        redactions: BTreeMap::from([("EMAIL".to_owned(), 2), ("SSN".to_owned(), 1)]),
                     },
                 },
             },
@@ -314,6 +333,75 @@ fn job_events() {
                 outcome: JobOutcome::Cancelled { reason: "cancelled by a user".into() },
             },
         ),
+    );
+}
+
+#[test]
+fn documents() {
+    let meta = documents::DocumentMeta {
+        id: DOCUMENT,
+        project_id: PROJECT,
+        name: "brand-guide.pdf".into(),
+        size_bytes: 184_320,
+        sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        media_type: "application/pdf".into(),
+        status: documents::DocumentStatus::Indexed,
+        error: None,
+        chunk_count: 42,
+        embedding_model: "nomic-embed-text".into(),
+        indexed_at: Some(datetime!(2026-11-22 10:05:00 UTC)),
+    };
+    check(
+        "documents_report",
+        &AgentMessage::Documents(documents::DocumentReport {
+            seq: 1,
+            held: Some(vec![DOCUMENT]),
+            documents: vec![meta],
+            removed: vec![uuid!("01934c5a-2222-7000-8000-000000000004")],
+        }),
+    );
+    check(
+        "documents_acknowledged",
+        &ServerMessage::DocumentsAcknowledged {
+            seq: 1,
+            refused: vec![documents::RefusedDocument {
+                id: uuid!("01934c5a-2222-7000-8000-000000000005"),
+                reason: "project 01934c5a-1111-7000-8000-000000000009 is not a project of this agent's tenant".into(),
+            }],
+        },
+    );
+    check("remove_documents", &ServerMessage::RemoveDocuments { ids: vec![DOCUMENT] });
+    check(
+        "assign_job_ingest",
+        &ServerMessage::AssignJob(AssignJob {
+            job: job(),
+            attempt: 1,
+            spec: JobSpec::Ingest {
+                model: "nomic-embed-text".into(),
+                document: IngestDocument {
+                    document_id: DOCUMENT,
+                    project_id: PROJECT,
+                    name: "brand-guide.pdf".into(),
+                    media_type: "application/pdf".into(),
+                    size_bytes: 184_320,
+                    sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+                },
+            },
+            timeout_ms: 1_800_000,
+        }),
+    );
+    check(
+        "job_ingested",
+        &AgentMessage::JobEvent(JobEvent {
+            job: job(),
+            seq: 2,
+            body: JobEventBody::Finished {
+                outcome: JobOutcome::Succeeded {
+                    output: JobOutput::Ingested { document_id: DOCUMENT, chunk_count: 42 },
+                    usage: Usage { wall_time_ms: 2_400, ..Usage::default() },
+                },
+            },
+        }),
     );
 }
 

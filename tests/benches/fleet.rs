@@ -48,7 +48,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 /// Connects one agent and keeps it heartbeating until the process ends.
 async fn hold(port: u16, ca_pem: String, identity: Identity, connected: Arc<Semaphore>) {
     let capabilities =
-        Capabilities { max_concurrency: 2, models: vec!["llama3.2:3b".into()], running_jobs: Vec::new() };
+        Capabilities { max_concurrency: 2, models: vec!["llama3.2:3b".into()], running_jobs: Vec::new(), projects: Vec::new() };
     let mut connection = Connection::open(port, &ca_pem, &identity, capabilities).await;
     connected.add_permits(1);
     let mut tick = tokio::time::interval(Duration::from_millis(connection.welcome.heartbeat_interval_ms));
@@ -58,7 +58,7 @@ async fn hold(port: u16, ca_pem: String, identity: Identity, connected: Arc<Sema
             _ = tick.tick() => {
                 seq += 1;
                 let beat = Heartbeat {
-                    seq, max_concurrency: 2, running_jobs: 0, free_slots: 2, ollama_reachable: true, models: None, jobs: Vec::new(),
+                    seq, max_concurrency: 2, running_jobs: 0, free_slots: 2, ollama_reachable: true, models: None, jobs: Vec::new(), projects: None, policy: None,
                 };
                 if connection.send(&AgentMessage::Heartbeat(beat)).await.is_err() {
                     return;

@@ -174,7 +174,7 @@ async fn dispatch() {
     let port = server.options.gateway_port;
     let identity = enroll(port, &ca_pem, &secret, "sim-dispatch").await;
     let capabilities =
-        Capabilities { max_concurrency: 4, models: vec![MODEL.into()], running_jobs: Vec::new() };
+        Capabilities { max_concurrency: 4, models: vec![MODEL.into()], running_jobs: Vec::new(), projects: Vec::new() };
     let mut connection = Connection::open(port, &ca_pem, &identity, capabilities).await;
     let (received, mut assignments) = mpsc::unbounded_channel::<Instant>();
     // The simulated agent: notes when each assignment arrives and finishes
@@ -187,7 +187,7 @@ async fn dispatch() {
                 _ = tick.tick() => {
                     beat += 1;
                     let heartbeat = Heartbeat {
-                        seq: beat, max_concurrency: 4, running_jobs: 0, free_slots: 4, ollama_reachable: true, models: None, jobs: Vec::new(),
+                        seq: beat, max_concurrency: 4, running_jobs: 0, free_slots: 4, ollama_reachable: true, models: None, jobs: Vec::new(), projects: None, policy: None,
                     };
                     let _ = connection.send(&AgentMessage::Heartbeat(heartbeat)).await;
                     continue;

@@ -107,6 +107,8 @@ pub struct Capabilities {
     pub max_concurrency: u32,
     pub models: Vec<String>,
     pub running_jobs: Vec<JobRef>,
+    /// Projects whose document index it claims to hold.
+    pub projects: Vec<uuid::Uuid>,
 }
 
 impl Connection {
@@ -133,6 +135,8 @@ impl Connection {
                     .collect(),
             },
             running_jobs: capabilities.running_jobs,
+            projects: capabilities.projects,
+            policy: Default::default(),
         };
         send(&mut socket, &AgentMessage::Hello(hello)).await.expect("send Hello");
         match next(&mut socket).await {

@@ -37,6 +37,9 @@ use crate::service::{App, actions};
 pub struct ApiConfig {
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Largest document upload (the file; the multipart body may be a
+    /// little larger).
+    pub max_upload_bytes: usize,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted
     /// reverse proxy that sets it).
     pub trust_proxy_headers: bool,
@@ -44,7 +47,11 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 1024 * 1024, trust_proxy_headers: false }
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_upload_bytes: crate::service::DEFAULT_MAX_UPLOAD_BYTES,
+            trust_proxy_headers: false,
+        }
     }
 }
 
@@ -98,7 +105,7 @@ impl Operations {
 #[openapi(
     info(
         title = "Marketer control plane API",
-        description = "Tenants, users, projects, agents, jobs, activities and the audit log of the Marketer control plane. \
+        description = "Tenants, users, projects, agents, jobs, activities, documents and the audit log of the Marketer control plane. \
                        Authenticate with `Authorization: Bearer <access token or API key>`.",
     ),
     modifiers(&BearerAuth),
@@ -124,8 +131,11 @@ impl utoipa::Modify for BearerAuth {
 
 fn api_routes() -> OpenApiRouter<ApiState> {
     use routes::{
-        activities, agents, api_keys, audit_events, auth, health, jobs, members, projects, tenants,
+        activities, agents, api_keys, audit_events, auth, documents, health, jobs, members, projects, tenants,
     };
+    // The upload reads its body itself, counting against the upload limit.
+    let (schemas, paths, upload) = routes!(documents::list, documents::upload);
+    let upload = upload.layer(DefaultBodyLimit::disable());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -175,6 +185,8 @@ fn api_routes() -> OpenApiRouter<ApiState> {
             activities::delete_cloud_provider
         ))
         .routes(routes!(activities::usage))
+        .routes((schemas, paths, upload))
+        .routes(routes!(documents::get, documents::delete))
 }
 
 /// The OpenAPI document of the API, as served at `/api/v1/openapi.json`.

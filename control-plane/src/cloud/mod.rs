@@ -263,7 +263,12 @@ impl CloudRunner {
             model,
             self.settings.stall,
         );
-        let result = marketer_pipeline::run_activity(&llm, activity, &mut progress)
+        // Project documents live in edge agents' indexes; the cloud never
+        // reads them, and the result's research notes say so.
+        let documents = marketer_pipeline::NoDocuments(
+            "cloud runs do not read the project's documents (they stay on its edge agents)".into(),
+        );
+        let result = marketer_pipeline::run_activity(&llm, &documents, activity, &mut progress)
             .await
             .map_err(|e| JobError { code: e.code, message: e.message, retryable: e.retryable })?;
         let usage = Usage {

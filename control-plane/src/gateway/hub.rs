@@ -38,6 +38,8 @@ pub struct Capabilities {
     /// chosen last; a job they get fails as `ollama_unreachable` and is
     /// retried.
     pub ollama_reachable: bool,
+    /// Projects whose document index it holds.
+    pub projects: HashSet<Uuid>,
 }
 
 #[derive(Debug)]
@@ -275,6 +277,13 @@ impl Hub {
             if let Some(models) = models {
                 l.caps.models = models;
             }
+        }
+    }
+
+    /// The projects whose index the agent now holds.
+    pub fn set_projects(&self, agent_id: Uuid, projects: HashSet<Uuid>) {
+        if let Some(l) = self.live().get_mut(&agent_id) {
+            l.caps.projects = projects;
         }
     }
 

@@ -5,6 +5,8 @@
 //! - `tls.rs`: the listener's TLS configuration.
 //! - `enroll.rs`: `POST /agent/v1/enroll`.
 //! - `session.rs`: one agent's tunnel (`GET /agent/v1/connect`).
+//! - `documents.rs`: agents' document reports, and uploads fetched by
+//!   their ingest jobs (`GET /agent/v1/documents/{id}`).
 //! - `hub.rs`: live connections on this replica, heartbeat batching and
 //!   offline detection.
 //!
@@ -13,6 +15,7 @@
 //! names, tenants) is trusted.
 
 pub mod ca;
+mod documents;
 mod enroll;
 pub mod hub;
 mod session;
@@ -107,6 +110,7 @@ fn router(state: GatewayState) -> Router {
         .route(paths::ENROLL, post(enroll::enroll))
         .route(paths::CONNECT, get(session::connect))
         .route(paths::HEALTH, get(health))
+        .route(&format!("{}/{{id}}", paths::DOCUMENTS), get(documents::download))
         .fallback(|| async {
             GatewayError::new(StatusCode::NOT_FOUND, "not_found", "no such gateway endpoint")
         })

@@ -22,13 +22,33 @@ use marketer_protocol::{
 use super::hub::{Capabilities, Control};
 use super::{GatewayError, GatewayState, Peer};
 use crate::domain::{Timestamp, check_labels};
-use crate::store::{Agent, AgentFacts, HeartbeatUpdate, NewAgentCertificate};
+use crate::store::{Agent, AgentFacts, CertifiedAgent, HeartbeatUpdate, NewAgentCertificate};
 
 pub(super) async fn connect(
     State(state): State<GatewayState>,
     Extension(peer): Extension<Peer>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, GatewayError> {
+    let found = authenticate(&state, &peer).await?;
+    let limit = state.config.max_frame_bytes;
+    Ok(upgrade
+        // An idle agent sends a few hundred bytes per heartbeat; start the
+        // buffers small (tungstenite's default is 128 KiB each) and let them
+        // grow for the occasional large message. With thousands of agents
+        // that is the difference between megabytes and gigabytes.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| async move {
+            Session::run(state, found.agent, found.not_after, socket).await;
+        }))
+}
+
+/// The agent a request's client certificate belongs to; a missing,
+/// unknown, expired or revoked certificate is refused with an error the
+/// agent can explain to its operator.
+pub(super) async fn authenticate(state: &GatewayState, peer: &Peer) -> Result<CertifiedAgent, GatewayError> {
     let refuse = |status, code, message: &str, reason| {
         state.app.metrics.agent_handshake_failed(reason);
         GatewayError::new(status, code, message)
@@ -74,19 +94,7 @@ pub(super) async fn connect(
             "certificate_expired",
         ));
     }
-    let limit = state.config.max_frame_bytes;
-    Ok(upgrade
-        // An idle agent sends a few hundred bytes per heartbeat; start the
-        // buffers small (tungstenite's default is 128 KiB each) and let them
-        // grow for the occasional large message. With thousands of agents
-        // that is the difference between megabytes and gigabytes.
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(4 * 1024)
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        .on_upgrade(move |socket| async move {
-            Session::run(state, found.agent, found.not_after, socket).await;
-        }))
+    Ok(found)
 }
 
 /// Why a session ended, for the agent's event history and metrics.
@@ -209,6 +217,20 @@ impl Session {
             ollama_reachable: hello.ollama.reachable,
             models: hello.ollama.models.clone(),
             running_jobs: i64::try_from(hello.running_jobs.len()).unwrap_or(i64::MAX),
+            policy: hello.policy.clone(),
+            projects: hello.projects.clone(),
+        };
+        let compliance = match state.app.store.tenant(self.agent.tenant_id).await {
+            Ok(Some(tenant)) => tenant.compliance_mode,
+            Ok(None) => {
+                self.close(close::UNAUTHORIZED, "the agent's tenant no longer exists").await;
+                return Ending::new("unauthorized", "the tenant is gone");
+            }
+            Err(e) => {
+                tracing::error!(%agent_id, error = %e, "could not read an agent's tenant");
+                self.close(1011, "the control plane could not read the tenant; retry").await;
+                return Ending::new("internal_error", "could not read the tenant");
+            }
         };
         if let Err(e) = state.app.store.agent_connected(agent_id, &facts, Timestamp::now()).await {
             tracing::error!(%agent_id, error = %e, "could not record an agent connection");
@@ -234,6 +256,7 @@ impl Session {
             models: model_names(&hello.ollama.models),
             capacity: hello.max_concurrency,
             ollama_reachable: hello.ollama.reachable,
+            projects: hello.projects.iter().copied().collect(),
         };
         let registration = state.app.hub.register(agent_id, self.agent.tenant_id, caps, leases);
         self.connection = Some(registration.connection_id);
@@ -254,6 +277,7 @@ impl Session {
             max_frame_bytes: u64::try_from(state.config.max_frame_bytes.min(MAX_FRAME_BYTES))
                 .unwrap_or(u64::MAX),
             renew_certificate_at: renew_at.as_datetime(),
+            tenant_compliance: compliance.to_string(),
         });
         if let Err(ending) = self.send(&welcome).await {
             return ending;
@@ -263,6 +287,16 @@ impl Session {
             if let Err(ending) = self.send(&ServerMessage::CancelJob(cancel)).await {
                 return ending;
             }
+        }
+        // Documents people deleted while the agent was away.
+        match state.app.store.pending_removals(agent_id).await {
+            Ok(ids) if !ids.is_empty() => {
+                if let Err(ending) = self.send(&ServerMessage::RemoveDocuments { ids }).await {
+                    return ending;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(%agent_id, error = %e, "could not read the documents to remove"),
         }
         // Free slots: the queue may have work for this agent.
         engine.wake();
@@ -373,6 +407,22 @@ impl Session {
                     // A newly pulled model may be what queued jobs wait for.
                     self.state.app.jobs.wake();
                 }
+                if beat.projects.is_some() || beat.policy.is_some() {
+                    if let Some(projects) = &beat.projects {
+                        hub.set_projects(self.agent.id, projects.iter().copied().collect());
+                        // Jobs may wait for the agent that holds a project.
+                        self.state.app.jobs.wake();
+                    }
+                    if let Err(e) = self
+                        .state
+                        .app
+                        .store
+                        .record_agent_index(self.agent.id, beat.policy.as_ref(), beat.projects.as_deref())
+                        .await
+                    {
+                        tracing::error!(agent_id = %self.agent.id, error = %e, "could not record an agent's projects and policy");
+                    }
+                }
                 hub.heartbeat(HeartbeatUpdate {
                     agent_id: self.agent.id,
                     seen_at: Timestamp::now(),
@@ -384,6 +434,7 @@ impl Session {
                 Ok(())
             }
             AgentMessage::JobEvent(event) => self.job_event(&event).await,
+            AgentMessage::Documents(report) => self.documents(&report).await,
             AgentMessage::RenewCertificate(request) => {
                 let reply = self.renew(&request.csr_pem).await;
                 self.send(&reply).await
@@ -415,6 +466,30 @@ impl Session {
                 tracing::error!(agent_id = %self.agent.id, job_id = %event.job.job_id, error = %e, "could not store a job event");
                 self.close(1011, "the control plane could not store a job event; reconnect and replay").await;
                 Err(Ending::new("internal_error", "could not store a job event"))
+            }
+        }
+    }
+
+    /// Stores a document report and acknowledges it. A report that cannot
+    /// be stored is not acknowledged: the agent sends it again on the next
+    /// connection.
+    async fn documents(&mut self, report: &marketer_protocol::documents::DocumentReport) -> Result<(), Ending> {
+        if let Err(problem) = super::documents::check_report(report) {
+            return Err(self.violation(problem).await);
+        }
+        match super::documents::apply_report(&self.state, &self.agent, report).await {
+            Ok(outcome) => {
+                let ack = ServerMessage::DocumentsAcknowledged { seq: report.seq, refused: outcome.refused };
+                self.send(&ack).await?;
+                if !outcome.to_remove.is_empty() {
+                    self.send(&ServerMessage::RemoveDocuments { ids: outcome.to_remove }).await?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(agent_id = %self.agent.id, error = %e, "could not store a document report");
+                self.close(1011, "the control plane could not store the document report; reconnect").await;
+                Err(Ending::new("internal_error", "could not store a document report"))
             }
         }
     }
@@ -477,10 +552,12 @@ fn check_hello(hello: &Hello) -> Result<(), String> {
         }
     }
     check_labels(&hello.labels).map_err(|e| format!("labels: {e}"))?;
+    super::documents::check_index(Some(&hello.projects), Some(&hello.policy))?;
     check_load(hello.max_concurrency, Some(&hello.ollama.models), &hello.running_jobs)
 }
 
 fn check_heartbeat(beat: &Heartbeat) -> Result<(), String> {
+    super::documents::check_index(beat.projects.as_deref(), beat.policy.as_ref())?;
     check_load(beat.max_concurrency, beat.models.as_deref(), &beat.jobs)
 }
 

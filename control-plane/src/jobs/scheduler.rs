@@ -7,8 +7,9 @@
 //! run the timers.
 //!
 //! A job goes only to an agent of its own tenant whose labels include the
-//! job's and which reports the job's model; among those, to the one with the
-//! most free slots. Queued jobs are taken highest priority first, then
+//! job's and which reports the job's model (and, for a job bound to a
+//! project's documents, which holds that project's index); among those, to
+//! the one with the most free slots. Queued jobs are taken highest priority first, then
 //! oldest first. Tenants never share agents, so one tenant's queue cannot
 //! starve another's.
 
@@ -22,7 +23,7 @@ use uuid::Uuid;
 
 use super::JobEngine;
 use crate::domain::Timestamp;
-use crate::gateway::hub::AgentSlots;
+use crate::gateway::hub::{AgentSlots, Capabilities};
 use crate::store::{Agent, Job, Labels, WaitingKind};
 
 /// Queued jobs read per query; a pass pages through a tenant's queue until
@@ -81,7 +82,7 @@ async fn dispatch(engine: &JobEngine) {
                 }
                 let Some(agent) = agents
                     .iter_mut()
-                    .filter(|a| a.free > 0 && eligible(&a.caps.labels, &a.caps.models, &job))
+                    .filter(|a| a.free > 0 && eligible(&a.caps, &job))
                     .max_by_key(|a| (a.caps.ollama_reachable, a.free))
                 else {
                     continue;
@@ -95,8 +96,10 @@ async fn dispatch(engine: &JobEngine) {
     }
 }
 
-fn eligible(labels: &crate::store::Labels, models: &std::collections::HashSet<String>, job: &Job) -> bool {
-    job.labels.iter().all(|(k, v)| labels.get(k) == Some(v)) && models.contains(&job.model)
+fn eligible(caps: &Capabilities, job: &Job) -> bool {
+    job.labels.iter().all(|(k, v)| caps.labels.get(k) == Some(v))
+        && caps.models.contains(&job.model)
+        && job.index_project_id.is_none_or(|project| caps.projects.contains(&project))
 }
 
 async fn assign(engine: &JobEngine, agent: &mut AgentSlots, job: &Job) {
@@ -198,7 +201,7 @@ async fn explain_waits(engine: &JobEngine, now: Timestamp) {
         };
         let online: Vec<&Agent> = agents.iter().filter(|a| a.is_online(now, window)).collect();
         for kind in kinds {
-            let reason = waiting_reason(&online, &kind.labels, &kind.model);
+            let reason = waiting_reason(&online, &kind.labels, &kind.model, kind.index_project_id);
             if let Err(e) = engine.store.set_waiting_reason(&kind, now, &reason).await {
                 tracing::error!(error = %e, "could not record why jobs wait");
             }
@@ -206,12 +209,24 @@ async fn explain_waits(engine: &JobEngine, now: Timestamp) {
     }
 }
 
-/// Why queued jobs asking for `labels` and `model` are still queued, given
-/// the tenant's online agents.
-pub(crate) fn waiting_reason(online: &[&Agent], labels: &Labels, model: &str) -> String {
+/// Why queued jobs asking for `labels` and `model` (and the index of
+/// `project`) are still queued, given the tenant's online agents.
+pub(crate) fn waiting_reason(online: &[&Agent], labels: &Labels, model: &str, project: Option<Uuid>) -> String {
     if online.is_empty() {
         return "no agent of this tenant is online".to_owned();
     }
+    let online: Vec<&Agent> = match project {
+        Some(project) => {
+            let holders: Vec<&Agent> = online.iter().copied().filter(|a| a.projects.contains(&project)).collect();
+            if holders.is_empty() {
+                return "no online agent holds this project's documents (the agent that indexed them is offline)"
+                    .to_owned();
+            }
+            holders
+        }
+        None => online.to_vec(),
+    };
+    let online = online.as_slice();
     let labelled: Vec<&&Agent> =
         online.iter().filter(|a| labels.iter().all(|(k, v)| a.labels.get(k) == Some(v))).collect();
     if labelled.is_empty() {

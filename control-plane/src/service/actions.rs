@@ -49,6 +49,11 @@ pub const ACTIVITY_APPROVE: &str = "activity.approve";
 /// Not a route: the scheduler recording which agent (or the cloud) took a run.
 pub const ACTIVITY_ASSIGN: &str = "activity.assign";
 pub const CLOUD_PROVIDER_SET: &str = "cloud_provider.set";
+pub const DOCUMENT_UPLOAD: &str = "document.upload";
+pub const DOCUMENT_DELETE: &str = "document.delete";
+/// Not a route: someone read content an edge agent produced for a `hipaa`
+/// tenant (every such read is recorded).
+pub const CONTENT_READ: &str = "content.read";
 pub const CLOUD_PROVIDER_DELETE: &str = "cloud_provider.delete";
 
 /// Every action above, for looking up an action by its `operationId`.
@@ -92,4 +97,6 @@ pub const ALL: &[&str] = &[
     ACTIVITY_APPROVE,
     CLOUD_PROVIDER_SET,
     CLOUD_PROVIDER_DELETE,
+    DOCUMENT_UPLOAD,
+    DOCUMENT_DELETE,
 ];

@@ -242,6 +242,8 @@ impl ActivityView {
 struct Placement {
     route: Route,
     model: String,
+    /// Bound to the agents holding this project's document index.
+    index_project_id: Option<Uuid>,
     /// For the audit log.
     detail: serde_json::Value,
 }
@@ -288,7 +290,12 @@ impl App {
         Ok(ActivityView::new(&created, true, None))
     }
 
-    /// Picks where a run goes: an online agent with the model, else (for a
+    /// Picks where a run goes. A project with indexed documents runs on an
+    /// online agent that holds its index (the research step reads them
+    /// there). Without such an agent, an `edge_only` project waits for one
+    /// (if the caller asked to wait); a `cloud_allowed` project proceeds
+    /// without its documents, and the result's research notes say so.
+    /// Otherwise: an online agent with the model, else (for a
     /// `cloud_allowed` project with a provider) the cloud, else queued if
     /// the caller asked to wait, else a conflict that names the problem.
     async fn place(
@@ -301,31 +308,54 @@ impl App {
         let tenant = self.store.tenant(access.tenant_id).await.found("tenant")?;
         let edge_only =
             tenant.compliance_mode == ComplianceMode::Hipaa || project.llm_policy == LlmPolicy::EdgeOnly;
-        let problem = match self.edge_problem(access.tenant_id, model).await? {
-            None => {
-                return Ok(Placement {
-                    route: Route::Edge,
-                    model: model.to_owned(),
-                    detail: serde_json::json!({ "route": "edge", "model": model }),
-                });
+        let edge = |index_project_id: Option<Uuid>, detail: serde_json::Value| Placement {
+            route: Route::Edge,
+            model: model.to_owned(),
+            index_project_id,
+            detail,
+        };
+        if self.store.indexed_documents(access.tenant_id, project.id).await? > 0 {
+            match self.index_problem(access.tenant_id, project.id, model).await? {
+                None => {
+                    return Ok(edge(
+                        Some(project.id),
+                        serde_json::json!({ "route": "edge", "model": model, "documents": "on the agent that holds them" }),
+                    ));
+                }
+                Some(problem) if edge_only => {
+                    if wait_for_agent {
+                        return Ok(edge(
+                            Some(project.id),
+                            serde_json::json!({ "route": "edge", "model": model, "waiting": problem }),
+                        ));
+                    }
+                    return Err(Error::Conflict {
+                        code: "no_agent_available",
+                        message: format!(
+                            "{problem}; this project's documents are read only where they are indexed. Start that agent, or pass \"wait_for_agent\": true to queue the activity until it is online"
+                        ),
+                    });
+                }
+                // A cloud_allowed project goes on without its documents.
+                Some(_) => {}
             }
+        }
+        let problem = match self.edge_problem(access.tenant_id, model).await? {
+            None => return Ok(edge(None, serde_json::json!({ "route": "edge", "model": model }))),
             Some(problem) => problem,
         };
         if !edge_only && let Some(provider) = self.store.cloud_provider(access.tenant_id).await? {
             return Ok(Placement {
                 route: Route::Cloud,
                 model: provider.model.clone(),
+                index_project_id: None,
                 detail: serde_json::json!({
                     "route": "cloud", "provider": provider.base_url, "model": provider.model, "because": problem,
                 }),
             });
         }
         if wait_for_agent {
-            return Ok(Placement {
-                route: Route::Edge,
-                model: model.to_owned(),
-                detail: serde_json::json!({ "route": "edge", "model": model, "waiting": problem }),
-            });
+            return Ok(edge(None, serde_json::json!({ "route": "edge", "model": model, "waiting": problem })));
         }
         let alternative = if edge_only {
             "this project runs on the tenant's edge agents only"
@@ -338,6 +368,26 @@ impl App {
                 "{problem}; {alternative}. Start an agent with the model, or pass \"wait_for_agent\": true to queue the activity until one is online"
             ),
         })
+    }
+
+    /// Why no online agent holding `project`'s index can run `model`, or
+    /// `None` if one can.
+    async fn index_problem(&self, tenant_id: Uuid, project: Uuid, model: &str) -> Result<Option<String>> {
+        let agents = self.store.agents(tenant_id, PageRequest { after: None, limit: 1000 }).await?;
+        let now = Timestamp::now();
+        let window =
+            time::Duration::try_from(self.hub.timings.offline_after()).unwrap_or(time::Duration::MAX);
+        let holders: Vec<_> =
+            agents.items.iter().filter(|a| a.is_online(now, window) && a.projects.contains(&project)).collect();
+        if holders.is_empty() {
+            return Ok(Some("no online agent holds this project's documents".into()));
+        }
+        if !holders.iter().any(|a| a.models.iter().any(|m| marketer_protocol::canonical_model_name(&m.name) == model)) {
+            return Ok(Some(format!(
+                "the agent that holds this project's documents does not have the model {model} (pull it there with `ollama pull {model}`)"
+            )));
+        }
+        Ok(None)
     }
 
     /// Why no edge agent of the tenant can run `model` now, or `None` if one can.
@@ -374,6 +424,7 @@ impl App {
             activity: Box::new(ActivityJob {
                 input: input.clone(),
                 brand_voice: project.brand_voice.as_str().to_owned(),
+                project_id: Some(project.id),
             }),
         };
         NewJob {
@@ -391,6 +442,7 @@ impl App {
             created_by: submitter(access),
             activity_id: Some(activity_id),
             route: placement.route,
+            index_project_id: placement.index_project_id,
         }
     }
 
@@ -426,6 +478,7 @@ impl App {
     pub async fn activity(&self, access: &TenantAccess, project_id: Uuid, id: Uuid) -> Result<ActivityView> {
         access.require(Permission::ActivitiesRead)?;
         let activity = self.activity_in(access, project_id, id).await?;
+        self.audit_content_read(access, "activity", id, "activity").await?;
         let latest = self.store.activity_versions(access.tenant_id, id).await?.pop();
         Ok(ActivityView::new(&activity, true, latest.as_ref()))
     }
@@ -463,7 +516,9 @@ impl App {
         id: Uuid,
     ) -> Result<crate::store::Job> {
         access.require(Permission::ActivitiesRead)?;
-        Ok(self.activity_in(access, project_id, id).await?.run)
+        let run = self.activity_in(access, project_id, id).await?.run;
+        self.audit_content_read(access, "activity", id, "events").await?;
+        Ok(run)
     }
 
     pub async fn cancel_activity(
@@ -520,6 +575,7 @@ impl App {
     ) -> Result<Vec<RunDetail>> {
         access.require(Permission::ActivitiesRead)?;
         self.activity_in(access, project_id, id).await?;
+        self.audit_content_read(access, "activity", id, "runs").await?;
         let runs = self.store.activity_runs(access.tenant_id, id).await?;
         Ok(runs
             .iter()
@@ -573,6 +629,7 @@ impl App {
     ) -> Result<Vec<VersionView>> {
         access.require(Permission::ActivitiesRead)?;
         let activity = self.activity_in(access, project_id, id).await?;
+        self.audit_content_read(access, "activity", id, "versions").await?;
         let mut versions = Vec::new();
         if let Some(result) = result_of(&activity.run) {
             versions.push(VersionView {

@@ -93,6 +93,12 @@ pub struct AgentView {
     pub enrolled_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
     pub last_disconnect_reason: Option<String>,
+    /// The privacy policy the agent applies, from its own `policy.toml`
+    /// (the control plane can read it, never change it).
+    #[schema(value_type = Option<Object>)]
+    pub policy: Option<marketer_protocol::documents::PolicySummary>,
+    /// Projects whose document index the agent holds.
+    pub projects: Vec<Uuid>,
 }
 
 const MAX_TOKEN_TTL_SECONDS: i64 = 30 * 24 * 3600;
@@ -130,6 +136,8 @@ impl App {
             enrolled_at: agent.enrolled_at,
             revoked_at: agent.revoked_at,
             last_disconnect_reason: agent.disconnect_reason,
+            policy: agent.policy,
+            projects: agent.projects,
         }
     }
 

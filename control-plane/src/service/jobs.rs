@@ -244,6 +244,7 @@ impl App {
             created_by: submitter(access),
             activity_id: None,
             route: Route::Edge,
+            index_project_id: None,
         };
         let audit = access.audit(actions::JOB_CREATE).resource("job", job.id).details(
             serde_json::json!({ "kind": JobKind::of(&job.spec), "model": model, "priority": priority }),
@@ -286,6 +287,7 @@ impl App {
     pub async fn job(&self, access: &TenantAccess, id: Uuid) -> Result<JobView> {
         access.require(Permission::ActivitiesRead)?;
         let job = self.store.job(access.tenant_id, id).await.found("job")?;
+        self.audit_content_read(access, "job", id, "job").await?;
         Ok(JobView::new(job, true))
     }
 
@@ -335,7 +337,9 @@ impl App {
     /// Checks the caller may read the job's events; returns the job.
     pub async fn job_for_events(&self, access: &TenantAccess, id: Uuid) -> Result<Job> {
         access.require(Permission::ActivitiesRead)?;
-        self.store.job(access.tenant_id, id).await.found("job")
+        let job = self.store.job(access.tenant_id, id).await.found("job")?;
+        self.audit_content_read(access, "job", id, "events").await?;
+        Ok(job)
     }
 }
 
@@ -397,6 +401,10 @@ fn job_spec(
         JobKind::Activity => Err(Error::invalid(
             "kind",
             "activity jobs are created with POST /api/v1/tenants/{tenant_id}/projects/{project_id}/activities",
+        )),
+        JobKind::Ingest => Err(Error::invalid(
+            "kind",
+            "ingest jobs are created by uploading a document: POST /api/v1/tenants/{tenant_id}/projects/{project_id}/documents",
         )),
     }
 }

@@ -1,5 +1,6 @@
 //! The control plane's use cases: authentication, tenants, team, projects,
-//! API keys, the audit log, agents, jobs, and marketing activities.
+//! API keys, the audit log, agents, jobs, marketing activities and
+//! documents.
 //!
 //! This is the one implementation of the product's rules (who may do what,
 //! what is valid, what is audited). The JSON API calls it, and so will the
@@ -13,6 +14,7 @@ mod agents;
 mod api_keys;
 mod audit_log;
 mod auth;
+mod documents;
 pub mod export;
 mod jobs;
 mod members;
@@ -34,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::gateway::Hub;
 use crate::jobs::{JobEngine, JobSettings};
 use crate::metrics::Metrics;
+use crate::storage::FileStorage;
 use crate::store::{Actor, ApiKey, NewAuditEvent, Outcome, Store};
 
 pub use activities::{
@@ -47,6 +50,7 @@ pub use agents::{
 pub use api_keys::{CreateApiKey, CreatedApiKey};
 pub use audit_log::AuditQuery;
 pub use auth::{LoginRequest, RefreshRequest, TokenPair};
+pub use documents::{DEFAULT_MAX_UPLOAD_BYTES, DocumentView, Upload};
 pub use jobs::{CreateJob, EmbedInput, JobQuery, JobView, MessageIn, OptionsIn, Submitted};
 pub use members::{AcceptInvitation, AcceptedInvitation, CreateInvitation, CreatedInvitation, UpdateMember};
 pub use projects::{CreateCampaign, CreateProject, UpdateCampaign, UpdateProject};
@@ -82,12 +86,22 @@ pub struct App {
     pub jobs: Arc<JobEngine>,
     /// Runs cloud-routed activities on the tenants' providers.
     pub cloud: Arc<CloudRunner>,
+    /// Uploaded files.
+    pub files: Arc<dyn FileStorage>,
     tokens: AccessTokens,
     throttle: LoginThrottle,
     auth: AuthSettings,
     /// When each API key's `last_used_at` was last written, so that a busy
     /// key costs one write a minute rather than one per request.
     api_key_touches: Mutex<HashMap<Uuid, Instant>>,
+}
+
+/// What the server keeps outside the database: the key that seals secrets
+/// at rest, and the storage of uploaded files.
+#[derive(Debug)]
+pub struct AtRest {
+    pub data_key: Arc<DataKey>,
+    pub files: Arc<dyn FileStorage>,
 }
 
 impl App {
@@ -98,13 +112,14 @@ impl App {
         auth: AuthSettings,
         agents: AgentSettings,
         job_settings: JobSettings,
-        data_key: Arc<DataKey>,
+        at_rest: AtRest,
     ) -> anyhow::Result<Self> {
         let hub = Arc::new(Hub::new(metrics.clone(), agents.timings));
         let jobs = Arc::new(JobEngine::new(store.clone(), hub.clone(), job_settings));
-        let cloud = Arc::new(CloudRunner::new(jobs.clone(), data_key, CloudSettings::default())?);
+        let cloud = Arc::new(CloudRunner::new(jobs.clone(), at_rest.data_key, CloudSettings::default())?);
         Ok(Self {
             store,
+            files: at_rest.files,
             hub,
             jobs,
             cloud,
@@ -115,6 +130,31 @@ impl App {
             auth,
             api_key_touches: Mutex::new(HashMap::new()),
         })
+    }
+}
+
+impl App {
+    /// For a `hipaa` tenant, records that the caller is reading content an
+    /// edge agent produced (`view` says which: the activity, its runs, a
+    /// job's output, an event stream). Fails closed: a read that cannot be
+    /// recorded is not served.
+    pub(crate) async fn audit_content_read(
+        &self,
+        access: &TenantAccess,
+        resource_type: &'static str,
+        id: Uuid,
+        view: &str,
+    ) -> Result<()> {
+        let tenant = self.store.tenant(access.tenant_id).await?.ok_or(Error::NotFound("tenant"))?;
+        if tenant.compliance_mode != crate::domain::ComplianceMode::Hipaa {
+            return Ok(());
+        }
+        let event = access
+            .audit(actions::CONTENT_READ)
+            .resource(resource_type, id)
+            .details(serde_json::json!({ "view": view }));
+        self.store.record_audit(&event).await?;
+        Ok(())
     }
 }
 

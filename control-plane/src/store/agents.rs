@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use marketer_protocol::documents::PolicySummary;
 use marketer_protocol::{JobRef, ModelInfo};
 use serde::Serialize;
 use uuid::Uuid;
@@ -110,6 +111,10 @@ pub struct Agent {
     pub cert_not_before: Timestamp,
     pub cert_not_after: Timestamp,
     pub updated_at: Timestamp,
+    /// The privacy policy the agent applies, as it last reported it.
+    pub policy: Option<PolicySummary>,
+    /// Projects whose document index the agent holds.
+    pub projects: Vec<Uuid>,
 }
 
 impl Agent {
@@ -144,6 +149,8 @@ pub struct AgentFacts {
     pub ollama_reachable: bool,
     pub models: Vec<ModelInfo>,
     pub running_jobs: i64,
+    pub policy: PolicySummary,
+    pub projects: Vec<Uuid>,
 }
 
 /// The newest heartbeat of one agent, written in batches.
@@ -247,6 +254,14 @@ pub trait AgentStore: Send + Sync {
         reason: &str,
         graceful: bool,
         now: Timestamp,
+    ) -> Result<()>;
+    /// Records a changed policy or set of held project indexes (rare, and
+    /// unlike heartbeats never dropped: each is sent once).
+    async fn record_agent_index(
+        &self,
+        agent_id: Uuid,
+        policy: Option<&PolicySummary>,
+        projects: Option<&[Uuid]>,
     ) -> Result<()>;
     /// Writes a batch of heartbeats; returns the ids among them that have
     /// been revoked in the meantime.

@@ -67,6 +67,8 @@ pub enum JobKind {
     Embed,
     /// A run of a marketing activity's content pipeline.
     Activity,
+    /// Indexing an uploaded document on an agent.
+    Ingest,
 }
 
 impl JobKind {
@@ -75,6 +77,7 @@ impl JobKind {
             JobSpec::Chat { .. } => JobKind::Chat,
             JobSpec::Embed { .. } => JobKind::Embed,
             JobSpec::Activity { .. } => JobKind::Activity,
+            JobSpec::Ingest { .. } => JobKind::Ingest,
         }
     }
 }
@@ -122,6 +125,8 @@ pub struct NewJob {
     /// The activity this job is a run of.
     pub activity_id: Option<Uuid>,
     pub route: Route,
+    /// Only an agent holding this project's document index may run it.
+    pub index_project_id: Option<Uuid>,
 }
 
 /// A job as stored.
@@ -159,6 +164,7 @@ pub struct Job {
     pub updated_at: Timestamp,
     pub activity_id: Option<Uuid>,
     pub route: Route,
+    pub index_project_id: Option<Uuid>,
 }
 
 impl Job {
@@ -368,7 +374,7 @@ pub trait JobStore: Send + Sync {
     /// The leases an agent holds now.
     async fn agent_leases(&self, agent_id: Uuid) -> Result<Vec<JobRef>>;
     /// What the queued jobs that could start now ask for, one entry per
-    /// tenant, labels and model: the unit of "why does it wait".
+    /// tenant, labels, model and bound project: the unit of "why does it wait".
     async fn waiting_kinds(&self, now: Timestamp) -> Result<Vec<WaitingKind>>;
     /// Records why the queued jobs of `kind` that could start now wait
     /// (writing only where it changed).
@@ -381,4 +387,6 @@ pub struct WaitingKind {
     pub tenant_id: Uuid,
     pub labels: Labels,
     pub model: String,
+    /// The project whose index the jobs need, if they are bound to one.
+    pub index_project_id: Option<Uuid>,
 }

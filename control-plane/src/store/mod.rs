@@ -10,6 +10,7 @@
 
 mod activities;
 mod agents;
+mod documents;
 mod jobs;
 mod postgres;
 mod sql;
@@ -30,6 +31,7 @@ use crate::domain::{
 
 pub use self::activities::*;
 pub use self::agents::*;
+pub use self::documents::*;
 pub use self::jobs::*;
 pub use crate::domain::{Campaign, Project};
 
@@ -534,7 +536,7 @@ pub struct ApiKeyGrant {
 /// so a resource of another tenant is indistinguishable from a missing one.
 /// Every mutating method takes the audit event to write with the change.
 #[async_trait]
-pub trait Store: AgentStore + JobStore + ActivityStore + Send + Sync + fmt::Debug + 'static {
+pub trait Store: AgentStore + JobStore + ActivityStore + DocumentStore + Send + Sync + fmt::Debug + 'static {
     fn backend(&self) -> Backend;
     /// Applies pending migrations (idempotent).
     async fn migrate(&self) -> Result<()>;

@@ -204,6 +204,7 @@ impl TestServer {
         let ca = server::load_ca(data_dir.path(), &agents).expect("agent CA");
         let runtime = server::assemble(
             db.store.clone(),
+            data_dir.path(),
             &test_secrets(),
             ca,
             &agents,
@@ -266,6 +267,17 @@ impl TestServer {
 
     pub async fn post(&self, path: &str, token: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         self.call(reqwest::Method::POST, path, Some(token), Some(body)).await
+    }
+
+    /// Uploads `bytes` as the multipart part `file` named `file_name`.
+    pub async fn upload(&self, path: &str, token: &str, file_name: &str, bytes: Vec<u8>) -> (u16, serde_json::Value) {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned());
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let response =
+            self.http.post(self.url(path)).bearer_auth(token).multipart(form).send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: serde_json::Value) -> (u16, serde_json::Value) {

@@ -1,13 +1,24 @@
 //! Activity jobs: the content pipeline (`marketer-pipeline`) run against
 //! the local Ollama, its progress and partial text going into the outbox
 //! like any job's output, so every step survives a reconnect.
+//!
+//! The research step searches the project's index on this agent, when it
+//! holds one. With the policy's `allow_document_text_in_results` off, the
+//! draft is not streamed (it could quote a passage before the check) and
+//! every text of the result is checked against the passages used: runs
+//! copied at length are withheld, and counted as `DOCUMENT_TEXT`.
 
-use marketer_pipeline::{ChatRequest, Llm, LlmError, Progress, Reply};
-use marketer_protocol::activity::ActivityJob;
+use marketer_pipeline::{ChatRequest, Llm, LlmError, Progress, Reply, Retriever};
+use marketer_protocol::activity::{ActivityJob, ActivityResult};
 use marketer_protocol::{ChatMessage, JobError, JobEventBody, JobOptions, JobOutput, JobRef, Usage};
 
 use super::run::Attempt;
+use crate::documents::retrieve::Documents;
 use crate::ollama::Failure;
+use crate::privacy::VerbatimGuard;
+
+/// The redaction count's name for withheld document text.
+const DOCUMENT_TEXT: &str = "DOCUMENT_TEXT";
 
 impl Attempt<'_> {
     pub(super) async fn activity(
@@ -17,14 +28,32 @@ impl Attempt<'_> {
         activity: &ActivityJob,
     ) -> Result<(JobOutput, Usage), JobError> {
         let llm = EdgeLlm { attempt: self, model };
-        let mut progress = OutboxProgress { attempt: self, job };
-        let result = marketer_pipeline::run_activity(&llm, activity, &mut progress)
+        let documents = Documents::for_project(
+            Some(self.index),
+            self.ollama,
+            activity.project_id,
+            self.policy.max_verbatim_chars,
+        )
+        .await;
+        let guarded = !self.policy.allow_document_text_in_results && documents.unavailable().is_none();
+        let mut progress = OutboxProgress { attempt: self, job, stream_text: !guarded };
+        let result = marketer_pipeline::run_activity(&llm, &documents, activity, &mut progress)
             .await
             .map_err(|e| JobError { code: e.code, message: e.message, retryable: e.retryable })?;
-        let usage = Usage {
+        let mut usage = Usage {
             prompt_tokens: result.steps.iter().map(|s| s.prompt_tokens).sum(),
             completion_tokens: result.steps.iter().map(|s| s.completion_tokens).sum(),
             ..Usage::default()
+        };
+        let result = match documents.guard() {
+            Some(guard) if guarded => {
+                let (result, withheld) = withhold(&guard, result)?;
+                if withheld > 0 {
+                    usage.redactions.insert(DOCUMENT_TEXT.to_owned(), withheld);
+                }
+                result
+            }
+            _ => result,
         };
         Ok((JobOutput::Activity { result: Box::new(result) }, usage))
     }
@@ -84,6 +113,8 @@ fn llm_error(failure: Failure) -> LlmError {
 struct OutboxProgress<'a> {
     attempt: &'a Attempt<'a>,
     job: JobRef,
+    /// Partial text is streamed unless document text must be checked first.
+    stream_text: bool,
 }
 
 impl Progress for OutboxProgress<'_> {
@@ -93,6 +124,37 @@ impl Progress for OutboxProgress<'_> {
     }
 
     fn text(&mut self, text: &str) {
-        self.attempt.outbox.push(self.job, JobEventBody::Output { text: text.to_owned() });
+        if self.stream_text {
+            self.attempt.outbox.push(self.job, JobEventBody::Output { text: text.to_owned() });
+        }
+    }
+}
+
+/// The result with every run copied from a passage withheld, and how many
+/// runs were.
+fn withhold(guard: &VerbatimGuard, result: ActivityResult) -> Result<(ActivityResult, u64), JobError> {
+    let policy_error = |e: serde_json::Error| JobError {
+        code: marketer_protocol::job_errors::POLICY.into(),
+        message: format!("the result could not be checked for document text, so it was not sent: {e}"),
+        retryable: false,
+    };
+    let mut value = serde_json::to_value(&result).map_err(policy_error)?;
+    let mut withheld = 0;
+    filter_strings(&mut value, guard, &mut withheld);
+    Ok((serde_json::from_value(value).map_err(policy_error)?, withheld))
+}
+
+fn filter_strings(value: &mut serde_json::Value, guard: &VerbatimGuard, withheld: &mut u64) {
+    match value {
+        serde_json::Value::String(text) => {
+            let (filtered, runs) = guard.filter(text);
+            if runs > 0 {
+                *text = filtered;
+                *withheld += runs;
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| filter_strings(v, guard, withheld)),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(|v| filter_strings(v, guard, withheld)),
+        _ => {}
     }
 }

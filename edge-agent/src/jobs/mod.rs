@@ -4,9 +4,15 @@
 //!
 //! - `outbox.rs`: unacknowledged events, in memory and on disk;
 //! - `run.rs`: one attempt, from `Started` to its outcome;
-//! - `activity.rs`: activity jobs, the content pipeline on the local Ollama.
+//! - `activity.rs`: activity jobs, the content pipeline on the local Ollama;
+//! - `ingest.rs`: ingest jobs, uploaded documents fetched and indexed.
+//!
+//! Every attempt runs under the agent's privacy policy: models it does not
+//! allow are refused, output beyond its limit stops the job, and the outbox
+//! redacts what leaves.
 
 mod activity;
+mod ingest;
 pub mod outbox;
 mod run;
 
@@ -19,7 +25,12 @@ use marketer_protocol::{AssignJob, JobError, JobOutcome, JobRef, job_errors};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use tokio::sync::Notify;
+
+use crate::documents::Index;
+use crate::documents::download::Gateway;
 use crate::ollama::Ollama;
+use crate::privacy::Policy;
 pub use outbox::Outbox;
 
 /// How attempts run.
@@ -66,18 +77,49 @@ pub struct Jobs {
     tasks: TaskTracker,
     /// The largest message the control plane accepts (from `Welcome`).
     max_frame_bytes: AtomicUsize,
+    index: Arc<Index>,
+    gateway: Gateway,
+    /// The policy in force (it depends on the tenant's compliance mode,
+    /// known from `Welcome`).
+    policy: Mutex<Arc<Policy>>,
+    /// Signalled when a job changed the document index.
+    pub documents_changed: Notify,
 }
 
 impl Jobs {
-    pub fn new(ollama: Arc<Ollama>, outbox: Arc<Outbox>, settings: ExecSettings) -> Arc<Self> {
-        Arc::new(Self {
+    pub fn new(
+        ollama: Arc<Ollama>,
+        outbox: Arc<Outbox>,
+        settings: ExecSettings,
+        index: Arc<Index>,
+        gateway: Gateway,
+        policy: Policy,
+    ) -> Arc<Self> {
+        let jobs = Arc::new(Self {
             ollama,
             outbox,
             settings,
             running: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
             max_frame_bytes: AtomicUsize::new(marketer_protocol::MAX_FRAME_BYTES),
-        })
+            index,
+            gateway,
+            policy: Mutex::new(Arc::new(policy.clone())),
+            documents_changed: Notify::new(),
+        });
+        jobs.set_policy(policy);
+        jobs
+    }
+
+    /// Puts `policy` in force for the attempts that start from now on, and
+    /// its redaction on everything that leaves from now on.
+    pub fn set_policy(&self, policy: Policy) {
+        self.outbox.set_redactor(policy.redactor().cloned());
+        *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn running_map(&self) -> std::sync::MutexGuard<'_, HashMap<JobRef, Running>> {
@@ -144,6 +186,11 @@ impl Jobs {
                 outbox: &jobs.outbox,
                 settings: jobs.settings,
                 max_frame_bytes: jobs.max_frame_bytes.load(Ordering::Relaxed),
+                index: &jobs.index,
+                gateway: &jobs.gateway,
+                policy: jobs.policy(),
+                output_chars: std::sync::atomic::AtomicU64::new(0),
+                documents_changed: &jobs.documents_changed,
             };
             attempt.run(assign, cancel, reason).await;
             jobs.running_map().remove(&job);

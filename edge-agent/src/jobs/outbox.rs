@@ -11,6 +11,13 @@
 //!
 //! Writes happen on a dedicated thread: the tasks streaming tokens never wait
 //! on the file system.
+//!
+//! The outbox is the boundary every job event crosses on its way out, so the
+//! policy's redaction happens here: with `redact_phi` on, identifiers in
+//! streamed text, progress messages and outcomes (error messages included)
+//! are replaced before the event is recorded. Streamed text keeps a short
+//! tail back until more arrives, so an identifier split across batches is
+//! still seen whole.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -19,8 +26,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use marketer_protocol::documents::RedactionCounts;
 use marketer_protocol::{JobEvent, JobEventBody, JobOutcome, JobRef};
 use tokio::sync::{Notify, oneshot};
+
+use crate::privacy::Redactor;
 
 /// One attempt's unacknowledged events.
 #[derive(Debug)]
@@ -32,7 +42,14 @@ struct Attempt {
     /// The last sequence number sent on the current connection.
     sent: u64,
     finished: bool,
+    /// Streamed text held back until the next batch shows whether an
+    /// identifier continues into it (redaction on only).
+    held: String,
+    redactions: RedactionCounts,
 }
+
+/// Streamed text closer than this to the end waits for the next batch.
+const HOLDBACK: usize = 96;
 
 #[derive(Debug, Default)]
 struct State {
@@ -62,6 +79,7 @@ pub struct Outbox {
     /// Signalled when there is something to send.
     changed: Notify,
     disk: std::sync::mpsc::Sender<Op>,
+    redactor: Mutex<Option<Arc<Redactor>>>,
 }
 
 impl std::fmt::Debug for Op {
@@ -98,7 +116,14 @@ impl Outbox {
             match load(&path) {
                 Some((job, events)) => {
                     let next_seq = events.last().map_or(1, |e| e.seq + 1);
-                    let attempt = Attempt { next_seq, pending: events.into(), sent: 0, finished: true };
+                    let attempt = Attempt {
+                        next_seq,
+                        pending: events.into(),
+                        sent: 0,
+                        finished: true,
+                        held: String::new(),
+                        redactions: RedactionCounts::new(),
+                    };
                     state.counter += 1;
                     state.index.insert(job, state.counter);
                     state.attempts.insert(state.counter, (job, attempt));
@@ -121,7 +146,7 @@ impl Outbox {
             .name("outbox-writer".into())
             .spawn(move || write_loop(&dir, &ops))
             .context("starting the outbox writer")?;
-        Ok(Arc::new(Self { state: Mutex::new(state), changed: Notify::new(), disk }))
+        Ok(Arc::new(Self { state: Mutex::new(state), changed: Notify::new(), disk, redactor: Mutex::new(None) }))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -137,33 +162,85 @@ impl Outbox {
         state.counter += 1;
         let key = state.counter;
         state.index.insert(job, key);
-        let attempt = Attempt { next_seq: 1, pending: VecDeque::new(), sent: 0, finished: false };
+        let attempt = Attempt {
+            next_seq: 1,
+            pending: VecDeque::new(),
+            sent: 0,
+            finished: false,
+            held: String::new(),
+            redactions: RedactionCounts::new(),
+        };
         state.attempts.insert(key, (job, attempt));
         true
     }
 
+    /// Redacts what leaves from now on (`None`: nothing). Set from the
+    /// policy once the tenant's compliance mode is known, before any job.
+    pub fn set_redactor(&self, redactor: Option<Redactor>) {
+        *self.redactor.lock().unwrap_or_else(|p| p.into_inner()) = redactor.map(Arc::new);
+    }
+
+    fn redactor(&self) -> Option<Arc<Redactor>> {
+        self.redactor.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Records an event of a running attempt, to be sent.
     pub fn push(&self, job: JobRef, body: JobEventBody) {
+        let redactor = self.redactor();
         let mut state = self.state();
         let Some(attempt) = state.get_mut(job) else { return };
         if attempt.finished {
             return;
         }
-        let event = JobEvent { job, seq: attempt.next_seq, body };
-        attempt.next_seq += 1;
-        self.append(&event);
-        attempt.pending.push_back(event);
+        let mut bodies = Vec::with_capacity(2);
+        match (redactor.as_deref(), body) {
+            (None, body) => bodies.push(body),
+            (Some(redactor), JobEventBody::Output { text }) => {
+                attempt.held.push_str(&text);
+                let cut = redactor.safe_cut(&attempt.held, HOLDBACK);
+                if cut > 0 {
+                    let rest = attempt.held.split_off(cut);
+                    let ready = std::mem::replace(&mut attempt.held, rest);
+                    bodies.push(JobEventBody::Output { text: redactor.redact(&ready, &mut attempt.redactions) });
+                }
+            }
+            (Some(redactor), JobEventBody::Progress { step, percent, message }) => {
+                if let Some(text) = release_held(attempt, redactor) {
+                    bodies.push(JobEventBody::Output { text });
+                }
+                let message = redactor.redact(&message, &mut attempt.redactions);
+                bodies.push(JobEventBody::Progress { step, percent, message });
+            }
+            (Some(_), body) => bodies.push(body),
+        }
+        for body in bodies {
+            let event = JobEvent { job, seq: attempt.next_seq, body };
+            attempt.next_seq += 1;
+            self.append(&event);
+            attempt.pending.push_back(event);
+        }
         drop(state);
         self.changed.notify_one();
     }
 
     /// Records an attempt's outcome, on disk before it is sent.
     pub async fn finish(&self, job: JobRef, outcome: JobOutcome) {
+        let redactor = self.redactor();
         let synced = {
             let mut state = self.state();
             let Some(attempt) = state.get_mut(job) else { return };
             if attempt.finished {
                 return;
+            }
+            let mut outcome = outcome;
+            if let Some(redactor) = redactor.as_deref() {
+                if let Some(text) = release_held(attempt, redactor) {
+                    let event = JobEvent { job, seq: attempt.next_seq, body: JobEventBody::Output { text } };
+                    attempt.next_seq += 1;
+                    self.append(&event);
+                    attempt.pending.push_back(event);
+                }
+                outcome = redact_outcome(redactor, outcome, &mut attempt.redactions);
             }
             let event = JobEvent { job, seq: attempt.next_seq, body: JobEventBody::Finished { outcome } };
             attempt.next_seq += 1;
@@ -257,6 +334,47 @@ fn file_name(job: JobRef) -> String {
 
 /// Reads an attempt's file: its events if it ends with an outcome. A line
 /// cut short by a crash ends the readable part.
+/// The held-back streamed text of an attempt, redacted, if any.
+fn release_held(attempt: &mut Attempt, redactor: &Redactor) -> Option<String> {
+    if attempt.held.is_empty() {
+        return None;
+    }
+    let held = std::mem::take(&mut attempt.held);
+    Some(redactor.redact(&held, &mut attempt.redactions))
+}
+
+/// An outcome with every text in it redacted, and the attempt's redaction
+/// counts in its usage.
+fn redact_outcome(redactor: &Redactor, outcome: JobOutcome, counts: &mut RedactionCounts) -> JobOutcome {
+    let Ok(mut value) = serde_json::to_value(&outcome) else { return outcome };
+    redact_strings(&mut value, redactor, counts);
+    let Ok(mut redacted) = serde_json::from_value::<JobOutcome>(value) else {
+        // A shape that does not survive the round trip: send nothing of it.
+        return JobOutcome::Failed {
+            error: marketer_protocol::JobError {
+                code: marketer_protocol::job_errors::POLICY.into(),
+                message: "the result could not be redacted, so it was not sent".into(),
+                retryable: false,
+            },
+        };
+    };
+    if let JobOutcome::Succeeded { usage, .. } = &mut redacted {
+        usage.redactions = counts.clone();
+    }
+    redacted
+}
+
+fn redact_strings(value: &mut serde_json::Value, redactor: &Redactor, counts: &mut RedactionCounts) {
+    match value {
+        serde_json::Value::String(text) => *text = redactor.redact(text, counts),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| redact_strings(v, redactor, counts)),
+        serde_json::Value::Object(fields) => {
+            fields.values_mut().for_each(|v| redact_strings(v, redactor, counts));
+        }
+        _ => {}
+    }
+}
+
 fn load(path: &Path) -> Option<(JobRef, Vec<JobEvent>)> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut events: Vec<JobEvent> = Vec::new();

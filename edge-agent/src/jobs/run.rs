@@ -1,6 +1,7 @@
 //! One attempt of a job: `Started`, the work against Ollama with its output
 //! streamed in batches, and exactly one outcome.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -12,11 +13,15 @@ use ollama_rs::generation::chat::request::ChatMessageRequest;
 use ollama_rs::generation::chat::{ChatMessage as OllamaMessage, MessageRole};
 use ollama_rs::generation::parameters::FormatType;
 use ollama_rs::models::ModelOptions;
+use tokio::sync::Notify;
 use tokio::time::Instant as Deadline;
 use tokio_util::sync::CancellationToken;
 
 use super::{ExecSettings, Outbox};
+use crate::documents::Index;
+use crate::documents::download::Gateway;
 use crate::ollama::{Failure, Ollama};
+use crate::privacy::Policy;
 
 /// A batch is sent once it holds this much text, whatever the delay.
 const BATCH_BYTES: usize = 2048;
@@ -26,6 +31,12 @@ pub(crate) struct Attempt<'a> {
     pub outbox: &'a Outbox,
     pub settings: ExecSettings,
     pub max_frame_bytes: usize,
+    pub index: &'a Index,
+    pub gateway: &'a Gateway,
+    pub policy: Arc<Policy>,
+    /// Characters generated so far, against the policy's `max_output_chars`.
+    pub output_chars: AtomicU64,
+    pub documents_changed: &'a Notify,
 }
 
 impl Attempt<'_> {
@@ -40,6 +51,14 @@ impl Attempt<'_> {
         self.outbox.push(job, JobEventBody::Started);
         let deadline = Deadline::now() + std::time::Duration::from_millis(assign.timeout_ms.max(1));
         let work = async {
+            if !self.policy.allows_model(assign.spec.model()) {
+                return Err(Failure::new(
+                    job_errors::POLICY,
+                    format!("this agent's policy (policy.toml, allowed_models) does not allow the model {}", assign.spec.model()),
+                    false,
+                )
+                .into_job_error());
+            }
             match &assign.spec {
                 JobSpec::Chat { model, messages, format, options } => self
                     .chat(job, model, messages, format.as_ref(), options)
@@ -49,6 +68,7 @@ impl Attempt<'_> {
                     self.embed(model, input).await.map_err(Failure::into_job_error)
                 }
                 JobSpec::Activity { model, activity } => self.activity(job, model, activity).await,
+                JobSpec::Ingest { model, document } => self.ingest(model, document).await,
             }
         };
         // Dropping `work` (cancellation, timeout) drops the HTTP response,
@@ -213,6 +233,7 @@ impl Attempt<'_> {
             last_heard = Deadline::now();
             let text = &response.message.content;
             if !text.is_empty() {
+                self.count_output(text)?;
                 content.push_str(text);
                 batch.push_str(text);
                 if !sent_any || batch.len() >= BATCH_BYTES {
@@ -234,11 +255,26 @@ impl Attempt<'_> {
                     prompt_eval_duration_ns: d.prompt_eval_duration,
                     eval_duration_ns: d.eval_duration,
                     total_duration_ns: d.total_duration,
-                    wall_time_ms: 0,
+                    ..Usage::default()
                 });
                 return Ok((content, usage));
             }
         }
+    }
+
+    /// Counts generated text against the policy's `max_output_chars`.
+    fn count_output(&self, text: &str) -> Result<(), Failure> {
+        let Some(max) = self.policy.max_output_chars else { return Ok(()) };
+        let chars = u64::try_from(text.chars().count()).unwrap_or(u64::MAX);
+        let total = self.output_chars.fetch_add(chars, Ordering::Relaxed).saturating_add(chars);
+        if total > max {
+            return Err(Failure::new(
+                job_errors::POLICY,
+                format!("the job generated more than the {max} characters this agent's policy allows (policy.toml, max_output_chars)"),
+                false,
+            ));
+        }
+        Ok(())
     }
 
     async fn embed(&self, model: &str, input: &[String]) -> Result<(JobOutput, Usage), Failure> {

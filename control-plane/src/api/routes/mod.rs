@@ -6,6 +6,7 @@ pub mod agents;
 pub mod api_keys;
 pub mod audit_events;
 pub mod auth;
+pub mod documents;
 pub mod event_stream;
 pub mod health;
 pub mod jobs;
@@ -60,6 +61,13 @@ pub mod params {
         pub tenant_id: Uuid,
         pub project_id: Uuid,
         pub activity_id: Uuid,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct DocumentPath {
+        pub tenant_id: Uuid,
+        pub project_id: Uuid,
+        pub document_id: Uuid,
     }
 
     #[derive(Debug, Deserialize)]

@@ -1,6 +1,8 @@
 //! [`AgentStore`] for [`SqlStore`]: enrollment tokens, agents, their
 //! certificates and events.
 
+use marketer_protocol::documents::PolicySummary;
+
 use super::*;
 use crate::store::{
     AgentEvent, AgentFacts, AgentPatch, AgentStore, CertifiedAgent, EnrollOutcome, EnrollmentTokenInfo,
@@ -378,7 +380,7 @@ where
         sqlx::query(
             "UPDATE agents SET agent_version = $2, protocol_version = $3, hostname = $4, os = $5, arch = $6, \
              max_concurrency = $7, ollama_reachable = $8, models = $9, running_jobs = $10, connected_at = $11, \
-             last_seen_at = $11, updated_at = $11 WHERE id = $1",
+             last_seen_at = $11, updated_at = $11, policy = $12, projects = $13 WHERE id = $1",
         )
         .bind(agent_id)
         .bind(facts.agent_version.clone())
@@ -391,6 +393,8 @@ where
         .bind(models_json(&facts.models))
         .bind(facts.running_jobs)
         .bind(now)
+        .bind(to_json(&facts.policy)?)
+        .bind(to_json(&facts.projects)?)
         .execute(&mut *tx)
         .await?;
         Self::insert_agent_event(
@@ -435,6 +439,26 @@ where
         )
         .await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_agent_index(
+        &self,
+        agent_id: Uuid,
+        policy: Option<&PolicySummary>,
+        projects: Option<&[Uuid]>,
+    ) -> Result<()> {
+        if policy.is_none() && projects.is_none() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE agents SET policy = COALESCE($2, policy), projects = COALESCE($3, projects) WHERE id = $1",
+        )
+        .bind(agent_id)
+        .bind(policy.map(to_json).transpose()?)
+        .bind(projects.map(to_json).transpose()?)
+        .execute(&self.write)
+        .await?;
         Ok(())
     }
 

@@ -470,18 +470,18 @@ where
     }
 
     async fn waiting_kinds(&self, now: Timestamp) -> Result<Vec<WaitingKind>> {
-        let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
-            "SELECT tenant_id, labels, model FROM jobs WHERE status = 'queued' AND route = 'edge' \
+        let rows: Vec<(Uuid, String, String, Option<Uuid>)> = sqlx::query_as(
+            "SELECT tenant_id, labels, model, index_project_id FROM jobs WHERE status = 'queued' AND route = 'edge' \
              AND (not_before IS NULL OR not_before <= $1) AND (retry_at IS NULL OR retry_at <= $1) \
-             GROUP BY tenant_id, labels, model ORDER BY tenant_id, model, labels",
+             GROUP BY tenant_id, labels, model, index_project_id ORDER BY tenant_id, model, labels",
         )
         .bind(now)
         .fetch_all(&self.read)
         .await?;
         rows.into_iter()
-            .map(|(tenant_id, labels, model)| {
+            .map(|(tenant_id, labels, model, index_project_id)| {
                 let labels = serde_json::from_str(&labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                Ok(WaitingKind { tenant_id, labels, model })
+                Ok(WaitingKind { tenant_id, labels, model, index_project_id })
             })
             .collect()
     }
@@ -490,13 +490,15 @@ where
         sqlx::query(
             "UPDATE jobs SET waiting_reason = $4 WHERE tenant_id = $1 AND labels = $2 AND model = $3 \
              AND status = 'queued' AND route = 'edge' AND (not_before IS NULL OR not_before <= $5) \
-             AND (retry_at IS NULL OR retry_at <= $5) AND (waiting_reason IS NULL OR waiting_reason <> $4)",
+             AND (retry_at IS NULL OR retry_at <= $5) AND (waiting_reason IS NULL OR waiting_reason <> $4) \
+             AND (index_project_id = $6 OR (index_project_id IS NULL AND $6 IS NULL))",
         )
         .bind(kind.tenant_id)
         .bind(labels_json(&kind.labels))
         .bind(kind.model.clone())
         .bind(reason.to_owned())
         .bind(now)
+        .bind(kind.index_project_id)
         .execute(&self.write)
         .await?;
         Ok(())

@@ -1,7 +1,8 @@
 //! The one SQL implementation of [`Store`](super::Store), generic over the
 //! sqlx database: `core.rs` implements the core trait, `agents.rs`,
-//! `jobs.rs` and `activities.rs` the parts for agents, jobs and activities,
-//! and this module holds the rows and helpers they share.
+//! `jobs.rs`, `activities.rs` and `documents.rs` the parts for agents, jobs,
+//! activities and documents, and this module holds the rows and helpers
+//! they share.
 //!
 //! The bounds on the impl blocks list exactly the column types the SQL binds
 //! and reads; both `Sqlite` and `Postgres` satisfy them. The same list
@@ -13,6 +14,7 @@
 mod activities;
 mod agents;
 mod core;
+mod documents;
 mod jobs;
 
 use std::fmt;
@@ -71,6 +73,11 @@ impl<DB: Database> fmt::Debug for SqlStore<DB> {
 
 fn corrupt<E: fmt::Display>(what: &str) -> impl FnOnce(E) -> StoreError + '_ {
     move |e| StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+/// A value as the JSON text a column keeps.
+fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn unique_violation(e: sqlx::Error, code: &'static str, message: &str) -> StoreError {
@@ -399,6 +406,8 @@ struct AgentRow {
     cert_not_before: Timestamp,
     cert_not_after: Timestamp,
     updated_at: Timestamp,
+    policy: Option<String>,
+    projects: String,
 }
 
 impl TryFrom<AgentRow> for Agent {
@@ -428,6 +437,8 @@ impl TryFrom<AgentRow> for Agent {
             cert_not_before: r.cert_not_before,
             cert_not_after: r.cert_not_after,
             updated_at: r.updated_at,
+            policy: json_column(r.policy.as_deref(), "agents.policy")?,
+            projects: serde_json::from_str(&r.projects).map_err(corrupt("agents.projects"))?,
         })
     }
 }
@@ -435,7 +446,7 @@ impl TryFrom<AgentRow> for Agent {
 const AGENT_COLUMNS: &str = "id, tenant_id, name, labels, enrolled_at, revoked_at, agent_version, \
      protocol_version, hostname, os, arch, max_concurrency, ollama_reachable, models, running_jobs, \
      connected_at, disconnected_at, disconnect_reason, last_seen_at, offline_at, cert_not_before, \
-     cert_not_after, updated_at";
+     cert_not_after, updated_at, policy, projects";
 
 fn parse_labels(text: &str) -> Result<Labels> {
     serde_json::from_str(text).map_err(corrupt("labels"))
@@ -483,6 +494,7 @@ struct JobRow {
     updated_at: Timestamp,
     activity_id: Option<Uuid>,
     route: String,
+    index_project_id: Option<Uuid>,
 }
 
 fn json_column<T: serde::de::DeserializeOwned>(value: Option<&str>, what: &str) -> Result<Option<T>> {
@@ -525,6 +537,7 @@ impl TryFrom<JobRow> for Job {
             updated_at: r.updated_at,
             activity_id: r.activity_id,
             route: r.route.parse().map_err(corrupt("jobs.route"))?,
+            index_project_id: r.index_project_id,
         })
     }
 }
@@ -532,7 +545,7 @@ impl TryFrom<JobRow> for Job {
 const JOB_COLUMNS: &str = "id, tenant_id, kind, model, spec, labels, priority, not_before, timeout_seconds, \
      queue_timeout_seconds, max_attempts, idempotency_key, created_by, status, attempts, agent_id, epoch, \
      lease_expires_at, retry_at, waiting_reason, agent_seq, event_seq, output, usage, error, created_at, \
-     assigned_at, started_at, finished_at, updated_at, activity_id, route";
+     assigned_at, started_at, finished_at, updated_at, activity_id, route, index_project_id";
 
 #[derive(FromRow)]
 struct JobEventRow {
@@ -897,8 +910,8 @@ where
         sqlx::query(
             "INSERT INTO jobs (id, tenant_id, kind, model, spec, labels, priority, not_before, timeout_seconds, \
              queue_timeout_seconds, max_attempts, idempotency_key, request_hash, created_by, status, \
-             queue_deadline, waiting_reason, created_at, updated_at, activity_id, route) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'queued', $15, $17, $16, $16, $18, $19)",
+             queue_deadline, waiting_reason, created_at, updated_at, activity_id, route, index_project_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'queued', $15, $17, $16, $16, $18, $19, $20)",
         )
         .bind(job.id)
         .bind(job.tenant_id)
@@ -919,6 +932,7 @@ where
         .bind(waiting_reason)
         .bind(job.activity_id)
         .bind(<&'static str>::from(job.route))
+        .bind(job.index_project_id)
         .execute(&mut *conn)
         .await
         .map_err(|e| {

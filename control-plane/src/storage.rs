@@ -1,0 +1,123 @@
+//! Where uploaded files are kept. [`FileStorage`] is the interface; the
+//! local file system under the data directory is the implementation that
+//! needs nothing installed. An S3-compatible store fits behind the same
+//! interface (keys are already object-store shaped: `documents/<tenant>/<id>`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use uuid::Uuid;
+
+#[async_trait]
+pub trait FileStorage: Send + Sync + std::fmt::Debug {
+    /// Stores `bytes` under `key`, replacing what was there; readers see the
+    /// old file or the new one, never a part.
+    async fn put(&self, key: &str, bytes: &[u8]) -> anyhow::Result<()>;
+    /// The bytes under `key`, or `None`.
+    async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
+    /// Removes `key`; a missing key is not an error.
+    async fn delete(&self, key: &str) -> anyhow::Result<()>;
+}
+
+/// The key of an uploaded document's file.
+pub fn document_key(tenant_id: Uuid, document_id: Uuid) -> String {
+    format!("documents/{tenant_id}/{document_id}")
+}
+
+/// Files in a directory (`<data dir>/files`), readable by the owner only.
+#[derive(Debug, Clone)]
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+impl LocalStorage {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The path of `key`. Keys are made by the control plane, but a key that
+    /// could leave the root is refused all the same.
+    fn path(&self, key: &str) -> anyhow::Result<PathBuf> {
+        let valid = !key.is_empty()
+            && key.split('/').all(|part| {
+                !part.is_empty()
+                    && part != "."
+                    && part != ".."
+                    && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        anyhow::ensure!(valid, "invalid storage key {key:?}");
+        Ok(self.root.join(key))
+    }
+}
+
+#[async_trait]
+impl FileStorage for LocalStorage {
+    async fn put(&self, key: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let path = self.path(key)?;
+        let bytes = bytes.to_vec();
+        tokio::task::spawn_blocking(move || write_private(&path, &bytes)).await?
+    }
+
+    async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let path = self.path(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> anyhow::Result<()> {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+    }
+}
+
+/// Writes through a temporary file in the same directory, then renames.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().context("a storage path without a directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let temporary = dir.join(format!(".{}.tmp", Uuid::now_v7()));
+    let result = (|| {
+        let mut file = options.open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result.with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn files_are_stored_replaced_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(dir.path());
+        let key = document_key(Uuid::now_v7(), Uuid::now_v7());
+        assert_eq!(storage.get(&key).await.unwrap(), None);
+        storage.put(&key, b"one").await.unwrap();
+        storage.put(&key, b"two").await.unwrap();
+        assert_eq!(storage.get(&key).await.unwrap().as_deref(), Some(&b"two"[..]));
+        storage.delete(&key).await.unwrap();
+        storage.delete(&key).await.unwrap();
+        assert_eq!(storage.get(&key).await.unwrap(), None);
+        for bad in ["../etc/passwd", "documents/../../x", "", "a//b", "a/./b"] {
+            assert!(storage.put(bad, b"x").await.is_err(), "{bad}");
+        }
+    }
+}

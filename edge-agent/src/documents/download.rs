@@ -1,0 +1,96 @@
+//! Fetching an uploaded document for its ingest job: one HTTPS request to
+//! the gateway with the agent's certificate (the gateway serves only the
+//! agent's own tenant's documents), then the size and hash checked against
+//! the job before anything is indexed.
+
+use std::time::Duration;
+
+use marketer_protocol::{IngestDocument, job_errors, paths};
+use sha2::{Digest, Sha256};
+
+use crate::config::AgentFiles;
+use crate::identity::Identity;
+use crate::net::{self, ServerAddr};
+use crate::ollama::Failure;
+
+/// A download of the largest document over a slow link still fits.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Where uploaded documents come from.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub files: AgentFiles,
+    pub server: ServerAddr,
+}
+
+impl Gateway {
+    /// The document's bytes, checked against what the job says they are.
+    pub async fn fetch(&self, document: &IngestDocument) -> Result<Vec<u8>, Failure> {
+        let unavailable = |e: anyhow::Error| {
+            Failure::new(job_errors::AGENT_ERROR, format!("downloading the document: {e:#}"), true)
+        };
+        // The identity is read each time: a renewal replaces it on disk.
+        let identity = self.files.load_identity().and_then(|pem| Identity::parse(&pem)).map_err(unavailable)?;
+        let ca = self.files.load_ca().map_err(unavailable)?;
+        let tls = net::agent_config(&ca, identity).map_err(unavailable)?;
+        let path = paths::document(document.document_id);
+        let (status, body) =
+            net::request_within(&self.server, tls, http::Method::GET, &path, None, DOWNLOAD_TIMEOUT)
+                .await
+                .map_err(unavailable)?;
+        if status == http::StatusCode::NOT_FOUND || status == http::StatusCode::GONE {
+            return Err(Failure::new(
+                job_errors::INVALID_REQUEST,
+                "the document is no longer on the control plane (deleted since the upload)",
+                false,
+            ));
+        }
+        if !status.is_success() {
+            return Err(Failure::new(
+                job_errors::AGENT_ERROR,
+                format!("the control plane answered {status} to the document download"),
+                status.is_server_error(),
+            ));
+        }
+        check(document, &body)?;
+        Ok(body)
+    }
+}
+
+/// The bytes are the document the job names: its size and SHA-256.
+pub fn check(document: &IngestDocument, bytes: &[u8]) -> Result<(), Failure> {
+    let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    let sha256: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    if size != document.size_bytes || !sha256.eq_ignore_ascii_case(&document.sha256) {
+        return Err(Failure::new(
+            job_errors::AGENT_ERROR,
+            format!(
+                "the downloaded file ({size} bytes) is not the uploaded one ({} bytes, SHA-256 {}); it was not indexed",
+                document.size_bytes, document.sha256
+            ),
+            true,
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_named_bytes_pass() {
+        let bytes = b"brand guide";
+        let document = IngestDocument {
+            document_id: uuid::Uuid::now_v7(),
+            project_id: uuid::Uuid::now_v7(),
+            name: "guide.txt".into(),
+            media_type: "text/plain".into(),
+            size_bytes: 11,
+            sha256: Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect(),
+        };
+        assert!(check(&document, bytes).is_ok());
+        assert!(check(&document, b"brand guidE").is_err());
+        assert!(check(&document, b"brand guide!").is_err());
+    }
+}
