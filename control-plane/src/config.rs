@@ -111,6 +111,10 @@ pub struct ServeArgs {
     /// The gateway's private key (PEM, mode 0600).
     #[arg(long, env = "MARKETER_AGENT_TLS_KEY", value_name = "FILE", requires = "agent_tls_cert")]
     pub agent_tls_key: Option<PathBuf>,
+    /// Append every message agents send to this file (JSON lines), to audit
+    /// what crosses the tunnel [default: not recorded].
+    #[arg(long, env = "MARKETER_AGENT_TRANSCRIPT", value_name = "FILE")]
+    pub agent_transcript: Option<PathBuf>,
     /// How long a job stays with a disconnected agent before it goes to
     /// another one, in seconds [default: 60].
     #[arg(long, env = "MARKETER_JOB_LEASE_GRACE_SECONDS", value_name = "SECONDS")]
@@ -147,6 +151,7 @@ struct FileConfig {
     agent_cert_lifetime_seconds: Option<u64>,
     agent_heartbeat_ms: Option<u64>,
     agent_offline_grace_ms: Option<u64>,
+    agent_transcript: Option<PathBuf>,
     job_lease_grace_seconds: Option<u64>,
     job_retry_base_ms: Option<u64>,
 }
@@ -183,6 +188,8 @@ pub struct AgentGatewaySettings {
     pub cert_lifetime: std::time::Duration,
     pub heartbeat_interval: std::time::Duration,
     pub offline_grace: std::time::Duration,
+    /// Where to record every message agents send, if anywhere.
+    pub transcript: Option<PathBuf>,
 }
 
 pub const DEFAULT_AGENT_LISTEN: SocketAddr =
@@ -236,6 +243,7 @@ impl Settings {
             offline_grace: std::time::Duration::from_millis(
                 serve.agent_offline_grace_ms.or(file.agent_offline_grace_ms).unwrap_or(5_000),
             ),
+            transcript: serve.agent_transcript.clone().or(file.agent_transcript),
         };
         if let Some(url) = &agents.public_url
             && !url.starts_with("https://")

@@ -144,6 +144,7 @@ pub fn assemble(
     let gateway = GatewayConfig {
         cert_lifetime: time::Duration::try_from(agents.cert_lifetime)
             .context("agent certificate lifetime")?,
+        transcript: agents.transcript.as_deref().map(gateway::transcript::Transcript::open).transpose()?,
         ..GatewayConfig::default()
     };
     Ok(Runtime { app, ca: Arc::new(ca), tls, gateway })

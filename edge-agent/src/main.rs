@@ -111,6 +111,19 @@ enum DocumentsCommand {
         #[arg(long, value_name = "PROJECT_ID")]
         project: Option<uuid::Uuid>,
     },
+    /// Search a project's documents as the research step does, to see what
+    /// it would find (the passages are shown here only, never sent).
+    Search {
+        /// What to look for.
+        query: String,
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: uuid::Uuid,
+        /// How many passages to show.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=50))]
+        limit: u32,
+        #[command(flatten)]
+        local: LocalArgs,
+    },
     /// Remove documents and their chunks from the index (the running agent
     /// tells the control plane).
     Remove {
@@ -211,6 +224,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if list.is_empty() {
                 println!("no documents are indexed on this host");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Documents { command: DocumentsCommand::Search { query, project, limit, local } } => {
+            let index = documents::Index::open(&files.dir).await?;
+            let ollama = ollama::Ollama::new(&local.ollama_url)?;
+            let found = documents::retrieve::Documents::for_project(Some(&index), &ollama, Some(project), 200).await;
+            let documents::retrieve::Documents::Searchable(retriever) = found else {
+                anyhow::bail!("no documents of project {project} are indexed on this host");
+            };
+            let hits = retriever.hits(&[query], limit as usize).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            if hits.is_empty() {
+                println!("nothing matched");
+            }
+            for (rank, hit) in hits.iter().enumerate() {
+                let place = match (hit.section.is_empty(), hit.page) {
+                    (true, None) => String::new(),
+                    (false, None) => format!(" / {}", hit.section),
+                    (true, Some(page)) => format!(" / page {page}"),
+                    (false, Some(page)) => format!(" / {} / page {page}", hit.section),
+                };
+                let excerpt: String = hit.text.chars().take(160).collect();
+                println!("{}. {}{place} (score {:.4})\n   {excerpt}", rank + 1, hit.file, hit.score);
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -621,15 +621,59 @@ async fn embed(State(shared): State<Shared>, body: Bytes) -> Response {
     .into_response()
 }
 
-/// A unit vector determined by the text.
+/// Words the fake embedding model treats as meaning the same thing, so
+/// retrieval can be tested on meaning as well as on words: a query about
+/// "cost" finds a passage about "prices" without a word in common.
+const CONCEPTS: &[&[&str]] = &[
+    &["price", "prices", "cost", "costs", "pricing", "expensive", "cheap", "afford", "affordable", "dollars", "budget", "quote", "pay"],
+    &["warranty", "guarantee", "guaranteed", "coverage", "covered", "defects", "defect"],
+    &["install", "installation", "installed", "installer", "installers", "crews", "crew", "fitting", "fitted", "mount", "mounted"],
+    &["days", "day", "weeks", "week", "hours", "quickly", "fast", "long", "schedule", "duration", "takes"],
+    &["financing", "finance", "loan", "loans", "payments", "monthly", "credit", "lease", "instalments"],
+    &["maintenance", "cleaning", "clean", "care", "inspect", "inspection", "upkeep", "repair", "repairs", "maintain"],
+    &["founded", "history", "founder", "started", "family", "since", "origins", "began"],
+    &["energy", "electricity", "power", "kilowatt", "kwh", "output", "generate", "generates", "production"],
+    &["hail", "storm", "storms", "wind", "snow", "weather", "rain", "hurricane"],
+    &["efficiency", "efficient", "performance", "rating", "rated"],
+    &["carbon", "emissions", "environment", "environmental", "green", "sustainable", "recycled", "planet"],
+    &["support", "help", "phone", "contact", "hotline", "assistance", "reach"],
+    &["tiles", "tile", "shingles", "shingle", "roof", "roofing", "rooftop"],
+    &["panel", "panels", "module", "modules", "cells"],
+    &["battery", "batteries", "storage", "backup", "store"],
+];
+
+/// A unit vector for the text: the sum of one fixed random direction per
+/// word, where words of one concept share a direction (weight 1) and other
+/// words have their own (weight 0.3). Texts about the same things point the
+/// same way, as with a real embedding model.
 pub fn vector(text: &str, dims: usize) -> Vec<f32> {
-    let mut state = fnv(text.as_bytes());
-    let raw: Vec<f32> = (0..dims)
+    let mut sum = vec![0.0f32; dims];
+    let mut any = false;
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 2) {
+        let word = word.to_lowercase();
+        let (key, weight) = match CONCEPTS.iter().position(|group| group.contains(&word.as_str())) {
+            Some(concept) => (format!("concept:{concept}"), 1.0),
+            None => (word, 0.3),
+        };
+        for (total, v) in sum.iter_mut().zip(direction(&key, dims)) {
+            *total += weight * v;
+        }
+        any = true;
+    }
+    if !any {
+        sum = direction(text, dims);
+    }
+    let norm = sum.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::EPSILON);
+    sum.into_iter().map(|v| v / norm).collect()
+}
+
+/// A pseudo-random direction determined by `key`.
+fn direction(key: &str, dims: usize) -> Vec<f32> {
+    let mut state = fnv(key.as_bytes());
+    (0..dims)
         .map(|_| {
             state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
             ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
         })
-        .collect();
-    let norm = raw.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::EPSILON);
-    raw.into_iter().map(|v| v / norm).collect()
+        .collect()
 }

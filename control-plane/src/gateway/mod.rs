@@ -9,6 +9,7 @@
 //!   their ingest jobs (`GET /agent/v1/documents/{id}`).
 //! - `hub.rs`: live connections on this replica, heartbeat batching and
 //!   offline detection.
+//! - `transcript.rs`: the optional record of every message agents send.
 //!
 //! Agents are identified by the SHA-256 of the client certificate they
 //! present, looked up in the store; nothing an agent merely claims (ids,
@@ -20,6 +21,7 @@ mod enroll;
 pub mod hub;
 mod session;
 pub mod tls;
+pub mod transcript;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,6 +56,8 @@ pub struct GatewayConfig {
     /// How long an agent has to complete TLS, and then to say `Hello`.
     pub handshake_timeout: Duration,
     pub max_frame_bytes: usize,
+    /// Where every message agents send is recorded, if anywhere.
+    pub transcript: Option<transcript::Transcript>,
 }
 
 impl Default for GatewayConfig {
@@ -62,6 +66,7 @@ impl Default for GatewayConfig {
             cert_lifetime: time::Duration::days(30),
             handshake_timeout: Duration::from_secs(10),
             max_frame_bytes: MAX_FRAME_BYTES,
+            transcript: None,
         }
     }
 }

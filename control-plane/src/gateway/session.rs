@@ -182,6 +182,9 @@ impl Session {
             }
             Ok(Some(Ok(message))) => message,
         };
+        if let (Some(transcript), Message::Text(text)) = (&self.state.config.transcript, &first) {
+            transcript.record(self.agent.id, text.as_str());
+        }
         let hello = match first {
             Message::Text(text) => match serde_json::from_str::<AgentMessage>(text.as_str()) {
                 Ok(AgentMessage::Hello(hello)) => hello,
@@ -386,6 +389,9 @@ impl Session {
     }
 
     async fn handle(&mut self, text: &str) -> Result<(), Ending> {
+        if let Some(transcript) = &self.state.config.transcript {
+            transcript.record(self.agent.id, text);
+        }
         let message = match serde_json::from_str::<AgentMessage>(text) {
             Ok(message) => message,
             Err(e) => return Err(self.violation(format!("malformed message: {e}")).await),

@@ -155,6 +155,7 @@ pub fn test_gateway_settings() -> AgentGatewaySettings {
         cert_lifetime: Duration::from_secs(30 * 24 * 3600),
         heartbeat_interval: Duration::from_millis(500),
         offline_grace: Duration::from_millis(500),
+        transcript: None,
     }
 }
 

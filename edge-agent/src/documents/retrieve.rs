@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use marketer_pipeline::{LlmError, Passage, Retriever};
 use uuid::Uuid;
 
-use super::index::Index;
+use super::index::{Hit, Index};
 use crate::ollama::Ollama;
 use crate::privacy::VerbatimGuard;
 
@@ -94,6 +94,20 @@ impl Retriever for Documents<'_> {
 
 impl EdgeRetriever<'_> {
     async fn search(&self, queries: &[String], limit: usize) -> Result<Vec<Passage>, LlmError> {
+        let hits = self.hits(queries, limit).await?;
+        let mut guard = self.guard.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(hits
+            .into_iter()
+            .map(|hit| {
+                guard.add(&hit.text);
+                Passage { text: hit.text, file: hit.file, section: hit.section, page: hit.page }
+            })
+            .collect())
+    }
+
+    /// The best chunks for the queries, with their scores (what the
+    /// research step reads; `marketer-agent documents search` shows it).
+    pub async fn hits(&self, queries: &[String], limit: usize) -> Result<Vec<Hit>, LlmError> {
         let queries: Vec<String> = queries.iter().filter(|q| !q.trim().is_empty()).cloned().collect();
         if queries.is_empty() {
             return Ok(Vec::new());
@@ -115,18 +129,10 @@ impl EdgeRetriever<'_> {
             });
         }
         let pairs: Vec<(String, Vec<f32>)> = queries.into_iter().zip(embedded.embeddings).collect();
-        let hits = self.index.search(self.project, &pairs, limit).await.map_err(|e| LlmError {
+        self.index.search(self.project, &pairs, limit).await.map_err(|e| LlmError {
             code: "index_error".into(),
             message: format!("searching the project's documents: {e:#}"),
             retryable: true,
-        })?;
-        let mut guard = self.guard.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(hits
-            .into_iter()
-            .map(|hit| {
-                guard.add(&hit.text);
-                Passage { text: hit.text, file: hit.file, section: hit.section, page: hit.page }
-            })
-            .collect())
+        })
     }
 }
