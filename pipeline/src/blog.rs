@@ -236,8 +236,17 @@ pub(crate) async fn article<L: Llm, R: Retriever>(
     let passages = match documents.unavailable() {
         Some(_) => Vec::new(),
         None => {
+            // Seed 004: the topic, the primary keyword and related ones; the
+            // marketer's own keywords are the first related ones.
             let mut queries = vec![input.topic.clone(), seo.primary_keyword.clone()];
-            queries.extend(seo.related_keywords.iter().take(3).cloned());
+            for keyword in input.keywords.iter().chain(&seo.related_keywords) {
+                if queries.len() >= 6 {
+                    break;
+                }
+                if !queries.iter().any(|q| q.eq_ignore_ascii_case(keyword)) {
+                    queries.push(keyword.clone());
+                }
+            }
             documents.search(&queries, RESEARCH_PASSAGES).await?
         }
     };
@@ -259,7 +268,7 @@ pub(crate) async fn article<L: Llm, R: Retriever>(
         }
         None => ("documents", String::new()),
     };
-    let research = ResearchNotes {
+    let mut research = ResearchNotes {
         grounding: grounding.into(),
         facts: notes.facts,
         brand_voice_notes: notes.brand_voice_notes,
@@ -274,6 +283,20 @@ pub(crate) async fn article<L: Llm, R: Retriever>(
 
     let editing_end: u8 = if has_social { 75 } else { 92 };
     run.step("editing", 60, "Reviewing the draft");
+    // The editor holds the draft to the company's own writing guidance,
+    // where its documents have some.
+    let guidance = match documents.unavailable() {
+        Some(_) => Vec::new(),
+        None => documents.search(&GUIDANCE_QUERIES.map(str::to_owned), GUIDANCE_PASSAGES).await?,
+    };
+    let base = with(&base, json!({ "guidance": prompt_passages(&guidance) }));
+    research.sources.extend(guidance.iter().map(|p| {
+        let label = section_label(p);
+        Source {
+            title: p.file.clone(),
+            detail: if label.is_empty() { "the editor's guidance".into() } else { format!("the editor's guidance: {label}") },
+        }
+    }));
     let mut review = review(run, &base, &seo, &draft).await?;
     let mut history = vec![review.overall()];
     let mut rounds = 0;
@@ -330,7 +353,11 @@ async fn review<L: Llm>(
 /// enough to ground a long article, few enough for a small model's context.
 const RESEARCH_PASSAGES: usize = 8;
 
-/// Passages as the research prompt shows them.
+/// What the editor looks for in the project's documents.
+const GUIDANCE_QUERIES: [&str; 3] = ["brand voice", "style guide", "tone of voice and words to use"];
+const GUIDANCE_PASSAGES: usize = 3;
+
+/// Passages as the prompts show them.
 fn prompt_passages(passages: &[Passage]) -> serde_json::Value {
     passages
         .iter()

@@ -232,6 +232,80 @@ mod tests {
         );
     }
 
+    /// Documents with fixed passages, recording what was asked.
+    struct Library {
+        passages: Vec<Passage>,
+        queries: Mutex<Vec<String>>,
+    }
+
+    impl Retriever for Library {
+        fn unavailable(&self) -> Option<String> {
+            None
+        }
+
+        async fn search(&self, queries: &[String], limit: usize) -> Result<Vec<Passage>, LlmError> {
+            self.queries.lock().unwrap().extend(queries.iter().cloned());
+            Ok(self.passages.iter().take(limit).cloned().collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn documents_ground_the_research_and_the_editor_and_are_cited() {
+        let passage = |file: &str, section: &str, page, text: &str| Passage {
+            text: text.into(),
+            file: file.into(),
+            section: section.into(),
+            page,
+        };
+        let library = Library {
+            passages: vec![
+                passage("specs.pdf", "", Some(2), "Tiles carry a thirty year warranty."),
+                passage("voice.md", "Words", None, "Say home, never unit."),
+            ],
+            queries: Mutex::new(Vec::new()),
+        };
+        let llm = Scripted::new(vec![
+            ("SEO strategist", vec![seo_answer()]),
+            ("research assistant", vec![json!({ "facts": ["Tiles carry a thirty year warranty [1]."], "brand_voice_notes": [], "gaps": [] }).to_string()]),
+            ("expert content writer", vec!["# Solar Roof Cost\n\nDraft.".into()]),
+            ("demanding professional editor", vec![review(9.0)]),
+        ]);
+        let job = ActivityJob {
+            input: ActivityInput::BlogArticle(BlogArticle {
+                topic: "Solar roofs".into(),
+                keywords: vec!["tile warranty".into()],
+                audience: "homeowners".into(),
+                tone: Tone::Friendly,
+                target_word_count: 900,
+                platforms: vec![],
+            }),
+            brand_voice: String::new(),
+            project_id: None,
+        };
+        let result = run_activity(&llm, &library, &job, &mut Recorder::default()).await.unwrap();
+        let research = result.research.unwrap();
+        assert_eq!((research.grounding.as_str(), research.note.as_str()), ("documents", ""));
+        let sources: Vec<(&str, &str)> = research.sources.iter().map(|s| (s.title.as_str(), s.detail.as_str())).collect();
+        assert_eq!(
+            sources,
+            [
+                ("The request", "topic, keywords, audience and tone as the marketer gave them"),
+                ("specs.pdf", "passage 1: page 2"),
+                ("voice.md", "passage 2: Words"),
+                ("specs.pdf", "the editor's guidance: page 2"),
+                ("voice.md", "the editor's guidance: Words"),
+            ]
+        );
+        // Seed 004's queries: the topic, the primary keyword, then related
+        // ones (the marketer's first); then the editor's guidance.
+        let queries = library.queries.lock().unwrap().clone();
+        assert_eq!(&queries[..4], ["Solar roofs", "solar roof cost", "tile warranty", "solar panels"]);
+        assert!(queries.contains(&"brand voice".to_owned()));
+        let requests = llm.requests.lock().unwrap();
+        assert!(requests.iter().any(|r| r.contains("research assistant") && r.contains("[1] specs.pdf - page 2:")));
+        assert!(requests.iter().any(|r| r.contains("demanding professional editor") && r.contains("voice.md (Words): Say home")));
+    }
+
     #[tokio::test]
     async fn a_structured_step_that_stays_broken_fails_saying_why() {
         let llm = Scripted::new(vec![("SEO strategist", vec!["not json".into(), "{\"title\": 5}".into()])]);

@@ -31,7 +31,7 @@ macro_rules! template {
 pub const SEO_RESEARCH: Template = template!("seo_research", 1);
 pub const CONTENT_RESEARCH: Template = template!("content_research", 2);
 pub const WRITER: Template = template!("writer", 1);
-pub const EDITOR_REVIEW: Template = template!("editor_review", 1);
+pub const EDITOR_REVIEW: Template = template!("editor_review", 2);
 pub const EDITOR_REFINE: Template = template!("editor_refine", 1);
 pub const SOCIAL_POST: Template = template!("social_post", 1);
 pub const SOCIAL_SHORTEN: Template = template!("social_shorten", 1);
@@ -101,7 +101,7 @@ mod tests {
         ("seo_research", 1, "61c2969794a4"),
         ("content_research", 2, "d40a14749aeb"),
         ("writer", 1, "8b3f7aeabfe1"),
-        ("editor_review", 1, "82d5c9da9dc8"),
+        ("editor_review", 2, "5c7562cce93d"),
         ("editor_refine", 1, "792ced1c9bfa"),
         ("social_post", 1, "5c9a7c18574a"),
         ("social_shorten", 1, "036b91f45915"),

@@ -86,6 +86,9 @@ pub mod close {
     pub const SUPERSEDED: u16 = 4007;
     /// Nothing arrived for longer than the offline threshold.
     pub const HEARTBEAT_TIMEOUT: u16 = 4008;
+    /// The tenant's compliance mode changed: reconnect to receive it in a
+    /// new `Welcome` (the agent's policy defaults depend on it).
+    pub const COMPLIANCE_CHANGED: u16 = 4009;
 }
 
 /// Timestamps travel as RFC 3339 strings.

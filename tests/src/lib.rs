@@ -445,6 +445,22 @@ impl Api {
         (status, response.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// Uploads `bytes` as the multipart part `file` named `file_name`.
+    pub async fn upload(&self, path: &str, file_name: &str, bytes: Vec<u8>) -> (u16, serde_json::Value) {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned());
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .bearer_auth(&self.token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// After a server restart: pooled connections went down with the old process.
     pub fn reconnect(&mut self) {
         self.http = reqwest::Client::new();

@@ -280,6 +280,11 @@ impl Hub {
         }
     }
 
+    /// The agents of a tenant connected to this replica.
+    pub fn tenant_agents(&self, tenant_id: Uuid) -> Vec<Uuid> {
+        self.live().iter().filter(|(_, l)| l.tenant_id == tenant_id).map(|(id, _)| *id).collect()
+    }
+
     /// The projects whose index the agent now holds.
     pub fn set_projects(&self, agent_id: Uuid, projects: HashSet<Uuid>) {
         if let Some(l) = self.live().get_mut(&agent_id) {

@@ -96,12 +96,25 @@ impl App {
                 "name": req.name, "slug": req.slug, "plan": req.plan, "compliance_mode": req.compliance_mode,
             }),
         );
+        let before = self.store.tenant(access.tenant_id).await?.map(|t| t.compliance_mode);
         let patch = TenantPatch {
             name: req.name,
             slug: req.slug,
             plan: req.plan,
             compliance_mode: req.compliance_mode,
         };
-        Ok(self.store.update_tenant(access.tenant_id, &patch, &audit).await?)
+        let updated = self.store.update_tenant(access.tenant_id, &patch, &audit).await?;
+        if before.is_some_and(|mode| mode != updated.compliance_mode) {
+            // Agents learn the mode in `Welcome`; their redaction default
+            // follows it, so they must hear of the change now.
+            for agent_id in self.hub.tenant_agents(access.tenant_id) {
+                self.hub.close(
+                    agent_id,
+                    marketer_protocol::close::COMPLIANCE_CHANGED,
+                    "the tenant's compliance mode changed; reconnect to apply it",
+                );
+            }
+        }
+        Ok(updated)
     }
 }

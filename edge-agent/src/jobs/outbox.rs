@@ -332,8 +332,6 @@ fn file_name(job: JobRef) -> String {
     format!("{}.{}.jsonl", job.job_id, job.epoch)
 }
 
-/// Reads an attempt's file: its events if it ends with an outcome. A line
-/// cut short by a crash ends the readable part.
 /// The held-back streamed text of an attempt, redacted, if any.
 fn release_held(attempt: &mut Attempt, redactor: &Redactor) -> Option<String> {
     if attempt.held.is_empty() {
@@ -359,7 +357,10 @@ fn redact_outcome(redactor: &Redactor, outcome: JobOutcome, counts: &mut Redacti
         };
     };
     if let JobOutcome::Succeeded { usage, .. } = &mut redacted {
-        usage.redactions = counts.clone();
+        // Added to what the job itself counted (document text withheld).
+        for (kind, count) in counts.iter() {
+            *usage.redactions.entry(kind.clone()).or_default() += count;
+        }
     }
     redacted
 }
@@ -375,6 +376,8 @@ fn redact_strings(value: &mut serde_json::Value, redactor: &Redactor, counts: &m
     }
 }
 
+/// Reads an attempt's file: its events if it ends with an outcome. A line
+/// cut short by a crash ends the readable part.
 fn load(path: &Path) -> Option<(JobRef, Vec<JobEvent>)> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut events: Vec<JobEvent> = Vec::new();
