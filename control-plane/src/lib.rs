@@ -13,7 +13,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod secrets;
 pub mod server;
-pub mod storage;
 pub mod service;
+pub mod storage;
 pub mod store;
 pub mod telemetry;

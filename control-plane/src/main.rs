@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start the server (creates the database and a first account on first run).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate,
     /// Operator commands on the database: accounts, passwords, memberships.
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let serve_args = match &cli.command {
-        Command::Serve(args) => args.clone(),
+        Command::Serve(args) => (**args).clone(),
         _ => ServeArgs::default(),
     };
     let settings = Settings::resolve(&cli.global, &serve_args)?;

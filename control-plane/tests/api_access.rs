@@ -182,7 +182,8 @@ impl Fixture {
                 if operation == "upload a document" {
                     s.upload(&documents, token, "notes.txt", b"notes".to_vec()).await
                 } else {
-                    let (status, doc) = s.upload(&documents, &self.owner, "notes.txt", b"notes".to_vec()).await;
+                    let (status, doc) =
+                        s.upload(&documents, &self.owner, "notes.txt", b"notes".to_vec()).await;
                     assert_eq!(status, 202, "{doc}");
                     s.delete(&format!("{documents}/{}", doc["id"].as_str().unwrap()), token).await
                 }
@@ -267,7 +268,12 @@ async fn nothing_of_another_tenant_is_visible() {
         f.created(&b("/projects"), json!({ "name": "Open", "llm_policy": "cloud_allowed" })).await;
     let (status, uploaded) = f
         .server
-        .upload(&b(&format!("/projects/{open_project}/documents")), &f.owner, "plan.md", b"# Secret plan".to_vec())
+        .upload(
+            &b(&format!("/projects/{open_project}/documents")),
+            &f.owner,
+            "plan.md",
+            b"# Secret plan".to_vec(),
+        )
         .await;
     assert_eq!(status, 202, "{uploaded}");
     let document = uploaded["id"].as_str().unwrap().to_owned();

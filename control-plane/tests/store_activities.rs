@@ -52,7 +52,11 @@ fn run(tenant_id: Uuid, activity_id: Uuid, topic: &str, route: Route) -> NewJob 
         tenant_id,
         spec: JobSpec::Activity {
             model: "llama3.2:latest".into(),
-            activity: Box::new(ActivityJob { input: input(topic), brand_voice: String::new(), project_id: None }),
+            activity: Box::new(ActivityJob {
+                input: input(topic),
+                brand_voice: String::new(),
+                project_id: None,
+            }),
         },
         labels: Default::default(),
         priority: 3,

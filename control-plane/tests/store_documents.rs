@@ -89,11 +89,16 @@ fn meta(id: Uuid, project_id: Uuid, name: &str, status: DocumentStatus) -> Docum
         error: (status == DocumentStatus::Failed).then(|| "the PDF cannot be read".into()),
         chunk_count: if status == DocumentStatus::Indexed { 3 } else { 0 },
         embedding_model: "nomic-embed-text".into(),
-        indexed_at: (status == DocumentStatus::Indexed).then(|| time::OffsetDateTime::now_utc()),
+        indexed_at: (status == DocumentStatus::Indexed).then(time::OffsetDateTime::now_utc),
     }
 }
 
-fn report(seq: u64, held: Option<Vec<Uuid>>, documents: Vec<DocumentMeta>, removed: Vec<Uuid>) -> DocumentReport {
+fn report(
+    seq: u64,
+    held: Option<Vec<Uuid>>,
+    documents: Vec<DocumentMeta>,
+    removed: Vec<Uuid>,
+) -> DocumentReport {
     DocumentReport { seq, held, documents, removed }
 }
 
@@ -106,7 +111,10 @@ async fn uploads_are_recorded_with_their_ingest_job(db: &TestDb) {
     let project_id = project(store, tenant_id).await;
     let (new, job) = upload(tenant_id, project_id, "guide.txt");
     let created = store.create_upload(&new, &job, &audit("document.upload", Some(tenant_id))).await.unwrap();
-    assert_eq!((created.origin, created.status, created.job_id), (DocumentOrigin::Upload, DocumentStatus::Pending, Some(job.id)));
+    assert_eq!(
+        (created.origin, created.status, created.job_id),
+        (DocumentOrigin::Upload, DocumentStatus::Pending, Some(job.id))
+    );
     assert_eq!(created.storage_key.as_deref(), Some(new.storage_key.as_str()));
     assert!(store.job(tenant_id, job.id).await.unwrap().is_some(), "the ingest job is queued with it");
     assert_eq!(store.documents(tenant_id, project_id, PAGE).await.unwrap().items.len(), 1);
@@ -116,11 +124,13 @@ async fn uploads_are_recorded_with_their_ingest_job(db: &TestDb) {
     assert!(store.document(other_tenant, new.id).await.unwrap().is_none());
     assert!(store.documents(other_tenant, project_id, PAGE).await.unwrap().items.is_empty());
     let (foreign, foreign_job) = upload(other_tenant, project_id, "x.txt");
-    let refused = store.create_upload(&foreign, &foreign_job, &audit("document.upload", Some(other_tenant))).await;
+    let refused =
+        store.create_upload(&foreign, &foreign_job, &audit("document.upload", Some(other_tenant))).await;
     assert!(matches!(refused, Err(StoreError::NotFound)), "{refused:?}");
 
     // An ingest job that gives up leaves the document failed with its reason.
-    let cancelled = store.cancel_job(tenant_id, job.id, Timestamp::now(), &audit("job.cancel", Some(tenant_id))).await;
+    let cancelled =
+        store.cancel_job(tenant_id, job.id, Timestamp::now(), &audit("job.cancel", Some(tenant_id))).await;
     assert!(cancelled.is_ok());
     let failed = store.document(tenant_id, new.id).await.unwrap().unwrap();
     assert_eq!(failed.status, DocumentStatus::Failed);
@@ -172,7 +182,10 @@ async fn reports_create_update_refuse_and_remove(db: &TestDb) {
     // A changed document keeps its id; a removed one goes.
     let mut changed = meta(a, project_id, "guide.md", DocumentStatus::Indexed);
     changed.chunk_count = 9;
-    store.apply_document_report(&agent, &report(2, None, vec![changed], vec![b]), Timestamp::now()).await.unwrap();
+    store
+        .apply_document_report(&agent, &report(2, None, vec![changed], vec![b]), Timestamp::now())
+        .await
+        .unwrap();
     assert_eq!(store.document(tenant_id, a).await.unwrap().unwrap().chunk_count, 9);
     assert!(store.document(tenant_id, b).await.unwrap().is_none());
 
@@ -187,14 +200,24 @@ async fn reports_create_update_refuse_and_remove(db: &TestDb) {
         )
         .await
         .unwrap();
-    let names: Vec<String> =
-        store.documents(tenant_id, project_id, PAGE).await.unwrap().items.into_iter().map(|d| d.name).collect();
+    let names: Vec<String> = store
+        .documents(tenant_id, project_id, PAGE)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
     assert_eq!(names, ["new.md"]);
 
     // Another agent of another tenant cannot touch this tenant's documents.
     let stranger = enrolled(store, other_tenant, 8, 8).await;
     let outcome = store
-        .apply_document_report(&stranger, &report(1, Some(vec![]), vec![meta(d, project_id, "x", DocumentStatus::Indexed)], vec![d]), Timestamp::now())
+        .apply_document_report(
+            &stranger,
+            &report(1, Some(vec![]), vec![meta(d, project_id, "x", DocumentStatus::Indexed)], vec![d]),
+            Timestamp::now(),
+        )
         .await
         .unwrap();
     assert_eq!(outcome.refused.len(), 1);
@@ -210,7 +233,8 @@ async fn deletion_waits_for_the_agent_that_holds_the_document(db: &TestDb) {
     // Not yet on any agent: gone at once, with its file and job to clean up.
     let (new, job) = upload(tenant_id, project_id, "draft.txt");
     store.create_upload(&new, &job, &audit("document.upload", Some(tenant_id))).await.unwrap();
-    let deleted = store.delete_document(tenant_id, new.id, &audit("document.delete", Some(tenant_id))).await.unwrap();
+    let deleted =
+        store.delete_document(tenant_id, new.id, &audit("document.delete", Some(tenant_id))).await.unwrap();
     assert_eq!(deleted.storage_key.as_deref(), Some(new.storage_key.as_str()));
     assert_eq!((deleted.job_id, deleted.agent_id), (Some(job.id), None));
     assert!(store.document(tenant_id, new.id).await.unwrap().is_none());
@@ -225,12 +249,18 @@ async fn deletion_waits_for_the_agent_that_holds_the_document(db: &TestDb) {
     store
         .apply_document_report(
             &agent,
-            &report(1, Some(vec![held.id]), vec![meta(held.id, project_id, "held.txt", DocumentStatus::Indexed)], vec![]),
+            &report(
+                1,
+                Some(vec![held.id]),
+                vec![meta(held.id, project_id, "held.txt", DocumentStatus::Indexed)],
+                vec![],
+            ),
             Timestamp::now(),
         )
         .await
         .unwrap();
-    let deleted = store.delete_document(tenant_id, held.id, &audit("document.delete", Some(tenant_id))).await.unwrap();
+    let deleted =
+        store.delete_document(tenant_id, held.id, &audit("document.delete", Some(tenant_id))).await.unwrap();
     assert_eq!(deleted.agent_id, Some(agent.id));
     assert!(store.document(tenant_id, held.id).await.unwrap().is_none(), "hidden at once");
     assert_eq!(store.pending_removals(agent.id).await.unwrap(), [held.id]);
@@ -246,8 +276,10 @@ async fn deletion_waits_for_the_agent_that_holds_the_document(db: &TestDb) {
     assert_eq!(outcome.to_remove, [held.id]);
     assert!(store.document(tenant_id, held.id).await.unwrap().is_none(), "still hidden");
     // It confirms: the row and the file go.
-    let outcome =
-        store.apply_document_report(&agent, &report(3, None, vec![], vec![held.id]), Timestamp::now()).await.unwrap();
-    assert_eq!(outcome.released_files, [held.storage_key.clone()]);
+    let outcome = store
+        .apply_document_report(&agent, &report(3, None, vec![], vec![held.id]), Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(outcome.released_files, std::slice::from_ref(&held.storage_key));
     assert!(store.pending_removals(agent.id).await.unwrap().is_empty());
 }

@@ -230,11 +230,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Documents { command: DocumentsCommand::Search { query, project, limit, local } } => {
             let index = documents::Index::open(&files.dir).await?;
             let ollama = ollama::Ollama::new(&local.ollama_url)?;
-            let found = documents::retrieve::Documents::for_project(Some(&index), &ollama, Some(project), 200).await;
+            let found =
+                documents::retrieve::Documents::for_project(Some(&index), &ollama, Some(project), 200).await;
             let documents::retrieve::Documents::Searchable(retriever) = found else {
                 anyhow::bail!("no documents of project {project} are indexed on this host");
             };
-            let hits = retriever.hits(&[query], limit as usize).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let hits = retriever
+                .hits(&[query], limit as usize)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             if hits.is_empty() {
                 println!("nothing matched");
             }

@@ -294,7 +294,11 @@ pub(crate) async fn article<L: Llm, R: Retriever>(
         let label = section_label(p);
         Source {
             title: p.file.clone(),
-            detail: if label.is_empty() { "the editor's guidance".into() } else { format!("the editor's guidance: {label}") },
+            detail: if label.is_empty() {
+                "the editor's guidance".into()
+            } else {
+                format!("the editor's guidance: {label}")
+            },
         }
     }));
     let mut review = review(run, &base, &seo, &draft).await?;
@@ -359,10 +363,7 @@ const GUIDANCE_PASSAGES: usize = 3;
 
 /// Passages as the prompts show them.
 fn prompt_passages(passages: &[Passage]) -> serde_json::Value {
-    passages
-        .iter()
-        .map(|p| json!({ "file": p.file, "section": section_label(p), "text": p.text }))
-        .collect()
+    passages.iter().map(|p| json!({ "file": p.file, "section": section_label(p), "text": p.text })).collect()
 }
 
 /// One source per passage, in the order the prompt numbered them.
@@ -371,7 +372,11 @@ fn passage_sources(passages: &[Passage]) -> impl Iterator<Item = Source> + '_ {
         let label = section_label(p);
         Source {
             title: p.file.clone(),
-            detail: if label.is_empty() { format!("passage {}", i + 1) } else { format!("passage {}: {label}", i + 1) },
+            detail: if label.is_empty() {
+                format!("passage {}", i + 1)
+            } else {
+                format!("passage {}: {label}", i + 1)
+            },
         }
     })
 }

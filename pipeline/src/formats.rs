@@ -13,7 +13,9 @@ pub const DOCX: &str = "application/vnd.openxmlformats-officedocument.wordproces
 /// Why a file is not a document the product can index.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
-    #[error("unsupported file type ({0}); supported: text (.txt), Markdown (.md), HTML (.html), PDF (.pdf), Word (.docx)")]
+    #[error(
+        "unsupported file type ({0}); supported: text (.txt), Markdown (.md), HTML (.html), PDF (.pdf), Word (.docx)"
+    )]
     Unsupported(String),
     #[error("the file is named .{extension} but its content is {actual}")]
     Disguised { extension: String, actual: String },
@@ -90,7 +92,10 @@ mod tests {
         assert_eq!(classify("page.txt", b"<!DOCTYPE html><html></html>"), Ok(HTML));
         assert_eq!(classify("README", b"plain words"), Ok(TEXT));
         assert!(matches!(classify("invoice.pdf", b"just text"), Err(FormatError::Disguised { .. })));
-        assert!(matches!(classify("setup.docx", b"MZ\x90\x00\x03\x00\x00\x00\x04"), Err(FormatError::Unsupported(_))));
+        assert!(matches!(
+            classify("setup.docx", b"MZ\x90\x00\x03\x00\x00\x00\x04"),
+            Err(FormatError::Unsupported(_))
+        ));
         assert!(matches!(classify("photo.jpg", b"text that says jpg"), Err(FormatError::Unsupported(_))));
         assert!(matches!(classify("a.docx", b"PK\x03\x04broken zip"), Err(FormatError::Unsupported(_))));
     }

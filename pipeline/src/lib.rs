@@ -285,7 +285,8 @@ mod tests {
         let result = run_activity(&llm, &library, &job, &mut Recorder::default()).await.unwrap();
         let research = result.research.unwrap();
         assert_eq!((research.grounding.as_str(), research.note.as_str()), ("documents", ""));
-        let sources: Vec<(&str, &str)> = research.sources.iter().map(|s| (s.title.as_str(), s.detail.as_str())).collect();
+        let sources: Vec<(&str, &str)> =
+            research.sources.iter().map(|s| (s.title.as_str(), s.detail.as_str())).collect();
         assert_eq!(
             sources,
             [
@@ -302,8 +303,17 @@ mod tests {
         assert_eq!(&queries[..4], ["Solar roofs", "solar roof cost", "tile warranty", "solar panels"]);
         assert!(queries.contains(&"brand voice".to_owned()));
         let requests = llm.requests.lock().unwrap();
-        assert!(requests.iter().any(|r| r.contains("research assistant") && r.contains("[1] specs.pdf - page 2:")));
-        assert!(requests.iter().any(|r| r.contains("demanding professional editor") && r.contains("voice.md (Words): Say home")));
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.contains("research assistant") && r.contains("[1] specs.pdf - page 2:"))
+        );
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.contains("demanding professional editor")
+                    && r.contains("voice.md (Words): Say home"))
+        );
     }
 
     #[tokio::test]
@@ -321,7 +331,9 @@ mod tests {
             brand_voice: String::new(),
             project_id: None,
         };
-        let error = run_activity(&llm, &NoDocuments("none".into()), &job, &mut Recorder::default()).await.unwrap_err();
+        let error = run_activity(&llm, &NoDocuments("none".into()), &job, &mut Recorder::default())
+            .await
+            .unwrap_err();
         assert_eq!(error.code, "invalid_output");
         assert!(error.message.contains("seo step"), "{}", error.message);
         assert!(error.message.contains("title"), "{}", error.message);
@@ -385,10 +397,14 @@ mod tests {
     #[tokio::test]
     async fn a_listing_kit_with_discriminatory_wording_is_flagged() {
         let llm = listing_script("A lovely home, perfect for young couples, in an exclusive neighborhood.");
-        let result =
-            run_activity(&llm, &NoDocuments("none".into()), &listing("Quiet street. No children please."), &mut Recorder::default())
-                .await
-                .unwrap();
+        let result = run_activity(
+            &llm,
+            &NoDocuments("none".into()),
+            &listing("Quiet street. No children please."),
+            &mut Recorder::default(),
+        )
+        .await
+        .unwrap();
         let compliance = result.compliance.unwrap();
         assert!(!compliance.passed);
         let found: Vec<(&str, &str)> =
@@ -408,10 +424,14 @@ mod tests {
     #[tokio::test]
     async fn a_clean_listing_kit_passes() {
         let llm = listing_script("Sunlit three-bedroom home with a renovated kitchen and a fenced yard.");
-        let result =
-            run_activity(&llm, &NoDocuments("none".into()), &listing("Renovated kitchen, fenced yard."), &mut Recorder::default())
-                .await
-                .unwrap();
+        let result = run_activity(
+            &llm,
+            &NoDocuments("none".into()),
+            &listing("Renovated kitchen, fenced yard."),
+            &mut Recorder::default(),
+        )
+        .await
+        .unwrap();
         let compliance = result.compliance.unwrap();
         assert!(compliance.passed, "{:?}", compliance.findings);
         assert_eq!(result.social[0].platform, Platform::Instagram);

@@ -104,7 +104,11 @@ pub trait Retriever: Send + Sync {
     fn unavailable(&self) -> Option<String>;
 
     /// The best passages for the queries, at most `limit`.
-    fn search(&self, queries: &[String], limit: usize) -> impl Future<Output = Result<Vec<Passage>, LlmError>> + Send;
+    fn search(
+        &self,
+        queries: &[String],
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Passage>, LlmError>> + Send;
 }
 
 /// No documents to search, and why.

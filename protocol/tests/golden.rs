@@ -366,7 +366,9 @@ fn documents() {
             seq: 1,
             refused: vec![documents::RefusedDocument {
                 id: uuid!("01934c5a-2222-7000-8000-000000000005"),
-                reason: "project 01934c5a-1111-7000-8000-000000000009 is not a project of this agent's tenant".into(),
+                reason:
+                    "project 01934c5a-1111-7000-8000-000000000009 is not a project of this agent's tenant"
+                        .into(),
             }],
         },
     );

@@ -47,8 +47,12 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 /// Connects one agent and keeps it heartbeating until the process ends.
 async fn hold(port: u16, ca_pem: String, identity: Identity, connected: Arc<Semaphore>) {
-    let capabilities =
-        Capabilities { max_concurrency: 2, models: vec!["llama3.2:3b".into()], running_jobs: Vec::new(), projects: Vec::new() };
+    let capabilities = Capabilities {
+        max_concurrency: 2,
+        models: vec!["llama3.2:3b".into()],
+        running_jobs: Vec::new(),
+        projects: Vec::new(),
+    };
     let mut connection = Connection::open(port, &ca_pem, &identity, capabilities).await;
     connected.add_permits(1);
     let mut tick = tokio::time::interval(Duration::from_millis(connection.welcome.heartbeat_interval_ms));

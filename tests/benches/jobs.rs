@@ -173,8 +173,12 @@ async fn dispatch() {
     let ca_pem = std::fs::read_to_string(server.data.path().join("ca/ca.crt")).expect("the CA");
     let port = server.options.gateway_port;
     let identity = enroll(port, &ca_pem, &secret, "sim-dispatch").await;
-    let capabilities =
-        Capabilities { max_concurrency: 4, models: vec![MODEL.into()], running_jobs: Vec::new(), projects: Vec::new() };
+    let capabilities = Capabilities {
+        max_concurrency: 4,
+        models: vec![MODEL.into()],
+        running_jobs: Vec::new(),
+        projects: Vec::new(),
+    };
     let mut connection = Connection::open(port, &ca_pem, &identity, capabilities).await;
     let (received, mut assignments) = mpsc::unbounded_channel::<Instant>();
     // The simulated agent: notes when each assignment arrives and finishes

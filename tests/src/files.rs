@@ -6,9 +6,8 @@ use std::io::Write;
 
 /// A minimal DOCX with a heading and two paragraphs.
 pub fn docx(heading: &str, paragraphs: &[&str]) -> Vec<u8> {
-    let mut body = format!(
-        r#"<w:p><w:pPr><w:pStyle w:val="Heading1"/></w:pPr><w:r><w:t>{heading}</w:t></w:r></w:p>"#
-    );
+    let mut body =
+        format!(r#"<w:p><w:pPr><w:pStyle w:val="Heading1"/></w:pPr><w:r><w:t>{heading}</w:t></w:r></w:p>"#);
     for p in paragraphs {
         body.push_str(&format!("<w:p><w:r><w:t xml:space=\"preserve\">{p}</w:t></w:r></w:p>"));
     }
@@ -48,7 +47,8 @@ pub fn pdf(text: &str) -> Vec<u8> {
         pdf.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
     }
     pdf.extend_from_slice(
-        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes(),
+        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1)
+            .as_bytes(),
     );
     pdf
 }

@@ -25,7 +25,9 @@ fn models() -> Vec<FakeModel> {
     vec![FakeModel::new(MODEL), embedder]
 }
 
-async fn fleet(configure: impl FnOnce(marketer_tests::ServerOptions) -> marketer_tests::ServerOptions) -> Fleet {
+async fn fleet(
+    configure: impl FnOnce(marketer_tests::ServerOptions) -> marketer_tests::ServerOptions,
+) -> Fleet {
     let fleet = Fleet::start(|o| configure(job_timings(o))).await;
     fleet.ollama.set_models(models());
     fleet
@@ -61,7 +63,8 @@ async fn ingest(host: &AgentHost, path: &Path, project: &str) -> (bool, String) 
 }
 
 async fn documents(fleet: &Fleet, project: &str) -> Vec<Value> {
-    let (status, page) = fleet.call(Method::GET, &format!("/projects/{project}/documents?limit=200"), None).await;
+    let (status, page) =
+        fleet.call(Method::GET, &format!("/projects/{project}/documents?limit=200"), None).await;
     assert_eq!(status, 200, "{page}");
     page["items"].as_array().unwrap().clone()
 }
@@ -86,15 +89,25 @@ fn by_name<'a>(listed: &'a [Value], name: &str) -> &'a Value {
 /// One file of each supported type, a corrupt PDF and a hidden file.
 fn write_brand_folder(dir: &Path) {
     std::fs::create_dir_all(dir.join("web")).unwrap();
-    std::fs::write(dir.join("voice.md"), "# Voice\n\nWarm and plain. We say home, never unit.\n\n## Words\n\nShort sentences.").unwrap();
-    std::fs::write(dir.join("faq.txt"), "Do tiles need cleaning?\n\nRarely: rain does most of the work.").unwrap();
+    std::fs::write(
+        dir.join("voice.md"),
+        "# Voice\n\nWarm and plain. We say home, never unit.\n\n## Words\n\nShort sentences.",
+    )
+    .unwrap();
+    std::fs::write(dir.join("faq.txt"), "Do tiles need cleaning?\n\nRarely: rain does most of the work.")
+        .unwrap();
     std::fs::write(
         dir.join("web/about.html"),
         "<html><head><style>p{}</style></head><body><h1>About</h1><p>Family owned since 1987.</p><script>var x;</script></body></html>",
     )
     .unwrap();
-    std::fs::write(dir.join("specs.pdf"), files::pdf("SunShield tiles carry a thirty year warranty")).unwrap();
-    std::fs::write(dir.join("sheet.docx"), files::docx("Specs", &["Rated for hail up to 50 mm.", "Fits any roof."])).unwrap();
+    std::fs::write(dir.join("specs.pdf"), files::pdf("SunShield tiles carry a thirty year warranty"))
+        .unwrap();
+    std::fs::write(
+        dir.join("sheet.docx"),
+        files::docx("Specs", &["Rated for hail up to 50 mm.", "Fits any roof."]),
+    )
+    .unwrap();
     std::fs::write(dir.join("broken.pdf"), b"%PDF-1.4\nthis is not really a PDF at all").unwrap();
     std::fs::write(dir.join(".notes.txt"), "hidden files are skipped").unwrap();
 }
@@ -112,14 +125,26 @@ async fn documents_ingested_on_the_agent_host_are_listed_changed_and_removed() {
     let (ok, out) = ingest(&host, folder.path(), &project).await;
     assert!(!ok, "a failed file makes the command fail: {out}");
     assert!(out.contains("5 indexed, 0 unchanged, 1 failed, 0 skipped"), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("failed") && l.contains("broken.pdf") && l.contains("PDF")), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("failed") && l.contains("broken.pdf") && l.contains("PDF")),
+        "{out}"
+    );
     assert!(!out.contains(".notes.txt"), "{out}");
 
     // The running agent reports the metadata; the control plane lists it.
-    let listed = wait_listed(&fleet, &project, &["about.html", "broken.pdf", "faq.txt", "sheet.docx", "specs.pdf", "voice.md"]).await;
+    let listed = wait_listed(
+        &fleet,
+        &project,
+        &["about.html", "broken.pdf", "faq.txt", "sheet.docx", "specs.pdf", "voice.md"],
+    )
+    .await;
     for name in ["about.html", "faq.txt", "sheet.docx", "specs.pdf", "voice.md"] {
         let doc = by_name(&listed, name);
-        assert_eq!((doc["status"].as_str(), doc["origin"].as_str()), (Some("indexed"), Some("edge")), "{doc}");
+        assert_eq!(
+            (doc["status"].as_str(), doc["origin"].as_str()),
+            (Some("indexed"), Some("edge")),
+            "{doc}"
+        );
         assert!(doc["chunk_count"].as_i64().unwrap() >= 1, "{doc}");
         assert_eq!(doc["agent_id"].as_str(), Some(agent_id.as_str()));
         assert_eq!(doc["sha256"].as_str().unwrap().len(), 64);
@@ -130,7 +155,13 @@ async fn documents_ingested_on_the_agent_host_are_listed_changed_and_removed() {
         .collect();
     assert_eq!(
         types,
-        ["text/html", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", "application/pdf", "text/markdown", "text/plain"]
+        [
+            "text/html",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "application/pdf",
+            "text/markdown",
+            "text/plain"
+        ]
     );
     let broken = by_name(&listed, "broken.pdf");
     assert_eq!(broken["status"], "failed");
@@ -164,7 +195,9 @@ async fn documents_ingested_on_the_agent_host_are_listed_changed_and_removed() {
     .await;
     let listed = documents(&fleet, &project).await;
     assert_eq!(by_name(&listed, "voice.md")["id"], voice["id"], "the same document");
-    let (_, found) = run(&host, &["documents", "search", "spell out numbers", "--project", &project, "--limit", "1"]).await;
+    let (_, found) =
+        run(&host, &["documents", "search", "spell out numbers", "--project", &project, "--limit", "1"])
+            .await;
     assert!(found.contains("voice.md / Numbers"), "{found}");
 
     // Removed on the host: gone from the control plane. Deleted through the
@@ -174,7 +207,8 @@ async fn documents_ingested_on_the_agent_host_are_listed_changed_and_removed() {
     assert!(ok, "{out}");
     wait_listed(&fleet, &project, &["about.html", "broken.pdf", "sheet.docx", "specs.pdf", "voice.md"]).await;
     let about = by_name(&listed, "about.html")["id"].as_str().unwrap().to_owned();
-    let (status, _) = fleet.call(Method::DELETE, &format!("/projects/{project}/documents/{about}"), None).await;
+    let (status, _) =
+        fleet.call(Method::DELETE, &format!("/projects/{project}/documents/{about}"), None).await;
     assert_eq!(status, 204);
     assert_eq!(documents(&fleet, &project).await.len(), 4, "hidden at once");
     eventually(Duration::from_secs(30), "the agent to remove the deleted document", || async {
@@ -193,8 +227,10 @@ async fn uploads_are_fetched_and_indexed_by_an_agent_and_deleted_everywhere() {
     let (host, agent_id, _process) = agent(&fleet, home.path(), None).await;
     let project = project(&fleet, "cloud_allowed").await;
     let path = fleet.api.tenant_path(&format!("/projects/{project}/documents"));
-    let (status, uploaded) =
-        fleet.api.upload(&path, "guide.docx", files::docx("Voice", &["Warm, plain English.", "Say home, not unit."])).await;
+    let (status, uploaded) = fleet
+        .api
+        .upload(&path, "guide.docx", files::docx("Voice", &["Warm, plain English.", "Say home, not unit."]))
+        .await;
     assert_eq!(status, 202, "{uploaded}");
     let id = uploaded["id"].as_str().unwrap().to_owned();
     let indexed = eventually(Duration::from_secs(30), "the upload to be indexed", || async {
@@ -206,7 +242,10 @@ async fn uploads_are_fetched_and_indexed_by_an_agent_and_deleted_everywhere() {
     assert_eq!(indexed["agent_id"].as_str(), Some(agent_id.as_str()));
     assert_eq!(indexed["chunk_count"], 1, "two short paragraphs make one chunk");
     let (_, list) = run(&host, &["documents", "list"]).await;
-    assert!(list.contains(&format!("{id}  {project}  guide.docx  1 chunks  indexed  (upload:{id})")), "{list}");
+    assert!(
+        list.contains(&format!("{id}  {project}  guide.docx  1 chunks  indexed  (upload:{id})")),
+        "{list}"
+    );
 
     let stored = fleet.data.path().join("files/documents").join(&fleet.api.tenant);
     assert_eq!(std::fs::read_dir(&stored).unwrap().count(), 1);
@@ -224,13 +263,34 @@ async fn uploads_are_fetched_and_indexed_by_an_agent_and_deleted_everywhere() {
 /// answers: six that share rare words with their answer, eight that share
 /// only meaning (no word, and no word stem, in common).
 const CORPUS: &[(&str, &str)] = &[
-    ("protection.md", "# Protection\n\nEvery SunShield tile is covered by a thirty year guarantee against defects, labour and parts included."),
-    ("installation.txt", "Our certified crews install a complete roof in two to three days, removal of the old shingles included."),
-    ("pricing.html", "<html><body><h1>Pricing</h1><p>A typical home pays between 18,000 and 32,000 dollars. We quote every roof after a free visit.</p></body></html>"),
-    ("maintenance.pdf", "Cleaning the panels twice a year keeps output high. An annual inspection is free for members of the CareClub plan."),
-    ("story.md", "# Our story\n\nThe company was founded in 1987 by the Okafor family in Tucson. Since then it has fitted forty thousand rooftops."),
-    ("hail.txt", "SunShield tiles are rated for hail up to 50 mm and winds of 210 km/h. They passed the HurriCert 5 test."),
-    ("eco.md", "Each tile is made from 70 percent recycled glass. Over its life a roof avoids about 90 tonnes of carbon emissions."),
+    (
+        "protection.md",
+        "# Protection\n\nEvery SunShield tile is covered by a thirty year guarantee against defects, labour and parts included.",
+    ),
+    (
+        "installation.txt",
+        "Our certified crews install a complete roof in two to three days, removal of the old shingles included.",
+    ),
+    (
+        "pricing.html",
+        "<html><body><h1>Pricing</h1><p>A typical home pays between 18,000 and 32,000 dollars. We quote every roof after a free visit.</p></body></html>",
+    ),
+    (
+        "maintenance.pdf",
+        "Cleaning the panels twice a year keeps output high. An annual inspection is free for members of the CareClub plan.",
+    ),
+    (
+        "story.md",
+        "# Our story\n\nThe company was founded in 1987 by the Okafor family in Tucson. Since then it has fitted forty thousand rooftops.",
+    ),
+    (
+        "hail.txt",
+        "SunShield tiles are rated for hail up to 50 mm and winds of 210 km/h. They passed the HurriCert 5 test.",
+    ),
+    (
+        "eco.md",
+        "Each tile is made from 70 percent recycled glass. Over its life a roof avoids about 90 tonnes of carbon emissions.",
+    ),
 ];
 
 const QUERIES: &[(&str, &str)] = &[
@@ -264,7 +324,13 @@ async fn retrieval_finds_the_right_source_by_words_and_by_meaning() {
     }
     std::fs::write(
         corpus.path().join("financing.docx"),
-        files::docx("Financing", &["Homeowners can spread payments over 5 to 20 years with a fixed-rate loan.", "Monthly instalments start at 99."]),
+        files::docx(
+            "Financing",
+            &[
+                "Homeowners can spread payments over 5 to 20 years with a fixed-rate loan.",
+                "Monthly instalments start at 99.",
+            ],
+        ),
     )
     .unwrap();
     let project = uuid::Uuid::now_v7().to_string();
@@ -273,11 +339,14 @@ async fn retrieval_finds_the_right_source_by_words_and_by_meaning() {
 
     let mut misses = Vec::new();
     for (query, expected) in QUERIES {
-        let (ok, out) = run(&host, &["documents", "search", query, "--project", &project, "--limit", "3"]).await;
+        let (ok, out) =
+            run(&host, &["documents", "search", query, "--project", &project, "--limit", "3"]).await;
         assert!(ok, "{out}");
         let top: Vec<&str> = out
             .lines()
-            .filter_map(|l| l.split_once(". ").filter(|(n, _)| n.parse::<u32>().is_ok()).map(|(_, rest)| rest))
+            .filter_map(|l| {
+                l.split_once(". ").filter(|(n, _)| n.parse::<u32>().is_ok()).map(|(_, rest)| rest)
+            })
             .map(|rest| rest.split([' ', '/']).next().unwrap_or(""))
             .collect();
         if !top.contains(expected) {
@@ -309,7 +378,8 @@ async fn canary_test(fleet: &Fleet, database: Option<&TempDatabase>) {
     assert_eq!(status, 200, "{tenant}");
     let home = tempfile::tempdir().unwrap();
     let (host, agent_id, process) =
-        agent(fleet, home.path(), Some("allow_document_text_in_results = false\nmax_verbatim_chars = 60\n")).await;
+        agent(fleet, home.path(), Some("allow_document_text_in_results = false\nmax_verbatim_chars = 60\n"))
+            .await;
     let project = project(fleet, "edge_only").await;
     let docs = tempfile::tempdir().unwrap();
     std::fs::write(docs.path().join("outreach.md"), format!("# Outreach\n\n{CLINIC_NOTES}")).unwrap();
@@ -318,14 +388,18 @@ async fn canary_test(fleet: &Fleet, database: Option<&TempDatabase>) {
     assert!(ok, "{out}");
     wait_listed(fleet, &project, &["faq.pdf", "outreach.md"]).await;
     // The agent host does hold the canaries: the test could fail.
-    let (_, found) = run(&host, &["documents", "search", "vaccination campaign outreach", "--project", &project]).await;
+    let (_, found) =
+        run(&host, &["documents", "search", "vaccination campaign outreach", "--project", &project]).await;
     assert!(found.contains("ZEBRA-LANTERN-7Q4X"), "{found}");
 
     // A model that copies its sources and their PHI into everything.
     let leaky_fact = CLINIC_NOTES.to_owned();
     fleet.ollama.script(
         "research assistant for a marketing team",
-        vec![json!({ "facts": [leaky_fact, CLINIC_FAQ], "brand_voice_notes": [], "gaps": ["Confirm dates"] }).to_string()],
+        vec![
+            json!({ "facts": [leaky_fact, CLINIC_FAQ], "brand_voice_notes": [], "gaps": ["Confirm dates"] })
+                .to_string(),
+        ],
     );
     // The draft copies both documents, and repeats PHI in its own words.
     fleet.ollama.script(
@@ -345,7 +419,8 @@ async fn canary_test(fleet: &Fleet, database: Option<&TempDatabase>) {
         "kind": "blog_article", "topic": "Spring vaccination outreach", "keywords": ["flu shots"],
         "audience": "patients", "tone": "friendly", "target_word_count": 400, "platforms": [],
     });
-    let (status, created) = fleet.call(Method::POST, &format!("/projects/{project}/activities"), Some(body)).await;
+    let (status, created) =
+        fleet.call(Method::POST, &format!("/projects/{project}/activities"), Some(body)).await;
     assert_eq!(status, 202, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
     let activity = eventually(Duration::from_secs(60), "the article", || async {
@@ -358,7 +433,8 @@ async fn canary_test(fleet: &Fleet, database: Option<&TempDatabase>) {
     // The article was grounded in the documents, says so, and cites them...
     let research = &activity["result"]["research"];
     assert_eq!(research["grounding"], "documents", "{research}");
-    let cited: Vec<&str> = research["sources"].as_array().unwrap().iter().filter_map(|s| s["title"].as_str()).collect();
+    let cited: Vec<&str> =
+        research["sources"].as_array().unwrap().iter().filter_map(|s| s["title"].as_str()).collect();
     assert!(cited.contains(&"outreach.md") && cited.contains(&"faq.pdf"), "{cited:?}");
     // ...but what came back has the copies withheld, and the PHI outside
     // them replaced by placeholders where the values were.
@@ -457,10 +533,48 @@ async fn no_document_text_or_phi_reaches_the_control_plane_on_postgresql() {
     {
         let fleet = fleet(|o| {
             let path = o.data_dir.join("agent-transcript.jsonl");
-            o.env("MARKETER_DATABASE_URL", &database.url).arg("--agent-transcript").arg(path.to_str().unwrap())
+            o.env("MARKETER_DATABASE_URL", &database.url)
+                .arg("--agent-transcript")
+                .arg(path.to_str().unwrap())
         })
         .await;
         canary_test(&fleet, Some(&database)).await;
     }
     database.drop_database().await;
+}
+
+#[tokio::test]
+async fn the_agents_policy_limits_its_models_and_its_output() {
+    let fleet = fleet(|o| o).await;
+    let home = tempfile::tempdir().unwrap();
+    let policy = "allowed_models = [\"llama3.2:3b\"]\nmax_output_chars = 40\n";
+    let (_host, agent_id, _process) = agent(&fleet, home.path(), Some(policy)).await;
+
+    // The control plane reads the policy and sees only the allowed models.
+    let seen = fleet.agent(&agent_id).await;
+    let models: Vec<&str> =
+        seen["models"].as_array().unwrap().iter().filter_map(|m| m["name"].as_str()).collect();
+    assert_eq!(models, [MODEL], "{seen}");
+    assert_eq!(seen["policy"]["allowed_models"], json!([MODEL]));
+    assert_eq!(seen["policy"]["max_output_chars"], 40);
+
+    // An answer longer than the policy allows stops the job, saying why.
+    let chat = json!({ "kind": "chat", "model": MODEL, "messages": [{ "role": "user", "content": "Write a long story" }], "max_attempts": 1 });
+    let (status, job) = fleet.call(Method::POST, "/jobs", Some(chat)).await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let failed = eventually(Duration::from_secs(30), "the job to fail", || async {
+        let (_, job) = fleet.call(Method::GET, &format!("/jobs/{id}"), None).await;
+        (job["status"] == "failed").then_some(job)
+    })
+    .await;
+    assert_eq!(failed["error"]["code"], "policy", "{failed}");
+    assert!(failed["error"]["message"].as_str().unwrap().contains("max_output_chars"), "{failed}");
+
+    // A model the policy does not allow is not offered: a job for it is
+    // refused, naming the models that are.
+    let embed = json!({ "kind": "embed", "model": "nomic-embed-text", "input": ["x"] });
+    let (status, refused) = fleet.call(Method::POST, "/jobs", Some(embed)).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("use one of: llama3.2:3b"), "{refused}");
 }

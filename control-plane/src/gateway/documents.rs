@@ -38,7 +38,11 @@ pub(super) async fn download(
     let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
     let unavailable = |e: &dyn std::fmt::Display| {
         tracing::error!(agent_id = %agent.id, document_id = %id, error = %e, "serving a document failed");
-        GatewayError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the document cannot be read now; retry")
+        GatewayError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the document cannot be read now; retry",
+        )
     };
     let document = state.app.store.document(agent.tenant_id, id).await.map_err(|e| unavailable(&e))?;
     let Some(key) = document.and_then(|d| d.storage_key) else { return Err(not_found()) };
@@ -77,7 +81,11 @@ pub(super) fn check_report(report: &DocumentReport) -> Result<(), String> {
     if report.held.as_ref().is_some_and(|h| h.len() > MAX_HELD) {
         return Err(format!("an agent may hold at most {MAX_HELD} documents"));
     }
-    report.documents.iter().enumerate().try_for_each(|(i, d)| check_meta(d).map_err(|e| format!("documents[{i}].{e}")))
+    report
+        .documents
+        .iter()
+        .enumerate()
+        .try_for_each(|(i, d)| check_meta(d).map_err(|e| format!("documents[{i}].{e}")))
 }
 
 fn check_meta(d: &DocumentMeta) -> Result<(), String> {
@@ -107,7 +115,9 @@ pub(super) fn check_index(projects: Option<&[Uuid]>, policy: Option<&PolicySumma
         return Err(format!("an agent may hold at most {MAX_PROJECTS} project indexes"));
     }
     if let Some(policy) = policy {
-        if policy.custom_patterns.len() > 100 || policy.allowed_models.as_ref().is_some_and(|m| m.len() > 1000) {
+        if policy.custom_patterns.len() > 100
+            || policy.allowed_models.as_ref().is_some_and(|m| m.len() > 1000)
+        {
             return Err("policy: too many custom patterns or allowed models".into());
         }
         for name in policy.custom_patterns.iter().chain(policy.allowed_models.iter().flatten()) {

@@ -479,7 +479,10 @@ impl Session {
     /// Stores a document report and acknowledges it. A report that cannot
     /// be stored is not acknowledged: the agent sends it again on the next
     /// connection.
-    async fn documents(&mut self, report: &marketer_protocol::documents::DocumentReport) -> Result<(), Ending> {
+    async fn documents(
+        &mut self,
+        report: &marketer_protocol::documents::DocumentReport,
+    ) -> Result<(), Ending> {
         if let Err(problem) = super::documents::check_report(report) {
             return Err(self.violation(problem).await);
         }

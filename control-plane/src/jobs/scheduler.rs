@@ -211,13 +211,19 @@ async fn explain_waits(engine: &JobEngine, now: Timestamp) {
 
 /// Why queued jobs asking for `labels` and `model` (and the index of
 /// `project`) are still queued, given the tenant's online agents.
-pub(crate) fn waiting_reason(online: &[&Agent], labels: &Labels, model: &str, project: Option<Uuid>) -> String {
+pub(crate) fn waiting_reason(
+    online: &[&Agent],
+    labels: &Labels,
+    model: &str,
+    project: Option<Uuid>,
+) -> String {
     if online.is_empty() {
         return "no agent of this tenant is online".to_owned();
     }
     let online: Vec<&Agent> = match project {
         Some(project) => {
-            let holders: Vec<&Agent> = online.iter().copied().filter(|a| a.projects.contains(&project)).collect();
+            let holders: Vec<&Agent> =
+                online.iter().copied().filter(|a| a.projects.contains(&project)).collect();
             if holders.is_empty() {
                 return "no online agent holds this project's documents (the agent that indexed them is offline)"
                     .to_owned();

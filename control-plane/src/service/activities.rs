@@ -355,7 +355,10 @@ impl App {
             });
         }
         if wait_for_agent {
-            return Ok(edge(None, serde_json::json!({ "route": "edge", "model": model, "waiting": problem })));
+            return Ok(edge(
+                None,
+                serde_json::json!({ "route": "edge", "model": model, "waiting": problem }),
+            ));
         }
         let alternative = if edge_only {
             "this project runs on the tenant's edge agents only"
@@ -377,12 +380,18 @@ impl App {
         let now = Timestamp::now();
         let window =
             time::Duration::try_from(self.hub.timings.offline_after()).unwrap_or(time::Duration::MAX);
-        let holders: Vec<_> =
-            agents.items.iter().filter(|a| a.is_online(now, window) && a.projects.contains(&project)).collect();
+        let holders: Vec<_> = agents
+            .items
+            .iter()
+            .filter(|a| a.is_online(now, window) && a.projects.contains(&project))
+            .collect();
         if holders.is_empty() {
             return Ok(Some("no online agent holds this project's documents".into()));
         }
-        if !holders.iter().any(|a| a.models.iter().any(|m| marketer_protocol::canonical_model_name(&m.name) == model)) {
+        if !holders
+            .iter()
+            .any(|a| a.models.iter().any(|m| marketer_protocol::canonical_model_name(&m.name) == model))
+        {
             return Ok(Some(format!(
                 "the agent that holds this project's documents does not have the model {model} (pull it there with `ollama pull {model}`)"
             )));

@@ -19,7 +19,9 @@ use super::{App, TenantAccess, actions};
 use crate::domain::{ComplianceMode, LlmPolicy, Permission, Timestamp, new_id};
 use crate::error::{Error, FoundExt, Result};
 use crate::storage::document_key;
-use crate::store::{CancelOutcome, Document, DocumentOrigin, NewJob, NewUpload, Page, PageRequest, Route, StoreError};
+use crate::store::{
+    CancelOutcome, Document, DocumentOrigin, NewJob, NewUpload, Page, PageRequest, Route, StoreError,
+};
 
 /// The largest upload, by default.
 pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 25 * 1024 * 1024;
@@ -121,8 +123,11 @@ impl App {
         // The index stays in one place: with an agent that holds the
         // project's documents already, the upload goes to it.
         let agents = self.store.agents(access.tenant_id, PageRequest { after: None, limit: 1000 }).await?;
-        let index_project_id =
-            agents.items.iter().any(|a| a.revoked_at.is_none() && a.projects.contains(&project_id)).then_some(project_id);
+        let index_project_id = agents
+            .items
+            .iter()
+            .any(|a| a.revoked_at.is_none() && a.projects.contains(&project_id))
+            .then_some(project_id);
         let job = NewJob {
             id: new_id(),
             tenant_id: access.tenant_id,
@@ -204,9 +209,10 @@ impl App {
     pub async fn delete_document(&self, access: &TenantAccess, project_id: Uuid, id: Uuid) -> Result<()> {
         access.require(Permission::DocumentsDelete)?;
         let document = self.project_document(access, project_id, id).await?;
-        let audit = access.audit(actions::DOCUMENT_DELETE).resource("document", id).details(serde_json::json!({
-            "project_id": project_id, "name": document.name, "agent_id": document.agent_id,
-        }));
+        let audit =
+            access.audit(actions::DOCUMENT_DELETE).resource("document", id).details(serde_json::json!({
+                "project_id": project_id, "name": document.name, "agent_id": document.agent_id,
+            }));
         let deleted = match self.store.delete_document(access.tenant_id, id, &audit).await {
             Err(StoreError::NotFound) => return Err(Error::NotFound("document")),
             other => other?,
@@ -220,7 +226,9 @@ impl App {
                     self.jobs.apply(std::slice::from_ref(&*transition), "its document was deleted");
                 }
                 Ok(CancelOutcome::AlreadyFinished(_)) | Err(StoreError::NotFound) => {}
-                Err(e) => tracing::warn!(%job_id, error = %e, "could not cancel the ingest job of a deleted document"),
+                Err(e) => {
+                    tracing::warn!(%job_id, error = %e, "could not cancel the ingest job of a deleted document");
+                }
             }
         }
         if let Some(key) = &deleted.storage_key

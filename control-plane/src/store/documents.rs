@@ -104,19 +104,34 @@ pub struct ReportOutcome {
 pub trait DocumentStore: Send + Sync {
     /// Records an upload and its ingest job in one transaction.
     /// `NotFound` if the project is not the tenant's.
-    async fn create_upload(&self, upload: &NewUpload, job: &NewJob, audit: &NewAuditEvent) -> Result<Document>;
+    async fn create_upload(
+        &self,
+        upload: &NewUpload,
+        job: &NewJob,
+        audit: &NewAuditEvent,
+    ) -> Result<Document>;
     /// A document of the tenant, unless deleted.
     async fn document(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<Document>>;
     /// A project's documents, newest first, without the deleted.
-    async fn documents(&self, tenant_id: Uuid, project_id: Uuid, page: PageRequest) -> Result<Page<Document>>;
+    async fn documents(&self, tenant_id: Uuid, project_id: Uuid, page: PageRequest)
+    -> Result<Page<Document>>;
     /// Indexed documents of a project (for routing its work).
     async fn indexed_documents(&self, tenant_id: Uuid, project_id: Uuid) -> Result<i64>;
     /// Deletes a document: at once if no agent holds it, else marked until
     /// the agent confirms. `NotFound` if it is not the tenant's.
-    async fn delete_document(&self, tenant_id: Uuid, id: Uuid, audit: &NewAuditEvent) -> Result<DeletedDocument>;
+    async fn delete_document(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        audit: &NewAuditEvent,
+    ) -> Result<DeletedDocument>;
     /// Stores what an agent reported about its index.
-    async fn apply_document_report(&self, agent: &Agent, report: &DocumentReport, now: Timestamp)
-    -> Result<ReportOutcome>;
+    async fn apply_document_report(
+        &self,
+        agent: &Agent,
+        report: &DocumentReport,
+        now: Timestamp,
+    ) -> Result<ReportOutcome>;
     /// Documents a person deleted that `agent_id` still holds.
     async fn pending_removals(&self, agent_id: Uuid) -> Result<Vec<Uuid>>;
 }

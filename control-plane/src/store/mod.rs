@@ -536,7 +536,9 @@ pub struct ApiKeyGrant {
 /// so a resource of another tenant is indistinguishable from a missing one.
 /// Every mutating method takes the audit event to write with the change.
 #[async_trait]
-pub trait Store: AgentStore + JobStore + ActivityStore + DocumentStore + Send + Sync + fmt::Debug + 'static {
+pub trait Store:
+    AgentStore + JobStore + ActivityStore + DocumentStore + Send + Sync + fmt::Debug + 'static
+{
     fn backend(&self) -> Backend;
     /// Applies pending migrations (idempotent).
     async fn migrate(&self) -> Result<()>;

@@ -271,7 +271,13 @@ impl TestServer {
     }
 
     /// Uploads `bytes` as the multipart part `file` named `file_name`.
-    pub async fn upload(&self, path: &str, token: &str, file_name: &str, bytes: Vec<u8>) -> (u16, serde_json::Value) {
+    pub async fn upload(
+        &self,
+        path: &str,
+        token: &str,
+        file_name: &str,
+        bytes: Vec<u8>,
+    ) -> (u16, serde_json::Value) {
         let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned());
         let form = reqwest::multipart::Form::new().part("file", part);
         let response =

@@ -22,10 +22,9 @@ pub fn chunks(blocks: &[Block]) -> Vec<Chunk> {
     let mut current: Option<Chunk> = None;
     for block in blocks {
         for piece in split_long(&block.text) {
-            let same_section = current
-                .as_ref()
-                .is_some_and(|c| c.section == block.heading && c.page == block.page);
-            let fits = current.as_ref().is_some_and(|c| c.text.len() + piece.len() + 1 <= TARGET_CHARS);
+            let same_section =
+                current.as_ref().is_some_and(|c| c.section == block.heading && c.page == block.page);
+            let fits = current.as_ref().is_some_and(|c| c.text.len() + piece.len() < TARGET_CHARS);
             match current.as_mut() {
                 Some(chunk) if same_section && fits => {
                     chunk.text.push('\n');
@@ -139,7 +138,11 @@ mod tests {
         let chunks = chunks(&blocks);
         assert_eq!(chunks.len(), 2);
         assert_eq!((chunks[0].text.as_str(), chunks[0].section.as_str()), ("one.\ntwo.", "A"));
-        assert_eq!((chunks[1].text.as_str(), chunks[1].section.as_str()), ("three.", "B"), "no overlap across headings");
+        assert_eq!(
+            (chunks[1].text.as_str(), chunks[1].section.as_str()),
+            ("three.", "B"),
+            "no overlap across headings"
+        );
     }
 
     #[test]

@@ -30,7 +30,8 @@ impl Gateway {
             Failure::new(job_errors::AGENT_ERROR, format!("downloading the document: {e:#}"), true)
         };
         // The identity is read each time: a renewal replaces it on disk.
-        let identity = self.files.load_identity().and_then(|pem| Identity::parse(&pem)).map_err(unavailable)?;
+        let identity =
+            self.files.load_identity().and_then(|pem| Identity::parse(&pem)).map_err(unavailable)?;
         let ca = self.files.load_ca().map_err(unavailable)?;
         let tls = net::agent_config(&ca, identity).map_err(unavailable)?;
         let path = paths::document(document.document_id);

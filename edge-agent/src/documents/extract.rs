@@ -118,8 +118,22 @@ fn html(source: &str) -> Vec<Block> {
                 let is_block = is_heading
                     || matches!(
                         name,
-                        "p" | "div" | "li" | "br" | "tr" | "section" | "article" | "header" | "footer"
-                            | "blockquote" | "pre" | "ul" | "ol" | "table" | "main" | "nav" | "aside"
+                        "p" | "div"
+                            | "li"
+                            | "br"
+                            | "tr"
+                            | "section"
+                            | "article"
+                            | "header"
+                            | "footer"
+                            | "blockquote"
+                            | "pre"
+                            | "ul"
+                            | "ol"
+                            | "table"
+                            | "main"
+                            | "nav"
+                            | "aside"
                     );
                 if is_block {
                     flush(current, heading, blocks);
@@ -264,10 +278,17 @@ mod tests {
 
     #[test]
     fn each_supported_type_gives_its_text_and_structure() {
-        let md = extract("guide.md", b"# Voice\n\nWe are warm.\n\nWe are brief.\n\n## Words\n\nSay home, not unit.").unwrap();
+        let md = extract(
+            "guide.md",
+            b"# Voice\n\nWe are warm.\n\nWe are brief.\n\n## Words\n\nSay home, not unit.",
+        )
+        .unwrap();
         assert_eq!(md.media_type, MARKDOWN);
         assert_eq!(md.blocks.len(), 3);
-        assert_eq!((md.blocks[2].heading.as_str(), md.blocks[2].text.as_str()), ("Words", "Say home, not unit."));
+        assert_eq!(
+            (md.blocks[2].heading.as_str(), md.blocks[2].text.as_str()),
+            ("Words", "Say home, not unit.")
+        );
 
         let html = extract(
             "page.html",
@@ -280,7 +301,11 @@ mod tests {
         assert_eq!(texts, ["We build homes.", "Since 1990."]);
         assert!(html.blocks.iter().all(|b| b.heading == "About us"));
 
-        let docx = extract("sheet.docx", &docx_bytes("Specs", &["Solar tiles, 30 year warranty.", "Fits any roof &amp; more."])).unwrap();
+        let docx = extract(
+            "sheet.docx",
+            &docx_bytes("Specs", &["Solar tiles, 30 year warranty.", "Fits any roof &amp; more."]),
+        )
+        .unwrap();
         assert_eq!(docx.media_type, DOCX);
         assert_eq!(docx.blocks.len(), 2);
         assert_eq!(docx.blocks[0].heading, "Specs");
@@ -300,10 +325,25 @@ mod tests {
         let corrupt = extract("broken.pdf", b"%PDF-1.4\n1 0 obj << /Type /Catalog >> garbage");
         assert!(matches!(corrupt, Err(ExtractError::Pdf(_))), "{corrupt:?}");
         let disguised = extract("photo.pdf", b"just some text pretending");
-        assert!(matches!(disguised, Err(ExtractError::Format(marketer_pipeline::formats::FormatError::Disguised { .. }))), "{disguised:?}");
-        assert!(matches!(extract("image.png", &[0x89, b'P', b'N', b'G', 0, 0]), Err(ExtractError::Format(marketer_pipeline::formats::FormatError::Unsupported(_)))));
-        assert!(matches!(extract("script.exe", b"MZ\x00\x00"), Err(ExtractError::Format(marketer_pipeline::formats::FormatError::Unsupported(_)))));
+        assert!(
+            matches!(
+                disguised,
+                Err(ExtractError::Format(marketer_pipeline::formats::FormatError::Disguised { .. }))
+            ),
+            "{disguised:?}"
+        );
+        assert!(matches!(
+            extract("image.png", &[0x89, b'P', b'N', b'G', 0, 0]),
+            Err(ExtractError::Format(marketer_pipeline::formats::FormatError::Unsupported(_)))
+        ));
+        assert!(matches!(
+            extract("script.exe", b"MZ\x00\x00"),
+            Err(ExtractError::Format(marketer_pipeline::formats::FormatError::Unsupported(_)))
+        ));
         assert!(matches!(extract("empty.txt", b"  \n\n "), Err(ExtractError::Empty)));
-        assert!(matches!(extract("table.csv", b"a,b"), Err(ExtractError::Format(marketer_pipeline::formats::FormatError::Unsupported(_)))));
+        assert!(matches!(
+            extract("table.csv", b"a,b"),
+            Err(ExtractError::Format(marketer_pipeline::formats::FormatError::Unsupported(_)))
+        ));
     }
 }

@@ -17,6 +17,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use futures_util::TryStreamExt;
 use marketer_protocol::documents::{DocumentMeta, DocumentStatus};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -29,6 +30,8 @@ pub const MIN_COSINE: f32 = 0.3;
 const RRF_K: f32 = 60.0;
 /// Candidates per query from each of the two searches.
 const CANDIDATES: usize = 40;
+/// How many chunks (summed over its terms) one keyword search may score.
+const KEYWORD_BUDGET: i64 = 3_000;
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS projects (
@@ -61,18 +64,26 @@ const SCHEMA: &[&str] = &[
         file TEXT NOT NULL,
         section TEXT NOT NULL,
         page INTEGER,
-        embedding BLOB NOT NULL)",
+        embedding BLOB NOT NULL,
+        -- The project as one token, for keyword search to match on.
+        project_key TEXT GENERATED ALWAYS AS ('p' || replace(project_id, '-', '')) VIRTUAL)",
     "CREATE INDEX IF NOT EXISTS chunks_document ON chunks (document_id)",
     "CREATE INDEX IF NOT EXISTS chunks_project ON chunks (project_id)",
+    // The project is an indexed column of one token, matched in the query
+    // itself: a filter on an unindexed column would read every matching
+    // row's content, and the id as a phrase of five tokens costs as much.
     "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-        text, section, project_id UNINDEXED, content='chunks', content_rowid='id', tokenize='porter unicode61')",
+        text, section, project_key, content='chunks', content_rowid='id', tokenize='porter unicode61')",
     "CREATE TRIGGER IF NOT EXISTS chunks_fts_insert AFTER INSERT ON chunks BEGIN
-        INSERT INTO chunks_fts (rowid, text, section, project_id) VALUES (new.id, new.text, new.section, new.project_id);
+        INSERT INTO chunks_fts (rowid, text, section, project_key) VALUES (new.id, new.text, new.section, new.project_key);
      END",
     "CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN
-        INSERT INTO chunks_fts (chunks_fts, rowid, text, section, project_id)
-        VALUES ('delete', old.id, old.text, old.section, old.project_id);
+        INSERT INTO chunks_fts (chunks_fts, rowid, text, section, project_key)
+        VALUES ('delete', old.id, old.text, old.section, old.project_key);
      END",
+    // How many chunks each (stemmed) term is in, for leaving out terms too
+    // common to say anything.
+    "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_terms USING fts5vocab(chunks_fts, 'row')",
     "CREATE TABLE IF NOT EXISTS removed (
         id TEXT PRIMARY KEY,
         project_id TEXT NOT NULL)",
@@ -121,14 +132,24 @@ pub struct Pending {
 struct Vectors {
     generation: i64,
     words: usize,
+    /// The project's chunk ids, ascending.
     ids: Vec<i64>,
     codes: Vec<u64>,
+}
+
+impl Vectors {
+    fn holds(&self, id: i64) -> bool {
+        self.ids.binary_search(&id).is_ok()
+    }
 }
 
 #[derive(Debug)]
 pub struct Index {
     pool: SqlitePool,
     vectors: Mutex<HashMap<Uuid, Arc<Vectors>>>,
+    /// A private in-memory database whose FTS5 table stems query terms with
+    /// the same tokenizer as the index, to look up how common they are.
+    stemmer: SqlitePool,
 }
 
 /// Projects change model: their documents must be embedded again.
@@ -163,7 +184,23 @@ impl Index {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
         }
-        Ok(Self { pool, vectors: Mutex::new(HashMap::new()) })
+        // One connection that never closes: an in-memory database lives as
+        // long as its connection.
+        let stemmer = SqlitePoolOptions::new()
+            .min_connections(1)
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(SqliteConnectOptions::from_str("sqlite::memory:").context("the stemmer")?)
+            .await
+            .context("opening the stemmer")?;
+        for statement in [
+            "CREATE VIRTUAL TABLE probe USING fts5(term, tokenize='porter unicode61')",
+            "CREATE VIRTUAL TABLE probe_terms USING fts5vocab(probe, 'instance')",
+        ] {
+            sqlx::query(statement).execute(&stemmer).await.context("creating the stemmer")?;
+        }
+        Ok(Self { pool, vectors: Mutex::new(HashMap::new()), stemmer })
     }
 
     /// The document a source (path) of a project was indexed from.
@@ -173,7 +210,7 @@ impl Index {
             .bind(source)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(document).transpose()
+        row.as_ref().map(document).transpose()
     }
 
     pub async fn document(&self, id: Uuid) -> anyhow::Result<Option<Document>> {
@@ -181,23 +218,26 @@ impl Index {
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;
-        row.map(document).transpose()
+        row.as_ref().map(document).transpose()
     }
 
     /// Documents, of one project or all, by name.
     pub async fn documents(&self, project: Option<Uuid>) -> anyhow::Result<Vec<Document>> {
-        let rows = sqlx::query(select_documents("WHERE (?1 IS NULL OR project_id = ?1) ORDER BY project_id, name"))
-            .bind(project.map(|p| p.to_string()))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(document).collect()
+        let rows =
+            sqlx::query(select_documents("WHERE (?1 IS NULL OR project_id = ?1) ORDER BY project_id, name"))
+                .bind(project.map(|p| p.to_string()))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(document).collect()
     }
 
     /// Projects with at least one indexed document.
     pub async fn projects(&self) -> anyhow::Result<Vec<Uuid>> {
-        let rows = sqlx::query("SELECT DISTINCT project_id FROM documents WHERE status = 'indexed' ORDER BY project_id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT DISTINCT project_id FROM documents WHERE status = 'indexed' ORDER BY project_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(|r| Ok(Uuid::parse_str(r.try_get::<&str, _>(0)?)?)).collect()
     }
 
@@ -233,7 +273,9 @@ impl Index {
                 .fetch_optional(&mut *tx)
                 .await?;
         match recorded {
-            Some((recorded, dim)) if recorded != model || (dimension > 0 && usize::try_from(dim).unwrap_or(0) != dimension) => {
+            Some((recorded, dim))
+                if recorded != model || (dimension > 0 && usize::try_from(dim).unwrap_or(0) != dimension) =>
+            {
                 anyhow::bail!(
                     "the project's index uses the embedding model {recorded}; re-index it with {model} first (vectors of two models must not be mixed)"
                 );
@@ -249,7 +291,10 @@ impl Index {
             }
         }
         let id = upsert_document(&mut tx, id, project, source, name, size, sha256, media_type, model).await?;
-        sqlx::query("DELETE FROM chunks WHERE document_id = ?1").bind(id.to_string()).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM chunks WHERE document_id = ?1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         for (ordinal, chunk) in chunks.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO chunks (document_id, project_id, ordinal, text, file, section, page, embedding) \
@@ -296,7 +341,10 @@ impl Index {
     ) -> anyhow::Result<Document> {
         let mut tx = self.pool.begin().await?;
         let id = upsert_document(&mut tx, id, project, source, name, size, sha256, media_type, model).await?;
-        sqlx::query("DELETE FROM chunks WHERE document_id = ?1").bind(id.to_string()).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM chunks WHERE document_id = ?1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("UPDATE documents SET status = 'failed', error = ?2, chunk_count = 0, indexed_at = NULL WHERE id = ?1")
             .bind(id.to_string())
             .bind(reason)
@@ -315,7 +363,10 @@ impl Index {
             .fetch_optional(&mut *tx)
             .await?;
         let Some(project) = project else { return Ok(false) };
-        sqlx::query("DELETE FROM chunks WHERE document_id = ?1").bind(id.to_string()).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM chunks WHERE document_id = ?1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM documents WHERE id = ?1").bind(id.to_string()).execute(&mut *tx).await?;
         sqlx::query("INSERT OR REPLACE INTO removed (id, project_id) VALUES (?1, ?2)")
             .bind(id.to_string())
@@ -344,7 +395,7 @@ impl Index {
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await?;
-        let documents = rows.into_iter().map(document).collect::<anyhow::Result<Vec<_>>>()?;
+        let documents = rows.iter().map(document).collect::<anyhow::Result<Vec<_>>>()?;
         let removed = sqlx::query_scalar::<_, String>("SELECT id FROM removed ORDER BY id")
             .fetch_all(&self.pool)
             .await?
@@ -356,7 +407,8 @@ impl Index {
 
     /// Every document's id, for the first report of a connection.
     pub async fn held(&self) -> anyhow::Result<Vec<Uuid>> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM documents ORDER BY id").fetch_all(&self.pool).await?;
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM documents ORDER BY id").fetch_all(&self.pool).await?;
         ids.iter().map(|id| Ok(Uuid::parse_str(id)?)).collect()
     }
 
@@ -394,7 +446,10 @@ impl Index {
             .fetch_optional(&mut *tx)
             .await?;
         let Some(project) = project else { return Ok(()) };
-        sqlx::query("DELETE FROM chunks WHERE document_id = ?1").bind(id.to_string()).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM chunks WHERE document_id = ?1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "UPDATE documents SET status = 'failed', error = ?2, chunk_count = 0, indexed_at = NULL, \
              reported_version = version WHERE id = ?1",
@@ -419,11 +474,20 @@ impl Index {
 
     /// Replaces a project's vectors with those of `model` (in one
     /// transaction: a search sees the old vectors or the new, never both).
-    pub async fn reembed(&self, project: Uuid, model: &str, vectors: &[(i64, Vec<f32>)]) -> anyhow::Result<()> {
+    pub async fn reembed(
+        &self,
+        project: Uuid,
+        model: &str,
+        vectors: &[(i64, Vec<f32>)],
+    ) -> anyhow::Result<()> {
         let dimension = vectors.first().map_or(0, |(_, v)| v.len());
         let mut tx = self.pool.begin().await?;
         for (id, vector) in vectors {
-            sqlx::query("UPDATE chunks SET embedding = ?2 WHERE id = ?1").bind(id).bind(encode(vector)).execute(&mut *tx).await?;
+            sqlx::query("UPDATE chunks SET embedding = ?2 WHERE id = ?1")
+                .bind(id)
+                .bind(encode(vector))
+                .execute(&mut *tx)
+                .await?;
         }
         sqlx::query(
             "INSERT INTO projects (id, embedding_model, dimension) VALUES (?1, ?2, ?3) \
@@ -453,51 +517,85 @@ impl Index {
         limit: usize,
     ) -> anyhow::Result<Vec<Hit>> {
         let vectors = self.vectors(project).await?;
-        let mut fused: HashMap<i64, f32> = HashMap::new();
-        for (text, embedding) in queries {
-            let by_vector = self.vector_search(&vectors, embedding).await?;
-            for (rank, id) in by_vector.iter().enumerate() {
-                *fused.entry(*id).or_default() += 1.0 / (RRF_K + rank as f32 + 1.0);
+        // Every query's two searches at once (the pool has several readers).
+        let lists = futures_util::future::try_join_all(queries.iter().map(|(text, embedding)| {
+            let vectors = &vectors;
+            async move {
+                futures_util::try_join!(
+                    self.vector_search(vectors, embedding),
+                    self.keyword_search(project, vectors, text)
+                )
             }
-            let by_keyword = self.keyword_search(project, text).await?;
-            for (rank, id) in by_keyword.iter().enumerate() {
-                *fused.entry(*id).or_default() += 1.0 / (RRF_K + rank as f32 + 1.0);
+        }))
+        .await?;
+        let mut fused: HashMap<i64, f32> = HashMap::new();
+        for (by_vector, by_keyword) in &lists {
+            for list in [by_vector, by_keyword] {
+                for (rank, id) in list.iter().enumerate() {
+                    *fused.entry(*id).or_default() += 1.0 / (RRF_K + rank as f32 + 1.0);
+                }
             }
         }
         let mut ranked: Vec<(i64, f32)> = fused.into_iter().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let mut hits: Vec<Hit> = Vec::with_capacity(limit);
-        for (id, score) in ranked {
-            if hits.len() >= limit {
-                break;
+        // Read in batches of twice what is missing: repeats are skipped.
+        let mut next = 0;
+        while hits.len() < limit && next < ranked.len() {
+            let batch = &ranked[next..ranked.len().min(next + 2 * (limit - hits.len()))];
+            next += batch.len();
+            let mut rows = self.chunks_by_id(batch.iter().map(|(id, _)| *id)).await?;
+            for (id, score) in batch {
+                let Some(mut hit) = rows.remove(id) else { continue };
+                // The overlap between neighbouring chunks, or the same
+                // passage in two files, is one result.
+                if hits.len() >= limit || hits.iter().any(|h| h.text == hit.text) {
+                    continue;
+                }
+                hit.score = *score;
+                hits.push(hit);
             }
-            let row = sqlx::query("SELECT text, file, section, page FROM chunks WHERE id = ?1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-            let Some(row) = row else { continue };
-            let text: String = row.get(0);
-            // The overlap between neighbouring chunks, or the same passage
-            // in two files, is one result.
-            if hits.iter().any(|h| h.text == text) {
-                continue;
-            }
-            hits.push(Hit {
-                chunk_id: id,
-                text,
-                file: row.get(1),
-                section: row.get(2),
-                page: row.get::<Option<i64>, _>(3).and_then(|p| u32::try_from(p).ok()),
-                score,
-            });
         }
         Ok(hits)
+    }
+
+    /// Chunks by id, in one query.
+    async fn chunks_by_id(
+        &self,
+        ids: impl ExactSizeIterator<Item = i64>,
+    ) -> anyhow::Result<HashMap<i64, Hit>> {
+        let placeholders = (1..=ids.len()).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", ");
+        // Only numbered placeholders are formatted in; the ids are bound.
+        let sql = format!("SELECT id, text, file, section, page FROM chunks WHERE id IN ({placeholders})");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let id: i64 = row.get(0);
+                let hit = Hit {
+                    chunk_id: id,
+                    text: row.get(1),
+                    file: row.get(2),
+                    section: row.get(3),
+                    page: row.get::<Option<i64>, _>(4).and_then(|p| u32::try_from(p).ok()),
+                    score: 0.0,
+                };
+                (id, hit)
+            })
+            .collect())
     }
 
     /// Chunk ids by vector similarity, best first, only those above
     /// [`MIN_COSINE`].
     async fn vector_search(&self, vectors: &Vectors, query_vector: &[f32]) -> anyhow::Result<Vec<i64>> {
-        if vectors.ids.is_empty() || query_vector.is_empty() || query_vector.len().div_ceil(64) != vectors.words {
+        if vectors.ids.is_empty()
+            || query_vector.is_empty()
+            || query_vector.len().div_ceil(64) != vectors.words
+        {
             return Ok(Vec::new());
         }
         let code = sign_bits(query_vector);
@@ -536,18 +634,83 @@ impl Index {
         Ok(scored.into_iter().map(|(_, id)| id).collect())
     }
 
-    /// Chunk ids by BM25, best first.
-    async fn keyword_search(&self, project: Uuid, text: &str) -> anyhow::Result<Vec<i64>> {
-        let Some(query) = fts_query(text) else { return Ok(Vec::new()) };
+    /// Chunk ids by BM25, best first. Scoring is most of a keyword search's
+    /// cost, and it grows with the chunks the terms are in; so the rarest
+    /// terms are searched for, as many as fit [`KEYWORD_BUDGET`] chunks, and
+    /// the common ones (which say little about any one chunk, and which the
+    /// vector search covers) are left out. Terms in no chunk are left out too.
+    async fn keyword_search(&self, project: Uuid, vectors: &Vectors, text: &str) -> anyhow::Result<Vec<i64>> {
+        let terms = self.useful_terms(&query_terms(text)).await?;
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Any of the terms, quoted so nothing in them is query syntax. With
+        // several projects in the index, only this project's token: BM25
+        // then scores that token too (weighed zero, but its instances are
+        // still counted), which doubles the cost; with one project, there
+        // is nothing to leave out. Either way, only the project's chunks
+        // come back.
+        let any = terms.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(" OR ");
+        let projects: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM projects").fetch_one(&self.pool).await?;
+        let query =
+            if projects > 1 { format!("project_key : p{} AND ({any})", project.simple()) } else { any };
         let rows = sqlx::query(
-            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?1 AND project_id = ?2 ORDER BY bm25(chunks_fts) LIMIT ?3",
+            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?1 ORDER BY bm25(chunks_fts, 1.0, 0.5, 0.0) LIMIT ?2",
         )
         .bind(query)
-        .bind(project.to_string())
         .bind(i64::try_from(CANDIDATES).unwrap_or(40))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(|r| r.get::<i64, _>(0)).collect())
+        Ok(rows.iter().map(|r| r.get::<i64, _>(0)).filter(|id| vectors.holds(*id)).collect())
+    }
+
+    /// The terms worth searching for: stemmed as the index stems them, then
+    /// looked up in its vocabulary.
+    async fn useful_terms(&self, terms: &[String]) -> anyhow::Result<Vec<String>> {
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Each term a row of the probe, numbered by its place; the probe's
+        // vocabulary then maps places to stems.
+        let mut probe = self.stemmer.acquire().await?;
+        sqlx::query("DELETE FROM probe").execute(&mut *probe).await?;
+        let rows = (1..=terms.len()).map(|n| format!("({n}, ?{n})")).collect::<Vec<_>>().join(", ");
+        // Only numbered placeholders are formatted in; the terms are bound.
+        let insert = format!("INSERT INTO probe (rowid, term) VALUES {rows}");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(insert));
+        for term in terms {
+            query = query.bind(term);
+        }
+        query.execute(&mut *probe).await?;
+        let stems: Vec<(i64, String)> =
+            sqlx::query_as("SELECT doc, term FROM probe_terms").fetch_all(&mut *probe).await?;
+        drop(probe);
+        let placeholders = (1..=stems.len()).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", ");
+        let lookup = format!("SELECT term, doc FROM chunks_terms WHERE term IN ({placeholders})");
+        let mut query = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(lookup));
+        for (_, stem) in &stems {
+            query = query.bind(stem);
+        }
+        let counts: HashMap<String, i64> = query.fetch_all(&self.pool).await?.into_iter().collect();
+        let mut found: Vec<(i64, &String)> = Vec::with_capacity(terms.len());
+        for (place, stem) in &stems {
+            let Some(term) = usize::try_from(*place - 1).ok().and_then(|i| terms.get(i)) else { continue };
+            if let Some(chunks) = counts.get(stem).copied().filter(|n| *n > 0)
+                && !found.iter().any(|(_, t)| *t == term)
+            {
+                found.push((chunks, term));
+            }
+        }
+        found.sort();
+        let mut budget = KEYWORD_BUDGET;
+        Ok(found
+            .into_iter()
+            .take_while(|(chunks, _)| {
+                budget -= chunks;
+                budget >= 0
+            })
+            .map(|(_, term)| term.clone())
+            .collect())
     }
 
     /// A project's sign-bit codes, loaded again when its generation moved.
@@ -562,17 +725,15 @@ impl Index {
         {
             return Ok(cached.clone());
         }
-        let rows = sqlx::query("SELECT id, embedding FROM chunks WHERE project_id = ?1 ORDER BY id")
+        // Streamed: the embeddings themselves (kilobytes each) are not kept.
+        let mut rows = sqlx::query("SELECT id, embedding FROM chunks WHERE project_id = ?1 ORDER BY id")
             .bind(project.to_string())
-            .fetch_all(&self.pool)
-            .await?;
-        let mut loaded = Vectors { generation, words: 0, ids: Vec::with_capacity(rows.len()), codes: Vec::new() };
-        for row in &rows {
-            let embedding = decode(row.get::<&[u8], _>(1));
-            let code = sign_bits(&embedding);
+            .fetch(&self.pool);
+        let mut loaded = Vectors { generation, words: 0, ids: Vec::new(), codes: Vec::new() };
+        while let Some(row) = rows.try_next().await? {
+            let code = sign_bits(&decode(row.get::<&[u8], _>(1)));
             if loaded.words == 0 {
                 loaded.words = code.len();
-                loaded.codes.reserve(code.len() * rows.len());
             }
             if code.len() != loaded.words {
                 continue;
@@ -580,6 +741,9 @@ impl Index {
             loaded.ids.push(row.get(0));
             loaded.codes.extend_from_slice(&code);
         }
+        drop(rows);
+        loaded.ids.shrink_to_fit();
+        loaded.codes.shrink_to_fit();
         let loaded = Arc::new(loaded);
         self.vectors.lock().unwrap_or_else(|p| p.into_inner()).insert(project, loaded.clone());
         Ok(loaded)
@@ -657,7 +821,7 @@ fn select_documents(condition: &'static str) -> sqlx::AssertSqlSafe<String> {
     ))
 }
 
-fn document(row: sqlx::sqlite::SqliteRow) -> anyhow::Result<Document> {
+fn document(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<Document> {
     let status = match row.get::<&str, _>(7) {
         "indexed" => DocumentStatus::Indexed,
         "failed" => DocumentStatus::Failed,
@@ -690,12 +854,16 @@ fn now() -> String {
     OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
-/// An FTS5 query matching any of the text's words (quoted, so nothing in
-/// them is query syntax), or `None` if it has none worth searching.
-fn fts_query(text: &str) -> Option<String> {
+/// The words of a query worth looking up: lowercased, at least two
+/// characters, not function words, each once, at most 24.
+fn query_terms(text: &str) -> Vec<String> {
     const STOP: &[&str] = &[
-        "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "how", "in", "is", "it", "of", "on", "or",
-        "our", "that", "the", "this", "to", "was", "we", "what", "when", "which", "who", "with", "you", "your",
+        "a", "about", "after", "all", "also", "an", "and", "any", "are", "as", "at", "be", "been", "but",
+        "by", "can", "could", "did", "do", "does", "for", "from", "had", "has", "have", "he", "her", "his",
+        "how", "if", "in", "into", "is", "it", "its", "me", "more", "most", "my", "no", "not", "of", "on",
+        "or", "our", "out", "over", "she", "so", "some", "than", "that", "the", "their", "them", "then",
+        "there", "these", "they", "this", "those", "to", "up", "us", "was", "we", "were", "what", "when",
+        "where", "which", "who", "why", "will", "with", "would", "you", "your",
     ];
     let mut terms: Vec<String> = Vec::new();
     for word in text.split(|c: char| !c.is_alphanumeric()) {
@@ -707,7 +875,7 @@ fn fts_query(text: &str) -> Option<String> {
             break;
         }
     }
-    (!terms.is_empty()).then(|| terms.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(" OR "))
+    terms
 }
 
 fn encode(vector: &[f32]) -> Vec<u8> {
@@ -766,10 +934,20 @@ mod tests {
         let (warranty, install) = (unit(1, 64), unit(2, 64));
         let id = Uuid::now_v7();
         let doc = index
-            .store(id, project, "/docs/specs.md", "specs.md", 10, "aa", "text/markdown", "nomic", &[
-                chunk("Solar tiles carry a thirty year warranty.", warranty.clone()),
-                chunk("Crews install a roof in two days.", install.clone()),
-            ])
+            .store(
+                id,
+                project,
+                "/docs/specs.md",
+                "specs.md",
+                10,
+                "aa",
+                "text/markdown",
+                "nomic",
+                &[
+                    chunk("Solar tiles carry a thirty year warranty.", warranty.clone()),
+                    chunk("Crews install a roof in two days.", install.clone()),
+                ],
+            )
             .await
             .unwrap();
         assert_eq!((doc.meta.status, doc.meta.chunk_count), (DocumentStatus::Indexed, 2));
@@ -785,9 +963,17 @@ mod tests {
 
         // A changed file keeps its id and replaces its chunks.
         let again = index
-            .store(Uuid::now_v7(), project, "/docs/specs.md", "specs.md", 11, "bb", "text/markdown", "nomic", &[
-                chunk("Tiles now carry a forty year warranty.", warranty.clone()),
-            ])
+            .store(
+                Uuid::now_v7(),
+                project,
+                "/docs/specs.md",
+                "specs.md",
+                11,
+                "bb",
+                "text/markdown",
+                "nomic",
+                &[chunk("Tiles now carry a forty year warranty.", warranty.clone())],
+            )
             .await
             .unwrap();
         assert_eq!((again.meta.id, again.meta.chunk_count), (id, 1));
@@ -797,9 +983,17 @@ mod tests {
 
         // Another model's vectors are refused until the project is re-embedded.
         let mixed = index
-            .store(Uuid::now_v7(), project, "/docs/other.md", "other.md", 1, "cc", "text/markdown", "other-model", &[
-                chunk("x", unit(3, 64)),
-            ])
+            .store(
+                Uuid::now_v7(),
+                project,
+                "/docs/other.md",
+                "other.md",
+                1,
+                "cc",
+                "text/markdown",
+                "other-model",
+                &[chunk("x", unit(3, 64))],
+            )
             .await;
         assert!(format!("{:#}", mixed.unwrap_err()).contains("re-index"));
 
@@ -817,9 +1011,85 @@ mod tests {
         assert!(index.pending(100).await.unwrap().removed.is_empty());
     }
 
+    #[tokio::test]
+    async fn a_search_sees_only_its_projects_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path()).await.unwrap();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let v = unit(5, 16);
+        index
+            .store(
+                Uuid::now_v7(),
+                a,
+                "/a",
+                "a.md",
+                1,
+                "aa",
+                "text/markdown",
+                "m",
+                &[chunk("Granite countertops in A.", v.clone())],
+            )
+            .await
+            .unwrap();
+        let query = [("granite countertops".to_owned(), v.clone())];
+        assert_eq!(index.search(a, &query, 5).await.unwrap().len(), 1);
+        assert!(
+            index.search(b, &query, 5).await.unwrap().is_empty(),
+            "a project without an index finds nothing"
+        );
+        index
+            .store(
+                Uuid::now_v7(),
+                b,
+                "/b",
+                "b.md",
+                1,
+                "bb",
+                "text/markdown",
+                "m",
+                &[chunk("Granite countertops in B.", v.clone())],
+            )
+            .await
+            .unwrap();
+        for (project, own) in [(a, "A."), (b, "B.")] {
+            let hits = index.search(project, &query, 5).await.unwrap();
+            assert_eq!(hits.len(), 1, "{hits:?}");
+            assert!(hits[0].text.ends_with(own));
+            // By words alone, too.
+            let hits = index.search(project, &[("granite".to_owned(), Vec::new())], 5).await.unwrap();
+            assert_eq!(hits.iter().map(|h| h.text.ends_with(own)).collect::<Vec<_>>(), [true]);
+        }
+    }
+
     #[test]
-    fn queries_are_quoted_terms() {
-        assert_eq!(fts_query("What is the \"warranty\" OR NOT?").as_deref(), Some("\"warranty\" OR \"not\""));
-        assert_eq!(fts_query("the of a"), None);
+    fn queries_are_words_without_syntax_or_function_words() {
+        assert_eq!(query_terms("What is the \"warranty\" OR NOT? Warranty!"), ["warranty"]);
+        assert!(query_terms("the of a").is_empty());
+    }
+
+    #[tokio::test]
+    async fn terms_too_common_or_absent_are_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path()).await.unwrap();
+        let project = Uuid::now_v7();
+        let chunks: Vec<NewChunk> = (0..KEYWORD_BUDGET + 1)
+            .map(|i| {
+                chunk(
+                    &format!("roofing tile number {i}{}", if i == 7 { " warranties" } else { "" }),
+                    unit(1, 8),
+                )
+            })
+            .collect();
+        index
+            .store(Uuid::now_v7(), project, "/x", "x.md", 1, "aa", "text/markdown", "m", &chunks)
+            .await
+            .unwrap();
+        let terms = |t: &str| query_terms(t);
+        // "roofing" is in every chunk, more than one search may score;
+        // "warranty" stems like "warranties".
+        assert_eq!(index.useful_terms(&terms("roofing warranty zebra")).await.unwrap(), ["warranty"]);
+        let hits = index.search(project, &[("roofing warranty".into(), Vec::new())], 3).await.unwrap();
+        assert_eq!(hits.len(), 1);
+        assert!(hits[0].text.contains("warranties"));
     }
 }

@@ -39,7 +39,14 @@ pub struct Ingester<'a> {
 impl Ingester<'_> {
     /// Indexes one file's bytes. `source` identifies it across runs (its path,
     /// or `upload:<id>`); `id` is the document's id when it is new.
-    pub async fn ingest_bytes(&self, project: Uuid, id: Uuid, source: &str, name: &str, bytes: &[u8]) -> anyhow::Result<Outcome> {
+    pub async fn ingest_bytes(
+        &self,
+        project: Uuid,
+        id: Uuid,
+        source: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> anyhow::Result<Outcome> {
         let sha256 = hex(&Sha256::digest(bytes));
         let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
         if let Some(existing) = self.index.by_source(project, source).await?
@@ -61,14 +68,21 @@ impl Ingester<'_> {
             }
         };
         if size > MAX_FILE_BYTES {
-            return fail(format!("the file is larger than {} MiB", MAX_FILE_BYTES / 1024 / 1024), "application/octet-stream").await;
+            return fail(
+                format!("the file is larger than {} MiB", MAX_FILE_BYTES / 1024 / 1024),
+                "application/octet-stream",
+            )
+            .await;
         }
         let owned_name = name.to_owned();
         let owned = bytes.to_vec();
         let extracted = tokio::task::spawn_blocking(move || extract::extract(&owned_name, &owned)).await?;
         let extracted = match extracted {
             Ok(extracted) => extracted,
-            Err(e) => return fail(e.to_string(), extract::sniff(bytes).unwrap_or("application/octet-stream")).await,
+            Err(e) => {
+                return fail(e.to_string(), extract::sniff(bytes).unwrap_or("application/octet-stream"))
+                    .await;
+            }
         };
         let chunks = chunk::chunks(&extracted.blocks);
         let texts: Vec<String> = chunks.iter().map(|c| c.text.clone()).collect();
@@ -97,7 +111,11 @@ impl Ingester<'_> {
         for batch in texts.chunks(EMBED_BATCH) {
             let embedded = self.ollama.embed(&self.model, batch.to_vec()).await.map_err(|e| e.message)?;
             if embedded.embeddings.len() != batch.len() {
-                return Err(format!("Ollama returned {} embeddings for {} texts", embedded.embeddings.len(), batch.len()));
+                return Err(format!(
+                    "Ollama returned {} embeddings for {} texts",
+                    embedded.embeddings.len(),
+                    batch.len()
+                ));
             }
             out.extend(embedded.embeddings);
         }
@@ -112,7 +130,8 @@ impl Ingester<'_> {
         }
         let chunks = self.index.chunk_texts(project).await?;
         let texts: Vec<String> = chunks.iter().map(|(_, t)| t.clone()).collect();
-        let vectors = self.embed(&texts).await.map_err(|e| anyhow::anyhow!("re-embedding the project: {e}"))?;
+        let vectors =
+            self.embed(&texts).await.map_err(|e| anyhow::anyhow!("re-embedding the project: {e}"))?;
         let pairs: Vec<(i64, Vec<f32>)> = chunks.iter().map(|(id, _)| *id).zip(vectors).collect();
         self.index.reembed(project, &self.model, &pairs).await?;
         Ok(true)
@@ -132,7 +151,8 @@ impl Ingester<'_> {
                 Ok(bytes) => {
                     let source = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
                     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                    self.ingest_bytes(project, Uuid::now_v7(), &source.to_string_lossy(), &name, &bytes).await?
+                    self.ingest_bytes(project, Uuid::now_v7(), &source.to_string_lossy(), &name, &bytes)
+                        .await?
                 }
                 Err(e) => Outcome::Skipped { reason: format!("cannot read it: {e}") },
             };

@@ -68,7 +68,9 @@ impl<'a> Reporter<'a> {
         self.index.reported(&pending).await?;
         for refusal in refused {
             tracing::warn!(document_id = %refusal.id, reason = %refusal.reason, "the control plane refused a document");
-            self.index.refused(refusal.id, &format!("the control plane refused it: {}", refusal.reason)).await?;
+            self.index
+                .refused(refusal.id, &format!("the control plane refused it: {}", refusal.reason))
+                .await?;
         }
         Ok(())
     }

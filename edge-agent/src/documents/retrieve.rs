@@ -54,7 +54,9 @@ impl<'a> Documents<'a> {
                 model,
                 guard: Mutex::new(VerbatimGuard::new(max_verbatim_chars)),
             }),
-            Ok(_) => Self::Unavailable("no documents of this project are indexed on the agent that ran it".into()),
+            Ok(_) => {
+                Self::Unavailable("no documents of this project are indexed on the agent that ran it".into())
+            }
             Err(e) => {
                 tracing::warn!(%project, error = %format!("{e:#}"), "the document index could not be read");
                 Self::Unavailable("the agent's document index could not be read".into())

@@ -47,7 +47,7 @@ impl Attempt<'_> {
         };
         let result = match documents.guard() {
             Some(guard) if guarded => {
-                let (result, withheld) = withhold(&guard, result)?;
+                let (result, withheld) = withhold(&guard, &result)?;
                 if withheld > 0 {
                     usage.redactions.insert(DOCUMENT_TEXT.to_owned(), withheld);
                 }
@@ -132,13 +132,13 @@ impl Progress for OutboxProgress<'_> {
 
 /// The result with every run copied from a passage withheld, and how many
 /// runs were.
-fn withhold(guard: &VerbatimGuard, result: ActivityResult) -> Result<(ActivityResult, u64), JobError> {
+fn withhold(guard: &VerbatimGuard, result: &ActivityResult) -> Result<(ActivityResult, u64), JobError> {
     let policy_error = |e: serde_json::Error| JobError {
         code: marketer_protocol::job_errors::POLICY.into(),
         message: format!("the result could not be checked for document text, so it was not sent: {e}"),
         retryable: false,
     };
-    let mut value = serde_json::to_value(&result).map_err(policy_error)?;
+    let mut value = serde_json::to_value(result).map_err(policy_error)?;
     let mut withheld = 0;
     filter_strings(&mut value, guard, &mut withheld);
     Ok((serde_json::from_value(value).map_err(policy_error)?, withheld))
@@ -154,7 +154,9 @@ fn filter_strings(value: &mut serde_json::Value, guard: &VerbatimGuard, withheld
             }
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(|v| filter_strings(v, guard, withheld)),
-        serde_json::Value::Object(fields) => fields.values_mut().for_each(|v| filter_strings(v, guard, withheld)),
+        serde_json::Value::Object(fields) => {
+            fields.values_mut().for_each(|v| filter_strings(v, guard, withheld));
+        }
         _ => {}
     }
 }

@@ -9,7 +9,11 @@ use super::run::Attempt;
 use crate::documents::{Ingester, Outcome};
 
 impl Attempt<'_> {
-    pub(super) async fn ingest(&self, model: &str, document: &IngestDocument) -> Result<(JobOutput, Usage), JobError> {
+    pub(super) async fn ingest(
+        &self,
+        model: &str,
+        document: &IngestDocument,
+    ) -> Result<(JobOutput, Usage), JobError> {
         let bytes = self.gateway.fetch(document).await.map_err(crate::ollama::Failure::into_job_error)?;
         // A project's vectors all come from one model: an index that exists
         // keeps its model, whatever the job proposes.

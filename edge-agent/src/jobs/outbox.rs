@@ -146,7 +146,12 @@ impl Outbox {
             .name("outbox-writer".into())
             .spawn(move || write_loop(&dir, &ops))
             .context("starting the outbox writer")?;
-        Ok(Arc::new(Self { state: Mutex::new(state), changed: Notify::new(), disk, redactor: Mutex::new(None) }))
+        Ok(Arc::new(Self {
+            state: Mutex::new(state),
+            changed: Notify::new(),
+            disk,
+            redactor: Mutex::new(None),
+        }))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -201,7 +206,9 @@ impl Outbox {
                 if cut > 0 {
                     let rest = attempt.held.split_off(cut);
                     let ready = std::mem::replace(&mut attempt.held, rest);
-                    bodies.push(JobEventBody::Output { text: redactor.redact(&ready, &mut attempt.redactions) });
+                    bodies.push(JobEventBody::Output {
+                        text: redactor.redact(&ready, &mut attempt.redactions),
+                    });
                 }
             }
             (Some(redactor), JobEventBody::Progress { step, percent, message }) => {

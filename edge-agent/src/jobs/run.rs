@@ -54,7 +54,10 @@ impl Attempt<'_> {
             if !self.policy.allows_model(assign.spec.model()) {
                 return Err(Failure::new(
                     job_errors::POLICY,
-                    format!("this agent's policy (policy.toml, allowed_models) does not allow the model {}", assign.spec.model()),
+                    format!(
+                        "this agent's policy (policy.toml, allowed_models) does not allow the model {}",
+                        assign.spec.model()
+                    ),
                     false,
                 )
                 .into_job_error());
@@ -270,7 +273,9 @@ impl Attempt<'_> {
         if total > max {
             return Err(Failure::new(
                 job_errors::POLICY,
-                format!("the job generated more than the {max} characters this agent's policy allows (policy.toml, max_output_chars)"),
+                format!(
+                    "the job generated more than the {max} characters this agent's policy allows (policy.toml, max_output_chars)"
+                ),
                 false,
             ));
         }

@@ -69,7 +69,8 @@ impl PolicyFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let file: Self = toml::from_str(&text).with_context(|| format!("{} is not a valid policy", path.display()))?;
+        let file: Self =
+            toml::from_str(&text).with_context(|| format!("{} is not a valid policy", path.display()))?;
         for pattern in &file.custom_patterns {
             let name_ok = !pattern.name.is_empty()
                 && pattern.name.len() <= 32
@@ -157,7 +158,10 @@ mod tests {
         let none = PolicyFile::load(dir.path()).unwrap();
         assert!(!none.effective("standard").unwrap().summary().redact_phi);
         assert!(none.effective("hipaa").unwrap().summary().redact_phi);
-        write(dir.path(), "redact_phi = true\nallowed_models = [\"llama3.2\"]\n[[custom_patterns]]\nname = \"patient_id\"\nregex = 'PT-\\d+'\n");
+        write(
+            dir.path(),
+            "redact_phi = true\nallowed_models = [\"llama3.2\"]\n[[custom_patterns]]\nname = \"patient_id\"\nregex = 'PT-\\d+'\n",
+        );
         let file = PolicyFile::load(dir.path()).unwrap();
         let policy = file.effective("standard").unwrap();
         let summary = policy.summary();
@@ -166,6 +170,18 @@ mod tests {
         assert!(policy.allows_model("llama3.2:latest") && !policy.allows_model("mistral"));
         write(dir.path(), "redact_phi = false\n");
         assert!(!PolicyFile::load(dir.path()).unwrap().effective("hipaa").unwrap().summary().redact_phi);
+    }
+
+    #[test]
+    fn the_documented_example_is_a_valid_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), include_str!("../../../deploy/config/policy.example.toml"));
+        let policy = PolicyFile::load(dir.path()).unwrap().effective("standard").unwrap();
+        let summary = policy.summary();
+        assert!(summary.redact_phi && !summary.allow_document_text_in_results);
+        assert_eq!(summary.custom_patterns, ["PATIENT_ID"]);
+        let mut counts = Default::default();
+        assert_eq!(policy.redactor().unwrap().redact("see PT-123456", &mut counts), "see [PATIENT_ID]");
     }
 
     #[test]

@@ -16,8 +16,11 @@ struct Kind {
     pattern: Regex,
     /// A check the pattern cannot express (the regex crate has no
     /// look-around).
-    check: Option<fn(&str) -> bool>,
+    check: Option<Check>,
 }
+
+/// Whether a match really is an identifier of its kind.
+type Check = fn(&str) -> bool;
 
 /// Finds and replaces identifiers.
 #[derive(Debug, Clone)]
@@ -50,16 +53,21 @@ pub struct PatternError {
 impl Redactor {
     /// The built-in kinds plus `custom` (name, regular expression).
     pub fn new(custom: &[(String, String)]) -> Result<Self, PatternError> {
-        let built_in: Vec<(&str, String, Option<fn(&str) -> bool>)> = vec![
+        let built_in: Vec<(&str, String, Option<Check>)> = vec![
             ("SSN", r"\b(?P<v>\d{3}-\d{2}-\d{4})\b".into(), Some(plausible_ssn)),
-            ("SSN", r"(?i)\b(?:ssn|social security(?: number| no\.?)?)\s*[:#]?\s*(?P<v>\d{9})\b".into(), Some(plausible_ssn)),
-            ("MRN", r"(?i)\b(?:mrn|medical record(?: number| no\.?)?)\s*[:#]?\s*(?P<v>[a-z]{0,3}-?\d{5,12})\b".into(), None),
-            ("EMAIL", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b".into(), None),
             (
-                "PHONE",
-                r"(?P<v>(?:\+1[\s.-]?)?(?:\(\d{3}\)\s?|\b\d{3}[\s.-])\d{3}[\s.-]\d{4})\b".into(),
+                "SSN",
+                r"(?i)\b(?:ssn|social security(?: number| no\.?)?)\s*[:#]?\s*(?P<v>\d{9})\b".into(),
+                Some(plausible_ssn),
+            ),
+            (
+                "MRN",
+                r"(?i)\b(?:mrn|medical record(?: number| no\.?)?)\s*[:#]?\s*(?P<v>[a-z]{0,3}-?\d{5,12})\b"
+                    .into(),
                 None,
             ),
+            ("EMAIL", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b".into(), None),
+            ("PHONE", r"(?P<v>(?:\+1[\s.-]?)?(?:\(\d{3}\)\s?|\b\d{3}[\s.-])\d{3}[\s.-]\d{4})\b".into(), None),
             (
                 "DOB",
                 format!(
@@ -82,8 +90,8 @@ impl Redactor {
             kinds.push(Kind { name: name.to_owned(), pattern, check });
         }
         for (name, pattern) in custom {
-            let compiled =
-                Regex::new(pattern).map_err(|e| PatternError { name: name.clone(), reason: e.to_string() })?;
+            let compiled = Regex::new(pattern)
+                .map_err(|e| PatternError { name: name.clone(), reason: e.to_string() })?;
             kinds.push(Kind { name: name.to_ascii_uppercase(), pattern: compiled, check: None });
         }
         Ok(Self { kinds })

@@ -124,7 +124,11 @@ mod tests {
         let copied = format!("Intro. {PASSAGE} Outro.");
         let (filtered, runs) = guard.filter(&copied);
         assert_eq!(runs, 1);
-        assert_eq!(filtered, format!("Intro. {WITHHELD}. Outro."), "the words go, the punctuation around them stays");
+        assert_eq!(
+            filtered,
+            format!("Intro. {WITHHELD}. Outro."),
+            "the words go, the punctuation around them stays"
+        );
         // Case and punctuation do not hide a copy.
         let (filtered, runs) = guard.filter(&PASSAGE.to_uppercase().replace(' ', "  "));
         assert_eq!((filtered, runs), (format!("{WITHHELD}."), 1));

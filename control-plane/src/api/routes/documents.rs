@@ -1,8 +1,8 @@
 //! Documents of a project: upload (cloud_allowed projects), list, get,
 //! delete.
 
-use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::State;
+use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -45,7 +45,8 @@ pub async fn upload(
 ) -> Result<(StatusCode, Json<DocumentView>)> {
     let multipart = multipart.map_err(|_| {
         Error::UnsupportedMediaType(
-            "send the file as multipart/form-data with a part named \"file\" (curl -F file=@guide.pdf)".into(),
+            "send the file as multipart/form-data with a part named \"file\" (curl -F file=@guide.pdf)"
+                .into(),
         )
     })?;
     let upload = read_upload(multipart, state.config.max_upload_bytes).await?;
@@ -78,7 +79,8 @@ async fn read_upload(mut multipart: Multipart, limit: usize) -> Result<Upload> {
         }
         upload = Some(Upload { file_name, bytes });
     }
-    upload.ok_or_else(|| Error::invalid("file", "is missing: send the file in a multipart part named \"file\""))
+    upload
+        .ok_or_else(|| Error::invalid("file", "is missing: send the file in a multipart part named \"file\""))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

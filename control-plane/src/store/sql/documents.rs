@@ -116,7 +116,11 @@ where
     for<'t> &'t str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
-    async fn fetch_document(conn: &mut DB::Connection, tenant_id: Uuid, id: Uuid) -> Result<Option<Document>> {
+    async fn fetch_document(
+        conn: &mut DB::Connection,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<Document>> {
         let row: Option<DocumentRow> = sqlx::query_as(sql(&[
             "SELECT ",
             DOCUMENT_COLUMNS,
@@ -270,7 +274,12 @@ where
     for<'t> &'t str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
-    async fn create_upload(&self, upload: &NewUpload, job: &NewJob, audit: &NewAuditEvent) -> Result<Document> {
+    async fn create_upload(
+        &self,
+        upload: &NewUpload,
+        job: &NewJob,
+        audit: &NewAuditEvent,
+    ) -> Result<Document> {
         let now = audit.occurred_at;
         let mut tx = self.write.begin().await?;
         if Self::fetch_project(&mut tx, upload.tenant_id, upload.project_id).await?.is_none() {
@@ -307,7 +316,12 @@ where
         Self::fetch_document(&mut conn, tenant_id, id).await
     }
 
-    async fn documents(&self, tenant_id: Uuid, project_id: Uuid, page: PageRequest) -> Result<Page<Document>> {
+    async fn documents(
+        &self,
+        tenant_id: Uuid,
+        project_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Document>> {
         let rows: Vec<DocumentRow> = sqlx::query_as(sql(&[
             "SELECT ",
             DOCUMENT_COLUMNS,
@@ -335,7 +349,12 @@ where
         .await?)
     }
 
-    async fn delete_document(&self, tenant_id: Uuid, id: Uuid, audit: &NewAuditEvent) -> Result<DeletedDocument> {
+    async fn delete_document(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        audit: &NewAuditEvent,
+    ) -> Result<DeletedDocument> {
         let now = audit.occurred_at;
         let mut tx = self.write.begin().await?;
         let locked: Option<Uuid> = sqlx::query_scalar(sql(&[
@@ -350,8 +369,10 @@ where
             return Err(StoreError::NotFound);
         }
         let known = Self::known_document(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
-        let job_id: Option<Uuid> =
-            sqlx::query_scalar("SELECT job_id FROM documents WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
+        let job_id: Option<Uuid> = sqlx::query_scalar("SELECT job_id FROM documents WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
         if known.agent_id.is_some() {
             sqlx::query("UPDATE documents SET deleted_at = $2, updated_at = $2 WHERE id = $1")
                 .bind(id)
