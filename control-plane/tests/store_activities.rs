@@ -234,7 +234,10 @@ async fn activities_are_listed_by_project_status_and_kind(db: &TestDb) {
     let page = |after, status| {
         let filter = ActivityFilter { status, kind: None };
         async move {
-            store.activities(tenant_id, project_a, &filter, PageRequest { after, limit: 2 }).await.unwrap()
+            store
+                .activities(tenant_id, Some(project_a), &filter, PageRequest { after, limit: 2 })
+                .await
+                .unwrap()
         }
     };
     let first = page(None, None).await;
@@ -248,10 +251,22 @@ async fn activities_are_listed_by_project_status_and_kind(db: &TestDb) {
     assert_eq!(review.items.iter().map(|a| a.id).collect::<Vec<_>>(), [ids[1]]);
     assert_eq!(page(None, Some(ActivityStatus::Queued)).await.items.len(), 2);
     let cloud = store
-        .activities(tenant_id, project_b, &ActivityFilter::default(), PageRequest { after: None, limit: 10 })
+        .activities(
+            tenant_id,
+            Some(project_b),
+            &ActivityFilter::default(),
+            PageRequest { after: None, limit: 10 },
+        )
         .await
         .unwrap();
     assert_eq!(cloud.items[0].run.route, Route::Cloud);
+    // Without a project: the tenant's, across its projects.
+    let all = store
+        .activities(tenant_id, None, &ActivityFilter::default(), PageRequest { after: None, limit: 10 })
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 6);
+    assert_eq!(all.items[0].title, "B", "newest first");
     // Cloud runs wait for the cloud runner, not for agents.
     let now = Timestamp::now();
     assert_eq!(store.queued_cloud_jobs(now, 10).await.unwrap().len(), 1);

@@ -8,6 +8,7 @@
 //! binaries), so the binaries sit next to this test executable's directory.
 
 pub mod answers;
+pub mod browser;
 pub mod files;
 pub mod fleet;
 pub mod ollama;

@@ -3,6 +3,7 @@
 //! [`TenantAccess`] only runs for a member of the `{tenant_id}` in its path.
 
 use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::Method;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use uuid::Uuid;
@@ -17,9 +18,21 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Error> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            Error::Unauthenticated("sign in: send Authorization: Bearer <access token or API key>".into())
-        })?;
+        let Some(header) = parts.headers.get(AUTHORIZATION) else {
+            // The web UI's pages read (never change) through the API with
+            // their session cookie: event streams, exports, live lists. A
+            // change always needs a bearer token, so a cookie sent by a
+            // cross-site form can do nothing.
+            if matches!(parts.method, Method::GET | Method::HEAD)
+                && let Some(token) = crate::ui::session_token(&parts.headers)
+            {
+                let meta = request_meta(parts, state.config.trust_proxy_headers);
+                return state.app.browser_caller(&token, meta).await;
+            }
+            return Err(Error::Unauthenticated(
+                "sign in: send Authorization: Bearer <access token or API key>".into(),
+            ));
+        };
         let token = header
             .to_str()
             .ok()

@@ -209,9 +209,17 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         openapi: Arc::new(openapi),
     };
     routes
+        .merge(crate::ui::router())
         .route_layer(from_fn_with_state(state.clone(), audit::audit_refusals))
         .route_layer(from_fn(observe::mark_route))
-        .fallback(|| async { Error::NotFound("route") })
+        .fallback(|uri: axum::http::Uri| async move {
+            // The API answers in JSON; everything else is the UI's.
+            if uri.path().starts_with("/api/") {
+                Error::NotFound("route").into_response()
+            } else {
+                crate::ui::not_found()
+            }
+        })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_panic| {

@@ -25,6 +25,9 @@ pub enum TokenKind {
     ApiKey,
     Invitation,
     Enrollment,
+    /// A web UI session, held in an HttpOnly cookie; not rotated per use
+    /// (a page and its event stream use it at once).
+    Browser,
 }
 
 impl TokenKind {
@@ -34,6 +37,7 @@ impl TokenKind {
             TokenKind::ApiKey => "mkt_ak_",
             TokenKind::Invitation => "mkt_inv_",
             TokenKind::Enrollment => "mkt_et_",
+            TokenKind::Browser => "mkt_bs_",
         }
     }
 }
@@ -53,6 +57,12 @@ impl OpaqueToken {
         let hash = hash_token(&text);
         Self { text, hash }
     }
+}
+
+fn csrf_message(session_id: Uuid) -> Vec<u8> {
+    let mut message = b"marketer csrf v1:".to_vec();
+    message.extend_from_slice(session_id.as_bytes());
+    message
 }
 
 /// The stored form of an opaque token.
@@ -91,6 +101,9 @@ pub struct AccessTokens {
     decoding: DecodingKey,
     validation: Validation,
     ttl: time::Duration,
+    /// Signs the web UI's CSRF tokens (the same secret, another message
+    /// domain), so every replica accepts every replica's forms.
+    csrf: aws_lc_rs::hmac::Key,
 }
 
 impl std::fmt::Debug for AccessTokens {
@@ -111,11 +124,27 @@ impl AccessTokens {
             decoding: DecodingKey::from_secret(key.expose_secret()),
             validation,
             ttl,
+            csrf: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.expose_secret()),
         }
     }
 
     pub fn ttl(&self) -> time::Duration {
         self.ttl
+    }
+
+    /// The CSRF token of a web UI session: a MAC of the session id, so it
+    /// needs no storage and dies with the session.
+    pub fn csrf_token(&self, session_id: Uuid) -> String {
+        let tag = aws_lc_rs::hmac::sign(&self.csrf, &csrf_message(session_id));
+        URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
+    /// Whether `presented` is the session's CSRF token (compared in
+    /// constant time).
+    pub fn check_csrf(&self, session_id: Uuid, presented: &str) -> bool {
+        URL_SAFE_NO_PAD
+            .decode(presented)
+            .is_ok_and(|tag| aws_lc_rs::hmac::verify(&self.csrf, &csrf_message(session_id), &tag).is_ok())
     }
 
     pub fn issue(&self, user_id: Uuid, session_id: Uuid, now: Timestamp) -> anyhow::Result<String> {

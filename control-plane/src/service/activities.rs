@@ -510,11 +510,28 @@ impl App {
     ) -> Result<Page<ActivityView>> {
         access.require(Permission::ActivitiesRead)?;
         self.store.project(access.tenant_id, project_id).await.found("project")?;
-        let page = self.store.activities(access.tenant_id, project_id, &filter, page).await?;
+        let page = self.store.activities(access.tenant_id, Some(project_id), &filter, page).await?;
         Ok(Page {
             items: page.items.iter().map(|a| ActivityView::new(a, false, None)).collect(),
             next: page.next,
         })
+    }
+
+    /// The tenant's newest activities, across its projects (without their
+    /// content).
+    pub async fn recent_activities(
+        &self,
+        access: &TenantAccess,
+        status: Option<ActivityStatus>,
+        limit: u32,
+    ) -> Result<Vec<ActivityView>> {
+        access.require(Permission::ActivitiesRead)?;
+        let filter = ActivityFilter { status, kind: None };
+        let page = self
+            .store
+            .activities(access.tenant_id, None, &filter, PageRequest { after: None, limit })
+            .await?;
+        Ok(page.items.iter().map(|a| ActivityView::new(a, false, None)).collect())
     }
 
     /// The activity's current run, for following its events.

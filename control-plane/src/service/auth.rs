@@ -47,7 +47,59 @@ const MAX_PASSWORD_BYTES: usize = 1024;
 const BAD_CREDENTIALS: &str = "invalid e-mail address or password";
 
 impl App {
+    /// Signs in for the API: an access token and a single-use refresh token.
     pub async fn login(&self, req: LoginRequest, meta: &RequestMeta) -> Result<TokenPair> {
+        let user = self.check_password(req, meta).await?;
+        let now = Timestamp::now();
+        let (session_id, refresh) = self.open_session(&user, TokenKind::Refresh, meta, now).await?;
+        self.token_pair(user.id, session_id, refresh, now)
+    }
+
+    /// Signs in for the web UI: the session token for its cookie, and how
+    /// long it lasts. The same checks, throttling and audit as [`App::login`].
+    pub async fn browser_login(
+        &self,
+        req: LoginRequest,
+        meta: &RequestMeta,
+    ) -> Result<(String, time::Duration)> {
+        let user = self.check_password(req, meta).await?;
+        let (_, token) = self.open_session(&user, TokenKind::Browser, meta, Timestamp::now()).await?;
+        Ok((token, self.auth.refresh_token_ttl))
+    }
+
+    /// The caller a web UI session cookie stands for.
+    pub async fn browser_caller(&self, token: &str, meta: RequestMeta) -> Result<Caller> {
+        let ended = || Error::Unauthenticated("your session has ended; sign in again".into());
+        if !looks_like(TokenKind::Browser, token) {
+            return Err(ended());
+        }
+        let (user, session_id) =
+            self.store.browser_session(&hash_token(token), Timestamp::now()).await?.ok_or_else(ended)?;
+        Ok(Caller { principal: Principal::User { user, session_id }, meta })
+    }
+
+    /// The CSRF token of a web UI session, and the check of one.
+    pub fn csrf_token(&self, session_id: uuid::Uuid) -> String {
+        self.tokens.csrf_token(session_id)
+    }
+
+    pub fn check_csrf(&self, session_id: uuid::Uuid, presented: &str) -> bool {
+        self.tokens.check_csrf(session_id, presented)
+    }
+
+    /// Ends a web UI session (idempotent).
+    pub async fn browser_logout(&self, token: &str, meta: &RequestMeta) -> Result<()> {
+        if !looks_like(TokenKind::Browser, token) {
+            return Ok(());
+        }
+        let event = audit_event(None, Actor::Anonymous, meta, actions::LOGOUT, Outcome::Success);
+        self.store.revoke_session_by_token(&hash_token(token), &event).await?;
+        Ok(())
+    }
+
+    /// The account the e-mail and password belong to, or why not (audited,
+    /// throttled, same answer for an unknown address and a wrong password).
+    async fn check_password(&self, req: LoginRequest, meta: &RequestMeta) -> Result<crate::domain::User> {
         if req.password.len() > MAX_PASSWORD_BYTES {
             return Err(Error::invalid("password", "must be at most 1024 bytes"));
         }
@@ -77,9 +129,8 @@ impl App {
             }
         };
         self.throttle.record_success(&account);
-        let actor = Actor::User { id: user.id, email: user.email.to_string() };
-
         if user.disabled {
+            let actor = Actor::User { id: user.id, email: user.email.to_string() };
             let event = audit_event(None, actor, meta, actions::LOGIN, Outcome::Denied)
                 .details(serde_json::json!({ "reason": "account_disabled" }));
             self.store.record_audit(&event).await?;
@@ -88,25 +139,36 @@ impl App {
                 "this account is disabled; ask an administrator of your organisation".into(),
             ));
         }
+        Ok(user)
+    }
 
-        let now = Timestamp::now();
+    /// A new session with its first token of `kind`; returns the session and
+    /// the token's text (handed out once).
+    async fn open_session(
+        &self,
+        user: &crate::domain::User,
+        kind: TokenKind,
+        meta: &RequestMeta,
+        now: Timestamp,
+    ) -> Result<(uuid::Uuid, String)> {
+        let actor = Actor::User { id: user.id, email: user.email.to_string() };
         let session = NewSession {
             id: new_id(),
             user_id: user.id,
             client_ip: meta.client_ip.map(|ip| ip.to_string()),
             user_agent: meta.user_agent.clone(),
         };
-        let refresh = OpaqueToken::generate(TokenKind::Refresh);
+        let token = OpaqueToken::generate(kind);
         let record = NewRefreshToken {
             id: new_id(),
-            token_hash: refresh.hash.clone(),
+            token_hash: token.hash.clone(),
             expires_at: now + self.auth.refresh_token_ttl,
         };
         let event =
             audit_event(None, actor, meta, actions::LOGIN, Outcome::Success).resource("session", session.id);
         self.store.create_session(&session, &record, &event).await?;
         self.metrics.login("success");
-        self.token_pair(user.id, session.id, refresh.text, now)
+        Ok((session.id, token.text))
     }
 
     pub async fn refresh(&self, req: RefreshRequest, meta: &RequestMeta) -> Result<TokenPair> {

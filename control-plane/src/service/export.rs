@@ -5,18 +5,23 @@
 
 use pulldown_cmark::{Options, Parser, html};
 
-/// A standalone HTML document of `markdown`, titled `title`.
-pub fn html_document(title: &str, markdown: &str) -> String {
+/// `markdown` as sanitised HTML (a fragment, for a page or a document).
+pub fn markdown_html(markdown: &str) -> String {
     let mut options = Options::empty();
     options.insert(Options::ENABLE_TABLES);
     options.insert(Options::ENABLE_STRIKETHROUGH);
     let mut rendered = String::with_capacity(markdown.len() * 3 / 2);
     html::push_html(&mut rendered, Parser::new_ext(markdown, options));
-    let body = ammonia::Builder::default()
+    ammonia::Builder::default()
         .link_rel(Some("noopener noreferrer nofollow"))
         .url_schemes(["http", "https", "mailto", "tel"].into_iter().collect())
         .clean(&rendered)
-        .to_string();
+        .to_string()
+}
+
+/// A standalone HTML document of `markdown`, titled `title`.
+pub fn html_document(title: &str, markdown: &str) -> String {
+    let body = markdown_html(markdown);
     let title = ammonia::clean_text(title);
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\

@@ -185,11 +185,11 @@ pub trait ActivityStore: Send + Sync {
         audit: &NewAuditEvent,
     ) -> Result<Activity>;
     async fn activity(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<Activity>>;
-    /// A project's activities, newest first.
+    /// A project's activities (or, with no project, the tenant's), newest first.
     async fn activities(
         &self,
         tenant_id: Uuid,
-        project_id: Uuid,
+        project_id: Option<Uuid>,
         filter: &ActivityFilter,
         page: PageRequest,
     ) -> Result<Page<Activity>>;

@@ -616,6 +616,10 @@ pub trait Store:
     /// The user behind an access token, if the session is live and the user
     /// is not disabled.
     async fn session_user(&self, session_id: Uuid, user_id: Uuid) -> Result<Option<User>>;
+    /// The user and session of a web UI session token (stored like a
+    /// refresh token, never rotated): `None` once it expired, its session
+    /// was ended, or the account was disabled.
+    async fn browser_session(&self, token_hash: &[u8], now: Timestamp) -> Result<Option<(User, Uuid)>>;
 
     // Projects and campaigns.
     async fn create_project(&self, project: &NewProject, audit: &NewAuditEvent) -> Result<Project>;

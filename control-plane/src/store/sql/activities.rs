@@ -258,7 +258,7 @@ where
     async fn activities(
         &self,
         tenant_id: Uuid,
-        project_id: Uuid,
+        project_id: Option<Uuid>,
         filter: &ActivityFilter,
         page: PageRequest,
     ) -> Result<Page<Activity>> {
@@ -267,7 +267,7 @@ where
             "SELECT ",
             ACTIVITY_COLUMNS,
             " FROM activities a JOIN jobs j ON j.id = a.current_job_id \
-             WHERE a.tenant_id = $1 AND a.project_id = $2 AND ($3 IS NULL OR a.kind = $3) \
+             WHERE a.tenant_id = $1 AND ($2 IS NULL OR a.project_id = $2) AND ($3 IS NULL OR a.kind = $3) \
              AND ($4 IS NULL OR a.id < $4) AND ",
             status_condition(filter.status),
             " ORDER BY a.id DESC LIMIT $5",
@@ -287,7 +287,7 @@ where
             "SELECT ",
             JOB_COLUMNS,
             " FROM jobs WHERE tenant_id = $1 AND id IN (SELECT current_job_id FROM activities \
-             WHERE tenant_id = $1 AND project_id = $2 AND id >= $3 AND id <= $4)",
+             WHERE tenant_id = $1 AND ($2 IS NULL OR project_id = $2) AND id >= $3 AND id <= $4)",
         ]))
         .bind(tenant_id)
         .bind(project_id)

@@ -1,0 +1,269 @@
+//! Signing in and out, and accepting an invitation.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::assets;
+use super::page::{FormErrors, UiError, render, render_form, see_other};
+use super::session::{Browser, BrowserSubmit, Meta, Query, is_secure, session_cookie, session_token};
+use crate::api::ApiState;
+use crate::domain::{Email, Name, Password};
+use crate::error::Error;
+use crate::service::{AcceptInvitation, LoginRequest};
+
+#[derive(Debug, Deserialize)]
+pub struct RootQuery {
+    tenant: Option<Uuid>,
+}
+
+/// `/`: the chosen tenant (from the switcher), else the first one, else
+/// the sign-in page.
+pub async fn root(
+    State(state): State<ApiState>,
+    browser: Result<Browser, UiError>,
+    Query(query): Query<RootQuery>,
+) -> Result<Response, UiError> {
+    let browser = browser?;
+    if let Some(tenant) = query.tenant {
+        return Ok(see_other(&format!("/t/{tenant}")));
+    }
+    let me = state.app.me(&browser.caller).await?;
+    match me.memberships.first() {
+        Some(first) => Ok(see_other(&format!("/t/{}", first.tenant_id))),
+        None => Err(UiError::Forbidden(
+            "your account belongs to no organisation yet; ask for an invitation".into(),
+        )),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    css: &'static str,
+    js: &'static str,
+    email: String,
+    next: String,
+    error: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+pub async fn login_form(Query(query): Query<LoginQuery>) -> Response {
+    render(&LoginPage {
+        css: assets::css_url(),
+        js: assets::js_url(),
+        email: String::new(),
+        next: safe_next(query.next.as_deref()),
+        error: String::new(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    email: String,
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// Signs in and sets the session cookie. Failures say only that the
+/// address or password is wrong (and are throttled and audited like the
+/// API's).
+pub async fn login(
+    State(state): State<ApiState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<LoginForm>,
+) -> Response {
+    let next = safe_next(Some(&form.next));
+    let again = |error: String| {
+        render(&LoginPage {
+            css: assets::css_url(),
+            js: assets::js_url(),
+            email: form.email.clone(),
+            next: next.clone(),
+            error,
+        })
+    };
+    let Ok(email) = Email::parse(&form.email) else {
+        return again("Enter your e-mail address, like name@example.com.".into());
+    };
+    match state.app.browser_login(LoginRequest { email, password: form.password.clone() }, &meta).await {
+        Ok((token, ttl)) => {
+            let mut response = see_other(if next.is_empty() { "/" } else { &next });
+            let cookie =
+                session_cookie(Some(&token), ttl, is_secure(&headers, state.config.trust_proxy_headers));
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            response
+        }
+        Err(Error::RateLimited { retry_after }) => {
+            again(format!("Too many attempts. Try again in {} seconds.", retry_after.as_secs().max(1)))
+        }
+        Err(Error::Unauthenticated(message) | Error::Forbidden(message)) => again(capitalised(&message)),
+        Err(Error::Invalid { message, .. }) => again(capitalised(&message)),
+        Err(e) => UiError::from(e).into_response_page(),
+    }
+}
+
+/// Ends the session and clears the cookie.
+pub async fn logout(State(state): State<ApiState>, headers: HeaderMap, submit: BrowserSubmit) -> Response {
+    if let Some(token) = session_token(&headers)
+        && let Err(e) = state.app.browser_logout(&token, &submit.browser.caller.meta).await
+    {
+        tracing::warn!(error = %e, "could not end a session");
+    }
+    let mut response = see_other("/login");
+    let cookie =
+        session_cookie(None, time::Duration::ZERO, is_secure(&headers, state.config.trust_proxy_headers));
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+#[derive(Template)]
+#[template(path = "invitation.html")]
+struct InvitationPage {
+    css: &'static str,
+    js: &'static str,
+    token: String,
+    name: String,
+    errors: FormErrors,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InvitationQuery {
+    #[serde(default)]
+    token: String,
+}
+
+pub async fn invitation_form(Query(query): Query<InvitationQuery>) -> Response {
+    render(&InvitationPage {
+        css: assets::css_url(),
+        js: assets::js_url(),
+        token: query.token,
+        name: String::new(),
+        errors: FormErrors::default(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InvitationForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// Accepts an invitation; a new account is signed in at once, an existing
+/// one is sent to sign in.
+pub async fn accept_invitation(
+    State(state): State<ApiState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<InvitationForm>,
+) -> Result<Response, UiError> {
+    let mut errors = FormErrors::default();
+    let name = if form.name.trim().is_empty() {
+        None
+    } else {
+        Name::parse(&form.name).map(Some).unwrap_or_else(|e| {
+            errors.add("name", e.to_string());
+            None
+        })
+    };
+    let password = if form.password.is_empty() {
+        None
+    } else {
+        Password::parse(&form.password).map(Some).unwrap_or_else(|e| {
+            errors.add("password", e.to_string());
+            None
+        })
+    };
+    let again = |errors: FormErrors| {
+        let view = InvitationPage {
+            css: assets::css_url(),
+            js: assets::js_url(),
+            token: form.token.clone(),
+            name: form.name.clone(),
+            errors,
+        };
+        render_form(&view, &view.errors)
+    };
+    if !errors.is_empty() {
+        return Ok(again(errors));
+    }
+    let request = AcceptInvitation { token: form.token.clone(), name, password };
+    let accepted = match state.app.accept_invitation(request, &meta).await {
+        Ok(accepted) => accepted,
+        Err(Error::NotFound(_)) => {
+            let mut errors = FormErrors::default();
+            errors
+                .add("", "This invitation is unknown, expired, revoked or already used; ask for a new one.");
+            return Ok(again(errors));
+        }
+        Err(e) => return Ok(again(FormErrors::from_error(e)?)),
+    };
+    let landing = format!("/t/{}", accepted.tenant_id);
+    if !accepted.created_user {
+        return Ok(see_other(&format!(
+            "/login?next={}",
+            form_urlencoded::byte_serialize(landing.as_bytes()).collect::<String>()
+        )));
+    }
+    let login = LoginRequest { email: accepted.user.email.clone(), password: form.password.clone() };
+    let (token, ttl) = state.app.browser_login(login, &meta).await?;
+    let mut response = see_other(&landing);
+    let cookie = session_cookie(Some(&token), ttl, is_secure(&headers, state.config.trust_proxy_headers));
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+/// A `next` that stays on this site.
+fn safe_next(next: Option<&str>) -> String {
+    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn capitalised(message: &str) -> String {
+    let mut chars = message.chars();
+    let mut out: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
+    out.push_str(chars.as_str());
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
+}
+
+impl UiError {
+    fn into_response_page(self) -> Response {
+        axum::response::IntoResponse::into_response(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next(Some("/t/x/projects")), "/t/x/projects");
+        for bad in ["https://evil.example", "//evil.example", "/\\evil", "javascript:alert(1)"] {
+            assert_eq!(safe_next(Some(bad)), "", "{bad}");
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The web UI: server-rendered pages (askama templates compiled into the
+//! binary), a little JavaScript for live updates (`EventSource`, fetch), no
+//! build step. Pages call the same services as the JSON API, with the same
+//! permission checks; nothing here decides what a user may do.
+//!
+//! - `session.rs`: the session cookie, CSRF, and the extractors of signed-in
+//!   pages (`Browser`, `TenantPage`) and their forms (`Submit`);
+//! - `page.rs`: the page shell (navigation, tenant switcher), errors as
+//!   pages, form errors next to their fields;
+//! - `assets.rs`: CSS and JavaScript, embedded, served under content hashes;
+//! - `auth.rs`: sign in, sign out, invitations;
+//! - `home.rs`: the dashboard;
+//! - `projects.rs`, `activities.rs`, `documents.rs`: marketers' pages;
+//! - `fleet.rs`, `team.rs`, `audit.rs`, `settings.rs`: admins' pages;
+//! - `view.rs`: formatting shared by the templates (times, sizes, badges).
+//!
+//! Every page answers with a strict Content-Security-Policy: scripts and
+//! styles from this origin only, none inline.
+
+mod activities;
+mod assets;
+mod audit;
+mod auth;
+mod documents;
+mod fleet;
+mod home;
+mod page;
+mod projects;
+mod session;
+mod settings;
+mod team;
+mod view;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, header};
+use axum::routing::{get, post};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::api::ApiState;
+
+pub use session::{SESSION_COOKIE, session_token};
+
+/// The UI's page for an unknown address.
+pub fn not_found() -> axum::response::Response {
+    axum::response::IntoResponse::into_response(page::UiError::NotFound)
+}
+
+/// What pages may load and where forms may go.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; frame-ancestors 'none'; \
+     base-uri 'self'; form-action 'self'";
+
+/// The UI's routes. Forms post to the page they came from (or to an action
+/// under it); every state-changing route checks the session's CSRF token.
+pub fn router() -> Router<ApiState> {
+    let tenant = Router::new()
+        .route("/", get(home::dashboard))
+        .route("/projects", get(projects::list))
+        .route("/projects/new", get(projects::new_form).post(projects::create))
+        .route("/projects/{project_id}", get(projects::show))
+        .route("/projects/{project_id}/edit", get(projects::edit_form).post(projects::update))
+        .route("/projects/{project_id}/campaigns", post(projects::create_campaign))
+        .route("/projects/{project_id}/campaigns/{campaign_id}/delete", post(projects::delete_campaign))
+        .route("/projects/{project_id}/activities/new", get(activities::new_form).post(activities::create))
+        .route("/projects/{project_id}/activities/{activity_id}", get(activities::show))
+        .route("/projects/{project_id}/activities/{activity_id}/content", post(activities::save_content))
+        .route("/projects/{project_id}/activities/{activity_id}/approve", post(activities::approve))
+        .route("/projects/{project_id}/activities/{activity_id}/regenerate", post(activities::regenerate))
+        .route("/projects/{project_id}/activities/{activity_id}/cancel", post(activities::cancel))
+        .route("/projects/{project_id}/documents", get(documents::list))
+        .route(
+            "/projects/{project_id}/documents/upload",
+            // The upload counts its own bytes against the upload limit.
+            post(documents::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/projects/{project_id}/documents/{document_id}/delete", post(documents::delete))
+        .route("/preview", post(activities::preview))
+        .route("/fleet", get(fleet::list))
+        .route("/fleet/rows", get(fleet::rows))
+        .route("/fleet/add", get(fleet::add_form).post(fleet::add))
+        .route("/fleet/{agent_id}", get(fleet::show).post(fleet::update))
+        .route("/fleet/{agent_id}/revoke", post(fleet::revoke))
+        .route("/team", get(team::list))
+        .route("/team/invitations", post(team::invite))
+        .route("/team/invitations/{invitation_id}/revoke", post(team::revoke_invitation))
+        .route("/team/members/{user_id}/role", post(team::change_role))
+        .route("/team/members/{user_id}/remove", post(team::remove))
+        .route("/audit", get(audit::list))
+        .route("/settings", get(settings::show))
+        .route("/settings/api-keys", post(settings::create_api_key))
+        .route("/settings/api-keys/{api_key_id}/revoke", post(settings::revoke_api_key))
+        .route("/settings/cloud-provider", post(settings::set_cloud_provider))
+        .route("/settings/cloud-provider/delete", post(settings::delete_cloud_provider));
+    Router::new()
+        .route("/", get(auth::root))
+        .route("/login", get(auth::login_form).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/invitations/accept", get(auth::invitation_form).post(auth::accept_invitation))
+        .route("/assets/{file}", get(assets::serve))
+        .nest("/t/{tenant_id}", tenant)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+}

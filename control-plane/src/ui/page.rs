@@ -1,0 +1,321 @@
+//! What every page shares: the shell around it (who is signed in, the
+//! tenant and the switcher, the navigation this role may use, the CSRF
+//! token, the asset URLs), errors as pages, and form errors shown next to
+//! the fields they concern.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use uuid::Uuid;
+
+use super::assets;
+use super::session::Browser;
+use crate::api::ApiState;
+use crate::domain::Permission;
+use crate::error::Error;
+use crate::service::TenantAccess;
+
+/// One entry of the tenant switcher.
+#[derive(Debug, Clone)]
+pub struct TenantLink {
+    pub id: Uuid,
+    pub name: String,
+    pub current: bool,
+}
+
+/// One entry of the navigation.
+#[derive(Debug, Clone)]
+pub struct NavLink {
+    pub href: String,
+    pub label: &'static str,
+    pub current: bool,
+}
+
+/// The frame of a signed-in page.
+#[derive(Debug, Clone)]
+pub struct Shell {
+    pub user_name: String,
+    pub user_email: String,
+    pub tenant_id: Uuid,
+    pub tenant_name: String,
+    pub role: &'static str,
+    pub tenants: Vec<TenantLink>,
+    pub nav: Vec<NavLink>,
+    pub csrf: String,
+    pub css: &'static str,
+    pub js: &'static str,
+}
+
+impl Shell {
+    /// The shell of `path` in the tenant of `access`.
+    pub async fn load(
+        state: &ApiState,
+        browser: &Browser,
+        access: &TenantAccess,
+        path: &str,
+    ) -> Result<Self, UiError> {
+        let me = state.app.me(&browser.caller).await.map_err(UiError::from)?;
+        let tenant_id = access.tenant_id;
+        let tenant_name = me
+            .memberships
+            .iter()
+            .find(|m| m.tenant_id == tenant_id)
+            .map(|m| m.tenant_name.clone())
+            .unwrap_or_default();
+        let base = format!("/t/{tenant_id}");
+        let role = access.role;
+        let mut nav =
+            vec![("", "Dashboard"), ("/projects", "Projects"), ("/fleet", "Fleet"), ("/team", "Team")];
+        if role.allows(Permission::AuditRead) {
+            nav.push(("/audit", "Audit log"));
+        }
+        if role.allows(Permission::SettingsView) {
+            nav.push(("/settings", "Settings"));
+        }
+        let section = path.strip_prefix(&base).unwrap_or("");
+        let nav = nav
+            .into_iter()
+            .map(|(rest, label)| NavLink {
+                href: format!("{base}{rest}"),
+                label,
+                current: if rest.is_empty() {
+                    section.is_empty() || section == "/"
+                } else {
+                    section.starts_with(rest)
+                },
+            })
+            .collect();
+        Ok(Self {
+            user_name: me.user.display_name.to_string(),
+            user_email: me.user.email.to_string(),
+            tenant_id,
+            tenant_name,
+            role: role.as_str(),
+            tenants: me
+                .memberships
+                .iter()
+                .map(|m| TenantLink {
+                    id: m.tenant_id,
+                    name: m.tenant_name.clone(),
+                    current: m.tenant_id == tenant_id,
+                })
+                .collect(),
+            nav,
+            csrf: browser.csrf.clone(),
+            css: assets::css_url(),
+            js: assets::js_url(),
+        })
+    }
+}
+
+/// Renders a template as a page.
+pub fn render(template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a page template failed to render");
+            error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "The page could not be shown.",
+            )
+        }
+    }
+}
+
+/// A page with a form: 422 Unprocessable Content when the form is shown
+/// again with errors, so the browser, scripts and tests can tell a refused
+/// form from a fresh page.
+pub fn render_form(template: &impl Template, errors: &FormErrors) -> Response {
+    let mut response = render(template);
+    if !errors.is_empty() && response.status() == StatusCode::OK {
+        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    response
+}
+
+/// Errors of a form, by field (`""` for the form as a whole).
+#[derive(Debug, Clone, Default)]
+pub struct FormErrors(BTreeMap<String, String>);
+
+impl FormErrors {
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.entry(field.to_owned()).or_insert_with(|| message.into());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The error of `field`, or an empty string.
+    pub fn get(&self, field: &str) -> &str {
+        self.0.get(field).map_or("", String::as_str)
+    }
+
+    /// Errors of fields the form does not show, with the form's own.
+    pub fn general(&self, shown: &[&str]) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(field, _)| field.is_empty() || !shown.contains(&field.as_str()))
+            .map(
+                |(field, message)| {
+                    if field.is_empty() { message.clone() } else { format!("{field}: {message}") }
+                },
+            )
+            .collect()
+    }
+
+    /// A service error as form errors, when it is about the input (a field,
+    /// a conflict, a quota); anything else stays an error page.
+    pub fn from_error(error: Error) -> Result<Self, UiError> {
+        let mut errors = Self::default();
+        match error {
+            Error::Invalid { field, message } => {
+                // "listing.price" is shown next to "price".
+                let field = field.rsplit('.').next().unwrap_or(&field).to_owned();
+                let field = field.split('[').next().unwrap_or(&field).to_owned();
+                errors.add(&field, message);
+            }
+            Error::Conflict { message, .. } | Error::QuotaExceeded { message, .. } => errors.add("", message),
+            Error::UnsupportedMediaType(message) => errors.add("file", message.trim_start_matches("file: ")),
+            Error::PayloadTooLarge { limit } => {
+                errors.add("file", format!("the file is larger than the {} MiB limit", limit / 1024 / 1024));
+            }
+            other => return Err(other.into()),
+        }
+        Ok(errors)
+    }
+}
+
+/// Why a page cannot be shown.
+#[derive(Debug)]
+pub enum UiError {
+    /// Not signed in: to the sign-in page, and back here afterwards.
+    SignIn {
+        next: Option<String>,
+    },
+    Forbidden(String),
+    NotFound,
+    BadRequest(String),
+    Conflict(String),
+    /// Anything else: logged, shown as a generic error.
+    Internal(Error),
+}
+
+impl UiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest(message.into())
+    }
+}
+
+impl From<Error> for UiError {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Unauthenticated(_) => Self::SignIn { next: None },
+            Error::Forbidden(message) => Self::Forbidden(message),
+            Error::NotFound(_) => Self::NotFound,
+            Error::Invalid { field, message } => Self::BadRequest(format!("{field}: {message}")),
+            Error::BadRequest { message, .. } | Error::UnsupportedMediaType(message) => {
+                Self::BadRequest(message)
+            }
+            Error::Conflict { message, .. }
+            | Error::Gone { message, .. }
+            | Error::QuotaExceeded { message, .. } => Self::Conflict(message),
+            other => Self::Internal(other),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for UiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        Error::from(error).into()
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        match self {
+            UiError::SignIn { next } => {
+                let target = match next {
+                    Some(next) => format!(
+                        "/login?next={}",
+                        form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+                    ),
+                    None => "/login".to_owned(),
+                };
+                Redirect::to(&target).into_response()
+            }
+            UiError::Forbidden(message) => error_page(StatusCode::FORBIDDEN, "Not allowed", &message),
+            UiError::NotFound => error_page(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is nothing here, or it belongs to an organisation you are not a member of.",
+            ),
+            UiError::BadRequest(message) => {
+                error_page(StatusCode::BAD_REQUEST, "That did not work", &message)
+            }
+            UiError::Conflict(message) => error_page(StatusCode::CONFLICT, "That did not work", &message),
+            UiError::Internal(error) => {
+                let status = match &error {
+                    Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                    Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                if status == StatusCode::INTERNAL_SERVER_ERROR {
+                    tracing::error!(error = ?error, "a page failed");
+                }
+                let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+                    "The server could not do this. Try again in a moment; if it keeps happening, tell your administrator.".to_owned()
+                } else {
+                    error.to_string()
+                };
+                error_page(status, "Something went wrong", &message)
+            }
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    status: u16,
+    title: &'a str,
+    message: &'a str,
+    css: &'static str,
+}
+
+/// A standalone error page (it needs no session).
+pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    let page = ErrorPage { status: status.as_u16(), title, message, css: assets::css_url() };
+    let html = page.render().unwrap_or_else(|_| format!("{} {title}: {message}", status.as_u16()));
+    let mut response = (status, Html(html)).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A service request from a form's values, checked by the same
+/// deserialisation (and so the same field names and messages) as the JSON
+/// API's bodies.
+pub fn request<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, Error> {
+    let bytes = serde_json::to_vec(value).map_err(|e| Error::internal(anyhow::anyhow!(e)))?;
+    crate::api::extract::parse_json(&bytes)
+}
+
+/// A whole number from a form field, or the field's error.
+pub fn number(errors: &mut FormErrors, field: &str, value: Option<&str>) -> Option<serde_json::Value> {
+    let value = value.map(str::trim).filter(|v| !v.is_empty())?;
+    match value.replace([',', '_'], "").parse::<u64>() {
+        Ok(n) => Some(n.into()),
+        Err(_) => {
+            errors.add(field, "must be a whole number");
+            None
+        }
+    }
+}
+
+/// After a form: back to a page (303, so a reload does not post again).
+pub fn see_other(path: &str) -> Response {
+    Redirect::to(path).into_response()
+}

@@ -1,0 +1,181 @@
+//! Settings: API keys (a new key is shown once) and the tenant's
+//! OpenAI-compatible cloud provider (its key is write-only).
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::page::{FormErrors, Shell, UiError, render_form, request, see_other};
+use super::session::{Path, Submit, TenantPage};
+use super::view::When;
+use crate::api::ApiState;
+use crate::domain::{ComplianceMode, Permission, Role};
+use crate::error::Error;
+use crate::service::{CloudProviderView, CreateApiKey, SetCloudProvider};
+use crate::store::PageRequest;
+
+struct KeyRow {
+    id: Uuid,
+    name: String,
+    role: &'static str,
+    prefix: String,
+    created: When,
+    expires: Option<When>,
+    last_used: Option<When>,
+    revoked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    shell: Shell,
+    can_manage: bool,
+    keys: Vec<KeyRow>,
+    roles: Vec<&'static str>,
+    new_key: Option<String>,
+    key_errors: FormErrors,
+    provider: Option<CloudProviderView>,
+    provider_updated: Option<When>,
+    provider_errors: FormErrors,
+    hipaa: bool,
+    base: String,
+}
+
+#[derive(Default)]
+struct Outcome {
+    new_key: Option<String>,
+    key_errors: FormErrors,
+    provider_errors: FormErrors,
+}
+
+async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> Result<Response, UiError> {
+    page.access.require(Permission::SettingsView)?;
+    let can_manage = page.can(Permission::SettingsManage);
+    let keys = if can_manage {
+        state.app.api_keys(&page.access, PageRequest { after: None, limit: 200 }).await?.items
+    } else {
+        Vec::new()
+    };
+    let provider = match state.app.cloud_provider(&page.access).await {
+        Ok(provider) => Some(provider),
+        Err(Error::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let tenant = state.app.tenant(&page.access).await?;
+    let view = SettingsPage {
+        can_manage,
+        keys: keys
+            .iter()
+            .map(|k| KeyRow {
+                id: k.id,
+                name: k.name.to_string(),
+                role: k.role.as_str(),
+                prefix: k.prefix.clone(),
+                created: When::of(k.created_at),
+                expires: When::maybe(k.expires_at),
+                last_used: When::maybe(k.last_used_at),
+                revoked: k.revoked_at.is_some(),
+            })
+            .collect(),
+        roles: [Role::Viewer, Role::Member, Role::Admin, Role::Owner].iter().map(|r| r.as_str()).collect(),
+        new_key: outcome.new_key,
+        key_errors: outcome.key_errors,
+        provider_updated: provider.as_ref().map(|p| When::of(p.updated_at)),
+        provider,
+        provider_errors: outcome.provider_errors,
+        hipaa: tenant.compliance_mode == ComplianceMode::Hipaa,
+        base: page.path("/settings"),
+        shell: page.shell,
+    };
+    let errors = if view.key_errors.is_empty() { &view.provider_errors } else { &view.key_errors };
+    Ok(render_form(&view, errors))
+}
+
+pub async fn show(State(state): State<ApiState>, page: TenantPage) -> Result<Response, UiError> {
+    settings_page(&state, page, Outcome::default()).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct KeyForm {
+    name: Option<String>,
+    role: Option<String>,
+    expires_on: Option<String>,
+}
+
+pub async fn create_api_key(
+    State(state): State<ApiState>,
+    submit: Submit<KeyForm>,
+) -> Result<Response, UiError> {
+    let Submit { page, form } = submit;
+    let expires_at = form.expires_on.as_deref().map(|day| format!("{day}T00:00:00Z"));
+    let body = serde_json::json!({
+        "name": form.name.unwrap_or_default(), "role": form.role.unwrap_or_else(|| "viewer".into()), "expires_at": expires_at,
+    });
+    let result = match request::<CreateApiKey>(&body) {
+        Ok(req) => state.app.create_api_key(&page.access, req).await,
+        Err(e) => Err(e),
+    };
+    let outcome = match result {
+        Ok(created) => Outcome { new_key: Some(created.key), ..Outcome::default() },
+        Err(e) => {
+            let mut errors = FormErrors::from_error(e)?;
+            if !errors.get("expires_at").is_empty() {
+                errors.add("expires_on", errors.get("expires_at").to_owned());
+            }
+            Outcome { key_errors: errors, ..Outcome::default() }
+        }
+    };
+    settings_page(&state, page, outcome).await
+}
+
+pub async fn revoke_api_key(
+    State(state): State<ApiState>,
+    Path((_, api_key_id)): Path<(Uuid, Uuid)>,
+    submit: Submit<serde_json::Value>,
+) -> Result<Response, UiError> {
+    let page = submit.page;
+    state.app.revoke_api_key(&page.access, api_key_id).await?;
+    Ok(see_other(&page.path("/settings")))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ProviderForm {
+    base_url: Option<String>,
+    model: Option<String>,
+    api_key: Option<String>,
+}
+
+pub async fn set_cloud_provider(
+    State(state): State<ApiState>,
+    submit: Submit<ProviderForm>,
+) -> Result<Response, UiError> {
+    let Submit { page, form } = submit;
+    let body = serde_json::json!({
+        "base_url": form.base_url.unwrap_or_default(), "model": form.model.unwrap_or_default(),
+        "api_key": form.api_key.unwrap_or_default(),
+    });
+    let result = match request::<SetCloudProvider>(&body) {
+        Ok(req) => state.app.set_cloud_provider(&page.access, req).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => Ok(see_other(&page.path("/settings#cloud"))),
+        Err(e) => {
+            let errors = FormErrors::from_error(e)?;
+            settings_page(&state, page, Outcome { provider_errors: errors, ..Outcome::default() }).await
+        }
+    }
+}
+
+pub async fn delete_cloud_provider(
+    State(state): State<ApiState>,
+    submit: Submit<serde_json::Value>,
+) -> Result<Response, UiError> {
+    let page = submit.page;
+    match state.app.delete_cloud_provider(&page.access).await {
+        Ok(()) | Err(Error::NotFound(_)) => Ok(see_other(&page.path("/settings#cloud"))),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,207 @@
+// Marketer: the little the pages need beyond HTML. Every feature starts
+// from a data- attribute in the page; no inline script (the
+// Content-Security-Policy forbids it), no framework, no build step.
+"use strict";
+
+(function () {
+  const csrf = () => document.querySelector('meta[name="csrf-token"]')?.content || "";
+
+  // Times in the reader's time zone; "12 s ago" where asked.
+  const absolute = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  function ago(date) {
+    const seconds = Math.max(0, Math.round((Date.now() - date.getTime()) / 1000));
+    if (seconds < 60) return seconds + " s ago";
+    if (seconds < 3600) return Math.round(seconds / 60) + " min ago";
+    if (seconds < 86400) return Math.round(seconds / 3600) + " h ago";
+    return absolute.format(date);
+  }
+  function localTimes(root) {
+    for (const el of root.querySelectorAll("time[datetime]")) {
+      const date = new Date(el.getAttribute("datetime"));
+      if (isNaN(date)) continue;
+      el.title = absolute.format(date);
+      el.textContent = el.hasAttribute("data-relative") ? ago(date) : absolute.format(date);
+    }
+  }
+  localTimes(document);
+  setInterval(() => {
+    for (const el of document.querySelectorAll("time[data-relative]")) {
+      const date = new Date(el.getAttribute("datetime"));
+      if (!isNaN(date)) el.textContent = ago(date);
+    }
+  }, 1000);
+
+  // Confirmations before destructive forms.
+  document.addEventListener("submit", (event) => {
+    const message = event.target.getAttribute("data-confirm");
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+
+  // The tenant switcher moves on change.
+  for (const form of document.querySelectorAll("form[data-autosubmit]")) {
+    const button = form.querySelector("button");
+    if (button) button.hidden = true;
+    form.addEventListener("change", () => form.submit());
+  }
+
+  // Copy buttons.
+  for (const button of document.querySelectorAll("[data-copy]")) {
+    button.addEventListener("click", async () => {
+      const source = document.getElementById(button.getAttribute("data-copy"));
+      if (!source) return;
+      try {
+        await navigator.clipboard.writeText(source.textContent.trim());
+        button.textContent = "Copied";
+      } catch (_) {
+        const range = document.createRange();
+        range.selectNodeContents(source);
+        const selection = window.getSelection();
+        selection.removeAllRanges();
+        selection.addRange(range);
+        button.textContent = "Selected: press Ctrl+C";
+      }
+      setTimeout(() => (button.textContent = "Copy"), 2000);
+    });
+  }
+
+  // Tabs (social variants): arrows move between them, as ARIA tabs do.
+  for (const list of document.querySelectorAll('[role="tablist"]')) {
+    const tabs = Array.from(list.querySelectorAll('[role="tab"]'));
+    const select = (tab) => {
+      for (const other of tabs) {
+        const selected = other === tab;
+        other.setAttribute("aria-selected", selected ? "true" : "false");
+        other.tabIndex = selected ? 0 : -1;
+        const panel = document.getElementById(other.getAttribute("aria-controls"));
+        if (panel) panel.hidden = !selected;
+      }
+      tab.focus();
+    };
+    tabs.forEach((tab, i) => {
+      tab.addEventListener("click", () => select(tab));
+      tab.addEventListener("keydown", (event) => {
+        if (event.key === "ArrowRight") select(tabs[(i + 1) % tabs.length]);
+        if (event.key === "ArrowLeft") select(tabs[(i - 1 + tabs.length) % tabs.length]);
+      });
+    });
+  }
+
+  // The editor's preview: the server renders Markdown exactly as the
+  // result view does.
+  for (const button of document.querySelectorAll("[data-preview]")) {
+    button.addEventListener("click", async () => {
+      const source = document.getElementById(button.getAttribute("data-preview"));
+      const target = document.getElementById(button.getAttribute("data-preview-target"));
+      const body = new URLSearchParams({ content: source.value, _csrf: csrf() });
+      const response = await fetch(button.getAttribute("data-preview-url"), {
+        method: "POST",
+        body,
+        headers: { "x-csrf-token": csrf() },
+        credentials: "same-origin",
+      });
+      target.innerHTML = response.ok ? await response.text() : "<p class=\"error\">The preview is not available.</p>";
+    });
+  }
+
+  // The fleet table refreshes itself.
+  const fleet = document.querySelector("[data-refresh]");
+  if (fleet) {
+    const refresh = async () => {
+      try {
+        const response = await fetch(fleet.getAttribute("data-refresh"), { credentials: "same-origin" });
+        if (response.ok) {
+          fleet.innerHTML = await response.text();
+          localTimes(fleet);
+        }
+      } catch (_) {
+        // Offline for a moment: the next tick tries again.
+      }
+    };
+    setInterval(refresh, 2000);
+  }
+
+  // Generation progress: the activity's event stream. EventSource resumes
+  // after a dropped connection with Last-Event-ID; after a reload the stream
+  // replays from the start of the run, so the page rebuilds its state.
+  const progress = document.getElementById("progress");
+  if (progress) {
+    const bar = document.getElementById("progress-bar");
+    const percent = document.getElementById("progress-percent");
+    const message = document.getElementById("progress-message");
+    const connection = document.getElementById("progress-connection");
+    const draft = document.getElementById("draft");
+    const badge = document.getElementById("status-badge");
+    const generating = () => {
+      if (badge && badge.textContent !== "generating") {
+        badge.textContent = "generating";
+        badge.className = "badge busy";
+      }
+    };
+    const steps = Array.from(progress.querySelectorAll("[data-step]"));
+    let started = false;
+    let currentStep = null;
+    const stepGroup = (step) => (step === "refining" ? "editing" : step);
+    const setPercent = (value) => {
+      bar.value = value;
+      bar.textContent = value + "%";
+      percent.textContent = value + "%";
+    };
+    const markStep = (name) => {
+      const index = steps.findIndex((el) => el.getAttribute("data-step") === name);
+      if (index < 0) return;
+      steps.forEach((el, i) => {
+        el.classList.toggle("done", i < index);
+        el.classList.toggle("current", i === index);
+      });
+    };
+    const source = new EventSource(progress.getAttribute("data-events"));
+    source.addEventListener("open", () => (connection.hidden = true));
+    source.addEventListener("error", () => {
+      if (source.readyState !== EventSource.CLOSED) connection.hidden = false;
+    });
+    source.addEventListener("status", (event) => {
+      const data = JSON.parse(event.data);
+      if (data.status === "running") generating();
+      if (data.status === "running" || data.status === "assigned") {
+        message.textContent = data.status === "running" ? "Starting…" : "An agent took it…";
+      } else if (data.status === "retrying") {
+        message.textContent = "Trying again: " + (data.error?.message || "the last attempt failed");
+      }
+    });
+    source.addEventListener("step", (event) => {
+      const data = JSON.parse(event.data);
+      generating();
+      setPercent(data.percent);
+      message.textContent = data.message;
+      const group = stepGroup(data.step);
+      if (group !== currentStep) {
+        currentStep = group;
+        markStep(group);
+        // Each writing step starts the draft afresh.
+        if (group === "writing" || data.step === "refining") {
+          draft.textContent = "";
+          started = true;
+        }
+      }
+    });
+    source.addEventListener("partial", (event) => {
+      const data = JSON.parse(event.data);
+      if (!started) {
+        draft.textContent = "";
+        started = true;
+      }
+      draft.textContent += data.text;
+      draft.scrollTop = draft.scrollHeight;
+    });
+    source.addEventListener("done", () => {
+      source.close();
+      setPercent(100);
+      steps.forEach((el) => {
+        el.classList.add("done");
+        el.classList.remove("current");
+      });
+      message.textContent = "Finished. Loading the result…";
+      setTimeout(() => window.location.assign(progress.getAttribute("data-done")), 600);
+    });
+  }
+})();

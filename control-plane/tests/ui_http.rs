@@ -1,0 +1,293 @@
+//! The web UI over HTTP, below the browser: the session cookie, CSRF, the
+//! cookie's reach into the API, security headers, assets, and errors. The
+//! browser tests (`tests/tests/ui.rs`) cover the pages' behaviour.
+
+mod common;
+
+use common::{OWNER_EMAIL, PASSWORD, TestServer};
+use reqwest::header::{self, HeaderMap};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+/// A client that does not follow redirects, so they can be checked.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// Signs in through the sign-in form and returns the `name=value` of the
+/// session cookie and the whole `Set-Cookie` header.
+async fn sign_in(server: &TestServer) -> (String, String) {
+    let response = client()
+        .post(server.url("/login"))
+        .form(&[("email", OWNER_EMAIL), ("password", PASSWORD), ("next", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+    let pair = set_cookie.split(';').next().unwrap().to_owned();
+    (pair, set_cookie)
+}
+
+async fn get(server: &TestServer, path: &str, cookie: &str) -> (StatusCode, HeaderMap, String) {
+    let response = client().get(server.url(path)).header(header::COOKIE, cookie).send().await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    (status, headers, response.text().await.unwrap())
+}
+
+async fn post_form(
+    server: &TestServer,
+    path: &str,
+    cookie: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let response =
+        client().post(server.url(path)).header(header::COOKIE, cookie).form(form).send().await.unwrap();
+    let status = response.status();
+    let location = response.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_owned());
+    let body = response.text().await.unwrap();
+    (status, location.unwrap_or(body))
+}
+
+/// The CSRF token a page carries for its forms.
+fn csrf(page: &str) -> String {
+    let marker = "<meta name=\"csrf-token\" content=\"";
+    let start = page.find(marker).expect("a csrf-token meta tag") + marker.len();
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+async fn projects(server: &TestServer, token: &str, tenant: &str) -> Vec<String> {
+    let (_, page) = server.get(&format!("/api/v1/tenants/{tenant}/projects"), token).await;
+    page["items"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn signing_in_sets_a_http_only_lax_cookie_and_pages_carry_a_strict_policy() {
+    let server = TestServer::start().await;
+    let (_, tenant) = server.owner().await;
+
+    // Without a session a page sends the browser to sign in, and back.
+    let (status, headers, _) = get(&server, &format!("/t/{tenant}/projects"), "").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let location = headers[header::LOCATION].to_str().unwrap();
+    assert!(location.starts_with("/login?next="), "{location}");
+
+    let (cookie, set_cookie) = sign_in(&server).await;
+    assert!(cookie.starts_with("marketer_session=mkt_bs_"), "{set_cookie}");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(set_cookie.contains(attribute), "{attribute} in {set_cookie}");
+    }
+    assert!(!set_cookie.contains("Secure"), "plain HTTP without a trusted proxy: {set_cookie}");
+
+    let (status, headers, page) = get(&server, &format!("/t/{tenant}/projects"), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+    // No inline script or style, and nothing secret in the page.
+    assert!(!page.contains("<script>") && !page.contains("style=\""), "inline code in {page}");
+    assert!(!page.contains(cookie.split('=').nth(1).unwrap()), "the session token is not in the page");
+
+    // A wrong password shows the form again with one message for both cases.
+    let response = client()
+        .post(server.url("/login"))
+        .form(&[("email", OWNER_EMAIL), ("password", "not the password")])
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().get(header::SET_COOKIE).is_none());
+    let page = response.text().await.unwrap();
+    assert!(page.contains("role=\"alert\""), "{page}");
+}
+
+#[tokio::test]
+async fn a_form_without_the_sessions_csrf_token_changes_nothing() {
+    let server = TestServer::start().await;
+    let (token, tenant) = server.owner().await;
+    let (cookie, _) = sign_in(&server).await;
+    let path = format!("/t/{tenant}/projects/new");
+
+    let (status, _) =
+        post_form(&server, &path, &cookie, &[("name", "Forged"), ("llm_policy", "edge_only")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = post_form(
+        &server,
+        &path,
+        &cookie,
+        &[("_csrf", "0000"), ("name", "Forged"), ("llm_policy", "edge_only")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Another session's token is not this session's.
+    let (other, _) = sign_in(&server).await;
+    let (_, _, other_page) = get(&server, &path, &other).await;
+    let (status, _) = post_form(
+        &server,
+        &path,
+        &cookie,
+        &[("_csrf", &csrf(&other_page)), ("name", "Forged"), ("llm_policy", "edge_only")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(projects(&server, &token, &tenant).await.is_empty(), "nothing was created");
+
+    // With the page's token the form works, and a bad field is shown next to
+    // itself with the API's message.
+    let (_, _, page) = get(&server, &path, &cookie).await;
+    let token_field = csrf(&page);
+    let (status, page) = post_form(
+        &server,
+        &path,
+        &cookie,
+        &[("_csrf", &token_field), ("name", "Spring"), ("default_model", "bad model!")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    let error = page.split("id=\"default_model-error\">").nth(1).unwrap().split('<').next().unwrap();
+    assert!(!error.is_empty(), "the model's error sits under the model field: {page}");
+    assert!(page.contains("value=\"Spring\""), "what was typed is kept");
+    let (status, location) = post_form(
+        &server,
+        &path,
+        &cookie,
+        &[("_csrf", &token_field), ("name", "Spring"), ("llm_policy", "edge_only")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(location.starts_with(&format!("/t/{tenant}/projects/")), "{location}");
+    assert_eq!(projects(&server, &token, &tenant).await, ["Spring"]);
+}
+
+#[tokio::test]
+async fn the_session_cookie_reads_the_api_but_never_changes_anything_through_it() {
+    let server = TestServer::start().await;
+    let (token, tenant) = server.owner().await;
+    let (cookie, _) = sign_in(&server).await;
+    let http = client();
+    let projects_url = server.url(&format!("/api/v1/tenants/{tenant}/projects"));
+
+    let (status, project) = server
+        .post(
+            &format!("/api/v1/tenants/{tenant}/projects"),
+            &token,
+            json!({ "name": "Spring", "llm_policy": "edge_only" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{project}");
+    let project_url = format!("{projects_url}/{}", project["id"].as_str().unwrap());
+
+    let read = http.get(&projects_url).header(header::COOKIE, &cookie).send().await.unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    for (method, url) in
+        [(Method::POST, &projects_url), (Method::PATCH, &project_url), (Method::DELETE, &project_url)]
+    {
+        let write = http
+            .request(method.clone(), url)
+            .header(header::COOKIE, &cookie)
+            .json(&json!({ "name": "Through the cookie", "llm_policy": "edge_only" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(write.status(), StatusCode::UNAUTHORIZED, "{method} with only a cookie");
+    }
+    assert_eq!(projects(&server, &token, &tenant).await, ["Spring"], "nothing changed");
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session_for_pages_and_the_api() {
+    let server = TestServer::start().await;
+    let (_, tenant) = server.owner().await;
+    let (cookie, _) = sign_in(&server).await;
+    let (_, _, page) = get(&server, &format!("/t/{tenant}"), &cookie).await;
+
+    // Signing out needs the token too, so another site cannot sign you out.
+    let (status, _) = post_form(&server, "/logout", &cookie, &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let response = client()
+        .post(server.url("/logout"))
+        .header(header::COOKIE, &cookie)
+        .form(&[("_csrf", csrf(&page))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(response.headers()[header::SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+
+    let (status, headers, _) = get(&server, &format!("/t/{tenant}"), &cookie).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "the old cookie opens nothing");
+    assert!(headers[header::LOCATION].to_str().unwrap().starts_with("/login"));
+    let api = client()
+        .get(server.url(&format!("/api/v1/tenants/{tenant}/projects")))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn other_tenants_and_unknown_pages_are_not_found_and_viewers_are_refused_admin_pages() {
+    let server = TestServer::start().await;
+    let (token, tenant) = server.owner().await;
+    let (cookie, _) = sign_in(&server).await;
+
+    let stranger = uuid::Uuid::now_v7();
+    let (status, _, page) = get(&server, &format!("/t/{stranger}/projects"), &cookie).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("Error 404"), "{page}");
+    let (status, _, _) = get(&server, &format!("/t/{tenant}/projects/{stranger}"), &cookie).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = get(&server, &format!("/t/{tenant}/projects/not-an-id"), &cookie).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, headers, _) = get(&server, "/no/such/page", &cookie).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    let (status, headers, _) = get(&server, "/api/v1/no/such/route", &cookie).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("application/json"));
+
+    // A viewer: the settings page is refused, the projects page has no
+    // "New project".
+    let (status, invitation) = server
+        .post(
+            &format!("/api/v1/tenants/{tenant}/invitations"),
+            &token,
+            json!({ "email": "vera@example.com", "role": "viewer" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{invitation}");
+    let body = json!({ "token": invitation["token"], "name": "Vera", "password": "a long enough password" });
+    let (status, _) = server.call(Method::POST, "/api/v1/invitations/accept", None, Some(body)).await;
+    assert!(status == 200 || status == 201);
+    let response = client()
+        .post(server.url("/login"))
+        .form(&[("email", "vera@example.com"), ("password", "a long enough password")])
+        .send()
+        .await
+        .unwrap();
+    let viewer =
+        response.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let (status, _, _) = get(&server, &format!("/t/{tenant}/settings"), &viewer).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, page) = get(&server, &format!("/t/{tenant}/projects"), &viewer).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!page.contains("New project"), "{page}");
+}
+
+#[tokio::test]
+async fn assets_are_served_under_their_content_hash_and_cached_for_good() {
+    let server = TestServer::start().await;
+    let (_, _, page) = get(&server, "/login", "").await;
+    let css = page.split("href=\"/assets/").nth(1).unwrap().split('"').next().unwrap();
+    let js = page.split("src=\"/assets/").nth(1).unwrap().split('"').next().unwrap();
+    for (file, kind) in [(css, "text/css"), (js, "text/javascript")] {
+        let (status, headers, body) = get(&server, &format!("/assets/{file}"), "").await;
+        assert_eq!(status, StatusCode::OK, "{file}");
+        assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with(kind), "{file}");
+        assert!(headers[header::CACHE_CONTROL].to_str().unwrap().contains("immutable"), "{file}");
+        assert!(!body.is_empty());
+    }
+    let (status, _, _) = get(&server, "/assets/app.000000000000.css", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "an old or made-up hash");
+}

@@ -1,0 +1,223 @@
+//! A real browser for the UI tests: Debian's Chromium, headless, driven
+//! over WebDriver by chromedriver (fantoccini speaks WebDriver). `.ci/run`
+//! installs both; without them the tests say so and are skipped, unless
+//! `MARKETER_REQUIRE_BROWSER` is set (as CI sets it), when they fail.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A chromedriver process and a headless Chromium session through it.
+#[derive(Debug)]
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// `None` (the test is skipped) without Chromium and chromedriver,
+    /// unless they are required.
+    pub async fn start() -> Option<Self> {
+        if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+            assert!(
+                std::env::var_os("MARKETER_REQUIRE_BROWSER").is_none(),
+                "MARKETER_REQUIRE_BROWSER is set but {CHROMIUM} or {CHROMEDRIVER} is missing: apt-get install chromium chromium-driver"
+            );
+            eprintln!("skipping: install chromium and chromium-driver to run the browser tests");
+            return None;
+        }
+        let port = crate::free_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let profile = tempfile::tempdir().unwrap();
+        let capabilities = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                // The machine's network is closed: no background traffic.
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--window-size=1280,1000",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }
+        });
+        let capabilities = capabilities.as_object().cloned().unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            match ClientBuilder::rustls()
+                .expect("a TLS connector")
+                .capabilities(capabilities.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(client) => break client,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("could not start a Chromium session: {e}"),
+            }
+        };
+        Some(Self { client, driver, _profile: profile })
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap_or_else(|e| panic!("open {url}: {e}"));
+    }
+
+    /// The element `css`, waiting for it to appear.
+    pub async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+    }
+
+    /// Whether `css` is on the page now.
+    pub async fn has(&self, css: &str) -> bool {
+        self.client.find(Locator::Css(css)).await.is_ok()
+    }
+
+    pub async fn fill(&self, css: &str, text: &str) {
+        let field = self.find(css).await;
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap_or_else(|e| panic!("type into {css}: {e}"));
+    }
+
+    pub async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    pub async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap_or_default()
+    }
+
+    /// The page's URL path.
+    pub async fn path(&self) -> String {
+        self.client.current_url().await.map(|u| u.path().to_owned()).unwrap_or_default()
+    }
+
+    /// Waits until `check` holds for the page's text (polling).
+    pub async fn wait_for_text(&self, css: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if check(&text) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; {css} says: {text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Accepts the page's `confirm()` dialog.
+    pub async fn accept_dialog(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.client.accept_alert().await {
+                Ok(()) => return,
+                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => panic!("no dialog to accept: {e}"),
+            }
+        }
+    }
+
+    /// Runs an asynchronous script in the page: it calls `arguments[0]`
+    /// with its result (WebDriver's convention).
+    pub async fn script(&self, source: &str) -> serde_json::Value {
+        self.client.execute_async(source, Vec::new()).await.unwrap_or_else(|e| panic!("script failed: {e}"))
+    }
+
+    /// Evaluates `return <expression>` in the page.
+    pub async fn eval(&self, expression: &str) -> serde_json::Value {
+        self.client
+            .execute(&format!("return {expression};"), Vec::new())
+            .await
+            .unwrap_or_else(|e| panic!("{expression} failed: {e}"))
+    }
+
+    /// The text of `css` including what is hidden (collapsed details,
+    /// inactive tabs), which WebDriver's visible text leaves out.
+    pub async fn text_content(&self, css: &str) -> String {
+        let selector = serde_json::Value::String(css.to_owned());
+        self.eval(&format!("document.querySelector({selector})?.textContent ?? ''"))
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Makes a request from the page with its cookies (`fetch`), and
+    /// returns `{status, type, body}`.
+    pub async fn fetch(&self, method: &str, url: &str, headers: serde_json::Value) -> serde_json::Value {
+        let (method, url) = (serde_json::Value::from(method), serde_json::Value::from(url));
+        self.script(&format!(
+            "const done = arguments[0];
+             fetch({url}, {{ method: {method}, headers: {headers}, credentials: 'same-origin', redirect: 'manual' }})
+               .then(r => r.text().then(body => done({{ status: r.status, type: r.headers.get('content-type'), body }})))
+               .catch(e => done({{ status: 0, type: '', body: String(e) }}));"
+        ))
+        .await
+    }
+
+    /// Saves a screenshot as `target/ui-screenshots/<name>.png`, for people
+    /// to look at.
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.client.screenshot().await.expect("a screenshot");
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+
+    /// At a tablet's width (768 px) the page needs no sideways scrolling;
+    /// saves a screenshot, then goes back to the desktop size.
+    pub async fn assert_fits_tablet(&self, name: &str) {
+        self.client.set_window_size(768, 1024).await.expect("resize the window");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.screenshot(name).await;
+        let overflow =
+            self.eval("document.documentElement.scrollWidth - document.documentElement.clientWidth").await;
+        assert!(overflow.as_i64().is_some_and(|o| o <= 0), "{name}: {overflow} px wider than a tablet");
+        self.client.set_window_size(1280, 1000).await.expect("resize the window");
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// `target/ui-screenshots`, next to the binaries.
+pub fn screenshot_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    exe.parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .map_or_else(|| PathBuf::from("ui-screenshots"), |target| target.join("ui-screenshots"))
+}

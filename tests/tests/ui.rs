@@ -1,0 +1,325 @@
+//! The web UI in a real browser (headless Chromium over WebDriver) against
+//! the real `marketer-server` and `marketer-agent` processes: a marketer
+//! from sign-in to an exported article, an admin adding and revoking an
+//! agent, and what a viewer and strangers cannot do. Screenshots of the main
+//! pages land in `target/ui-screenshots/`.
+
+use std::time::Duration;
+
+use marketer_tests::browser::Browser;
+use marketer_tests::fleet::{Agent, EMAIL, Fleet, PASSWORD, agent_id, job_timings};
+use marketer_tests::ollama::Pace;
+use marketer_tests::{eventually, server_command};
+use reqwest::Method;
+use serde_json::json;
+
+const MODEL: &str = "llama3.2:3b";
+
+async fn sign_in(browser: &Browser, fleet: &Fleet, email: &str, password: &str) {
+    browser.goto(&fleet.server().url("/login")).await;
+    browser.fill("#email", email).await;
+    browser.fill("#password", password).await;
+    browser.click("form button[type=submit]").await;
+    eventually(Duration::from_secs(10), "the dashboard after signing in", || async {
+        browser.path().await.starts_with("/t/").then_some(())
+    })
+    .await;
+}
+
+fn tenant_url(fleet: &Fleet, rest: &str) -> String {
+    fleet.server().url(&format!("/t/{}{rest}", fleet.api.tenant))
+}
+
+/// A second person in the fleet's tenant with `role`; returns the e-mail.
+async fn member(fleet: &Fleet, role: &str) -> String {
+    let email = format!("{role}-{}@example.com", uuid::Uuid::now_v7().simple());
+    let (status, invitation) =
+        fleet.call(Method::POST, "/invitations", Some(json!({ "email": email, "role": role }))).await;
+    assert_eq!(status, 201, "{invitation}");
+    let body =
+        json!({ "token": invitation["token"], "name": "Vera Viewer", "password": "a long enough password" });
+    let (status, accepted) = fleet.api.call(Method::POST, "/api/v1/invitations/accept", Some(body)).await;
+    assert!(status == 200 || status == 201, "{accepted}");
+    email
+}
+
+/// An activity in review, made through the API.
+async fn reviewed_article(fleet: &Fleet) -> (String, String) {
+    let body = json!({ "name": "Solar Co", "llm_policy": "edge_only", "default_model": MODEL });
+    let (status, project) = fleet.call(Method::POST, "/projects", Some(body)).await;
+    assert_eq!(status, 201, "{project}");
+    let project = project["id"].as_str().unwrap().to_owned();
+    let body = json!({ "kind": "blog_article", "topic": "Heat pumps in winter", "keywords": ["heat pump"] });
+    let path = format!("/projects/{project}/activities");
+    let (status, created) = fleet.call(Method::POST, &path, Some(body)).await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(60), "the article to be in review", || async {
+        let (_, activity) = fleet.call(Method::GET, &format!("{path}/{id}"), None).await;
+        assert_ne!(activity["status"], "failed", "{activity}");
+        (activity["status"] == "review").then_some(())
+    })
+    .await;
+    (project, id)
+}
+
+#[tokio::test]
+async fn a_marketer_takes_a_blog_article_from_sign_in_to_an_approved_export() {
+    let Some(browser) = Browser::start().await else { return };
+    let fleet = Fleet::start(job_timings).await;
+    // Slow enough to watch the draft stream in.
+    fleet.ollama.set_pace(Pace { first_token: Duration::ZERO, tokens_per_second: 60.0, tokens: 90 });
+    let _agent = Agent::start(&fleet, &[]).await;
+
+    sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
+    assert!(
+        browser.text("main").await.contains("Waiting for review"),
+        "the dashboard shows the review queue"
+    );
+    browser.screenshot("dashboard-empty").await;
+
+    // A project, with a mistake first: errors appear next to their field.
+    browser.goto(&tenant_url(&fleet, "/projects/new")).await;
+    browser.fill("#name", "   ").await;
+    browser.eval("document.getElementById('name').removeAttribute('required')").await;
+    browser.click("form.stack button[type=submit]").await;
+    let error = browser.wait_for_text("#name-error", "the name's error", |t| !t.is_empty()).await;
+    assert!(error.to_lowercase().contains("name") || error.contains("empty"), "{error}");
+    browser.fill("#name", "Solar Co").await;
+    browser.fill("#brand_voice", "Warm, plain English. Never use jargon.").await;
+    browser.click("input[name=llm_policy][value=edge_only]").await;
+    browser.fill("#default_model", MODEL).await;
+    browser.screenshot("project-form").await;
+    browser.click("form.stack button[type=submit]").await;
+    browser.wait_for_text("h1", "the project page", |t| t == "Solar Co").await;
+    let project_path = browser.path().await;
+
+    // The wizard: a blog article with a LinkedIn companion post.
+    browser.click("a[href$='activities/new?kind=blog_article']").await;
+    browser.fill("#topic", "What a solar roof costs").await;
+    browser.fill("#keywords", "solar panels, roof").await;
+    browser.fill("#audience", "homeowners").await;
+    browser.click("input[name='platforms[]'][value=linkedin]").await;
+    browser.screenshot("activity-wizard").await;
+    browser.click("form.stack button.primary").await;
+
+    // Live progress: steps, percent and the draft as it is written.
+    browser.find("#progress").await;
+    let activity_path = browser.path().await;
+    assert!(activity_path.starts_with(&format!("{project_path}/activities/")), "{activity_path}");
+    browser
+        .wait_for_text("#draft", "the draft to stream in", |t| {
+            !t.is_empty() && !t.starts_with("Appears here")
+        })
+        .await;
+    assert_eq!(browser.text("#status-badge").await, "generating");
+    browser.screenshot("activity-generating").await;
+    // A reload mid-run picks the stream up again from the stored events.
+    browser.client.refresh().await.unwrap();
+    let after_reload = browser.text_content("#progress-percent").await;
+    let percent = eventually(Duration::from_secs(30), "progress after the reload", || async {
+        let text = browser.text_content("#progress-percent").await;
+        let value: u32 = text.trim_end_matches('%').parse().ok()?;
+        (value > 0).then_some(value)
+    })
+    .await;
+    assert!(percent > 0, "was {after_reload}");
+
+    // Done: the page turns into the result by itself.
+    browser.wait_for_text("#status-badge", "the review status", |t| t == "review").await;
+    browser.find("#content article").await;
+    for section in ["#seo", "#quality", "#social", "#sources", "#provenance", "#history"] {
+        assert!(browser.has(section).await, "the result shows {section}");
+    }
+    let seo = browser.text("#seo").await;
+    assert!(seo.contains("/ 60") && seo.contains("/ 160"), "character counts: {seo}");
+    let social = browser.text("#social").await;
+    assert!(social.contains("/ 3000 characters"), "LinkedIn's limit: {social}");
+    browser.screenshot("activity-result").await;
+    browser.assert_fits_tablet("activity-result-tablet").await;
+
+    // Edit, preview, save: a second version with its diff.
+    browser.click("details.editor summary").await;
+    let edited = "# Solar roofs, plainly\n\nA new paragraph written by a person.\n";
+    browser.fill("#content-editor", edited).await;
+    browser.click("button[data-preview]").await;
+    browser
+        .wait_for_text("#preview", "the preview", |t| t.contains("A new paragraph written by a person"))
+        .await;
+    assert!(browser.has("#preview h1").await, "the preview renders Markdown");
+    browser.click("#editor-form button.primary").await;
+    browser.wait_for_text("#history", "the edited version", |t| t.contains("Version 1")).await;
+    assert!(browser.text("#history").await.contains("Generated draft"));
+    let diff = browser.text_content("#history .diff").await;
+    assert!(diff.contains("+ A new paragraph written by a person."), "{diff}");
+    assert!(browser.text("#content article").await.contains("A new paragraph written by a person"));
+
+    // Approve, then export the standalone HTML.
+    browser.click("form[action$='/approve'] button").await;
+    browser.wait_for_text("#status-badge", "approved", |t| t == "approved").await;
+    let href = browser.eval("document.querySelector('a[href$=\"format=html\"]').href").await;
+    let export = browser.fetch("GET", href.as_str().unwrap(), json!({})).await;
+    assert_eq!(export["status"], 200, "{export}");
+    assert!(export["type"].as_str().unwrap().starts_with("text/html"), "{export}");
+    let body = export["body"].as_str().unwrap();
+    assert!(body.contains("<!DOCTYPE html>") || body.contains("<!doctype html>"), "standalone: {body}");
+    assert!(body.contains("A new paragraph written by a person."), "{body}");
+
+    // The dashboard counts it; signing out ends the session.
+    browser.goto(&tenant_url(&fleet, "")).await;
+    assert!(
+        browser.text("main").await.contains("Solar roofs, plainly")
+            || browser.text("main").await.contains("What a solar roof costs")
+    );
+    browser.screenshot("dashboard").await;
+    browser.click("header form[action='/logout'] button").await;
+    browser.wait_for_text("h1", "the sign-in page", |t| t == "Sign in").await;
+    browser.goto(&fleet.server().url(&activity_path)).await;
+    assert_eq!(browser.path().await, "/login", "the old session is gone");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn an_admin_adds_an_agent_sees_it_come_online_live_and_revokes_it() {
+    let Some(browser) = Browser::start().await else { return };
+    let fleet = Fleet::start(job_timings).await;
+    sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
+
+    browser.goto(&tenant_url(&fleet, "/fleet")).await;
+    browser.wait_for_text("#fleet-rows", "the empty fleet", |t| t.contains("No agents")).await;
+    browser.click("a[href$='/fleet/add']").await;
+    browser.fill("#labels", "site=berlin").await;
+    browser.click("form.stack button.primary").await;
+    let command = browser.text("#enroll-command").await;
+    browser.screenshot("fleet-add").await;
+    let mut words = command.split_whitespace();
+    assert_eq!(words.next(), Some("marketer-agent"), "{command}");
+    let mut args: Vec<&str> = words.collect();
+    assert!(args.contains(&"--token"), "{command}");
+    args.extend(["--name", "berlin-1"]);
+
+    // The host runs exactly that command, then the agent.
+    let home = tempfile::tempdir().unwrap();
+    let host = fleet.host(home.path());
+    let enrolled = host.run_command(&args).await;
+    assert!(enrolled.status.success(), "{}", String::from_utf8_lossy(&enrolled.stderr));
+    let id = agent_id(&host);
+
+    browser.goto(&tenant_url(&fleet, "/fleet")).await;
+    browser.eval("window.__sameDocument = true").await;
+    let mut run = host.spawn_run(&[]);
+    let row = "#fleet-rows tr[data-agent='berlin-1']";
+    browser.wait_for_text(row, "the agent online in the table", |t| t.contains("online")).await;
+    assert_eq!(browser.eval("window.__sameDocument === true").await, true, "it appeared without a reload");
+    assert!(browser.text(row).await.contains("site=berlin"));
+    browser.screenshot("fleet").await;
+    browser.assert_fits_tablet("fleet-tablet").await;
+
+    browser.click(&format!("{row} a")).await;
+    browser.wait_for_text("h1", "the agent's page", |t| t == "berlin-1").await;
+    assert!(browser.path().await.ends_with(&id));
+    assert!(browser.has("svg").await, "the activity chart");
+    browser.screenshot("agent").await;
+    browser.click("form[action$='/revoke'] button").await;
+    browser.accept_dialog().await;
+    browser.wait_for_text("main", "the agent revoked", |t| t.contains("revoked")).await;
+    fleet.wait_state(&id, "revoked", Duration::from_secs(10)).await;
+    assert!(run.wait(Duration::from_secs(20)).is_some(), "the revoked agent stops");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn viewers_see_no_edit_controls_forged_posts_are_refused_and_other_tenants_are_not_found() {
+    let Some(browser) = Browser::start().await else { return };
+    let fleet = Fleet::start(job_timings).await;
+    let _agent = Agent::start(&fleet, &[]).await;
+    let (project, activity) = reviewed_article(&fleet).await;
+    let viewer = member(&fleet, "viewer").await;
+    // A second tenant of the owner's, and a stranger's tenant.
+    let data = fleet.data.path();
+    let own = server_command(
+        &["admin", "create-tenant", "--name", "Second Brand", "--owner-email", EMAIL],
+        data,
+        None,
+    );
+    assert!(own.status.success(), "{}", String::from_utf8_lossy(&own.stderr));
+    let stranger =
+        server_command(&["admin", "create-user", "--email", "other@example.com", "--name", "O"], data, None);
+    assert!(stranger.status.success(), "{}", String::from_utf8_lossy(&stranger.stderr));
+    let foreign = server_command(
+        &["admin", "create-tenant", "--name", "Foreign", "--owner-email", "other@example.com"],
+        data,
+        None,
+    );
+    assert!(foreign.status.success(), "{}", String::from_utf8_lossy(&foreign.stderr));
+    let foreign_id = String::from_utf8_lossy(&foreign.stdout)
+        .split(['(', ')'])
+        .nth(1)
+        .expect("the new tenant's id")
+        .to_owned();
+
+    // The viewer reads the article but gets no controls that change it.
+    sign_in(&browser, &fleet, &viewer, "a long enough password").await;
+    let page = tenant_url(&fleet, &format!("/projects/{project}/activities/{activity}"));
+    browser.goto(&page).await;
+    browser.find("#content article").await;
+    for control in ["#editor-form", "form[action$='/approve']", "form[action$='/regenerate']"] {
+        assert!(!browser.has(control).await, "a viewer sees no {control}");
+    }
+    assert!(browser.has("a[href$='format=markdown']").await, "a viewer may export");
+    browser.screenshot("activity-viewer").await;
+
+    // A post without the page's CSRF token is refused, even with the cookie.
+    let approve = format!("{page}/approve");
+    let forged = browser.fetch("POST", &approve, json!({})).await;
+    assert_eq!(forged["status"], 403, "{forged}");
+    // With the token the viewer is still not allowed: the API's rule.
+    let csrf = browser.eval("document.querySelector('meta[name=\"csrf-token\"]').content").await;
+    let with_token = browser.fetch("POST", &approve, json!({ "x-csrf-token": csrf })).await;
+    assert_eq!(with_token["status"], 403, "{with_token}");
+    let (_, still) =
+        fleet.call(Method::GET, &format!("/projects/{project}/activities/{activity}"), None).await;
+    assert_eq!(still["status"], "review", "nothing changed: {still}");
+    // The cookie opens API reads, never API writes.
+    let api_write = browser
+        .fetch(
+            "POST",
+            &fleet.server().url(&format!("/api/v1/tenants/{}/projects", fleet.api.tenant)),
+            json!({ "content-type": "application/json", "x-csrf-token": csrf }),
+        )
+        .await;
+    assert_eq!(api_write["status"], 401, "{api_write}");
+
+    // Admin pages are not for viewers.
+    browser.goto(&tenant_url(&fleet, "/settings")).await;
+    assert_eq!(browser.text(".status-code").await, "Error 403");
+    browser.screenshot("forbidden").await;
+
+    // Another organisation's pages do not exist for this user.
+    browser.goto(&fleet.server().url(&format!("/t/{foreign_id}/projects"))).await;
+    assert_eq!(browser.text(".status-code").await, "Error 404");
+    browser
+        .goto(&fleet.server().url(&format!("/t/{foreign_id}/projects/{project}/activities/{activity}")))
+        .await;
+    assert_eq!(browser.text(".status-code").await, "Error 404");
+    browser.close().await;
+
+    // The owner switches between their two organisations.
+    let Some(browser) = Browser::start().await else { return };
+    sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
+    let first = browser.path().await;
+    let options = browser
+        .eval("Array.from(document.querySelectorAll('#tenant-switch option')).map(o => o.textContent)")
+        .await;
+    assert!(options.as_array().is_some_and(|o| o.iter().any(|n| n == "Second Brand")), "{options}");
+    browser
+        .eval("(() => { const s = document.getElementById('tenant-switch'); s.value = Array.from(s.options).find(o => o.textContent === 'Second Brand').value; s.dispatchEvent(new Event('change', { bubbles: true })); })()")
+        .await;
+    eventually(Duration::from_secs(10), "the second tenant's dashboard", || async {
+        let path = browser.path().await;
+        (path != first && path.starts_with("/t/")).then_some(())
+    })
+    .await;
+    assert!(browser.eval("document.title").await.as_str().unwrap().contains("Second Brand"));
+    browser.close().await;
+}
