@@ -291,3 +291,82 @@ async fn assets_are_served_under_their_content_hash_and_cached_for_good() {
     let (status, _, _) = get(&server, "/assets/app.000000000000.css", "").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "an old or made-up hash");
 }
+
+#[tokio::test]
+async fn long_lists_are_paged_and_every_item_is_reachable() {
+    let server = TestServer::start().await;
+    let (token, tenant) = server.owner().await;
+    for i in 0..55 {
+        let body = json!({ "name": format!("Project {i:02}"), "llm_policy": "edge_only" });
+        let (status, _) = server.post(&format!("/api/v1/tenants/{tenant}/projects"), &token, body).await;
+        assert_eq!(status, 201);
+    }
+    let (cookie, _) = sign_in(&server).await;
+    let (_, _, first) = get(&server, &format!("/t/{tenant}/projects"), &cookie).await;
+    let rows = |page: &str| page.matches("<tr><td><a href=").count();
+    assert_eq!(rows(&first), 50);
+    let next =
+        first.split("class=\"next\" href=\"").nth(1).expect("a next-page link").split('"').next().unwrap();
+    let (status, _, second) = get(&server, &next.replace("&amp;", "&"), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(rows(&second), 5);
+    assert!(second.contains("First page") && !second.contains("Next page"), "{second}");
+    let names: Vec<String> = [&first, &second]
+        .iter()
+        .flat_map(|page| page.split("\">Project ").skip(1).map(|rest| rest[..2].to_owned()))
+        .collect();
+    assert_eq!(names.len(), 55);
+    let (status, _, _) = get(&server, &format!("/t/{tenant}/projects?after=nonsense"), &cookie).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a malformed cursor is a clear 400 page");
+}
+
+#[tokio::test]
+async fn documents_are_uploaded_with_the_form_or_ingested_on_the_agent() {
+    let server = TestServer::start().await;
+    let (token, tenant) = server.owner().await;
+    let project = |policy: &str| json!({ "name": format!("Docs {policy}"), "llm_policy": policy });
+    let (_, edge) =
+        server.post(&format!("/api/v1/tenants/{tenant}/projects"), &token, project("edge_only")).await;
+    let (_, cloud) =
+        server.post(&format!("/api/v1/tenants/{tenant}/projects"), &token, project("cloud_allowed")).await;
+    let (cookie, _) = sign_in(&server).await;
+
+    // Edge only: the exact command for the agent host, and no upload form.
+    let edge_id = edge["id"].as_str().unwrap();
+    let (status, _, page) = get(&server, &format!("/t/{tenant}/projects/{edge_id}/documents"), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(&format!("marketer-agent ingest /path/to/documents --project {edge_id}")),
+        "{page}"
+    );
+    assert!(!page.contains("multipart/form-data"));
+
+    // Cloud allowed: the upload form, which needs the page's token.
+    let cloud_id = cloud["id"].as_str().unwrap();
+    let documents = format!("/t/{tenant}/projects/{cloud_id}/documents");
+    let (_, _, page) = get(&server, &documents, &cookie).await;
+    assert!(page.contains("multipart/form-data"));
+    let upload = |csrf: Option<String>, name: &'static str, bytes: &'static [u8]| {
+        let mut form = reqwest::multipart::Form::new();
+        if let Some(csrf) = csrf {
+            form = form.text("_csrf", csrf);
+        }
+        form = form.part("file", reqwest::multipart::Part::bytes(bytes).file_name(name));
+        client()
+            .post(server.url(&format!("{documents}/upload")))
+            .header(header::COOKIE, &cookie)
+            .multipart(form)
+            .send()
+    };
+    let guide: &[u8] = b"# Brand guide\n\nWe write warmly and plainly.\n";
+    assert_eq!(upload(None, "guide.md", guide).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let refused = upload(Some(csrf(&page)), "photo.png", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = refused.text().await.unwrap();
+    let error = refused.split("id=\"file-error\">").nth(1).unwrap().split('<').next().unwrap();
+    assert!(!error.is_empty(), "the file's error sits under the file field: {refused}");
+    let stored = upload(Some(csrf(&page)), "guide.md", guide).await.unwrap();
+    assert_eq!(stored.status(), StatusCode::SEE_OTHER);
+    let (_, _, page) = get(&server, &documents, &cookie).await;
+    assert!(page.contains("guide.md") && page.contains("pending"), "{page}");
+}

@@ -53,6 +53,10 @@ impl Browser {
             }
         });
         let capabilities = capabilities.as_object().cloned().unwrap_or_default();
+        // WebDriver here is plain HTTP on loopback, but fantoccini builds a
+        // rustls client anyway, and with the whole workspace's features
+        // rustls cannot pick a provider by itself.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = loop {
             match ClientBuilder::rustls()

@@ -124,10 +124,20 @@ async fn a_marketer_takes_a_blog_article_from_sign_in_to_an_approved_export() {
     })
     .await;
     assert!(percent > 0, "was {after_reload}");
+    // The page moves on to the result shortly after the bar fills; keep the
+    // highest percent it showed where the next page can read it.
+    browser
+        .eval(
+            "setInterval(() => { const shown = parseInt(document.getElementById('progress-percent')?.textContent) || 0; \
+             const best = parseInt(sessionStorage.getItem('bestPercent')) || 0; \
+             sessionStorage.setItem('bestPercent', String(Math.max(shown, best))); }, 20)",
+        )
+        .await;
 
     // Done: the page turns into the result by itself.
     browser.wait_for_text("#status-badge", "the review status", |t| t == "review").await;
     browser.find("#content article").await;
+    assert_eq!(browser.eval("sessionStorage.getItem('bestPercent')").await, "100", "the bar reached 100%");
     for section in ["#seo", "#quality", "#social", "#sources", "#provenance", "#history"] {
         assert!(browser.has(section).await, "the result shows {section}");
     }

@@ -13,16 +13,15 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::page::{FormErrors, Shell, UiError, number, render_form, request, see_other};
+use super::page::{FormErrors, Shell, UiError, every, number, render_form, request, see_other};
 use super::session::{Path, Query, Submit, TenantPage};
 use super::view::{When, badge};
 use crate::api::ApiState;
 use crate::domain::Permission;
 use crate::service::export::markdown_html;
 use crate::service::{ActivityView, Approve, CreateActivity, EditContent};
-use crate::store::{ActivityKind, ActivityStatus, PageRequest};
+use crate::store::{ActivityKind, ActivityStatus};
 
-const ALL: PageRequest = PageRequest { after: None, limit: 200 };
 const TONES: [(&str, &str); 4] = [
     ("friendly", "Friendly"),
     ("professional", "Professional"),
@@ -186,7 +185,7 @@ async fn wizard(
 ) -> Result<Response, UiError> {
     page.access.require(Permission::ActivitiesCreate)?;
     let project = state.app.project(&page.access, project_id).await?;
-    let campaigns = state.app.campaigns(&page.access, project_id, ALL).await?;
+    let campaigns = every(|p| state.app.campaigns(&page.access, project_id, p)).await?;
     let chosen: Vec<String> = form.platforms.clone().unwrap_or_default();
     let selected_campaign = form.campaign_id.clone().unwrap_or_default();
     let view = NewActivityPage {
@@ -204,7 +203,6 @@ async fn wizard(
             })
             .collect(),
         campaigns: campaigns
-            .items
             .iter()
             .map(|c| CampaignChoice {
                 id: c.id,

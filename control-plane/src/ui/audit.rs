@@ -7,14 +7,14 @@ use axum::response::Response;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::page::{Shell, UiError, render};
+use super::page::{Shell, UiError, every, render};
 use super::session::{Query, TenantPage};
 use super::view::When;
 use crate::api::ApiState;
 use crate::api::pagination::{ListParams, encode_cursor};
 use crate::domain::Timestamp;
 use crate::service::{AuditQuery, actions};
-use crate::store::{Actor, PageRequest};
+use crate::store::Actor;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct AuditFilters {
@@ -68,7 +68,7 @@ pub async fn list(
     page: TenantPage,
     Query(filters): Query<AuditFilters>,
 ) -> Result<Response, UiError> {
-    let members = state.app.members(&page.access, PageRequest { after: None, limit: 200 }).await?;
+    let members = every(|p| state.app.members(&page.access, p)).await?;
     let mut error = String::new();
     let actor = filters.actor.as_deref().filter(|a| !a.is_empty()).and_then(|a| Uuid::parse_str(a).ok());
     let since = day(filters.since.as_deref(), false).unwrap_or_else(|e| {
@@ -136,7 +136,6 @@ pub async fn list(
             })
             .collect(),
         actors: members
-            .items
             .iter()
             .map(|m| Choice {
                 value: m.user_id.to_string(),

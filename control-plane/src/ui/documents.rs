@@ -9,14 +9,13 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use uuid::Uuid;
 
-use super::page::{FormErrors, Shell, UiError, render_form, see_other};
-use super::session::{CSRF_FIELD, Path, Submit, TenantPage, check_csrf};
+use super::page::{After, FormErrors, Pager, Shell, UiError, every, render_form, see_other};
+use super::session::{CSRF_FIELD, Path, Query, Submit, TenantPage, check_csrf};
 use super::view::{When, badge, bytes};
 use crate::api::ApiState;
 use crate::domain::{ComplianceMode, LlmPolicy, Permission};
 use crate::error::Error;
 use crate::service::Upload;
-use crate::store::PageRequest;
 
 struct DocumentRow {
     name: String,
@@ -47,29 +46,35 @@ struct DocumentsPage {
     upload_action: String,
     max_mib: usize,
     errors: FormErrors,
+    pager: Pager,
 }
+
+/// Documents a page lists.
+const PAGE_SIZE: u32 = 100;
 
 pub async fn list(
     State(state): State<ApiState>,
     page: TenantPage,
     Path((_, project_id)): Path<(Uuid, Uuid)>,
+    Query(after): Query<After>,
 ) -> Result<Response, UiError> {
-    documents_page(&state, page, project_id, FormErrors::default()).await
+    documents_page(&state, page, project_id, &after, FormErrors::default()).await
 }
 
 async fn documents_page(
     state: &ApiState,
     page: TenantPage,
     project_id: Uuid,
+    after: &After,
     errors: FormErrors,
 ) -> Result<Response, UiError> {
     let project = state.app.project(&page.access, project_id).await?;
     let tenant = state.app.tenant(&page.access).await?;
-    let documents =
-        state.app.documents_page(&page.access, project_id, PageRequest { after: None, limit: 200 }).await?;
-    let agents = state.app.agents(&page.access, PageRequest { after: None, limit: 1000 }).await?;
-    let agent_name = |id: Uuid| agents.items.iter().find(|a| a.id == id).map(|a| a.name.to_string());
+    let documents = state.app.documents_page(&page.access, project_id, after.page(PAGE_SIZE)).await?;
+    let agents = every(|p| state.app.agents(&page.access, p)).await?;
+    let agent_name = |id: Uuid| agents.iter().find(|a| a.id == id).map(|a| a.name.to_string());
     let base = page.path(&format!("/projects/{project_id}/documents"));
+    let pager = Pager::new(&base, after, documents.next);
     let rows = documents
         .items
         .iter()
@@ -95,6 +100,7 @@ async fn documents_page(
     let uploads_allowed =
         project.llm_policy == LlmPolicy::CloudAllowed && tenant.compliance_mode != ComplianceMode::Hipaa;
     let view = DocumentsPage {
+        pager,
         project_name: project.name.to_string(),
         project_href: page.path(&format!("/projects/{project_id}")),
         project_id,
@@ -181,7 +187,7 @@ pub async fn upload(
             },
         }
     }
-    documents_page(&state, page, project_id, errors).await
+    documents_page(&state, page, project_id, &After::default(), errors).await
 }
 
 pub async fn delete(

@@ -9,7 +9,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::page::{FormErrors, Shell, UiError, render, render_form, request, see_other};
+use super::page::{FormErrors, Shell, UiError, every, render, render_form, request, see_other};
 use super::session::{Path, Query, Submit, TenantPage};
 use super::view::{When, badge};
 use crate::api::ApiState;
@@ -98,9 +98,19 @@ impl FleetQuery {
     }
 }
 
-async fn rows_of(state: &ApiState, page: &TenantPage, query: &FleetQuery) -> Result<Vec<AgentRow>, UiError> {
-    let agents = state.app.agents(&page.access, PageRequest { after: None, limit: 1000 }).await?;
-    Ok(agents.items.iter().filter(|a| query.keeps(a)).map(|a| row(page, a)).collect())
+/// The most rows the fleet table shows; it counts the other matching agents
+/// and says to filter, so a big fleet never silently loses rows.
+const MAX_ROWS: usize = 500;
+
+/// The rows of the agents the filter keeps (up to `MAX_ROWS`), and how many
+/// it keeps in all.
+async fn rows_of(state: &ApiState, page: &TenantPage, query: &FleetQuery) -> Result<FleetRows, UiError> {
+    let agents = every(|p| state.app.agents(&page.access, p)).await?;
+    let matching: Vec<&AgentView> = agents.iter().filter(|a| query.keeps(a)).collect();
+    Ok(FleetRows {
+        rows: matching.iter().take(MAX_ROWS).map(|a| row(page, a)).collect(),
+        matching: matching.len(),
+    })
 }
 
 #[derive(Template)]
@@ -108,6 +118,7 @@ async fn rows_of(state: &ApiState, page: &TenantPage, query: &FleetQuery) -> Res
 struct FleetPage {
     shell: Shell,
     rows: Vec<AgentRow>,
+    matching: usize,
     state: String,
     label: String,
     rows_url: String,
@@ -119,9 +130,10 @@ pub async fn list(
     page: TenantPage,
     Query(query): Query<FleetQuery>,
 ) -> Result<Response, UiError> {
-    let rows = rows_of(&state, &page, &query).await?;
+    let FleetRows { rows, matching } = rows_of(&state, &page, &query).await?;
     let view = FleetPage {
         rows,
+        matching,
         state: query.state.clone().unwrap_or_default(),
         label: query.label.clone().unwrap_or_default(),
         rows_url: format!("{}?{}", page.path("/fleet/rows"), query.query_string()),
@@ -135,6 +147,7 @@ pub async fn list(
 #[template(path = "fleet_rows.html")]
 struct FleetRows {
     rows: Vec<AgentRow>,
+    matching: usize,
 }
 
 /// The table's rows alone, for the page's live refresh.
@@ -143,9 +156,10 @@ pub async fn rows(
     page: TenantPage,
     Query(query): Query<FleetQuery>,
 ) -> Result<Response, UiError> {
-    let rows = rows_of(&state, &page, &query).await?;
-    let html =
-        FleetRows { rows }.render().map_err(|e| UiError::Internal(crate::error::Error::internal(e)))?;
+    let html = rows_of(&state, &page, &query)
+        .await?
+        .render()
+        .map_err(|e| UiError::Internal(crate::error::Error::internal(e)))?;
     Ok(Html(html).into_response())
 }
 

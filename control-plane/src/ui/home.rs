@@ -7,13 +7,13 @@ use axum::response::Response;
 use std::collections::HashMap;
 use uuid::Uuid;
 
-use super::page::{Shell, UiError, render};
+use super::page::{Shell, UiError, every, render};
 use super::session::TenantPage;
 use super::view::{When, badge, thousands};
 use crate::api::ApiState;
 use crate::domain::Permission;
 use crate::service::ActivityView;
-use crate::store::{ActivityStatus, PageRequest};
+use crate::store::ActivityStatus;
 
 /// An activity in a list.
 #[derive(Debug, Clone)]
@@ -44,8 +44,8 @@ impl ActivityRow {
 
 /// Project names by id, for lists that span projects.
 pub async fn project_names(state: &ApiState, page: &TenantPage) -> Result<HashMap<Uuid, String>, UiError> {
-    let projects = state.app.projects(&page.access, PageRequest { after: None, limit: 200 }).await?;
-    Ok(projects.items.into_iter().map(|p| (p.id, p.name.to_string())).collect())
+    let projects = every(|p| state.app.projects(&page.access, p)).await?;
+    Ok(projects.into_iter().map(|p| (p.id, p.name.to_string())).collect())
 }
 
 #[derive(Template)]

@@ -319,3 +319,50 @@ pub fn number(errors: &mut FormErrors, field: &str, value: Option<&str>) -> Opti
 pub fn see_other(path: &str) -> Response {
     Redirect::to(path).into_response()
 }
+
+/// `?after=ID`: where a paged list continues.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct After {
+    pub after: Option<Uuid>,
+}
+
+impl After {
+    /// The page of `size` rows this address asks for.
+    pub fn page(&self, size: u32) -> crate::store::PageRequest {
+        crate::store::PageRequest { after: self.after, limit: size }
+    }
+}
+
+/// Links between the pages of a long list (`pager.html`).
+#[derive(Debug, Default)]
+pub struct Pager {
+    pub first: Option<String>,
+    pub next: Option<String>,
+}
+
+impl Pager {
+    /// Links for a list at `base`, now showing the page after `after`, with
+    /// `next` the cursor of the page after this one.
+    pub fn new(base: &str, after: &After, next: Option<Uuid>) -> Self {
+        Self { first: after.after.map(|_| base.to_owned()), next: next.map(|n| format!("{base}?after={n}")) }
+    }
+}
+
+/// Every item of a paged service list, a page at a time: for lists the UI
+/// needs whole (names to show, filters to offer).
+pub async fn every<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, Error>
+where
+    F: FnMut(crate::store::PageRequest) -> Fut,
+    Fut: Future<Output = Result<crate::store::Page<T>, Error>>,
+{
+    let mut items = Vec::new();
+    let mut after = None;
+    loop {
+        let page = fetch(crate::store::PageRequest { after, limit: 500 }).await?;
+        items.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(items),
+        }
+    }
+}

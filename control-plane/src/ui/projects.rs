@@ -9,15 +9,16 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::home::ActivityRow;
-use super::page::{FormErrors, Shell, UiError, render, render_form, request, see_other};
-use super::session::{Path, Submit, TenantPage};
+use super::page::{After, FormErrors, Pager, Shell, UiError, every, render, render_form, request, see_other};
+use super::session::{Path, Query, Submit, TenantPage};
 use super::view::When;
 use crate::api::ApiState;
 use crate::domain::{ComplianceMode, LlmPolicy, Permission, Project};
 use crate::service::{CreateCampaign, CreateProject, UpdateProject};
-use crate::store::{ActivityFilter, PageRequest};
+use crate::store::ActivityFilter;
 
-const ALL: PageRequest = PageRequest { after: None, limit: 200 };
+/// Rows a list page shows.
+const PAGE_SIZE: u32 = 50;
 
 struct ProjectRow {
     href: String,
@@ -33,10 +34,16 @@ struct ProjectsPage {
     shell: Shell,
     projects: Vec<ProjectRow>,
     new_href: Option<String>,
+    pager: Pager,
 }
 
-pub async fn list(State(state): State<ApiState>, page: TenantPage) -> Result<Response, UiError> {
-    let projects = state.app.projects(&page.access, ALL).await?;
+pub async fn list(
+    State(state): State<ApiState>,
+    page: TenantPage,
+    Query(after): Query<After>,
+) -> Result<Response, UiError> {
+    let projects = state.app.projects(&page.access, after.page(PAGE_SIZE)).await?;
+    let pager = Pager::new(&page.path("/projects"), &after, projects.next);
     let rows = projects
         .items
         .iter()
@@ -52,7 +59,7 @@ pub async fn list(State(state): State<ApiState>, page: TenantPage) -> Result<Res
         })
         .collect();
     let new_href = page.can(Permission::ProjectsCreate).then(|| page.path("/projects/new"));
-    Ok(render(&ProjectsPage { projects: rows, new_href, shell: page.shell }))
+    Ok(render(&ProjectsPage { projects: rows, new_href, pager, shell: page.shell }))
 }
 
 fn policy_label(policy: LlmPolicy) -> &'static str {
@@ -244,6 +251,7 @@ struct CampaignRow {
 #[template(path = "project.html")]
 struct ProjectPage {
     shell: Shell,
+    pager: Pager,
     project: Project,
     policy: &'static str,
     brand_voice: String,
@@ -259,29 +267,34 @@ pub async fn show(
     State(state): State<ApiState>,
     page: TenantPage,
     Path((_, project_id)): Path<(Uuid, Uuid)>,
+    Query(after): Query<After>,
 ) -> Result<Response, UiError> {
-    project_page(&state, page, project_id, FormErrors::default()).await
+    project_page(&state, page, project_id, &after, FormErrors::default()).await
 }
 
 async fn project_page(
     state: &ApiState,
     page: TenantPage,
     project_id: Uuid,
+    after: &After,
     campaign_errors: FormErrors,
 ) -> Result<Response, UiError> {
     let project = state.app.project(&page.access, project_id).await?;
-    let activities =
-        state.app.activities_page(&page.access, project_id, ActivityFilter::default(), ALL).await?;
+    let activities = state
+        .app
+        .activities_page(&page.access, project_id, ActivityFilter::default(), after.page(PAGE_SIZE))
+        .await?;
     let names = std::collections::HashMap::from([(project.id, project.name.to_string())]);
-    let campaigns = state.app.campaigns(&page.access, project_id, ALL).await?;
+    let campaigns = every(|p| state.app.campaigns(&page.access, project_id, p)).await?;
     let base = page.path(&format!("/projects/{project_id}"));
+    let pager = Pager::new(&base, after, activities.next);
     let can_edit = page.can(Permission::ProjectsUpdate);
     let view = ProjectPage {
+        pager,
         policy: policy_label(project.llm_policy),
         brand_voice: project.brand_voice.to_string(),
         activities: activities.items.iter().map(|a| ActivityRow::of(&page, a, &names)).collect(),
         campaigns: campaigns
-            .items
             .iter()
             .map(|c| CampaignRow {
                 name: c.name.to_string(),
@@ -326,7 +339,7 @@ pub async fn create_campaign(
         Ok(_) => Ok(see_other(&page.path(&format!("/projects/{project_id}#campaigns")))),
         Err(e) => {
             let errors = FormErrors::from_error(e)?;
-            project_page(&state, page, project_id, errors).await
+            project_page(&state, page, project_id, &After::default(), errors).await
         }
     }
 }

@@ -201,11 +201,7 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for Submit<T> {
     async fn from_request(req: Request, state: &ApiState) -> Result<Self, UiError> {
         let (mut parts, body) = req.into_parts();
         let page = TenantPage::from_request_parts(&mut parts, state).await?;
-        let bytes = axum::body::to_bytes(body, state.config.max_body_bytes)
-            .await
-            .map_err(|_| UiError::bad_request("the form is larger than the server accepts"))?;
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
-            .map_err(|_| UiError::bad_request("the form could not be read"))?;
+        let pairs = form_pairs(body, state).await?;
         check_csrf(state, &page.browser, &parts.headers, &pairs)?;
         let fields: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| k != CSRF_FIELD).collect();
         let form = deserialize_form(&fields)?;
@@ -225,14 +221,18 @@ impl FromRequest<ApiState> for BrowserSubmit {
     async fn from_request(req: Request, state: &ApiState) -> Result<Self, UiError> {
         let (mut parts, body) = req.into_parts();
         let browser = Browser::from_request_parts(&mut parts, state).await?;
-        let bytes = axum::body::to_bytes(body, state.config.max_body_bytes)
-            .await
-            .map_err(|_| UiError::bad_request("the form is larger than the server accepts"))?;
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
-            .map_err(|_| UiError::bad_request("the form could not be read"))?;
+        let pairs = form_pairs(body, state).await?;
         check_csrf(state, &browser, &parts.headers, &pairs)?;
         Ok(Self { browser })
     }
+}
+
+/// A URL-encoded form body as its name/value pairs, in order.
+async fn form_pairs(body: axum::body::Body, state: &ApiState) -> Result<Vec<(String, String)>, UiError> {
+    let bytes = axum::body::to_bytes(body, state.config.max_body_bytes)
+        .await
+        .map_err(|_| UiError::bad_request("the form is larger than the server accepts"))?;
+    serde_urlencoded::from_bytes(&bytes).map_err(|_| UiError::bad_request("the form could not be read"))
 }
 
 /// The CSRF token from the form or the `x-csrf-token` header must be the

@@ -7,14 +7,13 @@ use axum::response::Response;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::page::{FormErrors, Shell, UiError, render_form, request, see_other};
+use super::page::{FormErrors, Shell, UiError, every, render_form, request, see_other};
 use super::session::{Path, Submit, TenantPage};
 use super::view::When;
 use crate::api::ApiState;
 use crate::domain::{ComplianceMode, Permission, Role};
 use crate::error::Error;
 use crate::service::{CloudProviderView, CreateApiKey, SetCloudProvider};
-use crate::store::PageRequest;
 
 struct KeyRow {
     id: Uuid,
@@ -53,11 +52,7 @@ struct Outcome {
 async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> Result<Response, UiError> {
     page.access.require(Permission::SettingsView)?;
     let can_manage = page.can(Permission::SettingsManage);
-    let keys = if can_manage {
-        state.app.api_keys(&page.access, PageRequest { after: None, limit: 200 }).await?.items
-    } else {
-        Vec::new()
-    };
+    let keys = if can_manage { every(|p| state.app.api_keys(&page.access, p)).await? } else { Vec::new() };
     let provider = match state.app.cloud_provider(&page.access).await {
         Ok(provider) => Some(provider),
         Err(Error::NotFound(_)) => None,

@@ -9,13 +9,13 @@ use axum::response::Response;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::page::{FormErrors, Shell, UiError, render_form, request, see_other};
+use super::page::{FormErrors, Shell, UiError, every, render_form, request, see_other};
 use super::session::{Path, Submit, TenantPage};
 use super::view::When;
 use crate::api::ApiState;
 use crate::domain::{Permission, Role};
 use crate::service::{CreateInvitation, Principal, UpdateMember};
-use crate::store::{InvitationStatus, PageRequest};
+use crate::store::InvitationStatus;
 
 const ROLES: [Role; 4] = [Role::Viewer, Role::Member, Role::Admin, Role::Owner];
 
@@ -62,20 +62,16 @@ async fn team_page(
     invite_link: Option<String>,
     invite_email: String,
 ) -> Result<Response, UiError> {
-    let members = state.app.members(&page.access, PageRequest { after: None, limit: 200 }).await?;
+    let members = every(|p| state.app.members(&page.access, p)).await?;
     let me = match &page.browser.caller.principal {
         Principal::User { user, .. } => Some(user.id),
         _ => None,
     };
     let can_invite = page.can(Permission::TeamInvite);
-    let invitations = if can_invite {
-        state.app.invitations(&page.access, PageRequest { after: None, limit: 200 }).await?.items
-    } else {
-        Vec::new()
-    };
+    let invitations =
+        if can_invite { every(|p| state.app.invitations(&page.access, p)).await? } else { Vec::new() };
     let view = TeamPage {
         members: members
-            .items
             .iter()
             .map(|m| MemberRow {
                 user_id: m.user_id,
