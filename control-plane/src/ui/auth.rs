@@ -232,11 +232,15 @@ pub async fn accept_invitation(
     Ok(response)
 }
 
-/// A `next` that stays on this site.
+/// Where to go after signing in: a path on this site only. Browsers drop
+/// tabs and newlines from URLs and read `\` as `/`, so a path with any of
+/// them could turn into `//elsewhere`; it must also fit a header as it is.
 fn safe_next(next: Option<&str>) -> String {
-    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
-        .unwrap_or_default()
-        .to_owned()
+    next.filter(|n| {
+        n.starts_with('/') && !n.starts_with("//") && n.chars().all(|c| c.is_ascii_graphic() && c != '\\')
+    })
+    .unwrap_or_default()
+    .to_owned()
 }
 
 fn capitalised(message: &str) -> String {
@@ -262,7 +266,15 @@ mod tests {
     #[test]
     fn next_stays_on_this_site() {
         assert_eq!(safe_next(Some("/t/x/projects")), "/t/x/projects");
-        for bad in ["https://evil.example", "//evil.example", "/\\evil", "javascript:alert(1)"] {
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil",
+            "javascript:alert(1)",
+            "/\t/evil.example",
+            "/\n/evil",
+            "/t/é",
+        ] {
             assert_eq!(safe_next(Some(bad)), "", "{bad}");
         }
     }

@@ -317,7 +317,12 @@ pub fn number(errors: &mut FormErrors, field: &str, value: Option<&str>) -> Opti
 
 /// After a form: back to a page (303, so a reload does not post again).
 pub fn see_other(path: &str) -> Response {
-    Redirect::to(path).into_response()
+    // `Redirect::to` panics on a value that cannot be a header; the paths
+    // here are built from ids and checked input, but a page must never 500.
+    match HeaderValue::from_str(path) {
+        Ok(_) => Redirect::to(path).into_response(),
+        Err(_) => Redirect::to("/").into_response(),
+    }
 }
 
 /// `?after=ID`: where a paged list continues.
