@@ -333,3 +333,45 @@ async fn viewers_see_no_edit_controls_forged_posts_are_refused_and_other_tenants
     assert!(browser.eval("document.title").await.as_str().unwrap().contains("Second Brand"));
     browser.close().await;
 }
+
+#[tokio::test]
+async fn the_generation_view_rides_out_a_control_plane_restart() {
+    let Some(browser) = Browser::start().await else { return };
+    // A lease grace longer than the restart, so the run goes on where it was.
+    let mut fleet = Fleet::start(|options| {
+        options
+            .fast_heartbeats()
+            .arg("--job-lease-grace-seconds")
+            .arg("30")
+            .arg("--job-retry-base-ms")
+            .arg("100")
+    })
+    .await;
+    fleet.ollama.set_pace(Pace { first_token: Duration::ZERO, tokens_per_second: 25.0, tokens: 60 });
+    let _agent = Agent::start(&fleet, &[]).await;
+    let body = json!({ "name": "Restart Co", "llm_policy": "edge_only", "default_model": MODEL });
+    let (_, project) = fleet.call(Method::POST, "/projects", Some(body)).await;
+    let project = project["id"].as_str().unwrap().to_owned();
+    let body = json!({ "kind": "blog_article", "topic": "Gardens in autumn" });
+    let (status, created) =
+        fleet.call(Method::POST, &format!("/projects/{project}/activities"), Some(body)).await;
+    assert_eq!(status, 202, "{created}");
+    let activity = created["id"].as_str().unwrap().to_owned();
+
+    sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
+    browser.goto(&tenant_url(&fleet, &format!("/projects/{project}/activities/{activity}"))).await;
+    browser.wait_for_text("#progress-percent", "progress", |t| t != "0%").await;
+
+    // The control plane goes away mid-run: the page says it is reconnecting,
+    // and picks the stream up again when the server is back.
+    fleet.kill_server();
+    browser
+        .wait_for_text("#progress-connection", "the reconnecting notice", |t| t.contains("Reconnecting"))
+        .await;
+    browser.screenshot("activity-reconnecting").await;
+    fleet.restart_server();
+    browser.wait_for_text("#status-badge", "the result after the restart", |t| t == "review").await;
+    assert!(browser.has("#content article").await);
+    assert!(browser.path().await.ends_with(&activity));
+    browser.close().await;
+}
