@@ -316,7 +316,7 @@ async fn long_lists_are_paged_and_every_item_is_reachable() {
         .flat_map(|page| page.split("\">Project ").skip(1).map(|rest| rest[..2].to_owned()))
         .collect();
     assert_eq!(names.len(), 55);
-    let (status, _, _) = get(&server, &format!("/t/{tenant}/projects?after=nonsense"), &cookie).await;
+    let (status, _, _) = get(&server, &format!("/t/{tenant}/projects?cursor=nonsense"), &cookie).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "a malformed cursor is a clear 400 page");
 }
 

@@ -70,7 +70,7 @@ async fn documents_page(
 ) -> Result<Response, UiError> {
     let project = state.app.project(&page.access, project_id).await?;
     let tenant = state.app.tenant(&page.access).await?;
-    let documents = state.app.documents_page(&page.access, project_id, after.page(PAGE_SIZE)).await?;
+    let documents = state.app.documents_page(&page.access, project_id, after.page(PAGE_SIZE)?).await?;
     let agents = every(|p| state.app.agents(&page.access, p)).await?;
     let agent_name = |id: Uuid| agents.iter().find(|a| a.id == id).map(|a| a.name.to_string());
     let base = page.path(&format!("/projects/{project_id}/documents"));

@@ -325,16 +325,18 @@ pub fn see_other(path: &str) -> Response {
     }
 }
 
-/// `?after=ID`: where a paged list continues.
+/// `?cursor=`: where a paged list continues, in the API's cursor format
+/// (one way to page, for the API and the UI alike).
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct After {
-    pub after: Option<Uuid>,
+    pub cursor: Option<String>,
 }
 
 impl After {
-    /// The page of `size` rows this address asks for.
-    pub fn page(&self, size: u32) -> crate::store::PageRequest {
-        crate::store::PageRequest { after: self.after, limit: size }
+    /// The page of `size` rows this address asks for; a cursor this server
+    /// did not issue is a 400 page.
+    pub fn page(&self, size: u32) -> Result<crate::store::PageRequest, Error> {
+        crate::api::pagination::ListParams { limit: Some(size), cursor: self.cursor.clone() }.page()
     }
 }
 
@@ -349,7 +351,8 @@ impl Pager {
     /// Links for a list at `base`, now showing the page after `after`, with
     /// `next` the cursor of the page after this one.
     pub fn new(base: &str, after: &After, next: Option<Uuid>) -> Self {
-        Self { first: after.after.map(|_| base.to_owned()), next: next.map(|n| format!("{base}?after={n}")) }
+        let next = next.map(|id| format!("{base}?cursor={}", crate::api::pagination::encode_cursor(id)));
+        Self { first: after.cursor.as_ref().map(|_| base.to_owned()), next }
     }
 }
 

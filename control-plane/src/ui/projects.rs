@@ -42,7 +42,7 @@ pub async fn list(
     page: TenantPage,
     Query(after): Query<After>,
 ) -> Result<Response, UiError> {
-    let projects = state.app.projects(&page.access, after.page(PAGE_SIZE)).await?;
+    let projects = state.app.projects(&page.access, after.page(PAGE_SIZE)?).await?;
     let pager = Pager::new(&page.path("/projects"), &after, projects.next);
     let rows = projects
         .items
@@ -282,7 +282,7 @@ async fn project_page(
     let project = state.app.project(&page.access, project_id).await?;
     let activities = state
         .app
-        .activities_page(&page.access, project_id, ActivityFilter::default(), after.page(PAGE_SIZE))
+        .activities_page(&page.access, project_id, ActivityFilter::default(), after.page(PAGE_SIZE)?)
         .await?;
     let names = std::collections::HashMap::from([(project.id, project.name.to_string())]);
     let campaigns = every(|p| state.app.campaigns(&page.access, project_id, p)).await?;

@@ -488,8 +488,8 @@ where
     }
 
     async fn browser_session(&self, token_hash: &[u8], now: Timestamp) -> Result<Option<(User, Uuid)>> {
-        let row: Option<(Uuid, Uuid, String, String, bool, Timestamp, Timestamp)> = sqlx::query_as(
-            "SELECT s.id, u.id, u.email, u.display_name, u.disabled, u.created_at, u.updated_at \
+        let row: Option<SessionUserRow> = sqlx::query_as(
+            "SELECT s.id AS session_id, u.id, u.email, u.display_name, u.disabled, u.created_at, u.updated_at \
              FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id JOIN users u ON u.id = s.user_id \
              WHERE rt.token_hash = $1 AND rt.used_at IS NULL AND rt.expires_at > $2 \
              AND s.revoked_at IS NULL AND u.disabled = FALSE",
@@ -498,11 +498,7 @@ where
         .bind(now)
         .fetch_optional(&self.read)
         .await?;
-        let Some((session_id, id, email, display_name, disabled, created_at, updated_at)) = row else {
-            return Ok(None);
-        };
-        let user = User::try_from(UserRow { id, email, display_name, disabled, created_at, updated_at })?;
-        Ok(Some((user, session_id)))
+        row.map(|row| Ok((User::try_from(row.user)?, row.session_id))).transpose()
     }
 
     // ----- Projects and campaigns

@@ -125,6 +125,14 @@ struct UserRow {
     updated_at: Timestamp,
 }
 
+/// A user and the session one of its tokens belongs to.
+#[derive(FromRow)]
+struct SessionUserRow {
+    session_id: Uuid,
+    #[sqlx(flatten)]
+    user: UserRow,
+}
+
 impl TryFrom<UserRow> for User {
     type Error = StoreError;
     fn try_from(r: UserRow) -> Result<User> {
