@@ -230,3 +230,188 @@ async fn responses_carry_request_ids_and_safe_headers() {
     let id = response.headers()["x-request-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(id).is_ok(), "an unusable id is replaced: {id}");
 }
+
+/// Values at and beyond the ends of every number and time a client can send.
+const EXTREME_NUMBERS: &[&str] =
+    &["-1", "0", "2147483648", "9223372036854775807", "-9223372036854775808", "1e308", "-1e308"];
+const EXTREME_TIMES: &[&str] = &[
+    "9999-12-31T23:59:59Z",
+    "-9999-01-01T00:00:00Z",
+    "0000-01-01T00:00:00Z",
+    "1969-12-31T23:59:59Z",
+    "3000-01-01T00:00:00Z",
+];
+const EXTREME_DATES: &[&str] = &["-9999-01-01", "9999-12-31", "0000-01-01", "2026-02-30", "+10000-01-01"];
+
+/// The numeric and time fields of a JSON schema's object (following
+/// `$ref`s and one level of nested objects), as JSON pointers with their
+/// kind.
+fn extreme_fields(doc: &Value, schema: &Value, prefix: &str, out: &mut Vec<(String, &'static str)>) {
+    let resolve = |s: &Value| -> Value {
+        match s.get("$ref").and_then(Value::as_str) {
+            Some(r) => doc.pointer(&r.replacen('#', "", 1)).cloned().unwrap_or(Value::Null),
+            None => s.clone(),
+        }
+    };
+    let schema = resolve(schema);
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else { return };
+    for (name, property) in properties {
+        let mut property = resolve(property);
+        // `Option<T>` is `oneOf: [null, T]` or `type: [T, null]`.
+        if let Some(one) = property.get("oneOf").and_then(Value::as_array)
+            && let Some(inner) = one.iter().find(|s| s.get("type") != Some(&json!("null")))
+        {
+            property = resolve(inner);
+        }
+        let types: Vec<String> = match property.get("type") {
+            Some(Value::String(t)) => vec![t.clone()],
+            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        let pointer = format!("{prefix}/{name}");
+        if types.iter().any(|t| t == "integer" || t == "number") {
+            out.push((pointer, "number"));
+        } else if property.get("format").and_then(Value::as_str) == Some("date-time") {
+            out.push((pointer, "time"));
+        } else if types.iter().any(|t| t == "object") && prefix.is_empty() {
+            extreme_fields(doc, &property, &pointer, out);
+        }
+    }
+}
+
+/// Every number and time field of every operation, at the ends of its
+/// range and beyond (query parameters and request bodies): a 4xx naming
+/// the problem, never a 500. Bodies start from a valid request where the
+/// route needs one, so the extreme value reaches the arithmetic behind it.
+#[tokio::test]
+async fn extreme_numbers_and_times_never_produce_a_server_error() {
+    let server = TestServer::start().await;
+    let (token, tenant) = server.owner().await;
+    let project = create_project(&server, &token, &tenant).await;
+    let (_, doc) = server.call(Method::GET, "/api/v1/openapi.json", None, None).await;
+    let valid_bodies: &[(&str, Value)] = &[
+        (
+            "/jobs",
+            json!({ "kind": "chat", "model": "llama3.2", "messages": [{ "role": "user", "content": "hi" }] }),
+        ),
+        ("/api-keys", json!({ "name": "k", "role": "member" })),
+        ("/agent-tokens", json!({ "name": "edge", "max_uses": 1 })),
+        ("/invitations", json!({ "email": "someone@example.com", "role": "member" })),
+    ];
+    let mut requests = 0;
+    let mut checked_fields = std::collections::BTreeSet::new();
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        let path = template
+            .replace("{tenant_id}", &tenant)
+            .replace("{project_id}", &project)
+            .replace("{campaign_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{activity_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{job_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{document_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{user_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{invitation_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{api_key_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{token_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{agent_id}", &uuid::Uuid::now_v7().to_string());
+        if path.contains('{') || path.ends_with("/events") {
+            continue;
+        }
+        for (method_name, operation) in item.as_object().unwrap() {
+            let method: Method = method_name.to_uppercase().parse().unwrap();
+            // Query parameters, one at a time.
+            for param in operation["parameters"].as_array().into_iter().flatten() {
+                if param["in"] != "query" {
+                    continue;
+                }
+                let name = param["name"].as_str().unwrap();
+                let values = EXTREME_NUMBERS.iter().chain(EXTREME_DATES).chain(EXTREME_TIMES);
+                for value in values {
+                    let url = format!("{path}?{name}={}", value.replace('+', "%2B"));
+                    let (status, answer) =
+                        raw(&server, method.clone(), &url, &token, "application/json", "").await;
+                    assert!(status < 500, "{method} {url}: {status} {answer}");
+                    requests += 1;
+                }
+                checked_fields.insert(format!("{method} {template}?{name}"));
+            }
+            // Request bodies, one field at a time on top of a valid body.
+            let Some(schema) = operation.pointer("/requestBody/content/application~1json/schema") else {
+                continue;
+            };
+            let mut fields = Vec::new();
+            extreme_fields(&doc, schema, "", &mut fields);
+            let base = valid_bodies
+                .iter()
+                .find(|(suffix, _)| template.ends_with(suffix))
+                .map_or_else(|| json!({}), |(_, body)| body.clone());
+            for (pointer, kind) in fields {
+                let values = if kind == "number" { EXTREME_NUMBERS } else { EXTREME_TIMES };
+                for value in values {
+                    let mut body = base.clone();
+                    let (parent, key) = pointer.rsplit_once('/').unwrap();
+                    if !parent.is_empty() && body.pointer(parent).is_none() {
+                        body[parent.trim_start_matches('/')] = json!({});
+                    }
+                    let parsed: Value =
+                        if kind == "number" { serde_json::from_str(value).unwrap() } else { json!(value) };
+                    body.pointer_mut(parent).unwrap()[key] = parsed;
+                    // Times also paired with a queue timeout, the overflow seen.
+                    if kind == "time" && body.get("kind") == Some(&json!("chat")) {
+                        body["queue_timeout_seconds"] = json!(604800);
+                    }
+                    let (status, answer) =
+                        raw(&server, method.clone(), &path, &token, "application/json", body.to_string())
+                            .await;
+                    assert!(status < 500, "{method} {path} with {body}: {status} {answer}");
+                    if status >= 400 {
+                        assert!(answer["error"]["message"].is_string(), "{method} {path}: {answer}");
+                    }
+                    requests += 1;
+                }
+                checked_fields.insert(format!("{method} {template} {pointer}"));
+            }
+        }
+    }
+    for expected in [
+        "GET /api/v1/tenants/{tenant_id}/usage?to",
+        "POST /api/v1/tenants/{tenant_id}/jobs /not_before",
+        "POST /api/v1/tenants/{tenant_id}/jobs /options/num_ctx",
+    ] {
+        assert!(checked_fields.contains(expected), "{expected} not reached: {checked_fields:#?}");
+    }
+    assert!(requests > 200, "{requests}");
+    // The two cases found by hand, with the field named.
+    let (status, answer) =
+        raw(&server, Method::GET, &format!("/api/v1/tenants/{tenant}/usage?to=-9999-01-01"), &token, "", "")
+            .await;
+    assert_error(status, &answer, 422, "validation_failed");
+    assert_eq!(answer["error"]["details"]["field"], "to", "{answer}");
+    let mut job = valid_bodies[0].1.clone();
+    job["not_before"] = json!("9999-12-31T23:59:59Z");
+    job["queue_timeout_seconds"] = json!(60);
+    let (status, answer) = raw(
+        &server,
+        Method::POST,
+        &format!("/api/v1/tenants/{tenant}/jobs"),
+        &token,
+        "application/json",
+        job.to_string(),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.to_string().contains("not_before"), "{answer}");
+    let mut job = valid_bodies[0].1.clone();
+    job["not_before"] = json!("2999-12-31T23:59:59Z");
+    let (status, answer) = raw(
+        &server,
+        Method::POST,
+        &format!("/api/v1/tenants/{tenant}/jobs"),
+        &token,
+        "application/json",
+        job.to_string(),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["error"]["details"]["field"], "not_before", "{answer}");
+    assert_eq!(server.get("/healthz", &token).await.0, 200);
+}

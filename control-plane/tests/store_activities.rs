@@ -139,9 +139,14 @@ async fn activities_run_and_their_status_follows_the_run(db: &TestDb) {
     let (_, other) = owner_and_tenant(store, "acts-other").await;
     assert!(store.activity(other, id).await.unwrap().is_none());
     assert!(store.activity_runs(other, id).await.unwrap().is_empty());
-    assert!(store.activity_versions(other, id).await.unwrap().is_empty());
-    let version =
-        NewActivityVersion { id: new_id(), content: "x".into(), author_id: None, author_name: "x".into() };
+    assert!(store.activity_versions(other, id, done.run.id).await.unwrap().is_empty());
+    let version = NewActivityVersion {
+        id: new_id(),
+        content: "x".into(),
+        author_id: None,
+        author_name: "x".into(),
+        findings: None,
+    };
     assert!(matches!(
         store.add_activity_version(other, id, &version, &audit("activity.edit", Some(other))).await,
         Err(StoreError::NotFound)
@@ -182,6 +187,7 @@ async fn reruns_versions_and_approval(db: &TestDb) {
         content: content.into(),
         author_id: Some(owner),
         author_name: "Owner".into(),
+        findings: (content == "flagged").then(|| vec![]),
     };
     assert!(conflict(
         &store.add_activity_version(tenant_id, id, &edit("early"), &act("activity.edit")).await
@@ -191,6 +197,7 @@ async fn reruns_versions_and_approval(db: &TestDb) {
     assert!(conflict(&store.rerun_activity(tenant_id, id, &second, &act("activity.regenerate")).await));
 
     succeed(store, tenant_id, id, agent, "generated").await;
+    let first = store.activity(tenant_id, id).await.unwrap().unwrap().run.id;
     let v1 =
         store.add_activity_version(tenant_id, id, &edit("first edit"), &act("activity.edit")).await.unwrap();
     let v2 =
@@ -202,20 +209,57 @@ async fn reruns_versions_and_approval(db: &TestDb) {
     // An edit clears the approval.
     store.add_activity_version(tenant_id, id, &edit("third"), &act("activity.edit")).await.unwrap();
     assert_eq!(store.activity(tenant_id, id).await.unwrap().unwrap().status(), ActivityStatus::Review);
-    let versions = store.activity_versions(tenant_id, id).await.unwrap();
+    let versions = store.activity_versions(tenant_id, id, first).await.unwrap();
     let contents: Vec<&str> = versions.iter().map(|v| v.content.as_str()).collect();
     assert_eq!(contents, ["first edit", "second edit", "third"]);
+    // Findings are kept with the version they were found in.
+    let flagged =
+        store.add_activity_version(tenant_id, id, &edit("flagged"), &act("activity.edit")).await.unwrap();
+    assert_eq!((flagged.number, flagged.findings.as_deref().map(<[_]>::len)), (4, Some(0)));
+    assert_eq!(store.activity_versions(tenant_id, id, first).await.unwrap()[3].findings, Some(vec![]));
+    store.approve_activity(tenant_id, id, Some(owner), &act("activity.approve")).await.unwrap();
 
-    // A rerun starts afresh; the old run and its edits stay behind.
+    // A regeneration that is cancelled loses nothing: the content, its
+    // versions, its status and its approval stay.
     let rerun = store.rerun_activity(tenant_id, id, &second, &act("activity.regenerate")).await.unwrap();
     assert_eq!((rerun.runs, rerun.run.id, rerun.status()), (2, second.id, ActivityStatus::Queued));
-    assert!(store.activity_versions(tenant_id, id).await.unwrap().is_empty());
+    assert_eq!(rerun.content_run.as_ref().map(|r| r.id), Some(first));
+    assert!(conflict(
+        &store.add_activity_version(tenant_id, id, &edit("during"), &act("activity.edit")).await
+    ));
+    store.cancel_job(tenant_id, second.id, Timestamp::now(), &act("activity.cancel")).await.unwrap();
+    let after = store.activity(tenant_id, id).await.unwrap().unwrap();
+    assert_eq!((after.status(), after.run.status), (ActivityStatus::Approved, JobStatus::Cancelled));
+    assert_eq!((after.content_run.as_ref().map(|r| r.id), after.approved_by), (Some(first), Some(owner)));
+    assert_eq!(store.activity_versions(tenant_id, id, first).await.unwrap().len(), 4);
+    let approved_filter = ActivityFilter { status: Some(ActivityStatus::Approved), kind: None };
+    let listed =
+        store.activities(tenant_id, None, &approved_filter, PageRequest { after: None, limit: 10 }).await;
+    assert_eq!(listed.unwrap().items.iter().map(|a| a.id).collect::<Vec<_>>(), [id]);
+    let cancelled_filter = ActivityFilter { status: Some(ActivityStatus::Cancelled), kind: None };
+    let listed =
+        store.activities(tenant_id, None, &cancelled_filter, PageRequest { after: None, limit: 10 }).await;
+    assert!(listed.unwrap().items.is_empty(), "an activity with content is not 'cancelled'");
+    // Edits go on from where they were.
+    let v5 = store.add_activity_version(tenant_id, id, &edit("fifth"), &act("activity.edit")).await.unwrap();
+    assert_eq!((v5.number, v5.job_id), (5, first));
+
+    // A run that succeeds replaces the content; the earlier run's versions
+    // stay readable, and the approval (of other content) is cleared.
+    let third = run(tenant_id, id, "Edits", Route::Edge);
+    store.rerun_activity(tenant_id, id, &third, &act("activity.regenerate")).await.unwrap();
+    succeed(store, tenant_id, id, agent, "regenerated").await;
+    let replaced = store.activity(tenant_id, id).await.unwrap().unwrap();
+    assert_eq!(replaced.content_run.as_ref().map(|r| r.id), Some(third.id));
+    assert_eq!((replaced.status(), replaced.approved_at), (ActivityStatus::Review, None));
+    assert!(store.activity_versions(tenant_id, id, third.id).await.unwrap().is_empty());
+    assert_eq!(store.activity_versions(tenant_id, id, first).await.unwrap().len(), 5);
     let runs = store.activity_runs(tenant_id, id).await.unwrap();
-    assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>()[0], second.id, "newest first");
-    assert_eq!(runs.len(), 2);
+    assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>()[0], third.id, "newest first");
+    assert_eq!(runs.len(), 3);
     assert_eq!(
         store.activity_runs_since(tenant_id, Timestamp::now() - time::Duration::hours(1)).await.unwrap(),
-        2
+        3
     );
 }
 

@@ -137,6 +137,57 @@ const RULES: &[Rule] = &[
     Rule { phrase: "jewish community", reason: RELIGION, suggestion: "remove it" },
     Rule { phrase: "muslim community", reason: RELIGION, suggestion: "remove it" },
     Rule { phrase: "catholic neighborhood", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "christian families", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "christian family", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "christian buyers", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "christian neighborhood", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "christian neighbourhood", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "jewish families", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "jewish family", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "jewish buyers", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "jewish neighborhood", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "jewish neighbourhood", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "jewish home", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "muslim families", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "muslim family", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "muslim buyers", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "muslim neighborhood", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "muslim neighbourhood", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "muslim home", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "catholic families", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "catholic family", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "catholic buyers", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "catholic neighbourhood", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "catholic community", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "catholic home", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "hindu families", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "hindu family", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "hindu buyers", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "hindu neighborhood", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "hindu neighbourhood", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "hindu community", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "hindu home", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "buddhist families", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "buddhist family", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "buddhist buyers", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "buddhist neighborhood", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "buddhist neighbourhood", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "buddhist community", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "buddhist home", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "mormon families", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "mormon family", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "mormon buyers", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "mormon neighborhood", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "mormon neighbourhood", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "mormon community", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "mormon home", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "protestant families", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "protestant family", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "protestant buyers", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "protestant neighborhood", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "protestant neighbourhood", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "protestant community", reason: RELIGION, suggestion: "remove it" },
+    Rule { phrase: "protestant home", reason: RELIGION, suggestion: "remove it" },
     Rule { phrase: "female only", reason: SEX, suggestion: "remove it" },
     Rule { phrase: "male only", reason: SEX, suggestion: "remove it" },
     Rule {
@@ -199,6 +250,19 @@ pub fn screen(text: &str, location: &str) -> Vec<Finding> {
     findings
 }
 
+/// Findings in every text a person typed into a listing (its description
+/// and each key feature), located as `input.<field>`. Run before
+/// generation, to warn on the form, and by the pipeline, so the kit's
+/// review lists them.
+pub fn screen_listing(listing: &marketer_protocol::activity::Listing) -> Vec<Finding> {
+    let mut findings = screen(&listing.description, "input.description");
+    for (i, feature) in listing.key_features.iter().enumerate() {
+        merge(&mut findings, screen(feature, &format!("input.key_features[{}]", i + 1)));
+    }
+    merge(&mut findings, screen(&listing.address, "input.address"));
+    findings
+}
+
 /// Adds `more` to `findings`, skipping a phrase already found at the same
 /// location (case-insensitively).
 pub fn merge(findings: &mut Vec<Finding>, more: Vec<Finding>) {
@@ -215,6 +279,33 @@ pub fn merge(findings: &mut Vec<Finding>, more: Vec<Finding>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_listing_input_is_screened() {
+        let listing = marketer_protocol::activity::Listing {
+            address: "12 Oak St".into(),
+            price: 450_000,
+            beds: 3,
+            baths: 2.0,
+            square_feet: 1850,
+            key_features: vec!["fenced yard".into(), "Perfect for young couples, no children".into()],
+            description: "Bright rooms. Ideal for Christian families. No wheelchairs.".into(),
+            agent_name: "Ann".into(),
+            agent_contact: "ann@example.com".into(),
+        };
+        let found: Vec<(String, String)> =
+            screen_listing(&listing).into_iter().map(|f| (f.location, f.phrase)).collect();
+        for expected in [
+            ("input.key_features[2]", "Perfect for young couples"),
+            ("input.key_features[2]", "no children"),
+            ("input.description", "No wheelchairs"),
+        ] {
+            assert!(
+                found.iter().any(|(l, p)| l == expected.0 && p == expected.1),
+                "{expected:?} not in {found:?}"
+            );
+        }
+    }
 
     #[test]
     fn discriminatory_phrases_are_flagged_as_written() {

@@ -132,7 +132,7 @@ pub(crate) async fn kit<L: Llm>(run: &mut Run<'_, L>, input: &ListingKit, brand_
     let description = run.text("writing", prompts::LISTING_COPY, &with_analysis, 0.7, true).await?;
 
     run.step("compliance", 45, "Reviewing the wording for Fair Housing compliance");
-    let mut findings = fair_housing::screen(&listing.description, "input.description");
+    let mut findings = fair_housing::screen_listing(listing);
     fair_housing::merge(&mut findings, fair_housing::screen(&description, "description"));
     let review: ReviewReply =
         run.structured("compliance", prompts::FAIR_HOUSING_REVIEW, &json!({ "text": description })).await?;

@@ -280,7 +280,7 @@ async fn a_listing_kit_with_discriminatory_wording_is_flagged_and_a_clean_one_pa
     // The model's own review finds nothing in either; the built-in rules
     // still catch the flagged wording.
     let nothing = json!({ "findings": [] }).to_string();
-    fleet.ollama.script("compliance reviewer", vec![nothing.clone(), nothing]);
+    fleet.ollama.script("compliance reviewer", vec![nothing.clone(), nothing.clone(), nothing]);
     let project = project(&fleet, "edge_only").await;
     let flagged =
         create(&fleet, &project, listing("Perfect for young couples! Quiet street, no children.")).await;
@@ -316,11 +316,111 @@ async fn a_listing_kit_with_discriminatory_wording_is_flagged_and_a_clean_one_pa
         fleet.call(Method::POST, &approve, Some(json!({ "acknowledge_findings": true }))).await;
     assert_eq!((status, approved["status"].as_str()), (200, Some("approved")), "{approved}");
 
+    // Every saved version is reviewed again: rewritten to neutral wording,
+    // it passes and approves without acknowledgement; edited to say
+    // something discriminatory, it is flagged and needs one.
+    let content_path = format!("{}/{flagged}/content", activities(&project));
+    let edit = |content: &str| fleet.call(Method::PUT, &content_path, Some(json!({ "content": content })));
+    let (status, neutral) = edit("Sunny three-bedroom home with a fenced yard.").await;
+    assert_eq!((status, neutral["findings"].as_array().map(Vec::len)), (201, Some(0)), "{neutral}");
+    let kit = get(&fleet, &project, &flagged).await;
+    assert_eq!((kit["status"].as_str(), kit["compliance"]["passed"].as_bool()), (Some("review"), Some(true)));
+    assert_eq!(kit["compliance"]["version"], 1);
+    let (status, approved) = fleet.call(Method::POST, &approve, None).await;
+    assert_eq!((status, approved["status"].as_str()), (200, Some("approved")), "{approved}");
+    let (status, biased) = edit("Sunny home. Ideal for Christian families. No wheelchairs.").await;
+    assert_eq!(status, 201, "{biased}");
+    let found: Vec<&str> =
+        biased["findings"].as_array().unwrap().iter().map(|f| f["phrase"].as_str().unwrap()).collect();
+    assert!(found.contains(&"Christian families") && found.contains(&"No wheelchairs"), "{found:?}");
+    let kit = get(&fleet, &project, &flagged).await;
+    assert_eq!(
+        (kit["status"].as_str(), kit["compliance"]["passed"].as_bool()),
+        (Some("review"), Some(false))
+    );
+    let (status, refused) = fleet.call(Method::POST, &approve, None).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("compliance_findings")), "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("version 2"), "{refused}");
+    let (_, versions) =
+        fleet.call(Method::GET, &format!("{}/{flagged}/versions", activities(&project)), None).await;
+    let counts: Vec<usize> =
+        versions.as_array().unwrap().iter().map(|v| v["findings"].as_array().unwrap().len()).collect();
+    assert_eq!(counts[1..], [0, 2], "each version carries its own findings: {versions}");
+
     let kit = wait_status(&fleet, &project, &clean, "review").await;
     assert_eq!(kit["result"]["compliance"]["passed"], true, "{}", kit["result"]["compliance"]);
+    assert_eq!(kit["input_findings"], json!([]));
     let (status, _) =
         fleet.call(Method::POST, &format!("{}/{clean}/approve", activities(&project)), None).await;
     assert_eq!(status, 200);
+
+    // The inputs are screened too: key features, not only the description.
+    let mut body = listing("Sunny kitchen.");
+    body["listing"]["key_features"] = json!(["fenced yard", "Perfect for young couples, no children"]);
+    let inputs = create(&fleet, &project, body).await;
+    let located: Vec<&str> = inputs["input_findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["location"].as_str().unwrap())
+        .collect();
+    assert_eq!(located, ["input.key_features[2]", "input.key_features[2]"], "{inputs}");
+    let kit = wait_status(&fleet, &project, inputs["id"].as_str().unwrap(), "review").await;
+    assert_eq!(kit["compliance"]["passed"], false, "{}", kit["compliance"]);
+}
+
+#[tokio::test]
+async fn a_regeneration_that_is_cancelled_loses_nothing() {
+    let fleet = fleet().await;
+    let _agent = Agent::start(&fleet, &[]).await;
+    let project = project(&fleet, "edge_only").await;
+    let id = create(&fleet, &project, blog("Heat pumps", &[])).await["id"].as_str().unwrap().to_owned();
+    let base = format!("{}/{id}", activities(&project));
+    wait_status(&fleet, &project, &id, "review").await;
+    for text in ["# Heat pumps\n\nFirst edit.", "# Heat pumps\n\nSecond edit."] {
+        let (status, v) =
+            fleet.call(Method::PUT, &format!("{base}/content"), Some(json!({ "content": text }))).await;
+        assert_eq!(status, 201, "{v}");
+    }
+    let (status, approved) = fleet.call(Method::POST, &format!("{base}/approve"), None).await;
+    assert_eq!((status, approved["status"].as_str()), (200, Some("approved")), "{approved}");
+    let before = get(&fleet, &project, &id).await;
+
+    fleet.ollama.set_pace(Pace { first_token: Duration::ZERO, tokens_per_second: 20.0, tokens: 400 });
+    let (status, rerun) = fleet.call(Method::POST, &format!("{base}/regenerate"), None).await;
+    assert!(status == 200 || status == 202, "{rerun}");
+    wait_status(&fleet, &project, &id, "generating").await;
+    let (status, cancelled) = fleet.call(Method::POST, &format!("{base}/cancel"), None).await;
+    assert_eq!(status, 200, "{cancelled}");
+
+    let after = get(&fleet, &project, &id).await;
+    assert_eq!(after["status"], "approved", "{after}");
+    assert_eq!(after["run"]["status"], "cancelled", "the run says how it ended: {after}");
+    for field in ["content", "content_version", "content_run_id", "approved_at", "approved_by", "result"] {
+        assert_eq!(after[field], before[field], "{field}");
+    }
+    let (status, versions) = fleet.call(Method::GET, &format!("{base}/versions"), None).await;
+    assert_eq!((status, versions.as_array().map(Vec::len)), (200, Some(3)), "{versions}");
+    let (status, _, markdown) = raw(&fleet.api, &fleet.api.tenant_path(&format!("{base}/export"))).await;
+    assert_eq!(status, 200);
+    assert!(markdown.contains("Second edit."), "{markdown}");
+    let (status, again) = fleet.call(Method::POST, &format!("{base}/approve"), None).await;
+    assert_eq!((status, again["status"].as_str()), (200, Some("approved")), "{again}");
+
+    // A run that succeeds replaces the content; the earlier run's versions
+    // stay readable.
+    fleet.ollama.set_pace(Pace::default());
+    let (status, _) = fleet.call(Method::POST, &format!("{base}/regenerate"), None).await;
+    assert!(status == 200 || status == 202);
+    let replaced = wait_status(&fleet, &project, &id, "review").await;
+    assert_ne!(replaced["content_run_id"], before["content_run_id"]);
+    assert_eq!(replaced["content_version"], 0);
+    let earlier = before["content_run_id"].as_str().unwrap();
+    let (status, old) = fleet.call(Method::GET, &format!("{base}/versions?run={earlier}"), None).await;
+    assert_eq!((status, old.as_array().map(Vec::len)), (200, Some(3)), "{old}");
+    let (status, refused) =
+        fleet.call(Method::GET, &format!("{base}/versions?run={}", uuid::Uuid::now_v7()), None).await;
+    assert_eq!(status, 422, "{refused}");
 }
 
 #[tokio::test]

@@ -26,8 +26,21 @@ impl Timestamp {
         Self(utc.replace_microsecond(micros).unwrap_or(utc))
     }
 
+    /// The earliest instant a client may give (the Unix epoch).
+    pub const EARLIEST: time::Date = time::macros::date!(1970 - 01 - 01);
+    /// The latest day a client may give: far beyond any schedule, far
+    /// enough from the end of the representable range that deadlines
+    /// computed from it cannot overflow.
+    pub const LATEST: time::Date = time::macros::date!(2999 - 12 - 31);
+
     pub fn parse_rfc3339(value: &str) -> Result<Self, time::error::Parse> {
         OffsetDateTime::parse(value, &Rfc3339).map(Self::from_datetime)
+    }
+
+    /// Whether `date` is within what clients may give ([`Self::EARLIEST`]
+    /// to [`Self::LATEST`]).
+    pub fn date_in_range(date: time::Date) -> bool {
+        (Self::EARLIEST..=Self::LATEST).contains(&date)
     }
 
     pub fn as_datetime(self) -> OffsetDateTime {
@@ -67,17 +80,25 @@ impl Timestamp {
     }
 }
 
+/// Arithmetic saturates at the ends of the representable range instead of
+/// panicking: a deadline computed from a client's far-future time is "never",
+/// not a crash. Client input is range-checked before it gets here
+/// ([`Timestamp::EARLIEST`], [`Timestamp::LATEST`]); this is the backstop.
 impl std::ops::Add<time::Duration> for Timestamp {
     type Output = Timestamp;
     fn add(self, rhs: time::Duration) -> Timestamp {
-        Self::from_datetime(self.0 + rhs)
+        Self::from_datetime(self.0.checked_add(rhs).unwrap_or(if rhs.is_negative() {
+            time::PrimitiveDateTime::MIN.assume_utc()
+        } else {
+            time::PrimitiveDateTime::MAX.assume_utc()
+        }))
     }
 }
 
 impl std::ops::Sub<time::Duration> for Timestamp {
     type Output = Timestamp;
     fn sub(self, rhs: time::Duration) -> Timestamp {
-        Self::from_datetime(self.0 - rhs)
+        self + rhs.checked_neg().unwrap_or(time::Duration::MAX)
     }
 }
 
@@ -96,9 +117,15 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        Self::parse_rfc3339(&text).map_err(|_| {
-            serde::de::Error::custom("must be an RFC 3339 timestamp such as 2026-01-31T09:00:00Z")
-        })
+        let invalid =
+            || serde::de::Error::custom("must be an RFC 3339 timestamp such as 2026-01-31T09:00:00Z");
+        let parsed = Self::parse_rfc3339(&text).map_err(|_| invalid())?;
+        if !Self::date_in_range(parsed.date()) {
+            return Err(serde::de::Error::custom(
+                "must be an RFC 3339 timestamp between 1970-01-01 and 2999-12-31",
+            ));
+        }
+        Ok(parsed)
     }
 }
 

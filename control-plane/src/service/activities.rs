@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use marketer_protocol::activity::{ActivityJob, ActivityResult};
+use marketer_protocol::activity::{ActivityInput, ActivityJob, ActivityResult, Finding};
 use marketer_protocol::{JobOutput, JobSpec, Usage};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -72,6 +72,22 @@ pub struct ActivityView {
     /// 0 for the generated content, then one per edit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_version: Option<i64>,
+    /// The run whose content is current: the last one that succeeded. A
+    /// later run that fails or is cancelled leaves it (`run` then says how
+    /// that run ended).
+    pub content_run_id: Option<Uuid>,
+    /// The compliance review of the current version (details only; listing
+    /// kits): the generated kit's review for version 0, the built-in rules
+    /// on the edited text for an edit. Approval requires acknowledging its
+    /// findings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compliance: Option<ComplianceView>,
+    /// What the built-in compliance rules find in the request's own text
+    /// (details only; listing kits): the form warns about these before
+    /// generating.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub input_findings: Option<Vec<Finding>>,
     /// What the pipeline produced: SEO data, research notes, quality scores,
     /// social variants, flyer text, the compliance review, each step's usage
     /// and the provenance (details only).
@@ -83,6 +99,16 @@ pub struct ActivityView {
     pub created_by: Option<Uuid>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// The compliance review of one version of the content.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ComplianceView {
+    /// The version reviewed (0: as generated).
+    pub version: i64,
+    pub passed: bool,
+    #[schema(value_type = Vec<Object>)]
+    pub findings: Vec<Finding>,
 }
 
 /// One run of an activity (a job).
@@ -127,16 +153,36 @@ pub struct RunDetail {
     pub result: Option<serde_json::Value>,
 }
 
-/// The content history of the current run: what it generated (version 0),
-/// then each edit.
+/// The content history of a run: what it generated (version 0), then each
+/// edit.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct VersionView {
     pub number: i64,
+    /// The run whose content this is.
+    pub run_id: Uuid,
     pub content: String,
+    /// The compliance findings of this version (listing kits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub findings: Option<Vec<Finding>>,
     /// `pipeline` for the generated content, else the editor's name.
     pub author: String,
     pub author_id: Option<Uuid>,
     pub created_at: Timestamp,
+}
+
+impl VersionView {
+    fn of_edit(edit: ActivityVersion) -> Self {
+        Self {
+            number: edit.number,
+            run_id: edit.job_id,
+            content: edit.content,
+            findings: edit.findings,
+            author: edit.author_name,
+            author_id: edit.author_id,
+            created_at: edit.created_at,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -203,9 +249,54 @@ fn result_of(job: &crate::store::Job) -> Option<&ActivityResult> {
     }
 }
 
+/// What the built-in rules find in an activity's request (listing kits).
+pub fn input_findings(input: &ActivityInput) -> Option<Vec<Finding>> {
+    match input {
+        ActivityInput::ListingKit(kit) => Some(marketer_pipeline::fair_housing::screen_listing(&kit.listing)),
+        _ => None,
+    }
+}
+
+/// What the built-in rules find in a creation request's own text, before
+/// anything is generated (empty when the request is invalid: creating it
+/// says why).
+pub fn request_findings(req: &CreateActivity) -> Vec<Finding> {
+    activity_input::parse(req).ok().and_then(|(input, _)| input_findings(&input)).unwrap_or_default()
+}
+
+/// What the built-in rules find in an edited text of an activity of this
+/// kind (`None`: no content rule applies to it).
+fn content_findings(kind: ActivityKind, content: &str) -> Option<Vec<Finding>> {
+    match kind {
+        ActivityKind::ListingKit => Some(marketer_pipeline::fair_housing::screen(content, "content")),
+        ActivityKind::BlogArticle | ActivityKind::SocialPostSet => None,
+    }
+}
+
+/// The compliance review of the current version: the latest edit's, or the
+/// generated kit's.
+fn current_compliance(
+    generated: Option<&ActivityResult>,
+    latest: Option<&ActivityVersion>,
+) -> Option<ComplianceView> {
+    match latest {
+        Some(edit) => edit.findings.as_ref().map(|findings| ComplianceView {
+            version: edit.number,
+            passed: findings.is_empty(),
+            findings: findings.clone(),
+        }),
+        None => generated.and_then(|r| r.compliance.as_ref()).map(|c| ComplianceView {
+            version: 0,
+            passed: c.findings.is_empty(),
+            findings: c.findings.clone(),
+        }),
+    }
+}
+
 impl ActivityView {
+    /// `latest`: the newest edit of the content run, if any.
     fn new(a: &Activity, details: bool, latest: Option<&ActivityVersion>) -> Self {
-        let generated = result_of(&a.run);
+        let generated = a.content_run.as_ref().and_then(result_of);
         let (content, content_version) = match (details, latest, generated) {
             (false, _, _) => (None, None),
             (true, Some(edit), _) => (Some(edit.content.clone()), Some(edit.number)),
@@ -228,6 +319,9 @@ impl ActivityView {
             input: details.then(|| serde_json::to_value(&a.input).unwrap_or_default()),
             content,
             content_version,
+            content_run_id: a.content_run.as_ref().map(|r| r.id),
+            compliance: details.then(|| current_compliance(generated, latest)).flatten(),
+            input_findings: details.then(|| input_findings(&a.input)).flatten(),
             result: generated.filter(|_| details).map(|r| serde_json::to_value(r).unwrap_or_default()),
             approved_at: a.approved_at,
             approved_by: a.approved_by,
@@ -488,8 +582,14 @@ impl App {
         access.require(Permission::ActivitiesRead)?;
         let activity = self.activity_in(access, project_id, id).await?;
         self.audit_content_read(access, "activity", id, "activity").await?;
-        let latest = self.store.activity_versions(access.tenant_id, id).await?.pop();
+        let latest = self.latest_edit(&activity).await?;
         Ok(ActivityView::new(&activity, true, latest.as_ref()))
+    }
+
+    /// The newest edit of the activity's content, if any.
+    async fn latest_edit(&self, activity: &Activity) -> Result<Option<ActivityVersion>> {
+        let Some(content_run) = &activity.content_run else { return Ok(None) };
+        Ok(self.store.activity_versions(activity.tenant_id, activity.id, content_run.id).await?.pop())
     }
 
     /// The activity, if it is the tenant's and in this project.
@@ -590,7 +690,8 @@ impl App {
             .details(serde_json::json!({ "route": placement.detail, "run": activity.runs + 1 }));
         let updated = self.store.rerun_activity(access.tenant_id, id, &run, &audit).await?;
         self.wake_runner(placement.route);
-        Ok(ActivityView::new(&updated, true, None))
+        let latest = self.latest_edit(&updated).await?;
+        Ok(ActivityView::new(&updated, true, latest.as_ref()))
     }
 
     pub async fn activity_runs(
@@ -629,51 +730,64 @@ impl App {
         if edit.content.len() > MAX_CONTENT_BYTES {
             return Err(Error::invalid("content", format!("must be at most {MAX_CONTENT_BYTES} bytes")));
         }
-        self.activity_in(access, project_id, id).await?;
+        let activity = self.activity_in(access, project_id, id).await?;
+        // One form of line ending: a browser's textarea sends CRLF.
+        let content = edit.content.replace("\r\n", "\n").replace('\r', "\n");
+        let findings = content_findings(activity.kind, &content);
         let (author_id, author_name) = match &access.caller.principal {
             Principal::User { user, .. } => (Some(user.id), user.display_name.to_string()),
             Principal::ApiKey { key, .. } => (key.created_by, format!("API key {}", key.name)),
             Principal::Operator => (None, "operator".to_owned()),
         };
-        let version = NewActivityVersion { id: new_id(), content: edit.content, author_id, author_name };
-        let audit = access.audit(actions::ACTIVITY_EDIT).resource("activity", id);
+        let version = NewActivityVersion { id: new_id(), content, author_id, author_name, findings };
+        let audit =
+            access.audit(actions::ACTIVITY_EDIT).resource("activity", id).details(serde_json::json!({
+                "findings": version.findings.as_ref().map(Vec::len),
+            }));
         let saved = self.store.add_activity_version(access.tenant_id, id, &version, &audit).await?;
-        Ok(VersionView {
-            number: saved.number,
-            content: saved.content,
-            author: saved.author_name,
-            author_id: saved.author_id,
-            created_at: saved.created_at,
-        })
+        Ok(VersionView::of_edit(saved))
     }
 
+    /// The versions of one run's content: `run` (a job id of this
+    /// activity), or the current content's run. Earlier runs' versions stay
+    /// readable after a later run replaced them.
     pub async fn activity_versions(
         &self,
         access: &TenantAccess,
         project_id: Uuid,
         id: Uuid,
+        run: Option<Uuid>,
     ) -> Result<Vec<VersionView>> {
         access.require(Permission::ActivitiesRead)?;
         let activity = self.activity_in(access, project_id, id).await?;
         self.audit_content_read(access, "activity", id, "versions").await?;
+        let job = match run {
+            None => match activity.content_run {
+                Some(job) => job,
+                None => return Ok(Vec::new()),
+            },
+            Some(job_id) => {
+                let job = self.store.job(access.tenant_id, job_id).await?;
+                match job {
+                    Some(job) if job.activity_id == Some(id) => job,
+                    _ => return Err(Error::invalid("run", "is not a run of this activity")),
+                }
+            }
+        };
         let mut versions = Vec::new();
-        if let Some(result) = result_of(&activity.run) {
+        if let Some(result) = result_of(&job) {
             versions.push(VersionView {
                 number: 0,
+                run_id: job.id,
                 content: result.content.clone(),
+                findings: result.compliance.as_ref().map(|c| c.findings.clone()),
                 author: "pipeline".into(),
                 author_id: None,
-                created_at: activity.run.finished_at.unwrap_or(activity.run.created_at),
+                created_at: job.finished_at.unwrap_or(job.created_at),
             });
         }
-        for edit in self.store.activity_versions(access.tenant_id, id).await? {
-            versions.push(VersionView {
-                number: edit.number,
-                content: edit.content,
-                author: edit.author_name,
-                author_id: edit.author_id,
-                created_at: edit.created_at,
-            });
+        for edit in self.store.activity_versions(access.tenant_id, id, job.id).await? {
+            versions.push(VersionView::of_edit(edit));
         }
         Ok(versions)
     }
@@ -687,20 +801,22 @@ impl App {
     ) -> Result<ActivityView> {
         access.require(Permission::ActivitiesUpdate)?;
         let activity = self.activity_in(access, project_id, id).await?;
-        let findings =
-            result_of(&activity.run).and_then(|r| r.compliance.as_ref()).map_or(0, |c| c.findings.len());
+        let latest = self.latest_edit(&activity).await?;
+        let generated = activity.content_run.as_ref().and_then(result_of);
+        let review = current_compliance(generated, latest.as_ref());
+        let findings = review.as_ref().map_or(0, |c| c.findings.len());
+        let version = latest.as_ref().map_or(0, |v| v.number);
         if findings > 0 && !approve.acknowledge_findings {
             return Err(Error::Conflict {
                 code: "compliance_findings",
                 message: format!(
-                    "the Fair Housing review has {findings} finding(s); revise the content, or approve with \"acknowledge_findings\": true"
+                    "the Fair Housing review of version {version} has {findings} finding(s); revise the content, or approve with \"acknowledge_findings\": true"
                 ),
             });
         }
-        let audit = access
-            .audit(actions::ACTIVITY_APPROVE)
-            .resource("activity", id)
-            .details(serde_json::json!({ "findings_acknowledged": findings > 0 }));
+        let audit = access.audit(actions::ACTIVITY_APPROVE).resource("activity", id).details(
+            serde_json::json!({ "version": version, "findings": findings, "findings_acknowledged": findings > 0 }),
+        );
         let user_id = access.caller.creator_id();
         self.store.approve_activity(access.tenant_id, id, user_id, &audit).await?;
         self.activity(access, project_id, id).await
@@ -806,7 +922,8 @@ impl App {
         access.require(Permission::SettingsView)?;
         let today = Timestamp::now().date();
         let to = to.unwrap_or(today);
-        let from = from.unwrap_or(to - time::Duration::days(29));
+        // Dates are range-checked where they are parsed; saturate anyway.
+        let from = from.unwrap_or(to.checked_sub(time::Duration::days(29)).unwrap_or(to));
         if from > to {
             return Err(Error::invalid("from", "must not be after to"));
         }

@@ -25,6 +25,8 @@ pub const MAX_TIMEOUT_SECONDS: i64 = 24 * 3600;
 pub const MAX_QUEUE_TIMEOUT_SECONDS: i64 = 7 * 24 * 3600;
 pub const DEFAULT_MAX_ATTEMPTS: i64 = 3;
 pub const MAX_ATTEMPTS: i64 = 10;
+/// How far ahead a job may be scheduled (`not_before`).
+pub const MAX_NOT_BEFORE_DAYS: i64 = 366;
 pub const DEFAULT_PRIORITY: i64 = 3;
 const MAX_MESSAGES: usize = 1000;
 const MAX_EMBED_INPUTS: usize = 1000;
@@ -214,6 +216,14 @@ impl App {
             None => None,
         };
         let max_attempts = in_range("max_attempts", req.max_attempts, 1, MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS)?;
+        if let Some(not_before) = req.not_before
+            && not_before > Timestamp::now() + time::Duration::days(MAX_NOT_BEFORE_DAYS)
+        {
+            return Err(Error::invalid(
+                "not_before",
+                format!("must be at most {MAX_NOT_BEFORE_DAYS} days from now"),
+            ));
+        }
         if let Some(key) = &req.idempotency_key
             && (key.is_empty() || key.len() > 255 || key.chars().any(char::is_control))
         {

@@ -40,8 +40,8 @@ use crate::storage::FileStorage;
 use crate::store::{Actor, ApiKey, NewAuditEvent, Outcome, Store};
 
 pub use activities::{
-    ActivityView, Approve, CloudProviderView, EditContent, RunDetail, RunView, SetCloudProvider, UsageTotals,
-    UsageView, VersionView, daily_quota,
+    ActivityView, Approve, CloudProviderView, ComplianceView, EditContent, RunDetail, RunView,
+    SetCloudProvider, UsageTotals, UsageView, VersionView, daily_quota, request_findings,
 };
 pub use activity_input::{CreateActivity, ListingIn};
 pub use agents::{

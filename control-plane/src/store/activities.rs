@@ -3,12 +3,13 @@
 //! run's content, approval; and what surrounds them: the tenants' cloud
 //! providers (API keys encrypted) and usage per day.
 //!
-//! An activity's status is not stored: it is derived from its current run
-//! and its approval (see [`Activity::status`]), so it can never disagree
-//! with the job that produces it.
+//! An activity's status is not stored: it is derived from its latest run,
+//! whether it has content (the last run that succeeded) and its approval
+//! (see [`Activity::status`]), so it can never disagree with the jobs that
+//! produce it.
 
 use async_trait::async_trait;
-use marketer_protocol::activity::ActivityInput;
+use marketer_protocol::activity::{ActivityInput, Finding};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -85,7 +86,7 @@ pub struct NewActivity {
     pub created_by: Option<Uuid>,
 }
 
-/// An activity with its current run.
+/// An activity with its latest run and the run whose content is current.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Activity {
     pub id: Uuid,
@@ -104,15 +105,22 @@ pub struct Activity {
     pub updated_at: Timestamp,
     /// The latest run.
     pub run: Job,
+    /// The last run that succeeded: its content (and the edits of it) is
+    /// the activity's content. A later run replaces it only by succeeding,
+    /// so a failed or cancelled regeneration loses nothing.
+    pub content_run: Option<Job>,
 }
 
 impl Activity {
+    /// Queued or generating while the latest run is; otherwise in review or
+    /// approved when there is content, else how the latest run ended.
     pub fn status(&self) -> ActivityStatus {
         match self.run.status {
             JobStatus::Queued | JobStatus::Assigned => ActivityStatus::Queued,
             JobStatus::Running => ActivityStatus::Generating,
-            JobStatus::Succeeded if self.approved_at.is_some() => ActivityStatus::Approved,
+            _ if self.content_run.is_some() && self.approved_at.is_some() => ActivityStatus::Approved,
             JobStatus::Succeeded => ActivityStatus::Review,
+            _ if self.content_run.is_some() => ActivityStatus::Review,
             JobStatus::Failed => ActivityStatus::Failed,
             JobStatus::Cancelled => ActivityStatus::Cancelled,
         }
@@ -137,6 +145,10 @@ pub struct ActivityVersion {
     pub author_id: Option<Uuid>,
     pub author_name: String,
     pub created_at: Timestamp,
+    /// The compliance findings of this version's text (`None` where no
+    /// content rule applies to the activity's kind).
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub findings: Option<Vec<Finding>>,
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +157,7 @@ pub struct NewActivityVersion {
     pub content: String,
     pub author_id: Option<Uuid>,
     pub author_name: String,
+    pub findings: Option<Vec<Finding>>,
 }
 
 /// A tenant's OpenAI-compatible provider, its key encrypted.
@@ -194,8 +207,9 @@ pub trait ActivityStore: Send + Sync {
         page: PageRequest,
     ) -> Result<Page<Activity>>;
     /// Starts a new run of an activity whose current run has ended
-    /// (`Conflict` while it runs); the approval is cleared, the old runs
-    /// stay.
+    /// (`Conflict` while it runs). The content, its versions and its
+    /// approval stay until the new run succeeds (then the approval is
+    /// cleared: it was for other content).
     async fn rerun_activity(
         &self,
         tenant_id: Uuid,
@@ -205,8 +219,8 @@ pub trait ActivityStore: Send + Sync {
     ) -> Result<Activity>;
     /// Every run of an activity, newest first.
     async fn activity_runs(&self, tenant_id: Uuid, id: Uuid) -> Result<Vec<Job>>;
-    /// Records a person's edit of the current run's content (`Conflict`
-    /// unless that run succeeded); the approval is cleared.
+    /// Records a person's edit of the content (`Conflict` while a run is in
+    /// progress or when there is no content yet); the approval is cleared.
     async fn add_activity_version(
         &self,
         tenant_id: Uuid,
@@ -214,9 +228,14 @@ pub trait ActivityStore: Send + Sync {
         version: &NewActivityVersion,
         audit: &NewAuditEvent,
     ) -> Result<ActivityVersion>;
-    /// The edits of the current run, oldest first.
-    async fn activity_versions(&self, tenant_id: Uuid, id: Uuid) -> Result<Vec<ActivityVersion>>;
-    /// Approves the current run (`Conflict` unless it succeeded).
+    /// The edits of one run's content (`job_id`), oldest first.
+    async fn activity_versions(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        job_id: Uuid,
+    ) -> Result<Vec<ActivityVersion>>;
+    /// Approves the content (`Conflict` when there is none).
     async fn approve_activity(
         &self,
         tenant_id: Uuid,

@@ -8,7 +8,7 @@
 use askama::Template;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
-use marketer_protocol::activity::{ActivityResult, Platform};
+use marketer_protocol::activity::{ActivityResult, Finding, Platform};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -19,8 +19,8 @@ use super::view::{When, badge};
 use crate::api::ApiState;
 use crate::domain::Permission;
 use crate::service::export::markdown_html;
-use crate::service::{ActivityView, Approve, CreateActivity, EditContent};
-use crate::store::{ActivityKind, ActivityStatus};
+use crate::service::{ActivityView, Approve, CreateActivity, EditContent, request_findings};
+use crate::store::{ActivityKind, ActivityStatus, JobStatus};
 
 const TONES: [(&str, &str); 4] = [
     ("friendly", "Friendly"),
@@ -72,6 +72,8 @@ pub struct ActivityForm {
     description: Option<String>,
     agent_name: Option<String>,
     agent_contact: Option<String>,
+    /// "Generate with this wording anyway", after a Fair Housing warning.
+    acknowledge_input_findings: Option<String>,
 }
 
 struct CampaignChoice {
@@ -94,6 +96,8 @@ struct NewActivityPage {
     platforms: Vec<PlatformChoice>,
     campaigns: Vec<CampaignChoice>,
     tones: Vec<ToneChoice>,
+    /// What the compliance rules find in the typed listing.
+    warnings: Vec<Finding>,
 }
 
 struct ToneChoice {
@@ -172,7 +176,7 @@ pub async fn new_form(
         }
         ActivityKind::ListingKit => form.platforms = Some(vec!["facebook".into(), "instagram".into()]),
     }
-    wizard(&state, page, project_id, kind, form, FormErrors::default()).await
+    wizard(&state, page, project_id, kind, form, FormErrors::default(), Vec::new()).await
 }
 
 async fn wizard(
@@ -182,6 +186,7 @@ async fn wizard(
     kind: ActivityKind,
     form: ActivityForm,
     errors: FormErrors,
+    warnings: Vec<Finding>,
 ) -> Result<Response, UiError> {
     page.access.require(Permission::ActivitiesCreate)?;
     let project = state.app.project(&page.access, project_id).await?;
@@ -219,9 +224,15 @@ async fn wizard(
         },
         form,
         errors,
+        warnings,
         shell: page.shell,
     };
-    Ok(render_form(&view, &view.errors))
+    let mut response = render_form(&view, &view.errors);
+    if !view.warnings.is_empty() && response.status() == axum::http::StatusCode::OK {
+        // Nothing was created: the form comes back for a decision.
+        *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    Ok(response)
 }
 
 /// Lines or commas into a list.
@@ -297,10 +308,18 @@ pub async fn create(
     let mut errors = FormErrors::default();
     let body = activity_body(kind, &form, &mut errors);
     if !errors.is_empty() {
-        return wizard(&state, page, project_id, kind, form, errors).await;
+        return wizard(&state, page, project_id, kind, form, errors, Vec::new()).await;
     }
     let result = match request::<CreateActivity>(&body) {
-        Ok(req) => state.app.create_activity(&page.access, project_id, req).await,
+        Ok(req) => {
+            // The compliance rules read the typed listing before anything
+            // is generated; the person decides.
+            let warnings = request_findings(&req);
+            if !warnings.is_empty() && form.acknowledge_input_findings.is_none() {
+                return wizard(&state, page, project_id, kind, form, FormErrors::default(), warnings).await;
+            }
+            state.app.create_activity(&page.access, project_id, req).await
+        }
         Err(e) => Err(e),
     };
     match result {
@@ -309,7 +328,7 @@ pub async fn create(
         }
         Err(e) => {
             let errors = FormErrors::from_error(e)?;
-            wizard(&state, page, project_id, kind, form, errors).await
+            wizard(&state, page, project_id, kind, form, errors, Vec::new()).await
         }
     }
 }
@@ -423,7 +442,7 @@ async fn activity_page(
     let versions = if generating || result.is_none() {
         Vec::new()
     } else {
-        let versions = state.app.activity_versions(&page.access, project_id, activity_id).await?;
+        let versions = state.app.activity_versions(&page.access, project_id, activity_id, None).await?;
         let mut rows: Vec<VersionRow> = versions
             .iter()
             .enumerate()
@@ -444,7 +463,7 @@ async fn activity_page(
         .and_then(|p| p.as_array())
         .is_some_and(|p| !p.is_empty());
     let content = draft.unwrap_or_else(|| activity.content.clone().unwrap_or_default());
-    let findings = result.as_ref().and_then(|r| r.compliance.as_ref()).map_or(0, |c| c.findings.len());
+    let findings = activity.compliance.as_ref().map_or(0, |c| c.findings.len());
     let variants = result
         .as_ref()
         .map(|r| {
@@ -464,7 +483,15 @@ async fn activity_page(
         })
         .unwrap_or_default();
     let status = activity.status.to_string();
-    let failed_message = activity.run.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+    let failed_message = match activity.run.status {
+        JobStatus::Failed | JobStatus::Cancelled => activity
+            .run
+            .error
+            .as_ref()
+            .map(|e| e.message.clone())
+            .unwrap_or_else(|| "It was cancelled".into()),
+        _ => String::new(),
+    };
     let base = page.path(&format!("/projects/{project_id}/activities/{activity_id}"));
     let view = ActivityPage {
         kind: activity.kind.into(),

@@ -207,17 +207,29 @@ pub async fn edit(
     Ok((StatusCode::CREATED, Json(version)))
 }
 
-/// The content's history in the current run: what was generated (version
-/// 0), then each edit.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct VersionsParams {
+    /// A run of this activity (a job id, from `/runs`); by default the run
+    /// whose content is current.
+    pub run: Option<uuid::Uuid>,
+}
+
+/// The content's history in one run (by default the current content's):
+/// what was generated (version 0), then each edit, each with its
+/// compliance findings.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/projects/{project_id}/activities/{activity_id}/versions", tag = "activities",
-    security(("bearer" = [])), params(("tenant_id" = Uuid, Path), ("project_id" = Uuid, Path), ("activity_id" = Uuid, Path)),
-    responses((status = 200, body = Vec<VersionView>), (status = 404, body = ErrorBody)))]
+    security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path), ("project_id" = Uuid, Path), ("activity_id" = Uuid, Path), VersionsParams),
+    responses((status = 200, body = Vec<VersionView>), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn versions(
     State(state): State<ApiState>,
     access: TenantAccess,
     Path(p): Path<ActivityPath>,
+    Query(params): Query<VersionsParams>,
 ) -> Result<Json<Vec<VersionView>>> {
-    Ok(Json(state.app.activity_versions(&access, p.project_id, p.activity_id).await?))
+    Ok(Json(state.app.activity_versions(&access, p.project_id, p.activity_id, params.run).await?))
 }
 
 /// Approves the generated (and possibly edited) content; members and
@@ -352,7 +364,11 @@ pub async fn usage(
         value
             .map(|v| {
                 time::Date::parse(&v, time::macros::format_description!("[year]-[month]-[day]"))
-                    .map_err(|_| Error::invalid(field, "must be a date, YYYY-MM-DD"))
+                    .ok()
+                    .filter(|d| crate::domain::Timestamp::date_in_range(*d))
+                    .ok_or_else(|| {
+                        Error::invalid(field, "must be a date, YYYY-MM-DD, between 1970-01-01 and 2999-12-31")
+                    })
             })
             .transpose()
     };

@@ -18,6 +18,7 @@ struct ActivityRow {
     input: String,
     model: String,
     current_job_id: Uuid,
+    content_job_id: Option<Uuid>,
     runs: i64,
     approved_at: Option<Timestamp>,
     approved_by: Option<Uuid>,
@@ -27,7 +28,7 @@ struct ActivityRow {
 }
 
 impl ActivityRow {
-    fn into_activity(self, run: Job) -> Result<Activity> {
+    fn into_activity(self, run: Job, content_run: Option<Job>) -> Result<Activity> {
         Ok(Activity {
             id: self.id,
             tenant_id: self.tenant_id,
@@ -44,12 +45,13 @@ impl ActivityRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             run,
+            content_run,
         })
     }
 }
 
 const ACTIVITY_COLUMNS: &str = "a.id, a.tenant_id, a.project_id, a.campaign_id, a.kind, a.title, a.input, a.model, \
-     a.current_job_id, a.runs, a.approved_at, a.approved_by, a.created_by, a.created_at, a.updated_at";
+     a.current_job_id, a.content_job_id, a.runs, a.approved_at, a.approved_by, a.created_by, a.created_at, a.updated_at";
 
 #[derive(FromRow)]
 struct VersionRow {
@@ -60,11 +62,13 @@ struct VersionRow {
     author_id: Option<Uuid>,
     author_name: String,
     created_at: Timestamp,
+    findings: Option<String>,
 }
 
-impl From<VersionRow> for ActivityVersion {
-    fn from(r: VersionRow) -> Self {
-        Self {
+impl TryFrom<VersionRow> for ActivityVersion {
+    type Error = StoreError;
+    fn try_from(r: VersionRow) -> Result<Self> {
+        Ok(Self {
             id: r.id,
             job_id: r.job_id,
             number: r.number,
@@ -72,9 +76,16 @@ impl From<VersionRow> for ActivityVersion {
             author_id: r.author_id,
             author_name: r.author_name,
             created_at: r.created_at,
-        }
+            findings: r
+                .findings
+                .map(|f| serde_json::from_str(&f))
+                .transpose()
+                .map_err(corrupt("activity_versions.findings"))?,
+        })
     }
 }
+
+const VERSION_COLUMNS: &str = "id, job_id, number, content, author_id, author_name, created_at, findings";
 
 #[derive(FromRow)]
 struct ProviderRow {
@@ -98,17 +109,23 @@ struct UsageRow {
     wall_time_ms: i64,
 }
 
-/// The condition on the current run (`j`) and the activity (`a`) for each
-/// derived status; constants only.
+/// The condition on the latest run (`j`) and the activity (`a`) for each
+/// derived status ([`Activity::status`]); constants only.
 fn status_condition(status: Option<ActivityStatus>) -> &'static str {
     match status {
         None => "1 = 1",
         Some(ActivityStatus::Queued) => "j.status IN ('queued', 'assigned')",
         Some(ActivityStatus::Generating) => "j.status = 'running'",
-        Some(ActivityStatus::Review) => "j.status = 'succeeded' AND a.approved_at IS NULL",
-        Some(ActivityStatus::Approved) => "j.status = 'succeeded' AND a.approved_at IS NOT NULL",
-        Some(ActivityStatus::Failed) => "j.status = 'failed'",
-        Some(ActivityStatus::Cancelled) => "j.status = 'cancelled'",
+        Some(ActivityStatus::Review) => {
+            "j.status IN ('succeeded', 'failed', 'cancelled') AND a.content_job_id IS NOT NULL \
+             AND a.approved_at IS NULL"
+        }
+        Some(ActivityStatus::Approved) => {
+            "j.status IN ('succeeded', 'failed', 'cancelled') AND a.content_job_id IS NOT NULL \
+             AND a.approved_at IS NOT NULL"
+        }
+        Some(ActivityStatus::Failed) => "j.status = 'failed' AND a.content_job_id IS NULL",
+        Some(ActivityStatus::Cancelled) => "j.status = 'cancelled' AND a.content_job_id IS NULL",
     }
 }
 
@@ -153,7 +170,16 @@ where
         let run = Self::fetch_job(conn, row.current_job_id).await?.ok_or_else(|| {
             StoreError::Corrupt(format!("activity {id} has no current run {}", row.current_job_id))
         })?;
-        row.into_activity(run).map(Some)
+        let content_run = match row.content_job_id {
+            None => None,
+            Some(job) if job == run.id => Some(run.clone()),
+            Some(job) => Some(
+                Self::fetch_job(conn, job)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("activity {id} has no content run {job}")))?,
+            ),
+        };
+        row.into_activity(run, content_run).map(Some)
     }
 
     /// The activity, locked for the rest of the transaction.
@@ -282,12 +308,14 @@ where
         let (Some(first), Some(last)) = (rows.first().map(|r| r.id), rows.last().map(|r| r.id)) else {
             return Ok(Page { items: Vec::new(), next: None });
         };
-        // The current runs of the page, in one query.
+        // The latest and the content runs of the page, in one query.
         let runs: Vec<JobRow> = sqlx::query_as(sql(&[
             "SELECT ",
             JOB_COLUMNS,
-            " FROM jobs WHERE tenant_id = $1 AND id IN (SELECT current_job_id FROM activities \
-             WHERE tenant_id = $1 AND ($2 IS NULL OR project_id = $2) AND id >= $3 AND id <= $4)",
+            " FROM jobs WHERE tenant_id = $1 AND activity_id IN (SELECT id FROM activities \
+             WHERE tenant_id = $1 AND ($2 IS NULL OR project_id = $2) AND id >= $3 AND id <= $4) \
+             AND id IN (SELECT current_job_id FROM activities WHERE tenant_id = $1 AND id >= $3 AND id <= $4 \
+             UNION SELECT content_job_id FROM activities WHERE tenant_id = $1 AND id >= $3 AND id <= $4)",
         ]))
         .bind(tenant_id)
         .bind(project_id)
@@ -295,14 +323,16 @@ where
         .bind(first)
         .fetch_all(&mut *conn)
         .await?;
-        let mut runs: std::collections::HashMap<Uuid, Job> =
+        let runs: std::collections::HashMap<Uuid, Job> =
             rows_into::<JobRow, Job>(runs)?.into_iter().map(|j| (j.id, j)).collect();
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
             let run = runs
-                .remove(&row.current_job_id)
+                .get(&row.current_job_id)
+                .cloned()
                 .ok_or_else(|| StoreError::Corrupt(format!("activity {} has no current run", row.id)))?;
-            items.push(row.into_activity(run)?);
+            let content_run = row.content_job_id.and_then(|job| runs.get(&job).cloned());
+            items.push(row.into_activity(run, content_run)?);
         }
         Ok(Page::from_rows(items, page.limit, |a: &Activity| a.id))
     }
@@ -326,8 +356,8 @@ where
         }
         Self::insert_job(&mut tx, run, now).await?;
         sqlx::query(
-            "UPDATE activities SET current_job_id = $3, runs = runs + 1, approved_at = NULL, approved_by = NULL, \
-             updated_at = $4 WHERE tenant_id = $1 AND id = $2",
+            "UPDATE activities SET current_job_id = $3, runs = runs + 1, updated_at = $4 \
+             WHERE tenant_id = $1 AND id = $2",
         )
         .bind(tenant_id)
         .bind(id)
@@ -364,35 +394,53 @@ where
         let now = audit.occurred_at;
         let mut tx = self.write.begin().await?;
         let activity = Self::lock_activity(&mut tx, tenant_id, id).await?;
-        if activity.run.status != JobStatus::Succeeded {
-            return Err(StoreError::Conflict {
-                code: "activity_not_ready",
-                message: format!(
-                    "the activity's content can be edited once it is generated; it is {}",
-                    activity.status()
-                ),
-            });
-        }
+        let content_run = match &activity.content_run {
+            Some(run) if activity.run.status.is_terminal() => run.id,
+            Some(_) => {
+                return Err(StoreError::Conflict {
+                    code: "activity_running",
+                    message: "the activity is being regenerated; wait for the run to finish, or cancel it, \
+                              before editing"
+                        .into(),
+                });
+            }
+            None => {
+                return Err(StoreError::Conflict {
+                    code: "activity_not_ready",
+                    message: format!(
+                        "the activity's content can be edited once it is generated; it is {}",
+                        activity.status()
+                    ),
+                });
+            }
+        };
         let number: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(number), 0) + 1 FROM activity_versions WHERE activity_id = $1 AND job_id = $2",
         )
         .bind(id)
-        .bind(activity.run.id)
+        .bind(content_run)
         .fetch_one(&mut *tx)
         .await?;
-        let row: VersionRow = sqlx::query_as(
+        let findings = version
+            .findings
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let row: VersionRow = sqlx::query_as(sql(&[
             "INSERT INTO activity_versions (id, activity_id, job_id, number, content, author_id, author_name, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             RETURNING id, job_id, number, content, author_id, author_name, created_at",
-        )
+             created_at, findings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ",
+            VERSION_COLUMNS,
+        ]))
         .bind(version.id)
         .bind(id)
-        .bind(activity.run.id)
+        .bind(content_run)
         .bind(number)
         .bind(version.content.clone())
         .bind(version.author_id)
         .bind(version.author_name.clone())
         .bind(now)
+        .bind(findings)
         .fetch_one(&mut *tx)
         .await?;
         // An edit is new content: approval is for what was seen.
@@ -407,20 +455,26 @@ where
         .await?;
         Self::insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
-        Ok(row.into())
+        row.try_into()
     }
 
-    async fn activity_versions(&self, tenant_id: Uuid, id: Uuid) -> Result<Vec<ActivityVersion>> {
+    async fn activity_versions(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        job_id: Uuid,
+    ) -> Result<Vec<ActivityVersion>> {
         let rows: Vec<VersionRow> = sqlx::query_as(
-            "SELECT v.id, v.job_id, v.number, v.content, v.author_id, v.author_name, v.created_at \
-             FROM activity_versions v JOIN activities a ON a.id = v.activity_id AND a.current_job_id = v.job_id \
-             WHERE a.tenant_id = $1 AND a.id = $2 ORDER BY v.number",
+            "SELECT v.id, v.job_id, v.number, v.content, v.author_id, v.author_name, v.created_at, v.findings \
+             FROM activity_versions v JOIN activities a ON a.id = v.activity_id \
+             WHERE a.tenant_id = $1 AND a.id = $2 AND v.job_id = $3 ORDER BY v.number",
         )
         .bind(tenant_id)
         .bind(id)
+        .bind(job_id)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     async fn approve_activity(
@@ -433,7 +487,7 @@ where
         let now = audit.occurred_at;
         let mut tx = self.write.begin().await?;
         let activity = Self::lock_activity(&mut tx, tenant_id, id).await?;
-        if activity.run.status != JobStatus::Succeeded {
+        if activity.content_run.is_none() {
             return Err(StoreError::Conflict {
                 code: "activity_not_ready",
                 message: format!(

@@ -1010,6 +1010,22 @@ where
         .execute(&mut *conn)
         .await?;
         Self::count_usage(conn, job, usage, now).await?;
+        // A run's content becomes its activity's content only by succeeding
+        // (and only while it is the latest run); the approval was for the
+        // content before.
+        if status == JobStatus::Succeeded
+            && let Some(activity) = job.activity_id
+        {
+            sqlx::query(
+                "UPDATE activities SET content_job_id = $2, approved_at = NULL, approved_by = NULL, \
+                 updated_at = $3 WHERE id = $1 AND current_job_id = $2",
+            )
+            .bind(activity)
+            .bind(job.id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
         let data = serde_json::json!({ "status": status, "attempt": job.attempts, "output": output, "usage": usage, "error": error });
         Ok(vec![Self::append_job_event(conn, job.id, JobEventKind::Done, job.attempts, data, now).await?])
     }
