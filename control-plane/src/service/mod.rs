@@ -88,6 +88,8 @@ pub struct App {
     pub cloud: Arc<CloudRunner>,
     /// Uploaded files.
     pub files: Arc<dyn FileStorage>,
+    /// Markdown to HTML, off the async workers, cached per content.
+    pub renderer: Arc<export::Renderer>,
     tokens: AccessTokens,
     throttle: LoginThrottle,
     auth: AuthSettings,
@@ -120,6 +122,7 @@ impl App {
         Ok(Self {
             store,
             files: at_rest.files,
+            renderer: Arc::new(export::Renderer::default()),
             hub,
             jobs,
             cloud,

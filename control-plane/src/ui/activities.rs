@@ -18,7 +18,6 @@ use super::session::{Path, Query, Submit, TenantPage};
 use super::view::{When, badge};
 use crate::api::ApiState;
 use crate::domain::Permission;
-use crate::service::export::markdown_html;
 use crate::service::{ActivityView, Approve, CreateActivity, EditContent, request_findings};
 use crate::store::{ActivityKind, ActivityStatus, JobStatus};
 
@@ -506,7 +505,7 @@ async fn activity_page(
         base,
         generating,
         steps: steps(activity.kind, has_social),
-        content_html: markdown_html(&content),
+        content_html: state.app.renderer.html(&content).await?.to_string(),
         content,
         versions,
         variants,
@@ -618,8 +617,11 @@ pub struct PreviewForm {
 }
 
 /// The editor's preview: the Markdown as the result view shows it.
-pub async fn preview(submit: Submit<PreviewForm>) -> Result<Response, UiError> {
-    let html = markdown_html(submit.form.content.as_deref().unwrap_or(""));
+pub async fn preview(
+    State(state): State<ApiState>,
+    submit: Submit<PreviewForm>,
+) -> Result<Response, UiError> {
+    let html = state.app.renderer.preview(submit.form.content.unwrap_or_default(), "content").await?;
     Ok(Html(html).into_response())
 }
 

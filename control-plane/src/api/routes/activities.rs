@@ -279,7 +279,7 @@ pub async fn export(
     let (title, content) = state.app.activity_export(&access, p.project_id, p.activity_id).await?;
     let (body, content_type, name) = if html {
         (
-            export::html_document(&title, &content),
+            export::html_document(&title, &state.app.renderer.html(&content).await?),
             "text/html; charset=utf-8",
             export::file_name(&title, "html"),
         )
