@@ -98,7 +98,11 @@ impl std::ops::Add<time::Duration> for Timestamp {
 impl std::ops::Sub<time::Duration> for Timestamp {
     type Output = Timestamp;
     fn sub(self, rhs: time::Duration) -> Timestamp {
-        self + rhs.checked_neg().unwrap_or(time::Duration::MAX)
+        Self::from_datetime(self.0.checked_sub(rhs).unwrap_or(if rhs.is_negative() {
+            time::PrimitiveDateTime::MAX.assume_utc()
+        } else {
+            time::PrimitiveDateTime::MIN.assume_utc()
+        }))
     }
 }
 
@@ -141,6 +145,16 @@ mod tests {
         assert!(a.to_rfc3339_fixed() < b.to_rfc3339_fixed());
         assert!(b.to_rfc3339_fixed() < c.to_rfc3339_fixed());
         assert_eq!(c.to_rfc3339_fixed(), "2026-01-01T01:00:05.510000Z");
+    }
+
+    #[test]
+    fn arithmetic_saturates_instead_of_panicking() {
+        let far = Timestamp::parse_rfc3339("9999-12-31T23:59:59Z").unwrap();
+        assert_eq!((far + time::Duration::days(7)).date().year(), 9999);
+        let early = Timestamp::parse_rfc3339("-9999-01-01T00:00:00Z").unwrap();
+        assert_eq!((early - time::Duration::days(7)).date().year(), -9999);
+        assert!(serde_json::from_str::<Timestamp>("\"9999-12-31T23:59:59Z\"").is_err());
+        assert!(serde_json::from_str::<Timestamp>("\"2999-12-31T23:59:59Z\"").is_ok());
     }
 
     #[test]
