@@ -187,7 +187,7 @@ async fn reruns_versions_and_approval(db: &TestDb) {
         content: content.into(),
         author_id: Some(owner),
         author_name: "Owner".into(),
-        findings: (content == "flagged").then(|| vec![]),
+        findings: (content == "flagged").then(Vec::new),
     };
     assert!(conflict(
         &store.add_activity_version(tenant_id, id, &edit("early"), &act("activity.edit")).await
