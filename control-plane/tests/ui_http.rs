@@ -387,7 +387,7 @@ async fn pathological_previews_neither_hang_nor_starve_the_server() {
     let started = std::time::Instant::now();
     let renders = inputs.iter().map(|input| {
         let (server, preview, cookie, token) = (&server, &preview, &cookie, &token);
-        async move { post_form(&server, preview, cookie, &[("_csrf", token), ("content", input)]).await }
+        async move { post_form(server, preview, cookie, &[("_csrf", token), ("content", input)]).await }
     });
     let health = async {
         let started = std::time::Instant::now();
