@@ -81,6 +81,12 @@ pub struct ServeArgs {
     /// Trust X-Forwarded-For for client addresses (only behind a reverse proxy).
     #[arg(long, env = "MARKETER_TRUST_PROXY_HEADERS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub trust_proxy_headers: Option<bool>,
+    /// Connections one client address may hold open on the API and on the
+    /// agent gateway; more are closed on arrival. 0: no limit. [default:
+    /// 256; on the API 0 with --trust-proxy-headers, where every client
+    /// has the proxy's address]
+    #[arg(long, env = "MARKETER_MAX_CONNECTIONS_PER_ADDRESS", value_name = "COUNT")]
+    pub max_connections_per_address: Option<usize>,
     /// File holding the JWT signing secret (at least 32 bytes). Give every
     /// replica the same one. [default: generated into the data directory]
     #[arg(long, env = "MARKETER_JWT_SECRET_FILE", value_name = "FILE")]
@@ -138,6 +144,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     max_upload_bytes: Option<usize>,
     trust_proxy_headers: Option<bool>,
+    max_connections_per_address: Option<usize>,
     jwt_secret_file: Option<PathBuf>,
     data_key_file: Option<PathBuf>,
     shutdown_timeout_seconds: Option<u64>,
@@ -167,6 +174,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub max_upload_bytes: usize,
     pub trust_proxy_headers: bool,
+    /// Connections one client address may hold (0: no limit).
+    pub max_connections_per_address: Option<usize>,
     pub jwt_secret_file: Option<PathBuf>,
     pub data_key_file: Option<PathBuf>,
     pub shutdown_timeout: std::time::Duration,
@@ -286,6 +295,9 @@ impl Settings {
             max_body_bytes,
             max_upload_bytes,
             trust_proxy_headers: serve.trust_proxy_headers.or(file.trust_proxy_headers).unwrap_or(false),
+            max_connections_per_address: serve
+                .max_connections_per_address
+                .or(file.max_connections_per_address),
             jwt_secret_file: serve.jwt_secret_file.clone().or(file.jwt_secret_file),
             data_key_file: serve.data_key_file.clone().or(file.data_key_file),
             shutdown_timeout: std::time::Duration::from_secs(file.shutdown_timeout_seconds.unwrap_or(30)),

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod gateway;
 pub mod jobs;
+pub mod listener;
 pub mod metrics;
 pub mod secrets;
 pub mod server;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use marketer_control_plane::admin::{self, AdminCommand};
 use marketer_control_plane::api::ApiConfig;
 use marketer_control_plane::config::{GlobalArgs, ServeArgs, Settings};
+use marketer_control_plane::listener::ConnectionLimits;
 use marketer_control_plane::{server, telemetry};
 use tokio_util::sync::CancellationToken;
 
@@ -110,10 +111,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         server::shutdown_signal().await;
         trigger.cancel();
     });
-    let config = ApiConfig {
-        max_body_bytes: settings.max_body_bytes,
-        max_upload_bytes: settings.max_upload_bytes,
-        trust_proxy_headers: settings.trust_proxy_headers,
-    };
+    let config =
+        ApiConfig {
+            max_body_bytes: settings.max_body_bytes,
+            max_upload_bytes: settings.max_upload_bytes,
+            trust_proxy_headers: settings.trust_proxy_headers,
+            connections: ConnectionLimits {
+                per_address: settings.max_connections_per_address.unwrap_or(
+                    if settings.trust_proxy_headers { 0 } else { ConnectionLimits::default().per_address },
+                ),
+                ..ConnectionLimits::default()
+            },
+        };
     server::serve(runtime, config, listener, gateway, shutdown, settings.shutdown_timeout).await
 }

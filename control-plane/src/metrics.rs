@@ -44,6 +44,11 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: &'static str,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -56,6 +61,7 @@ pub struct Metrics {
     agent_connections_opened: Counter,
     agent_connections_closed: Family<ReasonLabels, Counter>,
     agent_handshake_failures: Family<ReasonLabels, Counter>,
+    connections_refused: Family<ListenerLabels, Counter>,
     agent_heartbeats: Counter,
     agent_heartbeats_dropped: Counter,
     agent_enrollments: Family<OutcomeLabels, Counter>,
@@ -95,6 +101,12 @@ impl Metrics {
         let agent_connections_closed = Family::<ReasonLabels, Counter>::default();
         let agent_handshake_failures = Family::<ReasonLabels, Counter>::default();
         let agent_heartbeats = Counter::default();
+        let connections_refused = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed on arrival because their client address held its limit, by listener",
+            connections_refused.clone(),
+        );
         let agent_heartbeats_dropped = Counter::default();
         let agent_enrollments = Family::<OutcomeLabels, Counter>::default();
         registry.register(
@@ -144,6 +156,7 @@ impl Metrics {
             agent_connections_opened,
             agent_connections_closed,
             agent_handshake_failures,
+            connections_refused,
             agent_heartbeats,
             agent_heartbeats_dropped,
             agent_enrollments,
@@ -188,6 +201,10 @@ impl Metrics {
 
     pub fn agent_handshake_failed(&self, reason: &'static str) {
         self.agent_handshake_failures.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn connection_refused(&self, listener: &'static str) {
+        self.connections_refused.get_or_create(&ListenerLabels { listener }).inc();
     }
 
     pub fn agent_heartbeat(&self) {

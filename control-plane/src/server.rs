@@ -2,11 +2,9 @@
 //! agent CA, bootstrap an empty database, then serve the API and the agent
 //! gateway until shut down.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use secrecy::SecretBox;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -155,7 +153,12 @@ pub async fn build(settings: &Settings, gateway_port: u16) -> anyhow::Result<Run
     let store = open_store(settings).await?;
     let secrets = Secrets::load(settings)?;
     let ca = load_ca(&settings.data_dir, &settings.agents)?;
-    assemble(store, &settings.data_dir, &secrets, ca, &settings.agents, settings.jobs, gateway_port)
+    let mut runtime =
+        assemble(store, &settings.data_dir, &secrets, ca, &settings.agents, settings.jobs, gateway_port)?;
+    if let Some(limit) = settings.max_connections_per_address {
+        runtime.gateway.connections.per_address = limit;
+    }
+    Ok(runtime)
 }
 
 /// The first-run account, from `MARKETER_BOOTSTRAP_EMAIL` and
@@ -243,28 +246,25 @@ pub async fn serve(
     grace: std::time::Duration,
 ) -> anyhow::Result<()> {
     let Runtime { app, ca, tls, gateway: gateway_config } = runtime;
-    let router = api::router(app.clone(), config);
+    let router = api::router(app.clone(), config.clone());
     tracing::info!(address = %api.local_addr()?, backend = %app.store.backend(), "serving the API");
     let background = tokio::spawn(app.hub.clone().run(app.store.clone(), shutdown.clone()));
     let scheduler = tokio::spawn(app.jobs.clone().run(shutdown.clone()));
     let cloud = tokio::spawn(app.cloud.clone().run(shutdown.clone()));
     let gateway_task =
         tokio::spawn(gateway::serve(app.clone(), ca, tls, gateway_config, gateway, shutdown.clone()));
-    // Without TCP_NODELAY, a streamed event waits for the acknowledgement of
-    // the one before it (Nagle's algorithm against delayed ACKs, ~40 ms).
-    let api = api.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY on an API connection");
-        }
+    let limits = config.connections;
+    let metrics = app.metrics.clone();
+    let server = crate::listener::serve_http(api, router, limits, shutdown.clone(), move |address| {
+        metrics.connection_refused("api");
+        tracing::debug!(%address, "refused an API connection: the address holds its limit");
     });
-    let server = axum::serve(api, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let drained = async {
         shutdown.cancelled().await;
         tokio::time::sleep(grace).await;
     };
     let result = tokio::select! {
-        result = server => result.context("serving HTTP"),
+        () = server => Ok(()),
         () = drained => {
             tracing::warn!(?grace, "shutdown grace period over; dropping open connections");
             Ok(())

@@ -415,3 +415,87 @@ async fn extreme_numbers_and_times_never_produce_a_server_error() {
     assert_eq!(answer["error"]["details"]["field"], "not_before", "{answer}");
     assert_eq!(server.get("/healthz", &token).await.0, 200);
 }
+
+/// Reads what the server sends until it closes the connection or `limit`
+/// passes; `None` when it was still open then.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: std::time::Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(limit, stream.read_to_end(&mut received)).await;
+    match read {
+        Ok(_) => Some(String::from_utf8_lossy(&received).into_owned()),
+        Err(_) => None,
+    }
+}
+
+async fn connect(server: &TestServer) -> tokio::net::TcpStream {
+    let address = server.base.trim_start_matches("http://");
+    tokio::net::TcpStream::connect(address).await.unwrap()
+}
+
+/// The API listener does not let a client hold a connection with half a
+/// request, stall a body, or send a declared oversized body; and one
+/// address cannot hold more than its share of connections. Before these
+/// limits, 5,000 half-request connections were held indefinitely.
+#[tokio::test]
+async fn slow_and_greedy_clients_are_cut_off() {
+    use marketer_control_plane::listener::ConnectionLimits;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    let config = ApiConfig {
+        max_body_bytes: 4096,
+        connections: ConnectionLimits {
+            header_read_timeout: Duration::from_millis(500),
+            body_idle_timeout: Duration::from_millis(500),
+            per_address: 4,
+        },
+        ..ApiConfig::default()
+    };
+    let server = TestServer::start_with(common::Backend::Sqlite, config).await.unwrap();
+    let (token, tenant) = server.owner().await;
+
+    // Half a request line: closed once the head is overdue.
+    let mut half = connect(&server).await;
+    half.write_all(b"GET /heal").await.unwrap();
+    let closed = read_until_closed(&mut half, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "a half-sent request head keeps its connection");
+
+    // A body shorter than its Content-Length: abandoned once it stalls.
+    let mut short = connect(&server).await;
+    let head = format!(
+        "POST /api/v1/tenants/{tenant}/projects HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"name\":"
+    );
+    short.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut short, Duration::from_secs(5)).await;
+    let answer = answer.expect("a stalled body keeps its connection");
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4"), "{answer}");
+
+    // A declared oversized body: 413 at once, before any of it is sent.
+    let mut big = connect(&server).await;
+    let head = format!(
+        "POST /api/v1/tenants/{tenant}/projects HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n"
+    );
+    big.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut big, Duration::from_secs(3)).await.expect("answered and closed");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large") && answer.contains("\"limit_bytes\":4096"), "{answer}");
+
+    // Four connections from one address are held; a fifth is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(connect(&server).await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fifth = connect(&server).await;
+    let refused = read_until_closed(&mut fifth, Duration::from_millis(400)).await;
+    assert_eq!(refused.as_deref(), Some(""), "the fifth connection is closed unanswered");
+    // Once they are gone (closed by the head timeout), requests go through.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server.get("/api/v1/me", &token).await.0, 200);
+    let metrics = server.http.get(server.url("/metrics")).bearer_auth(&token).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("connections_refused_total{listener=\"api\"} 1"), "{text}");
+}

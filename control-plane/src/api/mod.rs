@@ -43,6 +43,8 @@ pub struct ApiConfig {
     /// Take the client address from `X-Forwarded-For` (only behind a trusted
     /// reverse proxy that sets it).
     pub trust_proxy_headers: bool,
+    /// Timeouts and the per-address connection cap of the listener.
+    pub connections: crate::listener::ConnectionLimits,
 }
 
 impl Default for ApiConfig {
@@ -51,6 +53,7 @@ impl Default for ApiConfig {
             max_body_bytes: 1024 * 1024,
             max_upload_bytes: crate::service::DEFAULT_MAX_UPLOAD_BYTES,
             trust_proxy_headers: false,
+            connections: crate::listener::ConnectionLimits::default(),
         }
     }
 }
@@ -222,6 +225,7 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(from_fn_with_state(state.clone(), refuse_declared_oversize))
         .layer(CatchPanicLayer::custom(|_panic| {
             Error::internal(anyhow::anyhow!("a request handler panicked")).into_response()
         }))
@@ -237,6 +241,37 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         ))
         .layer(from_fn_with_state(state.clone(), observe::observe))
         .with_state(state)
+}
+
+/// Refuses a request whose declared `Content-Length` is over its route's
+/// limit before a byte of the body is read (the upload route has a limit
+/// of its own, the file plus room for the multipart framing).
+async fn refuse_declared_oversize(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(declared) = declared {
+        let upload =
+            request.method() == axum::http::Method::POST && request.uri().path().ends_with("/documents");
+        let limit = if upload {
+            state.config.max_upload_bytes.saturating_add(crate::service::MULTIPART_OVERHEAD_BYTES)
+        } else {
+            state.config.max_body_bytes
+        };
+        if declared > u64::try_from(limit).unwrap_or(u64::MAX) {
+            let mut response = Error::PayloadTooLarge { limit }.into_response();
+            // The body is not read: the connection cannot carry another request.
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+    }
+    next.run(request).await
 }
 
 impl<T: Serialize> IntoResponse for extract::Json<T> {

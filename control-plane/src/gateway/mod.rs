@@ -32,7 +32,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use marketer_protocol::{ErrorBody, ErrorDetail, HealthResponse, MAX_FRAME_BYTES, paths};
 use rustls::pki_types::CertificateDer;
@@ -58,6 +58,8 @@ pub struct GatewayConfig {
     pub max_frame_bytes: usize,
     /// Where every message agents send is recorded, if anywhere.
     pub transcript: Option<transcript::Transcript>,
+    /// Request head and body timeouts, connections per client address.
+    pub connections: crate::listener::ConnectionLimits,
 }
 
 impl Default for GatewayConfig {
@@ -67,6 +69,7 @@ impl Default for GatewayConfig {
             handshake_timeout: Duration::from_secs(10),
             max_frame_bytes: MAX_FRAME_BYTES,
             transcript: None,
+            connections: crate::listener::ConnectionLimits::default(),
         }
     }
 }
@@ -151,6 +154,7 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(tls.config.clone());
     let router = router(state.clone());
     let tracker = TaskTracker::new();
+    let slots = crate::listener::AddressSlots::new(state.config.connections.per_address);
     tracing::info!(address = %listener.local_addr()?, "serving the agent gateway");
     loop {
         let (tcp, addr) = tokio::select! {
@@ -165,8 +169,14 @@ pub async fn serve(
                 }
             },
         };
+        let Some(slot) = slots.take(addr.ip()) else {
+            state.app.metrics.connection_refused("gateway");
+            drop(tcp);
+            continue;
+        };
         let (acceptor, router, state) = (acceptor.clone(), router.clone(), state.clone());
         tracker.spawn(async move {
+            let _slot = slot;
             let _ = tcp.set_nodelay(true);
             let stream =
                 match tokio::time::timeout(state.config.handshake_timeout, acceptor.accept(tcp)).await {
@@ -184,20 +194,19 @@ pub async fn serve(
                 };
             let certificate = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned();
             let peer = Peer { addr, certificate };
+            let limits = state.config.connections;
             let service = tower::ServiceExt::map_request(
-                router,
+                tower::ServiceBuilder::new()
+                    .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body_idle_timeout))
+                    .service(router),
                 move |mut req: http::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(peer.clone());
                     req
                 },
             );
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             // A client that opens a connection and never sends a request head
             // does not get to hold it.
-            builder
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(state.config.handshake_timeout);
+            let builder = crate::listener::connection_builder(&limits);
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
             tokio::pin!(connection);

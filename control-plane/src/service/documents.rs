@@ -25,6 +25,9 @@ use crate::store::{
 
 /// The largest upload, by default.
 pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 25 * 1024 * 1024;
+/// Room for the multipart framing and the other fields around an upload's
+/// file, when its request's declared size is checked.
+pub const MULTIPART_OVERHEAD_BYTES: usize = 64 * 1024;
 /// The embedding model an upload is indexed with when its project has no
 /// index yet (an agent keeps a project's existing model).
 pub const EMBEDDING_MODEL: &str = "nomic-embed-text:latest";
