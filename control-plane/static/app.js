@@ -44,6 +44,44 @@
     form.addEventListener("change", () => form.submit());
   }
 
+  // Text being edited is kept in this browser until it is saved, so a
+  // session that ends mid-edit (or a closed tab) loses nothing: when the
+  // page comes back with other text, the kept text is put back and said so.
+  for (const form of document.querySelectorAll("form[data-keep]")) {
+    const key = "marketer-draft:" + form.getAttribute("data-keep");
+    const area = form.querySelector("textarea");
+    if (!area) continue;
+    let kept = null;
+    try { kept = window.localStorage.getItem(key); } catch (_) { /* storage off */ }
+    if (kept !== null && kept === area.value) {
+      window.localStorage.removeItem(key); // it was saved
+    } else if (kept !== null) {
+      area.value = kept;
+      const details = form.closest("details");
+      if (details) details.open = true;
+      const note = document.createElement("p");
+      note.className = "notice";
+      note.id = "draft-restored";
+      note.setAttribute("role", "status");
+      note.textContent = "Your unsaved text is back. Save it as a new version, or ";
+      const discard = document.createElement("button");
+      discard.type = "button";
+      discard.textContent = "discard it";
+      discard.addEventListener("click", () => {
+        window.localStorage.removeItem(key);
+        area.value = area.defaultValue;
+        note.remove();
+      });
+      note.append(discard);
+      form.prepend(note);
+    }
+    const keep = () => {
+      try { window.localStorage.setItem(key, area.value); } catch (_) { /* storage full or off */ }
+    };
+    area.addEventListener("input", keep);
+    form.addEventListener("submit", keep);
+  }
+
   // Copy buttons.
   for (const button of document.querySelectorAll("[data-copy]")) {
     button.addEventListener("click", async () => {

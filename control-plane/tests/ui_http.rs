@@ -14,15 +14,35 @@ fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
+/// The sign-in form as a browser gets it: its cookie (`name=value`) and
+/// the token its form carries.
+async fn login_form(server: &TestServer) -> (String, String) {
+    let response = client().get(server.url("/login")).send().await.unwrap();
+    let cookie =
+        response.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    assert!(cookie.starts_with("marketer_login="), "{cookie}");
+    let page = response.text().await.unwrap();
+    let marker = "name=\"_csrf\" value=\"";
+    let start = page.find(marker).expect("the sign-in form's token") + marker.len();
+    (cookie, page[start..].split('"').next().unwrap().to_owned())
+}
+
+/// Posts the sign-in form as a browser that loaded it.
+async fn post_login(server: &TestServer, email: &str, password: &str) -> reqwest::Response {
+    let (cookie, token) = login_form(server).await;
+    client()
+        .post(server.url("/login"))
+        .header(header::COOKIE, cookie)
+        .form(&[("email", email), ("password", password), ("next", ""), ("_csrf", &token)])
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Signs in through the sign-in form and returns the `name=value` of the
 /// session cookie and the whole `Set-Cookie` header.
 async fn sign_in(server: &TestServer) -> (String, String) {
-    let response = client()
-        .post(server.url("/login"))
-        .form(&[("email", OWNER_EMAIL), ("password", PASSWORD), ("next", "")])
-        .send()
-        .await
-        .unwrap();
+    let response = post_login(server, OWNER_EMAIL, PASSWORD).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
     let pair = set_cookie.split(';').next().unwrap().to_owned();
@@ -90,15 +110,92 @@ async fn signing_in_sets_a_http_only_lax_cookie_and_pages_carry_a_strict_policy(
     assert!(!page.contains(cookie.split('=').nth(1).unwrap()), "the session token is not in the page");
 
     // A wrong password shows the form again with one message for both cases.
+    let response = post_login(&server, OWNER_EMAIL, "not the password").await;
+    let no_session = |response: &reqwest::Response| {
+        !response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .any(|c| c.to_str().unwrap().starts_with("marketer_session="))
+    };
+    assert!(no_session(&response));
+    let page = response.text().await.unwrap();
+    assert!(page.contains("role=\"alert\""), "{page}");
+}
+
+/// Login CSRF: a sign-in posted from another site (no sign-in cookie, or
+/// another browser's token) signs nobody in, even with the right password.
+#[tokio::test]
+async fn a_sign_in_posted_from_another_site_signs_nobody_in() {
+    let server = TestServer::start().await;
+    let (cookie, token) = login_form(&server).await;
+    let (other_cookie, _) = login_form(&server).await;
+    let attempts: [(Option<&str>, Option<&str>); 4] = [
+        (None, None),
+        (None, Some(&token)),
+        (Some(&other_cookie), Some(&token)),
+        (Some(&cookie), Some("forged")),
+    ];
+    for (cookie, token) in attempts {
+        let mut form = vec![("email", OWNER_EMAIL), ("password", PASSWORD)];
+        if let Some(token) = token {
+            form.push(("_csrf", token));
+        }
+        let mut request = client().post(server.url("/login")).form(&form);
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{cookie:?} {token:?}");
+        let sets_session = response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .any(|c| c.to_str().unwrap().starts_with("marketer_session="));
+        assert!(!sets_session, "signed in with {cookie:?} {token:?}");
+        let page = response.text().await.unwrap();
+        assert!(page.contains("came from another site"), "{page}");
+    }
+    // The form from this browser works.
+    assert_eq!(post_login(&server, OWNER_EMAIL, PASSWORD).await.status(), StatusCode::SEE_OTHER);
+}
+
+/// A form posted with a session that has ended goes to the sign-in page,
+/// which says so and returns to the page the form was on.
+#[tokio::test]
+async fn a_form_posted_after_the_session_ended_returns_to_its_page() {
+    let server = TestServer::start().await;
+    let (_, tenant) = server.owner().await;
+    let (cookie, _) = sign_in(&server).await;
+    let (_, _, page) = get(&server, &format!("/t/{tenant}/projects/new"), &cookie).await;
+    let token = csrf(&page);
+    let (status, _) = post_form(&server, "/logout", &cookie, &[("_csrf", &token)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
     let response = client()
-        .post(server.url("/login"))
-        .form(&[("email", OWNER_EMAIL), ("password", "not the password")])
+        .post(server.url(&format!("/t/{tenant}/projects/new")))
+        .header(header::COOKIE, &cookie)
+        .header(header::REFERER, server.url(&format!("/t/{tenant}/projects/new")))
+        .form(&[("_csrf", token.as_str()), ("name", "Kept")])
         .send()
         .await
         .unwrap();
-    assert!(response.headers().get(header::SET_COOKIE).is_none());
-    let page = response.text().await.unwrap();
-    assert!(page.contains("role=\"alert\""), "{page}");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response.headers()[header::LOCATION].to_str().unwrap().to_owned();
+    let expected = format!("/login?next=%2Ft%2F{tenant}%2Fprojects%2Fnew&ended=1");
+    assert_eq!(location, expected);
+    let (_, _, page) = get(&server, &location, "").await;
+    assert!(page.contains("Your session ended"), "{page}");
+    assert!(page.contains(&format!("value=\"/t/{tenant}/projects/new\"")), "{page}");
+    // A referer from elsewhere is not followed.
+    let response = client()
+        .post(server.url(&format!("/t/{tenant}/projects/new")))
+        .header(header::COOKIE, &cookie)
+        .header(header::REFERER, "https://evil.example/t/x")
+        .form(&[("_csrf", token.as_str()), ("name", "Kept")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()[header::LOCATION], "/login?ended=1");
 }
 
 #[tokio::test]
@@ -260,12 +357,7 @@ async fn other_tenants_and_unknown_pages_are_not_found_and_viewers_are_refused_a
     let body = json!({ "token": invitation["token"], "name": "Vera", "password": "a long enough password" });
     let (status, _) = server.call(Method::POST, "/api/v1/invitations/accept", None, Some(body)).await;
     assert!(status == 200 || status == 201);
-    let response = client()
-        .post(server.url("/login"))
-        .form(&[("email", "vera@example.com"), ("password", "a long enough password")])
-        .send()
-        .await
-        .unwrap();
+    let response = post_login(&server, "vera@example.com", "a long enough password").await;
     let viewer =
         response.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
     let (status, _, _) = get(&server, &format!("/t/{tenant}/settings"), &viewer).await;

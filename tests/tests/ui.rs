@@ -375,3 +375,62 @@ async fn the_generation_view_rides_out_a_control_plane_restart() {
     assert!(browser.path().await.ends_with(&activity));
     browser.close().await;
 }
+
+/// A member whose session ends while editing clicks Save: the sign-in page
+/// says the session ended, signing in returns to the activity, and the
+/// typed text is back in the editor; saving it keeps it as a version.
+#[tokio::test]
+async fn a_form_posted_after_the_session_ended_keeps_its_work() {
+    let Some(browser) = Browser::start().await else { return };
+    let fleet = Fleet::start(job_timings).await;
+    let _agent = Agent::start(&fleet, &[]).await;
+    let (project, id) = reviewed_article(&fleet).await;
+    let email = member(&fleet, "member").await;
+    sign_in(&browser, &fleet, &email, "a long enough password").await;
+    let page = tenant_url(&fleet, &format!("/projects/{project}/activities/{id}"));
+    browser.goto(&page).await;
+    browser.click("details.editor summary").await;
+    let typed = "# Heat pumps in winter\n\nWritten while the session ended.";
+    browser.fill("#content-editor", typed).await;
+
+    // The session ends elsewhere (an operator resets the password).
+    let reset = server_command(
+        &["admin", "reset-password", "--email", &email, "--password-stdin"],
+        fleet.data.path(),
+        Some("a brand new long password\n"),
+    );
+    assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
+    browser.click("#editor-form button[type=submit]").await;
+    eventually(Duration::from_secs(10), "the sign-in page", || async {
+        browser.path().await.starts_with("/login").then_some(())
+    })
+    .await;
+    let notice = browser.text("#session-ended").await;
+    assert!(notice.contains("session ended"), "{notice}");
+    browser.screenshot("session-ended-sign-in").await;
+
+    browser.fill("#email", &email).await;
+    browser.fill("#password", "a brand new long password").await;
+    browser.click("form button[type=submit]").await;
+    eventually(Duration::from_secs(10), "the activity page again", || async {
+        browser.path().await.ends_with(&format!("/activities/{id}")).then_some(())
+    })
+    .await;
+    assert!(browser.has("#draft-restored").await, "the kept text is announced");
+    let restored = browser.eval("document.getElementById('content-editor').value").await;
+    assert_eq!(restored.as_str(), Some(typed));
+    browser.screenshot("session-ended-draft-restored").await;
+
+    browser.click("#editor-form button[type=submit]").await;
+    eventually(Duration::from_secs(10), "the saved version", || async {
+        let (_, versions) =
+            fleet.call(Method::GET, &format!("/projects/{project}/activities/{id}/versions"), None).await;
+        (versions.as_array().map(Vec::len) == Some(2)).then_some(versions)
+    })
+    .await;
+    let (_, activity) = fleet.call(Method::GET, &format!("/projects/{project}/activities/{id}"), None).await;
+    assert_eq!(activity["content"].as_str(), Some(typed), "saved with \\n line endings");
+    browser.goto(&page).await;
+    assert!(!browser.has("#draft-restored").await, "a saved draft is forgotten");
+    browser.close().await;
+}

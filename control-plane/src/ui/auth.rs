@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use super::assets;
 use super::page::{FormErrors, UiError, render, render_form, see_other};
-use super::session::{Browser, BrowserSubmit, Meta, Query, is_secure, session_cookie, session_token};
+use super::session::{
+    Browser, BrowserSubmit, Meta, Query, is_secure, login_cookie, login_id, session_cookie, session_token,
+};
 use crate::api::ApiState;
 use crate::domain::{Email, Name, Password};
 use crate::error::Error;
@@ -48,21 +50,48 @@ struct LoginPage {
     email: String,
     next: String,
     error: String,
+    /// Why the person is here, when a session ended under them.
+    notice: String,
+    /// The HMAC of this browser's sign-in id ([`LOGIN_COOKIE`](super::session::LOGIN_COOKIE)).
+    csrf: String,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct LoginQuery {
     next: Option<String>,
+    ended: Option<String>,
 }
 
-pub async fn login_form(Query(query): Query<LoginQuery>) -> Response {
-    render(&LoginPage {
+const SESSION_ENDED: &str = "Your session ended. Sign in again to go back to the page you were on; anything you were typing is kept in this browser.";
+
+/// The sign-in page, with this browser's sign-in id (a new one unless the
+/// browser has one) set in its cookie.
+fn login_page(state: &ApiState, headers: &HeaderMap, page: LoginPage) -> Response {
+    let id = login_id(headers).unwrap_or_else(|| Uuid::from_bytes(rand::random()));
+    let page = LoginPage { csrf: state.app.csrf_token(id), ..page };
+    let mut response = render(&page);
+    let cookie = login_cookie(id, is_secure(headers, state.config.trust_proxy_headers));
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+pub async fn login_form(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(query): Query<LoginQuery>,
+) -> Response {
+    let page = LoginPage {
         css: assets::css_url(),
         js: assets::js_url(),
         email: String::new(),
         next: safe_next(query.next.as_deref()),
         error: String::new(),
-    })
+        notice: if query.ended.is_some() { SESSION_ENDED.to_owned() } else { String::new() },
+        csrf: String::new(),
+    };
+    login_page(&state, &headers, page)
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +100,8 @@ pub struct LoginForm {
     password: String,
     #[serde(default)]
     next: String,
+    #[serde(default, rename = "_csrf")]
+    csrf: String,
 }
 
 /// Signs in and sets the session cookie. Failures say only that the
@@ -84,14 +115,22 @@ pub async fn login(
 ) -> Response {
     let next = safe_next(Some(&form.next));
     let again = |error: String| {
-        render(&LoginPage {
+        let page = LoginPage {
             css: assets::css_url(),
             js: assets::js_url(),
             email: form.email.clone(),
             next: next.clone(),
             error,
-        })
+            notice: String::new(),
+            csrf: String::new(),
+        };
+        login_page(&state, &headers, page)
     };
+    // The form must come from this site's sign-in page in this browser.
+    let from_our_page = login_id(&headers).is_some_and(|id| state.app.check_csrf(id, &form.csrf));
+    if !from_our_page {
+        return again("The sign-in form had expired or came from another site. Sign in again here.".into());
+    }
     let Ok(email) = Email::parse(&form.email) else {
         return again("Enter your e-mail address, like name@example.com.".into());
     };

@@ -195,6 +195,8 @@ pub enum UiError {
     /// Not signed in: to the sign-in page, and back here afterwards.
     SignIn {
         next: Option<String>,
+        /// The browser had a session and it ended.
+        ended: bool,
     },
     Forbidden(String),
     NotFound,
@@ -213,7 +215,7 @@ impl UiError {
 impl From<Error> for UiError {
     fn from(error: Error) -> Self {
         match error {
-            Error::Unauthenticated(_) => Self::SignIn { next: None },
+            Error::Unauthenticated(_) => Self::SignIn { next: None, ended: true },
             Error::Forbidden(message) => Self::Forbidden(message),
             Error::NotFound(_) => Self::NotFound,
             Error::Invalid { field, message } => Self::BadRequest(format!("{field}: {message}")),
@@ -237,14 +239,16 @@ impl From<crate::store::StoreError> for UiError {
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
         match self {
-            UiError::SignIn { next } => {
-                let target = match next {
-                    Some(next) => format!(
-                        "/login?next={}",
-                        form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
-                    ),
-                    None => "/login".to_owned(),
-                };
+            UiError::SignIn { next, ended } => {
+                let mut query = form_urlencoded::Serializer::new(String::new());
+                if let Some(next) = next {
+                    query.append_pair("next", &next);
+                }
+                if ended {
+                    query.append_pair("ended", "1");
+                }
+                let query = query.finish();
+                let target = if query.is_empty() { "/login".to_owned() } else { format!("/login?{query}") };
                 Redirect::to(&target).into_response()
             }
             UiError::Forbidden(message) => error_page(StatusCode::FORBIDDEN, "Not allowed", &message),

@@ -19,16 +19,43 @@ pub const SESSION_COOKIE: &str = "marketer_session";
 /// The form field (or `x-csrf-token` header) that carries the CSRF token.
 pub const CSRF_FIELD: &str = "_csrf";
 
+/// The cookie that ties the sign-in form to the browser it was shown in
+/// (a random id; the form carries its HMAC), so another site cannot sign a
+/// browser into an account of its choosing.
+pub const LOGIN_COOKIE: &str = "marketer_login";
+
 /// The session token in the request's cookies, if any.
 pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers, SESSION_COOKIE)
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(cookie::Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|c| c.name() == SESSION_COOKIE)
+        .find(|c| c.name() == name)
         .map(|c| c.value().to_owned())
+}
+
+/// The sign-in form's browser id from its cookie, if it has one.
+pub fn login_id(headers: &HeaderMap) -> Option<Uuid> {
+    cookie_value(headers, LOGIN_COOKIE).and_then(|v| Uuid::parse_str(&v).ok())
+}
+
+/// The `Set-Cookie` value of the sign-in form's browser id (an hour; only
+/// sent to `/login`, never readable by scripts).
+pub fn login_cookie(id: Uuid, secure: bool) -> String {
+    cookie::Cookie::build((LOGIN_COOKIE, id.to_string()))
+        .path("/login")
+        .http_only(true)
+        .same_site(cookie::SameSite::Strict)
+        .secure(secure)
+        .max_age(time::Duration::hours(1))
+        .build()
+        .to_string()
 }
 
 /// The `Set-Cookie` value that starts a session (`max_age` seconds) or, with
@@ -122,8 +149,12 @@ impl FromRequestParts<ApiState> for Browser {
     type Rejection = UiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, UiError> {
-        let sign_in = || UiError::SignIn { next: next_path(parts) };
-        let token = session_token(&parts.headers).ok_or_else(sign_in)?;
+        let token = session_token(&parts.headers);
+        // A cookie that no longer opens a session: it ended (expired, signed
+        // out elsewhere, revoked) while the page was open.
+        let ended = token.is_some();
+        let sign_in = || UiError::SignIn { next: next_path(parts), ended };
+        let token = token.ok_or_else(sign_in)?;
         let meta = request_meta(parts, state.config.trust_proxy_headers);
         let caller = state.app.browser_caller(&token, meta).await.map_err(|_| sign_in())?;
         let Principal::User { session_id, .. } = &caller.principal else { return Err(sign_in()) };
@@ -132,13 +163,28 @@ impl FromRequestParts<ApiState> for Browser {
     }
 }
 
-/// Where to come back to after signing in: this page, if it was a page.
+/// Where to come back to after signing in: this page, if it was a page;
+/// for a form, the page it was sent from (its `Referer`, on this site).
 fn next_path(parts: &Parts) -> Option<String> {
     let uri = parts.extensions.get::<OriginalUri>().map_or(&parts.uri, |u| &u.0);
-    (parts.method == Method::GET)
-        .then(|| uri.path_and_query().map(|p| p.as_str().to_owned()))
-        .flatten()
-        .filter(|p| p.starts_with('/') && !p.starts_with("//"))
+    let path = if parts.method == Method::GET {
+        uri.path_and_query().map(|p| p.as_str().to_owned())
+    } else {
+        parts
+            .headers
+            .get(header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| reqwest::Url::parse(v).ok())
+            .filter(|referer| {
+                let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok());
+                referer.host_str().zip(host).is_some_and(|(r, h)| h.split(':').next() == Some(r))
+            })
+            .map(|referer| match referer.query() {
+                Some(query) => format!("{}?{query}", referer.path()),
+                None => referer.path().to_owned(),
+            })
+    };
+    path.filter(|p| p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/login"))
 }
 
 /// A page of one tenant the person belongs to (any other tenant is a 404).
