@@ -87,6 +87,11 @@ pub struct ServeArgs {
     /// has the proxy's address]
     #[arg(long, env = "MARKETER_MAX_CONNECTIONS_PER_ADDRESS", value_name = "COUNT")]
     pub max_connections_per_address: Option<usize>,
+    /// File holding the bearer token Prometheus sends to scrape /metrics
+    /// (16 characters or more). Without it, /metrics answers clients on
+    /// this host only.
+    #[arg(long, env = "MARKETER_METRICS_TOKEN_FILE", value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
     /// File holding the JWT signing secret (at least 32 bytes). Give every
     /// replica the same one. [default: generated into the data directory]
     #[arg(long, env = "MARKETER_JWT_SECRET_FILE", value_name = "FILE")]
@@ -145,6 +150,7 @@ struct FileConfig {
     max_upload_bytes: Option<usize>,
     trust_proxy_headers: Option<bool>,
     max_connections_per_address: Option<usize>,
+    metrics_token_file: Option<PathBuf>,
     jwt_secret_file: Option<PathBuf>,
     data_key_file: Option<PathBuf>,
     shutdown_timeout_seconds: Option<u64>,
@@ -176,6 +182,7 @@ pub struct Settings {
     pub trust_proxy_headers: bool,
     /// Connections one client address may hold (0: no limit).
     pub max_connections_per_address: Option<usize>,
+    pub metrics_token_file: Option<PathBuf>,
     pub jwt_secret_file: Option<PathBuf>,
     pub data_key_file: Option<PathBuf>,
     pub shutdown_timeout: std::time::Duration,
@@ -298,6 +305,7 @@ impl Settings {
             max_connections_per_address: serve
                 .max_connections_per_address
                 .or(file.max_connections_per_address),
+            metrics_token_file: serve.metrics_token_file.clone().or(file.metrics_token_file),
             jwt_secret_file: serve.jwt_secret_file.clone().or(file.jwt_secret_file),
             data_key_file: serve.data_key_file.clone().or(file.data_key_file),
             shutdown_timeout: std::time::Duration::from_secs(file.shutdown_timeout_seconds.unwrap_or(30)),

@@ -111,8 +111,24 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         server::shutdown_signal().await;
         trigger.cancel();
     });
+    let metrics_token = match &settings.metrics_token_file {
+        Some(path) => {
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the metrics token from {}", path.display()))?;
+            let token = token.trim().to_owned();
+            if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                anyhow::bail!(
+                    "the metrics token in {} must be 16 or more characters without spaces",
+                    path.display()
+                );
+            }
+            Some(secrecy::SecretString::from(token))
+        }
+        None => None,
+    };
     let config =
         ApiConfig {
+            metrics_token,
             max_body_bytes: settings.max_body_bytes,
             max_upload_bytes: settings.max_upload_bytes,
             trust_proxy_headers: settings.trust_proxy_headers,

@@ -499,3 +499,44 @@ async fn slow_and_greedy_clients_are_cut_off() {
     let text = metrics.text().await.unwrap();
     assert!(text.contains("connections_refused_total{listener=\"api\"} 1"), "{text}");
 }
+
+/// `/metrics` names every tenant: it is not public. Without a token only
+/// this host is answered; with one, only a scraper that sends it.
+#[tokio::test]
+async fn metrics_are_not_public() {
+    // Without a token: loopback only (through a trusted proxy, the client's
+    // forwarded address counts).
+    let config = ApiConfig { trust_proxy_headers: true, ..ApiConfig::default() };
+    let server = TestServer::start_with(common::Backend::Sqlite, config).await.unwrap();
+    let local = server.http.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(local.status(), 200);
+    let remote = server
+        .http
+        .get(server.url("/metrics"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(remote.status(), 403);
+    let body: Value = remote.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("--metrics-token-file"), "{body}");
+
+    // With a token: that token, from anywhere; nothing else.
+    let config = ApiConfig {
+        metrics_token: Some(secrecy::SecretString::from("scrape-token-0123456789".to_owned())),
+        ..ApiConfig::default()
+    };
+    let server = TestServer::start_with(common::Backend::Sqlite, config).await.unwrap();
+    let (owner_token, _) = server.owner().await;
+    for presented in [None, Some("wrong-token-0123456789"), Some(owner_token.as_str())] {
+        let mut request = server.http.get(server.url("/metrics"));
+        if let Some(token) = presented {
+            request = request.bearer_auth(token);
+        }
+        assert_eq!(request.send().await.unwrap().status(), 401, "{presented:?}");
+    }
+    let scraped =
+        server.http.get(server.url("/metrics")).bearer_auth("scrape-token-0123456789").send().await.unwrap();
+    assert_eq!(scraped.status(), 200);
+    assert!(scraped.text().await.unwrap().contains("http_requests"));
+}

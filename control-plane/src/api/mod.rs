@@ -45,6 +45,9 @@ pub struct ApiConfig {
     pub trust_proxy_headers: bool,
     /// Timeouts and the per-address connection cap of the listener.
     pub connections: crate::listener::ConnectionLimits,
+    /// The bearer token `/metrics` asks for; without one, it answers
+    /// loopback clients only.
+    pub metrics_token: Option<secrecy::SecretString>,
 }
 
 impl Default for ApiConfig {
@@ -54,6 +57,7 @@ impl Default for ApiConfig {
             max_upload_bytes: crate::service::DEFAULT_MAX_UPLOAD_BYTES,
             trust_proxy_headers: false,
             connections: crate::listener::ConnectionLimits::default(),
+            metrics_token: None,
         }
     }
 }

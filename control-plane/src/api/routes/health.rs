@@ -29,13 +29,53 @@ pub async fn readyz(State(state): State<ApiState>) -> Result<&'static str> {
     }
 }
 
-/// Prometheus metrics in the OpenMetrics text format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "metrics", body = String, content_type = "application/openmetrics-text")))]
-pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
-    (
+/// Prometheus metrics in the OpenMetrics text format. They name every
+/// tenant, so they are not public: with `--metrics-token-file` a scraper
+/// sends that token as a bearer token; without it, only clients on this
+/// host (loopback) are answered.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "metrics", body = String, content_type = "application/openmetrics-text"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn metrics(
+    State(state): State<ApiState>,
+    request: axum::extract::Request,
+) -> Result<impl IntoResponse> {
+    match &state.config.metrics_token {
+        Some(expected) => {
+            let presented = request
+                .headers()
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            use secrecy::ExposeSecret;
+            let matches: bool =
+                subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), expected.expose_secret().as_bytes())
+                    .into();
+            if !matches {
+                return Err(Error::Unauthenticated(
+                    "send the metrics token (--metrics-token-file) as a bearer token".into(),
+                ));
+            }
+        }
+        None => {
+            let meta = crate::api::extract::request_meta_from(
+                request.headers(),
+                request.extensions(),
+                state.config.trust_proxy_headers,
+            );
+            if !meta.client_ip.is_some_and(|ip| ip.is_loopback()) {
+                return Err(Error::Forbidden(
+                    "metrics are served to this host only; set --metrics-token-file to scrape them from elsewhere"
+                        .into(),
+                ));
+            }
+        }
+    }
+    Ok((
         [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         state.app.metrics.render(),
-    )
+    ))
 }
 
 /// This API's OpenAPI 3 document.
