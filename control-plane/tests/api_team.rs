@@ -9,54 +9,74 @@ use marketer_control_plane::store::{Actor, NewAuditEvent, NewInvitation, Outcome
 use reqwest::Method;
 use serde_json::json;
 
-async fn accept(server: &TestServer, body: serde_json::Value) -> (u16, serde_json::Value) {
-    server.call(Method::POST, "/api/v1/invitations/accept", None, Some(body)).await
+/// Accepts an invitation as the holder of `session` (`None`: signed out).
+async fn accept(
+    server: &TestServer,
+    session: Option<&str>,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    server.call(Method::POST, "/api/v1/invitations/accept", session, Some(body)).await
 }
 
-#[tokio::test]
-async fn invitations_create_accounts_and_are_single_use() {
-    let server = TestServer::start().await;
-    let (owner, tenant) = server.owner().await;
+async fn invite(
+    server: &TestServer,
+    admin: &str,
+    tenant: &str,
+    email: &str,
+    role: &str,
+) -> serde_json::Value {
     let (status, invitation) = server
         .post(
             &format!("/api/v1/tenants/{tenant}/invitations"),
-            &owner,
-            json!({ "email": "New@Example.com", "role": "member" }),
+            admin,
+            json!({ "email": email, "role": role }),
         )
         .await;
     assert_eq!(status, 201, "{invitation}");
+    invitation
+}
+
+#[tokio::test]
+async fn invitations_are_accepted_by_the_invited_account_signed_in_and_once() {
+    let server = TestServer::start().await;
+    let (owner, tenant) = server.owner().await;
+    let invitation = invite(&server, &owner, &tenant, "New@Example.com", "member").await;
     let token = invitation["token"].as_str().unwrap();
     assert!(token.starts_with("mkt_inv_"));
     let expires = Timestamp::parse_rfc3339(invitation["expires_at"].as_str().unwrap()).unwrap();
     let days = (expires.as_datetime() - Timestamp::now().as_datetime()).whole_hours();
     assert!((167..=168).contains(&days), "7-day expiry, got {days} hours");
 
-    // A new address needs a name and a password; each missing one is named.
-    let (status, body) = accept(&server, json!({ "token": token })).await;
-    assert_eq!((status, body["error"]["details"]["field"].as_str()), (422, Some("name")), "{body}");
-    let (status, body) = accept(&server, json!({ "token": token, "name": "New Person" })).await;
-    assert_eq!((status, body["error"]["details"]["field"].as_str()), (422, Some("password")));
+    // Holding the token is not enough: signed out is 401, and a token
+    // cannot carry a name and password to create the account.
+    let (status, _) = accept(&server, None, json!({ "token": token })).await;
+    assert_eq!(status, 401);
     let (status, body) =
-        accept(&server, json!({ "token": token, "name": "New Person", "password": "short" })).await;
-    assert_eq!((status, body["error"]["details"]["field"].as_str()), (422, Some("password")));
+        accept(&server, Some(&owner), json!({ "token": token, "name": "N", "password": PASSWORD })).await;
+    assert_eq!(status, 422, "{body}");
+    // The address has no account: the operator creates it first.
+    let (status, body) = accept(&server, Some(&owner), json!({ "token": token })).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("account_needed")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("admin create-user"), "{body}");
 
-    let (status, accepted) =
-        accept(&server, json!({ "token": token, "name": "New Person", "password": PASSWORD })).await;
-    assert_eq!(status, 200, "{accepted}");
-    assert_eq!((accepted["role"].as_str(), accepted["created_user"].as_bool()), (Some("member"), Some(true)));
-    assert_eq!(accepted["tenant_id"], tenant.as_str());
+    server.create_account("new@example.com").await;
+    // Another signed-in account cannot take it.
+    let (status, body) = accept(&server, Some(&owner), json!({ "token": token })).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("New@Example.com"), "{body}");
     let member = server.access_token("new@example.com", PASSWORD).await;
+    let (status, accepted) = accept(&server, Some(&member), json!({ "token": token })).await;
+    assert_eq!(status, 200, "{accepted}");
+    assert_eq!(accepted["role"].as_str(), Some("member"));
+    assert_eq!(accepted["tenant_id"], tenant.as_str());
     assert_eq!(server.get(&format!("/api/v1/tenants/{tenant}/projects"), &member).await.0, 200);
 
     // Used once; unknown tokens are 404.
-    let (status, body) =
-        accept(&server, json!({ "token": token, "name": "Again", "password": PASSWORD })).await;
+    let (status, body) = accept(&server, Some(&member), json!({ "token": token })).await;
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("invitation_used")));
-    let (status, _) =
-        accept(&server, json!({ "token": OpaqueToken::generate(TokenKind::Invitation).text })).await;
-    assert_eq!(status, 404);
-    let (status, _) = accept(&server, json!({ "token": "garbage" })).await;
-    assert_eq!(status, 404);
+    let unknown = OpaqueToken::generate(TokenKind::Invitation).text;
+    assert_eq!(accept(&server, Some(&member), json!({ "token": unknown })).await.0, 404);
+    assert_eq!(accept(&server, Some(&member), json!({ "token": "garbage" })).await.0, 404);
 
     let (_, list) = server.get(&format!("/api/v1/tenants/{tenant}/invitations"), &owner).await;
     assert_eq!(list["items"][0]["status"], "accepted");
@@ -94,34 +114,49 @@ async fn expired_and_revoked_invitations_are_gone() {
         expires_at: Timestamp::now() - time::Duration::minutes(1),
     };
     server.db.store.create_invitation(&invitation, &event).await.unwrap();
-    let (status, body) =
-        accept(&server, json!({ "token": expired.text, "name": "Late", "password": PASSWORD })).await;
+    server.create_account("late@example.com").await;
+    let late = server.access_token("late@example.com", PASSWORD).await;
+    let (status, body) = accept(&server, Some(&late), json!({ "token": expired.text })).await;
     assert_eq!((status, body["error"]["code"].as_str()), (410, Some("invitation_expired")), "{body}");
 
-    let (_, revoked) = server
-        .post(
-            &format!("/api/v1/tenants/{tenant}/invitations"),
-            &owner,
-            json!({ "email": "r@example.com", "role": "viewer" }),
-        )
-        .await;
+    let revoked = invite(&server, &owner, &tenant, "r@example.com", "viewer").await;
     let id = revoked["id"].as_str().unwrap();
     assert_eq!(server.delete(&format!("/api/v1/tenants/{tenant}/invitations/{id}"), &owner).await.0, 204);
-    let (status, body) =
-        accept(&server, json!({ "token": revoked["token"], "name": "R", "password": PASSWORD })).await;
+    server.create_account("r@example.com").await;
+    let r = server.access_token("r@example.com", PASSWORD).await;
+    let (status, body) = accept(&server, Some(&r), json!({ "token": revoked["token"] })).await;
     assert_eq!((status, body["error"]["code"].as_str()), (410, Some("invitation_revoked")));
 }
 
+/// The two takeover paths found: an owner pre-creating a colleague's
+/// account with a password of their choosing, and an owner adding an
+/// existing account of another organisation to theirs without its consent.
 #[tokio::test]
-async fn existing_accounts_join_without_a_new_password() {
+async fn invitations_cannot_pre_create_or_take_over_an_account() {
     let server = TestServer::start().await;
-    let (owner, _) = server.owner().await;
+    let (owner, tenant) = server.owner().await;
+
+    // Pre-creation: the inviter holds the token and tries to set the
+    // future colleague's password. Nothing is created.
+    let future = invite(&server, &owner, &tenant, "future@example.com", "member").await;
+    let body = json!({ "token": future["token"], "name": "Future", "password": "inviter chosen password" });
+    assert_eq!(accept(&server, None, body.clone()).await.0, 401);
+    assert_eq!(accept(&server, Some(&owner), body).await.0, 422);
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "email": "future@example.com", "password": "inviter chosen password" })),
+        )
+        .await;
+    assert_eq!(status, 401, "no account was made with the inviter's password");
+
+    // Takeover: an account that belongs to another organisation, invited
+    // by an owner who holds the token, is not added until it accepts.
     let (status, beta) = server.post("/api/v1/tenants", &owner, json!({ "name": "Beta Corp" })).await;
     assert_eq!(status, 201);
-    assert_eq!(beta["slug"], "beta-corp");
     let beta_id = beta["id"].as_str().unwrap();
-
-    // The creator already is a member: no invitation is issued.
     let (status, body) = server
         .post(
             &format!("/api/v1/tenants/{beta_id}/invitations"),
@@ -129,35 +164,23 @@ async fn existing_accounts_join_without_a_new_password() {
             json!({ "email": OWNER_EMAIL, "role": "viewer" }),
         )
         .await;
-    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("already_member")));
-
-    let (_, invitation) = server
-        .post(
-            &format!("/api/v1/tenants/{beta_id}/invitations"),
-            &owner,
-            json!({ "email": "friend@example.com", "role": "viewer" }),
-        )
-        .await;
-    accept(&server, json!({ "token": invitation["token"], "name": "Friend", "password": PASSWORD })).await;
-    let (_, default_invite) = {
-        let (_, tenant) = server.owner().await;
-        server
-            .post(
-                &format!("/api/v1/tenants/{tenant}/invitations"),
-                &owner,
-                json!({ "email": "FRIEND@example.com", "role": "member" }),
-            )
-            .await
-    };
-    let (status, joined) = accept(
-        &server,
-        json!({ "token": default_invite["token"], "password": "ignored for existing accounts" }),
-    )
-    .await;
-    assert_eq!((status, joined["created_user"].as_bool()), (200, Some(false)), "{joined}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("already_member")),
+        "the creator is a member"
+    );
+    server.create_account("friend@example.com").await;
     let friend = server.access_token("friend@example.com", PASSWORD).await;
+    let invitation = invite(&server, &owner, beta_id, "FRIEND@example.com", "member").await;
+    assert_eq!(accept(&server, None, json!({ "token": invitation["token"] })).await.0, 401);
+    let (status, _) = accept(&server, Some(&owner), json!({ "token": invitation["token"] })).await;
+    assert_eq!(status, 403, "the inviter cannot accept for the invitee");
     let (_, me) = server.get("/api/v1/me", &friend).await;
-    assert_eq!(me["memberships"].as_array().unwrap().len(), 2);
+    assert!(me["memberships"].as_array().unwrap().is_empty(), "not added without consent: {me}");
+    let (status, joined) = accept(&server, Some(&friend), json!({ "token": invitation["token"] })).await;
+    assert_eq!(status, 200, "{joined}");
+    let (_, me) = server.get("/api/v1/me", &friend).await;
+    assert_eq!(me["memberships"].as_array().unwrap().len(), 1);
 
     // Inviting a current member is refused up front.
     let (status, _) = server

@@ -13,9 +13,9 @@ use marketer_control_plane::domain::{
 };
 use marketer_control_plane::store::{
     AcceptOutcome, Actor, AgentEventKind, AgentFacts, AgentPatch, AuditFilter, CampaignPatch, EnrollOutcome,
-    EnrollmentTokenStatus, HeartbeatUpdate, InvitationAccount, InvitationStatus, NewAgentCertificate,
-    NewApiKey, NewAuditEvent, NewCampaign, NewInvitation, NewProject, NewRefreshToken, NewSession, NewTenant,
-    PageRequest, ProjectPatch, RefreshOutcome, Store, StoreError, TenantPatch,
+    EnrollmentTokenStatus, HeartbeatUpdate, InvitationStatus, NewAgentCertificate, NewApiKey, NewAuditEvent,
+    NewCampaign, NewInvitation, NewProject, NewRefreshToken, NewSession, NewTenant, PageRequest,
+    ProjectPatch, RefreshOutcome, Store, StoreError, TenantPatch,
 };
 use time::macros::date;
 use uuid::Uuid;
@@ -492,30 +492,36 @@ async fn invitations_accept_once(db: &TestDb) {
         .unwrap();
     assert_eq!(created.status, InvitationStatus::Pending);
 
-    let accept = |hash: u8, account: Option<InvitationAccount>| {
+    let accept = |hash: u8, user_id: Uuid| {
         let event = audit("invitation.accept", None);
-        async move { store.accept_invitation(&[hash; 32], account.as_ref(), now, &event).await.unwrap() }
+        async move { store.accept_invitation(&[hash; 32], user_id, now, &event).await.unwrap() }
     };
+    // The holder of the token sees what it is for.
+    let preview = store.invitation_preview(&[1; 32], now).await.unwrap().unwrap();
+    assert_eq!((preview.invitation.id, preview.has_account), (created.id, false));
+    assert!(!preview.tenant_name.is_empty());
+    assert!(store.invitation_preview(&[99; 32], now).await.unwrap().is_none());
     assert_eq!(
-        accept(1, None).await,
+        accept(1, owner).await,
         AcceptOutcome::NeedsAccount,
-        "no account yet, none supplied: nothing changes"
+        "no account for the address: an invitation never makes one"
     );
-    let account = InvitationAccount {
-        user_id: new_id(),
-        display_name: Name::parse("New Person").unwrap(),
-        password_hash: "$argon2id$x".into(),
-    };
-    match accept(1, Some(account)).await {
-        AcceptOutcome::Accepted { tenant_id: t, user, role, created_user } => {
-            assert_eq!((t, role, created_user), (tenant_id, Role::Member, true));
-            assert_eq!(user.email.as_str(), "New.Person@example.com", "the account gets the invited address");
+    let invited =
+        store.create_user(&new_user("new.person@example.com"), &audit("user.create", None)).await.unwrap();
+    assert!(store.invitation_preview(&[1; 32], now).await.unwrap().unwrap().has_account);
+    assert!(
+        matches!(accept(1, owner).await, AcceptOutcome::WrongAccount { .. }),
+        "only the invited address's account accepts"
+    );
+    match accept(1, invited.id).await {
+        AcceptOutcome::Accepted { tenant_id: t, user, role } => {
+            assert_eq!((t, role, user.id), (tenant_id, Role::Member, invited.id));
             assert_eq!(store.role(tenant_id, user.id).await.unwrap(), Some(Role::Member));
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(accept(1, None).await, AcceptOutcome::AlreadyUsed);
-    assert_eq!(accept(99, None).await, AcceptOutcome::NotFound);
+    assert_eq!(accept(1, invited.id).await, AcceptOutcome::AlreadyUsed);
+    assert_eq!(accept(99, invited.id).await, AcceptOutcome::NotFound);
 
     // An existing account just gains the membership.
     let existing =
@@ -527,7 +533,7 @@ async fn invitations_accept_once(db: &TestDb) {
         )
         .await
         .unwrap();
-    assert!(matches!(accept(2, None).await, AcceptOutcome::Accepted { created_user: false, .. }));
+    assert!(matches!(accept(2, existing.id).await, AcceptOutcome::Accepted { .. }));
     assert_eq!(store.role(tenant_id, existing.id).await.unwrap(), Some(Role::Member));
 
     // Already a member, expired, revoked.
@@ -538,7 +544,7 @@ async fn invitations_accept_once(db: &TestDb) {
         )
         .await
         .unwrap();
-    assert_eq!(accept(3, None).await, AcceptOutcome::AlreadyMember);
+    assert_eq!(accept(3, existing.id).await, AcceptOutcome::AlreadyMember);
     store
         .create_invitation(
             &invitation("late@example.com", 4, now - time::Duration::seconds(1)),
@@ -546,7 +552,7 @@ async fn invitations_accept_once(db: &TestDb) {
         )
         .await
         .unwrap();
-    assert_eq!(accept(4, None).await, AcceptOutcome::Expired);
+    assert_eq!(accept(4, existing.id).await, AcceptOutcome::Expired);
     let revoked = store
         .create_invitation(
             &invitation("nope@example.com", 5, week),
@@ -558,7 +564,7 @@ async fn invitations_accept_once(db: &TestDb) {
         .revoke_invitation(tenant_id, revoked.id, &audit("invitation.revoke", Some(tenant_id)))
         .await
         .unwrap();
-    assert_eq!(accept(5, None).await, AcceptOutcome::Revoked);
+    assert_eq!(accept(5, existing.id).await, AcceptOutcome::Revoked);
     assert_conflict(
         store.revoke_invitation(tenant_id, created.id, &audit("invitation.revoke", Some(tenant_id))).await,
         "invitation_used",

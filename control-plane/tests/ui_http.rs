@@ -354,10 +354,12 @@ async fn other_tenants_and_unknown_pages_are_not_found_and_viewers_are_refused_a
         )
         .await;
     assert_eq!(status, 201, "{invitation}");
-    let body = json!({ "token": invitation["token"], "name": "Vera", "password": "a long enough password" });
-    let (status, _) = server.call(Method::POST, "/api/v1/invitations/accept", None, Some(body)).await;
-    assert!(status == 200 || status == 201);
-    let response = post_login(&server, "vera@example.com", "a long enough password").await;
+    server.create_account("vera@example.com").await;
+    let vera = server.access_token("vera@example.com", common::PASSWORD).await;
+    let body = json!({ "token": invitation["token"] });
+    let (status, _) = server.call(Method::POST, "/api/v1/invitations/accept", Some(&vera), Some(body)).await;
+    assert_eq!(status, 200);
+    let response = post_login(&server, "vera@example.com", common::PASSWORD).await;
     let viewer =
         response.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
     let (status, _, _) = get(&server, &format!("/t/{tenant}/settings"), &viewer).await;
@@ -502,4 +504,53 @@ async fn pathological_previews_neither_hang_nor_starve_the_server() {
         post_form(&server, &preview, &cookie, &[("_csrf", &token), ("content", &"a".repeat(600 * 1024))])
             .await;
     assert!(status.is_client_error() && body.contains("content: must be at most"), "{status} {body}");
+}
+
+/// The invitation page says which organisation, role and address it is
+/// for, and offers the one way to accept: signed in as that address.
+#[tokio::test]
+async fn the_invitation_page_names_what_it_is_for_and_only_its_address_accepts() {
+    let server = TestServer::start().await;
+    let (token, tenant) = server.owner().await;
+    let (status, invitation) = server
+        .post(
+            &format!("/api/v1/tenants/{tenant}/invitations"),
+            &token,
+            json!({ "email": "ivy@example.com", "role": "member" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let page_path = format!("/invitations/accept?token={}", invitation["token"].as_str().unwrap());
+    let (status, _, page) = get(&server, &page_path, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<strong>Default</strong>") && page.contains("<strong>member</strong>"), "{page}");
+    assert!(page.contains("<strong>ivy@example.com</strong>"), "{page}");
+    assert!(page.contains("has no account here yet") && page.contains("admin create-user"), "{page}");
+    assert!(!page.contains("name=\"password\""), "no password is chosen here");
+
+    server.create_account("ivy@example.com").await;
+    let (_, _, page) = get(&server, &page_path, "").await;
+    assert!(page.contains("Sign in as ivy@example.com"), "{page}");
+    let (owner, _) = sign_in(&server).await;
+    let (_, _, page) = get(&server, &page_path, &owner).await;
+    assert!(page.contains("Only ivy@example.com can accept"), "{page}");
+    assert!(!page.contains("Join Default</button>"), "{page}");
+
+    let response = post_login(&server, "ivy@example.com", common::PASSWORD).await;
+    let ivy = response.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let (_, _, page) = get(&server, &page_path, &ivy).await;
+    assert!(page.contains("Join Default</button>"), "{page}");
+    let marker = "name=\"_csrf\" value=\"";
+    let start = page.find(marker).unwrap() + marker.len();
+    let csrf = page[start..].split('"').next().unwrap().to_owned();
+    let (status, location) = post_form(
+        &server,
+        "/invitations/accept",
+        &ivy,
+        &[("_csrf", &csrf), ("token", invitation["token"].as_str().unwrap())],
+    )
+    .await;
+    assert_eq!((status, location), (StatusCode::SEE_OTHER, format!("/t/{tenant}")));
+    let (status, _, _) = get(&server, &format!("/t/{tenant}/projects"), &ivy).await;
+    assert_eq!(status, StatusCode::OK);
 }

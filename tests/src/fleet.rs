@@ -45,6 +45,38 @@ impl Fleet {
         self.api.call(method, &self.api.tenant_path(rest), body).await
     }
 
+    /// A new person in tenant `tenant` with `role`, as it happens in
+    /// production: invited by the fleet's owner, the account created by the
+    /// operator's CLI, then signed in and accepting the invitation. Returns
+    /// their signed-in client.
+    pub async fn add_member(&self, tenant: &str, email: &str, name: &str, role: &str, password: &str) -> Api {
+        let (status, invitation) = self
+            .api
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/v1/tenants/{tenant}/invitations"),
+                Some(serde_json::json!({ "email": email, "role": role })),
+            )
+            .await;
+        assert_eq!(status, 201, "{invitation}");
+        let created = crate::server_command(
+            &["admin", "create-user", "--email", email, "--name", name, "--password-stdin"],
+            self.data.path(),
+            Some(&format!("{password}\n")),
+        );
+        assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+        let token = Api::login_token(&self.server().base_url, email, password).await;
+        let response = reqwest::Client::new()
+            .post(self.server().url("/api/v1/invitations/accept"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "token": invitation["token"] }))
+            .send()
+            .await
+            .expect("accept request");
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+        Api::login(&self.server().base_url, email, password).await
+    }
+
     pub async fn enrollment_token(&self, body: Value) -> Value {
         let (status, created) = self.call(reqwest::Method::POST, "/enrollment-tokens", Some(body)).await;
         assert_eq!(status, 201, "{created}");

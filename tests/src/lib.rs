@@ -392,9 +392,9 @@ pub struct Api {
 }
 
 impl Api {
-    pub async fn login(base_url: &str, email: &str, password: &str) -> Self {
-        let http = reqwest::Client::new();
-        let response = http
+    /// An access token of `email`, which may belong to no tenant yet.
+    pub async fn login_token(base_url: &str, email: &str, password: &str) -> String {
+        let response = reqwest::Client::new()
             .post(format!("{base_url}/api/v1/auth/login"))
             .json(&serde_json::json!({ "email": email, "password": password }))
             .send()
@@ -402,7 +402,12 @@ impl Api {
             .expect("login request");
         assert_eq!(response.status(), 200, "login of {email} failed");
         let tokens: serde_json::Value = response.json().await.expect("login answer");
-        let token = tokens["access_token"].as_str().expect("an access token").to_owned();
+        tokens["access_token"].as_str().expect("an access token").to_owned()
+    }
+
+    pub async fn login(base_url: &str, email: &str, password: &str) -> Self {
+        let http = reqwest::Client::new();
+        let token = Self::login_token(base_url, email, password).await;
         let me: serde_json::Value = http
             .get(format!("{base_url}/api/v1/me"))
             .bearer_auth(&token)

@@ -83,14 +83,7 @@ fn review(score: f32) -> String {
 /// A second person in the fleet's tenant with `role`, signed in.
 async fn member(fleet: &Fleet, role: &str) -> Api {
     let email = format!("{role}-{}@example.com", uuid::Uuid::now_v7().simple());
-    let (status, invitation) =
-        fleet.call(Method::POST, "/invitations", Some(json!({ "email": email, "role": role }))).await;
-    assert_eq!(status, 201, "{invitation}");
-    let body =
-        json!({ "token": invitation["token"], "name": "Team Mate", "password": "a long enough password" });
-    let (status, accepted) = fleet.api.call(Method::POST, "/api/v1/invitations/accept", Some(body)).await;
-    assert!(status == 200 || status == 201, "{accepted}");
-    Api::login(&fleet.server().base_url, &email, "a long enough password").await
+    fleet.add_member(&fleet.api.tenant, &email, "Team Mate", role, "a long enough password").await
 }
 
 async fn raw(api: &Api, path: &str) -> (u16, String, String) {

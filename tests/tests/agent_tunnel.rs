@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use marketer_tests::fleet::{Fleet, PASSWORD, agent_id};
 use marketer_tests::ollama::FakeModel;
 use marketer_tests::proxy::{ConnectProxy, Impostor, ProxyOptions};
-use marketer_tests::{Api, ServerOptions, TempDatabase, eventually};
+use marketer_tests::{ServerOptions, TempDatabase, eventually};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -558,17 +558,7 @@ async fn agents_and_tokens_belong_to_one_tenant() {
         api.call(reqwest::Method::POST, "/api/v1/tenants", Some(json!({ "name": "Beta" }))).await;
     assert_eq!(status, 201);
     let beta_id = beta["id"].as_str().unwrap();
-    let (_, invite) = api
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/v1/tenants/{beta_id}/invitations"),
-            Some(json!({ "email": "b-admin@example.com", "role": "admin" })),
-        )
-        .await;
-    let accept = json!({ "token": invite["token"], "name": "B Admin", "password": PASSWORD });
-    let (status, _) = api.call(reqwest::Method::POST, "/api/v1/invitations/accept", Some(accept)).await;
-    assert_eq!(status, 200);
-    let b = Api::login(&fleet.server().base_url, "b-admin@example.com", PASSWORD).await;
+    let b = fleet.add_member(beta_id, "b-admin@example.com", "B Admin", "admin", PASSWORD).await;
     assert_eq!(b.tenant, beta_id);
 
     let a = &api.tenant;

@@ -4,14 +4,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{App, Principal, RequestMeta, TenantAccess, actions, audit_event};
-use crate::auth::password;
+use super::{App, Caller, Principal, TenantAccess, actions, audit_event};
 use crate::auth::tokens::{OpaqueToken, TokenKind, hash_token, looks_like};
-use crate::domain::{Email, Name, Password, Permission, Role, Timestamp, User, new_id};
+use crate::domain::{Email, Permission, Role, Timestamp, User, new_id};
 use crate::error::{Error, FoundExt, NotFoundExt, Result};
-use crate::store::{
-    AcceptOutcome, Actor, Invitation, InvitationAccount, Member, NewInvitation, Outcome, Page, PageRequest,
-};
+use crate::store::{AcceptOutcome, Invitation, Member, NewInvitation, Outcome, Page, PageRequest};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -36,14 +33,12 @@ pub struct CreatedInvitation {
     pub role: Role,
 }
 
+/// Accepting an invitation: the signed-in account must be the invited
+/// address's.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptInvitation {
     pub token: String,
-    /// Required when the invited address has no account yet.
-    pub name: Option<Name>,
-    /// Required when the invited address has no account yet: 12 to 256 characters.
-    pub password: Option<Password>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -51,8 +46,19 @@ pub struct AcceptedInvitation {
     pub tenant_id: Uuid,
     pub role: Role,
     pub user: User,
-    /// Whether a new account was created for the invited address.
-    pub created_user: bool,
+}
+
+/// An invitation as its token's holder sees it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InvitationView {
+    pub tenant_id: Uuid,
+    pub tenant_name: String,
+    pub email: Email,
+    pub role: Role,
+    pub status: crate::store::InvitationStatus,
+    pub expires_at: Timestamp,
+    /// Whether the invited address has an account (to sign in with).
+    pub has_account: bool,
 }
 
 impl App {
@@ -147,37 +153,56 @@ impl App {
     /// Redeems an invitation. Holding the token proves control of the
     /// invited mailbox, so no sign-in is needed; an address without an
     /// account gets one with the given name and password.
+    /// What an invitation is for (organisation, role, address), shown to
+    /// whoever holds its token before they accept.
+    pub async fn invitation_preview(&self, token: &str) -> Result<InvitationView> {
+        if !looks_like(TokenKind::Invitation, token) {
+            return Err(Error::NotFound("invitation"));
+        }
+        let preview =
+            self.store.invitation_preview(&hash_token(token), Timestamp::now()).await.found("invitation")?;
+        Ok(InvitationView {
+            tenant_id: preview.invitation.tenant_id,
+            tenant_name: preview.tenant_name,
+            email: preview.invitation.email,
+            role: preview.invitation.role,
+            status: preview.invitation.status,
+            expires_at: preview.invitation.expires_at,
+            has_account: preview.has_account,
+        })
+    }
+
+    /// Accepts an invitation for the signed-in person, whose account must be
+    /// the invited address's. An invitation never creates an account or sets
+    /// a password: the token may have passed through other hands (the
+    /// inviter's, a chat's), so holding it proves nothing about the address.
     pub async fn accept_invitation(
         &self,
+        caller: &Caller,
         req: AcceptInvitation,
-        meta: &RequestMeta,
     ) -> Result<AcceptedInvitation> {
+        let Principal::User { user, .. } = &caller.principal else {
+            return Err(Error::Forbidden(
+                "an invitation is accepted by a person, signed in as the invited address".into(),
+            ));
+        };
         if !looks_like(TokenKind::Invitation, &req.token) {
             return Err(Error::NotFound("invitation"));
         }
         let hash = hash_token(&req.token);
-        let audit = audit_event(None, Actor::Anonymous, meta, actions::INVITATION_ACCEPT, Outcome::Success);
-        let now = Timestamp::now();
-        let mut outcome = self.store.accept_invitation(&hash, None, now, &audit).await?;
-        if outcome == AcceptOutcome::NeedsAccount {
-            // Hash only when an account is really needed: it is slow on purpose.
-            let name = req.name.ok_or_else(|| {
-                Error::invalid("name", "is required: the invited address has no account yet")
-            })?;
-            let password = req.password.ok_or_else(|| {
-                Error::invalid("password", "is required: the invited address has no account yet")
-            })?;
-            let account = InvitationAccount {
-                user_id: new_id(),
-                display_name: name,
-                password_hash: password::hash(password).await.map_err(Error::Internal)?,
-            };
-            outcome = self.store.accept_invitation(&hash, Some(&account), now, &audit).await?;
-        }
-        match outcome {
-            AcceptOutcome::Accepted { tenant_id, user, role, created_user } => {
-                Ok(AcceptedInvitation { tenant_id, role, user, created_user })
-            }
+        let audit =
+            audit_event(None, caller.actor(), &caller.meta, actions::INVITATION_ACCEPT, Outcome::Success);
+        match self.store.accept_invitation(&hash, user.id, Timestamp::now(), &audit).await? {
+            AcceptOutcome::Accepted { tenant_id, user, role } => Ok(AcceptedInvitation { tenant_id, role, user }),
+            AcceptOutcome::WrongAccount { email } => Err(Error::Forbidden(format!(
+                "this invitation is for {email}; sign in as {email} to accept it"
+            ))),
+            AcceptOutcome::NeedsAccount => Err(Error::Conflict {
+                code: "account_needed",
+                message: "the invited address has no account yet; an operator creates it with \
+                          `marketer-server admin create-user --email ADDRESS`, then its owner signs in and accepts"
+                    .into(),
+            }),
             AcceptOutcome::NotFound => Err(Error::NotFound("invitation")),
             AcceptOutcome::Expired => Err(Error::Gone {
                 code: "invitation_expired",
@@ -193,11 +218,8 @@ impl App {
             }),
             AcceptOutcome::AlreadyMember => Err(Error::Conflict {
                 code: "already_member",
-                message: "you already are a member of this tenant".into(),
+                message: "you already are a member of this organisation".into(),
             }),
-            AcceptOutcome::NeedsAccount => Err(Error::internal(anyhow::anyhow!(
-                "invitation still needs an account after one was supplied"
-            ))),
         }
     }
 }

@@ -52,7 +52,9 @@ pub use audit_log::AuditQuery;
 pub use auth::{LoginRequest, RefreshRequest, TokenPair};
 pub use documents::{DEFAULT_MAX_UPLOAD_BYTES, DocumentView, MULTIPART_OVERHEAD_BYTES, Upload};
 pub use jobs::{CreateJob, EmbedInput, JobQuery, JobView, MessageIn, OptionsIn, Submitted};
-pub use members::{AcceptInvitation, AcceptedInvitation, CreateInvitation, CreatedInvitation, UpdateMember};
+pub use members::{
+    AcceptInvitation, AcceptedInvitation, CreateInvitation, CreatedInvitation, InvitationView, UpdateMember,
+};
 pub use projects::{CreateCampaign, CreateProject, UpdateCampaign, UpdateProject};
 pub use tenants::{CreateTenant, Me, UpdateTenant};
 

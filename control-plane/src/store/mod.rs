@@ -461,14 +461,14 @@ pub struct Invitation {
     pub accepted_at: Option<Timestamp>,
 }
 
-/// The account to create if the invited address has none yet; its e-mail
-/// address is the invitation's.
-#[derive(Debug, Clone)]
-pub struct InvitationAccount {
-    pub user_id: Uuid,
-    pub display_name: Name,
-    /// An Argon2id PHC string.
-    pub password_hash: String,
+/// What the holder of an invitation's token may see of it before
+/// accepting: which organisation, which role, which address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationPreview {
+    pub invitation: Invitation,
+    pub tenant_name: String,
+    /// Whether the invited address has an account.
+    pub has_account: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -477,10 +477,13 @@ pub enum AcceptOutcome {
         tenant_id: Uuid,
         user: User,
         role: Role,
-        created_user: bool,
     },
-    /// The invited address has no account and no account details were given.
+    /// The invited address has no account: an invitation never creates one.
     NeedsAccount,
+    /// The accepting account is not the invited address's.
+    WrongAccount {
+        email: Email,
+    },
     AlreadyMember,
     NotFound,
     Expired,
@@ -666,12 +669,19 @@ pub trait Store:
         now: Timestamp,
     ) -> Result<Page<Invitation>>;
     async fn revoke_invitation(&self, tenant_id: Uuid, id: Uuid, audit: &NewAuditEvent) -> Result<()>;
-    /// Redeems an invitation token. The audit event's actor is replaced by the
+    /// The invitation a token names, for its holder to see before accepting.
+    async fn invitation_preview(
+        &self,
+        token_hash: &[u8],
+        now: Timestamp,
+    ) -> Result<Option<InvitationPreview>>;
+    /// Redeems an invitation token for `user_id`, which must be the account
+    /// of the invited address. The audit event's actor is replaced by the
     /// accepting user and its tenant by the invitation's.
     async fn accept_invitation(
         &self,
         token_hash: &[u8],
-        account: Option<&InvitationAccount>,
+        user_id: Uuid,
         now: Timestamp,
         audit: &NewAuditEvent,
     ) -> Result<AcceptOutcome>;

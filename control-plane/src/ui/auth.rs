@@ -8,14 +8,14 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::assets;
-use super::page::{FormErrors, UiError, render, render_form, see_other};
+use super::page::{UiError, render, see_other};
 use super::session::{
     Browser, BrowserSubmit, Meta, Query, is_secure, login_cookie, login_id, session_cookie, session_token,
 };
 use crate::api::ApiState;
-use crate::domain::{Email, Name, Password};
+use crate::domain::Email;
 use crate::error::Error;
-use crate::service::{AcceptInvitation, LoginRequest};
+use crate::service::{AcceptInvitation, InvitationView, LoginRequest};
 
 #[derive(Debug, Deserialize)]
 pub struct RootQuery {
@@ -175,8 +175,33 @@ struct InvitationPage {
     css: &'static str,
     js: &'static str,
     token: String,
-    name: String,
-    errors: FormErrors,
+    invitation: InvitationView,
+    /// The signed-in person's address, if anyone is signed in.
+    signed_in_as: Option<String>,
+    /// The session's CSRF token, for the accept and sign-out forms.
+    csrf: String,
+    /// Where signing in leads back to.
+    sign_in_href: String,
+}
+
+impl InvitationPage {
+    fn for_them(&self) -> bool {
+        self.signed_in_as.as_deref().is_some_and(|me| me.eq_ignore_ascii_case(self.invitation.email.as_str()))
+    }
+
+    fn pending(&self) -> bool {
+        self.invitation.status == crate::store::InvitationStatus::Pending
+    }
+
+    /// Why it can no longer be accepted, in words.
+    fn ended(&self) -> &'static str {
+        match self.invitation.status {
+            crate::store::InvitationStatus::Pending => "still open",
+            crate::store::InvitationStatus::Accepted => "already accepted",
+            crate::store::InvitationStatus::Revoked => "withdrawn",
+            crate::store::InvitationStatus::Expired => "expired",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,90 +210,49 @@ pub struct InvitationQuery {
     token: String,
 }
 
-pub async fn invitation_form(Query(query): Query<InvitationQuery>) -> Response {
-    render(&InvitationPage {
+/// What an invitation is for, and the one way to accept it: signed in as
+/// the invited address.
+pub async fn invitation_form(
+    State(state): State<ApiState>,
+    browser: Result<Browser, UiError>,
+    Query(query): Query<InvitationQuery>,
+) -> Result<Response, UiError> {
+    let invitation = state.app.invitation_preview(&query.token).await?;
+    let browser = browser.ok();
+    let here = format!(
+        "/invitations/accept?token={}",
+        form_urlencoded::byte_serialize(query.token.as_bytes()).collect::<String>()
+    );
+    let signed_in_as = match &browser {
+        Some(browser) => match &browser.caller.principal {
+            crate::service::Principal::User { user, .. } => Some(user.email.to_string()),
+            _ => None,
+        },
+        None => None,
+    };
+    Ok(render(&InvitationPage {
         css: assets::css_url(),
         js: assets::js_url(),
         token: query.token,
-        name: String::new(),
-        errors: FormErrors::default(),
-    })
+        invitation,
+        signed_in_as,
+        csrf: browser.map(|b| b.csrf).unwrap_or_default(),
+        sign_in_href: format!(
+            "/login?next={}",
+            form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>()
+        ),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct InvitationForm {
-    #[serde(default)]
-    token: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    password: String,
-}
-
-/// Accepts an invitation; a new account is signed in at once, an existing
-/// one is sent to sign in.
+/// Accepts an invitation for the signed-in person (whose address must be
+/// the invited one) and opens the organisation.
 pub async fn accept_invitation(
     State(state): State<ApiState>,
-    Meta(meta): Meta,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<InvitationForm>,
+    submit: BrowserSubmit,
 ) -> Result<Response, UiError> {
-    let mut errors = FormErrors::default();
-    let name = if form.name.trim().is_empty() {
-        None
-    } else {
-        Name::parse(&form.name).map(Some).unwrap_or_else(|e| {
-            errors.add("name", e.to_string());
-            None
-        })
-    };
-    let password = if form.password.is_empty() {
-        None
-    } else {
-        Password::parse(&form.password).map(Some).unwrap_or_else(|e| {
-            errors.add("password", e.to_string());
-            None
-        })
-    };
-    let again = |errors: FormErrors| {
-        let view = InvitationPage {
-            css: assets::css_url(),
-            js: assets::js_url(),
-            token: form.token.clone(),
-            name: form.name.clone(),
-            errors,
-        };
-        render_form(&view, &view.errors)
-    };
-    if !errors.is_empty() {
-        return Ok(again(errors));
-    }
-    let request = AcceptInvitation { token: form.token.clone(), name, password };
-    let accepted = match state.app.accept_invitation(request, &meta).await {
-        Ok(accepted) => accepted,
-        Err(Error::NotFound(_)) => {
-            let mut errors = FormErrors::default();
-            errors
-                .add("", "This invitation is unknown, expired, revoked or already used; ask for a new one.");
-            return Ok(again(errors));
-        }
-        Err(e) => return Ok(again(FormErrors::from_error(e)?)),
-    };
-    let landing = format!("/t/{}", accepted.tenant_id);
-    if !accepted.created_user {
-        return Ok(see_other(&format!(
-            "/login?next={}",
-            form_urlencoded::byte_serialize(landing.as_bytes()).collect::<String>()
-        )));
-    }
-    let login = LoginRequest { email: accepted.user.email.clone(), password: form.password.clone() };
-    let (token, ttl) = state.app.browser_login(login, &meta).await?;
-    let mut response = see_other(&landing);
-    let cookie = session_cookie(Some(&token), ttl, is_secure(&headers, state.config.trust_proxy_headers));
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    Ok(response)
+    let token = submit.field("token").unwrap_or_default().to_owned();
+    let accepted = state.app.accept_invitation(&submit.browser.caller, AcceptInvitation { token }).await?;
+    Ok(see_other(&format!("/t/{}", accepted.tenant_id)))
 }
 
 /// Where to go after signing in: a path on this site only. Browsers drop

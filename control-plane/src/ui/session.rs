@@ -259,6 +259,14 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for Submit<T> {
 #[derive(Debug)]
 pub struct BrowserSubmit {
     pub browser: Browser,
+    pairs: Vec<(String, String)>,
+}
+
+impl BrowserSubmit {
+    /// A field of the form, if it was sent.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
 }
 
 impl FromRequest<ApiState> for BrowserSubmit {
@@ -269,7 +277,7 @@ impl FromRequest<ApiState> for BrowserSubmit {
         let browser = Browser::from_request_parts(&mut parts, state).await?;
         let pairs = form_pairs(body, state).await?;
         check_csrf(state, &browser, &parts.headers, &pairs)?;
-        Ok(Self { browser })
+        Ok(Self { browser, pairs })
     }
 }
 

@@ -328,9 +328,27 @@ impl TestServer {
         (token, tenant)
     }
 
-    /// Invites `email` with `role` into `tenant` (as `admin_token`), accepts
-    /// the invitation creating the account, and returns the new user's
-    /// access token and id.
+    /// Creates an account for `email` with [`PASSWORD`], as the operator's
+    /// CLI does (an invitation never creates one).
+    pub async fn create_account(&self, email: &str) {
+        let user = marketer_control_plane::store::NewUser {
+            id: marketer_control_plane::domain::new_id(),
+            email: Email::parse(email).expect("an e-mail address"),
+            display_name: marketer_control_plane::domain::Name::parse("Test User").unwrap(),
+            password_hash: marketer_control_plane::auth::password::hash(Password::parse(PASSWORD).unwrap())
+                .await
+                .unwrap(),
+        };
+        self.db
+            .store
+            .create_user(&user, &fixtures::audit("user.create", None))
+            .await
+            .expect("create the account");
+    }
+
+    /// Invites `email` with `role` into `tenant` (as `admin_token`); the
+    /// operator creates the account; its owner signs in and accepts. Returns
+    /// the new user's access token and id.
     pub async fn add_user(
         &self,
         admin_token: &str,
@@ -346,16 +364,12 @@ impl TestServer {
             )
             .await;
         assert_eq!(status, 201, "{invitation}");
+        self.create_account(email).await;
+        let token = self.access_token(email, PASSWORD).await;
         let (status, accepted) = self
-            .call(
-                reqwest::Method::POST,
-                "/api/v1/invitations/accept",
-                None,
-                Some(serde_json::json!({ "token": invitation["token"], "name": "Test User", "password": PASSWORD })),
-            )
+            .post("/api/v1/invitations/accept", &token, serde_json::json!({ "token": invitation["token"] }))
             .await;
         assert_eq!(status, 200, "{accepted}");
-        let token = self.access_token(email, PASSWORD).await;
         (token, accepted["user"]["id"].as_str().unwrap().to_owned())
     }
 }

@@ -5,13 +5,13 @@ use axum::http::StatusCode;
 
 use crate::api::ApiState;
 use crate::api::error::ErrorBody;
-use crate::api::extract::{Json, Meta, Path, Query};
+use crate::api::extract::{Json, Path, Query};
 use crate::api::pagination::{ListParams, PageBody};
 use crate::api::routes::params::{InvitationPath, MemberPath};
 use crate::error::Result;
 use crate::service::{
-    AcceptInvitation, AcceptedInvitation, CreateInvitation, CreatedInvitation, TenantAccess, UpdateMember,
-    actions,
+    AcceptInvitation, AcceptedInvitation, Caller, CreateInvitation, CreatedInvitation, TenantAccess,
+    UpdateMember, actions,
 };
 use crate::store::{Invitation, Member};
 
@@ -89,21 +89,25 @@ pub async fn revoke_invitation(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Accepts an invitation. No sign-in needed: the token is the proof. An
-/// address without an account needs `name` and `password`.
+/// Accepts an invitation, signed in as the invited address's account (a
+/// token alone proves nothing about the address: it has passed through
+/// the inviter's hands). An invitation never creates an account: an
+/// address without one is 409 `account_needed`.
 #[utoipa::path(post, path = "/api/v1/invitations/accept", tag = "team", operation_id = actions::INVITATION_ACCEPT,
-    request_body = AcceptInvitation,
+    request_body = AcceptInvitation, security(("bearer" = [])),
     responses(
         (status = 200, body = AcceptedInvitation),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "signed in as another address", body = ErrorBody),
         (status = 404, description = "unknown token", body = ErrorBody),
-        (status = 409, description = "already accepted, or already a member", body = ErrorBody),
+        (status = 409, description = "already accepted, already a member, or no account yet", body = ErrorBody),
         (status = 410, description = "expired or revoked", body = ErrorBody),
         (status = 422, body = ErrorBody),
     ))]
 pub async fn accept(
     State(state): State<ApiState>,
-    Meta(meta): Meta,
+    caller: Caller,
     Json(req): Json<AcceptInvitation>,
 ) -> Result<Json<AcceptedInvitation>> {
-    Ok(Json(state.app.accept_invitation(req, &meta).await?))
+    Ok(Json(state.app.accept_invitation(&caller, req).await?))
 }

@@ -785,10 +785,34 @@ where
         Ok(())
     }
 
+    async fn invitation_preview(
+        &self,
+        token_hash: &[u8],
+        now: Timestamp,
+    ) -> Result<Option<InvitationPreview>> {
+        let mut conn = self.read.acquire().await?;
+        let row: Option<InvitationRow> =
+            sqlx::query_as(sql(&["SELECT ", INVITATION_COLUMNS, " FROM invitations WHERE token_hash = $1"]))
+                .bind(token_hash.to_vec())
+                .fetch_optional(&mut *conn)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let invitation = row.into_invitation(now)?;
+        let tenant_name: String = sqlx::query_scalar("SELECT name FROM tenants WHERE id = $1")
+            .bind(invitation.tenant_id)
+            .fetch_one(&mut *conn)
+            .await?;
+        let account: Option<Uuid> = sqlx::query_scalar("SELECT id FROM users WHERE email_normalized = $1")
+            .bind(invitation.email.normalized())
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(Some(InvitationPreview { invitation, tenant_name, has_account: account.is_some() }))
+    }
+
     async fn accept_invitation(
         &self,
         token_hash: &[u8],
-        account: Option<&InvitationAccount>,
+        user_id: Uuid,
         now: Timestamp,
         audit: &NewAuditEvent,
     ) -> Result<AcceptOutcome> {
@@ -815,20 +839,14 @@ where
         .bind(invitation.email.normalized())
         .fetch_optional(&mut *tx)
         .await?;
-        let (user, created_user) = match (existing, account) {
-            (Some(row), _) => (User::try_from(row)?, false),
-            (None, None) => return Ok(AcceptOutcome::NeedsAccount),
-            (None, Some(account)) => {
-                let new_user = NewUser {
-                    id: account.user_id,
-                    email: invitation.email.clone(),
-                    display_name: account.display_name.clone(),
-                    password_hash: account.password_hash.clone(),
-                };
-                (Self::insert_user(&mut tx, &new_user, now).await?, true)
+        let user = match existing {
+            None => return Ok(AcceptOutcome::NeedsAccount),
+            Some(row) if row.id != user_id => {
+                return Ok(AcceptOutcome::WrongAccount { email: invitation.email });
             }
+            Some(row) => User::try_from(row)?,
         };
-        if !created_user && Self::fetch_member(&mut tx, invitation.tenant_id, user.id).await?.is_some() {
+        if Self::fetch_member(&mut tx, invitation.tenant_id, user.id).await?.is_some() {
             return Ok(AcceptOutcome::AlreadyMember);
         }
         Self::insert_membership(&mut tx, invitation.tenant_id, user.id, invitation.role, now).await?;
@@ -850,15 +868,10 @@ where
             ..audit.clone()
         }
         .resource("invitation", invitation.id)
-        .details(serde_json::json!({ "role": invitation.role, "created_user": created_user }));
+        .details(serde_json::json!({ "role": invitation.role }));
         Self::insert_audit(&mut tx, &audit).await?;
         tx.commit().await?;
-        Ok(AcceptOutcome::Accepted {
-            tenant_id: invitation.tenant_id,
-            user,
-            role: invitation.role,
-            created_user,
-        })
+        Ok(AcceptOutcome::Accepted { tenant_id: invitation.tenant_id, user, role: invitation.role })
     }
 
     // ----- API keys

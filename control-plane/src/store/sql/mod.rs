@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use super::{
     AcceptOutcome, Actor, Agent, AgentEventKind, ApiKey, ApiKeyGrant, AuditEvent, AuditFilter, Backend,
-    Campaign, CampaignPatch, Credentials, Invitation, InvitationAccount, InvitationStatus, Labels, Member,
+    Campaign, CampaignPatch, Credentials, Invitation, InvitationPreview, InvitationStatus, Labels, Member,
     MembershipSummary, NewAgentCertificate, NewApiKey, NewAuditEvent, NewCampaign, NewInvitation, NewProject,
     NewRefreshToken, NewSession, NewTenant, NewUser, Page, PageRequest, Project, ProjectPatch,
     RefreshOutcome, Result, Store, StoreError, TenantPatch,
