@@ -166,7 +166,8 @@ where
     }
 }
 
-/// Query-string parameters; a value of the wrong type is a 400 naming it.
+/// Query-string parameters; a value of the wrong type, or a parameter the
+/// route does not know, is a 422 naming it (the same on every route).
 #[derive(Debug)]
 pub struct Query<T>(pub T);
 
@@ -187,7 +188,7 @@ where
                 Some(name) => (name.to_owned(), "is not a known query parameter".to_owned()),
                 None => (if path == "." { "query".to_owned() } else { path }, text),
             };
-            Error::BadRequest { code: "invalid_query", message: format!("{field}: {message}") }
+            Error::Invalid { field: field.into(), message }
         })
     }
 }

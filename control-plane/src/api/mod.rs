@@ -198,12 +198,85 @@ fn api_routes() -> OpenApiRouter<ApiState> {
 
 /// The OpenAPI document of the API, as served at `/api/v1/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    let mut doc = api_routes().into_openapi();
+    document_common_errors(&mut doc);
+    doc
+}
+
+/// Adds the error answers that come from the layers every operation passes
+/// through, not from its handler, so the document lists every status an
+/// operation can give: 401 and 403 where a caller is required, 404 where the
+/// path names something (another tenant's things are 404 too), 400, 413,
+/// 415 and 422 where there is a JSON body (malformed, too large, not JSON,
+/// invalid), 422 where there are query parameters, 429 where sign-in is
+/// throttled. A status the handler documents itself is left as it is.
+fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    utoipa::openapi::ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations = [
+            item.get.as_mut(),
+            item.put.as_mut(),
+            item.post.as_mut(),
+            item.delete.as_mut(),
+            item.patch.as_mut(),
+        ];
+        for operation in operations.into_iter().flatten() {
+            let mut add = |status: &str, description: &str| {
+                operation.responses.responses.entry(status.to_owned()).or_insert_with(|| error(description));
+            };
+            let public = matches!(path.as_str(), "/healthz" | "/readyz" | "/api/v1/openapi.json");
+            if public {
+                continue;
+            }
+            let authenticated = operation.security.as_ref().is_some_and(|s| !s.is_empty())
+                || path.contains("{tenant_id}")
+                || path == "/api/v1/auth/me"
+                || path == "/api/v1/tenants";
+            if authenticated {
+                add("401", "not signed in, or the token is invalid or expired");
+                add("403", "the caller's role does not allow this");
+            }
+            if path.contains('{') {
+                add("404", "not found, or another tenant's");
+            }
+            if operation.request_body.is_some() {
+                add("400", "the body is not valid JSON");
+                add("413", "the body is larger than the server accepts");
+                add("415", "the body is not application/json");
+                add("422", "a field is invalid; `details.field` names it");
+            }
+            let has_query = operation.parameters.as_ref().is_some_and(|ps| {
+                ps.iter().any(|p| {
+                    matches!(p, RefOr::T(p) if p.parameter_in == utoipa::openapi::path::ParameterIn::Query)
+                })
+            });
+            if has_query {
+                add("422", "a query parameter is invalid or unknown; `details.field` names it");
+            }
+            if path.starts_with("/api/v1/auth/") {
+                add("429", "too many attempts; retry after the `Retry-After` seconds");
+            }
+        }
+    }
 }
 
 /// Builds the complete HTTP service.
 pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
-    let (routes, doc) = api_routes().split_for_parts();
+    let (routes, mut doc) = api_routes().split_for_parts();
+    document_common_errors(&mut doc);
     let openapi = doc.to_json().unwrap_or_else(|e| {
         tracing::error!(error = %e, "could not serialise the OpenAPI document");
         "{}".to_owned()

@@ -23,8 +23,10 @@ const CURSOR_VERSION: u8 = 1;
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (opaque; anything else is 422).
+    #[param(min_length = 1, max_length = 200)]
     pub cursor: Option<String>,
 }
 
@@ -47,10 +49,7 @@ pub fn encode_cursor(id: Uuid) -> String {
 }
 
 pub fn decode_cursor(text: &str) -> Result<Uuid, Error> {
-    let invalid = || Error::BadRequest {
-        code: "invalid_cursor",
-        message: "cursor is not a cursor this server issued; start again without it".into(),
-    };
+    let invalid = || Error::invalid("cursor", "is not a cursor this server issued; start again without it");
     let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
     match bytes.split_first() {
         Some((&CURSOR_VERSION, id)) if id.len() == 16 => Uuid::from_slice(id).map_err(|_| invalid()),
@@ -83,7 +82,7 @@ mod tests {
         for bad in ["", "abc", "!!!!", &URL_SAFE_NO_PAD.encode([2u8; 17]), &URL_SAFE_NO_PAD.encode([1u8; 5])]
         {
             assert!(
-                matches!(decode_cursor(bad), Err(Error::BadRequest { code: "invalid_cursor", .. })),
+                matches!(decode_cursor(bad), Err(Error::Invalid { ref field, .. }) if field == "cursor"),
                 "{bad}"
             );
         }
