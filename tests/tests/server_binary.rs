@@ -23,8 +23,25 @@ async fn login(server: &ServerProcess, email: &str, password: &str) -> (u16, Val
 async fn bootstrap_login_create_and_read_a_project_across_a_restart() {
     let data = tempfile::tempdir().unwrap();
     let env = [("MARKETER_BOOTSTRAP_EMAIL", EMAIL), ("MARKETER_BOOTSTRAP_PASSWORD", PASSWORD)];
+    // A data directory anyone may read: the database is still the owner's only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
     let server = ServerProcess::start(data.path(), &env);
     assert!(!server.stdout.iter().any(|l| l.contains(PASSWORD)), "a supplied password is never printed");
+    let output = server.stdout.join("\n") + &server.stderr.text();
+    assert!(output.contains("INFO starting marketer-server"), "{output}");
+    assert!(!output.contains('\u{1b}'), "no colour codes when not on a terminal: {output:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in ["marketer.db", "marketer.db-wal", "marketer.db-shm"] {
+            let mode = std::fs::metadata(data.path().join(file)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}: {mode:o}");
+        }
+    }
 
     let (status, tokens) = login(&server, EMAIL, PASSWORD).await;
     assert_eq!(status, 200, "{tokens}");

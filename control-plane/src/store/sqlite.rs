@@ -53,6 +53,7 @@ pub(super) async fn open(url: &DatabaseUrl, options: &ConnectOptions) -> Result<
             StoreError::Config(format!("cannot create the directory {}: {e}", parent.display()))
         })?;
     }
+    create_private(base.get_filename())?;
 
     let write = SqlitePoolOptions::new().max_connections(1).connect_with(base.clone()).await?;
     let read = SqlitePoolOptions::new()
@@ -60,6 +61,34 @@ pub(super) async fn open(url: &DatabaseUrl, options: &ConnectOptions) -> Result<
         .connect_with(base.read_only(true))
         .await?;
     Ok(SqlStore::new(write, read))
+}
+
+/// Creates the database file readable by its owner only (0600), whatever
+/// the directory's mode or the process's umask: it holds every tenant's
+/// data. SQLite gives its `-wal` and `-shm` files the database file's mode.
+/// An existing file is left as the operator set it.
+fn create_private(path: &std::path::Path) -> Result<()> {
+    if path.as_os_str().is_empty() || path.to_str() == Some(":memory:") || path.exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => {}
+        // Another process created it first: theirs stands.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(StoreError::Config(format!("cannot create {}: {e}", path.display()))),
+    }
+    #[cfg(unix)]
+    {
+        // The umask may have taken bits off, never added them; set exactly.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StoreError::Config(format!("cannot restrict {}: {e}", path.display())))?;
+    }
+    Ok(())
 }
 
 // Timestamps are stored as fixed-width RFC 3339 text in UTC so that SQL
