@@ -253,6 +253,12 @@ pub async fn serve(
     let cloud = tokio::spawn(app.cloud.clone().run(shutdown.clone()));
     let gateway_task =
         tokio::spawn(gateway::serve(app.clone(), ca, tls, gateway_config, gateway, shutdown.clone()));
+    let closing = app.closing.clone();
+    let streams_end = shutdown.clone();
+    tokio::spawn(async move {
+        streams_end.cancelled().await;
+        closing.cancel();
+    });
     let limits = config.connections;
     let metrics = app.metrics.clone();
     let server = crate::listener::serve_http(api, router, limits, shutdown.clone(), move |address| {

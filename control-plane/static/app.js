@@ -195,7 +195,11 @@
     const source = new EventSource(progress.getAttribute("data-events"));
     source.addEventListener("open", () => (connection.hidden = true));
     source.addEventListener("error", () => {
-      if (source.readyState !== EventSource.CLOSED) connection.hidden = false;
+      // The browser reconnects by itself and resumes where it was.
+      if (source.readyState !== EventSource.CLOSED) {
+        connection.textContent = "Connection to the server lost; reconnecting…";
+        connection.hidden = false;
+      }
     });
     source.addEventListener("status", (event) => {
       const data = JSON.parse(event.data);
@@ -203,7 +207,18 @@
       if (data.status === "running" || data.status === "assigned") {
         message.textContent = data.status === "running" ? "Starting…" : "An agent took it…";
       } else if (data.status === "retrying") {
-        message.textContent = "Trying again: " + (data.error?.message || "the last attempt failed");
+        // The draft so far belongs to the attempt that failed: clear it, and
+        // say which attempt comes next and why.
+        const next = data.next_attempt ? "attempt " + data.next_attempt : "another attempt";
+        message.textContent =
+          "Retrying (" + next + "): " + (data.error?.message || "the last attempt did not finish");
+        draft.textContent = "Appears here as it is written.";
+        started = false;
+        currentStep = null;
+        setPercent(0);
+        steps.forEach((el) => el.classList.remove("done", "current"));
+      } else if (data.status === "queued") {
+        message.textContent = "Waiting for an agent to take it…";
       }
     });
     source.addEventListener("step", (event) => {

@@ -541,3 +541,78 @@ async fn metrics_are_not_public() {
     assert_eq!(scraped.status(), 200);
     assert!(scraped.text().await.unwrap().contains("http_requests"));
 }
+
+/// Shutdown ends open event streams at once (the client reconnects with
+/// its Last-Event-ID), instead of waiting out the whole grace period (5 s
+/// here, 30 s by default) for each open progress page.
+#[tokio::test]
+async fn shutdown_ends_open_event_streams_at_once() {
+    use futures_util::StreamExt;
+    let server = TestServer::start().await;
+    let (token, tenant) = server.owner().await;
+    let body =
+        json!({ "kind": "chat", "model": "llama3.2", "messages": [{ "role": "user", "content": "hi" }] });
+    let (status, job) = server.post(&format!("/api/v1/tenants/{tenant}/jobs"), &token, body).await;
+    assert!(status == 201 || status == 202, "{job}");
+    let events = format!("/api/v1/tenants/{tenant}/jobs/{}/events", job["id"].as_str().unwrap());
+    let response = server.http.get(server.url(&events)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next()).await;
+    assert!(first.unwrap().is_some(), "the queued event arrives");
+    let stopped = std::time::Instant::now();
+    server.stop();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(4), async {
+        while let Some(chunk) = stream.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream was still open 4 s after shutdown began");
+    assert!(stopped.elapsed() < std::time::Duration::from_secs(3), "{:?}", stopped.elapsed());
+}
+
+/// An activity's stream resumed with a run that does not exist is refused
+/// with the header named, not replayed from the start.
+#[tokio::test]
+async fn an_unknown_run_in_last_event_id_is_refused() {
+    let server = TestServer::start().await;
+    let (token, tenant) = server.owner().await;
+    let project = create_project(&server, &token, &tenant).await;
+    let body = json!({ "kind": "blog_article", "topic": "Heat pumps", "wait_for_agent": true });
+    let (status, activity) =
+        server.post(&format!("/api/v1/tenants/{tenant}/projects/{project}/activities"), &token, body).await;
+    assert_eq!(status, 202, "{activity}");
+    let events = format!(
+        "/api/v1/tenants/{tenant}/projects/{project}/activities/{}/events",
+        activity["id"].as_str().unwrap()
+    );
+    for (id, field) in [("7:3", "Last-Event-ID"), ("0:1", "Last-Event-ID")] {
+        let response = server
+            .http
+            .get(server.url(&events))
+            .bearer_auth(&token)
+            .header("last-event-id", id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{id}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["details"]["field"], field, "{body}");
+    }
+    let response =
+        server.http.get(server.url(&format!("{events}?after=9:1"))).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(response.status(), 422);
+    // The current run resumes.
+    let response = server
+        .http
+        .get(server.url(&events))
+        .bearer_auth(&token)
+        .header("last-event-id", "1:1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}

@@ -92,6 +92,9 @@ pub struct App {
     pub files: Arc<dyn FileStorage>,
     /// Markdown to HTML, off the async workers, cached per content.
     pub renderer: Arc<export::Renderer>,
+    /// Cancelled when the server starts shutting down: long-lived responses
+    /// (event streams) end at once instead of holding the shutdown.
+    pub closing: tokio_util::sync::CancellationToken,
     tokens: AccessTokens,
     throttle: LoginThrottle,
     auth: AuthSettings,
@@ -125,6 +128,7 @@ impl App {
             store,
             files: at_rest.files,
             renderer: Arc::new(export::Renderer::default()),
+            closing: tokio_util::sync::CancellationToken::new(),
             hub,
             jobs,
             cloud,

@@ -118,13 +118,24 @@ pub async fn events(
     let view = state.app.activity(&access, p.project_id, p.activity_id).await?;
     let run = state.app.activity_run(&access, p.project_id, p.activity_id).await?;
     let number = view.runs;
-    // A position in an earlier run starts the current one from its beginning.
+    // A position in an earlier run starts the current one from its
+    // beginning; a run that does not exist is refused (replaying from the
+    // start would repeat everything the client has shown).
     let after = match position {
         Some((run_number, seq)) if run_number == number => seq,
+        Some((run_number, _)) if run_number < 1 || run_number > number => {
+            let field = if headers.contains_key("last-event-id") { "Last-Event-ID" } else { "after" };
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "names run {run_number}, but the activity has had {number} run(s); reconnect without it"
+                ),
+            ));
+        }
         _ => 0,
     };
     let tail = Tail::new(state.app.jobs.clone(), state.app.store.clone(), &run, after);
-    Ok(event_stream(tail, move |event| {
+    Ok(event_stream(tail, state.app.closing.clone(), move |event| {
         let name = match event.kind {
             JobEventKind::Status => "status",
             JobEventKind::Progress => "step",

@@ -24,9 +24,13 @@ const PAGE: i64 = 500;
 /// checks the store this often.
 const POLL: Duration = Duration::from_secs(1);
 
-/// An SSE response of `tail`'s events, each rendered by `render`.
+/// An SSE response of `tail`'s events, each rendered by `render`. It ends
+/// when `closing` is cancelled (the server is shutting down): the client
+/// reconnects, to another replica or to this one restarted, with its
+/// `Last-Event-ID`, instead of holding the shutdown for its whole grace.
 pub fn event_stream(
     tail: Tail,
+    closing: tokio_util::sync::CancellationToken,
     render: impl Fn(&StoredJobEvent) -> Event + Send + 'static,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stream = futures_util::stream::unfold((tail, render), |(mut tail, render)| async move {
@@ -34,6 +38,7 @@ pub fn event_stream(
         let rendered = render(&event);
         Some((Ok(rendered), (tail, render)))
     });
+    let stream = futures_util::StreamExt::take_until(stream, closing.cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 

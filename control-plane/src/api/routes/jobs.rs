@@ -136,7 +136,7 @@ pub async fn events(
     // Subscribe before reading the record, so nothing published in between
     // is missed.
     let tail = Tail::new(state.app.jobs.clone(), state.app.store.clone(), &job, after);
-    Ok(event_stream(tail, |event| {
+    Ok(event_stream(tail, state.app.closing.clone(), |event| {
         Event::default()
             .id(event.seq.to_string())
             .event(<&'static str>::from(event.kind))
