@@ -188,7 +188,7 @@ where
                 Some(name) => (name.to_owned(), "is not a known query parameter".to_owned()),
                 None => (if path == "." { "query".to_owned() } else { path }, text),
             };
-            Error::Invalid { field: field.into(), message }
+            Error::Invalid { field, message }
         })
     }
 }
