@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::llm::{Llm, Passage, Retriever};
+use crate::platforms;
 use crate::prompts;
 use crate::run::{Result, Run, Validate, check_chars, check_filled, check_items};
 use crate::social::{self, Brief};
@@ -335,7 +336,11 @@ pub(crate) async fn article<L: Llm, R: Retriever>(
     };
 
     let social = if has_social {
-        let brief = Brief { topic: &input.topic, tone: input.tone, source: &draft, brand_voice };
+        // The keywords first (the marketer chose them), then the topic's words.
+        let mut hashtags: Vec<String> =
+            input.keywords.iter().flat_map(|k| platforms::topic_hashtags(k).into_iter().take(1)).collect();
+        hashtags.extend(platforms::topic_hashtags(&input.topic));
+        let brief = Brief { topic: &input.topic, tone: input.tone, source: &draft, brand_voice, hashtags };
         social::posts(run, &input.platforms, &brief, 1, (editing_end, 94)).await?
     } else {
         Vec::new()

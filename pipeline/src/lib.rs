@@ -435,7 +435,16 @@ mod tests {
         let compliance = result.compliance.unwrap();
         assert!(compliance.passed, "{:?}", compliance.findings);
         assert_eq!(result.social[0].platform, Platform::Instagram);
-        assert_eq!(result.social[0].text, "Tour 12 Elm!\n\n#home #realestate", "hashtags on the last line");
+        // Hashtags on the last line; Instagram asks for ten, so buyers'
+        // search tags fill the rest (never the address).
+        let post = &result.social[0];
+        assert!(
+            post.text.starts_with("Tour 12 Elm!\n\n#home #realestate #HomeForSale #JustListed"),
+            "{}",
+            post.text
+        );
+        assert_eq!((post.hashtags.len(), post.enforcement.as_str()), (10, "hashtags_added"), "{}", post.text);
+        assert!(!post.text.contains("Elm #") && !post.text.contains("#Street"), "{}", post.text);
     }
 
     #[tokio::test]

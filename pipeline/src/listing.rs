@@ -152,7 +152,13 @@ pub(crate) async fn kit<L: Llm>(run: &mut Run<'_, L>, input: &ListingKit, brand_
         disclaimers,
     };
 
-    let brief = Brief { topic: &listing.address, tone: input.tone, source: &description, brand_voice };
+    let brief = Brief {
+        topic: &listing.address,
+        tone: input.tone,
+        source: &description,
+        brand_voice,
+        hashtags: LISTING_HASHTAGS.iter().map(|t| (*t).to_owned()).collect(),
+    };
     let social = social::posts(run, &input.platforms, &brief, 1, (70, 92)).await?;
 
     // The built-in rules see every text of the kit, not only what the
@@ -169,6 +175,23 @@ pub(crate) async fn kit<L: Llm>(run: &mut Run<'_, L>, input: &ListingKit, brand_
     let compliance = ComplianceReview { passed: findings.is_empty(), findings };
     Ok(Kit { description, flyer, social, compliance })
 }
+
+/// Hashtags of a listing's posts when the model wrote too few: what buyers
+/// search for (never the address: a street name makes a poor tag).
+const LISTING_HASHTAGS: &[&str] = &[
+    "#RealEstate",
+    "#HomeForSale",
+    "#JustListed",
+    "#NewListing",
+    "#HouseHunting",
+    "#DreamHome",
+    "#OpenHouse",
+    "#HomeSweetHome",
+    "#RealtorLife",
+    "#PropertyForSale",
+    "#HomeBuyers",
+    "#ForSale",
+];
 
 /// The model's findings that quote the text: a phrase that is not in it
 /// cannot be shown to anyone, and is dropped.

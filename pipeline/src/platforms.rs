@@ -154,6 +154,99 @@ pub fn arrange_hashtags(text: &str, spec: &PlatformSpec) -> String {
     }
 }
 
+/// Words too common to make a useful hashtag.
+const STOPWORDS: &[&str] = &[
+    "about",
+    "after",
+    "also",
+    "and",
+    "are",
+    "before",
+    "but",
+    "can",
+    "does",
+    "for",
+    "from",
+    "have",
+    "how",
+    "into",
+    "its",
+    "more",
+    "not",
+    "our",
+    "that",
+    "the",
+    "their",
+    "them",
+    "themselves",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "what",
+    "when",
+    "where",
+    "which",
+    "who",
+    "why",
+    "will",
+    "with",
+    "you",
+    "your",
+];
+
+/// Hashtags made from the words of `topic` (each word of four letters or
+/// more that is not a common word, then the topic's first two such words
+/// joined), for a post that came back with fewer than its platform asks.
+pub fn topic_hashtags(topic: &str) -> Vec<String> {
+    let words: Vec<String> = topic
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 4 && !STOPWORDS.contains(&w.to_lowercase().as_str()))
+        .map(|w| {
+            let mut chars = w.chars();
+            chars
+                .next()
+                .map(|f| f.to_uppercase().chain(chars.flat_map(char::to_lowercase)).collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut tags: Vec<String> = Vec::new();
+    if words.len() >= 2 {
+        tags.push(format!("#{}{}", words[0], words[1]));
+    }
+    for word in &words {
+        let tag = format!("#{word}");
+        if !tags.iter().any(|t| t.eq_ignore_ascii_case(&tag)) {
+            tags.push(tag);
+        }
+    }
+    tags
+}
+
+/// Brings a post up to its platform's suggested minimum of hashtags with
+/// `candidates` (skipping any it has), as far as they go and the limit
+/// allows; returns the text and whether any were added.
+pub fn fill_hashtags(text: &str, spec: &PlatformSpec, candidates: &[String]) -> (String, bool) {
+    let present = hashtags(text);
+    let wanted = spec.suggested_hashtags.0.min(spec.max_hashtags);
+    if present.len() >= wanted {
+        return (text.to_owned(), false);
+    }
+    let missing: Vec<&String> = candidates
+        .iter()
+        .filter(|c| !present.iter().any(|p| p.eq_ignore_ascii_case(c)))
+        .take(wanted - present.len())
+        .collect();
+    if missing.is_empty() {
+        return (text.to_owned(), false);
+    }
+    let added: Vec<&str> = missing.iter().map(|t| t.as_str()).collect();
+    let joined = format!("{}\n\n{}", text.trim_end(), added.join(" "));
+    // Placement rules apply to the new tags as to the model's.
+    (arrange_hashtags(&joined, spec), true)
+}
+
 /// Removes one hashtag (whole word, any case) from a text.
 fn remove_tag(text: &str, tag: &str) -> String {
     let lower = text.to_lowercase();
@@ -255,6 +348,24 @@ mod tests {
                 ("Pinterest", 500)
             ]
         );
+    }
+
+    #[test]
+    fn posts_below_the_hashtag_minimum_are_filled_from_the_topic() {
+        let tags = topic_hashtags("How solar roofs pay for themselves");
+        assert_eq!(tags, ["#SolarRoofs", "#Solar", "#Roofs"]);
+        let instagram = spec(Platform::Instagram);
+        let (text, added) = fill_hashtags("Sunny days ahead.", &instagram, &tags);
+        assert!(added);
+        assert_eq!(hashtags(&text), ["#SolarRoofs", "#Solar", "#Roofs"], "{text}");
+        assert!(text.starts_with("Sunny days ahead."), "{text}");
+        // Enough already, or a platform that asks for none: unchanged.
+        let threads = spec(Platform::Threads);
+        assert_eq!(fill_hashtags("Plain post.", &threads, &tags), ("Plain post.".to_owned(), false));
+        let x = spec(Platform::X);
+        assert_eq!(fill_hashtags("Go #solar", &x, &tags).1, false);
+        let (text, _) = fill_hashtags("Go", &x, &tags);
+        assert_eq!(hashtags(&text).len(), 1, "{text}");
     }
 
     #[test]

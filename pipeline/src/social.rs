@@ -18,6 +18,9 @@ pub(crate) struct Brief<'a> {
     /// Text to adapt (an article, a description); may be empty.
     pub source: &'a str,
     pub brand_voice: &'a str,
+    /// Hashtags to add, in order, to a post with fewer than its platform
+    /// asks for.
+    pub hashtags: Vec<String>,
 }
 
 /// Writes one post for `platform` and makes it follow the platform's rules.
@@ -62,6 +65,14 @@ pub(crate) async fn post<L: Llm>(
         if char_count(&text) > spec.char_limit {
             text = platforms::trim_to(&text, spec.char_limit);
             enforcement = "trimmed";
+        }
+    }
+    // Too few hashtags for the platform: the topic's words make up the rest.
+    let (filled, added) = platforms::fill_hashtags(&text, &spec, &brief.hashtags);
+    if added && char_count(&filled) <= spec.char_limit {
+        text = filled;
+        if enforcement == "as_written" {
+            enforcement = "hashtags_added";
         }
     }
     if text.trim().is_empty() {
@@ -117,24 +128,35 @@ pub(crate) async fn post_set<L: Llm>(
     brand_voice: &str,
 ) -> Result<(String, Vec<SocialVariant>)> {
     let topic = if set.topic.trim().is_empty() { "the text below" } else { set.topic.as_str() };
-    let brief = Brief { topic, tone: set.tone, source: &set.source_text, brand_voice };
+    let brief = Brief {
+        topic,
+        tone: set.tone,
+        source: &set.source_text,
+        brand_voice,
+        hashtags: platforms::topic_hashtags(topic),
+    };
     let variants = posts(run, &set.platforms, &brief, set.variants_per_platform, (5, 90)).await?;
     Ok((document(topic, &variants), variants))
 }
 
-/// The posts as one Markdown document, by platform.
+/// The posts as one Markdown document, by platform (and variant, where a
+/// platform has several): only what is to be published, no counts or notes.
 pub(crate) fn document(topic: &str, variants: &[SocialVariant]) -> String {
     let mut out = format!("# Social posts: {topic}\n");
     let mut last = None;
+    let mut number = 0;
     for variant in variants {
+        let several = variants.iter().filter(|v| v.platform == variant.platform).count() > 1;
         if last != Some(variant.platform) {
             out.push_str(&format!("\n## {}\n", spec(variant.platform).name));
             last = Some(variant.platform);
+            number = 0;
         }
-        out.push_str(&format!(
-            "\n{}\n\n_{} of {} characters_\n",
-            variant.text, variant.char_count, variant.char_limit
-        ));
+        number += 1;
+        if several {
+            out.push_str(&format!("\n### Variant {number}\n"));
+        }
+        out.push_str(&format!("\n{}\n", variant.text));
     }
     out
 }

@@ -238,9 +238,11 @@ pub struct SocialVariant {
     pub char_count: u32,
     pub char_limit: u32,
     pub hashtags: Vec<String>,
-    /// How the platform's rules were met: `as_written`, `regenerated`
-    /// (the first answer was over the limit) or `trimmed` (cut at a
-    /// sentence boundary after a regeneration still was).
+    /// How the platform's rules were met: `as_written`, `hashtags_added`
+    /// (fewer hashtags than the platform asks for; the topic's words made
+    /// up the rest), `regenerated` (the first answer was over the limit) or
+    /// `trimmed` (cut at a sentence boundary after a regeneration still
+    /// was).
     pub enforcement: String,
 }
 

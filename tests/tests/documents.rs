@@ -418,6 +418,9 @@ async fn canary_test(fleet: &Fleet, database: Option<&TempDatabase>) {
     let body = json!({
         "kind": "blog_article", "topic": "Spring vaccination outreach", "keywords": ["flu shots"],
         "audience": "patients", "tone": "friendly", "target_word_count": 400, "platforms": [],
+        // The compliance-mode change above closed the agent's tunnel: it may
+        // still be reconnecting.
+        "wait_for_agent": true,
     });
     let (status, created) =
         fleet.call(Method::POST, &format!("/projects/{project}/activities"), Some(body)).await;

@@ -138,6 +138,16 @@ async fn a_marketer_takes_a_blog_article_from_sign_in_to_an_approved_export() {
     }
     let seo = browser.text("#seo").await;
     assert!(seo.contains("/ 60") && seo.contains("/ 160"), "character counts: {seo}");
+    // The length against the target: the fake model writes a few dozen
+    // words for 1,200, which is flagged, not just scored.
+    let length = browser.text("#length").await;
+    assert!(length.contains("of 1200 words") && length.contains("far from the target"), "{length}");
+    // Names, not ids: the agent that made it.
+    let provenance = browser.text("#provenance").await;
+    let (_, agents) = fleet.call(Method::GET, "/agents", None).await;
+    let agent_name = agents["items"][0]["name"].as_str().unwrap().to_owned();
+    assert!(provenance.contains(&agent_name), "{provenance}");
+    assert!(!provenance.contains(agents["items"][0]["id"].as_str().unwrap()), "{provenance}");
     let social = browser.text("#social").await;
     assert!(social.contains("/ 3000 characters"), "LinkedIn's limit: {social}");
     browser.screenshot("activity-result").await;
@@ -361,7 +371,9 @@ async fn the_generation_view_rides_out_a_control_plane_restart() {
     // and picks the stream up again when the server is back.
     fleet.kill_server();
     browser
-        .wait_for_text("#progress-connection", "the reconnecting notice", |t| t.contains("Reconnecting"))
+        .wait_for_text("#progress-connection", "the reconnecting notice", |t| {
+            t.to_lowercase().contains("reconnecting")
+        })
         .await;
     browser.screenshot("activity-reconnecting").await;
     fleet.restart_server();

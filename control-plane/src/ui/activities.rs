@@ -374,7 +374,7 @@ struct VersionRow {
 }
 
 struct VariantView {
-    platform: &'static str,
+    platform: String,
     id: String,
     text: String,
     count: u32,
@@ -409,6 +409,17 @@ struct ActivityPage {
     errors: FormErrors,
     failed_message: String,
     created: When,
+    /// The agent that made the current content: its id and name.
+    made_by: Option<(Uuid, String)>,
+    /// A blog article's length against its target, and whether it is far
+    /// from it.
+    length: Option<Length>,
+}
+
+struct Length {
+    words: usize,
+    target: u32,
+    far_off: bool,
 }
 
 impl ActivityPage {
@@ -470,7 +481,22 @@ async fn activity_page(
                 .iter()
                 .enumerate()
                 .map(|(i, v)| VariantView {
-                    platform: platform_label(v.platform),
+                    platform: {
+                        // "X · variant 2" where a platform has several.
+                        let of_platform: Vec<usize> = r
+                            .social
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, o)| o.platform == v.platform)
+                            .map(|(j, _)| j)
+                            .collect();
+                        match of_platform.iter().position(|&j| j == i) {
+                            Some(n) if of_platform.len() > 1 => {
+                                format!("{} · variant {}", platform_label(v.platform), n + 1)
+                            }
+                            _ => platform_label(v.platform).to_owned(),
+                        }
+                    },
                     id: format!("variant-{i}"),
                     text: v.text.clone(),
                     count: v.char_count,
@@ -481,6 +507,36 @@ async fn activity_page(
                 .collect()
         })
         .unwrap_or_default();
+    // Names, not ids: the agent that made the content.
+    let made_by = match activity.content_run_id {
+        Some(run) => match state.app.store.job(page.tenant_id(), run).await? {
+            Some(job) => match job.agent_id {
+                Some(agent) => {
+                    let name =
+                        state.app.store.agent(page.tenant_id(), agent).await?.map(|a| a.name.to_string());
+                    Some((agent, name.unwrap_or_else(|| "a removed agent".into())))
+                }
+                None => None,
+            },
+            None => None,
+        },
+        None => None,
+    };
+    let length = activity
+        .input
+        .as_ref()
+        .and_then(|input| {
+            serde_json::from_value::<marketer_protocol::activity::ActivityInput>(input.clone()).ok()
+        })
+        .and_then(|input| match input {
+            marketer_protocol::activity::ActivityInput::BlogArticle(blog) => Some(blog.target_word_count),
+            _ => None,
+        })
+        .filter(|_| !content.is_empty())
+        .map(|target| {
+            let words = word_count(&content);
+            Length { words, target, far_off: words * 2 < target as usize || words > target as usize * 2 }
+        });
     let status = activity.status.to_string();
     let failed_message = match activity.run.status {
         JobStatus::Failed | JobStatus::Cancelled => activity
@@ -515,12 +571,19 @@ async fn activity_page(
         findings,
         errors,
         failed_message,
+        made_by,
+        length,
         created: When::of(activity.created_at),
         result,
         activity,
         shell: page.shell,
     };
     Ok(render_form(&view, &view.errors))
+}
+
+/// Words of Markdown text (runs of letters or digits; markup is not a word).
+fn word_count(markdown: &str) -> usize {
+    markdown.split_whitespace().filter(|w| w.chars().any(char::is_alphanumeric)).count()
 }
 
 /// A line diff of two versions.
