@@ -363,7 +363,7 @@ mod tests {
         let threads = spec(Platform::Threads);
         assert_eq!(fill_hashtags("Plain post.", &threads, &tags), ("Plain post.".to_owned(), false));
         let x = spec(Platform::X);
-        assert_eq!(fill_hashtags("Go #solar", &x, &tags).1, false);
+        assert!(!fill_hashtags("Go #solar", &x, &tags).1);
         let (text, _) = fill_hashtags("Go", &x, &tags);
         assert_eq!(hashtags(&text).len(), 1, "{text}");
     }
