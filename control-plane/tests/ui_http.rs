@@ -554,3 +554,83 @@ async fn the_invitation_page_names_what_it_is_for_and_only_its_address_accepts()
     let (status, _, _) = get(&server, &format!("/t/{tenant}/projects"), &ivy).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Post/redirect/get: creating an API key or an invitation answers with a
+/// redirect; the secret is shown once on the page it leads to (sealed in a
+/// short-lived cookie of this session), never again on a reload, and a
+/// form's address opened with GET (Back) leads to its page, not raw JSON.
+#[tokio::test]
+async fn forms_redirect_after_success_and_secrets_show_once() {
+    let server = TestServer::start().await;
+    let (_, tenant) = server.owner().await;
+    let (cookie, _) = sign_in(&server).await;
+    let (_, _, page) = get(&server, &format!("/t/{tenant}/settings"), &cookie).await;
+    let token = csrf(&page);
+    let response = client()
+        .post(server.url(&format!("/t/{tenant}/settings/api-keys")))
+        .header(header::COOKIE, &cookie)
+        .form(&[("_csrf", token.as_str()), ("name", "CI"), ("role", "viewer")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[header::LOCATION], format!("/t/{tenant}/settings#api-keys"));
+    let flash =
+        response.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    assert!(flash.starts_with("marketer_flash=") && !flash.contains("mkt_ak_"), "sealed: {flash}");
+    let with_flash = format!("{cookie}; {flash}");
+    let shown = client()
+        .get(server.url(&format!("/t/{tenant}/settings")))
+        .header(header::COOKIE, &with_flash)
+        .send()
+        .await
+        .unwrap();
+    let cleared = shown.headers().get_all(header::SET_COOKIE).iter().any(|c| {
+        let c = c.to_str().unwrap();
+        c.starts_with("marketer_flash=;") || c.starts_with("marketer_flash=\"\"") || c.contains("Max-Age=0")
+    });
+    assert!(cleared, "the page clears the one-time cookie");
+    let page = shown.text().await.unwrap();
+    assert!(page.contains("id=\"new-key\">mkt_ak_"), "the new key is shown once");
+    let (_, _, again) = get(&server, &format!("/t/{tenant}/settings"), &cookie).await;
+    assert!(!again.contains("id=\"new-key\""), "a reload does not show it again");
+    // Another session cannot open it.
+    let (other, _) = sign_in(&server).await;
+    let (_, _, theirs) = get(&server, &format!("/t/{tenant}/settings"), &format!("{other}; {flash}")).await;
+    assert!(!theirs.contains("id=\"new-key\""));
+    let (_, keys) = server.get(&format!("/api/v1/tenants/{tenant}/api-keys"), &server.owner().await.0).await;
+    assert_eq!(keys["items"].as_array().unwrap().len(), 1, "one key for one submission");
+
+    // Invitations: the same.
+    let (_, _, page) = get(&server, &format!("/t/{tenant}/team"), &cookie).await;
+    let token = csrf(&page);
+    let response = client()
+        .post(server.url(&format!("/t/{tenant}/team/invitations")))
+        .header(header::COOKIE, &cookie)
+        .form(&[("_csrf", token.as_str()), ("email", "flash@example.com"), ("role", "member")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let flash =
+        response.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let (_, _, page) = get(&server, &format!("/t/{tenant}/team"), &format!("{cookie}; {flash}")).await;
+    assert!(
+        page.contains("/invitations/accept?token=mkt_inv_") && page.contains("flash@example.com"),
+        "{page}"
+    );
+    let (_, _, again) = get(&server, &format!("/t/{tenant}/team"), &cookie).await;
+    assert!(!again.contains("accept?token="));
+
+    // Back onto a form's address: its page, not "method not allowed" JSON.
+    for (action, page) in [
+        (format!("/t/{tenant}/team/invitations"), format!("/t/{tenant}/team")),
+        (format!("/t/{tenant}/settings/api-keys"), format!("/t/{tenant}/settings")),
+        (format!("/t/{tenant}/team/members/{}/role", uuid::Uuid::now_v7()), format!("/t/{tenant}/team")),
+    ] {
+        let response =
+            client().get(server.url(&action)).header(header::COOKIE, &cookie).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{action}");
+        assert_eq!(response.headers()[header::LOCATION], page.as_str(), "{action}");
+    }
+}

@@ -300,7 +300,16 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
                 crate::ui::not_found()
             }
         })
-        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            // A form's address opened in the browser goes to its page; the
+            // API answers in JSON.
+            match crate::ui::page_of_form(uri.path()) {
+                Some(page) if method == axum::http::Method::GET => {
+                    axum::response::Redirect::to(&page).into_response()
+                }
+                _ => Error::MethodNotAllowed.into_response(),
+            }
+        })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(from_fn_with_state(state.clone(), refuse_declared_oversize))
         .layer(CatchPanicLayer::custom(|_panic| {

@@ -460,17 +460,38 @@ struct CreatedToken {
     max_uses: i64,
 }
 
-pub async fn add_form(page: TenantPage) -> Result<Response, UiError> {
+pub async fn add_form(
+    State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    page: TenantPage,
+) -> Result<Response, UiError> {
     page.access.require(Permission::AgentsManage)?;
+    // A token created by the form just before the redirect here: shown once.
+    let flash = super::flash::read(&state, &headers, page.tenant_id(), page.browser.session_id);
+    let created = match &flash {
+        Some(super::flash::Flash::EnrollmentToken { install_command, expires_at, max_uses }) => {
+            Some(CreatedToken {
+                install_command: install_command.clone(),
+                expires: When::of(*expires_at),
+                max_uses: *max_uses,
+            })
+        }
+        _ => None,
+    };
+    let action = page.path("/fleet/add");
     let view = AddAgentPage {
         errors: FormErrors::default(),
         labels: String::new(),
-        created: None,
+        created,
         fleet_href: page.path("/fleet"),
-        action: page.path("/fleet/add"),
+        action: action.clone(),
         shell: page.shell,
     };
-    Ok(render_form(&view, &view.errors))
+    let mut response = render_form(&view, &view.errors);
+    if flash.is_some() {
+        super::flash::clear(&mut response, &action);
+    }
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize)]
@@ -480,14 +501,17 @@ pub struct AddAgentForm {
     max_uses: Option<String>,
 }
 
-pub async fn add(State(state): State<ApiState>, submit: Submit<AddAgentForm>) -> Result<Response, UiError> {
+pub async fn add(
+    State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    submit: Submit<AddAgentForm>,
+) -> Result<Response, UiError> {
     let Submit { page, form } = submit;
     let mut errors = FormErrors::default();
     let labels_text = form.labels.clone().unwrap_or_default();
     let labels = parse_labels(&labels_text, &mut errors);
     let hours = super::page::number(&mut errors, "ttl_hours", form.ttl_hours.as_deref());
     let max_uses = super::page::number(&mut errors, "max_uses", form.max_uses.as_deref());
-    let mut created = None;
     if errors.is_empty() {
         let ttl = hours.and_then(|h| h.as_u64()).map(|h| h.saturating_mul(3600));
         let body = serde_json::json!({ "labels": labels, "ttl_seconds": ttl, "max_uses": max_uses });
@@ -497,11 +521,25 @@ pub async fn add(State(state): State<ApiState>, submit: Submit<AddAgentForm>) ->
         };
         match result {
             Ok(token) => {
-                created = Some(CreatedToken {
+                // Post/redirect/get: the command rides the redirect sealed.
+                let action = page.path("/fleet/add");
+                let mut response = see_other(&action);
+                let flash = super::flash::Flash::EnrollmentToken {
                     install_command: token.install_command,
-                    expires: When::of(token.expires_at),
+                    expires_at: token.expires_at,
                     max_uses: token.max_uses,
-                });
+                };
+                let secure = super::session::is_secure(&headers, state.config.trust_proxy_headers);
+                super::flash::set(
+                    &state,
+                    &mut response,
+                    page.tenant_id(),
+                    page.browser.session_id,
+                    &action,
+                    flash,
+                    secure,
+                );
+                return Ok(response);
             }
             Err(crate::error::Error::Invalid { field, message }) if field == "ttl_seconds" => {
                 errors.add(
@@ -512,14 +550,15 @@ pub async fn add(State(state): State<ApiState>, submit: Submit<AddAgentForm>) ->
             Err(e) => errors = FormErrors::from_error(e)?,
         }
     }
-    Ok(render(&AddAgentPage {
+    let view = AddAgentPage {
         errors,
         labels: labels_text,
-        created,
+        created: None,
         fleet_href: page.path("/fleet"),
         action: page.path("/fleet/add"),
         shell: page.shell,
-    }))
+    };
+    Ok(render_form(&view, &view.errors))
 }
 
 #[cfg(test)]

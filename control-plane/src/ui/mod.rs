@@ -22,6 +22,7 @@ mod assets;
 mod audit;
 mod auth;
 mod documents;
+mod flash;
 mod fleet;
 mod home;
 mod page;
@@ -44,6 +45,21 @@ pub use session::{SESSION_COOKIE, session_token};
 /// The UI's page for an unknown address.
 pub fn not_found() -> axum::response::Response {
     axum::response::IntoResponse::into_response(page::UiError::NotFound)
+}
+
+/// A page's address for a form's address opened with GET (Back or reload
+/// onto a form's answer, a bookmarked action): the page the form is on.
+pub fn page_of_form(path: &str) -> Option<String> {
+    if !path.starts_with("/t/") {
+        return None;
+    }
+    let mut segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    segments.pop();
+    // Actions on one member or campaign live on their list's page.
+    if segments.len() >= 2 && matches!(segments[segments.len() - 2], "members" | "campaigns") {
+        segments.truncate(segments.len() - 2);
+    }
+    (segments.len() >= 3).then(|| segments.join("/"))
 }
 
 /// What pages may load and where forms may go.

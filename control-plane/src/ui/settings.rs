@@ -7,6 +7,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::flash;
 use super::page::{FormErrors, Shell, UiError, every, render_form, request, see_other};
 use super::session::{Path, Submit, TenantPage};
 use super::view::When;
@@ -88,8 +89,23 @@ async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> 
     Ok(render_form(&view, errors))
 }
 
-pub async fn show(State(state): State<ApiState>, page: TenantPage) -> Result<Response, UiError> {
-    settings_page(&state, page, Outcome::default()).await
+pub async fn show(
+    State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    page: TenantPage,
+) -> Result<Response, UiError> {
+    // A key created by the form just before the redirect here: shown once.
+    let flash = flash::read(&state, &headers, page.tenant_id(), page.browser.session_id);
+    let new_key = match &flash {
+        Some(flash::Flash::ApiKey { key }) => Some(key.clone()),
+        _ => None,
+    };
+    let path = page.path("/settings");
+    let mut response = settings_page(&state, page, Outcome { new_key, ..Outcome::default() }).await?;
+    if flash.is_some() {
+        flash::clear(&mut response, &path);
+    }
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,6 +117,7 @@ pub struct KeyForm {
 
 pub async fn create_api_key(
     State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
     submit: Submit<KeyForm>,
 ) -> Result<Response, UiError> {
     let Submit { page, form } = submit;
@@ -113,7 +130,16 @@ pub async fn create_api_key(
         Err(e) => Err(e),
     };
     let outcome = match result {
-        Ok(created) => Outcome { new_key: Some(created.key), ..Outcome::default() },
+        Ok(created) => {
+            // Post/redirect/get: a reload of the next page cannot make a
+            // second key; the key rides the redirect sealed, shown once.
+            let path = page.path("/settings");
+            let mut response = see_other(&format!("{path}#api-keys"));
+            let secure = super::session::is_secure(&headers, state.config.trust_proxy_headers);
+            let key = flash::Flash::ApiKey { key: created.key };
+            flash::set(&state, &mut response, page.tenant_id(), page.browser.session_id, &path, key, secure);
+            return Ok(response);
+        }
         Err(e) => {
             let mut errors = FormErrors::from_error(e)?;
             if !errors.get("expires_at").is_empty() {

@@ -51,8 +51,23 @@ struct TeamPage {
     base: String,
 }
 
-pub async fn list(State(state): State<ApiState>, page: TenantPage) -> Result<Response, UiError> {
-    team_page(&state, page, FormErrors::default(), None, String::new()).await
+pub async fn list(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    page: TenantPage,
+) -> Result<Response, UiError> {
+    // An invitation created by the form just before the redirect here.
+    let flash = super::flash::read(&state, &headers, page.tenant_id(), page.browser.session_id);
+    let (link, email) = match &flash {
+        Some(super::flash::Flash::Invitation { link, email }) => (Some(link.clone()), email.clone()),
+        _ => (None, String::new()),
+    };
+    let path = page.path("/team");
+    let mut response = team_page(&state, page, FormErrors::default(), link, email).await?;
+    if flash.is_some() {
+        super::flash::clear(&mut response, &path);
+    }
+    Ok(response)
 }
 
 async fn team_page(
@@ -138,7 +153,21 @@ pub async fn invite(
                 "{scheme}://{host}/invitations/accept?token={}",
                 form_urlencoded::byte_serialize(created.token.as_bytes()).collect::<String>()
             );
-            team_page(&state, page, FormErrors::default(), Some(link), created.email.to_string()).await
+            // Post/redirect/get: the link rides the redirect sealed, shown once.
+            let path = page.path("/team");
+            let mut response = see_other(&path);
+            let flash = super::flash::Flash::Invitation { link, email: created.email.to_string() };
+            let secure = super::session::is_secure(&headers, state.config.trust_proxy_headers);
+            super::flash::set(
+                &state,
+                &mut response,
+                page.tenant_id(),
+                page.browser.session_id,
+                &path,
+                flash,
+                secure,
+            );
+            Ok(response)
         }
         Err(e) => {
             let errors = FormErrors::from_error(e)?;
