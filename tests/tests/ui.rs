@@ -308,6 +308,13 @@ async fn viewers_see_no_edit_controls_forged_posts_are_refused_and_other_tenants
     // Admin pages are not for viewers.
     browser.goto(&tenant_url(&fleet, "/settings")).await;
     assert_eq!(browser.text(".status-code").await, "Error 403");
+    // In the UI's words: the role needed, not a permission id.
+    let refusal = browser.text("main").await;
+    assert!(
+        refusal.contains("needs the member role or above") && refusal.contains("your role here is viewer"),
+        "{refusal}"
+    );
+    assert!(!refusal.contains("settings:view"), "{refusal}");
     browser.screenshot("forbidden").await;
 
     // Another organisation's pages do not exist for this user.

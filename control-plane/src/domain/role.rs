@@ -114,11 +114,18 @@ impl Role {
         self.into()
     }
 
-    /// The permission matrix. Written as one exhaustive match on the
-    /// permission so that adding a permission forces a decision for it here.
+    /// The permission matrix: whether this role has `permission`.
     pub fn allows(self, permission: Permission) -> bool {
+        self >= permission.least_role()
+    }
+}
+
+impl Permission {
+    /// The least role that has this permission. Written as one exhaustive
+    /// match so that adding a permission forces a decision for it here.
+    pub fn least_role(self) -> Role {
         use Permission::*;
-        let least = match permission {
+        match self {
             ProjectsRead | ActivitiesRead | DocumentsRead => Role::Viewer,
             ProjectsUpdate | ActivitiesCreate | ActivitiesUpdate | DocumentsUpload | SettingsView => {
                 Role::Member
@@ -126,8 +133,7 @@ impl Role {
             ProjectsCreate | ProjectsDelete | ActivitiesDelete | DocumentsDelete | TeamInvite
             | TeamRemove | SettingsManage | AgentsManage | AuditRead => Role::Admin,
             TeamManageRoles | BillingView | BillingManage | TenantManage => Role::Owner,
-        };
-        self >= least
+        }
     }
 }
 

@@ -245,7 +245,8 @@ impl TenantAccess {
             Ok(())
         } else {
             Err(Error::Forbidden(format!(
-                "this action needs the {} permission, which the {} role does not have",
+                "this needs the {} role or above (the {} permission); your role here is {}",
+                permission.least_role().as_str(),
                 permission.as_str(),
                 self.role.as_str()
             )))

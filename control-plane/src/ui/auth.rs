@@ -147,8 +147,10 @@ pub async fn login(
         Err(Error::RateLimited { retry_after }) => {
             again(format!("Too many attempts. Try again in {} seconds.", retry_after.as_secs().max(1)))
         }
-        Err(Error::Unauthenticated(message) | Error::Forbidden(message)) => again(capitalised(&message)),
-        Err(Error::Invalid { message, .. }) => again(capitalised(&message)),
+        Err(Error::Unauthenticated(message) | Error::Forbidden(message)) => {
+            again(super::page::capitalise(&message))
+        }
+        Err(Error::Invalid { message, .. }) => again(super::page::capitalise(&message)),
         Err(e) => UiError::from(e).into_response_page(),
     }
 }
@@ -264,16 +266,6 @@ fn safe_next(next: Option<&str>) -> String {
     })
     .unwrap_or_default()
     .to_owned()
-}
-
-fn capitalised(message: &str) -> String {
-    let mut chars = message.chars();
-    let mut out: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
-    out.push_str(chars.as_str());
-    if !out.ends_with('.') {
-        out.push('.');
-    }
-    out
 }
 
 impl UiError {

@@ -176,9 +176,11 @@ impl FormErrors {
                 // "listing.price" is shown next to "price".
                 let field = field.rsplit('.').next().unwrap_or(&field).to_owned();
                 let field = field.split('[').next().unwrap_or(&field).to_owned();
-                errors.add(&field, message);
+                errors.add(&field, ui_words(&message));
             }
-            Error::Conflict { message, .. } | Error::QuotaExceeded { message, .. } => errors.add("", message),
+            Error::Conflict { message, .. } | Error::QuotaExceeded { message, .. } => {
+                errors.add("", ui_words(&message));
+            }
             Error::UnsupportedMediaType(message) => errors.add("file", message.trim_start_matches("file: ")),
             Error::PayloadTooLarge { limit } => {
                 errors.add("file", format!("the file is larger than the {} MiB limit", limit / 1024 / 1024));
@@ -210,6 +212,49 @@ impl UiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::BadRequest(message.into())
     }
+}
+
+/// A message as a sentence: capitalised, ending with a full stop.
+pub fn capitalise(message: &str) -> String {
+    let mut chars = message.chars();
+    let mut out: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
+    out.push_str(chars.as_str());
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
+}
+
+/// An API message in the UI's words: the form's labels instead of the
+/// API's field names and flags, "organisation" for "tenant", roles instead
+/// of permission ids.
+pub fn ui_words(message: &str) -> String {
+    const WORDS: &[(&str, &str)] = &[
+        ("pass \"wait_for_agent\": true", "tick \"Queue it if no agent can take it right now\""),
+        ("\"wait_for_agent\": true", "\"Queue it if no agent can take it right now\""),
+        ("with \"acknowledge_findings\": true", "after ticking that you reviewed the findings"),
+        (" (PUT /api/v1/tenants/{tenant_id}/cloud-provider)", " (Settings → Cloud provider)"),
+        ("source_text", "the text to adapt"),
+        ("target_word_count", "the target length"),
+        ("variants_per_platform", "the variants per platform"),
+        ("key_features", "the key features"),
+        ("agent_contact", "the agent's contact"),
+        ("agent_name", "the agent's name"),
+        ("square_feet", "the square feet"),
+        ("tenants", "organisations"),
+        ("tenant", "organisation"),
+    ];
+    let mut out = message.to_owned();
+    for (api, ui) in WORDS {
+        out = out.replace(api, ui);
+    }
+    // "(the activities:create permission)": the role is what people know.
+    if let Some(start) = out.find(" (the ")
+        && let Some(end) = out[start..].find(" permission)")
+    {
+        out.replace_range(start..start + end + " permission)".len(), "");
+    }
+    out
 }
 
 impl From<Error> for UiError {
@@ -251,16 +296,20 @@ impl IntoResponse for UiError {
                 let target = if query.is_empty() { "/login".to_owned() } else { format!("/login?{query}") };
                 Redirect::to(&target).into_response()
             }
-            UiError::Forbidden(message) => error_page(StatusCode::FORBIDDEN, "Not allowed", &message),
+            UiError::Forbidden(message) => {
+                error_page(StatusCode::FORBIDDEN, "Not allowed", &capitalise(&ui_words(&message)))
+            }
             UiError::NotFound => error_page(
                 StatusCode::NOT_FOUND,
                 "Not found",
                 "There is nothing here, or it belongs to an organisation you are not a member of.",
             ),
             UiError::BadRequest(message) => {
-                error_page(StatusCode::BAD_REQUEST, "That did not work", &message)
+                error_page(StatusCode::BAD_REQUEST, "That did not work", &ui_words(&message))
             }
-            UiError::Conflict(message) => error_page(StatusCode::CONFLICT, "That did not work", &message),
+            UiError::Conflict(message) => {
+                error_page(StatusCode::CONFLICT, "That did not work", &ui_words(&message))
+            }
             UiError::Internal(error) => {
                 let status = match &error {
                     Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -376,5 +425,28 @@ where
             Some(next) => after = Some(next),
             None => return Ok(items),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_words_become_the_uis() {
+        let message = "no agent of this tenant is online; and the tenant has no cloud provider \
+                       (PUT /api/v1/tenants/{tenant_id}/cloud-provider). Start an agent with the model, \
+                       or pass \"wait_for_agent\": true to queue the activity until one is online";
+        let words = ui_words(message);
+        assert!(
+            !words.contains("wait_for_agent") && !words.contains("/api/") && !words.contains("tenant"),
+            "{words}"
+        );
+        assert!(words.contains("tick \"Queue it if no agent can take it right now\""), "{words}");
+        assert!(words.contains("(Settings → Cloud provider)") && words.contains("organisation"), "{words}");
+        assert_eq!(ui_words("source_text: must not be empty"), "the text to adapt: must not be empty");
+        let forbidden =
+            "this needs the admin role or above (the agents:manage permission); your role here is member";
+        assert_eq!(ui_words(forbidden), "this needs the admin role or above; your role here is member");
     }
 }
