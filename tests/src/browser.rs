@@ -203,6 +203,27 @@ impl Browser {
         self.client.set_window_size(1280, 1000).await.expect("resize the window");
     }
 
+    /// Checks that the current page does not scroll sideways on a phone
+    /// (390 px wide), saves a screenshot, then goes back to the desktop size.
+    pub async fn assert_fits_phone(&self, name: &str) {
+        self.client.set_window_size(390, 844).await.expect("resize the window");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.screenshot(name).await;
+        let overflow =
+            self.eval("document.documentElement.scrollWidth - document.documentElement.clientWidth").await;
+        // What sticks out, to say where to look.
+        let culprits = self
+            .eval(
+                "Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > \
+                 document.documentElement.clientWidth + 1 && !e.closest('table')?.parentElement?.closest('table')) \
+                 .slice(0, 8).map(e => e.tagName + (e.id ? '#' + e.id : '') + '.' + e.className + ' ' + \
+                 Math.round(e.getBoundingClientRect().right)).join(', ')",
+            )
+            .await;
+        self.client.set_window_size(1280, 1000).await.expect("resize the window");
+        assert!(overflow.as_i64().is_some_and(|o| o <= 0), "{name}: {overflow} px wider than a phone: {culprits}");
+    }
+
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill();

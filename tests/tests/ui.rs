@@ -152,6 +152,7 @@ async fn a_marketer_takes_a_blog_article_from_sign_in_to_an_approved_export() {
     assert!(social.contains("/ 3000 characters"), "LinkedIn's limit: {social}");
     browser.screenshot("activity-result").await;
     browser.assert_fits_tablet("activity-result-tablet").await;
+    browser.assert_fits_phone("activity-result-phone").await;
 
     // Edit, preview, save: a second version with its diff.
     browser.click("details.editor summary").await;
@@ -187,6 +188,7 @@ async fn a_marketer_takes_a_blog_article_from_sign_in_to_an_approved_export() {
             || browser.text("main").await.contains("What a solar roof costs")
     );
     browser.screenshot("dashboard").await;
+    browser.assert_fits_phone("dashboard-phone").await;
     browser.click("header form[action='/logout'] button").await;
     browser.wait_for_text("h1", "the sign-in page", |t| t == "Sign in").await;
     browser.goto(&fleet.server().url(&activity_path)).await;
@@ -229,12 +231,23 @@ async fn an_admin_adds_an_agent_sees_it_come_online_live_and_revokes_it() {
     assert!(browser.text(row).await.contains("site=berlin"));
     browser.screenshot("fleet").await;
     browser.assert_fits_tablet("fleet-tablet").await;
+    browser.assert_fits_phone("fleet-phone").await;
 
     browser.click(&format!("{row} a")).await;
     browser.wait_for_text("h1", "the agent's page", |t| t == "berlin-1").await;
     assert!(browser.path().await.ends_with(&id));
     assert!(browser.has("svg").await, "the activity chart");
     browser.screenshot("agent").await;
+    browser.assert_fits_phone("agent-phone").await;
+    // The admin pages on a phone: the team (a role select per member) and
+    // the settings (API keys), and the documents of a project.
+    for (path, name) in
+        [("/team", "team-phone"), ("/settings", "settings-phone"), ("/projects", "projects-phone")]
+    {
+        browser.goto(&tenant_url(&fleet, path)).await;
+        browser.assert_fits_phone(name).await;
+    }
+    browser.goto(&fleet.server().url(&format!("/t/{}/fleet/{id}", fleet.api.tenant))).await;
     browser.click("form[action$='/revoke'] button").await;
     browser.accept_dialog().await;
     browser.wait_for_text("main", "the agent revoked", |t| t.contains("revoked")).await;

@@ -278,7 +278,10 @@ fn activity_body(kind: ActivityKind, form: &ActivityForm, errors: &mut FormError
         }
         ActivityKind::ListingKit => {
             let baths = form.baths.as_deref().map(str::trim).filter(|b| !b.is_empty()).and_then(|b| {
-                b.parse::<f64>().map_err(|_| errors.add("baths", "must be a number, like 2 or 2.5")).ok()
+                super::page::plain_number(b).parse::<f64>().ok().filter(|b| b.is_finite()).or_else(|| {
+                    errors.add("baths", "must be a number, like 2 or 2.5");
+                    None
+                })
             });
             let listing = json!({
                 "address": form.address.clone().unwrap_or_default(),
@@ -726,7 +729,30 @@ mod tests {
         };
         let mut errors = FormErrors::default();
         activity_body(ActivityKind::ListingKit, &listing, &mut errors);
-        assert_eq!(errors.get("price"), "must be a whole number");
+        assert_eq!(errors.get("price"), "must be a whole number, like 450000 or 450,000");
         assert!(errors.get("baths").contains("number"));
+
+        // Numbers as people type them, the same way in every field.
+        let typed = ActivityForm {
+            price: Some("$450,000".into()),
+            square_feet: Some("1,850".into()),
+            beds: Some(" 3 ".into()),
+            baths: Some("2.5".into()),
+            ..ActivityForm::default()
+        };
+        let mut errors = FormErrors::default();
+        let body = activity_body(ActivityKind::ListingKit, &typed, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        let listing = &body["listing"];
+        assert_eq!((listing["price"].as_u64(), listing["square_feet"].as_u64()), (Some(450_000), Some(1850)));
+        assert_eq!((listing["beds"].as_u64(), listing["baths"].as_f64()), (Some(3), Some(2.5)));
+        let mut errors = FormErrors::default();
+        let refused = ActivityForm {
+            price: Some("450k".into()),
+            square_feet: Some("big".into()),
+            ..ActivityForm::default()
+        };
+        activity_body(ActivityKind::ListingKit, &refused, &mut errors);
+        assert_eq!(errors.get("price"), errors.get("square_feet"), "one message for every number field");
     }
 }

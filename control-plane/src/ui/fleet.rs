@@ -188,6 +188,8 @@ struct AgentPage {
     chart: String,
     can_manage: bool,
     labels_text: String,
+    /// The name in the form: as typed when the form is refused.
+    name_value: String,
     errors: FormErrors,
     base: String,
 }
@@ -217,8 +219,9 @@ async fn agent_page(
     page: TenantPage,
     agent_id: Uuid,
     errors: FormErrors,
-    labels_text_override: Option<String>,
+    typed: Option<(String, String)>,
 ) -> Result<Response, UiError> {
+    let (name_typed, labels_typed) = typed.unzip();
     let agent = state.app.agent(&page.access, agent_id).await?;
     let events =
         state.app.agent_events(&page.access, agent_id, PageRequest { after: None, limit: 100 }).await?;
@@ -282,7 +285,8 @@ async fn agent_page(
             .collect(),
         chart,
         can_manage: page.can(Permission::AgentsManage),
-        labels_text: labels_text_override.unwrap_or_else(|| {
+        name_value: name_typed.unwrap_or_else(|| agent.name.to_string()),
+        labels_text: labels_typed.unwrap_or_else(|| {
             agent.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("\n")
         }),
         errors,
@@ -419,8 +423,9 @@ pub async fn update(
     let mut errors = FormErrors::default();
     let labels_text = form.labels.clone().unwrap_or_default();
     let labels = parse_labels(&labels_text, &mut errors);
+    let name = form.name.unwrap_or_default();
     if errors.is_empty() {
-        let body = serde_json::json!({ "name": form.name.unwrap_or_default(), "labels": labels });
+        let body = serde_json::json!({ "name": name, "labels": labels });
         let result = match request::<UpdateAgent>(&body) {
             Ok(req) => state.app.update_agent(&page.access, agent_id, req).await,
             Err(e) => Err(e),
@@ -430,7 +435,8 @@ pub async fn update(
             Err(e) => errors = FormErrors::from_error(e)?,
         }
     }
-    agent_page(&state, page, agent_id, errors, Some(labels_text)).await
+    // A refused form keeps everything that was typed.
+    agent_page(&state, page, agent_id, errors, Some((name, labels_text))).await
 }
 
 pub async fn revoke(

@@ -359,13 +359,25 @@ pub fn request<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Res
 /// A whole number from a form field, or the field's error.
 pub fn number(errors: &mut FormErrors, field: &str, value: Option<&str>) -> Option<serde_json::Value> {
     let value = value.map(str::trim).filter(|v| !v.is_empty())?;
-    match value.replace([',', '_'], "").parse::<u64>() {
+    match plain_number(value).parse::<u64>() {
         Ok(n) => Some(n.into()),
         Err(_) => {
-            errors.add(field, "must be a whole number");
+            errors.add(field, "must be a whole number, like 450000 or 450,000");
             None
         }
     }
+}
+
+/// A number as people type it, for parsing: without a leading currency
+/// sign, thousands separators or spaces ("$450,000" is 450000, "1,850" is
+/// 1850, "2.5" stays). The same rule for every number field of every form.
+pub fn plain_number(value: &str) -> String {
+    value
+        .trim()
+        .trim_start_matches(['$', '€', '£'])
+        .chars()
+        .filter(|c| !matches!(c, ',' | '_' | ' ' | '\u{a0}'))
+        .collect()
 }
 
 /// After a form: back to a page (303, so a reload does not post again).
