@@ -279,6 +279,28 @@ async fn the_gateway_refuses_what_it_should() {
     let ca_key = std::fs::read_to_string(fleet.options.data_dir.join("ca/ca.key")).unwrap();
     let now = time::OffsetDateTime::now_utc();
 
+    // Refusals of the framework itself are in the JSON error shape: a body
+    // over the limit, a body that is not JSON.
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_cert.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let enroll = format!("{gateway}/agent/v1/enroll");
+    let too_big = http
+        .post(&enroll)
+        .header("content-type", "application/json")
+        .body(format!("{{\"token\":\"{}\"}}", "x".repeat(200 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_big.status(), 413);
+    let body: serde_json::Value = too_big.json().await.expect("a JSON error body");
+    assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
+    let not_json = http.post(&enroll).header("content-type", "text/plain").body("hello").send().await.unwrap();
+    assert!(not_json.status().is_client_error());
+    let body: serde_json::Value = not_json.json().await.expect("a JSON error body");
+    assert!(body["error"]["message"].is_string(), "{body}");
+
     // No certificate: the TLS handshake succeeds (enrollment needs that) but
     // the tunnel is refused with a reason.
     let err = raw_connect(&gateway, None, &ca_cert).await.unwrap_err();

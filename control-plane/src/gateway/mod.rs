@@ -123,7 +123,33 @@ fn router(state: GatewayState) -> Router {
             GatewayError::new(StatusCode::NOT_FOUND, "not_found", "no such gateway endpoint")
         })
         .layer(DefaultBodyLimit::max(frame_limit.min(64 * 1024)))
+        .layer(axum::middleware::map_response(json_rejections))
         .with_state(state)
+}
+
+/// The framework's own refusals (a body over the limit, not JSON, the wrong
+/// method) in the gateway's JSON error shape, like its handlers' errors.
+async fn json_rejections(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || is_json || status == StatusCode::SWITCHING_PROTOCOLS {
+        return response;
+    }
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
+        _ => "bad_request",
+    };
+    let text = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).chars().take(300).collect::<String>();
+    let message = if message.trim().is_empty() { status.to_string() } else { message };
+    GatewayError::new(status, code, message).into_response()
 }
 
 async fn health(State(_): State<GatewayState>) -> axum::Json<HealthResponse> {
