@@ -301,6 +301,29 @@ async fn the_gateway_refuses_what_it_should() {
     let body: serde_json::Value = not_json.json().await.expect("a JSON error body");
     assert!(body["error"]["message"].is_string(), "{body}");
 
+    // Failed enrollments slow down the token tried, not every enrollment
+    // from the address: after many wrong tokens, the same wrong token is
+    // throttled, and a valid enrollment from here still goes through (below).
+    let attempt = |token: String| {
+        let (http, enroll) = (http.clone(), enroll.clone());
+        async move {
+            let body = json!({
+                "token": token, "csr": "x", "agent_version": "0.1.0",
+                "host": { "hostname": "h", "os": "linux", "arch": "x86_64" }, "labels": {},
+            });
+            http.post(&enroll).json(&body).send().await.unwrap().status().as_u16()
+        }
+    };
+    for i in 0..8 {
+        let status = attempt(format!("mkt_et_{i:0>40}")).await;
+        assert!(status != 429 && (400..500).contains(&status), "distinct tokens are not throttled: {status}");
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(attempt("mkt_et_guessing_the_same_one_over_and_over".into()).await);
+    }
+    assert_eq!(statuses.last(), Some(&429), "one token tried over and over is throttled: {statuses:?}");
+
     // No certificate: the TLS handshake succeeds (enrollment needs that) but
     // the tunnel is refused with a reason.
     let err = raw_connect(&gateway, None, &ca_cert).await.unwrap_err();

@@ -15,9 +15,28 @@ use crate::domain::{Name, Timestamp, check_labels, new_id};
 use crate::service::{RequestMeta, actions, audit_event};
 use crate::store::{Actor, EnrollOutcome, NewAgent, NewAgentCertificate, Outcome};
 
-/// Every failed attempt from one address counts toward a slowdown, so
-/// tokens cannot be guessed at speed.
+/// Failed attempts slow down twice: per token tried (a few free failures,
+/// so a token cannot be guessed at speed) and per client address (many more,
+/// since a whole site may enroll from behind one address). A valid token is
+/// not held up by another token's failures from the same address.
 const THROTTLE_KEY: &str = "enrollment";
+
+/// The throttle's key for the token a request carries (its hash; the
+/// token itself is never kept).
+fn throttle_key(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct TokenOnly {
+        token: String,
+    }
+    match serde_json::from_slice::<TokenOnly>(body) {
+        Ok(t) => {
+            let hash = hash_token(&t.token);
+            let hex: String = hash.iter().take(16).map(|b| format!("{b:02x}")).collect();
+            format!("{THROTTLE_KEY}:{hex}")
+        }
+        Err(_) => format!("{THROTTLE_KEY}:unreadable"),
+    }
+}
 
 pub(super) async fn enroll(
     State(state): State<GatewayState>,
@@ -25,14 +44,14 @@ pub(super) async fn enroll(
     body: Bytes,
 ) -> Result<(StatusCode, axum::Json<EnrollResponse>), GatewayError> {
     let ip = Some(peer.addr.ip());
-    let throttle_key = format!("{THROTTLE_KEY}:{}", peer.addr.ip());
-    if let Some(wait) = state.enroll_throttle.check(&throttle_key, None, Instant::now()) {
+    let throttle_key = throttle_key(&body);
+    if let Some(wait) = state.enroll_throttle.check(&throttle_key, ip, Instant::now()) {
         state.app.metrics.agent_enrollment("throttled");
         return Err(GatewayError::new(
             StatusCode::TOO_MANY_REQUESTS,
             codes::RATE_LIMITED,
             format!(
-                "too many failed enrollments from this address; try again in {} seconds",
+                "too many failed enrollments with this token or from this address; try again in {} seconds",
                 wait.as_secs().max(1)
             ),
         ));
@@ -42,9 +61,12 @@ pub(super) async fn enroll(
         Ok(_) => state.app.metrics.agent_enrollment("success"),
         Err(e) => {
             state.app.metrics.agent_enrollment(e.code);
-            state.enroll_throttle.record_failure(&throttle_key, None, Instant::now());
+            state.enroll_throttle.record_failure(&throttle_key, ip, Instant::now());
             tracing::info!(peer = %peer.addr, code = e.code, "enrollment refused");
         }
+    }
+    if result.is_ok() {
+        state.enroll_throttle.record_success(&throttle_key);
     }
     result.map(|r| (StatusCode::CREATED, axum::Json(r)))
 }
