@@ -221,7 +221,10 @@ impl Browser {
             )
             .await;
         self.client.set_window_size(1280, 1000).await.expect("resize the window");
-        assert!(overflow.as_i64().is_some_and(|o| o <= 0), "{name}: {overflow} px wider than a phone: {culprits}");
+        assert!(
+            overflow.as_i64().is_some_and(|o| o <= 0),
+            "{name}: {overflow} px wider than a phone: {culprits}"
+        );
     }
 
     pub async fn close(mut self) {

@@ -296,7 +296,8 @@ async fn the_gateway_refuses_what_it_should() {
     assert_eq!(too_big.status(), 413);
     let body: serde_json::Value = too_big.json().await.expect("a JSON error body");
     assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
-    let not_json = http.post(&enroll).header("content-type", "text/plain").body("hello").send().await.unwrap();
+    let not_json =
+        http.post(&enroll).header("content-type", "text/plain").body("hello").send().await.unwrap();
     assert!(not_json.status().is_client_error());
     let body: serde_json::Value = not_json.json().await.expect("a JSON error body");
     assert!(body["error"]["message"].is_string(), "{body}");
@@ -700,6 +701,39 @@ async fn protocol_violations_close_only_the_offender() {
     socket.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
     let (code, _) = next_close(&mut socket).await;
     assert_eq!(code, marketer_protocol::close::PROTOCOL_VIOLATION);
+
+    // A flood of bogus events (tens of thousands a second): disconnected.
+    let mut socket = raw_connect(&gateway, Some((&cert, &key)), &ca_cert).await.unwrap();
+    socket.send(Message::Text(hello(1).into())).await.unwrap();
+    let _ = socket.next().await;
+    let bogus = json!({ "type": "job_event", "job": { "job_id": uuid::Uuid::now_v7(), "epoch": 1 },
+                        "seq": 1, "event": "output", "text": "x" })
+    .to_string();
+    let flood = async {
+        for _ in 0..20_000 {
+            if socket.send(Message::Text(bogus.clone().into())).await.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(20), flood).await;
+    // Answers to the bogus events may come first; then the close.
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return Some((u16::from(frame.code), frame.reason.to_string()));
+                }
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the flooding connection is closed");
+    let (code, reason) = closed.expect("a close frame with a reason");
+    assert_eq!(code, marketer_protocol::close::PROTOCOL_VIOLATION, "{reason}");
+    assert!(reason.contains("messages a second"), "{reason}");
 
     // Oversized: 5 MiB against a 4 MiB limit.
     let mut socket = raw_connect(&gateway, Some((&cert, &key)), &ca_cert).await.unwrap();

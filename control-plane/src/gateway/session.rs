@@ -306,6 +306,7 @@ impl Session {
 
         let offline_after = timings.offline_after();
         let mut last_heard = Instant::now();
+        let mut budget = MessageBudget::new(last_heard);
         let mut ping = tokio::time::interval(timings.heartbeat_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
@@ -313,6 +314,13 @@ impl Session {
             tokio::select! {
                 message = self.socket.next() => {
                     last_heard = Instant::now();
+                    if !budget.spend(last_heard) {
+                        return self
+                            .violation(format!(
+                                "more than {MESSAGES_PER_SECOND} messages a second (bursts of {MESSAGE_BURST}); slow down"
+                            ))
+                            .await;
+                    }
                     match message {
                         Some(Ok(Message::Text(text))) => {
                             if let Err(ending) = self.handle(text.as_str()).await {
@@ -590,4 +598,52 @@ fn model_names(models: &[ModelInfo]) -> std::collections::HashSet<String> {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Messages a connected agent may send in a burst, and steadily per second
+/// after it: far above what a busy agent sends (its job output is batched,
+/// its heartbeats come every few seconds), so only a broken or hostile
+/// agent reaches it, and is disconnected before it can load the store.
+const MESSAGE_BURST: u32 = 5_000;
+const MESSAGES_PER_SECOND: u32 = 1_000;
+
+/// A token bucket of [`MESSAGE_BURST`] refilled at [`MESSAGES_PER_SECOND`].
+struct MessageBudget {
+    tokens: f64,
+    last: Instant,
+}
+
+impl MessageBudget {
+    fn new(now: Instant) -> Self {
+        Self { tokens: f64::from(MESSAGE_BURST), last: now }
+    }
+
+    /// Takes one message from the budget; `false` when there is none left.
+    fn spend(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * f64::from(MESSAGES_PER_SECOND)).min(f64::from(MESSAGE_BURST));
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_a_steady_rate_is_allowed_and_a_flood_is_not() {
+        let start = Instant::now();
+        let mut budget = MessageBudget::new(start);
+        assert!((0..MESSAGE_BURST).all(|_| budget.spend(start)), "a burst");
+        assert!(!budget.spend(start), "beyond the burst at once");
+        // One second later, a second's worth again.
+        let later = start + std::time::Duration::from_secs(1);
+        assert!((0..MESSAGES_PER_SECOND).all(|_| budget.spend(later)));
+        assert!(!budget.spend(later));
+    }
 }
