@@ -95,6 +95,30 @@ impl Drop for AddressSlot {
     }
 }
 
+/// The next connection of `listener` with its place in `slots` (`None`:
+/// its address holds its limit), or `None` once `shutdown` is cancelled.
+/// Accept errors (usually a passing shortage of file descriptors) are
+/// logged and waited out.
+pub async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<AddressSlots>,
+    shutdown: &CancellationToken,
+    what: &str,
+) -> Option<(tokio::net::TcpStream, SocketAddr, Option<AddressSlot>)> {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, addr)) => return Some((tcp, addr, slots.take(addr.ip()))),
+                Err(e) => {
+                    tracing::warn!(error = %e, listener = what, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
 /// A hyper connection builder with the header read timeout set.
 pub fn connection_builder(
     limits: &ConnectionLimits,
@@ -121,20 +145,8 @@ pub async fn serve_http(
     let service = tower::ServiceBuilder::new()
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body_idle_timeout))
         .service(router);
-    loop {
-        let (tcp, addr) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Usually a transient resource limit (file descriptors).
-                    tracing::warn!(error = %e, "accepting an API connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Some(slot) = slots.take(addr.ip()) else {
+    while let Some((tcp, addr, slot)) = accept(&listener, &slots, &shutdown, "API").await {
+        let Some(slot) = slot else {
             on_refused(addr.ip());
             drop(tcp);
             continue;

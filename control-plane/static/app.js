@@ -141,6 +141,28 @@
     });
   }
 
+  // Sections that follow the server (the documents list as agents index):
+  // the page itself is fetched again every few seconds while it is shown,
+  // and the section replaced by its fresh copy.
+  for (const section of document.querySelectorAll("[data-live][id]")) {
+    const every = parseInt(section.getAttribute("data-live"), 10) || 4000;
+    setInterval(async () => {
+      if (document.hidden) return;
+      try {
+        const response = await fetch(window.location.href, { credentials: "same-origin" });
+        if (!response.ok) return;
+        const page = new DOMParser().parseFromString(await response.text(), "text/html");
+        const fresh = page.getElementById(section.id);
+        if (fresh && fresh.innerHTML !== section.innerHTML) {
+          section.innerHTML = fresh.innerHTML;
+          localTimes(section);
+        }
+      } catch (_) {
+        // Offline for a moment: the next tick tries again.
+      }
+    }, every);
+  }
+
   // The fleet table refreshes itself.
   const fleet = document.querySelector("[data-refresh]");
   if (fleet) {

@@ -461,3 +461,44 @@ async fn a_form_posted_after_the_session_ended_keeps_its_work() {
     assert!(!browser.has("#draft-restored").await, "a saved draft is forgotten");
     browser.close().await;
 }
+
+/// The documents page follows the index as it changes: files ingested on
+/// the agent host appear, and their status turns to indexed, without a
+/// reload.
+#[tokio::test]
+async fn the_documents_page_updates_live_as_files_are_indexed() {
+    let Some(browser) = Browser::start().await else { return };
+    let fleet = Fleet::start(job_timings).await;
+    let mut embedder = marketer_tests::ollama::FakeModel::new("nomic-embed-text:latest");
+    embedder.embedding_length = 256;
+    fleet.ollama.set_models(vec![marketer_tests::ollama::FakeModel::new(MODEL), embedder]);
+    let home = tempfile::tempdir().unwrap();
+    let host = fleet.host(home.path());
+    let agent = fleet.enroll(&host, &[]).await;
+    let mut run = host.spawn_run(&[]);
+    fleet.wait_state(&agent, "online", Duration::from_secs(30)).await;
+    let body = json!({ "name": "Clinic", "llm_policy": "edge_only", "default_model": MODEL });
+    let (status, project) = fleet.call(Method::POST, "/projects", Some(body)).await;
+    assert_eq!(status, 201, "{project}");
+    let project = project["id"].as_str().unwrap().to_owned();
+
+    sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
+    browser.goto(&tenant_url(&fleet, &format!("/projects/{project}/documents"))).await;
+    assert!(browser.text("#documents-list").await.contains("No documents yet"));
+    browser.eval("window.__sameDocument = true").await;
+
+    let docs = tempfile::tempdir().unwrap();
+    std::fs::write(docs.path().join("faq.md"), "# FAQ\n\nFlu shots take ten minutes at any clinic.").unwrap();
+    let out = host.run_command(&["ingest", docs.path().to_str().unwrap(), "--project", &project]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    browser
+        .wait_for_text("#documents-list", "the ingested file, indexed", |t| {
+            t.contains("faq.md") && t.contains("indexed")
+        })
+        .await;
+    assert_eq!(browser.eval("window.__sameDocument === true").await, true, "no reload");
+    browser.screenshot("documents-live").await;
+    browser.assert_fits_phone("documents-phone").await;
+    run.kill();
+    browser.close().await;
+}

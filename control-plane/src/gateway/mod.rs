@@ -182,20 +182,9 @@ pub async fn serve(
     let tracker = TaskTracker::new();
     let slots = crate::listener::AddressSlots::new(state.config.connections.per_address);
     tracing::info!(address = %listener.local_addr()?, "serving the agent gateway");
-    loop {
-        let (tcp, addr) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Usually a transient resource limit (file descriptors).
-                    tracing::warn!(error = %e, "accepting an agent connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Some(slot) = slots.take(addr.ip()) else {
+    while let Some((tcp, addr, slot)) = crate::listener::accept(&listener, &slots, &shutdown, "gateway").await
+    {
+        let Some(slot) = slot else {
             state.app.metrics.connection_refused("gateway");
             drop(tcp);
             continue;

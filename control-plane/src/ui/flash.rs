@@ -37,8 +37,23 @@ struct Envelope {
     expires: i64,
 }
 
+/// A 303 to `location` (a page under `path`) carrying `flash` for it.
+pub fn redirect(
+    state: &ApiState,
+    page: &super::session::TenantPage,
+    headers: &HeaderMap,
+    path: &str,
+    location: &str,
+    flash: Flash,
+) -> Response {
+    let mut response = super::page::see_other(location);
+    let secure = super::session::is_secure(headers, state.config.trust_proxy_headers);
+    set(state, &mut response, page.tenant_id(), page.browser.session_id, path, flash, secure);
+    response
+}
+
 /// Adds the sealed `flash` to `response` (a redirect to `path`).
-pub fn set(
+fn set(
     state: &ApiState,
     response: &mut Response,
     tenant_id: Uuid,

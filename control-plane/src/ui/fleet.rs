@@ -529,23 +529,12 @@ pub async fn add(
             Ok(token) => {
                 // Post/redirect/get: the command rides the redirect sealed.
                 let action = page.path("/fleet/add");
-                let mut response = see_other(&action);
                 let flash = super::flash::Flash::EnrollmentToken {
                     install_command: token.install_command,
                     expires_at: token.expires_at,
                     max_uses: token.max_uses,
                 };
-                let secure = super::session::is_secure(&headers, state.config.trust_proxy_headers);
-                super::flash::set(
-                    &state,
-                    &mut response,
-                    page.tenant_id(),
-                    page.browser.session_id,
-                    &action,
-                    flash,
-                    secure,
-                );
-                return Ok(response);
+                return Ok(super::flash::redirect(&state, &page, &headers, &action, &action, flash));
             }
             Err(crate::error::Error::Invalid { field, message }) if field == "ttl_seconds" => {
                 errors.add(

@@ -134,11 +134,8 @@ pub async fn create_api_key(
             // Post/redirect/get: a reload of the next page cannot make a
             // second key; the key rides the redirect sealed, shown once.
             let path = page.path("/settings");
-            let mut response = see_other(&format!("{path}#api-keys"));
-            let secure = super::session::is_secure(&headers, state.config.trust_proxy_headers);
             let key = flash::Flash::ApiKey { key: created.key };
-            flash::set(&state, &mut response, page.tenant_id(), page.browser.session_id, &path, key, secure);
-            return Ok(response);
+            return Ok(flash::redirect(&state, &page, &headers, &path, &format!("{path}#api-keys"), key));
         }
         Err(e) => {
             let mut errors = FormErrors::from_error(e)?;

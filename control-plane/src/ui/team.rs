@@ -155,19 +155,8 @@ pub async fn invite(
             );
             // Post/redirect/get: the link rides the redirect sealed, shown once.
             let path = page.path("/team");
-            let mut response = see_other(&path);
             let flash = super::flash::Flash::Invitation { link, email: created.email.to_string() };
-            let secure = super::session::is_secure(&headers, state.config.trust_proxy_headers);
-            super::flash::set(
-                &state,
-                &mut response,
-                page.tenant_id(),
-                page.browser.session_id,
-                &path,
-                flash,
-                secure,
-            );
-            Ok(response)
+            Ok(super::flash::redirect(&state, &page, &headers, &path, &path, flash))
         }
         Err(e) => {
             let errors = FormErrors::from_error(e)?;
