@@ -241,6 +241,9 @@
         steps.forEach((el) => el.classList.remove("done", "current"));
       } else if (data.status === "queued") {
         message.textContent = "Waiting for an agent to take it…";
+      } else if (data.status === "waiting_for_agent") {
+        message.textContent =
+          "The agent running this disconnected. Waiting for it to come back; another agent takes over if it does not.";
       }
     });
     source.addEventListener("step", (event) => {

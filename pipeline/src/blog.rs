@@ -271,7 +271,9 @@ pub(crate) async fn article<L: Llm, R: Retriever>(
     };
     let mut research = ResearchNotes {
         grounding: grounding.into(),
-        facts: notes.facts,
+        // A model cites passages by number; a number that names no passage
+        // would send a reader looking for a source that does not exist.
+        facts: notes.facts.iter().map(|fact| known_citations(fact, passages.len())).collect(),
         brand_voice_notes: notes.brand_voice_notes,
         gaps: notes.gaps,
         sources,
@@ -371,6 +373,30 @@ fn prompt_passages(passages: &[Passage]) -> serde_json::Value {
     passages.iter().map(|p| json!({ "file": p.file, "section": section_label(p), "text": p.text })).collect()
 }
 
+/// `text` without bracketed passage numbers (`[3]`, `[passage 3]`) that
+/// name no passage of `count`; the others are kept as written.
+fn known_citations(text: &str, count: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let Some(close) = rest[open..].find(']').map(|c| open + c) else { break };
+        let inner = rest[open + 1..close].trim();
+        let number = inner.strip_prefix("passage").map_or(inner, str::trim).parse::<usize>().ok();
+        out.push_str(&rest[..open]);
+        match number {
+            Some(n) if n == 0 || n > count => {
+                // Drop the citation and the space before it.
+                let trimmed = out.trim_end().len();
+                out.truncate(trimmed);
+            }
+            _ => out.push_str(&rest[open..=close]),
+        }
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// One source per passage, in the order the prompt numbered them.
 fn passage_sources(passages: &[Passage]) -> impl Iterator<Item = Source> + '_ {
     passages.iter().enumerate().map(|(i, p)| {
@@ -407,6 +433,18 @@ pub(crate) fn with(base: &serde_json::Value, extra: serde_json::Value) -> serde_
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn citations_name_passages_that_exist() {
+        assert_eq!(known_citations("Flu shots are free [1].", 2), "Flu shots are free [1].");
+        assert_eq!(known_citations("Flu shots are free [3].", 2), "Flu shots are free.");
+        assert_eq!(
+            known_citations("Ten minutes [passage 2] at any clinic [passage 7]", 2),
+            "Ten minutes [passage 2] at any clinic"
+        );
+        assert_eq!(known_citations("No passages [1], none at all [0].", 0), "No passages, none at all.");
+        assert_eq!(known_citations("A [note] stays, so does [", 1), "A [note] stays, so does [");
+    }
 
     #[test]
     fn overall_is_the_rounded_mean() {

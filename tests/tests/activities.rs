@@ -551,6 +551,10 @@ async fn an_agent_killed_mid_pipeline_hands_the_run_to_another_and_one_result_is
     let all = events(&fleet, &project, &id).await;
     assert_eq!(all.iter().filter(|e| e.event == "done").count(), 1, "one outcome");
     assert!(all.iter().any(|e| e.event == "status" && e.json()["status"] == "retrying"));
+    // Followers heard that the agent was lost before the retry.
+    let lost = all.iter().position(|e| e.event == "status" && e.json()["status"] == "waiting_for_agent");
+    let retry = all.iter().position(|e| e.event == "status" && e.json()["status"] == "retrying");
+    assert!(lost.is_some() && lost < retry, "{:?}", all.iter().map(|e| e.event.clone()).collect::<Vec<_>>());
 }
 
 #[tokio::test]

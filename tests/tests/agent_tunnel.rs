@@ -281,8 +281,11 @@ async fn the_gateway_refuses_what_it_should() {
 
     // Refusals of the framework itself are in the JSON error shape: a body
     // over the limit, a body that is not JSON.
+    // A new connection for each request: the server closes one whose body
+    // it refused unread.
     let http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(ca_cert.as_bytes()).unwrap())
+        .pool_max_idle_per_host(0)
         .build()
         .unwrap();
     let enroll = format!("{gateway}/agent/v1/enroll");

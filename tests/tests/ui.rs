@@ -328,6 +328,10 @@ async fn viewers_see_no_edit_controls_forged_posts_are_refused_and_other_tenants
         "{refusal}"
     );
     assert!(!refusal.contains("settings:view"), "{refusal}");
+    assert!(
+        browser.has("nav[aria-label=Main] a[href$='/projects']").await,
+        "the refusal keeps the navigation"
+    );
     browser.screenshot("forbidden").await;
 
     // Another organisation's pages do not exist for this user.

@@ -289,7 +289,7 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         openapi: Arc::new(openapi),
     };
     routes
-        .merge(crate::ui::router())
+        .merge(crate::ui::router(&state))
         .route_layer(from_fn_with_state(state.clone(), audit::audit_refusals))
         .route_layer(from_fn(observe::mark_route))
         .fallback(|uri: axum::http::Uri| async move {

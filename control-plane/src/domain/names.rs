@@ -1,7 +1,6 @@
 //! Bounded, trimmed text values shared by several resources.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// Why a value could not be parsed. The message is shown to the user next to
 /// the field it concerns, so it says what is wrong and what is accepted.
@@ -44,10 +43,32 @@ fn check_text(value: &str, min: usize, max: usize, multiline: bool) -> Result<()
 macro_rules! bounded_text {
     ($(#[$meta:meta])* $name:ident, min = $min:expr, max = $max:expr, multiline = $multi:expr) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        #[schema(value_type = String)]
         pub struct $name(String);
+
+        // The OpenAPI document states the bounds the parser enforces.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .min_length(Some($min))
+                    .max_length(Some($max))
+                    .description(Some(format!(
+                        "{} to {} characters{}",
+                        $min,
+                        $max,
+                        if $multi { ", line breaks allowed" } else { ", one line" }
+                    )))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
+        }
 
         impl $name {
             pub const MAX_CHARS: usize = $max;

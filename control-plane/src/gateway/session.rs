@@ -152,6 +152,11 @@ impl Session {
         {
             tracing::error!(%agent_id, error = %e, "could not record an agent disconnect");
         }
+        // Lost (not replaced, not stopped on purpose): its jobs wait for it,
+        // and whoever follows them hears so.
+        if was_current && !ending.graceful {
+            state.app.jobs.agent_lost(agent_id).await;
+        }
     }
 
     async fn close(&mut self, code: u16, reason: &str) {

@@ -181,6 +181,15 @@ impl JobEngine {
     }
 
     /// A subscription to a job's live events (see [`EventBus`]).
+    /// An agent's connection ended without its saying goodbye: the jobs it
+    /// holds say so to their followers (they wait out the lease grace).
+    pub async fn agent_lost(&self, agent_id: Uuid) {
+        match self.store.note_agent_lost(agent_id, Timestamp::now()).await {
+            Ok(events) => self.bus.publish(&events),
+            Err(e) => tracing::warn!(%agent_id, error = %e, "could not note a lost agent on its jobs"),
+        }
+    }
+
     pub fn subscribe(&self, job_id: Uuid) -> tokio::sync::broadcast::Receiver<Arc<StoredJobEvent>> {
         self.bus.subscribe(job_id)
     }

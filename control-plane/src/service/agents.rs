@@ -31,8 +31,10 @@ pub struct CreateEnrollmentToken {
     #[serde(default)]
     pub labels: Labels,
     /// Lifetime in seconds: 60 to 2,592,000 (30 days); default 3600.
+    #[schema(minimum = 60, maximum = 2_592_000)]
     pub ttl_seconds: Option<i64>,
     /// How many agents may enroll with it: 1 to 1000; default 1.
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_uses: Option<i64>,
 }
 

@@ -52,15 +52,19 @@ pub struct CreateJob {
     #[serde(default)]
     pub labels: Labels,
     /// 1 (highest) to 5; default 3.
+    #[schema(minimum = 1, maximum = 5)]
     pub priority: Option<i64>,
-    /// Do not start before this instant (RFC 3339).
+    /// Do not start before this instant (RFC 3339), at most 366 days ahead.
     pub not_before: Option<Timestamp>,
     /// Start-to-close limit of each attempt, 1 to 86,400 s; default 900.
+    #[schema(minimum = 1, maximum = 86_400)]
     pub timeout_seconds: Option<i64>,
     /// Fail the job if no agent started it within this many seconds of its
     /// submission (1 to 604,800). Default: wait indefinitely.
+    #[schema(minimum = 1, maximum = 604_800)]
     pub queue_timeout_seconds: Option<i64>,
     /// Attempts before a retryable failure becomes final, 1 to 10; default 3.
+    #[schema(minimum = 1, maximum = 10)]
     pub max_attempts: Option<i64>,
     /// A retried request with the same key (and the same body) returns the
     /// job the first one created instead of creating another.

@@ -329,6 +329,10 @@ pub trait JobStore: Send + Sync {
         lease_until: Timestamp,
         retry: &RetryPolicy,
     ) -> Result<RecordOutcome>;
+    /// Says in the event log of every job the agent holds that its agent
+    /// disconnected and the job waits for it (within the lease grace); the
+    /// job itself is unchanged. Returns the events, to publish.
+    async fn note_agent_lost(&self, agent_id: Uuid, now: Timestamp) -> Result<Vec<StoredJobEvent>>;
     /// Extends the leases that agents say they hold, `(agent_id, attempt)`.
     /// A lease the agent no longer has (another epoch, another agent) is
     /// left alone.

@@ -62,6 +62,41 @@ pub fn page_of_form(path: &str) -> Option<String> {
     (segments.len() >= 3).then(|| segments.join("/"))
 }
 
+#[derive(askama::Template)]
+#[template(path = "forbidden.html")]
+struct ForbiddenPage {
+    shell: page::Shell,
+    message: String,
+}
+
+/// A refusal (403) on an organisation's pages is shown inside its
+/// navigation, so the person can go on from there; the page is rendered
+/// only when there is a refusal.
+async fn with_navigation(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    let mut kept = parts.clone();
+    let response = next.run(axum::extract::Request::from_parts(parts, body)).await;
+    let Some(page::Refusal(message)) = response.extensions().get::<page::Refusal>().cloned() else {
+        return response;
+    };
+    match <session::TenantPage as axum::extract::FromRequestParts<ApiState>>::from_request_parts(
+        &mut kept, &state,
+    )
+    .await
+    {
+        Ok(tenant_page) => {
+            let mut page = page::render(&ForbiddenPage { shell: tenant_page.shell, message });
+            *page.status_mut() = axum::http::StatusCode::FORBIDDEN;
+            page
+        }
+        Err(_) => response,
+    }
+}
+
 /// What pages may load and where forms may go.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; frame-ancestors 'none'; \
@@ -69,7 +104,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
 
 /// The UI's routes. Forms post to the page they came from (or to an action
 /// under it); every state-changing route checks the session's CSRF token.
-pub fn router() -> Router<ApiState> {
+pub fn router(state: &ApiState) -> Router<ApiState> {
     let tenant = Router::new()
         .route("/", get(home::dashboard))
         .route("/projects", get(projects::list))
@@ -107,7 +142,8 @@ pub fn router() -> Router<ApiState> {
         .route("/settings/api-keys", post(settings::create_api_key))
         .route("/settings/api-keys/{api_key_id}/revoke", post(settings::revoke_api_key))
         .route("/settings/cloud-provider", post(settings::set_cloud_provider))
-        .route("/settings/cloud-provider/delete", post(settings::delete_cloud_provider));
+        .route("/settings/cloud-provider/delete", post(settings::delete_cloud_provider))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), with_navigation));
     Router::new()
         .route("/", get(auth::root))
         .route("/login", get(auth::login_form).post(auth::login))

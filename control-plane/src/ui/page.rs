@@ -214,6 +214,11 @@ impl UiError {
     }
 }
 
+/// The message of a 403 page, for the layer that shows it inside the
+/// organisation's navigation (`ui::with_navigation`).
+#[derive(Debug, Clone)]
+pub struct Refusal(pub String);
+
 /// A message as a sentence: capitalised, ending with a full stop.
 pub fn capitalise(message: &str) -> String {
     let mut chars = message.chars();
@@ -297,7 +302,11 @@ impl IntoResponse for UiError {
                 Redirect::to(&target).into_response()
             }
             UiError::Forbidden(message) => {
-                error_page(StatusCode::FORBIDDEN, "Not allowed", &capitalise(&ui_words(&message)))
+                let message = capitalise(&ui_words(&message));
+                let mut response = error_page(StatusCode::FORBIDDEN, "Not allowed", &message);
+                // The tenant pages' layer puts the navigation around it.
+                response.extensions_mut().insert(Refusal(message));
+                response
             }
             UiError::NotFound => error_page(
                 StatusCode::NOT_FOUND,

@@ -93,7 +93,8 @@ pub struct ActivityEventParams {
 }
 
 /// The current run's progress as Server-Sent Events: `status` (queued,
-/// assigned, running, retrying), `step` (`{"step", "percent", "message"}`),
+/// assigned, running, retrying, and `waiting_for_agent` when the agent
+/// running it disconnected), `step` (`{"step", "percent", "message"}`),
 /// `partial` (`{"text"}`, the step's output as it is written: the draft
 /// streaming in) and `done` (the outcome). Ids are `<run>:<n>`; reconnecting
 /// with `Last-Event-ID` resumes without gaps or repeats, and a finished run

@@ -103,7 +103,8 @@ pub struct EventParams {
 }
 
 /// The job's events as Server-Sent Events: `status` (queued, assigned,
-/// running, retrying), `chunk` (`{"attempt", "text"}`, streamed output in
+/// running, retrying, and `waiting_for_agent` when its agent
+/// disconnected), `chunk` (`{"attempt", "text"}`, streamed output in
 /// order) and `done` (the outcome), each with its id. Reconnecting with
 /// `Last-Event-ID` resumes without gaps or repeats; connecting after the job
 /// finished replays it. A retried attempt streams its output from the

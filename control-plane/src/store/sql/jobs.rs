@@ -284,6 +284,30 @@ where
         Ok(RecordOutcome::Stored { events, finished })
     }
 
+    async fn note_agent_lost(&self, agent_id: Uuid, now: Timestamp) -> Result<Vec<StoredJobEvent>> {
+        let mut tx = self.write.begin().await?;
+        // Locked, so a job finishing meanwhile gets no event after its last.
+        let held: Vec<(Uuid, i64)> = sqlx::query_as(sql(&[
+            "SELECT id, attempts FROM jobs WHERE agent_id = $1 AND status IN ('assigned', 'running')",
+            DB::FOR_UPDATE,
+        ]))
+        .bind(agent_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut events = Vec::with_capacity(held.len());
+        for (job_id, attempt) in held {
+            let data = serde_json::json!({
+                "status": "waiting_for_agent", "attempt": attempt,
+                "message": "the agent running this disconnected; waiting for it to come back before another agent takes over",
+            });
+            events.push(
+                Self::append_job_event(&mut tx, job_id, JobEventKind::Status, attempt, data, now).await?,
+            );
+        }
+        tx.commit().await?;
+        Ok(events)
+    }
+
     async fn renew_leases(&self, leases: &[(Uuid, JobRef)], until: Timestamp) -> Result<()> {
         if leases.is_empty() {
             return Ok(());
