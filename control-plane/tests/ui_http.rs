@@ -634,3 +634,28 @@ async fn forms_redirect_after_success_and_secrets_show_once() {
         assert_eq!(response.headers()[header::LOCATION], page.as_str(), "{action}");
     }
 }
+
+/// A refused form keeps every typed value: the agent page with a wrong
+/// label keeps the new name as well as the labels.
+#[tokio::test]
+async fn a_refused_agent_form_keeps_the_typed_name() {
+    let server = TestServer::start().await;
+    let (_, tenant) = server.owner().await;
+    let tenant_id: uuid::Uuid = tenant.parse().unwrap();
+    let agent = common::fixtures::enrolled(server.db.store.as_ref(), tenant_id, 7, 7).await;
+    let (cookie, _) = sign_in(&server).await;
+    let page_path = format!("/t/{tenant}/fleet/{}", agent.id);
+    let (_, _, page) = get(&server, &page_path, &cookie).await;
+    let token = csrf(&page);
+    let response = client()
+        .post(server.url(&page_path))
+        .header(header::COOKIE, &cookie)
+        .form(&[("_csrf", token.as_str()), ("name", "Berlin edge, rack 4"), ("labels", "no equals sign")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("value=\"Berlin edge, rack 4\""), "the typed name is kept");
+    assert!(page.contains("no equals sign"), "the typed labels are kept");
+}

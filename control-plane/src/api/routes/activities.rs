@@ -89,6 +89,7 @@ pub async fn get(
 pub struct ActivityEventParams {
     /// Resume after this event id (`<run>:<n>`; the `Last-Event-ID` header
     /// takes precedence).
+    #[param(pattern = "^[0-9]{1,18}:[0-9]{1,18}$")]
     pub after: Option<String>,
 }
 
@@ -266,7 +267,8 @@ pub async fn approve(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportParams {
-    /// `markdown` or `html` (a standalone, sanitised page).
+    /// `markdown` (or `md`) or `html` (a standalone, sanitised page).
+    #[param(pattern = "^(markdown|md|html)$")]
     pub format: Option<String>,
 }
 
@@ -356,9 +358,11 @@ pub async fn delete_cloud_provider(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageParams {
-    /// First day, `YYYY-MM-DD` (default: 29 days before `to`).
+    /// First day, `YYYY-MM-DD` (default: 29 days before `to`), 1970 to 2999.
+    #[param(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub from: Option<String>,
-    /// Last day, `YYYY-MM-DD` (default: today, UTC).
+    /// Last day, `YYYY-MM-DD` (default: today, UTC), 1970 to 2999.
+    #[param(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub to: Option<String>,
 }
 
