@@ -49,7 +49,7 @@ cat >"$work/schemathesis.toml" <<TOML
 TOML
 
 status=0
-schemathesis --config-file "$work/schemathesis.toml" run "$base/api/v1/openapi.json" \
+python3 -m schemathesis.cli --config-file "$work/schemathesis.toml" run "$base/api/v1/openapi.json" \
     --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance \
     --header "Authorization: Bearer $token" \
     --max-examples "$examples" --seed 20261201 --workers 1 \
