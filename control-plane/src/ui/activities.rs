@@ -480,26 +480,13 @@ async fn activity_page(
     let variants = result
         .as_ref()
         .map(|r| {
+            let labels = variant_labels(&r.social);
             r.social
                 .iter()
+                .zip(labels)
                 .enumerate()
-                .map(|(i, v)| VariantView {
-                    platform: {
-                        // "X · variant 2" where a platform has several.
-                        let of_platform: Vec<usize> = r
-                            .social
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, o)| o.platform == v.platform)
-                            .map(|(j, _)| j)
-                            .collect();
-                        match of_platform.iter().position(|&j| j == i) {
-                            Some(n) if of_platform.len() > 1 => {
-                                format!("{} · variant {}", platform_label(v.platform), n + 1)
-                            }
-                            _ => platform_label(v.platform).to_owned(),
-                        }
-                    },
+                .map(|(i, (v, platform))| VariantView {
+                    platform,
                     id: format!("variant-{i}"),
                     text: v.text.clone(),
                     count: v.char_count,
@@ -511,33 +498,25 @@ async fn activity_page(
         })
         .unwrap_or_default();
     // Names, not ids: the agent that made the content.
-    let made_by = match activity.content_run_id {
-        Some(run) => match state.app.store.job(page.tenant_id(), run).await? {
-            Some(job) => match job.agent_id {
-                Some(agent) => {
-                    let name =
-                        state.app.store.agent(page.tenant_id(), agent).await?.map(|a| a.name.to_string());
-                    Some((agent, name.unwrap_or_else(|| "a removed agent".into())))
-                }
-                None => None,
-            },
-            None => None,
-        },
+    let content_agent = match activity.content_run_id {
+        Some(run) => state.app.store.job(page.tenant_id(), run).await?.and_then(|job| job.agent_id),
+        None => None,
+    };
+    let made_by = match content_agent {
+        Some(agent) => {
+            let name = state.app.store.agent(page.tenant_id(), agent).await?.map(|a| a.name.to_string());
+            Some((agent, name.unwrap_or_else(|| "a removed agent".into())))
+        }
         None => None,
     };
     let length = activity
         .input
         .as_ref()
-        .and_then(|input| {
-            serde_json::from_value::<marketer_protocol::activity::ActivityInput>(input.clone()).ok()
-        })
-        .and_then(|input| match input {
-            marketer_protocol::activity::ActivityInput::BlogArticle(blog) => Some(blog.target_word_count),
-            _ => None,
-        })
-        .filter(|_| !content.is_empty())
+        .filter(|_| activity.kind == ActivityKind::BlogArticle && !content.is_empty())
+        .and_then(|input| input.get("target_word_count"))
+        .and_then(serde_json::Value::as_u64)
         .map(|target| {
-            let words = word_count(&content);
+            let (words, target) = (word_count(&content), u32::try_from(target).unwrap_or(u32::MAX));
             Length { words, target, far_off: words * 2 < target as usize || words > target as usize * 2 }
         });
     let status = activity.status.to_string();
@@ -582,6 +561,23 @@ async fn activity_page(
         shell: page.shell,
     };
     Ok(render_form(&view, &view.errors))
+}
+
+/// The tabs' labels: the platform, and "· variant n" where it has several.
+fn variant_labels(variants: &[marketer_protocol::activity::SocialVariant]) -> Vec<String> {
+    let mut seen: std::collections::HashMap<Platform, usize> = std::collections::HashMap::new();
+    variants
+        .iter()
+        .map(|v| {
+            let label = platform_label(v.platform);
+            let number = seen.entry(v.platform).and_modify(|n| *n += 1).or_insert(1);
+            if variants.iter().filter(|o| o.platform == v.platform).count() > 1 {
+                format!("{label} · variant {number}")
+            } else {
+                label.to_owned()
+            }
+        })
+        .collect()
 }
 
 /// Words of Markdown text (runs of letters or digits; markup is not a word).
@@ -701,6 +697,20 @@ mod tests {
         let signs: String = lines.iter().map(|(s, _)| *s).collect();
         assert_eq!(signs, " -+ ");
         assert_eq!(lines[1].1, "Old line");
+    }
+
+    #[test]
+    fn tabs_number_the_variants_of_a_platform_that_has_several() {
+        let post = |platform| marketer_protocol::activity::SocialVariant {
+            platform,
+            text: "x".into(),
+            char_count: 1,
+            char_limit: 280,
+            hashtags: Vec::new(),
+            enforcement: "as_written".into(),
+        };
+        let labels = variant_labels(&[post(Platform::X), post(Platform::X), post(Platform::Linkedin)]);
+        assert_eq!(labels, ["X · variant 1", "X · variant 2", "LinkedIn"]);
     }
 
     #[test]

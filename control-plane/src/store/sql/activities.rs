@@ -312,10 +312,10 @@ where
         let runs: Vec<JobRow> = sqlx::query_as(sql(&[
             "SELECT ",
             JOB_COLUMNS,
-            " FROM jobs WHERE tenant_id = $1 AND activity_id IN (SELECT id FROM activities \
-             WHERE tenant_id = $1 AND ($2 IS NULL OR project_id = $2) AND id >= $3 AND id <= $4) \
-             AND id IN (SELECT current_job_id FROM activities WHERE tenant_id = $1 AND id >= $3 AND id <= $4 \
-             UNION SELECT content_job_id FROM activities WHERE tenant_id = $1 AND id >= $3 AND id <= $4)",
+            " FROM jobs WHERE tenant_id = $1 AND id IN (SELECT current_job_id FROM activities \
+             WHERE tenant_id = $1 AND ($2 IS NULL OR project_id = $2) AND id >= $3 AND id <= $4 \
+             UNION SELECT content_job_id FROM activities \
+             WHERE tenant_id = $1 AND ($2 IS NULL OR project_id = $2) AND id >= $3 AND id <= $4)",
         ]))
         .bind(tenant_id)
         .bind(project_id)
