@@ -56,6 +56,8 @@ fn run(tenant_id: Uuid, activity_id: Uuid, topic: &str, route: Route) -> NewJob 
                 input: input(topic),
                 brand_voice: String::new(),
                 project_id: None,
+                output_budgets: Default::default(),
+                resume: None,
             }),
         },
         labels: Default::default(),

@@ -87,7 +87,8 @@ async fn record(store: &dyn Store, agent: Uuid, job: JobRef, seq: u64, body: Job
 }
 
 fn succeeded(text: &str) -> JobEventBody {
-    let output = JobOutput::Message { role: "assistant".into(), content: text.into() };
+    let output =
+        JobOutput::Message { role: "assistant".into(), content: text.into(), done_reason: String::new() };
     JobEventBody::Finished { outcome: JobOutcome::Succeeded { output, usage: Usage::default() } }
 }
 
@@ -146,7 +147,14 @@ async fn a_job_is_claimed_once_and_has_exactly_one_outcome(db: &TestDb) {
     assert_eq!(record(store, winner, lease, 3, late).await, RecordOutcome::Stale);
     let done = fetch(store, tenant_id, job.id).await;
     assert_eq!(done.status, JobStatus::Succeeded);
-    assert_eq!(done.output, Some(JobOutput::Message { role: "assistant".into(), content: "mine".into() }));
+    assert_eq!(
+        done.output,
+        Some(JobOutput::Message {
+            role: "assistant".into(),
+            content: "mine".into(),
+            done_reason: String::new()
+        })
+    );
     assert!(done.error.is_none() && done.finished_at.is_some() && done.lease().is_none());
     let events = store.job_events(job.id, 0, 100).await.unwrap();
     let dones = events.iter().filter(|e| e.kind.to_string() == "done").count();

@@ -72,6 +72,17 @@ enum Command {
         /// this is used.
         #[arg(long, env = "MARKETER_AGENT_NUM_CTX_MAX", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(2048..=1_048_576))]
         num_ctx_max: u64,
+        /// The most tokens a chat job may generate when it sets no
+        /// num_predict: a model that loops stops here, not at the end of
+        /// its context.
+        #[arg(long, env = "MARKETER_AGENT_MAX_OUTPUT_TOKENS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=131_072))]
+        max_output_tokens: u32,
+        /// An activity step's output budget in tokens, replacing the
+        /// pipeline's own (`writing=3000`); repeat for several steps. Steps:
+        /// seo, research, writing, editing, refining, extend, social,
+        /// analysis, compliance, flyer.
+        #[arg(long = "output-budget", value_name = "STEP=TOKENS", value_parser = parse_output_budget)]
+        output_budgets: Vec<(String, u32)>,
     },
     /// Index files or folders for a project, on this host; only their
     /// metadata is reported to the control plane.
@@ -196,7 +207,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("identity saved in {}; start the agent with `marketer-agent run`", files.dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { local, concurrency, stall_timeout_seconds, num_ctx_max } => {
+        Command::Run {
+            local,
+            concurrency,
+            stall_timeout_seconds,
+            num_ctx_max,
+            max_output_tokens,
+            output_budgets,
+        } => {
             let shutdown = CancellationToken::new();
             let trigger = shutdown.clone();
             tokio::spawn(async move {
@@ -207,6 +225,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 slots: concurrency,
                 stall_timeout: std::time::Duration::from_secs(stall_timeout_seconds),
                 num_ctx_max,
+                max_output_tokens,
+                output_budgets: output_budgets.into_iter().collect(),
                 ..ExecSettings::default()
             };
             tunnel::run(files, RunOptions { ollama_url: local.ollama_url, exec }, shutdown).await?;
@@ -370,4 +390,22 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+}
+
+/// `STEP=TOKENS`, for `--output-budget`.
+fn parse_output_budget(text: &str) -> Result<(String, u32), String> {
+    let (step, tokens) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not STEP=TOKENS (for example writing=3000)"))?;
+    let step = step.trim();
+    if !marketer_pipeline::run::BUDGET_STEPS.contains(&step) {
+        return Err(format!(
+            "{step:?} is not a pipeline step; use one of {}",
+            marketer_pipeline::run::BUDGET_STEPS.join(", ")
+        ));
+    }
+    let tokens: u32 = tokens.trim().parse().ok().filter(|n| (16..=32_768).contains(n)).ok_or_else(|| {
+        format!("the budget of {step} must be a number of tokens from 16 to 32768, not {tokens:?}")
+    })?;
+    Ok((step.to_owned(), tokens))
 }

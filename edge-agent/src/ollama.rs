@@ -110,6 +110,21 @@ struct EmbedCounters {
     total_duration: u64,
 }
 
+/// One object of a streamed chat answer: ollama-rs's type, and the final
+/// object's `done_reason` (`stop`, or `length` when the answer reached
+/// `num_predict`), which that type leaves out.
+#[derive(Debug)]
+pub struct ChatChunk {
+    pub response: ChatMessageResponse,
+    pub done_reason: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct DoneReason {
+    #[serde(default)]
+    done_reason: Option<String>,
+}
+
 /// A streaming chat answer, read one NDJSON object at a time.
 #[derive(Debug)]
 pub struct ChatStream {
@@ -126,7 +141,7 @@ const MAX_LINE: usize = 16 * 1024 * 1024;
 
 impl ChatStream {
     /// The next streamed object; `None` after the last one.
-    pub async fn next(&mut self) -> Result<Option<ChatMessageResponse>, Failure> {
+    pub async fn next(&mut self) -> Result<Option<ChatChunk>, Failure> {
         loop {
             if let Some(end) = self.buffer[self.start..].iter().position(|b| *b == b'\n') {
                 let line_end = self.start + end;
@@ -173,9 +188,16 @@ impl ChatStream {
     }
 }
 
-fn parse_line(line: &[u8]) -> Result<ChatMessageResponse, Failure> {
+fn parse_line(line: &[u8]) -> Result<ChatChunk, Failure> {
     match serde_json::from_slice::<ChatMessageResponse>(line) {
-        Ok(response) => Ok(response),
+        Ok(response) => {
+            let done_reason = if response.done {
+                serde_json::from_slice::<DoneReason>(line).ok().and_then(|d| d.done_reason)
+            } else {
+                None
+            };
+            Ok(ChatChunk { response, done_reason })
+        }
         Err(parse) => match serde_json::from_slice::<InternalOllamaError>(line) {
             // An error after the answer began: the status stays 200.
             Ok(error) => Err(Failure::new(
@@ -367,7 +389,13 @@ mod tests {
     #[test]
     fn lines_are_responses_or_errors() {
         let line = br#"{"model":"m","created_at":"2025-10-26T17:21:21Z","message":{"role":"assistant","content":"Hi"},"done":false}"#;
-        assert_eq!(parse_line(line).unwrap().message.content, "Hi");
+        assert_eq!(parse_line(line).unwrap().response.message.content, "Hi");
+        let last = br#"{"model":"m","created_at":"2025-10-26T17:21:21Z","message":{"role":"assistant","content":""},"done":true,"done_reason":"length","total_duration":5,"load_duration":1,"prompt_eval_count":2,"prompt_eval_duration":1,"eval_count":3,"eval_duration":2}"#;
+        let last = parse_line(last).unwrap();
+        assert_eq!(
+            (last.done_reason.as_deref(), last.response.final_data.unwrap().eval_count),
+            (Some("length"), 3)
+        );
         let error =
             parse_line(br#"{"error":"an error was encountered while running the model"}"#).unwrap_err();
         assert_eq!((error.code, error.retryable), (job_errors::OLLAMA_ERROR, true));

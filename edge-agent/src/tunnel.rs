@@ -89,7 +89,7 @@ pub async fn run(files: AgentFiles, options: RunOptions, shutdown: CancellationT
     let policy = policy_file.effective(&compliance)?;
     let index = Arc::new(Index::open(&files.dir).await?);
     let gateway = Gateway { files: files.clone(), server: server.clone() };
-    let jobs = Jobs::new(ollama.clone(), outbox, options.exec, index.clone(), gateway, policy);
+    let jobs = Jobs::new(ollama.clone(), outbox, options.exec.clone(), index.clone(), gateway, policy);
     tracing::info!(agent_id = %config.agent_id, server = %server.url, ollama = %ollama.url(), slots = options.exec.slots, "starting");
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     loop {

@@ -20,6 +20,8 @@
 mod blog;
 pub mod fair_housing;
 pub mod formats;
+pub mod gates;
+pub mod lenient;
 mod listing;
 pub mod llm;
 pub mod platforms;
@@ -30,45 +32,29 @@ mod social;
 use marketer_protocol::activity::{ActivityInput, ActivityJob, ActivityResult};
 
 pub use llm::{ChatRequest, Llm, LlmError, Message, NoDocuments, Passage, Progress, Reply, Retriever, Role};
-pub use run::{PIPELINE_VERSION, PipelineError};
+pub use run::{PIPELINE_VERSION, PipelineError, usage};
 
 /// Runs the pipeline for `job` on `llm`, grounded in what `documents`
-/// finds, reporting to `progress`.
+/// finds, reporting to `progress`: each step as it begins, partial text,
+/// and a checkpoint of what is complete after each step (what a run that
+/// fails or is cancelled keeps). With `job.resume`, the steps an earlier
+/// run completed are reused.
 pub async fn run_activity<L: Llm, R: Retriever>(
     llm: &L,
     documents: &R,
     job: &ActivityJob,
     progress: &mut dyn Progress,
 ) -> Result<ActivityResult, PipelineError> {
-    let mut run = run::Run::new(llm, progress);
-    let mut result = ActivityResult::default();
+    let mut run = run::Run::new(llm, progress, &job.output_budgets, job.resume.as_deref());
     match &job.input {
         ActivityInput::BlogArticle(input) => {
-            let article = blog::article(&mut run, documents, input, &job.brand_voice).await?;
-            result.content = article.content;
-            result.seo = Some(article.seo);
-            result.research = Some(article.research);
-            result.quality = Some(article.quality);
-            result.social = article.social;
+            blog::article(&mut run, documents, input, &job.brand_voice).await?
         }
-        ActivityInput::SocialPostSet(input) => {
-            let (content, social) = social::post_set(&mut run, input, &job.brand_voice).await?;
-            result.content = content;
-            result.social = social;
-        }
-        ActivityInput::ListingKit(input) => {
-            let kit = listing::kit(&mut run, input, &job.brand_voice).await?;
-            result.content = kit.description;
-            result.flyer = Some(kit.flyer);
-            result.social = kit.social;
-            result.compliance = Some(kit.compliance);
-        }
+        ActivityInput::SocialPostSet(input) => social::post_set(&mut run, input, &job.brand_voice).await?,
+        ActivityInput::ListingKit(input) => listing::kit(&mut run, input, &job.brand_voice).await?,
     }
     run.step("finalise", 98, "Putting the result together");
-    let (steps, provenance) = run.finish();
-    result.steps = steps;
-    result.provenance = provenance;
-    Ok(result)
+    Ok(run.finish())
 }
 
 #[cfg(test)]
@@ -121,7 +107,30 @@ mod tests {
                 .unwrap_or_else(|| panic!("no scripted answer for: {}", &all[..all.len().min(300)]));
             let content = queue.pop_front().unwrap();
             on_text(&content);
-            Ok(Reply { content, prompt_tokens: 10, completion_tokens: 20 })
+            Ok(Reply {
+                content,
+                prompt_tokens: 10,
+                completion_tokens: 20,
+                done_reason: "stop".into(),
+                ..Reply::default()
+            })
+        }
+    }
+
+    /// The fields of a job the tests do not set.
+    fn job_defaults() -> ActivityJob {
+        ActivityJob {
+            input: ActivityInput::SocialPostSet(SocialPostSet {
+                topic: String::new(),
+                source_text: String::new(),
+                platforms: vec![],
+                tone: Tone::Casual,
+                variants_per_platform: 1,
+            }),
+            brand_voice: String::new(),
+            project_id: None,
+            output_budgets: Default::default(),
+            resume: None,
         }
     }
 
@@ -155,6 +164,19 @@ mod tests {
         .to_string()
     }
 
+    /// A draft of `words` different words, in sentences, under a title.
+    fn draft(title: &str, words: usize) -> String {
+        let body: Vec<String> = (0..words)
+            .collect::<Vec<_>>()
+            .chunks(10)
+            .map(|chunk| {
+                let sentence: Vec<String> = chunk.iter().map(|i| format!("word{i}")).collect();
+                format!("{}.", sentence.join(" "))
+            })
+            .collect();
+        format!("# {title}\n\n{}", body.join(" "))
+    }
+
     fn review(score: f32) -> String {
         json!({
             "grammar": score, "readability": score, "seo": score, "brand_voice": score,
@@ -170,9 +192,9 @@ mod tests {
             // The SEO plan: broken JSON first, repaired on the second try.
             ("SEO strategist", vec!["{\"primary_keyword\": \"solar".into(), seo_answer()]),
             ("research assistant", vec![json!({ "facts": ["Solar roofs last decades."], "brand_voice_notes": [], "gaps": ["local prices"] }).to_string()]),
-            ("expert content writer", vec!["# Solar Roof Cost\n\nFirst draft.".into()]),
+            ("expert content writer", vec![draft("Solar Roof Cost", 500)]),
             ("demanding professional editor", vec![review(6.0), review(9.0)]),
-            ("You are a professional editor. You improve", vec!["# Solar Roof Cost\n\nBetter draft.".into()]),
+            ("You are a professional editor. You improve", vec![draft("Better Solar Roof Cost", 520)]),
             ("social media copywriter", vec![format!("{} #solar", "x".repeat(300)), "Short and sweet. #solar #home #roof".into()]),
         ]);
         let job = ActivityJob {
@@ -186,11 +208,12 @@ mod tests {
             }),
             brand_voice: "Warm, plain English.".into(),
             project_id: None,
+            ..job_defaults()
         };
         let mut recorder = Recorder::default();
         let result = run_activity(&llm, &NoDocuments("none".into()), &job, &mut recorder).await.unwrap();
 
-        assert_eq!(result.content, "# Solar Roof Cost\n\nBetter draft.");
+        assert_eq!(result.content, draft("Better Solar Roof Cost", 520));
         let seo = result.seo.unwrap();
         assert_eq!(seo.target_word_count, 900, "the marketer's length wins");
         let quality = result.quality.unwrap();
@@ -217,12 +240,14 @@ mod tests {
                 ("social_shorten", ""),
             ]
         );
-        assert!(result.provenance.templates.contains(&"repair@1".to_owned()));
+        assert!(result.provenance.templates.contains(&"repair@2".to_owned()));
         assert_eq!(result.provenance.model, "test-model");
         // Progress: each step announced in order, percentages rising.
         let percents: Vec<u8> = recorder.steps.iter().map(|(_, p)| *p).collect();
         assert!(percents.windows(2).all(|w| w[0] <= w[1]), "{:?}", recorder.steps);
-        assert!(recorder.text.contains("First draft.") && recorder.text.contains("Better draft."));
+        assert!(
+            recorder.text.contains("# Solar Roof Cost") && recorder.text.contains("# Better Solar Roof Cost")
+        );
         // The brand voice reached the writer.
         let requests = llm.requests.lock().unwrap();
         assert!(
@@ -267,7 +292,7 @@ mod tests {
         let llm = Scripted::new(vec![
             ("SEO strategist", vec![seo_answer()]),
             ("research assistant", vec![json!({ "facts": ["Tiles carry a thirty year warranty [1]."], "brand_voice_notes": [], "gaps": [] }).to_string()]),
-            ("expert content writer", vec!["# Solar Roof Cost\n\nDraft.".into()]),
+            ("expert content writer", vec![draft("Solar Roof Cost", 500)]),
             ("demanding professional editor", vec![review(9.0)]),
         ]);
         let job = ActivityJob {
@@ -281,6 +306,7 @@ mod tests {
             }),
             brand_voice: String::new(),
             project_id: None,
+            ..job_defaults()
         };
         let result = run_activity(&llm, &library, &job, &mut Recorder::default()).await.unwrap();
         let research = result.research.unwrap();
@@ -330,6 +356,7 @@ mod tests {
             }),
             brand_voice: String::new(),
             project_id: None,
+            ..job_defaults()
         };
         let error = run_activity(&llm, &NoDocuments("none".into()), &job, &mut Recorder::default())
             .await
@@ -358,6 +385,7 @@ mod tests {
             }),
             brand_voice: String::new(),
             project_id: None,
+            ..job_defaults()
         }
     }
 
@@ -367,7 +395,7 @@ mod tests {
                 "marketing analyst",
                 vec![
                     json!({
-                        "headline_ideas": ["a", "b", "c"],
+                        "headline_ideas": ["Renovated on Elm", "Room to grow", "Yard and kitchen"],
                         "selling_points": ["renovated kitchen", "fenced yard", "2.5 baths"],
                         "property_type": "house",
                         "price_positioning": "Priced in line with renovated homes nearby."
@@ -463,6 +491,7 @@ mod tests {
             }),
             brand_voice: String::new(),
             project_id: None,
+            ..job_defaults()
         };
         let mut recorder = Recorder::default();
         let result = run_activity(&llm, &NoDocuments("none".into()), &job, &mut recorder).await.unwrap();

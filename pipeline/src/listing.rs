@@ -3,16 +3,17 @@
 //! posts, with every text of the kit screened by the built-in rules at the
 //! end.
 
-use marketer_protocol::activity::{ComplianceReview, Finding, FlyerText, ListingKit, SocialVariant};
+use marketer_protocol::activity::{ComplianceReview, Finding, FlyerText, ListingAnalysis, ListingKit};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::blog::with;
 use crate::fair_housing;
+use crate::gates;
 use crate::llm::Llm;
 use crate::prompts;
-use crate::run::{Result, Run, Validate, check_chars, check_filled, check_items};
+use crate::run::{PipelineError, Result, Run, Validate, codes};
 use crate::social::{self, Brief};
 
 /// The statement every flyer carries, whatever the model wrote.
@@ -21,10 +22,10 @@ pub const EQUAL_HOUSING: &str = "Equal Housing Opportunity.";
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AnalysisReply {
-    #[schemars(length(min = 3, max = 3))]
+    #[schemars(length(min = 3, max = 3), inner(length(min = 5, max = 80)))]
     headline_ideas: Vec<String>,
     /// Facts from the listing, strongest first.
-    #[schemars(length(min = 3, max = 8))]
+    #[schemars(length(min = 3, max = 8), inner(length(min = 3, max = 160)))]
     selling_points: Vec<String>,
     #[schemars(length(min = 3, max = 40))]
     property_type: String,
@@ -32,18 +33,7 @@ struct AnalysisReply {
     price_positioning: String,
 }
 
-impl Validate for AnalysisReply {
-    fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        check_items(&mut p, "headline_ideas", &self.headline_ideas, 3, 3);
-        check_filled(&mut p, "headline_ideas", &self.headline_ideas);
-        check_items(&mut p, "selling_points", &self.selling_points, 3, 8);
-        check_filled(&mut p, "selling_points", &self.selling_points);
-        check_chars(&mut p, "property_type", &self.property_type, 3, 40);
-        check_chars(&mut p, "price_positioning", &self.price_positioning, 10, 300);
-        p
-    }
-}
+impl Validate for AnalysisReply {}
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -66,18 +56,7 @@ struct ModelFinding {
     suggestion: String,
 }
 
-impl Validate for ReviewReply {
-    fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        check_items(&mut p, "findings", &self.findings, 0, 20);
-        for (i, f) in self.findings.iter().enumerate() {
-            check_chars(&mut p, &format!("findings[{i}].phrase"), &f.phrase, 2, 200);
-            check_chars(&mut p, &format!("findings[{i}].reason"), &f.reason, 5, 400);
-            check_chars(&mut p, &format!("findings[{i}].suggestion"), &f.suggestion, 2, 400);
-        }
-        p
-    }
-}
+impl Validate for ReviewReply {}
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -86,7 +65,7 @@ struct FlyerReply {
     headline: String,
     #[schemars(length(min = 20, max = 600))]
     property_summary: String,
-    #[schemars(length(min = 4, max = 10))]
+    #[schemars(length(min = 4, max = 10), inner(length(min = 3, max = 120)))]
     features: Vec<String>,
     #[schemars(length(min = 10, max = 300))]
     call_to_action: String,
@@ -94,28 +73,14 @@ struct FlyerReply {
     disclaimers: String,
 }
 
-impl Validate for FlyerReply {
-    fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        check_chars(&mut p, "headline", &self.headline, 5, 60);
-        check_chars(&mut p, "property_summary", &self.property_summary, 20, 600);
-        check_items(&mut p, "features", &self.features, 4, 10);
-        check_filled(&mut p, "features", &self.features);
-        check_chars(&mut p, "call_to_action", &self.call_to_action, 10, 300);
-        check_chars(&mut p, "disclaimers", &self.disclaimers, 10, 600);
-        p
-    }
-}
+impl Validate for FlyerReply {}
 
-#[derive(Debug)]
-pub(crate) struct Kit {
-    pub description: String,
-    pub flyer: FlyerText,
-    pub social: Vec<SocialVariant>,
-    pub compliance: ComplianceReview,
-}
+/// A description with fewer words than this is not a description.
+const MIN_DESCRIPTION_WORDS: usize = 25;
 
-pub(crate) async fn kit<L: Llm>(run: &mut Run<'_, L>, input: &ListingKit, brand_voice: &str) -> Result<Kit> {
+/// The pipeline, its outputs kept in the run as each step completes; steps
+/// an earlier run completed are reused.
+pub(crate) async fn kit<L: Llm>(run: &mut Run<'_, L>, input: &ListingKit, brand_voice: &str) -> Result<()> {
     let listing = &input.listing;
     let base = json!({
         "listing": listing,
@@ -123,34 +88,102 @@ pub(crate) async fn kit<L: Llm>(run: &mut Run<'_, L>, input: &ListingKit, brand_
         "tone": input.tone.as_str(),
         "brand_voice": brand_voice,
     });
+    let earlier = run.resumed();
 
-    run.step("analysis", 5, "Analysing the listing");
-    let analysis: AnalysisReply = run.structured("analysis", prompts::LISTING_ANALYSIS, &base).await?;
+    let analysis = if let Some(analysis) = earlier.and_then(|r| r.analysis.clone()) {
+        run.reuse(&["analysis"]);
+        analysis
+    } else {
+        run.step("analysis", 5, "Analysing the listing");
+        let budget = run.budget("analysis", 600);
+        let reply: AnalysisReply =
+            run.structured("analysis", prompts::LISTING_ANALYSIS, &base, budget).await?;
+        ListingAnalysis {
+            headline_ideas: reply.headline_ideas,
+            selling_points: reply.selling_points,
+            property_type: reply.property_type,
+            price_positioning: reply.price_positioning,
+        }
+    };
+    run.keep(|r| r.analysis = Some(analysis.clone()));
     let with_analysis = with(&base, json!({ "analysis": analysis }));
 
-    run.step("writing", 20, "Writing the listing description");
-    let description = run.text("writing", prompts::LISTING_COPY, &with_analysis, 0.7, true).await?;
+    let earlier_description = earlier.filter(|r| !r.content.trim().is_empty());
+    let description = if let Some(earlier) = earlier_description {
+        run.reuse(&["writing"]);
+        earlier.content.clone()
+    } else {
+        run.step("writing", 20, "Writing the listing description");
+        let budget = run.budget("writing", 900);
+        let written = run.text("writing", prompts::LISTING_COPY, &with_analysis, 0.7, true, budget).await?;
+        if let Some(problem) = &written.problem {
+            if gates::word_count(&written.content) < MIN_DESCRIPTION_WORDS {
+                return Err(PipelineError {
+                    code: codes::UNUSABLE_OUTPUT.into(),
+                    message: format!(
+                        "the listing description from {} was unusable: {}, twice. The analysis is kept; \
+                         regenerate to resume from the description, or use a larger model (1B parameters or more)",
+                        run.model(),
+                        problem.describe()
+                    ),
+                    retryable: false,
+                });
+            }
+            run.warn(
+                "writing",
+                problem.code(),
+                format!(
+                    "the description: {}, twice; the sentences that did were removed",
+                    problem.describe()
+                ),
+            );
+        }
+        written.content
+    };
+    run.keep(|r| r.content.clone_from(&description));
 
-    run.step("compliance", 45, "Reviewing the wording for Fair Housing compliance");
+    // The rules screen the listing's own words and the description; the
+    // model's review is kept with them.
     let mut findings = fair_housing::screen_listing(listing);
     fair_housing::merge(&mut findings, fair_housing::screen(&description, "description"));
-    let review: ReviewReply =
-        run.structured("compliance", prompts::FAIR_HOUSING_REVIEW, &json!({ "text": description })).await?;
-    fair_housing::merge(&mut findings, model_findings(review, &description));
-
-    run.step("flyer", 60, "Writing the flyer text");
-    let flyer: FlyerReply = run.structured("flyer", prompts::FLYER, &with_analysis).await?;
-    let mut disclaimers = flyer.disclaimers.trim().to_owned();
-    if !disclaimers.to_lowercase().contains("equal housing opportunity") {
-        disclaimers = format!("{disclaimers} {EQUAL_HOUSING}");
+    let reviewed = earlier_description.and_then(|r| r.compliance.as_ref()).filter(|c| {
+        c.findings.iter().all(|f| f.location == "description" || f.location.starts_with("input."))
+    });
+    if let Some(compliance) = reviewed {
+        run.reuse(&["compliance"]);
+        fair_housing::merge(&mut findings, compliance.findings.clone());
+    } else {
+        run.step("compliance", 45, "Reviewing the wording for Fair Housing compliance");
+        let budget = run.budget("compliance", 700);
+        let review: ReviewReply = run
+            .structured("compliance", prompts::FAIR_HOUSING_REVIEW, &json!({ "text": description }), budget)
+            .await?;
+        fair_housing::merge(&mut findings, model_findings(review, &description));
     }
-    let flyer = FlyerText {
-        headline: flyer.headline,
-        property_summary: flyer.property_summary,
-        features: flyer.features,
-        call_to_action: flyer.call_to_action,
-        disclaimers,
+    run.keep(|r| {
+        r.compliance = Some(ComplianceReview { passed: findings.is_empty(), findings: findings.clone() })
+    });
+
+    let flyer = if let Some(flyer) = earlier.and_then(|r| r.flyer.clone()) {
+        run.reuse(&["flyer"]);
+        flyer
+    } else {
+        run.step("flyer", 60, "Writing the flyer text");
+        let budget = run.budget("flyer", 700);
+        let flyer: FlyerReply = run.structured("flyer", prompts::FLYER, &with_analysis, budget).await?;
+        let mut disclaimers = flyer.disclaimers.trim().to_owned();
+        if !disclaimers.to_lowercase().contains("equal housing opportunity") {
+            disclaimers = format!("{disclaimers} {EQUAL_HOUSING}");
+        }
+        FlyerText {
+            headline: flyer.headline,
+            property_summary: flyer.property_summary,
+            features: flyer.features,
+            call_to_action: flyer.call_to_action,
+            disclaimers,
+        }
     };
+    run.keep(|r| r.flyer = Some(flyer.clone()));
 
     let brief = Brief {
         topic: &listing.address,
@@ -172,8 +205,8 @@ pub(crate) async fn kit<L: Llm>(run: &mut Run<'_, L>, input: &ListingKit, brand_
         let location = format!("social:{}", variant.platform.as_str());
         fair_housing::merge(&mut findings, fair_housing::screen(&variant.text, &location));
     }
-    let compliance = ComplianceReview { passed: findings.is_empty(), findings };
-    Ok(Kit { description, flyer, social, compliance })
+    run.keep(|r| r.compliance = Some(ComplianceReview { passed: findings.is_empty(), findings }));
+    Ok(())
 }
 
 /// Hashtags of a listing's posts when the model wrote too few: what buyers

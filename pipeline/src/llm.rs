@@ -50,8 +50,11 @@ pub struct ChatRequest<'a> {
     /// for free text.
     pub schema: Option<&'a serde_json::Value>,
     pub temperature: f32,
-    /// At most this many tokens of answer.
+    /// At most this many tokens of answer (Ollama's `num_predict`).
     pub max_tokens: Option<u32>,
+    /// The sampling seed, when the call must differ from (or repeat) an
+    /// earlier one; `None` leaves it to the backend.
+    pub seed: Option<u32>,
 }
 
 /// The model's answer.
@@ -60,6 +63,15 @@ pub struct Reply {
     pub content: String,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Why the model stopped: `stop`, or `length` when it reached
+    /// `max_tokens` (the answer is cut off); empty when the backend does
+    /// not say.
+    pub done_reason: String,
+    /// Time spent reading the prompt, writing the answer and loading the
+    /// model, as the backend reports them (0 when it does not).
+    pub prompt_eval_duration_ns: u64,
+    pub eval_duration_ns: u64,
+    pub load_duration_ns: u64,
 }
 
 /// Why a call failed, in the terms of job errors: a stable code, a message
@@ -133,4 +145,13 @@ pub trait Progress: Send {
 
     /// Partial output of the step last announced (a draft as it is written).
     fn text(&mut self, text: &str);
+
+    /// What the run has completed so far, after each step: a run that
+    /// stops later keeps it, and a later run can resume from it.
+    fn checkpoint(
+        &mut self,
+        _partial: &marketer_protocol::activity::ActivityResult,
+        _usage: &marketer_protocol::Usage,
+    ) {
+    }
 }

@@ -28,7 +28,7 @@ macro_rules! template {
     };
 }
 
-pub const SEO_RESEARCH: Template = template!("seo_research", 1);
+pub const SEO_RESEARCH: Template = template!("seo_research", 2);
 pub const CONTENT_RESEARCH: Template = template!("content_research", 2);
 pub const WRITER: Template = template!("writer", 1);
 pub const EDITOR_REVIEW: Template = template!("editor_review", 2);
@@ -39,9 +39,10 @@ pub const LISTING_ANALYSIS: Template = template!("listing_analysis", 1);
 pub const LISTING_COPY: Template = template!("listing_copy", 1);
 pub const FAIR_HOUSING_REVIEW: Template = template!("fair_housing_review", 1);
 pub const FLYER: Template = template!("flyer", 1);
-pub const REPAIR: Template = template!("repair", 1);
+pub const REPAIR: Template = template!("repair", 2);
+pub const WRITER_EXTEND: Template = template!("writer_extend", 1);
 
-pub const ALL: [Template; 12] = [
+pub const ALL: [Template; 13] = [
     SEO_RESEARCH,
     CONTENT_RESEARCH,
     WRITER,
@@ -54,6 +55,7 @@ pub const ALL: [Template; 12] = [
     FAIR_HOUSING_REVIEW,
     FLYER,
     REPAIR,
+    WRITER_EXTEND,
 ];
 
 const USER_MARKER: &str = "--- user ---";
@@ -67,6 +69,30 @@ impl Template {
     /// The template's text (for tests and inspection).
     pub fn source(&self) -> &'static str {
         self.source
+    }
+
+    /// The template's own words, without its placeholders and control
+    /// tags: the instructions a model must not hand back as its answer.
+    pub fn instruction_text(&self) -> String {
+        let mut out = String::with_capacity(self.source.len());
+        let mut rest = self.source.replace(USER_MARKER, "\n");
+        while let Some(open) = rest.find('{') {
+            let tail = &rest[open..];
+            let close = if tail.starts_with("{{") {
+                tail.find("}}").map(|c| c + 2)
+            } else if tail.starts_with("{%") {
+                tail.find("%}").map(|c| c + 2)
+            } else {
+                Some(1)
+            };
+            let Some(close) = close else { break };
+            out.push_str(&rest[..open]);
+            // A placeholder separates words: "about {{ n }} words".
+            out.push_str(if close > 1 { " | " } else { "{" });
+            rest = rest[open + close..].to_owned();
+        }
+        out.push_str(&rest);
+        out
     }
 
     /// Renders the template into its messages: the system prompt (if the
@@ -97,8 +123,8 @@ mod tests {
     /// The first 12 hex digits of each template's SHA-256, at its version.
     /// A failure here means a template changed: bump its version above and
     /// update the hash, so results say which text produced them.
-    const PINNED: [(&str, u32, &str); 12] = [
-        ("seo_research", 1, "61c2969794a4"),
+    const PINNED: [(&str, u32, &str); 13] = [
+        ("seo_research", 2, "92980a89a9af"),
         ("content_research", 2, "d40a14749aeb"),
         ("writer", 1, "8b3f7aeabfe1"),
         ("editor_review", 2, "5c7562cce93d"),
@@ -109,7 +135,8 @@ mod tests {
         ("listing_copy", 1, "67c481e1c047"),
         ("fair_housing_review", 1, "0b5537c8967c"),
         ("flyer", 1, "7cd0c36b7505"),
-        ("repair", 1, "241dad33d8ad"),
+        ("repair", 2, "06b813ee0217"),
+        ("writer_extend", 1, "dbb9521f130d"),
     ];
 
     #[test]
@@ -137,10 +164,21 @@ mod tests {
         assert!(messages[1].content.contains("Topic: Solar roofs"));
         assert!(messages[1].content.contains("Keywords from the marketer: solar"));
         // No HTML escaping in prompts.
-        let context = serde_json::json!({ "problem": "a < b & \"c\"", "hint": "" });
+        let context = serde_json::json!({
+            "answer": "{\"a\": 1", "problems": ["a < b & \"c\"", "two"], "truncated": false, "task": "t",
+        });
         let repair = REPAIR.render(&context).unwrap();
-        assert_eq!(repair.len(), 1, "the repair prompt is a user message only");
-        assert!(repair[0].content.contains("a < b & \"c\""));
+        assert!(repair[1].content.contains("1. a < b & \"c\"\n2. two"), "{}", repair[1].content);
+        assert!(repair[1].content.contains("(2 problems)"), "{}", repair[1].content);
+        assert!(!repair[1].content.contains("cut off"));
+    }
+
+    #[test]
+    fn instructions_are_the_templates_own_words() {
+        let text = SOCIAL_POST.instruction_text();
+        assert!(text.contains("You are a social media copywriter."), "{text}");
+        assert!(!text.contains("{{") && !text.contains("{%") && !text.contains("--- user ---"), "{text}");
+        assert!(text.contains("at most  |  characters in all"), "{text}");
     }
 
     #[test]

@@ -3,20 +3,38 @@
 //! of calling the model: for text, and for a structured answer that is
 //! parsed and validated, with one repair attempt.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use marketer_protocol::activity::{Provenance, StepRecord};
+use marketer_protocol::Usage;
+use marketer_protocol::activity::{ActivityResult, Provenance, StepRecord, Warning};
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::llm::{ChatRequest, Llm, LlmError, Message, Progress};
+use crate::gates::{self, Instructions, Problem};
+use crate::lenient;
+use crate::llm::{ChatRequest, Llm, LlmError, Message, Progress, Reply};
 use crate::prompts::{self, Template};
 
 /// Bumped when the pipeline's flow changes (steps, their order, the rules).
-pub const PIPELINE_VERSION: u32 = 1;
+pub const PIPELINE_VERSION: u32 = 2;
+
+/// The steps whose output budgets a job (or an agent's `--output-budget`)
+/// may set.
+pub const BUDGET_STEPS: &[&str] = &[
+    "seo",
+    "research",
+    "writing",
+    "editing",
+    "refining",
+    "extend",
+    "social",
+    "analysis",
+    "compliance",
+    "flyer",
+];
 
 /// Why a pipeline failed, in the terms of job errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +49,11 @@ pub struct PipelineError {
 pub mod codes {
     /// A structured answer was still invalid after the repair attempt.
     pub const INVALID_OUTPUT: &str = "invalid_output";
+    /// A structured answer was still cut off at its output budget after the
+    /// repair attempt.
+    pub const TRUNCATED: &str = "truncated";
+    /// Free text failed the quality gates twice with nothing usable left.
+    pub const UNUSABLE_OUTPUT: &str = "unusable_output";
     /// A prompt template did not render (a bug; not retried).
     pub const TEMPLATE: &str = "template_error";
 }
@@ -43,10 +66,22 @@ impl From<LlmError> for PipelineError {
 
 pub type Result<T> = std::result::Result<T, PipelineError>;
 
-/// What a structured answer must satisfy beyond its schema's types (lengths,
-/// counts, ranges): the problems found, empty when it is fine.
+/// What a structured answer must satisfy beyond its schema (which carries
+/// the lengths, counts, ranges and enums): the problems found, empty when
+/// it is fine.
 pub trait Validate {
-    fn problems(&self) -> Vec<String>;
+    fn problems(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Free text as the gates left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub content: String,
+    /// A problem that persisted after one regeneration (the content is what
+    /// could be salvaged), or `None`.
+    pub problem: Option<Problem>,
 }
 
 /// The context of one run.
@@ -55,6 +90,13 @@ pub struct Run<'a, L: Llm> {
     progress: &'a mut dyn Progress,
     steps: Vec<StepRecord>,
     templates: BTreeSet<String>,
+    budgets: &'a BTreeMap<String, u32>,
+    warnings: Vec<Warning>,
+    /// What the run has completed so far, for checkpoints.
+    pub(crate) done: ActivityResult,
+    resume: Option<&'a ActivityResult>,
+    /// How far along the step last announced is.
+    percent: u8,
 }
 
 impl<L: Llm> std::fmt::Debug for Run<'_, L> {
@@ -63,18 +105,129 @@ impl<L: Llm> std::fmt::Debug for Run<'_, L> {
     }
 }
 
+/// One model call's numbers, added up over a step's calls.
+#[derive(Debug, Clone, Default)]
+struct Calls {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    prompt_eval_duration_ns: u64,
+    eval_duration_ns: u64,
+    load_duration_ns: u64,
+    done_reason: String,
+}
+
+impl Calls {
+    fn add(&mut self, reply: &Reply) {
+        self.prompt_tokens += reply.prompt_tokens;
+        self.completion_tokens += reply.completion_tokens;
+        self.prompt_eval_duration_ns += reply.prompt_eval_duration_ns;
+        self.eval_duration_ns += reply.eval_duration_ns;
+        self.load_duration_ns += reply.load_duration_ns;
+        self.done_reason.clone_from(&reply.done_reason);
+    }
+}
+
 impl<'a, L: Llm> Run<'a, L> {
-    pub fn new(llm: &'a L, progress: &'a mut dyn Progress) -> Self {
-        Self { llm, progress, steps: Vec::new(), templates: BTreeSet::new() }
+    pub fn new(
+        llm: &'a L,
+        progress: &'a mut dyn Progress,
+        budgets: &'a BTreeMap<String, u32>,
+        resume: Option<&'a ActivityResult>,
+    ) -> Self {
+        Self {
+            llm,
+            progress,
+            steps: Vec::new(),
+            templates: BTreeSet::new(),
+            budgets,
+            warnings: Vec::new(),
+            done: ActivityResult::default(),
+            resume,
+            percent: 0,
+        }
     }
 
     /// Announces a step.
     pub fn step(&mut self, step: &str, percent: u8, message: &str) {
+        self.percent = percent;
         self.progress.step(step, percent, message);
     }
 
-    /// Asks for free text; with `stream`, the text goes to the progress
-    /// sink as it is written.
+    /// The output budget of `step`: the job's, or `default`.
+    pub fn budget(&self, step: &str, default: u32) -> u32 {
+        self.budgets.get(step).copied().unwrap_or(default).max(16)
+    }
+
+    /// What an earlier run completed, when this one resumes it.
+    pub fn resumed(&self) -> Option<&'a ActivityResult> {
+        self.resume
+    }
+
+    /// Records that `steps` were taken from the earlier run: their call
+    /// records come along, marked `reused`, and count no usage here.
+    pub fn reuse(&mut self, steps: &[&str]) {
+        let Some(earlier) = self.resume else { return };
+        for record in earlier.steps.iter().filter(|r| steps.contains(&r.step.as_str())) {
+            let mut record = record.clone();
+            record.note = "reused".into();
+            if !self.steps.contains(&record) {
+                self.steps.push(record);
+            }
+        }
+        for warning in earlier.warnings.iter().filter(|w| steps.contains(&w.step.as_str())) {
+            if !self.warnings.contains(warning) {
+                self.warnings.push(warning.clone());
+            }
+        }
+    }
+
+    /// The model's name.
+    pub fn model(&self) -> &str {
+        self.llm.model()
+    }
+
+    /// Adds a warning for the reviewer.
+    pub fn warn(&mut self, step: &str, code: &str, message: String) {
+        self.warnings.push(Warning { step: step.to_owned(), code: code.to_owned(), message });
+    }
+
+    /// Updates what the run has completed and reports it, so that a run
+    /// that stops later keeps it.
+    pub fn keep(&mut self, update: impl FnOnce(&mut ActivityResult)) {
+        update(&mut self.done);
+        let mut snapshot = self.done.clone();
+        snapshot.steps.clone_from(&self.steps);
+        snapshot.warnings.clone_from(&self.warnings);
+        snapshot.provenance = self.provenance();
+        let usage = usage(&snapshot.steps);
+        self.progress.checkpoint(&snapshot, &usage);
+    }
+
+    async fn call(
+        &mut self,
+        messages: &[Message],
+        schema: Option<&serde_json::Value>,
+        temperature: f32,
+        max_tokens: u32,
+        seed: Option<u32>,
+        stream: bool,
+    ) -> Result<Reply> {
+        let progress = &mut *self.progress;
+        let mut forward = |text: &str| {
+            if stream {
+                progress.text(text);
+            }
+        };
+        let request = ChatRequest { messages, schema, temperature, max_tokens: Some(max_tokens), seed };
+        Ok(self.llm.chat(request, &mut forward).await?)
+    }
+
+    /// Asks for free text within `max_tokens`; with `stream`, the text goes
+    /// to the progress sink as it is written. An answer cut off at its
+    /// budget is said in the warnings. An answer that repeats the prompt's
+    /// instructions or loops is asked for once more (another seed, a little
+    /// more temperature); if the second answer has the problem too, what
+    /// can be salvaged of it is returned with the problem named.
     pub async fn text(
         &mut self,
         step: &str,
@@ -82,104 +235,198 @@ impl<'a, L: Llm> Run<'a, L> {
         context: &impl Serialize,
         temperature: f32,
         stream: bool,
-    ) -> Result<String> {
+        max_tokens: u32,
+    ) -> Result<Written> {
         let messages = render(template, context)?;
+        let instructions = Instructions::new([template.instruction_text().as_str()]);
         let began = Instant::now();
-        let progress = &mut *self.progress;
-        let mut forward = |text: &str| {
+        let mut calls = Calls::default();
+        let first = self.call(&messages, None, temperature, max_tokens, None, stream).await?;
+        calls.add(&first);
+        let mut content = clean_text(&first.content);
+        let mut note = "";
+        let mut problem = gates::inspect(&content, &instructions);
+        if let Some(found) = &problem {
+            note = "regenerated";
             if stream {
-                progress.text(text);
+                // A new step event starts the partial text afresh.
+                let message = format!("Writing again: {}", found.describe());
+                self.progress.step(step, self.percent, &message);
             }
-        };
-        let request = ChatRequest { messages: &messages, schema: None, temperature, max_tokens: None };
-        let reply = self.llm.chat(request, &mut forward).await?;
-        self.record(step, template, began, reply.prompt_tokens, reply.completion_tokens, "");
-        Ok(clean_text(&reply.content))
+            let seed = Some(seed_after(&first.content));
+            let warmer = (temperature + 0.2).min(1.0);
+            let second = self.call(&messages, None, warmer, max_tokens, seed, stream).await?;
+            calls.add(&second);
+            content = clean_text(&second.content);
+            problem = gates::inspect(&content, &instructions);
+            if problem.is_some() {
+                content = gates::salvage(&content, &instructions);
+            }
+        }
+        if calls.done_reason == "length" {
+            self.warn(
+                step,
+                "truncated",
+                format!(
+                    "the {step} answer was cut off at its {max_tokens}-token budget; its end may be missing"
+                ),
+            );
+        }
+        self.record(step, template, began, &calls, u64::from(max_tokens), note, Vec::new());
+        Ok(Written { content, problem })
     }
 
-    /// Asks for a JSON answer following `T`'s schema; parses and validates
-    /// it, and on a problem asks once more, saying what was wrong.
+    /// Asks for a JSON answer following `T`'s schema within `max_tokens`;
+    /// reads it leniently, fixes what need not fail the run (said in the
+    /// step record's adjustments), and on remaining problems asks once
+    /// more, quoting the answer and listing every problem.
     pub async fn structured<T>(
         &mut self,
         step: &str,
         template: Template,
         context: &impl Serialize,
+        max_tokens: u32,
     ) -> Result<T>
     where
         T: DeserializeOwned + JsonSchema + Validate,
     {
         let schema = schema_for::<T>();
-        let mut messages = render(template, context)?;
+        let messages = render(template, context)?;
         let began = Instant::now();
-        let mut ignore = |_: &str| {};
-        let request =
-            ChatRequest { messages: &messages, schema: Some(&schema), temperature: 0.2, max_tokens: None };
-        let first = self.llm.chat(request, &mut ignore).await?;
-        let (mut prompt_tokens, mut completion_tokens) = (first.prompt_tokens, first.completion_tokens);
-        let problem = match parse::<T>(&first.content) {
-            Ok(value) => {
-                self.record(step, template, began, prompt_tokens, completion_tokens, "");
+        let mut calls = Calls::default();
+        let first = self.call(&messages, Some(&schema), 0.2, max_tokens, None, false).await?;
+        calls.add(&first);
+        let first_truncated = first.done_reason == "length";
+        let problems = match interpret::<T>(&first.content, &schema) {
+            Ok((value, adjustments)) => {
+                self.record(step, template, began, &calls, u64::from(max_tokens), "", adjustments);
                 return Ok(value);
             }
-            Err(problem) => problem,
+            Err(problems) => problems,
         };
-        // One repair: the conversation so far, the answer, and what is wrong.
-        messages.push(Message::assistant(first.content));
-        messages.extend(render(prompts::REPAIR, &serde_json::json!({ "problem": problem, "hint": "" }))?);
+        // One repair: a new request quoting the answer and every problem,
+        // with another seed, rather than the same request again.
+        let task = messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n\n");
+        let repair = render(
+            prompts::REPAIR,
+            &serde_json::json!({
+                "answer": excerpt_chars(&first.content, 6_000),
+                "problems": problems,
+                "truncated": first_truncated,
+                "task": task,
+            }),
+        )?;
         self.templates.insert(prompts::REPAIR.id());
-        let request =
-            ChatRequest { messages: &messages, schema: Some(&schema), temperature: 0.1, max_tokens: None };
-        let second = self.llm.chat(request, &mut ignore).await?;
-        prompt_tokens += second.prompt_tokens;
-        completion_tokens += second.completion_tokens;
-        match parse::<T>(&second.content) {
-            Ok(value) => {
-                self.record(step, template, began, prompt_tokens, completion_tokens, "repaired");
+        let seed = Some(seed_after(&first.content));
+        let second = self.call(&repair, Some(&schema), 0.4, max_tokens, seed, false).await?;
+        calls.add(&second);
+        match interpret::<T>(&second.content, &schema) {
+            Ok((value, adjustments)) => {
+                self.record(step, template, began, &calls, u64::from(max_tokens), "repaired", adjustments);
                 Ok(value)
             }
-            Err(again) => Err(PipelineError {
-                code: codes::INVALID_OUTPUT.into(),
-                message: format!(
-                    "the {step} step's answer from {} was not valid after a repair attempt: {again} (first answer: {problem})",
-                    self.llm.model()
-                ),
-                retryable: false,
-            }),
+            Err(again) => {
+                self.record(step, template, began, &calls, u64::from(max_tokens), "failed", Vec::new());
+                let truncated = second.done_reason == "length";
+                let (code, what) = if truncated {
+                    (codes::TRUNCATED, format!("was cut off at its {max_tokens}-token output budget twice"))
+                } else {
+                    (codes::INVALID_OUTPUT, "was still not usable after a repair attempt".to_owned())
+                };
+                Err(PipelineError {
+                    code: code.into(),
+                    message: format!(
+                        "the {step} step's answer from {} {what}: {}. The steps completed before it are kept; \
+                         regenerate to resume from this step, or use a larger model (small models of under 1B \
+                         parameters often break structured answers)",
+                        self.llm.model(),
+                        again.join("; "),
+                    ),
+                    retryable: false,
+                })
+            }
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &mut self,
         step: &str,
         template: Template,
         began: Instant,
-        prompt_tokens: u64,
-        completion_tokens: u64,
+        calls: &Calls,
+        max_tokens: u64,
         note: &str,
+        adjustments: Vec<String>,
     ) {
         self.templates.insert(template.id());
         self.steps.push(StepRecord {
             step: step.to_owned(),
             template: template.name.to_owned(),
             template_version: template.version,
-            prompt_tokens,
-            completion_tokens,
+            prompt_tokens: calls.prompt_tokens,
+            completion_tokens: calls.completion_tokens,
             duration_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
+            prompt_eval_duration_ns: calls.prompt_eval_duration_ns,
+            eval_duration_ns: calls.eval_duration_ns,
+            load_duration_ns: calls.load_duration_ns,
+            max_tokens,
+            done_reason: calls.done_reason.clone(),
             note: note.to_owned(),
+            adjustments,
         });
     }
 
-    /// The calls made so far and how the result was made.
-    pub fn finish(self) -> (Vec<StepRecord>, Provenance) {
-        let provenance = Provenance {
+    fn provenance(&self) -> Provenance {
+        let mut templates = self.templates.clone();
+        if let Some(earlier) = self.resume {
+            templates.extend(earlier.provenance.templates.iter().cloned());
+        }
+        Provenance {
             backend: self.llm.backend().to_owned(),
             model: self.llm.model().to_owned(),
             temperature: None,
-            templates: self.templates.into_iter().collect(),
+            templates: templates.into_iter().collect(),
             pipeline_version: PIPELINE_VERSION,
-        };
-        (self.steps, provenance)
+        }
     }
+
+    /// The result: what the run completed, every call, the warnings and
+    /// how it was made.
+    pub fn finish(self) -> ActivityResult {
+        let provenance = self.provenance();
+        let mut result = self.done;
+        result.steps = self.steps;
+        result.warnings = self.warnings;
+        result.provenance = provenance;
+        result
+    }
+}
+
+/// The usage of a run: the tokens and model time of its own calls (steps
+/// reused from an earlier run counted there, not again).
+pub fn usage(steps: &[StepRecord]) -> Usage {
+    let own = || steps.iter().filter(|s| s.note != "reused");
+    Usage {
+        prompt_tokens: own().map(|s| s.prompt_tokens).sum(),
+        completion_tokens: own().map(|s| s.completion_tokens).sum(),
+        load_duration_ns: own().map(|s| s.load_duration_ns).sum(),
+        prompt_eval_duration_ns: own().map(|s| s.prompt_eval_duration_ns).sum(),
+        eval_duration_ns: own().map(|s| s.eval_duration_ns).sum(),
+        total_duration_ns: own().map(|s| s.duration_ms.saturating_mul(1_000_000)).sum(),
+        ..Usage::default()
+    }
+}
+
+/// A seed for asking again that differs from the first call's (which had
+/// none, or the backend's default) and is the same for the same answer.
+fn seed_after(answer: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in answer.bytes() {
+        hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    // Ollama reads seeds as signed 32-bit numbers.
+    hash & 0x7fff_ffff
 }
 
 fn render(template: Template, context: &impl Serialize) -> Result<Vec<Message>> {
@@ -206,30 +453,23 @@ pub fn schema_for<T: JsonSchema>() -> serde_json::Value {
     schema
 }
 
-/// Parses and validates a structured answer; the error says what is wrong,
-/// where, in words a model can act on.
-fn parse<T: DeserializeOwned + Validate>(text: &str) -> std::result::Result<T, String> {
-    let json = extract_json(text);
-    let mut deserializer = serde_json::Deserializer::from_str(json);
-    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+/// Reads a structured answer, holds it to its schema and `T`'s own rules:
+/// the value and what was adjusted, or every problem found.
+fn interpret<T: DeserializeOwned + Validate>(
+    text: &str,
+    schema: &serde_json::Value,
+) -> std::result::Result<(T, Vec<String>), Vec<String>> {
+    let value = lenient::read(text).map_err(|e| vec![e])?;
+    let checked = lenient::check(value, schema);
+    if !checked.problems.is_empty() {
+        return Err(checked.problems);
+    }
+    let value: T = serde_path_to_error::deserialize(checked.value).map_err(|e| {
         let path = e.path().to_string();
-        if path == "." { e.inner().to_string() } else { format!("{path}: {}", e.inner()) }
+        vec![if path == "." { e.inner().to_string() } else { format!("{path}: {}", e.inner()) }]
     })?;
     let problems = value.problems();
-    if problems.is_empty() { Ok(value) } else { Err(problems.join("; ")) }
-}
-
-/// The JSON document in an answer: models without schema enforcement often
-/// wrap it in a Markdown code fence or a sentence.
-fn extract_json(text: &str) -> &str {
-    let trimmed = text.trim();
-    if trimmed.starts_with('{') {
-        return trimmed;
-    }
-    match (trimmed.find('{'), trimmed.rfind('}')) {
-        (Some(start), Some(end)) if end > start => &trimmed[start..=end],
-        _ => trimmed,
-    }
+    if problems.is_empty() { Ok((value, checked.adjustments)) } else { Err(problems) }
 }
 
 /// Free text without the wrapping models like to add: surrounding quotes
@@ -250,30 +490,14 @@ fn clean_text(text: &str) -> String {
     text.to_owned()
 }
 
-/// Checks a text's length in characters.
-pub fn check_chars(problems: &mut Vec<String>, field: &str, value: &str, min: usize, max: usize) {
-    let n = value.chars().count();
-    if n < min || n > max {
-        problems.push(format!("{field} must be {min} to {max} characters long, but it is {n}"));
+/// At most `max` characters of `text`, marked when cut.
+fn excerpt_chars(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
     }
-}
-
-/// Checks a list's length.
-pub fn check_items<T>(problems: &mut Vec<String>, field: &str, items: &[T], min: usize, max: usize) {
-    if items.len() < min || items.len() > max {
-        problems.push(format!("{field} must have {min} to {max} items, but it has {}", items.len()));
-    }
-}
-
-/// Checks that no text in a list is blank.
-pub fn check_filled<'s>(
-    problems: &mut Vec<String>,
-    field: &str,
-    values: impl IntoIterator<Item = &'s String>,
-) {
-    if values.into_iter().any(|v| v.trim().is_empty()) {
-        problems.push(format!("{field} must not contain empty text"));
-    }
+    let mut out: String = text.chars().take(max).collect();
+    out.push_str(" [… cut]");
+    out
 }
 
 #[cfg(test)]
@@ -286,18 +510,11 @@ mod tests {
         /// Between 5 and 10 characters.
         #[schemars(length(min = 5, max = 10))]
         name: String,
-        #[schemars(length(min = 1))]
+        #[schemars(length(min = 1, max = 3), inner(length(min = 1, max = 20)))]
         tags: Vec<String>,
     }
 
-    impl Validate for Sample {
-        fn problems(&self) -> Vec<String> {
-            let mut problems = Vec::new();
-            check_chars(&mut problems, "name", &self.name, 5, 10);
-            check_items(&mut problems, "tags", &self.tags, 1, 3);
-            problems
-        }
-    }
+    impl Validate for Sample {}
 
     #[test]
     fn schemas_are_inline_and_carry_constraints() {
@@ -306,27 +523,29 @@ mod tests {
         assert!(!text.contains("$ref") && !text.contains("$schema"), "{text}");
         assert_eq!(schema["properties"]["name"]["minLength"], 5);
         assert_eq!(schema["properties"]["name"]["description"], "Between 5 and 10 characters.");
+        assert_eq!(schema["properties"]["tags"]["items"]["maxLength"], 20);
+        assert_eq!(schema["properties"]["tags"]["maxItems"], 3);
         assert_eq!(schema["additionalProperties"], false);
+        assert!(lenient::unknown_keywords(&schema).is_empty(), "{text}");
     }
 
     #[test]
-    fn answers_are_parsed_and_problems_named() {
-        let ok: Sample = parse(r#"{"name": "Marketer", "tags": ["a"]}"#).unwrap();
-        assert_eq!(ok.name, "Marketer");
-        let fenced: Sample =
-            parse("Here you go:\n```json\n{\"name\": \"Fenced\", \"tags\": [\"x\"]}\n```").unwrap();
-        assert_eq!(fenced.name, "Fenced");
-        let wrong_type = parse::<Sample>(r#"{"name": "Marketer", "tags": "a"}"#).unwrap_err();
-        assert!(wrong_type.starts_with("tags:"), "{wrong_type}");
-        let unknown = parse::<Sample>(r#"{"name": "Marketer", "tags": [], "extra": 1}"#).unwrap_err();
-        assert!(unknown.contains("extra"), "{unknown}");
-        let broken = parse::<Sample>(r#"{"name": "Mark"#).unwrap_err();
-        assert!(broken.contains("EOF"), "{broken}");
-        let short = parse::<Sample>(r#"{"name": "Mar", "tags": []}"#).unwrap_err();
-        assert_eq!(
-            short,
-            "name must be 5 to 10 characters long, but it is 3; tags must have 1 to 3 items, but it has 0"
-        );
+    fn answers_are_interpreted_leniently_and_every_problem_named() {
+        let schema = schema_for::<Sample>();
+        let (ok, adjusted) =
+            interpret::<Sample>("{\"name\": \"Marketer\", \"tags\": [\"a\", \"\"]}", &schema).unwrap();
+        assert_eq!((ok.name.as_str(), ok.tags.as_slice()), ("Marketer", ["a".to_owned()].as_slice()));
+        assert_eq!(adjusted, ["tags: dropped 1 empty item(s)"]);
+        let (fenced, _) = interpret::<Sample>(
+            "Here you go:\n```json\n{\"name\": \"Fen\nced\", \"tags\": [\"x\"]}\n```",
+            &schema,
+        )
+        .unwrap();
+        assert_eq!(fenced.name, "Fen\nced");
+        let problems = interpret::<Sample>(r#"{"name": "Mar", "tags": "a"}"#, &schema).unwrap_err();
+        assert_eq!(problems, ["name: must be at least 5 characters, but is 3", "tags: must be a list"]);
+        let broken = interpret::<Sample>(r#"{"name": "Mark"#, &schema).unwrap_err();
+        assert!(broken[0].contains("incomplete"), "{broken:?}");
     }
 
     #[test]
@@ -334,5 +553,31 @@ mod tests {
         assert_eq!(clean_text("  \"Just the post\"  "), "Just the post");
         assert_eq!(clean_text("```markdown\n# Title\n\nBody\n```"), "# Title\n\nBody");
         assert_eq!(clean_text("She said \"hi\" and left"), "She said \"hi\" and left");
+    }
+
+    #[test]
+    fn usage_adds_up_the_calls_of_this_run() {
+        let record = |note: &str, tokens| StepRecord {
+            step: "seo".into(),
+            template: "seo_research".into(),
+            template_version: 2,
+            prompt_tokens: tokens,
+            completion_tokens: tokens * 2,
+            duration_ms: 1_500,
+            prompt_eval_duration_ns: 100,
+            eval_duration_ns: 1_000,
+            load_duration_ns: 10,
+            max_tokens: 600,
+            done_reason: "stop".into(),
+            note: note.into(),
+            adjustments: vec![],
+        };
+        let usage = usage(&[record("", 10), record("repaired", 5), record("reused", 1_000)]);
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (15, 30));
+        assert_eq!(
+            (usage.eval_duration_ns, usage.prompt_eval_duration_ns, usage.load_duration_ns),
+            (2_000, 200, 20)
+        );
+        assert_eq!(usage.total_duration_ns, 3_000_000_000);
     }
 }

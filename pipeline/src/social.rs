@@ -5,8 +5,9 @@
 use marketer_protocol::activity::{Platform, SocialPostSet, SocialVariant, Tone};
 use serde_json::json;
 
+use crate::gates;
 use crate::llm::Llm;
-use crate::platforms::{self, char_count, spec};
+use crate::platforms::{self, PlatformSpec, char_count, spec};
 use crate::prompts;
 use crate::run::{PipelineError, Result, Run, codes};
 
@@ -23,14 +24,15 @@ pub(crate) struct Brief<'a> {
     pub hashtags: Vec<String>,
 }
 
-/// Writes one post for `platform` and makes it follow the platform's rules.
+/// Writes one post for `platform` and makes it follow the platform's rules:
+/// `None` when the model's answers had nothing usable (said in a warning).
 pub(crate) async fn post<L: Llm>(
     run: &mut Run<'_, L>,
     platform: Platform,
     brief: &Brief<'_>,
     variant: u32,
     variant_count: u32,
-) -> Result<SocialVariant> {
+) -> Result<Option<SocialVariant>> {
     let spec = spec(platform);
     let context = json!({
         "platform_name": spec.name,
@@ -45,8 +47,25 @@ pub(crate) async fn post<L: Llm>(
         "variant": variant,
         "variant_count": variant_count,
     });
-    let written = run.text("social", prompts::SOCIAL_POST, &context, 0.8, false).await?;
-    let mut text = platforms::arrange_hashtags(&written, &spec);
+    let budget = run.budget("social", budget_for(&spec));
+    let written = run.text("social", prompts::SOCIAL_POST, &context, 0.8, false, budget).await?;
+    let label = if variant_count > 1 {
+        format!("the {} post (variant {variant})", spec.name)
+    } else {
+        format!("the {} post", spec.name)
+    };
+    if let Some(problem) = &written.problem {
+        if gates::word_count(&written.content) < MIN_POST_WORDS {
+            run.warn("social", "withheld", format!("{label} was withheld: {}, twice", problem.describe()));
+            return Ok(None);
+        }
+        run.warn(
+            "social",
+            problem.code(),
+            format!("{label}: {}, twice; the sentences that did were removed", problem.describe()),
+        );
+    }
+    let mut text = platforms::arrange_hashtags(&written.content, &spec);
     let mut enforcement = "as_written";
     if char_count(&text) > spec.char_limit {
         // Once more, saying by how much it is over; aim a little under.
@@ -59,41 +78,69 @@ pub(crate) async fn post<L: Llm>(
             "hashtag_rule": spec.hashtag_rule(),
             "post": text,
         });
-        let shorter = run.text("social_shorten", prompts::SOCIAL_SHORTEN, &context, 0.5, false).await?;
-        text = platforms::arrange_hashtags(&shorter, &spec);
-        enforcement = "regenerated";
+        let shorter =
+            run.text("social_shorten", prompts::SOCIAL_SHORTEN, &context, 0.5, false, budget).await?;
+        // A shortening that echoed or looped is not used: the original is
+        // cut instead.
+        if shorter.problem.is_none() && gates::word_count(&shorter.content) >= MIN_POST_WORDS {
+            text = platforms::arrange_hashtags(&shorter.content, &spec);
+            enforcement = "regenerated";
+        }
         if char_count(&text) > spec.char_limit {
             text = platforms::trim_to(&text, spec.char_limit);
             enforcement = "trimmed";
         }
     }
-    // Too few hashtags for the platform: the topic's words make up the rest.
+    // Too few hashtags for the platform: the brief's make up the rest, and
+    // the text is cut to make room for them if it must.
     let (filled, added) = platforms::fill_hashtags(&text, &spec, &brief.hashtags);
-    if added && char_count(&filled) <= spec.char_limit {
-        text = filled;
+    if added {
+        text = if char_count(&filled) <= spec.char_limit {
+            filled
+        } else {
+            enforcement = "trimmed";
+            platforms::trim_to(&filled, spec.char_limit)
+        };
         if enforcement == "as_written" {
             enforcement = "hashtags_added";
         }
     }
-    if text.trim().is_empty() {
-        return Err(PipelineError {
-            code: codes::INVALID_OUTPUT.into(),
-            message: format!("the model wrote an empty {} post", spec.name),
-            retryable: true,
-        });
+    let tags = platforms::hashtags(&text);
+    let wanted = spec.suggested_hashtags.0.min(spec.max_hashtags);
+    if tags.len() < wanted {
+        run.warn(
+            "social",
+            "hashtags",
+            format!("{label} has {} hashtag(s); {} asks for at least {wanted}", tags.len(), spec.name),
+        );
     }
-    Ok(SocialVariant {
+    if text.trim().is_empty() {
+        run.warn("social", "withheld", format!("{label} was withheld: the model wrote nothing usable"));
+        return Ok(None);
+    }
+    Ok(Some(SocialVariant {
         platform,
         char_count: u32::try_from(char_count(&text)).unwrap_or(u32::MAX),
         char_limit: u32::try_from(spec.char_limit).unwrap_or(u32::MAX),
-        hashtags: platforms::hashtags(&text),
+        hashtags: tags,
         text,
         enforcement: enforcement.to_owned(),
-    })
+    }))
+}
+
+/// A post with fewer words than this is not a post.
+const MIN_POST_WORDS: usize = 4;
+
+/// Tokens for a post: its platform's limit (about three characters a
+/// token in English, so a post at the limit fits with room), within
+/// 200 to 1,200.
+fn budget_for(spec: &PlatformSpec) -> u32 {
+    u32::try_from(spec.char_limit / 3 + 64).unwrap_or(u32::MAX).clamp(200, 1_200)
 }
 
 /// Posts for several platforms, announcing each as a step between `from`
-/// and `to` percent.
+/// and `to` percent; each kept as it is written. Variants an earlier run
+/// wrote are reused. Fails only when every post was withheld.
 pub(crate) async fn posts<L: Llm>(
     run: &mut Run<'_, L>,
     platforms: &[Platform],
@@ -102,11 +149,21 @@ pub(crate) async fn posts<L: Llm>(
     (from, to): (u8, u8),
 ) -> Result<Vec<SocialVariant>> {
     let total = platforms.len() * per_platform as usize;
+    let earlier: Vec<SocialVariant> = run.resumed().map(|r| r.social.clone()).unwrap_or_default();
     let mut variants = Vec::with_capacity(total);
+    let mut done = 0;
     for platform in platforms {
+        let mut reused = earlier.iter().filter(|v| v.platform == *platform);
         for variant in 1..=per_platform {
-            let done = variants.len();
-            let percent = from + u8::try_from((usize::from(to - from) * done) / total.max(1)).unwrap_or(0);
+            done += 1;
+            if let Some(kept) = reused.next() {
+                run.reuse(&["social", "social_shorten"]);
+                variants.push(kept.clone());
+                run.keep(|r| r.social.push(kept.clone()));
+                continue;
+            }
+            let percent =
+                from + u8::try_from((usize::from(to - from) * (done - 1)) / total.max(1)).unwrap_or(0);
             let name = spec(*platform).name;
             let message = if per_platform > 1 {
                 format!("Writing the {name} post ({variant} of {per_platform})")
@@ -114,8 +171,22 @@ pub(crate) async fn posts<L: Llm>(
                 format!("Writing the {name} post")
             };
             run.step("social", percent, &message);
-            variants.push(post(run, *platform, brief, variant, per_platform).await?);
+            if let Some(written) = post(run, *platform, brief, variant, per_platform).await? {
+                variants.push(written.clone());
+                run.keep(|r| r.social.push(written));
+            }
         }
+    }
+    if variants.is_empty() && total > 0 {
+        return Err(PipelineError {
+            code: codes::UNUSABLE_OUTPUT.into(),
+            message: format!(
+                "every social post was withheld: {} repeated its instructions or looped instead of writing posts; \
+                 regenerate, or use a larger model (1B parameters or more)",
+                run.model()
+            ),
+            retryable: false,
+        });
     }
     Ok(variants)
 }
@@ -126,17 +197,15 @@ pub(crate) async fn post_set<L: Llm>(
     run: &mut Run<'_, L>,
     set: &SocialPostSet,
     brand_voice: &str,
-) -> Result<(String, Vec<SocialVariant>)> {
+) -> Result<()> {
     let topic = if set.topic.trim().is_empty() { "the text below" } else { set.topic.as_str() };
-    let brief = Brief {
-        topic,
-        tone: set.tone,
-        source: &set.source_text,
-        brand_voice,
-        hashtags: platforms::topic_hashtags(topic),
-    };
+    let mut hashtags = platforms::topic_hashtags(topic);
+    hashtags.extend(platforms::topic_hashtags(&excerpt(&set.source_text, 400)));
+    let brief = Brief { topic, tone: set.tone, source: &set.source_text, brand_voice, hashtags };
     let variants = posts(run, &set.platforms, &brief, set.variants_per_platform, (5, 90)).await?;
-    Ok((document(topic, &variants), variants))
+    let content = document(topic, &variants);
+    run.keep(|r| r.content = content);
+    Ok(())
 }
 
 /// The posts as one Markdown document, by platform (and variant, where a

@@ -15,6 +15,14 @@ pub struct ActivityJob {
     /// the research and the editor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project_id: Option<uuid::Uuid>,
+    /// Output budgets in tokens by step name (`seo`, `writing`, `social`,
+    /// …), replacing the pipeline's own for those steps.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub output_budgets: std::collections::BTreeMap<String, u32>,
+    /// What an earlier run of the same activity completed before it failed
+    /// or was cancelled: its finished steps are reused, not run again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Box<ActivityResult>>,
 }
 
 /// What a marketer asked for.
@@ -158,9 +166,37 @@ pub struct ActivityResult {
     pub flyer: Option<FlyerText>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compliance: Option<ComplianceReview>,
+    /// The listing kit's analysis of the listing (kept so a resumed run
+    /// need not redo it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<ListingAnalysis>,
+    /// What a reviewer should know about how the model behaved: answers cut
+    /// off at their budget, instructions repeated back, loops, a draft far
+    /// below its length, posts withheld.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
     /// Every LLM call, in order.
     pub steps: Vec<StepRecord>,
     pub provenance: Provenance,
+}
+
+/// Something about the result a reviewer should know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    /// The step it concerns (`writing`, `social`, …).
+    pub step: String,
+    /// `truncated`, `prompt_echo`, `repetition`, `too_short`, `withheld`.
+    pub code: String,
+    pub message: String,
+}
+
+/// The listing kit's analysis step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingAnalysis {
+    pub headline_ideas: Vec<String>,
+    pub selling_points: Vec<String>,
+    pub property_type: String,
+    pub price_positioning: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -283,10 +319,35 @@ pub struct StepRecord {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub duration_ms: u64,
+    /// Time the model spent reading the prompt and writing the answer, as
+    /// it reports them (0 when it does not).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub prompt_eval_duration_ns: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub eval_duration_ns: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub load_duration_ns: u64,
+    /// The output budget the step had, in tokens.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_tokens: u64,
+    /// Why the model stopped: `stop` (it finished) or `length` (it reached
+    /// the budget); empty when the backend does not say.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub done_reason: String,
     /// What happened beyond a plain answer: `repaired` (an invalid structured
-    /// answer was fixed on the second try), or empty.
+    /// answer was fixed on the second try), `regenerated` (a quality gate
+    /// asked again), `reused` (taken from an earlier run), or empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub note: String,
+    /// Values of a structured answer that were clamped, defaulted or
+    /// dropped rather than failing the run, for people.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adjustments: Vec<String>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How the result was made.

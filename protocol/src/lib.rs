@@ -460,6 +460,10 @@ pub enum JobEventBody {
     /// An activity's pipeline moved on: the step now running, how far along
     /// the whole is (0 to 100), and what it is doing.
     Progress { step: String, percent: u8, message: String },
+    /// What an activity has completed so far (each step as it finishes), so
+    /// that a run that fails, times out or is cancelled keeps its work and
+    /// a later run can resume from it. Replaces the previous checkpoint.
+    Checkpoint { result: Box<activity::ActivityResult>, usage: Usage },
     /// The attempt's one outcome.
     Finished { outcome: JobOutcome },
 }
@@ -475,8 +479,14 @@ pub enum JobOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JobOutput {
-    /// The assistant's message of a chat job.
-    Message { role: String, content: String },
+    /// The assistant's message of a chat job. `done_reason` is Ollama's:
+    /// `stop` (the model finished) or `length` (cut off at `num_predict`).
+    Message {
+        role: String,
+        content: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        done_reason: String,
+    },
     /// One vector per input of an embedding job.
     Embeddings { embeddings: Vec<Vec<f32>> },
     /// What an activity's pipeline produced.

@@ -283,6 +283,7 @@ fn job_events() {
                     output: JobOutput::Message {
                         role: "assistant".into(),
                         content: "Spring into comfort".into(),
+                        done_reason: "length".into(),
                     },
                     usage: Usage {
                         prompt_tokens: 26,

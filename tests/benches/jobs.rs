@@ -201,7 +201,11 @@ async fn dispatch() {
             match message {
                 Some(ServerMessage::AssignJob(assign)) => {
                     let _ = received.send(Instant::now());
-                    let output = JobOutput::Message { role: "assistant".into(), content: "ok".into() };
+                    let output = JobOutput::Message {
+                        role: "assistant".into(),
+                        content: "ok".into(),
+                        done_reason: String::new(),
+                    };
                     let outcome = JobOutcome::Succeeded { output, usage: Usage::default() };
                     for (seq, body) in [(1, JobEventBody::Started), (2, JobEventBody::Finished { outcome })] {
                         let event = JobEvent { job: assign.job, seq, body };

@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod ollama;
 pub mod openai;
 pub mod proxy;
+pub mod real_llm;
 pub mod sim;
 pub mod sse;
 

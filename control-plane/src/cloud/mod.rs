@@ -271,11 +271,7 @@ impl CloudRunner {
         let result = marketer_pipeline::run_activity(&llm, &documents, activity, &mut progress)
             .await
             .map_err(|e| JobError { code: e.code, message: e.message, retryable: e.retryable })?;
-        let usage = Usage {
-            prompt_tokens: result.steps.iter().map(|s| s.prompt_tokens).sum(),
-            completion_tokens: result.steps.iter().map(|s| s.completion_tokens).sum(),
-            ..Usage::default()
-        };
+        let usage = marketer_pipeline::usage(&result.steps);
         Ok((JobOutput::Activity { result: Box::new(result) }, usage))
     }
 }
@@ -296,6 +292,12 @@ impl Progress for ChannelProgress {
 
     fn text(&mut self, text: &str) {
         let _ = self.events.send(JobEventBody::Output { text: text.to_owned() });
+    }
+
+    fn checkpoint(&mut self, partial: &marketer_protocol::activity::ActivityResult, usage: &Usage) {
+        let _ = self
+            .events
+            .send(JobEventBody::Checkpoint { result: Box::new(partial.clone()), usage: usage.clone() });
     }
 }
 

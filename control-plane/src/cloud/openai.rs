@@ -9,7 +9,7 @@ use async_openai::error::OpenAIError;
 use async_openai::types::chat::{
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
     ChatCompletionRequestUserMessage, ChatCompletionStreamOptions, CreateChatCompletionRequestArgs,
-    ResponseFormat, ResponseFormatJsonSchema,
+    FinishReason, ResponseFormat, ResponseFormatJsonSchema,
 };
 use futures_util::StreamExt;
 use marketer_pipeline::{ChatRequest, Llm, LlmError, Reply, Role};
@@ -136,6 +136,9 @@ impl Llm for OpenAiLlm {
         if let Some(max) = request.max_tokens {
             args.max_completion_tokens(max);
         }
+        if let Some(seed) = request.seed {
+            args.seed(i64::from(seed));
+        }
         if let Some(schema) = request.schema {
             // Not strict: strict mode refuses the length and count keywords
             // the schemas carry; the pipeline validates and repairs instead.
@@ -154,14 +157,23 @@ impl Llm for OpenAiLlm {
             .map_err(|_| self.stalled())?
             .map_err(|e| self.error(&e))?;
         let mut reply = Reply::default();
+        // The provider reports no durations: they are measured here, the
+        // wait for the first token as reading the prompt.
+        let began = std::time::Instant::now();
+        let mut first_token: Option<std::time::Instant> = None;
         loop {
             let next = tokio::time::timeout(self.stall, stream.next()).await.map_err(|_| self.stalled())?;
             let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| self.error(&e))?;
             for choice in &chunk.choices {
                 if let Some(text) = choice.delta.content.as_deref().filter(|t| !t.is_empty()) {
+                    first_token.get_or_insert_with(std::time::Instant::now);
                     reply.content.push_str(text);
                     on_text(text);
+                }
+                if let Some(reason) = choice.finish_reason {
+                    reply.done_reason =
+                        if reason == FinishReason::Length { "length" } else { "stop" }.to_owned();
                 }
             }
             if let Some(usage) = chunk.usage {
@@ -169,6 +181,10 @@ impl Llm for OpenAiLlm {
                 reply.completion_tokens = u64::from(usage.completion_tokens);
             }
         }
+        let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let first = first_token.unwrap_or_else(std::time::Instant::now);
+        reply.prompt_eval_duration_ns = nanos(first.duration_since(began));
+        reply.eval_duration_ns = nanos(first.elapsed());
         Ok(reply)
     }
 }

@@ -94,6 +94,10 @@ pub struct ActivityView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
+    /// What the latest run completed before it failed or was cancelled
+    /// (details only): regenerating resumes from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept: Option<KeptWork>,
     pub approved_at: Option<Timestamp>,
     pub approved_by: Option<Uuid>,
     pub created_by: Option<Uuid>,
@@ -242,6 +246,37 @@ pub struct UsageTotals {
 }
 
 /// The generated result of a run, if it has one.
+/// What a run that failed or was cancelled completed before it stopped.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct KeptWork {
+    /// The steps completed, in order (`seo`, `research`, `writing`, …).
+    pub steps: Vec<String>,
+    /// What a reviewer should know about them.
+    #[schema(value_type = Vec<Object>)]
+    pub warnings: Vec<marketer_protocol::activity::Warning>,
+}
+
+impl KeptWork {
+    fn of(result: &ActivityResult) -> Self {
+        let mut steps: Vec<String> = Vec::new();
+        for record in result.steps.iter().filter(|s| s.note != "failed") {
+            if !steps.contains(&record.step) {
+                steps.push(record.step.clone());
+            }
+        }
+        Self { steps, warnings: result.warnings.clone() }
+    }
+}
+
+/// What a run that failed or was cancelled completed, when it completed
+/// anything.
+fn resumable(job: &crate::store::Job) -> Option<&ActivityResult> {
+    matches!(job.status, JobStatus::Failed | JobStatus::Cancelled)
+        .then(|| result_of(job))
+        .flatten()
+        .filter(|r| r.steps.iter().any(|s| s.note != "failed"))
+}
+
 fn result_of(job: &crate::store::Job) -> Option<&ActivityResult> {
     match &job.output {
         Some(JobOutput::Activity { result }) => Some(result),
@@ -323,6 +358,7 @@ impl ActivityView {
             compliance: details.then(|| current_compliance(generated, latest)).flatten(),
             input_findings: details.then(|| input_findings(&a.input)).flatten(),
             result: generated.filter(|_| details).map(|r| serde_json::to_value(r).unwrap_or_default()),
+            kept: resumable(&a.run).filter(|_| details).map(KeptWork::of),
             approved_at: a.approved_at,
             approved_by: a.approved_by,
             created_by: a.created_by,
@@ -359,7 +395,7 @@ impl App {
         self.check_quota(access).await?;
         let placement = self.place(access, &project, &model, req.wait_for_agent).await?;
         let id = new_id();
-        let run = self.run_job(access, &project, id, &input, &placement);
+        let run = self.run_job(access, &project, id, &input, &placement, None);
         let activity = NewActivity {
             id,
             tenant_id: access.tenant_id,
@@ -521,6 +557,7 @@ impl App {
         activity_id: Uuid,
         input: &marketer_protocol::activity::ActivityInput,
         placement: &Placement,
+        resume: Option<&ActivityResult>,
     ) -> NewJob {
         let spec = JobSpec::Activity {
             model: placement.model.clone(),
@@ -528,6 +565,8 @@ impl App {
                 input: input.clone(),
                 brand_voice: project.brand_voice.as_str().to_owned(),
                 project_id: Some(project.id),
+                output_budgets: Default::default(),
+                resume: resume.map(|r| Box::new(r.clone())),
             }),
         };
         NewJob {
@@ -683,11 +722,16 @@ impl App {
             _ => canonical_model(project.default_model.as_ref().map_or(DEFAULT_MODEL, |m| m.as_str()))?,
         };
         let placement = self.place(access, &project, &model, true).await?;
-        let run = self.run_job(access, &project, id, &activity.input, &placement);
-        let audit = access
-            .audit(actions::ACTIVITY_REGENERATE)
-            .resource("activity", id)
-            .details(serde_json::json!({ "route": placement.detail, "run": activity.runs + 1 }));
+        // A run that failed or was cancelled after completing some steps is
+        // resumed from them, on the same model: its work is not redone.
+        let resume = resumable(&activity.run).filter(|_| activity.run.model == placement.model);
+        let run = self.run_job(access, &project, id, &activity.input, &placement, resume);
+        let audit =
+            access.audit(actions::ACTIVITY_REGENERATE).resource("activity", id).details(serde_json::json!({
+                "route": placement.detail,
+                "run": activity.runs + 1,
+                "resumed_from": resume.map(|_| activity.run.id),
+            }));
         let updated = self.store.rerun_activity(access.tenant_id, id, &run, &audit).await?;
         self.wake_runner(placement.route);
         let latest = self.latest_edit(&updated).await?;

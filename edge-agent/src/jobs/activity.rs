@@ -36,24 +36,27 @@ impl Attempt<'_> {
         )
         .await;
         let guarded = !self.policy.allow_document_text_in_results && documents.unavailable().is_none();
-        let mut progress = OutboxProgress { attempt: self, job, stream_text: !guarded };
-        let result = marketer_pipeline::run_activity(&llm, &documents, activity, &mut progress)
+        let guard = documents.guard().filter(|_| guarded);
+        // The agent's budgets fill in the steps the job leaves to it.
+        let mut activity = activity.clone();
+        for (step, tokens) in &self.settings.output_budgets {
+            activity.output_budgets.entry(step.clone()).or_insert(*tokens);
+        }
+        let mut progress =
+            OutboxProgress { attempt: self, job, stream_text: !guarded, guard: guard.as_ref() };
+        let result = marketer_pipeline::run_activity(&llm, &documents, &activity, &mut progress)
             .await
             .map_err(|e| JobError { code: e.code, message: e.message, retryable: e.retryable })?;
-        let mut usage = Usage {
-            prompt_tokens: result.steps.iter().map(|s| s.prompt_tokens).sum(),
-            completion_tokens: result.steps.iter().map(|s| s.completion_tokens).sum(),
-            ..Usage::default()
-        };
-        let result = match documents.guard() {
-            Some(guard) if guarded => {
-                let (result, withheld) = withhold(&guard, &result)?;
+        let mut usage = marketer_pipeline::usage(&result.steps);
+        let result = match &guard {
+            Some(guard) => {
+                let (result, withheld) = withhold(guard, &result)?;
                 if withheld > 0 {
                     usage.redactions.insert(DOCUMENT_TEXT.to_owned(), withheld);
                 }
                 result
             }
-            _ => result,
+            None => result,
         };
         Ok((JobOutput::Activity { result: Box::new(result) }, usage))
     }
@@ -88,6 +91,7 @@ impl Llm for EdgeLlm<'_> {
         let options = JobOptions {
             temperature: Some(request.temperature),
             num_predict: request.max_tokens.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+            seed: request.seed.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
             ..JobOptions::default()
         };
         let ollama_request = self
@@ -95,12 +99,20 @@ impl Llm for EdgeLlm<'_> {
             .chat_request(self.model, &messages, request.schema, &options)
             .await
             .map_err(llm_error)?;
-        let (content, usage) = self
+        let answer = self
             .attempt
             .stream_chat(&ollama_request, &mut |batch| on_text(&batch))
             .await
             .map_err(llm_error)?;
-        Ok(Reply { content, prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens })
+        Ok(Reply {
+            content: answer.content,
+            prompt_tokens: answer.usage.prompt_tokens,
+            completion_tokens: answer.usage.completion_tokens,
+            done_reason: answer.done_reason,
+            prompt_eval_duration_ns: answer.usage.prompt_eval_duration_ns,
+            eval_duration_ns: answer.usage.eval_duration_ns,
+            load_duration_ns: answer.usage.load_duration_ns,
+        })
     }
 }
 
@@ -109,12 +121,14 @@ fn llm_error(failure: Failure) -> LlmError {
 }
 
 /// Progress as job events: each step a `Progress` event, partial text as
-/// `Output`.
+/// `Output`, what is complete as a `Checkpoint` (held to the same document
+/// text policy as the result).
 struct OutboxProgress<'a> {
     attempt: &'a Attempt<'a>,
     job: JobRef,
     /// Partial text is streamed unless document text must be checked first.
     stream_text: bool,
+    guard: Option<&'a VerbatimGuard>,
 }
 
 impl Progress for OutboxProgress<'_> {
@@ -127,6 +141,19 @@ impl Progress for OutboxProgress<'_> {
         if self.stream_text {
             self.attempt.outbox.push(self.job, JobEventBody::Output { text: text.to_owned() });
         }
+    }
+
+    fn checkpoint(&mut self, partial: &ActivityResult, usage: &Usage) {
+        let partial = match self.guard {
+            Some(guard) => match withhold(guard, partial) {
+                Ok((checked, _)) => checked,
+                // Not checkable, so not sent; the outcome says why.
+                Err(_) => return,
+            },
+            None => partial.clone(),
+        };
+        let body = JobEventBody::Checkpoint { result: Box::new(partial), usage: usage.clone() };
+        self.attempt.outbox.push(self.job, body);
     }
 }
 

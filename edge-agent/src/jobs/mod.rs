@@ -34,7 +34,7 @@ use crate::privacy::Policy;
 pub use outbox::Outbox;
 
 /// How attempts run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ExecSettings {
     /// Jobs run at once.
     pub slots: u32,
@@ -47,6 +47,10 @@ pub struct ExecSettings {
     /// Output is sent in batches: the first token at once, then whatever
     /// arrived within this delay.
     pub flush_delay: Duration,
+    /// `num_predict` of a chat job that sets none.
+    pub max_output_tokens: u32,
+    /// Activity steps' output budgets, where a job sets none of its own.
+    pub output_budgets: std::collections::BTreeMap<String, u32>,
 }
 
 impl Default for ExecSettings {
@@ -56,6 +60,8 @@ impl Default for ExecSettings {
             stall_timeout: Duration::from_secs(180),
             num_ctx_max: 16_384,
             flush_delay: Duration::from_millis(5),
+            max_output_tokens: 4096,
+            output_budgets: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -184,7 +190,7 @@ impl Jobs {
             let attempt = run::Attempt {
                 ollama: &jobs.ollama,
                 outbox: &jobs.outbox,
-                settings: jobs.settings,
+                settings: jobs.settings.clone(),
                 max_frame_bytes: jobs.max_frame_bytes.load(Ordering::Relaxed),
                 index: &jobs.index,
                 gateway: &jobs.gateway,

@@ -218,6 +218,18 @@ impl Outbox {
                 let message = redactor.redact(&message, &mut attempt.redactions);
                 bodies.push(JobEventBody::Progress { step, percent, message });
             }
+            (Some(redactor), JobEventBody::Checkpoint { result, usage }) => {
+                // Counted once, in the outcome; a checkpoint repeats text
+                // already counted or still to be.
+                let mut scratch = RedactionCounts::new();
+                if let Ok(mut value) = serde_json::to_value(&result) {
+                    redact_strings(&mut value, redactor, &mut scratch);
+                    // A shape that does not survive the round trip is not sent.
+                    if let Ok(result) = serde_json::from_value(value) {
+                        bodies.push(JobEventBody::Checkpoint { result, usage });
+                    }
+                }
+            }
             (Some(_), body) => bodies.push(body),
         }
         for body in bodies {
@@ -461,7 +473,11 @@ mod tests {
 
     fn success() -> JobOutcome {
         JobOutcome::Succeeded {
-            output: JobOutput::Message { role: "assistant".into(), content: "Hello".into() },
+            output: JobOutput::Message {
+                role: "assistant".into(),
+                content: "Hello".into(),
+                done_reason: "stop".into(),
+            },
             usage: Usage::default(),
         }
     }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::{ExecSettings, Outbox};
 use crate::documents::Index;
 use crate::documents::download::Gateway;
-use crate::ollama::{Failure, Ollama};
+use crate::ollama::{ChatChunk, Failure, Ollama};
 use crate::privacy::Policy;
 
 /// A batch is sent once it holds this much text, whatever the delay.
@@ -137,11 +137,22 @@ impl Attempt<'_> {
         format: Option<&serde_json::Value>,
         options: &JobOptions,
     ) -> Result<(JobOutput, Usage), Failure> {
-        let request = self.chat_request(model, messages, format, options).await?;
-        let (content, usage) = self
+        // A job that sets no output limit gets the agent's: a model that
+        // loops stops there, not when its context is full.
+        let mut options = options.clone();
+        if options.num_predict.is_none_or(|n| n <= 0) {
+            options.num_predict = Some(i32::try_from(self.settings.max_output_tokens).unwrap_or(i32::MAX));
+        }
+        let request = self.chat_request(model, messages, format, &options).await?;
+        let answer = self
             .stream_chat(&request, &mut |batch| self.outbox.push(job, JobEventBody::Output { text: batch }))
             .await?;
-        Ok((JobOutput::Message { role: "assistant".into(), content }, usage))
+        let output = JobOutput::Message {
+            role: "assistant".into(),
+            content: answer.content,
+            done_reason: answer.done_reason,
+        };
+        Ok((output, answer.usage))
     }
 
     /// The Ollama request for a chat: the messages, the structured output
@@ -194,13 +205,13 @@ impl Attempt<'_> {
 
     /// Streams a chat from Ollama: its text goes to `on_batch` in batches
     /// (the first token at once, then whatever arrived within the flush
-    /// delay, or 2 KiB); returns the whole answer and its usage. A stream
-    /// silent for the stall timeout fails.
+    /// delay, or 2 KiB); returns the whole answer, why it ended and its
+    /// usage. A stream silent for the stall timeout fails.
     pub(super) async fn stream_chat(
         &self,
         request: &ChatMessageRequest,
         on_batch: &mut (dyn FnMut(String) + Send),
-    ) -> Result<(String, Usage), Failure> {
+    ) -> Result<Answer, Failure> {
         let stall = self.settings.stall_timeout;
         let stalled = || {
             Failure::new(
@@ -226,7 +237,7 @@ impl Attempt<'_> {
                 }
                 () = tokio::time::sleep_until(last_heard + stall) => return Err(stalled()),
             };
-            let Some(response) = next else {
+            let Some(ChatChunk { response, done_reason }) = next else {
                 return Err(Failure::new(
                     job_errors::OLLAMA_ERROR,
                     "Ollama ended the answer without its final message",
@@ -260,7 +271,7 @@ impl Attempt<'_> {
                     total_duration_ns: d.total_duration,
                     ..Usage::default()
                 });
-                return Ok((content, usage));
+                return Ok(Answer { content, done_reason: done_reason.unwrap_or_default(), usage });
             }
         }
     }
@@ -303,6 +314,16 @@ impl Attempt<'_> {
         };
         Ok((JobOutput::Embeddings { embeddings: embedded.embeddings }, usage))
     }
+}
+
+/// A whole chat answer.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub content: String,
+    /// Ollama's `done_reason`: `stop`, `length` (cut off at `num_predict`),
+    /// or empty when it does not say.
+    pub done_reason: String,
+    pub usage: Usage,
 }
 
 fn flush(batch: &mut String, on_batch: &mut (dyn FnMut(String) + Send)) {

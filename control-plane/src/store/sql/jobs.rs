@@ -8,7 +8,7 @@ use crate::store::{
     CancelOutcome, Claim, CreateJobOutcome, Job, JobEventKind, JobFilter, JobStatus, JobStore, NewJob,
     RecordOutcome, RetryPolicy, StoredJobEvent, Transition, WaitingKind,
 };
-use marketer_protocol::{JobError, JobEvent, JobEventBody, JobOutcome, JobRef};
+use marketer_protocol::{JobError, JobEvent, JobEventBody, JobOutcome, JobOutput, JobRef, JobSpec};
 
 #[async_trait]
 impl<DB> JobStore for SqlStore<DB>
@@ -248,6 +248,20 @@ where
                     ],
                     false,
                 )
+            }
+            // What an activity has completed so far: kept on the job (its
+            // output until it finishes), not an event of the stream.
+            JobEventBody::Checkpoint { result, usage } => {
+                if matches!(job.spec, JobSpec::Activity { .. }) {
+                    let output = JobOutput::Activity { result: result.clone() };
+                    sqlx::query("UPDATE jobs SET output = $2, usage = $3 WHERE id = $1")
+                        .bind(job.id)
+                        .bind(serde_json::to_string(&output).unwrap_or_default())
+                        .bind(serde_json::to_string(usage).unwrap_or_default())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                (Vec::new(), false)
             }
             JobEventBody::Finished { outcome } => {
                 let events = match outcome {

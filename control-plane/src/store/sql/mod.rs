@@ -997,9 +997,14 @@ where
         now: Timestamp,
     ) -> Result<Vec<StoredJobEvent>> {
         let json = |v: Option<String>| v;
+        // A job that ends without output keeps its last checkpoint (what an
+        // activity completed before it failed or was cancelled), and the
+        // usage that work cost.
+        let usage = usage.or(job.usage.as_ref());
         sqlx::query(
-            "UPDATE jobs SET status = $2, output = $3, usage = $4, error = $5, finished_at = $6, \
-             lease_expires_at = NULL, run_deadline = NULL, waiting_reason = NULL, updated_at = $6 WHERE id = $1",
+            "UPDATE jobs SET status = $2, output = COALESCE($3, output), usage = COALESCE($4, usage), error = $5, \
+             finished_at = $6, lease_expires_at = NULL, run_deadline = NULL, waiting_reason = NULL, updated_at = $6 \
+             WHERE id = $1",
         )
         .bind(job.id)
         .bind(<&'static str>::from(status))
