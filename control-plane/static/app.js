@@ -200,7 +200,8 @@
     const steps = Array.from(progress.querySelectorAll("[data-step]"));
     let started = false;
     let currentStep = null;
-    const stepGroup = (step) => (step === "refining" ? "editing" : step);
+    const stepGroup = (step) =>
+      step === "refining" ? "editing" : step === "extend" ? "writing" : step === "social_shorten" ? "social" : step;
     const setPercent = (value) => {
       bar.value = value;
       bar.textContent = value + "%";
@@ -255,11 +256,12 @@
       if (group !== currentStep) {
         currentStep = group;
         markStep(group);
-        // Each writing step starts the draft afresh.
-        if (group === "writing" || data.step === "refining") {
-          draft.textContent = "";
-          started = true;
-        }
+      }
+      // Each writing step, and each draft written again after a quality
+      // check, starts the draft afresh.
+      if (data.step === "writing" || data.step === "extend" || data.step === "refining") {
+        draft.textContent = "";
+        started = true;
       }
     });
     source.addEventListener("partial", (event) => {

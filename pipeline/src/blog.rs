@@ -322,7 +322,7 @@ fn usable_draft<L: Llm>(run: &mut Run<'_, L>, step: &str, written: Written) -> R
             code: codes::UNUSABLE_OUTPUT.into(),
             message: format!(
                 "the {step} step's draft from {} was unusable: {}, twice. The steps completed before it are \
-                 kept; regenerate to resume from this step, or use a larger model (1B parameters or more)",
+                 kept: regenerate to resume from this step, or use a larger model (1B parameters or more)",
                 run.model(),
                 problem.describe()
             ),
@@ -523,6 +523,13 @@ mod tests {
         );
         assert_eq!(known_citations("No passages [1], none at all [0].", 0), "No passages, none at all.");
         assert_eq!(known_citations("A [note] stays, so does [", 1), "A [note] stays, so does [");
+    }
+
+    #[test]
+    fn the_length_is_never_asked_of_the_model() {
+        let schema = crate::run::schema_for::<SeoReply>().to_string();
+        assert!(!schema.contains("target_word_count"), "{schema}");
+        assert!(crate::lenient::unknown_keywords(&crate::run::schema_for::<SeoReply>()).is_empty());
     }
 
     #[test]

@@ -48,11 +48,11 @@ pub async fn run_activity<L: Llm, R: Retriever>(
     let mut run = run::Run::new(llm, progress, &job.output_budgets, job.resume.as_deref());
     match &job.input {
         ActivityInput::BlogArticle(input) => {
-            blog::article(&mut run, documents, input, &job.brand_voice).await?
+            blog::article(&mut run, documents, input, &job.brand_voice).await?;
         }
         ActivityInput::SocialPostSet(input) => social::post_set(&mut run, input, &job.brand_voice).await?,
         ActivityInput::ListingKit(input) => listing::kit(&mut run, input, &job.brand_voice).await?,
-    }
+    };
     run.step("finalise", 98, "Putting the result together");
     Ok(run.finish())
 }
@@ -63,15 +63,20 @@ mod tests {
     use std::sync::Mutex;
 
     use marketer_protocol::activity::{BlogArticle, Listing, ListingKit, Platform, SocialPostSet, Tone};
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
     /// A model that answers from a script: each answer is chosen by a phrase
     /// of the request's system prompt; unscripted requests fail the test.
+    /// An answer starting with this was cut off at its budget.
+    const CUT: &str = "[length]";
+
     struct Scripted {
         answers: Mutex<Vec<(&'static str, VecDeque<String>)>>,
         requests: Mutex<Vec<String>>,
+        /// Each request's seed and output budget.
+        options: Mutex<Vec<(Option<u32>, Option<u32>)>>,
     }
 
     impl Scripted {
@@ -79,7 +84,12 @@ mod tests {
             Self {
                 answers: Mutex::new(script.into_iter().map(|(k, v)| (k, v.into())).collect()),
                 requests: Mutex::new(Vec::new()),
+                options: Mutex::new(Vec::new()),
             }
+        }
+
+        fn asked(&self, phrase: &str) -> usize {
+            self.requests.lock().unwrap().iter().filter(|r| r.contains(phrase)).count()
         }
     }
 
@@ -100,18 +110,24 @@ mod tests {
             let all: String =
                 request.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
             self.requests.lock().unwrap().push(all.clone());
+            self.options.lock().unwrap().push((request.seed, request.max_tokens));
             let mut answers = self.answers.lock().unwrap();
             let (_, queue) = answers
                 .iter_mut()
                 .find(|(marker, queue)| all.contains(marker) && !queue.is_empty())
                 .unwrap_or_else(|| panic!("no scripted answer for: {}", &all[..all.len().min(300)]));
             let content = queue.pop_front().unwrap();
+            let (content, done_reason) = match content.strip_prefix(CUT) {
+                Some(cut) => (cut.to_owned(), "length"),
+                None => (content, "stop"),
+            };
             on_text(&content);
             Ok(Reply {
                 content,
                 prompt_tokens: 10,
                 completion_tokens: 20,
-                done_reason: "stop".into(),
+                done_reason: done_reason.into(),
+                eval_duration_ns: 1_000_000,
                 ..Reply::default()
             })
         }
@@ -138,6 +154,7 @@ mod tests {
     struct Recorder {
         steps: Vec<(String, u8)>,
         text: String,
+        checkpoints: Vec<ActivityResult>,
     }
 
     impl Progress for Recorder {
@@ -147,6 +164,10 @@ mod tests {
 
         fn text(&mut self, text: &str) {
             self.text.push_str(text);
+        }
+
+        fn checkpoint(&mut self, partial: &ActivityResult, _usage: &marketer_protocol::Usage) {
+            self.checkpoints.push(partial.clone());
         }
     }
 
@@ -500,5 +521,291 @@ mod tests {
         assert!(result.content.contains("## LinkedIn") && result.content.contains("## Threads"));
         let requests = llm.requests.lock().unwrap();
         assert!(requests[1].contains("variant 2 of 2"));
+    }
+
+    fn blog_job(target_word_count: u32, platforms: Vec<Platform>) -> ActivityJob {
+        ActivityJob {
+            input: ActivityInput::BlogArticle(BlogArticle {
+                topic: "Solar roofs".into(),
+                keywords: vec!["solar".into()],
+                audience: "homeowners".into(),
+                tone: Tone::Friendly,
+                target_word_count,
+                platforms,
+            }),
+            ..job_defaults()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_structured_answer_cut_off_twice_fails_as_truncated_and_the_repair_asks_differently() {
+        let llm = Scripted::new(vec![(
+            "SEO strategist",
+            vec![
+                format!("{CUT}{{\"primary_keyword\": \"solar roof solar roof solar"),
+                format!("{CUT}{{\"primary"),
+            ],
+        )]);
+        let error =
+            run_activity(&llm, &NoDocuments("none".into()), &blog_job(900, vec![]), &mut Recorder::default())
+                .await
+                .unwrap_err();
+        assert_eq!(error.code, "truncated", "{}", error.message);
+        assert!(error.message.contains("700-token output budget"), "{}", error.message);
+        assert!(error.message.contains("regenerate"), "{}", error.message);
+        // The repair is a different request: the answer quoted, what is
+        // wrong, the cut said, another seed, the same budget.
+        let requests = llm.requests.lock().unwrap();
+        assert!(requests[1].contains("You check and correct JSON answers"), "{}", requests[1]);
+        assert!(
+            requests[1].contains("\"primary_keyword\": \"solar roof solar roof solar"),
+            "{}",
+            requests[1]
+        );
+        assert!(requests[1].contains("It was cut off before it ended"), "{}", requests[1]);
+        assert!(requests[1].contains("1. the JSON ends too early"), "{}", requests[1]);
+        let options = llm.options.lock().unwrap();
+        assert_eq!(options[0], (None, Some(700)));
+        assert!(options[1].0.is_some() && options[1].1 == Some(700), "{:?}", options[1]);
+    }
+
+    #[tokio::test]
+    async fn the_repair_lists_every_problem_at_once_and_small_errors_are_fixed_not_failed() {
+        // Missing fields and a wrong enum: repaired in one go. An over-long
+        // title, an empty outline item and an unknown field: fixed in place.
+        let broken = json!({ "primary_keyword": "solar roof cost", "search_intent": "curious" }).to_string();
+        let mut fixable: Value = serde_json::from_str(&seo_answer()).unwrap();
+        fixable["title"] = json!("Solar Roof Cost in 2026: What Homeowners Really Pay, Explained Fully");
+        fixable["outline"] = json!(["ranges", "", "drivers", "incentives"]);
+        fixable["target_word_count"] = json!(1_000_000_000_000_000u64);
+        let llm = Scripted::new(vec![
+            ("SEO strategist", vec![broken, fixable.to_string()]),
+            (
+                "research assistant",
+                vec![
+                    json!({ "facts": ["Solar roofs last decades."], "brand_voice_notes": [], "gaps": [] })
+                        .to_string(),
+                ],
+            ),
+            ("expert content writer", vec![draft("Solar Roof Cost", 500)]),
+            ("demanding professional editor", vec![review(9.0)]),
+        ]);
+        let result =
+            run_activity(&llm, &NoDocuments("none".into()), &blog_job(900, vec![]), &mut Recorder::default())
+                .await
+                .unwrap();
+        let repair = llm.requests.lock().unwrap()[1].clone();
+        for expected in [
+            "(6 problems)",
+            "search_intent: must be one of informational, commercial, transactional, navigational, not \"curious\"",
+            "related_keywords: is missing",
+            "outline: is missing",
+        ] {
+            assert!(repair.contains(expected), "{expected} not in {repair}");
+        }
+        let seo = result.seo.unwrap();
+        assert_eq!(seo.title, "Solar Roof Cost in 2026: What Homeowners Really Pay,".trim_end_matches(','));
+        assert_eq!(seo.outline, ["ranges", "drivers", "incentives"]);
+        assert_eq!(seo.target_word_count, 900);
+        let record = &result.steps[0];
+        assert_eq!((record.step.as_str(), record.note.as_str()), ("seo", "repaired"));
+        assert!(
+            record.adjustments.iter().any(|a| a.starts_with("title: cut from 68")),
+            "{:?}",
+            record.adjustments
+        );
+        assert!(
+            record.adjustments.iter().any(|a| a.contains("target_word_count")),
+            "{:?}",
+            record.adjustments
+        );
+        assert!(
+            record.adjustments.iter().any(|a| a == "outline: dropped 1 empty item(s)"),
+            "{:?}",
+            record.adjustments
+        );
+    }
+
+    #[tokio::test]
+    async fn output_budgets_are_sized_per_step_and_a_job_can_replace_them() {
+        let llm = Scripted::new(vec![
+            ("SEO strategist", vec![seo_answer()]),
+            (
+                "research assistant",
+                vec![
+                    json!({ "facts": ["Solar roofs last decades."], "brand_voice_notes": [], "gaps": [] })
+                        .to_string(),
+                ],
+            ),
+            ("expert content writer", vec![draft("Solar Roof Cost", 500)]),
+            ("demanding professional editor", vec![review(9.0)]),
+        ]);
+        let mut job = blog_job(900, vec![]);
+        job.output_budgets.insert("writing".into(), 3_000);
+        let result =
+            run_activity(&llm, &NoDocuments("none".into()), &job, &mut Recorder::default()).await.unwrap();
+        let budgets: Vec<(&str, u64)> =
+            result.steps.iter().map(|s| (s.step.as_str(), s.max_tokens)).collect();
+        assert_eq!(budgets, [("seo", 700), ("research", 800), ("writing", 3_000), ("editing", 500)]);
+        let sent: Vec<Option<u32>> = llm.options.lock().unwrap().iter().map(|o| o.1).collect();
+        assert_eq!(sent, [Some(700), Some(800), Some(3_000), Some(500)]);
+        // Usage adds up the calls' real durations.
+        let usage = usage(&result.steps);
+        assert_eq!((usage.completion_tokens, usage.eval_duration_ns), (80, 4_000_000));
+    }
+
+    #[tokio::test]
+    async fn a_draft_far_below_its_length_is_extended_once_then_flagged() {
+        let llm = Scripted::new(vec![
+            ("SEO strategist", vec![seo_answer()]),
+            (
+                "research assistant",
+                vec![
+                    json!({ "facts": ["Solar roofs last decades."], "brand_voice_notes": [], "gaps": [] })
+                        .to_string(),
+                ],
+            ),
+            ("expand drafts", vec![draft("Solar Roof Cost", 150)]),
+            ("expert content writer", vec![draft("Solar Roof Cost", 100)]),
+            ("demanding professional editor", vec![review(9.0)]),
+        ]);
+        let result =
+            run_activity(&llm, &NoDocuments("none".into()), &blog_job(900, vec![]), &mut Recorder::default())
+                .await
+                .unwrap();
+        assert_eq!(result.content, draft("Solar Roof Cost", 150), "the longer draft is kept");
+        let warning = result.warnings.iter().find(|w| w.code == "too_short").unwrap();
+        assert!(warning.message.contains("far below the 900 asked for"), "{}", warning.message);
+        assert!(result.steps.iter().any(|s| s.step == "extend"));
+    }
+
+    const ECHO: &str = "You are a social media copywriter. You write one post at a time, native to its platform, and you output the post text only.";
+
+    #[tokio::test]
+    async fn a_post_that_repeats_its_instructions_is_written_again_then_withheld() {
+        let llm = Scripted::new(vec![(
+            "social media copywriter",
+            vec![ECHO.into(), ECHO.into(), "Fresh sourdough every morning! Come early. #bread".into()],
+        )]);
+        let job = ActivityJob {
+            input: ActivityInput::SocialPostSet(SocialPostSet {
+                topic: "Sourdough".into(),
+                source_text: String::new(),
+                platforms: vec![Platform::Linkedin, Platform::X],
+                tone: Tone::Casual,
+                variants_per_platform: 1,
+            }),
+            ..job_defaults()
+        };
+        let result =
+            run_activity(&llm, &NoDocuments("none".into()), &job, &mut Recorder::default()).await.unwrap();
+        let platforms: Vec<Platform> = result.social.iter().map(|v| v.platform).collect();
+        assert_eq!(platforms, [Platform::X], "the LinkedIn post was withheld");
+        let withheld = result.warnings.iter().find(|w| w.code == "withheld").unwrap();
+        assert!(
+            withheld.message.contains("LinkedIn") && withheld.message.contains("instructions"),
+            "{withheld:?}"
+        );
+        assert!(!result.content.contains("copywriter"), "{}", result.content);
+        assert_eq!(result.steps[0].note, "regenerated");
+        // The regeneration had another seed.
+        assert!(llm.options.lock().unwrap()[1].0.is_some());
+
+        // Every post withheld: the run fails, saying what to do.
+        let llm = Scripted::new(vec![("social media copywriter", vec![ECHO.into(), ECHO.into()])]);
+        let job = ActivityJob {
+            input: ActivityInput::SocialPostSet(SocialPostSet {
+                topic: "Sourdough".into(),
+                source_text: String::new(),
+                platforms: vec![Platform::Linkedin],
+                tone: Tone::Casual,
+                variants_per_platform: 1,
+            }),
+            ..job_defaults()
+        };
+        let error = run_activity(&llm, &NoDocuments("none".into()), &job, &mut Recorder::default())
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, "unusable_output");
+        assert!(error.message.contains("larger model"), "{}", error.message);
+    }
+
+    #[tokio::test]
+    async fn hashtag_rules_hold_after_generation() {
+        // Instagram asks for ten: the post had none, and is long enough
+        // that the tags only fit once the text is cut.
+        let body = draft("Fresh sourdough", 273);
+        assert!((2_100..2_200).contains(&body.chars().count()), "{}", body.chars().count());
+        let llm = Scripted::new(vec![("social media copywriter", vec![body])]);
+        let job = ActivityJob {
+            input: ActivityInput::SocialPostSet(SocialPostSet {
+                topic: "Sourdough bread bakery mornings fresh loaves ovens town".into(),
+                source_text: "Sourdough loaves, rye, baguettes, croissants and pastries baked before dawn."
+                    .into(),
+                platforms: vec![Platform::Instagram],
+                tone: Tone::Casual,
+                variants_per_platform: 1,
+            }),
+            ..job_defaults()
+        };
+        let result =
+            run_activity(&llm, &NoDocuments("none".into()), &job, &mut Recorder::default()).await.unwrap();
+        let post = &result.social[0];
+        assert!(post.hashtags.len() >= 10, "{}", post.text);
+        assert!(post.char_count <= post.char_limit);
+        assert!(post.text.lines().last().unwrap().starts_with('#'), "{}", post.text);
+    }
+
+    #[tokio::test]
+    async fn a_failed_run_keeps_its_completed_steps_and_a_regeneration_resumes_them() {
+        let mut script = listing_script(
+            "Sunlit three-bedroom home with a renovated kitchen and a fenced yard, close to parks, schools and shops, with a bright living room and a sunny deck.",
+        );
+        script.answers.get_mut().unwrap().retain(|(marker, _)| *marker != "print flyer text");
+        script
+            .answers
+            .get_mut()
+            .unwrap()
+            .insert(0, ("print flyer text", vec!["{\"headline\": 5}".into(), "nope".into()].into()));
+        let mut recorder = Recorder::default();
+        let job = listing("Renovated kitchen, fenced yard.");
+        let error =
+            run_activity(&script, &NoDocuments("none".into()), &job, &mut recorder).await.unwrap_err();
+        assert_eq!(error.code, "invalid_output");
+        assert!(error.message.contains("flyer step"), "{}", error.message);
+        let kept = recorder.checkpoints.last().unwrap().clone();
+        assert!(kept.analysis.is_some() && kept.compliance.is_some() && !kept.content.is_empty());
+        assert!(kept.flyer.is_none());
+        let steps: Vec<&str> = kept.steps.iter().map(|s| s.step.as_str()).collect();
+        assert_eq!(steps, ["analysis", "writing", "compliance"]);
+
+        // Regenerated: what was completed is reused, only the rest is asked.
+        let llm = listing_script("not used");
+        let resumed = ActivityJob {
+            resume: Some(Box::new(kept.clone())),
+            ..listing("Renovated kitchen, fenced yard.")
+        };
+        let result = run_activity(&llm, &NoDocuments("none".into()), &resumed, &mut Recorder::default())
+            .await
+            .unwrap();
+        assert_eq!(llm.asked("marketing analyst"), 0);
+        assert_eq!(llm.asked("real estate copywriter. You write vivid"), 0);
+        assert_eq!(llm.asked("compliance reviewer"), 0);
+        assert_eq!(llm.asked("print flyer text"), 1);
+        assert_eq!(result.content, kept.content);
+        let notes: Vec<(&str, &str)> =
+            result.steps.iter().map(|s| (s.step.as_str(), s.note.as_str())).collect();
+        assert_eq!(
+            notes,
+            [
+                ("analysis", "reused"),
+                ("writing", "reused"),
+                ("compliance", "reused"),
+                ("flyer", ""),
+                ("social", "")
+            ]
+        );
+        // Usage counts this run's calls only.
+        assert_eq!(usage(&result.steps).completion_tokens, 40);
     }
 }

@@ -121,7 +121,7 @@ pub(crate) async fn kit<L: Llm>(run: &mut Run<'_, L>, input: &ListingKit, brand_
                 return Err(PipelineError {
                     code: codes::UNUSABLE_OUTPUT.into(),
                     message: format!(
-                        "the listing description from {} was unusable: {}, twice. The analysis is kept; \
+                        "the listing description from {} was unusable: {}, twice. The analysis is kept: \
                          regenerate to resume from the description, or use a larger model (1B parameters or more)",
                         run.model(),
                         problem.describe()
@@ -161,7 +161,7 @@ pub(crate) async fn kit<L: Llm>(run: &mut Run<'_, L>, input: &ListingKit, brand_
         fair_housing::merge(&mut findings, model_findings(review, &description));
     }
     run.keep(|r| {
-        r.compliance = Some(ComplianceReview { passed: findings.is_empty(), findings: findings.clone() })
+        r.compliance = Some(ComplianceReview { passed: findings.is_empty(), findings: findings.clone() });
     });
 
     let flyer = if let Some(flyer) = earlier.and_then(|r| r.flyer.clone()) {

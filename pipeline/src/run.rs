@@ -268,7 +268,8 @@ impl<'a, L: Llm> Run<'a, L> {
                 step,
                 "truncated",
                 format!(
-                    "the {step} answer was cut off at its {max_tokens}-token budget; its end may be missing"
+                    "{} was cut off at its {max_tokens}-token output budget; its end may be missing",
+                    what(step)
                 ),
             );
         }
@@ -336,9 +337,9 @@ impl<'a, L: Llm> Run<'a, L> {
                 Err(PipelineError {
                     code: code.into(),
                     message: format!(
-                        "the {step} step's answer from {} {what}: {}. The steps completed before it are kept; \
-                         regenerate to resume from this step, or use a larger model (small models of under 1B \
-                         parameters often break structured answers)",
+                        "the {step} step's answer from {} {what}: {}. The steps completed before it are kept: \
+                         regenerate to resume from this step, or use a larger model (models under 1B parameters \
+                         often break structured answers)",
                         self.llm.model(),
                         again.join("; "),
                     ),
@@ -400,6 +401,24 @@ impl<'a, L: Llm> Run<'a, L> {
         result.warnings = self.warnings;
         result.provenance = provenance;
         result
+    }
+}
+
+/// What a step's answer is, for people.
+fn what(step: &str) -> &'static str {
+    match step {
+        "seo" => "The SEO plan",
+        "research" => "The research notes",
+        "writing" => "The draft",
+        "extend" => "The extended draft",
+        "editing" => "The editor's review",
+        "refining" => "The refined draft",
+        "social" => "A social post",
+        "social_shorten" => "A shortened social post",
+        "analysis" => "The listing analysis",
+        "compliance" => "The Fair Housing review",
+        "flyer" => "The flyer",
+        _ => "An answer",
     }
 }
 

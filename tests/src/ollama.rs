@@ -411,6 +411,9 @@ async fn generation(shared: Shared, body: Bytes, endpoint: Endpoint) -> Response
         }
         let text = answer.tokens.concat();
         let mut last = final_object(endpoint, &model.name, prompt_tokens, answer.tokens.len(), began, pace);
+        if answer.cut {
+            last["done_reason"] = json!("length");
+        }
         set_text(&mut last, endpoint, &text);
         return Json(last).into_response();
     }
@@ -421,6 +424,7 @@ async fn generation(shared: Shared, body: Bytes, endpoint: Endpoint) -> Response
         endpoint,
         model: model.name,
         tokens: answer.tokens,
+        cut: answer.cut,
         next: 0,
         prompt_tokens,
         pace,
@@ -479,6 +483,8 @@ struct StreamState {
     endpoint: Endpoint,
     model: String,
     tokens: Vec<String>,
+    /// Cut at `num_predict`: the final object says `length`.
+    cut: bool,
     next: usize,
     prompt_tokens: usize,
     pace: Pace,
@@ -522,7 +528,7 @@ impl StreamState {
         }
         self.finished = true;
         self.counters.completed.fetch_add(1, Ordering::SeqCst);
-        let object = final_object(
+        let mut object = final_object(
             self.endpoint,
             &self.model,
             self.prompt_tokens,
@@ -530,6 +536,9 @@ impl StreamState {
             self.began,
             self.pace,
         );
+        if self.cut {
+            object["done_reason"] = json!("length");
+        }
         Some(line(&object))
     }
 }
@@ -560,35 +569,45 @@ fn count_prompt_tokens(request: &Value) -> usize {
     count + request.get("prompt").and_then(Value::as_str).map_or(0, |p| p.split_whitespace().count())
 }
 
-/// The answer to a request: scripted, or deterministic.
+/// The answer to a request: scripted, or deterministic; as Ollama does, cut
+/// at `options.num_predict` and then said to have ended for `length`.
 struct Answer {
     tokens: Vec<String>,
+    cut: bool,
 }
 
 impl Answer {
+    /// `default_tokens`: the length of an unscripted free-text answer.
     fn for_request(request: &Value, default_tokens: usize, scripts: &mut Scripts) -> Self {
-        if let Some(scripted) = scripts.take(&answers::conversation(request)) {
-            return Self { tokens: answers::pieces(&scripted) };
-        }
-
-        let mut words = Words::for_request(request);
-        let count = request
+        let limit = request
             .get("options")
             .and_then(|o| o.get("num_predict"))
             .and_then(Value::as_i64)
             .filter(|n| *n > 0)
-            .map_or(default_tokens, |n| usize::try_from(n).unwrap_or(default_tokens).min(100_000));
-        let tokens = match request.get("format") {
-            Some(format) if format.is_object() => {
-                answers::pieces(&from_schema(format, &mut words).to_string())
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        let tokens = if let Some(scripted) = scripts.take(&answers::conversation(request)) {
+            answers::pieces(&scripted)
+        } else {
+            let mut words = Words::for_request(request);
+            match request.get("format") {
+                Some(format) if format.is_object() => {
+                    answers::pieces(&from_schema(format, &mut words).to_string())
+                }
+                Some(format) if format == "json" => {
+                    let value = json!({ "answer": words.tokens(default_tokens.max(1)).concat() });
+                    answers::pieces(&value.to_string())
+                }
+                _ => words.tokens(default_tokens.min(100_000)),
             }
-            Some(format) if format == "json" => {
-                let value = json!({ "answer": words.tokens(count.max(1)).concat() });
-                answers::pieces(&value.to_string())
-            }
-            _ => words.tokens(count),
         };
-        Self { tokens }
+        let mut answer = Self { tokens, cut: false };
+        if let Some(limit) = limit
+            && answer.tokens.len() > limit
+        {
+            answer.tokens.truncate(limit);
+            answer.cut = true;
+        }
+        answer
     }
 }
 

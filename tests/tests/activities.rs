@@ -123,7 +123,8 @@ async fn a_blog_article_goes_through_the_pipeline_and_is_edited_approved_and_exp
     distinct.dedup();
     assert_eq!(
         distinct,
-        ["seo", "research", "writing", "editing", "refining", "editing", "social", "finalise"],
+        // The fake's draft is far below the 600 words asked: extended once.
+        ["seo", "research", "writing", "extend", "editing", "refining", "editing", "social", "finalise"],
         "{steps:?}"
     );
     let percents: Vec<u64> =
@@ -143,7 +144,9 @@ async fn a_blog_article_goes_through_the_pipeline_and_is_edited_approved_and_exp
     let seo = &result["seo"];
     let title = seo["title"].as_str().unwrap().chars().count();
     let meta = seo["meta_description"].as_str().unwrap().chars().count();
-    assert!((50..=60).contains(&title) && (150..=160).contains(&meta), "{seo}");
+    // Asked for 50 to 60 and 150 to 160; the schema accepts shorter ones
+    // rather than failing the run over them, and never longer.
+    assert!((20..=60).contains(&title) && (50..=160).contains(&meta), "{seo}");
     assert_eq!(seo["target_word_count"], 600);
     assert_eq!(result["quality"]["refinement_rounds"], 1);
     assert_eq!(result["quality"]["history"], json!([5.0, 9.0]));
@@ -232,7 +235,12 @@ async fn a_blog_article_goes_through_the_pipeline_and_is_edited_approved_and_exp
 async fn social_posts_over_the_limit_are_regenerated_then_trimmed() {
     let fleet = fleet().await;
     let _agent = Agent::start(&fleet, &[]).await;
-    let long = |word: &str| format!("{} Call us today. #offer", format!("{word} is great. ").repeat(30));
+    // Long, and not looping: every sentence different.
+    let long = |word: &str| {
+        let sentences: Vec<String> =
+            (0..30).map(|i| format!("{word}{i} deal{i} price{i} offer{i}.")).collect();
+        format!("{} Call us today. #offer", sentences.join(" "))
+    };
     // The X post comes back too long twice: regenerated, then trimmed.
     fleet.ollama.script("social media copywriter", vec![long("Spring"), long("Summer")]);
     let project = project(&fleet, "edge_only").await;
@@ -598,4 +606,61 @@ async fn requests_are_validated_and_the_daily_quota_is_enforced() {
     let (_, page) = fleet.call(Method::GET, &format!("{path}?status=queued&limit=10"), None).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 10);
     assert!(page["next_cursor"].is_string());
+}
+
+#[tokio::test]
+async fn a_run_that_fails_keeps_its_completed_steps_and_regenerating_resumes_from_the_failed_one() {
+    let fleet = fleet().await;
+    let _agent = Agent::start(&fleet, &[]).await;
+    let project = project(&fleet, "edge_only").await;
+    // The flyer step answers unusable JSON, then again after the repair.
+    fleet.ollama.script("print flyer text", vec!["not json at all".into(), "{\"headline\": 5}".into()]);
+    let id = create(&fleet, &project, listing("Renovated kitchen, fenced yard.")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = format!("{}/{id}", activities(&project));
+    let failed = wait_status(&fleet, &project, &id, "failed").await;
+    let error = &failed["run"]["error"];
+    assert_eq!(error["code"], "invalid_output", "{failed}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("flyer step") && message.contains("regenerate"), "{message}");
+    // What completed before the failure is kept, with what it cost.
+    assert_eq!(failed["kept"]["steps"], json!(["analysis", "writing", "compliance"]), "{failed}");
+    assert!(failed["run"]["usage"]["completion_tokens"].as_u64().unwrap() > 0, "{failed}");
+    assert!(failed["run"]["usage"]["eval_duration_ns"].as_u64().unwrap() > 0, "{failed}");
+    let first_run = failed["run"]["job_id"].as_str().unwrap().to_owned();
+
+    // Regenerating resumes at the flyer: the rest is reused, not asked again.
+    let asked_before = fleet.ollama.chat_requests().len();
+    let (status, regenerated) = fleet.call(Method::POST, &format!("{base}/regenerate"), None).await;
+    assert_eq!(status, 202, "{regenerated}");
+    let done = wait_status(&fleet, &project, &id, "review").await;
+    assert!(done.get("kept").is_none(), "{done}");
+    let steps: Vec<(String, String)> = done["result"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap().to_owned(), s["note"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    let reused: Vec<&str> =
+        steps.iter().filter(|(_, note)| note == "reused").map(|(s, _)| s.as_str()).collect();
+    assert_eq!(reused, ["analysis", "writing", "compliance"], "{steps:?}");
+    let asked: Vec<String> = fleet.ollama.chat_requests()[asked_before..]
+        .iter()
+        .map(|r| r["messages"][0]["content"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(asked.iter().all(|system| !system.contains("marketing analyst")), "{asked:?}");
+    assert_eq!(done["result"]["content"], failed_content(&fleet, &base, &first_run).await);
+    let (_, audit) = fleet.call(Method::GET, "/audit-events?action=activity.regenerate", None).await;
+    assert_eq!(audit["items"][0]["details"]["resumed_from"], first_run.as_str(), "{audit}");
+}
+
+/// The content the failed run kept.
+async fn failed_content(fleet: &Fleet, base: &str, run: &str) -> Value {
+    let (status, runs) = fleet.call(Method::GET, &format!("{base}/runs"), None).await;
+    assert_eq!(status, 200, "{runs}");
+    let kept = runs.as_array().unwrap().iter().find(|r| r["job_id"] == run).unwrap();
+    assert_eq!(kept["status"], "failed");
+    kept["result"]["content"].clone()
 }

@@ -150,6 +150,10 @@ async fn a_marketer_takes_a_blog_article_from_sign_in_to_an_approved_export() {
     assert!(!provenance.contains(agents["items"][0]["id"].as_str().unwrap()), "{provenance}");
     let social = browser.text("#social").await;
     assert!(social.contains("/ 3000 characters"), "LinkedIn's limit: {social}");
+    // How the model behaved is said before approving: the draft stayed
+    // far below its length after one extension.
+    let warnings = browser.text("#warnings").await;
+    assert!(warnings.contains("Too short:") && warnings.contains("after one extension"), "{warnings}");
     browser.screenshot("activity-result").await;
     browser.assert_fits_tablet("activity-result-tablet").await;
     browser.assert_fits_phone("activity-result-phone").await;
@@ -504,5 +508,60 @@ async fn the_documents_page_updates_live_as_files_are_indexed() {
     browser.screenshot("documents-live").await;
     browser.assert_fits_phone("documents-phone").await;
     run.kill();
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_failed_run_shows_what_it_kept_and_resumes_from_there() {
+    let fleet = Fleet::start(job_timings).await;
+    let _agent = Agent::start(&fleet, &[]).await;
+    let Some(browser) = Browser::start().await else { return };
+    let body = json!({ "name": "Homes Co", "llm_policy": "edge_only", "default_model": MODEL });
+    let (_, project) = fleet.call(Method::POST, "/projects", Some(body)).await;
+    let project = project["id"].as_str().unwrap().to_owned();
+    // The flyer step answers unusable JSON twice: the run fails there.
+    fleet.ollama.script("print flyer text", vec!["not json".into(), "still not json".into()]);
+    let body = json!({
+        "kind": "listing_kit", "platforms": ["instagram"],
+        "listing": {
+            "address": "12 Elm Street, Springfield", "price": 450000, "beds": 3, "baths": 2.5,
+            "square_feet": 1850, "key_features": ["renovated kitchen", "fenced yard"],
+            "description": "Renovated kitchen, fenced yard.", "agent_name": "Dana Reyes",
+            "agent_contact": "dana@example.com",
+        },
+    });
+    let path = format!("/projects/{project}/activities");
+    let (status, created) = fleet.call(Method::POST, &path, Some(body)).await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(60), "the run to fail", || async {
+        let (_, activity) = fleet.call(Method::GET, &format!("{path}/{id}"), None).await;
+        (activity["status"] == "failed").then_some(())
+    })
+    .await;
+
+    sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
+    browser.goto(&tenant_url(&fleet, &format!("/projects/{project}/activities/{id}"))).await;
+    let problem = browser.text("#run-problem").await;
+    assert!(problem.contains("flyer step") && problem.contains("regenerate"), "{problem}");
+    let kept = browser.text("#kept").await;
+    assert!(
+        kept.contains("the listing analysis, the draft, the Fair Housing review") && kept.contains("resumes"),
+        "{kept}"
+    );
+    assert_eq!(browser.text("form[action$='/regenerate'] button").await, "Resume generating");
+    browser.screenshot("activity-failed-kept").await;
+    browser.assert_fits_phone("activity-failed-kept-phone").await;
+
+    // Resuming finishes the kit without redoing the rest.
+    browser.click("form[action$='/regenerate'] button").await;
+    browser.accept_dialog().await;
+    browser.wait_for_text("#status-badge", "the review status", |t| t == "review").await;
+    browser.find("#flyer").await;
+    browser.click("#provenance details summary").await;
+    let steps = browser.text("#provenance").await;
+    assert_eq!(steps.matches("reused").count(), 3, "{steps}");
+    assert!(steps.to_lowercase().contains("budget"), "{steps}");
+    browser.screenshot("activity-resumed").await;
     browser.close().await;
 }

@@ -368,6 +368,23 @@ fn steps(kind: ActivityKind, has_social: bool) -> Vec<StepView> {
         .collect()
 }
 
+/// A pipeline step as people read it.
+fn step_label(step: &str) -> &'static str {
+    match step {
+        "seo" => "the SEO plan",
+        "research" => "the research",
+        "writing" => "the draft",
+        "extend" => "the draft's extension",
+        "editing" => "the editor's review",
+        "refining" => "the refinement",
+        "social" | "social_shorten" => "social posts",
+        "analysis" => "the listing analysis",
+        "compliance" => "the Fair Housing review",
+        "flyer" => "the flyer",
+        _ => "a step",
+    }
+}
+
 struct VersionRow {
     number: i64,
     author: String,
@@ -417,6 +434,9 @@ struct ActivityPage {
     /// A blog article's length against its target, and whether it is far
     /// from it.
     length: Option<Length>,
+    /// What the latest run completed before it failed or was cancelled, as
+    /// step labels: regenerating resumes after them.
+    kept: Vec<&'static str>,
 }
 
 struct Length {
@@ -426,6 +446,19 @@ struct Length {
 }
 
 impl ActivityPage {
+    /// A warning's code as a heading.
+    fn warning_title(&self, code: &str) -> &'static str {
+        match code {
+            "truncated" => "Cut off:",
+            "prompt_echo" => "Instructions repeated:",
+            "repetition" => "Repetition:",
+            "too_short" => "Too short:",
+            "withheld" => "Withheld:",
+            "hashtags" => "Hashtags:",
+            _ => "Note:",
+        }
+    }
+
     fn score(&self, value: &f32) -> String {
         format!("{value:.1}")
     }
@@ -525,7 +558,7 @@ async fn activity_page(
             .run
             .error
             .as_ref()
-            .map(|e| e.message.clone())
+            .map(|e| super::page::capitalise(&e.message))
             .unwrap_or_else(|| "It was cancelled".into()),
         _ => String::new(),
     };
@@ -555,6 +588,11 @@ async fn activity_page(
         failed_message,
         made_by,
         length,
+        kept: activity
+            .kept
+            .as_ref()
+            .map(|k| k.steps.iter().map(|s| step_label(s)).collect())
+            .unwrap_or_default(),
         created: When::of(activity.created_at),
         result,
         activity,

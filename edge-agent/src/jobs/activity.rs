@@ -36,21 +36,25 @@ impl Attempt<'_> {
         )
         .await;
         let guarded = !self.policy.allow_document_text_in_results && documents.unavailable().is_none();
-        let guard = documents.guard().filter(|_| guarded);
         // The agent's budgets fill in the steps the job leaves to it.
         let mut activity = activity.clone();
         for (step, tokens) in &self.settings.output_budgets {
             activity.output_budgets.entry(step.clone()).or_insert(*tokens);
         }
-        let mut progress =
-            OutboxProgress { attempt: self, job, stream_text: !guarded, guard: guard.as_ref() };
+        let mut progress = OutboxProgress {
+            attempt: self,
+            job,
+            stream_text: !guarded,
+            documents: guarded.then_some(&documents),
+        };
         let result = marketer_pipeline::run_activity(&llm, &documents, &activity, &mut progress)
             .await
             .map_err(|e| JobError { code: e.code, message: e.message, retryable: e.retryable })?;
         let mut usage = marketer_pipeline::usage(&result.steps);
-        let result = match &guard {
+        // The guard knows every passage the run was given: taken after it.
+        let result = match documents.guard().filter(|_| guarded) {
             Some(guard) => {
-                let (result, withheld) = withhold(guard, &result)?;
+                let (result, withheld) = withhold(&guard, &result)?;
                 if withheld > 0 {
                     usage.redactions.insert(DOCUMENT_TEXT.to_owned(), withheld);
                 }
@@ -128,7 +132,9 @@ struct OutboxProgress<'a> {
     job: JobRef,
     /// Partial text is streamed unless document text must be checked first.
     stream_text: bool,
-    guard: Option<&'a VerbatimGuard>,
+    /// The documents the run searches, when their text must be withheld
+    /// from what leaves (checkpoints included).
+    documents: Option<&'a Documents<'a>>,
 }
 
 impl Progress for OutboxProgress<'_> {
@@ -144,8 +150,8 @@ impl Progress for OutboxProgress<'_> {
     }
 
     fn checkpoint(&mut self, partial: &ActivityResult, usage: &Usage) {
-        let partial = match self.guard {
-            Some(guard) => match withhold(guard, partial) {
+        let partial = match self.documents.and_then(Documents::guard) {
+            Some(guard) => match withhold(&guard, partial) {
                 Ok((checked, _)) => checked,
                 // Not checkable, so not sent; the outcome says why.
                 Err(_) => return,
