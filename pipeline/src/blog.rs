@@ -17,6 +17,13 @@ use crate::run::Written;
 use crate::run::{PipelineError, Result, Run, Validate, codes};
 use crate::social::{self, Brief};
 
+/// Output budgets of the structured steps, in tokens: each fits the
+/// longest answer its schema allows (a test holds them to it), so a model
+/// that loops inside the grammar is stopped by the schema, not cut off.
+const SEO_BUDGET: u32 = 1_400;
+const RESEARCH_BUDGET: u32 = 1_600;
+const REVIEW_BUDGET: u32 = 700;
+
 /// Below this overall score the editor refines the draft.
 pub const REFINE_BELOW: f32 = 8.0;
 /// Refinement rounds at most.
@@ -51,7 +58,7 @@ struct SeoReply {
     #[schemars(length(min = 2, max = 80))]
     primary_keyword: String,
     /// Supporting search phrases.
-    #[schemars(length(min = 3, max = 8), inner(length(min = 2, max = 80)))]
+    #[schemars(length(min = 3, max = 8), inner(length(min = 2, max = 60)))]
     related_keywords: Vec<String>,
     search_intent: SearchIntent,
     /// The page title, 50 to 60 characters, with the primary keyword.
@@ -62,7 +69,7 @@ struct SeoReply {
     meta_description: String,
     headings: HeadingsReply,
     /// What the piece covers, in order.
-    #[schemars(length(min = 3, max = 10), inner(length(min = 3, max = 120)))]
+    #[schemars(length(min = 3, max = 10), inner(length(min = 3, max = 100)))]
     outline: Vec<String>,
 }
 
@@ -71,9 +78,9 @@ struct SeoReply {
 struct HeadingsReply {
     #[schemars(length(min = 10, max = 90))]
     h1: String,
-    #[schemars(length(min = 3, max = 7), inner(length(min = 3, max = 90)))]
+    #[schemars(length(min = 3, max = 7), inner(length(min = 3, max = 80)))]
     h2: Vec<String>,
-    #[schemars(length(max = 12), inner(length(min = 3, max = 90)))]
+    #[schemars(length(max = 12), inner(length(min = 3, max = 80)))]
     h3: Vec<String>,
 }
 
@@ -84,13 +91,13 @@ impl Validate for SeoReply {}
 #[serde(deny_unknown_fields)]
 struct ResearchReply {
     /// Statements a writer can safely make.
-    #[schemars(length(min = 1, max = 12), inner(length(min = 10, max = 400)))]
+    #[schemars(length(min = 1, max = 8), inner(length(min = 10, max = 280)))]
     facts: Vec<String>,
     /// How the brand voice guidelines apply.
-    #[schemars(length(max = 8), inner(length(min = 3, max = 300)))]
+    #[schemars(length(max = 5), inner(length(min = 3, max = 200)))]
     brand_voice_notes: Vec<String>,
     /// What to check before publishing.
-    #[schemars(length(max = 8), inner(length(min = 3, max = 300)))]
+    #[schemars(length(max = 5), inner(length(min = 3, max = 200)))]
     gaps: Vec<String>,
 }
 
@@ -116,7 +123,7 @@ struct ReviewReply {
     #[schemars(range(min = 0, max = 10))]
     engagement: f32,
     /// Concrete improvements, most important first.
-    #[schemars(length(max = 8), inner(length(min = 3, max = 300)))]
+    #[schemars(length(max = 8), inner(length(min = 3, max = 200)))]
     suggestions: Vec<String>,
 }
 
@@ -169,7 +176,7 @@ pub(crate) async fn article<L: Llm, R: Retriever>(
         seo
     } else {
         run.step("seo", 5, "Researching keywords and search intent");
-        let budget = run.budget("seo", 700);
+        let budget = run.budget("seo", SEO_BUDGET);
         let seo: SeoReply = run.structured("seo", prompts::SEO_RESEARCH, &base, budget).await?;
         SeoData {
             primary_keyword: seo.primary_keyword,
@@ -264,7 +271,7 @@ pub(crate) async fn article<L: Llm, R: Retriever>(
                 run.warn(
                     "refining",
                     problem.code(),
-                    format!("round {rounds}'s refinement was not used: {}", problem.describe()),
+                    format!("Refinement round {rounds} was not used: {}", problem.describe()),
                 );
                 break;
             }
@@ -272,7 +279,7 @@ pub(crate) async fn article<L: Llm, R: Retriever>(
                 run.warn(
                     "refining",
                     "too_short",
-                    format!("round {rounds}'s refinement was not used: it cut the draft to less than half"),
+                    format!("Refinement round {rounds} was not used: it cut the draft to less than half"),
                 );
                 break;
             }
@@ -332,7 +339,7 @@ fn usable_draft<L: Llm>(run: &mut Run<'_, L>, step: &str, written: Written) -> R
     run.warn(
         step,
         problem.code(),
-        format!("the draft: {}, twice; the sentences that did were removed", problem.describe()),
+        format!("The draft: {}, twice; the sentences that did were removed", problem.describe()),
     );
     Ok(written.content)
 }
@@ -365,7 +372,7 @@ async fn extend_if_short<L: Llm>(
         run.warn(
             "writing",
             "too_short",
-            format!("the article has {words} words, far below the {target} asked for, after one extension"),
+            format!("The article has {words} words, far below the {target} asked for, after one extension"),
         );
     }
     Ok(draft)
@@ -397,7 +404,7 @@ async fn research<L: Llm, R: Retriever>(
         }
     };
     let context = with(base, json!({ "seo": seo, "documents": prompt_passages(&passages) }));
-    let budget = run.budget("research", 800);
+    let budget = run.budget("research", RESEARCH_BUDGET);
     let notes: ResearchReply =
         run.structured("research", prompts::CONTENT_RESEARCH, &context, budget).await?;
     let mut sources = vec![Source {
@@ -435,7 +442,7 @@ async fn review<L: Llm>(
     draft: &str,
 ) -> Result<ReviewReply> {
     let context = with(base, json!({ "seo": seo, "draft": draft }));
-    let budget = run.budget("editing", 500);
+    let budget = run.budget("editing", REVIEW_BUDGET);
     run.structured("editing", prompts::EDITOR_REVIEW, &context, budget).await
 }
 
@@ -523,6 +530,26 @@ mod tests {
         );
         assert_eq!(known_citations("No passages [1], none at all [0].", 0), "No passages, none at all.");
         assert_eq!(known_citations("A [note] stays, so does [", 1), "A [note] stays, so does [");
+    }
+
+    #[test]
+    fn every_structured_budget_fits_its_longest_answer() {
+        use crate::run::budget_fits;
+        assert!(
+            budget_fits::<SeoReply>(SEO_BUDGET),
+            "{:?}",
+            crate::lenient::max_chars(&crate::run::schema_for::<SeoReply>())
+        );
+        assert!(
+            budget_fits::<ResearchReply>(RESEARCH_BUDGET),
+            "{:?}",
+            crate::lenient::max_chars(&crate::run::schema_for::<ResearchReply>())
+        );
+        assert!(
+            budget_fits::<ReviewReply>(REVIEW_BUDGET),
+            "{:?}",
+            crate::lenient::max_chars(&crate::run::schema_for::<ReviewReply>())
+        );
     }
 
     #[test]

@@ -321,6 +321,36 @@ pub fn cut_at_word(text: &str, max: usize) -> String {
     prefix[..cut].trim_end().trim_end_matches([',', ';', ':', '-', '–']).trim_end().to_owned()
 }
 
+/// The longest answer `schema` allows, in characters of compact JSON, or
+/// `None` when some string or list in it is unbounded: what an output
+/// budget must fit (a model that loops fills every field to its limit).
+pub fn max_chars(schema: &Value) -> Option<usize> {
+    match schema.get("type").and_then(Value::as_str).unwrap_or("") {
+        "object" => {
+            let properties = schema.get("properties").and_then(Value::as_object)?;
+            let mut total = 2;
+            for (name, field) in properties {
+                // "name": value,
+                total += name.len() + 4 + max_chars(field)?;
+            }
+            Some(total)
+        }
+        "array" => {
+            let items = bound(schema, "maxItems")?;
+            Some(2 + items * (max_chars(schema.get("items")?)? + 1))
+        }
+        "string" => match schema.get("enum").and_then(Value::as_array) {
+            Some(values) => values.iter().filter_map(Value::as_str).map(|v| v.len() + 2).max(),
+            // Quotes, and room for escapes.
+            None => bound(schema, "maxLength").map(|n| n + n / 10 + 2),
+        },
+        // A number as a model writes one in range: a few digits.
+        "integer" | "number" => Some(8),
+        "boolean" => Some(5),
+        _ => None,
+    }
+}
+
 /// Every keyword a schema uses that [`check`] does not know (for tests).
 pub fn unknown_keywords(schema: &Value) -> Vec<String> {
     let mut found = Vec::new();
@@ -451,6 +481,22 @@ mod tests {
         let missing = check(json!({}), &schema());
         assert_eq!(missing.problems.len(), 4, "{:?}", missing.problems);
         assert_eq!(check(json!([1]), &schema()).problems, ["the answer: must be a JSON object"]);
+    }
+
+    #[test]
+    fn the_longest_answer_is_known_when_everything_is_bounded() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "a": { "type": "string", "maxLength": 10 },
+                "b": { "type": "array", "maxItems": 2, "items": { "type": "string", "maxLength": 10 } },
+                "c": { "type": "integer" }
+            }
+        });
+        // {"a":"...","b":["...","..."],"c":12345678}
+        assert_eq!(max_chars(&schema), Some(2 + (1 + 4 + 13) + (1 + 4 + 2 + 2 * 14) + (1 + 4 + 8)));
+        let unbounded = json!({ "type": "object", "properties": { "a": { "type": "string" } } });
+        assert_eq!(max_chars(&unbounded), None);
     }
 
     #[test]

@@ -551,7 +551,7 @@ mod tests {
                 .await
                 .unwrap_err();
         assert_eq!(error.code, "truncated", "{}", error.message);
-        assert!(error.message.contains("700-token output budget"), "{}", error.message);
+        assert!(error.message.contains("1400-token output budget"), "{}", error.message);
         assert!(error.message.contains("regenerate"), "{}", error.message);
         // The repair is a different request: the answer quoted, what is
         // wrong, the cut said, another seed, the same budget.
@@ -565,8 +565,8 @@ mod tests {
         assert!(requests[1].contains("It was cut off before it ended"), "{}", requests[1]);
         assert!(requests[1].contains("1. the JSON ends too early"), "{}", requests[1]);
         let options = llm.options.lock().unwrap();
-        assert_eq!(options[0], (None, Some(700)));
-        assert!(options[1].0.is_some() && options[1].1 == Some(700), "{:?}", options[1]);
+        assert_eq!(options[0], (None, Some(1_400)));
+        assert!(options[1].0.is_some() && options[1].1 == Some(1_400), "{:?}", options[1]);
     }
 
     #[tokio::test]
@@ -646,9 +646,9 @@ mod tests {
             run_activity(&llm, &NoDocuments("none".into()), &job, &mut Recorder::default()).await.unwrap();
         let budgets: Vec<(&str, u64)> =
             result.steps.iter().map(|s| (s.step.as_str(), s.max_tokens)).collect();
-        assert_eq!(budgets, [("seo", 700), ("research", 800), ("writing", 3_000), ("editing", 500)]);
+        assert_eq!(budgets, [("seo", 1_400), ("research", 1_600), ("writing", 3_000), ("editing", 700)]);
         let sent: Vec<Option<u32>> = llm.options.lock().unwrap().iter().map(|o| o.1).collect();
-        assert_eq!(sent, [Some(700), Some(800), Some(3_000), Some(500)]);
+        assert_eq!(sent, [Some(1_400), Some(1_600), Some(3_000), Some(700)]);
         // Usage adds up the calls' real durations.
         let usage = usage(&result.steps);
         assert_eq!((usage.completion_tokens, usage.eval_duration_ns), (80, 4_000_000));

@@ -25,7 +25,7 @@ struct AnalysisReply {
     #[schemars(length(min = 3, max = 3), inner(length(min = 5, max = 80)))]
     headline_ideas: Vec<String>,
     /// Facts from the listing, strongest first.
-    #[schemars(length(min = 3, max = 8), inner(length(min = 3, max = 160)))]
+    #[schemars(length(min = 3, max = 8), inner(length(min = 3, max = 120)))]
     selling_points: Vec<String>,
     #[schemars(length(min = 3, max = 40))]
     property_type: String,
@@ -39,7 +39,7 @@ impl Validate for AnalysisReply {}
 #[serde(deny_unknown_fields)]
 struct ReviewReply {
     /// Empty when the text is compliant.
-    #[schemars(length(max = 20))]
+    #[schemars(length(max = 6))]
     findings: Vec<ModelFinding>,
 }
 
@@ -47,12 +47,12 @@ struct ReviewReply {
 #[serde(deny_unknown_fields)]
 struct ModelFinding {
     /// The exact phrase as written in the text.
-    #[schemars(length(min = 2, max = 200))]
+    #[schemars(length(min = 2, max = 100))]
     phrase: String,
-    #[schemars(length(min = 5, max = 400))]
+    #[schemars(length(min = 5, max = 200))]
     reason: String,
     /// A compliant rewrite.
-    #[schemars(length(min = 2, max = 400))]
+    #[schemars(length(min = 2, max = 200))]
     suggestion: String,
 }
 
@@ -63,17 +63,23 @@ impl Validate for ReviewReply {}
 struct FlyerReply {
     #[schemars(length(min = 5, max = 60))]
     headline: String,
-    #[schemars(length(min = 20, max = 600))]
+    #[schemars(length(min = 20, max = 500))]
     property_summary: String,
-    #[schemars(length(min = 4, max = 10), inner(length(min = 3, max = 120)))]
+    #[schemars(length(min = 4, max = 10), inner(length(min = 3, max = 80)))]
     features: Vec<String>,
-    #[schemars(length(min = 10, max = 300))]
+    #[schemars(length(min = 10, max = 200))]
     call_to_action: String,
-    #[schemars(length(min = 10, max = 600))]
+    #[schemars(length(min = 10, max = 400))]
     disclaimers: String,
 }
 
 impl Validate for FlyerReply {}
+
+/// Output budgets of the structured steps, in tokens: each fits the
+/// longest answer its schema allows (a test holds them to it).
+const ANALYSIS_BUDGET: u32 = 700;
+const COMPLIANCE_BUDGET: u32 = 1_200;
+const FLYER_BUDGET: u32 = 800;
 
 /// A description with fewer words than this is not a description.
 const MIN_DESCRIPTION_WORDS: usize = 25;
@@ -95,7 +101,7 @@ pub(crate) async fn kit<L: Llm>(run: &mut Run<'_, L>, input: &ListingKit, brand_
         analysis
     } else {
         run.step("analysis", 5, "Analysing the listing");
-        let budget = run.budget("analysis", 600);
+        let budget = run.budget("analysis", ANALYSIS_BUDGET);
         let reply: AnalysisReply =
             run.structured("analysis", prompts::LISTING_ANALYSIS, &base, budget).await?;
         ListingAnalysis {
@@ -133,7 +139,7 @@ pub(crate) async fn kit<L: Llm>(run: &mut Run<'_, L>, input: &ListingKit, brand_
                 "writing",
                 problem.code(),
                 format!(
-                    "the description: {}, twice; the sentences that did were removed",
+                    "The description: {}, twice; the sentences that did were removed",
                     problem.describe()
                 ),
             );
@@ -154,7 +160,7 @@ pub(crate) async fn kit<L: Llm>(run: &mut Run<'_, L>, input: &ListingKit, brand_
         fair_housing::merge(&mut findings, compliance.findings.clone());
     } else {
         run.step("compliance", 45, "Reviewing the wording for Fair Housing compliance");
-        let budget = run.budget("compliance", 700);
+        let budget = run.budget("compliance", COMPLIANCE_BUDGET);
         let review: ReviewReply = run
             .structured("compliance", prompts::FAIR_HOUSING_REVIEW, &json!({ "text": description }), budget)
             .await?;
@@ -169,7 +175,7 @@ pub(crate) async fn kit<L: Llm>(run: &mut Run<'_, L>, input: &ListingKit, brand_
         flyer
     } else {
         run.step("flyer", 60, "Writing the flyer text");
-        let budget = run.budget("flyer", 700);
+        let budget = run.budget("flyer", FLYER_BUDGET);
         let flyer: FlyerReply = run.structured("flyer", prompts::FLYER, &with_analysis, budget).await?;
         let mut disclaimers = flyer.disclaimers.trim().to_owned();
         if !disclaimers.to_lowercase().contains("equal housing opportunity") {
@@ -260,6 +266,15 @@ pub fn format_price(price: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_structured_budget_fits_its_longest_answer() {
+        use crate::run::{budget_fits, schema_for};
+        let max = |schema| crate::lenient::max_chars(&schema);
+        assert!(budget_fits::<AnalysisReply>(ANALYSIS_BUDGET), "{:?}", max(schema_for::<AnalysisReply>()));
+        assert!(budget_fits::<ReviewReply>(COMPLIANCE_BUDGET), "{:?}", max(schema_for::<ReviewReply>()));
+        assert!(budget_fits::<FlyerReply>(FLYER_BUDGET), "{:?}", max(schema_for::<FlyerReply>()));
+    }
 
     #[test]
     fn prices_have_separators() {

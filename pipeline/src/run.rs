@@ -36,6 +36,17 @@ pub const BUDGET_STEPS: &[&str] = &[
     "flyer",
 ];
 
+/// Characters of a worst-case JSON answer per token: JSON punctuation and
+/// repeated words tokenise densely, so budgets are sized at 3.
+pub const CHARS_PER_TOKEN: usize = 3;
+
+/// Whether `budget` tokens fit the longest answer `T`'s schema allows
+/// (for tests: every structured step's budget must).
+pub fn budget_fits<T: JsonSchema>(budget: u32) -> bool {
+    lenient::max_chars(&schema_for::<T>())
+        .is_some_and(|chars| chars.div_ceil(CHARS_PER_TOKEN) <= usize::try_from(budget).unwrap_or(usize::MAX))
+}
+
 /// Why a pipeline failed, in the terms of job errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

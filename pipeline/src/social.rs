@@ -50,9 +50,9 @@ pub(crate) async fn post<L: Llm>(
     let budget = run.budget("social", budget_for(&spec));
     let written = run.text("social", prompts::SOCIAL_POST, &context, 0.8, false, budget).await?;
     let label = if variant_count > 1 {
-        format!("the {} post (variant {variant})", spec.name)
+        format!("The {} post (variant {variant})", spec.name)
     } else {
-        format!("the {} post", spec.name)
+        format!("The {} post", spec.name)
     };
     if let Some(problem) = &written.problem {
         if gates::word_count(&written.content) < MIN_POST_WORDS {
