@@ -550,12 +550,22 @@ async fn an_agent_killed_mid_pipeline_hands_the_run_to_another_and_one_result_is
     let id = create(&fleet, &project, blog("Survive a crash", &[])).await["id"].as_str().unwrap().to_owned();
     let running = wait_status(&fleet, &project, &id, "generating").await;
     assert_eq!(running["agent_id"], first.id.as_str());
+    // The SEO step is done and checkpointed before the agent dies.
+    let base = format!("{}/{id}", activities(&project));
+    eventually(Duration::from_secs(30), "the SEO step's checkpoint", || async {
+        let (_, runs) = fleet.call(Method::GET, &format!("{base}/runs"), None).await;
+        runs[0]["result"]["seo"].is_object().then_some(())
+    })
+    .await;
     let second = Agent::start(&fleet, &[]).await;
     first.kill();
     fleet.ollama.set_pace(Pace { first_token: Duration::ZERO, tokens_per_second: 0.0, tokens: 40 });
     let done = wait_status(&fleet, &project, &id, "review").await;
     assert_eq!(done["agent_id"], second.id.as_str());
     assert_eq!((done["runs"].as_i64(), done["run"]["attempts"].as_i64()), (Some(1), Some(2)));
+    // The second attempt resumed from the first one's checkpoint.
+    assert_eq!(done["result"]["steps"][0]["step"], "seo", "{done}");
+    assert_eq!(done["result"]["steps"][0]["note"], "reused", "{done}");
     let all = events(&fleet, &project, &id).await;
     assert_eq!(all.iter().filter(|e| e.event == "done").count(), 1, "one outcome");
     assert!(all.iter().any(|e| e.event == "status" && e.json()["status"] == "retrying"));

@@ -188,7 +188,8 @@ impl CloudRunner {
         let _ = events.send(JobEventBody::Started);
         let began = std::time::Instant::now();
         let deadline = Duration::from_secs(u64::try_from(job.timeout_seconds).unwrap_or(900));
-        let work = self.pipeline(&job.spec, job.tenant_id, ChannelProgress { events: events.clone() });
+        let spec = job.spec_for_attempt();
+        let work = self.pipeline(&spec, job.tenant_id, ChannelProgress { events: events.clone() });
         let outcome = tokio::select! {
             biased;
             () = cancel.cancelled() => JobOutcome::Cancelled { reason: "cancelled".into() },

@@ -129,7 +129,7 @@ async fn assign(engine: &JobEngine, agent: &mut AgentSlots, job: &Job) {
     let message = ServerMessage::AssignJob(AssignJob {
         job: lease,
         attempt: u32::try_from(claim.job.attempts).unwrap_or(u32::MAX),
-        spec: claim.job.spec.clone(),
+        spec: claim.job.spec_for_attempt(),
         timeout_ms: u64::try_from(claim.job.timeout_seconds).unwrap_or(0).saturating_mul(1000),
     });
     if engine.hub.send(agent.agent_id, message) {

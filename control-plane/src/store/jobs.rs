@@ -174,6 +174,21 @@ impl Job {
         matches!(self.status, JobStatus::Assigned | JobStatus::Running)
             .then(|| (agent, JobRef { job_id: self.id, epoch: u64::try_from(self.epoch).unwrap_or(0) }))
     }
+
+    /// What the next attempt runs: the spec, and for an activity whose
+    /// earlier attempt left a checkpoint (it failed retryably, timed out, or
+    /// lost its agent), that checkpoint to resume from, so a retry does not
+    /// redo finished steps.
+    pub fn spec_for_attempt(&self) -> JobSpec {
+        let mut spec = self.spec.clone();
+        if let (JobSpec::Activity { activity, .. }, Some(JobOutput::Activity { result })) =
+            (&mut spec, &self.output)
+            && result.steps.iter().any(|s| s.note != "failed")
+        {
+            activity.resume = Some(result.clone());
+        }
+        spec
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
