@@ -20,6 +20,7 @@ on_both_backends!(
     reruns_versions_and_approval,
     activities_are_listed_by_project_status_and_kind,
     cloud_providers_and_daily_usage,
+    a_run_that_fails_keeps_its_last_checkpoint,
 );
 
 fn input(topic: &str) -> ActivityInput {
@@ -366,4 +367,52 @@ async fn cloud_providers_and_daily_usage(db: &TestDb) {
     assert_eq!((day.prompt_tokens, day.completion_tokens, day.wall_time_ms), (200, 80, 3000));
     assert!(store.usage(other, &today, &today).await.unwrap().is_empty());
     assert!(store.usage(tenant_id, "2000-01-01", "2000-12-31").await.unwrap().is_empty());
+}
+
+async fn a_run_that_fails_keeps_its_last_checkpoint(db: &TestDb) {
+    let store = db.store.as_ref();
+    let (_, tenant_id) = owner_and_tenant(store, "checkpoints").await;
+    let agent = enrolled(store, tenant_id, 1, 1).await.id;
+    let project_id = project(store, tenant_id).await;
+    let id = activity(store, tenant_id, project_id, "Kept", Route::Edge).await;
+    let current = store.activity(tenant_id, id).await.unwrap().unwrap().run;
+    let now = Timestamp::now();
+    let claim =
+        store.claim_job(current.id, agent, now, now + time::Duration::minutes(1)).await.unwrap().unwrap();
+    let lease = JobRef { job_id: claim.job.id, epoch: u64::try_from(claim.job.epoch).unwrap() };
+    let checkpoint = |content: &str, tokens| JobEventBody::Checkpoint {
+        result: Box::new(ActivityResult { content: content.into(), ..ActivityResult::default() }),
+        usage: Usage { completion_tokens: tokens, eval_duration_ns: tokens * 1_000, ..Usage::default() },
+    };
+    let error =
+        marketer_protocol::JobError { code: "invalid_output".into(), message: "x".into(), retryable: false };
+    for (seq, body) in [
+        (1, JobEventBody::Started),
+        (2, checkpoint("first", 10)),
+        (3, checkpoint("second", 25)),
+        (4, JobEventBody::Finished { outcome: JobOutcome::Failed { error } }),
+    ] {
+        let recorded = store
+            .record_job_event(agent, &JobEvent { job: lease, seq, body }, now, now, &RetryPolicy::default())
+            .await
+            .unwrap();
+        assert!(matches!(recorded, RecordOutcome::Stored { .. }), "{recorded:?}");
+    }
+    let failed = store.activity(tenant_id, id).await.unwrap().unwrap();
+    assert_eq!(failed.run.status, JobStatus::Failed);
+    match &failed.run.output {
+        Some(JobOutput::Activity { result }) => assert_eq!(result.content, "second"),
+        other => panic!("the checkpoint was not kept: {other:?}"),
+    }
+    let usage = failed.run.usage.clone().unwrap();
+    assert_eq!((usage.completion_tokens, usage.eval_duration_ns), (25, 25_000));
+    // A checkpoint is not an event of the stream, and the activity has no
+    // content (no run succeeded).
+    let events = store.job_events(failed.run.id, 0, 100).await.unwrap();
+    assert!(events.iter().all(|e| e.data.get("result").is_none()), "{events:?}");
+    assert!(failed.content_run.is_none());
+    // The day's usage counts what the failed run spent.
+    let today = Timestamp::now().date().to_string();
+    let days = store.usage(tenant_id, &today, &today).await.unwrap();
+    assert_eq!(days[0].completion_tokens, 25);
 }
