@@ -280,7 +280,7 @@ impl<'a, L: Llm> Run<'a, L> {
                 "truncated",
                 format!(
                     "{} was cut off at its {max_tokens}-token output budget; its end may be missing",
-                    what(step)
+                    capitalised(step_output(step))
                 ),
             );
         }
@@ -415,22 +415,29 @@ impl<'a, L: Llm> Run<'a, L> {
     }
 }
 
-/// What a step's answer is, for people.
-fn what(step: &str) -> &'static str {
+/// What a step produces, for people ("the SEO plan"): in warnings and on
+/// the activity page.
+pub fn step_output(step: &str) -> &'static str {
     match step {
-        "seo" => "The SEO plan",
-        "research" => "The research notes",
-        "writing" => "The draft",
-        "extend" => "The extended draft",
-        "editing" => "The editor's review",
-        "refining" => "The refined draft",
-        "social" => "A social post",
-        "social_shorten" => "A shortened social post",
-        "analysis" => "The listing analysis",
-        "compliance" => "The Fair Housing review",
-        "flyer" => "The flyer",
-        _ => "An answer",
+        "seo" => "the SEO plan",
+        "research" => "the research notes",
+        "writing" => "the draft",
+        "extend" => "the extended draft",
+        "editing" => "the editor's review",
+        "refining" => "the refined draft",
+        "social" => "a social post",
+        "social_shorten" => "a shortened social post",
+        "analysis" => "the listing analysis",
+        "compliance" => "the Fair Housing review",
+        "flyer" => "the flyer",
+        _ => "an answer",
     }
+}
+
+/// `text` with its first letter in capitals.
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 /// The usage of a run: the tokens and model time of its own calls (steps

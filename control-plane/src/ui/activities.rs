@@ -368,23 +368,6 @@ fn steps(kind: ActivityKind, has_social: bool) -> Vec<StepView> {
         .collect()
 }
 
-/// A pipeline step as people read it.
-fn step_label(step: &str) -> &'static str {
-    match step {
-        "seo" => "the SEO plan",
-        "research" => "the research",
-        "writing" => "the draft",
-        "extend" => "the draft's extension",
-        "editing" => "the editor's review",
-        "refining" => "the refinement",
-        "social" | "social_shorten" => "social posts",
-        "analysis" => "the listing analysis",
-        "compliance" => "the Fair Housing review",
-        "flyer" => "the flyer",
-        _ => "a step",
-    }
-}
-
 struct VersionRow {
     number: i64,
     author: String,
@@ -591,7 +574,7 @@ async fn activity_page(
         kept: activity
             .kept
             .as_ref()
-            .map(|k| k.steps.iter().map(|s| step_label(s)).collect())
+            .map(|k| k.steps.iter().map(|s| marketer_pipeline::run::step_output(s)).collect())
             .unwrap_or_default(),
         created: When::of(activity.created_at),
         result,

@@ -159,6 +159,13 @@ impl Progress for OutboxProgress<'_> {
             None => partial.clone(),
         };
         let body = JobEventBody::Checkpoint { result: Box::new(partial), usage: usage.clone() };
+        // One that could not travel in one message is not sent: the run
+        // goes on, and the outcome says if the result itself is too large.
+        let size = serde_json::to_vec(&body).map_or(usize::MAX, |v| v.len());
+        if size.saturating_add(1024) > self.attempt.max_frame_bytes {
+            tracing::warn!(job_id = %self.job.job_id, size, "a checkpoint too large for one message was not sent");
+            return;
+        }
         self.attempt.outbox.push(self.job, body);
     }
 }
