@@ -198,6 +198,10 @@ mod tests {
         format!("# {title}\n\n{}", body.join(" "))
     }
 
+    fn research_answer() -> String {
+        json!({ "facts": ["Solar roofs last decades."], "brand_voice_notes": [], "gaps": [] }).to_string()
+    }
+
     fn review(score: f32) -> String {
         json!({
             "grammar": score, "readability": score, "seo": score, "brand_voice": score,
@@ -580,13 +584,7 @@ mod tests {
         fixable["target_word_count"] = json!(1_000_000_000_000_000u64);
         let llm = Scripted::new(vec![
             ("SEO strategist", vec![broken, fixable.to_string()]),
-            (
-                "research assistant",
-                vec![
-                    json!({ "facts": ["Solar roofs last decades."], "brand_voice_notes": [], "gaps": [] })
-                        .to_string(),
-                ],
-            ),
+            ("research assistant", vec![research_answer()]),
             ("expert content writer", vec![draft("Solar Roof Cost", 500)]),
             ("demanding professional editor", vec![review(9.0)]),
         ]);
@@ -630,13 +628,7 @@ mod tests {
     async fn output_budgets_are_sized_per_step_and_a_job_can_replace_them() {
         let llm = Scripted::new(vec![
             ("SEO strategist", vec![seo_answer()]),
-            (
-                "research assistant",
-                vec![
-                    json!({ "facts": ["Solar roofs last decades."], "brand_voice_notes": [], "gaps": [] })
-                        .to_string(),
-                ],
-            ),
+            ("research assistant", vec![research_answer()]),
             ("expert content writer", vec![draft("Solar Roof Cost", 500)]),
             ("demanding professional editor", vec![review(9.0)]),
         ]);
@@ -658,13 +650,7 @@ mod tests {
     async fn a_draft_far_below_its_length_is_extended_once_then_flagged() {
         let llm = Scripted::new(vec![
             ("SEO strategist", vec![seo_answer()]),
-            (
-                "research assistant",
-                vec![
-                    json!({ "facts": ["Solar roofs last decades."], "brand_voice_notes": [], "gaps": [] })
-                        .to_string(),
-                ],
-            ),
+            ("research assistant", vec![research_answer()]),
             ("expand drafts", vec![draft("Solar Roof Cost", 150)]),
             ("expert content writer", vec![draft("Solar Roof Cost", 100)]),
             ("demanding professional editor", vec![review(9.0)]),
