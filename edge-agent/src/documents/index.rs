@@ -160,6 +160,15 @@ pub struct ModelChange {
 }
 
 impl Index {
+    /// A write transaction, holding the write lock from its start: the
+    /// running agent and `marketer-agent ingest` share this file, and a
+    /// deferred transaction that reads first and then writes fails with
+    /// `SQLITE_BUSY_SNAPSHOT` when the other process wrote in between (the
+    /// busy timeout cannot help with that one).
+    async fn write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
     /// Opens (creating if needed) the index under `dir`.
     pub async fn open(dir: &Path) -> anyhow::Result<Self> {
         let index_dir = dir.join("index");
@@ -266,7 +275,7 @@ impl Index {
         chunks: &[NewChunk],
     ) -> anyhow::Result<Document> {
         let dimension = chunks.first().map_or(0, |c| c.embedding.len());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let recorded: Option<(String, i64)> =
             sqlx::query_as("SELECT embedding_model, dimension FROM projects WHERE id = ?1")
                 .bind(project.to_string())
@@ -339,7 +348,7 @@ impl Index {
         model: &str,
         reason: &str,
     ) -> anyhow::Result<Document> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let id = upsert_document(&mut tx, id, project, source, name, size, sha256, media_type, model).await?;
         sqlx::query("DELETE FROM chunks WHERE document_id = ?1")
             .bind(id.to_string())
@@ -357,7 +366,7 @@ impl Index {
 
     /// Removes a document and its chunks. Returns whether it existed.
     pub async fn remove(&self, id: Uuid) -> anyhow::Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let project: Option<String> = sqlx::query_scalar("SELECT project_id FROM documents WHERE id = ?1")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
@@ -421,7 +430,7 @@ impl Index {
 
     /// The control plane stored `pending`.
     pub async fn reported(&self, pending: &Pending) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         for doc in &pending.documents {
             sqlx::query("UPDATE documents SET reported_version = ?2 WHERE id = ?1 AND reported_version < ?2")
                 .bind(doc.meta.id.to_string())
@@ -440,7 +449,7 @@ impl Index {
     /// refused the report: an unknown project, say); its chunks go, so
     /// nothing the control plane does not know of grounds a result.
     pub async fn refused(&self, id: Uuid, reason: &str) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let project: Option<String> = sqlx::query_scalar("SELECT project_id FROM documents WHERE id = ?1")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
@@ -481,7 +490,7 @@ impl Index {
         vectors: &[(i64, Vec<f32>)],
     ) -> anyhow::Result<()> {
         let dimension = vectors.first().map_or(0, |(_, v)| v.len());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         for (id, vector) in vectors {
             sqlx::query("UPDATE chunks SET embedding = ?2 WHERE id = ?1")
                 .bind(id)
