@@ -37,13 +37,6 @@
     if (message && !window.confirm(message)) event.preventDefault();
   });
 
-  // The tenant switcher moves on change.
-  for (const form of document.querySelectorAll("form[data-autosubmit]")) {
-    const button = form.querySelector("button");
-    if (button) button.hidden = true;
-    form.addEventListener("change", () => form.submit());
-  }
-
   // Text being edited is kept in this browser until it is saved, so a
   // session that ends mid-edit (or a closed tab) loses nothing: when the
   // page comes back with other text, the kept text is put back and said so.
@@ -163,16 +156,59 @@
     }, every);
   }
 
-  // The fleet table refreshes itself.
+  // The fleet table refreshes itself every 2 s, in place: cells change
+  // only where their content did, so keyboard focus stays where it is and
+  // nothing is read out again. Only an agent changing state is announced.
+  // A person can pause the updates (WCAG 2.2.2).
   const fleet = document.querySelector("[data-refresh]");
   if (fleet) {
+    const announce = document.getElementById("fleet-announce");
+    const pause = document.getElementById("fleet-pause");
+    let paused = false;
+    if (pause) {
+      pause.hidden = false;
+      pause.addEventListener("click", () => {
+        paused = !paused;
+        pause.setAttribute("aria-pressed", String(paused));
+        pause.textContent = paused ? "Resume live updates" : "Pause live updates";
+      });
+    }
+    const stateOf = (row) => row.querySelector("[data-state]")?.textContent.trim() ?? "";
     const refresh = async () => {
+      if (paused || document.hidden) return;
       try {
         const response = await fetch(fleet.getAttribute("data-refresh"), { credentials: "same-origin" });
-        if (response.ok) {
-          fleet.innerHTML = await response.text();
-          localTimes(fleet);
+        if (!response.ok) return;
+        const holder = document.createElement("tbody");
+        holder.innerHTML = await response.text();
+        localTimes(holder);
+        const fresh = Array.from(holder.rows);
+        const current = Array.from(fleet.rows);
+        const sameRows =
+          fresh.length === current.length &&
+          fresh.every((row, i) => row.getAttribute("data-agent") === current[i].getAttribute("data-agent"));
+        const changes = [];
+        if (sameRows) {
+          fresh.forEach((row, i) => {
+            const before = stateOf(current[i]);
+            const after = stateOf(row);
+            if (before && after && before !== after) {
+              changes.push(row.getAttribute("data-agent") + " is now " + after);
+            }
+            Array.from(row.cells).forEach((cell, j) => {
+              const old = current[i].cells[j];
+              if (old && old.innerHTML !== cell.innerHTML) old.innerHTML = cell.innerHTML;
+            });
+          });
+        } else {
+          // Agents came or went: the rows are replaced, and focus goes back
+          // to the same link if it is still there.
+          const focused = document.activeElement?.closest("#fleet-rows a")?.getAttribute("href");
+          fleet.replaceChildren(...fresh);
+          if (focused) fleet.querySelector(`a[href="${CSS.escape(focused)}"]`)?.focus();
+          changes.push("The list of agents changed: " + fresh.length + " shown");
         }
+        if (announce && changes.length) announce.textContent = changes.join(". ");
       } catch (_) {
         // Offline for a moment: the next tick tries again.
       }

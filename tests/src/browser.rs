@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// The axe-core version `.ci/run` installs.
+pub const AXE_VERSION: &str = "4.14.1";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// A chromedriver process and a headless Chromium session through it.
@@ -182,13 +184,81 @@ impl Browser {
 
     /// Saves a screenshot as `target/ui-screenshots/<name>.png`, for people
     /// to look at.
+    /// Saves a screenshot of the page, and holds the page to WCAG 2.2 AA
+    /// with axe-core at the current width (every page a test photographs
+    /// is checked, at every width it is photographed at).
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.expect("a screenshot");
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png).unwrap();
+        self.assert_accessible(name).await;
         path
+    }
+
+    /// Runs axe-core on the page (WCAG 2.0, 2.1 and 2.2, A and AA, and
+    /// best practices) and fails on any violation that `tests/axe-allow.json`
+    /// does not list with its reason. axe is injected by the driver: the
+    /// pages' Content-Security-Policy allows no inline script.
+    pub async fn assert_accessible(&self, name: &str) {
+        let Some(script) = axe_script() else {
+            assert!(
+                std::env::var_os("MARKETER_REQUIRE_BROWSER").is_none(),
+                "MARKETER_REQUIRE_BROWSER is set but axe-core is missing: \
+                 npm install --prefix target/axe axe-core@{AXE_VERSION} (.ci/run does)"
+            );
+            return;
+        };
+        let loaded = self.eval("typeof window.axe === 'object'").await;
+        if loaded != serde_json::Value::Bool(true) {
+            self.client
+                .execute(&format!("{script}\n;return true;"), Vec::new())
+                .await
+                .unwrap_or_else(|e| panic!("axe-core did not load on {name}: {e}"));
+        }
+        let found = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];\
+                 axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice'] }, resultTypes: ['violations'] })\
+                 .then(r => done(r.violations.map(v => ({ id: v.id, impact: v.impact, help: v.help, \
+                   targets: v.nodes.slice(0, 6).map(n => n.target.join(' ') + ' :: ' + (n.failureSummary || '').split('\\n').slice(1, 2).join(' ')) }))))\
+                 .catch(e => done([{ id: 'axe-error', impact: 'critical', help: String(e), targets: [] }]));",
+                Vec::new(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("axe-core did not run on {name}: {e}"));
+        let allowed = axe_allowed();
+        let mut violations = Vec::new();
+        for violation in found.as_array().into_iter().flatten() {
+            let id = violation["id"].as_str().unwrap_or_default();
+            let targets: Vec<&str> =
+                violation["targets"].as_array().into_iter().flatten().filter_map(|t| t.as_str()).collect();
+            let open: Vec<&str> = targets
+                .iter()
+                .copied()
+                .filter(|target| {
+                    !allowed
+                        .iter()
+                        .any(|a| a.rule == id && target.contains(&a.target) && name.contains(&a.page))
+                })
+                .collect();
+            if !open.is_empty() || targets.is_empty() {
+                violations.push(format!(
+                    "{id} ({}): {}\n    {}",
+                    violation["impact"].as_str().unwrap_or("?"),
+                    violation["help"].as_str().unwrap_or_default(),
+                    open.join("\n    ")
+                ));
+            }
+        }
+        assert!(
+            violations.is_empty(),
+            "{name}: axe-core found {} violation(s):\n{}",
+            violations.len(),
+            violations.join("\n")
+        );
     }
 
     /// At a tablet's width (768 px) the page needs no sideways scrolling;
@@ -248,4 +318,44 @@ pub fn screenshot_dir() -> PathBuf {
         .and_then(Path::parent)
         .and_then(Path::parent)
         .map_or_else(|| PathBuf::from("ui-screenshots"), |target| target.join("ui-screenshots"))
+}
+
+/// axe-core's script: `MARKETER_AXE_SCRIPT`, or where `.ci/run` installs it
+/// (`target/axe/node_modules/axe-core/axe.min.js` in the workspace).
+fn axe_script() -> Option<&'static str> {
+    static SCRIPT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    SCRIPT
+        .get_or_init(|| {
+            let path = std::env::var_os("MARKETER_AXE_SCRIPT").map_or_else(
+                || {
+                    Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("../target/axe/node_modules/axe-core/axe.min.js")
+                },
+                PathBuf::from,
+            );
+            std::fs::read_to_string(path).ok()
+        })
+        .as_deref()
+}
+
+/// A violation axe reports that is not one: the rule, where (a part of the
+/// element's selector), on which pages (a part of the screenshot's name;
+/// empty for all), and why it is not a violation.
+#[derive(Debug, serde::Deserialize)]
+struct Allowed {
+    rule: String,
+    target: String,
+    #[serde(default)]
+    page: String,
+    #[allow(dead_code)] // read by people: every entry must say why
+    reason: String,
+}
+
+fn axe_allowed() -> &'static [Allowed] {
+    static ALLOWED: std::sync::OnceLock<Vec<Allowed>> = std::sync::OnceLock::new();
+    ALLOWED.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("axe-allow.json");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    })
 }

@@ -237,6 +237,33 @@ async fn an_admin_adds_an_agent_sees_it_come_online_live_and_revokes_it() {
     browser.assert_fits_tablet("fleet-tablet").await;
     browser.assert_fits_phone("fleet-phone").await;
 
+    // The live refresh keeps keyboard focus where it is and reads nothing
+    // out again (the heartbeat's "s ago" changes every refresh); it can be
+    // paused.
+    assert_eq!(browser.eval("document.getElementById('fleet-rows').hasAttribute('aria-live')").await, false);
+    browser.eval(&format!("document.querySelector(\"{row} a\").focus()")).await;
+    let heartbeat = || async {
+        browser.eval(&format!("document.querySelector(\"{row} time\")?.getAttribute('datetime') ?? ''")).await
+    };
+    let heard = heartbeat().await;
+    eventually(Duration::from_secs(20), "a refresh with a newer heartbeat", || async {
+        (heartbeat().await != heard).then_some(())
+    })
+    .await;
+    let focused = browser
+        .eval("document.activeElement?.closest('#fleet-rows tr')?.getAttribute('data-agent') ?? 'nothing'")
+        .await;
+    assert_eq!(focused, "berlin-1", "focus left the agent's link");
+    browser.click("#fleet-pause").await;
+    assert_eq!(
+        browser.eval("document.getElementById('fleet-pause').getAttribute('aria-pressed')").await,
+        "true"
+    );
+    let paused = heartbeat().await;
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    assert_eq!(heartbeat().await, paused, "updates went on while paused");
+    browser.click("#fleet-pause").await;
+
     browser.click(&format!("{row} a")).await;
     browser.wait_for_text("h1", "the agent's page", |t| t == "berlin-1").await;
     assert!(browser.path().await.ends_with(&id));
@@ -355,15 +382,25 @@ async fn viewers_see_no_edit_controls_forged_posts_are_refused_and_other_tenants
         .eval("Array.from(document.querySelectorAll('#tenant-switch option')).map(o => o.textContent)")
         .await;
     assert!(options.as_array().is_some_and(|o| o.iter().any(|n| n == "Second Brand")), "{options}");
+    // An arrow key in the switcher chooses, it does not navigate (WCAG
+    // 3.2.2): moving takes the Switch button.
+    browser.find("#tenant-switch").await.send_keys("\u{E015}").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(browser.path().await, first, "an arrow key alone changed the organisation");
     browser
-        .eval("(() => { const s = document.getElementById('tenant-switch'); s.value = Array.from(s.options).find(o => o.textContent === 'Second Brand').value; s.dispatchEvent(new Event('change', { bubbles: true })); })()")
+        .eval("(() => { const s = document.getElementById('tenant-switch'); s.value = Array.from(s.options).find(o => o.textContent === 'Second Brand').value; })()")
         .await;
+    browser.click(".switcher button[type=submit]").await;
     eventually(Duration::from_secs(10), "the second tenant's dashboard", || async {
         let path = browser.path().await;
         (path != first && path.starts_with("/t/")).then_some(())
     })
     .await;
     assert!(browser.eval("document.title").await.as_str().unwrap().contains("Second Brand"));
+    // An organisation's address with a trailing slash is its dashboard.
+    let dashboard = browser.path().await;
+    browser.goto(&fleet.server().url(&format!("{dashboard}/"))).await;
+    assert_eq!(browser.path().await, dashboard);
     browser.close().await;
 }
 

@@ -150,6 +150,13 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/logout", post(auth::logout))
         .route("/invitations/accept", get(auth::invitation_form).post(auth::accept_invitation))
         .route("/assets/{file}", get(assets::serve))
+        // An organisation's address with a trailing slash is its dashboard.
+        .route(
+            "/t/{tenant_id}/",
+            get(|axum::extract::Path(tenant): axum::extract::Path<uuid::Uuid>| async move {
+                axum::response::Redirect::permanent(&format!("/t/{tenant}"))
+            }),
+        )
         .nest("/t/{tenant_id}", tenant)
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
