@@ -95,7 +95,41 @@
     });
   }
 
-  // Tabs (social variants): arrows move between them, as ARIA tabs do.
+  // A form that came back with errors: each field with one is marked
+  // invalid, and focus goes to a summary at the top whose links lead to
+  // the fields, so a keyboard or screen reader user hears what to fix.
+  const fieldErrors = Array.from(document.querySelectorAll(".field-error")).filter(
+    (el) => el.id && el.textContent.trim() !== "",
+  );
+  if (fieldErrors.length) {
+    const summary = document.createElement("div");
+    summary.className = "error-summary";
+    summary.setAttribute("role", "alert");
+    summary.tabIndex = -1;
+    const heading = document.createElement("h2");
+    heading.textContent = fieldErrors.length === 1 ? "There is a problem" : `There are ${fieldErrors.length} problems`;
+    const list = document.createElement("ul");
+    for (const error of fieldErrors) {
+      const field = document.querySelector(`[aria-describedby~="${CSS.escape(error.id)}"]`);
+      if (field) field.setAttribute("aria-invalid", "true");
+      const item = document.createElement("li");
+      const link = document.createElement("a");
+      link.href = "#" + (field?.id || error.id);
+      // The field's label names it: "Name: must not be empty".
+      const label = field?.id ? document.querySelector(`label[for="${CSS.escape(field.id)}"]`) : null;
+      const message = error.textContent.trim();
+      link.textContent = label ? `${label.textContent.trim()}: ${message}` : message;
+      item.append(link);
+      list.append(item);
+    }
+    summary.append(heading, list);
+    const form = fieldErrors[0].closest("form");
+    (form || document.getElementById("main")).prepend(summary);
+    summary.focus();
+  }
+
+  // Tabs (social variants): arrows, Home and End move between them, as
+  // ARIA tabs do.
   for (const list of document.querySelectorAll('[role="tablist"]')) {
     const tabs = Array.from(list.querySelectorAll('[role="tab"]'));
     const select = (tab) => {
@@ -113,6 +147,9 @@
       tab.addEventListener("keydown", (event) => {
         if (event.key === "ArrowRight") select(tabs[(i + 1) % tabs.length]);
         if (event.key === "ArrowLeft") select(tabs[(i - 1 + tabs.length) % tabs.length]);
+        if (event.key === "Home") select(tabs[0]);
+        if (event.key === "End") select(tabs[tabs.length - 1]);
+        if (["ArrowRight", "ArrowLeft", "Home", "End"].includes(event.key)) event.preventDefault();
       });
     });
   }
@@ -249,6 +286,9 @@
       steps.forEach((el, i) => {
         el.classList.toggle("done", i < index);
         el.classList.toggle("current", i === index);
+        // Not by colour alone: the current step says so.
+        if (i === index) el.setAttribute("aria-current", "step");
+        else el.removeAttribute("aria-current");
       });
     };
     const source = new EventSource(progress.getAttribute("data-events"));

@@ -591,7 +591,7 @@ async fn forms_redirect_after_success_and_secrets_show_once() {
     });
     assert!(cleared, "the page clears the one-time cookie");
     let page = shown.text().await.unwrap();
-    assert!(page.contains("id=\"new-key\">mkt_ak_"), "the new key is shown once");
+    assert!(page.contains("id=\"new-key\" tabindex=\"0\">mkt_ak_"), "the new key is shown once");
     let (_, _, again) = get(&server, &format!("/t/{tenant}/settings"), &cookie).await;
     assert!(!again.contains("id=\"new-key\""), "a reload does not show it again");
     // Another session cannot open it.

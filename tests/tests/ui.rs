@@ -80,6 +80,16 @@ async fn a_marketer_takes_a_blog_article_from_sign_in_to_an_approved_export() {
     browser.click("form.stack button[type=submit]").await;
     let error = browser.wait_for_text("#name-error", "the name's error", |t| !t.is_empty()).await;
     assert!(error.to_lowercase().contains("name") || error.contains("empty"), "{error}");
+    // Focus is on a summary whose link leads to the field, marked invalid.
+    assert_eq!(browser.eval("document.activeElement.className").await, "error-summary");
+    assert_eq!(
+        browser.eval("document.querySelector('.error-summary a').getAttribute('href')").await,
+        "#name"
+    );
+    let summary = browser.text(".error-summary a").await;
+    assert!(summary.starts_with("Name: "), "{summary}");
+    assert_eq!(browser.eval("document.getElementById('name').getAttribute('aria-invalid')").await, "true");
+    browser.screenshot("project-form-errors").await;
     browser.fill("#name", "Solar Co").await;
     browser.fill("#brand_voice", "Warm, plain English. Never use jargon.").await;
     browser.click("input[name=llm_policy][value=edge_only]").await;
@@ -272,9 +282,12 @@ async fn an_admin_adds_an_agent_sees_it_come_online_live_and_revokes_it() {
     browser.assert_fits_phone("agent-phone").await;
     // The admin pages on a phone: the team (a role select per member) and
     // the settings (API keys), and the documents of a project.
-    for (path, name) in
-        [("/team", "team-phone"), ("/settings", "settings-phone"), ("/projects", "projects-phone")]
-    {
+    for (path, name) in [
+        ("/team", "team-phone"),
+        ("/settings", "settings-phone"),
+        ("/projects", "projects-phone"),
+        ("/audit", "audit-phone"),
+    ] {
         browser.goto(&tenant_url(&fleet, path)).await;
         browser.assert_fits_phone(name).await;
     }
