@@ -14,7 +14,7 @@ use crate::llm::{Llm, Passage, Retriever};
 use crate::platforms;
 use crate::prompts;
 use crate::run::Written;
-use crate::run::{PipelineError, Result, Run, Validate, codes};
+use crate::run::{PipelineError, Result, Run, codes};
 use crate::social::{self, Brief};
 
 /// Output budgets of the structured steps, in tokens: each fits the
@@ -84,8 +84,6 @@ struct HeadingsReply {
     h3: Vec<String>,
 }
 
-impl Validate for SeoReply {}
-
 /// Research notes.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -100,8 +98,6 @@ struct ResearchReply {
     #[schemars(length(max = 5), inner(length(min = 3, max = 200)))]
     gaps: Vec<String>,
 }
-
-impl Validate for ResearchReply {}
 
 /// The editor's review: each score 0 to 10.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -148,8 +144,6 @@ impl ReviewReply {
         (all.iter().sum::<f32>() / all.len() as f32 * 10.0).round() / 10.0
     }
 }
-
-impl Validate for ReviewReply {}
 
 /// The pipeline, its outputs kept in the run as each step completes; steps
 /// an earlier run completed are reused.

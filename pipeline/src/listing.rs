@@ -13,7 +13,7 @@ use crate::fair_housing;
 use crate::gates;
 use crate::llm::Llm;
 use crate::prompts;
-use crate::run::{PipelineError, Result, Run, Validate, codes};
+use crate::run::{PipelineError, Result, Run, codes};
 use crate::social::{self, Brief};
 
 /// The statement every flyer carries, whatever the model wrote.
@@ -32,8 +32,6 @@ struct AnalysisReply {
     #[schemars(length(min = 10, max = 300))]
     price_positioning: String,
 }
-
-impl Validate for AnalysisReply {}
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -56,8 +54,6 @@ struct ModelFinding {
     suggestion: String,
 }
 
-impl Validate for ReviewReply {}
-
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct FlyerReply {
@@ -72,8 +68,6 @@ struct FlyerReply {
     #[schemars(length(min = 10, max = 400))]
     disclaimers: String,
 }
-
-impl Validate for FlyerReply {}
 
 /// Output budgets of the structured steps, in tokens: each fits the
 /// longest answer its schema allows (a test holds them to it).

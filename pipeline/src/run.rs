@@ -77,15 +77,6 @@ impl From<LlmError> for PipelineError {
 
 pub type Result<T> = std::result::Result<T, PipelineError>;
 
-/// What a structured answer must satisfy beyond its schema (which carries
-/// the lengths, counts, ranges and enums): the problems found, empty when
-/// it is fine.
-pub trait Validate {
-    fn problems(&self) -> Vec<String> {
-        Vec::new()
-    }
-}
-
 /// Free text as the gates left it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
@@ -300,7 +291,7 @@ impl<'a, L: Llm> Run<'a, L> {
         max_tokens: u32,
     ) -> Result<T>
     where
-        T: DeserializeOwned + JsonSchema + Validate,
+        T: DeserializeOwned + JsonSchema,
     {
         let schema = schema_for::<T>();
         let messages = render(template, context)?;
@@ -440,6 +431,12 @@ fn capitalised(text: &str) -> String {
     chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
+/// The steps of a result that completed (a step that failed leaves a
+/// record of its calls, noted `failed`): what a later run can reuse.
+pub fn completed_steps(result: &ActivityResult) -> impl Iterator<Item = &StepRecord> {
+    result.steps.iter().filter(|s| s.note != "failed")
+}
+
 /// The usage of a run: the tokens and model time of its own calls (steps
 /// reused from an earlier run counted there, not again).
 pub fn usage(steps: &[StepRecord]) -> Usage {
@@ -490,9 +487,9 @@ pub fn schema_for<T: JsonSchema>() -> serde_json::Value {
     schema
 }
 
-/// Reads a structured answer, holds it to its schema and `T`'s own rules:
-/// the value and what was adjusted, or every problem found.
-fn interpret<T: DeserializeOwned + Validate>(
+/// Reads a structured answer and holds it to its schema: the value and
+/// what was adjusted, or every problem found.
+fn interpret<T: DeserializeOwned>(
     text: &str,
     schema: &serde_json::Value,
 ) -> std::result::Result<(T, Vec<String>), Vec<String>> {
@@ -505,8 +502,7 @@ fn interpret<T: DeserializeOwned + Validate>(
         let path = e.path().to_string();
         vec![if path == "." { e.inner().to_string() } else { format!("{path}: {}", e.inner()) }]
     })?;
-    let problems = value.problems();
-    if problems.is_empty() { Ok((value, checked.adjustments)) } else { Err(problems) }
+    Ok((value, checked.adjustments))
 }
 
 /// Free text without the wrapping models like to add: surrounding quotes
@@ -550,8 +546,6 @@ mod tests {
         #[schemars(length(min = 1, max = 3), inner(length(min = 1, max = 20)))]
         tags: Vec<String>,
     }
-
-    impl Validate for Sample {}
 
     #[test]
     fn schemas_are_inline_and_carry_constraints() {

@@ -259,7 +259,7 @@ pub struct KeptWork {
 impl KeptWork {
     fn of(result: &ActivityResult) -> Self {
         let mut steps: Vec<String> = Vec::new();
-        for record in result.steps.iter().filter(|s| s.note != "failed") {
+        for record in marketer_pipeline::run::completed_steps(result) {
             if !steps.contains(&record.step) {
                 steps.push(record.step.clone());
             }
@@ -274,7 +274,7 @@ fn resumable(job: &crate::store::Job) -> Option<&ActivityResult> {
     matches!(job.status, JobStatus::Failed | JobStatus::Cancelled)
         .then(|| result_of(job))
         .flatten()
-        .filter(|r| r.steps.iter().any(|s| s.note != "failed"))
+        .filter(|r| marketer_pipeline::run::completed_steps(r).next().is_some())
 }
 
 fn result_of(job: &crate::store::Job) -> Option<&ActivityResult> {

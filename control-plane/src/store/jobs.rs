@@ -183,7 +183,7 @@ impl Job {
         let mut spec = self.spec.clone();
         if let (JobSpec::Activity { activity, .. }, Some(JobOutput::Activity { result })) =
             (&mut spec, &self.output)
-            && result.steps.iter().any(|s| s.note != "failed")
+            && marketer_pipeline::run::completed_steps(result).next().is_some()
         {
             activity.resume = Some(result.clone());
         }
