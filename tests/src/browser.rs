@@ -182,8 +182,6 @@ impl Browser {
         .await
     }
 
-    /// Saves a screenshot as `target/ui-screenshots/<name>.png`, for people
-    /// to look at.
     /// Saves a screenshot of the page, and holds the page to WCAG 2.2 AA
     /// with axe-core at the current width (every page a test photographs
     /// is checked, at every width it is photographed at).
@@ -275,26 +273,128 @@ impl Browser {
 
     /// Checks that the current page does not scroll sideways on a phone
     /// (390 px wide), saves a screenshot, then goes back to the desktop size.
-    pub async fn assert_fits_phone(&self, name: &str) {
+    /// Returns how many scrolling boxes it checked.
+    pub async fn assert_fits_phone(&self, name: &str) -> usize {
         self.client.set_window_size(390, 844).await.expect("resize the window");
         tokio::time::sleep(Duration::from_millis(200)).await;
+        let fits = self.phone_checks(name).await;
+        self.client.set_window_size(1280, 1000).await.expect("resize the window");
+        fits.unwrap_or_else(|problem| panic!("{problem}"))
+    }
+
+    /// The whole accessibility check of the page as it is now: axe-core at
+    /// the desktop width (with a screenshot), then at a phone's width axe
+    /// again, no sideways scrolling, and every scrolling box reachable with
+    /// Tab and scrollable with the arrow keys. Leaves the desktop size.
+    /// Returns how many scrolling boxes it checked at each width.
+    pub async fn check_page(&self, name: &str) -> (usize, usize) {
+        self.screenshot(name).await;
+        let desktop = self.assert_scroll_boxes_work(name).await;
+        let phone = self.assert_fits_phone(&format!("{name}-phone")).await;
+        (desktop, phone)
+    }
+
+    /// At the current size: a screenshot with axe, then no sideways
+    /// scrolling and working scroll boxes. An error says what is wrong.
+    async fn phone_checks(&self, name: &str) -> Result<usize, String> {
         self.screenshot(name).await;
         let overflow =
             self.eval("document.documentElement.scrollWidth - document.documentElement.clientWidth").await;
-        // What sticks out, to say where to look.
-        let culprits = self
+        if overflow.as_i64().is_none_or(|o| o > 0) {
+            // What sticks out, to say where to look.
+            let culprits = self
+                .eval(
+                    "Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > \
+                     document.documentElement.clientWidth + 1 && !e.closest('table')?.parentElement?.closest('table')) \
+                     .slice(0, 8).map(e => e.tagName + (e.id ? '#' + e.id : '') + '.' + e.className + ' ' + \
+                     Math.round(e.getBoundingClientRect().right)).join(', ')",
+                )
+                .await;
+            return Err(format!("{name}: {overflow} px wider than a phone: {culprits}"));
+        }
+        Ok(self.assert_scroll_boxes_work(name).await)
+    }
+
+    /// Every box on the page that scrolls (content wider or taller than the
+    /// box, `overflow` auto or scroll) is a stop of its own in the Tab order
+    /// (Tab from the focusable element before it lands on it), and the
+    /// arrow keys scroll it once it has focus (WCAG 2.1.1). Text fields and
+    /// lists scroll by themselves and are left out. Returns how many boxes
+    /// it checked.
+    pub async fn assert_scroll_boxes_work(&self, name: &str) -> usize {
+        let boxes = self
             .eval(
-                "Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > \
-                 document.documentElement.clientWidth + 1 && !e.closest('table')?.parentElement?.closest('table')) \
-                 .slice(0, 8).map(e => e.tagName + (e.id ? '#' + e.id : '') + '.' + e.className + ' ' + \
-                 Math.round(e.getBoundingClientRect().right)).join(', ')",
+                "(() => { \
+                   const scrolls = (e) => { const s = getComputedStyle(e); \
+                     const x = e.scrollWidth > e.clientWidth + 1 && /auto|scroll/.test(s.overflowX); \
+                     const y = e.scrollHeight > e.clientHeight + 1 && /auto|scroll/.test(s.overflowY); \
+                     return x ? 'x' : y ? 'y' : ''; }; \
+                   const found = []; \
+                   for (const e of document.querySelectorAll('body *')) { \
+                     if (/^(TEXTAREA|SELECT|INPUT)$/.test(e.tagName) || !e.checkVisibility({ visibilityProperty: true })) continue; \
+                     const axis = scrolls(e); \
+                     if (axis) { e.dataset.scrollBox = String(found.length); \
+                       found.push({ axis, what: e.tagName + (e.id ? '#' + e.id : '') + (e.getAttribute('aria-label') ? ' \"' + e.getAttribute('aria-label') + '\"' : '') }); } \
+                   } \
+                   return found; })()",
             )
             .await;
-        self.client.set_window_size(1280, 1000).await.expect("resize the window");
-        assert!(
-            overflow.as_i64().is_some_and(|o| o <= 0),
-            "{name}: {overflow} px wider than a phone: {culprits}"
-        );
+        let boxes = boxes.as_array().cloned().unwrap_or_default();
+        for (index, scroll_box) in boxes.iter().enumerate() {
+            let what = scroll_box["what"].as_str().unwrap_or_default();
+            let horizontal = scroll_box["axis"] == "x";
+            // Focus the tab stop before the box (or nothing), then press Tab.
+            let before = self
+                .eval(&format!(
+                    "(() => {{ \
+                       const target = document.querySelector('[data-scroll-box=\"{index}\"]'); \
+                       const stops = Array.from(document.querySelectorAll('a[href], button, input, select, textarea, summary, [tabindex]')) \
+                         .filter(e => e.tabIndex >= 0 && !e.disabled && e.type !== 'hidden' && !e.closest('[inert]') \
+                           && e.checkVisibility({{ visibilityProperty: true }})); \
+                       const at = stops.indexOf(target); \
+                       if (at < 0) return 'not a tab stop'; \
+                       if (at === 0) {{ document.activeElement?.blur(); return ''; }} \
+                       stops[at - 1].focus(); \
+                       return document.activeElement === stops[at - 1] ? '' : 'the element before it cannot be focused'; \
+                     }})()"
+                ))
+                .await;
+            assert_eq!(before, "", "{name}: the scrolling box {what} cannot be reached with the keyboard");
+            self.press(fantoccini::key::Key::Tab.into()).await;
+            let focused =
+                self.eval(&format!("document.activeElement?.dataset?.scrollBox === '{index}'")).await;
+            assert_eq!(focused, true, "{name}: Tab did not move to the scrolling box {what}");
+            let position = if horizontal { "scrollLeft" } else { "scrollTop" };
+            let read = format!("document.activeElement.{position}");
+            // From the start, whatever the page scrolled it to (a draft
+            // that follows the text as it streams in sits at the end).
+            self.eval(&format!("document.activeElement.{position} = 0")).await;
+            let start = self.eval(&read).await.as_f64().unwrap_or_default();
+            let arrow = if horizontal { fantoccini::key::Key::Right } else { fantoccini::key::Key::Down };
+            for _ in 0..3 {
+                self.press(arrow.into()).await;
+            }
+            let moved = eventually_value(
+                || async { self.eval(&read).await.as_f64().unwrap_or_default() },
+                |v| *v > start,
+            )
+            .await;
+            assert!(
+                moved > start,
+                "{name}: the arrow keys do not scroll the box {what} ({position} stayed {start})"
+            );
+        }
+        boxes.len()
+    }
+
+    /// Presses and releases one key, sent to whatever has focus (WebDriver
+    /// actions, as a keyboard does).
+    pub async fn press(&self, key: char) {
+        use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+        let keys = KeyActions::new("keyboard".to_owned())
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key });
+        self.client.perform_actions(keys).await.unwrap_or_else(|e| panic!("press {key:?}: {e}"));
     }
 
     pub async fn close(mut self) {
@@ -308,6 +408,23 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+/// The value `read` gives once `done` holds for it, or the last one after
+/// two seconds (scrolling by key is smooth and takes a moment).
+async fn eventually_value<T, F, Fut>(read: F, done: impl Fn(&T) -> bool) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let value = read().await;
+        if done(&value) || Instant::now() >= deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -71,7 +71,7 @@ async fn a_marketer_takes_a_blog_article_from_sign_in_to_an_approved_export() {
         browser.text("main").await.contains("Waiting for review"),
         "the dashboard shows the review queue"
     );
-    browser.screenshot("dashboard-empty").await;
+    browser.check_page("dashboard-empty").await;
 
     // A project, with a mistake first: errors appear next to their field.
     browser.goto(&tenant_url(&fleet, "/projects/new")).await;
@@ -89,7 +89,7 @@ async fn a_marketer_takes_a_blog_article_from_sign_in_to_an_approved_export() {
     let summary = browser.text(".error-summary a").await;
     assert!(summary.starts_with("Name: "), "{summary}");
     assert_eq!(browser.eval("document.getElementById('name').getAttribute('aria-invalid')").await, "true");
-    browser.screenshot("project-form-errors").await;
+    browser.check_page("project-form-errors").await;
     browser.fill("#name", "Solar Co").await;
     browser.fill("#brand_voice", "Warm, plain English. Never use jargon.").await;
     browser.click("input[name=llm_policy][value=edge_only]").await;
@@ -105,7 +105,7 @@ async fn a_marketer_takes_a_blog_article_from_sign_in_to_an_approved_export() {
     browser.fill("#keywords", "solar panels, roof").await;
     browser.fill("#audience", "homeowners").await;
     browser.click("input[name='platforms[]'][value=linkedin]").await;
-    browser.screenshot("activity-wizard").await;
+    browser.check_page("activity-wizard").await;
     browser.click("form.stack button.primary").await;
 
     // Live progress: steps, percent and the draft as it is written.
@@ -118,7 +118,7 @@ async fn a_marketer_takes_a_blog_article_from_sign_in_to_an_approved_export() {
         })
         .await;
     assert_eq!(browser.text("#status-badge").await, "generating");
-    browser.screenshot("activity-generating").await;
+    browser.check_page("activity-generating").await;
     // A reload mid-run picks the stream up again from the stored events.
     browser.client.refresh().await.unwrap();
     let after_reload = browser.text_content("#progress-percent").await;
@@ -453,7 +453,7 @@ async fn the_generation_view_rides_out_a_control_plane_restart() {
             t.to_lowercase().contains("reconnecting")
         })
         .await;
-    browser.screenshot("activity-reconnecting").await;
+    browser.check_page("activity-reconnecting").await;
     fleet.restart_server();
     browser.wait_for_text("#status-badge", "the result after the restart", |t| t == "review").await;
     assert!(browser.has("#content article").await);
@@ -492,7 +492,7 @@ async fn a_form_posted_after_the_session_ended_keeps_its_work() {
     .await;
     let notice = browser.text("#session-ended").await;
     assert!(notice.contains("session ended"), "{notice}");
-    browser.screenshot("session-ended-sign-in").await;
+    browser.check_page("session-ended-sign-in").await;
 
     browser.fill("#email", &email).await;
     browser.fill("#password", "a brand new long password").await;
@@ -504,7 +504,7 @@ async fn a_form_posted_after_the_session_ended_keeps_its_work() {
     assert!(browser.has("#draft-restored").await, "the kept text is announced");
     let restored = browser.eval("document.getElementById('content-editor').value").await;
     assert_eq!(restored.as_str(), Some(typed));
-    browser.screenshot("session-ended-draft-restored").await;
+    browser.check_page("session-ended-draft-restored").await;
 
     browser.click("#editor-form button[type=submit]").await;
     eventually(Duration::from_secs(10), "the saved version", || async {
@@ -612,6 +612,6 @@ async fn a_failed_run_shows_what_it_kept_and_resumes_from_there() {
     let steps = browser.text("#provenance").await;
     assert_eq!(steps.matches("reused").count(), 3, "{steps}");
     assert!(steps.to_lowercase().contains("budget"), "{steps}");
-    browser.screenshot("activity-resumed").await;
+    browser.check_page("activity-resumed").await;
     browser.close().await;
 }
