@@ -134,6 +134,12 @@ pub struct ServeArgs {
     /// in milliseconds [default: 2000].
     #[arg(long, env = "MARKETER_JOB_RETRY_BASE_MS", value_name = "MS")]
     pub job_retry_base_ms: Option<u64>,
+    /// How often the job timers run and the queue is read regardless of
+    /// signals, in milliseconds [default: 1000]. With several replicas on
+    /// PostgreSQL, work reaches other replicas at once through
+    /// `LISTEN/NOTIFY`; this sweep is the safety net for a lost signal.
+    #[arg(long, env = "MARKETER_JOB_SWEEP_INTERVAL_MS", value_name = "MS")]
+    pub job_sweep_interval_ms: Option<u64>,
 }
 
 /// The optional TOML file. Unknown keys are errors, so a typo is not
@@ -167,6 +173,7 @@ struct FileConfig {
     agent_transcript: Option<PathBuf>,
     job_lease_grace_seconds: Option<u64>,
     job_retry_base_ms: Option<u64>,
+    job_sweep_interval_ms: Option<u64>,
 }
 
 /// Fully resolved settings.
@@ -281,6 +288,12 @@ impl Settings {
         }
         if let Some(ms) = serve.job_retry_base_ms.or(file.job_retry_base_ms) {
             jobs.retry.base = std::time::Duration::from_millis(ms);
+        }
+        if let Some(ms) = serve.job_sweep_interval_ms.or(file.job_sweep_interval_ms) {
+            if !(50..=600_000).contains(&ms) {
+                bail!("job_sweep_interval_ms must be between 50 and 600000 (ten minutes), not {ms}");
+            }
+            jobs.sweep_interval = std::time::Duration::from_millis(ms);
         }
         let max_body_bytes = serve.max_body_bytes.or(file.max_body_bytes).unwrap_or(1024 * 1024);
         if max_body_bytes < 1024 {

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod cloud;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod error;

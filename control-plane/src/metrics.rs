@@ -65,6 +65,9 @@ pub struct Metrics {
     agent_heartbeats: Counter,
     agent_heartbeats_dropped: Counter,
     agent_enrollments: Family<OutcomeLabels, Counter>,
+    cluster_notifications_sent: Counter,
+    cluster_signals_lost: Family<OutcomeLabels, Counter>,
+    cluster_notify_lag: Histogram,
 }
 
 impl Default for Metrics {
@@ -140,6 +143,24 @@ impl Metrics {
             "Agent enrollment attempts by outcome",
             agent_enrollments.clone(),
         );
+        let cluster_notifications_sent = Counter::default();
+        let cluster_signals_lost = Family::<OutcomeLabels, Counter>::default();
+        let cluster_notify_lag = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "cluster_notifications_sent",
+            "NOTIFY payloads sent to the other replicas (PostgreSQL)",
+            cluster_notifications_sent.clone(),
+        );
+        registry.register(
+            "cluster_signals_lost",
+            "Signals to the other replicas not sent (dropped: queue full; failed: the database refused), covered by the sweep",
+            cluster_signals_lost.clone(),
+        );
+        registry.register(
+            "cluster_notify_lag_seconds",
+            "From another replica's NOTIFY to this replica acting on it",
+            cluster_notify_lag.clone(),
+        );
         registry.register(
             "build",
             "Version of the running server",
@@ -160,6 +181,9 @@ impl Metrics {
             agent_heartbeats,
             agent_heartbeats_dropped,
             agent_enrollments,
+            cluster_notifications_sent,
+            cluster_signals_lost,
+            cluster_notify_lag,
         }
     }
 
@@ -217,6 +241,20 @@ impl Metrics {
 
     pub fn agent_enrollment(&self, outcome: &'static str) {
         self.agent_enrollments.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// A signal to the other replicas that was not sent (`dropped`,
+    /// `failed`).
+    pub fn cluster_signal(&self, outcome: &'static str) {
+        self.cluster_signals_lost.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn cluster_signals_sent(&self, notifications: usize) {
+        self.cluster_notifications_sent.inc_by(u64::try_from(notifications).unwrap_or(u64::MAX));
+    }
+
+    pub fn cluster_signal_received(&self, lag: Duration) {
+        self.cluster_notify_lag.observe(lag.as_secs_f64());
     }
 
     /// The OpenMetrics text exposition of every metric.

@@ -250,6 +250,12 @@ pub async fn serve(
     tracing::info!(address = %api.local_addr()?, backend = %app.store.backend(), "serving the API");
     let background = tokio::spawn(app.hub.clone().run(app.store.clone(), shutdown.clone()));
     let scheduler = tokio::spawn(app.jobs.clone().run(shutdown.clone()));
+    let cluster = tokio::spawn(crate::cluster::run(
+        app.cluster.clone(),
+        app.jobs.clone(),
+        app.hub.clone(),
+        shutdown.clone(),
+    ));
     let cloud = tokio::spawn(app.cloud.clone().run(shutdown.clone()));
     let gateway_task =
         tokio::spawn(gateway::serve(app.clone(), ca, tls, gateway_config, gateway, shutdown.clone()));
@@ -284,6 +290,7 @@ pub async fn serve(
     }
     let _ = background.await;
     let _ = scheduler.await;
+    let _ = cluster.await;
     let _ = cloud.await;
     app.store.close().await;
     tracing::info!("stopped");

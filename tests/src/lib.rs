@@ -15,6 +15,7 @@ pub mod ollama;
 pub mod openai;
 pub mod proxy;
 pub mod real_llm;
+pub mod replicas;
 pub mod sim;
 pub mod sse;
 
@@ -52,6 +53,9 @@ pub struct ServerOptions {
     pub gateway_port: u16,
     pub env: Vec<(String, String)>,
     pub args: Vec<String>,
+    /// What agents are told to dial (`--agent-public-url`): the replica's
+    /// own gateway unless a load balancer stands in front.
+    pub public_gateway_url: Option<String>,
 }
 
 impl ServerOptions {
@@ -62,7 +66,14 @@ impl ServerOptions {
             gateway_port: free_port(),
             env: Vec::new(),
             args: Vec::new(),
+            public_gateway_url: None,
         }
+    }
+
+    /// Agents dial `url` (a load balancer) instead of this replica.
+    pub fn public_gateway(mut self, url: &str) -> Self {
+        self.public_gateway_url = Some(url.to_owned());
+        self
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -81,7 +92,7 @@ impl ServerOptions {
     }
 
     pub fn gateway_url(&self) -> String {
-        format!("https://localhost:{}", self.gateway_port)
+        self.public_gateway_url.clone().unwrap_or_else(|| format!("https://localhost:{}", self.gateway_port))
     }
 }
 

@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::domain::Timestamp;
-use crate::jobs::JobEngine;
+use crate::jobs::{JobEngine, Live};
 use crate::store::{Claim, JobEventKind};
 pub use crypto::DataKey;
 
@@ -152,7 +152,7 @@ impl CloudRunner {
                     continue;
                 }
             };
-            self.engine.bus.publish(std::slice::from_ref(&claim.event));
+            self.engine.publish(std::slice::from_ref(&claim.event));
             self.engine.audit_assignment(&claim.job, self.id).await;
             let lease = JobRef { job_id: claim.job.id, epoch: u64::try_from(claim.job.epoch).unwrap_or(0) };
             let cancel = CancellationToken::new();
@@ -174,12 +174,21 @@ impl CloudRunner {
         let (events, receiver) = mpsc::unbounded_channel();
         let forwarder = tokio::spawn(forward(self.engine.clone(), self.id, lease, receiver, cancel.clone()));
         // A cancellation on this replica shows on the event bus at once;
-        // one elsewhere shows as a stale answer to the next event.
+        // one elsewhere as a signal to read the store (or, were it lost, a
+        // stale answer to the next event).
         let mut bus = self.engine.subscribe(job.id);
         let watched = cancel.clone();
+        let store = self.engine.store().clone();
+        let (tenant_id, job_id) = (job.tenant_id, job.id);
         let watcher = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
-            while let Ok(event) = bus.recv().await {
-                if event.kind == JobEventKind::Done {
+            while let Ok(live) = bus.recv().await {
+                let done = match live {
+                    Live::Event(event) => event.kind == JobEventKind::Done,
+                    Live::Stored { .. } => {
+                        matches!(store.job(tenant_id, job_id).await, Ok(Some(job)) if job.status.is_terminal())
+                    }
+                };
+                if done {
                     watched.cancel();
                     return;
                 }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use marketer_protocol::{JobRef, ServerMessage};
 
+use crate::cluster::{Cluster, Signal};
 use crate::domain::Timestamp;
 use crate::metrics::Metrics;
 use crate::store::{HeartbeatUpdate, Labels, Store};
@@ -116,13 +117,16 @@ pub struct Hub {
     heartbeats: mpsc::Sender<HeartbeatUpdate>,
     heartbeat_queue: Mutex<Option<mpsc::Receiver<HeartbeatUpdate>>>,
     metrics: Arc<Metrics>,
+    /// For agents connected to another replica.
+    cluster: Arc<Cluster>,
     pub timings: FleetTimings,
 }
 
 impl Hub {
-    pub fn new(metrics: Arc<Metrics>, timings: FleetTimings) -> Self {
+    pub fn new(metrics: Arc<Metrics>, cluster: Arc<Cluster>, timings: FleetTimings) -> Self {
         let (heartbeats, queue) = mpsc::channel(HEARTBEAT_QUEUE);
         Self {
+            cluster,
             live: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
             heartbeats,
@@ -191,6 +195,33 @@ impl Hub {
             Some(l) => l.control.try_send(Control::Close { code, reason: reason.to_owned() }).is_ok(),
             None => false,
         }
+    }
+
+    /// Closes the agent's connection wherever it is: here, or through the
+    /// other replicas.
+    pub fn close_anywhere(&self, agent_id: Uuid, code: u16, reason: &str) {
+        if !self.close(agent_id, code, reason) {
+            self.cluster.send(Signal::Close { agent: agent_id, code, reason: reason.to_owned() });
+        }
+    }
+
+    /// Closes the connections of every agent of the tenant, on every replica.
+    pub fn close_tenant(&self, tenant_id: Uuid, code: u16, reason: &str) {
+        for agent_id in self.tenant_agents(tenant_id) {
+            self.close(agent_id, code, reason);
+        }
+        self.cluster.send(Signal::CloseTenant { tenant: tenant_id, code, reason: reason.to_owned() });
+    }
+
+    /// Sends a message to the agent's live connection wherever it is: here,
+    /// or through the other replicas (not connected anywhere: dropped; the
+    /// agent learns what it needs when it connects).
+    pub fn deliver(&self, agent_id: Uuid, message: ServerMessage) {
+        if !self.is_connected(agent_id) {
+            self.cluster.send(Signal::Send { agent: agent_id, message: Box::new(message) });
+            return;
+        }
+        self.send(agent_id, message);
     }
 
     pub fn is_connected(&self, agent_id: Uuid) -> bool {
@@ -391,7 +422,11 @@ mod tests {
 
     #[test]
     fn the_newest_connection_wins() {
-        let hub = Hub::new(Arc::new(Metrics::new()), FleetTimings::default());
+        let hub = Hub::new(
+            Arc::new(Metrics::new()),
+            Arc::new(Cluster::new(None, Arc::new(Metrics::new()))),
+            FleetTimings::default(),
+        );
         let (agent, tenant) = (Uuid::now_v7(), Uuid::now_v7());
         let mut first = hub.register(agent, tenant, Capabilities::default(), Vec::new());
         let second = hub.register(agent, tenant, Capabilities::default(), Vec::new());
@@ -436,7 +471,11 @@ mod tests {
 
     #[test]
     fn slots_are_reserved_settled_and_released() {
-        let hub = Hub::new(Arc::new(Metrics::new()), FleetTimings::default());
+        let hub = Hub::new(
+            Arc::new(Metrics::new()),
+            Arc::new(Cluster::new(None, Arc::new(Metrics::new()))),
+            FleetTimings::default(),
+        );
         let (agent, tenant) = (Uuid::now_v7(), Uuid::now_v7());
         let held = JobRef { job_id: Uuid::now_v7(), epoch: 1 };
         let caps = Capabilities { capacity: 3, ..Capabilities::default() };
@@ -461,7 +500,11 @@ mod tests {
     fn a_heartbeat_frees_slots_of_assignments_the_agent_never_got() {
         let timings =
             FleetTimings { heartbeat_interval: Duration::from_millis(20), ..FleetTimings::default() };
-        let hub = Hub::new(Arc::new(Metrics::new()), timings);
+        let hub = Hub::new(
+            Arc::new(Metrics::new()),
+            Arc::new(Cluster::new(None, Arc::new(Metrics::new()))),
+            timings,
+        );
         let (agent, tenant) = (Uuid::now_v7(), Uuid::now_v7());
         let (kept, lost) =
             (JobRef { job_id: Uuid::now_v7(), epoch: 1 }, JobRef { job_id: Uuid::now_v7(), epoch: 3 });

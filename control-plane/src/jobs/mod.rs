@@ -16,15 +16,16 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use marketer_protocol::{CancelJob, JobEvent, JobEventBody, JobRef, ServerMessage};
+use marketer_protocol::{CancelJob, JobEvent, JobEventBody, JobOutcome, JobRef, ServerMessage};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::cluster::{Cluster, Signal};
 use crate::domain::Timestamp;
 use crate::gateway::Hub;
 use crate::store::{RecordOutcome, RetryPolicy, Store, StoreError, StoredJobEvent, Transition};
 
-pub use bus::EventBus;
+pub use bus::{EventBus, Live};
 
 /// How to answer an agent's job event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,18 +62,34 @@ pub struct JobEngine {
     hub: Arc<Hub>,
     pub bus: EventBus,
     wake: Notify,
+    cluster: Arc<Cluster>,
     pub settings: JobSettings,
 }
 
 impl JobEngine {
-    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, settings: JobSettings) -> Self {
-        Self { store, hub, bus: EventBus::default(), wake: Notify::new(), settings }
+    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, cluster: Arc<Cluster>, settings: JobSettings) -> Self {
+        Self { store, hub, bus: EventBus::default(), wake: Notify::new(), cluster, settings }
     }
 
-    /// Asks the scheduler to look at the queue now (a job was submitted, a
-    /// slot freed, an agent connected).
+    /// Asks this replica's scheduler to look at the queue now (a slot
+    /// freed, an agent connected).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Jobs were queued (submitted, requeued for a retry): every replica's
+    /// scheduler looks at the queue now, for its own agents.
+    pub fn queued(&self) {
+        self.wake();
+        self.cluster.send(Signal::Queued);
+    }
+
+    /// Tells the job's followers here of `events` (stored, in order, of
+    /// one job), and the other replicas that they are stored.
+    pub fn publish(&self, events: &[StoredJobEvent]) {
+        let Some(last) = events.last() else { return };
+        self.bus.publish(events);
+        self.cluster.send(Signal::Events { job: last.job_id, seq: last.seq });
     }
 
     pub fn lease_until(&self, now: Timestamp) -> Timestamp {
@@ -84,14 +101,15 @@ impl JobEngine {
     /// stop.
     pub fn apply(&self, transitions: &[Transition], reason: &str) {
         for transition in transitions {
-            self.bus.publish(&transition.events);
+            self.publish(&transition.events);
             if let Some((agent, lease)) = transition.ended_lease {
                 let cancel = CancelJob { job: lease, reason: reason.to_owned() };
-                self.hub.send(agent, ServerMessage::CancelJob(cancel));
+                self.hub.deliver(agent, ServerMessage::CancelJob(cancel));
             }
         }
         if !transitions.is_empty() {
-            self.wake();
+            // Some may be retries, queued again.
+            self.queued();
         }
     }
 
@@ -106,7 +124,7 @@ impl JobEngine {
         let finished = matches!(event.body, JobEventBody::Finished { .. });
         let reply = match outcome {
             RecordOutcome::Stored { events, .. } => {
-                self.bus.publish(&events);
+                self.publish(&events);
                 Reply { acknowledge: true, stop: false }
             }
             RecordOutcome::Duplicate => Reply { acknowledge: true, stop: false },
@@ -120,7 +138,12 @@ impl JobEngine {
         };
         if finished && reply.acknowledge {
             self.hub.release(agent_id, event.job);
-            self.wake();
+            // A failure may have been queued again for a retry.
+            if matches!(&event.body, JobEventBody::Finished { outcome: JobOutcome::Failed { .. } }) {
+                self.queued();
+            } else {
+                self.wake();
+            }
         }
         Ok(reply)
     }
@@ -137,7 +160,10 @@ impl JobEngine {
         let now = Timestamp::now();
         let released = self.store.release_lost_jobs(agent_id, running, now, &self.settings.retry).await?;
         for transition in &released {
-            self.bus.publish(&transition.events);
+            self.publish(&transition.events);
+        }
+        if !released.is_empty() {
+            self.queued();
         }
         let leases = self.store.agent_leases(agent_id).await?;
         let held: HashSet<JobRef> = leases.iter().copied().collect();
@@ -180,17 +206,17 @@ impl JobEngine {
         }
     }
 
-    /// A subscription to a job's live events (see [`EventBus`]).
     /// An agent's connection ended without its saying goodbye: the jobs it
     /// holds say so to their followers (they wait out the lease grace).
     pub async fn agent_lost(&self, agent_id: Uuid) {
         match self.store.note_agent_lost(agent_id, Timestamp::now()).await {
-            Ok(events) => self.bus.publish(&events),
+            Ok(events) => self.publish(&events),
             Err(e) => tracing::warn!(%agent_id, error = %e, "could not note a lost agent on its jobs"),
         }
     }
 
-    pub fn subscribe(&self, job_id: Uuid) -> tokio::sync::broadcast::Receiver<Arc<StoredJobEvent>> {
+    /// A subscription to a job's live events (see [`EventBus`]).
+    pub fn subscribe(&self, job_id: Uuid) -> tokio::sync::broadcast::Receiver<Live> {
         self.bus.subscribe(job_id)
     }
 }

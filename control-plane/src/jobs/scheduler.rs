@@ -124,7 +124,7 @@ async fn assign(engine: &JobEngine, agent: &mut AgentSlots, job: &Job) {
     let lease = JobRef { job_id: claim.job.id, epoch: u64::try_from(claim.job.epoch).unwrap_or(0) };
     engine.hub.settle(agent.agent_id, Some(lease));
     agent.free -= 1;
-    engine.bus.publish(std::slice::from_ref(&claim.event));
+    engine.publish(std::slice::from_ref(&claim.event));
     engine.audit_assignment(&claim.job, agent.agent_id).await;
     let message = ServerMessage::AssignJob(AssignJob {
         job: lease,
@@ -146,7 +146,7 @@ async fn assign(engine: &JobEngine, agent: &mut AgentSlots, job: &Job) {
         .requeue_undelivered(agent.agent_id, lease, Timestamp::now(), &engine.settings.retry)
         .await
     {
-        Ok(Some(transition)) => engine.bus.publish(&transition.events),
+        Ok(Some(transition)) => engine.publish(&transition.events),
         Ok(None) => {}
         // The lease stays; the agent's heartbeats do not renew it, so it
         // expires and the job is retried then.

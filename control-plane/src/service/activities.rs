@@ -590,7 +590,7 @@ impl App {
 
     fn wake_runner(&self, route: Route) {
         match route {
-            Route::Edge => self.jobs.wake(),
+            Route::Edge => self.jobs.queued(),
             Route::Cloud => self.cloud.wake(),
         }
     }

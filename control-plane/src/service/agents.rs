@@ -245,7 +245,11 @@ impl App {
         access.require(Permission::AgentsManage)?;
         let audit = access.audit(actions::AGENT_REVOKE).resource("agent", id);
         let agent = self.store.revoke_agent(access.tenant_id, id, &audit).await.or_not_found("agent")?;
-        self.hub.close(id, marketer_protocol::close::REVOKED, "this agent was revoked by an administrator");
+        self.hub.close_anywhere(
+            id,
+            marketer_protocol::close::REVOKED,
+            "this agent was revoked by an administrator",
+        );
         Ok(self.view(agent, Timestamp::now()))
     }
 

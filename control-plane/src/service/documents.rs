@@ -186,7 +186,7 @@ impl App {
                 });
             }
         };
-        self.jobs.wake();
+        self.jobs.queued();
         Ok(created.into())
     }
 
@@ -241,7 +241,7 @@ impl App {
         }
         if let Some(agent_id) = deleted.agent_id {
             // Not connected: the agent hears of it when it connects.
-            self.hub.send(agent_id, ServerMessage::RemoveDocuments { ids: vec![id] });
+            self.hub.deliver(agent_id, ServerMessage::RemoveDocuments { ids: vec![id] });
         }
         Ok(())
     }

@@ -265,7 +265,7 @@ impl App {
         );
         match self.store.create_job(&job, &audit).await? {
             CreateJobOutcome::Created(job) => {
-                self.jobs.wake();
+                self.jobs.queued();
                 Ok(Submitted { job: JobView::new(*job, false), created: true })
             }
             CreateJobOutcome::Existing(job) => {

@@ -31,6 +31,7 @@ use uuid::Uuid;
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::AccessTokens;
 use crate::cloud::{CloudRunner, CloudSettings, DataKey};
+use crate::cluster::Cluster;
 use crate::domain::{Permission, Role, Timestamp, User};
 use crate::error::{Error, Result};
 use crate::gateway::Hub;
@@ -83,6 +84,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Live agent connections on this replica.
     pub hub: Arc<Hub>,
+    /// What this replica tells the others (PostgreSQL only).
+    pub cluster: Arc<Cluster>,
     pub agents: AgentSettings,
     /// The job queue and scheduler.
     pub jobs: Arc<JobEngine>,
@@ -121,8 +124,9 @@ impl App {
         job_settings: JobSettings,
         at_rest: AtRest,
     ) -> anyhow::Result<Self> {
-        let hub = Arc::new(Hub::new(metrics.clone(), agents.timings));
-        let jobs = Arc::new(JobEngine::new(store.clone(), hub.clone(), job_settings));
+        let cluster = Arc::new(Cluster::new(store.postgres_pool(), metrics.clone()));
+        let hub = Arc::new(Hub::new(metrics.clone(), cluster.clone(), agents.timings));
+        let jobs = Arc::new(JobEngine::new(store.clone(), hub.clone(), cluster.clone(), job_settings));
         let cloud = Arc::new(CloudRunner::new(jobs.clone(), at_rest.data_key, CloudSettings::default())?);
         Ok(Self {
             store,
@@ -132,6 +136,7 @@ impl App {
             hub,
             jobs,
             cloud,
+            cluster,
             agents,
             metrics,
             tokens,

@@ -107,13 +107,11 @@ impl App {
         if before.is_some_and(|mode| mode != updated.compliance_mode) {
             // Agents learn the mode in `Welcome`; their redaction default
             // follows it, so they must hear of the change now.
-            for agent_id in self.hub.tenant_agents(access.tenant_id) {
-                self.hub.close(
-                    agent_id,
-                    marketer_protocol::close::COMPLIANCE_CHANGED,
-                    "the tenant's compliance mode changed; reconnect to apply it",
-                );
-            }
+            self.hub.close_tenant(
+                access.tenant_id,
+                marketer_protocol::close::COMPLIANCE_CHANGED,
+                "the tenant's compliance mode changed; reconnect to apply it",
+            );
         }
         Ok(updated)
     }

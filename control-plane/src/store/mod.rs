@@ -543,6 +543,9 @@ pub trait Store:
     AgentStore + JobStore + ActivityStore + DocumentStore + Send + Sync + fmt::Debug + 'static
 {
     fn backend(&self) -> Backend;
+    /// The PostgreSQL pool, for the replicas' `LISTEN/NOTIFY`
+    /// (`crate::cluster`); `None` on SQLite.
+    fn postgres_pool(&self) -> Option<sqlx::PgPool>;
     /// Applies pending migrations (idempotent).
     async fn migrate(&self) -> Result<()>;
     /// A cheap round trip, for readiness checks.

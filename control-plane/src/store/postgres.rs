@@ -27,6 +27,10 @@ impl Dialect for Postgres {
     fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
         result.rows_affected()
     }
+
+    fn postgres_pool(pool: &sqlx::Pool<Self>) -> Option<sqlx::PgPool> {
+        Some(pool.clone())
+    }
 }
 
 pub(super) async fn open(url: &DatabaseUrl, options: &ConnectOptions) -> Result<SqlStore<Postgres>> {

@@ -35,6 +35,10 @@ impl Dialect for Sqlite {
     fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         result.rows_affected()
     }
+
+    fn postgres_pool(_: &sqlx::Pool<Self>) -> Option<sqlx::PgPool> {
+        None
+    }
 }
 
 pub(super) async fn open(url: &DatabaseUrl, options: &ConnectOptions) -> Result<SqlStore<Sqlite>> {

@@ -1,8 +1,9 @@
 //! Server-Sent Events of a job's log, shared by the job and activity event
 //! routes: the stored events after the client's position, then live ones
 //! from this replica's bus, falling back to the store whenever the client
-//! lags, a gap shows, or nothing arrives for a while (another replica may
-//! hold the agent). A client never slows the agent: the live buffer is
+//! lags, a gap shows, another replica says it stored events (see
+//! `crate::cluster`), or nothing arrives for a while (a safety net for a
+//! lost signal). A client never slows the agent: the live buffer is
 //! bounded, and a client that falls behind reads from the store.
 
 use std::collections::VecDeque;
@@ -15,13 +16,13 @@ use futures_util::Stream;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::jobs::JobEngine;
+use crate::jobs::{JobEngine, Live};
 use crate::store::{Job, JobEventKind, Store, StoredJobEvent};
 
 /// Events read from the store at a time.
 const PAGE: i64 = 500;
-/// Other replicas' events are not on this replica's bus; a quiet stream
-/// checks the store this often.
+/// Other replicas' events reach this replica as signals; a quiet stream
+/// also checks the store this often, in case one was lost.
 const POLL: Duration = Duration::from_secs(1);
 
 /// An SSE response of `tail`'s events, each rendered by `render`. It ends
@@ -49,7 +50,7 @@ pub struct Tail {
     store: Arc<dyn Store>,
     job_id: Uuid,
     last: i64,
-    live: broadcast::Receiver<Arc<StoredJobEvent>>,
+    live: broadcast::Receiver<Live>,
     backlog: VecDeque<Arc<StoredJobEvent>>,
     catch_up: bool,
     done: bool,
@@ -108,8 +109,9 @@ impl Tail {
             }
             tokio::select! {
                 received = self.live.recv() => match received {
-                    Ok(event) if event.seq == self.last + 1 => self.backlog.push_back(event),
-                    Ok(event) if event.seq <= self.last => {}
+                    Ok(Live::Event(event)) if event.seq == self.last + 1 => self.backlog.push_back(event),
+                    Ok(Live::Event(event)) if event.seq <= self.last => {}
+                    Ok(Live::Stored { seq }) if seq <= self.last => {}
                     // A gap (events published out of order) or a lagging
                     // client: the store has everything.
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up = true,

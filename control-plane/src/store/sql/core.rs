@@ -32,6 +32,10 @@ where
         DB::BACKEND
     }
 
+    fn postgres_pool(&self) -> Option<sqlx::PgPool> {
+        DB::postgres_pool(&self.write)
+    }
+
     async fn migrate(&self) -> Result<()> {
         let mut conn = self.write.acquire().await?;
         // The migrator takes a database lock first (an advisory lock on

@@ -48,6 +48,8 @@ pub(super) trait Dialect: Database {
     fn migrator() -> &'static sqlx::migrate::Migrator;
     /// `rows_affected` is an inherent method of each backend's result type.
     fn rows_affected(result: &Self::QueryResult) -> u64;
+    /// `pool` itself on PostgreSQL, `None` elsewhere.
+    fn postgres_pool(pool: &Pool<Self>) -> Option<sqlx::PgPool>;
 }
 
 /// A store over one sqlx database. `write` and `read` are the same pool on

@@ -1,0 +1,132 @@
+//! Several control-plane replicas on one PostgreSQL database behind HAProxy
+//! (`marketer_tests::replicas`): work submitted on one replica reaches an
+//! agent on another at once (`LISTEN/NOTIFY`, not the sweep), a live event
+//! stream on a third follows it, a revocation anywhere closes the agent's
+//! connection wherever it is, and agents fail over through the balancer
+//! when their replica dies.
+
+use std::time::{Duration, Instant};
+
+use marketer_tests::ollama::Pace;
+use marketer_tests::replicas::Replicas;
+use marketer_tests::sse::SseStream;
+use marketer_tests::{Api, eventually};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const MODEL: &str = "llama3.2:3b";
+
+fn chat(prompt: &str) -> Value {
+    json!({ "kind": "chat", "model": MODEL, "messages": [{ "role": "user", "content": prompt }] })
+}
+
+async fn submit(api: &Api, body: Value) -> String {
+    let (status, job) = api.call(Method::POST, &api.tenant_path("/jobs"), Some(body)).await;
+    assert_eq!(status, 202, "{job}");
+    job["id"].as_str().unwrap().to_owned()
+}
+
+async fn job(api: &Api, id: &str) -> Value {
+    let (status, job) = api.call(Method::GET, &api.tenant_path(&format!("/jobs/{id}")), None).await;
+    assert_eq!(status, 200, "{job}");
+    job
+}
+
+async fn wait_status(api: &Api, id: &str, status: &str, limit: Duration) -> Value {
+    eventually(limit, &format!("job {id} to be {status}"), || async {
+        let job = job(api, id).await;
+        (job["status"] == status).then_some(job)
+    })
+    .await
+}
+
+async fn wait_agent(api: &Api, id: &str, state: &str) {
+    eventually(Duration::from_secs(30), &format!("agent {id} {state}"), || async {
+        let (_, agent) = api.call(Method::GET, &api.tenant_path(&format!("/agents/{id}")), None).await;
+        (agent["state"] == state).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn work_streams_and_revocations_cross_replicas_at_once() {
+    // The sweep runs once a minute: only a signal can move work between
+    // replicas within the test's limits.
+    let Some(cluster) =
+        Replicas::start(3, |o| o.fast_heartbeats().arg("--job-sweep-interval-ms").arg("60000")).await
+    else {
+        return;
+    };
+    cluster.ollama.set_pace(Pace { first_token: Duration::ZERO, tokens_per_second: 200.0, tokens: 40 });
+    // The agent holds its tunnel to replica 1.
+    let home = tempfile::tempdir().unwrap();
+    let host = cluster.host(home.path());
+    let agent = cluster.enroll(&host, &cluster.direct_gateway(1)).await;
+    let mut run = host.spawn_run(&[]);
+    wait_agent(&cluster.api, &agent, "online").await;
+
+    let on_a = cluster.direct(0).await;
+    let on_c = cluster.direct(2).await;
+    let mut latencies = Vec::new();
+    for round in 0..5 {
+        // Submitted on replica 0; replica 1's scheduler hears of it.
+        let submitted = Instant::now();
+        let id = submit(&on_a, chat(&format!("Round {round}: a tagline for a bakery"))).await;
+        // Followed live on replica 2, from the first event.
+        let mut stream = SseStream::open(&on_c, &on_c.tenant_path(&format!("/jobs/{id}/events")), None).await;
+        let events = stream.collect(Duration::from_secs(20)).await;
+        let started = wait_status(&on_a, &id, "succeeded", Duration::from_secs(20)).await;
+        latencies.push(submitted.elapsed());
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq()).collect();
+        let expected: Vec<i64> = (1..=i64::try_from(seqs.len()).unwrap()).collect();
+        assert_eq!(seqs, expected, "every event once, in order, on another replica: {events:?}");
+        let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+        assert_eq!(kinds.last(), Some(&"done"), "{kinds:?}");
+        assert!(kinds.contains(&"chunk"), "the text streamed live: {kinds:?}");
+        assert!(started["output"]["content"].as_str().is_some_and(|t| !t.is_empty()), "{started}");
+    }
+    eprintln!("submitted on one replica to finished via an agent on another: {latencies:?}");
+
+    // Revoked on replica 0: the connection on replica 1 closes at once.
+    let revoked = Instant::now();
+    let (status, _) =
+        on_a.call(Method::POST, &on_a.tenant_path(&format!("/agents/{agent}/revoke")), None).await;
+    assert_eq!(status, 200);
+    let exit = run.wait(Duration::from_secs(10)).and_then(|s| s.code());
+    assert_eq!(exit, Some(3), "the revoked agent stops (exit 3)");
+    eprintln!("revocation on one replica to the agent's exit on another: {:?}", revoked.elapsed());
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn agents_fail_over_through_the_balancer_when_their_replica_dies() {
+    let Some(mut cluster) = Replicas::start(2, |o| o.fast_heartbeats()).await else { return };
+    let home = tempfile::tempdir().unwrap();
+    let host = cluster.host(home.path());
+    let gateway = cluster.options[0].gateway_url();
+    let agent = cluster.enroll(&host, &gateway).await;
+    let _run = host.spawn_run(&[]);
+    wait_agent(&cluster.api, &agent, "online").await;
+    let id = submit(&cluster.api, chat("Before anything fails")).await;
+    wait_status(&cluster.api, &id, "succeeded", Duration::from_secs(20)).await;
+
+    // Each replica in turn is killed (one of them held the agent's tunnel)
+    // and comes back; work through the balancer goes on.
+    for victim in 0..2 {
+        cluster.kill(victim);
+        eventually(Duration::from_secs(10), "the balancer to drop the dead replica", || async {
+            (cluster.balancer.up().await.len() == 1).then_some(())
+        })
+        .await;
+        let id = submit(&cluster.api, chat(&format!("With replica {victim} down"))).await;
+        wait_status(&cluster.api, &id, "succeeded", Duration::from_secs(60)).await;
+        cluster.restart(victim);
+        eventually(Duration::from_secs(10), "the balancer to take the replica back", || async {
+            cluster.balancer.all_up(2).await.then_some(())
+        })
+        .await;
+    }
+    let id = submit(&cluster.api, chat("After both came back")).await;
+    wait_status(&cluster.api, &id, "succeeded", Duration::from_secs(30)).await;
+    cluster.finish().await;
+}
