@@ -39,6 +39,7 @@ on_both_backends!(
     enrollment_tokens_redeem_once_and_create_agents,
     agent_connections_heartbeats_and_offline_detection,
     agent_certificates_renewal_revocation_and_events,
+    throttles_count_block_clear_and_forget,
 );
 
 // ----- Fixtures ------------------------------------------------------------------
@@ -967,4 +968,39 @@ async fn agent_certificates_renewal_revocation_and_events(db: &TestDb) {
         [AgentEventKind::Revoked, AgentEventKind::Updated, AgentEventKind::Renewed, AgentEventKind::Enrolled]
     );
     assert!(store.agent_events(other, agent.id, PAGE).await.unwrap().items.is_empty());
+}
+
+/// The shared counts behind login and enrollment throttling: concurrent
+/// failures from several replicas each count once.
+async fn throttles_count_block_clear_and_forget(db: &TestDb) {
+    let store = db.store.clone();
+    let now = Timestamp::now();
+    let hour_ago = now - time::Duration::hours(1);
+    let delay = |failures: u32| std::time::Duration::from_secs(u64::from(failures));
+    let key = "k".repeat(64);
+    assert_eq!(store.throttle_blocked_until(std::slice::from_ref(&key), now).await.unwrap(), None);
+    let failures: Vec<_> = (0..10)
+        .map(|_| {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move { store.throttle_failure(&key, now, hour_ago, &delay).await })
+        })
+        .collect();
+    for failure in failures {
+        failure.await.unwrap().unwrap();
+    }
+    let until = store.throttle_blocked_until(&[key.clone(), "other".into()], now).await.unwrap();
+    assert_eq!(until, Some(now + time::Duration::seconds(10)), "ten failures, each counted once");
+    // Past its last failure's memory, the count starts again.
+    let later = now + time::Duration::hours(2);
+    store.throttle_failure(&key, later, later - time::Duration::hours(1), &delay).await.unwrap();
+    assert_eq!(
+        store.throttle_blocked_until(std::slice::from_ref(&key), later).await.unwrap(),
+        Some(later + time::Duration::seconds(1))
+    );
+    store.throttle_clear(&key).await.unwrap();
+    assert_eq!(store.throttle_blocked_until(std::slice::from_ref(&key), later).await.unwrap(), None);
+    store.throttle_failure("old", now, hour_ago, &delay).await.unwrap();
+    store.throttle_failure("new", later, hour_ago, &delay).await.unwrap();
+    assert_eq!(store.throttle_forget(now + time::Duration::minutes(1)).await.unwrap(), 1);
+    assert!(store.throttle_blocked_until(&["new".into()], later).await.unwrap().is_some());
 }

@@ -2,8 +2,8 @@
 //! (`marketer_tests::replicas`): work submitted on one replica reaches an
 //! agent on another at once (`LISTEN/NOTIFY`, not the sweep), a live event
 //! stream on a third follows it, a revocation anywhere closes the agent's
-//! connection wherever it is, and agents fail over through the balancer
-//! when their replica dies.
+//! connection wherever it is, agents fail over through the balancer when
+//! their replica dies, and login throttling holds across replicas.
 
 use std::time::{Duration, Instant};
 
@@ -101,6 +101,22 @@ async fn work_streams_and_revocations_cross_replicas_at_once() {
 #[tokio::test]
 async fn agents_fail_over_through_the_balancer_when_their_replica_dies() {
     let Some(mut cluster) = Replicas::start(2, |o| o.fast_heartbeats()).await else { return };
+    // Login throttling is shared: failures on either replica count
+    // together (five are free, the sixth waits), not five per replica.
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for attempt in 0..6 {
+        let base = &cluster.server(attempt % 2).base_url;
+        let response = http
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({ "email": "guess@example.com", "password": format!("guess number {attempt}") }))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429], "failures across replicas count together");
+
     let home = tempfile::tempdir().unwrap();
     let host = cluster.host(home.path());
     let gateway = cluster.options[0].gateway_url();

@@ -1,19 +1,26 @@
-//! Slows down password guessing.
+//! Slows down password guessing (and token guessing at enrollment).
 //!
-//! Failed logins are counted per account and per client address. After a few
-//! free failures each further failure doubles the wait before the next
+//! Failed attempts are counted per account and per client address. After a
+//! few free failures each further failure doubles the wait before the next
 //! attempt is accepted, up to a cap, so an attacker gets a handful of guesses
 //! an hour while the real owner, after at most the cap, can always try again:
 //! nobody is locked out for good. A success clears the account's count.
 //!
-//! State is in memory, per replica. With several replicas behind a load
-//! balancer an attacker's budget multiplies by the replica count; the
-//! exponential backoff keeps that small.
+//! The counts live in the database (`throttles`), so every replica sees the
+//! same ones: an attacker's budget does not multiply by the replica count.
+//! Keys are SHA-256 hashes of scope, kind and value; no address is stored.
+//! Keys unseen for longer than their policy remembers are deleted, at most
+//! once a minute per replica, so a flood of random accounts cannot grow the
+//! table without limit.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::domain::Timestamp;
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottlePolicy {
@@ -49,81 +56,85 @@ impl ThrottlePolicy {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    failures: u32,
-    last_failure: Instant,
-    blocked_until: Instant,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Account(String),
-    Client(IpAddr),
-}
-
-/// Bound on remembered keys, so a flood of random e-mail addresses cannot
-/// grow memory without limit.
-const MAX_ENTRIES: usize = 100_000;
+/// How often a replica deletes forgotten keys, at most.
+const CLEANUP_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 pub struct LoginThrottle {
+    /// Keeps the login and enrollment counts apart.
+    scope: &'static str,
     account: ThrottlePolicy,
     client: ThrottlePolicy,
-    entries: Mutex<HashMap<Key, Entry>>,
-}
-
-impl Default for LoginThrottle {
-    fn default() -> Self {
-        Self::new(ThrottlePolicy::ACCOUNT, ThrottlePolicy::CLIENT)
-    }
+    store: Arc<dyn Store>,
+    last_cleanup: Mutex<Option<Instant>>,
 }
 
 impl LoginThrottle {
-    pub fn new(account: ThrottlePolicy, client: ThrottlePolicy) -> Self {
-        Self { account, client, entries: Mutex::new(HashMap::new()) }
+    pub fn new(
+        scope: &'static str,
+        account: ThrottlePolicy,
+        client: ThrottlePolicy,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        Self { scope, account, client, store, last_cleanup: Mutex::new(None) }
     }
 
-    fn keys(account: &str, client: Option<IpAddr>) -> impl Iterator<Item = Key> {
-        std::iter::once(Key::Account(account.to_owned())).chain(client.map(Key::Client))
+    fn key(&self, kind: &str, value: &str) -> String {
+        let digest = Sha256::digest(format!("{}:{kind}:{value}", self.scope).as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn keys(&self, account: &str, client: Option<IpAddr>) -> Vec<(String, ThrottlePolicy)> {
+        let mut keys = vec![(self.key("account", account), self.account)];
+        if let Some(ip) = client {
+            keys.push((self.key("client", &ip.to_string()), self.client));
+        }
+        keys
     }
 
     /// How long the caller must wait before this attempt would be accepted,
     /// or `None` if it may proceed now.
-    pub fn check(&self, account: &str, client: Option<IpAddr>, now: Instant) -> Option<Duration> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        Self::keys(account, client)
-            .filter_map(|k| entries.get(&k))
-            .map(|e| e.blocked_until.saturating_duration_since(now))
-            .filter(|wait| !wait.is_zero())
-            .max()
+    pub async fn check(
+        &self,
+        account: &str,
+        client: Option<IpAddr>,
+        now: Timestamp,
+    ) -> Result<Option<Duration>, StoreError> {
+        let keys: Vec<String> = self.keys(account, client).into_iter().map(|(key, _)| key).collect();
+        let until = self.store.throttle_blocked_until(&keys, now).await?;
+        Ok(until.map(|until| Duration::try_from(until.as_datetime() - now.as_datetime()).unwrap_or_default()))
     }
 
-    pub fn record_failure(&self, account: &str, client: Option<IpAddr>, now: Instant) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= MAX_ENTRIES {
-            let (account_ttl, client_ttl) = (self.account.forget_after, self.client.forget_after);
-            entries.retain(|k, e| {
-                let ttl = if matches!(k, Key::Account(_)) { account_ttl } else { client_ttl };
-                now.saturating_duration_since(e.last_failure) < ttl
-            });
+    pub async fn record_failure(
+        &self,
+        account: &str,
+        client: Option<IpAddr>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        for (key, policy) in self.keys(account, client) {
+            let forget = time::Duration::try_from(policy.forget_after).unwrap_or_default();
+            self.store
+                .throttle_failure(&key, now, now - forget, &move |failures| policy.delay_after(failures))
+                .await?;
         }
-        for key in Self::keys(account, client) {
-            let policy = if matches!(key, Key::Account(_)) { self.account } else { self.client };
-            let entry =
-                entries.entry(key).or_insert(Entry { failures: 0, last_failure: now, blocked_until: now });
-            if now.saturating_duration_since(entry.last_failure) >= policy.forget_after {
-                entry.failures = 0;
+        let due = {
+            let mut last = self.last_cleanup.lock().unwrap_or_else(|p| p.into_inner());
+            let due = last.is_none_or(|at| at.elapsed() >= CLEANUP_EVERY);
+            if due {
+                *last = Some(Instant::now());
             }
-            entry.failures = entry.failures.saturating_add(1);
-            entry.last_failure = now;
-            entry.blocked_until = now + policy.delay_after(entry.failures);
+            due
+        };
+        if due {
+            let longest = self.account.forget_after.max(self.client.forget_after);
+            let before = now - time::Duration::try_from(longest).unwrap_or_default();
+            self.store.throttle_forget(before).await?;
         }
+        Ok(())
     }
 
-    pub fn record_success(&self, account: &str) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.remove(&Key::Account(account.to_owned()));
+    pub async fn record_success(&self, account: &str) -> Result<(), StoreError> {
+        self.store.throttle_clear(&self.key("account", account)).await
     }
 }
 
@@ -133,58 +144,79 @@ mod tests {
 
     const IP: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
 
-    #[test]
-    fn delays_grow_after_free_failures_and_are_capped() {
-        let t = LoginThrottle::default();
-        let now = Instant::now();
+    /// A throttle over a fresh SQLite store (the store conformance suites
+    /// run the same statements on PostgreSQL).
+    async fn throttle() -> (LoginThrottle, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::store::DatabaseUrl::new(format!("sqlite://{}", dir.path().join("t.db").display()));
+        let store = crate::store::connect(&url).await.unwrap();
+        (LoginThrottle::new("login", ThrottlePolicy::ACCOUNT, ThrottlePolicy::CLIENT, store), dir)
+    }
+
+    fn secs(n: u64) -> Option<Duration> {
+        Some(Duration::from_secs(n))
+    }
+
+    #[tokio::test]
+    async fn delays_grow_after_free_failures_and_are_capped() {
+        let (t, _dir) = throttle().await;
+        let now = Timestamp::now();
         for _ in 0..4 {
-            t.record_failure("a@example.com", IP, now);
+            t.record_failure("a@example.com", IP, now).await.unwrap();
         }
-        assert_eq!(t.check("a@example.com", IP, now), None, "four failures are free");
-        t.record_failure("a@example.com", IP, now);
-        assert_eq!(t.check("a@example.com", IP, now), Some(Duration::from_secs(1)));
-        t.record_failure("a@example.com", IP, now);
-        assert_eq!(t.check("a@example.com", IP, now), Some(Duration::from_secs(2)));
+        assert_eq!(t.check("a@example.com", IP, now).await.unwrap(), None, "four failures are free");
+        t.record_failure("a@example.com", IP, now).await.unwrap();
+        assert_eq!(t.check("a@example.com", IP, now).await.unwrap(), secs(1));
+        t.record_failure("a@example.com", IP, now).await.unwrap();
+        assert_eq!(t.check("a@example.com", IP, now).await.unwrap(), secs(2));
         for _ in 0..40 {
-            t.record_failure("a@example.com", IP, now);
+            t.record_failure("a@example.com", IP, now).await.unwrap();
         }
-        assert_eq!(t.check("a@example.com", IP, now), Some(Duration::from_secs(900)), "capped");
-        assert_eq!(t.check("a@example.com", IP, now + Duration::from_secs(901)), None, "never forever");
+        assert_eq!(t.check("a@example.com", IP, now).await.unwrap(), secs(900), "capped");
+        let later = now + time::Duration::seconds(901);
+        assert_eq!(t.check("a@example.com", IP, later).await.unwrap(), None, "never forever");
     }
 
-    #[test]
-    fn success_clears_the_account_and_other_accounts_are_unaffected() {
-        let t = LoginThrottle::default();
-        let now = Instant::now();
+    #[tokio::test]
+    async fn success_clears_the_account_and_other_accounts_are_unaffected() {
+        let (t, _dir) = throttle().await;
+        let now = Timestamp::now();
         for _ in 0..6 {
-            t.record_failure("a@example.com", None, now);
+            t.record_failure("a@example.com", None, now).await.unwrap();
         }
-        assert!(t.check("a@example.com", None, now).is_some());
-        assert_eq!(t.check("b@example.com", None, now), None);
-        t.record_success("a@example.com");
-        assert_eq!(t.check("a@example.com", None, now), None);
+        assert!(t.check("a@example.com", None, now).await.unwrap().is_some());
+        assert_eq!(t.check("b@example.com", None, now).await.unwrap(), None);
+        t.record_success("a@example.com").await.unwrap();
+        assert_eq!(t.check("a@example.com", None, now).await.unwrap(), None);
     }
 
-    #[test]
-    fn a_client_guessing_many_accounts_is_slowed() {
-        let t = LoginThrottle::default();
-        let now = Instant::now();
+    #[tokio::test]
+    async fn a_client_guessing_many_accounts_is_slowed() {
+        let (t, _dir) = throttle().await;
+        let now = Timestamp::now();
         for i in 0..31 {
-            t.record_failure(&format!("user{i}@example.com"), IP, now);
+            t.record_failure(&format!("user{i}@example.com"), IP, now).await.unwrap();
         }
-        assert!(t.check("fresh@example.com", IP, now).is_some());
-        assert_eq!(t.check("fresh@example.com", None, now), None);
+        assert!(t.check("fresh@example.com", IP, now).await.unwrap().is_some());
+        assert_eq!(t.check("fresh@example.com", None, now).await.unwrap(), None);
     }
 
-    #[test]
-    fn old_failures_are_forgotten() {
-        let t = LoginThrottle::default();
-        let now = Instant::now();
+    #[tokio::test]
+    async fn old_failures_are_forgotten_and_scopes_are_apart() {
+        let (t, _dir) = throttle().await;
+        let now = Timestamp::now();
         for _ in 0..6 {
-            t.record_failure("a@example.com", None, now);
+            t.record_failure("a@example.com", None, now).await.unwrap();
         }
-        let later = now + Duration::from_secs(2 * 3600);
-        t.record_failure("a@example.com", None, later);
-        assert_eq!(t.check("a@example.com", None, later), None, "the count restarted");
+        let other = LoginThrottle::new(
+            "enrollment",
+            ThrottlePolicy::ACCOUNT,
+            ThrottlePolicy::CLIENT,
+            t.store.clone(),
+        );
+        assert_eq!(other.check("a@example.com", None, now).await.unwrap(), None, "another scope");
+        let later = now + time::Duration::hours(2);
+        t.record_failure("a@example.com", None, later).await.unwrap();
+        assert_eq!(t.check("a@example.com", None, later).await.unwrap(), None, "the count restarted");
     }
 }

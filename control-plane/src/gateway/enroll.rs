@@ -1,8 +1,6 @@
 //! `POST /agent/v1/enroll`: an agent trades an enrollment token and a CSR for
 //! its client certificate.
 
-use std::time::Instant;
-
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -45,7 +43,15 @@ pub(super) async fn enroll(
 ) -> Result<(StatusCode, axum::Json<EnrollResponse>), GatewayError> {
     let ip = Some(peer.addr.ip());
     let throttle_key = throttle_key(&body);
-    if let Some(wait) = state.enroll_throttle.check(&throttle_key, ip, Instant::now()) {
+    let blocked = state.enroll_throttle.check(&throttle_key, ip, Timestamp::now()).await.map_err(|e| {
+        tracing::error!(error = %e, "could not read the enrollment throttle");
+        GatewayError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the server cannot check enrollments right now; try again shortly",
+        )
+    })?;
+    if let Some(wait) = blocked {
         state.app.metrics.agent_enrollment("throttled");
         return Err(GatewayError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -61,12 +67,16 @@ pub(super) async fn enroll(
         Ok(_) => state.app.metrics.agent_enrollment("success"),
         Err(e) => {
             state.app.metrics.agent_enrollment(e.code);
-            state.enroll_throttle.record_failure(&throttle_key, ip, Instant::now());
+            if let Err(e) = state.enroll_throttle.record_failure(&throttle_key, ip, Timestamp::now()).await {
+                tracing::error!(error = %e, "could not count a failed enrollment");
+            }
             tracing::info!(peer = %peer.addr, code = e.code, "enrollment refused");
         }
     }
-    if result.is_ok() {
-        state.enroll_throttle.record_success(&throttle_key);
+    if result.is_ok()
+        && let Err(e) = state.enroll_throttle.record_success(&throttle_key).await
+    {
+        tracing::warn!(error = %e, "could not clear the enrollment throttle of a token");
     }
     result.map(|r| (StatusCode::CREATED, axum::Json(r)))
 }

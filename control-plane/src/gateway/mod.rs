@@ -170,13 +170,14 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let state = GatewayState {
-        app,
-        ca,
-        config: Arc::new(config),
-        enroll_throttle: Arc::new(LoginThrottle::new(ThrottlePolicy::ACCOUNT, ThrottlePolicy::CLIENT)),
-        shutdown: shutdown.clone(),
-    };
+    let enroll_throttle = Arc::new(LoginThrottle::new(
+        "enrollment",
+        ThrottlePolicy::ACCOUNT,
+        ThrottlePolicy::CLIENT,
+        app.store.clone(),
+    ));
+    let state =
+        GatewayState { app, ca, config: Arc::new(config), enroll_throttle, shutdown: shutdown.clone() };
     let acceptor = TlsAcceptor::from(tls.config.clone());
     let router = router(state.clone());
     let tracker = TaskTracker::new();

@@ -104,7 +104,7 @@ impl App {
             return Err(Error::invalid("password", "must be at most 1024 bytes"));
         }
         let account = req.email.normalized();
-        if let Some(retry_after) = self.throttle.check(&account, meta.client_ip, Instant::now()) {
+        if let Some(retry_after) = self.throttle.check(&account, meta.client_ip, Timestamp::now()).await? {
             self.metrics.login("throttled");
             return Err(Error::RateLimited { retry_after });
         }
@@ -116,7 +116,10 @@ impl App {
         let user = match credentials {
             Some(c) if matches => c.user,
             other => {
-                self.throttle.record_failure(&account, meta.client_ip, Instant::now());
+                if let Err(e) = self.throttle.record_failure(&account, meta.client_ip, Timestamp::now()).await
+                {
+                    tracing::error!(error = %e, "could not count a failed login");
+                }
                 let actor = other.map_or(Actor::Anonymous, |c| Actor::User {
                     id: c.user.id,
                     email: c.user.email.to_string(),
@@ -128,7 +131,9 @@ impl App {
                 return Err(Error::Unauthenticated(BAD_CREDENTIALS.into()));
             }
         };
-        self.throttle.record_success(&account);
+        if let Err(e) = self.throttle.record_success(&account).await {
+            tracing::warn!(error = %e, "could not clear the login throttle of an account");
+        }
         if user.disabled {
             let actor = Actor::User { id: user.id, email: user.email.to_string() };
             let event = audit_event(None, actor, meta, actions::LOGIN, Outcome::Denied)

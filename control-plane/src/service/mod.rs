@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::auth::throttle::LoginThrottle;
+use crate::auth::throttle::{LoginThrottle, ThrottlePolicy};
 use crate::auth::tokens::AccessTokens;
 use crate::cloud::{CloudRunner, CloudSettings, DataKey};
 use crate::cluster::Cluster;
@@ -128,6 +128,8 @@ impl App {
         let hub = Arc::new(Hub::new(metrics.clone(), cluster.clone(), agents.timings));
         let jobs = Arc::new(JobEngine::new(store.clone(), hub.clone(), cluster.clone(), job_settings));
         let cloud = Arc::new(CloudRunner::new(jobs.clone(), at_rest.data_key, CloudSettings::default())?);
+        let throttle =
+            LoginThrottle::new("login", ThrottlePolicy::ACCOUNT, ThrottlePolicy::CLIENT, store.clone());
         Ok(Self {
             store,
             files: at_rest.files,
@@ -140,7 +142,7 @@ impl App {
             agents,
             metrics,
             tokens,
-            throttle: LoginThrottle::default(),
+            throttle,
             auth,
             api_key_touches: Mutex::new(HashMap::new()),
         })

@@ -697,6 +697,24 @@ pub trait Store:
     async fn api_key_grant(&self, key_hash: &[u8], now: Timestamp) -> Result<Option<ApiKeyGrant>>;
     async fn touch_api_key(&self, id: Uuid, now: Timestamp) -> Result<()>;
 
+    // Throttles of failed attempts (`auth/throttle.rs`), shared by replicas.
+    /// The latest `blocked_until` of `keys` that is after `now`.
+    async fn throttle_blocked_until(&self, keys: &[String], now: Timestamp) -> Result<Option<Timestamp>>;
+    /// Counts a failure of `key` at `now` (starting again from one if its
+    /// last failure is before `forget_before`) and blocks it until `now`
+    /// plus `delay(failures)`, in one transaction.
+    async fn throttle_failure(
+        &self,
+        key: &str,
+        now: Timestamp,
+        forget_before: Timestamp,
+        delay: &(dyn Fn(u32) -> std::time::Duration + Send + Sync),
+    ) -> Result<()>;
+    /// Forgets `key` (a success).
+    async fn throttle_clear(&self, key: &str) -> Result<()>;
+    /// Deletes keys whose last failure is before `before`; returns how many.
+    async fn throttle_forget(&self, before: Timestamp) -> Result<u64>;
+
     // Audit log.
     /// Records an event on its own, for outcomes that change nothing else
     /// (failed logins, refused requests).

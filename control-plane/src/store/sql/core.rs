@@ -976,6 +976,64 @@ where
 
     // ----- Audit log
 
+    async fn throttle_blocked_until(&self, keys: &[String], now: Timestamp) -> Result<Option<Timestamp>> {
+        let mut latest: Option<Timestamp> = None;
+        for key in keys {
+            let until: Option<Timestamp> = sqlx::query_scalar(
+                "SELECT blocked_until FROM throttles WHERE key = $1 AND blocked_until > $2",
+            )
+            .bind(key.as_str())
+            .bind(now)
+            .fetch_optional(&self.read)
+            .await?;
+            latest = latest.max(until);
+        }
+        Ok(latest)
+    }
+
+    async fn throttle_failure(
+        &self,
+        key: &str,
+        now: Timestamp,
+        forget_before: Timestamp,
+        delay: &(dyn Fn(u32) -> std::time::Duration + Send + Sync),
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let failures: i64 = sqlx::query_scalar(
+            "INSERT INTO throttles (key, failures, last_failure, blocked_until) VALUES ($1, 1, $2, $2) \
+             ON CONFLICT (key) DO UPDATE SET \
+             failures = CASE WHEN throttles.last_failure < $3 THEN 1 ELSE throttles.failures + 1 END, \
+             last_failure = excluded.last_failure RETURNING failures",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(forget_before)
+        .fetch_one(&mut *tx)
+        .await?;
+        let wait =
+            time::Duration::try_from(delay(u32::try_from(failures).unwrap_or(u32::MAX))).unwrap_or_default();
+        sqlx::query("UPDATE throttles SET blocked_until = $2 WHERE key = $1")
+            .bind(key)
+            .bind(now + wait)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn throttle_clear(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM throttles WHERE key = $1").bind(key).execute(&self.write).await?;
+        Ok(())
+    }
+
+    async fn throttle_forget(&self, before: Timestamp) -> Result<u64> {
+        let result = sqlx::query("DELETE FROM throttles WHERE last_failure < $1")
+            .bind(before)
+            .execute(&self.write)
+            .await?;
+        Ok(DB::rows_affected(&result))
+    }
+
     async fn record_audit(&self, event: &NewAuditEvent) -> Result<()> {
         let mut conn = self.write.acquire().await?;
         Self::insert_audit(&mut conn, event).await
