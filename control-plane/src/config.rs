@@ -140,6 +140,12 @@ pub struct ServeArgs {
     /// `LISTEN/NOTIFY`; this sweep is the safety net for a lost signal.
     #[arg(long, env = "MARKETER_JOB_SWEEP_INTERVAL_MS", value_name = "MS")]
     pub job_sweep_interval_ms: Option<u64>,
+    /// On SIGTERM, how long to keep serving while `/readyz` says 503, so a
+    /// load balancer takes this replica out before it stops accepting, in
+    /// seconds [default: 0; behind a load balancer, a little more than its
+    /// health check needs to fail, e.g. 5].
+    #[arg(long, env = "MARKETER_SHUTDOWN_DRAIN_SECONDS", value_name = "SECONDS")]
+    pub shutdown_drain_seconds: Option<u64>,
 }
 
 /// The optional TOML file. Unknown keys are errors, so a typo is not
@@ -160,6 +166,7 @@ struct FileConfig {
     jwt_secret_file: Option<PathBuf>,
     data_key_file: Option<PathBuf>,
     shutdown_timeout_seconds: Option<u64>,
+    shutdown_drain_seconds: Option<u64>,
     agent_listen: Option<SocketAddr>,
     agent_public_url: Option<String>,
     agent_ca_cert: Option<PathBuf>,
@@ -193,6 +200,8 @@ pub struct Settings {
     pub jwt_secret_file: Option<PathBuf>,
     pub data_key_file: Option<PathBuf>,
     pub shutdown_timeout: std::time::Duration,
+    /// Serving, unready, before stopping (see `--shutdown-drain-seconds`).
+    pub shutdown_drain: std::time::Duration,
     pub agents: AgentGatewaySettings,
     pub jobs: crate::jobs::JobSettings,
 }
@@ -289,6 +298,11 @@ impl Settings {
         if let Some(ms) = serve.job_retry_base_ms.or(file.job_retry_base_ms) {
             jobs.retry.base = std::time::Duration::from_millis(ms);
         }
+        let shutdown_drain = serve.shutdown_drain_seconds.or(file.shutdown_drain_seconds).unwrap_or(0);
+        if shutdown_drain > 300 {
+            bail!("shutdown_drain_seconds must be at most 300 (five minutes), not {shutdown_drain}");
+        }
+        let shutdown_drain = std::time::Duration::from_secs(shutdown_drain);
         if let Some(ms) = serve.job_sweep_interval_ms.or(file.job_sweep_interval_ms) {
             if !(50..=600_000).contains(&ms) {
                 bail!("job_sweep_interval_ms must be between 50 and 600000 (ten minutes), not {ms}");
@@ -322,6 +336,7 @@ impl Settings {
             jwt_secret_file: serve.jwt_secret_file.clone().or(file.jwt_secret_file),
             data_key_file: serve.data_key_file.clone().or(file.data_key_file),
             shutdown_timeout: std::time::Duration::from_secs(file.shutdown_timeout_seconds.unwrap_or(30)),
+            shutdown_drain,
             agents,
             jobs,
         })

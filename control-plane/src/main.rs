@@ -8,7 +8,7 @@ use marketer_control_plane::admin::{self, AdminCommand};
 use marketer_control_plane::api::ApiConfig;
 use marketer_control_plane::config::{GlobalArgs, ServeArgs, Settings};
 use marketer_control_plane::listener::ConnectionLimits;
-use marketer_control_plane::{server, telemetry};
+use marketer_control_plane::{backup, server, telemetry};
 use tokio_util::sync::CancellationToken;
 
 /// The Marketer control plane: tenants, projects, the JSON API, and (with
@@ -32,6 +32,21 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// Write one archive (.tar.gz) of the data directory's secrets, agent CA
+    /// and files, and of the database when it is SQLite (a consistent copy,
+    /// safe while the server runs). Back PostgreSQL up with pg_dump.
+    Backup {
+        /// Where to write the archive (written beside it, then renamed).
+        #[arg(long, value_name = "FILE")]
+        to: std::path::PathBuf,
+    },
+    /// Unpack a backup archive into an empty data directory (--data-dir) and
+    /// check the restored database; then start the server on it.
+    Restore {
+        /// The archive `backup` wrote.
+        #[arg(long, value_name = "FILE")]
+        from: std::path::PathBuf,
     },
 }
 
@@ -66,6 +81,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = server::open_store(&settings).await?;
             store.close().await;
             println!("migrations applied to {}", settings.database_url);
+            Ok(())
+        }
+        Command::Backup { to } => {
+            println!("{}", backup::backup(&settings, &to).await?);
+            Ok(())
+        }
+        Command::Restore { from } => {
+            println!("{}", backup::restore(&from, &settings.data_dir).await?);
             Ok(())
         }
         Command::Admin { command } => {
@@ -107,8 +130,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     println!("marketer-server listening on http://{}", listener.local_addr()?);
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
+    let closing = runtime.app.closing.clone();
+    let drain = settings.shutdown_drain;
     tokio::spawn(async move {
         server::shutdown_signal().await;
+        // Unready first (/readyz answers 503, event streams end so clients
+        // reconnect elsewhere) while still serving, so the load balancer
+        // moves traffic away; then stop accepting.
+        closing.cancel();
+        if !drain.is_zero() {
+            tracing::info!(?drain, "shutting down: unready, draining");
+            tokio::time::sleep(drain).await;
+        }
         trigger.cancel();
     });
     let metrics_token = match &settings.metrics_token_file {

@@ -4,6 +4,7 @@
 //! global, so several servers in one test process do not share counters.
 
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -35,8 +36,18 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct TenantLabels {
-    pub tenant_id: String,
+pub struct StatusLabels {
+    pub status: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CertificateLabels {
+    pub certificate: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -57,7 +68,7 @@ pub struct Metrics {
     http_in_flight: Gauge,
     logins: Family<OutcomeLabels, Counter>,
     audit_write_failures: Counter,
-    agents_connected: Family<TenantLabels, Gauge>,
+    agents_connected: Gauge,
     agent_connections_opened: Counter,
     agent_connections_closed: Family<ReasonLabels, Counter>,
     agent_handshake_failures: Family<ReasonLabels, Counter>,
@@ -68,6 +79,18 @@ pub struct Metrics {
     cluster_notifications_sent: Counter,
     cluster_signals_lost: Family<OutcomeLabels, Counter>,
     cluster_notify_lag: Histogram,
+    jobs: Family<StatusLabels, Gauge>,
+    job_queue_oldest_age: Gauge<f64, AtomicU64>,
+    tenants_waiting_without_agents: Gauge,
+    agents: Family<StateLabels, Gauge>,
+    database_up: Gauge,
+    jobs_finished: Family<OutcomeLabels, Counter>,
+    job_run_duration: Histogram,
+    job_dispatch_duration: Histogram,
+    job_retries: Counter,
+    job_lease_expiries: Counter,
+    sse_subscribers: Gauge,
+    certificate_expiry: Family<CertificateLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -99,7 +122,7 @@ impl Metrics {
             "Audit events that could not be written",
             audit_write_failures.clone(),
         );
-        let agents_connected = Family::<TenantLabels, Gauge>::default();
+        let agents_connected = Gauge::default();
         let agent_connections_opened = Counter::default();
         let agent_connections_closed = Family::<ReasonLabels, Counter>::default();
         let agent_handshake_failures = Family::<ReasonLabels, Counter>::default();
@@ -112,11 +135,7 @@ impl Metrics {
         );
         let agent_heartbeats_dropped = Counter::default();
         let agent_enrollments = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "agents_connected",
-            "Agents connected to this replica, per tenant",
-            agents_connected.clone(),
-        );
+        registry.register("agents_connected", "Agents connected to this replica", agents_connected.clone());
         registry.register(
             "agent_connections_opened",
             "Agent tunnel connections accepted",
@@ -161,6 +180,74 @@ impl Metrics {
             "From another replica's NOTIFY to this replica acting on it",
             cluster_notify_lag.clone(),
         );
+        let jobs = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "jobs",
+            "Unfinished jobs by status, read from the database at scrape",
+            jobs.clone(),
+        );
+        let job_queue_oldest_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "job_queue_oldest_age_seconds",
+            "Age of the oldest queued job, read from the database at scrape (0: none queued)",
+            job_queue_oldest_age.clone(),
+        );
+        let tenants_waiting_without_agents = Gauge::default();
+        registry.register(
+            "tenants_waiting_without_agents",
+            "Tenants with queued edge jobs and no agent online, read from the database at scrape",
+            tenants_waiting_without_agents.clone(),
+        );
+        let agents = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "agents",
+            "Agents by state (online, offline, revoked), read from the database at scrape",
+            agents.clone(),
+        );
+        let database_up = Gauge::default();
+        registry.register(
+            "database_up",
+            "Whether the last scrape's database reads succeeded (1) or not (0)",
+            database_up.clone(),
+        );
+        let jobs_finished = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "jobs_finished",
+            "Jobs finished through this replica, by outcome",
+            jobs_finished.clone(),
+        );
+        let job_run_duration = Histogram::new(exponential_buckets(0.05, 2.0, 16));
+        registry.register(
+            "job_run_duration_seconds",
+            "Wall time of finished attempts, as their runner measured it",
+            job_run_duration.clone(),
+        );
+        let job_dispatch_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 20));
+        registry.register(
+            "job_dispatch_duration_seconds",
+            "From a job's submission to its first assignment, on the replica that assigned it",
+            job_dispatch_duration.clone(),
+        );
+        let job_retries = Counter::default();
+        registry.register("job_retries", "Attempts that failed and were queued again", job_retries.clone());
+        let job_lease_expiries = Counter::default();
+        registry.register(
+            "job_lease_expiries",
+            "Leases that expired (the agent went silent past the grace) and were given up",
+            job_lease_expiries.clone(),
+        );
+        let sse_subscribers = Gauge::default();
+        registry.register(
+            "sse_subscribers",
+            "Live event streams open on this replica",
+            sse_subscribers.clone(),
+        );
+        let certificate_expiry = Family::<CertificateLabels, Gauge>::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the agent CA and the gateway's certificate expire (Unix time)",
+            certificate_expiry.clone(),
+        );
         registry.register(
             "build",
             "Version of the running server",
@@ -184,6 +271,18 @@ impl Metrics {
             cluster_notifications_sent,
             cluster_signals_lost,
             cluster_notify_lag,
+            jobs,
+            job_queue_oldest_age,
+            tenants_waiting_without_agents,
+            agents,
+            database_up,
+            jobs_finished,
+            job_run_duration,
+            job_dispatch_duration,
+            job_retries,
+            job_lease_expiries,
+            sse_subscribers,
+            certificate_expiry,
         }
     }
 
@@ -210,13 +309,76 @@ impl Metrics {
         self.audit_write_failures.inc();
     }
 
-    pub fn agent_connected(&self, tenant_id: uuid::Uuid) {
+    pub fn agent_connected(&self) {
         self.agent_connections_opened.inc();
-        self.agents_connected.get_or_create(&TenantLabels { tenant_id: tenant_id.to_string() }).inc();
+        self.agents_connected.inc();
     }
 
-    pub fn agent_disconnected(&self, tenant_id: uuid::Uuid) {
-        self.agents_connected.get_or_create(&TenantLabels { tenant_id: tenant_id.to_string() }).dec();
+    pub fn agent_disconnected(&self) {
+        self.agents_connected.dec();
+    }
+
+    /// The database's view at scrape time, or `None` when it could not be
+    /// read.
+    pub fn set_snapshot(&self, snapshot: Option<&crate::store::OpsSnapshot>) {
+        let Some(s) = snapshot else {
+            self.database_up.set(0);
+            return;
+        };
+        self.database_up.set(1);
+        for (status, count) in [("queued", s.queued), ("assigned", s.assigned), ("running", s.running)] {
+            self.jobs.get_or_create(&StatusLabels { status }).set(count);
+        }
+        self.job_queue_oldest_age.set(s.oldest_queued_age.map_or(0.0, |age| age.as_secs_f64()));
+        self.tenants_waiting_without_agents.set(s.tenants_waiting_without_agents);
+        for (state, count) in
+            [("online", s.agents_online), ("offline", s.agents_offline), ("revoked", s.agents_revoked)]
+        {
+            self.agents.get_or_create(&StateLabels { state }).set(count);
+        }
+    }
+
+    /// A job's `done` (`succeeded`, `failed`, `cancelled`) or `retrying`
+    /// event, with the attempt's wall time when it ran.
+    pub fn job_finished(&self, outcome: &str, wall_time: Option<Duration>) {
+        let outcome = match outcome {
+            "succeeded" => "succeeded",
+            "failed" => "failed",
+            "cancelled" => "cancelled",
+            _ => "other",
+        };
+        self.jobs_finished.get_or_create(&OutcomeLabels { outcome }).inc();
+        if let Some(wall_time) = wall_time {
+            self.job_run_duration.observe(wall_time.as_secs_f64());
+        }
+    }
+
+    pub fn job_retried(&self, wall_time: Option<Duration>) {
+        self.job_retries.inc();
+        if let Some(wall_time) = wall_time {
+            self.job_run_duration.observe(wall_time.as_secs_f64());
+        }
+    }
+
+    pub fn job_dispatched(&self, waited: Duration) {
+        self.job_dispatch_duration.observe(waited.as_secs_f64());
+    }
+
+    pub fn job_leases_expired(&self, count: usize) {
+        self.job_lease_expiries.inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+    }
+
+    pub fn sse_opened(&self) {
+        self.sse_subscribers.inc();
+    }
+
+    pub fn sse_closed(&self) {
+        self.sse_subscribers.dec();
+    }
+
+    /// `certificate` (`agent_ca`, `gateway`) expires at `not_after` (Unix seconds).
+    pub fn certificate_expires(&self, certificate: &'static str, not_after: i64) {
+        self.certificate_expiry.get_or_create(&CertificateLabels { certificate }).set(not_after);
     }
 
     pub fn agent_connection_closed(&self, reason: &'static str) {

@@ -137,8 +137,14 @@ pub fn assemble(
         },
     };
     let at_rest = AtRest { data_key, files: Arc::new(LocalStorage::new(data_dir.join("files"))) };
-    let app =
-        Arc::new(App::new(store, Arc::new(Metrics::new()), tokens, auth, agent_settings, jobs, at_rest)?);
+    let metrics = Arc::new(Metrics::new());
+    if let Some(not_after) = crate::gateway::ca::not_after(ca.certificate_der().as_ref()) {
+        metrics.certificate_expires("agent_ca", not_after);
+    }
+    if let Some(not_after) = tls.not_after {
+        metrics.certificate_expires("gateway", not_after);
+    }
+    let app = Arc::new(App::new(store, metrics, tokens, auth, agent_settings, jobs, at_rest)?);
     let gateway = GatewayConfig {
         cert_lifetime: time::Duration::try_from(agents.cert_lifetime)
             .context("agent certificate lifetime")?,

@@ -207,6 +207,11 @@ impl ServerProcess {
         self.child.id()
     }
 
+    /// Sends SIGTERM without waiting (see `terminate`).
+    pub fn begin_terminate(&self) {
+        signal(self.child.id(), "TERM");
+    }
+
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(mut self) -> ExitStatus {
         signal(self.child.id(), "TERM");

@@ -48,6 +48,18 @@ async fn wait_agent(api: &Api, id: &str, state: &str) {
     .await;
 }
 
+/// `/metrics` of a replica (served to loopback without a token).
+async fn metrics(base_url: &str) -> String {
+    let response = reqwest::get(format!("{base_url}/metrics")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+/// The value of the sample named exactly `name` (with its labels).
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
+}
+
 #[tokio::test]
 async fn work_streams_and_revocations_cross_replicas_at_once() {
     // The sweep runs once a minute: only a signal can move work between
@@ -87,6 +99,26 @@ async fn work_streams_and_revocations_cross_replicas_at_once() {
     }
     eprintln!("submitted on one replica to finished via an agent on another: {latencies:?}");
 
+    // Metrics: counters per replica add up to the work done; what is read
+    // from the database is the same on every replica.
+    let mut finished = 0.0;
+    let mut dispatched = 0.0;
+    for replica in 0..3 {
+        let text = metrics(&cluster.server(replica).base_url).await;
+        finished += metric(&text, "marketer_jobs_finished_total{outcome=\"succeeded\"}").unwrap_or(0.0);
+        dispatched += metric(&text, "marketer_job_dispatch_duration_seconds_count").unwrap_or(0.0);
+        assert_eq!(metric(&text, "marketer_agents{state=\"online\"}"), Some(1.0), "{text}");
+        assert_eq!(metric(&text, "marketer_jobs{status=\"queued\"}"), Some(0.0), "{text}");
+        assert_eq!(metric(&text, "marketer_database_up"), Some(1.0), "{text}");
+        assert!(
+            metric(&text, "marketer_certificate_expiry_timestamp_seconds{certificate=\"agent_ca\"}")
+                .is_some_and(|t| t > 1.7e9),
+            "{text}"
+        );
+    }
+    assert_eq!(finished, 5.0, "each finished job counted once, on the replica that stored it");
+    assert_eq!(dispatched, 5.0, "each assignment timed once");
+
     // Revoked on replica 0: the connection on replica 1 closes at once.
     let revoked = Instant::now();
     let (status, _) =
@@ -100,7 +132,11 @@ async fn work_streams_and_revocations_cross_replicas_at_once() {
 
 #[tokio::test]
 async fn agents_fail_over_through_the_balancer_when_their_replica_dies() {
-    let Some(mut cluster) = Replicas::start(2, |o| o.fast_heartbeats()).await else { return };
+    let Some(mut cluster) =
+        Replicas::start(2, |o| o.fast_heartbeats().arg("--shutdown-drain-seconds").arg("2")).await
+    else {
+        return;
+    };
     // Login throttling is shared: failures on either replica count
     // together (five are free, the sixth waits), not five per replica.
     let http = reqwest::Client::new();
@@ -126,10 +162,25 @@ async fn agents_fail_over_through_the_balancer_when_their_replica_dies() {
     let id = submit(&cluster.api, chat("Before anything fails")).await;
     wait_status(&cluster.api, &id, "succeeded", Duration::from_secs(20)).await;
 
-    // Each replica in turn is killed (one of them held the agent's tunnel)
-    // and comes back; work through the balancer goes on.
+    // Each replica in turn goes away (one of them held the agent's tunnel),
+    // the first stopped gracefully (unready first, still answering, while
+    // the balancer moves away), the second killed; each comes back; work
+    // through the balancer goes on.
     for victim in 0..2 {
-        cluster.kill(victim);
+        if victim == 0 {
+            let server = cluster.server(0);
+            server.begin_terminate();
+            eventually(Duration::from_secs(5), "the stopping replica to say it is unready", || async {
+                let ready = reqwest::get(server.url("/readyz")).await.ok()?;
+                (ready.status() == 503).then_some(())
+            })
+            .await;
+            let alive = reqwest::get(server.url("/healthz")).await.unwrap();
+            assert_eq!(alive.status(), 200, "it still serves while draining");
+            cluster.stop(0);
+        } else {
+            cluster.kill(victim);
+        }
         eventually(Duration::from_secs(10), "the balancer to drop the dead replica", || async {
             (cluster.balancer.up().await.len() == 1).then_some(())
         })

@@ -264,6 +264,12 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// When a certificate (DER) expires, in Unix seconds; `None` if it cannot be
+/// read.
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    x509_parser::parse_x509_certificate(der).ok().map(|(_, parsed)| parsed.validity().not_after.timestamp())
+}
+
 /// SHA-256 of a certificate's DER, as stored for agent certificates.
 pub fn fingerprint(der: &[u8]) -> Vec<u8> {
     Sha256::digest(der).to_vec()

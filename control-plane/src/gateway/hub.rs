@@ -169,7 +169,7 @@ impl Hub {
                     reason: "a newer connection of this agent replaced this one".into(),
                 });
             }
-            None => self.metrics.agent_connected(tenant_id),
+            None => self.metrics.agent_connected(),
         }
         Registration { connection_id, control: receiver }
     }
@@ -179,9 +179,9 @@ impl Hub {
     pub fn unregister(&self, agent_id: Uuid, connection_id: u64) -> bool {
         let mut live = self.live();
         if live.get(&agent_id).is_some_and(|l| l.connection_id == connection_id)
-            && let Some(gone) = live.remove(&agent_id)
+            && live.remove(&agent_id).is_some()
         {
-            self.metrics.agent_disconnected(gone.tenant_id);
+            self.metrics.agent_disconnected();
             return true;
         }
         false

@@ -30,16 +30,20 @@ pub struct GatewayTls {
     /// pin and enrolled agents trust.
     pub anchor_pem: String,
     pub anchor_sha256: [u8; 32],
+    /// When the server certificate agents see expires (Unix seconds).
+    pub not_after: Option<i64>,
 }
 
 impl GatewayTls {
     /// With a server certificate the CA issues now for `names`.
     pub fn issued(ca: &CertificateAuthority, names: &[String]) -> anyhow::Result<Self> {
         let identity = ca.issue_server_certificate(names)?;
+        let not_after = identity.chain.first().and_then(|leaf| super::ca::not_after(leaf.as_ref()));
         Ok(Self {
             config: server_config(ca, identity)?,
             anchor_pem: ca.certificate_pem().to_owned(),
             anchor_sha256: ca.sha256(),
+            not_after,
         })
     }
 
@@ -59,7 +63,13 @@ impl GatewayTls {
             .with_context(|| format!("{} is not a PEM private key", key_file.display()))?;
         let anchor_pem = pem_encode(anchor.as_ref());
         let anchor_sha256 = super::ca::fingerprint(anchor.as_ref()).try_into().unwrap_or([0; 32]);
-        Ok(Self { config: server_config(ca, ServerIdentity { chain, key })?, anchor_pem, anchor_sha256 })
+        let not_after = chain.first().and_then(|leaf| super::ca::not_after(leaf.as_ref()));
+        Ok(Self {
+            config: server_config(ca, ServerIdentity { chain, key })?,
+            anchor_pem,
+            anchor_sha256,
+            not_after,
+        })
     }
 }
 

@@ -23,7 +23,8 @@ use uuid::Uuid;
 use crate::cluster::{Cluster, Signal};
 use crate::domain::Timestamp;
 use crate::gateway::Hub;
-use crate::store::{RecordOutcome, RetryPolicy, Store, StoreError, StoredJobEvent, Transition};
+use crate::metrics::Metrics;
+use crate::store::{JobEventKind, RecordOutcome, RetryPolicy, Store, StoreError, StoredJobEvent, Transition};
 
 pub use bus::{EventBus, Live};
 
@@ -63,12 +64,37 @@ pub struct JobEngine {
     pub bus: EventBus,
     wake: Notify,
     cluster: Arc<Cluster>,
+    pub metrics: Arc<Metrics>,
     pub settings: JobSettings,
 }
 
 impl JobEngine {
-    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, cluster: Arc<Cluster>, settings: JobSettings) -> Self {
-        Self { store, hub, bus: EventBus::default(), wake: Notify::new(), cluster, settings }
+    pub fn new(
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+        cluster: Arc<Cluster>,
+        metrics: Arc<Metrics>,
+        settings: JobSettings,
+    ) -> Self {
+        Self { store, hub, bus: EventBus::default(), wake: Notify::new(), cluster, metrics, settings }
+    }
+
+    /// Counts finished attempts (a `done` event, or a `retrying` status)
+    /// in the metrics, as they are stored.
+    fn count(&self, event: &StoredJobEvent) {
+        let wall_time = || {
+            event.data["usage"]["wall_time_ms"]
+                .as_u64()
+                .filter(|ms| *ms > 0)
+                .map(std::time::Duration::from_millis)
+        };
+        match event.kind {
+            JobEventKind::Done => {
+                self.metrics.job_finished(event.data["status"].as_str().unwrap_or_default(), wall_time());
+            }
+            JobEventKind::Status if event.data["status"] == "retrying" => self.metrics.job_retried(None),
+            _ => {}
+        }
     }
 
     /// Asks this replica's scheduler to look at the queue now (a slot
@@ -88,6 +114,9 @@ impl JobEngine {
     /// one job), and the other replicas that they are stored.
     pub fn publish(&self, events: &[StoredJobEvent]) {
         let Some(last) = events.last() else { return };
+        for event in events {
+            self.count(event);
+        }
         self.bus.publish(events);
         self.cluster.send(Signal::Events { job: last.job_id, seq: last.seq });
     }

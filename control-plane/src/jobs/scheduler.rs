@@ -125,6 +125,10 @@ async fn assign(engine: &JobEngine, agent: &mut AgentSlots, job: &Job) {
     engine.hub.settle(agent.agent_id, Some(lease));
     agent.free -= 1;
     engine.publish(std::slice::from_ref(&claim.event));
+    if claim.job.attempts == 1 {
+        let waited = Timestamp::now().as_datetime() - claim.job.created_at.as_datetime();
+        engine.metrics.job_dispatched(std::time::Duration::try_from(waited).unwrap_or_default());
+    }
     engine.audit_assignment(&claim.job, agent.agent_id).await;
     let message = ServerMessage::AssignJob(AssignJob {
         job: lease,
@@ -159,7 +163,10 @@ async fn timers(engine: &JobEngine) {
     let now = Timestamp::now();
     let retry = engine.settings.retry;
     match engine.store.expire_leases(now, &retry).await {
-        Ok(t) => engine.apply(&t, "the lease expired"),
+        Ok(t) => {
+            engine.metrics.job_leases_expired(t.len());
+            engine.apply(&t, "the lease expired");
+        }
         Err(e) => tracing::error!(error = %e, "could not expire job leases"),
     }
     match engine.store.expire_run_timeouts(now, &retry).await {

@@ -126,7 +126,13 @@ impl App {
     ) -> anyhow::Result<Self> {
         let cluster = Arc::new(Cluster::new(store.postgres_pool(), metrics.clone()));
         let hub = Arc::new(Hub::new(metrics.clone(), cluster.clone(), agents.timings));
-        let jobs = Arc::new(JobEngine::new(store.clone(), hub.clone(), cluster.clone(), job_settings));
+        let jobs = Arc::new(JobEngine::new(
+            store.clone(),
+            hub.clone(),
+            cluster.clone(),
+            metrics.clone(),
+            job_settings,
+        ));
         let cloud = Arc::new(CloudRunner::new(jobs.clone(), at_rest.data_key, CloudSettings::default())?);
         let throttle =
             LoginThrottle::new("login", ThrottlePolicy::ACCOUNT, ThrottlePolicy::CLIENT, store.clone());

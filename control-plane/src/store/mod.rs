@@ -151,6 +151,21 @@ pub async fn connect_with(url: &DatabaseUrl, options: &ConnectOptions) -> Result
     Ok(store)
 }
 
+/// The database's view of the job engine and the fleet, for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OpsSnapshot {
+    pub queued: i64,
+    pub assigned: i64,
+    pub running: i64,
+    /// How long the oldest queued job has waited (`None`: nothing queued).
+    pub oldest_queued_age: Option<std::time::Duration>,
+    /// Tenants with queued edge jobs and no agent online.
+    pub tenants_waiting_without_agents: i64,
+    pub agents_online: i64,
+    pub agents_offline: i64,
+    pub agents_revoked: i64,
+}
+
 // ----- Pagination ---------------------------------------------------------
 
 /// Keyset pagination over UUIDv7 ids. `after` is the last id of the previous
@@ -696,6 +711,9 @@ pub trait Store:
     /// A usable key by hash: not revoked and not expired at `now`.
     async fn api_key_grant(&self, key_hash: &[u8], now: Timestamp) -> Result<Option<ApiKeyGrant>>;
     async fn touch_api_key(&self, id: Uuid, now: Timestamp) -> Result<()>;
+
+    /// What `/metrics` reports from the database: the same on every replica.
+    async fn ops_snapshot(&self, now: Timestamp, online_window: time::Duration) -> Result<OpsSnapshot>;
 
     // Throttles of failed attempts (`auth/throttle.rs`), shared by replicas.
     /// The latest `blocked_until` of `keys` that is after `now`.

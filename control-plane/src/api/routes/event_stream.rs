@@ -67,6 +67,7 @@ impl Tail {
     /// anything is read, so nothing published in between is missed.
     pub fn new(engine: Arc<JobEngine>, store: Arc<dyn Store>, job: &Job, after: i64) -> Self {
         let live = engine.subscribe(job.id);
+        engine.metrics.sse_opened();
         Self {
             engine,
             store,
@@ -132,5 +133,6 @@ impl Drop for Tail {
         let (_, placeholder) = broadcast::channel(1);
         drop(std::mem::replace(&mut self.live, placeholder));
         self.engine.bus.unsubscribe(self.job_id);
+        self.engine.metrics.sse_closed();
     }
 }

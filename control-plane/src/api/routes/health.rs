@@ -14,12 +14,16 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The server can serve requests: its database answers.
+/// The server can serve requests: its database answers and it is not
+/// shutting down.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, description = "ready", body = String),
-    (status = 503, description = "the database is not reachable", body = ErrorBody),
+    (status = 503, description = "the database is not reachable, or the server is shutting down", body = ErrorBody),
 ))]
 pub async fn readyz(State(state): State<ApiState>) -> Result<&'static str> {
+    if state.app.closing.is_cancelled() {
+        return Err(Error::Unavailable("shutting down".into()));
+    }
     match state.app.store.ping().await {
         Ok(()) => Ok("ready"),
         Err(e) => {
@@ -29,8 +33,8 @@ pub async fn readyz(State(state): State<ApiState>) -> Result<&'static str> {
     }
 }
 
-/// Prometheus metrics in the OpenMetrics text format. They name every
-/// tenant, so they are not public: with `--metrics-token-file` a scraper
+/// Prometheus metrics in the OpenMetrics text format. They describe the
+/// fleet's size and load, so they are not public: with `--metrics-token-file` a scraper
 /// sends that token as a bearer token; without it, only clients on this
 /// host (loopback) are answered.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
@@ -72,10 +76,17 @@ pub async fn metrics(
             }
         }
     }
-    Ok((
-        [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.app.metrics.render(),
-    ))
+    let app = &state.app;
+    let window = time::Duration::try_from(app.hub.timings.offline_after()).unwrap_or(time::Duration::MAX);
+    let snapshot = match app.store.ops_snapshot(crate::domain::Timestamp::now(), window).await {
+        Ok(snapshot) => Some(snapshot),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: could not read the job and fleet counts");
+            None
+        }
+    };
+    app.metrics.set_snapshot(snapshot.as_ref());
+    Ok(([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.render()))
 }
 
 /// This API's OpenAPI 3 document.

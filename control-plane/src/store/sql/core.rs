@@ -976,6 +976,55 @@ where
 
     // ----- Audit log
 
+    async fn ops_snapshot(&self, now: Timestamp, online_window: time::Duration) -> Result<OpsSnapshot> {
+        let mut snapshot = OpsSnapshot::default();
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, COUNT(*) FROM jobs WHERE status IN ('queued', 'assigned', 'running') GROUP BY status",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        for (status, count) in counts {
+            match status.as_str() {
+                "queued" => snapshot.queued = count,
+                "assigned" => snapshot.assigned = count,
+                _ => snapshot.running = count,
+            }
+        }
+        let oldest: Option<Timestamp> =
+            sqlx::query_scalar("SELECT MIN(created_at) FROM jobs WHERE status = 'queued'")
+                .fetch_one(&self.read)
+                .await?;
+        snapshot.oldest_queued_age = oldest.map(|at| {
+            std::time::Duration::try_from(now.as_datetime() - at.as_datetime()).unwrap_or_default()
+        });
+        // Online as `Agent::is_online` says: connected, seen within the
+        // window, not marked offline since it connected, not revoked.
+        const ONLINE: &str = "a.revoked_at IS NULL AND a.connected_at IS NOT NULL AND a.last_seen_at >= $1 \
+             AND (a.offline_at IS NULL OR a.offline_at < a.connected_at)";
+        let seen_since = now - online_window;
+        snapshot.tenants_waiting_without_agents = sqlx::query_scalar(sql(&[
+            "SELECT COUNT(DISTINCT j.tenant_id) FROM jobs j WHERE j.status = 'queued' AND j.route = 'edge' \
+             AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.tenant_id = j.tenant_id AND ",
+            ONLINE,
+            ")",
+        ]))
+        .bind(seen_since)
+        .fetch_one(&self.read)
+        .await?;
+        let (total, online, revoked): (i64, Option<i64>, Option<i64>) = sqlx::query_as(sql(&[
+            "SELECT COUNT(*), SUM(CASE WHEN ",
+            ONLINE,
+            " THEN 1 ELSE 0 END), SUM(CASE WHEN a.revoked_at IS NOT NULL THEN 1 ELSE 0 END) FROM agents a",
+        ]))
+        .bind(seen_since)
+        .fetch_one(&self.read)
+        .await?;
+        snapshot.agents_online = online.unwrap_or(0);
+        snapshot.agents_revoked = revoked.unwrap_or(0);
+        snapshot.agents_offline = total - snapshot.agents_online - snapshot.agents_revoked;
+        Ok(snapshot)
+    }
+
     async fn throttle_blocked_until(&self, keys: &[String], now: Timestamp) -> Result<Option<Timestamp>> {
         let mut latest: Option<Timestamp> = None;
         for key in keys {

@@ -29,7 +29,7 @@ use super::{
     AcceptOutcome, Actor, Agent, AgentEventKind, ApiKey, ApiKeyGrant, AuditEvent, AuditFilter, Backend,
     Campaign, CampaignPatch, Credentials, Invitation, InvitationPreview, InvitationStatus, Labels, Member,
     MembershipSummary, NewAgentCertificate, NewApiKey, NewAuditEvent, NewCampaign, NewInvitation, NewProject,
-    NewRefreshToken, NewSession, NewTenant, NewUser, Page, PageRequest, Project, ProjectPatch,
+    NewRefreshToken, NewSession, NewTenant, NewUser, OpsSnapshot, Page, PageRequest, Project, ProjectPatch,
     RefreshOutcome, Result, Store, StoreError, TenantPatch,
 };
 use super::{Job, JobEventKind, JobStatus, NewJob, RetryPolicy, StoredJobEvent, Transition};
