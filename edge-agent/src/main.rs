@@ -83,6 +83,17 @@ enum Command {
         /// analysis, compliance, flyer.
         #[arg(long = "output-budget", value_name = "STEP=TOKENS", value_parser = parse_output_budget)]
         output_budgets: Vec<(String, u32)>,
+        /// Another gateway of the same control plane (another replica, same
+        /// agent CA), tried in turn when the current one cannot be reached
+        /// or goes away; repeat for several. The enrolled one comes first.
+        /// One DNS name with several addresses works without this.
+        #[arg(
+            long = "fallback-server",
+            value_name = "URL",
+            env = "MARKETER_AGENT_FALLBACK_SERVERS",
+            value_delimiter = ','
+        )]
+        fallback_servers: Vec<String>,
     },
     /// Index files or folders for a project, on this host; only their
     /// metadata is reported to the control plane.
@@ -214,6 +225,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             num_ctx_max,
             max_output_tokens,
             output_budgets,
+            fallback_servers,
         } => {
             let shutdown = CancellationToken::new();
             let trigger = shutdown.clone();
@@ -229,7 +241,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 output_budgets: output_budgets.into_iter().collect(),
                 ..ExecSettings::default()
             };
-            tunnel::run(files, RunOptions { ollama_url: local.ollama_url, exec }, shutdown).await?;
+            let options = RunOptions { ollama_url: local.ollama_url, exec, fallback_servers };
+            tunnel::run(files, options, shutdown).await?;
             tracing::info!("stopped");
             Ok(ExitCode::SUCCESS)
         }

@@ -55,6 +55,9 @@ pub struct Revoked(pub String);
 pub struct RunOptions {
     pub ollama_url: String,
     pub exec: ExecSettings,
+    /// Other gateways of the same control plane, tried in turn after the
+    /// enrolled one (`--fallback-server`).
+    pub fallback_servers: Vec<String>,
 }
 
 /// On shutdown, how long to wait for the control plane to acknowledge the
@@ -79,7 +82,12 @@ enum Ended {
 
 pub async fn run(files: AgentFiles, options: RunOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = files.load_config()?;
-    let server = ServerAddr::parse(&config.server)?;
+    let mut servers = vec![ServerAddr::parse(&config.server)?];
+    for url in &options.fallback_servers {
+        servers.push(ServerAddr::parse(url).with_context(|| format!("--fallback-server {url}"))?);
+    }
+    let mut current = 0;
+    let server = servers[current].clone();
     let ollama = Arc::new(Ollama::new(&options.ollama_url)?);
     let outbox = Outbox::open(&files.dir.join("outbox"))?;
     // A policy that does not parse stops the agent: running without the
@@ -88,15 +96,19 @@ pub async fn run(files: AgentFiles, options: RunOptions, shutdown: CancellationT
     let compliance = files.load_state().tenant_compliance.unwrap_or_else(|| "standard".into());
     let policy = policy_file.effective(&compliance)?;
     let index = Arc::new(Index::open(&files.dir).await?);
-    let gateway = Gateway { files: files.clone(), server: server.clone() };
+    let gateway = Gateway { files: files.clone(), server: Arc::new(std::sync::Mutex::new(server.clone())) };
+    let gateway_server = gateway.server.clone();
     let jobs = Jobs::new(ollama.clone(), outbox, options.exec.clone(), index.clone(), gateway, policy);
     tracing::info!(agent_id = %config.agent_id, server = %server.url, ollama = %ollama.url(), slots = options.exec.slots, "starting");
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     loop {
+        let server = &servers[current];
+        // Document downloads go where the tunnel goes.
+        *gateway_server.lock().unwrap_or_else(|p| p.into_inner()) = server.clone();
         let mut session = Session {
             files: &files,
             config: &config,
-            server: &server,
+            server,
             ollama: &ollama,
             jobs: &jobs,
             index: &index,
@@ -120,8 +132,11 @@ pub async fn run(files: AgentFiles, options: RunOptions, shutdown: CancellationT
                 return Err(e);
             }
             Ended::Retry(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "disconnected from the control plane");
+                tracing::warn!(error = %format!("{e:#}"), server = %server.url, "disconnected from the control plane");
                 record_error(&files, &e);
+                // The next gateway, if there are others: the replica behind
+                // this one may be gone.
+                current = (current + 1) % servers.len();
             }
         }
         if healthy {

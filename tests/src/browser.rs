@@ -78,6 +78,19 @@ impl Browser {
         Some(Self { client, driver, _profile: profile })
     }
 
+    /// Signs in through the sign-in page of the server at `base_url` and
+    /// waits for the dashboard.
+    pub async fn sign_in(&self, base_url: &str, email: &str, password: &str) {
+        self.goto(&format!("{base_url}/login")).await;
+        self.fill("#email", email).await;
+        self.fill("#password", password).await;
+        self.click("form button[type=submit]").await;
+        crate::eventually(Duration::from_secs(10), "the dashboard after signing in", || async {
+            self.path().await.starts_with("/t/").then_some(())
+        })
+        .await;
+    }
+
     pub async fn goto(&self, url: &str) {
         self.client.goto(url).await.unwrap_or_else(|e| panic!("open {url}: {e}"));
     }

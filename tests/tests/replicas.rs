@@ -197,3 +197,26 @@ async fn agents_fail_over_through_the_balancer_when_their_replica_dies() {
     wait_status(&cluster.api, &id, "succeeded", Duration::from_secs(30)).await;
     cluster.finish().await;
 }
+
+#[tokio::test]
+async fn an_agent_without_a_balancer_moves_to_its_fallback_server() {
+    let Some(mut cluster) = Replicas::start(2, |o| o.fast_heartbeats()).await else { return };
+    let home = tempfile::tempdir().unwrap();
+    let host = cluster.host(home.path());
+    // Enrolled with replica 0's own gateway; replica 1's is its fallback.
+    let agent = cluster.enroll(&host, &cluster.direct_gateway(0)).await;
+    let _run = host.spawn_run(&["--fallback-server", &cluster.direct_gateway(1)]);
+    wait_agent(&cluster.api, &agent, "online").await;
+    let on_b = cluster.direct(1).await;
+    let id = submit(&on_b, chat("While replica 0 holds the tunnel")).await;
+    wait_status(&on_b, &id, "succeeded", Duration::from_secs(20)).await;
+
+    cluster.kill(0);
+    let id = submit(&on_b, chat("After replica 0 died")).await;
+    wait_status(&on_b, &id, "succeeded", Duration::from_secs(30)).await;
+    let (_, events) =
+        on_b.call(Method::GET, &on_b.tenant_path(&format!("/agents/{agent}/events?limit=200")), None).await;
+    let connects = events["items"].as_array().unwrap().iter().filter(|e| e["kind"] == "connected").count();
+    assert!(connects >= 2, "the agent connected again, to replica 1: {events}");
+    cluster.finish().await;
+}

@@ -16,14 +16,7 @@ use serde_json::json;
 const MODEL: &str = "llama3.2:3b";
 
 async fn sign_in(browser: &Browser, fleet: &Fleet, email: &str, password: &str) {
-    browser.goto(&fleet.server().url("/login")).await;
-    browser.fill("#email", email).await;
-    browser.fill("#password", password).await;
-    browser.click("form button[type=submit]").await;
-    eventually(Duration::from_secs(10), "the dashboard after signing in", || async {
-        browser.path().await.starts_with("/t/").then_some(())
-    })
-    .await;
+    browser.sign_in(&fleet.server().base_url, email, password).await;
 }
 
 fn tenant_url(fleet: &Fleet, rest: &str) -> String {

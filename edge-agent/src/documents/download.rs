@@ -20,7 +20,8 @@ const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone)]
 pub struct Gateway {
     pub files: AgentFiles,
-    pub server: ServerAddr,
+    /// The gateway the tunnel uses now (it changes on failover).
+    pub server: std::sync::Arc<std::sync::Mutex<ServerAddr>>,
 }
 
 impl Gateway {
@@ -35,8 +36,9 @@ impl Gateway {
         let ca = self.files.load_ca().map_err(unavailable)?;
         let tls = net::agent_config(&ca, identity).map_err(unavailable)?;
         let path = paths::document(document.document_id);
+        let server = self.server.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (status, body) =
-            net::request_within(&self.server, tls, http::Method::GET, &path, None, DOWNLOAD_TIMEOUT)
+            net::request_within(&server, tls, http::Method::GET, &path, None, DOWNLOAD_TIMEOUT)
                 .await
                 .map_err(unavailable)?;
         if status == http::StatusCode::NOT_FOUND || status == http::StatusCode::GONE {
