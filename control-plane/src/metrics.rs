@@ -353,11 +353,8 @@ impl Metrics {
         }
     }
 
-    pub fn job_retried(&self, wall_time: Option<Duration>) {
+    pub fn job_retried(&self) {
         self.job_retries.inc();
-        if let Some(wall_time) = wall_time {
-            self.job_run_duration.observe(wall_time.as_secs_f64());
-        }
     }
 
     pub fn job_dispatched(&self, waited: Duration) {

@@ -420,13 +420,15 @@ fn merge(pending: &mut HashMap<Uuid, HeartbeatUpdate>, mut update: HeartbeatUpda
 mod tests {
     use super::*;
 
+    /// A hub of one replica (no other replicas to signal).
+    fn hub(timings: FleetTimings) -> Hub {
+        let metrics = Arc::new(Metrics::new());
+        Hub::new(metrics.clone(), Arc::new(Cluster::new(None, metrics)), timings)
+    }
+
     #[test]
     fn the_newest_connection_wins() {
-        let hub = Hub::new(
-            Arc::new(Metrics::new()),
-            Arc::new(Cluster::new(None, Arc::new(Metrics::new()))),
-            FleetTimings::default(),
-        );
+        let hub = hub(FleetTimings::default());
         let (agent, tenant) = (Uuid::now_v7(), Uuid::now_v7());
         let mut first = hub.register(agent, tenant, Capabilities::default(), Vec::new());
         let second = hub.register(agent, tenant, Capabilities::default(), Vec::new());
@@ -471,11 +473,7 @@ mod tests {
 
     #[test]
     fn slots_are_reserved_settled_and_released() {
-        let hub = Hub::new(
-            Arc::new(Metrics::new()),
-            Arc::new(Cluster::new(None, Arc::new(Metrics::new()))),
-            FleetTimings::default(),
-        );
+        let hub = hub(FleetTimings::default());
         let (agent, tenant) = (Uuid::now_v7(), Uuid::now_v7());
         let held = JobRef { job_id: Uuid::now_v7(), epoch: 1 };
         let caps = Capabilities { capacity: 3, ..Capabilities::default() };
@@ -500,11 +498,7 @@ mod tests {
     fn a_heartbeat_frees_slots_of_assignments_the_agent_never_got() {
         let timings =
             FleetTimings { heartbeat_interval: Duration::from_millis(20), ..FleetTimings::default() };
-        let hub = Hub::new(
-            Arc::new(Metrics::new()),
-            Arc::new(Cluster::new(None, Arc::new(Metrics::new()))),
-            timings,
-        );
+        let hub = hub(timings);
         let (agent, tenant) = (Uuid::now_v7(), Uuid::now_v7());
         let (kept, lost) =
             (JobRef { job_id: Uuid::now_v7(), epoch: 1 }, JobRef { job_id: Uuid::now_v7(), epoch: 3 });

@@ -79,8 +79,8 @@ impl JobEngine {
         Self { store, hub, bus: EventBus::default(), wake: Notify::new(), cluster, metrics, settings }
     }
 
-    /// Counts finished attempts (a `done` event, or a `retrying` status)
-    /// in the metrics, as they are stored.
+    /// Counts finished jobs (a `done` event, with the attempt's wall time)
+    /// and retries (a `retrying` status) in the metrics, as they are stored.
     fn count(&self, event: &StoredJobEvent) {
         let wall_time = || {
             event.data["usage"]["wall_time_ms"]
@@ -92,7 +92,7 @@ impl JobEngine {
             JobEventKind::Done => {
                 self.metrics.job_finished(event.data["status"].as_str().unwrap_or_default(), wall_time());
             }
-            JobEventKind::Status if event.data["status"] == "retrying" => self.metrics.job_retried(None),
+            JobEventKind::Status if event.data["status"] == "retrying" => self.metrics.job_retried(),
             _ => {}
         }
     }
