@@ -13,6 +13,7 @@ pub mod files;
 pub mod fleet;
 pub mod ollama;
 pub mod openai;
+pub mod postgres;
 pub mod proxy;
 pub mod real_llm;
 pub mod replicas;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::fleet::{EMAIL, PASSWORD};
 use crate::ollama::{FakeModel, FakeOllama};
+use crate::postgres::PostgresServer;
 use crate::{AgentHost, Api, ServerOptions, ServerProcess, TempDatabase, free_port};
 
 const HAPROXY: &str = "/usr/sbin/haproxy";
@@ -28,15 +29,63 @@ pub struct Replicas {
     pub api: Api,
     pub ollama: FakeOllama,
     pub data: tempfile::TempDir,
-    database: Option<TempDatabase>,
+    database: Option<Database>,
+}
+
+/// Where the replicas' database lives.
+#[derive(Debug)]
+enum Database {
+    /// A database of the test's own on the shared server.
+    Shared(TempDatabase),
+    /// A server of the test's own, which the test may crash.
+    Own(PostgresServer),
+}
+
+impl Database {
+    fn url(&self) -> &str {
+        match self {
+            Self::Shared(database) => &database.url,
+            Self::Own(server) => &server.url,
+        }
+    }
 }
 
 impl Replicas {
     /// `None` (the test is skipped) without PostgreSQL, unless CI requires
     /// it. `configure` adds to each replica's options.
     pub async fn start(count: usize, configure: impl Fn(ServerOptions) -> ServerOptions) -> Option<Self> {
+        Self::start_on(Database::Shared(TempDatabase::create().await?), count, configure).await
+    }
+
+    /// Like `start`, on a PostgreSQL server of the test's own, which
+    /// `crash_database` can crash and restart.
+    pub async fn start_with_own_database(
+        count: usize,
+        configure: impl Fn(ServerOptions) -> ServerOptions,
+    ) -> Option<Self> {
+        Self::start_on(Database::Own(PostgresServer::start()?), count, configure).await
+    }
+
+    /// Crashes the test's own PostgreSQL server and starts it again after
+    /// `down` (see `start_with_own_database`).
+    pub fn crash_database(&self, down: Duration) {
+        match &self.database {
+            Some(Database::Own(server)) => server.crash_and_restart(down),
+            _ => panic!("only replicas started with_own_database can crash it"),
+        }
+    }
+
+    /// The replicas' database URL (for a test's own checks).
+    pub fn database_url(&self) -> &str {
+        self.database.as_ref().expect("the database is there until finish").url()
+    }
+
+    async fn start_on(
+        database: Database,
+        count: usize,
+        configure: impl Fn(ServerOptions) -> ServerOptions,
+    ) -> Option<Self> {
         assert!(count >= 1);
-        let database = TempDatabase::create().await?;
         let data = tempfile::tempdir().unwrap();
         let api_port = free_port();
         let gateway_port = free_port();
@@ -44,7 +93,7 @@ impl Replicas {
             .map(|_| {
                 configure(
                     ServerOptions::new(data.path())
-                        .env("MARKETER_DATABASE_URL", &database.url)
+                        .env("MARKETER_DATABASE_URL", database.url())
                         .env("MARKETER_BOOTSTRAP_EMAIL", EMAIL)
                         .env("MARKETER_BOOTSTRAP_PASSWORD", PASSWORD)
                         .env("MARKETER_TRUST_PROXY_HEADERS", "true"),
@@ -138,7 +187,7 @@ impl Replicas {
             self.kill(i);
         }
         self.balancer.stop();
-        if let Some(database) = self.database.take() {
+        if let Some(Database::Shared(database)) = self.database.take() {
             database.drop_database().await;
         }
     }

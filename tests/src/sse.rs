@@ -52,9 +52,14 @@ impl SseStream {
         if status != 200 {
             return (status, None);
         }
+        (status, Some(Self::from_response(response)))
+    }
+
+    /// Reads an answer already received (status 200) as an event stream.
+    pub fn from_response(response: reqwest::Response) -> Self {
         let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
         assert!(content_type.starts_with("text/event-stream"), "content type {content_type}");
-        (status, Some(Self { response, buffer: Vec::new() }))
+        Self { response, buffer: Vec::new() }
     }
 
     /// The next event; `None` when the server ended the stream.

@@ -220,3 +220,305 @@ async fn an_agent_without_a_balancer_moves_to_its_fallback_server() {
     assert!(connects >= 2, "the agent connected again, to replica 1: {events}");
     cluster.finish().await;
 }
+
+/// Sends a request through the balancer until an answer other than a
+/// gateway error comes back (a replica dying mid-request, the database
+/// restarting); the caller makes the request safe to repeat.
+async fn send_until_answered(api: &Api, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut request =
+            api.http.request(method.clone(), format!("{}{path}", api.base_url)).bearer_auth(&api.token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        if let Ok(response) = request.timeout(Duration::from_secs(30)).send().await {
+            let status = response.status().as_u16();
+            if !matches!(status, 500 | 502 | 503 | 504) {
+                return (status, response.json().await.unwrap_or(Value::Null));
+            }
+        }
+        assert!(Instant::now() < deadline, "{method} {path} was never answered within two minutes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What a resuming event-stream client saw: every event's id in order and
+/// how many times it had to reconnect.
+struct Followed {
+    seqs: Vec<i64>,
+    reconnects: usize,
+}
+
+/// Follows a job's events through the balancer to its `done`, reconnecting
+/// with `Last-Event-ID` whenever the stream breaks, as a browser does.
+async fn follow(api: Api, id: String) -> Followed {
+    let url = format!("{}{}", api.base_url, api.tenant_path(&format!("/jobs/{id}/events")));
+    let mut followed = Followed { seqs: Vec::new(), reconnects: 0 };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let mut request = api.http.get(&url).bearer_auth(&api.token).header("accept", "text/event-stream");
+        if let Some(last) = followed.seqs.last() {
+            request = request.header("last-event-id", last.to_string());
+        }
+        if let Ok(response) = request.send().await
+            && response.status() == 200
+        {
+            let mut stream = SseStream::from_response(response);
+            while let Some(event) = stream.next().await {
+                followed.seqs.push(event.seq());
+                if event.event == "done" {
+                    return followed;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "job {id}'s stream never reached done: {:?}", followed.seqs);
+        followed.reconnects += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_kills_replicas_and_crashes_the_database_and_every_job_ends_once() {
+    const JOBS: usize = 1_000;
+    const ACTIVITIES: usize = 20;
+    // A lease grace that covers an agent's reconnect through the balancer;
+    // quick retries; the sweep at its default as the safety net for
+    // signals lost while the database is down.
+    let Some(mut cluster) = Replicas::start_with_own_database(3, |o| {
+        o.fast_heartbeats().arg("--job-lease-grace-seconds").arg("30").arg("--job-retry-base-ms").arg("100")
+    })
+    .await
+    else {
+        return;
+    };
+    let started = Instant::now();
+    cluster.ollama.set_pace(Pace { first_token: Duration::ZERO, tokens_per_second: 400.0, tokens: 20 });
+    let gateway = cluster.options[0].gateway_url();
+    let mut homes = Vec::new();
+    let mut agents = Vec::new();
+    let mut runs = Vec::new();
+    for _ in 0..4 {
+        let home = tempfile::tempdir().unwrap();
+        let host = cluster.host(home.path());
+        agents.push(cluster.enroll(&host, &gateway).await);
+        runs.push(host.spawn_run(&[]));
+        homes.push(home);
+    }
+    for agent in &agents {
+        wait_agent(&cluster.api, agent, "online").await;
+    }
+    let (status, project) = cluster
+        .api
+        .call(
+            Method::POST,
+            &cluster.api.tenant_path("/projects"),
+            Some(json!({ "name": "Chaos", "llm_policy": "edge_only", "default_model": MODEL })),
+        )
+        .await;
+    assert_eq!(status, 201, "{project}");
+    let activities_path =
+        cluster.api.tenant_path(&format!("/projects/{}/activities", project["id"].as_str().unwrap()));
+
+    // Jobs, through the balancer, by four clients, paced over the chaos;
+    // each carries an idempotency key, so a submission whose answer was
+    // lost is repeated safely. Every tenth is followed live.
+    let (ids_tx, mut ids_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut submitters = Vec::new();
+    for client in 0..4 {
+        let api = cluster.api.clone();
+        let ids = ids_tx.clone();
+        submitters.push(tokio::spawn(async move {
+            let mut followers = Vec::new();
+            for n in (client..JOBS).step_by(4) {
+                let body = json!({
+                    "kind": "chat", "model": MODEL, "idempotency_key": format!("chaos-{n}"),
+                    "messages": [{ "role": "user", "content": format!("Chaos job {n}") }],
+                });
+                let path = api.tenant_path("/jobs");
+                let (status, job) = send_until_answered(&api, Method::POST, &path, Some(&body)).await;
+                assert_eq!(status, 202, "{job}");
+                let id = job["id"].as_str().unwrap().to_owned();
+                if n % 10 == 0 {
+                    followers.push(tokio::spawn(follow(api.clone(), id.clone())));
+                }
+                ids.send(id).unwrap();
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            followers
+        }));
+    }
+    drop(ids_tx);
+    // Activities have no idempotency key: a creation whose answer was lost
+    // is looked for (each topic is unique) before it is sent again.
+    let creator = {
+        let api = cluster.api.clone();
+        let path = activities_path.clone();
+        tokio::spawn(async move {
+            for n in 0..ACTIVITIES {
+                let topic = format!("Chaos activity {n}: why our bakery opens at six");
+                let body = if n % 2 == 0 {
+                    json!({ "kind": "social_post_set", "topic": topic, "platforms": ["x", "linkedin"],
+                            "tone": "casual", "variants_per_platform": 1 })
+                } else {
+                    json!({ "kind": "blog_article", "topic": topic, "keywords": ["bread"], "audience": "neighbours",
+                            "tone": "friendly", "target_word_count": 300, "platforms": ["x"] })
+                };
+                loop {
+                    let response = api
+                        .http
+                        .post(format!("{}{path}", api.base_url))
+                        .bearer_auth(&api.token)
+                        .json(&body)
+                        .timeout(Duration::from_secs(30))
+                        .send()
+                        .await;
+                    if let Ok(response) = &response
+                        && response.status() == 202
+                    {
+                        break;
+                    }
+                    if let Ok(response) = &response {
+                        assert!(
+                            response.status().is_server_error(),
+                            "creating an activity: {}",
+                            response.status()
+                        );
+                    }
+                    let (_, page) =
+                        send_until_answered(&api, Method::GET, &format!("{path}?limit=100"), None).await;
+                    if page.to_string().contains(&topic) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+        })
+    };
+
+    // The chaos: each replica in turn killed and brought back, and the
+    // database crashed and restarted once, while the work goes on.
+    for victim in 0..3 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        cluster.kill(victim);
+        eventually(Duration::from_secs(10), "the balancer to drop the killed replica", || async {
+            (cluster.balancer.up().await.len() == 2).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cluster.restart(victim);
+        eventually(Duration::from_secs(20), "the balancer to take the replica back", || async {
+            cluster.balancer.all_up(3).await.then_some(())
+        })
+        .await;
+        if victim == 1 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::task::block_in_place(|| cluster.crash_database(Duration::from_secs(2)));
+        }
+    }
+    eprintln!("chaos over after {:?}", started.elapsed());
+
+    let mut followers = Vec::new();
+    for submitter in submitters {
+        followers.extend(submitter.await.expect("a submitter"));
+    }
+    creator.await.expect("the activity creator");
+    let mut ids = Vec::new();
+    while let Some(id) = ids_rx.recv().await {
+        ids.push(id);
+    }
+    assert_eq!(ids.len(), JOBS);
+
+    // Every job ends, once.
+    let database = sqlx::PgPool::connect(cluster.database_url()).await.expect("connect to the database");
+    let tenant: uuid::Uuid = cluster.api.tenant.parse().unwrap();
+    eventually(Duration::from_secs(180), "every job to finish", || async {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs WHERE tenant_id = $1 AND status NOT IN ('succeeded', 'failed', 'cancelled')",
+        )
+        .bind(tenant)
+        .fetch_one(&database)
+        .await
+        .unwrap();
+        (open == 0).then_some(())
+    })
+    .await;
+    let outcomes: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, count(*) FROM jobs WHERE tenant_id = $1 AND idempotency_key LIKE 'chaos-%' GROUP BY status",
+    )
+    .bind(tenant)
+    .fetch_all(&database)
+    .await
+    .unwrap();
+    assert_eq!(
+        outcomes,
+        [("succeeded".to_owned(), i64::try_from(JOBS).unwrap())],
+        "one job per key, all done"
+    );
+    let twice: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+        "SELECT j.id, count(e.job_id) FROM jobs j LEFT JOIN job_events e ON e.job_id = j.id AND e.kind = 'done' \
+         WHERE j.tenant_id = $1 GROUP BY j.id HAVING count(e.job_id) <> 1",
+    )
+    .bind(tenant)
+    .fetch_all(&database)
+    .await
+    .unwrap();
+    assert!(twice.is_empty(), "jobs without exactly one outcome: {twice:?}");
+    let asked = cluster.ollama.chat_requests();
+    for n in 0..JOBS {
+        let prompt = format!("Chaos job {n}");
+        assert!(
+            asked.iter().any(|r| r["messages"][0]["content"] == prompt.as_str()),
+            "job {n} never reached Ollama"
+        );
+    }
+    let retried: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE tenant_id = $1 AND idempotency_key LIKE 'chaos-%' AND attempts > 1",
+    )
+    .bind(tenant)
+    .fetch_one(&database)
+    .await
+    .unwrap();
+
+    // Every followed stream saw each event once, in order, to its end.
+    let mut reconnects = 0;
+    for follower in followers {
+        let followed = follower.await.expect("a follower");
+        let expected: Vec<i64> = (1..=i64::try_from(followed.seqs.len()).unwrap()).collect();
+        assert_eq!(followed.seqs, expected, "an event missed or repeated across reconnects");
+        reconnects += followed.reconnects;
+    }
+    assert!(reconnects > 0, "no stream was broken by the chaos: the resume went untested");
+
+    // No activity is stuck.
+    eventually(Duration::from_secs(120), "every activity to reach review", || async {
+        let (_, page) =
+            send_until_answered(&cluster.api, Method::GET, &format!("{activities_path}?limit=100"), None)
+                .await;
+        let items = page["items"].as_array()?;
+        assert!(items.iter().all(|a| a["status"] != "failed"), "an activity failed: {page}");
+        (items.len() == ACTIVITIES && items.iter().all(|a| a["status"] == "review")).then_some(())
+    })
+    .await;
+
+    // The fleet is whole again, as every replica sees it.
+    for agent in &agents {
+        wait_agent(&cluster.api, agent, "online").await;
+    }
+    for replica in 0..3 {
+        let base = cluster.server(replica).base_url.clone();
+        eventually(Duration::from_secs(10), "every replica to count four agents online", || async {
+            (metric(&metrics(&base).await, "marketer_agents{state=\"online\"}") == Some(4.0)).then_some(())
+        })
+        .await;
+    }
+    eprintln!(
+        "chaos: {JOBS} jobs and {ACTIVITIES} activities in {:?}; {retried} jobs needed a second attempt; \
+         {reconnects} stream reconnects",
+        started.elapsed()
+    );
+    database.close().await;
+    drop(runs);
+    cluster.finish().await;
+}
