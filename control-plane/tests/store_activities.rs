@@ -111,10 +111,16 @@ async fn succeed(store: &dyn Store, tenant_id: Uuid, id: Uuid, agent: Uuid, cont
         (3, JobEventBody::Finished { outcome }),
     ] {
         let recorded = store
-            .record_job_event(agent, &JobEvent { job: lease, seq, body }, now, now, &RetryPolicy::default())
+            .record_job_events(
+                agent,
+                &[JobEvent { job: lease, seq, body }],
+                now,
+                now,
+                &RetryPolicy::default(),
+            )
             .await
             .unwrap();
-        assert!(matches!(recorded, RecordOutcome::Stored { .. }), "{recorded:?}");
+        assert!(matches!(recorded[..], [RecordOutcome::Stored { .. }]), "{recorded:?}");
     }
 }
 
@@ -316,10 +322,9 @@ async fn activities_are_listed_by_project_status_and_kind(db: &TestDb) {
     assert_eq!(all.items[0].title, "B", "newest first");
     // Cloud runs wait for the cloud runner, not for agents.
     let now = Timestamp::now();
-    assert_eq!(store.queued_cloud_jobs(now, 10).await.unwrap().len(), 1);
-    assert!(
-        store.queued_jobs(tenant_id, now, None, 100).await.unwrap().iter().all(|j| j.route == Route::Edge)
-    );
+    let cloud = store.queued_cloud_jobs(now, 10).await.unwrap();
+    assert_eq!(cloud.len(), 1);
+    assert!(store.queued_jobs(tenant_id, now, None, 100).await.unwrap().iter().all(|j| j.id != cloud[0].id));
     assert!(store.waiting_kinds(now).await.unwrap().iter().all(|k| k.tenant_id == tenant_id));
 }
 
@@ -393,10 +398,16 @@ async fn a_run_that_fails_keeps_its_last_checkpoint(db: &TestDb) {
         (4, JobEventBody::Finished { outcome: JobOutcome::Failed { error } }),
     ] {
         let recorded = store
-            .record_job_event(agent, &JobEvent { job: lease, seq, body }, now, now, &RetryPolicy::default())
+            .record_job_events(
+                agent,
+                &[JobEvent { job: lease, seq, body }],
+                now,
+                now,
+                &RetryPolicy::default(),
+            )
             .await
             .unwrap();
-        assert!(matches!(recorded, RecordOutcome::Stored { .. }), "{recorded:?}");
+        assert!(matches!(recorded[..], [RecordOutcome::Stored { .. }]), "{recorded:?}");
     }
     let failed = store.activity(tenant_id, id).await.unwrap().unwrap();
     assert_eq!(failed.run.status, JobStatus::Failed);

@@ -893,9 +893,27 @@ async fn agent_connections_heartbeats_and_offline_detection(db: &TestDb) {
         "marked once, whoever runs it again"
     );
     assert!(!store.agent(tenant_id, agent.id).await.unwrap().unwrap().is_online(later, window));
+    // A heartbeat from before the mark, stored late (a dying connection on
+    // another replica), neither revives it nor moves last-seen backwards.
+    let stale = HeartbeatUpdate { seen_at: t1 - time::Duration::seconds(5), ..beat(None) };
+    store.record_heartbeats(&[stale]).await.unwrap();
+    let still = store.agent(tenant_id, agent.id).await.unwrap().unwrap();
+    assert_eq!(still.last_seen_at, Some(t1));
+    assert!(!still.is_online(later, window));
+    // One heard after the mark, on a connection that never ended (the mark
+    // raced a reconnection elsewhere): online again, and the history says why.
+    let heard = later + time::Duration::milliseconds(500);
+    store.record_heartbeats(&[HeartbeatUpdate { seen_at: heard, ..beat(None) }]).await.unwrap();
+    assert!(store.agent(tenant_id, agent.id).await.unwrap().unwrap().is_online(heard, window));
+    let history =
+        store.agent_events(tenant_id, agent.id, PageRequest { after: None, limit: 1 }).await.unwrap();
+    assert_eq!(history.items[0].kind, AgentEventKind::Connected);
+    assert_eq!(history.items[0].details["heartbeats_resumed"], true);
+    let marked_again = store.mark_offline(heard + window, heard + window + time::Duration::seconds(1)).await;
+    assert_eq!(marked_again.unwrap().len(), 1, "and it can go offline again");
 
     // Reconnecting makes it online again; a graceful close is offline at once.
-    let t2 = later + time::Duration::seconds(1);
+    let t2 = heard + window + time::Duration::seconds(2);
     store.agent_connected(agent.id, &facts, t2).await.unwrap();
     assert!(store.agent(tenant_id, agent.id).await.unwrap().unwrap().is_online(t2, window));
     store.agent_disconnected(agent.id, "closed by the agent (1000)", true, t2).await.unwrap();

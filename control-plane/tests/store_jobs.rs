@@ -26,6 +26,7 @@ on_both_backends!(
     cancelling_fences_off_the_agent,
     a_reconnecting_agent_keeps_only_the_jobs_it_still_has,
     the_queue_pages_by_priority_then_age_and_explains_waits,
+    a_batch_of_events_is_judged_one_by_one_in_order,
 );
 
 const MODEL: &str = "llama3.2:3b";
@@ -83,7 +84,12 @@ async fn claim(store: &dyn Store, job: Uuid, agent: Uuid, now: Timestamp) -> Job
 
 async fn record(store: &dyn Store, agent: Uuid, job: JobRef, seq: u64, body: JobEventBody) -> RecordOutcome {
     let now = Timestamp::now();
-    store.record_job_event(agent, &JobEvent { job, seq, body }, now, now + seconds(60), &RETRY).await.unwrap()
+    let mut outcomes = store
+        .record_job_events(agent, &[JobEvent { job, seq, body }], now, now + seconds(60), &RETRY)
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 1);
+    outcomes.remove(0)
 }
 
 fn succeeded(text: &str) -> JobEventBody {
@@ -368,4 +374,46 @@ async fn the_queue_pages_by_priority_then_age_and_explains_waits(db: &TestDb) {
     assert_eq!(reasons, [busy.clone(), busy.clone(), busy.clone(), busy.clone(), busy, None]);
     let (_, other) = owner_and_tenant(store, "pages-other").await;
     assert!(store.queued_jobs(other, now, None, 10).await.unwrap().is_empty());
+}
+
+/// What an agent sent together is stored in one transaction, each event
+/// judged as if alone, in the order sent: two jobs interleaved, a replay,
+/// a gap, and a finish, with one outcome each.
+async fn a_batch_of_events_is_judged_one_by_one_in_order(db: &TestDb) {
+    let store = db.store.as_ref();
+    let (tenant_id, a, _) = fleet(store, "batch").await;
+    let first = create(store, &new_job(tenant_id)).await;
+    let second = create(store, &new_job(tenant_id)).await;
+    let now = Timestamp::now();
+    let one = claim(store, first.id, a, now).await;
+    let two = claim(store, second.id, a, now).await;
+    let chunk = |text: &str| JobEventBody::Output { text: text.into() };
+    let event = |job, seq, body| JobEvent { job, seq, body };
+    let batch = [
+        event(one, 1, JobEventBody::Started),
+        event(two, 1, JobEventBody::Started),
+        event(one, 2, chunk("Hello")),
+        event(one, 2, chunk("Hello")),
+        event(two, 3, chunk("too early")),
+        event(one, 3, succeeded("Hello")),
+        event(one, 4, chunk("after the end")),
+    ];
+    let outcomes = store.record_job_events(a, &batch, now, now + seconds(60), &RETRY).await.unwrap();
+    let kinds: Vec<&str> = outcomes
+        .iter()
+        .map(|o| match o {
+            RecordOutcome::Stored { finished: true, .. } => "finished",
+            RecordOutcome::Stored { .. } => "stored",
+            RecordOutcome::Duplicate => "duplicate",
+            RecordOutcome::Gap => "gap",
+            RecordOutcome::Stale => "stale",
+        })
+        .collect();
+    assert_eq!(kinds, ["stored", "stored", "stored", "duplicate", "gap", "finished", "stale"]);
+    let done = fetch(store, tenant_id, first.id).await;
+    assert_eq!((done.status, done.agent_seq, done.event_seq), (JobStatus::Succeeded, 3, 5));
+    let running = fetch(store, tenant_id, second.id).await;
+    assert_eq!((running.status, running.agent_seq), (JobStatus::Running, 1));
+    let seqs: Vec<i64> = store.job_events(first.id, 0, 100).await.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5], "queued, assigned, running, the chunk, done: no gaps");
 }

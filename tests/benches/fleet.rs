@@ -10,19 +10,22 @@
 //!     cargo bench -p marketer-tests --bench fleet -- [AGENTS] [IDLE_SECONDS] [HEARTBEAT_MS]
 //!
 //! Defaults: 2000 agents, 30 s idle window, 10 s heartbeats (the product
-//! default). Results go to stdout; docs/benchmarks.md records them.
+//! default). With `REPLICAS=N` (and `MARKETER_TEST_DATABASE_URL`), N
+//! replicas on one PostgreSQL database (`marketer_tests::replicas`) share
+//! the fleet, each agent dialing one replica's gateway in turn, and memory
+//! and CPU are reported per replica. Results go to stdout;
+//! docs/benchmarks.md records them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use marketer_protocol::{AgentMessage, Heartbeat};
+use marketer_tests::fleet::{EMAIL, PASSWORD};
+use marketer_tests::replicas::Replicas;
 use marketer_tests::sim::{Capabilities, Connection, Identity, enroll};
 use marketer_tests::{Api, ServerOptions, ServerProcess};
 use serde_json::json;
 use tokio::sync::Semaphore;
-
-const EMAIL: &str = "bench@example.com";
-const PASSWORD: &str = "a long benchmark password";
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -85,17 +88,66 @@ fn main() {
     runtime.block_on(run(agents, idle_seconds, heartbeat_ms));
 }
 
+/// The server or servers holding the fleet.
+enum Servers {
+    One(ServerProcess, ServerOptions, tempfile::TempDir),
+    Many(Replicas),
+}
+
+impl Servers {
+    fn pids(&self) -> Vec<u32> {
+        match self {
+            Self::One(server, ..) => vec![server.pid()],
+            Self::Many(cluster) => (0..cluster.servers.len()).map(|i| cluster.server(i).pid()).collect(),
+        }
+    }
+
+    fn gateway_ports(&self) -> Vec<u16> {
+        match self {
+            Self::One(_, options, _) => vec![options.gateway_port],
+            Self::Many(cluster) => cluster.options.iter().map(|o| o.gateway_port).collect(),
+        }
+    }
+
+    fn base_url(&self) -> String {
+        match self {
+            Self::One(server, ..) => server.base_url.clone(),
+            Self::Many(cluster) => cluster.server(0).base_url.clone(),
+        }
+    }
+
+    fn data(&self) -> &std::path::Path {
+        match self {
+            Self::One(_, _, data) => data.path(),
+            Self::Many(cluster) => cluster.data.path(),
+        }
+    }
+}
+
 async fn run(agents: usize, idle_seconds: u64, heartbeat_ms: u64) {
-    let data = tempfile::tempdir().unwrap();
-    let options = ServerOptions::new(data.path())
-        .env("MARKETER_BOOTSTRAP_EMAIL", EMAIL)
-        .env("MARKETER_BOOTSTRAP_PASSWORD", PASSWORD)
-        .env("MARKETER_LOG_LEVEL", "warn")
-        .arg("--agent-heartbeat-ms")
-        .arg(&heartbeat_ms.to_string());
-    let server = ServerProcess::spawn(&options);
-    let pid = server.pid();
-    let api = Api::login(&server.base_url, EMAIL, PASSWORD).await;
+    let replicas: usize = std::env::var("REPLICAS").ok().and_then(|r| r.parse().ok()).unwrap_or(1);
+    let configure = |o: ServerOptions| {
+        o.env("MARKETER_LOG_LEVEL", "warn").arg("--agent-heartbeat-ms").arg(&heartbeat_ms.to_string())
+    };
+    let servers = if replicas > 1 {
+        Servers::Many(
+            Replicas::start(replicas, configure).await.expect("REPLICAS needs MARKETER_TEST_DATABASE_URL"),
+        )
+    } else {
+        let data = tempfile::tempdir().unwrap();
+        let options = configure(
+            ServerOptions::new(data.path())
+                .env("MARKETER_BOOTSTRAP_EMAIL", EMAIL)
+                .env("MARKETER_BOOTSTRAP_PASSWORD", PASSWORD),
+        );
+        Servers::One(ServerProcess::spawn(&options), options, data)
+    };
+    let pids = servers.pids();
+    let ports = servers.gateway_ports();
+    let api = match &servers {
+        Servers::One(server, ..) => Api::login(&server.base_url, EMAIL, PASSWORD).await,
+        Servers::Many(cluster) => cluster.api.clone(),
+    };
     let mut tokens = Vec::new();
     for batch in 0..agents.div_ceil(1000) {
         let uses = (agents - batch * 1000).min(1000);
@@ -109,9 +161,9 @@ async fn run(agents: usize, idle_seconds: u64, heartbeat_ms: u64) {
         assert_eq!(status, 201, "{created}");
         tokens.push(created["token"].as_str().unwrap().rsplit_once('.').unwrap().0.to_owned());
     }
-    let ca_pem = std::fs::read_to_string(data.path().join("ca/ca.crt")).unwrap();
-    let port = options.gateway_port;
-    let rss_before = rss_kib(pid);
+    let ca_pem = std::fs::read_to_string(servers.data().join("ca/ca.crt")).unwrap();
+    let port = ports[0];
+    let rss_before: Vec<u64> = pids.iter().map(|p| rss_kib(*p)).collect();
 
     // Enroll with bounded parallelism (enrollment is a write transaction).
     let started = Instant::now();
@@ -132,8 +184,8 @@ async fn run(agents: usize, idle_seconds: u64, heartbeat_ms: u64) {
 
     let started = Instant::now();
     let connected = Arc::new(Semaphore::new(0));
-    for agent in enrolled {
-        tokio::spawn(hold(port, ca_pem.clone(), agent, connected.clone()));
+    for (n, agent) in enrolled.into_iter().enumerate() {
+        tokio::spawn(hold(ports[n % ports.len()], ca_pem.clone(), agent, connected.clone()));
     }
     let all = u32::try_from(agents).unwrap();
     let _ = connected.acquire_many(all).await.unwrap();
@@ -141,18 +193,23 @@ async fn run(agents: usize, idle_seconds: u64, heartbeat_ms: u64) {
 
     // Let the heartbeat batches settle, then measure an idle window.
     tokio::time::sleep(Duration::from_millis(heartbeat_ms.min(5_000))).await;
-    let rss_connected = rss_kib(pid);
-    let cpu_start = cpu_ticks(pid);
+    let rss_connected: Vec<u64> = pids.iter().map(|p| rss_kib(*p)).collect();
+    let cpu_start: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
     let window = Instant::now();
     tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
-    let cpu_used = cpu_ticks(pid).saturating_sub(cpu_start) as f64 / 100.0;
+    let cpu_used = pids.iter().map(|p| cpu_ticks(*p)).sum::<u64>().saturating_sub(cpu_start) as f64 / 100.0;
     let cpu_percent = 100.0 * cpu_used / window.elapsed().as_secs_f64();
 
     let (_, page) = api.call(reqwest::Method::GET, &api.tenant_path("/agents?limit=200"), None).await;
     let online = page["items"].as_array().unwrap().iter().filter(|a| a["state"] == "online").count();
-    let per_agent = (rss_connected.saturating_sub(rss_before)) as f64 / agents as f64;
+    let grown: u64 =
+        rss_connected.iter().zip(&rss_before).map(|(after, before)| after.saturating_sub(*before)).sum();
+    let per_agent = grown as f64 / agents as f64;
 
-    println!("agents:                 {agents} (heartbeat every {heartbeat_ms} ms)");
+    println!(
+        "agents:                 {agents} (heartbeat every {heartbeat_ms} ms) on {} replica(s)",
+        pids.len()
+    );
     println!(
         "enrollment:             {:.1} s ({:.0} agents/s, 16 in parallel)",
         enroll_time.as_secs_f64(),
@@ -163,17 +220,20 @@ async fn run(agents: usize, idle_seconds: u64, heartbeat_ms: u64) {
         connect_time.as_secs_f64(),
         agents as f64 / connect_time.as_secs_f64()
     );
-    println!(
-        "server RSS:             {rss_before} KiB before, {rss_connected} KiB connected ({per_agent:.1} KiB per agent)"
-    );
-    println!("server CPU, idle fleet: {cpu_percent:.2} % of one core over {idle_seconds} s");
+    for (i, (before, connected)) in rss_before.iter().zip(&rss_connected).enumerate() {
+        println!("server {i} RSS:           {before} KiB before, {connected} KiB connected");
+    }
+    println!("per agent:              {per_agent:.1} KiB of server memory");
+    println!("server CPU, idle fleet: {cpu_percent:.2} % of one core over {idle_seconds} s (all replicas)");
     println!("first page online:      {online} of {}", page["items"].as_array().unwrap().len());
-    let (p50, p95, size) = fleet_table(&server.base_url, &api.tenant).await;
+    let (p50, p95, size) = fleet_table(&servers.base_url(), &api.tenant).await;
     println!(
         "UI fleet table refresh: p50 {p50:.1} ms, p95 {p95:.1} ms, {} KiB (every open fleet page, every 2 s)",
         size / 1024
     );
-    drop(server);
+    if let Servers::Many(cluster) = servers {
+        cluster.finish().await;
+    }
 }
 
 /// What the fleet page's live refresh costs with this fleet: signs in with

@@ -2,11 +2,12 @@
 //! calling Ollama directly, and sustained throughput of short jobs.
 //!
 //!     cargo build --release --bins
-//!     cargo bench -p marketer-tests --bench jobs -- [dispatch] [relay] [throughput]
+//!     cargo bench -p marketer-tests --bench jobs -- [dispatch] [relay] [throughput] [replicas]
 //!
-//! With no section named, all three run. The throughput section also runs on
-//! PostgreSQL when `MARKETER_TEST_DATABASE_URL` names a server where it may
-//! create databases (the same variable the tests use). Everything runs on
+//! With no section named, all four run. The throughput section also runs on
+//! PostgreSQL, and the replicas section runs at all, when
+//! `MARKETER_TEST_DATABASE_URL` names a server where it may create databases
+//! (the same variable the tests use); replicas also needs HAProxy. Everything runs on
 //! loopback against the release binaries and the fake Ollama of
 //! `marketer_tests::ollama`; results go to stdout and docs/benchmarks.md
 //! records them.
@@ -22,6 +23,9 @@
 //!   and token throughput.
 //! - throughput: 1, 4 and 16 real agents with 2 slots each; 400 short chat
 //!   jobs submitted by 8 concurrent clients; jobs completed per second.
+//! - replicas: dispatch as above across two replicas (submitted on one, the
+//!   agent on the other) against within one; throughput as above through
+//!   HAProxy with 1, 2 and 3 replicas and 16 agents.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +35,7 @@ use marketer_protocol::{
 };
 use marketer_tests::fleet::agent_id;
 use marketer_tests::ollama::{FakeModel, FakeOllama, Pace};
+use marketer_tests::replicas::Replicas;
 use marketer_tests::sim::{Capabilities, Connection, enroll};
 use marketer_tests::sse::SseStream;
 use marketer_tests::{AgentHost, AgentProcess, Api, ServerOptions, ServerProcess, TempDatabase};
@@ -64,6 +69,9 @@ fn main() {
         }
         if wants("throughput") {
             throughput(&ollama).await;
+        }
+        if wants("replicas") {
+            replicas(&ollama).await;
         }
     });
 }
@@ -100,47 +108,64 @@ impl Server {
     }
 
     async fn submit(&self, body: &Value) -> String {
-        let (status, job) =
-            self.api.call(Method::POST, &self.api.tenant_path("/jobs"), Some(body.clone())).await;
-        assert_eq!(status, 202, "{job}");
-        job["id"].as_str().expect("a job id").to_owned()
+        submit(&self.api, body).await
     }
 
     async fn wait_succeeded(&self, id: &str) {
-        loop {
-            let (_, job) =
-                self.api.call(Method::GET, &self.api.tenant_path(&format!("/jobs/{id}")), None).await;
-            match job["status"].as_str() {
-                Some("succeeded") => return,
-                Some("failed" | "cancelled") => panic!("job {id} ended {job}"),
-                _ => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        }
+        wait_succeeded(&self.api, id).await;
     }
 
-    /// Enrolls and starts `count` real agents against `ollama`, and waits
-    /// until all are online.
     async fn agents(&self, count: usize, ollama: &FakeOllama) -> Vec<(AgentProcess, tempfile::TempDir)> {
-        let token = self.token(count).await;
-        let mut agents = Vec::with_capacity(count);
-        for _ in 0..count {
-            let home = tempfile::tempdir().expect("an agent home");
-            let host = AgentHost::new(home.path(), &ollama.url()).env("MARKETER_AGENT_LOG_LEVEL", "warn");
-            host.enroll(&self.options.gateway_url(), &token, &[]).await;
-            let _ = agent_id(&host);
-            agents.push((host.spawn_run(&["--concurrency", "2"]), home));
+        start_agents(&self.api, &self.options.gateway_url(), count, ollama).await
+    }
+}
+
+/// Enrolls and starts `count` real agents against `ollama` through
+/// `gateway`, and waits until all are online.
+async fn start_agents(
+    api: &Api,
+    gateway: &str,
+    count: usize,
+    ollama: &FakeOllama,
+) -> Vec<(AgentProcess, tempfile::TempDir)> {
+    let path = api.tenant_path("/enrollment-tokens");
+    let (status, created) = api.call(Method::POST, &path, Some(json!({ "max_uses": count }))).await;
+    assert_eq!(status, 201, "{created}");
+    let token = created["token"].as_str().expect("a token").to_owned();
+    let mut agents = Vec::with_capacity(count);
+    for _ in 0..count {
+        let home = tempfile::tempdir().expect("an agent home");
+        let host = AgentHost::new(home.path(), &ollama.url()).env("MARKETER_AGENT_LOG_LEVEL", "warn");
+        host.enroll(gateway, &token, &[]).await;
+        let _ = agent_id(&host);
+        agents.push((host.spawn_run(&["--concurrency", "2"]), home));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, page) = api.call(Method::GET, &api.tenant_path("/agents?limit=200"), None).await;
+        let online =
+            page["items"].as_array().map_or(0, |a| a.iter().filter(|a| a["state"] == "online").count());
+        if online == count {
+            return agents;
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (_, page) =
-                self.api.call(Method::GET, &self.api.tenant_path("/agents?limit=200"), None).await;
-            let online =
-                page["items"].as_array().map_or(0, |a| a.iter().filter(|a| a["state"] == "online").count());
-            if online == count {
-                return agents;
-            }
-            assert!(Instant::now() < deadline, "{online} of {count} agents online after 60 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(Instant::now() < deadline, "{online} of {count} agents online after 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn submit(api: &Api, body: &Value) -> String {
+    let (status, job) = api.call(Method::POST, &api.tenant_path("/jobs"), Some(body.clone())).await;
+    assert_eq!(status, 202, "{job}");
+    job["id"].as_str().expect("a job id").to_owned()
+}
+
+async fn wait_succeeded(api: &Api, id: &str) {
+    loop {
+        let (_, job) = api.call(Method::GET, &api.tenant_path(&format!("/jobs/{id}")), None).await;
+        match job["status"].as_str() {
+            Some("succeeded") => return,
+            Some("failed" | "cancelled") => panic!("job {id} ended {job}"),
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     }
 }
@@ -166,23 +191,28 @@ fn summary(samples: &mut [Duration]) -> String {
 }
 
 async fn dispatch() {
-    const JOBS: usize = 500;
     let server = Server::start(None).await;
     let token = server.token(1).await;
-    let secret = token.rsplit_once('.').expect("secret.ca_hash").0.to_owned();
     let ca_pem = std::fs::read_to_string(server.data.path().join("ca/ca.crt")).expect("the CA");
-    let port = server.options.gateway_port;
-    let identity = enroll(port, &ca_pem, &secret, "sim-dispatch").await;
+    let mut assignments = idle_agent(server.options.gateway_port, &ca_pem, &token).await;
+    let mut latencies = time_dispatch(&server.api, &mut assignments).await;
+    println!("dispatch, submit -> AssignJob at an idle agent (SQLite): {}", summary(&mut latencies));
+}
+
+/// Enrolls a simulated agent with `token` through the gateway on `port` and
+/// keeps it connected: it notes when each assignment arrives and finishes
+/// the job at once, so it is idle for the next one.
+async fn idle_agent(port: u16, ca_pem: &str, token: &str) -> mpsc::UnboundedReceiver<Instant> {
+    let secret = token.rsplit_once('.').expect("secret.ca_hash").0.to_owned();
+    let identity = enroll(port, ca_pem, &secret, "sim-dispatch").await;
     let capabilities = Capabilities {
         max_concurrency: 4,
         models: vec![MODEL.into()],
         running_jobs: Vec::new(),
         projects: Vec::new(),
     };
-    let mut connection = Connection::open(port, &ca_pem, &identity, capabilities).await;
-    let (received, mut assignments) = mpsc::unbounded_channel::<Instant>();
-    // The simulated agent: notes when each assignment arrives and finishes
-    // the job at once, so it is idle for the next one.
+    let mut connection = Connection::open(port, ca_pem, &identity, capabilities).await;
+    let (received, assignments) = mpsc::unbounded_channel::<Instant>();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(connection.welcome.heartbeat_interval_ms));
         let mut beat = 0;
@@ -217,11 +247,18 @@ async fn dispatch() {
             }
         }
     });
+    assignments
+}
+
+/// Submits 500 jobs one at a time through `api` (after 20 to warm up); how
+/// long each took from sending `POST /jobs` to the idle agent's receiving it.
+async fn time_dispatch(api: &Api, assignments: &mut mpsc::UnboundedReceiver<Instant>) -> Vec<Duration> {
+    const JOBS: usize = 500;
     let body = chat("dispatch me");
     let mut latencies = Vec::with_capacity(JOBS);
     for i in 0..JOBS + 20 {
         let sent = Instant::now();
-        let id = server.submit(&body).await;
+        let id = submit(api, &body).await;
         let arrived = tokio::time::timeout(Duration::from_secs(10), assignments.recv())
             .await
             .expect("an assignment within 10 s")
@@ -230,9 +267,9 @@ async fn dispatch() {
         if i >= 20 {
             latencies.push(arrived - sent);
         }
-        server.wait_succeeded(&id).await;
+        wait_succeeded(api, &id).await;
     }
-    println!("dispatch, submit -> AssignJob at an idle agent (SQLite): {}", summary(&mut latencies));
+    latencies
 }
 
 /// How one request went.
@@ -365,22 +402,28 @@ async fn relay(ollama: &FakeOllama) {
 }
 
 async fn throughput_run(ollama: &FakeOllama, database_url: Option<&str>, agents: usize) -> f64 {
-    const JOBS: usize = 400;
-    const CLIENTS: usize = 8;
-    let server = Arc::new(Server::start(database_url).await);
+    let server = Server::start(database_url).await;
     ollama.set_pace(Pace { first_token: Duration::ZERO, tokens_per_second: 0.0, tokens: 16 });
     let _agents = server.agents(agents, ollama).await;
+    short_jobs(&server.api).await
+}
+
+/// 400 short chat jobs submitted through `api` by 8 concurrent clients,
+/// which then wait for each to succeed; jobs completed per second.
+async fn short_jobs(api: &Api) -> f64 {
+    const JOBS: usize = 400;
+    const CLIENTS: usize = 8;
     let started = Instant::now();
     let mut clients = Vec::with_capacity(CLIENTS);
     for client in 0..CLIENTS {
-        let server = server.clone();
+        let api = api.clone();
         clients.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             for n in (client..JOBS).step_by(CLIENTS) {
-                ids.push(server.submit(&chat(&format!("short job {n}"))).await);
+                ids.push(submit(&api, &chat(&format!("short job {n}"))).await);
             }
             for id in ids {
-                server.wait_succeeded(&id).await;
+                wait_succeeded(&api, &id).await;
             }
         }));
     }
@@ -404,5 +447,43 @@ async fn throughput(ollama: &FakeOllama) {
     }
     if !postgres {
         println!("throughput on PostgreSQL skipped: set MARKETER_TEST_DATABASE_URL");
+    }
+}
+
+/// Several replicas on one PostgreSQL database behind HAProxy
+/// (`marketer_tests::replicas`): dispatch from a submission on replica 0 to
+/// an idle simulated agent on replica 1 (the signal crosses replicas),
+/// against the same agent fed from its own replica; then short-job
+/// throughput through the balancer with 1, 2 and 3 replicas and 16 agents.
+async fn replicas(ollama: &FakeOllama) {
+    if std::env::var_os("MARKETER_TEST_DATABASE_URL").is_none() {
+        println!("replicas skipped: set MARKETER_TEST_DATABASE_URL");
+        return;
+    }
+    let quiet = |o: ServerOptions| o.env("MARKETER_LOG_LEVEL", "warn");
+    let cluster = Replicas::start(2, quiet).await.expect("PostgreSQL for the replicas");
+    let (status, created) = cluster
+        .api
+        .call(Method::POST, &cluster.api.tenant_path("/enrollment-tokens"), Some(json!({ "max_uses": 1 })))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let ca_pem = std::fs::read_to_string(cluster.data.path().join("ca/ca.crt")).expect("the CA");
+    let token = created["token"].as_str().expect("a token");
+    let mut assignments = idle_agent(cluster.options[1].gateway_port, &ca_pem, token).await;
+    let (on_own, on_other) = (cluster.direct(1).await, cluster.direct(0).await);
+    let mut same = time_dispatch(&on_own, &mut assignments).await;
+    let mut across = time_dispatch(&on_other, &mut assignments).await;
+    println!("dispatch, 2 replicas, submitted on the agent's replica:  {}", summary(&mut same));
+    println!("dispatch, 2 replicas, submitted on the other replica:    {}", summary(&mut across));
+    cluster.finish().await;
+
+    for count in [1, 2, 3] {
+        let cluster = Replicas::start(count, quiet).await.expect("PostgreSQL for the replicas");
+        ollama.set_pace(Pace { first_token: Duration::ZERO, tokens_per_second: 0.0, tokens: 16 });
+        let gateway = cluster.options[0].gateway_url();
+        let _agents = start_agents(&cluster.api, &gateway, 16, ollama).await;
+        let rate = short_jobs(&cluster.api).await;
+        println!("throughput through HAProxy, {count} replica(s), 16 agents x 2 slots: {rate:.0} jobs/s");
+        cluster.finish().await;
     }
 }

@@ -282,6 +282,7 @@ async fn follow(api: Api, id: String) -> Followed {
 async fn chaos_kills_replicas_and_crashes_the_database_and_every_job_ends_once() {
     const JOBS: usize = 1_000;
     const ACTIVITIES: usize = 20;
+    const LATE: usize = 6;
     // A lease grace that covers an agent's reconnect through the balancer;
     // quick retries; the sweep at its default as the safety net for
     // signals lost while the database is down.
@@ -320,6 +321,22 @@ async fn chaos_kills_replicas_and_crashes_the_database_and_every_job_ends_once()
     let activities_path =
         cluster.api.tenant_path(&format!("/projects/{}/activities", project["id"].as_str().unwrap()));
 
+    // Jobs that start only after the chaos, followed from before it: every
+    // replica is killed in turn, so each of these streams breaks at least
+    // once and must resume without a gap or a repeat.
+    let not_before = (time::OffsetDateTime::now_utc() + time::Duration::seconds(25))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let mut late = Vec::new();
+    for n in 0..LATE {
+        let body = json!({
+            "kind": "chat", "model": MODEL, "idempotency_key": format!("chaos-late-{n}"), "not_before": not_before,
+            "messages": [{ "role": "user", "content": format!("Late chaos job {n}") }],
+        });
+        let id = submit(&cluster.api, body).await;
+        late.push(tokio::spawn(follow(cluster.api.clone(), id)));
+    }
+
     // Jobs, through the balancer, by four clients, paced over the chaos;
     // each carries an idempotency key, so a submission whose answer was
     // lost is repeated safely. Every tenth is followed live.
@@ -350,7 +367,9 @@ async fn chaos_kills_replicas_and_crashes_the_database_and_every_job_ends_once()
     }
     drop(ids_tx);
     // Activities have no idempotency key: a creation whose answer was lost
-    // is looked for (each topic is unique) before it is sent again.
+    // is looked for (each topic is unique) before it is sent again. They
+    // wait for an agent: while the database is down, heartbeats are not
+    // stored and the fleet can look offline for a moment.
     let creator = {
         let api = cluster.api.clone();
         let path = activities_path.clone();
@@ -359,10 +378,10 @@ async fn chaos_kills_replicas_and_crashes_the_database_and_every_job_ends_once()
                 let topic = format!("Chaos activity {n}: why our bakery opens at six");
                 let body = if n % 2 == 0 {
                     json!({ "kind": "social_post_set", "topic": topic, "platforms": ["x", "linkedin"],
-                            "tone": "casual", "variants_per_platform": 1 })
+                            "tone": "casual", "variants_per_platform": 1, "wait_for_agent": true })
                 } else {
                     json!({ "kind": "blog_article", "topic": topic, "keywords": ["bread"], "audience": "neighbours",
-                            "tone": "friendly", "target_word_count": 300, "platforms": ["x"] })
+                            "tone": "friendly", "target_word_count": 300, "platforms": ["x"], "wait_for_agent": true })
                 };
                 loop {
                     let response = api
@@ -453,7 +472,7 @@ async fn chaos_kills_replicas_and_crashes_the_database_and_every_job_ends_once()
     .unwrap();
     assert_eq!(
         outcomes,
-        [("succeeded".to_owned(), i64::try_from(JOBS).unwrap())],
+        [("succeeded".to_owned(), i64::try_from(JOBS + LATE).unwrap())],
         "one job per key, all done"
     );
     let twice: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
@@ -489,7 +508,13 @@ async fn chaos_kills_replicas_and_crashes_the_database_and_every_job_ends_once()
         assert_eq!(followed.seqs, expected, "an event missed or repeated across reconnects");
         reconnects += followed.reconnects;
     }
-    assert!(reconnects > 0, "no stream was broken by the chaos: the resume went untested");
+    for follower in late {
+        let followed = follower.await.expect("a follower");
+        let expected: Vec<i64> = (1..=i64::try_from(followed.seqs.len()).unwrap()).collect();
+        assert_eq!(followed.seqs, expected, "an event missed or repeated across reconnects");
+        assert!(followed.reconnects >= 1, "a stream open through every kill never broke");
+        reconnects += followed.reconnects;
+    }
 
     // No activity is stuck.
     eventually(Duration::from_secs(120), "every activity to reach review", || async {
@@ -504,7 +529,20 @@ async fn chaos_kills_replicas_and_crashes_the_database_and_every_job_ends_once()
 
     // The fleet is whole again, as every replica sees it.
     for agent in &agents {
-        wait_agent(&cluster.api, agent, "online").await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let path = cluster.api.tenant_path(&format!("/agents/{agent}"));
+            let (_, state) = send_until_answered(&cluster.api, Method::GET, &path, None).await;
+            if state["state"] == "online" {
+                break;
+            }
+            if Instant::now() > deadline {
+                let (_, history) =
+                    send_until_answered(&cluster.api, Method::GET, &format!("{path}/events"), None).await;
+                panic!("agent {agent} is not online again: {state}\nits history: {history}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     for replica in 0..3 {
         let base = cluster.server(replica).base_url.clone();

@@ -361,9 +361,9 @@ async fn record(
 ) {
     let event = JobEvent { job: lease, seq, body };
     for attempt in 0..30 {
-        match engine.record(runner, &event).await {
-            Ok(reply) => {
-                if reply.stop {
+        match engine.record(runner, std::slice::from_ref(&event)).await {
+            Ok(replies) => {
+                if replies.iter().any(|reply| reply.stop) {
                     cancel.cancel();
                 }
                 return;

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::Response;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use marketer_protocol::{
     Acknowledge, AgentMessage, CancelJob, CertificateRenewed, Heartbeat, Hello, JobEvent, JobRef,
     MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, ModelInfo, PROTOCOL_VERSION, RenewalRejected, ServerMessage,
@@ -119,7 +119,14 @@ struct Session {
     last_renewal: Option<Instant>,
     /// This connection's id in the hub, once registered.
     connection: Option<u64>,
+    /// Job events received and not yet stored. They are stored together,
+    /// in one transaction, once the socket has nothing more ready (or
+    /// before any other message is handled, which keeps the agent's order).
+    pending: Vec<JobEvent>,
 }
+
+/// At most this many job events are stored in one transaction.
+const EVENT_BATCH: usize = 64;
 
 impl Session {
     async fn run(state: GatewayState, agent: Agent, cert_not_after: Timestamp, socket: WebSocket) {
@@ -131,6 +138,7 @@ impl Session {
             socket,
             last_renewal: None,
             connection: None,
+            pending: Vec::new(),
         };
         let hello = match session.receive_hello().await {
             Ok(hello) => hello,
@@ -316,7 +324,10 @@ impl Session {
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
         loop {
+            // Biased: a message already waiting is read before the pending
+            // job events are stored, so a burst goes into one transaction.
             tokio::select! {
+                biased;
                 message = self.socket.next() => {
                     last_heard = Instant::now();
                     if !budget.spend(last_heard) {
@@ -352,6 +363,11 @@ impl Session {
                             return Ending::new("connection_lost", format!("connection lost: {text}"));
                         }
                         None => return Ending::new("connection_lost", "connection lost"),
+                    }
+                }
+                () = std::future::ready(()), if !self.pending.is_empty() => {
+                    if let Err(ending) = self.store_pending().await {
+                        return ending;
                     }
                 }
                 _ = ping.tick() => {
@@ -392,6 +408,16 @@ impl Session {
         }
     }
 
+    /// Queues `message` without flushing (see `store_pending`).
+    async fn feed(&mut self, message: &ServerMessage) -> Result<(), Ending> {
+        let text =
+            serde_json::to_string(message).map_err(|e| Ending::new("internal_error", e.to_string()))?;
+        self.socket
+            .feed(Message::Text(text.into()))
+            .await
+            .map_err(|e| Ending::new("connection_lost", format!("connection lost: {e}")))
+    }
+
     async fn send(&mut self, message: &ServerMessage) -> Result<(), Ending> {
         let text =
             serde_json::to_string(message).map_err(|e| Ending::new("internal_error", e.to_string()))?;
@@ -409,6 +435,14 @@ impl Session {
             Ok(message) => message,
             Err(e) => return Err(self.violation(format!("malformed message: {e}")).await),
         };
+        if let AgentMessage::JobEvent(event) = message {
+            self.pending.push(event);
+            if self.pending.len() >= EVENT_BATCH {
+                return self.store_pending().await;
+            }
+            return Ok(());
+        }
+        self.store_pending().await?;
         match message {
             AgentMessage::Hello(_) => Err(self.violation("hello may only be sent once".into()).await),
             AgentMessage::Heartbeat(beat) => {
@@ -452,7 +486,8 @@ impl Session {
                 });
                 Ok(())
             }
-            AgentMessage::JobEvent(event) => self.job_event(&event).await,
+            // Queued above.
+            AgentMessage::JobEvent(_) => Ok(()),
             AgentMessage::Documents(report) => self.documents(&report).await,
             AgentMessage::RenewCertificate(request) => {
                 let reply = self.renew(&request.csr_pem).await;
@@ -461,32 +496,37 @@ impl Session {
         }
     }
 
-    /// Stores a job event and acknowledges it, so the agent can drop it from
-    /// its outbox. Events are handled one at a time in the order they came,
-    /// which is what keeps each attempt's sequence without gaps.
-    async fn job_event(&mut self, event: &JobEvent) -> Result<(), Ending> {
-        match self.state.app.jobs.record(self.agent.id, event).await {
-            Ok(reply) => {
-                if reply.stop {
-                    let reason = "this job is no longer assigned to this agent".to_owned();
-                    self.send(&ServerMessage::CancelJob(CancelJob { job: event.job, reason })).await?;
-                }
-                if reply.acknowledge {
-                    let ack = ServerMessage::Acknowledge(Acknowledge { job: event.job, seq: event.seq });
-                    self.send(&ack).await?;
-                }
-                // Not acknowledged (out of order): the agent replays from its
-                // outbox on the next connection.
-                Ok(())
-            }
+    /// Stores the pending job events and acknowledges them, so the agent
+    /// can drop them from its outbox. They are stored in the order they
+    /// came, which is what keeps each attempt's sequence without gaps.
+    async fn store_pending(&mut self) -> Result<(), Ending> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let events = std::mem::take(&mut self.pending);
+        let replies = match self.state.app.jobs.record(self.agent.id, &events).await {
+            Ok(replies) => replies,
             Err(e) => {
-                // Not acknowledged either. Reconnecting makes the agent replay
-                // its outbox, by which time the database may be back.
-                tracing::error!(agent_id = %self.agent.id, job_id = %event.job.job_id, error = %e, "could not store a job event");
+                // Not acknowledged. Reconnecting makes the agent replay its
+                // outbox, by which time the database may be back.
+                tracing::error!(agent_id = %self.agent.id, events = events.len(), error = %e, "could not store job events");
                 self.close(1011, "the control plane could not store a job event; reconnect and replay").await;
-                Err(Ending::new("internal_error", "could not store a job event"))
+                return Err(Ending::new("internal_error", "could not store a job event"));
+            }
+        };
+        for (event, reply) in events.iter().zip(replies) {
+            if reply.stop {
+                let reason = "this job is no longer assigned to this agent".to_owned();
+                self.feed(&ServerMessage::CancelJob(CancelJob { job: event.job, reason })).await?;
+            }
+            // Not acknowledged (out of order): the agent replays from its
+            // outbox on the next connection.
+            if reply.acknowledge {
+                self.feed(&ServerMessage::Acknowledge(Acknowledge { job: event.job, seq: event.seq }))
+                    .await?;
             }
         }
+        self.socket.flush().await.map_err(|e| Ending::new("connection_lost", format!("connection lost: {e}")))
     }
 
     /// Stores a document report and acknowledges it. A report that cannot

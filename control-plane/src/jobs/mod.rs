@@ -142,39 +142,50 @@ impl JobEngine {
         }
     }
 
-    /// Stores one event of an agent's job and tells subscribers; says how
-    /// to answer the agent.
-    pub async fn record(&self, agent_id: Uuid, event: &JobEvent) -> Result<Reply, StoreError> {
+    /// Stores events of an agent's jobs, in the order the agent sent them,
+    /// in one transaction, and tells subscribers; says how to answer the
+    /// agent about each.
+    pub async fn record(&self, agent_id: Uuid, events: &[JobEvent]) -> Result<Vec<Reply>, StoreError> {
         let now = Timestamp::now();
-        let outcome = self
+        let outcomes = self
             .store
-            .record_job_event(agent_id, event, now, self.lease_until(now), &self.settings.retry)
+            .record_job_events(agent_id, events, now, self.lease_until(now), &self.settings.retry)
             .await?;
-        let finished = matches!(event.body, JobEventBody::Finished { .. });
-        let reply = match outcome {
-            RecordOutcome::Stored { events, .. } => {
-                self.publish(&events);
-                Reply { acknowledge: true, stop: false }
+        let mut replies = Vec::with_capacity(events.len());
+        let (mut wake, mut queued) = (false, false);
+        for (event, outcome) in events.iter().zip(outcomes) {
+            let finished = matches!(event.body, JobEventBody::Finished { .. });
+            let reply = match outcome {
+                RecordOutcome::Stored { events, .. } => {
+                    self.publish(&events);
+                    Reply { acknowledge: true, stop: false }
+                }
+                RecordOutcome::Duplicate => Reply { acknowledge: true, stop: false },
+                // A late event of a cancelled, requeued or reassigned attempt:
+                // acknowledged so the agent forgets it, and discarded. If the
+                // attempt is still running there (the cancellation went to
+                // another replica's connection, say), the agent must stop it.
+                RecordOutcome::Stale => Reply { acknowledge: true, stop: !finished },
+                // Out of order: the agent's replay will fill the gap.
+                RecordOutcome::Gap => Reply { acknowledge: false, stop: false },
+            };
+            if finished && reply.acknowledge {
+                self.hub.release(agent_id, event.job);
+                // A failure may have been queued again for a retry.
+                if matches!(&event.body, JobEventBody::Finished { outcome: JobOutcome::Failed { .. } }) {
+                    queued = true;
+                } else {
+                    wake = true;
+                }
             }
-            RecordOutcome::Duplicate => Reply { acknowledge: true, stop: false },
-            // A late event of a cancelled, requeued or reassigned attempt:
-            // acknowledged so the agent forgets it, and discarded. If the
-            // attempt is still running there (the cancellation went to
-            // another replica's connection, say), the agent must stop it.
-            RecordOutcome::Stale => Reply { acknowledge: true, stop: !finished },
-            // Out of order: the agent's replay will fill the gap.
-            RecordOutcome::Gap => Reply { acknowledge: false, stop: false },
-        };
-        if finished && reply.acknowledge {
-            self.hub.release(agent_id, event.job);
-            // A failure may have been queued again for a retry.
-            if matches!(&event.body, JobEventBody::Finished { outcome: JobOutcome::Failed { .. } }) {
-                self.queued();
-            } else {
-                self.wake();
-            }
+            replies.push(reply);
         }
-        Ok(reply)
+        if queued {
+            self.queued();
+        } else if wake {
+            self.wake();
+        }
+        Ok(replies)
     }
 
     /// An agent connected saying which jobs it still has. Jobs it lost go

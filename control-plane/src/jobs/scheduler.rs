@@ -24,12 +24,14 @@ use uuid::Uuid;
 use super::JobEngine;
 use crate::domain::Timestamp;
 use crate::gateway::hub::{AgentSlots, Capabilities};
-use crate::store::{Agent, Job, Labels, WaitingKind};
+use crate::store::{Agent, Labels, QueuedJob, WaitingKind};
 
-/// Queued jobs read per query; a pass pages through a tenant's queue until
-/// its agents are full or the queue ends, so jobs no agent can take never
-/// hide the ones behind them.
-const PAGE: i64 = 256;
+/// Queued jobs read per query: a few per free slot (most jobs fit most
+/// agents), between these bounds. A pass pages through a tenant's queue
+/// until its agents are full or the queue ends, so jobs no agent can take
+/// never hide the ones behind them.
+const MIN_PAGE: i64 = 8;
+const MAX_PAGE: i64 = 256;
 
 pub(super) async fn run(engine: Arc<JobEngine>, shutdown: CancellationToken) {
     // After a restart, give agents the grace period to reconnect before
@@ -65,16 +67,18 @@ async fn dispatch(engine: &JobEngine) {
     }
     for (tenant_id, mut agents) in by_tenant {
         let now = Timestamp::now();
+        let free: i64 = agents.iter().map(|a| i64::from(a.free)).sum();
+        let page = free.saturating_mul(2).clamp(MIN_PAGE, MAX_PAGE);
         let mut after = None;
         'pages: loop {
-            let queued = match engine.store.queued_jobs(tenant_id, now, after, PAGE).await {
+            let queued = match engine.store.queued_jobs(tenant_id, now, after, page).await {
                 Ok(queued) => queued,
                 Err(e) => {
                     tracing::error!(error = %e, %tenant_id, "could not read the job queue");
                     break;
                 }
             };
-            let last_page = queued.len() < usize::try_from(PAGE).unwrap_or(usize::MAX);
+            let last_page = queued.len() < usize::try_from(page).unwrap_or(usize::MAX);
             after = queued.last().map(|job| (job.priority, job.id));
             for job in queued {
                 if agents.iter().all(|a| a.free == 0) {
@@ -96,13 +100,13 @@ async fn dispatch(engine: &JobEngine) {
     }
 }
 
-fn eligible(caps: &Capabilities, job: &Job) -> bool {
+fn eligible(caps: &Capabilities, job: &QueuedJob) -> bool {
     job.labels.iter().all(|(k, v)| caps.labels.get(k) == Some(v))
         && caps.models.contains(&job.model)
         && job.index_project_id.is_none_or(|project| caps.projects.contains(&project))
 }
 
-async fn assign(engine: &JobEngine, agent: &mut AgentSlots, job: &Job) {
+async fn assign(engine: &JobEngine, agent: &mut AgentSlots, job: &QueuedJob) {
     if !engine.hub.reserve(agent.agent_id) {
         agent.free = 0;
         return;

@@ -272,6 +272,17 @@ pub struct Claim {
     pub event: StoredJobEvent,
 }
 
+/// What the scheduler reads of a queued job to choose its agent: not the
+/// request, which only the claim returns.
+#[derive(Debug, Clone)]
+pub struct QueuedJob {
+    pub id: Uuid,
+    pub priority: i64,
+    pub model: String,
+    pub labels: Labels,
+    pub index_project_id: Option<Uuid>,
+}
+
 /// What became of an agent's job event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecordOutcome {
@@ -322,7 +333,7 @@ pub trait JobStore: Send + Sync {
         now: Timestamp,
         after: Option<(i64, Uuid)>,
         limit: i64,
-    ) -> Result<Vec<Job>>;
+    ) -> Result<Vec<QueuedJob>>;
     /// Queued cloud jobs of every tenant that may start now, in the same
     /// order, at most `limit`.
     async fn queued_cloud_jobs(&self, now: Timestamp, limit: i64) -> Result<Vec<Job>>;
@@ -335,15 +346,16 @@ pub trait JobStore: Send + Sync {
         now: Timestamp,
         lease_until: Timestamp,
     ) -> Result<Option<Claim>>;
-    /// Stores an agent's job event, exactly once and only under the current lease.
-    async fn record_job_event(
+    /// Stores an agent's job events, in order, in one transaction: each
+    /// exactly once and only under the current lease. One outcome per event.
+    async fn record_job_events(
         &self,
         agent_id: Uuid,
-        event: &JobEvent,
+        events: &[JobEvent],
         now: Timestamp,
         lease_until: Timestamp,
         retry: &RetryPolicy,
-    ) -> Result<RecordOutcome>;
+    ) -> Result<Vec<RecordOutcome>>;
     /// Says in the event log of every job the agent holds that its agent
     /// disconnected and the job waits for it (within the lease grace); the
     /// job itself is unchanged. Returns the events, to publish.

@@ -469,8 +469,33 @@ where
         let mut revoked = Vec::new();
         let mut tx = self.write.begin().await?;
         for u in updates {
+            // Marked offline, yet heard from since on a live connection (the
+            // mark raced a reconnection to another replica, or heartbeats
+            // could not be stored while the database was away): online again.
+            let back: Option<Uuid> = sqlx::query_scalar(
+                "UPDATE agents SET offline_at = NULL WHERE id = $1 AND revoked_at IS NULL \
+                 AND connected_at IS NOT NULL AND offline_at >= connected_at AND offline_at < $2 RETURNING tenant_id",
+            )
+            .bind(u.agent_id)
+            .bind(u.seen_at)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(tenant_id) = back {
+                Self::insert_agent_event(
+                    &mut tx,
+                    u.agent_id,
+                    tenant_id,
+                    AgentEventKind::Connected,
+                    serde_json::json!({ "heartbeats_resumed": true }),
+                    u.seen_at,
+                )
+                .await?;
+            }
+            // Never backwards: a dying connection's last heartbeat can be
+            // stored after a newer connection's first.
             let found: Option<Option<Timestamp>> = sqlx::query_scalar(
-                "UPDATE agents SET last_seen_at = $2, running_jobs = $3, ollama_reachable = $4, \
+                "UPDATE agents SET last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < $2 THEN $2 \
+                 ELSE last_seen_at END, running_jobs = $3, ollama_reachable = $4, \
                  models = COALESCE($5, models) WHERE id = $1 RETURNING revoked_at",
             )
             .bind(u.agent_id)

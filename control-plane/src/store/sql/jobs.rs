@@ -6,7 +6,7 @@
 use super::*;
 use crate::store::{
     CancelOutcome, Claim, CreateJobOutcome, Job, JobEventKind, JobFilter, JobStatus, JobStore, NewJob,
-    RecordOutcome, RetryPolicy, StoredJobEvent, Transition, WaitingKind,
+    QueuedJob, RecordOutcome, RetryPolicy, StoredJobEvent, Transition, WaitingKind,
 };
 use marketer_protocol::{JobError, JobEvent, JobEventBody, JobOutcome, JobOutput, JobRef, JobSpec};
 
@@ -108,14 +108,13 @@ where
         now: Timestamp,
         after: Option<(i64, Uuid)>,
         limit: i64,
-    ) -> Result<Vec<Job>> {
-        let rows: Vec<JobRow> = sqlx::query_as(sql(&[
-            "SELECT ",
-            JOB_COLUMNS,
-            " FROM jobs WHERE tenant_id = $1 AND status = 'queued' AND route = 'edge' \
+    ) -> Result<Vec<QueuedJob>> {
+        let rows: Vec<(Uuid, i64, String, String, Option<Uuid>)> = sqlx::query_as(
+            "SELECT id, priority, model, labels, index_project_id \
+             FROM jobs WHERE tenant_id = $1 AND status = 'queued' AND route = 'edge' \
              AND (not_before IS NULL OR not_before <= $2) AND (retry_at IS NULL OR retry_at <= $2) \
              AND ($3 IS NULL OR priority > $3 OR (priority = $3 AND id > $4)) ORDER BY priority, id LIMIT $5",
-        ]))
+        )
         .bind(tenant_id)
         .bind(now)
         .bind(after.map(|(priority, _)| priority))
@@ -123,7 +122,11 @@ where
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        rows_into(rows)
+        rows.into_iter()
+            .map(|(id, priority, model, labels, index_project_id)| {
+                Ok(QueuedJob { id, priority, model, labels: parse_labels(&labels)?, index_project_id })
+            })
+            .collect()
     }
 
     async fn queued_cloud_jobs(&self, now: Timestamp, limit: i64) -> Result<Vec<Job>> {
@@ -177,125 +180,22 @@ where
         Ok(Some(Claim { job, event }))
     }
 
-    async fn record_job_event(
+    async fn record_job_events(
         &self,
         agent_id: Uuid,
-        event: &JobEvent,
+        events: &[JobEvent],
         now: Timestamp,
         lease_until: Timestamp,
         retry: &RetryPolicy,
-    ) -> Result<RecordOutcome> {
+    ) -> Result<Vec<RecordOutcome>> {
         let mut tx = self.write.begin().await?;
-        let Some(job) = Self::lock_job(&mut tx, event.job.job_id).await? else {
-            return Ok(RecordOutcome::Stale);
-        };
-        if job.lease() != Some((agent_id, event.job)) {
-            return Ok(RecordOutcome::Stale);
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            outcomes
+                .push(Self::record_one_job_event(&mut tx, agent_id, event, now, lease_until, retry).await?);
         }
-        let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
-        if seq <= job.agent_seq {
-            return Ok(RecordOutcome::Duplicate);
-        }
-        if seq != job.agent_seq + 1 {
-            return Ok(RecordOutcome::Gap);
-        }
-        sqlx::query("UPDATE jobs SET agent_seq = $2, lease_expires_at = $3, updated_at = $4 WHERE id = $1")
-            .bind(job.id)
-            .bind(seq)
-            .bind(lease_until)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let attempt = job.attempts;
-        let (events, finished) = match &event.body {
-            JobEventBody::Started => {
-                let run_deadline = now + time::Duration::seconds(job.timeout_seconds);
-                sqlx::query(
-                    "UPDATE jobs SET status = 'running', started_at = $2, run_deadline = $3 WHERE id = $1",
-                )
-                .bind(job.id)
-                .bind(now)
-                .bind(run_deadline)
-                .execute(&mut *tx)
-                .await?;
-                let data = serde_json::json!({ "status": "running", "attempt": attempt });
-                (
-                    vec![
-                        Self::append_job_event(&mut tx, job.id, JobEventKind::Status, attempt, data, now)
-                            .await?,
-                    ],
-                    false,
-                )
-            }
-            JobEventBody::Output { text } => {
-                let data = serde_json::json!({ "attempt": attempt, "text": text });
-                (
-                    vec![
-                        Self::append_job_event(&mut tx, job.id, JobEventKind::Chunk, attempt, data, now)
-                            .await?,
-                    ],
-                    false,
-                )
-            }
-            JobEventBody::Progress { step, percent, message } => {
-                let data = serde_json::json!({
-                    "attempt": attempt, "step": step, "percent": percent.min(&100), "message": message,
-                });
-                (
-                    vec![
-                        Self::append_job_event(&mut tx, job.id, JobEventKind::Progress, attempt, data, now)
-                            .await?,
-                    ],
-                    false,
-                )
-            }
-            // What an activity has completed so far: kept on the job (its
-            // output until it finishes), not an event of the stream.
-            JobEventBody::Checkpoint { result, usage } => {
-                if matches!(job.spec, JobSpec::Activity { .. }) {
-                    let output = JobOutput::Activity { result: result.clone() };
-                    sqlx::query("UPDATE jobs SET output = $2, usage = $3 WHERE id = $1")
-                        .bind(job.id)
-                        .bind(serde_json::to_string(&output).unwrap_or_default())
-                        .bind(serde_json::to_string(usage).unwrap_or_default())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                (Vec::new(), false)
-            }
-            JobEventBody::Finished { outcome } => {
-                let events = match outcome {
-                    JobOutcome::Succeeded { output, usage } => {
-                        Self::finish_job(
-                            &mut tx,
-                            &job,
-                            JobStatus::Succeeded,
-                            Some(output),
-                            Some(usage),
-                            None,
-                            now,
-                        )
-                        .await?
-                    }
-                    JobOutcome::Failed { error } => {
-                        Self::fail_or_retry(&mut tx, &job, error, now, retry).await?
-                    }
-                    // The agent gave the job up on its own (it is shutting
-                    // down): another attempt, not a cancellation nobody asked for.
-                    JobOutcome::Cancelled { reason } => {
-                        let error = JobError {
-                            code: job_errors::AGENT_LOST.into(),
-                            message: format!("the agent stopped the job: {reason}"),
-                            retryable: true,
-                        };
-                        Self::fail_or_retry(&mut tx, &job, &error, now, retry).await?
-                    }
-                };
-                (events, true)
-            }
-        };
         tx.commit().await?;
-        Ok(RecordOutcome::Stored { events, finished })
+        Ok(outcomes)
     }
 
     async fn note_agent_lost(&self, agent_id: Uuid, now: Timestamp) -> Result<Vec<StoredJobEvent>> {
@@ -540,5 +440,158 @@ where
         .execute(&self.write)
         .await?;
         Ok(())
+    }
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Timestamp: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Date: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Option<Uuid>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<bool>: Decode<'t, DB>,
+    for<'t> Option<i64>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Timestamp>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Date>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> &'t str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+{
+    /// One event of `record_job_events`, inside its transaction.
+    async fn record_one_job_event(
+        tx: &mut DB::Connection,
+        agent_id: Uuid,
+        event: &JobEvent,
+        now: Timestamp,
+        lease_until: Timestamp,
+        retry: &RetryPolicy,
+    ) -> Result<RecordOutcome> {
+        let Some(job) = Self::lock_job(&mut *tx, event.job.job_id).await? else {
+            return Ok(RecordOutcome::Stale);
+        };
+        if job.lease() != Some((agent_id, event.job)) {
+            return Ok(RecordOutcome::Stale);
+        }
+        let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
+        if seq <= job.agent_seq {
+            return Ok(RecordOutcome::Duplicate);
+        }
+        if seq != job.agent_seq + 1 {
+            return Ok(RecordOutcome::Gap);
+        }
+        let attempt = job.attempts;
+        // What streams to followers (the start, output, progress): the
+        // agent's sequence, the lease and the event's number in one update,
+        // then the event.
+        let streamed = match &event.body {
+            JobEventBody::Started => {
+                Some((JobEventKind::Status, serde_json::json!({ "status": "running", "attempt": attempt })))
+            }
+            JobEventBody::Output { text } => {
+                Some((JobEventKind::Chunk, serde_json::json!({ "attempt": attempt, "text": text })))
+            }
+            JobEventBody::Progress { step, percent, message } => Some((
+                JobEventKind::Progress,
+                serde_json::json!({
+                    "attempt": attempt, "step": step, "percent": percent.min(&100), "message": message,
+                }),
+            )),
+            JobEventBody::Checkpoint { .. } | JobEventBody::Finished { .. } => None,
+        };
+        if let Some((kind, data)) = streamed {
+            let number: i64 = if matches!(event.body, JobEventBody::Started) {
+                sqlx::query_scalar(
+                    "UPDATE jobs SET agent_seq = $2, lease_expires_at = $3, updated_at = $4, event_seq = event_seq + 1, \
+                     status = 'running', started_at = $4, run_deadline = $5 WHERE id = $1 RETURNING event_seq",
+                )
+                .bind(job.id)
+                .bind(seq)
+                .bind(lease_until)
+                .bind(now)
+                .bind(now + time::Duration::seconds(job.timeout_seconds))
+                .fetch_one(&mut *tx)
+                .await?
+            } else {
+                sqlx::query_scalar(
+                    "UPDATE jobs SET agent_seq = $2, lease_expires_at = $3, updated_at = $4, \
+                     event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq",
+                )
+                .bind(job.id)
+                .bind(seq)
+                .bind(lease_until)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?
+            };
+            let stored = Self::insert_job_event(&mut *tx, job.id, number, kind, attempt, data, now).await?;
+            return Ok(RecordOutcome::Stored { events: vec![stored], finished: false });
+        }
+        sqlx::query("UPDATE jobs SET agent_seq = $2, lease_expires_at = $3, updated_at = $4 WHERE id = $1")
+            .bind(job.id)
+            .bind(seq)
+            .bind(lease_until)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let (events, finished) = match &event.body {
+            // Stored above.
+            JobEventBody::Started | JobEventBody::Output { .. } | JobEventBody::Progress { .. } => {
+                (Vec::new(), false)
+            }
+            // What an activity has completed so far: kept on the job (its
+            // output until it finishes), not an event of the stream.
+            JobEventBody::Checkpoint { result, usage } => {
+                if matches!(job.spec, JobSpec::Activity { .. }) {
+                    let output = JobOutput::Activity { result: result.clone() };
+                    sqlx::query("UPDATE jobs SET output = $2, usage = $3 WHERE id = $1")
+                        .bind(job.id)
+                        .bind(serde_json::to_string(&output).unwrap_or_default())
+                        .bind(serde_json::to_string(usage).unwrap_or_default())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                (Vec::new(), false)
+            }
+            JobEventBody::Finished { outcome } => {
+                let events = match outcome {
+                    JobOutcome::Succeeded { output, usage } => {
+                        Self::finish_job(
+                            &mut *tx,
+                            &job,
+                            JobStatus::Succeeded,
+                            Some(output),
+                            Some(usage),
+                            None,
+                            now,
+                        )
+                        .await?
+                    }
+                    JobOutcome::Failed { error } => {
+                        Self::fail_or_retry(&mut *tx, &job, error, now, retry).await?
+                    }
+                    // The agent gave the job up on its own (it is shutting
+                    // down): another attempt, not a cancellation nobody asked for.
+                    JobOutcome::Cancelled { reason } => {
+                        let error = JobError {
+                            code: job_errors::AGENT_LOST.into(),
+                            message: format!("the agent stopped the job: {reason}"),
+                            retryable: true,
+                        };
+                        Self::fail_or_retry(&mut *tx, &job, &error, now, retry).await?
+                    }
+                };
+                (events, true)
+            }
+        };
+        Ok(RecordOutcome::Stored { events, finished })
     }
 }

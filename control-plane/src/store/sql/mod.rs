@@ -974,6 +974,20 @@ where
                 .bind(job_id)
                 .fetch_one(&mut *conn)
                 .await?;
+        Self::insert_job_event(conn, job_id, seq, kind, attempt, data, now).await
+    }
+
+    /// Inserts an event under `seq`, which the caller took from the job's
+    /// `event_seq` (bumped in the same transaction).
+    async fn insert_job_event(
+        conn: &mut DB::Connection,
+        job_id: Uuid,
+        seq: i64,
+        kind: JobEventKind,
+        attempt: i64,
+        data: serde_json::Value,
+        now: Timestamp,
+    ) -> Result<StoredJobEvent> {
         sqlx::query(
             "INSERT INTO job_events (job_id, seq, kind, attempt, data, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -1016,7 +1030,6 @@ where
         .bind(now)
         .execute(&mut *conn)
         .await?;
-        Self::count_usage(conn, job, usage, now).await?;
         // A run's content becomes its activity's content only by succeeding
         // (and only while it is the latest run); the approval was for the
         // content before.
@@ -1034,7 +1047,11 @@ where
             .await?;
         }
         let data = serde_json::json!({ "status": status, "attempt": job.attempts, "output": output, "usage": usage, "error": error });
-        Ok(vec![Self::append_job_event(conn, job.id, JobEventKind::Done, job.attempts, data, now).await?])
+        let done = Self::append_job_event(conn, job.id, JobEventKind::Done, job.attempts, data, now).await?;
+        // Last: every job of the tenant that finishes today updates this one
+        // row, whose lock is then held only until the commit.
+        Self::count_usage(conn, job, usage, now).await?;
+        Ok(vec![done])
     }
 
     /// Adds a finished job to its tenant's usage of the day (UTC).
