@@ -27,7 +27,6 @@
 //!   agent on the other) against within one; throughput as above through
 //!   HAProxy with 1, 2 and 3 replicas and 16 agents.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use marketer_protocol::{
@@ -109,10 +108,6 @@ impl Server {
 
     async fn submit(&self, body: &Value) -> String {
         submit(&self.api, body).await
-    }
-
-    async fn wait_succeeded(&self, id: &str) {
-        wait_succeeded(&self.api, id).await;
     }
 
     async fn agents(&self, count: usize, ollama: &FakeOllama) -> Vec<(AgentProcess, tempfile::TempDir)> {
