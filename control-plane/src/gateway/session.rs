@@ -348,6 +348,12 @@ impl Session {
                             return self.violation("binary messages are not part of the protocol".into()).await;
                         }
                         Some(Ok(Message::Close(frame))) => {
+                            // What the agent sent before saying goodbye (an
+                            // agent stopping gives its jobs back) is stored
+                            // now, not only on its replay.
+                            if let Err(ending) = self.store_pending().await {
+                                return ending;
+                            }
                             let (code, reason) = frame.map_or((1005, String::new()), |f| (f.code, f.reason.as_str().to_owned()));
                             return Ending {
                                 reason: format!("closed by the agent ({code}{}{reason})", if reason.is_empty() { "" } else { ": " }),
