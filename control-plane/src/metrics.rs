@@ -46,6 +46,11 @@ pub struct StateLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct StepLabels {
+    pub step: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct CertificateLabels {
     pub certificate: &'static str,
 }
@@ -85,6 +90,8 @@ pub struct Metrics {
     agents: Family<StateLabels, Gauge>,
     database_up: Gauge,
     jobs_finished: Family<OutcomeLabels, Counter>,
+    activity_runs_finished: Family<OutcomeLabels, Counter>,
+    activity_step_duration: Family<StepLabels, Histogram>,
     job_run_duration: Histogram,
     job_dispatch_duration: Histogram,
     job_retries: Counter,
@@ -216,6 +223,20 @@ impl Metrics {
             "Jobs finished through this replica, by outcome",
             jobs_finished.clone(),
         );
+        let activity_runs_finished = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "activity_runs_finished",
+            "Runs of activities (the content pipeline) that ended through this replica, by outcome",
+            activity_runs_finished.clone(),
+        );
+        let activity_step_duration = Family::<StepLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.1, 2.0, 14))
+        });
+        registry.register(
+            "activity_step_duration_seconds",
+            "How long each step of the content pipeline took, from its progress events, by step",
+            activity_step_duration.clone(),
+        );
         let job_run_duration = Histogram::new(exponential_buckets(0.05, 2.0, 16));
         registry.register(
             "job_run_duration_seconds",
@@ -277,6 +298,8 @@ impl Metrics {
             agents,
             database_up,
             jobs_finished,
+            activity_runs_finished,
+            activity_step_duration,
             job_run_duration,
             job_dispatch_duration,
             job_retries,
@@ -351,6 +374,26 @@ impl Metrics {
         if let Some(wall_time) = wall_time {
             self.job_run_duration.observe(wall_time.as_secs_f64());
         }
+    }
+
+    /// An activity's run ended (its job's `done` event).
+    pub fn activity_run_finished(&self, outcome: &str) {
+        let outcome = match outcome {
+            "succeeded" => "succeeded",
+            "failed" => "failed",
+            "cancelled" => "cancelled",
+            _ => "other",
+        };
+        self.activity_runs_finished.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// A pipeline step took `duration`. Steps are the pipeline's own names;
+    /// anything else an agent reports counts as `other`, so the label set
+    /// stays bounded.
+    pub fn activity_step(&self, step: &str, duration: Duration) {
+        let step =
+            marketer_pipeline::run::STEPS.iter().find(|known| **known == step).copied().unwrap_or("other");
+        self.activity_step_duration.get_or_create(&StepLabels { step }).observe(duration.as_secs_f64());
     }
 
     pub fn job_retried(&self) {

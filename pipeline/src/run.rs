@@ -406,6 +406,23 @@ impl<'a, L: Llm> Run<'a, L> {
     }
 }
 
+/// Every step a run reports in its progress (the control plane's metrics
+/// label steps by these names, and any other as `other`).
+pub const STEPS: &[&str] = &[
+    "seo",
+    "research",
+    "writing",
+    "extend",
+    "editing",
+    "refining",
+    "social",
+    "social_shorten",
+    "analysis",
+    "compliance",
+    "flyer",
+    "finalise",
+];
+
 /// What a step produces, for people ("the SEO plan"): in warnings and on
 /// the activity page.
 pub fn step_output(step: &str) -> &'static str {

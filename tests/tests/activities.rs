@@ -136,6 +136,32 @@ async fn a_blog_article_goes_through_the_pipeline_and_is_edited_approved_and_exp
 
     let done = wait_status(&fleet, &project, &id, "review").await;
     assert_eq!(done["agent_id"], agent.id.as_str());
+    // The run and each step's duration are in the metrics, by step (editing
+    // ran twice).
+    let metrics_url = format!("{}/metrics", fleet.server().base_url);
+    let sample = |text: &str, name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+    };
+    eventually(Duration::from_secs(10), "the run's steps in the metrics", || async {
+        let text = reqwest::get(&metrics_url).await.ok()?.text().await.ok()?;
+        let step = |name: &str| {
+            sample(&text, &format!("marketer_activity_step_duration_seconds_count{{step=\"{name}\"}}"))
+        };
+        let runs = sample(&text, "marketer_activity_runs_finished_total{outcome=\"succeeded\"}");
+        (runs == Some(1.0) && step("finalise") == Some(1.0)).then_some(())?;
+        let counts: Vec<Option<f64>> =
+            ["seo", "research", "writing", "extend", "editing", "refining", "social"]
+                .iter()
+                .map(|name| step(name))
+                .collect();
+        assert_eq!(
+            counts,
+            [Some(1.0), Some(1.0), Some(1.0), Some(1.0), Some(2.0), Some(1.0), Some(1.0)],
+            "{text}"
+        );
+        Some(())
+    })
+    .await;
     // Which agent ran it is in the audit log too.
     let (_, assigned) = fleet.call(Method::GET, "/audit-events?action=activity.assign", None).await;
     assert_eq!(assigned["items"][0]["details"]["agent_id"], agent.id.as_str(), "{assigned}");

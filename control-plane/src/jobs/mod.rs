@@ -90,7 +90,13 @@ impl JobEngine {
         };
         match event.kind {
             JobEventKind::Done => {
-                self.metrics.job_finished(event.data["status"].as_str().unwrap_or_default(), wall_time());
+                let outcome = event.data["status"].as_str().unwrap_or_default();
+                self.metrics.job_finished(outcome, wall_time());
+                if event.data["activity_id"].is_string() {
+                    self.metrics.activity_run_finished(outcome);
+                    let (store, metrics, done) = (self.store.clone(), self.metrics.clone(), event.clone());
+                    tokio::spawn(async move { time_steps(store.as_ref(), &metrics, &done).await });
+                }
             }
             JobEventKind::Status if event.data["status"] == "retrying" => self.metrics.job_retried(),
             _ => {}
@@ -258,5 +264,43 @@ impl JobEngine {
     /// A subscription to a job's live events (see [`EventBus`]).
     pub fn subscribe(&self, job_id: Uuid) -> tokio::sync::broadcast::Receiver<Live> {
         self.bus.subscribe(job_id)
+    }
+}
+
+/// Observes how long each step of a finished activity run took, from its
+/// stored progress events (whichever replicas stored them): a step lasts
+/// from its first progress event until the next step's, the last one until
+/// `done`. Only the finishing attempt counts.
+async fn time_steps(store: &dyn Store, metrics: &Metrics, done: &StoredJobEvent) {
+    const PAGE: i64 = 1000;
+    let attempt = done.data["attempt"].as_i64();
+    let mut steps: Vec<(String, Timestamp)> = Vec::new();
+    let mut after = 0;
+    loop {
+        let events = match store.job_events(done.job_id, after, PAGE).await {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(job_id = %done.job_id, error = %e, "could not read a run's steps for the metrics");
+                return;
+            }
+        };
+        for event in &events {
+            if event.kind != JobEventKind::Progress || event.data["attempt"].as_i64() != attempt {
+                continue;
+            }
+            let Some(step) = event.data["step"].as_str() else { continue };
+            if steps.last().is_none_or(|(last, _)| last != step) {
+                steps.push((step.to_owned(), event.created_at));
+            }
+        }
+        match events.last() {
+            Some(last) if events.len() == usize::try_from(PAGE).unwrap_or(usize::MAX) => after = last.seq,
+            _ => break,
+        }
+    }
+    let ends = steps.iter().skip(1).map(|(_, at)| *at).chain(std::iter::once(done.created_at));
+    for ((step, started), ended) in steps.iter().zip(ends) {
+        let took = ended.as_datetime() - started.as_datetime();
+        metrics.activity_step(step, std::time::Duration::try_from(took).unwrap_or_default());
     }
 }

@@ -1046,7 +1046,10 @@ where
             .execute(&mut *conn)
             .await?;
         }
-        let data = serde_json::json!({ "status": status, "attempt": job.attempts, "output": output, "usage": usage, "error": error });
+        let mut data = serde_json::json!({ "status": status, "attempt": job.attempts, "output": output, "usage": usage, "error": error });
+        if let Some(activity) = job.activity_id {
+            data["activity_id"] = serde_json::json!(activity);
+        }
         let done = Self::append_job_event(conn, job.id, JobEventKind::Done, job.attempts, data, now).await?;
         // Last: every job of the tenant that finishes today updates this one
         // row, whose lock is then held only until the commit.
