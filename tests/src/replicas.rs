@@ -222,7 +222,7 @@ impl Balancer {
              timeout http-request 10s\n    default-server inter 200ms fall 2 rise 1\n\n\
              frontend api\n    mode http\n    bind 127.0.0.1:{api_port}\n    option forwardfor\n    default_backend api\n\n\
              backend api\n    mode http\n    balance roundrobin\n    option httpchk\n    \
-             http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host localhost\n    http-check expect status 200\n    retry-on conn-failure empty-response\n    retries 2\n    option redispatch\n{api_servers}\n\
+             http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host localhost\n    http-check expect status 200\n    retry-on conn-failure\n    retries 2\n    option redispatch\n{api_servers}\n\
              frontend gateway\n    mode tcp\n    bind 127.0.0.1:{gateway_port}\n    default_backend gateway\n\n\
              backend gateway\n    mode tcp\n    balance leastconn\n{gateway_servers}\n\
              frontend stats\n    mode http\n    bind 127.0.0.1:{stats_port}\n    stats enable\n    stats uri /stats\n"
