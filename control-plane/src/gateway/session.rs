@@ -125,6 +125,11 @@ struct Session {
     pending: Vec<JobEvent>,
 }
 
+/// A write to the agent failed: the connection is gone.
+fn lost(e: &axum::Error) -> Ending {
+    Ending::new("connection_lost", format!("connection lost: {e}"))
+}
+
 /// At most this many job events are stored in one transaction.
 const EVENT_BATCH: usize = 64;
 
@@ -418,19 +423,12 @@ impl Session {
     async fn feed(&mut self, message: &ServerMessage) -> Result<(), Ending> {
         let text =
             serde_json::to_string(message).map_err(|e| Ending::new("internal_error", e.to_string()))?;
-        self.socket
-            .feed(Message::Text(text.into()))
-            .await
-            .map_err(|e| Ending::new("connection_lost", format!("connection lost: {e}")))
+        self.socket.feed(Message::Text(text.into())).await.map_err(|e| lost(&e))
     }
 
     async fn send(&mut self, message: &ServerMessage) -> Result<(), Ending> {
-        let text =
-            serde_json::to_string(message).map_err(|e| Ending::new("internal_error", e.to_string()))?;
-        self.socket
-            .send(Message::Text(text.into()))
-            .await
-            .map_err(|e| Ending::new("connection_lost", format!("connection lost: {e}")))
+        self.feed(message).await?;
+        self.socket.flush().await.map_err(|e| lost(&e))
     }
 
     async fn handle(&mut self, text: &str) -> Result<(), Ending> {
@@ -532,7 +530,7 @@ impl Session {
                     .await?;
             }
         }
-        self.socket.flush().await.map_err(|e| Ending::new("connection_lost", format!("connection lost: {e}")))
+        self.socket.flush().await.map_err(|e| lost(&e))
     }
 
     /// Stores a document report and acknowledges it. A report that cannot

@@ -1,14 +1,14 @@
 //! [`JobStore`] for [`SqlStore`]: the job queue, leases and event logs.
 //!
-//! The shared transitions (appending an event, finishing, retrying) live
-//! with the other helpers in `mod.rs`.
+//! The shared transitions (recording an agent's event, appending an event,
+//! finishing, retrying) live with the other helpers in `mod.rs`.
 
 use super::*;
 use crate::store::{
     CancelOutcome, Claim, CreateJobOutcome, Job, JobEventKind, JobFilter, JobStatus, JobStore, NewJob,
     QueuedJob, RecordOutcome, RetryPolicy, StoredJobEvent, Transition, WaitingKind,
 };
-use marketer_protocol::{JobError, JobEvent, JobEventBody, JobOutcome, JobOutput, JobRef, JobSpec};
+use marketer_protocol::{JobError, JobEvent, JobRef};
 
 #[async_trait]
 impl<DB> JobStore for SqlStore<DB>
@@ -440,158 +440,5 @@ where
         .execute(&self.write)
         .await?;
         Ok(())
-    }
-}
-
-impl<DB> SqlStore<DB>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
-    DB::Arguments: IntoArguments<DB>,
-    for<'t> Uuid: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
-    for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
-    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
-    for<'t> i64: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
-    for<'t> bool: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
-    for<'t> Vec<u8>: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
-    for<'t> Timestamp: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
-    for<'t> Date: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
-    for<'t> Option<Uuid>: Encode<'t, DB> + Decode<'t, DB>,
-    for<'t> Option<String>: Encode<'t, DB> + Decode<'t, DB>,
-    for<'t> Option<bool>: Decode<'t, DB>,
-    for<'t> Option<i64>: Encode<'t, DB> + Decode<'t, DB>,
-    for<'t> Option<Timestamp>: Encode<'t, DB> + Decode<'t, DB>,
-    for<'t> Option<Date>: Encode<'t, DB> + Decode<'t, DB>,
-    for<'t> &'t str: ColumnIndex<DB::Row>,
-    usize: ColumnIndex<DB::Row>,
-{
-    /// One event of `record_job_events`, inside its transaction.
-    async fn record_one_job_event(
-        tx: &mut DB::Connection,
-        agent_id: Uuid,
-        event: &JobEvent,
-        now: Timestamp,
-        lease_until: Timestamp,
-        retry: &RetryPolicy,
-    ) -> Result<RecordOutcome> {
-        let Some(job) = Self::lock_job(&mut *tx, event.job.job_id).await? else {
-            return Ok(RecordOutcome::Stale);
-        };
-        if job.lease() != Some((agent_id, event.job)) {
-            return Ok(RecordOutcome::Stale);
-        }
-        let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
-        if seq <= job.agent_seq {
-            return Ok(RecordOutcome::Duplicate);
-        }
-        if seq != job.agent_seq + 1 {
-            return Ok(RecordOutcome::Gap);
-        }
-        let attempt = job.attempts;
-        // What streams to followers (the start, output, progress): the
-        // agent's sequence, the lease and the event's number in one update,
-        // then the event.
-        let streamed = match &event.body {
-            JobEventBody::Started => {
-                Some((JobEventKind::Status, serde_json::json!({ "status": "running", "attempt": attempt })))
-            }
-            JobEventBody::Output { text } => {
-                Some((JobEventKind::Chunk, serde_json::json!({ "attempt": attempt, "text": text })))
-            }
-            JobEventBody::Progress { step, percent, message } => Some((
-                JobEventKind::Progress,
-                serde_json::json!({
-                    "attempt": attempt, "step": step, "percent": percent.min(&100), "message": message,
-                }),
-            )),
-            JobEventBody::Checkpoint { .. } | JobEventBody::Finished { .. } => None,
-        };
-        if let Some((kind, data)) = streamed {
-            let number: i64 = if matches!(event.body, JobEventBody::Started) {
-                sqlx::query_scalar(
-                    "UPDATE jobs SET agent_seq = $2, lease_expires_at = $3, updated_at = $4, event_seq = event_seq + 1, \
-                     status = 'running', started_at = $4, run_deadline = $5 WHERE id = $1 RETURNING event_seq",
-                )
-                .bind(job.id)
-                .bind(seq)
-                .bind(lease_until)
-                .bind(now)
-                .bind(now + time::Duration::seconds(job.timeout_seconds))
-                .fetch_one(&mut *tx)
-                .await?
-            } else {
-                sqlx::query_scalar(
-                    "UPDATE jobs SET agent_seq = $2, lease_expires_at = $3, updated_at = $4, \
-                     event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq",
-                )
-                .bind(job.id)
-                .bind(seq)
-                .bind(lease_until)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?
-            };
-            let stored = Self::insert_job_event(&mut *tx, job.id, number, kind, attempt, data, now).await?;
-            return Ok(RecordOutcome::Stored { events: vec![stored], finished: false });
-        }
-        sqlx::query("UPDATE jobs SET agent_seq = $2, lease_expires_at = $3, updated_at = $4 WHERE id = $1")
-            .bind(job.id)
-            .bind(seq)
-            .bind(lease_until)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let (events, finished) = match &event.body {
-            // Stored above.
-            JobEventBody::Started | JobEventBody::Output { .. } | JobEventBody::Progress { .. } => {
-                (Vec::new(), false)
-            }
-            // What an activity has completed so far: kept on the job (its
-            // output until it finishes), not an event of the stream.
-            JobEventBody::Checkpoint { result, usage } => {
-                if matches!(job.spec, JobSpec::Activity { .. }) {
-                    let output = JobOutput::Activity { result: result.clone() };
-                    sqlx::query("UPDATE jobs SET output = $2, usage = $3 WHERE id = $1")
-                        .bind(job.id)
-                        .bind(serde_json::to_string(&output).unwrap_or_default())
-                        .bind(serde_json::to_string(usage).unwrap_or_default())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                (Vec::new(), false)
-            }
-            JobEventBody::Finished { outcome } => {
-                let events = match outcome {
-                    JobOutcome::Succeeded { output, usage } => {
-                        Self::finish_job(
-                            &mut *tx,
-                            &job,
-                            JobStatus::Succeeded,
-                            Some(output),
-                            Some(usage),
-                            None,
-                            now,
-                        )
-                        .await?
-                    }
-                    JobOutcome::Failed { error } => {
-                        Self::fail_or_retry(&mut *tx, &job, error, now, retry).await?
-                    }
-                    // The agent gave the job up on its own (it is shutting
-                    // down): another attempt, not a cancellation nobody asked for.
-                    JobOutcome::Cancelled { reason } => {
-                        let error = JobError {
-                            code: job_errors::AGENT_LOST.into(),
-                            message: format!("the agent stopped the job: {reason}"),
-                            retryable: true,
-                        };
-                        Self::fail_or_retry(&mut *tx, &job, &error, now, retry).await?
-                    }
-                };
-                (events, true)
-            }
-        };
-        Ok(RecordOutcome::Stored { events, finished })
     }
 }
