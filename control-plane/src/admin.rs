@@ -142,6 +142,7 @@ pub async fn run(
                 ca,
                 &settings.agents,
                 settings.jobs,
+                settings.publishing.clone(),
                 settings.agents.listen.port(),
             )?;
             let access = TenantAccess {

@@ -146,6 +146,37 @@ pub struct ServeArgs {
     /// health check needs to fail, e.g. 5].
     #[arg(long, env = "MARKETER_SHUTDOWN_DRAIN_SECONDS", value_name = "SECONDS")]
     pub shutdown_drain_seconds: Option<u64>,
+    /// This server's address as browsers reach it, for the OAuth redirect
+    /// URIs registered with the social platforms [default: http://<listen>].
+    #[arg(long, env = "MARKETER_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// The client id of Marketer's X app.
+    #[arg(long, env = "MARKETER_X_CLIENT_ID", value_name = "ID")]
+    pub x_client_id: Option<String>,
+    /// The client secret of Marketer's X app (prefer the environment
+    /// variable: flags show in process lists).
+    #[arg(long, env = "MARKETER_X_CLIENT_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub x_client_secret: Option<String>,
+    /// X's API [default: https://api.x.com].
+    #[arg(long, env = "MARKETER_X_API_URL", value_name = "URL")]
+    pub x_api_url: Option<String>,
+    /// X's authorisation page [default: https://x.com/i/oauth2/authorize].
+    #[arg(long, env = "MARKETER_X_AUTHORIZE_URL", value_name = "URL")]
+    pub x_authorize_url: Option<String>,
+    /// Accept http:// Mastodon instances (tests only) [default: false].
+    #[arg(long, env = "MARKETER_SOCIAL_ALLOW_INSECURE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub social_allow_insecure: Option<bool>,
+    /// Time limit of one request to a social platform, in milliseconds [default: 30000].
+    #[arg(long, env = "MARKETER_SOCIAL_TIMEOUT_MS", value_name = "MS")]
+    pub social_timeout_ms: Option<u64>,
+    /// How long after a publish with an unknown outcome the platform is
+    /// asked whether the post exists, in milliseconds [default: 30000].
+    #[arg(long, env = "MARKETER_PUBLISH_RECONCILE_DELAY_MS", value_name = "MS")]
+    pub publish_reconcile_delay_ms: Option<u64>,
+    /// How long a replica holds a post it is publishing before another may
+    /// take it over, in seconds [default: 120].
+    #[arg(long, env = "MARKETER_PUBLISH_LEASE_SECONDS", value_name = "SECONDS")]
+    pub publish_lease_seconds: Option<u64>,
 }
 
 /// The optional TOML file. Unknown keys are errors, so a typo is not
@@ -181,6 +212,15 @@ struct FileConfig {
     job_lease_grace_seconds: Option<u64>,
     job_retry_base_ms: Option<u64>,
     job_sweep_interval_ms: Option<u64>,
+    public_url: Option<String>,
+    x_client_id: Option<String>,
+    x_client_secret: Option<String>,
+    x_api_url: Option<String>,
+    x_authorize_url: Option<String>,
+    social_allow_insecure: Option<bool>,
+    social_timeout_ms: Option<u64>,
+    publish_reconcile_delay_ms: Option<u64>,
+    publish_lease_seconds: Option<u64>,
 }
 
 /// Fully resolved settings.
@@ -204,6 +244,7 @@ pub struct Settings {
     pub shutdown_drain: std::time::Duration,
     pub agents: AgentGatewaySettings,
     pub jobs: crate::jobs::JobSettings,
+    pub publishing: crate::publishing::PublishingConfig,
 }
 
 /// Settings of the agent gateway.
@@ -236,6 +277,7 @@ impl Settings {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let file_pub = file_publishing(&file);
         let data_dir = match global.data_dir.clone().or(file.data_dir) {
             Some(dir) => dir,
             None => default_data_dir()?,
@@ -320,12 +362,14 @@ impl Settings {
         if !(1024..=1024 * 1024 * 1024).contains(&max_upload_bytes) {
             bail!("max_upload_bytes must be between 1024 and 1073741824 (1 GiB)");
         }
+        let listen = serve.listen.or(file.listen).unwrap_or(DEFAULT_LISTEN);
+        let publishing = publishing_config(serve, file_pub, listen)?;
         Ok(Self {
             data_dir,
             database_url,
             log_format: global.log_format.or(file.log_format).unwrap_or(LogFormat::Human),
             log_level: global.log_level.clone().or(file.log_level).unwrap_or_else(|| "info".to_owned()),
-            listen: serve.listen.or(file.listen).unwrap_or(DEFAULT_LISTEN),
+            listen,
             max_body_bytes,
             max_upload_bytes,
             trust_proxy_headers: serve.trust_proxy_headers.or(file.trust_proxy_headers).unwrap_or(false),
@@ -339,8 +383,83 @@ impl Settings {
             shutdown_drain,
             agents,
             jobs,
+            publishing,
         })
     }
+}
+
+/// The file's publishing keys, as the flags' type.
+fn file_publishing(file: &FileConfig) -> ServeArgs {
+    ServeArgs {
+        public_url: file.public_url.clone(),
+        x_client_id: file.x_client_id.clone(),
+        x_client_secret: file.x_client_secret.clone(),
+        x_api_url: file.x_api_url.clone(),
+        x_authorize_url: file.x_authorize_url.clone(),
+        social_allow_insecure: file.social_allow_insecure,
+        social_timeout_ms: file.social_timeout_ms,
+        publish_reconcile_delay_ms: file.publish_reconcile_delay_ms,
+        publish_lease_seconds: file.publish_lease_seconds,
+        ..ServeArgs::default()
+    }
+}
+
+fn publishing_config(
+    serve: &ServeArgs,
+    file: ServeArgs,
+    listen: SocketAddr,
+) -> anyhow::Result<crate::publishing::PublishingConfig> {
+    let mut config = crate::publishing::PublishingConfig::default();
+    let p = &mut config.platforms;
+    p.public_url = serve
+        .public_url
+        .clone()
+        .or(file.public_url)
+        .unwrap_or_else(|| format!("http://{listen}"))
+        .trim_end_matches('/')
+        .to_owned();
+    for (name, url) in [("public_url", &p.public_url)] {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            bail!("{name} must be an http:// or https:// URL, got {url}");
+        }
+    }
+    p.x_client_id = serve.x_client_id.clone().or(file.x_client_id);
+    p.x_client_secret = serve.x_client_secret.clone().or(file.x_client_secret).map(secrecy::SecretString::from);
+    if let Some(url) = serve.x_api_url.clone().or(file.x_api_url) {
+        p.x_api_url = url.trim_end_matches('/').to_owned();
+    }
+    if let Some(url) = serve.x_authorize_url.clone().or(file.x_authorize_url) {
+        p.x_authorize_url = url;
+    }
+    for (name, url) in [("x_api_url", &p.x_api_url), ("x_authorize_url", &p.x_authorize_url)] {
+        if reqwest::Url::parse(url).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true) {
+            bail!("{name} must be an http:// or https:// URL, got {url}");
+        }
+    }
+    p.allow_insecure_instances = serve.social_allow_insecure.or(file.social_allow_insecure).unwrap_or(false);
+    if let Some(ms) = serve.social_timeout_ms.or(file.social_timeout_ms) {
+        if !(100..=300_000).contains(&ms) {
+            bail!("social_timeout_ms must be between 100 and 300000, not {ms}");
+        }
+        p.request_timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(ms) = serve.publish_reconcile_delay_ms.or(file.publish_reconcile_delay_ms) {
+        if ms > 3_600_000 {
+            bail!("publish_reconcile_delay_ms must be at most 3600000 (an hour), not {ms}");
+        }
+        config.engine.reconcile_delay = std::time::Duration::from_millis(ms);
+    }
+    if let Some(seconds) = serve.publish_lease_seconds.or(file.publish_lease_seconds) {
+        if !(1..=3600).contains(&seconds) {
+            bail!("publish_lease_seconds must be between 1 and 3600, not {seconds}");
+        }
+        config.engine.lease = std::time::Duration::from_secs(seconds);
+    }
+    // The lease must outlast a request, or a slow answer would be taken over.
+    if config.engine.lease < config.platforms.request_timeout + std::time::Duration::from_secs(1) {
+        bail!("publish_lease_seconds must exceed social_timeout_ms by at least a second");
+    }
+    Ok(config)
 }
 
 /// A certificate and its key, which only make sense together.

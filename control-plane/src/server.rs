@@ -119,6 +119,7 @@ pub fn assemble(
     ca: CertificateAuthority,
     agents: &AgentGatewaySettings,
     jobs: JobSettings,
+    publishing: crate::publishing::PublishingConfig,
     gateway_port: u16,
 ) -> anyhow::Result<Runtime> {
     let public_url = public_url(agents, gateway_port);
@@ -144,7 +145,7 @@ pub fn assemble(
     if let Some(not_after) = tls.not_after {
         metrics.certificate_expires("gateway", not_after);
     }
-    let app = Arc::new(App::new(store, metrics, tokens, auth, agent_settings, jobs, at_rest)?);
+    let app = Arc::new(App::new(store, metrics, tokens, auth, agent_settings, jobs, at_rest, publishing)?);
     let gateway = GatewayConfig {
         cert_lifetime: time::Duration::try_from(agents.cert_lifetime)
             .context("agent certificate lifetime")?,
@@ -160,7 +161,16 @@ pub async fn build(settings: &Settings, gateway_port: u16) -> anyhow::Result<Run
     let secrets = Secrets::load(settings)?;
     let ca = load_ca(&settings.data_dir, &settings.agents)?;
     let mut runtime =
-        assemble(store, &settings.data_dir, &secrets, ca, &settings.agents, settings.jobs, gateway_port)?;
+        assemble(
+            store,
+            &settings.data_dir,
+            &secrets,
+            ca,
+            &settings.agents,
+            settings.jobs,
+            settings.publishing.clone(),
+            gateway_port,
+        )?;
     if let Some(limit) = settings.max_connections_per_address {
         runtime.gateway.connections.per_address = limit;
     }
@@ -263,6 +273,7 @@ pub async fn serve(
         shutdown.clone(),
     ));
     let cloud = tokio::spawn(app.cloud.clone().run(shutdown.clone()));
+    let publisher = tokio::spawn(app.publisher.clone().run(shutdown.clone()));
     let gateway_task =
         tokio::spawn(gateway::serve(app.clone(), ca, tls, gateway_config, gateway, shutdown.clone()));
     let closing = app.closing.clone();
@@ -298,6 +309,7 @@ pub async fn serve(
     let _ = scheduler.await;
     let _ = cluster.await;
     let _ = cloud.await;
+    let _ = publisher.await;
     app.store.close().await;
     tracing::info!("stopped");
     result

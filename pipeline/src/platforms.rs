@@ -98,6 +98,58 @@ pub fn char_count(text: &str) -> usize {
     text.chars().count()
 }
 
+/// Where a URL starts in a text (`http://` or `https://`) and its length in
+/// bytes: up to the next whitespace.
+fn urls(text: &str) -> Vec<(usize, usize)> {
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        let rest = &text[i..];
+        if rest.starts_with("https://") || rest.starts_with("http://") {
+            let len = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            found.push((i, len));
+            i += len;
+        } else {
+            i += rest.chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    found
+}
+
+/// A text's length as X counts it (twitter-text's weighted length): every
+/// link counts 23; characters of Latin and common punctuation ranges count
+/// 1, others (CJK, emoji, ...) 2, and the limit of 280 is in those units.
+pub fn x_length(text: &str) -> usize {
+    weighted(text, |c| {
+        let c = u32::from(c);
+        if (0..=0x10FF).contains(&c)
+            || (0x2000..=0x200D).contains(&c)
+            || (0x2010..=0x201F).contains(&c)
+            || (0x2032..=0x2037).contains(&c)
+        {
+            1
+        } else {
+            2
+        }
+    })
+}
+
+/// A text's length as Mastodon counts it: every link counts 23, every
+/// other character 1.
+pub fn mastodon_length(text: &str) -> usize {
+    weighted(text, |_| 1)
+}
+
+fn weighted(text: &str, weight: impl Fn(char) -> usize) -> usize {
+    let mut total = 0;
+    let mut last = 0;
+    for (start, len) in urls(text) {
+        total += text[last..start].chars().map(&weight).sum::<usize>() + 23;
+        last = start + len;
+    }
+    total + text[last..].chars().map(&weight).sum::<usize>()
+}
+
 /// The hashtags of a text, in order, without repeats (case-insensitive).
 pub fn hashtags(text: &str) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
@@ -331,6 +383,15 @@ fn cut_at_sentence(text: &str, budget: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lengths_are_counted_as_each_platform_counts() {
+        assert_eq!(x_length("hello"), 5);
+        // A link is 23 whatever its length; CJK counts 2.
+        assert_eq!(x_length("see https://example.com/a/very/long/path/indeed ok"), 4 + 23 + 3);
+        assert_eq!(x_length("日本"), 4);
+        assert_eq!(mastodon_length("日本 https://example.com/x"), 3 + 23);
+    }
 
     #[test]
     fn limits_follow_the_issue() {

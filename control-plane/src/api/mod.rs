@@ -138,7 +138,8 @@ impl utoipa::Modify for BearerAuth {
 
 fn api_routes() -> OpenApiRouter<ApiState> {
     use routes::{
-        activities, agents, api_keys, audit_events, auth, documents, health, jobs, members, projects, tenants,
+        activities, agents, api_keys, audit_events, auth, documents, health, jobs, members, projects, publishing,
+        tenants,
     };
     // The upload reads its body itself, counting against the upload limit.
     let (schemas, paths, upload) = routes!(documents::list, documents::upload);
@@ -194,6 +195,12 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(activities::usage))
         .routes((schemas, paths, upload))
         .routes(routes!(documents::get, documents::delete))
+        .routes(routes!(publishing::list_accounts))
+        .routes(routes!(publishing::connect))
+        .routes(routes!(publishing::get_account, publishing::update_account, publishing::disconnect_account))
+        .routes(routes!(publishing::list_posts, publishing::create_post))
+        .routes(routes!(publishing::get_post, publishing::update_post, publishing::delete_post))
+        .routes(routes!(publishing::get_time_zone, publishing::set_time_zone))
 }
 
 /// The OpenAPI document of the API, as served at `/api/v1/openapi.json`.
@@ -290,6 +297,8 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
     };
     routes
         .merge(crate::ui::router(&state))
+        // Where the social platforms send a person back after connecting.
+        .route("/oauth/callback/{network}", axum::routing::get(routes::publishing::oauth_callback))
         .route_layer(from_fn_with_state(state.clone(), audit::audit_refusals))
         .route_layer(from_fn(observe::mark_route))
         .fallback(|uri: axum::http::Uri| async move {

@@ -94,6 +94,15 @@ pub enum Permission {
     AuditRead,
     #[strum(serialize = "tenant:manage")]
     TenantManage,
+    #[strum(serialize = "accounts:read")]
+    AccountsRead,
+    #[strum(serialize = "accounts:manage")]
+    AccountsManage,
+    #[strum(serialize = "posts:read")]
+    PostsRead,
+    /// Write, schedule and approve posts.
+    #[strum(serialize = "posts:write")]
+    PostsWrite,
 }
 
 impl Permission {
@@ -126,12 +135,11 @@ impl Permission {
     pub fn least_role(self) -> Role {
         use Permission::*;
         match self {
-            ProjectsRead | ActivitiesRead | DocumentsRead => Role::Viewer,
-            ProjectsUpdate | ActivitiesCreate | ActivitiesUpdate | DocumentsUpload | SettingsView => {
-                Role::Member
-            }
+            ProjectsRead | ActivitiesRead | DocumentsRead | AccountsRead | PostsRead => Role::Viewer,
+            ProjectsUpdate | ActivitiesCreate | ActivitiesUpdate | DocumentsUpload | SettingsView
+            | PostsWrite => Role::Member,
             ProjectsCreate | ProjectsDelete | ActivitiesDelete | DocumentsDelete | TeamInvite
-            | TeamRemove | SettingsManage | AgentsManage | AuditRead => Role::Admin,
+            | TeamRemove | SettingsManage | AgentsManage | AuditRead | AccountsManage => Role::Admin,
             TeamManageRoles | BillingView | BillingManage | TenantManage => Role::Owner,
         }
     }

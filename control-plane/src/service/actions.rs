@@ -56,6 +56,19 @@ pub const DOCUMENT_DELETE: &str = "document.delete";
 pub const CONTENT_READ: &str = "content.read";
 pub const CLOUD_PROVIDER_DELETE: &str = "cloud_provider.delete";
 
+pub const SOCIAL_ACCOUNT_CONNECT: &str = "social_account.connect";
+pub const SOCIAL_ACCOUNT_UPDATE: &str = "social_account.update";
+pub const SOCIAL_ACCOUNT_DISCONNECT: &str = "social_account.disconnect";
+/// Not a route: the platform refused the account's credentials for good.
+pub const SOCIAL_ACCOUNT_NEEDS_RECONNECT: &str = "social_account.needs_reconnect";
+pub const POST_CREATE: &str = "post.create";
+pub const POST_UPDATE: &str = "post.update";
+pub const POST_DELETE: &str = "post.delete";
+/// Not routes: the publishing engine's outcomes.
+pub const POST_PUBLISHED: &str = "post.published";
+pub const POST_FAILED: &str = "post.failed";
+pub const POST_UNCONFIRMED: &str = "post.unconfirmed";
+
 /// Every action above, for looking up an action by its `operationId`.
 pub const ALL: &[&str] = &[
     LOGIN,
@@ -99,4 +112,10 @@ pub const ALL: &[&str] = &[
     CLOUD_PROVIDER_DELETE,
     DOCUMENT_UPLOAD,
     DOCUMENT_DELETE,
+    SOCIAL_ACCOUNT_CONNECT,
+    SOCIAL_ACCOUNT_UPDATE,
+    SOCIAL_ACCOUNT_DISCONNECT,
+    POST_CREATE,
+    POST_UPDATE,
+    POST_DELETE,
 ];

@@ -277,7 +277,7 @@ fn resumable(job: &crate::store::Job) -> Option<&ActivityResult> {
         .filter(|r| marketer_pipeline::run::completed_steps(r).next().is_some())
 }
 
-fn result_of(job: &crate::store::Job) -> Option<&ActivityResult> {
+pub(crate) fn result_of(job: &crate::store::Job) -> Option<&ActivityResult> {
     match &job.output {
         Some(JobOutput::Activity { result }) => Some(result),
         _ => None,

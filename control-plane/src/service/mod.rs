@@ -19,6 +19,7 @@ pub mod export;
 mod jobs;
 mod members;
 mod projects;
+mod publishing;
 mod tenants;
 
 use std::collections::HashMap;
@@ -57,6 +58,10 @@ pub use members::{
     AcceptInvitation, AcceptedInvitation, CreateInvitation, CreatedInvitation, InvitationView, UpdateMember,
 };
 pub use projects::{CreateCampaign, CreateProject, UpdateCampaign, UpdateProject};
+pub use publishing::{
+    AccountView, ConnectStarted, CreatePost, PostDetail, PostQuery, PostView, StartConnect, UpdateAccount, UpdatePost,
+    When, approval_gate, check_text, rules, text_length,
+};
 pub use tenants::{CreateTenant, Me, UpdateTenant};
 
 /// Lifetimes and limits of credentials.
@@ -91,6 +96,8 @@ pub struct App {
     pub jobs: Arc<JobEngine>,
     /// Runs cloud-routed activities on the tenants' providers.
     pub cloud: Arc<CloudRunner>,
+    /// Publishes scheduled posts to the social platforms.
+    pub publisher: Arc<crate::publishing::Publisher>,
     /// Uploaded files.
     pub files: Arc<dyn FileStorage>,
     /// Markdown to HTML, off the async workers, cached per content.
@@ -123,6 +130,7 @@ impl App {
         agents: AgentSettings,
         job_settings: JobSettings,
         at_rest: AtRest,
+        publishing: crate::publishing::PublishingConfig,
     ) -> anyhow::Result<Self> {
         let cluster = Arc::new(Cluster::new(store.postgres_pool(), metrics.clone()));
         let hub = Arc::new(Hub::new(metrics.clone(), cluster.clone(), agents.timings));
@@ -132,6 +140,12 @@ impl App {
             cluster.clone(),
             metrics.clone(),
             job_settings,
+        ));
+        let publisher = Arc::new(crate::publishing::Publisher::new(
+            store.clone(),
+            at_rest.data_key.clone(),
+            crate::publishing::platforms::Platforms::new(publishing.platforms)?,
+            publishing.engine,
         ));
         let cloud = Arc::new(CloudRunner::new(jobs.clone(), at_rest.data_key, CloudSettings::default())?);
         let throttle =
@@ -144,6 +158,7 @@ impl App {
             hub,
             jobs,
             cloud,
+            publisher,
             cluster,
             agents,
             metrics,

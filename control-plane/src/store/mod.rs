@@ -13,6 +13,7 @@ mod agents;
 mod documents;
 mod jobs;
 mod postgres;
+mod publishing;
 mod sql;
 mod sqlite;
 
@@ -33,6 +34,7 @@ pub use self::activities::*;
 pub use self::agents::*;
 pub use self::documents::*;
 pub use self::jobs::*;
+pub use self::publishing::*;
 pub use crate::domain::{Campaign, Project};
 
 /// Which database a store talks to.
@@ -555,7 +557,7 @@ pub struct ApiKeyGrant {
 /// Every mutating method takes the audit event to write with the change.
 #[async_trait]
 pub trait Store:
-    AgentStore + JobStore + ActivityStore + DocumentStore + Send + Sync + fmt::Debug + 'static
+    AgentStore + JobStore + ActivityStore + DocumentStore + PublishingStore + Send + Sync + fmt::Debug + 'static
 {
     fn backend(&self) -> Backend;
     /// The PostgreSQL pool, for the replicas' `LISTEN/NOTIFY`

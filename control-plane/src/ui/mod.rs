@@ -25,7 +25,7 @@ mod documents;
 mod flash;
 mod fleet;
 mod home;
-mod page;
+pub(crate) mod page;
 mod projects;
 mod session;
 mod settings;

@@ -210,6 +210,7 @@ impl TestServer {
             ca,
             &agents,
             test_job_settings(),
+            Default::default(),
             gateway_port,
         )
         .expect("runtime");

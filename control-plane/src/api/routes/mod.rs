@@ -12,6 +12,7 @@ pub mod health;
 pub mod jobs;
 pub mod members;
 pub mod projects;
+pub mod publishing;
 pub mod tenants;
 
 /// Path parameters, named as in the route templates.

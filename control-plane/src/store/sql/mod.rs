@@ -1,7 +1,7 @@
 //! The one SQL implementation of [`Store`](super::Store), generic over the
 //! sqlx database: `core.rs` implements the core trait, `agents.rs`,
-//! `jobs.rs`, `activities.rs` and `documents.rs` the parts for agents, jobs,
-//! activities and documents, and this module holds the rows and helpers
+//! `jobs.rs`, `activities.rs`, `documents.rs` and `publishing.rs` the parts
+//! for agents, jobs, activities, documents and publishing, and this module holds the rows and helpers
 //! they share.
 //!
 //! The bounds on the impl blocks list exactly the column types the SQL binds
@@ -16,6 +16,7 @@ mod agents;
 mod core;
 mod documents;
 mod jobs;
+mod publishing;
 
 use std::fmt;
 

@@ -1,0 +1,310 @@
+//! Mastodon (`../shared/reference/social/mastodon.md`): an app registered
+//! per instance, OAuth with PKCE, tokens that do not expire, and
+//! `Idempotency-Key` on `POST /api/v1/statuses` (kept by the instance for an
+//! hour, per account). The key is the post's id and generation, so the
+//! reconciler of an unknown outcome sends the same request again within the
+//! hour and gets the post back instead of a second one; later it reads the
+//! account's recent statuses.
+
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{Answer, CallRecord, Found, Granted, Health, Platforms, Profile, Sent, limited_until, transport};
+use crate::domain::Timestamp;
+use crate::store::{SocialAccount, SocialPost};
+
+pub const SCOPES: &str = "read:accounts read:statuses write:statuses";
+
+/// How long an instance keeps idempotency keys, less a margin.
+const IDEMPOTENCY_WINDOW: time::Duration = time::Duration::minutes(50);
+
+pub fn idempotency_key(post: &SocialPost) -> String {
+    format!("marketer-{}-{}", post.id, post.generation)
+}
+
+fn base(account: &SocialAccount) -> &str {
+    account.instance_url.as_deref().unwrap_or_default().trim_end_matches('/')
+}
+
+/// Checks an instance URL a person typed: `https://host[:port]`, nothing
+/// after the host (`http://` only when the server allows it, for tests).
+pub fn instance_url(text: &str, allow_insecure: bool) -> Result<String, String> {
+    let text = text.trim().trim_end_matches('/');
+    let text = if text.contains("://") { text.to_owned() } else { format!("https://{text}") };
+    let url = reqwest::Url::parse(&text).map_err(|_| format!("{text:?} is not an instance address; write e.g. mastodon.social"))?;
+    let scheme_ok = url.scheme() == "https" || (allow_insecure && url.scheme() == "http");
+    if !scheme_ok || url.host_str().is_none() || url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
+        return Err("give the instance as https://host, e.g. https://mastodon.social".into());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+fn classify(answer: &Answer, now: Timestamp) -> Sent {
+    match answer.status {
+        s if s.is_success() => {
+            let v = answer.json();
+            match v["id"].as_str() {
+                Some(id) => Sent::Created { id: id.to_owned(), url: v["url"].as_str().map(str::to_owned) },
+                None => Sent::Unknown { reason: "the instance answered without a status id".into() },
+            }
+        }
+        StatusCode::TOO_MANY_REQUESTS => Sent::RateLimited {
+            until: limited_until(&answer.headers, now),
+            note: format!("Mastodon rate limit reached ({})", answer.message()),
+        },
+        // Mastodon tokens do not expire: a 401 means revoked.
+        StatusCode::UNAUTHORIZED => Sent::Unauthorized { reason: format!("the instance refused the token: {}", answer.message()) },
+        StatusCode::FORBIDDEN => Sent::Refused {
+            error: format!("the instance refused the post: {}", answer.message()),
+            hint: "Check that the account may post (it may be suspended or awaiting approval).".into(),
+        },
+        s if s.is_server_error() => Sent::Unknown { reason: format!("the instance answered {}: {}", s.as_u16(), answer.message()) },
+        s => Sent::Refused {
+            error: format!("the instance refused the post ({}): {}", s.as_u16(), answer.message()),
+            hint: "Edit the post and schedule it again.".into(),
+        },
+    }
+}
+
+async fn send_status(p: &Platforms, account: &SocialAccount, token: &SecretString, post: &SocialPost) -> (Sent, CallRecord) {
+    let sent = p
+        .http()
+        .post(format!("{}/api/v1/statuses", base(account)))
+        .bearer_auth(token.expose_secret())
+        .header("Idempotency-Key", idempotency_key(post))
+        .form(&[("status", post.text.as_str()), ("visibility", "public")])
+        .send()
+        .await;
+    match sent {
+        Ok(r) => match Answer::read(r).await {
+            Ok(a) => {
+                let record = a.record();
+                (classify(&a, Timestamp::now()), record)
+            }
+            Err(e) => (Sent::Unknown { reason: format!("the answer was cut off: {e}") }, CallRecord::default()),
+        },
+        Err(e) => (transport(&e), CallRecord { detail: e.to_string(), ..CallRecord::default() }),
+    }
+}
+
+pub async fn publish(p: &Platforms, account: &SocialAccount, token: &SecretString, post: &SocialPost) -> (Sent, CallRecord) {
+    send_status(p, account, token, post).await
+}
+
+pub async fn find(p: &Platforms, account: &SocialAccount, token: &SecretString, post: &SocialPost) -> (Found, CallRecord) {
+    let since = post.unconfirmed_since.unwrap_or(post.updated_at);
+    if Timestamp::now().as_datetime() - since.as_datetime() < IDEMPOTENCY_WINDOW {
+        // The same key again: the instance answers with the status the
+        // first request created, or creates it now, exactly once.
+        let (sent, record) = send_status(p, account, token, post).await;
+        let found = match sent {
+            Sent::Created { id, url } => Found::Present { id, url },
+            Sent::Refused { .. } | Sent::NotSent { .. } => Found::Absent,
+            Sent::RateLimited { until, note } => Found::RateLimited { until, note },
+            Sent::TokenExpired | Sent::Unauthorized { .. } => Found::TokenExpired,
+            Sent::Unknown { reason } => Found::Unknown { reason },
+        };
+        return (found, record);
+    }
+    let sent = p
+        .http()
+        .get(format!("{}/api/v1/accounts/{}/statuses", base(account), account.external_id))
+        .bearer_auth(token.expose_secret())
+        .query(&[("limit", "40"), ("exclude_reblogs", "true")])
+        .send()
+        .await;
+    let answer = match sent {
+        Ok(r) => match Answer::read(r).await {
+            Ok(a) => a,
+            Err(e) => return (Found::Unknown { reason: e.to_string() }, CallRecord::default()),
+        },
+        Err(e) => return (Found::Unknown { reason: format!("could not reach the instance: {e}") }, CallRecord::default()),
+    };
+    let record = answer.record();
+    if !answer.status.is_success() {
+        return (Found::Unknown { reason: format!("the instance answered {}", answer.status.as_u16()) }, record);
+    }
+    let want = plain(&post.text);
+    let statuses = answer.json();
+    let items = statuses.as_array().cloned().unwrap_or_default();
+    for item in &items {
+        if item["content"].as_str().map(plain) == Some(want.clone())
+            && let Some(id) = item["id"].as_str()
+        {
+            return (Found::Present { id: id.to_owned(), url: item["url"].as_str().map(str::to_owned) }, record);
+        }
+    }
+    // Absent only if the page reaches back before the first request.
+    let oldest = items.last().and_then(|i| i["created_at"].as_str()).and_then(|t| Timestamp::parse_rfc3339(t).ok());
+    if items.len() < 40 || oldest.is_some_and(|o| o < since) {
+        (Found::Absent, record)
+    } else {
+        (Found::Unknown { reason: "more statuses since the post than one page holds".into() }, record)
+    }
+}
+
+/// A status's HTML content, or a post's text, as comparable plain words.
+fn plain(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                out.push(' ');
+            }
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    let out = out.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#39;", "'");
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+pub async fn delete(p: &Platforms, account: &SocialAccount, token: &SecretString, id: &str) -> Result<CallRecord, String> {
+    let response = p
+        .http()
+        .delete(format!("{}/api/v1/statuses/{id}", base(account)))
+        .bearer_auth(token.expose_secret())
+        .send()
+        .await
+        .map_err(|e| format!("could not reach the instance: {e}"))?;
+    let answer = Answer::read(response).await.map_err(|e| e.to_string())?;
+    if answer.status.is_success() || answer.status == StatusCode::NOT_FOUND {
+        Ok(answer.record())
+    } else {
+        Err(format!("the instance refused to delete the status ({}): {}", answer.status.as_u16(), answer.message()))
+    }
+}
+
+pub async fn check(p: &Platforms, account: &SocialAccount, token: &SecretString) -> Health {
+    match verify(p, base(account), token).await {
+        Ok(_) => Health::Ok,
+        Err(h) => h,
+    }
+}
+
+async fn verify(p: &Platforms, instance: &str, token: &SecretString) -> Result<Profile, Health> {
+    let response = p
+        .http()
+        .get(format!("{instance}/api/v1/accounts/verify_credentials"))
+        .bearer_auth(token.expose_secret())
+        .send()
+        .await
+        .map_err(|e| Health::Unreachable { reason: format!("could not reach the instance: {e}") })?;
+    let answer = Answer::read(response).await.map_err(|e| Health::Unreachable { reason: e.to_string() })?;
+    match answer.status {
+        s if s.is_success() => {
+            let v = answer.json();
+            let id = v["id"].as_str().unwrap_or_default().to_owned();
+            let acct = v["acct"].as_str().or(v["username"].as_str()).unwrap_or_default().to_owned();
+            if id.is_empty() || acct.is_empty() {
+                return Err(Health::Unreachable { reason: "the instance answered without the account's id".into() });
+            }
+            let host = reqwest::Url::parse(instance).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+            Ok(Profile {
+                external_id: id,
+                handle: if acct.contains('@') { format!("@{acct}") } else { format!("@{acct}@{host}") },
+                display_name: v["display_name"].as_str().filter(|n| !n.is_empty()).unwrap_or(&acct).to_owned(),
+                profile_url: v["url"].as_str().map(str::to_owned),
+            })
+        }
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            Err(Health::Unauthorized { reason: format!("the instance refused the token: {}", answer.message()) })
+        }
+        StatusCode::TOO_MANY_REQUESTS => Err(Health::RateLimited {
+            until: limited_until(&answer.headers, Timestamp::now()),
+            note: "Mastodon rate limit on account checks".into(),
+        }),
+        s => Err(Health::Unreachable { reason: format!("the instance answered {}", s.as_u16()) }),
+    }
+}
+
+/// Registers Marketer as an app on an instance (`POST /api/v1/apps`).
+pub async fn register_app(p: &Platforms, instance: &str) -> Result<(String, SecretString), String> {
+    let redirect = p.settings.redirect_uri(crate::store::Network::Mastodon);
+    let response = p
+        .http()
+        .post(format!("{instance}/api/v1/apps"))
+        .form(&[("client_name", "Marketer"), ("redirect_uris", redirect.as_str()), ("scopes", SCOPES)])
+        .send()
+        .await
+        .map_err(|e| format!("could not reach {instance}: {e}"))?;
+    let answer = Answer::read(response).await.map_err(|e| e.to_string())?;
+    if !answer.status.is_success() {
+        return Err(format!("{instance} refused to register Marketer: {}", answer.message()));
+    }
+    let v = answer.json();
+    match (v["client_id"].as_str(), v["client_secret"].as_str()) {
+        (Some(id), Some(secret)) => Ok((id.to_owned(), SecretString::from(secret.to_owned()))),
+        _ => Err(format!("{instance} answered the registration without client credentials")),
+    }
+}
+
+pub fn authorize_url(p: &Platforms, instance: &str, client_id: &str, state: &str, challenge: &str) -> Result<String, String> {
+    let mut url = reqwest::Url::parse(&format!("{instance}/oauth/authorize")).map_err(|e| e.to_string())?;
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", &p.settings.redirect_uri(crate::store::Network::Mastodon))
+        .append_pair("scope", SCOPES)
+        .append_pair("state", state)
+        .append_pair("code_challenge", challenge)
+        .append_pair("code_challenge_method", "S256");
+    Ok(url.into())
+}
+
+pub async fn exchange(
+    p: &Platforms,
+    instance: &str,
+    client_id: &str,
+    secret: &SecretString,
+    code: &str,
+    verifier: &str,
+) -> Result<(Granted, Profile), String> {
+    let redirect = p.settings.redirect_uri(crate::store::Network::Mastodon);
+    let response = p
+        .http()
+        .post(format!("{instance}/oauth/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("client_id", client_id),
+            ("client_secret", secret.expose_secret()),
+            ("redirect_uri", &redirect),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .map_err(|e| format!("could not reach {instance}: {e}"))?;
+    let answer = Answer::read(response).await.map_err(|e| e.to_string())?;
+    if !answer.status.is_success() {
+        return Err(format!("{instance} refused the authorisation: {}", answer.message()));
+    }
+    let v = answer.json();
+    let access = v["access_token"].as_str().filter(|t| !t.is_empty()).ok_or("the instance answered without a token")?;
+    let granted = Granted { access: SecretString::from(access.to_owned()), refresh: None, expires_in: None };
+    let profile = verify(p, instance, &granted.access).await.map_err(|h| format!("the instance did not show the account: {h:?}"))?;
+    Ok((granted, profile))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_addresses_are_checked() {
+        assert_eq!(instance_url("mastodon.social", false).unwrap(), "https://mastodon.social");
+        assert_eq!(instance_url("https://fosstodon.org/", false).unwrap(), "https://fosstodon.org");
+        assert!(instance_url("http://127.0.0.1:9000", false).is_err());
+        assert_eq!(instance_url("http://127.0.0.1:9000", true).unwrap(), "http://127.0.0.1:9000");
+        assert!(instance_url("https://x.org/path", false).is_err());
+        assert!(instance_url("https://user@x.org", false).is_err());
+    }
+
+    #[test]
+    fn html_content_compares_with_the_text() {
+        assert_eq!(plain("<p>Spring open house &amp; tour<br>#homes</p>"), plain("Spring open house & tour\n#homes"));
+    }
+}

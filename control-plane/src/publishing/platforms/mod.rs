@@ -1,0 +1,369 @@
+//! The platforms' APIs, as the engine needs them: publish a post, find a
+//! post whose publish had an unknown outcome, delete one, refresh a token,
+//! check an account's credentials, and the OAuth steps of connecting.
+//!
+//! Every answer is classified into what the engine must do next (created,
+//! refused for good, token expired, rate limited until T, not sent,
+//! outcome unknown), so no retry decision is made here: a publishing
+//! request is never retried inside the HTTP layer.
+
+pub mod mastodon;
+pub mod x;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use secrecy::SecretString;
+
+use crate::domain::Timestamp;
+use crate::store::{Network, SocialAccount, SocialPost};
+
+/// Where the platforms are and Marketer's app credentials on them (server
+/// configuration; never shown).
+#[derive(Debug, Clone)]
+pub struct PlatformSettings {
+    /// This server's public URL, for OAuth redirect URIs.
+    pub public_url: String,
+    pub x_client_id: Option<String>,
+    pub x_client_secret: Option<SecretString>,
+    pub x_api_url: String,
+    pub x_authorize_url: String,
+    /// Accept `http://` Mastodon instances (tests only).
+    pub allow_insecure_instances: bool,
+    /// Time limit of one request to a platform.
+    pub request_timeout: Duration,
+}
+
+impl Default for PlatformSettings {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8080".into(),
+            x_client_id: None,
+            x_client_secret: None,
+            x_api_url: "https://api.x.com".into(),
+            x_authorize_url: "https://x.com/i/oauth2/authorize".into(),
+            allow_insecure_instances: false,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl PlatformSettings {
+    pub fn redirect_uri(&self, network: Network) -> String {
+        format!("{}/oauth/callback/{network}", self.public_url.trim_end_matches('/'))
+    }
+}
+
+/// What one request to a platform was, for the post's history.
+#[derive(Debug, Clone, Default)]
+pub struct CallRecord {
+    pub request_id: Option<String>,
+    pub http_status: Option<u16>,
+    /// The answer, shortened, tokens removed.
+    pub detail: String,
+}
+
+/// How a publish request ended.
+#[derive(Debug, Clone)]
+pub enum Sent {
+    Created { id: String, url: Option<String> },
+    /// Refused for a reason a person must fix (the text, a permission).
+    Refused { error: String, hint: String },
+    /// The access token expired: refresh, then send again (nothing was created).
+    TokenExpired,
+    /// The credentials are revoked or invalid for good.
+    Unauthorized { reason: String },
+    RateLimited { until: Timestamp, note: String },
+    /// Never reached the platform (connection refused, DNS): safe to send again.
+    NotSent { reason: String },
+    /// Maybe created (timeout, reset, 5xx after sending).
+    Unknown { reason: String },
+}
+
+/// What looking for a post with an unknown outcome found.
+#[derive(Debug, Clone)]
+pub enum Found {
+    Present { id: String, url: Option<String> },
+    Absent,
+    RateLimited { until: Timestamp, note: String },
+    TokenExpired,
+    Unknown { reason: String },
+}
+
+/// How a token refresh ended.
+#[derive(Debug)]
+pub enum Refreshed {
+    Tokens { access: SecretString, refresh: Option<SecretString>, expires_in: Option<i64> },
+    Refused { reason: String },
+    Retry { reason: String },
+}
+
+/// A health check's answer.
+#[derive(Debug, Clone)]
+pub enum Health {
+    Ok,
+    TokenExpired,
+    Unauthorized { reason: String },
+    RateLimited { until: Timestamp, note: String },
+    Unreachable { reason: String },
+}
+
+/// The account on the platform, after connecting.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub external_id: String,
+    pub handle: String,
+    pub display_name: String,
+    pub profile_url: Option<String>,
+}
+
+/// Tokens from an authorisation code.
+#[derive(Debug)]
+pub struct Granted {
+    pub access: SecretString,
+    pub refresh: Option<SecretString>,
+    pub expires_in: Option<i64>,
+}
+
+/// The HTTP client every platform call goes through.
+#[derive(Debug, Clone)]
+pub struct Platforms {
+    pub settings: PlatformSettings,
+    http: reqwest::Client,
+}
+
+impl Platforms {
+    pub fn new(settings: PlatformSettings) -> anyhow::Result<Self> {
+        // Proxies from HTTPS_PROXY/NO_PROXY apply; redirects are not
+        // followed (an API answering with one is an error to show).
+        let http = reqwest::Client::builder()
+            .timeout(settings.request_timeout)
+            .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("Marketer/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { settings, http })
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Whether a network supports refreshing tokens here.
+    pub fn refreshes(network: Network) -> bool {
+        matches!(network, Network::X | Network::Linkedin | Network::Bluesky)
+    }
+
+    pub async fn publish(&self, account: &SocialAccount, token: &SecretString, post: &SocialPost) -> (Sent, CallRecord) {
+        match account.network {
+            Network::X => x::publish(self, token, post).await,
+            Network::Mastodon => mastodon::publish(self, account, token, post).await,
+            other => unsupported(other),
+        }
+    }
+
+    pub async fn find(&self, account: &SocialAccount, token: &SecretString, post: &SocialPost) -> (Found, CallRecord) {
+        match account.network {
+            Network::X => x::find(self, account, token, post).await,
+            Network::Mastodon => mastodon::find(self, account, token, post).await,
+            other => {
+                let (_, record) = unsupported(other);
+                (Found::Unknown { reason: record.detail.clone() }, record)
+            }
+        }
+    }
+
+    pub async fn delete(&self, account: &SocialAccount, token: &SecretString, id: &str) -> Result<CallRecord, String> {
+        match account.network {
+            Network::X => x::delete(self, token, id).await,
+            Network::Mastodon => mastodon::delete(self, account, token, id).await,
+            other => Err(format!("deleting posts on {other} is not supported yet")),
+        }
+    }
+
+    pub async fn refresh(&self, account: &SocialAccount, refresh: &SecretString) -> Refreshed {
+        match account.network {
+            Network::X => x::refresh(self, refresh).await,
+            other => Refreshed::Refused { reason: format!("{other} tokens cannot be refreshed; connect the account again") },
+        }
+    }
+
+    pub async fn check(&self, account: &SocialAccount, token: &SecretString) -> Health {
+        match account.network {
+            Network::X => x::check(self, token).await,
+            Network::Mastodon => mastodon::check(self, account, token).await,
+            _ => Health::Ok,
+        }
+    }
+}
+
+fn unsupported(network: Network) -> (Sent, CallRecord) {
+    let detail = format!("publishing to {network} is not supported yet");
+    (
+        Sent::Refused { error: detail.clone(), hint: "Schedule it on an X or Mastodon account".into() },
+        CallRecord { detail, ..CallRecord::default() },
+    )
+}
+
+/// The rate-limit window an answer reports: remaining calls and the reset,
+/// from `x-rate-limit-*` (X: epoch seconds), `X-RateLimit-*` (Mastodon:
+/// an ISO timestamp, or epoch seconds elsewhere), `RateLimit-Reset`
+/// (seconds from now) or `Retry-After`.
+pub fn rate_window(headers: &HeaderMap, now: Timestamp) -> (Option<i64>, Option<Timestamp>) {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let remaining = get("x-rate-limit-remaining")
+        .or_else(|| get("x-ratelimit-remaining"))
+        .or_else(|| get("ratelimit-remaining"))
+        .and_then(|v| v.parse::<i64>().ok());
+    let from_seconds = |secs: i64| Timestamp::from_datetime(now.as_datetime() + time::Duration::seconds(secs.clamp(0, 7 * 86_400)));
+    let reset = get("x-rate-limit-reset")
+        .or_else(|| get("x-ratelimit-reset"))
+        .and_then(|v| {
+            if let Ok(epoch) = v.parse::<i64>() {
+                // Epoch seconds, or (small numbers) seconds from now.
+                if epoch > 1_000_000_000 {
+                    time::OffsetDateTime::from_unix_timestamp(epoch).ok().map(Timestamp::from_datetime)
+                } else {
+                    Some(from_seconds(epoch))
+                }
+            } else {
+                Timestamp::parse_rfc3339(v).ok()
+            }
+        })
+        .or_else(|| get("ratelimit-reset").and_then(|v| v.parse::<i64>().ok()).map(from_seconds))
+        .or_else(|| get("retry-after").and_then(|v| v.parse::<i64>().ok()).map(from_seconds));
+    (remaining, reset)
+}
+
+/// A 429's end: the reported reset, or a minute when none was given.
+pub(crate) fn limited_until(headers: &HeaderMap, now: Timestamp) -> Timestamp {
+    let (_, reset) = rate_window(headers, now);
+    let floor = Timestamp::from_datetime(now.as_datetime() + time::Duration::seconds(1));
+    reset.filter(|r| *r > now).unwrap_or_else(|| Timestamp::from_datetime(now.as_datetime() + time::Duration::minutes(1))).max(floor)
+}
+
+/// The request id a platform gave, if any.
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
+    ["x-request-id", "x-transaction-id", "x-li-uuid", "x-fb-trace-id", "x-response-time-id"]
+        .iter()
+        .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+        .map(|v| v.chars().take(128).collect())
+}
+
+/// An answer's body for the history: at most 2,000 characters, with the
+/// values of any field that names a token or secret removed.
+pub(crate) fn redacted(body: &str) -> String {
+    let text = match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(mut value) => {
+            scrub(&mut value);
+            value.to_string()
+        }
+        Err(_) => body.to_owned(),
+    };
+    text.chars().take(2000).collect()
+}
+
+fn scrub(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                let k = key.to_ascii_lowercase();
+                if k.contains("token") || k.contains("secret") || k.contains("jwt") || k == "code" {
+                    *v = serde_json::Value::String("[removed]".into());
+                } else {
+                    scrub(v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(scrub),
+        _ => {}
+    }
+}
+
+/// Sorts a transport error: a request that never reached the platform can
+/// be sent again; one that may have reached it cannot.
+pub(crate) fn transport(e: &reqwest::Error) -> Sent {
+    if e.is_connect() {
+        Sent::NotSent { reason: format!("could not connect: {e}") }
+    } else if e.is_timeout() {
+        Sent::Unknown { reason: "no answer within the time limit; the post may have been created".into() }
+    } else {
+        Sent::Unknown { reason: format!("the connection failed mid-request: {e}") }
+    }
+}
+
+/// The answer of a request that was sent, read to the end.
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub async fn read(response: reqwest::Response) -> Result<Self, reqwest::Error> {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().await?;
+        Ok(Self { status, headers, body })
+    }
+
+    pub fn record(&self) -> CallRecord {
+        CallRecord {
+            request_id: request_id(&self.headers),
+            http_status: Some(self.status.as_u16()),
+            detail: redacted(&self.body),
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The platform's error message in its own words.
+    pub fn message(&self) -> String {
+        let v = self.json();
+        let pick = |k: &str| v.get(k).and_then(|m| m.as_str()).map(str::to_owned);
+        pick("detail")
+            .or_else(|| pick("error_description"))
+            .or_else(|| pick("message"))
+            .or_else(|| pick("error"))
+            .or_else(|| {
+                v.get("errors")
+                    .and_then(|e| e.get(0))
+                    .and_then(|e| e.get("message").or_else(|| e.get("detail")))
+                    .and_then(|m| m.as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| format!("HTTP {}", self.status.as_u16()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_windows_read_each_platforms_headers() {
+        let now = Timestamp::parse_rfc3339("2027-01-01T00:00:00Z").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-rate-limit-remaining", "0".parse().unwrap());
+        h.insert("x-rate-limit-reset", "1798761660".parse().unwrap());
+        assert_eq!(rate_window(&h, now), (Some(0), Some(Timestamp::parse_rfc3339("2027-01-01T00:01:00Z").unwrap())));
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-reset", "2027-01-01T00:05:00.000000Z".parse().unwrap());
+        assert_eq!(rate_window(&h, now).1, Some(Timestamp::parse_rfc3339("2027-01-01T00:05:00Z").unwrap()));
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "30".parse().unwrap());
+        assert_eq!(limited_until(&h, now), Timestamp::parse_rfc3339("2027-01-01T00:00:30Z").unwrap());
+        assert_eq!(limited_until(&HeaderMap::new(), now), Timestamp::parse_rfc3339("2027-01-01T00:01:00Z").unwrap());
+    }
+
+    #[test]
+    fn histories_never_keep_tokens() {
+        let body = r#"{"access_token":"abc","data":{"refresh_token":"def","id":"1"}}"#;
+        let out = redacted(body);
+        assert!(!out.contains("abc") && !out.contains("def"), "{out}");
+        assert!(out.contains("\"id\":\"1\""));
+    }
+}

@@ -1,0 +1,823 @@
+//! Publishing's use cases: connecting and managing social accounts, writing
+//! and scheduling posts (directly or from an activity's social variants),
+//! the calendar's reads, deleting posts (on the platform too), people's
+//! time zones. The engine that sends posts is `crate::publishing`.
+//!
+//! The approval gate is [`approval_gate`]: a post is scheduled only when
+//! its activity is approved or the post itself was approved by a member or
+//! above. A later review workflow changes that one function.
+
+use marketer_protocol::activity::Platform;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{App, Caller, TenantAccess, actions};
+use crate::domain::{Permission, Timestamp, new_id};
+use crate::error::{Error, FoundExt, NotFoundExt, Result};
+use crate::publishing::connect::{STATE_TTL, pkce, state, state_hash};
+use crate::publishing::platforms::{Granted, Profile, mastodon, x};
+use crate::publishing::schedule::{self, Fold};
+use crate::store::{
+    AccountPatch, AccountStatus, Activity, MastodonApp, Network, NewAccount, NewPost, OAuthState, PostAttempt,
+    PostFilter, PostPatch, PostStatus, PostingSlot, SealedTokens, SocialAccount, SocialPost,
+};
+
+/// An account as people see it: never its tokens.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AccountView {
+    pub id: Uuid,
+    pub network: Network,
+    pub handle: String,
+    pub display_name: String,
+    pub profile_url: Option<String>,
+    pub instance_url: Option<String>,
+    /// The projects it may post for; `null`: all.
+    pub project_ids: Option<Vec<Uuid>>,
+    /// `connected`, `needs_reconnect` or `rate_limited`.
+    pub health: String,
+    /// Why it needs reconnecting, or what the rate limit is.
+    pub health_reason: Option<String>,
+    pub rate_limited_until: Option<Timestamp>,
+    pub token_expires_at: Option<Timestamp>,
+    pub last_success_at: Option<Timestamp>,
+    pub last_checked_at: Option<Timestamp>,
+    pub posting_time_zone: String,
+    pub posting_slots: Vec<PostingSlot>,
+    pub created_at: Timestamp,
+}
+
+impl AccountView {
+    pub fn of(a: &SocialAccount) -> Self {
+        let now = Timestamp::now();
+        let limited = a.rate_limited_until.filter(|until| *until > now);
+        let (health, reason) = match (a.status, limited) {
+            (AccountStatus::NeedsReconnect, _) => ("needs_reconnect", a.status_reason.clone()),
+            (AccountStatus::Connected, Some(_)) => ("rate_limited", a.rate_limit_note.clone()),
+            (AccountStatus::Connected, None) => ("connected", None),
+        };
+        Self {
+            id: a.id,
+            network: a.network,
+            handle: a.handle.clone(),
+            display_name: a.display_name.clone(),
+            profile_url: a.profile_url.clone(),
+            instance_url: a.instance_url.clone(),
+            project_ids: a.project_ids.clone(),
+            health: health.into(),
+            health_reason: reason,
+            rate_limited_until: limited,
+            token_expires_at: a.token_expires_at,
+            last_success_at: a.last_success_at,
+            last_checked_at: a.last_checked_at,
+            posting_time_zone: a.posting_time_zone.clone(),
+            posting_slots: a.posting_slots.clone(),
+            created_at: a.created_at,
+        }
+    }
+}
+
+/// A post as people see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PostView {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub network: Network,
+    pub handle: String,
+    pub project_id: Option<Uuid>,
+    pub campaign_id: Option<Uuid>,
+    pub activity_id: Option<Uuid>,
+    pub activity_version: Option<i64>,
+    pub text: String,
+    pub status: PostStatus,
+    pub scheduled_at: Option<Timestamp>,
+    /// `scheduled_at` as wall time in `time_zone` (`YYYY-MM-DDTHH:MM`).
+    pub scheduled_local: Option<String>,
+    pub time_zone: String,
+    pub approved: bool,
+    pub approved_by: Option<Uuid>,
+    /// What a scheduled or unconfirmed post is waiting for, in words.
+    pub waiting: Option<String>,
+    pub waiting_until: Option<Timestamp>,
+    pub attempts: i64,
+    pub platform_post_id: Option<String>,
+    /// The post on the platform.
+    pub url: Option<String>,
+    pub published_at: Option<Timestamp>,
+    pub error: Option<String>,
+    /// What to do about the error.
+    pub error_hint: Option<String>,
+    /// Characters as the platform counts them, and its limit.
+    pub length: usize,
+    pub limit: usize,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl PostView {
+    pub fn of(p: &SocialPost, account: Option<&SocialAccount>) -> Self {
+        let now = Timestamp::now();
+        let (length, limit) = (text_length(p.network, &p.text), rules(p.network).limit);
+        let mut waiting = None;
+        let mut waiting_until = p.not_before.filter(|t| *t > now);
+        if matches!(p.status, PostStatus::Scheduled | PostStatus::Unconfirmed) {
+            waiting = p.wait_reason.clone();
+            if let Some(a) = account {
+                if a.status == AccountStatus::NeedsReconnect {
+                    waiting = Some(format!(
+                        "waiting for {} to be connected again: {}",
+                        a.handle,
+                        a.status_reason.clone().unwrap_or_default()
+                    ));
+                } else if let Some(until) = a.rate_limited_until.filter(|u| *u > now) {
+                    waiting = Some(format!(
+                        "{} until {}",
+                        a.rate_limit_note.clone().unwrap_or_else(|| "rate limited".into()),
+                        until.to_rfc3339_fixed()
+                    ));
+                    waiting_until = Some(until);
+                }
+            }
+        }
+        Self {
+            id: p.id,
+            account_id: p.account_id,
+            network: p.network,
+            handle: p.handle.clone(),
+            project_id: p.project_id,
+            campaign_id: p.campaign_id,
+            activity_id: p.activity_id,
+            activity_version: p.activity_version,
+            text: p.text.clone(),
+            status: p.status,
+            scheduled_at: p.scheduled_at,
+            scheduled_local: p.scheduled_at.map(|at| schedule::instant_to_local(at, &p.time_zone)),
+            time_zone: p.time_zone.clone(),
+            approved: p.approved_by.is_some(),
+            approved_by: p.approved_by,
+            waiting,
+            waiting_until,
+            attempts: p.attempts,
+            platform_post_id: p.platform_post_id.clone(),
+            url: p.platform_url.clone(),
+            published_at: p.published_at,
+            error: p.error.clone(),
+            error_hint: p.error_hint.clone(),
+            length,
+            limit,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// A network's publishing rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    pub limit: usize,
+    pub max_hashtags: usize,
+}
+
+pub fn rules(network: Network) -> Rules {
+    let from = |p: Platform| {
+        let s = marketer_pipeline::platforms::spec(p);
+        Rules { limit: s.char_limit, max_hashtags: s.max_hashtags.max(s.suggested_hashtags.1) }
+    };
+    match network {
+        Network::X => from(Platform::X),
+        Network::Linkedin => from(Platform::Linkedin),
+        Network::Facebook => from(Platform::Facebook),
+        Network::Instagram => from(Platform::Instagram),
+        // Mastodon's default instance limit; Bluesky counts graphemes.
+        Network::Mastodon => Rules { limit: 500, max_hashtags: 10 },
+        Network::Bluesky => Rules { limit: 300, max_hashtags: 10 },
+    }
+}
+
+/// A text's length as the network counts it.
+pub fn text_length(network: Network, text: &str) -> usize {
+    match network {
+        Network::X => marketer_pipeline::platforms::x_length(text),
+        Network::Mastodon => marketer_pipeline::platforms::mastodon_length(text),
+        _ => marketer_pipeline::platforms::char_count(text),
+    }
+}
+
+/// Refuses a text the network would refuse, naming the rule.
+pub fn check_text(network: Network, text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(Error::invalid("text", "a post needs text"));
+    }
+    let r = rules(network);
+    let length = text_length(network, text);
+    if length > r.limit {
+        return Err(Error::invalid(
+            "text",
+            format!("{network} allows {} characters and this post has {length} as {network} counts them; shorten it", r.limit),
+        ));
+    }
+    let tags = marketer_pipeline::platforms::hashtags(text).len();
+    if tags > r.max_hashtags {
+        return Err(Error::invalid(
+            "text",
+            format!("{network} posts take at most {} hashtags and this one has {tags}; remove some", r.max_hashtags),
+        ));
+    }
+    Ok(())
+}
+
+/// The one approval gate of scheduling: the activity is approved, or the
+/// post itself was approved by a member or above.
+pub fn approval_gate(activity: Option<&Activity>, post_approved: bool) -> Result<()> {
+    if post_approved || activity.is_some_and(|a| a.approved_at.is_some()) {
+        return Ok(());
+    }
+    Err(Error::Conflict {
+        code: "post_not_approved",
+        message: match activity {
+            Some(_) => "the activity is not approved yet; approve it (or approve this post) before scheduling".into(),
+            None => "only approved posts can be scheduled; set \"approve\": true (members and above may approve)".into(),
+        },
+    })
+}
+
+/// When a post should go out.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    /// An instant (RFC 3339).
+    pub scheduled_at: Option<Timestamp>,
+    /// Or a wall time `YYYY-MM-DDTHH:MM` in `time_zone`.
+    pub local_time: Option<String>,
+    /// IANA zone of `local_time` [default: your time zone, else the account's].
+    pub time_zone: Option<String>,
+    /// For a wall time that happens twice (clocks going back).
+    pub fold: Option<Fold>,
+    /// The account's next free posting slot.
+    #[serde(default)]
+    pub queue: bool,
+    /// As soon as possible.
+    #[serde(default)]
+    pub now: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePost {
+    pub account_id: Uuid,
+    /// The text; with `activity_id`, defaults to the activity's variant.
+    pub text: Option<String>,
+    /// Schedule one of this activity's social variants.
+    pub activity_id: Option<Uuid>,
+    /// Which variant (`x`, `linkedin`, ...) [default: the account's network].
+    pub variant: Option<String>,
+    pub project_id: Option<Uuid>,
+    pub campaign_id: Option<Uuid>,
+    /// When; without one the post is a draft.
+    #[serde(default, flatten)]
+    pub when: When,
+    /// Approve the post itself (members and above).
+    #[serde(default)]
+    pub approve: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePost {
+    pub text: Option<String>,
+    #[serde(default, flatten)]
+    pub when: When,
+    /// Back to a draft (unscheduled).
+    #[serde(default)]
+    pub unschedule: bool,
+    /// Cancel a scheduled post.
+    #[serde(default)]
+    pub cancel: bool,
+    #[serde(default)]
+    pub approve: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostQuery {
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    pub account_id: Option<Uuid>,
+    pub project_id: Option<Uuid>,
+    pub campaign_id: Option<Uuid>,
+    pub status: Option<PostStatus>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartConnect {
+    pub network: Network,
+    /// A Mastodon instance, e.g. `mastodon.social`.
+    pub instance: Option<String>,
+    /// Limit the account to these projects [default: all].
+    pub project_ids: Option<Vec<Uuid>>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConnectStarted {
+    /// Send the person here to approve; the platform sends them back to
+    /// `/oauth/callback/{network}`.
+    pub authorize_url: String,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAccount {
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<Vec<Uuid>>)]
+    pub project_ids: Option<Option<Vec<Uuid>>>,
+    pub posting_time_zone: Option<String>,
+    pub posting_slots: Option<Vec<PostingSlot>>,
+}
+
+/// A post's full story.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PostDetail {
+    #[serde(flatten)]
+    pub post: PostView,
+    pub attempts: Vec<PostAttempt>,
+}
+
+const MAX_LIST: i64 = 2000;
+
+impl App {
+    // ----- Accounts --------------------------------------------------------
+
+    pub async fn social_accounts(&self, access: &TenantAccess) -> Result<Vec<AccountView>> {
+        access.require(Permission::AccountsRead)?;
+        Ok(self.store.accounts(access.tenant_id).await?.iter().map(AccountView::of).collect())
+    }
+
+    pub async fn social_account(&self, access: &TenantAccess, id: Uuid) -> Result<AccountView> {
+        access.require(Permission::AccountsRead)?;
+        Ok(AccountView::of(&self.store.account(access.tenant_id, id).await.found("account")?))
+    }
+
+    async fn check_projects(&self, access: &TenantAccess, ids: Option<&Vec<Uuid>>) -> Result<()> {
+        for id in ids.into_iter().flatten() {
+            if self.store.project(access.tenant_id, *id).await?.is_none() {
+                return Err(Error::invalid("project_ids", format!("{id} is not a project of this organisation")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts connecting an account: the URL to send the person to.
+    pub async fn start_connect(&self, access: &TenantAccess, req: StartConnect) -> Result<ConnectStarted> {
+        access.require(Permission::AccountsManage)?;
+        let user = access.caller.user()?.clone();
+        self.check_projects(access, req.project_ids.as_ref()).await?;
+        let platforms = &self.publisher.platforms;
+        let (verifier, challenge) = pkce();
+        let (state, hash) = state();
+        let (url, instance) = match req.network {
+            Network::X => (x::authorize_url(platforms, &state, &challenge).map_err(|m| Error::invalid("network", m))?, None),
+            Network::Mastodon => {
+                let instance = req.instance.as_deref().ok_or_else(|| Error::invalid("instance", "give the Mastodon instance, e.g. mastodon.social"))?;
+                let instance = mastodon::instance_url(instance, platforms.settings.allow_insecure_instances)
+                    .map_err(|m| Error::invalid("instance", m))?;
+                let app = self.mastodon_app(&instance).await?;
+                (mastodon::authorize_url(platforms, &instance, &app.client_id, &state, &challenge).map_err(|m| Error::invalid("instance", m))?, Some(instance))
+            }
+            other => {
+                return Err(Error::invalid("network", format!("connecting {other} accounts is not available yet; X and Mastodon are")));
+            }
+        };
+        let expires_at = Timestamp::from_datetime(Timestamp::now().as_datetime() + STATE_TTL);
+        let sealed = self.publisher.key().seal(access.tenant_id, &verifier).map_err(Error::internal)?;
+        let record = OAuthState {
+            state_hash: hash,
+            tenant_id: access.tenant_id,
+            user_id: user.id,
+            network: req.network,
+            instance_url: instance,
+            verifier: sealed,
+            project_ids: req.project_ids,
+            expires_at,
+        };
+        self.store.save_oauth_state(&record, Timestamp::now()).await?;
+        Ok(ConnectStarted { authorize_url: url, expires_at })
+    }
+
+    /// Marketer's app on a Mastodon instance, registered on first use.
+    async fn mastodon_app(&self, instance: &str) -> Result<MastodonApp> {
+        if let Some(app) = self.store.mastodon_app(instance).await? {
+            return Ok(app);
+        }
+        let platforms = &self.publisher.platforms;
+        let (client_id, secret) = mastodon::register_app(platforms, instance)
+            .await
+            .map_err(|m| Error::invalid("instance", m))?;
+        let sealed = self.publisher.key().seal(Uuid::nil(), secret.expose_secret()).map_err(Error::internal)?;
+        let app = MastodonApp {
+            instance_url: instance.to_owned(),
+            client_id,
+            secret: sealed,
+            redirect_uri: platforms.settings.redirect_uri(Network::Mastodon),
+        };
+        Ok(self.store.save_mastodon_app(&app, Timestamp::now()).await?)
+    }
+
+    /// The platform sent the person back: exchange the code, store the
+    /// account. Returns the tenant and the account.
+    pub async fn finish_connect(
+        &self,
+        caller: &Caller,
+        network: Network,
+        code: &str,
+        state_value: &str,
+    ) -> Result<(Uuid, AccountView)> {
+        let user = caller.user()?.clone();
+        let gone = || Error::Gone {
+            code: "authorization_expired",
+            message: "this authorisation is unknown, used or expired; start connecting the account again".into(),
+        };
+        let pending = self.store.take_oauth_state(&state_hash(state_value), Timestamp::now()).await?.ok_or_else(gone)?;
+        if pending.user_id != user.id || pending.network != network {
+            return Err(gone());
+        }
+        let access = self.tenant_access(caller.clone(), pending.tenant_id).await?;
+        access.require(Permission::AccountsManage)?;
+        let key = self.publisher.key();
+        let verifier = key.open(pending.tenant_id, &pending.verifier).map_err(Error::internal)?;
+        let platforms = &self.publisher.platforms;
+        let refused = |m: String| Error::BadRequest { code: "authorization_refused", message: m };
+        let (granted, profile): (Granted, Profile) = match network {
+            Network::X => x::exchange(platforms, code, verifier.expose_secret()).await.map_err(refused)?,
+            Network::Mastodon => {
+                let instance = pending.instance_url.clone().ok_or_else(gone)?;
+                let app = self.store.mastodon_app(&instance).await?.ok_or_else(gone)?;
+                let secret = key.open(Uuid::nil(), &app.secret).map_err(Error::internal)?;
+                mastodon::exchange(platforms, &instance, &app.client_id, &secret, code, verifier.expose_secret())
+                    .await
+                    .map_err(refused)?
+            }
+            _ => return Err(gone()),
+        };
+        let seal = |s: &SecretString| key.seal(pending.tenant_id, s.expose_secret()).map_err(Error::internal);
+        let now = Timestamp::now();
+        let tokens = SealedTokens {
+            access: seal(&granted.access)?,
+            refresh: granted.refresh.as_ref().map(seal).transpose()?,
+            expires_at: granted.expires_in.map(|s| Timestamp::from_datetime(now.as_datetime() + time::Duration::seconds(s))),
+        };
+        let zone = self.store.user_time_zone(user.id).await?.unwrap_or_else(|| "UTC".into());
+        let account = NewAccount {
+            id: new_id(),
+            tenant_id: pending.tenant_id,
+            network,
+            external_id: profile.external_id.clone(),
+            instance_url: pending.instance_url.clone(),
+            handle: profile.handle.clone(),
+            display_name: profile.display_name.clone(),
+            profile_url: profile.profile_url.clone(),
+            project_ids: pending.project_ids.clone(),
+            tokens,
+            posting_time_zone: zone,
+            created_by: Some(user.id),
+        };
+        let audit = access
+            .audit(actions::SOCIAL_ACCOUNT_CONNECT)
+            .details(serde_json::json!({ "network": network, "handle": profile.handle }));
+        let mut audit = audit;
+        audit.resource_type = Some("social_account");
+        let stored = self.store.connect_account(&account, &audit).await?;
+        self.publisher.wake();
+        Ok((pending.tenant_id, AccountView::of(&stored)))
+    }
+
+    pub async fn update_social_account(&self, access: &TenantAccess, id: Uuid, req: UpdateAccount) -> Result<AccountView> {
+        access.require(Permission::AccountsManage)?;
+        if let Some(zone) = &req.posting_time_zone {
+            schedule::zone(zone).map_err(|m| Error::invalid("posting_time_zone", m))?;
+        }
+        if let Some(slots) = &req.posting_slots
+            && slots.len() > 100
+        {
+            return Err(Error::invalid("posting_slots", "at most 100 slots a week"));
+        }
+        if let Some(Some(ids)) = &req.project_ids {
+            self.check_projects(access, Some(ids)).await?;
+        }
+        let mut slots = req.posting_slots.clone();
+        if let Some(s) = slots.as_mut() {
+            s.sort();
+            s.dedup();
+        }
+        let patch = AccountPatch {
+            project_ids: req.project_ids,
+            posting_time_zone: req.posting_time_zone.map(|z| z.trim().to_owned()),
+            posting_slots: slots,
+        };
+        let audit = access.audit(actions::SOCIAL_ACCOUNT_UPDATE).resource("social_account", id);
+        Ok(AccountView::of(&self.store.update_account(access.tenant_id, id, &patch, &audit).await.or_not_found("account")?))
+    }
+
+    pub async fn disconnect_social_account(&self, access: &TenantAccess, id: Uuid) -> Result<()> {
+        access.require(Permission::AccountsManage)?;
+        let audit = access.audit(actions::SOCIAL_ACCOUNT_DISCONNECT).resource("social_account", id);
+        self.store.disconnect_account(access.tenant_id, id, &audit).await.or_not_found("account")
+    }
+
+    // ----- Posts -----------------------------------------------------------
+
+    /// Resolves when a post should go out; `None`: a draft.
+    async fn resolve_when(
+        &self,
+        access: &TenantAccess,
+        account: &SocialAccount,
+        when: &When,
+    ) -> Result<Option<(Timestamp, String)>> {
+        let chosen = [when.scheduled_at.is_some(), when.local_time.is_some(), when.queue, when.now]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if chosen > 1 {
+            return Err(Error::invalid("scheduled_at", "give one of scheduled_at, local_time, queue or now"));
+        }
+        let user_zone = match access.caller.user() {
+            Ok(user) => self.store.user_time_zone(user.id).await?,
+            Err(_) => None,
+        };
+        let zone = when
+            .time_zone
+            .clone()
+            .or(user_zone)
+            .unwrap_or_else(|| account.posting_time_zone.clone());
+        schedule::zone(&zone).map_err(|m| Error::invalid("time_zone", m))?;
+        let now = Timestamp::now();
+        let at = if let Some(at) = when.scheduled_at {
+            at
+        } else if let Some(local) = &when.local_time {
+            schedule::local_to_instant(local, &zone, when.fold).map_err(|m| Error::invalid("local_time", m))?
+        } else if when.now {
+            now
+        } else if when.queue {
+            if account.posting_slots.is_empty() {
+                return Err(Error::invalid("queue", format!("{} has no posting slots; add some in its settings", account.handle)));
+            }
+            let horizon = Timestamp::from_datetime(now.as_datetime() + time::Duration::weeks(9));
+            let taken: Vec<Timestamp> = self
+                .store
+                .posts(access.tenant_id, &PostFilter {
+                    from: Some(now),
+                    to: Some(horizon),
+                    account_id: Some(account.id),
+                    limit: MAX_LIST,
+                    ..PostFilter::default()
+                })
+                .await?
+                .iter()
+                .filter(|p| !matches!(p.status, PostStatus::Cancelled | PostStatus::Deleted | PostStatus::Failed))
+                .filter_map(|p| p.scheduled_at)
+                .collect();
+            let at = schedule::next_free_slot(&account.posting_slots, &account.posting_time_zone, now, &taken)
+                .ok_or_else(|| Error::invalid("queue", "every slot of the next eight weeks is taken"))?;
+            return Ok(Some((at, account.posting_time_zone.clone())));
+        } else {
+            return Ok(None);
+        };
+        if at.as_datetime() < now.as_datetime() - time::Duration::minutes(1) {
+            return Err(Error::invalid("scheduled_at", "that time has passed; choose a later one, or \"now\": true"));
+        }
+        if !Timestamp::date_in_range(at.date()) {
+            return Err(Error::invalid("scheduled_at", "the date is out of range"));
+        }
+        Ok(Some((at, zone)))
+    }
+
+    pub async fn create_post(
+        &self,
+        access: &TenantAccess,
+        req: CreatePost,
+        idempotency_key: Option<String>,
+    ) -> Result<(PostView, bool)> {
+        access.require(Permission::PostsWrite)?;
+        let account = self
+            .store
+            .account(access.tenant_id, req.account_id)
+            .await?
+            .ok_or_else(|| Error::invalid("account_id", "no connected account of this organisation has this id"))?;
+        let mut project_id = req.project_id;
+        let mut campaign_id = req.campaign_id;
+        let mut text = req.text.clone();
+        let mut version = None;
+        let activity = match req.activity_id {
+            Some(id) => {
+                let activity = self
+                    .store
+                    .activity(access.tenant_id, id)
+                    .await?
+                    .ok_or_else(|| Error::invalid("activity_id", "no activity of this organisation has this id"))?;
+                project_id = project_id.or(Some(activity.project_id));
+                campaign_id = campaign_id.or(activity.campaign_id);
+                let variant = req.variant.clone().unwrap_or_else(|| account.network.to_string());
+                let platform: Platform = serde_json::from_value(serde_json::Value::String(variant.clone()))
+                    .map_err(|_| Error::invalid("variant", format!("{variant:?} is not a platform of the activity's posts")))?;
+                let content = activity.content_run.as_ref().and_then(super::activities::result_of);
+                let found = content.and_then(|r| r.social.iter().find(|v| v.platform == platform));
+                match (found, &text) {
+                    (_, Some(_)) => {}
+                    (Some(v), None) => text = Some(v.text.clone()),
+                    (None, None) => {
+                        return Err(Error::invalid("variant", format!("the activity has no {variant} post; pick one it has")));
+                    }
+                }
+                if let Some(run) = &activity.content_run {
+                    let edits = self.store.activity_versions(access.tenant_id, id, run.id).await?;
+                    version = Some(i64::try_from(edits.len()).unwrap_or(i64::MAX));
+                }
+                Some(activity)
+            }
+            None => None,
+        };
+        let text = text.ok_or_else(|| Error::invalid("text", "a post needs text (or an activity_id)"))?;
+        check_text(account.network, &text)?;
+        if let Some(pid) = project_id {
+            self.store.project(access.tenant_id, pid).await?.ok_or_else(|| Error::invalid("project_id", "no project of this organisation has this id"))?;
+            if let Some(allowed) = &account.project_ids
+                && !allowed.contains(&pid)
+            {
+                return Err(Error::invalid("account_id", format!("{} is not available to this project", account.handle)));
+            }
+        }
+        if let Some(key) = &idempotency_key
+            && let Some(existing) = self.existing_post(access, key).await?
+        {
+            return Ok((existing, false));
+        }
+        let when = self.resolve_when(access, &account, &req.when).await?;
+        let approved_by = if req.approve { Some(access.caller.creator_id().ok_or_else(|| Error::Forbidden("approving needs a person".into()))?) } else { None };
+        let (status, scheduled_at, zone) = match when {
+            Some((at, zone)) => {
+                approval_gate(activity.as_ref(), approved_by.is_some())?;
+                (PostStatus::Scheduled, Some(at), zone)
+            }
+            None => (PostStatus::Draft, None, account.posting_time_zone.clone()),
+        };
+        let post = NewPost {
+            id: new_id(),
+            tenant_id: access.tenant_id,
+            account_id: account.id,
+            project_id,
+            campaign_id,
+            activity_id: req.activity_id,
+            activity_version: version,
+            text,
+            status,
+            scheduled_at,
+            time_zone: zone,
+            approved_by,
+            idempotency_key,
+            created_by: access.caller.creator_id(),
+        };
+        let audit = access.audit(actions::POST_CREATE).resource("post", post.id).details(serde_json::json!({
+            "account_id": account.id, "status": status, "scheduled_at": scheduled_at,
+        }));
+        let (stored, created) = self.store.create_post(&post, &audit).await?;
+        self.publisher.wake();
+        Ok((PostView::of(&stored, Some(&account)), created))
+    }
+
+    async fn existing_post(&self, access: &TenantAccess, key: &str) -> Result<Option<PostView>> {
+        let found = self
+            .store
+            .posts(access.tenant_id, &PostFilter { limit: MAX_LIST, ..PostFilter::default() })
+            .await?
+            .into_iter()
+            .find(|p| p.idempotency_key.as_deref() == Some(key));
+        Ok(found.map(|p| PostView::of(&p, None)))
+    }
+
+    pub async fn posts(&self, access: &TenantAccess, q: PostQuery) -> Result<Vec<PostView>> {
+        access.require(Permission::PostsRead)?;
+        if let (Some(from), Some(to)) = (q.from, q.to)
+            && to <= from
+        {
+            return Err(Error::invalid("to", "must be after from"));
+        }
+        let filter = PostFilter {
+            from: q.from,
+            to: q.to,
+            account_id: q.account_id,
+            project_id: q.project_id,
+            campaign_id: q.campaign_id,
+            status: q.status,
+            limit: MAX_LIST,
+        };
+        let accounts = self.store.accounts(access.tenant_id).await?;
+        Ok(self
+            .store
+            .posts(access.tenant_id, &filter)
+            .await?
+            .iter()
+            .map(|p| PostView::of(p, accounts.iter().find(|a| a.id == p.account_id)))
+            .collect())
+    }
+
+    pub async fn post_detail(&self, access: &TenantAccess, id: Uuid) -> Result<PostDetail> {
+        access.require(Permission::PostsRead)?;
+        let post = self.store.post(access.tenant_id, id).await.found("post")?;
+        let account = self.store.account(access.tenant_id, post.account_id).await?;
+        let attempts = self.store.post_attempts(access.tenant_id, id).await?;
+        Ok(PostDetail { post: PostView::of(&post, account.as_ref()), attempts })
+    }
+
+    pub async fn update_post(&self, access: &TenantAccess, id: Uuid, req: UpdatePost) -> Result<PostView> {
+        access.require(Permission::PostsWrite)?;
+        let post = self.store.post(access.tenant_id, id).await.found("post")?;
+        let account = self.store.account(access.tenant_id, post.account_id).await?.ok_or_else(|| Error::Conflict {
+            code: "account_disconnected",
+            message: "the post's account was disconnected; create the post on another account".into(),
+        })?;
+        if let Some(text) = &req.text {
+            check_text(account.network, text)?;
+        }
+        let mut patch = PostPatch { text: req.text.clone(), ..PostPatch::default() };
+        if req.approve {
+            patch.approved_by = Some(access.caller.creator_id().ok_or_else(|| Error::Forbidden("approving needs a person".into()))?);
+        }
+        if req.cancel {
+            patch.status = Some(PostStatus::Cancelled);
+        } else if req.unschedule {
+            patch.status = Some(PostStatus::Draft);
+            patch.scheduled_at = Some(None);
+        } else if let Some((at, zone)) = self.resolve_when(access, &account, &req.when).await? {
+            let activity = match post.activity_id {
+                Some(a) => self.store.activity(access.tenant_id, a).await?,
+                None => None,
+            };
+            approval_gate(activity.as_ref(), post.approved_by.is_some() || patch.approved_by.is_some())?;
+            patch.status = Some(PostStatus::Scheduled);
+            patch.scheduled_at = Some(Some(at));
+            patch.time_zone = Some(zone);
+        } else if post.status == PostStatus::Failed && req.text.is_some() {
+            // An edited failed post is a draft again until rescheduled.
+            patch.status = Some(PostStatus::Draft);
+        }
+        let audit = access.audit(actions::POST_UPDATE).resource("post", id).details(serde_json::json!({
+            "status": patch.status, "scheduled_at": patch.scheduled_at,
+        }));
+        let stored = self.store.update_post(access.tenant_id, id, &patch, &audit).await?;
+        self.publisher.wake();
+        Ok(PostView::of(&stored, Some(&account)))
+    }
+
+    /// Deletes a post; a published one is deleted on the platform first.
+    pub async fn delete_post(&self, access: &TenantAccess, id: Uuid) -> Result<()> {
+        access.require(Permission::PostsWrite)?;
+        let post = self.store.post(access.tenant_id, id).await.found("post")?;
+        if post.status == PostStatus::Published
+            && let Some(platform_id) = &post.platform_post_id
+        {
+            let (account, tokens) = self.store.account_tokens(post.account_id).await?.ok_or_else(|| Error::Conflict {
+                code: "account_disconnected",
+                message: "the account was disconnected: reconnect it to delete the post on the platform".into(),
+            })?;
+            let token = self.publisher.key().open(account.tenant_id, &tokens.access).map_err(Error::internal)?;
+            let started = Timestamp::now();
+            let record = self
+                .publisher
+                .platforms
+                .delete(&account, &token, platform_id)
+                .await
+                .map_err(|m| Error::Conflict { code: "platform_refused", message: m })?;
+            let attempt = PostAttempt {
+                id: new_id(),
+                post_id: id,
+                tenant_id: access.tenant_id,
+                kind: "delete".into(),
+                started_at: started,
+                finished_at: Timestamp::now(),
+                request_id: record.request_id,
+                http_status: record.http_status.map(i64::from),
+                outcome: "deleted".into(),
+                detail: record.detail,
+            };
+            self.store.record_attempt(&attempt).await?;
+        }
+        let audit = access.audit(actions::POST_DELETE).resource("post", id);
+        self.store.delete_post(access.tenant_id, id, &audit).await.or_not_found("post")
+    }
+
+    // ----- People ----------------------------------------------------------
+
+    pub async fn time_zone(&self, caller: &Caller) -> Result<Option<String>> {
+        Ok(self.store.user_time_zone(caller.user()?.id).await?)
+    }
+
+    pub async fn set_time_zone(&self, caller: &Caller, zone: &str) -> Result<String> {
+        let user = caller.user()?;
+        let tz = schedule::zone(zone).map_err(|m| Error::invalid("time_zone", m))?;
+        let name = tz.iana_name().unwrap_or(zone.trim()).to_owned();
+        self.store.set_user_time_zone(user.id, &name).await?;
+        Ok(name)
+    }
+}
