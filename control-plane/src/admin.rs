@@ -141,8 +141,7 @@ pub async fn run(
                 &secrets,
                 ca,
                 &settings.agents,
-                settings.jobs,
-                settings.publishing.clone(),
+                server::EngineSettings { jobs: settings.jobs, publishing: settings.publishing.clone() },
                 settings.agents.listen.port(),
             )?;
             let access = TenantAccess {

@@ -424,7 +424,8 @@ fn publishing_config(
         }
     }
     p.x_client_id = serve.x_client_id.clone().or(file.x_client_id);
-    p.x_client_secret = serve.x_client_secret.clone().or(file.x_client_secret).map(secrecy::SecretString::from);
+    p.x_client_secret =
+        serve.x_client_secret.clone().or(file.x_client_secret).map(secrecy::SecretString::from);
     if let Some(url) = serve.x_api_url.clone().or(file.x_api_url) {
         p.x_api_url = url.trim_end_matches('/').to_owned();
     }

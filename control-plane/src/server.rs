@@ -15,8 +15,8 @@ use crate::auth::tokens::AccessTokens;
 use crate::config::{AgentGatewaySettings, Settings};
 use crate::domain::{ComplianceMode, Email, Name, Password, Plan, Slug, new_id};
 use crate::gateway::{self, CaFiles, CertificateAuthority, FleetTimings, GatewayConfig, GatewayTls};
-use crate::jobs::JobSettings;
 use crate::metrics::Metrics;
+pub use crate::service::EngineSettings;
 use crate::service::{AgentSettings, App, AtRest, AuthSettings, RequestMeta, actions, audit_event};
 use crate::storage::LocalStorage;
 use crate::store::{self, Actor, NewTenant, NewUser, Outcome, Store};
@@ -118,10 +118,10 @@ pub fn assemble(
     secrets: &Secrets,
     ca: CertificateAuthority,
     agents: &AgentGatewaySettings,
-    jobs: JobSettings,
-    publishing: crate::publishing::PublishingConfig,
+    engines: EngineSettings,
     gateway_port: u16,
 ) -> anyhow::Result<Runtime> {
+    let jobs = engines.jobs;
     let public_url = public_url(agents, gateway_port);
     let tls = gateway_tls(&ca, agents, &public_url)?;
     let auth = AuthSettings::default();
@@ -145,7 +145,7 @@ pub fn assemble(
     if let Some(not_after) = tls.not_after {
         metrics.certificate_expires("gateway", not_after);
     }
-    let app = Arc::new(App::new(store, metrics, tokens, auth, agent_settings, jobs, at_rest, publishing)?);
+    let app = Arc::new(App::new(store, metrics, tokens, auth, agent_settings, engines, at_rest)?);
     let gateway = GatewayConfig {
         cert_lifetime: time::Duration::try_from(agents.cert_lifetime)
             .context("agent certificate lifetime")?,
@@ -160,17 +160,15 @@ pub async fn build(settings: &Settings, gateway_port: u16) -> anyhow::Result<Run
     let store = open_store(settings).await?;
     let secrets = Secrets::load(settings)?;
     let ca = load_ca(&settings.data_dir, &settings.agents)?;
-    let mut runtime =
-        assemble(
-            store,
-            &settings.data_dir,
-            &secrets,
-            ca,
-            &settings.agents,
-            settings.jobs,
-            settings.publishing.clone(),
-            gateway_port,
-        )?;
+    let mut runtime = assemble(
+        store,
+        &settings.data_dir,
+        &secrets,
+        ca,
+        &settings.agents,
+        EngineSettings { jobs: settings.jobs, publishing: settings.publishing.clone() },
+        gateway_port,
+    )?;
     if let Some(limit) = settings.max_connections_per_address {
         runtime.gateway.connections.per_address = limit;
     }

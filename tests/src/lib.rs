@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod real_llm;
 pub mod replicas;
 pub mod sim;
+pub mod social;
 pub mod sse;
 
 use std::io::{BufRead, BufReader};

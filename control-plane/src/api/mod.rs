@@ -138,8 +138,8 @@ impl utoipa::Modify for BearerAuth {
 
 fn api_routes() -> OpenApiRouter<ApiState> {
     use routes::{
-        activities, agents, api_keys, audit_events, auth, documents, health, jobs, members, projects, publishing,
-        tenants,
+        activities, agents, api_keys, audit_events, auth, documents, health, jobs, members, projects,
+        publishing, tenants,
     };
     // The upload reads its body itself, counting against the upload limit.
     let (schemas, paths, upload) = routes!(documents::list, documents::upload);

@@ -46,8 +46,8 @@ use crate::cloud::DataKey;
 use crate::domain::Timestamp;
 use crate::service::actions;
 use crate::store::{
-    AccountStatus, Actor, NewAuditEvent, Outcome, PostAttempt, PostStatus, PublishResult, SealedTokens, SocialAccount,
-    SocialPost, Store, TokenRefresh,
+    AccountStatus, Actor, NewAuditEvent, Outcome, PostAttempt, PostStatus, PublishResult, SealedTokens,
+    SocialAccount, SocialPost, Store, TokenRefresh,
 };
 
 /// The engine's timings.
@@ -101,7 +101,9 @@ pub struct Publisher {
 }
 
 fn later(d: Duration) -> Timestamp {
-    Timestamp::from_datetime(Timestamp::now().as_datetime() + time::Duration::try_from(d).unwrap_or(time::Duration::ZERO))
+    Timestamp::from_datetime(
+        Timestamp::now().as_datetime() + time::Duration::try_from(d).unwrap_or(time::Duration::ZERO),
+    )
 }
 
 fn system_event(tenant_id: Uuid, action: &'static str, outcome: Outcome) -> NewAuditEvent {
@@ -121,7 +123,12 @@ enum NoToken {
 }
 
 impl Publisher {
-    pub fn new(store: Arc<dyn Store>, key: Arc<DataKey>, platforms: Platforms, settings: PublishSettings) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        key: Arc<DataKey>,
+        platforms: Platforms,
+        settings: PublishSettings,
+    ) -> Self {
         let owner = format!("{}:{}", gethostname::gethostname().to_string_lossy(), crate::domain::new_id());
         Self { store, key, platforms, settings, owner, wake: Notify::new() }
     }
@@ -203,10 +210,14 @@ impl Publisher {
         let (action, outcome) = match &result {
             PublishResult::Published { .. } => (actions::POST_PUBLISHED, Outcome::Success),
             PublishResult::Failed { .. } => (actions::POST_FAILED, Outcome::Rejected),
-            PublishResult::Unconfirmed { .. } | PublishResult::Wait { .. } => (actions::POST_UNCONFIRMED, Outcome::Error),
+            PublishResult::Unconfirmed { .. } | PublishResult::Wait { .. } => {
+                (actions::POST_UNCONFIRMED, Outcome::Error)
+            }
         };
         let details = match &result {
-            PublishResult::Published { platform_post_id, url } => serde_json::json!({ "platform_post_id": platform_post_id, "url": url }),
+            PublishResult::Published { platform_post_id, url } => {
+                serde_json::json!({ "platform_post_id": platform_post_id, "url": url })
+            }
             PublishResult::Failed { error, .. } => serde_json::json!({ "error": error }),
             PublishResult::Unconfirmed { reason, .. } => serde_json::json!({ "reason": reason }),
             PublishResult::Wait { reason, .. } => serde_json::json!({ "reason": reason }),
@@ -219,7 +230,14 @@ impl Publisher {
         }
     }
 
-    async fn attempt(&self, post: &SocialPost, kind: &str, started: Timestamp, outcome: &str, record: &CallRecord) {
+    async fn attempt(
+        &self,
+        post: &SocialPost,
+        kind: &str,
+        started: Timestamp,
+        outcome: &str,
+        record: &CallRecord,
+    ) {
         let attempt = PostAttempt {
             id: crate::domain::new_id(),
             post_id: post.id,
@@ -242,16 +260,26 @@ impl Publisher {
         loop {
             let (account, token) = match self.token(post.account_id, false).await {
                 Ok(t) => t,
-                Err(NoToken::Wait(until, reason)) => return PublishResult::Wait { until, reason, new_generation: false },
+                Err(NoToken::Wait(until, reason)) => {
+                    return PublishResult::Wait { until, reason, new_generation: false };
+                }
             };
             match self.store.mark_sending(post.id, &self.owner, Timestamp::now()).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    return PublishResult::Wait { until: Timestamp::now(), reason: "the lease was lost".into(), new_generation: false };
+                    return PublishResult::Wait {
+                        until: Timestamp::now(),
+                        reason: "the lease was lost".into(),
+                        new_generation: false,
+                    };
                 }
                 Err(e) => {
                     tracing::error!(error = %e, post = %post.id, "could not mark a post as sending");
-                    return PublishResult::Wait { until: later(Duration::from_secs(5)), reason: "the database was unavailable".into(), new_generation: false };
+                    return PublishResult::Wait {
+                        until: later(Duration::from_secs(5)),
+                        reason: "the database was unavailable".into(),
+                        new_generation: false,
+                    };
                 }
             }
             let started = Timestamp::now();
@@ -268,7 +296,10 @@ impl Publisher {
             self.attempt(post, "publish", started, label, &record).await;
             return match sent {
                 Sent::Created { id, url } => {
-                    let _ = self.store.account_checked(account.id, true, account.next_check_at, Timestamp::now()).await;
+                    let _ = self
+                        .store
+                        .account_checked(account.id, true, account.next_check_at, Timestamp::now())
+                        .await;
                     PublishResult::Published { platform_post_id: id, url }
                 }
                 Sent::Refused { error, hint } => PublishResult::Failed { error, hint },
@@ -302,7 +333,10 @@ impl Publisher {
                 }
                 Sent::NotSent { reason } => PublishResult::Wait {
                     until: later(Duration::from_secs(30)),
-                    reason: format!("{} could not be reached ({reason}); trying again shortly", account.network),
+                    reason: format!(
+                        "{} could not be reached ({reason}); trying again shortly",
+                        account.network
+                    ),
                     new_generation: true,
                 },
                 Sent::Unknown { reason } => PublishResult::Unconfirmed {
@@ -319,7 +353,10 @@ impl Publisher {
             let (account, token) = match self.token(post.account_id, false).await {
                 Ok(t) => t,
                 Err(NoToken::Wait(until, reason)) => {
-                    return PublishResult::Unconfirmed { reason, check_at: until.max(later(self.settings.reconcile_delay)) };
+                    return PublishResult::Unconfirmed {
+                        reason,
+                        check_at: until.max(later(self.settings.reconcile_delay)),
+                    };
                 }
             };
             let started = Timestamp::now();
@@ -336,12 +373,18 @@ impl Publisher {
                 Found::Present { id, url } => PublishResult::Published { platform_post_id: id, url },
                 Found::Absent => PublishResult::Wait {
                     until: Timestamp::now(),
-                    reason: format!("{} confirmed the post was not created; sending it again", account.network),
+                    reason: format!(
+                        "{} confirmed the post was not created; sending it again",
+                        account.network
+                    ),
                     new_generation: true,
                 },
                 Found::RateLimited { until, note } => {
                     let _ = self.store.account_rate_limited(account.id, until, &note).await;
-                    PublishResult::Unconfirmed { reason: format!("{note}; checking again after it"), check_at: until }
+                    PublishResult::Unconfirmed {
+                        reason: format!("{note}; checking again after it"),
+                        check_at: until,
+                    }
                 }
                 Found::TokenExpired if !refreshed => {
                     refreshed = true;
@@ -365,32 +408,50 @@ impl Publisher {
     /// The account and a usable access token, refreshed first when it is
     /// about to expire.
     async fn token(&self, account_id: Uuid, force: bool) -> Result<(SocialAccount, SecretString), NoToken> {
-        let unavailable = || NoToken::Wait(later(Duration::from_secs(5)), "the database was unavailable".into());
-        let (account, tokens) = match self.store.account_tokens(account_id).await {
-            Ok(Some(found)) => found,
-            Ok(None) => return Err(NoToken::Wait(later(Duration::from_secs(3600)), "the account was disconnected".into())),
-            Err(_) => return Err(unavailable()),
-        };
-        if account.status == AccountStatus::NeedsReconnect {
-            return Err(NoToken::Wait(
-                Timestamp::now(),
-                format!(
-                    "waiting for {} to be connected again: {}",
-                    account.handle,
-                    account.status_reason.clone().unwrap_or_default()
-                ),
-            ));
+        let unavailable =
+            || NoToken::Wait(later(Duration::from_secs(5)), "the database was unavailable".into());
+        let mut refreshed = false;
+        loop {
+            let (account, tokens) = match self.store.account_tokens(account_id).await {
+                Ok(Some(found)) => found,
+                Ok(None) => {
+                    return Err(NoToken::Wait(
+                        later(Duration::from_secs(3600)),
+                        "the account was disconnected".into(),
+                    ));
+                }
+                Err(_) => return Err(unavailable()),
+            };
+            if account.status == AccountStatus::NeedsReconnect {
+                return Err(NoToken::Wait(
+                    Timestamp::now(),
+                    format!(
+                        "waiting for {} to be connected again: {}",
+                        account.handle,
+                        account.status_reason.clone().unwrap_or_default()
+                    ),
+                ));
+            }
+            let margin =
+                time::Duration::try_from(self.settings.refresh_margin).unwrap_or(time::Duration::ZERO);
+            let expiring = tokens
+                .expires_at
+                .is_some_and(|at| at.as_datetime() - margin <= Timestamp::now().as_datetime());
+            // One refresh per call: a platform that gives short-lived tokens
+            // gets them used at once rather than refreshed again.
+            if Platforms::refreshes(account.network) && (force || expiring) && !refreshed {
+                self.refresh(&account).await?;
+                refreshed = true;
+                continue;
+            }
+            let token = self.key.open(account.tenant_id, &tokens.access).map_err(|_| {
+                NoToken::Wait(
+                    later(Duration::from_secs(60)),
+                    "the stored token could not be decrypted (was the data key changed?)".into(),
+                )
+            })?;
+            return Ok((account, token));
         }
-        let margin = time::Duration::try_from(self.settings.refresh_margin).unwrap_or(time::Duration::ZERO);
-        let expiring = tokens.expires_at.is_some_and(|at| at.as_datetime() - margin <= Timestamp::now().as_datetime());
-        if Platforms::refreshes(account.network) && (force || expiring) {
-            self.refresh(&account).await?;
-            return Box::pin(self.token(account_id, false)).await;
-        }
-        let token = self.key.open(account.tenant_id, &tokens.access).map_err(|_| {
-            NoToken::Wait(later(Duration::from_secs(60)), "the stored token could not be decrypted (was the data key changed?)".into())
-        })?;
-        Ok((account, token))
     }
 
     /// Refreshes an account's token, once across replicas: whoever takes the
@@ -398,15 +459,27 @@ impl Publisher {
     async fn refresh(&self, account: &SocialAccount) -> Result<(), NoToken> {
         let now = Timestamp::now();
         if let Some(retry_at) = account.refresh_retry_at.filter(|at| *at > now) {
-            return Err(NoToken::Wait(retry_at, "renewing the token failed for a passing reason; trying again then".into()));
+            return Err(NoToken::Wait(
+                retry_at,
+                "renewing the token failed for a passing reason; trying again then".into(),
+            ));
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let until = later(Duration::from_secs(30));
-            match self.store.lock_refresh(account.id, account.token_version, &self.owner, until, Timestamp::now()).await {
+            match self
+                .store
+                .lock_refresh(account.id, account.token_version, &self.owner, until, Timestamp::now())
+                .await
+            {
                 Ok(true) => return self.refresh_locked(account).await,
                 Ok(false) => {}
-                Err(_) => return Err(NoToken::Wait(later(Duration::from_secs(5)), "the database was unavailable".into())),
+                Err(_) => {
+                    return Err(NoToken::Wait(
+                        later(Duration::from_secs(5)),
+                        "the database was unavailable".into(),
+                    ));
+                }
             }
             // Someone else holds the lock, or has refreshed already.
             match self.store.account_tokens(account.id).await {
@@ -420,7 +493,10 @@ impl Publisher {
                 _ => {}
             }
             if std::time::Instant::now() > deadline {
-                return Err(NoToken::Wait(later(Duration::from_secs(5)), "another replica is renewing the token".into()));
+                return Err(NoToken::Wait(
+                    later(Duration::from_secs(5)),
+                    "another replica is renewing the token".into(),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -429,43 +505,73 @@ impl Publisher {
     async fn refresh_locked(&self, account: &SocialAccount) -> Result<(), NoToken> {
         let tokens = match self.store.account_tokens(account.id).await {
             Ok(Some((_, tokens))) => tokens,
-            _ => return Err(NoToken::Wait(later(Duration::from_secs(5)), "the database was unavailable".into())),
+            _ => {
+                return Err(NoToken::Wait(
+                    later(Duration::from_secs(5)),
+                    "the database was unavailable".into(),
+                ));
+            }
         };
-        let refresh = tokens.refresh.as_ref().and_then(|sealed| self.key.open(account.tenant_id, sealed).ok());
+        let refresh =
+            tokens.refresh.as_ref().and_then(|sealed| self.key.open(account.tenant_id, sealed).ok());
         let answer = match refresh {
             Some(refresh) => self.platforms.refresh(account, &refresh).await,
-            None => Refreshed::Refused { reason: "there is no refresh token; connect the account again".into() },
+            None => {
+                Refreshed::Refused { reason: "there is no refresh token; connect the account again".into() }
+            }
         };
         let now = Timestamp::now();
         let (outcome, result, audit) = match answer {
             Refreshed::Tokens { access, refresh, expires_in } => {
-                let seal = |s: &SecretString| self.key.seal(account.tenant_id, secrecy::ExposeSecret::expose_secret(s));
+                let seal = |s: &SecretString| {
+                    self.key.seal(account.tenant_id, secrecy::ExposeSecret::expose_secret(s))
+                };
                 let sealed = match (seal(&access), refresh.as_ref().map(seal).transpose()) {
                     (Ok(access), Ok(refresh)) => SealedTokens {
                         access,
                         refresh,
-                        expires_at: expires_in.map(|s| Timestamp::from_datetime(now.as_datetime() + time::Duration::seconds(s))),
+                        expires_at: expires_in.map(|s| {
+                            Timestamp::from_datetime(now.as_datetime() + time::Duration::seconds(s))
+                        }),
                     },
-                    _ => return Err(NoToken::Wait(later(Duration::from_secs(60)), "sealing the new token failed".into())),
+                    _ => {
+                        return Err(NoToken::Wait(
+                            later(Duration::from_secs(60)),
+                            "sealing the new token failed".into(),
+                        ));
+                    }
                 };
                 (TokenRefresh::Refreshed(sealed), Ok(()), None)
             }
             Refreshed::Retry { reason } => {
                 let backoff = Duration::from_secs(5u64 << account.refresh_failures.clamp(0, 7));
                 let retry_at = later(backoff);
-                let why = format!("renewing the token failed ({reason}); trying again at {}", retry_at.to_rfc3339_fixed());
-                (TokenRefresh::Retry { retry_at, reason: why.clone() }, Err(NoToken::Wait(retry_at, why)), None)
+                let why = format!(
+                    "renewing the token failed ({reason}); trying again at {}",
+                    retry_at.to_rfc3339_fixed()
+                );
+                (
+                    TokenRefresh::Retry { retry_at, reason: why.clone() },
+                    Err(NoToken::Wait(retry_at, why)),
+                    None,
+                )
             }
             Refreshed::Refused { reason } => {
-                let audit = system_event(account.tenant_id, actions::SOCIAL_ACCOUNT_NEEDS_RECONNECT, Outcome::Rejected)
-                    .resource("social_account", account.id)
-                    .details(serde_json::json!({ "reason": reason }));
+                let audit = system_event(
+                    account.tenant_id,
+                    actions::SOCIAL_ACCOUNT_NEEDS_RECONNECT,
+                    Outcome::Rejected,
+                )
+                .resource("social_account", account.id)
+                .details(serde_json::json!({ "reason": reason }));
                 let why = format!("waiting for {} to be connected again: {reason}", account.handle);
                 tracing::warn!(account = %account.id, network = %account.network, "the platform refused to renew an account's token");
                 (TokenRefresh::Refused { reason }, Err(NoToken::Wait(Timestamp::now(), why)), Some(audit))
             }
         };
-        if let Err(e) = self.store.finish_refresh(account.id, &self.owner, &outcome, now, audit.as_ref()).await {
+        if let Err(e) =
+            self.store.finish_refresh(account.id, &self.owner, &outcome, now, audit.as_ref()).await
+        {
             tracing::error!(error = %e, account = %account.id, "could not store a token refresh");
             return Err(NoToken::Wait(later(Duration::from_secs(5)), "the database was unavailable".into()));
         }
@@ -473,9 +579,10 @@ impl Publisher {
     }
 
     async fn needs_reconnect(&self, account: &SocialAccount, reason: &str) {
-        let audit = system_event(account.tenant_id, actions::SOCIAL_ACCOUNT_NEEDS_RECONNECT, Outcome::Rejected)
-            .resource("social_account", account.id)
-            .details(serde_json::json!({ "reason": reason }));
+        let audit =
+            system_event(account.tenant_id, actions::SOCIAL_ACCOUNT_NEEDS_RECONNECT, Outcome::Rejected)
+                .resource("social_account", account.id)
+                .details(serde_json::json!({ "reason": reason }));
         if let Err(e) = self.store.account_needs_reconnect(account.id, reason, &audit).await {
             tracing::error!(error = %e, account = %account.id, "could not mark an account for reconnecting");
         }

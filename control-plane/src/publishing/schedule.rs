@@ -20,8 +20,9 @@ pub fn zone(name: &str) -> Result<TimeZone, String> {
     if name.is_empty() || name.len() > 64 {
         return Err("give an IANA time zone name, e.g. Europe/Berlin or America/New_York".into());
     }
-    TimeZone::get(name)
-        .map_err(|_| format!("{name:?} is not an IANA time zone name; use e.g. Europe/Berlin or America/New_York"))
+    TimeZone::get(name).map_err(|_| {
+        format!("{name:?} is not an IANA time zone name; use e.g. Europe/Berlin or America/New_York")
+    })
 }
 
 /// Which of two instants a wall time that occurs twice means.
@@ -40,7 +41,8 @@ fn to_stamp(ts: jiff::Timestamp) -> Result<Timestamp, String> {
 
 fn to_jiff(ts: Timestamp) -> jiff::Timestamp {
     let micros = ts.as_datetime().unix_timestamp_nanos() / 1000;
-    jiff::Timestamp::from_microsecond(i64::try_from(micros).unwrap_or(0)).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    jiff::Timestamp::from_microsecond(i64::try_from(micros).unwrap_or(0))
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }
 
 /// Parses `YYYY-MM-DDTHH:MM[:SS]` as a wall time in `zone_name`.
@@ -106,13 +108,9 @@ pub fn local_date(at: Timestamp, tz: &TimeZone) -> Date {
 /// The instant a local date and minute of the day mean in a zone (a time
 /// in a gap moves forward by the gap, as calendars do).
 pub fn at_local(date: Date, minutes: u16, tz: &TimeZone) -> Option<Timestamp> {
-    let time = jiff::civil::Time::new(
-        i8::try_from(minutes / 60).ok()?,
-        i8::try_from(minutes % 60).ok()?,
-        0,
-        0,
-    )
-    .ok()?;
+    let time =
+        jiff::civil::Time::new(i8::try_from(minutes / 60).ok()?, i8::try_from(minutes % 60).ok()?, 0, 0)
+            .ok()?;
     let zoned = tz.to_ambiguous_zoned(date.to_datetime(time)).compatible().ok()?;
     to_stamp(zoned.timestamp()).ok()
 }
@@ -131,7 +129,12 @@ fn slot_weekday(day: SlotDay) -> Weekday {
 
 /// The instants of an account's slots from `from` (inclusive) to `to`
 /// (exclusive), in order.
-pub fn slot_instants(slots: &[PostingSlot], zone_name: &str, from: Timestamp, to: Timestamp) -> Vec<Timestamp> {
+pub fn slot_instants(
+    slots: &[PostingSlot],
+    zone_name: &str,
+    from: Timestamp,
+    to: Timestamp,
+) -> Vec<Timestamp> {
     let Ok(tz) = zone(zone_name) else { return Vec::new() };
     if slots.is_empty() || to <= from {
         return Vec::new();
@@ -185,8 +188,14 @@ mod tests {
 
     #[test]
     fn wall_times_become_instants_in_their_zone() {
-        assert_eq!(local_to_instant("2027-01-15T09:00", "Europe/Berlin", None).unwrap(), at("2027-01-15T08:00:00Z"));
-        assert_eq!(local_to_instant("2027-07-15T09:00", "Europe/Berlin", None).unwrap(), at("2027-07-15T07:00:00Z"));
+        assert_eq!(
+            local_to_instant("2027-01-15T09:00", "Europe/Berlin", None).unwrap(),
+            at("2027-01-15T08:00:00Z")
+        );
+        assert_eq!(
+            local_to_instant("2027-07-15T09:00", "Europe/Berlin", None).unwrap(),
+            at("2027-07-15T07:00:00Z")
+        );
         assert_eq!(instant_to_local(at("2027-07-15T07:00:00Z"), "Europe/Berlin"), "2027-07-15T09:00");
     }
 
@@ -219,18 +228,24 @@ mod tests {
 
     #[test]
     fn a_nine_oclock_slot_stays_at_nine_across_daylight_saving() {
-        let slots = [PostingSlot { weekday: SlotDay::Fri, time: SlotTime::parse("09:00").unwrap() }, PostingSlot {
-            weekday: SlotDay::Mon,
-            time: SlotTime::parse("09:00").unwrap(),
-        }];
+        let slots = [
+            PostingSlot { weekday: SlotDay::Fri, time: SlotTime::parse("09:00").unwrap() },
+            PostingSlot { weekday: SlotDay::Mon, time: SlotTime::parse("09:00").unwrap() },
+        ];
         // Europe/Berlin changes on Sunday 2027-03-28.
-        let found = slot_instants(&slots, "Europe/Berlin", at("2027-03-25T00:00:00Z"), at("2027-03-30T00:00:00Z"));
+        let found =
+            slot_instants(&slots, "Europe/Berlin", at("2027-03-25T00:00:00Z"), at("2027-03-30T00:00:00Z"));
         assert_eq!(found, vec![at("2027-03-26T08:00:00Z"), at("2027-03-29T07:00:00Z")]);
         for instant in found {
             assert!(instant_to_local(instant, "Europe/Berlin").ends_with("T09:00"));
         }
         // The next free slot skips a taken one.
-        let next = next_free_slot(&slots, "Europe/Berlin", at("2027-03-25T00:00:00Z"), &[at("2027-03-26T08:00:00Z")]);
+        let next = next_free_slot(
+            &slots,
+            "Europe/Berlin",
+            at("2027-03-25T00:00:00Z"),
+            &[at("2027-03-26T08:00:00Z")],
+        );
         assert_eq!(next, Some(at("2027-03-29T07:00:00Z")));
     }
 }

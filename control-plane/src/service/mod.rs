@@ -59,8 +59,8 @@ pub use members::{
 };
 pub use projects::{CreateCampaign, CreateProject, UpdateCampaign, UpdateProject};
 pub use publishing::{
-    AccountView, ConnectStarted, CreatePost, PostDetail, PostQuery, PostView, StartConnect, UpdateAccount, UpdatePost,
-    When, approval_gate, check_text, rules, text_length,
+    AccountView, ConnectStarted, CreatePost, PostDetail, PostQuery, PostView, StartConnect, UpdateAccount,
+    UpdatePost, When, approval_gate, check_text, rules, text_length,
 };
 pub use tenants::{CreateTenant, Me, UpdateTenant};
 
@@ -113,6 +113,14 @@ pub struct App {
     api_key_touches: Mutex<HashMap<Uuid, Instant>>,
 }
 
+/// The settings of the engines that work in the background: the job
+/// scheduler and the publisher.
+#[derive(Debug, Clone, Default)]
+pub struct EngineSettings {
+    pub jobs: JobSettings,
+    pub publishing: crate::publishing::PublishingConfig,
+}
+
 /// What the server keeps outside the database: the key that seals secrets
 /// at rest, and the storage of uploaded files.
 #[derive(Debug)]
@@ -128,10 +136,10 @@ impl App {
         tokens: AccessTokens,
         auth: AuthSettings,
         agents: AgentSettings,
-        job_settings: JobSettings,
+        engines: EngineSettings,
         at_rest: AtRest,
-        publishing: crate::publishing::PublishingConfig,
     ) -> anyhow::Result<Self> {
+        let EngineSettings { jobs: job_settings, publishing } = engines;
         let cluster = Arc::new(Cluster::new(store.postgres_pool(), metrics.clone()));
         let hub = Arc::new(Hub::new(metrics.clone(), cluster.clone(), agents.timings));
         let jobs = Arc::new(JobEngine::new(

@@ -20,8 +20,8 @@ use crate::publishing::connect::{STATE_TTL, pkce, state, state_hash};
 use crate::publishing::platforms::{Granted, Profile, mastodon, x};
 use crate::publishing::schedule::{self, Fold};
 use crate::store::{
-    AccountPatch, AccountStatus, Activity, MastodonApp, Network, NewAccount, NewPost, OAuthState, PostAttempt,
-    PostFilter, PostPatch, PostStatus, PostingSlot, SealedTokens, SocialAccount, SocialPost,
+    AccountPatch, AccountStatus, Activity, MastodonApp, Network, NewAccount, NewPost, OAuthState,
+    PostAttempt, PostFilter, PostPatch, PostStatus, PostingSlot, SealedTokens, SocialAccount, SocialPost,
 };
 
 /// An account as people see it: never its tokens.
@@ -214,14 +214,20 @@ pub fn check_text(network: Network, text: &str) -> Result<()> {
     if length > r.limit {
         return Err(Error::invalid(
             "text",
-            format!("{network} allows {} characters and this post has {length} as {network} counts them; shorten it", r.limit),
+            format!(
+                "{network} allows {} characters and this post has {length} as {network} counts them; shorten it",
+                r.limit
+            ),
         ));
     }
     let tags = marketer_pipeline::platforms::hashtags(text).len();
     if tags > r.max_hashtags {
         return Err(Error::invalid(
             "text",
-            format!("{network} posts take at most {} hashtags and this one has {tags}; remove some", r.max_hashtags),
+            format!(
+                "{network} posts take at most {} hashtags and this one has {tags}; remove some",
+                r.max_hashtags
+            ),
         ));
     }
     Ok(())
@@ -236,8 +242,13 @@ pub fn approval_gate(activity: Option<&Activity>, post_approved: bool) -> Result
     Err(Error::Conflict {
         code: "post_not_approved",
         message: match activity {
-            Some(_) => "the activity is not approved yet; approve it (or approve this post) before scheduling".into(),
-            None => "only approved posts can be scheduled; set \"approve\": true (members and above may approve)".into(),
+            Some(_) => {
+                "the activity is not approved yet; approve it (or approve this post) before scheduling".into()
+            }
+            None => {
+                "only approved posts can be scheduled; set \"approve\": true (members and above may approve)"
+                    .into()
+            }
         },
     })
 }
@@ -363,7 +374,10 @@ impl App {
     async fn check_projects(&self, access: &TenantAccess, ids: Option<&Vec<Uuid>>) -> Result<()> {
         for id in ids.into_iter().flatten() {
             if self.store.project(access.tenant_id, *id).await?.is_none() {
-                return Err(Error::invalid("project_ids", format!("{id} is not a project of this organisation")));
+                return Err(Error::invalid(
+                    "project_ids",
+                    format!("{id} is not a project of this organisation"),
+                ));
             }
         }
         Ok(())
@@ -378,16 +392,28 @@ impl App {
         let (verifier, challenge) = pkce();
         let (state, hash) = state();
         let (url, instance) = match req.network {
-            Network::X => (x::authorize_url(platforms, &state, &challenge).map_err(|m| Error::invalid("network", m))?, None),
+            Network::X => (
+                x::authorize_url(platforms, &state, &challenge).map_err(|m| Error::invalid("network", m))?,
+                None,
+            ),
             Network::Mastodon => {
-                let instance = req.instance.as_deref().ok_or_else(|| Error::invalid("instance", "give the Mastodon instance, e.g. mastodon.social"))?;
+                let instance = req.instance.as_deref().ok_or_else(|| {
+                    Error::invalid("instance", "give the Mastodon instance, e.g. mastodon.social")
+                })?;
                 let instance = mastodon::instance_url(instance, platforms.settings.allow_insecure_instances)
                     .map_err(|m| Error::invalid("instance", m))?;
                 let app = self.mastodon_app(&instance).await?;
-                (mastodon::authorize_url(platforms, &instance, &app.client_id, &state, &challenge).map_err(|m| Error::invalid("instance", m))?, Some(instance))
+                (
+                    mastodon::authorize_url(platforms, &instance, &app.client_id, &state, &challenge)
+                        .map_err(|m| Error::invalid("instance", m))?,
+                    Some(instance),
+                )
             }
             other => {
-                return Err(Error::invalid("network", format!("connecting {other} accounts is not available yet; X and Mastodon are")));
+                return Err(Error::invalid(
+                    "network",
+                    format!("connecting {other} accounts is not available yet; X and Mastodon are"),
+                ));
             }
         };
         let expires_at = Timestamp::from_datetime(Timestamp::now().as_datetime() + STATE_TTL);
@@ -412,10 +438,10 @@ impl App {
             return Ok(app);
         }
         let platforms = &self.publisher.platforms;
-        let (client_id, secret) = mastodon::register_app(platforms, instance)
-            .await
-            .map_err(|m| Error::invalid("instance", m))?;
-        let sealed = self.publisher.key().seal(Uuid::nil(), secret.expose_secret()).map_err(Error::internal)?;
+        let (client_id, secret) =
+            mastodon::register_app(platforms, instance).await.map_err(|m| Error::invalid("instance", m))?;
+        let sealed =
+            self.publisher.key().seal(Uuid::nil(), secret.expose_secret()).map_err(Error::internal)?;
         let app = MastodonApp {
             instance_url: instance.to_owned(),
             client_id,
@@ -437,9 +463,14 @@ impl App {
         let user = caller.user()?.clone();
         let gone = || Error::Gone {
             code: "authorization_expired",
-            message: "this authorisation is unknown, used or expired; start connecting the account again".into(),
+            message: "this authorisation is unknown, used or expired; start connecting the account again"
+                .into(),
         };
-        let pending = self.store.take_oauth_state(&state_hash(state_value), Timestamp::now()).await?.ok_or_else(gone)?;
+        let pending = self
+            .store
+            .take_oauth_state(&state_hash(state_value), Timestamp::now())
+            .await?
+            .ok_or_else(gone)?;
         if pending.user_id != user.id || pending.network != network {
             return Err(gone());
         }
@@ -455,9 +486,16 @@ impl App {
                 let instance = pending.instance_url.clone().ok_or_else(gone)?;
                 let app = self.store.mastodon_app(&instance).await?.ok_or_else(gone)?;
                 let secret = key.open(Uuid::nil(), &app.secret).map_err(Error::internal)?;
-                mastodon::exchange(platforms, &instance, &app.client_id, &secret, code, verifier.expose_secret())
-                    .await
-                    .map_err(refused)?
+                mastodon::exchange(
+                    platforms,
+                    &instance,
+                    &app.client_id,
+                    &secret,
+                    code,
+                    verifier.expose_secret(),
+                )
+                .await
+                .map_err(refused)?
             }
             _ => return Err(gone()),
         };
@@ -466,7 +504,9 @@ impl App {
         let tokens = SealedTokens {
             access: seal(&granted.access)?,
             refresh: granted.refresh.as_ref().map(seal).transpose()?,
-            expires_at: granted.expires_in.map(|s| Timestamp::from_datetime(now.as_datetime() + time::Duration::seconds(s))),
+            expires_at: granted
+                .expires_in
+                .map(|s| Timestamp::from_datetime(now.as_datetime() + time::Duration::seconds(s))),
         };
         let zone = self.store.user_time_zone(user.id).await?.unwrap_or_else(|| "UTC".into());
         let account = NewAccount {
@@ -493,7 +533,12 @@ impl App {
         Ok((pending.tenant_id, AccountView::of(&stored)))
     }
 
-    pub async fn update_social_account(&self, access: &TenantAccess, id: Uuid, req: UpdateAccount) -> Result<AccountView> {
+    pub async fn update_social_account(
+        &self,
+        access: &TenantAccess,
+        id: Uuid,
+        req: UpdateAccount,
+    ) -> Result<AccountView> {
         access.require(Permission::AccountsManage)?;
         if let Some(zone) = &req.posting_time_zone {
             schedule::zone(zone).map_err(|m| Error::invalid("posting_time_zone", m))?;
@@ -517,7 +562,9 @@ impl App {
             posting_slots: slots,
         };
         let audit = access.audit(actions::SOCIAL_ACCOUNT_UPDATE).resource("social_account", id);
-        Ok(AccountView::of(&self.store.update_account(access.tenant_id, id, &patch, &audit).await.or_not_found("account")?))
+        Ok(AccountView::of(
+            &self.store.update_account(access.tenant_id, id, &patch, &audit).await.or_not_found("account")?,
+        ))
     }
 
     pub async fn disconnect_social_account(&self, access: &TenantAccess, id: Uuid) -> Result<()> {
@@ -546,46 +593,55 @@ impl App {
             Ok(user) => self.store.user_time_zone(user.id).await?,
             Err(_) => None,
         };
-        let zone = when
-            .time_zone
-            .clone()
-            .or(user_zone)
-            .unwrap_or_else(|| account.posting_time_zone.clone());
+        let zone = when.time_zone.clone().or(user_zone).unwrap_or_else(|| account.posting_time_zone.clone());
         schedule::zone(&zone).map_err(|m| Error::invalid("time_zone", m))?;
         let now = Timestamp::now();
         let at = if let Some(at) = when.scheduled_at {
             at
         } else if let Some(local) = &when.local_time {
-            schedule::local_to_instant(local, &zone, when.fold).map_err(|m| Error::invalid("local_time", m))?
+            schedule::local_to_instant(local, &zone, when.fold)
+                .map_err(|m| Error::invalid("local_time", m))?
         } else if when.now {
             now
         } else if when.queue {
             if account.posting_slots.is_empty() {
-                return Err(Error::invalid("queue", format!("{} has no posting slots; add some in its settings", account.handle)));
+                return Err(Error::invalid(
+                    "queue",
+                    format!("{} has no posting slots; add some in its settings", account.handle),
+                ));
             }
             let horizon = Timestamp::from_datetime(now.as_datetime() + time::Duration::weeks(9));
             let taken: Vec<Timestamp> = self
                 .store
-                .posts(access.tenant_id, &PostFilter {
-                    from: Some(now),
-                    to: Some(horizon),
-                    account_id: Some(account.id),
-                    limit: MAX_LIST,
-                    ..PostFilter::default()
-                })
+                .posts(
+                    access.tenant_id,
+                    &PostFilter {
+                        from: Some(now),
+                        to: Some(horizon),
+                        account_id: Some(account.id),
+                        limit: MAX_LIST,
+                        ..PostFilter::default()
+                    },
+                )
                 .await?
                 .iter()
-                .filter(|p| !matches!(p.status, PostStatus::Cancelled | PostStatus::Deleted | PostStatus::Failed))
+                .filter(|p| {
+                    !matches!(p.status, PostStatus::Cancelled | PostStatus::Deleted | PostStatus::Failed)
+                })
                 .filter_map(|p| p.scheduled_at)
                 .collect();
-            let at = schedule::next_free_slot(&account.posting_slots, &account.posting_time_zone, now, &taken)
-                .ok_or_else(|| Error::invalid("queue", "every slot of the next eight weeks is taken"))?;
+            let at =
+                schedule::next_free_slot(&account.posting_slots, &account.posting_time_zone, now, &taken)
+                    .ok_or_else(|| Error::invalid("queue", "every slot of the next eight weeks is taken"))?;
             return Ok(Some((at, account.posting_time_zone.clone())));
         } else {
             return Ok(None);
         };
         if at.as_datetime() < now.as_datetime() - time::Duration::minutes(1) {
-            return Err(Error::invalid("scheduled_at", "that time has passed; choose a later one, or \"now\": true"));
+            return Err(Error::invalid(
+                "scheduled_at",
+                "that time has passed; choose a later one, or \"now\": true",
+            ));
         }
         if !Timestamp::date_in_range(at.date()) {
             return Err(Error::invalid("scheduled_at", "the date is out of range"));
@@ -600,34 +656,38 @@ impl App {
         idempotency_key: Option<String>,
     ) -> Result<(PostView, bool)> {
         access.require(Permission::PostsWrite)?;
-        let account = self
-            .store
-            .account(access.tenant_id, req.account_id)
-            .await?
-            .ok_or_else(|| Error::invalid("account_id", "no connected account of this organisation has this id"))?;
+        let account = self.store.account(access.tenant_id, req.account_id).await?.ok_or_else(|| {
+            Error::invalid("account_id", "no connected account of this organisation has this id")
+        })?;
         let mut project_id = req.project_id;
         let mut campaign_id = req.campaign_id;
         let mut text = req.text.clone();
         let mut version = None;
         let activity = match req.activity_id {
             Some(id) => {
-                let activity = self
-                    .store
-                    .activity(access.tenant_id, id)
-                    .await?
-                    .ok_or_else(|| Error::invalid("activity_id", "no activity of this organisation has this id"))?;
+                let activity = self.store.activity(access.tenant_id, id).await?.ok_or_else(|| {
+                    Error::invalid("activity_id", "no activity of this organisation has this id")
+                })?;
                 project_id = project_id.or(Some(activity.project_id));
                 campaign_id = campaign_id.or(activity.campaign_id);
                 let variant = req.variant.clone().unwrap_or_else(|| account.network.to_string());
                 let platform: Platform = serde_json::from_value(serde_json::Value::String(variant.clone()))
-                    .map_err(|_| Error::invalid("variant", format!("{variant:?} is not a platform of the activity's posts")))?;
+                    .map_err(|_| {
+                    Error::invalid(
+                        "variant",
+                        format!("{variant:?} is not a platform of the activity's posts"),
+                    )
+                })?;
                 let content = activity.content_run.as_ref().and_then(super::activities::result_of);
                 let found = content.and_then(|r| r.social.iter().find(|v| v.platform == platform));
                 match (found, &text) {
                     (_, Some(_)) => {}
                     (Some(v), None) => text = Some(v.text.clone()),
                     (None, None) => {
-                        return Err(Error::invalid("variant", format!("the activity has no {variant} post; pick one it has")));
+                        return Err(Error::invalid(
+                            "variant",
+                            format!("the activity has no {variant} post; pick one it has"),
+                        ));
                     }
                 }
                 if let Some(run) = &activity.content_run {
@@ -641,11 +701,17 @@ impl App {
         let text = text.ok_or_else(|| Error::invalid("text", "a post needs text (or an activity_id)"))?;
         check_text(account.network, &text)?;
         if let Some(pid) = project_id {
-            self.store.project(access.tenant_id, pid).await?.ok_or_else(|| Error::invalid("project_id", "no project of this organisation has this id"))?;
+            self.store
+                .project(access.tenant_id, pid)
+                .await?
+                .ok_or_else(|| Error::invalid("project_id", "no project of this organisation has this id"))?;
             if let Some(allowed) = &account.project_ids
                 && !allowed.contains(&pid)
             {
-                return Err(Error::invalid("account_id", format!("{} is not available to this project", account.handle)));
+                return Err(Error::invalid(
+                    "account_id",
+                    format!("{} is not available to this project", account.handle),
+                ));
             }
         }
         if let Some(key) = &idempotency_key
@@ -654,7 +720,16 @@ impl App {
             return Ok((existing, false));
         }
         let when = self.resolve_when(access, &account, &req.when).await?;
-        let approved_by = if req.approve { Some(access.caller.creator_id().ok_or_else(|| Error::Forbidden("approving needs a person".into()))?) } else { None };
+        let approved_by = if req.approve {
+            Some(
+                access
+                    .caller
+                    .creator_id()
+                    .ok_or_else(|| Error::Forbidden("approving needs a person".into()))?,
+            )
+        } else {
+            None
+        };
         let (status, scheduled_at, zone) = match when {
             Some((at, zone)) => {
                 approval_gate(activity.as_ref(), approved_by.is_some())?;
@@ -733,16 +808,22 @@ impl App {
     pub async fn update_post(&self, access: &TenantAccess, id: Uuid, req: UpdatePost) -> Result<PostView> {
         access.require(Permission::PostsWrite)?;
         let post = self.store.post(access.tenant_id, id).await.found("post")?;
-        let account = self.store.account(access.tenant_id, post.account_id).await?.ok_or_else(|| Error::Conflict {
-            code: "account_disconnected",
-            message: "the post's account was disconnected; create the post on another account".into(),
-        })?;
+        let account =
+            self.store.account(access.tenant_id, post.account_id).await?.ok_or_else(|| Error::Conflict {
+                code: "account_disconnected",
+                message: "the post's account was disconnected; create the post on another account".into(),
+            })?;
         if let Some(text) = &req.text {
             check_text(account.network, text)?;
         }
         let mut patch = PostPatch { text: req.text.clone(), ..PostPatch::default() };
         if req.approve {
-            patch.approved_by = Some(access.caller.creator_id().ok_or_else(|| Error::Forbidden("approving needs a person".into()))?);
+            patch.approved_by = Some(
+                access
+                    .caller
+                    .creator_id()
+                    .ok_or_else(|| Error::Forbidden("approving needs a person".into()))?,
+            );
         }
         if req.cancel {
             patch.status = Some(PostStatus::Cancelled);
@@ -777,11 +858,14 @@ impl App {
         if post.status == PostStatus::Published
             && let Some(platform_id) = &post.platform_post_id
         {
-            let (account, tokens) = self.store.account_tokens(post.account_id).await?.ok_or_else(|| Error::Conflict {
-                code: "account_disconnected",
-                message: "the account was disconnected: reconnect it to delete the post on the platform".into(),
-            })?;
-            let token = self.publisher.key().open(account.tenant_id, &tokens.access).map_err(Error::internal)?;
+            let (account, tokens) =
+                self.store.account_tokens(post.account_id).await?.ok_or_else(|| Error::Conflict {
+                    code: "account_disconnected",
+                    message: "the account was disconnected: reconnect it to delete the post on the platform"
+                        .into(),
+                })?;
+            let token =
+                self.publisher.key().open(account.tenant_id, &tokens.access).map_err(Error::internal)?;
             let started = Timestamp::now();
             let record = self
                 .publisher

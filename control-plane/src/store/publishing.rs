@@ -323,13 +323,26 @@ pub struct PostFilter {
 /// How a publish attempt ended, as the engine records it.
 #[derive(Debug, Clone)]
 pub enum PublishResult {
-    Published { platform_post_id: String, url: Option<String> },
+    Published {
+        platform_post_id: String,
+        url: Option<String>,
+    },
     /// Refused by the platform for a reason a person must act on.
-    Failed { error: String, hint: String },
+    Failed {
+        error: String,
+        hint: String,
+    },
     /// Sent, outcome unknown: reconcile before sending again.
-    Unconfirmed { reason: String, check_at: Timestamp },
+    Unconfirmed {
+        reason: String,
+        check_at: Timestamp,
+    },
     /// Not sent (or proven absent): wait and try again.
-    Wait { until: Timestamp, reason: String, new_generation: bool },
+    Wait {
+        until: Timestamp,
+        reason: String,
+        new_generation: bool,
+    },
 }
 
 /// One request to a platform about a post, for the post's history.
@@ -396,8 +409,14 @@ pub trait PublishingStore {
     async fn disconnect_account(&self, tenant_id: Uuid, id: Uuid, audit: &NewAuditEvent) -> Result<()>;
     /// Takes the account's refresh lock until `until` if nobody holds it
     /// and its tokens are still at `version` (else someone refreshed them).
-    async fn lock_refresh(&self, id: Uuid, version: i64, owner: &str, until: Timestamp, now: Timestamp)
-    -> Result<bool>;
+    async fn lock_refresh(
+        &self,
+        id: Uuid,
+        version: i64,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool>;
     /// Records a refresh's outcome and releases the lock (only its holder).
     async fn finish_refresh(
         &self,
@@ -411,7 +430,13 @@ pub trait PublishingStore {
     async fn account_needs_reconnect(&self, id: Uuid, reason: &str, audit: &NewAuditEvent) -> Result<()>;
     async fn account_rate_limited(&self, id: Uuid, until: Timestamp, note: &str) -> Result<()>;
     /// A call with the account's token succeeded (or a health check ran).
-    async fn account_checked(&self, id: Uuid, ok: bool, next_check_at: Timestamp, now: Timestamp) -> Result<()>;
+    async fn account_checked(
+        &self,
+        id: Uuid,
+        ok: bool,
+        next_check_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<()>;
     /// Connected accounts whose health check is due.
     async fn accounts_due_check(&self, now: Timestamp, limit: i64) -> Result<Vec<Uuid>>;
 

@@ -209,8 +209,7 @@ impl TestServer {
             &test_secrets(),
             ca,
             &agents,
-            test_job_settings(),
-            Default::default(),
+            server::EngineSettings { jobs: test_job_settings(), ..Default::default() },
             gateway_port,
         )
         .expect("runtime");

@@ -12,8 +12,8 @@ use crate::api::error::ErrorBody;
 use crate::api::extract::{Json, Path, Query};
 use crate::error::{Error, Result};
 use crate::service::{
-    AccountView, Caller, ConnectStarted, CreatePost, PostDetail, PostQuery, PostView, StartConnect, TenantAccess,
-    UpdateAccount, UpdatePost, actions,
+    AccountView, Caller, ConnectStarted, CreatePost, PostDetail, PostQuery, PostView, StartConnect,
+    TenantAccess, UpdateAccount, UpdatePost, actions,
 };
 use crate::store::Network;
 
@@ -32,7 +32,10 @@ pub struct PostPath {
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/accounts", tag = "publishing", security(("bearer" = [])),
     params(("tenant_id" = Uuid, Path)),
     responses((status = 200, body = Vec<AccountView>), (status = 404, body = ErrorBody)))]
-pub async fn list_accounts(State(state): State<ApiState>, access: TenantAccess) -> Result<Json<Vec<AccountView>>> {
+pub async fn list_accounts(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+) -> Result<Json<Vec<AccountView>>> {
     Ok(Json(state.app.social_accounts(&access).await?))
 }
 
@@ -86,9 +89,13 @@ pub async fn disconnect_account(
 /// The `Idempotency-Key` header: 1 to 255 printable ASCII characters.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
-    let text = value.to_str().ok().filter(|t| !t.is_empty() && t.len() <= 255 && t.bytes().all(|b| (0x21..0x7f).contains(&b)));
-    text.map(|t| Some(t.to_owned()))
-        .ok_or_else(|| Error::invalid("Idempotency-Key", "must be 1 to 255 printable characters without spaces"))
+    let text = value
+        .to_str()
+        .ok()
+        .filter(|t| !t.is_empty() && t.len() <= 255 && t.bytes().all(|b| (0x21..0x7f).contains(&b)));
+    text.map(|t| Some(t.to_owned())).ok_or_else(|| {
+        Error::invalid("Idempotency-Key", "must be 1 to 255 printable characters without spaces")
+    })
 }
 
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/posts", tag = "publishing", operation_id = actions::POST_CREATE,
@@ -126,7 +133,11 @@ pub async fn list_posts(
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/posts/{post_id}", tag = "publishing", security(("bearer" = [])),
     params(("tenant_id" = Uuid, Path), ("post_id" = Uuid, Path)),
     responses((status = 200, body = PostDetail), (status = 404, body = ErrorBody)))]
-pub async fn get_post(State(state): State<ApiState>, access: TenantAccess, Path(p): Path<PostPath>) -> Result<Json<PostDetail>> {
+pub async fn get_post(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Path(p): Path<PostPath>,
+) -> Result<Json<PostDetail>> {
     Ok(Json(state.app.post_detail(&access, p.post_id).await?))
 }
 
@@ -147,7 +158,11 @@ pub async fn update_post(
     security(("bearer" = [])), params(("tenant_id" = Uuid, Path), ("post_id" = Uuid, Path)),
     responses((status = 204, description = "deleted (a published post on its platform too)"), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, description = "publishing now, or the platform refused", body = ErrorBody)))]
-pub async fn delete_post(State(state): State<ApiState>, access: TenantAccess, Path(p): Path<PostPath>) -> Result<StatusCode> {
+pub async fn delete_post(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Path(p): Path<PostPath>,
+) -> Result<StatusCode> {
     state.app.delete_post(&access, p.post_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -193,10 +208,8 @@ pub async fn oauth_callback(
     axum::extract::Query(q): axum::extract::Query<CallbackQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let wants_html = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
+    let wants_html =
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"));
     let result = async {
         let network: Network = network.parse().map_err(|_| Error::NotFound("network"))?;
         if let Some(error) = q.error {
@@ -210,17 +223,28 @@ pub async fn oauth_callback(
         }
         let (code, state_value) = match (q.code, q.state) {
             (Some(c), Some(s)) if !c.is_empty() && c.len() <= 2048 && s.len() <= 512 => (c, s),
-            _ => return Err(Error::invalid("code", "the platform's answer has no code and state; start again")),
+            _ => {
+                return Err(Error::invalid(
+                    "code",
+                    "the platform's answer has no code and state; start again",
+                ));
+            }
         };
         state.app.finish_connect(&caller, network, &code, &state_value).await
     }
     .await;
     match (result, wants_html) {
-        (Ok((tenant, _)), true) => Redirect::to(&format!("/t/{tenant}/settings/accounts?connected=1")).into_response(),
+        (Ok((tenant, _)), true) => {
+            Redirect::to(&format!("/t/{tenant}/settings/accounts?connected=1")).into_response()
+        }
         (Ok((_, account)), false) => (StatusCode::CREATED, Json(account)).into_response(),
         (Err(e), true) => {
             let status = e.status();
-            crate::ui::page::error_page(status, "The account was not connected", &crate::ui::page::ui_words(&e.to_string()))
+            crate::ui::page::error_page(
+                status,
+                "The account was not connected",
+                &crate::ui::page::ui_words(&e.to_string()),
+            )
         }
         (Err(e), false) => e.into_response(),
     }

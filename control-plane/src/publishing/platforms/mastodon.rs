@@ -31,9 +31,15 @@ fn base(account: &SocialAccount) -> &str {
 pub fn instance_url(text: &str, allow_insecure: bool) -> Result<String, String> {
     let text = text.trim().trim_end_matches('/');
     let text = if text.contains("://") { text.to_owned() } else { format!("https://{text}") };
-    let url = reqwest::Url::parse(&text).map_err(|_| format!("{text:?} is not an instance address; write e.g. mastodon.social"))?;
+    let url = reqwest::Url::parse(&text)
+        .map_err(|_| format!("{text:?} is not an instance address; write e.g. mastodon.social"))?;
     let scheme_ok = url.scheme() == "https" || (allow_insecure && url.scheme() == "http");
-    if !scheme_ok || url.host_str().is_none() || url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
+    if !scheme_ok
+        || url.host_str().is_none()
+        || url.path() != "/"
+        || url.query().is_some()
+        || !url.username().is_empty()
+    {
         return Err("give the instance as https://host, e.g. https://mastodon.social".into());
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
@@ -53,12 +59,16 @@ fn classify(answer: &Answer, now: Timestamp) -> Sent {
             note: format!("Mastodon rate limit reached ({})", answer.message()),
         },
         // Mastodon tokens do not expire: a 401 means revoked.
-        StatusCode::UNAUTHORIZED => Sent::Unauthorized { reason: format!("the instance refused the token: {}", answer.message()) },
+        StatusCode::UNAUTHORIZED => {
+            Sent::Unauthorized { reason: format!("the instance refused the token: {}", answer.message()) }
+        }
         StatusCode::FORBIDDEN => Sent::Refused {
             error: format!("the instance refused the post: {}", answer.message()),
             hint: "Check that the account may post (it may be suspended or awaiting approval).".into(),
         },
-        s if s.is_server_error() => Sent::Unknown { reason: format!("the instance answered {}: {}", s.as_u16(), answer.message()) },
+        s if s.is_server_error() => {
+            Sent::Unknown { reason: format!("the instance answered {}: {}", s.as_u16(), answer.message()) }
+        }
         s => Sent::Refused {
             error: format!("the instance refused the post ({}): {}", s.as_u16(), answer.message()),
             hint: "Edit the post and schedule it again.".into(),
@@ -66,7 +76,12 @@ fn classify(answer: &Answer, now: Timestamp) -> Sent {
     }
 }
 
-async fn send_status(p: &Platforms, account: &SocialAccount, token: &SecretString, post: &SocialPost) -> (Sent, CallRecord) {
+async fn send_status(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    post: &SocialPost,
+) -> (Sent, CallRecord) {
     let sent = p
         .http()
         .post(format!("{}/api/v1/statuses", base(account)))
@@ -81,17 +96,29 @@ async fn send_status(p: &Platforms, account: &SocialAccount, token: &SecretStrin
                 let record = a.record();
                 (classify(&a, Timestamp::now()), record)
             }
-            Err(e) => (Sent::Unknown { reason: format!("the answer was cut off: {e}") }, CallRecord::default()),
+            Err(e) => {
+                (Sent::Unknown { reason: format!("the answer was cut off: {e}") }, CallRecord::default())
+            }
         },
         Err(e) => (transport(&e), CallRecord { detail: e.to_string(), ..CallRecord::default() }),
     }
 }
 
-pub async fn publish(p: &Platforms, account: &SocialAccount, token: &SecretString, post: &SocialPost) -> (Sent, CallRecord) {
+pub async fn publish(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    post: &SocialPost,
+) -> (Sent, CallRecord) {
     send_status(p, account, token, post).await
 }
 
-pub async fn find(p: &Platforms, account: &SocialAccount, token: &SecretString, post: &SocialPost) -> (Found, CallRecord) {
+pub async fn find(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    post: &SocialPost,
+) -> (Found, CallRecord) {
     let since = post.unconfirmed_since.unwrap_or(post.updated_at);
     if Timestamp::now().as_datetime() - since.as_datetime() < IDEMPOTENCY_WINDOW {
         // The same key again: the instance answers with the status the
@@ -118,11 +145,19 @@ pub async fn find(p: &Platforms, account: &SocialAccount, token: &SecretString, 
             Ok(a) => a,
             Err(e) => return (Found::Unknown { reason: e.to_string() }, CallRecord::default()),
         },
-        Err(e) => return (Found::Unknown { reason: format!("could not reach the instance: {e}") }, CallRecord::default()),
+        Err(e) => {
+            return (
+                Found::Unknown { reason: format!("could not reach the instance: {e}") },
+                CallRecord::default(),
+            );
+        }
     };
     let record = answer.record();
     if !answer.status.is_success() {
-        return (Found::Unknown { reason: format!("the instance answered {}", answer.status.as_u16()) }, record);
+        return (
+            Found::Unknown { reason: format!("the instance answered {}", answer.status.as_u16()) },
+            record,
+        );
     }
     let want = plain(&post.text);
     let statuses = answer.json();
@@ -131,11 +166,15 @@ pub async fn find(p: &Platforms, account: &SocialAccount, token: &SecretString, 
         if item["content"].as_str().map(plain) == Some(want.clone())
             && let Some(id) = item["id"].as_str()
         {
-            return (Found::Present { id: id.to_owned(), url: item["url"].as_str().map(str::to_owned) }, record);
+            return (
+                Found::Present { id: id.to_owned(), url: item["url"].as_str().map(str::to_owned) },
+                record,
+            );
         }
     }
     // Absent only if the page reaches back before the first request.
-    let oldest = items.last().and_then(|i| i["created_at"].as_str()).and_then(|t| Timestamp::parse_rfc3339(t).ok());
+    let oldest =
+        items.last().and_then(|i| i["created_at"].as_str()).and_then(|t| Timestamp::parse_rfc3339(t).ok());
     if items.len() < 40 || oldest.is_some_and(|o| o < since) {
         (Found::Absent, record)
     } else {
@@ -158,11 +197,21 @@ fn plain(html: &str) -> String {
             _ => {}
         }
     }
-    let out = out.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#39;", "'");
+    let out = out
+        .replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'");
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-pub async fn delete(p: &Platforms, account: &SocialAccount, token: &SecretString, id: &str) -> Result<CallRecord, String> {
+pub async fn delete(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    id: &str,
+) -> Result<CallRecord, String> {
     let response = p
         .http()
         .delete(format!("{}/api/v1/statuses/{id}", base(account)))
@@ -174,7 +223,11 @@ pub async fn delete(p: &Platforms, account: &SocialAccount, token: &SecretString
     if answer.status.is_success() || answer.status == StatusCode::NOT_FOUND {
         Ok(answer.record())
     } else {
-        Err(format!("the instance refused to delete the status ({}): {}", answer.status.as_u16(), answer.message()))
+        Err(format!(
+            "the instance refused to delete the status ({}): {}",
+            answer.status.as_u16(),
+            answer.message()
+        ))
     }
 }
 
@@ -200,19 +253,28 @@ async fn verify(p: &Platforms, instance: &str, token: &SecretString) -> Result<P
             let id = v["id"].as_str().unwrap_or_default().to_owned();
             let acct = v["acct"].as_str().or(v["username"].as_str()).unwrap_or_default().to_owned();
             if id.is_empty() || acct.is_empty() {
-                return Err(Health::Unreachable { reason: "the instance answered without the account's id".into() });
+                return Err(Health::Unreachable {
+                    reason: "the instance answered without the account's id".into(),
+                });
             }
-            let host = reqwest::Url::parse(instance).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+            let host = reqwest::Url::parse(instance)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default();
             Ok(Profile {
                 external_id: id,
                 handle: if acct.contains('@') { format!("@{acct}") } else { format!("@{acct}@{host}") },
-                display_name: v["display_name"].as_str().filter(|n| !n.is_empty()).unwrap_or(&acct).to_owned(),
+                display_name: v["display_name"]
+                    .as_str()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or(&acct)
+                    .to_owned(),
                 profile_url: v["url"].as_str().map(str::to_owned),
             })
         }
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            Err(Health::Unauthorized { reason: format!("the instance refused the token: {}", answer.message()) })
-        }
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(Health::Unauthorized {
+            reason: format!("the instance refused the token: {}", answer.message()),
+        }),
         StatusCode::TOO_MANY_REQUESTS => Err(Health::RateLimited {
             until: limited_until(&answer.headers, Timestamp::now()),
             note: "Mastodon rate limit on account checks".into(),
@@ -242,7 +304,13 @@ pub async fn register_app(p: &Platforms, instance: &str) -> Result<(String, Secr
     }
 }
 
-pub fn authorize_url(p: &Platforms, instance: &str, client_id: &str, state: &str, challenge: &str) -> Result<String, String> {
+pub fn authorize_url(
+    p: &Platforms,
+    instance: &str,
+    client_id: &str,
+    state: &str,
+    challenge: &str,
+) -> Result<String, String> {
     let mut url = reqwest::Url::parse(&format!("{instance}/oauth/authorize")).map_err(|e| e.to_string())?;
     url.query_pairs_mut()
         .append_pair("response_type", "code")
@@ -283,9 +351,14 @@ pub async fn exchange(
         return Err(format!("{instance} refused the authorisation: {}", answer.message()));
     }
     let v = answer.json();
-    let access = v["access_token"].as_str().filter(|t| !t.is_empty()).ok_or("the instance answered without a token")?;
+    let access = v["access_token"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .ok_or("the instance answered without a token")?;
     let granted = Granted { access: SecretString::from(access.to_owned()), refresh: None, expires_in: None };
-    let profile = verify(p, instance, &granted.access).await.map_err(|h| format!("the instance did not show the account: {h:?}"))?;
+    let profile = verify(p, instance, &granted.access)
+        .await
+        .map_err(|h| format!("the instance did not show the account: {h:?}"))?;
     Ok((granted, profile))
 }
 
@@ -305,6 +378,9 @@ mod tests {
 
     #[test]
     fn html_content_compares_with_the_text() {
-        assert_eq!(plain("<p>Spring open house &amp; tour<br>#homes</p>"), plain("Spring open house & tour\n#homes"));
+        assert_eq!(
+            plain("<p>Spring open house &amp; tour<br>#homes</p>"),
+            plain("Spring open house & tour\n#homes")
+        );
     }
 }

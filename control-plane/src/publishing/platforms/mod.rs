@@ -67,18 +67,33 @@ pub struct CallRecord {
 /// How a publish request ended.
 #[derive(Debug, Clone)]
 pub enum Sent {
-    Created { id: String, url: Option<String> },
+    Created {
+        id: String,
+        url: Option<String>,
+    },
     /// Refused for a reason a person must fix (the text, a permission).
-    Refused { error: String, hint: String },
+    Refused {
+        error: String,
+        hint: String,
+    },
     /// The access token expired: refresh, then send again (nothing was created).
     TokenExpired,
     /// The credentials are revoked or invalid for good.
-    Unauthorized { reason: String },
-    RateLimited { until: Timestamp, note: String },
+    Unauthorized {
+        reason: String,
+    },
+    RateLimited {
+        until: Timestamp,
+        note: String,
+    },
     /// Never reached the platform (connection refused, DNS): safe to send again.
-    NotSent { reason: String },
+    NotSent {
+        reason: String,
+    },
     /// Maybe created (timeout, reset, 5xx after sending).
-    Unknown { reason: String },
+    Unknown {
+        reason: String,
+    },
 }
 
 /// What looking for a post with an unknown outcome found.
@@ -155,7 +170,12 @@ impl Platforms {
         matches!(network, Network::X | Network::Linkedin | Network::Bluesky)
     }
 
-    pub async fn publish(&self, account: &SocialAccount, token: &SecretString, post: &SocialPost) -> (Sent, CallRecord) {
+    pub async fn publish(
+        &self,
+        account: &SocialAccount,
+        token: &SecretString,
+        post: &SocialPost,
+    ) -> (Sent, CallRecord) {
         match account.network {
             Network::X => x::publish(self, token, post).await,
             Network::Mastodon => mastodon::publish(self, account, token, post).await,
@@ -163,7 +183,12 @@ impl Platforms {
         }
     }
 
-    pub async fn find(&self, account: &SocialAccount, token: &SecretString, post: &SocialPost) -> (Found, CallRecord) {
+    pub async fn find(
+        &self,
+        account: &SocialAccount,
+        token: &SecretString,
+        post: &SocialPost,
+    ) -> (Found, CallRecord) {
         match account.network {
             Network::X => x::find(self, account, token, post).await,
             Network::Mastodon => mastodon::find(self, account, token, post).await,
@@ -174,7 +199,12 @@ impl Platforms {
         }
     }
 
-    pub async fn delete(&self, account: &SocialAccount, token: &SecretString, id: &str) -> Result<CallRecord, String> {
+    pub async fn delete(
+        &self,
+        account: &SocialAccount,
+        token: &SecretString,
+        id: &str,
+    ) -> Result<CallRecord, String> {
         match account.network {
             Network::X => x::delete(self, token, id).await,
             Network::Mastodon => mastodon::delete(self, account, token, id).await,
@@ -185,7 +215,9 @@ impl Platforms {
     pub async fn refresh(&self, account: &SocialAccount, refresh: &SecretString) -> Refreshed {
         match account.network {
             Network::X => x::refresh(self, refresh).await,
-            other => Refreshed::Refused { reason: format!("{other} tokens cannot be refreshed; connect the account again") },
+            other => Refreshed::Refused {
+                reason: format!("{other} tokens cannot be refreshed; connect the account again"),
+            },
         }
     }
 
@@ -216,7 +248,9 @@ pub fn rate_window(headers: &HeaderMap, now: Timestamp) -> (Option<i64>, Option<
         .or_else(|| get("x-ratelimit-remaining"))
         .or_else(|| get("ratelimit-remaining"))
         .and_then(|v| v.parse::<i64>().ok());
-    let from_seconds = |secs: i64| Timestamp::from_datetime(now.as_datetime() + time::Duration::seconds(secs.clamp(0, 7 * 86_400)));
+    let from_seconds = |secs: i64| {
+        Timestamp::from_datetime(now.as_datetime() + time::Duration::seconds(secs.clamp(0, 7 * 86_400)))
+    };
     let reset = get("x-rate-limit-reset")
         .or_else(|| get("x-ratelimit-reset"))
         .and_then(|v| {
@@ -240,7 +274,10 @@ pub fn rate_window(headers: &HeaderMap, now: Timestamp) -> (Option<i64>, Option<
 pub(crate) fn limited_until(headers: &HeaderMap, now: Timestamp) -> Timestamp {
     let (_, reset) = rate_window(headers, now);
     let floor = Timestamp::from_datetime(now.as_datetime() + time::Duration::seconds(1));
-    reset.filter(|r| *r > now).unwrap_or_else(|| Timestamp::from_datetime(now.as_datetime() + time::Duration::minutes(1))).max(floor)
+    reset
+        .filter(|r| *r > now)
+        .unwrap_or_else(|| Timestamp::from_datetime(now.as_datetime() + time::Duration::minutes(1)))
+        .max(floor)
 }
 
 /// The request id a platform gave, if any.
@@ -349,14 +386,20 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-rate-limit-remaining", "0".parse().unwrap());
         h.insert("x-rate-limit-reset", "1798761660".parse().unwrap());
-        assert_eq!(rate_window(&h, now), (Some(0), Some(Timestamp::parse_rfc3339("2027-01-01T00:01:00Z").unwrap())));
+        assert_eq!(
+            rate_window(&h, now),
+            (Some(0), Some(Timestamp::parse_rfc3339("2027-01-01T00:01:00Z").unwrap()))
+        );
         let mut h = HeaderMap::new();
         h.insert("x-ratelimit-reset", "2027-01-01T00:05:00.000000Z".parse().unwrap());
         assert_eq!(rate_window(&h, now).1, Some(Timestamp::parse_rfc3339("2027-01-01T00:05:00Z").unwrap()));
         let mut h = HeaderMap::new();
         h.insert("retry-after", "30".parse().unwrap());
         assert_eq!(limited_until(&h, now), Timestamp::parse_rfc3339("2027-01-01T00:00:30Z").unwrap());
-        assert_eq!(limited_until(&HeaderMap::new(), now), Timestamp::parse_rfc3339("2027-01-01T00:01:00Z").unwrap());
+        assert_eq!(
+            limited_until(&HeaderMap::new(), now),
+            Timestamp::parse_rfc3339("2027-01-01T00:01:00Z").unwrap()
+        );
     }
 
     #[test]

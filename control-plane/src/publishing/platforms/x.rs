@@ -5,7 +5,9 @@
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Answer, CallRecord, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, limited_until, transport};
+use super::{
+    Answer, CallRecord, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, limited_until, transport,
+};
 use crate::domain::Timestamp;
 use crate::store::{SocialAccount, SocialPost};
 
@@ -38,7 +40,12 @@ pub async fn publish(p: &Platforms, token: &SecretString, post: &SocialPost) -> 
     };
     let answer = match answer {
         Ok(a) => a,
-        Err(e) => return (super::Sent::Unknown { reason: format!("the answer was cut off: {e}") }, CallRecord::default()),
+        Err(e) => {
+            return (
+                super::Sent::Unknown { reason: format!("the answer was cut off: {e}") },
+                CallRecord::default(),
+            );
+        }
     };
     let record = answer.record();
     let now = Timestamp::now();
@@ -74,7 +81,12 @@ pub async fn publish(p: &Platforms, token: &SecretString, post: &SocialPost) -> 
 /// Looks for the post in the account's timeline from a little before its
 /// first unknown-outcome request; `Absent` only when the whole window was
 /// read.
-pub async fn find(p: &Platforms, account: &SocialAccount, token: &SecretString, post: &SocialPost) -> (Found, CallRecord) {
+pub async fn find(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    post: &SocialPost,
+) -> (Found, CallRecord) {
     let since = post.unconfirmed_since.unwrap_or(post.updated_at);
     let start = since.as_datetime() - time::Duration::minutes(5);
     let start = Timestamp::from_datetime(start.replace_nanosecond(0).unwrap_or(start));
@@ -84,7 +96,13 @@ pub async fn find(p: &Platforms, account: &SocialAccount, token: &SecretString, 
     for _ in 0..10 {
         let mut query = vec![
             ("max_results", "100".to_owned()),
-            ("start_time", start.as_datetime().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()),
+            (
+                "start_time",
+                start
+                    .as_datetime()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+            ),
         ];
         if let Some(token) = &pagination {
             query.push(("pagination_token", token.clone()));
@@ -101,7 +119,9 @@ pub async fn find(p: &Platforms, account: &SocialAccount, token: &SecretString, 
                 Ok(a) => a,
                 Err(e) => return (Found::Unknown { reason: e.to_string() }, last),
             },
-            Err(e) => return (Found::Unknown { reason: format!("could not read the X timeline: {e}") }, last),
+            Err(e) => {
+                return (Found::Unknown { reason: format!("could not read the X timeline: {e}") }, last);
+            }
         };
         last = answer.record();
         if answer.status == StatusCode::TOO_MANY_REQUESTS {
@@ -112,7 +132,12 @@ pub async fn find(p: &Platforms, account: &SocialAccount, token: &SecretString, 
             return (Found::TokenExpired, last);
         }
         if !answer.status.is_success() {
-            return (Found::Unknown { reason: format!("X answered {}: {}", answer.status.as_u16(), answer.message()) }, last);
+            return (
+                Found::Unknown {
+                    reason: format!("X answered {}: {}", answer.status.as_u16(), answer.message()),
+                },
+                last,
+            );
         }
         let body = answer.json();
         if let Some(items) = body["data"].as_array() {
@@ -120,7 +145,10 @@ pub async fn find(p: &Platforms, account: &SocialAccount, token: &SecretString, 
                 if item["text"].as_str().map(str::trim) == Some(post.text.trim())
                     && let Some(id) = item["id"].as_str()
                 {
-                    return (Found::Present { id: id.to_owned(), url: Some(post_url(&post.handle, id)) }, last);
+                    return (
+                        Found::Present { id: id.to_owned(), url: Some(post_url(&post.handle, id)) },
+                        last,
+                    );
                 }
             }
         }
@@ -162,7 +190,10 @@ fn tokens_from(body: &serde_json::Value) -> Option<Granted> {
     Some(Granted {
         access: SecretString::from(access.to_owned()),
         // An empty refresh token is no refresh token: never stored over a good one.
-        refresh: body["refresh_token"].as_str().filter(|t| !t.is_empty()).map(|t| SecretString::from(t.to_owned())),
+        refresh: body["refresh_token"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .map(|t| SecretString::from(t.to_owned())),
         expires_in: body["expires_in"].as_i64(),
     })
 }
@@ -170,7 +201,11 @@ fn tokens_from(body: &serde_json::Value) -> Option<Granted> {
 pub async fn refresh(p: &Platforms, refresh: &SecretString) -> Refreshed {
     let client_id = p.settings.x_client_id.clone().unwrap_or_default();
     let sent = token_request(p)
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.expose_secret()), ("client_id", &client_id)])
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.expose_secret()),
+            ("client_id", &client_id),
+        ])
         .send()
         .await;
     let answer = match sent {
@@ -187,7 +222,9 @@ pub async fn refresh(p: &Platforms, refresh: &SecretString) -> Refreshed {
         };
     }
     if answer.status.is_server_error() || answer.status == StatusCode::TOO_MANY_REQUESTS {
-        return Refreshed::Retry { reason: format!("X answered {}: {}", answer.status.as_u16(), answer.message()) };
+        return Refreshed::Retry {
+            reason: format!("X answered {}: {}", answer.status.as_u16(), answer.message()),
+        };
     }
     // 400/401 from the token endpoint: the grant or the app is refused.
     Refreshed::Refused { reason: format!("X refused to renew access: {}", answer.message()) }
@@ -229,15 +266,22 @@ async fn me(p: &Platforms, token: &SecretString) -> Result<Profile, Health> {
             until: limited_until(&answer.headers, Timestamp::now()),
             note: "X rate limit on account checks".into(),
         }),
-        StatusCode::FORBIDDEN => Err(Health::Unauthorized { reason: format!("X refused access: {}", answer.message()) }),
+        StatusCode::FORBIDDEN => {
+            Err(Health::Unauthorized { reason: format!("X refused access: {}", answer.message()) })
+        }
         s => Err(Health::Unreachable { reason: format!("X answered {}: {}", s.as_u16(), answer.message()) }),
     }
 }
 
 /// The authorisation URL a person is sent to.
 pub fn authorize_url(p: &Platforms, state: &str, challenge: &str) -> Result<String, String> {
-    let client_id = p.settings.x_client_id.as_deref().ok_or("X is not configured on this server (MARKETER_X_CLIENT_ID)")?;
-    let mut url = reqwest::Url::parse(&p.settings.x_authorize_url).map_err(|e| format!("x_authorize_url: {e}"))?;
+    let client_id = p
+        .settings
+        .x_client_id
+        .as_deref()
+        .ok_or("X is not configured on this server (MARKETER_X_CLIENT_ID)")?;
+    let mut url =
+        reqwest::Url::parse(&p.settings.x_authorize_url).map_err(|e| format!("x_authorize_url: {e}"))?;
     url.query_pairs_mut()
         .append_pair("response_type", "code")
         .append_pair("client_id", client_id)

@@ -206,7 +206,7 @@ struct MastodonAppRow {
 }
 
 fn ids_json(ids: Option<&Vec<Uuid>>) -> Result<Option<String>> {
-    ids.map(|ids| to_json(ids)).transpose()
+    ids.map(to_json).transpose()
 }
 
 impl<DB> SqlStore<DB>
@@ -232,7 +232,11 @@ where
     for<'t> &'t str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
-    async fn fetch_account(conn: &mut DB::Connection, tenant_id: Uuid, id: Uuid) -> Result<Option<SocialAccount>> {
+    async fn fetch_account(
+        conn: &mut DB::Connection,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<SocialAccount>> {
         let row: Option<AccountRow> = sqlx::query_as(sql(&[
             "SELECT ",
             ACCOUNT_COLUMNS,
@@ -612,7 +616,13 @@ where
         Ok(())
     }
 
-    async fn account_checked(&self, id: Uuid, ok: bool, next_check_at: Timestamp, now: Timestamp) -> Result<()> {
+    async fn account_checked(
+        &self,
+        id: Uuid,
+        ok: bool,
+        next_check_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<()> {
         sqlx::query(
             "UPDATE social_accounts SET last_checked_at = $3, next_check_at = $4, \
              last_success_at = CASE WHEN $2 THEN $3 ELSE last_success_at END WHERE id = $1",
@@ -692,11 +702,12 @@ where
     }
 
     async fn post(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<SocialPost>> {
-        let row: Option<PostRow> = sqlx::query_as(sql(&[POST_SELECT, " WHERE p.tenant_id = $1 AND p.id = $2"]))
-            .bind(tenant_id)
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?;
+        let row: Option<PostRow> =
+            sqlx::query_as(sql(&[POST_SELECT, " WHERE p.tenant_id = $1 AND p.id = $2"]))
+                .bind(tenant_id)
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
         row.map(SocialPost::try_from).transpose()
     }
 
@@ -732,15 +743,12 @@ where
     ) -> Result<SocialPost> {
         let now = audit.occurred_at;
         let mut tx = self.write.begin().await?;
-        let current: Option<PostRow> = sqlx::query_as(sql(&[
-            POST_SELECT,
-            " WHERE p.tenant_id = $1 AND p.id = $2",
-            DB::FOR_UPDATE,
-        ]))
-        .bind(tenant_id)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let current: Option<PostRow> =
+            sqlx::query_as(sql(&[POST_SELECT, " WHERE p.tenant_id = $1 AND p.id = $2", DB::FOR_UPDATE]))
+                .bind(tenant_id)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let current = current.map(SocialPost::try_from).transpose()?.ok_or(StoreError::NotFound)?;
         if !current.status.editable() {
             return Err(StoreError::Conflict {

@@ -1,0 +1,748 @@
+//! A test stand-in for X's API v2 and a Mastodon instance, in their wire
+//! formats as `../shared/reference/social/x.md` and `mastodon.md` describe
+//! them, on one local port (X's paths under `/2/` and `/i/oauth2/`,
+//! Mastodon's under `/api/v1/` and `/oauth/`):
+//!
+//! - OAuth 2.0 authorization code with PKCE (S256 checked), X's rotating
+//!   single-use refresh tokens and two-hour access tokens, Mastodon's app
+//!   registration and tokens that do not expire;
+//! - create, read (the account's recent posts, newest first, with
+//!   `start_time` and paging on X) and delete posts; Mastodon's
+//!   `Idempotency-Key` (per account, an hour); X's duplicate-content 403;
+//! - rate-limit headers on every answer (`x-rate-limit-*` with an epoch
+//!   reset on X, `X-RateLimit-*` with an ISO reset on Mastodon) and 429s
+//!   with their documented bodies;
+//! - injected faults, each taken by the next request it applies to: an
+//!   answer that never comes after the post was created, a 5xx after it was
+//!   created, a 429 with a reset, an expired token, a refused refresh, a
+//!   refresh answer without a new refresh token, a refresh that fails with
+//!   a 503.
+//!
+//! It records every request (method and path) so tests can count them.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{delete, get, post};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio_util::sync::CancellationToken;
+
+pub const X_CLIENT_ID: &str = "marketer-x-client";
+pub const X_CLIENT_SECRET: &str = "marketer-x-secret-0123456789";
+pub const X_USER_ID: &str = "2244994945";
+pub const X_USERNAME: &str = "marketer_test";
+pub const MASTODON_ACCOUNT_ID: &str = "109348";
+
+/// Which platform a fault or a post belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Net {
+    X,
+    Mastodon,
+}
+
+/// A failure for the next request it applies to.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Create the post, then answer only after this long (past the
+    /// client's time limit).
+    SlowAfterCreate(Duration),
+    /// Create the post, then answer with this 5xx.
+    ErrorAfterCreate(u16),
+    /// 429 without creating; the window resets after this many seconds.
+    RateLimited { reset_in: u64 },
+    /// 401 for an expired token, without creating.
+    ExpiredToken,
+    /// The next refresh is refused (`invalid_grant`).
+    RefuseRefresh,
+    /// The next refresh answers 503.
+    RefreshUnavailable,
+    /// The next refresh answers without a new refresh token.
+    RefreshWithoutRefreshToken,
+}
+
+impl Fault {
+    fn on_refresh(&self) -> bool {
+        matches!(self, Self::RefuseRefresh | Self::RefreshUnavailable | Self::RefreshWithoutRefreshToken)
+    }
+}
+
+/// A post as the platform holds it.
+#[derive(Debug, Clone)]
+pub struct Post {
+    pub id: String,
+    pub text: String,
+    pub created_at: OffsetDateTime,
+    pub deleted: bool,
+    /// When the request that created it arrived.
+    pub received_at: Instant,
+}
+
+#[derive(Debug)]
+struct Code {
+    net: Net,
+    client_id: String,
+    redirect_uri: String,
+    challenge: String,
+}
+
+#[derive(Debug)]
+struct Token {
+    net: Net,
+    expires: Option<Instant>,
+    revoked: bool,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    codes: HashMap<String, Code>,
+    tokens: HashMap<String, Token>,
+    refresh_tokens: HashMap<String, bool>,
+    apps: HashMap<String, (String, String)>,
+    posts: HashMap<Net, Vec<Post>>,
+    idempotency: HashMap<String, String>,
+    faults: HashMap<Net, VecDeque<Fault>>,
+    refreshes: u32,
+    requests: Vec<String>,
+    next_id: u64,
+    /// X's access-token lifetime in seconds.
+    access_ttl: u64,
+    /// Calls left in the current publish window, and its reset.
+    remaining: HashMap<Net, (i64, u64)>,
+}
+
+/// A running fake. Dropping it stops the server.
+#[derive(Debug)]
+pub struct FakeSocial {
+    pub addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+    stop: CancellationToken,
+}
+
+impl Drop for FakeSocial {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn now_epoch() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn random() -> String {
+    let bytes: [u8; 24] = rand::random();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl FakeSocial {
+    pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// On a given address (to come back on the same port).
+    pub async fn start_on(address: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind(address).await.expect("bind the fake social server");
+        let addr = listener.local_addr().expect("local address");
+        let inner = Arc::new(Mutex::new(Inner {
+            access_ttl: 7200,
+            next_id: 1_800_000_000_000_000_000,
+            ..Inner::default()
+        }));
+        let router = axum::Router::new()
+            .route("/i/oauth2/authorize", get(x_authorize))
+            .route("/2/oauth2/token", post(x_token))
+            .route("/2/users/me", get(x_me))
+            .route("/2/tweets", post(x_create))
+            .route("/2/tweets/{id}", delete(x_delete))
+            .route("/2/users/{id}/tweets", get(x_timeline))
+            .route("/api/v1/apps", post(m_apps))
+            .route("/oauth/authorize", get(m_authorize))
+            .route("/oauth/token", post(m_token))
+            .route("/api/v1/accounts/verify_credentials", get(m_verify))
+            .route("/api/v1/statuses", post(m_create))
+            .route("/api/v1/statuses/{id}", delete(m_delete))
+            .route("/api/v1/accounts/{id}/statuses", get(m_statuses))
+            .layer(axum::middleware::from_fn_with_state(inner.clone(), record))
+            .with_state(inner.clone());
+        let stop = CancellationToken::new();
+        let cancelled = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).with_graceful_shutdown(cancelled.cancelled_owned()).await;
+        });
+        Self { addr, inner, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The next request this fault applies to on `net` fails with it.
+    pub fn inject(&self, net: Net, fault: Fault) {
+        self.inner.lock().unwrap().faults.entry(net).or_default().push_back(fault);
+    }
+
+    /// The posts on `net` that exist (not deleted), oldest first.
+    pub fn posts(&self, net: Net) -> Vec<Post> {
+        self.inner
+            .lock()
+            .unwrap()
+            .posts
+            .get(&net)
+            .map(|p| p.iter().filter(|p| !p.deleted).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every post ever created on `net`, deleted or not.
+    pub fn all_posts(&self, net: Net) -> Vec<Post> {
+        self.inner.lock().unwrap().posts.get(&net).cloned().unwrap_or_default()
+    }
+
+    pub fn refreshes(&self) -> u32 {
+        self.inner.lock().unwrap().refreshes
+    }
+
+    /// X access tokens issued from now on live this many seconds.
+    pub fn set_access_ttl(&self, seconds: u64) {
+        self.inner.lock().unwrap().access_ttl = seconds;
+    }
+
+    /// Every X access token expires now.
+    pub fn expire_x_tokens(&self) {
+        let mut inner = self.inner.lock().unwrap();
+        for token in inner.tokens.values_mut().filter(|t| t.net == Net::X) {
+            token.expires = Some(Instant::now());
+        }
+    }
+
+    /// Requests received, as `METHOD /path`.
+    pub fn requests(&self) -> Vec<String> {
+        self.inner.lock().unwrap().requests.clone()
+    }
+}
+
+async fn record(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let line = format!("{} {}", request.method(), request.uri().path());
+    inner.lock().unwrap().requests.push(line);
+    next.run(request).await
+}
+
+fn take_fault(inner: &mut Inner, net: Net, refresh: bool) -> Option<Fault> {
+    let queue = inner.faults.entry(net).or_default();
+    let index = queue.iter().position(|f| f.on_refresh() == refresh)?;
+    queue.remove(index)
+}
+
+fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        json!({ "title": title, "detail": detail, "type": "about:blank", "status": status.as_u16() })
+            .to_string(),
+    )
+        .into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::to_owned)
+}
+
+/// Checks a bearer token of `net`: `Err` is the answer to give.
+fn authorised(inner: &Inner, net: Net, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let unauthorised = || match net {
+        Net::X => problem(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized"),
+        Net::Mastodon => (StatusCode::UNAUTHORIZED, Json(json!({ "error": "The access token is invalid" })))
+            .into_response(),
+    };
+    let Some(token) = bearer(headers) else { return Err(Box::new(unauthorised())) };
+    match inner.tokens.get(&token) {
+        Some(t) if t.net == net && !t.revoked && t.expires.is_none_or(|e| e > Instant::now()) => Ok(()),
+        _ => Err(Box::new(unauthorised())),
+    }
+}
+
+fn rate_headers(inner: &mut Inner, net: Net) -> HeaderMap {
+    let (remaining, reset) = *inner.remaining.entry(net).or_insert((100, now_epoch() + 900));
+    let mut h = HeaderMap::new();
+    let value = |v: String| HeaderValue::from_str(&v).unwrap();
+    match net {
+        Net::X => {
+            h.insert("x-rate-limit-limit", value("100".into()));
+            h.insert("x-rate-limit-remaining", value(remaining.to_string()));
+            h.insert("x-rate-limit-reset", value(reset.to_string()));
+        }
+        Net::Mastodon => {
+            let at = OffsetDateTime::from_unix_timestamp(i64::try_from(reset).unwrap_or(0)).unwrap();
+            h.insert("x-ratelimit-limit", value("300".into()));
+            h.insert("x-ratelimit-remaining", value(remaining.to_string()));
+            h.insert("x-ratelimit-reset", value(at.format(&Rfc3339).unwrap()));
+        }
+    }
+    h.insert("x-request-id", value(random()));
+    h
+}
+
+fn limited(inner: &mut Inner, net: Net, reset_in: u64) -> Response {
+    let reset = now_epoch() + reset_in;
+    inner.remaining.insert(net, (0, reset));
+    let headers = rate_headers(inner, net);
+    // The window is over by the time the client comes back.
+    inner.remaining.insert(net, (100, reset + 900));
+    let body = match net {
+        Net::X => json!({ "errors": [{ "code": 88, "message": "Rate limit exceeded" }] }),
+        Net::Mastodon => json!({ "error": "Too many requests" }),
+    };
+    (StatusCode::TOO_MANY_REQUESTS, headers, Json(body)).into_response()
+}
+
+fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// Both platforms' authorisation page: approves at once and sends the
+/// person back with a code.
+fn authorize(inner: &Arc<Mutex<Inner>>, net: Net, q: &HashMap<String, String>) -> Response {
+    let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+    if get("response_type") != "code"
+        || get("code_challenge_method") != "S256"
+        || get("code_challenge").is_empty()
+    {
+        return (StatusCode::BAD_REQUEST, "response_type=code and an S256 code_challenge are required")
+            .into_response();
+    }
+    let mut inner = inner.lock().unwrap();
+    let known = match net {
+        Net::X => get("client_id") == X_CLIENT_ID,
+        Net::Mastodon => {
+            inner.apps.get(&get("client_id")).is_some_and(|(_, redirect)| *redirect == get("redirect_uri"))
+        }
+    };
+    if !known {
+        return (StatusCode::BAD_REQUEST, "unknown client or redirect_uri").into_response();
+    }
+    let code = random();
+    inner.codes.insert(
+        code.clone(),
+        Code {
+            net,
+            client_id: get("client_id"),
+            redirect_uri: get("redirect_uri"),
+            challenge: get("code_challenge"),
+        },
+    );
+    let mut target = reqwest::Url::parse(&get("redirect_uri")).expect("redirect_uri");
+    target.query_pairs_mut().append_pair("state", &get("state")).append_pair("code", &code);
+    Redirect::to(target.as_str()).into_response()
+}
+
+fn issue(inner: &mut Inner, net: Net, with_refresh: bool) -> Value {
+    let access = random();
+    let expires = (net == Net::X).then(|| Instant::now() + Duration::from_secs(inner.access_ttl));
+    inner.tokens.insert(access.clone(), Token { net, expires, revoked: false });
+    match net {
+        Net::X => {
+            let mut body = json!({ "token_type": "bearer", "expires_in": inner.access_ttl, "access_token": access,
+                "scope": "tweet.read tweet.write users.read offline.access" });
+            if with_refresh {
+                let refresh = random();
+                inner.refresh_tokens.insert(refresh.clone(), true);
+                body["refresh_token"] = json!(refresh);
+            }
+            body
+        }
+        Net::Mastodon => {
+            json!({ "access_token": access, "token_type": "Bearer", "scope": "read write", "created_at": now_epoch() })
+        }
+    }
+}
+
+fn redeem(
+    inner: &mut Inner,
+    net: Net,
+    form: &HashMap<String, String>,
+    client_id: &str,
+) -> Result<(), Box<Response>> {
+    let get = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let invalid = || {
+        Box::new((StatusCode::BAD_REQUEST, Json(json!({ "error": "invalid_grant",
+            "error_description": "The provided authorization grant is invalid, expired, revoked, does not match the redirection URI used in the authorization request, or was issued to another client." })))
+            .into_response())
+    };
+    let code = inner.codes.remove(&get("code")).ok_or_else(invalid)?;
+    if code.net != net
+        || code.client_id != client_id
+        || code.redirect_uri != get("redirect_uri")
+        || s256(&get("code_verifier")) != code.challenge
+    {
+        return Err(invalid());
+    }
+    Ok(())
+}
+
+async fn x_authorize(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    authorize(&inner, Net::X, &q)
+}
+
+async fn x_token(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let expected = format!("Basic {}", STANDARD.encode(format!("{X_CLIENT_ID}:{X_CLIENT_SECRET}")));
+    if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return (StatusCode::UNAUTHORIZED, Json(json!({ "error": "unauthorized_client", "error_description": "Missing valid authorization header" }))).into_response();
+    }
+    let mut inner = inner.lock().unwrap();
+    match form.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => {
+            if let Err(answer) = redeem(&mut inner, Net::X, &form, X_CLIENT_ID) {
+                return *answer;
+            }
+            Json(issue(&mut inner, Net::X, true)).into_response()
+        }
+        Some("refresh_token") => {
+            inner.refreshes += 1;
+            let old = form.get("refresh_token").cloned().unwrap_or_default();
+            match take_fault(&mut inner, Net::X, true) {
+                Some(Fault::RefuseRefresh) => {
+                    return (StatusCode::BAD_REQUEST, Json(json!({ "error": "invalid_request", "error_description": "Value passed for the token was invalid." }))).into_response();
+                }
+                Some(Fault::RefreshUnavailable) => {
+                    return problem(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Service Unavailable",
+                        "Service Unavailable",
+                    );
+                }
+                Some(Fault::RefreshWithoutRefreshToken) => {
+                    if inner.refresh_tokens.get(&old) != Some(&true) {
+                        return (StatusCode::BAD_REQUEST, Json(json!({ "error": "invalid_grant", "error_description": "refresh token is invalid" }))).into_response();
+                    }
+                    // The old refresh token stays valid: nothing new to store.
+                    return Json(issue(&mut inner, Net::X, false)).into_response();
+                }
+                _ => {}
+            }
+            // Single use: rotation.
+            if inner.refresh_tokens.insert(old, false) != Some(true) {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(
+                        json!({ "error": "invalid_grant", "error_description": "refresh token is invalid" }),
+                    ),
+                )
+                    .into_response();
+            }
+            Json(issue(&mut inner, Net::X, true)).into_response()
+        }
+        _ => (StatusCode::BAD_REQUEST, Json(json!({ "error": "unsupported_grant_type" }))).into_response(),
+    }
+}
+
+async fn x_me(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    let inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::X, &headers) {
+        return *answer;
+    }
+    Json(json!({ "data": { "id": X_USER_ID, "name": "Marketer Test", "username": X_USERNAME } }))
+        .into_response()
+}
+
+/// What a create request does, decided under the lock; the slow answer is
+/// given after it is released.
+enum Outcome {
+    Now(Response),
+    Later(Duration, Response),
+}
+
+fn create(
+    inner: &Arc<Mutex<Inner>>,
+    net: Net,
+    headers: &HeaderMap,
+    text: String,
+    key: Option<String>,
+) -> Outcome {
+    let mut inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, net, headers) {
+        return Outcome::Now(*answer);
+    }
+    if let Some(key) = &key
+        && let Some(id) = inner.idempotency.get(key).cloned()
+        && let Some(post) = inner.posts.get(&net).and_then(|p| p.iter().find(|p| p.id == id)).cloned()
+    {
+        let headers = rate_headers(&mut inner, net);
+        return Outcome::Now((StatusCode::OK, headers, Json(status_json(&post))).into_response());
+    }
+    let fault = take_fault(&mut inner, net, false);
+    match fault {
+        Some(Fault::RateLimited { reset_in }) => return Outcome::Now(limited(&mut inner, net, reset_in)),
+        Some(Fault::ExpiredToken) => {
+            if let Some(token) = bearer(headers).and_then(|t| inner.tokens.get_mut(&t)) {
+                token.expires = Some(Instant::now());
+            }
+            return Outcome::Now(*authorised(&inner, net, headers).expect_err("expired"));
+        }
+        _ => {}
+    }
+    if net == Net::X && inner.posts.get(&net).is_some_and(|p| p.iter().any(|p| !p.deleted && p.text == text))
+    {
+        return Outcome::Now(problem(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "You are not allowed to create a Tweet with duplicate content.",
+        ));
+    }
+    if text.trim().is_empty() {
+        return Outcome::Now(
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "error": "Validation failed: Text can't be blank" })),
+            )
+                .into_response(),
+        );
+    }
+    inner.next_id += 1;
+    let post = Post {
+        id: inner.next_id.to_string(),
+        text,
+        created_at: OffsetDateTime::now_utc(),
+        deleted: false,
+        received_at: Instant::now(),
+    };
+    inner.posts.entry(net).or_default().push(post.clone());
+    if let Some(key) = key {
+        inner.idempotency.insert(key, post.id.clone());
+    }
+    let entry = inner.remaining.entry(net).or_insert((100, now_epoch() + 900));
+    entry.0 = (entry.0 - 1).max(0);
+    let rate = rate_headers(&mut inner, net);
+    let ok = match net {
+        Net::X => (StatusCode::CREATED, rate, Json(json!({ "data": { "id": post.id, "text": post.text } })))
+            .into_response(),
+        Net::Mastodon => (StatusCode::OK, rate, Json(status_json(&post))).into_response(),
+    };
+    match fault {
+        Some(Fault::SlowAfterCreate(wait)) => Outcome::Later(wait, ok),
+        Some(Fault::ErrorAfterCreate(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            Outcome::Now(match net {
+                Net::X => problem(status, "Service Unavailable", "Service Unavailable"),
+                Net::Mastodon => (status, Json(json!({ "error": "There was a temporary problem serving your request, please try again" }))).into_response(),
+            })
+        }
+        _ => Outcome::Now(ok),
+    }
+}
+
+async fn answer(outcome: Outcome) -> Response {
+    match outcome {
+        Outcome::Now(r) => r,
+        Outcome::Later(wait, r) => {
+            tokio::time::sleep(wait).await;
+            r
+        }
+    }
+}
+
+async fn x_create(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let text = body["text"].as_str().unwrap_or_default().to_owned();
+    answer(create(&inner, Net::X, &headers, text, None)).await
+}
+
+async fn x_delete(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::X, &headers) {
+        return *answer;
+    }
+    match inner.posts.entry(Net::X).or_default().iter_mut().find(|p| p.id == id && !p.deleted) {
+        Some(post) => {
+            post.deleted = true;
+            Json(json!({ "data": { "deleted": true } })).into_response()
+        }
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "Not Found Error",
+            &format!("Could not find tweet with id: [{id}]."),
+        ),
+    }
+}
+
+async fn x_timeline(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::X, &headers) {
+        return *answer;
+    }
+    if id != X_USER_ID {
+        return problem(StatusCode::NOT_FOUND, "Not Found Error", "Could not find user");
+    }
+    let start = q.get("start_time").and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+    let max: usize = q.get("max_results").and_then(|m| m.parse().ok()).unwrap_or(10).clamp(5, 100);
+    let offset: usize = q.get("pagination_token").and_then(|t| t.parse().ok()).unwrap_or(0);
+    let mut posts: Vec<Post> = inner
+        .posts
+        .get(&Net::X)
+        .map(|p| {
+            p.iter().filter(|p| !p.deleted && start.is_none_or(|s| p.created_at >= s)).cloned().collect()
+        })
+        .unwrap_or_default();
+    posts.reverse();
+    let page: Vec<Value> =
+        posts.iter().skip(offset).take(max).map(|p| json!({ "id": p.id, "text": p.text })).collect();
+    let mut meta = json!({ "result_count": page.len() });
+    if offset + max < posts.len() {
+        meta["next_token"] = json!((offset + max).to_string());
+    }
+    let rate = rate_headers(&mut inner, Net::X);
+    (rate, Json(json!({ "data": page, "meta": meta }))).into_response()
+}
+
+fn status_json(post: &Post) -> Value {
+    json!({
+        "id": post.id,
+        "created_at": post.created_at.format(&Rfc3339).unwrap(),
+        "content": format!("<p>{}</p>", post.text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\n', "<br>")),
+        "url": format!("https://mastodon.example/@marketer/{}", post.id),
+        "visibility": "public",
+        "account": { "id": MASTODON_ACCOUNT_ID, "username": "marketer", "acct": "marketer" },
+        "replies_count": 0, "reblogs_count": 0, "favourites_count": 0,
+    })
+}
+
+async fn m_apps(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let redirect = form.get("redirect_uris").cloned().unwrap_or_default();
+    if form.get("client_name").is_none_or(String::is_empty) || reqwest::Url::parse(&redirect).is_err() {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": "Validation failed: Redirect URI must be an absolute URI." })),
+        )
+            .into_response();
+    }
+    let (id, secret) = (random(), random());
+    inner.lock().unwrap().apps.insert(id.clone(), (secret.clone(), redirect.clone()));
+    Json(json!({ "id": "563419", "name": form["client_name"], "scopes": ["read", "write"], "redirect_uri": redirect,
+        "redirect_uris": [redirect], "client_id": id, "client_secret": secret, "client_secret_expires_at": 0 }))
+    .into_response()
+}
+
+async fn m_authorize(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    authorize(&inner, Net::Mastodon, &q)
+}
+
+async fn m_token(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    let client_id = form.get("client_id").cloned().unwrap_or_default();
+    let secret_ok =
+        inner.apps.get(&client_id).is_some_and(|(secret, _)| Some(secret) == form.get("client_secret"));
+    if !secret_ok {
+        return (StatusCode::UNAUTHORIZED, Json(json!({ "error": "invalid_client", "error_description": "Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method." }))).into_response();
+    }
+    if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": "unsupported_grant_type" }))).into_response();
+    }
+    if let Err(answer) = redeem(&mut inner, Net::Mastodon, &form, &client_id) {
+        return *answer;
+    }
+    Json(issue(&mut inner, Net::Mastodon, false)).into_response()
+}
+
+async fn m_verify(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    let inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::Mastodon, &headers) {
+        return *answer;
+    }
+    Json(json!({ "id": MASTODON_ACCOUNT_ID, "username": "marketer", "acct": "marketer", "display_name": "Marketer",
+        "url": "https://mastodon.example/@marketer" }))
+    .into_response()
+}
+
+async fn m_create(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let text = form.get("status").cloned().unwrap_or_default();
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|k| format!("idempotency:status:{MASTODON_ACCOUNT_ID}:{k}"));
+    answer(create(&inner, Net::Mastodon, &headers, text, key)).await
+}
+
+async fn m_delete(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::Mastodon, &headers) {
+        return *answer;
+    }
+    match inner.posts.entry(Net::Mastodon).or_default().iter_mut().find(|p| p.id == id && !p.deleted) {
+        Some(post) => {
+            post.deleted = true;
+            let body = status_json(post);
+            Json(body).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, Json(json!({ "error": "Record not found" }))).into_response(),
+    }
+}
+
+async fn m_statuses(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::Mastodon, &headers) {
+        return *answer;
+    }
+    if id != MASTODON_ACCOUNT_ID {
+        return (StatusCode::NOT_FOUND, Json(json!({ "error": "Record not found" }))).into_response();
+    }
+    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(20).min(40);
+    let page: Vec<Value> = inner
+        .posts
+        .get(&Net::Mastodon)
+        .map(|p| p.iter().rev().filter(|p| !p.deleted).take(limit).map(status_json).collect())
+        .unwrap_or_default();
+    Json(page).into_response()
+}

@@ -1,0 +1,506 @@
+//! Publishing end to end: the real server binary, on SQLite and PostgreSQL,
+//! against the local X and Mastodon stand-in (`marketer_tests::social`):
+//! connecting accounts through OAuth with PKCE, posts published once at
+//! their time, and the failures: an answer that never comes after the post
+//! was created, a 5xx after creation, a server killed mid-publish, rate
+//! limits, expiring tokens refreshed once for ten posts, refused and
+//! passing refresh failures, daylight-saving wall times, two replicas.
+
+use std::time::Duration;
+
+use marketer_tests::fleet::{EMAIL, PASSWORD};
+use marketer_tests::social::{FakeSocial, Fault, Net, X_CLIENT_ID, X_CLIENT_SECRET};
+use marketer_tests::{Api, ServerOptions, ServerProcess, TempDatabase, eventually};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+struct Setup {
+    social: FakeSocial,
+    options: ServerOptions,
+    server: Option<ServerProcess>,
+    api: Api,
+    _data: tempfile::TempDir,
+    db: Option<TempDatabase>,
+}
+
+fn configure(options: ServerOptions, social: &FakeSocial) -> ServerOptions {
+    let public = format!("http://127.0.0.1:{}", options.api_port);
+    options
+        .env("MARKETER_BOOTSTRAP_EMAIL", EMAIL)
+        .env("MARKETER_BOOTSTRAP_PASSWORD", PASSWORD)
+        .env("MARKETER_PUBLIC_URL", &public)
+        .env("MARKETER_X_CLIENT_ID", X_CLIENT_ID)
+        .env("MARKETER_X_CLIENT_SECRET", X_CLIENT_SECRET)
+        .env("MARKETER_X_API_URL", &social.url())
+        .env("MARKETER_X_AUTHORIZE_URL", &format!("{}/i/oauth2/authorize", social.url()))
+        .env("MARKETER_SOCIAL_ALLOW_INSECURE", "true")
+        .env("MARKETER_SOCIAL_TIMEOUT_MS", "1500")
+        .env("MARKETER_PUBLISH_RECONCILE_DELAY_MS", "300")
+        .env("MARKETER_PUBLISH_LEASE_SECONDS", "3")
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(server) = &self.server
+        {
+            let lines = server.stderr.all();
+            eprintln!("server log (last 60 lines):\n{}", lines[lines.len().saturating_sub(60)..].join("\n"));
+        }
+    }
+}
+
+impl Setup {
+    async fn start(postgres: bool) -> Option<Self> {
+        let social = FakeSocial::start().await;
+        let data = tempfile::tempdir().unwrap();
+        let db = if postgres { Some(TempDatabase::create().await?) } else { None };
+        let mut options = configure(ServerOptions::new(data.path()), &social);
+        if let Some(db) = &db {
+            options = options.env("MARKETER_DATABASE_URL", &db.url);
+        }
+        let server = ServerProcess::spawn(&options);
+        let api = Api::login(&server.base_url, EMAIL, PASSWORD).await;
+        Some(Self { social, options, server: Some(server), api, _data: data, db })
+    }
+
+    async fn call(&self, method: Method, rest: &str, body: Option<Value>) -> (u16, Value) {
+        self.api.call(method, &self.api.tenant_path(rest), body).await
+    }
+
+    /// Connects an account through the platform's OAuth flow, as a browser
+    /// would: the authorisation page redirects to the server's callback.
+    async fn connect(&self, network: &str) -> Value {
+        let mut body = json!({ "network": network });
+        if network == "mastodon" {
+            body["instance"] = json!(self.social.url());
+        }
+        let (status, started) = self.call(Method::POST, "/accounts/connect", Some(body)).await;
+        assert_eq!(status, 200, "{started}");
+        let no_redirects =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let approve = no_redirects.get(started["authorize_url"].as_str().unwrap()).send().await.unwrap();
+        assert_eq!(approve.status(), 303, "the platform sends the person back");
+        let callback = approve.headers()["location"].to_str().unwrap().to_owned();
+        assert!(
+            callback.starts_with(&format!("{}/oauth/callback/{network}?", self.api.base_url)),
+            "{callback}"
+        );
+        let response = self.api.http.get(&callback).bearer_auth(&self.api.token).send().await.unwrap();
+        assert_eq!(response.status(), 201);
+        let account: Value = response.json().await.unwrap();
+        // The state is used once.
+        let again = self.api.http.get(&callback).bearer_auth(&self.api.token).send().await.unwrap();
+        assert_eq!(again.status(), 410);
+        account
+    }
+
+    async fn post(&self, id: &str) -> Value {
+        let (status, post) = self.call(Method::GET, &format!("/posts/{id}"), None).await;
+        assert_eq!(status, 200, "{post}");
+        post
+    }
+
+    async fn wait_status(&self, id: &str, status: &str, limit: Duration) -> Value {
+        eventually(limit, &format!("post {id} to be {status}"), || async {
+            let post = self.post(id).await;
+            (post["status"] == status).then_some(post)
+        })
+        .await
+    }
+
+    async fn schedule_now(&self, account: &Value, text: &str) -> Value {
+        let (status, post) = self
+            .call(
+                Method::POST,
+                "/posts",
+                Some(json!({ "account_id": account["id"], "text": text, "now": true, "approve": true })),
+            )
+            .await;
+        assert_eq!(status, 201, "{post}");
+        post
+    }
+
+    async fn finish(mut self) {
+        if let Some(server) = self.server.take() {
+            server.kill();
+        }
+        if let Some(db) = self.db.take() {
+            db.drop_database().await;
+        }
+    }
+}
+
+async fn publishes_a_scheduled_post_once(postgres: bool) {
+    let Some(setup) = Setup::start(postgres).await else { return };
+    let account = setup.connect("x").await;
+    assert_eq!(account["network"], "x");
+    assert_eq!(account["handle"], "@marketer_test");
+    assert_eq!(account["health"], "connected");
+    assert!(
+        account.get("access_token").is_none() && !account.to_string().contains("token\":\""),
+        "{account}"
+    );
+
+    let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    let at = at.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let (status, post) = setup
+        .call(
+            Method::POST,
+            "/posts",
+            Some(json!({ "account_id": account["id"], "text": "Open house on Saturday #homes",
+            "scheduled_at": at, "approve": true })),
+        )
+        .await;
+    assert_eq!(status, 201, "{post}");
+    assert_eq!(post["status"], "scheduled");
+    let id = post["id"].as_str().unwrap();
+    let published = setup.wait_status(id, "published", Duration::from_secs(15)).await;
+    let on_x = setup.social.posts(Net::X);
+    assert_eq!(on_x.len(), 1, "one post on X");
+    assert_eq!(published["platform_post_id"], on_x[0].id.as_str());
+    assert_eq!(published["url"], format!("https://x.com/marketer_test/status/{}", on_x[0].id));
+    assert_eq!(published["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(published["attempts"][0]["http_status"], 201);
+
+    // Mastodon: registered on the instance, then published at once.
+    let mastodon = setup.connect("mastodon").await;
+    assert_eq!(mastodon["handle"], "@marketer@127.0.0.1");
+    let post = setup.schedule_now(&mastodon, "Hello fediverse").await;
+    setup.wait_status(post["id"].as_str().unwrap(), "published", Duration::from_secs(15)).await;
+    assert_eq!(setup.social.posts(Net::Mastodon).len(), 1);
+
+    // Deleting a published post deletes it on the platform.
+    let (status, _) = setup.call(Method::DELETE, &format!("/posts/{id}"), None).await;
+    assert_eq!(status, 204);
+    assert!(setup.social.posts(Net::X).is_empty());
+    assert_eq!(setup.post(id).await["status"], "deleted");
+
+    // The audit log has the connections and the publishes.
+    let (_, audit) = setup.call(Method::GET, "/audit-events?limit=100", None).await;
+    let actions: Vec<&str> =
+        audit["items"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    for action in ["social_account.connect", "post.create", "post.published", "post.delete"] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    setup.finish().await;
+}
+
+#[tokio::test]
+async fn publishes_a_scheduled_post_once_on_sqlite() {
+    publishes_a_scheduled_post_once(false).await;
+}
+
+#[tokio::test]
+async fn publishes_a_scheduled_post_once_on_postgres() {
+    publishes_a_scheduled_post_once(true).await;
+}
+
+async fn unknown_outcomes_are_reconciled_without_a_second_post(postgres: bool) {
+    let Some(setup) = Setup::start(postgres).await else { return };
+    let x = setup.connect("x").await;
+    // The answer never comes (the client gives up after 1.5 s), though X created the post.
+    setup.social.inject(Net::X, Fault::SlowAfterCreate(Duration::from_secs(4)));
+    let post = setup.schedule_now(&x, "A post whose answer is lost").await;
+    let id = post["id"].as_str().unwrap();
+    let unconfirmed = setup.wait_status(id, "unconfirmed", Duration::from_secs(15)).await;
+    assert!(
+        unconfirmed["waiting"].as_str().unwrap().contains("before sending anything again"),
+        "{unconfirmed}"
+    );
+    let published = setup.wait_status(id, "published", Duration::from_secs(15)).await;
+    let on_x = setup.social.all_posts(Net::X);
+    assert_eq!(on_x.len(), 1, "reconciled, not sent again: {on_x:?}");
+    assert_eq!(published["platform_post_id"], on_x[0].id.as_str());
+    let kinds: Vec<&str> =
+        published["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["unknown", "found"]);
+    let creates = setup.social.requests().iter().filter(|r| *r == "POST /2/tweets").count();
+    assert_eq!(creates, 1, "one create request");
+
+    // Mastodon answers 503 after creating: the same Idempotency-Key returns it.
+    let mastodon = setup.connect("mastodon").await;
+    setup.social.inject(Net::Mastodon, Fault::ErrorAfterCreate(503));
+    let post = setup.schedule_now(&mastodon, "A status whose answer is a 503").await;
+    setup.wait_status(post["id"].as_str().unwrap(), "published", Duration::from_secs(15)).await;
+    assert_eq!(setup.social.all_posts(Net::Mastodon).len(), 1);
+    setup.finish().await;
+}
+
+#[tokio::test]
+async fn unknown_outcomes_are_reconciled_without_a_second_post_on_sqlite() {
+    unknown_outcomes_are_reconciled_without_a_second_post(false).await;
+}
+
+#[tokio::test]
+async fn unknown_outcomes_are_reconciled_without_a_second_post_on_postgres() {
+    unknown_outcomes_are_reconciled_without_a_second_post(true).await;
+}
+
+#[tokio::test]
+async fn a_server_killed_while_publishing_leaves_exactly_one_post() {
+    let Some(mut setup) = Setup::start(false).await else { return };
+    let x = setup.connect("x").await;
+    setup.social.inject(Net::X, Fault::SlowAfterCreate(Duration::from_secs(1)));
+    let post = setup.schedule_now(&x, "Published while the server dies").await;
+    let id = post["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(10), "X to receive the post", || async {
+        (!setup.social.all_posts(Net::X).is_empty()).then_some(())
+    })
+    .await;
+    setup.server.take().unwrap().kill();
+    let server = ServerProcess::spawn(&setup.options);
+    setup.api.reconnect();
+    setup.server = Some(server);
+    let published = setup.wait_status(&id, "published", Duration::from_secs(20)).await;
+    let on_x = setup.social.all_posts(Net::X);
+    assert_eq!(on_x.len(), 1, "{on_x:?}");
+    assert_eq!(published["platform_post_id"], on_x[0].id.as_str());
+    setup.finish().await;
+}
+
+#[tokio::test]
+async fn a_rate_limit_is_waited_out_until_the_platforms_reset() {
+    let Some(setup) = Setup::start(false).await else { return };
+    let x = setup.connect("x").await;
+    setup.social.inject(Net::X, Fault::RateLimited { reset_in: 3 });
+    let post = setup.schedule_now(&x, "Rate limited at first").await;
+    let id = post["id"].as_str().unwrap();
+    let waiting = eventually(Duration::from_secs(10), "the post to wait for the rate limit", || async {
+        let post = setup.post(id).await;
+        (post["status"] == "scheduled" && post["waiting"].as_str().is_some_and(|w| w.contains("rate limit")))
+            .then_some(post)
+    })
+    .await;
+    assert!(waiting["waiting_until"].is_string(), "{waiting}");
+    let (_, account) =
+        setup.call(Method::GET, &format!("/accounts/{}", x["id"].as_str().unwrap()), None).await;
+    assert_eq!(account["health"], "rate_limited", "{account}");
+    let limited_at = std::time::Instant::now();
+    setup.wait_status(id, "published", Duration::from_secs(15)).await;
+    let on_x = setup.social.all_posts(Net::X);
+    assert_eq!(on_x.len(), 1);
+    assert!(on_x[0].received_at >= limited_at, "sent again only after the reset");
+    setup.finish().await;
+}
+
+#[tokio::test]
+async fn ten_posts_due_at_once_cause_one_token_refresh() {
+    let Some(setup) = Setup::start(false).await else { return };
+    // The token X gives at connection expires within the refresh margin.
+    setup.social.set_access_ttl(30);
+    let x = setup.connect("x").await;
+    setup.social.set_access_ttl(7200);
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        ids.push(
+            setup.schedule_now(&x, &format!("Post number {n} of ten")).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for id in &ids {
+        setup.wait_status(id, "published", Duration::from_secs(20)).await;
+    }
+    assert_eq!(setup.social.refreshes(), 1, "one refresh for ten posts");
+    assert_eq!(setup.social.posts(Net::X).len(), 10);
+    setup.finish().await;
+}
+
+#[tokio::test]
+async fn refresh_failures_refused_and_passing() {
+    let Some(setup) = Setup::start(false).await else { return };
+    setup.social.set_access_ttl(1);
+    let x = setup.connect("x").await;
+    let account_id = x["id"].as_str().unwrap().to_owned();
+
+    // A refresh answer without a new refresh token keeps the stored one:
+    // the next refresh still works.
+    setup.social.inject(Net::X, Fault::RefreshWithoutRefreshToken);
+    let first = setup.schedule_now(&x, "After a refresh without a refresh token").await;
+    setup.wait_status(first["id"].as_str().unwrap(), "published", Duration::from_secs(15)).await;
+    let second = setup.schedule_now(&x, "After the next refresh").await;
+    setup.wait_status(second["id"].as_str().unwrap(), "published", Duration::from_secs(15)).await;
+    assert_eq!(setup.social.refreshes(), 2);
+
+    // A 503 from the token endpoint: the account stays connected, the post
+    // waits and goes after the backoff.
+    setup.social.inject(Net::X, Fault::RefreshUnavailable);
+    let third = setup.schedule_now(&x, "After a passing refresh failure").await;
+    let id = third["id"].as_str().unwrap();
+    eventually(Duration::from_secs(10), "the post to wait for the refresh", || async {
+        let post = setup.post(id).await;
+        post["waiting"].as_str().is_some_and(|w| w.contains("renewing the token failed")).then_some(())
+    })
+    .await;
+    let (_, account) = setup.call(Method::GET, &format!("/accounts/{account_id}"), None).await;
+    assert_eq!(account["health"], "connected", "a passing failure never disconnects: {account}");
+    setup.wait_status(id, "published", Duration::from_secs(20)).await;
+
+    // A refused refresh: the account needs reconnecting, the post waits and says why.
+    setup.social.inject(Net::X, Fault::RefuseRefresh);
+    let fourth = setup.schedule_now(&x, "After a refused refresh").await;
+    let id = fourth["id"].as_str().unwrap();
+    let waiting = eventually(Duration::from_secs(10), "the post to wait for a reconnect", || async {
+        let post = setup.post(id).await;
+        post["waiting"].as_str().is_some_and(|w| w.contains("connected again")).then_some(post)
+    })
+    .await;
+    assert_eq!(waiting["status"], "scheduled");
+    let (_, account) = setup.call(Method::GET, &format!("/accounts/{account_id}"), None).await;
+    assert_eq!(account["health"], "needs_reconnect", "{account}");
+    assert!(account["health_reason"].as_str().unwrap().contains("refused"), "{account}");
+    let (_, audit) =
+        setup.call(Method::GET, "/audit-events?action=social_account.needs_reconnect", None).await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+
+    // Reconnecting sends the waiting post.
+    setup.social.set_access_ttl(7200);
+    setup.connect("x").await;
+    setup.wait_status(id, "published", Duration::from_secs(15)).await;
+    setup.finish().await;
+}
+
+#[tokio::test]
+async fn wall_times_that_do_not_exist_or_happen_twice_get_a_clear_answer() {
+    let Some(setup) = Setup::start(false).await else { return };
+    let x = setup.connect("x").await;
+    let body = |local: &str, fold: Option<&str>| {
+        let mut b = json!({ "account_id": x["id"], "text": "DST", "local_time": local, "time_zone": "America/New_York", "approve": true });
+        if let Some(f) = fold {
+            b["fold"] = json!(f);
+        }
+        b
+    };
+    let (status, error) = setup.call(Method::POST, "/posts", Some(body("2027-03-14T02:30", None))).await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["details"]["field"], "local_time", "{error}");
+    assert!(error.to_string().contains("does not exist"), "{error}");
+    let (status, error) = setup.call(Method::POST, "/posts", Some(body("2027-11-07T01:30", None))).await;
+    assert_eq!(status, 422, "{error}");
+    assert!(error.to_string().contains("happens twice"), "{error}");
+    let (status, post) =
+        setup.call(Method::POST, "/posts", Some(body("2027-11-07T01:30", Some("later")))).await;
+    assert_eq!(status, 201, "{post}");
+    assert_eq!(post["scheduled_at"], "2027-11-07T06:30:00.000000Z");
+    assert_eq!(post["scheduled_local"], "2027-11-07T01:30");
+
+    // Slots are local times: the queue gives the next 09:00 in the account's zone.
+    let slots: Vec<Value> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .iter()
+        .map(|d| json!({ "weekday": d, "time": "09:00" }))
+        .collect();
+    let (status, account) = setup
+        .call(
+            Method::PATCH,
+            &format!("/accounts/{}", x["id"].as_str().unwrap()),
+            Some(json!({ "posting_time_zone": "Europe/Berlin", "posting_slots": slots })),
+        )
+        .await;
+    assert_eq!(status, 200, "{account}");
+    let (status, queued) = setup
+        .call(
+            Method::POST,
+            "/posts",
+            Some(json!({ "account_id": x["id"], "text": "Queued", "queue": true, "approve": true })),
+        )
+        .await;
+    assert_eq!(status, 201, "{queued}");
+    assert!(queued["scheduled_local"].as_str().unwrap().ends_with("T09:00"), "{queued}");
+    assert_eq!(queued["time_zone"], "Europe/Berlin");
+    let (_, next) = setup
+        .call(
+            Method::POST,
+            "/posts",
+            Some(json!({ "account_id": x["id"], "text": "Queued too", "queue": true, "approve": true })),
+        )
+        .await;
+    assert_ne!(next["scheduled_at"], queued["scheduled_at"], "the next free slot");
+
+    // Unapproved posts are not scheduled; over-long ones are refused with the rule.
+    let (status, error) = setup
+        .call(
+            Method::POST,
+            "/posts",
+            Some(json!({ "account_id": x["id"], "text": "Not approved", "now": true })),
+        )
+        .await;
+    assert_eq!(status, 409, "{error}");
+    let (status, error) = setup
+        .call(
+            Method::POST,
+            "/posts",
+            Some(json!({ "account_id": x["id"], "text": "x".repeat(281), "now": true, "approve": true })),
+        )
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert!(error.to_string().contains("280"), "{error}");
+    let (status, error) = setup
+        .api
+        .call(Method::PUT, "/api/v1/me/time-zone", Some(json!({ "time_zone": "Mars/Olympus" })))
+        .await;
+    assert_eq!(status, 422, "{error}");
+    let (status, zone) = setup
+        .api
+        .call(Method::PUT, "/api/v1/me/time-zone", Some(json!({ "time_zone": "Europe/Berlin" })))
+        .await;
+    assert_eq!((status, zone["time_zone"].as_str()), (200, Some("Europe/Berlin")));
+    setup.finish().await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_creates_one_post() {
+    let Some(setup) = Setup::start(false).await else { return };
+    let x = setup.connect("x").await;
+    let send = || async {
+        let response = setup
+            .api
+            .http
+            .post(format!("{}{}", setup.api.base_url, setup.api.tenant_path("/posts")))
+            .bearer_auth(&setup.api.token)
+            .header("Idempotency-Key", "campaign-42-x")
+            .json(&json!({ "account_id": x["id"], "text": "Once only" }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap())
+    };
+    let (first_status, first) = send().await;
+    let (second_status, second) = send().await;
+    assert_eq!((first_status, second_status), (201, 200));
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(first["status"], "draft");
+    setup.finish().await;
+}
+
+#[tokio::test]
+async fn two_replicas_publish_a_hundred_posts_once_each() {
+    let Some(mut setup) = Setup::start(true).await else { return };
+    let mastodon = setup.connect("mastodon").await;
+    let db_url = setup.db.as_ref().unwrap().url.clone();
+    let second = ServerProcess::spawn(
+        &configure(ServerOptions::new(setup._data.path()), &setup.social)
+            .env("MARKETER_DATABASE_URL", &db_url),
+    );
+    let mut ids = Vec::new();
+    for n in 0..100 {
+        ids.push(
+            setup.schedule_now(&mastodon, &format!("Replicated post {n}")).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for id in &ids {
+        setup.wait_status(id, "published", Duration::from_secs(60)).await;
+    }
+    let statuses = setup.social.all_posts(Net::Mastodon);
+    assert_eq!(statuses.len(), 100, "each published once");
+    let creates = setup.social.requests().iter().filter(|r| *r == "POST /api/v1/statuses").count();
+    assert_eq!(creates, 100, "no post was sent twice");
+    second.kill();
+    setup.server.take().unwrap().kill();
+    setup.finish().await;
+}
