@@ -360,4 +360,88 @@
       setTimeout(() => window.location.assign(progress.getAttribute("data-done")), 600);
     });
   }
+  // Publishing. The reader's time zone: when the server has none, the
+  // browser's is sent once, and the page shows times in it.
+  const zoneForm = document.querySelector("form[data-detect-zone]");
+  if (zoneForm) {
+    let zone = "";
+    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (_) { /* old browser */ }
+    const input = zoneForm.querySelector('input[name="time_zone"]');
+    if (zone && input && zone !== input.value) {
+      input.value = zone;
+      fetch(zoneForm.action, { method: "POST", body: new URLSearchParams(new FormData(zoneForm)), credentials: "same-origin" })
+        .then((r) => { if (r.ok) window.location.reload(); })
+        .catch(() => {});
+    }
+  }
+
+  // Characters as each platform counts them (links count 23; on X,
+  // characters outside the Latin and punctuation ranges count 2).
+  function platformLength(text, network) {
+    let total = 0;
+    const parts = text.split(/(https?:\/\/\S+)/);
+    parts.forEach((part, i) => {
+      if (i % 2 === 1) { total += 23; return; }
+      for (const ch of part) {
+        const c = ch.codePointAt(0);
+        const light = c <= 0x10ff || (c >= 0x2000 && c <= 0x200d) || (c >= 0x2010 && c <= 0x201f) || (c >= 0x2032 && c <= 0x2037);
+        total += network === "x" && !light ? 2 : 1;
+      }
+    });
+    return total;
+  }
+  function counter(area, fallback) {
+    const out = document.querySelector(`[data-count-for="${CSS.escape(area.id)}"]`);
+    const preview = document.querySelector(`[data-preview-for="${CSS.escape(area.id)}"] .post`);
+    const limit = Number(area.getAttribute("data-limit"));
+    const update = () => {
+      const text = area.value.trim() === "" && fallback ? fallback.value : area.value;
+      const n = platformLength(text, area.getAttribute("data-network"));
+      if (out) {
+        out.textContent = `${n} / ${limit} characters`;
+        out.classList.toggle("over", n > limit);
+      }
+      if (preview) preview.textContent = text;
+    };
+    area.addEventListener("input", update);
+    if (fallback) fallback.addEventListener("input", update);
+    update();
+  }
+  for (const area of document.querySelectorAll("textarea[data-limit]")) {
+    const composer = area.closest("form[data-composer]");
+    counter(area, composer ? composer.querySelector("#text") : null);
+  }
+  // The composer shows a version for each chosen account.
+  for (const box of document.querySelectorAll("form[data-composer] input[data-variant]")) {
+    const variant = document.getElementById(box.getAttribute("data-variant") + "-box");
+    const sync = () => { if (variant) variant.hidden = !box.checked; };
+    box.addEventListener("change", sync);
+    sync();
+  }
+
+  // The calendar: a scheduled post dragged to another day moves there at
+  // the same local time (the post's page has a date field for keyboards).
+  const reschedule = document.getElementById("reschedule-form");
+  if (reschedule) {
+    let dragged = null;
+    for (const item of document.querySelectorAll(".calendar [data-post]")) {
+      item.addEventListener("dragstart", (event) => {
+        dragged = item;
+        event.dataTransfer.setData("text/plain", item.getAttribute("data-post"));
+        event.dataTransfer.effectAllowed = "move";
+      });
+    }
+    for (const day of document.querySelectorAll(".calendar td[data-date]")) {
+      day.addEventListener("dragover", (event) => { if (dragged) { event.preventDefault(); day.classList.add("drop"); } });
+      day.addEventListener("dragleave", () => day.classList.remove("drop"));
+      day.addEventListener("drop", (event) => {
+        event.preventDefault();
+        day.classList.remove("drop");
+        if (!dragged) return;
+        reschedule.action = reschedule.getAttribute("data-action-base") + dragged.getAttribute("data-post") + "/reschedule";
+        reschedule.querySelector('input[name="local_time"]').value = day.getAttribute("data-date") + "T" + dragged.getAttribute("data-time");
+        reschedule.submit();
+      });
+    }
+  }
 })();

@@ -224,6 +224,23 @@ impl FakeSocial {
         }
     }
 
+    /// A server's options pointing at this stand-in: X's client, its API
+    /// and authorisation page, `http://` instances allowed, short time
+    /// limits so faults show quickly.
+    pub fn configure(&self, options: crate::ServerOptions) -> crate::ServerOptions {
+        let public = format!("http://127.0.0.1:{}", options.api_port);
+        options
+            .env("MARKETER_PUBLIC_URL", &public)
+            .env("MARKETER_X_CLIENT_ID", X_CLIENT_ID)
+            .env("MARKETER_X_CLIENT_SECRET", X_CLIENT_SECRET)
+            .env("MARKETER_X_API_URL", &self.url())
+            .env("MARKETER_X_AUTHORIZE_URL", &format!("{}/i/oauth2/authorize", self.url()))
+            .env("MARKETER_SOCIAL_ALLOW_INSECURE", "true")
+            .env("MARKETER_SOCIAL_TIMEOUT_MS", "1500")
+            .env("MARKETER_PUBLISH_RECONCILE_DELAY_MS", "300")
+            .env("MARKETER_PUBLISH_LEASE_SECONDS", "3")
+    }
+
     /// Requests received, as `METHOD /path`.
     pub fn requests(&self) -> Vec<String> {
         self.inner.lock().unwrap().requests.clone()

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use marketer_tests::fleet::{EMAIL, PASSWORD};
-use marketer_tests::social::{FakeSocial, Fault, Net, X_CLIENT_ID, X_CLIENT_SECRET};
+use marketer_tests::social::{FakeSocial, Fault, Net};
 use marketer_tests::{Api, ServerOptions, ServerProcess, TempDatabase, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -24,19 +24,10 @@ struct Setup {
 }
 
 fn configure(options: ServerOptions, social: &FakeSocial) -> ServerOptions {
-    let public = format!("http://127.0.0.1:{}", options.api_port);
-    options
+    social
+        .configure(options)
         .env("MARKETER_BOOTSTRAP_EMAIL", EMAIL)
         .env("MARKETER_BOOTSTRAP_PASSWORD", PASSWORD)
-        .env("MARKETER_PUBLIC_URL", &public)
-        .env("MARKETER_X_CLIENT_ID", X_CLIENT_ID)
-        .env("MARKETER_X_CLIENT_SECRET", X_CLIENT_SECRET)
-        .env("MARKETER_X_API_URL", &social.url())
-        .env("MARKETER_X_AUTHORIZE_URL", &format!("{}/i/oauth2/authorize", social.url()))
-        .env("MARKETER_SOCIAL_ALLOW_INSECURE", "true")
-        .env("MARKETER_SOCIAL_TIMEOUT_MS", "1500")
-        .env("MARKETER_PUBLISH_RECONCILE_DELAY_MS", "300")
-        .env("MARKETER_PUBLISH_LEASE_SECONDS", "3")
 }
 
 impl Drop for Setup {

@@ -608,3 +608,93 @@ async fn a_failed_run_shows_what_it_kept_and_resumes_from_there() {
     browser.check_page("activity-resumed").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_sees_it_published() {
+    let Some(browser) = Browser::start().await else { return };
+    let social = marketer_tests::social::FakeSocial::start().await;
+    let fleet = Fleet::start(|o| social.configure(job_timings(o))).await;
+    let _agent = Agent::start(&fleet, &[]).await;
+    let body = json!({ "name": "Solar Co", "llm_policy": "edge_only", "default_model": MODEL });
+    let (status, project) = fleet.call(Method::POST, "/projects", Some(body)).await;
+    assert_eq!(status, 201, "{project}");
+    let project = project["id"].as_str().unwrap().to_owned();
+    let path = format!("/projects/{project}/activities");
+    let body =
+        json!({ "kind": "social_post_set", "topic": "Our spring sale", "platforms": ["x", "linkedin"] });
+    let (status, created) = fleet.call(Method::POST, &path, Some(body)).await;
+    assert_eq!(status, 202, "{created}");
+    let activity = created["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(60), "the posts to be in review", || async {
+        let (_, a) = fleet.call(Method::GET, &format!("{path}/{activity}"), None).await;
+        assert_ne!(a["status"], "failed", "{a}");
+        (a["status"] == "review").then_some(())
+    })
+    .await;
+    sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
+
+    // Settings → Accounts → Connect X → approve on X → back, connected.
+    browser.goto(&tenant_url(&fleet, "/settings")).await;
+    browser.click("#social-accounts a").await;
+    browser.find("#connect").await;
+    browser.check_page("publishing-accounts-empty").await;
+    browser.click("#connect a.button").await;
+    browser.find("#continue").await;
+    browser.check_page("publishing-connect").await;
+    browser.click("#continue").await;
+    browser.wait_for_text("main", "the connected account", |t| t.contains("@marketer_test")).await;
+    assert!(browser.text("main").await.contains("The account is connected"));
+    browser.check_page("publishing-accounts").await;
+
+    // Not approved yet: no Schedule button. Approved: one per variant.
+    let page = tenant_url(&fleet, &format!("/projects/{project}/activities/{activity}"));
+    browser.goto(&page).await;
+    assert!(!browser.has("#social a.button.primary").await, "nothing to schedule before approval");
+    browser.click("form[action$='/approve'] button").await;
+    browser.wait_for_text("#status-badge", "approved", |t| t == "approved").await;
+    browser.click("#social [role=tabpanel]:not([hidden]) a.button.primary").await;
+    browser.find("form[data-composer]").await;
+    let text = browser.eval("document.getElementById('text').value").await;
+    assert!(!text.as_str().unwrap().is_empty(), "the variant's text is in the composer");
+    assert_eq!(browser.eval("document.querySelector('input[name=\"account[]\"]').checked").await, true);
+    let count = browser.text("[data-count-for]").await;
+    assert!(count.ends_with("/ 280 characters"), "{count}");
+    browser.check_page("publishing-composer").await;
+
+    // Scheduled a few seconds ahead, in the reader's time zone.
+    let zone = browser.eval("document.getElementById('composer-zone').value").await;
+    assert_eq!(zone, "UTC");
+    let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(8);
+    let local = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    );
+    browser.eval(&format!("document.getElementById('local_time').value = '{local}'")).await;
+    browser.eval("document.querySelector('form[data-composer]').submit()").await;
+    browser.wait_for_text("h1", "the calendar", |t| !t.is_empty() && !t.contains("New post")).await;
+    assert!(browser.path().await.ends_with("/calendar"));
+    let item = browser.text(".calendar li.item").await;
+    assert!(item.contains("@marketer_test") && item.contains("scheduled"), "{item}");
+    browser.check_page("publishing-calendar").await;
+
+    // Published on X, once; the calendar and the post say so.
+    eventually(Duration::from_secs(30), "the post on X", || async {
+        (social.posts(marketer_tests::social::Net::X).len() == 1).then_some(())
+    })
+    .await;
+    browser.goto(&browser.eval("location.href").await.as_str().unwrap().to_owned()).await;
+    browser.wait_for_text(".calendar li.item", "published", |t| t.contains("published")).await;
+    browser.click(".calendar li.item a").await;
+    browser.find("#attempts").await;
+    let link = browser.find("a[href^='https://x.com/marketer_test/status/']").await;
+    assert!(link.text().await.unwrap().contains("View on X"));
+    browser.check_page("publishing-post").await;
+    browser.goto(&tenant_url(&fleet, "/calendar?view=week")).await;
+    browser.check_page("publishing-calendar-week").await;
+    assert_eq!(social.all_posts(marketer_tests::social::Net::X).len(), 1);
+}

@@ -233,6 +233,12 @@ pub fn check_text(network: Network, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// A post's text as it is sent: line breaks as `\n` (forms send `\r\n`),
+/// no whitespace at the ends.
+pub fn normalize(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n").trim().to_owned()
+}
+
 /// The one approval gate of scheduling: the activity is approved, or the
 /// post itself was approved by a member or above.
 pub fn approval_gate(activity: Option<&Activity>, post_approved: bool) -> Result<()> {
@@ -698,7 +704,7 @@ impl App {
             }
             None => None,
         };
-        let text = text.ok_or_else(|| Error::invalid("text", "a post needs text (or an activity_id)"))?;
+        let text = normalize(&text.ok_or_else(|| Error::invalid("text", "a post needs text (or an activity_id)"))?);
         check_text(account.network, &text)?;
         if let Some(pid) = project_id {
             self.store
@@ -761,6 +767,25 @@ impl App {
         Ok((PostView::of(&stored, Some(&account)), created))
     }
 
+    /// An activity's title and its social variants (platform, text), for
+    /// the composer.
+    pub async fn social_variants(
+        &self,
+        access: &TenantAccess,
+        activity_id: Uuid,
+    ) -> Result<(String, Vec<(String, String)>)> {
+        access.require(Permission::ActivitiesRead)?;
+        let activity = self.store.activity(access.tenant_id, activity_id).await.found("activity")?;
+        self.audit_content_read(access, "activity", activity_id, "social variants").await?;
+        let variants = activity
+            .content_run
+            .as_ref()
+            .and_then(super::activities::result_of)
+            .map(|r| r.social.iter().map(|v| (v.platform.as_str().to_owned(), v.text.clone())).collect())
+            .unwrap_or_default();
+        Ok((activity.title, variants))
+    }
+
     async fn existing_post(&self, access: &TenantAccess, key: &str) -> Result<Option<PostView>> {
         let found = self
             .store
@@ -813,10 +838,11 @@ impl App {
                 code: "account_disconnected",
                 message: "the post's account was disconnected; create the post on another account".into(),
             })?;
-        if let Some(text) = &req.text {
+        let text = req.text.as_deref().map(normalize);
+        if let Some(text) = &text {
             check_text(account.network, text)?;
         }
-        let mut patch = PostPatch { text: req.text.clone(), ..PostPatch::default() };
+        let mut patch = PostPatch { text: text.clone(), ..PostPatch::default() };
         if req.approve {
             patch.approved_by = Some(
                 access

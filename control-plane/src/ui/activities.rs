@@ -384,6 +384,8 @@ struct VariantView {
     limit: u32,
     over: bool,
     enforcement: String,
+    /// The composer, with this variant (approved activities only).
+    schedule_href: Option<String>,
 }
 
 #[derive(Template)]
@@ -509,6 +511,15 @@ async fn activity_page(
                     limit: v.char_limit,
                     over: v.char_count > v.char_limit,
                     enforcement: v.enforcement.replace('_', " "),
+                    schedule_href: (activity.status == ActivityStatus::Approved
+                        && page.can(Permission::PostsWrite))
+                    .then(|| {
+                        page.path(&format!(
+                            "/posts/new?activity={}&variant={}",
+                            activity.id,
+                            v.platform.as_str()
+                        ))
+                    }),
                 })
                 .collect()
         })

@@ -27,6 +27,7 @@ mod fleet;
 mod home;
 pub(crate) mod page;
 mod projects;
+mod publishing;
 mod session;
 mod settings;
 mod team;
@@ -143,6 +144,19 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/settings/api-keys/{api_key_id}/revoke", post(settings::revoke_api_key))
         .route("/settings/cloud-provider", post(settings::set_cloud_provider))
         .route("/settings/cloud-provider/delete", post(settings::delete_cloud_provider))
+        .route("/settings/accounts", get(publishing::accounts))
+        .route("/settings/accounts/connect", get(publishing::connect))
+        .route("/settings/accounts/{account_id}", post(publishing::update_account))
+        .route("/settings/accounts/{account_id}/disconnect", post(publishing::disconnect_account))
+        .route("/calendar", get(publishing::calendar))
+        .route("/time-zone", post(publishing::set_zone))
+        .route("/posts/new", get(publishing::new_post).post(publishing::create_posts))
+        .route("/posts/{post_id}", get(publishing::show_post))
+        .route("/posts/{post_id}/reschedule", post(publishing::reschedule_post))
+        .route("/posts/{post_id}/edit", post(publishing::edit_post))
+        .route("/posts/{post_id}/cancel", post(publishing::cancel_post))
+        .route("/posts/{post_id}/retry", post(publishing::retry_post))
+        .route("/posts/{post_id}/delete", post(publishing::delete_post))
         .layer(axum::middleware::from_fn_with_state(state.clone(), with_navigation));
     Router::new()
         .route("/", get(auth::root))

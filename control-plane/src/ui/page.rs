@@ -66,8 +66,11 @@ impl Shell {
             .unwrap_or_default();
         let base = format!("/t/{tenant_id}");
         let role = access.role;
-        let mut nav =
-            vec![("", "Dashboard"), ("/projects", "Projects"), ("/fleet", "Fleet"), ("/team", "Team")];
+        let mut nav = vec![("", "Dashboard"), ("/projects", "Projects")];
+        if role.allows(Permission::PostsRead) {
+            nav.push(("/calendar", "Calendar"));
+        }
+        nav.extend([("/fleet", "Fleet"), ("/team", "Team")]);
         if role.allows(Permission::AuditRead) {
             nav.push(("/audit", "Audit log"));
         }
