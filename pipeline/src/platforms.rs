@@ -140,6 +140,12 @@ pub fn mastodon_length(text: &str) -> usize {
     weighted(text, |_| 1)
 }
 
+/// A text's length as Bluesky counts it: grapheme clusters (what a reader
+/// sees as one character; an emoji with modifiers is one).
+pub fn bluesky_length(text: &str) -> usize {
+    unicode_segmentation::UnicodeSegmentation::graphemes(text, true).count()
+}
+
 fn weighted(text: &str, weight: impl Fn(char) -> usize) -> usize {
     let mut total = 0;
     let mut last = 0;
@@ -391,6 +397,7 @@ mod tests {
         assert_eq!(x_length("see https://example.com/a/very/long/path/indeed ok"), 4 + 23 + 3);
         assert_eq!(x_length("日本"), 4);
         assert_eq!(mastodon_length("日本 https://example.com/x"), 3 + 23);
+        assert_eq!(bluesky_length("👍🏽 e\u{301}"), 3);
     }
 
     #[test]

@@ -763,3 +763,158 @@ async fn m_statuses(
         .unwrap_or_default();
     Json(page).into_response()
 }
+
+/// The reference Bluesky PDS (`tests/bluesky/pds.js`, from the npm package
+/// `@atproto/dev-env` that `.ci/run` installs under `target/pds`), with one
+/// account and an app password. It stops when dropped.
+#[derive(Debug)]
+pub struct Pds {
+    pub url: String,
+    pub handle: String,
+    pub did: String,
+    pub app_password: String,
+    child: std::process::Child,
+}
+
+impl Pds {
+    /// `None` (the test is skipped) when the package is not installed,
+    /// unless `MARKETER_REQUIRE_BLUESKY` says it must be (CI).
+    pub fn start() -> Option<Self> {
+        use std::io::BufRead;
+        let root =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+        let modules = root.join("target/pds/node_modules");
+        if !modules.join("@atproto/dev-env").exists() {
+            assert!(
+                std::env::var_os("MARKETER_REQUIRE_BLUESKY").is_none(),
+                "MARKETER_REQUIRE_BLUESKY is set but @atproto/dev-env is not installed under target/pds"
+            );
+            eprintln!(
+                "skipping: @atproto/dev-env is not installed under target/pds (bash .ci/run installs it)"
+            );
+            return None;
+        }
+        let mut child = std::process::Command::new("node")
+            .arg(root.join("tests/bluesky/pds.js"))
+            .env("NODE_PATH", &modules)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start node");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("read the PDS's first line");
+        let info: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("the PDS did not start ({e}): {line}"));
+        let get = |k: &str| info[k].as_str().expect(k).to_owned();
+        Some(Self {
+            url: get("url"),
+            handle: get("handle"),
+            did: get("did"),
+            app_password: get("app_password"),
+            child,
+        })
+    }
+
+    /// The post records in the account's repository.
+    pub async fn posts(&self) -> Vec<Value> {
+        let url = format!(
+            "{}/xrpc/com.atproto.repo.listRecords?repo={}&collection=app.bsky.feed.post&limit=100",
+            self.url, self.did
+        );
+        let body: Value =
+            reqwest::get(url).await.expect("listRecords").json().await.expect("listRecords answer");
+        body["records"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Pds {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A reverse proxy that can hold back the answer of the next request
+/// whose path contains a string: the request reaches the server (which
+/// acts on it), and the client hears nothing until it gives up.
+#[derive(Debug)]
+pub struct LosingProxy {
+    pub addr: SocketAddr,
+    armed: Arc<Mutex<Option<(String, Duration)>>>,
+    stop: CancellationToken,
+}
+
+impl Drop for LosingProxy {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl LosingProxy {
+    pub async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let addr = listener.local_addr().expect("local address");
+        let armed: Arc<Mutex<Option<(String, Duration)>>> = Arc::default();
+        let state = (target.trim_end_matches('/').to_owned(), armed.clone(), reqwest::Client::new());
+        let router = axum::Router::new().fallback(forward).with_state(Arc::new(state));
+        let stop = CancellationToken::new();
+        let cancelled = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).with_graceful_shutdown(cancelled.cancelled_owned()).await;
+        });
+        Self { addr, armed, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The next request whose path contains `path` is answered only after `delay`.
+    pub fn hold_next(&self, path: &str, delay: Duration) {
+        *self.armed.lock().unwrap() = Some((path.to_owned(), delay));
+    }
+}
+
+type ProxyState = Arc<(String, Arc<Mutex<Option<(String, Duration)>>>, reqwest::Client)>;
+
+async fn forward(State(state): State<ProxyState>, request: axum::extract::Request) -> Response {
+    let (target, armed, client) = (&state.0, &state.1, &state.2);
+    let path = request.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let hold = {
+        let mut armed = armed.lock().unwrap();
+        match armed.as_ref() {
+            Some((needle, delay)) if path.contains(needle.as_str()) => {
+                let delay = *delay;
+                *armed = None;
+                Some(delay)
+            }
+            _ => None,
+        }
+    };
+    let method = request.method().clone();
+    let mut headers = request.headers().clone();
+    headers.remove(header::HOST);
+    let body = axum::body::to_bytes(request.into_body(), 10 * 1024 * 1024).await.unwrap_or_default();
+    let upstream = client.request(method, format!("{target}{path}")).headers(headers).body(body).send().await;
+    let response = match upstream {
+        Ok(r) => {
+            let status = r.status();
+            let headers = r.headers().clone();
+            let bytes = r.bytes().await.unwrap_or_default();
+            let mut response = (status, bytes).into_response();
+            for (k, v) in &headers {
+                if k != header::TRANSFER_ENCODING && k != header::CONTENT_LENGTH {
+                    response.headers_mut().insert(k, v.clone());
+                }
+            }
+            response
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    };
+    if let Some(delay) = hold {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}

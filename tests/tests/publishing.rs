@@ -495,3 +495,63 @@ async fn two_replicas_publish_a_hundred_posts_once_each() {
     setup.server.take().unwrap().kill();
     setup.finish().await;
 }
+
+#[tokio::test]
+async fn bluesky_posts_reach_the_reference_pds_once_even_when_an_answer_is_lost() {
+    let Some(pds) = marketer_tests::social::Pds::start() else { return };
+    let Some(setup) = Setup::start(false).await else { return };
+    // Everything goes through a proxy that can lose one answer.
+    let proxy = marketer_tests::social::LosingProxy::start(&pds.url).await;
+    let (status, error) = setup
+        .call(
+            Method::POST,
+            "/accounts/bluesky",
+            Some(
+                json!({ "identifier": pds.handle, "app_password": "wrong-password", "service": proxy.url() }),
+            ),
+        )
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["details"]["field"], "app_password", "{error}");
+    let (status, account) = setup
+        .call(
+            Method::POST,
+            "/accounts/bluesky",
+            Some(
+                json!({ "identifier": pds.handle, "app_password": pds.app_password, "service": proxy.url() }),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{account}");
+    assert_eq!(account["network"], "bluesky");
+    assert_eq!(account["handle"], format!("@{}", pds.handle));
+    assert!(account["token_expires_at"].is_string(), "the session's expiry is known: {account}");
+
+    let post = setup.schedule_now(&account, "Hello from Marketer to the reference PDS 👋🏽").await;
+    let published =
+        setup.wait_status(post["id"].as_str().unwrap(), "published", Duration::from_secs(20)).await;
+    let records = pds.posts().await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["value"]["text"], "Hello from Marketer to the reference PDS 👋🏽");
+    let rkey = published["platform_post_id"].as_str().unwrap();
+    assert!(records[0]["uri"].as_str().unwrap().ends_with(&format!("/app.bsky.feed.post/{rkey}")));
+    assert_eq!(published["url"], format!("https://bsky.app/profile/{}/post/{rkey}", pds.handle));
+
+    // The PDS creates the record but its answer is lost: unconfirmed, then
+    // getRecord finds it; nothing is created twice.
+    proxy.hold_next("createRecord", Duration::from_secs(4));
+    let post = setup.schedule_now(&account, "This answer is lost on the way back").await;
+    let id = post["id"].as_str().unwrap();
+    setup.wait_status(id, "unconfirmed", Duration::from_secs(15)).await;
+    let published = setup.wait_status(id, "published", Duration::from_secs(20)).await;
+    let outcomes: Vec<&str> =
+        published["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["unknown", "found"]);
+    assert_eq!(pds.posts().await.len(), 2);
+
+    // Deleting deletes the record.
+    let (status, _) = setup.call(Method::DELETE, &format!("/posts/{id}"), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(pds.posts().await.len(), 1);
+    setup.finish().await;
+}

@@ -197,6 +197,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(documents::get, documents::delete))
         .routes(routes!(publishing::list_accounts))
         .routes(routes!(publishing::connect))
+        .routes(routes!(publishing::connect_bluesky))
         .routes(routes!(publishing::get_account, publishing::update_account, publishing::disconnect_account))
         .routes(routes!(publishing::list_posts, publishing::create_post))
         .routes(routes!(publishing::get_post, publishing::update_post, publishing::delete_post))

@@ -57,6 +57,7 @@ pub const CONTENT_READ: &str = "content.read";
 pub const CLOUD_PROVIDER_DELETE: &str = "cloud_provider.delete";
 
 pub const SOCIAL_ACCOUNT_CONNECT: &str = "social_account.connect";
+pub const SOCIAL_ACCOUNT_CONNECT_BLUESKY: &str = "social_account.connect_bluesky";
 pub const SOCIAL_ACCOUNT_UPDATE: &str = "social_account.update";
 pub const SOCIAL_ACCOUNT_DISCONNECT: &str = "social_account.disconnect";
 /// Not a route: the platform refused the account's credentials for good.
@@ -113,6 +114,7 @@ pub const ALL: &[&str] = &[
     DOCUMENT_UPLOAD,
     DOCUMENT_DELETE,
     SOCIAL_ACCOUNT_CONNECT,
+    SOCIAL_ACCOUNT_CONNECT_BLUESKY,
     SOCIAL_ACCOUNT_UPDATE,
     SOCIAL_ACCOUNT_DISCONNECT,
     POST_CREATE,

@@ -200,6 +200,7 @@ pub fn text_length(network: Network, text: &str) -> usize {
     match network {
         Network::X => marketer_pipeline::platforms::x_length(text),
         Network::Mastodon => marketer_pipeline::platforms::mastodon_length(text),
+        Network::Bluesky => marketer_pipeline::platforms::bluesky_length(text),
         _ => marketer_pipeline::platforms::char_count(text),
     }
 }
@@ -336,6 +337,21 @@ pub struct StartConnect {
     pub project_ids: Option<Vec<Uuid>>,
 }
 
+/// A Bluesky account, connected with an app password.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectBluesky {
+    /// The handle (or e-mail address) of the account.
+    pub identifier: String,
+    /// An app password (Settings → Privacy and security → App passwords on
+    /// Bluesky); stored encrypted only as the session it opens.
+    #[schema(value_type = String, format = Password)]
+    pub app_password: SecretString,
+    /// The account's PDS [default: https://bsky.social].
+    pub service: Option<String>,
+    pub project_ids: Option<Vec<Uuid>>,
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConnectStarted {
     /// Send the person here to approve; the platform sends them back to
@@ -436,6 +452,67 @@ impl App {
         };
         self.store.save_oauth_state(&record, Timestamp::now()).await?;
         Ok(ConnectStarted { authorize_url: url, expires_at })
+    }
+
+    /// Connects a Bluesky account: its app password opens a session, whose
+    /// tokens are kept (the password is not).
+    pub async fn connect_bluesky(&self, access: &TenantAccess, req: ConnectBluesky) -> Result<AccountView> {
+        access.require(Permission::AccountsManage)?;
+        let user = access.caller.user()?.clone();
+        self.check_projects(access, req.project_ids.as_ref()).await?;
+        let identifier = req.identifier.trim().trim_start_matches('@');
+        if identifier.is_empty() || identifier.len() > 253 {
+            return Err(Error::invalid("identifier", "give the account's handle, e.g. alice.bsky.social"));
+        }
+        if req.app_password.expose_secret().is_empty() || req.app_password.expose_secret().len() > 256 {
+            return Err(Error::invalid("app_password", "give an app password made in Bluesky's settings"));
+        }
+        let platforms = &self.publisher.platforms;
+        let service = mastodon::instance_url(
+            req.service.as_deref().unwrap_or(crate::publishing::platforms::bluesky::DEFAULT_SERVICE),
+            platforms.settings.allow_insecure_instances,
+        )
+        .map_err(|m| Error::invalid("service", m.replace("instance", "service")))?;
+        let (granted, profile) = crate::publishing::platforms::bluesky::sign_in(
+            platforms,
+            &service,
+            identifier,
+            &req.app_password,
+        )
+        .await
+        .map_err(|m| Error::invalid("app_password", m))?;
+        let key = self.publisher.key();
+        let seal = |s: &SecretString| key.seal(access.tenant_id, s.expose_secret()).map_err(Error::internal);
+        let now = Timestamp::now();
+        let tokens = SealedTokens {
+            access: seal(&granted.access)?,
+            refresh: granted.refresh.as_ref().map(seal).transpose()?,
+            expires_at: granted
+                .expires_in
+                .map(|s| Timestamp::from_datetime(now.as_datetime() + time::Duration::seconds(s))),
+        };
+        let zone = self.store.user_time_zone(user.id).await?.unwrap_or_else(|| "UTC".into());
+        let account = NewAccount {
+            id: new_id(),
+            tenant_id: access.tenant_id,
+            network: Network::Bluesky,
+            external_id: profile.external_id,
+            instance_url: Some(service),
+            handle: profile.handle.clone(),
+            display_name: profile.display_name,
+            profile_url: profile.profile_url,
+            project_ids: req.project_ids,
+            tokens,
+            posting_time_zone: zone,
+            created_by: Some(user.id),
+        };
+        let mut audit = access
+            .audit(actions::SOCIAL_ACCOUNT_CONNECT_BLUESKY)
+            .details(serde_json::json!({ "network": Network::Bluesky, "handle": profile.handle }));
+        audit.resource_type = Some("social_account");
+        let stored = self.store.connect_account(&account, &audit).await?;
+        self.publisher.wake();
+        Ok(AccountView::of(&stored))
     }
 
     /// Marketer's app on a Mastodon instance, registered on first use.
@@ -704,7 +781,8 @@ impl App {
             }
             None => None,
         };
-        let text = normalize(&text.ok_or_else(|| Error::invalid("text", "a post needs text (or an activity_id)"))?);
+        let text =
+            normalize(&text.ok_or_else(|| Error::invalid("text", "a post needs text (or an activity_id)"))?);
         check_text(account.network, &text)?;
         if let Some(pid) = project_id {
             self.store

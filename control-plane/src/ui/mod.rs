@@ -146,6 +146,7 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/settings/cloud-provider/delete", post(settings::delete_cloud_provider))
         .route("/settings/accounts", get(publishing::accounts))
         .route("/settings/accounts/connect", get(publishing::connect))
+        .route("/settings/accounts/bluesky", post(publishing::connect_bluesky))
         .route("/settings/accounts/{account_id}", post(publishing::update_account))
         .route("/settings/accounts/{account_id}/disconnect", post(publishing::disconnect_account))
         .route("/calendar", get(publishing::calendar))

@@ -6,7 +6,8 @@
 //! queue / post now / save a draft), a post's page (status, why it waits or
 //! failed and what to do, the link to it on the platform, every attempt,
 //! reschedule, edit, cancel, retry, delete), and the Accounts settings
-//! (connect, health, reconnect, disconnect, posting slots and time zone).
+//! (connect X and Mastodon through OAuth, Bluesky with an app password;
+//! health, reconnect, disconnect, posting slots and time zone).
 
 use askama::Template;
 use axum::extract::State;
@@ -811,6 +812,7 @@ async fn accounts_page(
                 slots: slots_text(&a.posting_slots),
                 action: format!("{base}/{}", a.id),
                 reconnect_href: match (&a.network, &a.instance_url) {
+                    (Network::Bluesky, _) => format!("{base}#connect"),
                     (Network::Mastodon, Some(instance)) => format!(
                         "{base}/connect?network=mastodon&instance={}",
                         form_urlencoded::byte_serialize(instance.as_bytes()).collect::<String>()
@@ -879,6 +881,33 @@ pub async fn connect(
             href: started.authorize_url,
             shell: page.shell,
         })),
+        Err(e) => {
+            let errors = FormErrors::from_error(e)?;
+            accounts_page(&state, page, errors, false).await
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct BlueskyForm {
+    identifier: Option<String>,
+    app_password: Option<String>,
+    service: Option<String>,
+}
+
+pub async fn connect_bluesky(
+    State(state): State<ApiState>,
+    submit: Submit<BlueskyForm>,
+) -> Result<Response, UiError> {
+    let Submit { page, form } = submit;
+    let req = crate::service::ConnectBluesky {
+        identifier: form.identifier.unwrap_or_default(),
+        app_password: secrecy::SecretString::from(form.app_password.unwrap_or_default()),
+        service: form.service.filter(|s| !s.trim().is_empty()),
+        project_ids: None,
+    };
+    match state.app.connect_bluesky(&page.access, req).await {
+        Ok(_) => Ok(see_other(&page.path("/settings/accounts?connected=1"))),
         Err(e) => {
             let errors = FormErrors::from_error(e)?;
             accounts_page(&state, page, errors, false).await

@@ -12,8 +12,8 @@ use crate::api::error::ErrorBody;
 use crate::api::extract::{Json, Path, Query};
 use crate::error::{Error, Result};
 use crate::service::{
-    AccountView, Caller, ConnectStarted, CreatePost, PostDetail, PostQuery, PostView, StartConnect,
-    TenantAccess, UpdateAccount, UpdatePost, actions,
+    AccountView, Caller, ConnectBluesky, ConnectStarted, CreatePost, PostDetail, PostQuery, PostView,
+    StartConnect, TenantAccess, UpdateAccount, UpdatePost, actions,
 };
 use crate::store::Network;
 
@@ -49,6 +49,18 @@ pub async fn connect(
     Json(req): Json<StartConnect>,
 ) -> Result<Json<ConnectStarted>> {
     Ok(Json(state.app.start_connect(&access, req).await?))
+}
+
+/// Connects a Bluesky account with an app password.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/accounts/bluesky", tag = "publishing", operation_id = actions::SOCIAL_ACCOUNT_CONNECT_BLUESKY,
+    security(("bearer" = [])), params(("tenant_id" = Uuid, Path)), request_body = ConnectBluesky,
+    responses((status = 201, body = AccountView), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn connect_bluesky(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Json(req): Json<ConnectBluesky>,
+) -> Result<(StatusCode, Json<AccountView>)> {
+    Ok((StatusCode::CREATED, Json(state.app.connect_bluesky(&access, req).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/accounts/{account_id}", tag = "publishing", security(("bearer" = [])),

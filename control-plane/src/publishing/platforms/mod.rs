@@ -7,6 +7,7 @@
 //! outcome unknown), so no retry decision is made here: a publishing
 //! request is never retried inside the HTTP layer.
 
+pub mod bluesky;
 pub mod mastodon;
 pub mod x;
 
@@ -179,6 +180,7 @@ impl Platforms {
         match account.network {
             Network::X => x::publish(self, token, post).await,
             Network::Mastodon => mastodon::publish(self, account, token, post).await,
+            Network::Bluesky => bluesky::publish(self, account, token, post).await,
             other => unsupported(other),
         }
     }
@@ -192,6 +194,7 @@ impl Platforms {
         match account.network {
             Network::X => x::find(self, account, token, post).await,
             Network::Mastodon => mastodon::find(self, account, token, post).await,
+            Network::Bluesky => bluesky::find(self, account, post).await,
             other => {
                 let (_, record) = unsupported(other);
                 (Found::Unknown { reason: record.detail.clone() }, record)
@@ -208,6 +211,7 @@ impl Platforms {
         match account.network {
             Network::X => x::delete(self, token, id).await,
             Network::Mastodon => mastodon::delete(self, account, token, id).await,
+            Network::Bluesky => bluesky::delete(self, account, token, id).await,
             other => Err(format!("deleting posts on {other} is not supported yet")),
         }
     }
@@ -215,6 +219,7 @@ impl Platforms {
     pub async fn refresh(&self, account: &SocialAccount, refresh: &SecretString) -> Refreshed {
         match account.network {
             Network::X => x::refresh(self, refresh).await,
+            Network::Bluesky => bluesky::refresh(self, account, refresh).await,
             other => Refreshed::Refused {
                 reason: format!("{other} tokens cannot be refreshed; connect the account again"),
             },
@@ -225,6 +230,7 @@ impl Platforms {
         match account.network {
             Network::X => x::check(self, token).await,
             Network::Mastodon => mastodon::check(self, account, token).await,
+            Network::Bluesky => bluesky::check(self, account, token).await,
             _ => Health::Ok,
         }
     }
@@ -265,7 +271,17 @@ pub fn rate_window(headers: &HeaderMap, now: Timestamp) -> (Option<i64>, Option<
                 Timestamp::parse_rfc3339(v).ok()
             }
         })
-        .or_else(|| get("ratelimit-reset").and_then(|v| v.parse::<i64>().ok()).map(from_seconds))
+        // RateLimit-Reset: seconds from now in the IETF draft, a Unix time
+        // on Bluesky's PDS; told apart by size.
+        .or_else(|| {
+            get("ratelimit-reset").and_then(|v| v.parse::<i64>().ok()).and_then(|v| {
+                if v > 1_000_000_000 {
+                    time::OffsetDateTime::from_unix_timestamp(v).ok().map(Timestamp::from_datetime)
+                } else {
+                    Some(from_seconds(v))
+                }
+            })
+        })
         .or_else(|| get("retry-after").and_then(|v| v.parse::<i64>().ok()).map(from_seconds));
     (remaining, reset)
 }
