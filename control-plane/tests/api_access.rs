@@ -305,7 +305,11 @@ async fn nothing_of_another_tenant_is_visible() {
             .replace("{document_id}", &document)
             // No agent can be enrolled without a gateway round trip; any id will do
             // here, the agent tests check foreign agents with real ones.
-            .replace("{agent_id}", &uuid::Uuid::now_v7().to_string());
+            .replace("{agent_id}", &uuid::Uuid::now_v7().to_string())
+            // Connecting a social account needs a platform; the publishing
+            // tests check foreign accounts and posts with real ones.
+            .replace("{account_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{post_id}", &uuid::Uuid::now_v7().to_string());
         assert!(!path.contains('{'), "unhandled parameter in {template}");
         for method in item.as_object().unwrap().keys() {
             let method: Method = method.to_uppercase().parse().unwrap();

@@ -10,6 +10,7 @@ pub const PASSWORD_RESET: &str = "user.password_reset";
 pub const USER_CREATE: &str = "user.create";
 pub const USER_DISABLE: &str = "user.disable";
 pub const USER_ENABLE: &str = "user.enable";
+pub const USER_TIME_ZONE: &str = "user.set_time_zone";
 pub const BOOTSTRAP: &str = "system.bootstrap";
 
 pub const TENANT_CREATE: &str = "tenant.create";
@@ -80,6 +81,7 @@ pub const ALL: &[&str] = &[
     USER_CREATE,
     USER_DISABLE,
     USER_ENABLE,
+    USER_TIME_ZONE,
     BOOTSTRAP,
     TENANT_CREATE,
     TENANT_UPDATE,

@@ -260,29 +260,66 @@ pub fn approval_gate(activity: Option<&Activity>, post_approved: bool) -> Result
     })
 }
 
-/// When a post should go out.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// When a post should go out: at most one of an instant, a wall time, the
+/// queue or now; none: a draft.
+#[derive(Debug, Clone, Default)]
 pub struct When {
-    /// An instant (RFC 3339).
     pub scheduled_at: Option<Timestamp>,
-    /// Or a wall time `YYYY-MM-DDTHH:MM` in `time_zone`.
     pub local_time: Option<String>,
-    /// IANA zone of `local_time` [default: your time zone, else the account's].
     pub time_zone: Option<String>,
-    /// For a wall time that happens twice (clocks going back).
     pub fold: Option<Fold>,
-    /// The account's next free posting slot.
-    #[serde(default)]
     pub queue: bool,
-    /// As soon as possible.
-    #[serde(default)]
     pub now: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreatePost {
+/// The fields that say when, shared by creating and changing a post.
+macro_rules! when_fields {
+    ($name:ident { $($field:tt)* }) => {
+        #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($field)*
+            /// An instant (RFC 3339).
+            pub scheduled_at: Option<Timestamp>,
+            /// Or a wall time `YYYY-MM-DDTHH:MM` in `time_zone`.
+            pub local_time: Option<String>,
+            /// IANA zone of `local_time` [default: your time zone, else the account's].
+            pub time_zone: Option<String>,
+            /// For a wall time that happens twice (clocks going back).
+            pub fold: Option<Fold>,
+            /// The account's next free posting slot.
+            #[serde(default)]
+            pub queue: bool,
+            /// As soon as possible.
+            #[serde(default)]
+            pub now: bool,
+        }
+
+        impl $name {
+            pub fn when(&self) -> When {
+                When {
+                    scheduled_at: self.scheduled_at,
+                    local_time: self.local_time.clone(),
+                    time_zone: self.time_zone.clone(),
+                    fold: self.fold,
+                    queue: self.queue,
+                    now: self.now,
+                }
+            }
+
+            pub fn set_when(&mut self, when: When) {
+                self.scheduled_at = when.scheduled_at;
+                self.local_time = when.local_time;
+                self.time_zone = when.time_zone;
+                self.fold = when.fold;
+                self.queue = when.queue;
+                self.now = when.now;
+            }
+        }
+    };
+}
+
+when_fields!(CreatePost {
     pub account_id: Uuid,
     /// The text; with `activity_id`, defaults to the activity's variant.
     pub text: Option<String>,
@@ -292,20 +329,13 @@ pub struct CreatePost {
     pub variant: Option<String>,
     pub project_id: Option<Uuid>,
     pub campaign_id: Option<Uuid>,
-    /// When; without one the post is a draft.
-    #[serde(default, flatten)]
-    pub when: When,
     /// Approve the post itself (members and above).
     #[serde(default)]
     pub approve: bool,
-}
+});
 
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdatePost {
+when_fields!(UpdatePost {
     pub text: Option<String>,
-    #[serde(default, flatten)]
-    pub when: When,
     /// Back to a draft (unscheduled).
     #[serde(default)]
     pub unschedule: bool,
@@ -314,7 +344,7 @@ pub struct UpdatePost {
     pub cancel: bool,
     #[serde(default)]
     pub approve: bool,
-}
+});
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -803,7 +833,7 @@ impl App {
         {
             return Ok((existing, false));
         }
-        let when = self.resolve_when(access, &account, &req.when).await?;
+        let when = self.resolve_when(access, &account, &req.when()).await?;
         let approved_by = if req.approve {
             Some(
                 access
@@ -934,7 +964,7 @@ impl App {
         } else if req.unschedule {
             patch.status = Some(PostStatus::Draft);
             patch.scheduled_at = Some(None);
-        } else if let Some((at, zone)) = self.resolve_when(access, &account, &req.when).await? {
+        } else if let Some((at, zone)) = self.resolve_when(access, &account, &req.when()).await? {
             let activity = match post.activity_id {
                 Some(a) => self.store.activity(access.tenant_id, a).await?,
                 None => None,
@@ -1005,7 +1035,11 @@ impl App {
         let user = caller.user()?;
         let tz = schedule::zone(zone).map_err(|m| Error::invalid("time_zone", m))?;
         let name = tz.iana_name().unwrap_or(zone.trim()).to_owned();
-        self.store.set_user_time_zone(user.id, &name).await?;
+        let audit = caller
+            .audit(actions::USER_TIME_ZONE)
+            .resource("user", user.id)
+            .details(serde_json::json!({ "time_zone": name }));
+        self.store.set_user_time_zone(user.id, &name, &audit).await?;
         Ok(name)
     }
 }

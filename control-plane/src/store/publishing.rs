@@ -502,5 +502,5 @@ pub trait PublishingStore {
 
     // People.
     async fn user_time_zone(&self, user_id: Uuid) -> Result<Option<String>>;
-    async fn set_user_time_zone(&self, user_id: Uuid, zone: &str) -> Result<()>;
+    async fn set_user_time_zone(&self, user_id: Uuid, zone: &str, audit: &NewAuditEvent) -> Result<()>;
 }

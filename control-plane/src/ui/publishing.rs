@@ -465,10 +465,8 @@ pub async fn reschedule_post(
         errors.add("local_time", "Choose a date and time.");
         return post_page(&state, page, id, errors).await;
     };
-    let update = UpdatePost {
-        when: Schedule { local_time: Some(local), time_zone: form.time_zone, ..Schedule::default() },
-        ..UpdatePost::default()
-    };
+    let mut update = UpdatePost::default();
+    update.set_when(Schedule { local_time: Some(local), time_zone: form.time_zone, ..Schedule::default() });
     change_post(&state, page, id, update, form.back).await
 }
 
@@ -495,11 +493,8 @@ pub async fn retry_post(
     Path((_, id)): Path<(Uuid, Uuid)>,
     submit: Submit<serde_json::Value>,
 ) -> Result<Response, UiError> {
-    let update = UpdatePost {
-        when: Schedule { now: true, ..Schedule::default() },
-        approve: true,
-        ..UpdatePost::default()
-    };
+    let mut update = UpdatePost { approve: true, ..UpdatePost::default() };
+    update.set_when(Schedule { now: true, ..Schedule::default() });
     change_post(&state, submit.page, id, update, None).await
 }
 
@@ -688,16 +683,9 @@ pub async fn create_posts(
     }
     let mut created = 0;
     for (account_id, text) in plan {
-        let req = CreatePost {
-            account_id,
-            text: Some(text),
-            activity_id,
-            variant: None,
-            project_id: None,
-            campaign_id: None,
-            when: when.clone(),
-            approve: true,
-        };
+        let mut req =
+            CreatePost { account_id, text: Some(text), activity_id, approve: true, ..CreatePost::default() };
+        req.set_when(when.clone());
         match state.app.create_post(&page.access, req, None).await {
             Ok(_) => created += 1,
             Err(e) => {

@@ -192,7 +192,7 @@ pub async fn get_time_zone(State(state): State<ApiState>, caller: Caller) -> Res
     Ok(Json(TimeZoneBody { time_zone: state.app.time_zone(&caller).await? }))
 }
 
-#[utoipa::path(put, path = "/api/v1/me/time-zone", tag = "auth", security(("bearer" = [])), request_body = TimeZoneBody,
+#[utoipa::path(put, path = "/api/v1/me/time-zone", tag = "auth", operation_id = actions::USER_TIME_ZONE, security(("bearer" = [])), request_body = TimeZoneBody,
     responses((status = 200, body = TimeZoneBody), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn set_time_zone(
     State(state): State<ApiState>,

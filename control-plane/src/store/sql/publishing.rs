@@ -1148,12 +1148,15 @@ where
         Ok(row.and_then(|(z,)| z))
     }
 
-    async fn set_user_time_zone(&self, user_id: Uuid, zone: &str) -> Result<()> {
+    async fn set_user_time_zone(&self, user_id: Uuid, zone: &str, audit: &NewAuditEvent) -> Result<()> {
+        let mut tx = self.write.begin().await?;
         sqlx::query("UPDATE users SET time_zone = $2 WHERE id = $1")
             .bind(user_id)
             .bind(zone)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 }
