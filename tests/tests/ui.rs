@@ -687,7 +687,8 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
         (social.posts(marketer_tests::social::Net::X).len() == 1).then_some(())
     })
     .await;
-    browser.goto(&browser.eval("location.href").await.as_str().unwrap().to_owned()).await;
+    let here = browser.eval("location.href").await.as_str().unwrap().to_owned();
+    browser.goto(&here).await;
     browser.wait_for_text(".calendar li.item", "published", |t| t.contains("published")).await;
     browser.click(".calendar li.item a").await;
     browser.find("#attempts").await;

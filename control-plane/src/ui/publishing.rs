@@ -664,16 +664,13 @@ pub async fn create_posts(
     let mut plan = Vec::new();
     for id in &ids {
         let Some(account) = accounts.iter().find(|a| a.id == *id) else { continue };
-        let text = form
-            .rest
-            .get(&format!("variant-{id}"))
-            .filter(|v| !v.trim().is_empty())
-            .cloned()
-            .unwrap_or(main.clone());
+        let text = crate::service::normalize_text(
+            form.rest.get(&format!("variant-{id}")).filter(|v| !v.trim().is_empty()).unwrap_or(&main),
+        );
         match crate::service::check_text(account.network, &text) {
             Ok(()) => plan.push((account.id, text)),
             Err(Error::Invalid { message, .. }) => {
-                account_errors.push((account.id, super::page::ui_words(&message)))
+                account_errors.push((account.id, super::page::ui_words(&message)));
             }
             Err(e) => return Err(e.into()),
         }
