@@ -81,6 +81,8 @@ impl Fault {
 #[derive(Debug, Clone)]
 pub struct Post {
     pub id: String,
+    /// The X user it was posted as (0 for Mastodon).
+    pub user: u32,
     pub text: String,
     pub created_at: OffsetDateTime,
     pub deleted: bool,
@@ -91,6 +93,7 @@ pub struct Post {
 #[derive(Debug)]
 struct Code {
     net: Net,
+    user: u32,
     client_id: String,
     redirect_uri: String,
     challenge: String,
@@ -99,6 +102,7 @@ struct Code {
 #[derive(Debug)]
 struct Token {
     net: Net,
+    user: u32,
     expires: Option<Instant>,
     revoked: bool,
 }
@@ -107,7 +111,10 @@ struct Token {
 struct Inner {
     codes: HashMap<String, Code>,
     tokens: HashMap<String, Token>,
-    refresh_tokens: HashMap<String, bool>,
+    /// Refresh tokens: still usable, and whose.
+    refresh_tokens: HashMap<String, (bool, u32)>,
+    /// The X user a person approving on X is signed in as (0 is `X_USER_ID`).
+    signed_in: u32,
     apps: HashMap<String, (String, String)>,
     posts: HashMap<Net, Vec<Post>>,
     idempotency: HashMap<String, String>,
@@ -211,6 +218,11 @@ impl FakeSocial {
         self.inner.lock().unwrap().refreshes
     }
 
+    /// Whoever approves on X from now on is X user `n` (see [`x_user`]).
+    pub fn sign_in_as(&self, n: u32) {
+        self.inner.lock().unwrap().signed_in = n;
+    }
+
     /// X access tokens issued from now on live this many seconds.
     pub fn set_access_ttl(&self, seconds: u64) {
         self.inner.lock().unwrap().access_ttl = seconds;
@@ -278,7 +290,7 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Checks a bearer token of `net`: `Err` is the answer to give.
-fn authorised(inner: &Inner, net: Net, headers: &HeaderMap) -> Result<(), Box<Response>> {
+fn authorised(inner: &Inner, net: Net, headers: &HeaderMap) -> Result<u32, Box<Response>> {
     let unauthorised = || match net {
         Net::X => problem(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized"),
         Net::Mastodon => (StatusCode::UNAUTHORIZED, Json(json!({ "error": "The access token is invalid" })))
@@ -286,7 +298,7 @@ fn authorised(inner: &Inner, net: Net, headers: &HeaderMap) -> Result<(), Box<Re
     };
     let Some(token) = bearer(headers) else { return Err(Box::new(unauthorised())) };
     match inner.tokens.get(&token) {
-        Some(t) if t.net == net && !t.revoked && t.expires.is_none_or(|e| e > Instant::now()) => Ok(()),
+        Some(t) if t.net == net && !t.revoked && t.expires.is_none_or(|e| e > Instant::now()) => Ok(t.user),
         _ => Err(Box::new(unauthorised())),
     }
 }
@@ -351,10 +363,12 @@ fn authorize(inner: &Arc<Mutex<Inner>>, net: Net, q: &HashMap<String, String>) -
         return (StatusCode::BAD_REQUEST, "unknown client or redirect_uri").into_response();
     }
     let code = random();
+    let user = if net == Net::X { inner.signed_in } else { 0 };
     inner.codes.insert(
         code.clone(),
         Code {
             net,
+            user,
             client_id: get("client_id"),
             redirect_uri: get("redirect_uri"),
             challenge: get("code_challenge"),
@@ -365,17 +379,17 @@ fn authorize(inner: &Arc<Mutex<Inner>>, net: Net, q: &HashMap<String, String>) -
     Redirect::to(target.as_str()).into_response()
 }
 
-fn issue(inner: &mut Inner, net: Net, with_refresh: bool) -> Value {
+fn issue(inner: &mut Inner, net: Net, user: u32, with_refresh: bool) -> Value {
     let access = random();
     let expires = (net == Net::X).then(|| Instant::now() + Duration::from_secs(inner.access_ttl));
-    inner.tokens.insert(access.clone(), Token { net, expires, revoked: false });
+    inner.tokens.insert(access.clone(), Token { net, user, expires, revoked: false });
     match net {
         Net::X => {
             let mut body = json!({ "token_type": "bearer", "expires_in": inner.access_ttl, "access_token": access,
                 "scope": "tweet.read tweet.write users.read offline.access" });
             if with_refresh {
                 let refresh = random();
-                inner.refresh_tokens.insert(refresh.clone(), true);
+                inner.refresh_tokens.insert(refresh.clone(), (true, user));
                 body["refresh_token"] = json!(refresh);
             }
             body
@@ -391,7 +405,7 @@ fn redeem(
     net: Net,
     form: &HashMap<String, String>,
     client_id: &str,
-) -> Result<(), Box<Response>> {
+) -> Result<u32, Box<Response>> {
     let get = |k: &str| form.get(k).cloned().unwrap_or_default();
     let invalid = || {
         Box::new((StatusCode::BAD_REQUEST, Json(json!({ "error": "invalid_grant",
@@ -406,7 +420,7 @@ fn redeem(
     {
         return Err(invalid());
     }
-    Ok(())
+    Ok(code.user)
 }
 
 async fn x_authorize(
@@ -428,10 +442,11 @@ async fn x_token(
     let mut inner = inner.lock().unwrap();
     match form.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
-            if let Err(answer) = redeem(&mut inner, Net::X, &form, X_CLIENT_ID) {
-                return *answer;
-            }
-            Json(issue(&mut inner, Net::X, true)).into_response()
+            let user = match redeem(&mut inner, Net::X, &form, X_CLIENT_ID) {
+                Ok(user) => user,
+                Err(answer) => return *answer,
+            };
+            Json(issue(&mut inner, Net::X, user, true)).into_response()
         }
         Some("refresh_token") => {
             inner.refreshes += 1;
@@ -448,16 +463,16 @@ async fn x_token(
                     );
                 }
                 Some(Fault::RefreshWithoutRefreshToken) => {
-                    if inner.refresh_tokens.get(&old) != Some(&true) {
+                    let Some(&(true, user)) = inner.refresh_tokens.get(&old) else {
                         return (StatusCode::BAD_REQUEST, Json(json!({ "error": "invalid_grant", "error_description": "refresh token is invalid" }))).into_response();
-                    }
+                    };
                     // The old refresh token stays valid: nothing new to store.
-                    return Json(issue(&mut inner, Net::X, false)).into_response();
+                    return Json(issue(&mut inner, Net::X, user, false)).into_response();
                 }
                 _ => {}
             }
             // Single use: rotation.
-            if inner.refresh_tokens.insert(old, false) != Some(true) {
+            let Some(&(true, user)) = inner.refresh_tokens.get(&old) else {
                 return (
                     StatusCode::BAD_REQUEST,
                     Json(
@@ -465,8 +480,9 @@ async fn x_token(
                     ),
                 )
                     .into_response();
-            }
-            Json(issue(&mut inner, Net::X, true)).into_response()
+            };
+            inner.refresh_tokens.insert(old, (false, user));
+            Json(issue(&mut inner, Net::X, user, true)).into_response()
         }
         _ => (StatusCode::BAD_REQUEST, Json(json!({ "error": "unsupported_grant_type" }))).into_response(),
     }
@@ -474,11 +490,21 @@ async fn x_token(
 
 async fn x_me(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
     let inner = inner.lock().unwrap();
-    if let Err(answer) = authorised(&inner, Net::X, &headers) {
-        return *answer;
+    let user = match authorised(&inner, Net::X, &headers) {
+        Ok(user) => user,
+        Err(answer) => return *answer,
+    };
+    let (id, username) = x_user(user);
+    Json(json!({ "data": { "id": id, "name": "Marketer Test", "username": username } })).into_response()
+}
+
+/// X user `n`: user 0 is `X_USER_ID` / `X_USERNAME`.
+pub fn x_user(n: u32) -> (String, String) {
+    if n == 0 {
+        (X_USER_ID.to_owned(), X_USERNAME.to_owned())
+    } else {
+        ((2_244_994_945u64 + u64::from(n)).to_string(), format!("{X_USERNAME}_{n}"))
     }
-    Json(json!({ "data": { "id": X_USER_ID, "name": "Marketer Test", "username": X_USERNAME } }))
-        .into_response()
 }
 
 /// What a create request does, decided under the lock; the slow answer is
@@ -496,9 +522,10 @@ fn create(
     key: Option<String>,
 ) -> Outcome {
     let mut inner = inner.lock().unwrap();
-    if let Err(answer) = authorised(&inner, net, headers) {
-        return Outcome::Now(*answer);
-    }
+    let user = match authorised(&inner, net, headers) {
+        Ok(user) => user,
+        Err(answer) => return Outcome::Now(*answer),
+    };
     if let Some(key) = &key
         && let Some(id) = inner.idempotency.get(key).cloned()
         && let Some(post) = inner.posts.get(&net).and_then(|p| p.iter().find(|p| p.id == id)).cloned()
@@ -517,7 +544,11 @@ fn create(
         }
         _ => {}
     }
-    if net == Net::X && inner.posts.get(&net).is_some_and(|p| p.iter().any(|p| !p.deleted && p.text == text))
+    if net == Net::X
+        && inner
+            .posts
+            .get(&net)
+            .is_some_and(|p| p.iter().any(|p| !p.deleted && p.user == user && p.text == text))
     {
         return Outcome::Now(problem(
             StatusCode::FORBIDDEN,
@@ -537,6 +568,7 @@ fn create(
     inner.next_id += 1;
     let post = Post {
         id: inner.next_id.to_string(),
+        user,
         text,
         created_at: OffsetDateTime::now_utc(),
         deleted: false,
@@ -615,10 +647,11 @@ async fn x_timeline(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let mut inner = inner.lock().unwrap();
-    if let Err(answer) = authorised(&inner, Net::X, &headers) {
-        return *answer;
-    }
-    if id != X_USER_ID {
+    let user = match authorised(&inner, Net::X, &headers) {
+        Ok(user) => user,
+        Err(answer) => return *answer,
+    };
+    if id != x_user(user).0 {
         return problem(StatusCode::NOT_FOUND, "Not Found Error", "Could not find user");
     }
     let start = q.get("start_time").and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
@@ -628,7 +661,10 @@ async fn x_timeline(
         .posts
         .get(&Net::X)
         .map(|p| {
-            p.iter().filter(|p| !p.deleted && start.is_none_or(|s| p.created_at >= s)).cloned().collect()
+            p.iter()
+                .filter(|p| !p.deleted && p.user == user && start.is_none_or(|s| p.created_at >= s))
+                .cloned()
+                .collect()
         })
         .unwrap_or_default();
     posts.reverse();
@@ -694,10 +730,11 @@ async fn m_token(
     if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
         return (StatusCode::BAD_REQUEST, Json(json!({ "error": "unsupported_grant_type" }))).into_response();
     }
-    if let Err(answer) = redeem(&mut inner, Net::Mastodon, &form, &client_id) {
-        return *answer;
-    }
-    Json(issue(&mut inner, Net::Mastodon, false)).into_response()
+    let user = match redeem(&mut inner, Net::Mastodon, &form, &client_id) {
+        Ok(user) => user,
+        Err(answer) => return *answer,
+    };
+    Json(issue(&mut inner, Net::Mastodon, user, false)).into_response()
 }
 
 async fn m_verify(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
