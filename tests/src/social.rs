@@ -125,7 +125,7 @@ struct Inner {
     /// X's access-token lifetime in seconds.
     access_ttl: u64,
     /// Calls left in the current publish window, and its reset.
-    remaining: HashMap<Net, (i64, u64)>,
+    remaining: HashMap<(Net, u32), (i64, u64)>,
 }
 
 /// A running fake. Dropping it stops the server.
@@ -303,19 +303,38 @@ fn authorised(inner: &Inner, net: Net, headers: &HeaderMap) -> Result<u32, Box<R
     }
 }
 
-fn rate_headers(inner: &mut Inner, net: Net) -> HeaderMap {
-    let (remaining, reset) = *inner.remaining.entry(net).or_insert((100, now_epoch() + 900));
+/// Posts a user may create per fifteen-minute window (X's documented
+/// per-user limit; Mastodon's is per five minutes of all calls, simplified).
+fn window_limit(net: Net) -> i64 {
+    match net {
+        Net::X => 100,
+        Net::Mastodon => 300,
+    }
+}
+
+/// The user's current window: calls left and its reset (epoch seconds).
+fn window(inner: &mut Inner, net: Net, user: u32) -> &mut (i64, u64) {
+    let now = now_epoch();
+    let entry = inner.remaining.entry((net, user)).or_insert((window_limit(net), now + 900));
+    if entry.1 <= now {
+        *entry = (window_limit(net), now + 900);
+    }
+    entry
+}
+
+fn rate_headers(inner: &mut Inner, net: Net, user: u32) -> HeaderMap {
+    let (remaining, reset) = *window(inner, net, user);
     let mut h = HeaderMap::new();
     let value = |v: String| HeaderValue::from_str(&v).unwrap();
     match net {
         Net::X => {
-            h.insert("x-rate-limit-limit", value("100".into()));
+            h.insert("x-rate-limit-limit", value(window_limit(net).to_string()));
             h.insert("x-rate-limit-remaining", value(remaining.to_string()));
             h.insert("x-rate-limit-reset", value(reset.to_string()));
         }
         Net::Mastodon => {
             let at = OffsetDateTime::from_unix_timestamp(i64::try_from(reset).unwrap_or(0)).unwrap();
-            h.insert("x-ratelimit-limit", value("300".into()));
+            h.insert("x-ratelimit-limit", value(window_limit(net).to_string()));
             h.insert("x-ratelimit-remaining", value(remaining.to_string()));
             h.insert("x-ratelimit-reset", value(at.format(&Rfc3339).unwrap()));
         }
@@ -324,12 +343,13 @@ fn rate_headers(inner: &mut Inner, net: Net) -> HeaderMap {
     h
 }
 
-fn limited(inner: &mut Inner, net: Net, reset_in: u64) -> Response {
-    let reset = now_epoch() + reset_in;
-    inner.remaining.insert(net, (0, reset));
-    let headers = rate_headers(inner, net);
-    // The window is over by the time the client comes back.
-    inner.remaining.insert(net, (100, reset + 900));
+/// A 429 as each platform gives it; with `reset_in`, the window is spent
+/// until then.
+fn limited(inner: &mut Inner, net: Net, user: u32, reset_in: Option<u64>) -> Response {
+    if let Some(reset_in) = reset_in {
+        *window(inner, net, user) = (0, now_epoch() + reset_in);
+    }
+    let headers = rate_headers(inner, net, user);
     let body = match net {
         Net::X => json!({ "errors": [{ "code": 88, "message": "Rate limit exceeded" }] }),
         Net::Mastodon => json!({ "error": "Too many requests" }),
@@ -530,12 +550,18 @@ fn create(
         && let Some(id) = inner.idempotency.get(key).cloned()
         && let Some(post) = inner.posts.get(&net).and_then(|p| p.iter().find(|p| p.id == id)).cloned()
     {
-        let headers = rate_headers(&mut inner, net);
+        let headers = rate_headers(&mut inner, net, user);
         return Outcome::Now((StatusCode::OK, headers, Json(status_json(&post))).into_response());
+    }
+    // The window is spent: 429 until its reset, nothing created.
+    if window(&mut inner, net, user).0 <= 0 {
+        return Outcome::Now(limited(&mut inner, net, user, None));
     }
     let fault = take_fault(&mut inner, net, false);
     match fault {
-        Some(Fault::RateLimited { reset_in }) => return Outcome::Now(limited(&mut inner, net, reset_in)),
+        Some(Fault::RateLimited { reset_in }) => {
+            return Outcome::Now(limited(&mut inner, net, user, Some(reset_in)));
+        }
         Some(Fault::ExpiredToken) => {
             if let Some(token) = bearer(headers).and_then(|t| inner.tokens.get_mut(&t)) {
                 token.expires = Some(Instant::now());
@@ -578,9 +604,8 @@ fn create(
     if let Some(key) = key {
         inner.idempotency.insert(key, post.id.clone());
     }
-    let entry = inner.remaining.entry(net).or_insert((100, now_epoch() + 900));
-    entry.0 = (entry.0 - 1).max(0);
-    let rate = rate_headers(&mut inner, net);
+    window(&mut inner, net, user).0 -= 1;
+    let rate = rate_headers(&mut inner, net, user);
     let ok = match net {
         Net::X => (StatusCode::CREATED, rate, Json(json!({ "data": { "id": post.id, "text": post.text } })))
             .into_response(),
@@ -674,7 +699,7 @@ async fn x_timeline(
     if offset + max < posts.len() {
         meta["next_token"] = json!((offset + max).to_string());
     }
-    let rate = rate_headers(&mut inner, Net::X);
+    let rate = rate_headers(&mut inner, Net::X, user);
     (rate, Json(json!({ "data": page, "meta": meta }))).into_response()
 }
 

@@ -230,6 +230,21 @@ impl Publisher {
         }
     }
 
+    /// An answer that says the account's window is spent makes the
+    /// account wait for its reset before the next request, instead of
+    /// earning a 429.
+    async fn note_window(&self, account: &SocialAccount, record: &CallRecord) {
+        if let (Some(remaining), Some(reset)) = record.window
+            && remaining <= 0
+            && reset > Timestamp::now()
+        {
+            let note = format!("{} rate limit: no calls left in this window", account.network);
+            if let Err(e) = self.store.account_rate_limited(account.id, reset, &note).await {
+                tracing::error!(error = %e, account = %account.id, "could not record a rate limit");
+            }
+        }
+    }
+
     async fn attempt(
         &self,
         post: &SocialPost,
@@ -294,6 +309,7 @@ impl Publisher {
                 Sent::Unknown { .. } => "unknown",
             };
             self.attempt(post, "publish", started, label, &record).await;
+            self.note_window(&account, &record).await;
             return match sent {
                 Sent::Created { id, url } => {
                     let _ = self
@@ -369,6 +385,7 @@ impl Publisher {
                 Found::Unknown { .. } => "unknown",
             };
             self.attempt(post, "reconcile", started, label, &record).await;
+            self.note_window(&account, &record).await;
             return match found {
                 Found::Present { id, url } => PublishResult::Published { platform_post_id: id, url },
                 Found::Absent => PublishResult::Wait {

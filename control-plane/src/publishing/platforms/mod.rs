@@ -63,6 +63,9 @@ pub struct CallRecord {
     pub http_status: Option<u16>,
     /// The answer, shortened, tokens removed.
     pub detail: String,
+    /// The rate-limit window the answer reported: calls left, and when
+    /// the window resets.
+    pub window: (Option<i64>, Option<Timestamp>),
 }
 
 /// How a publish request ended.
@@ -366,6 +369,7 @@ impl Answer {
             request_id: request_id(&self.headers),
             http_status: Some(self.status.as_u16()),
             detail: redacted(&self.body),
+            window: rate_window(&self.headers, Timestamp::now()),
         }
     }
 
