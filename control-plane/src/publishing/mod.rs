@@ -145,13 +145,16 @@ impl Publisher {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut last_checks = std::time::Instant::now() - self.settings.check_interval;
         loop {
-            self.pass().await;
+            let handled = self.pass().await;
             if last_checks.elapsed() >= Duration::from_secs(5) {
                 last_checks = std::time::Instant::now();
                 self.health_checks().await;
             }
             let sleep = match self.store.next_post_due().await {
-                Ok(Some(next)) => {
+                // A post already due that this pass could not take waits
+                // for something else (its account's reconnect or rate
+                // limit, another replica's lease): the sweep, not a spin.
+                Ok(Some(next)) if next > Timestamp::now() || handled > 0 => {
                     let wait = next.as_datetime() - Timestamp::now().as_datetime();
                     Duration::try_from(wait).unwrap_or(Duration::ZERO).min(self.settings.sweep_interval)
                 }
@@ -165,8 +168,9 @@ impl Publisher {
         }
     }
 
-    /// One pass: expired leases, due posts, due reconciliations.
-    pub async fn pass(&self) {
+    /// One pass: expired leases, due posts, due reconciliations. Returns
+    /// how many posts it took.
+    pub async fn pass(&self) -> usize {
         let now = Timestamp::now();
         let mut ids = Vec::new();
         for found in [
@@ -180,7 +184,7 @@ impl Publisher {
             }
         }
         if ids.is_empty() {
-            return;
+            return 0;
         }
         let lease_until = later(self.settings.lease);
         let mut by_account: BTreeMap<Uuid, Vec<SocialPost>> = BTreeMap::new();
@@ -191,6 +195,7 @@ impl Publisher {
                 Err(e) => tracing::error!(error = %e, post = %id, "could not claim a post"),
             }
         }
+        let handled = by_account.values().map(Vec::len).sum();
         // Accounts in parallel; one account's posts in order, so they share
         // one token refresh and meet its rate limit one at a time.
         let work = by_account.into_values().map(|posts| async move {
@@ -199,6 +204,7 @@ impl Publisher {
             }
         });
         futures_util::future::join_all(work).await;
+        handled
     }
 
     async fn handle(&self, post: SocialPost) {

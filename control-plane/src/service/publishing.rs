@@ -400,6 +400,14 @@ pub struct UpdateAccount {
     pub posting_slots: Option<Vec<PostingSlot>>,
 }
 
+/// An account the platform just authorised, before it is stored.
+struct Connected {
+    network: Network,
+    instance_url: Option<String>,
+    granted: Granted,
+    profile: Profile,
+}
+
 /// A post's full story.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PostDetail {
@@ -488,7 +496,7 @@ impl App {
     /// tokens are kept (the password is not).
     pub async fn connect_bluesky(&self, access: &TenantAccess, req: ConnectBluesky) -> Result<AccountView> {
         access.require(Permission::AccountsManage)?;
-        let user = access.caller.user()?.clone();
+        access.caller.user()?; // a person connects accounts, not an API key
         self.check_projects(access, req.project_ids.as_ref()).await?;
         let identifier = req.identifier.trim().trim_start_matches('@');
         if identifier.is_empty() || identifier.len() > 253 {
@@ -511,6 +519,25 @@ impl App {
         )
         .await
         .map_err(|m| Error::invalid("app_password", m))?;
+        let connected =
+            Connected { network: Network::Bluesky, instance_url: Some(service), granted, profile };
+        let stored = self
+            .store_connected(access, connected, req.project_ids, actions::SOCIAL_ACCOUNT_CONNECT_BLUESKY)
+            .await?;
+        Ok(AccountView::of(&stored))
+    }
+
+    /// Stores an account the platform just authorised: its tokens sealed,
+    /// the person's time zone as its posting zone, audited as `action`.
+    async fn store_connected(
+        &self,
+        access: &TenantAccess,
+        connected: Connected,
+        project_ids: Option<Vec<Uuid>>,
+        action: &'static str,
+    ) -> Result<SocialAccount> {
+        let user = access.caller.user()?.clone();
+        let Connected { network, instance_url, granted, profile } = connected;
         let key = self.publisher.key();
         let seal = |s: &SecretString| key.seal(access.tenant_id, s.expose_secret()).map_err(Error::internal);
         let now = Timestamp::now();
@@ -522,27 +549,26 @@ impl App {
                 .map(|s| Timestamp::from_datetime(now.as_datetime() + time::Duration::seconds(s))),
         };
         let zone = self.store.user_time_zone(user.id).await?.unwrap_or_else(|| "UTC".into());
+        let mut audit =
+            access.audit(action).details(serde_json::json!({ "network": network, "handle": profile.handle }));
+        audit.resource_type = Some("social_account");
         let account = NewAccount {
             id: new_id(),
             tenant_id: access.tenant_id,
-            network: Network::Bluesky,
+            network,
             external_id: profile.external_id,
-            instance_url: Some(service),
-            handle: profile.handle.clone(),
+            instance_url,
+            handle: profile.handle,
             display_name: profile.display_name,
             profile_url: profile.profile_url,
-            project_ids: req.project_ids,
+            project_ids,
             tokens,
             posting_time_zone: zone,
             created_by: Some(user.id),
         };
-        let mut audit = access
-            .audit(actions::SOCIAL_ACCOUNT_CONNECT_BLUESKY)
-            .details(serde_json::json!({ "network": Network::Bluesky, "handle": profile.handle }));
-        audit.resource_type = Some("social_account");
         let stored = self.store.connect_account(&account, &audit).await?;
         self.publisher.wake();
-        Ok(AccountView::of(&stored))
+        Ok(stored)
     }
 
     /// Marketer's app on a Mastodon instance, registered on first use.
@@ -612,37 +638,10 @@ impl App {
             }
             _ => return Err(gone()),
         };
-        let seal = |s: &SecretString| key.seal(pending.tenant_id, s.expose_secret()).map_err(Error::internal);
-        let now = Timestamp::now();
-        let tokens = SealedTokens {
-            access: seal(&granted.access)?,
-            refresh: granted.refresh.as_ref().map(seal).transpose()?,
-            expires_at: granted
-                .expires_in
-                .map(|s| Timestamp::from_datetime(now.as_datetime() + time::Duration::seconds(s))),
-        };
-        let zone = self.store.user_time_zone(user.id).await?.unwrap_or_else(|| "UTC".into());
-        let account = NewAccount {
-            id: new_id(),
-            tenant_id: pending.tenant_id,
-            network,
-            external_id: profile.external_id.clone(),
-            instance_url: pending.instance_url.clone(),
-            handle: profile.handle.clone(),
-            display_name: profile.display_name.clone(),
-            profile_url: profile.profile_url.clone(),
-            project_ids: pending.project_ids.clone(),
-            tokens,
-            posting_time_zone: zone,
-            created_by: Some(user.id),
-        };
-        let audit = access
-            .audit(actions::SOCIAL_ACCOUNT_CONNECT)
-            .details(serde_json::json!({ "network": network, "handle": profile.handle }));
-        let mut audit = audit;
-        audit.resource_type = Some("social_account");
-        let stored = self.store.connect_account(&account, &audit).await?;
-        self.publisher.wake();
+        let connected = Connected { network, instance_url: pending.instance_url.clone(), granted, profile };
+        let stored = self
+            .store_connected(&access, connected, pending.project_ids, actions::SOCIAL_ACCOUNT_CONNECT)
+            .await?;
         Ok((pending.tenant_id, AccountView::of(&stored)))
     }
 

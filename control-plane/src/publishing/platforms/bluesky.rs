@@ -130,23 +130,14 @@ pub async fn publish(
 /// Whether the record of the post's generation exists.
 pub async fn find(p: &Platforms, account: &SocialAccount, post: &SocialPost) -> (Found, CallRecord) {
     let rkey = record_key(post.id, post.generation);
-    let sent = p
-        .http()
-        .get(format!("{}/xrpc/com.atproto.repo.getRecord", base(account)))
-        .query(&[("repo", account.external_id.as_str()), ("collection", COLLECTION), ("rkey", rkey.as_str())])
-        .send()
-        .await;
-    let answer = match sent {
-        Ok(r) => match Answer::read(r).await {
-            Ok(a) => a,
-            Err(e) => return (Found::Unknown { reason: e.to_string() }, CallRecord::default()),
-        },
-        Err(e) => {
-            return (
-                Found::Unknown { reason: format!("could not reach Bluesky: {e}") },
-                CallRecord::default(),
-            );
-        }
+    let request = p.http().get(format!("{}/xrpc/com.atproto.repo.getRecord", base(account))).query(&[
+        ("repo", account.external_id.as_str()),
+        ("collection", COLLECTION),
+        ("rkey", rkey.as_str()),
+    ]);
+    let answer = match Answer::fetch(request, "Bluesky").await {
+        Ok(a) => a,
+        Err(reason) => return (Found::Unknown { reason }, CallRecord::default()),
     };
     let record = answer.record();
     let found = match answer.status {
@@ -169,15 +160,12 @@ pub async fn delete(
     token: &SecretString,
     rkey: &str,
 ) -> Result<CallRecord, String> {
-    let response = p
+    let request = p
         .http()
         .post(format!("{}/xrpc/com.atproto.repo.deleteRecord", base(account)))
         .bearer_auth(token.expose_secret())
-        .json(&serde_json::json!({ "repo": account.external_id, "collection": COLLECTION, "rkey": rkey }))
-        .send()
-        .await
-        .map_err(|e| format!("could not reach Bluesky: {e}"))?;
-    let answer = Answer::read(response).await.map_err(|e| e.to_string())?;
+        .json(&serde_json::json!({ "repo": account.external_id, "collection": COLLECTION, "rkey": rkey }));
+    let answer = Answer::fetch(request, "Bluesky").await?;
     if answer.status.is_success() {
         Ok(answer.record())
     } else {
@@ -203,18 +191,13 @@ fn session(body: &serde_json::Value) -> Option<(Granted, String, String)> {
 }
 
 pub async fn refresh(p: &Platforms, account: &SocialAccount, refresh: &SecretString) -> Refreshed {
-    let sent = p
+    let request = p
         .http()
         .post(format!("{}/xrpc/com.atproto.server.refreshSession", base(account)))
-        .bearer_auth(refresh.expose_secret())
-        .send()
-        .await;
-    let answer = match sent {
-        Ok(r) => match Answer::read(r).await {
-            Ok(a) => a,
-            Err(e) => return Refreshed::Retry { reason: format!("the answer was cut off: {e}") },
-        },
-        Err(e) => return Refreshed::Retry { reason: format!("could not reach Bluesky: {e}") },
+        .bearer_auth(refresh.expose_secret());
+    let answer = match Answer::fetch(request, "Bluesky").await {
+        Ok(a) => a,
+        Err(reason) => return Refreshed::Retry { reason },
     };
     if answer.status.is_success() {
         return match session(&answer.json()) {
@@ -233,18 +216,13 @@ pub async fn refresh(p: &Platforms, account: &SocialAccount, refresh: &SecretStr
 }
 
 pub async fn check(p: &Platforms, account: &SocialAccount, token: &SecretString) -> Health {
-    let sent = p
+    let request = p
         .http()
         .get(format!("{}/xrpc/com.atproto.server.getSession", base(account)))
-        .bearer_auth(token.expose_secret())
-        .send()
-        .await;
-    let answer = match sent {
-        Ok(r) => match Answer::read(r).await {
-            Ok(a) => a,
-            Err(e) => return Health::Unreachable { reason: e.to_string() },
-        },
-        Err(e) => return Health::Unreachable { reason: format!("could not reach Bluesky: {e}") },
+        .bearer_auth(token.expose_secret());
+    let answer = match Answer::fetch(request, "Bluesky").await {
+        Ok(a) => a,
+        Err(reason) => return Health::Unreachable { reason },
     };
     match answer.status {
         s if s.is_success() => Health::Ok,
@@ -267,14 +245,11 @@ pub async fn sign_in(
     identifier: &str,
     password: &SecretString,
 ) -> Result<(Granted, Profile), String> {
-    let response = p
+    let request = p
         .http()
         .post(format!("{service}/xrpc/com.atproto.server.createSession"))
-        .json(&serde_json::json!({ "identifier": identifier, "password": password.expose_secret() }))
-        .send()
-        .await
-        .map_err(|e| format!("could not reach {service}: {e}"))?;
-    let answer = Answer::read(response).await.map_err(|e| e.to_string())?;
+        .json(&serde_json::json!({ "identifier": identifier, "password": password.expose_secret() }));
+    let answer = Answer::fetch(request, service).await?;
     if !answer.status.is_success() {
         return Err(format!(
             "Bluesky refused the sign-in: {}; check the handle and the app password",

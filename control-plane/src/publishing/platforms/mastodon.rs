@@ -133,24 +133,14 @@ pub async fn find(
         };
         return (found, record);
     }
-    let sent = p
+    let request = p
         .http()
         .get(format!("{}/api/v1/accounts/{}/statuses", base(account), account.external_id))
         .bearer_auth(token.expose_secret())
-        .query(&[("limit", "40"), ("exclude_reblogs", "true")])
-        .send()
-        .await;
-    let answer = match sent {
-        Ok(r) => match Answer::read(r).await {
-            Ok(a) => a,
-            Err(e) => return (Found::Unknown { reason: e.to_string() }, CallRecord::default()),
-        },
-        Err(e) => {
-            return (
-                Found::Unknown { reason: format!("could not reach the instance: {e}") },
-                CallRecord::default(),
-            );
-        }
+        .query(&[("limit", "40"), ("exclude_reblogs", "true")]);
+    let answer = match Answer::fetch(request, "the instance").await {
+        Ok(a) => a,
+        Err(reason) => return (Found::Unknown { reason }, CallRecord::default()),
     };
     let record = answer.record();
     if !answer.status.is_success() {
@@ -212,14 +202,9 @@ pub async fn delete(
     token: &SecretString,
     id: &str,
 ) -> Result<CallRecord, String> {
-    let response = p
-        .http()
-        .delete(format!("{}/api/v1/statuses/{id}", base(account)))
-        .bearer_auth(token.expose_secret())
-        .send()
-        .await
-        .map_err(|e| format!("could not reach the instance: {e}"))?;
-    let answer = Answer::read(response).await.map_err(|e| e.to_string())?;
+    let request =
+        p.http().delete(format!("{}/api/v1/statuses/{id}", base(account))).bearer_auth(token.expose_secret());
+    let answer = Answer::fetch(request, "the instance").await?;
     if answer.status.is_success() || answer.status == StatusCode::NOT_FOUND {
         Ok(answer.record())
     } else {
@@ -239,14 +224,12 @@ pub async fn check(p: &Platforms, account: &SocialAccount, token: &SecretString)
 }
 
 async fn verify(p: &Platforms, instance: &str, token: &SecretString) -> Result<Profile, Health> {
-    let response = p
+    let request = p
         .http()
         .get(format!("{instance}/api/v1/accounts/verify_credentials"))
-        .bearer_auth(token.expose_secret())
-        .send()
-        .await
-        .map_err(|e| Health::Unreachable { reason: format!("could not reach the instance: {e}") })?;
-    let answer = Answer::read(response).await.map_err(|e| Health::Unreachable { reason: e.to_string() })?;
+        .bearer_auth(token.expose_secret());
+    let answer =
+        Answer::fetch(request, "the instance").await.map_err(|reason| Health::Unreachable { reason })?;
     match answer.status {
         s if s.is_success() => {
             let v = answer.json();
@@ -286,14 +269,12 @@ async fn verify(p: &Platforms, instance: &str, token: &SecretString) -> Result<P
 /// Registers Marketer as an app on an instance (`POST /api/v1/apps`).
 pub async fn register_app(p: &Platforms, instance: &str) -> Result<(String, SecretString), String> {
     let redirect = p.settings.redirect_uri(crate::store::Network::Mastodon);
-    let response = p
-        .http()
-        .post(format!("{instance}/api/v1/apps"))
-        .form(&[("client_name", "Marketer"), ("redirect_uris", redirect.as_str()), ("scopes", SCOPES)])
-        .send()
-        .await
-        .map_err(|e| format!("could not reach {instance}: {e}"))?;
-    let answer = Answer::read(response).await.map_err(|e| e.to_string())?;
+    let request = p.http().post(format!("{instance}/api/v1/apps")).form(&[
+        ("client_name", "Marketer"),
+        ("redirect_uris", redirect.as_str()),
+        ("scopes", SCOPES),
+    ]);
+    let answer = Answer::fetch(request, instance).await?;
     if !answer.status.is_success() {
         return Err(format!("{instance} refused to register Marketer: {}", answer.message()));
     }
@@ -332,21 +313,15 @@ pub async fn exchange(
     verifier: &str,
 ) -> Result<(Granted, Profile), String> {
     let redirect = p.settings.redirect_uri(crate::store::Network::Mastodon);
-    let response = p
-        .http()
-        .post(format!("{instance}/oauth/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("client_id", client_id),
-            ("client_secret", secret.expose_secret()),
-            ("redirect_uri", &redirect),
-            ("code_verifier", verifier),
-        ])
-        .send()
-        .await
-        .map_err(|e| format!("could not reach {instance}: {e}"))?;
-    let answer = Answer::read(response).await.map_err(|e| e.to_string())?;
+    let request = p.http().post(format!("{instance}/oauth/token")).form(&[
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("client_id", client_id),
+        ("client_secret", secret.expose_secret()),
+        ("redirect_uri", &redirect),
+        ("code_verifier", verifier),
+    ]);
+    let answer = Answer::fetch(request, instance).await?;
     if !answer.status.is_success() {
         return Err(format!("{instance} refused the authorisation: {}", answer.message()));
     }

@@ -364,6 +364,14 @@ impl Answer {
         Ok(Self { status, headers, body })
     }
 
+    /// Sends a request that is safe to repeat (a read, a refresh, a check)
+    /// and reads its answer; the error says what failed, naming the
+    /// platform as `whom`.
+    pub async fn fetch(request: reqwest::RequestBuilder, whom: &str) -> Result<Self, String> {
+        let response = request.send().await.map_err(|e| format!("could not reach {whom}: {e}"))?;
+        Self::read(response).await.map_err(|e| format!("the answer from {whom} was cut off: {e}"))
+    }
+
     pub fn record(&self) -> CallRecord {
         CallRecord {
             request_id: request_id(&self.headers),

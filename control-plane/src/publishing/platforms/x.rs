@@ -161,14 +161,8 @@ pub async fn find(
 }
 
 pub async fn delete(p: &Platforms, token: &SecretString, id: &str) -> Result<CallRecord, String> {
-    let response = p
-        .http()
-        .delete(api(p, &format!("/2/tweets/{id}")))
-        .bearer_auth(token.expose_secret())
-        .send()
-        .await
-        .map_err(|e| format!("could not reach X: {e}"))?;
-    let answer = Answer::read(response).await.map_err(|e| e.to_string())?;
+    let request = p.http().delete(api(p, &format!("/2/tweets/{id}"))).bearer_auth(token.expose_secret());
+    let answer = Answer::fetch(request, "X").await?;
     // Already gone counts as deleted.
     if answer.status.is_success() || answer.status == StatusCode::NOT_FOUND {
         Ok(answer.record())
@@ -200,20 +194,14 @@ fn tokens_from(body: &serde_json::Value) -> Option<Granted> {
 
 pub async fn refresh(p: &Platforms, refresh: &SecretString) -> Refreshed {
     let client_id = p.settings.x_client_id.clone().unwrap_or_default();
-    let sent = token_request(p)
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh.expose_secret()),
-            ("client_id", &client_id),
-        ])
-        .send()
-        .await;
-    let answer = match sent {
-        Ok(r) => match Answer::read(r).await {
-            Ok(a) => a,
-            Err(e) => return Refreshed::Retry { reason: format!("the answer was cut off: {e}") },
-        },
-        Err(e) => return Refreshed::Retry { reason: format!("could not reach X: {e}") },
+    let request = token_request(p).form(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh.expose_secret()),
+        ("client_id", &client_id),
+    ]);
+    let answer = match Answer::fetch(request, "X").await {
+        Ok(a) => a,
+        Err(reason) => return Refreshed::Retry { reason },
     };
     if answer.status.is_success() {
         return match tokens_from(&answer.json()) {
@@ -238,14 +226,8 @@ pub async fn check(p: &Platforms, token: &SecretString) -> Health {
 }
 
 async fn me(p: &Platforms, token: &SecretString) -> Result<Profile, Health> {
-    let response = p
-        .http()
-        .get(api(p, "/2/users/me"))
-        .bearer_auth(token.expose_secret())
-        .send()
-        .await
-        .map_err(|e| Health::Unreachable { reason: format!("could not reach X: {e}") })?;
-    let answer = Answer::read(response).await.map_err(|e| Health::Unreachable { reason: e.to_string() })?;
+    let request = p.http().get(api(p, "/2/users/me")).bearer_auth(token.expose_secret());
+    let answer = Answer::fetch(request, "X").await.map_err(|reason| Health::Unreachable { reason })?;
     match answer.status {
         s if s.is_success() => {
             let data = &answer.json()["data"];
@@ -297,18 +279,14 @@ pub fn authorize_url(p: &Platforms, state: &str, challenge: &str) -> Result<Stri
 pub async fn exchange(p: &Platforms, code: &str, verifier: &str) -> Result<(Granted, Profile), String> {
     let client_id = p.settings.x_client_id.clone().unwrap_or_default();
     let redirect = p.settings.redirect_uri(crate::store::Network::X);
-    let response = token_request(p)
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", &redirect),
-            ("code_verifier", verifier),
-            ("client_id", &client_id),
-        ])
-        .send()
-        .await
-        .map_err(|e| format!("could not reach X: {e}"))?;
-    let answer = Answer::read(response).await.map_err(|e| e.to_string())?;
+    let request = token_request(p).form(&[
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", &redirect),
+        ("code_verifier", verifier),
+        ("client_id", &client_id),
+    ]);
+    let answer = Answer::fetch(request, "X").await?;
     if !answer.status.is_success() {
         return Err(format!("X refused the authorisation: {}", answer.message()));
     }
