@@ -893,14 +893,10 @@ impl App {
         Ok((activity.title, variants))
     }
 
+    /// The post an `Idempotency-Key` already created, if any.
     async fn existing_post(&self, access: &TenantAccess, key: &str) -> Result<Option<PostView>> {
-        let found = self
-            .store
-            .posts(access.tenant_id, &PostFilter { limit: MAX_LIST, ..PostFilter::default() })
-            .await?
-            .into_iter()
-            .find(|p| p.idempotency_key.as_deref() == Some(key));
-        Ok(found.map(|p| PostView::of(&p, None)))
+        let filter = PostFilter { idempotency_key: Some(key.to_owned()), limit: 1, ..PostFilter::default() };
+        Ok(self.store.posts(access.tenant_id, &filter).await?.first().map(|p| PostView::of(p, None)))
     }
 
     pub async fn posts(&self, access: &TenantAccess, q: PostQuery) -> Result<Vec<PostView>> {
@@ -917,6 +913,7 @@ impl App {
             project_id: q.project_id,
             campaign_id: q.campaign_id,
             status: q.status,
+            idempotency_key: None,
             limit: MAX_LIST,
         };
         let accounts = self.store.accounts(access.tenant_id).await?;

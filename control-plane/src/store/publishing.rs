@@ -317,6 +317,8 @@ pub struct PostFilter {
     pub project_id: Option<Uuid>,
     pub campaign_id: Option<Uuid>,
     pub status: Option<PostStatus>,
+    /// The post an `Idempotency-Key` created.
+    pub idempotency_key: Option<String>,
     pub limit: i64,
 }
 

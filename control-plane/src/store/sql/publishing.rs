@@ -719,6 +719,7 @@ where
              AND ($3 IS NULL OR COALESCE(p.scheduled_at, p.created_at) < $3) \
              AND ($4 IS NULL OR p.account_id = $4) AND ($5 IS NULL OR p.project_id = $5) \
              AND ($6 IS NULL OR p.campaign_id = $6) AND ($7 IS NULL OR p.status = $7) \
+             AND ($9 IS NULL OR p.idempotency_key = $9) \
              ORDER BY COALESCE(p.scheduled_at, p.created_at), p.id LIMIT $8",
         ]))
         .bind(tenant_id)
@@ -729,6 +730,7 @@ where
         .bind(f.campaign_id)
         .bind(status)
         .bind(f.limit)
+        .bind(f.idempotency_key.clone())
         .fetch_all(&self.read)
         .await?;
         rows_into(rows)
