@@ -163,6 +163,30 @@ pub struct ServeArgs {
     /// X's authorisation page [default: https://x.com/i/oauth2/authorize].
     #[arg(long, env = "MARKETER_X_AUTHORIZE_URL", value_name = "URL")]
     pub x_authorize_url: Option<String>,
+    /// The client id of Marketer's LinkedIn app.
+    #[arg(long, env = "MARKETER_LINKEDIN_CLIENT_ID", value_name = "ID")]
+    pub linkedin_client_id: Option<String>,
+    /// The client secret of Marketer's LinkedIn app (prefer the environment variable).
+    #[arg(long, env = "MARKETER_LINKEDIN_CLIENT_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub linkedin_client_secret: Option<String>,
+    /// LinkedIn's API [default: https://api.linkedin.com].
+    #[arg(long, env = "MARKETER_LINKEDIN_API_URL", value_name = "URL")]
+    pub linkedin_api_url: Option<String>,
+    /// LinkedIn's OAuth host [default: https://www.linkedin.com].
+    #[arg(long, env = "MARKETER_LINKEDIN_OAUTH_URL", value_name = "URL")]
+    pub linkedin_oauth_url: Option<String>,
+    /// The app id of Marketer's Meta app (Facebook Pages).
+    #[arg(long, env = "MARKETER_META_APP_ID", value_name = "ID")]
+    pub meta_app_id: Option<String>,
+    /// The app secret of Marketer's Meta app (prefer the environment variable).
+    #[arg(long, env = "MARKETER_META_APP_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub meta_app_secret: Option<String>,
+    /// Meta's Graph API with its version [default: https://graph.facebook.com/v25.0].
+    #[arg(long, env = "MARKETER_META_GRAPH_URL", value_name = "URL")]
+    pub meta_graph_url: Option<String>,
+    /// Facebook Login's dialog [default: https://www.facebook.com/v25.0/dialog/oauth].
+    #[arg(long, env = "MARKETER_META_AUTHORIZE_URL", value_name = "URL")]
+    pub meta_authorize_url: Option<String>,
     /// Accept http:// Mastodon instances (tests only) [default: false].
     #[arg(long, env = "MARKETER_SOCIAL_ALLOW_INSECURE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub social_allow_insecure: Option<bool>,
@@ -217,6 +241,14 @@ struct FileConfig {
     x_client_secret: Option<String>,
     x_api_url: Option<String>,
     x_authorize_url: Option<String>,
+    linkedin_client_id: Option<String>,
+    linkedin_client_secret: Option<String>,
+    linkedin_api_url: Option<String>,
+    linkedin_oauth_url: Option<String>,
+    meta_app_id: Option<String>,
+    meta_app_secret: Option<String>,
+    meta_graph_url: Option<String>,
+    meta_authorize_url: Option<String>,
     social_allow_insecure: Option<bool>,
     social_timeout_ms: Option<u64>,
     publish_reconcile_delay_ms: Option<u64>,
@@ -396,6 +428,14 @@ fn file_publishing(file: &FileConfig) -> ServeArgs {
         x_client_secret: file.x_client_secret.clone(),
         x_api_url: file.x_api_url.clone(),
         x_authorize_url: file.x_authorize_url.clone(),
+        linkedin_client_id: file.linkedin_client_id.clone(),
+        linkedin_client_secret: file.linkedin_client_secret.clone(),
+        linkedin_api_url: file.linkedin_api_url.clone(),
+        linkedin_oauth_url: file.linkedin_oauth_url.clone(),
+        meta_app_id: file.meta_app_id.clone(),
+        meta_app_secret: file.meta_app_secret.clone(),
+        meta_graph_url: file.meta_graph_url.clone(),
+        meta_authorize_url: file.meta_authorize_url.clone(),
         social_allow_insecure: file.social_allow_insecure,
         social_timeout_ms: file.social_timeout_ms,
         publish_reconcile_delay_ms: file.publish_reconcile_delay_ms,
@@ -432,7 +472,32 @@ fn publishing_config(
     if let Some(url) = serve.x_authorize_url.clone().or(file.x_authorize_url) {
         p.x_authorize_url = url;
     }
-    for (name, url) in [("x_api_url", &p.x_api_url), ("x_authorize_url", &p.x_authorize_url)] {
+    p.linkedin_client_id = serve.linkedin_client_id.clone().or(file.linkedin_client_id);
+    p.linkedin_client_secret =
+        serve.linkedin_client_secret.clone().or(file.linkedin_client_secret).map(secrecy::SecretString::from);
+    if let Some(url) = serve.linkedin_api_url.clone().or(file.linkedin_api_url) {
+        p.linkedin_api_url = url.trim_end_matches('/').to_owned();
+    }
+    if let Some(url) = serve.linkedin_oauth_url.clone().or(file.linkedin_oauth_url) {
+        p.linkedin_oauth_url = url.trim_end_matches('/').to_owned();
+    }
+    p.meta_app_id = serve.meta_app_id.clone().or(file.meta_app_id);
+    p.meta_app_secret =
+        serve.meta_app_secret.clone().or(file.meta_app_secret).map(secrecy::SecretString::from);
+    if let Some(url) = serve.meta_graph_url.clone().or(file.meta_graph_url) {
+        p.meta_graph_url = url.trim_end_matches('/').to_owned();
+    }
+    if let Some(url) = serve.meta_authorize_url.clone().or(file.meta_authorize_url) {
+        p.meta_authorize_url = url;
+    }
+    for (name, url) in [
+        ("x_api_url", &p.x_api_url),
+        ("x_authorize_url", &p.x_authorize_url),
+        ("linkedin_api_url", &p.linkedin_api_url),
+        ("linkedin_oauth_url", &p.linkedin_oauth_url),
+        ("meta_graph_url", &p.meta_graph_url),
+        ("meta_authorize_url", &p.meta_authorize_url),
+    ] {
         if reqwest::Url::parse(url).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true) {
             bail!("{name} must be an http:// or https:// URL, got {url}");
         }

@@ -1,7 +1,19 @@
-//! A test stand-in for X's API v2 and a Mastodon instance, in their wire
-//! formats as `../shared/reference/social/x.md` and `mastodon.md` describe
-//! them, on one local port (X's paths under `/2/` and `/i/oauth2/`,
-//! Mastodon's under `/api/v1/` and `/oauth/`):
+//! A test stand-in for X's API v2, a Mastodon instance, LinkedIn's Posts
+//! API and Meta's Graph API for Facebook Pages, in their wire formats as
+//! `../shared/reference/social/x.md`, `mastodon.md`, `linkedin.md` and
+//! `meta-facebook-instagram.md` describe them, on one local port (X's paths
+//! under `/2/` and `/i/oauth2/`, Mastodon's under `/api/v1/` and `/oauth/`,
+//! LinkedIn's under `/rest/`, `/v2/` and `/oauth/v2/`, Meta's under
+//! `/v25.0/`):
+//!
+//! - LinkedIn: `Linkedin-Version` and `X-Restli-Protocol-Version` required,
+//!   201 with `x-restli-id`, little-text escaping, the author finder,
+//!   idempotent deletes, refresh tokens that are not rotated, no rate-limit
+//!   headers (429 only);
+//! - Meta: Facebook Login with the long-lived exchange, `/me/accounts` with
+//!   Page tokens and tasks (one Page the person may post on, one they may
+//!   only read), Graph error objects (190, 200, 506, 80001), the Page feed
+//!   with cursor paging, usage headers (`X-Business-Use-Case-Usage`);
 //!
 //! - OAuth 2.0 authorization code with PKCE (S256 checked), X's rotating
 //!   single-use refresh tokens and two-hour access tokens, Mastodon's app
@@ -43,12 +55,25 @@ pub const X_CLIENT_SECRET: &str = "marketer-x-secret-0123456789";
 pub const X_USER_ID: &str = "2244994945";
 pub const X_USERNAME: &str = "marketer_test";
 pub const MASTODON_ACCOUNT_ID: &str = "109348";
+pub const LINKEDIN_CLIENT_ID: &str = "marketer-linkedin-client";
+pub const LINKEDIN_CLIENT_SECRET: &str = "marketer-linkedin-secret-0123456789";
+/// The LinkedIn member who approves (OpenID Connect `sub`).
+pub const LINKEDIN_MEMBER: &str = "yrZCpj2Z12";
+pub const META_APP_ID: &str = "1234567890123";
+pub const META_APP_SECRET: &str = "marketer-meta-secret-0123456789";
+/// The Facebook Page the person may post on, and one they may only read.
+pub const FACEBOOK_PAGE_ID: &str = "101234567890123";
+pub const FACEBOOK_READONLY_PAGE_ID: &str = "109876543210987";
+/// The Graph API version the stand-in serves under.
+pub const META_VERSION: &str = "v25.0";
 
 /// Which platform a fault or a post belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Net {
     X,
     Mastodon,
+    Linkedin,
+    Facebook,
 }
 
 /// A failure for the next request it applies to.
@@ -81,7 +106,7 @@ impl Fault {
 #[derive(Debug, Clone)]
 pub struct Post {
     pub id: String,
-    /// The X user it was posted as (0 for Mastodon).
+    /// The X user it was posted as (0 elsewhere).
     pub user: u32,
     pub text: String,
     pub created_at: OffsetDateTime,
@@ -179,6 +204,16 @@ impl FakeSocial {
             .route("/api/v1/statuses", post(m_create))
             .route("/api/v1/statuses/{id}", delete(m_delete))
             .route("/api/v1/accounts/{id}/statuses", get(m_statuses))
+            .route("/oauth/v2/authorization", get(li_authorize))
+            .route("/oauth/v2/accessToken", post(li_token))
+            .route("/v2/userinfo", get(li_userinfo))
+            .route("/rest/posts", post(li_create).get(li_find))
+            .route("/rest/posts/{urn}", delete(li_delete))
+            .route(&format!("/{META_VERSION}/dialog/oauth"), get(fb_authorize))
+            .route(&format!("/{META_VERSION}/oauth/access_token"), get(fb_token))
+            .route(&format!("/{META_VERSION}/me/accounts"), get(fb_pages))
+            .route(&format!("/{META_VERSION}/{{id}}/feed"), post(fb_create).get(fb_feed))
+            .route(&format!("/{META_VERSION}/{{id}}"), get(fb_object).delete(fb_delete))
             .layer(axum::middleware::from_fn_with_state(inner.clone(), record))
             .with_state(inner.clone());
         let stop = CancellationToken::new();
@@ -247,6 +282,14 @@ impl FakeSocial {
             .env("MARKETER_X_CLIENT_SECRET", X_CLIENT_SECRET)
             .env("MARKETER_X_API_URL", &self.url())
             .env("MARKETER_X_AUTHORIZE_URL", &format!("{}/i/oauth2/authorize", self.url()))
+            .env("MARKETER_LINKEDIN_CLIENT_ID", LINKEDIN_CLIENT_ID)
+            .env("MARKETER_LINKEDIN_CLIENT_SECRET", LINKEDIN_CLIENT_SECRET)
+            .env("MARKETER_LINKEDIN_API_URL", &self.url())
+            .env("MARKETER_LINKEDIN_OAUTH_URL", &self.url())
+            .env("MARKETER_META_APP_ID", META_APP_ID)
+            .env("MARKETER_META_APP_SECRET", META_APP_SECRET)
+            .env("MARKETER_META_GRAPH_URL", &format!("{}/{META_VERSION}", self.url()))
+            .env("MARKETER_META_AUTHORIZE_URL", &format!("{}/{META_VERSION}/dialog/oauth", self.url()))
             .env("MARKETER_SOCIAL_ALLOW_INSECURE", "true")
             .env("MARKETER_SOCIAL_TIMEOUT_MS", "1500")
             .env("MARKETER_PUBLISH_RECONCILE_DELAY_MS", "300")
@@ -289,14 +332,40 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
     headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::to_owned)
 }
 
+/// Meta's error object.
+fn graph_error(code: i64, subcode: Option<i64>, message: &str) -> Response {
+    let mut error =
+        json!({ "message": message, "type": "OAuthException", "code": code, "fbtrace_id": random() });
+    if let Some(sub) = subcode {
+        error["error_subcode"] = json!(sub);
+    }
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response()
+}
+
 /// Checks a bearer token of `net`: `Err` is the answer to give.
 fn authorised(inner: &Inner, net: Net, headers: &HeaderMap) -> Result<u32, Box<Response>> {
+    authorised_token(inner, net, bearer(headers))
+}
+
+/// Checks an access token of `net` (a bearer token, or Meta's
+/// `access_token` parameter): `Err` is the answer to give.
+fn authorised_token(inner: &Inner, net: Net, token: Option<String>) -> Result<u32, Box<Response>> {
     let unauthorised = || match net {
         Net::X => problem(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized"),
         Net::Mastodon => (StatusCode::UNAUTHORIZED, Json(json!({ "error": "The access token is invalid" })))
             .into_response(),
+        Net::Linkedin => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "message": "Invalid access token", "serviceErrorCode": 65600, "status": 401 })),
+        )
+            .into_response(),
+        Net::Facebook => graph_error(
+            190,
+            Some(463),
+            "Error validating access token: Session has expired on Thursday, 03-Dec-26 10:00:00 PST.",
+        ),
     };
-    let Some(token) = bearer(headers) else { return Err(Box::new(unauthorised())) };
+    let Some(token) = token else { return Err(Box::new(unauthorised())) };
     match inner.tokens.get(&token) {
         Some(t) if t.net == net && !t.revoked && t.expires.is_none_or(|e| e > Instant::now()) => Ok(t.user),
         _ => Err(Box::new(unauthorised())),
@@ -309,6 +378,8 @@ fn window_limit(net: Net) -> i64 {
     match net {
         Net::X => 100,
         Net::Mastodon => 300,
+        Net::Linkedin => 150,
+        Net::Facebook => 50,
     }
 }
 
@@ -338,8 +409,27 @@ fn rate_headers(inner: &mut Inner, net: Net, user: u32) -> HeaderMap {
             h.insert("x-ratelimit-remaining", value(remaining.to_string()));
             h.insert("x-ratelimit-reset", value(at.format(&Rfc3339).unwrap()));
         }
+        // LinkedIn sends no rate-limit headers.
+        Net::Linkedin => {}
+        // Meta: usage percentages, and the wait once at 100 %.
+        Net::Facebook => {
+            let limit = window_limit(net);
+            let used = ((limit - remaining.max(0)) * 100 / limit).clamp(0, 100);
+            let regain = if remaining <= 0 { reset.saturating_sub(now_epoch()).div_ceil(60) } else { 0 };
+            let usage = json!({ FACEBOOK_PAGE_ID: [{ "type": "pages", "call_count": used, "total_cputime": 1,
+                "total_time": 1, "estimated_time_to_regain_access": regain }] });
+            h.insert("x-business-use-case-usage", value(usage.to_string()));
+            h.insert(
+                "x-app-usage",
+                value(json!({ "call_count": 1, "total_time": 1, "total_cputime": 1 }).to_string()),
+            );
+        }
     }
-    h.insert("x-request-id", value(random()));
+    match net {
+        Net::Linkedin => h.insert("x-li-uuid", value(random())),
+        Net::Facebook => h.insert("x-fb-trace-id", value(random())),
+        _ => h.insert("x-request-id", value(random())),
+    };
     h
 }
 
@@ -353,6 +443,18 @@ fn limited(inner: &mut Inner, net: Net, user: u32, reset_in: Option<u64>) -> Res
     let body = match net {
         Net::X => json!({ "errors": [{ "code": 88, "message": "Rate limit exceeded" }] }),
         Net::Mastodon => json!({ "error": "Too many requests" }),
+        Net::Linkedin => {
+            json!({ "message": "Resource level throttle limit for calls to this resource is reached.", "status": 429 })
+        }
+        Net::Facebook => {
+            let mut answer = graph_error(
+                80001,
+                None,
+                "(#80001) There have been too many calls to this Page account. Wait a bit and try again.",
+            );
+            answer.headers_mut().extend(headers);
+            return answer;
+        }
     };
     (StatusCode::TOO_MANY_REQUESTS, headers, Json(body)).into_response()
 }
@@ -378,6 +480,8 @@ fn authorize(inner: &Arc<Mutex<Inner>>, net: Net, q: &HashMap<String, String>) -
         Net::Mastodon => {
             inner.apps.get(&get("client_id")).is_some_and(|(_, redirect)| *redirect == get("redirect_uri"))
         }
+        Net::Linkedin => get("client_id") == LINKEDIN_CLIENT_ID,
+        Net::Facebook => get("client_id") == META_APP_ID,
     };
     if !known {
         return (StatusCode::BAD_REQUEST, "unknown client or redirect_uri").into_response();
@@ -417,6 +521,19 @@ fn issue(inner: &mut Inner, net: Net, user: u32, with_refresh: bool) -> Value {
         Net::Mastodon => {
             json!({ "access_token": access, "token_type": "Bearer", "scope": "read write", "created_at": now_epoch() })
         }
+        // LinkedIn: 60-day access tokens; the refresh token keeps the
+        // first grant's 365 days and is not rotated.
+        Net::Linkedin => {
+            let mut body = json!({ "access_token": access, "expires_in": 5_184_000, "scope": "openid,profile,w_member_social,r_member_social" });
+            if with_refresh {
+                let refresh = random();
+                inner.refresh_tokens.insert(refresh.clone(), (true, user));
+                body["refresh_token"] = json!(refresh);
+                body["refresh_token_expires_in"] = json!(31_536_000);
+            }
+            body
+        }
+        Net::Facebook => json!({ "access_token": access, "token_type": "bearer", "expires_in": 5_183_944 }),
     }
 }
 
@@ -537,12 +654,12 @@ enum Outcome {
 fn create(
     inner: &Arc<Mutex<Inner>>,
     net: Net,
-    headers: &HeaderMap,
+    token: Option<String>,
     text: String,
     key: Option<String>,
 ) -> Outcome {
     let mut inner = inner.lock().unwrap();
-    let user = match authorised(&inner, net, headers) {
+    let user = match authorised_token(&inner, net, token.clone()) {
         Ok(user) => user,
         Err(answer) => return Outcome::Now(*answer),
     };
@@ -563,10 +680,10 @@ fn create(
             return Outcome::Now(limited(&mut inner, net, user, Some(reset_in)));
         }
         Some(Fault::ExpiredToken) => {
-            if let Some(token) = bearer(headers).and_then(|t| inner.tokens.get_mut(&t)) {
+            if let Some(token) = token.as_ref().and_then(|t| inner.tokens.get_mut(t)) {
                 token.expires = Some(Instant::now());
             }
-            return Outcome::Now(*authorised(&inner, net, headers).expect_err("expired"));
+            return Outcome::Now(*authorised_token(&inner, net, token).expect_err("expired"));
         }
         _ => {}
     }
@@ -582,6 +699,16 @@ fn create(
             "You are not allowed to create a Tweet with duplicate content.",
         ));
     }
+    // Facebook: the same text twice in a row is refused.
+    if net == Net::Facebook
+        && inner
+            .posts
+            .get(&net)
+            .and_then(|p| p.iter().rev().find(|p| !p.deleted && p.user == user))
+            .is_some_and(|p| p.text == text)
+    {
+        return Outcome::Now(graph_error(506, None, "(#506) Duplicate status message"));
+    }
     if text.trim().is_empty() {
         return Outcome::Now(
             (
@@ -592,8 +719,13 @@ fn create(
         );
     }
     inner.next_id += 1;
+    let id = match net {
+        Net::Linkedin => format!("urn:li:share:{}", inner.next_id),
+        Net::Facebook => format!("{}_{}", facebook_page(user).0, inner.next_id),
+        _ => inner.next_id.to_string(),
+    };
     let post = Post {
-        id: inner.next_id.to_string(),
+        id,
         user,
         text,
         created_at: OffsetDateTime::now_utc(),
@@ -610,6 +742,12 @@ fn create(
         Net::X => (StatusCode::CREATED, rate, Json(json!({ "data": { "id": post.id, "text": post.text } })))
             .into_response(),
         Net::Mastodon => (StatusCode::OK, rate, Json(status_json(&post))).into_response(),
+        Net::Linkedin => {
+            let mut ok = (StatusCode::CREATED, rate).into_response();
+            ok.headers_mut().insert("x-restli-id", HeaderValue::from_str(&post.id).unwrap());
+            ok
+        }
+        Net::Facebook => (StatusCode::OK, rate, Json(json!({ "id": post.id }))).into_response(),
     };
     match fault {
         Some(Fault::SlowAfterCreate(wait)) => Outcome::Later(wait, ok),
@@ -618,6 +756,8 @@ fn create(
             Outcome::Now(match net {
                 Net::X => problem(status, "Service Unavailable", "Service Unavailable"),
                 Net::Mastodon => (status, Json(json!({ "error": "There was a temporary problem serving your request, please try again" }))).into_response(),
+                Net::Linkedin => (status, Json(json!({ "message": "Internal Server Error", "status": status.as_u16() }))).into_response(),
+                Net::Facebook => (status, Json(json!({ "error": { "message": "An unexpected error has occurred. Please retry your request later.", "type": "OAuthException", "is_transient": true, "code": 2, "fbtrace_id": random() } }))).into_response(),
             })
         }
         _ => Outcome::Now(ok),
@@ -640,7 +780,7 @@ async fn x_create(
     Json(body): Json<Value>,
 ) -> Response {
     let text = body["text"].as_str().unwrap_or_default().to_owned();
-    answer(create(&inner, Net::X, &headers, text, None)).await
+    answer(create(&inner, Net::X, bearer(&headers), text, None)).await
 }
 
 async fn x_delete(
@@ -782,7 +922,7 @@ async fn m_create(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(|k| format!("idempotency:status:{MASTODON_ACCOUNT_ID}:{k}"));
-    answer(create(&inner, Net::Mastodon, &headers, text, key)).await
+    answer(create(&inner, Net::Mastodon, bearer(&headers), text, key)).await
 }
 
 async fn m_delete(
@@ -824,6 +964,415 @@ async fn m_statuses(
         .map(|p| p.iter().rev().filter(|p| !p.deleted).take(limit).map(status_json).collect())
         .unwrap_or_default();
     Json(page).into_response()
+}
+
+// ----- LinkedIn -------------------------------------------------------------------
+
+async fn li_authorize(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    authorize(&inner, Net::Linkedin, &q)
+}
+
+fn li_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": "invalid_request", "error_description": message }))).into_response()
+}
+
+async fn li_token(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let get = |k: &str| form.get(k).cloned().unwrap_or_default();
+    for required in ["grant_type", "client_id", "client_secret"] {
+        if get(required).is_empty() {
+            return li_error(
+                StatusCode::BAD_REQUEST,
+                &format!("A required parameter \"{required}\" is missing"),
+            );
+        }
+    }
+    if get("client_id") != LINKEDIN_CLIENT_ID || get("client_secret") != LINKEDIN_CLIENT_SECRET {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "invalid_client", "error_description": "Client authentication failed" })),
+        )
+            .into_response();
+    }
+    let mut inner = inner.lock().unwrap();
+    match get("grant_type").as_str() {
+        "authorization_code" => match redeem(&mut inner, Net::Linkedin, &form, LINKEDIN_CLIENT_ID) {
+            Ok(user) => Json(issue(&mut inner, Net::Linkedin, user, true)).into_response(),
+            Err(_) => li_error(
+                StatusCode::BAD_REQUEST,
+                "Unable to retrieve access token: appid/redirect uri/code verifier does not match authorization code. Or authorization code expired.",
+            ),
+        },
+        "refresh_token" => {
+            inner.refreshes += 1;
+            let old = get("refresh_token");
+            match take_fault(&mut inner, Net::Linkedin, true) {
+                Some(Fault::RefuseRefresh) => {
+                    inner.refresh_tokens.insert(old, (false, 0));
+                    return li_error(
+                        StatusCode::BAD_REQUEST,
+                        "The provided authorization grant or refresh token is invalid, expired or revoked",
+                    );
+                }
+                Some(Fault::RefreshUnavailable) => {
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Json(json!({ "message": "Service Unavailable", "status": 503 })),
+                    )
+                        .into_response();
+                }
+                _ => {}
+            }
+            let Some(&(true, user)) = inner.refresh_tokens.get(&old) else {
+                return li_error(
+                    StatusCode::BAD_REQUEST,
+                    "The provided authorization grant or refresh token is invalid, expired or revoked",
+                );
+            };
+            // The same refresh token comes back: LinkedIn does not rotate it.
+            let mut body = issue(&mut inner, Net::Linkedin, user, false);
+            body["refresh_token"] = json!(old);
+            body["refresh_token_expires_in"] = json!(31_000_000);
+            Json(body).into_response()
+        }
+        _ => li_error(StatusCode::BAD_REQUEST, "Unsupported grant_type"),
+    }
+}
+
+async fn li_userinfo(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    let inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::Linkedin, &headers) {
+        return *answer;
+    }
+    Json(json!({ "sub": LINKEDIN_MEMBER, "name": "Marketer Test", "given_name": "Marketer", "family_name": "Test",
+        "locale": { "country": "US", "language": "en" }, "email_verified": true }))
+    .into_response()
+}
+
+/// LinkedIn's versioned API wants its two headers on every call.
+fn li_versioned(headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let version = headers.get("linkedin-version").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if version.len() != 6 || !version.chars().all(|c| c.is_ascii_digit()) {
+        return Err(Box::new((StatusCode::BAD_REQUEST, Json(json!({ "status": 400, "code": "VERSION_MISSING",
+            "message": "A version must be present. Please specify a version by adding the LinkedIn-Version header." }))).into_response()));
+    }
+    if headers.get("x-restli-protocol-version").and_then(|v| v.to_str().ok()) != Some("2.0.0") {
+        let body = json!({ "status": 400, "code": "ILLEGAL_ARGUMENT",
+            "message": "X-Restli-Protocol-Version 2.0.0 is required" });
+        return Err(Box::new((StatusCode::BAD_REQUEST, Json(body)).into_response()));
+    }
+    Ok(())
+}
+
+/// Little text as LinkedIn shows it: a backslash makes the next character literal.
+fn li_unescape(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                out.push(next);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn li_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "()[]{}<>@|~_*\\".contains(c);
+            special.then_some('\\').into_iter().chain(std::iter::once(c))
+        })
+        .collect()
+}
+
+async fn li_create(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Err(answer) = li_versioned(&headers) {
+        return *answer;
+    }
+    for field in ["author", "commentary", "visibility", "distribution", "lifecycleState"] {
+        if body.get(field).is_none() {
+            return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "status": 422,
+                "message": format!("ERROR :: /{field} :: field is required but not found and has no default value") }))).into_response();
+        }
+    }
+    if body["author"].as_str() != Some(&format!("urn:li:person:{LINKEDIN_MEMBER}")) {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({ "status": 403, "serviceErrorCode": 100, "code": "ACCESS_DENIED",
+            "message": "Not enough permissions to access: partnerApiPostsExternal.CREATE.20260101" })),
+        )
+            .into_response();
+    }
+    let text = li_unescape(body["commentary"].as_str().unwrap_or_default());
+    answer(create(&inner, Net::Linkedin, bearer(&headers), text, None)).await
+}
+
+async fn li_find(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(answer) = li_versioned(&headers) {
+        return *answer;
+    }
+    let inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::Linkedin, &headers) {
+        return *answer;
+    }
+    if q.get("q").map(String::as_str) != Some("author")
+        || headers.get("x-restli-method").and_then(|v| v.to_str().ok()) != Some("FINDER")
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "status": 400, "message": "q=author with X-RestLi-Method: FINDER" })),
+        )
+            .into_response();
+    }
+    let start: usize = q.get("start").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let count: usize = q.get("count").and_then(|v| v.parse().ok()).unwrap_or(10).min(100);
+    let author = q.get("author").cloned().unwrap_or_default();
+    let mut posts: Vec<&Post> = inner
+        .posts
+        .get(&Net::Linkedin)
+        .map(|p| p.iter().filter(|p| !p.deleted).collect())
+        .unwrap_or_default();
+    if author != format!("urn:li:person:{LINKEDIN_MEMBER}") {
+        posts.clear();
+    }
+    posts.reverse();
+    let elements: Vec<Value> = posts
+        .iter()
+        .skip(start)
+        .take(count)
+        .map(|p| {
+            let at = i64::try_from(p.created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+            json!({ "id": p.id, "author": author, "commentary": li_escape(&p.text), "visibility": "PUBLIC",
+                "lifecycleState": "PUBLISHED", "createdAt": at, "lastModifiedAt": at, "publishedAt": at,
+                "distribution": { "feedDistribution": "MAIN_FEED", "thirdPartyDistributionChannels": [] } })
+        })
+        .collect();
+    Json(json!({ "elements": elements, "paging": { "start": start, "count": count } })).into_response()
+}
+
+async fn li_delete(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Path(urn): Path<String>,
+) -> Response {
+    if let Err(answer) = li_versioned(&headers) {
+        return *answer;
+    }
+    let mut inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::Linkedin, &headers) {
+        return *answer;
+    }
+    // Idempotent: deleting what is gone is a 204 too.
+    if let Some(post) = inner.posts.entry(Net::Linkedin).or_default().iter_mut().find(|p| p.id == urn) {
+        post.deleted = true;
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+// ----- Facebook Pages ----------------------------------------------------------------
+
+/// Page `n` a person may post on: 0 is `FACEBOOK_PAGE_ID`.
+fn facebook_page(n: u32) -> (String, String) {
+    if n == 0 {
+        (FACEBOOK_PAGE_ID.to_owned(), "Marketer Test Page".to_owned())
+    } else {
+        ((101_234_567_890_123u64 + u64::from(n)).to_string(), format!("Marketer Test Page {n}"))
+    }
+}
+
+async fn fb_authorize(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    authorize(&inner, Net::Facebook, &q)
+}
+
+/// User tokens (code exchange, long-lived exchange) are kept apart from Page tokens.
+const FACEBOOK_USER: u32 = u32::MAX;
+
+async fn fb_token(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+    if get("client_id") != META_APP_ID || get("client_secret") != META_APP_SECRET {
+        return graph_error(101, None, "Error validating application. Invalid application ID or secret.");
+    }
+    let mut inner = inner.lock().unwrap();
+    if get("grant_type") == "fb_exchange_token" {
+        if authorised_token(&inner, Net::Facebook, Some(get("fb_exchange_token"))).ok() != Some(FACEBOOK_USER)
+        {
+            return graph_error(190, None, "Invalid OAuth access token - Cannot parse access token");
+        }
+        return Json(issue(&mut inner, Net::Facebook, FACEBOOK_USER, false)).into_response();
+    }
+    match redeem(&mut inner, Net::Facebook, &q, META_APP_ID) {
+        Ok(_) => {
+            let mut body = issue(&mut inner, Net::Facebook, FACEBOOK_USER, false);
+            body["expires_in"] = json!(3600);
+            Json(body).into_response()
+        }
+        Err(_) => graph_error(100, Some(36008), "Invalid verification code format."),
+    }
+}
+
+async fn fb_pages(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    match authorised_token(&inner, Net::Facebook, q.get("access_token").cloned()) {
+        Ok(FACEBOOK_USER) => {}
+        Ok(_) => {
+            return graph_error(
+                100,
+                None,
+                "(#100) Tried accessing nonexisting field (accounts) on node type (Page)",
+            );
+        }
+        Err(answer) => return *answer,
+    }
+    let page = issue(&mut inner, Net::Facebook, 0, false)["access_token"].clone();
+    let readonly = issue(&mut inner, Net::Facebook, 99, false)["access_token"].clone();
+    Json(json!({
+        "data": [
+            { "id": FACEBOOK_PAGE_ID, "name": facebook_page(0).1, "access_token": page, "category": "Marketing Agency",
+              "tasks": ["ANALYZE", "ADVERTISE", "MODERATE", "CREATE_CONTENT", "MANAGE"] },
+            { "id": FACEBOOK_READONLY_PAGE_ID, "name": "Read-only Page", "access_token": readonly, "category": "Brand",
+              "tasks": ["ANALYZE"] },
+        ],
+        "paging": { "cursors": { "before": "QVFIUk", "after": "QVFIUl" } },
+    }))
+    .into_response()
+}
+
+/// The Page a Page token belongs to, checked against the path's id.
+fn fb_page_token(inner: &Inner, token: Option<String>, page: &str) -> Result<u32, Box<Response>> {
+    let user = authorised_token(inner, Net::Facebook, token)?;
+    if user == FACEBOOK_USER || facebook_page(user).0 != page {
+        return Err(Box::new(graph_error(
+            200,
+            None,
+            "(#200) The user hasn't authorized the application to perform this action",
+        )));
+    }
+    Ok(user)
+}
+
+async fn fb_create(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(page): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let token = form.get("access_token").cloned();
+    if let Err(answer) = fb_page_token(&inner.lock().unwrap(), token.clone(), &page) {
+        return *answer;
+    }
+    let text = form.get("message").cloned().unwrap_or_default();
+    if text.trim().is_empty() {
+        return graph_error(100, None, "(#100) Requires one of the params: message, link, place");
+    }
+    answer(create(&inner, Net::Facebook, token, text, None)).await
+}
+
+async fn fb_feed(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(page): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    let user = match fb_page_token(&inner, q.get("access_token").cloned(), &page) {
+        Ok(user) => user,
+        Err(answer) => return *answer,
+    };
+    let since = q.get("since").and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(25).clamp(1, 100);
+    let offset: usize = q
+        .get("after")
+        .and_then(|a| URL_SAFE_NO_PAD.decode(a).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut posts: Vec<Post> = inner
+        .posts
+        .get(&Net::Facebook)
+        .map(|p| {
+            p.iter()
+                .filter(|p| !p.deleted && p.user == user && p.created_at.unix_timestamp() >= since)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    posts.reverse();
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]+0000");
+    let data: Vec<Value> = posts
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|p| json!({ "id": p.id, "message": p.text, "created_time": p.created_at.format(&format).unwrap() }))
+        .collect();
+    let mut body = json!({ "data": data });
+    if offset + limit < posts.len() {
+        let after = URL_SAFE_NO_PAD.encode((offset + limit).to_string());
+        body["paging"] = json!({ "cursors": { "before": "MA", "after": after },
+            "next": format!("https://graph.facebook.com/{META_VERSION}/{page}/feed?limit={limit}&after={after}&access_token=REDACTED") });
+    }
+    let rate = rate_headers(&mut inner, Net::Facebook, user);
+    (rate, Json(body)).into_response()
+}
+
+async fn fb_object(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let inner = inner.lock().unwrap();
+    match fb_page_token(&inner, q.get("access_token").cloned(), &id) {
+        Ok(user) => Json(json!({ "id": id, "name": facebook_page(user).1 })).into_response(),
+        Err(answer) => *answer,
+    }
+}
+
+async fn fb_delete(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    let page = id.split('_').next().unwrap_or_default().to_owned();
+    if let Err(answer) = fb_page_token(&inner, q.get("access_token").cloned(), &page) {
+        return *answer;
+    }
+    match inner.posts.entry(Net::Facebook).or_default().iter_mut().find(|p| p.id == id && !p.deleted) {
+        Some(post) => {
+            post.deleted = true;
+            Json(json!({ "success": true })).into_response()
+        }
+        None => graph_error(
+            100,
+            Some(33),
+            &format!(
+                "Unsupported delete request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation."
+            ),
+        ),
+    }
 }
 
 /// The reference Bluesky PDS (`tests/bluesky/pds.js`, from the npm package

@@ -353,6 +353,174 @@ async fn refresh_failures_refused_and_passing() {
     setup.finish().await;
 }
 
+async fn linkedin_posts_go_out_once_and_expired_tokens_are_renewed(postgres: bool) {
+    let Some(setup) = Setup::start(postgres).await else { return };
+    let li = setup.connect("linkedin").await;
+    assert_eq!(li["network"], "linkedin");
+    assert_eq!(li["handle"], "Marketer Test");
+    assert!(li["token_expires_at"].is_string(), "LinkedIn tokens live 60 days: {li}");
+    let account_id = li["id"].as_str().unwrap().to_owned();
+
+    // LinkedIn's little text gives meaning to ( ) @ _ and more: the post reads as written.
+    let text = "Launch day (finally) with @marketer_hq #launch";
+    let post = setup.schedule_now(&li, text).await;
+    let published =
+        setup.wait_status(post["id"].as_str().unwrap(), "published", Duration::from_secs(15)).await;
+    let on_li = setup.social.posts(Net::Linkedin);
+    assert_eq!(on_li.len(), 1);
+    assert_eq!(on_li[0].text, text);
+    assert_eq!(published["platform_post_id"], on_li[0].id.as_str());
+    assert!(
+        published["url"].as_str().unwrap().starts_with("https://www.linkedin.com/feed/update/urn:li:share:")
+    );
+
+    // An expired token: renewed once (the refresh token is not rotated), then sent.
+    setup.social.inject(Net::Linkedin, Fault::ExpiredToken);
+    let second = setup.schedule_now(&li, "After an expired token").await;
+    setup.wait_status(second["id"].as_str().unwrap(), "published", Duration::from_secs(15)).await;
+    setup.social.inject(Net::Linkedin, Fault::ExpiredToken);
+    let third = setup.schedule_now(&li, "After a second expired token").await;
+    setup.wait_status(third["id"].as_str().unwrap(), "published", Duration::from_secs(15)).await;
+    assert_eq!(setup.social.refreshes(), 2, "the same refresh token works twice");
+
+    // The answer is lost after LinkedIn created the post: the author finder finds it.
+    setup.social.inject(Net::Linkedin, Fault::SlowAfterCreate(Duration::from_secs(4)));
+    let lost = setup.schedule_now(&li, "A LinkedIn post whose answer is lost").await;
+    let found = setup.wait_status(lost["id"].as_str().unwrap(), "published", Duration::from_secs(20)).await;
+    let creates = setup.social.requests().iter().filter(|r| *r == "POST /rest/posts").count();
+    // Four posts; the two refused with an expired token were sent again after the refresh.
+    assert_eq!(creates, 6, "{:?}", setup.social.requests());
+    assert_eq!(setup.social.posts(Net::Linkedin).len(), 4);
+    let kinds: Vec<&str> =
+        found["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["unknown", "found"]);
+
+    // Deleting a published post deletes it on LinkedIn.
+    let (status, _) =
+        setup.call(Method::DELETE, &format!("/posts/{}", post["id"].as_str().unwrap()), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(setup.social.posts(Net::Linkedin).len(), 3);
+
+    // A 429 without a reset header: the account waits for midnight UTC, when LinkedIn's day resets.
+    setup.social.inject(Net::Linkedin, Fault::RateLimited { reset_in: 30 });
+    let limited = setup.schedule_now(&li, "Rate limited on LinkedIn").await;
+    let id = limited["id"].as_str().unwrap();
+    let waiting = eventually(Duration::from_secs(10), "the post to wait for LinkedIn's day", || async {
+        let post = setup.post(id).await;
+        post["waiting"].as_str().is_some_and(|w| w.contains("limit")).then_some(post)
+    })
+    .await;
+    let until = waiting["waiting_until"].as_str().unwrap();
+    assert!(until.contains("T00:00:00"), "midnight UTC: {waiting}");
+    let (_, account) = setup.call(Method::GET, &format!("/accounts/{account_id}"), None).await;
+    assert_eq!(account["health"], "rate_limited", "{account}");
+    setup.finish().await;
+}
+
+#[tokio::test]
+async fn linkedin_posts_go_out_once_and_expired_tokens_are_renewed_on_sqlite() {
+    linkedin_posts_go_out_once_and_expired_tokens_are_renewed(false).await;
+}
+
+#[tokio::test]
+async fn linkedin_posts_go_out_once_and_expired_tokens_are_renewed_on_postgres() {
+    linkedin_posts_go_out_once_and_expired_tokens_are_renewed(true).await;
+}
+
+async fn facebook_pages_publish_once_and_a_dead_token_asks_for_a_reconnect(postgres: bool) {
+    let Some(setup) = Setup::start(postgres).await else { return };
+    let page = setup.connect("facebook").await;
+    assert_eq!(page["network"], "facebook");
+    assert_eq!(page["handle"], "Marketer Test Page");
+    assert!(page["token_expires_at"].is_null(), "Page tokens do not expire: {page}");
+    let (_, accounts) = setup.call(Method::GET, "/accounts", None).await;
+    assert_eq!(
+        accounts.as_array().unwrap().len(),
+        1,
+        "a Page the person may only read is not connected: {accounts}"
+    );
+    let account_id = page["id"].as_str().unwrap().to_owned();
+
+    let post = setup.schedule_now(&page, "Open house this Saturday").await;
+    let published =
+        setup.wait_status(post["id"].as_str().unwrap(), "published", Duration::from_secs(15)).await;
+    let on_fb = setup.social.posts(Net::Facebook);
+    assert_eq!(on_fb.len(), 1);
+    assert!(on_fb[0].id.starts_with(&format!("{}_", marketer_tests::social::FACEBOOK_PAGE_ID)));
+    assert_eq!(published["url"], format!("https://www.facebook.com/{}", on_fb[0].id));
+
+    // A transient error after Facebook created the post: the Page's feed has it.
+    setup.social.inject(Net::Facebook, Fault::ErrorAfterCreate(500));
+    let second = setup.schedule_now(&page, "A post whose answer was an error").await;
+    let found = setup.wait_status(second["id"].as_str().unwrap(), "published", Duration::from_secs(20)).await;
+    assert_eq!(setup.social.all_posts(Net::Facebook).len(), 2, "found, not sent again");
+    assert_eq!(found["platform_post_id"], setup.social.posts(Net::Facebook)[1].id.as_str());
+
+    // The same text twice in a row: refused (506), with what to do.
+    let twice = setup.schedule_now(&page, "A post whose answer was an error").await;
+    let failed = setup.wait_status(twice["id"].as_str().unwrap(), "failed", Duration::from_secs(15)).await;
+    assert!(failed["error"].as_str().unwrap().contains("duplicate"), "{failed}");
+    assert!(failed["error_hint"].as_str().unwrap().contains("change the text"), "{failed}");
+
+    // Page tokens cannot be renewed: an invalid one (190) asks for a reconnect, audited, and the
+    // post waits; reconnecting sends it.
+    setup.social.inject(Net::Facebook, Fault::ExpiredToken);
+    let dead = setup.schedule_now(&page, "After the Page token died").await;
+    let id = dead["id"].as_str().unwrap();
+    eventually(Duration::from_secs(10), "the post to wait for a reconnect", || async {
+        let post = setup.post(id).await;
+        post["waiting"].as_str().is_some_and(|w| w.contains("connected again")).then_some(())
+    })
+    .await;
+    let (_, account) = setup.call(Method::GET, &format!("/accounts/{account_id}"), None).await;
+    assert_eq!(account["health"], "needs_reconnect", "{account}");
+    let (_, audit) =
+        setup.call(Method::GET, "/audit-events?action=social_account.needs_reconnect", None).await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+    let again = setup.connect("facebook").await;
+    assert_eq!(again["id"], account_id.as_str(), "reconnecting keeps the account");
+    setup.wait_status(id, "published", Duration::from_secs(15)).await;
+
+    // Meta's throttle (80001 with a usage header at 100 %): the account waits Meta's estimate.
+    setup.social.inject(Net::Facebook, Fault::RateLimited { reset_in: 120 });
+    let limited = setup.schedule_now(&page, "Throttled by Meta").await;
+    let id = limited["id"].as_str().unwrap();
+    let waiting = eventually(Duration::from_secs(10), "the post to wait for Meta", || async {
+        let post = setup.post(id).await;
+        post["waiting"].as_str().is_some_and(|w| w.contains("limit")).then_some(post)
+    })
+    .await;
+    let until = time::OffsetDateTime::parse(
+        waiting["waiting_until"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let wait = until - time::OffsetDateTime::now_utc();
+    assert!(
+        wait > time::Duration::seconds(60) && wait <= time::Duration::seconds(125),
+        "two minutes: {waiting}"
+    );
+    let (status, _) = setup.call(Method::DELETE, &format!("/posts/{id}"), None).await;
+    assert_eq!(status, 204);
+
+    // Deleting a published post deletes it on the Page.
+    let (status, _) =
+        setup.call(Method::DELETE, &format!("/posts/{}", post["id"].as_str().unwrap()), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(setup.social.posts(Net::Facebook).len(), 2);
+    setup.finish().await;
+}
+
+#[tokio::test]
+async fn facebook_pages_publish_once_and_a_dead_token_asks_for_a_reconnect_on_sqlite() {
+    facebook_pages_publish_once_and_a_dead_token_asks_for_a_reconnect(false).await;
+}
+
+#[tokio::test]
+async fn facebook_pages_publish_once_and_a_dead_token_asks_for_a_reconnect_on_postgres() {
+    facebook_pages_publish_once_and_a_dead_token_asks_for_a_reconnect(true).await;
+}
+
 #[tokio::test]
 async fn wall_times_that_do_not_exist_or_happen_twice_get_a_clear_answer() {
     let Some(setup) = Setup::start(false).await else { return };

@@ -646,6 +646,20 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
     assert!(browser.text("main").await.contains("The account is connected"));
     browser.check_page("publishing-accounts").await;
 
+    // LinkedIn and Facebook Pages connect the same way (Facebook: each Page the person may post on).
+    for (network, cards) in [("linkedin", 2), ("facebook", 3)] {
+        browser.click(&format!("#connect a[href$='network={network}']")).await;
+        browser.click("#continue").await;
+        eventually(Duration::from_secs(10), "the account to be listed", || async {
+            let n = browser.eval("document.querySelectorAll('section.account').length").await;
+            (n == cards).then_some(())
+        })
+        .await;
+    }
+    let listed = browser.text("main").await;
+    assert!(listed.contains("Marketer Test Page") && listed.contains("LinkedIn"), "{listed}");
+    browser.check_page("publishing-accounts-three-networks").await;
+
     // Not approved yet: no Schedule button. Approved: one per variant.
     let page = tenant_url(&fleet, &format!("/projects/{project}/activities/{activity}"));
     browser.goto(&page).await;
@@ -656,8 +670,14 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
     browser.find("form[data-composer]").await;
     let text = browser.eval("document.getElementById('text').value").await;
     assert!(!text.as_str().unwrap().is_empty(), "the variant's text is in the composer");
-    assert_eq!(browser.eval("document.querySelector('input[name=\"account[]\"]').checked").await, true);
-    let count = browser.text("[data-count-for]").await;
+    // The X variant preselects the X account only, and counts as X does.
+    let checked = browser
+        .eval("[...document.querySelectorAll('input[name=\"account[]\"]:checked')].map(i => i.closest('label').textContent.trim()).join('|')")
+        .await;
+    assert_eq!(checked, "@marketer_test (X)");
+    let x_counter =
+        browser.eval("document.querySelector('input[name=\"account[]\"]:checked').dataset.variant").await;
+    let count = browser.text(&format!("[data-count-for='{}']", x_counter.as_str().unwrap())).await;
     assert!(count.ends_with("/ 280 characters"), "{count}");
     browser.check_page("publishing-composer").await;
 

@@ -17,7 +17,7 @@ use super::{App, Caller, TenantAccess, actions};
 use crate::domain::{Permission, Timestamp, new_id};
 use crate::error::{Error, FoundExt, NotFoundExt, Result};
 use crate::publishing::connect::{STATE_TTL, pkce, state, state_hash};
-use crate::publishing::platforms::{Granted, Profile, mastodon, x};
+use crate::publishing::platforms::{Granted, Profile, linkedin, mastodon, meta, x};
 use crate::publishing::schedule::{self, Fold};
 use crate::store::{
     AccountPatch, AccountStatus, Activity, MastodonApp, Network, NewAccount, NewPost, OAuthState,
@@ -456,6 +456,16 @@ impl App {
                 x::authorize_url(platforms, &state, &challenge).map_err(|m| Error::invalid("network", m))?,
                 None,
             ),
+            Network::Linkedin => (
+                linkedin::authorize_url(platforms, &state, &challenge)
+                    .map_err(|m| Error::invalid("network", m))?,
+                None,
+            ),
+            Network::Facebook => (
+                meta::authorize_url(platforms, Network::Facebook, &state, &challenge)
+                    .map_err(|m| Error::invalid("network", m))?,
+                None,
+            ),
             Network::Mastodon => {
                 let instance = req.instance.as_deref().ok_or_else(|| {
                     Error::invalid("instance", "give the Mastodon instance, e.g. mastodon.social")
@@ -472,7 +482,9 @@ impl App {
             other => {
                 return Err(Error::invalid(
                     "network",
-                    format!("connecting {other} accounts is not available yet; X and Mastodon are"),
+                    format!(
+                        "connecting {other} accounts is not available yet; X, LinkedIn, Facebook, Mastodon and Bluesky are"
+                    ),
                 ));
             }
         };
@@ -619,30 +631,52 @@ impl App {
         let verifier = key.open(pending.tenant_id, &pending.verifier).map_err(Error::internal)?;
         let platforms = &self.publisher.platforms;
         let refused = |m: String| Error::BadRequest { code: "authorization_refused", message: m };
-        let (granted, profile): (Granted, Profile) = match network {
-            Network::X => x::exchange(platforms, code, verifier.expose_secret()).await.map_err(refused)?,
+        // One approval may grant several accounts (Facebook: every Page chosen).
+        let granted: Vec<(Granted, Profile)> = match network {
+            Network::X => {
+                vec![x::exchange(platforms, code, verifier.expose_secret()).await.map_err(refused)?]
+            }
+            Network::Linkedin => {
+                vec![linkedin::exchange(platforms, code, verifier.expose_secret()).await.map_err(refused)?]
+            }
+            Network::Facebook => {
+                meta::exchange(platforms, code, verifier.expose_secret()).await.map_err(refused)?
+            }
             Network::Mastodon => {
                 let instance = pending.instance_url.clone().ok_or_else(gone)?;
                 let app = self.store.mastodon_app(&instance).await?.ok_or_else(gone)?;
                 let secret = key.open(Uuid::nil(), &app.secret).map_err(Error::internal)?;
-                mastodon::exchange(
-                    platforms,
-                    &instance,
-                    &app.client_id,
-                    &secret,
-                    code,
-                    verifier.expose_secret(),
-                )
-                .await
-                .map_err(refused)?
+                vec![
+                    mastodon::exchange(
+                        platforms,
+                        &instance,
+                        &app.client_id,
+                        &secret,
+                        code,
+                        verifier.expose_secret(),
+                    )
+                    .await
+                    .map_err(refused)?,
+                ]
             }
             _ => return Err(gone()),
         };
-        let connected = Connected { network, instance_url: pending.instance_url.clone(), granted, profile };
-        let stored = self
-            .store_connected(&access, connected, pending.project_ids, actions::SOCIAL_ACCOUNT_CONNECT)
-            .await?;
-        Ok((pending.tenant_id, AccountView::of(&stored)))
+        let mut first = None;
+        for (granted, profile) in granted {
+            let connected =
+                Connected { network, instance_url: pending.instance_url.clone(), granted, profile };
+            let stored = self
+                .store_connected(
+                    &access,
+                    connected,
+                    pending.project_ids.clone(),
+                    actions::SOCIAL_ACCOUNT_CONNECT,
+                )
+                .await?;
+            first.get_or_insert(stored);
+        }
+        let first = first.ok_or_else(gone)?;
+        Ok((pending.tenant_id, AccountView::of(&first)))
     }
 
     pub async fn update_social_account(

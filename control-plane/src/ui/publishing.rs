@@ -727,7 +727,6 @@ struct AccountsPage {
     connected: bool,
     errors: FormErrors,
     base: String,
-    x_href: String,
     mastodon_instance: String,
 }
 
@@ -810,7 +809,6 @@ async fn accounts_page(
         can_manage: page.can(Permission::AccountsManage),
         connected,
         errors,
-        x_href: format!("{base}/connect?network=x"),
         mastodon_instance: String::new(),
         base,
         shell: page.shell,
@@ -858,7 +856,7 @@ pub async fn connect(
         .as_deref()
         .unwrap_or_default()
         .parse::<Network>()
-        .map_err(|_| UiError::bad_request("choose X or Mastodon"))?;
+        .map_err(|_| UiError::bad_request("choose X, LinkedIn, Facebook or Mastodon"))?;
     let req = StartConnect { network, instance: q.instance.clone(), project_ids: None };
     match state.app.start_connect(&page.access, req).await {
         Ok(started) => Ok(render(&ConnectPage {

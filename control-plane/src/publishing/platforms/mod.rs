@@ -8,7 +8,9 @@
 //! request is never retried inside the HTTP layer.
 
 pub mod bluesky;
+pub mod linkedin;
 pub mod mastodon;
+pub mod meta;
 pub mod x;
 
 use std::time::Duration;
@@ -30,6 +32,19 @@ pub struct PlatformSettings {
     pub x_client_secret: Option<SecretString>,
     pub x_api_url: String,
     pub x_authorize_url: String,
+    pub linkedin_client_id: Option<String>,
+    pub linkedin_client_secret: Option<SecretString>,
+    /// LinkedIn's API (`/rest/…`, `/v2/userinfo`).
+    pub linkedin_api_url: String,
+    /// LinkedIn's OAuth host (`/oauth/v2/authorization`, `/oauth/v2/accessToken`).
+    pub linkedin_oauth_url: String,
+    /// Marketer's Meta app (Facebook Login).
+    pub meta_app_id: Option<String>,
+    pub meta_app_secret: Option<SecretString>,
+    /// The Graph API with its version, e.g. `https://graph.facebook.com/v25.0`.
+    pub meta_graph_url: String,
+    /// Facebook Login's dialog.
+    pub meta_authorize_url: String,
     /// Accept `http://` Mastodon instances (tests only).
     pub allow_insecure_instances: bool,
     /// Time limit of one request to a platform.
@@ -44,6 +59,14 @@ impl Default for PlatformSettings {
             x_client_secret: None,
             x_api_url: "https://api.x.com".into(),
             x_authorize_url: "https://x.com/i/oauth2/authorize".into(),
+            linkedin_client_id: None,
+            linkedin_client_secret: None,
+            linkedin_api_url: "https://api.linkedin.com".into(),
+            linkedin_oauth_url: "https://www.linkedin.com".into(),
+            meta_app_id: None,
+            meta_app_secret: None,
+            meta_graph_url: "https://graph.facebook.com/v25.0".into(),
+            meta_authorize_url: "https://www.facebook.com/v25.0/dialog/oauth".into(),
             allow_insecure_instances: false,
             request_timeout: Duration::from_secs(30),
         }
@@ -184,6 +207,8 @@ impl Platforms {
             Network::X => x::publish(self, token, post).await,
             Network::Mastodon => mastodon::publish(self, account, token, post).await,
             Network::Bluesky => bluesky::publish(self, account, token, post).await,
+            Network::Linkedin => linkedin::publish(self, account, token, post).await,
+            Network::Facebook => meta::publish(self, account, token, post).await,
             other => unsupported(other),
         }
     }
@@ -198,6 +223,8 @@ impl Platforms {
             Network::X => x::find(self, account, token, post).await,
             Network::Mastodon => mastodon::find(self, account, token, post).await,
             Network::Bluesky => bluesky::find(self, account, post).await,
+            Network::Linkedin => linkedin::find(self, account, token, post).await,
+            Network::Facebook => meta::find(self, account, token, post).await,
             other => {
                 let (_, record) = unsupported(other);
                 (Found::Unknown { reason: record.detail.clone() }, record)
@@ -215,6 +242,8 @@ impl Platforms {
             Network::X => x::delete(self, token, id).await,
             Network::Mastodon => mastodon::delete(self, account, token, id).await,
             Network::Bluesky => bluesky::delete(self, account, token, id).await,
+            Network::Linkedin => linkedin::delete(self, token, id).await,
+            Network::Facebook => meta::delete(self, token, id).await,
             other => Err(format!("deleting posts on {other} is not supported yet")),
         }
     }
@@ -223,6 +252,7 @@ impl Platforms {
         match account.network {
             Network::X => x::refresh(self, refresh).await,
             Network::Bluesky => bluesky::refresh(self, account, refresh).await,
+            Network::Linkedin => linkedin::refresh(self, refresh).await,
             other => Refreshed::Refused {
                 reason: format!("{other} tokens cannot be refreshed; connect the account again"),
             },
@@ -234,7 +264,9 @@ impl Platforms {
             Network::X => x::check(self, token).await,
             Network::Mastodon => mastodon::check(self, account, token).await,
             Network::Bluesky => bluesky::check(self, account, token).await,
-            _ => Health::Ok,
+            Network::Linkedin => linkedin::check(self, token).await,
+            Network::Facebook => meta::check(self, account, token).await,
+            Network::Instagram => Health::Unreachable { reason: "Instagram is not supported yet".into() },
         }
     }
 }
@@ -242,7 +274,10 @@ impl Platforms {
 fn unsupported(network: Network) -> (Sent, CallRecord) {
     let detail = format!("publishing to {network} is not supported yet");
     (
-        Sent::Refused { error: detail.clone(), hint: "Schedule it on an X or Mastodon account".into() },
+        Sent::Refused {
+            error: detail.clone(),
+            hint: "Schedule it on an X, LinkedIn, Facebook, Mastodon or Bluesky account".into(),
+        },
         CallRecord { detail, ..CallRecord::default() },
     )
 }
@@ -250,7 +285,8 @@ fn unsupported(network: Network) -> (Sent, CallRecord) {
 /// The rate-limit window an answer reports: remaining calls and the reset,
 /// from `x-rate-limit-*` (X: epoch seconds), `X-RateLimit-*` (Mastodon:
 /// an ISO timestamp, or epoch seconds elsewhere), `RateLimit-Reset`
-/// (seconds from now) or `Retry-After`.
+/// (seconds from now) or `Retry-After`; Meta's usage headers at 100 %
+/// count as no calls left until its estimated time to regain access.
 pub fn rate_window(headers: &HeaderMap, now: Timestamp) -> (Option<i64>, Option<Timestamp>) {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let remaining = get("x-rate-limit-remaining")
@@ -286,6 +322,12 @@ pub fn rate_window(headers: &HeaderMap, now: Timestamp) -> (Option<i64>, Option<
             })
         })
         .or_else(|| get("retry-after").and_then(|v| v.parse::<i64>().ok()).map(from_seconds));
+    if remaining.is_none()
+        && let (Some(percent), _) = meta::usage(headers)
+        && percent >= 100
+    {
+        return (Some(0), reset.or_else(|| Some(meta::regain_access(headers, now))));
+    }
     (remaining, reset)
 }
 
