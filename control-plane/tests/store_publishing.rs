@@ -63,6 +63,7 @@ fn post(tenant_id: Uuid, account_id: Uuid, at: Timestamp) -> NewPost {
         activity_id: None,
         activity_version: None,
         text: format!("post {}", new_id()),
+        image_url: None,
         status: PostStatus::Scheduled,
         scheduled_at: Some(at),
         time_zone: "Europe/Berlin".into(),
@@ -219,6 +220,9 @@ async fn an_expired_lease_of_a_sent_request_makes_the_post_unconfirmed(db: &Test
         (PostStatus::Publishing, 1),
         "never sent: starts over"
     );
+    // A media container is recorded by the holder only, and outlives a retry.
+    assert!(!store.set_post_container(sent.id, "dead", Some("c1")).await.unwrap(), "not the holder");
+    assert!(store.set_post_container(sent.id, "next", Some("c1")).await.unwrap());
     // Proven absent: scheduled again under a new generation.
     let absent = PublishResult::Wait { until: after, reason: "absent".into(), new_generation: true };
     store
@@ -227,6 +231,12 @@ async fn an_expired_lease_of_a_sent_request_makes_the_post_unconfirmed(db: &Test
         .unwrap();
     let again = store.post(tenant, sent.id).await.unwrap().unwrap();
     assert_eq!((again.status, again.generation, again.unconfirmed_since), (PostStatus::Scheduled, 2, None));
+    assert_eq!(again.platform_container_id.as_deref(), Some("c1"));
+    // An edit makes the container stale: it is dropped.
+    let edit = PostPatch { text: Some("changed".into()), ..PostPatch::default() };
+    let edited =
+        store.update_post(tenant, sent.id, &edit, &audit("post.update", Some(tenant))).await.unwrap();
+    assert_eq!(edited.platform_container_id, None);
 }
 
 async fn another_tenants_accounts_and_posts_are_not_found(db: &TestDb) {

@@ -64,6 +64,9 @@ pub const META_APP_SECRET: &str = "marketer-meta-secret-0123456789";
 /// The Facebook Page the person may post on, and one they may only read.
 pub const FACEBOOK_PAGE_ID: &str = "101234567890123";
 pub const FACEBOOK_READONLY_PAGE_ID: &str = "109876543210987";
+/// The Instagram professional account linked to `FACEBOOK_PAGE_ID`.
+pub const INSTAGRAM_USER_ID: &str = "17841400008460056";
+pub const INSTAGRAM_USERNAME: &str = "marketer_ig";
 /// The Graph API version the stand-in serves under.
 pub const META_VERSION: &str = "v25.0";
 
@@ -74,6 +77,7 @@ pub enum Net {
     Mastodon,
     Linkedin,
     Facebook,
+    Instagram,
 }
 
 /// A failure for the next request it applies to.
@@ -132,8 +136,19 @@ struct Token {
     revoked: bool,
 }
 
+/// An Instagram media container.
+#[derive(Debug, Clone)]
+struct Container {
+    caption: String,
+    created: Instant,
+    media: Option<String>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
+    containers: HashMap<String, Container>,
+    /// How long Instagram takes to process an image.
+    processing: Duration,
     codes: HashMap<String, Code>,
     tokens: HashMap<String, Token>,
     /// Refresh tokens: still usable, and whose.
@@ -187,6 +202,7 @@ impl FakeSocial {
         let addr = listener.local_addr().expect("local address");
         let inner = Arc::new(Mutex::new(Inner {
             access_ttl: 7200,
+            processing: Duration::from_millis(1500),
             next_id: 1_800_000_000_000_000_000,
             ..Inner::default()
         }));
@@ -213,6 +229,10 @@ impl FakeSocial {
             .route(&format!("/{META_VERSION}/oauth/access_token"), get(fb_token))
             .route(&format!("/{META_VERSION}/me/accounts"), get(fb_pages))
             .route(&format!("/{META_VERSION}/{{id}}/feed"), post(fb_create).get(fb_feed))
+            .route(&format!("/{META_VERSION}/{{id}}/photos"), post(fb_photo))
+            .route(&format!("/{META_VERSION}/{{id}}/media"), post(ig_container).get(ig_media))
+            .route(&format!("/{META_VERSION}/{{id}}/media_publish"), post(ig_publish))
+            .route("/images/{name}", get(image))
             .route(&format!("/{META_VERSION}/{{id}}"), get(fb_object).delete(fb_delete))
             .layer(axum::middleware::from_fn_with_state(inner.clone(), record))
             .with_state(inner.clone());
@@ -296,6 +316,16 @@ impl FakeSocial {
             .env("MARKETER_PUBLISH_LEASE_SECONDS", "3")
     }
 
+    /// How long Instagram takes to process an image from now on.
+    pub fn set_instagram_processing(&self, wait: Duration) {
+        self.inner.lock().unwrap().processing = wait;
+    }
+
+    /// An image address Instagram (this stand-in) can download.
+    pub fn image_url(&self) -> String {
+        format!("{}/images/photo.jpg", self.url())
+    }
+
     /// Requests received, as `METHOD /path`.
     pub fn requests(&self) -> Vec<String> {
         self.inner.lock().unwrap().requests.clone()
@@ -359,7 +389,7 @@ fn authorised_token(inner: &Inner, net: Net, token: Option<String>) -> Result<u3
             Json(json!({ "message": "Invalid access token", "serviceErrorCode": 65600, "status": 401 })),
         )
             .into_response(),
-        Net::Facebook => graph_error(
+        Net::Facebook | Net::Instagram => graph_error(
             190,
             Some(463),
             "Error validating access token: Session has expired on Thursday, 03-Dec-26 10:00:00 PST.",
@@ -367,7 +397,14 @@ fn authorised_token(inner: &Inner, net: Net, token: Option<String>) -> Result<u3
     };
     let Some(token) = token else { return Err(Box::new(unauthorised())) };
     match inner.tokens.get(&token) {
-        Some(t) if t.net == net && !t.revoked && t.expires.is_none_or(|e| e > Instant::now()) => Ok(t.user),
+        // Instagram is reached with the linked Page's token.
+        Some(t)
+            if (t.net == net || (net == Net::Instagram && t.net == Net::Facebook))
+                && !t.revoked
+                && t.expires.is_none_or(|e| e > Instant::now()) =>
+        {
+            Ok(t.user)
+        }
         _ => Err(Box::new(unauthorised())),
     }
 }
@@ -380,6 +417,7 @@ fn window_limit(net: Net) -> i64 {
         Net::Mastodon => 300,
         Net::Linkedin => 150,
         Net::Facebook => 50,
+        Net::Instagram => 100,
     }
 }
 
@@ -412,7 +450,7 @@ fn rate_headers(inner: &mut Inner, net: Net, user: u32) -> HeaderMap {
         // LinkedIn sends no rate-limit headers.
         Net::Linkedin => {}
         // Meta: usage percentages, and the wait once at 100 %.
-        Net::Facebook => {
+        Net::Facebook | Net::Instagram => {
             let limit = window_limit(net);
             let used = ((limit - remaining.max(0)) * 100 / limit).clamp(0, 100);
             let regain = if remaining <= 0 { reset.saturating_sub(now_epoch()).div_ceil(60) } else { 0 };
@@ -445,6 +483,15 @@ fn limited(inner: &mut Inner, net: Net, user: u32, reset_in: Option<u64>) -> Res
         Net::Mastodon => json!({ "error": "Too many requests" }),
         Net::Linkedin => {
             json!({ "message": "Resource level throttle limit for calls to this resource is reached.", "status": 429 })
+        }
+        Net::Instagram => {
+            let mut answer = graph_error(
+                9,
+                Some(2_207_042),
+                "You reached maximum number of posts that is allowed to be published by Content Publishing API.",
+            );
+            answer.headers_mut().extend(headers);
+            return answer;
         }
         Net::Facebook => {
             let mut answer = graph_error(
@@ -481,7 +528,7 @@ fn authorize(inner: &Arc<Mutex<Inner>>, net: Net, q: &HashMap<String, String>) -
             inner.apps.get(&get("client_id")).is_some_and(|(_, redirect)| *redirect == get("redirect_uri"))
         }
         Net::Linkedin => get("client_id") == LINKEDIN_CLIENT_ID,
-        Net::Facebook => get("client_id") == META_APP_ID,
+        Net::Facebook | Net::Instagram => get("client_id") == META_APP_ID,
     };
     if !known {
         return (StatusCode::BAD_REQUEST, "unknown client or redirect_uri").into_response();
@@ -533,7 +580,9 @@ fn issue(inner: &mut Inner, net: Net, user: u32, with_refresh: bool) -> Value {
             }
             body
         }
-        Net::Facebook => json!({ "access_token": access, "token_type": "bearer", "expires_in": 5_183_944 }),
+        Net::Facebook | Net::Instagram => {
+            json!({ "access_token": access, "token_type": "bearer", "expires_in": 5_183_944 })
+        }
     }
 }
 
@@ -747,7 +796,9 @@ fn create(
             ok.headers_mut().insert("x-restli-id", HeaderValue::from_str(&post.id).unwrap());
             ok
         }
-        Net::Facebook => (StatusCode::OK, rate, Json(json!({ "id": post.id }))).into_response(),
+        Net::Facebook | Net::Instagram => {
+            (StatusCode::OK, rate, Json(json!({ "id": post.id }))).into_response()
+        }
     };
     match fault {
         Some(Fault::SlowAfterCreate(wait)) => Outcome::Later(wait, ok),
@@ -757,7 +808,7 @@ fn create(
                 Net::X => problem(status, "Service Unavailable", "Service Unavailable"),
                 Net::Mastodon => (status, Json(json!({ "error": "There was a temporary problem serving your request, please try again" }))).into_response(),
                 Net::Linkedin => (status, Json(json!({ "message": "Internal Server Error", "status": status.as_u16() }))).into_response(),
-                Net::Facebook => (status, Json(json!({ "error": { "message": "An unexpected error has occurred. Please retry your request later.", "type": "OAuthException", "is_transient": true, "code": 2, "fbtrace_id": random() } }))).into_response(),
+                Net::Facebook | Net::Instagram => (status, Json(json!({ "error": { "message": "An unexpected error has occurred. Please retry your request later.", "type": "OAuthException", "is_transient": true, "code": 2, "fbtrace_id": random() } }))).into_response(),
             })
         }
         _ => Outcome::Now(ok),
@@ -1254,7 +1305,8 @@ async fn fb_pages(
     Json(json!({
         "data": [
             { "id": FACEBOOK_PAGE_ID, "name": facebook_page(0).1, "access_token": page, "category": "Marketing Agency",
-              "tasks": ["ANALYZE", "ADVERTISE", "MODERATE", "CREATE_CONTENT", "MANAGE"] },
+              "tasks": ["ANALYZE", "ADVERTISE", "MODERATE", "CREATE_CONTENT", "MANAGE"],
+              "instagram_business_account": { "id": INSTAGRAM_USER_ID, "username": INSTAGRAM_USERNAME } },
             { "id": FACEBOOK_READONLY_PAGE_ID, "name": "Read-only Page", "access_token": readonly, "category": "Brand",
               "tasks": ["ANALYZE"] },
         ],
@@ -1338,13 +1390,34 @@ async fn fb_feed(
     (rate, Json(body)).into_response()
 }
 
+/// `GET /{id}`: a Page, the Instagram account, an Instagram container
+/// (`status_code`) or an Instagram media (`permalink`).
 async fn fb_object(
     State(inner): State<Arc<Mutex<Inner>>>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let inner = inner.lock().unwrap();
-    match fb_page_token(&inner, q.get("access_token").cloned(), &id) {
+    let token = q.get("access_token").cloned();
+    if id == INSTAGRAM_USER_ID || inner.containers.contains_key(&id) || ig_media_exists(&inner, &id) {
+        if let Err(answer) = fb_page_token(&inner, token, FACEBOOK_PAGE_ID) {
+            return *answer;
+        }
+        if id == INSTAGRAM_USER_ID {
+            return Json(json!({ "id": id, "username": INSTAGRAM_USERNAME })).into_response();
+        }
+        if let Some(c) = inner.containers.get(&id) {
+            let status = match &c.media {
+                Some(_) => "PUBLISHED",
+                None if c.created.elapsed() < inner.processing => "IN_PROGRESS",
+                None => "FINISHED",
+            };
+            return Json(json!({ "id": id, "status_code": status })).into_response();
+        }
+        return Json(json!({ "id": id, "permalink": format!("https://www.instagram.com/p/{id}/") }))
+            .into_response();
+    }
+    match fb_page_token(&inner, token, &id) {
         Ok(user) => Json(json!({ "id": id, "name": facebook_page(user).1 })).into_response(),
         Err(answer) => *answer,
     }
@@ -1373,6 +1446,167 @@ async fn fb_delete(
             ),
         ),
     }
+}
+
+async fn fb_photo(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(page): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let token = form.get("access_token").cloned();
+    if let Err(answer) = fb_page_token(&inner.lock().unwrap(), token.clone(), &page) {
+        return *answer;
+    }
+    if let Err(answer) = fetch_jpeg(form.get("url").map(String::as_str).unwrap_or_default()).await {
+        return answer;
+    }
+    let text = form.get("message").cloned().unwrap_or_default();
+    // A photo answers with its own id and the post's.
+    match create(&inner, Net::Facebook, token, text, None) {
+        Outcome::Now(r) if r.status().is_success() => {
+            let post = inner.lock().unwrap().posts[&Net::Facebook].last().cloned().unwrap();
+            let photo = post.id.split('_').nth(1).unwrap_or_default().to_owned();
+            Json(json!({ "id": photo, "post_id": post.id })).into_response()
+        }
+        other => answer(other).await,
+    }
+}
+
+// ----- Instagram (through the Page's token) ---------------------------------------------
+
+/// The bytes of a small JPEG, served at `/images/{name}` for Instagram to fetch.
+pub const PHOTO: &[u8] = include_bytes!("../fixtures/photo.jpg");
+
+async fn image(Path(name): Path<String>) -> Response {
+    if name.ends_with(".jpg") {
+        ([(header::CONTENT_TYPE, "image/jpeg")], PHOTO).into_response()
+    } else {
+        (StatusCode::NOT_FOUND, "no such image").into_response()
+    }
+}
+
+/// Downloads the image as Meta does ("we cURL media used in publishing
+/// attempts"): it must answer, and be a JPEG.
+async fn fetch_jpeg(url: &str) -> Result<(), Response> {
+    let refused = |why: String| {
+        graph_error(9004, Some(2_207_052), &format!("The media could not be fetched from this uri: {why}"))
+    };
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let response = client.get(url).send().await.map_err(|e| refused(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(refused(format!("HTTP {}", response.status().as_u16())));
+    }
+    let bytes = response.bytes().await.map_err(|e| refused(e.to_string()))?;
+    if !bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Err(graph_error(36003, Some(2_207_009), "Only JPEG images are supported."));
+    }
+    Ok(())
+}
+
+fn ig_media_exists(inner: &Inner, id: &str) -> bool {
+    inner.posts.get(&Net::Instagram).is_some_and(|p| p.iter().any(|p| p.id == id))
+}
+
+fn ig_account(inner: &Inner, token: Option<String>, id: &str) -> Result<(), Box<Response>> {
+    fb_page_token(inner, token, FACEBOOK_PAGE_ID)?;
+    if id != INSTAGRAM_USER_ID {
+        return Err(Box::new(graph_error(100, Some(33), &format!("Object with ID '{id}' does not exist"))));
+    }
+    Ok(())
+}
+
+async fn ig_container(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if let Err(answer) = ig_account(&inner.lock().unwrap(), form.get("access_token").cloned(), &id) {
+        return *answer;
+    }
+    if let Err(answer) = fetch_jpeg(form.get("image_url").map(String::as_str).unwrap_or_default()).await {
+        return answer;
+    }
+    let mut inner = inner.lock().unwrap();
+    inner.next_id += 1;
+    let container = inner.next_id.to_string();
+    let caption = form.get("caption").cloned().unwrap_or_default();
+    inner.containers.insert(container.clone(), Container { caption, created: Instant::now(), media: None });
+    Json(json!({ "id": container })).into_response()
+}
+
+async fn ig_publish(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let token = form.get("access_token").cloned();
+    let container = form.get("creation_id").cloned().unwrap_or_default();
+    let caption = {
+        let inner = inner.lock().unwrap();
+        if let Err(answer) = ig_account(&inner, token.clone(), &id) {
+            return *answer;
+        }
+        match inner.containers.get(&container) {
+            None => {
+                return graph_error(
+                    100,
+                    None,
+                    "(#100) The parameter creation_id is required and must be a container",
+                );
+            }
+            Some(c) if c.media.is_some() => {
+                return graph_error(9007, Some(2_207_027), "The media is already published.");
+            }
+            Some(c) if c.created.elapsed() < inner.processing => {
+                return graph_error(
+                    9007,
+                    Some(2_207_027),
+                    "Media ID is not available: the media is not ready for publishing, please wait for a moment",
+                );
+            }
+            Some(c) => c.caption.clone(),
+        }
+    };
+    let outcome = create(&inner, Net::Instagram, token, caption, None);
+    // The container is published whatever the answer says.
+    {
+        let mut guard = inner.lock().unwrap();
+        let media = guard.posts.get(&Net::Instagram).and_then(|p| p.last()).map(|p| p.id.clone());
+        let published = media.filter(|m| !guard.containers.values().any(|c| c.media.as_deref() == Some(m)));
+        if let (Some(media), Some(c)) = (published, guard.containers.get_mut(&container)) {
+            c.media = Some(media);
+        }
+    }
+    answer(outcome).await
+}
+
+async fn ig_media(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    if let Err(answer) = ig_account(&inner, q.get("access_token").cloned(), &id) {
+        return *answer;
+    }
+    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(25).clamp(1, 100);
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]+0000");
+    let data: Vec<Value> = inner
+        .posts
+        .get(&Net::Instagram)
+        .map(|p| {
+            p.iter()
+                .rev()
+                .take(limit)
+                .map(|p| {
+                    json!({ "id": p.id, "caption": p.text, "timestamp": p.created_at.format(&format).unwrap(),
+                    "permalink": format!("https://www.instagram.com/p/{}/", p.id) })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let rate = rate_headers(&mut inner, Net::Instagram, 0);
+    (rate, Json(json!({ "data": data }))).into_response()
 }
 
 /// The reference Bluesky PDS (`tests/bluesky/pds.js`, from the npm package

@@ -521,6 +521,87 @@ async fn facebook_pages_publish_once_and_a_dead_token_asks_for_a_reconnect_on_po
     facebook_pages_publish_once_and_a_dead_token_asks_for_a_reconnect(true).await;
 }
 
+async fn instagram_posts_go_out_in_two_steps_once(postgres: bool) {
+    let Some(setup) = Setup::start(postgres).await else { return };
+    let ig = setup.connect("instagram").await;
+    assert_eq!(ig["network"], "instagram");
+    assert_eq!(ig["handle"], "@marketer_ig");
+    let image = setup.social.image_url();
+    let create = |text: &str, image: Option<&str>| {
+        let mut body = json!({ "account_id": ig["id"], "text": text, "now": true, "approve": true });
+        if let Some(image) = image {
+            body["image_url"] = json!(image);
+        }
+        setup.call(Method::POST, "/posts", Some(body))
+    };
+
+    // Instagram needs an image; X takes none (yet); both say so, naming the field.
+    let (status, error) = create("No picture", None).await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["details"]["field"], "image_url", "{error}");
+    let x = setup.connect("x").await;
+    let body = json!({ "account_id": x["id"], "text": "With a picture", "now": true, "approve": true, "image_url": image });
+    let (status, error) = setup.call(Method::POST, "/posts", Some(body)).await;
+    assert_eq!(status, 422, "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("text only"), "{error}");
+
+    // Container first (recorded on the post), then media_publish once Instagram has processed it.
+    let (status, post) = create("Sunset over the bay #listing", Some(&image)).await;
+    assert_eq!(status, 201, "{post}");
+    assert_eq!(post["image_url"], image.as_str());
+    let published =
+        setup.wait_status(post["id"].as_str().unwrap(), "published", Duration::from_secs(20)).await;
+    let media = setup.social.posts(Net::Instagram);
+    assert_eq!(media.len(), 1);
+    assert_eq!(media[0].text, "Sunset over the bay #listing");
+    assert_eq!(published["platform_post_id"], media[0].id.as_str());
+    assert_eq!(published["url"], format!("https://www.instagram.com/p/{}/", media[0].id));
+    let kinds: Vec<&str> =
+        published["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["prepared", "published"]);
+
+    // media_publish's answer is lost after it published: the container says PUBLISHED,
+    // the media is found by its caption, and nothing is published twice.
+    setup.social.inject(Net::Instagram, Fault::SlowAfterCreate(Duration::from_secs(4)));
+    let (_, lost) = create("Open house on Sunday", Some(&image)).await;
+    let found = setup.wait_status(lost["id"].as_str().unwrap(), "published", Duration::from_secs(25)).await;
+    let kinds: Vec<&str> =
+        found["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["prepared", "unknown", "found"]);
+    assert_eq!(setup.social.all_posts(Net::Instagram).len(), 2);
+    let publishes = setup.social.requests().iter().filter(|r| r.ends_with("/media_publish")).count();
+    assert_eq!(publishes, 2, "one media_publish per post");
+
+    // A transient error after publishing: the same.
+    setup.social.inject(Net::Instagram, Fault::ErrorAfterCreate(500));
+    let (_, flaky) = create("Price reduced", Some(&image)).await;
+    setup.wait_status(flaky["id"].as_str().unwrap(), "published", Duration::from_secs(25)).await;
+    assert_eq!(setup.social.all_posts(Net::Instagram).len(), 3);
+
+    // An address that is not a JPEG Instagram can download: failed, with what to do.
+    let (_, bad) = create("Broken picture", Some(&format!("{}/images/photo.png", setup.social.url()))).await;
+    let failed = setup.wait_status(bad["id"].as_str().unwrap(), "failed", Duration::from_secs(15)).await;
+    assert!(failed["error"].as_str().unwrap().contains("could not be fetched"), "{failed}");
+    assert!(failed["error_hint"].as_str().unwrap().contains("JPEG"), "{failed}");
+
+    // Instagram does not let apps delete posts: a clear refusal, the post stays.
+    let (status, error) =
+        setup.call(Method::DELETE, &format!("/posts/{}", post["id"].as_str().unwrap()), None).await;
+    assert_eq!(status, 409, "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("Instagram app"), "{error}");
+    setup.finish().await;
+}
+
+#[tokio::test]
+async fn instagram_posts_go_out_in_two_steps_once_on_sqlite() {
+    instagram_posts_go_out_in_two_steps_once(false).await;
+}
+
+#[tokio::test]
+async fn instagram_posts_go_out_in_two_steps_once_on_postgres() {
+    instagram_posts_go_out_in_two_steps_once(true).await;
+}
+
 #[tokio::test]
 async fn wall_times_that_do_not_exist_or_happen_twice_get_a_clear_answer() {
     let Some(setup) = Setup::start(false).await else { return };

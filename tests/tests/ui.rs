@@ -647,7 +647,7 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
     browser.check_page("publishing-accounts").await;
 
     // LinkedIn and Facebook Pages connect the same way (Facebook: each Page the person may post on).
-    for (network, cards) in [("linkedin", 2), ("facebook", 3)] {
+    for (network, cards) in [("linkedin", 2), ("facebook", 3), ("instagram", 4)] {
         browser.click(&format!("#connect a[href$='network={network}']")).await;
         browser.click("#continue").await;
         eventually(Duration::from_secs(10), "the account to be listed", || async {
@@ -657,7 +657,12 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
         .await;
     }
     let listed = browser.text("main").await;
-    assert!(listed.contains("Marketer Test Page") && listed.contains("LinkedIn"), "{listed}");
+    assert!(
+        listed.contains("Marketer Test Page")
+            && listed.contains("LinkedIn")
+            && listed.contains("@marketer_ig"),
+        "{listed}"
+    );
     browser.check_page("publishing-accounts-three-networks").await;
 
     // Not approved yet: no Schedule button. Approved: one per variant.
@@ -718,4 +723,33 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
     browser.goto(&tenant_url(&fleet, "/calendar?view=week")).await;
     browser.check_page("publishing-calendar-week").await;
     assert_eq!(social.all_posts(marketer_tests::social::Net::X).len(), 1);
+
+    // An Instagram post needs an image: without one the composer says so on the account;
+    // with one it goes out (container, then publish) and the post shows the image's address.
+    browser.goto(&tenant_url(&fleet, "/posts/new")).await;
+    browser.find("form[data-composer]").await;
+    browser
+        .eval("[...document.querySelectorAll('input[name=\"account[]\"]')].find(i => i.closest('label').textContent.includes('@marketer_ig')).click()")
+        .await;
+    browser.fill("#text", "Sunny open house this weekend").await;
+    browser.click("input[name=when][value=now]").await;
+    browser.click("form[data-composer] button[type=submit]").await;
+    browser.wait_for_text("main", "the missing image", |t| t.contains("need an image")).await;
+    browser.check_page("publishing-composer-instagram-needs-image").await;
+    browser.fill("#image_url", &social.image_url()).await;
+    browser.click("input[name=when][value=now]").await;
+    browser.click("form[data-composer] button[type=submit]").await;
+    eventually(Duration::from_secs(30), "the post on Instagram", || async {
+        (social.posts(marketer_tests::social::Net::Instagram).len() == 1).then_some(())
+    })
+    .await;
+    browser.wait_for_text("h1", "the calendar", |t| !t.contains("New post")).await;
+    browser.goto(browser.eval("location.href").await.as_str().unwrap()).await;
+    browser.wait_for_text(".calendar", "the Instagram post", |t| t.contains("@marketer_ig")).await;
+    browser
+        .eval("[...document.querySelectorAll('.calendar li.item')].find(li => li.textContent.includes('@marketer_ig')).querySelector('a').click()")
+        .await;
+    browser.find("#attempts").await;
+    browser.check_page("publishing-post-instagram").await;
+    assert!(browser.text("main").await.contains("/images/photo.jpg"));
 }

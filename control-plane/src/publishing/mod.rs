@@ -278,7 +278,10 @@ impl Publisher {
 
     async fn publish(&self, post: &SocialPost) -> PublishResult {
         let mut refreshed = false;
+        let mut post = post.clone();
+        let mut prepared = 0;
         loop {
+            let post = &mut post;
             let (account, token) = match self.token(post.account_id, false).await {
                 Ok(t) => t,
                 Err(NoToken::Wait(until, reason)) => {
@@ -313,6 +316,8 @@ impl Publisher {
                 Sent::RateLimited { .. } => "rate_limited",
                 Sent::NotSent { .. } => "not_sent",
                 Sent::Unknown { .. } => "unknown",
+                Sent::Prepared { .. } => "prepared",
+                Sent::NotReady { .. } => "not_ready",
             };
             self.attempt(post, "publish", started, label, &record).await;
             self.note_window(&account, &record).await;
@@ -364,6 +369,43 @@ impl Publisher {
                 Sent::Unknown { reason } => PublishResult::Unconfirmed {
                     reason: format!("{reason}; checking {} before sending anything again", account.network),
                     check_at: later(self.settings.reconcile_delay),
+                },
+                // Recorded before the request that publishes, so a retry or
+                // the reconciler asks about this container.
+                Sent::Prepared { container } if prepared < 2 => {
+                    prepared += 1;
+                    match self.store.set_post_container(post.id, &self.owner, Some(&container)).await {
+                        Ok(true) => {
+                            post.platform_container_id = Some(container);
+                            continue;
+                        }
+                        Ok(false) => PublishResult::Wait {
+                            until: Timestamp::now(),
+                            reason: "the lease was lost".into(),
+                            new_generation: false,
+                        },
+                        Err(e) => {
+                            tracing::error!(error = %e, post = %post.id, "could not record a media container");
+                            PublishResult::Wait {
+                                until: later(Duration::from_secs(5)),
+                                reason: "the database was unavailable".into(),
+                                new_generation: false,
+                            }
+                        }
+                    }
+                }
+                Sent::Prepared { .. } => PublishResult::Wait {
+                    until: later(Duration::from_secs(60)),
+                    reason: format!(
+                        "{} keeps asking for new media; trying again in a minute",
+                        account.network
+                    ),
+                    new_generation: false,
+                },
+                Sent::NotReady { until, note } => PublishResult::Wait {
+                    reason: format!("{note}; trying again at {}", until.to_rfc3339_fixed()),
+                    until,
+                    new_generation: false,
                 },
             };
         }

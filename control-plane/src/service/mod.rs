@@ -60,8 +60,8 @@ pub use members::{
 pub use projects::{CreateCampaign, CreateProject, UpdateCampaign, UpdateProject};
 pub use publishing::{
     AccountView, ConnectBluesky, ConnectStarted, CreatePost, PostDetail, PostQuery, PostView, StartConnect,
-    UpdateAccount, UpdatePost, When, approval_gate, check_text, normalize as normalize_text, rules,
-    text_length,
+    UpdateAccount, UpdatePost, When, approval_gate, check_image, check_text, normalize as normalize_text,
+    rules, text_length,
 };
 pub use tenants::{CreateTenant, Me, UpdateTenant};
 

@@ -90,6 +90,7 @@ pub struct PostView {
     pub activity_id: Option<Uuid>,
     pub activity_version: Option<i64>,
     pub text: String,
+    pub image_url: Option<String>,
     pub status: PostStatus,
     pub scheduled_at: Option<Timestamp>,
     /// `scheduled_at` as wall time in `time_zone` (`YYYY-MM-DDTHH:MM`).
@@ -150,6 +151,7 @@ impl PostView {
             activity_id: p.activity_id,
             activity_version: p.activity_version,
             text: p.text.clone(),
+            image_url: p.image_url.clone(),
             status: p.status,
             scheduled_at: p.scheduled_at,
             scheduled_local: p.scheduled_at.map(|at| schedule::instant_to_local(at, &p.time_zone)),
@@ -170,6 +172,45 @@ impl PostView {
             updated_at: p.updated_at,
         }
     }
+}
+
+/// Checks a post's image address for its network: a public `http(s)`
+/// URL (`https` unless the server allows insecure addresses), required on
+/// Instagram, refused where Marketer posts text only.
+pub fn check_image(
+    network: Network,
+    image_url: Option<&str>,
+    allow_insecure: bool,
+) -> Result<Option<String>> {
+    let image = image_url.map(str::trim).filter(|u| !u.is_empty());
+    let Some(image) = image else {
+        if network == Network::Instagram {
+            return Err(Error::invalid(
+                "image_url",
+                "Instagram posts need an image: give the address of a JPEG that Instagram can download",
+            ));
+        }
+        return Ok(None);
+    };
+    if !matches!(network, Network::Instagram | Network::Facebook) {
+        return Err(Error::invalid(
+            "image_url",
+            format!(
+                "images are published on Facebook Pages and Instagram so far; {network} posts are text only"
+            ),
+        ));
+    }
+    let fix = "give an https:// address that anyone can open, e.g. https://example.com/photo.jpg";
+    if image.len() > 2048 {
+        return Err(Error::invalid("image_url", format!("at most 2,048 characters; {fix}")));
+    }
+    let url = reqwest::Url::parse(image)
+        .map_err(|_| Error::invalid("image_url", format!("not an address; {fix}")))?;
+    let scheme_ok = url.scheme() == "https" || (allow_insecure && url.scheme() == "http");
+    if !scheme_ok || url.host_str().is_none() || !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::invalid("image_url", fix));
+    }
+    Ok(Some(url.to_string()))
 }
 
 /// A network's publishing rules.
@@ -332,10 +373,18 @@ when_fields!(CreatePost {
     /// Approve the post itself (members and above).
     #[serde(default)]
     pub approve: bool,
+    /// An image at a public `https://` address, which the platform fetches
+    /// (a JPEG for Instagram, where it is required; Facebook posts it as a
+    /// photo; other networks take text only so far).
+    pub image_url: Option<String>,
 });
 
 when_fields!(UpdatePost {
     pub text: Option<String>,
+    /// A new image address; `null` removes it.
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub image_url: Option<Option<String>>,
     /// Back to a draft (unscheduled).
     #[serde(default)]
     pub unschedule: bool,
@@ -461,8 +510,8 @@ impl App {
                     .map_err(|m| Error::invalid("network", m))?,
                 None,
             ),
-            Network::Facebook => (
-                meta::authorize_url(platforms, Network::Facebook, &state, &challenge)
+            Network::Facebook | Network::Instagram => (
+                meta::authorize_url(platforms, req.network, &state, &challenge)
                     .map_err(|m| Error::invalid("network", m))?,
                 None,
             ),
@@ -479,12 +528,10 @@ impl App {
                     Some(instance),
                 )
             }
-            other => {
+            Network::Bluesky => {
                 return Err(Error::invalid(
                     "network",
-                    format!(
-                        "connecting {other} accounts is not available yet; X, LinkedIn, Facebook, Mastodon and Bluesky are"
-                    ),
+                    "Bluesky accounts connect with an app password (POST /accounts/bluesky), not through a redirect",
                 ));
             }
         };
@@ -639,8 +686,8 @@ impl App {
             Network::Linkedin => {
                 vec![linkedin::exchange(platforms, code, verifier.expose_secret()).await.map_err(refused)?]
             }
-            Network::Facebook => {
-                meta::exchange(platforms, code, verifier.expose_secret()).await.map_err(refused)?
+            Network::Facebook | Network::Instagram => {
+                meta::exchange(platforms, network, code, verifier.expose_secret()).await.map_err(refused)?
             }
             Network::Mastodon => {
                 let instance = pending.instance_url.clone().ok_or_else(gone)?;
@@ -847,6 +894,8 @@ impl App {
         let text =
             normalize(&text.ok_or_else(|| Error::invalid("text", "a post needs text (or an activity_id)"))?);
         check_text(account.network, &text)?;
+        let insecure = self.publisher.platforms.settings.allow_insecure_instances;
+        let image_url = check_image(account.network, req.image_url.as_deref(), insecure)?;
         if let Some(pid) = project_id {
             self.store
                 .project(access.tenant_id, pid)
@@ -893,6 +942,7 @@ impl App {
             activity_id: req.activity_id,
             activity_version: version,
             text,
+            image_url,
             status,
             scheduled_at,
             time_zone: zone,
@@ -980,7 +1030,12 @@ impl App {
         if let Some(text) = &text {
             check_text(account.network, text)?;
         }
-        let mut patch = PostPatch { text: text.clone(), ..PostPatch::default() };
+        let insecure = self.publisher.platforms.settings.allow_insecure_instances;
+        let image_url = match &req.image_url {
+            Some(new) => Some(check_image(account.network, new.as_deref(), insecure)?),
+            None => None,
+        };
+        let mut patch = PostPatch { text: text.clone(), image_url, ..PostPatch::default() };
         if req.approve {
             patch.approved_by = Some(
                 access

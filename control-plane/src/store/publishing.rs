@@ -257,6 +257,8 @@ pub struct SocialPost {
     pub activity_id: Option<Uuid>,
     pub activity_version: Option<i64>,
     pub text: String,
+    /// An image the platform fetches (Instagram needs one).
+    pub image_url: Option<String>,
     pub status: PostStatus,
     pub scheduled_at: Option<Timestamp>,
     pub time_zone: String,
@@ -270,6 +272,8 @@ pub struct SocialPost {
     pub generation: i64,
     pub platform_post_id: Option<String>,
     pub platform_url: Option<String>,
+    /// Instagram's media container, recorded before `media_publish`.
+    pub platform_container_id: Option<String>,
     pub published_at: Option<Timestamp>,
     pub error: Option<String>,
     pub error_hint: Option<String>,
@@ -290,6 +294,7 @@ pub struct NewPost {
     pub activity_id: Option<Uuid>,
     pub activity_version: Option<i64>,
     pub text: String,
+    pub image_url: Option<String>,
     pub status: PostStatus,
     pub scheduled_at: Option<Timestamp>,
     pub time_zone: String,
@@ -302,6 +307,7 @@ pub struct NewPost {
 #[derive(Debug, Clone, Default)]
 pub struct PostPatch {
     pub text: Option<String>,
+    pub image_url: Option<Option<String>>,
     pub scheduled_at: Option<Option<Timestamp>>,
     pub time_zone: Option<String>,
     pub status: Option<PostStatus>,
@@ -493,6 +499,10 @@ pub trait PublishingStore {
     /// Marks a claimed post unconfirmed before its request is sent, so a
     /// crash during the request leaves it unconfirmed rather than retried.
     async fn mark_sending(&self, id: Uuid, owner: &str, now: Timestamp) -> Result<bool>;
+
+    /// Records the platform's container for a post this replica holds
+    /// (Instagram), before the request that publishes it.
+    async fn set_post_container(&self, id: Uuid, owner: &str, container: Option<&str>) -> Result<bool>;
 
     // OAuth.
     async fn save_oauth_state(&self, state: &OAuthState, now: Timestamp) -> Result<()>;

@@ -532,6 +532,7 @@ struct ComposerPage {
     shell: Shell,
     accounts: Vec<ComposerAccount>,
     text: String,
+    image_url: String,
     when: String,
     local_time: String,
     zone: String,
@@ -554,6 +555,7 @@ pub struct ComposerForm {
     #[serde(default, rename = "account")]
     accounts: Vec<String>,
     text: Option<String>,
+    image_url: Option<String>,
     when: Option<String>,
     local_time: Option<String>,
     time_zone: Option<String>,
@@ -595,6 +597,7 @@ async fn composer_page(
             })
             .collect(),
         text: form.text.unwrap_or_default(),
+        image_url: form.image_url.unwrap_or_default(),
         when: form.when.unwrap_or_else(|| "schedule".into()),
         local_time: form.local_time.unwrap_or_default(),
         zone: form.time_zone.unwrap_or(zone),
@@ -662,26 +665,42 @@ pub async fn create_posts(
     let accounts = state.app.social_accounts(&page.access).await?;
     let mut account_errors = Vec::new();
     let mut plan = Vec::new();
+    let image = form.image_url.clone().filter(|u| !u.trim().is_empty());
+    let insecure = state.app.publisher.platforms.settings.allow_insecure_instances;
     for id in &ids {
         let Some(account) = accounts.iter().find(|a| a.id == *id) else { continue };
         let text = crate::service::normalize_text(
             form.rest.get(&format!("variant-{id}")).filter(|v| !v.trim().is_empty()).unwrap_or(&main),
         );
-        match crate::service::check_text(account.network, &text) {
-            Ok(()) => plan.push((account.id, text)),
+        // The image goes where images are published; the others post the text.
+        let image =
+            image.clone().filter(|_| matches!(account.network, Network::Facebook | Network::Instagram));
+        let checked = crate::service::check_text(account.network, &text)
+            .and_then(|()| crate::service::check_image(account.network, image.as_deref(), insecure));
+        match checked {
+            Ok(image) => plan.push((account.id, text, image)),
+            Err(Error::Invalid { field, message }) if field == "image_url" => {
+                errors.add("image_url", format!("{}: {}", account.handle, super::page::ui_words(&message)));
+            }
             Err(Error::Invalid { message, .. }) => {
                 account_errors.push((account.id, super::page::ui_words(&message)));
             }
             Err(e) => return Err(e.into()),
         }
     }
-    if !account_errors.is_empty() {
+    if !account_errors.is_empty() || !errors.is_empty() {
         return composer_page(&state, page, form, errors, &account_errors, None, None).await;
     }
     let mut created = 0;
-    for (account_id, text) in plan {
-        let mut req =
-            CreatePost { account_id, text: Some(text), activity_id, approve: true, ..CreatePost::default() };
+    for (account_id, text, image_url) in plan {
+        let mut req = CreatePost {
+            account_id,
+            text: Some(text),
+            image_url,
+            activity_id,
+            approve: true,
+            ..CreatePost::default()
+        };
         req.set_when(when.clone());
         match state.app.create_post(&page.access, req, None).await {
             Ok(_) => created += 1,
@@ -856,7 +875,7 @@ pub async fn connect(
         .as_deref()
         .unwrap_or_default()
         .parse::<Network>()
-        .map_err(|_| UiError::bad_request("choose X, LinkedIn, Facebook or Mastodon"))?;
+        .map_err(|_| UiError::bad_request("choose X, LinkedIn, Facebook, Instagram or Mastodon"))?;
     let req = StartConnect { network, instance: q.instance.clone(), project_ids: None };
     match state.app.start_connect(&page.access, req).await {
         Ok(started) => Ok(render(&ConnectPage {

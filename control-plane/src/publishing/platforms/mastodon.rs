@@ -130,6 +130,9 @@ pub async fn find(
             Sent::RateLimited { until, note } => Found::RateLimited { until, note },
             Sent::TokenExpired | Sent::Unauthorized { .. } => Found::TokenExpired,
             Sent::Unknown { reason } => Found::Unknown { reason },
+            Sent::Prepared { .. } | Sent::NotReady { .. } => {
+                Found::Unknown { reason: "the instance answered as it never does for a status".into() }
+            }
         };
         return (found, record);
     }

@@ -1,4 +1,4 @@
-//! Meta's Graph API for Facebook Pages
+//! Meta's Graph API for Facebook Pages and Instagram professional accounts
 //! (`../shared/reference/social/meta-facebook-instagram.md`): Facebook
 //! Login (authorization code with `state` and PKCE), the short-lived user
 //! token exchanged for a long-lived one, then one account per Page the
@@ -6,7 +6,17 @@
 //! long-lived user token do not expire, so there is no refresh: an
 //! invalid token means connecting again). `POST /{page-id}/feed` publishes;
 //! the Page's feed finds a post after an unknown outcome (Meta has no
-//! idempotency key); `DELETE /{post-id}` deletes.
+//! idempotency key); `DELETE /{post-id}` deletes. A post with an image
+//! goes to `/{page-id}/photos`.
+//!
+//! Instagram (through Facebook Login: the Page's linked professional
+//! account, with the Page's token) publishes in two steps: a media
+//! container (`POST /{ig-user-id}/media` with the image's public URL),
+//! recorded on the post before `POST /{ig-user-id}/media_publish` makes it
+//! public. A container publishes once, so after an unknown outcome its
+//! `status_code` says what happened: `PUBLISHED` (find the media by its
+//! caption), `FINISHED` (not published: publish it), `EXPIRED` (make a new
+//! one). Instagram does not let apps delete posts.
 //!
 //! Meta reports its limits as usage percentages (`X-App-Usage`,
 //! `X-Business-Use-Case-Usage` with `estimated_time_to_regain_access` in
@@ -23,6 +33,8 @@ use crate::domain::Timestamp;
 use crate::store::{Network, SocialAccount, SocialPost};
 
 pub const FACEBOOK_SCOPES: &str = "pages_show_list,pages_manage_posts,pages_read_engagement";
+pub const INSTAGRAM_SCOPES: &str =
+    "pages_show_list,pages_read_engagement,instagram_basic,instagram_content_publish";
 
 fn graph(p: &Platforms, path: &str) -> String {
     format!("{}{path}", p.settings.meta_graph_url.trim_end_matches('/'))
@@ -105,7 +117,8 @@ pub fn usage(headers: &HeaderMap) -> (Option<i64>, Option<i64>) {
 fn classify(answer: &Answer, now: Timestamp) -> Sent {
     if answer.status.is_success() {
         let v = answer.json();
-        return match v["id"].as_str().or_else(|| v["post_id"].as_str()) {
+        // A photo answers with its own id and the post's: the post is what people see.
+        return match v["post_id"].as_str().or_else(|| v["id"].as_str()) {
             Some(id) => Sent::Created { id: id.to_owned(), url: Some(post_url(id)) },
             None => Sent::Unknown { reason: "Facebook answered without a post id".into() },
         };
@@ -150,12 +163,18 @@ pub async fn publish(
     token: &SecretString,
     post: &SocialPost,
 ) -> (Sent, CallRecord) {
-    let sent = p
-        .http()
-        .post(graph(p, &format!("/{}/feed", account.external_id)))
-        .form(&[("message", post.text.as_str()), ("access_token", token.expose_secret())])
-        .send()
-        .await;
+    let request = match &post.image_url {
+        Some(image) => p.http().post(graph(p, &format!("/{}/photos", account.external_id))).form(&[
+            ("url", image.as_str()),
+            ("message", post.text.as_str()),
+            ("access_token", token.expose_secret()),
+        ]),
+        None => p
+            .http()
+            .post(graph(p, &format!("/{}/feed", account.external_id)))
+            .form(&[("message", post.text.as_str()), ("access_token", token.expose_secret())]),
+    };
+    let sent = request.send().await;
     let answer = match sent {
         Ok(r) => Answer::read(r).await,
         Err(e) => return (transport(&e), CallRecord { detail: e.to_string(), ..CallRecord::default() }),
@@ -280,7 +299,8 @@ pub async fn check(p: &Platforms, account: &SocialAccount, token: &SecretString)
     }
 }
 
-/// The authorisation URL (Facebook Login's dialog) a person is sent to.
+/// The authorisation URL (Facebook Login's dialog) a person is sent to,
+/// asking for what `network` needs.
 pub fn authorize_url(
     p: &Platforms,
     network: Network,
@@ -298,7 +318,7 @@ pub fn authorize_url(
         .append_pair("response_type", "code")
         .append_pair("client_id", app_id)
         .append_pair("redirect_uri", &p.settings.redirect_uri(network))
-        .append_pair("scope", FACEBOOK_SCOPES)
+        .append_pair("scope", if network == Network::Instagram { INSTAGRAM_SCOPES } else { FACEBOOK_SCOPES })
         .append_pair("state", state)
         .append_pair("code_challenge", challenge)
         .append_pair("code_challenge_method", "S256");
@@ -319,12 +339,19 @@ async fn token_call(p: &Platforms, query: &[(&str, &str)]) -> Result<String, Str
 }
 
 /// Exchanges an authorisation code for a long-lived user token, then
-/// returns every Page the person granted, each with its Page token.
-pub async fn exchange(p: &Platforms, code: &str, verifier: &str) -> Result<Vec<(Granted, Profile)>, String> {
+/// returns every Page the person granted on which they may create content
+/// (Facebook), or the Instagram professional account linked to each such
+/// Page (Instagram), each with the Page's token.
+pub async fn exchange(
+    p: &Platforms,
+    network: Network,
+    code: &str,
+    verifier: &str,
+) -> Result<Vec<(Granted, Profile)>, String> {
     let app_id = p.settings.meta_app_id.clone().unwrap_or_default();
     let secret =
         p.settings.meta_app_secret.as_ref().map(|s| s.expose_secret().to_owned()).unwrap_or_default();
-    let redirect = p.settings.redirect_uri(Network::Facebook);
+    let redirect = p.settings.redirect_uri(network);
     let short = token_call(
         p,
         &[
@@ -347,7 +374,7 @@ pub async fn exchange(p: &Platforms, code: &str, verifier: &str) -> Result<Vec<(
     )
     .await?;
     let request = p.http().get(graph(p, "/me/accounts")).query(&[
-        ("fields", "id,name,access_token,tasks"),
+        ("fields", "id,name,access_token,tasks,instagram_business_account{id,username}"),
         ("limit", "100"),
         ("access_token", &long),
     ]);
@@ -364,9 +391,26 @@ pub async fn exchange(p: &Platforms, code: &str, verifier: &str) -> Result<Vec<(
         if !can_post || id.is_empty() || token.is_empty() {
             continue;
         }
+        let granted =
+            Granted { access: SecretString::from(token.to_owned()), refresh: None, expires_in: None };
+        if network == Network::Instagram {
+            let ig = &page["instagram_business_account"];
+            if let (Some(ig_id), Some(username)) = (ig["id"].as_str(), ig["username"].as_str()) {
+                pages.push((
+                    granted,
+                    Profile {
+                        external_id: ig_id.to_owned(),
+                        handle: format!("@{username}"),
+                        display_name: username.to_owned(),
+                        profile_url: Some(format!("https://www.instagram.com/{username}/")),
+                    },
+                ));
+            }
+            continue;
+        }
         let name = page["name"].as_str().unwrap_or("Facebook Page").to_owned();
         pages.push((
-            Granted { access: SecretString::from(token.to_owned()), refresh: None, expires_in: None },
+            granted,
             Profile {
                 external_id: id.to_owned(),
                 handle: name.clone(),
@@ -375,6 +419,9 @@ pub async fn exchange(p: &Platforms, code: &str, verifier: &str) -> Result<Vec<(
             },
         ));
     }
+    if pages.is_empty() && network == Network::Instagram {
+        return Err("none of the Pages you shared has an Instagram professional account linked; link one in the Page's settings, then connect again".into());
+    }
     if pages.is_empty() {
         return Err(
             "no Facebook Page was granted on which you can create content; choose at least one Page when Facebook asks"
@@ -382,6 +429,279 @@ pub async fn exchange(p: &Platforms, code: &str, verifier: &str) -> Result<Vec<(
         );
     }
     Ok(pages)
+}
+
+// ----- Instagram ----------------------------------------------------------------------
+
+/// How often and how long one publish waits for Instagram to process an image.
+const PROCESSING_POLLS: u32 = 3;
+const PROCESSING_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Instagram's errors as the engine needs them; `may_publish` says whether
+/// the request may have made the post public.
+fn ig_classify(answer: &Answer, may_publish: bool) -> Sent {
+    let e = graph_error(answer);
+    match (e.code, e.subcode) {
+        (190 | 102, _) => Sent::TokenExpired,
+        (9, 2_207_042) => Sent::RateLimited {
+            until: Timestamp::from_datetime(Timestamp::now().as_datetime() + time::Duration::hours(1)),
+            note: format!("Instagram's limit of API posts in 24 hours reached: {}", e.message),
+        },
+        (c, _) if throttled(c) => Sent::RateLimited {
+            until: regain_access(&answer.headers, Timestamp::now()),
+            note: format!("Meta's limit reached (code {c}): {}", e.message),
+        },
+        (-2, 2_207_020) => Sent::Refused {
+            error: format!("Instagram's media container expired: {}", e.message),
+            hint: "Schedule the post again; Marketer prepares a new one.".into(),
+        },
+        (10 | 200..=299, _) => Sent::Refused {
+            error: format!("Instagram refused for lack of permission: {}", e.message),
+            hint: "Reconnect Instagram and approve instagram_content_publish.".into(),
+        },
+        (1 | 2 | -1, _) if may_publish => {
+            Sent::Unknown { reason: format!("Instagram answered a temporary error: {}", e.message) }
+        }
+        (1 | 2 | -1, _) => Sent::NotSent { reason: format!("Instagram answered a temporary error: {}", e.message) },
+        _ if answer.status.is_server_error() && may_publish => {
+            Sent::Unknown { reason: format!("Instagram answered {}: {}", answer.status.as_u16(), e.message) }
+        }
+        _ if answer.status.is_server_error() => {
+            Sent::NotSent { reason: format!("Instagram answered {}: {}", answer.status.as_u16(), e.message) }
+        }
+        (c, s) => Sent::Refused {
+            error: format!("Instagram refused the post (code {c}/{s}): {}", e.message),
+            hint: "Check that the image is a JPEG under 8 MB that anyone can download, and that the caption follows Instagram's rules."
+                .into(),
+        },
+    }
+}
+
+/// Makes the post's media container (publishes nothing).
+async fn ig_container(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    post: &SocialPost,
+) -> (Sent, CallRecord) {
+    let Some(image) = &post.image_url else {
+        return (
+            Sent::Refused {
+                error: "an Instagram post needs an image".into(),
+                hint: "Add an image address to the post and schedule it again.".into(),
+            },
+            CallRecord::default(),
+        );
+    };
+    let request = p.http().post(graph(p, &format!("/{}/media", account.external_id))).form(&[
+        ("image_url", image.as_str()),
+        ("caption", post.text.as_str()),
+        ("access_token", token.expose_secret()),
+    ]);
+    // Making a container publishes nothing: any failure may be retried.
+    let answer = match Answer::fetch(request, "Instagram").await {
+        Ok(a) => a,
+        Err(reason) => return (Sent::NotSent { reason }, CallRecord::default()),
+    };
+    let record = answer.record();
+    if !answer.status.is_success() {
+        return (ig_classify(&answer, false), record);
+    }
+    match answer.json()["id"].as_str() {
+        Some(id) if !id.is_empty() => (Sent::Prepared { container: id.to_owned() }, record),
+        _ => (Sent::NotSent { reason: "Instagram answered without a container id".into() }, record),
+    }
+}
+
+/// A container's `status_code`; `ERROR` is a refusal.
+async fn ig_status(
+    p: &Platforms,
+    token: &SecretString,
+    container: &str,
+) -> Result<(String, CallRecord), (Sent, CallRecord)> {
+    let request = p
+        .http()
+        .get(graph(p, &format!("/{container}")))
+        .query(&[("fields", "status_code,status"), ("access_token", token.expose_secret())]);
+    let answer = match Answer::fetch(request, "Instagram").await {
+        Ok(a) => a,
+        Err(reason) => return Err((Sent::NotSent { reason }, CallRecord::default())),
+    };
+    let record = answer.record();
+    if !answer.status.is_success() {
+        return Err((ig_classify(&answer, false), record));
+    }
+    let v = answer.json();
+    let code = v["status_code"].as_str().unwrap_or("UNKNOWN").to_owned();
+    if code == "ERROR" {
+        let detail = v["status"].as_str().unwrap_or("no detail").to_owned();
+        return Err((
+            Sent::Refused {
+                error: format!("Instagram could not process the image ({detail})"),
+                hint: "Check that the image address opens a JPEG under 8 MB for anyone, then schedule the post again."
+                    .into(),
+            },
+            record,
+        ));
+    }
+    Ok((code, record))
+}
+
+/// The published media whose caption is the post's text, newest first.
+async fn ig_media_by_caption(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    post: &SocialPost,
+) -> (Found, CallRecord) {
+    let request = p.http().get(graph(p, &format!("/{}/media", account.external_id))).query(&[
+        ("fields", "id,caption,permalink,timestamp"),
+        ("limit", "50"),
+        ("access_token", token.expose_secret()),
+    ]);
+    let answer = match Answer::fetch(request, "Instagram").await {
+        Ok(a) => a,
+        Err(reason) => return (Found::Unknown { reason }, CallRecord::default()),
+    };
+    let record = answer.record();
+    if !answer.status.is_success() {
+        let found = match ig_classify(&answer, false) {
+            Sent::TokenExpired => Found::TokenExpired,
+            Sent::RateLimited { until, note } => Found::RateLimited { until, note },
+            _ => Found::Unknown {
+                reason: format!("Instagram answered to listing media: {}", answer.message()),
+            },
+        };
+        return (found, record);
+    }
+    for item in answer.json()["data"].as_array().into_iter().flatten() {
+        if item["caption"].as_str().map(str::trim) == Some(post.text.trim())
+            && let Some(id) = item["id"].as_str()
+        {
+            let url = item["permalink"].as_str().map(str::to_owned);
+            return (Found::Present { id: id.to_owned(), url }, record);
+        }
+    }
+    let reason = "the container is published but its media was not among the account's latest".into();
+    (Found::Unknown { reason }, record)
+}
+
+pub async fn ig_publish(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    post: &SocialPost,
+) -> (Sent, CallRecord) {
+    let Some(container) = &post.platform_container_id else {
+        return ig_container(p, account, token, post).await;
+    };
+    let mut polls = 0;
+    let last = loop {
+        let (code, record) = match ig_status(p, token, container).await {
+            Ok(s) => s,
+            Err(failed) => return failed,
+        };
+        match code.as_str() {
+            "FINISHED" => break record,
+            "PUBLISHED" => {
+                return match ig_media_by_caption(p, account, token, post).await {
+                    (Found::Present { id, url }, record) => (Sent::Created { id, url }, record),
+                    (_, record) => {
+                        let reason =
+                            "the container was published but its media could not be found yet".into();
+                        (Sent::Unknown { reason }, record)
+                    }
+                };
+            }
+            // Made more than 24 hours ago: a new one.
+            "EXPIRED" => return ig_container(p, account, token, post).await,
+            _ if polls < PROCESSING_POLLS => {
+                polls += 1;
+                tokio::time::sleep(PROCESSING_POLL).await;
+            }
+            other => {
+                let until =
+                    Timestamp::from_datetime(Timestamp::now().as_datetime() + time::Duration::minutes(1));
+                let note = format!("Instagram is still processing the image ({other})");
+                return (Sent::NotReady { until, note }, record);
+            }
+        }
+    };
+    let sent = p
+        .http()
+        .post(graph(p, &format!("/{}/media_publish", account.external_id)))
+        .form(&[("creation_id", container.as_str()), ("access_token", token.expose_secret())])
+        .send()
+        .await;
+    let answer = match sent {
+        Ok(r) => Answer::read(r).await,
+        Err(e) => return (transport(&e), CallRecord { detail: e.to_string(), ..last }),
+    };
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => return (Sent::Unknown { reason: format!("the answer was cut off: {e}") }, last),
+    };
+    let record = answer.record();
+    if !answer.status.is_success() {
+        return (ig_classify(&answer, true), record);
+    }
+    let Some(id) = answer.json()["id"].as_str().map(str::to_owned) else {
+        return (Sent::Unknown { reason: "Instagram answered without a media id".into() }, record);
+    };
+    // The permalink is a nicety: the post is public whether or not it is read.
+    let request = p
+        .http()
+        .get(graph(p, &format!("/{id}")))
+        .query(&[("fields", "permalink"), ("access_token", token.expose_secret())]);
+    let url = match Answer::fetch(request, "Instagram").await {
+        Ok(a) if a.status.is_success() => a.json()["permalink"].as_str().map(str::to_owned),
+        _ => None,
+    };
+    (Sent::Created { id, url }, record)
+}
+
+/// After an unknown outcome: the container says whether it was published.
+pub async fn ig_find(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    post: &SocialPost,
+) -> (Found, CallRecord) {
+    let Some(container) = &post.platform_container_id else {
+        // No container was recorded, so media_publish was never sent.
+        return (Found::Absent, CallRecord::default());
+    };
+    match ig_status(p, token, container).await {
+        Ok((code, _)) if code == "PUBLISHED" => ig_media_by_caption(p, account, token, post).await,
+        Ok((_, record)) | Err((Sent::Refused { .. }, record)) => (Found::Absent, record),
+        Err((Sent::TokenExpired, record)) => (Found::TokenExpired, record),
+        Err((Sent::RateLimited { until, note }, record)) => (Found::RateLimited { until, note }, record),
+        Err((_, record)) => {
+            (Found::Unknown { reason: "could not read the container's status".into() }, record)
+        }
+    }
+}
+
+pub async fn ig_check(p: &Platforms, account: &SocialAccount, token: &SecretString) -> Health {
+    let request = p
+        .http()
+        .get(graph(p, &format!("/{}", account.external_id)))
+        .query(&[("fields", "id,username"), ("access_token", token.expose_secret())]);
+    let answer = match Answer::fetch(request, "Instagram").await {
+        Ok(a) => a,
+        Err(reason) => return Health::Unreachable { reason },
+    };
+    if answer.status.is_success() {
+        return Health::Ok;
+    }
+    match ig_classify(&answer, false) {
+        Sent::TokenExpired => Health::Unauthorized {
+            reason: format!("Instagram no longer accepts the Page's token: {}", graph_error(&answer).message),
+        },
+        Sent::RateLimited { until, note } => Health::RateLimited { until, note },
+        Sent::Refused { error, .. } => Health::Unauthorized { reason: error },
+        _ => Health::Unreachable { reason: format!("Instagram answered: {}", answer.message()) },
+    }
 }
 
 #[cfg(test)]

@@ -121,6 +121,17 @@ pub enum Sent {
     Unknown {
         reason: String,
     },
+    /// A step the platform needs before the post was made (Instagram's
+    /// media container): record it on the post, then send again.
+    Prepared {
+        container: String,
+    },
+    /// The platform is still processing the post's media: nothing was
+    /// published; try again then.
+    NotReady {
+        until: Timestamp,
+        note: String,
+    },
 }
 
 /// What looking for a post with an unknown outcome found.
@@ -209,7 +220,7 @@ impl Platforms {
             Network::Bluesky => bluesky::publish(self, account, token, post).await,
             Network::Linkedin => linkedin::publish(self, account, token, post).await,
             Network::Facebook => meta::publish(self, account, token, post).await,
-            other => unsupported(other),
+            Network::Instagram => meta::ig_publish(self, account, token, post).await,
         }
     }
 
@@ -225,10 +236,7 @@ impl Platforms {
             Network::Bluesky => bluesky::find(self, account, post).await,
             Network::Linkedin => linkedin::find(self, account, token, post).await,
             Network::Facebook => meta::find(self, account, token, post).await,
-            other => {
-                let (_, record) = unsupported(other);
-                (Found::Unknown { reason: record.detail.clone() }, record)
-            }
+            Network::Instagram => meta::ig_find(self, account, token, post).await,
         }
     }
 
@@ -244,7 +252,10 @@ impl Platforms {
             Network::Bluesky => bluesky::delete(self, account, token, id).await,
             Network::Linkedin => linkedin::delete(self, token, id).await,
             Network::Facebook => meta::delete(self, token, id).await,
-            other => Err(format!("deleting posts on {other} is not supported yet")),
+            Network::Instagram => Err(
+                "Instagram does not let apps delete posts: delete it in the Instagram app; it stays in Marketer's history"
+                    .into(),
+            ),
         }
     }
 
@@ -266,20 +277,9 @@ impl Platforms {
             Network::Bluesky => bluesky::check(self, account, token).await,
             Network::Linkedin => linkedin::check(self, token).await,
             Network::Facebook => meta::check(self, account, token).await,
-            Network::Instagram => Health::Unreachable { reason: "Instagram is not supported yet".into() },
+            Network::Instagram => meta::ig_check(self, account, token).await,
         }
     }
-}
-
-fn unsupported(network: Network) -> (Sent, CallRecord) {
-    let detail = format!("publishing to {network} is not supported yet");
-    (
-        Sent::Refused {
-            error: detail.clone(),
-            hint: "Schedule it on an X, LinkedIn, Facebook, Mastodon or Bluesky account".into(),
-        },
-        CallRecord { detail, ..CallRecord::default() },
-    )
 }
 
 /// The rate-limit window an answer reports: remaining calls and the reset,

@@ -100,6 +100,7 @@ struct PostRow {
     activity_id: Option<Uuid>,
     activity_version: Option<i64>,
     text: String,
+    image_url: Option<String>,
     status: String,
     scheduled_at: Option<Timestamp>,
     time_zone: String,
@@ -113,6 +114,7 @@ struct PostRow {
     generation: i64,
     platform_post_id: Option<String>,
     platform_url: Option<String>,
+    platform_container_id: Option<String>,
     published_at: Option<Timestamp>,
     error: Option<String>,
     error_hint: Option<String>,
@@ -137,6 +139,7 @@ impl TryFrom<PostRow> for SocialPost {
             activity_id: r.activity_id,
             activity_version: r.activity_version,
             text: r.text,
+            image_url: r.image_url,
             status: r.status.parse::<PostStatus>().map_err(corrupt("social_posts.status"))?,
             scheduled_at: r.scheduled_at,
             time_zone: r.time_zone,
@@ -150,6 +153,7 @@ impl TryFrom<PostRow> for SocialPost {
             generation: r.generation,
             platform_post_id: r.platform_post_id,
             platform_url: r.platform_url,
+            platform_container_id: r.platform_container_id,
             published_at: r.published_at,
             error: r.error,
             error_hint: r.error_hint,
@@ -163,9 +167,9 @@ impl TryFrom<PostRow> for SocialPost {
 }
 
 const POST_SELECT: &str = "SELECT p.id, p.tenant_id, p.account_id, a.platform, a.handle, p.project_id, \
-     p.campaign_id, p.activity_id, p.activity_version, p.text, p.status, p.scheduled_at, p.time_zone, \
+     p.campaign_id, p.activity_id, p.activity_version, p.text, p.image_url, p.status, p.scheduled_at, p.time_zone, \
      p.approved_by, p.approved_at, p.not_before, p.wait_reason, p.lease_owner, p.lease_until, p.attempts, \
-     p.generation, p.platform_post_id, p.platform_url, p.published_at, p.error, p.error_hint, \
+     p.generation, p.platform_post_id, p.platform_url, p.platform_container_id, p.published_at, p.error, p.error_hint, \
      p.unconfirmed_since, p.idempotency_key, p.created_by, p.created_at, p.updated_at \
      FROM social_posts p JOIN social_accounts a ON a.id = p.account_id";
 
@@ -673,8 +677,8 @@ where
         sqlx::query(
             "INSERT INTO social_posts (id, tenant_id, account_id, project_id, campaign_id, activity_id, \
              activity_version, text, status, scheduled_at, time_zone, approved_by, approved_at, idempotency_key, \
-             created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-             $14, $15, $16, $16)",
+             created_by, created_at, updated_at, image_url) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+             $12, $13, $14, $15, $16, $16, $17)",
         )
         .bind(p.id)
         .bind(p.tenant_id)
@@ -692,6 +696,7 @@ where
         .bind(p.idempotency_key.clone())
         .bind(p.created_by)
         .bind(now)
+        .bind(p.image_url.clone())
         .execute(&mut *tx)
         .await
         .map_err(|e| unique_violation(e, "idempotency_key_reused", "this Idempotency-Key was already used"))?;
@@ -764,11 +769,13 @@ where
             Some(by) => (Some(by), Some(now)),
             None => (current.approved_by, current.approved_at),
         };
-        // A change clears what the previous schedule was waiting for.
+        // A change clears what the previous schedule was waiting for, and
+        // a container made for the previous text or image.
         let result = sqlx::query(
             "UPDATE social_posts SET text = $3, status = $4, scheduled_at = $5, time_zone = $6, \
              approved_by = $7, approved_at = $8, not_before = NULL, wait_reason = NULL, error = NULL, \
-             error_hint = NULL, updated_at = $9 WHERE id = $1 AND status = $2",
+             error_hint = NULL, updated_at = $9, image_url = $10, platform_container_id = NULL \
+             WHERE id = $1 AND status = $2",
         )
         .bind(id)
         .bind(<&'static str>::from(current.status))
@@ -779,6 +786,7 @@ where
         .bind(approved_by)
         .bind(approved_at)
         .bind(now)
+        .bind(patch.image_url.clone().unwrap_or(current.image_url))
         .execute(&mut *tx)
         .await?;
         if DB::rows_affected(&result) != 1 {
@@ -975,6 +983,19 @@ where
         .bind(id)
         .bind(owner)
         .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(DB::rows_affected(&result) == 1)
+    }
+
+    async fn set_post_container(&self, id: Uuid, owner: &str, container: Option<&str>) -> Result<bool> {
+        let result = sqlx::query(
+            "UPDATE social_posts SET platform_container_id = $3 \
+             WHERE id = $1 AND lease_owner = $2 AND status IN ('publishing', 'unconfirmed')",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(container.map(str::to_owned))
         .execute(&self.write)
         .await?;
         Ok(DB::rows_affected(&result) == 1)
