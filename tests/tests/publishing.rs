@@ -716,6 +716,39 @@ async fn an_idempotency_key_creates_one_post() {
 }
 
 #[tokio::test]
+async fn posts_belong_to_a_campaign_of_their_project() {
+    let Some(setup) = Setup::start(false).await else { return };
+    let x = setup.connect("x").await;
+    let (_, project) = setup.call(Method::POST, "/projects", Some(json!({ "name": "Spring" }))).await;
+    let project = project["id"].as_str().unwrap().to_owned();
+    let (status, campaign) = setup
+        .call(Method::POST, &format!("/projects/{project}/campaigns"), Some(json!({ "name": "Launch week" })))
+        .await;
+    assert_eq!(status, 201, "{campaign}");
+    let campaign = campaign["id"].as_str().unwrap().to_owned();
+    let body = |campaign: &str, project: Option<&str>| {
+        let mut b =
+            json!({ "account_id": x["id"], "text": format!("In {campaign}"), "campaign_id": campaign });
+        if let Some(p) = project {
+            b["project_id"] = json!(p);
+        }
+        b
+    };
+    let (status, error) = setup.call(Method::POST, "/posts", Some(body(&campaign, None))).await;
+    assert_eq!((status, &error["error"]["details"]["field"]), (422, &json!("project_id")), "{error}");
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let (status, error) = setup.call(Method::POST, "/posts", Some(body(&unknown, Some(&project)))).await;
+    assert_eq!((status, &error["error"]["details"]["field"]), (422, &json!("campaign_id")), "{error}");
+    let (status, post) = setup.call(Method::POST, "/posts", Some(body(&campaign, Some(&project)))).await;
+    assert_eq!(status, 201, "{post}");
+    setup.call(Method::POST, "/posts", Some(json!({ "account_id": x["id"], "text": "Outside" }))).await;
+    let (_, listed) = setup.call(Method::GET, &format!("/posts?campaign_id={campaign}"), None).await;
+    let ids: Vec<&Value> = listed.as_array().unwrap().iter().map(|p| &p["id"]).collect();
+    assert_eq!(ids, [&post["id"]]);
+    setup.finish().await;
+}
+
+#[tokio::test]
 async fn two_replicas_publish_a_hundred_posts_once_each() {
     let Some(mut setup) = Setup::start(true).await else { return };
     let mastodon = setup.connect("mastodon").await;

@@ -722,6 +722,16 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
     browser.check_page("publishing-post").await;
     browser.goto(&tenant_url(&fleet, "/calendar?view=week")).await;
     browser.check_page("publishing-calendar-week").await;
+    // Filtered by a campaign of the project (none of these posts is in it).
+    let (status, campaign) = fleet
+        .call(Method::POST, &format!("/projects/{project}/campaigns"), Some(json!({ "name": "Spring sale" })))
+        .await;
+    assert_eq!(status, 201, "{campaign}");
+    let campaign = campaign["id"].as_str().unwrap();
+    browser.goto(&tenant_url(&fleet, &format!("/calendar?project={project}&campaign={campaign}"))).await;
+    browser.find("#f-campaign").await;
+    assert!(!browser.has(".calendar li.item").await, "no post of the campaign");
+    browser.check_page("publishing-calendar-campaign").await;
     assert_eq!(social.all_posts(marketer_tests::social::Net::X).len(), 1);
 
     // An Instagram post needs an image: without one the composer says so on the account;

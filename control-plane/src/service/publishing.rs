@@ -894,6 +894,15 @@ impl App {
         let text =
             normalize(&text.ok_or_else(|| Error::invalid("text", "a post needs text (or an activity_id)"))?);
         check_text(account.network, &text)?;
+        if let Some(cid) = req.campaign_id {
+            let pid = project_id.ok_or_else(|| {
+                Error::invalid("project_id", "a campaign belongs to a project: give its project_id too")
+            })?;
+            self.store
+                .campaign(access.tenant_id, pid, cid)
+                .await?
+                .ok_or_else(|| Error::invalid("campaign_id", "no campaign of this project has this id"))?;
+        }
         let insecure = self.publisher.platforms.settings.allow_insecure_instances;
         let image_url = check_image(account.network, req.image_url.as_deref(), insecure)?;
         if let Some(pid) = project_id {

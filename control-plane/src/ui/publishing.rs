@@ -109,6 +109,8 @@ struct CalendarPage {
     base: String,
     accounts: Vec<Choice>,
     projects: Vec<Choice>,
+    /// The chosen project's campaigns (campaigns belong to a project).
+    campaigns: Vec<Choice>,
     statuses: Vec<Choice>,
     can_write: bool,
     no_accounts: bool,
@@ -121,6 +123,7 @@ pub struct CalendarQuery {
     date: Option<String>,
     account: Option<String>,
     project: Option<String>,
+    campaign: Option<String>,
     status: Option<String>,
 }
 
@@ -176,6 +179,8 @@ pub async fn calendar(
         schedule::at_local(end, 0, &tz).ok_or_else(|| UiError::bad_request("the date is out of range"))?;
     let account_filter = parse_uuid(q.account.as_deref());
     let project_filter = parse_uuid(q.project.as_deref());
+    // A campaign is chosen within its project.
+    let campaign_filter = parse_uuid(q.campaign.as_deref()).filter(|_| project_filter.is_some());
     let status_filter = q.status.as_deref().and_then(|s| s.parse::<PostStatus>().ok());
     let posts = state
         .app
@@ -186,6 +191,7 @@ pub async fn calendar(
                 to: Some(to),
                 account_id: account_filter,
                 project_id: project_filter,
+                campaign_id: campaign_filter,
                 status: status_filter,
                 ..PostQuery::default()
             },
@@ -265,7 +271,9 @@ pub async fn calendar(
         weeks
     };
     let mut keep = Vec::new();
-    for (k, v) in [("account", &q.account), ("project", &q.project), ("status", &q.status)] {
+    for (k, v) in
+        [("account", &q.account), ("project", &q.project), ("campaign", &q.campaign), ("status", &q.status)]
+    {
         if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
             keep.push(format!("{k}={}", form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()));
         }
@@ -275,6 +283,10 @@ pub async fn calendar(
     let base = page.path("/calendar");
     let href = |view: &str, date: Date| format!("{base}?view={view}&date={date}{query}");
     let projects = super::page::every(|p| state.app.projects(&page.access, p)).await?;
+    let campaigns = match project_filter.filter(|id| projects.iter().any(|p| p.id == *id)) {
+        Some(project) => super::page::every(|p| state.app.campaigns(&page.access, project, p)).await?,
+        None => Vec::new(),
+    };
     let title = if week_view {
         format!("Week of {}", start.strftime("%B %-d, %Y"))
     } else {
@@ -304,6 +316,14 @@ pub async fn calendar(
                 value: p.id.to_string(),
                 label: p.name.to_string(),
                 selected: project_filter == Some(p.id),
+            })
+            .collect(),
+        campaigns: campaigns
+            .iter()
+            .map(|c| Choice {
+                value: c.id.to_string(),
+                label: c.name.to_string(),
+                selected: campaign_filter == Some(c.id),
             })
             .collect(),
         statuses: ["draft", "scheduled", "publishing", "published", "failed", "unconfirmed", "cancelled"]
