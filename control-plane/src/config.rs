@@ -175,6 +175,10 @@ pub struct ServeArgs {
     /// LinkedIn's OAuth host [default: https://www.linkedin.com].
     #[arg(long, env = "MARKETER_LINKEDIN_OAUTH_URL", value_name = "URL")]
     pub linkedin_oauth_url: Option<String>,
+    /// The LinkedIn app has the Community Management API, so connecting a
+    /// member also connects the organisation pages they administer [default: false].
+    #[arg(long, env = "MARKETER_LINKEDIN_ORGANIZATIONS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub linkedin_organizations: Option<bool>,
     /// The app id of Marketer's Meta app (Facebook Pages).
     #[arg(long, env = "MARKETER_META_APP_ID", value_name = "ID")]
     pub meta_app_id: Option<String>,
@@ -245,6 +249,7 @@ struct FileConfig {
     linkedin_client_secret: Option<String>,
     linkedin_api_url: Option<String>,
     linkedin_oauth_url: Option<String>,
+    linkedin_organizations: Option<bool>,
     meta_app_id: Option<String>,
     meta_app_secret: Option<String>,
     meta_graph_url: Option<String>,
@@ -432,6 +437,7 @@ fn file_publishing(file: &FileConfig) -> ServeArgs {
         linkedin_client_secret: file.linkedin_client_secret.clone(),
         linkedin_api_url: file.linkedin_api_url.clone(),
         linkedin_oauth_url: file.linkedin_oauth_url.clone(),
+        linkedin_organizations: file.linkedin_organizations,
         meta_app_id: file.meta_app_id.clone(),
         meta_app_secret: file.meta_app_secret.clone(),
         meta_graph_url: file.meta_graph_url.clone(),
@@ -481,6 +487,7 @@ fn publishing_config(
     if let Some(url) = serve.linkedin_oauth_url.clone().or(file.linkedin_oauth_url) {
         p.linkedin_oauth_url = url.trim_end_matches('/').to_owned();
     }
+    p.linkedin_organizations = serve.linkedin_organizations.or(file.linkedin_organizations).unwrap_or(false);
     p.meta_app_id = serve.meta_app_id.clone().or(file.meta_app_id);
     p.meta_app_secret =
         serve.meta_app_secret.clone().or(file.meta_app_secret).map(secrecy::SecretString::from);

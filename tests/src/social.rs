@@ -59,6 +59,9 @@ pub const LINKEDIN_CLIENT_ID: &str = "marketer-linkedin-client";
 pub const LINKEDIN_CLIENT_SECRET: &str = "marketer-linkedin-secret-0123456789";
 /// The LinkedIn member who approves (OpenID Connect `sub`).
 pub const LINKEDIN_MEMBER: &str = "yrZCpj2Z12";
+/// The organisation page the member administers (and one where they are only an analyst).
+pub const LINKEDIN_ORG_ID: &str = "2414183";
+pub const LINKEDIN_ORG_NAME: &str = "Marketer Test Co";
 pub const META_APP_ID: &str = "1234567890123";
 pub const META_APP_SECRET: &str = "marketer-meta-secret-0123456789";
 /// The Facebook Page the person may post on, and one they may only read.
@@ -225,6 +228,8 @@ impl FakeSocial {
             .route("/v2/userinfo", get(li_userinfo))
             .route("/rest/posts", post(li_create).get(li_find))
             .route("/rest/posts/{urn}", delete(li_delete))
+            .route("/rest/organizationAcls", get(li_acls))
+            .route("/rest/organizations/{id}", get(li_organization))
             .route(&format!("/{META_VERSION}/dialog/oauth"), get(fb_authorize))
             .route(&format!("/{META_VERSION}/oauth/access_token"), get(fb_token))
             .route(&format!("/{META_VERSION}/me/accounts"), get(fb_pages))
@@ -306,6 +311,7 @@ impl FakeSocial {
             .env("MARKETER_LINKEDIN_CLIENT_SECRET", LINKEDIN_CLIENT_SECRET)
             .env("MARKETER_LINKEDIN_API_URL", &self.url())
             .env("MARKETER_LINKEDIN_OAUTH_URL", &self.url())
+            .env("MARKETER_LINKEDIN_ORGANIZATIONS", "true")
             .env("MARKETER_META_APP_ID", META_APP_ID)
             .env("MARKETER_META_APP_SECRET", META_APP_SECRET)
             .env("MARKETER_META_GRAPH_URL", &format!("{}/{META_VERSION}", self.url()))
@@ -1159,7 +1165,9 @@ async fn li_create(
                 "message": format!("ERROR :: /{field} :: field is required but not found and has no default value") }))).into_response();
         }
     }
-    if body["author"].as_str() != Some(&format!("urn:li:person:{LINKEDIN_MEMBER}")) {
+    let author = body["author"].as_str().unwrap_or_default();
+    let as_page = author == format!("urn:li:organization:{LINKEDIN_ORG_ID}");
+    if author != format!("urn:li:person:{LINKEDIN_MEMBER}") && !as_page {
         return (
             StatusCode::FORBIDDEN,
             Json(json!({ "status": 403, "serviceErrorCode": 100, "code": "ACCESS_DENIED",
@@ -1168,7 +1176,63 @@ async fn li_create(
             .into_response();
     }
     let text = li_unescape(body["commentary"].as_str().unwrap_or_default());
-    answer(create(&inner, Net::Linkedin, bearer(&headers), text, None)).await
+    let outcome = create(&inner, Net::Linkedin, bearer(&headers), text, None);
+    // The page's posts are told apart from the member's (user 1).
+    if as_page
+        && let Some(post) = inner.lock().unwrap().posts.get_mut(&Net::Linkedin).and_then(|p| p.last_mut())
+    {
+        post.user = 1;
+    }
+    answer(outcome).await
+}
+
+async fn li_acls(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(answer) = li_versioned(&headers) {
+        return *answer;
+    }
+    if let Err(answer) = authorised(&inner.lock().unwrap(), Net::Linkedin, &headers) {
+        return *answer;
+    }
+    if q.get("q").map(String::as_str) != Some("roleAssignee") {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "status": 400, "message": "q=roleAssignee is required" })),
+        )
+            .into_response();
+    }
+    let me = format!("urn:li:person:{LINKEDIN_MEMBER}");
+    Json(json!({
+        "elements": [
+            { "roleAssignee": me, "state": "APPROVED", "role": "ADMINISTRATOR",
+              "organization": format!("urn:li:organization:{LINKEDIN_ORG_ID}") },
+            { "roleAssignee": me, "state": "APPROVED", "role": "ANALYST", "organization": "urn:li:organization:999" },
+        ],
+        "paging": { "count": 100, "start": 0 },
+    }))
+    .into_response()
+}
+
+async fn li_organization(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(answer) = li_versioned(&headers) {
+        return *answer;
+    }
+    if let Err(answer) = authorised(&inner.lock().unwrap(), Net::Linkedin, &headers) {
+        return *answer;
+    }
+    if id != LINKEDIN_ORG_ID {
+        return (StatusCode::NOT_FOUND, Json(json!({ "status": 404, "message": "Not found" })))
+            .into_response();
+    }
+    Json(json!({ "id": 2_414_183, "localizedName": LINKEDIN_ORG_NAME, "vanityName": "marketer-test-co" }))
+        .into_response()
 }
 
 async fn li_find(
@@ -1195,14 +1259,18 @@ async fn li_find(
     let start: usize = q.get("start").and_then(|v| v.parse().ok()).unwrap_or(0);
     let count: usize = q.get("count").and_then(|v| v.parse().ok()).unwrap_or(10).min(100);
     let author = q.get("author").cloned().unwrap_or_default();
+    let whose = if author == format!("urn:li:person:{LINKEDIN_MEMBER}") {
+        Some(0)
+    } else if author == format!("urn:li:organization:{LINKEDIN_ORG_ID}") {
+        Some(1)
+    } else {
+        None
+    };
     let mut posts: Vec<&Post> = inner
         .posts
         .get(&Net::Linkedin)
-        .map(|p| p.iter().filter(|p| !p.deleted).collect())
+        .map(|p| p.iter().filter(|p| !p.deleted && Some(p.user) == whose).collect())
         .unwrap_or_default();
-    if author != format!("urn:li:person:{LINKEDIN_MEMBER}") {
-        posts.clear();
-    }
     posts.reverse();
     let elements: Vec<Value> = posts
         .iter()

@@ -401,6 +401,25 @@ async fn linkedin_posts_go_out_once_and_expired_tokens_are_renewed(postgres: boo
     assert_eq!(status, 204);
     assert_eq!(setup.social.posts(Net::Linkedin).len(), 3);
 
+    // The organisation page the member administers was connected too (not the one they only
+    // analyse); it posts as the page, and a lost answer is found among the page's posts.
+    let (_, accounts) = setup.call(Method::GET, "/accounts", None).await;
+    let accounts = accounts.as_array().unwrap();
+    assert_eq!(accounts.len(), 2, "{accounts:?}");
+    let page = accounts.iter().find(|a| a["handle"] == "Marketer Test Co").expect("the page").clone();
+    assert_eq!(page["profile_url"], "https://www.linkedin.com/company/marketer-test-co/");
+    setup.social.inject(Net::Linkedin, Fault::SlowAfterCreate(Duration::from_secs(4)));
+    let news = setup.schedule_now(&page, "News from the company page").await;
+    let found = setup.wait_status(news["id"].as_str().unwrap(), "published", Duration::from_secs(20)).await;
+    let on_li = setup.social.posts(Net::Linkedin);
+    assert_eq!(on_li.len(), 4);
+    let posted = on_li.iter().find(|p| p.text == "News from the company page").unwrap();
+    assert_eq!(
+        (posted.user, found["platform_post_id"].as_str()),
+        (1, Some(posted.id.as_str())),
+        "as the page"
+    );
+
     // A 429 without a reset header: the account waits for midnight UTC, when LinkedIn's day resets.
     setup.social.inject(Net::Linkedin, Fault::RateLimited { reset_in: 30 });
     let limited = setup.schedule_now(&li, "Rate limited on LinkedIn").await;

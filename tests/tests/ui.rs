@@ -647,7 +647,8 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
     browser.check_page("publishing-accounts").await;
 
     // LinkedIn and Facebook Pages connect the same way (Facebook: each Page the person may post on).
-    for (network, cards) in [("linkedin", 2), ("facebook", 3), ("instagram", 4)] {
+    // LinkedIn brings the member and the page they administer.
+    for (network, cards) in [("linkedin", 3), ("facebook", 4), ("instagram", 5)] {
         browser.click(&format!("#connect a[href$='network={network}']")).await;
         browser.click("#continue").await;
         eventually(Duration::from_secs(10), "the account to be listed", || async {

@@ -684,7 +684,7 @@ impl App {
                 vec![x::exchange(platforms, code, verifier.expose_secret()).await.map_err(refused)?]
             }
             Network::Linkedin => {
-                vec![linkedin::exchange(platforms, code, verifier.expose_secret()).await.map_err(refused)?]
+                linkedin::exchange(platforms, code, verifier.expose_secret()).await.map_err(refused)?
             }
             Network::Facebook | Network::Instagram => {
                 meta::exchange(platforms, network, code, verifier.expose_secret()).await.map_err(refused)?

@@ -1,9 +1,17 @@
-//! LinkedIn's Posts API for members (`../shared/reference/social/linkedin.md`):
+//! LinkedIn's Posts API for members and the organisation pages they
+//! administer (`../shared/reference/social/linkedin.md`):
 //! 3-legged OAuth 2.0 with `state` and PKCE, programmatic refresh tokens
 //! (the refresh token keeps its first expiry; an answer without one keeps
 //! the stored one), `POST /rest/posts` answering 201 with the post's URN in
 //! `x-restli-id`, the author's posts to find one after an unknown outcome
 //! (LinkedIn has no idempotency key), and deletion (idempotent).
+//!
+//! Organisation pages need the Community Management API on Marketer's app
+//! (server configuration): then connecting a member also connects every
+//! page where their role may post (administrator, content administrator,
+//! direct sponsored content poster), found through `organizationAcls`;
+//! such an account's id is the organisation's URN and it posts with the
+//! member's token.
 //!
 //! Every call to the versioned API carries `Linkedin-Version` and
 //! `X-Restli-Protocol-Version: 2.0.0`. LinkedIn's limits are per day,
@@ -20,6 +28,11 @@ use crate::store::{Network, SocialAccount, SocialPost};
 /// The API version Marketer speaks (monthly versions live a year).
 pub const VERSION: &str = "202601";
 pub const SCOPES: &str = "openid profile w_member_social r_member_social";
+/// Added when the app may post for organisation pages.
+pub const ORGANIZATION_SCOPES: &str = "r_organization_admin w_organization_social r_organization_social";
+
+/// The roles on a page that may post for it.
+const POSTING_ROLES: [&str; 3] = ["ADMINISTRATOR", "CONTENT_ADMIN", "DIRECT_SPONSORED_CONTENT_POSTER"];
 
 fn api(p: &Platforms, path: &str) -> String {
     format!("{}{path}", p.settings.linkedin_api_url.trim_end_matches('/'))
@@ -46,8 +59,13 @@ pub fn post_url(urn: &str) -> String {
     format!("https://www.linkedin.com/feed/update/{urn}/")
 }
 
+/// The post's author: an organisation page's URN, or the member.
 fn author(account: &SocialAccount) -> String {
-    format!("urn:li:person:{}", account.external_id)
+    if account.external_id.starts_with("urn:li:organization:") {
+        account.external_id.clone()
+    } else {
+        format!("urn:li:person:{}", account.external_id)
+    }
 }
 
 /// The next midnight UTC: when LinkedIn's daily limits reset.
@@ -316,15 +334,24 @@ pub fn authorize_url(p: &Platforms, state: &str, challenge: &str) -> Result<Stri
         .append_pair("response_type", "code")
         .append_pair("client_id", client_id)
         .append_pair("redirect_uri", &p.settings.redirect_uri(Network::Linkedin))
-        .append_pair("scope", SCOPES)
+        .append_pair(
+            "scope",
+            &if p.settings.linkedin_organizations {
+                format!("{SCOPES} {ORGANIZATION_SCOPES}")
+            } else {
+                SCOPES.to_owned()
+            },
+        )
         .append_pair("state", state)
         .append_pair("code_challenge", challenge)
         .append_pair("code_challenge_method", "S256");
     Ok(url.into())
 }
 
-/// Exchanges an authorisation code, then reads who the member is.
-pub async fn exchange(p: &Platforms, code: &str, verifier: &str) -> Result<(Granted, Profile), String> {
+/// Exchanges an authorisation code, then reads who the member is and (when
+/// the app may) the organisation pages they may post for: the member first,
+/// each with the same tokens.
+pub async fn exchange(p: &Platforms, code: &str, verifier: &str) -> Result<Vec<(Granted, Profile)>, String> {
     let (id, secret) = client(p);
     let redirect = p.settings.redirect_uri(Network::Linkedin);
     let request = p.http().post(oauth(p, "/oauth/v2/accessToken")).form(&[
@@ -342,7 +369,64 @@ pub async fn exchange(p: &Platforms, code: &str, verifier: &str) -> Result<(Gran
     let granted = tokens_from(&answer.json()).ok_or("LinkedIn answered without an access token")?;
     let profile =
         me(p, &granted.access).await.map_err(|h| format!("LinkedIn did not show the member: {h:?}"))?;
-    Ok((granted, profile))
+    let pages =
+        if p.settings.linkedin_organizations { organizations(p, &granted.access).await? } else { Vec::new() };
+    let copy = |g: &Granted| Granted {
+        access: g.access.clone(),
+        refresh: g.refresh.clone(),
+        expires_in: g.expires_in,
+    };
+    let mut accounts = Vec::with_capacity(pages.len() + 1);
+    for page in pages {
+        accounts.push((copy(&granted), page));
+    }
+    accounts.insert(0, (granted, profile));
+    Ok(accounts)
+}
+
+/// The organisation pages the member may post for (at most 100).
+async fn organizations(p: &Platforms, token: &SecretString) -> Result<Vec<Profile>, String> {
+    let request = rest(p.http().get(api(p, "/rest/organizationAcls")), token).query(&[
+        ("q", "roleAssignee"),
+        ("state", "APPROVED"),
+        ("count", "100"),
+    ]);
+    let answer = Answer::fetch(request, "LinkedIn").await?;
+    if !answer.status.is_success() {
+        return Err(format!("LinkedIn did not list the member's pages: {}", answer.message()));
+    }
+    let mut pages: Vec<Profile> = Vec::new();
+    for acl in answer.json()["elements"].as_array().into_iter().flatten() {
+        let role = acl["role"].as_str().unwrap_or_default();
+        let Some(urn) = acl["organization"].as_str().filter(|o| o.starts_with("urn:li:organization:")) else {
+            continue;
+        };
+        if acl["state"].as_str() != Some("APPROVED")
+            || !POSTING_ROLES.contains(&role)
+            || pages.iter().any(|p| p.external_id == urn)
+        {
+            continue;
+        }
+        let id = urn.trim_start_matches("urn:li:organization:");
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let request = rest(p.http().get(api(p, &format!("/rest/organizations/{id}"))), token);
+        let org = Answer::fetch(request, "LinkedIn").await?;
+        if !org.status.is_success() {
+            return Err(format!("LinkedIn did not show the page {urn}: {}", org.message()));
+        }
+        let v = org.json();
+        let name = v["localizedName"].as_str().filter(|n| !n.is_empty()).unwrap_or(id).to_owned();
+        let vanity = v["vanityName"].as_str().unwrap_or(id);
+        pages.push(Profile {
+            external_id: urn.to_owned(),
+            handle: name.clone(),
+            display_name: name,
+            profile_url: Some(format!("https://www.linkedin.com/company/{vanity}/")),
+        });
+    }
+    Ok(pages)
 }
 
 #[cfg(test)]

@@ -38,6 +38,9 @@ pub struct PlatformSettings {
     pub linkedin_api_url: String,
     /// LinkedIn's OAuth host (`/oauth/v2/authorization`, `/oauth/v2/accessToken`).
     pub linkedin_oauth_url: String,
+    /// The LinkedIn app has the Community Management API: connecting a
+    /// member also connects the organisation pages they may post for.
+    pub linkedin_organizations: bool,
     /// Marketer's Meta app (Facebook Login).
     pub meta_app_id: Option<String>,
     pub meta_app_secret: Option<SecretString>,
@@ -63,6 +66,7 @@ impl Default for PlatformSettings {
             linkedin_client_secret: None,
             linkedin_api_url: "https://api.linkedin.com".into(),
             linkedin_oauth_url: "https://www.linkedin.com".into(),
+            linkedin_organizations: false,
             meta_app_id: None,
             meta_app_secret: None,
             meta_graph_url: "https://graph.facebook.com/v25.0".into(),
