@@ -193,7 +193,6 @@ pub async fn calendar(
                 project_id: project_filter,
                 campaign_id: campaign_filter,
                 status: status_filter,
-                ..PostQuery::default()
             },
         )
         .await?;
