@@ -2,7 +2,8 @@
 //! `MARKETER_TEST_DATABASE_URL` is set) PostgreSQL: accounts and their
 //! sealed tokens (a refresh without a refresh token keeps the stored one),
 //! the refresh lock, posts claimed by one replica at a time, outcomes
-//! recorded only by the lease holder, and tenant isolation.
+//! recorded only by the lease holder, a platform's limit on the whole app,
+//! and tenant isolation.
 
 mod common;
 
@@ -22,6 +23,7 @@ on_both_backends!(
     a_due_post_is_claimed_once_and_finished_only_by_its_holder,
     an_expired_lease_of_a_sent_request_makes_the_post_unconfirmed,
     another_tenants_accounts_and_posts_are_not_found,
+    a_platforms_app_limit_holds_its_posts_until_it_ends,
 );
 
 fn sealed(byte: u8) -> Sealed {
@@ -237,6 +239,29 @@ async fn an_expired_lease_of_a_sent_request_makes_the_post_unconfirmed(db: &Test
     let edited =
         store.update_post(tenant, sent.id, &edit, &audit("post.update", Some(tenant))).await.unwrap();
     assert_eq!(edited.platform_container_id, None);
+}
+
+async fn a_platforms_app_limit_holds_its_posts_until_it_ends(db: &TestDb) {
+    let store = db.store.as_ref();
+    let (_, tenant) = owner_and_tenant(store, "app-limits").await;
+    let a = store
+        .connect_account(&account(tenant, None), &audit("social_account.connect", Some(tenant)))
+        .await
+        .unwrap();
+    let due = post(tenant, a.id, Timestamp::now());
+    store.create_post(&due, &audit("post.create", Some(tenant))).await.unwrap();
+    let now = later(1);
+    store.platform_limited(Network::X, later(60), "X: spent", now).await.unwrap();
+    // An earlier end never shortens a limit.
+    store.platform_limited(Network::X, later(30), "X: shorter", now).await.unwrap();
+    let limits = store.platform_limits(now).await.unwrap();
+    assert_eq!(limits.len(), 1);
+    assert_eq!((limits[0].network, limits[0].note.as_str()), (Network::X, "X: spent"));
+    assert!(store.due_posts(now, 10).await.unwrap().is_empty(), "held by the app's limit");
+    // Another platform's limit holds nothing here; once it ends the post is due.
+    store.platform_limited(Network::Mastodon, later(600), "elsewhere", now).await.unwrap();
+    assert_eq!(store.due_posts(later(61), 10).await.unwrap(), vec![due.id]);
+    assert_eq!(store.platform_limits(later(61)).await.unwrap().len(), 1, "only Mastodon's is still on");
 }
 
 async fn another_tenants_accounts_and_posts_are_not_found(db: &TestDb) {

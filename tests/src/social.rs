@@ -101,6 +101,9 @@ pub enum Fault {
     RefreshUnavailable,
     /// The next refresh answers without a new refresh token.
     RefreshWithoutRefreshToken,
+    /// X: Marketer's app spends its 24-hour limit; every user's post is
+    /// refused with 429 until this many seconds from now.
+    AppLimited { reset_in: u64 },
 }
 
 impl Fault {
@@ -149,6 +152,8 @@ struct Container {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// X: when the app's spent 24-hour limit resets (epoch seconds).
+    x_app_limited_until: u64,
     containers: HashMap<String, Container>,
     /// How long Instagram takes to process an image.
     processing: Duration,
@@ -446,6 +451,11 @@ fn rate_headers(inner: &mut Inner, net: Net, user: u32) -> HeaderMap {
             h.insert("x-rate-limit-limit", value(window_limit(net).to_string()));
             h.insert("x-rate-limit-remaining", value(remaining.to_string()));
             h.insert("x-rate-limit-reset", value(reset.to_string()));
+            let app_spent = inner.x_app_limited_until > now_epoch();
+            let app_reset = if app_spent { inner.x_app_limited_until } else { now_epoch() + 86_400 };
+            h.insert("x-app-limit-24hour-limit", value("10000".into()));
+            h.insert("x-app-limit-24hour-remaining", value(if app_spent { "0" } else { "9000" }.into()));
+            h.insert("x-app-limit-24hour-reset", value(app_reset.to_string()));
         }
         Net::Mastodon => {
             let at = OffsetDateTime::from_unix_timestamp(i64::try_from(reset).unwrap_or(0)).unwrap();
@@ -725,6 +735,10 @@ fn create(
         let headers = rate_headers(&mut inner, net, user);
         return Outcome::Now((StatusCode::OK, headers, Json(status_json(&post))).into_response());
     }
+    // Marketer's app spent its X limit: 429 for every user until the reset.
+    if net == Net::X && inner.x_app_limited_until > now_epoch() {
+        return Outcome::Now(limited(&mut inner, net, user, None));
+    }
     // The window is spent: 429 until its reset, nothing created.
     if window(&mut inner, net, user).0 <= 0 {
         return Outcome::Now(limited(&mut inner, net, user, None));
@@ -733,6 +747,10 @@ fn create(
     match fault {
         Some(Fault::RateLimited { reset_in }) => {
             return Outcome::Now(limited(&mut inner, net, user, Some(reset_in)));
+        }
+        Some(Fault::AppLimited { reset_in }) => {
+            inner.x_app_limited_until = now_epoch() + reset_in;
+            return Outcome::Now(limited(&mut inner, net, user, None));
         }
         Some(Fault::ExpiredToken) => {
             if let Some(token) = token.as_ref().and_then(|t| inner.tokens.get_mut(t)) {

@@ -276,6 +276,44 @@ async fn a_rate_limit_is_waited_out_until_the_platforms_reset() {
 }
 
 #[tokio::test]
+async fn an_app_wide_limit_holds_every_account_until_its_reset() {
+    let Some(setup) = Setup::start(false).await else { return };
+    let first = setup.connect("x").await;
+    setup.social.sign_in_as(1);
+    let second = setup.connect("x").await;
+    assert_ne!(first["id"], second["id"]);
+    // Marketer's app spends X's 24-hour app limit on the first account's post.
+    setup.social.inject(Net::X, Fault::AppLimited { reset_in: 3 });
+    let a = setup.schedule_now(&first, "Hits the app limit").await;
+    let a_id = a["id"].as_str().unwrap();
+    eventually(Duration::from_secs(10), "the first post to wait", || async {
+        let post = setup.post(a_id).await;
+        post["waiting"].as_str().is_some_and(|w| w.contains("app")).then_some(())
+    })
+    .await;
+    let limited_at = std::time::Instant::now();
+    // Another account's post waits for the same reset instead of earning its own 429.
+    let b = setup.schedule_now(&second, "Waits for the app's reset").await;
+    let b_id = b["id"].as_str().unwrap();
+    let waiting = setup.post(b_id).await;
+    assert_eq!(waiting["status"], "scheduled", "{waiting}");
+    assert!(waiting["waiting"].as_str().unwrap().contains("limit for Marketer's app"), "{waiting}");
+    assert!(waiting["waiting_until"].is_string(), "{waiting}");
+    let published = setup.wait_status(b_id, "published", Duration::from_secs(15)).await;
+    setup.wait_status(a_id, "published", Duration::from_secs(15)).await;
+    let kinds: Vec<&str> =
+        published["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["published"], "sent once, after the reset");
+    let on_x = setup.social.posts(Net::X);
+    assert_eq!(on_x.len(), 2);
+    let reset = limited_at + Duration::from_secs(1);
+    assert!(on_x.iter().all(|p| p.received_at >= reset), "nothing sent before the reset");
+    let creates = setup.social.requests().iter().filter(|r| *r == "POST /2/tweets").count();
+    assert_eq!(creates, 3, "one 429, then one request per post");
+    setup.finish().await;
+}
+
+#[tokio::test]
 async fn ten_posts_due_at_once_cause_one_token_refresh() {
     let Some(setup) = Setup::start(false).await else { return };
     // The token X gives at connection expires within the refresh margin.

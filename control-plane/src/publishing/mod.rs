@@ -240,6 +240,17 @@ impl Publisher {
     /// account wait for its reset before the next request, instead of
     /// earning a 429.
     async fn note_window(&self, account: &SocialAccount, record: &CallRecord) {
+        if let Some((until, what)) = &record.app_limit
+            && *until > Timestamp::now()
+        {
+            let note = format!("{}: {what}", account.network);
+            tracing::warn!(network = %account.network, until = %until.to_rfc3339_fixed(), "a platform limits Marketer's app");
+            if let Err(e) =
+                self.store.platform_limited(account.network, *until, &note, Timestamp::now()).await
+            {
+                tracing::error!(error = %e, "could not record a platform's app limit");
+            }
+        }
         if let (Some(remaining), Some(reset)) = record.window
             && remaining <= 0
             && reset > Timestamp::now()

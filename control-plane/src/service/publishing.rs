@@ -21,7 +21,8 @@ use crate::publishing::platforms::{Granted, Profile, linkedin, mastodon, meta, x
 use crate::publishing::schedule::{self, Fold};
 use crate::store::{
     AccountPatch, AccountStatus, Activity, MastodonApp, Network, NewAccount, NewPost, OAuthState,
-    PostAttempt, PostFilter, PostPatch, PostStatus, PostingSlot, SealedTokens, SocialAccount, SocialPost,
+    PlatformLimit, PostAttempt, PostFilter, PostPatch, PostStatus, PostingSlot, SealedTokens, SocialAccount,
+    SocialPost,
 };
 
 /// An account as people see it: never its tokens.
@@ -211,6 +212,20 @@ pub fn check_image(
         return Err(Error::invalid("image_url", fix));
     }
     Ok(Some(url.to_string()))
+}
+
+impl PostView {
+    /// A waiting post whose platform limits Marketer's app says so.
+    fn explain(mut self, limits: &[PlatformLimit]) -> Self {
+        if matches!(self.status, PostStatus::Scheduled | PostStatus::Unconfirmed)
+            && let Some(limit) = limits.iter().find(|l| l.network == self.network)
+            && self.waiting_until.is_none_or(|u| u < limit.until)
+        {
+            self.waiting = Some(format!("{} until {}", limit.note, limit.until.to_rfc3339_fixed()));
+            self.waiting_until = Some(limit.until);
+        }
+        self
+    }
 }
 
 /// A network's publishing rules.
@@ -1010,12 +1025,13 @@ impl App {
             limit: MAX_LIST,
         };
         let accounts = self.store.accounts(access.tenant_id).await?;
+        let limits = self.store.platform_limits(Timestamp::now()).await?;
         Ok(self
             .store
             .posts(access.tenant_id, &filter)
             .await?
             .iter()
-            .map(|p| PostView::of(p, accounts.iter().find(|a| a.id == p.account_id)))
+            .map(|p| PostView::of(p, accounts.iter().find(|a| a.id == p.account_id)).explain(&limits))
             .collect())
     }
 
@@ -1024,7 +1040,8 @@ impl App {
         let post = self.store.post(access.tenant_id, id).await.found("post")?;
         let account = self.store.account(access.tenant_id, post.account_id).await?;
         let attempts = self.store.post_attempts(access.tenant_id, id).await?;
-        Ok(PostDetail { post: PostView::of(&post, account.as_ref()), attempts })
+        let limits = self.store.platform_limits(Timestamp::now()).await?;
+        Ok(PostDetail { post: PostView::of(&post, account.as_ref()).explain(&limits), attempts })
     }
 
     pub async fn update_post(&self, access: &TenantAccess, id: Uuid, req: UpdatePost) -> Result<PostView> {

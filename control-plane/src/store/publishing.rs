@@ -303,6 +303,14 @@ pub struct NewPost {
     pub created_by: Option<Uuid>,
 }
 
+/// A platform's limit on Marketer's app as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformLimit {
+    pub network: Network,
+    pub until: Timestamp,
+    pub note: String,
+}
+
 /// A person's change to a post (only while it is editable).
 #[derive(Debug, Clone, Default)]
 pub struct PostPatch {
@@ -499,6 +507,19 @@ pub trait PublishingStore {
     /// Marks a claimed post unconfirmed before its request is sent, so a
     /// crash during the request leaves it unconfirmed rather than retried.
     async fn mark_sending(&self, id: Uuid, owner: &str, now: Timestamp) -> Result<bool>;
+
+    /// Records a platform's limit on Marketer's app as a whole: every
+    /// account on it waits until then (a later limit is kept).
+    async fn platform_limited(
+        &self,
+        network: Network,
+        until: Timestamp,
+        note: &str,
+        now: Timestamp,
+    ) -> Result<()>;
+
+    /// The platforms limiting Marketer's app now.
+    async fn platform_limits(&self, now: Timestamp) -> Result<Vec<PlatformLimit>>;
 
     /// Records the platform's container for a post this replica holds
     /// (Instagram), before the request that publishes it.

@@ -93,6 +93,9 @@ pub struct CallRecord {
     /// The rate-limit window the answer reported: calls left, and when
     /// the window resets.
     pub window: (Option<i64>, Option<Timestamp>),
+    /// A limit on Marketer's app as a whole that the answer reported:
+    /// until when, and what it is.
+    pub app_limit: Option<(Timestamp, String)>,
 }
 
 /// How a publish request ended.
@@ -335,6 +338,48 @@ pub fn rate_window(headers: &HeaderMap, now: Timestamp) -> (Option<i64>, Option<
     (remaining, reset)
 }
 
+/// A limit on Marketer's app as a whole, from an answer: X's 24-hour app
+/// limit (`x-app-limit-24hour-*`) or usage cap (a `usage-capped` problem),
+/// Meta's `X-App-Usage` at 100 % or its application limit (code 4).
+pub fn app_limit(headers: &HeaderMap, body: &str, now: Timestamp) -> Option<(Timestamp, String)> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let after = |d: time::Duration| Timestamp::from_datetime(now.as_datetime() + d);
+    if get("x-app-limit-24hour-remaining").and_then(|v| v.parse::<i64>().ok()).is_some_and(|n| n <= 0) {
+        let reset = get("x-app-limit-24hour-reset")
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(|e| time::OffsetDateTime::from_unix_timestamp(e).ok())
+            .map(Timestamp::from_datetime)
+            .filter(|r| *r > now)
+            .unwrap_or_else(|| after(time::Duration::hours(24)));
+        return Some((
+            reset.min(after(time::Duration::hours(24))),
+            "the 24-hour limit for Marketer's app is spent".into(),
+        ));
+    }
+    if body.contains("/problems/usage-capped") {
+        return Some((after(time::Duration::hours(1)), "Marketer's app reached its usage cap".into()));
+    }
+    let meta_app = headers
+        .get("x-app-usage")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+        .is_some_and(|u| {
+            ["call_count", "total_time", "total_cputime"]
+                .iter()
+                .any(|f| u[*f].as_i64().is_some_and(|n| n >= 100))
+        });
+    let meta_code_4 = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .is_some_and(|v| v["error"]["code"].as_i64() == Some(4));
+    if meta_app || meta_code_4 {
+        return Some((
+            after(time::Duration::hours(1)),
+            "Marketer's app reached Meta's hourly call limit".into(),
+        ));
+    }
+    None
+}
+
 /// A 429's end: the reported reset, or a minute when none was given.
 pub(crate) fn limited_until(headers: &HeaderMap, now: Timestamp) -> Timestamp {
     let (_, reset) = rate_window(headers, now);
@@ -424,6 +469,7 @@ impl Answer {
             http_status: Some(self.status.as_u16()),
             detail: redacted(&self.body),
             window: rate_window(&self.headers, Timestamp::now()),
+            app_limit: app_limit(&self.headers, &self.body, Timestamp::now()),
         }
     }
 
@@ -474,6 +520,32 @@ mod tests {
             limited_until(&HeaderMap::new(), now),
             Timestamp::parse_rfc3339("2027-01-01T00:01:00Z").unwrap()
         );
+    }
+
+    #[test]
+    fn app_wide_limits_are_read_from_x_and_meta() {
+        let now = Timestamp::parse_rfc3339("2027-01-01T00:00:00Z").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-app-limit-24hour-remaining", "0".parse().unwrap());
+        h.insert("x-app-limit-24hour-reset", "1798765200".parse().unwrap());
+        assert_eq!(
+            app_limit(&h, "", now).unwrap().0,
+            Timestamp::parse_rfc3339("2027-01-01T01:00:00Z").unwrap()
+        );
+        h.insert("x-app-limit-24hour-remaining", "12".parse().unwrap());
+        assert!(app_limit(&h, "", now).is_none(), "calls left");
+        let capped =
+            r#"{"title":"UsageCapExceeded","type":"https://api.twitter.com/2/problems/usage-capped"}"#;
+        assert!(app_limit(&HeaderMap::new(), capped, now).is_some());
+        let mut h = HeaderMap::new();
+        h.insert("x-app-usage", r#"{"call_count":100,"total_time":20,"total_cputime":5}"#.parse().unwrap());
+        assert_eq!(
+            app_limit(&h, "", now).unwrap().0,
+            Timestamp::parse_rfc3339("2027-01-01T01:00:00Z").unwrap()
+        );
+        let code_4 = r#"{"error":{"message":"(#4) Application request limit reached","code":4}}"#;
+        assert!(app_limit(&HeaderMap::new(), code_4, now).is_some());
+        assert!(app_limit(&HeaderMap::new(), r#"{"error":{"code":190}}"#, now).is_none());
     }
 
     #[test]

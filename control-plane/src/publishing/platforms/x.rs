@@ -54,10 +54,14 @@ pub async fn publish(p: &Platforms, token: &SecretString, post: &SocialPost) -> 
             Some(id) => Sent::Created { id: id.to_owned(), url: Some(post_url(&post.handle, id)) },
             None => Sent::Unknown { reason: "X answered without a post id".into() },
         },
-        StatusCode::TOO_MANY_REQUESTS => {
-            let until = limited_until(&answer.headers, now);
-            Sent::RateLimited { until, note: format!("X rate limit reached ({})", answer.message()) }
-        }
+        // The app's limit, when that is what was hit, ends at its own reset.
+        StatusCode::TOO_MANY_REQUESTS => match &record.app_limit {
+            Some((until, what)) => Sent::RateLimited { until: *until, note: format!("X: {what}") },
+            None => {
+                let until = limited_until(&answer.headers, now);
+                Sent::RateLimited { until, note: format!("X rate limit reached ({})", answer.message()) }
+            }
+        },
         _ if token_problem(&answer) => Sent::TokenExpired,
         StatusCode::FORBIDDEN if answer.message().to_ascii_lowercase().contains("duplicate") => Sent::Refused {
             error: format!("X refused the post as a duplicate: {}", answer.message()),

@@ -4,9 +4,9 @@
 use super::*;
 use crate::cloud::crypto::Sealed;
 use crate::store::{
-    AccountPatch, AccountStatus, MastodonApp, NewAccount, NewPost, OAuthState, PostAttempt, PostFilter,
-    PostPatch, PostStatus, PublishResult, PublishingStore, SealedTokens, SocialAccount, SocialPost,
-    TokenRefresh,
+    AccountPatch, AccountStatus, MastodonApp, Network, NewAccount, NewPost, OAuthState, PlatformLimit,
+    PostAttempt, PostFilter, PostPatch, PostStatus, PublishResult, PublishingStore, SealedTokens,
+    SocialAccount, SocialPost, TokenRefresh,
 };
 
 #[derive(FromRow)]
@@ -889,6 +889,7 @@ where
              WHERE p.status = 'scheduled' AND p.scheduled_at <= $1 AND (p.not_before IS NULL OR p.not_before <= $1) \
              AND a.disconnected_at IS NULL AND a.status = 'connected' \
              AND (a.rate_limited_until IS NULL OR a.rate_limited_until <= $1) \
+             AND NOT EXISTS (SELECT 1 FROM platform_limits l WHERE l.platform = a.platform AND l.limited_until > $1) \
              ORDER BY p.scheduled_at, p.id LIMIT $2",
         )
         .bind(now)
@@ -905,6 +906,7 @@ where
              AND (p.lease_until IS NULL OR p.lease_until < $1) \
              AND a.disconnected_at IS NULL AND a.status = 'connected' \
              AND (a.rate_limited_until IS NULL OR a.rate_limited_until <= $1) \
+             AND NOT EXISTS (SELECT 1 FROM platform_limits l WHERE l.platform = a.platform AND l.limited_until > $1) \
              ORDER BY p.not_before, p.id LIMIT $2",
         )
         .bind(now)
@@ -986,6 +988,45 @@ where
         .execute(&self.write)
         .await?;
         Ok(DB::rows_affected(&result) == 1)
+    }
+
+    async fn platform_limited(
+        &self,
+        network: Network,
+        until: Timestamp,
+        note: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO platform_limits (platform, limited_until, note, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (platform) DO UPDATE SET limited_until = excluded.limited_until, note = excluded.note, \
+             updated_at = excluded.updated_at WHERE platform_limits.limited_until < excluded.limited_until",
+        )
+        .bind(<&'static str>::from(network))
+        .bind(until)
+        .bind(note)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn platform_limits(&self, now: Timestamp) -> Result<Vec<PlatformLimit>> {
+        let rows: Vec<(String, Timestamp, String)> = sqlx::query_as(
+            "SELECT platform, limited_until, note FROM platform_limits WHERE limited_until > $1 ORDER BY platform",
+        )
+        .bind(now)
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(platform, until, note)| {
+                Ok(PlatformLimit {
+                    network: platform.parse().map_err(corrupt("platform_limits.platform"))?,
+                    until,
+                    note,
+                })
+            })
+            .collect()
     }
 
     async fn set_post_container(&self, id: Uuid, owner: &str, container: Option<&str>) -> Result<bool> {

@@ -4,3 +4,12 @@
 -- container instead of making a second post.
 ALTER TABLE social_posts ADD COLUMN image_url TEXT;
 ALTER TABLE social_posts ADD COLUMN platform_container_id TEXT;
+
+-- A platform's limit on Marketer's app as a whole (X's 24-hour app limit
+-- and usage cap, Meta's app usage at 100 %): every account on it waits.
+CREATE TABLE platform_limits (
+    platform      TEXT PRIMARY KEY,
+    limited_until TEXT NOT NULL,
+    note          TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+);
