@@ -666,6 +666,23 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
     );
     browser.check_page("publishing-accounts-three-networks").await;
 
+    // The X account is limited to this project (ticked on its card).
+    let (_, accounts) = fleet.call(Method::GET, "/accounts", None).await;
+    let x_id = accounts.as_array().unwrap().iter().find(|a| a["network"] == "x").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    browser.click(&format!("#account-{x_id} input[name='project[]'][value='{project}']")).await;
+    browser.click(&format!("#account-{x_id} form.row button[type=submit]")).await;
+    eventually(Duration::from_secs(10), "the account to be limited to the project", || async {
+        let (_, account) = fleet.call(Method::GET, &format!("/accounts/{x_id}"), None).await;
+        (account["project_ids"] == json!([project])).then_some(())
+    })
+    .await;
+    browser.find(&format!("#account-{x_id} input[name='project[]'][value='{project}']:checked")).await;
+    browser.eval(&format!("document.getElementById('account-{x_id}').scrollIntoView()")).await;
+    browser.screenshot("publishing-account-card").await;
+
     // Not approved yet: no Schedule button. Approved: one per variant.
     let page = tenant_url(&fleet, &format!("/projects/{project}/activities/{activity}"));
     browser.goto(&page).await;

@@ -754,6 +754,8 @@ struct AccountRow {
     slots: String,
     action: String,
     reconnect_href: String,
+    /// The organisation's projects, checked where the account is limited to them.
+    projects: Vec<Choice>,
 }
 
 #[derive(Template)]
@@ -816,6 +818,7 @@ async fn accounts_page(
 ) -> Result<Response, UiError> {
     page.access.require(Permission::AccountsRead)?;
     let accounts = state.app.social_accounts(&page.access).await?;
+    let projects = super::page::every(|p| state.app.projects(&page.access, p)).await?;
     let base = page.path("/settings/accounts");
     let view = AccountsPage {
         accounts: accounts
@@ -841,6 +844,14 @@ async fn accounts_page(
                     ),
                     (n, _) => format!("{base}/connect?network={n}"),
                 },
+                projects: projects
+                    .iter()
+                    .map(|p| Choice {
+                        value: p.id.to_string(),
+                        label: p.name.to_string(),
+                        selected: a.project_ids.as_ref().is_some_and(|ids| ids.contains(&p.id)),
+                    })
+                    .collect(),
                 view: a,
             })
             .collect(),
@@ -940,6 +951,9 @@ pub async fn connect_bluesky(
 pub struct AccountForm {
     posting_time_zone: Option<String>,
     posting_slots: Option<String>,
+    /// The projects the account is limited to; none: every project.
+    #[serde(default, rename = "project")]
+    projects: Vec<String>,
 }
 
 pub async fn update_account(
@@ -956,8 +970,15 @@ pub async fn update_account(
             return accounts_page(&state, page, errors, false).await;
         }
     };
+    let mut project_ids = Vec::new();
+    for id in &form.projects {
+        match Uuid::parse_str(id) {
+            Ok(id) => project_ids.push(id),
+            Err(_) => return Err(UiError::bad_request("a project in the form is not a project id")),
+        }
+    }
     let req = UpdateAccount {
-        project_ids: None,
+        project_ids: Some((!project_ids.is_empty()).then_some(project_ids)),
         posting_time_zone: form.posting_time_zone,
         posting_slots: Some(slots),
     };
