@@ -10,9 +10,7 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use super::{
-    Answer, CallRecord, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, limited_until, transport,
-};
+use super::{Answer, CallRecord, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, limited_until};
 use crate::domain::Timestamp;
 use crate::store::{SocialAccount, SocialPost};
 
@@ -109,21 +107,14 @@ pub async fn publish(
         "rkey": rkey,
         "record": { "$type": COLLECTION, "text": post.text, "createdAt": created_at },
     });
-    let sent = p
+    let request = p
         .http()
         .post(format!("{}/xrpc/com.atproto.repo.createRecord", base(account)))
         .bearer_auth(token.expose_secret())
-        .json(&body)
-        .send()
-        .await;
-    match sent {
-        Ok(r) => match Answer::read(r).await {
-            Ok(a) => (classify(&a, post, &rkey), a.record()),
-            Err(e) => {
-                (Sent::Unknown { reason: format!("the answer was cut off: {e}") }, CallRecord::default())
-            }
-        },
-        Err(e) => (transport(&e), CallRecord { detail: e.to_string(), ..CallRecord::default() }),
+        .json(&body);
+    match Answer::send_once(request).await {
+        Ok(a) => (classify(&a, post, &rkey), a.record()),
+        Err(failed) => failed,
     }
 }
 

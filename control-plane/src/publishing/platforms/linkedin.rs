@@ -21,7 +21,10 @@
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Answer, CallRecord, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, transport};
+use super::{
+    Answer, CallRecord, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, oauth_refreshed,
+    oauth_tokens,
+};
 use crate::domain::Timestamp;
 use crate::store::{Network, SocialAccount, SocialPost};
 
@@ -97,16 +100,10 @@ pub async fn publish(
         "lifecycleState": "PUBLISHED",
         "isReshareDisabledByAuthor": false,
     });
-    let sent = rest(p.http().post(api(p, "/rest/posts")), token).json(&body).send().await;
-    let answer = match sent {
-        Ok(r) => Answer::read(r).await,
-        Err(e) => return (transport(&e), CallRecord { detail: e.to_string(), ..CallRecord::default() }),
-    };
-    let answer = match answer {
+    let answer = match Answer::send_once(rest(p.http().post(api(p, "/rest/posts")), token).json(&body)).await
+    {
         Ok(a) => a,
-        Err(e) => {
-            return (Sent::Unknown { reason: format!("the answer was cut off: {e}") }, CallRecord::default());
-        }
+        Err(failed) => return failed,
     };
     let record = answer.record();
     let sent = match answer.status {
@@ -242,19 +239,6 @@ fn client(p: &Platforms) -> (String, String) {
     )
 }
 
-fn tokens_from(body: &serde_json::Value) -> Option<Granted> {
-    let access = body["access_token"].as_str().filter(|t| !t.is_empty())?;
-    Some(Granted {
-        access: SecretString::from(access.to_owned()),
-        // An empty refresh token is no refresh token: never stored over a good one.
-        refresh: body["refresh_token"]
-            .as_str()
-            .filter(|t| !t.is_empty())
-            .map(|t| SecretString::from(t.to_owned())),
-        expires_in: body["expires_in"].as_i64(),
-    })
-}
-
 pub async fn refresh(p: &Platforms, refresh: &SecretString) -> Refreshed {
     let (id, secret) = client(p);
     let request = p.http().post(oauth(p, "/oauth/v2/accessToken")).form(&[
@@ -263,24 +247,7 @@ pub async fn refresh(p: &Platforms, refresh: &SecretString) -> Refreshed {
         ("client_id", &id),
         ("client_secret", &secret),
     ]);
-    let answer = match Answer::fetch(request, "LinkedIn").await {
-        Ok(a) => a,
-        Err(reason) => return Refreshed::Retry { reason },
-    };
-    if answer.status.is_success() {
-        return match tokens_from(&answer.json()) {
-            Some(t) => Refreshed::Tokens { access: t.access, refresh: t.refresh, expires_in: t.expires_in },
-            None => {
-                Refreshed::Retry { reason: "LinkedIn answered the refresh without an access token".into() }
-            }
-        };
-    }
-    if answer.status.is_server_error() || answer.status == StatusCode::TOO_MANY_REQUESTS {
-        return Refreshed::Retry {
-            reason: format!("LinkedIn answered {}: {}", answer.status.as_u16(), answer.message()),
-        };
-    }
-    Refreshed::Refused { reason: format!("LinkedIn refused to renew access: {}", answer.message()) }
+    oauth_refreshed(Answer::fetch(request, "LinkedIn").await, "LinkedIn")
 }
 
 pub async fn check(p: &Platforms, token: &SecretString) -> Health {
@@ -366,7 +333,7 @@ pub async fn exchange(p: &Platforms, code: &str, verifier: &str) -> Result<Vec<(
     if !answer.status.is_success() {
         return Err(format!("LinkedIn refused the authorisation: {}", answer.message()));
     }
-    let granted = tokens_from(&answer.json()).ok_or("LinkedIn answered without an access token")?;
+    let granted = oauth_tokens(&answer.json()).ok_or("LinkedIn answered without an access token")?;
     let profile =
         me(p, &granted.access).await.map_err(|h| format!("LinkedIn did not show the member: {h:?}"))?;
     let pages =

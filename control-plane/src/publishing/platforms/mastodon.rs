@@ -9,7 +9,7 @@
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Answer, CallRecord, Found, Granted, Health, Platforms, Profile, Sent, limited_until, transport};
+use super::{Answer, CallRecord, Found, Granted, Health, Platforms, Profile, Sent, limited_until};
 use crate::domain::Timestamp;
 use crate::store::{SocialAccount, SocialPost};
 
@@ -82,25 +82,15 @@ async fn send_status(
     token: &SecretString,
     post: &SocialPost,
 ) -> (Sent, CallRecord) {
-    let sent = p
+    let request = p
         .http()
         .post(format!("{}/api/v1/statuses", base(account)))
         .bearer_auth(token.expose_secret())
         .header("Idempotency-Key", idempotency_key(post))
-        .form(&[("status", post.text.as_str()), ("visibility", "public")])
-        .send()
-        .await;
-    match sent {
-        Ok(r) => match Answer::read(r).await {
-            Ok(a) => {
-                let record = a.record();
-                (classify(&a, Timestamp::now()), record)
-            }
-            Err(e) => {
-                (Sent::Unknown { reason: format!("the answer was cut off: {e}") }, CallRecord::default())
-            }
-        },
-        Err(e) => (transport(&e), CallRecord { detail: e.to_string(), ..CallRecord::default() }),
+        .form(&[("status", post.text.as_str()), ("visibility", "public")]);
+    match Answer::send_once(request).await {
+        Ok(a) => (classify(&a, Timestamp::now()), a.record()),
+        Err(failed) => failed,
     }
 }
 

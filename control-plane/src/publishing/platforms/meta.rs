@@ -28,7 +28,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Answer, CallRecord, Found, Granted, Health, Platforms, Profile, Sent, transport};
+use super::{Answer, CallRecord, Found, Granted, Health, Platforms, Profile, Sent};
 use crate::domain::Timestamp;
 use crate::store::{Network, SocialAccount, SocialPost};
 
@@ -174,14 +174,9 @@ pub async fn publish(
             .post(graph(p, &format!("/{}/feed", account.external_id)))
             .form(&[("message", post.text.as_str()), ("access_token", token.expose_secret())]),
     };
-    let sent = request.send().await;
-    let answer = match sent {
-        Ok(r) => Answer::read(r).await,
-        Err(e) => return (transport(&e), CallRecord { detail: e.to_string(), ..CallRecord::default() }),
-    };
-    match answer {
+    match Answer::send_once(request).await {
         Ok(a) => (classify(&a, Timestamp::now()), a.record()),
-        Err(e) => (Sent::Unknown { reason: format!("the answer was cut off: {e}") }, CallRecord::default()),
+        Err(failed) => failed,
     }
 }
 
@@ -627,19 +622,13 @@ pub async fn ig_publish(
             }
         }
     };
-    let sent = p
+    let request = p
         .http()
         .post(graph(p, &format!("/{}/media_publish", account.external_id)))
-        .form(&[("creation_id", container.as_str()), ("access_token", token.expose_secret())])
-        .send()
-        .await;
-    let answer = match sent {
-        Ok(r) => Answer::read(r).await,
-        Err(e) => return (transport(&e), CallRecord { detail: e.to_string(), ..last }),
-    };
-    let answer = match answer {
+        .form(&[("creation_id", container.as_str()), ("access_token", token.expose_secret())]);
+    let answer = match Answer::send_once(request).await {
         Ok(a) => a,
-        Err(e) => return (Sent::Unknown { reason: format!("the answer was cut off: {e}") }, last),
+        Err((sent, record)) => return (sent, CallRecord { request_id: last.request_id, ..record }),
     };
     let record = answer.record();
     if !answer.status.is_success() {

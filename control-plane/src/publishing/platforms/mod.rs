@@ -428,6 +428,44 @@ fn scrub(value: &mut serde_json::Value) {
     }
 }
 
+/// An OAuth 2.0 token answer's tokens. An empty refresh token is no
+/// refresh token: never stored over a good one.
+pub(crate) fn oauth_tokens(body: &serde_json::Value) -> Option<Granted> {
+    let access = body["access_token"].as_str().filter(|t| !t.is_empty())?;
+    Some(Granted {
+        access: SecretString::from(access.to_owned()),
+        refresh: body["refresh_token"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .map(|t| SecretString::from(t.to_owned())),
+        expires_in: body["expires_in"].as_i64(),
+    })
+}
+
+/// A refresh at an OAuth 2.0 token endpoint, as the engine needs it: new
+/// tokens; a passing failure (unreachable, 5xx, 429) to try again later;
+/// anything else (400/401: the grant or the app) refused.
+pub(crate) fn oauth_refreshed(answer: Result<Answer, String>, whom: &str) -> Refreshed {
+    let answer = match answer {
+        Ok(a) => a,
+        Err(reason) => return Refreshed::Retry { reason },
+    };
+    if answer.status.is_success() {
+        return match oauth_tokens(&answer.json()) {
+            Some(t) => Refreshed::Tokens { access: t.access, refresh: t.refresh, expires_in: t.expires_in },
+            None => {
+                Refreshed::Retry { reason: format!("{whom} answered the refresh without an access token") }
+            }
+        };
+    }
+    if answer.status.is_server_error() || answer.status == StatusCode::TOO_MANY_REQUESTS {
+        return Refreshed::Retry {
+            reason: format!("{whom} answered {}: {}", answer.status.as_u16(), answer.message()),
+        };
+    }
+    Refreshed::Refused { reason: format!("{whom} refused to renew access: {}", answer.message()) }
+}
+
 /// Sorts a transport error: a request that never reached the platform can
 /// be sent again; one that may have reached it cannot.
 pub(crate) fn transport(e: &reqwest::Error) -> Sent {
@@ -461,6 +499,18 @@ impl Answer {
     pub async fn fetch(request: reqwest::RequestBuilder, whom: &str) -> Result<Self, String> {
         let response = request.send().await.map_err(|e| format!("could not reach {whom}: {e}"))?;
         Self::read(response).await.map_err(|e| format!("the answer from {whom} was cut off: {e}"))
+    }
+
+    /// Sends a request that changes something on the platform (a publish)
+    /// exactly once: never retried; a failure says whether it may have
+    /// reached the platform.
+    pub async fn send_once(request: reqwest::RequestBuilder) -> Result<Self, (Sent, CallRecord)> {
+        match request.send().await {
+            Ok(response) => Self::read(response).await.map_err(|e| {
+                (Sent::Unknown { reason: format!("the answer was cut off: {e}") }, CallRecord::default())
+            }),
+            Err(e) => Err((transport(&e), CallRecord { detail: e.to_string(), ..CallRecord::default() })),
+        }
     }
 
     pub fn record(&self) -> CallRecord {

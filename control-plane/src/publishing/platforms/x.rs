@@ -6,7 +6,8 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    Answer, CallRecord, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, limited_until, transport,
+    Answer, CallRecord, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, limited_until,
+    oauth_refreshed, oauth_tokens,
 };
 use crate::domain::Timestamp;
 use crate::store::{SocialAccount, SocialPost};
@@ -27,25 +28,14 @@ fn token_problem(a: &Answer) -> bool {
 }
 
 pub async fn publish(p: &Platforms, token: &SecretString, post: &SocialPost) -> (Sent, CallRecord) {
-    let sent = p
+    let request = p
         .http()
         .post(api(p, "/2/tweets"))
         .bearer_auth(token.expose_secret())
-        .json(&serde_json::json!({ "text": post.text }))
-        .send()
-        .await;
-    let answer = match sent {
-        Ok(r) => Answer::read(r).await,
-        Err(e) => return (transport(&e), CallRecord { detail: e.to_string(), ..CallRecord::default() }),
-    };
-    let answer = match answer {
+        .json(&serde_json::json!({ "text": post.text }));
+    let answer = match Answer::send_once(request).await {
         Ok(a) => a,
-        Err(e) => {
-            return (
-                super::Sent::Unknown { reason: format!("the answer was cut off: {e}") },
-                CallRecord::default(),
-            );
-        }
+        Err(failed) => return failed,
     };
     let record = answer.record();
     let now = Timestamp::now();
@@ -183,19 +173,6 @@ fn token_request(p: &Platforms) -> reqwest::RequestBuilder {
     }
 }
 
-fn tokens_from(body: &serde_json::Value) -> Option<Granted> {
-    let access = body["access_token"].as_str().filter(|t| !t.is_empty())?;
-    Some(Granted {
-        access: SecretString::from(access.to_owned()),
-        // An empty refresh token is no refresh token: never stored over a good one.
-        refresh: body["refresh_token"]
-            .as_str()
-            .filter(|t| !t.is_empty())
-            .map(|t| SecretString::from(t.to_owned())),
-        expires_in: body["expires_in"].as_i64(),
-    })
-}
-
 pub async fn refresh(p: &Platforms, refresh: &SecretString) -> Refreshed {
     let client_id = p.settings.x_client_id.clone().unwrap_or_default();
     let request = token_request(p).form(&[
@@ -203,23 +180,7 @@ pub async fn refresh(p: &Platforms, refresh: &SecretString) -> Refreshed {
         ("refresh_token", refresh.expose_secret()),
         ("client_id", &client_id),
     ]);
-    let answer = match Answer::fetch(request, "X").await {
-        Ok(a) => a,
-        Err(reason) => return Refreshed::Retry { reason },
-    };
-    if answer.status.is_success() {
-        return match tokens_from(&answer.json()) {
-            Some(t) => Refreshed::Tokens { access: t.access, refresh: t.refresh, expires_in: t.expires_in },
-            None => Refreshed::Retry { reason: "X answered the refresh without an access token".into() },
-        };
-    }
-    if answer.status.is_server_error() || answer.status == StatusCode::TOO_MANY_REQUESTS {
-        return Refreshed::Retry {
-            reason: format!("X answered {}: {}", answer.status.as_u16(), answer.message()),
-        };
-    }
-    // 400/401 from the token endpoint: the grant or the app is refused.
-    Refreshed::Refused { reason: format!("X refused to renew access: {}", answer.message()) }
+    oauth_refreshed(Answer::fetch(request, "X").await, "X")
 }
 
 pub async fn check(p: &Platforms, token: &SecretString) -> Health {
@@ -294,7 +255,7 @@ pub async fn exchange(p: &Platforms, code: &str, verifier: &str) -> Result<(Gran
     if !answer.status.is_success() {
         return Err(format!("X refused the authorisation: {}", answer.message()));
     }
-    let granted = tokens_from(&answer.json()).ok_or("X answered without an access token")?;
+    let granted = oauth_tokens(&answer.json()).ok_or("X answered without an access token")?;
     let profile = me(p, &granted.access).await.map_err(|h| format!("X did not show the account: {h:?}"))?;
     Ok((granted, profile))
 }
