@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::auth::password;
 use crate::config::Settings;
-use crate::domain::{ComplianceMode, Email, Name, Password, Plan, Role, Slug, Tenant, new_id};
+use crate::domain::{ComplianceMode, Email, Name, Password, Plan, Role, Slug, Tenant, Timestamp, new_id};
 use crate::server;
 use crate::service::{
     Caller, CreateEnrollmentToken, Principal, RequestMeta, TenantAccess, actions, audit_event,
@@ -141,7 +141,11 @@ pub async fn run(
                 &secrets,
                 ca,
                 &settings.agents,
-                server::EngineSettings { jobs: settings.jobs, publishing: settings.publishing.clone() },
+                server::EngineSettings {
+                    jobs: settings.jobs,
+                    publishing: settings.publishing.clone(),
+                    mail: settings.mail.clone(),
+                },
                 settings.agents.listen.port(),
             )?;
             let access = TenantAccess {
@@ -173,15 +177,19 @@ pub async fn run(
             };
             let event = cli_event(None, actions::USER_CREATE).resource("user", user.id);
             match store.create_user(&user, &event).await {
-                Ok(created) => Ok(match generated {
-                    true => format!(
-                        "created user {} ({})\npassword: {}",
-                        created.email,
-                        created.id,
-                        password.expose()
-                    ),
-                    false => format!("created user {} ({})", created.email, created.id),
-                }),
+                Ok(created) => {
+                    // The operator vouches for the address.
+                    store.mark_email_verified(created.id, Timestamp::now()).await?;
+                    Ok(match generated {
+                        true => format!(
+                            "created user {} ({})\npassword: {}",
+                            created.email,
+                            created.id,
+                            password.expose()
+                        ),
+                        false => format!("created user {} ({})", created.email, created.id),
+                    })
+                }
                 Err(StoreError::Conflict { .. }) => {
                     bail!("an account with the e-mail address {email} already exists")
                 }

@@ -205,6 +205,38 @@ pub struct ServeArgs {
     /// take it over, in seconds [default: 120].
     #[arg(long, env = "MARKETER_PUBLISH_LEASE_SECONDS", value_name = "SECONDS")]
     pub publish_lease_seconds: Option<u64>,
+    /// The SMTP server e-mail goes through (no host: e-mail is off, and
+    /// notifications stay in the app).
+    #[arg(long, env = "MARKETER_SMTP_HOST", value_name = "HOST")]
+    pub smtp_host: Option<String>,
+    /// Its port [default: 587 with starttls, 465 with tls, 25 with none].
+    #[arg(long, env = "MARKETER_SMTP_PORT", value_name = "PORT")]
+    pub smtp_port: Option<u16>,
+    /// How the connection is protected: `starttls` (required, not
+    /// opportunistic), `tls` (implicit TLS), or `none` (a trusted local
+    /// relay only) [default: starttls].
+    #[arg(long, env = "MARKETER_SMTP_TLS", value_name = "MODE")]
+    pub smtp_tls: Option<crate::notify::SmtpTls>,
+    /// The SMTP user name, if the server wants one.
+    #[arg(long, env = "MARKETER_SMTP_USERNAME", value_name = "NAME")]
+    pub smtp_username: Option<String>,
+    /// The SMTP password (prefer the environment variable: flags show in
+    /// process lists).
+    #[arg(long, env = "MARKETER_SMTP_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
+    pub smtp_password: Option<String>,
+    /// The sender of every message [default: Marketer <marketer@localhost>].
+    #[arg(long, env = "MARKETER_SMTP_FROM", value_name = "ADDRESS")]
+    pub smtp_from: Option<String>,
+    /// A PEM file of CA certificates the SMTP server's certificate may chain
+    /// to, besides the system's.
+    #[arg(long, env = "MARKETER_SMTP_CA_FILE", value_name = "FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
+    /// Time limit of each SMTP step, in milliseconds [default: 30000].
+    #[arg(long, env = "MARKETER_SMTP_TIMEOUT_MS", value_name = "MS")]
+    pub smtp_timeout_ms: Option<u64>,
+    /// How often the outbox is looked at, in milliseconds [default: 1000].
+    #[arg(long, env = "MARKETER_MAIL_POLL_MS", value_name = "MS")]
+    pub mail_poll_ms: Option<u64>,
 }
 
 /// The optional TOML file. Unknown keys are errors, so a typo is not
@@ -258,6 +290,15 @@ struct FileConfig {
     social_timeout_ms: Option<u64>,
     publish_reconcile_delay_ms: Option<u64>,
     publish_lease_seconds: Option<u64>,
+    smtp_host: Option<String>,
+    smtp_port: Option<u16>,
+    smtp_tls: Option<crate::notify::SmtpTls>,
+    smtp_username: Option<String>,
+    smtp_password: Option<String>,
+    smtp_from: Option<String>,
+    smtp_ca_file: Option<PathBuf>,
+    smtp_timeout_ms: Option<u64>,
+    mail_poll_ms: Option<u64>,
 }
 
 /// Fully resolved settings.
@@ -282,6 +323,7 @@ pub struct Settings {
     pub agents: AgentGatewaySettings,
     pub jobs: crate::jobs::JobSettings,
     pub publishing: crate::publishing::PublishingConfig,
+    pub mail: crate::notify::MailSettings,
 }
 
 /// Settings of the agent gateway.
@@ -315,6 +357,8 @@ impl Settings {
             None => FileConfig::default(),
         };
         let file_pub = file_publishing(&file);
+        let mail =
+            mail_config(serve, &file, &file_pub, serve.listen.or(file.listen).unwrap_or(DEFAULT_LISTEN))?;
         let data_dir = match global.data_dir.clone().or(file.data_dir) {
             Some(dir) => dir,
             None => default_data_dir()?,
@@ -421,8 +465,88 @@ impl Settings {
             agents,
             jobs,
             publishing,
+            mail,
         })
     }
+}
+
+/// E-mail: the SMTP server (flags over the file), the sender, and the
+/// address links in messages start with.
+fn mail_config(
+    serve: &ServeArgs,
+    file: &FileConfig,
+    file_pub: &ServeArgs,
+    listen: SocketAddr,
+) -> anyhow::Result<crate::notify::MailSettings> {
+    use crate::notify::{MailSettings, SmtpSettings, SmtpTls};
+    let mut mail = MailSettings {
+        public_url: serve
+            .public_url
+            .clone()
+            .or(file_pub.public_url.clone())
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_owned(),
+        ..MailSettings::default()
+    };
+    if let Some(ms) = serve.mail_poll_ms.or(file.mail_poll_ms) {
+        if !(50..=60_000).contains(&ms) {
+            bail!("mail_poll_ms must be between 50 and 60000, not {ms}");
+        }
+        mail.poll = std::time::Duration::from_millis(ms);
+    }
+    let Some(host) = serve.smtp_host.clone().or(file.smtp_host.clone()) else {
+        return Ok(mail);
+    };
+    if host.is_empty() || host.contains(['/', ' ', ':']) && host.parse::<std::net::Ipv6Addr>().is_err() {
+        bail!("smtp_host must be a host name or an IP address (no scheme, no port), got {host:?}");
+    }
+    let tls = serve.smtp_tls.or(file.smtp_tls).unwrap_or(SmtpTls::Starttls);
+    let port = serve.smtp_port.or(file.smtp_port).unwrap_or(match tls {
+        SmtpTls::Starttls => 587,
+        SmtpTls::Tls => 465,
+        SmtpTls::None => 25,
+    });
+    if port == 0 {
+        bail!("smtp_port must be between 1 and 65535");
+    }
+    let from_text = serve
+        .smtp_from
+        .clone()
+        .or(file.smtp_from.clone())
+        .unwrap_or_else(|| "Marketer <marketer@localhost>".to_owned());
+    let from: lettre::message::Mailbox = from_text.parse().map_err(|e| {
+        anyhow::anyhow!("smtp_from must be an address like \"Marketer <marketer@example.com>\" ({e})")
+    })?;
+    let username = serve.smtp_username.clone().or(file.smtp_username.clone());
+    let password = serve.smtp_password.clone().or(file.smtp_password.clone());
+    if username.is_some() != password.is_some() {
+        bail!("smtp_username and smtp_password must be given together");
+    }
+    if username.is_some() && tls == SmtpTls::None {
+        bail!("smtp_username needs smtp_tls = starttls or tls: a password is never sent in the clear");
+    }
+    let ca_file = serve.smtp_ca_file.clone().or(file.smtp_ca_file.clone());
+    let ca_pem = match &ca_file {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading smtp_ca_file {}", path.display()))?)
+        }
+        None => None,
+    };
+    let timeout_ms = serve.smtp_timeout_ms.or(file.smtp_timeout_ms).unwrap_or(30_000);
+    if !(100..=300_000).contains(&timeout_ms) {
+        bail!("smtp_timeout_ms must be between 100 and 300000, not {timeout_ms}");
+    }
+    mail.smtp = Some(SmtpSettings {
+        host,
+        port,
+        tls,
+        credentials: username.zip(password.map(secrecy::SecretString::from)),
+        from,
+        ca_pem,
+        timeout: std::time::Duration::from_millis(timeout_ms),
+    });
+    Ok(mail)
 }
 
 /// The file's publishing keys, as the flags' type.

@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod jobs;
 pub mod listener;
 pub mod metrics;
+pub mod notify;
 pub mod publishing;
 pub mod secrets;
 pub mod server;

@@ -166,7 +166,11 @@ pub async fn build(settings: &Settings, gateway_port: u16) -> anyhow::Result<Run
         &secrets,
         ca,
         &settings.agents,
-        EngineSettings { jobs: settings.jobs, publishing: settings.publishing.clone() },
+        EngineSettings {
+            jobs: settings.jobs,
+            publishing: settings.publishing.clone(),
+            mail: settings.mail.clone(),
+        },
         gateway_port,
     )?;
     if let Some(limit) = settings.max_connections_per_address {
@@ -272,6 +276,7 @@ pub async fn serve(
     ));
     let cloud = tokio::spawn(app.cloud.clone().run(shutdown.clone()));
     let publisher = tokio::spawn(app.publisher.clone().run(shutdown.clone()));
+    let notifier = tokio::spawn(app.notifier.clone().run(shutdown.clone()));
     let gateway_task =
         tokio::spawn(gateway::serve(app.clone(), ca, tls, gateway_config, gateway, shutdown.clone()));
     let closing = app.closing.clone();
@@ -308,6 +313,7 @@ pub async fn serve(
     let _ = cluster.await;
     let _ = cloud.await;
     let _ = publisher.await;
+    let _ = notifier.await;
     app.store.close().await;
     tracing::info!("stopped");
     result

@@ -171,6 +171,34 @@
     });
   }
 
+  // The bell: its number follows the server (every 5 s while the page is
+  // shown, and at once when it is shown again). A rise is announced once.
+  const bell = document.querySelector("[data-unread]");
+  if (bell) {
+    const count = document.getElementById("bell-count");
+    const words = document.getElementById("bell-words");
+    const status = document.getElementById("bell-status");
+    let shown = parseInt(count.textContent, 10) || 0;
+    const check = async () => {
+      if (document.hidden) return;
+      try {
+        const response = await fetch(bell.getAttribute("data-unread"), { credentials: "same-origin" });
+        if (!response.ok) return;
+        const unread = (await response.json()).unread;
+        if (typeof unread !== "number" || unread === shown) return;
+        count.textContent = String(unread);
+        count.hidden = unread === 0;
+        words.textContent = unread === 0 ? ", none unread" : ", " + unread + " unread";
+        if (unread > shown && status) status.textContent = "New notification: " + unread + " unread";
+        shown = unread;
+      } catch (_) {
+        // Offline for a moment: the next tick tries again.
+      }
+    };
+    setInterval(check, 5000);
+    document.addEventListener("visibilitychange", check);
+  }
+
   // Sections that follow the server (the documents list as agents index):
   // the page itself is fetched again every few seconds while it is shown,
   // and the section replaced by its fresh copy.

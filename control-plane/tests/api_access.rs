@@ -309,7 +309,9 @@ async fn nothing_of_another_tenant_is_visible() {
             // Connecting a social account needs a platform; the publishing
             // tests check foreign accounts and posts with real ones.
             .replace("{account_id}", &uuid::Uuid::now_v7().to_string())
-            .replace("{post_id}", &uuid::Uuid::now_v7().to_string());
+            .replace("{post_id}", &uuid::Uuid::now_v7().to_string())
+            // The notification tests resend a foreign tenant's real message.
+            .replace("{message_id}", &uuid::Uuid::now_v7().to_string());
         assert!(!path.contains('{'), "unhandled parameter in {template}");
         for method in item.as_object().unwrap().keys() {
             let method: Method = method.to_uppercase().parse().unwrap();

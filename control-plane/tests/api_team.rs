@@ -103,8 +103,11 @@ async fn expired_and_revoked_invitations_are_gone() {
         resource_id: None,
         outcome: Outcome::Success,
         details: json!({}),
+        notices: Vec::new(),
+        mails: Vec::new(),
     };
     let invitation = NewInvitation {
+        mail_token_hash: None,
         id: new_id(),
         tenant_id,
         email: Email::parse("late@example.com").unwrap(),

@@ -475,6 +475,7 @@ async fn invitations_accept_once(db: &TestDb) {
     let (owner, tenant_id) = owner_and_tenant(store, "invite").await;
     let now = Timestamp::now();
     let invitation = |email: &str, hash: u8, expires_at: Timestamp| NewInvitation {
+        mail_token_hash: None,
         id: new_id(),
         tenant_id,
         email: Email::parse(email).unwrap(),

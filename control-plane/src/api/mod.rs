@@ -138,8 +138,8 @@ impl utoipa::Modify for BearerAuth {
 
 fn api_routes() -> OpenApiRouter<ApiState> {
     use routes::{
-        activities, agents, api_keys, audit_events, auth, documents, health, jobs, members, projects,
-        publishing, tenants,
+        activities, agents, api_keys, audit_events, auth, documents, health, jobs, members, notifications,
+        projects, publishing, tenants,
     };
     // The upload reads its body itself, counting against the upload limit.
     let (schemas, paths, upload) = routes!(documents::list, documents::upload);
@@ -202,6 +202,18 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(publishing::list_posts, publishing::create_post))
         .routes(routes!(publishing::get_post, publishing::update_post, publishing::delete_post))
         .routes(routes!(publishing::get_time_zone, publishing::set_time_zone))
+        .routes(routes!(notifications::list))
+        .routes(routes!(notifications::unread))
+        .routes(routes!(notifications::mark_read))
+        .routes(routes!(notifications::settings, notifications::update_settings))
+        .routes(routes!(notifications::send_verification))
+        .routes(routes!(notifications::request_reset))
+        .routes(routes!(notifications::reset))
+        .routes(routes!(notifications::verify_email))
+        .routes(routes!(notifications::unsubscribe))
+        .routes(routes!(notifications::join))
+        .routes(routes!(notifications::mail))
+        .routes(routes!(notifications::resend))
 }
 
 /// The OpenAPI document of the API, as served at `/api/v1/openapi.json`.

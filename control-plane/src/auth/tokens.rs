@@ -28,6 +28,9 @@ pub enum TokenKind {
     /// A web UI session, held in an HttpOnly cookie; not rotated per use
     /// (a page and its event stream use it at once).
     Browser,
+    /// A single-use link sent by e-mail (password reset, address
+    /// verification, digest unsubscription).
+    Link,
 }
 
 impl TokenKind {
@@ -38,6 +41,7 @@ impl TokenKind {
             TokenKind::Invitation => "mkt_inv_",
             TokenKind::Enrollment => "mkt_et_",
             TokenKind::Browser => "mkt_bs_",
+            TokenKind::Link => "mkt_ln_",
         }
     }
 }

@@ -134,6 +134,10 @@ pub struct User {
     pub email: Email,
     pub display_name: Name,
     pub disabled: bool,
+    /// When the person proved the address is theirs (a verification link,
+    /// an e-mailed invitation, or the operator's word); `None`: not yet,
+    /// and no notification e-mail goes to it.
+    pub email_verified_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

@@ -46,8 +46,8 @@ use crate::cloud::DataKey;
 use crate::domain::Timestamp;
 use crate::service::actions;
 use crate::store::{
-    AccountStatus, Actor, NewAuditEvent, Outcome, PostAttempt, PostStatus, PublishResult, SealedTokens,
-    SocialAccount, SocialPost, Store, TokenRefresh,
+    AccountStatus, Actor, Audience, NewAuditEvent, NewNotice, NoticeKind, Outcome, PostAttempt, PostStatus,
+    PublishResult, SealedTokens, SocialAccount, SocialPost, Store, TokenRefresh,
 };
 
 /// The engine's timings.
@@ -114,6 +114,62 @@ fn system_event(tenant_id: Uuid, action: &'static str, outcome: Outcome) -> NewA
         action,
         outcome,
     )
+}
+
+/// What the person who scheduled a post hears when it ends.
+fn post_notice(post: &SocialPost, result: &PublishResult) -> Option<NewNotice> {
+    let Some(author) = post.created_by else { return None };
+    let snippet: String = post.text.chars().take(60).collect();
+    let ellipsis = if post.text.chars().count() > 60 { "…" } else { "" };
+    let (kind, title, body) = match result {
+        PublishResult::Published { url, .. } => (
+            NoticeKind::PostPublished,
+            format!("Published on {}: “{snippet}{ellipsis}”", post.network.label()),
+            match url {
+                Some(url) => format!(
+                    "Your post went out on {} as {}. See it at {url}",
+                    post.network.label(),
+                    post.handle
+                ),
+                None => format!("Your post went out on {} as {}.", post.network.label(), post.handle),
+            },
+        ),
+        PublishResult::Failed { error, .. } => (
+            NoticeKind::PostFailed,
+            format!("Not published on {}: “{snippet}{ellipsis}”", post.network.label()),
+            format!(
+                "{} refused the post: {error}. Edit it or try again from its page.",
+                post.network.label()
+            ),
+        ),
+        PublishResult::Unconfirmed { .. } | PublishResult::Wait { .. } => return None,
+    };
+    Some(NewNotice {
+        tenant_id: Some(post.tenant_id),
+        kind,
+        audience: Audience::User(author),
+        title,
+        body,
+        link: Some(format!("/t/{}/posts/{}", post.tenant_id, post.id)),
+        dedupe_key: Some(format!("post:{}:{}:{}", post.id, post.generation, <&'static str>::from(kind))),
+    })
+}
+
+/// What an account's admins hear when the platform refuses its credentials.
+fn reconnect_notice(account: &SocialAccount, reason: &str) -> NewNotice {
+    NewNotice {
+        tenant_id: Some(account.tenant_id),
+        kind: NoticeKind::AccountNeedsReconnect,
+        audience: Audience::Admins,
+        title: format!("{} on {} needs connecting again", account.handle, account.network.label()),
+        body: format!(
+            "{} refused the account's credentials ({reason}). Its posts wait until someone connects it again \
+             under Settings → Accounts.",
+            account.network.label()
+        ),
+        link: Some(format!("/t/{}/settings/accounts", account.tenant_id)),
+        dedupe_key: Some(format!("account:{}:reconnect:{}", account.id, account.token_version)),
+    }
 }
 
 /// Why the engine could not get a usable token.
@@ -228,7 +284,10 @@ impl Publisher {
             PublishResult::Unconfirmed { reason, .. } => serde_json::json!({ "reason": reason }),
             PublishResult::Wait { reason, .. } => serde_json::json!({ "reason": reason }),
         };
-        let audit = system_event(post.tenant_id, action, outcome).resource("post", id).details(details);
+        let mut audit = system_event(post.tenant_id, action, outcome).resource("post", id).details(details);
+        if let Some(notice) = post_notice(&post, &result) {
+            audit = audit.notify(notice);
+        }
         match self.store.finish_post(id, &self.owner, &result, Timestamp::now(), &audit).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!(post = %id, "lost the lease of a post before recording its outcome"),
@@ -639,7 +698,8 @@ impl Publisher {
                     Outcome::Rejected,
                 )
                 .resource("social_account", account.id)
-                .details(serde_json::json!({ "reason": reason }));
+                .details(serde_json::json!({ "reason": reason }))
+                .notify(reconnect_notice(account, &reason));
                 let why = format!("waiting for {} to be connected again: {reason}", account.handle);
                 tracing::warn!(account = %account.id, network = %account.network, "the platform refused to renew an account's token");
                 (TokenRefresh::Refused { reason }, Err(NoToken::Wait(Timestamp::now(), why)), Some(audit))
@@ -658,7 +718,8 @@ impl Publisher {
         let audit =
             system_event(account.tenant_id, actions::SOCIAL_ACCOUNT_NEEDS_RECONNECT, Outcome::Rejected)
                 .resource("social_account", account.id)
-                .details(serde_json::json!({ "reason": reason }));
+                .details(serde_json::json!({ "reason": reason }))
+                .notify(reconnect_notice(account, reason));
         if let Err(e) = self.store.account_needs_reconnect(account.id, reason, &audit).await {
             tracing::error!(error = %e, account = %account.id, "could not mark an account for reconnecting");
         }

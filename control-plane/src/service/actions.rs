@@ -22,6 +22,16 @@ pub const MEMBER_REMOVE: &str = "member.remove";
 pub const INVITATION_CREATE: &str = "invitation.create";
 pub const INVITATION_REVOKE: &str = "invitation.revoke";
 pub const INVITATION_ACCEPT: &str = "invitation.accept";
+pub const INVITATION_JOIN: &str = "invitation.join";
+
+pub const NOTIFICATION_READ: &str = "notification.mark_read";
+pub const NOTIFICATION_PREFERENCES_UPDATE: &str = "notification.update_preferences";
+pub const DIGEST_UNSUBSCRIBE: &str = "notification.unsubscribe_digests";
+pub const PASSWORD_RESET_REQUEST: &str = "auth.request_password_reset";
+pub const PASSWORD_RESET_COMPLETE: &str = "auth.reset_password";
+pub const EMAIL_VERIFICATION_SEND: &str = "user.send_verification";
+pub const EMAIL_VERIFY: &str = "auth.verify_email";
+pub const MAIL_RESEND: &str = "mail.resend";
 
 pub const PROJECT_CREATE: &str = "project.create";
 pub const PROJECT_UPDATE: &str = "project.update";
@@ -91,6 +101,15 @@ pub const ALL: &[&str] = &[
     INVITATION_CREATE,
     INVITATION_REVOKE,
     INVITATION_ACCEPT,
+    INVITATION_JOIN,
+    NOTIFICATION_READ,
+    NOTIFICATION_PREFERENCES_UPDATE,
+    DIGEST_UNSUBSCRIBE,
+    PASSWORD_RESET_REQUEST,
+    PASSWORD_RESET_COMPLETE,
+    EMAIL_VERIFICATION_SEND,
+    EMAIL_VERIFY,
+    MAIL_RESEND,
     PROJECT_CREATE,
     PROJECT_UPDATE,
     PROJECT_DELETE,

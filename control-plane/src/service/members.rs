@@ -6,9 +6,12 @@ use uuid::Uuid;
 
 use super::{App, Caller, Principal, TenantAccess, actions, audit_event};
 use crate::auth::tokens::{OpaqueToken, TokenKind, hash_token, looks_like};
-use crate::domain::{Email, Permission, Role, Timestamp, User, new_id};
+use crate::domain::{Email, Name, Password, Permission, Role, Timestamp, User, new_id};
 use crate::error::{Error, FoundExt, NotFoundExt, Result};
-use crate::store::{AcceptOutcome, Invitation, Member, NewInvitation, Outcome, Page, PageRequest};
+use crate::store::{
+    AcceptOutcome, Audience, Invitation, MailPurpose, Member, NewInvitation, NewMail, NewNotice, NewUser,
+    NoticeKind, Outcome, Page, PageRequest,
+};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +44,15 @@ pub struct AcceptInvitation {
     pub token: String,
 }
 
+/// Joining through an invitation's e-mailed link with a new account.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinWithNewAccount {
+    pub token: String,
+    pub display_name: Name,
+    pub password: Password,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AcceptedInvitation {
     pub tenant_id: Uuid,
@@ -59,6 +71,8 @@ pub struct InvitationView {
     pub expires_at: Timestamp,
     /// Whether the invited address has an account (to sign in with).
     pub has_account: bool,
+    /// Whether this is the e-mailed link, which may create the account.
+    pub by_mail: bool,
 }
 
 impl App {
@@ -116,20 +130,62 @@ impl App {
             });
         }
         let token = OpaqueToken::generate(TokenKind::Invitation);
+        // The e-mailed link has a token of its own: only the invited
+        // mailbox sees it, so it may create the account.
+        let mail_token = OpaqueToken::generate(TokenKind::Invitation);
         let invitation = NewInvitation {
             id: new_id(),
             tenant_id: access.tenant_id,
-            email: req.email,
+            email: req.email.clone(),
             role: req.role,
             token_hash: token.hash,
+            mail_token_hash: Some(mail_token.hash),
             invited_by: access.caller.creator_id(),
             expires_at: Timestamp::now() + self.auth.invitation_ttl,
         };
-        let audit = access
+        let tenant = self.store.tenant(access.tenant_id).await.found("tenant")?;
+        let inviter = access.caller.actor().label().to_owned();
+        let title = format!("{inviter} invited you to {} on Marketer", tenant.name);
+        let body = format!(
+            "You are invited to the organisation {} as {}. The invitation is valid until {}.",
+            tenant.name,
+            req.role.as_str(),
+            invitation.expires_at.to_rfc3339_fixed()
+        );
+        let path = format!("/invitations/accept?token={}", mail_token.text);
+        let mut audit = access
             .audit(actions::INVITATION_CREATE)
             .resource("invitation", invitation.id)
-            .details(serde_json::json!({ "email": invitation.email, "role": invitation.role }));
+            .details(serde_json::json!({ "email": invitation.email, "role": invitation.role }))
+            .mail(NewMail {
+                id: new_id(),
+                tenant_id: Some(access.tenant_id),
+                user_id: None,
+                to: req.email.clone(),
+                purpose: MailPurpose::Invitation,
+                subject: title.clone(),
+                body: format!("{body}\n\nOpen this link to join (it is yours alone: do not forward it):"),
+                link: None,
+                secret_link: Some(
+                    self.notifier.seal_link(Some(access.tenant_id), &path).map_err(Error::Internal)?,
+                ),
+            });
+        // Someone with an account also finds it among their notifications.
+        if let Some(user) = self.store.user_by_email(&req.email).await? {
+            audit = audit.notify(NewNotice {
+                tenant_id: Some(access.tenant_id),
+                kind: NoticeKind::Invitation,
+                audience: Audience::User(user.id),
+                title,
+                body: format!(
+                    "{body} Open the link in the e-mail we sent you, or ask for the link to be shared."
+                ),
+                link: None,
+                dedupe_key: Some(format!("invitation:{}", invitation.id)),
+            });
+        }
         let created = self.store.create_invitation(&invitation, &audit).await?;
+        self.notifier.wake();
         Ok(CreatedInvitation {
             id: created.id,
             token: token.text,
@@ -169,6 +225,7 @@ impl App {
             status: preview.invitation.status,
             expires_at: preview.invitation.expires_at,
             has_account: preview.has_account,
+            by_mail: preview.by_mail,
         })
     }
 
@@ -192,35 +249,72 @@ impl App {
         let hash = hash_token(&req.token);
         let audit =
             audit_event(None, caller.actor(), &caller.meta, actions::INVITATION_ACCEPT, Outcome::Success);
-        match self.store.accept_invitation(&hash, user.id, Timestamp::now(), &audit).await? {
-            AcceptOutcome::Accepted { tenant_id, user, role } => Ok(AcceptedInvitation { tenant_id, role, user }),
-            AcceptOutcome::WrongAccount { email } => Err(Error::Forbidden(format!(
-                "this invitation is for {email}; sign in as {email} to accept it"
-            ))),
-            AcceptOutcome::NeedsAccount => Err(Error::Conflict {
-                code: "account_needed",
-                message: "the invited address has no account yet; an operator creates it with \
-                          `marketer-server admin create-user --email ADDRESS`, then its owner signs in and accepts"
-                    .into(),
-            }),
-            AcceptOutcome::NotFound => Err(Error::NotFound("invitation")),
-            AcceptOutcome::Expired => Err(Error::Gone {
-                code: "invitation_expired",
-                message: "this invitation has expired; ask for a new one".into(),
-            }),
-            AcceptOutcome::Revoked => Err(Error::Gone {
-                code: "invitation_revoked",
-                message: "this invitation was withdrawn; ask for a new one".into(),
-            }),
-            AcceptOutcome::AlreadyUsed => Err(Error::Conflict {
-                code: "invitation_used",
-                message: "this invitation has already been accepted".into(),
-            }),
-            AcceptOutcome::AlreadyMember => Err(Error::Conflict {
-                code: "already_member",
-                message: "you already are a member of this organisation".into(),
-            }),
+        accepted(self.store.accept_invitation(&hash, user.id, Timestamp::now(), &audit).await?)
+    }
+
+    /// Joins through an invitation's e-mailed link by creating the invited
+    /// address's account with this name and password (the address is
+    /// verified: the link reached it). The person then signs in.
+    pub async fn join_with_new_account(
+        &self,
+        req: JoinWithNewAccount,
+        meta: &super::RequestMeta,
+    ) -> Result<AcceptedInvitation> {
+        if !looks_like(TokenKind::Invitation, &req.token) {
+            return Err(Error::NotFound("invitation"));
         }
+        let preview = self.invitation_preview(&req.token).await?;
+        let user = NewUser {
+            id: new_id(),
+            email: preview.email.clone(),
+            display_name: req.display_name,
+            password_hash: crate::auth::password::hash(req.password).await.map_err(Error::Internal)?,
+        };
+        let audit = audit_event(
+            None,
+            crate::store::Actor::User { id: user.id, email: user.email.to_string() },
+            meta,
+            actions::INVITATION_JOIN,
+            Outcome::Success,
+        );
+        accepted(self.store.join_with_new_account(&hash_token(&req.token), &user, &audit).await?)
+    }
+}
+
+/// An invitation's outcome as the API answers it.
+fn accepted(outcome: AcceptOutcome) -> Result<AcceptedInvitation> {
+    match outcome {
+        AcceptOutcome::Accepted { tenant_id, user, role } => Ok(AcceptedInvitation { tenant_id, role, user }),
+        AcceptOutcome::AlreadyHasAccount => Err(Error::Conflict {
+            code: "account_exists",
+            message: "the invited address already has an account: sign in with it, then accept".into(),
+        }),
+        AcceptOutcome::WrongAccount { email } => {
+            Err(Error::Forbidden(format!("this invitation is for {email}; sign in as {email} to accept it")))
+        }
+        AcceptOutcome::NeedsAccount => Err(Error::Conflict {
+            code: "account_needed",
+            message: "the invited address has no account yet; open the link from the invitation e-mail to \
+                          create it (or an operator runs `marketer-server admin create-user --email ADDRESS`)"
+                .into(),
+        }),
+        AcceptOutcome::NotFound => Err(Error::NotFound("invitation")),
+        AcceptOutcome::Expired => Err(Error::Gone {
+            code: "invitation_expired",
+            message: "this invitation has expired; ask for a new one".into(),
+        }),
+        AcceptOutcome::Revoked => Err(Error::Gone {
+            code: "invitation_revoked",
+            message: "this invitation was withdrawn; ask for a new one".into(),
+        }),
+        AcceptOutcome::AlreadyUsed => Err(Error::Conflict {
+            code: "invitation_used",
+            message: "this invitation has already been accepted".into(),
+        }),
+        AcceptOutcome::AlreadyMember => Err(Error::Conflict {
+            code: "already_member",
+            message: "you already are a member of this organisation".into(),
+        }),
     }
 }
 

@@ -18,6 +18,7 @@ mod documents;
 pub mod export;
 mod jobs;
 mod members;
+mod notifications;
 mod projects;
 mod publishing;
 mod tenants;
@@ -55,7 +56,12 @@ pub use auth::{LoginRequest, RefreshRequest, TokenPair};
 pub use documents::{DEFAULT_MAX_UPLOAD_BYTES, DocumentView, MULTIPART_OVERHEAD_BYTES, Upload};
 pub use jobs::{CreateJob, EmbedInput, JobQuery, JobView, MessageIn, OptionsIn, Submitted};
 pub use members::{
-    AcceptInvitation, AcceptedInvitation, CreateInvitation, CreatedInvitation, InvitationView, UpdateMember,
+    AcceptInvitation, AcceptedInvitation, CreateInvitation, CreatedInvitation, InvitationView,
+    JoinWithNewAccount, UpdateMember,
+};
+pub use notifications::{
+    Done, LinkToken, MarkRead, MarkedRead, NotificationSettings, PasswordReset, PasswordResetRequest,
+    PreferenceChange, PreferenceView, RESET_REQUESTED, UnreadCount, UpdatePreferences,
 };
 pub use projects::{CreateCampaign, CreateProject, UpdateCampaign, UpdateProject};
 pub use publishing::{
@@ -99,6 +105,8 @@ pub struct App {
     pub cloud: Arc<CloudRunner>,
     /// Publishes scheduled posts to the social platforms.
     pub publisher: Arc<crate::publishing::Publisher>,
+    /// Delivers notifications and e-mail.
+    pub notifier: Arc<crate::notify::Notifier>,
     /// Uploaded files.
     pub files: Arc<dyn FileStorage>,
     /// Markdown to HTML, off the async workers, cached per content.
@@ -115,11 +123,12 @@ pub struct App {
 }
 
 /// The settings of the engines that work in the background: the job
-/// scheduler and the publisher.
+/// scheduler, the publisher and the notifier.
 #[derive(Debug, Clone, Default)]
 pub struct EngineSettings {
     pub jobs: JobSettings,
     pub publishing: crate::publishing::PublishingConfig,
+    pub mail: crate::notify::MailSettings,
 }
 
 /// What the server keeps outside the database: the key that seals secrets
@@ -140,7 +149,8 @@ impl App {
         engines: EngineSettings,
         at_rest: AtRest,
     ) -> anyhow::Result<Self> {
-        let EngineSettings { jobs: job_settings, publishing } = engines;
+        let EngineSettings { jobs: job_settings, publishing, mail } = engines;
+        let notifier = Arc::new(crate::notify::Notifier::new(store.clone(), at_rest.data_key.clone(), mail));
         let cluster = Arc::new(Cluster::new(store.postgres_pool(), metrics.clone()));
         let hub = Arc::new(Hub::new(metrics.clone(), cluster.clone(), agents.timings));
         let jobs = Arc::new(JobEngine::new(
@@ -168,6 +178,7 @@ impl App {
             jobs,
             cloud,
             publisher,
+            notifier,
             cluster,
             agents,
             metrics,
@@ -315,6 +326,8 @@ pub fn audit_event(
         resource_id: None,
         outcome,
         details: serde_json::json!({}),
+        notices: Vec::new(),
+        mails: Vec::new(),
     }
 }
 

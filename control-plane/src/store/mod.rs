@@ -12,6 +12,7 @@ mod activities;
 mod agents;
 mod documents;
 mod jobs;
+mod notifications;
 mod postgres;
 mod publishing;
 mod sql;
@@ -34,6 +35,7 @@ pub use self::activities::*;
 pub use self::agents::*;
 pub use self::documents::*;
 pub use self::jobs::*;
+pub use self::notifications::*;
 pub use self::publishing::*;
 pub use crate::domain::{Campaign, Project};
 
@@ -279,9 +281,24 @@ pub struct NewAuditEvent {
     pub resource_id: Option<String>,
     pub outcome: Outcome,
     pub details: serde_json::Value,
+    /// Notices the change causes, written in its transaction.
+    pub notices: Vec<NewNotice>,
+    /// E-mails the change causes (not notifications: an invitation to an
+    /// address without an account), queued in its transaction.
+    pub mails: Vec<NewMail>,
 }
 
 impl NewAuditEvent {
+    pub fn notify(mut self, notice: NewNotice) -> Self {
+        self.notices.push(notice);
+        self
+    }
+
+    pub fn mail(mut self, mail: NewMail) -> Self {
+        self.mails.push(mail);
+        self
+    }
+
     pub fn resource(mut self, resource_type: &'static str, id: Uuid) -> Self {
         self.resource_type = Some(resource_type);
         self.resource_id = Some(id.to_string());
@@ -451,6 +468,8 @@ pub struct NewInvitation {
     pub email: Email,
     pub role: Role,
     pub token_hash: Vec<u8>,
+    /// The token of the e-mailed link, which may create the account.
+    pub mail_token_hash: Option<Vec<u8>>,
     pub invited_by: Option<Uuid>,
     pub expires_at: Timestamp,
 }
@@ -486,6 +505,8 @@ pub struct InvitationPreview {
     pub tenant_name: String,
     /// Whether the invited address has an account.
     pub has_account: bool,
+    /// Whether the token is the e-mailed link's (it may create the account).
+    pub by_mail: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -495,8 +516,10 @@ pub enum AcceptOutcome {
         user: User,
         role: Role,
     },
-    /// The invited address has no account: an invitation never creates one.
+    /// The invited address has no account (only the e-mailed link creates one).
     NeedsAccount,
+    /// The e-mailed link was used to create an account that exists.
+    AlreadyHasAccount,
     /// The accepting account is not the invited address's.
     WrongAccount {
         email: Email,
@@ -557,7 +580,16 @@ pub struct ApiKeyGrant {
 /// Every mutating method takes the audit event to write with the change.
 #[async_trait]
 pub trait Store:
-    AgentStore + JobStore + ActivityStore + DocumentStore + PublishingStore + Send + Sync + fmt::Debug + 'static
+    AgentStore
+    + JobStore
+    + ActivityStore
+    + DocumentStore
+    + PublishingStore
+    + NotificationStore
+    + Send
+    + Sync
+    + fmt::Debug
+    + 'static
 {
     fn backend(&self) -> Backend;
     /// The PostgreSQL pool, for the replicas' `LISTEN/NOTIFY`
@@ -703,6 +735,16 @@ pub trait Store:
         token_hash: &[u8],
         user_id: Uuid,
         now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> Result<AcceptOutcome>;
+    /// Redeems an invitation's e-mailed token by creating the invited
+    /// address's account (verified: the link reached it) and its
+    /// membership, in one transaction. `AlreadyHasAccount` if the address
+    /// has one (then sign in and accept).
+    async fn join_with_new_account(
+        &self,
+        mail_token_hash: &[u8],
+        user: &NewUser,
         audit: &NewAuditEvent,
     ) -> Result<AcceptOutcome>;
 

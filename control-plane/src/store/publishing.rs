@@ -42,6 +42,20 @@ pub enum Network {
     Bluesky,
 }
 
+impl Network {
+    /// The network's name as people write it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Network::X => "X",
+            Network::Linkedin => "LinkedIn",
+            Network::Facebook => "Facebook",
+            Network::Instagram => "Instagram",
+            Network::Mastodon => "Mastodon",
+            Network::Bluesky => "Bluesky",
+        }
+    }
+}
+
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema, strum::EnumString, strum::IntoStaticStr,
 )]

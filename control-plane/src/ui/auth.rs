@@ -184,6 +184,8 @@ struct InvitationPage {
     csrf: String,
     /// Where signing in leads back to.
     sign_in_href: String,
+    /// The public forms' CSRF token (joining with a new account).
+    public_csrf: String,
 }
 
 impl InvitationPage {
@@ -216,6 +218,7 @@ pub struct InvitationQuery {
 /// the invited address.
 pub async fn invitation_form(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     browser: Result<Browser, UiError>,
     Query(query): Query<InvitationQuery>,
 ) -> Result<Response, UiError> {
@@ -232,7 +235,8 @@ pub async fn invitation_form(
         },
         None => None,
     };
-    Ok(render(&InvitationPage {
+    let id = login_id(&headers).unwrap_or_else(|| Uuid::from_bytes(rand::random()));
+    let mut response = render(&InvitationPage {
         css: assets::css_url(),
         js: assets::js_url(),
         token: query.token,
@@ -243,7 +247,13 @@ pub async fn invitation_form(
             "/login?next={}",
             form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>()
         ),
-    }))
+        public_csrf: state.app.csrf_token(id),
+    });
+    let cookie = login_cookie(id, is_secure(&headers, state.config.trust_proxy_headers));
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
 }
 
 /// Accepts an invitation for the signed-in person (whose address must be

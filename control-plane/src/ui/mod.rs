@@ -25,6 +25,7 @@ mod documents;
 mod flash;
 mod fleet;
 mod home;
+mod notifications;
 pub(crate) mod page;
 mod projects;
 mod publishing;
@@ -158,12 +159,23 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/posts/{post_id}/cancel", post(publishing::cancel_post))
         .route("/posts/{post_id}/retry", post(publishing::retry_post))
         .route("/posts/{post_id}/delete", post(publishing::delete_post))
+        .route("/notifications", get(notifications::list))
+        .route("/notifications/read", post(notifications::read_all))
+        .route("/notifications/{notification_id}/open", post(notifications::open))
+        .route("/notifications/settings", get(notifications::settings).post(notifications::save_settings))
+        .route("/notifications/verify", post(notifications::send_verification))
+        .route("/settings/mail/{message_id}/resend", post(settings::resend_mail))
         .layer(axum::middleware::from_fn_with_state(state.clone(), with_navigation));
     Router::new()
         .route("/", get(auth::root))
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/invitations/accept", get(auth::invitation_form).post(auth::accept_invitation))
+        .route("/invitations/join", post(notifications::join))
+        .route("/forgot-password", get(notifications::forgot_form_page).post(notifications::forgot))
+        .route("/reset-password", get(notifications::reset_form_page).post(notifications::reset))
+        .route("/verify-email", get(notifications::verify_page).post(notifications::verify))
+        .route("/unsubscribe", get(notifications::unsubscribe_page).post(notifications::unsubscribe))
         .route("/assets/{file}", get(assets::serve))
         // An organisation's address with a trailing slash is its dashboard.
         .route(

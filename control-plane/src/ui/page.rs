@@ -46,6 +46,9 @@ pub struct Shell {
     pub csrf: String,
     pub css: &'static str,
     pub js: &'static str,
+    /// The person's unread notifications (the bell's number, kept live by
+    /// the script).
+    pub unread: i64,
 }
 
 impl Shell {
@@ -57,6 +60,7 @@ impl Shell {
         path: &str,
     ) -> Result<Self, UiError> {
         let me = state.app.me(&browser.caller).await.map_err(UiError::from)?;
+        let unread = state.app.unread_notifications(&browser.caller).await.map_err(UiError::from)?.unread;
         let tenant_id = access.tenant_id;
         let tenant_name = me
             .memberships
@@ -109,6 +113,7 @@ impl Shell {
             csrf: browser.csrf.clone(),
             css: assets::css_url(),
             js: assets::js_url(),
+            unread,
         })
     }
 }

@@ -39,14 +39,7 @@ fn post_badge(status: PostStatus) -> &'static str {
 }
 
 fn network_name(n: Network) -> &'static str {
-    match n {
-        Network::X => "X",
-        Network::Linkedin => "LinkedIn",
-        Network::Facebook => "Facebook",
-        Network::Instagram => "Instagram",
-        Network::Mastodon => "Mastodon",
-        Network::Bluesky => "Bluesky",
-    }
+    n.label()
 }
 
 /// The reader's time zone: stored, else UTC (the page then asks the

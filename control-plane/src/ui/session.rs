@@ -45,11 +45,12 @@ pub fn login_id(headers: &HeaderMap) -> Option<Uuid> {
     cookie_value(headers, LOGIN_COOKIE).and_then(|v| Uuid::parse_str(&v).ok())
 }
 
-/// The `Set-Cookie` value of the sign-in form's browser id (an hour; only
-/// sent to `/login`, never readable by scripts).
+/// The `Set-Cookie` value of the sign-in form's browser id (an hour; never
+/// readable by scripts). The public forms (password reset, address
+/// verification, joining) use it too.
 pub fn login_cookie(id: Uuid, secure: bool) -> String {
     cookie::Cookie::build((LOGIN_COOKIE, id.to_string()))
-        .path("/login")
+        .path("/")
         .http_only(true)
         .same_site(cookie::SameSite::Strict)
         .secure(secure)
@@ -278,6 +279,41 @@ impl FromRequest<ApiState> for BrowserSubmit {
         let pairs = form_pairs(body, state).await?;
         check_csrf(state, &browser, &parts.headers, &pairs)?;
         Ok(Self { browser, pairs })
+    }
+}
+
+/// A submitted form of a public page (no session: choosing a new password,
+/// confirming an address, joining with a new account), accepted only with
+/// the HMAC of this browser's sign-in id, like the sign-in form.
+#[derive(Debug)]
+pub struct PublicSubmit {
+    pub meta: crate::service::RequestMeta,
+    pub headers: HeaderMap,
+    pairs: Vec<(String, String)>,
+}
+
+impl PublicSubmit {
+    /// A field of the form, if it was sent.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+impl FromRequest<ApiState> for PublicSubmit {
+    type Rejection = UiError;
+
+    async fn from_request(req: Request, state: &ApiState) -> Result<Self, UiError> {
+        let (parts, body) = req.into_parts();
+        let meta = request_meta(&parts, state.config.trust_proxy_headers);
+        let pairs = form_pairs(body, state).await?;
+        let presented =
+            pairs.iter().find(|(k, _)| k == CSRF_FIELD).map(|(_, v)| v.as_str()).unwrap_or_default();
+        if !login_id(&parts.headers).is_some_and(|id| state.app.check_csrf(id, presented)) {
+            return Err(UiError::Forbidden(
+                "this form has expired or did not come from this site; open the link again".into(),
+            ));
+        }
+        Ok(Self { meta, headers: parts.headers, pairs })
     }
 }
 

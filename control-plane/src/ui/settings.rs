@@ -41,6 +41,26 @@ struct SettingsPage {
     provider_errors: FormErrors,
     hipaa: bool,
     base: String,
+    email_enabled: bool,
+    /// The organisation's outgoing e-mail (managers only).
+    mail: Option<MailView>,
+}
+
+struct MailView {
+    pending: i64,
+    sent: i64,
+    failed: i64,
+    unknown: i64,
+    problems: Vec<MailProblemRow>,
+}
+
+struct MailProblemRow {
+    id: Uuid,
+    to: String,
+    subject: String,
+    state: &'static str,
+    error: String,
+    at: When,
 }
 
 #[derive(Default)]
@@ -60,7 +80,32 @@ async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> 
         Err(e) => return Err(e.into()),
     };
     let tenant = state.app.tenant(&page.access).await?;
+    let mail = if can_manage {
+        let m = state.app.mail_summary(&page.access).await?;
+        Some(MailView {
+            pending: m.pending,
+            sent: m.sent,
+            failed: m.failed,
+            unknown: m.unknown,
+            problems: m
+                .problems
+                .into_iter()
+                .map(|p| MailProblemRow {
+                    id: p.id,
+                    to: p.to,
+                    subject: p.subject,
+                    state: p.state.into(),
+                    error: p.last_error.unwrap_or_default(),
+                    at: When::of(p.created_at),
+                })
+                .collect(),
+        })
+    } else {
+        None
+    };
     let view = SettingsPage {
+        email_enabled: state.app.notifier.email_enabled(),
+        mail,
         can_manage,
         keys: keys
             .iter()
@@ -185,6 +230,17 @@ pub async fn set_cloud_provider(
             settings_page(&state, page, Outcome { provider_errors: errors, ..Outcome::default() }).await
         }
     }
+}
+
+/// Sends a failed message, or one whose outcome is unknown, again.
+pub async fn resend_mail(
+    State(state): State<ApiState>,
+    Path((_, message_id)): Path<(Uuid, Uuid)>,
+    submit: Submit<serde_json::Value>,
+) -> Result<Response, UiError> {
+    let page = submit.page;
+    state.app.resend_mail(&page.access, message_id).await?;
+    Ok(see_other(&page.path("/settings#mail")))
 }
 
 pub async fn delete_cloud_provider(

@@ -48,6 +48,8 @@ struct TeamPage {
     errors: FormErrors,
     invite_link: Option<String>,
     invite_email: String,
+    /// Whether invitations go out by e-mail.
+    email_enabled: bool,
     base: String,
 }
 
@@ -114,6 +116,7 @@ async fn team_page(
         errors,
         invite_link,
         invite_email,
+        email_enabled: state.app.notifier.email_enabled(),
         base: page.path("/team"),
         shell: page.shell,
     };

@@ -21,6 +21,8 @@ pub fn audit(action: &'static str, tenant_id: Option<Uuid>) -> NewAuditEvent {
         resource_id: None,
         outcome: Outcome::Success,
         details: serde_json::json!({}),
+        notices: Vec::new(),
+        mails: Vec::new(),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod event_stream;
 pub mod health;
 pub mod jobs;
 pub mod members;
+pub mod notifications;
 pub mod projects;
 pub mod publishing;
 pub mod tenants;
@@ -43,6 +44,12 @@ pub mod params {
     pub struct InvitationPath {
         pub tenant_id: Uuid,
         pub invitation_id: Uuid,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct MessagePath {
+        pub tenant_id: Uuid,
+        pub message_id: Uuid,
     }
 
     #[derive(Debug, Deserialize)]

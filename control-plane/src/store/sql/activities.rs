@@ -149,6 +149,7 @@ where
     for<'t> Option<i64>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> Option<Timestamp>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> Option<Date>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Vec<u8>>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> &'t str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
@@ -220,6 +221,7 @@ where
     for<'t> Option<i64>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> Option<Timestamp>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> Option<Date>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Vec<u8>>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> &'t str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {

@@ -97,6 +97,7 @@ where
     for<'t> Option<i64>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> Option<Timestamp>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> Option<Date>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Vec<u8>>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> &'t str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
@@ -537,6 +538,22 @@ where
                 now,
             )
             .await?;
+            let notice = crate::store::NewNotice {
+                tenant_id: Some(agent.tenant_id),
+                kind: crate::store::NoticeKind::AgentOffline,
+                audience: crate::store::Audience::Admins,
+                title: format!("Agent {} is offline", agent.name),
+                body: "No heartbeat reached the control plane. Jobs for it wait in the queue; check the host, its \
+                       network and `marketer-agent status` there."
+                    .to_owned(),
+                link: Some(format!("/t/{}/fleet/{}", agent.tenant_id, agent.id)),
+                dedupe_key: Some(format!(
+                    "agent:{}:offline:{}",
+                    agent.id,
+                    agent.connected_at.map(|t| t.to_string()).unwrap_or_default()
+                )),
+            };
+            Self::insert_notices(&mut tx, std::slice::from_ref(&notice), now).await?;
         }
         tx.commit().await?;
         Ok(agents)

@@ -24,6 +24,7 @@ where
     for<'t> Option<i64>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> Option<Timestamp>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> Option<Date>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Vec<u8>>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> &'t str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
     DB::Connection: sqlx::migrate::Migrate,
@@ -96,7 +97,7 @@ where
 
     async fn user(&self, id: Uuid) -> Result<Option<User>> {
         let row: Option<UserRow> = sqlx::query_as(
-            "SELECT id, email, display_name, disabled, created_at, updated_at FROM users WHERE id = $1",
+            "SELECT id, email, display_name, disabled, email_verified_at, created_at, updated_at FROM users WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.read)
@@ -106,7 +107,7 @@ where
 
     async fn user_by_email(&self, email: &Email) -> Result<Option<User>> {
         let row: Option<UserRow> = sqlx::query_as(
-            "SELECT id, email, display_name, disabled, created_at, updated_at FROM users \
+            "SELECT id, email, display_name, disabled, email_verified_at, created_at, updated_at FROM users \
              WHERE email_normalized = $1",
         )
         .bind(email.normalized())
@@ -117,7 +118,7 @@ where
 
     async fn credentials(&self, email: &Email) -> Result<Option<Credentials>> {
         let row: Option<CredentialsRow> = sqlx::query_as(
-            "SELECT id, email, display_name, disabled, created_at, updated_at, password_hash \
+            "SELECT id, email, display_name, disabled, email_verified_at, created_at, updated_at, password_hash \
              FROM users WHERE email_normalized = $1",
         )
         .bind(email.normalized())
@@ -131,7 +132,7 @@ where
         let mut tx = self.write.begin().await?;
         let row: Option<UserRow> = sqlx::query_as(
             "UPDATE users SET disabled = $2, updated_at = $3 WHERE id = $1 \
-             RETURNING id, email, display_name, disabled, created_at, updated_at",
+             RETURNING id, email, display_name, disabled, email_verified_at, created_at, updated_at",
         )
         .bind(user_id)
         .bind(disabled)
@@ -480,7 +481,7 @@ where
 
     async fn session_user(&self, session_id: Uuid, user_id: Uuid) -> Result<Option<User>> {
         let row: Option<UserRow> = sqlx::query_as(
-            "SELECT u.id, u.email, u.display_name, u.disabled, u.created_at, u.updated_at \
+            "SELECT u.id, u.email, u.display_name, u.disabled, u.email_verified_at, u.created_at, u.updated_at \
              FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND u.disabled = FALSE",
         )
@@ -493,7 +494,7 @@ where
 
     async fn browser_session(&self, token_hash: &[u8], now: Timestamp) -> Result<Option<(User, Uuid)>> {
         let row: Option<SessionUserRow> = sqlx::query_as(
-            "SELECT s.id AS session_id, u.id, u.email, u.display_name, u.disabled, u.created_at, u.updated_at \
+            "SELECT s.id AS session_id, u.id, u.email, u.display_name, u.disabled, u.email_verified_at, u.created_at, u.updated_at \
              FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id JOIN users u ON u.id = s.user_id \
              WHERE rt.token_hash = $1 AND rt.used_at IS NULL AND rt.expires_at > $2 \
              AND s.revoked_at IS NULL AND u.disabled = FALSE",
@@ -722,7 +723,8 @@ where
         let mut tx = self.write.begin().await?;
         let row: InvitationRow = sqlx::query_as(sql(&[
             "INSERT INTO invitations (id, tenant_id, email, email_normalized, role, token_hash, \
-             invited_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ",
+             invited_by, created_at, expires_at, mail_token_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             RETURNING ",
             INVITATION_COLUMNS,
         ]))
         .bind(i.id)
@@ -734,6 +736,7 @@ where
         .bind(i.invited_by)
         .bind(now)
         .bind(i.expires_at)
+        .bind(i.mail_token_hash.clone())
         .fetch_one(&mut *tx)
         .await?;
         Self::insert_audit(&mut tx, audit).await?;
@@ -795,12 +798,16 @@ where
         now: Timestamp,
     ) -> Result<Option<InvitationPreview>> {
         let mut conn = self.read.acquire().await?;
-        let row: Option<InvitationRow> =
-            sqlx::query_as(sql(&["SELECT ", INVITATION_COLUMNS, " FROM invitations WHERE token_hash = $1"]))
-                .bind(token_hash.to_vec())
-                .fetch_optional(&mut *conn)
-                .await?;
-        let Some(row) = row else { return Ok(None) };
+        let row: Option<PreviewRow> = sqlx::query_as(sql(&[
+            "SELECT ",
+            INVITATION_COLUMNS,
+            ", mail_token_hash IS NOT NULL AND mail_token_hash = $1 AS by_mail FROM invitations \
+             WHERE token_hash = $1 OR mail_token_hash = $1",
+        ]))
+        .bind(token_hash.to_vec())
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(PreviewRow { row, by_mail }) = row else { return Ok(None) };
         let invitation = row.into_invitation(now)?;
         let tenant_name: String = sqlx::query_scalar("SELECT name FROM tenants WHERE id = $1")
             .bind(invitation.tenant_id)
@@ -810,7 +817,7 @@ where
             .bind(invitation.email.normalized())
             .fetch_optional(&mut *conn)
             .await?;
-        Ok(Some(InvitationPreview { invitation, tenant_name, has_account: account.is_some() }))
+        Ok(Some(InvitationPreview { invitation, tenant_name, has_account: account.is_some(), by_mail }))
     }
 
     async fn accept_invitation(
@@ -820,62 +827,16 @@ where
         now: Timestamp,
         audit: &NewAuditEvent,
     ) -> Result<AcceptOutcome> {
-        let mut tx = self.write.begin().await?;
-        let row: Option<InvitationRow> =
-            sqlx::query_as(sql(&["SELECT ", INVITATION_COLUMNS, " FROM invitations WHERE token_hash = $1"]))
-                .bind(token_hash.to_vec())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(row) = row else { return Ok(AcceptOutcome::NotFound) };
-        match row.status(now) {
-            InvitationStatus::Pending => {}
-            InvitationStatus::Accepted => return Ok(AcceptOutcome::AlreadyUsed),
-            InvitationStatus::Revoked => return Ok(AcceptOutcome::Revoked),
-            InvitationStatus::Expired => return Ok(AcceptOutcome::Expired),
-        }
-        let invitation = row.into_invitation(now)?;
-        Self::lock_tenant(&mut tx, invitation.tenant_id).await?;
+        self.accept(token_hash, Joiner::Account(user_id), now, audit).await
+    }
 
-        let existing: Option<UserRow> = sqlx::query_as(
-            "SELECT id, email, display_name, disabled, created_at, updated_at FROM users \
-             WHERE email_normalized = $1",
-        )
-        .bind(invitation.email.normalized())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let user = match existing {
-            None => return Ok(AcceptOutcome::NeedsAccount),
-            Some(row) if row.id != user_id => {
-                return Ok(AcceptOutcome::WrongAccount { email: invitation.email });
-            }
-            Some(row) => User::try_from(row)?,
-        };
-        if Self::fetch_member(&mut tx, invitation.tenant_id, user.id).await?.is_some() {
-            return Ok(AcceptOutcome::AlreadyMember);
-        }
-        Self::insert_membership(&mut tx, invitation.tenant_id, user.id, invitation.role, now).await?;
-        let claimed = sqlx::query(
-            "UPDATE invitations SET accepted_at = $2, accepted_by = $3 \
-             WHERE id = $1 AND accepted_at IS NULL AND revoked_at IS NULL",
-        )
-        .bind(invitation.id)
-        .bind(now)
-        .bind(user.id)
-        .execute(&mut *tx)
-        .await?;
-        if DB::rows_affected(&claimed) == 0 {
-            return Ok(AcceptOutcome::AlreadyUsed);
-        }
-        let audit = NewAuditEvent {
-            tenant_id: Some(invitation.tenant_id),
-            actor: Actor::User { id: user.id, email: user.email.to_string() },
-            ..audit.clone()
-        }
-        .resource("invitation", invitation.id)
-        .details(serde_json::json!({ "role": invitation.role }));
-        Self::insert_audit(&mut tx, &audit).await?;
-        tx.commit().await?;
-        Ok(AcceptOutcome::Accepted { tenant_id: invitation.tenant_id, user, role: invitation.role })
+    async fn join_with_new_account(
+        &self,
+        mail_token_hash: &[u8],
+        user: &NewUser,
+        audit: &NewAuditEvent,
+    ) -> Result<AcceptOutcome> {
+        self.accept(mail_token_hash, Joiner::New(user), audit.occurred_at, audit).await
     }
 
     // ----- API keys

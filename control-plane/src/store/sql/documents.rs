@@ -113,6 +113,7 @@ where
     for<'t> Option<i64>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> Option<Timestamp>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> Option<Date>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Vec<u8>>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> &'t str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
@@ -271,6 +272,7 @@ where
     for<'t> Option<i64>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> Option<Timestamp>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> Option<Date>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Vec<u8>>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> &'t str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {

@@ -1,7 +1,8 @@
 //! The one SQL implementation of [`Store`](super::Store), generic over the
 //! sqlx database: `core.rs` implements the core trait, `agents.rs`,
-//! `jobs.rs`, `activities.rs`, `documents.rs` and `publishing.rs` the parts
-//! for agents, jobs, activities, documents and publishing, and this module holds the rows and helpers
+//! `jobs.rs`, `activities.rs`, `documents.rs`, `publishing.rs` and
+//! `notifications.rs` the parts for agents, jobs, activities, documents,
+//! publishing and notifications, and this module holds the rows and helpers
 //! they share.
 //!
 //! The bounds on the impl blocks list exactly the column types the SQL binds
@@ -16,6 +17,7 @@ mod agents;
 mod core;
 mod documents;
 mod jobs;
+mod notifications;
 mod publishing;
 
 use std::fmt;
@@ -126,6 +128,7 @@ struct UserRow {
     email: String,
     display_name: String,
     disabled: bool,
+    email_verified_at: Option<Timestamp>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -146,6 +149,7 @@ impl TryFrom<UserRow> for User {
             email: Email::parse(&r.email).map_err(corrupt("users.email"))?,
             display_name: Name::parse(&r.display_name).map_err(corrupt("users.display_name"))?,
             disabled: r.disabled,
+            email_verified_at: r.email_verified_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -262,6 +266,21 @@ impl TryFrom<CampaignRow> for Campaign {
 
 const CAMPAIGN_COLUMNS: &str =
     "id, tenant_id, project_id, name, start_date, end_date, created_at, updated_at";
+
+/// Who accepts an invitation: an existing account, or one to create.
+#[derive(Clone, Copy)]
+enum Joiner<'a> {
+    Account(Uuid),
+    New(&'a NewUser),
+}
+
+/// An invitation, and whether the token that found it is the e-mailed one.
+#[derive(FromRow)]
+struct PreviewRow {
+    #[sqlx(flatten)]
+    row: InvitationRow,
+    by_mail: bool,
+}
 
 #[derive(FromRow)]
 struct InvitationRow {
@@ -624,6 +643,7 @@ where
     for<'t> Option<i64>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> Option<Timestamp>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> Option<Date>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Vec<u8>>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> &'t str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
@@ -649,7 +669,10 @@ where
         .bind(e.details.to_string())
         .execute(&mut *conn)
         .await?;
-        Ok(())
+        for mail in &e.mails {
+            Self::insert_mail(conn, mail, None, e.occurred_at).await?;
+        }
+        Self::insert_notices(conn, &e.notices, e.occurred_at).await
     }
 
     async fn insert_refresh_token(
@@ -687,7 +710,7 @@ where
         let row: UserRow = sqlx::query_as(
             "INSERT INTO users (id, email, email_normalized, display_name, password_hash, \
              disabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, FALSE, $6, $6) \
-             RETURNING id, email, display_name, disabled, created_at, updated_at",
+             RETURNING id, email, display_name, disabled, email_verified_at, created_at, updated_at",
         )
         .bind(u.id)
         .bind(u.email.as_str().to_owned())
@@ -701,6 +724,92 @@ where
             unique_violation(e, "email_taken", "an account with this e-mail address already exists")
         })?;
         row.try_into()
+    }
+
+    /// Redeems an invitation (by its shown or its e-mailed token) for an
+    /// existing account, or, through the e-mailed token only, for a new one.
+    async fn accept(
+        &self,
+        token_hash: &[u8],
+        joiner: Joiner<'_>,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> Result<AcceptOutcome> {
+        let mut tx = self.write.begin().await?;
+        let row: Option<PreviewRow> = sqlx::query_as(sql(&[
+            "SELECT ",
+            INVITATION_COLUMNS,
+            ", mail_token_hash IS NOT NULL AND mail_token_hash = $1 AS by_mail FROM invitations \
+             WHERE token_hash = $1 OR mail_token_hash = $1",
+        ]))
+        .bind(token_hash.to_vec())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let by_mail = row.as_ref().is_some_and(|r| r.by_mail);
+        let row = row.map(|r| r.row);
+        let Some(row) = row else { return Ok(AcceptOutcome::NotFound) };
+        match row.status(now) {
+            InvitationStatus::Pending => {}
+            InvitationStatus::Accepted => return Ok(AcceptOutcome::AlreadyUsed),
+            InvitationStatus::Revoked => return Ok(AcceptOutcome::Revoked),
+            InvitationStatus::Expired => return Ok(AcceptOutcome::Expired),
+        }
+        let invitation = row.into_invitation(now)?;
+        Self::lock_tenant(&mut tx, invitation.tenant_id).await?;
+
+        let existing: Option<UserRow> = sqlx::query_as(
+            "SELECT id, email, display_name, disabled, email_verified_at, created_at, updated_at FROM users \
+             WHERE email_normalized = $1",
+        )
+        .bind(invitation.email.normalized())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let user = match (existing, joiner) {
+            (None, Joiner::Account(_)) => return Ok(AcceptOutcome::NeedsAccount),
+            (Some(_), Joiner::New(_)) => return Ok(AcceptOutcome::AlreadyHasAccount),
+            (Some(row), Joiner::Account(user_id)) if row.id != user_id => {
+                return Ok(AcceptOutcome::WrongAccount { email: invitation.email });
+            }
+            (Some(row), Joiner::Account(_)) => User::try_from(row)?,
+            (None, Joiner::New(new)) => {
+                if !by_mail || new.email.normalized() != invitation.email.normalized() {
+                    return Ok(AcceptOutcome::NeedsAccount);
+                }
+                let user = Self::insert_user(&mut tx, new, now).await?;
+                sqlx::query("UPDATE users SET email_verified_at = $2 WHERE id = $1")
+                    .bind(user.id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                User { email_verified_at: Some(now), ..user }
+            }
+        };
+        if Self::fetch_member(&mut tx, invitation.tenant_id, user.id).await?.is_some() {
+            return Ok(AcceptOutcome::AlreadyMember);
+        }
+        Self::insert_membership(&mut tx, invitation.tenant_id, user.id, invitation.role, now).await?;
+        let claimed = sqlx::query(
+            "UPDATE invitations SET accepted_at = $2, accepted_by = $3 \
+             WHERE id = $1 AND accepted_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(invitation.id)
+        .bind(now)
+        .bind(user.id)
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&claimed) == 0 {
+            return Ok(AcceptOutcome::AlreadyUsed);
+        }
+        let audit = NewAuditEvent {
+            tenant_id: Some(invitation.tenant_id),
+            actor: Actor::User { id: user.id, email: user.email.to_string() },
+            ..audit.clone()
+        }
+        .resource("invitation", invitation.id)
+        .details(serde_json::json!({ "role": invitation.role }));
+        Self::insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(AcceptOutcome::Accepted { tenant_id: invitation.tenant_id, user, role: invitation.role })
     }
 
     async fn insert_tenant(conn: &mut DB::Connection, t: &NewTenant, now: Timestamp) -> Result<Tenant> {
@@ -1183,10 +1292,53 @@ where
             data["activity_id"] = serde_json::json!(activity);
         }
         let done = Self::append_job_event(conn, job.id, JobEventKind::Done, job.attempts, data, now).await?;
+        Self::notify_activity_end(conn, job, status, error, now).await?;
         // Last: every job of the tenant that finishes today updates this one
         // row, whose lock is then held only until the commit.
         Self::count_usage(conn, job, usage, now).await?;
         Ok(vec![done])
+    }
+
+    /// Tells the person who started an activity that its latest run
+    /// finished or failed (a cancelled run was someone's choice: no notice).
+    async fn notify_activity_end(
+        conn: &mut DB::Connection,
+        job: &Job,
+        status: JobStatus,
+        error: Option<&JobError>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let Some(activity_id) = job.activity_id else { return Ok(()) };
+        let kind = match status {
+            JobStatus::Succeeded => super::NoticeKind::ActivityFinished,
+            JobStatus::Failed => super::NoticeKind::ActivityFailed,
+            _ => return Ok(()),
+        };
+        let row: Option<(Option<Uuid>, String, Uuid)> = sqlx::query_as(
+            "SELECT created_by, title, project_id FROM activities WHERE id = $1 AND current_job_id = $2",
+        )
+        .bind(activity_id)
+        .bind(job.id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some((Some(author), title, project_id)) = row else { return Ok(()) };
+        let (headline, body) = match error {
+            None => (
+                format!("“{title}” is ready"),
+                "Your activity finished: read it, edit it, and send it for review.".to_owned(),
+            ),
+            Some(e) => (format!("“{title}” failed"), format!("Your activity failed: {}", e.message)),
+        };
+        let notice = super::NewNotice {
+            tenant_id: Some(job.tenant_id),
+            kind,
+            audience: super::Audience::User(author),
+            title: headline,
+            body,
+            link: Some(format!("/t/{}/projects/{project_id}/activities/{activity_id}", job.tenant_id)),
+            dedupe_key: Some(format!("job:{}", job.id)),
+        };
+        Self::insert_notices(conn, std::slice::from_ref(&notice), now).await
     }
 
     /// Adds a finished job to its tenant's usage of the day (UTC).
