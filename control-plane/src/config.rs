@@ -237,6 +237,10 @@ pub struct ServeArgs {
     /// How often the outbox is looked at, in milliseconds [default: 1000].
     #[arg(long, env = "MARKETER_MAIL_POLL_MS", value_name = "MS")]
     pub mail_poll_ms: Option<u64>,
+    /// How often people whose morning has come get their daily digest
+    /// composed, in milliseconds [default: 60000].
+    #[arg(long, env = "MARKETER_MAIL_DIGEST_CHECK_MS", value_name = "MS")]
+    pub mail_digest_check_ms: Option<u64>,
 }
 
 /// The optional TOML file. Unknown keys are errors, so a typo is not
@@ -299,6 +303,7 @@ struct FileConfig {
     smtp_ca_file: Option<PathBuf>,
     smtp_timeout_ms: Option<u64>,
     mail_poll_ms: Option<u64>,
+    mail_digest_check_ms: Option<u64>,
 }
 
 /// Fully resolved settings.
@@ -494,6 +499,12 @@ fn mail_config(
             bail!("mail_poll_ms must be between 50 and 60000, not {ms}");
         }
         mail.poll = std::time::Duration::from_millis(ms);
+    }
+    if let Some(ms) = serve.mail_digest_check_ms.or(file.mail_digest_check_ms) {
+        if !(100..=3_600_000).contains(&ms) {
+            bail!("mail_digest_check_ms must be between 100 and 3600000, not {ms}");
+        }
+        mail.digest_check = std::time::Duration::from_millis(ms);
     }
     let Some(host) = serve.smtp_host.clone().or(file.smtp_host.clone()) else {
         return Ok(mail);

@@ -11,6 +11,7 @@ pub mod answers;
 pub mod browser;
 pub mod files;
 pub mod fleet;
+pub mod mail;
 pub mod ollama;
 pub mod openai;
 pub mod postgres;

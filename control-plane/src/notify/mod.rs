@@ -15,9 +15,13 @@
 //!   records `sending` before the irreversible step; a connection lost
 //!   during it makes the message `unknown` and it is never sent again by
 //!   itself; a refusal or an unreachable server is retried with backoff;
-//! - the **digest** composer, each minute: people whose morning (08:00 in
-//!   their time zone) has come get one message listing what waited, once
-//!   per day across replicas (`digest_runs`);
+//! - the **digest** composer, each minute: during the digest hour (08:00
+//!   to 09:00 in each person's time zone) people with notifications
+//!   waiting get one message listing them, once per day across replicas
+//!   (`digest_runs`). Outside that hour nothing is composed, so what
+//!   happens during the day waits for the next morning instead of going
+//!   out as a digest of one; a day whose whole digest hour the service was
+//!   down is folded into the next day's digest (nothing is lost);
 //! - the **certificate sweep**, hourly: agents whose certificate ends within
 //!   7 days are announced to their admins, once per certificate.
 //!
@@ -92,8 +96,10 @@ pub struct MailSettings {
     pub poll: Duration,
     /// How long a replica holds a claimed message.
     pub lease: Duration,
-    /// The local hour digests go out.
+    /// The local hour during which digests go out.
     pub digest_hour: i8,
+    /// How often digests are looked for.
+    pub digest_check: Duration,
 }
 
 impl Default for MailSettings {
@@ -104,6 +110,7 @@ impl Default for MailSettings {
             poll: Duration::from_secs(1),
             lease: Duration::from_secs(120),
             digest_hour: 8,
+            digest_check: Duration::from_secs(60),
         }
     }
 }
@@ -169,7 +176,7 @@ impl Notifier {
             if self.settings.smtp.is_some() {
                 self.send_due().await;
             }
-            if last_digests.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            if last_digests.is_none_or(|t| t.elapsed() >= self.settings.digest_check) {
                 last_digests = Some(Instant::now());
                 self.digests().await;
             }
@@ -329,7 +336,7 @@ impl Notifier {
             .and_then(|z| jiff::tz::TimeZone::get(z).ok())
             .unwrap_or(jiff::tz::TimeZone::UTC);
         let local = jiff::Timestamp::now().to_zoned(zone);
-        if local.hour() < self.settings.digest_hour {
+        if local.hour() != self.settings.digest_hour {
             return Ok(());
         }
         let date = local.date();
@@ -409,10 +416,10 @@ fn later(now: Timestamp, d: Duration) -> Timestamp {
     )
 }
 
-/// When to try a message again after `attempts` tries: 2 s doubling, at
-/// most 15 minutes apart.
+/// When to try a message again after `attempts` tries (the first counts
+/// 1): 2 s doubling, at most 15 minutes apart.
 fn retry_at(attempts: i64) -> Timestamp {
-    let exponent = u32::try_from(attempts.clamp(0, 10)).unwrap_or(10);
+    let exponent = u32::try_from((attempts - 1).clamp(0, 10)).unwrap_or(10);
     let seconds = (2u64 << exponent).min(15 * 60);
     later(Timestamp::now(), Duration::from_secs(seconds))
 }
@@ -425,8 +432,8 @@ mod tests {
     fn retries_back_off_to_a_ceiling() {
         let now = Timestamp::now();
         let gap = |a| retry_at(a).as_datetime() - now.as_datetime();
-        assert!(gap(0) <= time::Duration::seconds(3));
-        assert!(gap(3) >= time::Duration::seconds(15));
+        assert!(gap(1) <= time::Duration::seconds(3));
+        assert!(gap(4) >= time::Duration::seconds(15));
         assert!(gap(50) <= time::Duration::minutes(15) + time::Duration::seconds(1));
     }
 

@@ -450,7 +450,8 @@ where
         now: Timestamp,
     ) -> Result<Option<OutboxMail>> {
         let row: Option<MailRow> = sqlx::query_as(sql(&[
-            "UPDATE email_outbox SET state = 'claimed', lease_owner = $2, lease_expires_at = $3 \
+            "UPDATE email_outbox SET state = 'claimed', lease_owner = $2, lease_expires_at = $3, \
+             attempts = attempts + 1 \
              WHERE id = $1 AND ((state = 'pending' AND next_attempt_at <= $4) \
              OR (state = 'claimed' AND lease_expires_at < $4)) RETURNING ",
             MAIL_COLUMNS,
@@ -466,7 +467,7 @@ where
 
     async fn mark_mail_sending(&self, id: Uuid, owner: &str, now: Timestamp) -> Result<bool> {
         let r = sqlx::query(
-            "UPDATE email_outbox SET state = 'sending', attempts = attempts + 1 \
+            "UPDATE email_outbox SET state = 'sending' \
              WHERE id = $1 AND state = 'claimed' AND lease_owner = $2 AND lease_expires_at > $3",
         )
         .bind(id)
