@@ -317,7 +317,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let raw = String::from_utf8(out.bytes.clone()).unwrap();
+        let raw = String::from_utf8(out.bytes).unwrap();
         assert!(raw.is_ascii(), "headers and bodies are encoded for any server");
         let text = unfold(&raw);
         let html = text.split("Content-Type: text/html").nth(1).expect("an HTML part");

@@ -297,17 +297,17 @@ impl Notifier {
         match &outcome {
             MailOutcome::Sent => tracing::info!(mail = %m.id, purpose = ?m.purpose, "e-mail sent"),
             MailOutcome::Retry { error, .. } => {
-                tracing::warn!(mail = %m.id, %error, "e-mail not sent; will retry")
+                tracing::warn!(mail = %m.id, %error, "e-mail not sent; will retry");
             }
             MailOutcome::Failed { error } => tracing::warn!(mail = %m.id, %error, "e-mail refused for good"),
             MailOutcome::Unknown { error } => {
-                tracing::error!(mail = %m.id, %error, "e-mail outcome unknown; not sent again unless an admin asks")
+                tracing::error!(mail = %m.id, %error, "e-mail outcome unknown; not sent again unless an admin asks");
             }
         }
         match self.store.finish_mail(m.id, &self.owner, &outcome, Timestamp::now()).await {
             Ok(true) => {}
             Ok(false) => {
-                tracing::warn!(mail = %m.id, "lost the lease of a message before recording its outcome")
+                tracing::warn!(mail = %m.id, "lost the lease of a message before recording its outcome");
             }
             Err(e) => tracing::error!(error = %e, mail = %m.id, "could not record a message's outcome"),
         }

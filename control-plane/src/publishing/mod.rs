@@ -118,7 +118,7 @@ fn system_event(tenant_id: Uuid, action: &'static str, outcome: Outcome) -> NewA
 
 /// What the person who scheduled a post hears when it ends.
 fn post_notice(post: &SocialPost, result: &PublishResult) -> Option<NewNotice> {
-    let Some(author) = post.created_by else { return None };
+    let author = post.created_by?;
     let snippet: String = post.text.chars().take(60).collect();
     let ellipsis = if post.text.chars().count() > 60 { "…" } else { "" };
     let (kind, title, body) = match result {
