@@ -237,8 +237,9 @@ pub struct ServeArgs {
     /// How often the outbox is looked at, in milliseconds [default: 1000].
     #[arg(long, env = "MARKETER_MAIL_POLL_MS", value_name = "MS")]
     pub mail_poll_ms: Option<u64>,
-    /// How often people whose morning has come get their daily digest
-    /// composed, in milliseconds [default: 60000].
+    /// How often the notifier looks for people in their digest hour
+    /// (08:00 to 09:00 local) whose daily digest is due, in milliseconds
+    /// [default: 60000].
     #[arg(long, env = "MARKETER_MAIL_DIGEST_CHECK_MS", value_name = "MS")]
     pub mail_digest_check_ms: Option<u64>,
 }

@@ -258,6 +258,8 @@ async fn nothing_of_another_tenant_is_visible() {
             json!({ "kind": "blog_article", "topic": "Secret launch plans", "wait_for_agent": true }),
         )
         .await;
+    let comment =
+        f.created(&b("/comments"), json!({ "activity_id": activity, "body": "Secret remark" })).await;
     let job = f
         .created(
             &b("/jobs"),
@@ -303,6 +305,7 @@ async fn nothing_of_another_tenant_is_visible() {
             .replace("{job_id}", &job)
             .replace("{activity_id}", &activity)
             .replace("{document_id}", &document)
+            .replace("{comment_id}", &comment)
             // No agent can be enrolled without a gateway round trip; any id will do
             // here, the agent tests check foreign agents with real ones.
             .replace("{agent_id}", &uuid::Uuid::now_v7().to_string())

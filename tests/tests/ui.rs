@@ -781,3 +781,79 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
     browser.check_page("publishing-post-instagram").await;
     assert!(browser.text("main").await.contains("/images/photo.jpg"));
 }
+
+/// Comments in the browser: a member is mentioned while her page is open
+/// and the bell counts it without a reload; she replies and starts a thread
+/// on a passage of the draft, mentioning the owner; a mention of someone
+/// who is not a member is refused next to the form, and her text is kept.
+#[tokio::test]
+async fn a_member_is_mentioned_the_bell_counts_it_live_and_she_answers_in_the_thread() {
+    let Some(browser) = Browser::start().await else { return };
+    let fleet = Fleet::start(job_timings).await;
+    let _agent = Agent::start(&fleet, &[]).await;
+    let (project, activity) = reviewed_article(&fleet).await;
+    let mia = member(&fleet, "member").await;
+    sign_in(&browser, &fleet, &mia, "a long enough password").await;
+    let page = tenant_url(&fleet, &format!("/projects/{project}/activities/{activity}"));
+    browser.goto(&page).await;
+    browser.find("#comments").await;
+    let before: i64 = browser.text_content("#bell-count").await.trim().parse().unwrap_or(0);
+
+    // The owner mentions Mia (through the API) while her page stays open.
+    let body = json!({ "activity_id": activity, "body": format!("@{mia} could you check the **intro**?") });
+    let (status, first) = fleet.call(Method::POST, "/comments", Some(body)).await;
+    assert_eq!(status, 201, "{first}");
+    let thread = first["id"].as_str().unwrap().to_owned();
+    let expected = (before + 1).to_string();
+    browser.wait_for_text("#bell-count", "the bell to count the mention", |t| t.trim() == expected).await;
+    assert!(browser.text_content("#bell-words").await.contains("unread"));
+
+    // She reloads, sees the thread, and replies mentioning the owner.
+    browser.goto(&page).await;
+    let shown = browser.text(&format!("#comment-{thread}")).await;
+    assert!(shown.contains("could you check the intro"), "{shown}");
+    browser.click(&format!("#thread-{thread} details summary")).await;
+    browser.fill(&format!("#reply-{thread}"), &format!("Done. @{EMAIL} have a look")).await;
+    browser.click(&format!("#thread-{thread} form button.primary")).await;
+    browser
+        .wait_for_text(&format!("#thread-{thread}"), "the reply in the thread", |t| t.contains("have a look"))
+        .await;
+
+    // A mention of a stranger is refused beside the form; the text stays.
+    browser.fill("#comment-body", "Ask @nobody@example.com too").await;
+    browser.click("#new-comment button.primary").await;
+    browser.wait_for_text("#comment-body-error", "the refused mention", |t| t.contains("not a member")).await;
+    let kept = browser.eval("document.querySelector('#comment-body').value").await;
+    assert_eq!(kept, "Ask @nobody@example.com too");
+
+    // A new thread about a passage of the current version.
+    let (_, detail) =
+        fleet.call(Method::GET, &format!("/projects/{project}/activities/{activity}"), None).await;
+    let content = detail["content"].as_str().unwrap_or_default().to_owned();
+    let line = content
+        .lines()
+        .map(str::trim)
+        .find(|l| l.chars().count() > 30 && !l.starts_with('#'))
+        .expect("a paragraph in the draft");
+    let passage: String = line.chars().take(30).collect();
+    browser.fill("#comment-body", "This sentence is too long.").await;
+    browser.fill("#comment-quote", &passage).await;
+    browser.click("#new-comment button.primary").await;
+    browser.wait_for_text("#comments", "the anchored thread", |t| t.contains("too long")).await;
+    let quoted = browser.text("#comments blockquote.anchor").await;
+    assert!(quoted.contains(passage.trim()), "{quoted}");
+    browser.screenshot("activity-comments").await;
+
+    // The owner heard of the reply's mention.
+    let (_, notes) = fleet.api.call(Method::GET, "/api/v1/me/notifications", None).await;
+    let mentions: Vec<_> =
+        notes["items"].as_array().unwrap().iter().filter(|n| n["kind"] == "mention").collect();
+    assert_eq!(mentions.len(), 1, "{notes}");
+
+    // Her notifications page lists the mention and links to the comment.
+    browser.goto(&tenant_url(&fleet, "/notifications")).await;
+    let list = browser.text("main").await;
+    assert!(list.contains("mentioned you"), "{list}");
+    browser.screenshot("notifications-mention").await;
+    browser.close().await;
+}

@@ -138,8 +138,8 @@ impl utoipa::Modify for BearerAuth {
 
 fn api_routes() -> OpenApiRouter<ApiState> {
     use routes::{
-        activities, agents, api_keys, audit_events, auth, documents, health, jobs, members, notifications,
-        projects, publishing, tenants,
+        activities, agents, api_keys, audit_events, auth, comments, documents, health, jobs, members,
+        notifications, projects, publishing, tenants,
     };
     // The upload reads its body itself, counting against the upload limit.
     let (schemas, paths, upload) = routes!(documents::list, documents::upload);
@@ -214,6 +214,9 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(notifications::join))
         .routes(routes!(notifications::mail))
         .routes(routes!(notifications::resend))
+        .routes(routes!(comments::list, comments::create))
+        .routes(routes!(comments::edit, comments::delete))
+        .routes(routes!(comments::resolve))
 }
 
 /// The OpenAPI document of the API, as served at `/api/v1/openapi.json`.

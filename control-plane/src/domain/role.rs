@@ -103,6 +103,10 @@ pub enum Permission {
     /// Write, schedule and approve posts.
     #[strum(serialize = "posts:write")]
     PostsWrite,
+    /// Comment on what one can read (viewers too: a client or a
+    /// compliance officer takes part in the discussion).
+    #[strum(serialize = "comments:write")]
+    CommentsWrite,
 }
 
 impl Permission {
@@ -135,7 +139,9 @@ impl Permission {
     pub fn least_role(self) -> Role {
         use Permission::*;
         match self {
-            ProjectsRead | ActivitiesRead | DocumentsRead | AccountsRead | PostsRead => Role::Viewer,
+            ProjectsRead | ActivitiesRead | DocumentsRead | AccountsRead | PostsRead | CommentsWrite => {
+                Role::Viewer
+            }
             ProjectsUpdate | ActivitiesCreate | ActivitiesUpdate | DocumentsUpload | SettingsView
             | PostsWrite => Role::Member,
             ProjectsCreate | ProjectsDelete | ActivitiesDelete | DocumentsDelete | TeamInvite

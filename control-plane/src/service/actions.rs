@@ -33,6 +33,12 @@ pub const EMAIL_VERIFICATION_SEND: &str = "user.send_verification";
 pub const EMAIL_VERIFY: &str = "auth.verify_email";
 pub const MAIL_RESEND: &str = "mail.resend";
 
+pub const COMMENT_CREATE: &str = "comment.create";
+pub const COMMENT_EDIT: &str = "comment.edit";
+pub const COMMENT_DELETE: &str = "comment.delete";
+pub const COMMENT_RESOLVE: &str = "comment.resolve";
+pub const COMMENT_REOPEN: &str = "comment.reopen";
+
 pub const PROJECT_CREATE: &str = "project.create";
 pub const PROJECT_UPDATE: &str = "project.update";
 pub const PROJECT_DELETE: &str = "project.delete";
@@ -110,6 +116,11 @@ pub const ALL: &[&str] = &[
     EMAIL_VERIFICATION_SEND,
     EMAIL_VERIFY,
     MAIL_RESEND,
+    COMMENT_CREATE,
+    COMMENT_EDIT,
+    COMMENT_DELETE,
+    COMMENT_RESOLVE,
+    COMMENT_REOPEN,
     PROJECT_CREATE,
     PROJECT_UPDATE,
     PROJECT_DELETE,

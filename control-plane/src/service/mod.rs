@@ -14,6 +14,7 @@ mod agents;
 mod api_keys;
 mod audit_log;
 mod auth;
+mod comments;
 mod documents;
 pub mod export;
 mod jobs;
@@ -53,6 +54,10 @@ pub use agents::{
 pub use api_keys::{CreateApiKey, CreatedApiKey};
 pub use audit_log::AuditQuery;
 pub use auth::{LoginRequest, RefreshRequest, TokenPair};
+pub use comments::{
+    AnchorIn, AnchorView, CommentQuery, CommentView, CreateComment, EditComment, MAX_COMMENT_CHARS,
+    MentionView, ResolveThread, mentioned_addresses,
+};
 pub use documents::{DEFAULT_MAX_UPLOAD_BYTES, DocumentView, MULTIPART_OVERHEAD_BYTES, Upload};
 pub use jobs::{CreateJob, EmbedInput, JobQuery, JobView, MessageIn, OptionsIn, Submitted};
 pub use members::{

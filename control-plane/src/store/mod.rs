@@ -10,6 +10,7 @@
 
 mod activities;
 mod agents;
+mod comments;
 mod documents;
 mod jobs;
 mod notifications;
@@ -33,6 +34,7 @@ use crate::domain::{
 
 pub use self::activities::*;
 pub use self::agents::*;
+pub use self::comments::*;
 pub use self::documents::*;
 pub use self::jobs::*;
 pub use self::notifications::*;
@@ -291,6 +293,11 @@ pub struct NewAuditEvent {
 impl NewAuditEvent {
     pub fn notify(mut self, notice: NewNotice) -> Self {
         self.notices.push(notice);
+        self
+    }
+
+    pub fn notify_all(mut self, notices: Vec<NewNotice>) -> Self {
+        self.notices.extend(notices);
         self
     }
 
@@ -586,6 +593,7 @@ pub trait Store:
     + DocumentStore
     + PublishingStore
     + NotificationStore
+    + CommentStore
     + Send
     + Sync
     + fmt::Debug

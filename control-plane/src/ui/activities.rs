@@ -422,6 +422,7 @@ struct ActivityPage {
     /// What the latest run completed before it failed or was cancelled, as
     /// step labels: regenerating resumes after them.
     kept: Vec<&'static str>,
+    comments: super::comments::CommentsPanel,
 }
 
 struct Length {
@@ -464,6 +465,29 @@ async fn activity_page(
     activity_id: Uuid,
     draft: Option<String>,
     errors: FormErrors,
+) -> Result<Response, UiError> {
+    activity_page_full(state, page, project_id, activity_id, draft, errors, None).await
+}
+
+/// The activity's page with a refused comment beside its form.
+pub async fn activity_page_with(
+    state: &ApiState,
+    page: TenantPage,
+    project_id: Uuid,
+    activity_id: Uuid,
+    comment: Option<(super::comments::CommentDraft, String)>,
+) -> Result<Response, UiError> {
+    activity_page_full(state, page, project_id, activity_id, None, FormErrors::default(), comment).await
+}
+
+async fn activity_page_full(
+    state: &ApiState,
+    page: TenantPage,
+    project_id: Uuid,
+    activity_id: Uuid,
+    draft: Option<String>,
+    errors: FormErrors,
+    comment: Option<(super::comments::CommentDraft, String)>,
 ) -> Result<Response, UiError> {
     let activity = state.app.activity(&page.access, project_id, activity_id).await?;
     let project = state.app.project(&page.access, project_id).await?;
@@ -557,7 +581,17 @@ async fn activity_page(
         _ => String::new(),
     };
     let base = page.path(&format!("/projects/{project_id}/activities/{activity_id}"));
+    let current_version = versions.first().map(|v| v.number);
+    let comments = super::comments::panel(
+        state,
+        &page,
+        crate::store::CommentSubject::Activity(activity_id),
+        current_version,
+        comment,
+    )
+    .await?;
     let view = ActivityPage {
+        comments,
         kind: activity.kind.into(),
         badge: badge(&status),
         status,

@@ -21,6 +21,7 @@ mod activities;
 mod assets;
 mod audit;
 mod auth;
+mod comments;
 mod documents;
 mod flash;
 mod fleet;
@@ -165,6 +166,11 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/notifications/settings", get(notifications::settings).post(notifications::save_settings))
         .route("/notifications/verify", post(notifications::send_verification))
         .route("/settings/mail/{message_id}/resend", post(settings::resend_mail))
+        .route("/comments", post(comments::create))
+        .route("/comments/{comment_id}/edit", post(comments::edit))
+        .route("/comments/{comment_id}/delete", post(comments::delete))
+        .route("/comments/{comment_id}/resolve", post(comments::resolve))
+        .route("/comments/{comment_id}/item", get(comments::item))
         .layer(axum::middleware::from_fn_with_state(state.clone(), with_navigation));
     Router::new()
         .route("/", get(auth::root))

@@ -382,6 +382,7 @@ struct PostPage {
     errors: FormErrors,
     base: String,
     calendar_href: String,
+    comments: super::comments::CommentsPanel,
 }
 
 async fn post_page(
@@ -390,7 +391,29 @@ async fn post_page(
     id: Uuid,
     errors: FormErrors,
 ) -> Result<Response, UiError> {
+    post_page_full(state, page, id, errors, None).await
+}
+
+/// The post's page with a refused comment beside its form.
+pub async fn post_page_with(
+    state: &ApiState,
+    page: TenantPage,
+    id: Uuid,
+    comment: Option<(super::comments::CommentDraft, String)>,
+) -> Result<Response, UiError> {
+    post_page_full(state, page, id, FormErrors::default(), comment).await
+}
+
+async fn post_page_full(
+    state: &ApiState,
+    page: TenantPage,
+    id: Uuid,
+    errors: FormErrors,
+    comment: Option<(super::comments::CommentDraft, String)>,
+) -> Result<Response, UiError> {
     let detail = state.app.post_detail(&page.access, id).await?;
+    let comments =
+        super::comments::panel(state, &page, crate::store::CommentSubject::Post(id), None, comment).await?;
     let (zone, _) = reader_zone(state, &page).await?;
     let post = detail.post;
     let local_value = post.scheduled_at.map(|at| schedule::instant_to_local(at, &zone)).unwrap_or_default();
@@ -418,6 +441,7 @@ async fn post_page(
         errors,
         base: page.path(&format!("/posts/{id}")),
         calendar_href: page.path("/calendar"),
+        comments,
         post,
         shell: page.shell,
     };

@@ -6,6 +6,7 @@ pub mod agents;
 pub mod api_keys;
 pub mod audit_events;
 pub mod auth;
+pub mod comments;
 pub mod documents;
 pub mod event_stream;
 pub mod health;
