@@ -260,6 +260,12 @@ async fn nothing_of_another_tenant_is_visible() {
         .await;
     let comment =
         f.created(&b("/comments"), json!({ "activity_id": activity, "body": "Secret remark" })).await;
+    let workflow = f
+        .created(
+            &b("/review-workflows"),
+            json!({ "name": "Secret review", "steps": [{ "name": "Legal", "rule": "any", "role": "admin" }] }),
+        )
+        .await;
     let job = f
         .created(
             &b("/jobs"),
@@ -306,6 +312,7 @@ async fn nothing_of_another_tenant_is_visible() {
             .replace("{activity_id}", &activity)
             .replace("{document_id}", &document)
             .replace("{comment_id}", &comment)
+            .replace("{workflow_id}", &workflow)
             // No agent can be enrolled without a gateway round trip; any id will do
             // here, the agent tests check foreign agents with real ones.
             .replace("{agent_id}", &uuid::Uuid::now_v7().to_string())

@@ -139,7 +139,7 @@ impl utoipa::Modify for BearerAuth {
 fn api_routes() -> OpenApiRouter<ApiState> {
     use routes::{
         activities, agents, api_keys, audit_events, auth, comments, documents, health, jobs, members,
-        notifications, projects, publishing, tenants,
+        notifications, projects, publishing, reviews, tenants,
     };
     // The upload reads its body itself, counting against the upload limit.
     let (schemas, paths, upload) = routes!(documents::list, documents::upload);
@@ -217,6 +217,11 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(comments::list, comments::create))
         .routes(routes!(comments::edit, comments::delete))
         .routes(routes!(comments::resolve))
+        .routes(routes!(reviews::list, reviews::create))
+        .routes(routes!(reviews::update, reviews::delete))
+        .routes(routes!(reviews::set_project_workflow))
+        .routes(routes!(reviews::get, reviews::decide))
+        .routes(routes!(reviews::waiting))
 }
 
 /// The OpenAPI document of the API, as served at `/api/v1/openapi.json`.

@@ -39,6 +39,12 @@ pub const COMMENT_DELETE: &str = "comment.delete";
 pub const COMMENT_RESOLVE: &str = "comment.resolve";
 pub const COMMENT_REOPEN: &str = "comment.reopen";
 
+pub const REVIEW_WORKFLOW_CREATE: &str = "review_workflow.create";
+pub const REVIEW_WORKFLOW_UPDATE: &str = "review_workflow.update";
+pub const REVIEW_WORKFLOW_DELETE: &str = "review_workflow.delete";
+pub const PROJECT_REVIEW_WORKFLOW: &str = "project.set_review_workflow";
+pub const REVIEW_DECIDE: &str = "review.decide";
+
 pub const PROJECT_CREATE: &str = "project.create";
 pub const PROJECT_UPDATE: &str = "project.update";
 pub const PROJECT_DELETE: &str = "project.delete";
@@ -121,6 +127,11 @@ pub const ALL: &[&str] = &[
     COMMENT_DELETE,
     COMMENT_RESOLVE,
     COMMENT_REOPEN,
+    REVIEW_WORKFLOW_CREATE,
+    REVIEW_WORKFLOW_UPDATE,
+    REVIEW_WORKFLOW_DELETE,
+    PROJECT_REVIEW_WORKFLOW,
+    REVIEW_DECIDE,
     PROJECT_CREATE,
     PROJECT_UPDATE,
     PROJECT_DELETE,

@@ -843,14 +843,34 @@ impl App {
         id: Uuid,
         approve: Approve,
     ) -> Result<ActivityView> {
+        // One approval path: this is an approval at the current step of the
+        // project's review (the whole of the default review). Approving
+        // approved content again changes nothing.
         access.require(Permission::ActivitiesUpdate)?;
         let activity = self.activity_in(access, project_id, id).await?;
-        let latest = self.latest_edit(&activity).await?;
+        if activity.approved_at.is_some() {
+            return self.activity(access, project_id, id).await;
+        }
+        let decide = super::reviews::DecideIn {
+            decision: crate::store::Decision::Approve,
+            comment: String::new(),
+            version: None,
+            step: None,
+            acknowledge_findings: approve.acknowledge_findings,
+        };
+        self.decide_review(access, project_id, id, decide).await?;
+        self.activity(access, project_id, id).await
+    }
+
+    /// Refuses to approve content whose current version has Fair Housing
+    /// findings unless the reviewer acknowledged them.
+    pub(crate) async fn check_findings(&self, activity: &Activity, acknowledged: bool) -> Result<()> {
+        let latest = self.latest_edit(activity).await?;
         let generated = activity.content_run.as_ref().and_then(result_of);
         let review = current_compliance(generated, latest.as_ref());
         let findings = review.as_ref().map_or(0, |c| c.findings.len());
         let version = latest.as_ref().map_or(0, |v| v.number);
-        if findings > 0 && !approve.acknowledge_findings {
+        if findings > 0 && !acknowledged {
             return Err(Error::Conflict {
                 code: "compliance_findings",
                 message: format!(
@@ -858,12 +878,7 @@ impl App {
                 ),
             });
         }
-        let audit = access.audit(actions::ACTIVITY_APPROVE).resource("activity", id).details(
-            serde_json::json!({ "version": version, "findings": findings, "findings_acknowledged": findings > 0 }),
-        );
-        let user_id = access.caller.creator_id();
-        self.store.approve_activity(access.tenant_id, id, user_id, &audit).await?;
-        self.activity(access, project_id, id).await
+        Ok(())
     }
 
     /// The current content for export: its title and Markdown.

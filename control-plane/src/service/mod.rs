@@ -22,6 +22,7 @@ mod members;
 mod notifications;
 mod projects;
 mod publishing;
+mod reviews;
 mod tenants;
 
 use std::collections::HashMap;
@@ -73,6 +74,10 @@ pub use publishing::{
     AccountView, ConnectBluesky, ConnectStarted, CreatePost, PostDetail, PostQuery, PostView, StartConnect,
     UpdateAccount, UpdatePost, When, approval_gate, check_image, check_text, normalize as normalize_text,
     rules, text_length,
+};
+pub use reviews::{
+    DecideIn, DecisionView, ProjectWorkflowIn, ProjectWorkflowOut, ReviewView, StepIn, StepStanding,
+    StepView, WaitingReview, WorkflowIn, WorkflowView,
 };
 pub use tenants::{CreateTenant, Me, UpdateTenant};
 

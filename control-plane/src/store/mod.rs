@@ -16,6 +16,7 @@ mod jobs;
 mod notifications;
 mod postgres;
 mod publishing;
+mod reviews;
 mod sql;
 mod sqlite;
 
@@ -39,6 +40,7 @@ pub use self::documents::*;
 pub use self::jobs::*;
 pub use self::notifications::*;
 pub use self::publishing::*;
+pub use self::reviews::*;
 pub use crate::domain::{Campaign, Project};
 
 /// Which database a store talks to.
@@ -594,6 +596,7 @@ pub trait Store:
     + PublishingStore
     + NotificationStore
     + CommentStore
+    + ReviewStore
     + Send
     + Sync
     + fmt::Debug

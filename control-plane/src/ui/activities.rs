@@ -18,7 +18,7 @@ use super::session::{Path, Query, Submit, TenantPage};
 use super::view::{When, badge};
 use crate::api::ApiState;
 use crate::domain::Permission;
-use crate::service::{ActivityView, Approve, CreateActivity, EditContent, request_findings};
+use crate::service::{ActivityView, CreateActivity, EditContent, request_findings};
 use crate::store::{ActivityKind, ActivityStatus, JobStatus};
 
 const TONES: [(&str, &str); 4] = [
@@ -409,7 +409,7 @@ struct ActivityPage {
     variants: Vec<VariantView>,
     can_update: bool,
     can_create: bool,
-    can_approve: bool,
+    review: crate::service::ReviewView,
     findings: usize,
     errors: FormErrors,
     failed_message: String,
@@ -582,6 +582,7 @@ async fn activity_page_full(
     };
     let base = page.path(&format!("/projects/{project_id}/activities/{activity_id}"));
     let current_version = versions.first().map(|v| v.number);
+    let review = state.app.activity_review(&page.access, project_id, activity_id).await?;
     let comments = super::comments::panel(
         state,
         &page,
@@ -610,7 +611,7 @@ async fn activity_page_full(
         variants,
         can_update: page.can(Permission::ActivitiesUpdate),
         can_create: page.can(Permission::ActivitiesCreate),
-        can_approve: page.can(Permission::ActivitiesUpdate) && activity.status == ActivityStatus::Review,
+        review,
         findings,
         errors,
         failed_message,
@@ -696,6 +697,55 @@ pub async fn save_content(
 #[derive(Debug, Deserialize)]
 pub struct ApproveForm {
     acknowledge_findings: Option<String>,
+    /// The version and step on the page (hidden fields).
+    version: Option<String>,
+    step: Option<String>,
+}
+
+/// A reviewer's other decisions: request changes, reject.
+#[derive(Debug, Deserialize)]
+pub struct ReviewForm {
+    decision: String,
+    comment: Option<String>,
+    version: Option<String>,
+    step: Option<String>,
+}
+
+/// The version a form says its page showed (`None` if it says nothing
+/// readable: the service then takes the current one, and the decision is
+/// still checked under the activity's lock).
+fn form_version(value: Option<&str>) -> Option<i64> {
+    value.and_then(|v| v.trim().parse().ok())
+}
+
+pub async fn review(
+    State(state): State<ApiState>,
+    Path((_, project_id, activity_id)): Path<(Uuid, Uuid, Uuid)>,
+    submit: Submit<ReviewForm>,
+) -> Result<Response, UiError> {
+    let Submit { page, form } = submit;
+    let decision = match form.decision.as_str() {
+        "request_changes" => crate::store::Decision::RequestChanges,
+        "reject" => crate::store::Decision::Reject,
+        _ => crate::store::Decision::Approve,
+    };
+    let decide = crate::service::DecideIn {
+        decision,
+        comment: form.comment.unwrap_or_default(),
+        version: form_version(form.version.as_deref()),
+        step: form_version(form.step.as_deref()),
+        acknowledge_findings: false,
+    };
+    match state.app.decide_review(&page.access, project_id, activity_id, decide).await {
+        Ok(_) => Ok(see_other(&format!(
+            "{}#review",
+            page.path(&format!("/projects/{project_id}/activities/{activity_id}"))
+        ))),
+        Err(e) => {
+            let errors = FormErrors::from_error(e)?;
+            activity_page(&state, page, project_id, activity_id, None, errors).await
+        }
+    }
 }
 
 pub async fn approve(
@@ -704,8 +754,16 @@ pub async fn approve(
     submit: Submit<ApproveForm>,
 ) -> Result<Response, UiError> {
     let Submit { page, form } = submit;
-    let approve = Approve { acknowledge_findings: form.acknowledge_findings.is_some() };
-    match state.app.approve_activity(&page.access, project_id, activity_id, approve).await {
+    // An approval at the review's current step (named approvers may be
+    // viewers, so this is the review's decision, not the API's approve).
+    let decide = crate::service::DecideIn {
+        decision: crate::store::Decision::Approve,
+        comment: String::new(),
+        version: form_version(form.version.as_deref()),
+        step: form_version(form.step.as_deref()),
+        acknowledge_findings: form.acknowledge_findings.is_some(),
+    };
+    match state.app.decide_review(&page.access, project_id, activity_id, decide).await {
         Ok(_) => Ok(see_other(&page.path(&format!("/projects/{project_id}/activities/{activity_id}")))),
         Err(e) => {
             let errors = FormErrors::from_error(e)?;

@@ -54,6 +54,8 @@ struct Dashboard {
     shell: Shell,
     recent: Vec<ActivityRow>,
     review: Vec<ActivityRow>,
+    /// What waits for this person's own decision: title, link, where it stands.
+    mine: Vec<(String, String, String)>,
     usage: Option<Usage>,
     projects_href: String,
     has_projects: bool,
@@ -90,7 +92,18 @@ pub async fn dashboard(State(state): State<ApiState>, page: TenantPage) -> Resul
     } else {
         None
     };
+    let mine = state
+        .app
+        .waiting_for_my_review(&page.access)
+        .await?
+        .into_iter()
+        .map(|w| {
+            let href = page.path(&format!("/projects/{}/activities/{}#review", w.project_id, w.activity_id));
+            (w.title, href, w.summary)
+        })
+        .collect();
     let dashboard = Dashboard {
+        mine,
         recent: recent.iter().map(|a| ActivityRow::of(&page, a, &projects)).collect(),
         review: review.iter().map(|a| ActivityRow::of(&page, a, &projects)).collect(),
         usage,

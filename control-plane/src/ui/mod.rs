@@ -30,6 +30,7 @@ mod notifications;
 pub(crate) mod page;
 mod projects;
 mod publishing;
+mod reviews;
 mod session;
 mod settings;
 mod team;
@@ -120,6 +121,7 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/projects/{project_id}/activities/{activity_id}", get(activities::show))
         .route("/projects/{project_id}/activities/{activity_id}/content", post(activities::save_content))
         .route("/projects/{project_id}/activities/{activity_id}/approve", post(activities::approve))
+        .route("/projects/{project_id}/activities/{activity_id}/review", post(activities::review))
         .route("/projects/{project_id}/activities/{activity_id}/regenerate", post(activities::regenerate))
         .route("/projects/{project_id}/activities/{activity_id}/cancel", post(activities::cancel))
         .route("/projects/{project_id}/documents", get(documents::list))
@@ -166,6 +168,9 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/notifications/settings", get(notifications::settings).post(notifications::save_settings))
         .route("/notifications/verify", post(notifications::send_verification))
         .route("/settings/mail/{message_id}/resend", post(settings::resend_mail))
+        .route("/settings/reviews", get(reviews::show).post(reviews::create))
+        .route("/settings/reviews/projects", post(reviews::set_project))
+        .route("/settings/reviews/{workflow_id}/delete", post(reviews::delete))
         .route("/comments", post(comments::create))
         .route("/comments/{comment_id}/edit", post(comments::edit))
         .route("/comments/{comment_id}/delete", post(comments::delete))

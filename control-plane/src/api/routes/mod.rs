@@ -15,6 +15,7 @@ pub mod members;
 pub mod notifications;
 pub mod projects;
 pub mod publishing;
+pub mod reviews;
 pub mod tenants;
 
 /// Path parameters, named as in the route templates.

@@ -184,7 +184,11 @@ where
     }
 
     /// The activity, locked for the rest of the transaction.
-    async fn lock_activity(conn: &mut DB::Connection, tenant_id: Uuid, id: Uuid) -> Result<Activity> {
+    pub(super) async fn lock_activity(
+        conn: &mut DB::Connection,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> Result<Activity> {
         let locked: Option<Uuid> = sqlx::query_scalar(sql(&[
             "SELECT id FROM activities WHERE tenant_id = $1 AND id = $2",
             DB::FOR_UPDATE,

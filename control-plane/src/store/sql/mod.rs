@@ -20,6 +20,7 @@ mod documents;
 mod jobs;
 mod notifications;
 mod publishing;
+mod reviews;
 
 use std::fmt;
 

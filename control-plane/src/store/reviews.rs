@@ -1,0 +1,181 @@
+//! Persistence of review workflows: a tenant's ordered steps (the
+//! approvers of each and its rule), the workflow each project uses, and
+//! the decisions reviewers take on an activity's content version.
+//!
+//! Where an item stands is not stored: it is derived from the decisions on
+//! its current version (`service::reviews`). A decision is written only if
+//! nothing the reviewer saw has changed (the version, the decisions taken
+//! so far), checked under the activity's lock, so two reviewers acting at
+//! once, or an edit racing a decision, end in one consistent state.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{NewAuditEvent, Result};
+use crate::domain::{Role, Timestamp};
+
+/// Whether one approver completes a step, or all of them must approve.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum StepRule {
+    Any,
+    All,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewStep {
+    /// 1 for the first step.
+    pub position: i64,
+    pub name: String,
+    pub rule: StepRule,
+    /// The approvers when `members` is empty: every member with this role
+    /// or above.
+    pub min_role: Option<Role>,
+    /// Named approvers (members of the tenant).
+    pub members: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReviewWorkflow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub steps: Vec<ReviewStep>,
+    /// The projects that use it.
+    pub projects: Vec<Uuid>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewReviewWorkflow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub steps: Vec<ReviewStep>,
+}
+
+/// What a reviewer decides.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Decision {
+    Approve,
+    RequestChanges,
+    Reject,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReviewDecision {
+    pub id: Uuid,
+    pub activity_id: Uuid,
+    pub content_run_id: Uuid,
+    pub version: i64,
+    pub workflow_id: Option<Uuid>,
+    pub step: i64,
+    pub user_id: Option<Uuid>,
+    pub user_name: Option<String>,
+    pub decision: Decision,
+    pub comment: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDecision {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub activity_id: Uuid,
+    pub workflow_id: Option<Uuid>,
+    pub step: i64,
+    pub user_id: Uuid,
+    pub decision: Decision,
+    pub comment: String,
+}
+
+/// What the reviewer saw: the decision is refused (`Conflict`) when any of
+/// it changed before it could be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub content_run_id: Uuid,
+    pub version: i64,
+    /// How many decisions the version had.
+    pub decisions: i64,
+}
+
+#[async_trait]
+pub trait ReviewStore {
+    async fn review_workflows(&self, tenant_id: Uuid) -> Result<Vec<ReviewWorkflow>>;
+    async fn review_workflow(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<ReviewWorkflow>>;
+    /// `Conflict` (`workflow_name_taken`) for a name the tenant uses.
+    async fn create_review_workflow(
+        &self,
+        w: &NewReviewWorkflow,
+        audit: &NewAuditEvent,
+    ) -> Result<ReviewWorkflow>;
+    /// Replaces a workflow's name and steps.
+    async fn update_review_workflow(
+        &self,
+        w: &NewReviewWorkflow,
+        audit: &NewAuditEvent,
+    ) -> Result<ReviewWorkflow>;
+    /// Deletes a workflow; its projects go back to the default review.
+    async fn delete_review_workflow(&self, tenant_id: Uuid, id: Uuid, audit: &NewAuditEvent) -> Result<()>;
+    /// The workflow a project uses (`None`: the default review).
+    async fn project_review_workflow(
+        &self,
+        tenant_id: Uuid,
+        project_id: Uuid,
+    ) -> Result<Option<ReviewWorkflow>>;
+    async fn set_project_review_workflow(
+        &self,
+        tenant_id: Uuid,
+        project_id: Uuid,
+        workflow_id: Option<Uuid>,
+        audit: &NewAuditEvent,
+    ) -> Result<()>;
+    /// The decisions on one content version, oldest first.
+    async fn review_decisions(
+        &self,
+        tenant_id: Uuid,
+        activity_id: Uuid,
+        content_run_id: Uuid,
+        version: i64,
+    ) -> Result<Vec<ReviewDecision>>;
+    /// Writes a decision if the activity is still as `seen` (its content
+    /// run and version, the number of decisions on it), and, when
+    /// `approves_activity`, marks the activity approved, with the audit
+    /// event and its notices, in one transaction.
+    async fn decide(
+        &self,
+        decision: &NewDecision,
+        seen: &Seen,
+        approves_activity: bool,
+        audit: &NewAuditEvent,
+    ) -> Result<()>;
+}

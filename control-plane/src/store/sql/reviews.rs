@@ -1,0 +1,462 @@
+//! [`ReviewStore`] for [`SqlStore`]: review workflows, the projects that
+//! use them, and reviewers' decisions (written only if the activity is as
+//! the reviewer saw it).
+
+use super::*;
+use crate::store::{
+    Decision, NewDecision, NewReviewWorkflow, ReviewDecision, ReviewStep, ReviewStore, ReviewWorkflow, Seen,
+};
+
+#[derive(FromRow)]
+struct WorkflowRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    name: String,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+#[derive(FromRow)]
+struct StepRow {
+    workflow_id: Uuid,
+    position: i64,
+    name: String,
+    rule: String,
+    min_role: Option<String>,
+    members: String,
+}
+
+impl TryFrom<StepRow> for ReviewStep {
+    type Error = StoreError;
+    fn try_from(r: StepRow) -> Result<ReviewStep> {
+        Ok(ReviewStep {
+            position: r.position,
+            name: r.name,
+            rule: r.rule.parse().map_err(corrupt("review_steps.rule"))?,
+            min_role: r.min_role.map(|m| m.parse()).transpose().map_err(corrupt("review_steps.min_role"))?,
+            members: serde_json::from_str(&r.members).map_err(corrupt("review_steps.members"))?,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct DecisionRow {
+    id: Uuid,
+    activity_id: Uuid,
+    content_run_id: Uuid,
+    version: i64,
+    workflow_id: Option<Uuid>,
+    step: i64,
+    user_id: Option<Uuid>,
+    user_name: Option<String>,
+    decision: String,
+    comment: String,
+    created_at: Timestamp,
+}
+
+impl TryFrom<DecisionRow> for ReviewDecision {
+    type Error = StoreError;
+    fn try_from(r: DecisionRow) -> Result<ReviewDecision> {
+        Ok(ReviewDecision {
+            id: r.id,
+            activity_id: r.activity_id,
+            content_run_id: r.content_run_id,
+            version: r.version,
+            workflow_id: r.workflow_id,
+            step: r.step,
+            user_id: r.user_id,
+            user_name: r.user_name,
+            decision: r.decision.parse().map_err(corrupt("review_decisions.decision"))?,
+            comment: r.comment,
+            created_at: r.created_at,
+        })
+    }
+}
+
+fn normalized(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Timestamp: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Date: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Option<Uuid>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<bool>: Decode<'t, DB>,
+    for<'t> Option<i64>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Timestamp>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Date>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Vec<u8>>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> &'t str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+{
+    async fn fetch_workflows(
+        conn: &mut DB::Connection,
+        tenant_id: Uuid,
+        only: Option<Uuid>,
+    ) -> Result<Vec<ReviewWorkflow>> {
+        let select =
+            "SELECT id, tenant_id, name, created_at, updated_at FROM review_workflows WHERE tenant_id = $1";
+        let rows: Vec<WorkflowRow> = match only {
+            Some(id) => {
+                sqlx::query_as(sql(&[select, " AND id = $2"]))
+                    .bind(tenant_id)
+                    .bind(id)
+                    .fetch_all(&mut *conn)
+                    .await?
+            }
+            None => {
+                sqlx::query_as(sql(&[select, " ORDER BY name_normalized"]))
+                    .bind(tenant_id)
+                    .fetch_all(&mut *conn)
+                    .await?
+            }
+        };
+        let steps: Vec<StepRow> = sqlx::query_as(
+            "SELECT s.workflow_id, s.position, s.name, s.rule, s.min_role, s.members FROM review_steps s \
+             JOIN review_workflows w ON w.id = s.workflow_id WHERE w.tenant_id = $1 ORDER BY s.position",
+        )
+        .bind(tenant_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let projects: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            "SELECT workflow_id, project_id FROM project_review_workflows WHERE tenant_id = $1 ORDER BY project_id",
+        )
+        .bind(tenant_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut workflows = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut own = Vec::new();
+            for s in steps.iter().filter(|s| s.workflow_id == r.id) {
+                own.push(ReviewStep::try_from(StepRow {
+                    workflow_id: s.workflow_id,
+                    position: s.position,
+                    name: s.name.clone(),
+                    rule: s.rule.clone(),
+                    min_role: s.min_role.clone(),
+                    members: s.members.clone(),
+                })?);
+            }
+            workflows.push(ReviewWorkflow {
+                id: r.id,
+                tenant_id: r.tenant_id,
+                name: r.name,
+                steps: own,
+                projects: projects.iter().filter(|(w, _)| *w == r.id).map(|(_, p)| *p).collect(),
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            });
+        }
+        Ok(workflows)
+    }
+
+    async fn write_steps(conn: &mut DB::Connection, w: &NewReviewWorkflow) -> Result<()> {
+        sqlx::query("DELETE FROM review_steps WHERE workflow_id = $1").bind(w.id).execute(&mut *conn).await?;
+        for step in &w.steps {
+            let members = serde_json::to_string(&step.members).map_err(corrupt("review_steps.members"))?;
+            sqlx::query(
+                "INSERT INTO review_steps (workflow_id, position, name, rule, min_role, members) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(w.id)
+            .bind(step.position)
+            .bind(step.name.as_str())
+            .bind(<&str>::from(step.rule))
+            .bind(step.min_role.map(|r| r.as_str().to_owned()))
+            .bind(members)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<DB> ReviewStore for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Timestamp: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Date: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Option<Uuid>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<bool>: Decode<'t, DB>,
+    for<'t> Option<i64>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Timestamp>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Date>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Vec<u8>>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> &'t str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+{
+    async fn review_workflows(&self, tenant_id: Uuid) -> Result<Vec<ReviewWorkflow>> {
+        let mut conn = self.read.acquire().await?;
+        Self::fetch_workflows(&mut conn, tenant_id, None).await
+    }
+
+    async fn review_workflow(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<ReviewWorkflow>> {
+        let mut conn = self.read.acquire().await?;
+        Ok(Self::fetch_workflows(&mut conn, tenant_id, Some(id)).await?.pop())
+    }
+
+    async fn create_review_workflow(
+        &self,
+        w: &NewReviewWorkflow,
+        audit: &NewAuditEvent,
+    ) -> Result<ReviewWorkflow> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "INSERT INTO review_workflows (id, tenant_id, name, name_normalized, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(w.id)
+        .bind(w.tenant_id)
+        .bind(w.name.as_str())
+        .bind(normalized(&w.name))
+        .bind(audit.occurred_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, "workflow_name_taken", "a review workflow with this name exists"))?;
+        Self::write_steps(&mut tx, w).await?;
+        Self::insert_audit(&mut tx, audit).await?;
+        let created = Self::fetch_workflows(&mut tx, w.tenant_id, Some(w.id))
+            .await?
+            .pop()
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn update_review_workflow(
+        &self,
+        w: &NewReviewWorkflow,
+        audit: &NewAuditEvent,
+    ) -> Result<ReviewWorkflow> {
+        let mut tx = self.write.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE review_workflows SET name = $3, name_normalized = $4, updated_at = $5 \
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(w.tenant_id)
+        .bind(w.id)
+        .bind(w.name.as_str())
+        .bind(normalized(&w.name))
+        .bind(audit.occurred_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, "workflow_name_taken", "a review workflow with this name exists"))?;
+        if DB::rows_affected(&changed) != 1 {
+            return Err(StoreError::NotFound);
+        }
+        Self::write_steps(&mut tx, w).await?;
+        Self::insert_audit(&mut tx, audit).await?;
+        let updated = Self::fetch_workflows(&mut tx, w.tenant_id, Some(w.id))
+            .await?
+            .pop()
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    async fn delete_review_workflow(&self, tenant_id: Uuid, id: Uuid, audit: &NewAuditEvent) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let deleted = sqlx::query("DELETE FROM review_workflows WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if DB::rows_affected(&deleted) != 1 {
+            return Err(StoreError::NotFound);
+        }
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn project_review_workflow(
+        &self,
+        tenant_id: Uuid,
+        project_id: Uuid,
+    ) -> Result<Option<ReviewWorkflow>> {
+        let mut conn = self.read.acquire().await?;
+        let id: Option<Uuid> = sqlx::query_scalar(
+            "SELECT workflow_id FROM project_review_workflows WHERE tenant_id = $1 AND project_id = $2",
+        )
+        .bind(tenant_id)
+        .bind(project_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        match id {
+            Some(id) => Ok(Self::fetch_workflows(&mut conn, tenant_id, Some(id)).await?.pop()),
+            None => Ok(None),
+        }
+    }
+
+    async fn set_project_review_workflow(
+        &self,
+        tenant_id: Uuid,
+        project_id: Uuid,
+        workflow_id: Option<Uuid>,
+        audit: &NewAuditEvent,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let project: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM projects WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant_id)
+                .bind(project_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if project.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("DELETE FROM project_review_workflows WHERE project_id = $1")
+            .bind(project_id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(workflow_id) = workflow_id {
+            let known: Option<Uuid> =
+                sqlx::query_scalar("SELECT id FROM review_workflows WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant_id)
+                    .bind(workflow_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if known.is_none() {
+                return Err(StoreError::Invalid {
+                    field: "workflow_id",
+                    message: "is not a review workflow of this organisation".into(),
+                });
+            }
+            sqlx::query(
+                "INSERT INTO project_review_workflows (project_id, tenant_id, workflow_id) VALUES ($1, $2, $3)",
+            )
+            .bind(project_id)
+            .bind(tenant_id)
+            .bind(workflow_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn review_decisions(
+        &self,
+        tenant_id: Uuid,
+        activity_id: Uuid,
+        content_run_id: Uuid,
+        version: i64,
+    ) -> Result<Vec<ReviewDecision>> {
+        let rows: Vec<DecisionRow> = sqlx::query_as(
+            "SELECT d.id, d.activity_id, d.content_run_id, d.version, d.workflow_id, d.step, d.user_id, \
+             u.display_name AS user_name, d.decision, d.comment, d.created_at FROM review_decisions d \
+             LEFT JOIN users u ON u.id = d.user_id \
+             WHERE d.tenant_id = $1 AND d.activity_id = $2 AND d.content_run_id = $3 AND d.version = $4 \
+             ORDER BY d.id",
+        )
+        .bind(tenant_id)
+        .bind(activity_id)
+        .bind(content_run_id)
+        .bind(version)
+        .fetch_all(&self.read)
+        .await?;
+        rows_into(rows)
+    }
+
+    async fn decide(
+        &self,
+        d: &NewDecision,
+        seen: &Seen,
+        approves_activity: bool,
+        audit: &NewAuditEvent,
+    ) -> Result<()> {
+        let changed = || StoreError::Conflict {
+            code: "review_changed",
+            message: "the content or its review changed while you were deciding (an edit, or another \
+                      reviewer's decision); look at it again"
+                .into(),
+        };
+        let mut tx = self.write.begin().await?;
+        let activity = Self::lock_activity(&mut tx, d.tenant_id, d.activity_id).await?;
+        let run = match &activity.content_run {
+            Some(run) if run.id == seen.content_run_id && activity.run.status.is_terminal() => run.id,
+            _ => return Err(changed()),
+        };
+        if activity.approved_at.is_some() {
+            return Err(StoreError::Conflict {
+                code: "already_approved",
+                message: "this content is approved already".into(),
+            });
+        }
+        let version: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(number), 0) FROM activity_versions WHERE activity_id = $1 AND job_id = $2",
+        )
+        .bind(d.activity_id)
+        .bind(run)
+        .fetch_one(&mut *tx)
+        .await?;
+        let decisions: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM review_decisions WHERE activity_id = $1 AND content_run_id = $2 AND version = $3",
+        )
+        .bind(d.activity_id)
+        .bind(run)
+        .bind(version)
+        .fetch_one(&mut *tx)
+        .await?;
+        if version != seen.version || decisions != seen.decisions {
+            return Err(changed());
+        }
+        sqlx::query(
+            "INSERT INTO review_decisions (id, tenant_id, activity_id, content_run_id, version, workflow_id, step, \
+             user_id, decision, comment, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(d.id)
+        .bind(d.tenant_id)
+        .bind(d.activity_id)
+        .bind(run)
+        .bind(version)
+        .bind(d.workflow_id)
+        .bind(d.step)
+        .bind(d.user_id)
+        .bind(<&str>::from(d.decision))
+        .bind(d.comment.as_str())
+        .bind(audit.occurred_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, "already_decided", "you decided on this step of this version already"))?;
+        if approves_activity && d.decision == Decision::Approve {
+            sqlx::query(
+                "UPDATE activities SET approved_at = $3, approved_by = $4, updated_at = $3 \
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(d.tenant_id)
+            .bind(d.activity_id)
+            .bind(audit.occurred_at)
+            .bind(d.user_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
