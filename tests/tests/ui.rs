@@ -857,3 +857,79 @@ async fn a_member_is_mentioned_the_bell_counts_it_live_and_she_answers_in_the_th
     browser.screenshot("notifications-mention").await;
     browser.close().await;
 }
+
+/// Reviews in the browser: an admin defines a two-step workflow in
+/// Settings → Reviews and gives it to the project; the owner's article
+/// waits for an admin (step 1), then for the named member (step 2); each
+/// approves from the activity's review panel, and the member finds it
+/// under "Waiting for my review" first.
+#[tokio::test]
+async fn an_article_is_reviewed_in_two_steps_by_two_people() {
+    let Some(browser) = Browser::start().await else { return };
+    let fleet = Fleet::start(job_timings).await;
+    let _agent = Agent::start(&fleet, &[]).await;
+    let (project, activity) = reviewed_article(&fleet).await;
+    let ana = member(&fleet, "admin").await;
+    let mia = member(&fleet, "member").await;
+    let (_, team) = fleet.call(Method::GET, "/members", None).await;
+    let mia_id = team["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == mia.as_str())
+        .and_then(|m| m["user_id"].as_str())
+        .expect("Mia in the team")
+        .to_owned();
+
+    // The owner defines the workflow and gives it to the project.
+    sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
+    browser.goto(&tenant_url(&fleet, "/settings/reviews")).await;
+    browser.fill("#workflow-name", "Editor then client").await;
+    browser.fill("#step1-name", "Editor").await;
+    browser.click("#step1-role option[value='admin']").await;
+    browser.fill("#step2-name", "Client").await;
+    browser.click(&format!("#step2-members option[value='{mia_id}']")).await;
+    browser.click("#new-workflow button.primary").await;
+    browser.wait_for_text("#workflows", "the new workflow", |t| t.contains("Editor then client")).await;
+    let workflow =
+        browser.eval("document.querySelector('#projects select option:not([value=\"\"])').value").await;
+    let workflow = workflow.as_str().unwrap().to_owned();
+    browser.click(&format!("#project-{project} option[value='{workflow}']")).await;
+    browser.click(&format!("form:has(#project-{project}) button")).await;
+    browser.wait_for_text("#projects", "the project's workflow saved", |_| true).await;
+    let chosen = browser.eval(&format!("document.querySelector('#project-{project}').value")).await;
+    assert_eq!(chosen, workflow.as_str());
+    browser.screenshot("settings-reviews").await;
+
+    // The owner wrote it: the panel says someone else approves.
+    let page = tenant_url(&fleet, &format!("/projects/{project}/activities/{activity}"));
+    browser.goto(&page).await;
+    let summary = browser.text("#review-summary").await;
+    assert!(summary.contains("step 1 of 2"), "{summary}");
+    assert!(browser.text("#review-why").await.contains("you wrote this content"));
+    assert!(!browser.has("form[action$='/approve']").await);
+    browser.click("header form[action='/logout'] button").await;
+    browser.wait_for_text("h1", "the sign-in page", |t| t == "Sign in").await;
+
+    // Step 1: the admin approves.
+    sign_in(&browser, &fleet, &ana, "a long enough password").await;
+    browser.goto(&page).await;
+    browser.click("form[action$='/approve'] button").await;
+    browser.wait_for_text("#review-summary", "step 2", |t| t.contains("step 2 of 2")).await;
+    browser.click("header form[action='/logout'] button").await;
+    browser.wait_for_text("h1", "the sign-in page", |t| t == "Sign in").await;
+
+    // Step 2: the client finds it on her dashboard and approves.
+    sign_in(&browser, &fleet, &mia, "a long enough password").await;
+    let mine = browser.text("#my-reviews").await;
+    assert!(mine.contains("Heat pumps in winter") && mine.contains("step 2 of 2"), "{mine}");
+    browser.click("#my-reviews a").await;
+    browser.find("#review").await;
+    browser.screenshot("activity-review").await;
+    browser.click("form[action$='/approve'] button").await;
+    browser.wait_for_text("#review-summary", "approved", |t| t.contains("approved")).await;
+    let (_, detail) =
+        fleet.call(Method::GET, &format!("/projects/{project}/activities/{activity}"), None).await;
+    assert_eq!(detail["status"], "approved", "{detail}");
+    browser.close().await;
+}

@@ -684,7 +684,7 @@ impl App {
                 title,
                 body,
                 link: Some(link.clone()),
-                dedupe_key: Some(format!("review:{id}:{run}:{version}:{}", decision_id)),
+                dedupe_key: Some(format!("review:{id}:{run}:{version}:{decision_id}")),
             })
         };
         let notices: Vec<NewNotice> = match input.decision {

@@ -48,7 +48,7 @@ async fn reviews_page(state: &ApiState, page: TenantPage, errors: FormErrors) ->
         .items
         .into_iter()
         .filter(|m| !m.disabled)
-        .map(|m| (m.user_id, m.display_name.to_string()))
+        .map(|m| (m.user_id, format!("{} ({})", m.display_name, m.email)))
         .collect();
     let mut projects: Vec<(Uuid, String, String)> = project_names(state, &page)
         .await?
@@ -58,7 +58,7 @@ async fn reviews_page(state: &ApiState, page: TenantPage, errors: FormErrors) ->
             (id, name, uses.unwrap_or_default())
         })
         .collect();
-    projects.sort_by(|a, b| a.1.to_lowercase().cmp(&b.1.to_lowercase()));
+    projects.sort_by_key(|p| p.1.to_lowercase());
     let view = ReviewsPage {
         choices: workflows.iter().map(|w| (w.id.to_string(), w.name.clone())).collect(),
         general: errors.general(&["name", "steps"]),
@@ -102,12 +102,12 @@ pub struct WorkflowForm {
 
 fn step(
     name: Option<String>,
-    rule: Option<String>,
+    rule: Option<&str>,
     role: Option<String>,
     members: Vec<Uuid>,
 ) -> Option<StepIn> {
     let name = name.filter(|n| !n.trim().is_empty())?;
-    let rule = if rule.as_deref() == Some("all") { StepRule::All } else { StepRule::Any };
+    let rule = if rule == Some("all") { StepRule::All } else { StepRule::Any };
     let role = if members.is_empty() { role.and_then(|r| r.parse::<Role>().ok()) } else { None };
     Some(StepIn { name, rule, role, members })
 }
@@ -118,9 +118,9 @@ pub async fn create(
 ) -> Result<Response, UiError> {
     let Submit { page, form } = submit;
     let steps: Vec<StepIn> = [
-        step(form.step1_name, form.step1_rule, form.step1_role, form.step1_members),
-        step(form.step2_name, form.step2_rule, form.step2_role, form.step2_members),
-        step(form.step3_name, form.step3_rule, form.step3_role, form.step3_members),
+        step(form.step1_name, form.step1_rule.as_deref(), form.step1_role, form.step1_members),
+        step(form.step2_name, form.step2_rule.as_deref(), form.step2_role, form.step2_members),
+        step(form.step3_name, form.step3_rule.as_deref(), form.step3_role, form.step3_members),
     ]
     .into_iter()
     .flatten()
