@@ -8,8 +8,9 @@ use common::TestDb;
 use common::fixtures::*;
 use marketer_control_plane::domain::{LlmPolicy, Name, Timestamp, new_id};
 use marketer_control_plane::store::{
-    ActivityFilter, ActivityStatus, CloudProvider, JobStatus, NewActivity, NewActivityVersion, NewJob,
-    NewProject, PageRequest, RecordOutcome, RetryPolicy, Route, Store, StoreError,
+    Activity, ActivityFilter, ActivityStatus, CloudProvider, Decision, JobStatus, NewActivity,
+    NewActivityVersion, NewDecision, NewJob, NewProject, PageRequest, RecordOutcome, RetryPolicy, Route,
+    Seen, Store, StoreError,
 };
 use marketer_protocol::activity::{ActivityInput, ActivityJob, ActivityResult, BlogArticle, Tone};
 use marketer_protocol::{JobEvent, JobEventBody, JobOutcome, JobOutput, JobRef, JobSpec, Usage};
@@ -178,6 +179,30 @@ async fn activities_run_and_their_status_follows_the_run(db: &TestDb) {
     ));
 }
 
+/// Approves an activity's current content the way the review service's
+/// last step does: a decision written only if nothing changed since it was
+/// read, which sets the approval.
+async fn approve(store: &dyn Store, tenant_id: Uuid, id: Uuid, user: Uuid) -> Result<Activity, StoreError> {
+    let activity = store.activity(tenant_id, id).await?.ok_or(StoreError::NotFound)?;
+    let run = activity.content_run.as_ref().map_or(Uuid::nil(), |r| r.id);
+    let versions = store.activity_versions(tenant_id, id, run).await?;
+    let version = versions.last().map_or(0, |v| v.number);
+    let decisions = store.review_decisions(tenant_id, id, run, version).await?.len() as i64;
+    let decision = NewDecision {
+        id: new_id(),
+        tenant_id,
+        activity_id: id,
+        workflow_id: None,
+        step: 1,
+        user_id: user,
+        decision: Decision::Approve,
+        comment: String::new(),
+    };
+    let seen = Seen { content_run_id: run, version, decisions };
+    store.decide(&decision, &seen, true, &audit("review.decide", Some(tenant_id))).await?;
+    store.activity(tenant_id, id).await?.ok_or(StoreError::NotFound)
+}
+
 fn conflict<T>(result: &Result<T, StoreError>) -> bool {
     matches!(result, Err(StoreError::Conflict { .. }))
 }
@@ -201,7 +226,7 @@ async fn reruns_versions_and_approval(db: &TestDb) {
     assert!(conflict(
         &store.add_activity_version(tenant_id, id, &edit("early"), &act("activity.edit")).await
     ));
-    assert!(conflict(&store.approve_activity(tenant_id, id, Some(owner), &act("activity.approve")).await));
+    assert!(conflict(&approve(store, tenant_id, id, owner).await));
     let second = run(tenant_id, id, "Edits", Route::Edge);
     assert!(conflict(&store.rerun_activity(tenant_id, id, &second, &act("activity.regenerate")).await));
 
@@ -212,8 +237,7 @@ async fn reruns_versions_and_approval(db: &TestDb) {
     let v2 =
         store.add_activity_version(tenant_id, id, &edit("second edit"), &act("activity.edit")).await.unwrap();
     assert_eq!((v1.number, v2.number), (1, 2));
-    let approved =
-        store.approve_activity(tenant_id, id, Some(owner), &act("activity.approve")).await.unwrap();
+    let approved = approve(store, tenant_id, id, owner).await.unwrap();
     assert_eq!((approved.status(), approved.approved_by), (ActivityStatus::Approved, Some(owner)));
     // An edit clears the approval.
     store.add_activity_version(tenant_id, id, &edit("third"), &act("activity.edit")).await.unwrap();
@@ -226,7 +250,7 @@ async fn reruns_versions_and_approval(db: &TestDb) {
         store.add_activity_version(tenant_id, id, &edit("flagged"), &act("activity.edit")).await.unwrap();
     assert_eq!((flagged.number, flagged.findings.as_deref().map(<[_]>::len)), (4, Some(0)));
     assert_eq!(store.activity_versions(tenant_id, id, first).await.unwrap()[3].findings, Some(vec![]));
-    store.approve_activity(tenant_id, id, Some(owner), &act("activity.approve")).await.unwrap();
+    approve(store, tenant_id, id, owner).await.unwrap();
 
     // A regeneration that is cancelled loses nothing: the content, its
     // versions, its status and its approval stay.

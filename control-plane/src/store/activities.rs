@@ -235,14 +235,6 @@ pub trait ActivityStore: Send + Sync {
         id: Uuid,
         job_id: Uuid,
     ) -> Result<Vec<ActivityVersion>>;
-    /// Approves the content (`Conflict` when there is none).
-    async fn approve_activity(
-        &self,
-        tenant_id: Uuid,
-        id: Uuid,
-        user_id: Option<Uuid>,
-        audit: &NewAuditEvent,
-    ) -> Result<Activity>;
     /// Activity runs the tenant started since `since` (for quotas).
     async fn activity_runs_since(&self, tenant_id: Uuid, since: Timestamp) -> Result<i64>;
 

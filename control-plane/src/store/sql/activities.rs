@@ -483,43 +483,6 @@ where
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
-    async fn approve_activity(
-        &self,
-        tenant_id: Uuid,
-        id: Uuid,
-        user_id: Option<Uuid>,
-        audit: &NewAuditEvent,
-    ) -> Result<Activity> {
-        let now = audit.occurred_at;
-        let mut tx = self.write.begin().await?;
-        let activity = Self::lock_activity(&mut tx, tenant_id, id).await?;
-        if activity.content_run.is_none() {
-            return Err(StoreError::Conflict {
-                code: "activity_not_ready",
-                message: format!(
-                    "only generated content can be approved; the activity is {}",
-                    activity.status()
-                ),
-            });
-        }
-        if activity.approved_at.is_none() {
-            sqlx::query(
-                "UPDATE activities SET approved_at = $3, approved_by = $4, updated_at = $3 \
-                 WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(tenant_id)
-            .bind(id)
-            .bind(now)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        Self::insert_audit(&mut tx, audit).await?;
-        let updated = Self::fetch_activity(&mut tx, tenant_id, id).await?.ok_or(StoreError::NotFound)?;
-        tx.commit().await?;
-        Ok(updated)
-    }
-
     async fn activity_runs_since(&self, tenant_id: Uuid, since: Timestamp) -> Result<i64> {
         let count: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM jobs WHERE tenant_id = $1 AND activity_id IS NOT NULL AND created_at >= $2",
