@@ -44,7 +44,32 @@ pub fn binary(name: &str) -> PathBuf {
 
 /// A port that was free a moment ago, for servers that must come back on
 /// the same address after a restart.
+/// A port nothing listens on, for a server a test starts. It is chosen
+/// below Linux's ephemeral range (32768 to 60999), so no outgoing
+/// connection of another test can take it between now and the server's
+/// bind, and never handed out twice in one test binary (whose tests run
+/// side by side). Port 0 cannot be used: the servers' addresses go into
+/// their own flags (public URLs) before they start.
 pub fn free_port() -> u16 {
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        .wrapping_add(std::process::id().wrapping_mul(7_919));
+    for i in 0..COUNT {
+        let candidate =
+            u16::try_from(FIRST + seed.wrapping_add(i.wrapping_mul(104_729)) % COUNT).unwrap_or(20_000);
+        if given.contains(&candidate) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+            given.push(candidate);
+            return candidate;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

@@ -90,6 +90,18 @@ async fn every_page_passes_axe_at_desktop_and_phone_widths_and_its_scroll_boxes_
     let viewer = "viewer@example.com";
     fleet.add_member(&fleet.api.tenant, viewer, "Vera Viewer", "viewer", "a long enough password").await;
 
+    // A comment thread with a reply on the article, and a review workflow.
+    let thread = json!({ "activity_id": article, "body": "Is the **intro** too long?" });
+    let (status, first) = fleet.call(Method::POST, "/comments", Some(thread)).await;
+    assert_eq!(status, 201, "{first}");
+    let reply = json!({ "activity_id": article, "thread_id": first["id"], "body": "A little." });
+    let (status, _) = fleet.call(Method::POST, "/comments", Some(reply)).await;
+    assert_eq!(status, 201);
+    let workflow = json!({ "name": "Editor then legal", "steps": [
+        { "name": "Editor", "rule": "any", "role": "member" }, { "name": "Legal", "rule": "all", "role": "admin" }] });
+    let (status, _) = fleet.call(Method::POST, "/review-workflows", Some(workflow)).await;
+    assert_eq!(status, 201);
+
     sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
     let tenant = |rest: &str| fleet.server().url(&format!("/t/{}{rest}", fleet.api.tenant));
     let activity = |id: &str| tenant(&format!("/projects/{project}/activities/{id}"));
@@ -112,6 +124,9 @@ async fn every_page_passes_axe_at_desktop_and_phone_widths_and_its_scroll_boxes_
         ("a11y-team", tenant("/team")),
         ("a11y-audit", tenant("/audit")),
         ("a11y-settings", tenant("/settings")),
+        ("a11y-review-workflows", tenant("/settings/reviews")),
+        ("a11y-notifications", tenant("/notifications")),
+        ("a11y-notification-settings", tenant("/notifications/settings")),
         ("a11y-not-found", tenant(&format!("/projects/{}", uuid::Uuid::now_v7()))),
     ];
     let mut scroll_boxes = std::collections::BTreeMap::new();
@@ -197,6 +212,16 @@ async fn every_page_passes_axe_at_desktop_and_phone_widths_and_its_scroll_boxes_
     let token = invitation["token"].as_str().unwrap();
     browser.goto(&fleet.server().url(&format!("/invitations/accept?token={token}"))).await;
     browser.check_page("a11y-invitation").await;
+    // The pages of links sent by e-mail (the token is only read on submit).
+    for (name, path) in [
+        ("a11y-forgot-password", "/forgot-password".to_owned()),
+        ("a11y-reset-password", "/reset-password?token=mkt_ln_x".to_owned()),
+        ("a11y-verify-email", "/verify-email?token=mkt_ln_x".to_owned()),
+        ("a11y-unsubscribe", "/unsubscribe?token=mkt_ln_x".to_owned()),
+    ] {
+        browser.goto(&fleet.server().url(&path)).await;
+        browser.check_page(name).await;
+    }
 
     // A viewer: the read-only activity and a refusal.
     sign_in(&browser, &fleet, viewer, "a long enough password").await;
