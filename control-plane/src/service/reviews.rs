@@ -438,12 +438,14 @@ impl App {
 
     /// The context of an activity's review: its workflow, the members, its
     /// authors; and its current version and the decisions on it.
+    /// `members`: the tenant's members, read once by callers that look at
+    /// many activities.
     async fn review_context(
         &self,
         activity: &Activity,
+        members: Vec<Member>,
     ) -> Result<(Context, Option<(Uuid, i64)>, Vec<ReviewDecision>)> {
         let workflow = self.store.project_review_workflow(activity.tenant_id, activity.project_id).await?;
-        let members = self.all_members(activity.tenant_id).await?;
         let mut authors: BTreeSet<Uuid> = activity.created_by.into_iter().collect();
         let mut current = None;
         let mut decisions = Vec::new();
@@ -582,7 +584,8 @@ impl App {
         if activity.project_id != project_id {
             return Err(Error::NotFound("activity"));
         }
-        let (ctx, current, decisions) = self.review_context(&activity).await?;
+        let members = self.all_members(activity.tenant_id).await?;
+        let (ctx, current, decisions) = self.review_context(&activity, members).await?;
         Ok(self.review_view(access, &activity, &ctx, current, &decisions))
     }
 
@@ -601,7 +604,8 @@ impl App {
             return Err(Error::NotFound("activity"));
         }
         let comment = check_comment(input.decision, &input.comment)?;
-        let (ctx, current, decisions) = self.review_context(&activity).await?;
+        let members = self.all_members(activity.tenant_id).await?;
+        let (ctx, current, decisions) = self.review_context(&activity, members).await?;
         let Some((run, version)) = current else {
             return Err(Error::Conflict {
                 code: "activity_not_ready",
@@ -756,9 +760,10 @@ impl App {
             .store
             .activities(access.tenant_id, None, &filter, PageRequest { after: None, limit: 100 })
             .await?;
+        let members = self.all_members(access.tenant_id).await?;
         let mut waiting = Vec::new();
         for activity in page.items {
-            let (ctx, current, decisions) = self.review_context(&activity).await?;
+            let (ctx, current, decisions) = self.review_context(&activity, members.clone()).await?;
             let view = self.review_view(access, &activity, &ctx, current, &decisions);
             if view.can_decide {
                 waiting.push(WaitingReview {

@@ -136,24 +136,17 @@ where
         .bind(tenant_id)
         .fetch_all(&mut *conn)
         .await?;
+        let steps: Vec<(Uuid, ReviewStep)> = steps
+            .into_iter()
+            .map(|s| Ok((s.workflow_id, ReviewStep::try_from(s)?)))
+            .collect::<Result<_>>()?;
         let mut workflows = Vec::with_capacity(rows.len());
         for r in rows {
-            let mut own = Vec::new();
-            for s in steps.iter().filter(|s| s.workflow_id == r.id) {
-                own.push(ReviewStep::try_from(StepRow {
-                    workflow_id: s.workflow_id,
-                    position: s.position,
-                    name: s.name.clone(),
-                    rule: s.rule.clone(),
-                    min_role: s.min_role.clone(),
-                    members: s.members.clone(),
-                })?);
-            }
             workflows.push(ReviewWorkflow {
                 id: r.id,
                 tenant_id: r.tenant_id,
                 name: r.name,
-                steps: own,
+                steps: steps.iter().filter(|(w, _)| *w == r.id).map(|(_, s)| s.clone()).collect(),
                 projects: projects.iter().filter(|(w, _)| *w == r.id).map(|(_, p)| *p).collect(),
                 created_at: r.created_at,
                 updated_at: r.updated_at,
