@@ -263,9 +263,31 @@ async fn nothing_of_another_tenant_is_visible() {
     let workflow = f
         .created(
             &b("/review-workflows"),
-            json!({ "name": "Secret review", "steps": [{ "name": "Legal", "rule": "any", "role": "admin" }] }),
+            json!({ "name": "Secret review", "steps": [
+                { "name": "Legal", "rule": "any", "role": "admin", "externals": ["counsel@example.org"] }
+            ] }),
         )
         .await;
+    let (status, _) = f
+        .server
+        .call(
+            Method::PUT,
+            &b(&format!("/projects/{project}/review-workflow")),
+            Some(&f.owner),
+            Some(json!({ "workflow_id": workflow })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, link) = f
+        .server
+        .post(
+            &b(&format!("/projects/{project}/activities/{activity}/review/links")),
+            &f.owner,
+            json!({ "email": "counsel@example.org" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{link}");
+    let link = link["link"]["id"].as_str().unwrap().to_owned();
     let job = f
         .created(
             &b("/jobs"),
@@ -285,6 +307,17 @@ async fn nothing_of_another_tenant_is_visible() {
         .await;
     assert_eq!(status, 202, "{uploaded}");
     let document = uploaded["id"].as_str().unwrap().to_owned();
+    let property = f
+        .created(
+            &b("/properties"),
+            json!({
+                "project_id": project, "street": "1 Secret Street", "city": "Springfield", "country": "US",
+                "price": 450_000, "currency": "USD", "beds": 3, "baths": 2, "floor_area": 1500, "area_unit": "sqft",
+                "property_type": "condo", "status": "active", "agent_name": "Dana Realtor", "agent_contact": "555-0100"
+            }),
+        )
+        .await;
+    let lead = f.created(&b("/leads"), json!({ "name": "Secret Buyer", "email": "buyer@example.com" })).await;
     let (_, me) = f.server.get("/api/v1/me", &f.owner).await;
     let beta_member = me["user"]["id"].as_str().unwrap().to_owned();
     let (outsider, _) = f.server.add_user(&f.owner, &f.tenant, "outsider@example.com", "admin").await;
@@ -313,6 +346,14 @@ async fn nothing_of_another_tenant_is_visible() {
             .replace("{document_id}", &document)
             .replace("{comment_id}", &comment)
             .replace("{workflow_id}", &workflow)
+            .replace("{link_id}", &link)
+            .replace("{property_id}", &property)
+            .replace("{lead_id}", &lead)
+            // The sequence tests check foreign templates and enrollments.
+            .replace("{sequence_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{enrollment_id}", &uuid::Uuid::now_v7().to_string())
+            // The property tests check foreign photos with real ones.
+            .replace("{photo_id}", &uuid::Uuid::now_v7().to_string())
             // No agent can be enrolled without a gateway round trip; any id will do
             // here, the agent tests check foreign agents with real ones.
             .replace("{agent_id}", &uuid::Uuid::now_v7().to_string())

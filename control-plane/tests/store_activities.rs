@@ -9,8 +9,8 @@ use common::fixtures::*;
 use marketer_control_plane::domain::{LlmPolicy, Name, Timestamp, new_id};
 use marketer_control_plane::store::{
     Activity, ActivityFilter, ActivityStatus, CloudProvider, Decision, JobStatus, NewActivity,
-    NewActivityVersion, NewDecision, NewJob, NewProject, PageRequest, RecordOutcome, RetryPolicy, Route,
-    Seen, Store, StoreError,
+    NewActivityVersion, NewDecision, NewJob, NewProject, PageRequest, RecordOutcome, RetryPolicy, ReviewItem,
+    Route, Seen, Store, StoreError,
 };
 use marketer_protocol::activity::{ActivityInput, ActivityJob, ActivityResult, BlogArticle, Tone};
 use marketer_protocol::{JobEvent, JobEventBody, JobOutcome, JobOutput, JobRef, JobSpec, Usage};
@@ -88,6 +88,7 @@ async fn activity(store: &dyn Store, tenant_id: Uuid, project_id: Uuid, topic: &
         title: topic.into(),
         model: "llama3.2:latest".into(),
         created_by: None,
+        property: None,
     };
     store
         .create_activity(&new, &run(tenant_id, id, topic, route), &audit("activity.create", Some(tenant_id)))
@@ -171,6 +172,7 @@ async fn activities_run_and_their_status_follows_the_run(db: &TestDb) {
         title: "x".into(),
         model: "m".into(),
         created_by: None,
+        property: None,
     };
     let orphan = run(tenant_id, new.id, "x", Route::Edge);
     assert!(matches!(
@@ -187,19 +189,22 @@ async fn approve(store: &dyn Store, tenant_id: Uuid, id: Uuid, user: Uuid) -> Re
     let run = activity.content_run.as_ref().map_or(Uuid::nil(), |r| r.id);
     let versions = store.activity_versions(tenant_id, id, run).await?;
     let version = versions.last().map_or(0, |v| v.number);
-    let decisions = store.review_decisions(tenant_id, id, run, version).await?.len() as i64;
+    let decisions =
+        store.review_decisions(tenant_id, ReviewItem::Activity(id), run, version).await?.len() as i64;
     let decision = NewDecision {
         id: new_id(),
         tenant_id,
-        activity_id: id,
+        item: ReviewItem::Activity(id),
+        round: 0,
         workflow_id: None,
         step: 1,
-        user_id: user,
+        user_id: Some(user),
+        reviewer_email: None,
         decision: Decision::Approve,
         comment: String::new(),
     };
     let seen = Seen { content_run_id: run, version, decisions };
-    store.decide(&decision, &seen, true, &audit("review.decide", Some(tenant_id))).await?;
+    store.decide(&decision, &seen, true, &[], &audit("review.decide", Some(tenant_id))).await?;
     store.activity(tenant_id, id).await?.ok_or(StoreError::NotFound)
 }
 
@@ -265,11 +270,13 @@ async fn reruns_versions_and_approval(db: &TestDb) {
     assert_eq!((after.status(), after.run.status), (ActivityStatus::Approved, JobStatus::Cancelled));
     assert_eq!((after.content_run.as_ref().map(|r| r.id), after.approved_by), (Some(first), Some(owner)));
     assert_eq!(store.activity_versions(tenant_id, id, first).await.unwrap().len(), 4);
-    let approved_filter = ActivityFilter { status: Some(ActivityStatus::Approved), kind: None };
+    let approved_filter =
+        ActivityFilter { status: Some(ActivityStatus::Approved), ..ActivityFilter::default() };
     let listed =
         store.activities(tenant_id, None, &approved_filter, PageRequest { after: None, limit: 10 }).await;
     assert_eq!(listed.unwrap().items.iter().map(|a| a.id).collect::<Vec<_>>(), [id]);
-    let cancelled_filter = ActivityFilter { status: Some(ActivityStatus::Cancelled), kind: None };
+    let cancelled_filter =
+        ActivityFilter { status: Some(ActivityStatus::Cancelled), ..ActivityFilter::default() };
     let listed =
         store.activities(tenant_id, None, &cancelled_filter, PageRequest { after: None, limit: 10 }).await;
     assert!(listed.unwrap().items.is_empty(), "an activity with content is not 'cancelled'");
@@ -309,7 +316,7 @@ async fn activities_are_listed_by_project_status_and_kind(db: &TestDb) {
     succeed(store, tenant_id, ids[1], agent, "done").await;
 
     let page = |after, status| {
-        let filter = ActivityFilter { status, kind: None };
+        let filter = ActivityFilter { status, ..ActivityFilter::default() };
         async move {
             store
                 .activities(tenant_id, Some(project_a), &filter, PageRequest { after, limit: 2 })

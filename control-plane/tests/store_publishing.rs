@@ -3,7 +3,8 @@
 //! sealed tokens (a refresh without a refresh token keeps the stored one),
 //! the refresh lock, posts claimed by one replica at a time, outcomes
 //! recorded only by the lease holder, a platform's limit on the whole app,
-//! and tenant isolation.
+//! unapproved posts held at their time instead of published, and tenant
+//! isolation.
 
 mod common;
 
@@ -24,6 +25,7 @@ on_both_backends!(
     an_expired_lease_of_a_sent_request_makes_the_post_unconfirmed,
     another_tenants_accounts_and_posts_are_not_found,
     a_platforms_app_limit_holds_its_posts_until_it_ends,
+    a_post_not_approved_at_its_time_is_held_never_published,
 );
 
 fn sealed(byte: u8) -> Sealed {
@@ -69,9 +71,10 @@ fn post(tenant_id: Uuid, account_id: Uuid, at: Timestamp) -> NewPost {
         status: PostStatus::Scheduled,
         scheduled_at: Some(at),
         time_zone: "Europe/Berlin".into(),
-        approved_by: None,
+        approved_by: Some(new_id()),
         idempotency_key: None,
         created_by: None,
+        edited: false,
     }
 }
 
@@ -288,4 +291,53 @@ async fn another_tenants_accounts_and_posts_are_not_found(db: &TestDb) {
         store.delete_post(other, p.id, &audit("post.delete", Some(other))).await,
         Err(StoreError::NotFound)
     ));
+}
+
+async fn a_post_not_approved_at_its_time_is_held_never_published(db: &TestDb) {
+    let store = db.store.as_ref();
+    let (_, tenant) = owner_and_tenant(store, "holds").await;
+    let a = store
+        .connect_account(&account(tenant, None), &audit("social_account.connect", Some(tenant)))
+        .await
+        .unwrap();
+    let unapproved = NewPost { approved_by: None, ..post(tenant, a.id, Timestamp::now()) };
+    let approved = post(tenant, a.id, Timestamp::now());
+    for p in [&unapproved, &approved] {
+        store.create_post(p, &audit("post.create", Some(tenant))).await.unwrap();
+    }
+    // An approved post's edit takes its approval away.
+    let edit = PostPatch { text: Some("changed after approval".into()), ..PostPatch::default() };
+    let edited =
+        store.update_post(tenant, approved.id, &edit, &audit("post.update", Some(tenant))).await.unwrap();
+    assert!(edited.approved_by.is_none() && edited.edited_at.is_some(), "{edited:?}");
+
+    let now = later(1);
+    assert!(store.due_posts(now, 10).await.unwrap().is_empty(), "nothing unapproved is due to publish");
+    assert!(store.claim_post(unapproved.id, "one", later(60), now).await.unwrap().is_none());
+    let held: Vec<Uuid> = store.due_unapproved(now, 10).await.unwrap().iter().map(|p| p.id).collect();
+    assert_eq!(held.len(), 2);
+    assert!(store.hold_post(unapproved.id, "late", &audit("post.hold", Some(tenant))).await.unwrap());
+    assert!(
+        !store.hold_post(unapproved.id, "late", &audit("post.hold", Some(tenant))).await.unwrap(),
+        "once"
+    );
+    let after = store.post(tenant, unapproved.id).await.unwrap().unwrap();
+    assert_eq!((after.status, after.wait_reason.as_deref()), (PostStatus::NeedsReschedule, Some("late")));
+
+    // Approved again before it is held, the edited post is published.
+    let approve = PostPatch { approved_by: Some(new_id()), ..PostPatch::default() };
+    store.update_post(tenant, approved.id, &approve, &audit("post.update", Some(tenant))).await.unwrap();
+    assert_eq!(store.due_posts(now, 10).await.unwrap(), vec![approved.id]);
+    assert!(!store.hold_post(approved.id, "late", &audit("post.hold", Some(tenant))).await.unwrap());
+    let claimed = store.claim_post(approved.id, "one", later(60), now).await.unwrap().expect("claimed");
+    assert_eq!(claimed.status, PostStatus::Publishing);
+
+    // A held post is rescheduled by a person, and held again if still not approved.
+    let again = PostPatch {
+        status: Some(PostStatus::Scheduled),
+        scheduled_at: Some(Some(Timestamp::now())),
+        ..PostPatch::default()
+    };
+    store.update_post(tenant, unapproved.id, &again, &audit("post.update", Some(tenant))).await.unwrap();
+    assert!(store.hold_post(unapproved.id, "late", &audit("post.hold", Some(tenant))).await.unwrap());
 }

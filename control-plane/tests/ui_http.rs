@@ -659,3 +659,183 @@ async fn a_refused_agent_form_keeps_the_typed_name() {
     assert!(page.contains("value=\"Berlin edge, rack 4\""), "the typed name is kept");
     assert!(page.contains("no equals sign"), "the typed labels are kept");
 }
+
+/// The public listing page: served without a session or cookie; each
+/// submission is one lead (a double submit too; a second message from the
+/// same address adds to that lead); the honeypot, a bad address, a missing
+/// consent and too many messages are refused with a clear word; what a
+/// visitor typed is escaped where staff read it; another organisation
+/// sees none of it; reading leads in bulk is audited.
+#[tokio::test]
+async fn a_public_listing_page_turns_each_submission_into_one_lead() {
+    let server = TestServer::start().await;
+    let (token, tenant) = server.owner().await;
+    let t = |rest: &str| format!("/api/v1/tenants/{tenant}{rest}");
+    let (_, project) = server.post(&t("/projects"), &token, json!({ "name": "Listings" })).await;
+    let (status, property) = server
+        .post(
+            &t("/properties"),
+            &token,
+            json!({
+                "project_id": project["id"], "street": "12 Elm Street", "city": "Springfield", "country": "US",
+                "price": 450_000, "currency": "USD", "beds": 3, "baths": 2, "floor_area": 1850,
+                "area_unit": "sqft", "property_type": "single_family", "status": "sold",
+                "agent_name": "Dana Reyes", "agent_contact": "dana@example.com"
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{property}");
+    let id = property["id"].as_str().unwrap().to_owned();
+    let publication = t(&format!("/properties/{id}/publication"));
+    let (status, body) =
+        server.call(Method::PUT, &publication, Some(&token), Some(json!({ "published": true }))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("not_for_sale")), "{body}");
+    let mut edit = property.clone();
+    for key in [
+        "id",
+        "version",
+        "address",
+        "cover_thumbnail_url",
+        "photo_count",
+        "photos",
+        "public_path",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "project_id",
+    ] {
+        edit.as_object_mut().unwrap().remove(key);
+    }
+    edit["status"] = json!("active");
+    let (status, body) =
+        server.call(Method::PUT, &t(&format!("/properties/{id}")), Some(&token), Some(edit)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, published) =
+        server.call(Method::PUT, &publication, Some(&token), Some(json!({ "published": true }))).await;
+    assert_eq!(status, 200, "{published}");
+    let path = published["public_path"].as_str().unwrap().to_owned();
+    assert!(path.starts_with("/l/12-elm-street-"), "{path}");
+
+    // No session, no cookie.
+    let response = client().get(server.url(&path)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get(header::SET_COOKIE).is_none(), "no cookie on the public page");
+    let page = response.text().await.unwrap();
+    assert!(page.contains("12 Elm Street") && page.contains("Equal Housing Opportunity"));
+    let form_token = |page: &str| {
+        let marker = "name=\"token\" value=\"";
+        let start = page.find(marker).unwrap() + marker.len();
+        page[start..].split('"').next().unwrap().to_owned()
+    };
+    let first_token = form_token(&page);
+    let send = |fields: Vec<(&'static str, String)>| {
+        let url = server.url(&path);
+        async move {
+            let response = client().post(url).form(&fields).send().await.unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+    let visitor = |token: &str, email: &str, message: &str| {
+        vec![
+            ("name", "<script>alert('x')</script> Ann".to_owned()),
+            ("email", email.to_owned()),
+            ("phone", "+1 (555) 010-0199".to_owned()),
+            ("message", message.to_owned()),
+            ("consent", "on".to_owned()),
+            ("token", token.to_owned()),
+            ("website", String::new()),
+        ]
+    };
+    let (status, answer) = send(visitor(
+        &first_token,
+        "ann@example.com",
+        "Can we book a viewing this weekend? <b>pre-approved</b>",
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer.contains("Thank you"), "{answer}");
+    // The same form sent twice is one submission.
+    let (status, _) = send(visitor(&first_token, "ann@example.com", "Can we book a viewing?")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, leads) = server.get(&t("/leads"), &token).await;
+    assert_eq!(leads["items"].as_array().unwrap().len(), 1, "{leads}");
+    let lead = leads["items"][0]["id"].as_str().unwrap().to_owned();
+    let (_, detail) = server.get(&t(&format!("/leads/{lead}")), &token).await;
+    assert_eq!(detail["timeline"].as_array().unwrap().len(), 1, "{detail}");
+    assert_eq!(detail["source"], "listing_page");
+    assert_eq!(detail["property_ids"], json!([id]));
+    assert!(detail["consent_text"].as_str().unwrap().contains("agree to be contacted"));
+    let points: f64 =
+        detail["signals"].as_array().unwrap().iter().map(|s| s["points"].as_f64().unwrap()).sum();
+    assert!((points - detail["score"].as_f64().unwrap()).abs() <= 1.0, "{detail}");
+    // A second message from the same address: the same lead, a longer timeline.
+    let page = client().get(server.url(&path)).send().await.unwrap().text().await.unwrap();
+    let (status, _) =
+        send(visitor(&form_token(&page), "ANN@example.com", "We also have cash for an offer.")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, detail) = server.get(&t(&format!("/leads/{lead}")), &token).await;
+    assert_eq!(detail["timeline"].as_array().unwrap().len(), 2, "{detail}");
+    assert_eq!(detail["band"], "hot", "two messages today with a viewing, financing and an offer: {detail}");
+
+    // Refusals, each with its reason, and nothing kept.
+    let mut robot = visitor(&form_token(&page), "bot@example.com", "buy now");
+    for (k, v) in &mut robot {
+        if *k == "website" {
+            *v = "http://spam.example".into();
+        }
+    }
+    let (status, answer) = send(robot).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let (status, answer) = send(visitor(&form_token(&page), "not-an-address", "hi")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(answer.contains("is not an e-mail address"), "{answer}");
+    let mut no_consent = visitor(&form_token(&page), "bo@example.com", "hi");
+    no_consent.retain(|(k, _)| *k != "consent");
+    let (status, answer) = send(no_consent).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(answer.contains("tick the box"), "{answer}");
+    let (_, leads) = server.get(&t("/leads"), &token).await;
+    assert_eq!(leads["items"].as_array().unwrap().len(), 1, "refused forms make no lead");
+    // Too many messages from one address.
+    let (status, answer) = send(visitor(&form_token(&page), "ann@example.com", "Hello again")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    assert!(answer.contains("Too many messages"), "{answer}");
+
+    // Staff read it escaped.
+    let (cookie, _) = sign_in(&server).await;
+    let (status, _, html) = get(&server, &format!("/t/{tenant}/leads/{lead}"), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!html.contains("<script>alert"), "the name is escaped");
+    assert!(html.contains("&lt;script&gt;") || html.contains("&#60;script&#62;"), "shown as text");
+    assert!(!html.contains("<b>pre-approved</b>"), "the message is escaped");
+    let (status, _, html) = get(&server, &format!("/t/{tenant}/leads"), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("ann@example.com"));
+
+    // Status changes land on the timeline; reads in bulk are audited.
+    let (status, changed) = server
+        .patch(&t(&format!("/leads/{lead}")), &token, json!({ "status": "contacted", "note": "Called her" }))
+        .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["timeline"].as_array().unwrap().len(), 4);
+    let (_, audit) = server.get(&t("/audit-events?action=lead.list"), &token).await;
+    assert!(!audit["items"].as_array().unwrap().is_empty(), "{audit}");
+    let (_, audit) = server.get(&t("/audit-events?action=lead.form_submit"), &token).await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 2, "one per submission: {audit}");
+
+    // Another organisation: nothing.
+    let (_, other) = server.post("/api/v1/tenants", &token, json!({ "name": "Other" })).await;
+    let other = other["id"].as_str().unwrap().to_owned();
+    let (outsider, _) = server.add_user(&token, &other, "outsider@example.com", "admin").await;
+    let (status, _) = server.get(&format!("/api/v1/tenants/{other}/leads/{lead}"), &outsider).await;
+    assert_eq!(status, 404);
+    let (_, theirs) = server.get(&format!("/api/v1/tenants/{other}/leads"), &outsider).await;
+    assert_eq!(theirs["items"].as_array().unwrap().len(), 0);
+
+    // Taken down: the page is gone.
+    let (status, _) =
+        server.call(Method::PUT, &publication, Some(&token), Some(json!({ "published": false }))).await;
+    assert_eq!(status, 200);
+    let response = client().get(server.url(&path)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}

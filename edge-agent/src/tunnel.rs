@@ -509,8 +509,15 @@ impl Session<'_> {
     }
 
     /// Stops the running jobs and delivers their outcomes (the control plane
-    /// gives them to another agent at once), for at most `DRAIN_TIMEOUT`.
+    /// gives them to another agent at once), for at most `DRAIN_TIMEOUT`;
+    /// then waits for the outbox's disk to catch up, so what was delivered
+    /// is not sent again by the next start.
     async fn drain(&self, socket: &mut Socket) {
+        self.deliver_outcomes(socket).await;
+        self.jobs.outbox.flush().await;
+    }
+
+    async fn deliver_outcomes(&self, socket: &mut Socket) {
         self.jobs.stop_all("the agent is shutting down").await;
         let outbox = &self.jobs.outbox;
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;

@@ -116,6 +116,13 @@ impl Browser {
         field.send_keys(text).await.unwrap_or_else(|e| panic!("type into {css}: {e}"));
     }
 
+    /// Chooses the file at `path` in the file input `css`.
+    pub async fn attach(&self, css: &str, path: &std::path::Path) {
+        let input = self.find(css).await;
+        let path = path.to_str().expect("a UTF-8 path");
+        input.send_keys(path).await.unwrap_or_else(|e| panic!("attach {path} to {css}: {e}"));
+    }
+
     pub async fn click(&self, css: &str) {
         self.find(css).await.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
     }

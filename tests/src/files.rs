@@ -52,3 +52,16 @@ pub fn pdf(text: &str) -> Vec<u8> {
     );
     pdf
 }
+
+/// A JPEG photo of `width`×`height`: a gradient, like a sky over a roof.
+pub fn photo(width: u32, height: u32) -> Vec<u8> {
+    let pixels = image::RgbImage::from_fn(width, height, |x, y| {
+        let sky = u8::try_from(255 * y / height.max(1)).unwrap_or(u8::MAX);
+        image::Rgb([90, u8::try_from(120 + 100 * x / width.max(1)).unwrap_or(u8::MAX), 255 - sky / 2])
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+        .encode_image(&pixels)
+        .expect("encoding a JPEG in memory");
+    out
+}

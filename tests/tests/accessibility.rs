@@ -98,9 +98,19 @@ async fn every_page_passes_axe_at_desktop_and_phone_widths_and_its_scroll_boxes_
     let (status, _) = fleet.call(Method::POST, "/comments", Some(reply)).await;
     assert_eq!(status, 201);
     let workflow = json!({ "name": "Editor then legal", "steps": [
-        { "name": "Editor", "rule": "any", "role": "member" }, { "name": "Legal", "rule": "all", "role": "admin" }] });
-    let (status, _) = fleet.call(Method::POST, "/review-workflows", Some(workflow)).await;
+        { "name": "Editor", "rule": "any", "role": "member", "externals": ["client@example.org"] },
+        { "name": "Legal", "rule": "all", "role": "admin" }] });
+    let (status, workflow) = fleet.call(Method::POST, "/review-workflows", Some(workflow)).await;
     assert_eq!(status, 201);
+    let path = format!("/projects/{project}/review-workflow");
+    let (status, _) = fleet.call(Method::PUT, &path, Some(json!({ "workflow_id": workflow["id"] }))).await;
+    assert_eq!(status, 200);
+    // A link for the external reviewer: its page is public.
+    let path = format!("/projects/{project}/activities/{article}/review/links");
+    let (status, link) =
+        fleet.call(Method::POST, &path, Some(json!({ "email": "client@example.org" }))).await;
+    assert_eq!(status, 201, "{link}");
+    let review_link = fleet.server().url(link["path"].as_str().unwrap());
 
     sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
     let tenant = |rest: &str| fleet.server().url(&format!("/t/{}{rest}", fleet.api.tenant));
@@ -128,6 +138,8 @@ async fn every_page_passes_axe_at_desktop_and_phone_widths_and_its_scroll_boxes_
         ("a11y-notifications", tenant("/notifications")),
         ("a11y-notification-settings", tenant("/notifications/settings")),
         ("a11y-not-found", tenant(&format!("/projects/{}", uuid::Uuid::now_v7()))),
+        ("a11y-external-review", review_link.clone()),
+        ("a11y-external-review-invalid", fleet.server().url("/review/mkt_rv_unknown")),
     ];
     let mut scroll_boxes = std::collections::BTreeMap::new();
     for (name, url) in &pages {

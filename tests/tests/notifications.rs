@@ -5,11 +5,12 @@
 //! unknown addresses), notifications reaching the right people (and nobody
 //! of another organisation) in the app and by e-mail as their preferences
 //! say, a daily digest that groups and can be stopped, an SMTP server that
-//! is down and then back (sent once), and two replicas (sent once).
+//! is down and then back (sent once), two replicas (sent once), and an
+//! external reviewer's link e-mailed when their step comes.
 
 use std::time::Duration;
 
-use marketer_tests::fleet::{EMAIL, PASSWORD};
+use marketer_tests::fleet::{Agent, EMAIL, Fleet, PASSWORD, job_timings};
 use marketer_tests::mail::MailDev;
 use marketer_tests::social::{FakeSocial, Fault, Net};
 use marketer_tests::{Api, ServerOptions, ServerProcess, TempDatabase, eventually};
@@ -504,4 +505,57 @@ async fn two_replicas_send_each_message_once() {
     second.kill();
     setup.server.take().unwrap().kill();
     setup.finish().await;
+}
+
+#[tokio::test]
+async fn an_external_reviewer_gets_a_link_by_email_and_decides_through_it() {
+    let Some(mail) = MailDev::start().await else { return };
+    let fleet = Fleet::start(|options| mail.configure(job_timings(options))).await;
+    let _agent = Agent::start(&fleet, &[]).await;
+    let body = json!({ "name": "Client", "steps": [
+        { "name": "Client", "rule": "any", "externals": ["client@example.org"] }] });
+    let (status, workflow) = fleet.call(Method::POST, "/review-workflows", Some(body)).await;
+    assert_eq!(status, 201, "{workflow}");
+    let (_, project) = fleet.call(Method::POST, "/projects", Some(json!({ "name": "Homes" }))).await;
+    let project = project["id"].as_str().unwrap().to_owned();
+    let path = format!("/projects/{project}/review-workflow");
+    let (status, _) = fleet.call(Method::PUT, &path, Some(json!({ "workflow_id": workflow["id"] }))).await;
+    assert_eq!(status, 200);
+    let activities = format!("/projects/{project}/activities");
+    let body = json!({ "kind": "blog_article", "topic": "Moving in spring", "model": "llama3.2:3b" });
+    let (status, created) = fleet.call(Method::POST, &activities, Some(body)).await;
+    assert_eq!(status, 202, "{created}");
+    let activity = format!("{activities}/{}", created["id"].as_str().unwrap());
+    eventually(Duration::from_secs(60), "the article in review", || async {
+        let (_, a) = fleet.call(Method::GET, &activity, None).await;
+        (a["status"] == "review").then_some(())
+    })
+    .await;
+
+    // The author asks for review: the client gets a link of their own.
+    let (status, review) = fleet.call(Method::POST, &format!("{activity}/review/request"), None).await;
+    assert_eq!(status, 200, "{review}");
+    let base = &fleet.server().base_url;
+    let message = mail.wait_for("client@example.org", "Please review").await;
+    let link = message.link(base, "/review/mkt_rv_").expect("a review link");
+    let token = link.rsplit('/').next().unwrap().to_owned();
+    let public = |path: &str, body: Value| {
+        let url = format!("{base}{path}");
+        async move {
+            let response = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, seen) = public("/api/v1/review-links/open", json!({ "token": token })).await;
+    assert_eq!((status, seen["title"].as_str()), (200, Some("Moving in spring")), "{seen}");
+    let decide =
+        json!({ "token": token, "decision": "request_changes", "comment": "Add the spring prices." });
+    let (status, done) = public("/api/v1/review-links/decide", decide).await;
+    assert_eq!((status, done["review"]["state"].as_str()), (200, Some("changes_requested")), "{done}");
+    // The author hears (by e-mail too once their address is verified).
+    let kinds = notifications_of(&fleet.api).await;
+    assert!(kinds.iter().any(|n| n["kind"] == "review_changes_requested"), "{kinds:?}");
+    let (_, audit) = fleet.call(Method::GET, "/audit-events?action=review_link.decide", None).await;
+    assert_eq!(audit["items"][0]["actor"]["email"], "client@example.org", "{audit}");
 }

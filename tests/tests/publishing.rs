@@ -4,7 +4,8 @@
 //! their time, and the failures: an answer that never comes after the post
 //! was created, a 5xx after creation, a server killed mid-publish, rate
 //! limits, expiring tokens refreshed once for ten posts, refused and
-//! passing refresh failures, daylight-saving wall times, two replicas.
+//! passing refresh failures, daylight-saving wall times, two replicas, and
+//! a post whose approval is not complete at its time held, not published.
 
 use std::time::Duration;
 
@@ -892,5 +893,41 @@ async fn bluesky_posts_reach_the_reference_pds_once_even_when_an_answer_is_lost(
     let (status, _) = setup.call(Method::DELETE, &format!("/posts/{id}"), None).await;
     assert_eq!(status, 204);
     assert_eq!(pds.posts().await.len(), 1);
+    setup.finish().await;
+}
+
+#[tokio::test]
+async fn a_post_whose_approval_is_late_is_held_not_published() {
+    let Some(setup) = Setup::start(false).await else { return };
+    let account = setup.connect("x").await;
+    let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let at = at.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let body =
+        json!({ "account_id": account["id"], "text": "Open house", "scheduled_at": at, "approve": true });
+    let (status, post) = setup.call(Method::POST, "/posts", Some(body)).await;
+    assert_eq!(status, 201, "{post}");
+    let id = post["id"].as_str().unwrap().to_owned();
+    // Edited after its approval: the new text is not approved.
+    let (status, edited) = setup
+        .call(Method::PATCH, &format!("/posts/{id}"), Some(json!({ "text": "Open house, new time" })))
+        .await;
+    assert_eq!((status, edited["approved"].as_bool()), (200, Some(false)), "{edited}");
+
+    let held = setup.wait_status(&id, "needs_reschedule", Duration::from_secs(15)).await;
+    assert!(held["waiting"].as_str().unwrap().contains("approval was not complete"), "{held}");
+    assert!(setup.social.posts(Net::X).is_empty(), "nothing unapproved went out");
+    let (_, audit) = setup.call(Method::GET, "/audit-events?action=post.hold", None).await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+
+    // Rescheduling it without an approval is refused; approved, it goes out.
+    let (status, answer) =
+        setup.call(Method::PATCH, &format!("/posts/{id}"), Some(json!({ "now": true }))).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("post_not_approved")), "{answer}");
+    let (status, _) = setup
+        .call(Method::PATCH, &format!("/posts/{id}"), Some(json!({ "now": true, "approve": true })))
+        .await;
+    assert_eq!(status, 200);
+    setup.wait_status(&id, "published", Duration::from_secs(15)).await;
+    assert_eq!(setup.social.posts(Net::X).len(), 1);
     setup.finish().await;
 }

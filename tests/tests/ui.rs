@@ -780,6 +780,28 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
     browser.find("#attempts").await;
     browser.check_page("publishing-post-instagram").await;
     assert!(browser.text("main").await.contains("/images/photo.jpg"));
+
+    // A project with a workflow reviews a post of its own on the post's page.
+    let workflow =
+        json!({ "name": "Editor", "steps": [{ "name": "Editor", "rule": "any", "role": "admin" }] });
+    let (status, workflow) = fleet.call(Method::POST, "/review-workflows", Some(workflow)).await;
+    assert_eq!(status, 201, "{workflow}");
+    let body = json!({ "workflow_id": workflow["id"] });
+    let (status, _) =
+        fleet.call(Method::PUT, &format!("/projects/{project}/review-workflow"), Some(body)).await;
+    assert_eq!(status, 200);
+    let (_, accounts) = fleet.call(Method::GET, "/accounts", None).await;
+    let x = accounts.as_array().unwrap().iter().find(|a| a["network"] == "x").expect("the X account").clone();
+    let body = json!({ "account_id": x["id"], "project_id": project, "text": "Spring sale ends Sunday",
+                       "scheduled_at": "2030-03-01T09:00:00Z" });
+    let (status, own) = fleet.call(Method::POST, "/posts", Some(body)).await;
+    assert_eq!(status, 201, "{own}");
+    browser.goto(&tenant_url(&fleet, &format!("/posts/{}", own["id"].as_str().unwrap()))).await;
+    let summary = browser.text("#review-summary").await;
+    assert!(summary.contains("step 1 of 1"), "{summary}");
+    assert!(browser.text("#review-why").await.contains("you wrote this content"));
+    assert!(!browser.has("#reschedule input[name=approve]").await, "approved through the workflow only");
+    browser.check_page("publishing-post-own-review").await;
 }
 
 /// Comments in the browser: a member is mentioned while her page is open
@@ -931,5 +953,277 @@ async fn an_article_is_reviewed_in_two_steps_by_two_people() {
     let (_, detail) =
         fleet.call(Method::GET, &format!("/projects/{project}/activities/{activity}"), None).await;
     assert_eq!(detail["status"], "approved", "{detail}");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_client_without_an_account_comments_and_approves_through_a_review_link() {
+    let Some(browser) = Browser::start().await else { return };
+    let fleet = Fleet::start(job_timings).await;
+    let _agent = Agent::start(&fleet, &[]).await;
+    let (project, activity) = reviewed_article(&fleet).await;
+
+    // The owner's workflow: one step, the client by e-mail.
+    sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
+    browser.goto(&tenant_url(&fleet, "/settings/reviews")).await;
+    browser.fill("#workflow-name", "Client sign-off").await;
+    browser.fill("#step1-name", "Client").await;
+    browser.click("#step1-role option[value='none']").await;
+    browser.fill("#step1-externals", "client@example.org").await;
+    browser.click("#new-workflow button.primary").await;
+    browser
+        .wait_for_text("#workflows", "the new workflow", |t| t.contains("client@example.org (external)"))
+        .await;
+    let workflow =
+        browser.eval("document.querySelector('#projects select option:not([value=\"\"])').value").await;
+    let workflow = workflow.as_str().unwrap().to_owned();
+    browser.click(&format!("#project-{project} option[value='{workflow}']")).await;
+    browser.click(&format!("form:has(#project-{project}) button")).await;
+    browser.wait_for_text("#projects", "the project's workflow saved", |_| true).await;
+
+    // A link for the client, shown once on the activity's page.
+    let page = tenant_url(&fleet, &format!("/projects/{project}/activities/{activity}"));
+    browser.goto(&page).await;
+    assert!(browser.text("#review-summary").await.contains("client@example.org (external)"));
+    browser.click("#review-links button[type='submit']").await;
+    browser.find("#new-review-link").await;
+    let link = browser.eval("document.querySelector('#new-review-link input').value").await;
+    let link = link.as_str().unwrap().to_owned();
+    assert!(link.contains("/review/mkt_rv_"), "{link}");
+    browser.screenshot("activity-review-links").await;
+    browser.goto(&page).await;
+    assert!(!browser.has("#new-review-link").await, "shown once");
+    browser.click("header form[action='/logout'] button").await;
+    browser.wait_for_text("h1", "the sign-in page", |t| t == "Sign in").await;
+
+    // The client, signed in nowhere, reads, comments and approves.
+    browser.goto(&link).await;
+    assert_eq!(browser.text("h1").await, "Heat pumps in winter");
+    assert!(!browser.text("#content").await.is_empty());
+    browser.fill("#comment-body", "Please mention the winter price.").await;
+    browser.click("form[action$='/comment'] button").await;
+    browser.wait_for_text("#form-done", "the comment", |t| t.contains("comment")).await;
+    browser.click("#review form.inline button.primary").await;
+    browser.wait_for_text("#review-summary", "approved", |t| t.contains("approved")).await;
+    assert!(browser.text("#form-done").await.contains("approval is recorded"));
+    browser.screenshot("external-review").await;
+
+    let (_, detail) =
+        fleet.call(Method::GET, &format!("/projects/{project}/activities/{activity}"), None).await;
+    assert_eq!(detail["status"], "approved", "{detail}");
+    let (_, comments) = fleet.call(Method::GET, &format!("/comments?activity_id={activity}"), None).await;
+    assert!(comments.to_string().contains("client@example.org (external)"), "{comments}");
+    browser.close().await;
+}
+
+/// A realtor enters a listing once: the form names a mistyped price, the
+/// property gets two photos (the second made the cover), a listing kit is
+/// generated from it and shows on its page, and a CSV import with a bad
+/// row imports nothing and says which line and column.
+#[tokio::test]
+async fn a_realtor_enters_a_property_with_photos_and_generates_a_kit_from_it() {
+    let Some(browser) = Browser::start().await else { return };
+    let fleet = Fleet::start(job_timings).await;
+    let _agent = Agent::start(&fleet, &[]).await;
+    let body = json!({ "name": "Elm Realty", "llm_policy": "edge_only", "default_model": MODEL });
+    let (status, project) = fleet.call(Method::POST, "/projects", Some(body)).await;
+    assert_eq!(status, 201, "{project}");
+    let project = project["id"].as_str().unwrap().to_owned();
+
+    sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
+    browser.goto(&tenant_url(&fleet, "/properties")).await;
+    assert!(browser.text("main").await.contains("No properties yet"));
+    browser.check_page("properties-empty").await;
+    browser.click("a[href$='/properties/new']").await;
+    browser.click(&format!("#project_id option[value='{project}']")).await;
+    for (field, value) in [
+        ("#street", "12 Elm Street"),
+        ("#city", "Springfield"),
+        ("#region", "IL"),
+        ("#postal_code", "62704"),
+        ("#price", "about 450k"),
+        ("#beds", "3"),
+        ("#baths", "2.5"),
+        ("#floor_area", "1,850"),
+        ("#features", "Renovated kitchen\nTwo-car garage"),
+        ("#description", "A bright family home on a quiet street."),
+        ("#agent_name", "Dana Reyes"),
+        ("#agent_contact", "dana@example.com"),
+        ("#reference", "MLS-4471"),
+    ] {
+        browser.fill(field, value).await;
+    }
+    browser.click("form.stack button.primary").await;
+    let error = browser.wait_for_text("#price-error", "the price's error", |t| !t.is_empty()).await;
+    assert!(error.contains("whole number"), "{error}");
+    assert_eq!(browser.eval("document.querySelector('#street').value").await, "12 Elm Street", "kept");
+    browser.check_page("property-form-error").await;
+    browser.fill("#price", "$450,000").await;
+    browser.click("form.stack button.primary").await;
+    browser.wait_for_text("h1", "the property's page", |t| t.contains("12 Elm Street")).await;
+    assert!(browser.text(".price").await.contains("$450,000"));
+
+    // Two photos; the second becomes the cover.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, alt, (w, h)) in
+        [("front.jpg", "Front of the house", (1200, 800)), ("garden.jpg", "The back garden", (900, 600))]
+    {
+        let path = dir.path().join(name);
+        std::fs::write(&path, marketer_tests::files::photo(w, h)).unwrap();
+        browser.fill("#alt", alt).await;
+        browser.attach("#file", &path).await;
+        browser.click("#photos form[enctype] button.primary").await;
+        browser
+            .wait_for_text("#photos", "the photo", |t| t.contains("Make cover") || t.contains("Cover"))
+            .await;
+    }
+    let alts = browser.eval("[...document.querySelectorAll('.photos img')].map(i => i.alt)").await;
+    assert_eq!(alts, json!(["Front of the house", "The back garden"]));
+    browser.click(".photos li:nth-child(2) button[value='cover']").await;
+    eventually(Duration::from_secs(30), "the garden to be the cover", || async {
+        let alts = browser.eval("[...document.querySelectorAll('.photos img')].map(i => i.alt)").await;
+        (alts == json!(["The back garden", "Front of the house"])).then_some(())
+    })
+    .await;
+    let loaded = browser
+        .eval("[...document.querySelectorAll('.photos img')].every(i => i.complete && i.naturalWidth > 0)")
+        .await;
+    assert_eq!(loaded, true, "the thumbnails load with the session");
+    browser.check_page("property").await;
+
+    // A listing kit from the property.
+    browser.click("#kits button.primary").await;
+    browser.wait_for_text("h1", "the kit's page", |t| t.contains("12 Elm Street")).await;
+    assert!(browser.path().await.contains("/activities/"));
+    // Generated and approved, the kit's flyer downloads as a PDF.
+    browser.wait_for_text("#status-badge", "the generated kit", |t| t == "review").await;
+    assert!(browser.text("#flyer").await.contains("Once the listing kit is approved"));
+    if browser.has("input[name='acknowledge_findings']").await {
+        browser.click("input[name='acknowledge_findings']").await;
+    }
+    browser.click("form[action$='/approve'] button").await;
+    browser.wait_for_text("#status-badge", "approved", |t| t == "approved").await;
+    let href = browser.eval("document.querySelector('#flyer a.button').href").await;
+    let flyer = browser.fetch("GET", href.as_str().unwrap(), json!({})).await;
+    assert_eq!(
+        (flyer["status"].as_i64(), flyer["type"].as_str()),
+        (Some(200), Some("application/pdf")),
+        "{flyer}"
+    );
+    assert!(flyer["body"].as_str().unwrap().starts_with("%PDF-"));
+    let property_page = tenant_url(&fleet, "/properties");
+    browser.goto(&property_page).await;
+    let cover = browser.eval("document.querySelector('.property-card img').alt").await;
+    assert_eq!(cover, "Cover photo of 12 Elm Street");
+    browser.check_page("properties").await;
+    browser.click(".property-card h2 a").await;
+    let kits = browser.wait_for_text("#kits", "the kit in the list", |t| t.contains("12 Elm Street")).await;
+    assert!(kits.contains("listing kit") || kits.contains("12 Elm Street, Springfield"), "{kits}");
+    let href = browser.eval("document.querySelector('#kits a.button').href").await;
+    assert!(href.as_str().unwrap().ends_with("/flyer.pdf"), "{href}");
+    let flyer = browser.fetch("GET", href.as_str().unwrap(), json!({})).await;
+    assert_eq!(flyer["status"].as_i64(), Some(200), "the property's flyer");
+
+    // The property's public page, opened by a visitor in a browser of
+    // their own, brings a lead that the realtor sees with its score.
+    browser.click("#public-page button.primary").await;
+    let link = browser.wait_for_text("#public-page", "the page's address", |t| t.contains("/l/")).await;
+    assert!(link.contains("Published at"), "{link}");
+    let public = browser.eval("document.querySelector('#public-link').href").await;
+    let public = public.as_str().unwrap().to_owned();
+    let visitor = Browser::start().await.expect("a second browser");
+    visitor.goto(&public).await;
+    visitor.wait_for_text("h1", "the listing", |t| t.contains("12 Elm Street")).await;
+    visitor.check_page("listing-public").await;
+    visitor.fill("#name", "Ann Buyer").await;
+    visitor.fill("#email", "ann@example.com").await;
+    visitor.fill("#message", "Could we book a viewing this weekend? We are pre-approved.").await;
+    visitor.click("input[name='consent']").await;
+    visitor.click("#contact button.primary").await;
+    visitor.wait_for_text("#contact", "the thanks", |t| t.contains("Thank you")).await;
+    visitor.screenshot("listing-public-sent").await;
+    visitor.close().await;
+    browser.goto(&tenant_url(&fleet, "/leads?sort=score")).await;
+    let inbox = browser.wait_for_text("#leads", "the lead", |t| t.contains("Ann Buyer")).await;
+    assert!(inbox.contains("warm") || inbox.contains("hot"), "{inbox}");
+    browser.check_page("leads").await;
+    browser.click("#leads a").await;
+    let score = browser.wait_for_text("#score", "the breakdown", |t| t.contains("intent")).await;
+    assert!(score.contains("sign(s) of intent"), "{score}");
+    browser.fill("#note", "Called Ann; viewing on Saturday.").await;
+    browser.click("form:has(#note) button").await;
+    browser.wait_for_text("#timeline", "the note", |t| t.contains("viewing on Saturday")).await;
+    browser.check_page("lead").await;
+
+    // Follow-up by e-mail: refused without the sender's postal address,
+    // then started and shown step by step.
+    let lead_page = browser.path().await;
+    browser.click("form:has(#sequence_id) button").await;
+    let refused =
+        browser.wait_for_text("#sequence_id-error", "the refusal", |t| t.contains("postal address")).await;
+    assert!(refused.contains("listing settings"), "{refused}");
+    browser.goto(&tenant_url(&fleet, "/leads#settings")).await;
+    browser.fill("#postal_address", "Elm Realty, 400 Main Street, Springfield, IL 62701").await;
+    browser.click("form:has(#postal_address) button.primary").await;
+    browser.wait_for_text("#settings", "the saved address", |t| t.contains("Logo on flyers")).await;
+    let origin = browser.eval("location.origin").await;
+    browser.goto(&format!("{}{lead_page}", origin.as_str().unwrap())).await;
+    browser.click("form:has(#sequence_id) button").await;
+    let panel = browser.wait_for_text("#follow-up", "the running sequence", |t| t.contains("active")).await;
+    assert!(panel.contains("Listing inquiry follow-up") && panel.contains("due"), "{panel}");
+    browser.check_page("lead-follow-up").await;
+    browser.click("#follow-up a[href$='/leads/sequences']").await;
+    browser.wait_for_text("h1", "the templates", |t| t == "Follow-up sequences").await;
+    browser.check_page("sequences").await;
+
+    // Scoring weights fitted to the office's own outcomes: ten won leads
+    // asked for viewings, ten lost ones gave every detail and never wrote.
+    browser.goto(&tenant_url(&fleet, "/leads#scoring")).await;
+    let card = browser.wait_for_text("#scoring", "the scoring card", |t| t.contains("default weights")).await;
+    assert!(card.contains("at least 10 of each"), "{card}");
+    for (i, won) in (0..20).map(|i| (i, i < 10)) {
+        let body = if won {
+            json!({ "email": format!("buyer{i}@example.com") })
+        } else {
+            json!({ "name": format!("Browser {i}"), "email": format!("browser{i}@example.com"), "phone": "555-0101" })
+        };
+        let (status, lead) = fleet.call(Method::POST, "/leads", Some(body)).await;
+        assert_eq!(status, 201, "{lead}");
+        let path = format!("/leads/{}", lead["id"].as_str().unwrap());
+        if won {
+            let reply = json!({ "reply": "Can we book a viewing on Saturday?" });
+            assert_eq!(fleet.call(Method::PATCH, &path, Some(reply)).await.0, 200);
+        }
+        let status = json!({ "status": if won { "won" } else { "lost" } });
+        assert_eq!(fleet.call(Method::PATCH, &path, Some(status)).await.0, 200);
+    }
+    // (Another address than the first look: a change of the fragment alone does not reload.)
+    browser.goto(&tenant_url(&fleet, "/leads?sort=score#scoring")).await;
+    let card = browser.wait_for_text("#scoring", "the outcomes", |t| t.contains("10 won and 10 lost")).await;
+    assert!(!card.contains("at least 10 of each"), "{card}");
+    browser.click("form[action$='/leads/scoring/fit'] button").await;
+    browser.accept_dialog().await;
+    let card = browser.wait_for_text("#scoring", "the fit", |t| t.contains("Fitted")).await;
+    assert!(card.contains("10 won and 10 lost") && card.contains("raised"), "{card}");
+    browser.check_page("leads-scoring-fitted").await;
+
+    // A CSV import with a bad row imports nothing and names the problem.
+    browser.goto(&tenant_url(&fleet, "/properties/import")).await;
+    browser.click(&format!("#project_id option[value='{project}']")).await;
+    let csv = dir.path().join("listings.csv");
+    std::fs::write(
+        &csv,
+        "street,city,country,price,currency,beds,baths,floor_area,area_unit,property_type,status,agent_name,agent_contact\n\
+         1 Good Road,Capital City,US,250000,USD,2,1,900,sqft,condo,active,Dana Reyes,555-0100\n\
+         2 Bad Road,Capital City,US,250000,USD,2,1,900,acres,condo,active,Dana Reyes,555-0100\n",
+    )
+    .unwrap();
+    browser.attach("#file", &csv).await;
+    browser.click("form.stack button.primary").await;
+    let report = browser.wait_for_text("main", "the report", |t| t.contains("Nothing was imported")).await;
+    assert!(report.contains("area_unit") && report.contains('3'), "{report}");
+    browser.check_page("property-import-report").await;
+    let (_, listed) = fleet.call(Method::GET, "/properties", None).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "nothing half-imported");
     browser.close().await;
 }

@@ -138,12 +138,18 @@ impl utoipa::Modify for BearerAuth {
 
 fn api_routes() -> OpenApiRouter<ApiState> {
     use routes::{
-        activities, agents, api_keys, audit_events, auth, comments, documents, health, jobs, members,
-        notifications, projects, publishing, reviews, tenants,
+        activities, agents, api_keys, audit_events, auth, comments, documents, flyers, health, jobs, leads,
+        members, notifications, projects, properties, publishing, reviews, sequences, tenants,
     };
     // The upload reads its body itself, counting against the upload limit.
     let (schemas, paths, upload) = routes!(documents::list, documents::upload);
     let upload = upload.layer(DefaultBodyLimit::disable());
+    let (photo_schemas, photo_paths, photo_upload) = routes!(properties::add_photo);
+    let photo_upload = photo_upload.layer(DefaultBodyLimit::disable());
+    let (logo_schemas, logo_paths, logo) = routes!(flyers::logo, flyers::set_logo, flyers::delete_logo);
+    let logo = logo.layer(DefaultBodyLimit::max(crate::images::MAX_LOGO_BYTES + 64 * 1024));
+    let (import_schemas, import_paths, import) = routes!(properties::import);
+    let import = import.layer(DefaultBodyLimit::max(crate::service::MAX_IMPORT_BYTES));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -222,6 +228,33 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(reviews::set_project_workflow))
         .routes(routes!(reviews::get, reviews::decide))
         .routes(routes!(reviews::waiting))
+        .routes(routes!(reviews::request))
+        .routes(routes!(reviews::links, reviews::create_link))
+        .routes(routes!(reviews::revoke_link))
+        .routes(routes!(reviews::open_link))
+        .routes(routes!(reviews::decide_by_link))
+        .routes(routes!(reviews::comment_by_link))
+        .routes(routes!(reviews::get_post, reviews::decide_post))
+        .routes(routes!(reviews::request_post))
+        .routes(routes!(properties::list, properties::create))
+        .routes(routes!(properties::get, properties::update, properties::delete))
+        .routes(routes!(properties::activities))
+        .routes((import_schemas, import_paths, import))
+        .routes((photo_schemas, photo_paths, photo_upload))
+        .routes((logo_schemas, logo_paths, logo))
+        .routes(routes!(flyers::activity_flyer))
+        .routes(routes!(flyers::property_flyer))
+        .routes(routes!(properties::photo, properties::update_photo, properties::delete_photo))
+        .routes(routes!(properties::publish))
+        .routes(routes!(leads::list, leads::create))
+        .routes(routes!(leads::get, leads::update))
+        .routes(routes!(leads::settings, leads::update_settings))
+        .routes(routes!(leads::scoring))
+        .routes(routes!(leads::fit_scoring, leads::reset_scoring))
+        .routes(routes!(sequences::list, sequences::create))
+        .routes(routes!(sequences::get, sequences::update, sequences::delete))
+        .routes(routes!(sequences::lead_list, sequences::start))
+        .routes(routes!(sequences::stop))
 }
 
 /// The OpenAPI document of the API, as served at `/api/v1/openapi.json`.
@@ -373,10 +406,14 @@ async fn refuse_declared_oversize(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(declared) = declared {
-        let upload =
-            request.method() == axum::http::Method::POST && request.uri().path().ends_with("/documents");
-        let limit = if upload {
+        let post = request.method() == axum::http::Method::POST;
+        let path = request.uri().path();
+        let limit = if post && path.ends_with("/documents") {
             state.config.max_upload_bytes.saturating_add(crate::service::MULTIPART_OVERHEAD_BYTES)
+        } else if post && path.ends_with("/photos") {
+            crate::images::MAX_PHOTO_BYTES.saturating_add(crate::service::MULTIPART_OVERHEAD_BYTES)
+        } else if post && path.ends_with("/properties/import") {
+            crate::service::MAX_IMPORT_BYTES
         } else {
             state.config.max_body_bytes
         };

@@ -47,6 +47,21 @@ impl ThrottlePolicy {
         forget_after: Duration::from_secs(60 * 60),
     };
 
+    /// A public form, per e-mail address: a few messages, then a pause.
+    pub const LEAD_ADDRESS: Self = Self {
+        free_failures: 3,
+        base_delay: Duration::from_secs(60),
+        max_delay: Duration::from_secs(60 * 60),
+        forget_after: Duration::from_secs(60 * 60),
+    };
+    /// A public form, per client address (an office may share one).
+    pub const LEAD_CLIENT: Self = Self {
+        free_failures: 10,
+        base_delay: Duration::from_secs(60),
+        max_delay: Duration::from_secs(60 * 60),
+        forget_after: Duration::from_secs(60 * 60),
+    };
+
     fn delay_after(&self, failures: u32) -> Duration {
         if failures < self.free_failures {
             return Duration::ZERO;

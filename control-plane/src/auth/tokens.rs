@@ -31,6 +31,8 @@ pub enum TokenKind {
     /// A single-use link sent by e-mail (password reset, address
     /// verification, digest unsubscription).
     Link,
+    /// An external reviewer's link to one activity's review.
+    ReviewLink,
 }
 
 impl TokenKind {
@@ -42,6 +44,7 @@ impl TokenKind {
             TokenKind::Enrollment => "mkt_et_",
             TokenKind::Browser => "mkt_bs_",
             TokenKind::Link => "mkt_ln_",
+            TokenKind::ReviewLink => "mkt_rv_",
         }
     }
 }

@@ -47,7 +47,7 @@ pub fn compose(
     let mut html = format!("<p>{}</p>", paragraphs(&mail.body));
     let mut unsubscribe = None;
     match (mail.purpose, secret_link) {
-        (MailPurpose::Digest, Some(path)) => unsubscribe = Some(url(path)),
+        (MailPurpose::Digest | MailPurpose::Marketing, Some(path)) => unsubscribe = Some(url(path)),
         (_, Some(path)) => {
             let link = url(path);
             text.push_str(&format!("\n\n{link}"));
@@ -60,14 +60,16 @@ pub fn compose(
         text.push_str(&format!("\n\nOpen it in {PRODUCT}: {link}"));
         html.push_str(&format!(r#"<p><a href="{}">Open it in {PRODUCT}</a></p>"#, escape(&link)));
     }
-    text.push_str(&format!("\n\n-- \n{PRODUCT}"));
-    html.push_str(&format!(r#"<p style="color:#555">{PRODUCT}</p>"#));
+    let marketing = mail.purpose == MailPurpose::Marketing;
+    if !marketing {
+        // A follow-up e-mail is the sender's own, signed in its body.
+        text.push_str(&format!("\n\n-- \n{PRODUCT}"));
+        html.push_str(&format!(r#"<p style="color:#555">{PRODUCT}</p>"#));
+    }
     if let Some(link) = &unsubscribe {
-        text.push_str(&format!("\nStop these daily digests: {link}"));
-        html.push_str(&format!(
-            r#"<p style="color:#555"><a href="{}">Stop these daily digests</a></p>"#,
-            escape(link)
-        ));
+        let words = if marketing { "Unsubscribe with one click" } else { "Stop these daily digests" };
+        text.push_str(&format!("\n{words}: {link}"));
+        html.push_str(&format!(r#"<p style="color:#555"><a href="{}">{words}</a></p>"#, escape(link)));
     }
     let html = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{}</title></head>\
@@ -86,6 +88,13 @@ pub fn compose(
             HeaderName::new_from_ascii_str("List-Unsubscribe"),
             format!("<{link}>"),
         ));
+        if marketing {
+            // RFC 8058: mail clients unsubscribe with one POST, no page.
+            builder = builder.raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".to_owned(),
+            ));
+        }
     }
     let message = builder
         .multipart(

@@ -22,6 +22,9 @@
 //!   happens during the day waits for the next morning instead of going
 //!   out as a digest of one; a day whose whole digest hour the service was
 //!   down is folded into the next day's digest (nothing is lost);
+//! - the **follow-up steps**, each poll: due steps of leads' sequences are
+//!   composed (`marketing.rs`) and queued into the outbox, once each across
+//!   replicas (the store's compare-and-set on the step);
 //! - the **certificate sweep**, hourly: agents whose certificate ends within
 //!   7 days are announced to their admins, once per certificate.
 //!
@@ -29,6 +32,7 @@
 //! says e-mail is off; notifications in the app work the same.
 
 pub mod mail;
+pub mod marketing;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -180,6 +184,7 @@ impl Notifier {
                 last_digests = Some(Instant::now());
                 self.digests().await;
             }
+            self.sequence_steps(Timestamp::now()).await;
             if last_sweep.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
                 last_sweep = Some(Instant::now());
                 self.certificate_sweep().await;

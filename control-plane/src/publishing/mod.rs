@@ -119,12 +119,11 @@ fn system_event(tenant_id: Uuid, action: &'static str, outcome: Outcome) -> NewA
 /// What the person who scheduled a post hears when it ends.
 fn post_notice(post: &SocialPost, result: &PublishResult) -> Option<NewNotice> {
     let author = post.created_by?;
-    let snippet: String = post.text.chars().take(60).collect();
-    let ellipsis = if post.text.chars().count() > 60 { "…" } else { "" };
+    let snippet = post.snippet();
     let (kind, title, body) = match result {
         PublishResult::Published { url, .. } => (
             NoticeKind::PostPublished,
-            format!("Published on {}: “{snippet}{ellipsis}”", post.network.label()),
+            format!("Published on {}: “{snippet}”", post.network.label()),
             match url {
                 Some(url) => format!(
                     "Your post went out on {} as {}. See it at {url}",
@@ -136,7 +135,7 @@ fn post_notice(post: &SocialPost, result: &PublishResult) -> Option<NewNotice> {
         ),
         PublishResult::Failed { error, .. } => (
             NoticeKind::PostFailed,
-            format!("Not published on {}: “{snippet}{ellipsis}”", post.network.label()),
+            format!("Not published on {}: “{snippet}”", post.network.label()),
             format!(
                 "{} refused the post: {error}. Edit it or try again from its page.",
                 post.network.label()
@@ -152,6 +151,30 @@ fn post_notice(post: &SocialPost, result: &PublishResult) -> Option<NewNotice> {
         body,
         link: Some(format!("/t/{}/posts/{}", post.tenant_id, post.id)),
         dedupe_key: Some(format!("post:{}:{}:{}", post.id, post.generation, <&'static str>::from(kind))),
+    })
+}
+
+/// Why a post was held, on its page and in its author's notice.
+const HELD: &str =
+    "its approval was not complete at its scheduled time; once it is approved, pick a new time";
+
+/// What the person who scheduled a post hears when it is held.
+fn held_notice(post: &SocialPost) -> Option<NewNotice> {
+    let author = post.created_by?;
+    let snippet = post.snippet();
+    Some(NewNotice {
+        tenant_id: Some(post.tenant_id),
+        kind: NoticeKind::PostFailed,
+        audience: Audience::User(author),
+        title: format!("Held, not published on {}: “{snippet}”", post.network.label()),
+        body: format!("The post was not published: {HELD}."),
+        link: Some(format!("/t/{}/posts/{}", post.tenant_id, post.id)),
+        dedupe_key: Some(format!(
+            "post:{}:{}:held:{}",
+            post.id,
+            post.generation,
+            post.updated_at.to_rfc3339_fixed()
+        )),
     })
 }
 
@@ -224,10 +247,37 @@ impl Publisher {
         }
     }
 
+    /// Holds the due posts whose approval is not complete: they become
+    /// `needs_reschedule` (never published unapproved), audited, and their
+    /// author hears.
+    async fn hold_unapproved(&self, now: Timestamp) {
+        let posts = match self.store.due_unapproved(now, BATCH).await {
+            Ok(posts) => posts,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the unapproved posts due");
+                return;
+            }
+        };
+        for post in posts {
+            let mut audit = system_event(post.tenant_id, actions::POST_HOLD, Outcome::Success)
+                .resource("post", post.id)
+                .details(serde_json::json!({ "scheduled_at": post.scheduled_at, "reason": HELD }));
+            if let Some(notice) = held_notice(&post) {
+                audit = audit.notify(notice);
+            }
+            match self.store.hold_post(post.id, HELD, &audit).await {
+                Ok(true) => tracing::info!(post = %post.id, "post held: its approval was not complete"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, post = %post.id, "could not hold a post"),
+            }
+        }
+    }
+
     /// One pass: expired leases, due posts, due reconciliations. Returns
     /// how many posts it took.
     pub async fn pass(&self) -> usize {
         let now = Timestamp::now();
+        self.hold_unapproved(now).await;
         let mut ids = Vec::new();
         for found in [
             self.store.expired_publishing(now, BATCH).await,

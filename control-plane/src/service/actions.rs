@@ -44,6 +44,15 @@ pub const REVIEW_WORKFLOW_UPDATE: &str = "review_workflow.update";
 pub const REVIEW_WORKFLOW_DELETE: &str = "review_workflow.delete";
 pub const PROJECT_REVIEW_WORKFLOW: &str = "project.set_review_workflow";
 pub const REVIEW_DECIDE: &str = "review.decide";
+pub const REVIEW_REQUEST: &str = "review.request";
+pub const REVIEW_LINK_CREATE: &str = "review_link.create";
+pub const REVIEW_LINK_REVOKE: &str = "review_link.revoke";
+pub const REVIEW_LINK_OPEN: &str = "review_link.open";
+pub const REVIEW_LINK_DECIDE: &str = "review_link.decide";
+pub const REVIEW_LINK_COMMENT: &str = "review_link.comment";
+pub const POST_REVIEW_DECIDE: &str = "post.review_decide";
+pub const POST_REVIEW_REQUEST: &str = "post.review_request";
+pub const POST_HOLD: &str = "post.hold";
 
 pub const PROJECT_CREATE: &str = "project.create";
 pub const PROJECT_UPDATE: &str = "project.update";
@@ -93,6 +102,37 @@ pub const POST_PUBLISHED: &str = "post.published";
 pub const POST_FAILED: &str = "post.failed";
 pub const POST_UNCONFIRMED: &str = "post.unconfirmed";
 
+pub const PROPERTY_CREATE: &str = "property.create";
+pub const PROPERTY_UPDATE: &str = "property.update";
+pub const PROPERTY_DELETE: &str = "property.delete";
+pub const PROPERTY_IMPORT: &str = "property.import";
+pub const PROPERTY_PHOTO_ADD: &str = "property.photo_add";
+pub const PROPERTY_PHOTO_UPDATE: &str = "property.photo_update";
+pub const PROPERTY_PHOTO_DELETE: &str = "property.photo_delete";
+pub const PROPERTY_PUBLISH: &str = "property.publish";
+pub const PROPERTY_UNPUBLISH: &str = "property.unpublish";
+pub const REAL_ESTATE_SETTINGS_UPDATE: &str = "real_estate_settings.update";
+pub const REAL_ESTATE_LOGO_SET: &str = "real_estate_settings.logo_set";
+pub const REAL_ESTATE_LOGO_DELETE: &str = "real_estate_settings.logo_delete";
+/// Not a mutation: a flyer made although the Fair Housing rules found
+/// something in its text (the findings are in the event's details).
+pub const FLYER_FINDINGS_ACKNOWLEDGED: &str = "flyer.findings_acknowledged";
+/// Not a route of the API: someone sent a public listing page's form.
+pub const LEAD_FORM_SUBMIT: &str = "lead.form_submit";
+/// Not a mutation: leads (personal data) read in bulk.
+pub const LEAD_LIST: &str = "lead.list";
+pub const LEAD_CREATE: &str = "lead.create";
+pub const LEAD_UPDATE: &str = "lead.update";
+pub const LEAD_SEQUENCE_START: &str = "lead.sequence_start";
+pub const LEAD_SEQUENCE_STOP: &str = "lead.sequence_stop";
+/// Not a route of the API: someone used an unsubscribe link.
+pub const LEAD_UNSUBSCRIBE: &str = "lead.unsubscribe";
+pub const LEAD_SCORING_FIT: &str = "lead_scoring.fit";
+pub const LEAD_SCORING_RESET: &str = "lead_scoring.reset";
+pub const SEQUENCE_CREATE: &str = "sequence.create";
+pub const SEQUENCE_UPDATE: &str = "sequence.update";
+pub const SEQUENCE_DELETE: &str = "sequence.delete";
+
 /// Every action above, for looking up an action by its `operationId`.
 pub const ALL: &[&str] = &[
     LOGIN,
@@ -132,6 +172,15 @@ pub const ALL: &[&str] = &[
     REVIEW_WORKFLOW_DELETE,
     PROJECT_REVIEW_WORKFLOW,
     REVIEW_DECIDE,
+    REVIEW_REQUEST,
+    REVIEW_LINK_CREATE,
+    REVIEW_LINK_REVOKE,
+    REVIEW_LINK_OPEN,
+    REVIEW_LINK_DECIDE,
+    REVIEW_LINK_COMMENT,
+    POST_REVIEW_DECIDE,
+    POST_REVIEW_REQUEST,
+    POST_HOLD,
     PROJECT_CREATE,
     PROJECT_UPDATE,
     PROJECT_DELETE,
@@ -163,4 +212,26 @@ pub const ALL: &[&str] = &[
     POST_CREATE,
     POST_UPDATE,
     POST_DELETE,
+    PROPERTY_CREATE,
+    PROPERTY_UPDATE,
+    PROPERTY_DELETE,
+    PROPERTY_IMPORT,
+    PROPERTY_PHOTO_ADD,
+    PROPERTY_PHOTO_UPDATE,
+    PROPERTY_PHOTO_DELETE,
+    PROPERTY_PUBLISH,
+    REAL_ESTATE_SETTINGS_UPDATE,
+    REAL_ESTATE_LOGO_SET,
+    REAL_ESTATE_LOGO_DELETE,
+    FLYER_FINDINGS_ACKNOWLEDGED,
+    LEAD_CREATE,
+    LEAD_UPDATE,
+    LEAD_SEQUENCE_START,
+    LEAD_SEQUENCE_STOP,
+    LEAD_UNSUBSCRIBE,
+    LEAD_SCORING_FIT,
+    LEAD_SCORING_RESET,
+    SEQUENCE_CREATE,
+    SEQUENCE_UPDATE,
+    SEQUENCE_DELETE,
 ];

@@ -60,6 +60,9 @@ pub struct ActivityView {
     pub waiting_reason: Option<String>,
     /// How many times it was generated.
     pub runs: i64,
+    /// The property a listing kit was generated from, and its version then.
+    pub property_id: Option<Uuid>,
+    pub property_version: Option<i64>,
     pub run: RunView,
     /// The request, as given (details only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -310,7 +313,7 @@ fn content_findings(kind: ActivityKind, content: &str) -> Option<Vec<Finding>> {
 
 /// The compliance review of the current version: the latest edit's, or the
 /// generated kit's.
-fn current_compliance(
+pub(crate) fn current_compliance(
     generated: Option<&ActivityResult>,
     latest: Option<&ActivityVersion>,
 ) -> Option<ComplianceView> {
@@ -330,7 +333,7 @@ fn current_compliance(
 
 impl ActivityView {
     /// `latest`: the newest edit of the content run, if any.
-    fn new(a: &Activity, details: bool, latest: Option<&ActivityVersion>) -> Self {
+    pub(crate) fn new(a: &Activity, details: bool, latest: Option<&ActivityVersion>) -> Self {
         let generated = a.content_run.as_ref().and_then(result_of);
         let (content, content_version) = match (details, latest, generated) {
             (false, _, _) => (None, None),
@@ -350,6 +353,8 @@ impl ActivityView {
             agent_id: a.run.agent_id,
             waiting_reason: a.run.waiting_reason.clone().filter(|_| a.run.status == JobStatus::Queued),
             runs: a.runs,
+            property_id: a.property_id,
+            property_version: a.property_version,
             run: RunView::of(&a.run),
             input: details.then(|| serde_json::to_value(&a.input).unwrap_or_default()),
             content,
@@ -383,10 +388,16 @@ impl App {
         &self,
         access: &TenantAccess,
         project_id: Uuid,
-        req: CreateActivity,
+        mut req: CreateActivity,
     ) -> Result<ActivityView> {
         access.require(Permission::ActivitiesCreate)?;
         let project = self.store.project(access.tenant_id, project_id).await.found("project")?;
+        let property = match req.property_id {
+            Some(property_id) => {
+                Some(self.listing_from_property(access, &mut req, project_id, property_id).await?)
+            }
+            None => None,
+        };
         let (input, title) = activity_input::parse(&req)?;
         let model = match req.model.as_deref() {
             Some(model) => canonical_model(model)?,
@@ -405,6 +416,7 @@ impl App {
             title,
             model: placement.model.clone(),
             created_by: access.caller.creator_id(),
+            property,
         };
         let audit = access.audit(actions::ACTIVITY_CREATE).resource("activity", id).details(
             serde_json::json!({ "kind": req.kind, "project_id": project_id, "route": placement.detail }),
@@ -632,7 +644,12 @@ impl App {
     }
 
     /// The activity, if it is the tenant's and in this project.
-    async fn activity_in(&self, access: &TenantAccess, project_id: Uuid, id: Uuid) -> Result<Activity> {
+    pub(super) async fn activity_in(
+        &self,
+        access: &TenantAccess,
+        project_id: Uuid,
+        id: Uuid,
+    ) -> Result<Activity> {
         let activity = self.store.activity(access.tenant_id, id).await.found("activity")?;
         if activity.project_id != project_id {
             return Err(Error::NotFound("activity"));
@@ -665,7 +682,7 @@ impl App {
         limit: u32,
     ) -> Result<Vec<ActivityView>> {
         access.require(Permission::ActivitiesRead)?;
-        let filter = ActivityFilter { status, kind: None };
+        let filter = ActivityFilter { status, ..ActivityFilter::default() };
         let page = self
             .store
             .activities(access.tenant_id, None, &filter, PageRequest { after: None, limit })

@@ -47,6 +47,10 @@ pub struct CreateActivity {
     pub variants_per_platform: Option<u32>,
     /// Listing kits: the property.
     pub listing: Option<ListingIn>,
+    /// Listing kits: a property record to generate it from, instead of
+    /// `listing` (the kit keeps the link and the property's version).
+    #[serde(default)]
+    pub property_id: Option<Uuid>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -198,7 +202,7 @@ fn listing(l: &ListingIn) -> Result<Listing> {
 
 /// A required text of `min..=max` characters, trimmed, without control
 /// characters other than line breaks and tabs.
-fn text(field: &str, value: Option<&str>, min: usize, max: usize) -> Result<String> {
+pub(super) fn text(field: &str, value: Option<&str>, min: usize, max: usize) -> Result<String> {
     let Some(value) = value.map(str::trim) else {
         return Err(Error::invalid(field, "is required"));
     };
@@ -212,7 +216,12 @@ fn text(field: &str, value: Option<&str>, min: usize, max: usize) -> Result<Stri
     Ok(value.to_owned())
 }
 
-fn list(field: &str, values: &[String], max_items: usize, max_chars: usize) -> Result<Vec<String>> {
+pub(super) fn list(
+    field: &str,
+    values: &[String],
+    max_items: usize,
+    max_chars: usize,
+) -> Result<Vec<String>> {
     if values.len() > max_items {
         return Err(Error::invalid(field, format!("at most {max_items} items")));
     }
@@ -280,6 +289,7 @@ mod tests {
             source_text: None,
             variants_per_platform: None,
             listing: None,
+            property_id: None,
         }
     }
 

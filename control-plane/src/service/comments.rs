@@ -211,9 +211,8 @@ impl App {
             CommentSubject::Post(id) => {
                 access.require(Permission::PostsRead)?;
                 let post = self.store.post(access.tenant_id, id).await.found("post")?;
-                let title: String = post.text.chars().take(60).collect();
                 Ok(Item {
-                    title: if post.text.chars().count() > 60 { format!("{title}…") } else { title },
+                    title: post.snippet(),
                     link: format!("/t/{}/posts/{id}", access.tenant_id),
                     update: Permission::PostsWrite,
                     activity: None,
@@ -408,7 +407,8 @@ impl App {
             tenant_id: access.tenant_id,
             subject,
             thread_id,
-            author_id: author,
+            author_id: Some(author),
+            author_email: None,
             body,
             anchor,
             mentions,

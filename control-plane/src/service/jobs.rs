@@ -365,6 +365,7 @@ pub(crate) fn submitter(access: &TenantAccess) -> String {
         Actor::System { name } => name,
         Actor::Agent { id, .. } => format!("agent {id}"),
         Actor::Anonymous => "anonymous".to_owned(),
+        Actor::Reviewer { email } => format!("{email} (external reviewer)"),
     }
 }
 

@@ -17,12 +17,17 @@ mod auth;
 mod comments;
 mod documents;
 pub mod export;
+mod flyers;
 mod jobs;
+mod lead_scoring;
+mod leads;
 mod members;
 mod notifications;
 mod projects;
+mod properties;
 mod publishing;
 mod reviews;
+mod sequences;
 mod tenants;
 
 use std::collections::HashMap;
@@ -60,7 +65,13 @@ pub use comments::{
     MentionView, ResolveThread, mentioned_addresses,
 };
 pub use documents::{DEFAULT_MAX_UPLOAD_BYTES, DocumentView, MULTIPART_OVERHEAD_BYTES, Upload};
+pub use flyers::{FlyerFile, FlyerParams};
 pub use jobs::{CreateJob, EmbedInput, JobQuery, JobView, MessageIn, OptionsIn, Submitted};
+pub use lead_scoring::{FitReport, ScoringView, WeightView};
+pub use leads::{
+    CreateLead, DEFAULT_CONSENT, LeadParams, LeadView, ListingForm, PublicListing, PublishProperty,
+    RealEstateSettingsView, UpdateLead,
+};
 pub use members::{
     AcceptInvitation, AcceptedInvitation, CreateInvitation, CreatedInvitation, InvitationView,
     JoinWithNewAccount, UpdateMember,
@@ -70,14 +81,22 @@ pub use notifications::{
     PreferenceChange, PreferenceView, RESET_REQUESTED, UnreadCount, UpdatePreferences,
 };
 pub use projects::{CreateCampaign, CreateProject, UpdateCampaign, UpdateProject};
+pub use properties::{
+    IMPORT_COLUMNS, ImportReport, MAX_IMPORT_BYTES, PhotoSize, PhotoView, PropertyFacts, PropertyIn,
+    PropertyParams, PropertyView, RowProblem, UpdatePhoto, facts_line, grouped, price,
+};
 pub use publishing::{
     AccountView, ConnectBluesky, ConnectStarted, CreatePost, PostDetail, PostQuery, PostView, StartConnect,
     UpdateAccount, UpdatePost, When, approval_gate, check_image, check_text, normalize as normalize_text,
     rules, text_length,
 };
 pub use reviews::{
-    DecideIn, DecisionView, ProjectWorkflowIn, ProjectWorkflowOut, ReviewView, StepIn, StepStanding,
-    StepView, WaitingReview, WorkflowIn, WorkflowView,
+    CreateReviewLink, CreatedReviewLink, DecideIn, DecisionView, ExternalCommentIn, ExternalDecideIn,
+    ExternalReview, ProjectWorkflowIn, ProjectWorkflowOut, ReviewLinkToken, ReviewLinkView, ReviewView,
+    StepIn, StepStanding, StepView, WaitingReview, WorkflowIn, WorkflowView,
+};
+pub use sequences::{
+    EnrollmentView, SequenceIn, SequenceStepIn, SequenceStepView, SequenceView, StartSequence,
 };
 pub use tenants::{CreateTenant, Me, UpdateTenant};
 
@@ -121,11 +140,15 @@ pub struct App {
     pub files: Arc<dyn FileStorage>,
     /// Markdown to HTML, off the async workers, cached per content.
     pub renderer: Arc<export::Renderer>,
+    /// Photos checked and re-encoded, off the async workers.
+    pub images: crate::images::ImageProcessor,
     /// Cancelled when the server starts shutting down: long-lived responses
     /// (event streams) end at once instead of holding the shutdown.
     pub closing: tokio_util::sync::CancellationToken,
     tokens: AccessTokens,
     throttle: LoginThrottle,
+    /// Public listing pages' forms: per e-mail address and per client.
+    lead_throttle: LoginThrottle,
     auth: AuthSettings,
     /// When each API key's `last_used_at` was last written, so that a busy
     /// key costs one write a minute rather than one per request.
@@ -177,12 +200,14 @@ impl App {
             publishing.engine,
         ));
         let cloud = Arc::new(CloudRunner::new(jobs.clone(), at_rest.data_key, CloudSettings::default())?);
+        let store_for_leads = store.clone();
         let throttle =
             LoginThrottle::new("login", ThrottlePolicy::ACCOUNT, ThrottlePolicy::CLIENT, store.clone());
         Ok(Self {
             store,
             files: at_rest.files,
             renderer: Arc::new(export::Renderer::default()),
+            images: crate::images::ImageProcessor::default(),
             closing: tokio_util::sync::CancellationToken::new(),
             hub,
             jobs,
@@ -194,6 +219,12 @@ impl App {
             metrics,
             tokens,
             throttle,
+            lead_throttle: LoginThrottle::new(
+                "lead_form",
+                ThrottlePolicy::LEAD_ADDRESS,
+                ThrottlePolicy::LEAD_CLIENT,
+                store_for_leads,
+            ),
             auth,
             api_key_touches: Mutex::new(HashMap::new()),
         })

@@ -3,9 +3,12 @@
 //! the calendar's reads, deleting posts (on the platform too), people's
 //! time zones. The engine that sends posts is `crate::publishing`.
 //!
-//! The approval gate is [`approval_gate`]: a post is scheduled only when
-//! its activity is approved or the post itself was approved by a member or
-//! above. A later review workflow changes that one function.
+//! The approval gate is [`approval_gate`]: a post is scheduled when it is
+//! approved (itself, or through its activity while its text and image are
+//! as they came from it) or its review is still going on (its activity's,
+//! or in a project with a review workflow its own, `service::reviews`). The
+//! engine publishes only approved posts: one whose approval is not complete
+//! at its scheduled time is held (`needs_reschedule`), never published.
 
 use marketer_protocol::activity::Platform;
 use secrecy::{ExposeSecret, SecretString};
@@ -21,8 +24,8 @@ use crate::publishing::platforms::{Granted, Profile, linkedin, mastodon, meta, x
 use crate::publishing::schedule::{self, Fold};
 use crate::store::{
     AccountPatch, AccountStatus, Activity, MastodonApp, Network, NewAccount, NewPost, OAuthState,
-    PlatformLimit, PostAttempt, PostFilter, PostPatch, PostStatus, PostingSlot, SealedTokens, SocialAccount,
-    SocialPost,
+    PlatformLimit, PostAttempt, PostFilter, PostPatch, PostStatus, PostingSlot, ReviewWorkflow, SealedTokens,
+    SocialAccount, SocialPost,
 };
 
 /// An account as people see it: never its tokens.
@@ -123,7 +126,7 @@ impl PostView {
         let (length, limit) = (text_length(p.network, &p.text), rules(p.network).limit);
         let mut waiting = None;
         let mut waiting_until = p.not_before.filter(|t| *t > now);
-        if matches!(p.status, PostStatus::Scheduled | PostStatus::Unconfirmed) {
+        if matches!(p.status, PostStatus::Scheduled | PostStatus::Unconfirmed | PostStatus::NeedsReschedule) {
             waiting = p.wait_reason.clone();
             if let Some(a) = account {
                 if a.status == AccountStatus::NeedsReconnect {
@@ -157,7 +160,7 @@ impl PostView {
             scheduled_at: p.scheduled_at,
             scheduled_local: p.scheduled_at.map(|at| schedule::instant_to_local(at, &p.time_zone)),
             time_zone: p.time_zone.clone(),
-            approved: p.approved_by.is_some(),
+            approved: p.approved_at.is_some(),
             approved_by: p.approved_by,
             waiting,
             waiting_until,
@@ -296,17 +299,30 @@ pub fn normalize(text: &str) -> String {
     text.replace("\r\n", "\n").replace('\r', "\n").trim().to_owned()
 }
 
-/// The one approval gate of scheduling: the activity is approved, or the
-/// post itself was approved by a member or above.
-pub fn approval_gate(activity: Option<&Activity>, post_approved: bool) -> Result<()> {
-    if post_approved || activity.is_some_and(|a| a.approved_at.is_some()) {
+/// The one approval gate of scheduling: the post was approved; or it is
+/// as it came from its activity, and the activity is approved or its
+/// content is in review; or it has a review of its own through its
+/// project's workflow (`own_review`). A review still going on at the
+/// scheduled time holds the post.
+pub fn approval_gate(
+    activity: Option<&Activity>,
+    post_approved: bool,
+    edited: bool,
+    own_review: bool,
+) -> Result<()> {
+    let in_review = |a: &Activity| a.content_run.is_some() && a.run.status.is_terminal();
+    if post_approved || own_review || (!edited && activity.is_some_and(in_review)) {
         return Ok(());
     }
     Err(Error::Conflict {
         code: "post_not_approved",
         message: match activity {
+            Some(_) if edited => "the post's text or image was changed from what its activity's review covers; \
+                                  approve this post (\"approve\": true, members and above) before scheduling"
+                .into(),
             Some(_) => {
-                "the activity is not approved yet; approve it (or approve this post) before scheduling".into()
+                "the activity has no content to review yet; generate it (or approve this post) before scheduling"
+                    .into()
             }
             None => {
                 "only approved posts can be scheduled; set \"approve\": true (members and above may approve)"
@@ -314,6 +330,25 @@ pub fn approval_gate(activity: Option<&Activity>, post_approved: bool) -> Result
             }
         },
     })
+}
+
+/// Who approves a post on its own (one not covered by its activity's
+/// review) with `approve`: a person, and only under the default review
+/// (`workflow` is `None`). A project with a review workflow approves its
+/// posts through it (`POST .../posts/{id}/review`).
+fn own_approval(access: &TenantAccess, workflow: Option<&ReviewWorkflow>) -> Result<Uuid> {
+    let me = access.caller.creator_id().ok_or_else(|| Error::Forbidden("approving needs a person".into()))?;
+    if let Some(workflow) = workflow {
+        return Err(Error::Conflict {
+            code: "review_workflow_required",
+            message: format!(
+                "this project's content is approved through its review workflow “{}”: leave out \"approve\" \
+                 and ask for the post's review (its page, or POST .../posts/{{id}}/review/request)",
+                workflow.name
+            ),
+        });
+    }
+    Ok(me)
 }
 
 /// When a post should go out: at most one of an instant, a wall time, the
@@ -871,6 +906,8 @@ impl App {
         let mut campaign_id = req.campaign_id;
         let mut text = req.text.clone();
         let mut version = None;
+        // The variant's text as reviewed with the activity, if it has one.
+        let mut reviewed_text = None;
         let activity = match req.activity_id {
             Some(id) => {
                 let activity = self.store.activity(access.tenant_id, id).await?.ok_or_else(|| {
@@ -888,6 +925,7 @@ impl App {
                 })?;
                 let content = activity.content_run.as_ref().and_then(super::activities::result_of);
                 let found = content.and_then(|r| r.social.iter().find(|v| v.platform == platform));
+                reviewed_text = found.map(|v| normalize(&v.text));
                 match (found, &text) {
                     (_, Some(_)) => {}
                     (Some(v), None) => text = Some(v.text.clone()),
@@ -940,19 +978,20 @@ impl App {
             return Ok((existing, false));
         }
         let when = self.resolve_when(access, &account, &req.when()).await?;
-        let approved_by = if req.approve {
-            Some(
-                access
-                    .caller
-                    .creator_id()
-                    .ok_or_else(|| Error::Forbidden("approving needs a person".into()))?,
-            )
-        } else {
-            None
-        };
+        // From an activity with the text its review covers: that review is
+        // its approval, and `approve` adds nothing. Otherwise the post is
+        // approved on its own (see `own_approval`).
+        let covered = activity.is_some() && reviewed_text.as_deref() == Some(text.as_str());
+        let edited = activity.is_some() && !covered;
+        // A post of its own is reviewed through its project's workflow, if
+        // it has one.
+        let workflow = if covered { None } else { self.project_workflow(access, project_id).await? };
+        let approved_by =
+            if req.approve && !covered { Some(own_approval(access, workflow.as_ref())?) } else { None };
+        let own_review = workflow.is_some();
         let (status, scheduled_at, zone) = match when {
             Some((at, zone)) => {
-                approval_gate(activity.as_ref(), approved_by.is_some())?;
+                approval_gate(activity.as_ref(), approved_by.is_some(), edited, own_review)?;
                 (PostStatus::Scheduled, Some(at), zone)
             }
             None => (PostStatus::Draft, None, account.posting_time_zone.clone()),
@@ -973,6 +1012,7 @@ impl App {
             approved_by,
             idempotency_key,
             created_by: access.caller.creator_id(),
+            edited,
         };
         let audit = access.audit(actions::POST_CREATE).resource("post", post.id).details(serde_json::json!({
             "account_id": account.id, "status": status, "scheduled_at": scheduled_at,
@@ -1044,6 +1084,31 @@ impl App {
         Ok(PostDetail { post: PostView::of(&post, account.as_ref()).explain(&limits), attempts })
     }
 
+    /// Whether posts made from this activity (or with no activity: none)
+    /// are reviewed through a workflow, so `approve` is not theirs to give.
+    pub async fn posts_reviewed_in_workflow(
+        &self,
+        access: &TenantAccess,
+        activity_id: Option<Uuid>,
+    ) -> Result<bool> {
+        let Some(id) = activity_id else { return Ok(false) };
+        let project = self.store.activity(access.tenant_id, id).await?.map(|a| a.project_id);
+        Ok(self.project_workflow(access, project).await?.is_some())
+    }
+
+    /// The review workflow of the project, if any (`None`: the default
+    /// review).
+    async fn project_workflow(
+        &self,
+        access: &TenantAccess,
+        project_id: Option<Uuid>,
+    ) -> Result<Option<ReviewWorkflow>> {
+        Ok(match project_id {
+            Some(project) => self.store.project_review_workflow(access.tenant_id, project).await?,
+            None => None,
+        })
+    }
+
     pub async fn update_post(&self, access: &TenantAccess, id: Uuid, req: UpdatePost) -> Result<PostView> {
         access.require(Permission::PostsWrite)?;
         let post = self.store.post(access.tenant_id, id).await.found("post")?;
@@ -1061,14 +1126,16 @@ impl App {
             Some(new) => Some(check_image(account.network, new.as_deref(), insecure)?),
             None => None,
         };
+        let new_edit = text.as_ref().is_some_and(|t| *t != post.text)
+            || image_url.as_ref().is_some_and(|i| *i != post.image_url);
+        let covered = post.activity_id.is_some() && post.edited_at.is_none() && !new_edit;
         let mut patch = PostPatch { text: text.clone(), image_url, ..PostPatch::default() };
-        if req.approve {
-            patch.approved_by = Some(
-                access
-                    .caller
-                    .creator_id()
-                    .ok_or_else(|| Error::Forbidden("approving needs a person".into()))?,
-            );
+        // An approval the post still has (nothing changed since) stands: a
+        // retry of a post its workflow approved approves nothing again.
+        let still_approved = post.approved_at.is_some() && !new_edit;
+        let workflow = if covered { None } else { self.project_workflow(access, post.project_id).await? };
+        if req.approve && !covered && !still_approved {
+            patch.approved_by = Some(own_approval(access, workflow.as_ref())?);
         }
         if req.cancel {
             patch.status = Some(PostStatus::Cancelled);
@@ -1080,7 +1147,14 @@ impl App {
                 Some(a) => self.store.activity(access.tenant_id, a).await?,
                 None => None,
             };
-            approval_gate(activity.as_ref(), post.approved_by.is_some() || patch.approved_by.is_some())?;
+            // An edit takes the post's own approval away unless given again.
+            let approved = patch.approved_by.is_some() || still_approved;
+            approval_gate(
+                activity.as_ref(),
+                approved,
+                post.edited_at.is_some() || new_edit,
+                workflow.is_some(),
+            )?;
             patch.status = Some(PostStatus::Scheduled);
             patch.scheduled_at = Some(Some(at));
             patch.time_zone = Some(zone);

@@ -84,6 +84,8 @@ pub struct NewActivity {
     pub title: String,
     pub model: String,
     pub created_by: Option<Uuid>,
+    /// The property a listing kit is generated from, and its version then.
+    pub property: Option<(Uuid, i64)>,
 }
 
 /// An activity with its latest run and the run whose content is current.
@@ -103,6 +105,10 @@ pub struct Activity {
     pub created_by: Option<Uuid>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The property a listing kit was generated from (`None` once that
+    /// property is deleted), and the property's version at the time.
+    pub property_id: Option<Uuid>,
+    pub property_version: Option<i64>,
     /// The latest run.
     pub run: Job,
     /// The last run that succeeded: its content (and the edits of it) is
@@ -131,6 +137,8 @@ impl Activity {
 pub struct ActivityFilter {
     pub status: Option<ActivityStatus>,
     pub kind: Option<ActivityKind>,
+    /// Only activities generated from this property.
+    pub property_id: Option<Uuid>,
 }
 
 /// A person's edit of a run's content.

@@ -42,8 +42,10 @@ pub struct Comment {
     pub subject: CommentSubject,
     /// The thread's first comment; `None` for a first comment.
     pub thread_id: Option<Uuid>,
-    /// `None` once the author's account is deleted.
+    /// `None` once the author's account is deleted, or for an external
+    /// reviewer.
     pub author_id: Option<Uuid>,
+    /// The member's name, or "address (external)".
     pub author_name: Option<String>,
     /// Empty once deleted.
     pub body: String,
@@ -63,7 +65,9 @@ pub struct NewComment {
     pub tenant_id: Uuid,
     pub subject: CommentSubject,
     pub thread_id: Option<Uuid>,
-    pub author_id: Uuid,
+    /// A member, or else an external reviewer by address.
+    pub author_id: Option<Uuid>,
+    pub author_email: Option<String>,
     pub body: String,
     pub anchor: Option<Anchor>,
     /// Members of the tenant (the service checked).

@@ -13,10 +13,13 @@ mod agents;
 mod comments;
 mod documents;
 mod jobs;
+mod leads;
 mod notifications;
 mod postgres;
+mod properties;
 mod publishing;
 mod reviews;
+mod sequences;
 mod sql;
 mod sqlite;
 
@@ -38,9 +41,12 @@ pub use self::agents::*;
 pub use self::comments::*;
 pub use self::documents::*;
 pub use self::jobs::*;
+pub use self::leads::*;
 pub use self::notifications::*;
+pub use self::properties::*;
 pub use self::publishing::*;
 pub use self::reviews::*;
+pub use self::sequences::*;
 pub use crate::domain::{Campaign, Project};
 
 /// Which database a store talks to.
@@ -224,6 +230,8 @@ pub enum Actor {
     /// An unauthenticated caller, for example a failed login for an unknown
     /// address.
     Anonymous,
+    /// An external reviewer acting through a review link, by address.
+    Reviewer { email: String },
 }
 
 impl Actor {
@@ -234,19 +242,20 @@ impl Actor {
             Actor::Agent { .. } => "agent",
             Actor::System { .. } => "system",
             Actor::Anonymous => "anonymous",
+            Actor::Reviewer { .. } => "external_reviewer",
         }
     }
 
     pub(crate) fn id(&self) -> Option<Uuid> {
         match self {
             Actor::User { id, .. } | Actor::ApiKey { id, .. } | Actor::Agent { id, .. } => Some(*id),
-            Actor::System { .. } | Actor::Anonymous => None,
+            Actor::System { .. } | Actor::Anonymous | Actor::Reviewer { .. } => None,
         }
     }
 
     pub(crate) fn label(&self) -> &str {
         match self {
-            Actor::User { email, .. } => email,
+            Actor::User { email, .. } | Actor::Reviewer { email } => email,
             Actor::ApiKey { name, .. } | Actor::Agent { name, .. } | Actor::System { name } => name,
             Actor::Anonymous => "",
         }
@@ -597,6 +606,9 @@ pub trait Store:
     + NotificationStore
     + CommentStore
     + ReviewStore
+    + PropertyStore
+    + LeadStore
+    + SequenceStore
     + Send
     + Sync
     + fmt::Debug

@@ -65,6 +65,8 @@ pub enum NoticeKind {
     AgentCertificateExpiring,
     /// You were invited to an organisation.
     Invitation,
+    /// A lead of yours (or, with no owner, of the organisation) wrote in.
+    LeadArrived,
 }
 
 impl NoticeKind {
@@ -93,6 +95,7 @@ impl NoticeKind {
             NoticeKind::AgentOffline => "An agent went offline (admins)",
             NoticeKind::AgentCertificateExpiring => "An agent's certificate expires soon (admins)",
             NoticeKind::Invitation => "I am invited to an organisation",
+            NoticeKind::LeadArrived => "A lead writes in through a listing page",
         }
     }
 }
@@ -192,6 +195,8 @@ pub enum MailPurpose {
     Invitation,
     PasswordReset,
     EmailVerification,
+    /// A follow-up sequence's step: carries an unsubscribe link.
+    Marketing,
 }
 
 /// Where a message of the outbox stands.

@@ -240,6 +240,9 @@ pub enum TokenRefresh {
 pub enum PostStatus {
     Draft,
     Scheduled,
+    /// Its approval was not complete at its scheduled time: held, never
+    /// published unapproved, until someone picks a new time.
+    NeedsReschedule,
     Publishing,
     Published,
     Failed,
@@ -251,10 +254,19 @@ pub enum PostStatus {
     Deleted,
 }
 
+impl SocialPost {
+    /// The start of its text as notices and titles show it: 60 characters,
+    /// with an ellipsis when there is more.
+    pub fn snippet(&self) -> String {
+        let start: String = self.text.chars().take(60).collect();
+        if self.text.chars().count() > 60 { format!("{start}…") } else { start }
+    }
+}
+
 impl PostStatus {
     /// Whether a person may still change the text or the time.
     pub fn editable(self) -> bool {
-        matches!(self, Self::Draft | Self::Scheduled | Self::Failed | Self::Cancelled)
+        matches!(self, Self::Draft | Self::Scheduled | Self::NeedsReschedule | Self::Failed | Self::Cancelled)
     }
 }
 
@@ -296,6 +308,12 @@ pub struct SocialPost {
     pub created_by: Option<Uuid>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// When its text or image was last edited after it was made: an edited
+    /// post is no longer covered by its activity's approval.
+    pub edited_at: Option<Timestamp>,
+    /// One more at every edit of its text or image: a post's own review
+    /// decides on a revision.
+    pub revision: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -315,6 +333,9 @@ pub struct NewPost {
     pub approved_by: Option<Uuid>,
     pub idempotency_key: Option<String>,
     pub created_by: Option<Uuid>,
+    /// Its text differs from the activity variant it came from: the
+    /// activity's review does not cover it.
+    pub edited: bool,
 }
 
 /// A platform's limit on Marketer's app as a whole.
@@ -493,6 +514,13 @@ pub trait PublishingStore {
     /// Posts ready to publish now (scheduled, due, not waiting, on a
     /// connected account that is not rate limited), earliest first.
     async fn due_posts(&self, now: Timestamp, limit: i64) -> Result<Vec<Uuid>>;
+    /// Scheduled posts due now whose approval is not complete (see
+    /// [`SocialPost::edited_at`]), earliest first.
+    async fn due_unapproved(&self, now: Timestamp, limit: i64) -> Result<Vec<SocialPost>>;
+    /// Compare-and-set: a due scheduled post that is still not approved
+    /// becomes `needs_reschedule`, with the audit event and its notices.
+    /// `false` if it changed meanwhile (approved, rescheduled, taken).
+    async fn hold_post(&self, id: Uuid, reason: &str, audit: &NewAuditEvent) -> Result<bool>;
     /// Unconfirmed posts whose reconciliation is due and unclaimed.
     async fn unconfirmed_due(&self, now: Timestamp, limit: i64) -> Result<Vec<Uuid>>;
     /// Publishing posts whose lease expired (a replica died mid-request).

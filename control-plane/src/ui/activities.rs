@@ -410,6 +410,11 @@ struct ActivityPage {
     can_update: bool,
     can_create: bool,
     review: crate::service::ReviewView,
+    /// The workflow's external reviewers, their links (id, address, state,
+    /// expiry), and a link just made (URL, address), shown once.
+    externals: Vec<String>,
+    links: Vec<(Uuid, String, String, When)>,
+    new_link: Option<(String, String)>,
     findings: usize,
     errors: FormErrors,
     failed_message: String,
@@ -452,10 +457,23 @@ impl ActivityPage {
 
 pub async fn show(
     State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
     page: TenantPage,
     Path((_, project_id, activity_id)): Path<(Uuid, Uuid, Uuid)>,
 ) -> Result<Response, UiError> {
-    activity_page(&state, page, project_id, activity_id, None, FormErrors::default()).await
+    // A review link just made is shown this once.
+    let flash = super::flash::read(&state, &headers, page.tenant_id(), page.browser.session_id);
+    let new_link = match &flash {
+        Some(super::flash::Flash::ReviewLink { link, email }) => Some((link.clone(), email.clone())),
+        _ => None,
+    };
+    let path = page.path(&format!("/projects/{project_id}/activities/{activity_id}"));
+    let shown = Shown { new_link, ..Shown::default() };
+    let mut response = activity_page_full(&state, page, project_id, activity_id, shown).await?;
+    if flash.is_some() {
+        super::flash::clear(&mut response, &path);
+    }
+    Ok(response)
 }
 
 async fn activity_page(
@@ -466,7 +484,8 @@ async fn activity_page(
     draft: Option<String>,
     errors: FormErrors,
 ) -> Result<Response, UiError> {
-    activity_page_full(state, page, project_id, activity_id, draft, errors, None).await
+    activity_page_full(state, page, project_id, activity_id, Shown { draft, errors, ..Shown::default() })
+        .await
 }
 
 /// The activity's page with a refused comment beside its form.
@@ -477,7 +496,17 @@ pub async fn activity_page_with(
     activity_id: Uuid,
     comment: Option<(super::comments::CommentDraft, String)>,
 ) -> Result<Response, UiError> {
-    activity_page_full(state, page, project_id, activity_id, None, FormErrors::default(), comment).await
+    activity_page_full(state, page, project_id, activity_id, Shown { comment, ..Shown::default() }).await
+}
+
+/// What the activity's page shows besides the activity: a refused edit's
+/// draft, form errors, a refused comment, a review link just made.
+#[derive(Default)]
+struct Shown {
+    draft: Option<String>,
+    errors: FormErrors,
+    comment: Option<(super::comments::CommentDraft, String)>,
+    new_link: Option<(String, String)>,
 }
 
 async fn activity_page_full(
@@ -485,10 +514,9 @@ async fn activity_page_full(
     page: TenantPage,
     project_id: Uuid,
     activity_id: Uuid,
-    draft: Option<String>,
-    errors: FormErrors,
-    comment: Option<(super::comments::CommentDraft, String)>,
+    shown: Shown,
 ) -> Result<Response, UiError> {
+    let Shown { draft, errors, comment, new_link } = shown;
     let activity = state.app.activity(&page.access, project_id, activity_id).await?;
     let project = state.app.project(&page.access, project_id).await?;
     let generating = matches!(activity.status, ActivityStatus::Queued | ActivityStatus::Generating);
@@ -583,6 +611,12 @@ async fn activity_page_full(
     let base = page.path(&format!("/projects/{project_id}/activities/{activity_id}"));
     let current_version = versions.first().map(|v| v.number);
     let review = state.app.activity_review(&page.access, project_id, activity_id).await?;
+    let externals: Vec<String> = review.steps.iter().flat_map(|s| s.externals.iter().cloned()).collect();
+    let links = if externals.is_empty() {
+        Vec::new()
+    } else {
+        state.app.review_links(&page.access, project_id, activity_id).await?
+    };
     let comments = super::comments::panel(
         state,
         &page,
@@ -593,6 +627,9 @@ async fn activity_page_full(
     .await?;
     let view = ActivityPage {
         comments,
+        externals,
+        links: links.into_iter().map(|l| (l.id, l.email, l.state, When::of(l.expires_at))).collect(),
+        new_link,
         kind: activity.kind.into(),
         badge: badge(&status),
         status,
@@ -711,36 +748,90 @@ pub struct ReviewForm {
     step: Option<String>,
 }
 
-/// The version a form says its page showed (`None` if it says nothing
-/// readable: the service then takes the current one, and the decision is
-/// still checked under the activity's lock).
-fn form_version(value: Option<&str>) -> Option<i64> {
-    value.and_then(|v| v.trim().parse().ok())
-}
-
 pub async fn review(
     State(state): State<ApiState>,
     Path((_, project_id, activity_id)): Path<(Uuid, Uuid, Uuid)>,
     submit: Submit<ReviewForm>,
 ) -> Result<Response, UiError> {
     let Submit { page, form } = submit;
-    let decision = match form.decision.as_str() {
-        "request_changes" => crate::store::Decision::RequestChanges,
-        "reject" => crate::store::Decision::Reject,
-        _ => crate::store::Decision::Approve,
-    };
-    let decide = crate::service::DecideIn {
-        decision,
-        comment: form.comment.unwrap_or_default(),
-        version: form_version(form.version.as_deref()),
-        step: form_version(form.step.as_deref()),
-        acknowledge_findings: false,
-    };
+    let decide = super::reviews::decision_form(
+        Some(&form.decision),
+        form.comment,
+        form.version.as_deref(),
+        form.step.as_deref(),
+        false,
+    );
     match state.app.decide_review(&page.access, project_id, activity_id, decide).await {
         Ok(_) => Ok(see_other(&format!(
             "{}#review",
             page.path(&format!("/projects/{project_id}/activities/{activity_id}"))
         ))),
+        Err(e) => {
+            let errors = FormErrors::from_error(e)?;
+            activity_page(&state, page, project_id, activity_id, None, errors).await
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReviewLinkForm {
+    email: Option<String>,
+    valid_days: Option<String>,
+}
+
+/// Makes a link for an external reviewer; its URL is shown once.
+pub async fn create_review_link(
+    State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    Path((_, project_id, activity_id)): Path<(Uuid, Uuid, Uuid)>,
+    submit: Submit<ReviewLinkForm>,
+) -> Result<Response, UiError> {
+    let Submit { page, form } = submit;
+    let valid_days = match FormErrors::whole_number("valid_days", form.valid_days.as_deref(), "1 to 90 days")
+    {
+        Ok(days) => days,
+        Err(errors) => return activity_page(&state, page, project_id, activity_id, None, errors).await,
+    };
+    let input = crate::service::CreateReviewLink { email: form.email.unwrap_or_default(), valid_days };
+    match state.app.create_review_link(&page.access, project_id, activity_id, input).await {
+        Ok(created) => {
+            let link =
+                super::session::absolute_url(&headers, state.config.trust_proxy_headers, &created.path);
+            let path = page.path(&format!("/projects/{project_id}/activities/{activity_id}"));
+            let flash = super::flash::Flash::ReviewLink { link, email: created.link.email };
+            Ok(super::flash::redirect(&state, &page, &headers, &path, &format!("{path}#review"), flash))
+        }
+        Err(e) => {
+            let errors = FormErrors::from_error(e)?;
+            activity_page(&state, page, project_id, activity_id, None, errors).await
+        }
+    }
+}
+
+/// Revokes a review link.
+pub async fn revoke_review_link(
+    State(state): State<ApiState>,
+    Path((_, project_id, activity_id, link_id)): Path<(Uuid, Uuid, Uuid, Uuid)>,
+    submit: Submit<super::notifications::Empty>,
+) -> Result<Response, UiError> {
+    let page = submit.page;
+    state.app.revoke_review_link(&page.access, project_id, activity_id, link_id).await?;
+    Ok(see_other(&format!(
+        "{}#review",
+        page.path(&format!("/projects/{project_id}/activities/{activity_id}"))
+    )))
+}
+
+/// Asks the current step's approvers to review.
+pub async fn request_review(
+    State(state): State<ApiState>,
+    Path((_, project_id, activity_id)): Path<(Uuid, Uuid, Uuid)>,
+    submit: Submit<super::notifications::Empty>,
+) -> Result<Response, UiError> {
+    let page = submit.page;
+    let back = format!("{}#review", page.path(&format!("/projects/{project_id}/activities/{activity_id}")));
+    match state.app.request_review(&page.access, project_id, activity_id).await {
+        Ok(_) => Ok(see_other(&back)),
         Err(e) => {
             let errors = FormErrors::from_error(e)?;
             activity_page(&state, page, project_id, activity_id, None, errors).await
@@ -756,13 +847,13 @@ pub async fn approve(
     let Submit { page, form } = submit;
     // An approval at the review's current step (named approvers may be
     // viewers, so this is the review's decision, not the API's approve).
-    let decide = crate::service::DecideIn {
-        decision: crate::store::Decision::Approve,
-        comment: String::new(),
-        version: form_version(form.version.as_deref()),
-        step: form_version(form.step.as_deref()),
-        acknowledge_findings: form.acknowledge_findings.is_some(),
-    };
+    let decide = super::reviews::decision_form(
+        Some("approve"),
+        None,
+        form.version.as_deref(),
+        form.step.as_deref(),
+        form.acknowledge_findings.is_some(),
+    );
     match state.app.decide_review(&page.access, project_id, activity_id, decide).await {
         Ok(_) => Ok(see_other(&page.path(&format!("/projects/{project_id}/activities/{activity_id}")))),
         Err(e) => {

@@ -120,6 +120,7 @@ pub async fn list(
                     Actor::Agent { name, .. } => format!("agent {name}"),
                     Actor::System { name } => name.clone(),
                     Actor::Anonymous => "anonymous".into(),
+                    Actor::Reviewer { email } => format!("{email} (external reviewer)"),
                 },
                 action: e.action.clone(),
                 outcome: format!("{:?}", e.outcome).to_lowercase(),

@@ -28,6 +28,7 @@ pub enum Flash {
     ApiKey { key: String },
     Invitation { link: String, email: String },
     EnrollmentToken { install_command: String, expires_at: Timestamp, max_uses: i64 },
+    ReviewLink { link: String, email: String },
 }
 
 #[derive(Serialize, Deserialize)]

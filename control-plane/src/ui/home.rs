@@ -97,10 +97,7 @@ pub async fn dashboard(State(state): State<ApiState>, page: TenantPage) -> Resul
         .waiting_for_my_review(&page.access)
         .await?
         .into_iter()
-        .map(|w| {
-            let href = page.path(&format!("/projects/{}/activities/{}#review", w.project_id, w.activity_id));
-            (w.title, href, w.summary)
-        })
+        .map(|w| (w.title, format!("{}#review", w.link), w.summary))
         .collect();
     let dashboard = Dashboard {
         mine,

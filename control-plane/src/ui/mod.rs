@@ -25,12 +25,16 @@ mod comments;
 mod documents;
 mod flash;
 mod fleet;
+mod flyers;
 mod home;
+mod leads;
 mod notifications;
 pub(crate) mod page;
 mod projects;
+mod properties;
 mod publishing;
 mod reviews;
+mod sequences;
 mod session;
 mod settings;
 mod team;
@@ -122,6 +126,18 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/projects/{project_id}/activities/{activity_id}/content", post(activities::save_content))
         .route("/projects/{project_id}/activities/{activity_id}/approve", post(activities::approve))
         .route("/projects/{project_id}/activities/{activity_id}/review", post(activities::review))
+        .route(
+            "/projects/{project_id}/activities/{activity_id}/review/request",
+            post(activities::request_review),
+        )
+        .route(
+            "/projects/{project_id}/activities/{activity_id}/review/links",
+            post(activities::create_review_link),
+        )
+        .route(
+            "/projects/{project_id}/activities/{activity_id}/review/links/{link_id}/revoke",
+            post(activities::revoke_review_link),
+        )
         .route("/projects/{project_id}/activities/{activity_id}/regenerate", post(activities::regenerate))
         .route("/projects/{project_id}/activities/{activity_id}/cancel", post(activities::cancel))
         .route("/projects/{project_id}/documents", get(documents::list))
@@ -131,6 +147,41 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
             post(documents::upload).layer(DefaultBodyLimit::disable()),
         )
         .route("/projects/{project_id}/documents/{document_id}/delete", post(documents::delete))
+        .route("/properties", get(properties::list))
+        .route("/properties/new", get(properties::new_form).post(properties::create))
+        .route(
+            "/properties/import",
+            // The import counts its own bytes against its limit.
+            get(properties::import_form).post(properties::import).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/properties/{property_id}", get(properties::show))
+        .route("/properties/{property_id}/edit", get(properties::edit_form).post(properties::update))
+        .route("/properties/{property_id}/delete", post(properties::delete))
+        .route(
+            "/properties/{property_id}/photos",
+            post(properties::upload_photo).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/properties/{property_id}/photos/{photo_id}", post(properties::update_photo))
+        .route("/properties/{property_id}/photos/{photo_id}/delete", post(properties::delete_photo))
+        .route("/properties/{property_id}/listing-kit", post(properties::listing_kit))
+        .route("/properties/{property_id}/publication", post(leads::publish))
+        .route("/leads", get(leads::list))
+        .route("/leads/settings", post(leads::save_settings))
+        .route("/leads/scoring/fit", post(leads::fit_scoring))
+        .route("/leads/scoring/reset", post(leads::reset_scoring))
+        .route(
+            "/leads/settings/logo",
+            get(flyers::logo).post(flyers::upload_logo).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/leads/settings/logo/delete", post(flyers::delete_logo))
+        .route("/properties/{property_id}/flyer.pdf", get(flyers::property))
+        .route("/projects/{project_id}/activities/{activity_id}/flyer.pdf", get(flyers::activity))
+        .route("/leads/sequences", get(sequences::show).post(sequences::create))
+        .route("/leads/sequences/{sequence_id}", post(sequences::update))
+        .route("/leads/sequences/{sequence_id}/delete", post(sequences::delete))
+        .route("/leads/{lead_id}", get(leads::show).post(leads::update))
+        .route("/leads/{lead_id}/sequences", post(leads::start_sequence))
+        .route("/leads/{lead_id}/sequences/{enrollment_id}/stop", post(leads::stop_sequence))
         .route("/preview", post(activities::preview))
         .route("/fleet", get(fleet::list))
         .route("/fleet/rows", get(fleet::rows))
@@ -162,6 +213,9 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/posts/{post_id}/cancel", post(publishing::cancel_post))
         .route("/posts/{post_id}/retry", post(publishing::retry_post))
         .route("/posts/{post_id}/delete", post(publishing::delete_post))
+        .route("/posts/{post_id}/review", post(publishing::review_post))
+        .route("/posts/{post_id}/approve", post(publishing::review_post))
+        .route("/posts/{post_id}/review/request", post(publishing::request_post_review))
         .route("/notifications", get(notifications::list))
         .route("/notifications/read", post(notifications::read_all))
         .route("/notifications/{notification_id}/open", post(notifications::open))
@@ -187,7 +241,12 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/reset-password", get(notifications::reset_form_page).post(notifications::reset))
         .route("/verify-email", get(notifications::verify_page).post(notifications::verify))
         .route("/unsubscribe", get(notifications::unsubscribe_page).post(notifications::unsubscribe))
+        .route("/review/{token}", get(reviews::external_show).post(reviews::external_decide))
+        .route("/review/{token}/comment", post(reviews::external_comment))
         .route("/assets/{file}", get(assets::serve))
+        .route("/l/{slug}", get(leads::public_listing).post(leads::public_submit))
+        .route("/unsubscribe/{token}", get(leads::unsubscribe).post(leads::unsubscribe))
+        .route("/l/{slug}/photos/{photo_id}", get(leads::public_photo))
         // An organisation's address with a trailing slash is its dashboard.
         .route(
             "/t/{tenant_id}/",

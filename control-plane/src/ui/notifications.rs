@@ -433,7 +433,7 @@ fn done_page(
 }
 
 /// An error of a public form in the UI's words.
-fn words(e: Error) -> String {
+pub(super) fn words(e: Error) -> String {
     match e {
         Error::Gone { message, .. } | Error::Conflict { message, .. } | Error::Forbidden(message) => {
             capitalise(&message)

@@ -70,7 +70,12 @@ impl Shell {
             .unwrap_or_default();
         let base = format!("/t/{tenant_id}");
         let role = access.role;
-        let mut nav = vec![("", "Dashboard"), ("/projects", "Projects")];
+        let mut nav = vec![
+            ("", "Dashboard"),
+            ("/projects", "Projects"),
+            ("/properties", "Properties"),
+            ("/leads", "Leads"),
+        ];
         if role.allows(Permission::PostsRead) {
             nav.push(("/calendar", "Calendar"));
         }
@@ -149,6 +154,19 @@ pub fn render_form(template: &impl Template, errors: &FormErrors) -> Response {
 pub struct FormErrors(BTreeMap<String, String>);
 
 impl FormErrors {
+    /// An optional whole number typed into `field`: `None` when empty, an
+    /// error saying `expected` when it is not a number.
+    pub fn whole_number(field: &str, text: Option<&str>, expected: &str) -> Result<Option<i64>, Self> {
+        match text.map(str::trim).filter(|t| !t.is_empty()) {
+            None => Ok(None),
+            Some(t) => t.parse().map(Some).map_err(|_| {
+                let mut errors = Self::default();
+                errors.add(field, format!("give a whole number: {expected}"));
+                errors
+            }),
+        }
+    }
+
     pub fn add(&mut self, field: &str, message: impl Into<String>) {
         self.0.entry(field.to_owned()).or_insert_with(|| message.into());
     }

@@ -34,7 +34,9 @@ fn post_badge(status: PostStatus) -> &'static str {
         PostStatus::Published => "badge good",
         PostStatus::Scheduled | PostStatus::Draft => "badge warn",
         PostStatus::Publishing | PostStatus::Unconfirmed => "badge busy",
-        PostStatus::Failed | PostStatus::Cancelled | PostStatus::Deleted => "badge bad",
+        PostStatus::Failed | PostStatus::NeedsReschedule | PostStatus::Cancelled | PostStatus::Deleted => {
+            "badge bad"
+        }
     }
 }
 
@@ -226,7 +228,7 @@ pub async fn calendar(
             time: local.split('T').nth(1).unwrap_or("").to_owned(),
             handle: p.handle.clone(),
             network: network_name(p.network),
-            status: p.status.to_string(),
+            status: p.status.to_string().replace('_', " "),
             badge: post_badge(p.status),
             text: p.text.chars().take(80).collect(),
             id: p.id,
@@ -318,14 +320,23 @@ pub async fn calendar(
                 selected: campaign_filter == Some(c.id),
             })
             .collect(),
-        statuses: ["draft", "scheduled", "publishing", "published", "failed", "unconfirmed", "cancelled"]
-            .iter()
-            .map(|s| Choice {
-                value: (*s).into(),
-                label: (*s).into(),
-                selected: q.status.as_deref() == Some(*s),
-            })
-            .collect(),
+        statuses: [
+            "draft",
+            "scheduled",
+            "needs_reschedule",
+            "publishing",
+            "published",
+            "failed",
+            "unconfirmed",
+            "cancelled",
+        ]
+        .iter()
+        .map(|s| Choice {
+            value: (*s).into(),
+            label: s.replace('_', " "),
+            selected: q.status.as_deref() == Some(*s),
+        })
+        .collect(),
         can_write,
         no_accounts: accounts.is_empty(),
         query,
@@ -383,6 +394,19 @@ struct PostPage {
     base: String,
     calendar_href: String,
     comments: super::comments::CommentsPanel,
+    /// The post's own review; `None` when its activity's review covers it
+    /// (`activity_href` then leads there).
+    review: Option<crate::service::ReviewView>,
+    activity_href: Option<String>,
+    // What the shared review panel asks of an activity, empty for a post.
+    findings: usize,
+    externals: Vec<String>,
+    links: Vec<(Uuid, String, String, When)>,
+    new_link: Option<(String, String)>,
+    can_update: bool,
+    /// Whether rescheduling may approve the post as it is (a post of its
+    /// own under the default review).
+    self_approve: bool,
 }
 
 async fn post_page(
@@ -417,7 +441,29 @@ async fn post_page_full(
     let (zone, _) = reader_zone(state, &page).await?;
     let post = detail.post;
     let local_value = post.scheduled_at.map(|at| schedule::instant_to_local(at, &zone)).unwrap_or_default();
+    let (review, activity_href) = match state.app.post_review(&page.access, id).await {
+        Ok(review) => (Some(review), None),
+        Err(Error::Conflict { code: "reviewed_with_activity", .. }) => {
+            let href = match (post.project_id, post.activity_id) {
+                (Some(project), Some(activity)) => {
+                    Some(page.path(&format!("/projects/{project}/activities/{activity}")))
+                }
+                _ => None,
+            };
+            (None, href)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let self_approve = review.as_ref().is_some_and(|r| r.workflow_id.is_none() && r.state != "approved");
     let view = PostPage {
+        self_approve,
+        review,
+        activity_href,
+        findings: 0,
+        externals: Vec::new(),
+        links: Vec::new(),
+        new_link: None,
+        can_update: page.can(Permission::PostsWrite),
         network: network_name(post.network),
         badge: post_badge(post.status),
         scheduled: When::maybe(post.scheduled_at),
@@ -464,6 +510,8 @@ pub struct PostForm {
     time_zone: Option<String>,
     /// Calendar drops send where to go back to.
     back: Option<String>,
+    /// Approve the post as it is while rescheduling it.
+    approve: Option<String>,
 }
 
 async fn change_post(
@@ -501,7 +549,7 @@ pub async fn reschedule_post(
         errors.add("local_time", "Choose a date and time.");
         return post_page(&state, page, id, errors).await;
     };
-    let mut update = UpdatePost::default();
+    let mut update = UpdatePost { approve: form.approve.is_some(), ..UpdatePost::default() };
     update.set_when(Schedule { local_time: Some(local), time_zone: form.time_zone, ..Schedule::default() });
     change_post(&state, page, id, update, form.back).await
 }
@@ -522,6 +570,54 @@ pub async fn cancel_post(
     submit: Submit<serde_json::Value>,
 ) -> Result<Response, UiError> {
     change_post(&state, submit.page, id, UpdatePost { cancel: true, ..UpdatePost::default() }, None).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PostReviewForm {
+    decision: Option<String>,
+    comment: Option<String>,
+    version: Option<String>,
+    step: Option<String>,
+}
+
+/// A decision on the post's own review (the panel's Approve, Request
+/// changes, Reject, Restart).
+pub async fn review_post(
+    State(state): State<ApiState>,
+    Path((_, id)): Path<(Uuid, Uuid)>,
+    submit: Submit<PostReviewForm>,
+) -> Result<Response, UiError> {
+    let Submit { page, form } = submit;
+    let input = super::reviews::decision_form(
+        form.decision.as_deref(),
+        form.comment,
+        form.version.as_deref(),
+        form.step.as_deref(),
+        false,
+    );
+    match state.app.decide_post_review(&page.access, id, input).await {
+        Ok(_) => Ok(see_other(&format!("{}#review", page.path(&format!("/posts/{id}"))))),
+        Err(e) => {
+            let errors = FormErrors::from_error(e)?;
+            post_page(&state, page, id, errors).await
+        }
+    }
+}
+
+/// Asks the approvers of the post's current step to review it.
+pub async fn request_post_review(
+    State(state): State<ApiState>,
+    Path((_, id)): Path<(Uuid, Uuid)>,
+    submit: Submit<serde_json::Value>,
+) -> Result<Response, UiError> {
+    let page = submit.page;
+    match state.app.request_post_review(&page.access, id).await {
+        Ok(_) => Ok(see_other(&format!("{}#review", page.path(&format!("/posts/{id}"))))),
+        Err(e) => {
+            let errors = FormErrors::from_error(e)?;
+            post_page(&state, page, id, errors).await
+        }
+    }
 }
 
 pub async fn retry_post(
@@ -728,13 +824,17 @@ pub async fn create_posts(
         return composer_page(&state, page, form, errors, &account_errors, None, None).await;
     }
     let mut created = 0;
+    // The composer's author approves what they write, unless the project
+    // reviews posts through its workflow (a changed variant is then
+    // reviewed on its own, from the post's page).
+    let approve = !state.app.posts_reviewed_in_workflow(&page.access, activity_id).await?;
     for (account_id, text, image_url) in plan {
         let mut req = CreatePost {
             account_id,
             text: Some(text),
             image_url,
             activity_id,
-            approve: true,
+            approve,
             ..CreatePost::default()
         };
         req.set_when(when.clone());

@@ -81,6 +81,14 @@ pub fn is_secure(parts_headers: &HeaderMap, trust_proxy: bool) -> bool {
             .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
+/// The address of `path` on this server as the browser reached it (its
+/// Host, and https when a trusted proxy says so): for links shown to copy.
+pub fn absolute_url(headers: &HeaderMap, trust_proxy: bool, path: &str) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let scheme = if is_secure(headers, trust_proxy) { "https" } else { "http" };
+    format!("{scheme}://{host}{path}")
+}
+
 /// Path parameters of a page. An address that does not parse (an id that
 /// is not a UUID) names no page: 404, as a page, like any unknown address.
 #[derive(Debug)]

@@ -145,16 +145,13 @@ pub async fn invite(
     };
     match result {
         Ok(created) => {
-            let host =
-                headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-            let scheme = if super::session::is_secure(&headers, state.config.trust_proxy_headers) {
-                "https"
-            } else {
-                "http"
-            };
-            let link = format!(
-                "{scheme}://{host}/invitations/accept?token={}",
-                form_urlencoded::byte_serialize(created.token.as_bytes()).collect::<String>()
+            let link = super::session::absolute_url(
+                &headers,
+                state.config.trust_proxy_headers,
+                &format!(
+                    "/invitations/accept?token={}",
+                    form_urlencoded::byte_serialize(created.token.as_bytes()).collect::<String>()
+                ),
             );
             // Post/redirect/get: the link rides the redirect sealed, shown once.
             let path = page.path("/team");

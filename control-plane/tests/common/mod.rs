@@ -374,6 +374,45 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Reports `activity`'s queued run as generated with `result`, through
+    /// the store, as `agent` (enrolled in the tenant) would over the tunnel.
+    pub async fn generated(
+        &self,
+        tenant: uuid::Uuid,
+        agent: uuid::Uuid,
+        activity: uuid::Uuid,
+        result: marketer_protocol::activity::ActivityResult,
+    ) {
+        use marketer_control_plane::domain::Timestamp;
+        use marketer_control_plane::store::RecordOutcome;
+        use marketer_protocol::{JobEvent, JobEventBody, JobOutcome, JobOutput, JobRef, Usage};
+        let store = self.db.store.as_ref();
+        let run = store.activity(tenant, activity).await.unwrap().unwrap().run;
+        let now = Timestamp::now();
+        let claim =
+            store.claim_job(run.id, agent, now, now + time::Duration::minutes(1)).await.unwrap().unwrap();
+        let lease = JobRef { job_id: claim.job.id, epoch: u64::try_from(claim.job.epoch).unwrap() };
+        let outcome = JobOutcome::Succeeded {
+            output: JobOutput::Activity { result: Box::new(result) },
+            usage: Usage::default(),
+        };
+        for (seq, body) in [(1, JobEventBody::Started), (2, JobEventBody::Finished { outcome })] {
+            let recorded = store
+                .record_job_events(
+                    agent,
+                    &[JobEvent { job: lease, seq, body }],
+                    now,
+                    now,
+                    &RetryPolicy::default(),
+                )
+                .await
+                .unwrap();
+            assert!(matches!(recorded[..], [RecordOutcome::Stored { .. }]), "{recorded:?}");
+        }
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown.cancel();

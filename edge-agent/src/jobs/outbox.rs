@@ -68,9 +68,21 @@ impl State {
 }
 
 enum Op {
-    Append { job: JobRef, line: Vec<u8> },
-    Sync { job: JobRef, done: oneshot::Sender<std::io::Result<()>> },
-    Remove { job: JobRef },
+    Append {
+        job: JobRef,
+        line: Vec<u8>,
+    },
+    Sync {
+        job: JobRef,
+        done: oneshot::Sender<std::io::Result<()>>,
+    },
+    Remove {
+        job: JobRef,
+    },
+    /// Answers once every earlier operation is done.
+    Flush {
+        done: oneshot::Sender<()>,
+    },
 }
 
 #[derive(Debug)]
@@ -88,6 +100,7 @@ impl std::fmt::Debug for Op {
             Op::Append { job, .. } => write!(f, "Append({})", job.job_id),
             Op::Sync { job, .. } => write!(f, "Sync({})", job.job_id),
             Op::Remove { job } => write!(f, "Remove({})", job.job_id),
+            Op::Flush { .. } => write!(f, "Flush"),
         }
     }
 }
@@ -341,6 +354,16 @@ impl Outbox {
         self.state().index.contains_key(&job)
     }
 
+    /// Waits until the disk holds what memory holds: every write and every
+    /// removal of a delivered attempt asked for so far is done. The agent
+    /// calls it before it exits, so a delivered result is not sent again.
+    pub async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.disk.send(Op::Flush { done }).is_ok() {
+            let _ = flushed.await;
+        }
+    }
+
     /// Waits until there may be something new to send.
     pub async fn changed(&self) {
         self.changed.notified().await;
@@ -458,6 +481,9 @@ fn write_loop(dir: &Path, ops: &std::sync::mpsc::Receiver<Op>) {
                     tracing::warn!(error = %e, "could not remove a delivered outbox file");
                 }
             }
+            Op::Flush { done } => {
+                let _ = done.send(());
+            }
         }
     }
 }
@@ -523,13 +549,8 @@ mod tests {
         );
         reopened.acknowledge(done, 4);
         assert!(reopened.attempts().is_empty());
-        for _ in 0..100 {
-            if !dir.path().join(file_name(done)).exists() {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!("the delivered attempt's file was not removed");
+        reopened.flush().await;
+        assert!(!dir.path().join(file_name(done)).exists(), "flushed: the delivered attempt's file is gone");
     }
 
     #[tokio::test]

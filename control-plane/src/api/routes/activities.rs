@@ -66,7 +66,7 @@ pub async fn list(
     Query(params): Query<ActivityParams>,
 ) -> Result<Json<PageBody<ActivityView>>> {
     let page = ListParams { limit: params.limit, cursor: params.cursor }.page()?;
-    let filter = ActivityFilter { status: params.status, kind: params.kind };
+    let filter = ActivityFilter { status: params.status, kind: params.kind, property_id: None };
     Ok(Json(state.app.activities_page(&access, p.project_id, filter, page).await?.into()))
 }
 

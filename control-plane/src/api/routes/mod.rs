@@ -9,13 +9,17 @@ pub mod auth;
 pub mod comments;
 pub mod documents;
 pub mod event_stream;
+pub mod flyers;
 pub mod health;
 pub mod jobs;
+pub mod leads;
 pub mod members;
 pub mod notifications;
 pub mod projects;
+pub mod properties;
 pub mod publishing;
 pub mod reviews;
+pub mod sequences;
 pub mod tenants;
 
 /// Path parameters, named as in the route templates.
@@ -84,6 +88,19 @@ pub mod params {
     pub struct JobPath {
         pub tenant_id: Uuid,
         pub job_id: Uuid,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct PropertyPath {
+        pub tenant_id: Uuid,
+        pub property_id: Uuid,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct PhotoPath {
+        pub tenant_id: Uuid,
+        pub property_id: Uuid,
+        pub photo_id: Uuid,
     }
 
     #[derive(Debug, Deserialize)]

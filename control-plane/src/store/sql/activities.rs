@@ -25,6 +25,8 @@ struct ActivityRow {
     created_by: Option<Uuid>,
     created_at: Timestamp,
     updated_at: Timestamp,
+    property_id: Option<Uuid>,
+    property_version: Option<i64>,
 }
 
 impl ActivityRow {
@@ -44,6 +46,8 @@ impl ActivityRow {
             created_by: self.created_by,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            property_id: self.property_id,
+            property_version: self.property_version,
             run,
             content_run,
         })
@@ -51,7 +55,8 @@ impl ActivityRow {
 }
 
 const ACTIVITY_COLUMNS: &str = "a.id, a.tenant_id, a.project_id, a.campaign_id, a.kind, a.title, a.input, a.model, \
-     a.current_job_id, a.content_job_id, a.runs, a.approved_at, a.approved_by, a.created_by, a.created_at, a.updated_at";
+     a.current_job_id, a.content_job_id, a.runs, a.approved_at, a.approved_by, a.created_by, a.created_at, a.updated_at, \
+     a.property_id, a.property_version";
 
 #[derive(FromRow)]
 struct VersionRow {
@@ -259,8 +264,8 @@ where
         }
         sqlx::query(
             "INSERT INTO activities (id, tenant_id, project_id, campaign_id, kind, title, input, model, \
-             current_job_id, runs, created_by, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $11)",
+             current_job_id, runs, created_by, created_at, updated_at, property_id, property_version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $11, $12, $13)",
         )
         .bind(a.id)
         .bind(a.tenant_id)
@@ -273,6 +278,8 @@ where
         .bind(run.id)
         .bind(a.created_by)
         .bind(now)
+        .bind(a.property.map(|(id, _)| id))
+        .bind(a.property.map(|(_, version)| version))
         .execute(&mut *tx)
         .await?;
         Self::insert_job(&mut tx, run, now).await?;
@@ -300,7 +307,7 @@ where
             ACTIVITY_COLUMNS,
             " FROM activities a JOIN jobs j ON j.id = a.current_job_id \
              WHERE a.tenant_id = $1 AND ($2 IS NULL OR a.project_id = $2) AND ($3 IS NULL OR a.kind = $3) \
-             AND ($4 IS NULL OR a.id < $4) AND ",
+             AND ($4 IS NULL OR a.id < $4) AND ($6 IS NULL OR a.property_id = $6) AND ",
             status_condition(filter.status),
             " ORDER BY a.id DESC LIMIT $5",
         ]))
@@ -309,6 +316,7 @@ where
         .bind(filter.kind.map(|k| <&'static str>::from(k).to_owned()))
         .bind(page.after)
         .bind(fetch_limit(page))
+        .bind(filter.property_id)
         .fetch_all(&mut *conn)
         .await?;
         let (Some(first), Some(last)) = (rows.first().map(|r| r.id), rows.last().map(|r| r.id)) else {

@@ -57,7 +57,7 @@ impl TryFrom<CommentRow> for Comment {
 }
 
 const COMMENT_SELECT: &str = "SELECT c.id, c.tenant_id, c.activity_id, c.post_id, c.thread_id, c.author_id, \
-     u.display_name AS author_name, c.body, c.anchor_version, c.anchor_quote, c.created_at, c.edited_at, \
+     COALESCE(u.display_name, c.author_email || ' (external)') AS author_name, c.body, c.anchor_version, c.anchor_quote, c.created_at, c.edited_at, \
      c.deleted_at, c.resolved_at, c.resolved_by FROM comments c LEFT JOIN users u ON u.id = c.author_id";
 
 #[derive(FromRow)]
@@ -289,7 +289,8 @@ where
         };
         sqlx::query(
             "INSERT INTO comments (id, tenant_id, activity_id, post_id, thread_id, author_id, body, \
-             anchor_version, anchor_quote, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             anchor_version, anchor_quote, created_at, author_email) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(c.id)
         .bind(c.tenant_id)
@@ -301,6 +302,7 @@ where
         .bind(c.anchor.as_ref().map(|a| a.version))
         .bind(c.anchor.as_ref().map(|a| a.quote.clone()))
         .bind(audit.occurred_at)
+        .bind(c.author_email.clone())
         .execute(&mut *tx)
         .await?;
         Self::replace_mentions(&mut tx, c.id, &c.mentions).await?;

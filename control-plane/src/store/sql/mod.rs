@@ -18,9 +18,12 @@ mod comments;
 mod core;
 mod documents;
 mod jobs;
+mod leads;
 mod notifications;
+mod properties;
 mod publishing;
 mod reviews;
+mod sequences;
 
 use std::fmt;
 
@@ -397,6 +400,7 @@ impl TryFrom<AuditRow> for AuditEvent {
             ("agent", Some(id)) => Actor::Agent { id, name: r.actor_label },
             ("system", _) => Actor::System { name: r.actor_label },
             ("anonymous", _) => Actor::Anonymous,
+            ("external_reviewer", _) => Actor::Reviewer { email: r.actor_label },
             (other, _) => return Err(StoreError::Corrupt(format!("audit actor type {other:?}"))),
         };
         Ok(AuditEvent {

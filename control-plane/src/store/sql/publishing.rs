@@ -123,6 +123,8 @@ struct PostRow {
     created_by: Option<Uuid>,
     created_at: Timestamp,
     updated_at: Timestamp,
+    edited_at: Option<Timestamp>,
+    revision: i64,
 }
 
 impl TryFrom<PostRow> for SocialPost {
@@ -162,15 +164,23 @@ impl TryFrom<PostRow> for SocialPost {
             created_by: r.created_by,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            edited_at: r.edited_at,
+            revision: r.revision,
         })
     }
 }
+
+/// A post (`p`) whose approval is complete: its own, or its activity's
+/// while its text and image are as they came from the activity.
+const POST_APPROVED: &str = "(p.approved_at IS NOT NULL OR (p.edited_at IS NULL AND p.activity_id IS NOT NULL \
+     AND EXISTS (SELECT 1 FROM activities ac WHERE ac.id = p.activity_id AND ac.approved_at IS NOT NULL)))";
 
 const POST_SELECT: &str = "SELECT p.id, p.tenant_id, p.account_id, a.platform, a.handle, p.project_id, \
      p.campaign_id, p.activity_id, p.activity_version, p.text, p.image_url, p.status, p.scheduled_at, p.time_zone, \
      p.approved_by, p.approved_at, p.not_before, p.wait_reason, p.lease_owner, p.lease_until, p.attempts, \
      p.generation, p.platform_post_id, p.platform_url, p.platform_container_id, p.published_at, p.error, p.error_hint, \
-     p.unconfirmed_since, p.idempotency_key, p.created_by, p.created_at, p.updated_at \
+     p.unconfirmed_since, p.idempotency_key, p.created_by, p.created_at, p.updated_at, p.edited_at, \
+     p.revision \
      FROM social_posts p JOIN social_accounts a ON a.id = p.account_id";
 
 #[derive(FromRow)]
@@ -679,8 +689,8 @@ where
         sqlx::query(
             "INSERT INTO social_posts (id, tenant_id, account_id, project_id, campaign_id, activity_id, \
              activity_version, text, status, scheduled_at, time_zone, approved_by, approved_at, idempotency_key, \
-             created_by, created_at, updated_at, image_url) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-             $12, $13, $14, $15, $16, $16, $17)",
+             created_by, created_at, updated_at, image_url, edited_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+             $10, $11, $12, $13, $14, $15, $16, $16, $17, $18)",
         )
         .bind(p.id)
         .bind(p.tenant_id)
@@ -699,6 +709,7 @@ where
         .bind(p.created_by)
         .bind(now)
         .bind(p.image_url.clone())
+        .bind(p.edited.then_some(now))
         .execute(&mut *tx)
         .await
         .map_err(|e| unique_violation(e, "idempotency_key_reused", "this Idempotency-Key was already used"))?;
@@ -767,28 +778,37 @@ where
         }
         let status: &'static str = patch.status.unwrap_or(current.status).into();
         let scheduled_at = patch.scheduled_at.unwrap_or(current.scheduled_at);
+        let text = patch.text.clone().unwrap_or_else(|| current.text.clone());
+        let image_url = patch.image_url.clone().unwrap_or_else(|| current.image_url.clone());
+        // A changed text or image is content nobody approved yet.
+        let edited = text != current.text || image_url != current.image_url;
         let (approved_by, approved_at) = match patch.approved_by {
             Some(by) => (Some(by), Some(now)),
+            None if edited => (None, None),
             None => (current.approved_by, current.approved_at),
         };
+        let edited_at = if edited { Some(now) } else { current.edited_at };
         // A change clears what the previous schedule was waiting for, and
         // a container made for the previous text or image.
         let result = sqlx::query(
             "UPDATE social_posts SET text = $3, status = $4, scheduled_at = $5, time_zone = $6, \
              approved_by = $7, approved_at = $8, not_before = NULL, wait_reason = NULL, error = NULL, \
-             error_hint = NULL, updated_at = $9, image_url = $10, platform_container_id = NULL \
+             error_hint = NULL, updated_at = $9, image_url = $10, platform_container_id = NULL, edited_at = $11, \
+             revision = revision + $12 \
              WHERE id = $1 AND status = $2",
         )
         .bind(id)
         .bind(<&'static str>::from(current.status))
-        .bind(patch.text.clone().unwrap_or(current.text))
+        .bind(text)
         .bind(status)
         .bind(scheduled_at)
         .bind(patch.time_zone.clone().unwrap_or(current.time_zone))
         .bind(approved_by)
         .bind(approved_at)
         .bind(now)
-        .bind(patch.image_url.clone().unwrap_or(current.image_url))
+        .bind(image_url)
+        .bind(edited_at)
+        .bind(i64::from(edited))
         .execute(&mut *tx)
         .await?;
         if DB::rows_affected(&result) != 1 {
@@ -886,19 +906,56 @@ where
     }
 
     async fn due_posts(&self, now: Timestamp, limit: i64) -> Result<Vec<Uuid>> {
-        let rows: Vec<(Uuid,)> = sqlx::query_as(
+        let rows: Vec<(Uuid,)> = sqlx::query_as(sql(&[
             "SELECT p.id FROM social_posts p JOIN social_accounts a ON a.id = p.account_id \
              WHERE p.status = 'scheduled' AND p.scheduled_at <= $1 AND (p.not_before IS NULL OR p.not_before <= $1) \
              AND a.disconnected_at IS NULL AND a.status = 'connected' \
              AND (a.rate_limited_until IS NULL OR a.rate_limited_until <= $1) \
              AND NOT EXISTS (SELECT 1 FROM platform_limits l WHERE l.platform = a.platform AND l.limited_until > $1) \
-             ORDER BY p.scheduled_at, p.id LIMIT $2",
-        )
+             AND ",
+            POST_APPROVED,
+            " ORDER BY p.scheduled_at, p.id LIMIT $2",
+        ]))
         .bind(now)
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn due_unapproved(&self, now: Timestamp, limit: i64) -> Result<Vec<SocialPost>> {
+        let rows: Vec<PostRow> = sqlx::query_as(sql(&[
+            POST_SELECT,
+            " WHERE p.status = 'scheduled' AND p.scheduled_at <= $1 AND NOT ",
+            POST_APPROVED,
+            " ORDER BY p.scheduled_at, p.id LIMIT $2",
+        ]))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter().map(SocialPost::try_from).collect()
+    }
+
+    async fn hold_post(&self, id: Uuid, reason: &str, audit: &NewAuditEvent) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let now = audit.occurred_at;
+        let result = sqlx::query(sql(&[
+            "UPDATE social_posts AS p SET status = 'needs_reschedule', wait_reason = $2, not_before = NULL, \
+             updated_at = $3 WHERE id = $1 AND status = 'scheduled' AND scheduled_at <= $3 AND NOT ",
+            POST_APPROVED,
+        ]))
+        .bind(id)
+        .bind(reason)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&result) != 1 {
+            return Ok(false);
+        }
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn unconfirmed_due(&self, now: Timestamp, limit: i64) -> Result<Vec<Uuid>> {
@@ -953,18 +1010,21 @@ where
         // lease: if its request may have been sent, it is unconfirmed now;
         // otherwise the attempt starts over. Unconfirmed: the lease is for
         // reconciling it.
-        let result = sqlx::query(
-            "UPDATE social_posts SET lease_owner = $2, lease_until = $3, updated_at = $4, \
+        // A scheduled post is taken only if its approval is complete now.
+        let result = sqlx::query(sql(&[
+            "UPDATE social_posts AS p SET lease_owner = $2, lease_until = $3, updated_at = $4, \
              attempts = attempts + CASE WHEN status = 'scheduled' THEN 1 ELSE 0 END, \
              status = CASE WHEN status = 'scheduled' THEN 'publishing' \
                            WHEN status = 'publishing' AND unconfirmed_since IS NOT NULL THEN 'unconfirmed' \
                            ELSE status END \
              WHERE id = $1 AND ( \
-               (status = 'scheduled' AND scheduled_at <= $4 AND (not_before IS NULL OR not_before <= $4)) \
+               (status = 'scheduled' AND scheduled_at <= $4 AND (not_before IS NULL OR not_before <= $4) AND ",
+            POST_APPROVED,
+            ") \
                OR (status = 'publishing' AND lease_until < $4) \
                OR (status = 'unconfirmed' AND (lease_until IS NULL OR lease_until < $4) \
                    AND (not_before IS NULL OR not_before <= $4)))",
-        )
+        ]))
         .bind(id)
         .bind(owner)
         .bind(lease_until)

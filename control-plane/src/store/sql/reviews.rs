@@ -4,7 +4,8 @@
 
 use super::*;
 use crate::store::{
-    Decision, NewDecision, NewReviewWorkflow, ReviewDecision, ReviewStep, ReviewStore, ReviewWorkflow, Seen,
+    Decision, NewDecision, NewReviewLink, NewReviewWorkflow, ReviewDecision, ReviewItem, ReviewLink,
+    ReviewStep, ReviewStore, ReviewWorkflow, Seen,
 };
 
 #[derive(FromRow)]
@@ -12,6 +13,7 @@ struct WorkflowRow {
     id: Uuid,
     tenant_id: Uuid,
     name: String,
+    expire_days: i64,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -24,6 +26,8 @@ struct StepRow {
     rule: String,
     min_role: Option<String>,
     members: String,
+    externals: String,
+    only_with_findings: bool,
 }
 
 impl TryFrom<StepRow> for ReviewStep {
@@ -35,6 +39,8 @@ impl TryFrom<StepRow> for ReviewStep {
             rule: r.rule.parse().map_err(corrupt("review_steps.rule"))?,
             min_role: r.min_role.map(|m| m.parse()).transpose().map_err(corrupt("review_steps.min_role"))?,
             members: serde_json::from_str(&r.members).map_err(corrupt("review_steps.members"))?,
+            externals: serde_json::from_str(&r.externals).map_err(corrupt("review_steps.externals"))?,
+            only_with_findings: r.only_with_findings,
         })
     }
 }
@@ -42,13 +48,16 @@ impl TryFrom<StepRow> for ReviewStep {
 #[derive(FromRow)]
 struct DecisionRow {
     id: Uuid,
-    activity_id: Uuid,
+    activity_id: Option<Uuid>,
+    post_id: Option<Uuid>,
     content_run_id: Uuid,
     version: i64,
+    round: i64,
     workflow_id: Option<Uuid>,
     step: i64,
     user_id: Option<Uuid>,
     user_name: Option<String>,
+    reviewer_email: Option<String>,
     decision: String,
     comment: String,
     created_at: Timestamp,
@@ -57,15 +66,22 @@ struct DecisionRow {
 impl TryFrom<DecisionRow> for ReviewDecision {
     type Error = StoreError;
     fn try_from(r: DecisionRow) -> Result<ReviewDecision> {
+        let item = match (r.activity_id, r.post_id) {
+            (Some(id), None) => ReviewItem::Activity(id),
+            (None, Some(id)) => ReviewItem::Post(id),
+            _ => return Err(corrupt("review_decisions.item")("neither or both of activity_id and post_id")),
+        };
         Ok(ReviewDecision {
             id: r.id,
-            activity_id: r.activity_id,
+            item,
             content_run_id: r.content_run_id,
             version: r.version,
+            round: r.round,
             workflow_id: r.workflow_id,
             step: r.step,
             user_id: r.user_id,
             user_name: r.user_name,
+            reviewer_email: r.reviewer_email,
             decision: r.decision.parse().map_err(corrupt("review_decisions.decision"))?,
             comment: r.comment,
             created_at: r.created_at,
@@ -106,8 +122,7 @@ where
         tenant_id: Uuid,
         only: Option<Uuid>,
     ) -> Result<Vec<ReviewWorkflow>> {
-        let select =
-            "SELECT id, tenant_id, name, created_at, updated_at FROM review_workflows WHERE tenant_id = $1";
+        let select = "SELECT id, tenant_id, name, expire_days, created_at, updated_at FROM review_workflows WHERE tenant_id = $1";
         let rows: Vec<WorkflowRow> = match only {
             Some(id) => {
                 sqlx::query_as(sql(&[select, " AND id = $2"]))
@@ -124,7 +139,8 @@ where
             }
         };
         let steps: Vec<StepRow> = sqlx::query_as(
-            "SELECT s.workflow_id, s.position, s.name, s.rule, s.min_role, s.members FROM review_steps s \
+            "SELECT s.workflow_id, s.position, s.name, s.rule, s.min_role, s.members, s.externals, \
+             s.only_with_findings FROM review_steps s \
              JOIN review_workflows w ON w.id = s.workflow_id WHERE w.tenant_id = $1 ORDER BY s.position",
         )
         .bind(tenant_id)
@@ -146,6 +162,7 @@ where
                 id: r.id,
                 tenant_id: r.tenant_id,
                 name: r.name,
+                expire_days: r.expire_days,
                 steps: steps.iter().filter(|(w, _)| *w == r.id).map(|(_, s)| s.clone()).collect(),
                 projects: projects.iter().filter(|(w, _)| *w == r.id).map(|(_, p)| *p).collect(),
                 created_at: r.created_at,
@@ -155,13 +172,48 @@ where
         Ok(workflows)
     }
 
+    async fn insert_review_links(
+        conn: &mut DB::Connection,
+        links: &[NewReviewLink],
+        now: Timestamp,
+    ) -> Result<()> {
+        for l in links {
+            let activity: Option<Uuid> =
+                sqlx::query_scalar("SELECT id FROM activities WHERE tenant_id = $1 AND id = $2")
+                    .bind(l.tenant_id)
+                    .bind(l.activity_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if activity.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            sqlx::query(
+                "INSERT INTO review_links (id, tenant_id, activity_id, email, token_hash, expires_at, created_by, \
+                 created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(l.id)
+            .bind(l.tenant_id)
+            .bind(l.activity_id)
+            .bind(l.email.as_str())
+            .bind(l.token_hash.clone())
+            .bind(l.expires_at)
+            .bind(l.created_by)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn write_steps(conn: &mut DB::Connection, w: &NewReviewWorkflow) -> Result<()> {
         sqlx::query("DELETE FROM review_steps WHERE workflow_id = $1").bind(w.id).execute(&mut *conn).await?;
         for step in &w.steps {
             let members = serde_json::to_string(&step.members).map_err(corrupt("review_steps.members"))?;
+            let externals =
+                serde_json::to_string(&step.externals).map_err(corrupt("review_steps.externals"))?;
             sqlx::query(
-                "INSERT INTO review_steps (workflow_id, position, name, rule, min_role, members) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO review_steps (workflow_id, position, name, rule, min_role, members, externals, \
+                 only_with_findings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(w.id)
             .bind(step.position)
@@ -169,6 +221,8 @@ where
             .bind(<&str>::from(step.rule))
             .bind(step.min_role.map(|r| r.as_str().to_owned()))
             .bind(members)
+            .bind(externals)
+            .bind(step.only_with_findings)
             .execute(&mut *conn)
             .await?;
         }
@@ -218,14 +272,15 @@ where
     ) -> Result<ReviewWorkflow> {
         let mut tx = self.write.begin().await?;
         sqlx::query(
-            "INSERT INTO review_workflows (id, tenant_id, name, name_normalized, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $5)",
+            "INSERT INTO review_workflows (id, tenant_id, name, name_normalized, expire_days, created_at, \
+             updated_at) VALUES ($1, $2, $3, $4, $6, $5, $5)",
         )
         .bind(w.id)
         .bind(w.tenant_id)
         .bind(w.name.as_str())
         .bind(normalized(&w.name))
         .bind(audit.occurred_at)
+        .bind(w.expire_days)
         .execute(&mut *tx)
         .await
         .map_err(|e| unique_violation(e, "workflow_name_taken", "a review workflow with this name exists"))?;
@@ -246,7 +301,7 @@ where
     ) -> Result<ReviewWorkflow> {
         let mut tx = self.write.begin().await?;
         let changed = sqlx::query(
-            "UPDATE review_workflows SET name = $3, name_normalized = $4, updated_at = $5 \
+            "UPDATE review_workflows SET name = $3, name_normalized = $4, updated_at = $5, expire_days = $6 \
              WHERE tenant_id = $1 AND id = $2",
         )
         .bind(w.tenant_id)
@@ -254,6 +309,7 @@ where
         .bind(w.name.as_str())
         .bind(normalized(&w.name))
         .bind(audit.occurred_at)
+        .bind(w.expire_days)
         .execute(&mut *tx)
         .await
         .map_err(|e| unique_violation(e, "workflow_name_taken", "a review workflow with this name exists"))?;
@@ -355,19 +411,23 @@ where
     async fn review_decisions(
         &self,
         tenant_id: Uuid,
-        activity_id: Uuid,
+        item: ReviewItem,
         content_run_id: Uuid,
         version: i64,
     ) -> Result<Vec<ReviewDecision>> {
-        let rows: Vec<DecisionRow> = sqlx::query_as(
-            "SELECT d.id, d.activity_id, d.content_run_id, d.version, d.workflow_id, d.step, d.user_id, \
-             u.display_name AS user_name, d.decision, d.comment, d.created_at FROM review_decisions d \
-             LEFT JOIN users u ON u.id = d.user_id \
-             WHERE d.tenant_id = $1 AND d.activity_id = $2 AND d.content_run_id = $3 AND d.version = $4 \
-             ORDER BY d.id",
-        )
+        let (column, id) = match item {
+            ReviewItem::Activity(id) => ("d.activity_id", id),
+            ReviewItem::Post(id) => ("d.post_id", id),
+        };
+        let rows: Vec<DecisionRow> = sqlx::query_as(sql(&[
+            "SELECT d.id, d.activity_id, d.post_id, d.content_run_id, d.version, d.round, d.workflow_id, d.step, \
+             d.user_id, u.display_name AS user_name, d.reviewer_email, d.decision, d.comment, d.created_at \
+             FROM review_decisions d LEFT JOIN users u ON u.id = d.user_id WHERE d.tenant_id = $1 AND ",
+            column,
+            " = $2 AND d.content_run_id = $3 AND d.version = $4 ORDER BY d.id",
+        ]))
         .bind(tenant_id)
-        .bind(activity_id)
+        .bind(id)
         .bind(content_run_id)
         .bind(version)
         .fetch_all(&self.read)
@@ -379,7 +439,8 @@ where
         &self,
         d: &NewDecision,
         seen: &Seen,
-        approves_activity: bool,
+        approves: bool,
+        links: &[NewReviewLink],
         audit: &NewAuditEvent,
     ) -> Result<()> {
         let changed = || StoreError::Conflict {
@@ -388,29 +449,59 @@ where
                       reviewer's decision); look at it again"
                 .into(),
         };
-        let mut tx = self.write.begin().await?;
-        let activity = Self::lock_activity(&mut tx, d.tenant_id, d.activity_id).await?;
-        let run = match &activity.content_run {
-            Some(run) if run.id == seen.content_run_id && activity.run.status.is_terminal() => run.id,
-            _ => return Err(changed()),
+        let approved_already = || StoreError::Conflict {
+            code: "already_approved",
+            message: "this content is approved already".into(),
         };
-        if activity.approved_at.is_some() {
-            return Err(StoreError::Conflict {
-                code: "already_approved",
-                message: "this content is approved already".into(),
-            });
-        }
-        let version: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(number), 0) FROM activity_versions WHERE activity_id = $1 AND job_id = $2",
-        )
-        .bind(d.activity_id)
-        .bind(run)
-        .fetch_one(&mut *tx)
-        .await?;
+        let mut tx = self.write.begin().await?;
+        // Under the item's lock: the version the reviewer saw, and the
+        // decisions on it.
+        let (activity_id, post_id, run, version) = match d.item {
+            ReviewItem::Activity(id) => {
+                let activity = Self::lock_activity(&mut tx, d.tenant_id, id).await?;
+                let run = match &activity.content_run {
+                    Some(run) if run.id == seen.content_run_id && activity.run.status.is_terminal() => run.id,
+                    _ => return Err(changed()),
+                };
+                if activity.approved_at.is_some() {
+                    return Err(approved_already());
+                }
+                let version: i64 = sqlx::query_scalar(
+                    "SELECT COALESCE(MAX(number), 0) FROM activity_versions WHERE activity_id = $1 AND job_id = $2",
+                )
+                .bind(id)
+                .bind(run)
+                .fetch_one(&mut *tx)
+                .await?;
+                (Some(id), None, run, version)
+            }
+            ReviewItem::Post(id) => {
+                let post: Option<(i64, Option<Timestamp>, String)> = sqlx::query_as(sql(&[
+                    "SELECT revision, approved_at, status FROM social_posts WHERE tenant_id = $1 AND id = $2",
+                    DB::FOR_UPDATE,
+                ]))
+                .bind(d.tenant_id)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let (revision, approved_at, status) = post.ok_or(StoreError::NotFound)?;
+                let status: crate::store::PostStatus =
+                    status.parse().map_err(corrupt("social_posts.status"))?;
+                if seen.content_run_id != id || !status.editable() {
+                    return Err(changed());
+                }
+                if approved_at.is_some() {
+                    return Err(approved_already());
+                }
+                (None, Some(id), id, revision)
+            }
+        };
         let decisions: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM review_decisions WHERE activity_id = $1 AND content_run_id = $2 AND version = $3",
+            "SELECT COUNT(*) FROM review_decisions WHERE (activity_id = $1 OR post_id = $2) \
+             AND content_run_id = $3 AND version = $4",
         )
-        .bind(d.activity_id)
+        .bind(activity_id)
+        .bind(post_id)
         .bind(run)
         .bind(version)
         .fetch_one(&mut *tx)
@@ -420,11 +511,12 @@ where
         }
         sqlx::query(
             "INSERT INTO review_decisions (id, tenant_id, activity_id, content_run_id, version, workflow_id, step, \
-             user_id, decision, comment, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             user_id, decision, comment, created_at, round, reviewer_email, post_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(d.id)
         .bind(d.tenant_id)
-        .bind(d.activity_id)
+        .bind(activity_id)
         .bind(run)
         .bind(version)
         .bind(d.workflow_id)
@@ -433,23 +525,113 @@ where
         .bind(<&str>::from(d.decision))
         .bind(d.comment.as_str())
         .bind(audit.occurred_at)
+        .bind(d.round)
+        .bind(d.reviewer_email.clone())
+        .bind(post_id)
         .execute(&mut *tx)
         .await
         .map_err(|e| unique_violation(e, "already_decided", "you decided on this step of this version already"))?;
-        if approves_activity && d.decision == Decision::Approve {
-            sqlx::query(
-                "UPDATE activities SET approved_at = $3, approved_by = $4, updated_at = $3 \
-                 WHERE tenant_id = $1 AND id = $2",
-            )
+        if approves && d.decision == Decision::Approve {
+            let table = if post_id.is_some() { "social_posts" } else { "activities" };
+            sqlx::query(sql(&[
+                "UPDATE ",
+                table,
+                " SET approved_at = $3, approved_by = $4, updated_at = $3 WHERE tenant_id = $1 AND id = $2",
+            ]))
             .bind(d.tenant_id)
-            .bind(d.activity_id)
+            .bind(activity_id.or(post_id))
             .bind(audit.occurred_at)
             .bind(d.user_id)
             .execute(&mut *tx)
             .await?;
         }
+        Self::insert_review_links(&mut tx, links, audit.occurred_at).await?;
         Self::insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn create_review_links(&self, links: &[NewReviewLink], audit: &NewAuditEvent) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        Self::insert_review_links(&mut tx, links, audit.occurred_at).await?;
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn review_link_by_hash(&self, token_hash: &[u8]) -> Result<Option<ReviewLink>> {
+        let row: Option<LinkRow> = sqlx::query_as(sql(&[LINK_COLUMNS, " WHERE token_hash = $1"]))
+            .bind(token_hash.to_vec())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(ReviewLink::from))
+    }
+
+    async fn review_links(&self, tenant_id: Uuid, activity_id: Uuid) -> Result<Vec<ReviewLink>> {
+        let rows: Vec<LinkRow> = sqlx::query_as(sql(&[
+            LINK_COLUMNS,
+            " WHERE tenant_id = $1 AND activity_id = $2 ORDER BY created_at DESC, id LIMIT 200",
+        ]))
+        .bind(tenant_id)
+        .bind(activity_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(ReviewLink::from).collect())
+    }
+
+    async fn revoke_review_link(
+        &self,
+        tenant_id: Uuid,
+        activity_id: Uuid,
+        id: Uuid,
+        audit: &NewAuditEvent,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let revoked = sqlx::query(
+            "UPDATE review_links SET revoked_at = COALESCE(revoked_at, $4) \
+             WHERE tenant_id = $1 AND activity_id = $2 AND id = $3",
+        )
+        .bind(tenant_id)
+        .bind(activity_id)
+        .bind(id)
+        .bind(audit.occurred_at)
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&revoked) != 1 {
+            return Err(StoreError::NotFound);
+        }
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+const LINK_COLUMNS: &str = "SELECT id, tenant_id, activity_id, email, expires_at, created_by, created_at, revoked_at \
+                            FROM review_links";
+
+#[derive(FromRow)]
+struct LinkRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    activity_id: Uuid,
+    email: String,
+    expires_at: Timestamp,
+    created_by: Option<Uuid>,
+    created_at: Timestamp,
+    revoked_at: Option<Timestamp>,
+}
+
+impl From<LinkRow> for ReviewLink {
+    fn from(r: LinkRow) -> Self {
+        Self {
+            id: r.id,
+            tenant_id: r.tenant_id,
+            activity_id: r.activity_id,
+            email: r.email,
+            expires_at: r.expires_at,
+            created_by: r.created_by,
+            created_at: r.created_at,
+            revoked_at: r.revoked_at,
+        }
     }
 }

@@ -1,0 +1,239 @@
+//! Follow-up sequences end to end: the real server binary on PostgreSQL,
+//! sending through a real SMTP server (MailDev). A visitor's message on a
+//! public listing page starts the default sequence (welcome, similar
+//! homes, market update); the test moves its clock by making the next
+//! step due in the database. Each step goes out once and in order, while a
+//! second replica sweeps the same steps and after the first replica is
+//! killed and started again; every message carries the unsubscribe link
+//! (and the one-click header) and the postal address; the link works with
+//! no sign-in, at once: the next step is never sent and no sequence can be
+//! started for that address again.
+
+use std::time::Duration;
+
+use marketer_tests::fleet::{EMAIL, PASSWORD};
+use marketer_tests::mail::{MailDev, Received};
+use marketer_tests::{Api, ServerOptions, ServerProcess, TempDatabase, eventually};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const POSTAL: &str = "Elm Realty, 400 Main Street, Springfield, IL 62701";
+
+fn options(data: &std::path::Path, mail: &MailDev, db: &TempDatabase) -> ServerOptions {
+    mail.configure(ServerOptions::new(data))
+        .env("MARKETER_BOOTSTRAP_EMAIL", EMAIL)
+        .env("MARKETER_BOOTSTRAP_PASSWORD", PASSWORD)
+        .env("MARKETER_DATABASE_URL", &db.url)
+}
+
+/// Makes every running step of the lead due now: the test's clock.
+async fn advance(pool: &sqlx::PgPool, email: &str) {
+    let moved = sqlx::query(
+        "UPDATE lead_enrollments SET next_at = NOW() - INTERVAL '1 second' WHERE state = 'active' \
+         AND lead_id = (SELECT id FROM leads WHERE email_normalized = $1)",
+    )
+    .bind(email)
+    .execute(pool)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(moved, 1, "one running sequence for {email}");
+}
+
+/// Sends the public page's form as a visitor's browser does.
+async fn write_in(base: &str, page: &str, name: &str, email: &str) {
+    let html = reqwest::get(format!("{base}{page}")).await.unwrap().text().await.unwrap();
+    let marker = "name=\"token\" value=\"";
+    let start = html.find(marker).expect("the form's token") + marker.len();
+    let token = &html[start..start + html[start..].find('"').unwrap()];
+    let response = reqwest::Client::new()
+        .post(format!("{base}{page}"))
+        .form(&[
+            ("name", name),
+            ("email", email),
+            ("phone", ""),
+            ("message", "Is it still available?"),
+            ("consent", "on"),
+            ("token", token),
+            ("website", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success() || response.status().is_redirection(), "{}", response.status());
+}
+
+async fn call(api: &Api, method: Method, rest: &str, body: Option<Value>) -> (u16, Value) {
+    api.call(method, &api.tenant_path(rest), body).await
+}
+
+fn check_message(m: &Received) -> String {
+    assert!(m.text.contains(POSTAL), "the postal address is in every message:\n{}", m.text);
+    assert!(m.text.contains("12 Elm Street, Springfield"), "{}", m.text);
+    // Replicas each have their own address here; any of them serves it.
+    let link = m
+        .text
+        .split_whitespace()
+        .find(|w| w.starts_with("http") && w.contains("/unsubscribe/mkt_ln_"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("an unsubscribe link in every message:\n{}", m.text));
+    let header = m.headers["list-unsubscribe"].as_str().unwrap_or_default();
+    assert!(header.contains("/unsubscribe/"), "List-Unsubscribe: {}", m.headers);
+    assert_eq!(
+        m.headers["list-unsubscribe-post"].as_str(),
+        Some("List-Unsubscribe=One-Click"),
+        "{}",
+        m.headers
+    );
+    link
+}
+
+async fn wait_count(mail: &MailDev, to: &str, n: usize) -> Vec<Received> {
+    eventually(Duration::from_secs(30), &format!("{n} message(s) to {to}"), || async {
+        let got = mail.to(to).await;
+        (got.len() >= n).then_some(got)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn follow_up_steps_go_out_once_in_order_across_replicas_and_a_restart_and_stop_on_unsubscribe() {
+    let Some(mail) = MailDev::start().await else { return };
+    let Some(db) = TempDatabase::create().await else { return };
+    let data = tempfile::tempdir().unwrap();
+    let first = ServerProcess::spawn(&options(data.path(), &mail, &db));
+    let api = Api::login(&first.base_url, EMAIL, PASSWORD).await;
+    let base = api.base_url.clone();
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+
+    // Without a postal address nothing starts by itself; with it, the
+    // default sequence starts for each lead a listing page brings.
+    let (status, settings) = call(&api, Method::GET, "/real-estate-settings", None).await;
+    assert_eq!(status, 200, "{settings}");
+    let mut settings = settings;
+    settings["postal_address"] = json!(POSTAL);
+    let (status, body) = call(&api, Method::PUT, "/real-estate-settings", Some(settings)).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, project) = call(&api, Method::POST, "/projects", Some(json!({ "name": "Listings" }))).await;
+    let (status, property) = call(
+        &api,
+        Method::POST,
+        "/properties",
+        Some(json!({
+            "project_id": project["id"], "street": "12 Elm Street", "city": "Springfield", "region": "IL",
+            "postal_code": "62704", "country": "us", "price": 450_000, "currency": "usd", "beds": 3, "baths": 2,
+            "floor_area": 1850, "area_unit": "sqft", "property_type": "single_family", "status": "active",
+            "features": [], "description": "Bright.", "agent_name": "Dana Reyes", "agent_contact": "dana@example.com"
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{property}");
+    let id = property["id"].as_str().unwrap();
+    let (status, published) =
+        call(&api, Method::PUT, &format!("/properties/{id}/publication"), Some(json!({ "published": true })))
+            .await;
+    assert_eq!(status, 200, "{published}");
+    let page = published["public_path"].as_str().unwrap().to_owned();
+
+    write_in(&base, &page, "Ana Lima", "ana@example.com").await;
+    write_in(&base, &page, "Bo Chen", "bo@example.com").await;
+    let (_, leads) = call(&api, Method::GET, "/leads", None).await;
+    let lead = |email: &str| {
+        leads["items"].as_array().unwrap().iter().find(|l| l["email"] == email).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (ana, bo) = (lead("ana@example.com"), lead("bo@example.com"));
+    let (status, runs) = call(&api, Method::GET, &format!("/leads/{ana}/sequences"), None).await;
+    assert_eq!(status, 200, "{runs}");
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(
+        (runs[0]["state"].as_str(), runs[0]["next_step"].as_i64()),
+        (Some("active"), Some(0)),
+        "{runs}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(mail.to("ana@example.com").await.is_empty(), "the welcome waits its two hours");
+
+    // Step 1, on one replica.
+    advance(&pool, "ana@example.com").await;
+    let got = wait_count(&mail, "ana@example.com", 1).await;
+    assert!(got[0].subject.starts_with("Thanks for asking about 12 Elm Street"), "{}", got[0].subject);
+    assert!(got[0].text.starts_with("Hi Ana,"), "{}", got[0].text);
+    check_message(&got[0]);
+
+    // Step 2, with a second replica sweeping the same steps.
+    let second = ServerProcess::spawn(&options(data.path(), &mail, &db));
+    advance(&pool, "ana@example.com").await;
+    let got = wait_count(&mail, "ana@example.com", 2).await;
+    check_message(&got[1]);
+
+    // Step 3 after the first replica is killed and started again.
+    first.kill();
+    let again = ServerProcess::spawn(&options(data.path(), &mail, &db));
+    advance(&pool, "ana@example.com").await;
+    let got = wait_count(&mail, "ana@example.com", 3).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got_now = mail.to("ana@example.com").await;
+    assert_eq!(
+        got_now.len(),
+        3,
+        "each step once: {:?}",
+        got_now.iter().map(|m| &m.subject).collect::<Vec<_>>()
+    );
+    let mut subjects: Vec<&str> = got.iter().map(|m| m.subject.as_str()).collect();
+    subjects.sort_unstable();
+    assert!(
+        subjects.iter().any(|s| s.starts_with("Homes like"))
+            && subjects.contains(&"The local market this week")
+    );
+    let api = Api::login(&again.base_url, EMAIL, PASSWORD).await;
+    let (_, runs) = api.call(Method::GET, &api.tenant_path(&format!("/leads/{ana}/sequences")), None).await;
+    assert_eq!(runs[0]["state"], "finished", "{runs}");
+    let sends = runs[0]["sends"].as_array().unwrap();
+    assert_eq!(sends.iter().map(|s| s["step"].as_i64().unwrap()).collect::<Vec<_>>(), [0, 1, 2], "{runs}");
+    assert!(sends.iter().all(|s| s["mail_state"] == "sent"), "{runs}");
+
+    // Bo unsubscribes from the first message: no sign-in, at once.
+    advance(&pool, "bo@example.com").await;
+    let got = wait_count(&mail, "bo@example.com", 1).await;
+    let link = check_message(&got[0]);
+    let answer = reqwest::get(&link).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(answer.text().await.unwrap().contains("You are unsubscribed"));
+    let again_answer = reqwest::Client::new().post(&link).send().await.unwrap();
+    assert_eq!(again_answer.status(), 200, "the one-click POST works too, and twice is fine");
+    let moved = sqlx::query("UPDATE lead_enrollments SET next_at = NOW() WHERE lead_id = (SELECT id FROM leads WHERE email_normalized = 'bo@example.com')")
+        .execute(&pool)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(moved, 1);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(mail.to("bo@example.com").await.len(), 1, "nothing after unsubscribing");
+    let (_, lead) = api.call(Method::GET, &api.tenant_path(&format!("/leads/{bo}")), None).await;
+    assert_eq!(lead["status"], "unsubscribed", "{lead}");
+    let (_, runs) = api.call(Method::GET, &api.tenant_path(&format!("/leads/{bo}/sequences")), None).await;
+    assert_eq!(
+        (runs[0]["state"].as_str(), runs[0]["stop_reason"].as_str()),
+        (Some("stopped"), Some("unsubscribed")),
+        "{runs}"
+    );
+    let (_, sequences) = api.call(Method::GET, &api.tenant_path("/sequences"), None).await;
+    let (status, refused) = api
+        .call(
+            Method::POST,
+            &api.tenant_path(&format!("/leads/{bo}/sequences")),
+            Some(json!({ "sequence_id": sequences[0]["id"] })),
+        )
+        .await;
+    assert_eq!(status, 422, "an unsubscribed address is never mailed again: {refused}");
+    let bad = reqwest::get(format!("{}/unsubscribe/mkt_ln_not-a-real-token", api.base_url)).await.unwrap();
+    assert_eq!(bad.status(), 404);
+
+    second.kill();
+    again.kill();
+    pool.close().await;
+    db.drop_database().await;
+}
