@@ -175,6 +175,101 @@ async fn sequences_end_to_end(backend: Backend) {
     assert_eq!(status, 404);
 }
 
+/// A step drafted for review: the sweep writes a draft (not sent) and
+/// tells the lead's owner; the next step waits for the decision; the draft
+/// is sent as changed (the postal address must stay), once; a skipped one
+/// is never sent; a reply drops a waiting draft.
+async fn drafts_for_review(backend: Backend) {
+    let Some(server) = TestServer::start_with(backend, ApiConfig::default()).await else { return };
+    let (owner, tenant) = server.owner().await;
+    let t = |rest: &str| format!("/api/v1/tenants/{tenant}{rest}");
+    let postal = "Elm Realty, 400 Main Street, Springfield, IL 62701";
+    let (_, mut settings) = server.get(&t("/real-estate-settings"), &owner).await;
+    settings["postal_address"] = json!(postal);
+    let (status, _) =
+        server.call(reqwest::Method::PUT, &t("/real-estate-settings"), Some(&owner), Some(settings)).await;
+    assert_eq!(status, 200);
+    let template = json!({ "name": "Reviewed", "auto_start": false, "steps": [
+        { "wait": 0, "unit": "minutes", "subject": "Hello {{first_name}}", "body": "Hi {{first_name}}.", "review": true },
+        { "wait": 1, "unit": "days", "subject": "Still looking?", "body": "Hi again." },
+    ]});
+    let (status, sequence) = server.post(&t("/sequences"), &owner, template).await;
+    assert_eq!((status, sequence["steps"][0]["review"].as_bool()), (201, Some(true)), "{sequence}");
+    let mut leads = Vec::new();
+    for email in ["ana@example.com", "bo@example.com", "cy@example.com"] {
+        let body = json!({ "name": "Ana Lima", "email": email });
+        let (_, lead) = server.post(&t("/leads"), &owner, body).await;
+        let id = lead["id"].as_str().unwrap().to_owned();
+        let start = json!({ "sequence_id": sequence["id"] });
+        assert_eq!(server.post(&t(&format!("/leads/{id}/sequences")), &owner, start).await.0, 201);
+        leads.push(id);
+    }
+    let notifier = &server.app.notifier;
+    let now = Timestamp::now() + time::Duration::seconds(5);
+    assert_eq!(notifier.sequence_steps(now).await, 3, "three drafts");
+    assert_eq!(notifier.sequence_steps(now + time::Duration::days(3)).await, 0, "the next steps wait");
+    let draft_of = |runs: &Value| runs[0]["sends"][0]["mail_id"].as_str().unwrap().to_owned();
+    let (_, runs) = server.get(&t(&format!("/leads/{}/sequences", leads[0])), &owner).await;
+    assert_eq!(runs[0]["sends"][0]["mail_state"], "draft", "{runs}");
+    assert!(runs[0]["sends"][0]["draft_body"].as_str().unwrap().starts_with("Hi Ana."), "{runs}");
+    assert!(runs[0]["next_at"].is_null(), "held until the draft is decided: {runs}");
+    let (_, notices) = server.get("/api/v1/me/notifications", &owner).await;
+    assert!(notices.to_string().contains("waits for your review"), "{notices}");
+
+    // Sent as changed; the postal address must stay; once.
+    let draft = t(&format!("/leads/{}/drafts/{}", leads[0], draft_of(&runs)));
+    let (status, refused) = server
+        .post(&draft, &owner, json!({ "decision": "send", "subject": "Hello Ana", "body": "Hi Ana!" }))
+        .await;
+    assert_eq!((status, refused["error"]["details"]["field"].as_str()), (422, Some("body")), "{refused}");
+    let body = format!("Hi Ana! Saturday works.\n\n{postal}");
+    let send = json!({ "decision": "send", "subject": "Hello Ana", "body": body });
+    let (status, _) = server.post(&draft, &owner, send.clone()).await;
+    assert_eq!(status, 204);
+    let (status, again) = server.post(&draft, &owner, send).await;
+    assert_eq!((status, again["error"]["code"].as_str()), (409, Some("draft_decided")), "{again}");
+    let (_, runs) = server.get(&t(&format!("/leads/{}/sequences", leads[0])), &owner).await;
+    assert_eq!(runs[0]["sends"][0]["mail_state"], "pending", "{runs}");
+    assert!(runs[0]["next_at"].is_string(), "the next step waits from now: {runs}");
+    assert_eq!(marketing_mail(&server, "ana@example.com").await, 1);
+
+    // Skipped: never sent, and the sequence goes on.
+    let (_, runs) = server.get(&t(&format!("/leads/{}/sequences", leads[1])), &owner).await;
+    let skip = t(&format!("/leads/{}/drafts/{}", leads[1], draft_of(&runs)));
+    assert_eq!(server.post(&skip, &owner, json!({ "decision": "skip" })).await.0, 204);
+    let (_, runs) = server.get(&t(&format!("/leads/{}/sequences", leads[1])), &owner).await;
+    assert_eq!(
+        (runs[0]["sends"][0]["mail_state"].as_str(), runs[0]["state"].as_str()),
+        (Some("failed"), Some("active")),
+        "{runs}"
+    );
+
+    // A reply stops the sequence and drops its waiting draft.
+    let (status, _) =
+        server.patch(&t(&format!("/leads/{}", leads[2])), &owner, json!({ "reply": "No thanks." })).await;
+    assert_eq!(status, 200);
+    let (_, runs) = server.get(&t(&format!("/leads/{}/sequences", leads[2])), &owner).await;
+    assert_eq!(runs[0]["sends"][0]["mail_state"], "failed", "{runs}");
+    let dropped = t(&format!("/leads/{}/drafts/{}", leads[2], draft_of(&runs)));
+    let (status, _) = server.post(&dropped, &owner, json!({ "decision": "send" })).await;
+    assert_eq!(status, 409);
+
+    // Another organisation gets 404.
+    server.create_account("mallory@example.com").await;
+    let mallory = server.access_token("mallory@example.com", common::PASSWORD).await;
+    assert_eq!(server.post(&draft, &mallory, json!({ "decision": "skip" })).await.0, 404);
+}
+
+#[tokio::test]
+async fn drafts_for_review_on_sqlite() {
+    drafts_for_review(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn drafts_for_review_on_postgres() {
+    drafts_for_review(Backend::Postgres).await;
+}
+
 #[tokio::test]
 async fn sequences_end_to_end_on_sqlite() {
     sequences_end_to_end(Backend::Sqlite).await;

@@ -65,10 +65,15 @@ CREATE TABLE unsubscribe_tokens (
     created_at       TIMESTAMPTZ NOT NULL
 );
 
--- Marketing e-mail (a sequence's steps) goes through the one outbox.
+-- Marketing e-mail (a sequence's steps) goes through the one outbox; a
+-- step drafted for review waits there as 'draft' until a person sends or
+-- skips it.
 ALTER TABLE email_outbox DROP CONSTRAINT email_outbox_purpose_check;
 ALTER TABLE email_outbox ADD CONSTRAINT email_outbox_purpose_check
     CHECK (purpose IN ('notification', 'digest', 'invitation', 'password_reset', 'email_verification', 'marketing'));
+ALTER TABLE email_outbox DROP CONSTRAINT email_outbox_state_check;
+ALTER TABLE email_outbox ADD CONSTRAINT email_outbox_state_check
+    CHECK (state IN ('draft', 'pending', 'claimed', 'sending', 'sent', 'failed', 'unknown'));
 
 -- Lead scoring fitted to the tenant's own won and lost leads: the six
 -- weights (JSON array, the signals' order) and how the fit went (JSON);

@@ -65,9 +65,10 @@ CREATE TABLE unsubscribe_tokens (
     created_at       TEXT NOT NULL
 );
 
--- Marketing e-mail (a sequence's steps) goes through the one outbox.
--- SQLite cannot change a CHECK constraint: the table is rebuilt (nothing
--- references it).
+-- Marketing e-mail (a sequence's steps) goes through the one outbox; a
+-- step drafted for review waits there as 'draft' until a person sends or
+-- skips it. SQLite cannot change a CHECK constraint: the table is rebuilt
+-- (nothing references it).
 CREATE TABLE email_outbox_new (
     id               BLOB PRIMARY KEY,
     tenant_id        BLOB REFERENCES tenants (id) ON DELETE CASCADE,
@@ -80,7 +81,7 @@ CREATE TABLE email_outbox_new (
     link             TEXT,
     secret_link_ciphertext BLOB,
     secret_link_nonce      BLOB,
-    state            TEXT NOT NULL CHECK (state IN ('pending', 'claimed', 'sending', 'sent', 'failed', 'unknown')),
+    state            TEXT NOT NULL CHECK (state IN ('draft', 'pending', 'claimed', 'sending', 'sent', 'failed', 'unknown')),
     attempts         BIGINT NOT NULL DEFAULT 0,
     next_attempt_at  TEXT NOT NULL,
     lease_owner      TEXT,

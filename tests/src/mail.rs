@@ -1,7 +1,8 @@
 //! A real SMTP server for the tests: MailDev (npm `maildev`, which
 //! `.ci/run` installs under `target/maildev`), with its REST API to read
 //! what it received. It can be stopped and started again on the same ports
-//! to play an SMTP server that is down for a while.
+//! to play an SMTP server that is down for a while. [`Bouncer`] plays a
+//! recipient's server that refuses a mailbox for good (a hard bounce).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -56,12 +57,7 @@ impl MailDev {
     /// `None` (the test is skipped) when MailDev is not installed, unless
     /// `MARKETER_REQUIRE_MAIL` says CI must have it.
     pub async fn start() -> Option<Self> {
-        if !root().join("target/maildev/node_modules/.bin/maildev").exists() {
-            assert!(
-                std::env::var_os("MARKETER_REQUIRE_MAIL").is_none(),
-                "MARKETER_REQUIRE_MAIL is set but maildev is not installed under target/maildev"
-            );
-            eprintln!("skipping: maildev is not installed under target/maildev (bash .ci/run installs it)");
+        if !maildev_installed() {
             return None;
         }
         let mut mail =
@@ -73,14 +69,7 @@ impl MailDev {
     /// Points a server at this SMTP server (plain SMTP on 127.0.0.1; the
     /// outbox looked at five times a second).
     pub fn configure(&self, options: ServerOptions) -> ServerOptions {
-        options
-            .env("MARKETER_SMTP_HOST", "127.0.0.1")
-            .env("MARKETER_SMTP_PORT", &self.smtp_port.to_string())
-            .env("MARKETER_SMTP_TLS", "none")
-            .env("MARKETER_SMTP_FROM", "Marketer <marketer@example.com>")
-            .env("MARKETER_SMTP_TIMEOUT_MS", "5000")
-            .env("MARKETER_MAIL_POLL_MS", "200")
-            .env("MARKETER_MAIL_DIGEST_CHECK_MS", "300")
+        smtp_on(options, self.smtp_port)
     }
 
     /// Stops the SMTP server (what it received is forgotten).
@@ -152,6 +141,79 @@ impl MailDev {
             self.to(to).await.into_iter().find(|m| m.subject.contains(subject))
         })
         .await
+    }
+}
+
+/// Points a server at a plain SMTP server on 127.0.0.1:`port` (the outbox
+/// looked at five times a second).
+fn smtp_on(options: ServerOptions, port: u16) -> ServerOptions {
+    options
+        .env("MARKETER_SMTP_HOST", "127.0.0.1")
+        .env("MARKETER_SMTP_PORT", &port.to_string())
+        .env("MARKETER_SMTP_TLS", "none")
+        .env("MARKETER_SMTP_FROM", "Marketer <marketer@example.com>")
+        .env("MARKETER_SMTP_TIMEOUT_MS", "5000")
+        .env("MARKETER_MAIL_POLL_MS", "200")
+        .env("MARKETER_MAIL_DIGEST_CHECK_MS", "300")
+}
+
+/// Whether the npm packages the mail tests need are here: `None` skips the
+/// test, unless `MARKETER_REQUIRE_MAIL` says CI must have them.
+fn maildev_installed() -> bool {
+    if root().join("target/maildev/node_modules/.bin/maildev").exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("MARKETER_REQUIRE_MAIL").is_none(),
+        "MARKETER_REQUIRE_MAIL is set but maildev is not installed under target/maildev"
+    );
+    eprintln!("skipping: maildev is not installed under target/maildev (bash .ci/run installs it)");
+    false
+}
+
+/// A mail server that refuses every recipient whose local part starts
+/// with `bounce` for good (`550 5.1.1`, as for a mailbox that does not
+/// exist) and accepts the rest: `tests/mail/bouncer.js`, on the SMTP
+/// server library MailDev is built on.
+#[derive(Debug)]
+pub struct Bouncer {
+    pub port: u16,
+    child: Child,
+}
+
+impl Bouncer {
+    pub async fn start() -> Option<Self> {
+        if !maildev_installed() {
+            return None;
+        }
+        let port = free_port();
+        let child = Command::new("node")
+            .arg(root().join("tests/mail/bouncer.js"))
+            .arg(port.to_string())
+            .arg(root().join("target/maildev/node_modules"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tests/mail/bouncer.js");
+        let smtp = format!("127.0.0.1:{port}");
+        eventually(Duration::from_secs(20), "the bouncing SMTP server's port", || {
+            let smtp = smtp.clone();
+            async move { tokio::net::TcpStream::connect(&smtp).await.ok().map(|_| ()) }
+        })
+        .await;
+        Some(Self { port, child })
+    }
+
+    /// Points a server at it.
+    pub fn configure(&self, options: ServerOptions) -> ServerOptions {
+        smtp_on(options, self.port)
+    }
+}
+
+impl Drop for Bouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

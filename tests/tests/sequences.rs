@@ -7,12 +7,13 @@
 //! killed and started again; every message carries the unsubscribe link
 //! (and the one-click header) and the postal address; the link works with
 //! no sign-in, at once: the next step is never sent and no sequence can be
-//! started for that address again.
+//! started for that address again. A hard bounce (the recipient's server
+//! refusing the mailbox for good) suppresses the address the same way.
 
 use std::time::Duration;
 
 use marketer_tests::fleet::{EMAIL, PASSWORD};
-use marketer_tests::mail::{MailDev, Received};
+use marketer_tests::mail::{Bouncer, MailDev, Received};
 use marketer_tests::{Api, ServerOptions, ServerProcess, TempDatabase, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -20,7 +21,11 @@ use serde_json::{Value, json};
 const POSTAL: &str = "Elm Realty, 400 Main Street, Springfield, IL 62701";
 
 fn options(data: &std::path::Path, mail: &MailDev, db: &TempDatabase) -> ServerOptions {
-    mail.configure(ServerOptions::new(data))
+    on_database(mail.configure(ServerOptions::new(data)), db)
+}
+
+fn on_database(options: ServerOptions, db: &TempDatabase) -> ServerOptions {
+    options
         .env("MARKETER_BOOTSTRAP_EMAIL", EMAIL)
         .env("MARKETER_BOOTSTRAP_PASSWORD", PASSWORD)
         .env("MARKETER_DATABASE_URL", &db.url)
@@ -236,4 +241,83 @@ async fn follow_up_steps_go_out_once_in_order_across_replicas_and_a_restart_and_
     again.kill();
     pool.close().await;
     db.drop_database().await;
+}
+
+/// A hard bounce: the recipient's mail server refuses the mailbox for good
+/// (`550 5.1.1` to `RCPT TO`). The message is failed, not retried; in the
+/// same transaction the address is suppressed for the tenant's sequences,
+/// the lead's sequences stop and its timeline says why, and no sequence
+/// can start for it again. Another lead's message goes out as usual.
+#[tokio::test]
+async fn a_hard_bounce_suppresses_the_address_and_stops_its_sequences() {
+    let Some(bouncer) = Bouncer::start().await else { return };
+    let Some(db) = TempDatabase::create().await else { return };
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::spawn(&on_database(bouncer.configure(ServerOptions::new(data.path())), &db));
+    let api = Api::login(&server.base_url, EMAIL, PASSWORD).await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let (_, mut settings) = call(&api, Method::GET, "/real-estate-settings", None).await;
+    settings["postal_address"] = json!(POSTAL);
+    assert_eq!(call(&api, Method::PUT, "/real-estate-settings", Some(settings)).await.0, 200);
+    let (_, templates) = call(&api, Method::GET, "/sequences", None).await;
+    let sequence = templates[0]["id"].clone();
+
+    let mut leads = Vec::new();
+    for email in ["bounce-ana@example.com", "bo@example.com"] {
+        let (status, lead) =
+            call(&api, Method::POST, "/leads", Some(json!({ "name": "Ana Bo", "email": email }))).await;
+        assert_eq!(status, 201, "{lead}");
+        let id = lead["id"].as_str().unwrap().to_owned();
+        let start = json!({ "sequence_id": sequence });
+        let (status, run) = call(&api, Method::POST, &format!("/leads/{id}/sequences"), Some(start)).await;
+        assert_eq!(status, 201, "{run}");
+        advance(&pool, email).await;
+        leads.push(id);
+    }
+    let outcomes: Vec<(String, String, Option<String>)> =
+        eventually(Duration::from_secs(30), "both first steps to end", || async {
+            let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+                "SELECT to_address, state, last_error FROM email_outbox WHERE purpose = 'marketing' \
+                 AND state IN ('sent', 'failed') ORDER BY to_address",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            (rows.len() == 2).then_some(rows)
+        })
+        .await;
+    assert_eq!((outcomes[0].0.as_str(), outcomes[0].1.as_str()), ("bo@example.com", "sent"), "{outcomes:?}");
+    assert_eq!(
+        (outcomes[1].0.as_str(), outcomes[1].1.as_str()),
+        ("bounce-ana@example.com", "failed"),
+        "{outcomes:?}"
+    );
+    assert!(outcomes[1].2.as_deref().unwrap_or_default().contains("550"), "{outcomes:?}");
+
+    let (_, runs) = call(&api, Method::GET, &format!("/leads/{}/sequences", leads[0]), None).await;
+    assert_eq!(runs[0]["state"], "stopped", "{runs}");
+    assert!(runs[0]["stop_reason"].as_str().unwrap().contains("bounced"), "{runs}");
+    assert_eq!(runs[0]["sends"][0]["mail_state"], "failed", "{runs}");
+    let (_, lead) = call(&api, Method::GET, &format!("/leads/{}", leads[0]), None).await;
+    let bounced = lead["timeline"].as_array().unwrap().iter().find(|e| e["kind"] == "email_bounced");
+    assert!(bounced.is_some_and(|e| e["body"].as_str().unwrap().contains("550")), "{lead}");
+    let reason: String = sqlx::query_scalar(
+        "SELECT reason FROM marketing_suppressions WHERE email_normalized = 'bounce-ana@example.com'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(reason, "bounced");
+    let start = json!({ "sequence_id": sequence });
+    let (status, refused) =
+        call(&api, Method::POST, &format!("/leads/{}/sequences", leads[0]), Some(start)).await;
+    assert_eq!((status, refused["error"]["details"]["field"].as_str()), (422, Some("lead_id")), "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("bounced"), "{refused}");
+    // Bo's sequence goes on to its next step.
+    let (_, runs) = call(&api, Method::GET, &format!("/leads/{}/sequences", leads[1]), None).await;
+    assert_eq!(
+        (runs[0]["state"].as_str(), runs[0]["next_step"].as_i64()),
+        (Some("active"), Some(1)),
+        "{runs}"
+    );
 }

@@ -1176,6 +1176,50 @@ async fn a_realtor_enters_a_property_with_photos_and_generates_a_kit_from_it() {
     browser.wait_for_text("h1", "the templates", |t| t == "Follow-up sequences").await;
     browser.check_page("sequences").await;
 
+    // A step drafted for review: the lead's owner reads the e-mail on the
+    // lead's page, changes it and sends it (the postal address must stay).
+    let reviewed = json!({ "name": "Reviewed welcome", "auto_start": false, "steps": [
+        { "wait": 0, "unit": "minutes", "subject": "Welcome, {{first_name}}",
+          "body": "Hi {{first_name}}, thanks for asking about {{property}}.", "review": true }] });
+    let (status, sequence) = fleet.call(Method::POST, "/sequences", Some(reviewed)).await;
+    assert_eq!(status, 201, "{sequence}");
+    let (status, dora) = fleet
+        .call(Method::POST, "/leads", Some(json!({ "name": "Dora Buyer", "email": "dora@example.com" })))
+        .await;
+    assert_eq!(status, 201, "{dora}");
+    let dora = dora["id"].as_str().unwrap().to_owned();
+    let start = json!({ "sequence_id": sequence["id"] });
+    assert_eq!(fleet.call(Method::POST, &format!("/leads/{dora}/sequences"), Some(start)).await.0, 201);
+    let mut drafted = false;
+    for attempt in 0..30 {
+        // (A new address each time: the same one with a fragment would not reload.)
+        browser.goto(&tenant_url(&fleet, &format!("/leads/{dora}?attempt={attempt}#follow-up"))).await;
+        if browser.has("form.follow-up-draft").await {
+            drafted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    assert!(drafted, "the notifier drafts the e-mail within a sweep");
+    browser.check_page("lead-follow-up-draft").await;
+    let body = "form.follow-up-draft textarea[name='body']";
+    browser.fill(body, "Hi Dora, Saturday at 10 works.").await;
+    browser.click("form.follow-up-draft button[value='send']").await;
+    let refused = browser
+        .wait_for_text("form.follow-up-draft .error", "the refusal", |t| t.contains("postal address"))
+        .await;
+    assert!(refused.contains("400 Main Street"), "{refused}");
+    let kept =
+        browser.eval("document.querySelector(\"form.follow-up-draft textarea[name='body']\").value").await;
+    assert_eq!(kept.as_str(), Some("Hi Dora, Saturday at 10 works."), "the typed text is kept");
+    browser
+        .fill(body, "Hi Dora, Saturday at 10 works.\n\nElm Realty, 400 Main Street, Springfield, IL 62701")
+        .await;
+    browser.click("form.follow-up-draft button[value='send']").await;
+    browser.wait_for_text("#follow-up", "the sent draft", |t| !t.contains("waits for your review")).await;
+    let timeline = browser.text("#timeline").await;
+    assert!(timeline.contains("sent after review"), "{timeline}");
+
     // Scoring weights fitted to the office's own outcomes: ten won leads
     // asked for viewings, ten lost ones gave every detail and never wrote.
     browser.goto(&tenant_url(&fleet, "/leads#scoring")).await;

@@ -255,6 +255,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(sequences::get, sequences::update, sequences::delete))
         .routes(routes!(sequences::lead_list, sequences::start))
         .routes(routes!(sequences::stop))
+        .routes(routes!(sequences::decide_draft))
 }
 
 /// The OpenAPI document of the API, as served at `/api/v1/openapi.json`.

@@ -139,6 +139,11 @@ pub enum Handover {
         permanent: bool,
         error: String,
     },
+    /// The server refused the recipient for good (a 5xx to `RCPT TO`: no
+    /// such mailbox, or a domain that takes no mail): a hard bounce.
+    Bounced {
+        error: String,
+    },
     /// Nothing was handed over (the connection failed before the body).
     NotSent {
         error: String,
@@ -251,7 +256,9 @@ impl Session {
             .await
             .map_err(answer)?;
         for to in outgoing.envelope.to() {
-            step(t, "RCPT TO", self.conn.command(Rcpt::new(to.clone(), vec![]))).await.map_err(answer)?;
+            step(t, "RCPT TO", self.conn.command(Rcpt::new(to.clone(), vec![]))).await.map_err(|e| {
+                if e.refused == Some(true) { Handover::Bounced { error: e.message } } else { answer(e) }
+            })?;
         }
         step(t, "DATA", self.conn.command(Data)).await.map_err(answer)?;
         Ok(())

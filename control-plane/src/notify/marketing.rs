@@ -6,7 +6,7 @@
 use super::Notifier;
 use crate::auth::tokens::{OpaqueToken, TokenKind};
 use crate::domain::{Email, Timestamp, new_id};
-use crate::store::{DueStep, MailPurpose, NewMail, QueuedStep, StepOutcome};
+use crate::store::{Audience, DueStep, MailPurpose, NewMail, NewNotice, NoticeKind, QueuedStep, StepOutcome};
 
 /// The merge fields a template may use.
 pub const MERGE_FIELDS: [&str; 5] = ["first_name", "name", "property", "agent_name", "agent_contact"];
@@ -156,8 +156,25 @@ impl Notifier {
             link: None,
             secret_link: Some(self.seal_link(Some(e.tenant_id), &path)?),
         };
-        let queued =
-            QueuedStep { enrollment_id: e.id, step: e.next_step, next_at, mail, token_hash: token.hash };
+        // A step drafted for review: its lead's owner (or, with none, the
+        // organisation's admins) is told; no personal data in the notice.
+        let notice = e.steps.get(step).filter(|s| s.review).map(|_| NewNotice {
+            tenant_id: Some(e.tenant_id),
+            kind: NoticeKind::FollowUpDraft,
+            audience: d.lead.owner_id.map_or(Audience::Admins, Audience::User),
+            title: format!("A follow-up e-mail of \u{201c}{}\u{201d} waits for your review", e.sequence_name),
+            body: "Read it, change it if you like, and send or skip it on the lead's page.".into(),
+            link: Some(format!("/t/{}/leads/{}#follow-up", e.tenant_id, e.lead_id)),
+            dedupe_key: Some(format!("follow-up-draft:{}:{}", e.id, e.next_step)),
+        });
+        let queued = QueuedStep {
+            enrollment_id: e.id,
+            step: e.next_step,
+            next_at,
+            mail,
+            token_hash: token.hash,
+            notice,
+        };
         Ok(self.store.queue_step(&queued, now).await?)
     }
 }

@@ -291,6 +291,7 @@ impl Notifier {
         match h {
             mail::Handover::Accepted => MailOutcome::Sent,
             mail::Handover::Refused { permanent: true, error } => MailOutcome::Failed { error },
+            mail::Handover::Bounced { error } => MailOutcome::Bounced { error },
             mail::Handover::Refused { permanent: false, error } | mail::Handover::NotSent { error } => {
                 MailOutcome::Retry { at: retry_at(m.attempts), error }
             }
@@ -305,6 +306,9 @@ impl Notifier {
                 tracing::warn!(mail = %m.id, %error, "e-mail not sent; will retry");
             }
             MailOutcome::Failed { error } => tracing::warn!(mail = %m.id, %error, "e-mail refused for good"),
+            MailOutcome::Bounced { error } => {
+                tracing::warn!(mail = %m.id, %error, "the recipient was refused for good (a hard bounce)");
+            }
             MailOutcome::Unknown { error } => {
                 tracing::error!(mail = %m.id, %error, "e-mail outcome unknown; not sent again unless an admin asks");
             }

@@ -125,6 +125,8 @@ pub const LEAD_CREATE: &str = "lead.create";
 pub const LEAD_UPDATE: &str = "lead.update";
 pub const LEAD_SEQUENCE_START: &str = "lead.sequence_start";
 pub const LEAD_SEQUENCE_STOP: &str = "lead.sequence_stop";
+/// A follow-up e-mail drafted for review, sent or skipped (`details.decision`).
+pub const LEAD_FOLLOW_UP_DECIDE: &str = "lead.follow_up_decide";
 /// Not a route of the API: someone used an unsubscribe link.
 pub const LEAD_UNSUBSCRIBE: &str = "lead.unsubscribe";
 pub const LEAD_SCORING_FIT: &str = "lead_scoring.fit";
@@ -228,6 +230,7 @@ pub const ALL: &[&str] = &[
     LEAD_UPDATE,
     LEAD_SEQUENCE_START,
     LEAD_SEQUENCE_STOP,
+    LEAD_FOLLOW_UP_DECIDE,
     LEAD_UNSUBSCRIBE,
     LEAD_SCORING_FIT,
     LEAD_SCORING_RESET,

@@ -96,7 +96,8 @@ pub use reviews::{
     StepIn, StepStanding, StepView, WaitingReview, WorkflowIn, WorkflowView,
 };
 pub use sequences::{
-    EnrollmentView, SequenceIn, SequenceStepIn, SequenceStepView, SequenceView, StartSequence,
+    DecideDraft, DraftChoice, EnrollmentView, SequenceIn, SequenceStepIn, SequenceStepView, SequenceView,
+    StartSequence,
 };
 pub use tenants::{CreateTenant, Me, UpdateTenant};
 

@@ -12,7 +12,9 @@ use super::{App, RequestMeta, TenantAccess, actions, audit_event};
 use crate::domain::{Permission, Timestamp, new_id};
 use crate::error::{Error, FoundExt, NotFoundExt, Result};
 use crate::notify::marketing::{MERGE_FIELDS, unknown_fields, unsubscribe_hash};
-use crate::store::{Actor, Enrollment, EnrollmentState, Outcome, Sequence, SequenceStep, StepSend};
+use crate::store::{
+    Actor, DraftDecision, Enrollment, EnrollmentState, Outcome, Sequence, SequenceStep, StepSend,
+};
 
 /// Steps a sequence may have.
 const MAX_STEPS: usize = 10;
@@ -32,6 +34,10 @@ pub struct SequenceStepIn {
     /// details, postal address and unsubscribe link are added to every
     /// message.
     pub body: String,
+    /// Draft the e-mail for a person to read, change, and send or skip,
+    /// instead of sending it by itself (the next step waits for that).
+    #[serde(default)]
+    pub review: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -51,6 +57,7 @@ pub struct SequenceStepView {
     pub wait_minutes: i64,
     pub subject: String,
     pub body: String,
+    pub review: bool,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -88,6 +95,26 @@ pub struct StartSequence {
     pub sequence_id: Uuid,
 }
 
+/// What to do with a follow-up e-mail drafted for review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DraftChoice {
+    Send,
+    Skip,
+}
+
+/// A person's decision on a drafted follow-up e-mail: send it (with the
+/// subject and body as changed; the draft's own when absent) or skip it.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecideDraft {
+    pub decision: DraftChoice,
+    pub subject: Option<String>,
+    /// Plain text; it must keep the sender's postal address. The
+    /// unsubscribe link is added when it is sent.
+    pub body: Option<String>,
+}
+
 fn step_view(s: &SequenceStep) -> SequenceStepView {
     let (wait, unit) = if s.wait_minutes > 0 && s.wait_minutes % (24 * 60) == 0 {
         (s.wait_minutes / (24 * 60), "days")
@@ -102,6 +129,7 @@ fn step_view(s: &SequenceStep) -> SequenceStepView {
         wait_minutes: s.wait_minutes,
         subject: s.subject.clone(),
         body: s.body.clone(),
+        review: s.review,
     }
 }
 
@@ -185,6 +213,7 @@ impl SequenceIn {
                 wait_minutes,
                 subject: checked_text(&at("subject"), &s.subject, 200)?.replace(['\r', '\n'], " "),
                 body: checked_text(&at("body"), &s.body, 5_000)?,
+                review: s.review,
             });
         }
         Ok((name.to_owned(), steps))
@@ -198,6 +227,7 @@ fn default_sequences(tenant_id: Uuid, now: Timestamp) -> Vec<Sequence> {
         wait_minutes,
         subject: subject.into(),
         body: body.into(),
+        review: false,
     };
     vec![Sequence {
         id: new_id(),
@@ -331,6 +361,67 @@ impl App {
             .or_not_found("sequence")
     }
 
+    /// Sends (as changed) or skips a follow-up e-mail drafted for review;
+    /// the sequence's next step waits from now.
+    pub async fn decide_follow_up_draft(
+        &self,
+        access: &TenantAccess,
+        lead_id: Uuid,
+        mail_id: Uuid,
+        req: DecideDraft,
+    ) -> Result<()> {
+        access.require(Permission::ActivitiesUpdate)?;
+        self.store.lead(access.tenant_id, lead_id).await.found("lead")?;
+        let draft = self
+            .store
+            .enrollments(access.tenant_id, lead_id)
+            .await?
+            .into_iter()
+            .flat_map(|e| e.sends)
+            .find(|s| s.mail_id == mail_id)
+            .ok_or(Error::NotFound("draft"))?;
+        let decision = match req.decision {
+            DraftChoice::Skip => DraftDecision::Skip,
+            DraftChoice::Send => {
+                let (Some(subject), Some(body)) =
+                    (req.subject.or(draft.draft_subject), req.body.or(draft.draft_body))
+                else {
+                    return Err(Error::Conflict {
+                        code: "draft_decided",
+                        message: "this e-mail is no longer a draft: it was sent or skipped already, or dropped when its sequence stopped".into(),
+                    });
+                };
+                let subject = draft_text("subject", &subject, 200)?.replace(['\r', '\n'], " ");
+                let body = draft_text("body", &body, 20_000)?;
+                let postal = self
+                    .store
+                    .real_estate_settings(access.tenant_id)
+                    .await?
+                    .map(|s| s.postal_address)
+                    .unwrap_or_default();
+                let postal = postal.trim();
+                if !postal.is_empty() && !body.contains(postal) {
+                    return Err(Error::invalid(
+                        "body",
+                        format!(
+                            "keep the sender's postal address ({postal}) in the e-mail: the law requires it in marketing e-mail"
+                        ),
+                    ));
+                }
+                DraftDecision::Send { subject, body }
+            }
+        };
+        let decided = if req.decision == DraftChoice::Send { "send" } else { "skip" };
+        let audit = access
+            .audit(actions::LEAD_FOLLOW_UP_DECIDE)
+            .resource("lead", lead_id)
+            .details(serde_json::json!({ "mail_id": mail_id, "decision": decided }));
+        self.store
+            .decide_draft(access.tenant_id, lead_id, mail_id, &decision, access.caller.creator_id(), &audit)
+            .await
+            .or_not_found("draft")
+    }
+
     /// An unsubscribe link, used: no sign-in, effective at once. `false`
     /// for an unknown link.
     pub async fn unsubscribe(&self, token: &str, meta: &RequestMeta) -> Result<bool> {
@@ -345,12 +436,33 @@ impl App {
     }
 }
 
+/// A drafted e-mail's subject or body as a person changed it.
+fn draft_text(field: &str, value: &str, max: usize) -> Result<String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    if value.chars().count() > max {
+        return Err(Error::invalid(field, format!("must be at most {max} characters")));
+    }
+    if value.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(value.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn step(wait: i64, unit: &str, body: &str) -> SequenceStepIn {
-        SequenceStepIn { wait, unit: unit.into(), subject: "Hello {{first_name}}".into(), body: body.into() }
+        SequenceStepIn {
+            wait,
+            unit: unit.into(),
+            subject: "Hello {{first_name}}".into(),
+            body: body.into(),
+            review: false,
+        }
     }
 
     #[test]

@@ -23,6 +23,10 @@ macro_rules! text_enum {
             Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
             strum::EnumString, strum::IntoStaticStr, strum::Display, strum::EnumIter,
         )]
+        // Every text is its variant's name in snake case; said once more
+        // for the OpenAPI document, which does not read the per-variant
+        // renames through the macro.
+        #[serde(rename_all = "snake_case")]
         pub enum $name {
             $(
                 #[serde(rename = $text)]
@@ -70,10 +74,39 @@ text_enum!(
         OwnerChanged = "owner_changed",
         SequenceStarted = "sequence_started",
         EmailQueued = "email_queued",
+        EmailDrafted = "email_drafted",
         SequenceStopped = "sequence_stopped",
         Unsubscribed = "unsubscribed",
+        EmailBounced = "email_bounced",
     }
 );
+
+/// Why no sequence of a tenant mails an address again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suppression {
+    /// The person unsubscribed (a link, the one-click header, or a member
+    /// setting the status).
+    Unsubscribed,
+    /// The address's mail server refused it for good.
+    Bounced,
+}
+
+impl Suppression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unsubscribed => "unsubscribed",
+            Self::Bounced => "bounced",
+        }
+    }
+
+    /// What a stopped sequence says.
+    pub fn stop_reason(self) -> &'static str {
+        match self {
+            Self::Unsubscribed => "unsubscribed",
+            Self::Bounced => "the address bounced (its mail server refused it for good)",
+        }
+    }
+}
 
 /// One named signal of a score: its value (0 to 1), its weight, and what
 /// it added.

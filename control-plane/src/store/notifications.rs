@@ -67,6 +67,8 @@ pub enum NoticeKind {
     Invitation,
     /// A lead of yours (or, with no owner, of the organisation) wrote in.
     LeadArrived,
+    /// A follow-up e-mail to one of your leads waits for your review.
+    FollowUpDraft,
 }
 
 impl NoticeKind {
@@ -96,6 +98,7 @@ impl NoticeKind {
             NoticeKind::AgentCertificateExpiring => "An agent's certificate expires soon (admins)",
             NoticeKind::Invitation => "I am invited to an organisation",
             NoticeKind::LeadArrived => "A lead writes in through a listing page",
+            NoticeKind::FollowUpDraft => "A follow-up e-mail to your lead waits for your review",
         }
     }
 }
@@ -206,6 +209,9 @@ pub enum MailPurpose {
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum MailState {
+    /// Written, waiting for a person to send or skip it (a follow-up step
+    /// drafted for review); never sent as it is.
+    Draft,
     /// Waiting for its time (`next_attempt_at`).
     Pending,
     /// A replica holds it; nothing has been handed to the SMTP server.
@@ -268,6 +274,12 @@ pub enum MailOutcome {
     Failed {
         error: String,
     },
+    /// The recipient was refused for good (a hard bounce): failed, and a
+    /// marketing message's address is suppressed for the tenant's
+    /// sequences, which stop, in the same transaction.
+    Bounced {
+        error: String,
+    },
     /// The connection broke after the message was handed over.
     Unknown {
         error: String,
@@ -277,6 +289,8 @@ pub enum MailOutcome {
 /// An organisation's outbox at a glance, for its admins.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct MailSummary {
+    /// Follow-up e-mails drafted for review, waiting for a person.
+    pub drafts: i64,
     pub pending: i64,
     pub sent: i64,
     pub failed: i64,
@@ -371,7 +385,8 @@ pub trait NotificationStore {
     /// Messages left `sending` by a replica that stopped: `unknown`.
     async fn expire_mail_leases(&self, now: Timestamp) -> Result<u64>;
     async fn mail_summary(&self, tenant_id: Uuid) -> Result<MailSummary>;
-    /// Sends a failed or unknown message of the tenant again.
+    /// Sends a failed or unknown message of the tenant again (never a
+    /// failed marketing e-mail: it was bounced, skipped or unsubscribed).
     async fn resend_mail(&self, tenant_id: Uuid, id: Uuid, audit: &NewAuditEvent) -> Result<()>;
 
     // E-mailed links.

@@ -24,6 +24,10 @@ pub struct SequenceStep {
     /// With merge fields such as `{{first_name}}`.
     pub subject: String,
     pub body: String,
+    /// Drafted for a person to read, change, and send or skip, instead of
+    /// sent by itself; the next step waits for that decision.
+    #[serde(default)]
+    pub review: bool,
 }
 
 /// A tenant's sequence template.
@@ -74,6 +78,9 @@ pub struct StepSend {
     pub mail_state: Option<MailState>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub sent_at: Option<Timestamp>,
+    /// While it is a draft waiting for review: its subject and body.
+    pub draft_subject: Option<String>,
+    pub draft_body: Option<String>,
 }
 
 /// A lead's run through a sequence.
@@ -117,6 +124,19 @@ pub struct QueuedStep {
     pub mail: NewMail,
     /// The hash of the unsubscribe link's token the e-mail carries.
     pub token_hash: Vec<u8>,
+    /// For a step drafted for review: who is told it waits.
+    pub notice: Option<super::NewNotice>,
+}
+
+/// What a person decided about a drafted step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DraftDecision {
+    /// Send it, with this subject and body.
+    Send {
+        subject: String,
+        body: String,
+    },
+    Skip,
 }
 
 /// What queuing a step did.
@@ -164,6 +184,18 @@ pub trait SequenceStore {
     async fn due_steps(&self, now: Timestamp, limit: i64) -> Result<Vec<DueStep>>;
     /// Queues a step's e-mail and moves the enrollment on, once.
     async fn queue_step(&self, step: &QueuedStep, now: Timestamp) -> Result<StepOutcome>;
+    /// Sends or skips a step drafted for review (`mail_id`, one of the
+    /// lead's), once: `Conflict` when it is no longer a draft (decided, or
+    /// dropped when the sequence stopped). The next step's wait starts now.
+    async fn decide_draft(
+        &self,
+        tenant_id: Uuid,
+        lead_id: Uuid,
+        mail_id: Uuid,
+        decision: &DraftDecision,
+        actor_id: Option<Uuid>,
+        audit: &NewAuditEvent,
+    ) -> Result<()>;
     /// Uses an unsubscribe link: the address is never mailed by a sequence
     /// of the tenant again, its running sequences stop and its queued
     /// marketing e-mail is dropped, at once. The tenant's and the lead's

@@ -556,11 +556,27 @@ struct FollowUpStep {
     when: String,
     state: String,
     class: &'static str,
+    /// A drafted e-mail waiting for review: the form to send or skip it.
+    draft: Option<DraftForm>,
 }
+
+struct DraftForm {
+    /// The drafted message's id, for unique element ids.
+    id: String,
+    action: String,
+    subject: String,
+    body: String,
+}
+
+/// A draft's subject and body as the person last typed them (a refused
+/// form shown again keeps them).
+type Typed = Option<(Uuid, String, String)>;
 
 struct FollowUpRow {
     name: String,
     state: &'static str,
+    /// Still running: it can be stopped.
+    running: bool,
     reason: String,
     steps: Vec<FollowUpStep>,
     stop_action: String,
@@ -572,6 +588,7 @@ fn follow_up_rows(
     page: &TenantPage,
     lead_id: Uuid,
     enrollments: Vec<crate::service::EnrollmentView>,
+    typed: &Typed,
 ) -> Vec<FollowUpRow> {
     use crate::store::{EnrollmentState, MailState};
     enrollments
@@ -584,9 +601,22 @@ fn follow_up_rows(
                 .map(|(i, step)| {
                     let i = i64::try_from(i).unwrap_or(i64::MAX);
                     let send = e.sends.iter().find(|s| s.step == i);
+                    let draft = send.and_then(|s| {
+                        let (subject, body) = match typed {
+                            Some((id, subject, body)) if *id == s.mail_id => (subject.clone(), body.clone()),
+                            _ => (s.draft_subject.clone()?, s.draft_body.clone()?),
+                        };
+                        Some(DraftForm {
+                            id: s.mail_id.to_string(),
+                            action: page.path(&format!("/leads/{lead_id}/drafts/{}", s.mail_id)),
+                            subject,
+                            body,
+                        })
+                    });
                     let (state, class, when) = match send {
                         Some(s) => {
                             let (state, class) = match s.mail_state {
+                                Some(MailState::Draft) => ("waits for your review", "badge warn"),
                                 Some(MailState::Sent) => ("sent", "badge good"),
                                 Some(MailState::Failed) => ("not sent", "badge bad"),
                                 Some(MailState::Unknown) => ("outcome unknown", "badge warn"),
@@ -595,19 +625,31 @@ fn follow_up_rows(
                             };
                             (state, class, When::of(s.sent_at.unwrap_or(s.queued_at)).text)
                         }
-                        None if e.state == EnrollmentState::Active && i == e.next_step => {
-                            ("due", "badge", e.next_at.map(|t| When::of(t).text).unwrap_or_default())
-                        }
+                        None if e.state == EnrollmentState::Active && i == e.next_step => match e.next_at {
+                            Some(t) => ("due", "badge", When::of(t).text),
+                            None => (
+                                "waiting",
+                                "muted",
+                                format!(
+                                    "{} {} after the draft above is sent or skipped",
+                                    step.wait, step.unit
+                                ),
+                            ),
+                        },
                         None if e.state == EnrollmentState::Active => {
                             ("waiting", "muted", format!("{} {} after the previous", step.wait, step.unit))
                         }
                         None => ("not sent", "muted", String::new()),
                     };
-                    FollowUpStep { subject: step.subject.clone(), when, state: state.into(), class }
+                    FollowUpStep { subject: step.subject.clone(), when, state: state.into(), class, draft }
                 })
                 .collect();
             FollowUpRow {
+                running: e.state == EnrollmentState::Active,
                 state: match e.state {
+                    _ if e.sends.iter().any(|s| s.mail_state == Some(MailState::Draft)) => {
+                        "waiting for review"
+                    }
                     EnrollmentState::Active => "active",
                     EnrollmentState::Finished => "finished",
                     EnrollmentState::Stopped => "stopped",
@@ -626,6 +668,16 @@ async fn lead_page(
     page: TenantPage,
     id: Uuid,
     errors: FormErrors,
+) -> Result<Response, UiError> {
+    lead_page_typed(state, page, id, errors, None).await
+}
+
+async fn lead_page_typed(
+    state: &ApiState,
+    page: TenantPage,
+    id: Uuid,
+    errors: FormErrors,
+    typed: Typed,
 ) -> Result<Response, UiError> {
     let lead = state.app.lead(&page.access, id).await?;
     let mut properties = Vec::new();
@@ -654,8 +706,12 @@ async fn lead_page(
                     None => "A follow-up sequence started".into(),
                 },
                 crate::store::LeadEventKind::EmailQueued => "A follow-up e-mail was queued".into(),
+                crate::store::LeadEventKind::EmailDrafted => {
+                    "A follow-up e-mail was drafted for review".into()
+                }
                 crate::store::LeadEventKind::SequenceStopped => "Follow-up stopped".into(),
                 crate::store::LeadEventKind::Unsubscribed => format!("{} unsubscribed", lead.name),
+                crate::store::LeadEventKind::EmailBounced => "A follow-up e-mail bounced".into(),
             };
             TimelineRow { what, body: e.body.clone(), when: When::of(e.created_at) }
         })
@@ -676,7 +732,7 @@ async fn lead_page(
         action: page.path(&format!("/leads/{id}")),
         can_write: page.can(Permission::ActivitiesUpdate),
         consent: lead.consent_at.map(When::of),
-        follow_ups: follow_up_rows(&page, id, state.app.lead_sequences(&page.access, id).await?),
+        follow_ups: follow_up_rows(&page, id, state.app.lead_sequences(&page.access, id).await?, &typed),
         sequences: state
             .app
             .sequences(&page.access)
@@ -810,6 +866,40 @@ pub async fn start_sequence(
             let mut errors = FormErrors::default();
             errors.add("sequence_id", super::page::capitalise(&message));
             lead_page(&state, page, id, errors).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DraftSubmit {
+    decision: Option<String>,
+    subject: Option<String>,
+    body: Option<String>,
+}
+
+/// Sends (as changed) or skips a follow-up e-mail drafted for review.
+pub async fn decide_draft(
+    State(state): State<ApiState>,
+    Path((_, id, message_id)): Path<(Uuid, Uuid, Uuid)>,
+    submit: Submit<DraftSubmit>,
+) -> Result<Response, UiError> {
+    use crate::service::{DecideDraft, DraftChoice};
+    let Submit { page, form } = submit;
+    let decision =
+        if form.decision.as_deref() == Some("skip") { DraftChoice::Skip } else { DraftChoice::Send };
+    let (subject, body) = (form.subject.unwrap_or_default(), form.body.unwrap_or_default());
+    let req = DecideDraft {
+        decision,
+        subject: (decision == DraftChoice::Send).then(|| subject.clone()),
+        body: (decision == DraftChoice::Send).then(|| body.clone()),
+    };
+    match state.app.decide_follow_up_draft(&page.access, id, message_id, req).await {
+        Ok(()) => Ok(see_other(&page.path(&format!("/leads/{id}#follow-up")))),
+        Err(Error::Conflict { message, .. } | Error::Invalid { message, .. }) => {
+            let mut errors = FormErrors::default();
+            errors.add("draft", super::page::capitalise(&message));
+            lead_page_typed(&state, page, id, errors, Some((message_id, subject, body))).await
         }
         Err(e) => Err(e.into()),
     }

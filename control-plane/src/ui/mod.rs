@@ -182,6 +182,7 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/leads/{lead_id}", get(leads::show).post(leads::update))
         .route("/leads/{lead_id}/sequences", post(leads::start_sequence))
         .route("/leads/{lead_id}/sequences/{enrollment_id}/stop", post(leads::stop_sequence))
+        .route("/leads/{lead_id}/drafts/{message_id}", post(leads::decide_draft))
         .route("/preview", post(activities::preview))
         .route("/fleet", get(fleet::list))
         .route("/fleet/rows", get(fleet::rows))

@@ -27,6 +27,7 @@ struct StepRow {
     unit: String,
     subject: String,
     body: String,
+    review: bool,
 }
 
 struct Editor {
@@ -76,6 +77,7 @@ fn rows(steps: &[crate::service::SequenceStepView]) -> Vec<StepRow> {
                 unit: s.unit.clone(),
                 subject: s.subject.clone(),
                 body: s.body.clone(),
+                review: s.review,
             },
             None => StepRow {
                 index,
@@ -83,6 +85,7 @@ fn rows(steps: &[crate::service::SequenceStepView]) -> Vec<StepRow> {
                 unit: "days".into(),
                 subject: String::new(),
                 body: String::new(),
+                review: false,
             },
         })
         .collect()
@@ -125,6 +128,7 @@ fn request(form: &HashMap<String, String>) -> (SequenceIn, Vec<StepRow>, FormErr
             unit: get(&format!("unit_{index}")),
             subject: get(&format!("subject_{index}")),
             body: form.get(&format!("body_{index}")).cloned().unwrap_or_default(),
+            review: form.contains_key(&format!("review_{index}")),
         };
         if !(row.subject.is_empty() && row.body.trim().is_empty()) {
             let wait = if row.wait.is_empty() { Some(0) } else { row.wait.parse::<i64>().ok() };
@@ -134,6 +138,7 @@ fn request(form: &HashMap<String, String>) -> (SequenceIn, Vec<StepRow>, FormErr
                     unit: row.unit.clone(),
                     subject: row.subject.clone(),
                     body: row.body.clone(),
+                    review: row.review,
                 }),
                 None => errors.add(&format!("steps[{}].wait", steps.len()), "must be a whole number"),
             }

@@ -47,6 +47,7 @@ struct SettingsPage {
 }
 
 struct MailView {
+    drafts: i64,
     pending: i64,
     sent: i64,
     failed: i64,
@@ -83,6 +84,7 @@ async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> 
     let mail = if can_manage {
         let m = state.app.mail_summary(&page.access).await?;
         Some(MailView {
+            drafts: m.drafts,
             pending: m.pending,
             sent: m.sent,
             failed: m.failed,

@@ -1,5 +1,6 @@
 //! Follow-up sequences: the organisation's templates, and a lead's
-//! sequences (start one, see each step's e-mail, stop it).
+//! sequences (start one, see each step's e-mail, send or skip a step
+//! drafted for review, stop it).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,12 +12,22 @@ use crate::api::error::ErrorBody;
 use crate::api::extract::{Json, Path};
 use crate::api::routes::leads::LeadPath;
 use crate::error::Result;
-use crate::service::{EnrollmentView, SequenceIn, SequenceView, StartSequence, TenantAccess, actions};
+use crate::service::{
+    DecideDraft, EnrollmentView, SequenceIn, SequenceView, StartSequence, TenantAccess, actions,
+};
 
 #[derive(Debug, Deserialize)]
 pub struct SequencePath {
     pub tenant_id: Uuid,
     pub sequence_id: Uuid,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DraftPath {
+    pub tenant_id: Uuid,
+    pub lead_id: Uuid,
+    /// The drafted e-mail (a send's `mail_id`).
+    pub message_id: Uuid,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,5 +141,24 @@ pub async fn stop(
     Path(p): Path<EnrollmentPath>,
 ) -> Result<StatusCode> {
     state.app.stop_lead_sequence(&access, p.lead_id, p.enrollment_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sends (with the subject and body as changed) or skips a follow-up
+/// e-mail a step drafted for review; the sequence's next step waits from
+/// now. 409 `draft_decided` when it is no longer a draft; 422 when the body
+/// lost the sender's postal address.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/leads/{lead_id}/drafts/{message_id}", tag = "leads",
+    operation_id = actions::LEAD_FOLLOW_UP_DECIDE, security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path), ("lead_id" = Uuid, Path), ("message_id" = Uuid, Path)), request_body = DecideDraft,
+    responses((status = 204, description = "sent to the outbox, or skipped"), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn decide_draft(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Path(p): Path<DraftPath>,
+    Json(req): Json<DecideDraft>,
+) -> Result<StatusCode> {
+    state.app.decide_follow_up_draft(&access, p.lead_id, p.message_id, req).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,7 +5,7 @@ use super::properties::{PROPERTY_SELECT, PropertyRow};
 use super::*;
 use crate::store::{
     Band, Lead, LeadChange, LeadEvent, LeadEventKind, LeadFacts, LeadFilter, LeadScore, LeadSource,
-    LeadStatus, LeadStore, NewLead, Property, RealEstateSettings, Scorer, Submission, Submitted,
+    LeadStatus, LeadStore, NewLead, Property, RealEstateSettings, Scorer, Submission, Submitted, Suppression,
 };
 
 #[derive(FromRow)]
@@ -694,7 +694,15 @@ where
                     Self::stop_sequences(&mut tx, tenant_id, id, None, &reason, change.actor_id, now).await?;
                 }
                 LeadStatus::Unsubscribed => {
-                    Self::suppress_lead(&mut tx, tenant_id, id, change.actor_id, now).await?;
+                    Self::suppress_lead(
+                        &mut tx,
+                        tenant_id,
+                        id,
+                        change.actor_id,
+                        Suppression::Unsubscribed,
+                        now,
+                    )
+                    .await?;
                 }
                 _ => {}
             }

@@ -131,6 +131,36 @@ where
     for<'t> &'t str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
+    /// A marketing message's recipient refused for good: the lead's address
+    /// is suppressed for the tenant's sequences (which stop), and its
+    /// timeline says why, in the caller's transaction.
+    async fn marketing_bounced(
+        conn: &mut DB::Connection,
+        id: Uuid,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let lead: Option<(Uuid, Uuid)> = sqlx::query_as(
+            "SELECT l.tenant_id, l.id FROM email_outbox m JOIN leads l ON l.tenant_id = m.tenant_id \
+             AND l.email_normalized = LOWER(m.to_address) WHERE m.id = $1 AND m.purpose = 'marketing'",
+        )
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some((tenant_id, lead_id)) = lead else { return Ok(()) };
+        let body = format!("The recipient's mail server refused it: {}", clip(error));
+        let event = super::leads::NewEvent::by_member(
+            tenant_id,
+            lead_id,
+            None,
+            crate::store::LeadEventKind::EmailBounced,
+            &body,
+            now,
+        );
+        Self::insert_lead_event(conn, &event).await?;
+        Self::suppress_lead(conn, tenant_id, lead_id, None, crate::store::Suppression::Bounced, now).await?;
+        Ok(())
+    }
     /// Writes notices for their audiences, and queues the e-mails their
     /// recipients want now; part of the caller's transaction.
     pub(super) async fn insert_notices(
@@ -489,9 +519,12 @@ where
         let (state, next, error): (&str, Option<Timestamp>, Option<String>) = match outcome {
             MailOutcome::Sent => ("sent", None, None),
             MailOutcome::Retry { at, error } => ("pending", Some(*at), Some(clip(error))),
-            MailOutcome::Failed { error } => ("failed", None, Some(clip(error))),
+            MailOutcome::Failed { error } | MailOutcome::Bounced { error } => {
+                ("failed", None, Some(clip(error)))
+            }
             MailOutcome::Unknown { error } => ("unknown", None, Some(clip(error))),
         };
+        let mut tx = self.write.begin().await?;
         let r = sqlx::query(
             "UPDATE email_outbox SET state = $3, next_attempt_at = COALESCE($4, next_attempt_at), \
              last_error = COALESCE($5, last_error), lease_owner = NULL, lease_expires_at = NULL, \
@@ -506,9 +539,14 @@ where
         .bind(next)
         .bind(error)
         .bind(now)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
-        Ok(DB::rows_affected(&r) == 1)
+        let finished = DB::rows_affected(&r) == 1;
+        if finished && let MailOutcome::Bounced { error } = outcome {
+            Self::marketing_bounced(&mut tx, id, error, now).await?;
+        }
+        tx.commit().await?;
+        Ok(finished)
     }
 
     async fn expire_mail_leases(&self, now: Timestamp) -> Result<u64> {
@@ -532,6 +570,7 @@ where
         let mut summary = MailSummary::default();
         for (state, n) in counts {
             match state.as_str() {
+                "draft" => summary.drafts += n,
                 "pending" | "claimed" | "sending" => summary.pending += n,
                 "sent" => summary.sent += n,
                 "failed" => summary.failed += n,
@@ -542,6 +581,7 @@ where
         let rows: Vec<(Uuid, String, String, String, Option<String>, Timestamp)> = sqlx::query_as(
             "SELECT id, to_address, subject, state, last_error, created_at FROM email_outbox \
              WHERE tenant_id = $1 AND (state IN ('failed', 'unknown') OR (state = 'pending' AND attempts > 0)) \
+             AND NOT (purpose = 'marketing' AND state = 'failed' AND attempts = 0) \
              ORDER BY id DESC LIMIT 20",
         )
         .bind(tenant_id)
@@ -558,7 +598,8 @@ where
         let mut tx = self.write.begin().await?;
         let r = sqlx::query(
             "UPDATE email_outbox SET state = 'pending', next_attempt_at = $3 \
-             WHERE tenant_id = $1 AND id = $2 AND state IN ('failed', 'unknown')",
+             WHERE tenant_id = $1 AND id = $2 AND state IN ('failed', 'unknown') \
+             AND NOT (purpose = 'marketing' AND state = 'failed')",
         )
         .bind(tenant_id)
         .bind(id)

@@ -4,8 +4,8 @@
 use super::leads::NewEvent;
 use super::*;
 use crate::store::{
-    DueStep, Enrollment, EnrollmentState, LeadEventKind, MailState, QueuedStep, Sequence, SequenceStep,
-    SequenceStore, StepOutcome, StepSend,
+    DraftDecision, DueStep, Enrollment, EnrollmentState, LeadEventKind, MailState, QueuedStep, Sequence,
+    SequenceStep, SequenceStore, StepOutcome, StepSend, Suppression,
 };
 
 const SEQUENCE_SELECT: &str =
@@ -184,8 +184,8 @@ where
         tenant_id: Uuid,
         lead_id: Uuid,
     ) -> Result<Option<String>> {
-        let row: Option<(String, bool)> = sqlx::query_as(sql(&[
-            "SELECT l.status, EXISTS (SELECT 1 FROM marketing_suppressions s WHERE s.tenant_id = l.tenant_id \
+        let row: Option<(String, Option<String>)> = sqlx::query_as(sql(&[
+            "SELECT l.status, (SELECT s.reason FROM marketing_suppressions s WHERE s.tenant_id = l.tenant_id \
              AND s.email_normalized = l.email_normalized) FROM leads l WHERE l.tenant_id = $1 AND l.id = $2",
         ]))
         .bind(tenant_id)
@@ -193,8 +193,8 @@ where
         .fetch_optional(&mut *conn)
         .await?;
         let (status, suppressed) = row.ok_or(StoreError::NotFound)?;
-        Ok(if suppressed {
-            Some("the address unsubscribed (or bounced): no sequence mails it again".into())
+        Ok(if let Some(reason) = suppressed {
+            Some(format!("the address {reason}: no sequence mails it again"))
         } else if ["won", "lost", "unsubscribed"].contains(&status.as_str()) {
             Some(format!("the lead is {status}"))
         } else {
@@ -239,6 +239,18 @@ where
         .execute(&mut *conn)
         .await?;
         let stopped = DB::rows_affected(&r);
+        // Drafts waiting for review are not sent once their sequence stops.
+        sqlx::query(
+            "UPDATE email_outbox SET state = 'failed', last_error = $3 WHERE state = 'draft' AND id IN \
+             (SELECT s.mail_id FROM sequence_sends s JOIN lead_enrollments e ON e.id = s.enrollment_id \
+             WHERE e.tenant_id = $1 AND e.lead_id = $2 AND ($4 IS NULL OR e.id = $4))",
+        )
+        .bind(tenant_id)
+        .bind(lead_id)
+        .bind(format!("not sent: the sequence stopped ({reason})"))
+        .bind(only)
+        .execute(&mut *conn)
+        .await?;
         if stopped > 0 {
             let body = format!("Follow-up stopped: {reason}");
             let event =
@@ -248,13 +260,15 @@ where
         Ok(stopped)
     }
 
-    /// Suppresses a lead's address for the tenant's sequences, drops its
-    /// queued marketing e-mail and stops its sequences.
+    /// Suppresses a lead's address for the tenant's sequences (`reason`:
+    /// `unsubscribed` or `bounced`), drops its queued marketing e-mail and
+    /// stops its sequences.
     pub(super) async fn suppress_lead(
         conn: &mut DB::Connection,
         tenant_id: Uuid,
         lead_id: Uuid,
         actor_id: Option<Uuid>,
+        reason: Suppression,
         now: Timestamp,
     ) -> Result<String> {
         let email: String =
@@ -266,25 +280,27 @@ where
                 .ok_or(StoreError::NotFound)?;
         sqlx::query(
             "INSERT INTO marketing_suppressions (tenant_id, email_normalized, reason, created_at) \
-             VALUES ($1, $2, 'unsubscribed', $3) ON CONFLICT (tenant_id, email_normalized) DO NOTHING",
+             VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, email_normalized) DO NOTHING",
         )
         .bind(tenant_id)
         .bind(email.as_str())
+        .bind(reason.as_str())
         .bind(now)
         .execute(&mut *conn)
         .await?;
         // Not yet handed to the SMTP server: never will be. (Marking a
         // claimed message failed makes its sender's `sending` step refuse.)
         sqlx::query(
-            "UPDATE email_outbox SET state = 'failed', last_error = 'the address unsubscribed', \
+            "UPDATE email_outbox SET state = 'failed', last_error = $3, \
              lease_owner = NULL, lease_expires_at = NULL WHERE tenant_id = $1 AND purpose = 'marketing' \
-             AND LOWER(to_address) = $2 AND state IN ('pending', 'claimed')",
+             AND LOWER(to_address) = $2 AND state IN ('draft', 'pending', 'claimed')",
         )
         .bind(tenant_id)
         .bind(email.as_str())
+        .bind(reason.stop_reason())
         .execute(&mut *conn)
         .await?;
-        Self::stop_sequences(conn, tenant_id, lead_id, None, "unsubscribed", actor_id, now).await?;
+        Self::stop_sequences(conn, tenant_id, lead_id, None, reason.stop_reason(), actor_id, now).await?;
         Ok(email)
     }
 }
@@ -465,19 +481,23 @@ where
         .await?;
         let mut out: Vec<Enrollment> = rows_into(rows)?;
         for e in &mut out {
-            let sends: Vec<(i64, Uuid, Timestamp, Option<String>, Option<Timestamp>)> = sqlx::query_as(
-                "SELECT s.step, s.mail_id, s.created_at, m.state, m.sent_at FROM sequence_sends s \
-                 LEFT JOIN email_outbox m ON m.id = s.mail_id WHERE s.enrollment_id = $1 ORDER BY s.step",
+            type SendRow =
+                (i64, Uuid, Timestamp, Option<String>, Option<Timestamp>, Option<String>, Option<String>);
+            let sends: Vec<SendRow> = sqlx::query_as(
+                "SELECT s.step, s.mail_id, s.created_at, m.state, m.sent_at, \
+                 CASE WHEN m.state = 'draft' THEN m.subject END, CASE WHEN m.state = 'draft' THEN m.body END \
+                 FROM sequence_sends s LEFT JOIN email_outbox m ON m.id = s.mail_id \
+                 WHERE s.enrollment_id = $1 ORDER BY s.step",
             )
             .bind(e.id)
             .fetch_all(&self.read)
             .await?;
             e.sends = sends
                 .into_iter()
-                .map(|(step, mail_id, queued_at, state, sent_at)| {
+                .map(|(step, mail_id, queued_at, state, sent_at, draft_subject, draft_body)| {
                     let mail_state =
                         state.map(|s| s.parse::<MailState>()).transpose().map_err(corrupt("mail state"))?;
-                    Ok(StepSend { step, mail_id, queued_at, mail_state, sent_at })
+                    Ok(StepSend { step, mail_id, queued_at, mail_state, sent_at, draft_subject, draft_body })
                 })
                 .collect::<Result<_>>()?;
         }
@@ -541,16 +561,20 @@ where
             return Ok(StepOutcome::Stopped(reason));
         }
         // The compare-and-set: of two replicas queuing this step, one moves
-        // the enrollment on; the other changes nothing and rolls back.
+        // the enrollment on; the other changes nothing and rolls back. A
+        // step drafted for review holds the next one (no time) until a
+        // person decides.
+        let review = usize::try_from(q.step).ok().and_then(|i| e.steps.get(i)).is_some_and(|s| s.review);
         let r = sqlx::query(
             "UPDATE lead_enrollments SET next_step = next_step + 1, next_at = $3, \
-             state = CASE WHEN $3 IS NULL THEN 'finished' ELSE 'active' END, updated_at = $4 \
+             state = CASE WHEN $5 THEN 'active' ELSE 'finished' END, updated_at = $4 \
              WHERE id = $1 AND state = 'active' AND next_step = $2",
         )
         .bind(e.id)
         .bind(q.step)
-        .bind(q.next_at)
+        .bind(if review { None } else { q.next_at })
         .bind(now)
+        .bind(q.next_at.is_some())
         .execute(&mut *tx)
         .await?;
         if DB::rows_affected(&r) != 1 {
@@ -573,11 +597,96 @@ where
             .execute(&mut *tx)
             .await?;
         Self::insert_mail(&mut tx, &q.mail, None, now).await?;
-        let body = format!("E-mail {} of {} queued: {}", q.step + 1, e.steps.len(), q.mail.subject);
-        let event = NewEvent::by_member(e.tenant_id, e.lead_id, None, LeadEventKind::EmailQueued, &body, now);
+        let (kind, done) = if review {
+            sqlx::query("UPDATE email_outbox SET state = 'draft' WHERE id = $1")
+                .bind(q.mail.id)
+                .execute(&mut *tx)
+                .await?;
+            if let Some(notice) = &q.notice {
+                Self::insert_notices(&mut tx, std::slice::from_ref(notice), now).await?;
+            }
+            (LeadEventKind::EmailDrafted, "drafted for review")
+        } else {
+            (LeadEventKind::EmailQueued, "queued")
+        };
+        let body = format!("E-mail {} of {} {done}: {}", q.step + 1, e.steps.len(), q.mail.subject);
+        let event = NewEvent::by_member(e.tenant_id, e.lead_id, None, kind, &body, now);
         Self::insert_lead_event(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(StepOutcome::Queued)
+    }
+
+    async fn decide_draft(
+        &self,
+        tenant_id: Uuid,
+        lead_id: Uuid,
+        mail_id: Uuid,
+        decision: &DraftDecision,
+        actor_id: Option<Uuid>,
+        audit: &NewAuditEvent,
+    ) -> Result<()> {
+        let now = audit.occurred_at;
+        let mut tx = self.write.begin().await?;
+        let found: Option<(Uuid, i64)> = sqlx::query_as(
+            "SELECT s.enrollment_id, s.step FROM sequence_sends s JOIN lead_enrollments e ON e.id = s.enrollment_id \
+             WHERE e.tenant_id = $1 AND e.lead_id = $2 AND s.mail_id = $3",
+        )
+        .bind(tenant_id)
+        .bind(lead_id)
+        .bind(mail_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (enrollment_id, step) = found.ok_or(StoreError::NotFound)?;
+        // The compare-and-set: a draft is decided once.
+        let r = match decision {
+            DraftDecision::Send { subject, body } => sqlx::query(
+                "UPDATE email_outbox SET state = 'pending', subject = $2, body = $3, next_attempt_at = $4 \
+                 WHERE id = $1 AND state = 'draft'",
+            )
+            .bind(mail_id)
+            .bind(subject.as_str())
+            .bind(body.as_str())
+            .bind(now),
+            DraftDecision::Skip => sqlx::query(
+                "UPDATE email_outbox SET state = 'failed', last_error = 'skipped at review' \
+                 WHERE id = $1 AND state = 'draft'",
+            )
+            .bind(mail_id),
+        }
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&r) != 1 {
+            return Err(StoreError::Conflict {
+                code: "draft_decided",
+                message:
+                    "this e-mail is no longer a draft: it was sent or skipped already, or dropped when its \
+                          sequence stopped"
+                        .into(),
+            });
+        }
+        // The next step's wait starts now.
+        if let Some(e) = Self::fetch_enrollment(&mut tx, tenant_id, enrollment_id).await?
+            && e.state == EnrollmentState::Active
+            && e.next_at.is_none()
+            && let Some(next) = usize::try_from(e.next_step).ok().and_then(|i| e.steps.get(i))
+        {
+            sqlx::query("UPDATE lead_enrollments SET next_at = $2, updated_at = $3 WHERE id = $1 AND state = 'active'")
+                .bind(e.id)
+                .bind(now + time::Duration::minutes(next.wait_minutes))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let done = match decision {
+            DraftDecision::Send { .. } => "sent after review",
+            DraftDecision::Skip => "skipped at review",
+        };
+        let body = format!("E-mail {} {done}", step + 1);
+        let event = NewEvent::by_member(tenant_id, lead_id, actor_id, LeadEventKind::EmailQueued, &body, now);
+        Self::insert_lead_event(&mut tx, &event).await?;
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn unsubscribe(&self, token_hash: &[u8], now: Timestamp) -> Result<Option<(Uuid, Uuid)>> {
@@ -592,7 +701,7 @@ where
             .bind(lead_id)
             .fetch_one(&mut *tx)
             .await?;
-        Self::suppress_lead(&mut tx, tenant_id, lead_id, None, now).await?;
+        Self::suppress_lead(&mut tx, tenant_id, lead_id, None, Suppression::Unsubscribed, now).await?;
         if status != "unsubscribed" {
             sqlx::query("UPDATE leads SET status = 'unsubscribed', updated_at = $2 WHERE id = $1")
                 .bind(lead_id)
