@@ -15,7 +15,7 @@ use super::leads::{DEFAULT_WEIGHTS, RealEstateSettingsView, WeightedScorer};
 use super::{App, TenantAccess, actions};
 use crate::domain::{Permission, Timestamp};
 use crate::error::{Error, Result};
-use crate::store::{LeadFilter, LeadStatus, PageRequest};
+use crate::store::{LeadFilter, LeadStatus, PageRequest, RealEstateSettings};
 
 /// Won and lost leads each needed before fitting.
 pub const MIN_EACH: usize = 10;
@@ -124,18 +124,27 @@ fn parse_weights(json: Option<&str>) -> Option<[f64; 6]> {
     <[f64; 6]>::try_from(v).ok().filter(|w| w.iter().all(|x| x.is_finite() && *x >= 0.0))
 }
 
+/// The scoring engine with these weights.
+fn scorer_with(fitted: [f64; 6]) -> WeightedScorer {
+    let mut scorer = WeightedScorer::default();
+    for ((_, w), f) in scorer.weights.iter_mut().zip(fitted) {
+        *w = f;
+    }
+    scorer
+}
+
+/// The scoring engine with a tenant's weights (fitted, else default).
+fn scorer_of(settings: Option<&RealEstateSettings>) -> WeightedScorer {
+    settings
+        .and_then(|s| parse_weights(s.score_weights.as_deref()))
+        .map_or_else(WeightedScorer::default, scorer_with)
+}
+
 impl App {
     /// The scoring engine with the tenant's weights (fitted, else default).
     pub(super) async fn scorer(&self, tenant_id: Uuid) -> Result<WeightedScorer> {
         let settings = self.store.real_estate_settings(tenant_id).await?;
-        let Some(fitted) = settings.as_ref().and_then(|s| parse_weights(s.score_weights.as_deref())) else {
-            return Ok(WeightedScorer::default());
-        };
-        let mut weights = DEFAULT_WEIGHTS;
-        for ((_, w), f) in weights.iter_mut().zip(fitted) {
-            *w = f;
-        }
-        Ok(WeightedScorer { weights })
+        Ok(scorer_of(settings.as_ref()))
     }
 
     /// Each won or lost lead's signal values (as of its last score).
@@ -166,15 +175,15 @@ impl App {
 
     pub async fn lead_scoring(&self, access: &TenantAccess) -> Result<ScoringView> {
         access.require(Permission::ProjectsRead)?;
-        let current = self.scorer(access.tenant_id).await?;
         let settings = self.store.real_estate_settings(access.tenant_id).await?;
+        let current = scorer_of(settings.as_ref());
         let fit = settings
             .as_ref()
             .filter(|s| s.score_weights.is_some())
             .and_then(|s| s.score_fit.as_deref())
             .and_then(|f| serde_json::from_str(f).ok());
-        let rows = self.outcomes(access.tenant_id).await?;
-        let won = rows.iter().filter(|r| r.1).count();
+        let (won, lost) = self.store.lead_outcome_counts(access.tenant_id).await?;
+        let count = |n: i64| usize::try_from(n).unwrap_or(0);
         Ok(ScoringView {
             weights: DEFAULT_WEIGHTS
                 .iter()
@@ -186,8 +195,8 @@ impl App {
                 })
                 .collect(),
             fit,
-            won,
-            lost: rows.len() - won,
+            won: count(won),
+            lost: count(lost),
             needed_each: MIN_EACH,
         })
     }
@@ -222,10 +231,7 @@ impl App {
         };
         let weights = serde_json::to_string(&fitted.to_vec()).map_err(|e| Error::Internal(e.into()))?;
         let fit = serde_json::to_string(&report).map_err(|e| Error::Internal(e.into()))?;
-        let mut scorer = WeightedScorer::default();
-        for ((_, w), f) in scorer.weights.iter_mut().zip(fitted) {
-            *w = f;
-        }
+        let scorer = scorer_with(fitted);
         let defaults = RealEstateSettingsView::default().stored_defaults();
         let audit = access.audit(actions::LEAD_SCORING_FIT).details(
             serde_json::json!({ "weights": fitted, "before": report.before, "after": report.after }),

@@ -330,6 +330,8 @@ pub trait LeadStore {
     ) -> Result<Lead>;
     async fn lead(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<Lead>>;
     async fn leads(&self, tenant_id: Uuid, filter: &LeadFilter, page: PageRequest) -> Result<Page<Lead>>;
+    /// How many of the tenant's leads are won and how many lost.
+    async fn lead_outcome_counts(&self, tenant_id: Uuid) -> Result<(i64, i64)>;
     /// Oldest first.
     async fn lead_events(&self, tenant_id: Uuid, id: Uuid) -> Result<Vec<LeadEvent>>;
     /// The properties a lead asked about.

@@ -753,6 +753,17 @@ where
         Self::fetch_lead(&mut conn, tenant_id, id).await
     }
 
+    async fn lead_outcome_counts(&self, tenant_id: Uuid) -> Result<(i64, i64)> {
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, COUNT(*) FROM leads WHERE tenant_id = $1 AND status IN ('won', 'lost') GROUP BY status",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.read)
+        .await?;
+        let count = |status: &str| counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+        Ok((count("won"), count("lost")))
+    }
+
     async fn leads(&self, tenant_id: Uuid, f: &LeadFilter, page: PageRequest) -> Result<Page<Lead>> {
         let order = if f.by_score {
             " AND ($6 IS NULL OR l.score < (SELECT c.score FROM leads c WHERE c.id = $6) \
