@@ -9,10 +9,12 @@
 //! no sign-in, at once: the next step is never sent and no sequence can be
 //! started for that address again. A hard bounce (the recipient's server
 //! refusing the mailbox for good) suppresses the address the same way.
+//! A step's personal paragraph is written by the model on the tenant's
+//! edge agent (the e-mail waits, saying why, while no agent is online).
 
 use std::time::Duration;
 
-use marketer_tests::fleet::{EMAIL, PASSWORD};
+use marketer_tests::fleet::{Agent, EMAIL, Fleet, PASSWORD, job_timings};
 use marketer_tests::mail::{Bouncer, MailDev, Received};
 use marketer_tests::{Api, ServerOptions, ServerProcess, TempDatabase, eventually};
 use reqwest::Method;
@@ -320,4 +322,101 @@ async fn a_hard_bounce_suppresses_the_address_and_stops_its_sequences() {
         (Some("active"), Some(1)),
         "{runs}"
     );
+}
+
+/// A step asking for a personal paragraph: with no agent online the
+/// e-mail waits and the lead's sequence says why; once an agent connects,
+/// the model on it (the fake Ollama) writes the paragraph from the home's
+/// details, the lead's first name and the instruction, and the e-mail goes
+/// out once with the paragraph where the template put it.
+#[tokio::test]
+async fn a_personal_paragraph_is_written_on_the_edge_agent_and_the_email_waits_for_one() {
+    let Some(mail) = MailDev::start().await else { return };
+    let fleet = Fleet::start(|o| mail.configure(job_timings(o))).await;
+    let (status, mut settings) = fleet.call(Method::GET, "/real-estate-settings", None).await;
+    assert_eq!(status, 200, "{settings}");
+    settings["postal_address"] = json!(POSTAL);
+    let (status, body) = fleet.call(Method::PUT, "/real-estate-settings", Some(settings)).await;
+    assert_eq!(status, 200, "{body}");
+    let body = json!({ "name": "Listings", "llm_policy": "edge_only", "default_model": "llama3.2:3b" });
+    let (status, project) = fleet.call(Method::POST, "/projects", Some(body)).await;
+    assert_eq!(status, 201, "{project}");
+    let (status, property) = fleet
+        .call(
+            Method::POST,
+            "/properties",
+            Some(json!({
+                "project_id": project["id"], "street": "12 Elm Street", "city": "Springfield", "region": "IL",
+                "postal_code": "62704", "country": "us", "price": 450_000, "currency": "usd", "beds": 3, "baths": 2,
+                "floor_area": 1850, "area_unit": "sqft", "property_type": "single_family", "status": "active",
+                "features": ["walled garden"], "description": "Bright rooms over a walled garden.",
+                "agent_name": "Dana Reyes", "agent_contact": "dana@example.com"
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{property}");
+
+    // The paragraph belongs in the body only when the step asks for one.
+    let step = json!({ "wait": 0, "unit": "minutes", "subject": "About {{property}}",
+        "body": "Hi {{first_name}},\n\n{{paragraph}}\n\nTalk soon." });
+    let (status, refused) =
+        fleet.call(Method::POST, "/sequences", Some(json!({ "name": "Personal", "steps": [step] }))).await;
+    assert_eq!(
+        (status, refused["error"]["details"]["field"].as_str()),
+        (422, Some("steps[0].body")),
+        "{refused}"
+    );
+    let mut step = step;
+    step["paragraph"] = json!("Say what makes the garden pleasant");
+    let (status, sequence) =
+        fleet.call(Method::POST, "/sequences", Some(json!({ "name": "Personal", "steps": [step] }))).await;
+    assert_eq!(status, 201, "{sequence}");
+    assert_eq!(sequence["steps"][0]["paragraph"], "Say what makes the garden pleasant");
+
+    let paragraph = "The walled garden catches the morning sun, and the street is quiet.";
+    fleet.ollama.script("follow-up e-mail", vec![paragraph.into()]);
+    let to = "ana.lima@example.net";
+    let body = json!({ "name": "Ana Lima", "email": to, "property_ids": [property["id"]] });
+    let (status, lead) = fleet.call(Method::POST, "/leads", Some(body)).await;
+    assert_eq!(status, 201, "{lead}");
+    let lead_id = lead["id"].as_str().unwrap();
+    let path = format!("/leads/{lead_id}/sequences");
+    let (status, started) =
+        fleet.call(Method::POST, &path, Some(json!({ "sequence_id": sequence["id"] }))).await;
+    assert_eq!(status, 201, "{started}");
+
+    // No agent: the step waits for one, and says so.
+    let writing = eventually(Duration::from_secs(30), "the sequence says the paragraph waits", || async {
+        let (_, runs) = fleet.call(Method::GET, &path, None).await;
+        runs[0]["writing"].as_str().filter(|w| w.contains("no agent")).map(str::to_owned)
+    })
+    .await;
+    assert!(writing.contains("personal paragraph"), "{writing}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(mail.to(to).await.is_empty(), "nothing is sent before the paragraph is written");
+    assert!(fleet.ollama.chat_requests().is_empty());
+
+    let _agent = Agent::start(&fleet, &[]).await;
+    let got = wait_count(&mail, to, 1).await;
+    let text = &got[0].text;
+    assert!(text.contains(&format!("Hi Ana,\n\n{paragraph}\n\nTalk soon.")), "{text}");
+    assert!(!text.contains("{{"), "{text}");
+    check_message(&got[0]);
+    // The model saw the instruction, the home and the first name, on the agent.
+    let requests: Vec<String> = fleet.ollama.chat_requests().iter().map(ToString::to_string).collect();
+    let asked: Vec<&String> = requests.iter().filter(|r| r.contains("follow-up e-mail")).collect();
+    assert_eq!(asked.len(), 1, "one paragraph job: {requests:?}");
+    for part in ["Say what makes the garden pleasant", "12 Elm Street", "walled garden", "Ana"] {
+        assert!(asked[0].contains(part), "{part} in {}", asked[0]);
+    }
+    assert!(!asked[0].contains(to), "the lead's address is not in the prompt");
+
+    let (_, runs) = fleet.call(Method::GET, &path, None).await;
+    assert!(runs[0]["writing"].is_null(), "{runs}");
+    assert_eq!(runs[0]["state"], "finished", "{runs}");
+    let (_, lead) = fleet.call(Method::GET, &format!("/leads/{lead_id}"), None).await;
+    let timeline = lead["timeline"].to_string();
+    assert!(timeline.contains("with its personal paragraph"), "{timeline}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(mail.to(to).await.len(), 1, "sent once");
 }

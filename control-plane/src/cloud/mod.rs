@@ -1,5 +1,6 @@
-//! The cloud route: activities of `cloud_allowed` projects that no edge
-//! agent can take run here, in the control plane, on the tenant's
+//! The cloud route: activities (and chats, such as a follow-up e-mail's
+//! personal paragraph) of `cloud_allowed` projects that no edge agent can
+//! take run here, in the control plane, on the tenant's
 //! OpenAI-compatible provider, with the same pipeline code the agents run.
 //!
 //! The runner behaves like one more agent of every tenant, inside the
@@ -236,12 +237,13 @@ impl CloudRunner {
         tenant_id: Uuid,
         mut progress: ChannelProgress,
     ) -> Result<(JobOutput, Usage), JobError> {
-        let JobSpec::Activity { model, activity } = spec else {
-            return Err(JobError {
-                code: marketer_protocol::job_errors::INVALID_REQUEST.into(),
-                message: "only activities run in the cloud".into(),
-                retryable: false,
-            });
+        let unsupported = || JobError {
+            code: marketer_protocol::job_errors::INVALID_REQUEST.into(),
+            message: "only activities and chats run in the cloud".into(),
+            retryable: false,
+        };
+        let (JobSpec::Activity { model, .. } | JobSpec::Chat { model, .. }) = spec else {
+            return Err(unsupported());
         };
         let store = self.engine.store();
         let provider = store
@@ -273,6 +275,13 @@ impl CloudRunner {
             model,
             self.settings.stall,
         );
+        let activity = match spec {
+            JobSpec::Chat { messages, format, options, .. } => {
+                return chat(&llm, messages, format.as_ref(), options, &mut progress).await;
+            }
+            JobSpec::Activity { activity, .. } => activity,
+            JobSpec::Embed { .. } | JobSpec::Ingest { .. } => return Err(unsupported()),
+        };
         // Project documents live in edge agents' indexes; the cloud never
         // reads them, and the result's research notes say so.
         let documents = marketer_pipeline::NoDocuments(
@@ -284,6 +293,56 @@ impl CloudRunner {
         let usage = marketer_pipeline::usage(&result.steps);
         Ok((JobOutput::Activity { result: Box::new(result) }, usage))
     }
+}
+
+/// A chat job (a follow-up e-mail's personal paragraph, for one) on the
+/// provider: one call, its text streamed as output events.
+async fn chat(
+    llm: &openai::OpenAiLlm,
+    messages: &[marketer_protocol::ChatMessage],
+    format: Option<&serde_json::Value>,
+    options: &marketer_protocol::JobOptions,
+    progress: &mut ChannelProgress,
+) -> Result<(JobOutput, Usage), JobError> {
+    use marketer_pipeline::{ChatRequest, Llm, Message, Role};
+    let messages: Vec<Message> = messages
+        .iter()
+        .map(|m| Message {
+            role: match m.role.as_str() {
+                "system" => Role::System,
+                "assistant" => Role::Assistant,
+                _ => Role::User,
+            },
+            content: m.content.clone(),
+        })
+        .collect();
+    let request = ChatRequest {
+        messages: &messages,
+        // `"json"` asks for any JSON; only a schema object is passed on.
+        schema: format.filter(|f| f.is_object()),
+        temperature: options.temperature.unwrap_or(0.7),
+        max_tokens: options.num_predict.and_then(|n| u32::try_from(n).ok()),
+        seed: options.seed.and_then(|s| u32::try_from(s).ok()),
+    };
+    let reply = llm.chat(request, &mut |text| progress.text(text)).await.map_err(|e| JobError {
+        code: e.code,
+        message: e.message,
+        retryable: e.retryable,
+    })?;
+    let usage = Usage {
+        prompt_tokens: reply.prompt_tokens,
+        completion_tokens: reply.completion_tokens,
+        load_duration_ns: reply.load_duration_ns,
+        prompt_eval_duration_ns: reply.prompt_eval_duration_ns,
+        eval_duration_ns: reply.eval_duration_ns,
+        ..Usage::default()
+    };
+    let output = JobOutput::Message {
+        role: "assistant".into(),
+        content: reply.content,
+        done_reason: reply.done_reason,
+    };
+    Ok((output, usage))
 }
 
 /// The pipeline's progress as job events, into the forwarder's channel.

@@ -267,6 +267,32 @@ impl JobEngine {
     }
 }
 
+/// Why no edge agent of the tenant can run `model` now (none online
+/// within `window` of its last heartbeat, or none with the model), or
+/// `None` if one can.
+pub async fn edge_problem(
+    store: &dyn Store,
+    tenant_id: Uuid,
+    model: &str,
+    window: time::Duration,
+) -> Result<Option<String>, StoreError> {
+    let agents = store.agents(tenant_id, crate::store::PageRequest { after: None, limit: 1000 }).await?;
+    let now = Timestamp::now();
+    let online: Vec<_> = agents.items.iter().filter(|a| a.is_online(now, window)).collect();
+    if online.is_empty() {
+        return Ok(Some("no agent of this tenant is online".into()));
+    }
+    let has_model = online
+        .iter()
+        .any(|a| a.models.iter().any(|m| marketer_protocol::canonical_model_name(&m.name) == model));
+    if !has_model {
+        return Ok(Some(format!(
+            "no online agent has the model {model} (pull it there with `ollama pull {model}`)"
+        )));
+    }
+    Ok(None)
+}
+
 /// Observes how long each step of a finished activity run took, from its
 /// stored progress events (whichever replicas stored them): a step lasts
 /// from its first progress event until the next step's, the last one until

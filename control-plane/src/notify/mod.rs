@@ -131,6 +131,9 @@ pub struct Notifier {
     settings: MailSettings,
     owner: String,
     wake: Notify,
+    /// An agent silent this long is offline (where a follow-up paragraph
+    /// may run).
+    online_window: time::Duration,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -146,9 +149,14 @@ fn aad(tenant_id: Option<Uuid>) -> Uuid {
 }
 
 impl Notifier {
-    pub fn new(store: Arc<dyn Store>, key: Arc<DataKey>, settings: MailSettings) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        key: Arc<DataKey>,
+        settings: MailSettings,
+        online_window: time::Duration,
+    ) -> Self {
         let owner = format!("{}:{}", gethostname::gethostname().to_string_lossy(), new_id());
-        Self { store, key, settings, owner, wake: Notify::new() }
+        Self { store, key, settings, owner, wake: Notify::new(), online_window }
     }
 
     /// Whether e-mail goes anywhere.

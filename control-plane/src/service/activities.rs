@@ -543,23 +543,9 @@ impl App {
 
     /// Why no edge agent of the tenant can run `model` now, or `None` if one can.
     async fn edge_problem(&self, tenant_id: Uuid, model: &str) -> Result<Option<String>> {
-        let agents = self.store.agents(tenant_id, PageRequest { after: None, limit: 1000 }).await?;
-        let now = Timestamp::now();
         let window =
             time::Duration::try_from(self.hub.timings.offline_after()).unwrap_or(time::Duration::MAX);
-        let online: Vec<_> = agents.items.iter().filter(|a| a.is_online(now, window)).collect();
-        if online.is_empty() {
-            return Ok(Some("no agent of this tenant is online".into()));
-        }
-        let has_model = online
-            .iter()
-            .any(|a| a.models.iter().any(|m| marketer_protocol::canonical_model_name(&m.name) == model));
-        if !has_model {
-            return Ok(Some(format!(
-                "no online agent has the model {model} (pull it there with `ollama pull {model}`)"
-            )));
-        }
-        Ok(None)
+        Ok(crate::jobs::edge_problem(self.store.as_ref(), tenant_id, model, window).await?)
     }
 
     fn run_job(

@@ -66,7 +66,7 @@ pub use comments::{
 };
 pub use documents::{DEFAULT_MAX_UPLOAD_BYTES, DocumentView, MULTIPART_OVERHEAD_BYTES, Upload};
 pub use flyers::{FlyerFile, FlyerParams};
-pub use jobs::{CreateJob, EmbedInput, JobQuery, JobView, MessageIn, OptionsIn, Submitted};
+pub use jobs::{CreateJob, DEFAULT_PRIORITY, EmbedInput, JobQuery, JobView, MessageIn, OptionsIn, Submitted};
 pub use lead_scoring::{FitReport, ScoringView, WeightView};
 pub use leads::{
     CreateLead, DEFAULT_CONSENT, LeadParams, LeadView, ListingForm, PublicListing, PublishProperty,
@@ -184,7 +184,14 @@ impl App {
         at_rest: AtRest,
     ) -> anyhow::Result<Self> {
         let EngineSettings { jobs: job_settings, publishing, mail } = engines;
-        let notifier = Arc::new(crate::notify::Notifier::new(store.clone(), at_rest.data_key.clone(), mail));
+        let online_window =
+            time::Duration::try_from(agents.timings.offline_after()).unwrap_or(time::Duration::MAX);
+        let notifier = Arc::new(crate::notify::Notifier::new(
+            store.clone(),
+            at_rest.data_key.clone(),
+            mail,
+            online_window,
+        ));
         let cluster = Arc::new(Cluster::new(store.postgres_pool(), metrics.clone()));
         let hub = Arc::new(Hub::new(metrics.clone(), cluster.clone(), agents.timings));
         let jobs = Arc::new(JobEngine::new(

@@ -30,14 +30,25 @@ pub struct SequenceStepIn {
     pub unit: String,
     pub subject: String,
     /// Plain text with merge fields: `{{first_name}}`, `{{name}}`,
-    /// `{{property}}`, `{{agent_name}}`, `{{agent_contact}}`. The sender's
-    /// details, postal address and unsubscribe link are added to every
-    /// message.
+    /// `{{property}}`, `{{agent_name}}`, `{{agent_contact}}`, and
+    /// `{{paragraph}}` (where the personal paragraph goes, in a step that
+    /// asks for one). The sender's details, postal address and unsubscribe
+    /// link are added to every message.
     pub body: String,
     /// Draft the e-mail for a person to read, change, and send or skip,
     /// instead of sending it by itself (the next step waits for that).
     #[serde(default)]
     pub review: bool,
+    /// Ask the LLM for a personal paragraph: what it should say (for
+    /// example "say why the garden and the quiet street suit them"). It is
+    /// written on the tenant's edge agent (in the cloud only for a
+    /// `cloud_allowed` project with no agent able to run it), from the
+    /// home's details, the lead's first name and their message; it goes at
+    /// `{{paragraph}}`, or after the text. A paragraph that cannot be
+    /// written within a day, or does not pass the checks (links, length,
+    /// Fair Housing), is left out and the lead's timeline says why.
+    #[serde(default)]
+    pub paragraph: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -58,6 +69,8 @@ pub struct SequenceStepView {
     pub subject: String,
     pub body: String,
     pub review: bool,
+    /// What the step's personal paragraph should say, if it has one.
+    pub paragraph: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -85,6 +98,9 @@ pub struct EnrollmentView {
     pub next_at: Option<Timestamp>,
     /// Each step's e-mail and how sending it went.
     pub sends: Vec<StepSend>,
+    /// While the next step's personal paragraph is being written: that,
+    /// and why it waits (for an agent, say).
+    pub writing: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     pub started_at: Timestamp,
 }
@@ -130,6 +146,7 @@ fn step_view(s: &SequenceStep) -> SequenceStepView {
         subject: s.subject.clone(),
         body: s.body.clone(),
         review: s.review,
+        paragraph: s.paragraph.clone(),
     }
 }
 
@@ -157,6 +174,16 @@ impl From<Enrollment> for EnrollmentView {
             next_step: e.next_step,
             next_at: e.next_at,
             sends: e.sends,
+            writing: e.writing.map(|job| {
+                let mut text = "the personal paragraph of the next e-mail is being written".to_owned();
+                if job.status == crate::store::JobStatus::Queued {
+                    text.push_str(&format!(
+                        "; it waits: {}",
+                        job.waiting_reason.as_deref().unwrap_or("for a free agent")
+                    ));
+                }
+                text
+            }),
             started_at: e.started_at,
         }
     }
@@ -209,11 +236,31 @@ impl SequenceIn {
             let Some(wait_minutes) = wait_minutes else {
                 return Err(Error::invalid(at("wait"), "must be from 0 to 365 days"));
             };
+            let paragraph = match s.paragraph.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+                Some(p) if p.contains("{{") => {
+                    return Err(Error::invalid(
+                        at("paragraph"),
+                        "describe the paragraph in words, without merge fields",
+                    ));
+                }
+                Some(p) => Some(checked_text(&at("paragraph"), p, 500)?),
+                None => None,
+            };
+            if s.subject.contains("{{paragraph}}") {
+                return Err(Error::invalid(at("subject"), "{{paragraph}} goes in the body only"));
+            }
+            if paragraph.is_none() && s.body.contains("{{paragraph}}") {
+                return Err(Error::invalid(
+                    at("body"),
+                    "uses {{paragraph}} but the step asks for no personal paragraph: say what it should be about, or remove {{paragraph}}",
+                ));
+            }
             steps.push(SequenceStep {
                 wait_minutes,
                 subject: checked_text(&at("subject"), &s.subject, 200)?.replace(['\r', '\n'], " "),
                 body: checked_text(&at("body"), &s.body, 5_000)?,
                 review: s.review,
+                paragraph,
             });
         }
         Ok((name.to_owned(), steps))
@@ -228,6 +275,7 @@ fn default_sequences(tenant_id: Uuid, now: Timestamp) -> Vec<Sequence> {
         subject: subject.into(),
         body: body.into(),
         review: false,
+        paragraph: None,
     };
     vec![Sequence {
         id: new_id(),
@@ -462,6 +510,7 @@ mod tests {
             subject: "Hello {{first_name}}".into(),
             body: body.into(),
             review: false,
+            paragraph: None,
         }
     }
 

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Lead, MailState, NewAuditEvent, NewMail, Result};
+use super::{Job, Lead, MailState, NewAuditEvent, NewJob, NewMail, Result};
 use crate::domain::Timestamp;
 
 /// One step of a sequence: wait, then send this e-mail.
@@ -28,6 +28,11 @@ pub struct SequenceStep {
     /// sent by itself; the next step waits for that decision.
     #[serde(default)]
     pub review: bool,
+    /// What a personal paragraph written by the LLM for this lead should
+    /// say (placed at `{{paragraph}}`, else after the template's text);
+    /// `None` for a template alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paragraph: Option<String>,
 }
 
 /// A tenant's sequence template.
@@ -100,6 +105,8 @@ pub struct Enrollment {
     pub started_at: Timestamp,
     pub updated_at: Timestamp,
     pub sends: Vec<StepSend>,
+    /// While the next step's personal paragraph is being written: its job.
+    pub writing: Option<Job>,
 }
 
 /// A step whose time has come, with what its e-mail is made from.
@@ -112,6 +119,9 @@ pub struct DueStep {
     pub property: Option<(String, String, String)>,
     /// The sender's postal address (tenant settings).
     pub postal_address: String,
+    /// The job writing this step's personal paragraph, once started (the
+    /// step is due only when it has ended).
+    pub paragraph_job: Option<Job>,
 }
 
 /// A step's e-mail, composed.
@@ -126,6 +136,9 @@ pub struct QueuedStep {
     pub token_hash: Vec<u8>,
     /// For a step drafted for review: who is told it waits.
     pub notice: Option<super::NewNotice>,
+    /// Said on the lead's timeline with the step (a personal paragraph
+    /// left out, and why).
+    pub note: Option<String>,
 }
 
 /// What a person decided about a drafted step.
@@ -182,6 +195,10 @@ pub trait SequenceStore {
     async fn enrollments(&self, tenant_id: Uuid, lead_id: Uuid) -> Result<Vec<Enrollment>>;
     /// Steps due at `now`, oldest first.
     async fn due_steps(&self, now: Timestamp, limit: i64) -> Result<Vec<DueStep>>;
+    /// Starts the job that writes step `step`'s personal paragraph of an
+    /// active enrollment, once: `false` (and no job) when the step has one
+    /// already or the enrollment moved on.
+    async fn start_paragraph(&self, enrollment_id: Uuid, step: i64, job: &NewJob) -> Result<bool>;
     /// Queues a step's e-mail and moves the enrollment on, once.
     async fn queue_step(&self, step: &QueuedStep, now: Timestamp) -> Result<StepOutcome>;
     /// Sends or skips a step drafted for review (`mail_id`, one of the

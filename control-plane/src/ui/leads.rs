@@ -625,6 +625,12 @@ fn follow_up_rows(
                             };
                             (state, class, When::of(s.sent_at.unwrap_or(s.queued_at)).text)
                         }
+                        None if e.state == EnrollmentState::Active
+                            && i == e.next_step
+                            && e.writing.is_some() =>
+                        {
+                            ("being written", "badge", "its personal paragraph first".to_owned())
+                        }
                         None if e.state == EnrollmentState::Active && i == e.next_step => match e.next_at {
                             Some(t) => ("due", "badge", When::of(t).text),
                             None => (
@@ -654,7 +660,11 @@ fn follow_up_rows(
                     EnrollmentState::Finished => "finished",
                     EnrollmentState::Stopped => "stopped",
                 },
-                reason: e.stop_reason.map(|r| format!("Stopped: {r}.")).unwrap_or_default(),
+                reason: match (e.stop_reason, e.writing) {
+                    (Some(r), _) => format!("Stopped: {r}."),
+                    (None, Some(w)) => format!("Now: {w}."),
+                    (None, None) => String::new(),
+                },
                 stop_action: page.path(&format!("/leads/{lead_id}/sequences/{}/stop", e.id)),
                 name: e.sequence_name,
                 steps,

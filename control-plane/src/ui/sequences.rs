@@ -28,6 +28,8 @@ struct StepRow {
     subject: String,
     body: String,
     review: bool,
+    /// What the personal paragraph should say; empty for none.
+    paragraph: String,
 }
 
 struct Editor {
@@ -49,7 +51,7 @@ impl Editor {
 
     /// The problems of step row `index`, in words.
     fn step_errors(&self, index: &usize) -> String {
-        ["wait", "unit", "subject", "body"]
+        ["wait", "unit", "subject", "body", "paragraph"]
             .iter()
             .map(|f| self.errors.get(&format!("steps[{index}].{f}")))
             .filter(|m| !m.is_empty())
@@ -78,6 +80,7 @@ fn rows(steps: &[crate::service::SequenceStepView]) -> Vec<StepRow> {
                 subject: s.subject.clone(),
                 body: s.body.clone(),
                 review: s.review,
+                paragraph: s.paragraph.clone().unwrap_or_default(),
             },
             None => StepRow {
                 index,
@@ -86,6 +89,7 @@ fn rows(steps: &[crate::service::SequenceStepView]) -> Vec<StepRow> {
                 subject: String::new(),
                 body: String::new(),
                 review: false,
+                paragraph: String::new(),
             },
         })
         .collect()
@@ -129,6 +133,7 @@ fn request(form: &HashMap<String, String>) -> (SequenceIn, Vec<StepRow>, FormErr
             subject: get(&format!("subject_{index}")),
             body: form.get(&format!("body_{index}")).cloned().unwrap_or_default(),
             review: form.contains_key(&format!("review_{index}")),
+            paragraph: get(&format!("paragraph_{index}")),
         };
         if !(row.subject.is_empty() && row.body.trim().is_empty()) {
             let wait = if row.wait.is_empty() { Some(0) } else { row.wait.parse::<i64>().ok() };
@@ -139,6 +144,7 @@ fn request(form: &HashMap<String, String>) -> (SequenceIn, Vec<StepRow>, FormErr
                     subject: row.subject.clone(),
                     body: row.body.clone(),
                     review: row.review,
+                    paragraph: Some(row.paragraph.clone()).filter(|p| !p.is_empty()),
                 }),
                 None => errors.add(&format!("steps[{}].wait", steps.len()), "must be a whole number"),
             }

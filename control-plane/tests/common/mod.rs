@@ -390,8 +390,10 @@ impl TestServer {
         let store = self.db.store.as_ref();
         let run = store.activity(tenant, activity).await.unwrap().unwrap().run;
         let now = Timestamp::now();
-        let claim =
-            store.claim_job(run.id, agent, now, now + time::Duration::minutes(1)).await.unwrap().unwrap();
+        // The lease outlives the test's two events: a lease ending `now`
+        // would let the server's sweep expire it between them.
+        let lease_until = now + time::Duration::minutes(1);
+        let claim = store.claim_job(run.id, agent, now, lease_until).await.unwrap().unwrap();
         let lease = JobRef { job_id: claim.job.id, epoch: u64::try_from(claim.job.epoch).unwrap() };
         let outcome = JobOutcome::Succeeded {
             output: JobOutput::Activity { result: Box::new(result) },
@@ -403,7 +405,7 @@ impl TestServer {
                     agent,
                     &[JobEvent { job: lease, seq, body }],
                     now,
-                    now,
+                    lease_until,
                     &RetryPolicy::default(),
                 )
                 .await

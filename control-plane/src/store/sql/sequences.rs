@@ -73,6 +73,7 @@ impl TryFrom<EnrollmentRow> for Enrollment {
             started_at: r.started_at,
             updated_at: r.updated_at,
             sends: Vec::new(),
+            writing: None,
         })
     }
 }
@@ -200,6 +201,22 @@ where
         } else {
             None
         })
+    }
+
+    /// The job writing an enrollment's step's personal paragraph, if one
+    /// was started.
+    async fn paragraph_job(conn: &mut DB::Connection, enrollment_id: Uuid, step: i64) -> Result<Option<Job>> {
+        let job_id: Option<Uuid> = sqlx::query_scalar(
+            "SELECT job_id FROM sequence_paragraphs WHERE enrollment_id = $1 AND step = $2",
+        )
+        .bind(enrollment_id)
+        .bind(step)
+        .fetch_optional(&mut *conn)
+        .await?;
+        match job_id {
+            Some(id) => Self::fetch_job(conn, id).await,
+            None => Ok(None),
+        }
     }
 
     async fn fetch_enrollment(
@@ -500,6 +517,12 @@ where
                     Ok(StepSend { step, mail_id, queued_at, mail_state, sent_at, draft_subject, draft_body })
                 })
                 .collect::<Result<_>>()?;
+            if e.state == EnrollmentState::Active {
+                let mut conn = self.read.acquire().await?;
+                e.writing = Self::paragraph_job(&mut conn, e.id, e.next_step)
+                    .await?
+                    .filter(|job| !job.status.is_terminal());
+            }
         }
         Ok(out)
     }
@@ -507,7 +530,11 @@ where
     async fn due_steps(&self, now: Timestamp, limit: i64) -> Result<Vec<DueStep>> {
         let rows: Vec<EnrollmentRow> = sqlx::query_as(sql(&[
             ENROLLMENT_SELECT,
-            " WHERE state = 'active' AND next_at <= $1 ORDER BY next_at, id LIMIT $2",
+            // A step whose personal paragraph is still being written waits.
+            " WHERE state = 'active' AND next_at <= $1 AND NOT EXISTS (SELECT 1 FROM sequence_paragraphs sp \
+             JOIN jobs j ON j.id = sp.job_id WHERE sp.enrollment_id = lead_enrollments.id \
+             AND sp.step = lead_enrollments.next_step AND j.status IN ('queued', 'assigned', 'running')) \
+             ORDER BY next_at, id LIMIT $2",
         ]))
         .bind(now)
         .bind(limit)
@@ -534,7 +561,9 @@ where
                     .bind(enrollment.tenant_id)
                     .fetch_optional(&mut *conn)
                     .await?;
+            let paragraph_job = Self::paragraph_job(&mut conn, enrollment.id, enrollment.next_step).await?;
             out.push(DueStep {
+                paragraph_job,
                 enrollment,
                 lead,
                 property: property
@@ -543,6 +572,35 @@ where
             });
         }
         Ok(out)
+    }
+
+    async fn start_paragraph(&self, enrollment_id: Uuid, step: i64, job: &NewJob) -> Result<bool> {
+        let now = Timestamp::now();
+        let mut tx = self.write.begin().await?;
+        Self::insert_job(&mut tx, job, now).await?;
+        // The compare-and-set: one job per enrollment and step, and only
+        // for the step it is at.
+        let r = sqlx::query(
+            "INSERT INTO sequence_paragraphs (enrollment_id, step, job_id, created_at) \
+             SELECT id, $2, $3, $4 FROM lead_enrollments WHERE id = $1 AND state = 'active' AND next_step = $2 \
+             ON CONFLICT (enrollment_id, step) DO NOTHING",
+        )
+        .bind(enrollment_id)
+        .bind(step)
+        .bind(job.id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        let started = match r {
+            Ok(r) => DB::rows_affected(&r) == 1,
+            // A replica inserting the same step at the same moment.
+            Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if started {
+            tx.commit().await?;
+        }
+        Ok(started)
     }
 
     async fn queue_step(&self, q: &QueuedStep, now: Timestamp) -> Result<StepOutcome> {
@@ -609,7 +667,10 @@ where
         } else {
             (LeadEventKind::EmailQueued, "queued")
         };
-        let body = format!("E-mail {} of {} {done}: {}", q.step + 1, e.steps.len(), q.mail.subject);
+        let mut body = format!("E-mail {} of {} {done}: {}", q.step + 1, e.steps.len(), q.mail.subject);
+        if let Some(note) = &q.note {
+            body.push_str(&format!(" ({note})"));
+        }
         let event = NewEvent::by_member(e.tenant_id, e.lead_id, None, kind, &body, now);
         Self::insert_lead_event(&mut tx, &event).await?;
         tx.commit().await?;
