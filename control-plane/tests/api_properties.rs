@@ -208,22 +208,7 @@ async fn properties_end_to_end(backend: Backend) {
     let import = t(&format!("/projects/{project}/properties/import"));
     let header = "street,city,region,postal_code,country,price,currency,beds,baths,floor_area,area_unit,property_type,status,features,agent_name,agent_contact,reference";
     let csv = |rows: &str| format!("{header}\n{rows}");
-    let post_csv = |body: String| {
-        let url = server.url(&import);
-        let owner = owner.clone();
-        async move {
-            let response = reqwest::Client::new()
-                .post(url)
-                .bearer_auth(owner)
-                .header("content-type", "text/csv")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap())
-        }
-    };
+    let post_csv = |body: String| server.post_text(&import, &owner, "text/csv", body);
     let (status, report) = post_csv(csv(
         "1 Good Road,Capital City,IL,60001,US,250000,USD,2,1,900,sqft,condo,active,Balcony|Lift,Dana Realtor,555-0100,MLS-10\n\
          2 Bad Road,Capital City,IL,60001,US,lots,USD,2,1,900,sqft,condo,active,,Dana Realtor,555-0100,MLS-11\n\

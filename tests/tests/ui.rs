@@ -1019,7 +1019,8 @@ async fn a_client_without_an_account_comments_and_approves_through_a_review_link
 /// A realtor enters a listing once: the form names a mistyped price, the
 /// property gets two photos (the second made the cover), a listing kit is
 /// generated from it and shows on its page, and a CSV import with a bad
-/// row imports nothing and says which line and column.
+/// row imports nothing and says which line and column; leads imported
+/// from CSV land in the inbox, linked to the property by its reference.
 #[tokio::test]
 async fn a_realtor_enters_a_property_with_photos_and_generates_a_kit_from_it() {
     let Some(browser) = Browser::start().await else { return };
@@ -1269,5 +1270,25 @@ async fn a_realtor_enters_a_property_with_photos_and_generates_a_kit_from_it() {
     browser.check_page("property-import-report").await;
     let (_, listed) = fleet.call(Method::GET, "/properties", None).await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "nothing half-imported");
+
+    // Leads from another system: linked to the property by its reference.
+    browser.goto(&tenant_url(&fleet, "/leads")).await;
+    browser.click("a[href$='/leads/import']").await;
+    let contacts = dir.path().join("contacts.csv");
+    std::fs::write(
+        &contacts,
+        "email,name,phone,status,properties,note
+         erin@example.com,Erin Park,+1 555 0142,contacted,MLS-4471,Asked about the garden at the open house
+",
+    )
+    .unwrap();
+    browser.attach("#file", &contacts).await;
+    browser.click("form.stack button.primary").await;
+    let report = browser.wait_for_text("main", "the report", |t| t.contains("Imported 1 lead")).await;
+    assert!(!report.contains("Nothing was imported"), "{report}");
+    browser.check_page("lead-import-report").await;
+    browser.click("#report-heading + p a").await;
+    let inbox = browser.wait_for_text("main", "the lead inbox", |t| t.contains("Erin Park")).await;
+    assert!(inbox.contains("erin@example.com"), "{inbox}");
     browser.close().await;
 }

@@ -149,7 +149,9 @@ fn api_routes() -> OpenApiRouter<ApiState> {
     let (logo_schemas, logo_paths, logo) = routes!(flyers::logo, flyers::set_logo, flyers::delete_logo);
     let logo = logo.layer(DefaultBodyLimit::max(crate::images::MAX_LOGO_BYTES + 64 * 1024));
     let (import_schemas, import_paths, import) = routes!(properties::import);
+    let (lead_import_schemas, lead_import_paths, lead_import) = routes!(leads::import);
     let import = import.layer(DefaultBodyLimit::max(crate::service::MAX_IMPORT_BYTES));
+    let lead_import = lead_import.layer(DefaultBodyLimit::max(crate::service::MAX_IMPORT_BYTES));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -240,6 +242,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(properties::get, properties::update, properties::delete))
         .routes(routes!(properties::activities))
         .routes((import_schemas, import_paths, import))
+        .routes((lead_import_schemas, lead_import_paths, lead_import))
         .routes((photo_schemas, photo_paths, photo_upload))
         .routes((logo_schemas, logo_paths, logo))
         .routes(routes!(flyers::activity_flyer))
@@ -413,7 +416,7 @@ async fn refuse_declared_oversize(
             state.config.max_upload_bytes.saturating_add(crate::service::MULTIPART_OVERHEAD_BYTES)
         } else if post && path.ends_with("/photos") {
             crate::images::MAX_PHOTO_BYTES.saturating_add(crate::service::MULTIPART_OVERHEAD_BYTES)
-        } else if post && path.ends_with("/properties/import") {
+        } else if post && (path.ends_with("/properties/import") || path.ends_with("/leads/import")) {
             crate::service::MAX_IMPORT_BYTES
         } else {
             state.config.max_body_bytes

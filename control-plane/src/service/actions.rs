@@ -122,6 +122,7 @@ pub const LEAD_FORM_SUBMIT: &str = "lead.form_submit";
 /// Not a mutation: leads (personal data) read in bulk.
 pub const LEAD_LIST: &str = "lead.list";
 pub const LEAD_CREATE: &str = "lead.create";
+pub const LEAD_IMPORT: &str = "lead.import";
 pub const LEAD_UPDATE: &str = "lead.update";
 pub const LEAD_SEQUENCE_START: &str = "lead.sequence_start";
 pub const LEAD_SEQUENCE_STOP: &str = "lead.sequence_stop";
@@ -227,6 +228,7 @@ pub const ALL: &[&str] = &[
     REAL_ESTATE_LOGO_DELETE,
     FLYER_FINDINGS_ACKNOWLEDGED,
     LEAD_CREATE,
+    LEAD_IMPORT,
     LEAD_UPDATE,
     LEAD_SEQUENCE_START,
     LEAD_SEQUENCE_STOP,

@@ -428,7 +428,7 @@ fn new_slug(street: &str) -> String {
     if base.is_empty() { random[..10].to_owned() } else { format!("{base}-{}", &random[..10]) }
 }
 
-fn text(field: &str, value: &str, max: usize, required: bool) -> Result<String> {
+pub(super) fn text(field: &str, value: &str, max: usize, required: bool) -> Result<String> {
     let value = value.trim();
     if required && value.is_empty() {
         return Err(Error::invalid(field, "is required"));
@@ -442,7 +442,7 @@ fn text(field: &str, value: &str, max: usize, required: bool) -> Result<String> 
     Ok(value.to_owned())
 }
 
-fn phone(value: &str) -> Result<String> {
+pub(super) fn phone(value: &str) -> Result<String> {
     let value = text("phone", value, 40, false)?;
     if !value.is_empty() && !value.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c)) {
         return Err(Error::invalid("phone", "may hold digits, spaces and + - ( ) . only"));
@@ -677,9 +677,11 @@ impl App {
             email: email.as_str().to_owned(),
             phone: phone(&req.phone)?,
             source: LeadSource::Manual,
+            status: LeadStatus::New,
             owner_id: req.owner_id.or(access.caller.creator_id()),
             property_ids: req.property_ids,
             note: text("note", &req.note, 5_000, false)?,
+            consent: None,
             actor_id: access.caller.creator_id(),
         };
         if let Some(owner) = new.owner_id
@@ -688,16 +690,15 @@ impl App {
             return Err(Error::invalid("owner_id", "is not a member of this organisation"));
         }
         let audit = access.audit(actions::LEAD_CREATE).resource("lead", id);
-        let lead =
-            self.store.create_lead(&new, &self.scorer(access.tenant_id).await?, &audit).await.map_err(
-                |e| match e {
-                    StoreError::Conflict { code: "lead_exists", message } => {
-                        Error::Conflict { code: "lead_exists", message }
-                    }
-                    other => other.into(),
-                },
-            )?;
-        self.lead(access, lead.id).await
+        self.store.create_leads(&[new], &self.scorer(access.tenant_id).await?, &audit).await.map_err(
+            |e| match e {
+                StoreError::Conflict { code: "lead_exists", message } => {
+                    Error::Conflict { code: "lead_exists", message }
+                }
+                other => other.into(),
+            },
+        )?;
+        self.lead(access, id).await
     }
 
     pub async fn update_lead(&self, access: &TenantAccess, id: Uuid, req: UpdateLead) -> Result<LeadView> {

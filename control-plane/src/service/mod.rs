@@ -15,10 +15,12 @@ mod api_keys;
 mod audit_log;
 mod auth;
 mod comments;
+mod csv_import;
 mod documents;
 pub mod export;
 mod flyers;
 mod jobs;
+mod lead_import;
 mod lead_scoring;
 mod leads;
 mod members;
@@ -64,9 +66,11 @@ pub use comments::{
     AnchorIn, AnchorView, CommentQuery, CommentView, CreateComment, EditComment, MAX_COMMENT_CHARS,
     MentionView, ResolveThread, mentioned_addresses,
 };
+pub use csv_import::{ImportReport, MAX_IMPORT_BYTES, RowProblem};
 pub use documents::{DEFAULT_MAX_UPLOAD_BYTES, DocumentView, MULTIPART_OVERHEAD_BYTES, Upload};
 pub use flyers::{FlyerFile, FlyerParams};
 pub use jobs::{CreateJob, DEFAULT_PRIORITY, EmbedInput, JobQuery, JobView, MessageIn, OptionsIn, Submitted};
+pub use lead_import::LEAD_IMPORT_COLUMNS;
 pub use lead_scoring::{FitReport, ScoringView, WeightView};
 pub use leads::{
     CreateLead, DEFAULT_CONSENT, LeadParams, LeadView, ListingForm, PublicListing, PublishProperty,
@@ -82,8 +86,8 @@ pub use notifications::{
 };
 pub use projects::{CreateCampaign, CreateProject, UpdateCampaign, UpdateProject};
 pub use properties::{
-    IMPORT_COLUMNS, ImportReport, MAX_IMPORT_BYTES, PhotoSize, PhotoView, PropertyFacts, PropertyIn,
-    PropertyParams, PropertyView, RowProblem, UpdatePhoto, facts_line, grouped, price,
+    IMPORT_COLUMNS, PhotoSize, PhotoView, PropertyFacts, PropertyIn, PropertyParams, PropertyView,
+    UpdatePhoto, facts_line, grouped, price,
 };
 pub use publishing::{
     AccountView, ConnectBluesky, ConnectStarted, CreatePost, PostDetail, PostQuery, PostView, StartConnect,

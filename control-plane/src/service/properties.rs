@@ -15,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::activity_input::{ListingIn, list, text};
+use super::csv_import::{ImportReport, RowProblem, choice, read_rows, repeated};
 use super::{App, TenantAccess, actions};
 use crate::domain::{Permission, Timestamp, new_id};
 use crate::error::{Error, FoundExt, NotFoundExt, Result};
@@ -23,10 +24,6 @@ use crate::store::{
     PropertyPhoto, PropertyStatus, PropertyType, StoreError,
 };
 
-/// The largest CSV file imported at once.
-pub const MAX_IMPORT_BYTES: usize = 5 * 1024 * 1024;
-/// The most rows one import creates.
-pub const MAX_IMPORT_ROWS: usize = 1_000;
 /// The largest price, in whole units.
 const MAX_PRICE: i64 = 10_000_000_000;
 
@@ -164,30 +161,6 @@ pub struct UpdatePhoto {
     pub alt: Option<String>,
     /// The new place in the order; 0 makes it the cover.
     pub position: Option<i64>,
-}
-
-/// A refused row of an import.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct RowProblem {
-    /// The line of the file (the header is line 1).
-    pub line: u64,
-    pub field: String,
-    pub message: String,
-}
-
-/// What an import did: every row created, or none and why.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ImportReport {
-    /// Rows in the file (without the header).
-    pub rows: usize,
-    /// Properties created: all the rows, or 0 when any was refused.
-    pub imported: usize,
-    /// Every problem found, by line; empty when the import was done.
-    pub refused: Vec<RowProblem>,
-    /// The new properties' ids, in the file's order.
-    pub property_ids: Vec<Uuid>,
-    /// Whether this was a check only (`dry_run`).
-    pub dry_run: bool,
 }
 
 /// A photo file: the stored JPEG or its thumbnail.
@@ -646,46 +619,28 @@ impl App {
     ) -> Result<ImportReport> {
         access.require(Permission::ActivitiesCreate)?;
         self.store.project(access.tenant_id, project_id).await.found("project")?;
-        if csv.len() > MAX_IMPORT_BYTES {
-            return Err(Error::PayloadTooLarge { limit: MAX_IMPORT_BYTES });
-        }
-        let (rows, mut refused) = parse_csv(csv)?;
-        let mut report = ImportReport {
-            rows: rows.len() + refused.len(),
-            imported: 0,
-            refused: Vec::new(),
-            property_ids: Vec::new(),
-            dry_run,
-        };
+        let (rows, mut refused) = read_rows(csv, IMPORT_COLUMNS, row_fields)?;
+        let mut report = ImportReport::new(rows.len() + refused.len(), dry_run);
         // A reference used twice in the file, or already in the project.
-        let mut seen: Vec<(String, u64)> = Vec::new();
-        for (line, fields) in &rows {
-            if let Some(reference) = &fields.reference {
-                if let Some((_, first)) = seen.iter().find(|(r, _)| r == reference) {
-                    refused.push(RowProblem {
-                        line: *line,
-                        field: "reference".into(),
-                        message: format!("{reference} is also on line {first}"),
-                    });
-                }
-                seen.push((reference.clone(), *line));
-            }
-        }
+        refused.extend(repeated(&rows, "reference", |f: &PropertyFields| f.reference.clone()));
         refused.sort_by_key(|p| p.line);
         if !refused.is_empty() || dry_run || rows.is_empty() {
             report.refused = refused;
             return Ok(report);
         }
-        let new: Vec<NewProperty> = rows
+        let (lines, new): (Vec<u64>, Vec<NewProperty>) = rows
             .into_iter()
-            .map(|(_, fields)| NewProperty {
-                id: new_id(),
-                tenant_id: access.tenant_id,
-                project_id,
-                fields,
-                created_by: access.caller.creator_id(),
+            .map(|(line, fields)| {
+                let new = NewProperty {
+                    id: new_id(),
+                    tenant_id: access.tenant_id,
+                    project_id,
+                    fields,
+                    created_by: access.caller.creator_id(),
+                };
+                (line, new)
             })
-            .collect();
+            .unzip();
         let audit = access
             .audit(actions::PROPERTY_IMPORT)
             .resource("project", project_id)
@@ -693,11 +648,11 @@ impl App {
         match self.store.create_properties(&new, &audit).await {
             Ok(created) => {
                 report.imported = created.len();
-                report.property_ids = created.iter().map(|p| p.id).collect();
+                report.ids = created.iter().map(|p| p.id).collect();
             }
             Err(StoreError::Conflict { code: "reference_taken", .. }) => {
                 // Which rows: the references the project has already.
-                for p in &new {
+                for (p, line) in new.iter().zip(&lines) {
                     let Some(reference) = &p.fields.reference else { continue };
                     let filter = PropertyFilter {
                         project_id: Some(project_id),
@@ -709,9 +664,8 @@ impl App {
                         .properties(access.tenant_id, &filter, PageRequest { after: None, limit: 50 })
                         .await?;
                     if found.items.iter().any(|e| e.fields.reference.as_deref() == Some(reference)) {
-                        let line = seen.iter().find(|(r, _)| r == reference).map_or(0, |(_, l)| *l);
                         report.refused.push(RowProblem {
-                            line,
+                            line: *line,
                             field: "reference".into(),
                             message: format!("{reference} is already a property of this project"),
                         });
@@ -748,78 +702,12 @@ pub const IMPORT_COLUMNS: &[(&str, bool)] = &[
     ("reference", false),
 ];
 
-type ParsedRows = (Vec<(u64, PropertyFields)>, Vec<RowProblem>);
-
-/// Reads the CSV: the checked rows, and the problems of the others. A file
-/// that cannot be read as a whole (no header, an unknown or missing
-/// column) is an error.
-fn parse_csv(bytes: &[u8]) -> Result<ParsedRows> {
-    let mut reader = csv::ReaderBuilder::new().flexible(false).trim(csv::Trim::All).from_reader(bytes);
-    let headers = reader
-        .headers()
-        .map_err(|e| Error::invalid("file", format!("the header line could not be read: {e}")))?
-        .clone();
-    let names: Vec<String> =
-        headers.iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_lowercase()).collect();
-    for name in &names {
-        if !IMPORT_COLUMNS.iter().any(|(c, _)| c == name) {
-            let all: Vec<&str> = IMPORT_COLUMNS.iter().map(|(c, _)| *c).collect();
-            return Err(Error::invalid(
-                "file",
-                format!("unknown column \"{name}\"; the columns are {}", all.join(", ")),
-            ));
-        }
-    }
-    for (column, required) in IMPORT_COLUMNS {
-        if *required && !names.iter().any(|n| n == column) {
-            return Err(Error::invalid("file", format!("the column \"{column}\" is missing")));
-        }
-    }
-    let mut rows = Vec::new();
-    let mut refused = Vec::new();
-    for (i, record) in reader.records().enumerate() {
-        let line = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(2);
-        if rows.len() + refused.len() >= MAX_IMPORT_ROWS {
-            return Err(Error::invalid("file", format!("has more than {MAX_IMPORT_ROWS} rows; split it")));
-        }
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                refused.push(RowProblem {
-                    line,
-                    field: "file".into(),
-                    message: format!("could not be read: {e}"),
-                });
-                continue;
-            }
-        };
-        let get = |column: &str| -> String {
-            names.iter().position(|n| n == column).and_then(|i| record.get(i)).unwrap_or("").to_owned()
-        };
-        match row_fields(&get) {
-            Ok(fields) => rows.push((line, fields)),
-            Err(Error::Invalid { field, message }) => refused.push(RowProblem { line, field, message }),
-            Err(other) => refused.push(RowProblem { line, field: "row".into(), message: other.to_string() }),
-        }
-    }
-    Ok((rows, refused))
-}
-
 fn row_fields(get: &dyn Fn(&str) -> String) -> Result<PropertyFields> {
     fn number<T: std::str::FromStr>(field: &str, value: &str) -> Result<T> {
         value
             .replace([',', '_'], "")
             .parse()
             .map_err(|_| Error::invalid(field, format!("\"{value}\" is not a number")))
-    }
-    fn choice<T: std::str::FromStr + strum::IntoEnumIterator + Into<&'static str>>(
-        field: &str,
-        value: &str,
-    ) -> Result<T> {
-        value.to_lowercase().parse().map_err(|_| {
-            let all: Vec<&'static str> = T::iter().map(Into::into).collect();
-            Error::invalid(field, format!("\"{value}\" is not one of {}", all.join(", ")))
-        })
     }
     let optional_number = |field: &str| -> Result<Option<i64>> {
         let v = get(field);
@@ -934,7 +822,7 @@ mod tests {
              4 Pine Road,Springfield,IL,62704,US,300000,USD,3,2.25,1500,sqft,condo,active,,Dana Realtor,555-0100,MLS-3\n\
              5 Ash Court,Springfield,IL,62704,US,300000,USD,3,2,1500,acres,condo,active,,Dana Realtor,555-0100,\n"
         );
-        let (rows, refused) = parse_csv(csv.as_bytes()).unwrap();
+        let (rows, refused) = read_rows(csv.as_bytes(), IMPORT_COLUMNS, row_fields).unwrap();
         assert_eq!(rows.len(), 1);
         let (line, first) = &rows[0];
         assert_eq!(*line, 2);
@@ -943,13 +831,5 @@ mod tests {
         assert_eq!(first.features, ["Garden", "Garage"]);
         let problems: Vec<(u64, &str)> = refused.iter().map(|p| (p.line, p.field.as_str())).collect();
         assert_eq!(problems, [(3, "price"), (4, "baths"), (5, "area_unit")]);
-    }
-
-    #[test]
-    fn a_file_with_unknown_or_missing_columns_is_refused_whole() {
-        let err = parse_csv(b"street,city,colour\n").unwrap_err();
-        assert!(err.to_string().contains("unknown column \"colour\""), "{err}");
-        let err = parse_csv(b"street,city\n").unwrap_err();
-        assert!(err.to_string().contains("\"country\" is missing"), "{err}");
     }
 }

@@ -640,7 +640,8 @@ pub fn post_has_own_review(post: &SocialPost) -> bool {
 }
 
 impl App {
-    async fn all_members(&self, tenant_id: Uuid) -> Result<Vec<Member>> {
+    /// Every member of the tenant (up to 10,000).
+    pub(super) async fn all_members(&self, tenant_id: Uuid) -> Result<Vec<Member>> {
         let mut members = Vec::new();
         let mut after = None;
         loop {

@@ -229,9 +229,14 @@ pub struct NewLead {
     pub email: String,
     pub phone: String,
     pub source: LeadSource,
+    /// `new` for a lead entered by hand; an import may bring the status
+    /// the lead had elsewhere (`unsubscribed` suppresses the address).
+    pub status: LeadStatus,
     pub owner_id: Option<Uuid>,
     pub property_ids: Vec<Uuid>,
     pub note: String,
+    /// The wording the person agreed to and when, if known.
+    pub consent: Option<(String, Timestamp)>,
     pub actor_id: Option<Uuid>,
 }
 
@@ -317,9 +322,24 @@ pub trait LeadStore {
         scorer: &dyn Scorer,
         audit: &NewAuditEvent,
     ) -> Result<Submitted>;
-    /// Creates a lead by hand; `Conflict` `lead_exists` when the address has
-    /// one.
-    async fn create_lead(&self, lead: &NewLead, scorer: &dyn Scorer, audit: &NewAuditEvent) -> Result<Lead>;
+    /// Creates leads (by hand, or a whole import) in one transaction, all
+    /// or none; `Conflict` `lead_exists` when an address has one, `Invalid`
+    /// `property_ids` for a property not in the tenant.
+    async fn create_leads(
+        &self,
+        leads: &[NewLead],
+        scorer: &dyn Scorer,
+        audit: &NewAuditEvent,
+    ) -> Result<Vec<Lead>>;
+    /// Which of these e-mail addresses (lower case) have a lead.
+    async fn lead_emails_taken(&self, tenant_id: Uuid, emails: &[String]) -> Result<Vec<String>>;
+    /// The tenant's properties with these references (a reference may be
+    /// on a property of each project).
+    async fn properties_by_reference(
+        &self,
+        tenant_id: Uuid,
+        references: &[String],
+    ) -> Result<Vec<(String, Uuid)>>;
     async fn update_lead(
         &self,
         tenant_id: Uuid,

@@ -2,18 +2,20 @@
 //! photos, facts, the agent's contact and the contact form), the lead
 //! inbox (filters, by score or recency) with the organisation's
 //! real-estate settings, and a lead's page (score breakdown, timeline,
-//! status, owner, notes and replies).
+//! status, owner, notes and replies), and the CSV import of leads.
 
 use std::collections::HashMap;
 
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::csv_import::ImportPage;
 use super::page::{FormErrors, Shell, UiError, every, render_form, see_other};
 use super::session::{Path, Query, Submit, TenantPage};
 use super::view::When;
@@ -23,8 +25,8 @@ use crate::api::pagination::encode_cursor;
 use crate::domain::Permission;
 use crate::error::Error;
 use crate::service::{
-    LeadParams, LeadView, ListingForm, PhotoSize, PublicListing, RealEstateSettingsView, ScoringView,
-    UpdateLead,
+    ImportReport, LEAD_IMPORT_COLUMNS, LeadParams, LeadView, ListingForm, MAX_IMPORT_BYTES, PhotoSize,
+    PublicListing, RealEstateSettingsView, ScoringView, UpdateLead,
 };
 use crate::store::{Band, LeadStatus, PageRequest};
 
@@ -263,6 +265,7 @@ struct LeadsPage {
     settings_action: String,
     logo_action: String,
     scoring: ScoringCard,
+    import_href: Option<String>,
     errors: FormErrors,
 }
 
@@ -416,6 +419,7 @@ async fn inbox(
         settings,
         settings_action: page.path("/leads/settings"),
         logo_action: page.path("/leads/settings/logo"),
+        import_href: page.can(Permission::ActivitiesCreate).then(|| page.path("/leads/import")),
         errors,
         shell: page.shell,
     };
@@ -951,4 +955,58 @@ pub async fn unsubscribe(
         *response.status_mut() = axum::http::StatusCode::NOT_FOUND;
     }
     response
+}
+
+// ----- Importing leads -----------------------------------------------------------
+
+fn import_page(page: TenantPage, errors: FormErrors, report: Option<ImportReport>) -> Response {
+    ImportPage {
+        title: "Import leads",
+        crumb: "Leads",
+        action: page.path("/leads/import"),
+        cancel: page.path("/leads"),
+        one: "lead",
+        many: "leads",
+        projects: None,
+        columns: LEAD_IMPORT_COLUMNS.to_vec(),
+        hint: "In properties, give property references (or ids) separated by |; in owner, a member's \
+               e-mail address. A status is new, contacted, qualified, nurturing, won, lost or \
+               unsubscribed (an unsubscribed address is never mailed). consent_text and consented_at \
+               (like 2026-03-01) go together. An address that is a lead already is refused, and \
+               imported leads start no follow-up sequence.",
+        errors,
+        report,
+        shell: page.shell,
+    }
+    .render()
+}
+
+pub async fn import_form(page: TenantPage) -> Result<Response, UiError> {
+    page.access.require(Permission::ActivitiesCreate)?;
+    Ok(import_page(page, FormErrors::default(), None))
+}
+
+pub async fn import(
+    State(state): State<ApiState>,
+    page: TenantPage,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, UiError> {
+    let (fields, file, mut errors) =
+        super::properties::multipart_form(&state, &page, &headers, multipart, MAX_IMPORT_BYTES).await?;
+    let mut report = None;
+    if errors.is_empty() {
+        match file {
+            None => errors.add("file", "choose a CSV file"),
+            Some(bytes) => {
+                let dry_run = fields.get("dry_run").is_some_and(|v| v == "on");
+                match state.app.import_leads(&page.access, &bytes, dry_run).await {
+                    Ok(r) => report = Some(r),
+                    Err(e @ (Error::Forbidden(_) | Error::NotFound(_))) => return Err(e.into()),
+                    Err(e) => errors = FormErrors::from_error(e)?,
+                }
+            }
+        }
+    }
+    Ok(import_page(page, errors, report))
 }

@@ -22,6 +22,7 @@ mod assets;
 mod audit;
 mod auth;
 mod comments;
+mod csv_import;
 mod documents;
 mod flash;
 mod fleet;
@@ -166,6 +167,11 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/properties/{property_id}/listing-kit", post(properties::listing_kit))
         .route("/properties/{property_id}/publication", post(leads::publish))
         .route("/leads", get(leads::list))
+        .route(
+            "/leads/import",
+            // The import counts its own bytes against its limit.
+            get(leads::import_form).post(leads::import).layer(DefaultBodyLimit::disable()),
+        )
         .route("/leads/settings", post(leads::save_settings))
         .route("/leads/scoring/fit", post(leads::fit_scoring))
         .route("/leads/scoring/reset", post(leads::reset_scoring))

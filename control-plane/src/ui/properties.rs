@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::csv_import::ImportPage;
 use super::home::ActivityRow;
 use super::page::{FormErrors, Shell, UiError, every, number, plain_number, render_form, request, see_other};
 use super::session::{CSRF_FIELD, Path, Query, Submit, TenantPage, check_csrf};
@@ -811,19 +812,6 @@ pub async fn listing_kit(
     }
 }
 
-#[derive(Template)]
-#[template(path = "property_import.html")]
-struct ImportPage {
-    shell: Shell,
-    action: String,
-    cancel: String,
-    projects: Vec<Choice>,
-    columns: Vec<(&'static str, bool)>,
-    errors: FormErrors,
-    report: Option<ImportReport>,
-    done_href: String,
-}
-
 async fn import_page(
     state: &ApiState,
     page: TenantPage,
@@ -834,23 +822,29 @@ async fn import_page(
     let access = &page.access;
     let projects = every(|p| state.app.projects(access, p)).await?;
     let view = ImportPage {
+        title: "Import properties",
+        crumb: "Properties",
         action: page.path("/properties/import"),
         cancel: page.path("/properties"),
-        done_href: page.path("/properties"),
-        projects: projects
-            .iter()
-            .map(|p| Choice {
-                value: p.id.to_string(),
-                label: p.name.to_string(),
-                selected: project.as_deref() == Some(p.id.to_string().as_str()),
-            })
-            .collect(),
+        one: "property",
+        many: "properties",
+        projects: Some(
+            projects
+                .iter()
+                .map(|p| Choice {
+                    value: p.id.to_string(),
+                    label: p.name.to_string(),
+                    selected: project.as_deref() == Some(p.id.to_string().as_str()),
+                })
+                .collect(),
+        ),
         columns: IMPORT_COLUMNS.to_vec(),
+        hint: "Features are separated by |; area_unit is sqft or m2.",
         errors,
         report,
         shell: page.shell,
     };
-    Ok(render_form(&view, &view.errors))
+    Ok(view.render())
 }
 
 pub async fn import_form(State(state): State<ApiState>, page: TenantPage) -> Result<Response, UiError> {

@@ -270,6 +270,28 @@ impl TestServer {
         self.call(reqwest::Method::POST, path, Some(token), Some(body)).await
     }
 
+    /// Posts `body` as `content_type` (a CSV file, say).
+    pub async fn post_text(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: String,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
     /// Uploads `bytes` as the multipart part `file` named `file_name`.
     pub async fn upload(
         &self,

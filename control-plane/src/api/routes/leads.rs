@@ -2,6 +2,7 @@
 //! timeline and score breakdown, leads entered by hand, status, owner,
 //! notes and replies; the organisation's real-estate settings.
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -11,9 +12,11 @@ use crate::api::ApiState;
 use crate::api::error::ErrorBody;
 use crate::api::extract::{Json, Path, Query};
 use crate::api::pagination::{ListParams, PageBody};
+use crate::api::routes::properties::ImportParams;
 use crate::error::Result;
 use crate::service::{
-    CreateLead, LeadParams, LeadView, RealEstateSettingsView, ScoringView, TenantAccess, UpdateLead, actions,
+    CreateLead, ImportReport, LeadParams, LeadView, RealEstateSettingsView, ScoringView, TenantAccess,
+    UpdateLead, actions,
 };
 
 #[derive(Debug, Deserialize)]
@@ -48,6 +51,29 @@ pub async fn create(
     Json(req): Json<CreateLead>,
 ) -> Result<(StatusCode, Json<LeadView>)> {
     Ok((StatusCode::CREATED, Json(state.app.create_lead(&access, req).await?)))
+}
+
+/// Imports leads from a CSV file (UTF-8, a header line naming the
+/// columns: email (required), name, phone, status, properties (references
+/// or ids separated by `|`), owner (a member's e-mail address), note,
+/// consent_text and consented_at (RFC 3339 or a day), both or neither).
+/// Every row is created, or none: when any row is refused, the report
+/// lists each problem by line and field and nothing is imported. An
+/// address that has a lead already is refused; imported leads start no
+/// sequence.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/leads/import", tag = "leads",
+    operation_id = actions::LEAD_IMPORT, security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path), ImportParams),
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, body = ImportReport), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn import(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Query(params): Query<ImportParams>,
+    body: Bytes,
+) -> Result<Json<ImportReport>> {
+    Ok(Json(state.app.import_leads(&access, &body, params.dry_run).await?))
 }
 
 /// A lead with the properties it asked about, its timeline and its score

@@ -604,53 +604,126 @@ where
         Ok(Submitted { lead, new_lead, repeated: false })
     }
 
-    async fn create_lead(&self, l: &NewLead, scorer: &dyn Scorer, audit: &NewAuditEvent) -> Result<Lead> {
+    async fn create_leads(
+        &self,
+        leads: &[NewLead],
+        scorer: &dyn Scorer,
+        audit: &NewAuditEvent,
+    ) -> Result<Vec<Lead>> {
         let mut tx = self.write.begin().await?;
         let now = audit.occurred_at;
-        Self::insert_lead(
-            &mut tx,
-            l.id,
-            l.tenant_id,
-            &l.name,
-            &l.email,
-            &l.phone,
-            l.source,
-            l.owner_id,
-            None,
-            now,
-        )
-        .await?;
-        for property_id in &l.property_ids {
-            let found: Option<Uuid> =
-                sqlx::query_scalar("SELECT id FROM properties WHERE tenant_id = $1 AND id = $2")
-                    .bind(l.tenant_id)
-                    .bind(*property_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if found.is_none() {
-                return Err(StoreError::Invalid {
-                    field: "property_ids",
-                    message: format!("{property_id} is not a property of this organisation"),
-                });
+        let mut created = Vec::with_capacity(leads.len());
+        for l in leads {
+            let consent = l.consent.as_ref().map(|(text, at)| (text.as_str(), *at));
+            Self::insert_lead(
+                &mut tx,
+                l.id,
+                l.tenant_id,
+                &l.name,
+                &l.email,
+                &l.phone,
+                l.source,
+                l.owner_id,
+                consent,
+                now,
+            )
+            .await?;
+            for property_id in &l.property_ids {
+                let found: Option<Uuid> =
+                    sqlx::query_scalar("SELECT id FROM properties WHERE tenant_id = $1 AND id = $2")
+                        .bind(l.tenant_id)
+                        .bind(*property_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if found.is_none() {
+                    return Err(StoreError::Invalid {
+                        field: "property_ids",
+                        message: format!("{property_id} is not a property of this organisation"),
+                    });
+                }
+                Self::add_interest(&mut tx, l.id, *property_id, now).await?;
             }
-            Self::add_interest(&mut tx, l.id, *property_id, now).await?;
+            let event = NewEvent {
+                tenant_id: l.tenant_id,
+                lead_id: l.id,
+                kind: LeadEventKind::Created,
+                property_id: l.property_ids.first().copied(),
+                actor_id: l.actor_id,
+                body: &l.note,
+                submission: None,
+                at: now,
+            };
+            Self::insert_lead_event(&mut tx, &event).await?;
+            if l.status != LeadStatus::New {
+                sqlx::query("UPDATE leads SET status = $2 WHERE id = $1")
+                    .bind(l.id)
+                    .bind(l.status.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                let body = format!("{} → {}", LeadStatus::New, l.status);
+                let changed = NewEvent::by_member(
+                    l.tenant_id,
+                    l.id,
+                    l.actor_id,
+                    LeadEventKind::StatusChanged,
+                    &body,
+                    now,
+                );
+                Self::insert_lead_event(&mut tx, &changed).await?;
+                if l.status == LeadStatus::Unsubscribed {
+                    Self::suppress_lead(
+                        &mut tx,
+                        l.tenant_id,
+                        l.id,
+                        l.actor_id,
+                        Suppression::Unsubscribed,
+                        now,
+                    )
+                    .await?;
+                }
+            }
+            Self::rescore(&mut tx, l.id, scorer, now).await?;
+            created.push(Self::fetch_lead(&mut tx, l.tenant_id, l.id).await?.ok_or(StoreError::NotFound)?);
         }
-        let event = NewEvent {
-            tenant_id: l.tenant_id,
-            lead_id: l.id,
-            kind: LeadEventKind::Created,
-            property_id: l.property_ids.first().copied(),
-            actor_id: l.actor_id,
-            body: &l.note,
-            submission: None,
-            at: now,
-        };
-        Self::insert_lead_event(&mut tx, &event).await?;
-        Self::rescore(&mut tx, l.id, scorer, now).await?;
         Self::insert_audit(&mut tx, audit).await?;
-        let lead = Self::fetch_lead(&mut tx, l.tenant_id, l.id).await?.ok_or(StoreError::NotFound)?;
         tx.commit().await?;
-        Ok(lead)
+        Ok(created)
+    }
+
+    async fn lead_emails_taken(&self, tenant_id: Uuid, emails: &[String]) -> Result<Vec<String>> {
+        let mut conn = self.read.acquire().await?;
+        let mut taken = Vec::new();
+        for email in emails {
+            let found: Option<String> = sqlx::query_scalar(
+                "SELECT email_normalized FROM leads WHERE tenant_id = $1 AND email_normalized = $2",
+            )
+            .bind(tenant_id)
+            .bind(email.to_lowercase())
+            .fetch_optional(&mut *conn)
+            .await?;
+            taken.extend(found);
+        }
+        Ok(taken)
+    }
+
+    async fn properties_by_reference(
+        &self,
+        tenant_id: Uuid,
+        references: &[String],
+    ) -> Result<Vec<(String, Uuid)>> {
+        let mut conn = self.read.acquire().await?;
+        let mut found = Vec::new();
+        for reference in references {
+            let ids: Vec<Uuid> = sqlx::query_scalar(
+                "SELECT id FROM properties WHERE tenant_id = $1 AND reference = $2 ORDER BY created_at, id",
+            )
+            .bind(tenant_id)
+            .bind(reference.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
+            found.extend(ids.into_iter().map(|id| (reference.clone(), id)));
+        }
+        Ok(found)
     }
 
     async fn update_lead(
