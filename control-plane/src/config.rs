@@ -92,6 +92,11 @@ pub struct ServeArgs {
     /// this host only.
     #[arg(long, env = "MARKETER_METRICS_TOKEN_FILE", value_name = "FILE")]
     pub metrics_token_file: Option<PathBuf>,
+    /// File holding the bearer token the mail system sends with bounce
+    /// messages to POST /api/v1/mail/bounces (16 characters or more).
+    /// Without it, bounces that arrive after sending are not read.
+    #[arg(long, env = "MARKETER_BOUNCE_TOKEN_FILE", value_name = "FILE")]
+    pub bounce_token_file: Option<PathBuf>,
     /// File holding the JWT signing secret (at least 32 bytes). Give every
     /// replica the same one. [default: generated into the data directory]
     #[arg(long, env = "MARKETER_JWT_SECRET_FILE", value_name = "FILE")]
@@ -259,6 +264,7 @@ struct FileConfig {
     trust_proxy_headers: Option<bool>,
     max_connections_per_address: Option<usize>,
     metrics_token_file: Option<PathBuf>,
+    bounce_token_file: Option<PathBuf>,
     jwt_secret_file: Option<PathBuf>,
     data_key_file: Option<PathBuf>,
     shutdown_timeout_seconds: Option<u64>,
@@ -321,6 +327,7 @@ pub struct Settings {
     /// Connections one client address may hold (0: no limit).
     pub max_connections_per_address: Option<usize>,
     pub metrics_token_file: Option<PathBuf>,
+    pub bounce_token_file: Option<PathBuf>,
     pub jwt_secret_file: Option<PathBuf>,
     pub data_key_file: Option<PathBuf>,
     pub shutdown_timeout: std::time::Duration,
@@ -464,6 +471,7 @@ impl Settings {
                 .max_connections_per_address
                 .or(file.max_connections_per_address),
             metrics_token_file: serve.metrics_token_file.clone().or(file.metrics_token_file),
+            bounce_token_file: serve.bounce_token_file.clone().or(file.bounce_token_file),
             jwt_secret_file: serve.jwt_secret_file.clone().or(file.jwt_secret_file),
             data_key_file: serve.data_key_file.clone().or(file.data_key_file),
             shutdown_timeout: std::time::Duration::from_secs(file.shutdown_timeout_seconds.unwrap_or(30)),

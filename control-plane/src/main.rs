@@ -144,24 +144,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
         trigger.cancel();
     });
-    let metrics_token = match &settings.metrics_token_file {
-        Some(path) => {
-            let token = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the metrics token from {}", path.display()))?;
-            let token = token.trim().to_owned();
-            if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                anyhow::bail!(
-                    "the metrics token in {} must be 16 or more characters without spaces",
-                    path.display()
-                );
-            }
-            Some(secrecy::SecretString::from(token))
-        }
-        None => None,
-    };
+    let metrics_token =
+        settings.metrics_token_file.as_deref().map(|p| token_file(p, "metrics")).transpose()?;
+    let bounce_token = settings.bounce_token_file.as_deref().map(|p| token_file(p, "bounce")).transpose()?;
     let config =
         ApiConfig {
             metrics_token,
+            bounce_token,
             max_body_bytes: settings.max_body_bytes,
             max_upload_bytes: settings.max_upload_bytes,
             trust_proxy_headers: settings.trust_proxy_headers,
@@ -173,4 +162,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             },
         };
     server::serve(runtime, config, listener, gateway, shutdown, settings.shutdown_timeout).await
+}
+
+/// An operator's bearer token from its file: 16 characters or more, no
+/// spaces.
+fn token_file(path: &std::path::Path, what: &str) -> anyhow::Result<secrecy::SecretString> {
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the {what} token from {}", path.display()))?;
+    let token = token.trim().to_owned();
+    if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        anyhow::bail!("the {what} token in {} must be 16 or more characters without spaces", path.display());
+    }
+    Ok(secrecy::SecretString::from(token))
 }

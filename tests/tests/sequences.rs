@@ -249,13 +249,21 @@ async fn follow_up_steps_go_out_once_in_order_across_replicas_and_a_restart_and_
 /// (`550 5.1.1` to `RCPT TO`). The message is failed, not retried; in the
 /// same transaction the address is suppressed for the tenant's sequences,
 /// the lead's sequences stop and its timeline says why, and no sequence
-/// can start for it again. Another lead's message goes out as usual.
+/// can start for it again. Another lead's message goes out as usual. A
+/// third lead's message is accepted and bounces later: the relay's
+/// delivery status notification, handed to the bounce intake, does the
+/// same (once however often it is sent; a delay changes nothing).
 #[tokio::test]
 async fn a_hard_bounce_suppresses_the_address_and_stops_its_sequences() {
     let Some(bouncer) = Bouncer::start().await else { return };
     let Some(db) = TempDatabase::create().await else { return };
     let data = tempfile::tempdir().unwrap();
-    let server = ServerProcess::spawn(&on_database(bouncer.configure(ServerOptions::new(data.path())), &db));
+    let token_file = data.path().join("bounce-token");
+    std::fs::write(&token_file, BOUNCE_TOKEN).unwrap();
+    let options = bouncer
+        .configure(ServerOptions::new(data.path()))
+        .env("MARKETER_BOUNCE_TOKEN_FILE", token_file.to_str().unwrap());
+    let server = ServerProcess::spawn(&on_database(options, &db));
     let api = Api::login(&server.base_url, EMAIL, PASSWORD).await;
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
     let (_, mut settings) = call(&api, Method::GET, "/real-estate-settings", None).await;
@@ -265,7 +273,7 @@ async fn a_hard_bounce_suppresses_the_address_and_stops_its_sequences() {
     let sequence = templates[0]["id"].clone();
 
     let mut leads = Vec::new();
-    for email in ["bounce-ana@example.com", "bo@example.com"] {
+    for email in ["bounce-ana@example.com", "bo@example.com", "cy@example.com"] {
         let (status, lead) =
             call(&api, Method::POST, "/leads", Some(json!({ "name": "Ana Bo", "email": email }))).await;
         assert_eq!(status, 201, "{lead}");
@@ -285,7 +293,7 @@ async fn a_hard_bounce_suppresses_the_address_and_stops_its_sequences() {
             .fetch_all(&pool)
             .await
             .unwrap();
-            (rows.len() == 2).then_some(rows)
+            (rows.len() == 3).then_some(rows)
         })
         .await;
     assert_eq!((outcomes[0].0.as_str(), outcomes[0].1.as_str()), ("bo@example.com", "sent"), "{outcomes:?}");
@@ -295,6 +303,7 @@ async fn a_hard_bounce_suppresses_the_address_and_stops_its_sequences() {
         "{outcomes:?}"
     );
     assert!(outcomes[1].2.as_deref().unwrap_or_default().contains("550"), "{outcomes:?}");
+    assert_eq!((outcomes[2].0.as_str(), outcomes[2].1.as_str()), ("cy@example.com", "sent"), "{outcomes:?}");
 
     let (_, runs) = call(&api, Method::GET, &format!("/leads/{}/sequences", leads[0]), None).await;
     assert_eq!(runs[0]["state"], "stopped", "{runs}");
@@ -322,6 +331,102 @@ async fn a_hard_bounce_suppresses_the_address_and_stops_its_sequences() {
         (Some("active"), Some(1)),
         "{runs}"
     );
+
+    // Cy's message was accepted, then bounced later: the relay's
+    // delivery status notification, handed to the bounce intake, does
+    // what a refusal during the session does.
+    let cy_mail: String = sqlx::query_scalar(
+        "SELECT id::text FROM email_outbox WHERE purpose = 'marketing' AND to_address = 'cy@example.com'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let intake = |token: &str, report: String| {
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/mail/bounces", server.base_url))
+            .bearer_auth(token)
+            .header("content-type", "message/rfc822")
+            .body(report)
+            .send()
+    };
+    let delayed = exim_report(&cy_mail, "cy@example.com", "delayed", "4.4.7");
+    let answer = intake("not-the-token-at-all", delayed.clone()).await.unwrap();
+    assert_eq!(answer.status(), 401);
+    let answer: Value = intake(BOUNCE_TOKEN, delayed).await.unwrap().json().await.unwrap();
+    assert_eq!(answer["recipients"][0]["outcome"], "temporary", "{answer}");
+    let (_, runs) = call(&api, Method::GET, &format!("/leads/{}/sequences", leads[2]), None).await;
+    assert_eq!(runs[0]["state"], "active", "a delay changes nothing: {runs}");
+    let failed = exim_report(&cy_mail, "cy@example.com", "failed", "5.1.1");
+    let answer = intake(BOUNCE_TOKEN, failed.clone()).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer: Value = answer.json().await.unwrap();
+    assert_eq!(
+        (answer["mail_id"].as_str(), answer["recipients"][0]["outcome"].as_str()),
+        (Some(cy_mail.as_str()), Some("recorded"))
+    );
+    let again: Value = intake(BOUNCE_TOKEN, failed).await.unwrap().json().await.unwrap();
+    assert_eq!(again["recipients"][0]["outcome"], "already_known", "{again}");
+    let (_, runs) = call(&api, Method::GET, &format!("/leads/{}/sequences", leads[2]), None).await;
+    assert_eq!(runs[0]["state"], "stopped", "{runs}");
+    assert!(runs[0]["stop_reason"].as_str().unwrap().contains("bounced"), "{runs}");
+    let (_, lead) = call(&api, Method::GET, &format!("/leads/{}", leads[2]), None).await;
+    let events = lead["timeline"].as_array().unwrap();
+    let bounced: Vec<&Value> = events.iter().filter(|e| e["kind"] == "email_bounced").collect();
+    assert_eq!(bounced.len(), 1, "recorded once: {lead}");
+    assert!(bounced[0]["body"].as_str().unwrap().contains("mailbox is unknown"), "{lead}");
+    let state: String = sqlx::query_scalar("SELECT state FROM email_outbox WHERE id::text = $1")
+        .bind(&cy_mail)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "failed");
+    let not_ours = exim_report(&cy_mail, "someone-else@example.com", "failed", "5.1.1");
+    let answer: Value = intake(BOUNCE_TOKEN, not_ours).await.unwrap().json().await.unwrap();
+    assert_eq!(answer["recipients"][0]["outcome"], "not_ours", "{answer}");
+    let answer = intake(BOUNCE_TOKEN, "Subject: hello\r\n\r\nnot a bounce".into()).await.unwrap();
+    assert_eq!(answer.status(), 422);
+}
+
+const BOUNCE_TOKEN: &str = "bounce-intake-token-0123456789";
+
+/// A delivery status notification as Exim writes one, returning the
+/// original message whole.
+fn exim_report(mail_id: &str, to: &str, action: &str, status: &str) -> String {
+    format!(
+        "From: Mail Delivery System <Mailer-Daemon@relay.example.net>\r\n\
+         To: marketer@example.com\r\n\
+         Subject: Mail delivery failed: returning message to sender\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=1733400000-eximdsn\r\n\
+         \r\n\
+         --1733400000-eximdsn\r\n\
+         Content-type: text/plain; charset=us-ascii\r\n\
+         \r\n\
+         This message was created automatically by mail delivery software.\r\n\
+         \r\n\
+         --1733400000-eximdsn\r\n\
+         Content-type: message/delivery-status\r\n\
+         \r\n\
+         Reporting-MTA: dns; relay.example.net\r\n\
+         \r\n\
+         Action: {action}\r\n\
+         Final-Recipient: rfc822;{to}\r\n\
+         Status: {status}\r\n\
+         Remote-MTA: dns; mx.example.com\r\n\
+         Diagnostic-Code: smtp; 550 {status} The mailbox is unknown\r\n\
+         \r\n\
+         --1733400000-eximdsn\r\n\
+         Content-type: message/rfc822\r\n\
+         \r\n\
+         Message-ID: <{mail_id}@marketer>\r\n\
+         From: Elm Realty <marketer@example.com>\r\n\
+         To: {to}\r\n\
+         Subject: Thanks for asking\r\n\
+         \r\n\
+         Hello\r\n\
+         \r\n\
+         --1733400000-eximdsn--\r\n"
+    )
 }
 
 /// A step asking for a personal paragraph: with no agent online the

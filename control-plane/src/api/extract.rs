@@ -240,6 +240,18 @@ fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
         .and_then(|ip| ip.trim().parse().ok())
 }
 
+/// Whether the request's bearer token is `expected` (compared in constant
+/// time): for the operator's fixed tokens (metrics, bounce intake).
+pub fn bearer_is(headers: &axum::http::HeaderMap, expected: &secrecy::SecretString) -> bool {
+    use secrecy::ExposeSecret;
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), expected.expose_secret().as_bytes()).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,3 +319,4 @@ mod tests {
         assert_eq!(forwarded_for(&headers), Some("10.0.0.7".parse().unwrap()));
     }
 }
+

@@ -48,6 +48,9 @@ pub struct ApiConfig {
     /// The bearer token `/metrics` asks for; without one, it answers
     /// loopback clients only.
     pub metrics_token: Option<secrecy::SecretString>,
+    /// The token the operator's mail system sends with bounce messages
+    /// (`--bounce-token-file`); without it the bounce intake is off.
+    pub bounce_token: Option<secrecy::SecretString>,
 }
 
 impl Default for ApiConfig {
@@ -58,6 +61,7 @@ impl Default for ApiConfig {
             trust_proxy_headers: false,
             connections: crate::listener::ConnectionLimits::default(),
             metrics_token: None,
+            bounce_token: None,
         }
     }
 }
@@ -222,6 +226,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(notifications::join))
         .routes(routes!(notifications::mail))
         .routes(routes!(notifications::resend))
+        .routes(routes!(notifications::bounce))
         .routes(routes!(comments::list, comments::create))
         .routes(routes!(comments::edit, comments::delete))
         .routes(routes!(comments::resolve))

@@ -28,9 +28,15 @@
 //! - the **certificate sweep**, hourly: agents whose certificate ends within
 //!   7 days are announced to their admins, once per certificate.
 //!
+//! Bounces that come back later, as delivery status notifications, are
+//! read by `bounces.rs` when the operator hands them to the bounce intake
+//! (`POST /api/v1/mail/bounces`); they fail the message and suppress a
+//! marketing address like a refusal during the SMTP session.
+//!
 //! With no SMTP server configured, messages wait in the outbox and the UI
 //! says e-mail is off; notifications in the app work the same.
 
+pub mod bounces;
 pub mod mail;
 pub mod marketing;
 

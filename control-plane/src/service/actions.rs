@@ -32,6 +32,8 @@ pub const PASSWORD_RESET_COMPLETE: &str = "auth.reset_password";
 pub const EMAIL_VERIFICATION_SEND: &str = "user.send_verification";
 pub const EMAIL_VERIFY: &str = "auth.verify_email";
 pub const MAIL_RESEND: &str = "mail.resend";
+/// A delivery status notification handed to the bounce intake.
+pub const MAIL_BOUNCE_REPORT: &str = "mail.bounce_report";
 
 pub const COMMENT_CREATE: &str = "comment.create";
 pub const COMMENT_EDIT: &str = "comment.edit";
@@ -165,6 +167,7 @@ pub const ALL: &[&str] = &[
     EMAIL_VERIFICATION_SEND,
     EMAIL_VERIFY,
     MAIL_RESEND,
+    MAIL_BOUNCE_REPORT,
     COMMENT_CREATE,
     COMMENT_EDIT,
     COMMENT_DELETE,

@@ -81,8 +81,8 @@ pub use members::{
     JoinWithNewAccount, UpdateMember,
 };
 pub use notifications::{
-    Done, LinkToken, MarkRead, MarkedRead, NotificationSettings, PasswordReset, PasswordResetRequest,
-    PreferenceChange, PreferenceView, RESET_REQUESTED, UnreadCount, UpdatePreferences,
+    BounceOutcome, BounceReport, Done, LinkToken, MarkRead, MarkedRead, NotificationSettings, PasswordReset,
+    PasswordResetRequest, PreferenceChange, PreferenceView, RESET_REQUESTED, UnreadCount, UpdatePreferences,
 };
 pub use projects::{CreateCampaign, CreateProject, UpdateCampaign, UpdateProject};
 pub use properties::{

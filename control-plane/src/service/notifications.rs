@@ -14,8 +14,8 @@ use crate::auth::tokens::{OpaqueToken, TokenKind, hash_token, looks_like};
 use crate::domain::{Email, Password, Permission, Timestamp, new_id};
 use crate::error::{Error, Result};
 use crate::store::{
-    Actor, Delivery, MailPurpose, MailSummary, NewMail, NewUserToken, NoticeKind, Notification, Outcome,
-    Page, PageRequest, UserTokenPurpose,
+    Actor, BounceRecorded, Delivery, MailPurpose, MailSummary, NewMail, NewUserToken, NoticeKind,
+    Notification, Outcome, Page, PageRequest, UserTokenPurpose,
 };
 
 /// How long a password-reset link works.
@@ -30,6 +30,30 @@ const LINKS_PER_HOUR: i64 = 3;
 /// an account.
 pub const RESET_REQUESTED: &str =
     "If an account uses this address, a link to choose a new password is on its way. It works for one hour.";
+
+/// What the bounce intake did with one recipient of a delivery status
+/// notification.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BounceOutcome {
+    pub recipient: String,
+    /// `failed`, `delayed`, … as the report says.
+    pub action: String,
+    /// The enhanced status code, like `5.1.1`.
+    pub status: String,
+    /// `recorded` (the message is failed and, for marketing e-mail, the
+    /// address suppressed), `already_known`, `temporary` (a delay or a
+    /// 4.x.x: nothing to do), or `not_ours` (no message of ours went to
+    /// this address with this id).
+    pub outcome: String,
+}
+
+/// The bounce intake's answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BounceReport {
+    /// The message the report is about, if it names one of ours.
+    pub mail_id: Option<Uuid>,
+    pub recipients: Vec<BounceOutcome>,
+}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UnreadCount {
@@ -121,6 +145,51 @@ fn link_invalid() -> Error {
 }
 
 impl App {
+    /// Reads a bounce message (a delivery status notification, RFC 3464)
+    /// from the operator's bounce mailbox and records each permanent
+    /// failure of a message of ours (see `notify::bounces`).
+    pub async fn record_bounce_message(&self, raw: &[u8], meta: &RequestMeta) -> Result<BounceReport> {
+        let report = crate::notify::bounces::read_report(raw).map_err(|e| Error::invalid("message", e))?;
+        let mut recipients = Vec::with_capacity(report.recipients.len());
+        for bounce in &report.recipients {
+            let outcome = match (report.mail_id, bounce.permanent()) {
+                (_, false) => "temporary",
+                (None, true) => "not_ours",
+                (Some(mail_id), true) => {
+                    let recorded = self
+                        .store
+                        .record_bounce(mail_id, &bounce.recipient, &bounce.reason(), Timestamp::now())
+                        .await?;
+                    match recorded {
+                        BounceRecorded::Recorded { tenant_id } => {
+                            let audit = audit_event(
+                                tenant_id,
+                                Actor::System { name: "bounce intake".into() },
+                                meta,
+                                actions::MAIL_BOUNCE_REPORT,
+                                Outcome::Success,
+                            )
+                            .resource("mail", mail_id)
+                            .details(serde_json::json!({ "status": bounce.status }));
+                            self.store.record_audit(&audit).await?;
+                            tracing::warn!(mail = %mail_id, status = %bounce.status, "a sent e-mail bounced");
+                            "recorded"
+                        }
+                        BounceRecorded::AlreadyKnown => "already_known",
+                        BounceRecorded::NotFound => "not_ours",
+                    }
+                }
+            };
+            recipients.push(BounceOutcome {
+                recipient: bounce.recipient.clone(),
+                action: bounce.action.clone(),
+                status: bounce.status.clone(),
+                outcome: outcome.into(),
+            });
+        }
+        Ok(BounceReport { mail_id: report.mail_id, recipients })
+    }
+
     pub async fn notifications(
         &self,
         caller: &Caller,

@@ -261,6 +261,18 @@ pub struct OutboxMail {
     pub sent_at: Option<Timestamp>,
 }
 
+/// What a bounce reported later changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BounceRecorded {
+    /// The message is failed now (and, for marketing, its address
+    /// suppressed).
+    Recorded { tenant_id: Option<Uuid> },
+    /// The message's failure was known already.
+    AlreadyKnown,
+    /// No message with this id was sent to this address.
+    NotFound,
+}
+
 /// How sending a message ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MailOutcome {
@@ -382,6 +394,18 @@ pub trait NotificationStore {
     /// Records the outcome, only under the lease.
     async fn finish_mail(&self, id: Uuid, owner: &str, outcome: &MailOutcome, now: Timestamp)
     -> Result<bool>;
+    /// A message the SMTP server accepted, refused for good later by the
+    /// recipient's server (a delivery status notification): the message
+    /// becomes `failed` with `reason`, and a marketing message's address is
+    /// suppressed for the tenant's sequences (which stop), in one
+    /// transaction. Once per message.
+    async fn record_bounce(
+        &self,
+        mail_id: Uuid,
+        recipient: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<BounceRecorded>;
     /// Messages left `sending` by a replica that stopped: `unknown`.
     async fn expire_mail_leases(&self, now: Timestamp) -> Result<u64>;
     async fn mail_summary(&self, tenant_id: Uuid) -> Result<MailSummary>;

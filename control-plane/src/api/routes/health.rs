@@ -46,17 +46,7 @@ pub async fn metrics(
 ) -> Result<impl IntoResponse> {
     match &state.config.metrics_token {
         Some(expected) => {
-            let presented = request
-                .headers()
-                .get(axum::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or_default();
-            use secrecy::ExposeSecret;
-            let matches: bool =
-                subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), expected.expose_secret().as_bytes())
-                    .into();
-            if !matches {
+            if !crate::api::extract::bearer_is(request.headers(), expected) {
                 return Err(Error::Unauthenticated(
                     "send the metrics token (--metrics-token-file) as a bearer token".into(),
                 ));

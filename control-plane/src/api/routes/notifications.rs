@@ -12,9 +12,9 @@ use crate::api::error::ErrorBody;
 use crate::api::extract::{Json, Meta, Path, Query};
 use crate::api::pagination::{ListParams, PageBody};
 use crate::api::routes::params::MessagePath;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::service::{
-    AcceptedInvitation, Caller, Done, JoinWithNewAccount, LinkToken, MarkRead, MarkedRead,
+    AcceptedInvitation, BounceReport, Caller, Done, JoinWithNewAccount, LinkToken, MarkRead, MarkedRead,
     NotificationSettings, PasswordReset, PasswordResetRequest, TenantAccess, UnreadCount, UpdatePreferences,
     actions,
 };
@@ -186,4 +186,35 @@ pub async fn resend(
 ) -> Result<StatusCode> {
     state.app.resend_mail(&access, p.message_id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The bounce intake: a delivery status notification (RFC 3464) as it
+/// arrived in the bounce mailbox, the raw message as the body. The
+/// operator's mail system sends it with the bounce token
+/// (`--bounce-token-file`) as a bearer token. Each recipient that failed
+/// for good fails the message it names (by its `Message-ID`) and, for a
+/// follow-up e-mail, suppresses the address for the tenant's sequences,
+/// which stop. Delays and 4.x.x reports change nothing. Sending the same
+/// report again changes nothing.
+#[utoipa::path(post, path = "/api/v1/mail/bounces", tag = "operations", operation_id = actions::MAIL_BOUNCE_REPORT,
+    request_body(description = "the bounce message as it arrived (RFC 5322), sent as message/rfc822 or text/plain",
+        content((String = "message/rfc822"), (String = "text/plain"))),
+    responses((status = 200, body = BounceReport), (status = 401, body = ErrorBody),
+        (status = 404, description = "the bounce intake is off", body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn bounce(
+    State(state): State<ApiState>,
+    Meta(meta): Meta,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<BounceReport>> {
+    let Some(expected) = &state.config.bounce_token else {
+        return Err(Error::NotFound("bounce intake"));
+    };
+    if !crate::api::extract::bearer_is(&headers, expected) {
+        return Err(Error::Unauthenticated(
+            "send the bounce token (--bounce-token-file) as a bearer token".into(),
+        ));
+    }
+    Ok(Json(state.app.record_bounce_message(&body, &meta).await?))
 }

@@ -5,9 +5,9 @@ use super::*;
 use crate::cloud::crypto::Sealed;
 use crate::domain::new_id;
 use crate::store::{
-    Audience, Delivery, DigestCandidate, DigestText, MailOutcome, MailProblem, MailPurpose, MailSummary,
-    NewMail, NewNotice, NewUserToken, NoticeEmail, NoticeKind, Notification, NotificationStore, OutboxMail,
-    UserTokenPurpose,
+    Audience, BounceRecorded, Delivery, DigestCandidate, DigestText, MailOutcome, MailProblem, MailPurpose,
+    MailSummary, NewMail, NewNotice, NewUserToken, NoticeEmail, NoticeKind, Notification, NotificationStore,
+    OutboxMail, UserTokenPurpose,
 };
 
 #[derive(FromRow)]
@@ -547,6 +547,39 @@ where
         }
         tx.commit().await?;
         Ok(finished)
+    }
+
+    async fn record_bounce(
+        &self,
+        mail_id: Uuid,
+        recipient: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<BounceRecorded> {
+        let mut tx = self.write.begin().await?;
+        let row: Option<(Option<Uuid>, String)> = sqlx::query_as(sql(&[
+            "SELECT tenant_id, state FROM email_outbox WHERE id = $1 AND LOWER(to_address) = $2",
+            DB::FOR_UPDATE,
+        ]))
+        .bind(mail_id)
+        .bind(recipient.to_lowercase())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((tenant_id, state)) = row else { return Ok(BounceRecorded::NotFound) };
+        // Only a message that went out (or may have) can bounce; a failed
+        // one's failure is known.
+        if !["sent", "unknown"].contains(&state.as_str()) {
+            return Ok(BounceRecorded::AlreadyKnown);
+        }
+        let error = format!("bounced after it was sent: {}", clip(reason));
+        sqlx::query("UPDATE email_outbox SET state = 'failed', last_error = $2 WHERE id = $1")
+            .bind(mail_id)
+            .bind(&error)
+            .execute(&mut *tx)
+            .await?;
+        Self::marketing_bounced(&mut tx, mail_id, reason, now).await?;
+        tx.commit().await?;
+        Ok(BounceRecorded::Recorded { tenant_id })
     }
 
     async fn expire_mail_leases(&self, now: Timestamp) -> Result<u64> {
