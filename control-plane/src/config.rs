@@ -210,6 +210,15 @@ pub struct ServeArgs {
     /// take it over, in seconds [default: 120].
     #[arg(long, env = "MARKETER_PUBLISH_LEASE_SECONDS", value_name = "SECONDS")]
     pub publish_lease_seconds: Option<u64>,
+    /// How long after publishing a post's metrics are first read, in
+    /// seconds [default: 3600]. Then hourly to a day, daily to a week,
+    /// weekly to 90 days.
+    #[arg(long, env = "MARKETER_ANALYTICS_FIRST_READING_SECONDS", value_name = "SECONDS")]
+    pub analytics_first_reading_seconds: Option<u64>,
+    /// How often each replica looks for posts whose metrics are due, in
+    /// milliseconds [default: 30000].
+    #[arg(long, env = "MARKETER_ANALYTICS_POLL_MS", value_name = "MS")]
+    pub analytics_poll_ms: Option<u64>,
     /// The SMTP server e-mail goes through (no host: e-mail is off, and
     /// notifications stay in the app).
     #[arg(long, env = "MARKETER_SMTP_HOST", value_name = "HOST")]
@@ -301,6 +310,8 @@ struct FileConfig {
     social_timeout_ms: Option<u64>,
     publish_reconcile_delay_ms: Option<u64>,
     publish_lease_seconds: Option<u64>,
+    analytics_first_reading_seconds: Option<u64>,
+    analytics_poll_ms: Option<u64>,
     smtp_host: Option<String>,
     smtp_port: Option<u16>,
     smtp_tls: Option<crate::notify::SmtpTls>,
@@ -590,6 +601,8 @@ fn file_publishing(file: &FileConfig) -> ServeArgs {
         social_timeout_ms: file.social_timeout_ms,
         publish_reconcile_delay_ms: file.publish_reconcile_delay_ms,
         publish_lease_seconds: file.publish_lease_seconds,
+        analytics_first_reading_seconds: file.analytics_first_reading_seconds,
+        analytics_poll_ms: file.analytics_poll_ms,
         ..ServeArgs::default()
     }
 }
@@ -671,6 +684,18 @@ fn publishing_config(
             bail!("publish_lease_seconds must be between 1 and 3600, not {seconds}");
         }
         config.engine.lease = std::time::Duration::from_secs(seconds);
+    }
+    if let Some(seconds) = serve.analytics_first_reading_seconds.or(file.analytics_first_reading_seconds) {
+        if seconds > 86_400 {
+            bail!("analytics_first_reading_seconds must be at most 86400 (a day), not {seconds}");
+        }
+        config.engine.metrics.first = std::time::Duration::from_secs(seconds);
+    }
+    if let Some(ms) = serve.analytics_poll_ms.or(file.analytics_poll_ms) {
+        if !(100..=3_600_000).contains(&ms) {
+            bail!("analytics_poll_ms must be between 100 and 3600000, not {ms}");
+        }
+        config.engine.metrics.poll = std::time::Duration::from_millis(ms);
     }
     // The lease must outlast a request, or a slow answer would be taken over.
     if config.engine.lease < config.platforms.request_timeout + std::time::Duration::from_secs(1) {

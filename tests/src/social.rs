@@ -24,6 +24,11 @@
 //! - rate-limit headers on every answer (`x-rate-limit-*` with an epoch
 //!   reset on X, `X-RateLimit-*` with an ISO reset on Mastodon) and 429s
 //!   with their documented bodies;
+//! - metrics: X's `public_metrics` on `GET /2/tweets/{id}` and Mastodon's
+//!   counts on `GET /api/v1/statuses/{id}`, plausible and growing with
+//!   each read (deterministic per post), with a metric that can be retired
+//!   mid-series (`drop_metric`) and failures to inject
+//!   (`fail_next_metrics`);
 //! - injected faults, each taken by the next request it applies to: an
 //!   answer that never comes after the post was created, a 5xx after it was
 //!   created, a 429 with a reset, an expired token, a refused refresh, a
@@ -174,6 +179,12 @@ struct Inner {
     access_ttl: u64,
     /// Calls left in the current publish window, and its reset.
     remaining: HashMap<(Net, u32), (i64, u64)>,
+    /// Metrics reads of each post so far (its numbers grow with them).
+    metric_reads: HashMap<String, i64>,
+    /// Metrics the platform no longer returns (its own field names).
+    dropped: Vec<(Net, &'static str)>,
+    /// Statuses the next metrics reads answer with.
+    metric_faults: VecDeque<u16>,
 }
 
 /// A running fake. Dropping it stops the server.
@@ -219,14 +230,14 @@ impl FakeSocial {
             .route("/2/oauth2/token", post(x_token))
             .route("/2/users/me", get(x_me))
             .route("/2/tweets", post(x_create))
-            .route("/2/tweets/{id}", delete(x_delete))
+            .route("/2/tweets/{id}", delete(x_delete).get(x_tweet))
             .route("/2/users/{id}/tweets", get(x_timeline))
             .route("/api/v1/apps", post(m_apps))
             .route("/oauth/authorize", get(m_authorize))
             .route("/oauth/token", post(m_token))
             .route("/api/v1/accounts/verify_credentials", get(m_verify))
             .route("/api/v1/statuses", post(m_create))
-            .route("/api/v1/statuses/{id}", delete(m_delete))
+            .route("/api/v1/statuses/{id}", delete(m_delete).get(m_status))
             .route("/api/v1/accounts/{id}/statuses", get(m_statuses))
             .route("/oauth/v2/authorization", get(li_authorize))
             .route("/oauth/v2/accessToken", post(li_token))
@@ -277,6 +288,23 @@ impl FakeSocial {
     /// Every post ever created on `net`, deleted or not.
     pub fn all_posts(&self, net: Net) -> Vec<Post> {
         self.inner.lock().unwrap().posts.get(&net).cloned().unwrap_or_default()
+    }
+
+    /// From now on, `field` (the platform's own name, like
+    /// `impression_count`) is missing from `net`'s metrics answers, as
+    /// when a platform retires a metric.
+    pub fn drop_metric(&self, net: Net, field: &'static str) {
+        self.inner.lock().unwrap().dropped.push((net, field));
+    }
+
+    /// The next metrics read answers with `status` (a 5xx, a 429).
+    pub fn fail_next_metrics(&self, status: u16) {
+        self.inner.lock().unwrap().metric_faults.push_back(status);
+    }
+
+    /// How many times each post's metrics were read.
+    pub fn metric_reads(&self, id: &str) -> i64 {
+        self.inner.lock().unwrap().metric_reads.get(id).copied().unwrap_or(0)
     }
 
     pub fn refreshes(&self) -> u32 {
@@ -916,6 +944,130 @@ async fn x_timeline(
     }
     let rate = rate_headers(&mut inner, Net::X, user);
     (rate, Json(json!({ "data": page, "meta": meta }))).into_response()
+}
+
+/// A post's counts at its `n`th read: plausible, growing, and the same
+/// for the same post and read (seeded by the post's id).
+fn counts(id: &str, n: i64) -> [(&'static str, i64); 6] {
+    let seed = id.bytes().fold(7_i64, |h, b| (h * 31 + i64::from(b)) % 1_000);
+    let likes = seed % 40 + 5 * n;
+    [
+        ("impressions", 400 + seed + 250 * n),
+        ("likes", likes),
+        ("replies", seed % 7 + n),
+        ("reposts", seed % 5 + n / 2),
+        ("quotes", n / 3),
+        ("bookmarks", seed % 3 + n / 2),
+    ]
+}
+
+/// Takes a metrics read of `id` on `net`: its counts, or the injected
+/// failure's answer.
+fn metrics_read(inner: &mut Inner, net: Net, id: &str) -> Result<[(&'static str, i64); 6], Box<Response>> {
+    if let Some(status) = inner.metric_faults.pop_front() {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let mut response =
+            (status, Json(json!({ "error": "metrics are unavailable right now" }))).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let reset = (OffsetDateTime::now_utc().unix_timestamp() + 2).to_string();
+            response.headers_mut().insert("x-rate-limit-reset", reset.parse().unwrap());
+            response.headers_mut().insert("x-ratelimit-reset", reset.parse().unwrap());
+        }
+        return Err(Box::new(response));
+    }
+    let live = inner.posts.get(&net).is_some_and(|p| p.iter().any(|p| p.id == id && !p.deleted));
+    if !live {
+        return Err(Box::new(match net {
+            Net::X => Json(json!({ "errors": [{ "title": "Not Found Error", "detail": format!("Could not find tweet with id: [{id}]."), "type": "https://api.twitter.com/2/problems/resource-not-found" }] })).into_response(),
+            _ => (StatusCode::NOT_FOUND, Json(json!({ "error": "Record not found" }))).into_response(),
+        }));
+    }
+    let n = inner.metric_reads.entry(id.to_owned()).or_default();
+    *n += 1;
+    Ok(counts(id, *n))
+}
+
+/// `fields` without the ones `net` no longer returns.
+fn without_dropped(
+    inner: &Inner,
+    net: Net,
+    fields: Vec<(&'static str, i64)>,
+) -> serde_json::Map<String, Value> {
+    fields
+        .into_iter()
+        .filter(|(name, _)| !inner.dropped.contains(&(net, *name)))
+        .map(|(name, value)| (name.to_owned(), json!(value)))
+        .collect()
+}
+
+async fn x_tweet(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::X, &headers) {
+        return *answer;
+    }
+    let c = match metrics_read(&mut inner, Net::X, &id) {
+        Ok(c) => c,
+        Err(answer) => return *answer,
+    };
+    let text = inner.posts.get(&Net::X).and_then(|p| p.iter().find(|p| p.id == id)).map(|p| p.text.clone());
+    let mut data = json!({ "id": id, "text": text });
+    if q.get("tweet.fields").is_some_and(|f| f.split(',').any(|f| f == "public_metrics")) {
+        let [impressions, likes, replies, reposts, quotes, bookmarks] = c;
+        let public = without_dropped(
+            &inner,
+            Net::X,
+            vec![
+                ("impression_count", impressions.1),
+                ("like_count", likes.1),
+                ("reply_count", replies.1),
+                ("retweet_count", reposts.1),
+                ("quote_count", quotes.1),
+                ("bookmark_count", bookmarks.1),
+            ],
+        );
+        data["public_metrics"] = Value::Object(public);
+    }
+    Json(json!({ "data": data })).into_response()
+}
+
+async fn m_status(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::Mastodon, &headers) {
+        return *answer;
+    }
+    let c = match metrics_read(&mut inner, Net::Mastodon, &id) {
+        Ok(c) => c,
+        Err(answer) => return *answer,
+    };
+    let Some(post) = inner.posts.get(&Net::Mastodon).and_then(|p| p.iter().find(|p| p.id == id)).cloned()
+    else {
+        return (StatusCode::NOT_FOUND, Json(json!({ "error": "Record not found" }))).into_response();
+    };
+    let mut status = status_json(&post);
+    let [_, likes, replies, reposts, _, _] = c;
+    let counts = without_dropped(
+        &inner,
+        Net::Mastodon,
+        vec![("favourites_count", likes.1), ("replies_count", replies.1), ("reblogs_count", reposts.1)],
+    );
+    for field in ["favourites_count", "replies_count", "reblogs_count"] {
+        match counts.get(field) {
+            Some(v) => status[field] = v.clone(),
+            None => {
+                status.as_object_mut().unwrap().remove(field);
+            }
+        }
+    }
+    Json(status).into_response()
 }
 
 fn status_json(post: &Post) -> Value {

@@ -5,7 +5,8 @@
 //! was created, a 5xx after creation, a server killed mid-publish, rate
 //! limits, expiring tokens refreshed once for ten posts, refused and
 //! passing refresh failures, daylight-saving wall times, two replicas, and
-//! a post whose approval is not complete at its time held, not published.
+//! a post whose approval is not complete at its time held, not published,
+//! and published posts' metrics read on schedule (analytics).
 
 use std::time::Duration;
 
@@ -44,10 +45,17 @@ impl Drop for Setup {
 
 impl Setup {
     async fn start(postgres: bool) -> Option<Self> {
+        Self::start_with(postgres, &[]).await
+    }
+
+    async fn start_with(postgres: bool, env: &[(&str, &str)]) -> Option<Self> {
         let social = FakeSocial::start().await;
         let data = tempfile::tempdir().unwrap();
         let db = if postgres { Some(TempDatabase::create().await?) } else { None };
         let mut options = configure(ServerOptions::new(data.path()), &social);
+        for (key, value) in env {
+            options = options.env(key, value);
+        }
         if let Some(db) = &db {
             options = options.env("MARKETER_DATABASE_URL", &db.url);
         }
@@ -111,6 +119,31 @@ impl Setup {
             .await;
         assert_eq!(status, 201, "{post}");
         post
+    }
+
+    /// Runs `sql` (with the post's id as `$1`) on the server's database.
+    async fn execute(&self, sql: &'static str, post_id: &str) {
+        match &self.db {
+            Some(db) => {
+                let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+                let id: uuid::Uuid = post_id.parse().unwrap();
+                sqlx::query(sql).bind(id).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            None => {
+                let url = format!("sqlite://{}", self.options.data_dir.join("marketer.db").display());
+                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                let id: uuid::Uuid = post_id.parse().unwrap();
+                sqlx::query(sql).bind(id).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+        }
+    }
+
+    async fn metrics(&self, id: &str) -> Value {
+        let (status, metrics) = self.call(Method::GET, &format!("/posts/{id}/metrics"), None).await;
+        assert_eq!(status, 200, "{metrics}");
+        metrics
     }
 
     async fn finish(mut self) {
@@ -186,6 +219,106 @@ async fn publishes_a_scheduled_post_once_on_sqlite() {
 #[tokio::test]
 async fn publishes_a_scheduled_post_once_on_postgres() {
     publishes_a_scheduled_post_once(true).await;
+}
+
+/// Analytics: a published post's metrics are read on schedule (here the
+/// first reading at once, then hourly), stored as readings where what the
+/// platform did not report is null, with engagement rate only where
+/// impressions exist; a failed read is shown and tried again; a metric
+/// the platform retires mid-series is named as no longer reported, not
+/// recorded as 0; a deleted post is not read again.
+async fn published_posts_metrics_are_read_on_schedule(postgres: bool) {
+    let env = [("MARKETER_ANALYTICS_FIRST_READING_SECONDS", "0"), ("MARKETER_ANALYTICS_POLL_MS", "200")];
+    let Some(setup) = Setup::start_with(postgres, &env).await else { return };
+    let x = setup.connect("x").await;
+    let mastodon = setup.connect("mastodon").await;
+    // The first read fails: shown, and tried again later (not at once).
+    setup.social.fail_next_metrics(503);
+    let on_x = setup.schedule_now(&x, "Open house on Saturday #homes").await;
+    let x_id = on_x["id"].as_str().unwrap().to_owned();
+    let published = setup.wait_status(&x_id, "published", Duration::from_secs(15)).await;
+    let x_platform_id = published["platform_post_id"].as_str().unwrap().to_owned();
+    let failed = eventually(Duration::from_secs(15), "the failed read to be shown", || async {
+        let m = setup.metrics(&x_id).await;
+        m["last_error"].is_string().then_some(m)
+    })
+    .await;
+    assert!(failed["last_error"].as_str().unwrap().contains("503"), "{failed}");
+    assert!(failed["readings"].as_array().unwrap().is_empty(), "{failed}");
+    // Retried: bring the retry forward, as the clock would.
+    setup.execute("UPDATE social_posts SET metrics_next_at = published_at WHERE id = $1", &x_id).await;
+    let read = eventually(Duration::from_secs(15), "X's first reading", || async {
+        let m = setup.metrics(&x_id).await;
+        (m["readings"].as_array().unwrap().len() == 1).then_some(m)
+    })
+    .await;
+    assert!(read["last_error"].is_null(), "{read}");
+    let latest = &read["latest"];
+    for metric in ["impressions", "likes", "comments", "shares", "saves"] {
+        assert!(latest[metric].as_i64().is_some_and(|n| n >= 0), "{metric}: {read}");
+    }
+    for metric in ["reach", "link_clicks", "profile_visits", "video_views"] {
+        assert!(latest[metric].is_null(), "X does not report {metric}: {read}");
+    }
+    let engagements =
+        ["likes", "comments", "shares", "saves"].iter().map(|m| latest[m].as_i64().unwrap()).sum::<i64>();
+    assert_eq!(read["engagements"], engagements);
+    #[allow(clippy::cast_precision_loss)]
+    let rate = engagements as f64 / latest["impressions"].as_i64().unwrap() as f64;
+    assert!((read["engagement_rate"].as_f64().unwrap() - rate).abs() < 1e-9, "{read}");
+    assert!(read["engagement_rate_definition"].as_str().unwrap().contains("impressions"));
+
+    // Mastodon reports no impressions: no rate, and absent is not zero.
+    let toot = setup.schedule_now(&mastodon, "Hello fediverse").await;
+    let toot_id = toot["id"].as_str().unwrap().to_owned();
+    setup.wait_status(&toot_id, "published", Duration::from_secs(15)).await;
+    let toot_read = eventually(Duration::from_secs(15), "Mastodon's first reading", || async {
+        let m = setup.metrics(&toot_id).await;
+        (!m["readings"].as_array().unwrap().is_empty()).then_some(m)
+    })
+    .await;
+    assert!(toot_read["latest"]["impressions"].is_null(), "{toot_read}");
+    assert!(toot_read["latest"]["likes"].as_i64().is_some(), "{toot_read}");
+    assert!(toot_read["engagement_rate"].is_null(), "{toot_read}");
+
+    // The next reading is an hour away: the post is not read again now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(setup.social.metric_reads(&x_platform_id), 1, "read once per round");
+
+    // X retires impressions; the next reading has none, and says so.
+    setup.social.drop_metric(Net::X, "impression_count");
+    setup.execute("UPDATE social_posts SET metrics_next_at = published_at WHERE id = $1", &x_id).await;
+    let second = eventually(Duration::from_secs(15), "X's second reading", || async {
+        let m = setup.metrics(&x_id).await;
+        (m["readings"].as_array().unwrap().len() == 2).then_some(m)
+    })
+    .await;
+    assert!(second["latest"]["impressions"].is_null(), "absent, never 0: {second}");
+    assert!(second["readings"][0]["impressions"].as_i64().is_some(), "{second}");
+    assert_eq!(second["no_longer_reported"][0]["metric"], "impressions", "{second}");
+    assert!(second["engagement_rate"].is_null(), "{second}");
+    assert!(
+        second["latest"]["likes"].as_i64() > read["latest"]["likes"].as_i64(),
+        "the numbers grow between readings: {second}"
+    );
+
+    // A deleted post is not read again.
+    let (status, _) = setup.call(Method::DELETE, &format!("/posts/{x_id}"), None).await;
+    assert_eq!(status, 204);
+    setup.execute("UPDATE social_posts SET metrics_next_at = published_at WHERE id = $1", &x_id).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(setup.social.metric_reads(&x_platform_id), 2, "nothing read for a deleted post");
+    setup.finish().await;
+}
+
+#[tokio::test]
+async fn published_posts_metrics_are_read_on_schedule_on_sqlite() {
+    published_posts_metrics_are_read_on_schedule(false).await;
+}
+
+#[tokio::test]
+async fn published_posts_metrics_are_read_on_schedule_on_postgres() {
+    published_posts_metrics_are_read_on_schedule(true).await;
 }
 
 async fn unknown_outcomes_are_reconciled_without_a_second_post(postgres: bool) {

@@ -613,7 +613,14 @@ async fn a_failed_run_shows_what_it_kept_and_resumes_from_there() {
 async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_sees_it_published() {
     let Some(browser) = Browser::start().await else { return };
     let social = marketer_tests::social::FakeSocial::start().await;
-    let fleet = Fleet::start(|o| social.configure(job_timings(o))).await;
+    let fleet = Fleet::start(|o| {
+        // Metrics are read as soon as a post is out.
+        social
+            .configure(job_timings(o))
+            .env("MARKETER_ANALYTICS_FIRST_READING_SECONDS", "0")
+            .env("MARKETER_ANALYTICS_POLL_MS", "200")
+    })
+    .await;
     let _agent = Agent::start(&fleet, &[]).await;
     let body = json!({ "name": "Solar Co", "llm_policy": "edge_only", "default_model": MODEL });
     let (status, project) = fleet.call(Method::POST, "/projects", Some(body)).await;
@@ -738,6 +745,17 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
     let link = browser.find("a[href^='https://x.com/marketer_test/status/']").await;
     assert!(link.text().await.unwrap().contains("View on X"));
     browser.check_page("publishing-post").await;
+    // How it did: X's numbers, read once it was out.
+    let post_url = browser.eval("location.href").await.as_str().unwrap().to_owned();
+    let card = eventually(Duration::from_secs(20), "the post's metrics", || async {
+        browser.goto(&post_url).await;
+        let card = browser.text("#metrics").await;
+        card.contains("Impressions").then_some(card)
+    })
+    .await;
+    assert!(card.contains("Engagement rate") && card.contains('%'), "{card}");
+    assert!(!card.contains("Reach"), "X reports no reach: {card}");
+    browser.check_page("publishing-post-metrics").await;
     browser.goto(&tenant_url(&fleet, "/calendar?view=week")).await;
     browser.check_page("publishing-calendar-week").await;
     // Filtered by a campaign of the project (none of these posts is in it).

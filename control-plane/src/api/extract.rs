@@ -319,4 +319,3 @@ mod tests {
         assert_eq!(forwarded_for(&headers), Some("10.0.0.7".parse().unwrap()));
     }
 }
-

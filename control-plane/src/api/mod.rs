@@ -142,8 +142,8 @@ impl utoipa::Modify for BearerAuth {
 
 fn api_routes() -> OpenApiRouter<ApiState> {
     use routes::{
-        activities, agents, api_keys, audit_events, auth, comments, documents, flyers, health, jobs, leads,
-        members, notifications, projects, properties, publishing, reviews, sequences, tenants,
+        activities, agents, analytics, api_keys, audit_events, auth, comments, documents, flyers, health,
+        jobs, leads, members, notifications, projects, properties, publishing, reviews, sequences, tenants,
     };
     // The upload reads its body itself, counting against the upload limit.
     let (schemas, paths, upload) = routes!(documents::list, documents::upload);
@@ -212,6 +212,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(publishing::connect_bluesky))
         .routes(routes!(publishing::get_account, publishing::update_account, publishing::disconnect_account))
         .routes(routes!(publishing::list_posts, publishing::create_post))
+        .routes(routes!(analytics::post_metrics))
         .routes(routes!(publishing::get_post, publishing::update_post, publishing::delete_post))
         .routes(routes!(publishing::get_time_zone, publishing::set_time_zone))
         .routes(routes!(notifications::list))

@@ -26,8 +26,11 @@
 //! Every request is recorded as an attempt on the post (status, request
 //! id, the answer with tokens removed); publishes, failures, unconfirmed
 //! outcomes and reconnects are audited. Accounts' health checks run here
-//! too, on their own schedule.
+//! too, on their own schedule, and so does the analytics collector
+//! (`collect.rs`): it reads published posts' metrics when publishing has
+//! nothing to do, with the same tokens and within the same rate limits.
 
+pub mod collect;
 pub mod connect;
 pub mod platforms;
 pub mod schedule;
@@ -64,6 +67,8 @@ pub struct PublishSettings {
     pub check_interval: Duration,
     /// Refresh a token this long before it expires.
     pub refresh_margin: Duration,
+    /// When published posts' metrics are read (`collect.rs`).
+    pub metrics: collect::MetricsSchedule,
 }
 
 impl Default for PublishSettings {
@@ -74,6 +79,7 @@ impl Default for PublishSettings {
             sweep_interval: Duration::from_secs(1),
             check_interval: Duration::from_secs(15 * 60),
             refresh_margin: Duration::from_secs(120),
+            metrics: collect::MetricsSchedule::default(),
         }
     }
 }
@@ -223,11 +229,17 @@ impl Publisher {
 
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut last_checks = std::time::Instant::now() - self.settings.check_interval;
+        let mut last_metrics = std::time::Instant::now();
         loop {
             let handled = self.pass().await;
             if last_checks.elapsed() >= Duration::from_secs(5) {
                 last_checks = std::time::Instant::now();
                 self.health_checks().await;
+            }
+            // Publishing first: metrics only when no post was due.
+            if handled == 0 && last_metrics.elapsed() >= self.settings.metrics.poll {
+                last_metrics = std::time::Instant::now();
+                self.collect_metrics().await;
             }
             let sleep = match self.store.next_post_due().await {
                 // A post already due that this pass could not take waits

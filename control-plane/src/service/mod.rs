@@ -11,6 +11,7 @@ pub mod actions;
 mod activities;
 mod activity_input;
 mod agents;
+mod analytics;
 mod api_keys;
 mod audit_log;
 mod auth;
@@ -59,6 +60,7 @@ pub use activity_input::{CreateActivity, ListingIn};
 pub use agents::{
     AgentSettings, AgentState, AgentView, CreateEnrollmentToken, CreatedEnrollmentToken, UpdateAgent,
 };
+pub use analytics::{ENGAGEMENT_RATE, NoLongerReported, PostMetricsView, engagement_rate, metric_label};
 pub use api_keys::{CreateApiKey, CreatedApiKey};
 pub use audit_log::AuditQuery;
 pub use auth::{LoginRequest, RefreshRequest, TokenPair};

@@ -10,6 +10,7 @@
 
 mod activities;
 mod agents;
+mod analytics;
 mod comments;
 mod documents;
 mod jobs;
@@ -38,6 +39,7 @@ use crate::domain::{
 
 pub use self::activities::*;
 pub use self::agents::*;
+pub use self::analytics::*;
 pub use self::comments::*;
 pub use self::documents::*;
 pub use self::jobs::*;
@@ -609,6 +611,7 @@ pub trait Store:
     + PropertyStore
     + LeadStore
     + SequenceStore
+    + AnalyticsStore
     + Send
     + Sync
     + fmt::Debug

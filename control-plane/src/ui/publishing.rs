@@ -380,6 +380,7 @@ struct AttemptRow {
 #[template(path = "post.html")]
 struct PostPage {
     shell: Shell,
+    metrics: Option<MetricsCard>,
     post: PostView,
     network: &'static str,
     badge: &'static str,
@@ -407,6 +408,69 @@ struct PostPage {
     /// Whether rescheduling may approve the post as it is (a post of its
     /// own under the default review).
     self_approve: bool,
+}
+
+/// A published post's "How it did" card.
+struct MetricsCard {
+    /// (label, value): each metric of the latest reading; "not reported"
+    /// where the platform gave none.
+    stats: Vec<(String, String)>,
+    /// Said when there is no reading yet.
+    empty: String,
+    definition: &'static str,
+    /// When the latest reading was taken.
+    when: String,
+    /// Metrics the platform stopped reporting.
+    gone: Vec<String>,
+    error: Option<String>,
+}
+
+fn metrics_card(view: &crate::service::PostMetricsView, network: &str) -> MetricsCard {
+    let number = |v: Option<i64>| v.map_or_else(|| "not reported".to_owned(), crate::service::grouped);
+    let mut stats = Vec::new();
+    if let Some(latest) = &view.latest {
+        for (name, value) in latest.named() {
+            // Metrics this network never reports are left out; one it
+            // reported before and not now shows as not reported.
+            let ever = view
+                .readings
+                .iter()
+                .any(|r| r.metrics.named().iter().any(|(n, v)| *n == name && v.is_some()));
+            if ever {
+                stats.push((crate::service::metric_label(name).to_owned(), number(value)));
+            }
+        }
+        stats.push(("Engagements".to_owned(), number(view.engagements)));
+        stats.push((
+            "Engagement rate".to_owned(),
+            view.engagement_rate
+                .map_or_else(|| "no impressions reported".to_owned(), |r| format!("{:.1}%", r * 100.0)),
+        ));
+    }
+    MetricsCard {
+        stats,
+        empty: format!(
+            "No reading yet. {network}'s numbers are first read an hour after publishing, then hourly for a day, daily for a week and weekly to 90 days."
+        ),
+        definition: crate::service::ENGAGEMENT_RATE,
+        when: view
+            .readings
+            .last()
+            .map(|r| format!("Read {}.", When::of(r.collected_at).text))
+            .unwrap_or_default(),
+        gone: view
+            .no_longer_reported
+            .iter()
+            .map(|g| {
+                format!(
+                    "{network} no longer reports {} for this post (since {}); it is shown as not reported, not as 0.",
+                    crate::service::metric_label(&g.metric).to_lowercase(),
+                    When::of(g.since).text
+                )
+            })
+            .collect(),
+        error: view.last_error.clone(),
+    }
 }
 
 async fn post_page(
@@ -455,7 +519,15 @@ async fn post_page_full(
         Err(e) => return Err(e.into()),
     };
     let self_approve = review.as_ref().is_some_and(|r| r.workflow_id.is_none() && r.state != "approved");
+    let metrics = if post.status == PostStatus::Published
+        && crate::publishing::platforms::METRICS_NETWORKS.contains(&post.network)
+    {
+        Some(metrics_card(&state.app.post_metrics(&page.access, id).await?, network_name(post.network)))
+    } else {
+        None
+    };
     let view = PostPage {
+        metrics,
         self_approve,
         review,
         activity_href,

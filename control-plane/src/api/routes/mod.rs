@@ -3,6 +3,7 @@
 
 pub mod activities;
 pub mod agents;
+pub mod analytics;
 pub mod api_keys;
 pub mod audit_events;
 pub mod auth;

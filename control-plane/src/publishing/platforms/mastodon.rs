@@ -9,7 +9,10 @@
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Answer, CallRecord, Found, Granted, Health, Platforms, Profile, Sent, limited_until};
+use super::{
+    Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Sent, count, limited_until,
+    metrics_answer,
+};
 use crate::domain::Timestamp;
 use crate::store::{SocialAccount, SocialPost};
 
@@ -101,6 +104,41 @@ pub async fn publish(
     post: &SocialPost,
 ) -> (Sent, CallRecord) {
     send_status(p, account, token, post).await
+}
+
+/// A status's counts (`GET /api/v1/statuses/{id}`): favourites are likes,
+/// replies comments, boosts (and quotes, on instances that count them)
+/// shares. Mastodon reports no impressions.
+pub async fn metrics(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    id: &str,
+) -> (Fetched, CallRecord) {
+    let request =
+        p.http().get(format!("{}/api/v1/statuses/{id}", base(account))).bearer_auth(token.expose_secret());
+    let (status, record) = match metrics_answer(Answer::fetch(request, "the instance").await, "the instance")
+    {
+        Ok(found) => found,
+        Err(failed) => return *failed,
+    };
+    let shares = match (count(&status, "reblogs_count"), count(&status, "quotes_count")) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    };
+    let metrics = crate::store::Metrics {
+        likes: count(&status, "favourites_count"),
+        comments: count(&status, "replies_count"),
+        shares,
+        ..crate::store::Metrics::default()
+    };
+    let raw = serde_json::json!({
+        "favourites_count": status.get("favourites_count"),
+        "replies_count": status.get("replies_count"),
+        "reblogs_count": status.get("reblogs_count"),
+        "quotes_count": status.get("quotes_count"),
+    });
+    (Fetched::Metrics { metrics, raw: raw.to_string() }, record)
 }
 
 pub async fn find(

@@ -1,6 +1,7 @@
 //! The platforms' APIs, as the engine needs them: publish a post, find a
-//! post whose publish had an unknown outcome, delete one, refresh a token,
-//! check an account's credentials, and the OAuth steps of connecting.
+//! post whose publish had an unknown outcome, delete one, read a published
+//! post's metrics (for analytics), refresh a token, check an account's
+//! credentials, and the OAuth steps of connecting.
 //!
 //! Every answer is classified into what the engine must do next (created,
 //! refused for good, token expired, rate limited until T, not sent,
@@ -151,6 +152,31 @@ pub enum Found {
     Unknown { reason: String },
 }
 
+/// What reading a published post's metrics found.
+#[derive(Debug, Clone)]
+pub enum Fetched {
+    /// The reading, and the platform's answer as it came (for what the
+    /// schema does not name).
+    Metrics {
+        metrics: crate::store::Metrics,
+        raw: String,
+    },
+    /// The post is gone from the platform: collection ends.
+    Gone,
+    RateLimited {
+        until: Timestamp,
+        note: String,
+    },
+    TokenExpired,
+    /// Any other failure: tried again later, and shown on the post.
+    Failed {
+        reason: String,
+    },
+}
+
+/// The networks whose metrics are collected.
+pub const METRICS_NETWORKS: [Network; 2] = [Network::X, Network::Mastodon];
+
 /// How a token refresh ended.
 #[derive(Debug)]
 pub enum Refreshed {
@@ -263,6 +289,21 @@ impl Platforms {
                 "Instagram does not let apps delete posts: delete it in the Instagram app; it stays in Marketer's history"
                     .into(),
             ),
+        }
+    }
+
+    /// A published post's metrics; `None` for a network whose metrics are
+    /// not collected (see [`METRICS_NETWORKS`]).
+    pub async fn metrics(
+        &self,
+        account: &SocialAccount,
+        token: &SecretString,
+        platform_post_id: &str,
+    ) -> Option<(Fetched, CallRecord)> {
+        match account.network {
+            Network::X => Some(x::metrics(self, token, platform_post_id).await),
+            Network::Mastodon => Some(mastodon::metrics(self, account, token, platform_post_id).await),
+            Network::Bluesky | Network::Linkedin | Network::Facebook | Network::Instagram => None,
         }
     }
 
@@ -476,6 +517,47 @@ pub(crate) fn transport(e: &reqwest::Error) -> Sent {
     } else {
         Sent::Unknown { reason: format!("the connection failed mid-request: {e}") }
     }
+}
+
+/// Sorts a metrics read's answer: the object to read the metrics from, or
+/// what the engine must do. `whom` names the platform in messages.
+pub(crate) fn metrics_answer(
+    answer: Result<Answer, String>,
+    whom: &str,
+) -> Result<(serde_json::Value, CallRecord), Box<(Fetched, CallRecord)>> {
+    let answer = match answer {
+        Ok(a) => a,
+        Err(reason) => return Err(Box::new((Fetched::Failed { reason }, CallRecord::default()))),
+    };
+    let record = answer.record();
+    let status = answer.status;
+    if status.is_success() {
+        let body = answer.json();
+        return if body.is_object() {
+            Ok((body, record))
+        } else {
+            Err(Box::new((
+                Fetched::Failed { reason: format!("{whom} answered with no JSON object") },
+                record,
+            )))
+        };
+    }
+    let fetched = match status {
+        StatusCode::NOT_FOUND | StatusCode::GONE => Fetched::Gone,
+        StatusCode::UNAUTHORIZED => Fetched::TokenExpired,
+        StatusCode::TOO_MANY_REQUESTS => Fetched::RateLimited {
+            until: limited_until(&answer.headers, Timestamp::now()),
+            note: format!("{whom} rate limit"),
+        },
+        _ => Fetched::Failed { reason: format!("{whom} answered {}: {}", status.as_u16(), answer.message()) },
+    };
+    Err(Box::new((fetched, record)))
+}
+
+/// A count in a JSON object, if the platform gave one (a missing or
+/// non-numeric field is absent, never zero).
+pub(crate) fn count(object: &serde_json::Value, field: &str) -> Option<i64> {
+    object.get(field).and_then(serde_json::Value::as_i64).filter(|n| *n >= 0)
 }
 
 /// The answer of a request that was sent, read to the end.

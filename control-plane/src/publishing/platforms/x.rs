@@ -6,8 +6,8 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    Answer, CallRecord, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, limited_until,
-    oauth_refreshed, oauth_tokens,
+    Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, count,
+    limited_until, metrics_answer, oauth_refreshed, oauth_tokens,
 };
 use crate::domain::Timestamp;
 use crate::store::{SocialAccount, SocialPost};
@@ -152,6 +152,42 @@ pub async fn find(
         }
     }
     (Found::Unknown { reason: "the X timeline is longer than Marketer reads".into() }, last)
+}
+
+/// A post's public metrics (`GET /2/tweets/{id}?tweet.fields=public_metrics`):
+/// impressions, likes, replies (comments), reposts and quotes (shares),
+/// bookmarks (saves).
+pub async fn metrics(p: &Platforms, token: &SecretString, id: &str) -> (Fetched, CallRecord) {
+    let request = p
+        .http()
+        .get(api(p, &format!("/2/tweets/{id}")))
+        .bearer_auth(token.expose_secret())
+        .query(&[("tweet.fields", "public_metrics")]);
+    let (body, record) = match metrics_answer(Answer::fetch(request, "X").await, "X") {
+        Ok(found) => found,
+        Err(failed) => return *failed,
+    };
+    // X answers 200 with only `errors` for a post that is gone.
+    let Some(public) = body.get("data").and_then(|d| d.get("public_metrics")) else {
+        return if body.get("errors").is_some() && body.get("data").is_none() {
+            (Fetched::Gone, record)
+        } else {
+            (Fetched::Failed { reason: "X answered without public_metrics".into() }, record)
+        };
+    };
+    let shares = match (count(public, "retweet_count"), count(public, "quote_count")) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    };
+    let metrics = crate::store::Metrics {
+        impressions: count(public, "impression_count"),
+        likes: count(public, "like_count"),
+        comments: count(public, "reply_count"),
+        shares,
+        saves: count(public, "bookmark_count"),
+        ..crate::store::Metrics::default()
+    };
+    (Fetched::Metrics { metrics, raw: public.to_string() }, record)
 }
 
 pub async fn delete(p: &Platforms, token: &SecretString, id: &str) -> Result<CallRecord, String> {

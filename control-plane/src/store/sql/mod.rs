@@ -14,6 +14,7 @@
 
 mod activities;
 mod agents;
+mod analytics;
 mod comments;
 mod core;
 mod documents;

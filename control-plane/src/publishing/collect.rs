@@ -1,0 +1,204 @@
+//! The analytics collector: reads each published post's metrics on a
+//! schedule that follows the post's age (the first reading an hour after
+//! publishing, then hourly to a day, daily to a week, weekly to 90 days,
+//! then never), on the networks whose metrics are read
+//! (`platforms::METRICS_NETWORKS`).
+//!
+//! It is part of the publishing engine so that it shares its tokens (one
+//! refresh across replicas), its rate limits (an account limited by a
+//! publish is not read; a limit met while reading holds publishing too)
+//! and its priority: the engine collects only when no post was due. Each
+//! round of a post is claimed by compare-and-set on its schedule, so
+//! replicas read a post once per round. A reading stores what the platform
+//! reported; a metric it did not report is absent, never zero. A failure
+//! is kept on the post (shown with its metrics) and tried again later.
+
+use std::time::Duration;
+
+use super::platforms::{Fetched, METRICS_NETWORKS};
+use super::{NoToken, Publisher, later};
+use crate::domain::Timestamp;
+use crate::store::DueMetrics;
+
+/// Posts read per round.
+const BATCH: i64 = 50;
+
+/// When posts' metrics are read.
+#[derive(Debug, Clone)]
+pub struct MetricsSchedule {
+    /// The first reading, this long after publishing.
+    pub first: Duration,
+    /// While a post is younger than the first value, it is read every
+    /// second value; older than the last step's age, it is not read again.
+    pub steps: Vec<(Duration, Duration)>,
+    /// How often the engine looks for due posts.
+    pub poll: Duration,
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+impl Default for MetricsSchedule {
+    fn default() -> Self {
+        Self {
+            first: HOUR,
+            steps: vec![(DAY, HOUR), (7 * DAY, DAY), (90 * DAY, 7 * DAY)],
+            poll: Duration::from_secs(30),
+        }
+    }
+}
+
+impl MetricsSchedule {
+    /// The next reading of a post published at `published_at`, after one
+    /// at `now`; `None` once it is past the last step.
+    pub fn next(&self, published_at: Timestamp, now: Timestamp) -> Option<Timestamp> {
+        let age =
+            Duration::try_from(now.as_datetime() - published_at.as_datetime()).unwrap_or(Duration::ZERO);
+        let every = self.steps.iter().find(|(until, _)| age < *until).map(|(_, every)| *every)?;
+        let next = now.as_datetime() + time::Duration::try_from(every).ok()?;
+        Some(Timestamp::from_datetime(next))
+    }
+
+    /// How old a post may be and still be read.
+    pub fn oldest(&self, now: Timestamp) -> Timestamp {
+        let last = self.steps.last().map_or(Duration::ZERO, |(until, _)| *until);
+        Timestamp::from_datetime(
+            now.as_datetime() - time::Duration::try_from(last).unwrap_or(time::Duration::ZERO),
+        )
+    }
+}
+
+impl Publisher {
+    /// One round: reads the metrics of the posts due. Returns how many
+    /// readings were stored.
+    pub async fn collect_metrics(&self) -> usize {
+        let now = Timestamp::now();
+        let schedule = &self.settings.metrics;
+        let first_before = Timestamp::from_datetime(
+            now.as_datetime() - time::Duration::try_from(schedule.first).unwrap_or(time::Duration::ZERO),
+        );
+        let networks: Vec<&str> = METRICS_NETWORKS.iter().map(|n| <&'static str>::from(*n)).collect();
+        let due =
+            match self.store.metrics_due(now, first_before, schedule.oldest(now), &networks, BATCH).await {
+                Ok(due) => due,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not read the posts whose metrics are due");
+                    return 0;
+                }
+            };
+        let mut stored = 0;
+        for post in due {
+            match self.store.claim_metrics(post.post_id, post.next_at, later(self.settings.lease)).await {
+                Ok(true) => {
+                    if self.read_metrics(&post).await {
+                        stored += 1;
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, post = %post.post_id, "could not claim a post's metrics");
+                }
+            }
+        }
+        stored
+    }
+
+    /// Reads one claimed post's metrics and records the outcome.
+    async fn read_metrics(&self, post: &DueMetrics) -> bool {
+        let mut refreshed = false;
+        loop {
+            let (account, token) = match self.token(post.account_id, refreshed).await {
+                Ok(found) => found,
+                Err(NoToken::Wait(until, reason)) => {
+                    self.metrics_failed(post, &reason, until.max(later(Duration::from_secs(60)))).await;
+                    return false;
+                }
+            };
+            let Some((fetched, record)) =
+                self.platforms.metrics(&account, &token, &post.platform_post_id).await
+            else {
+                self.metrics_failed(post, "this network's metrics are not read", far_future()).await;
+                return false;
+            };
+            self.note_window(&account, &record).await;
+            let now = Timestamp::now();
+            match fetched {
+                Fetched::Metrics { metrics, raw } => {
+                    let next = self.settings.metrics.next(post.published_at, now);
+                    return match self.store.record_metrics(post.post_id, &metrics, &raw, now, next).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::error!(error = %e, post = %post.post_id, "could not store a post's metrics");
+                            false
+                        }
+                    };
+                }
+                Fetched::Gone => {
+                    let reason = format!(
+                        "the post is no longer on {}; its metrics are not read again",
+                        account.network
+                    );
+                    self.metrics_failed(post, &reason, far_future()).await;
+                }
+                Fetched::RateLimited { until, note } => {
+                    if let Err(e) = self.store.account_rate_limited(account.id, until, &note).await {
+                        tracing::error!(error = %e, account = %account.id, "could not record a rate limit");
+                    }
+                    self.metrics_failed(post, &format!("{note}; read again after it"), until).await;
+                }
+                Fetched::TokenExpired if !refreshed => {
+                    refreshed = true;
+                    continue;
+                }
+                Fetched::TokenExpired => {
+                    let reason = format!("{} refused a renewed token", account.network);
+                    self.metrics_failed(post, &reason, later(HOUR)).await;
+                }
+                Fetched::Failed { reason } => {
+                    self.metrics_failed(post, &reason, later(Duration::from_secs(15 * 60))).await;
+                }
+            }
+            return false;
+        }
+    }
+
+    async fn metrics_failed(&self, post: &DueMetrics, reason: &str, retry_at: Timestamp) {
+        tracing::warn!(post = %post.post_id, %reason, "a post's metrics were not read");
+        if let Err(e) = self.store.metrics_failed(post.post_id, reason, retry_at).await {
+            tracing::error!(error = %e, post = %post.post_id, "could not record a metrics failure");
+        }
+    }
+}
+
+/// Never again, as a schedule time.
+fn far_future() -> Timestamp {
+    Timestamp::from_datetime(Timestamp::LATEST.midnight().assume_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        Timestamp::parse_rfc3339(s).unwrap()
+    }
+
+    #[test]
+    fn readings_follow_the_posts_age() {
+        let schedule = MetricsSchedule::default();
+        let published = at("2026-03-28T12:00:00Z");
+        let cases = [
+            ("2026-03-28T13:00:00Z", Some("2026-03-28T14:00:00Z")),
+            ("2026-03-29T11:30:00Z", Some("2026-03-29T12:30:00Z")),
+            ("2026-03-29T12:00:00Z", Some("2026-03-30T12:00:00Z")),
+            ("2026-04-04T11:00:00Z", Some("2026-04-05T11:00:00Z")),
+            ("2026-04-04T12:00:00Z", Some("2026-04-11T12:00:00Z")),
+            ("2026-06-26T11:00:00Z", Some("2026-07-03T11:00:00Z")),
+            ("2026-06-26T12:00:00Z", None),
+        ];
+        for (now, next) in cases {
+            assert_eq!(schedule.next(published, at(now)), next.map(at), "read at {now}");
+        }
+        assert_eq!(schedule.oldest(at("2026-06-26T12:00:00Z")), published);
+    }
+}

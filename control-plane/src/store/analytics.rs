@@ -1,0 +1,113 @@
+//! Analytics data: the readings of each published post's metrics (a time
+//! series in one normalised schema where every metric may be absent) and
+//! the collector's per-post schedule.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::Result;
+use crate::domain::Timestamp;
+
+/// The version of the normalised schema a reading was written in.
+pub const METRICS_SCHEMA_VERSION: i64 = 1;
+
+/// One reading of a post's metrics. `None` is "not reported", never zero.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Metrics {
+    pub impressions: Option<i64>,
+    pub reach: Option<i64>,
+    /// Likes, favourites, reactions.
+    pub likes: Option<i64>,
+    /// Comments and replies.
+    pub comments: Option<i64>,
+    /// Shares, reposts, boosts, quotes.
+    pub shares: Option<i64>,
+    /// Saves and bookmarks.
+    pub saves: Option<i64>,
+    pub link_clicks: Option<i64>,
+    pub profile_visits: Option<i64>,
+    pub video_views: Option<i64>,
+}
+
+impl Metrics {
+    /// Each metric by name, in the schema's order.
+    pub fn named(&self) -> [(&'static str, Option<i64>); 9] {
+        [
+            ("impressions", self.impressions),
+            ("reach", self.reach),
+            ("likes", self.likes),
+            ("comments", self.comments),
+            ("shares", self.shares),
+            ("saves", self.saves),
+            ("link_clicks", self.link_clicks),
+            ("profile_visits", self.profile_visits),
+            ("video_views", self.video_views),
+        ]
+    }
+
+    /// Engagements: likes, comments, shares and saves that were reported;
+    /// `None` when none was.
+    pub fn engagements(&self) -> Option<i64> {
+        let parts = [self.likes, self.comments, self.shares, self.saves];
+        parts.iter().any(Option::is_some).then(|| parts.iter().flatten().sum())
+    }
+}
+
+/// A stored reading.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MetricsReading {
+    #[schema(value_type = String, format = DateTime)]
+    pub collected_at: Timestamp,
+    pub schema_version: i64,
+    #[serde(flatten)]
+    pub metrics: Metrics,
+}
+
+/// A published post whose metrics are due.
+#[derive(Debug, Clone)]
+pub struct DueMetrics {
+    pub post_id: Uuid,
+    pub account_id: Uuid,
+    pub platform_post_id: String,
+    pub published_at: Timestamp,
+    /// The schedule value the claim compares against.
+    pub next_at: Option<Timestamp>,
+}
+
+#[async_trait]
+pub trait AnalyticsStore: Send + Sync {
+    /// Published posts of `networks` whose metrics are due: `next_at` has
+    /// come, or (never collected) they were published before
+    /// `first_before`; only posts published after `oldest`, of accounts
+    /// that are connected and not rate limited. Oldest due first.
+    async fn metrics_due(
+        &self,
+        now: Timestamp,
+        first_before: Timestamp,
+        oldest: Timestamp,
+        networks: &[&str],
+        limit: i64,
+    ) -> Result<Vec<DueMetrics>>;
+    /// Claims a due post for a round (compare-and-set on its schedule,
+    /// moved to `until`): `false` if another replica took it.
+    async fn claim_metrics(&self, post_id: Uuid, seen: Option<Timestamp>, until: Timestamp) -> Result<bool>;
+    /// Records a reading and the next time (`None`: collection ends).
+    async fn record_metrics(
+        &self,
+        post_id: Uuid,
+        metrics: &Metrics,
+        raw: &str,
+        collected_at: Timestamp,
+        next_at: Option<Timestamp>,
+    ) -> Result<()>;
+    /// Records a failed round: why, and when to try again.
+    async fn metrics_failed(&self, post_id: Uuid, error: &str, retry_at: Timestamp) -> Result<()>;
+    /// A post's readings, oldest first, and its last failure.
+    async fn post_metrics(
+        &self,
+        tenant_id: Uuid,
+        post_id: Uuid,
+    ) -> Result<(Vec<MetricsReading>, Option<String>)>;
+}

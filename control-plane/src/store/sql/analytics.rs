@@ -1,0 +1,203 @@
+//! [`AnalyticsStore`] for [`SqlStore`]: metrics readings and the
+//! collector's schedule on `social_posts`.
+
+use super::*;
+use crate::store::{AnalyticsStore, DueMetrics, METRICS_SCHEMA_VERSION, Metrics, MetricsReading};
+
+#[derive(FromRow)]
+struct ReadingRow {
+    collected_at: Timestamp,
+    schema_version: i64,
+    impressions: Option<i64>,
+    reach: Option<i64>,
+    likes: Option<i64>,
+    comments: Option<i64>,
+    shares: Option<i64>,
+    saves: Option<i64>,
+    link_clicks: Option<i64>,
+    profile_visits: Option<i64>,
+    video_views: Option<i64>,
+}
+
+#[async_trait]
+impl<DB> AnalyticsStore for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Timestamp: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<i64>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Timestamp>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> &'t str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+{
+    async fn metrics_due(
+        &self,
+        now: Timestamp,
+        first_before: Timestamp,
+        oldest: Timestamp,
+        networks: &[&str],
+        limit: i64,
+    ) -> Result<Vec<DueMetrics>> {
+        let mut due = Vec::new();
+        // One query per network (few), so no list parameter is needed.
+        for network in networks {
+            let rows: Vec<(Uuid, Uuid, String, Timestamp, Option<Timestamp>)> = sqlx::query_as(
+                "SELECT p.id, p.account_id, p.platform_post_id, p.published_at, p.metrics_next_at \
+                 FROM social_posts p \
+                 JOIN social_accounts a ON a.id = p.account_id \
+                 WHERE p.status = 'published' AND p.platform_post_id IS NOT NULL AND a.platform = $4 \
+                 AND p.published_at > $3 \
+                 AND (p.metrics_next_at <= $1 OR (p.metrics_next_at IS NULL AND p.published_at <= $2)) \
+                 AND a.disconnected_at IS NULL AND a.status = 'connected' \
+                 AND (a.rate_limited_until IS NULL OR a.rate_limited_until <= $1) \
+                 AND NOT EXISTS (SELECT 1 FROM platform_limits l WHERE l.platform = a.platform AND l.limited_until > $1) \
+                 ORDER BY p.published_at, p.id LIMIT $5",
+            )
+            .bind(now)
+            .bind(first_before)
+            .bind(oldest)
+            .bind(*network)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+            due.extend(rows.into_iter().map(
+                |(post_id, account_id, platform_post_id, published_at, next_at)| DueMetrics {
+                    post_id,
+                    account_id,
+                    platform_post_id,
+                    published_at,
+                    next_at,
+                },
+            ));
+        }
+        due.sort_by_key(|d| (d.published_at, d.post_id));
+        due.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(due)
+    }
+
+    async fn claim_metrics(&self, post_id: Uuid, seen: Option<Timestamp>, until: Timestamp) -> Result<bool> {
+        let r =
+            match seen {
+                Some(seen) => {
+                    sqlx::query(
+                        "UPDATE social_posts SET metrics_next_at = $3 WHERE id = $1 AND metrics_next_at = $2",
+                    )
+                    .bind(post_id)
+                    .bind(seen)
+                    .bind(until)
+                    .execute(&self.write)
+                    .await?
+                }
+                None => sqlx::query(
+                    "UPDATE social_posts SET metrics_next_at = $2 WHERE id = $1 AND metrics_next_at IS NULL",
+                )
+                .bind(post_id)
+                .bind(until)
+                .execute(&self.write)
+                .await?,
+            };
+        Ok(DB::rows_affected(&r) == 1)
+    }
+
+    async fn record_metrics(
+        &self,
+        post_id: Uuid,
+        m: &Metrics,
+        raw: &str,
+        collected_at: Timestamp,
+        next_at: Option<Timestamp>,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "INSERT INTO post_metrics (post_id, tenant_id, collected_at, schema_version, impressions, reach, \
+             likes, comments, shares, saves, link_clicks, profile_visits, video_views, raw) \
+             SELECT id, tenant_id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM social_posts \
+             WHERE id = $1 AND status = 'published' ON CONFLICT (post_id, collected_at) DO NOTHING",
+        )
+        .bind(post_id)
+        .bind(collected_at)
+        .bind(METRICS_SCHEMA_VERSION)
+        .bind(m.impressions)
+        .bind(m.reach)
+        .bind(m.likes)
+        .bind(m.comments)
+        .bind(m.shares)
+        .bind(m.saves)
+        .bind(m.link_clicks)
+        .bind(m.profile_visits)
+        .bind(m.video_views)
+        .bind(raw)
+        .execute(&mut *tx)
+        .await?;
+        // With no next time, collection ends: a time far beyond any
+        // schedule keeps the post out of the due list.
+        let next = next_at.unwrap_or(Timestamp::from_datetime(Timestamp::LATEST.midnight().assume_utc()));
+        sqlx::query("UPDATE social_posts SET metrics_next_at = $2, metrics_error = NULL WHERE id = $1")
+            .bind(post_id)
+            .bind(next)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn metrics_failed(&self, post_id: Uuid, error: &str, retry_at: Timestamp) -> Result<()> {
+        let error: String = error.chars().take(500).collect();
+        sqlx::query("UPDATE social_posts SET metrics_next_at = $2, metrics_error = $3 WHERE id = $1")
+            .bind(post_id)
+            .bind(retry_at)
+            .bind(error)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn post_metrics(
+        &self,
+        tenant_id: Uuid,
+        post_id: Uuid,
+    ) -> Result<(Vec<MetricsReading>, Option<String>)> {
+        let error: Option<Option<String>> =
+            sqlx::query_scalar("SELECT metrics_error FROM social_posts WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant_id)
+                .bind(post_id)
+                .fetch_optional(&self.read)
+                .await?;
+        let Some(error) = error else { return Err(StoreError::NotFound) };
+        let rows: Vec<ReadingRow> = sqlx::query_as(
+            "SELECT collected_at, schema_version, impressions, reach, likes, comments, shares, saves, \
+             link_clicks, profile_visits, video_views FROM post_metrics \
+             WHERE tenant_id = $1 AND post_id = $2 ORDER BY collected_at LIMIT 2000",
+        )
+        .bind(tenant_id)
+        .bind(post_id)
+        .fetch_all(&self.read)
+        .await?;
+        let readings = rows
+            .into_iter()
+            .map(|r| MetricsReading {
+                collected_at: r.collected_at,
+                schema_version: r.schema_version,
+                metrics: Metrics {
+                    impressions: r.impressions,
+                    reach: r.reach,
+                    likes: r.likes,
+                    comments: r.comments,
+                    shares: r.shares,
+                    saves: r.saves,
+                    link_clicks: r.link_clicks,
+                    profile_visits: r.profile_visits,
+                    video_views: r.video_views,
+                },
+            })
+            .collect();
+        Ok((readings, error))
+    }
+}
