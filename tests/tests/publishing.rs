@@ -321,6 +321,87 @@ async fn published_posts_metrics_are_read_on_schedule_on_postgres() {
     published_posts_metrics_are_read_on_schedule(true).await;
 }
 
+/// Best times come from measured posts: ten X posts published and read
+/// make their local hour of the week the account's best time; a second X
+/// account with no posts of its own borrows the organisation's X history;
+/// Mastodon with none has no recommendation and says why. `best_time`
+/// schedules a post at the soonest recommended hour (strictly later, so a
+/// week on) and the next one at another; the calendar marks the hours.
+async fn best_times_come_from_measured_posts(postgres: bool) {
+    let env = [("MARKETER_ANALYTICS_FIRST_READING_SECONDS", "0"), ("MARKETER_ANALYTICS_POLL_MS", "200")];
+    let Some(setup) = Setup::start_with(postgres, &env).await else { return };
+    let x = setup.connect("x").await;
+    setup.social.sign_in_as(1);
+    let second = setup.connect("x").await;
+    let mastodon = setup.connect("mastodon").await;
+    let best_times = |account: &Value| format!("/accounts/{}/best-times", account["id"].as_str().unwrap());
+    let (status, none) = setup.call(Method::GET, &best_times(&x), None).await;
+    assert_eq!(status, 200, "{none}");
+    assert_eq!(
+        (none["source"].as_str(), none["confidence"].as_str()),
+        (Some("none"), Some("none")),
+        "{none}"
+    );
+    assert!(none["explanation"].as_str().unwrap().contains("at least 10"), "{none}");
+    assert!(none["slots"].as_array().unwrap().is_empty());
+
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let post = setup.schedule_now(&x, &format!("Open house, take {i}")).await;
+        ids.push(post["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        setup.wait_status(id, "published", Duration::from_secs(20)).await;
+    }
+    let best = eventually(Duration::from_secs(20), "every post to be read and counted", || async {
+        let (_, best) = setup.call(Method::GET, &best_times(&x), None).await;
+        (best["posts"] == 10).then_some(best)
+    })
+    .await;
+    assert_eq!(best["source"], "account", "{best}");
+    assert_eq!(best["measure"], "engagement_rate", "{best}");
+    assert_eq!(best["confidence"], "low", "{best}");
+    assert!(best["definition"].as_str().unwrap().contains("impressions"), "{best}");
+    // Ten posts in one hour (two if an hour turned while they went out).
+    let slots = best["slots"].as_array().unwrap();
+    assert!((1..=2).contains(&slots.len()), "{best}");
+    let counted: u64 = best["hours"].as_array().unwrap().iter().map(|h| h["posts"].as_u64().unwrap()).sum();
+    assert_eq!(counted, 10, "{best}");
+    let soonest = slots.iter().map(|s| s["next_at"].as_str().unwrap().to_owned()).min().unwrap();
+
+    let (_, borrowed) = setup.call(Method::GET, &best_times(&second), None).await;
+    assert_eq!(borrowed["source"], "network", "{borrowed}");
+    assert!(borrowed["explanation"].as_str().unwrap().contains("fewer than 10 of its own"), "{borrowed}");
+    let (_, on_mastodon) = setup.call(Method::GET, &best_times(&mastodon), None).await;
+    assert_eq!(on_mastodon["source"], "none", "{on_mastodon}");
+    let (status, other) =
+        setup.call(Method::GET, "/accounts/7d3c0c8e-5f1a-4c2e-9a51-3f1f0e7c2b11/best-times", None).await;
+    assert_eq!(status, 404, "{other}");
+
+    let at_best = |account: &Value, text: &str| json!({ "account_id": account["id"], "text": text, "best_time": true, "approve": true });
+    let (status, first) = setup.call(Method::POST, "/posts", Some(at_best(&x, "At the best time"))).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["scheduled_at"].as_str(), Some(soonest.as_str()), "{first} {best}");
+    let (status, next) = setup.call(Method::POST, "/posts", Some(at_best(&x, "At the next best time"))).await;
+    assert_eq!(status, 201, "{next}");
+    assert!(next["scheduled_at"].as_str().unwrap() > soonest.as_str(), "the hour is taken: {next}");
+    let (status, refused) =
+        setup.call(Method::POST, "/posts", Some(at_best(&mastodon, "No best time yet"))).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused.to_string().contains("best_time"), "{refused}");
+    setup.finish().await;
+}
+
+#[tokio::test]
+async fn best_times_come_from_measured_posts_on_sqlite() {
+    best_times_come_from_measured_posts(false).await;
+}
+
+#[tokio::test]
+async fn best_times_come_from_measured_posts_on_postgres() {
+    best_times_come_from_measured_posts(true).await;
+}
+
 async fn unknown_outcomes_are_reconciled_without_a_second_post(postgres: bool) {
     let Some(setup) = Setup::start(postgres).await else { return };
     let x = setup.connect("x").await;

@@ -799,6 +799,44 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
     browser.check_page("publishing-post-instagram").await;
     assert!(browser.text("main").await.contains("/images/photo.jpg"));
 
+    // Best times: with ten measured X posts, the accounts page names the hour and the
+    // calendar marks it; the composer can schedule at it.
+    let (_, accounts) = fleet.call(Method::GET, "/accounts", None).await;
+    let x = accounts.as_array().unwrap().iter().find(|a| a["network"] == "x").expect("the X account").clone();
+    browser.goto(&tenant_url(&fleet, "/settings/accounts")).await;
+    let card = browser.text(&format!("#account-{} .best-times", x["id"].as_str().unwrap())).await;
+    assert!(card.contains("No recommendation yet") && card.contains("at least 10"), "{card}");
+    for i in 0..9 {
+        let body = json!({ "account_id": x["id"], "text": format!("Open house, take {i}"), "now": true, "approve": true });
+        let (status, post) = fleet.call(Method::POST, "/posts", Some(body)).await;
+        assert_eq!(status, 201, "{post}");
+    }
+    let best_path = format!("/accounts/{}/best-times", x["id"].as_str().unwrap());
+    let best = eventually(Duration::from_secs(40), "ten measured X posts", || async {
+        let (_, best) = fleet.call(Method::GET, &best_path, None).await;
+        (best["posts"] == 10).then_some(best)
+    })
+    .await;
+    let hour = best["slots"][0]["label"].as_str().expect("a best time").to_owned();
+    browser.goto(&tenant_url(&fleet, "/settings/accounts")).await;
+    let card = browser.text(&format!("#account-{} .best-times", x["id"].as_str().unwrap())).await;
+    assert!(
+        card.contains(&hour) && card.contains("low confidence") && card.contains("10 measured posts"),
+        "{card}"
+    );
+    browser
+        .eval(&format!(
+            "document.querySelector('#account-{} .best-times').scrollIntoView()",
+            x["id"].as_str().unwrap()
+        ))
+        .await;
+    browser.check_page("analytics-best-times-account").await;
+    let next = best["slots"][0]["next_at"].as_str().unwrap();
+    browser.goto(&tenant_url(&fleet, &format!("/calendar?view=week&date={}", &next[..10]))).await;
+    let marked = browser.text(".calendar li.slot.best").await;
+    assert!(marked.contains("best time") && marked.contains("@marketer_test"), "{marked}");
+    browser.check_page("analytics-best-times-calendar").await;
+
     // A project with a workflow reviews a post of its own on the post's page.
     let workflow =
         json!({ "name": "Editor", "steps": [{ "name": "Editor", "rule": "any", "role": "admin" }] });
@@ -808,8 +846,6 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
     let (status, _) =
         fleet.call(Method::PUT, &format!("/projects/{project}/review-workflow"), Some(body)).await;
     assert_eq!(status, 200);
-    let (_, accounts) = fleet.call(Method::GET, "/accounts", None).await;
-    let x = accounts.as_array().unwrap().iter().find(|a| a["network"] == "x").expect("the X account").clone();
     let body = json!({ "account_id": x["id"], "project_id": project, "text": "Spring sale ends Sunday",
                        "scheduled_at": "2030-03-01T09:00:00Z" });
     let (status, own) = fleet.call(Method::POST, "/posts", Some(body)).await;

@@ -177,6 +177,37 @@ pub fn next_free_slot(
     slot_instants(slots, zone_name, after, horizon).into_iter().find(|at| !taken.contains(at))
 }
 
+/// Hours in a week.
+pub const HOURS_PER_WEEK: u16 = 168;
+
+/// The local hour of the week of an instant in a zone: Monday 00:00–00:59
+/// is 0, Sunday 23:00–23:59 is 167.
+pub fn hour_of_week(at: Timestamp, tz: &TimeZone) -> u16 {
+    let local = to_jiff(at).to_zoned(tz.clone());
+    let day = u16::from(local.weekday().to_monday_zero_offset().unsigned_abs());
+    day * 24 + u16::from(local.hour().unsigned_abs())
+}
+
+/// The first instant after `after` that starts local hour `how` of the
+/// week in `tz` (an hour the clocks skip that night starts when they land).
+pub fn next_hour_of_week(how: u16, tz: &TimeZone, after: Timestamp) -> Option<Timestamp> {
+    if how >= HOURS_PER_WEEK {
+        return None;
+    }
+    let mut day = local_date(after, tz);
+    for _ in 0..9 {
+        let weekday = u16::from(day.weekday().to_monday_zero_offset().unsigned_abs());
+        if weekday == how / 24
+            && let Some(at) = at_local(day, (how % 24) * 60, tz)
+            && at > after
+        {
+            return Some(at);
+        }
+        day = day.tomorrow().ok()?;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +278,27 @@ mod tests {
             &[at("2027-03-26T08:00:00Z")],
         );
         assert_eq!(next, Some(at("2027-03-29T07:00:00Z")));
+    }
+
+    #[test]
+    fn hours_of_the_week_follow_local_time_across_daylight_saving() {
+        let ny = zone("America/New_York").unwrap();
+        // Friday 2027-03-12 09:00 EST and Monday 2027-03-15 09:00 EDT.
+        assert_eq!(hour_of_week(at("2027-03-12T14:00:00Z"), &ny), 4 * 24 + 9);
+        assert_eq!(hour_of_week(at("2027-03-15T13:00:00Z"), &ny), 9);
+        // Sunday 09:00 after the change (2027-03-14) is 13:00 UTC, not 14:00.
+        let sunday_nine = 6 * 24 + 9;
+        assert_eq!(
+            next_hour_of_week(sunday_nine, &ny, at("2027-03-12T00:00:00Z")),
+            Some(at("2027-03-14T13:00:00Z"))
+        );
+        // The skipped 02:00 hour starts when the clocks land at 03:00.
+        assert_eq!(
+            next_hour_of_week(6 * 24 + 2, &ny, at("2027-03-12T00:00:00Z")),
+            Some(at("2027-03-14T07:00:00Z"))
+        );
+        // Strictly after: the same hour a week later.
+        assert_eq!(next_hour_of_week(9, &ny, at("2027-03-15T13:00:00Z")), Some(at("2027-03-22T13:00:00Z")));
+        assert_eq!(next_hour_of_week(168, &ny, at("2027-03-15T13:00:00Z")), None);
     }
 }

@@ -60,7 +60,10 @@ pub use activity_input::{CreateActivity, ListingIn};
 pub use agents::{
     AgentSettings, AgentState, AgentView, CreateEnrollmentToken, CreatedEnrollmentToken, UpdateAgent,
 };
-pub use analytics::{ENGAGEMENT_RATE, NoLongerReported, PostMetricsView, engagement_rate, metric_label};
+pub use analytics::{
+    BestSlot, BestTimes, BestTimesSource, ENGAGEMENT_RATE, HourScore, NoLongerReported, PostMetricsView,
+    engagement_rate, metric_label,
+};
 pub use api_keys::{CreateApiKey, CreatedApiKey};
 pub use audit_log::AuditQuery;
 pub use auth::{LoginRequest, RefreshRequest, TokenPair};

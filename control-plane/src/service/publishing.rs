@@ -360,6 +360,7 @@ pub struct When {
     pub time_zone: Option<String>,
     pub fold: Option<Fold>,
     pub queue: bool,
+    pub best_time: bool,
     pub now: bool,
 }
 
@@ -381,6 +382,10 @@ macro_rules! when_fields {
             /// The account's next free posting slot.
             #[serde(default)]
             pub queue: bool,
+            /// The soonest of the account's best times to post with no post
+            /// of the account in its hour.
+            #[serde(default)]
+            pub best_time: bool,
             /// As soon as possible.
             #[serde(default)]
             pub now: bool,
@@ -394,6 +399,7 @@ macro_rules! when_fields {
                     time_zone: self.time_zone.clone(),
                     fold: self.fold,
                     queue: self.queue,
+                    best_time: self.best_time,
                     now: self.now,
                 }
             }
@@ -404,6 +410,7 @@ macro_rules! when_fields {
                 self.time_zone = when.time_zone;
                 self.fold = when.fold;
                 self.queue = when.queue;
+                self.best_time = when.best_time;
                 self.now = when.now;
             }
         }
@@ -818,6 +825,71 @@ impl App {
 
     // ----- Posts -----------------------------------------------------------
 
+    /// The times the account's posts from `now` on are scheduled for.
+    async fn taken_times(
+        &self,
+        access: &TenantAccess,
+        account: &SocialAccount,
+        now: Timestamp,
+    ) -> Result<Vec<Timestamp>> {
+        let horizon = Timestamp::from_datetime(now.as_datetime() + time::Duration::weeks(9));
+        Ok(self
+            .store
+            .posts(
+                access.tenant_id,
+                &PostFilter {
+                    from: Some(now),
+                    to: Some(horizon),
+                    account_id: Some(account.id),
+                    limit: MAX_LIST,
+                    ..PostFilter::default()
+                },
+            )
+            .await?
+            .iter()
+            .filter(|p| !matches!(p.status, PostStatus::Cancelled | PostStatus::Deleted | PostStatus::Failed))
+            .filter_map(|p| p.scheduled_at)
+            .collect())
+    }
+
+    /// The soonest of the account's best times (over the next eight weeks)
+    /// in whose hour no post of the account is scheduled.
+    async fn next_best_time(
+        &self,
+        access: &TenantAccess,
+        account: &SocialAccount,
+        now: Timestamp,
+    ) -> Result<Timestamp> {
+        let best = self.best_times_of(access.tenant_id, account).await?;
+        if best.slots.is_empty() {
+            return Err(Error::invalid(
+                "best_time",
+                format!("{} has no best times yet. {}", account.handle, best.explanation),
+            ));
+        }
+        let tz = schedule::zone(&account.posting_time_zone).map_err(|m| Error::invalid("time_zone", m))?;
+        let taken = self.taken_times(access, account, now).await?;
+        let mut candidates = Vec::new();
+        for slot in &best.slots {
+            let mut at = Some(slot.next_at);
+            for _ in 0..8 {
+                let Some(start) = at else { break };
+                candidates.push(start);
+                at = schedule::next_hour_of_week(slot.hour.hour_of_week, &tz, start);
+            }
+        }
+        candidates.sort();
+        let hour = time::Duration::hours(1);
+        candidates
+            .into_iter()
+            .find(|start| {
+                !taken.iter().any(|t| {
+                    t.as_datetime() >= start.as_datetime() && t.as_datetime() < start.as_datetime() + hour
+                })
+            })
+            .ok_or_else(|| Error::invalid("best_time", "every best time of the next eight weeks is taken"))
+    }
+
     /// Resolves when a post should go out; `None`: a draft.
     async fn resolve_when(
         &self,
@@ -825,12 +897,16 @@ impl App {
         account: &SocialAccount,
         when: &When,
     ) -> Result<Option<(Timestamp, String)>> {
-        let chosen = [when.scheduled_at.is_some(), when.local_time.is_some(), when.queue, when.now]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let chosen =
+            [when.scheduled_at.is_some(), when.local_time.is_some(), when.queue, when.best_time, when.now]
+                .iter()
+                .filter(|b| **b)
+                .count();
         if chosen > 1 {
-            return Err(Error::invalid("scheduled_at", "give one of scheduled_at, local_time, queue or now"));
+            return Err(Error::invalid(
+                "scheduled_at",
+                "give one of scheduled_at, local_time, queue, best_time or now",
+            ));
         }
         let user_zone = match access.caller.user() {
             Ok(user) => self.store.user_time_zone(user.id).await?,
@@ -853,29 +929,13 @@ impl App {
                     format!("{} has no posting slots; add some in its settings", account.handle),
                 ));
             }
-            let horizon = Timestamp::from_datetime(now.as_datetime() + time::Duration::weeks(9));
-            let taken: Vec<Timestamp> = self
-                .store
-                .posts(
-                    access.tenant_id,
-                    &PostFilter {
-                        from: Some(now),
-                        to: Some(horizon),
-                        account_id: Some(account.id),
-                        limit: MAX_LIST,
-                        ..PostFilter::default()
-                    },
-                )
-                .await?
-                .iter()
-                .filter(|p| {
-                    !matches!(p.status, PostStatus::Cancelled | PostStatus::Deleted | PostStatus::Failed)
-                })
-                .filter_map(|p| p.scheduled_at)
-                .collect();
+            let taken = self.taken_times(access, account, now).await?;
             let at =
                 schedule::next_free_slot(&account.posting_slots, &account.posting_time_zone, now, &taken)
                     .ok_or_else(|| Error::invalid("queue", "every slot of the next eight weeks is taken"))?;
+            return Ok(Some((at, account.posting_time_zone.clone())));
+        } else if when.best_time {
+            let at = self.next_best_time(access, account, now).await?;
             return Ok(Some((at, account.posting_time_zone.clone())));
         } else {
             return Ok(None);

@@ -76,6 +76,16 @@ pub struct DueMetrics {
     pub next_at: Option<Timestamp>,
 }
 
+/// A published post's latest reading, for best times to post.
+#[derive(Debug, Clone)]
+pub struct PostOutcome {
+    pub account_id: Uuid,
+    pub published_at: Timestamp,
+    /// The account's posting time zone.
+    pub time_zone: String,
+    pub metrics: Metrics,
+}
+
 #[async_trait]
 pub trait AnalyticsStore: Send + Sync {
     /// Published posts of `networks` whose metrics are due: `next_at` has
@@ -110,4 +120,14 @@ pub trait AnalyticsStore: Send + Sync {
         tenant_id: Uuid,
         post_id: Uuid,
     ) -> Result<(Vec<MetricsReading>, Option<String>)>;
+    /// The latest reading of each post of the tenant's `platform` accounts
+    /// published since `since` and read at least once, newest first, at
+    /// most `limit`.
+    async fn post_outcomes(
+        &self,
+        tenant_id: Uuid,
+        platform: &str,
+        since: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<PostOutcome>>;
 }

@@ -70,6 +70,8 @@ struct CalendarItem {
 struct Slot {
     time: String,
     handle: String,
+    /// A recommended hour (best times to post) rather than a posting slot.
+    best: bool,
 }
 
 struct Day {
@@ -247,8 +249,30 @@ pub async fn calendar(
                     day.slots.push(Slot {
                         time: local.split('T').nth(1).unwrap_or("").to_owned(),
                         handle: a.handle.clone(),
+                        best: false,
                     });
                 }
+            }
+        }
+    }
+    // Best times to post: each account's recommended hours in the range.
+    let best = state.app.best_times_all(&page.access).await?;
+    for a in accounts.iter().filter(|a| account_filter.is_none_or(|id| id == a.id)) {
+        let Some(times) = best.get(&a.id) else { continue };
+        let Ok(account_tz) = schedule::zone(&a.posting_time_zone) else { continue };
+        for slot in &times.slots {
+            let mut at = schedule::next_hour_of_week(slot.hour.hour_of_week, &account_tz, from.max(now));
+            while let Some(start) = at.filter(|start| *start < to) {
+                let d = schedule::local_date(start, &tz).to_string();
+                if let Some(day) = grid.iter_mut().find(|day| day.date == d) {
+                    let local = schedule::instant_to_local(start, &zone);
+                    day.slots.push(Slot {
+                        time: local.split('T').nth(1).unwrap_or("").to_owned(),
+                        handle: a.handle.clone(),
+                        best: true,
+                    });
+                }
+                at = schedule::next_hour_of_week(slot.hour.hour_of_week, &account_tz, start);
             }
         }
     }
@@ -850,6 +874,7 @@ pub async fn create_posts(
     let when = match form.when.as_deref().unwrap_or("schedule") {
         "now" => Schedule { now: true, ..Schedule::default() },
         "queue" => Schedule { queue: true, ..Schedule::default() },
+        "best_time" => Schedule { best_time: true, ..Schedule::default() },
         "draft" => Schedule::default(),
         _ => match form.local_time.clone().filter(|l| !l.is_empty()) {
             Some(local) => {
@@ -945,6 +970,29 @@ struct AccountRow {
     reconnect_href: String,
     /// The organisation's projects, checked where the account is limited to them.
     projects: Vec<Choice>,
+    /// Best times to post, for those who may read posts.
+    best: Option<BestTimesText>,
+}
+
+/// An account's best times as the accounts page says them.
+struct BestTimesText {
+    /// `Tue 09:00, Thu 17:00 (low confidence)`, or empty.
+    slots: String,
+    explanation: String,
+    definition: Option<&'static str>,
+}
+
+fn best_times_text(best: &crate::service::BestTimes) -> BestTimesText {
+    let slots = if best.slots.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "{} ({} confidence)",
+            best.slots.iter().map(|s| s.hour.label.as_str()).collect::<Vec<_>>().join(", "),
+            best.confidence
+        )
+    };
+    BestTimesText { slots, explanation: best.explanation.clone(), definition: best.definition }
 }
 
 #[derive(Template)]
@@ -1009,6 +1057,11 @@ async fn accounts_page(
     let accounts = state.app.social_accounts(&page.access).await?;
     let projects = super::page::every(|p| state.app.projects(&page.access, p)).await?;
     let base = page.path("/settings/accounts");
+    let best = if page.can(Permission::PostsRead) {
+        state.app.best_times_all(&page.access).await?
+    } else {
+        std::collections::HashMap::new()
+    };
     let view = AccountsPage {
         accounts: accounts
             .into_iter()
@@ -1024,6 +1077,7 @@ async fn accounts_page(
                 last_checked: When::maybe(a.last_checked_at),
                 limited_until: When::maybe(a.rate_limited_until),
                 slots: slots_text(&a.posting_slots),
+                best: best.get(&a.id).map(best_times_text),
                 action: format!("{base}/{}", a.id),
                 reconnect_href: match (&a.network, &a.instance_url) {
                     (Network::Bluesky, _) => format!("{base}#connect"),

@@ -2,7 +2,9 @@
 //! collector's schedule on `social_posts`.
 
 use super::*;
-use crate::store::{AnalyticsStore, DueMetrics, METRICS_SCHEMA_VERSION, Metrics, MetricsReading};
+use crate::store::{
+    AnalyticsStore, DueMetrics, METRICS_SCHEMA_VERSION, Metrics, MetricsReading, PostOutcome,
+};
 
 #[derive(FromRow)]
 struct ReadingRow {
@@ -17,6 +19,31 @@ struct ReadingRow {
     link_clicks: Option<i64>,
     profile_visits: Option<i64>,
     video_views: Option<i64>,
+}
+
+impl ReadingRow {
+    fn metrics(&self) -> Metrics {
+        Metrics {
+            impressions: self.impressions,
+            reach: self.reach,
+            likes: self.likes,
+            comments: self.comments,
+            shares: self.shares,
+            saves: self.saves,
+            link_clicks: self.link_clicks,
+            profile_visits: self.profile_visits,
+            video_views: self.video_views,
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct OutcomeRow {
+    account_id: Uuid,
+    published_at: Timestamp,
+    posting_time_zone: String,
+    #[sqlx(flatten)]
+    reading: ReadingRow,
 }
 
 #[async_trait]
@@ -183,21 +210,46 @@ where
         let readings = rows
             .into_iter()
             .map(|r| MetricsReading {
+                metrics: r.metrics(),
                 collected_at: r.collected_at,
                 schema_version: r.schema_version,
-                metrics: Metrics {
-                    impressions: r.impressions,
-                    reach: r.reach,
-                    likes: r.likes,
-                    comments: r.comments,
-                    shares: r.shares,
-                    saves: r.saves,
-                    link_clicks: r.link_clicks,
-                    profile_visits: r.profile_visits,
-                    video_views: r.video_views,
-                },
             })
             .collect();
         Ok((readings, error))
+    }
+
+    async fn post_outcomes(
+        &self,
+        tenant_id: Uuid,
+        platform: &str,
+        since: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<PostOutcome>> {
+        let rows: Vec<OutcomeRow> = sqlx::query_as(
+            "SELECT p.account_id, p.published_at, a.posting_time_zone, m.collected_at, m.schema_version, \
+             m.impressions, m.reach, m.likes, m.comments, m.shares, m.saves, m.link_clicks, m.profile_visits, \
+             m.video_views \
+             FROM social_posts p \
+             JOIN social_accounts a ON a.id = p.account_id AND a.tenant_id = p.tenant_id \
+             JOIN post_metrics m ON m.post_id = p.id \
+             WHERE p.tenant_id = $1 AND a.platform = $2 AND p.status = 'published' AND p.published_at >= $3 \
+             AND m.collected_at = (SELECT MAX(l.collected_at) FROM post_metrics l WHERE l.post_id = p.id) \
+             ORDER BY p.published_at DESC LIMIT $4",
+        )
+        .bind(tenant_id)
+        .bind(platform)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PostOutcome {
+                account_id: r.account_id,
+                published_at: r.published_at,
+                time_zone: r.posting_time_zone,
+                metrics: r.reading.metrics(),
+            })
+            .collect())
     }
 }
