@@ -5,6 +5,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod backup;
+pub mod charts;
 pub mod cloud;
 pub mod cluster;
 pub mod config;

@@ -837,6 +837,24 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
     assert!(marked.contains("best time") && marked.contains("@marketer_test"), "{marked}");
     browser.check_page("analytics-best-times-calendar").await;
 
+    // The analytics page: the ten posts, charts drawn as SVG with a text alternative,
+    // and the same selection as CSV.
+    browser.goto(&tenant_url(&fleet, "/analytics")).await;
+    let kpis = browser.text("#kpis").await;
+    assert!(kpis.contains("Posts published") && kpis.contains("Engagement rate"), "{kpis}");
+    assert!(browser.has("#chart-over-time svg[role=img] title").await, "a labelled chart");
+    assert!(browser.has("#chart-by-network svg").await);
+    assert!(browser.text("#by-network").await.contains("X"));
+    assert!(browser.text("#top-posts").await.contains("Open house"));
+    browser.check_page("analytics-page").await;
+    browser.eval("document.querySelector('#chart-over-time').scrollIntoView()").await;
+    browser.screenshot("analytics-page-charts").await;
+    let csv = browser.eval("fetch(document.querySelector('#export-csv').href).then(r => r.text())").await;
+    let csv = csv.as_str().unwrap_or_default().to_owned();
+    assert!(csv.starts_with("post_id,") && csv.contains("Open house"), "{csv}");
+    browser.goto(&tenant_url(&fleet, "/analytics?network=mastodon")).await;
+    assert!(browser.text("main").await.contains("No posts were published in this period"));
+
     // A project with a workflow reviews a post of its own on the post's page.
     let workflow =
         json!({ "name": "Editor", "steps": [{ "name": "Editor", "rule": "any", "role": "admin" }] });

@@ -214,6 +214,8 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(publishing::list_posts, publishing::create_post))
         .routes(routes!(analytics::post_metrics))
         .routes(routes!(analytics::best_times))
+        .routes(routes!(analytics::report))
+        .routes(routes!(analytics::posts_csv))
         .routes(routes!(publishing::get_post, publishing::update_post, publishing::delete_post))
         .routes(routes!(publishing::get_time_zone, publishing::set_time_zone))
         .routes(routes!(notifications::list))

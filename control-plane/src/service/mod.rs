@@ -12,6 +12,7 @@ mod activities;
 mod activity_input;
 mod agents;
 mod analytics;
+mod analytics_reports;
 mod api_keys;
 mod audit_log;
 mod auth;
@@ -64,6 +65,7 @@ pub use analytics::{
     BestSlot, BestTimes, BestTimesSource, ENGAGEMENT_RATE, HourScore, NoLongerReported, PostMetricsView,
     engagement_rate, metric_label,
 };
+pub use analytics_reports::{AnalyticsReport, NetworkTotals, ReportQuery, SeriesPoint, TopPost, Totals};
 pub use api_keys::{CreateApiKey, CreatedApiKey};
 pub use audit_log::AuditQuery;
 pub use auth::{LoginRequest, RefreshRequest, TokenPair};

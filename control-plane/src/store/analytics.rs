@@ -86,6 +86,37 @@ pub struct PostOutcome {
     pub metrics: Metrics,
 }
 
+/// Which published posts a report covers.
+#[derive(Debug, Clone, Default)]
+pub struct PerformanceFilter {
+    /// Published at or after.
+    pub from: Option<Timestamp>,
+    /// Published before.
+    pub to: Option<Timestamp>,
+    pub account_id: Option<Uuid>,
+    pub project_id: Option<Uuid>,
+    pub campaign_id: Option<Uuid>,
+    /// A platform (`x`, `mastodon`, ...).
+    pub network: Option<String>,
+}
+
+/// A published post and its latest reading, for reports and exports.
+#[derive(Debug, Clone)]
+pub struct PostPerformance {
+    pub post_id: Uuid,
+    pub account_id: Uuid,
+    pub network: String,
+    pub handle: String,
+    pub project_id: Option<Uuid>,
+    pub campaign_id: Option<Uuid>,
+    pub text: String,
+    pub published_at: Timestamp,
+    pub platform_url: Option<String>,
+    /// When it was last read; `None`: not read yet.
+    pub collected_at: Option<Timestamp>,
+    pub metrics: Metrics,
+}
+
 #[async_trait]
 pub trait AnalyticsStore: Send + Sync {
     /// Published posts of `networks` whose metrics are due: `next_at` has
@@ -130,4 +161,12 @@ pub trait AnalyticsStore: Send + Sync {
         since: Timestamp,
         limit: i64,
     ) -> Result<Vec<PostOutcome>>;
+    /// The tenant's published posts that `filter` selects, each with its
+    /// latest reading (none if never read), oldest first, at most `limit`.
+    async fn post_performance(
+        &self,
+        tenant_id: Uuid,
+        filter: &PerformanceFilter,
+        limit: i64,
+    ) -> Result<Vec<PostPerformance>>;
 }

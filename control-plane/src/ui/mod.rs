@@ -18,6 +18,7 @@
 //! styles from this origin only, none inline.
 
 mod activities;
+mod analytics;
 mod assets;
 mod audit;
 mod auth;
@@ -212,6 +213,8 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/settings/accounts/{account_id}", post(publishing::update_account))
         .route("/settings/accounts/{account_id}/disconnect", post(publishing::disconnect_account))
         .route("/calendar", get(publishing::calendar))
+        .route("/analytics", get(analytics::page))
+        .route("/analytics/posts.csv", get(analytics::posts_csv))
         .route("/time-zone", post(publishing::set_zone))
         .route("/posts/new", get(publishing::new_post).post(publishing::create_posts))
         .route("/posts/{post_id}", get(publishing::show_post))

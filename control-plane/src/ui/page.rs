@@ -78,6 +78,7 @@ impl Shell {
         ];
         if role.allows(Permission::PostsRead) {
             nav.push(("/calendar", "Calendar"));
+            nav.push(("/analytics", "Analytics"));
         }
         nav.extend([("/fleet", "Fleet"), ("/team", "Team")]);
         if role.allows(Permission::AuditRead) {

@@ -1,13 +1,15 @@
 //! Analytics: what each published post achieved.
 
 use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 
 use crate::api::ApiState;
 use crate::api::error::ErrorBody;
-use crate::api::extract::{Json, Path};
+use crate::api::extract::{Json, Path, Query};
 use crate::api::routes::publishing::{AccountPath, PostPath};
 use crate::error::Result;
-use crate::service::{BestTimes, PostMetricsView, TenantAccess};
+use crate::service::{AnalyticsReport, BestTimes, PostMetricsView, ReportQuery, TenantAccess};
 
 /// A post's metrics: every reading the collector stored (a metric the
 /// platform did not report is null, never 0), the latest, engagements and
@@ -42,4 +44,47 @@ pub async fn best_times(
     Path(p): Path<AccountPath>,
 ) -> Result<Json<BestTimes>> {
     Ok(Json(state.app.best_times(&access, p.account_id).await?))
+}
+
+/// What the organisation's published posts achieved over a period (by
+/// default the last 30 days in your time zone), filtered by account,
+/// project, campaign or network: totals and the same for the period just
+/// before, by network, over time (every day, week or month, empty ones
+/// included) and the top posts. Each post counts with its latest reading;
+/// a metric no post reported is null, never 0.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/analytics", tag = "analytics",
+    security(("bearer" = [])), params(("tenant_id" = Uuid, Path), ReportQuery),
+    responses((status = 200, body = AnalyticsReport), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn report(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Query(q): Query<ReportQuery>,
+) -> Result<Json<AnalyticsReport>> {
+    Ok(Json(state.app.analytics_report(&access, &q).await?))
+}
+
+/// The same posts as a CSV download: one row per post with its latest
+/// metrics (an empty cell is a metric the platform did not report),
+/// engagements and engagement rate.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/analytics/posts.csv", tag = "analytics",
+    security(("bearer" = [])), params(("tenant_id" = Uuid, Path), ReportQuery),
+    responses((status = 200, content_type = "text/csv", description = "the posts and their metrics"),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn posts_csv(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response> {
+    Ok(csv_download(state.app.analytics_csv(&access, &q).await?))
+}
+
+/// A CSV body as a download.
+pub fn csv_download(body: String) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    headers
+        .insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"posts.csv\""));
+    response
 }

@@ -3,13 +3,13 @@
 
 use super::*;
 use crate::store::{
-    AnalyticsStore, DueMetrics, METRICS_SCHEMA_VERSION, Metrics, MetricsReading, PostOutcome,
+    AnalyticsStore, DueMetrics, METRICS_SCHEMA_VERSION, Metrics, MetricsReading, PerformanceFilter,
+    PostOutcome, PostPerformance,
 };
 
+/// The metric columns of `post_metrics` (all null for a post never read).
 #[derive(FromRow)]
-struct ReadingRow {
-    collected_at: Timestamp,
-    schema_version: i64,
+struct MetricColumns {
     impressions: Option<i64>,
     reach: Option<i64>,
     likes: Option<i64>,
@@ -21,20 +21,28 @@ struct ReadingRow {
     video_views: Option<i64>,
 }
 
-impl ReadingRow {
-    fn metrics(&self) -> Metrics {
+impl From<MetricColumns> for Metrics {
+    fn from(c: MetricColumns) -> Self {
         Metrics {
-            impressions: self.impressions,
-            reach: self.reach,
-            likes: self.likes,
-            comments: self.comments,
-            shares: self.shares,
-            saves: self.saves,
-            link_clicks: self.link_clicks,
-            profile_visits: self.profile_visits,
-            video_views: self.video_views,
+            impressions: c.impressions,
+            reach: c.reach,
+            likes: c.likes,
+            comments: c.comments,
+            shares: c.shares,
+            saves: c.saves,
+            link_clicks: c.link_clicks,
+            profile_visits: c.profile_visits,
+            video_views: c.video_views,
         }
     }
+}
+
+#[derive(FromRow)]
+struct ReadingRow {
+    collected_at: Timestamp,
+    schema_version: i64,
+    #[sqlx(flatten)]
+    metrics: MetricColumns,
 }
 
 #[derive(FromRow)]
@@ -44,6 +52,22 @@ struct OutcomeRow {
     posting_time_zone: String,
     #[sqlx(flatten)]
     reading: ReadingRow,
+}
+
+#[derive(FromRow)]
+struct PerformanceRow {
+    id: Uuid,
+    account_id: Uuid,
+    platform: String,
+    handle: String,
+    project_id: Option<Uuid>,
+    campaign_id: Option<Uuid>,
+    text: String,
+    published_at: Timestamp,
+    platform_url: Option<String>,
+    collected_at: Option<Timestamp>,
+    #[sqlx(flatten)]
+    metrics: MetricColumns,
 }
 
 #[async_trait]
@@ -61,6 +85,7 @@ where
     for<'t> Option<String>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> Option<i64>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> Option<Timestamp>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Uuid>: Encode<'t, DB> + Decode<'t, DB>,
     for<'t> &'t str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
@@ -210,7 +235,7 @@ where
         let readings = rows
             .into_iter()
             .map(|r| MetricsReading {
-                metrics: r.metrics(),
+                metrics: r.metrics.into(),
                 collected_at: r.collected_at,
                 schema_version: r.schema_version,
             })
@@ -248,7 +273,55 @@ where
                 account_id: r.account_id,
                 published_at: r.published_at,
                 time_zone: r.posting_time_zone,
-                metrics: r.reading.metrics(),
+                metrics: r.reading.metrics.into(),
+            })
+            .collect())
+    }
+
+    async fn post_performance(
+        &self,
+        tenant_id: Uuid,
+        f: &PerformanceFilter,
+        limit: i64,
+    ) -> Result<Vec<PostPerformance>> {
+        let rows: Vec<PerformanceRow> = sqlx::query_as(
+            "SELECT p.id, p.account_id, a.platform, a.handle, p.project_id, p.campaign_id, p.text, \
+             p.published_at, p.platform_url, m.collected_at, m.impressions, m.reach, m.likes, m.comments, \
+             m.shares, m.saves, m.link_clicks, m.profile_visits, m.video_views \
+             FROM social_posts p \
+             JOIN social_accounts a ON a.id = p.account_id AND a.tenant_id = p.tenant_id \
+             LEFT JOIN post_metrics m ON m.post_id = p.id \
+             AND m.collected_at = (SELECT MAX(l.collected_at) FROM post_metrics l WHERE l.post_id = p.id) \
+             WHERE p.tenant_id = $1 AND p.status = 'published' AND p.published_at IS NOT NULL \
+             AND ($2 IS NULL OR p.published_at >= $2) AND ($3 IS NULL OR p.published_at < $3) \
+             AND ($4 IS NULL OR p.account_id = $4) AND ($5 IS NULL OR p.project_id = $5) \
+             AND ($6 IS NULL OR p.campaign_id = $6) AND ($7 IS NULL OR a.platform = $7) \
+             ORDER BY p.published_at, p.id LIMIT $8",
+        )
+        .bind(tenant_id)
+        .bind(f.from)
+        .bind(f.to)
+        .bind(f.account_id)
+        .bind(f.project_id)
+        .bind(f.campaign_id)
+        .bind(f.network.clone())
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PostPerformance {
+                post_id: r.id,
+                account_id: r.account_id,
+                network: r.platform,
+                handle: r.handle,
+                project_id: r.project_id,
+                campaign_id: r.campaign_id,
+                text: r.text,
+                published_at: r.published_at,
+                platform_url: r.platform_url,
+                collected_at: r.collected_at,
+                metrics: r.metrics.into(),
             })
             .collect())
     }

@@ -1,0 +1,298 @@
+//! The analytics page: what the organisation's published posts achieved
+//! over a period, compared with the period before, with charts drawn on the
+//! server (`crate::charts`), the numbers as tables, the top posts and a CSV
+//! export of the same selection.
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::page::{Shell, UiError, every, render};
+use super::session::{Query, TenantPage};
+use crate::api::ApiState;
+use crate::api::routes::analytics::csv_download;
+use crate::charts::{self, Series};
+use crate::domain::Permission;
+use crate::service::{AnalyticsReport, ReportQuery, Totals};
+
+/// A headline number with the previous period's.
+struct Kpi {
+    label: &'static str,
+    value: String,
+    previous: String,
+    /// `+25 %`, `−3 %`, or empty when there is nothing to compare.
+    change: String,
+    trend: &'static str,
+}
+
+struct Choice {
+    value: String,
+    label: String,
+    selected: bool,
+}
+
+struct Row {
+    label: String,
+    posts: i64,
+    impressions: String,
+    engagements: String,
+    rate: String,
+}
+
+struct Top {
+    href: String,
+    url: Option<String>,
+    network: &'static str,
+    handle: String,
+    text: String,
+    published: String,
+    impressions: String,
+    engagements: String,
+    rate: String,
+}
+
+#[derive(Template)]
+#[template(path = "analytics.html")]
+struct AnalyticsPage {
+    shell: Shell,
+    report: AnalyticsReport,
+    kpis: Vec<Kpi>,
+    over_time: String,
+    by_network: String,
+    series: Vec<Row>,
+    networks: Vec<Row>,
+    top: Vec<Top>,
+    accounts: Vec<Choice>,
+    projects: Vec<Choice>,
+    network_choices: Vec<Choice>,
+    buckets: Vec<Choice>,
+    csv_href: String,
+}
+
+fn count(v: Option<i64>) -> String {
+    v.map_or_else(|| "not reported".into(), |v| v.to_string())
+}
+
+fn rate(v: Option<f64>) -> String {
+    v.map_or_else(|| "no impressions reported".into(), |r| format!("{:.2} %", r * 100.0))
+}
+
+fn change(now: Option<f64>, before: Option<f64>) -> (String, &'static str) {
+    match (now, before) {
+        (Some(n), Some(b)) if b > 0.0 => {
+            let pct = (n - b) / b * 100.0;
+            let sign = if pct >= 0.0 { "+" } else { "−" };
+            (format!("{sign}{:.0} %", pct.abs()), if pct >= 0.0 { "up" } else { "down" })
+        }
+        _ => (String::new(), ""),
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn kpis(now: &Totals, before: &Totals) -> Vec<Kpi> {
+    let f = |v: Option<i64>| v.map(|v| v as f64);
+    let posts = |t: &Totals| Some(t.posts as f64);
+    [
+        ("Posts published", posts(now), posts(before), now.posts.to_string(), before.posts.to_string()),
+        (
+            "Impressions",
+            f(now.impressions),
+            f(before.impressions),
+            count(now.impressions),
+            count(before.impressions),
+        ),
+        (
+            "Engagements",
+            f(now.engagements),
+            f(before.engagements),
+            count(now.engagements),
+            count(before.engagements),
+        ),
+        (
+            "Engagement rate",
+            now.engagement_rate,
+            before.engagement_rate,
+            rate(now.engagement_rate),
+            rate(before.engagement_rate),
+        ),
+    ]
+    .into_iter()
+    .map(|(label, n, b, value, previous)| {
+        let previous = if before.posts == 0 { "no posts".to_owned() } else { previous };
+        let (change, trend) = change(n, b);
+        Kpi { label, value, previous, change, trend }
+    })
+    .collect()
+}
+
+fn row(label: String, t: &Totals) -> Row {
+    Row {
+        label,
+        posts: t.posts,
+        impressions: count(t.impressions),
+        engagements: count(t.engagements),
+        rate: rate(t.engagement_rate),
+    }
+}
+
+fn chart(result: Result<String, String>) -> String {
+    result.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a chart failed to draw");
+        String::new()
+    })
+}
+
+/// The form sends every field; empty ones mean "any".
+#[derive(Debug, Default, Deserialize)]
+pub struct AnalyticsForm {
+    from: Option<String>,
+    to: Option<String>,
+    bucket: Option<String>,
+    account_id: Option<String>,
+    project_id: Option<String>,
+    network: Option<String>,
+}
+
+impl AnalyticsForm {
+    fn query(self) -> ReportQuery {
+        ReportQuery {
+            from: self.from,
+            to: self.to,
+            bucket: self.bucket,
+            account_id: self.account_id,
+            project_id: self.project_id,
+            network: self.network,
+            ..ReportQuery::default()
+        }
+    }
+}
+
+fn query_string(q: &ReportQuery) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in [
+        ("from", &q.from),
+        ("to", &q.to),
+        ("bucket", &q.bucket),
+        ("account_id", &q.account_id),
+        ("project_id", &q.project_id),
+        ("network", &q.network),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            out.append_pair(k, v);
+        }
+    }
+    out.finish()
+}
+
+pub async fn page(
+    State(state): State<ApiState>,
+    page: TenantPage,
+    Query(form): Query<AnalyticsForm>,
+) -> Result<Response, UiError> {
+    page.access.require(Permission::PostsRead)?;
+    let q = form.query();
+    let report = state.app.analytics_report(&page.access, &q).await?;
+    let bucket_word = report.bucket;
+    let labels: Vec<String> = report.series.iter().map(|p| p.start.clone()).collect();
+    #[allow(clippy::cast_precision_loss)]
+    let values: Vec<Option<f64>> = report
+        .series
+        .iter()
+        .map(|p| if p.totals.posts == 0 { Some(0.0) } else { p.totals.engagements.map(|e| e as f64) })
+        .collect();
+    let described = report
+        .series
+        .iter()
+        .map(|p| format!("{}: {}", p.start, count(p.totals.engagements)))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let over_time = chart(charts::line(
+        &format!("Engagements per {bucket_word}, {} to {} ({})", report.from, report.to, report.time_zone),
+        &described,
+        &labels,
+        &[Series { name: "Engagements", values }],
+        "engagements",
+    ));
+    #[allow(clippy::cast_precision_loss)]
+    let bars: Vec<(String, f64)> = report
+        .by_network
+        .iter()
+        .map(|n| (n.network.label().to_owned(), n.totals.engagements.unwrap_or(0) as f64))
+        .collect();
+    let by_network = if bars.is_empty() {
+        String::new()
+    } else {
+        chart(charts::bars(
+            "Engagements by network",
+            &bars.iter().map(|(l, v)| format!("{l}: {v}")).collect::<Vec<_>>().join("; "),
+            &bars,
+            "engagements",
+        ))
+    };
+    let accounts = state.app.social_accounts(&page.access).await?;
+    let projects = every(|p| state.app.projects(&page.access, p)).await?;
+    let selected = |value: &Option<String>, id: &str| value.as_deref() == Some(id);
+    let view = AnalyticsPage {
+        kpis: kpis(&report.totals, &report.previous),
+        series: report.series.iter().map(|p| row(p.start.clone(), &p.totals)).collect(),
+        networks: report.by_network.iter().map(|n| row(n.network.label().to_owned(), &n.totals)).collect(),
+        top: report
+            .top_posts
+            .iter()
+            .map(|t| Top {
+                href: page.path(&format!("/posts/{}", t.post_id)),
+                url: t.platform_url.clone(),
+                network: t.network.label(),
+                handle: t.handle.clone(),
+                text: t.text.clone(),
+                published: crate::publishing::schedule::instant_to_local(t.published_at, &report.time_zone)
+                    .replace('T', " "),
+                impressions: count(t.impressions),
+                engagements: count(t.engagements),
+                rate: rate(t.engagement_rate),
+            })
+            .collect(),
+        accounts: accounts
+            .iter()
+            .map(|a| Choice {
+                value: a.id.to_string(),
+                label: format!("{} ({})", a.handle, a.network.label()),
+                selected: selected(&q.account_id, &a.id.to_string()),
+            })
+            .collect(),
+        projects: projects
+            .iter()
+            .map(|p| Choice {
+                value: p.id.to_string(),
+                label: p.name.to_string(),
+                selected: selected(&q.project_id, &p.id.to_string()),
+            })
+            .collect(),
+        network_choices: <crate::store::Network as strum::IntoEnumIterator>::iter()
+            .map(|n| {
+                let value: &'static str = n.into();
+                Choice { value: value.into(), label: n.label().into(), selected: selected(&q.network, value) }
+            })
+            .collect(),
+        buckets: ["day", "week", "month"]
+            .iter()
+            .map(|b| Choice { value: (*b).into(), label: format!("By {b}"), selected: report.bucket == *b })
+            .collect(),
+        csv_href: format!("{}?{}", page.path("/analytics/posts.csv"), query_string(&q)),
+        over_time,
+        by_network,
+        report,
+        shell: page.shell,
+    };
+    Ok(render(&view))
+}
+
+/// The page's selection as CSV.
+pub async fn posts_csv(
+    State(state): State<ApiState>,
+    page: TenantPage,
+    Query(form): Query<AnalyticsForm>,
+) -> Result<Response, UiError> {
+    Ok(csv_download(state.app.analytics_csv(&page.access, &form.query()).await?))
+}
