@@ -152,6 +152,64 @@ pub fn bars(title: &str, description: &str, bars: &[(String, f64)], y_label: &st
     Ok(accessible(svg, title, description))
 }
 
+/// A heat map of the hours of a week: a row per day (Monday at the top),
+/// a column per hour; `cells` are `(hour of week, value)` (0 = Monday
+/// 00:00), darker for more, blank where there is nothing.
+pub fn week_heat_map(title: &str, description: &str, cells: &[(u16, f64)]) -> Result<String, String> {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, 220)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .x_label_area_size(28)
+            .y_label_area_size(44)
+            .build_cartesian_2d(0i32..24, (0i32..7).into_segmented())
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(9)
+            .x_label_formatter(&|h| if (0..24).contains(h) { format!("{h:02}:00") } else { String::new() })
+            .y_labels(8)
+            .y_label_formatter(&|row| match row {
+                SegmentValue::CenterOf(row) => usize::try_from(6 - *row)
+                    .ok()
+                    .and_then(|d| DAYS.get(d))
+                    .map(|d| (*d).to_owned())
+                    .unwrap_or_default(),
+                _ => String::new(),
+            })
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let max = cells.iter().map(|(_, v)| *v).fold(0.0, f64::max);
+        let light = RGBColor(0xee, 0xf2, 0xfd);
+        let dark = COLOURS[0];
+        let blend = |a: u8, b: u8, t: f64| {
+            let (a, b) = (f64::from(a), f64::from(b));
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let v = (a + (b - a) * t).round().clamp(0.0, 255.0) as u8;
+            v
+        };
+        chart
+            .draw_series(cells.iter().filter(|(h, _)| *h < 168).map(|(h, v)| {
+                let t = if max > 0.0 { (v / max).clamp(0.0, 1.0) } else { 0.0 };
+                let colour =
+                    RGBColor(blend(light.0, dark.0, t), blend(light.1, dark.1, t), blend(light.2, dark.2, t));
+                let (day, hour) = (i32::from(h / 24), i32::from(h % 24));
+                let row = 6 - day;
+                Rectangle::new(
+                    [(hour, SegmentValue::Exact(row)), (hour + 1, SegmentValue::Exact(row + 1))],
+                    colour.filled(),
+                )
+            }))
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(accessible(svg, title, description))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +233,8 @@ mod tests {
             bars("By network", "X 3", &[("<X>".into(), 3.0), ("Mastodon".into(), 0.0)], "posts").unwrap();
         assert!(svg.contains("&lt;X&gt;") && !svg.contains("<X>"), "{svg}");
         assert!(svg.contains("Mastodon"));
+        let heat = week_heat_map("Best times", "Tue 09:00: 4 posts", &[(33, 0.1), (200, 1.0)]).unwrap();
+        assert!(heat.contains("Tue") && heat.contains("<title>Best times</title>"), "{heat}");
         // Nothing to draw is still a chart, not an error.
         assert!(bars("Empty", "nothing", &[], "posts").is_ok());
         assert!(line("Empty", "nothing", &[], &[], "posts").is_ok());

@@ -980,6 +980,8 @@ struct BestTimesText {
     slots: String,
     explanation: String,
     definition: Option<&'static str>,
+    /// The hours of the week as a heat map (SVG), when there are any.
+    heat_map: String,
 }
 
 fn best_times_text(best: &crate::service::BestTimes) -> BestTimesText {
@@ -992,7 +994,27 @@ fn best_times_text(best: &crate::service::BestTimes) -> BestTimesText {
             best.confidence
         )
     };
-    BestTimesText { slots, explanation: best.explanation.clone(), definition: best.definition }
+    let heat_map = if best.hours.is_empty() {
+        String::new()
+    } else {
+        let cells: Vec<(u16, f64)> = best.hours.iter().map(|h| (h.hour_of_week, h.score)).collect();
+        let described = best
+            .hours
+            .iter()
+            .map(|h| format!("{}: {} post(s)", h.label, h.posts))
+            .collect::<Vec<_>>()
+            .join("; ");
+        crate::charts::week_heat_map(
+            &format!("Engagement by hour of the week ({}), darker is better", best.time_zone),
+            &described,
+            &cells,
+        )
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "a chart failed to draw");
+            String::new()
+        })
+    };
+    BestTimesText { slots, explanation: best.explanation.clone(), definition: best.definition, heat_map }
 }
 
 #[derive(Template)]
