@@ -854,6 +854,13 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
     assert!(csv.starts_with("post_id,") && csv.contains("Open house"), "{csv}");
     browser.goto(&tenant_url(&fleet, "/analytics?network=mastodon")).await;
     assert!(browser.text("main").await.contains("No posts were published in this period"));
+    // A campaign of the chosen project (none of the posts is in it).
+    browser
+        .goto(&tenant_url(&fleet, &format!("/analytics?project_id={project}&campaign_id={campaign}")))
+        .await;
+    assert!(browser.text("#a-campaign").await.contains("Spring sale"));
+    assert!(browser.text("main").await.contains("No posts were published in this period"));
+    browser.check_page("analytics-page-campaign").await;
 
     // A project with a workflow reviews a post of its own on the post's page.
     let workflow =

@@ -65,6 +65,8 @@ struct AnalyticsPage {
     top: Vec<Top>,
     accounts: Vec<Choice>,
     projects: Vec<Choice>,
+    /// The chosen project's campaigns (campaigns belong to a project).
+    campaigns: Vec<Choice>,
     network_choices: Vec<Choice>,
     buckets: Vec<Choice>,
     csv_href: String,
@@ -120,6 +122,7 @@ fn kpis(now: &Totals, before: &Totals) -> Vec<Kpi> {
     .into_iter()
     .map(|(label, n, b, value, previous)| {
         let previous = if before.posts == 0 { "no posts".to_owned() } else { previous };
+        let value = if now.posts == 0 && label != "Posts published" { "no posts".to_owned() } else { value };
         let (change, trend) = change(n, b);
         Kpi { label, value, previous, change, trend }
     })
@@ -151,6 +154,7 @@ pub struct AnalyticsForm {
     bucket: Option<String>,
     account_id: Option<String>,
     project_id: Option<String>,
+    campaign_id: Option<String>,
     network: Option<String>,
 }
 
@@ -161,6 +165,10 @@ impl AnalyticsForm {
             to: self.to,
             bucket: self.bucket,
             account_id: self.account_id,
+            // A campaign is chosen within its project.
+            campaign_id: self
+                .campaign_id
+                .filter(|_| self.project_id.as_deref().is_some_and(|p| !p.is_empty())),
             project_id: self.project_id,
             network: self.network,
             ..ReportQuery::default()
@@ -176,6 +184,7 @@ fn query_string(q: &ReportQuery) -> String {
         ("bucket", &q.bucket),
         ("account_id", &q.account_id),
         ("project_id", &q.project_id),
+        ("campaign_id", &q.campaign_id),
         ("network", &q.network),
     ] {
         if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
@@ -233,6 +242,11 @@ pub async fn page(
     let accounts = state.app.social_accounts(&page.access).await?;
     let projects = every(|p| state.app.projects(&page.access, p)).await?;
     let selected = |value: &Option<String>, id: &str| value.as_deref() == Some(id);
+    let project = projects.iter().find(|p| selected(&q.project_id, &p.id.to_string())).map(|p| p.id);
+    let campaigns = match project {
+        Some(project) => every(|p| state.app.campaigns(&page.access, project, p)).await?,
+        None => Vec::new(),
+    };
     let view = AnalyticsPage {
         kpis: kpis(&report.totals, &report.previous),
         series: report.series.iter().map(|p| row(p.start.clone(), &p.totals)).collect(),
@@ -267,6 +281,14 @@ pub async fn page(
                 value: p.id.to_string(),
                 label: p.name.to_string(),
                 selected: selected(&q.project_id, &p.id.to_string()),
+            })
+            .collect(),
+        campaigns: campaigns
+            .iter()
+            .map(|c| Choice {
+                value: c.id.to_string(),
+                label: c.name.to_string(),
+                selected: selected(&q.campaign_id, &c.id.to_string()),
             })
             .collect(),
         network_choices: <crate::store::Network as strum::IntoEnumIterator>::iter()
