@@ -289,15 +289,18 @@ impl App {
                 by_network.push(NetworkTotals { network, totals: Totals::of(of_network) });
             }
         }
+        // Posts come oldest first: each bucket is the next run of them, and
+        // each post's local date is worked out once.
+        let dates: Vec<Date> = posts.iter().map(|p| schedule::local_date(p.published_at, &tz)).collect();
         let mut series = Vec::new();
-        let mut start = bucket_start(scope.from, scope.bucket);
+        let (mut start, mut taken) = (bucket_start(scope.from, scope.bucket), 0);
         while start <= scope.to {
             let Some(next) = next_bucket(start, scope.bucket) else { break };
-            let in_bucket = posts.iter().filter(|p| {
-                let d = schedule::local_date(p.published_at, &tz);
-                d >= start && d < next
-            });
-            series.push(SeriesPoint { start: start.to_string(), totals: Totals::of(in_bucket) });
+            let first = taken;
+            while taken < posts.len() && dates[taken] < next {
+                taken += 1;
+            }
+            series.push(SeriesPoint { start: start.to_string(), totals: Totals::of(&posts[first..taken]) });
             start = next;
         }
         let mut ranked: Vec<&PostPerformance> =
