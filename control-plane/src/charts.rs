@@ -112,6 +112,17 @@ pub fn line(
     Ok(accessible(svg, title, description))
 }
 
+/// The room each side of a bar, in pixels: at least 9, and enough that a bar is
+/// no wider than 120 (one network's bar does not fill the chart).
+fn bar_margin(bars: usize) -> u32 {
+    const PLOT_WIDTH: f64 = 632.0;
+    #[allow(clippy::cast_precision_loss)]
+    let slot = PLOT_WIDTH / bars.max(1) as f64;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let margin = ((slot - 120.0) / 2.0).max(9.0) as u32;
+    margin
+}
+
 /// A bar chart: one bar per `(label, value)`.
 pub fn bars(title: &str, description: &str, bars: &[(String, f64)], y_label: &str) -> Result<String, String> {
     let mut svg = String::new();
@@ -119,18 +130,25 @@ pub fn bars(title: &str, description: &str, bars: &[(String, f64)], y_label: &st
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let max = bars.iter().map(|(_, v)| *v).fold(0.0, f64::max);
+        // At least three slots, the bars in the middle ones: plotters
+        // misplaces the label of a lone segment. Integer ranges are
+        // inclusive: `slots` slots are 0..=slots-1.
+        let slots = bars.len().max(3);
+        let first = (slots - bars.len()) / 2;
         let mut chart = ChartBuilder::on(&root)
             .margin(14)
             .x_label_area_size(34)
             .y_label_area_size(60)
-            .build_cartesian_2d((0..bars.len().max(1)).into_segmented(), 0.0..axis_top(max))
+            .build_cartesian_2d((0..slots - 1).into_segmented(), 0.0..axis_top(max))
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(bars.len().max(1))
+            .x_labels(slots)
             .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => bars.get(*i).map(|(l, _)| l.clone()).unwrap_or_default(),
+                SegmentValue::CenterOf(i) => {
+                    i.checked_sub(first).and_then(|i| bars.get(i)).map(|(l, _)| l.clone()).unwrap_or_default()
+                }
                 _ => String::new(),
             })
             .y_labels(6)
@@ -143,8 +161,8 @@ pub fn bars(title: &str, description: &str, bars: &[(String, f64)], y_label: &st
             .draw_series(
                 Histogram::vertical(&chart)
                     .style(COLOURS[0].filled())
-                    .margin(18)
-                    .data(bars.iter().enumerate().map(|(i, (_, v))| (i, *v))),
+                    .margin(bar_margin(slots))
+                    .data(bars.iter().enumerate().map(|(i, (_, v))| (first + i, *v))),
             )
             .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
@@ -235,6 +253,16 @@ mod tests {
         assert!(svg.contains("Mastodon"));
         let heat = week_heat_map("Best times", "Tue 09:00: 4 posts", &[(33, 0.1), (200, 1.0)]).unwrap();
         assert!(heat.contains("Tue") && heat.contains("<title>Best times</title>"), "{heat}");
+        // A lone bar stands in the middle, under its label, no wider than 120.
+        let one = bars("By network", "X 3", &[("X".into(), 3.0)], "posts").unwrap();
+        let bar = one.split("<rect").filter(|r| r.contains("fill=\"#2F5BEA\"")).last().expect("the bar");
+        let attribute = |name: &str| -> f64 {
+            let at = bar.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+            bar[at..].split('"').next().unwrap().parse().unwrap()
+        };
+        let (x, width) = (attribute("x"), attribute("width"));
+        assert!(width <= 121.0, "{one}");
+        assert!((x + width / 2.0 - 404.0).abs() < 40.0, "centred: {x} + {width}/2 in {one}");
         // Nothing to draw is still a chart, not an error.
         assert!(bars("Empty", "nothing", &[], "posts").is_ok());
         assert!(line("Empty", "nothing", &[], &[], "posts").is_ok());

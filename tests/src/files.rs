@@ -65,3 +65,30 @@ pub fn photo(width: u32, height: u32) -> Vec<u8> {
         .expect("encoding a JPEG in memory");
     out
 }
+
+/// Runs a poppler tool (Debian's `poppler-utils`) on a PDF: `pdftotext`
+/// and `pdfinfo` give their standard output; `pdftoppm` gives page 1 as
+/// a PNG.
+pub fn poppler(tool: &str, args: &[&str], pdf: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("document.pdf");
+    std::fs::write(&path, pdf).unwrap();
+    let mut command = std::process::Command::new(tool);
+    command.args(args).arg(&path);
+    match tool {
+        "pdftotext" => {
+            command.arg("-");
+        }
+        "pdftoppm" => {
+            command.args(["-png", "-f", "1", "-l", "1", "-singlefile"]).arg(dir.path().join("page"));
+        }
+        _ => {}
+    }
+    let out =
+        command.output().unwrap_or_else(|e| panic!("{tool} (Debian's poppler-utils) must be installed: {e}"));
+    assert!(out.status.success(), "{tool}: {}", String::from_utf8_lossy(&out.stderr));
+    if tool == "pdftoppm" {
+        return std::fs::read(dir.path().join("page.png")).unwrap();
+    }
+    out.stdout
+}

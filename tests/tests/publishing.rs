@@ -95,6 +95,14 @@ impl Setup {
         account
     }
 
+    /// A GET of a file: its status, content type and bytes.
+    async fn download(&self, rest: &str) -> (u16, String, Vec<u8>) {
+        let url = format!("{}{}", self.api.base_url, self.api.tenant_path(rest));
+        let response = self.api.http.get(url).bearer_auth(&self.api.token).send().await.unwrap();
+        let kind = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+        (response.status().as_u16(), kind.unwrap_or_default(), response.bytes().await.unwrap().to_vec())
+    }
+
     async fn post(&self, id: &str) -> Value {
         let (status, post) = self.call(Method::GET, &format!("/posts/{id}"), None).await;
         assert_eq!(status, 200, "{post}");
@@ -377,6 +385,67 @@ async fn best_times_come_from_measured_posts(postgres: bool) {
     let (status, other) =
         setup.call(Method::GET, "/accounts/7d3c0c8e-5f1a-4c2e-9a51-3f1f0e7c2b11/best-times", None).await;
     assert_eq!(status, 404, "{other}");
+
+    // The report over the same posts: totals, by network, every day, the
+    // top posts; the CSV and the PDF of the same selection.
+    let (status, report) = setup.call(Method::GET, "/analytics", None).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (report["totals"]["posts"].as_i64(), report["totals"]["measured_posts"].as_i64()),
+        (Some(10), Some(10)),
+        "{report}"
+    );
+    assert!(report["totals"]["impressions"].as_i64().unwrap() > 0, "{report}");
+    assert!(report["totals"]["engagement_rate"].as_f64().is_some(), "{report}");
+    assert_eq!(report["bucket"], "day");
+    assert_eq!(report["series"].as_array().unwrap().len(), 30, "every day of the default 30");
+    assert_eq!(report["by_network"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["by_network"][0]["network"], "x");
+    assert_eq!(report["top_posts"].as_array().unwrap().len(), 10);
+    assert_eq!(report["previous"]["posts"], 0);
+    let (_, only_mastodon) = setup.call(Method::GET, "/analytics?network=mastodon", None).await;
+    assert_eq!(only_mastodon["totals"]["posts"], 0, "{only_mastodon}");
+    assert!(only_mastodon["totals"]["impressions"].is_null(), "nothing reported is not 0: {only_mastodon}");
+    for (query, field) in [
+        ("bucket=year", "bucket"),
+        ("from=2026-01-01&to=2027-06-01", "from"),
+        ("to=someday", "to"),
+        ("time_zone=Mars/Base", "time_zone"),
+    ] {
+        let (status, refused) = setup.call(Method::GET, &format!("/analytics?{query}"), None).await;
+        assert_eq!(status, 422, "{query}: {refused}");
+        assert!(refused.to_string().contains(field), "{query}: {refused}");
+    }
+    let (status, kind, csv) = setup.download("/analytics/posts.csv").await;
+    assert_eq!((status, kind.as_str()), (200, "text/csv; charset=utf-8"));
+    let csv = String::from_utf8(csv).unwrap();
+    assert_eq!(csv.lines().count(), 11, "a header and a row per post: {csv}");
+    assert!(csv.contains("Open house, take 3"), "{csv}");
+    let (status, kind, pdf) = setup.download("/analytics/report.pdf").await;
+    assert_eq!((status, kind.as_str()), (200, "application/pdf"), "{}", String::from_utf8_lossy(&pdf));
+    let text = String::from_utf8(marketer_tests::files::poppler("pdftotext", &[], &pdf)).unwrap();
+    for expected in [
+        "Analytics report",
+        "All accounts, projects and campaigns",
+        "Posts published",
+        "Engagements by network",
+        "Top posts by engagements",
+        "Open house, take",
+        "Engagement rate over several posts",
+    ] {
+        assert!(text.contains(expected), "the PDF says {expected:?}: {text}");
+    }
+    let info = String::from_utf8(marketer_tests::files::poppler("pdfinfo", &[], &pdf)).unwrap();
+    assert!(info.contains("Title:           Analytics report"), "{info}");
+    let page = marketer_tests::files::poppler("pdftoppm", &["-r", "60"], &pdf);
+    std::fs::write(
+        marketer_tests::browser::screenshot_dir().join(format!("analytics-report-pdf-{postgres}.png")),
+        page,
+    )
+    .unwrap();
+    let (status, _, refused) =
+        setup.download("/analytics/report.pdf?project_id=7d3c0c8e-5f1a-4c2e-9a51-3f1f0e7c2b11").await;
+    assert_eq!(status, 404, "another organisation's project: {}", String::from_utf8_lossy(&refused));
 
     let at_best = |account: &Value, text: &str| json!({ "account_id": account["id"], "text": text, "best_time": true, "approve": true });
     let (status, first) = setup.call(Method::POST, "/posts", Some(at_best(&x, "At the best time"))).await;

@@ -852,6 +852,13 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
     let csv = browser.eval("fetch(document.querySelector('#export-csv').href).then(r => r.text())").await;
     let csv = csv.as_str().unwrap_or_default().to_owned();
     assert!(csv.starts_with("post_id,") && csv.contains("Open house"), "{csv}");
+    let pdf = browser
+        .eval(
+            "fetch(document.querySelector('#export-pdf').href)\
+             .then(async r => r.headers.get('content-type') + ' ' + (await r.text()).slice(0, 5))",
+        )
+        .await;
+    assert_eq!(pdf.as_str(), Some("application/pdf %PDF-"), "the page's report as a PDF");
     browser.goto(&tenant_url(&fleet, "/analytics?network=mastodon")).await;
     assert!(browser.text("main").await.contains("No posts were published in this period"));
     // A campaign of the chosen project (none of the posts is in it).
@@ -860,6 +867,8 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
         .await;
     assert!(browser.text("#a-campaign").await.contains("Spring sale"));
     assert!(browser.text("main").await.contains("No posts were published in this period"));
+    let href = browser.eval("document.querySelector('#export-pdf').href").await;
+    assert!(href.as_str().unwrap_or_default().contains(&format!("campaign_id={campaign}")), "{href}");
     browser.check_page("analytics-page-campaign").await;
 
     // A project with a workflow reviews a post of its own on the post's page.

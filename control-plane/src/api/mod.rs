@@ -216,6 +216,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(analytics::best_times))
         .routes(routes!(analytics::report))
         .routes(routes!(analytics::posts_csv))
+        .routes(routes!(analytics::report_pdf))
         .routes(routes!(publishing::get_post, publishing::update_post, publishing::delete_post))
         .routes(routes!(publishing::get_time_zone, publishing::set_time_zone))
         .routes(routes!(notifications::list))

@@ -15,6 +15,7 @@
 //! growing downwards; a text position is its baseline.
 
 pub mod flyer;
+pub mod report;
 
 use std::sync::LazyLock;
 

@@ -22,10 +22,10 @@ use crate::store::{
 };
 use marketer_protocol::activity::{ActivityInput, Finding};
 
-/// A flyer, ready to download.
+/// A PDF ready to download (a flyer, a report).
 #[derive(Debug)]
-pub struct FlyerFile {
-    /// `flyer-12-elm-street.pdf`.
+pub struct PdfFile {
+    /// `flyer-12-elm-street.pdf`, `analytics-2026-11-01-to-2026-11-30.pdf`.
     pub filename: String,
     pub pdf: Vec<u8>,
 }
@@ -132,7 +132,7 @@ impl App {
         project_id: Uuid,
         id: Uuid,
         params: &FlyerParams,
-    ) -> Result<FlyerFile> {
+    ) -> Result<PdfFile> {
         access.require(Permission::ActivitiesRead)?;
         let activity = self.activity_in(access, project_id, id).await?;
         self.flyer(access, &activity, params).await
@@ -144,7 +144,7 @@ impl App {
         access: &TenantAccess,
         property_id: Uuid,
         params: &FlyerParams,
-    ) -> Result<FlyerFile> {
+    ) -> Result<PdfFile> {
         access.require(Permission::ActivitiesRead)?;
         self.store.property(access.tenant_id, property_id).await.found("property")?;
         let filter = ActivityFilter {
@@ -168,7 +168,7 @@ impl App {
         access: &TenantAccess,
         activity: &Activity,
         params: &FlyerParams,
-    ) -> Result<FlyerFile> {
+    ) -> Result<PdfFile> {
         let ActivityInput::ListingKit(kit) = &activity.input else {
             return Err(Error::Conflict {
                 code: "not_a_listing_kit",
@@ -275,7 +275,7 @@ impl App {
                 flyer::render(&flyer).map_err(|e| Error::Internal(anyhow::anyhow!(e)))
             })
             .await?;
-        Ok(FlyerFile { filename: name, pdf })
+        Ok(PdfFile { filename: name, pdf })
     }
 }
 

@@ -12,6 +12,7 @@ mod activities;
 mod activity_input;
 mod agents;
 mod analytics;
+mod analytics_pdf;
 mod analytics_reports;
 mod api_keys;
 mod audit_log;
@@ -65,6 +66,7 @@ pub use analytics::{
     BestSlot, BestTimes, BestTimesSource, ENGAGEMENT_RATE, HourScore, NoLongerReported, PostMetricsView,
     engagement_rate, metric_label,
 };
+pub use analytics_pdf::{Kpi, ReportCharts, count, kpis, rate};
 pub use analytics_reports::{AnalyticsReport, NetworkTotals, ReportQuery, SeriesPoint, TopPost, Totals};
 pub use api_keys::{CreateApiKey, CreatedApiKey};
 pub use audit_log::AuditQuery;
@@ -75,7 +77,7 @@ pub use comments::{
 };
 pub use csv_import::{ImportReport, MAX_IMPORT_BYTES, RowProblem};
 pub use documents::{DEFAULT_MAX_UPLOAD_BYTES, DocumentView, MULTIPART_OVERHEAD_BYTES, Upload};
-pub use flyers::{FlyerFile, FlyerParams};
+pub use flyers::{FlyerParams, PdfFile};
 pub use jobs::{CreateJob, DEFAULT_PRIORITY, EmbedInput, JobQuery, JobView, MessageIn, OptionsIn, Submitted};
 pub use lead_import::LEAD_IMPORT_COLUMNS;
 pub use lead_scoring::{FitReport, ScoringView, WeightView};

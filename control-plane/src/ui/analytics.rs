@@ -12,19 +12,8 @@ use super::page::{Shell, UiError, every, render};
 use super::session::{Query, TenantPage};
 use crate::api::ApiState;
 use crate::api::routes::analytics::csv_download;
-use crate::charts::{self, Series};
 use crate::domain::Permission;
-use crate::service::{AnalyticsReport, ReportQuery, Totals};
-
-/// A headline number with the previous period's.
-struct Kpi {
-    label: &'static str,
-    value: String,
-    previous: String,
-    /// `+25 %`, `−3 %`, or empty when there is nothing to compare.
-    change: String,
-    trend: &'static str,
-}
+use crate::service::{AnalyticsReport, Kpi, ReportQuery, Totals, count, kpis, rate};
 
 struct Choice {
     value: String,
@@ -70,63 +59,7 @@ struct AnalyticsPage {
     network_choices: Vec<Choice>,
     buckets: Vec<Choice>,
     csv_href: String,
-}
-
-fn count(v: Option<i64>) -> String {
-    v.map_or_else(|| "not reported".into(), |v| v.to_string())
-}
-
-fn rate(v: Option<f64>) -> String {
-    v.map_or_else(|| "no impressions reported".into(), |r| format!("{:.2} %", r * 100.0))
-}
-
-fn change(now: Option<f64>, before: Option<f64>) -> (String, &'static str) {
-    match (now, before) {
-        (Some(n), Some(b)) if b > 0.0 => {
-            let pct = (n - b) / b * 100.0;
-            let sign = if pct >= 0.0 { "+" } else { "−" };
-            (format!("{sign}{:.0} %", pct.abs()), if pct >= 0.0 { "up" } else { "down" })
-        }
-        _ => (String::new(), ""),
-    }
-}
-
-#[allow(clippy::cast_precision_loss)]
-fn kpis(now: &Totals, before: &Totals) -> Vec<Kpi> {
-    let f = |v: Option<i64>| v.map(|v| v as f64);
-    let posts = |t: &Totals| Some(t.posts as f64);
-    [
-        ("Posts published", posts(now), posts(before), now.posts.to_string(), before.posts.to_string()),
-        (
-            "Impressions",
-            f(now.impressions),
-            f(before.impressions),
-            count(now.impressions),
-            count(before.impressions),
-        ),
-        (
-            "Engagements",
-            f(now.engagements),
-            f(before.engagements),
-            count(now.engagements),
-            count(before.engagements),
-        ),
-        (
-            "Engagement rate",
-            now.engagement_rate,
-            before.engagement_rate,
-            rate(now.engagement_rate),
-            rate(before.engagement_rate),
-        ),
-    ]
-    .into_iter()
-    .map(|(label, n, b, value, previous)| {
-        let previous = if before.posts == 0 { "no posts".to_owned() } else { previous };
-        let value = if now.posts == 0 && label != "Posts published" { "no posts".to_owned() } else { value };
-        let (change, trend) = change(n, b);
-        Kpi { label, value, previous, change, trend }
-    })
-    .collect()
+    pdf_href: String,
 }
 
 fn row(label: String, t: &Totals) -> Row {
@@ -137,13 +70,6 @@ fn row(label: String, t: &Totals) -> Row {
         engagements: count(t.engagements),
         rate: rate(t.engagement_rate),
     }
-}
-
-fn chart(result: Result<String, String>) -> String {
-    result.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "a chart failed to draw");
-        String::new()
-    })
 }
 
 /// The form sends every field; empty ones mean "any".
@@ -202,43 +128,7 @@ pub async fn page(
     page.access.require(Permission::PostsRead)?;
     let q = form.query();
     let report = state.app.analytics_report(&page.access, &q).await?;
-    let bucket_word = report.bucket;
-    let labels: Vec<String> = report.series.iter().map(|p| p.start.clone()).collect();
-    #[allow(clippy::cast_precision_loss)]
-    let values: Vec<Option<f64>> = report
-        .series
-        .iter()
-        .map(|p| if p.totals.posts == 0 { Some(0.0) } else { p.totals.engagements.map(|e| e as f64) })
-        .collect();
-    let described = report
-        .series
-        .iter()
-        .map(|p| format!("{}: {}", p.start, count(p.totals.engagements)))
-        .collect::<Vec<_>>()
-        .join("; ");
-    let over_time = chart(charts::line(
-        &format!("Engagements per {bucket_word}, {} to {} ({})", report.from, report.to, report.time_zone),
-        &described,
-        &labels,
-        &[Series { name: "Engagements", values }],
-        "engagements",
-    ));
-    #[allow(clippy::cast_precision_loss)]
-    let bars: Vec<(String, f64)> = report
-        .by_network
-        .iter()
-        .map(|n| (n.network.label().to_owned(), n.totals.engagements.unwrap_or(0) as f64))
-        .collect();
-    let by_network = if bars.is_empty() {
-        String::new()
-    } else {
-        chart(charts::bars(
-            "Engagements by network",
-            &bars.iter().map(|(l, v)| format!("{l}: {v}")).collect::<Vec<_>>().join("; "),
-            &bars,
-            "engagements",
-        ))
-    };
+    let charts = report.charts();
     let accounts = state.app.social_accounts(&page.access).await?;
     let projects = every(|p| state.app.projects(&page.access, p)).await?;
     let selected = |value: &Option<String>, id: &str| value.as_deref() == Some(id);
@@ -302,12 +192,22 @@ pub async fn page(
             .map(|b| Choice { value: (*b).into(), label: format!("By {b}"), selected: report.bucket == *b })
             .collect(),
         csv_href: format!("{}?{}", page.path("/analytics/posts.csv"), query_string(&q)),
-        over_time,
-        by_network,
+        pdf_href: format!("{}?{}", page.path("/analytics/report.pdf"), query_string(&q)),
+        over_time: charts.over_time,
+        by_network: charts.by_network,
         report,
         shell: page.shell,
     };
     Ok(render(&view))
+}
+
+/// The page's selection as a PDF report.
+pub async fn report_pdf(
+    State(state): State<ApiState>,
+    page: TenantPage,
+    Query(form): Query<AnalyticsForm>,
+) -> Result<Response, UiError> {
+    Ok(crate::api::routes::flyers::pdf(state.app.analytics_pdf(&page.access, &form.query()).await?))
 }
 
 /// The page's selection as CSV.

@@ -15,7 +15,7 @@ use super::page::{FormErrors, Shell, UiError, see_other};
 use super::session::{Path, Query, TenantPage};
 use crate::api::ApiState;
 use crate::error::Error;
-use crate::service::{FlyerFile, FlyerParams};
+use crate::service::{FlyerParams, PdfFile};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct FlyerQuery {
@@ -37,14 +37,14 @@ struct FindingsPage {
     anyway: String,
 }
 
-fn download(file: FlyerFile) -> Response {
+fn download(file: PdfFile) -> Response {
     crate::api::routes::flyers::pdf(file)
 }
 
 /// The answer to a flyer request: the PDF, or the findings page.
 fn answer(
     page: TenantPage,
-    made: Result<FlyerFile, Error>,
+    made: Result<PdfFile, Error>,
     back: String,
     here: &str,
 ) -> Result<Response, UiError> {

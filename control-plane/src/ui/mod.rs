@@ -215,6 +215,7 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/calendar", get(publishing::calendar))
         .route("/analytics", get(analytics::page))
         .route("/analytics/posts.csv", get(analytics::posts_csv))
+        .route("/analytics/report.pdf", get(analytics::report_pdf))
         .route("/time-zone", post(publishing::set_zone))
         .route("/posts/new", get(publishing::new_post).post(publishing::create_posts))
         .route("/posts/{post_id}", get(publishing::show_post))

@@ -79,6 +79,21 @@ pub async fn posts_csv(
     Ok(csv_download(state.app.analytics_csv(&access, &q).await?))
 }
 
+/// The same report as a PDF to print or send: the headline numbers against
+/// the period before, the charts, the numbers by network and over time, and
+/// the top posts; on the paper size of the organisation's settings.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/analytics/report.pdf", tag = "analytics",
+    security(("bearer" = [])), params(("tenant_id" = Uuid, Path), ReportQuery),
+    responses((status = 200, content_type = "application/pdf", description = "the report"),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn report_pdf(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response> {
+    Ok(crate::api::routes::flyers::pdf(state.app.analytics_pdf(&access, &q).await?))
+}
+
 /// A CSV body as a download.
 pub fn csv_download(body: String) -> Response {
     let mut response = body.into_response();

@@ -13,10 +13,10 @@ use crate::api::extract::{Json, Path, Query};
 use crate::api::routes::params::{ActivityPath, PropertyPath};
 use crate::api::routes::properties::read_photo;
 use crate::error::{Error, Result};
-use crate::service::{FlyerFile, FlyerParams, RealEstateSettingsView, TenantAccess, actions};
+use crate::service::{FlyerParams, PdfFile, RealEstateSettingsView, TenantAccess, actions};
 
 /// A PDF as a download.
-pub fn pdf(file: FlyerFile) -> Response {
+pub fn pdf(file: PdfFile) -> Response {
     let disposition = format!("attachment; filename=\"{}\"", file.filename);
     (
         [
