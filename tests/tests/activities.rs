@@ -516,6 +516,58 @@ async fn a_cloud_allowed_project_without_an_agent_runs_on_the_tenants_provider()
     let all = events(&fleet, &project, &id).await;
     assert!(all.iter().any(|e| e.event == "partial"), "the draft streams from the cloud too");
 
+    // What the run cost: nothing to estimate until the model has a price,
+    // then its own calls' tokens at that price.
+    assert!(done["cost"]["usd"].is_null(), "{}", done["cost"]);
+    assert!(done["cost"]["explanation"].as_str().unwrap().contains("No price for gpt-4o-mini"));
+    let (prompt, completion) =
+        done["result"]["steps"].as_array().unwrap().iter().fold((0, 0), |(p, c), s| {
+            (p + s["prompt_tokens"].as_u64().unwrap(), c + s["completion_tokens"].as_u64().unwrap())
+        });
+    assert!(prompt > 0 && completion > 0);
+    assert_eq!(
+        (done["cost"]["prompt_tokens"].as_u64(), done["cost"]["completion_tokens"].as_u64()),
+        (Some(prompt), Some(completion))
+    );
+    for (body, field) in [
+        (
+            json!({ "model": "gpt-4o-mini", "input_usd_per_million": -1, "output_usd_per_million": 0.6 }),
+            "input_usd_per_million",
+        ),
+        (
+            json!({ "model": "gpt-4o-mini", "input_usd_per_million": 0.15, "output_usd_per_million": 1e9 }),
+            "output_usd_per_million",
+        ),
+        (json!({ "model": " ", "input_usd_per_million": 0.15, "output_usd_per_million": 0.6 }), "model"),
+        (json!({ "model": "gpt-4o-mini", "input_usd_per_million": 0.15 }), "output_usd_per_million"),
+    ] {
+        let (status, refused) = fleet.call(Method::PUT, "/model-prices", Some(body.clone())).await;
+        assert_eq!(status, 422, "{body}: {refused}");
+        assert!(refused.to_string().contains(field), "{body}: {refused}");
+    }
+    let price =
+        json!({ "model": "gpt-4o-mini", "input_usd_per_million": 0.15, "output_usd_per_million": 0.6 });
+    let viewer = member(&fleet, "member").await;
+    let (status, _) =
+        viewer.call(Method::PUT, &viewer.tenant_path("/model-prices"), Some(price.clone())).await;
+    assert_eq!(status, 403, "only people who manage settings set prices");
+    let (status, set) = fleet.call(Method::PUT, "/model-prices", Some(price)).await;
+    assert_eq!(status, 200, "{set}");
+    let (_, prices) = fleet.call(Method::GET, "/model-prices", None).await;
+    assert_eq!(prices.as_array().unwrap().len(), 1, "{prices}");
+    assert_eq!(prices[0]["input_usd_per_million"], 0.15);
+    let costed = get(&fleet, &project, &id).await;
+    #[allow(clippy::cast_precision_loss)]
+    let expected = (prompt as f64 * 0.15 + completion as f64 * 0.6) / 1e6;
+    let usd = costed["cost"]["usd"].as_f64().unwrap();
+    assert!((usd - expected).abs() < 1e-12, "{usd} vs {expected}: {}", costed["cost"]);
+    let (status, _) = fleet.call(Method::DELETE, "/model-prices?model=gpt-4o-mini", None).await;
+    assert_eq!(status, 204);
+    let (status, gone) = fleet.call(Method::DELETE, "/model-prices?model=gpt-4o-mini", None).await;
+    assert_eq!(status, 404, "{gone}");
+    let (_, log) = fleet.call(Method::GET, "/audit-events?action=model_price.set", None).await;
+    assert_eq!(log["items"][0]["details"]["model"], "gpt-4o-mini", "{log}");
+
     // The route is in the audit log; the key is nowhere: not in the API, the
     // log, or the database files.
     let (_, log) = fleet.call(Method::GET, "/audit-events?action=activity.create", None).await;

@@ -188,6 +188,28 @@ async fn a_marketer_takes_a_blog_article_from_sign_in_to_an_approved_export() {
     assert!(body.contains("<!DOCTYPE html>") || body.contains("<!doctype html>"), "standalone: {body}");
     assert!(body.contains("A new paragraph written by a person."), "{body}");
 
+    // Settings: the usage of the period as charts with their numbers, and
+    // the price table cloud runs are costed with (a typo is named).
+    browser.goto(&tenant_url(&fleet, "/settings#usage")).await;
+    assert!(browser.has("#chart-usage-tokens svg[role=img] title").await, "a labelled tokens chart");
+    assert!(browser.has("#chart-usage-activities svg").await);
+    assert!(browser.text_content("#usage-table").await.contains("1"), "the day of the run");
+    browser.fill("#price-model", "gpt-4o-mini").await;
+    browser.fill("#price-input", "cheap").await;
+    browser.fill("#price-output", "0.60").await;
+    browser.click("#price-form button[type=submit]").await;
+    browser
+        .wait_for_text("#price-input-error", "the price's error", |t| t.contains("number of dollars"))
+        .await;
+    browser.fill("#price-input", "0.15").await;
+    browser.click("#price-form button[type=submit]").await;
+    browser
+        .wait_for_text("#price-table", "the saved price", |t| t.contains("gpt-4o-mini") && t.contains("0.15"))
+        .await;
+    browser.check_page("settings-usage-prices").await;
+    browser.eval("document.querySelector('#usage').scrollIntoView()").await;
+    browser.screenshot("settings-usage-charts").await;
+
     // The dashboard counts it; signing out ends the session.
     browser.goto(&tenant_url(&fleet, "")).await;
     assert!(

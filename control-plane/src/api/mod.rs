@@ -204,6 +204,11 @@ fn api_routes() -> OpenApiRouter<ApiState> {
             activities::set_cloud_provider,
             activities::delete_cloud_provider
         ))
+        .routes(routes!(
+            activities::model_prices,
+            activities::set_model_price,
+            activities::delete_model_price
+        ))
         .routes(routes!(activities::usage))
         .routes((schemas, paths, upload))
         .routes(routes!(documents::get, documents::delete))

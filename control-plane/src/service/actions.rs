@@ -89,6 +89,8 @@ pub const DOCUMENT_DELETE: &str = "document.delete";
 /// tenant (every such read is recorded).
 pub const CONTENT_READ: &str = "content.read";
 pub const CLOUD_PROVIDER_DELETE: &str = "cloud_provider.delete";
+pub const MODEL_PRICE_SET: &str = "model_price.set";
+pub const MODEL_PRICE_DELETE: &str = "model_price.delete";
 
 pub const SOCIAL_ACCOUNT_CONNECT: &str = "social_account.connect";
 pub const SOCIAL_ACCOUNT_CONNECT_BLUESKY: &str = "social_account.connect_bluesky";
@@ -209,6 +211,8 @@ pub const ALL: &[&str] = &[
     ACTIVITY_APPROVE,
     CLOUD_PROVIDER_SET,
     CLOUD_PROVIDER_DELETE,
+    MODEL_PRICE_SET,
+    MODEL_PRICE_DELETE,
     DOCUMENT_UPLOAD,
     DOCUMENT_DELETE,
     SOCIAL_ACCOUNT_CONNECT,

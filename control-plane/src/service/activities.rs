@@ -97,6 +97,11 @@ pub struct ActivityView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
+    /// What the run that made the content cost, for a run on the cloud
+    /// provider (details only): its tokens × the model's price in the
+    /// settings, or why there is no estimate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<super::CostEstimate>,
     /// What the latest run completed before it failed or was cancelled
     /// (details only): regenerating resumes from it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -363,6 +368,7 @@ impl ActivityView {
             compliance: details.then(|| current_compliance(generated, latest)).flatten(),
             input_findings: details.then(|| input_findings(&a.input)).flatten(),
             result: generated.filter(|_| details).map(|r| serde_json::to_value(r).unwrap_or_default()),
+            cost: None,
             kept: resumable(&a.run).filter(|_| details).map(KeptWork::of),
             approved_at: a.approved_at,
             approved_by: a.approved_by,
@@ -620,7 +626,16 @@ impl App {
         let activity = self.activity_in(access, project_id, id).await?;
         self.audit_content_read(access, "activity", id, "activity").await?;
         let latest = self.latest_edit(&activity).await?;
-        Ok(ActivityView::new(&activity, true, latest.as_ref()))
+        let mut view = ActivityView::new(&activity, true, latest.as_ref());
+        if let Some(result) = activity.content_run.as_ref().and_then(result_of)
+            && result.provenance.backend != "ollama"
+        {
+            let usage = marketer_pipeline::run::usage(&result.steps);
+            let (model, prompt, completion) =
+                (&result.provenance.model, usage.prompt_tokens, usage.completion_tokens);
+            view.cost = Some(self.cloud_cost(access.tenant_id, model, prompt, completion).await?);
+        }
+        Ok(view)
     }
 
     /// The newest edit of the activity's content, if any.

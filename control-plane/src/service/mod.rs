@@ -18,6 +18,7 @@ mod api_keys;
 mod audit_log;
 mod auth;
 mod comments;
+mod costs;
 mod csv_import;
 mod documents;
 pub mod export;
@@ -75,6 +76,7 @@ pub use comments::{
     AnchorIn, AnchorView, CommentQuery, CommentView, CreateComment, EditComment, MAX_COMMENT_CHARS,
     MentionView, ResolveThread, mentioned_addresses,
 };
+pub use costs::{CostEstimate, ModelPriceQuery, ModelPriceView, SetModelPrice, dollars};
 pub use csv_import::{ImportReport, MAX_IMPORT_BYTES, RowProblem};
 pub use documents::{DEFAULT_MAX_UPLOAD_BYTES, DocumentView, MULTIPART_OVERHEAD_BYTES, Upload};
 pub use flyers::{FlyerParams, PdfFile};

@@ -182,6 +182,17 @@ pub struct CloudProvider {
     pub updated_at: Timestamp,
 }
 
+/// What a model costs per million tokens, in micro-dollars (USD ×
+/// 1,000,000), for estimating what a cloud run cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelPrice {
+    pub tenant_id: Uuid,
+    pub model: String,
+    pub input_micros_per_million: i64,
+    pub output_micros_per_million: i64,
+    pub updated_at: Timestamp,
+}
+
 /// A tenant's usage on one day (UTC).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UsageDay {
@@ -251,6 +262,12 @@ pub trait ActivityStore: Send + Sync {
     async fn set_cloud_provider(&self, provider: &CloudProvider, audit: &NewAuditEvent) -> Result<()>;
     /// `NotFound` if there was none.
     async fn delete_cloud_provider(&self, tenant_id: Uuid, audit: &NewAuditEvent) -> Result<()>;
+    /// The tenant's model prices, by model name.
+    async fn model_prices(&self, tenant_id: Uuid) -> Result<Vec<ModelPrice>>;
+    /// Sets a model's price (inserted or replaced).
+    async fn set_model_price(&self, price: &ModelPrice, audit: &NewAuditEvent) -> Result<()>;
+    /// `NotFound` when the model has no price.
+    async fn delete_model_price(&self, tenant_id: Uuid, model: &str, audit: &NewAuditEvent) -> Result<()>;
 
     /// Usage per day from `from` to `to` (inclusive, `YYYY-MM-DD`).
     async fn usage(&self, tenant_id: Uuid, from: &str, to: &str) -> Result<Vec<UsageDay>>;

@@ -207,6 +207,8 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/settings/api-keys/{api_key_id}/revoke", post(settings::revoke_api_key))
         .route("/settings/cloud-provider", post(settings::set_cloud_provider))
         .route("/settings/cloud-provider/delete", post(settings::delete_cloud_provider))
+        .route("/settings/model-prices", post(settings::set_model_price))
+        .route("/settings/model-prices/delete", post(settings::delete_model_price))
         .route("/settings/accounts", get(publishing::accounts))
         .route("/settings/accounts/connect", get(publishing::connect))
         .route("/settings/accounts/bluesky", post(publishing::connect_bluesky))

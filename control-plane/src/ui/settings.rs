@@ -1,5 +1,6 @@
-//! Settings: API keys (a new key is shown once) and the tenant's
-//! OpenAI-compatible cloud provider (its key is write-only).
+//! Settings: API keys (a new key is shown once), the tenant's
+//! OpenAI-compatible cloud provider (its key is write-only), the model
+//! prices cloud runs are costed with, and the last 30 days' usage as charts.
 
 use askama::Template;
 use axum::extract::State;
@@ -12,9 +13,12 @@ use super::page::{FormErrors, Shell, UiError, every, render_form, request, see_o
 use super::session::{Path, Submit, TenantPage};
 use super::view::When;
 use crate::api::ApiState;
+use crate::charts::{self, Series};
 use crate::domain::{ComplianceMode, Permission, Role};
 use crate::error::Error;
-use crate::service::{CloudProviderView, CreateApiKey, SetCloudProvider};
+use crate::service::{
+    CloudProviderView, CreateApiKey, ModelPriceView, SetCloudProvider, SetModelPrice, UsageView,
+};
 
 struct KeyRow {
     id: Uuid,
@@ -39,6 +43,13 @@ struct SettingsPage {
     provider: Option<CloudProviderView>,
     provider_updated: Option<When>,
     provider_errors: FormErrors,
+    prices: Vec<ModelPriceView>,
+    price_errors: FormErrors,
+    price_typed: [String; 3],
+    usage: UsageView,
+    /// Tokens per day and activities per day, as SVG.
+    usage_tokens: String,
+    usage_activities: String,
     hipaa: bool,
     base: String,
     email_enabled: bool,
@@ -69,6 +80,9 @@ struct Outcome {
     new_key: Option<String>,
     key_errors: FormErrors,
     provider_errors: FormErrors,
+    price_errors: FormErrors,
+    /// What was typed into a refused price form: model, prompt, completion.
+    price_typed: [String; 3],
 }
 
 async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> Result<Response, UiError> {
@@ -81,6 +95,9 @@ async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> 
         Err(e) => return Err(e.into()),
     };
     let tenant = state.app.tenant(&page.access).await?;
+    let prices = state.app.model_prices(&page.access).await?;
+    let usage = state.app.usage(&page.access, None, None).await?;
+    let (usage_tokens, usage_activities) = usage_charts(&usage);
     let mail = if can_manage {
         let m = state.app.mail_summary(&page.access).await?;
         Some(MailView {
@@ -128,11 +145,20 @@ async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> 
         provider_updated: provider.as_ref().map(|p| When::of(p.updated_at)),
         provider,
         provider_errors: outcome.provider_errors,
+        prices,
+        price_errors: outcome.price_errors,
+        price_typed: outcome.price_typed,
+        usage,
+        usage_tokens,
+        usage_activities,
         hipaa: tenant.compliance_mode == ComplianceMode::Hipaa,
         base: page.path("/settings"),
         shell: page.shell,
     };
-    let errors = if view.key_errors.is_empty() { &view.provider_errors } else { &view.key_errors };
+    let errors = [&view.key_errors, &view.provider_errors, &view.price_errors]
+        .into_iter()
+        .find(|e| !e.is_empty())
+        .unwrap_or(&view.key_errors);
     Ok(render_form(&view, errors))
 }
 
@@ -231,6 +257,122 @@ pub async fn set_cloud_provider(
             let errors = FormErrors::from_error(e)?;
             settings_page(&state, page, Outcome { provider_errors: errors, ..Outcome::default() }).await
         }
+    }
+}
+
+/// The usage charts: tokens (prompt and completion) and activities per day,
+/// every day of the period.
+fn usage_charts(usage: &UsageView) -> (String, String) {
+    let Some((from, to)) = usage.from.parse::<jiff::civil::Date>().ok().zip(usage.to.parse().ok()) else {
+        return (String::new(), String::new());
+    };
+    let mut labels = Vec::new();
+    let (mut prompt, mut completion, mut activities) = (Vec::new(), Vec::new(), Vec::new());
+    let mut day = from;
+    while day <= to {
+        let label = day.to_string();
+        let found = usage.days.iter().find(|d| d.day == label);
+        #[allow(clippy::cast_precision_loss)]
+        {
+            prompt.push(Some(found.map_or(0.0, |d| d.prompt_tokens as f64)));
+            completion.push(Some(found.map_or(0.0, |d| d.completion_tokens as f64)));
+            activities.push(Some(found.map_or(0.0, |d| d.activities as f64)));
+        }
+        labels.push(label);
+        let Ok(next) = day.tomorrow() else { break };
+        day = next;
+    }
+    let described = |values: &[Option<f64>]| {
+        labels
+            .iter()
+            .zip(values)
+            .filter(|(_, v)| v.is_some_and(|v| v > 0.0))
+            .map(|(l, v)| format!("{l}: {}", v.unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let draw = |result: Result<String, String>| {
+        result.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "a usage chart failed to draw");
+            String::new()
+        })
+    };
+    let tokens = draw(charts::line(
+        &format!("Tokens per day, {} to {} (UTC)", usage.from, usage.to),
+        &format!("Prompt tokens: {}. Completion tokens: {}.", described(&prompt), described(&completion)),
+        &labels,
+        &[
+            Series { name: "Prompt tokens", values: prompt },
+            Series { name: "Completion tokens", values: completion },
+        ],
+        "tokens",
+    ));
+    let runs = draw(charts::line(
+        &format!("Activities generated per day, {} to {} (UTC)", usage.from, usage.to),
+        &described(&activities),
+        &labels,
+        &[Series { name: "Activities", values: activities }],
+        "activities",
+    ));
+    (tokens, runs)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PriceForm {
+    model: Option<String>,
+    input_usd_per_million: Option<String>,
+    output_usd_per_million: Option<String>,
+}
+
+/// A price typed in a form: a plain number of dollars.
+fn dollars_field(field: &'static str, value: Option<&str>) -> Result<f64, Error> {
+    let value = value.unwrap_or_default().trim().trim_start_matches('$');
+    value.parse::<f64>().map_err(|_| Error::invalid(field, "must be a number of dollars, e.g. 0.15"))
+}
+
+pub async fn set_model_price(
+    State(state): State<ApiState>,
+    submit: Submit<PriceForm>,
+) -> Result<Response, UiError> {
+    let Submit { page, form } = submit;
+    let typed = [&form.model, &form.input_usd_per_million, &form.output_usd_per_million]
+        .map(|v| v.clone().unwrap_or_default());
+    let parsed =
+        dollars_field("input_usd_per_million", form.input_usd_per_million.as_deref()).and_then(|input| {
+            let output = dollars_field("output_usd_per_million", form.output_usd_per_million.as_deref())?;
+            Ok(SetModelPrice {
+                model: form.model.clone().unwrap_or_default(),
+                input_usd_per_million: input,
+                output_usd_per_million: output,
+            })
+        });
+    let result = match parsed {
+        Ok(req) => state.app.set_model_price(&page.access, req).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => Ok(see_other(&page.path("/settings#prices"))),
+        Err(e) => {
+            let errors = FormErrors::from_error(e)?;
+            let outcome = Outcome { price_errors: errors, price_typed: typed, ..Outcome::default() };
+            settings_page(&state, page, outcome).await
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PriceDeleteForm {
+    model: String,
+}
+
+pub async fn delete_model_price(
+    State(state): State<ApiState>,
+    submit: Submit<PriceDeleteForm>,
+) -> Result<Response, UiError> {
+    let Submit { page, form } = submit;
+    match state.app.delete_model_price(&page.access, &form.model).await {
+        Ok(()) | Err(Error::NotFound(_)) => Ok(see_other(&page.path("/settings#prices"))),
+        Err(e) => Err(e.into()),
     }
 }
 

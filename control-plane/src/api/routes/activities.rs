@@ -19,8 +19,8 @@ use crate::api::routes::event_stream::{Tail, event_stream};
 use crate::api::routes::params::{ActivityPath, ProjectPath};
 use crate::error::{Error, Result};
 use crate::service::{
-    ActivityView, Approve, CloudProviderView, CreateActivity, EditContent, RunDetail, SetCloudProvider,
-    TenantAccess, UsageView, VersionView, actions, export,
+    ActivityView, Approve, CloudProviderView, CreateActivity, EditContent, ModelPriceQuery, ModelPriceView,
+    RunDetail, SetCloudProvider, SetModelPrice, TenantAccess, UsageView, VersionView, actions, export,
 };
 use crate::store::{ActivityFilter, ActivityKind, ActivityStatus, JobEventKind};
 
@@ -42,6 +42,48 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<ActivityView>)> {
     let created = state.app.create_activity(&access, p.project_id, req).await?;
     Ok((StatusCode::ACCEPTED, Json(created)))
+}
+
+/// The organisation's model prices: US dollars per million prompt and
+/// completion tokens, used to estimate what each cloud run cost.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/model-prices", tag = "activities",
+    security(("bearer" = [])), params(("tenant_id" = Uuid, Path)),
+    responses((status = 200, body = Vec<ModelPriceView>), (status = 403, body = ErrorBody)))]
+pub async fn model_prices(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+) -> Result<Json<Vec<ModelPriceView>>> {
+    Ok(Json(state.app.model_prices(&access).await?))
+}
+
+/// Sets a model's price (owners and admins); an existing price for the
+/// model is replaced.
+#[utoipa::path(put, path = "/api/v1/tenants/{tenant_id}/model-prices", tag = "activities",
+    operation_id = actions::MODEL_PRICE_SET, security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path)), request_body = SetModelPrice,
+    responses((status = 200, body = ModelPriceView), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn set_model_price(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Json(req): Json<SetModelPrice>,
+) -> Result<Json<ModelPriceView>> {
+    Ok(Json(state.app.set_model_price(&access, req).await?))
+}
+
+/// Removes a model's price: its cloud runs then show no estimate.
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant_id}/model-prices", tag = "activities",
+    operation_id = actions::MODEL_PRICE_DELETE, security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path), ModelPriceQuery),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn delete_model_price(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Query(q): Query<ModelPriceQuery>,
+) -> Result<StatusCode> {
+    state.app.delete_model_price(&access, &q.model).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -4,7 +4,7 @@
 use super::*;
 use crate::store::{
     Activity, ActivityFilter, ActivityKind, ActivityStatus, ActivityStore, ActivityVersion, CloudProvider,
-    NewActivity, NewActivityVersion, UsageDay,
+    ModelPrice, NewActivity, NewActivityVersion, UsageDay,
 };
 
 #[derive(FromRow)]
@@ -101,6 +101,15 @@ struct ProviderRow {
     api_key_nonce: Vec<u8>,
     api_key_hint: String,
     created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+#[derive(FromRow)]
+struct PriceRow {
+    tenant_id: Uuid,
+    model: String,
+    input_micros_per_million: i64,
+    output_micros_per_million: i64,
     updated_at: Timestamp,
 }
 
@@ -550,6 +559,61 @@ where
         let mut tx = self.write.begin().await?;
         let deleted = sqlx::query("DELETE FROM cloud_providers WHERE tenant_id = $1")
             .bind(tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        if DB::rows_affected(&deleted) == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn model_prices(&self, tenant_id: Uuid) -> Result<Vec<ModelPrice>> {
+        let rows: Vec<PriceRow> = sqlx::query_as(
+            "SELECT tenant_id, model, input_micros_per_million, output_micros_per_million, updated_at \
+             FROM model_prices WHERE tenant_id = $1 ORDER BY model",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ModelPrice {
+                tenant_id: r.tenant_id,
+                model: r.model,
+                input_micros_per_million: r.input_micros_per_million,
+                output_micros_per_million: r.output_micros_per_million,
+                updated_at: r.updated_at,
+            })
+            .collect())
+    }
+
+    async fn set_model_price(&self, p: &ModelPrice, audit: &NewAuditEvent) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "INSERT INTO model_prices (tenant_id, model, input_micros_per_million, output_micros_per_million, \
+             updated_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, model) DO UPDATE SET \
+             input_micros_per_million = excluded.input_micros_per_million, \
+             output_micros_per_million = excluded.output_micros_per_million, updated_at = excluded.updated_at",
+        )
+        .bind(p.tenant_id)
+        .bind(p.model.clone())
+        .bind(p.input_micros_per_million)
+        .bind(p.output_micros_per_million)
+        .bind(p.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_model_price(&self, tenant_id: Uuid, model: &str, audit: &NewAuditEvent) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let deleted = sqlx::query("DELETE FROM model_prices WHERE tenant_id = $1 AND model = $2")
+            .bind(tenant_id)
+            .bind(model.to_owned())
             .execute(&mut *tx)
             .await?;
         if DB::rows_affected(&deleted) == 0 {
