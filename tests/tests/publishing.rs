@@ -446,6 +446,11 @@ async fn best_times_come_from_measured_posts(postgres: bool) {
     let (status, _, refused) =
         setup.download("/analytics/report.pdf?project_id=7d3c0c8e-5f1a-4c2e-9a51-3f1f0e7c2b11").await;
     assert_eq!(status, 404, "another organisation's project: {}", String::from_utf8_lossy(&refused));
+    let (status, _, refused) =
+        setup.download("/analytics/report.pdf?campaign_id=7d3c0c8e-5f1a-4c2e-9a51-3f1f0e7c2b11").await;
+    let refused = String::from_utf8_lossy(&refused).into_owned();
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused.contains("project_id"), "{refused}");
 
     let at_best = |account: &Value, text: &str| json!({ "account_id": account["id"], "text": text, "best_time": true, "approve": true });
     let (status, first) = setup.call(Method::POST, "/posts", Some(at_best(&x, "At the best time"))).await;

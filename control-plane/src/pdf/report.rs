@@ -13,7 +13,7 @@ use krilla::metadata::Metadata;
 use krilla::page::PageSettings;
 use krilla_svg::{SurfaceExt, SvgSettings};
 
-use super::{BOLD, Canvas, Paper, REGULAR, Rgb, Style, clamp, wrap};
+use super::{BOLD, Canvas, Paper, REGULAR, Rgb, Style, clamp, width, wrap};
 
 const MARGIN: f32 = 40.0;
 const GAP: f32 = 14.0;
@@ -183,8 +183,11 @@ impl Flow {
             let first = clamp(wrap(&tile.label, label, inner), 1, label, inner);
             self.text(x + 8.0, y + label.size, first.first().map_or("", String::as_str), label);
             y += label.leading();
-            let shown = clamp(wrap(&tile.value, value, inner), 1, value, inner);
-            self.text(x + 8.0, y + value.size, shown.first().map_or("", String::as_str), value);
+            // A value that is words ("not reported") is set smaller to fit.
+            let style =
+                if width(&tile.value, value) <= inner { value } else { Style::new(10.0, true, Rgb::INK) };
+            let shown = clamp(wrap(&tile.value, style, inner), 1, style, inner);
+            self.text(x + 8.0, y + style.size, shown.first().map_or("", String::as_str), style);
             y += value.leading();
             for line in note_text {
                 self.text(x + 8.0, y + note.size, &line, note);
@@ -288,8 +291,11 @@ impl Flow {
                 }
                 let baseline = page_h - MARGIN;
                 c.rect(MARGIN, baseline - 14.0, page_w - 2.0 * MARGIN, 0.5, RULE);
-                c.text(MARGIN, baseline, &self.footer, foot);
-                c.text_right(page_w - MARGIN, baseline, &format!("Page {} of {count}", n + 1), foot);
+                let number = format!("Page {} of {count}", n + 1);
+                let room = page_w - 2.0 * MARGIN - width(&number, foot) - 12.0;
+                let footer = clamp(wrap(&self.footer, foot, room), 1, foot, room);
+                c.text(MARGIN, baseline, footer.first().map_or("", String::as_str), foot);
+                c.text_right(page_w - MARGIN, baseline, &number, foot);
             }
             for block in blocks {
                 if let Block::Svg { tree, x, y, w, h } = block {

@@ -627,8 +627,10 @@ impl App {
         self.audit_content_read(access, "activity", id, "activity").await?;
         let latest = self.latest_edit(&activity).await?;
         let mut view = ActivityView::new(&activity, true, latest.as_ref());
+        // What a cloud run cost, for those who may see the price table.
         if let Some(result) = activity.content_run.as_ref().and_then(result_of)
-            && result.provenance.backend != "ollama"
+            && result.provenance.backend == "openai_compatible"
+            && access.role.allows(Permission::SettingsView)
         {
             let usage = marketer_pipeline::run::usage(&result.steps);
             let (model, prompt, completion) =

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::analytics_reports::{AnalyticsReport, ReportQuery, Totals};
 use super::{App, PdfFile, RealEstateSettingsView, TenantAccess};
 use crate::charts::{self, Series};
-use crate::error::{FoundExt, Result};
+use crate::error::{Error, FoundExt, Result};
 use crate::pdf::report::{Column, Report, Section, Tile};
 use crate::pdf::{Paper, report};
 use crate::publishing::schedule;
@@ -180,7 +180,12 @@ impl App {
                 let c = self.campaign(access, p.id, campaign).await?;
                 parts.push(format!("Campaign {} (project {})", c.name, p.name));
             }
-            (Some(campaign), None) => parts.push(format!("Campaign {campaign}")),
+            (Some(_), None) => {
+                return Err(Error::invalid(
+                    "project_id",
+                    "choose the campaign's project too (campaign_id needs it)",
+                ));
+            }
             (None, Some(p)) => parts.push(format!("Project {}", p.name)),
             (None, None) => {}
         }
@@ -285,7 +290,11 @@ impl App {
                 r.time_zone
             ),
         };
-        let pdf = report::render(&document).map_err(|e| crate::error::Error::Internal(anyhow::anyhow!(e)))?;
+        // Drawn on the blocking pool, a few at a time, as flyers are.
+        let pdf = self
+            .images
+            .blocking(move || report::render(&document).map_err(|e| Error::Internal(anyhow::anyhow!(e))))
+            .await?;
         Ok(PdfFile { filename: format!("analytics-{}-to-{}.pdf", r.from, r.to), pdf })
     }
 }

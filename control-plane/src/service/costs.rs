@@ -15,6 +15,8 @@ use crate::store::{ModelPrice, StoreError};
 /// The highest price accepted, in dollars per million tokens.
 const MAX_USD_PER_MILLION: f64 = 10_000.0;
 const MAX_MODEL_CHARS: usize = 200;
+/// The most prices an organisation keeps.
+const MAX_PRICES: usize = 200;
 
 /// A model's price.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -133,7 +135,11 @@ pub fn estimate(prices: &[ModelPrice], model: &str, prompt: u64, completion: u64
 
 /// A dollar amount for people: cents, or more digits below a cent.
 pub fn dollars(usd: f64) -> String {
-    if usd >= 0.01 { format!("${usd:.2}") } else { format!("${usd:.4}") }
+    match usd {
+        u if u >= 0.01 => format!("${u:.2}"),
+        u if u > 0.0 && u < 0.000_05 => "less than $0.0001".into(),
+        u => format!("${u:.4}"),
+    }
 }
 
 impl App {
@@ -151,6 +157,13 @@ impl App {
             output_micros_per_million: micros("output_usd_per_million", req.output_usd_per_million)?,
             updated_at: Timestamp::now(),
         };
+        let existing = self.store.model_prices(access.tenant_id).await?;
+        if existing.len() >= MAX_PRICES && !existing.iter().any(|p| p.model == price.model) {
+            return Err(Error::invalid(
+                "model",
+                "an organisation keeps at most 200 model prices; remove one first",
+            ));
+        }
         let view = ModelPriceView::from(&price);
         let audit = access.audit(actions::MODEL_PRICE_SET).resource("model_price", access.tenant_id).details(
             serde_json::json!({
@@ -214,6 +227,8 @@ mod tests {
         assert!(none.explanation.contains("Settings → Model prices"));
         assert_eq!(dollars(0.6), "$0.60");
         assert_eq!(dollars(0.000_42), "$0.0004");
+        assert_eq!(dollars(0.000_001), "less than $0.0001");
+        assert_eq!(dollars(0.0), "$0.0000");
     }
 
     #[test]

@@ -149,6 +149,14 @@ impl App {
         for (reference, id) in self.store.properties_by_reference(access.tenant_id, &references).await? {
             by_reference.entry(reference).or_default().push(id);
         }
+        // References that name no property may be a property's id.
+        let ids: Vec<Uuid> = references
+            .iter()
+            .filter(|r| !by_reference.contains_key(*r))
+            .filter_map(|r| r.parse::<Uuid>().ok())
+            .collect();
+        let existing: std::collections::HashSet<Uuid> =
+            self.store.existing_properties(access.tenant_id, &ids).await?.into_iter().collect();
         let members = self.all_members(access.tenant_id).await?;
         let mut resolved: Vec<(u64, Vec<Uuid>, Option<Uuid>)> = Vec::with_capacity(rows.len());
         for (line, row) in &rows {
@@ -162,7 +170,7 @@ impl App {
                         message: format!("{reference} is the reference of properties in several projects; give the property's id"),
                     }),
                     None => match reference.parse::<Uuid>() {
-                        Ok(id) if self.store.property(access.tenant_id, id).await?.is_some() => ids.push(id),
+                        Ok(id) if existing.contains(&id) => ids.push(id),
                         _ => refused.push(RowProblem {
                             line: *line,
                             field: "properties".into(),

@@ -340,6 +340,8 @@ pub trait LeadStore {
         tenant_id: Uuid,
         references: &[String],
     ) -> Result<Vec<(String, Uuid)>>;
+    /// Which of these ids are the tenant's properties.
+    async fn existing_properties(&self, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Uuid>>;
     async fn update_lead(
         &self,
         tenant_id: Uuid,

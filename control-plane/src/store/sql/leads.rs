@@ -30,6 +30,16 @@ struct LeadRow {
     updated_at: Timestamp,
 }
 
+/// Values bound in one `IN (…)` list: well under SQLite's and PostgreSQL's
+/// limits on parameters.
+const IN_CHUNK: usize = 500;
+
+/// `$from, $from+1, …`, `count` of them: numbered parameters only, so a
+/// statement built with them stays safe (`AssertSqlSafe`).
+fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 impl TryFrom<LeadRow> for Lead {
     type Error = StoreError;
     fn try_from(r: LeadRow) -> Result<Lead> {
@@ -693,14 +703,16 @@ where
     async fn lead_emails_taken(&self, tenant_id: Uuid, emails: &[String]) -> Result<Vec<String>> {
         let mut conn = self.read.acquire().await?;
         let mut taken = Vec::new();
-        for email in emails {
-            let found: Option<String> = sqlx::query_scalar(
-                "SELECT email_normalized FROM leads WHERE tenant_id = $1 AND email_normalized = $2",
-            )
-            .bind(tenant_id)
-            .bind(email.to_lowercase())
-            .fetch_optional(&mut *conn)
-            .await?;
+        for chunk in emails.chunks(IN_CHUNK) {
+            let query = format!(
+                "SELECT email_normalized FROM leads WHERE tenant_id = $1 AND email_normalized IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut select = sqlx::query_scalar(sqlx::AssertSqlSafe(query)).bind(tenant_id);
+            for email in chunk {
+                select = select.bind(email.to_lowercase());
+            }
+            let found: Vec<String> = select.fetch_all(&mut *conn).await?;
             taken.extend(found);
         }
         Ok(taken)
@@ -713,15 +725,36 @@ where
     ) -> Result<Vec<(String, Uuid)>> {
         let mut conn = self.read.acquire().await?;
         let mut found = Vec::new();
-        for reference in references {
-            let ids: Vec<Uuid> = sqlx::query_scalar(
-                "SELECT id FROM properties WHERE tenant_id = $1 AND reference = $2 ORDER BY created_at, id",
-            )
-            .bind(tenant_id)
-            .bind(reference.as_str())
-            .fetch_all(&mut *conn)
-            .await?;
-            found.extend(ids.into_iter().map(|id| (reference.clone(), id)));
+        for chunk in references.chunks(IN_CHUNK) {
+            let query = format!(
+                "SELECT reference, id FROM properties WHERE tenant_id = $1 AND reference IN ({}) \
+                 ORDER BY created_at, id",
+                placeholders(2, chunk.len())
+            );
+            let mut select = sqlx::query_as(sqlx::AssertSqlSafe(query)).bind(tenant_id);
+            for reference in chunk {
+                select = select.bind(reference.as_str());
+            }
+            let rows: Vec<(String, Uuid)> = select.fetch_all(&mut *conn).await?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
+    async fn existing_properties(&self, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+        let mut conn = self.read.acquire().await?;
+        let mut found = Vec::new();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let query = format!(
+                "SELECT id FROM properties WHERE tenant_id = $1 AND id IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut select = sqlx::query_scalar(sqlx::AssertSqlSafe(query)).bind(tenant_id);
+            for id in chunk {
+                select = select.bind(*id);
+            }
+            let rows: Vec<Uuid> = select.fetch_all(&mut *conn).await?;
+            found.extend(rows);
         }
         Ok(found)
     }
