@@ -196,6 +196,10 @@ pub struct ServeArgs {
     /// Facebook Login's dialog [default: https://www.facebook.com/v25.0/dialog/oauth].
     #[arg(long, env = "MARKETER_META_AUTHORIZE_URL", value_name = "URL")]
     pub meta_authorize_url: Option<String>,
+    /// A public Bluesky AppView to read posts' counts from, e.g.
+    /// https://public.api.bsky.app [default: through each account's PDS].
+    #[arg(long, env = "MARKETER_BLUESKY_APPVIEW_URL", value_name = "URL")]
+    pub bluesky_appview_url: Option<String>,
     /// Accept http:// Mastodon instances (tests only) [default: false].
     #[arg(long, env = "MARKETER_SOCIAL_ALLOW_INSECURE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub social_allow_insecure: Option<bool>,
@@ -306,6 +310,7 @@ struct FileConfig {
     meta_app_secret: Option<String>,
     meta_graph_url: Option<String>,
     meta_authorize_url: Option<String>,
+    bluesky_appview_url: Option<String>,
     social_allow_insecure: Option<bool>,
     social_timeout_ms: Option<u64>,
     publish_reconcile_delay_ms: Option<u64>,
@@ -597,6 +602,7 @@ fn file_publishing(file: &FileConfig) -> ServeArgs {
         meta_app_secret: file.meta_app_secret.clone(),
         meta_graph_url: file.meta_graph_url.clone(),
         meta_authorize_url: file.meta_authorize_url.clone(),
+        bluesky_appview_url: file.bluesky_appview_url.clone(),
         social_allow_insecure: file.social_allow_insecure,
         social_timeout_ms: file.social_timeout_ms,
         publish_reconcile_delay_ms: file.publish_reconcile_delay_ms,
@@ -654,7 +660,13 @@ fn publishing_config(
     if let Some(url) = serve.meta_authorize_url.clone().or(file.meta_authorize_url) {
         p.meta_authorize_url = url;
     }
+    p.bluesky_appview_url = serve
+        .bluesky_appview_url
+        .clone()
+        .or(file.bluesky_appview_url)
+        .map(|u| u.trim_end_matches('/').to_owned());
     for (name, url) in [
+        ("bluesky_appview_url", p.bluesky_appview_url.as_ref().unwrap_or(&p.x_api_url)),
         ("x_api_url", &p.x_api_url),
         ("x_authorize_url", &p.x_authorize_url),
         ("linkedin_api_url", &p.linkedin_api_url),

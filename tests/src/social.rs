@@ -24,8 +24,14 @@
 //! - rate-limit headers on every answer (`x-rate-limit-*` with an epoch
 //!   reset on X, `X-RateLimit-*` with an ISO reset on Mastodon) and 429s
 //!   with their documented bodies;
-//! - metrics: X's `public_metrics` on `GET /2/tweets/{id}` and Mastodon's
-//!   counts on `GET /api/v1/statuses/{id}`, plausible and growing with
+//! - metrics: X's `public_metrics` on `GET /2/tweets/{id}`, Mastodon's
+//!   counts on `GET /api/v1/statuses/{id}`, LinkedIn's
+//!   `organizationalEntityShareStatistics`, a Page post's summaries and
+//!   insights by field expansion, Instagram media insights (a retired
+//!   metric refuses the request, as Meta does) and a Bluesky AppView's
+//!   `getPosts`, and accounts' followers (X's `public_metrics`, Mastodon's
+//!   `followers_count`, LinkedIn's `networkSizes`, Meta's
+//!   `followers_count`, Bluesky's `getProfile`), plausible and growing with
 //!   each read (deterministic per post), with a metric that can be retired
 //!   mid-series (`drop_metric`) and failures to inject
 //!   (`fail_next_metrics`);
@@ -243,7 +249,12 @@ impl FakeSocial {
             .route("/oauth/v2/accessToken", post(li_token))
             .route("/v2/userinfo", get(li_userinfo))
             .route("/rest/posts", post(li_create).get(li_find))
-            .route("/rest/posts/{urn}", delete(li_delete))
+            .route("/rest/posts/{urn}", delete(li_delete).get(li_post))
+            .route("/rest/organizationalEntityShareStatistics", get(li_share_statistics))
+            .route("/xrpc/app.bsky.feed.getPosts", get(bsky_get_posts))
+            .route("/xrpc/app.bsky.actor.getProfile", get(bsky_get_profile))
+            .route("/rest/networkSizes/{urn}", get(li_network_size))
+            .route(&format!("/{META_VERSION}/{{id}}/insights"), get(ig_insights))
             .route("/rest/organizationAcls", get(li_acls))
             .route("/rest/organizations/{id}", get(li_organization))
             .route(&format!("/{META_VERSION}/dialog/oauth"), get(fb_authorize))
@@ -302,6 +313,11 @@ impl FakeSocial {
         self.inner.lock().unwrap().metric_faults.push_back(status);
     }
 
+    /// How many times an account's followers were read (its id, URN or DID).
+    pub fn followers_reads(&self, account: &str) -> i64 {
+        self.metric_reads(&format!("followers:{account}"))
+    }
+
     /// How many times each post's metrics were read.
     pub fn metric_reads(&self, id: &str) -> i64 {
         self.inner.lock().unwrap().metric_reads.get(id).copied().unwrap_or(0)
@@ -349,6 +365,7 @@ impl FakeSocial {
             .env("MARKETER_META_APP_SECRET", META_APP_SECRET)
             .env("MARKETER_META_GRAPH_URL", &format!("{}/{META_VERSION}", self.url()))
             .env("MARKETER_META_AUTHORIZE_URL", &format!("{}/{META_VERSION}/dialog/oauth", self.url()))
+            .env("MARKETER_BLUESKY_APPVIEW_URL", &self.url())
             .env("MARKETER_SOCIAL_ALLOW_INSECURE", "true")
             .env("MARKETER_SOCIAL_TIMEOUT_MS", "1500")
             .env("MARKETER_PUBLISH_RECONCILE_DELAY_MS", "300")
@@ -718,14 +735,24 @@ async fn x_token(
     }
 }
 
-async fn x_me(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
-    let inner = inner.lock().unwrap();
+async fn x_me(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
     let user = match authorised(&inner, Net::X, &headers) {
         Ok(user) => user,
         Err(answer) => return *answer,
     };
     let (id, username) = x_user(user);
-    Json(json!({ "data": { "id": id, "name": "Marketer Test", "username": username } })).into_response()
+    let mut data = json!({ "id": id, "name": "Marketer Test", "username": username });
+    if q.get("user.fields").is_some_and(|f| f.split(',').any(|f| f == "public_metrics")) {
+        let followers = followers_read(&mut inner, &id);
+        data["public_metrics"] = json!({ "followers_count": followers, "following_count": 80,
+            "tweet_count": 120, "listed_count": 3, "like_count": 450 });
+    }
+    Json(json!({ "data": data })).into_response()
 }
 
 /// X user `n`: user 0 is `X_USER_ID` / `X_USERNAME`.
@@ -979,12 +1006,21 @@ fn metrics_read(inner: &mut Inner, net: Net, id: &str) -> Result<[(&'static str,
     if !live {
         return Err(Box::new(match net {
             Net::X => Json(json!({ "errors": [{ "title": "Not Found Error", "detail": format!("Could not find tweet with id: [{id}]."), "type": "https://api.twitter.com/2/problems/resource-not-found" }] })).into_response(),
+            Net::Facebook | Net::Instagram => graph_error(100, Some(33), &format!("Unsupported get request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation.")),
             _ => (StatusCode::NOT_FOUND, Json(json!({ "error": "Record not found" }))).into_response(),
         }));
     }
     let n = inner.metric_reads.entry(id.to_owned()).or_default();
     *n += 1;
     Ok(counts(id, *n))
+}
+
+/// An account's followers, growing by a few with each read.
+fn followers_read(inner: &mut Inner, account: &str) -> i64 {
+    let n = inner.metric_reads.entry(format!("followers:{account}")).or_default();
+    *n += 1;
+    let seed = account.bytes().fold(11_i64, |h, b| (h * 31 + i64::from(b)) % 5_000);
+    1_000 + seed + 3 * *n
 }
 
 /// `fields` without the ones `net` no longer returns.
@@ -1130,12 +1166,14 @@ async fn m_token(
 }
 
 async fn m_verify(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
-    let inner = inner.lock().unwrap();
+    let mut inner = inner.lock().unwrap();
     if let Err(answer) = authorised(&inner, Net::Mastodon, &headers) {
         return *answer;
     }
+    let followers = followers_read(&mut inner, MASTODON_ACCOUNT_ID);
     Json(json!({ "id": MASTODON_ACCOUNT_ID, "username": "marketer", "acct": "marketer", "display_name": "Marketer",
-        "url": "https://mastodon.example/@marketer" }))
+        "url": "https://mastodon.example/@marketer", "followers_count": followers, "following_count": 12,
+        "statuses_count": 40 }))
     .into_response()
 }
 
@@ -1475,6 +1513,288 @@ async fn li_delete(
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// `GET /rest/posts/{urn}`: the post, or 404.
+async fn li_post(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Path(urn): Path<String>,
+) -> Response {
+    if let Err(answer) = li_versioned(&headers) {
+        return *answer;
+    }
+    let inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::Linkedin, &headers) {
+        return *answer;
+    }
+    match inner.posts.get(&Net::Linkedin).and_then(|p| p.iter().find(|p| p.id == urn && !p.deleted)) {
+        Some(post) => Json(json!({ "id": post.id, "commentary": post.text, "lifecycleState": "PUBLISHED" }))
+            .into_response(),
+        None => {
+            (StatusCode::NOT_FOUND, Json(json!({ "status": 404, "message": "Not Found" }))).into_response()
+        }
+    }
+}
+
+/// `GET /rest/organizationalEntityShareStatistics?q=organizationalEntity&…&shares=List(…)`:
+/// each listed post's lifetime statistics; a post that is gone has no element.
+async fn li_share_statistics(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(answer) = li_versioned(&headers) {
+        return *answer;
+    }
+    let mut inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::Linkedin, &headers) {
+        return *answer;
+    }
+    let bad = |message: &str| {
+        (StatusCode::BAD_REQUEST, Json(json!({ "status": 400, "message": message }))).into_response()
+    };
+    if q.get("q").map(String::as_str) != Some("organizationalEntity") {
+        return bad("q=organizationalEntity is required");
+    }
+    if q.get("organizationalEntity") != Some(&format!("urn:li:organization:{LINKEDIN_ORG_ID}")) {
+        return (StatusCode::FORBIDDEN, Json(json!({ "status": 403, "serviceErrorCode": 100,
+            "message": "Not enough permissions to access: organizationalEntityShareStatistics.FINDER-organizationalEntity" })))
+            .into_response();
+    }
+    let (kind, list) = match (q.get("shares"), q.get("ugcPosts")) {
+        (Some(list), None) => ("share", list),
+        (None, Some(list)) => ("ugcPost", list),
+        _ => return bad("shares=List(...) or ugcPosts=List(...)"),
+    };
+    let Some(urns) = list.strip_prefix("List(").and_then(|l| l.strip_suffix(')')) else {
+        return bad("a List(...) of URNs");
+    };
+    let mut elements = Vec::new();
+    for urn in urns.split(',') {
+        let c = match metrics_read(&mut inner, Net::Linkedin, urn) {
+            Ok(c) => c,
+            Err(answer) if answer.status() == StatusCode::NOT_FOUND => continue,
+            Err(answer) => return *answer,
+        };
+        let [impressions, likes, replies, reposts, _, bookmarks] = c;
+        let stats = without_dropped(
+            &inner,
+            Net::Linkedin,
+            vec![
+                ("impressionCount", impressions.1),
+                ("uniqueImpressionsCount", impressions.1 * 7 / 10),
+                ("clickCount", bookmarks.1 + likes.1 / 4),
+                ("likeCount", likes.1),
+                ("commentCount", replies.1),
+                ("shareCount", reposts.1),
+            ],
+        );
+        elements.push(json!({
+            "organizationalEntity": format!("urn:li:organization:{LINKEDIN_ORG_ID}"),
+            kind: urn,
+            "totalShareStatistics": stats,
+        }));
+    }
+    Json(json!({ "paging": { "count": 10, "start": 0, "links": [] }, "elements": elements })).into_response()
+}
+
+/// `GET /rest/networkSizes/{organisation urn}?edgeType=COMPANY_FOLLOWED_BY_MEMBER`.
+async fn li_network_size(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Path(urn): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(answer) = li_versioned(&headers) {
+        return *answer;
+    }
+    let mut inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::Linkedin, &headers) {
+        return *answer;
+    }
+    if q.get("edgeType").map(String::as_str) != Some("COMPANY_FOLLOWED_BY_MEMBER") {
+        return (StatusCode::BAD_REQUEST, Json(json!({ "status": 400, "message": "edgeType is required" })))
+            .into_response();
+    }
+    if urn != format!("urn:li:organization:{LINKEDIN_ORG_ID}") {
+        return (StatusCode::FORBIDDEN, Json(json!({ "status": 403, "message": "Not enough permissions" })))
+            .into_response();
+    }
+    Json(json!({ "firstDegreeSize": followers_read(&mut inner, &urn) })).into_response()
+}
+
+/// A Bluesky AppView's `app.bsky.actor.getProfile` (public).
+async fn bsky_get_profile(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    let Some(actor) = q.get("actor").filter(|a| a.starts_with("did:") || a.contains('.')) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "InvalidRequest",
+            "message": "Error: Params must have the property \"actor\"" })),
+        )
+            .into_response();
+    };
+    let followers = followers_read(&mut inner, actor);
+    Json(json!({ "did": actor, "handle": "marketer.test", "followersCount": followers, "followsCount": 20,
+        "postsCount": 10, "indexedAt": OffsetDateTime::now_utc().format(&Rfc3339).unwrap() }))
+    .into_response()
+}
+
+/// The metrics a Meta insights request names that the fake no longer
+/// has: Meta then refuses the whole request, listing the valid ones.
+fn meta_rejected(inner: &Inner, net: Net, asked: &[&str], valid: &[&'static str]) -> Option<Response> {
+    let live: Vec<&str> = valid.iter().copied().filter(|m| !inner.dropped.contains(&(net, *m))).collect();
+    let (i, _) = asked.iter().enumerate().find(|(_, m)| !live.contains(m))?;
+    Some(graph_error(
+        100,
+        None,
+        &format!("(#100) metric[{i}] must be one of the following values: {}", live.join(", ")),
+    ))
+}
+
+/// A Page post with `fields=…,insights.metric(…)`: its reaction, comment
+/// and share counts and lifetime insights.
+fn fb_post_metrics(inner: &mut Inner, token: Option<String>, id: &str, fields: &str) -> Response {
+    let page = id.split('_').next().unwrap_or_default().to_owned();
+    if let Err(answer) = fb_page_token(inner, token, &page) {
+        return *answer;
+    }
+    let asked: Vec<&str> = fields
+        .split_once("insights.metric(")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(list, _)| list.split(',').collect())
+        .unwrap_or_default();
+    if let Some(refused) = meta_rejected(
+        inner,
+        Net::Facebook,
+        &asked,
+        &["post_impressions", "post_impressions_unique", "post_clicks"],
+    ) {
+        return refused;
+    }
+    let c = match metrics_read(inner, Net::Facebook, id) {
+        Ok(c) => c,
+        Err(answer) => return *answer,
+    };
+    let [impressions, likes, replies, reposts, _, bookmarks] = c;
+    let insight = |name: &str, value: i64| {
+        json!({ "name": name, "period": "lifetime", "values": [{ "value": value }],
+            "id": format!("{id}/insights/{name}/lifetime") })
+    };
+    let values = [
+        ("post_impressions", impressions.1),
+        ("post_impressions_unique", impressions.1 * 6 / 10),
+        ("post_clicks", bookmarks.1 + likes.1 / 3),
+    ];
+    let insights: Vec<Value> = values
+        .iter()
+        .filter(|(name, _)| asked.contains(name))
+        .map(|(name, value)| insight(name, *value))
+        .collect();
+    let mut body = json!({
+        "id": id,
+        "reactions": { "data": [], "summary": { "total_count": likes.1, "viewer_reaction": "NONE" } },
+        "comments": { "data": [], "summary": { "order": "ranked", "total_count": replies.1, "can_comment": true } },
+        "insights": { "data": insights },
+    });
+    // Meta leaves `shares` out of a post nobody has shared.
+    if reposts.1 > 0 {
+        body["shares"] = json!({ "count": reposts.1 });
+    }
+    Json(body).into_response()
+}
+
+/// `GET /{ig-media-id}/insights?metric=…`: the media's lifetime insights.
+async fn ig_insights(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    if let Err(answer) = fb_page_token(&inner, q.get("access_token").cloned(), FACEBOOK_PAGE_ID) {
+        return *answer;
+    }
+    let asked: Vec<&str> = q.get("metric").map(|m| m.split(',').collect()).unwrap_or_default();
+    if asked.is_empty() {
+        return graph_error(100, None, "(#100) The parameter metric is required");
+    }
+    let valid =
+        ["views", "reach", "likes", "comments", "shares", "saved", "profile_visits", "total_interactions"];
+    if let Some(refused) = meta_rejected(&inner, Net::Instagram, &asked, &valid) {
+        return refused;
+    }
+    let c = match metrics_read(&mut inner, Net::Instagram, &id) {
+        Ok(c) => c,
+        Err(answer) => return *answer,
+    };
+    let [impressions, likes, replies, reposts, _, bookmarks] = c;
+    let values = [
+        ("views", impressions.1),
+        ("reach", impressions.1 * 6 / 10),
+        ("likes", likes.1),
+        ("comments", replies.1),
+        ("shares", reposts.1),
+        ("saved", bookmarks.1),
+        ("profile_visits", likes.1 / 5),
+        ("total_interactions", likes.1 + replies.1 + reposts.1 + bookmarks.1),
+    ];
+    let data: Vec<Value> = values
+        .iter()
+        .filter(|(name, _)| asked.contains(name))
+        .map(|(name, value)| {
+            json!({ "name": name, "period": "lifetime", "values": [{ "value": value }],
+                "title": name, "id": format!("{id}/insights/{name}/lifetime") })
+        })
+        .collect();
+    Json(json!({ "data": data })).into_response()
+}
+
+/// A Bluesky AppView's `app.bsky.feed.getPosts` (public, no session):
+/// a view with counts for each `uris` (at most 25), growing with each
+/// read; the AppView leaves out what it does not know.
+async fn bsky_get_posts(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    let uris: Vec<&str> = q.iter().filter(|(k, _)| k == "uris").map(|(_, v)| v.as_str()).collect();
+    if uris.is_empty() || uris.len() > 25 {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "InvalidRequest",
+            "message": "Error: Params must have the property \"uris\" with 1 to 25 items" })),
+        )
+            .into_response();
+    }
+    if let Some(status) = inner.metric_faults.pop_front() {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return (status, Json(json!({ "error": "InternalServerError", "message": "Internal Server Error" })))
+            .into_response();
+    }
+    let mut posts = Vec::new();
+    for uri in uris {
+        let Some(did) = uri.strip_prefix("at://").and_then(|rest| rest.split('/').next()) else { continue };
+        let n = inner.metric_reads.entry(uri.to_owned()).or_default();
+        *n += 1;
+        let [_, likes, replies, reposts, quotes, bookmarks] = counts(uri, *n);
+        posts.push(json!({
+            "uri": uri,
+            "cid": "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm",
+            "author": { "did": did, "handle": "marketer.test" },
+            "record": { "$type": "app.bsky.feed.post", "text": "", "createdAt": OffsetDateTime::now_utc().format(&Rfc3339).unwrap() },
+            "indexedAt": OffsetDateTime::now_utc().format(&Rfc3339).unwrap(),
+            "likeCount": likes.1,
+            "replyCount": replies.1,
+            "repostCount": reposts.1,
+            "quoteCount": quotes.1,
+            "bookmarkCount": bookmarks.1,
+        }));
+    }
+    Json(json!({ "posts": posts })).into_response()
+}
+
 // ----- Facebook Pages ----------------------------------------------------------------
 
 /// Page `n` a person may post on: 0 is `FACEBOOK_PAGE_ID`.
@@ -1635,14 +1955,21 @@ async fn fb_object(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let inner = inner.lock().unwrap();
+    let mut inner = inner.lock().unwrap();
     let token = q.get("access_token").cloned();
+    if let Some(fields) = q.get("fields").filter(|_| id.contains('_')) {
+        return fb_post_metrics(&mut inner, token, &id, fields);
+    }
     if id == INSTAGRAM_USER_ID || inner.containers.contains_key(&id) || ig_media_exists(&inner, &id) {
         if let Err(answer) = fb_page_token(&inner, token, FACEBOOK_PAGE_ID) {
             return *answer;
         }
         if id == INSTAGRAM_USER_ID {
-            return Json(json!({ "id": id, "username": INSTAGRAM_USERNAME })).into_response();
+            let mut user = json!({ "id": id, "username": INSTAGRAM_USERNAME });
+            if q.get("fields").is_some_and(|f| f.split(',').any(|f| f == "followers_count")) {
+                user["followers_count"] = json!(followers_read(&mut inner, &id));
+            }
+            return Json(user).into_response();
         }
         if let Some(c) = inner.containers.get(&id) {
             let status = match &c.media {
@@ -1656,7 +1983,13 @@ async fn fb_object(
             .into_response();
     }
     match fb_page_token(&inner, token, &id) {
-        Ok(user) => Json(json!({ "id": id, "name": facebook_page(user).1 })).into_response(),
+        Ok(user) => {
+            let mut page = json!({ "id": id, "name": facebook_page(user).1 });
+            if q.get("fields").is_some_and(|f| f.split(',').any(|f| f == "followers_count")) {
+                page["followers_count"] = json!(followers_read(&mut inner, &id));
+            }
+            Json(page).into_response()
+        }
         Err(answer) => *answer,
     }
 }

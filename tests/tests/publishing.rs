@@ -148,6 +148,17 @@ impl Setup {
         }
     }
 
+    /// An account's followers as the analytics report gives them, once read.
+    async fn followers(&self, account: &Value) -> i64 {
+        let path = format!("/analytics?account_id={}", account["id"].as_str().unwrap());
+        eventually(Duration::from_secs(15), "the account's followers to be read", || async {
+            let (status, report) = self.call(Method::GET, &path, None).await;
+            assert_eq!(status, 200, "{report}");
+            report["followers"]["latest"].as_i64()
+        })
+        .await
+    }
+
     async fn metrics(&self, id: &str) -> Value {
         let (status, metrics) = self.call(Method::GET, &format!("/posts/{id}/metrics"), None).await;
         assert_eq!(status, 200, "{metrics}");
@@ -287,7 +298,13 @@ async fn published_posts_metrics_are_read_on_schedule(postgres: bool) {
     .await;
     assert!(toot_read["latest"]["impressions"].is_null(), "{toot_read}");
     assert!(toot_read["latest"]["likes"].as_i64().is_some(), "{toot_read}");
-    assert!(toot_read["engagement_rate"].is_null(), "{toot_read}");
+    // Its rate is engagements ÷ the account's followers (read once a day).
+    let followers = setup.followers(&mastodon).await;
+    let toot_read = setup.metrics(&toot_id).await;
+    #[allow(clippy::cast_precision_loss)]
+    let by_followers = toot_read["engagements"].as_i64().unwrap() as f64 / followers as f64;
+    assert!((toot_read["engagement_rate"].as_f64().unwrap() - by_followers).abs() < 1e-9, "{toot_read}");
+    assert!(toot_read["engagement_rate_definition"].as_str().unwrap().contains("followers"));
 
     // The next reading is an hour away: the post is not read again now.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -304,7 +321,13 @@ async fn published_posts_metrics_are_read_on_schedule(postgres: bool) {
     assert!(second["latest"]["impressions"].is_null(), "absent, never 0: {second}");
     assert!(second["readings"][0]["impressions"].as_i64().is_some(), "{second}");
     assert_eq!(second["no_longer_reported"][0]["metric"], "impressions", "{second}");
-    assert!(second["engagement_rate"].is_null(), "{second}");
+    let x_followers = setup.followers(&x).await;
+    #[allow(clippy::cast_precision_loss)]
+    let by_followers = second["engagements"].as_i64().unwrap() as f64 / x_followers as f64;
+    assert!(
+        (second["engagement_rate"].as_f64().unwrap() - by_followers).abs() < 1e-9,
+        "÷ followers now: {second}"
+    );
     assert!(
         second["latest"]["likes"].as_i64() > read["latest"]["likes"].as_i64(),
         "the numbers grow between readings: {second}"
@@ -327,6 +350,116 @@ async fn published_posts_metrics_are_read_on_schedule_on_sqlite() {
 #[tokio::test]
 async fn published_posts_metrics_are_read_on_schedule_on_postgres() {
     published_posts_metrics_are_read_on_schedule(true).await;
+}
+
+/// Every network's metrics: a LinkedIn organisation page's post statistics
+/// (a member's posts have none, and say so), a Facebook Page post's
+/// reactions, comments and insights, an Instagram media's insights; when
+/// Meta retires a metric (refusing the request that names it), the next
+/// reading goes on without it and names it as no longer reported.
+#[tokio::test]
+async fn linkedin_facebook_and_instagram_posts_metrics_are_read() {
+    let env = [("MARKETER_ANALYTICS_FIRST_READING_SECONDS", "0"), ("MARKETER_ANALYTICS_POLL_MS", "200")];
+    let Some(setup) = Setup::start_with(false, &env).await else { return };
+    let member = setup.connect("linkedin").await;
+    let (_, accounts) = setup.call(Method::GET, "/accounts", None).await;
+    let page =
+        accounts.as_array().unwrap().iter().find(|a| a["handle"] == "Marketer Test Co").unwrap().clone();
+    let facebook = setup.connect("facebook").await;
+    let instagram = setup.connect("instagram").await;
+    let on_page = setup.schedule_now(&page, "News from the company page").await;
+    let on_member = setup.schedule_now(&member, "News from a member").await;
+    let on_facebook = setup.schedule_now(&facebook, "Open house this Saturday").await;
+    let body = json!({ "account_id": instagram["id"], "text": "Sunset over the bay", "now": true,
+        "approve": true, "image_url": setup.social.image_url() });
+    let (status, on_instagram) = setup.call(Method::POST, "/posts", Some(body)).await;
+    assert_eq!(status, 201, "{on_instagram}");
+    let ids: Vec<String> = [&on_page, &on_member, &on_facebook, &on_instagram]
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    for id in &ids {
+        setup.wait_status(id, "published", Duration::from_secs(20)).await;
+    }
+    let readings = |id: &str, n: usize| {
+        let id = id.to_owned();
+        let setup = &setup;
+        async move {
+            eventually(Duration::from_secs(15), &format!("{n} readings of {id}"), || async {
+                let m = setup.metrics(&id).await;
+                (m["readings"].as_array().unwrap().len() == n).then_some(m)
+            })
+            .await
+        }
+    };
+    let present = |m: &Value, names: &[&str]| {
+        for name in names {
+            assert!(m["latest"][name].as_i64().is_some_and(|n| n >= 0), "{name}: {m}");
+        }
+    };
+
+    let li = readings(&ids[0], 1).await;
+    present(&li, &["impressions", "reach", "likes", "comments", "shares", "link_clicks"]);
+    assert!(li["latest"]["saves"].is_null(), "LinkedIn has no saves: {li}");
+    assert!(li["engagement_rate"].as_f64().is_some(), "{li}");
+    let member_metrics = eventually(Duration::from_secs(15), "the member post's answer", || async {
+        let m = setup.metrics(&ids[1]).await;
+        m["last_error"].is_string().then_some(m)
+    })
+    .await;
+    assert!(
+        member_metrics["last_error"].as_str().unwrap().contains("organisation pages"),
+        "{member_metrics}"
+    );
+    assert!(member_metrics["readings"].as_array().unwrap().is_empty());
+
+    let fb = readings(&ids[2], 1).await;
+    present(&fb, &["impressions", "reach", "likes", "comments", "link_clicks"]);
+    let ig = readings(&ids[3], 1).await;
+    present(&ig, &["impressions", "reach", "likes", "comments", "shares", "saves", "profile_visits"]);
+    assert!(ig["latest"]["link_clicks"].is_null(), "{ig}");
+
+    // Meta retires a metric on each: the next readings go on without it.
+    setup.social.drop_metric(Net::Facebook, "post_clicks");
+    setup.social.drop_metric(Net::Instagram, "saved");
+    setup.execute("UPDATE social_posts SET metrics_next_at = published_at WHERE id = $1", &ids[2]).await;
+    setup.execute("UPDATE social_posts SET metrics_next_at = published_at WHERE id = $1", &ids[3]).await;
+    let fb = readings(&ids[2], 2).await;
+    assert!(fb["latest"]["link_clicks"].is_null(), "absent, never 0: {fb}");
+    assert_eq!(fb["no_longer_reported"][0]["metric"], "link_clicks", "{fb}");
+    present(&fb, &["impressions", "likes", "comments"]);
+    let ig = readings(&ids[3], 2).await;
+    assert!(ig["latest"]["saves"].is_null(), "absent, never 0: {ig}");
+    assert_eq!(ig["no_longer_reported"][0]["metric"], "saves", "{ig}");
+    present(&ig, &["impressions", "likes"]);
+    assert!(ig["last_error"].is_null(), "{ig}");
+
+    // Followers are read once a day per account (the LinkedIn member's are not given to apps),
+    // and the report sums the selected accounts' latest.
+    let mut total = 0;
+    for account in [&page, &facebook, &instagram] {
+        total += setup.followers(account).await;
+    }
+    assert_eq!(
+        setup
+            .social
+            .followers_reads(&format!("urn:li:organization:{}", marketer_tests::social::LINKEDIN_ORG_ID)),
+        1
+    );
+    let (_, report) = setup.call(Method::GET, "/analytics", None).await;
+    let followers = &report["followers"];
+    assert_eq!(
+        (followers["accounts"].as_i64(), followers["latest"].as_i64()),
+        (Some(3), Some(total)),
+        "{report}"
+    );
+    assert_eq!(followers["series"].as_array().unwrap().len(), 30, "{report}");
+    assert_eq!(followers["series"][29]["followers"].as_i64(), Some(total), "{report}");
+    let (_, member_only) = setup
+        .call(Method::GET, &format!("/analytics?account_id={}", member["id"].as_str().unwrap()), None)
+        .await;
+    assert!(member_only["followers"].is_null(), "{member_only}");
+    setup.finish().await;
 }
 
 /// Best times come from measured posts: ten X posts published and read
@@ -430,6 +563,7 @@ async fn best_times_come_from_measured_posts(postgres: bool) {
         "Posts published",
         "Engagements by network",
         "Top posts by engagements",
+        "Followers",
         "Open house, take",
         "Engagement rate over several posts",
     ] {
@@ -1127,7 +1261,8 @@ async fn two_replicas_publish_a_hundred_posts_once_each() {
 #[tokio::test]
 async fn bluesky_posts_reach_the_reference_pds_once_even_when_an_answer_is_lost() {
     let Some(pds) = marketer_tests::social::Pds::start() else { return };
-    let Some(setup) = Setup::start(false).await else { return };
+    let env = [("MARKETER_ANALYTICS_FIRST_READING_SECONDS", "0"), ("MARKETER_ANALYTICS_POLL_MS", "200")];
+    let Some(setup) = Setup::start_with(false, &env).await else { return };
     // Everything goes through a proxy that can lose one answer.
     let proxy = marketer_tests::social::LosingProxy::start(&pds.url).await;
     let (status, error) = setup
@@ -1164,6 +1299,19 @@ async fn bluesky_posts_reach_the_reference_pds_once_even_when_an_answer_is_lost(
     let rkey = published["platform_post_id"].as_str().unwrap();
     assert!(records[0]["uri"].as_str().unwrap().ends_with(&format!("/app.bsky.feed.post/{rkey}")));
     assert_eq!(published["url"], format!("https://bsky.app/profile/{}/post/{rkey}", pds.handle));
+    // Its counts come from the AppView (here a stand-in): no impressions on Bluesky.
+    let first_id = post["id"].as_str().unwrap().to_owned();
+    let read = eventually(Duration::from_secs(15), "the Bluesky post's first reading", || async {
+        let m = setup.metrics(&first_id).await;
+        (!m["readings"].as_array().unwrap().is_empty()).then_some(m)
+    })
+    .await;
+    for metric in ["likes", "comments", "shares", "saves"] {
+        assert!(read["latest"][metric].as_i64().is_some(), "{metric}: {read}");
+    }
+    assert!(read["latest"]["impressions"].is_null(), "{read}");
+    let uri = records[0]["uri"].as_str().unwrap();
+    assert!(setup.social.metric_reads(uri) >= 1, "read by its AT-URI");
 
     // The PDS creates the record but its answer is lost: unconfirmed, then
     // getRecord finds it; nothing is created twice.

@@ -868,9 +868,14 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
     assert!(browser.has("#chart-by-network svg").await);
     assert!(browser.text("#by-network").await.contains("X"));
     assert!(browser.text("#top-posts").await.contains("Open house"));
+    // The account's followers, read once a day: a tile and a chart over the period.
+    assert!(kpis.contains("Followers"), "{kpis}");
+    assert!(browser.has("#chart-followers svg[role=img] title").await, "followers over time");
     browser.check_page("analytics-page").await;
     browser.eval("document.querySelector('#chart-over-time').scrollIntoView()").await;
     browser.screenshot("analytics-page-charts").await;
+    browser.eval("document.querySelector('#chart-followers').scrollIntoView()").await;
+    browser.screenshot("analytics-page-followers").await;
     let csv = browser.eval("fetch(document.querySelector('#export-csv').href).then(r => r.text())").await;
     let csv = csv.as_str().unwrap_or_default().to_owned();
     assert!(csv.starts_with("post_id,") && csv.contains("Open house"), "{csv}");

@@ -12,13 +12,18 @@
 //! replicas read a post once per round. A reading stores what the platform
 //! reported; a metric it did not report is absent, never zero. A failure
 //! is kept on the post (shown with its metrics) and tried again later.
+//!
+//! Accounts' followers are read the same way, once a day per account
+//! (`account_followers`, one row per account and UTC day).
 
 use std::time::Duration;
 
 use super::platforms::{Fetched, METRICS_NETWORKS};
 use super::{NoToken, Publisher, later};
 use crate::domain::Timestamp;
-use crate::store::DueMetrics;
+use uuid::Uuid;
+
+use crate::store::{DueMetrics, SocialAccount};
 
 /// Posts read per round.
 const BATCH: i64 = 50;
@@ -33,6 +38,8 @@ pub struct MetricsSchedule {
     pub steps: Vec<(Duration, Duration)>,
     /// How often the engine looks for due posts.
     pub poll: Duration,
+    /// How often each account's followers are read.
+    pub followers_every: Duration,
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -44,6 +51,7 @@ impl Default for MetricsSchedule {
             first: HOUR,
             steps: vec![(DAY, HOUR), (7 * DAY, DAY), (90 * DAY, 7 * DAY)],
             poll: Duration::from_secs(30),
+            followers_every: DAY,
         }
     }
 }
@@ -117,12 +125,13 @@ impl Publisher {
             let Some((fetched, record)) =
                 self.platforms.metrics(&account, &token, &post.platform_post_id).await
             else {
-                self.metrics_failed(post, "this network's metrics are not read", far_future()).await;
+                let reason = "LinkedIn gives apps the statistics of organisation pages' posts only, not of members' posts";
+                self.metrics_failed(post, reason, far_future()).await;
                 return false;
             };
             self.note_window(&account, &record).await;
             let now = Timestamp::now();
-            match fetched {
+            let (reason, retry_at) = match fetched {
                 Fetched::Metrics { metrics, raw } => {
                     let next = self.settings.metrics.next(post.published_at, now);
                     return match self.store.record_metrics(post.post_id, &metrics, &raw, now, next).await {
@@ -133,32 +142,36 @@ impl Publisher {
                         }
                     };
                 }
-                Fetched::Gone => {
-                    let reason = format!(
-                        "the post is no longer on {}; its metrics are not read again",
-                        account.network
-                    );
-                    self.metrics_failed(post, &reason, far_future()).await;
-                }
-                Fetched::RateLimited { until, note } => {
-                    if let Err(e) = self.store.account_rate_limited(account.id, until, &note).await {
-                        tracing::error!(error = %e, account = %account.id, "could not record a rate limit");
-                    }
-                    self.metrics_failed(post, &format!("{note}; read again after it"), until).await;
-                }
+                Fetched::Gone => (
+                    format!("the post is no longer on {}; its metrics are not read again", account.network),
+                    far_future(),
+                ),
                 Fetched::TokenExpired if !refreshed => {
                     refreshed = true;
                     continue;
                 }
-                Fetched::TokenExpired => {
-                    let reason = format!("{} refused a renewed token", account.network);
-                    self.metrics_failed(post, &reason, later(HOUR)).await;
-                }
-                Fetched::Failed { reason } => {
-                    self.metrics_failed(post, &reason, later(Duration::from_secs(15 * 60))).await;
-                }
-            }
+                other => self.failed_read(&account, other).await,
+            };
+            self.metrics_failed(post, &reason, retry_at).await;
             return false;
+        }
+    }
+
+    /// Why a read failed and when to try again (a rate limit is recorded
+    /// on the account, so publishing waits for it too).
+    async fn failed_read(&self, account: &SocialAccount, fetched: Fetched) -> (String, Timestamp) {
+        match fetched {
+            Fetched::RateLimited { until, note } => {
+                if let Err(e) = self.store.account_rate_limited(account.id, until, &note).await {
+                    tracing::error!(error = %e, account = %account.id, "could not record a rate limit");
+                }
+                (format!("{note}; read again after it"), until)
+            }
+            Fetched::TokenExpired => (format!("{} refused a renewed token", account.network), later(HOUR)),
+            Fetched::Failed { reason } => (reason, later(Duration::from_secs(15 * 60))),
+            Fetched::Gone | Fetched::Metrics { .. } | Fetched::Followers(_) => {
+                (format!("{} answered with something else than was asked", account.network), later(HOUR))
+            }
         }
     }
 
@@ -166,6 +179,85 @@ impl Publisher {
         tracing::warn!(post = %post.post_id, %reason, "a post's metrics were not read");
         if let Err(e) = self.store.metrics_failed(post.post_id, reason, retry_at).await {
             tracing::error!(error = %e, post = %post.post_id, "could not record a metrics failure");
+        }
+    }
+
+    /// One round of accounts' followers: each connected account is read
+    /// once a day (claimed like posts, so replicas read it once). Returns
+    /// how many readings were stored.
+    pub async fn collect_followers(&self) -> usize {
+        let due = match self.store.followers_due(Timestamp::now(), BATCH).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the accounts whose followers are due");
+                return 0;
+            }
+        };
+        let mut stored = 0;
+        for account in due {
+            match self
+                .store
+                .claim_followers(account.account_id, account.next_at, later(self.settings.lease))
+                .await
+            {
+                Ok(true) => {
+                    if self.read_followers(account.account_id).await {
+                        stored += 1;
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, account = %account.account_id, "could not claim an account's followers");
+                }
+            }
+        }
+        stored
+    }
+
+    async fn read_followers(&self, account_id: Uuid) -> bool {
+        let mut refreshed = false;
+        loop {
+            let (account, token) = match self.token(account_id, refreshed).await {
+                Ok(found) => found,
+                Err(NoToken::Wait(until, reason)) => {
+                    self.followers_failed(account_id, &reason, until.max(later(Duration::from_secs(60))))
+                        .await;
+                    return false;
+                }
+            };
+            let Some((fetched, record)) = self.platforms.followers(&account, &token).await else {
+                let reason = "LinkedIn does not give apps a member's followers";
+                self.followers_failed(account_id, reason, far_future()).await;
+                return false;
+            };
+            self.note_window(&account, &record).await;
+            let (reason, retry_at) = match fetched {
+                Fetched::Followers(n) => {
+                    let now = Timestamp::now();
+                    let next = later(self.settings.metrics.followers_every);
+                    return match self.store.record_followers(account_id, n, now, next).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::error!(error = %e, account = %account_id, "could not store an account's followers");
+                            false
+                        }
+                    };
+                }
+                Fetched::TokenExpired if !refreshed => {
+                    refreshed = true;
+                    continue;
+                }
+                other => self.failed_read(&account, other).await,
+            };
+            self.followers_failed(account_id, &reason, retry_at).await;
+            return false;
+        }
+    }
+
+    async fn followers_failed(&self, account_id: Uuid, reason: &str, retry_at: Timestamp) {
+        tracing::warn!(account = %account_id, %reason, "an account's followers were not read");
+        if let Err(e) = self.store.followers_failed(account_id, reason, retry_at).await {
+            tracing::error!(error = %e, account = %account_id, "could not record a followers failure");
         }
     }
 }

@@ -240,6 +240,7 @@ impl Publisher {
             if handled == 0 && last_metrics.elapsed() >= self.settings.metrics.poll {
                 last_metrics = std::time::Instant::now();
                 self.collect_metrics().await;
+                self.collect_followers().await;
             }
             let sleep = match self.store.next_post_due().await {
                 // A post already due that this pass could not take waits

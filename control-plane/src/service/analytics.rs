@@ -15,11 +15,12 @@ use super::{App, TenantAccess};
 use crate::domain::{Permission, Timestamp};
 use crate::error::{FoundExt, NotFoundExt, Result};
 use crate::publishing::schedule::{self, HOURS_PER_WEEK};
-use crate::store::{Metrics, MetricsReading, Network, PostOutcome, SocialAccount};
+use crate::store::{FollowersReading, Metrics, MetricsReading, Network, PostOutcome, SocialAccount};
 
 /// How engagement rate is computed, shown next to every number that uses it.
 pub const ENGAGEMENT_RATE: &str = "Engagement rate = engagements (likes, comments, shares and saves that the \
-     platform reports) ÷ impressions. Where the platform reports no impressions, there is no rate.";
+     platform reports) ÷ impressions. Where the platform reports no impressions, engagements ÷ the account's \
+     followers on the day it was published (the nearest reading); with neither, there is no rate.";
 
 /// A metric's name as people read it.
 pub fn metric_label(name: &str) -> &'static str {
@@ -64,12 +65,25 @@ pub struct PostMetricsView {
     pub last_error: Option<String>,
 }
 
-/// Engagements ÷ impressions (see [`ENGAGEMENT_RATE`]).
-pub fn engagement_rate(metrics: &Metrics) -> Option<f64> {
-    let impressions = metrics.impressions.filter(|i| *i > 0)?;
+/// What a post's engagements are divided by: its impressions, else the
+/// account's `followers` (see [`ENGAGEMENT_RATE`]).
+pub fn rate_base(metrics: &Metrics, followers: Option<i64>) -> Option<i64> {
+    metrics.impressions.filter(|i| *i > 0).or(followers.filter(|f| *f > 0))
+}
+
+/// Engagements ÷ impressions, else ÷ `followers` (see [`ENGAGEMENT_RATE`]).
+pub fn engagement_rate(metrics: &Metrics, followers: Option<i64>) -> Option<f64> {
+    let base = rate_base(metrics, followers)?;
     #[allow(clippy::cast_precision_loss)]
-    let rate = metrics.engagements()? as f64 / impressions as f64;
+    let rate = metrics.engagements()? as f64 / base as f64;
     Some(rate)
+}
+
+/// The account's followers on `day` from its readings (sorted by day):
+/// the last reading on or before it, else the first after it.
+pub fn followers_on(readings: &[FollowersReading], day: &str) -> Option<i64> {
+    let after = readings.partition_point(|r| r.day.as_str() <= day);
+    readings.get(after.checked_sub(1).unwrap_or(after)).map(|r| r.followers)
 }
 
 /// The metrics reported in an earlier reading and absent from the latest,
@@ -216,7 +230,7 @@ pub fn score_hours(samples: &[(u16, f64)]) -> Vec<HourScore> {
 /// `by_rate` is false.
 fn measure(metrics: &Metrics, by_rate: bool) -> Option<f64> {
     if by_rate {
-        engagement_rate(metrics)
+        engagement_rate(metrics, None)
     } else {
         #[allow(clippy::cast_precision_loss)]
         metrics.engagements().map(|e| e as f64)
@@ -250,7 +264,8 @@ fn best_times_for(
     let tz = schedule::zone(time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
     let own: Vec<&PostOutcome> = history.iter().filter(|o| o.account_id == account_id).collect();
     let all: Vec<&PostOutcome> = history.iter().collect();
-    let rated = |pool: &[&PostOutcome]| pool.iter().filter(|o| engagement_rate(&o.metrics).is_some()).count();
+    let rated =
+        |pool: &[&PostOutcome]| pool.iter().filter(|o| engagement_rate(&o.metrics, None).is_some()).count();
     let counted = |pool: &[&PostOutcome]| pool.iter().filter(|o| o.metrics.engagements().is_some()).count();
     // The account's own history first, by rate where enough posts have
     // one; then the network's.
@@ -385,15 +400,34 @@ impl App {
             .collect())
     }
 
+    /// The followers of a post's account on the day it was published.
+    async fn followers_at_publishing(&self, tenant_id: Uuid, post_id: Uuid) -> Result<Option<i64>> {
+        let Some(post) = self.store.post(tenant_id, post_id).await? else { return Ok(None) };
+        let Some(published) = post.published_at else { return Ok(None) };
+        let day = published.as_datetime().date();
+        let (from, to) = (day - time::Duration::days(90), day + time::Duration::days(90));
+        let readings = self
+            .store
+            .followers(tenant_id, &from.to_string(), &to.to_string(), Some(post.account_id), None)
+            .await?;
+        Ok(followers_on(&readings, &day.to_string()))
+    }
+
     pub async fn post_metrics(&self, access: &TenantAccess, post_id: Uuid) -> Result<PostMetricsView> {
         access.require(Permission::ProjectsRead)?;
         let (readings, last_error) =
             self.store.post_metrics(access.tenant_id, post_id).await.or_not_found("post")?;
         let latest = readings.last().map(|r| r.metrics.clone());
+        let followers = match &latest {
+            Some(m) if m.impressions.is_none() => {
+                self.followers_at_publishing(access.tenant_id, post_id).await?
+            }
+            _ => None,
+        };
         Ok(PostMetricsView {
             post_id,
             engagements: latest.as_ref().and_then(Metrics::engagements),
-            engagement_rate: latest.as_ref().and_then(engagement_rate),
+            engagement_rate: latest.as_ref().and_then(|m| engagement_rate(m, followers)),
             engagement_rate_definition: ENGAGEMENT_RATE,
             no_longer_reported: no_longer_reported(&readings),
             latest,
@@ -426,9 +460,25 @@ mod tests {
             ..Metrics::default()
         };
         assert_eq!(m.engagements(), Some(14));
-        assert_eq!(engagement_rate(&m), Some(0.07));
-        assert_eq!(engagement_rate(&Metrics { likes: Some(3), ..Metrics::default() }), None);
+        assert_eq!(engagement_rate(&m, None), Some(0.07));
+        assert_eq!(engagement_rate(&m, Some(1)), Some(0.07), "impressions come first");
+        let counts = Metrics { likes: Some(3), ..Metrics::default() };
+        assert_eq!(engagement_rate(&counts, None), None);
+        assert_eq!(engagement_rate(&counts, Some(300)), Some(0.01), "else ÷ followers");
+        assert_eq!(engagement_rate(&counts, Some(0)), None);
         assert_eq!(Metrics::default().engagements(), None, "nothing reported is not zero");
+    }
+
+    #[test]
+    fn followers_on_a_day_are_the_last_reading_before_it_else_the_first_after() {
+        let a = Uuid::now_v7();
+        let r = |day: &str, followers| FollowersReading { account_id: a, day: day.into(), followers };
+        let readings = [r("2026-03-02", 100), r("2026-03-05", 110), r("2026-03-09", 130)];
+        assert_eq!(followers_on(&readings, "2026-03-01"), Some(100));
+        assert_eq!(followers_on(&readings, "2026-03-02"), Some(100));
+        assert_eq!(followers_on(&readings, "2026-03-08"), Some(110));
+        assert_eq!(followers_on(&readings, "2026-12-31"), Some(130));
+        assert_eq!(followers_on(&[], "2026-03-08"), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use uuid::Uuid;
 
-use super::analytics_reports::{AnalyticsReport, ReportQuery, Totals};
+use super::analytics_reports::{AnalyticsReport, FollowersSummary, ReportQuery, Totals};
 use super::{App, PdfFile, RealEstateSettingsView, TenantAccess};
 use crate::charts::{self, Series};
 use crate::error::{Error, FoundExt, Result};
@@ -34,7 +34,7 @@ pub fn count(v: Option<i64>) -> String {
 
 /// An engagement rate as a percentage, or why there is none.
 pub fn rate(v: Option<f64>) -> String {
-    v.map_or_else(|| "no impressions reported".into(), |r| format!("{:.2} %", r * 100.0))
+    v.map_or_else(|| "no impressions or followers".into(), |r| format!("{:.2} %", r * 100.0))
 }
 
 fn change(now: Option<f64>, before: Option<f64>) -> (String, &'static str) {
@@ -49,9 +49,10 @@ fn change(now: Option<f64>, before: Option<f64>) -> (String, &'static str) {
 }
 
 /// Posts, impressions, engagements and engagement rate, each with the
-/// previous period's and the change.
+/// previous period's and the change; then followers (where read) against
+/// the period's start.
 #[allow(clippy::cast_precision_loss)]
-pub fn kpis(now: &Totals, before: &Totals) -> Vec<Kpi> {
+pub fn kpis(now: &Totals, before: &Totals, followers: Option<&FollowersSummary>) -> Vec<Kpi> {
     let f = |v: Option<i64>| v.map(|v| v as f64);
     let posts = |t: &Totals| Some(t.posts as f64);
     [
@@ -85,6 +86,16 @@ pub fn kpis(now: &Totals, before: &Totals) -> Vec<Kpi> {
         let (change, trend) = change(n, b);
         Kpi { label, value, previous, change, trend }
     })
+    .chain(followers.map(|f| {
+        let (change, trend) = change(Some(f.latest as f64), Some(f.at_start as f64));
+        Kpi {
+            label: "Followers",
+            value: f.latest.to_string(),
+            previous: f.at_start.to_string(),
+            change,
+            trend,
+        }
+    }))
     .collect()
 }
 
@@ -95,6 +106,8 @@ pub struct ReportCharts {
     pub over_time_title: String,
     pub over_time: String,
     pub by_network: String,
+    /// Followers over the period; empty when none were read.
+    pub followers: String,
 }
 
 fn chart(result: std::result::Result<String, String>) -> String {
@@ -144,7 +157,33 @@ impl AnalyticsReport {
                 "engagements",
             ))
         };
-        ReportCharts { over_time_title, over_time, by_network }
+        let followers = match &self.followers {
+            Some(f) => {
+                let values: Vec<Option<f64>> =
+                    f.series.iter().map(|p| p.followers.map(|n| n as f64)).collect();
+                let described = f
+                    .series
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}: {}",
+                            p.start,
+                            p.followers.map_or("not read yet".into(), |n| n.to_string())
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                chart(charts::line(
+                    &format!("Followers by the end of each {}, {} to {}", self.bucket, self.from, self.to),
+                    &described,
+                    &labels,
+                    &[Series { name: "Followers", values }],
+                    "followers",
+                ))
+            }
+            None => String::new(),
+        };
+        ReportCharts { over_time_title, over_time, by_network, followers }
     }
 }
 
@@ -224,6 +263,9 @@ impl App {
         if !charts.by_network.is_empty() {
             sections.push(Section::Chart { title: "Engagements by network".into(), svg: charts.by_network });
         }
+        if !charts.followers.is_empty() {
+            sections.push(Section::Chart { title: "Followers".into(), svg: charts.followers });
+        }
         sections.push(Section::Table {
             title: "By network".into(),
             columns: totals_columns("Network"),
@@ -267,7 +309,7 @@ impl App {
             title: "Analytics report".into(),
             organisation: tenant.name.to_string(),
             context,
-            tiles: kpis(&r.totals, &r.previous)
+            tiles: kpis(&r.totals, &r.previous, r.followers.as_ref())
                 .into_iter()
                 .map(|k| Tile {
                     label: k.label.into(),

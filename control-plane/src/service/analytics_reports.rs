@@ -10,12 +10,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::analytics::engagement_rate;
+use super::analytics::{engagement_rate, followers_on, rate_base};
 use super::{App, TenantAccess};
 use crate::domain::{Permission, Timestamp};
 use crate::error::{Error, Result};
 use crate::publishing::schedule;
-use crate::store::{Network, PerformanceFilter, PostPerformance};
+use crate::store::{FollowersReading, Network, PerformanceFilter, PostPerformance};
 
 /// At most this many posts are read for one report.
 const REPORT_LIMIT: i64 = 50_000;
@@ -25,8 +25,9 @@ const MAX_DAYS: i32 = 366;
 const TOP_POSTS: usize = 10;
 
 /// How engagement rate is computed over several posts.
-pub const AGGREGATE_RATE: &str = "Engagement rate over several posts = the engagements of the posts whose \
-     platform reports impressions ÷ those posts' impressions. Each post counts with its latest reading.";
+pub const AGGREGATE_RATE: &str = "Engagement rate over several posts = their engagements ÷ their impressions, \
+     where a post whose platform reports no impressions counts its account's followers on the day it was \
+     published instead; posts with neither are left out. Each post counts with its latest reading.";
 
 /// Which posts a report covers and how it groups them. Every field is
 /// optional; an empty value is the same as none.
@@ -75,9 +76,9 @@ impl Totals {
             }
             if let Some(e) = p.metrics.engagements() {
                 *t.engagements.get_or_insert(0) += e;
-                if let Some(i) = p.metrics.impressions.filter(|i| *i > 0) {
+                if let Some(base) = rate_base(&p.metrics, p.followers) {
                     rated_engagements += e;
-                    rated_impressions += i;
+                    rated_impressions += base;
                 }
             }
         }
@@ -120,6 +121,32 @@ pub struct TopPost {
     pub engagement_rate: Option<f64>,
 }
 
+/// The followers at the end of one bucket of the period.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FollowersPoint {
+    /// The bucket's first day.
+    pub start: String,
+    /// The selected accounts' followers by the bucket's last day (each
+    /// account's last reading up to then); null before any reading.
+    pub followers: Option<i64>,
+}
+
+/// The audience of the accounts a report selects. The account and network
+/// filters narrow it; projects and campaigns do not (an audience belongs to
+/// an account, not to a campaign). Read once a day per account.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FollowersSummary {
+    /// Accounts with a reading by the period's end.
+    pub accounts: i64,
+    /// Their followers at the period's end.
+    pub latest: i64,
+    /// Their followers when the period began (each account's last reading
+    /// before it, else its first in it).
+    pub at_start: i64,
+    /// One point per bucket of `series`.
+    pub series: Vec<FollowersPoint>,
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AnalyticsReport {
     pub from: String,
@@ -137,6 +164,8 @@ pub struct AnalyticsReport {
     pub series: Vec<SeriesPoint>,
     /// By engagements, most first.
     pub top_posts: Vec<TopPost>,
+    /// Null when none of the selected accounts' followers were read yet.
+    pub followers: Option<FollowersSummary>,
     pub engagement_rate_definition: &'static str,
     /// More than 50,000 posts: the report covers the first 50,000.
     pub truncated: bool,
@@ -191,6 +220,60 @@ fn next_bucket(d: Date, bucket: &str) -> Option<Date> {
         _ => jiff::Span::new().days(1),
     };
     d.checked_add(step).ok()
+}
+
+/// Readings by account, each account's sorted by day (as the store gives them).
+fn group_by_account(readings: &[FollowersReading]) -> std::collections::HashMap<Uuid, Vec<FollowersReading>> {
+    let mut by_account: std::collections::HashMap<Uuid, Vec<FollowersReading>> =
+        std::collections::HashMap::new();
+    for r in readings {
+        by_account.entry(r.account_id).or_default().push(r.clone());
+    }
+    by_account
+}
+
+/// The selected accounts' followers over the period's buckets; `None`
+/// when no account has a reading by the period's end.
+fn followers_summary(
+    by_account: &std::collections::HashMap<Uuid, Vec<FollowersReading>>,
+    from: Date,
+    series: &[SeriesPoint],
+) -> Option<FollowersSummary> {
+    // The sum, over accounts with a reading on or before `day`, of each one's last such reading.
+    let by = |day: &str| -> Option<i64> {
+        let mut total = None;
+        for readings in by_account.values() {
+            let known = readings.partition_point(|r| r.day.as_str() <= day);
+            if let Some(r) = known.checked_sub(1).and_then(|i| readings.get(i)) {
+                *total.get_or_insert(0) += r.followers;
+            }
+        }
+        total
+    };
+    let mut points = Vec::with_capacity(series.len());
+    for (i, point) in series.iter().enumerate() {
+        // A bucket ends the day before the next one starts; the last one with the period.
+        let end = match series.get(i + 1) {
+            Some(next) => {
+                next.start.parse::<Date>().ok().and_then(|d| d.yesterday().ok()).map(|d| d.to_string())
+            }
+            None => None,
+        };
+        let end = end.unwrap_or_else(|| "9999-12-31".to_owned());
+        points.push(FollowersPoint { start: point.start.clone(), followers: by(&end) });
+    }
+    let latest = points.last().and_then(|p| p.followers)?;
+    let accounts = by_account.values().filter(|r| !r.is_empty()).count();
+    let at_start: i64 = by_account
+        .values()
+        .filter_map(|r| followers_on(r, &from.yesterday().unwrap_or(from).to_string()))
+        .sum();
+    Some(FollowersSummary {
+        accounts: i64::try_from(accounts).unwrap_or(i64::MAX),
+        latest,
+        at_start,
+        series: points,
+    })
 }
 
 impl App {
@@ -272,14 +355,35 @@ impl App {
     pub async fn analytics_report(&self, access: &TenantAccess, q: &ReportQuery) -> Result<AnalyticsReport> {
         let scope = self.report_scope(access, q).await?;
         let tz = schedule::zone(&scope.zone).map_err(|m| Error::invalid("time_zone", m))?;
-        let (posts, truncated) = self.report_posts(access, &scope).await?;
+        let (mut posts, truncated) = self.report_posts(access, &scope).await?;
         // The period of the same length just before.
         let length = jiff::Span::new().days(i64::from((scope.to - scope.from).get_days()) + 1);
         let previous_to = scope.from.yesterday().unwrap_or(scope.from);
         let previous_from = scope.from.checked_sub(length).unwrap_or(scope.from);
         let mut previous_scope = PerformanceFilter { to: scope.filter.from, ..scope.filter.clone() };
         previous_scope.from = schedule::at_local(previous_from, 0, &tz);
-        let previous = self.store.post_performance(access.tenant_id, &previous_scope, REPORT_LIMIT).await?;
+        let mut previous =
+            self.store.post_performance(access.tenant_id, &previous_scope, REPORT_LIMIT).await?;
+        // Followers from 90 days before the previous period to the end.
+        let readings = self
+            .store
+            .followers(
+                access.tenant_id,
+                &previous_from.checked_sub(jiff::Span::new().days(90)).unwrap_or(previous_from).to_string(),
+                &scope.to.to_string(),
+                scope.filter.account_id,
+                scope.filter.network.as_deref(),
+            )
+            .await?;
+        let by_account = group_by_account(&readings);
+        for p in posts.iter_mut().chain(previous.iter_mut()) {
+            if p.metrics.impressions.is_none()
+                && let Some(of_account) = by_account.get(&p.account_id)
+            {
+                p.followers =
+                    followers_on(of_account, &schedule::local_date(p.published_at, &tz).to_string());
+            }
+        }
 
         let mut by_network: Vec<NetworkTotals> = Vec::new();
         for network in <Network as strum::IntoEnumIterator>::iter() {
@@ -303,6 +407,7 @@ impl App {
             series.push(SeriesPoint { start: start.to_string(), totals: Totals::of(&posts[first..taken]) });
             start = next;
         }
+        let followers = followers_summary(&by_account, scope.from, &series);
         let mut ranked: Vec<&PostPerformance> =
             posts.iter().filter(|p| p.metrics.engagements().is_some()).collect();
         ranked.sort_by(|a, b| {
@@ -321,7 +426,7 @@ impl App {
                     platform_url: p.platform_url.clone(),
                     impressions: p.metrics.impressions,
                     engagements: p.metrics.engagements(),
-                    engagement_rate: engagement_rate(&p.metrics),
+                    engagement_rate: engagement_rate(&p.metrics, p.followers),
                 })
             })
             .collect();
@@ -337,6 +442,7 @@ impl App {
             by_network,
             series,
             top_posts,
+            followers,
             engagement_rate_definition: AGGREGATE_RATE,
             truncated,
         })
@@ -387,7 +493,7 @@ impl App {
             ];
             row.extend(p.metrics.named().iter().map(|(_, v)| cell(*v)));
             row.push(cell(p.metrics.engagements()));
-            row.push(engagement_rate(&p.metrics).map(|r| format!("{r:.6}")).unwrap_or_default());
+            row.push(engagement_rate(&p.metrics, p.followers).map(|r| format!("{r:.6}")).unwrap_or_default());
             out.write_record(&row).map_err(failed)?;
         }
         let bytes = out.into_inner().map_err(|e| Error::Internal(anyhow::anyhow!("writing CSV: {e}")))?;
@@ -419,6 +525,7 @@ mod tests {
             platform_url: None,
             collected_at: likes.map(|_| Timestamp::now()),
             metrics: Metrics { impressions, likes, ..Metrics::default() },
+            followers: None,
         }
     }
 
@@ -431,6 +538,39 @@ mod tests {
         assert_eq!(t.engagement_rate, Some(0.1), "the Mastodon post has no impressions");
         let none = Totals::of(&[post("x", None, None)]);
         assert_eq!((none.impressions, none.engagements, none.engagement_rate), (None, None, None));
+        // With its account's followers known, the Mastodon post counts them instead.
+        let mut toot = post("mastodon", None, Some(50));
+        toot.followers = Some(400);
+        let t = Totals::of(&[post("x", Some(100), Some(10)), toot]);
+        assert_eq!(t.engagement_rate, Some(60.0 / 500.0));
+    }
+
+    #[test]
+    fn followers_over_the_period_sum_each_accounts_last_reading() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let r = |account, day: &str, followers| FollowersReading {
+            account_id: account,
+            day: day.into(),
+            followers,
+        };
+        let readings = [
+            r(a, "2027-02-27", 100),
+            r(a, "2027-03-02", 110),
+            r(a, "2027-03-04", 120),
+            r(b, "2027-03-03", 50),
+        ];
+        let by_account = group_by_account(&readings);
+        let bucket = |start: &str| SeriesPoint { start: start.into(), totals: Totals::default() };
+        let series = [bucket("2027-03-01"), bucket("2027-03-02"), bucket("2027-03-03"), bucket("2027-03-04")];
+        let f = followers_summary(&by_account, "2027-03-01".parse().unwrap(), &series).unwrap();
+        let points: Vec<Option<i64>> = f.series.iter().map(|p| p.followers).collect();
+        assert_eq!(points, [Some(100), Some(110), Some(160), Some(170)]);
+        assert_eq!(
+            (f.accounts, f.latest, f.at_start),
+            (2, 170, 150),
+            "b's first reading stands for its start"
+        );
+        assert!(followers_summary(&group_by_account(&[]), "2027-03-01".parse().unwrap(), &series).is_none());
     }
 
     #[test]

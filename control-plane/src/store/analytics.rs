@@ -115,6 +115,25 @@ pub struct PostPerformance {
     /// When it was last read; `None`: not read yet.
     pub collected_at: Option<Timestamp>,
     pub metrics: Metrics,
+    /// The account's followers when it was published, where the service
+    /// needs them for a rate (the store leaves this `None`).
+    pub followers: Option<i64>,
+}
+
+/// An account's followers on a UTC day (the day's latest reading).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowersReading {
+    pub account_id: Uuid,
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub followers: i64,
+}
+
+/// An account whose followers are due to be read, and the schedule seen.
+#[derive(Debug, Clone)]
+pub struct DueFollowers {
+    pub account_id: Uuid,
+    pub next_at: Option<Timestamp>,
 }
 
 #[async_trait]
@@ -169,4 +188,39 @@ pub trait AnalyticsStore: Send + Sync {
         filter: &PerformanceFilter,
         limit: i64,
     ) -> Result<Vec<PostPerformance>>;
+    /// Connected accounts, not rate limited, whose followers are due
+    /// (`next_at` has come, or never read), at most `limit`.
+    async fn followers_due(&self, now: Timestamp, limit: i64) -> Result<Vec<DueFollowers>>;
+    /// Claims an account's followers round (compare-and-set, as
+    /// [`Self::claim_metrics`]).
+    async fn claim_followers(
+        &self,
+        account_id: Uuid,
+        seen: Option<Timestamp>,
+        until: Timestamp,
+    ) -> Result<bool>;
+    /// Records the account's followers for the UTC day of `collected_at`
+    /// (replacing that day's earlier reading) and the next time.
+    async fn record_followers(
+        &self,
+        account_id: Uuid,
+        followers: i64,
+        collected_at: Timestamp,
+        next_at: Timestamp,
+    ) -> Result<()>;
+    /// Records a failed followers round (`retry_at` far away: not read again).
+    async fn followers_failed(&self, account_id: Uuid, error: &str, retry_at: Timestamp) -> Result<()>;
+    /// The tenant's followers readings from `from_day` to `to_day`
+    /// (inclusive, `YYYY-MM-DD`), of one account or one network's or all,
+    /// by account then day.
+    async fn followers(
+        &self,
+        tenant_id: Uuid,
+        from_day: &str,
+        to_day: &str,
+        account_id: Option<Uuid>,
+        network: Option<&str>,
+    ) -> Result<Vec<FollowersReading>>;
+    /// An account's last followers failure, if its last round failed.
+    async fn followers_error(&self, tenant_id: Uuid, account_id: Uuid) -> Result<Option<String>>;
 }

@@ -49,6 +49,10 @@ struct AnalyticsPage {
     kpis: Vec<Kpi>,
     over_time: String,
     by_network: String,
+    /// Followers over the period (SVG); empty when none were read.
+    followers_chart: String,
+    /// Each bucket's first day and its followers, for the table.
+    followers: Vec<(String, String)>,
     series: Vec<Row>,
     networks: Vec<Row>,
     top: Vec<Top>,
@@ -138,7 +142,7 @@ pub async fn page(
         None => Vec::new(),
     };
     let view = AnalyticsPage {
-        kpis: kpis(&report.totals, &report.previous),
+        kpis: kpis(&report.totals, &report.previous, report.followers.as_ref()),
         series: report.series.iter().map(|p| row(p.start.clone(), &p.totals)).collect(),
         networks: report.by_network.iter().map(|n| row(n.network.label().to_owned(), &n.totals)).collect(),
         top: report
@@ -195,6 +199,17 @@ pub async fn page(
         pdf_href: format!("{}?{}", page.path("/analytics/report.pdf"), query_string(&q)),
         over_time: charts.over_time,
         by_network: charts.by_network,
+        followers_chart: charts.followers,
+        followers: report
+            .followers
+            .as_ref()
+            .map(|f| {
+                f.series
+                    .iter()
+                    .map(|p| (p.start.clone(), p.followers.map_or("not read yet".into(), |n| n.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default(),
         report,
         shell: page.shell,
     };

@@ -468,7 +468,7 @@ fn metrics_card(view: &crate::service::PostMetricsView, network: &str) -> Metric
         stats.push((
             "Engagement rate".to_owned(),
             view.engagement_rate
-                .map_or_else(|| "no impressions reported".to_owned(), |r| format!("{:.1}%", r * 100.0)),
+                .map_or_else(|| "no impressions or followers".to_owned(), |r| format!("{:.1}%", r * 100.0)),
         ));
     }
     MetricsCard {

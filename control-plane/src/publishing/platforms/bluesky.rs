@@ -4,15 +4,19 @@
 //! 400 `ExpiredToken`, not a 401. Posts are `app.bsky.feed.post` records
 //! created with a record key Marketer chooses (a TID derived from the post's
 //! id and generation), so after an unknown outcome `getRecord` tells
-//! whether the post exists before anything is sent again.
+//! whether the post exists before anything is sent again. A post's counts
+//! come from the AppView (`getPosts`).
 
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use super::{Answer, CallRecord, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, limited_until};
+use super::{
+    Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, count,
+    limited_until, metrics_answer,
+};
 use crate::domain::Timestamp;
-use crate::store::{SocialAccount, SocialPost};
+use crate::store::{Metrics, SocialAccount, SocialPost};
 
 pub const DEFAULT_SERVICE: &str = "https://bsky.social";
 const COLLECTION: &str = "app.bsky.feed.post";
@@ -118,24 +122,33 @@ pub async fn publish(
     }
 }
 
-/// Whether the record of the post's generation exists.
-pub async fn find(p: &Platforms, account: &SocialAccount, post: &SocialPost) -> (Found, CallRecord) {
-    let rkey = record_key(post.id, post.generation);
+/// The account's post record `rkey` (`com.atproto.repo.getRecord`).
+async fn get_record(p: &Platforms, account: &SocialAccount, rkey: &str) -> Result<Answer, String> {
     let request = p.http().get(format!("{}/xrpc/com.atproto.repo.getRecord", base(account))).query(&[
         ("repo", account.external_id.as_str()),
         ("collection", COLLECTION),
-        ("rkey", rkey.as_str()),
+        ("rkey", rkey),
     ]);
-    let answer = match Answer::fetch(request, "Bluesky").await {
+    Answer::fetch(request, "Bluesky").await
+}
+
+/// The PDS's answer that a record does not exist.
+fn record_not_found(answer: &Answer) -> bool {
+    matches!(answer.status, StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND)
+        && error_name(answer) == "RecordNotFound"
+}
+
+/// Whether the record of the post's generation exists.
+pub async fn find(p: &Platforms, account: &SocialAccount, post: &SocialPost) -> (Found, CallRecord) {
+    let rkey = record_key(post.id, post.generation);
+    let answer = match get_record(p, account, &rkey).await {
         Ok(a) => a,
         Err(reason) => return (Found::Unknown { reason }, CallRecord::default()),
     };
     let record = answer.record();
     let found = match answer.status {
         s if s.is_success() => Found::Present { id: rkey.clone(), url: Some(post_url(&post.handle, &rkey)) },
-        StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND if error_name(&answer) == "RecordNotFound" => {
-            Found::Absent
-        }
+        _ if record_not_found(&answer) => Found::Absent,
         StatusCode::TOO_MANY_REQUESTS => Found::RateLimited {
             until: limited_until(&answer.headers, Timestamp::now()),
             note: "Bluesky rate limit on reading".into(),
@@ -143,6 +156,105 @@ pub async fn find(p: &Platforms, account: &SocialAccount, post: &SocialPost) -> 
         s => Found::Unknown { reason: format!("Bluesky answered {}: {}", s.as_u16(), answer.message()) },
     };
     (found, record)
+}
+
+/// A post's counts (`app.bsky.feed.getPosts`): likes, replies (comments),
+/// reposts and quotes (shares), bookmarks (saves); Bluesky has no
+/// impressions. Read from the AppView: through the account's PDS, which
+/// proxies `app.bsky.*` with the session, or from a public AppView when
+/// the server is configured with one. A post the AppView does not show is
+/// looked up in the repository: gone if its record is, else not indexed
+/// yet (read again later).
+pub async fn metrics(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    rkey: &str,
+) -> (Fetched, CallRecord) {
+    let uri = format!("at://{}/{COLLECTION}/{rkey}", account.external_id);
+    let request = appview(p, account, token, "app.bsky.feed.getPosts");
+    let answer = match Answer::fetch(request.query(&[("uris", uri.as_str())]), "Bluesky").await {
+        Ok(a) => a,
+        Err(reason) => return (Fetched::Failed { reason }, CallRecord::default()),
+    };
+    if answer.status == StatusCode::BAD_REQUEST && error_name(&answer) == "ExpiredToken" {
+        return (Fetched::TokenExpired, answer.record());
+    }
+    let (body, record) = match metrics_answer(Ok(answer), "Bluesky") {
+        Ok(found) => found,
+        Err(failed) => return *failed,
+    };
+    let posts = body["posts"].as_array().cloned().unwrap_or_default();
+    let Some(view) = posts.iter().find(|v| v["uri"] == uri.as_str()) else {
+        let gone = match get_record(p, account, rkey).await {
+            Ok(answer) => record_not_found(&answer),
+            Err(_) => false,
+        };
+        return if gone {
+            (Fetched::Gone, record)
+        } else {
+            (Fetched::Failed { reason: "Bluesky's AppView does not show the post yet".into() }, record)
+        };
+    };
+    let shares = match (count(view, "repostCount"), count(view, "quoteCount")) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    };
+    let metrics = Metrics {
+        likes: count(view, "likeCount"),
+        comments: count(view, "replyCount"),
+        shares,
+        saves: count(view, "bookmarkCount"),
+        ..Metrics::default()
+    };
+    let raw = serde_json::json!({
+        "likeCount": view.get("likeCount"),
+        "replyCount": view.get("replyCount"),
+        "repostCount": view.get("repostCount"),
+        "quoteCount": view.get("quoteCount"),
+        "bookmarkCount": view.get("bookmarkCount"),
+    });
+    (Fetched::Metrics { metrics, raw: raw.to_string() }, record)
+}
+
+/// The account's followers (`app.bsky.actor.getProfile`'s
+/// `followersCount`, from the AppView as [`metrics`] reads it).
+pub async fn followers(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+) -> (Fetched, CallRecord) {
+    let request = appview(p, account, token, "app.bsky.actor.getProfile")
+        .query(&[("actor", account.external_id.as_str())]);
+    let answer = match Answer::fetch(request, "Bluesky").await {
+        Ok(a) => a,
+        Err(reason) => return (Fetched::Failed { reason }, CallRecord::default()),
+    };
+    if answer.status == StatusCode::BAD_REQUEST && error_name(&answer) == "ExpiredToken" {
+        return (Fetched::TokenExpired, answer.record());
+    }
+    let (body, record) = match metrics_answer(Ok(answer), "Bluesky") {
+        Ok(found) => found,
+        Err(failed) => return *failed,
+    };
+    match count(&body, "followersCount") {
+        Some(n) => (Fetched::Followers(n), record),
+        None => (Fetched::Failed { reason: "Bluesky answered without followersCount".into() }, record),
+    }
+}
+
+/// A read of the AppView's `method`: from the configured public AppView,
+/// else through the account's PDS with its session.
+fn appview(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    method: &str,
+) -> reqwest::RequestBuilder {
+    match &p.settings.bluesky_appview_url {
+        Some(appview) => p.http().get(format!("{}/xrpc/{method}", appview.trim_end_matches('/'))),
+        None => p.http().get(format!("{}/xrpc/{method}", base(account))).bearer_auth(token.expose_secret()),
+    }
 }
 
 pub async fn delete(

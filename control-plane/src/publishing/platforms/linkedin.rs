@@ -14,7 +14,8 @@
 //! member's token.
 //!
 //! Every call to the versioned API carries `Linkedin-Version` and
-//! `X-Restli-Protocol-Version: 2.0.0`. LinkedIn's limits are per day,
+//! `X-Restli-Protocol-Version: 2.0.0`. Post statistics exist for
+//! organisation pages' posts only. LinkedIn's limits are per day,
 //! resetting at midnight UTC, and its 429s carry no reset header, so a
 //! limited account waits for the next midnight UTC unless told otherwise.
 
@@ -22,11 +23,11 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    Answer, CallRecord, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, oauth_refreshed,
-    oauth_tokens,
+    Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, count,
+    metrics_answer, oauth_refreshed, oauth_tokens,
 };
 use crate::domain::Timestamp;
-use crate::store::{Network, SocialAccount, SocialPost};
+use crate::store::{Metrics, Network, SocialAccount, SocialPost};
 
 /// The API version Marketer speaks (monthly versions live a year).
 pub const VERSION: &str = "202601";
@@ -230,6 +231,123 @@ pub async fn delete(p: &Platforms, token: &SecretString, id: &str) -> Result<Cal
     } else {
         Err(format!("LinkedIn refused to delete the post ({}): {}", answer.status.as_u16(), answer.message()))
     }
+}
+
+/// A post's lifetime statistics (`GET /rest/organizationalEntityShareStatistics`,
+/// the organisation finder with `shares=List(…)` or `ugcPosts=List(…)`):
+/// impressions, clicks (link clicks), likes, comments and shares. LinkedIn
+/// gives these for organisation pages' posts only (`None` for a member's);
+/// a post with no activity yet has no element, which reads as zeros
+/// (unless the post itself is gone).
+pub async fn metrics(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    urn: &str,
+) -> Option<(Fetched, CallRecord)> {
+    if !account.external_id.starts_with("urn:li:organization:") {
+        return None;
+    }
+    let list = if urn.starts_with("urn:li:ugcPost:") { "ugcPosts" } else { "shares" };
+    // Rest.li: the values are encoded, the List(…) syntax is not.
+    let url = format!(
+        "{}?q=organizationalEntity&organizationalEntity={}&{list}=List({})",
+        api(p, "/rest/organizationalEntityShareStatistics"),
+        encoded(&account.external_id),
+        encoded(urn)
+    );
+    let answer = Answer::fetch(rest(p.http().get(url), token), "LinkedIn").await;
+    let now = Timestamp::now();
+    let limited_at = answer.as_ref().ok().map(|a| limited(a, now));
+    let (body, record) = match metrics_answer(answer, "LinkedIn") {
+        Ok(found) => found,
+        Err(failed) => {
+            let (fetched, record) = *failed;
+            // LinkedIn's limits are daily: a 429 without a reset waits for midnight UTC.
+            return Some(match (fetched, limited_at) {
+                (Fetched::RateLimited { note, .. }, Some(until)) => {
+                    (Fetched::RateLimited { until, note }, record)
+                }
+                (fetched, _) => (fetched, record),
+            });
+        }
+    };
+    let elements = body["elements"].as_array().cloned().unwrap_or_default();
+    let mine = elements.iter().find(|e| e["share"] == urn || e["ugcPost"] == urn);
+    let empty = serde_json::json!({});
+    let stats = match mine {
+        Some(element) => element.get("totalShareStatistics").unwrap_or(&empty),
+        None if elements.is_empty() => {
+            // No element: no activity yet, or the post is gone.
+            let request = rest(p.http().get(api(p, &format!("/rest/posts/{}", encoded(urn)))), token);
+            if let Ok(post) = Answer::fetch(request, "LinkedIn").await
+                && matches!(post.status, StatusCode::NOT_FOUND | StatusCode::GONE)
+            {
+                return Some((Fetched::Gone, post.record()));
+            }
+            let zeros = Metrics {
+                impressions: Some(0),
+                likes: Some(0),
+                comments: Some(0),
+                shares: Some(0),
+                link_clicks: Some(0),
+                ..Metrics::default()
+            };
+            return Some((Fetched::Metrics { metrics: zeros, raw: body.to_string() }, record));
+        }
+        None => {
+            return Some((
+                Fetched::Failed { reason: "LinkedIn answered with another post's statistics".into() },
+                record,
+            ));
+        }
+    };
+    let metrics = Metrics {
+        impressions: count(stats, "impressionCount"),
+        reach: count(stats, "uniqueImpressionsCount"),
+        likes: count(stats, "likeCount"),
+        comments: count(stats, "commentCount"),
+        shares: count(stats, "shareCount"),
+        link_clicks: count(stats, "clickCount"),
+        ..Metrics::default()
+    };
+    Some((Fetched::Metrics { metrics, raw: stats.to_string() }, record))
+}
+
+/// An organisation page's followers (`GET /rest/networkSizes/{urn}` with
+/// `edgeType=COMPANY_FOLLOWED_BY_MEMBER`: `firstDegreeSize`). LinkedIn
+/// does not give apps a member's followers (`None`).
+pub async fn followers(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+) -> Option<(Fetched, CallRecord)> {
+    if !account.external_id.starts_with("urn:li:organization:") {
+        return None;
+    }
+    let url = format!(
+        "{}?edgeType=COMPANY_FOLLOWED_BY_MEMBER",
+        api(p, &format!("/rest/networkSizes/{}", encoded(&account.external_id)))
+    );
+    let answer = Answer::fetch(rest(p.http().get(url), token), "LinkedIn").await;
+    let now = Timestamp::now();
+    let limited_at = answer.as_ref().ok().map(|a| limited(a, now));
+    let (body, record) = match metrics_answer(answer, "LinkedIn") {
+        Ok(found) => found,
+        Err(failed) => {
+            let (fetched, record) = *failed;
+            return Some(match (fetched, limited_at) {
+                (Fetched::RateLimited { note, .. }, Some(until)) => {
+                    (Fetched::RateLimited { until, note }, record)
+                }
+                (fetched, _) => (fetched, record),
+            });
+        }
+    };
+    Some(match count(&body, "firstDegreeSize") {
+        Some(n) => (Fetched::Followers(n), record),
+        None => (Fetched::Failed { reason: "LinkedIn answered without firstDegreeSize".into() }, record),
+    })
 }
 
 fn client(p: &Platforms) -> (String, String) {

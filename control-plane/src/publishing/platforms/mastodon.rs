@@ -141,6 +141,26 @@ pub async fn metrics(
     (Fetched::Metrics { metrics, raw: raw.to_string() }, record)
 }
 
+/// The account's followers (`followers_count` of `verify_credentials`).
+pub async fn followers(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+) -> (Fetched, CallRecord) {
+    let request = p
+        .http()
+        .get(format!("{}/api/v1/accounts/verify_credentials", base(account)))
+        .bearer_auth(token.expose_secret());
+    let (body, record) = match metrics_answer(Answer::fetch(request, "the instance").await, "the instance") {
+        Ok(found) => found,
+        Err(failed) => return *failed,
+    };
+    match count(&body, "followers_count") {
+        Some(n) => (Fetched::Followers(n), record),
+        None => (Fetched::Failed { reason: "the instance answered without followers_count".into() }, record),
+    }
+}
+
 pub async fn find(
     p: &Platforms,
     account: &SocialAccount,

@@ -18,6 +18,12 @@
 //! caption), `FINISHED` (not published: publish it), `EXPIRED` (make a new
 //! one). Instagram does not let apps delete posts.
 //!
+//! Metrics: a Page post's reactions, comments and shares with its lifetime
+//! insights in one read; an Instagram media's insights. Meta retires
+//! metrics from time to time and then refuses a request that names one:
+//! the read is made again without it, so the metric is absent from that
+//! reading on, never zero.
+//!
 //! Meta reports its limits as usage percentages (`X-App-Usage`,
 //! `X-Business-Use-Case-Usage` with `estimated_time_to_regain_access` in
 //! minutes) and throttle error codes (4, 17, 32, 613, 80001): an account at
@@ -28,13 +34,12 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Answer, CallRecord, Found, Granted, Health, Platforms, Profile, Sent};
+use super::{Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Sent, count};
 use crate::domain::Timestamp;
-use crate::store::{Network, SocialAccount, SocialPost};
+use crate::store::{Metrics, Network, SocialAccount, SocialPost};
 
-pub const FACEBOOK_SCOPES: &str = "pages_show_list,pages_manage_posts,pages_read_engagement";
-pub const INSTAGRAM_SCOPES: &str =
-    "pages_show_list,pages_read_engagement,instagram_basic,instagram_content_publish";
+pub const FACEBOOK_SCOPES: &str = "pages_show_list,pages_manage_posts,pages_read_engagement,read_insights";
+pub const INSTAGRAM_SCOPES: &str = "pages_show_list,pages_read_engagement,instagram_basic,instagram_content_publish,instagram_manage_insights";
 
 fn graph(p: &Platforms, path: &str) -> String {
     format!("{}{path}", p.settings.meta_graph_url.trim_end_matches('/'))
@@ -691,6 +696,195 @@ pub async fn ig_check(p: &Platforms, account: &SocialAccount, token: &SecretStri
         Sent::Refused { error, .. } => Health::Unauthorized { reason: error },
         _ => Health::Unreachable { reason: format!("Instagram answered: {}", answer.message()) },
     }
+}
+
+/// What a failed metrics read means (Meta's error codes): a dead token,
+/// a throttle, a post that is gone, or a failure to try again later.
+fn metrics_failure(answer: &Answer, whom: &str) -> Fetched {
+    let e = graph_error(answer);
+    match (e.code, e.subcode) {
+        (190 | 102, _) => Fetched::TokenExpired,
+        (c, _) if throttled(c) => Fetched::RateLimited {
+            until: regain_access(&answer.headers, Timestamp::now()),
+            note: format!("Meta's limit (code {c})"),
+        },
+        (100, 33) => Fetched::Gone,
+        _ if answer.status == StatusCode::NOT_FOUND => Fetched::Gone,
+        (c, _) => Fetched::Failed {
+            reason: format!("{whom} answered {} (code {c}): {}", answer.status.as_u16(), e.message),
+        },
+    }
+}
+
+/// The metrics among `asked` that an "invalid metric" error (code 100)
+/// rejects: Meta retires metrics from time to time and then refuses the
+/// whole request, naming the valid ones ("must be one of the following
+/// values: …") or the rejected one.
+fn rejected_metrics(answer: &Answer, asked: &[&'static str]) -> Vec<&'static str> {
+    let e = graph_error(answer);
+    if e.code != 100 {
+        return Vec::new();
+    }
+    let message = e.message.to_ascii_lowercase();
+    let word = |text: &str, name: &str| {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|w| w == name)
+    };
+    if let Some((_, valid)) = message.split_once("following values:") {
+        return asked.iter().copied().filter(|m| !word(valid, m)).collect();
+    }
+    asked.iter().copied().filter(|m| word(&message, m)).collect()
+}
+
+/// The lifetime value of each insight in Meta's `{"data": [{"name", "values": [{"value"}]}]}`.
+fn insight_values(insights: &serde_json::Value) -> std::collections::HashMap<String, i64> {
+    insights["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| {
+            let name = i["name"].as_str()?;
+            let value = i["values"].as_array()?.last()?["value"].as_i64().filter(|v| *v >= 0)?;
+            Some((name.to_owned(), value))
+        })
+        .collect()
+}
+
+/// Reads `url` with Meta's `fields`/`metric` parameter built from `metrics`,
+/// dropping the metrics Meta says it no longer has (each at most once) so a
+/// retired metric is absent from the reading rather than failing it.
+async fn read_insights(
+    p: &Platforms,
+    token: &SecretString,
+    url: &str,
+    whom: &str,
+    mut metrics: Vec<&'static str>,
+    query: impl Fn(&[&'static str]) -> (&'static str, String),
+) -> Result<(serde_json::Value, CallRecord), Box<(Fetched, CallRecord)>> {
+    loop {
+        let (key, value) = query(&metrics);
+        let request =
+            p.http().get(url).query(&[(key, value.as_str()), ("access_token", token.expose_secret())]);
+        let answer = match Answer::fetch(request, whom).await {
+            Ok(a) => a,
+            Err(reason) => return Err(Box::new((Fetched::Failed { reason }, CallRecord::default()))),
+        };
+        let record = answer.record();
+        if answer.status.is_success() {
+            let body = answer.json();
+            if !body.is_object() {
+                let reason = format!("{whom} answered with no JSON object");
+                return Err(Box::new((Fetched::Failed { reason }, record)));
+            }
+            return Ok((body, record));
+        }
+        let rejected = rejected_metrics(&answer, &metrics);
+        if rejected.is_empty() || rejected.len() == metrics.len() {
+            return Err(Box::new((metrics_failure(&answer, whom), record)));
+        }
+        tracing::warn!(
+            platform = whom,
+            ?rejected,
+            "Meta no longer reports these metrics; reading without them"
+        );
+        metrics.retain(|m| !rejected.contains(m));
+    }
+}
+
+/// The insights Marketer asks of a Page post, and the metric each is.
+const PAGE_POST_INSIGHTS: [&str; 3] = ["post_impressions", "post_impressions_unique", "post_clicks"];
+
+/// A Page post's metrics in one read (`GET /{post-id}` with field
+/// expansion): reactions (likes), comments and shares from the post's
+/// summaries, impressions, reach and clicks from its lifetime insights.
+/// A field Meta leaves out (as it does for `shares` on a post nobody has
+/// shared) is absent, not zero.
+pub async fn metrics(p: &Platforms, token: &SecretString, id: &str) -> (Fetched, CallRecord) {
+    let url = graph(p, &format!("/{id}"));
+    let fields = |insights: &[&'static str]| {
+        (
+            "fields",
+            format!(
+                "id,shares,reactions.summary(total_count).limit(0),comments.summary(total_count).limit(0),insights.metric({})",
+                insights.join(",")
+            ),
+        )
+    };
+    let (body, record) =
+        match read_insights(p, token, &url, "Facebook", PAGE_POST_INSIGHTS.to_vec(), fields).await {
+            Ok(found) => found,
+            Err(failed) => return *failed,
+        };
+    let insights = insight_values(&body["insights"]);
+    let metrics = Metrics {
+        impressions: insights.get("post_impressions").copied(),
+        reach: insights.get("post_impressions_unique").copied(),
+        likes: count(&body["reactions"]["summary"], "total_count"),
+        comments: count(&body["comments"]["summary"], "total_count"),
+        shares: count(&body["shares"], "count"),
+        link_clicks: insights.get("post_clicks").copied(),
+        ..Metrics::default()
+    };
+    let raw = serde_json::json!({
+        "shares": body.get("shares"),
+        "reactions": body["reactions"].get("summary"),
+        "comments": body["comments"].get("summary"),
+        "insights": insights,
+    });
+    (Fetched::Metrics { metrics, raw: raw.to_string() }, record)
+}
+
+/// A Page's or an Instagram account's followers (`followers_count`).
+pub async fn followers(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    whom: &str,
+) -> (Fetched, CallRecord) {
+    let request = p
+        .http()
+        .get(graph(p, &format!("/{}", account.external_id)))
+        .query(&[("fields", "id,followers_count"), ("access_token", token.expose_secret())]);
+    let answer = match Answer::fetch(request, whom).await {
+        Ok(a) => a,
+        Err(reason) => return (Fetched::Failed { reason }, CallRecord::default()),
+    };
+    let record = answer.record();
+    if !answer.status.is_success() {
+        return (metrics_failure(&answer, whom), record);
+    }
+    match count(&answer.json(), "followers_count") {
+        Some(n) => (Fetched::Followers(n), record),
+        None => (Fetched::Failed { reason: format!("{whom} answered without followers_count") }, record),
+    }
+}
+
+/// The media insights Marketer asks of Instagram. `views` (which replaced
+/// `impressions` in 2025) counts how often the media was shown.
+const MEDIA_INSIGHTS: [&str; 7] =
+    ["views", "reach", "likes", "comments", "shares", "saved", "profile_visits"];
+
+/// An Instagram media's lifetime insights (`GET /{ig-media-id}/insights`).
+pub async fn ig_metrics(p: &Platforms, token: &SecretString, id: &str) -> (Fetched, CallRecord) {
+    let url = graph(p, &format!("/{id}/insights"));
+    let metric = |names: &[&'static str]| ("metric", names.join(","));
+    let (body, record) =
+        match read_insights(p, token, &url, "Instagram", MEDIA_INSIGHTS.to_vec(), metric).await {
+            Ok(found) => found,
+            Err(failed) => return *failed,
+        };
+    let values = insight_values(&body);
+    let get = |name: &str| values.get(name).copied();
+    let metrics = Metrics {
+        impressions: get("views"),
+        reach: get("reach"),
+        likes: get("likes"),
+        comments: get("comments"),
+        shares: get("shares"),
+        saves: get("saved"),
+        profile_visits: get("profile_visits"),
+        ..Metrics::default()
+    };
+    (Fetched::Metrics { metrics, raw: serde_json::json!(values).to_string() }, record)
 }
 
 #[cfg(test)]

@@ -49,6 +49,10 @@ pub struct PlatformSettings {
     pub meta_graph_url: String,
     /// Facebook Login's dialog.
     pub meta_authorize_url: String,
+    /// A public Bluesky AppView to read posts' counts from (e.g.
+    /// `https://public.api.bsky.app`); without one they are read through
+    /// the account's PDS.
+    pub bluesky_appview_url: Option<String>,
     /// Accept `http://` Mastodon instances (tests only).
     pub allow_insecure_instances: bool,
     /// Time limit of one request to a platform.
@@ -72,6 +76,7 @@ impl Default for PlatformSettings {
             meta_app_secret: None,
             meta_graph_url: "https://graph.facebook.com/v25.0".into(),
             meta_authorize_url: "https://www.facebook.com/v25.0/dialog/oauth".into(),
+            bluesky_appview_url: None,
             allow_insecure_instances: false,
             request_timeout: Duration::from_secs(30),
         }
@@ -161,6 +166,8 @@ pub enum Fetched {
         metrics: crate::store::Metrics,
         raw: String,
     },
+    /// An account's followers.
+    Followers(i64),
     /// The post is gone from the platform: collection ends.
     Gone,
     RateLimited {
@@ -174,8 +181,16 @@ pub enum Fetched {
     },
 }
 
-/// The networks whose metrics are collected.
-pub const METRICS_NETWORKS: [Network; 2] = [Network::X, Network::Mastodon];
+/// The networks whose metrics are collected (all of them; on LinkedIn,
+/// organisation pages' posts only).
+pub const METRICS_NETWORKS: [Network; 6] = [
+    Network::X,
+    Network::Mastodon,
+    Network::Bluesky,
+    Network::Linkedin,
+    Network::Facebook,
+    Network::Instagram,
+];
 
 /// How a token refresh ended.
 #[derive(Debug)]
@@ -292,8 +307,8 @@ impl Platforms {
         }
     }
 
-    /// A published post's metrics; `None` for a network whose metrics are
-    /// not collected (see [`METRICS_NETWORKS`]).
+    /// A published post's metrics; `None` for an account whose posts'
+    /// metrics the platform does not give (a LinkedIn member's).
     pub async fn metrics(
         &self,
         account: &SocialAccount,
@@ -303,7 +318,27 @@ impl Platforms {
         match account.network {
             Network::X => Some(x::metrics(self, token, platform_post_id).await),
             Network::Mastodon => Some(mastodon::metrics(self, account, token, platform_post_id).await),
-            Network::Bluesky | Network::Linkedin | Network::Facebook | Network::Instagram => None,
+            Network::Bluesky => Some(bluesky::metrics(self, account, token, platform_post_id).await),
+            Network::Linkedin => linkedin::metrics(self, account, token, platform_post_id).await,
+            Network::Facebook => Some(meta::metrics(self, token, platform_post_id).await),
+            Network::Instagram => Some(meta::ig_metrics(self, token, platform_post_id).await),
+        }
+    }
+
+    /// An account's followers; `None` where the platform does not give
+    /// them to apps (a LinkedIn member's).
+    pub async fn followers(
+        &self,
+        account: &SocialAccount,
+        token: &SecretString,
+    ) -> Option<(Fetched, CallRecord)> {
+        match account.network {
+            Network::X => Some(x::followers(self, token).await),
+            Network::Mastodon => Some(mastodon::followers(self, account, token).await),
+            Network::Bluesky => Some(bluesky::followers(self, account, token).await),
+            Network::Linkedin => linkedin::followers(self, account, token).await,
+            Network::Facebook => Some(meta::followers(self, account, token, "Facebook").await),
+            Network::Instagram => Some(meta::followers(self, account, token, "Instagram").await),
         }
     }
 

@@ -190,6 +190,23 @@ pub async fn metrics(p: &Platforms, token: &SecretString, id: &str) -> (Fetched,
     (Fetched::Metrics { metrics, raw: public.to_string() }, record)
 }
 
+/// The account's followers (`GET /2/users/me?user.fields=public_metrics`).
+pub async fn followers(p: &Platforms, token: &SecretString) -> (Fetched, CallRecord) {
+    let request = p
+        .http()
+        .get(api(p, "/2/users/me"))
+        .bearer_auth(token.expose_secret())
+        .query(&[("user.fields", "public_metrics")]);
+    let (body, record) = match metrics_answer(Answer::fetch(request, "X").await, "X") {
+        Ok(found) => found,
+        Err(failed) => return *failed,
+    };
+    match count(&body["data"]["public_metrics"], "followers_count") {
+        Some(n) => (Fetched::Followers(n), record),
+        None => (Fetched::Failed { reason: "X answered without followers_count".into() }, record),
+    }
+}
+
 pub async fn delete(p: &Platforms, token: &SecretString, id: &str) -> Result<CallRecord, String> {
     let request = p.http().delete(api(p, &format!("/2/tweets/{id}"))).bearer_auth(token.expose_secret());
     let answer = Answer::fetch(request, "X").await?;

@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::store::{
-    AnalyticsStore, DueMetrics, METRICS_SCHEMA_VERSION, Metrics, MetricsReading, PerformanceFilter,
-    PostOutcome, PostPerformance,
+    AnalyticsStore, DueFollowers, DueMetrics, FollowersReading, METRICS_SCHEMA_VERSION, Metrics,
+    MetricsReading, PerformanceFilter, PostOutcome, PostPerformance,
 };
 
 /// The metric columns of `post_metrics` (all null for a post never read).
@@ -322,7 +322,136 @@ where
                 platform_url: r.platform_url,
                 collected_at: r.collected_at,
                 metrics: r.metrics.into(),
+                followers: None,
             })
             .collect())
+    }
+
+    async fn followers_due(&self, now: Timestamp, limit: i64) -> Result<Vec<DueFollowers>> {
+        let rows: Vec<(Uuid, Option<Timestamp>)> = sqlx::query_as(
+            "SELECT a.id, a.followers_next_at FROM social_accounts a \
+             WHERE a.disconnected_at IS NULL AND a.status = 'connected' \
+             AND (a.followers_next_at IS NULL OR a.followers_next_at <= $1) \
+             AND (a.rate_limited_until IS NULL OR a.rate_limited_until <= $1) \
+             AND NOT EXISTS (SELECT 1 FROM platform_limits l WHERE l.platform = a.platform AND l.limited_until > $1) \
+             ORDER BY a.followers_next_at, a.id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(|(account_id, next_at)| DueFollowers { account_id, next_at }).collect())
+    }
+
+    async fn claim_followers(
+        &self,
+        account_id: Uuid,
+        seen: Option<Timestamp>,
+        until: Timestamp,
+    ) -> Result<bool> {
+        let r = match seen {
+            Some(seen) => {
+                sqlx::query(
+                    "UPDATE social_accounts SET followers_next_at = $3 WHERE id = $1 AND followers_next_at = $2",
+                )
+                .bind(account_id)
+                .bind(seen)
+                .bind(until)
+                .execute(&self.write)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE social_accounts SET followers_next_at = $2 WHERE id = $1 AND followers_next_at IS NULL",
+                )
+                .bind(account_id)
+                .bind(until)
+                .execute(&self.write)
+                .await?
+            }
+        };
+        Ok(DB::rows_affected(&r) == 1)
+    }
+
+    async fn record_followers(
+        &self,
+        account_id: Uuid,
+        followers: i64,
+        collected_at: Timestamp,
+        next_at: Timestamp,
+    ) -> Result<()> {
+        let day = collected_at.as_datetime().date().to_string();
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "INSERT INTO account_followers (account_id, tenant_id, day, followers, collected_at) \
+             SELECT id, tenant_id, $2, $3, $4 FROM social_accounts WHERE id = $1 \
+             ON CONFLICT (account_id, day) DO UPDATE SET followers = excluded.followers, \
+             collected_at = excluded.collected_at",
+        )
+        .bind(account_id)
+        .bind(day)
+        .bind(followers)
+        .bind(collected_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE social_accounts SET followers_next_at = $2, followers_error = NULL WHERE id = $1",
+        )
+        .bind(account_id)
+        .bind(next_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn followers_failed(&self, account_id: Uuid, error: &str, retry_at: Timestamp) -> Result<()> {
+        let error: String = error.chars().take(500).collect();
+        sqlx::query("UPDATE social_accounts SET followers_next_at = $2, followers_error = $3 WHERE id = $1")
+            .bind(account_id)
+            .bind(retry_at)
+            .bind(error)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn followers(
+        &self,
+        tenant_id: Uuid,
+        from_day: &str,
+        to_day: &str,
+        account_id: Option<Uuid>,
+        network: Option<&str>,
+    ) -> Result<Vec<FollowersReading>> {
+        let rows: Vec<(Uuid, String, i64)> = sqlx::query_as(
+            "SELECT f.account_id, f.day, f.followers FROM account_followers f \
+             JOIN social_accounts a ON a.id = f.account_id AND a.tenant_id = f.tenant_id \
+             WHERE f.tenant_id = $1 AND f.day >= $2 AND f.day <= $3 \
+             AND ($4 IS NULL OR f.account_id = $4) AND ($5 IS NULL OR a.platform = $5) \
+             ORDER BY f.account_id, f.day LIMIT 100000",
+        )
+        .bind(tenant_id)
+        .bind(from_day)
+        .bind(to_day)
+        .bind(account_id)
+        .bind(network.map(str::to_owned))
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(account_id, day, followers)| FollowersReading { account_id, day, followers })
+            .collect())
+    }
+
+    async fn followers_error(&self, tenant_id: Uuid, account_id: Uuid) -> Result<Option<String>> {
+        let error: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT followers_error FROM social_accounts WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant_id)
+        .bind(account_id)
+        .fetch_optional(&self.read)
+        .await?;
+        error.ok_or(StoreError::NotFound)
     }
 }
