@@ -1229,14 +1229,18 @@ async fn posts_belong_to_a_campaign_of_their_project() {
 }
 
 #[tokio::test]
-async fn two_replicas_publish_a_hundred_posts_once_each() {
-    let Some(mut setup) = Setup::start(true).await else { return };
+async fn two_replicas_publish_a_hundred_posts_once_each_and_read_their_metrics_once() {
+    // Metrics are read at once, and both replicas look for due posts five times a second.
+    let env = [("MARKETER_ANALYTICS_FIRST_READING_SECONDS", "0"), ("MARKETER_ANALYTICS_POLL_MS", "200")];
+    let Some(mut setup) = Setup::start_with(true, &env).await else { return };
     let mastodon = setup.connect("mastodon").await;
     let db_url = setup.db.as_ref().unwrap().url.clone();
-    let second = ServerProcess::spawn(
-        &configure(ServerOptions::new(setup._data.path()), &setup.social)
-            .env("MARKETER_DATABASE_URL", &db_url),
-    );
+    let mut options = configure(ServerOptions::new(setup._data.path()), &setup.social)
+        .env("MARKETER_DATABASE_URL", &db_url);
+    for (key, value) in env {
+        options = options.env(key, value);
+    }
+    let second = ServerProcess::spawn(&options);
     let mut ids = Vec::new();
     for n in 0..100 {
         ids.push(
@@ -1253,6 +1257,17 @@ async fn two_replicas_publish_a_hundred_posts_once_each() {
     assert_eq!(statuses.len(), 100, "each published once");
     let creates = setup.social.requests().iter().filter(|r| *r == "POST /api/v1/statuses").count();
     assert_eq!(creates, 100, "no post was sent twice");
+    // Each post's first reading is taken once, by one of the two replicas.
+    eventually(Duration::from_secs(60), "every post's first reading", || async {
+        statuses.iter().all(|s| setup.social.metric_reads(&s.id) >= 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reads: Vec<i64> = statuses.iter().map(|s| setup.social.metric_reads(&s.id)).collect();
+    assert!(reads.iter().all(|n| *n == 1), "each post read once per round: {reads:?}");
+    for id in ids.iter().take(5) {
+        assert_eq!(setup.metrics(id).await["readings"].as_array().unwrap().len(), 1);
+    }
     second.kill();
     setup.server.take().unwrap().kill();
     setup.finish().await;
