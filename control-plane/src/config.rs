@@ -664,16 +664,17 @@ fn publishing_config(
         .bluesky_appview_url
         .clone()
         .or(file.bluesky_appview_url)
-        .map(|u| u.trim_end_matches('/').to_owned());
-    for (name, url) in [
-        ("bluesky_appview_url", p.bluesky_appview_url.as_ref().unwrap_or(&p.x_api_url)),
+        .map(|u| u.trim().trim_end_matches('/').to_owned())
+        .filter(|u| !u.is_empty());
+    let appview = p.bluesky_appview_url.iter().map(|u| ("bluesky_appview_url", u));
+    for (name, url) in appview.chain([
         ("x_api_url", &p.x_api_url),
         ("x_authorize_url", &p.x_authorize_url),
         ("linkedin_api_url", &p.linkedin_api_url),
         ("linkedin_oauth_url", &p.linkedin_oauth_url),
         ("meta_graph_url", &p.meta_graph_url),
         ("meta_authorize_url", &p.meta_authorize_url),
-    ] {
+    ]) {
         if reqwest::Url::parse(url).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true) {
             bail!("{name} must be an http:// or https:// URL, got {url}");
         }

@@ -13,10 +13,10 @@
 
 use std::time::{Duration, Instant};
 
-use marketer_tests::social::{FakeSocial, Net, x_user};
+use marketer_tests::social::{FakeSocial, Net, connect_x, x_user};
 use marketer_tests::{Api, ServerOptions, ServerProcess, TempDatabase};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const EMAIL: &str = "bench@example.com";
 const PASSWORD: &str = "a long benchmark password";
@@ -62,7 +62,7 @@ async fn run(social: &FakeSocial, backend: &str, database: Option<&str>, posts: 
     let mut ids = Vec::new();
     for n in 0..accounts {
         social.sign_in_as(base + u32::try_from(n).unwrap());
-        ids.push(connect(&api, &server).await);
+        ids.push(connect_x(&api).await["id"].clone());
     }
     // Due in a while: time enough to schedule them all.
     let due =
@@ -135,19 +135,4 @@ async fn run(social: &FakeSocial, backend: &str, database: Option<&str>, posts: 
     assert_eq!(texts.len(), posts, "every post once");
     let _ = x_user(0);
     server.kill();
-}
-
-async fn connect(api: &Api, server: &ServerProcess) -> Value {
-    let (status, started) =
-        api.call(Method::POST, &api.tenant_path("/accounts/connect"), Some(json!({ "network": "x" }))).await;
-    assert_eq!(status, 200, "{started}");
-    let no_redirects =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let approve = no_redirects.get(started["authorize_url"].as_str().unwrap()).send().await.unwrap();
-    let callback = approve.headers()["location"].to_str().unwrap().to_owned();
-    assert!(callback.starts_with(&server.base_url));
-    let response = api.http.get(&callback).bearer_auth(&api.token).send().await.unwrap();
-    assert_eq!(response.status(), 201);
-    let account: Value = response.json().await.unwrap();
-    account["id"].clone()
 }

@@ -1670,7 +1670,7 @@ fn fb_post_metrics(inner: &mut Inner, token: Option<String>, id: &str, fields: &
         inner,
         Net::Facebook,
         &asked,
-        &["post_impressions", "post_impressions_unique", "post_clicks"],
+        &["post_impressions", "post_impressions_unique", "post_clicks_by_type"],
     ) {
         return refused;
     }
@@ -1679,19 +1679,19 @@ fn fb_post_metrics(inner: &mut Inner, token: Option<String>, id: &str, fields: &
         Err(answer) => return *answer,
     };
     let [impressions, likes, replies, reposts, _, bookmarks] = c;
-    let insight = |name: &str, value: i64| {
+    let insight = |name: &str, value: Value| {
         json!({ "name": name, "period": "lifetime", "values": [{ "value": value }],
             "id": format!("{id}/insights/{name}/lifetime") })
     };
     let values = [
-        ("post_impressions", impressions.1),
-        ("post_impressions_unique", impressions.1 * 6 / 10),
-        ("post_clicks", bookmarks.1 + likes.1 / 3),
+        ("post_impressions", json!(impressions.1)),
+        ("post_impressions_unique", json!(impressions.1 * 6 / 10)),
+        ("post_clicks_by_type", json!({ "link clicks": bookmarks.1 + likes.1 / 3, "other clicks": likes.1 })),
     ];
     let insights: Vec<Value> = values
         .iter()
         .filter(|(name, _)| asked.contains(name))
-        .map(|(name, value)| insight(name, *value))
+        .map(|(name, value)| insight(name, value.clone()))
         .collect();
     let mut body = json!({
         "id": id,
@@ -2178,6 +2178,24 @@ async fn ig_media(
         .unwrap_or_default();
     let rate = rate_headers(&mut inner, Net::Instagram, 0);
     (rate, Json(json!({ "data": data }))).into_response()
+}
+
+/// Connects an X account through the OAuth flow, as a browser would (the
+/// stand-in approves as whoever [`FakeSocial::sign_in_as`] chose): the
+/// account as the API gives it.
+pub async fn connect_x(api: &crate::Api) -> Value {
+    let (status, started) = api
+        .call(reqwest::Method::POST, &api.tenant_path("/accounts/connect"), Some(json!({ "network": "x" })))
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let no_redirects =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let approve = no_redirects.get(started["authorize_url"].as_str().unwrap()).send().await.unwrap();
+    let callback = approve.headers()["location"].to_str().unwrap().to_owned();
+    assert!(callback.starts_with(&api.base_url), "{callback}");
+    let response = api.http.get(&callback).bearer_auth(&api.token).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
 }
 
 /// The reference Bluesky PDS (`tests/bluesky/pds.js`, from the npm package

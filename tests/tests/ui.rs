@@ -846,6 +846,8 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
         card.contains(&hour) && card.contains("low confidence") && card.contains("10 measured posts"),
         "{card}"
     );
+    let followers = browser.text(&format!("#account-{} .followers", x["id"].as_str().unwrap())).await;
+    assert!(followers.contains(" on ") && followers.contains("(UTC)"), "read once a day: {followers}");
     browser
         .eval(&format!(
             "document.querySelector('#account-{} .best-times').scrollIntoView()",

@@ -1,8 +1,7 @@
 //! The analytics collector: reads each published post's metrics on a
 //! schedule that follows the post's age (the first reading an hour after
 //! publishing, then hourly to a day, daily to a week, weekly to 90 days,
-//! then never), on the networks whose metrics are read
-//! (`platforms::METRICS_NETWORKS`).
+//! then never), on every network (LinkedIn: organisation pages' posts).
 //!
 //! It is part of the publishing engine so that it shares its tokens (one
 //! refresh across replicas), its rate limits (an account limited by a
@@ -18,7 +17,7 @@
 
 use std::time::Duration;
 
-use super::platforms::{Fetched, METRICS_NETWORKS};
+use super::platforms::Fetched;
 use super::{NoToken, Publisher, later};
 use crate::domain::Timestamp;
 use uuid::Uuid;
@@ -85,15 +84,13 @@ impl Publisher {
         let first_before = Timestamp::from_datetime(
             now.as_datetime() - time::Duration::try_from(schedule.first).unwrap_or(time::Duration::ZERO),
         );
-        let networks: Vec<&str> = METRICS_NETWORKS.iter().map(|n| <&'static str>::from(*n)).collect();
-        let due =
-            match self.store.metrics_due(now, first_before, schedule.oldest(now), &networks, BATCH).await {
-                Ok(due) => due,
-                Err(e) => {
-                    tracing::error!(error = %e, "could not read the posts whose metrics are due");
-                    return 0;
-                }
-            };
+        let due = match self.store.metrics_due(now, first_before, schedule.oldest(now), BATCH).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the posts whose metrics are due");
+                return 0;
+            }
+        };
         let mut stored = 0;
         for post in due {
             match self.store.claim_metrics(post.post_id, post.next_at, later(self.settings.lease)).await {
@@ -169,7 +166,9 @@ impl Publisher {
             }
             Fetched::TokenExpired => (format!("{} refused a renewed token", account.network), later(HOUR)),
             Fetched::Failed { reason } => (reason, later(Duration::from_secs(15 * 60))),
-            Fetched::Gone | Fetched::Metrics { .. } | Fetched::Followers(_) => {
+            Fetched::Refused { reason } => (reason, later(DAY)),
+            Fetched::Gone => (format!("{} no longer has it", account.network), later(DAY)),
+            Fetched::Metrics { .. } | Fetched::Followers(_) => {
                 (format!("{} answered with something else than was asked", account.network), later(HOUR))
             }
         }
@@ -234,7 +233,10 @@ impl Publisher {
             let (reason, retry_at) = match fetched {
                 Fetched::Followers(n) => {
                     let now = Timestamp::now();
-                    let next = later(self.settings.metrics.followers_every);
+                    // A little early, so polling and reading time never push a
+                    // day's reading into the next day.
+                    let every = self.settings.metrics.followers_every;
+                    let next = later(every - every / 48);
                     return match self.store.record_followers(account_id, n, now, next).await {
                         Ok(()) => true,
                         Err(e) => {
@@ -247,7 +249,12 @@ impl Publisher {
                     refreshed = true;
                     continue;
                 }
-                other => self.failed_read(&account, other).await,
+                other => {
+                    // Accounts never age out as posts do: a failure waits
+                    // at least an hour.
+                    let (reason, at) = self.failed_read(&account, other).await;
+                    (reason, at.max(later(HOUR)))
+                }
             };
             self.followers_failed(account_id, &reason, retry_at).await;
             return false;

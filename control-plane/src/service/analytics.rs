@@ -15,12 +15,15 @@ use super::{App, TenantAccess};
 use crate::domain::{Permission, Timestamp};
 use crate::error::{FoundExt, NotFoundExt, Result};
 use crate::publishing::schedule::{self, HOURS_PER_WEEK};
-use crate::store::{FollowersReading, Metrics, MetricsReading, Network, PostOutcome, SocialAccount};
+use crate::store::{
+    FollowersReading, LatestFollowers, Metrics, MetricsReading, Network, PostOutcome, SocialAccount,
+};
 
 /// How engagement rate is computed, shown next to every number that uses it.
 pub const ENGAGEMENT_RATE: &str = "Engagement rate = engagements (likes, comments, shares and saves that the \
      platform reports) ÷ impressions. Where the platform reports no impressions, engagements ÷ the account's \
-     followers on the day it was published (the nearest reading); with neither, there is no rate.";
+     followers on the day it was published (that day's reading or the last before it, else the first after); \
+     with neither, there is no rate.";
 
 /// A metric's name as people read it.
 pub fn metric_label(name: &str) -> &'static str {
@@ -57,7 +60,8 @@ pub struct PostMetricsView {
     /// The latest reading's metrics.
     pub latest: Option<Metrics>,
     pub engagements: Option<i64>,
-    /// Engagements ÷ impressions, when both are known (0 to 1).
+    /// Engagements ÷ impressions, else ÷ the account's followers (see the
+    /// definition); a rate by followers can exceed 1.
     pub engagement_rate: Option<f64>,
     pub engagement_rate_definition: &'static str,
     pub no_longer_reported: Vec<NoLongerReported>,
@@ -398,6 +402,13 @@ impl App {
                 (a.id, best_times(a, pool, now))
             })
             .collect())
+    }
+
+    /// Each account's latest followers reading and last failure, by account.
+    pub async fn latest_followers(&self, access: &TenantAccess) -> Result<HashMap<Uuid, LatestFollowers>> {
+        access.require(Permission::AccountsRead)?;
+        let latest = self.store.latest_followers(access.tenant_id).await?;
+        Ok(latest.into_iter().map(|l| (l.account_id, l)).collect())
     }
 
     /// The followers of a post's account on the day it was published.

@@ -5,6 +5,8 @@
 //! Each post counts with its latest reading; what a platform does not
 //! report is left out of a sum, never counted as 0.
 
+use std::collections::HashMap;
+
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -127,21 +129,23 @@ pub struct FollowersPoint {
     /// The bucket's first day.
     pub start: String,
     /// The selected accounts' followers by the bucket's last day (each
-    /// account's last reading up to then); null before any reading.
+    /// account's last reading up to then, if it is at most a week old);
+    /// null before any reading.
     pub followers: Option<i64>,
 }
 
 /// The audience of the accounts a report selects. The account and network
 /// filters narrow it; projects and campaigns do not (an audience belongs to
-/// an account, not to a campaign). Read once a day per account.
+/// an account, not to a campaign). Read once a day per account and kept by
+/// UTC day; a bucket takes the readings of the days up to its last.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct FollowersSummary {
-    /// Accounts with a reading by the period's end.
+    /// Accounts with a reading in the last week of the period.
     pub accounts: i64,
-    /// Their followers at the period's end.
+    /// Their followers at the period's end (each one's last reading).
     pub latest: i64,
-    /// Their followers when the period began (each account's last reading
-    /// before it, else its first in it).
+    /// The selected accounts' followers the day before the period began
+    /// (else the first bucket's).
     pub at_start: i64,
     /// One point per bucket of `series`.
     pub series: Vec<FollowersPoint>,
@@ -222,58 +226,82 @@ fn next_bucket(d: Date, bucket: &str) -> Option<Date> {
     d.checked_add(step).ok()
 }
 
+/// A followers reading older than this many days says nothing of a later
+/// day (the account was disconnected or its reads fail).
+const STALE_DAYS: i64 = 7;
+
 /// Readings by account, each account's sorted by day (as the store gives them).
-fn group_by_account(readings: &[FollowersReading]) -> std::collections::HashMap<Uuid, Vec<FollowersReading>> {
-    let mut by_account: std::collections::HashMap<Uuid, Vec<FollowersReading>> =
-        std::collections::HashMap::new();
+fn group_by_account(readings: Vec<FollowersReading>) -> HashMap<Uuid, Vec<FollowersReading>> {
+    let mut by_account: HashMap<Uuid, Vec<FollowersReading>> = HashMap::new();
     for r in readings {
-        by_account.entry(r.account_id).or_default().push(r.clone());
+        by_account.entry(r.account_id).or_default().push(r);
     }
     by_account
 }
 
-/// The selected accounts' followers over the period's buckets; `None`
-/// when no account has a reading by the period's end.
+/// Gives each post whose platform reports no impressions its account's
+/// followers on its publishing day (UTC, as readings are kept): the base
+/// of its engagement rate.
+fn attach_followers<'a>(
+    by_account: &HashMap<Uuid, Vec<FollowersReading>>,
+    posts: impl Iterator<Item = &'a mut PostPerformance>,
+) {
+    for p in posts {
+        if p.metrics.impressions.is_none()
+            && let Some(readings) = by_account.get(&p.account_id)
+        {
+            p.followers = followers_on(readings, &p.published_at.as_datetime().date().to_string());
+        }
+    }
+}
+
+/// The sum, over accounts with a reading in the week up to `day`, of each
+/// one's last such reading, and how many accounts that is; `None` when no
+/// account has one.
+fn followers_by(by_account: &HashMap<Uuid, Vec<FollowersReading>>, day: Date) -> Option<(i64, i64)> {
+    let (text, oldest) =
+        (day.to_string(), day.checked_sub(jiff::Span::new().days(STALE_DAYS)).unwrap_or(day).to_string());
+    let mut total = None;
+    for readings in by_account.values() {
+        let known = readings.partition_point(|r| r.day <= text);
+        if let Some(r) = known.checked_sub(1).and_then(|i| readings.get(i)).filter(|r| r.day >= oldest) {
+            let (sum, count) = total.get_or_insert((0, 0));
+            *sum += r.followers;
+            *count += 1;
+        }
+    }
+    total
+}
+
+/// The selected accounts' followers by the end of each bucket, and when
+/// the period began (the first bucket's value when nothing was read
+/// before it); `None` when there is no reading at the period's end.
 fn followers_summary(
-    by_account: &std::collections::HashMap<Uuid, Vec<FollowersReading>>,
+    by_account: &HashMap<Uuid, Vec<FollowersReading>>,
     from: Date,
+    to: Date,
     series: &[SeriesPoint],
 ) -> Option<FollowersSummary> {
-    // The sum, over accounts with a reading on or before `day`, of each one's last such reading.
-    let by = |day: &str| -> Option<i64> {
-        let mut total = None;
-        for readings in by_account.values() {
-            let known = readings.partition_point(|r| r.day.as_str() <= day);
-            if let Some(r) = known.checked_sub(1).and_then(|i| readings.get(i)) {
-                *total.get_or_insert(0) += r.followers;
-            }
-        }
-        total
-    };
     let mut points = Vec::with_capacity(series.len());
     for (i, point) in series.iter().enumerate() {
         // A bucket ends the day before the next one starts; the last one with the period.
-        let end = match series.get(i + 1) {
-            Some(next) => {
-                next.start.parse::<Date>().ok().and_then(|d| d.yesterday().ok()).map(|d| d.to_string())
-            }
-            None => None,
-        };
-        let end = end.unwrap_or_else(|| "9999-12-31".to_owned());
-        points.push(FollowersPoint { start: point.start.clone(), followers: by(&end) });
+        let end = series
+            .get(i + 1)
+            .and_then(|next| next.start.parse::<Date>().ok())
+            .and_then(|d| d.yesterday().ok())
+            .unwrap_or(to);
+        let followers = followers_by(by_account, end).map(|(sum, _)| sum);
+        points.push(FollowersPoint { start: point.start.clone(), followers });
     }
-    let latest = points.last().and_then(|p| p.followers)?;
-    let accounts = by_account.values().filter(|r| !r.is_empty()).count();
-    let at_start: i64 = by_account
-        .values()
-        .filter_map(|r| followers_on(r, &from.yesterday().unwrap_or(from).to_string()))
-        .sum();
-    Some(FollowersSummary {
-        accounts: i64::try_from(accounts).unwrap_or(i64::MAX),
-        latest,
-        at_start,
-        series: points,
-    })
+    let (latest, accounts) = followers_by(by_account, to)?;
+    let at_start = from
+        .yesterday()
+        .ok()
+        .and_then(|d| followers_by(by_account, d))
+        .map(|(sum, _)| sum)
+        .or_else(|| points.iter().find_map(|p| p.followers))
+        .unwrap_or(latest);
+    Some(FollowersSummary { accounts, latest, at_start, series: points })
 }
 
 impl App {
@@ -352,6 +380,29 @@ impl App {
         Ok((posts, truncated))
     }
 
+    /// The followers readings of the accounts `scope` selects (its account
+    /// and network) from a week before `from` to the period's end, by
+    /// account.
+    async fn followers_by_account(
+        &self,
+        tenant_id: Uuid,
+        scope: &ReportScope,
+        from: Date,
+    ) -> Result<HashMap<Uuid, Vec<FollowersReading>>> {
+        let first = from.checked_sub(jiff::Span::new().days(STALE_DAYS)).unwrap_or(from);
+        let readings = self
+            .store
+            .followers(
+                tenant_id,
+                &first.to_string(),
+                &scope.to.tomorrow().unwrap_or(scope.to).to_string(),
+                scope.filter.account_id,
+                scope.filter.network.as_deref(),
+            )
+            .await?;
+        Ok(group_by_account(readings))
+    }
+
     pub async fn analytics_report(&self, access: &TenantAccess, q: &ReportQuery) -> Result<AnalyticsReport> {
         let scope = self.report_scope(access, q).await?;
         let tz = schedule::zone(&scope.zone).map_err(|m| Error::invalid("time_zone", m))?;
@@ -364,26 +415,8 @@ impl App {
         previous_scope.from = schedule::at_local(previous_from, 0, &tz);
         let mut previous =
             self.store.post_performance(access.tenant_id, &previous_scope, REPORT_LIMIT).await?;
-        // Followers from 90 days before the previous period to the end.
-        let readings = self
-            .store
-            .followers(
-                access.tenant_id,
-                &previous_from.checked_sub(jiff::Span::new().days(90)).unwrap_or(previous_from).to_string(),
-                &scope.to.to_string(),
-                scope.filter.account_id,
-                scope.filter.network.as_deref(),
-            )
-            .await?;
-        let by_account = group_by_account(&readings);
-        for p in posts.iter_mut().chain(previous.iter_mut()) {
-            if p.metrics.impressions.is_none()
-                && let Some(of_account) = by_account.get(&p.account_id)
-            {
-                p.followers =
-                    followers_on(of_account, &schedule::local_date(p.published_at, &tz).to_string());
-            }
-        }
+        let by_account = self.followers_by_account(access.tenant_id, &scope, previous_from).await?;
+        attach_followers(&by_account, posts.iter_mut().chain(previous.iter_mut()));
 
         let mut by_network: Vec<NetworkTotals> = Vec::new();
         for network in <Network as strum::IntoEnumIterator>::iter() {
@@ -407,7 +440,7 @@ impl App {
             series.push(SeriesPoint { start: start.to_string(), totals: Totals::of(&posts[first..taken]) });
             start = next;
         }
-        let followers = followers_summary(&by_account, scope.from, &series);
+        let followers = followers_summary(&by_account, scope.from, scope.to, &series);
         let mut ranked: Vec<&PostPerformance> =
             posts.iter().filter(|p| p.metrics.engagements().is_some()).collect();
         ranked.sort_by(|a, b| {
@@ -452,7 +485,9 @@ impl App {
     /// post; an empty cell is a metric the platform did not report).
     pub async fn analytics_csv(&self, access: &TenantAccess, q: &ReportQuery) -> Result<String> {
         let scope = self.report_scope(access, q).await?;
-        let (posts, _) = self.report_posts(access, &scope).await?;
+        let (mut posts, _) = self.report_posts(access, &scope).await?;
+        let by_account = self.followers_by_account(access.tenant_id, &scope, scope.from).await?;
+        attach_followers(&by_account, posts.iter_mut());
         let mut out = csv::Writer::from_writer(Vec::new());
         let header = [
             "post_id",
@@ -547,30 +582,36 @@ mod tests {
 
     #[test]
     fn followers_over_the_period_sum_each_accounts_last_reading() {
-        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let (a, b, gone) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let r = |account, day: &str, followers| FollowersReading {
             account_id: account,
             day: day.into(),
             followers,
         };
-        let readings = [
+        let readings = vec![
             r(a, "2027-02-27", 100),
             r(a, "2027-03-02", 110),
             r(a, "2027-03-04", 120),
             r(b, "2027-03-03", 50),
+            // Disconnected long before: its last reading is stale.
+            r(gone, "2027-02-01", 9_000),
         ];
-        let by_account = group_by_account(&readings);
+        let by_account = group_by_account(readings);
         let bucket = |start: &str| SeriesPoint { start: start.into(), totals: Totals::default() };
         let series = [bucket("2027-03-01"), bucket("2027-03-02"), bucket("2027-03-03"), bucket("2027-03-04")];
-        let f = followers_summary(&by_account, "2027-03-01".parse().unwrap(), &series).unwrap();
+        let day = |d: &str| d.parse::<Date>().unwrap();
+        let f = followers_summary(&by_account, day("2027-03-01"), day("2027-03-04"), &series).unwrap();
         let points: Vec<Option<i64>> = f.series.iter().map(|p| p.followers).collect();
         assert_eq!(points, [Some(100), Some(110), Some(160), Some(170)]);
-        assert_eq!(
-            (f.accounts, f.latest, f.at_start),
-            (2, 170, 150),
-            "b's first reading stands for its start"
-        );
-        assert!(followers_summary(&group_by_account(&[]), "2027-03-01".parse().unwrap(), &series).is_none());
+        assert_eq!((f.latest, f.at_start), (170, 100), "the start is the day before the period");
+        assert_eq!(f.accounts, 2, "accounts with a recent reading at the end");
+        assert!(followers_summary(&HashMap::new(), day("2027-03-01"), day("2027-03-04"), &series).is_none());
+        // A post without impressions gets its account's followers on its day.
+        let mut toot = post("mastodon", None, Some(5));
+        toot.account_id = a;
+        toot.published_at = Timestamp::parse_rfc3339("2027-03-03T12:00:00Z").unwrap();
+        attach_followers(&by_account, std::iter::once(&mut toot));
+        assert_eq!(toot.followers, Some(110));
     }
 
     #[test]

@@ -129,6 +129,16 @@ pub struct FollowersReading {
     pub followers: i64,
 }
 
+/// An account's latest followers reading (none yet: `None`) and why its
+/// last read failed, if it did.
+#[derive(Debug, Clone)]
+pub struct LatestFollowers {
+    pub account_id: Uuid,
+    pub day: Option<String>,
+    pub followers: Option<i64>,
+    pub error: Option<String>,
+}
+
 /// An account whose followers are due to be read, and the schedule seen.
 #[derive(Debug, Clone)]
 pub struct DueFollowers {
@@ -138,16 +148,15 @@ pub struct DueFollowers {
 
 #[async_trait]
 pub trait AnalyticsStore: Send + Sync {
-    /// Published posts of `networks` whose metrics are due: `next_at` has
-    /// come, or (never collected) they were published before
-    /// `first_before`; only posts published after `oldest`, of accounts
-    /// that are connected and not rate limited. Oldest due first.
+    /// Published posts whose metrics are due: `next_at` has come, or
+    /// (never collected) they were published before `first_before`; only
+    /// posts published after `oldest`, of accounts that are connected and
+    /// not rate limited. Oldest due first.
     async fn metrics_due(
         &self,
         now: Timestamp,
         first_before: Timestamp,
         oldest: Timestamp,
-        networks: &[&str],
         limit: i64,
     ) -> Result<Vec<DueMetrics>>;
     /// Claims a due post for a round (compare-and-set on its schedule,
@@ -221,6 +230,7 @@ pub trait AnalyticsStore: Send + Sync {
         account_id: Option<Uuid>,
         network: Option<&str>,
     ) -> Result<Vec<FollowersReading>>;
-    /// An account's last followers failure, if its last round failed.
-    async fn followers_error(&self, tenant_id: Uuid, account_id: Uuid) -> Result<Option<String>>;
+    /// Each of the tenant's accounts' latest followers reading and last
+    /// followers failure.
+    async fn latest_followers(&self, tenant_id: Uuid) -> Result<Vec<LatestFollowers>>;
 }

@@ -6,8 +6,9 @@
 //! queue / post now / save a draft), a post's page (status, why it waits or
 //! failed and what to do, the link to it on the platform, every attempt,
 //! reschedule, edit, cancel, retry, delete), and the Accounts settings
-//! (connect X and Mastodon through OAuth, Bluesky with an app password;
-//! health, reconnect, disconnect, posting slots and time zone).
+//! (connect X, LinkedIn, Facebook, Instagram and Mastodon through OAuth,
+//! Bluesky with an app password; health, followers, reconnect, disconnect,
+//! posting slots and time zone).
 
 use askama::Template;
 use axum::extract::State;
@@ -543,9 +544,7 @@ async fn post_page_full(
         Err(e) => return Err(e.into()),
     };
     let self_approve = review.as_ref().is_some_and(|r| r.workflow_id.is_none() && r.state != "approved");
-    let metrics = if post.status == PostStatus::Published
-        && crate::publishing::platforms::METRICS_NETWORKS.contains(&post.network)
-    {
+    let metrics = if post.status == PostStatus::Published {
         Some(metrics_card(&state.app.post_metrics(&page.access, id).await?, network_name(post.network)))
     } else {
         None
@@ -972,6 +971,8 @@ struct AccountRow {
     projects: Vec<Choice>,
     /// Best times to post, for those who may read posts.
     best: Option<BestTimesText>,
+    /// `1234 on 2026-12-06 (UTC)`, not read yet, or why not.
+    followers: String,
 }
 
 /// An account's best times as the accounts page says them.
@@ -1084,10 +1085,25 @@ async fn accounts_page(
     } else {
         std::collections::HashMap::new()
     };
+    let followers = state.app.latest_followers(&page.access).await?;
     let view = AccountsPage {
         accounts: accounts
             .into_iter()
             .map(|a| AccountRow {
+                followers: match followers.get(&a.id) {
+                    Some(f) => match (&f.followers, &f.day, &f.error) {
+                        (_, _, Some(error)) if f.followers.is_none() => format!("not read: {error}"),
+                        (Some(n), Some(day), error) => format!(
+                            "{n} on {day} (UTC){}",
+                            error
+                                .as_ref()
+                                .map(|e| format!("; the last read failed: {e}"))
+                                .unwrap_or_default()
+                        ),
+                        _ => "not read yet (read once a day)".into(),
+                    },
+                    None => "not read yet (read once a day)".into(),
+                },
                 network: network_name(a.network),
                 badge: match a.health.as_str() {
                     "connected" => "badge good",

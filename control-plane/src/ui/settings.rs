@@ -372,7 +372,11 @@ pub async fn delete_model_price(
     let Submit { page, form } = submit;
     match state.app.delete_model_price(&page.access, &form.model).await {
         Ok(()) | Err(Error::NotFound(_)) => Ok(see_other(&page.path("/settings#prices"))),
-        Err(e) => Err(e.into()),
+        // A model name no price could have: said beside the price form.
+        Err(e) => {
+            let outcome = Outcome { price_errors: FormErrors::from_error(e)?, ..Outcome::default() };
+            settings_page(&state, page, outcome).await
+        }
     }
 }
 

@@ -15,8 +15,9 @@ use crate::service::{AnalyticsReport, BestTimes, PostMetricsView, ReportQuery, T
 /// platform did not report is null, never 0), the latest, engagements and
 /// engagement rate with its definition, the metrics the platform stopped
 /// reporting and since when, and why the last reading failed, if it did.
-/// Read on X and Mastodon: an hour after publishing, then hourly to a day,
-/// daily to a week, weekly to 90 days.
+/// Read on every network (LinkedIn: organisation pages' posts): an hour
+/// after publishing, then hourly to a day, daily to a week, weekly to 90
+/// days.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/posts/{post_id}/metrics", tag = "analytics",
     security(("bearer" = [])), params(("tenant_id" = Uuid, Path), ("post_id" = Uuid, Path)),
     responses((status = 200, body = PostMetricsView), (status = 404, body = ErrorBody)))]
@@ -50,8 +51,9 @@ pub async fn best_times(
 /// default the last 30 days in your time zone), filtered by account,
 /// project, campaign or network: totals and the same for the period just
 /// before, by network, over time (every day, week or month, empty ones
-/// included) and the top posts. Each post counts with its latest reading;
-/// a metric no post reported is null, never 0.
+/// included), the top posts, and the selected accounts' followers over the
+/// period (`followers`, read once a day). Each post counts with its latest
+/// reading; a metric no post reported is null, never 0.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/analytics", tag = "analytics",
     security(("bearer" = [])), params(("tenant_id" = Uuid, Path), ReportQuery),
     responses((status = 200, body = AnalyticsReport), (status = 403, body = ErrorBody),

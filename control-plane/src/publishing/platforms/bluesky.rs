@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{
     Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, count,
-    limited_until, metrics_answer,
+    followers_at, limited_until, metrics_answer,
 };
 use crate::domain::Timestamp;
 use crate::store::{Metrics, SocialAccount, SocialPost};
@@ -173,14 +173,7 @@ pub async fn metrics(
 ) -> (Fetched, CallRecord) {
     let uri = format!("at://{}/{COLLECTION}/{rkey}", account.external_id);
     let request = appview(p, account, token, "app.bsky.feed.getPosts");
-    let answer = match Answer::fetch(request.query(&[("uris", uri.as_str())]), "Bluesky").await {
-        Ok(a) => a,
-        Err(reason) => return (Fetched::Failed { reason }, CallRecord::default()),
-    };
-    if answer.status == StatusCode::BAD_REQUEST && error_name(&answer) == "ExpiredToken" {
-        return (Fetched::TokenExpired, answer.record());
-    }
-    let (body, record) = match metrics_answer(Ok(answer), "Bluesky") {
+    let (body, record) = match appview_answer(request.query(&[("uris", uri.as_str())])).await {
         Ok(found) => found,
         Err(failed) => return *failed,
     };
@@ -226,21 +219,22 @@ pub async fn followers(
 ) -> (Fetched, CallRecord) {
     let request = appview(p, account, token, "app.bsky.actor.getProfile")
         .query(&[("actor", account.external_id.as_str())]);
-    let answer = match Answer::fetch(request, "Bluesky").await {
-        Ok(a) => a,
-        Err(reason) => return (Fetched::Failed { reason }, CallRecord::default()),
-    };
-    if answer.status == StatusCode::BAD_REQUEST && error_name(&answer) == "ExpiredToken" {
-        return (Fetched::TokenExpired, answer.record());
+    followers_at(appview_answer(request).await, "/followersCount", "Bluesky")
+}
+
+/// Reads an AppView answer as the collector needs it (an expired session
+/// is a 400 `ExpiredToken` on Bluesky, not a 401).
+async fn appview_answer(
+    request: reqwest::RequestBuilder,
+) -> Result<(serde_json::Value, CallRecord), Box<(Fetched, CallRecord)>> {
+    let answer = Answer::fetch(request, "Bluesky").await;
+    if let Ok(a) = &answer
+        && a.status == StatusCode::BAD_REQUEST
+        && error_name(a) == "ExpiredToken"
+    {
+        return Err(Box::new((Fetched::TokenExpired, a.record())));
     }
-    let (body, record) = match metrics_answer(Ok(answer), "Bluesky") {
-        Ok(found) => found,
-        Err(failed) => return *failed,
-    };
-    match count(&body, "followersCount") {
-        Some(n) => (Fetched::Followers(n), record),
-        None => (Fetched::Failed { reason: "Bluesky answered without followersCount".into() }, record),
-    }
+    metrics_answer(answer, "Bluesky")
 }
 
 /// A read of the AppView's `method`: from the configured public AppView,

@@ -24,7 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{
     Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, count,
-    metrics_answer, oauth_refreshed, oauth_tokens,
+    followers_at, metrics_answer, oauth_refreshed, oauth_tokens,
 };
 use crate::domain::Timestamp;
 use crate::store::{Metrics, Network, SocialAccount, SocialPost};
@@ -233,9 +233,26 @@ pub async fn delete(p: &Platforms, token: &SecretString, id: &str) -> Result<Cal
     }
 }
 
+/// Reads a statistics answer as the collector needs it: LinkedIn's
+/// limits are daily, so a 429 without a reset waits for midnight UTC.
+async fn read(
+    p: &Platforms,
+    token: &SecretString,
+    url: String,
+) -> Result<(serde_json::Value, CallRecord), Box<(Fetched, CallRecord)>> {
+    let answer = Answer::fetch(rest(p.http().get(url), token), "LinkedIn").await;
+    let limited_at = answer.as_ref().ok().map(|a| limited(a, Timestamp::now()));
+    metrics_answer(answer, "LinkedIn").map_err(|failed| match (*failed, limited_at) {
+        ((Fetched::RateLimited { note, .. }, record), Some(until)) => {
+            Box::new((Fetched::RateLimited { until, note }, record))
+        }
+        (failed, _) => Box::new(failed),
+    })
+}
+
 /// A post's lifetime statistics (`GET /rest/organizationalEntityShareStatistics`,
 /// the organisation finder with `shares=List(…)` or `ugcPosts=List(…)`):
-/// impressions, clicks (link clicks), likes, comments and shares. LinkedIn
+/// impressions, unique impressions (reach), likes, comments and shares. LinkedIn
 /// gives these for organisation pages' posts only (`None` for a member's);
 /// a post with no activity yet has no element, which reads as zeros
 /// (unless the post itself is gone).
@@ -256,21 +273,9 @@ pub async fn metrics(
         encoded(&account.external_id),
         encoded(urn)
     );
-    let answer = Answer::fetch(rest(p.http().get(url), token), "LinkedIn").await;
-    let now = Timestamp::now();
-    let limited_at = answer.as_ref().ok().map(|a| limited(a, now));
-    let (body, record) = match metrics_answer(answer, "LinkedIn") {
+    let (body, record) = match read(p, token, url).await {
         Ok(found) => found,
-        Err(failed) => {
-            let (fetched, record) = *failed;
-            // LinkedIn's limits are daily: a 429 without a reset waits for midnight UTC.
-            return Some(match (fetched, limited_at) {
-                (Fetched::RateLimited { note, .. }, Some(until)) => {
-                    (Fetched::RateLimited { until, note }, record)
-                }
-                (fetched, _) => (fetched, record),
-            });
-        }
+        Err(failed) => return Some(*failed),
     };
     let elements = body["elements"].as_array().cloned().unwrap_or_default();
     let mine = elements.iter().find(|e| e["share"] == urn || e["ugcPost"] == urn);
@@ -278,22 +283,35 @@ pub async fn metrics(
     let stats = match mine {
         Some(element) => element.get("totalShareStatistics").unwrap_or(&empty),
         None if elements.is_empty() => {
-            // No element: no activity yet, or the post is gone.
+            // No element: no activity yet (zeros), or the post is gone;
+            // anything else is not a reading.
             let request = rest(p.http().get(api(p, &format!("/rest/posts/{}", encoded(urn)))), token);
-            if let Ok(post) = Answer::fetch(request, "LinkedIn").await
-                && matches!(post.status, StatusCode::NOT_FOUND | StatusCode::GONE)
-            {
-                return Some((Fetched::Gone, post.record()));
-            }
-            let zeros = Metrics {
-                impressions: Some(0),
-                likes: Some(0),
-                comments: Some(0),
-                shares: Some(0),
-                link_clicks: Some(0),
-                ..Metrics::default()
-            };
-            return Some((Fetched::Metrics { metrics: zeros, raw: body.to_string() }, record));
+            return Some(match Answer::fetch(request, "LinkedIn").await {
+                Ok(post) if post.status.is_success() => {
+                    let zeros = Metrics {
+                        impressions: Some(0),
+                        reach: Some(0),
+                        likes: Some(0),
+                        comments: Some(0),
+                        shares: Some(0),
+                        ..Metrics::default()
+                    };
+                    (Fetched::Metrics { metrics: zeros, raw: body.to_string() }, record)
+                }
+                Ok(post) if matches!(post.status, StatusCode::NOT_FOUND | StatusCode::GONE) => {
+                    (Fetched::Gone, post.record())
+                }
+                Ok(post) => (
+                    Fetched::Failed {
+                        reason: format!(
+                            "LinkedIn gave no statistics and answered {} for the post",
+                            post.status.as_u16()
+                        ),
+                    },
+                    post.record(),
+                ),
+                Err(reason) => (Fetched::Failed { reason }, record),
+            });
         }
         None => {
             return Some((
@@ -308,7 +326,8 @@ pub async fn metrics(
         likes: count(stats, "likeCount"),
         comments: count(stats, "commentCount"),
         shares: count(stats, "shareCount"),
-        link_clicks: count(stats, "clickCount"),
+        // `clickCount` counts every click on the post, not only on its
+        // link: it stays in `raw`.
         ..Metrics::default()
     };
     Some((Fetched::Metrics { metrics, raw: stats.to_string() }, record))
@@ -329,25 +348,7 @@ pub async fn followers(
         "{}?edgeType=COMPANY_FOLLOWED_BY_MEMBER",
         api(p, &format!("/rest/networkSizes/{}", encoded(&account.external_id)))
     );
-    let answer = Answer::fetch(rest(p.http().get(url), token), "LinkedIn").await;
-    let now = Timestamp::now();
-    let limited_at = answer.as_ref().ok().map(|a| limited(a, now));
-    let (body, record) = match metrics_answer(answer, "LinkedIn") {
-        Ok(found) => found,
-        Err(failed) => {
-            let (fetched, record) = *failed;
-            return Some(match (fetched, limited_at) {
-                (Fetched::RateLimited { note, .. }, Some(until)) => {
-                    (Fetched::RateLimited { until, note }, record)
-                }
-                (fetched, _) => (fetched, record),
-            });
-        }
-    };
-    Some(match count(&body, "firstDegreeSize") {
-        Some(n) => (Fetched::Followers(n), record),
-        None => (Fetched::Failed { reason: "LinkedIn answered without firstDegreeSize".into() }, record),
-    })
+    Some(followers_at(read(p, token, url).await, "/firstDegreeSize", "LinkedIn"))
 }
 
 fn client(p: &Platforms) -> (String, String) {

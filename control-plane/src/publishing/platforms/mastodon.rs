@@ -10,8 +10,8 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Sent, count, limited_until,
-    metrics_answer,
+    Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Sent, count, followers_at,
+    limited_until, metrics_answer,
 };
 use crate::domain::Timestamp;
 use crate::store::{SocialAccount, SocialPost};
@@ -151,14 +151,8 @@ pub async fn followers(
         .http()
         .get(format!("{}/api/v1/accounts/verify_credentials", base(account)))
         .bearer_auth(token.expose_secret());
-    let (body, record) = match metrics_answer(Answer::fetch(request, "the instance").await, "the instance") {
-        Ok(found) => found,
-        Err(failed) => return *failed,
-    };
-    match count(&body, "followers_count") {
-        Some(n) => (Fetched::Followers(n), record),
-        None => (Fetched::Failed { reason: "the instance answered without followers_count".into() }, record),
-    }
+    let read = metrics_answer(Answer::fetch(request, "the instance").await, "the instance");
+    followers_at(read, "/followers_count", "the instance")
 }
 
 pub async fn find(

@@ -710,6 +710,12 @@ fn metrics_failure(answer: &Answer, whom: &str) -> Fetched {
         },
         (100, 33) => Fetched::Gone,
         _ if answer.status == StatusCode::NOT_FOUND => Fetched::Gone,
+        (10 | 200..=299, _) => Fetched::Refused {
+            reason: format!(
+                "{whom} refused access to the numbers (code {}): reconnect the account to grant Marketer the insights permission",
+                e.code
+            ),
+        },
         (c, _) => Fetched::Failed {
             reason: format!("{whom} answered {} (code {c}): {}", answer.status.as_u16(), e.message),
         },
@@ -736,32 +742,44 @@ fn rejected_metrics(answer: &Answer, asked: &[&'static str]) -> Vec<&'static str
 }
 
 /// The lifetime value of each insight in Meta's `{"data": [{"name", "values": [{"value"}]}]}`.
-fn insight_values(insights: &serde_json::Value) -> std::collections::HashMap<String, i64> {
+/// A value that is a breakdown (an object, as `post_clicks_by_type`'s) is
+/// read by its `part`.
+fn insight_values(insights: &serde_json::Value, part: &str) -> std::collections::HashMap<String, i64> {
     insights["data"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|i| {
             let name = i["name"].as_str()?;
-            let value = i["values"].as_array()?.last()?["value"].as_i64().filter(|v| *v >= 0)?;
-            Some((name.to_owned(), value))
+            let value = &i["values"].as_array()?.last()?["value"];
+            let value = if value.is_object() { value.get(part)? } else { value };
+            Some((name.to_owned(), value.as_i64().filter(|v| *v >= 0)?))
         })
         .collect()
 }
 
 /// Reads `url` with Meta's `fields`/`metric` parameter built from `metrics`,
 /// dropping the metrics Meta says it no longer has (each at most once) so a
-/// retired metric is absent from the reading rather than failing it.
+/// retired metric is absent from the reading rather than failing it. An
+/// "invalid metric" refusal that names none drops them all when the query
+/// can do without (`query(&[])` is `Some`): the rest is still read.
 async fn read_insights(
     p: &Platforms,
     token: &SecretString,
     url: &str,
     whom: &str,
     mut metrics: Vec<&'static str>,
-    query: impl Fn(&[&'static str]) -> (&'static str, String),
+    query: impl Fn(&[&'static str]) -> Option<(&'static str, String)>,
 ) -> Result<(serde_json::Value, CallRecord), Box<(Fetched, CallRecord)>> {
     loop {
-        let (key, value) = query(&metrics);
+        let Some((key, value)) = query(&metrics) else {
+            return Err(Box::new((
+                Fetched::Failed {
+                    reason: format!("{whom} no longer reports any of the metrics Marketer reads"),
+                },
+                CallRecord::default(),
+            )));
+        };
         let request =
             p.http().get(url).query(&[(key, value.as_str()), ("access_token", token.expose_secret())]);
         let answer = match Answer::fetch(request, whom).await {
@@ -777,8 +795,15 @@ async fn read_insights(
             }
             return Ok((body, record));
         }
-        let rejected = rejected_metrics(&answer, &metrics);
-        if rejected.is_empty() || rejected.len() == metrics.len() {
+        let mut rejected = rejected_metrics(&answer, &metrics);
+        if rejected.is_empty()
+            && graph_error(&answer).code == 100
+            && !metrics.is_empty()
+            && query(&[]).is_some()
+        {
+            rejected.clone_from(&metrics);
+        }
+        if rejected.is_empty() {
             return Err(Box::new((metrics_failure(&answer, whom), record)));
         }
         tracing::warn!(
@@ -791,37 +816,38 @@ async fn read_insights(
 }
 
 /// The insights Marketer asks of a Page post, and the metric each is.
-const PAGE_POST_INSIGHTS: [&str; 3] = ["post_impressions", "post_impressions_unique", "post_clicks"];
+const PAGE_POST_INSIGHTS: [&str; 3] = ["post_impressions", "post_impressions_unique", "post_clicks_by_type"];
 
 /// A Page post's metrics in one read (`GET /{post-id}` with field
 /// expansion): reactions (likes), comments and shares from the post's
-/// summaries, impressions, reach and clicks from its lifetime insights.
+/// summaries, impressions, reach and link clicks (`post_clicks_by_type`)
+/// from its lifetime insights.
 /// A field Meta leaves out (as it does for `shares` on a post nobody has
 /// shared) is absent, not zero.
 pub async fn metrics(p: &Platforms, token: &SecretString, id: &str) -> (Fetched, CallRecord) {
     let url = graph(p, &format!("/{id}"));
     let fields = |insights: &[&'static str]| {
-        (
-            "fields",
-            format!(
-                "id,shares,reactions.summary(total_count).limit(0),comments.summary(total_count).limit(0),insights.metric({})",
-                insights.join(",")
-            ),
-        )
+        let counts =
+            "id,shares,reactions.summary(total_count).limit(0),comments.summary(total_count).limit(0)";
+        Some(if insights.is_empty() {
+            ("fields", counts.to_owned())
+        } else {
+            ("fields", format!("{counts},insights.metric({})", insights.join(",")))
+        })
     };
     let (body, record) =
         match read_insights(p, token, &url, "Facebook", PAGE_POST_INSIGHTS.to_vec(), fields).await {
             Ok(found) => found,
             Err(failed) => return *failed,
         };
-    let insights = insight_values(&body["insights"]);
+    let insights = insight_values(&body["insights"], "link clicks");
     let metrics = Metrics {
         impressions: insights.get("post_impressions").copied(),
         reach: insights.get("post_impressions_unique").copied(),
         likes: count(&body["reactions"]["summary"], "total_count"),
         comments: count(&body["comments"]["summary"], "total_count"),
         shares: count(&body["shares"], "count"),
-        link_clicks: insights.get("post_clicks").copied(),
+        link_clicks: insights.get("post_clicks_by_type").copied(),
         ..Metrics::default()
     };
     let raw = serde_json::json!({
@@ -866,13 +892,13 @@ const MEDIA_INSIGHTS: [&str; 7] =
 /// An Instagram media's lifetime insights (`GET /{ig-media-id}/insights`).
 pub async fn ig_metrics(p: &Platforms, token: &SecretString, id: &str) -> (Fetched, CallRecord) {
     let url = graph(p, &format!("/{id}/insights"));
-    let metric = |names: &[&'static str]| ("metric", names.join(","));
+    let metric = |names: &[&'static str]| (!names.is_empty()).then(|| ("metric", names.join(",")));
     let (body, record) =
         match read_insights(p, token, &url, "Instagram", MEDIA_INSIGHTS.to_vec(), metric).await {
             Ok(found) => found,
             Err(failed) => return *failed,
         };
-    let values = insight_values(&body);
+    let values = insight_values(&body, "total");
     let get = |name: &str| values.get(name).copied();
     let metrics = Metrics {
         impressions: get("views"),

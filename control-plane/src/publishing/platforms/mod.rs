@@ -179,18 +179,12 @@ pub enum Fetched {
     Failed {
         reason: String,
     },
+    /// Refused for a reason that will not pass by itself (a permission the
+    /// account's token lacks): tried again a day later, and shown.
+    Refused {
+        reason: String,
+    },
 }
-
-/// The networks whose metrics are collected (all of them; on LinkedIn,
-/// organisation pages' posts only).
-pub const METRICS_NETWORKS: [Network; 6] = [
-    Network::X,
-    Network::Mastodon,
-    Network::Bluesky,
-    Network::Linkedin,
-    Network::Facebook,
-    Network::Instagram,
-];
 
 /// How a token refresh ended.
 #[derive(Debug)]
@@ -593,6 +587,26 @@ pub(crate) fn metrics_answer(
 /// non-numeric field is absent, never zero).
 pub(crate) fn count(object: &serde_json::Value, field: &str) -> Option<i64> {
     object.get(field).and_then(serde_json::Value::as_i64).filter(|n| *n >= 0)
+}
+
+/// An account's followers at `pointer` (a JSON pointer) in a read's
+/// answer, or why there are none.
+pub(crate) fn followers_at(
+    read: Result<(serde_json::Value, CallRecord), Box<(Fetched, CallRecord)>>,
+    pointer: &str,
+    whom: &str,
+) -> (Fetched, CallRecord) {
+    let (body, record) = match read {
+        Ok(found) => found,
+        Err(failed) => return *failed,
+    };
+    match body.pointer(pointer).and_then(serde_json::Value::as_i64).filter(|n| *n >= 0) {
+        Some(n) => (Fetched::Followers(n), record),
+        None => {
+            let field = pointer.rsplit('/').next().unwrap_or(pointer);
+            (Fetched::Failed { reason: format!("{whom} answered without {field}") }, record)
+        }
+    }
 }
 
 /// The answer of a request that was sent, read to the end.

@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{
     Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, count,
-    limited_until, metrics_answer, oauth_refreshed, oauth_tokens,
+    followers_at, limited_until, metrics_answer, oauth_refreshed, oauth_tokens,
 };
 use crate::domain::Timestamp;
 use crate::store::{SocialAccount, SocialPost};
@@ -197,14 +197,11 @@ pub async fn followers(p: &Platforms, token: &SecretString) -> (Fetched, CallRec
         .get(api(p, "/2/users/me"))
         .bearer_auth(token.expose_secret())
         .query(&[("user.fields", "public_metrics")]);
-    let (body, record) = match metrics_answer(Answer::fetch(request, "X").await, "X") {
-        Ok(found) => found,
-        Err(failed) => return *failed,
-    };
-    match count(&body["data"]["public_metrics"], "followers_count") {
-        Some(n) => (Fetched::Followers(n), record),
-        None => (Fetched::Failed { reason: "X answered without followers_count".into() }, record),
-    }
+    followers_at(
+        metrics_answer(Answer::fetch(request, "X").await, "X"),
+        "/data/public_metrics/followers_count",
+        "X",
+    )
 }
 
 pub async fn delete(p: &Platforms, token: &SecretString, id: &str) -> Result<CallRecord, String> {

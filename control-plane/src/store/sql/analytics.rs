@@ -1,10 +1,11 @@
 //! [`AnalyticsStore`] for [`SqlStore`]: metrics readings and the
-//! collector's schedule on `social_posts`.
+//! collector's schedule on `social_posts`; accounts' followers by day
+//! (`account_followers`) and their schedule on `social_accounts`.
 
 use super::*;
 use crate::store::{
-    AnalyticsStore, DueFollowers, DueMetrics, FollowersReading, METRICS_SCHEMA_VERSION, Metrics,
-    MetricsReading, PerformanceFilter, PostOutcome, PostPerformance,
+    AnalyticsStore, DueFollowers, DueMetrics, FollowersReading, LatestFollowers, METRICS_SCHEMA_VERSION,
+    Metrics, MetricsReading, PerformanceFilter, PostOutcome, PostPerformance,
 };
 
 /// The metric columns of `post_metrics` (all null for a post never read).
@@ -94,44 +95,36 @@ where
         now: Timestamp,
         first_before: Timestamp,
         oldest: Timestamp,
-        networks: &[&str],
         limit: i64,
     ) -> Result<Vec<DueMetrics>> {
-        let mut due = Vec::new();
-        // One query per network (few), so no list parameter is needed.
-        for network in networks {
-            let rows: Vec<(Uuid, Uuid, String, Timestamp, Option<Timestamp>)> = sqlx::query_as(
-                "SELECT p.id, p.account_id, p.platform_post_id, p.published_at, p.metrics_next_at \
-                 FROM social_posts p \
-                 JOIN social_accounts a ON a.id = p.account_id \
-                 WHERE p.status = 'published' AND p.platform_post_id IS NOT NULL AND a.platform = $4 \
-                 AND p.published_at > $3 \
-                 AND (p.metrics_next_at <= $1 OR (p.metrics_next_at IS NULL AND p.published_at <= $2)) \
-                 AND a.disconnected_at IS NULL AND a.status = 'connected' \
-                 AND (a.rate_limited_until IS NULL OR a.rate_limited_until <= $1) \
-                 AND NOT EXISTS (SELECT 1 FROM platform_limits l WHERE l.platform = a.platform AND l.limited_until > $1) \
-                 ORDER BY p.published_at, p.id LIMIT $5",
-            )
-            .bind(now)
-            .bind(first_before)
-            .bind(oldest)
-            .bind(*network)
-            .bind(limit)
-            .fetch_all(&self.read)
-            .await?;
-            due.extend(rows.into_iter().map(
-                |(post_id, account_id, platform_post_id, published_at, next_at)| DueMetrics {
-                    post_id,
-                    account_id,
-                    platform_post_id,
-                    published_at,
-                    next_at,
-                },
-            ));
-        }
-        due.sort_by_key(|d| (d.published_at, d.post_id));
-        due.truncate(usize::try_from(limit).unwrap_or(0));
-        Ok(due)
+        let rows: Vec<(Uuid, Uuid, String, Timestamp, Option<Timestamp>)> = sqlx::query_as(
+            "SELECT p.id, p.account_id, p.platform_post_id, p.published_at, p.metrics_next_at \
+             FROM social_posts p \
+             JOIN social_accounts a ON a.id = p.account_id \
+             WHERE p.status = 'published' AND p.platform_post_id IS NOT NULL \
+             AND p.published_at > $3 \
+             AND (p.metrics_next_at <= $1 OR (p.metrics_next_at IS NULL AND p.published_at <= $2)) \
+             AND a.disconnected_at IS NULL AND a.status = 'connected' \
+             AND (a.rate_limited_until IS NULL OR a.rate_limited_until <= $1) \
+             AND NOT EXISTS (SELECT 1 FROM platform_limits l WHERE l.platform = a.platform AND l.limited_until > $1) \
+             ORDER BY p.published_at, p.id LIMIT $4",
+        )
+        .bind(now)
+        .bind(first_before)
+        .bind(oldest)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(post_id, account_id, platform_post_id, published_at, next_at)| DueMetrics {
+                post_id,
+                account_id,
+                platform_post_id,
+                published_at,
+                next_at,
+            })
+            .collect())
     }
 
     async fn claim_metrics(&self, post_id: Uuid, seen: Option<Timestamp>, until: Timestamp) -> Result<bool> {
@@ -334,7 +327,7 @@ where
              AND (a.followers_next_at IS NULL OR a.followers_next_at <= $1) \
              AND (a.rate_limited_until IS NULL OR a.rate_limited_until <= $1) \
              AND NOT EXISTS (SELECT 1 FROM platform_limits l WHERE l.platform = a.platform AND l.limited_until > $1) \
-             ORDER BY a.followers_next_at, a.id LIMIT $2",
+             ORDER BY a.followers_next_at IS NOT NULL, a.followers_next_at, a.id LIMIT $2",
         )
         .bind(now)
         .bind(limit)
@@ -429,7 +422,7 @@ where
              JOIN social_accounts a ON a.id = f.account_id AND a.tenant_id = f.tenant_id \
              WHERE f.tenant_id = $1 AND f.day >= $2 AND f.day <= $3 \
              AND ($4 IS NULL OR f.account_id = $4) AND ($5 IS NULL OR a.platform = $5) \
-             ORDER BY f.account_id, f.day LIMIT 100000",
+             ORDER BY f.account_id, f.day LIMIT 1000000",
         )
         .bind(tenant_id)
         .bind(from_day)
@@ -444,14 +437,19 @@ where
             .collect())
     }
 
-    async fn followers_error(&self, tenant_id: Uuid, account_id: Uuid) -> Result<Option<String>> {
-        let error: Option<Option<String>> = sqlx::query_scalar(
-            "SELECT followers_error FROM social_accounts WHERE tenant_id = $1 AND id = $2",
+    async fn latest_followers(&self, tenant_id: Uuid) -> Result<Vec<LatestFollowers>> {
+        let rows: Vec<(Uuid, Option<String>, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT a.id, f.day, f.followers, a.followers_error FROM social_accounts a \
+             LEFT JOIN account_followers f ON f.account_id = a.id AND f.tenant_id = a.tenant_id \
+             AND f.day = (SELECT MAX(l.day) FROM account_followers l WHERE l.account_id = a.id) \
+             WHERE a.tenant_id = $1 AND a.disconnected_at IS NULL",
         )
         .bind(tenant_id)
-        .bind(account_id)
-        .fetch_optional(&self.read)
+        .fetch_all(&self.read)
         .await?;
-        error.ok_or(StoreError::NotFound)
+        Ok(rows
+            .into_iter()
+            .map(|(account_id, day, followers, error)| LatestFollowers { account_id, day, followers, error })
+            .collect())
     }
 }
