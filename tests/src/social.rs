@@ -1334,6 +1334,18 @@ fn li_versioned(headers: &HeaderMap) -> Result<(), Box<Response>> {
     Ok(())
 }
 
+/// A LinkedIn API request's checks, the version headers then the token:
+/// the locked state and the member, or the answer to give.
+fn li_checked<'a>(
+    inner: &'a Mutex<Inner>,
+    headers: &HeaderMap,
+) -> Result<(std::sync::MutexGuard<'a, Inner>, u32), Box<Response>> {
+    li_versioned(headers)?;
+    let guard = inner.lock().unwrap();
+    let user = authorised(&guard, Net::Linkedin, headers)?;
+    Ok((guard, user))
+}
+
 /// Little text as LinkedIn shows it: a backslash makes the next character literal.
 fn li_unescape(text: &str) -> String {
     let mut out = String::new();
@@ -1399,10 +1411,7 @@ async fn li_acls(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(answer) = li_versioned(&headers) {
-        return *answer;
-    }
-    if let Err(answer) = authorised(&inner.lock().unwrap(), Net::Linkedin, &headers) {
+    if let Err(answer) = li_checked(&inner, &headers) {
         return *answer;
     }
     if q.get("q").map(String::as_str) != Some("roleAssignee") {
@@ -1429,10 +1438,7 @@ async fn li_organization(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(answer) = li_versioned(&headers) {
-        return *answer;
-    }
-    if let Err(answer) = authorised(&inner.lock().unwrap(), Net::Linkedin, &headers) {
+    if let Err(answer) = li_checked(&inner, &headers) {
         return *answer;
     }
     if id != LINKEDIN_ORG_ID {
@@ -1448,13 +1454,10 @@ async fn li_find(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(answer) = li_versioned(&headers) {
-        return *answer;
-    }
-    let inner = inner.lock().unwrap();
-    if let Err(answer) = authorised(&inner, Net::Linkedin, &headers) {
-        return *answer;
-    }
+    let inner = match li_checked(&inner, &headers) {
+        Ok((inner, _)) => inner,
+        Err(answer) => return *answer,
+    };
     if q.get("q").map(String::as_str) != Some("author")
         || headers.get("x-restli-method").and_then(|v| v.to_str().ok()) != Some("FINDER")
     {
@@ -1499,13 +1502,10 @@ async fn li_delete(
     headers: HeaderMap,
     Path(urn): Path<String>,
 ) -> Response {
-    if let Err(answer) = li_versioned(&headers) {
-        return *answer;
-    }
-    let mut inner = inner.lock().unwrap();
-    if let Err(answer) = authorised(&inner, Net::Linkedin, &headers) {
-        return *answer;
-    }
+    let mut inner = match li_checked(&inner, &headers) {
+        Ok((inner, _)) => inner,
+        Err(answer) => return *answer,
+    };
     // Idempotent: deleting what is gone is a 204 too.
     if let Some(post) = inner.posts.entry(Net::Linkedin).or_default().iter_mut().find(|p| p.id == urn) {
         post.deleted = true;
@@ -1519,13 +1519,10 @@ async fn li_post(
     headers: HeaderMap,
     Path(urn): Path<String>,
 ) -> Response {
-    if let Err(answer) = li_versioned(&headers) {
-        return *answer;
-    }
-    let inner = inner.lock().unwrap();
-    if let Err(answer) = authorised(&inner, Net::Linkedin, &headers) {
-        return *answer;
-    }
+    let inner = match li_checked(&inner, &headers) {
+        Ok((inner, _)) => inner,
+        Err(answer) => return *answer,
+    };
     match inner.posts.get(&Net::Linkedin).and_then(|p| p.iter().find(|p| p.id == urn && !p.deleted)) {
         Some(post) => Json(json!({ "id": post.id, "commentary": post.text, "lifecycleState": "PUBLISHED" }))
             .into_response(),
@@ -1542,13 +1539,10 @@ async fn li_share_statistics(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(answer) = li_versioned(&headers) {
-        return *answer;
-    }
-    let mut inner = inner.lock().unwrap();
-    if let Err(answer) = authorised(&inner, Net::Linkedin, &headers) {
-        return *answer;
-    }
+    let mut inner = match li_checked(&inner, &headers) {
+        Ok((inner, _)) => inner,
+        Err(answer) => return *answer,
+    };
     let bad = |message: &str| {
         (StatusCode::BAD_REQUEST, Json(json!({ "status": 400, "message": message }))).into_response()
     };
@@ -1604,13 +1598,10 @@ async fn li_network_size(
     Path(urn): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(answer) = li_versioned(&headers) {
-        return *answer;
-    }
-    let mut inner = inner.lock().unwrap();
-    if let Err(answer) = authorised(&inner, Net::Linkedin, &headers) {
-        return *answer;
-    }
+    let mut inner = match li_checked(&inner, &headers) {
+        Ok((inner, _)) => inner,
+        Err(answer) => return *answer,
+    };
     if q.get("edgeType").map(String::as_str) != Some("COMPANY_FOLLOWED_BY_MEMBER") {
         return (StatusCode::BAD_REQUEST, Json(json!({ "status": 400, "message": "edgeType is required" })))
             .into_response();
