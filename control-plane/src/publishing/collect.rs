@@ -17,11 +17,11 @@
 
 use std::time::Duration;
 
+use uuid::Uuid;
+
 use super::platforms::Fetched;
 use super::{NoToken, Publisher, later};
 use crate::domain::Timestamp;
-use uuid::Uuid;
-
 use crate::store::{DueMetrics, SocialAccount};
 
 /// Posts read per round.
