@@ -463,6 +463,108 @@ async fn linkedin_facebook_and_instagram_posts_metrics_are_read() {
     setup.finish().await;
 }
 
+/// A/B tests: two variants on two X accounts at the same time. While it
+/// runs, the numbers so far and no winner; once its window has passed the
+/// collector decides it: each variant's engagements and impressions, the
+/// z-test's numbers and a verdict that names a winner only when the
+/// difference is beyond chance. Bad requests name the field.
+#[tokio::test]
+async fn an_ab_test_of_two_variants_is_decided_with_its_numbers() {
+    let env = [("MARKETER_ANALYTICS_FIRST_READING_SECONDS", "0"), ("MARKETER_ANALYTICS_POLL_MS", "200")];
+    let Some(setup) = Setup::start_with(false, &env).await else { return };
+    let first = setup.connect("x").await;
+    setup.social.sign_in_as(1);
+    let second = setup.connect("x").await;
+    let mastodon = setup.connect("mastodon").await;
+    let variant = |account: &Value, text: &str| json!({ "account_id": account["id"], "text": text, "now": true, "approve": true });
+    for (body, field) in [
+        (json!({ "name": "One", "window_hours": 24, "variants": [variant(&first, "Only one")] }), "variants"),
+        (
+            json!({ "name": "Zero", "window_hours": 0, "variants": [variant(&first, "a"), variant(&second, "b")] }),
+            "window_hours",
+        ),
+        (
+            json!({ "name": " ", "window_hours": 24, "variants": [variant(&first, "a"), variant(&second, "b")] }),
+            "name",
+        ),
+        (
+            json!({ "name": "Mixed", "window_hours": 24, "variants": [variant(&first, "a"), variant(&mastodon, "b")] }),
+            "variants",
+        ),
+        (
+            json!({ "name": "Draft", "window_hours": 24, "variants": [variant(&first, "a"), { "account_id": second["id"], "text": "b" }] }),
+            "variants[1].scheduled_at",
+        ),
+    ] {
+        let (status, error) = setup.call(Method::POST, "/ab-tests", Some(body)).await;
+        assert_eq!(status, 422, "{field}: {error}");
+        assert_eq!(error["error"]["details"]["field"], field, "{error}");
+    }
+    assert!(setup.social.posts(Net::X).is_empty(), "a refused test publishes nothing");
+
+    let body = json!({ "name": "Saturday open house", "window_hours": 1, "variants": [
+        variant(&first, "Open house on Saturday, 10 to 2 #homes"),
+        variant(&second, "Come and see the house this Saturday? Doors open at 10"),
+    ] });
+    let (status, test) = setup.call(Method::POST, "/ab-tests", Some(body)).await;
+    assert_eq!(status, 201, "{test}");
+    assert_eq!(
+        (test["status"].as_str(), test["split"].as_str()),
+        (Some("running"), Some("accounts")),
+        "{test}"
+    );
+    let labels: Vec<&str> =
+        test["variants"].as_array().unwrap().iter().map(|v| v["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["A", "B"]);
+    let test_id = test["id"].as_str().unwrap().to_owned();
+    for v in test["variants"].as_array().unwrap() {
+        let id = v["post_id"].as_str().unwrap();
+        setup.wait_status(id, "published", Duration::from_secs(20)).await;
+        eventually(Duration::from_secs(15), "the variant's first reading", || async {
+            (!setup.metrics(id).await["readings"].as_array().unwrap().is_empty()).then_some(())
+        })
+        .await;
+    }
+    let (_, running) = setup.call(Method::GET, &format!("/ab-tests/{test_id}"), None).await;
+    assert!(running["decision"]["winner"].is_null(), "no winner while it runs: {running}");
+    assert!(running["decision"]["verdict"].as_str().unwrap().contains("running"), "{running}");
+    assert_eq!(running["decision"]["variants"][0]["base_kind"], "impressions", "{running}");
+
+    // The window passes (brought forward, as the clock would).
+    setup.execute("UPDATE ab_tests SET ends_at = created_at WHERE id = $1", &test_id).await;
+    let decided = eventually(Duration::from_secs(15), "the test to be decided", || async {
+        let (_, t) = setup.call(Method::GET, &format!("/ab-tests/{test_id}"), None).await;
+        (t["status"] == "decided").then_some(t)
+    })
+    .await;
+    let d = &decided["decision"];
+    for v in d["variants"].as_array().unwrap() {
+        assert!(v["base"].as_i64().unwrap() >= 100 && v["engagements"].as_i64().unwrap() >= 5, "{d}");
+        #[allow(clippy::cast_precision_loss)]
+        let rate = v["engagements"].as_i64().unwrap() as f64 / v["base"].as_i64().unwrap() as f64;
+        assert!((v["rate"].as_f64().unwrap() - rate).abs() < 1e-9, "{d}");
+    }
+    let c = &d["comparisons"][0];
+    let p = c["p_value"].as_f64().unwrap();
+    assert!(p > 0.0 && p <= 1.0 && c["z"].as_f64().unwrap() >= 0.0, "the best against the other: {d}");
+    assert_eq!(d["winner"].is_string(), p < 0.05, "a winner only beyond chance: {d}");
+    assert!(!d["verdict"].as_str().unwrap().is_empty());
+    if let Some(winner) = d["winner"].as_str() {
+        let v = decided["variants"].as_array().unwrap().iter().find(|v| v["label"] == winner).unwrap();
+        assert_eq!(
+            d["winner_traits"]["characters"].as_u64(),
+            Some(v["text"].as_str().unwrap().chars().count() as u64)
+        );
+    }
+    let (_, audit) = setup.call(Method::GET, "/audit-events?action=ab_test.decided", None).await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "decided once: {audit}");
+    let (status, _) = setup.call(Method::GET, &format!("/ab-tests/{}", uuid::Uuid::now_v7()), None).await;
+    assert_eq!(status, 404);
+    let (_, list) = setup.call(Method::GET, "/ab-tests", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    setup.finish().await;
+}
+
 /// Best times come from measured posts: ten X posts published and read
 /// make their local hour of the week the account's best time; a second X
 /// account with no posts of its own borrows the organisation's X history;

@@ -888,6 +888,35 @@ async fn a_marketer_connects_x_schedules_an_approved_post_from_an_activity_and_s
         )
         .await;
     assert_eq!(pdf.as_str(), Some("application/pdf %PDF-"), "the page's report as a PDF");
+    // A/B tests, from the Analytics page: a test needs its accounts (said beside the form), then
+    // starts with two variants on the X account at two times and shows as running.
+    browser.click("#ab-tests-link").await;
+    browser.wait_for_text("h1", "the A/B tests page", |t| t.contains("A/B tests")).await;
+    browser.fill("#ab-name", "Morning or evening").await;
+    browser.fill("#ab-a-text", "Open house tomorrow morning #homes").await;
+    browser.fill("#ab-b-text", "Open house tomorrow evening #homes").await;
+    browser.click("#ab-form button[type=submit]").await;
+    browser.wait_for_text("#ab-a-account-error", "the refusal", |t| t.contains("choose an account")).await;
+    assert_eq!(
+        browser.eval("document.querySelector('#ab-b-text').value").await,
+        "Open house tomorrow evening #homes"
+    );
+    let x_id = x["id"].as_str().unwrap().to_owned();
+    for (select, time) in [("#ab-a-account", "T09:00"), ("#ab-b-account", "T18:00")] {
+        browser.eval(&format!("document.querySelector('{select}').value = '{x_id}'")).await;
+        let input = select.replace("account", "time");
+        let day = (time::OffsetDateTime::now_utc() + time::Duration::days(2)).date();
+        browser.eval(&format!("document.querySelector('{input}').value = '{day}{time}'")).await;
+    }
+    browser.click("#ab-form button[type=submit]").await;
+    let card =
+        browser.wait_for_text(".ab-test", "the running test", |t| t.contains("Morning or evening")).await;
+    assert!(card.contains("one account at different times") && card.contains("No winner yet"), "{card}");
+    assert_eq!(browser.text(".ab-test .variants tbody").await.matches("scheduled").count(), 2);
+    browser.check_page("ab-tests-page").await;
+    let (_, tests) = fleet.call(Method::GET, "/ab-tests", None).await;
+    assert_eq!(tests[0]["split"], "times", "{tests}");
+
     browser.goto(&tenant_url(&fleet, "/analytics?network=mastodon")).await;
     assert!(browser.text("main").await.contains("No posts were published in this period"));
     // A campaign of the chosen project (none of the posts is in it).

@@ -142,8 +142,9 @@ impl utoipa::Modify for BearerAuth {
 
 fn api_routes() -> OpenApiRouter<ApiState> {
     use routes::{
-        activities, agents, analytics, api_keys, audit_events, auth, comments, documents, flyers, health,
-        jobs, leads, members, notifications, projects, properties, publishing, reviews, sequences, tenants,
+        ab_tests, activities, agents, analytics, api_keys, audit_events, auth, comments, documents, flyers,
+        health, jobs, leads, members, notifications, projects, properties, publishing, reviews, sequences,
+        tenants,
     };
     // The upload reads its body itself, counting against the upload limit.
     let (schemas, paths, upload) = routes!(documents::list, documents::upload);
@@ -222,6 +223,8 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(analytics::report))
         .routes(routes!(analytics::posts_csv))
         .routes(routes!(analytics::report_pdf))
+        .routes(routes!(ab_tests::list, ab_tests::create))
+        .routes(routes!(ab_tests::get))
         .routes(routes!(publishing::get_post, publishing::update_post, publishing::delete_post))
         .routes(routes!(publishing::get_time_zone, publishing::set_time_zone))
         .routes(routes!(notifications::list))

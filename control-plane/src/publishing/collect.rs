@@ -13,7 +13,9 @@
 //! is kept on the post (shown with its metrics) and tried again later.
 //!
 //! Accounts' followers are read the same way, once a day per account
-//! (`account_followers`, one row per account and UTC day).
+//! (`account_followers`, one row per account and UTC day). A/B tests whose
+//! window has ended are decided on the same tick
+//! (`service::ab_tests::decide`).
 
 use std::time::Duration;
 
@@ -22,7 +24,7 @@ use uuid::Uuid;
 use super::platforms::Fetched;
 use super::{NoToken, Publisher, later};
 use crate::domain::Timestamp;
-use crate::store::{DueMetrics, SocialAccount};
+use crate::store::{DueMetrics, Outcome, SocialAccount};
 
 /// Posts read per round.
 const BATCH: i64 = 50;
@@ -179,6 +181,51 @@ impl Publisher {
         if let Err(e) = self.store.metrics_failed(post.post_id, reason, retry_at).await {
             tracing::error!(error = %e, post = %post.post_id, "could not record a metrics failure");
         }
+    }
+
+    /// Decides the A/B tests whose window has ended (claimed by
+    /// compare-and-set on their status, so one replica decides each).
+    /// Returns how many were decided.
+    pub async fn decide_ab_tests(&self) -> usize {
+        use crate::service::ab_tests::{ab_outcomes, decide, traits};
+        let due = match self.store.ab_tests_due(Timestamp::now(), BATCH).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the A/B tests that are due");
+                return 0;
+            }
+        };
+        let mut decided = 0;
+        for (tenant_id, test) in due {
+            let outcomes = match ab_outcomes(&*self.store, tenant_id, &test).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::error!(error = %e, test = %test.id, "could not read an A/B test's numbers");
+                    continue;
+                }
+            };
+            let mut decision = decide(&outcomes, true);
+            let winner =
+                decision.winner.as_ref().and_then(|w| decision.variants.iter().find(|v| &v.label == w));
+            if let Some(v) = winner
+                && let Ok(Some(post)) = self.store.post(tenant_id, v.post_id).await
+            {
+                decision.winner_traits = Some(traits(&post));
+            }
+            let json = serde_json::to_string(&decision).unwrap_or_default();
+            let audit =
+                super::system_event(tenant_id, crate::service::actions::AB_TEST_DECIDED, Outcome::Success)
+                    .resource("ab_test", test.id)
+                    .details(serde_json::json!({ "winner": decision.winner, "verdict": decision.verdict }));
+            match self.store.decide_ab_test(test.id, &json, &audit).await {
+                Ok(true) => decided += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, test = %test.id, "could not record an A/B test's decision");
+                }
+            }
+        }
+        decided
     }
 
     /// One round of accounts' followers: each connected account is read

@@ -241,6 +241,7 @@ impl Publisher {
                 last_metrics = std::time::Instant::now();
                 self.collect_metrics().await;
                 self.collect_followers().await;
+                self.decide_ab_tests().await;
             }
             let sleep = match self.store.next_post_due().await {
                 // A post already due that this pass could not take waits

@@ -99,6 +99,9 @@ pub const SOCIAL_ACCOUNT_DISCONNECT: &str = "social_account.disconnect";
 /// Not a route: the platform refused the account's credentials for good.
 pub const SOCIAL_ACCOUNT_NEEDS_RECONNECT: &str = "social_account.needs_reconnect";
 pub const POST_CREATE: &str = "post.create";
+pub const AB_TEST_CREATE: &str = "ab_test.create";
+/// A test's window ended and the publisher decided it.
+pub const AB_TEST_DECIDED: &str = "ab_test.decided";
 pub const POST_UPDATE: &str = "post.update";
 pub const POST_DELETE: &str = "post.delete";
 /// Not routes: the publishing engine's outcomes.
@@ -220,6 +223,8 @@ pub const ALL: &[&str] = &[
     SOCIAL_ACCOUNT_UPDATE,
     SOCIAL_ACCOUNT_DISCONNECT,
     POST_CREATE,
+    AB_TEST_CREATE,
+    AB_TEST_DECIDED,
     POST_UPDATE,
     POST_DELETE,
     PROPERTY_CREATE,

@@ -7,6 +7,7 @@
 //! web UI; neither re-implements a rule. Services take an authenticated
 //! [`Caller`] or [`TenantAccess`] and return domain types or [`Error`]s.
 
+pub mod ab_tests;
 pub mod actions;
 mod activities;
 mod activity_input;

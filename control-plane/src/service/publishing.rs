@@ -364,6 +364,13 @@ pub struct When {
     pub now: bool,
 }
 
+/// A checked new post, or the one its Idempotency-Key already made.
+#[derive(Debug)]
+pub(crate) enum PreparedPost {
+    Existing(Box<PostView>),
+    New { post: Box<NewPost>, audit: Box<crate::store::NewAuditEvent>, account: Box<SocialAccount> },
+}
+
 /// The fields that say when, shared by creating and changing a post.
 macro_rules! when_fields {
     ($name:ident { $($field:tt)* }) => {
@@ -958,6 +965,24 @@ impl App {
         req: CreatePost,
         idempotency_key: Option<String>,
     ) -> Result<(PostView, bool)> {
+        let (post, audit, account) = match self.prepare_post(access, req, idempotency_key).await? {
+            PreparedPost::Existing(view) => return Ok((*view, false)),
+            PreparedPost::New { post, audit, account } => (*post, *audit, *account),
+        };
+        let (stored, created) = self.store.create_post(&post, &audit).await?;
+        self.publisher.wake();
+        Ok((PostView::of(&stored, Some(&account)), created))
+    }
+
+    /// Checks a new post and makes it, with its audit event, ready to
+    /// store (an A/B test stores several with itself); or the post an
+    /// Idempotency-Key already made.
+    pub(crate) async fn prepare_post(
+        &self,
+        access: &TenantAccess,
+        req: CreatePost,
+        idempotency_key: Option<String>,
+    ) -> Result<PreparedPost> {
         access.require(Permission::PostsWrite)?;
         let account = self.store.account(access.tenant_id, req.account_id).await?.ok_or_else(|| {
             Error::invalid("account_id", "no connected account of this organisation has this id")
@@ -1035,7 +1060,7 @@ impl App {
         if let Some(key) = &idempotency_key
             && let Some(existing) = self.existing_post(access, key).await?
         {
-            return Ok((existing, false));
+            return Ok(PreparedPost::Existing(Box::new(existing)));
         }
         let when = self.resolve_when(access, &account, &req.when()).await?;
         // From an activity with the text its review covers: that review is
@@ -1077,9 +1102,7 @@ impl App {
         let audit = access.audit(actions::POST_CREATE).resource("post", post.id).details(serde_json::json!({
             "account_id": account.id, "status": status, "scheduled_at": scheduled_at,
         }));
-        let (stored, created) = self.store.create_post(&post, &audit).await?;
-        self.publisher.wake();
-        Ok((PostView::of(&stored, Some(&account)), created))
+        Ok(PreparedPost::New { post: Box::new(post), audit: Box::new(audit), account: Box::new(account) })
     }
 
     /// An activity's title and its social variants (platform, text), for

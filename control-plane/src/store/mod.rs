@@ -8,6 +8,7 @@
 //! pool shape, timestamp encoding) live in [`sqlite`] and [`postgres`].
 //! [`connect`] picks the backend from the URL scheme.
 
+mod ab_tests;
 mod activities;
 mod agents;
 mod analytics;
@@ -37,6 +38,7 @@ use crate::domain::{
     Timestamp, User,
 };
 
+pub use self::ab_tests::*;
 pub use self::activities::*;
 pub use self::agents::*;
 pub use self::analytics::*;
@@ -612,6 +614,7 @@ pub trait Store:
     + LeadStore
     + SequenceStore
     + AnalyticsStore
+    + AbTestStore
     + Send
     + Sync
     + fmt::Debug

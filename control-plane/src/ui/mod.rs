@@ -17,6 +17,7 @@
 //! Every page answers with a strict Content-Security-Policy: scripts and
 //! styles from this origin only, none inline.
 
+mod ab_tests;
 mod activities;
 mod analytics;
 mod assets;
@@ -216,6 +217,7 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/settings/accounts/{account_id}/disconnect", post(publishing::disconnect_account))
         .route("/calendar", get(publishing::calendar))
         .route("/analytics", get(analytics::page))
+        .route("/analytics/ab-tests", get(ab_tests::page).post(ab_tests::create))
         .route("/analytics/posts.csv", get(analytics::posts_csv))
         .route("/analytics/report.pdf", get(analytics::report_pdf))
         .route("/time-zone", post(publishing::set_zone))

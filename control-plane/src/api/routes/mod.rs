@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per resource. Handlers only translate between
 //! HTTP and the services: extract, call, respond.
 
+pub mod ab_tests;
 pub mod activities;
 pub mod agents;
 pub mod analytics;

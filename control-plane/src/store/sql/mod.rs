@@ -12,6 +12,7 @@
 //! and parsed on the way out, so a corrupted value becomes a
 //! [`StoreError::Corrupt`] instead of a panic.
 
+mod ab_tests;
 mod activities;
 mod agents;
 mod analytics;

@@ -247,7 +247,7 @@ where
     for<'t> &'t str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
-    async fn fetch_account(
+    pub(super) async fn fetch_account(
         conn: &mut DB::Connection,
         tenant_id: Uuid,
         id: Uuid,
@@ -262,6 +262,39 @@ where
         .fetch_optional(&mut *conn)
         .await?;
         row.map(SocialAccount::try_from).transpose()
+    }
+
+    /// Inserts a new post (its account checked by the caller).
+    pub(super) async fn insert_post(conn: &mut DB::Connection, p: &NewPost, now: Timestamp) -> Result<()> {
+        let status: &'static str = p.status.into();
+        sqlx::query(
+            "INSERT INTO social_posts (id, tenant_id, account_id, project_id, campaign_id, activity_id, \
+             activity_version, text, status, scheduled_at, time_zone, approved_by, approved_at, idempotency_key, \
+             created_by, created_at, updated_at, image_url, edited_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+             $10, $11, $12, $13, $14, $15, $16, $16, $17, $18)",
+        )
+        .bind(p.id)
+        .bind(p.tenant_id)
+        .bind(p.account_id)
+        .bind(p.project_id)
+        .bind(p.campaign_id)
+        .bind(p.activity_id)
+        .bind(p.activity_version)
+        .bind(p.text.clone())
+        .bind(status)
+        .bind(p.scheduled_at)
+        .bind(p.time_zone.clone())
+        .bind(p.approved_by)
+        .bind(p.approved_by.map(|_| now))
+        .bind(p.idempotency_key.clone())
+        .bind(p.created_by)
+        .bind(now)
+        .bind(p.image_url.clone())
+        .bind(p.edited.then_some(now))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| unique_violation(e, "idempotency_key_reused", "this Idempotency-Key was already used"))?;
+        Ok(())
     }
 
     async fn fetch_post(conn: &mut DB::Connection, id: Uuid) -> Result<Option<SocialPost>> {
@@ -685,34 +718,7 @@ where
                 message: "no connected account of this organisation has this id".into(),
             });
         }
-        let status: &'static str = p.status.into();
-        sqlx::query(
-            "INSERT INTO social_posts (id, tenant_id, account_id, project_id, campaign_id, activity_id, \
-             activity_version, text, status, scheduled_at, time_zone, approved_by, approved_at, idempotency_key, \
-             created_by, created_at, updated_at, image_url, edited_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $16, $17, $18)",
-        )
-        .bind(p.id)
-        .bind(p.tenant_id)
-        .bind(p.account_id)
-        .bind(p.project_id)
-        .bind(p.campaign_id)
-        .bind(p.activity_id)
-        .bind(p.activity_version)
-        .bind(p.text.clone())
-        .bind(status)
-        .bind(p.scheduled_at)
-        .bind(p.time_zone.clone())
-        .bind(p.approved_by)
-        .bind(p.approved_by.map(|_| now))
-        .bind(p.idempotency_key.clone())
-        .bind(p.created_by)
-        .bind(now)
-        .bind(p.image_url.clone())
-        .bind(p.edited.then_some(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| unique_violation(e, "idempotency_key_reused", "this Idempotency-Key was already used"))?;
+        Self::insert_post(&mut tx, p, now).await?;
         Self::insert_audit(&mut tx, audit).await?;
         let post = Self::fetch_post(&mut tx, p.id).await?.ok_or(StoreError::NotFound)?;
         tx.commit().await?;
