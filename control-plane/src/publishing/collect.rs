@@ -187,7 +187,7 @@ impl Publisher {
     /// compare-and-set on their status, so one replica decides each).
     /// Returns how many were decided.
     pub async fn decide_ab_tests(&self) -> usize {
-        use crate::service::ab_tests::{ab_outcomes, decide, traits};
+        use crate::service::ab_tests::{GRACE_DAYS, ab_outcomes, decide, traits};
         let due = match self.store.ab_tests_due(Timestamp::now(), BATCH).await {
             Ok(due) => due,
             Err(e) => {
@@ -197,8 +197,14 @@ impl Publisher {
         };
         let mut decided = 0;
         for (tenant_id, test) in due {
-            let outcomes = match ab_outcomes(&*self.store, tenant_id, &test).await {
-                Ok(o) => o,
+            let outcomes = match ab_outcomes(&*self.store, tenant_id, &test, true).await {
+                // Every variant measured at the window's age, or the grace is over.
+                Ok((outcomes, ready))
+                    if ready || test.ends_at + time::Duration::days(GRACE_DAYS) <= Timestamp::now() =>
+                {
+                    outcomes
+                }
+                Ok(_) => continue,
                 Err(e) => {
                     tracing::error!(error = %e, test = %test.id, "could not read an A/B test's numbers");
                     continue;
@@ -212,7 +218,13 @@ impl Publisher {
             {
                 decision.winner_traits = Some(traits(&post));
             }
-            let json = serde_json::to_string(&decision).unwrap_or_default();
+            let json = match serde_json::to_string(&decision) {
+                Ok(json) => json,
+                Err(e) => {
+                    tracing::error!(error = %e, test = %test.id, "could not write an A/B test's decision");
+                    continue;
+                }
+            };
             let audit =
                 super::system_event(tenant_id, crate::service::actions::AB_TEST_DECIDED, Outcome::Success)
                     .resource("ab_test", test.id)

@@ -1,15 +1,21 @@
 //! A/B tests: two to five variants of a post (written, or an activity's
 //! variants), each scheduled as a post of its own, on different accounts
-//! of one network at the same time or on one account at comparable times.
+//! of one network (meant for the same time) or on one account at
+//! different times.
 //! The test and its posts are written in one transaction. Once the window
 //! after the last variant's time has passed, the publishing engine's
-//! collector decides it ([`decide`]): each variant's engagement rate
+//! collector decides it ([`decide`]) on each variant's first reading taken
+//! once the window has run since it went out (the same age for every
+//! variant; after [`GRACE_DAYS`] without one, on what there is): its engagement rate
 //! (engagements over impressions, else over the account's followers, as
 //! `ENGAGEMENT_RATE` defines), the best against each other by a
 //! two-proportion z-test, Bonferroni-corrected for more than two. A winner
 //! needs every variant measured enough ([`MIN_BASE`], [`MIN_ENGAGEMENTS`])
 //! and the difference beyond chance; otherwise there is no winner, said
-//! with why. The decision keeps the numbers and the winner's traits.
+//! with why (rates on different bases are not compared). Engagements are
+//! treated as a proportion of impressions or followers, an approximation
+//! (one person can engage more than once). The decision keeps the numbers
+//! and the winner's traits.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -31,7 +37,7 @@ pub const ALPHA: f64 = 0.05;
 const MAX_VARIANTS: usize = 5;
 const MAX_WINDOW_HOURS: i64 = 24 * 30;
 /// Tests listed at most.
-const LIST_LIMIT: i64 = 200;
+const LIST_LIMIT: i64 = 50;
 
 /// A test to start: its variants are posts as `POST /posts` takes them
 /// (each with a time, or `now`).
@@ -63,7 +69,8 @@ pub struct VariantResult {
 pub struct Comparison {
     pub best: String,
     pub other: String,
-    /// The rates' difference (best minus other), in rate points (0 to 1).
+    /// The rates' difference (best minus other), as a fraction (0.021 is 2.1
+    /// percentage points).
     pub difference: f64,
     /// The difference relative to the other's rate (0.25 = 25 % better).
     pub lift: Option<f64>,
@@ -145,6 +152,11 @@ pub struct Outcome {
     pub engagements: Option<i64>,
     pub base: Option<i64>,
     pub base_kind: Option<&'static str>,
+}
+
+/// A p-value as people read it: `p = 0.0123`, or `p < 0.0001`.
+pub fn p_text(p: f64) -> String {
+    if p < 0.0001 { "p < 0.0001".to_owned() } else { format!("p = {p:.4}") }
 }
 
 /// The standard normal distribution's upper tail, two-sided: P(|Z| ≥ |z|).
@@ -236,14 +248,33 @@ pub fn decide(outcomes: &[Outcome], final_: bool) -> Decision {
     let all_beyond_chance = !comparisons.is_empty()
         && comparisons.len() + 1 == variants.len()
         && comparisons.iter().all(|c| c.significant);
-    let (winner, verdict) = if !short.is_empty() {
+    let mut kinds: Vec<&str> = variants.iter().filter_map(|v| v.base_kind.as_deref()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let (winner, verdict) = if variants.len() < 2 {
+        (None, "No winner: fewer than two variants are left (a variant's post was deleted).".to_owned())
+    } else if !short.is_empty() {
         let needs = format!(
             "each variant needs {MIN_BASE} impressions (or followers) and {MIN_ENGAGEMENTS} engagements"
         );
         let when = if final_ { "No winner: too little data" } else { "No winner yet" };
         (None, format!("{when} ({needs}; {}).", short.join(", ")))
+    } else if kinds.len() > 1 {
+        let bases = variants
+            .iter()
+            .map(|v| format!("{} over {}", v.label, v.base_kind.as_deref().unwrap_or("nothing")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        (None, format!("No winner: the rates have different bases ({bases}), so they cannot be compared."))
     } else if !final_ {
         (None, "No winner yet: the test is running; the numbers so far are shown.".to_owned())
+    } else if comparisons.len() + 1 < variants.len() {
+        (
+            None,
+            "No winner: a variant has more engagements than its base (impressions or followers), so the rates \
+             are not proportions and cannot be tested."
+                .to_owned(),
+        )
     } else if all_beyond_chance {
         let best = best.map(|b| b.label.clone()).unwrap_or_default();
         let weakest = comparisons.iter().max_by(|a, b| a.p_value.total_cmp(&b.p_value));
@@ -251,11 +282,11 @@ pub fn decide(outcomes: &[Outcome], final_: bool) -> Decision {
             .map(|c| {
                 let lift = c.lift.map(|l| format!(", {:.0} % better", l * 100.0)).unwrap_or_default();
                 format!(
-                    "by {:.2} rate points over {}{lift} (z = {:.2}, p = {:.4} < {alpha:.4})",
+                    "by {:.2} percentage points over {}{lift} (z = {:.2}, {} < {alpha:.4})",
                     c.difference * 100.0,
                     c.other,
                     c.z,
-                    c.p_value
+                    p_text(c.p_value)
                 )
             })
             .unwrap_or_default();
@@ -264,7 +295,7 @@ pub fn decide(outcomes: &[Outcome], final_: bool) -> Decision {
         let detail = comparisons
             .iter()
             .filter(|c| !c.significant)
-            .map(|c| format!("{} against {}: p = {:.3}", c.best, c.other, c.p_value))
+            .map(|c| format!("{} against {}: {}", c.best, c.other, p_text(c.p_value)))
             .collect::<Vec<_>>()
             .join("; ");
         (None, format!("No winner: the difference could be chance ({detail}; needs p < {alpha:.4})."))
@@ -301,7 +332,7 @@ pub fn traits(post: &SocialPost) -> Traits {
 }
 
 fn label(i: usize) -> String {
-    char::from(b'A' + u8::try_from(i).unwrap_or(25)).to_string()
+    ["A", "B", "C", "D", "E"].get(i).map_or_else(|| format!("V{}", i + 1), |l| (*l).to_owned())
 }
 
 impl App {
@@ -310,8 +341,11 @@ impl App {
     pub async fn create_ab_test(&self, access: &TenantAccess, req: CreateAbTest) -> Result<AbTestView> {
         access.require(Permission::PostsWrite)?;
         let name = req.name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > 200 {
-            return Err(Error::invalid("name", "give the test a name of 1 to 200 characters"));
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "name",
+                "give the test a name of 1 to 200 characters, without control characters",
+            ));
         }
         if !(1..=MAX_WINDOW_HOURS).contains(&req.window_hours) {
             return Err(Error::invalid("window_hours", "must be between 1 and 720 hours (30 days)"));
@@ -408,7 +442,7 @@ impl App {
         }
         let decision = match &t.decision {
             Some(json) => serde_json::from_str(json).ok(),
-            None => Some(decide(&ab_outcomes(&*self.store, tenant_id, &t).await?, false)),
+            None => Some(decide(&ab_outcomes(&*self.store, tenant_id, &t, false).await?.0, false)),
         };
         Ok(AbTestView {
             id: t.id,
@@ -438,26 +472,42 @@ fn split_of(mut accounts: Vec<Uuid>) -> Option<&'static str> {
     }
 }
 
-/// Each variant's latest engagements and rate base (impressions, else its
-/// account's followers on its UTC publishing day).
+/// How long after its end a test waits for every variant's reading at
+/// the window's age before it is decided on what there is.
+pub const GRACE_DAYS: i64 = 7;
+
+/// Each variant's engagements and rate base (impressions, else its
+/// account's followers on its UTC publishing day). `at_window`: from each
+/// variant's first reading taken once the window has run since it went
+/// out (or since the test's end, if earlier), so variants are compared at
+/// the same age; otherwise from its latest reading. The flag says whether
+/// every variant has such a reading.
 pub(crate) async fn ab_outcomes(
     store: &dyn crate::store::Store,
     tenant_id: Uuid,
     t: &AbTest,
-) -> Result<Vec<Outcome>> {
+    at_window: bool,
+) -> Result<(Vec<Outcome>, bool)> {
     let mut outcomes = Vec::new();
+    let mut ready = true;
     for (label, post_id) in &t.variants {
         let (readings, _) = match store.post_metrics(tenant_id, *post_id).await {
             Ok(found) => found,
             Err(crate::store::StoreError::NotFound) => (Vec::new(), None),
             Err(e) => return Err(e.into()),
         };
-        let latest = readings.last().map(|r| r.metrics.clone());
+        let post = store.post(tenant_id, *post_id).await?;
+        let published = post.as_ref().and_then(|p| p.published_at);
+        let cutoff = published.map(|p| (p + time::Duration::hours(t.window_hours)).min(t.ends_at));
+        let at_age = cutoff.and_then(|c| readings.iter().find(|r| r.collected_at >= c));
+        ready &= at_age.is_some();
+        let reading = if at_window { at_age.or(readings.last()) } else { readings.last() };
+        let metrics = reading.map(|r| r.metrics.clone());
         let mut followers = None;
-        if let Some(m) = &latest
-            && m.impressions.is_none()
-            && let Some(post) = store.post(tenant_id, *post_id).await?
-            && let Some(published) = post.published_at
+        if let Some(m) = &metrics
+            && m.impressions.is_none_or(|i| i <= 0)
+            && let Some(post) = &post
+            && let Some(published) = published
         {
             let day = published.as_datetime().date();
             let readings = store
@@ -471,8 +521,8 @@ pub(crate) async fn ab_outcomes(
                 .await?;
             followers = followers_on(&readings, &day.to_string());
         }
-        let base = latest.as_ref().and_then(|m| rate_base(m, followers));
-        let base_kind = match (&latest, base) {
+        let base = metrics.as_ref().and_then(|m| rate_base(m, followers));
+        let base_kind = match (&metrics, base) {
             (Some(m), Some(_)) if m.impressions.is_some_and(|i| i > 0) => Some("impressions"),
             (_, Some(_)) => Some("followers"),
             _ => None,
@@ -480,12 +530,12 @@ pub(crate) async fn ab_outcomes(
         outcomes.push(Outcome {
             label: label.clone(),
             post_id: *post_id,
-            engagements: latest.as_ref().and_then(crate::store::Metrics::engagements),
+            engagements: metrics.as_ref().and_then(crate::store::Metrics::engagements),
             base,
             base_kind,
         });
     }
-    Ok(outcomes)
+    Ok((outcomes, ready))
 }
 
 #[cfg(test)]
@@ -510,7 +560,7 @@ mod tests {
         assert!((c.difference - 0.05).abs() < 1e-9);
         assert!((c.lift.unwrap() - 1.0).abs() < 1e-9, "twice A's rate");
         assert!(c.z > 4.0 && c.p_value < 1e-4, "{c:?}");
-        assert!(d.verdict.starts_with("B won by 5.00 rate points over A"), "{}", d.verdict);
+        assert!(d.verdict.starts_with("B won by 5.00 percentage points over A"), "{}", d.verdict);
     }
 
     #[test]
@@ -543,6 +593,22 @@ mod tests {
         assert_eq!(d.winner, None, "{d:?}");
         let d = decide(&[outcome("A", 50, 1000), outcome("B", 120, 1000), outcome("C", 60, 1000)], true);
         assert_eq!(d.winner.as_deref(), Some("B"));
+    }
+
+    #[test]
+    fn different_bases_deleted_variants_and_non_proportions_name_no_winner() {
+        let mut b = outcome("B", 100, 1000);
+        b.base_kind = Some("followers");
+        let d = decide(&[outcome("A", 50, 1000), b], true);
+        assert_eq!(d.winner, None);
+        assert!(d.verdict.contains("different bases"), "{}", d.verdict);
+        let d = decide(&[outcome("A", 50, 1000)], true);
+        assert!(d.verdict.contains("fewer than two"), "{}", d.verdict);
+        let d = decide(&[outcome("A", 150, 120), outcome("B", 50, 1000)], true);
+        assert_eq!(d.winner, None);
+        assert!(d.verdict.contains("not proportions"), "{}", d.verdict);
+        assert_eq!(p_text(0.000_01), "p < 0.0001");
+        assert_eq!(label(1), "B");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::session::{Submit, TenantPage};
 use super::view::When;
 use crate::api::ApiState;
 use crate::domain::Permission;
-use crate::service::ab_tests::{AbTestView, CreateAbTest};
+use crate::service::ab_tests::{AbTestView, CreateAbTest, p_text};
 use crate::service::{CreatePost, count};
 
 struct Choice {
@@ -39,6 +39,7 @@ struct TestCard {
     status: String,
     split: &'static str,
     ends: When,
+    decided: Option<When>,
     verdict: String,
     variants: Vec<VariantRow>,
     /// `B against A: difference 1.2 points, z = 2.10, p = 0.036`.
@@ -90,6 +91,7 @@ fn card(page: &TenantPage, t: &AbTestView) -> TestCard {
         status: t.status.clone(),
         split: if t.split == "times" { "one account at different times" } else { "different accounts at the same time" },
         ends: When::of(t.ends_at),
+        decided: When::maybe(t.decided_at),
         verdict: decision.map(|d| d.verdict.clone()).unwrap_or_default(),
         variants: t
             .variants
@@ -98,7 +100,11 @@ fn card(page: &TenantPage, t: &AbTestView) -> TestCard {
                 let n = numbers(&v.label);
                 VariantRow {
                     label: v.label.clone(),
-                    account: format!("{} ({})", v.handle, v.network),
+                    account: format!(
+                        "{} ({})",
+                        v.handle,
+                        v.network.parse::<crate::store::Network>().map_or(v.network.as_str(), |n| n.label())
+                    ),
                     text: v.text.clone(),
                     status: v.status.to_string(),
                     post_href: page.path(&format!("/posts/{}", v.post_id)),
@@ -120,13 +126,13 @@ fn card(page: &TenantPage, t: &AbTestView) -> TestCard {
                     .iter()
                     .map(|c| {
                         format!(
-                            "{} against {}: {:+.2} rate points{}, z = {:.2}, p = {:.4} (beyond chance below {:.4})",
+                            "{} against {}: {:+.2} percentage points{}, z = {:.2}, {} (beyond chance below {:.4})",
                             c.best,
                             c.other,
                             c.difference * 100.0,
                             c.lift.map(|l| format!(" ({:+.0} %)", l * 100.0)).unwrap_or_default(),
                             c.z,
-                            c.p_value,
+                            p_text(c.p_value),
                             d.alpha
                         )
                     })
@@ -201,6 +207,24 @@ fn variant(field: &str, account: &str, text: &str, time: &str) -> Result<CreateP
     })
 }
 
+/// A variant's error named as the form's field: `variants[1].text` is `b_text`.
+fn form_field(e: crate::error::Error) -> crate::error::Error {
+    match e {
+        crate::error::Error::Invalid { field, message } => {
+            let mapped = ["a", "b"].iter().enumerate().find_map(|(i, side)| {
+                let rest = field.strip_prefix(&format!("variants[{i}]."))?;
+                Some(match rest {
+                    "account_id" => format!("{side}_account"),
+                    "text" | "activity_id" | "variant" => format!("{side}_text"),
+                    _ => format!("{side}_time"),
+                })
+            });
+            crate::error::Error::invalid(mapped.unwrap_or(field), message)
+        }
+        other => other,
+    }
+}
+
 pub async fn create(State(state): State<ApiState>, submit: Submit<TestForm>) -> Result<Response, UiError> {
     let Submit { page, form } = submit;
     let typed = form.clone();
@@ -215,7 +239,11 @@ pub async fn create(State(state): State<ApiState>, submit: Submit<TestForm>) -> 
         Ok::<_, FormErrors>(CreateAbTest { name: form.name.clone(), window_hours, variants })
     })();
     let result = match request {
-        Ok(req) => state.app.create_ab_test(&page.access, req).await.map_err(FormErrors::from_error),
+        Ok(req) => state
+            .app
+            .create_ab_test(&page.access, req)
+            .await
+            .map_err(|e| FormErrors::from_error(form_field(e))),
         Err(errors) => Err(Ok(errors)),
     };
     match result {

@@ -23,9 +23,10 @@ pub struct AbTestPath {
 /// the same time or on one account at different times. The test and its
 /// posts are written together. `window_hours` after the last variant's
 /// time, the test is decided on engagement rate: a winner only when every
-/// variant has 100 impressions (or followers) and 5 engagements and the
-/// difference is beyond chance (two-proportion z-test, p < 0.05 with
-/// Bonferroni's correction for more than two).
+/// variant has 100 impressions (or followers) and 5 engagements, all on the
+/// same base, and the difference is beyond chance (two-proportion z-test,
+/// p < 0.05 with Bonferroni's correction for more than two). Each variant
+/// counts with its first reading once the window has run since it went out.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/ab-tests", tag = "analytics",
     operation_id = actions::AB_TEST_CREATE, security(("bearer" = [])), params(("tenant_id" = Uuid, Path)),
     request_body = CreateAbTest,
@@ -39,7 +40,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(state.app.create_ab_test(&access, req).await?)))
 }
 
-/// The organisation's tests, newest first (at most 200), each with its
+/// The organisation's tests, newest first (at most 50), each with its
 /// variants and its decision (or the numbers so far).
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/ab-tests", tag = "analytics",
     security(("bearer" = [])), params(("tenant_id" = Uuid, Path)),
