@@ -361,6 +361,8 @@ async fn nothing_of_another_tenant_is_visible() {
             // tests check foreign accounts and posts with real ones.
             .replace("{account_id}", &uuid::Uuid::now_v7().to_string())
             .replace("{post_id}", &uuid::Uuid::now_v7().to_string())
+            // A/B tests need connected accounts too (tests/publishing.rs).
+            .replace("{ab_test_id}", &uuid::Uuid::now_v7().to_string())
             // The notification tests resend a foreign tenant's real message.
             .replace("{message_id}", &uuid::Uuid::now_v7().to_string());
         assert!(!path.contains('{'), "unhandled parameter in {template}");
