@@ -60,6 +60,7 @@ fn run(tenant_id: Uuid, activity_id: Uuid, topic: &str, route: Route) -> NewJob 
                 project_id: None,
                 output_budgets: Default::default(),
                 resume: None,
+                what_worked: Vec::new(),
             }),
         },
         labels: Default::default(),

@@ -3,7 +3,7 @@
 //! score is below 8, at most twice) → companion social posts.
 
 use marketer_protocol::activity::{
-    BlogArticle, Headings, QualityReport, QualityScores, ResearchNotes, SeoData, Source,
+    BlogArticle, Headings, QualityReport, QualityScores, ResearchNotes, SeoData, Source, WhatWorked,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -152,6 +152,7 @@ pub(crate) async fn article<L: Llm, R: Retriever>(
     documents: &R,
     input: &BlogArticle,
     brand_voice: &str,
+    what_worked: &[WhatWorked],
 ) -> Result<()> {
     let has_social = !input.platforms.is_empty();
     let base = json!({
@@ -302,7 +303,14 @@ pub(crate) async fn article<L: Llm, R: Retriever>(
         for keyword in &seo.related_keywords {
             hashtags.extend(platforms::topic_hashtags(keyword).into_iter().take(1));
         }
-        let brief = Brief { topic: &input.topic, tone: input.tone, source: &draft, brand_voice, hashtags };
+        let brief = Brief {
+            topic: &input.topic,
+            tone: input.tone,
+            source: &draft,
+            brand_voice,
+            hashtags,
+            what_worked,
+        };
         social::posts(run, &input.platforms, &brief, 1, (editing_end, 94)).await?;
     }
     Ok(())

@@ -48,10 +48,14 @@ pub async fn run_activity<L: Llm, R: Retriever>(
     let mut run = run::Run::new(llm, progress, &job.output_budgets, job.resume.as_deref());
     match &job.input {
         ActivityInput::BlogArticle(input) => {
-            blog::article(&mut run, documents, input, &job.brand_voice).await?;
+            blog::article(&mut run, documents, input, &job.brand_voice, &job.what_worked).await?;
         }
-        ActivityInput::SocialPostSet(input) => social::post_set(&mut run, input, &job.brand_voice).await?,
-        ActivityInput::ListingKit(input) => listing::kit(&mut run, input, &job.brand_voice).await?,
+        ActivityInput::SocialPostSet(input) => {
+            social::post_set(&mut run, input, &job.brand_voice, &job.what_worked).await?;
+        }
+        ActivityInput::ListingKit(input) => {
+            listing::kit(&mut run, input, &job.brand_voice, &job.what_worked).await?;
+        }
     };
     run.step("finalise", 98, "Putting the result together");
     Ok(run.finish())
@@ -147,6 +151,7 @@ mod tests {
             project_id: None,
             output_budgets: Default::default(),
             resume: None,
+            what_worked: Vec::new(),
         }
     }
 
@@ -525,6 +530,37 @@ mod tests {
         assert!(result.content.contains("## LinkedIn") && result.content.contains("## Threads"));
         let requests = llm.requests.lock().unwrap();
         assert!(requests[1].contains("variant 2 of 2"));
+    }
+
+    #[tokio::test]
+    async fn what_won_a_platforms_ab_tests_reaches_its_posts_prompt_only() {
+        let llm = Scripted::new(vec![(
+            "social media copywriter",
+            vec!["Spring is here, come by. #a".into(), "Spring sale on now, visit us. #b".into()],
+        )]);
+        let note = "@acme: the winner had 96 characters and a question.";
+        let job = ActivityJob {
+            input: ActivityInput::SocialPostSet(SocialPostSet {
+                topic: "Spring sale".into(),
+                source_text: String::new(),
+                platforms: vec![Platform::X, Platform::Linkedin],
+                tone: Tone::Casual,
+                variants_per_platform: 1,
+            }),
+            what_worked: vec![marketer_protocol::activity::WhatWorked {
+                platform: Platform::X,
+                note: note.into(),
+            }],
+            ..job_defaults()
+        };
+        let result =
+            run_activity(&llm, &NoDocuments("none".into()), &job, &mut Recorder::default()).await.unwrap();
+        assert_eq!(result.social.len(), 2);
+        let requests = llm.requests.lock().unwrap();
+        assert!(requests[0].contains("What worked for this brand on X (its A/B tests"), "{}", requests[0]);
+        assert!(requests[0].contains(note));
+        assert!(!requests[1].contains("What worked"), "LinkedIn has no note: {}", requests[1]);
+        assert!(result.steps.iter().any(|s| s.template == "social_post" && s.template_version == 2));
     }
 
     fn blog_job(target_word_count: u32, platforms: Vec<Platform>) -> ActivityJob {

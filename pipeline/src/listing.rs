@@ -3,7 +3,9 @@
 //! posts, with every text of the kit screened by the built-in rules at the
 //! end.
 
-use marketer_protocol::activity::{ComplianceReview, Finding, FlyerText, ListingAnalysis, ListingKit};
+use marketer_protocol::activity::{
+    ComplianceReview, Finding, FlyerText, ListingAnalysis, ListingKit, WhatWorked,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -80,7 +82,12 @@ const MIN_DESCRIPTION_WORDS: usize = 25;
 
 /// The pipeline, its outputs kept in the run as each step completes; steps
 /// an earlier run completed are reused.
-pub(crate) async fn kit<L: Llm>(run: &mut Run<'_, L>, input: &ListingKit, brand_voice: &str) -> Result<()> {
+pub(crate) async fn kit<L: Llm>(
+    run: &mut Run<'_, L>,
+    input: &ListingKit,
+    brand_voice: &str,
+    what_worked: &[WhatWorked],
+) -> Result<()> {
     let listing = &input.listing;
     let base = json!({
         "listing": listing,
@@ -191,6 +198,7 @@ pub(crate) async fn kit<L: Llm>(run: &mut Run<'_, L>, input: &ListingKit, brand_
         source: &description,
         brand_voice,
         hashtags: LISTING_HASHTAGS.iter().map(|t| (*t).to_owned()).collect(),
+        what_worked,
     };
     let social = social::posts(run, &input.platforms, &brief, 1, (70, 92)).await?;
 

@@ -33,7 +33,7 @@ pub const CONTENT_RESEARCH: Template = template!("content_research", 2);
 pub const WRITER: Template = template!("writer", 1);
 pub const EDITOR_REVIEW: Template = template!("editor_review", 2);
 pub const EDITOR_REFINE: Template = template!("editor_refine", 1);
-pub const SOCIAL_POST: Template = template!("social_post", 1);
+pub const SOCIAL_POST: Template = template!("social_post", 2);
 pub const SOCIAL_SHORTEN: Template = template!("social_shorten", 1);
 pub const LISTING_ANALYSIS: Template = template!("listing_analysis", 1);
 pub const LISTING_COPY: Template = template!("listing_copy", 1);
@@ -129,7 +129,7 @@ mod tests {
         ("writer", 1, "8b3f7aeabfe1"),
         ("editor_review", 2, "5c7562cce93d"),
         ("editor_refine", 1, "792ced1c9bfa"),
-        ("social_post", 1, "5c9a7c18574a"),
+        ("social_post", 2, "9aa2e9a3b91b"),
         ("social_shorten", 1, "036b91f45915"),
         ("listing_analysis", 1, "0b182ca4cddc"),
         ("listing_copy", 1, "67c481e1c047"),

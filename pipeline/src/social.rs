@@ -2,7 +2,7 @@
 //! code (hashtags capped and placed, a post over the limit regenerated once
 //! with the overage stated, then cut at a sentence boundary).
 
-use marketer_protocol::activity::{Platform, SocialPostSet, SocialVariant, Tone};
+use marketer_protocol::activity::{Platform, SocialPostSet, SocialVariant, Tone, WhatWorked};
 use serde_json::json;
 
 use crate::gates;
@@ -22,6 +22,8 @@ pub(crate) struct Brief<'a> {
     /// Hashtags to add, in order, to a post with fewer than its platform
     /// asks for.
     pub hashtags: Vec<String>,
+    /// What won the tenant's A/B tests, by platform.
+    pub what_worked: &'a [WhatWorked],
 }
 
 /// Writes one post for `platform` and makes it follow the platform's rules:
@@ -46,6 +48,7 @@ pub(crate) async fn post<L: Llm>(
         "style": spec.style,
         "variant": variant,
         "variant_count": variant_count,
+        "what_worked": brief.what_worked.iter().find(|w| w.platform == platform).map(|w| excerpt(&w.note, 600)),
     });
     let budget = run.budget("social", budget_for(&spec));
     let written = run.text("social", prompts::SOCIAL_POST, &context, 0.8, false, budget).await?;
@@ -197,11 +200,12 @@ pub(crate) async fn post_set<L: Llm>(
     run: &mut Run<'_, L>,
     set: &SocialPostSet,
     brand_voice: &str,
+    what_worked: &[WhatWorked],
 ) -> Result<()> {
     let topic = if set.topic.trim().is_empty() { "the text below" } else { set.topic.as_str() };
     let mut hashtags = platforms::topic_hashtags(topic);
     hashtags.extend(platforms::topic_hashtags(&excerpt(&set.source_text, 400)));
-    let brief = Brief { topic, tone: set.tone, source: &set.source_text, brand_voice, hashtags };
+    let brief = Brief { topic, tone: set.tone, source: &set.source_text, brand_voice, hashtags, what_worked };
     let variants = posts(run, &set.platforms, &brief, set.variants_per_platform, (5, 90)).await?;
     let content = document(topic, &variants);
     run.keep(|r| r.content = content);

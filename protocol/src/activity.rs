@@ -23,6 +23,18 @@ pub struct ActivityJob {
     /// or was cancelled: its finished steps are reused, not run again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<Box<ActivityResult>>,
+    /// What won the tenant's A/B tests, by platform: the social step's
+    /// prompt receives its platform's note. Traits only (lengths,
+    /// hashtags, times), never a post's text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub what_worked: Vec<WhatWorked>,
+}
+
+/// A short note of what won a platform's A/B tests, for the prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhatWorked {
+    pub platform: Platform,
+    pub note: String,
 }
 
 /// What a marketer asked for.
@@ -35,6 +47,15 @@ pub enum ActivityInput {
 }
 
 impl ActivityInput {
+    /// The platforms it writes social posts for.
+    pub fn platforms(&self) -> &[Platform] {
+        match self {
+            ActivityInput::BlogArticle(a) => &a.platforms,
+            ActivityInput::SocialPostSet(s) => &s.platforms,
+            ActivityInput::ListingKit(k) => &k.platforms,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             ActivityInput::BlogArticle(_) => "blog_article",

@@ -191,6 +191,8 @@ struct Inner {
     dropped: Vec<(Net, &'static str)>,
     /// Statuses the next metrics reads answer with.
     metric_faults: VecDeque<u16>,
+    /// Extra likes posts with this text get (a variant people liked more).
+    liked_more: HashMap<String, i64>,
 }
 
 /// A running fake. Dropping it stops the server.
@@ -306,6 +308,11 @@ impl FakeSocial {
     /// when a platform retires a metric.
     pub fn drop_metric(&self, net: Net, field: &'static str) {
         self.inner.lock().unwrap().dropped.push((net, field));
+    }
+
+    /// From now on, a post whose text is `text` reads `likes` more likes.
+    pub fn like_more(&self, text: &str, likes: i64) {
+        self.inner.lock().unwrap().liked_more.insert(text.to_owned(), likes);
     }
 
     /// The next metrics read answers with `status` (a 5xx, a 429).
@@ -1002,8 +1009,9 @@ fn metrics_read(inner: &mut Inner, net: Net, id: &str) -> Result<[(&'static str,
         }
         return Err(Box::new(response));
     }
-    let live = inner.posts.get(&net).is_some_and(|p| p.iter().any(|p| p.id == id && !p.deleted));
-    if !live {
+    let live = inner.posts.get(&net).and_then(|p| p.iter().find(|p| p.id == id && !p.deleted));
+    let extra = live.and_then(|p| inner.liked_more.get(&p.text)).copied().unwrap_or(0);
+    if live.is_none() {
         return Err(Box::new(match net {
             Net::X => Json(json!({ "errors": [{ "title": "Not Found Error", "detail": format!("Could not find tweet with id: [{id}]."), "type": "https://api.twitter.com/2/problems/resource-not-found" }] })).into_response(),
             Net::Facebook | Net::Instagram => graph_error(100, Some(33), &format!("Unsupported get request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation.")),
@@ -1012,7 +1020,9 @@ fn metrics_read(inner: &mut Inner, net: Net, id: &str) -> Result<[(&'static str,
     }
     let n = inner.metric_reads.entry(id.to_owned()).or_default();
     *n += 1;
-    Ok(counts(id, *n))
+    let mut c = counts(id, *n);
+    c[1].1 += extra;
+    Ok(c)
 }
 
 /// An account's followers, growing by a few with each read.

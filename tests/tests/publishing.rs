@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use marketer_tests::fleet::{EMAIL, PASSWORD};
+use marketer_tests::openai::FakeOpenAi;
 use marketer_tests::social::{FakeSocial, Fault, Net};
 use marketer_tests::{Api, ServerOptions, ServerProcess, TempDatabase, eventually};
 use reqwest::Method;
@@ -495,6 +496,19 @@ async fn an_ab_test_of_two_variants_is_decided_with_its_numbers() {
             json!({ "name": "Draft", "window_hours": 24, "variants": [variant(&first, "a"), { "account_id": second["id"], "text": "b" }] }),
             "variants[1].scheduled_at",
         ),
+        // One account: times at least an hour apart; two accounts: one time.
+        (
+            json!({ "name": "Same time", "window_hours": 24, "variants": [variant(&first, "a"), variant(&first, "b")] }),
+            "variants",
+        ),
+        (
+            json!({ "name": "Two times", "window_hours": 24, "variants": [variant(&first, "a"), {
+                "account_id": second["id"], "text": "b", "approve": true,
+                "scheduled_at": (time::OffsetDateTime::now_utc() + time::Duration::hours(3))
+                    .format(&time::format_description::well_known::Rfc3339).unwrap(),
+            }] }),
+            "variants",
+        ),
     ] {
         let (status, error) = setup.call(Method::POST, "/ab-tests", Some(body)).await;
         assert_eq!(status, 422, "{field}: {error}");
@@ -502,12 +516,32 @@ async fn an_ab_test_of_two_variants_is_decided_with_its_numbers() {
     }
     assert!(setup.social.posts(Net::X).is_empty(), "a refused test publishes nothing");
 
+    // People like B's text more: it wins, beyond chance.
+    let b_text = "Come and see the house this Saturday? Doors open at 10";
+    setup.social.like_more(b_text, 300);
     let body = json!({ "name": "Saturday open house", "window_hours": 1, "variants": [
         variant(&first, "Open house on Saturday, 10 to 2 #homes"),
-        variant(&second, "Come and see the house this Saturday? Doors open at 10"),
+        variant(&second, b_text),
     ] });
-    let (status, test) = setup.call(Method::POST, "/ab-tests", Some(body)).await;
+    // Sent twice with one Idempotency-Key (a retry after a lost answer):
+    // one test, one post per variant.
+    let send = || async {
+        let response = setup
+            .api
+            .http
+            .post(format!("{}{}", setup.api.base_url, setup.api.tenant_path("/ab-tests")))
+            .bearer_auth(&setup.api.token)
+            .header("Idempotency-Key", "open-house-test")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json::<Value>().await.unwrap())
+    };
+    let (status, test) = send().await;
     assert_eq!(status, 201, "{test}");
+    let (again, same) = send().await;
+    assert_eq!((again, &same["id"]), (200, &test["id"]), "{same}");
     assert_eq!(
         (test["status"].as_str(), test["split"].as_str()),
         (Some("running"), Some("accounts")),
@@ -547,21 +581,57 @@ async fn an_ab_test_of_two_variants_is_decided_with_its_numbers() {
     let c = &d["comparisons"][0];
     let p = c["p_value"].as_f64().unwrap();
     assert!(p > 0.0 && p <= 1.0 && c["z"].as_f64().unwrap() >= 0.0, "the best against the other: {d}");
-    assert_eq!(d["winner"].is_string(), p < 0.05, "a winner only beyond chance: {d}");
-    assert!(!d["verdict"].as_str().unwrap().is_empty());
-    if let Some(winner) = d["winner"].as_str() {
-        let v = decided["variants"].as_array().unwrap().iter().find(|v| v["label"] == winner).unwrap();
-        assert_eq!(
-            d["winner_traits"]["characters"].as_u64(),
-            Some(v["text"].as_str().unwrap().chars().count() as u64)
-        );
-    }
+    assert!(p < 0.0001, "{d}");
+    assert_eq!(d["winner"], "B", "{d}");
+    assert!(d["verdict"].as_str().unwrap().starts_with("B won by "), "{d}");
+    assert_eq!(d["winner_traits"]["characters"].as_u64(), Some(b_text.chars().count() as u64), "{d}");
+    assert_eq!(d["winner_traits"]["question"], true, "{d}");
+    assert_eq!(d["variants"][0]["traits"]["hashtags"], 1, "every variant's traits are kept: {d}");
     let (_, audit) = setup.call(Method::GET, "/audit-events?action=ab_test.decided", None).await;
     assert_eq!(audit["items"].as_array().unwrap().len(), 1, "decided once: {audit}");
+    assert_eq!(audit["items"][0]["details"]["winner_traits"]["question"], true, "{audit}");
+
+    // Later generations are told what worked: an X post written after the
+    // test (on the cloud provider here; an agent's prompt is the same)
+    // receives the note; LinkedIn, with no test of its own, gets none.
+    let provider = FakeOpenAi::start("sk-test-ab-0001", &["gpt-4o-mini"]).await;
+    let body =
+        json!({ "base_url": provider.base_url(), "model": "gpt-4o-mini", "api_key": "sk-test-ab-0001" });
+    let (status, set) = setup.call(Method::PUT, "/cloud-provider", Some(body)).await;
+    assert_eq!(status, 200, "{set}");
+    let body =
+        json!({ "name": "Open houses", "llm_policy": "cloud_allowed", "default_model": "gpt-4o-mini" });
+    let (status, project) = setup.call(Method::POST, "/projects", Some(body)).await;
+    assert_eq!(status, 201, "{project}");
+    let body = json!({
+        "kind": "social_post_set", "topic": "Our next open house", "platforms": ["x", "linkedin"],
+        "tone": "friendly", "variants_per_platform": 1,
+    });
+    let path = format!("/projects/{}/activities", project["id"].as_str().unwrap());
+    let (status, activity) = setup.call(Method::POST, &path, Some(body)).await;
+    assert_eq!(status, 202, "{activity}");
+    let prompts = eventually(Duration::from_secs(30), "both posts' prompts", || async {
+        let prompts: Vec<String> = provider
+            .requests()
+            .iter()
+            .map(|r| r["messages"].to_string())
+            .filter(|m| m.contains("social media copywriter"))
+            .collect();
+        (prompts.len() >= 2).then_some(prompts)
+    })
+    .await;
+    let handle = second["handle"].as_str().unwrap();
+    let x = prompts.iter().find(|p| p.contains("X post")).expect("the X prompt");
+    assert!(x.contains("What worked for this brand on X (its A/B tests"), "{x}");
+    assert!(x.contains(&format!("On {handle}, B won by ")), "{x}");
+    assert!(x.contains("a question"), "{x}");
+    let linkedin = prompts.iter().find(|p| p.contains("LinkedIn post")).expect("the LinkedIn prompt");
+    assert!(!linkedin.contains("What worked"), "no LinkedIn tests, no note: {linkedin}");
     let (status, _) = setup.call(Method::GET, &format!("/ab-tests/{}", uuid::Uuid::now_v7()), None).await;
     assert_eq!(status, 404);
     let (_, list) = setup.call(Method::GET, "/ab-tests", None).await;
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(setup.social.all_posts(Net::X).len(), 2, "one post per variant: {list}");
     setup.finish().await;
 }
 

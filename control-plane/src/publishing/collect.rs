@@ -211,12 +211,17 @@ impl Publisher {
                 }
             };
             let mut decision = decide(&outcomes, true);
-            let winner =
-                decision.winner.as_ref().and_then(|w| decision.variants.iter().find(|v| &v.label == w));
-            if let Some(v) = winner
-                && let Ok(Some(post)) = self.store.post(tenant_id, v.post_id).await
-            {
-                decision.winner_traits = Some(traits(&post));
+            // Every variant's traits are kept, the winner's also on their
+            // own: what later generations are told (see `what_worked`).
+            let mut activity_id = None;
+            for v in &mut decision.variants {
+                if let Ok(Some(post)) = self.store.post(tenant_id, v.post_id).await {
+                    v.traits = Some(traits(&post));
+                    if decision.winner.as_ref() == Some(&v.label) {
+                        decision.winner_traits = v.traits.clone();
+                        activity_id = post.activity_id;
+                    }
+                }
             }
             let json = match serde_json::to_string(&decision) {
                 Ok(json) => json,
@@ -228,7 +233,12 @@ impl Publisher {
             let audit =
                 super::system_event(tenant_id, crate::service::actions::AB_TEST_DECIDED, Outcome::Success)
                     .resource("ab_test", test.id)
-                    .details(serde_json::json!({ "winner": decision.winner, "verdict": decision.verdict }));
+                    .details(serde_json::json!({
+                        "winner": decision.winner,
+                        "verdict": decision.verdict,
+                        "winner_traits": decision.winner_traits,
+                        "activity_id": activity_id,
+                    }));
             match self.store.decide_ab_test(test.id, &json, &audit).await {
                 Ok(true) => decided += 1,
                 Ok(false) => {}

@@ -17,6 +17,7 @@
 //! (one person can engage more than once). The decision keeps the numbers
 //! and the winner's traits.
 
+use marketer_protocol::activity::{Platform, WhatWorked};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -26,7 +27,7 @@ use super::publishing::{CreatePost, PreparedPost};
 use super::{App, TenantAccess, actions};
 use crate::domain::{Permission, Timestamp, new_id};
 use crate::error::{Error, FoundExt, Result};
-use crate::store::{AbTest, NewAbTest, PostStatus, SocialPost};
+use crate::store::{AbTest, Network, NewAbTest, PostStatus, SocialPost};
 
 /// Each variant needs at least this many impressions (or followers)...
 pub const MIN_BASE: i64 = 100;
@@ -46,8 +47,12 @@ const LIST_LIMIT: i64 = 50;
 pub struct CreateAbTest {
     pub name: String,
     /// How long after the last variant goes out the test is decided (1 to 720).
+    #[schema(minimum = 1, maximum = 720)]
     pub window_hours: i64,
-    /// Two to five; labelled A, B, C... in this order.
+    /// Two to five; labelled A, B, C... in this order. On different
+    /// accounts of one network, at one time (within 15 minutes); or on one
+    /// account, at least an hour apart.
+    #[schema(min_items = 2, max_items = 5)]
     pub variants: Vec<CreatePost>,
 }
 
@@ -62,6 +67,9 @@ pub struct VariantResult {
     /// `impressions`, `followers`, or null.
     pub base_kind: Option<String>,
     pub rate: Option<f64>,
+    /// The variant's traits, kept when the test is decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traits: Option<Traits>,
 }
 
 /// The best variant against another.
@@ -200,6 +208,7 @@ pub fn decide(outcomes: &[Outcome], final_: bool) -> Decision {
                 base: o.base,
                 base_kind: o.base_kind.map(str::to_owned),
                 rate,
+                traits: None,
             }
         })
         .collect();
@@ -331,15 +340,84 @@ pub fn traits(post: &SocialPost) -> Traits {
     }
 }
 
+impl Traits {
+    /// In words: `96 characters, 1 hashtag, a question, no emoji, no link,
+    /// out on Tuesday at 09:00`.
+    pub fn describe(&self) -> String {
+        let plural = |n: usize, one: &str, many: &str| match n {
+            0 => format!("no {many}"),
+            1 => format!("1 {one}"),
+            n => format!("{n} {many}"),
+        };
+        let mut parts = vec![
+            plural(self.characters, "character", "characters"),
+            plural(self.hashtags, "hashtag", "hashtags"),
+            (if self.question { "a question" } else { "no question" }).to_owned(),
+            (if self.emoji { "emoji" } else { "no emoji" }).to_owned(),
+            (if self.link { "a link" } else { "no link" }).to_owned(),
+        ];
+        if let (Some(hour), Some(day)) = (self.hour, &self.weekday) {
+            parts.push(format!("out on {day} at {hour:02}:00 local time"));
+        }
+        parts.join(", ")
+    }
+}
+
+/// One decided test as a line of the "what worked" note the social step's
+/// prompt receives: who won by how much, the winner's traits and the
+/// others'. `None` without a winner.
+pub fn what_worked_line(handle: &str, decision: &Decision) -> Option<String> {
+    let winner = decision.winner.as_deref()?;
+    let traits = decision
+        .variants
+        .iter()
+        .find(|v| v.label == winner)
+        .and_then(|v| v.traits.as_ref())
+        .or(decision.winner_traits.as_ref())?;
+    let narrowest = decision
+        .comparisons
+        .iter()
+        .filter(|c| c.best == winner)
+        .min_by(|a, b| a.difference.total_cmp(&b.difference));
+    let by = narrowest
+        .map(|c| format!(" by {:.1} percentage points of engagement rate", c.difference * 100.0))
+        .unwrap_or_default();
+    let others = decision
+        .variants
+        .iter()
+        .filter(|v| v.label != winner)
+        .filter_map(|v| v.traits.as_ref().map(|t| format!("{} had {}", v.label, t.describe())))
+        .collect::<Vec<_>>();
+    let others = if others.is_empty() { String::new() } else { format!("; {}", others.join("; ")) };
+    Some(format!("On {handle}, {winner} won{by}. {winner} had {}{others}.", traits.describe()))
+}
+
+/// How many decided tests a platform's note names at most.
+const NOTE_TESTS: usize = 3;
+
 fn label(i: usize) -> String {
     ["A", "B", "C", "D", "E"].get(i).map_or_else(|| format!("V{}", i + 1), |l| (*l).to_owned())
 }
 
 impl App {
     /// Starts a test: checks every variant as a post and writes the test
-    /// with all of them at once.
-    pub async fn create_ab_test(&self, access: &TenantAccess, req: CreateAbTest) -> Result<AbTestView> {
+    /// with all of them at once. With an `Idempotency-Key`, each variant's
+    /// post carries the key and its label (`key/A`), so the same request
+    /// again returns the test it created (`false`: not created now).
+    pub async fn create_ab_test(
+        &self,
+        access: &TenantAccess,
+        req: CreateAbTest,
+        idempotency_key: Option<String>,
+    ) -> Result<(AbTestView, bool)> {
         access.require(Permission::PostsWrite)?;
+        let variant_key = |i: usize| idempotency_key.as_ref().map(|k| format!("{k}/{}", label(i)));
+        if let Some(key) = variant_key(0)
+            && let Some(post) = self.existing_post(access, &key).await?
+            && let Some(test) = self.store.ab_test_of_post(access.tenant_id, post.id).await?
+        {
+            return Ok((self.ab_test(access, test).await?, false));
+        }
         let name = req.name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err(Error::invalid(
@@ -356,14 +434,17 @@ impl App {
         let mut posts = Vec::new();
         let mut accounts = Vec::new();
         for (i, variant) in req.variants.into_iter().enumerate() {
-            let prepared = self.prepare_post(access, variant, None).await.map_err(|e| match e {
+            let prepared = self.prepare_post(access, variant, variant_key(i)).await.map_err(|e| match e {
                 Error::Invalid { field, message } => {
                     Error::invalid(format!("variants[{i}].{field}"), message)
                 }
                 other => other,
             })?;
             let PreparedPost::New { post, audit, account } = prepared else {
-                return Err(Error::invalid("variants", "a variant cannot reuse an Idempotency-Key"));
+                return Err(Error::invalid(
+                    "Idempotency-Key",
+                    "a post outside an A/B test already has this key; use a new one",
+                ));
             };
             if post.status != PostStatus::Scheduled {
                 return Err(Error::invalid(
@@ -378,13 +459,8 @@ impl App {
         if accounts.iter().any(|a| a.network != network) {
             return Err(Error::invalid("variants", "the variants of one test go to one network"));
         }
-        let split = split_of(accounts.iter().map(|a| a.id).collect());
-        if split.is_none() {
-            return Err(Error::invalid(
-                "variants",
-                "put every variant on a different account (same time) or all on one account (different times)",
-            ));
-        }
+        let times: Vec<Timestamp> = posts.iter().filter_map(|(_, p, _)| p.scheduled_at).collect();
+        check_times(split_of(accounts.iter().map(|a| a.id).collect()), &times)?;
         let last = posts.iter().filter_map(|(_, p, _)| p.scheduled_at).max().unwrap_or_else(Timestamp::now);
         let ends_at = last + time::Duration::hours(req.window_hours);
         let id = new_id();
@@ -404,7 +480,47 @@ impl App {
         };
         self.store.create_ab_test(&test, &audit, &post_audits).await?;
         self.publisher.wake();
-        self.ab_test(access, id).await
+        Ok((self.ab_test(access, id).await?, true))
+    }
+
+    /// What won the tenant's latest decided tests on each of `platforms`
+    /// (up to three tests a platform), as the notes an activity's social
+    /// step receives. Networks the pipeline does not write for (Mastodon,
+    /// Bluesky) have none.
+    pub(crate) async fn what_worked(
+        &self,
+        tenant_id: Uuid,
+        platforms: &[Platform],
+    ) -> Result<Vec<WhatWorked>> {
+        if platforms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut lines: Vec<(Platform, Vec<String>)> = platforms.iter().map(|p| (*p, Vec::new())).collect();
+        for test in self.store.ab_tests(tenant_id, LIST_LIMIT).await? {
+            let Some(decision) =
+                test.decision.as_deref().and_then(|d| serde_json::from_str::<Decision>(d).ok())
+            else {
+                continue;
+            };
+            let Some(winner) = decision.winner.as_deref() else { continue };
+            let Some(post_id) = decision.variants.iter().find(|v| v.label == winner).map(|v| v.post_id)
+            else {
+                continue;
+            };
+            let Some(post) = self.store.post(tenant_id, post_id).await? else { continue };
+            let Some(platform) = platform_of(post.network) else { continue };
+            if let Some((_, found)) = lines.iter_mut().find(|(p, _)| *p == platform)
+                && found.len() < NOTE_TESTS
+                && let Some(line) = what_worked_line(&post.handle, &decision)
+            {
+                found.push(format!("- {line}"));
+            }
+        }
+        Ok(lines
+            .into_iter()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(platform, l)| WhatWorked { platform, note: l.join("\n") })
+            .collect())
     }
 
     pub async fn ab_tests(&self, access: &TenantAccess) -> Result<Vec<AbTestView>> {
@@ -459,6 +575,17 @@ impl App {
     }
 }
 
+/// The pipeline's platform for a network, where it writes for it.
+pub(crate) fn platform_of(network: Network) -> Option<Platform> {
+    match network {
+        Network::X => Some(Platform::X),
+        Network::Linkedin => Some(Platform::Linkedin),
+        Network::Facebook => Some(Platform::Facebook),
+        Network::Instagram => Some(Platform::Instagram),
+        Network::Mastodon | Network::Bluesky => None,
+    }
+}
+
 /// `accounts` when every variant has its own account, `times` when they
 /// share one; `None` for a mix.
 fn split_of(mut accounts: Vec<Uuid>) -> Option<&'static str> {
@@ -469,6 +596,38 @@ fn split_of(mut accounts: Vec<Uuid>) -> Option<&'static str> {
         1 if n > 1 => Some("times"),
         k if k == n => Some("accounts"),
         _ => None,
+    }
+}
+
+/// Variants on different accounts go out within this many minutes of
+/// each other (the same time); on one account, at least an hour apart.
+const SAME_TIME_MINUTES: i64 = 15;
+const APART_MINUTES: i64 = 60;
+
+/// The split's rule for times: one time for different accounts, times
+/// apart for one account, so each variant is measured on its own.
+fn check_times(split: Option<&str>, times: &[Timestamp]) -> Result<()> {
+    let mut sorted = times.to_vec();
+    sorted.sort_unstable();
+    let gaps: Vec<i64> =
+        sorted.windows(2).map(|w| (w[1].as_datetime() - w[0].as_datetime()).whole_minutes()).collect();
+    match split {
+        None => Err(Error::invalid(
+            "variants",
+            "put every variant on a different account (same time) or all on one account (different times)",
+        )),
+        Some("accounts") if gaps.iter().sum::<i64>() > SAME_TIME_MINUTES => Err(Error::invalid(
+            "variants",
+            format!(
+                "variants on different accounts go out at the same time (within {SAME_TIME_MINUTES} minutes); give them one time"
+            ),
+        )),
+        Some("times") if gaps.iter().any(|g| *g < APART_MINUTES) => Err(Error::invalid(
+            "variants",
+            "variants on one account go out at least an hour apart, so each is measured on its own; \
+             give them different times (the same hour on different days compares best)",
+        )),
+        Some(_) => Ok(()),
     }
 }
 
@@ -609,6 +768,31 @@ mod tests {
         assert!(d.verdict.contains("not proportions"), "{}", d.verdict);
         assert_eq!(p_text(0.000_01), "p < 0.0001");
         assert_eq!(label(1), "B");
+    }
+
+    #[test]
+    fn a_winner_becomes_a_line_of_what_worked_with_the_others_traits() {
+        let mut d = decide(&[outcome("A", 50, 1000), outcome("B", 100, 1000)], true);
+        let t = |characters, hashtags, question, hour: Option<i8>| Traits {
+            characters,
+            hashtags,
+            question,
+            emoji: false,
+            link: false,
+            hour,
+            weekday: hour.map(|_| "Tuesday".to_owned()),
+        };
+        d.variants[0].traits = Some(t(210, 3, false, None));
+        d.variants[1].traits = Some(t(96, 1, true, Some(9)));
+        assert_eq!(
+            what_worked_line("@acme", &d).unwrap(),
+            "On @acme, B won by 5.0 percentage points of engagement rate. B had 96 characters, 1 hashtag, \
+             a question, no emoji, no link, out on Tuesday at 09:00 local time; A had 210 characters, \
+             3 hashtags, no question, no emoji, no link."
+        );
+        let equal = decide(&[outcome("A", 60, 1000), outcome("B", 60, 1000)], true);
+        assert_eq!(what_worked_line("@acme", &equal), None, "no winner, nothing to tell");
+        assert_eq!(platform_of(Network::Mastodon), None);
     }
 
     #[test]

@@ -412,7 +412,7 @@ impl App {
         self.check_quota(access).await?;
         let placement = self.place(access, &project, &model, req.wait_for_agent).await?;
         let id = new_id();
-        let run = self.run_job(access, &project, id, &input, &placement, None);
+        let run = self.run_job(access, &project, id, &input, &placement, None).await?;
         let activity = NewActivity {
             id,
             tenant_id: access.tenant_id,
@@ -554,7 +554,9 @@ impl App {
         Ok(crate::jobs::edge_problem(self.store.as_ref(), tenant_id, model, window).await?)
     }
 
-    fn run_job(
+    /// The job that runs an activity: its input, the project's brand voice,
+    /// and what won the tenant's A/B tests on its platforms.
+    async fn run_job(
         &self,
         access: &TenantAccess,
         project: &Project,
@@ -562,7 +564,8 @@ impl App {
         input: &marketer_protocol::activity::ActivityInput,
         placement: &Placement,
         resume: Option<&ActivityResult>,
-    ) -> NewJob {
+    ) -> Result<NewJob> {
+        let what_worked = self.what_worked(access.tenant_id, input.platforms()).await?;
         let spec = JobSpec::Activity {
             model: placement.model.clone(),
             activity: Box::new(ActivityJob {
@@ -571,9 +574,10 @@ impl App {
                 project_id: Some(project.id),
                 output_budgets: Default::default(),
                 resume: resume.map(|r| Box::new(r.clone())),
+                what_worked,
             }),
         };
-        NewJob {
+        Ok(NewJob {
             id: new_id(),
             tenant_id: access.tenant_id,
             spec,
@@ -589,7 +593,7 @@ impl App {
             activity_id: Some(activity_id),
             route: placement.route,
             index_project_id: placement.index_project_id,
-        }
+        })
     }
 
     fn wake_runner(&self, route: Route) {
@@ -745,7 +749,7 @@ impl App {
         // A run that failed or was cancelled after completing some steps is
         // resumed from them, on the same model: its work is not redone.
         let resume = resumable(&activity.run).filter(|_| activity.run.model == placement.model);
-        let run = self.run_job(access, &project, id, &activity.input, &placement, resume);
+        let run = self.run_job(access, &project, id, &activity.input, &placement, resume).await?;
         let audit =
             access.audit(actions::ACTIVITY_REGENERATE).resource("activity", id).details(serde_json::json!({
                 "route": placement.detail,

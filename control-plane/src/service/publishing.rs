@@ -1125,7 +1125,7 @@ impl App {
     }
 
     /// The post an `Idempotency-Key` already created, if any.
-    async fn existing_post(&self, access: &TenantAccess, key: &str) -> Result<Option<PostView>> {
+    pub(crate) async fn existing_post(&self, access: &TenantAccess, key: &str) -> Result<Option<PostView>> {
         let filter = PostFilter { idempotency_key: Some(key.to_owned()), limit: 1, ..PostFilter::default() };
         Ok(self.store.posts(access.tenant_id, &filter).await?.first().map(|p| PostView::of(p, None)))
     }

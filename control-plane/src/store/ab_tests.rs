@@ -51,6 +51,8 @@ pub trait AbTestStore: Send + Sync {
     /// The tenant's tests, newest first, at most `limit`.
     async fn ab_tests(&self, tenant_id: Uuid, limit: i64) -> Result<Vec<AbTest>>;
     async fn ab_test(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<AbTest>>;
+    /// The test a post is a variant of.
+    async fn ab_test_of_post(&self, tenant_id: Uuid, post_id: Uuid) -> Result<Option<Uuid>>;
     /// Running tests (of every tenant) whose window has ended, with their
     /// tenant, at most `limit`.
     async fn ab_tests_due(&self, now: Timestamp, limit: i64) -> Result<Vec<(Uuid, AbTest)>>;

@@ -13,7 +13,7 @@ use super::session::{Submit, TenantPage};
 use super::view::When;
 use crate::api::ApiState;
 use crate::domain::Permission;
-use crate::service::ab_tests::{AbTestView, CreateAbTest, p_text};
+use crate::service::ab_tests::{AbTestView, CreateAbTest, Traits, p_text, platform_of, what_worked_line};
 use crate::service::{CreatePost, count};
 
 struct Choice {
@@ -45,6 +45,8 @@ struct TestCard {
     /// `B against A: difference 1.2 points, z = 2.10, p = 0.036`.
     comparisons: Vec<String>,
     traits: Option<String>,
+    /// What later social posts are told (see `App::what_worked`).
+    told: Option<String>,
 }
 
 #[derive(Template)]
@@ -79,6 +81,10 @@ pub struct TestForm {
     b_text: String,
     #[serde(default)]
     b_time: String,
+    /// A random id per form shown: the request's Idempotency-Key, so a
+    /// second click of the button does not start the test twice.
+    #[serde(default)]
+    submission: String,
 }
 
 fn card(page: &TenantPage, t: &AbTestView) -> TestCard {
@@ -139,22 +145,19 @@ fn card(page: &TenantPage, t: &AbTestView) -> TestCard {
                     .collect()
             })
             .unwrap_or_default(),
-        traits: decision.and_then(|d| d.winner_traits.as_ref()).map(|t| {
-            format!(
-                "{} characters, {} hashtag{}{}{}{}{}",
-                t.characters,
-                t.hashtags,
-                if t.hashtags == 1 { "" } else { "s" },
-                if t.question { ", a question" } else { "" },
-                if t.emoji { ", emoji" } else { "" },
-                if t.link { ", a link" } else { "" },
-                match (&t.hour, &t.weekday) {
-                    (Some(h), Some(d)) => format!(", published {d} at {h:02}:00 local time"),
-                    _ => String::new(),
-                }
-            )
-        }),
+        traits: decision.and_then(|d| d.winner_traits.as_ref()).map(Traits::describe),
+        told: told(t),
     }
+}
+
+/// The line later social posts for the winner's network are told, when
+/// the pipeline writes for that network.
+fn told(t: &AbTestView) -> Option<String> {
+    let decision = t.decision.as_ref().filter(|_| t.status == "decided")?;
+    let winner = t.variants.iter().find(|v| decision.winner.as_deref() == Some(v.label.as_str()))?;
+    let network = winner.network.parse::<crate::store::Network>().ok()?;
+    platform_of(network)?;
+    what_worked_line(&winner.handle, decision)
 }
 
 async fn show(
@@ -186,8 +189,17 @@ async fn show(
 }
 
 pub async fn page(State(state): State<ApiState>, page: TenantPage) -> Result<Response, UiError> {
-    show(&state, page, FormErrors::default(), TestForm { window_hours: "24".into(), ..TestForm::default() })
-        .await
+    let form = TestForm {
+        window_hours: "24".into(),
+        submission: crate::domain::new_id().to_string(),
+        ..TestForm::default()
+    };
+    show(&state, page, FormErrors::default(), form).await
+}
+
+/// The form's submission id as an Idempotency-Key (none if it is not an id).
+fn submission_key(submission: &str) -> Option<String> {
+    Uuid::parse_str(submission.trim()).ok().map(|id| format!("ui-ab-{id}"))
 }
 
 fn variant(field: &str, account: &str, text: &str, time: &str) -> Result<CreatePost, FormErrors> {
@@ -241,13 +253,13 @@ pub async fn create(State(state): State<ApiState>, submit: Submit<TestForm>) -> 
     let result = match request {
         Ok(req) => state
             .app
-            .create_ab_test(&page.access, req)
+            .create_ab_test(&page.access, req, submission_key(&form.submission))
             .await
             .map_err(|e| FormErrors::from_error(form_field(e))),
         Err(errors) => Err(Ok(errors)),
     };
     match result {
-        Ok(test) => Ok(see_other(&page.path(&format!("/analytics/ab-tests#test-{}", test.id)))),
+        Ok((test, _)) => Ok(see_other(&page.path(&format!("/analytics/ab-tests#test-{}", test.id)))),
         Err(errors) => show(&state, page, errors?, typed).await,
     }
 }

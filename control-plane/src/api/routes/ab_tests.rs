@@ -1,7 +1,7 @@
 //! A/B tests: variants of a post published side by side, then decided.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -28,16 +28,20 @@ pub struct AbTestPath {
 /// p < 0.05 with Bonferroni's correction for more than two). Each variant
 /// counts with its first reading once the window has run since it went out.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/ab-tests", tag = "analytics",
-    operation_id = actions::AB_TEST_CREATE, security(("bearer" = [])), params(("tenant_id" = Uuid, Path)),
+    operation_id = actions::AB_TEST_CREATE, security(("bearer" = [])), params(("tenant_id" = Uuid, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeating a request with the same key returns the test it created")),
     request_body = CreateAbTest,
-    responses((status = 201, body = AbTestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = AbTestView), (status = 200, description = "the test this Idempotency-Key created before", body = AbTestView),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(state): State<ApiState>,
     access: TenantAccess,
+    headers: HeaderMap,
     Json(req): Json<CreateAbTest>,
 ) -> Result<(StatusCode, Json<AbTestView>)> {
-    Ok((StatusCode::CREATED, Json(state.app.create_ab_test(&access, req).await?)))
+    let key = super::publishing::idempotency_key(&headers)?;
+    let (test, created) = state.app.create_ab_test(&access, req, key).await?;
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(test)))
 }
 
 /// The organisation's tests, newest first (at most 50), each with its

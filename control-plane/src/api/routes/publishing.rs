@@ -99,7 +99,7 @@ pub async fn disconnect_account(
 }
 
 /// The `Idempotency-Key` header: 1 to 255 printable ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
     let text = value
         .to_str()

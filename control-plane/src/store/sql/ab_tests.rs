@@ -45,31 +45,42 @@ where
 {
     /// The tests of `rows` with their variants (one query for all).
     async fn with_variants(&self, rows: Vec<TestRow>) -> Result<Vec<(Uuid, AbTest)>> {
-        let mut tests = Vec::with_capacity(rows.len());
-        for row in rows {
-            let variants: Vec<(String, Uuid)> = sqlx::query_as(
-                "SELECT label, post_id FROM ab_test_variants WHERE test_id = $1 AND tenant_id = $2 ORDER BY label",
-            )
-            .bind(row.id)
-            .bind(row.tenant_id)
-            .fetch_all(&self.read)
-            .await?;
-            tests.push((
-                row.tenant_id,
-                AbTest {
-                    id: row.id,
-                    name: row.name,
-                    window_hours: row.window_hours,
-                    ends_at: row.ends_at,
-                    status: row.status,
-                    decision: row.decision,
-                    created_at: row.created_at,
-                    decided_at: row.decided_at,
-                    variants,
-                },
-            ));
+        let mut all: Vec<(Uuid, String, Uuid)> = Vec::new();
+        if !rows.is_empty() {
+            let query = format!(
+                "SELECT test_id, label, post_id FROM ab_test_variants WHERE test_id IN ({}) ORDER BY test_id, label",
+                placeholders(1, rows.len())
+            );
+            let mut select = sqlx::query_as(sqlx::AssertSqlSafe(query));
+            for row in &rows {
+                select = select.bind(row.id);
+            }
+            all = select.fetch_all(&self.read).await?;
         }
-        Ok(tests)
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let variants = all
+                    .iter()
+                    .filter(|(test, _, _)| *test == row.id)
+                    .map(|(_, label, post)| (label.clone(), *post))
+                    .collect();
+                (
+                    row.tenant_id,
+                    AbTest {
+                        id: row.id,
+                        name: row.name,
+                        window_hours: row.window_hours,
+                        ends_at: row.ends_at,
+                        status: row.status,
+                        decision: row.decision,
+                        created_at: row.created_at,
+                        decided_at: row.decided_at,
+                        variants,
+                    },
+                )
+            })
+            .collect())
     }
 }
 
@@ -164,6 +175,14 @@ where
             .fetch_all(&self.read)
             .await?;
         Ok(self.with_variants(rows).await?.into_iter().next().map(|(_, t)| t))
+    }
+
+    async fn ab_test_of_post(&self, tenant_id: Uuid, post_id: Uuid) -> Result<Option<Uuid>> {
+        Ok(sqlx::query_scalar("SELECT test_id FROM ab_test_variants WHERE tenant_id = $1 AND post_id = $2")
+            .bind(tenant_id)
+            .bind(post_id)
+            .fetch_optional(&self.read)
+            .await?)
     }
 
     async fn ab_tests_due(&self, now: Timestamp, limit: i64) -> Result<Vec<(Uuid, AbTest)>> {

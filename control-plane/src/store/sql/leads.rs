@@ -34,12 +34,6 @@ struct LeadRow {
 /// limits on parameters.
 const IN_CHUNK: usize = 500;
 
-/// `$from, $from+1, …`, `count` of them: numbered parameters only, so a
-/// statement built with them stays safe (`AssertSqlSafe`).
-fn placeholders(from: usize, count: usize) -> String {
-    (from..from + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
 impl TryFrom<LeadRow> for Lead {
     type Error = StoreError;
     fn try_from(r: LeadRow) -> Result<Lead> {

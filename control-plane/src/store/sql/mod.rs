@@ -624,6 +624,12 @@ fn sql(parts: &[&str]) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(parts.concat())
 }
 
+/// `$from, $from+1, …`, `count` of them: numbered parameters only, so a
+/// statement built with them stays safe (`AssertSqlSafe`).
+fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 /// Fetch one row more than the page size, to know whether a next page exists.
 fn fetch_limit(page: PageRequest) -> i64 {
     i64::from(page.limit) + 1
