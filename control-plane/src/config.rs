@@ -223,6 +223,10 @@ pub struct ServeArgs {
     /// milliseconds [default: 30000].
     #[arg(long, env = "MARKETER_ANALYTICS_POLL_MS", value_name = "MS")]
     pub analytics_poll_ms: Option<u64>,
+    /// How often each connected account's mentions and replies are read
+    /// into the inbox, in milliseconds [default: 120000].
+    #[arg(long, env = "MARKETER_INBOX_POLL_MS", value_name = "MS")]
+    pub inbox_poll_ms: Option<u64>,
     /// The SMTP server e-mail goes through (no host: e-mail is off, and
     /// notifications stay in the app).
     #[arg(long, env = "MARKETER_SMTP_HOST", value_name = "HOST")]
@@ -317,6 +321,7 @@ struct FileConfig {
     publish_lease_seconds: Option<u64>,
     analytics_first_reading_seconds: Option<u64>,
     analytics_poll_ms: Option<u64>,
+    inbox_poll_ms: Option<u64>,
     smtp_host: Option<String>,
     smtp_port: Option<u16>,
     smtp_tls: Option<crate::notify::SmtpTls>,
@@ -609,6 +614,7 @@ fn file_publishing(file: &FileConfig) -> ServeArgs {
         publish_lease_seconds: file.publish_lease_seconds,
         analytics_first_reading_seconds: file.analytics_first_reading_seconds,
         analytics_poll_ms: file.analytics_poll_ms,
+        inbox_poll_ms: file.inbox_poll_ms,
         ..ServeArgs::default()
     }
 }
@@ -709,6 +715,12 @@ fn publishing_config(
             bail!("analytics_poll_ms must be between 100 and 3600000, not {ms}");
         }
         config.engine.metrics.poll = std::time::Duration::from_millis(ms);
+    }
+    if let Some(ms) = serve.inbox_poll_ms.or(file.inbox_poll_ms) {
+        if !(100..=86_400_000).contains(&ms) {
+            bail!("inbox_poll_ms must be between 100 and 86400000 (a day), not {ms}");
+        }
+        config.engine.inbox_every = std::time::Duration::from_millis(ms);
     }
     // The lease must outlast a request, or a slow answer would be taken over.
     if config.engine.lease < config.platforms.request_timeout + std::time::Duration::from_secs(1) {

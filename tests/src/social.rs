@@ -193,6 +193,10 @@ struct Inner {
     metric_faults: VecDeque<u16>,
     /// Extra likes posts with this text get (a variant people liked more).
     liked_more: HashMap<String, i64>,
+    /// Mastodon: mention notifications, oldest first (ids ascending).
+    mentions: Vec<Value>,
+    /// Mastodon: the token lacks `read:notifications` (403 on the list).
+    notifications_refused: bool,
 }
 
 /// A running fake. Dropping it stops the server.
@@ -247,6 +251,7 @@ impl FakeSocial {
             .route("/api/v1/statuses", post(m_create))
             .route("/api/v1/statuses/{id}", delete(m_delete).get(m_status))
             .route("/api/v1/accounts/{id}/statuses", get(m_statuses))
+            .route("/api/v1/notifications", get(m_notifications))
             .route("/oauth/v2/authorization", get(li_authorize))
             .route("/oauth/v2/accessToken", post(li_token))
             .route("/v2/userinfo", get(li_userinfo))
@@ -316,6 +321,56 @@ impl FakeSocial {
     }
 
     /// The next metrics read answers with `status` (a 5xx, a 429).
+    /// Mastodon: someone mentions the account (`in_reply_to`: the id of a
+    /// post of the account, or of an earlier mention, it answers). Returns
+    /// the status's id; its notification's id follows the last one.
+    pub fn mention(&self, author: &str, text: &str, in_reply_to: Option<&str>) -> String {
+        let mut inner = self.inner.lock().unwrap();
+        inner.next_id += 1;
+        let n = inner.next_id;
+        let status_id = format!("1100{n:08}");
+        let ours = in_reply_to
+            .is_some_and(|id| inner.posts.get(&Net::Mastodon).is_some_and(|p| p.iter().any(|p| p.id == id)));
+        let reply_account = match in_reply_to {
+            Some(_) if ours => json!(MASTODON_ACCOUNT_ID),
+            Some(id) => inner
+                .mentions
+                .iter()
+                .find(|m| m["status"]["id"] == id)
+                .map_or(Value::Null, |m| m["status"]["account"]["id"].clone()),
+            None => Value::Null,
+        };
+        let created = OffsetDateTime::now_utc().format(&Rfc3339).unwrap();
+        let account = json!({
+            "id": format!("77{}", author.len()), "username": author, "acct": format!("{author}@elsewhere.example"),
+            "display_name": format!("{} Example", author[..1].to_uppercase() + &author[1..]),
+        });
+        let escaped = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        let notification = json!({
+            "id": format!("{}", 500_000 + n),
+            "type": "mention",
+            "created_at": created,
+            "account": account,
+            "status": {
+                "id": status_id,
+                "created_at": created,
+                "in_reply_to_id": in_reply_to,
+                "in_reply_to_account_id": reply_account,
+                "content": format!("<p><span class=\"h-card\"><a href=\"https://mastodon.example/@marketer\" class=\"u-url mention\">@<span>marketer</span></a></span> {escaped}</p>"),
+                "url": format!("https://elsewhere.example/@{author}/{status_id}"),
+                "visibility": "public",
+                "account": account,
+            },
+        });
+        inner.mentions.push(notification);
+        status_id
+    }
+
+    /// Mastodon: the account's token lacks `read:notifications` from now on.
+    pub fn refuse_notifications(&self, refused: bool) {
+        self.inner.lock().unwrap().notifications_refused = refused;
+    }
+
     pub fn fail_next_metrics(&self, status: u16) {
         self.inner.lock().unwrap().metric_faults.push_back(status);
     }
@@ -1239,6 +1294,61 @@ async fn m_statuses(
         .map(|p| p.iter().rev().filter(|p| !p.deleted).take(limit).map(status_json).collect())
         .unwrap_or_default();
     Json(page).into_response()
+}
+
+/// `GET /api/v1/notifications`: mentions only (`types[]=mention`), paged
+/// as Mastodon pages: `max_id` (older than), `since_id` (the newest after),
+/// `min_id` (the page right after), `limit` 40 by default, 80 at most;
+/// newest first, with a `Link` header.
+async fn m_notifications(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    let inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::Mastodon, &headers) {
+        return *answer;
+    }
+    if inner.notifications_refused {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({ "error": "This action is outside the authorized scopes" })),
+        )
+            .into_response();
+    }
+    let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let types: Vec<String> = pairs.iter().filter(|(k, _)| k == "types[]").map(|(_, v)| v.clone()).collect();
+    if !types.is_empty() && !types.iter().any(|t| t == "mention") {
+        return Json(json!([])).into_response();
+    }
+    let limit: usize = get("limit").and_then(|l| l.parse().ok()).unwrap_or(40).clamp(1, 80);
+    let id_of = |m: &Value| m["id"].as_str().and_then(|i| i.parse::<u64>().ok()).unwrap_or(0);
+    let bound = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok());
+    let mut page: Vec<Value> = inner
+        .mentions
+        .iter()
+        .filter(|m| bound("max_id").is_none_or(|max| id_of(m) < max))
+        .filter(|m| bound("since_id").is_none_or(|since| id_of(m) > since))
+        .filter(|m| bound("min_id").is_none_or(|min| id_of(m) > min))
+        .cloned()
+        .collect();
+    if bound("min_id").is_some() {
+        page.truncate(limit); // the ones right after min_id
+        page.reverse();
+    } else {
+        page.reverse();
+        page.truncate(limit);
+    }
+    let mut response = Json(Value::Array(page.clone())).into_response();
+    if let (Some(newest), Some(oldest)) = (page.first(), page.last()) {
+        let link = format!(
+            "<http://mastodon.example/api/v1/notifications?max_id={}>; rel=\"next\", <http://mastodon.example/api/v1/notifications?min_id={}>; rel=\"prev\"",
+            id_of(oldest),
+            id_of(newest)
+        );
+        response.headers_mut().insert("link", HeaderValue::from_str(&link).unwrap());
+    }
+    response
 }
 
 // ----- LinkedIn -------------------------------------------------------------------

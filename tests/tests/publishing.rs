@@ -6,7 +6,9 @@
 //! limits, expiring tokens refreshed once for ten posts, refused and
 //! passing refresh failures, daylight-saving wall times, two replicas, and
 //! a post whose approval is not complete at its time held, not published,
-//! and published posts' metrics read on schedule (analytics).
+//! and published posts' metrics read on schedule (analytics), and the
+//! inbox: mentions and replies read from Mastodon once each, paged,
+//! threaded, worked and refused.
 
 use std::time::Duration;
 
@@ -781,6 +783,132 @@ async fn best_times_come_from_measured_posts_on_sqlite() {
 #[tokio::test]
 async fn best_times_come_from_measured_posts_on_postgres() {
     best_times_come_from_measured_posts(true).await;
+}
+
+async fn the_inbox_reads_mentions_and_replies_once(postgres: bool) {
+    let env = [("MARKETER_INBOX_POLL_MS", "200")];
+    let Some(setup) = Setup::start_with(postgres, &env).await else { return };
+    let mastodon = setup.connect("mastodon").await;
+    let account_id = mastodon["id"].as_str().unwrap().to_owned();
+    let post = setup.schedule_now(&mastodon, "Open house on Saturday, 10 to 2").await;
+    let post_id = post["id"].as_str().unwrap().to_owned();
+    let published = setup.wait_status(&post_id, "published", Duration::from_secs(15)).await;
+    let status_id = published["platform_post_id"].as_str().unwrap().to_owned();
+    // The first read has happened (nothing yet): what comes now is all read.
+    eventually(Duration::from_secs(10), "the inbox's first read", || async {
+        setup.social.requests().iter().any(|r| r == "GET /api/v1/notifications").then_some(())
+    })
+    .await;
+
+    // A reply to the post, a reply to that reply, and 44 mentions: more
+    // than a page (40) in one round.
+    let alice = setup.social.mention("alice", "Love it! Is parking <free>?", Some(&status_id));
+    setup.social.mention("carol", "Same question as Alice", Some(&alice));
+    for n in 0..44 {
+        setup.social.mention("bob", &format!("Mention number {n}"), None);
+    }
+    let all = eventually(Duration::from_secs(20), "46 inbox items", || async {
+        let (status, page) = setup.call(Method::GET, "/inbox?limit=200", None).await;
+        assert_eq!(status, 200, "{page}");
+        (page["items"].as_array().unwrap().len() == 46).then_some(page)
+    })
+    .await;
+    assert_eq!(all["open"], 46);
+    assert!(all["failing"].as_array().unwrap().is_empty(), "{all}");
+    let items = all["items"].as_array().unwrap();
+    let by = |handle: &str| items.iter().find(|i| i["author_handle"] == handle).unwrap().clone();
+    let alices = by("@alice@elsewhere.example");
+    assert_eq!(alices["kind"], "reply");
+    assert_eq!(alices["post_id"], post_id.as_str(), "linked to the post it answers");
+    assert_eq!(alices["author_name"], "Alice Example");
+    assert_eq!(alices["text"], "@marketer Love it! Is parking <free>?", "plain text, entities decoded");
+    assert_eq!(alices["url"], format!("https://elsewhere.example/@alice/{alice}"));
+    assert_eq!(alices["status"], "open");
+    let carols = by("@carol@elsewhere.example");
+    assert_eq!(carols["kind"], "mention", "a reply to someone else that names the account");
+    assert_eq!(carols["thread"], alices["thread"], "one thread");
+    assert_eq!(alices["thread"], status_id.as_str());
+
+    // Later rounds add nothing twice.
+    let reads = setup.social.requests().iter().filter(|r| *r == "GET /api/v1/notifications").count();
+    eventually(Duration::from_secs(10), "two more inbox rounds", || async {
+        let now = setup.social.requests().iter().filter(|r| *r == "GET /api/v1/notifications").count();
+        (now >= reads + 2).then_some(())
+    })
+    .await;
+    let (_, again) = setup.call(Method::GET, "/inbox?limit=200", None).await;
+    assert_eq!(again["items"].as_array().unwrap().len(), 46, "stored once");
+
+    // Pages, newest first.
+    let (_, first) = setup.call(Method::GET, "/inbox?limit=20", None).await;
+    assert_eq!(first["items"].as_array().unwrap().len(), 20);
+    assert_eq!(first["items"][0]["text"], "@marketer Mention number 43");
+    let before = first["next_before"].as_str().unwrap();
+    let (_, second) = setup.call(Method::GET, &format!("/inbox?limit=20&before={before}"), None).await;
+    let before = second["next_before"].as_str().unwrap();
+    let (_, third) = setup.call(Method::GET, &format!("/inbox?limit=20&before={before}"), None).await;
+    assert_eq!(third["items"].as_array().unwrap().len(), 6);
+    assert!(third["next_before"].is_null());
+    // One thread, and the filters.
+    let thread = alices["thread"].as_str().unwrap();
+    let (_, one) =
+        setup.call(Method::GET, &format!("/inbox?account_id={account_id}&thread={thread}"), None).await;
+    assert_eq!(one["items"].as_array().unwrap().len(), 2, "{one}");
+    let (_, replies) = setup.call(Method::GET, "/inbox?kind=reply", None).await;
+    assert_eq!(replies["items"].as_array().unwrap().len(), 1);
+
+    // Worked: done, assigned, audited; bad changes are named.
+    let (_, me) = setup.api.call(Method::GET, "/api/v1/me", None).await;
+    let me = me["user"]["id"].as_str().unwrap();
+    let item = format!("/inbox/{}", alices["id"].as_str().unwrap());
+    let (status, done) =
+        setup.call(Method::PATCH, &item, Some(json!({ "status": "done", "assignee_id": me }))).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!((done["status"].as_str(), done["assignee_id"].as_str()), (Some("done"), Some(me)));
+    let (_, open) = setup.call(Method::GET, "/inbox?status=open&limit=1", None).await;
+    assert_eq!(open["open"], 45);
+    let (_, mine) = setup.call(Method::GET, &format!("/inbox?assignee={me}"), None).await;
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+    let (status, cleared) = setup.call(Method::PATCH, &item, Some(json!({ "assignee_id": null }))).await;
+    assert_eq!(status, 200);
+    assert!(cleared["assignee_id"].is_null() && cleared["status"] == "done", "{cleared}");
+    for (body, field) in [
+        (json!({ "status": "closed" }), "status"),
+        (json!({ "assignee_id": uuid::Uuid::now_v7() }), "assignee_id"),
+        (json!({}), "status"),
+    ] {
+        let (status, error) = setup.call(Method::PATCH, &item, Some(body)).await;
+        assert_eq!(status, 422, "{error}");
+        assert_eq!(error["error"]["details"]["field"], field, "{error}");
+    }
+    let (status, error) = setup.call(Method::GET, "/inbox?kind=dm", None).await;
+    assert_eq!((status, error["error"]["details"]["field"].as_str()), (422, Some("kind")), "{error}");
+    let (status, _) = setup.call(Method::GET, &format!("/inbox/{}", uuid::Uuid::now_v7()), None).await;
+    assert_eq!(status, 404);
+    let (_, audit) = setup.call(Method::GET, "/audit-events?limit=100", None).await;
+    assert!(audit["items"].as_array().unwrap().iter().any(|e| e["action"] == "inbox_item.update"));
+
+    // A token without read:notifications: the inbox says why, nothing is lost.
+    setup.social.refuse_notifications(true);
+    setup.social.mention("dave", "Anyone there?", None);
+    let failing = eventually(Duration::from_secs(10), "the refusal to be shown", || async {
+        let (_, page) = setup.call(Method::GET, "/inbox?limit=1", None).await;
+        (!page["failing"].as_array().unwrap().is_empty()).then_some(page)
+    })
+    .await;
+    let error = failing["failing"][0]["error"].as_str().unwrap();
+    assert!(error.contains("read:notifications") && error.contains("reconnect"), "{error}");
+    setup.finish().await;
+}
+
+#[tokio::test]
+async fn the_inbox_reads_mentions_and_replies_once_on_sqlite() {
+    the_inbox_reads_mentions_and_replies_once(false).await;
+}
+
+#[tokio::test]
+async fn the_inbox_reads_mentions_and_replies_once_on_postgres() {
+    the_inbox_reads_mentions_and_replies_once(true).await;
 }
 
 async fn unknown_outcomes_are_reconciled_without_a_second_post(postgres: bool) {

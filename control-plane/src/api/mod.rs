@@ -143,8 +143,8 @@ impl utoipa::Modify for BearerAuth {
 fn api_routes() -> OpenApiRouter<ApiState> {
     use routes::{
         ab_tests, activities, agents, analytics, api_keys, audit_events, auth, comments, documents, flyers,
-        health, jobs, leads, members, notifications, projects, properties, publishing, reviews, sequences,
-        tenants,
+        health, inbox, jobs, leads, members, notifications, projects, properties, publishing, reviews,
+        sequences, tenants,
     };
     // The upload reads its body itself, counting against the upload limit.
     let (schemas, paths, upload) = routes!(documents::list, documents::upload);
@@ -225,6 +225,8 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(analytics::report_pdf))
         .routes(routes!(ab_tests::list, ab_tests::create))
         .routes(routes!(ab_tests::get))
+        .routes(routes!(inbox::list))
+        .routes(routes!(inbox::get, inbox::update))
         .routes(routes!(publishing::get_post, publishing::update_post, publishing::delete_post))
         .routes(routes!(publishing::get_time_zone, publishing::set_time_zone))
         .routes(routes!(notifications::list))

@@ -107,6 +107,12 @@ pub enum Permission {
     /// compliance officer takes part in the discussion).
     #[strum(serialize = "comments:write")]
     CommentsWrite,
+    /// Read the engagement inbox (what the public wrote to the brand).
+    #[strum(serialize = "inbox:read")]
+    InboxRead,
+    /// Work the inbox: mark items done, assign them.
+    #[strum(serialize = "inbox:work")]
+    InboxWork,
 }
 
 impl Permission {
@@ -143,7 +149,7 @@ impl Permission {
                 Role::Viewer
             }
             ProjectsUpdate | ActivitiesCreate | ActivitiesUpdate | DocumentsUpload | SettingsView
-            | PostsWrite => Role::Member,
+            | PostsWrite | InboxRead | InboxWork => Role::Member,
             ProjectsCreate | ProjectsDelete | ActivitiesDelete | DocumentsDelete | TeamInvite
             | TeamRemove | SettingsManage | AgentsManage | AuditRead | AccountsManage => Role::Admin,
             TeamManageRoles | BillingView | BillingManage | TenantManage => Role::Owner,

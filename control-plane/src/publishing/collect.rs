@@ -158,7 +158,7 @@ impl Publisher {
 
     /// Why a read failed and when to try again (a rate limit is recorded
     /// on the account, so publishing waits for it too).
-    async fn failed_read(&self, account: &SocialAccount, fetched: Fetched) -> (String, Timestamp) {
+    pub(super) async fn failed_read(&self, account: &SocialAccount, fetched: Fetched) -> (String, Timestamp) {
         match fetched {
             Fetched::RateLimited { until, note } => {
                 if let Err(e) = self.store.account_rate_limited(account.id, until, &note).await {
@@ -170,7 +170,7 @@ impl Publisher {
             Fetched::Failed { reason } => (reason, later(Duration::from_secs(15 * 60))),
             Fetched::Refused { reason } => (reason, later(DAY)),
             Fetched::Gone => (format!("{} no longer has it", account.network), later(DAY)),
-            Fetched::Metrics { .. } | Fetched::Followers(_) => {
+            Fetched::Metrics { .. } | Fetched::Followers(_) | Fetched::Items { .. } => {
                 (format!("{} answered with something else than was asked", account.network), later(HOUR))
             }
         }

@@ -32,6 +32,7 @@
 
 pub mod collect;
 pub mod connect;
+pub mod inbox;
 pub mod platforms;
 pub mod schedule;
 
@@ -69,6 +70,8 @@ pub struct PublishSettings {
     pub refresh_margin: Duration,
     /// When published posts' metrics are read (`collect.rs`).
     pub metrics: collect::MetricsSchedule,
+    /// How often each account's inbox is read (`inbox.rs`).
+    pub inbox_every: Duration,
 }
 
 impl Default for PublishSettings {
@@ -80,6 +83,7 @@ impl Default for PublishSettings {
             check_interval: Duration::from_secs(15 * 60),
             refresh_margin: Duration::from_secs(120),
             metrics: collect::MetricsSchedule::default(),
+            inbox_every: Duration::from_secs(120),
         }
     }
 }
@@ -230,13 +234,19 @@ impl Publisher {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut last_checks = std::time::Instant::now() - self.settings.check_interval;
         let mut last_metrics = std::time::Instant::now();
+        let mut last_inbox = std::time::Instant::now() - Duration::from_secs(5);
         loop {
             let handled = self.pass().await;
             if last_checks.elapsed() >= Duration::from_secs(5) {
                 last_checks = std::time::Instant::now();
                 self.health_checks().await;
             }
-            // Publishing first: metrics only when no post was due.
+            // Publishing first, then the inbox, then analytics: each only
+            // when no post was due.
+            if handled == 0 && last_inbox.elapsed() >= self.settings.inbox_every.min(Duration::from_secs(5)) {
+                last_inbox = std::time::Instant::now();
+                self.collect_inbox().await;
+            }
             if handled == 0 && last_metrics.elapsed() >= self.settings.metrics.poll {
                 last_metrics = std::time::Instant::now();
                 self.collect_metrics().await;

@@ -100,6 +100,7 @@ pub const SOCIAL_ACCOUNT_DISCONNECT: &str = "social_account.disconnect";
 pub const SOCIAL_ACCOUNT_NEEDS_RECONNECT: &str = "social_account.needs_reconnect";
 pub const POST_CREATE: &str = "post.create";
 pub const AB_TEST_CREATE: &str = "ab_test.create";
+pub const INBOX_ITEM_UPDATE: &str = "inbox_item.update";
 /// A test's window ended and the publisher decided it.
 pub const AB_TEST_DECIDED: &str = "ab_test.decided";
 pub const POST_UPDATE: &str = "post.update";
@@ -225,6 +226,7 @@ pub const ALL: &[&str] = &[
     POST_CREATE,
     AB_TEST_CREATE,
     AB_TEST_DECIDED,
+    INBOX_ITEM_UPDATE,
     POST_UPDATE,
     POST_DELETE,
     PROPERTY_CREATE,

@@ -24,6 +24,7 @@ mod csv_import;
 mod documents;
 pub mod export;
 mod flyers;
+pub mod inbox;
 mod jobs;
 mod lead_import;
 mod lead_scoring;

@@ -14,6 +14,7 @@ mod agents;
 mod analytics;
 mod comments;
 mod documents;
+mod inbox;
 mod jobs;
 mod leads;
 mod notifications;
@@ -44,6 +45,7 @@ pub use self::agents::*;
 pub use self::analytics::*;
 pub use self::comments::*;
 pub use self::documents::*;
+pub use self::inbox::*;
 pub use self::jobs::*;
 pub use self::leads::*;
 pub use self::notifications::*;
@@ -615,6 +617,7 @@ pub trait Store:
     + SequenceStore
     + AnalyticsStore
     + AbTestStore
+    + InboxStore
     + Send
     + Sync
     + fmt::Debug

@@ -30,6 +30,7 @@ mod flash;
 mod fleet;
 mod flyers;
 mod home;
+mod inbox;
 mod leads;
 mod notifications;
 pub(crate) mod page;
@@ -218,6 +219,8 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/calendar", get(publishing::calendar))
         .route("/analytics", get(analytics::page))
         .route("/analytics/ab-tests", get(ab_tests::page).post(ab_tests::create))
+        .route("/inbox", get(inbox::page))
+        .route("/inbox/{item_id}", post(inbox::act))
         .route("/analytics/posts.csv", get(analytics::posts_csv))
         .route("/analytics/report.pdf", get(analytics::report_pdf))
         .route("/time-zone", post(publishing::set_zone))

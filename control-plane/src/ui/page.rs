@@ -76,6 +76,9 @@ impl Shell {
             ("/properties", "Properties"),
             ("/leads", "Leads"),
         ];
+        if role.allows(Permission::InboxRead) {
+            nav.push(("/inbox", "Inbox"));
+        }
         if role.allows(Permission::PostsRead) {
             nav.push(("/calendar", "Calendar"));
             nav.push(("/analytics", "Analytics"));

@@ -13,6 +13,7 @@ pub mod documents;
 pub mod event_stream;
 pub mod flyers;
 pub mod health;
+pub mod inbox;
 pub mod jobs;
 pub mod leads;
 pub mod members;

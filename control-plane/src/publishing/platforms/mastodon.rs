@@ -14,9 +14,15 @@ use super::{
     limited_until, metrics_answer,
 };
 use crate::domain::Timestamp;
-use crate::store::{SocialAccount, SocialPost};
+use crate::store::{CollectedItem, SocialAccount, SocialPost};
 
-pub const SCOPES: &str = "read:accounts read:statuses write:statuses";
+/// `read:notifications` for the inbox (mentions and replies); an account
+/// connected before the inbox existed lacks it, and its inbox asks for a
+/// reconnect.
+pub const SCOPES: &str = "read:accounts read:statuses read:notifications write:statuses";
+
+/// Notifications a page holds (the instance's maximum is 80).
+pub const INBOX_PAGE: usize = 40;
 
 /// How long an instance keeps idempotency keys, less a margin.
 const IDEMPOTENCY_WINDOW: time::Duration = time::Duration::minutes(50);
@@ -155,6 +161,102 @@ pub async fn followers(
     followers_at(read, "/followers_count", "the instance")
 }
 
+/// Mentions of the account, replies to its posts among them
+/// (`GET /api/v1/notifications?types[]=mention`). From a cursor (the
+/// newest notification id seen), `min_id` pages forward: the page right
+/// after it, `more` when it is full. Without one (the first read), the
+/// latest page only: a new account's inbox starts from now, not from
+/// years of history.
+pub async fn inbox(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    cursor: Option<&str>,
+) -> (Fetched, CallRecord) {
+    let mut query = vec![("types[]", "mention".to_owned()), ("limit", INBOX_PAGE.to_string())];
+    if let Some(cursor) = cursor {
+        query.push(("min_id", cursor.to_owned()));
+    }
+    let request = p
+        .http()
+        .get(format!("{}/api/v1/notifications", base(account)))
+        .query(&query)
+        .bearer_auth(token.expose_secret());
+    let answer = match Answer::fetch(request, "the instance").await {
+        Ok(a) => a,
+        Err(reason) => return (Fetched::Failed { reason }, CallRecord::default()),
+    };
+    let record = answer.record();
+    match answer.status {
+        s if s.is_success() => {}
+        StatusCode::UNAUTHORIZED => return (Fetched::TokenExpired, record),
+        StatusCode::FORBIDDEN => {
+            let reason = format!(
+                "the instance refused to list the account's mentions ({}); reconnect the account so it grants read:notifications",
+                answer.message()
+            );
+            return (Fetched::Refused { reason }, record);
+        }
+        StatusCode::TOO_MANY_REQUESTS => {
+            let until = limited_until(&answer.headers, Timestamp::now());
+            return (Fetched::RateLimited { until, note: "the instance's rate limit".into() }, record);
+        }
+        s => {
+            let reason = format!("the instance answered {}: {}", s.as_u16(), answer.message());
+            return (Fetched::Failed { reason }, record);
+        }
+    }
+    let serde_json::Value::Array(page) = answer.json() else {
+        return (
+            Fetched::Failed { reason: "the instance answered with no list of notifications".into() },
+            record,
+        );
+    };
+    let full = page.len() >= INBOX_PAGE;
+    let newest = page.iter().filter_map(|n| n["id"].as_str()).max_by(|a, b| newer(a, b)).map(str::to_owned);
+    let items = page.iter().filter_map(|n| mention(account, n)).collect();
+    let more = cursor.is_some() && full;
+    // A first read that finds nothing starts from the beginning, so what
+    // arrives before the next read is all read, page by page.
+    let newest = newest.or_else(|| cursor.map_or_else(|| Some("0".to_owned()), |c| Some(c.to_owned())));
+    (Fetched::Items { items, cursor: newest, more }, record)
+}
+
+/// Mastodon's ids are numbers as strings: a longer one is newer.
+fn newer(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// A mention notification's status as an inbox item; `None` for one
+/// without a usable status (deleted since, or malformed).
+fn mention(account: &SocialAccount, notification: &serde_json::Value) -> Option<CollectedItem> {
+    let status = notification.get("status").filter(|s| s.is_object())?;
+    let id = status["id"].as_str().filter(|id| !id.is_empty() && id.len() <= 64)?;
+    let posted_at = status["created_at"]
+        .as_str()
+        .and_then(|t| Timestamp::parse_rfc3339(t).ok())
+        .unwrap_or_else(Timestamp::now);
+    let author = &status["account"];
+    let acct = author["acct"].as_str().filter(|a| !a.is_empty())?;
+    let replying_to_us = status["in_reply_to_account_id"].as_str() == Some(account.external_id.as_str());
+    Some(CollectedItem {
+        platform_item_id: id.to_owned(),
+        kind: if replying_to_us { "reply" } else { "mention" }.to_owned(),
+        author_handle: format!("@{}", acct.chars().take(200).collect::<String>()),
+        author_name: author["display_name"]
+            .as_str()
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| n.chars().take(200).collect()),
+        text: text_of(status["content"].as_str().unwrap_or_default()),
+        url: status["url"]
+            .as_str()
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .map(str::to_owned),
+        in_reply_to: status["in_reply_to_id"].as_str().map(str::to_owned),
+        posted_at,
+    })
+}
+
 pub async fn find(
     p: &Platforms,
     account: &SocialAccount,
@@ -215,6 +317,68 @@ pub async fn find(
     } else {
         (Found::Unknown { reason: "more statuses since the post than one page holds".into() }, record)
     }
+}
+
+/// A status's HTML content as the text people read: inline tags (a
+/// mention's link) vanish, paragraphs and line breaks become new lines,
+/// entities are decoded.
+fn text_of(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('>') else {
+            rest = "";
+            break;
+        };
+        let tag = rest[open + 1..open + close].trim().to_ascii_lowercase();
+        let name = tag.split(|c: char| c.is_whitespace() || c == '/').find(|n| !n.is_empty()).unwrap_or("");
+        match (name, tag.starts_with('/')) {
+            ("br", _) => out.push('\n'),
+            ("p", true) => out.push_str("\n\n"),
+            _ => {}
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    decode_entities(out.trim())
+}
+
+/// The entities Mastodon's HTML uses, and numeric ones.
+fn decode_entities(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let after = &rest[amp + 1..];
+        let entity = after.find(';').filter(|end| *end <= 10).map(|end| &after[..end]);
+        let decoded = entity.and_then(|e| match e {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            "nbsp" => Some(' '),
+            _ => e
+                .strip_prefix("#x")
+                .or_else(|| e.strip_prefix("#X"))
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .or_else(|| e.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        });
+        match (decoded, entity) {
+            (Some(c), Some(e)) => {
+                out.push(c);
+                rest = &after[e.len() + 1..];
+            }
+            _ => {
+                out.push('&');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A status's HTML content, or a post's text, as comparable plain words.
@@ -394,6 +558,17 @@ mod tests {
         assert_eq!(instance_url("http://127.0.0.1:9000", true).unwrap(), "http://127.0.0.1:9000");
         assert!(instance_url("https://x.org/path", false).is_err());
         assert!(instance_url("https://user@x.org", false).is_err());
+    }
+
+    #[test]
+    fn a_mentions_html_reads_as_its_author_wrote_it() {
+        let html = "<p><span class=\"h-card\"><a href=\"https://m.example/@marketer\" class=\"u-url mention\">@<span>marketer</span></a></span> Is parking &lt;free&gt;? &#129300;</p><p>Line two<br/>and three &amp; more &bogus; &</p>";
+        assert_eq!(
+            text_of(html),
+            "@marketer Is parking <free>? \u{1f914}\n\nLine two\nand three & more &bogus; &"
+        );
+        assert_eq!(text_of("no tags < here"), "no tags");
+        assert_eq!(text_of(""), "");
     }
 
     #[test]

@@ -168,6 +168,13 @@ pub enum Fetched {
     },
     /// An account's followers.
     Followers(i64),
+    /// Inbox items, the cursor to read on from, and whether more wait
+    /// right after this page.
+    Items {
+        items: Vec<crate::store::CollectedItem>,
+        cursor: Option<String>,
+        more: bool,
+    },
     /// The post is gone from the platform: collection ends.
     Gone,
     RateLimited {
@@ -333,6 +340,22 @@ impl Platforms {
             Network::Linkedin => linkedin::followers(self, account, token).await,
             Network::Facebook => Some(meta::followers(self, account, token, "Facebook").await),
             Network::Instagram => Some(meta::followers(self, account, token, "Instagram").await),
+        }
+    }
+
+    /// New mentions of the account and replies to its posts since
+    /// `cursor`; `None` where the inbox does not read the platform yet.
+    pub async fn inbox(
+        &self,
+        account: &SocialAccount,
+        token: &SecretString,
+        cursor: Option<&str>,
+    ) -> Option<(Fetched, CallRecord)> {
+        match account.network {
+            Network::Mastodon => Some(mastodon::inbox(self, account, token, cursor).await),
+            Network::X | Network::Bluesky | Network::Linkedin | Network::Facebook | Network::Instagram => {
+                None
+            }
         }
     }
 

@@ -19,6 +19,7 @@ mod analytics;
 mod comments;
 mod core;
 mod documents;
+mod inbox;
 mod jobs;
 mod leads;
 mod notifications;

@@ -1,0 +1,264 @@
+//! The engagement inbox: what people write to and about the brand on its
+//! connected accounts (mentions, replies to its posts), collected by the
+//! publishing engine (`publishing/inbox.rs`), listed with filters, newest
+//! first, and worked by people: marked done or open again, assigned to a
+//! member. Reading it takes `inbox:read`, working it `inbox:work`
+//! (members and above: the items are what the public wrote, names and
+//! complaints included, so viewers do not see them).
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{App, TenantAccess, actions};
+use crate::domain::{Permission, Timestamp};
+use crate::error::{Error, FoundExt, Result};
+use crate::store::{InboxChange, InboxFilter, InboxItem, Network};
+
+/// Items a page holds at most.
+pub const MAX_PAGE: i64 = 200;
+const STATUSES: [&str; 2] = ["open", "done"];
+const KINDS: [&str; 2] = ["mention", "reply"];
+
+/// An item of the inbox.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InboxItemView {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub network: Network,
+    /// The account's handle.
+    pub handle: String,
+    /// `mention` (names the account) or `reply` (answers one of its posts).
+    pub kind: String,
+    pub author_handle: String,
+    pub author_name: Option<String>,
+    /// Plain text, as the author wrote it.
+    pub text: String,
+    /// The item on the platform.
+    pub url: Option<String>,
+    /// The post of ours it answers, when it answers one published here.
+    pub post_id: Option<Uuid>,
+    /// The platform id of what it answers.
+    pub in_reply_to: Option<String>,
+    /// The platform id of its thread's first item known here; items of
+    /// one thread share it (`?thread=` lists them).
+    pub thread: String,
+    pub platform_item_id: String,
+    pub posted_at: Timestamp,
+    pub collected_at: Timestamp,
+    /// `open` or `done`.
+    pub status: String,
+    pub assignee_id: Option<Uuid>,
+    pub updated_at: Timestamp,
+}
+
+impl From<InboxItem> for InboxItemView {
+    fn from(i: InboxItem) -> Self {
+        InboxItemView {
+            id: i.id,
+            account_id: i.account_id,
+            network: i.network.parse().unwrap_or(Network::Mastodon),
+            handle: i.handle,
+            kind: i.kind,
+            author_handle: i.author_handle,
+            author_name: i.author_name,
+            text: i.text,
+            url: i.url,
+            post_id: i.post_id,
+            in_reply_to: i.in_reply_to,
+            thread: i.thread,
+            platform_item_id: i.platform_item_id,
+            posted_at: i.posted_at,
+            collected_at: i.collected_at,
+            status: i.status,
+            assignee_id: i.assignee_id,
+            updated_at: i.updated_at,
+        }
+    }
+}
+
+/// A page of the inbox, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InboxPage {
+    pub items: Vec<InboxItemView>,
+    /// The last item's id: `?before=` it for the next page; null on the
+    /// last page.
+    pub next_before: Option<Uuid>,
+    /// Open items in the organisation (whatever the filter).
+    pub open: i64,
+    /// Accounts whose inbox could not be read last time, and why (it is
+    /// tried again on its own).
+    pub failing: Vec<InboxFailure>,
+}
+
+/// An account whose last inbox read failed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InboxFailure {
+    pub account_id: Uuid,
+    pub handle: String,
+    pub network: Network,
+    pub error: String,
+}
+
+/// Which items to list; every filter narrows.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct InboxQuery {
+    /// `open` or `done`.
+    pub status: Option<String>,
+    /// An account's id.
+    pub account_id: Option<String>,
+    /// `x`, `linkedin`, `facebook`, `instagram`, `mastodon` or `bluesky`.
+    pub network: Option<String>,
+    /// `mention` or `reply`.
+    pub kind: Option<String>,
+    /// A member's id, or `none` for items nobody has.
+    pub assignee: Option<String>,
+    /// One thread (with `account_id`).
+    pub thread: Option<String>,
+    /// The next page: items older than this item (`next_before`).
+    pub before: Option<String>,
+    /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+}
+
+/// A change to an item: either field, or both.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateInboxItem {
+    /// `open` or `done`.
+    pub status: Option<String>,
+    /// A member's id; null takes the item from whoever has it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Uuid>)]
+    pub assignee_id: Option<Option<Uuid>>,
+}
+
+/// Tells a missing field (`None`) from an explicit null (`Some(None)`).
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<Uuid>>, D::Error> {
+    Option::<Uuid>::deserialize(d).map(Some)
+}
+
+/// An id parameter; empty is none.
+fn id_param(field: &'static str, value: Option<&str>) -> Result<Option<Uuid>> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => Uuid::parse_str(v).map(Some).map_err(|_| Error::invalid(field, "give an id (a UUID)")),
+    }
+}
+
+fn one_of(field: &'static str, value: Option<&str>, allowed: &[&str]) -> Result<Option<String>> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) if allowed.contains(&v) => Ok(Some(v.to_owned())),
+        Some(v) => Err(Error::invalid(
+            field,
+            format!("{:?} is not one of {}", v.chars().take(40).collect::<String>(), allowed.join(", ")),
+        )),
+    }
+}
+
+impl App {
+    /// A page of the inbox.
+    pub async fn inbox(&self, access: &TenantAccess, q: &InboxQuery) -> Result<InboxPage> {
+        access.require(Permission::InboxRead)?;
+        let limit = q.limit.unwrap_or(50);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(Error::invalid("limit", format!("give 1 to {MAX_PAGE}, not {limit}")));
+        }
+        let networks: Vec<String> =
+            <Network as strum::IntoEnumIterator>::iter().map(|n| n.to_string()).collect();
+        let networks: Vec<&str> = networks.iter().map(String::as_str).collect();
+        let (assignee_id, unassigned) = match q.assignee.as_deref().map(str::trim) {
+            None | Some("") => (None, false),
+            Some("none") => (None, true),
+            Some(id) => (
+                Some(Uuid::parse_str(id).map_err(|_| {
+                    Error::invalid("assignee", "give a member's id, or none for items nobody has")
+                })?),
+                false,
+            ),
+        };
+        let thread = q.thread.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
+        if thread.as_ref().is_some_and(|t| t.len() > 200) {
+            return Err(Error::invalid("thread", "a thread id is at most 200 characters"));
+        }
+        let before = match id_param("before", q.before.as_deref())? {
+            Some(id) => {
+                let item = self.store.inbox_item(access.tenant_id, id).await?.ok_or_else(|| {
+                    Error::invalid("before", "no item of this organisation has this id; use next_before")
+                })?;
+                Some((item.posted_at, item.id))
+            }
+            None => None,
+        };
+        let filter = InboxFilter {
+            status: one_of("status", q.status.as_deref(), &STATUSES)?,
+            account_id: id_param("account_id", q.account_id.as_deref())?,
+            network: one_of("network", q.network.as_deref(), &networks)?,
+            kind: one_of("kind", q.kind.as_deref(), &KINDS)?,
+            assignee_id,
+            unassigned,
+            thread,
+            before,
+            limit: limit + 1,
+        };
+        let mut items = self.store.inbox_items(access.tenant_id, &filter).await?;
+        let more = items.len() as i64 > limit;
+        items.truncate(limit as usize);
+        let next_before = if more { items.last().map(|i| i.id) } else { None };
+        let open = self.store.open_inbox_items(access.tenant_id).await?;
+        let failing = self
+            .store
+            .inbox_errors(access.tenant_id)
+            .await?
+            .into_iter()
+            .filter_map(|(account_id, handle, network, error)| {
+                Some(InboxFailure { account_id, handle, network: network.parse().ok()?, error })
+            })
+            .collect();
+        Ok(InboxPage {
+            items: items.into_iter().map(InboxItemView::from).collect(),
+            next_before,
+            open,
+            failing,
+        })
+    }
+
+    pub async fn inbox_item(&self, access: &TenantAccess, id: Uuid) -> Result<InboxItemView> {
+        access.require(Permission::InboxRead)?;
+        Ok(self.store.inbox_item(access.tenant_id, id).await.found("inbox item")?.into())
+    }
+
+    /// Marks an item done or open, or (un)assigns it; audited.
+    pub async fn update_inbox_item(
+        &self,
+        access: &TenantAccess,
+        id: Uuid,
+        req: UpdateInboxItem,
+    ) -> Result<InboxItemView> {
+        access.require(Permission::InboxWork)?;
+        let status = one_of("status", req.status.as_deref(), &STATUSES)?;
+        if status.is_none() && req.assignee_id.is_none() {
+            return Err(Error::invalid("status", "give a status (open or done), an assignee_id, or both"));
+        }
+        let current = self.store.inbox_item(access.tenant_id, id).await.found("inbox item")?;
+        let audit =
+            access.audit(actions::INBOX_ITEM_UPDATE).resource("inbox_item", id).details(serde_json::json!({
+                "status": status,
+                "from_status": current.status,
+                "assignee_id": req.assignee_id,
+            }));
+        let change = InboxChange { status, assignee_id: req.assignee_id };
+        Ok(self
+            .store
+            .update_inbox_item(access.tenant_id, id, &change, &audit)
+            .await
+            .found("inbox item")?
+            .into())
+    }
+}

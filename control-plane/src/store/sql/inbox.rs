@@ -1,0 +1,331 @@
+//! [`InboxStore`] for [`SqlStore`]: inbox items, stored once per account
+//! and platform id, and each account's inbox schedule and cursor.
+
+use super::*;
+use crate::store::{CollectedItem, DueInbox, InboxChange, InboxFilter, InboxItem, InboxStore};
+
+#[derive(FromRow)]
+struct ItemRow {
+    id: Uuid,
+    account_id: Uuid,
+    network: String,
+    handle: String,
+    platform_item_id: String,
+    kind: String,
+    author_handle: String,
+    author_name: Option<String>,
+    text: String,
+    url: Option<String>,
+    post_id: Option<Uuid>,
+    in_reply_to: Option<String>,
+    thread: String,
+    posted_at: Timestamp,
+    collected_at: Timestamp,
+    status: String,
+    assignee_id: Option<Uuid>,
+    updated_at: Timestamp,
+}
+
+impl From<ItemRow> for InboxItem {
+    fn from(r: ItemRow) -> Self {
+        InboxItem {
+            id: r.id,
+            account_id: r.account_id,
+            network: r.network,
+            handle: r.handle,
+            platform_item_id: r.platform_item_id,
+            kind: r.kind,
+            author_handle: r.author_handle,
+            author_name: r.author_name,
+            text: r.text,
+            url: r.url,
+            post_id: r.post_id,
+            in_reply_to: r.in_reply_to,
+            thread: r.thread,
+            posted_at: r.posted_at,
+            collected_at: r.collected_at,
+            status: r.status,
+            assignee_id: r.assignee_id,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+const ITEM_SELECT: &str = "SELECT i.id, i.account_id, a.platform AS network, a.handle, i.platform_item_id, \
+     i.kind, i.author_handle, i.author_name, i.text, i.url, i.post_id, i.in_reply_to, i.thread, i.posted_at, \
+     i.collected_at, i.status, i.assignee_id, i.updated_at \
+     FROM inbox_items i JOIN social_accounts a ON a.id = i.account_id";
+
+/// The longest text kept of an item (platforms allow a few thousand
+/// characters; this bounds what one hostile item can store).
+const MAX_TEXT: usize = 10_000;
+
+#[async_trait]
+impl<DB> InboxStore for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Timestamp: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Date: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Option<Uuid>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<bool>: Decode<'t, DB>,
+    for<'t> Option<i64>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Timestamp>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Date>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Vec<u8>>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> &'t str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+{
+    async fn inbox_due(&self, now: Timestamp, limit: i64) -> Result<Vec<DueInbox>> {
+        let rows: Vec<(Uuid, Option<Timestamp>)> = sqlx::query_as(
+            "SELECT a.id, a.inbox_next_at FROM social_accounts a \
+             WHERE a.disconnected_at IS NULL AND a.status = 'connected' \
+             AND (a.inbox_next_at IS NULL OR a.inbox_next_at <= $1) \
+             AND (a.rate_limited_until IS NULL OR a.rate_limited_until <= $1) \
+             AND NOT EXISTS (SELECT 1 FROM platform_limits l WHERE l.platform = a.platform AND l.limited_until > $1) \
+             ORDER BY a.inbox_next_at IS NOT NULL, a.inbox_next_at, a.id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(|(account_id, next_at)| DueInbox { account_id, next_at }).collect())
+    }
+
+    async fn claim_inbox(&self, account_id: Uuid, seen: Option<Timestamp>, until: Timestamp) -> Result<bool> {
+        let r =
+            match seen {
+                Some(seen) => {
+                    sqlx::query(
+                        "UPDATE social_accounts SET inbox_next_at = $3 WHERE id = $1 AND inbox_next_at = $2",
+                    )
+                    .bind(account_id)
+                    .bind(seen)
+                    .bind(until)
+                    .execute(&self.write)
+                    .await?
+                }
+                None => sqlx::query(
+                    "UPDATE social_accounts SET inbox_next_at = $2 WHERE id = $1 AND inbox_next_at IS NULL",
+                )
+                .bind(account_id)
+                .bind(until)
+                .execute(&self.write)
+                .await?,
+            };
+        Ok(DB::rows_affected(&r) == 1)
+    }
+
+    async fn inbox_cursor(&self, account_id: Uuid) -> Result<Option<String>> {
+        let cursor: Option<Option<String>> =
+            sqlx::query_scalar("SELECT inbox_cursor FROM social_accounts WHERE id = $1")
+                .bind(account_id)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(cursor.flatten())
+    }
+
+    async fn record_inbox(
+        &self,
+        account_id: Uuid,
+        items: &[CollectedItem],
+        cursor: Option<&str>,
+        collected_at: Timestamp,
+        next_at: Timestamp,
+    ) -> Result<usize> {
+        let mut tx = self.write.begin().await?;
+        let tenant_id: Option<Uuid> =
+            sqlx::query_scalar("SELECT tenant_id FROM social_accounts WHERE id = $1")
+                .bind(account_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(tenant_id) = tenant_id else { return Ok(0) };
+        let mut new = 0;
+        // Oldest first, so an answer finds the thread of what it answers.
+        let mut ordered: Vec<&CollectedItem> = items.iter().collect();
+        ordered
+            .sort_by(|a, b| a.posted_at.cmp(&b.posted_at).then(a.platform_item_id.cmp(&b.platform_item_id)));
+        for item in ordered {
+            let (post_id, thread) = match &item.in_reply_to {
+                Some(parent) => {
+                    let post_id: Option<Uuid> = sqlx::query_scalar(
+                        "SELECT id FROM social_posts WHERE account_id = $1 AND platform_post_id = $2",
+                    )
+                    .bind(account_id)
+                    .bind(parent.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let parent_item: Option<(Option<Uuid>, String)> = sqlx::query_as(
+                        "SELECT post_id, thread FROM inbox_items WHERE account_id = $1 AND platform_item_id = $2",
+                    )
+                    .bind(account_id)
+                    .bind(parent.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match (post_id, parent_item) {
+                        (Some(post), _) => (Some(post), parent.clone()),
+                        (None, Some((post, thread))) => (post, thread),
+                        (None, None) => (None, parent.clone()),
+                    }
+                }
+                None => (None, item.platform_item_id.clone()),
+            };
+            let text: String = item.text.chars().take(MAX_TEXT).collect();
+            let r = sqlx::query(
+                "INSERT INTO inbox_items (id, tenant_id, account_id, platform_item_id, kind, author_handle, \
+                 author_name, text, url, post_id, in_reply_to, thread, posted_at, collected_at, status, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'open', $14) \
+                 ON CONFLICT (account_id, platform_item_id) DO NOTHING",
+            )
+            .bind(crate::domain::new_id())
+            .bind(tenant_id)
+            .bind(account_id)
+            .bind(item.platform_item_id.clone())
+            .bind(item.kind.clone())
+            .bind(item.author_handle.clone())
+            .bind(item.author_name.clone())
+            .bind(text)
+            .bind(item.url.clone())
+            .bind(post_id)
+            .bind(item.in_reply_to.clone())
+            .bind(thread)
+            .bind(item.posted_at)
+            .bind(collected_at)
+            .execute(&mut *tx)
+            .await?;
+            new += DB::rows_affected(&r) as usize;
+        }
+        sqlx::query(
+            "UPDATE social_accounts SET inbox_cursor = COALESCE($2, inbox_cursor), inbox_next_at = $3, \
+             inbox_error = NULL WHERE id = $1",
+        )
+        .bind(account_id)
+        .bind(cursor.map(str::to_owned))
+        .bind(next_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    async fn inbox_failed(&self, account_id: Uuid, error: &str, retry_at: Timestamp) -> Result<()> {
+        let error: String = error.chars().take(500).collect();
+        sqlx::query("UPDATE social_accounts SET inbox_next_at = $2, inbox_error = $3 WHERE id = $1")
+            .bind(account_id)
+            .bind(retry_at)
+            .bind(error)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn inbox_errors(&self, tenant_id: Uuid) -> Result<Vec<(Uuid, String, String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, handle, platform, inbox_error FROM social_accounts \
+             WHERE tenant_id = $1 AND disconnected_at IS NULL AND inbox_error IS NOT NULL ORDER BY handle, id",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    async fn inbox_items(&self, tenant_id: Uuid, f: &InboxFilter) -> Result<Vec<InboxItem>> {
+        let (before_at, before_id) = f.before.map_or((None, None), |(at, id)| (Some(at), Some(id)));
+        let rows: Vec<ItemRow> = sqlx::query_as(sql(&[
+            ITEM_SELECT,
+            " WHERE i.tenant_id = $1 AND ($2 IS NULL OR i.status = $2) AND ($3 IS NULL OR i.account_id = $3) \
+             AND ($4 IS NULL OR a.platform = $4) AND ($5 IS NULL OR i.kind = $5) \
+             AND ($6 IS NULL OR i.assignee_id = $6) AND ($7 = FALSE OR i.assignee_id IS NULL) \
+             AND ($8 IS NULL OR i.thread = $8) \
+             AND ($9 IS NULL OR i.posted_at < $9 OR (i.posted_at = $9 AND i.id < $10)) \
+             ORDER BY i.posted_at DESC, i.id DESC LIMIT $11",
+        ]))
+        .bind(tenant_id)
+        .bind(f.status.clone())
+        .bind(f.account_id)
+        .bind(f.network.clone())
+        .bind(f.kind.clone())
+        .bind(f.assignee_id)
+        .bind(f.unassigned)
+        .bind(f.thread.clone())
+        .bind(before_at)
+        .bind(before_id)
+        .bind(f.limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(InboxItem::from).collect())
+    }
+
+    async fn inbox_item(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<InboxItem>> {
+        let row: Option<ItemRow> =
+            sqlx::query_as(sql(&[ITEM_SELECT, " WHERE i.tenant_id = $1 AND i.id = $2"]))
+                .bind(tenant_id)
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.map(InboxItem::from))
+    }
+
+    async fn update_inbox_item(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        change: &InboxChange,
+        audit: &NewAuditEvent,
+    ) -> Result<Option<InboxItem>> {
+        let mut tx = self.write.begin().await?;
+        if let Some(Some(assignee)) = change.assignee_id {
+            let member: Option<Uuid> =
+                sqlx::query_scalar("SELECT user_id FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+                    .bind(tenant_id)
+                    .bind(assignee)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if member.is_none() {
+                return Err(StoreError::Invalid {
+                    field: "assignee_id",
+                    message: "no member of this organisation has this id".into(),
+                });
+            }
+        }
+        let (set_assignee, assignee) = match change.assignee_id {
+            Some(a) => (true, a),
+            None => (false, None),
+        };
+        let r = sqlx::query(
+            "UPDATE inbox_items SET status = COALESCE($3, status), \
+             assignee_id = CASE WHEN $4 THEN $5 ELSE assignee_id END, updated_at = $6 \
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(change.status.clone())
+        .bind(set_assignee)
+        .bind(assignee)
+        .bind(audit.occurred_at)
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&r) != 1 {
+            return Ok(None);
+        }
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        self.inbox_item(tenant_id, id).await
+    }
+
+    async fn open_inbox_items(&self, tenant_id: Uuid) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM inbox_items WHERE tenant_id = $1 AND status = 'open'")
+            .bind(tenant_id)
+            .fetch_one(&self.read)
+            .await?)
+    }
+}

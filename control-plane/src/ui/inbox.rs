@@ -1,0 +1,275 @@
+//! The engagement inbox page: mentions of the organisation's accounts and
+//! replies to its posts, newest first, with filters (open or done, account,
+//! kind, mine or nobody's), whole threads one click away, and each item
+//! marked done, reopened, or assigned from its card. Accounts whose inbox
+//! could not be read say why.
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::page::{Shell, UiError, see_other};
+use super::session::{Path, Query, Submit, TenantPage};
+use super::view::When;
+use crate::api::ApiState;
+use crate::domain::Permission;
+use crate::service::inbox::{InboxItemView, InboxQuery, UpdateInboxItem};
+use crate::store::{Actor, Network, PageRequest};
+
+struct Choice {
+    value: String,
+    label: String,
+    selected: bool,
+}
+
+struct ItemCard {
+    id: Uuid,
+    author: String,
+    author_handle: String,
+    kind: &'static str,
+    account: String,
+    posted: When,
+    text: String,
+    url: Option<String>,
+    /// "Open on Mastodon".
+    open_label: String,
+    post_href: Option<String>,
+    thread_href: String,
+    done: bool,
+    assignee: Option<String>,
+    mine: bool,
+}
+
+#[derive(Template)]
+#[template(path = "inbox.html")]
+struct InboxTemplate {
+    shell: Shell,
+    items: Vec<ItemCard>,
+    statuses: Vec<Choice>,
+    accounts: Vec<Choice>,
+    kinds: Vec<Choice>,
+    assignees: Vec<Choice>,
+    /// Accounts whose last read failed, and why.
+    problems: Vec<String>,
+    /// Connected accounts on networks the inbox does not read yet.
+    unread_networks: Vec<String>,
+    open: i64,
+    thread: Option<String>,
+    can_work: bool,
+    next: Option<String>,
+    action_base: String,
+    filter_action: String,
+    /// The page's own address, to come back to after an action.
+    here: String,
+}
+
+/// The filters as the page's form sends them (all strings; empty is none).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Filters {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    account_id: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    assignee: Option<String>,
+    #[serde(default)]
+    thread: Option<String>,
+    #[serde(default)]
+    before: Option<String>,
+}
+
+/// The signed-in person's id.
+fn signed_in(page: &TenantPage) -> Option<Uuid> {
+    match page.access.caller.actor() {
+        Actor::User { id, .. } => Some(id),
+        _ => None,
+    }
+}
+
+fn choices(current: Option<&str>, options: &[(&str, &str)]) -> Vec<Choice> {
+    options
+        .iter()
+        .map(|(value, label)| Choice {
+            value: (*value).to_owned(),
+            label: (*label).to_owned(),
+            selected: current.unwrap_or("") == *value,
+        })
+        .collect()
+}
+
+fn query_string(f: &Filters, before: Option<Uuid>) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in [
+        ("status", &f.status),
+        ("account_id", &f.account_id),
+        ("kind", &f.kind),
+        ("assignee", &f.assignee),
+        ("thread", &f.thread),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            q.append_pair(k, v);
+        }
+    }
+    if let Some(b) = before {
+        q.append_pair("before", &b.to_string());
+    }
+    q.finish()
+}
+
+pub async fn page(
+    State(state): State<ApiState>,
+    page: TenantPage,
+    Query(filters): Query<Filters>,
+) -> Result<Response, UiError> {
+    page.access.require(Permission::InboxRead)?;
+    // The page opens on open items; "all" shows both.
+    let status = match filters.status.as_deref() {
+        None => Some("open".to_owned()),
+        Some("all") => None,
+        Some(s) => Some(s.to_owned()),
+    };
+    let me = signed_in(&page);
+    let assignee = match filters.assignee.as_deref() {
+        Some("me") => me.map(|id| id.to_string()),
+        other => other.map(str::to_owned),
+    };
+    let query = InboxQuery {
+        status,
+        account_id: filters.account_id.clone(),
+        network: None,
+        kind: filters.kind.clone(),
+        assignee,
+        thread: filters.thread.clone(),
+        before: filters.before.clone(),
+        limit: Some(50),
+    };
+    let found = state.app.inbox(&page.access, &query).await?;
+    let accounts = state.app.social_accounts(&page.access).await?;
+    let members = state.app.members(&page.access, PageRequest { after: None, limit: 200 }).await?.items;
+    let problems: Vec<String> =
+        found.failing.iter().map(|f| format!("{} ({}): {}", f.handle, f.network.label(), f.error)).collect();
+    let mut unread_networks: Vec<String> = accounts
+        .iter()
+        .filter(|a| a.network != Network::Mastodon)
+        .map(|a| a.network.label().to_owned())
+        .collect();
+    unread_networks.sort();
+    unread_networks.dedup();
+    let name_of = |id: Uuid| {
+        members
+            .iter()
+            .find(|m| m.user_id == id)
+            .map_or_else(|| "a former member".to_owned(), |m| m.display_name.to_string())
+    };
+    let items = found
+        .items
+        .iter()
+        .map(|i: &InboxItemView| ItemCard {
+            id: i.id,
+            author: i.author_name.clone().unwrap_or_else(|| i.author_handle.clone()),
+            author_handle: i.author_handle.clone(),
+            kind: if i.kind == "reply" { "Reply to your post" } else { "Mention" },
+            account: format!("{} ({})", i.handle, i.network.label()),
+            posted: When::of(i.posted_at),
+            text: i.text.clone(),
+            url: i.url.clone(),
+            open_label: format!("Open on {}", i.network.label()),
+            post_href: i.post_id.map(|p| page.path(&format!("/posts/{p}"))),
+            thread_href: page.path(&format!(
+                "/inbox?{}",
+                query_string(
+                    &Filters {
+                        status: Some("all".into()),
+                        account_id: Some(i.account_id.to_string()),
+                        thread: Some(i.thread.clone()),
+                        ..Filters::default()
+                    },
+                    None
+                )
+            )),
+            done: i.status == "done",
+            assignee: i.assignee_id.map(|a| if Some(a) == me { "you".to_owned() } else { name_of(a) }),
+            mine: i.assignee_id.is_some() && i.assignee_id == me,
+        })
+        .collect();
+    let here = page.path(&format!(
+        "/inbox?{}",
+        query_string(&filters, filters.before.as_deref().and_then(|b| b.parse().ok()))
+    ));
+    let view = InboxTemplate {
+        items,
+        statuses: choices(
+            filters.status.as_deref().or(Some("open")),
+            &[("open", "Open"), ("done", "Done"), ("all", "All")],
+        ),
+        accounts: std::iter::once(Choice {
+            value: String::new(),
+            label: "All accounts".into(),
+            selected: filters.account_id.as_deref().unwrap_or("").is_empty(),
+        })
+        .chain(accounts.iter().map(|a| Choice {
+            value: a.id.to_string(),
+            label: format!("{} ({})", a.handle, a.network.label()),
+            selected: filters.account_id.as_deref() == Some(a.id.to_string().as_str()),
+        }))
+        .collect(),
+        kinds: choices(
+            filters.kind.as_deref(),
+            &[("", "Mentions and replies"), ("mention", "Mentions"), ("reply", "Replies to your posts")],
+        ),
+        assignees: choices(
+            filters.assignee.as_deref(),
+            &[("", "Anyone"), ("me", "Assigned to me"), ("none", "Nobody")],
+        ),
+        problems,
+        unread_networks,
+        open: found.open,
+        thread: filters.thread.clone().filter(|t| !t.is_empty()),
+        can_work: page.can(Permission::InboxWork),
+        next: found.next_before.map(|b| page.path(&format!("/inbox?{}", query_string(&filters, Some(b))))),
+        action_base: page.path("/inbox"),
+        filter_action: page.path("/inbox"),
+        here,
+        shell: page.shell,
+    };
+    Ok(super::page::render(&view))
+}
+
+/// One action from an item's card.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ItemAction {
+    #[serde(default)]
+    action: String,
+    /// Where to go back to (the page with its filters).
+    #[serde(default)]
+    back: String,
+}
+
+pub async fn act(
+    State(state): State<ApiState>,
+    Path((_, id)): Path<(Uuid, Uuid)>,
+    submit: Submit<ItemAction>,
+) -> Result<Response, UiError> {
+    let Submit { page, form } = submit;
+    let me = signed_in(&page);
+    let req = match form.action.as_str() {
+        "done" => UpdateInboxItem { status: Some("done".into()), ..UpdateInboxItem::default() },
+        "open" => UpdateInboxItem { status: Some("open".into()), ..UpdateInboxItem::default() },
+        "assign_me" => UpdateInboxItem { assignee_id: Some(me), ..UpdateInboxItem::default() },
+        "unassign" => UpdateInboxItem { assignee_id: Some(None), ..UpdateInboxItem::default() },
+        _ => {
+            return Err(
+                crate::error::Error::invalid("action", "choose done, open, assign_me or unassign").into()
+            );
+        }
+    };
+    state.app.update_inbox_item(&page.access, id, req).await?;
+    // Back to the page it came from, never elsewhere.
+    let inbox = page.path("/inbox");
+    let back = if form.back.starts_with(&inbox) && !form.back.contains("//") { form.back } else { inbox };
+    Ok(see_other(&format!("{back}#item-{id}")))
+}
