@@ -1438,3 +1438,73 @@ async fn a_realtor_enters_a_property_with_photos_and_generates_a_kit_from_it() {
     assert!(inbox.contains("erin@example.com"), "{inbox}");
     browser.close().await;
 }
+
+/// The inbox in the browser: mentions and a reply to a published post
+/// arrive on the open page without a reload; a community manager marks one
+/// done, takes one on, opens a thread, and sees what is done.
+#[tokio::test]
+async fn a_community_manager_works_the_inbox_as_mentions_arrive() {
+    let Some(browser) = Browser::start().await else { return };
+    let social = marketer_tests::social::FakeSocial::start().await;
+    let fleet = Fleet::start(|o| social.configure(o).env("MARKETER_INBOX_POLL_MS", "200")).await;
+    // Mastodon, connected through its OAuth flow.
+    let body = json!({ "network": "mastodon", "instance": social.url() });
+    let (status, started) = fleet.call(Method::POST, "/accounts/connect", Some(body)).await;
+    assert_eq!(status, 200, "{started}");
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let approve = no_redirects.get(started["authorize_url"].as_str().unwrap()).send().await.unwrap();
+    let callback = approve.headers()["location"].to_str().unwrap().to_owned();
+    let connected = fleet.api.http.get(&callback).bearer_auth(&fleet.api.token).send().await.unwrap();
+    assert_eq!(connected.status(), 201);
+    let account: serde_json::Value = connected.json().await.unwrap();
+    let body = json!({ "account_id": account["id"], "text": "Open house on Saturday, 10 to 2", "now": true, "approve": true });
+    let (status, post) = fleet.call(Method::POST, "/posts", Some(body)).await;
+    assert_eq!(status, 201, "{post}");
+    let post_path = format!("/posts/{}", post["id"].as_str().unwrap());
+    let status_id = eventually(Duration::from_secs(15), "the post to be published", || async {
+        let (_, p) = fleet.call(Method::GET, &post_path, None).await;
+        p["platform_post_id"].as_str().map(str::to_owned)
+    })
+    .await;
+
+    sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
+    browser.click("nav a[href$='/inbox']").await;
+    browser.wait_for_text("h1", "the inbox", |t| t == "Inbox").await;
+    assert!(browser.text("#inbox-live").await.contains("Nothing here"));
+    // People write; the open page shows it without a reload.
+    let marker = browser.eval("window.inboxMarker = 1").await;
+    assert_eq!(marker, 1);
+    let alice = social.mention("alice", "Is there parking at the open house?", Some(&status_id));
+    social.mention("carol", "I wondered the same, Alice", Some(&alice));
+    social.mention("bob", "Great listing from @marketer", None);
+    browser
+        .wait_for_text("#inbox-live", "three items, live", |t| {
+            t.contains("3 open in all") && t.contains("Is there parking") && t.contains("Great listing")
+        })
+        .await;
+    assert_eq!(browser.eval("window.inboxMarker").await, 1, "the page was not reloaded");
+    let first = browser.text(".inbox-item").await;
+    assert!(first.contains("Bob Example") && first.contains("Mention"), "newest first: {first}");
+    let alices = browser.text(".inbox-item:last-child").await;
+    assert!(alices.contains("Reply to your post") && alices.contains("Your post"), "{alices}");
+    browser.check_page("inbox-page").await;
+
+    // Bob's mention needs nothing more; Alice's question is taken on.
+    browser.click(".inbox-item:first-child button[value=done]").await;
+    browser.wait_for_text("#inbox-live", "two open", |t| t.contains("2 open in all")).await;
+    assert!(!browser.text("#inbox-live").await.contains("Great listing"), "done items leave the open list");
+    browser.click(".inbox-item:last-child button[value=assign_me]").await;
+    browser.wait_for_text(".inbox-item:last-child", "assigned", |t| t.contains("Assigned to you")).await;
+    // Alice's thread: her question and Carol's answer.
+    browser.click(".inbox-item:last-child a[href*='thread=']").await;
+    let thread = browser.wait_for_text("#inbox-live", "the thread", |t| t.contains("I wondered the same")).await;
+    assert!(thread.contains("Is there parking") && !thread.contains("Great listing"), "{thread}");
+    browser.check_page("inbox-thread").await;
+    // Done items, under the filter.
+    browser.goto(&tenant_url(&fleet, "/inbox?status=done")).await;
+    let done = browser.text("#inbox-live").await;
+    assert!(done.contains("Great listing") && !done.contains("parking"), "{done}");
+    assert!(browser.has(".inbox-item button[value=open]").await, "a done item can be reopened");
+    let (_, audit) = fleet.call(Method::GET, "/audit-events?limit=50", None).await;
+    assert!(audit["items"].as_array().unwrap().iter().any(|e| e["action"] == "inbox_item.update"));
+}
