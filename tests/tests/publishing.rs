@@ -1530,9 +1530,13 @@ async fn posts_belong_to_a_campaign_of_their_project() {
 }
 
 #[tokio::test]
-async fn two_replicas_publish_a_hundred_posts_once_each_and_read_their_metrics_once() {
+async fn two_replicas_publish_a_hundred_posts_once_each_and_read_their_metrics_and_inbox_once() {
     // Metrics are read at once, and both replicas look for due posts five times a second.
-    let env = [("MARKETER_ANALYTICS_FIRST_READING_SECONDS", "0"), ("MARKETER_ANALYTICS_POLL_MS", "200")];
+    let env = [
+        ("MARKETER_ANALYTICS_FIRST_READING_SECONDS", "0"),
+        ("MARKETER_ANALYTICS_POLL_MS", "200"),
+        ("MARKETER_INBOX_POLL_MS", "200"),
+    ];
     let Some(mut setup) = Setup::start_with(true, &env).await else { return };
     let mastodon = setup.connect("mastodon").await;
     let db_url = setup.db.as_ref().unwrap().url.clone();
@@ -1569,6 +1573,18 @@ async fn two_replicas_publish_a_hundred_posts_once_each_and_read_their_metrics_o
     for id in ids.iter().take(5) {
         assert_eq!(setup.metrics(id).await["readings"].as_array().unwrap().len(), 1);
     }
+    // Both replicas read the inbox: each mention is stored once.
+    for n in 0..5 {
+        setup.social.mention("eve", &format!("Seen from two replicas {n}"), Some(&statuses[n].id));
+    }
+    let page = eventually(Duration::from_secs(30), "five inbox items", || async {
+        let (_, page) = setup.call(Method::GET, "/inbox?limit=200", None).await;
+        (page["items"].as_array().unwrap().len() >= 5).then_some(page)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, again) = setup.call(Method::GET, "/inbox?limit=200", None).await;
+    assert_eq!(again["items"].as_array().unwrap().len(), 5, "{page}");
     second.kill();
     setup.server.take().unwrap().kill();
     setup.finish().await;

@@ -1451,7 +1451,8 @@ async fn a_community_manager_works_the_inbox_as_mentions_arrive() {
     let body = json!({ "network": "mastodon", "instance": social.url() });
     let (status, started) = fleet.call(Method::POST, "/accounts/connect", Some(body)).await;
     assert_eq!(status, 200, "{started}");
-    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let no_redirects =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let approve = no_redirects.get(started["authorize_url"].as_str().unwrap()).send().await.unwrap();
     let callback = approve.headers()["location"].to_str().unwrap().to_owned();
     let connected = fleet.api.http.get(&callback).bearer_auth(&fleet.api.token).send().await.unwrap();
@@ -1497,7 +1498,8 @@ async fn a_community_manager_works_the_inbox_as_mentions_arrive() {
     browser.wait_for_text(".inbox-item:last-child", "assigned", |t| t.contains("Assigned to you")).await;
     // Alice's thread: her question and Carol's answer.
     browser.click(".inbox-item:last-child a[href*='thread=']").await;
-    let thread = browser.wait_for_text("#inbox-live", "the thread", |t| t.contains("I wondered the same")).await;
+    let thread =
+        browser.wait_for_text("#inbox-live", "the thread", |t| t.contains("I wondered the same")).await;
     assert!(thread.contains("Is there parking") && !thread.contains("Great listing"), "{thread}");
     browser.check_page("inbox-thread").await;
     // Done items, under the filter.
