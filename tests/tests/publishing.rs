@@ -1574,8 +1574,8 @@ async fn two_replicas_publish_a_hundred_posts_once_each_and_read_their_metrics_a
         assert_eq!(setup.metrics(id).await["readings"].as_array().unwrap().len(), 1);
     }
     // Both replicas read the inbox: each mention is stored once.
-    for n in 0..5 {
-        setup.social.mention("eve", &format!("Seen from two replicas {n}"), Some(&statuses[n].id));
+    for (n, status) in statuses.iter().take(5).enumerate() {
+        setup.social.mention("eve", &format!("Seen from two replicas {n}"), Some(&status.id));
     }
     let page = eventually(Duration::from_secs(30), "five inbox items", || async {
         let (_, page) = setup.call(Method::GET, "/inbox?limit=200", None).await;
