@@ -364,6 +364,7 @@ async fn nothing_of_another_tenant_is_visible() {
             // A/B tests need connected accounts too (tests/publishing.rs).
             .replace("{ab_test_id}", &uuid::Uuid::now_v7().to_string())
             .replace("{inbox_item_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{listening_query_id}", &uuid::Uuid::now_v7().to_string())
             // The notification tests resend a foreign tenant's real message.
             .replace("{message_id}", &uuid::Uuid::now_v7().to_string());
         assert!(!path.contains('{'), "unhandled parameter in {template}");

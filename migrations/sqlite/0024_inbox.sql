@@ -4,12 +4,32 @@
 -- account (keyed by the platform's id), with its author, text, time, the
 -- post of ours it answers (when it is one), the platform id it answers
 -- and its thread. People work it: open or done, an assignee.
+--
+-- Listening: saved searches (a hashtag, read through one of the tenant's
+-- accounts); what they find lands in the inbox as `listening` items with
+-- the query's id. Each query keeps its own cursor and last failure; it is
+-- read in its account's round.
+CREATE TABLE listening_queries (
+    id         BLOB PRIMARY KEY,
+    tenant_id  BLOB NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    account_id BLOB NOT NULL REFERENCES social_accounts (id) ON DELETE CASCADE,
+    kind       TEXT NOT NULL CHECK (kind IN ('hashtag')),
+    query      TEXT NOT NULL,
+    cursor     TEXT,
+    error      TEXT,
+    created_by BLOB,
+    created_at TEXT NOT NULL,
+    UNIQUE (account_id, kind, query)
+);
+CREATE INDEX listening_queries_tenant_idx ON listening_queries (tenant_id);
+
 CREATE TABLE inbox_items (
     id               BLOB PRIMARY KEY,
     tenant_id        BLOB NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     account_id       BLOB NOT NULL REFERENCES social_accounts (id) ON DELETE CASCADE,
     platform_item_id TEXT NOT NULL,
-    kind             TEXT NOT NULL CHECK (kind IN ('mention', 'reply')),
+    kind             TEXT NOT NULL CHECK (kind IN ('mention', 'reply', 'listening')),
+    query_id         BLOB REFERENCES listening_queries (id) ON DELETE SET NULL,
     author_handle    TEXT NOT NULL,
     author_name      TEXT,
     text             TEXT NOT NULL,

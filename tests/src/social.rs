@@ -197,6 +197,8 @@ struct Inner {
     mentions: Vec<Value>,
     /// Mastodon: the token lacks `read:notifications` (403 on the list).
     notifications_refused: bool,
+    /// Mastodon: public statuses by hashtag (lower case), oldest first.
+    tagged: Vec<(String, Value)>,
 }
 
 /// A running fake. Dropping it stops the server.
@@ -252,6 +254,7 @@ impl FakeSocial {
             .route("/api/v1/statuses/{id}", delete(m_delete).get(m_status))
             .route("/api/v1/accounts/{id}/statuses", get(m_statuses))
             .route("/api/v1/notifications", get(m_notifications))
+            .route("/api/v1/timelines/tag/{tag}", get(m_tag_timeline))
             .route("/oauth/v2/authorization", get(li_authorize))
             .route("/oauth/v2/accessToken", post(li_token))
             .route("/v2/userinfo", get(li_userinfo))
@@ -363,6 +366,30 @@ impl FakeSocial {
             },
         });
         inner.mentions.push(notification);
+        status_id
+    }
+
+    /// Mastodon: someone posts publicly with `#tag` (not mentioning the
+    /// account). Returns the status's id.
+    pub fn tagged(&self, author: &str, text: &str, tag: &str) -> String {
+        let mut inner = self.inner.lock().unwrap();
+        // Ids that grow, and fit the u64 the paging compares.
+        let status_id = format!("2200{:08}", inner.tagged.len() + 1);
+        let created = OffsetDateTime::now_utc().format(&Rfc3339).unwrap();
+        let escaped = text.replace('&', "&amp;").replace('<', "&lt;");
+        let status = json!({
+            "id": status_id,
+            "created_at": created,
+            "in_reply_to_id": null,
+            "in_reply_to_account_id": null,
+            "content": format!("<p>{escaped} <a href=\"https://elsewhere.example/tags/{tag}\" class=\"mention hashtag\" rel=\"tag\">#<span>{tag}</span></a></p>"),
+            "url": format!("https://elsewhere.example/@{author}/{status_id}"),
+            "visibility": "public",
+            "tags": [{ "name": tag.to_lowercase() }],
+            "account": { "id": format!("88{}", author.len()), "username": author,
+                         "acct": format!("{author}@elsewhere.example"), "display_name": "" },
+        });
+        inner.tagged.push((tag.to_lowercase(), status));
         status_id
     }
 
@@ -1349,6 +1376,42 @@ async fn m_notifications(
         response.headers_mut().insert("link", HeaderValue::from_str(&link).unwrap());
     }
     response
+}
+
+/// `GET /api/v1/timelines/tag/{tag}`: public statuses with the hashtag
+/// (any case), paged as the notifications are, newest first.
+async fn m_tag_timeline(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Path(tag): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::Mastodon, &headers) {
+        return *answer;
+    }
+    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(20).clamp(1, 40);
+    let id_of = |s: &Value| s["id"].as_str().and_then(|i| i.parse::<u64>().ok()).unwrap_or(0);
+    let bound = |k: &str| q.get(k).and_then(|v| v.parse::<u64>().ok());
+    let tag = tag.to_lowercase();
+    let mut page: Vec<Value> = inner
+        .tagged
+        .iter()
+        .filter(|(t, _)| *t == tag)
+        .map(|(_, s)| s)
+        .filter(|s| bound("max_id").is_none_or(|max| id_of(s) < max))
+        .filter(|s| bound("since_id").is_none_or(|since| id_of(s) > since))
+        .filter(|s| bound("min_id").is_none_or(|min| id_of(s) > min))
+        .cloned()
+        .collect();
+    if bound("min_id").is_some() {
+        page.truncate(limit);
+        page.reverse();
+    } else {
+        page.reverse();
+        page.truncate(limit);
+    }
+    Json(Value::Array(page)).into_response()
 }
 
 // ----- LinkedIn -------------------------------------------------------------------

@@ -888,6 +888,45 @@ async fn the_inbox_reads_mentions_and_replies_once(postgres: bool) {
     let (_, audit) = setup.call(Method::GET, "/audit-events?limit=100", None).await;
     assert!(audit["items"].as_array().unwrap().iter().any(|e| e["action"] == "inbox_item.update"));
 
+    // Listening: a hashtag's public posts land in the inbox; the account's own are left out.
+    for (body, field) in [
+        (json!({ "account_id": account_id, "hashtag": "open house" }), "hashtag"),
+        (json!({ "account_id": account_id, "hashtag": "#" }), "hashtag"),
+        (json!({ "account_id": uuid::Uuid::now_v7(), "hashtag": "homes" }), "account_id"),
+    ] {
+        let (status, error) = setup.call(Method::POST, "/listening-queries", Some(body)).await;
+        assert_eq!((status, error["error"]["details"]["field"].as_str()), (422, Some(field)), "{error}");
+    }
+    let body = json!({ "account_id": account_id, "hashtag": "#OpenHouse" });
+    let (status, query) = setup.call(Method::POST, "/listening-queries", Some(body.clone())).await;
+    assert_eq!(status, 201, "{query}");
+    assert_eq!(query["hashtag"], "OpenHouse");
+    let (status, _) = setup.call(Method::POST, "/listening-queries", Some(body)).await;
+    assert_eq!(status, 409, "listened for already");
+    let query_id = query["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(10), "the hashtag's first read", || async {
+        setup.social.requests().iter().any(|r| r == "GET /api/v1/timelines/tag/OpenHouse").then_some(())
+    })
+    .await;
+    setup.social.tagged("frank", "Anyone going on Saturday?", "openhouse");
+    let found = eventually(Duration::from_secs(10), "the hashtag's find", || async {
+        let (_, page) = setup.call(Method::GET, &format!("/inbox?query_id={query_id}"), None).await;
+        (page["items"].as_array().unwrap().len() == 1).then_some(page)
+    })
+    .await;
+    let item = &found["items"][0];
+    assert_eq!(
+        (item["kind"].as_str(), item["query_id"].as_str()),
+        (Some("listening"), Some(query_id.as_str()))
+    );
+    assert_eq!(item["text"], "Anyone going on Saturday? #openhouse");
+    let (status, _) = setup.call(Method::DELETE, &format!("/listening-queries/{query_id}"), None).await;
+    assert_eq!(status, 204);
+    let (_, page) = setup.call(Method::GET, "/inbox?kind=listening", None).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "what it found stays");
+    let (status, _) = setup.call(Method::DELETE, &format!("/listening-queries/{query_id}"), None).await;
+    assert_eq!(status, 404);
+
     // A token without read:notifications: the inbox says why, nothing is lost.
     setup.social.refuse_notifications(true);
     setup.social.mention("dave", "Anyone there?", None);

@@ -1509,4 +1509,23 @@ async fn a_community_manager_works_the_inbox_as_mentions_arrive() {
     assert!(browser.has(".inbox-item button[value=open]").await, "a done item can be reopened");
     let (_, audit) = fleet.call(Method::GET, "/audit-events?limit=50", None).await;
     assert!(audit["items"].as_array().unwrap().iter().any(|e| e["action"] == "inbox_item.update"));
+
+    // Listening for a hashtag: a bad one is refused beside the field, a good one is listed
+    // and what it finds arrives marked with it.
+    browser.fill("#listen-hashtag", "open house").await;
+    browser.click("#listen-form button[type=submit]").await;
+    browser.wait_for_text("#listen-hashtag-error", "the refusal", |t| t.contains("no spaces")).await;
+    browser.fill("#listen-hashtag", "#openhouse").await;
+    browser.click("#listen-form button[type=submit]").await;
+    browser.wait_for_text("#listening", "the hashtag listed", |t| t.contains("#openhouse")).await;
+    eventually(Duration::from_secs(10), "the hashtag's first read", || async {
+        social.requests().iter().any(|r| r.starts_with("GET /api/v1/timelines/tag/")).then_some(())
+    })
+    .await;
+    social.tagged("frank", "Who else is going to the open house?", "openhouse");
+    browser.click("#listening a[href*='query_id=']").await;
+    let found =
+        browser.wait_for_text("#inbox-live", "the hashtag's find", |t| t.contains("Who else is going")).await;
+    assert!(found.contains("Listening: #openhouse"), "{found}");
+    browser.check_page("inbox-listening").await;
 }

@@ -227,6 +227,8 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(ab_tests::get))
         .routes(routes!(inbox::list))
         .routes(routes!(inbox::get, inbox::update))
+        .routes(routes!(inbox::list_queries, inbox::create_query))
+        .routes(routes!(inbox::delete_query))
         .routes(routes!(publishing::get_post, publishing::update_post, publishing::delete_post))
         .routes(routes!(publishing::get_time_zone, publishing::set_time_zone))
         .routes(routes!(notifications::list))

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::platforms::Fetched;
 use super::{NoToken, Publisher, later};
 use crate::domain::Timestamp;
+use crate::store::ListeningQuery;
 
 /// Accounts read per round.
 const BATCH: i64 = 50;
@@ -51,64 +52,130 @@ impl Publisher {
         stored
     }
 
-    /// Reads one claimed account's inbox, page by page from its cursor.
+    /// Reads one claimed account's inbox: its mentions page by page from
+    /// its cursor, then (when they could be read) each of its listening
+    /// queries from the query's own cursor.
     async fn read_inbox(&self, account_id: Uuid) -> usize {
         let next = later(self.settings.inbox_every);
+        let Some((mut stored, tenant_id)) = self.read_source(account_id, None, next).await else {
+            return 0;
+        };
+        let queries = match self.store.listening_queries(tenant_id, Some(account_id)).await {
+            Ok(queries) => queries,
+            Err(e) => {
+                tracing::error!(error = %e, account = %account_id, "could not read an account's listening queries");
+                return stored;
+            }
+        };
+        for query in queries {
+            if let Some((found, _)) = self.read_source(account_id, Some(&query), next).await {
+                stored += found;
+            }
+        }
+        if stored > 0 {
+            tracing::info!(account = %account_id, new = stored, "inbox items collected");
+        }
+        stored
+    }
+
+    /// Reads the account's mentions (`query` none) or one listening
+    /// query's finds, page by page; records a failure where it belongs.
+    /// Returns the new items and the account's tenant, or `None` on a
+    /// failure.
+    async fn read_source(
+        &self,
+        account_id: Uuid,
+        query: Option<&ListeningQuery>,
+        next: Timestamp,
+    ) -> Option<(usize, Uuid)> {
         let mut refreshed = false;
         let mut stored = 0;
         let mut pages = 0;
+        let mut cursor = query.and_then(|q| q.cursor.clone());
         loop {
             let (account, token) = match self.token(account_id, refreshed).await {
                 Ok(found) => found,
                 Err(NoToken::Wait(until, reason)) => {
-                    self.inbox_failed(account_id, &reason, until.max(later(Duration::from_secs(60)))).await;
-                    return stored;
+                    self.source_failed(account_id, query, &reason, until.max(later(Duration::from_secs(60))))
+                        .await;
+                    return None;
                 }
             };
-            let cursor = match self.store.inbox_cursor(account_id).await {
-                Ok(cursor) => cursor,
-                Err(e) => {
-                    tracing::error!(error = %e, account = %account_id, "could not read an inbox's cursor");
-                    return stored;
-                }
+            // A rate limit met by an earlier read of this round holds the
+            // account's other reads too.
+            if let Some(until) = account.rate_limited_until.filter(|until| *until > Timestamp::now()) {
+                self.source_failed(account_id, query, "waiting for the platform's rate limit", until).await;
+                return None;
+            }
+            if query.is_none() {
+                cursor = match self.store.inbox_cursor(account_id).await {
+                    Ok(cursor) => cursor,
+                    Err(e) => {
+                        tracing::error!(error = %e, account = %account_id, "could not read an inbox's cursor");
+                        return None;
+                    }
+                };
+            }
+            let read = match query {
+                None => self.platforms.inbox(&account, &token, cursor.as_deref()).await,
+                Some(q) => self.platforms.hashtag(&account, &token, &q.query, cursor.as_deref()).await,
             };
-            let Some((fetched, record)) = self.platforms.inbox(&account, &token, cursor.as_deref()).await
-            else {
+            let Some((fetched, record)) = read else {
                 // Not read on this network yet: look again in a day, in
                 // case this replica is older than one that reads it.
-                self.inbox_failed(account_id, "the inbox does not read this network yet", later(DAY)).await;
-                return stored;
+                let reason = "the inbox does not read this network yet";
+                self.source_failed(account_id, query, reason, later(DAY)).await;
+                return None;
             };
             self.note_window(&account, &record).await;
             match fetched {
-                Fetched::Items { items, cursor, more } => {
+                Fetched::Items { items, cursor: newest, more } => {
                     pages += 1;
+                    let query_id = query.map(|q| q.id);
+                    let now = Timestamp::now();
                     match self
                         .store
-                        .record_inbox(account_id, &items, cursor.as_deref(), Timestamp::now(), next)
+                        .record_inbox(account_id, query_id, &items, newest.as_deref(), now, next)
                         .await
                     {
                         Ok(new) => stored += new,
                         Err(e) => {
                             tracing::error!(error = %e, account = %account_id, "could not store an inbox page");
-                            return stored;
+                            return None;
                         }
                     }
+                    cursor = newest;
                     if more && pages < PAGES && !items.is_empty() {
                         continue;
                     }
-                    if stored > 0 {
-                        tracing::info!(account = %account_id, new = stored, "inbox items collected");
-                    }
-                    return stored;
+                    return Some((stored, account.tenant_id));
                 }
                 Fetched::TokenExpired if !refreshed => {
                     refreshed = true;
                 }
                 other => {
                     let (reason, at) = self.failed_read(&account, other).await;
-                    self.inbox_failed(account_id, &reason, at.max(later(Duration::from_secs(60)))).await;
-                    return stored;
+                    self.source_failed(account_id, query, &reason, at.max(later(Duration::from_secs(60))))
+                        .await;
+                    return None;
+                }
+            }
+        }
+    }
+
+    async fn source_failed(
+        &self,
+        account_id: Uuid,
+        query: Option<&ListeningQuery>,
+        reason: &str,
+        retry_at: Timestamp,
+    ) {
+        match query {
+            None => self.inbox_failed(account_id, reason, retry_at).await,
+            Some(q) => {
+                tracing::warn!(account = %account_id, query = %q.id, %reason, "a listening query was not read");
+                if let Err(e) = self.store.listening_failed(q.id, reason).await {
+                    tracing::error!(error = %e, query = %q.id, "could not record a listening failure");
                 }
             }
         }

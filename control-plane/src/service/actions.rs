@@ -101,6 +101,8 @@ pub const SOCIAL_ACCOUNT_NEEDS_RECONNECT: &str = "social_account.needs_reconnect
 pub const POST_CREATE: &str = "post.create";
 pub const AB_TEST_CREATE: &str = "ab_test.create";
 pub const INBOX_ITEM_UPDATE: &str = "inbox_item.update";
+pub const LISTENING_QUERY_CREATE: &str = "listening_query.create";
+pub const LISTENING_QUERY_DELETE: &str = "listening_query.delete";
 /// A test's window ended and the publisher decided it.
 pub const AB_TEST_DECIDED: &str = "ab_test.decided";
 pub const POST_UPDATE: &str = "post.update";
@@ -227,6 +229,8 @@ pub const ALL: &[&str] = &[
     AB_TEST_CREATE,
     AB_TEST_DECIDED,
     INBOX_ITEM_UPDATE,
+    LISTENING_QUERY_CREATE,
+    LISTENING_QUERY_DELETE,
     POST_UPDATE,
     POST_DELETE,
     PROPERTY_CREATE,

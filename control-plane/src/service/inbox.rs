@@ -11,14 +11,17 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{App, TenantAccess, actions};
+use crate::domain::new_id;
 use crate::domain::{Permission, Timestamp};
 use crate::error::{Error, FoundExt, Result};
-use crate::store::{InboxChange, InboxFilter, InboxItem, Network};
+use crate::store::{InboxChange, InboxFilter, InboxItem, ListeningQuery, Network, NewListeningQuery};
 
 /// Items a page holds at most.
 pub const MAX_PAGE: i64 = 200;
 const STATUSES: [&str; 2] = ["open", "done"];
-const KINDS: [&str; 2] = ["mention", "reply"];
+const KINDS: [&str; 3] = ["mention", "reply", "listening"];
+/// Listening queries an organisation may keep.
+pub const MAX_QUERIES: usize = 50;
 
 /// An item of the inbox.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -28,7 +31,8 @@ pub struct InboxItemView {
     pub network: Network,
     /// The account's handle.
     pub handle: String,
-    /// `mention` (names the account) or `reply` (answers one of its posts).
+    /// `mention` (names the account), `reply` (answers one of its posts)
+    /// or `listening` (found by a listening query).
     pub kind: String,
     pub author_handle: String,
     pub author_name: Option<String>,
@@ -40,6 +44,8 @@ pub struct InboxItemView {
     pub post_id: Option<Uuid>,
     /// The platform id of what it answers.
     pub in_reply_to: Option<String>,
+    /// The listening query that found it (`listening` items).
+    pub query_id: Option<Uuid>,
     /// The platform id of its thread's first item known here; items of
     /// one thread share it (`?thread=` lists them).
     pub thread: String,
@@ -66,6 +72,7 @@ impl From<InboxItem> for InboxItemView {
             url: i.url,
             post_id: i.post_id,
             in_reply_to: i.in_reply_to,
+            query_id: i.query_id,
             thread: i.thread,
             platform_item_id: i.platform_item_id,
             posted_at: i.posted_at,
@@ -111,8 +118,10 @@ pub struct InboxQuery {
     pub account_id: Option<String>,
     /// `x`, `linkedin`, `facebook`, `instagram`, `mastodon` or `bluesky`.
     pub network: Option<String>,
-    /// `mention` or `reply`.
+    /// `mention`, `reply` or `listening`.
     pub kind: Option<String>,
+    /// A listening query's id: what it found.
+    pub query_id: Option<String>,
     /// A member's id, or `none` for items nobody has.
     pub assignee: Option<String>,
     /// One thread (with `account_id`).
@@ -122,6 +131,67 @@ pub struct InboxQuery {
     /// 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+}
+
+/// A saved search whose finds land in the inbox.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ListeningQueryView {
+    pub id: Uuid,
+    /// The account it reads through (its instance's public posts).
+    pub account_id: Uuid,
+    pub handle: String,
+    pub network: Network,
+    /// `hashtag`.
+    pub kind: String,
+    /// The hashtag, without `#`.
+    pub hashtag: String,
+    /// Why its last read failed, if it did (it is tried again by itself).
+    pub error: Option<String>,
+    pub created_at: Timestamp,
+}
+
+impl From<ListeningQuery> for ListeningQueryView {
+    fn from(q: ListeningQuery) -> Self {
+        ListeningQueryView {
+            id: q.id,
+            account_id: q.account_id,
+            handle: q.handle,
+            network: q.network.parse().unwrap_or(Network::Mastodon),
+            kind: q.kind,
+            hashtag: q.query,
+            error: q.error,
+            created_at: q.created_at,
+        }
+    }
+}
+
+/// A hashtag to listen for, through one of the organisation's Mastodon
+/// accounts.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateListeningQuery {
+    pub account_id: Uuid,
+    /// Letters, digits and underscores, up to 100; a leading `#` is fine.
+    pub hashtag: String,
+}
+
+/// A hashtag as Mastodon matches it: without `#`, letters (any script),
+/// digits and underscores, 1 to 100 characters.
+pub fn hashtag(text: &str) -> Result<String> {
+    let tag = text.trim().trim_start_matches('#');
+    if tag.is_empty() {
+        return Err(Error::invalid("hashtag", "give a hashtag, such as openhouse"));
+    }
+    if tag.chars().count() > 100 {
+        return Err(Error::invalid("hashtag", "a hashtag is at most 100 characters"));
+    }
+    if !tag.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        return Err(Error::invalid(
+            "hashtag",
+            "a hashtag has letters, digits and underscores only (no spaces or punctuation)",
+        ));
+    }
+    Ok(tag.to_owned())
 }
 
 /// A change to an item: either field, or both.
@@ -201,6 +271,7 @@ impl App {
             account_id: id_param("account_id", q.account_id.as_deref())?,
             network: one_of("network", q.network.as_deref(), &networks)?,
             kind: one_of("kind", q.kind.as_deref(), &KINDS)?,
+            query_id: id_param("query_id", q.query_id.as_deref())?,
             assignee_id,
             unassigned,
             thread,
@@ -260,5 +331,69 @@ impl App {
             .await
             .found("inbox item")?
             .into())
+    }
+
+    /// The organisation's listening queries.
+    pub async fn listening_queries(&self, access: &TenantAccess) -> Result<Vec<ListeningQueryView>> {
+        access.require(Permission::InboxRead)?;
+        Ok(self.store.listening_queries(access.tenant_id, None).await?.into_iter().map(Into::into).collect())
+    }
+
+    /// Saves a hashtag to listen for; its finds arrive from the next read
+    /// on (public posts from then, not the hashtag's history).
+    pub async fn create_listening_query(
+        &self,
+        access: &TenantAccess,
+        req: CreateListeningQuery,
+    ) -> Result<ListeningQueryView> {
+        access.require(Permission::InboxWork)?;
+        let tag = hashtag(&req.hashtag)?;
+        let account = self.store.account(access.tenant_id, req.account_id).await?.ok_or_else(|| {
+            Error::invalid("account_id", "no connected account of this organisation has this id")
+        })?;
+        if account.network != Network::Mastodon {
+            return Err(Error::invalid(
+                "account_id",
+                format!(
+                    "listening reads Mastodon hashtags today, not {}; choose a Mastodon account",
+                    account.network.label()
+                ),
+            ));
+        }
+        if self.store.listening_queries(access.tenant_id, None).await?.len() >= MAX_QUERIES {
+            return Err(Error::Conflict {
+                code: "too_many_listening_queries",
+                message: format!(
+                    "an organisation listens for at most {MAX_QUERIES} hashtags; remove one first"
+                ),
+            });
+        }
+        let id = new_id();
+        let audit = access
+            .audit(actions::LISTENING_QUERY_CREATE)
+            .resource("listening_query", id)
+            .details(serde_json::json!({ "hashtag": tag, "account_id": account.id }));
+        let query = NewListeningQuery {
+            id,
+            tenant_id: access.tenant_id,
+            account_id: account.id,
+            kind: "hashtag".into(),
+            query: tag,
+            created_by: access.caller.creator_id(),
+        };
+        self.store.create_listening_query(&query, &audit).await?;
+        let saved = self.store.listening_queries(access.tenant_id, Some(account.id)).await?;
+        Ok(saved.into_iter().find(|q| q.id == id).ok_or(Error::NotFound("listening query"))?.into())
+    }
+
+    /// Stops listening; what the query found stays in the inbox.
+    pub async fn delete_listening_query(&self, access: &TenantAccess, id: Uuid) -> Result<()> {
+        access.require(Permission::InboxWork)?;
+        let audit = access.audit(actions::LISTENING_QUERY_DELETE).resource("listening_query", id);
+        if self.store.delete_listening_query(access.tenant_id, id, &audit).await? {
+            Ok(())
+        } else {
+            Err(Error::NotFound("listening query"))
+        }
     }
 }

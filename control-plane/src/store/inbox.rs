@@ -46,6 +46,8 @@ pub struct InboxItem {
     /// Our post it answers, when it answers one the product published.
     pub post_id: Option<Uuid>,
     pub in_reply_to: Option<String>,
+    /// The listening query that found it (`listening` items).
+    pub query_id: Option<Uuid>,
     /// The platform id of the thread's first item we know of.
     pub thread: String,
     pub posted_at: Timestamp,
@@ -63,6 +65,7 @@ pub struct InboxFilter {
     pub account_id: Option<Uuid>,
     pub network: Option<String>,
     pub kind: Option<String>,
+    pub query_id: Option<Uuid>,
     pub assignee_id: Option<Uuid>,
     /// Only items without an assignee.
     pub unassigned: bool,
@@ -71,6 +74,35 @@ pub struct InboxFilter {
     /// Items posted before this (the next page of a newest-first list).
     pub before: Option<(Timestamp, Uuid)>,
     pub limit: i64,
+}
+
+/// A saved search whose finds land in the inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListeningQuery {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    /// The account it reads through.
+    pub handle: String,
+    pub network: String,
+    /// `hashtag`.
+    pub kind: String,
+    /// The hashtag, without `#`.
+    pub query: String,
+    /// Where its last read stopped.
+    pub cursor: Option<String>,
+    /// Its last read's failure, if it failed.
+    pub error: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewListeningQuery {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub account_id: Uuid,
+    pub kind: String,
+    pub query: String,
+    pub created_by: Option<Uuid>,
 }
 
 /// An account whose inbox is due.
@@ -98,19 +130,31 @@ pub trait InboxStore: Send + Sync {
     /// Where the account's last read stopped.
     async fn inbox_cursor(&self, account_id: Uuid) -> Result<Option<String>>;
     /// Stores what a read found (an item already stored is left as it
-    /// is), the new cursor and the next time, in one transaction. Each
-    /// item answering one of the account's published posts is linked to
-    /// it; its thread is the thread of the item it answers when that is
-    /// stored, else the id it answers, else its own. Returns how many
-    /// items were new.
+    /// is) and the new cursor, in one transaction: the account's, with its
+    /// next time, for its mentions (`query` none); the query's, for what a
+    /// listening query found. Each item answering one of the account's
+    /// published posts is linked to it; its thread is the thread of the
+    /// item it answers when that is stored, else the id it answers, else
+    /// its own. Returns how many items were new.
     async fn record_inbox(
         &self,
         account_id: Uuid,
+        query: Option<Uuid>,
         items: &[CollectedItem],
         cursor: Option<&str>,
         collected_at: Timestamp,
         next_at: Timestamp,
     ) -> Result<usize>;
+    /// Records a listening query's failed read.
+    async fn listening_failed(&self, query_id: Uuid, error: &str) -> Result<()>;
+    /// Saves a query with its audit event; a conflict if the account
+    /// already has it.
+    async fn create_listening_query(&self, query: &NewListeningQuery, audit: &NewAuditEvent) -> Result<()>;
+    /// The tenant's queries (`account` narrows to one account's).
+    async fn listening_queries(&self, tenant_id: Uuid, account: Option<Uuid>) -> Result<Vec<ListeningQuery>>;
+    /// Deletes a query with its audit event (its items stay, without
+    /// it); `false` if the tenant has no such query.
+    async fn delete_listening_query(&self, tenant_id: Uuid, id: Uuid, audit: &NewAuditEvent) -> Result<bool>;
     /// Records a failed read and when to try again (shown on the account).
     async fn inbox_failed(&self, account_id: Uuid, error: &str, retry_at: Timestamp) -> Result<()>;
     /// The tenant's connected accounts whose last inbox read failed: the

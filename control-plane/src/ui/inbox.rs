@@ -10,12 +10,12 @@ use axum::response::Response;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::page::{Shell, UiError, see_other};
+use super::page::{FormErrors, Shell, UiError, render_form, see_other};
 use super::session::{Path, Query, Submit, TenantPage};
 use super::view::When;
 use crate::api::ApiState;
 use crate::domain::Permission;
-use crate::service::inbox::{InboxItemView, InboxQuery, UpdateInboxItem};
+use crate::service::inbox::{CreateListeningQuery, InboxItemView, InboxQuery, UpdateInboxItem};
 use crate::store::{Actor, Network, PageRequest};
 
 struct Choice {
@@ -24,11 +24,21 @@ struct Choice {
     selected: bool,
 }
 
+struct QueryCard {
+    id: Uuid,
+    hashtag: String,
+    account: String,
+    error: Option<String>,
+    /// The inbox narrowed to what it found.
+    href: String,
+}
+
 struct ItemCard {
     id: Uuid,
     author: String,
-    author_handle: String,
-    kind: &'static str,
+    /// The handle beside the name, when there is a name.
+    author_handle: Option<String>,
+    kind: String,
     account: String,
     posted: When,
     text: String,
@@ -61,6 +71,11 @@ struct InboxTemplate {
     next: Option<String>,
     action_base: String,
     filter_action: String,
+    queries: Vec<QueryCard>,
+    /// Accounts a hashtag can be listened for through (Mastodon).
+    listen_accounts: Vec<Choice>,
+    errors: FormErrors,
+    typed_hashtag: String,
     /// The page's own address, to come back to after an action.
     here: String,
 }
@@ -78,6 +93,8 @@ pub struct Filters {
     assignee: Option<String>,
     #[serde(default)]
     thread: Option<String>,
+    #[serde(default)]
+    query_id: Option<String>,
     #[serde(default)]
     before: Option<String>,
 }
@@ -109,6 +126,7 @@ fn query_string(f: &Filters, before: Option<Uuid>) -> String {
         ("kind", &f.kind),
         ("assignee", &f.assignee),
         ("thread", &f.thread),
+        ("query_id", &f.query_id),
     ] {
         if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
             q.append_pair(k, v);
@@ -124,6 +142,16 @@ pub async fn page(
     State(state): State<ApiState>,
     page: TenantPage,
     Query(filters): Query<Filters>,
+) -> Result<Response, UiError> {
+    show(&state, page, filters, FormErrors::default(), String::new()).await
+}
+
+async fn show(
+    state: &ApiState,
+    page: TenantPage,
+    filters: Filters,
+    errors: FormErrors,
+    typed_hashtag: String,
 ) -> Result<Response, UiError> {
     page.access.require(Permission::InboxRead)?;
     // The page opens on open items; "all" shows both.
@@ -142,12 +170,14 @@ pub async fn page(
         account_id: filters.account_id.clone(),
         network: None,
         kind: filters.kind.clone(),
+        query_id: filters.query_id.clone(),
         assignee,
         thread: filters.thread.clone(),
         before: filters.before.clone(),
         limit: Some(50),
     };
     let found = state.app.inbox(&page.access, &query).await?;
+    let queries = state.app.listening_queries(&page.access).await?;
     let accounts = state.app.social_accounts(&page.access).await?;
     let members = state.app.members(&page.access, PageRequest { after: None, limit: 200 }).await?.items;
     let problems: Vec<String> =
@@ -171,8 +201,13 @@ pub async fn page(
         .map(|i: &InboxItemView| ItemCard {
             id: i.id,
             author: i.author_name.clone().unwrap_or_else(|| i.author_handle.clone()),
-            author_handle: i.author_handle.clone(),
-            kind: if i.kind == "reply" { "Reply to your post" } else { "Mention" },
+            author_handle: i.author_name.as_ref().map(|_| i.author_handle.clone()),
+            kind: match (i.kind.as_str(), i.query_id.and_then(|q| queries.iter().find(|x| x.id == q))) {
+                ("reply", _) => "Reply to your post".to_owned(),
+                ("listening", Some(q)) => format!("Listening: #{}", q.hashtag),
+                ("listening", None) => "Listening".to_owned(),
+                _ => "Mention".to_owned(),
+            },
             account: format!("{} ({})", i.handle, i.network.label()),
             posted: When::of(i.posted_at),
             text: i.text.clone(),
@@ -219,7 +254,12 @@ pub async fn page(
         .collect(),
         kinds: choices(
             filters.kind.as_deref(),
-            &[("", "Mentions and replies"), ("mention", "Mentions"), ("reply", "Replies to your posts")],
+            &[
+                ("", "Everything"),
+                ("mention", "Mentions"),
+                ("reply", "Replies to your posts"),
+                ("listening", "Listening"),
+            ],
         ),
         assignees: choices(
             filters.assignee.as_deref(),
@@ -233,10 +273,69 @@ pub async fn page(
         next: found.next_before.map(|b| page.path(&format!("/inbox?{}", query_string(&filters, Some(b))))),
         action_base: page.path("/inbox"),
         filter_action: page.path("/inbox"),
+        queries: queries
+            .iter()
+            .map(|q| QueryCard {
+                id: q.id,
+                hashtag: q.hashtag.clone(),
+                account: format!("{} ({})", q.handle, q.network.label()),
+                error: q.error.clone(),
+                href: page.path(&format!("/inbox?status=all&kind=listening&query_id={}", q.id)),
+            })
+            .collect(),
+        listen_accounts: accounts
+            .iter()
+            .filter(|a| a.network == Network::Mastodon)
+            .map(|a| Choice { value: a.id.to_string(), label: a.handle.clone(), selected: false })
+            .collect(),
+        errors,
+        typed_hashtag,
         here,
         shell: page.shell,
     };
-    Ok(super::page::render(&view))
+    Ok(render_form(&view, &view.errors))
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ListenForm {
+    #[serde(default)]
+    account_id: String,
+    #[serde(default)]
+    hashtag: String,
+}
+
+/// Starts listening for a hashtag; a refusal is shown beside the form.
+pub async fn listen(State(state): State<ApiState>, submit: Submit<ListenForm>) -> Result<Response, UiError> {
+    let Submit { page, form } = submit;
+    let created = match Uuid::parse_str(form.account_id.trim()) {
+        Ok(account_id) => state
+            .app
+            .create_listening_query(
+                &page.access,
+                CreateListeningQuery { account_id, hashtag: form.hashtag.clone() },
+            )
+            .await
+            .map_err(FormErrors::from_error),
+        Err(_) => {
+            let mut errors = FormErrors::default();
+            errors.add("account_id", "choose a Mastodon account");
+            Err(Ok(errors))
+        }
+    };
+    match created {
+        Ok(_) => Ok(see_other(&page.path("/inbox#listening"))),
+        Err(errors) => show(&state, page, Filters::default(), errors?, form.hashtag).await,
+    }
+}
+
+/// Stops listening for a hashtag.
+pub async fn stop_listening(
+    State(state): State<ApiState>,
+    Path((_, id)): Path<(Uuid, Uuid)>,
+    submit: Submit<std::collections::HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    state.app.delete_listening_query(&submit.page.access, id).await?;
+    Ok(see_other(&submit.page.path("/inbox#listening")))
 }
 
 /// One action from an item's card.

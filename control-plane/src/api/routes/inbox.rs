@@ -2,6 +2,7 @@
 //! replies to its posts, collected from the platforms, worked by people.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -9,7 +10,9 @@ use crate::api::ApiState;
 use crate::api::error::ErrorBody;
 use crate::api::extract::{Json, Path, Query};
 use crate::error::Result;
-use crate::service::inbox::{InboxItemView, InboxPage, InboxQuery, UpdateInboxItem};
+use crate::service::inbox::{
+    CreateListeningQuery, InboxItemView, InboxPage, InboxQuery, ListeningQueryView, UpdateInboxItem,
+};
 use crate::service::{TenantAccess, actions};
 
 #[derive(Debug, Deserialize)]
@@ -57,4 +60,52 @@ pub async fn update(
     Json(req): Json<UpdateInboxItem>,
 ) -> Result<Json<InboxItemView>> {
     Ok(Json(state.app.update_inbox_item(&access, p.inbox_item_id, req).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListeningQueryPath {
+    pub tenant_id: Uuid,
+    pub listening_query_id: Uuid,
+}
+
+/// The organisation's listening queries: hashtags whose public posts land
+/// in the inbox as `listening` items.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/listening-queries", tag = "inbox",
+    security(("bearer" = [])), params(("tenant_id" = Uuid, Path)),
+    responses((status = 200, body = Vec<ListeningQueryView>), (status = 403, body = ErrorBody)))]
+pub async fn list_queries(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+) -> Result<Json<Vec<ListeningQueryView>>> {
+    Ok(Json(state.app.listening_queries(&access).await?))
+}
+
+/// Listens for a hashtag through one of the organisation's Mastodon
+/// accounts (its instance's public posts, from now on; the account's own
+/// posts are left out). At most 50. Audited.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/listening-queries", tag = "inbox",
+    operation_id = actions::LISTENING_QUERY_CREATE, security(("bearer" = [])), params(("tenant_id" = Uuid, Path)),
+    request_body = CreateListeningQuery,
+    responses((status = 201, body = ListeningQueryView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn create_query(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Json(req): Json<CreateListeningQuery>,
+) -> Result<(StatusCode, Json<ListeningQueryView>)> {
+    Ok((StatusCode::CREATED, Json(state.app.create_listening_query(&access, req).await?)))
+}
+
+/// Stops listening; what the query found stays in the inbox. Audited.
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant_id}/listening-queries/{listening_query_id}", tag = "inbox",
+    operation_id = actions::LISTENING_QUERY_DELETE, security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path), ("listening_query_id" = Uuid, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_query(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Path(p): Path<ListeningQueryPath>,
+) -> Result<StatusCode> {
+    state.app.delete_listening_query(&access, p.listening_query_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

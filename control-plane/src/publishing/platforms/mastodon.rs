@@ -182,44 +182,23 @@ pub async fn inbox(
         .get(format!("{}/api/v1/notifications", base(account)))
         .query(&query)
         .bearer_auth(token.expose_secret());
-    let answer = match Answer::fetch(request, "the instance").await {
-        Ok(a) => a,
-        Err(reason) => return (Fetched::Failed { reason }, CallRecord::default()),
+    let (page, record) = match listed(request).await {
+        Ok(found) => found,
+        Err(failed) => return *failed,
     };
-    let record = answer.record();
-    match answer.status {
-        s if s.is_success() => {}
-        StatusCode::UNAUTHORIZED => return (Fetched::TokenExpired, record),
-        StatusCode::FORBIDDEN => {
-            let reason = format!(
-                "the instance refused to list the account's mentions ({}); reconnect the account so it grants read:notifications",
-                answer.message()
-            );
-            return (Fetched::Refused { reason }, record);
-        }
-        StatusCode::TOO_MANY_REQUESTS => {
-            let until = limited_until(&answer.headers, Timestamp::now());
-            return (Fetched::RateLimited { until, note: "the instance's rate limit".into() }, record);
-        }
-        s => {
-            let reason = format!("the instance answered {}: {}", s.as_u16(), answer.message());
-            return (Fetched::Failed { reason }, record);
-        }
-    }
-    let serde_json::Value::Array(page) = answer.json() else {
-        return (
-            Fetched::Failed { reason: "the instance answered with no list of notifications".into() },
-            record,
-        );
-    };
-    let full = page.len() >= INBOX_PAGE;
-    let newest = page.iter().filter_map(|n| n["id"].as_str()).max_by(|a, b| newer(a, b)).map(str::to_owned);
     let items = page.iter().filter_map(|n| mention(account, n)).collect();
-    let more = cursor.is_some() && full;
-    // A first read that finds nothing starts from the beginning, so what
-    // arrives before the next read is all read, page by page.
-    let newest = newest.or_else(|| cursor.map_or_else(|| Some("0".to_owned()), |c| Some(c.to_owned())));
-    (Fetched::Items { items, cursor: newest, more }, record)
+    (forward(&page, items, cursor), record)
+}
+
+/// A page read forward from `cursor` as what the engine stores: its
+/// items, the newest id as the next cursor, and whether more wait (a
+/// full page). A first read that finds nothing starts from the
+/// beginning, so what arrives before the next read is all read.
+fn forward(page: &[serde_json::Value], items: Vec<CollectedItem>, cursor: Option<&str>) -> Fetched {
+    let newest = page.iter().filter_map(|n| n["id"].as_str()).max_by(|a, b| newer(a, b)).map(str::to_owned);
+    let more = cursor.is_some() && page.len() >= INBOX_PAGE;
+    let cursor = newest.or_else(|| Some(cursor.unwrap_or("0").to_owned()));
+    Fetched::Items { items, cursor, more }
 }
 
 /// Mastodon's ids are numbers as strings: a longer one is newer.
@@ -231,6 +210,12 @@ fn newer(a: &str, b: &str) -> std::cmp::Ordering {
 /// without a usable status (deleted since, or malformed).
 fn mention(account: &SocialAccount, notification: &serde_json::Value) -> Option<CollectedItem> {
     let status = notification.get("status").filter(|s| s.is_object())?;
+    let replying_to_us = status["in_reply_to_account_id"].as_str() == Some(account.external_id.as_str());
+    status_item(status, if replying_to_us { "reply" } else { "mention" })
+}
+
+/// A status as an inbox item of `kind`.
+fn status_item(status: &serde_json::Value, kind: &str) -> Option<CollectedItem> {
     let id = status["id"].as_str().filter(|id| !id.is_empty() && id.len() <= 64)?;
     let posted_at = status["created_at"]
         .as_str()
@@ -238,10 +223,9 @@ fn mention(account: &SocialAccount, notification: &serde_json::Value) -> Option<
         .unwrap_or_else(Timestamp::now);
     let author = &status["account"];
     let acct = author["acct"].as_str().filter(|a| !a.is_empty())?;
-    let replying_to_us = status["in_reply_to_account_id"].as_str() == Some(account.external_id.as_str());
     Some(CollectedItem {
         platform_item_id: id.to_owned(),
-        kind: if replying_to_us { "reply" } else { "mention" }.to_owned(),
+        kind: kind.to_owned(),
         author_handle: format!("@{}", acct.chars().take(200).collect::<String>()),
         author_name: author["display_name"]
             .as_str()
@@ -255,6 +239,83 @@ fn mention(account: &SocialAccount, notification: &serde_json::Value) -> Option<
         in_reply_to: status["in_reply_to_id"].as_str().map(str::to_owned),
         posted_at,
     })
+}
+
+/// Public statuses with a hashtag (`GET /api/v1/timelines/tag/{tag}`),
+/// paged forward from a cursor as the mentions are; the account's own
+/// statuses are left out.
+pub async fn hashtag(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    tag: &str,
+    cursor: Option<&str>,
+) -> (Fetched, CallRecord) {
+    let mut query = vec![("limit", INBOX_PAGE.to_string())];
+    if let Some(cursor) = cursor {
+        query.push(("min_id", cursor.to_owned()));
+    }
+    let mut url = match reqwest::Url::parse(&format!("{}/api/v1/timelines/tag/", base(account))) {
+        Ok(url) => url,
+        Err(e) => {
+            return (
+                Fetched::Failed { reason: format!("the instance's address is not usable: {e}") },
+                CallRecord::default(),
+            );
+        }
+    };
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.pop_if_empty().push(tag);
+    }
+    let request = p.http().get(url).query(&query).bearer_auth(token.expose_secret());
+    let page = match listed(request).await {
+        Ok(page) => page,
+        Err(failed) => return *failed,
+    };
+    let (page, record) = page;
+    let items = page
+        .iter()
+        .filter(|s| s["account"]["id"].as_str() != Some(account.external_id.as_str()))
+        .filter_map(|s| status_item(s, "listening"))
+        .collect();
+    (forward(&page, items, cursor), record)
+}
+
+/// A listing request's page, or what the engine must do.
+async fn listed(
+    request: reqwest::RequestBuilder,
+) -> Result<(Vec<serde_json::Value>, CallRecord), Box<(Fetched, CallRecord)>> {
+    let answer = match Answer::fetch(request, "the instance").await {
+        Ok(a) => a,
+        Err(reason) => return Err(Box::new((Fetched::Failed { reason }, CallRecord::default()))),
+    };
+    let record = answer.record();
+    let fetched = match answer.status {
+        s if s.is_success() => {
+            return match answer.json() {
+                serde_json::Value::Array(page) => Ok((page, record)),
+                _ => Err(Box::new((
+                    Fetched::Failed { reason: "the instance answered with no list".into() },
+                    record,
+                ))),
+            };
+        }
+        StatusCode::UNAUTHORIZED => Fetched::TokenExpired,
+        StatusCode::FORBIDDEN => Fetched::Refused {
+            reason: format!(
+                "the instance refused the read ({}); reconnect the account so it grants read:notifications",
+                answer.message()
+            ),
+        },
+        StatusCode::TOO_MANY_REQUESTS => Fetched::RateLimited {
+            until: limited_until(&answer.headers, Timestamp::now()),
+            note: "the instance's rate limit".into(),
+        },
+        s => {
+            Fetched::Failed { reason: format!("the instance answered {}: {}", s.as_u16(), answer.message()) }
+        }
+    };
+    Err(Box::new((fetched, record)))
 }
 
 pub async fn find(

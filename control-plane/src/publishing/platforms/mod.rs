@@ -359,6 +359,23 @@ impl Platforms {
         }
     }
 
+    /// Public posts with `tag` since `cursor`, read through the account;
+    /// `None` where listening does not read the platform yet.
+    pub async fn hashtag(
+        &self,
+        account: &SocialAccount,
+        token: &SecretString,
+        tag: &str,
+        cursor: Option<&str>,
+    ) -> Option<(Fetched, CallRecord)> {
+        match account.network {
+            Network::Mastodon => Some(mastodon::hashtag(self, account, token, tag, cursor).await),
+            Network::X | Network::Bluesky | Network::Linkedin | Network::Facebook | Network::Instagram => {
+                None
+            }
+        }
+    }
+
     pub async fn refresh(&self, account: &SocialAccount, refresh: &SecretString) -> Refreshed {
         match account.network {
             Network::X => x::refresh(self, refresh).await,

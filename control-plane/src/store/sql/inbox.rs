@@ -2,7 +2,10 @@
 //! and platform id, and each account's inbox schedule and cursor.
 
 use super::*;
-use crate::store::{CollectedItem, DueInbox, InboxChange, InboxFilter, InboxItem, InboxStore};
+use crate::store::{
+    CollectedItem, DueInbox, InboxChange, InboxFilter, InboxItem, InboxStore, ListeningQuery,
+    NewListeningQuery,
+};
 
 #[derive(FromRow)]
 struct ItemRow {
@@ -18,6 +21,7 @@ struct ItemRow {
     url: Option<String>,
     post_id: Option<Uuid>,
     in_reply_to: Option<String>,
+    query_id: Option<Uuid>,
     thread: String,
     posted_at: Timestamp,
     collected_at: Timestamp,
@@ -41,6 +45,7 @@ impl From<ItemRow> for InboxItem {
             url: r.url,
             post_id: r.post_id,
             in_reply_to: r.in_reply_to,
+            query_id: r.query_id,
             thread: r.thread,
             posted_at: r.posted_at,
             collected_at: r.collected_at,
@@ -52,7 +57,7 @@ impl From<ItemRow> for InboxItem {
 }
 
 const ITEM_SELECT: &str = "SELECT i.id, i.account_id, a.platform AS network, a.handle, i.platform_item_id, \
-     i.kind, i.author_handle, i.author_name, i.text, i.url, i.post_id, i.in_reply_to, i.thread, i.posted_at, \
+     i.kind, i.author_handle, i.author_name, i.text, i.url, i.post_id, i.in_reply_to, i.query_id, i.thread, i.posted_at, \
      i.collected_at, i.status, i.assignee_id, i.updated_at \
      FROM inbox_items i JOIN social_accounts a ON a.id = i.account_id";
 
@@ -137,6 +142,7 @@ where
     async fn record_inbox(
         &self,
         account_id: Uuid,
+        query: Option<Uuid>,
         items: &[CollectedItem],
         cursor: Option<&str>,
         collected_at: Timestamp,
@@ -182,8 +188,9 @@ where
             let text: String = item.text.chars().take(MAX_TEXT).collect();
             let r = sqlx::query(
                 "INSERT INTO inbox_items (id, tenant_id, account_id, platform_item_id, kind, author_handle, \
-                 author_name, text, url, post_id, in_reply_to, thread, posted_at, collected_at, status, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'open', $14) \
+                 author_name, text, url, post_id, in_reply_to, thread, posted_at, collected_at, status, updated_at, \
+                 query_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'open', $14, $15) \
                  ON CONFLICT (account_id, platform_item_id) DO NOTHING",
             )
             .bind(crate::domain::new_id())
@@ -200,19 +207,33 @@ where
             .bind(thread)
             .bind(item.posted_at)
             .bind(collected_at)
+            .bind(query)
             .execute(&mut *tx)
             .await?;
             new += DB::rows_affected(&r) as usize;
         }
-        sqlx::query(
-            "UPDATE social_accounts SET inbox_cursor = COALESCE($2, inbox_cursor), inbox_next_at = $3, \
-             inbox_error = NULL WHERE id = $1",
-        )
-        .bind(account_id)
-        .bind(cursor.map(str::to_owned))
-        .bind(next_at)
-        .execute(&mut *tx)
-        .await?;
+        match query {
+            None => {
+                sqlx::query(
+                    "UPDATE social_accounts SET inbox_cursor = COALESCE($2, inbox_cursor), inbox_next_at = $3, \
+                     inbox_error = NULL WHERE id = $1",
+                )
+                .bind(account_id)
+                .bind(cursor.map(str::to_owned))
+                .bind(next_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Some(query) => {
+                sqlx::query(
+                    "UPDATE listening_queries SET cursor = COALESCE($2, cursor), error = NULL WHERE id = $1",
+                )
+                .bind(query)
+                .bind(cursor.map(str::to_owned))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         tx.commit().await?;
         Ok(new)
     }
@@ -247,6 +268,7 @@ where
              AND ($6 IS NULL OR i.assignee_id = $6) AND ($7 = FALSE OR i.assignee_id IS NULL) \
              AND ($8 IS NULL OR i.thread = $8) \
              AND ($9 IS NULL OR i.posted_at < $9 OR (i.posted_at = $9 AND i.id < $10)) \
+             AND ($12 IS NULL OR i.query_id = $12) \
              ORDER BY i.posted_at DESC, i.id DESC LIMIT $11",
         ]))
         .bind(tenant_id)
@@ -260,6 +282,7 @@ where
         .bind(before_at)
         .bind(before_id)
         .bind(f.limit)
+        .bind(f.query_id)
         .fetch_all(&self.read)
         .await?;
         Ok(rows.into_iter().map(InboxItem::from).collect())
@@ -327,5 +350,89 @@ where
             .bind(tenant_id)
             .fetch_one(&self.read)
             .await?)
+    }
+
+    async fn listening_failed(&self, query_id: Uuid, error: &str) -> Result<()> {
+        let error: String = error.chars().take(500).collect();
+        sqlx::query("UPDATE listening_queries SET error = $2 WHERE id = $1")
+            .bind(query_id)
+            .bind(error)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_listening_query(&self, q: &NewListeningQuery, audit: &NewAuditEvent) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        if Self::fetch_account(&mut tx, q.tenant_id, q.account_id).await?.is_none() {
+            return Err(StoreError::Invalid {
+                field: "account_id",
+                message: "no connected account of this organisation has this id".into(),
+            });
+        }
+        let r = sqlx::query(
+            "INSERT INTO listening_queries (id, tenant_id, account_id, kind, query, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (account_id, kind, query) DO NOTHING",
+        )
+        .bind(q.id)
+        .bind(q.tenant_id)
+        .bind(q.account_id)
+        .bind(q.kind.clone())
+        .bind(q.query.clone())
+        .bind(q.created_by)
+        .bind(audit.occurred_at)
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&r) != 1 {
+            return Err(StoreError::Conflict {
+                code: "listening_query_exists",
+                message: format!("this account already listens for #{}", q.query),
+            });
+        }
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn listening_queries(&self, tenant_id: Uuid, account: Option<Uuid>) -> Result<Vec<ListeningQuery>> {
+        let rows: Vec<(Uuid, Uuid, String, String, String, String, Option<String>, Option<String>, Timestamp)> =
+            sqlx::query_as(
+                "SELECT q.id, q.account_id, a.handle, a.platform, q.kind, q.query, q.cursor, q.error, q.created_at \
+                 FROM listening_queries q JOIN social_accounts a ON a.id = q.account_id \
+                 WHERE q.tenant_id = $1 AND ($2 IS NULL OR q.account_id = $2) ORDER BY q.query, q.id",
+            )
+            .bind(tenant_id)
+            .bind(account)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, account_id, handle, network, kind, query, cursor, error, created_at)| ListeningQuery {
+                id,
+                account_id,
+                handle,
+                network,
+                kind,
+                query,
+                cursor,
+                error,
+                created_at,
+            })
+            .collect())
+    }
+
+    async fn delete_listening_query(&self, tenant_id: Uuid, id: Uuid, audit: &NewAuditEvent) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let r = sqlx::query("DELETE FROM listening_queries WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if DB::rows_affected(&r) != 1 {
+            return Ok(false);
+        }
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
