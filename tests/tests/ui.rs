@@ -1471,6 +1471,8 @@ async fn a_community_manager_works_the_inbox_as_mentions_arrive() {
     sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
     browser.click("nav a[href$='/inbox']").await;
     browser.wait_for_text("h1", "the inbox", |t| t == "Inbox").await;
+    let title = browser.eval("document.title").await;
+    assert!(title.as_str().is_some_and(|t| t.starts_with("Inbox") && !t.contains('<')), "{title}");
     assert!(browser.text("#inbox-live").await.contains("Nothing here"));
     // People write; the open page shows it without a reload.
     let marker = browser.eval("window.inboxMarker = 1").await;
