@@ -45,6 +45,8 @@ CREATE TABLE inbox_items (
     UNIQUE (account_id, platform_item_id)
 );
 CREATE INDEX inbox_items_tenant_idx ON inbox_items (tenant_id, posted_at);
+-- The page people open (open items, newest first) and its count.
+CREATE INDEX inbox_items_status_idx ON inbox_items (tenant_id, status, posted_at);
 CREATE INDEX inbox_items_thread_idx ON inbox_items (account_id, thread);
 
 -- Each account's inbox schedule (claimed like its followers' reading),
