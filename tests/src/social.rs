@@ -1349,29 +1349,13 @@ async fn m_notifications(
         return Json(json!([])).into_response();
     }
     let limit: usize = get("limit").and_then(|l| l.parse().ok()).unwrap_or(40).clamp(1, 80);
-    let id_of = |m: &Value| m["id"].as_str().and_then(|i| i.parse::<u64>().ok()).unwrap_or(0);
-    let bound = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok());
-    let mut page: Vec<Value> = inner
-        .mentions
-        .iter()
-        .filter(|m| bound("max_id").is_none_or(|max| id_of(m) < max))
-        .filter(|m| bound("since_id").is_none_or(|since| id_of(m) > since))
-        .filter(|m| bound("min_id").is_none_or(|min| id_of(m) > min))
-        .cloned()
-        .collect();
-    if bound("min_id").is_some() {
-        page.truncate(limit); // the ones right after min_id
-        page.reverse();
-    } else {
-        page.reverse();
-        page.truncate(limit);
-    }
+    let page = mastodon_page(inner.mentions.iter(), get, limit);
     let mut response = Json(Value::Array(page.clone())).into_response();
     if let (Some(newest), Some(oldest)) = (page.first(), page.last()) {
         let link = format!(
             "<http://mastodon.example/api/v1/notifications?max_id={}>; rel=\"next\", <http://mastodon.example/api/v1/notifications?min_id={}>; rel=\"prev\"",
-            id_of(oldest),
-            id_of(newest)
+            oldest["id"].as_str().unwrap_or_default(),
+            newest["id"].as_str().unwrap_or_default()
         );
         response.headers_mut().insert("link", HeaderValue::from_str(&link).unwrap());
     }
@@ -1391,27 +1375,36 @@ async fn m_tag_timeline(
         return *answer;
     }
     let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(20).clamp(1, 40);
-    let id_of = |s: &Value| s["id"].as_str().and_then(|i| i.parse::<u64>().ok()).unwrap_or(0);
-    let bound = |k: &str| q.get(k).and_then(|v| v.parse::<u64>().ok());
     let tag = tag.to_lowercase();
-    let mut page: Vec<Value> = inner
-        .tagged
-        .iter()
-        .filter(|(t, _)| *t == tag)
-        .map(|(_, s)| s)
-        .filter(|s| bound("max_id").is_none_or(|max| id_of(s) < max))
-        .filter(|s| bound("since_id").is_none_or(|since| id_of(s) > since))
-        .filter(|s| bound("min_id").is_none_or(|min| id_of(s) > min))
+    let tagged = inner.tagged.iter().filter(|(t, _)| *t == tag).map(|(_, s)| s);
+    Json(Value::Array(mastodon_page(tagged, |k| q.get(k).cloned(), limit))).into_response()
+}
+
+/// A page of `items` (oldest first, numeric ids) as Mastodon pages:
+/// `max_id` (older than), `since_id` (the newest after), `min_id` (the
+/// page right after), newest first.
+fn mastodon_page<'a>(
+    items: impl Iterator<Item = &'a Value>,
+    get: impl Fn(&str) -> Option<String>,
+    limit: usize,
+) -> Vec<Value> {
+    let id_of = |m: &Value| m["id"].as_str().and_then(|i| i.parse::<u64>().ok()).unwrap_or(0);
+    let bound = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok());
+    let (max, since, min) = (bound("max_id"), bound("since_id"), bound("min_id"));
+    let mut page: Vec<Value> = items
+        .filter(|m| max.is_none_or(|max| id_of(m) < max))
+        .filter(|m| since.is_none_or(|since| id_of(m) > since))
+        .filter(|m| min.is_none_or(|min| id_of(m) > min))
         .cloned()
         .collect();
-    if bound("min_id").is_some() {
-        page.truncate(limit);
+    if min.is_some() {
+        page.truncate(limit); // the ones right after min_id
         page.reverse();
     } else {
         page.reverse();
         page.truncate(limit);
     }
-    Json(Value::Array(page)).into_response()
+    page
 }
 
 // ----- LinkedIn -------------------------------------------------------------------

@@ -91,7 +91,18 @@ impl Publisher {
         let mut refreshed = false;
         let mut stored = 0;
         let mut pages = 0;
-        let mut cursor = query.and_then(|q| q.cursor.clone());
+        // The query's cursor came with it; the account's is read once, then
+        // follows the pages read.
+        let mut cursor = match query {
+            Some(q) => q.cursor.clone(),
+            None => match self.store.inbox_cursor(account_id).await {
+                Ok(cursor) => cursor,
+                Err(e) => {
+                    tracing::error!(error = %e, account = %account_id, "could not read an inbox's cursor");
+                    return None;
+                }
+            },
+        };
         loop {
             let (account, token) = match self.token(account_id, refreshed).await {
                 Ok(found) => found,
@@ -106,15 +117,6 @@ impl Publisher {
             if let Some(until) = account.rate_limited_until.filter(|until| *until > Timestamp::now()) {
                 self.source_failed(account_id, query, "waiting for the platform's rate limit", until).await;
                 return None;
-            }
-            if query.is_none() {
-                cursor = match self.store.inbox_cursor(account_id).await {
-                    Ok(cursor) => cursor,
-                    Err(e) => {
-                        tracing::error!(error = %e, account = %account_id, "could not read an inbox's cursor");
-                        return None;
-                    }
-                };
             }
             let read = match query {
                 None => self.platforms.inbox(&account, &token, cursor.as_deref()).await,

@@ -16,7 +16,7 @@ use super::view::When;
 use crate::api::ApiState;
 use crate::domain::Permission;
 use crate::service::inbox::{CreateListeningQuery, InboxItemView, InboxQuery, UpdateInboxItem};
-use crate::store::{Actor, Network, PageRequest};
+use crate::store::{Network, PageRequest};
 
 struct Choice {
     value: String,
@@ -99,14 +99,6 @@ pub struct Filters {
     before: Option<String>,
 }
 
-/// The signed-in person's id.
-fn signed_in(page: &TenantPage) -> Option<Uuid> {
-    match page.access.caller.actor() {
-        Actor::User { id, .. } => Some(id),
-        _ => None,
-    }
-}
-
 fn choices(current: Option<&str>, options: &[(&str, &str)]) -> Vec<Choice> {
     options
         .iter()
@@ -160,7 +152,7 @@ async fn show(
         Some("all") => None,
         Some(s) => Some(s.to_owned()),
     };
-    let me = signed_in(&page);
+    let me = page.access.caller.creator_id();
     let assignee = match filters.assignee.as_deref() {
         Some("me") => me.map(|id| id.to_string()),
         other => other.map(str::to_owned),
@@ -354,7 +346,7 @@ pub async fn act(
     submit: Submit<ItemAction>,
 ) -> Result<Response, UiError> {
     let Submit { page, form } = submit;
-    let me = signed_in(&page);
+    let me = page.access.caller.creator_id();
     let req = match form.action.as_str() {
         "done" => UpdateInboxItem { status: Some("done".into()), ..UpdateInboxItem::default() },
         "open" => UpdateInboxItem { status: Some("open".into()), ..UpdateInboxItem::default() },
