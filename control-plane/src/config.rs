@@ -227,6 +227,10 @@ pub struct ServeArgs {
     /// into the inbox, in milliseconds [default: 120000].
     #[arg(long, env = "MARKETER_INBOX_POLL_MS", value_name = "MS")]
     pub inbox_poll_ms: Option<u64>,
+    /// The Ollama model that classifies inbox items on the agents
+    /// [default: llama3.2].
+    #[arg(long, env = "MARKETER_INBOX_MODEL", value_name = "MODEL")]
+    pub inbox_model: Option<String>,
     /// The SMTP server e-mail goes through (no host: e-mail is off, and
     /// notifications stay in the app).
     #[arg(long, env = "MARKETER_SMTP_HOST", value_name = "HOST")]
@@ -322,6 +326,7 @@ struct FileConfig {
     analytics_first_reading_seconds: Option<u64>,
     analytics_poll_ms: Option<u64>,
     inbox_poll_ms: Option<u64>,
+    inbox_model: Option<String>,
     smtp_host: Option<String>,
     smtp_port: Option<u16>,
     smtp_tls: Option<crate::notify::SmtpTls>,
@@ -615,6 +620,7 @@ fn file_publishing(file: &FileConfig) -> ServeArgs {
         analytics_first_reading_seconds: file.analytics_first_reading_seconds,
         analytics_poll_ms: file.analytics_poll_ms,
         inbox_poll_ms: file.inbox_poll_ms,
+        inbox_model: file.inbox_model.clone(),
         ..ServeArgs::default()
     }
 }
@@ -721,6 +727,16 @@ fn publishing_config(
             bail!("inbox_poll_ms must be between 100 and 86400000 (a day), not {ms}");
         }
         config.engine.inbox_every = std::time::Duration::from_millis(ms);
+    }
+    if let Some(model) = serve.inbox_model.clone().or_else(|| file.inbox_model.clone()) {
+        let model = model.trim().to_owned();
+        if model.is_empty() || model.len() > 200 || model.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            bail!(
+                "inbox_model must be an Ollama model name such as llama3.2 (no spaces, at most 200 characters)"
+            );
+        }
+        config.engine.inbox_model = model;
     }
     // The lease must outlast a request, or a slow answer would be taken over.
     if config.engine.lease < config.platforms.request_timeout + std::time::Duration::from_secs(1) {

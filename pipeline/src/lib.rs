@@ -15,12 +15,14 @@
 //! - `blog.rs`, `social.rs`, `listing.rs`: the pipelines;
 //! - `platforms.rs`: the social platforms' rules, enforced in code;
 //! - `fair_housing.rs`: the built-in Fair Housing screening;
-//! - `formats.rs`: the document formats, told from content.
+//! - `formats.rs`: the document formats, told from content;
+//! - `inbox.rs`: classifying the engagement inbox, many items per call.
 
 mod blog;
 pub mod fair_housing;
 pub mod formats;
 pub mod gates;
+pub mod inbox;
 pub mod lenient;
 mod listing;
 pub mod llm;

@@ -31,6 +31,7 @@
 
 pub mod activity;
 pub mod documents;
+pub mod inbox;
 
 use std::collections::BTreeMap;
 
@@ -61,9 +62,18 @@ pub mod paths {
     /// job. Needs a client certificate of the document's tenant.
     pub const DOCUMENTS: &str = "/agent/v1/documents";
 
+    /// `GET`: the texts of a classify job's items, for the agent running
+    /// it. Needs a client certificate of the job's agent.
+    pub const CLASSIFY: &str = "/agent/v1/classify";
+
     /// The file of an uploaded document.
     pub fn document(id: uuid::Uuid) -> String {
         format!("{DOCUMENTS}/{id}")
+    }
+
+    /// The texts of a classify job.
+    pub fn classify(job_id: uuid::Uuid) -> String {
+        format!("{CLASSIFY}/{job_id}")
     }
 }
 
@@ -364,6 +374,9 @@ pub enum JobSpec {
     /// (`GET /agent/v1/documents/{id}`), checks its hash, and indexes it
     /// with this embedding model.
     Ingest { model: String, document: IngestDocument },
+    /// Label inbox items (sentiment, intent, urgency, language, personal
+    /// data), many per model call; their texts come from the gateway.
+    Classify { model: String, items: Vec<inbox::ClassifyItem> },
 }
 
 /// A document to index.
@@ -384,7 +397,8 @@ impl JobSpec {
             JobSpec::Chat { model, .. }
             | JobSpec::Embed { model, .. }
             | JobSpec::Activity { model, .. }
-            | JobSpec::Ingest { model, .. } => model,
+            | JobSpec::Ingest { model, .. }
+            | JobSpec::Classify { model, .. } => model,
         }
     }
 }
@@ -493,6 +507,8 @@ pub enum JobOutput {
     Activity { result: Box<activity::ActivityResult> },
     /// A document indexed: its chunks.
     Ingested { document_id: Uuid, chunk_count: u32 },
+    /// Inbox items' labels, one per item in the job's order.
+    Classified { items: Vec<inbox::ItemLabels> },
 }
 
 /// Token counts and durations as Ollama reports them, plus wall time.

@@ -409,6 +409,51 @@ fn documents() {
 }
 
 #[test]
+fn classify_messages() {
+    check(
+        "assign_job_classify",
+        &ServerMessage::AssignJob(AssignJob {
+            job: job(),
+            attempt: 1,
+            spec: JobSpec::Classify {
+                model: "llama3.2".into(),
+                items: vec![inbox::ClassifyItem {
+                    id: DOCUMENT,
+                    platform: "mastodon".into(),
+                    kind: "reply".into(),
+                }],
+            },
+            timeout_ms: 300_000,
+        }),
+    );
+    check("classify_texts", &inbox::ClassifyTexts { texts: vec!["Is the open house on Sunday?".into()] });
+    check(
+        "job_classified",
+        &AgentMessage::JobEvent(JobEvent {
+            job: job(),
+            seq: 2,
+            body: JobEventBody::Finished {
+                outcome: JobOutcome::Succeeded {
+                    output: JobOutput::Classified {
+                        items: vec![inbox::ItemLabels {
+                            sentiment: inbox::Sentiment::Negative,
+                            sentiment_score: -0.5,
+                            intent: inbox::Intent::Complaint,
+                            urgency: inbox::Urgency::High,
+                            language: "en".into(),
+                            personal_data: true,
+                            text: Some("Call me at [PHONE], nobody answers".into()),
+                            redacted: true,
+                        }],
+                    },
+                    usage: Usage { wall_time_ms: 900, ..Usage::default() },
+                },
+            },
+        }),
+    );
+}
+
+#[test]
 fn unknown_message_types_are_errors() {
     assert!(serde_json::from_str::<AgentMessage>(r#"{"type":"launch_missiles"}"#).is_err());
     assert!(serde_json::from_str::<AgentMessage>(r#"{"seq":1}"#).is_err());

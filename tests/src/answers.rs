@@ -189,6 +189,58 @@ pub fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// The inbox classifier's answer, as a careful model would give it: for a
+/// request of the `classify_inbox` prompt, each numbered message labelled
+/// by its words (complaints negative and, when they shout or wait, urgent;
+/// praise positive; questions; wanting to buy or visit; spam), so tests
+/// can say what each item should get. `None` for any other request.
+pub fn inbox_labels(conversation: &str) -> Option<Value> {
+    if !conversation.contains("You sort what people write to a brand") {
+        return None;
+    }
+    let mut items = Vec::new();
+    let mut rest = conversation;
+    while let Some(at) = rest.find("\nMessage ") {
+        rest = &rest[at + 9..];
+        let n: u64 = rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+        let open = rest.find("<<<")?;
+        let close = rest.find(">>>")?;
+        let text = rest[open + 3..close].to_lowercase();
+        rest = &rest[close + 3..];
+        let has = |words: &[&str]| words.iter().any(|w| text.contains(w));
+        let (sentiment, score, intent, urgency) = if has(&["spam", "crypto", "click here", "free followers"])
+        {
+            ("neutral", 0.0, "spam", "low")
+        } else if has(&[
+            "terrible",
+            "angry",
+            "broken",
+            "worst",
+            "refund",
+            "awful",
+            "disappointed",
+            "nobody answers",
+        ]) {
+            let urgent = has(&["!", "urgent", "today", "nobody answers"]);
+            ("negative", -0.8, "complaint", if urgent { "high" } else { "normal" })
+        } else if has(&["buy", "book a viewing", "viewing", "interested in", "make an offer"]) {
+            ("positive", 0.4, "purchase_interest", "normal")
+        } else if has(&["love", "great", "thank", "amazing", "beautiful", "danke"]) {
+            ("positive", 0.9, "praise", "low")
+        } else if text.contains('?') {
+            ("neutral", 0.0, "question", "normal")
+        } else {
+            ("neutral", 0.0, "other", "low")
+        };
+        let language = if has(&["danke", "ich ", "nicht", "wohnung"]) { "de" } else { "en" };
+        items.push(json!({
+            "n": n, "sentiment": sentiment, "score": score, "intent": intent, "urgency": urgency,
+            "language": language, "personal_data": has(&["diagnos", "my doctor", "prescription"]),
+        }));
+    }
+    Some(json!({ "items": items }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

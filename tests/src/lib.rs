@@ -554,4 +554,40 @@ impl TempDatabase {
         sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&self.admin).await.expect("drop the database");
         self.admin.close().await;
     }
+
+    /// Every row of every table, as text (for canary searches).
+    pub async fn dump(&self) -> String {
+        let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert!(tables.iter().any(|t| t == "jobs"), "{tables:?}");
+        let mut dump = String::new();
+        for table in tables {
+            let sql = format!("SELECT t::text FROM \"{table}\" t");
+            let rows: Vec<String> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(&pool).await.unwrap();
+            dump.push_str(&rows.join("\n"));
+        }
+        pool.close().await;
+        dump
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }

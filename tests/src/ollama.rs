@@ -585,8 +585,11 @@ impl Answer {
             .and_then(Value::as_i64)
             .filter(|n| *n > 0)
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-        let tokens = if let Some(scripted) = scripts.take(&answers::conversation(request)) {
+        let conversation = answers::conversation(request);
+        let tokens = if let Some(scripted) = scripts.take(&conversation) {
             answers::pieces(&scripted)
+        } else if let Some(labels) = answers::inbox_labels(&conversation) {
+            answers::pieces(&labels.to_string())
         } else {
             let mut words = Words::for_request(request);
             match request.get("format") {

@@ -468,11 +468,11 @@ async fn canary_test(fleet: &Fleet, database: Option<&TempDatabase>) {
         ("the server's logs".into(), fleet.server().stderr.text().into_bytes()),
         ("the server's output".into(), fleet.server().stdout.join("\n").into_bytes()),
     ];
-    for file in walk(fleet.data.path()) {
+    for file in marketer_tests::files_under(fleet.data.path()) {
         places.push((file.display().to_string(), std::fs::read(&file).unwrap()));
     }
     if let Some(database) = database {
-        places.push(("the PostgreSQL database".into(), dump_postgres(&database.url).await.into_bytes()));
+        places.push(("the PostgreSQL database".into(), database.dump().await.into_bytes()));
     }
     let mut leaks = Vec::new();
     for (place, bytes) in &places {
@@ -484,40 +484,6 @@ async fn canary_test(fleet: &Fleet, database: Option<&TempDatabase>) {
         }
     }
     assert!(leaks.is_empty(), "document text or PHI reached the control plane:\n{}", leaks.join("\n"));
-}
-
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
-/// Every row of every table, as text.
-async fn dump_postgres(url: &str) -> String {
-    let pool = sqlx::PgPool::connect(url).await.unwrap();
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    assert!(tables.iter().any(|t| t == "documents"), "{tables:?}");
-    let mut dump = String::new();
-    for table in tables {
-        let sql = format!("SELECT t::text FROM \"{table}\" t");
-        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(&pool).await.unwrap();
-        dump.push_str(&rows.join("\n"));
-    }
-    pool.close().await;
-    dump
 }
 
 #[tokio::test]

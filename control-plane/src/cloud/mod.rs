@@ -199,7 +199,7 @@ impl CloudRunner {
         let began = std::time::Instant::now();
         let deadline = Duration::from_secs(u64::try_from(job.timeout_seconds).unwrap_or(900));
         let spec = job.spec_for_attempt();
-        let work = self.pipeline(&spec, job.tenant_id, ChannelProgress { events: events.clone() });
+        let work = self.pipeline(&spec, job.id, job.tenant_id, ChannelProgress { events: events.clone() });
         let outcome = tokio::select! {
             biased;
             () = cancel.cancelled() => JobOutcome::Cancelled { reason: "cancelled".into() },
@@ -234,15 +234,18 @@ impl CloudRunner {
     async fn pipeline(
         &self,
         spec: &JobSpec,
+        job_id: Uuid,
         tenant_id: Uuid,
         mut progress: ChannelProgress,
     ) -> Result<(JobOutput, Usage), JobError> {
         let unsupported = || JobError {
             code: marketer_protocol::job_errors::INVALID_REQUEST.into(),
-            message: "only activities and chats run in the cloud".into(),
+            message: "only activities, chats and inbox classification run in the cloud".into(),
             retryable: false,
         };
-        let (JobSpec::Activity { model, .. } | JobSpec::Chat { model, .. }) = spec else {
+        let (JobSpec::Activity { model, .. } | JobSpec::Chat { model, .. } | JobSpec::Classify { model, .. }) =
+            spec
+        else {
             return Err(unsupported());
         };
         let store = self.engine.store();
@@ -280,6 +283,7 @@ impl CloudRunner {
                 return chat(&llm, messages, format.as_ref(), options, &mut progress).await;
             }
             JobSpec::Activity { activity, .. } => activity,
+            JobSpec::Classify { items, .. } => return classify(store.as_ref(), &llm, job_id, items).await,
             JobSpec::Embed { .. } | JobSpec::Ingest { .. } => return Err(unsupported()),
         };
         // Project documents live in edge agents' indexes; the cloud never
@@ -293,6 +297,46 @@ impl CloudRunner {
         let usage = marketer_pipeline::usage(&result.steps);
         Ok((JobOutput::Activity { result: Box::new(result) }, usage))
     }
+}
+
+/// Inbox items labelled on the provider: only items the policy lets leave
+/// are ever routed here (sealed ones never are), read from the store for
+/// the job. The labels come back without the text (the store keeps its own).
+async fn classify(
+    store: &dyn crate::store::Store,
+    llm: &openai::OpenAiLlm,
+    job_id: Uuid,
+    items: &[marketer_protocol::inbox::ClassifyItem],
+) -> Result<(JobOutput, Usage), JobError> {
+    let texts = store
+        .cloud_classify_texts(job_id)
+        .await
+        .map_err(|e| JobError {
+            code: openai::codes::ERROR.into(),
+            message: format!("could not read the items' texts: {e}"),
+            retryable: true,
+        })?
+        .filter(|texts| texts.len() == items.len())
+        .ok_or_else(|| JobError {
+            code: marketer_protocol::job_errors::INVALID_REQUEST.into(),
+            message: "the job's items are gone".into(),
+            retryable: false,
+        })?;
+    let inputs: Vec<marketer_pipeline::inbox::Item<'_>> = items
+        .iter()
+        .zip(&texts)
+        .map(|(item, text)| marketer_pipeline::inbox::Item {
+            platform: &item.platform,
+            kind: &item.kind,
+            text,
+        })
+        .collect();
+    let (labels, usage) = marketer_pipeline::inbox::classify(llm, &inputs).await.map_err(|e| JobError {
+        code: e.code,
+        message: e.message,
+        retryable: e.retryable,
+    })?;
+    Ok((JobOutput::Classified { items: labels }, usage))
 }
 
 /// A chat job (a follow-up e-mail's personal paragraph, for one) on the

@@ -54,6 +54,29 @@ pub(super) async fn download(
         .map_err(|e| unavailable(&e))
 }
 
+/// `GET /agent/v1/classify/{job_id}`: the texts of a classify job's inbox
+/// items, for the agent holding the job's lease only (sealed texts opened
+/// for it). Nothing of the texts is logged.
+pub(super) async fn classify_texts(
+    State(state): State<GatewayState>,
+    Extension(peer): Extension<Peer>,
+    Path(id): Path<String>,
+) -> Result<Response, GatewayError> {
+    let agent = super::session::authenticate(&state, &peer).await?.agent;
+    let not_found =
+        || GatewayError::new(StatusCode::NOT_FOUND, "not_found", "no classify job of this agent has this id");
+    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let texts = state.app.publisher.classify_texts(agent.id, id).await.map_err(|e| {
+        tracing::error!(agent_id = %agent.id, job_id = %id, error = %e, "serving a classify job's texts failed");
+        GatewayError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the texts cannot be read now; retry")
+    })?;
+    let texts = texts.ok_or_else(not_found)?;
+    tracing::info!(agent_id = %agent.id, job_id = %id, items = texts.len(), "classify texts sent to their agent");
+    Ok(axum::response::IntoResponse::into_response(axum::Json(marketer_protocol::inbox::ClassifyTexts {
+        texts,
+    })))
+}
+
 /// Stores a report and removes the files of uploads that are gone.
 pub(super) async fn apply_report(
     state: &GatewayState,

@@ -119,6 +119,7 @@ fn router(state: GatewayState) -> Router {
         .route(paths::CONNECT, get(session::connect))
         .route(paths::HEALTH, get(health))
         .route(&format!("{}/{{id}}", paths::DOCUMENTS), get(documents::download))
+        .route(&format!("{}/{{id}}", paths::CLASSIFY), get(documents::classify_texts))
         .fallback(|| async {
             GatewayError::new(StatusCode::NOT_FOUND, "not_found", "no such gateway endpoint")
         })

@@ -10,14 +10,20 @@
 //! adds nothing twice. A failure is kept on the account and shown in the
 //! inbox; the read is tried again later.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use marketer_protocol::JobSpec;
+use marketer_protocol::inbox::{ClassifyItem, MAX_CLASSIFY_ITEMS};
+use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use super::platforms::Fetched;
 use super::{NoToken, Publisher, later};
-use crate::domain::Timestamp;
-use crate::store::ListeningQuery;
+use crate::domain::{ComplianceMode, LlmPolicy, Timestamp, new_id};
+use crate::store::{
+    CollectedItem, ItemText, ListeningQuery, NewJob, PageRequest, Route, SocialAccount, Unclassified,
+};
 
 /// Accounts read per round.
 const BATCH: i64 = 50;
@@ -131,8 +137,12 @@ impl Publisher {
             };
             self.note_window(&account, &record).await;
             match fetched {
-                Fetched::Items { items, cursor: newest, more } => {
+                Fetched::Items { mut items, cursor: newest, more } => {
                     pages += 1;
+                    if let Err(e) = self.seal_if_screened(&account, &mut items).await {
+                        tracing::error!(error = %e, account = %account_id, "could not seal inbox items");
+                        return None;
+                    }
                     let query_id = query.map(|q| q.id);
                     let now = Timestamp::now();
                     match self
@@ -192,3 +202,180 @@ impl Publisher {
 }
 
 const DAY: Duration = Duration::from_secs(86_400);
+
+/// Items looked at per classification round.
+const CLASSIFY_BATCH: i64 = 500;
+/// A classify job may run this long (a batch of items, a few model calls).
+const CLASSIFY_RUN_SECONDS: i64 = 600;
+/// Who classify jobs say submitted them.
+const CLASSIFY_SUBMITTER: &str = "the inbox";
+
+impl Publisher {
+    /// Whether an account's items are screened by an agent before the
+    /// control plane keeps their text: a HIPAA organisation's, or an
+    /// account serving an `edge_only` project (every project, when it is
+    /// not limited to some).
+    async fn screened(&self, account: &SocialAccount) -> anyhow::Result<bool> {
+        let tenant =
+            self.store.tenant(account.tenant_id).await?.ok_or_else(|| anyhow::anyhow!("no such tenant"))?;
+        if tenant.compliance_mode == ComplianceMode::Hipaa {
+            return Ok(true);
+        }
+        let projects =
+            self.store.projects(account.tenant_id, PageRequest { after: None, limit: 1000 }).await?;
+        Ok(projects.items.iter().any(|p| {
+            p.llm_policy == LlmPolicy::EdgeOnly
+                && account.project_ids.as_ref().is_none_or(|ids| ids.contains(&p.id))
+        }))
+    }
+
+    /// Seals what a screened account's items say, so that the text is
+    /// kept only as the agent's policy leaves it.
+    async fn seal_if_screened(
+        &self,
+        account: &SocialAccount,
+        items: &mut [CollectedItem],
+    ) -> anyhow::Result<()> {
+        if items.is_empty() || !self.screened(account).await? {
+            return Ok(());
+        }
+        for item in items {
+            let text: String = std::mem::take(&mut item.text).chars().take(10_000).collect();
+            item.sealed = Some(self.key.seal(account.tenant_id, &text)?);
+        }
+        Ok(())
+    }
+
+    /// One classification round: items with neither labels nor a job get
+    /// one, in batches per organisation (sealed and plain apart, at most
+    /// [`MAX_CLASSIFY_ITEMS`] and a bounded amount of text per job). A job
+    /// runs on the organisation's agents; plain items go to its cloud
+    /// provider instead only when it is not in HIPAA mode, no agent can run
+    /// the model now, and it has one. A job waits for an agent as long as
+    /// it takes: nothing is lost. Returns how many jobs were queued.
+    pub async fn classify_inbox(&self) -> usize {
+        let due = match self.store.unclassified_inbox(Timestamp::now(), CLASSIFY_BATCH).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the inbox items to classify");
+                return 0;
+            }
+        };
+        let mut groups: BTreeMap<(Uuid, bool), Vec<Unclassified>> = BTreeMap::new();
+        for item in due {
+            groups.entry((item.tenant_id, item.sealed)).or_default().push(item);
+        }
+        let mut queued = 0;
+        for ((tenant_id, sealed), items) in groups {
+            let route = match self.classify_route(tenant_id, sealed).await {
+                Ok(route) => route,
+                Err(e) => {
+                    tracing::error!(error = %e, tenant = %tenant_id, "could not choose where to classify");
+                    continue;
+                }
+            };
+            for batch in classify_batches(&items) {
+                match self.start_classify(tenant_id, &route, batch).await {
+                    Ok(true) => queued += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, tenant = %tenant_id, "could not queue a classify job");
+                    }
+                }
+            }
+        }
+        if queued > 0 {
+            self.jobs.queued();
+            tracing::info!(jobs = queued, "inbox classify jobs queued");
+        }
+        queued
+    }
+
+    async fn classify_route(&self, tenant_id: Uuid, sealed: bool) -> anyhow::Result<(Route, String)> {
+        let model = marketer_protocol::canonical_model_name(&self.settings.inbox_model);
+        if sealed {
+            return Ok((Route::Edge, model));
+        }
+        let tenant = self.store.tenant(tenant_id).await?.ok_or_else(|| anyhow::anyhow!("no such tenant"))?;
+        if tenant.compliance_mode != ComplianceMode::Hipaa
+            && crate::jobs::edge_problem(self.store.as_ref(), tenant_id, &model, self.settings.online_window)
+                .await?
+                .is_some()
+            && let Some(provider) = self.store.cloud_provider(tenant_id).await?
+        {
+            return Ok((Route::Cloud, provider.model));
+        }
+        Ok((Route::Edge, model))
+    }
+
+    async fn start_classify(
+        &self,
+        tenant_id: Uuid,
+        route: &(Route, String),
+        batch: &[Unclassified],
+    ) -> anyhow::Result<bool> {
+        let items = batch
+            .iter()
+            .map(|i| ClassifyItem { id: i.id, platform: i.network.clone(), kind: i.kind.clone() })
+            .collect();
+        let job = NewJob {
+            id: new_id(),
+            tenant_id,
+            spec: JobSpec::Classify { model: route.1.clone(), items },
+            labels: Default::default(),
+            priority: crate::service::DEFAULT_PRIORITY,
+            not_before: None,
+            timeout_seconds: CLASSIFY_RUN_SECONDS,
+            // Waits for an agent as long as it takes.
+            queue_timeout_seconds: None,
+            max_attempts: 3,
+            idempotency_key: None,
+            request_hash: Vec::new(),
+            created_by: CLASSIFY_SUBMITTER.into(),
+            activity_id: None,
+            route: route.0,
+            index_project_id: None,
+        };
+        let ids: Vec<Uuid> = batch.iter().map(|i| i.id).collect();
+        Ok(self.store.start_classification(&job, &ids).await?)
+    }
+
+    /// The texts of a classify job's items for the agent holding it:
+    /// sealed ones opened (only an agent of the item's organisation gets
+    /// here: the job is the organisation's).
+    pub async fn classify_texts(&self, agent_id: Uuid, job_id: Uuid) -> anyhow::Result<Option<Vec<String>>> {
+        let Some(texts) = self.store.classify_texts(agent_id, job_id).await? else { return Ok(None) };
+        let mut out = Vec::with_capacity(texts.len());
+        for text in texts {
+            out.push(match text {
+                ItemText::Plain(text) => text,
+                ItemText::Sealed { tenant_id, sealed } => {
+                    self.key.open(tenant_id, &sealed)?.expose_secret().to_owned()
+                }
+            });
+        }
+        Ok(Some(out))
+    }
+}
+
+/// Items in jobs of at most [`MAX_CLASSIFY_ITEMS`] and about 30,000
+/// characters each.
+fn classify_batches(items: &[Unclassified]) -> Vec<&[Unclassified]> {
+    const CHARS: i64 = 30_000;
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut chars = 0;
+    for (i, item) in items.iter().enumerate() {
+        let size = item.chars.clamp(0, CHARS);
+        if i > start && (i - start >= MAX_CLASSIFY_ITEMS || chars + size > CHARS) {
+            out.push(&items[start..i]);
+            start = i;
+            chars = 0;
+        }
+        chars += size;
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}

@@ -72,6 +72,10 @@ pub struct PublishSettings {
     pub metrics: collect::MetricsSchedule,
     /// How often each account's inbox is read (`inbox.rs`).
     pub inbox_every: Duration,
+    /// The model that classifies inbox items on agents.
+    pub inbox_model: String,
+    /// An agent silent this long is offline (for where classify jobs go).
+    pub online_window: time::Duration,
 }
 
 impl Default for PublishSettings {
@@ -84,6 +88,8 @@ impl Default for PublishSettings {
             refresh_margin: Duration::from_secs(120),
             metrics: collect::MetricsSchedule::default(),
             inbox_every: Duration::from_secs(120),
+            inbox_model: DEFAULT_INBOX_MODEL.into(),
+            online_window: time::Duration::seconds(90),
         }
     }
 }
@@ -97,6 +103,8 @@ pub struct PublishingConfig {
 
 /// Posts claimed per pass.
 const BATCH: i64 = 256;
+/// The model inbox items are classified with, unless configured.
+pub const DEFAULT_INBOX_MODEL: &str = "llama3.2";
 
 /// The publishing engine of this replica.
 #[derive(Debug)]
@@ -108,6 +116,8 @@ pub struct Publisher {
     /// This replica's name on leases and locks.
     owner: String,
     wake: Notify,
+    /// Told when classify jobs are queued.
+    jobs: Arc<crate::jobs::JobEngine>,
 }
 
 fn later(d: Duration) -> Timestamp {
@@ -217,9 +227,10 @@ impl Publisher {
         key: Arc<DataKey>,
         platforms: Platforms,
         settings: PublishSettings,
+        jobs: Arc<crate::jobs::JobEngine>,
     ) -> Self {
         let owner = format!("{}:{}", gethostname::gethostname().to_string_lossy(), crate::domain::new_id());
-        Self { store, key, platforms, settings, owner, wake: Notify::new() }
+        Self { store, key, platforms, settings, owner, wake: Notify::new(), jobs }
     }
 
     /// Something was scheduled: look now rather than at the next sweep.
@@ -246,6 +257,7 @@ impl Publisher {
             if handled == 0 && last_inbox.elapsed() >= self.settings.inbox_every.min(Duration::from_secs(5)) {
                 last_inbox = std::time::Instant::now();
                 self.collect_inbox().await;
+                self.classify_inbox().await;
             }
             if handled == 0 && last_metrics.elapsed() >= self.settings.metrics.poll {
                 last_metrics = std::time::Instant::now();

@@ -14,12 +14,17 @@ use super::{App, TenantAccess, actions};
 use crate::domain::new_id;
 use crate::domain::{Permission, Timestamp};
 use crate::error::{Error, FoundExt, Result};
-use crate::store::{InboxChange, InboxFilter, InboxItem, ListeningQuery, Network, NewListeningQuery};
+use crate::store::{
+    Classification, InboxChange, InboxFilter, InboxItem, ListeningQuery, Network, NewListeningQuery,
+};
 
 /// Items a page holds at most.
 pub const MAX_PAGE: i64 = 200;
 const STATUSES: [&str; 2] = ["open", "done"];
 const KINDS: [&str; 3] = ["mention", "reply", "listening"];
+const SENTIMENTS: [&str; 3] = ["positive", "neutral", "negative"];
+const INTENTS: [&str; 6] = ["question", "complaint", "praise", "purchase_interest", "spam", "other"];
+const SORTS: [&str; 2] = ["newest", "urgent"];
 /// Listening queries an organisation may keep.
 pub const MAX_QUERIES: usize = 50;
 
@@ -36,8 +41,22 @@ pub struct InboxItemView {
     pub kind: String,
     pub author_handle: String,
     pub author_name: Option<String>,
-    /// Plain text, as the author wrote it.
+    /// Plain text, as the author wrote it (or as the agent's policy left
+    /// it: see `redacted`); empty while `sealed`.
     pub text: String,
+    /// Held sealed until one of the organisation's agents has screened it
+    /// (an account serving an `edge_only` project, or a HIPAA
+    /// organisation): read it on the platform (`url`) until then.
+    pub sealed: bool,
+    /// Identifiers in the text were replaced by the agent's policy.
+    pub redacted: bool,
+    /// The labels an LLM gave it; null until classified.
+    pub classification: Option<ClassificationView>,
+    /// `classified`, `waiting` (for a job or an agent: see
+    /// `classification_note`), or `failed` (given up after three tries).
+    pub classification_status: String,
+    /// Why it is not classified yet, or why it failed.
+    pub classification_note: Option<String>,
     /// The item on the platform.
     pub url: Option<String>,
     /// The post of ours it answers, when it answers one published here.
@@ -58,9 +77,67 @@ pub struct InboxItemView {
     pub updated_at: Timestamp,
 }
 
+/// An item's labels.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClassificationView {
+    /// `positive`, `neutral` or `negative`.
+    pub sentiment: String,
+    /// From -1 (very negative) to 1 (very positive).
+    pub sentiment_score: f64,
+    /// `question`, `complaint`, `praise`, `purchase_interest`, `spam` or `other`.
+    pub intent: String,
+    /// `low`, `normal` or `high`.
+    pub urgency: String,
+    /// ISO 639-1, or `und`.
+    pub language: String,
+    /// It holds personal or health data: a person answers it.
+    pub personal_data: bool,
+    pub classified_at: Timestamp,
+}
+
+impl From<Classification> for ClassificationView {
+    fn from(c: Classification) -> Self {
+        ClassificationView {
+            sentiment: c.sentiment,
+            sentiment_score: c.sentiment_score as f64 / 100.0,
+            intent: c.intent,
+            urgency: c.urgency,
+            language: c.language,
+            personal_data: c.personal_data,
+            classified_at: c.classified_at,
+        }
+    }
+}
+
 impl From<InboxItem> for InboxItemView {
     fn from(i: InboxItem) -> Self {
+        let (classification_status, classification_note) = match (&i.classification, i.classify_job_id) {
+            (Some(_), _) => ("classified", None),
+            (None, Some(_)) => {
+                ("waiting", Some(i.classify_waiting.clone().unwrap_or_else(|| "being classified".into())))
+            }
+            (None, None) if i.classify_attempts >= crate::store::CLASSIFY_ATTEMPTS => (
+                "failed",
+                Some(format!(
+                    "not classified after {} tries: {}",
+                    i.classify_attempts,
+                    i.classify_error.clone().unwrap_or_default()
+                )),
+            ),
+            (None, None) => (
+                "waiting",
+                Some(match &i.classify_error {
+                    Some(e) => format!("to be tried again: {e}"),
+                    None => "waiting for a classify job".into(),
+                }),
+            ),
+        };
         InboxItemView {
+            sealed: i.sealed,
+            redacted: i.redacted,
+            classification: i.classification.map(Into::into),
+            classification_status: classification_status.into(),
+            classification_note,
             id: i.id,
             account_id: i.account_id,
             network: i.network.parse().unwrap_or(Network::Mastodon),
@@ -126,7 +203,13 @@ pub struct InboxQuery {
     pub assignee: Option<String>,
     /// One thread (with `account_id`).
     pub thread: Option<String>,
-    /// The next page: items older than this item (`next_before`).
+    /// `positive`, `neutral` or `negative`.
+    pub sentiment: Option<String>,
+    /// `question`, `complaint`, `praise`, `purchase_interest`, `spam` or `other`.
+    pub intent: Option<String>,
+    /// `newest` (default) or `urgent`: most urgent first, then newest.
+    pub sort: Option<String>,
+    /// The next page: the items after this one (`next_before`).
     pub before: Option<String>,
     /// 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
@@ -262,7 +345,7 @@ impl App {
                 let item = self.store.inbox_item(access.tenant_id, id).await?.ok_or_else(|| {
                     Error::invalid("before", "no item of this organisation has this id; use next_before")
                 })?;
-                Some((item.posted_at, item.id))
+                Some((item.urgency_rank, item.posted_at, item.id))
             }
             None => None,
         };
@@ -275,6 +358,9 @@ impl App {
             assignee_id,
             unassigned,
             thread,
+            sentiment: one_of("sentiment", q.sentiment.as_deref(), &SENTIMENTS)?,
+            intent: one_of("intent", q.intent.as_deref(), &INTENTS)?,
+            urgent_first: one_of("sort", q.sort.as_deref(), &SORTS)?.as_deref() == Some("urgent"),
             before,
             limit: limit + 1,
         };

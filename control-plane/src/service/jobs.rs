@@ -421,6 +421,9 @@ fn job_spec(
             "kind",
             "ingest jobs are created by uploading a document: POST /api/v1/tenants/{tenant_id}/projects/{project_id}/documents",
         )),
+        JobKind::Classify => {
+            Err(Error::invalid("kind", "classify jobs are created by the inbox for the items it collects"))
+        }
     }
 }
 

@@ -222,7 +222,8 @@ impl App {
             store.clone(),
             at_rest.data_key.clone(),
             crate::publishing::platforms::Platforms::new(publishing.platforms)?,
-            publishing.engine,
+            crate::publishing::PublishSettings { online_window, ..publishing.engine },
+            jobs.clone(),
         ));
         let cloud = Arc::new(CloudRunner::new(jobs.clone(), at_rest.data_key, CloudSettings::default())?);
         let store_for_leads = store.clone();

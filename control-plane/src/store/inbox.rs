@@ -8,8 +8,12 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{NewAuditEvent, Result};
+use super::{NewAuditEvent, NewJob, Result};
+use crate::cloud::crypto::Sealed;
 use crate::domain::Timestamp;
+
+/// Failed classify jobs after which an item is left unclassified.
+pub const CLASSIFY_ATTEMPTS: i64 = 3;
 
 /// An item as collected from a platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +32,45 @@ pub struct CollectedItem {
     /// The platform id it answers, if any.
     pub in_reply_to: Option<String>,
     pub posted_at: Timestamp,
+    /// The text sealed, for an account whose items an agent screens
+    /// first: then `text` is not stored.
+    pub sealed: Option<Sealed>,
+}
+
+/// An item's labels, as its classify job gave them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classification {
+    /// `positive`, `neutral` or `negative`.
+    pub sentiment: String,
+    /// -100 (very negative) to 100.
+    pub sentiment_score: i64,
+    pub intent: String,
+    /// `low`, `normal` or `high`.
+    pub urgency: String,
+    pub language: String,
+    pub personal_data: bool,
+    pub classified_at: Timestamp,
+}
+
+/// An item waiting for a classify job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unclassified {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub account_id: Uuid,
+    pub network: String,
+    pub kind: String,
+    /// Characters of its text (sealed or not).
+    pub chars: i64,
+    /// Sealed until an agent screens it: only an agent may classify it.
+    pub sealed: bool,
+}
+
+/// The text of an item of a classify job: plain, or sealed.
+#[derive(Debug, Clone)]
+pub enum ItemText {
+    Plain(String),
+    Sealed { tenant_id: Uuid, sealed: Sealed },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +99,20 @@ pub struct InboxItem {
     pub status: String,
     pub assignee_id: Option<Uuid>,
     pub updated_at: Timestamp,
+    /// The text is held sealed until an agent has screened it (`text` is
+    /// empty until then).
+    pub sealed: bool,
+    /// The text is as the agent's policy left it (identifiers redacted).
+    pub redacted: bool,
+    pub classification: Option<Classification>,
+    /// 3 high, 2 normal (or not classified yet), 1 low.
+    pub urgency_rank: i64,
+    /// The classify job it waits for, and that job's waiting reason.
+    pub classify_job_id: Option<Uuid>,
+    pub classify_waiting: Option<String>,
+    /// Failed classify jobs so far, and the last one's reason.
+    pub classify_attempts: i64,
+    pub classify_error: Option<String>,
 }
 
 /// Which items a list returns; every field narrows it.
@@ -71,8 +128,13 @@ pub struct InboxFilter {
     pub unassigned: bool,
     /// One thread of one account (with `account_id`).
     pub thread: Option<String>,
-    /// Items posted before this (the next page of a newest-first list).
-    pub before: Option<(Timestamp, Uuid)>,
+    pub sentiment: Option<String>,
+    pub intent: Option<String>,
+    /// Most urgent first (then newest), rather than newest first.
+    pub urgent_first: bool,
+    /// Items after this one in the list's order: its urgency rank (with
+    /// `urgent_first`), time and id.
+    pub before: Option<(i64, Timestamp, Uuid)>,
     pub limit: i64,
 }
 
@@ -174,4 +236,16 @@ pub trait InboxStore: Send + Sync {
     ) -> Result<Option<InboxItem>>;
     /// How many open items the tenant has.
     async fn open_inbox_items(&self, tenant_id: Uuid) -> Result<i64>;
+    /// Items with neither labels nor a job, whose retry time has come,
+    /// oldest first, at most `limit`.
+    async fn unclassified_inbox(&self, now: Timestamp, limit: i64) -> Result<Vec<Unclassified>>;
+    /// Queues a classify job for `items` (compare-and-set: only items
+    /// still without labels or a job), in one transaction: `false` (and
+    /// nothing written) when another replica took any of them.
+    async fn start_classification(&self, job: &NewJob, items: &[Uuid]) -> Result<bool>;
+    /// The texts of a classify job's items, in the job's order, for the
+    /// agent holding the job's current lease; `None` otherwise.
+    async fn classify_texts(&self, agent_id: Uuid, job_id: Uuid) -> Result<Option<Vec<ItemText>>>;
+    /// The texts of a cloud classify job's items (plain only), in order.
+    async fn cloud_classify_texts(&self, job_id: Uuid) -> Result<Option<Vec<String>>>;
 }

@@ -69,6 +69,8 @@ pub enum JobKind {
     Activity,
     /// Indexing an uploaded document on an agent.
     Ingest,
+    /// Labelling inbox items.
+    Classify,
 }
 
 impl JobKind {
@@ -78,6 +80,7 @@ impl JobKind {
             JobSpec::Embed { .. } => JobKind::Embed,
             JobSpec::Activity { .. } => JobKind::Activity,
             JobSpec::Ingest { .. } => JobKind::Ingest,
+            JobSpec::Classify { .. } => JobKind::Classify,
         }
     }
 }

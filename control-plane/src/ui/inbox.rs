@@ -1,6 +1,8 @@
 //! The engagement inbox page: mentions of the organisation's accounts and
-//! replies to its posts, newest first, with filters (open or done, account,
-//! kind, mine or nobody's), whole threads one click away, and each item
+//! replies to its posts, newest or most urgent first, with filters (open or
+//! done, account, kind, sentiment, intent, mine or nobody's), each item's
+//! labels from its classification (or why it waits for one), whole
+//! threads one click away, and each item
 //! marked done, reopened, or assigned from its card. Accounts whose inbox
 //! could not be read say why.
 
@@ -50,6 +52,48 @@ struct ItemCard {
     done: bool,
     assignee: Option<String>,
     mine: bool,
+    /// Held sealed until an agent screened it.
+    sealed: bool,
+    redacted: bool,
+    /// "Negative", "Complaint", "Urgent", "Personal data", "German" ...
+    labels: Vec<Label>,
+    /// Why it is not classified yet (or failed).
+    waiting: Option<String>,
+}
+
+struct Label {
+    text: String,
+    /// `good`, `warn`, `bad` or empty.
+    tone: &'static str,
+}
+
+fn labels_of(i: &InboxItemView) -> Vec<Label> {
+    let Some(c) = &i.classification else { return Vec::new() };
+    let mut out = Vec::new();
+    let tone = match c.sentiment.as_str() {
+        "positive" => "good",
+        "negative" => "bad",
+        _ => "",
+    };
+    out.push(Label { text: capitalised(&c.sentiment), tone });
+    out.push(Label { text: capitalised(&c.intent.replace('_', " ")), tone: "" });
+    match c.urgency.as_str() {
+        "high" => out.push(Label { text: "Urgent".into(), tone: "bad" }),
+        "low" => out.push(Label { text: "Low urgency".into(), tone: "" }),
+        _ => {}
+    }
+    if c.personal_data {
+        out.push(Label { text: "Personal data: a person answers".into(), tone: "warn" });
+    }
+    if c.language != "en" && c.language != "und" {
+        out.push(Label { text: format!("Language: {}", c.language), tone: "" });
+    }
+    out
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|f| f.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 #[derive(Template)]
@@ -61,6 +105,9 @@ struct InboxTemplate {
     accounts: Vec<Choice>,
     kinds: Vec<Choice>,
     assignees: Vec<Choice>,
+    sentiments: Vec<Choice>,
+    intents: Vec<Choice>,
+    sorts: Vec<Choice>,
     /// Accounts whose last read failed, and why.
     problems: Vec<String>,
     /// Connected accounts on networks the inbox does not read yet.
@@ -96,6 +143,12 @@ pub struct Filters {
     #[serde(default)]
     query_id: Option<String>,
     #[serde(default)]
+    sentiment: Option<String>,
+    #[serde(default)]
+    intent: Option<String>,
+    #[serde(default)]
+    sort: Option<String>,
+    #[serde(default)]
     before: Option<String>,
 }
 
@@ -119,6 +172,9 @@ fn query_string(f: &Filters, before: Option<Uuid>) -> String {
         ("assignee", &f.assignee),
         ("thread", &f.thread),
         ("query_id", &f.query_id),
+        ("sentiment", &f.sentiment),
+        ("intent", &f.intent),
+        ("sort", &f.sort),
     ] {
         if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
             q.append_pair(k, v);
@@ -165,6 +221,9 @@ async fn show(
         query_id: filters.query_id.clone(),
         assignee,
         thread: filters.thread.clone(),
+        sentiment: filters.sentiment.clone(),
+        intent: filters.intent.clone(),
+        sort: filters.sort.clone(),
         before: filters.before.clone(),
         limit: Some(50),
     };
@@ -221,6 +280,10 @@ async fn show(
             done: i.status == "done",
             assignee: i.assignee_id.map(|a| if Some(a) == me { "you".to_owned() } else { name_of(a) }),
             mine: i.assignee_id.is_some() && i.assignee_id == me,
+            sealed: i.sealed,
+            redacted: i.redacted,
+            labels: labels_of(i),
+            waiting: (i.classification.is_none()).then(|| i.classification_note.clone()).flatten(),
         })
         .collect();
     let here = page.path(&format!(
@@ -257,6 +320,23 @@ async fn show(
             filters.assignee.as_deref(),
             &[("", "Anyone"), ("me", "Assigned to me"), ("none", "Nobody")],
         ),
+        sentiments: choices(
+            filters.sentiment.as_deref(),
+            &[("", "Any"), ("negative", "Negative"), ("neutral", "Neutral"), ("positive", "Positive")],
+        ),
+        intents: choices(
+            filters.intent.as_deref(),
+            &[
+                ("", "Any"),
+                ("question", "Questions"),
+                ("complaint", "Complaints"),
+                ("praise", "Praise"),
+                ("purchase_interest", "Wants to buy"),
+                ("spam", "Spam"),
+                ("other", "Other"),
+            ],
+        ),
+        sorts: choices(filters.sort.as_deref(), &[("", "Newest first"), ("urgent", "Most urgent first")]),
         problems,
         unread_networks,
         open: found.open,

@@ -1,7 +1,8 @@
-//! Fetching an uploaded document for its ingest job: one HTTPS request to
-//! the gateway with the agent's certificate (the gateway serves only the
-//! agent's own tenant's documents), then the size and hash checked against
-//! the job before anything is indexed.
+//! Fetching from the gateway, one HTTPS request with the agent's
+//! certificate each: an uploaded document for its ingest job (the gateway
+//! serves only the agent's own tenant's documents; the size and hash are
+//! checked against the job before anything is indexed), and the texts of
+//! a classify job's inbox items (served only to the agent holding the job).
 
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ use crate::ollama::Failure;
 
 /// A download of the largest document over a slow link still fits.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+/// The texts of one classify job are small.
+const TEXTS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where uploaded documents come from.
 #[derive(Debug, Clone)]
@@ -27,20 +30,10 @@ pub struct Gateway {
 impl Gateway {
     /// The document's bytes, checked against what the job says they are.
     pub async fn fetch(&self, document: &IngestDocument) -> Result<Vec<u8>, Failure> {
-        let unavailable = |e: anyhow::Error| {
-            Failure::new(job_errors::AGENT_ERROR, format!("downloading the document: {e:#}"), true)
-        };
-        // The identity is read each time: a renewal replaces it on disk.
-        let identity =
-            self.files.load_identity().and_then(|pem| Identity::parse(&pem)).map_err(unavailable)?;
-        let ca = self.files.load_ca().map_err(unavailable)?;
-        let tls = net::agent_config(&ca, identity).map_err(unavailable)?;
-        let path = paths::document(document.document_id);
-        let server = self.server.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (status, body) =
-            net::request_within(&server, tls, http::Method::GET, &path, None, DOWNLOAD_TIMEOUT)
-                .await
-                .map_err(unavailable)?;
+            self.get(&paths::document(document.document_id), DOWNLOAD_TIMEOUT).await.map_err(|e| {
+                Failure::new(job_errors::AGENT_ERROR, format!("downloading the document: {e:#}"), true)
+            })?;
         if status == http::StatusCode::NOT_FOUND || status == http::StatusCode::GONE {
             return Err(Failure::new(
                 job_errors::INVALID_REQUEST,
@@ -57,6 +50,50 @@ impl Gateway {
         }
         check(document, &body)?;
         Ok(body)
+    }
+
+    /// The texts of a classify job's items, in the job's order.
+    pub async fn classify_texts(&self, job_id: uuid::Uuid, count: usize) -> Result<Vec<String>, Failure> {
+        let (status, body) = self.get(&paths::classify(job_id), TEXTS_TIMEOUT).await.map_err(|e| {
+            Failure::new(job_errors::AGENT_ERROR, format!("fetching the items' texts: {e:#}"), true)
+        })?;
+        if status == http::StatusCode::NOT_FOUND || status == http::StatusCode::CONFLICT {
+            return Err(Failure::new(
+                job_errors::INVALID_REQUEST,
+                format!(
+                    "the control plane no longer gives this job's texts ({status}): it was reassigned or ended"
+                ),
+                true,
+            ));
+        }
+        if !status.is_success() {
+            return Err(Failure::new(
+                job_errors::AGENT_ERROR,
+                format!("the control plane answered {status} to the request for the items' texts"),
+                status.is_server_error(),
+            ));
+        }
+        let texts: marketer_protocol::inbox::ClassifyTexts = serde_json::from_slice(&body).map_err(|e| {
+            Failure::new(job_errors::AGENT_ERROR, format!("the items' texts could not be read: {e}"), true)
+        })?;
+        if texts.texts.len() != count {
+            return Err(Failure::new(
+                job_errors::AGENT_ERROR,
+                format!("the control plane sent {} texts for {count} items", texts.texts.len()),
+                true,
+            ));
+        }
+        Ok(texts.texts)
+    }
+
+    /// One GET to the gateway with the agent's certificate.
+    async fn get(&self, path: &str, timeout: Duration) -> anyhow::Result<(http::StatusCode, Vec<u8>)> {
+        // The identity is read each time: a renewal replaces it on disk.
+        let identity = Identity::parse(&self.files.load_identity()?)?;
+        let ca = self.files.load_ca()?;
+        let tls = net::agent_config(&ca, identity)?;
+        let server = self.server.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        net::request_within(&server, tls, http::Method::GET, path, None, timeout).await
     }
 }
 

@@ -68,9 +68,9 @@ impl Attempt<'_> {
 
 /// The pipeline's model: the local Ollama, streamed and batched as any
 /// chat job's.
-struct EdgeLlm<'a> {
-    attempt: &'a Attempt<'a>,
-    model: &'a str,
+pub(super) struct EdgeLlm<'a> {
+    pub attempt: &'a Attempt<'a>,
+    pub model: &'a str,
 }
 
 impl Llm for EdgeLlm<'_> {

@@ -12,6 +12,7 @@
 //! redacts what leaves.
 
 mod activity;
+mod classify;
 mod ingest;
 pub mod outbox;
 mod run;

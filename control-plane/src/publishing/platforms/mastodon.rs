@@ -238,6 +238,7 @@ fn status_item(status: &serde_json::Value, kind: &str) -> Option<CollectedItem> 
             .map(str::to_owned),
         in_reply_to: status["in_reply_to_id"].as_str().map(str::to_owned),
         posted_at,
+        sealed: None,
     })
 }
 

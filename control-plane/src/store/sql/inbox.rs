@@ -2,9 +2,12 @@
 //! and platform id, and each account's inbox schedule and cursor.
 
 use super::*;
+use marketer_protocol::inbox::{ClassifyItem, Urgency};
+
+use crate::cloud::crypto::Sealed;
 use crate::store::{
-    CollectedItem, DueInbox, InboxChange, InboxFilter, InboxItem, InboxStore, ListeningQuery,
-    NewListeningQuery,
+    CLASSIFY_ATTEMPTS, Classification, CollectedItem, DueInbox, InboxChange, InboxFilter, InboxItem,
+    InboxStore, ItemText, ListeningQuery, NewJob, NewListeningQuery, Unclassified,
 };
 
 #[derive(FromRow)]
@@ -28,6 +31,21 @@ struct ItemRow {
     status: String,
     assignee_id: Option<Uuid>,
     updated_at: Timestamp,
+    sealed: bool,
+    redacted: bool,
+    sentiment: Option<String>,
+    sentiment_score: Option<i64>,
+    intent: Option<String>,
+    urgency: Option<String>,
+    language: Option<String>,
+    personal_data: Option<bool>,
+    classified_at: Option<Timestamp>,
+    urgency_rank: i64,
+    classify_job_id: Option<Uuid>,
+    job_status: Option<String>,
+    job_waiting: Option<String>,
+    classify_attempts: i64,
+    classify_error: Option<String>,
 }
 
 impl From<ItemRow> for InboxItem {
@@ -52,14 +70,46 @@ impl From<ItemRow> for InboxItem {
             status: r.status,
             assignee_id: r.assignee_id,
             updated_at: r.updated_at,
+            sealed: r.sealed,
+            redacted: r.redacted,
+            classification: match (r.sentiment, r.intent, r.urgency, r.classified_at) {
+                (Some(sentiment), Some(intent), Some(urgency), Some(classified_at)) => Some(Classification {
+                    sentiment,
+                    sentiment_score: r.sentiment_score.unwrap_or(0),
+                    intent,
+                    urgency,
+                    language: r.language.unwrap_or_else(|| "und".into()),
+                    personal_data: r.personal_data.unwrap_or(false),
+                    classified_at,
+                }),
+                _ => None,
+            },
+            urgency_rank: r.urgency_rank,
+            classify_job_id: r.classify_job_id,
+            // A job not started yet says why; one running does not wait.
+            classify_waiting: match r.job_status.as_deref() {
+                Some("queued") => {
+                    Some(r.job_waiting.unwrap_or_else(|| "waiting for one of your agents to take it".into()))
+                }
+                _ => None,
+            },
+            classify_attempts: r.classify_attempts,
+            classify_error: r.classify_error,
         }
     }
 }
 
 const ITEM_SELECT: &str = "SELECT i.id, i.account_id, a.platform AS network, a.handle, i.platform_item_id, \
      i.kind, i.author_handle, i.author_name, i.text, i.url, i.post_id, i.in_reply_to, i.query_id, i.thread, i.posted_at, \
-     i.collected_at, i.status, i.assignee_id, i.updated_at \
-     FROM inbox_items i JOIN social_accounts a ON a.id = i.account_id";
+     i.collected_at, i.status, i.assignee_id, i.updated_at, (i.sealed_text IS NOT NULL) AS sealed, i.redacted, \
+     i.sentiment, i.sentiment_score, i.intent, i.urgency, i.language, i.personal_data, i.classified_at, \
+     i.urgency_rank, i.classify_job_id, j.status AS job_status, j.waiting_reason AS job_waiting, \
+     i.classify_attempts, i.classify_error \
+     FROM inbox_items i JOIN social_accounts a ON a.id = i.account_id \
+     LEFT JOIN jobs j ON j.id = i.classify_job_id";
+
+/// The wait after a failed classify job before the item is tried again.
+const CLASSIFY_RETRY: time::Duration = time::Duration::minutes(10);
 
 /// The longest text kept of an item (platforms allow a few thousand
 /// characters; this bounds what one hostile item can store).
@@ -185,12 +235,17 @@ where
                 }
                 None => (None, item.platform_item_id.clone()),
             };
-            let text: String = item.text.chars().take(MAX_TEXT).collect();
+            // A sealed item's text is not stored until an agent screened it.
+            let text: String = if item.sealed.is_some() {
+                String::new()
+            } else {
+                item.text.chars().take(MAX_TEXT).collect()
+            };
             let r = sqlx::query(
                 "INSERT INTO inbox_items (id, tenant_id, account_id, platform_item_id, kind, author_handle, \
                  author_name, text, url, post_id, in_reply_to, thread, posted_at, collected_at, status, updated_at, \
-                 query_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'open', $14, $15) \
+                 query_id, sealed_text, sealed_nonce) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'open', $14, $15, $16, $17) \
                  ON CONFLICT (account_id, platform_item_id) DO NOTHING",
             )
             .bind(crate::domain::new_id())
@@ -208,6 +263,8 @@ where
             .bind(item.posted_at)
             .bind(collected_at)
             .bind(query)
+            .bind(item.sealed.as_ref().map(|s| s.ciphertext.clone()))
+            .bind(item.sealed.as_ref().map(|s| s.nonce.clone()))
             .execute(&mut *tx)
             .await?;
             new += DB::rows_affected(&r) as usize;
@@ -260,16 +317,32 @@ where
     }
 
     async fn inbox_items(&self, tenant_id: Uuid, f: &InboxFilter) -> Result<Vec<InboxItem>> {
-        let (before_at, before_id) = f.before.map_or((None, None), |(at, id)| (Some(at), Some(id)));
+        let (before_rank, before_at, before_id) =
+            f.before.map_or((None, None, None), |(rank, at, id)| (Some(rank), Some(at), Some(id)));
+        // Newest first, or by urgency then newest; the page after an item
+        // is what sorts after it.
+        let (after, order) = if f.urgent_first {
+            (
+                " AND ($9 IS NULL OR i.urgency_rank < $13 OR (i.urgency_rank = $13 AND (i.posted_at < $9 \
+                 OR (i.posted_at = $9 AND i.id < $10)))) ",
+                " ORDER BY i.urgency_rank DESC, i.posted_at DESC, i.id DESC LIMIT $11",
+            )
+        } else {
+            (
+                " AND ($9 IS NULL OR i.posted_at < $9 OR (i.posted_at = $9 AND i.id < $10)) AND ($13 IS NULL OR TRUE) ",
+                " ORDER BY i.posted_at DESC, i.id DESC LIMIT $11",
+            )
+        };
         let rows: Vec<ItemRow> = sqlx::query_as(sql(&[
             ITEM_SELECT,
             " WHERE i.tenant_id = $1 AND ($2 IS NULL OR i.status = $2) AND ($3 IS NULL OR i.account_id = $3) \
              AND ($4 IS NULL OR a.platform = $4) AND ($5 IS NULL OR i.kind = $5) \
              AND ($6 IS NULL OR i.assignee_id = $6) AND ($7 = FALSE OR i.assignee_id IS NULL) \
              AND ($8 IS NULL OR i.thread = $8) \
-             AND ($9 IS NULL OR i.posted_at < $9 OR (i.posted_at = $9 AND i.id < $10)) \
              AND ($12 IS NULL OR i.query_id = $12) \
-             ORDER BY i.posted_at DESC, i.id DESC LIMIT $11",
+             AND ($14 IS NULL OR i.sentiment = $14) AND ($15 IS NULL OR i.intent = $15)",
+            after,
+            order,
         ]))
         .bind(tenant_id)
         .bind(f.status.clone())
@@ -283,6 +356,9 @@ where
         .bind(before_id)
         .bind(f.limit)
         .bind(f.query_id)
+        .bind(before_rank)
+        .bind(f.sentiment.clone())
+        .bind(f.intent.clone())
         .fetch_all(&self.read)
         .await?;
         Ok(rows.into_iter().map(InboxItem::from).collect())
@@ -350,6 +426,95 @@ where
             .bind(tenant_id)
             .fetch_one(&self.read)
             .await?)
+    }
+
+    async fn unclassified_inbox(&self, now: Timestamp, limit: i64) -> Result<Vec<Unclassified>> {
+        let rows: Vec<(Uuid, Uuid, Uuid, String, String, i64, bool)> = sqlx::query_as(
+            "SELECT i.id, i.tenant_id, i.account_id, a.platform, i.kind, \
+             CAST(COALESCE(LENGTH(i.sealed_text), LENGTH(i.text)) AS BIGINT), (i.sealed_text IS NOT NULL) \
+             FROM inbox_items i JOIN social_accounts a ON a.id = i.account_id \
+             WHERE i.classified_at IS NULL AND i.classify_job_id IS NULL AND i.classify_attempts < $2 \
+             AND (i.classify_retry_at IS NULL OR i.classify_retry_at <= $1) \
+             ORDER BY i.collected_at, i.id LIMIT $3",
+        )
+        .bind(now)
+        .bind(CLASSIFY_ATTEMPTS)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, tenant_id, account_id, network, kind, chars, sealed)| Unclassified {
+                id,
+                tenant_id,
+                account_id,
+                network,
+                kind,
+                chars,
+                sealed,
+            })
+            .collect())
+    }
+
+    async fn start_classification(&self, job: &NewJob, items: &[Uuid]) -> Result<bool> {
+        let now = Timestamp::now();
+        let mut tx = self.write.begin().await?;
+        Self::insert_job(&mut tx, job, now).await?;
+        for id in items {
+            let r = sqlx::query(
+                "UPDATE inbox_items SET classify_job_id = $2 \
+                 WHERE id = $1 AND tenant_id = $3 AND classify_job_id IS NULL AND classified_at IS NULL",
+            )
+            .bind(*id)
+            .bind(job.id)
+            .bind(job.tenant_id)
+            .execute(&mut *tx)
+            .await?;
+            if DB::rows_affected(&r) != 1 {
+                // Another replica queued it: this job is not needed.
+                return Ok(false);
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn classify_texts(&self, agent_id: Uuid, job_id: Uuid) -> Result<Option<Vec<ItemText>>> {
+        let spec: Option<String> = sqlx::query_scalar(
+            "SELECT spec FROM jobs WHERE id = $1 AND agent_id = $2 AND status IN ('assigned', 'running')",
+        )
+        .bind(job_id)
+        .bind(agent_id)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(spec) = spec else { return Ok(None) };
+        let Ok(JobSpec::Classify { items, .. }) = serde_json::from_str::<JobSpec>(&spec) else {
+            return Ok(None);
+        };
+        self.texts_of(job_id, &items).await.map(Some)
+    }
+
+    async fn cloud_classify_texts(&self, job_id: Uuid) -> Result<Option<Vec<String>>> {
+        let spec: Option<String> =
+            sqlx::query_scalar("SELECT spec FROM jobs WHERE id = $1 AND route = 'cloud'")
+                .bind(job_id)
+                .fetch_optional(&self.read)
+                .await?;
+        let Some(spec) = spec else { return Ok(None) };
+        let Ok(JobSpec::Classify { items, .. }) = serde_json::from_str::<JobSpec>(&spec) else {
+            return Ok(None);
+        };
+        let texts = self.texts_of(job_id, &items).await?;
+        // The cloud never gets a sealed text.
+        Ok(Some(
+            texts
+                .into_iter()
+                .map(|t| match t {
+                    ItemText::Plain(text) => text,
+                    ItemText::Sealed { .. } => String::new(),
+                })
+                .collect(),
+        ))
     }
 
     async fn listening_failed(&self, query_id: Uuid, error: &str) -> Result<()> {
@@ -434,5 +599,125 @@ where
         Self::insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
+    }
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Timestamp: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Date: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Option<Uuid>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<bool>: Decode<'t, DB>,
+    for<'t> Option<i64>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Timestamp>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Date>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Vec<u8>>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> &'t str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+{
+    /// The texts of a classify job's items in the job's order (an item
+    /// gone since is an empty text).
+    async fn texts_of(&self, job_id: Uuid, items: &[ClassifyItem]) -> Result<Vec<ItemText>> {
+        type Row = (Uuid, Uuid, String, Option<Vec<u8>>, Option<Vec<u8>>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, tenant_id, text, sealed_text, sealed_nonce FROM inbox_items WHERE classify_job_id = $1",
+        )
+        .bind(job_id)
+        .fetch_all(&self.read)
+        .await?;
+        let mut by_id: std::collections::HashMap<Uuid, ItemText> = rows
+            .into_iter()
+            .map(|(id, tenant_id, text, ciphertext, nonce)| {
+                let text = match (ciphertext, nonce) {
+                    (Some(ciphertext), Some(nonce)) => {
+                        ItemText::Sealed { tenant_id, sealed: Sealed { ciphertext, nonce } }
+                    }
+                    _ => ItemText::Plain(text),
+                };
+                (id, text)
+            })
+            .collect();
+        Ok(items.iter().map(|i| by_id.remove(&i.id).unwrap_or(ItemText::Plain(String::new()))).collect())
+    }
+
+    /// What a classify job's end means for its items, in the job's
+    /// transaction: labels (and the text as the agent's policy left it)
+    /// when it succeeded with one label per item; otherwise the items are
+    /// free again, to be tried later with the reason kept.
+    pub(super) async fn classify_ended(
+        conn: &mut DB::Connection,
+        job: &Job,
+        output: Option<&JobOutput>,
+        error: Option<&JobError>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let JobSpec::Classify { items, .. } = &job.spec else { return Ok(()) };
+        let labels = match output {
+            Some(JobOutput::Classified { items: labels }) if labels.len() == items.len() => Some(labels),
+            _ => None,
+        };
+        let Some(labels) = labels else {
+            let reason = match (error, output) {
+                (Some(e), _) => e.message.clone(),
+                (None, Some(_)) => "the agent's answer did not label every item".to_owned(),
+                (None, None) => "the job was cancelled".to_owned(),
+            };
+            let reason: String = reason.chars().take(500).collect();
+            sqlx::query(
+                "UPDATE inbox_items SET classify_job_id = NULL, classify_attempts = classify_attempts + 1, \
+                 classify_error = $2, classify_retry_at = $3 WHERE classify_job_id = $1",
+            )
+            .bind(job.id)
+            .bind(reason)
+            .bind(now + CLASSIFY_RETRY)
+            .execute(&mut *conn)
+            .await?;
+            return Ok(());
+        };
+        for (item, l) in items.iter().zip(labels) {
+            let text: Option<String> = l.text.as_ref().map(|t| t.chars().take(MAX_TEXT).collect());
+            let rank: i64 = match l.urgency {
+                Urgency::High => 3,
+                Urgency::Normal => 2,
+                Urgency::Low => 1,
+            };
+            let score = (f64::from(l.sentiment_score).clamp(-1.0, 1.0) * 100.0).round() as i64;
+            let language: String = l.language.chars().take(8).collect();
+            sqlx::query(
+                "UPDATE inbox_items SET sentiment = $3, sentiment_score = $4, intent = $5, urgency = $6, \
+                 urgency_rank = $7, language = $8, personal_data = $9, classified_at = $10, classify_job_id = NULL, \
+                 classify_error = NULL, \
+                 text = COALESCE($11, text), redacted = CASE WHEN $11 IS NULL THEN redacted ELSE $12 END, \
+                 sealed_text = CASE WHEN $11 IS NULL THEN sealed_text ELSE NULL END, \
+                 sealed_nonce = CASE WHEN $11 IS NULL THEN sealed_nonce ELSE NULL END \
+                 WHERE id = $1 AND classify_job_id = $2",
+            )
+            .bind(item.id)
+            .bind(job.id)
+            .bind(l.sentiment.as_str())
+            .bind(score)
+            .bind(l.intent.as_str())
+            .bind(l.urgency.as_str())
+            .bind(rank)
+            .bind(language)
+            .bind(l.personal_data)
+            .bind(now)
+            .bind(text)
+            .bind(l.redacted)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,304 @@
+//! The inbox classified on the tenant's own agent, end to end with the
+//! real binaries: mentions read from the fake Mastodon, waiting while no
+//! agent is online, labelled in batches by the agent against the fake
+//! Ollama (whose classifier answers by the messages' words), sorted and
+//! filtered by their labels; and the canary: a HIPAA organisation's
+//! mention with PHI is kept sealed until its agent has screened it, and
+//! afterwards its identifiers are in no store, log or transcript of the
+//! control plane.
+
+use std::path::Path;
+use std::time::Duration;
+
+use marketer_tests::fleet::{Fleet, job_timings};
+use marketer_tests::social::FakeSocial;
+use marketer_tests::{AgentHost, AgentProcess, TempDatabase, eventually};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const MODEL: &str = "llama3.2:3b";
+
+async fn fleet(social: &FakeSocial, extra: &[(&str, &str)]) -> Fleet {
+    let mut env: Vec<(&str, &str)> = vec![("MARKETER_INBOX_POLL_MS", "200"), ("MARKETER_INBOX_MODEL", MODEL)];
+    env.extend_from_slice(extra);
+    Fleet::start(|o| {
+        let mut o = social.configure(job_timings(o));
+        for (key, value) in env {
+            o = o.env(key, value);
+        }
+        o
+    })
+    .await
+}
+
+/// Connects the fake instance's Mastodon account, as a browser would.
+async fn connect_mastodon(fleet: &Fleet, social: &FakeSocial) -> Value {
+    let body = json!({ "network": "mastodon", "instance": social.url() });
+    let (status, started) = fleet.call(Method::POST, "/accounts/connect", Some(body)).await;
+    assert_eq!(status, 200, "{started}");
+    let no_redirects =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let approve = no_redirects.get(started["authorize_url"].as_str().unwrap()).send().await.unwrap();
+    let callback = approve.headers()["location"].to_str().unwrap().to_owned();
+    let response = fleet.api.http.get(&callback).bearer_auth(&fleet.api.token).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
+}
+
+async fn agent(fleet: &Fleet, home: &Path) -> (AgentHost, String, AgentProcess) {
+    let host = fleet.host(home);
+    let id = fleet.enroll(&host, &[]).await;
+    let process = host.spawn_run(&[]);
+    fleet.wait_state(&id, "online", Duration::from_secs(30)).await;
+    (host, id, process)
+}
+
+async fn inbox(fleet: &Fleet, query: &str) -> Value {
+    let limit = if query.contains("limit=") { "" } else { "&limit=200" };
+    let params = format!("{limit}{query}");
+    let (status, page) =
+        fleet.call(Method::GET, &format!("/inbox?{}", params.trim_start_matches('&')), None).await;
+    assert_eq!(status, 200, "{page}");
+    page
+}
+
+fn texts(page: &Value) -> Vec<String> {
+    page["items"].as_array().unwrap().iter().map(|i| i["text"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Model calls of the classifier so far.
+fn classify_calls(fleet: &Fleet) -> usize {
+    fleet
+        .ollama
+        .chat_requests()
+        .iter()
+        .filter(|r| r.to_string().contains("You sort what people write to a brand"))
+        .count()
+}
+
+const MENTIONS: [&str; 6] = [
+    "This is terrible, the heating is broken and nobody answers!",
+    "I love the new listing, thank you",
+    "Is the open house on Sunday?",
+    "I would like to book a viewing of the loft",
+    "Click here for free followers",
+    "Danke, ich finde die Wohnung toll",
+];
+
+#[tokio::test]
+async fn mentions_wait_for_an_agent_then_are_labelled_in_batches() {
+    let social = FakeSocial::start().await;
+    let fleet = fleet(&social, &[]).await;
+    connect_mastodon(&fleet, &social).await;
+    eventually(Duration::from_secs(10), "the inbox's first read", || async {
+        social.requests().iter().any(|r| r == "GET /api/v1/notifications").then_some(())
+    })
+    .await;
+    for text in MENTIONS {
+        social.mention("dana", text, None);
+    }
+    // No agent yet: the items are listed, waiting, and say why.
+    let waiting = eventually(Duration::from_secs(20), "six waiting items", || async {
+        let page = inbox(&fleet, "").await;
+        let items = page["items"].as_array().unwrap().clone();
+        (items.len() == 6
+            && items.iter().all(|i| {
+                i["classification_note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("no agent of this tenant is online"))
+            }))
+        .then_some(items)
+    })
+    .await;
+    for item in &waiting {
+        assert_eq!(item["classification_status"], "waiting", "{item}");
+        assert!(item["classification"].is_null(), "{item}");
+        assert_eq!(item["sealed"], false, "a standard organisation's account keeps the text");
+    }
+    assert_eq!(classify_calls(&fleet), 0);
+
+    // An agent comes online and labels them all.
+    let home = tempfile::tempdir().unwrap();
+    let (_host, _agent_id, _process) = agent(&fleet, home.path()).await;
+    let page = eventually(Duration::from_secs(30), "six classified items", || async {
+        let page = inbox(&fleet, "").await;
+        let items = page["items"].as_array().unwrap();
+        items.iter().all(|i| i["classification_status"] == "classified").then_some(page)
+    })
+    .await;
+    let label = |text: &str| -> Value {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["text"].as_str().unwrap().ends_with(text))
+            .unwrap_or_else(|| panic!("{text} in {page}"))["classification"]
+            .clone()
+    };
+    let angry = label(MENTIONS[0]);
+    assert_eq!(
+        (angry["sentiment"].as_str(), angry["intent"].as_str()),
+        (Some("negative"), Some("complaint"))
+    );
+    assert_eq!(angry["urgency"], "high");
+    assert!(angry["sentiment_score"].as_f64().unwrap() < -0.5, "{angry}");
+    assert_eq!(label(MENTIONS[1])["intent"], "praise");
+    assert_eq!(label(MENTIONS[1])["sentiment"], "positive");
+    assert_eq!(label(MENTIONS[2])["intent"], "question");
+    assert_eq!(label(MENTIONS[3])["intent"], "purchase_interest");
+    assert_eq!(label(MENTIONS[4])["intent"], "spam");
+    assert_eq!(label(MENTIONS[5])["language"], "de");
+    assert_eq!(label(MENTIONS[1])["language"], "en");
+    // Batched: fewer model calls than items (they were queued in one or
+    // two collection rounds, each a job of up to 50 items, 10 per call).
+    let calls = classify_calls(&fleet);
+    assert!((1..=2).contains(&calls), "{calls} classifier calls for 6 items");
+
+    // The most urgent first; filters by sentiment and intent.
+    let urgent = inbox(&fleet, "&sort=urgent").await;
+    assert!(texts(&urgent)[0].ends_with(MENTIONS[0]), "{urgent}");
+    assert!(
+        texts(&urgent).last().unwrap().ends_with(MENTIONS[4])
+            || texts(&urgent).last().unwrap().ends_with(MENTIONS[1])
+            || texts(&urgent).last().unwrap().ends_with(MENTIONS[5]),
+        "a low-urgency item last"
+    );
+    let negative = inbox(&fleet, "&sentiment=negative").await;
+    assert_eq!(negative["items"].as_array().unwrap().len(), 1, "{negative}");
+    let buyers = inbox(&fleet, "&intent=purchase_interest").await;
+    assert!(texts(&buyers)[0].ends_with(MENTIONS[3]), "{buyers}");
+    // Pages of the urgent order follow it.
+    let first = inbox(&fleet, "&sort=urgent&limit=2").await;
+    let before = first["next_before"].as_str().unwrap();
+    let second = inbox(&fleet, &format!("&sort=urgent&limit=4&before={before}")).await;
+    let mut paged = texts(&first);
+    paged.extend(texts(&second));
+    assert_eq!(paged, texts(&urgent));
+    for (query, field) in
+        [("&sentiment=angry", "sentiment"), ("&intent=x", "intent"), ("&sort=oldest", "sort")]
+    {
+        let (status, error) = fleet.call(Method::GET, &format!("/inbox?limit=10{query}"), None).await;
+        assert_eq!(status, 422, "{query}: {error}");
+        assert_eq!(error["error"]["details"]["field"], field, "{error}");
+    }
+
+    // Nothing is classified twice: later rounds queue no more jobs.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(classify_calls(&fleet), calls);
+    let (_, jobs) = fleet.call(Method::GET, "/jobs?kind=classify", None).await;
+    let jobs = jobs["items"].as_array().unwrap();
+    assert!(!jobs.is_empty() && jobs.len() <= 2, "{jobs:?}");
+    for job in jobs {
+        assert_eq!(job["status"], "succeeded", "{job}");
+        let spec = job["spec"].to_string();
+        assert!(!spec.contains("heating"), "a classify job carries no text: {spec}");
+    }
+}
+
+/// Identifiers in the canary mention, and the placeholders the agent puts
+/// instead.
+const PHI: &[(&str, &str)] = &[
+    ("123-45-6789", "[SSN]"),
+    ("jane.roe@clinic-example.org", "[EMAIL]"),
+    ("(555) 201-3344", "[PHONE]"),
+    ("00482913", "[MRN]"),
+];
+
+async fn canary(database: Option<TempDatabase>) {
+    let social = FakeSocial::start().await;
+    let transcript_dir = tempfile::tempdir().unwrap();
+    let transcript = transcript_dir.path().join("agent-transcript.jsonl");
+    let mut extra = vec![("MARKETER_AGENT_TRANSCRIPT", transcript.to_str().unwrap())];
+    if let Some(db) = &database {
+        extra.push(("MARKETER_DATABASE_URL", db.url.as_str()));
+    }
+    let fleet = fleet(&social, &extra).await;
+    // A HIPAA organisation: its agents redact by default, its accounts'
+    // items are screened by them first.
+    let (status, tenant) = fleet.call(Method::PATCH, "", Some(json!({ "compliance_mode": "hipaa" }))).await;
+    assert_eq!(status, 200, "{tenant}");
+    connect_mastodon(&fleet, &social).await;
+    eventually(Duration::from_secs(10), "the inbox's first read", || async {
+        social.requests().iter().any(|r| r == "GET /api/v1/notifications").then_some(())
+    })
+    .await;
+    social.mention(
+        "pat",
+        "Terrible! Nobody answers about my prescription. Call me at (555) 201-3344 or jane.roe@clinic-example.org, \
+         patient 123-45-6789, MRN: 00482913",
+        None,
+    );
+    // Sealed while no agent has screened it.
+    let sealed = eventually(Duration::from_secs(20), "the sealed item", || async {
+        inbox(&fleet, "").await["items"].as_array().unwrap().first().cloned()
+    })
+    .await;
+    assert_eq!(sealed["sealed"], true, "{sealed}");
+    assert_eq!(sealed["text"], "", "{sealed}");
+    assert_eq!(sealed["classification_status"], "waiting");
+
+    let home = tempfile::tempdir().unwrap();
+    let (_host, agent_id, process) = agent(&fleet, home.path()).await;
+    let item = eventually(Duration::from_secs(30), "the screened item", || async {
+        let item = inbox(&fleet, "").await["items"][0].clone();
+        (item["classification_status"] == "classified").then_some(item)
+    })
+    .await;
+    assert_eq!(item["sealed"], false);
+    assert_eq!(item["redacted"], true, "{item}");
+    let text = item["text"].as_str().unwrap();
+    for (value, placeholder) in PHI {
+        assert!(!text.contains(value), "{value} in {text}");
+        assert!(text.contains(placeholder), "{placeholder} in {text}");
+    }
+    assert!(text.contains("Nobody answers about my prescription"), "the rest is kept: {text}");
+    let labels = &item["classification"];
+    assert_eq!(labels["personal_data"], true, "{labels}");
+    assert_eq!(labels["intent"], "complaint");
+    assert_eq!(labels["urgency"], "high");
+    // The agent did see the whole text.
+    assert!(fleet.ollama.chat_requests().iter().any(|r| r.to_string().contains("00482913")));
+
+    drop(process);
+    let recorded = std::fs::read_to_string(&transcript).unwrap();
+    assert!(
+        recorded.contains(&agent_id) && recorded.contains("[PHONE]"),
+        "the transcript recorded the result"
+    );
+    let mut places: Vec<(String, Vec<u8>)> = vec![
+        ("the transcript".into(), recorded.into_bytes()),
+        ("the server's logs".into(), fleet.server().stderr.text().into_bytes()),
+        ("the server's output".into(), fleet.server().stdout.join("\n").into_bytes()),
+    ];
+    for file in marketer_tests::files_under(fleet.data.path()) {
+        places.push((file.display().to_string(), std::fs::read(&file).unwrap()));
+    }
+    if let Some(db) = &database {
+        places.push(("the PostgreSQL database".into(), db.dump().await.into_bytes()));
+    }
+    let mut leaks = Vec::new();
+    for (place, bytes) in &places {
+        let text = String::from_utf8_lossy(bytes);
+        for (value, _) in PHI {
+            if text.contains(value) {
+                leaks.push(format!("{value} in {place}"));
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "PHI from a mention reached the control plane:\n{}", leaks.join("\n"));
+    drop(fleet);
+    if let Some(db) = database {
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_hipaa_mentions_phi_is_kept_only_as_its_agent_redacted_it_on_sqlite() {
+    canary(None).await;
+}
+
+#[tokio::test]
+async fn a_hipaa_mentions_phi_is_kept_only_as_its_agent_redacted_it_on_postgres() {
+    let Some(database) = TempDatabase::create().await else { return };
+    canary(Some(database)).await;
+}
