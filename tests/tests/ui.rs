@@ -1446,7 +1446,10 @@ async fn a_realtor_enters_a_property_with_photos_and_generates_a_kit_from_it() {
 async fn a_community_manager_works_the_inbox_as_mentions_arrive() {
     let Some(browser) = Browser::start().await else { return };
     let social = marketer_tests::social::FakeSocial::start().await;
-    let fleet = Fleet::start(|o| social.configure(o).env("MARKETER_INBOX_POLL_MS", "200")).await;
+    let fleet = Fleet::start(|o| {
+        social.configure(o).env("MARKETER_INBOX_POLL_MS", "200").env("MARKETER_INBOX_MODEL", "llama3.2:3b")
+    })
+    .await;
     // Mastodon, connected through its OAuth flow.
     let body = json!({ "network": "mastodon", "instance": social.url() });
     let (status, started) = fleet.call(Method::POST, "/accounts/connect", Some(body)).await;
@@ -1490,7 +1493,33 @@ async fn a_community_manager_works_the_inbox_as_mentions_arrive() {
     assert!(first.contains("Bob Example") && first.contains("Mention"), "newest first: {first}");
     let alices = browser.text(".inbox-item:last-child").await;
     assert!(alices.contains("Reply to your post") && alices.contains("Your post"), "{alices}");
+    // No agent yet: each card says why it has no labels.
+    browser
+        .wait_for_text(".inbox-item", "why there are no labels", |t| {
+            t.contains("Not classified yet") && t.contains("no agent of this tenant is online")
+        })
+        .await;
     browser.check_page("inbox-page").await;
+    // An agent comes online; the labels appear without a reload.
+    let home = tempfile::tempdir().unwrap();
+    let host = fleet.host(home.path());
+    fleet.enroll(&host, &[]).await;
+    let _agent = host.spawn_run(&[]);
+    let labelled = browser
+        .wait_for_text("#inbox-live", "the labels, live", |t| {
+            t.contains("Praise") && t.contains("Question") && !t.contains("Not classified yet")
+        })
+        .await;
+    assert!(labelled.contains("Positive"), "{labelled}");
+    assert_eq!(browser.eval("window.inboxMarker").await, 1, "the page was not reloaded");
+    // Most urgent first: Alice's question before Bob's praise, though older.
+    browser.eval("document.querySelector('#inbox-sort').value = 'urgent'").await;
+    browser.click("form.filters button[type=submit]").await;
+    browser.wait_for_text(".inbox-item", "the urgent order", |t| t.contains("Is there parking")).await;
+    assert_eq!(browser.eval("document.querySelector('#inbox-sort').value").await, "urgent");
+    browser.check_page("inbox-classified").await;
+    browser.goto(&tenant_url(&fleet, "/inbox")).await;
+    browser.eval("window.inboxMarker = 1").await;
 
     // Bob's mention needs nothing more; Alice's question is taken on.
     browser.click(".inbox-item:first-child button[value=done]").await;
