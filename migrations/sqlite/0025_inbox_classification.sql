@@ -33,5 +33,5 @@ CREATE INDEX inbox_items_unclassified_idx ON inbox_items (collected_at)
     WHERE classified_at IS NULL AND classify_job_id IS NULL;
 CREATE INDEX inbox_items_classify_job_idx ON inbox_items (classify_job_id)
     WHERE classify_job_id IS NOT NULL;
--- The open page, most urgent first.
-CREATE INDEX inbox_items_urgent_idx ON inbox_items (tenant_id, status, urgency_rank, posted_at);
+-- Most urgent first, then newest (the status filtered on the way).
+CREATE INDEX inbox_items_urgent_idx ON inbox_items (tenant_id, urgency_rank, posted_at, id);

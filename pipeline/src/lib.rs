@@ -832,4 +832,39 @@ mod tests {
         // Usage counts this run's calls only.
         assert_eq!(usage(&result.steps).completion_tokens, 40);
     }
+
+    fn label(n: u32, intent: &str) -> Value {
+        json!({ "n": n, "sentiment": "neutral", "score": 0.1, "intent": intent, "urgency": "normal",
+            "language": "EN", "personal_data": false })
+    }
+
+    #[tokio::test]
+    async fn inbox_items_are_labelled_ten_a_call_and_one_left_out_is_asked_again() {
+        let first: Vec<Value> = (1..=9).rev().map(|n| label(n, "question")).collect();
+        let llm = Scripted::new(vec![(
+            "You sort what people write to a brand",
+            vec![
+                // The first ten: the tenth left out (and the order shuffled).
+                json!({ "items": first }).to_string(),
+                json!({ "items": [label(1, "praise"), label(2, "spam")] }).to_string(),
+                // Asked again, alone.
+                json!({ "items": [label(1, "complaint")] }).to_string(),
+            ],
+        )]);
+        let texts: Vec<String> = (1..=12).map(|n| format!("message number {n}")).collect();
+        let items: Vec<inbox::Item<'_>> =
+            texts.iter().map(|t| inbox::Item { platform: "mastodon", kind: "mention", text: t }).collect();
+        let (labels, usage) = inbox::classify(&llm, &items).await.unwrap();
+        assert_eq!(labels.len(), 12);
+        let intents: Vec<&str> = labels.iter().map(|l| l.intent.as_str()).collect();
+        assert_eq!(intents[..9], ["question"; 9]);
+        assert_eq!(intents[9..], ["complaint", "praise", "spam"], "in the items' order");
+        assert_eq!(labels[0].language, "en", "read leniently");
+        assert!((labels[0].sentiment_score - 0.1).abs() < 1e-6);
+        assert_eq!(llm.asked("You sort what people write"), 3, "two batches, then the one left out");
+        let requests = llm.requests.lock().unwrap();
+        assert!(requests[2].contains("message number 10") && !requests[2].contains("message number 9\n"));
+        assert!(requests[0].contains("Message 10 (mention on mastodon)"));
+        assert_eq!(usage.completion_tokens, 60);
+    }
 }

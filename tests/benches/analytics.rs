@@ -214,18 +214,7 @@ impl History {
 
     async fn write_sqlite(&self, path: &std::path::Path) {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
-        let fixed = |t: OffsetDateTime| {
-            format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second(),
-                t.microsecond()
-            )
-        };
+        let fixed = marketer_tests::sqlite_time;
         let never = "9999-12-31T00:00:00.000000Z";
         let mut tx = pool.begin().await.unwrap();
         for (id, account, published, n) in &self.posts {

@@ -2365,6 +2365,24 @@ pub async fn connect_x(api: &crate::Api) -> Value {
     response.json().await.unwrap()
 }
 
+/// Connects the stand-in's Mastodon account (its instance is `social`)
+/// through the OAuth flow, as a browser would: the account as the API
+/// gives it.
+pub async fn connect_mastodon(api: &crate::Api, social: &FakeSocial) -> Value {
+    let body = json!({ "network": "mastodon", "instance": social.url() });
+    let (status, started) =
+        api.call(reqwest::Method::POST, &api.tenant_path("/accounts/connect"), Some(body)).await;
+    assert_eq!(status, 200, "{started}");
+    let no_redirects =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let approve = no_redirects.get(started["authorize_url"].as_str().unwrap()).send().await.unwrap();
+    let callback = approve.headers()["location"].to_str().unwrap().to_owned();
+    assert!(callback.starts_with(&api.base_url), "{callback}");
+    let response = api.http.get(&callback).bearer_auth(&api.token).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
+}
+
 /// The reference Bluesky PDS (`tests/bluesky/pds.js`, from the npm package
 /// `@atproto/dev-env` that `.ci/run` installs under `target/pds`), with one
 /// account and an app password. It stops when dropped.

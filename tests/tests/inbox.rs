@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use marketer_tests::fleet::{Fleet, job_timings};
-use marketer_tests::social::FakeSocial;
+use marketer_tests::social::{FakeSocial, connect_mastodon};
 use marketer_tests::{AgentHost, AgentProcess, TempDatabase, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -29,20 +29,6 @@ async fn fleet(social: &FakeSocial, extra: &[(&str, &str)]) -> Fleet {
         o
     })
     .await
-}
-
-/// Connects the fake instance's Mastodon account, as a browser would.
-async fn connect_mastodon(fleet: &Fleet, social: &FakeSocial) -> Value {
-    let body = json!({ "network": "mastodon", "instance": social.url() });
-    let (status, started) = fleet.call(Method::POST, "/accounts/connect", Some(body)).await;
-    assert_eq!(status, 200, "{started}");
-    let no_redirects =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let approve = no_redirects.get(started["authorize_url"].as_str().unwrap()).send().await.unwrap();
-    let callback = approve.headers()["location"].to_str().unwrap().to_owned();
-    let response = fleet.api.http.get(&callback).bearer_auth(&fleet.api.token).send().await.unwrap();
-    assert_eq!(response.status(), 201);
-    response.json().await.unwrap()
 }
 
 async fn agent(fleet: &Fleet, home: &Path) -> (AgentHost, String, AgentProcess) {
@@ -89,7 +75,7 @@ const MENTIONS: [&str; 6] = [
 async fn mentions_wait_for_an_agent_then_are_labelled_in_batches() {
     let social = FakeSocial::start().await;
     let fleet = fleet(&social, &[]).await;
-    connect_mastodon(&fleet, &social).await;
+    connect_mastodon(&fleet.api, &social).await;
     eventually(Duration::from_secs(10), "the inbox's first read", || async {
         social.requests().iter().any(|r| r == "GET /api/v1/notifications").then_some(())
     })
@@ -217,7 +203,7 @@ async fn canary(database: Option<TempDatabase>) {
     // items are screened by them first.
     let (status, tenant) = fleet.call(Method::PATCH, "", Some(json!({ "compliance_mode": "hipaa" }))).await;
     assert_eq!(status, 200, "{tenant}");
-    connect_mastodon(&fleet, &social).await;
+    connect_mastodon(&fleet.api, &social).await;
     eventually(Duration::from_secs(10), "the inbox's first read", || async {
         social.requests().iter().any(|r| r == "GET /api/v1/notifications").then_some(())
     })

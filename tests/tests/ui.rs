@@ -1451,16 +1451,7 @@ async fn a_community_manager_works_the_inbox_as_mentions_arrive() {
     })
     .await;
     // Mastodon, connected through its OAuth flow.
-    let body = json!({ "network": "mastodon", "instance": social.url() });
-    let (status, started) = fleet.call(Method::POST, "/accounts/connect", Some(body)).await;
-    assert_eq!(status, 200, "{started}");
-    let no_redirects =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let approve = no_redirects.get(started["authorize_url"].as_str().unwrap()).send().await.unwrap();
-    let callback = approve.headers()["location"].to_str().unwrap().to_owned();
-    let connected = fleet.api.http.get(&callback).bearer_auth(&fleet.api.token).send().await.unwrap();
-    assert_eq!(connected.status(), 201);
-    let account: serde_json::Value = connected.json().await.unwrap();
+    let account = marketer_tests::social::connect_mastodon(&fleet.api, &social).await;
     let body = json!({ "account_id": account["id"], "text": "Open house on Saturday, 10 to 2", "now": true, "approve": true });
     let (status, post) = fleet.call(Method::POST, "/posts", Some(body)).await;
     assert_eq!(status, 201, "{post}");

@@ -119,7 +119,7 @@ impl From<InboxItem> for InboxItemView {
             (None, None) if i.classify_attempts >= crate::store::CLASSIFY_ATTEMPTS => (
                 "failed",
                 Some(format!(
-                    "not classified after {} tries: {}",
+                    "given up after {} tries: {}",
                     i.classify_attempts,
                     i.classify_error.clone().unwrap_or_default()
                 )),
