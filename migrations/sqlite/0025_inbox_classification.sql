@@ -5,7 +5,8 @@
 -- high 3, normal 2, low 1; 2 until classified), language, whether it
 -- holds personal data. An item waits for its job (classify_job_id); a
 -- failed job leaves the item to be tried again at classify_retry_at,
--- up to three times, with the reason kept.
+-- up to three times, with the reason kept. An item may be linked to a
+-- lead (source `social` when created from it).
 --
 -- An item of an account serving an edge_only project (or of a hipaa
 -- tenant) is stored sealed (AES-256-GCM under the data key) until its
@@ -27,6 +28,8 @@ ALTER TABLE inbox_items ADD COLUMN classify_job_id BLOB;
 ALTER TABLE inbox_items ADD COLUMN classify_attempts BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE inbox_items ADD COLUMN classify_retry_at TEXT;
 ALTER TABLE inbox_items ADD COLUMN classify_error TEXT;
+-- The lead the item is linked to (a person interested in buying, say).
+ALTER TABLE inbox_items ADD COLUMN lead_id BLOB REFERENCES leads (id) ON DELETE SET NULL;
 
 -- What waits for a job, oldest first.
 CREATE INDEX inbox_items_unclassified_idx ON inbox_items (collected_at)

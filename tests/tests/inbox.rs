@@ -168,6 +168,42 @@ async fn mentions_wait_for_an_agent_then_are_labelled_in_batches() {
         assert_eq!(error["error"]["details"]["field"], field, "{error}");
     }
 
+    // Someone who wants to book a viewing becomes a lead (source social).
+    let buyer = buyers["items"][0].clone();
+    assert_eq!(buyer["suggest_lead"], true, "{buyer}");
+    assert_eq!(label(MENTIONS[1])["intent"], "praise");
+    let path = format!("/inbox/{}/lead", buyer["id"].as_str().unwrap());
+    let (status, error) = fleet.call(Method::POST, &path, Some(json!({ "email": "not an address" }))).await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["details"]["field"], "email");
+    let (status, linked) =
+        fleet.call(Method::POST, &path, Some(json!({ "email": "dana@example.com" }))).await;
+    assert_eq!(status, 201, "{linked}");
+    assert_eq!(linked["suggest_lead"], false);
+    let lead_id = linked["lead_id"].as_str().unwrap().to_owned();
+    let (_, lead) = fleet.call(Method::GET, &format!("/leads/{lead_id}"), None).await;
+    assert_eq!(lead["source"], "social", "{lead}");
+    assert_eq!(lead["email"], "dana@example.com");
+    assert!(lead["name"].as_str().unwrap().contains("Dana"), "the author's name: {lead}");
+    let (status, again) =
+        fleet.call(Method::POST, &path, Some(json!({ "email": "dana2@example.com" }))).await;
+    assert_eq!(status, 409, "{again}");
+    let item_path = format!("/inbox/{}", buyer["id"].as_str().unwrap());
+    let (status, unlinked) = fleet.call(Method::PATCH, &item_path, Some(json!({ "lead_id": null }))).await;
+    assert_eq!(status, 200, "{unlinked}");
+    assert!(unlinked["lead_id"].is_null() && unlinked["suggest_lead"] == true, "{unlinked}");
+    let stranger = uuid::Uuid::now_v7();
+    let (status, error) = fleet.call(Method::PATCH, &item_path, Some(json!({ "lead_id": stranger }))).await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["details"]["field"], "lead_id");
+    let (status, relinked) = fleet.call(Method::PATCH, &item_path, Some(json!({ "lead_id": lead_id }))).await;
+    assert_eq!(status, 200, "{relinked}");
+    assert_eq!(relinked["lead_id"], lead_id.as_str());
+    let (_, audit) = fleet.call(Method::GET, "/audit-events?limit=50", None).await;
+    let actions: Vec<&str> =
+        audit["items"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    assert!(actions.contains(&"inbox_item.lead") && actions.contains(&"lead.create"), "{actions:?}");
+
     // Nothing is classified twice: later rounds queue no more jobs.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(classify_calls(&fleet), calls);

@@ -1550,4 +1550,24 @@ async fn a_community_manager_works_the_inbox_as_mentions_arrive() {
         browser.wait_for_text("#inbox-live", "the hashtag's find", |t| t.contains("Who else is going")).await;
     assert!(found.contains("Listening: #openhouse"), "{found}");
     browser.check_page("inbox-listening").await;
+
+    // Someone wants a viewing: their card offers to make them a lead.
+    social.mention("gina", "I would like to book a viewing on Saturday", None);
+    browser.goto(&tenant_url(&fleet, "/inbox?intent=purchase_interest")).await;
+    browser
+        .wait_for_text("#inbox-live", "the buyer, labelled", |t| {
+            t.contains("book a viewing") && t.contains("Create a lead")
+        })
+        .await;
+    browser.fill(".lead-form input[name=email]", "gina@example.com").await;
+    browser.click(".lead-form button[type=submit]").await;
+    browser
+        .wait_for_text(".inbox-item", "the lead linked", |t| {
+            t.contains("Lead") && !t.contains("Create a lead")
+        })
+        .await;
+    browser.check_page("inbox-lead").await;
+    browser.click(".inbox-item a[href*='/leads/']").await;
+    let lead = browser.wait_for_text("h1", "the lead's page", |t| t.contains("Gina")).await;
+    assert!(lead.contains("Gina Example"), "{lead}");
 }

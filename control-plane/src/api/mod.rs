@@ -227,6 +227,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(ab_tests::get))
         .routes(routes!(inbox::list))
         .routes(routes!(inbox::get, inbox::update))
+        .routes(routes!(inbox::create_lead))
         .routes(routes!(inbox::list_queries, inbox::create_query))
         .routes(routes!(inbox::delete_query))
         .routes(routes!(publishing::get_post, publishing::update_post, publishing::delete_post))

@@ -101,6 +101,7 @@ pub const SOCIAL_ACCOUNT_NEEDS_RECONNECT: &str = "social_account.needs_reconnect
 pub const POST_CREATE: &str = "post.create";
 pub const AB_TEST_CREATE: &str = "ab_test.create";
 pub const INBOX_ITEM_UPDATE: &str = "inbox_item.update";
+pub const INBOX_ITEM_LEAD: &str = "inbox_item.lead";
 pub const LISTENING_QUERY_CREATE: &str = "listening_query.create";
 pub const LISTENING_QUERY_DELETE: &str = "listening_query.delete";
 /// A test's window ended and the publisher decided it.
@@ -229,6 +230,7 @@ pub const ALL: &[&str] = &[
     AB_TEST_CREATE,
     AB_TEST_DECIDED,
     INBOX_ITEM_UPDATE,
+    INBOX_ITEM_LEAD,
     LISTENING_QUERY_CREATE,
     LISTENING_QUERY_DELETE,
     POST_UPDATE,

@@ -57,6 +57,11 @@ pub struct InboxItemView {
     pub classification_status: String,
     /// Why it is not classified yet, or why it failed.
     pub classification_note: Option<String>,
+    /// The lead it is linked to.
+    pub lead_id: Option<Uuid>,
+    /// It reads as someone wanting to buy, rent or visit, and has no lead
+    /// yet: create one from it (`POST .../inbox/{id}/lead`).
+    pub suggest_lead: bool,
     /// The item on the platform.
     pub url: Option<String>,
     /// The post of ours it answers, when it answers one published here.
@@ -132,7 +137,11 @@ impl From<InboxItem> for InboxItemView {
                 }),
             ),
         };
+        let suggest_lead =
+            i.lead_id.is_none() && i.classification.as_ref().is_some_and(|c| c.intent == "purchase_interest");
         InboxItemView {
+            lead_id: i.lead_id,
+            suggest_lead,
             sealed: i.sealed,
             redacted: i.redacted,
             classification: i.classification.map(Into::into),
@@ -287,6 +296,26 @@ pub struct UpdateInboxItem {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Uuid>)]
     pub assignee_id: Option<Option<Uuid>>,
+    /// A lead of the organisation to link the item to; null unlinks it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Uuid>)]
+    pub lead_id: Option<Option<Uuid>>,
+}
+
+/// A lead made from an item: who the person is (the item gives their
+/// handle and what they wrote; an e-mail address is needed to follow up).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadFromItem {
+    pub email: String,
+    /// Defaults to the author's name on the platform, else their handle.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub phone: String,
+    /// Properties they asked about.
+    #[serde(default)]
+    pub property_ids: Vec<Uuid>,
 }
 
 /// Tells a missing field (`None`) from an explicit null (`Some(None)`).
@@ -398,25 +427,95 @@ impl App {
         id: Uuid,
         req: UpdateInboxItem,
     ) -> Result<InboxItemView> {
+        self.change_inbox_item(access, id, req, actions::INBOX_ITEM_UPDATE).await
+    }
+
+    async fn change_inbox_item(
+        &self,
+        access: &TenantAccess,
+        id: Uuid,
+        req: UpdateInboxItem,
+        action: &'static str,
+    ) -> Result<InboxItemView> {
         access.require(Permission::InboxWork)?;
         let status = one_of("status", req.status.as_deref(), &STATUSES)?;
-        if status.is_none() && req.assignee_id.is_none() {
-            return Err(Error::invalid("status", "give a status (open or done), an assignee_id, or both"));
+        if status.is_none() && req.assignee_id.is_none() && req.lead_id.is_none() {
+            return Err(Error::invalid(
+                "status",
+                "give a status (open or done), an assignee_id, a lead_id, or more",
+            ));
         }
         let current = self.store.inbox_item(access.tenant_id, id).await.found("inbox item")?;
-        let audit =
-            access.audit(actions::INBOX_ITEM_UPDATE).resource("inbox_item", id).details(serde_json::json!({
-                "status": status,
-                "from_status": current.status,
-                "assignee_id": req.assignee_id,
-            }));
-        let change = InboxChange { status, assignee_id: req.assignee_id };
+        let audit = access.audit(action).resource("inbox_item", id).details(serde_json::json!({
+            "status": status,
+            "from_status": current.status,
+            "assignee_id": req.assignee_id,
+            "lead_id": req.lead_id,
+        }));
+        let change = InboxChange { status, assignee_id: req.assignee_id, lead_id: req.lead_id };
         Ok(self
             .store
             .update_inbox_item(access.tenant_id, id, &change, &audit)
             .await
             .found("inbox item")?
             .into())
+    }
+
+    /// Creates a lead (source `social`) from an item and links the item
+    /// to it; its first note says where it came from (the item's link, and
+    /// what was written unless the text is sealed). Audited as the lead's
+    /// creation and the item's change.
+    pub async fn lead_from_inbox_item(
+        &self,
+        access: &TenantAccess,
+        id: Uuid,
+        req: LeadFromItem,
+    ) -> Result<InboxItemView> {
+        access.require(Permission::InboxWork)?;
+        let item = self.store.inbox_item(access.tenant_id, id).await.found("inbox item")?;
+        if let Some(lead) = item.lead_id {
+            return Err(Error::Conflict {
+                code: "lead_linked",
+                message: format!(
+                    "this item is linked to a lead already ({lead}); unlink it first with lead_id null"
+                ),
+            });
+        }
+        let name = match req.name.trim() {
+            "" => item.author_name.clone().unwrap_or_else(|| item.author_handle.clone()),
+            name => name.to_owned(),
+        };
+        let name: String = name.chars().take(100).collect();
+        let mut note =
+            format!("From the inbox: a {} by {} on {}", item.kind, item.author_handle, item.network);
+        if let Some(url) = &item.url {
+            note.push_str(&format!(" ({url})"));
+        }
+        if !item.sealed && !item.text.is_empty() {
+            let quoted: String = item.text.chars().take(2_000).collect();
+            note.push_str(&format!(":\n\n{quoted}"));
+        }
+        let lead = self
+            .create_lead_from(
+                access,
+                super::leads::CreateLead {
+                    name,
+                    email: req.email,
+                    phone: req.phone,
+                    property_ids: req.property_ids,
+                    note,
+                    owner_id: None,
+                },
+                crate::store::LeadSource::Social,
+            )
+            .await?;
+        self.change_inbox_item(
+            access,
+            id,
+            UpdateInboxItem { status: None, assignee_id: None, lead_id: Some(Some(lead.id)) },
+            actions::INBOX_ITEM_LEAD,
+        )
+        .await
     }
 
     /// The organisation's listening queries.

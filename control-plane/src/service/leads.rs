@@ -663,6 +663,17 @@ impl App {
     }
 
     pub async fn create_lead(&self, access: &TenantAccess, req: CreateLead) -> Result<LeadView> {
+        self.create_lead_from(access, req, LeadSource::Manual).await
+    }
+
+    /// A lead entered by a member, from `source` (by hand, or from an
+    /// inbox item).
+    pub(super) async fn create_lead_from(
+        &self,
+        access: &TenantAccess,
+        req: CreateLead,
+        source: LeadSource,
+    ) -> Result<LeadView> {
         access.require(Permission::ActivitiesCreate)?;
         let email = Email::parse(req.email.trim())
             .map_err(|_| Error::invalid("email", "is not an e-mail address, like name@example.com"))?;
@@ -676,7 +687,7 @@ impl App {
             name: text("name", &req.name, 100, false)?,
             email: email.as_str().to_owned(),
             phone: phone(&req.phone)?,
-            source: LeadSource::Manual,
+            source,
             status: LeadStatus::New,
             owner_id: req.owner_id.or(access.caller.creator_id()),
             property_ids: req.property_ids,

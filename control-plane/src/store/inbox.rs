@@ -113,6 +113,8 @@ pub struct InboxItem {
     /// Failed classify jobs so far, and the last one's reason.
     pub classify_attempts: i64,
     pub classify_error: Option<String>,
+    /// The lead it is linked to.
+    pub lead_id: Option<Uuid>,
 }
 
 /// Which items a list returns; every field narrows it.
@@ -174,11 +176,13 @@ pub struct DueInbox {
     pub next_at: Option<Timestamp>,
 }
 
-/// A change to an item: its status, its assignee (`Some(None)` clears it).
+/// A change to an item: its status, its assignee, its lead (`Some(None)`
+/// clears either).
 #[derive(Debug, Clone, Default)]
 pub struct InboxChange {
     pub status: Option<String>,
     pub assignee_id: Option<Option<Uuid>>,
+    pub lead_id: Option<Option<Uuid>>,
 }
 
 #[async_trait]
@@ -226,7 +230,8 @@ pub trait InboxStore: Send + Sync {
     async fn inbox_items(&self, tenant_id: Uuid, filter: &InboxFilter) -> Result<Vec<InboxItem>>;
     async fn inbox_item(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<InboxItem>>;
     /// Applies `change` with its audit event; `None` if the tenant has no
-    /// such item. An assignee must be a member of the tenant.
+    /// such item. An assignee must be a member of the tenant, a lead one of
+    /// its leads.
     async fn update_inbox_item(
         &self,
         tenant_id: Uuid,

@@ -17,7 +17,7 @@ use super::session::{Path, Query, Submit, TenantPage};
 use super::view::When;
 use crate::api::ApiState;
 use crate::domain::Permission;
-use crate::service::inbox::{CreateListeningQuery, InboxItemView, InboxQuery, UpdateInboxItem};
+use crate::service::inbox::{CreateListeningQuery, InboxItemView, InboxQuery, LeadFromItem, UpdateInboxItem};
 use crate::store::{Network, PageRequest};
 
 struct Choice {
@@ -59,6 +59,22 @@ struct ItemCard {
     labels: Vec<Label>,
     /// Why it is not classified yet (or failed).
     waiting: Option<String>,
+    /// Someone wanting to buy or visit, with no lead yet: the form.
+    suggest_lead: bool,
+    lead_href: Option<String>,
+    /// A refused lead form of this item: its e-mail error, the rest, and
+    /// what was typed.
+    lead_email_error: String,
+    lead_errors: Vec<String>,
+    typed_email: String,
+}
+
+/// A lead form that was refused: for which item, why, what was typed.
+#[derive(Debug, Default)]
+struct LeadAttempt {
+    item: Option<Uuid>,
+    errors: FormErrors,
+    email: String,
 }
 
 struct Label {
@@ -191,7 +207,7 @@ pub async fn page(
     page: TenantPage,
     Query(filters): Query<Filters>,
 ) -> Result<Response, UiError> {
-    show(&state, page, filters, FormErrors::default(), String::new()).await
+    show(&state, page, filters, FormErrors::default(), String::new(), LeadAttempt::default()).await
 }
 
 async fn show(
@@ -200,6 +216,7 @@ async fn show(
     filters: Filters,
     errors: FormErrors,
     typed_hashtag: String,
+    lead: LeadAttempt,
 ) -> Result<Response, UiError> {
     page.access.require(Permission::InboxRead)?;
     // The page opens on open items; "all" shows both.
@@ -284,6 +301,15 @@ async fn show(
             redacted: i.redacted,
             labels: labels_of(i),
             waiting: (i.classification.is_none()).then(|| i.classification_note.clone()).flatten(),
+            suggest_lead: i.suggest_lead,
+            lead_href: i.lead_id.map(|l| page.path(&format!("/leads/{l}"))),
+            lead_email_error: if lead.item == Some(i.id) {
+                lead.errors.get("email").to_owned()
+            } else {
+                String::new()
+            },
+            lead_errors: if lead.item == Some(i.id) { lead.errors.general(&["email"]) } else { Vec::new() },
+            typed_email: if lead.item == Some(i.id) { lead.email.clone() } else { String::new() },
         })
         .collect();
     let here = page.path(&format!(
@@ -396,7 +422,9 @@ pub async fn listen(State(state): State<ApiState>, submit: Submit<ListenForm>) -
     };
     match created {
         Ok(_) => Ok(see_other(&page.path("/inbox#listening"))),
-        Err(errors) => show(&state, page, Filters::default(), errors?, form.hashtag).await,
+        Err(errors) => {
+            show(&state, page, Filters::default(), errors?, form.hashtag, LeadAttempt::default()).await
+        }
     }
 }
 
@@ -408,6 +436,44 @@ pub async fn stop_listening(
 ) -> Result<Response, UiError> {
     state.app.delete_listening_query(&submit.page.access, id).await?;
     Ok(see_other(&submit.page.path("/inbox#listening")))
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LeadForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    back: String,
+}
+
+/// Creates a lead from an item; a refusal is shown in the item's card.
+pub async fn create_lead(
+    State(state): State<ApiState>,
+    Path((_, id)): Path<(Uuid, Uuid)>,
+    submit: Submit<LeadForm>,
+) -> Result<Response, UiError> {
+    let Submit { page, form } = submit;
+    let req = LeadFromItem {
+        email: form.email.clone(),
+        name: String::new(),
+        phone: String::new(),
+        property_ids: Vec::new(),
+    };
+    match state.app.lead_from_inbox_item(&page.access, id, req).await {
+        Ok(_) => Ok(see_other(&format!("{}#item-{id}", back_to(&page, form.back)))),
+        Err(e) => {
+            let errors = FormErrors::from_error(e)?;
+            let attempt = LeadAttempt { item: Some(id), errors, email: form.email };
+            show(&state, page, Filters::default(), FormErrors::default(), String::new(), attempt).await
+        }
+    }
+}
+
+/// Where a card's form goes back to: the inbox page it came from, never
+/// elsewhere.
+fn back_to(page: &TenantPage, back: String) -> String {
+    let inbox = page.path("/inbox");
+    if back.starts_with(&inbox) && !back.contains("//") { back } else { inbox }
 }
 
 /// One action from an item's card.
@@ -439,8 +505,5 @@ pub async fn act(
         }
     };
     state.app.update_inbox_item(&page.access, id, req).await?;
-    // Back to the page it came from, never elsewhere.
-    let inbox = page.path("/inbox");
-    let back = if form.back.starts_with(&inbox) && !form.back.contains("//") { form.back } else { inbox };
-    Ok(see_other(&format!("{back}#item-{id}")))
+    Ok(see_other(&format!("{}#item-{id}", back_to(&page, form.back))))
 }

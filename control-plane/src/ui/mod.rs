@@ -221,6 +221,7 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/analytics/ab-tests", get(ab_tests::page).post(ab_tests::create))
         .route("/inbox", get(inbox::page))
         .route("/inbox/{item_id}", post(inbox::act))
+        .route("/inbox/{item_id}/lead", post(inbox::create_lead))
         .route("/inbox/listening", post(inbox::listen))
         .route("/inbox/listening/{query_id}/delete", post(inbox::stop_listening))
         .route("/analytics/posts.csv", get(analytics::posts_csv))

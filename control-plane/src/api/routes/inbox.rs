@@ -11,7 +11,8 @@ use crate::api::error::ErrorBody;
 use crate::api::extract::{Json, Path, Query};
 use crate::error::Result;
 use crate::service::inbox::{
-    CreateListeningQuery, InboxItemView, InboxPage, InboxQuery, ListeningQueryView, UpdateInboxItem,
+    CreateListeningQuery, InboxItemView, InboxPage, InboxQuery, LeadFromItem, ListeningQueryView,
+    UpdateInboxItem,
 };
 use crate::service::{TenantAccess, actions};
 
@@ -60,6 +61,23 @@ pub async fn update(
     Json(req): Json<UpdateInboxItem>,
 ) -> Result<Json<InboxItemView>> {
     Ok(Json(state.app.update_inbox_item(&access, p.inbox_item_id, req).await?))
+}
+
+/// Creates a lead (source `social`) from an item and links the item to
+/// it: someone who wants to buy or visit. 409 when the item has a lead or
+/// the address is a lead already (link that one with `PATCH`). Audited.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/inbox/{inbox_item_id}/lead", tag = "inbox",
+    operation_id = actions::INBOX_ITEM_LEAD, security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path), ("inbox_item_id" = Uuid, Path)), request_body = LeadFromItem,
+    responses((status = 201, body = InboxItemView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_lead(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Path(p): Path<InboxItemPath>,
+    Json(req): Json<LeadFromItem>,
+) -> Result<(StatusCode, Json<InboxItemView>)> {
+    Ok((StatusCode::CREATED, Json(state.app.lead_from_inbox_item(&access, p.inbox_item_id, req).await?)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -46,6 +46,7 @@ struct ItemRow {
     job_waiting: Option<String>,
     classify_attempts: i64,
     classify_error: Option<String>,
+    lead_id: Option<Uuid>,
 }
 
 impl From<ItemRow> for InboxItem {
@@ -95,6 +96,7 @@ impl From<ItemRow> for InboxItem {
             },
             classify_attempts: r.classify_attempts,
             classify_error: r.classify_error,
+            lead_id: r.lead_id,
         }
     }
 }
@@ -104,7 +106,7 @@ const ITEM_SELECT: &str = "SELECT i.id, i.account_id, a.platform AS network, a.h
      i.collected_at, i.status, i.assignee_id, i.updated_at, (i.sealed_text IS NOT NULL) AS sealed, i.redacted, \
      i.sentiment, i.sentiment_score, i.intent, i.urgency, i.language, i.personal_data, i.classified_at, \
      i.urgency_rank, i.classify_job_id, j.status AS job_status, j.waiting_reason AS job_waiting, \
-     i.classify_attempts, i.classify_error \
+     i.classify_attempts, i.classify_error, i.lead_id \
      FROM inbox_items i JOIN social_accounts a ON a.id = i.account_id \
      LEFT JOIN jobs j ON j.id = i.classify_job_id";
 
@@ -396,13 +398,32 @@ where
                 });
             }
         }
+        if let Some(Some(lead)) = change.lead_id {
+            let found: Option<Uuid> =
+                sqlx::query_scalar("SELECT id FROM leads WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant_id)
+                    .bind(lead)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if found.is_none() {
+                return Err(StoreError::Invalid {
+                    field: "lead_id",
+                    message: "no lead of this organisation has this id".into(),
+                });
+            }
+        }
         let (set_assignee, assignee) = match change.assignee_id {
             Some(a) => (true, a),
             None => (false, None),
         };
+        let (set_lead, lead) = match change.lead_id {
+            Some(l) => (true, l),
+            None => (false, None),
+        };
         let r = sqlx::query(
             "UPDATE inbox_items SET status = COALESCE($3, status), \
-             assignee_id = CASE WHEN $4 THEN $5 ELSE assignee_id END, updated_at = $6 \
+             assignee_id = CASE WHEN $4 THEN $5 ELSE assignee_id END, updated_at = $6, \
+             lead_id = CASE WHEN $7 THEN $8 ELSE lead_id END \
              WHERE tenant_id = $1 AND id = $2",
         )
         .bind(tenant_id)
@@ -411,6 +432,8 @@ where
         .bind(set_assignee)
         .bind(assignee)
         .bind(audit.occurred_at)
+        .bind(set_lead)
+        .bind(lead)
         .execute(&mut *tx)
         .await?;
         if DB::rows_affected(&r) != 1 {
