@@ -75,6 +75,7 @@ fn post(tenant_id: Uuid, account_id: Uuid, at: Timestamp) -> NewPost {
         idempotency_key: None,
         created_by: None,
         edited: false,
+        reply_to: None,
     }
 }
 

@@ -1,17 +1,20 @@
-//! Classifying the engagement inbox: each item's sentiment, intent,
-//! urgency, language and whether it holds personal data, several items
-//! per model call (a busy account must not mean one call per comment).
-//! The agent runs it on its Ollama; the control plane's cloud runner on a
-//! tenant's provider for items the policy lets leave.
+//! The engagement inbox's model work. Classifying: each item's
+//! sentiment, intent, urgency, language and whether it holds personal
+//! data, several items per model call (a busy account must not mean one
+//! call per comment); the agent runs it on its Ollama, the control plane's
+//! cloud runner on a tenant's provider for items the policy lets leave.
+//! Drafting a reply: one item's suggested answer in the brand's voice,
+//! grounded in the project's documents (the passages it cites are named);
+//! only agents draft replies.
 
 use std::collections::BTreeMap;
 
 use marketer_protocol::Usage;
-use marketer_protocol::inbox::{Intent, ItemLabels, Sentiment, Urgency};
+use marketer_protocol::inbox::{Intent, ItemLabels, ReplyDraft, Sentiment, Urgency};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::llm::{Llm, Progress};
+use crate::llm::{Llm, Progress, Retriever};
 use crate::prompts;
 use crate::run::{PipelineError, Run, codes};
 
@@ -160,6 +163,136 @@ pub async fn classify<L: Llm>(
     Ok((labels.into_iter().flatten().collect(), usage))
 }
 
+/// Passages a reply's prompt holds at most.
+const REPLY_PASSAGES: usize = 4;
+/// Characters of one passage in a reply's prompt.
+const PASSAGE_CHARS: usize = 800;
+/// Output budget of a reply's call: fits the longest answer.
+const REPLY_BUDGET: u32 = 400;
+
+/// The item a reply answers.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyInput<'a> {
+    pub platform: &'a str,
+    pub kind: &'a str,
+    pub text: &'a str,
+    pub post_text: Option<&'a str>,
+    pub author: Option<&'a str>,
+    pub brand_voice: &'a str,
+    /// Characters the reply may have.
+    pub max_chars: usize,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ReplyAnswer {
+    /// The reply, without the person's handle.
+    #[schemars(length(min = 1, max = 600))]
+    reply: String,
+    /// The numbers of the sources the reply uses.
+    #[schemars(length(max = 4))]
+    sources: Vec<u32>,
+}
+
+#[derive(Serialize)]
+struct PromptSource {
+    n: usize,
+    file: String,
+    text: String,
+}
+
+/// A suggested reply to one item: the project's documents searched with
+/// what the person wrote (and the post they answered), the best passages
+/// given to the model, the files of those it cites named. A reply longer
+/// than the platform allows is cut at its last sentence that fits.
+pub async fn draft_reply<L: Llm, R: Retriever>(
+    llm: &L,
+    documents: &R,
+    input: &ReplyInput<'_>,
+) -> Result<(ReplyDraft, Usage), PipelineError> {
+    let mut queries = vec![cut(input.text, 300)];
+    if let Some(post) = input.post_text.filter(|p| !p.trim().is_empty()) {
+        queries.push(cut(post, 300));
+    }
+    let passages = match documents.unavailable() {
+        Some(_) => Vec::new(),
+        None => documents.search(&queries, REPLY_PASSAGES).await.map_err(|e| PipelineError {
+            code: e.code,
+            message: e.message,
+            retryable: e.retryable,
+        })?,
+    };
+    let sources: Vec<PromptSource> = passages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PromptSource { n: i + 1, file: p.file.clone(), text: cut(&p.text, PASSAGE_CHARS) })
+        .collect();
+    let budgets = BTreeMap::new();
+    let mut quiet = Quiet;
+    let mut run = Run::new(llm, &mut quiet, &budgets, None);
+    let answer: ReplyAnswer = run
+        .structured(
+            "reply",
+            prompts::REPLY_INBOX,
+            &serde_json::json!({
+                "platform": input.platform,
+                "kind": input.kind,
+                "text": cut(input.text, ITEM_CHARS),
+                "post_text": input.post_text.map(|p| cut(p, ITEM_CHARS)),
+                "author": input.author,
+                "brand_voice": cut(input.brand_voice, 2_000),
+                "max_chars": input.max_chars,
+                "sources": sources,
+            }),
+            REPLY_BUDGET,
+        )
+        .await?;
+    let usage = crate::run::usage(&run.finish().steps);
+    let text = fit(answer.reply.trim(), input.max_chars);
+    if text.is_empty() {
+        return Err(PipelineError {
+            code: codes::INVALID_OUTPUT.into(),
+            message: "the model's reply was empty".into(),
+            retryable: true,
+        });
+    }
+    let mut cited: Vec<String> = Vec::new();
+    for n in answer.sources {
+        let file = usize::try_from(n).ok().and_then(|n| n.checked_sub(1)).and_then(|i| sources.get(i));
+        if let Some(source) = file
+            && !cited.contains(&source.file)
+        {
+            cited.push(source.file.clone());
+        }
+    }
+    let ungrounded = if !cited.is_empty() {
+        None
+    } else if let Some(why) = documents.unavailable() {
+        Some(why)
+    } else if sources.is_empty() {
+        Some("nothing in the project's documents matched the message".to_owned())
+    } else {
+        Some("the reply uses none of the passages found".to_owned())
+    };
+    Ok((ReplyDraft { text, sources: cited, ungrounded }, usage))
+}
+
+/// `text` within `max` characters: whole, else up to its last sentence
+/// end that fits, else its last whole word and an ellipsis.
+fn fit(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let head: String = text.chars().take(max.saturating_sub(1)).collect();
+    if let Some(end) = head.rfind(['.', '!', '?']).filter(|end| *end >= head.len() / 2) {
+        return head[..=end].to_owned();
+    }
+    match head.rfind(char::is_whitespace) {
+        Some(space) if space > 0 => format!("{}…", head[..space].trim_end()),
+        _ => format!("{head}…"),
+    }
+}
+
 impl ReplyItem {
     fn labels(&self) -> ItemLabels {
         let language = self.language.trim().to_ascii_lowercase();
@@ -236,6 +369,19 @@ mod tests {
         use crate::run::{budget_fits, schema_for};
         let max = crate::lenient::max_chars(&schema_for::<ClassifyReply>());
         assert!(budget_fits::<ClassifyReply>(BUDGET), "{max:?}");
+    }
+
+    #[test]
+    fn a_replys_budget_fits_its_longest_answer() {
+        assert!(crate::run::budget_fits::<ReplyAnswer>(REPLY_BUDGET));
+    }
+
+    #[test]
+    fn long_replies_are_cut_at_a_sentence_or_a_word() {
+        assert_eq!(fit("Short.", 10), "Short.");
+        assert_eq!(fit("One sentence here. Another one that is long.", 30), "One sentence here.");
+        assert_eq!(fit("words without any sentence end at all", 20), "words without any…");
+        assert!(fit(&"x".repeat(50), 10).chars().count() <= 10);
     }
 
     #[test]

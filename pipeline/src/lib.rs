@@ -867,4 +867,70 @@ mod tests {
         assert!(requests[0].contains("Message 10 (mention on mastodon)"));
         assert_eq!(usage.completion_tokens, 60);
     }
+
+    #[tokio::test]
+    async fn a_reply_is_grounded_in_the_passages_it_cites_and_fits_the_platform() {
+        let library = Library {
+            passages: vec![
+                Passage {
+                    text: "The open house runs Saturdays from 10 to 2.".into(),
+                    file: "open-house.md".into(),
+                    section: String::new(),
+                    page: None,
+                },
+                Passage {
+                    text: "Parking is on Elm Street.".into(),
+                    file: "parking.md".into(),
+                    section: String::new(),
+                    page: None,
+                },
+            ],
+            queries: Mutex::new(Vec::new()),
+        };
+        let long = format!("Yes, Saturdays from 10 to 2. {}", "More words here. ".repeat(40));
+        let llm = Scripted::new(vec![(
+            "You answer people who wrote to a brand",
+            vec![
+                json!({ "reply": "Yes: Saturdays from 10 to 2. See you there!", "sources": [1, 1, 7] })
+                    .to_string(),
+                json!({ "reply": long, "sources": [] }).to_string(),
+            ],
+        )]);
+        let input = inbox::ReplyInput {
+            platform: "mastodon",
+            kind: "mention",
+            text: "When is the open house?",
+            post_text: Some("Our loft is for sale"),
+            author: Some("Dana"),
+            brand_voice: "Warm, plain English.",
+            max_chars: 100,
+        };
+        let (draft, usage) = inbox::draft_reply(&llm, &library, &input).await.unwrap();
+        assert_eq!(draft.text, "Yes: Saturdays from 10 to 2. See you there!");
+        assert_eq!(draft.sources, ["open-house.md"], "cited once; a number without a source is ignored");
+        assert!(draft.ungrounded.is_none());
+        assert!(usage.completion_tokens > 0);
+        assert_eq!(*library.queries.lock().unwrap(), ["When is the open house?", "Our loft is for sale"]);
+        {
+            let requests = llm.requests.lock().unwrap();
+            assert!(
+                requests[0].contains("Source 1 (open-house.md)")
+                    && requests[0].contains("Warm, plain English.")
+            );
+            assert!(requests[0].contains("At most 100 characters"));
+        }
+        // Too long, citing nothing: cut at a sentence, and said to be ungrounded.
+        let (draft, _) = inbox::draft_reply(&llm, &library, &input).await.unwrap();
+        assert!(draft.text.chars().count() <= 100 && draft.text.ends_with('.'), "{}", draft.text);
+        assert_eq!(draft.ungrounded.as_deref(), Some("the reply uses none of the passages found"));
+        // No documents: said why.
+        let none = NoDocuments("no index of this project on this agent".into());
+        let llm = Scripted::new(vec![(
+            "You answer people who wrote to a brand",
+            vec![json!({ "reply": "Thanks! The team will follow up.", "sources": [] }).to_string()],
+        )]);
+        let (draft, _) = inbox::draft_reply(&llm, &none, &input).await.unwrap();
+        assert_eq!(draft.ungrounded.as_deref(), Some("no index of this project on this agent"));
+        assert!(llm.requests.lock().unwrap()[0].contains("There are no sources"));
+    }
 }

@@ -42,8 +42,9 @@ pub const FLYER: Template = template!("flyer", 1);
 pub const REPAIR: Template = template!("repair", 2);
 pub const WRITER_EXTEND: Template = template!("writer_extend", 1);
 pub const CLASSIFY_INBOX: Template = template!("classify_inbox", 1);
+pub const REPLY_INBOX: Template = template!("reply_inbox", 1);
 
-pub const ALL: [Template; 14] = [
+pub const ALL: [Template; 15] = [
     SEO_RESEARCH,
     CONTENT_RESEARCH,
     WRITER,
@@ -58,6 +59,7 @@ pub const ALL: [Template; 14] = [
     REPAIR,
     WRITER_EXTEND,
     CLASSIFY_INBOX,
+    REPLY_INBOX,
 ];
 
 const USER_MARKER: &str = "--- user ---";
@@ -125,7 +127,7 @@ mod tests {
     /// The first 12 hex digits of each template's SHA-256, at its version.
     /// A failure here means a template changed: bump its version above and
     /// update the hash, so results say which text produced them.
-    const PINNED: [(&str, u32, &str); 14] = [
+    const PINNED: [(&str, u32, &str); 15] = [
         ("seo_research", 2, "92980a89a9af"),
         ("content_research", 2, "d40a14749aeb"),
         ("writer", 1, "8b3f7aeabfe1"),
@@ -140,6 +142,7 @@ mod tests {
         ("repair", 2, "06b813ee0217"),
         ("writer_extend", 1, "dbb9521f130d"),
         ("classify_inbox", 1, "020359f4a75c"),
+        ("reply_inbox", 1, "77f80549a09e"),
     ];
 
     #[test]

@@ -66,6 +66,10 @@ pub mod paths {
     /// it. Needs a client certificate of the job's agent.
     pub const CLASSIFY: &str = "/agent/v1/classify";
 
+    /// `GET`: the item a reply job drafts an answer to, for the agent
+    /// running it. Needs a client certificate of the job's agent.
+    pub const REPLY: &str = "/agent/v1/reply";
+
     /// The file of an uploaded document.
     pub fn document(id: uuid::Uuid) -> String {
         format!("{DOCUMENTS}/{id}")
@@ -74,6 +78,11 @@ pub mod paths {
     /// The texts of a classify job.
     pub fn classify(job_id: uuid::Uuid) -> String {
         format!("{CLASSIFY}/{job_id}")
+    }
+
+    /// The item of a reply job.
+    pub fn reply(job_id: uuid::Uuid) -> String {
+        format!("{REPLY}/{job_id}")
     }
 }
 
@@ -377,6 +386,9 @@ pub enum JobSpec {
     /// Label inbox items (sentiment, intent, urgency, language, personal
     /// data), many per model call; their texts come from the gateway.
     Classify { model: String, items: Vec<inbox::ClassifyItem> },
+    /// Draft a suggested reply to one inbox item, grounded in the
+    /// project's documents; the item comes from the gateway.
+    Reply { model: String, reply: inbox::ReplyJob },
 }
 
 /// A document to index.
@@ -398,7 +410,8 @@ impl JobSpec {
             | JobSpec::Embed { model, .. }
             | JobSpec::Activity { model, .. }
             | JobSpec::Ingest { model, .. }
-            | JobSpec::Classify { model, .. } => model,
+            | JobSpec::Classify { model, .. }
+            | JobSpec::Reply { model, .. } => model,
         }
     }
 }
@@ -509,6 +522,8 @@ pub enum JobOutput {
     Ingested { document_id: Uuid, chunk_count: u32 },
     /// Inbox items' labels, one per item in the job's order.
     Classified { items: Vec<inbox::ItemLabels> },
+    /// A suggested reply to an inbox item.
+    ReplyDrafted { draft: inbox::ReplyDraft },
 }
 
 /// Token counts and durations as Ollama reports them, plus wall time.

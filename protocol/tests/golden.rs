@@ -454,6 +454,56 @@ fn classify_messages() {
 }
 
 #[test]
+fn reply_messages() {
+    check(
+        "assign_job_reply",
+        &ServerMessage::AssignJob(AssignJob {
+            job: job(),
+            attempt: 1,
+            spec: JobSpec::Reply {
+                model: "llama3.2".into(),
+                reply: inbox::ReplyJob {
+                    item_id: DOCUMENT,
+                    platform: "mastodon".into(),
+                    kind: "mention".into(),
+                    project_id: Some(PROJECT),
+                    brand_voice: "Warm, plain words.".into(),
+                    max_chars: 480,
+                },
+            },
+            timeout_ms: 300_000,
+        }),
+    );
+    check(
+        "reply_context",
+        &inbox::ReplyContext {
+            text: "Is the open house on Sunday?".into(),
+            post_text: Some("Open house this weekend at the loft".into()),
+            author_name: Some("Dana".into()),
+        },
+    );
+    check(
+        "job_reply_drafted",
+        &AgentMessage::JobEvent(JobEvent {
+            job: job(),
+            seq: 2,
+            body: JobEventBody::Finished {
+                outcome: JobOutcome::Succeeded {
+                    output: JobOutput::ReplyDrafted {
+                        draft: inbox::ReplyDraft {
+                            text: "Yes: Saturday and Sunday, 10 to 2. See you there!".into(),
+                            sources: vec!["open-house.md".into()],
+                            ungrounded: None,
+                        },
+                    },
+                    usage: Usage { wall_time_ms: 1_200, ..Usage::default() },
+                },
+            },
+        }),
+    );
+}
+
+#[test]
 fn unknown_message_types_are_errors() {
     assert!(serde_json::from_str::<AgentMessage>(r#"{"type":"launch_missiles"}"#).is_err());
     assert!(serde_json::from_str::<AgentMessage>(r#"{"seq":1}"#).is_err());

@@ -211,6 +211,8 @@ pub fn inbox_labels(conversation: &str) -> Option<Value> {
         let (sentiment, score, intent, urgency) = if has(&["spam", "crypto", "click here", "free followers"])
         {
             ("neutral", 0.0, "spam", "low")
+        } else if has(&["disappointed"]) && text.contains('?') {
+            ("negative", -0.5, "question", "normal")
         } else if has(&[
             "terrible",
             "angry",
@@ -239,6 +241,37 @@ pub fn inbox_labels(conversation: &str) -> Option<Value> {
         }));
     }
     Some(json!({ "items": items }))
+}
+
+/// The fake model's suggested reply, for a reply request: it thanks the
+/// person and, when the prompt holds sources, repeats the first sentence
+/// of source 1 and cites it (so tests can see a document's fact reach the
+/// draft), within the prompt's character limit. `None` for any other
+/// request.
+pub fn inbox_reply(conversation: &str) -> Option<Value> {
+    if !conversation.contains("You answer people who wrote to a brand") {
+        return None;
+    }
+    let limit: usize = conversation
+        .split("At most ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    let fact = conversation.find("Source 1 (").and_then(|at| {
+        let rest = &conversation[at..];
+        let open = rest.find("<<<")? + 3;
+        let close = rest.find(">>>")?;
+        let passage = rest[open..close].trim();
+        let end = passage.find(". ").map_or(passage.len(), |e| e + 1);
+        Some(passage[..end].trim().to_owned())
+    });
+    let (reply, sources) = match fact {
+        Some(fact) => (format!("Thanks for asking! {fact}"), json!([1])),
+        None => ("Thank you for writing to us! The team will follow up.".to_owned(), json!([])),
+    };
+    let reply: String = reply.chars().take(limit).collect();
+    Some(json!({ "reply": reply, "sources": sources }))
 }
 
 #[cfg(test)]

@@ -590,6 +590,8 @@ impl Answer {
             answers::pieces(&scripted)
         } else if let Some(labels) = answers::inbox_labels(&conversation) {
             answers::pieces(&labels.to_string())
+        } else if let Some(reply) = answers::inbox_reply(&conversation) {
+            answers::pieces(&reply.to_string())
         } else {
             let mut words = Words::for_request(request);
             match request.get("format") {

@@ -134,6 +134,8 @@ pub struct Post {
     pub deleted: bool,
     /// When the request that created it arrived.
     pub received_at: Instant,
+    /// Mastodon: the status it answers (`in_reply_to_id`).
+    pub in_reply_to: Option<String>,
 }
 
 #[derive(Debug)]
@@ -866,6 +868,7 @@ fn create(
     token: Option<String>,
     text: String,
     key: Option<String>,
+    in_reply_to: Option<String>,
 ) -> Outcome {
     let mut inner = inner.lock().unwrap();
     let user = match authorised_token(&inner, net, token.clone()) {
@@ -948,6 +951,7 @@ fn create(
         created_at: OffsetDateTime::now_utc(),
         deleted: false,
         received_at: Instant::now(),
+        in_reply_to,
     };
     inner.posts.entry(net).or_default().push(post.clone());
     if let Some(key) = key {
@@ -999,7 +1003,7 @@ async fn x_create(
     Json(body): Json<Value>,
 ) -> Response {
     let text = body["text"].as_str().unwrap_or_default().to_owned();
-    answer(create(&inner, Net::X, bearer(&headers), text, None)).await
+    answer(create(&inner, Net::X, bearer(&headers), text, None, None)).await
 }
 
 async fn x_delete(
@@ -1205,6 +1209,7 @@ fn status_json(post: &Post) -> Value {
         "content": format!("<p>{}</p>", post.text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\n', "<br>")),
         "url": format!("https://mastodon.example/@marketer/{}", post.id),
         "visibility": "public",
+        "in_reply_to_id": post.in_reply_to,
         "account": { "id": MASTODON_ACCOUNT_ID, "username": "marketer", "acct": "marketer" },
         "replies_count": 0, "reblogs_count": 0, "favourites_count": 0,
     })
@@ -1279,7 +1284,24 @@ async fn m_create(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(|k| format!("idempotency:status:{MASTODON_ACCOUNT_ID}:{k}"));
-    answer(create(&inner, Net::Mastodon, bearer(&headers), text, key)).await
+    // A reply names a status the instance knows, as Mastodon checks.
+    let in_reply_to = form.get("in_reply_to_id").filter(|id| !id.is_empty()).cloned();
+    if let Some(id) = &in_reply_to {
+        let known = {
+            let inner = inner.lock().unwrap();
+            inner.mentions.iter().any(|m| m["status"]["id"] == id.as_str())
+                || inner.tagged.iter().any(|(_, status)| status["id"] == id.as_str())
+                || inner.posts.get(&Net::Mastodon).is_some_and(|p| p.iter().any(|p| &p.id == id))
+        };
+        if !known {
+            return (
+                StatusCode::NOT_FOUND,
+                Json(json!({ "error": "The post you are trying to reply to does not appear to exist." })),
+            )
+                .into_response();
+        }
+    }
+    answer(create(&inner, Net::Mastodon, bearer(&headers), text, key, in_reply_to)).await
 }
 
 async fn m_delete(
@@ -1572,7 +1594,7 @@ async fn li_create(
             .into_response();
     }
     let text = li_unescape(body["commentary"].as_str().unwrap_or_default());
-    let outcome = create(&inner, Net::Linkedin, bearer(&headers), text, None);
+    let outcome = create(&inner, Net::Linkedin, bearer(&headers), text, None, None);
     // The page's posts are told apart from the member's (user 1).
     if as_page
         && let Some(post) = inner.lock().unwrap().posts.get_mut(&Net::Linkedin).and_then(|p| p.last_mut())
@@ -2066,7 +2088,7 @@ async fn fb_create(
     if text.trim().is_empty() {
         return graph_error(100, None, "(#100) Requires one of the params: message, link, place");
     }
-    answer(create(&inner, Net::Facebook, token, text, None)).await
+    answer(create(&inner, Net::Facebook, token, text, None, None)).await
 }
 
 async fn fb_feed(
@@ -2200,7 +2222,7 @@ async fn fb_photo(
     }
     let text = form.get("message").cloned().unwrap_or_default();
     // A photo answers with its own id and the post's.
-    match create(&inner, Net::Facebook, token, text, None) {
+    match create(&inner, Net::Facebook, token, text, None, None) {
         Outcome::Now(r) if r.status().is_success() => {
             let post = inner.lock().unwrap().posts[&Net::Facebook].last().cloned().unwrap();
             let photo = post.id.split('_').nth(1).unwrap_or_default().to_owned();
@@ -2305,7 +2327,7 @@ async fn ig_publish(
             Some(c) => c.caption.clone(),
         }
     };
-    let outcome = create(&inner, Net::Instagram, token, caption, None);
+    let outcome = create(&inner, Net::Instagram, token, caption, None, None);
     // The container is published whatever the answer says.
     {
         let mut guard = inner.lock().unwrap();

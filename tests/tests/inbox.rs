@@ -11,7 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use marketer_tests::fleet::{Fleet, job_timings};
-use marketer_tests::social::{FakeSocial, connect_mastodon};
+use marketer_tests::ollama::FakeModel;
+use marketer_tests::social::{FakeSocial, Net, connect_mastodon};
 use marketer_tests::{AgentHost, AgentProcess, TempDatabase, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -323,4 +324,166 @@ async fn a_hipaa_mentions_phi_is_kept_only_as_its_agent_redacted_it_on_sqlite() 
 async fn a_hipaa_mentions_phi_is_kept_only_as_its_agent_redacted_it_on_postgres() {
     let Some(database) = TempDatabase::create().await else { return };
     canary(Some(database)).await;
+}
+
+/// Waits until every item the filter lists has a reply in `status`.
+async fn replies(fleet: &Fleet, count: usize, status: &str) -> Vec<Value> {
+    eventually(Duration::from_secs(40), &format!("{count} items with replies {status}"), || async {
+        let items = inbox(fleet, "").await["items"].as_array().unwrap().clone();
+        (items.iter().filter(|i| i["reply"]["status"] == status).count() == count).then_some(items)
+    })
+    .await
+}
+
+fn item<'a>(items: &'a [Value], text: &str) -> &'a Value {
+    items.iter().find(|i| i["text"].as_str().unwrap().ends_with(text)).unwrap_or_else(|| panic!("{text}"))
+}
+
+#[tokio::test]
+async fn replies_are_drafted_from_the_projects_documents_sent_once_and_only_some_go_out_alone() {
+    let social = FakeSocial::start().await;
+    let fleet = fleet(&social, &[]).await;
+    let mut embedder = FakeModel::new("nomic-embed-text:latest");
+    embedder.embedding_length = 256;
+    fleet.ollama.set_models(vec![FakeModel::new(MODEL), embedder]);
+    let account = connect_mastodon(&fleet.api, &social).await;
+    let body = json!({ "name": "Lofts", "llm_policy": "edge_only", "default_model": MODEL,
+                       "brand_voice": "Warm and plain; we say home, never unit." });
+    let (status, project) = fleet.call(Method::POST, "/projects", Some(body)).await;
+    assert_eq!(status, 201, "{project}");
+    let project = project["id"].as_str().unwrap().to_owned();
+    let (status, patched) = fleet
+        .call(
+            Method::PATCH,
+            &format!("/accounts/{}", account["id"].as_str().unwrap()),
+            Some(json!({ "project_ids": [project] })),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+
+    // The auto-reply settings: admins only, named intents only.
+    let (status, error) = fleet
+        .call(Method::PATCH, "/inbox-settings", Some(json!({ "auto_reply_intents": ["complaint"] })))
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["details"]["field"], "auto_reply_intents");
+    let (status, settings) = fleet
+        .call(Method::PATCH, "/inbox-settings", Some(json!({ "auto_reply_intents": ["praise", "question"] })))
+        .await;
+    assert_eq!(status, 200, "{settings}");
+    assert_eq!(settings["draft_replies"], true);
+
+    // The agent holds the project's documents, with a fact to cite.
+    let home = tempfile::tempdir().unwrap();
+    let host = fleet.host(home.path());
+    let agent_id = fleet.enroll(&host, &[]).await;
+    let docs = tempfile::tempdir().unwrap();
+    std::fs::write(
+        docs.path().join("open-house.md"),
+        "# Open house\n\nThe open house at Elm Street runs every Saturday from 10 to 2. Parking is free.",
+    )
+    .unwrap();
+    let out = host.run_command(&["ingest", docs.path().to_str().unwrap(), "--project", &project]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _process = host.spawn_run(&[]);
+    fleet.wait_state(&agent_id, "online", Duration::from_secs(30)).await;
+    eventually(Duration::from_secs(20), "the inbox's first read", || async {
+        social.requests().iter().any(|r| r == "GET /api/v1/notifications").then_some(())
+    })
+    .await;
+
+    const PRAISE: &str = "I love the loft, thank you";
+    const QUESTION: &str = "When is the open house at Elm Street?";
+    const UPSET: &str = "Disappointed nobody called back, when is the open house?";
+    const ANGRY: &str = "This is terrible, the heating is broken and nobody answers!";
+    const PERSONAL: &str = "Great service, thank you! My doctor says the stairs are fine for my diagnosis";
+    let praise_id = social.mention("dana", PRAISE, None);
+    let question_id = social.mention("sam", QUESTION, None);
+    for text in [UPSET, ANGRY, PERSONAL] {
+        social.mention("lee", text, None);
+    }
+    // Praise and the plain question go out by themselves; the negative
+    // question, the complaint and the item with health data wait.
+    replies(&fleet, 2, "answered").await;
+    let items = {
+        eventually(Duration::from_secs(30), "three drafts left to a person", || async {
+            let items = inbox(&fleet, "").await["items"].as_array().unwrap().clone();
+            (items.iter().filter(|i| i["reply"]["status"] == "drafted").count() == 3).then_some(items)
+        })
+        .await
+    };
+    let posts = social.posts(Net::Mastodon);
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    let answered = |id: &str| posts.iter().filter(|p| p.in_reply_to.as_deref() == Some(id)).count();
+    assert_eq!((answered(&praise_id), answered(&question_id)), (1, 1));
+    let grounded = posts.iter().find(|p| p.in_reply_to.as_deref() == Some(question_id.as_str())).unwrap();
+    assert!(grounded.text.starts_with("@sam@elsewhere.example "), "{}", grounded.text);
+    assert!(grounded.text.contains("every Saturday from 10 to 2"), "a document's fact: {}", grounded.text);
+    let question = item(&items, QUESTION);
+    assert_eq!(question["reply"]["sources"], json!(["open-house.md"]), "{question}");
+    assert_eq!(question["reply"]["auto"], true);
+    assert_eq!(question["status"], "done");
+    for (text, why) in [(UPSET, "negative"), (ANGRY, "negative"), (PERSONAL, "personal data")] {
+        let waiting = item(&items, text);
+        assert_eq!(waiting["reply"]["status"], "drafted", "{waiting}");
+        assert!(waiting["reply"]["needs_person"].as_str().unwrap().contains(why), "{waiting}");
+        assert!(waiting["reply"]["post_id"].is_null());
+    }
+    // The reply job ran where the documents are, and carried no text.
+    let (_, jobs) = fleet.call(Method::GET, "/jobs?kind=reply&limit=50", None).await;
+    let jobs = jobs["items"].as_array().unwrap();
+    assert_eq!(jobs.len(), 5, "one draft per item: {jobs:?}");
+    for job in jobs {
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert!(!job["spec"].to_string().contains("heating"), "a reply job carries no text");
+    }
+
+    // A person sends the complaint's reply, edited; once.
+    let angry = item(&items, ANGRY);
+    let path = format!("/inbox/{}/reply", angry["id"].as_str().unwrap());
+    let (status, error) = fleet.call(Method::POST, &path, Some(json!({ "text": "x".repeat(600) }))).await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["details"]["field"], "text");
+    let text = "So sorry about the heating. Please send us a direct message and we will fix it today.";
+    let (status, sent) = fleet.call(Method::POST, &path, Some(json!({ "text": text }))).await;
+    assert_eq!(status, 201, "{sent}");
+    assert_eq!(sent["reply"]["status"], "answered");
+    assert_eq!(sent["reply"]["auto"], false);
+    let (status, again) = fleet.call(Method::POST, &path, Some(json!({}))).await;
+    assert_eq!(status, 409, "{again}");
+    let published = eventually(Duration::from_secs(20), "the reply published", || async {
+        let item =
+            fleet.call(Method::GET, &format!("/inbox/{}", angry["id"].as_str().unwrap()), None).await.1;
+        (item["reply"]["post_status"] == "published").then_some(item)
+    })
+    .await;
+    assert!(published["reply"]["post_url"].is_string(), "{published}");
+    let posts = social.posts(Net::Mastodon);
+    let to_angry: Vec<_> = posts.iter().filter(|p| p.text.ends_with(text)).collect();
+    assert_eq!(to_angry.len(), 1, "sent once: {posts:?}");
+    assert!(to_angry[0].text.starts_with("@lee@elsewhere.example "));
+
+    // Another draft on request; not while one is being written.
+    let upset = item(&items, UPSET);
+    let path = format!("/inbox/{}/reply-draft", upset["id"].as_str().unwrap());
+    let (status, redraft) = fleet.call(Method::POST, &path, None).await;
+    assert_eq!(status, 202, "{redraft}");
+    assert!(redraft["reply"]["draft"].is_null(), "{redraft}");
+    let redrafted = eventually(Duration::from_secs(30), "the new draft", || async {
+        let item =
+            fleet.call(Method::GET, &format!("/inbox/{}", upset["id"].as_str().unwrap()), None).await.1;
+        (item["reply"]["status"] == "drafted").then_some(item)
+    })
+    .await;
+    assert!(redrafted["reply"]["post_id"].is_null(), "a requested draft is never sent alone");
+    let answered = fleet
+        .call(Method::POST, &format!("/inbox/{}/reply-draft", angry["id"].as_str().unwrap()), None)
+        .await;
+    assert_eq!(answered.0, 409, "{}", answered.1);
+    let (_, audit) = fleet.call(Method::GET, "/audit-events?limit=100", None).await;
+    let actions: Vec<&str> =
+        audit["items"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    for action in ["inbox_item.reply", "inbox_item.reply_draft", "inbox_settings.update", "post.create"] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
 }

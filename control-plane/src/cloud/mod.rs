@@ -284,7 +284,9 @@ impl CloudRunner {
             }
             JobSpec::Activity { activity, .. } => activity,
             JobSpec::Classify { items, .. } => return classify(store.as_ref(), &llm, job_id, items).await,
-            JobSpec::Embed { .. } | JobSpec::Ingest { .. } => return Err(unsupported()),
+            JobSpec::Embed { .. } | JobSpec::Ingest { .. } | JobSpec::Reply { .. } => {
+                return Err(unsupported());
+            }
         };
         // Project documents live in edge agents' indexes; the cloud never
         // reads them, and the result's research notes say so.

@@ -77,6 +77,30 @@ pub(super) async fn classify_texts(
     })))
 }
 
+/// `GET /agent/v1/reply/{job_id}`: the inbox item a reply job answers,
+/// for the agent holding the job's lease only. Nothing of it is logged.
+pub(super) async fn reply_context(
+    State(state): State<GatewayState>,
+    Extension(peer): Extension<Peer>,
+    Path(id): Path<String>,
+) -> Result<Response, GatewayError> {
+    let agent = super::session::authenticate(&state, &peer).await?.agent;
+    let not_found =
+        || GatewayError::new(StatusCode::NOT_FOUND, "not_found", "no reply job of this agent has this id");
+    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let context = state.app.publisher.reply_context(agent.id, id).await.map_err(|e| {
+        tracing::error!(agent_id = %agent.id, job_id = %id, error = %e, "serving a reply job's item failed");
+        GatewayError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the item cannot be read now; retry",
+        )
+    })?;
+    let context = context.ok_or_else(not_found)?;
+    tracing::info!(agent_id = %agent.id, job_id = %id, "reply item sent to its agent");
+    Ok(axum::response::IntoResponse::into_response(axum::Json(context)))
+}
+
 /// Stores a report and removes the files of uploads that are gone.
 pub(super) async fn apply_report(
     state: &GatewayState,

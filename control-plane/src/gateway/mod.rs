@@ -120,6 +120,7 @@ fn router(state: GatewayState) -> Router {
         .route(paths::HEALTH, get(health))
         .route(&format!("{}/{{id}}", paths::DOCUMENTS), get(documents::download))
         .route(&format!("{}/{{id}}", paths::CLASSIFY), get(documents::classify_texts))
+        .route(&format!("{}/{{id}}", paths::REPLY), get(documents::reply_context))
         .fallback(|| async {
             GatewayError::new(StatusCode::NOT_FOUND, "not_found", "no such gateway endpoint")
         })

@@ -34,6 +34,7 @@ pub mod collect;
 pub mod connect;
 pub mod inbox;
 pub mod platforms;
+pub mod replies;
 pub mod schedule;
 
 use std::collections::BTreeMap;
@@ -258,6 +259,8 @@ impl Publisher {
                 last_inbox = std::time::Instant::now();
                 self.collect_inbox().await;
                 self.classify_inbox().await;
+                self.draft_replies().await;
+                self.auto_replies().await;
             }
             if handled == 0 && last_metrics.elapsed() >= self.settings.metrics.poll {
                 last_metrics = std::time::Instant::now();

@@ -102,6 +102,9 @@ pub const POST_CREATE: &str = "post.create";
 pub const AB_TEST_CREATE: &str = "ab_test.create";
 pub const INBOX_ITEM_UPDATE: &str = "inbox_item.update";
 pub const INBOX_ITEM_LEAD: &str = "inbox_item.lead";
+pub const INBOX_ITEM_REPLY: &str = "inbox_item.reply";
+pub const INBOX_ITEM_REPLY_DRAFT: &str = "inbox_item.reply_draft";
+pub const INBOX_SETTINGS_UPDATE: &str = "inbox_settings.update";
 pub const LISTENING_QUERY_CREATE: &str = "listening_query.create";
 pub const LISTENING_QUERY_DELETE: &str = "listening_query.delete";
 /// A test's window ended and the publisher decided it.
@@ -231,6 +234,9 @@ pub const ALL: &[&str] = &[
     AB_TEST_DECIDED,
     INBOX_ITEM_UPDATE,
     INBOX_ITEM_LEAD,
+    INBOX_ITEM_REPLY,
+    INBOX_ITEM_REPLY_DRAFT,
+    INBOX_SETTINGS_UPDATE,
     LISTENING_QUERY_CREATE,
     LISTENING_QUERY_DELETE,
     POST_UPDATE,

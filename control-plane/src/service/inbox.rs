@@ -2,9 +2,17 @@
 //! connected accounts (mentions, replies to its posts), collected by the
 //! publishing engine (`publishing/inbox.rs`), listed with filters, newest
 //! first, and worked by people: marked done or open again, assigned to a
-//! member. Reading it takes `inbox:read`, working it `inbox:work`
-//! (members and above: the items are what the public wrote, names and
-//! complaints included, so viewers do not see them).
+//! member, answered. Reading it takes `inbox:read`, working it
+//! `inbox:work` (members and above: the items are what the public wrote,
+//! names and complaints included, so viewers do not see them).
+//!
+//! Replies: an item's suggested reply is drafted on an agent
+//! (`publishing/replies.rs`); a person sends it (as drafted or edited)
+//! or asks for another draft. Sending makes a post answering the item,
+//! scheduled now (or, for a project with a review workflow, a draft for
+//! its review), linked to the item in the same transaction. The
+//! organisation's inbox settings (admins) say whether replies are drafted
+//! on their own and which intents are answered without a person.
 
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -14,8 +22,10 @@ use super::{App, TenantAccess, actions};
 use crate::domain::new_id;
 use crate::domain::{Permission, Timestamp};
 use crate::error::{Error, FoundExt, Result};
+use crate::publishing::replies::{can_reply, reply_text};
 use crate::store::{
-    Classification, InboxChange, InboxFilter, InboxItem, ListeningQuery, Network, NewListeningQuery,
+    AUTO_REPLY_INTENTS, Classification, InboxChange, InboxFilter, InboxItem, InboxSettings, ListeningQuery,
+    Network, NewListeningQuery, REPLY_ATTEMPTS, ReplyState,
 };
 
 /// Items a page holds at most.
@@ -80,6 +90,124 @@ pub struct InboxItemView {
     pub status: String,
     pub assignee_id: Option<Uuid>,
     pub updated_at: Timestamp,
+    /// Its suggested reply and the post that answered it.
+    pub reply: ReplyView,
+}
+
+/// An item's suggested reply, and what became of it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReplyView {
+    /// `none` (no draft, none coming: ask with `POST .../reply-draft`),
+    /// `drafting` (see `note`), `drafted`, `failed` (see `note`), or
+    /// `answered` (a post answers it: `post_id`).
+    pub status: String,
+    /// The suggested reply, without the author's handle (put first when
+    /// it is sent).
+    pub draft: Option<String>,
+    /// The project's documents the draft draws on.
+    pub sources: Vec<String>,
+    /// Why the draft cites no document.
+    pub ungrounded: Option<String>,
+    pub drafted_at: Option<Timestamp>,
+    /// Why it is still drafting, or why drafting failed.
+    pub note: Option<String>,
+    /// Why it never goes out without a person (negative, or holding
+    /// personal data), whatever the auto-reply settings.
+    pub needs_person: Option<String>,
+    /// The post that answers it, its status (`scheduled`, `published`,
+    /// `failed`, or `draft` while its project's review decides), and
+    /// its link once published.
+    pub post_id: Option<Uuid>,
+    pub post_status: Option<String>,
+    pub post_url: Option<String>,
+    /// The auto-reply rules sent it.
+    pub auto: bool,
+}
+
+impl ReplyView {
+    fn of(r: ReplyState, classification: Option<&Classification>) -> Self {
+        let (status, note) = match (&r.post_id, &r.draft, &r.job_id) {
+            (Some(_), _, _) => ("answered", None),
+            (None, Some(_), _) => ("drafted", None),
+            (None, None, Some(_)) => {
+                ("drafting", Some(r.waiting.clone().unwrap_or_else(|| "an agent is drafting it".into())))
+            }
+            (None, None, None) if r.attempts >= REPLY_ATTEMPTS => (
+                "failed",
+                Some(format!("given up after {} tries: {}", r.attempts, r.error.clone().unwrap_or_default())),
+            ),
+            (None, None, None) => match &r.error {
+                Some(e) => ("drafting", Some(format!("to be tried again: {e}"))),
+                None => ("none", None),
+            },
+        };
+        let needs_person = classification.and_then(|c| {
+            if c.sentiment == "negative" {
+                Some("negative items always go to a person".to_owned())
+            } else if c.personal_data {
+                Some("items with personal data always go to a person".to_owned())
+            } else {
+                None
+            }
+        });
+        ReplyView {
+            status: status.into(),
+            draft: r.draft,
+            sources: r.sources,
+            ungrounded: r.ungrounded,
+            drafted_at: r.drafted_at,
+            note,
+            needs_person,
+            post_id: r.post_id,
+            post_status: r.post_status,
+            post_url: r.post_url,
+            auto: r.auto,
+        }
+    }
+}
+
+/// An answer to an item.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyIn {
+    /// The reply; defaults to the suggested one. The author's handle is
+    /// put first unless the text names them.
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+/// The organisation's inbox settings.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InboxSettingsView {
+    /// Replies are drafted by themselves for open items that ask, complain,
+    /// praise or want to buy (otherwise only when a person asks).
+    pub draft_replies: bool,
+    /// Intents whose drafts go out without a person (from `praise`,
+    /// `question`, `purchase_interest`; none by default). Negative items
+    /// and items with personal data always wait for a person, and so does
+    /// everything of a project with a review workflow.
+    pub auto_reply_intents: Vec<String>,
+    pub updated_by: Option<Uuid>,
+    pub updated_at: Option<Timestamp>,
+}
+
+impl From<InboxSettings> for InboxSettingsView {
+    fn from(s: InboxSettings) -> Self {
+        InboxSettingsView {
+            draft_replies: s.draft_replies,
+            auto_reply_intents: s.auto_reply_intents,
+            updated_by: s.updated_by,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// A change to the inbox settings: either field, or both.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateInboxSettings {
+    pub draft_replies: Option<bool>,
+    pub auto_reply_intents: Option<Vec<String>>,
 }
 
 /// An item's labels.
@@ -139,7 +267,9 @@ impl From<InboxItem> for InboxItemView {
         };
         let suggest_lead =
             i.lead_id.is_none() && i.classification.as_ref().is_some_and(|c| c.intent == "purchase_interest");
+        let reply = ReplyView::of(i.reply, i.classification.as_ref());
         InboxItemView {
+            reply,
             lead_id: i.lead_id,
             suggest_lead,
             sealed: i.sealed,
@@ -516,6 +646,154 @@ impl App {
             actions::INBOX_ITEM_LEAD,
         )
         .await
+    }
+
+    /// Answers an item: a post replying to it on its platform, with the
+    /// text given or the suggested one, scheduled now; for a project with
+    /// a review workflow, a draft post for that review instead. Audited as
+    /// the post's creation and the item's reply; a conflict once answered.
+    pub async fn reply_to_inbox_item(
+        &self,
+        access: &TenantAccess,
+        id: Uuid,
+        req: ReplyIn,
+    ) -> Result<InboxItemView> {
+        access.require(Permission::InboxWork)?;
+        access.require(Permission::PostsWrite)?;
+        let item = self.store.inbox_item(access.tenant_id, id).await.found("inbox item")?;
+        if let Some(post) = item.reply.post_id {
+            return Err(Error::Conflict {
+                code: "inbox_item_answered",
+                message: format!("this item was answered already (post {post})"),
+            });
+        }
+        let network: Network = item.network.parse().unwrap_or(Network::Mastodon);
+        if !can_reply(network) {
+            return Err(Error::Conflict {
+                code: "replies_unsupported",
+                message: format!(
+                    "replying on {} is not supported yet; answer on the platform",
+                    network.label()
+                ),
+            });
+        }
+        let given = req.text.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        let text = match (given, &item.reply.draft) {
+            (Some(text), _) => text.to_owned(),
+            (None, Some(draft)) => draft.clone(),
+            (None, None) => {
+                return Err(Error::invalid("text", "write the reply: this item has no suggested one yet"));
+            }
+        };
+        if text.chars().count() > 5_000 {
+            return Err(Error::invalid("text", "a reply is at most 5,000 characters"));
+        }
+        let edited = item.reply.draft.as_deref() != Some(text.as_str());
+        let account =
+            self.store.account(access.tenant_id, item.account_id).await?.ok_or_else(|| Error::Conflict {
+                code: "account_disconnected",
+                message: "the account this item came to is no longer connected; reconnect it to reply".into(),
+            })?;
+        let post_project = match item.post_id {
+            Some(post) => self.store.post(access.tenant_id, post).await?.and_then(|p| p.project_id),
+            None => None,
+        };
+        let project_id =
+            self.publisher.reply_project(&account, post_project).await.map_err(Error::Internal)?;
+        let reviewed = match project_id {
+            Some(project) => self.store.project_review_workflow(access.tenant_id, project).await?.is_some(),
+            None => false,
+        };
+        let create = super::CreatePost {
+            account_id: account.id,
+            text: Some(reply_text(&item.author_handle, &text)),
+            project_id,
+            approve: !reviewed,
+            now: !reviewed,
+            ..Default::default()
+        };
+        let (mut post, post_audit) = match self.prepare_post(access, create, None).await? {
+            super::publishing::PreparedPost::New { post, audit, .. } => (*post, *audit),
+            super::publishing::PreparedPost::Existing(_) => {
+                return Err(Error::Conflict {
+                    code: "inbox_item_answered",
+                    message: "answered already".into(),
+                });
+            }
+        };
+        post.reply_to = Some(item.platform_item_id.clone());
+        let audit =
+            access.audit(actions::INBOX_ITEM_REPLY).resource("inbox_item", id).details(serde_json::json!({
+                "post_id": post.id, "status": post.status, "edited": edited, "review": reviewed,
+            }));
+        self.store.create_reply(&post, id, false, &[post_audit, audit]).await?;
+        self.publisher.wake();
+        self.inbox_item(access, id).await
+    }
+
+    /// Asks for a (new) suggested reply: the old draft is dropped and an
+    /// agent drafts another. Audited.
+    pub async fn request_reply_draft(&self, access: &TenantAccess, id: Uuid) -> Result<InboxItemView> {
+        access.require(Permission::InboxWork)?;
+        let audit = access.audit(actions::INBOX_ITEM_REPLY_DRAFT).resource("inbox_item", id);
+        let item = self
+            .store
+            .request_reply_draft(access.tenant_id, id, &audit)
+            .await?
+            .ok_or(Error::NotFound("inbox item"))?;
+        self.publisher.wake();
+        Ok(item.into())
+    }
+
+    /// The organisation's inbox settings.
+    pub async fn inbox_settings(&self, access: &TenantAccess) -> Result<InboxSettingsView> {
+        access.require(Permission::InboxRead)?;
+        Ok(self.store.inbox_settings(access.tenant_id).await?.into())
+    }
+
+    /// Changes the inbox settings (admins); audited.
+    pub async fn update_inbox_settings(
+        &self,
+        access: &TenantAccess,
+        req: UpdateInboxSettings,
+    ) -> Result<InboxSettingsView> {
+        access.require(Permission::SettingsManage)?;
+        if req.draft_replies.is_none() && req.auto_reply_intents.is_none() {
+            return Err(Error::invalid("draft_replies", "give draft_replies, auto_reply_intents, or both"));
+        }
+        let mut settings = self.store.inbox_settings(access.tenant_id).await?;
+        if let Some(draft) = req.draft_replies {
+            settings.draft_replies = draft;
+        }
+        if let Some(intents) = req.auto_reply_intents {
+            let mut chosen: Vec<String> = Vec::new();
+            for intent in intents {
+                let intent = intent.trim();
+                if !AUTO_REPLY_INTENTS.contains(&intent) {
+                    return Err(Error::invalid(
+                        "auto_reply_intents",
+                        format!(
+                            "{:?} cannot be answered automatically; choose from {} (complaints, spam and \
+                             anything else always go to a person)",
+                            intent.chars().take(40).collect::<String>(),
+                            AUTO_REPLY_INTENTS.join(", ")
+                        ),
+                    ));
+                }
+                if !chosen.iter().any(|c| c == intent) {
+                    chosen.push(intent.to_owned());
+                }
+            }
+            settings.auto_reply_intents = chosen;
+        }
+        settings.updated_by = access.caller.creator_id();
+        let audit = access.audit(actions::INBOX_SETTINGS_UPDATE).details(serde_json::json!({
+            "draft_replies": settings.draft_replies,
+            "auto_reply_intents": settings.auto_reply_intents,
+        }));
+        self.store.set_inbox_settings(access.tenant_id, &settings, &audit).await?;
+        self.publisher.wake();
+        self.inbox_settings(access).await
     }
 
     /// The organisation's listening queries.

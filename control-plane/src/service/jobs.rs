@@ -424,6 +424,10 @@ fn job_spec(
         JobKind::Classify => {
             Err(Error::invalid("kind", "classify jobs are created by the inbox for the items it collects"))
         }
+        JobKind::Reply => Err(Error::invalid(
+            "kind",
+            "reply jobs are created by the inbox for its items (or POST .../inbox/{inbox_item_id}/reply-draft)",
+        )),
     }
 }
 

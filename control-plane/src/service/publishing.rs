@@ -1098,6 +1098,7 @@ impl App {
             idempotency_key,
             created_by: access.caller.creator_id(),
             edited,
+            reply_to: None,
         };
         let audit = access.audit(actions::POST_CREATE).resource("post", post.id).details(serde_json::json!({
             "account_id": account.id, "status": status, "scheduled_at": scheduled_at,

@@ -3,17 +3,25 @@
 //! each stored once per account under the platform's id, and how people
 //! work it (open or done, an assignee). Each account's inbox has its own
 //! schedule and cursor on the account row, claimed like its followers'
-//! reading so replicas read it once per round.
+//! reading so replicas read it once per round. Each item may have a
+//! suggested reply (drafted by a `reply` job on an agent) and the post
+//! that answered it.
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{NewAuditEvent, NewJob, Result};
+use super::{NewAuditEvent, NewJob, NewPost, Result};
 use crate::cloud::crypto::Sealed;
 use crate::domain::Timestamp;
 
 /// Failed classify jobs after which an item is left unclassified.
 pub const CLASSIFY_ATTEMPTS: i64 = 3;
+/// Failed reply jobs after which an item is left without a draft (until a
+/// person asks again).
+pub const REPLY_ATTEMPTS: i64 = 3;
+/// Intents a tenant may have answered without a person: never
+/// complaints, spam or anything else.
+pub const AUTO_REPLY_INTENTS: [&str; 3] = ["praise", "question", "purchase_interest"];
 
 /// An item as collected from a platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +123,93 @@ pub struct InboxItem {
     pub classify_error: Option<String>,
     /// The lead it is linked to.
     pub lead_id: Option<Uuid>,
+    pub reply: ReplyState,
+}
+
+/// An item's suggested reply and the post that answered it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplyState {
+    /// The draft, without the mention of the author.
+    pub draft: Option<String>,
+    /// The documents the draft cites.
+    pub sources: Vec<String>,
+    /// Why the draft cites no document.
+    pub ungrounded: Option<String>,
+    pub drafted_at: Option<Timestamp>,
+    /// The reply job it waits for, and that job's waiting reason.
+    pub job_id: Option<Uuid>,
+    pub waiting: Option<String>,
+    /// Failed reply jobs so far, and the last one's reason.
+    pub attempts: i64,
+    pub error: Option<String>,
+    /// A person asked for a draft.
+    pub requested: bool,
+    /// The post that answers it, with its status and link.
+    pub post_id: Option<Uuid>,
+    pub post_status: Option<String>,
+    pub post_url: Option<String>,
+    /// The post was made by the auto-reply rules.
+    pub auto: bool,
+}
+
+/// An item that should get a draft: classified, without one, a job or a
+/// reply, and either asked for or (the organisation drafting replies) an
+/// open item whose intent calls for an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undrafted {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub account_id: Uuid,
+    pub network: String,
+    pub kind: String,
+    pub author_handle: String,
+    /// The project of the post it answers, if it answers one of ours.
+    pub post_project_id: Option<Uuid>,
+}
+
+/// A draft the auto-reply rules have not looked at, with what they need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoReplyCandidate {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub account_id: Uuid,
+    pub author_handle: String,
+    pub draft: String,
+    pub intent: Option<String>,
+    pub sentiment: Option<String>,
+    pub personal_data: bool,
+    pub redacted: bool,
+    pub platform_item_id: String,
+    pub post_project_id: Option<Uuid>,
+    /// The organisation's auto-reply intents, and who set them.
+    pub auto_intents: Vec<String>,
+    pub set_by: Option<Uuid>,
+}
+
+/// What a reply job needs: the item's text (plain, or sealed), the post
+/// it answers, its author's name.
+#[derive(Debug, Clone)]
+pub struct ReplySubject {
+    pub text: ItemText,
+    pub post_text: Option<String>,
+    pub author_name: Option<String>,
+}
+
+/// An organisation's inbox settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxSettings {
+    /// Drafts suggested replies on its own (else only when asked).
+    pub draft_replies: bool,
+    /// Intents answered without a person (from [`AUTO_REPLY_INTENTS`]).
+    pub auto_reply_intents: Vec<String>,
+    pub updated_by: Option<Uuid>,
+    pub updated_at: Option<Timestamp>,
+}
+
+impl Default for InboxSettings {
+    fn default() -> Self {
+        Self { draft_replies: true, auto_reply_intents: Vec::new(), updated_by: None, updated_at: None }
+    }
 }
 
 /// Which items a list returns; every field narrows it.
@@ -253,4 +348,48 @@ pub trait InboxStore: Send + Sync {
     async fn classify_texts(&self, agent_id: Uuid, job_id: Uuid) -> Result<Option<Vec<ItemText>>>;
     /// The texts of a cloud classify job's items (plain only), in order.
     async fn cloud_classify_texts(&self, job_id: Uuid) -> Result<Option<Vec<String>>>;
+    /// Items that should get a draft (see [`Undrafted`]) whose retry time
+    /// has come, oldest classified first, at most `limit`.
+    async fn undrafted_inbox(&self, now: Timestamp, limit: i64) -> Result<Vec<Undrafted>>;
+    /// Queues a reply job for an item (compare-and-set: only while it has
+    /// no draft, job or reply), in one transaction: `false` (and nothing
+    /// written) when another replica took it.
+    async fn start_reply_draft(&self, job: &NewJob, item_id: Uuid) -> Result<bool>;
+    /// The item of a reply job, for the agent holding the job's current
+    /// lease; `None` otherwise.
+    async fn reply_subject(&self, agent_id: Uuid, job_id: Uuid) -> Result<Option<ReplySubject>>;
+    /// A person asks for a (new) draft: the old one is dropped and the
+    /// item queued; a conflict while a draft is being written, once it is
+    /// answered, or before it is classified. `None` if the tenant has no
+    /// such item.
+    async fn request_reply_draft(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        audit: &NewAuditEvent,
+    ) -> Result<Option<InboxItem>>;
+    /// Stores the post that answers an item and links it (compare-and-set:
+    /// only an item not answered yet, and for `auto` one the rules have
+    /// not looked at), marking the item done, with their audit events; a
+    /// conflict when it was answered already.
+    async fn create_reply(
+        &self,
+        post: &NewPost,
+        item_id: Uuid,
+        auto: bool,
+        audits: &[NewAuditEvent],
+    ) -> Result<()>;
+    /// Drafts the auto-reply rules have not looked at, at most `limit`.
+    async fn auto_reply_due(&self, limit: i64) -> Result<Vec<AutoReplyCandidate>>;
+    /// The rules looked at an item's draft and left it to a person.
+    async fn auto_reply_checked(&self, item_id: Uuid) -> Result<()>;
+    /// The organisation's inbox settings (the defaults when never set).
+    async fn inbox_settings(&self, tenant_id: Uuid) -> Result<InboxSettings>;
+    /// Saves the organisation's inbox settings with their audit event.
+    async fn set_inbox_settings(
+        &self,
+        tenant_id: Uuid,
+        settings: &InboxSettings,
+        audit: &NewAuditEvent,
+    ) -> Result<()>;
 }

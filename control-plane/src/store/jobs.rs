@@ -71,6 +71,8 @@ pub enum JobKind {
     Ingest,
     /// Labelling inbox items.
     Classify,
+    /// Drafting a suggested reply to an inbox item.
+    Reply,
 }
 
 impl JobKind {
@@ -81,6 +83,7 @@ impl JobKind {
             JobSpec::Activity { .. } => JobKind::Activity,
             JobSpec::Ingest { .. } => JobKind::Ingest,
             JobSpec::Classify { .. } => JobKind::Classify,
+            JobSpec::Reply { .. } => JobKind::Reply,
         }
     }
 }

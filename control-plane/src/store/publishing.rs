@@ -314,6 +314,8 @@ pub struct SocialPost {
     /// One more at every edit of its text or image: a post's own review
     /// decides on a revision.
     pub revision: i64,
+    /// The platform's id of what it answers (a reply to an inbox item).
+    pub reply_to: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -336,6 +338,8 @@ pub struct NewPost {
     /// Its text differs from the activity variant it came from: the
     /// activity's review does not cover it.
     pub edited: bool,
+    /// The platform's id of what it answers (a reply to an inbox item).
+    pub reply_to: Option<String>,
 }
 
 /// A platform's limit on Marketer's app as a whole.

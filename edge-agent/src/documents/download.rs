@@ -1,8 +1,9 @@
 //! Fetching from the gateway, one HTTPS request with the agent's
 //! certificate each: an uploaded document for its ingest job (the gateway
 //! serves only the agent's own tenant's documents; the size and hash are
-//! checked against the job before anything is indexed), and the texts of
-//! a classify job's inbox items (served only to the agent holding the job).
+//! checked against the job before anything is indexed), and the inbox
+//! items of a classify or reply job (served only to the agent holding the
+//! job).
 
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use crate::ollama::Failure;
 
 /// A download of the largest document over a slow link still fits.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
-/// The texts of one classify job are small.
+/// The texts of one classify or reply job are small.
 const TEXTS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where uploaded documents come from.
@@ -54,28 +55,8 @@ impl Gateway {
 
     /// The texts of a classify job's items, in the job's order.
     pub async fn classify_texts(&self, job_id: uuid::Uuid, count: usize) -> Result<Vec<String>, Failure> {
-        let (status, body) = self.get(&paths::classify(job_id), TEXTS_TIMEOUT).await.map_err(|e| {
-            Failure::new(job_errors::AGENT_ERROR, format!("fetching the items' texts: {e:#}"), true)
-        })?;
-        if status == http::StatusCode::NOT_FOUND || status == http::StatusCode::CONFLICT {
-            return Err(Failure::new(
-                job_errors::INVALID_REQUEST,
-                format!(
-                    "the control plane no longer gives this job's texts ({status}): it was reassigned or ended"
-                ),
-                true,
-            ));
-        }
-        if !status.is_success() {
-            return Err(Failure::new(
-                job_errors::AGENT_ERROR,
-                format!("the control plane answered {status} to the request for the items' texts"),
-                status.is_server_error(),
-            ));
-        }
-        let texts: marketer_protocol::inbox::ClassifyTexts = serde_json::from_slice(&body).map_err(|e| {
-            Failure::new(job_errors::AGENT_ERROR, format!("the items' texts could not be read: {e}"), true)
-        })?;
+        let texts: marketer_protocol::inbox::ClassifyTexts =
+            self.job_input(&paths::classify(job_id), "the items' texts").await?;
         if texts.texts.len() != count {
             return Err(Failure::new(
                 job_errors::AGENT_ERROR,
@@ -84,6 +65,42 @@ impl Gateway {
             ));
         }
         Ok(texts.texts)
+    }
+
+    /// The item a reply job answers.
+    pub async fn reply_context(
+        &self,
+        job_id: uuid::Uuid,
+    ) -> Result<marketer_protocol::inbox::ReplyContext, Failure> {
+        self.job_input(&paths::reply(job_id), "the item to answer").await
+    }
+
+    /// What the gateway holds for a job this agent runs (`what` names it
+    /// in errors): gone when the job was reassigned or ended.
+    async fn job_input<T: serde::de::DeserializeOwned>(&self, path: &str, what: &str) -> Result<T, Failure> {
+        let (status, body) = self
+            .get(path, TEXTS_TIMEOUT)
+            .await
+            .map_err(|e| Failure::new(job_errors::AGENT_ERROR, format!("fetching {what}: {e:#}"), true))?;
+        if status == http::StatusCode::NOT_FOUND || status == http::StatusCode::CONFLICT {
+            return Err(Failure::new(
+                job_errors::INVALID_REQUEST,
+                format!(
+                    "the control plane no longer gives {what} ({status}): the job was reassigned or ended"
+                ),
+                true,
+            ));
+        }
+        if !status.is_success() {
+            return Err(Failure::new(
+                job_errors::AGENT_ERROR,
+                format!("the control plane answered {status} to the request for {what}"),
+                status.is_server_error(),
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|e| {
+            Failure::new(job_errors::AGENT_ERROR, format!("{what} could not be read: {e}"), true)
+        })
     }
 
     /// One GET to the gateway with the agent's certificate.

@@ -18,7 +18,7 @@ use crate::ollama::Failure;
 use crate::privacy::VerbatimGuard;
 
 /// The redaction count's name for withheld document text.
-const DOCUMENT_TEXT: &str = "DOCUMENT_TEXT";
+pub(super) const DOCUMENT_TEXT: &str = "DOCUMENT_TEXT";
 
 impl Attempt<'_> {
     pub(super) async fn activity(

@@ -15,6 +15,7 @@ mod activity;
 mod classify;
 mod ingest;
 pub mod outbox;
+mod reply;
 mod run;
 
 use std::collections::HashMap;

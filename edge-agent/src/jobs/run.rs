@@ -73,6 +73,7 @@ impl Attempt<'_> {
                 JobSpec::Activity { model, activity } => self.activity(job, model, activity).await,
                 JobSpec::Ingest { model, document } => self.ingest(model, document).await,
                 JobSpec::Classify { model, items } => self.classify(job, model, items).await,
+                JobSpec::Reply { model, reply } => self.reply(job, model, reply).await,
             }
         };
         // Dropping `work` (cancellation, timeout) drops the HTTP response,

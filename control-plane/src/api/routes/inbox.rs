@@ -11,8 +11,8 @@ use crate::api::error::ErrorBody;
 use crate::api::extract::{Json, Path, Query};
 use crate::error::Result;
 use crate::service::inbox::{
-    CreateListeningQuery, InboxItemView, InboxPage, InboxQuery, LeadFromItem, ListeningQueryView,
-    UpdateInboxItem,
+    CreateListeningQuery, InboxItemView, InboxPage, InboxQuery, InboxSettingsView, LeadFromItem,
+    ListeningQueryView, ReplyIn, UpdateInboxItem, UpdateInboxSettings,
 };
 use crate::service::{TenantAccess, actions};
 
@@ -78,6 +78,69 @@ pub async fn create_lead(
     Json(req): Json<LeadFromItem>,
 ) -> Result<(StatusCode, Json<InboxItemView>)> {
     Ok((StatusCode::CREATED, Json(state.app.lead_from_inbox_item(&access, p.inbox_item_id, req).await?)))
+}
+
+/// Answers an item on its platform: a post replying to it, with `text`
+/// or the suggested reply (the author's handle put first), sent now by
+/// the publishing engine (once, within the account's rate limits); for a
+/// project with a review workflow, a draft post for its review instead
+/// (`reply.post_status` says which). The item is marked done. 409 once it
+/// was answered, or where the network takes no replies yet. Audited.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/inbox/{inbox_item_id}/reply", tag = "inbox",
+    operation_id = actions::INBOX_ITEM_REPLY, security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path), ("inbox_item_id" = Uuid, Path)), request_body = ReplyIn,
+    responses((status = 201, body = InboxItemView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn reply(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Path(p): Path<InboxItemPath>,
+    Json(req): Json<ReplyIn>,
+) -> Result<(StatusCode, Json<InboxItemView>)> {
+    Ok((StatusCode::CREATED, Json(state.app.reply_to_inbox_item(&access, p.inbox_item_id, req).await?)))
+}
+
+/// Asks one of the organisation's agents for a (new) suggested reply; the
+/// old draft is dropped. 409 while one is being drafted, once the item was
+/// answered, or before it is classified. Audited.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/inbox/{inbox_item_id}/reply-draft", tag = "inbox",
+    operation_id = actions::INBOX_ITEM_REPLY_DRAFT, security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path), ("inbox_item_id" = Uuid, Path)),
+    responses((status = 202, body = InboxItemView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn reply_draft(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Path(p): Path<InboxItemPath>,
+) -> Result<(StatusCode, Json<InboxItemView>)> {
+    Ok((StatusCode::ACCEPTED, Json(state.app.request_reply_draft(&access, p.inbox_item_id).await?)))
+}
+
+/// The organisation's inbox settings: whether replies are drafted by
+/// themselves, and the intents answered without a person.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/inbox-settings", tag = "inbox",
+    security(("bearer" = [])), params(("tenant_id" = Uuid, Path)),
+    responses((status = 200, body = InboxSettingsView), (status = 403, body = ErrorBody)))]
+pub async fn settings(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+) -> Result<Json<InboxSettingsView>> {
+    Ok(Json(state.app.inbox_settings(&access).await?))
+}
+
+/// Changes the inbox settings (admins). Auto-replies take only `praise`,
+/// `question` and `purchase_interest`; negative items and items with
+/// personal data always wait for a person. Audited.
+#[utoipa::path(patch, path = "/api/v1/tenants/{tenant_id}/inbox-settings", tag = "inbox",
+    operation_id = actions::INBOX_SETTINGS_UPDATE, security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path)), request_body = UpdateInboxSettings,
+    responses((status = 200, body = InboxSettingsView), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_settings(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Json(req): Json<UpdateInboxSettings>,
+) -> Result<Json<InboxSettingsView>> {
+    Ok(Json(state.app.update_inbox_settings(&access, req).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -96,11 +96,20 @@ async fn send_status(
         .post(format!("{}/api/v1/statuses", base(account)))
         .bearer_auth(token.expose_secret())
         .header("Idempotency-Key", idempotency_key(post))
-        .form(&[("status", post.text.as_str()), ("visibility", "public")]);
+        .form(&status_form(post));
     match Answer::send_once(request).await {
         Ok(a) => (classify(&a, Timestamp::now()), a.record()),
         Err(failed) => failed,
     }
+}
+
+/// A status's form: its text, public; a reply names the status it answers.
+fn status_form(post: &SocialPost) -> Vec<(&'static str, &str)> {
+    let mut form = vec![("status", post.text.as_str()), ("visibility", "public")];
+    if let Some(id) = &post.reply_to {
+        form.push(("in_reply_to_id", id.as_str()));
+    }
+    form
 }
 
 pub async fn publish(

@@ -1,13 +1,15 @@
 //! [`InboxStore`] for [`SqlStore`]: inbox items, stored once per account
-//! and platform id, and each account's inbox schedule and cursor.
+//! and platform id, each account's inbox schedule and cursor, the items'
+//! labels and suggested replies, and the organisation's inbox settings.
 
 use super::*;
 use marketer_protocol::inbox::{ClassifyItem, Urgency};
 
 use crate::cloud::crypto::Sealed;
 use crate::store::{
-    CLASSIFY_ATTEMPTS, Classification, CollectedItem, DueInbox, InboxChange, InboxFilter, InboxItem,
-    InboxStore, ItemText, ListeningQuery, NewJob, NewListeningQuery, Unclassified,
+    AutoReplyCandidate, CLASSIFY_ATTEMPTS, Classification, CollectedItem, DueInbox, InboxChange, InboxFilter,
+    InboxItem, InboxSettings, InboxStore, ItemText, ListeningQuery, NewJob, NewListeningQuery, NewPost,
+    REPLY_ATTEMPTS, ReplyState, ReplySubject, Unclassified, Undrafted,
 };
 
 #[derive(FromRow)]
@@ -47,6 +49,29 @@ struct ItemRow {
     classify_attempts: i64,
     classify_error: Option<String>,
     lead_id: Option<Uuid>,
+    reply_draft: Option<String>,
+    reply_sources: Option<String>,
+    reply_ungrounded: Option<String>,
+    reply_drafted_at: Option<Timestamp>,
+    reply_job_id: Option<Uuid>,
+    reply_job_status: Option<String>,
+    reply_job_waiting: Option<String>,
+    reply_attempts: i64,
+    reply_error: Option<String>,
+    reply_requested: bool,
+    reply_post_id: Option<Uuid>,
+    reply_post_status: Option<String>,
+    reply_post_url: Option<String>,
+    reply_auto: bool,
+}
+
+/// A queued job's waiting reason (a job not started yet says why; one
+/// running does not wait).
+fn waiting(status: Option<&str>, reason: Option<String>) -> Option<String> {
+    match status {
+        Some("queued") => Some(reason.unwrap_or_else(|| "waiting for one of your agents to take it".into())),
+        _ => None,
+    }
 }
 
 impl From<ItemRow> for InboxItem {
@@ -87,16 +112,25 @@ impl From<ItemRow> for InboxItem {
             },
             urgency_rank: r.urgency_rank,
             classify_job_id: r.classify_job_id,
-            // A job not started yet says why; one running does not wait.
-            classify_waiting: match r.job_status.as_deref() {
-                Some("queued") => {
-                    Some(r.job_waiting.unwrap_or_else(|| "waiting for one of your agents to take it".into()))
-                }
-                _ => None,
-            },
+            classify_waiting: waiting(r.job_status.as_deref(), r.job_waiting),
             classify_attempts: r.classify_attempts,
             classify_error: r.classify_error,
             lead_id: r.lead_id,
+            reply: ReplyState {
+                draft: r.reply_draft,
+                sources: r.reply_sources.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default(),
+                ungrounded: r.reply_ungrounded,
+                drafted_at: r.reply_drafted_at,
+                job_id: r.reply_job_id,
+                waiting: waiting(r.reply_job_status.as_deref(), r.reply_job_waiting),
+                attempts: r.reply_attempts,
+                error: r.reply_error,
+                requested: r.reply_requested,
+                post_id: r.reply_post_id,
+                post_status: r.reply_post_status,
+                post_url: r.reply_post_url,
+                auto: r.reply_auto,
+            },
         }
     }
 }
@@ -106,11 +140,17 @@ const ITEM_SELECT: &str = "SELECT i.id, i.account_id, a.platform AS network, a.h
      i.collected_at, i.status, i.assignee_id, i.updated_at, (i.sealed_text IS NOT NULL) AS sealed, i.redacted, \
      i.sentiment, i.sentiment_score, i.intent, i.urgency, i.language, i.personal_data, i.classified_at, \
      i.urgency_rank, i.classify_job_id, j.status AS job_status, j.waiting_reason AS job_waiting, \
-     i.classify_attempts, i.classify_error, i.lead_id \
+     i.classify_attempts, i.classify_error, i.lead_id, i.reply_draft, i.reply_sources, i.reply_ungrounded, \
+     i.reply_drafted_at, i.reply_job_id, rj.status AS reply_job_status, rj.waiting_reason AS reply_job_waiting, \
+     i.reply_attempts, i.reply_error, i.reply_requested, i.reply_post_id, rp.status AS reply_post_status, \
+     rp.platform_url AS reply_post_url, (rp.id IS NOT NULL AND rp.created_by IS NULL) AS reply_auto \
      FROM inbox_items i JOIN social_accounts a ON a.id = i.account_id \
-     LEFT JOIN jobs j ON j.id = i.classify_job_id";
+     LEFT JOIN jobs j ON j.id = i.classify_job_id \
+     LEFT JOIN jobs rj ON rj.id = i.reply_job_id \
+     LEFT JOIN social_posts rp ON rp.id = i.reply_post_id";
 
-/// The wait after a failed classify job before the item is tried again.
+/// The wait after a failed classify (or reply) job before the item is
+/// tried again.
 const CLASSIFY_RETRY: time::Duration = time::Duration::minutes(10);
 
 /// The longest text kept of an item (platforms allow a few thousand
@@ -540,6 +580,271 @@ where
         ))
     }
 
+    async fn undrafted_inbox(&self, now: Timestamp, limit: i64) -> Result<Vec<Undrafted>> {
+        let rows: Vec<(Uuid, Uuid, Uuid, String, String, String, Option<Uuid>)> = sqlx::query_as(
+            "SELECT i.id, i.tenant_id, i.account_id, a.platform, i.kind, i.author_handle, p.project_id \
+             FROM inbox_items i JOIN social_accounts a ON a.id = i.account_id \
+             LEFT JOIN social_posts p ON p.id = i.post_id \
+             LEFT JOIN inbox_settings s ON s.tenant_id = i.tenant_id \
+             WHERE i.classified_at IS NOT NULL AND i.reply_draft IS NULL AND i.reply_job_id IS NULL \
+             AND i.reply_post_id IS NULL AND i.reply_attempts < $2 \
+             AND (i.reply_retry_at IS NULL OR i.reply_retry_at <= $1) \
+             AND (i.reply_requested OR (i.status = 'open' AND COALESCE(s.draft_replies, TRUE) \
+                  AND i.intent IN ('question', 'complaint', 'praise', 'purchase_interest'))) \
+             ORDER BY i.classified_at, i.id LIMIT $3",
+        )
+        .bind(now)
+        .bind(REPLY_ATTEMPTS)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, tenant_id, account_id, network, kind, author_handle, post_project_id)| Undrafted {
+                id,
+                tenant_id,
+                account_id,
+                network,
+                kind,
+                author_handle,
+                post_project_id,
+            })
+            .collect())
+    }
+
+    async fn start_reply_draft(&self, job: &NewJob, item_id: Uuid) -> Result<bool> {
+        let now = Timestamp::now();
+        let mut tx = self.write.begin().await?;
+        Self::insert_job(&mut tx, job, now).await?;
+        let r = sqlx::query(
+            "UPDATE inbox_items SET reply_job_id = $2 \
+             WHERE id = $1 AND tenant_id = $3 AND reply_job_id IS NULL AND reply_draft IS NULL \
+             AND reply_post_id IS NULL",
+        )
+        .bind(item_id)
+        .bind(job.id)
+        .bind(job.tenant_id)
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&r) != 1 {
+            // Another replica queued it: this job is not needed.
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn reply_subject(&self, agent_id: Uuid, job_id: Uuid) -> Result<Option<ReplySubject>> {
+        let spec: Option<String> = sqlx::query_scalar(
+            "SELECT spec FROM jobs WHERE id = $1 AND agent_id = $2 AND status IN ('assigned', 'running')",
+        )
+        .bind(job_id)
+        .bind(agent_id)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(Ok(JobSpec::Reply { reply, .. })) = spec.map(|s| serde_json::from_str::<JobSpec>(&s)) else {
+            return Ok(None);
+        };
+        type Row = (Uuid, String, Option<Vec<u8>>, Option<Vec<u8>>, Option<String>, Option<String>);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT i.tenant_id, i.text, i.sealed_text, i.sealed_nonce, p.text, i.author_name \
+             FROM inbox_items i LEFT JOIN social_posts p ON p.id = i.post_id \
+             WHERE i.id = $1 AND i.reply_job_id = $2",
+        )
+        .bind(reply.item_id)
+        .bind(job_id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(|(tenant_id, text, ciphertext, nonce, post_text, author_name)| ReplySubject {
+            text: match (ciphertext, nonce) {
+                (Some(ciphertext), Some(nonce)) => {
+                    ItemText::Sealed { tenant_id, sealed: Sealed { ciphertext, nonce } }
+                }
+                _ => ItemText::Plain(text),
+            },
+            post_text,
+            author_name,
+        }))
+    }
+
+    async fn request_reply_draft(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        audit: &NewAuditEvent,
+    ) -> Result<Option<InboxItem>> {
+        let mut tx = self.write.begin().await?;
+        let row: Option<(Option<Timestamp>, Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
+            "SELECT classified_at, reply_job_id, reply_post_id FROM inbox_items WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((classified_at, job, post)) = row else { return Ok(None) };
+        let conflict = |code, message: &str| StoreError::Conflict { code, message: message.into() };
+        if post.is_some() {
+            return Err(conflict("inbox_item_answered", "this item was answered already"));
+        }
+        if job.is_some() {
+            return Err(conflict("reply_drafting", "a reply is being drafted for this item; wait for it"));
+        }
+        if classified_at.is_none() {
+            return Err(conflict(
+                "inbox_item_not_classified",
+                "this item is not classified yet; a reply is drafted once an agent has read it",
+            ));
+        }
+        let r = sqlx::query(
+            "UPDATE inbox_items SET reply_draft = NULL, reply_sources = NULL, reply_ungrounded = NULL, \
+             reply_drafted_at = NULL, reply_attempts = 0, reply_retry_at = NULL, reply_error = NULL, \
+             reply_requested = TRUE, auto_reply_checked = TRUE, updated_at = $3 \
+             WHERE tenant_id = $1 AND id = $2 AND reply_job_id IS NULL AND reply_post_id IS NULL",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(audit.occurred_at)
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&r) != 1 {
+            return Err(conflict("reply_drafting", "a reply is being drafted for this item; wait for it"));
+        }
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        self.inbox_item(tenant_id, id).await
+    }
+
+    async fn create_reply(
+        &self,
+        post: &NewPost,
+        item_id: Uuid,
+        auto: bool,
+        audits: &[NewAuditEvent],
+    ) -> Result<()> {
+        let now = audits.first().map_or_else(Timestamp::now, |a| a.occurred_at);
+        let mut tx = self.write.begin().await?;
+        Self::insert_post(&mut tx, post, now).await?;
+        let r = sqlx::query(
+            "UPDATE inbox_items SET reply_post_id = $3, status = 'done', auto_reply_checked = TRUE, updated_at = $4 \
+             WHERE tenant_id = $1 AND id = $2 AND reply_post_id IS NULL AND ($5 = FALSE OR auto_reply_checked = FALSE)",
+        )
+        .bind(post.tenant_id)
+        .bind(item_id)
+        .bind(post.id)
+        .bind(now)
+        .bind(auto)
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&r) != 1 {
+            return Err(StoreError::Conflict {
+                code: "inbox_item_answered",
+                message: "this item was answered already".into(),
+            });
+        }
+        for audit in audits {
+            Self::insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn auto_reply_due(&self, limit: i64) -> Result<Vec<AutoReplyCandidate>> {
+        type Row = (
+            Uuid,
+            Uuid,
+            Uuid,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<bool>,
+            bool,
+            String,
+            Option<Uuid>,
+            Option<String>,
+            Option<Uuid>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT i.id, i.tenant_id, i.account_id, i.author_handle, i.reply_draft, i.intent, i.sentiment, \
+             i.personal_data, i.redacted, i.platform_item_id, p.project_id, s.auto_reply_intents, s.updated_by \
+             FROM inbox_items i LEFT JOIN social_posts p ON p.id = i.post_id \
+             LEFT JOIN inbox_settings s ON s.tenant_id = i.tenant_id \
+             WHERE i.reply_draft IS NOT NULL AND i.auto_reply_checked = FALSE AND i.reply_post_id IS NULL \
+             ORDER BY i.reply_drafted_at, i.id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AutoReplyCandidate {
+                id: r.0,
+                tenant_id: r.1,
+                account_id: r.2,
+                author_handle: r.3,
+                draft: r.4,
+                intent: r.5,
+                sentiment: r.6,
+                personal_data: r.7.unwrap_or(false),
+                redacted: r.8,
+                platform_item_id: r.9,
+                post_project_id: r.10,
+                auto_intents: split_intents(r.11.as_deref().unwrap_or("")),
+                set_by: r.12,
+            })
+            .collect())
+    }
+
+    async fn auto_reply_checked(&self, item_id: Uuid) -> Result<()> {
+        sqlx::query("UPDATE inbox_items SET auto_reply_checked = TRUE WHERE id = $1")
+            .bind(item_id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn inbox_settings(&self, tenant_id: Uuid) -> Result<InboxSettings> {
+        let row: Option<(bool, String, Option<Uuid>, Timestamp)> = sqlx::query_as(
+            "SELECT draft_replies, auto_reply_intents, updated_by, updated_at FROM inbox_settings WHERE tenant_id = $1",
+        )
+        .bind(tenant_id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(match row {
+            Some((draft_replies, intents, updated_by, updated_at)) => InboxSettings {
+                draft_replies,
+                auto_reply_intents: split_intents(&intents),
+                updated_by,
+                updated_at: Some(updated_at),
+            },
+            None => InboxSettings::default(),
+        })
+    }
+
+    async fn set_inbox_settings(
+        &self,
+        tenant_id: Uuid,
+        settings: &InboxSettings,
+        audit: &NewAuditEvent,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "INSERT INTO inbox_settings (tenant_id, draft_replies, auto_reply_intents, updated_by, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id) DO UPDATE SET draft_replies = $2, \
+             auto_reply_intents = $3, updated_by = $4, updated_at = $5",
+        )
+        .bind(tenant_id)
+        .bind(settings.draft_replies)
+        .bind(settings.auto_reply_intents.join(","))
+        .bind(settings.updated_by)
+        .bind(audit.occurred_at)
+        .execute(&mut *tx)
+        .await?;
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn listening_failed(&self, query_id: Uuid, error: &str) -> Result<()> {
         let error: String = error.chars().take(500).collect();
         sqlx::query("UPDATE listening_queries SET error = $2 WHERE id = $1")
@@ -674,6 +979,56 @@ where
         Ok(items.iter().map(|i| by_id.remove(&i.id).unwrap_or(ItemText::Plain(String::new()))).collect())
     }
 
+    /// What a reply job's end means for its item, in the job's
+    /// transaction: the draft, the documents it cites, or why it cites
+    /// none; otherwise the item is free again, to be tried later with the
+    /// reason kept.
+    pub(super) async fn reply_ended(
+        conn: &mut DB::Connection,
+        job: &Job,
+        output: Option<&JobOutput>,
+        error: Option<&JobError>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let JobSpec::Reply { reply, .. } = &job.spec else { return Ok(()) };
+        let Some(JobOutput::ReplyDrafted { draft }) = output.filter(|_| error.is_none()) else {
+            let reason = match (error, output) {
+                (Some(e), _) => e.message.clone(),
+                (None, Some(_)) => "the agent's answer was not a reply".to_owned(),
+                (None, None) => "the job was cancelled".to_owned(),
+            };
+            let reason: String = reason.chars().take(500).collect();
+            sqlx::query(
+                "UPDATE inbox_items SET reply_job_id = NULL, reply_attempts = reply_attempts + 1, \
+                 reply_error = $2, reply_retry_at = $3 WHERE reply_job_id = $1",
+            )
+            .bind(job.id)
+            .bind(reason)
+            .bind(now + CLASSIFY_RETRY)
+            .execute(&mut *conn)
+            .await?;
+            return Ok(());
+        };
+        let text: String = draft.text.chars().take(MAX_TEXT).collect();
+        let sources: Vec<String> =
+            draft.sources.iter().take(10).map(|s| s.chars().take(300).collect()).collect();
+        let ungrounded: Option<String> = draft.ungrounded.as_ref().map(|u| u.chars().take(500).collect());
+        sqlx::query(
+            "UPDATE inbox_items SET reply_draft = $3, reply_sources = $4, reply_ungrounded = $5, \
+             reply_drafted_at = $6, reply_job_id = NULL, reply_error = NULL \
+             WHERE id = $1 AND reply_job_id = $2",
+        )
+        .bind(reply.item_id)
+        .bind(job.id)
+        .bind(text)
+        .bind(serde_json::to_string(&sources).unwrap_or_else(|_| "[]".into()))
+        .bind(ungrounded)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
     /// What a classify job's end means for its items, in the job's
     /// transaction: labels (and the text as the agent's policy left it)
     /// when it succeeded with one label per item; otherwise the items are
@@ -743,4 +1098,9 @@ where
         }
         Ok(())
     }
+}
+
+/// Intents stored comma-separated.
+fn split_intents(text: &str) -> Vec<String> {
+    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }

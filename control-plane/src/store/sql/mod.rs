@@ -1308,8 +1308,9 @@ where
         }
         let done = Self::append_job_event(conn, job.id, JobEventKind::Done, job.attempts, data, now).await?;
         Self::notify_activity_end(conn, job, status, error, now).await?;
-        Self::classify_ended(conn, job, output.filter(|_| status == JobStatus::Succeeded), error, now)
-            .await?;
+        let succeeded = output.filter(|_| status == JobStatus::Succeeded);
+        Self::classify_ended(conn, job, succeeded, error, now).await?;
+        Self::reply_ended(conn, job, succeeded, error, now).await?;
         // Last: every job of the tenant that finishes today updates this one
         // row, whose lock is then held only until the commit.
         Self::count_usage(conn, job, usage, now).await?;

@@ -125,6 +125,7 @@ struct PostRow {
     updated_at: Timestamp,
     edited_at: Option<Timestamp>,
     revision: i64,
+    reply_to: Option<String>,
 }
 
 impl TryFrom<PostRow> for SocialPost {
@@ -166,6 +167,7 @@ impl TryFrom<PostRow> for SocialPost {
             updated_at: r.updated_at,
             edited_at: r.edited_at,
             revision: r.revision,
+            reply_to: r.reply_to,
         })
     }
 }
@@ -180,7 +182,7 @@ const POST_SELECT: &str = "SELECT p.id, p.tenant_id, p.account_id, a.platform, a
      p.approved_by, p.approved_at, p.not_before, p.wait_reason, p.lease_owner, p.lease_until, p.attempts, \
      p.generation, p.platform_post_id, p.platform_url, p.platform_container_id, p.published_at, p.error, p.error_hint, \
      p.unconfirmed_since, p.idempotency_key, p.created_by, p.created_at, p.updated_at, p.edited_at, \
-     p.revision \
+     p.revision, p.reply_to \
      FROM social_posts p JOIN social_accounts a ON a.id = p.account_id";
 
 #[derive(FromRow)]
@@ -270,8 +272,8 @@ where
         sqlx::query(
             "INSERT INTO social_posts (id, tenant_id, account_id, project_id, campaign_id, activity_id, \
              activity_version, text, status, scheduled_at, time_zone, approved_by, approved_at, idempotency_key, \
-             created_by, created_at, updated_at, image_url, edited_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $16, $17, $18)",
+             created_by, created_at, updated_at, image_url, edited_at, reply_to) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+             $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18, $19)",
         )
         .bind(p.id)
         .bind(p.tenant_id)
@@ -291,6 +293,7 @@ where
         .bind(now)
         .bind(p.image_url.clone())
         .bind(p.edited.then_some(now))
+        .bind(p.reply_to.clone())
         .execute(&mut *conn)
         .await
         .map_err(|e| unique_violation(e, "idempotency_key_reused", "this Idempotency-Key was already used"))?;
