@@ -201,11 +201,15 @@
 
   // Sections that follow the server (the documents list as agents index):
   // the page itself is fetched again every few seconds while it is shown,
-  // and the section replaced by its fresh copy.
+  // and the section replaced by its fresh copy; never while someone is
+  // typing in one of its forms (a reply, an address), which would be lost.
+  const editing = (section) =>
+    section.contains(document.activeElement) && document.activeElement.matches("input, textarea, select") ||
+    Array.from(section.querySelectorAll("textarea, input:not([type=hidden])")).some((f) => f.value !== f.defaultValue);
   for (const section of document.querySelectorAll("[data-live][id]")) {
     const every = parseInt(section.getAttribute("data-live"), 10) || 4000;
     setInterval(async () => {
-      if (document.hidden) return;
+      if (document.hidden || editing(section)) return;
       try {
         const response = await fetch(window.location.href, { credentials: "same-origin" });
         if (!response.ok) return;

@@ -1570,4 +1570,63 @@ async fn a_community_manager_works_the_inbox_as_mentions_arrive() {
     browser.click(".inbox-item a[href*='/leads/']").await;
     let lead = browser.wait_for_text("h1", "the lead's page", |t| t.contains("Gina")).await;
     assert!(lead.contains("Gina Example"), "{lead}");
+
+    // Alice's question has a suggested reply from the agent; it is
+    // edited, refused while empty, then sent once.
+    let (_, questions) = fleet.call(Method::GET, "/inbox?intent=question", None).await;
+    let card = format!(
+        "#item-{}",
+        questions["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["text"].as_str().unwrap().contains("Is there parking"))
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+    );
+    browser.goto(&tenant_url(&fleet, "/inbox?intent=question")).await;
+    browser
+        .wait_for_text(&card, "the suggested reply", |t| {
+            t.contains("Is there parking") && t.contains("Suggested reply") && t.contains("Draft again")
+        })
+        .await;
+    let draft = browser.eval(&format!("document.querySelector('{card} .reply-form textarea').value")).await;
+    assert!(draft.as_str().is_some_and(|d| d.contains("Thank")), "{draft}");
+    browser.check_page("inbox-reply").await;
+    let send = format!("{card} .reply-form button[type=submit]:not([formaction])");
+    browser.fill(&format!("{card} .reply-form textarea"), "   ").await;
+    browser.click(&send).await;
+    browser
+        .wait_for_text(&format!("{card} .field-error"), "the refusal", |t| t.contains("write the reply"))
+        .await;
+    browser
+        .fill(&format!("{card} .reply-form textarea"), "Yes, free parking on Elm Street. See you Saturday!")
+        .await;
+    browser.click(&send).await;
+    browser.goto(&tenant_url(&fleet, "/inbox?status=all&intent=question")).await;
+    let answered =
+        browser.wait_for_text(&card, "answered", |t| t.contains("Answered") && t.contains("published")).await;
+    assert!(answered.contains("On the platform"), "{answered}");
+    browser.check_page("inbox-answered").await;
+    let replies: Vec<_> = social
+        .posts(marketer_tests::social::Net::Mastodon)
+        .into_iter()
+        .filter(|p| p.in_reply_to.as_deref() == Some(alice.as_str()))
+        .collect();
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(
+        replies[0].text,
+        "@alice@elsewhere.example Yes, free parking on Elm Street. See you Saturday!"
+    );
+    // An admin lets praise go out by itself.
+    browser.click("#replies input[name=auto_praise]").await;
+    browser.click("#replies button[type=submit]").await;
+    browser.wait_for_text("#replies", "the settings", |t| t.contains("Send without a person")).await;
+    assert_eq!(
+        browser.eval("document.querySelector('#replies input[name=auto_praise]').checked").await,
+        true
+    );
+    let (_, settings) = fleet.call(Method::GET, "/inbox-settings", None).await;
+    assert_eq!(settings["auto_reply_intents"], json!(["praise"]), "{settings}");
 }

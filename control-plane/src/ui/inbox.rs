@@ -3,8 +3,12 @@
 //! done, account, kind, sentiment, intent, mine or nobody's), each item's
 //! labels from its classification (or why it waits for one), whole
 //! threads one click away, and each item
-//! marked done, reopened, or assigned from its card. Accounts whose inbox
-//! could not be read say why.
+//! marked done, reopened, or assigned from its card. Each card shows the
+//! item's suggested reply (drafted by an agent, with the documents it
+//! draws on), which a person edits and sends, or asks to be drafted again;
+//! once answered, the reply's post and its status. Admins set whether
+//! replies are drafted by themselves and which intents are answered
+//! without a person. Accounts whose inbox could not be read say why.
 
 use askama::Template;
 use axum::extract::State;
@@ -17,7 +21,10 @@ use super::session::{Path, Query, Submit, TenantPage};
 use super::view::When;
 use crate::api::ApiState;
 use crate::domain::Permission;
-use crate::service::inbox::{CreateListeningQuery, InboxItemView, InboxQuery, LeadFromItem, UpdateInboxItem};
+use crate::service::inbox::{
+    CreateListeningQuery, InboxItemView, InboxQuery, LeadFromItem, ReplyIn, UpdateInboxItem,
+    UpdateInboxSettings,
+};
 use crate::store::{Network, PageRequest};
 
 struct Choice {
@@ -67,14 +74,73 @@ struct ItemCard {
     lead_email_error: String,
     lead_errors: Vec<String>,
     typed_email: String,
+    reply: ReplyCard,
 }
 
-/// A lead form that was refused: for which item, why, what was typed.
+/// An item's suggested reply on its card.
+struct ReplyCard {
+    /// `none`, `drafting`, `drafted`, `failed` or `answered`.
+    status: String,
+    /// What the reply box holds: what was typed into a refused form, else
+    /// the draft.
+    text: String,
+    /// "Drawn from open-house.md".
+    sources: Option<String>,
+    ungrounded: Option<String>,
+    note: Option<String>,
+    needs_person: Option<String>,
+    /// The answering post: its page, status and link on the platform.
+    post_href: Option<String>,
+    post_status: String,
+    post_url: Option<String>,
+    auto: bool,
+    /// The network takes replies from here.
+    can_send: bool,
+    /// "@dana@elsewhere.example is put first."
+    handle_note: String,
+    text_error: String,
+    errors: Vec<String>,
+}
+
+/// A card's form that was refused (`lead` or `reply`): for which item,
+/// why, what was typed.
 #[derive(Debug, Default)]
-struct LeadAttempt {
+struct CardAttempt {
     item: Option<Uuid>,
+    form: &'static str,
     errors: FormErrors,
-    email: String,
+    typed: String,
+}
+
+impl CardAttempt {
+    fn of(&self, item: Uuid, form: &str) -> Option<&Self> {
+        (self.item == Some(item) && self.form == form).then_some(self)
+    }
+}
+
+fn reply_card(page: &TenantPage, i: &InboxItemView, attempt: &CardAttempt) -> ReplyCard {
+    let r = &i.reply;
+    let refused = attempt.of(i.id, "reply");
+    ReplyCard {
+        status: r.status.clone(),
+        text: refused.map_or_else(|| r.draft.clone().unwrap_or_default(), |a| a.typed.clone()),
+        sources: (!r.sources.is_empty()).then(|| format!("Drawn from {}", r.sources.join(", "))),
+        ungrounded: r.ungrounded.clone(),
+        note: r.note.clone(),
+        needs_person: r.needs_person.clone(),
+        post_href: r.post_id.map(|p| page.path(&format!("/posts/{p}"))),
+        post_status: match r.post_status.as_deref() {
+            Some("draft") => "a draft for your project's review".into(),
+            Some(status) => status.replace('_', " "),
+            None => String::new(),
+        },
+        post_url: r.post_url.clone(),
+        auto: r.auto,
+        can_send: i.network == Network::Mastodon,
+        handle_note: format!("{} is put first unless you name them.", i.author_handle),
+        text_error: refused.map(|a| a.errors.get("text").to_owned()).unwrap_or_default(),
+        errors: refused.map(|a| a.errors.general(&["text"])).unwrap_or_default(),
+    }
 }
 
 struct Label {
@@ -141,7 +207,16 @@ struct InboxTemplate {
     typed_hashtag: String,
     /// The page's own address, to come back to after an action.
     here: String,
+    /// Replies drafted by themselves, and the intents answered alone.
+    draft_replies: bool,
+    auto_intents: Vec<Choice>,
+    can_manage: bool,
 }
+
+/// The intents a tenant may have answered without a person, as the
+/// settings form names them.
+const AUTO_INTENTS: [(&str, &str); 3] =
+    [("praise", "Praise"), ("question", "Questions"), ("purchase_interest", "Wants to buy or visit")];
 
 /// The filters as the page's form sends them (all strings; empty is none).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -207,7 +282,7 @@ pub async fn page(
     page: TenantPage,
     Query(filters): Query<Filters>,
 ) -> Result<Response, UiError> {
-    show(&state, page, filters, FormErrors::default(), String::new(), LeadAttempt::default()).await
+    show(&state, page, filters, FormErrors::default(), String::new(), CardAttempt::default()).await
 }
 
 async fn show(
@@ -216,7 +291,7 @@ async fn show(
     filters: Filters,
     errors: FormErrors,
     typed_hashtag: String,
-    lead: LeadAttempt,
+    attempt: CardAttempt,
 ) -> Result<Response, UiError> {
     page.access.require(Permission::InboxRead)?;
     // The page opens on open items; "all" shows both.
@@ -245,6 +320,7 @@ async fn show(
         limit: Some(50),
     };
     let found = state.app.inbox(&page.access, &query).await?;
+    let settings = state.app.inbox_settings(&page.access).await?;
     let queries = state.app.listening_queries(&page.access).await?;
     let accounts = state.app.social_accounts(&page.access).await?;
     let members = state.app.members(&page.access, PageRequest { after: None, limit: 200 }).await?.items;
@@ -303,13 +379,13 @@ async fn show(
             waiting: (i.classification.is_none()).then(|| i.classification_note.clone()).flatten(),
             suggest_lead: i.suggest_lead,
             lead_href: i.lead_id.map(|l| page.path(&format!("/leads/{l}"))),
-            lead_email_error: if lead.item == Some(i.id) {
-                lead.errors.get("email").to_owned()
-            } else {
-                String::new()
-            },
-            lead_errors: if lead.item == Some(i.id) { lead.errors.general(&["email"]) } else { Vec::new() },
-            typed_email: if lead.item == Some(i.id) { lead.email.clone() } else { String::new() },
+            lead_email_error: attempt
+                .of(i.id, "lead")
+                .map(|a| a.errors.get("email").to_owned())
+                .unwrap_or_default(),
+            lead_errors: attempt.of(i.id, "lead").map(|a| a.errors.general(&["email"])).unwrap_or_default(),
+            typed_email: attempt.of(i.id, "lead").map(|a| a.typed.clone()).unwrap_or_default(),
+            reply: reply_card(&page, i, &attempt),
         })
         .collect();
     let here = page.path(&format!(
@@ -389,6 +465,16 @@ async fn show(
         errors,
         typed_hashtag,
         here,
+        draft_replies: settings.draft_replies,
+        auto_intents: AUTO_INTENTS
+            .iter()
+            .map(|(value, label)| Choice {
+                value: (*value).to_owned(),
+                label: (*label).to_owned(),
+                selected: settings.auto_reply_intents.iter().any(|i| i == value),
+            })
+            .collect(),
+        can_manage: page.can(Permission::SettingsManage),
         shell: page.shell,
     };
     Ok(render_form(&view, &view.errors))
@@ -423,7 +509,7 @@ pub async fn listen(State(state): State<ApiState>, submit: Submit<ListenForm>) -
     match created {
         Ok(_) => Ok(see_other(&page.path("/inbox#listening"))),
         Err(errors) => {
-            show(&state, page, Filters::default(), errors?, form.hashtag, LeadAttempt::default()).await
+            show(&state, page, Filters::default(), errors?, form.hashtag, CardAttempt::default()).await
         }
     }
 }
@@ -463,7 +549,7 @@ pub async fn create_lead(
         Ok(_) => Ok(see_other(&format!("{}#item-{id}", back_to(&page, form.back)))),
         Err(e) => {
             let errors = FormErrors::from_error(e)?;
-            let attempt = LeadAttempt { item: Some(id), errors, email: form.email };
+            let attempt = CardAttempt { item: Some(id), form: "lead", errors, typed: form.email };
             show(&state, page, Filters::default(), FormErrors::default(), String::new(), attempt).await
         }
     }
@@ -506,4 +592,87 @@ pub async fn act(
     };
     state.app.update_inbox_item(&page.access, id, req).await?;
     Ok(see_other(&format!("{}#item-{id}", back_to(&page, form.back))))
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ReplyForm {
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    back: String,
+}
+
+/// Sends a reply to an item; a refusal is shown in the item's card with
+/// what was typed.
+pub async fn reply(
+    State(state): State<ApiState>,
+    Path((_, id)): Path<(Uuid, Uuid)>,
+    submit: Submit<ReplyForm>,
+) -> Result<Response, UiError> {
+    let Submit { page, form } = submit;
+    // Here an empty box is a mistake, not "send the suggestion".
+    let sent = if form.text.trim().is_empty() {
+        let mut errors = FormErrors::default();
+        errors.add("text", "write the reply (or ask for a suggestion with Draft again)");
+        Err(Ok(errors))
+    } else {
+        state
+            .app
+            .reply_to_inbox_item(&page.access, id, ReplyIn { text: Some(form.text.clone()) })
+            .await
+            .map_err(FormErrors::from_error)
+    };
+    match sent {
+        Ok(_) => Ok(see_other(&format!("{}#item-{id}", back_to(&page, form.back)))),
+        Err(errors) => {
+            let attempt = CardAttempt { item: Some(id), form: "reply", errors: errors?, typed: form.text };
+            show(&state, page, Filters::default(), FormErrors::default(), String::new(), attempt).await
+        }
+    }
+}
+
+/// Asks for another suggested reply.
+pub async fn redraft(
+    State(state): State<ApiState>,
+    Path((_, id)): Path<(Uuid, Uuid)>,
+    submit: Submit<ItemAction>,
+) -> Result<Response, UiError> {
+    let Submit { page, form } = submit;
+    state.app.request_reply_draft(&page.access, id).await?;
+    Ok(see_other(&format!("{}#item-{id}", back_to(&page, form.back))))
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SettingsForm {
+    #[serde(default)]
+    draft_replies: Option<String>,
+    #[serde(default)]
+    auto_praise: Option<String>,
+    #[serde(default)]
+    auto_question: Option<String>,
+    #[serde(default)]
+    auto_purchase_interest: Option<String>,
+}
+
+/// Saves the reply settings (admins).
+pub async fn save_settings(
+    State(state): State<ApiState>,
+    submit: Submit<SettingsForm>,
+) -> Result<Response, UiError> {
+    let Submit { page, form } = submit;
+    let intents = [
+        ("praise", &form.auto_praise),
+        ("question", &form.auto_question),
+        ("purchase_interest", &form.auto_purchase_interest),
+    ]
+    .into_iter()
+    .filter(|(_, on)| on.is_some())
+    .map(|(intent, _)| intent.to_owned())
+    .collect();
+    let req = UpdateInboxSettings {
+        draft_replies: Some(form.draft_replies.is_some()),
+        auto_reply_intents: Some(intents),
+    };
+    state.app.update_inbox_settings(&page.access, req).await?;
+    Ok(see_other(&page.path("/inbox#replies")))
 }

@@ -23,13 +23,20 @@ impl Attempt<'_> {
     ) -> Result<(JobOutput, Usage), JobError> {
         let context =
             self.gateway.reply_context(job.job_id).await.map_err(crate::ollama::Failure::into_job_error)?;
-        let documents = Documents::for_project(
-            Some(self.index),
-            self.ollama,
-            reply.project_id,
-            self.policy.max_verbatim_chars,
-        )
-        .await;
+        let documents = match reply.project_id {
+            Some(project) => {
+                Documents::for_project(
+                    Some(self.index),
+                    self.ollama,
+                    Some(project),
+                    self.policy.max_verbatim_chars,
+                )
+                .await
+            }
+            None => Documents::Unavailable(
+                "which project it concerns is not known (its account serves several, or none)".into(),
+            ),
+        };
         let llm = super::activity::EdgeLlm { attempt: self, model };
         let input = ReplyInput {
             platform: &reply.platform,
