@@ -121,6 +121,11 @@ CREATE TABLE inbox_settings (
     draft_replies      BOOLEAN NOT NULL DEFAULT TRUE,
     -- Comma-separated intents, from question, praise, purchase_interest.
     auto_reply_intents TEXT NOT NULL DEFAULT '',
+    -- Crisis alerts: at least this many negative items in an hour, and a
+    -- z-score against the same hour of the last eight weeks at least
+    -- crisis_z_hundredths / 100.
+    crisis_min_count   BIGINT NOT NULL DEFAULT 5,
+    crisis_z_hundredths BIGINT NOT NULL DEFAULT 300,
     updated_by         BLOB REFERENCES users (id) ON DELETE SET NULL,
     updated_at         TEXT NOT NULL
 );
@@ -132,3 +137,31 @@ CREATE INDEX inbox_items_reply_job_idx ON inbox_items (reply_job_id) WHERE reply
 -- Drafts the auto-reply rules have not looked at.
 CREATE INDEX inbox_items_auto_reply_idx ON inbox_items (reply_drafted_at)
     WHERE reply_draft IS NOT NULL AND auto_reply_checked = FALSE;
+
+-- Crisis alerts: one per episode of negative volume far above its
+-- baseline, per account (its mentions and replies) or listening query
+-- (scope: 'account:<id>' or 'query:<id>'); at most one open per scope.
+-- The numbers are the window's when it opened and its peak since; the
+-- items that caused it are kept as a JSON array of ids.
+CREATE TABLE crisis_alerts (
+    id             BLOB PRIMARY KEY,
+    tenant_id      BLOB NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    account_id     BLOB NOT NULL REFERENCES social_accounts (id) ON DELETE CASCADE,
+    query_id       BLOB REFERENCES listening_queries (id) ON DELETE CASCADE,
+    scope          TEXT NOT NULL,
+    opened_at      TEXT NOT NULL,
+    closed_at      TEXT,
+    negatives      BIGINT NOT NULL,
+    total          BIGINT NOT NULL,
+    peak           BIGINT NOT NULL,
+    -- Hundredths: the baseline's mean and standard deviation, the z-score.
+    baseline_mean  BIGINT NOT NULL,
+    baseline_sd    BIGINT NOT NULL,
+    z              BIGINT NOT NULL,
+    item_ids       TEXT NOT NULL,
+    updated_at     TEXT NOT NULL
+);
+CREATE UNIQUE INDEX crisis_alerts_open_idx ON crisis_alerts (scope) WHERE closed_at IS NULL;
+CREATE INDEX crisis_alerts_tenant_idx ON crisis_alerts (tenant_id, opened_at);
+-- Counting an account's items in a window.
+CREATE INDEX inbox_items_account_time_idx ON inbox_items (account_id, posted_at);

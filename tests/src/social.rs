@@ -330,6 +330,17 @@ impl FakeSocial {
     /// post of the account, or of an earlier mention, it answers). Returns
     /// the status's id; its notification's id follows the last one.
     pub fn mention(&self, author: &str, text: &str, in_reply_to: Option<&str>) -> String {
+        self.mention_at(author, text, in_reply_to, OffsetDateTime::now_utc())
+    }
+
+    /// [`FakeSocial::mention`], written at `at` (history for baselines).
+    pub fn mention_at(
+        &self,
+        author: &str,
+        text: &str,
+        in_reply_to: Option<&str>,
+        at: OffsetDateTime,
+    ) -> String {
         let mut inner = self.inner.lock().unwrap();
         inner.next_id += 1;
         let n = inner.next_id;
@@ -345,7 +356,7 @@ impl FakeSocial {
                 .map_or(Value::Null, |m| m["status"]["account"]["id"].clone()),
             None => Value::Null,
         };
-        let created = OffsetDateTime::now_utc().format(&Rfc3339).unwrap();
+        let created = at.format(&Rfc3339).unwrap();
         let account = json!({
             "id": format!("77{}", author.len()), "username": author, "acct": format!("{author}@elsewhere.example"),
             "display_name": format!("{} Example", author[..1].to_uppercase() + &author[1..]),

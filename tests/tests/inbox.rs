@@ -487,3 +487,96 @@ async fn replies_are_drafted_from_the_projects_documents_sent_once_and_only_some
         assert!(actions.contains(&action), "{action} in {actions:?}");
     }
 }
+
+async fn alerts(fleet: &Fleet) -> Vec<Value> {
+    let (status, alerts) = fleet.call(Method::GET, "/crisis-alerts", None).await;
+    assert_eq!(status, 200, "{alerts}");
+    alerts.as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_spike_of_negative_mentions_raises_one_alert_and_a_normal_hour_none() {
+    let social = FakeSocial::start().await;
+    let fleet = fleet(&social, &[]).await;
+    let account = connect_mastodon(&fleet.api, &social).await;
+    let account_id = account["id"].as_str().unwrap().to_owned();
+    // Hours of the week in UTC, so the seeded weeks line up whatever the
+    // date's daylight saving.
+    let (status, patched) = fleet
+        .call(Method::PATCH, &format!("/accounts/{account_id}"), Some(json!({ "posting_time_zone": "UTC" })))
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    let (status, error) =
+        fleet.call(Method::PATCH, "/inbox-settings", Some(json!({ "crisis_z": 0.5 }))).await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["details"]["field"], "crisis_z");
+    let home = tempfile::tempdir().unwrap();
+    let (_host, _agent_id, _process) = agent(&fleet, home.path()).await;
+    eventually(Duration::from_secs(10), "the inbox's first read", || async {
+        social.requests().iter().any(|r| r == "GET /api/v1/notifications").then_some(())
+    })
+    .await;
+
+    // A normal hour: two complaints at this hour in each of the last
+    // eight weeks, three now.
+    let now = time::OffsetDateTime::now_utc();
+    let mut n = 0;
+    let mut complain = |at: time::OffsetDateTime| {
+        n += 1;
+        social.mention_at("kim", &format!("This is awful, I want a refund ({n})"), None, at)
+    };
+    for week in 1..=8 {
+        for minutes in [20, 40] {
+            complain(now - time::Duration::weeks(week) - time::Duration::minutes(minutes));
+        }
+    }
+    for minutes in [5, 10, 15] {
+        complain(now - time::Duration::minutes(minutes));
+    }
+    eventually(Duration::from_secs(40), "19 classified items", || async {
+        let items = inbox(&fleet, "").await["items"].as_array().unwrap().clone();
+        (items.len() == 19 && items.iter().all(|i| i["classification_status"] == "classified")).then_some(())
+    })
+    .await;
+    // Several detection rounds later, no alert.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(alerts(&fleet).await.is_empty(), "a normal hour raises nothing");
+
+    // A spike: six more now.
+    let mut spike = Vec::new();
+    for minutes in [1, 2, 3, 4, 6, 7] {
+        spike.push(complain(now - time::Duration::minutes(minutes)));
+    }
+    let raised = eventually(Duration::from_secs(40), "one alert", || async {
+        let alerts = alerts(&fleet).await;
+        (!alerts.is_empty()).then_some(alerts)
+    })
+    .await;
+    let alert = &raised[0];
+    assert_eq!(alert["account_id"], account_id.as_str());
+    assert!(alert["closed_at"].is_null());
+    assert_eq!(alert["baseline_mean"], 2.0, "{alert}");
+    let negatives = alert["negatives"].as_i64().unwrap();
+    assert!((5..=9).contains(&negatives), "{alert}");
+    assert!(alert["z"].as_f64().unwrap() >= 3.0, "{alert}");
+    let items = alert["item_ids"].as_array().unwrap();
+    assert_eq!(items.len() as i64, negatives, "the items that caused it: {alert}");
+    let (_, page) = fleet.call(Method::GET, "/inbox?sentiment=negative&limit=200", None).await;
+    for id in items {
+        let item =
+            page["items"].as_array().unwrap().iter().find(|i| &i["id"] == id).expect("an item of the inbox");
+        assert_eq!(item["classification"]["sentiment"], "negative");
+    }
+    // One per episode: more rounds, more complaints, still one alert, one
+    // notification.
+    complain(now - time::Duration::minutes(8));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = alerts(&fleet).await;
+    assert_eq!(later.len(), 1, "{later:?}");
+    let (_, notices) = fleet.api.call(Method::GET, "/api/v1/me/notifications?limit=50", None).await;
+    let crisis: Vec<&Value> =
+        notices["items"].as_array().unwrap().iter().filter(|n| n["kind"] == "crisis_alert").collect();
+    assert_eq!(crisis.len(), 1, "{notices}");
+    assert!(crisis[0]["title"].as_str().unwrap().contains("negative items in an hour"), "{}", crisis[0]);
+    let _ = spike;
+}

@@ -231,6 +231,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(inbox::reply))
         .routes(routes!(inbox::reply_draft))
         .routes(routes!(inbox::settings, inbox::update_settings))
+        .routes(routes!(inbox::crisis_alerts))
         .routes(routes!(inbox::list_queries, inbox::create_query))
         .routes(routes!(inbox::delete_query))
         .routes(routes!(publishing::get_post, publishing::update_post, publishing::delete_post))

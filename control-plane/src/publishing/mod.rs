@@ -32,6 +32,7 @@
 
 pub mod collect;
 pub mod connect;
+pub mod crisis;
 pub mod inbox;
 pub mod platforms;
 pub mod replies;
@@ -247,6 +248,7 @@ impl Publisher {
         let mut last_checks = std::time::Instant::now() - self.settings.check_interval;
         let mut last_metrics = std::time::Instant::now();
         let mut last_inbox = std::time::Instant::now() - Duration::from_secs(5);
+        let mut last_crisis = std::time::Instant::now();
         loop {
             let handled = self.pass().await;
             if last_checks.elapsed() >= Duration::from_secs(5) {
@@ -261,6 +263,11 @@ impl Publisher {
                 self.classify_inbox().await;
                 self.draft_replies().await;
                 self.auto_replies().await;
+            }
+            if handled == 0 && last_crisis.elapsed() >= self.settings.inbox_every.min(Duration::from_secs(60))
+            {
+                last_crisis = std::time::Instant::now();
+                self.detect_crises().await;
             }
             if handled == 0 && last_metrics.elapsed() >= self.settings.metrics.poll {
                 last_metrics = std::time::Instant::now();

@@ -180,6 +180,14 @@ pub fn next_free_slot(
 /// Hours in a week.
 pub const HOURS_PER_WEEK: u16 = 168;
 
+/// The same local wall time `weeks` weeks before `at` in `tz` (an hour
+/// of the week stays the same hour across daylight saving).
+pub fn weeks_before(at: Timestamp, weeks: i64, tz: &TimeZone) -> Option<Timestamp> {
+    let zoned = to_jiff(at).to_zoned(tz.clone());
+    let earlier = zoned.checked_sub(jiff::Span::new().try_weeks(weeks).ok()?).ok()?;
+    to_stamp(earlier.timestamp()).ok()
+}
+
 /// The local hour of the week of an instant in a zone: Monday 00:00–00:59
 /// is 0, Sunday 23:00–23:59 is 167.
 pub fn hour_of_week(at: Timestamp, tz: &TimeZone) -> u16 {

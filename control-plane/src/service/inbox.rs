@@ -187,6 +187,12 @@ pub struct InboxSettingsView {
     /// and items with personal data always wait for a person, and so does
     /// everything of a project with a review workflow.
     pub auto_reply_intents: Vec<String>,
+    /// A crisis alert needs at least this many negative items in an hour
+    /// (1 to 1,000; default 5) ...
+    pub crisis_min_count: i64,
+    /// ... and a z-score at least this far above the same hour of the week
+    /// over the last eight weeks (1 to 10; default 3).
+    pub crisis_z: f64,
     pub updated_by: Option<Uuid>,
     pub updated_at: Option<Timestamp>,
 }
@@ -196,18 +202,81 @@ impl From<InboxSettings> for InboxSettingsView {
         InboxSettingsView {
             draft_replies: s.draft_replies,
             auto_reply_intents: s.auto_reply_intents,
+            crisis_min_count: s.crisis_min_count,
+            crisis_z: s.crisis_z as f64 / 100.0,
             updated_by: s.updated_by,
             updated_at: s.updated_at,
         }
     }
 }
 
-/// A change to the inbox settings: either field, or both.
+/// A change to the inbox settings: any of the fields.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateInboxSettings {
     pub draft_replies: Option<bool>,
     pub auto_reply_intents: Option<Vec<String>>,
+    pub crisis_min_count: Option<i64>,
+    pub crisis_z: Option<f64>,
+}
+
+/// A crisis alert: negative items far above their usual level for the
+/// hour of the week, on an account or a listening query.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CrisisAlertView {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    /// The account's handle.
+    pub handle: String,
+    /// The listening query, when it is the query's finds.
+    pub query_id: Option<Uuid>,
+    pub opened_at: Timestamp,
+    /// When the volume was back to normal; null while it lasts.
+    pub closed_at: Option<Timestamp>,
+    /// Negative and all classified items in the hour it opened on.
+    pub negatives: i64,
+    pub total: i64,
+    /// The most negative items in an hour since.
+    pub peak: i64,
+    /// The same hour of the week over the last eight weeks.
+    pub baseline_mean: f64,
+    pub baseline_sd: f64,
+    pub z: f64,
+    /// The negative items that caused it, newest first.
+    pub item_ids: Vec<Uuid>,
+}
+
+impl From<crate::store::CrisisAlert> for CrisisAlertView {
+    fn from(a: crate::store::CrisisAlert) -> Self {
+        CrisisAlertView {
+            id: a.id,
+            account_id: a.account_id,
+            handle: a.handle,
+            query_id: a.query_id,
+            opened_at: a.opened_at,
+            closed_at: a.closed_at,
+            negatives: a.negatives,
+            total: a.total,
+            peak: a.peak,
+            baseline_mean: a.baseline_mean as f64 / 100.0,
+            baseline_sd: a.baseline_sd as f64 / 100.0,
+            z: a.z as f64 / 100.0,
+            item_ids: a.item_ids,
+        }
+    }
+}
+
+/// Which alerts to list.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CrisisQuery {
+    /// Only open alerts.
+    #[serde(default)]
+    pub open: Option<bool>,
+    /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
 }
 
 /// An item's labels.
@@ -758,8 +827,15 @@ impl App {
         req: UpdateInboxSettings,
     ) -> Result<InboxSettingsView> {
         access.require(Permission::SettingsManage)?;
-        if req.draft_replies.is_none() && req.auto_reply_intents.is_none() {
-            return Err(Error::invalid("draft_replies", "give draft_replies, auto_reply_intents, or both"));
+        if req.draft_replies.is_none()
+            && req.auto_reply_intents.is_none()
+            && req.crisis_min_count.is_none()
+            && req.crisis_z.is_none()
+        {
+            return Err(Error::invalid(
+                "draft_replies",
+                "give draft_replies, auto_reply_intents, crisis_min_count or crisis_z",
+            ));
         }
         let mut settings = self.store.inbox_settings(access.tenant_id).await?;
         if let Some(draft) = req.draft_replies {
@@ -786,14 +862,43 @@ impl App {
             }
             settings.auto_reply_intents = chosen;
         }
+        if let Some(count) = req.crisis_min_count {
+            if !(1..=1_000).contains(&count) {
+                return Err(Error::invalid("crisis_min_count", "give 1 to 1,000 negative items an hour"));
+            }
+            settings.crisis_min_count = count;
+        }
+        if let Some(z) = req.crisis_z {
+            if !(1.0..=10.0).contains(&z) {
+                return Err(Error::invalid("crisis_z", "give a z-score from 1 to 10 (3 is usual)"));
+            }
+            settings.crisis_z = (z * 100.0).round() as i64;
+        }
         settings.updated_by = access.caller.creator_id();
         let audit = access.audit(actions::INBOX_SETTINGS_UPDATE).details(serde_json::json!({
             "draft_replies": settings.draft_replies,
             "auto_reply_intents": settings.auto_reply_intents,
+            "crisis_min_count": settings.crisis_min_count,
+            "crisis_z": settings.crisis_z as f64 / 100.0,
         }));
         self.store.set_inbox_settings(access.tenant_id, &settings, &audit).await?;
         self.publisher.wake();
         self.inbox_settings(access).await
+    }
+
+    /// The organisation's crisis alerts, newest first.
+    pub async fn crisis_alerts(
+        &self,
+        access: &TenantAccess,
+        q: &CrisisQuery,
+    ) -> Result<Vec<CrisisAlertView>> {
+        access.require(Permission::InboxRead)?;
+        let limit = q.limit.unwrap_or(50);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(Error::invalid("limit", format!("give 1 to {MAX_PAGE}, not {limit}")));
+        }
+        let alerts = self.store.crisis_alerts(access.tenant_id, q.open.unwrap_or(false), limit).await?;
+        Ok(alerts.into_iter().map(Into::into).collect())
     }
 
     /// The organisation's listening queries.

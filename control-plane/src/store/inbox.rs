@@ -202,13 +202,24 @@ pub struct InboxSettings {
     pub draft_replies: bool,
     /// Intents answered without a person (from [`AUTO_REPLY_INTENTS`]).
     pub auto_reply_intents: Vec<String>,
+    /// Crisis alerts: the fewest negative items in an hour, and the
+    /// z-score against the hour's baseline (hundredths).
+    pub crisis_min_count: i64,
+    pub crisis_z: i64,
     pub updated_by: Option<Uuid>,
     pub updated_at: Option<Timestamp>,
 }
 
 impl Default for InboxSettings {
     fn default() -> Self {
-        Self { draft_replies: true, auto_reply_intents: Vec::new(), updated_by: None, updated_at: None }
+        Self {
+            draft_replies: true,
+            auto_reply_intents: Vec::new(),
+            crisis_min_count: 5,
+            crisis_z: 300,
+            updated_by: None,
+            updated_at: None,
+        }
     }
 }
 

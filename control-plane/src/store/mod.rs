@@ -13,6 +13,7 @@ mod activities;
 mod agents;
 mod analytics;
 mod comments;
+mod crisis;
 mod documents;
 mod inbox;
 mod jobs;
@@ -44,6 +45,7 @@ pub use self::activities::*;
 pub use self::agents::*;
 pub use self::analytics::*;
 pub use self::comments::*;
+pub use self::crisis::*;
 pub use self::documents::*;
 pub use self::inbox::*;
 pub use self::jobs::*;
@@ -618,6 +620,7 @@ pub trait Store:
     + AnalyticsStore
     + AbTestStore
     + InboxStore
+    + CrisisStore
     + Send
     + Sync
     + fmt::Debug

@@ -69,6 +69,9 @@ pub enum NoticeKind {
     LeadArrived,
     /// A follow-up e-mail to one of your leads waits for your review.
     FollowUpDraft,
+    /// Negative mentions of an account (or finds of a listening query)
+    /// far above their usual level.
+    CrisisAlert,
 }
 
 impl NoticeKind {
@@ -99,6 +102,7 @@ impl NoticeKind {
             NoticeKind::Invitation => "I am invited to an organisation",
             NoticeKind::LeadArrived => "A lead writes in through a listing page",
             NoticeKind::FollowUpDraft => "A follow-up e-mail to your lead waits for your review",
+            NoticeKind::CrisisAlert => "Negative mentions far above normal: a crisis alert (admins)",
         }
     }
 }

@@ -211,6 +211,18 @@ struct InboxTemplate {
     draft_replies: bool,
     auto_intents: Vec<Choice>,
     can_manage: bool,
+    crisis_min_count: i64,
+    crisis_z: String,
+    /// Open crisis alerts, then the last few closed.
+    alerts: Vec<AlertCard>,
+}
+
+struct AlertCard {
+    open: bool,
+    text: String,
+    when: When,
+    /// The inbox narrowed to the scope's negative items.
+    href: String,
 }
 
 /// The intents a tenant may have answered without a person, as the
@@ -321,6 +333,10 @@ async fn show(
     };
     let found = state.app.inbox(&page.access, &query).await?;
     let settings = state.app.inbox_settings(&page.access).await?;
+    let alerts = state
+        .app
+        .crisis_alerts(&page.access, &crate::service::inbox::CrisisQuery { open: None, limit: Some(5) })
+        .await?;
     let queries = state.app.listening_queries(&page.access).await?;
     let accounts = state.app.social_accounts(&page.access).await?;
     let members = state.app.members(&page.access, PageRequest { after: None, limit: 200 }).await?.items;
@@ -475,6 +491,29 @@ async fn show(
             })
             .collect(),
         can_manage: page.can(Permission::SettingsManage),
+        crisis_min_count: settings.crisis_min_count,
+        crisis_z: format!("{}", settings.crisis_z),
+        alerts: alerts
+            .iter()
+            .map(|a| {
+                let scope = match a.query_id.and_then(|q| queries.iter().find(|x| x.id == q)) {
+                    Some(q) => format!("#{} (through {})", q.hashtag, a.handle),
+                    None => a.handle.clone(),
+                };
+                AlertCard {
+                    open: a.closed_at.is_none(),
+                    text: format!(
+                        "{} negative items in an hour on {scope} (usually {:.1} at this hour of the week; peak {})",
+                        a.negatives, a.baseline_mean, a.peak
+                    ),
+                    when: When::of(a.opened_at),
+                    href: page.path(&match a.query_id {
+                        Some(q) => format!("/inbox?status=all&sentiment=negative&kind=listening&query_id={q}"),
+                        None => format!("/inbox?status=all&sentiment=negative&account_id={}", a.account_id),
+                    }),
+                }
+            })
+            .collect(),
         shell: page.shell,
     };
     Ok(render_form(&view, &view.errors))
@@ -652,6 +691,10 @@ pub struct SettingsForm {
     auto_question: Option<String>,
     #[serde(default)]
     auto_purchase_interest: Option<String>,
+    #[serde(default)]
+    crisis_min_count: String,
+    #[serde(default)]
+    crisis_z: String,
 }
 
 /// Saves the reply settings (admins).
@@ -669,9 +712,19 @@ pub async fn save_settings(
     .filter(|(_, on)| on.is_some())
     .map(|(intent, _)| intent.to_owned())
     .collect();
+    let min_count = form.crisis_min_count.trim().parse::<i64>().map_err(|_| {
+        crate::error::Error::invalid("crisis_min_count", "give a whole number of negative items, such as 5")
+    })?;
+    let z = form
+        .crisis_z
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| crate::error::Error::invalid("crisis_z", "give a z-score such as 3"))?;
     let req = UpdateInboxSettings {
         draft_replies: Some(form.draft_replies.is_some()),
         auto_reply_intents: Some(intents),
+        crisis_min_count: Some(min_count),
+        crisis_z: Some(z),
     };
     state.app.update_inbox_settings(&page.access, req).await?;
     Ok(see_other(&page.path("/inbox#replies")))

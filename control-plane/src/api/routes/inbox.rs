@@ -11,8 +11,8 @@ use crate::api::error::ErrorBody;
 use crate::api::extract::{Json, Path, Query};
 use crate::error::Result;
 use crate::service::inbox::{
-    CreateListeningQuery, InboxItemView, InboxPage, InboxQuery, InboxSettingsView, LeadFromItem,
-    ListeningQueryView, ReplyIn, UpdateInboxItem, UpdateInboxSettings,
+    CreateListeningQuery, CrisisAlertView, CrisisQuery, InboxItemView, InboxPage, InboxQuery,
+    InboxSettingsView, LeadFromItem, ListeningQueryView, ReplyIn, UpdateInboxItem, UpdateInboxSettings,
 };
 use crate::service::{TenantAccess, actions};
 
@@ -141,6 +141,20 @@ pub async fn update_settings(
     Json(req): Json<UpdateInboxSettings>,
 ) -> Result<Json<InboxSettingsView>> {
     Ok(Json(state.app.update_inbox_settings(&access, req).await?))
+}
+
+/// Crisis alerts, newest first: negative items far above their usual
+/// level for the hour of the week, per account or listening query; one per
+/// episode, closed by itself when the volume is back to normal.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/crisis-alerts", tag = "inbox",
+    security(("bearer" = [])), params(("tenant_id" = Uuid, Path), CrisisQuery),
+    responses((status = 200, body = Vec<CrisisAlertView>), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn crisis_alerts(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Query(q): Query<CrisisQuery>,
+) -> Result<Json<Vec<CrisisAlertView>>> {
+    Ok(Json(state.app.crisis_alerts(&access, &q).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -804,19 +804,24 @@ where
     }
 
     async fn inbox_settings(&self, tenant_id: Uuid) -> Result<InboxSettings> {
-        let row: Option<(bool, String, Option<Uuid>, Timestamp)> = sqlx::query_as(
-            "SELECT draft_replies, auto_reply_intents, updated_by, updated_at FROM inbox_settings WHERE tenant_id = $1",
+        let row: Option<(bool, String, i64, i64, Option<Uuid>, Timestamp)> = sqlx::query_as(
+            "SELECT draft_replies, auto_reply_intents, crisis_min_count, crisis_z_hundredths, updated_by, updated_at \
+             FROM inbox_settings WHERE tenant_id = $1",
         )
         .bind(tenant_id)
         .fetch_optional(&self.read)
         .await?;
         Ok(match row {
-            Some((draft_replies, intents, updated_by, updated_at)) => InboxSettings {
-                draft_replies,
-                auto_reply_intents: split_intents(&intents),
-                updated_by,
-                updated_at: Some(updated_at),
-            },
+            Some((draft_replies, intents, crisis_min_count, crisis_z, updated_by, updated_at)) => {
+                InboxSettings {
+                    draft_replies,
+                    auto_reply_intents: split_intents(&intents),
+                    crisis_min_count,
+                    crisis_z,
+                    updated_by,
+                    updated_at: Some(updated_at),
+                }
+            }
             None => InboxSettings::default(),
         })
     }
@@ -829,15 +834,18 @@ where
     ) -> Result<()> {
         let mut tx = self.write.begin().await?;
         sqlx::query(
-            "INSERT INTO inbox_settings (tenant_id, draft_replies, auto_reply_intents, updated_by, updated_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id) DO UPDATE SET draft_replies = $2, \
-             auto_reply_intents = $3, updated_by = $4, updated_at = $5",
+            "INSERT INTO inbox_settings (tenant_id, draft_replies, auto_reply_intents, updated_by, updated_at, \
+             crisis_min_count, crisis_z_hundredths) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (tenant_id) DO UPDATE SET draft_replies = $2, auto_reply_intents = $3, updated_by = $4, \
+             updated_at = $5, crisis_min_count = $6, crisis_z_hundredths = $7",
         )
         .bind(tenant_id)
         .bind(settings.draft_replies)
         .bind(settings.auto_reply_intents.join(","))
         .bind(settings.updated_by)
         .bind(audit.occurred_at)
+        .bind(settings.crisis_min_count)
+        .bind(settings.crisis_z)
         .execute(&mut *tx)
         .await?;
         Self::insert_audit(&mut tx, audit).await?;

@@ -18,6 +18,7 @@ mod agents;
 mod analytics;
 mod comments;
 mod core;
+mod crisis;
 mod documents;
 mod inbox;
 mod jobs;
