@@ -987,6 +987,38 @@ where
         Ok(items.iter().map(|i| by_id.remove(&i.id).unwrap_or(ItemText::Plain(String::new()))).collect())
     }
 
+    /// A failed classify or reply job (`kind`) frees its items to be tried
+    /// again later, the reason kept (`not_understood` when the agent
+    /// answered something else).
+    async fn inbox_job_failed(
+        conn: &mut DB::Connection,
+        job: &Job,
+        kind: &'static str,
+        error: Option<&JobError>,
+        output: Option<&JobOutput>,
+        not_understood: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let reason = match (error, output) {
+            (Some(e), _) => e.message.clone(),
+            (None, Some(_)) => not_understood.to_owned(),
+            (None, None) => "the job was cancelled".to_owned(),
+        };
+        let reason: String = reason.chars().take(500).collect();
+        // `kind` is one of two constants, never input.
+        let sql = format!(
+            "UPDATE inbox_items SET {kind}_job_id = NULL, {kind}_attempts = {kind}_attempts + 1, \
+             {kind}_error = $2, {kind}_retry_at = $3 WHERE {kind}_job_id = $1"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(job.id)
+            .bind(reason)
+            .bind(now + CLASSIFY_RETRY)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
     /// What a reply job's end means for its item, in the job's
     /// transaction: the draft, the documents it cites, or why it cites
     /// none; otherwise the item is free again, to be tried later with the
@@ -1000,22 +1032,16 @@ where
     ) -> Result<()> {
         let JobSpec::Reply { reply, .. } = &job.spec else { return Ok(()) };
         let Some(JobOutput::ReplyDrafted { draft }) = output.filter(|_| error.is_none()) else {
-            let reason = match (error, output) {
-                (Some(e), _) => e.message.clone(),
-                (None, Some(_)) => "the agent's answer was not a reply".to_owned(),
-                (None, None) => "the job was cancelled".to_owned(),
-            };
-            let reason: String = reason.chars().take(500).collect();
-            sqlx::query(
-                "UPDATE inbox_items SET reply_job_id = NULL, reply_attempts = reply_attempts + 1, \
-                 reply_error = $2, reply_retry_at = $3 WHERE reply_job_id = $1",
+            return Self::inbox_job_failed(
+                conn,
+                job,
+                "reply",
+                error,
+                output,
+                "the agent's answer was not a reply",
+                now,
             )
-            .bind(job.id)
-            .bind(reason)
-            .bind(now + CLASSIFY_RETRY)
-            .execute(&mut *conn)
-            .await?;
-            return Ok(());
+            .await;
         };
         let text: String = draft.text.chars().take(MAX_TEXT).collect();
         let sources: Vec<String> =
@@ -1054,22 +1080,16 @@ where
             _ => None,
         };
         let Some(labels) = labels else {
-            let reason = match (error, output) {
-                (Some(e), _) => e.message.clone(),
-                (None, Some(_)) => "the agent's answer did not label every item".to_owned(),
-                (None, None) => "the job was cancelled".to_owned(),
-            };
-            let reason: String = reason.chars().take(500).collect();
-            sqlx::query(
-                "UPDATE inbox_items SET classify_job_id = NULL, classify_attempts = classify_attempts + 1, \
-                 classify_error = $2, classify_retry_at = $3 WHERE classify_job_id = $1",
+            return Self::inbox_job_failed(
+                conn,
+                job,
+                "classify",
+                error,
+                output,
+                "the agent's answer did not label every item",
+                now,
             )
-            .bind(job.id)
-            .bind(reason)
-            .bind(now + CLASSIFY_RETRY)
-            .execute(&mut *conn)
-            .await?;
-            return Ok(());
+            .await;
         };
         for (item, l) in items.iter().zip(labels) {
             let text: Option<String> = l.text.as_ref().map(|t| t.chars().take(MAX_TEXT).collect());
