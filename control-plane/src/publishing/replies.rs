@@ -59,6 +59,18 @@ pub fn reply_text(author_handle: &str, text: &str) -> String {
     }
 }
 
+/// Why an item always goes to a person, whatever the auto-reply rules:
+/// it is negative, or holds personal data.
+pub fn needs_person(sentiment: Option<&str>, personal_data: bool) -> Option<&'static str> {
+    if sentiment == Some("negative") {
+        Some("negative items always go to a person")
+    } else if personal_data {
+        Some("items with personal data always go to a person")
+    } else {
+        None
+    }
+}
+
 /// Why the auto-reply rules leave a draft to a person, or `None` when it
 /// may go out by itself (the project's review workflow and the network are
 /// checked by the caller).
@@ -67,11 +79,8 @@ pub fn auto_reply_refusal(c: &AutoReplyCandidate) -> Option<&'static str> {
     if !AUTO_REPLY_INTENTS.contains(&intent) || !c.auto_intents.iter().any(|i| i == intent) {
         return Some("its intent is not one the organisation answers automatically");
     }
-    if c.sentiment.as_deref() == Some("negative") {
-        return Some("negative items always go to a person");
-    }
-    if c.personal_data || c.redacted {
-        return Some("items with personal data always go to a person");
+    if let Some(why) = needs_person(c.sentiment.as_deref(), c.personal_data || c.redacted) {
+        return Some(why);
     }
     if c.set_by.is_none() {
         return Some("nobody who set the auto-reply rules is a member any more");

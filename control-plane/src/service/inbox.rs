@@ -22,7 +22,7 @@ use super::{App, TenantAccess, actions};
 use crate::domain::new_id;
 use crate::domain::{Permission, Timestamp};
 use crate::error::{Error, FoundExt, Result};
-use crate::publishing::replies::{can_reply, reply_text};
+use crate::publishing::replies::{can_reply, needs_person, reply_text};
 use crate::store::{
     AUTO_REPLY_INTENTS, Classification, InboxChange, InboxFilter, InboxItem, InboxSettings, ListeningQuery,
     Network, NewListeningQuery, REPLY_ATTEMPTS, ReplyState,
@@ -141,15 +141,9 @@ impl ReplyView {
                 None => ("none", None),
             },
         };
-        let needs_person = classification.and_then(|c| {
-            if c.sentiment == "negative" {
-                Some("negative items always go to a person".to_owned())
-            } else if c.personal_data {
-                Some("items with personal data always go to a person".to_owned())
-            } else {
-                None
-            }
-        });
+        let needs_person = classification
+            .and_then(|c| needs_person(Some(c.sentiment.as_str()), c.personal_data))
+            .map(str::to_owned);
         ReplyView {
             status: status.into(),
             draft: r.draft,

@@ -136,7 +136,7 @@ fn reply_card(page: &TenantPage, i: &InboxItemView, attempt: &CardAttempt) -> Re
         },
         post_url: r.post_url.clone(),
         auto: r.auto,
-        can_send: i.network == Network::Mastodon,
+        can_send: crate::publishing::replies::can_reply(i.network),
         handle_note: format!("{} is put first unless you name them.", i.author_handle),
         text_error: refused.map(|a| a.errors.get("text").to_owned()).unwrap_or_default(),
         errors: refused.map(|a| a.errors.general(&["text"])).unwrap_or_default(),
