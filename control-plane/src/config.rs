@@ -268,6 +268,20 @@ pub struct ServeArgs {
     /// [default: 60000].
     #[arg(long, env = "MARKETER_MAIL_DIGEST_CHECK_MS", value_name = "MS")]
     pub mail_digest_check_ms: Option<u64>,
+    /// Let webhooks reach loopback, private and link-local addresses (an
+    /// endpoint on the operator's own network, or tests) [default: false].
+    #[arg(long, env = "MARKETER_WEBHOOK_ALLOW_PRIVATE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub webhook_allow_private: Option<bool>,
+    /// Accept http:// webhook URLs, not only https:// [default: false].
+    #[arg(long, env = "MARKETER_WEBHOOK_ALLOW_HTTP", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub webhook_allow_http: Option<bool>,
+    /// Time limit of one webhook attempt, in milliseconds [default: 10000].
+    #[arg(long, env = "MARKETER_WEBHOOK_TIMEOUT_MS", value_name = "MS")]
+    pub webhook_timeout_ms: Option<u64>,
+    /// The unit of the webhooks' retry schedule (1, 5, 30, 120, 300, 600
+    /// and 600 units after each failure), in milliseconds [default: 60000].
+    #[arg(long, env = "MARKETER_WEBHOOK_RETRY_BASE_MS", value_name = "MS")]
+    pub webhook_retry_base_ms: Option<u64>,
 }
 
 /// The optional TOML file. Unknown keys are errors, so a typo is not
@@ -337,6 +351,10 @@ struct FileConfig {
     smtp_timeout_ms: Option<u64>,
     mail_poll_ms: Option<u64>,
     mail_digest_check_ms: Option<u64>,
+    webhook_allow_private: Option<bool>,
+    webhook_allow_http: Option<bool>,
+    webhook_timeout_ms: Option<u64>,
+    webhook_retry_base_ms: Option<u64>,
 }
 
 /// Fully resolved settings.
@@ -540,6 +558,21 @@ fn mail_config(
             bail!("mail_digest_check_ms must be between 100 and 3600000, not {ms}");
         }
         mail.digest_check = std::time::Duration::from_millis(ms);
+    }
+    let hooks = &mut mail.webhooks;
+    hooks.allow_private = serve.webhook_allow_private.or(file.webhook_allow_private).unwrap_or(false);
+    hooks.allow_http = serve.webhook_allow_http.or(file.webhook_allow_http).unwrap_or(false);
+    if let Some(ms) = serve.webhook_timeout_ms.or(file.webhook_timeout_ms) {
+        if !(100..=60_000).contains(&ms) {
+            bail!("webhook_timeout_ms must be between 100 and 60000, not {ms}");
+        }
+        hooks.timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(ms) = serve.webhook_retry_base_ms.or(file.webhook_retry_base_ms) {
+        if !(10..=3_600_000).contains(&ms) {
+            bail!("webhook_retry_base_ms must be between 10 and 3600000, not {ms}");
+        }
+        hooks.retry_base = std::time::Duration::from_millis(ms);
     }
     let Some(host) = serve.smtp_host.clone().or(file.smtp_host.clone()) else {
         return Ok(mail);

@@ -318,6 +318,12 @@ async fn nothing_of_another_tenant_is_visible() {
         )
         .await;
     let lead = f.created(&b("/leads"), json!({ "name": "Secret Buyer", "email": "buyer@example.com" })).await;
+    let webhook = f
+        .created(
+            &b("/webhooks"),
+            json!({ "url": "https://hooks.example.com/beta", "events": ["lead.created"] }),
+        )
+        .await;
     let (_, me) = f.server.get("/api/v1/me", &f.owner).await;
     let beta_member = me["user"]["id"].as_str().unwrap().to_owned();
     let (outsider, _) = f.server.add_user(&f.owner, &f.tenant, "outsider@example.com", "admin").await;
@@ -349,6 +355,10 @@ async fn nothing_of_another_tenant_is_visible() {
             .replace("{link_id}", &link)
             .replace("{property_id}", &property)
             .replace("{lead_id}", &lead)
+            .replace("{webhook_id}", &webhook)
+            // Beta's webhook has no deliveries; tests/webhooks.rs checks a
+            // foreign tenant's real one.
+            .replace("{delivery_id}", &uuid::Uuid::now_v7().to_string())
             // The sequence tests check foreign templates and enrollments.
             .replace("{sequence_id}", &uuid::Uuid::now_v7().to_string())
             .replace("{enrollment_id}", &uuid::Uuid::now_v7().to_string())

@@ -105,6 +105,7 @@ async fn expired_and_revoked_invitations_are_gone() {
         details: json!({}),
         notices: Vec::new(),
         mails: Vec::new(),
+        events: Vec::new(),
     };
     let invitation = NewInvitation {
         mail_token_hash: None,

@@ -115,6 +115,15 @@ async fn every_page_passes_axe_at_desktop_and_phone_widths_and_its_scroll_boxes_
     sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
     let tenant = |rest: &str| fleet.server().url(&format!("/t/{}{rest}", fleet.api.tenant));
     let activity = |id: &str| tenant(&format!("/projects/{project}/activities/{id}"));
+    let (status, webhook) = fleet
+        .call(
+            Method::POST,
+            "/webhooks",
+            Some(json!({ "url": "https://hooks.example.com/a11y", "events": ["agent.offline", "lead.created"] })),
+        )
+        .await;
+    assert_eq!(status, 201, "{webhook}");
+    let webhook_id = webhook["id"].as_str().unwrap().to_owned();
     let pages = [
         ("a11y-dashboard", tenant("")),
         ("a11y-projects", tenant("/projects")),
@@ -135,6 +144,8 @@ async fn every_page_passes_axe_at_desktop_and_phone_widths_and_its_scroll_boxes_
         ("a11y-audit", tenant("/audit")),
         ("a11y-settings", tenant("/settings")),
         ("a11y-review-workflows", tenant("/settings/reviews")),
+        ("a11y-webhooks", tenant("/settings/webhooks")),
+        ("a11y-webhook", tenant(&format!("/settings/webhooks/{webhook_id}"))),
         ("a11y-notifications", tenant("/notifications")),
         ("a11y-notification-settings", tenant("/notifications/settings")),
         ("a11y-not-found", tenant(&format!("/projects/{}", uuid::Uuid::now_v7()))),

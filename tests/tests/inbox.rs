@@ -13,6 +13,7 @@ use std::time::Duration;
 use marketer_tests::fleet::{Fleet, job_timings};
 use marketer_tests::ollama::FakeModel;
 use marketer_tests::social::{FakeSocial, Net, connect_mastodon};
+use marketer_tests::webhooks::Receiver;
 use marketer_tests::{AgentHost, AgentProcess, TempDatabase, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -497,7 +498,21 @@ async fn alerts(fleet: &Fleet) -> Vec<Value> {
 #[tokio::test]
 async fn a_spike_of_negative_mentions_raises_one_alert_and_a_normal_hour_none() {
     let social = FakeSocial::start().await;
-    let fleet = fleet(&social, &[]).await;
+    let fleet = fleet(
+        &social,
+        &[("MARKETER_WEBHOOK_ALLOW_PRIVATE", "true"), ("MARKETER_WEBHOOK_ALLOW_HTTP", "true")],
+    )
+    .await;
+    let receiver = Receiver::start().await;
+    let (status, hook) = fleet
+        .call(
+            Method::POST,
+            "/webhooks",
+            Some(json!({ "url": receiver.url, "events": ["crisis_alert.raised"] })),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    receiver.set_secret(hook["secret"].as_str().unwrap());
     let account = connect_mastodon(&fleet.api, &social).await;
     let account_id = account["id"].as_str().unwrap().to_owned();
     // Hours of the week in UTC, so the seeded weeks line up whatever the
@@ -579,4 +594,19 @@ async fn a_spike_of_negative_mentions_raises_one_alert_and_a_normal_hour_none() 
     assert_eq!(crisis.len(), 1, "{notices}");
     assert!(crisis[0]["title"].as_str().unwrap().contains("negative items in an hour"), "{}", crisis[0]);
     let _ = spike;
+    // And one signed webhook, with the alert's numbers and items, no text.
+    let hooks = eventually(Duration::from_secs(10), "the alert's webhook", || async {
+        let got = receiver.of("crisis_alert.raised");
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    let hook = &hooks[0];
+    assert_eq!(hook.refused, None, "signed");
+    assert_eq!(hook.body["data"]["alert_id"], alert["id"]);
+    assert_eq!(hook.body["data"]["account_id"], account_id.as_str());
+    assert_eq!(hook.body["data"]["item_ids"], alert["item_ids"]);
+    assert!(hook.body["data"]["z"].as_f64().unwrap() >= 3.0, "{}", hook.raw);
+    assert!(hook.body["text"].as_str().unwrap().starts_with("Crisis alert"), "{}", hook.raw);
+    assert!(!hook.raw.contains("refund"), "no item's text leaves: {}", hook.raw);
 }

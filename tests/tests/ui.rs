@@ -1630,3 +1630,89 @@ async fn a_community_manager_works_the_inbox_as_mentions_arrive() {
     let (_, settings) = fleet.call(Method::GET, "/inbox-settings", None).await;
     assert_eq!(settings["auto_reply_intents"], json!(["praise"]), "{settings}");
 }
+
+#[tokio::test]
+async fn an_admin_adds_a_webhook_sees_its_deliveries_and_redelivers_one() {
+    let Some(browser) = Browser::start().await else { return };
+    let receiver = marketer_tests::webhooks::Receiver::start().await;
+    let fleet = Fleet::start(|o| {
+        o.env("MARKETER_WEBHOOK_ALLOW_PRIVATE", "true")
+            .env("MARKETER_WEBHOOK_ALLOW_HTTP", "true")
+            .env("MARKETER_WEBHOOK_RETRY_BASE_MS", "100")
+            .env("MARKETER_MAIL_POLL_MS", "100")
+    })
+    .await;
+    sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
+    browser.goto(&tenant_url(&fleet, "/settings")).await;
+    browser.click("a[href$='/settings/webhooks']").await;
+    browser.wait_for_text("h1", "the webhooks page", |t| t == "Webhooks").await;
+
+    // No event chosen: refused beside the events, what was typed kept.
+    browser.fill("#webhook-url", &receiver.url).await;
+    browser.fill("#webhook-description", "Our CRM").await;
+    browser.click("#new-webhook button.primary").await;
+    let error = browser.wait_for_text("#webhook-events-error", "the events' error", |t| !t.is_empty()).await;
+    assert!(error.contains("at least one"), "{error}");
+    assert_eq!(browser.eval("document.getElementById('webhook-url').value").await, receiver.url.as_str());
+    browser.screenshot("webhooks-refused").await;
+
+    browser.click("input[name='events[]'][value='lead.created']").await;
+    browser.click("#new-webhook button.primary").await;
+    let secret =
+        browser.wait_for_text("#webhook-secret", "the secret, shown once", |t| t.starts_with("whsec_")).await;
+    receiver.set_secret(&secret);
+    browser.screenshot("webhook-created").await;
+    // A reload does not show it again.
+    browser.goto(&browser_url(&browser).await).await;
+    assert!(!browser.has("#webhook-secret").await, "the secret is shown only once");
+
+    // A 503 first, then the retry delivers; the log shows both attempts.
+    receiver.plan(&[marketer_tests::webhooks::Plan::Status(503)]);
+    let (status, _) =
+        fleet.call(Method::POST, "/leads", Some(json!({ "name": "Lee", "email": "lee@example.com" }))).await;
+    assert_eq!(status, 201);
+    eventually(Duration::from_secs(20), "the delivery", || async {
+        receiver.of("lead.created").iter().any(|r| r.handled).then_some(())
+    })
+    .await;
+    let page = browser_url(&browser).await;
+    browser.goto(&page).await;
+    let row = browser
+        .wait_for_text("#deliveries tbody tr", "the delivery's row", |t| t.contains("delivered"))
+        .await;
+    assert!(row.contains("lead.created") && row.contains('2'), "{row}");
+    browser.click("#deliveries details summary").await;
+    let attempts = browser.text("#deliveries details ol").await;
+    assert!(attempts.contains("503") && attempts.contains("200"), "{attempts}");
+    browser.screenshot("webhook-deliveries").await;
+    browser.assert_fits_phone("webhook-phone").await;
+
+    // Redeliver: asks first (it was delivered), then the receiver gets the
+    // same event id again.
+    browser.click("#deliveries form[action$='/redeliver'] button").await;
+    browser.accept_dialog().await;
+    let again = eventually(Duration::from_secs(10), "the redelivery", || async {
+        let got = receiver.of("lead.created");
+        (got.len() == 3).then_some(got)
+    })
+    .await;
+    assert_eq!(again[2].id, again[0].id);
+    assert_eq!(again[2].refused, None);
+
+    // Turned off from its page.
+    browser.goto(&page).await;
+    browser.click("#edit input[name='enabled']").await;
+    browser.click("#edit button.primary").await;
+    browser.wait_for_text("main", "disabled", |t| t.contains("disabled")).await;
+    let (_, listed) = fleet.call(Method::GET, "/webhooks", None).await;
+    assert_eq!(listed[0]["enabled"], false, "{listed}");
+    assert_eq!(listed[0]["description"], "Our CRM");
+    browser.goto(&tenant_url(&fleet, "/settings/webhooks")).await;
+    browser.screenshot("webhooks").await;
+    browser.assert_fits_phone("webhooks-phone").await;
+    browser.close().await;
+}
+
+async fn browser_url(browser: &Browser) -> String {
+    browser.eval("location.href").await.as_str().unwrap().to_owned()
+}

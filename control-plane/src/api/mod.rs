@@ -144,7 +144,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
     use routes::{
         ab_tests, activities, agents, analytics, api_keys, audit_events, auth, comments, documents, flyers,
         health, inbox, jobs, leads, members, notifications, projects, properties, publishing, reviews,
-        sequences, tenants,
+        sequences, tenants, webhooks,
     };
     // The upload reads its body itself, counting against the upload limit.
     let (schemas, paths, upload) = routes!(documents::list, documents::upload);
@@ -232,6 +232,13 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(inbox::reply_draft))
         .routes(routes!(inbox::settings, inbox::update_settings))
         .routes(routes!(inbox::crisis_alerts))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::test))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::delivery))
+        .routes(routes!(webhooks::redeliver))
         .routes(routes!(inbox::list_queries, inbox::create_query))
         .routes(routes!(inbox::delete_query))
         .routes(routes!(publishing::get_post, publishing::update_post, publishing::delete_post))

@@ -35,10 +35,14 @@
 //!
 //! With no SMTP server configured, messages wait in the outbox and the UI
 //! says e-mail is off; notifications in the app work the same.
+//!
+//! Outbound webhooks (`webhooks.rs`) are the other way out: their own loop
+//! posts the deliveries' outbox, so a slow receiver never holds up e-mail.
 
 pub mod bounces;
 pub mod mail;
 pub mod marketing;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,6 +114,8 @@ pub struct MailSettings {
     pub digest_hour: i8,
     /// How often digests are looked for.
     pub digest_check: Duration,
+    /// Outbound webhooks (polled as often as the outbox, leased as long).
+    pub webhooks: webhooks::WebhookSettings,
 }
 
 impl Default for MailSettings {
@@ -121,6 +127,7 @@ impl Default for MailSettings {
             lease: Duration::from_secs(120),
             digest_hour: 8,
             digest_check: Duration::from_secs(60),
+            webhooks: webhooks::WebhookSettings::default(),
         }
     }
 }
@@ -137,6 +144,7 @@ pub struct Notifier {
     settings: MailSettings,
     owner: String,
     wake: Notify,
+    hooks: webhooks::Sender,
     /// An agent silent this long is offline (where a follow-up paragraph
     /// may run).
     online_window: time::Duration,
@@ -160,9 +168,26 @@ impl Notifier {
         key: Arc<DataKey>,
         settings: MailSettings,
         online_window: time::Duration,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let owner = format!("{}:{}", gethostname::gethostname().to_string_lossy(), new_id());
-        Self { store, key, settings, owner, wake: Notify::new(), online_window }
+        let hooks = webhooks::Sender::new(settings.webhooks.clone())?;
+        Ok(Self { store, key, settings, owner, wake: Notify::new(), hooks, online_window })
+    }
+
+    /// The rules webhook URLs are held to.
+    pub fn webhook_settings(&self) -> &webhooks::WebhookSettings {
+        self.hooks.settings()
+    }
+
+    /// Posts due webhook deliveries until shutdown.
+    async fn run_webhooks(&self, shutdown: CancellationToken) {
+        loop {
+            self.hooks.send_due(&self.store, &self.key, &self.owner, self.settings.lease).await;
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.settings.poll) => {}
+            }
+        }
     }
 
     /// Whether e-mail goes anywhere.
@@ -185,6 +210,10 @@ impl Notifier {
     }
 
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        tokio::join!(self.run_mail(shutdown.clone()), self.run_webhooks(shutdown));
+    }
+
+    async fn run_mail(&self, shutdown: CancellationToken) {
         let mut last_digests: Option<Instant> = None;
         let mut last_sweep: Option<Instant> = None;
         loop {

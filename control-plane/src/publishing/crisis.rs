@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use super::{Publisher, schedule};
 use crate::domain::{Timestamp, new_id};
-use crate::store::{Audience, CrisisAlert, CrisisScope, NewNotice, NoticeKind};
+use crate::store::{
+    Audience, CrisisAlert, CrisisScope, NewNotice, NewWebhookEvent, NoticeKind, WebhookEventKind,
+};
 
 /// The window compared with its baseline.
 pub const WINDOW: Duration = Duration::from_secs(3_600);
@@ -101,7 +103,7 @@ impl Publisher {
         let open = self.store.open_crisis(scope).await?;
         match open {
             Some(alert) if a.calm => {
-                self.store.close_crisis(alert.id, now).await?;
+                self.store.close_crisis(&alert, &closed_event(&alert, negatives), now).await?;
                 tracing::info!(alert = %alert.id, scope = %scope.key(), "crisis alert closed: back to normal");
                 Ok(false)
             }
@@ -139,7 +141,8 @@ impl Publisher {
                     item_ids: items,
                 };
                 let notice = crisis_notice(scope, &alert, &a);
-                let raised = self.store.raise_crisis(scope, &alert, &notice).await?;
+                let event = raised_event(scope, &alert, &notice);
+                let raised = self.store.raise_crisis(scope, &alert, &notice, &event).await?;
                 if raised {
                     tracing::warn!(alert = %alert.id, scope = %scope.key(), negatives, z = a.z, "crisis alert raised");
                 }
@@ -175,6 +178,45 @@ fn crisis_notice(scope: &CrisisScope, alert: &CrisisAlert, a: &Assessment) -> Ne
         link: Some(link),
         dedupe_key: Some(format!("crisis:{}", alert.id)),
     }
+}
+
+/// The alert's data in a webhook: numbers and ids, never the items' text.
+fn alert_data(alert: &CrisisAlert) -> serde_json::Value {
+    serde_json::json!({
+        "alert_id": alert.id,
+        "account_id": alert.account_id,
+        "handle": alert.handle,
+        "listening_query_id": alert.query_id,
+        "opened_at": alert.opened_at.to_rfc3339_fixed(),
+        "negatives": alert.negatives,
+        "total": alert.total,
+        "peak": alert.peak,
+        "baseline_mean": alert.baseline_mean as f64 / 100.0,
+        "baseline_sd": alert.baseline_sd as f64 / 100.0,
+        "z": alert.z as f64 / 100.0,
+        "item_ids": alert.item_ids,
+    })
+}
+
+/// The `crisis_alert.raised` event: the notice's line for people, the
+/// numbers and the items' ids for programs.
+fn raised_event(scope: &CrisisScope, alert: &CrisisAlert, notice: &NewNotice) -> NewWebhookEvent {
+    let mut data = alert_data(alert);
+    data["query"] = serde_json::json!(scope.query);
+    data["link"] = serde_json::json!(notice.link);
+    NewWebhookEvent::new(scope.tenant_id, WebhookEventKind::CrisisAlertRaised, notice.title.clone(), data)
+}
+
+/// The `crisis_alert.closed` event.
+fn closed_event(alert: &CrisisAlert, negatives: i64) -> NewWebhookEvent {
+    let mut data = alert_data(alert);
+    data["negatives_now"] = serde_json::json!(negatives);
+    NewWebhookEvent::new(
+        alert.tenant_id,
+        WebhookEventKind::CrisisAlertClosed,
+        format!("Crisis alert on {} closed: negative mentions are back to normal", alert.handle),
+        data,
+    )
 }
 
 #[cfg(test)]

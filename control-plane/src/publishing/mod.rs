@@ -52,8 +52,9 @@ use crate::cloud::DataKey;
 use crate::domain::Timestamp;
 use crate::service::actions;
 use crate::store::{
-    AccountStatus, Actor, Audience, NewAuditEvent, NewNotice, NoticeKind, Outcome, PostAttempt, PostStatus,
-    PublishResult, SealedTokens, SocialAccount, SocialPost, Store, TokenRefresh,
+    AccountStatus, Actor, Audience, NewAuditEvent, NewNotice, NewWebhookEvent, NoticeKind, Outcome,
+    PostAttempt, PostStatus, PublishResult, SealedTokens, SocialAccount, SocialPost, Store, TokenRefresh,
+    WebhookEventKind,
 };
 
 /// The engine's timings.
@@ -174,6 +175,39 @@ fn post_notice(post: &SocialPost, result: &PublishResult) -> Option<NewNotice> {
         link: Some(format!("/t/{}/posts/{}", post.tenant_id, post.id)),
         dedupe_key: Some(format!("post:{}:{}:{}", post.id, post.generation, <&'static str>::from(kind))),
     })
+}
+
+/// The `post.published` or `post.failed` webhook event (ids, the
+/// platform's link and the refusal; not the text).
+fn post_event(post: &SocialPost, result: &PublishResult) -> Option<NewWebhookEvent> {
+    let mut data = serde_json::json!({
+        "post_id": post.id,
+        "account_id": post.account_id,
+        "network": post.network,
+        "handle": post.handle,
+        "project_id": post.project_id,
+        "campaign_id": post.campaign_id,
+        "activity_id": post.activity_id,
+        "scheduled_at": post.scheduled_at.map(Timestamp::to_rfc3339_fixed),
+    });
+    let (kind, text) = match result {
+        PublishResult::Published { platform_post_id, url } => {
+            data["platform_post_id"] = serde_json::json!(platform_post_id);
+            data["url"] = serde_json::json!(url);
+            let text = match url {
+                Some(url) => format!("Published on {} as {}: {url}", post.network.label(), post.handle),
+                None => format!("Published on {} as {}", post.network.label(), post.handle),
+            };
+            (WebhookEventKind::PostPublished, text)
+        }
+        PublishResult::Failed { error, .. } => {
+            data["error"] = serde_json::json!(error);
+            let text = format!("Not published on {} as {}: {error}", post.network.label(), post.handle);
+            (WebhookEventKind::PostFailed, text)
+        }
+        PublishResult::Unconfirmed { .. } | PublishResult::Wait { .. } => return None,
+    };
+    Some(NewWebhookEvent::new(post.tenant_id, kind, text, data))
 }
 
 /// Why a post was held, on its page and in its author's notice.
@@ -383,6 +417,9 @@ impl Publisher {
         let mut audit = system_event(post.tenant_id, action, outcome).resource("post", id).details(details);
         if let Some(notice) = post_notice(&post, &result) {
             audit = audit.notify(notice);
+        }
+        if let Some(event) = post_event(&post, &result) {
+            audit = audit.emit(event);
         }
         match self.store.finish_post(id, &self.owner, &result, Timestamp::now(), &audit).await {
             Ok(true) => {}

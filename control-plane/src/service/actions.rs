@@ -105,6 +105,12 @@ pub const INBOX_ITEM_LEAD: &str = "inbox_item.lead";
 pub const INBOX_ITEM_REPLY: &str = "inbox_item.reply";
 pub const INBOX_ITEM_REPLY_DRAFT: &str = "inbox_item.reply_draft";
 pub const INBOX_SETTINGS_UPDATE: &str = "inbox_settings.update";
+pub const WEBHOOK_CREATE: &str = "webhook.create";
+pub const WEBHOOK_UPDATE: &str = "webhook.update";
+pub const WEBHOOK_DELETE: &str = "webhook.delete";
+pub const WEBHOOK_ROTATE_SECRET: &str = "webhook.rotate_secret";
+pub const WEBHOOK_TEST: &str = "webhook.test";
+pub const WEBHOOK_REDELIVER: &str = "webhook.redeliver";
 pub const LISTENING_QUERY_CREATE: &str = "listening_query.create";
 pub const LISTENING_QUERY_DELETE: &str = "listening_query.delete";
 /// A test's window ended and the publisher decided it.
@@ -237,6 +243,12 @@ pub const ALL: &[&str] = &[
     INBOX_ITEM_REPLY,
     INBOX_ITEM_REPLY_DRAFT,
     INBOX_SETTINGS_UPDATE,
+    WEBHOOK_CREATE,
+    WEBHOOK_UPDATE,
+    WEBHOOK_DELETE,
+    WEBHOOK_ROTATE_SECRET,
+    WEBHOOK_TEST,
+    WEBHOOK_REDELIVER,
     LISTENING_QUERY_CREATE,
     LISTENING_QUERY_DELETE,
     POST_UPDATE,

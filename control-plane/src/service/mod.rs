@@ -37,6 +37,7 @@ mod publishing;
 mod reviews;
 mod sequences;
 mod tenants;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -208,7 +209,7 @@ impl App {
             at_rest.data_key.clone(),
             mail,
             online_window,
-        ));
+        )?);
         let cluster = Arc::new(Cluster::new(store.postgres_pool(), metrics.clone()));
         let hub = Arc::new(Hub::new(metrics.clone(), cluster.clone(), agents.timings));
         let jobs = Arc::new(JobEngine::new(
@@ -395,6 +396,7 @@ pub fn audit_event(
         details: serde_json::json!({}),
         notices: Vec::new(),
         mails: Vec::new(),
+        events: Vec::new(),
     }
 }
 

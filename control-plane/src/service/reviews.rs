@@ -47,9 +47,9 @@ use crate::domain::{Email, Permission, Role, Timestamp, new_id};
 use crate::error::{Error, FoundExt, NotFoundExt, Result};
 use crate::store::{
     Activity, Actor, Audience, CommentSubject, Decision, MailPurpose, Member, NewAuditEvent, NewComment,
-    NewDecision, NewMail, NewNotice, NewReviewLink, NewReviewWorkflow, NoticeKind, Outcome, PageRequest,
-    PostFilter, PostStatus, ReviewDecision, ReviewItem, ReviewLink, ReviewStep, ReviewWorkflow, Seen,
-    SocialPost, StepRule,
+    NewDecision, NewMail, NewNotice, NewReviewLink, NewReviewWorkflow, NewWebhookEvent, NoticeKind, Outcome,
+    PageRequest, PostFilter, PostStatus, ReviewDecision, ReviewItem, ReviewLink, ReviewStep, ReviewWorkflow,
+    Seen, SocialPost, StepRule, WebhookEventKind,
 };
 
 /// At most this many steps in a workflow.
@@ -1400,6 +1400,20 @@ impl App {
             .collect(),
         };
         audit = audit.notify_all(notices);
+        if approves && let ReviewItem::Activity(activity_id) = subject.item() {
+            audit = audit.emit(NewWebhookEvent::new(
+                subject.tenant_id(),
+                WebhookEventKind::ActivityApproved,
+                format!("“{title}” was approved by {reviewer_name}"),
+                serde_json::json!({
+                    "activity_id": activity_id,
+                    "title": title,
+                    "version": version,
+                    "run": run,
+                    "approved_by": decision.user_id,
+                }),
+            ));
+        }
         Ok(self.store.decide(&decision, &seen, approves, &links, &audit).await?)
     }
 

@@ -9,7 +9,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{NewNotice, Result};
+use super::{NewNotice, NewWebhookEvent, Result};
 use crate::domain::Timestamp;
 
 /// What is watched: an account's own items, or a listening query's.
@@ -85,18 +85,21 @@ pub trait CrisisStore: Send + Sync {
     ) -> Result<Vec<Uuid>>;
     /// The scope's open alert.
     async fn open_crisis(&self, scope: &CrisisScope) -> Result<Option<CrisisAlert>>;
-    /// Opens an alert with its notification, unless the scope has one
-    /// open (another replica's): `false` then, and nothing written.
+    /// Opens an alert with its notification and webhook event, unless the
+    /// scope has one open (another replica's): `false` then, and nothing
+    /// written.
     async fn raise_crisis(
         &self,
         scope: &CrisisScope,
         alert: &CrisisAlert,
         notice: &NewNotice,
+        event: &NewWebhookEvent,
     ) -> Result<bool>;
     /// A later window of an open alert: its peak and items grow.
     async fn update_crisis(&self, id: Uuid, peak: i64, item_ids: &[Uuid], now: Timestamp) -> Result<()>;
-    /// Closes an alert: the volume is back to normal.
-    async fn close_crisis(&self, id: Uuid, now: Timestamp) -> Result<()>;
+    /// Closes an alert (the volume is back to normal) with its webhook
+    /// event, once: a replica that closes it second writes nothing.
+    async fn close_crisis(&self, alert: &CrisisAlert, event: &NewWebhookEvent, now: Timestamp) -> Result<()>;
     /// The organisation's alerts, newest first, at most `limit`.
     async fn crisis_alerts(&self, tenant_id: Uuid, open_only: bool, limit: i64) -> Result<Vec<CrisisAlert>>;
 }

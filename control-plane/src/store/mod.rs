@@ -26,6 +26,7 @@ mod reviews;
 mod sequences;
 mod sql;
 mod sqlite;
+mod webhooks;
 
 use std::fmt;
 
@@ -55,6 +56,7 @@ pub use self::properties::*;
 pub use self::publishing::*;
 pub use self::reviews::*;
 pub use self::sequences::*;
+pub use self::webhooks::*;
 pub use crate::domain::{Campaign, Project};
 
 /// Which database a store talks to.
@@ -307,9 +309,16 @@ pub struct NewAuditEvent {
     /// E-mails the change causes (not notifications: an invitation to an
     /// address without an account), queued in its transaction.
     pub mails: Vec<NewMail>,
+    /// Webhook events the change raises, written in its transaction.
+    pub events: Vec<NewWebhookEvent>,
 }
 
 impl NewAuditEvent {
+    pub fn emit(mut self, event: NewWebhookEvent) -> Self {
+        self.events.push(event);
+        self
+    }
+
     pub fn notify(mut self, notice: NewNotice) -> Self {
         self.notices.push(notice);
         self
@@ -621,6 +630,7 @@ pub trait Store:
     + AbTestStore
     + InboxStore
     + CrisisStore
+    + WebhookStore
     + Send
     + Sync
     + fmt::Debug

@@ -29,6 +29,7 @@ pub enum Flash {
     Invitation { link: String, email: String },
     EnrollmentToken { install_command: String, expires_at: Timestamp, max_uses: i64 },
     ReviewLink { link: String, email: String },
+    WebhookSecret { secret: String },
 }
 
 #[derive(Serialize, Deserialize)]

@@ -43,6 +43,7 @@ mod session;
 mod settings;
 mod team;
 mod view;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -211,6 +212,15 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/settings/cloud-provider/delete", post(settings::delete_cloud_provider))
         .route("/settings/model-prices", post(settings::set_model_price))
         .route("/settings/model-prices/delete", post(settings::delete_model_price))
+        .route("/settings/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/settings/webhooks/{webhook_id}", get(webhooks::show).post(webhooks::update))
+        .route("/settings/webhooks/{webhook_id}/test", post(webhooks::test))
+        .route("/settings/webhooks/{webhook_id}/rotate-secret", post(webhooks::rotate))
+        .route("/settings/webhooks/{webhook_id}/delete", post(webhooks::delete))
+        .route(
+            "/settings/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
+            post(webhooks::redeliver),
+        )
         .route("/settings/accounts", get(publishing::accounts))
         .route("/settings/accounts/connect", get(publishing::connect))
         .route("/settings/accounts/bluesky", post(publishing::connect_bluesky))

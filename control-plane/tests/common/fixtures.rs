@@ -23,6 +23,7 @@ pub fn audit(action: &'static str, tenant_id: Option<Uuid>) -> NewAuditEvent {
         details: serde_json::json!({}),
         notices: Vec::new(),
         mails: Vec::new(),
+        events: Vec::new(),
     }
 }
 

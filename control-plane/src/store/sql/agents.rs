@@ -554,6 +554,21 @@ where
                 )),
             };
             Self::insert_notices(&mut tx, std::slice::from_ref(&notice), now).await?;
+            let event = crate::store::NewWebhookEvent::new(
+                agent.tenant_id,
+                crate::store::WebhookEventKind::AgentOffline,
+                format!(
+                    "Agent {} is offline: no heartbeat since {}",
+                    agent.name,
+                    agent.last_seen_at.map(|t| t.to_rfc3339_fixed()).unwrap_or_default()
+                ),
+                serde_json::json!({
+                    "agent_id": agent.id,
+                    "name": agent.name,
+                    "last_seen_at": agent.last_seen_at.map(|t| t.to_rfc3339_fixed()),
+                }),
+            );
+            Self::insert_webhook_events(&mut tx, std::slice::from_ref(&event), now).await?;
         }
         tx.commit().await?;
         Ok(agents)

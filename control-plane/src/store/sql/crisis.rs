@@ -3,7 +3,7 @@
 
 use super::*;
 
-use crate::store::{CrisisAlert, CrisisScope, CrisisStore, NewNotice};
+use crate::store::{CrisisAlert, CrisisScope, CrisisStore, NewNotice, NewWebhookEvent};
 
 /// The scope's items (`i`): an account's own (not what its listening
 /// queries found), or a query's. Binds: $1 account, $2 query.
@@ -162,6 +162,7 @@ where
         scope: &CrisisScope,
         alert: &CrisisAlert,
         notice: &NewNotice,
+        event: &NewWebhookEvent,
     ) -> Result<bool> {
         let mut tx = self.write.begin().await?;
         let r = sqlx::query(
@@ -189,6 +190,7 @@ where
             return Ok(false);
         }
         Self::insert_notices(&mut tx, std::slice::from_ref(notice), alert.opened_at).await?;
+        Self::insert_webhook_events(&mut tx, std::slice::from_ref(event), alert.opened_at).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -204,14 +206,19 @@ where
         Ok(())
     }
 
-    async fn close_crisis(&self, id: Uuid, now: Timestamp) -> Result<()> {
-        sqlx::query(
+    async fn close_crisis(&self, alert: &CrisisAlert, event: &NewWebhookEvent, now: Timestamp) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let r = sqlx::query(
             "UPDATE crisis_alerts SET closed_at = $2, updated_at = $2 WHERE id = $1 AND closed_at IS NULL",
         )
-        .bind(id)
+        .bind(alert.id)
         .bind(now)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
+        if DB::rows_affected(&r) == 1 {
+            Self::insert_webhook_events(&mut tx, std::slice::from_ref(event), now).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -258,6 +258,7 @@ where
         Ok(())
     }
 
+    /// Inserts a lead with its `lead.created` webhook event.
     #[allow(clippy::too_many_arguments)]
     async fn insert_lead(
         conn: &mut DB::Connection,
@@ -290,7 +291,14 @@ where
         .execute(&mut *conn)
         .await
         .map_err(|e| unique_violation(e, "lead_exists", "a lead with this e-mail address exists already"))?;
-        Ok(())
+        // Who the lead is stays here: the event names it by id only.
+        let event = crate::store::NewWebhookEvent::new(
+            tenant_id,
+            crate::store::WebhookEventKind::LeadCreated,
+            format!("A new lead ({})", source.as_str().replace('_', " ")),
+            serde_json::json!({ "lead_id": id, "source": source.as_str(), "owner_id": owner_id }),
+        );
+        Self::insert_webhook_events(conn, std::slice::from_ref(&event), at).await
     }
 }
 

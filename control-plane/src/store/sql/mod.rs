@@ -28,6 +28,7 @@ mod properties;
 mod publishing;
 mod reviews;
 mod sequences;
+mod webhooks;
 
 use std::fmt;
 
@@ -688,7 +689,8 @@ where
         for mail in &e.mails {
             Self::insert_mail(conn, mail, None, e.occurred_at).await?;
         }
-        Self::insert_notices(conn, &e.notices, e.occurred_at).await
+        Self::insert_notices(conn, &e.notices, e.occurred_at).await?;
+        Self::insert_webhook_events(conn, &e.events, e.occurred_at).await
     }
 
     async fn insert_refresh_token(
@@ -1319,7 +1321,8 @@ where
     }
 
     /// Tells the person who started an activity that its latest run
-    /// finished or failed (a cancelled run was someone's choice: no notice).
+    /// finished or failed (a cancelled run was someone's choice: no notice),
+    /// and the organisation's webhooks.
     async fn notify_activity_end(
         conn: &mut DB::Connection,
         job: &Job,
@@ -1340,7 +1343,26 @@ where
         .bind(job.id)
         .fetch_optional(&mut *conn)
         .await?;
-        let Some((Some(author), title, project_id)) = row else { return Ok(()) };
+        let Some((author, title, project_id)) = row else { return Ok(()) };
+        let (event_kind, text) = match error {
+            None => (super::WebhookEventKind::ActivityFinished, format!("“{title}” finished")),
+            Some(e) => (super::WebhookEventKind::ActivityFailed, format!("“{title}” failed: {}", e.message)),
+        };
+        let event = super::NewWebhookEvent::new(
+            job.tenant_id,
+            event_kind,
+            text,
+            serde_json::json!({
+                "activity_id": activity_id,
+                "project_id": project_id,
+                "title": title,
+                "job_id": job.id,
+                "attempt": job.attempts,
+                "error": error.map(|e| e.message.clone()),
+            }),
+        );
+        Self::insert_webhook_events(conn, std::slice::from_ref(&event), now).await?;
+        let Some(author) = author else { return Ok(()) };
         let (headline, body) = match error {
             None => (
                 format!("“{title}” is ready"),
