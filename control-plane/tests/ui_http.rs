@@ -364,6 +364,10 @@ async fn other_tenants_and_unknown_pages_are_not_found_and_viewers_are_refused_a
         response.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
     let (status, _, _) = get(&server, &format!("/t/{tenant}/settings"), &viewer).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    for page in ["/settings/webhooks", "/audit/export?format=csv&since=2026-01-01&until=2026-12-31"] {
+        let (status, _, _) = get(&server, &format!("/t/{tenant}{page}"), &viewer).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    }
     let (status, _, page) = get(&server, &format!("/t/{tenant}/projects"), &viewer).await;
     assert_eq!(status, StatusCode::OK);
     assert!(!page.contains("New project"), "{page}");
@@ -838,4 +842,31 @@ async fn a_public_listing_page_turns_each_submission_into_one_lead() {
     assert_eq!(status, 200);
     let response = client().get(server.url(&path)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_audit_page_downloads_the_filtered_period() {
+    let server = TestServer::start().await;
+    let (_, tenant) = server.owner().await;
+    let (cookie, _) = sign_in(&server).await;
+    let today = time::OffsetDateTime::now_utc().date();
+    let (status, _, page) = get(&server, &format!("/t/{tenant}/audit"), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("audit-export-hint"), "no period, no download");
+    let (_, _, page) =
+        get(&server, &format!("/t/{tenant}/audit?since={today}&until={today}&action=auth.login"), &cookie)
+            .await;
+    let start =
+        page.find("href=\"/t/").and_then(|_| page.find("/audit/export?format=csv")).expect("a CSV link");
+    let href = page[start..].split('"').next().unwrap().replace("&amp;", "&").replace("&#38;", "&");
+    let (status, headers, csv) = get(&server, &format!("/t/{tenant}{href}"), &cookie).await;
+    assert_eq!(status, StatusCode::OK, "{csv}");
+    assert!(headers[header::CONTENT_DISPOSITION].to_str().unwrap().contains(".csv"));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("id,occurred_at,actor_type"), "{csv}");
+    assert!(lines.len() >= 2 && lines[1..].iter().all(|l| l.contains(",auth.login,")), "{csv}");
+    let (status, _, _) =
+        get(&server, &format!("/t/{tenant}/audit/export?format=pdf&since={today}&until={today}"), &cookie)
+            .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "an error page naming the format");
 }

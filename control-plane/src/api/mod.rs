@@ -180,6 +180,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(api_keys::list, api_keys::create))
         .routes(routes!(api_keys::revoke))
         .routes(routes!(audit_events::list))
+        .routes(routes!(audit_events::export))
         .routes(routes!(agents::list_tokens, agents::create_token))
         .routes(routes!(agents::revoke_token))
         .routes(routes!(agents::list))

@@ -106,6 +106,7 @@ pub const INBOX_ITEM_REPLY: &str = "inbox_item.reply";
 pub const INBOX_ITEM_REPLY_DRAFT: &str = "inbox_item.reply_draft";
 pub const INBOX_SETTINGS_UPDATE: &str = "inbox_settings.update";
 pub const WEBHOOK_CREATE: &str = "webhook.create";
+pub const AUDIT_EXPORT: &str = "audit.export";
 pub const WEBHOOK_UPDATE: &str = "webhook.update";
 pub const WEBHOOK_DELETE: &str = "webhook.delete";
 pub const WEBHOOK_ROTATE_SECRET: &str = "webhook.rotate_secret";
@@ -244,6 +245,7 @@ pub const ALL: &[&str] = &[
     INBOX_ITEM_REPLY_DRAFT,
     INBOX_SETTINGS_UPDATE,
     WEBHOOK_CREATE,
+    AUDIT_EXPORT,
     WEBHOOK_UPDATE,
     WEBHOOK_DELETE,
     WEBHOOK_ROTATE_SECRET,

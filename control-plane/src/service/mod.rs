@@ -73,7 +73,7 @@ pub use analytics::{
 pub use analytics_pdf::{Kpi, ReportCharts, count, kpis, rate};
 pub use analytics_reports::{AnalyticsReport, NetworkTotals, ReportQuery, SeriesPoint, TopPost, Totals};
 pub use api_keys::{CreateApiKey, CreatedApiKey};
-pub use audit_log::AuditQuery;
+pub use audit_log::{AuditFormat, AuditQuery};
 pub use auth::{LoginRequest, RefreshRequest, TokenPair};
 pub use comments::{
     AnchorIn, AnchorView, CommentQuery, CommentView, CreateComment, EditComment, MAX_COMMENT_CHARS,

@@ -13,7 +13,7 @@ use super::view::When;
 use crate::api::ApiState;
 use crate::api::pagination::{ListParams, encode_cursor};
 use crate::domain::Timestamp;
-use crate::service::{AuditQuery, actions};
+use crate::service::{AuditFormat, AuditQuery, actions};
 use crate::store::Actor;
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +50,8 @@ struct AuditPage {
     since: String,
     until: String,
     next: Option<String>,
+    /// The period's downloads (CSV, JSON lines), once it has both ends.
+    export: Option<(String, String)>,
     error: String,
 }
 
@@ -105,6 +107,24 @@ pub async fn list(
         query.append_pair("cursor", &encode_cursor(id));
         format!("?{}", query.finish())
     });
+    let export = (since.is_some() && until.is_some() && error.is_empty()).then(|| {
+        let link = |format: &str| {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            query.append_pair("format", format);
+            for (key, value) in [
+                ("actor", &filters.actor),
+                ("action", &filters.action),
+                ("since", &filters.since),
+                ("until", &filters.until),
+            ] {
+                if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+                    query.append_pair(key, value);
+                }
+            }
+            format!("{}?{}", page.path("/audit/export"), query.finish())
+        };
+        (link("csv"), link("jsonl"))
+    });
     let mut all_actions: Vec<&str> = actions::ALL.to_vec();
     all_actions.extend([actions::ACTIVITY_ASSIGN, actions::CONTENT_READ]);
     all_actions.sort_unstable();
@@ -155,8 +175,42 @@ pub async fn list(
         since: filters.since.unwrap_or_default(),
         until: filters.until.unwrap_or_default(),
         next,
+        export,
         error,
         shell: page.shell,
     };
     Ok(render(&view))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ExportFilters {
+    format: Option<String>,
+    actor: Option<String>,
+    action: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// The filtered period as a file: the API's export, for the signed-in
+/// person.
+pub async fn export(
+    State(state): State<ApiState>,
+    page: TenantPage,
+    Query(filters): Query<ExportFilters>,
+) -> Result<Response, UiError> {
+    let format = match filters.format.as_deref() {
+        Some("csv") => AuditFormat::Csv,
+        Some("jsonl") => AuditFormat::Jsonl,
+        _ => return Err(crate::error::Error::invalid("format", "choose csv or jsonl").into()),
+    };
+    let since = day(filters.since.as_deref(), false).map_err(|e| crate::error::Error::invalid("since", e))?;
+    let until = day(filters.until.as_deref(), true).map_err(|e| crate::error::Error::invalid("until", e))?;
+    let actor = match filters.actor.as_deref().filter(|a| !a.is_empty()) {
+        Some(a) => {
+            Some(Uuid::parse_str(a).map_err(|_| crate::error::Error::invalid("actor", "not a person's id"))?)
+        }
+        None => None,
+    };
+    let query = AuditQuery { action: filters.action.filter(|a| !a.is_empty()), actor, since, until };
+    Ok(crate::api::routes::audit_events::export_response(state, page.access, query, format).await?)
 }

@@ -205,6 +205,7 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/team/members/{user_id}/role", post(team::change_role))
         .route("/team/members/{user_id}/remove", post(team::remove))
         .route("/audit", get(audit::list))
+        .route("/audit/export", get(audit::export))
         .route("/settings", get(settings::show))
         .route("/settings/api-keys", post(settings::create_api_key))
         .route("/settings/api-keys/{api_key_id}/revoke", post(settings::revoke_api_key))
