@@ -19,6 +19,8 @@ trap cleanup EXIT
 email="conformance@example.com"
 password="conformance-password-0001"
 # Port 0 for both listeners; the server prints the addresses it bound.
+# Thousands of requests a minute from one key: well above the plans' limits.
+MARKETER_RATE_LIMITS=1000000,1000000,1000000 \
 MARKETER_BOOTSTRAP_EMAIL="$email" MARKETER_BOOTSTRAP_PASSWORD="$password" MARKETER_LOG_LEVEL=warn \
     "$server_bin" serve --data-dir "$work/data" --listen 127.0.0.1:0 --agent-listen 127.0.0.1:0 \
     >"$port_file" 2>"$work/server.log" &

@@ -282,6 +282,11 @@ pub struct ServeArgs {
     /// and 600 units after each failure), in milliseconds [default: 60000].
     #[arg(long, env = "MARKETER_WEBHOOK_RETRY_BASE_MS", value_name = "MS")]
     pub webhook_retry_base_ms: Option<u64>,
+    /// API requests per minute per caller in an organisation, for the free,
+    /// pro and enterprise plans (`0`: no limit for that plan), or `off`
+    /// [default: 100,1000,10000].
+    #[arg(long, env = "MARKETER_RATE_LIMITS", value_name = "FREE,PRO,ENTERPRISE")]
+    pub rate_limits: Option<String>,
 }
 
 /// The optional TOML file. Unknown keys are errors, so a typo is not
@@ -355,6 +360,7 @@ struct FileConfig {
     webhook_allow_http: Option<bool>,
     webhook_timeout_ms: Option<u64>,
     webhook_retry_base_ms: Option<u64>,
+    rate_limits: Option<String>,
 }
 
 /// Fully resolved settings.
@@ -370,6 +376,8 @@ pub struct Settings {
     pub trust_proxy_headers: bool,
     /// Connections one client address may hold (0: no limit).
     pub max_connections_per_address: Option<usize>,
+    /// API requests per minute per caller, by plan.
+    pub rate_limits: crate::api::rate_limit::RateLimits,
     pub metrics_token_file: Option<PathBuf>,
     pub bounce_token_file: Option<PathBuf>,
     pub jwt_secret_file: Option<PathBuf>,
@@ -514,6 +522,12 @@ impl Settings {
             max_connections_per_address: serve
                 .max_connections_per_address
                 .or(file.max_connections_per_address),
+            rate_limits: match serve.rate_limits.as_deref().or(file.rate_limits.as_deref()) {
+                Some(text) => {
+                    crate::api::rate_limit::RateLimits::parse(text).map_err(|e| anyhow::anyhow!(e))?
+                }
+                None => crate::api::rate_limit::RateLimits::DEFAULT,
+            },
             metrics_token_file: serve.metrics_token_file.clone().or(file.metrics_token_file),
             bounce_token_file: serve.bounce_token_file.clone().or(file.bounce_token_file),
             jwt_secret_file: serve.jwt_secret_file.clone().or(file.jwt_secret_file),

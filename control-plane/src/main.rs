@@ -154,6 +154,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             max_body_bytes: settings.max_body_bytes,
             max_upload_bytes: settings.max_upload_bytes,
             trust_proxy_headers: settings.trust_proxy_headers,
+            rate_limits: settings.rate_limits,
             connections: ConnectionLimits {
                 per_address: settings.max_connections_per_address.unwrap_or(
                     if settings.trust_proxy_headers { 0 } else { ConnectionLimits::default().per_address },

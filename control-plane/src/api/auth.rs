@@ -69,6 +69,7 @@ impl FromRequestParts<ApiState> for TenantAccess {
         if let Some(slot) = parts.extensions.get::<AuditSlot>() {
             slot.set_tenant(tenant_id);
         }
+        state.limiter.check(&access, parts.extensions.get::<crate::api::rate_limit::RateSlot>()).await?;
         Ok(access)
     }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod observe;
 pub mod pagination;
+pub mod rate_limit;
 pub mod routes;
 
 use std::collections::HashMap;
@@ -51,6 +52,9 @@ pub struct ApiConfig {
     /// The token the operator's mail system sends with bounce messages
     /// (`--bounce-token-file`); without it the bounce intake is off.
     pub bounce_token: Option<secrecy::SecretString>,
+    /// Requests per minute per caller and organisation, by plan
+    /// (`rate_limit.rs`); off unless set (the server sets its defaults).
+    pub rate_limits: rate_limit::RateLimits,
 }
 
 impl Default for ApiConfig {
@@ -62,6 +66,7 @@ impl Default for ApiConfig {
             connections: crate::listener::ConnectionLimits::default(),
             metrics_token: None,
             bounce_token: None,
+            rate_limits: rate_limit::RateLimits::OFF,
         }
     }
 }
@@ -72,6 +77,8 @@ pub struct ApiState {
     pub app: Arc<App>,
     pub config: Arc<ApiConfig>,
     pub operations: Arc<Operations>,
+    /// Counts API requests against their caller's limit.
+    pub limiter: Arc<rate_limit::RateLimiter>,
     openapi: Arc<String>,
 }
 
@@ -382,7 +389,9 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         "{}".to_owned()
     });
     let max_body = config.max_body_bytes;
+    let limiter = Arc::new(rate_limit::RateLimiter::new(app.store.clone(), config.rate_limits));
     let state = ApiState {
+        limiter,
         app,
         config: Arc::new(config),
         operations: Arc::new(Operations::from_openapi(&doc)),
@@ -393,6 +402,7 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         // Where the social platforms send a person back after connecting.
         .route("/oauth/callback/{network}", axum::routing::get(routes::publishing::oauth_callback))
         .route_layer(from_fn_with_state(state.clone(), audit::audit_refusals))
+        .route_layer(from_fn(rate_limit::headers))
         .route_layer(from_fn(observe::mark_route))
         .fallback(|uri: axum::http::Uri| async move {
             // The API answers in JSON; everything else is the UI's.

@@ -22,6 +22,7 @@ mod notifications;
 mod postgres;
 mod properties;
 mod publishing;
+mod rate_limits;
 mod reviews;
 mod sequences;
 mod sql;
@@ -54,6 +55,7 @@ pub use self::leads::*;
 pub use self::notifications::*;
 pub use self::properties::*;
 pub use self::publishing::*;
+pub use self::rate_limits::*;
 pub use self::reviews::*;
 pub use self::sequences::*;
 pub use self::webhooks::*;
@@ -631,6 +633,7 @@ pub trait Store:
     + InboxStore
     + CrisisStore
     + WebhookStore
+    + RateStore
     + Send
     + Sync
     + fmt::Debug

@@ -26,6 +26,7 @@ mod leads;
 mod notifications;
 mod properties;
 mod publishing;
+mod rate_limits;
 mod reviews;
 mod sequences;
 mod webhooks;
