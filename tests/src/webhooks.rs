@@ -34,6 +34,8 @@ pub struct Received {
     pub refused: Option<String>,
     /// Handled (verified, answered 2xx, not seen before).
     pub handled: bool,
+    /// When it arrived.
+    pub arrived: time::OffsetDateTime,
 }
 
 #[derive(Debug, Default)]
@@ -110,6 +112,7 @@ async fn receive(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, raw
             raw: String::from_utf8_lossy(&raw).into_owned(),
             refused: refused.clone(),
             handled: false,
+            arrived: time::OffsetDateTime::now_utc(),
         });
         let index = inner.received.len() - 1;
         (inner.plan.pop_front(), refused, index)

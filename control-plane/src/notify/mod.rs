@@ -182,7 +182,10 @@ impl Notifier {
     /// Posts due webhook deliveries until shutdown.
     async fn run_webhooks(&self, shutdown: CancellationToken) {
         loop {
-            self.hooks.send_due(&self.store, &self.key, &self.owner, self.settings.lease).await;
+            let due = self.hooks.send_due(&self.store, &self.key, &self.owner, self.settings.lease).await;
+            if webhooks::Sender::full(due) && !shutdown.is_cancelled() {
+                continue;
+            }
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(self.settings.poll) => {}

@@ -38,6 +38,8 @@ const BACKOFF: [u32; 7] = [1, 5, 30, 120, 300, 600, 600];
 pub const MAX_ATTEMPTS: i64 = BACKOFF.len() as i64 + 1;
 /// Deliveries posted at once by one replica.
 const PARALLEL: usize = 8;
+/// Deliveries claimed per pass.
+const BATCH: i64 = 50;
 /// Characters of a receiver's answer kept for the delivery log.
 const RESPONSE_KEPT: usize = 500;
 /// How old a signature's timestamp may be when a receiver checks it.
@@ -207,19 +209,27 @@ impl Sender {
         &self.settings
     }
 
-    /// Claims due deliveries and posts them, a few at a time.
-    pub async fn send_due(&self, store: &Arc<dyn Store>, key: &DataKey, owner: &str, lease: Duration) {
+    /// Claims due deliveries and posts them, a few at a time; returns how
+    /// many were due (a full batch: look again at once).
+    pub async fn send_due(
+        &self,
+        store: &Arc<dyn Store>,
+        key: &DataKey,
+        owner: &str,
+        lease: Duration,
+    ) -> usize {
         let now = Timestamp::now();
         if let Err(e) = store.expire_webhook_leases(now).await {
             tracing::error!(error = %e, "could not look for webhook deliveries left half-sent");
         }
-        let ids = match store.due_webhooks(now, 50).await {
+        let ids = match store.due_webhooks(now, BATCH).await {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::error!(error = %e, "could not read the webhook outbox");
-                return;
+                return 0;
             }
         };
+        let due = ids.len();
         let lease_until = later(now, lease);
         futures_util::stream::iter(ids)
             .for_each_concurrent(PARALLEL, |id| async move {
@@ -232,6 +242,12 @@ impl Sender {
                 }
             })
             .await;
+        due
+    }
+
+    /// Whether a pass found a full batch (more may be due).
+    pub fn full(due: usize) -> bool {
+        i64::try_from(due).unwrap_or(i64::MAX) >= BATCH
     }
 
     async fn deliver(&self, store: &Arc<dyn Store>, key: &DataKey, owner: &str, hook: &OutboundWebhook) {
