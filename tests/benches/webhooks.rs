@@ -32,22 +32,19 @@ fn main() {
         .build()
         .expect("a runtime");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
+    // Receivers of their own per run, serving on their own runtime.
+    let receivers =
+        [receiver_runtime.block_on(Receiver::start()), receiver_runtime.block_on(Receiver::start())];
     runtime.block_on(async {
-        run(&receiver_runtime, "SQLite", None, events).await;
+        run(&receivers[0], "SQLite", None, events).await;
         if let Some(db) = TempDatabase::create().await {
-            run(&receiver_runtime, "PostgreSQL", Some(&db.url), events).await;
+            run(&receivers[1], "PostgreSQL", Some(&db.url), events).await;
             db.drop_database().await;
         }
     });
 }
 
-async fn run(
-    receiver_runtime: &tokio::runtime::Runtime,
-    backend: &str,
-    database: Option<&str>,
-    events: usize,
-) {
-    let receiver = receiver_runtime.block_on(Receiver::start());
+async fn run(receiver: &Receiver, backend: &str, database: Option<&str>, events: usize) {
     let data = tempfile::tempdir().unwrap();
     let mut options = ServerOptions::new(data.path())
         .env("MARKETER_BOOTSTRAP_EMAIL", EMAIL)
