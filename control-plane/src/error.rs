@@ -14,6 +14,14 @@ pub enum Error {
     /// 403: authenticated but not allowed.
     #[error("{0}")]
     Forbidden(String),
+    /// 401: the password was right and the account signs in with a second
+    /// factor too: send its code (`two_factor_required`).
+    #[error("{0}")]
+    SecondFactorRequired(String),
+    /// 403: the tenant requires two-factor sign-in and the person has not
+    /// turned it on (`two_factor_setup_required`).
+    #[error("{0}")]
+    TwoFactorSetupRequired(String),
     /// 404: no such resource, or one the caller must not know exists.
     #[error("{0} not found")]
     NotFound(&'static str),

@@ -59,9 +59,13 @@ impl Fleet {
             )
             .await;
         assert_eq!(status, 201, "{invitation}");
-        let created = crate::server_command(
+        // The operator's CLI on the server's own database.
+        let database =
+            self.options.env.iter().find(|(k, _)| k == "MARKETER_DATABASE_URL").map(|(_, v)| v.as_str());
+        let created = crate::server_command_on(
             &["admin", "create-user", "--email", email, "--name", name, "--password-stdin"],
             self.data.path(),
+            database,
             Some(&format!("{password}\n")),
         );
         assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));

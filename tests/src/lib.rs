@@ -285,12 +285,23 @@ fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
 
 /// Runs `marketer-server` with arguments to completion.
 pub fn server_command(args: &[&str], data_dir: &Path, stdin: Option<&str>) -> std::process::Output {
+    server_command_on(args, data_dir, None, stdin)
+}
+
+/// [`server_command`] on the database at `database_url` (the data
+/// directory's SQLite file when `None`).
+pub fn server_command_on(
+    args: &[&str],
+    data_dir: &Path,
+    database_url: Option<&str>,
+    stdin: Option<&str>,
+) -> std::process::Output {
     let mut command = Command::new(binary("marketer-server"));
+    command.args(args).arg("--data-dir").arg(data_dir).env_remove("MARKETER_DATABASE_URL");
+    if let Some(url) = database_url {
+        command.env("MARKETER_DATABASE_URL", url);
+    }
     command
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("MARKETER_DATABASE_URL")
         .env("MARKETER_LOG_LEVEL", "warn")
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())

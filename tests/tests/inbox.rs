@@ -406,6 +406,12 @@ async fn replies_are_drafted_from_the_projects_documents_sent_once_and_only_some
     // Praise and the plain question go out by themselves; the negative
     // question, the complaint and the item with health data wait.
     replies(&fleet, 2, "answered").await;
+    // "answered" means a post answers it; wait until both are out.
+    eventually(Duration::from_secs(30), "both automatic replies published", || async {
+        let items = inbox(&fleet, "").await["items"].as_array().unwrap().clone();
+        (items.iter().filter(|i| i["reply"]["post_status"] == "published").count() == 2).then_some(())
+    })
+    .await;
     let items = {
         eventually(Duration::from_secs(30), "three drafts left to a person", || async {
             let items = inbox(&fleet, "").await["items"].as_array().unwrap().clone();

@@ -34,8 +34,8 @@ pub struct ErrorCode(pub &'static str);
 impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Unauthenticated(_) | Error::SecondFactorRequired(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) | Error::TwoFactorSetupRequired(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::Gone { .. } => StatusCode::GONE,
@@ -54,6 +54,8 @@ impl Error {
         match self {
             Error::Unauthenticated(_) => "unauthenticated",
             Error::Forbidden(_) => "forbidden",
+            Error::SecondFactorRequired(_) => "two_factor_required",
+            Error::TwoFactorSetupRequired(_) => "two_factor_setup_required",
             Error::NotFound(_) => "not_found",
             Error::Conflict { code, .. } | Error::Gone { code, .. } | Error::BadRequest { code, .. } => code,
             Error::Invalid { .. } => "validation_failed",

@@ -151,7 +151,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
     use routes::{
         ab_tests, activities, agents, analytics, api_keys, audit_events, auth, comments, documents, flyers,
         health, inbox, jobs, leads, members, notifications, projects, properties, publishing, reviews,
-        sequences, tenants, webhooks,
+        sequences, tenants, two_factor, webhooks,
     };
     // The upload reads its body itself, counting against the upload limit.
     let (schemas, paths, upload) = routes!(documents::list, documents::upload);
@@ -247,6 +247,14 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::delivery))
         .routes(routes!(webhooks::redeliver))
+        .routes(routes!(two_factor::status, two_factor::begin))
+        .routes(routes!(two_factor::confirm))
+        .routes(routes!(two_factor::disable))
+        .routes(routes!(two_factor::recovery_codes))
+        .routes(routes!(two_factor::change_password))
+        .routes(routes!(two_factor::sessions))
+        .routes(routes!(two_factor::revoke_session))
+        .routes(routes!(two_factor::tenant_security, two_factor::set_tenant_security))
         .routes(routes!(inbox::list_queries, inbox::create_query))
         .routes(routes!(inbox::delete_query))
         .routes(routes!(publishing::get_post, publishing::update_post, publishing::delete_post))

@@ -72,6 +72,12 @@ fn csrf_message(session_id: Uuid) -> Vec<u8> {
     message
 }
 
+fn challenge_message(body: &[u8]) -> Vec<u8> {
+    let mut message = b"marketer second factor v1:".to_vec();
+    message.extend_from_slice(body);
+    message
+}
+
 /// The stored form of an opaque token.
 pub fn hash_token(text: &str) -> Vec<u8> {
     Sha256::digest(text.as_bytes()).to_vec()
@@ -154,6 +160,35 @@ impl AccessTokens {
             .is_ok_and(|tag| aws_lc_rs::hmac::verify(&self.csrf, &csrf_message(session_id), &tag).is_ok())
     }
 
+    /// A sign-in half done, for the browser's second step: the password
+    /// was right for `user_id`, and a code is to come before `expires`.
+    /// The user id and expiry, MACed (another message domain of the same
+    /// key); it proves nothing else and opens nothing by itself.
+    pub fn second_factor_challenge(&self, user_id: Uuid, expires: Timestamp) -> String {
+        let mut body = user_id.as_bytes().to_vec();
+        body.extend_from_slice(&expires.unix_seconds().to_be_bytes());
+        let tag = aws_lc_rs::hmac::sign(&self.csrf, &challenge_message(&body));
+        body.extend_from_slice(tag.as_ref());
+        URL_SAFE_NO_PAD.encode(body)
+    }
+
+    /// The user a challenge from [`Self::second_factor_challenge`] names,
+    /// if it is ours and has not expired at `now`.
+    pub fn check_second_factor_challenge(&self, text: &str, now: Timestamp) -> Option<Uuid> {
+        if text.len() > 128 {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        if bytes.len() != 16 + 8 + 32 {
+            return None;
+        }
+        let (body, tag) = bytes.split_at(24);
+        aws_lc_rs::hmac::verify(&self.csrf, &challenge_message(body), tag).ok()?;
+        let user = Uuid::from_slice(&body[..16]).ok()?;
+        let expires = i64::from_be_bytes(body[16..24].try_into().ok()?);
+        (now.unix_seconds() < expires).then_some(user)
+    }
+
     pub fn issue(&self, user_id: Uuid, session_id: Uuid, now: Timestamp) -> anyhow::Result<String> {
         let claims = AccessClaims {
             sub: user_id,
@@ -205,6 +240,23 @@ mod tests {
         let long_ago = Timestamp::now() - time::Duration::hours(1);
         let jwt = t.issue(Uuid::now_v7(), Uuid::now_v7(), long_ago).unwrap();
         assert!(t.verify(&jwt).is_none());
+    }
+
+    #[test]
+    fn second_factor_challenges_name_their_user_until_they_expire() {
+        let t = tokens();
+        let user = Uuid::now_v7();
+        let now = Timestamp::now();
+        let challenge = t.second_factor_challenge(user, now + time::Duration::minutes(5));
+        assert_eq!(t.check_second_factor_challenge(&challenge, now), Some(user));
+        assert_eq!(t.check_second_factor_challenge(&challenge, now + time::Duration::minutes(6)), None);
+        let mut tampered = challenge.into_bytes();
+        tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
+        assert_eq!(t.check_second_factor_challenge(&String::from_utf8(tampered).unwrap(), now), None);
+        assert_eq!(t.check_second_factor_challenge("", now), None);
+        assert_eq!(t.check_second_factor_challenge(&"A".repeat(10_000), now), None);
+        // A CSRF token (same key, another domain) is not a challenge.
+        assert_eq!(t.check_second_factor_challenge(&t.csrf_token(user), now), None);
     }
 
     #[test]

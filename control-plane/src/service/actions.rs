@@ -112,6 +112,13 @@ pub const WEBHOOK_DELETE: &str = "webhook.delete";
 pub const WEBHOOK_ROTATE_SECRET: &str = "webhook.rotate_secret";
 pub const WEBHOOK_TEST: &str = "webhook.test";
 pub const WEBHOOK_REDELIVER: &str = "webhook.redeliver";
+pub const TWO_FACTOR_SETUP: &str = "user.two_factor_setup";
+pub const TWO_FACTOR_ENABLE: &str = "user.two_factor_enable";
+pub const TWO_FACTOR_DISABLE: &str = "user.two_factor_disable";
+pub const RECOVERY_CODES_REGENERATE: &str = "user.recovery_codes_regenerate";
+pub const PASSWORD_CHANGE: &str = "user.password_change";
+pub const SESSION_REVOKE: &str = "auth.session_revoke";
+pub const TENANT_SECURITY_UPDATE: &str = "tenant.security_update";
 pub const LISTENING_QUERY_CREATE: &str = "listening_query.create";
 pub const LISTENING_QUERY_DELETE: &str = "listening_query.delete";
 /// A test's window ended and the publisher decided it.
@@ -251,6 +258,13 @@ pub const ALL: &[&str] = &[
     WEBHOOK_ROTATE_SECRET,
     WEBHOOK_TEST,
     WEBHOOK_REDELIVER,
+    TWO_FACTOR_SETUP,
+    TWO_FACTOR_ENABLE,
+    TWO_FACTOR_DISABLE,
+    RECOVERY_CODES_REGENERATE,
+    PASSWORD_CHANGE,
+    SESSION_REVOKE,
+    TENANT_SECURITY_UPDATE,
     LISTENING_QUERY_CREATE,
     LISTENING_QUERY_DELETE,
     POST_UPDATE,

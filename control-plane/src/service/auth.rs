@@ -20,6 +20,26 @@ pub struct LoginRequest {
     /// The account's password.
     #[schema(format = Password)]
     pub password: String,
+    /// For an account with two-factor sign-in: the 6-digit code its
+    /// authenticator app shows now, or one of its recovery codes. Without
+    /// it, such an account's sign-in answers 401 `two_factor_required`.
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+/// How a browser's sign-in went: a session, or a second step to take.
+#[derive(Debug)]
+pub enum BrowserSignIn {
+    Session {
+        token: String,
+        ttl: time::Duration,
+    },
+    /// The password was right; the account needs a code. The challenge
+    /// names the person for [`App::browser_second_factor`] (for a few
+    /// minutes).
+    SecondFactor {
+        challenge: String,
+    },
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -49,22 +69,69 @@ const BAD_CREDENTIALS: &str = "invalid e-mail address or password";
 impl App {
     /// Signs in for the API: an access token and a single-use refresh token.
     pub async fn login(&self, req: LoginRequest, meta: &RequestMeta) -> Result<TokenPair> {
+        let code = req.code.clone();
         let user = self.check_password(req, meta).await?;
+        let second = if self.uses_two_factor(&user).await? {
+            let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
+                return Err(Error::SecondFactorRequired(
+                    "this account signs in with two factors: send the 6-digit code its authenticator app \
+                     shows now (or a recovery code) as code"
+                        .into(),
+                ));
+            };
+            Some(self.check_second_factor(&user, &code, meta).await?)
+        } else {
+            None
+        };
+        self.signed_in(&user).await;
         let now = Timestamp::now();
-        let (session_id, refresh) = self.open_session(&user, TokenKind::Refresh, meta, now).await?;
+        let (session_id, refresh) = self.open_session(&user, TokenKind::Refresh, meta, now, second).await?;
         self.token_pair(user.id, session_id, refresh, now)
     }
 
     /// Signs in for the web UI: the session token for its cookie, and how
     /// long it lasts. The same checks, throttling and audit as [`App::login`].
-    pub async fn browser_login(
+    /// An account with two-factor sign-in gets a challenge for the second
+    /// step instead of a session.
+    pub async fn browser_login(&self, req: LoginRequest, meta: &RequestMeta) -> Result<BrowserSignIn> {
+        let user = self.check_password(req, meta).await?;
+        if self.uses_two_factor(&user).await? {
+            return Ok(BrowserSignIn::SecondFactor { challenge: self.second_factor_challenge(user.id) });
+        }
+        self.signed_in(&user).await;
+        let (_, token) = self.open_session(&user, TokenKind::Browser, meta, Timestamp::now(), None).await?;
+        Ok(BrowserSignIn::Session { token, ttl: self.auth.refresh_token_ttl })
+    }
+
+    /// The browser's second step: the challenge from [`App::browser_login`]
+    /// and a code; a session token and how long it lasts.
+    pub async fn browser_second_factor(
         &self,
-        req: LoginRequest,
+        challenge: &str,
+        code: &str,
         meta: &RequestMeta,
     ) -> Result<(String, time::Duration)> {
-        let user = self.check_password(req, meta).await?;
-        let (_, token) = self.open_session(&user, TokenKind::Browser, meta, Timestamp::now()).await?;
+        let expired =
+            || Error::Unauthenticated("the sign-in took too long; enter your password again".into());
+        let user_id = self.challenged_user(challenge).ok_or_else(expired)?;
+        let user = self.store.user(user_id).await?.ok_or_else(expired)?;
+        if user.disabled {
+            return Err(Error::Forbidden(
+                "this account is disabled; ask an administrator of your organisation".into(),
+            ));
+        }
+        let second = self.check_second_factor(&user, code, meta).await?;
+        self.signed_in(&user).await;
+        let (_, token) =
+            self.open_session(&user, TokenKind::Browser, meta, Timestamp::now(), Some(second)).await?;
         Ok((token, self.auth.refresh_token_ttl))
+    }
+
+    /// Clears the account's failed sign-ins once every factor passed.
+    async fn signed_in(&self, user: &crate::domain::User) {
+        if let Err(e) = self.throttle.record_success(&user.email.normalized()).await {
+            tracing::warn!(error = %e, "could not clear the login throttle of an account");
+        }
     }
 
     /// The caller a web UI session cookie stands for.
@@ -131,9 +198,6 @@ impl App {
                 return Err(Error::Unauthenticated(BAD_CREDENTIALS.into()));
             }
         };
-        if let Err(e) = self.throttle.record_success(&account).await {
-            tracing::warn!(error = %e, "could not clear the login throttle of an account");
-        }
         if user.disabled {
             let actor = Actor::User { id: user.id, email: user.email.to_string() };
             let event = audit_event(None, actor, meta, actions::LOGIN, Outcome::Denied)
@@ -155,6 +219,7 @@ impl App {
         kind: TokenKind,
         meta: &RequestMeta,
         now: Timestamp,
+        second_factor: Option<&'static str>,
     ) -> Result<(uuid::Uuid, String)> {
         let actor = Actor::User { id: user.id, email: user.email.to_string() };
         let session = NewSession {
@@ -169,8 +234,11 @@ impl App {
             token_hash: token.hash.clone(),
             expires_at: now + self.auth.refresh_token_ttl,
         };
-        let event =
+        let mut event =
             audit_event(None, actor, meta, actions::LOGIN, Outcome::Success).resource("session", session.id);
+        if let Some(kind) = second_factor {
+            event = event.details(serde_json::json!({ "second_factor": kind }));
+        }
         self.store.create_session(&session, &record, &event).await?;
         self.metrics.login("success");
         Ok((session.id, token.text))

@@ -37,6 +37,7 @@ mod publishing;
 mod reviews;
 mod sequences;
 mod tenants;
+pub mod two_factor;
 pub mod webhooks;
 
 use std::collections::HashMap;
@@ -74,7 +75,7 @@ pub use analytics_pdf::{Kpi, ReportCharts, count, kpis, rate};
 pub use analytics_reports::{AnalyticsReport, NetworkTotals, ReportQuery, SeriesPoint, TopPost, Totals};
 pub use api_keys::{CreateApiKey, CreatedApiKey};
 pub use audit_log::{AuditFormat, AuditQuery};
-pub use auth::{LoginRequest, RefreshRequest, TokenPair};
+pub use auth::{BrowserSignIn, LoginRequest, RefreshRequest, TokenPair};
 pub use comments::{
     AnchorIn, AnchorView, CommentQuery, CommentView, CreateComment, EditComment, MAX_COMMENT_CHARS,
     MentionView, ResolveThread, mentioned_addresses,
@@ -406,7 +407,13 @@ impl App {
     /// exist.
     pub async fn tenant_access(&self, caller: Caller, tenant_id: Uuid) -> Result<TenantAccess> {
         let role = match &caller.principal {
-            Principal::User { user, .. } => self.store.role(tenant_id, user.id).await?,
+            Principal::User { user, .. } => {
+                let role = self.store.role(tenant_id, user.id).await?;
+                if role.is_some() {
+                    self.check_tenant_two_factor(tenant_id, user).await?;
+                }
+                role
+            }
             Principal::Operator => self.store.tenant(tenant_id).await?.map(|_| Role::Owner),
             Principal::ApiKey { key, effective_role } => {
                 (key.tenant_id == tenant_id).then_some(*effective_role)

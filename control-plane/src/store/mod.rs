@@ -27,6 +27,7 @@ mod reviews;
 mod sequences;
 mod sql;
 mod sqlite;
+mod two_factor;
 mod webhooks;
 
 use std::fmt;
@@ -58,6 +59,7 @@ pub use self::publishing::*;
 pub use self::rate_limits::*;
 pub use self::reviews::*;
 pub use self::sequences::*;
+pub use self::two_factor::*;
 pub use self::webhooks::*;
 pub use crate::domain::{Campaign, Project};
 
@@ -634,6 +636,7 @@ pub trait Store:
     + CrisisStore
     + WebhookStore
     + RateStore
+    + TwoFactorStore
     + Send
     + Sync
     + fmt::Debug

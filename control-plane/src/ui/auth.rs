@@ -15,7 +15,7 @@ use super::session::{
 use crate::api::ApiState;
 use crate::domain::Email;
 use crate::error::Error;
-use crate::service::{AcceptInvitation, InvitationView, LoginRequest};
+use crate::service::{AcceptInvitation, BrowserSignIn, InvitationView, LoginRequest};
 
 #[derive(Debug, Deserialize)]
 pub struct RootQuery {
@@ -134,8 +134,12 @@ pub async fn login(
     let Ok(email) = Email::parse(&form.email) else {
         return again("Enter your e-mail address, like name@example.com.".into());
     };
-    match state.app.browser_login(LoginRequest { email, password: form.password.clone() }, &meta).await {
-        Ok((token, ttl)) => {
+    let request = LoginRequest { email, password: form.password.clone(), code: None };
+    match state.app.browser_login(request, &meta).await {
+        Ok(BrowserSignIn::SecondFactor { challenge }) => {
+            super::account::to_second_step(&state, &headers, &challenge, &next)
+        }
+        Ok(BrowserSignIn::Session { token, ttl }) => {
             let mut response = see_other(if next.is_empty() { "/" } else { &next });
             let cookie =
                 session_cookie(Some(&token), ttl, is_secure(&headers, state.config.trust_proxy_headers));
@@ -270,7 +274,7 @@ pub async fn accept_invitation(
 /// Where to go after signing in: a path on this site only. Browsers drop
 /// tabs and newlines from URLs and read `\` as `/`, so a path with any of
 /// them could turn into `//elsewhere`; it must also fit a header as it is.
-fn safe_next(next: Option<&str>) -> String {
+pub(super) fn safe_next(next: Option<&str>) -> String {
     next.filter(|n| {
         n.starts_with('/') && !n.starts_with("//") && n.chars().all(|c| c.is_ascii_graphic() && c != '\\')
     })

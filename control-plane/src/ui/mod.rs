@@ -9,6 +9,8 @@
 //!   pages, form errors next to their fields;
 //! - `assets.rs`: CSS and JavaScript, embedded, served under content hashes;
 //! - `auth.rs`: sign in, sign out, invitations;
+//! - `account.rs`: account security (two-factor sign-in, password,
+//!   sessions) and the second step of signing in;
 //! - `home.rs`: the dashboard;
 //! - `projects.rs`, `activities.rs`, `documents.rs`: marketers' pages;
 //! - `fleet.rs`, `team.rs`, `audit.rs`, `settings.rs`: admins' pages;
@@ -18,6 +20,7 @@
 //! styles from this origin only, none inline.
 
 mod ab_tests;
+mod account;
 mod activities;
 mod analytics;
 mod assets;
@@ -208,6 +211,7 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/audit/export", get(audit::export))
         .route("/settings", get(settings::show))
         .route("/settings/api-keys", post(settings::create_api_key))
+        .route("/settings/sign-in", post(settings::set_sign_in))
         .route("/settings/api-keys/{api_key_id}/revoke", post(settings::revoke_api_key))
         .route("/settings/cloud-provider", post(settings::set_cloud_provider))
         .route("/settings/cloud-provider/delete", post(settings::delete_cloud_provider))
@@ -270,6 +274,14 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/", get(auth::root))
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/logout", post(auth::logout))
+        .route("/login/two-factor", get(account::code_form).post(account::code))
+        .route("/account", get(account::page))
+        .route("/account/two-factor", post(account::begin))
+        .route("/account/two-factor/confirm", post(account::confirm))
+        .route("/account/two-factor/disable", post(account::disable))
+        .route("/account/two-factor/recovery-codes", post(account::regenerate))
+        .route("/account/password", post(account::change_password))
+        .route("/account/sessions/{session_id}/revoke", post(account::revoke_session))
         .route("/invitations/accept", get(auth::invitation_form).post(auth::accept_invitation))
         .route("/invitations/join", post(notifications::join))
         .route("/forgot-password", get(notifications::forgot_form_page).post(notifications::forgot))

@@ -411,8 +411,13 @@ pub async fn join(State(state): State<ApiState>, submit: PublicSubmit) -> Result
             }
             other => other.into(),
         })?;
-    let login = LoginRequest { email: joined.user.email.clone(), password: password_text };
-    let (token, ttl) = state.app.browser_login(login, &submit.meta).await?;
+    let login = LoginRequest { email: joined.user.email.clone(), password: password_text, code: None };
+    let (token, ttl) = match state.app.browser_login(login, &submit.meta).await? {
+        crate::service::BrowserSignIn::Session { token, ttl } => (token, ttl),
+        // An existing account joined by its password and uses a second
+        // factor: it signs in the usual way.
+        crate::service::BrowserSignIn::SecondFactor { .. } => return Ok(see_other("/login")),
+    };
     let mut response = see_other(&format!("/t/{}", joined.tenant_id));
     let cookie =
         session_cookie(Some(&token), ttl, is_secure(&submit.headers, state.config.trust_proxy_headers));

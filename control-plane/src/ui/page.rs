@@ -231,6 +231,9 @@ pub enum UiError {
         ended: bool,
     },
     Forbidden(String),
+    /// The organisation requires two-factor sign-in: to the account page
+    /// to turn it on.
+    SetUpTwoFactor,
     NotFound,
     BadRequest(String),
     Conflict(String),
@@ -295,8 +298,11 @@ pub fn ui_words(message: &str) -> String {
 impl From<Error> for UiError {
     fn from(error: Error) -> Self {
         match error {
-            Error::Unauthenticated(_) => Self::SignIn { next: None, ended: true },
+            Error::Unauthenticated(_) | Error::SecondFactorRequired(_) => {
+                Self::SignIn { next: None, ended: true }
+            }
             Error::Forbidden(message) => Self::Forbidden(message),
+            Error::TwoFactorSetupRequired(_) => Self::SetUpTwoFactor,
             Error::NotFound(_) => Self::NotFound,
             Error::Invalid { field, message } => Self::BadRequest(format!("{field}: {message}")),
             Error::BadRequest { message, .. } | Error::UnsupportedMediaType(message) => {
@@ -331,6 +337,7 @@ impl IntoResponse for UiError {
                 let target = if query.is_empty() { "/login".to_owned() } else { format!("/login?{query}") };
                 Redirect::to(&target).into_response()
             }
+            UiError::SetUpTwoFactor => Redirect::to("/account?required=1").into_response(),
             UiError::Forbidden(message) => {
                 let message = capitalise(&ui_words(&message));
                 let mut response = error_page(StatusCode::FORBIDDEN, "Not allowed", &message);

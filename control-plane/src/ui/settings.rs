@@ -55,6 +55,15 @@ struct SettingsPage {
     email_enabled: bool,
     /// The organisation's outgoing e-mail (managers only).
     mail: Option<MailView>,
+    /// The organisation's sign-in rules (those who manage it only).
+    sign_in: Option<SignInView>,
+}
+
+struct SignInView {
+    require_two_factor: bool,
+    /// Whether the person looking uses two-factor sign-in themselves.
+    mine_on: bool,
+    error: String,
 }
 
 struct MailView {
@@ -83,6 +92,7 @@ struct Outcome {
     price_errors: FormErrors,
     /// What was typed into a refused price form: model, prompt, completion.
     price_typed: [String; 3],
+    sign_in_error: String,
 }
 
 async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> Result<Response, UiError> {
@@ -122,7 +132,17 @@ async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> 
     } else {
         None
     };
+    let sign_in = if page.can(Permission::TenantManage) {
+        Some(SignInView {
+            require_two_factor: state.app.tenant_security(&page.access).await?.require_two_factor,
+            mine_on: state.app.two_factor_status(&page.browser.caller).await?.enabled,
+            error: outcome.sign_in_error,
+        })
+    } else {
+        None
+    };
     let view = SettingsPage {
+        sign_in,
         email_enabled: state.app.notifier.email_enabled(),
         mail,
         can_manage,
@@ -179,6 +199,30 @@ pub async fn show(
         flash::clear(&mut response, &path);
     }
     Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SignInForm {
+    /// A checkbox: present when ticked.
+    require_two_factor: Option<String>,
+}
+
+/// Saves the organisation's sign-in rules.
+pub async fn set_sign_in(
+    State(state): State<ApiState>,
+    submit: Submit<SignInForm>,
+) -> Result<Response, UiError> {
+    let Submit { page, form } = submit;
+    let req =
+        crate::service::two_factor::TenantSecurity { require_two_factor: form.require_two_factor.is_some() };
+    match state.app.set_tenant_security(&page.access, req).await {
+        Ok(_) => Ok(see_other(&format!("{}#sign-in", page.path("/settings")))),
+        Err(Error::Conflict { message, .. }) => {
+            let outcome = Outcome { sign_in_error: super::page::capitalise(&message), ..Outcome::default() };
+            settings_page(&state, page, outcome).await
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Debug, Deserialize)]

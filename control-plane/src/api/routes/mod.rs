@@ -24,6 +24,7 @@ pub mod publishing;
 pub mod reviews;
 pub mod sequences;
 pub mod tenants;
+pub mod two_factor;
 pub mod webhooks;
 
 /// Path parameters, named as in the route templates.

@@ -29,6 +29,7 @@ mod publishing;
 mod rate_limits;
 mod reviews;
 mod sequences;
+mod two_factor;
 mod webhooks;
 
 use std::fmt;
