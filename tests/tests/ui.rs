@@ -1716,3 +1716,134 @@ async fn an_admin_adds_a_webhook_sees_its_deliveries_and_redelivers_one() {
 async fn browser_url(browser: &Browser) -> String {
     browser.eval("location.href").await.as_str().unwrap().to_owned()
 }
+
+/// Waits until at least 12 seconds of the current 30-second TOTP step
+/// remain, so a typed code is still good when the form arrives.
+async fn early_in_a_totp_step() {
+    let into = time::OffsetDateTime::now_utc().unix_timestamp() % 30;
+    if into > 18 {
+        tokio::time::sleep(Duration::from_secs(u64::try_from(30 - into + 1).unwrap())).await;
+    }
+}
+
+fn totp_now(totp: &totp_rs::Totp, ahead: i64) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() + ahead;
+    totp.generate(u64::try_from(now).unwrap()).to_string()
+}
+
+#[tokio::test]
+async fn a_person_turns_on_two_factor_sign_in_and_an_organisation_requires_it() {
+    let Some(browser) = Browser::start().await else { return };
+    let fleet = Fleet::start(|o| o).await;
+    sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
+    browser.click("#account-link").await;
+    browser.wait_for_text("h1", "the account page", |t| t == "Account security").await;
+    browser.check_page("account").await;
+
+    // A wrong password is refused in place; the right one shows the QR code.
+    browser.fill("#setup-password", "not my password").await;
+    browser.click("#two-factor button.primary").await;
+    let error = browser.wait_for_text("#two-factor-error", "the password's error", |t| !t.is_empty()).await;
+    assert!(error.contains("not your current password"), "{error}");
+    browser.fill("#setup-password", PASSWORD).await;
+    browser.click("#two-factor button.primary").await;
+    let secret = browser.wait_for_text("#two-factor-secret", "the key", |t| t.len() >= 32).await;
+    assert!(browser.has("#two-factor-qr").await);
+    let qr = browser.eval("document.getElementById('two-factor-qr').naturalWidth").await;
+    assert!(qr.as_i64().unwrap_or(0) >= 200, "the QR code renders: {qr}");
+    browser.screenshot("two-factor-setup").await;
+    let totp = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(&secret).unwrap().as_ref().to_vec())
+        .with_account_name(EMAIL)
+        .build()
+        .unwrap();
+
+    // A stale code is refused; the app's current one turns it on and shows
+    // the recovery codes once.
+    browser.fill("#confirm-code", &totp_now(&totp, -3600)).await;
+    browser.click("#two-factor button.primary").await;
+    browser.wait_for_text("#code-error", "the code's error", |t| !t.is_empty()).await;
+    early_in_a_totp_step().await;
+    browser.fill("#confirm-code", &totp_now(&totp, 0)).await;
+    browser.click("#two-factor button.primary").await;
+    let codes = browser.wait_for_text("#recovery-codes", "the recovery codes", |t| !t.is_empty()).await;
+    let codes: Vec<&str> = codes.split_whitespace().collect();
+    assert_eq!(codes.len(), 10, "{codes:?}");
+    browser.screenshot("two-factor-recovery-codes").await;
+    browser.goto(&fleet.server().url("/account")).await;
+    assert!(!browser.has("#recovery-codes").await, "shown only once");
+    let status = browser.text("#two-factor").await;
+    assert!(status.contains("On") && status.contains("10 recovery codes left"), "{status}");
+
+    // The organisation requires it (only possible now that the owner uses it).
+    browser.goto(&tenant_url(&fleet, "/settings")).await;
+    browser.click("#require-two-factor").await;
+    browser.click("#sign-in button").await;
+    browser.wait_for_text("h1", "the settings page", |t| t == "Settings").await;
+    let (_, security) = fleet.call(Method::GET, "/security", None).await;
+    assert_eq!(security["require_two_factor"], true, "{security}");
+
+    // Signing in now takes a second step: a wrong code is refused, the
+    // next code opens the dashboard.
+    browser.click("header form[action='/logout'] button").await;
+    browser.goto(&fleet.server().url("/login")).await;
+    browser.fill("#email", EMAIL).await;
+    browser.fill("#password", PASSWORD).await;
+    browser.click("form button[type=submit]").await;
+    browser.wait_for_text("h1", "the code page", |t| t == "Two-factor sign-in").await;
+    browser.fill("#code", "000000").await;
+    browser.click("form button[type=submit]").await;
+    let error = browser.wait_for_text("#code-error", "the code's error", |t| !t.is_empty()).await;
+    assert!(error.contains("wrong") || error.contains("already used"), "{error}");
+    browser.check_page("two-factor-sign-in").await;
+    browser.fill("#code", &totp_now(&totp, 30)).await;
+    browser.click("form button[type=submit]").await;
+    eventually(Duration::from_secs(10), "the dashboard after the code", || async {
+        browser.path().await.starts_with("/t/").then_some(())
+    })
+    .await;
+
+    // A member without it is sent to set it up, and sees why.
+    let email = member(&fleet, "member").await;
+    browser.click("header form[action='/logout'] button").await;
+    browser.goto(&fleet.server().url("/login")).await;
+    browser.fill("#email", &email).await;
+    browser.fill("#password", "a long enough password").await;
+    browser.click("form button[type=submit]").await;
+    let why = browser.wait_for_text("#two-factor-required", "why the account page", |t| !t.is_empty()).await;
+    assert!(why.contains("requires two-factor sign-in"), "{why}");
+    assert_eq!(browser.path().await, "/account");
+    browser.screenshot("two-factor-required").await;
+
+    // Their sessions are listed, this browser marked; another one ends.
+    let other =
+        marketer_tests::Api::login_token(&fleet.server().base_url, &email, "a long enough password").await;
+    browser.goto(&fleet.server().url("/account")).await;
+    let rows = browser.text("#sessions tbody").await;
+    assert!(rows.contains("This browser"), "{rows}");
+    browser.click("#sessions form button").await;
+    browser.accept_dialog().await;
+    browser.wait_for_text("#account-notice", "the session ended", |t| t.contains("signed out")).await;
+    let (status, _) =
+        marketer_tests::Api { token: other, ..fleet.api.clone() }.call(Method::GET, "/api/v1/me", None).await;
+    assert_eq!(status, 401, "the ended session's token no longer works");
+
+    // And changes their password here.
+    // Too short is caught before sending; a wrong current password by the
+    // server, beside the form.
+    browser.fill("#new-password", "short").await;
+    let valid = browser.eval("document.getElementById('new-password').checkValidity()").await;
+    assert_eq!(valid, json!(false), "the browser holds a short password back");
+    browser.fill("#current-password", "not the password").await;
+    browser.fill("#new-password", "another long enough password").await;
+    browser.click("#password button").await;
+    let error = browser.wait_for_text("#password-error", "the password's error", |t| !t.is_empty()).await;
+    assert!(error.contains("not your current password"), "{error}");
+    browser.fill("#current-password", "a long enough password").await;
+    browser.fill("#new-password", "another long enough password").await;
+    browser.click("#password button").await;
+    browser.wait_for_text("#account-notice", "the change", |t| t.contains("password is changed")).await;
+    browser.screenshot("account-after-changes").await;
+    browser.assert_fits_phone("account-phone").await;
+    browser.close().await;
+}
