@@ -250,3 +250,56 @@ async fn private_addresses_are_refused_when_saved_and_when_connecting() {
     let (_, listed) = fleet.call(Method::GET, "/webhooks", None).await;
     assert_eq!(listed[0]["failed_recently"], 1, "{listed}");
 }
+
+/// Audit streaming: an endpoint subscribed to `audit.event` receives every
+/// entry of the organisation's audit log as it is written, refusals
+/// included, signed like any delivery, each entry once and shaped as the
+/// audit log's API shows it; entries outside the organisation (a person's
+/// own sign-in) are not sent.
+#[tokio::test]
+async fn the_audit_log_streams_to_a_collector_entry_by_entry() {
+    let receiver = Receiver::start().await;
+    let fleet =
+        fleet(&[("MARKETER_WEBHOOK_ALLOW_PRIVATE", "true"), ("MARKETER_WEBHOOK_ALLOW_HTTP", "true")]).await;
+    let (status, created) = fleet
+        .call(Method::POST, "/webhooks", Some(json!({ "url": receiver.url, "events": ["audit.event"] })))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    receiver.set_secret(created["secret"].as_str().unwrap());
+
+    let (status, project) = fleet.call(Method::POST, "/projects", Some(json!({ "name": "Streamed" }))).await;
+    assert_eq!(status, 201, "{project}");
+    let viewer = fleet
+        .add_member(&fleet.api.tenant, "vic@example.com", "Vic", "viewer", "a long enough password")
+        .await;
+    let (status, _) = viewer
+        .call(Method::POST, &viewer.tenant_path("/projects"), Some(json!({ "name": "Not allowed" })))
+        .await;
+    assert_eq!(status, 403);
+
+    let got = eventually(Duration::from_secs(20), "the audit entries", || async {
+        let got = receiver.of("audit.event");
+        let actions: Vec<String> =
+            got.iter().map(|r| r.body["data"]["action"].as_str().unwrap_or_default().to_owned()).collect();
+        (actions.iter().any(|a| a == "project.create")
+            && got.iter().any(|r| r.body["data"]["outcome"] == "denied"))
+        .then_some(got)
+    })
+    .await;
+    assert!(got.iter().all(|r| r.refused.is_none() && r.handled), "every entry signed and handled once");
+    let made = got.iter().find(|r| r.body["data"]["action"] == "project.create").unwrap();
+    assert_eq!(made.body["data"]["resource_id"], project["id"], "{}", made.raw);
+    assert_eq!(made.body["tenant_id"].as_str(), Some(fleet.api.tenant.as_str()));
+    // The same record the audit log's API shows.
+    let (_, log) = fleet.call(Method::GET, "/audit-events?action=project.create", None).await;
+    let listed = log["items"].as_array().unwrap().iter().find(|e| e["id"] == made.body["data"]["id"]);
+    assert_eq!(Some(&made.body["data"]), listed, "{}", made.raw);
+    let refused = got.iter().find(|r| r.body["data"]["outcome"] == "denied").unwrap();
+    assert_eq!(refused.body["data"]["actor"]["email"], "vic@example.com", "{}", refused.raw);
+    let ids: std::collections::HashSet<&str> = got.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), got.len(), "one delivery per entry");
+    assert!(
+        got.iter().all(|r| r.body["data"]["action"] != "auth.login"),
+        "sign-ins belong to no organisation and are not streamed"
+    );
+}

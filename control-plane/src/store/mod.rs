@@ -318,6 +318,30 @@ pub struct NewAuditEvent {
 }
 
 impl NewAuditEvent {
+    /// The entry as an `audit.event` webhook (audit streaming): an
+    /// organisation's entries only, shaped as the audit log's API shows
+    /// them, so a collector reads the same record as an export.
+    pub fn as_stream_event(&self) -> Option<NewWebhookEvent> {
+        let tenant_id = self.tenant_id?;
+        let entry = AuditEvent {
+            id: self.id,
+            occurred_at: self.occurred_at,
+            tenant_id: Some(tenant_id),
+            actor: self.actor.clone(),
+            client_ip: self.client_ip.clone(),
+            request_id: self.request_id.clone(),
+            action: self.action.to_owned(),
+            resource_type: self.resource_type.map(str::to_owned),
+            resource_id: self.resource_id.clone(),
+            outcome: self.outcome,
+            details: self.details.clone(),
+        };
+        let outcome: &'static str = self.outcome.into();
+        let text = format!("{} {} ({outcome})", self.actor.label(), self.action);
+        let data = serde_json::to_value(&entry).unwrap_or(serde_json::Value::Null);
+        Some(NewWebhookEvent::new(tenant_id, WebhookEventKind::AuditEvent, text, data))
+    }
+
     pub fn emit(mut self, event: NewWebhookEvent) -> Self {
         self.events.push(event);
         self

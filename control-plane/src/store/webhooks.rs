@@ -69,6 +69,11 @@ pub enum WebhookEventKind {
     #[serde(rename = "crisis_alert.closed")]
     #[strum(serialize = "crisis_alert.closed")]
     CrisisAlertClosed,
+    /// Any entry of the organisation's audit log (audit streaming): the
+    /// entry itself is the event's `data`.
+    #[serde(rename = "audit.event")]
+    #[strum(serialize = "audit.event")]
+    AuditEvent,
     /// A test a person sent from the endpoint's page; never subscribed to.
     #[serde(rename = "webhook.test")]
     #[strum(serialize = "webhook.test")]
@@ -98,6 +103,7 @@ impl WebhookEventKind {
             WebhookEventKind::AgentOffline => "An agent went offline",
             WebhookEventKind::CrisisAlertRaised => "A crisis alert was raised",
             WebhookEventKind::CrisisAlertClosed => "A crisis alert closed",
+            WebhookEventKind::AuditEvent => "Every audit log entry (audit streaming)",
             WebhookEventKind::WebhookTest => "A test delivery",
         }
     }

@@ -692,7 +692,12 @@ where
             Self::insert_mail(conn, mail, None, e.occurred_at).await?;
         }
         Self::insert_notices(conn, &e.notices, e.occurred_at).await?;
-        Self::insert_webhook_events(conn, &e.events, e.occurred_at).await
+        Self::insert_webhook_events(conn, &e.events, e.occurred_at).await?;
+        // Audit streaming: the entry itself, to endpoints that asked for it.
+        match e.as_stream_event() {
+            Some(entry) => Self::insert_webhook_events(conn, &[entry], e.occurred_at).await,
+            None => Ok(()),
+        }
     }
 
     async fn insert_refresh_token(
