@@ -78,6 +78,14 @@ pub enum AdminCommand {
         #[arg(long)]
         max_uses: Option<i64>,
     },
+    /// Apply the organisations' retention policies now, for the UTC day of
+    /// --as-of (default: now); each organisation's day runs once.
+    ApplyRetention {
+        /// The moment to apply them as of (RFC 3339), e.g. to check what a
+        /// policy will do, or in tests.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
     /// Add an account to a tenant with a role.
     AddMember {
         #[arg(long)]
@@ -131,6 +139,30 @@ pub async fn run(
 ) -> anyhow::Result<String> {
     let store = shared.as_ref();
     match command {
+        AdminCommand::ApplyRetention { as_of } => {
+            let as_of = match as_of {
+                Some(text) => Timestamp::parse_rfc3339(&text).map_err(|e| {
+                    anyhow::anyhow!("--as-of must be an RFC 3339 time like 2027-01-31T00:00:00Z: {e}")
+                })?,
+                None => Timestamp::now(),
+            };
+            let done = crate::service::retention::apply_due(store, as_of)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if done.is_empty() {
+                return Ok("no retention run was due (no policy, or today's already ran)".into());
+            }
+            Ok(done
+                .iter()
+                .map(|(tenant, r)| {
+                    format!(
+                        "{tenant}: {} inbox items deleted, {} leads deleted, {} contacts anonymised",
+                        r.inbox_items_deleted, r.leads_deleted, r.contacts_anonymised
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
         AdminCommand::CreateEnrollmentToken { tenant, labels, ttl_seconds, max_uses } => {
             let tenant = find_tenant(store, &tenant).await?;
             let secrets = server::Secrets::load(settings)?;

@@ -1782,6 +1782,15 @@ async fn a_person_turns_on_two_factor_sign_in_and_an_organisation_requires_it() 
     browser.wait_for_text("h1", "the settings page", |t| t == "Settings").await;
     let (_, security) = fleet.call(Method::GET, "/security", None).await;
     assert_eq!(security["require_two_factor"], true, "{security}");
+    // The retention policy beside it: contacts anonymised after a year.
+    browser.fill("#retention-anonymise", "365").await;
+    browser.click("#retention button").await;
+    browser.wait_for_text("h1", "the settings page", |t| t == "Settings").await;
+    let (_, retention) = fleet.call(Method::GET, "/retention", None).await;
+    assert_eq!(retention, json!({ "inbox_days": null, "lead_days": null, "anonymise_contacts_days": 365 }));
+    assert_eq!(browser.eval("document.getElementById('retention-anonymise').value").await, json!("365"));
+    browser.goto(&format!("{}#sign-in", tenant_url(&fleet, "/settings"))).await;
+    browser.screenshot("settings-sign-in-and-retention").await;
 
     // Signing in now takes a second step: a wrong code is refused, the
     // next code opens the dashboard.

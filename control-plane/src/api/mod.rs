@@ -150,8 +150,8 @@ impl utoipa::Modify for BearerAuth {
 fn api_routes() -> OpenApiRouter<ApiState> {
     use routes::{
         ab_tests, activities, agents, analytics, api_keys, audit_events, auth, comments, documents, flyers,
-        health, inbox, jobs, leads, members, notifications, projects, properties, publishing, reviews,
-        sequences, tenants, two_factor, webhooks,
+        health, inbox, jobs, leads, members, notifications, projects, properties, publishing, retention,
+        reviews, sequences, tenants, two_factor, webhooks,
     };
     // The upload reads its body itself, counting against the upload limit.
     let (schemas, paths, upload) = routes!(documents::list, documents::upload);
@@ -255,6 +255,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(two_factor::sessions))
         .routes(routes!(two_factor::revoke_session))
         .routes(routes!(two_factor::tenant_security, two_factor::set_tenant_security))
+        .routes(routes!(retention::get, retention::set))
         .routes(routes!(inbox::list_queries, inbox::create_query))
         .routes(routes!(inbox::delete_query))
         .routes(routes!(publishing::get_post, publishing::update_post, publishing::delete_post))

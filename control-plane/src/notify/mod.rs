@@ -26,7 +26,9 @@
 //!   composed (`marketing.rs`) and queued into the outbox, once each across
 //!   replicas (the store's compare-and-set on the step);
 //! - the **certificate sweep**, hourly: agents whose certificate ends within
-//!   7 days are announced to their admins, once per certificate.
+//!   7 days are announced to their admins, once per certificate;
+//! - the **retention sweep**, hourly: each organisation's retention policy
+//!   is applied once per UTC day (`service::retention`).
 //!
 //! Bounces that come back later, as delivery status notifications, are
 //! read by `bounces.rs` when the operator hands them to the bounce intake
@@ -234,6 +236,7 @@ impl Notifier {
             if last_sweep.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
                 last_sweep = Some(Instant::now());
                 self.certificate_sweep().await;
+                self.retention_sweep().await;
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -428,6 +431,18 @@ impl Notifier {
             self.wake();
         }
         Ok(())
+    }
+
+    /// Applies the organisations' retention policies, once per UTC day.
+    async fn retention_sweep(&self) {
+        match crate::service::retention::apply_due(self.store.as_ref(), Timestamp::now()).await {
+            Ok(done) => {
+                for (tenant_id, report) in done {
+                    tracing::info!(%tenant_id, ?report, "applied the retention policy");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not apply retention policies"),
+        }
     }
 
     async fn certificate_sweep(&self) {

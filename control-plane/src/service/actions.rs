@@ -119,6 +119,9 @@ pub const RECOVERY_CODES_REGENERATE: &str = "user.recovery_codes_regenerate";
 pub const PASSWORD_CHANGE: &str = "user.password_change";
 pub const SESSION_REVOKE: &str = "auth.session_revoke";
 pub const TENANT_SECURITY_UPDATE: &str = "tenant.security_update";
+pub const RETENTION_POLICY_UPDATE: &str = "retention.update_policy";
+/// Not a route: a day's retention run and what it did.
+pub const RETENTION_APPLY: &str = "retention.apply";
 pub const LISTENING_QUERY_CREATE: &str = "listening_query.create";
 pub const LISTENING_QUERY_DELETE: &str = "listening_query.delete";
 /// A test's window ended and the publisher decided it.
@@ -265,6 +268,8 @@ pub const ALL: &[&str] = &[
     PASSWORD_CHANGE,
     SESSION_REVOKE,
     TENANT_SECURITY_UPDATE,
+    RETENTION_POLICY_UPDATE,
+    RETENTION_APPLY,
     LISTENING_QUERY_CREATE,
     LISTENING_QUERY_DELETE,
     POST_UPDATE,

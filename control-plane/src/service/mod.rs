@@ -34,6 +34,7 @@ mod notifications;
 mod projects;
 mod properties;
 mod publishing;
+pub mod retention;
 mod reviews;
 mod sequences;
 mod tenants;

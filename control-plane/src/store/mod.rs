@@ -23,6 +23,7 @@ mod postgres;
 mod properties;
 mod publishing;
 mod rate_limits;
+mod retention;
 mod reviews;
 mod sequences;
 mod sql;
@@ -57,6 +58,7 @@ pub use self::notifications::*;
 pub use self::properties::*;
 pub use self::publishing::*;
 pub use self::rate_limits::*;
+pub use self::retention::*;
 pub use self::reviews::*;
 pub use self::sequences::*;
 pub use self::two_factor::*;
@@ -661,6 +663,7 @@ pub trait Store:
     + WebhookStore
     + RateStore
     + TwoFactorStore
+    + RetentionStore
     + Send
     + Sync
     + fmt::Debug

@@ -212,6 +212,7 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/settings", get(settings::show))
         .route("/settings/api-keys", post(settings::create_api_key))
         .route("/settings/sign-in", post(settings::set_sign_in))
+        .route("/settings/retention", post(settings::set_retention))
         .route("/settings/api-keys/{api_key_id}/revoke", post(settings::revoke_api_key))
         .route("/settings/cloud-provider", post(settings::set_cloud_provider))
         .route("/settings/cloud-provider/delete", post(settings::delete_cloud_provider))

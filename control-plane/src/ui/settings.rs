@@ -1,6 +1,7 @@
 //! Settings: API keys (a new key is shown once), the tenant's
 //! OpenAI-compatible cloud provider (its key is write-only), the model
-//! prices cloud runs are costed with, and the last 30 days' usage as charts.
+//! prices cloud runs are costed with, the last 30 days' usage as charts,
+//! and (owners) the sign-in rules and the data retention policy.
 
 use askama::Template;
 use axum::extract::State;
@@ -60,6 +61,9 @@ struct SettingsPage {
 }
 
 struct SignInView {
+    /// The retention policy's days as typed (empty: for ever).
+    retention: [String; 3],
+    retention_error: String,
     require_two_factor: bool,
     /// Whether the person looking uses two-factor sign-in themselves.
     mine_on: bool,
@@ -93,6 +97,9 @@ struct Outcome {
     /// What was typed into a refused price form: model, prompt, completion.
     price_typed: [String; 3],
     sign_in_error: String,
+    retention_error: String,
+    /// What was typed into a refused retention form.
+    retention_typed: Option<[String; 3]>,
 }
 
 async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> Result<Response, UiError> {
@@ -133,7 +140,13 @@ async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> 
         None
     };
     let sign_in = if page.can(Permission::TenantManage) {
+        let policy = state.app.retention_policy(&page.access).await?;
+        let days = |d: Option<i64>| d.map(|d| d.to_string()).unwrap_or_default();
         Some(SignInView {
+            retention: outcome.retention_typed.clone().unwrap_or_else(|| {
+                [days(policy.inbox_days), days(policy.lead_days), days(policy.anonymise_contacts_days)]
+            }),
+            retention_error: outcome.retention_error.clone(),
             require_two_factor: state.app.tenant_security(&page.access).await?.require_two_factor,
             mine_on: state.app.two_factor_status(&page.browser.caller).await?.enabled,
             error: outcome.sign_in_error,
@@ -219,6 +232,58 @@ pub async fn set_sign_in(
         Ok(_) => Ok(see_other(&format!("{}#sign-in", page.path("/settings")))),
         Err(Error::Conflict { message, .. }) => {
             let outcome = Outcome { sign_in_error: super::page::capitalise(&message), ..Outcome::default() };
+            settings_page(&state, page, outcome).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RetentionForm {
+    #[serde(default)]
+    inbox_days: String,
+    #[serde(default)]
+    lead_days: String,
+    #[serde(default)]
+    anonymise_contacts_days: String,
+}
+
+/// Saves the retention policy (an empty field: keep for ever).
+pub async fn set_retention(
+    State(state): State<ApiState>,
+    submit: Submit<RetentionForm>,
+) -> Result<Response, UiError> {
+    let Submit { page, form } = submit;
+    let typed = [form.inbox_days.clone(), form.lead_days.clone(), form.anonymise_contacts_days.clone()];
+    let parse = |field: &str, text: &str| -> Result<Option<i64>, Error> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| Error::invalid(field, "must be a whole number of days, or empty"))
+    };
+    let result = async {
+        let policy = crate::store::RetentionPolicy {
+            inbox_days: parse("inbox_days", &form.inbox_days)?,
+            lead_days: parse("lead_days", &form.lead_days)?,
+            anonymise_contacts_days: parse("anonymise_contacts_days", &form.anonymise_contacts_days)?,
+        };
+        state.app.set_retention_policy(&page.access, policy).await
+    }
+    .await;
+    match result {
+        Ok(_) => Ok(see_other(&format!("{}#retention", page.path("/settings")))),
+        Err(Error::Invalid { field, message }) => {
+            let label = match field.as_str() {
+                "inbox_days" => "Inbox items",
+                "lead_days" => "Leads",
+                _ => "Anonymise contacts",
+            };
+            let outcome = Outcome {
+                retention_error: format!("{label}: {message}."),
+                retention_typed: Some(typed),
+                ..Outcome::default()
+            };
             settings_page(&state, page, outcome).await
         }
         Err(e) => Err(e.into()),

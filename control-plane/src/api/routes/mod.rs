@@ -21,6 +21,7 @@ pub mod notifications;
 pub mod projects;
 pub mod properties;
 pub mod publishing;
+pub mod retention;
 pub mod reviews;
 pub mod sequences;
 pub mod tenants;

@@ -27,6 +27,7 @@ mod notifications;
 mod properties;
 mod publishing;
 mod rate_limits;
+mod retention;
 mod reviews;
 mod sequences;
 mod two_factor;

@@ -1,0 +1,63 @@
+//! Retention: a tenant's policy (how long inbox items and leads are kept,
+//! when inactive contacts are anonymised) and its daily runs
+//! (`service::retention` decides when they run).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{NewAuditEvent, Result};
+use crate::domain::Timestamp;
+
+/// How long things are kept, in days; `None`: for ever.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicy {
+    /// Inbox items are deleted this many days after they were posted.
+    pub inbox_days: Option<i64>,
+    /// Leads are deleted this many days after their last interaction.
+    pub lead_days: Option<i64>,
+    /// A contact (lead) with no interaction for this many days keeps its
+    /// status and score but loses its name, address, phone number, consent
+    /// text and notes; follow-up e-mails to it stop.
+    pub anonymise_contacts_days: Option<i64>,
+}
+
+impl RetentionPolicy {
+    pub fn is_forever(&self) -> bool {
+        self.inbox_days.is_none() && self.lead_days.is_none() && self.anonymise_contacts_days.is_none()
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RetentionReport {
+    pub inbox_items_deleted: u64,
+    pub leads_deleted: u64,
+    pub contacts_anonymised: u64,
+}
+
+#[async_trait]
+pub trait RetentionStore: Send + Sync {
+    async fn retention_policy(&self, tenant_id: Uuid) -> Result<RetentionPolicy>;
+    async fn set_retention_policy(
+        &self,
+        tenant_id: Uuid,
+        policy: &RetentionPolicy,
+        audit: &NewAuditEvent,
+    ) -> Result<()>;
+    /// Tenants with a policy and no run for `day` yet.
+    async fn retention_due(&self, day: &str) -> Result<Vec<(Uuid, RetentionPolicy)>>;
+    /// Applies `policy` as of `as_of` for `day`, once across replicas (the
+    /// run's row is claimed in the same transaction), and writes `audit`
+    /// with the report in its details. `None` when the day's run was done.
+    async fn apply_retention(
+        &self,
+        tenant_id: Uuid,
+        policy: &RetentionPolicy,
+        as_of: Timestamp,
+        day: &str,
+        audit: &NewAuditEvent,
+    ) -> Result<Option<RetentionReport>>;
+}

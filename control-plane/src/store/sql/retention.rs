@@ -1,0 +1,179 @@
+//! [`RetentionStore`] for [`SqlStore`]: the policy, and a day's run in one
+//! transaction (claim, delete, anonymise, audit).
+
+use super::*;
+
+use crate::store::{RetentionPolicy, RetentionReport, RetentionStore};
+
+/// The most contacts one day's run anonymises (the rest the next day).
+const ANONYMISE_PER_RUN: &str = "5000";
+
+#[async_trait]
+impl<DB> RetentionStore for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Timestamp: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Date: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Option<Uuid>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<bool>: Decode<'t, DB>,
+    for<'t> Option<i64>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Timestamp>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Date>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> Option<Vec<u8>>: Encode<'t, DB> + Decode<'t, DB>,
+    for<'t> &'t str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+{
+    async fn retention_policy(&self, tenant_id: Uuid) -> Result<RetentionPolicy> {
+        let row: Option<(Option<i64>, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT inbox_days, lead_days, anonymise_contacts_days FROM retention_policies WHERE tenant_id = $1",
+        )
+        .bind(tenant_id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map_or_else(RetentionPolicy::default, |(inbox_days, lead_days, anonymise_contacts_days)| {
+            RetentionPolicy { inbox_days, lead_days, anonymise_contacts_days }
+        }))
+    }
+
+    async fn set_retention_policy(
+        &self,
+        tenant_id: Uuid,
+        policy: &RetentionPolicy,
+        audit: &NewAuditEvent,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "INSERT INTO retention_policies (tenant_id, inbox_days, lead_days, anonymise_contacts_days, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id) DO UPDATE SET inbox_days = excluded.inbox_days, \
+             lead_days = excluded.lead_days, anonymise_contacts_days = excluded.anonymise_contacts_days, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(tenant_id)
+        .bind(policy.inbox_days)
+        .bind(policy.lead_days)
+        .bind(policy.anonymise_contacts_days)
+        .bind(audit.occurred_at)
+        .execute(&mut *tx)
+        .await?;
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn retention_due(&self, day: &str) -> Result<Vec<(Uuid, RetentionPolicy)>> {
+        let rows: Vec<(Uuid, Option<i64>, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT p.tenant_id, p.inbox_days, p.lead_days, p.anonymise_contacts_days FROM retention_policies p \
+             WHERE (p.inbox_days IS NOT NULL OR p.lead_days IS NOT NULL OR p.anonymise_contacts_days IS NOT NULL) \
+             AND NOT EXISTS (SELECT 1 FROM retention_runs r WHERE r.tenant_id = p.tenant_id AND r.day = $1) \
+             ORDER BY p.tenant_id LIMIT 1000",
+        )
+        .bind(day)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(tenant, inbox_days, lead_days, anonymise_contacts_days)| {
+                (tenant, RetentionPolicy { inbox_days, lead_days, anonymise_contacts_days })
+            })
+            .collect())
+    }
+
+    async fn apply_retention(
+        &self,
+        tenant_id: Uuid,
+        policy: &RetentionPolicy,
+        as_of: Timestamp,
+        day: &str,
+        audit: &NewAuditEvent,
+    ) -> Result<Option<RetentionReport>> {
+        let cutoff = |days: i64| as_of - time::Duration::days(days);
+        let mut tx = self.write.begin().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO retention_runs (tenant_id, day, ran_at, report) VALUES ($1, $2, $3, '{}') \
+             ON CONFLICT (tenant_id, day) DO NOTHING",
+        )
+        .bind(tenant_id)
+        .bind(day)
+        .bind(audit.occurred_at)
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&claimed) == 0 {
+            return Ok(None);
+        }
+        let mut report = RetentionReport::default();
+        if let Some(days) = policy.inbox_days {
+            let r = sqlx::query("DELETE FROM inbox_items WHERE tenant_id = $1 AND posted_at < $2")
+                .bind(tenant_id)
+                .bind(cutoff(days))
+                .execute(&mut *tx)
+                .await?;
+            report.inbox_items_deleted = DB::rows_affected(&r);
+        }
+        if let Some(days) = policy.lead_days {
+            let r = sqlx::query("DELETE FROM leads WHERE tenant_id = $1 AND last_interaction_at < $2")
+                .bind(tenant_id)
+                .bind(cutoff(days))
+                .execute(&mut *tx)
+                .await?;
+            report.leads_deleted = DB::rows_affected(&r);
+        }
+        if let Some(days) = policy.anonymise_contacts_days {
+            // At most `ANONYMISE_PER_RUN` a day, so one run stays short.
+            let ids: Vec<Uuid> = sqlx::query_scalar(sql(&[
+                "SELECT id FROM leads WHERE tenant_id = $1 AND anonymised_at IS NULL \
+                 AND last_interaction_at < $2 ORDER BY id LIMIT ",
+                ANONYMISE_PER_RUN,
+            ]))
+            .bind(tenant_id)
+            .bind(cutoff(days))
+            .fetch_all(&mut *tx)
+            .await?;
+            for id in &ids {
+                // Notes and form submissions hold what the person wrote.
+                sqlx::query("DELETE FROM lead_events WHERE lead_id = $1").bind(*id).execute(&mut *tx).await?;
+                sqlx::query(
+                    "UPDATE lead_enrollments SET state = 'stopped', stop_reason = 'anonymised', next_at = NULL, \
+                     updated_at = $2 WHERE lead_id = $1 AND state = 'active'",
+                )
+                .bind(*id)
+                .bind(audit.occurred_at)
+                .execute(&mut *tx)
+                .await?;
+                // An address that names the lead and can receive nothing
+                // (`.invalid`, RFC 2606), unique like the one it replaces.
+                let address = format!("anonymised-{}@anonymised.invalid", id.simple());
+                sqlx::query(
+                    "UPDATE leads SET name = 'Anonymised contact', email = $2, email_normalized = $2, phone = '', \
+                     consent_text = NULL, anonymised_at = $3, updated_at = $3 WHERE id = $1",
+                )
+                .bind(*id)
+                .bind(address)
+                .bind(audit.occurred_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            report.contacts_anonymised = u64::try_from(ids.len()).unwrap_or(u64::MAX);
+        }
+        let details = serde_json::json!({ "day": day, "as_of": as_of, "policy": policy, "report": report });
+        sqlx::query("UPDATE retention_runs SET report = $3 WHERE tenant_id = $1 AND day = $2")
+            .bind(tenant_id)
+            .bind(day)
+            .bind(serde_json::to_string(&report).unwrap_or_default())
+            .execute(&mut *tx)
+            .await?;
+        let audit = NewAuditEvent { details, ..audit.clone() };
+        Self::insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(Some(report))
+    }
+}

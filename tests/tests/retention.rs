@@ -1,0 +1,139 @@
+//! Retention with the real binary, on SQLite and PostgreSQL, the clock
+//! moved by `admin apply-retention --as-of`: nothing happens before a
+//! policy's time; inactive contacts are anonymised (their name, address,
+//! phone and notes gone, a canary found nowhere in the database on
+//! PostgreSQL) and their follow-ups stop; leads and inbox items past their
+//! time are deleted; each organisation's day runs once, is audited with
+//! what it did, and a bad policy names its field.
+
+use std::time::Duration;
+
+use marketer_tests::fleet::{Fleet, job_timings};
+use marketer_tests::social::{FakeSocial, connect_mastodon};
+use marketer_tests::{TempDatabase, eventually, server_command_on};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn apply(fleet: &Fleet, database: Option<&TempDatabase>, days_ahead: i64) -> String {
+    let as_of = time::OffsetDateTime::now_utc() + time::Duration::days(days_ahead);
+    let as_of = as_of.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let out = server_command_on(
+        &["admin", "apply-retention", "--as-of", &as_of],
+        fleet.data.path(),
+        database.map(|d| d.url.as_str()),
+        None,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn inbox_items(fleet: &Fleet) -> Vec<Value> {
+    let (status, page) = fleet.call(Method::GET, "/inbox?limit=200", None).await;
+    assert_eq!(status, 200, "{page}");
+    page["items"].as_array().unwrap().clone()
+}
+
+async fn retention(database: Option<&TempDatabase>) {
+    let social = FakeSocial::start().await;
+    let fleet = Fleet::start(|o| {
+        let mut o = social.configure(job_timings(o)).env("MARKETER_INBOX_POLL_MS", "200");
+        if let Some(db) = database {
+            o = o.env("MARKETER_DATABASE_URL", &db.url);
+        }
+        o
+    })
+    .await;
+
+    // A policy out of range names its field; by default nothing is due.
+    let (status, policy) = fleet.call(Method::GET, "/retention", None).await;
+    assert_eq!(
+        (status, policy),
+        (200, json!({ "inbox_days": null, "lead_days": null, "anonymise_contacts_days": null }))
+    );
+    let (status, refused) = fleet.call(Method::PUT, "/retention", Some(json!({ "inbox_days": 0 }))).await;
+    assert_eq!((status, &refused["error"]["details"]["field"]), (422, &json!("inbox_days")), "{refused}");
+    assert!(apply(&fleet, database, 0).contains("no retention run was due"));
+
+    // A contact with a canary in every personal field, on a follow-up.
+    const CANARY: &str = "zq7canary";
+    let body = json!({ "name": format!("Dana {CANARY}"), "email": format!("dana.{CANARY}@example.com"),
+                       "phone": "+1 555 0100", "note": format!("Wants a loft, {CANARY}") });
+    let (status, lead) = fleet.call(Method::POST, "/leads", Some(body)).await;
+    assert_eq!(status, 201, "{lead}");
+    let lead_id = lead["id"].as_str().unwrap().to_owned();
+    let (_, mut settings) = fleet.call(Method::GET, "/real-estate-settings", None).await;
+    settings["postal_address"] = json!("1 Main Street, Springfield, IL 62704");
+    assert_eq!(fleet.call(Method::PUT, "/real-estate-settings", Some(settings)).await.0, 200);
+    let (_, templates) = fleet.call(Method::GET, "/sequences", None).await;
+    let (status, enrolled) = fleet
+        .call(
+            Method::POST,
+            &format!("/leads/{lead_id}/sequences"),
+            Some(json!({ "sequence_id": templates[0]["id"] })),
+        )
+        .await;
+    assert_eq!(status, 201, "{enrolled}");
+
+    // A mention in the inbox.
+    connect_mastodon(&fleet.api, &social).await;
+    social.mention("sam", "Loving the new listings", None);
+    eventually(Duration::from_secs(20), "the mention in the inbox", || async {
+        (!inbox_items(&fleet).await.is_empty()).then_some(())
+    })
+    .await;
+
+    let policy = json!({ "inbox_days": 60, "lead_days": 400, "anonymise_contacts_days": 30 });
+    let (status, saved) = fleet.call(Method::PUT, "/retention", Some(policy.clone())).await;
+    assert_eq!((status, &saved), (200, &policy));
+
+    // Ten days on: nothing is old enough; the day runs once.
+    let report = apply(&fleet, database, 10);
+    assert!(report.contains("0 inbox items deleted, 0 leads deleted, 0 contacts anonymised"), "{report}");
+    assert!(apply(&fleet, database, 10).contains("no retention run was due"), "one run a day");
+
+    // Thirty-one days on: the contact is anonymised, its follow-up stopped.
+    let report = apply(&fleet, database, 31);
+    assert!(report.contains("1 contacts anonymised"), "{report}");
+    let (status, anonymised) = fleet.call(Method::GET, &format!("/leads/{lead_id}"), None).await;
+    assert_eq!(status, 200, "{anonymised}");
+    let text = anonymised.to_string();
+    assert!(!text.contains(CANARY) && !text.contains("555 0100"), "{text}");
+    assert_eq!(anonymised["name"], "Anonymised contact", "{anonymised}");
+    assert!(anonymised["email"].as_str().unwrap().ends_with("@anonymised.invalid"), "{anonymised}");
+    let (_, enrollments) = fleet.call(Method::GET, &format!("/leads/{lead_id}/sequences"), None).await;
+    assert!(enrollments.to_string().contains("stopped"), "{enrollments}");
+    if let Some(db) = database {
+        // Nowhere in the database: not the lead, its notes, the audit log.
+        let dump = db.dump().await;
+        let hits: Vec<&str> = dump.lines().filter(|l| l.contains(CANARY)).collect();
+        assert!(hits.is_empty(), "{hits:?}");
+    }
+
+    // Sixty-one days on: the mention is gone; 401: the lead too.
+    let report = apply(&fleet, database, 61);
+    assert!(report.contains("1 inbox items deleted"), "{report}");
+    assert!(inbox_items(&fleet).await.is_empty());
+    let report = apply(&fleet, database, 401);
+    assert!(report.contains("1 leads deleted"), "{report}");
+    let (status, _) = fleet.call(Method::GET, &format!("/leads/{lead_id}"), None).await;
+    assert_eq!(status, 404);
+
+    // Each run is in the audit log with what it did.
+    let (_, audit) = fleet.call(Method::GET, "/audit-events?action=retention.apply&limit=50", None).await;
+    let runs = audit["items"].as_array().unwrap();
+    assert_eq!(runs.len(), 4, "{audit}");
+    assert!(runs.iter().all(|r| r["actor"]["type"] == "system"), "{audit}");
+    assert!(runs.iter().any(|r| r["details"]["report"]["contacts_anonymised"] == 1), "{audit}");
+}
+
+#[tokio::test]
+async fn retention_anonymises_and_deletes_on_time_on_sqlite() {
+    retention(None).await;
+}
+
+#[tokio::test]
+async fn retention_anonymises_and_deletes_on_time_on_postgres() {
+    let Some(database) = TempDatabase::create().await else { return };
+    retention(Some(&database)).await;
+    database.drop_database().await;
+}
