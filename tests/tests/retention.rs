@@ -4,7 +4,9 @@
 //! phone and notes gone, a canary found nowhere in the database on
 //! PostgreSQL) and their follow-ups stop; leads and inbox items past their
 //! time are deleted; each organisation's day runs once, is audited with
-//! what it did, and a bad policy names its field.
+//! what it did, and a bad policy names its field. And a contact's
+//! data-subject requests: everything naming the address exported, then
+//! erased, the audit log keeping only a pseudonym.
 
 use std::time::Duration;
 
@@ -124,6 +126,98 @@ async fn retention(database: Option<&TempDatabase>) {
     assert_eq!(runs.len(), 4, "{audit}");
     assert!(runs.iter().all(|r| r["actor"]["type"] == "system"), "{audit}");
     assert!(runs.iter().any(|r| r["details"]["report"]["contacts_anonymised"] == 1), "{audit}");
+}
+
+async fn data_subject(database: Option<&TempDatabase>) {
+    let social = FakeSocial::start().await;
+    let fleet = Fleet::start(|o| {
+        let mut o = social.configure(job_timings(o)).env("MARKETER_INBOX_POLL_MS", "200");
+        if let Some(db) = database {
+            o = o.env("MARKETER_DATABASE_URL", &db.url);
+        }
+        o
+    })
+    .await;
+    const CANARY: &str = "xk4subject";
+    let email = format!("lee.{CANARY}@example.com");
+    let body =
+        json!({ "name": format!("Lee {CANARY}"), "email": email, "note": format!("Called about {CANARY}") });
+    let (status, lead) = fleet.call(Method::POST, "/leads", Some(body)).await;
+    assert_eq!(status, 201, "{lead}");
+    connect_mastodon(&fleet.api, &social).await;
+    social.mention("lee", &format!("Please write to me at {} about the loft", email.to_uppercase()), None);
+    social.mention("sam", "Nothing personal here", None);
+    eventually(Duration::from_secs(20), "both mentions in the inbox", || async {
+        (inbox_items(&fleet).await.len() == 2).then_some(())
+    })
+    .await;
+
+    let (status, refused) =
+        fleet.call(Method::POST, "/data-subjects/export", Some(json!({ "email": "not an address" }))).await;
+    assert_eq!((status, &refused["error"]["details"]["field"]), (422, &json!("email")), "{refused}");
+    let member =
+        fleet.add_member(&fleet.api.tenant, "mo@example.com", "Mo", "admin", "a long enough password").await;
+    let (status, _) = member
+        .call(Method::POST, &member.tenant_path("/data-subjects/export"), Some(json!({ "email": email })))
+        .await;
+    assert_eq!(status, 403, "owners only");
+
+    // The export: the lead with its timeline, the item that quotes the
+    // address (in any case), not the other one.
+    let (status, export) = fleet
+        .call(Method::POST, "/data-subjects/export", Some(json!({ "email": email.to_uppercase() })))
+        .await;
+    assert_eq!(status, 200, "{export}");
+    assert_eq!(export["lead"]["id"], lead["id"], "{export}");
+    assert!(export["lead"].to_string().contains(&format!("Called about {CANARY}")), "{export}");
+    assert_eq!(export["inbox_items"].as_array().unwrap().len(), 1, "{export}");
+    assert!(!export["not_included"].as_array().unwrap().is_empty());
+
+    // Erasure: the lead anonymised, the quoting item deleted, the other kept.
+    let (status, erased) =
+        fleet.call(Method::POST, "/data-subjects/erase", Some(json!({ "email": email }))).await;
+    assert_eq!(status, 200, "{erased}");
+    assert_eq!(
+        (erased["leads_anonymised"].as_u64(), erased["inbox_items_deleted"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let pseudonym = erased["pseudonym"].as_str().unwrap().to_owned();
+    let (_, anonymised) =
+        fleet.call(Method::GET, &format!("/leads/{}", lead["id"].as_str().unwrap()), None).await;
+    assert!(!anonymised.to_string().contains(CANARY), "{anonymised}");
+    let left = inbox_items(&fleet).await;
+    assert_eq!(left.len(), 1);
+    assert!(!left[0].to_string().contains(CANARY));
+    let (_, again) = fleet.call(Method::POST, "/data-subjects/export", Some(json!({ "email": email }))).await;
+    assert_eq!(
+        (again["lead"].clone(), again["inbox_items"].as_array().unwrap().len()),
+        (Value::Null, 0),
+        "{again}"
+    );
+
+    // The audit log has both requests under the pseudonym, never the address.
+    let (_, audit) = fleet.call(Method::GET, "/audit-events?limit=200", None).await;
+    let text = audit.to_string();
+    assert!(text.contains("data_subject.erase") && text.contains("data_subject.export"), "{text}");
+    assert!(text.contains(&pseudonym));
+    assert!(!text.contains(CANARY), "the audit log names nobody");
+    if let Some(db) = database {
+        let dump = db.dump().await;
+        let hits: Vec<&str> = dump.lines().filter(|l| l.contains(CANARY)).collect();
+        assert!(hits.is_empty(), "{hits:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_contacts_data_is_exported_then_erased_on_sqlite() {
+    data_subject(None).await;
+}
+
+#[tokio::test]
+async fn a_contacts_data_is_exported_then_erased_on_postgres() {
+    let Some(database) = TempDatabase::create().await else { return };
+    data_subject(Some(&database)).await;
+    database.drop_database().await;
 }
 
 #[tokio::test]

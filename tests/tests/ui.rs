@@ -1791,6 +1791,20 @@ async fn a_person_turns_on_two_factor_sign_in_and_an_organisation_requires_it() 
     assert_eq!(browser.eval("document.getElementById('retention-anonymise').value").await, json!("365"));
     browser.goto(&format!("{}#sign-in", tenant_url(&fleet, "/settings"))).await;
     browser.screenshot("settings-sign-in-and-retention").await;
+    // A contact asks to be forgotten: a typo is refused beside the form,
+    // then their lead is anonymised after a confirmation.
+    let (status, lead) = fleet
+        .call(Method::POST, "/leads", Some(json!({ "name": "Ana Forgotten", "email": "ana@example.com" })))
+        .await;
+    assert_eq!(status, 201, "{lead}");
+    browser.fill("#subject-erase-email", "ana@example.com").await;
+    browser.click("#data-subjects form[action$='/erase'] button").await;
+    browser.accept_dialog().await;
+    let done = browser.wait_for_text("#subject-notice", "the erasure's report", |t| !t.is_empty()).await;
+    assert!(done.contains("1 lead anonymised") && done.contains("subject-"), "{done}");
+    let (_, lead) = fleet.call(Method::GET, &format!("/leads/{}", lead["id"].as_str().unwrap()), None).await;
+    assert_eq!(lead["name"], "Anonymised contact", "{lead}");
+    browser.screenshot("data-subject-erased").await;
 
     // Signing in now takes a second step: a wrong code is refused, the
     // next code opens the dashboard.

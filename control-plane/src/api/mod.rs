@@ -256,6 +256,8 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(two_factor::revoke_session))
         .routes(routes!(two_factor::tenant_security, two_factor::set_tenant_security))
         .routes(routes!(retention::get, retention::set))
+        .routes(routes!(retention::export_contact))
+        .routes(routes!(retention::erase_contact))
         .routes(routes!(inbox::list_queries, inbox::create_query))
         .routes(routes!(inbox::delete_query))
         .routes(routes!(publishing::get_post, publishing::update_post, publishing::delete_post))

@@ -120,6 +120,8 @@ pub const PASSWORD_CHANGE: &str = "user.password_change";
 pub const SESSION_REVOKE: &str = "auth.session_revoke";
 pub const TENANT_SECURITY_UPDATE: &str = "tenant.security_update";
 pub const RETENTION_POLICY_UPDATE: &str = "retention.update_policy";
+pub const DATA_SUBJECT_EXPORT: &str = "data_subject.export";
+pub const DATA_SUBJECT_ERASE: &str = "data_subject.erase";
 /// Not a route: a day's retention run and what it did.
 pub const RETENTION_APPLY: &str = "retention.apply";
 pub const LISTENING_QUERY_CREATE: &str = "listening_query.create";
@@ -269,6 +271,8 @@ pub const ALL: &[&str] = &[
     SESSION_REVOKE,
     TENANT_SECURITY_UPDATE,
     RETENTION_POLICY_UPDATE,
+    DATA_SUBJECT_EXPORT,
+    DATA_SUBJECT_ERASE,
     RETENTION_APPLY,
     LISTENING_QUERY_CREATE,
     LISTENING_QUERY_DELETE,

@@ -21,6 +21,7 @@ mod auth;
 mod comments;
 mod costs;
 mod csv_import;
+pub mod data_subjects;
 mod documents;
 pub mod export;
 mod flyers;

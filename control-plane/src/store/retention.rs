@@ -1,6 +1,8 @@
-//! Retention: a tenant's policy (how long inbox items and leads are kept,
-//! when inactive contacts are anonymised) and its daily runs
-//! (`service::retention` decides when they run).
+//! Retention and contacts' data-subject rights: a tenant's policy (how
+//! long inbox items and leads are kept, when inactive contacts are
+//! anonymised), its daily runs (`service::retention` decides when they
+//! run), and a contact's data found and erased by address
+//! (`service::data_subjects`). Both anonymise a lead the same way.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -38,8 +40,40 @@ pub struct RetentionReport {
     pub contacts_anonymised: u64,
 }
 
+/// An inbox item whose text names a contact's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct NamingItem {
+    pub id: Uuid,
+    pub author_handle: String,
+    pub text: String,
+    pub url: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub posted_at: Timestamp,
+}
+
+/// What erasing a contact did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ErasureReport {
+    pub leads_anonymised: u64,
+    pub inbox_items_deleted: u64,
+}
+
 #[async_trait]
 pub trait RetentionStore: Send + Sync {
+    /// The lead of an address (one per address per tenant).
+    async fn contact_lead(&self, tenant_id: Uuid, email_normalized: &str) -> Result<Option<Uuid>>;
+    /// Inbox items whose text contains the address (sealed items, whose
+    /// text the control plane cannot read, are not searched).
+    async fn inbox_items_naming(&self, tenant_id: Uuid, email_normalized: &str) -> Result<Vec<NamingItem>>;
+    /// Anonymises the lead and deletes the inbox items in one transaction
+    /// with `audit` (the report is added to its details).
+    async fn erase_contact(
+        &self,
+        tenant_id: Uuid,
+        lead_id: Option<Uuid>,
+        inbox_item_ids: &[Uuid],
+        audit: &NewAuditEvent,
+    ) -> Result<ErasureReport>;
     async fn retention_policy(&self, tenant_id: Uuid) -> Result<RetentionPolicy>;
     async fn set_retention_policy(
         &self,

@@ -213,6 +213,8 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/settings/api-keys", post(settings::create_api_key))
         .route("/settings/sign-in", post(settings::set_sign_in))
         .route("/settings/retention", post(settings::set_retention))
+        .route("/settings/data-subjects/export", post(settings::export_subject))
+        .route("/settings/data-subjects/erase", post(settings::erase_subject))
         .route("/settings/api-keys/{api_key_id}/revoke", post(settings::revoke_api_key))
         .route("/settings/cloud-provider", post(settings::set_cloud_provider))
         .route("/settings/cloud-provider/delete", post(settings::delete_cloud_provider))

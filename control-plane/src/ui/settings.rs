@@ -64,6 +64,9 @@ struct SignInView {
     /// The retention policy's days as typed (empty: for ever).
     retention: [String; 3],
     retention_error: String,
+    /// A data-subject request's outcome or error.
+    subject_notice: String,
+    subject_error: String,
     require_two_factor: bool,
     /// Whether the person looking uses two-factor sign-in themselves.
     mine_on: bool,
@@ -98,6 +101,8 @@ struct Outcome {
     price_typed: [String; 3],
     sign_in_error: String,
     retention_error: String,
+    subject_notice: String,
+    subject_error: String,
     /// What was typed into a refused retention form.
     retention_typed: Option<[String; 3]>,
 }
@@ -147,6 +152,8 @@ async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> 
                 [days(policy.inbox_days), days(policy.lead_days), days(policy.anonymise_contacts_days)]
             }),
             retention_error: outcome.retention_error.clone(),
+            subject_notice: outcome.subject_notice.clone(),
+            subject_error: outcome.subject_error.clone(),
             require_two_factor: state.app.tenant_security(&page.access).await?.require_two_factor,
             mine_on: state.app.two_factor_status(&page.browser.caller).await?.enabled,
             error: outcome.sign_in_error,
@@ -195,10 +202,19 @@ async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> 
     Ok(render_form(&view, errors))
 }
 
+/// What a data-subject erasure did, carried by its redirect here.
+#[derive(Debug, Deserialize)]
+pub struct ShowQuery {
+    erased: Option<String>,
+    leads: Option<u64>,
+    items: Option<u64>,
+}
+
 pub async fn show(
     State(state): State<ApiState>,
     headers: axum::http::HeaderMap,
     page: TenantPage,
+    super::session::Query(query): super::session::Query<ShowQuery>,
 ) -> Result<Response, UiError> {
     // A key created by the form just before the redirect here: shown once.
     let flash = flash::read(&state, &headers, page.tenant_id(), page.browser.session_id);
@@ -207,7 +223,20 @@ pub async fn show(
         _ => None,
     };
     let path = page.path("/settings");
-    let mut response = settings_page(&state, page, Outcome { new_key, ..Outcome::default() }).await?;
+    let subject_notice = match (query.erased, query.leads, query.items) {
+        (Some(subject), Some(leads), Some(items))
+            if subject.starts_with("subject-") && subject.len() < 40 =>
+        {
+            format!(
+                "Erased: {leads} lead{} anonymised, {items} inbox item{} deleted. The audit log records it as {subject}.",
+                if leads == 1 { "" } else { "s" },
+                if items == 1 { "" } else { "s" },
+            )
+        }
+        _ => String::new(),
+    };
+    let outcome = Outcome { new_key, subject_notice, ..Outcome::default() };
+    let mut response = settings_page(&state, page, outcome).await?;
     if flash.is_some() {
         flash::clear(&mut response, &path);
     }
@@ -287,6 +316,72 @@ pub async fn set_retention(
             settings_page(&state, page, outcome).await
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SubjectForm {
+    #[serde(default)]
+    email: String,
+}
+
+/// A data-subject request's refusal, shown beside its forms.
+async fn subject_refused(state: &ApiState, page: TenantPage, e: Error) -> Result<Response, UiError> {
+    match e {
+        Error::Invalid { message, .. } => {
+            let outcome =
+                Outcome { subject_error: format!("The e-mail address: {message}."), ..Outcome::default() };
+            settings_page(state, page, outcome).await
+        }
+        other => Err(other.into()),
+    }
+}
+
+/// Everything that names the address, downloaded as JSON.
+pub async fn export_subject(
+    State(state): State<ApiState>,
+    submit: Submit<SubjectForm>,
+) -> Result<Response, UiError> {
+    let Submit { page, form } = submit;
+    let request = crate::service::data_subjects::DataSubject { email: form.email };
+    match state.app.export_contact(&page.access, request).await {
+        Ok(export) => {
+            let body =
+                serde_json::to_vec_pretty(&export).map_err(|e| UiError::Internal(Error::internal(e)))?;
+            Ok(axum::response::IntoResponse::into_response((
+                [
+                    (axum::http::header::CONTENT_TYPE, "application/json"),
+                    (
+                        axum::http::header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"data-subject-export.json\"",
+                    ),
+                    (axum::http::header::CACHE_CONTROL, "no-store"),
+                ],
+                body,
+            )))
+        }
+        Err(e) => subject_refused(&state, page, e).await,
+    }
+}
+
+/// Erases what names the address, and says what it did.
+pub async fn erase_subject(
+    State(state): State<ApiState>,
+    submit: Submit<SubjectForm>,
+) -> Result<Response, UiError> {
+    let Submit { page, form } = submit;
+    let request = crate::service::data_subjects::DataSubject { email: form.email };
+    match state.app.erase_contact(&page.access, request).await {
+        // Post/redirect/get: a reload does not erase again; the report
+        // rides the address (counts and the pseudonym, nothing personal).
+        Ok(done) => Ok(see_other(&format!(
+            "{}?erased={}&leads={}&items={}#data-subjects",
+            page.path("/settings"),
+            done.pseudonym,
+            done.report.leads_anonymised,
+            done.report.inbox_items_deleted
+        ))),
+        Err(e) => subject_refused(&state, page, e).await,
     }
 }
 

@@ -1,4 +1,5 @@
-//! An organisation's retention policy.
+//! An organisation's retention policy, and its contacts' data-subject
+//! requests (export, erasure).
 
 use axum::extract::State;
 
@@ -6,6 +7,7 @@ use crate::api::ApiState;
 use crate::api::error::ErrorBody;
 use crate::api::extract::Json;
 use crate::error::Result;
+use crate::service::data_subjects::{ContactExport, DataSubject, Erasure};
 use crate::service::{TenantAccess, actions};
 use crate::store::RetentionPolicy;
 
@@ -31,4 +33,36 @@ pub async fn set(
     Json(policy): Json<RetentionPolicy>,
 ) -> Result<Json<RetentionPolicy>> {
     Ok(Json(state.app.set_retention_policy(&access, policy).await?))
+}
+
+/// Everything the organisation holds that names an e-mail address (the
+/// lead with its timeline, inbox items that quote it), for a person's
+/// access request (`tenant:manage`; audited under a pseudonym).
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/data-subjects/export", tag = "tenants",
+    operation_id = actions::DATA_SUBJECT_EXPORT, security(("bearer" = [])), params(("tenant_id" = Uuid, Path)),
+    request_body = DataSubject,
+    responses((status = 200, body = ContactExport), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn export_contact(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Json(req): Json<DataSubject>,
+) -> Result<Json<ContactExport>> {
+    Ok(Json(state.app.export_contact(&access, req).await?))
+}
+
+/// Erases what names an e-mail address: its lead anonymised (as
+/// retention does), inbox items that quote it deleted (`tenant:manage`;
+/// audited under a pseudonym, never the address).
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/data-subjects/erase", tag = "tenants",
+    operation_id = actions::DATA_SUBJECT_ERASE, security(("bearer" = [])), params(("tenant_id" = Uuid, Path)),
+    request_body = DataSubject,
+    responses((status = 200, body = Erasure), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn erase_contact(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Json(req): Json<DataSubject>,
+) -> Result<Json<Erasure>> {
+    Ok(Json(state.app.erase_contact(&access, req).await?))
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 
-use crate::store::{RetentionPolicy, RetentionReport, RetentionStore};
+use crate::store::{ErasureReport, NamingItem, RetentionPolicy, RetentionReport, RetentionStore};
 
 /// The most contacts one day's run anonymises (the rest the next day).
 const ANONYMISE_PER_RUN: &str = "5000";
@@ -33,6 +33,73 @@ where
     for<'t> &'t str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
+    async fn contact_lead(&self, tenant_id: Uuid, email_normalized: &str) -> Result<Option<Uuid>> {
+        Ok(sqlx::query_scalar("SELECT id FROM leads WHERE tenant_id = $1 AND email_normalized = $2")
+            .bind(tenant_id)
+            .bind(email_normalized)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
+    async fn inbox_items_naming(&self, tenant_id: Uuid, email_normalized: &str) -> Result<Vec<NamingItem>> {
+        let rows: Vec<(Uuid, String, String, Option<String>, Timestamp)> = sqlx::query_as(
+            "SELECT id, author_handle, text, url, posted_at FROM inbox_items \
+             WHERE tenant_id = $1 AND LOWER(text) LIKE $2 ESCAPE '\\' ORDER BY posted_at LIMIT 10000",
+        )
+        .bind(tenant_id)
+        .bind(like_pattern(email_normalized))
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, author_handle, text, url, posted_at)| NamingItem {
+                id,
+                author_handle,
+                text,
+                url,
+                posted_at,
+            })
+            .collect())
+    }
+
+    async fn erase_contact(
+        &self,
+        tenant_id: Uuid,
+        lead_id: Option<Uuid>,
+        inbox_item_ids: &[Uuid],
+        audit: &NewAuditEvent,
+    ) -> Result<ErasureReport> {
+        let mut tx = self.write.begin().await?;
+        let mut report = ErasureReport::default();
+        if let Some(id) = lead_id {
+            let found: Option<Uuid> =
+                sqlx::query_scalar("SELECT id FROM leads WHERE id = $1 AND tenant_id = $2")
+                    .bind(id)
+                    .bind(tenant_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if found.is_some() {
+                Self::anonymise_lead(&mut tx, id, audit.occurred_at).await?;
+                report.leads_anonymised = 1;
+            }
+        }
+        for id in inbox_item_ids {
+            let r = sqlx::query("DELETE FROM inbox_items WHERE id = $1 AND tenant_id = $2")
+                .bind(*id)
+                .bind(tenant_id)
+                .execute(&mut *tx)
+                .await?;
+            report.inbox_items_deleted += DB::rows_affected(&r);
+        }
+        let mut audit = audit.clone();
+        if let Some(details) = audit.details.as_object_mut() {
+            details.insert("report".into(), serde_json::json!(report));
+        }
+        Self::insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
     async fn retention_policy(&self, tenant_id: Uuid) -> Result<RetentionPolicy> {
         let row: Option<(Option<i64>, Option<i64>, Option<i64>)> = sqlx::query_as(
             "SELECT inbox_days, lead_days, anonymise_contacts_days FROM retention_policies WHERE tenant_id = $1",
@@ -139,28 +206,7 @@ where
             .fetch_all(&mut *tx)
             .await?;
             for id in &ids {
-                // Notes and form submissions hold what the person wrote.
-                sqlx::query("DELETE FROM lead_events WHERE lead_id = $1").bind(*id).execute(&mut *tx).await?;
-                sqlx::query(
-                    "UPDATE lead_enrollments SET state = 'stopped', stop_reason = 'anonymised', next_at = NULL, \
-                     updated_at = $2 WHERE lead_id = $1 AND state = 'active'",
-                )
-                .bind(*id)
-                .bind(audit.occurred_at)
-                .execute(&mut *tx)
-                .await?;
-                // An address that names the lead and can receive nothing
-                // (`.invalid`, RFC 2606), unique like the one it replaces.
-                let address = format!("anonymised-{}@anonymised.invalid", id.simple());
-                sqlx::query(
-                    "UPDATE leads SET name = 'Anonymised contact', email = $2, email_normalized = $2, phone = '', \
-                     consent_text = NULL, anonymised_at = $3, updated_at = $3 WHERE id = $1",
-                )
-                .bind(*id)
-                .bind(address)
-                .bind(audit.occurred_at)
-                .execute(&mut *tx)
-                .await?;
+                Self::anonymise_lead(&mut tx, *id, audit.occurred_at).await?;
             }
             report.contacts_anonymised = u64::try_from(ids.len()).unwrap_or(u64::MAX);
         }
@@ -175,5 +221,69 @@ where
         Self::insert_audit(&mut tx, &audit).await?;
         tx.commit().await?;
         Ok(Some(report))
+    }
+}
+
+/// A `LIKE` pattern that finds `text` anywhere, its own `%`, `_` and `\`
+/// taken literally (the query says `ESCAPE '\'`).
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> Timestamp: Encode<'t, DB> + Type<DB>,
+{
+    /// Anonymises one lead, the one way it is done (retention and
+    /// erasure): its notes and form submissions are deleted, its running
+    /// follow-ups stopped, and its name, address, phone and consent text
+    /// replaced; status, score and source stay for reports. The address
+    /// becomes one that names the lead and can receive nothing (`.invalid`,
+    /// RFC 2606), unique like the one it replaces.
+    async fn anonymise_lead(conn: &mut DB::Connection, id: Uuid, now: Timestamp) -> Result<()> {
+        sqlx::query("DELETE FROM lead_events WHERE lead_id = $1").bind(id).execute(&mut *conn).await?;
+        sqlx::query(
+            "UPDATE lead_enrollments SET state = 'stopped', stop_reason = 'anonymised', next_at = NULL, \
+             updated_at = $2 WHERE lead_id = $1 AND state = 'active'",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        let address = format!("anonymised-{}@anonymised.invalid", id.simple());
+        sqlx::query(
+            "UPDATE leads SET name = 'Anonymised contact', email = $2, email_normalized = $2, phone = '', \
+             consent_text = NULL, anonymised_at = $3, updated_at = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(address)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn like_patterns_take_wildcards_literally() {
+        assert_eq!(like_pattern("a_b%c@x.io"), "%a\\_b\\%c@x.io%");
+        assert_eq!(like_pattern("back\\slash"), "%back\\\\slash%");
     }
 }
