@@ -35,7 +35,8 @@ async fn inbox_items(fleet: &Fleet) -> Vec<Value> {
     page["items"].as_array().unwrap().clone()
 }
 
-async fn retention(database: Option<&TempDatabase>) {
+/// A server (on `database`, else SQLite) reading a fake Mastodon's inbox.
+async fn fleet_with_inbox(database: Option<&TempDatabase>) -> (FakeSocial, Fleet) {
     let social = FakeSocial::start().await;
     let fleet = Fleet::start(|o| {
         let mut o = social.configure(job_timings(o)).env("MARKETER_INBOX_POLL_MS", "200");
@@ -45,6 +46,11 @@ async fn retention(database: Option<&TempDatabase>) {
         o
     })
     .await;
+    (social, fleet)
+}
+
+async fn retention(database: Option<&TempDatabase>) {
+    let (social, fleet) = fleet_with_inbox(database).await;
 
     // A policy out of range names its field; by default nothing is due.
     let (status, policy) = fleet.call(Method::GET, "/retention", None).await;
@@ -129,15 +135,7 @@ async fn retention(database: Option<&TempDatabase>) {
 }
 
 async fn data_subject(database: Option<&TempDatabase>) {
-    let social = FakeSocial::start().await;
-    let fleet = Fleet::start(|o| {
-        let mut o = social.configure(job_timings(o)).env("MARKETER_INBOX_POLL_MS", "200");
-        if let Some(db) = database {
-            o = o.env("MARKETER_DATABASE_URL", &db.url);
-        }
-        o
-    })
-    .await;
+    let (social, fleet) = fleet_with_inbox(database).await;
     const CANARY: &str = "xk4subject";
     let email = format!("lee.{CANARY}@example.com");
     let body =

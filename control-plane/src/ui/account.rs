@@ -96,14 +96,7 @@ fn code_page(state: &ApiState, headers: &HeaderMap, next: String, error: String)
 }
 
 fn challenge(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == CHALLENGE_COOKIE)
-        .map(|c| c.value().to_owned())
+    super::session::cookie_value(headers, CHALLENGE_COOKIE)
 }
 
 /// The second step's page; without a challenge, back to the first.
