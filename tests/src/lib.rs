@@ -21,6 +21,7 @@ pub mod replicas;
 pub mod sim;
 pub mod social;
 pub mod sse;
+pub mod totp;
 pub mod webhooks;
 
 use std::io::{BufRead, BufReader};

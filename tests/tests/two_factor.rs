@@ -7,23 +7,11 @@
 //! sessions listed and ended by their owner.
 
 use marketer_tests::fleet::{EMAIL, Fleet, PASSWORD};
+use marketer_tests::totp::{code, early_in_a_step, unix_now};
 use marketer_tests::{Api, TempDatabase};
 use reqwest::Method;
 use serde_json::{Value, json};
 use totp_rs::Totp;
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
-
-/// Waits until at least 12 seconds of the current 30-second step remain,
-/// so a code and its reuse fall in one window.
-async fn early_in_a_step() {
-    let into = unix_now() % 30;
-    if into > 18 {
-        tokio::time::sleep(std::time::Duration::from_secs(30 - into + 1)).await;
-    }
-}
 
 async fn login(base: &str, email: &str, password: &str, code: Option<&str>) -> (u16, Value) {
     let mut body = json!({ "email": email, "password": password });
@@ -50,7 +38,7 @@ async fn enrol(api: &Api, password: &str) -> (Totp, Vec<String>) {
     let totp = Totp::from_url(uri).unwrap();
     assert_eq!(totp.secret().to_base32(), setup["secret"].as_str().unwrap());
     early_in_a_step().await;
-    let code = totp.generate(unix_now()).to_string();
+    let code = code(&totp, 0);
     let (status, codes) =
         me_call(api, Method::POST, "/two-factor/confirm", Some(json!({ "code": code }))).await;
     assert_eq!(status, 200, "{codes}");
@@ -85,7 +73,7 @@ async fn two_factor(database: Option<&TempDatabase>) {
         assert_eq!(status, 200, "{setup}");
         // A code the secret does not give now is refused, naming the field.
         let totp = Totp::from_url(setup["otpauth_uri"].as_str().unwrap()).unwrap();
-        let stale = totp.generate(unix_now() - 3600).to_string();
+        let stale = code(&totp, -3600);
         let (status, refused) =
             me_call(owner, Method::POST, "/two-factor/confirm", Some(json!({ "code": stale }))).await;
         assert_eq!((status, &refused["error"]["details"]["field"]), (422, &json!("code")), "{refused}");
@@ -102,12 +90,12 @@ async fn two_factor(database: Option<&TempDatabase>) {
     let (status, body) = login(&base, EMAIL, PASSWORD, Some("12345")).await;
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthenticated")), "{body}");
     // The code that confirmed enrolment is spent.
-    let confirmed_with = totp.generate(unix_now()).to_string();
+    let confirmed_with = code(&totp, 0);
     let (status, body) = login(&base, EMAIL, PASSWORD, Some(&confirmed_with)).await;
     assert_eq!(status, 401, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("already used"), "{body}");
     // The next one signs in, once.
-    let next = totp.generate(unix_now() + 30).to_string();
+    let next = code(&totp, 30);
     let (status, tokens) = login(&base, EMAIL, PASSWORD, Some(&next)).await;
     assert_eq!(status, 200, "{tokens}");
     let (status, body) = login(&base, EMAIL, PASSWORD, Some(&next)).await;

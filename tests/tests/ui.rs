@@ -1717,20 +1717,6 @@ async fn browser_url(browser: &Browser) -> String {
     browser.eval("location.href").await.as_str().unwrap().to_owned()
 }
 
-/// Waits until at least 12 seconds of the current 30-second TOTP step
-/// remain, so a typed code is still good when the form arrives.
-async fn early_in_a_totp_step() {
-    let into = time::OffsetDateTime::now_utc().unix_timestamp() % 30;
-    if into > 18 {
-        tokio::time::sleep(Duration::from_secs(u64::try_from(30 - into + 1).unwrap())).await;
-    }
-}
-
-fn totp_now(totp: &totp_rs::Totp, ahead: i64) -> String {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp() + ahead;
-    totp.generate(u64::try_from(now).unwrap()).to_string()
-}
-
 #[tokio::test]
 async fn a_person_turns_on_two_factor_sign_in_and_an_organisation_requires_it() {
     let Some(browser) = Browser::start().await else { return };
@@ -1760,11 +1746,11 @@ async fn a_person_turns_on_two_factor_sign_in_and_an_organisation_requires_it() 
 
     // A stale code is refused; the app's current one turns it on and shows
     // the recovery codes once.
-    browser.fill("#confirm-code", &totp_now(&totp, -3600)).await;
+    browser.fill("#confirm-code", &marketer_tests::totp::code(&totp, -3600)).await;
     browser.click("#two-factor button.primary").await;
     browser.wait_for_text("#code-error", "the code's error", |t| !t.is_empty()).await;
-    early_in_a_totp_step().await;
-    browser.fill("#confirm-code", &totp_now(&totp, 0)).await;
+    marketer_tests::totp::early_in_a_step().await;
+    browser.fill("#confirm-code", &marketer_tests::totp::code(&totp, 0)).await;
     browser.click("#two-factor button.primary").await;
     let codes = browser.wait_for_text("#recovery-codes", "the recovery codes", |t| !t.is_empty()).await;
     let codes: Vec<&str> = codes.split_whitespace().collect();
@@ -1819,7 +1805,7 @@ async fn a_person_turns_on_two_factor_sign_in_and_an_organisation_requires_it() 
     let error = browser.wait_for_text("#code-error", "the code's error", |t| !t.is_empty()).await;
     assert!(error.contains("wrong") || error.contains("already used"), "{error}");
     browser.check_page("two-factor-sign-in").await;
-    browser.fill("#code", &totp_now(&totp, 30)).await;
+    browser.fill("#code", &marketer_tests::totp::code(&totp, 30)).await;
     browser.click("form button[type=submit]").await;
     eventually(Duration::from_secs(10), "the dashboard after the code", || async {
         browser.path().await.starts_with("/t/").then_some(())

@@ -71,17 +71,18 @@ impl App {
     pub async fn login(&self, req: LoginRequest, meta: &RequestMeta) -> Result<TokenPair> {
         let code = req.code.clone();
         let user = self.check_password(req, meta).await?;
-        let second = if self.uses_two_factor(&user).await? {
-            let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
-                return Err(Error::SecondFactorRequired(
-                    "this account signs in with two factors: send the 6-digit code its authenticator app \
-                     shows now (or a recovery code) as code"
-                        .into(),
-                ));
-            };
-            Some(self.check_second_factor(&user, &code, meta).await?)
-        } else {
-            None
+        let second = match self.confirmed_two_factor(&user).await? {
+            Some(record) => {
+                let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
+                    return Err(Error::SecondFactorRequired(
+                        "this account signs in with two factors: send the 6-digit code its authenticator app \
+                         shows now (or a recovery code) as code"
+                            .into(),
+                    ));
+                };
+                Some(self.check_second_factor(&user, &record, &code, meta).await?)
+            }
+            None => None,
         };
         self.signed_in(&user).await;
         let now = Timestamp::now();
@@ -95,7 +96,7 @@ impl App {
     /// step instead of a session.
     pub async fn browser_login(&self, req: LoginRequest, meta: &RequestMeta) -> Result<BrowserSignIn> {
         let user = self.check_password(req, meta).await?;
-        if self.uses_two_factor(&user).await? {
+        if self.confirmed_two_factor(&user).await?.is_some() {
             return Ok(BrowserSignIn::SecondFactor { challenge: self.second_factor_challenge(user.id) });
         }
         self.signed_in(&user).await;
@@ -120,10 +121,13 @@ impl App {
                 "this account is disabled; ask an administrator of your organisation".into(),
             ));
         }
-        let second = self.check_second_factor(&user, code, meta).await?;
+        // Turned off since the first step: the password was the sign-in.
+        let second = match self.confirmed_two_factor(&user).await? {
+            Some(record) => Some(self.check_second_factor(&user, &record, code, meta).await?),
+            None => None,
+        };
         self.signed_in(&user).await;
-        let (_, token) =
-            self.open_session(&user, TokenKind::Browser, meta, Timestamp::now(), Some(second)).await?;
+        let (_, token) = self.open_session(&user, TokenKind::Browser, meta, Timestamp::now(), second).await?;
         Ok((token, self.auth.refresh_token_ttl))
     }
 

@@ -20,7 +20,7 @@ use super::{App, Caller, Principal, RequestMeta, TenantAccess, actions, audit_ev
 use crate::auth::password;
 use crate::domain::{Password, Permission, Timestamp, User};
 use crate::error::{Error, Result};
-use crate::store::{Actor, Outcome, StoreError};
+use crate::store::{Actor, Outcome, StoreError, TwoFactorRecord};
 
 /// How many recovery codes a person gets at a time.
 pub const RECOVERY_CODES: usize = 10;
@@ -267,17 +267,19 @@ impl App {
         }
     }
 
-    /// Whether `user` must give a second factor to sign in.
-    pub(crate) async fn uses_two_factor(&self, user: &User) -> Result<bool> {
-        Ok(self.store.two_factor(user.id).await?.is_some_and(|r| r.confirmed_at.is_some()))
+    /// The second factor `user` signs in with, if two-factor sign-in is on.
+    pub(crate) async fn confirmed_two_factor(&self, user: &User) -> Result<Option<TwoFactorRecord>> {
+        Ok(self.store.two_factor(user.id).await?.filter(|r| r.confirmed_at.is_some()))
     }
 
-    /// Checks a sign-in's second factor: a current TOTP code not used
+    /// Checks a sign-in's second factor against `record` (the user's, from
+    /// [`App::confirmed_two_factor`]): a current TOTP code not used
     /// before, or an unused recovery code (spent by this). Throttled and
     /// audited like a password; returns which kind it was.
     pub(crate) async fn check_second_factor(
         &self,
         user: &User,
+        record: &TwoFactorRecord,
         code: &str,
         meta: &RequestMeta,
     ) -> Result<&'static str> {
@@ -286,10 +288,8 @@ impl App {
             self.metrics.login("throttled");
             return Err(Error::RateLimited { retry_after });
         }
-        let record = self.store.two_factor(user.id).await?.filter(|r| r.confirmed_at.is_some());
-        let outcome = match (record, classify(code)) {
-            (None, _) => return Ok("none"),
-            (Some(record), Presented::Totp(digits)) => {
+        let outcome = match classify(code) {
+            Presented::Totp(digits) => {
                 let totp = self.open_totp(user, &record.secret)?;
                 match totp.check(&digits, unix_now()).and_then(|s| i64::try_from(s).ok()) {
                     Some(step) if self.store.spend_totp_step(user.id, step).await? => Ok("totp"),
@@ -297,7 +297,7 @@ impl App {
                     None => Err("bad_second_factor"),
                 }
             }
-            (Some(_), Presented::Recovery(normalized)) => {
+            Presented::Recovery(normalized) => {
                 if self
                     .store
                     .spend_recovery_code(user.id, &recovery_hash(&normalized), Timestamp::now())
@@ -308,7 +308,7 @@ impl App {
                     Err("bad_second_factor")
                 }
             }
-            (Some(_), Presented::Malformed) => Err("bad_second_factor"),
+            Presented::Malformed => Err("bad_second_factor"),
         };
         match outcome {
             Ok(kind) => Ok(kind),
@@ -359,7 +359,7 @@ impl App {
         access.require(Permission::TenantManage)?;
         if req.require_two_factor {
             let user = access.caller.user()?;
-            if !self.uses_two_factor(user).await? {
+            if self.confirmed_two_factor(user).await?.is_none() {
                 return Err(Error::Conflict {
                     code: "two_factor_off",
                     message: "turn on two-factor sign-in for your own account first (Account security), \
