@@ -268,11 +268,13 @@ pub struct ServeArgs {
     /// [default: 60000].
     #[arg(long, env = "MARKETER_MAIL_DIGEST_CHECK_MS", value_name = "MS")]
     pub mail_digest_check_ms: Option<u64>,
-    /// Let webhooks reach loopback, private and link-local addresses (an
-    /// endpoint on the operator's own network, or tests) [default: false].
+    /// Let webhooks and single sign-on's identity providers (every address
+    /// an organisation chooses) be loopback, private and link-local
+    /// addresses (on the operator's own network, or tests) [default: false].
     #[arg(long, env = "MARKETER_WEBHOOK_ALLOW_PRIVATE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub webhook_allow_private: Option<bool>,
-    /// Accept http:// webhook URLs, not only https:// [default: false].
+    /// Accept http:// webhook and identity provider URLs, not only https://
+    /// [default: false].
     #[arg(long, env = "MARKETER_WEBHOOK_ALLOW_HTTP", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub webhook_allow_http: Option<bool>,
     /// Time limit of one webhook attempt, in milliseconds [default: 10000].

@@ -22,6 +22,10 @@ pub enum Error {
     /// turned it on (`two_factor_setup_required`).
     #[error("{0}")]
     TwoFactorSetupRequired(String),
+    /// 403: the tenant requires single sign-on and the session is not one
+    /// of its provider's (`sso_required`).
+    #[error("{message}")]
+    SsoRequired { tenant_id: uuid::Uuid, message: String },
     /// 404: no such resource, or one the caller must not know exists.
     #[error("{0} not found")]
     NotFound(&'static str),

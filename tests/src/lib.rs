@@ -12,6 +12,7 @@ pub mod browser;
 pub mod files;
 pub mod fleet;
 pub mod mail;
+pub mod oidc;
 pub mod ollama;
 pub mod openai;
 pub mod postgres;

@@ -35,7 +35,9 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Unauthenticated(_) | Error::SecondFactorRequired(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) | Error::TwoFactorSetupRequired(_) => StatusCode::FORBIDDEN,
+            Error::Forbidden(_) | Error::TwoFactorSetupRequired(_) | Error::SsoRequired { .. } => {
+                StatusCode::FORBIDDEN
+            }
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::Gone { .. } => StatusCode::GONE,
@@ -56,6 +58,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::SecondFactorRequired(_) => "two_factor_required",
             Error::TwoFactorSetupRequired(_) => "two_factor_setup_required",
+            Error::SsoRequired { .. } => "sso_required",
             Error::NotFound(_) => "not_found",
             Error::Conflict { code, .. } | Error::Gone { code, .. } | Error::BadRequest { code, .. } => code,
             Error::Invalid { .. } => "validation_failed",

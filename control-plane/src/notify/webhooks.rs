@@ -122,9 +122,7 @@ pub fn check_url(text: &str, settings: &WebhookSettings) -> Result<reqwest::Url,
         other => return Err(format!("must be an https:// address, not {other}:")),
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(
-            "must not carry a user name or password; the signature authenticates each delivery".into()
-        );
+        return Err("must not carry a user name or password".into());
     }
     if url.fragment().is_some() {
         return Err("must not have a #fragment".into());
@@ -137,7 +135,7 @@ pub fn check_url(text: &str, settings: &WebhookSettings) -> Result<reqwest::Url,
         let local_name = host == "localhost" || host.ends_with(".localhost") || host.ends_with(".local");
         if literal.is_some_and(|ip| !is_public(ip)) || local_name {
             return Err(format!(
-                "points to {host}, a private or loopback address; webhooks go to public addresses only"
+                "points to {host}, a private or loopback address; only public addresses are allowed"
             ));
         }
     }
@@ -165,7 +163,7 @@ impl reqwest::dns::Resolve for PublicOnly {
             let public: Vec<SocketAddr> = addrs.into_iter().filter(|a| is_public(a.ip())).collect();
             if public.is_empty() {
                 return Err(Box::new(Refused(format!(
-                    "{host} resolves only to private or loopback addresses; webhooks go to public addresses only"
+                    "{host} resolves only to private or loopback addresses; only public addresses are allowed"
                 ))) as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
@@ -176,6 +174,26 @@ impl reqwest::dns::Resolve for PublicOnly {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct Refused(String);
+
+/// A client for addresses a tenant chose (webhook endpoints, identity
+/// providers): public addresses only unless the operator allows private
+/// ones, no redirects, no proxy from the environment, the settings' time
+/// limit.
+pub fn guarded_client(
+    settings: &WebhookSettings,
+    user_agent: &'static str,
+) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .user_agent(user_agent);
+    if !settings.allow_private {
+        builder = builder.dns_resolver(Arc::new(PublicOnly));
+    }
+    Ok(builder.build()?)
+}
 
 /// Posts deliveries.
 #[derive(Debug, Clone)]
@@ -193,16 +211,8 @@ struct Answer {
 
 impl Sender {
     pub fn new(settings: WebhookSettings) -> anyhow::Result<Self> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("Marketer-Webhooks/", env!("CARGO_PKG_VERSION")));
-        if !settings.allow_private {
-            builder = builder.dns_resolver(Arc::new(PublicOnly));
-        }
-        Ok(Self { client: builder.build()?, settings })
+        let client = guarded_client(&settings, concat!("Marketer-Webhooks/", env!("CARGO_PKG_VERSION")))?;
+        Ok(Self { client, settings })
     }
 
     pub fn settings(&self) -> &WebhookSettings {

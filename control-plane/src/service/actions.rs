@@ -119,6 +119,13 @@ pub const RECOVERY_CODES_REGENERATE: &str = "user.recovery_codes_regenerate";
 pub const PASSWORD_CHANGE: &str = "user.password_change";
 pub const SESSION_REVOKE: &str = "auth.session_revoke";
 pub const TENANT_SECURITY_UPDATE: &str = "tenant.security_update";
+pub const SSO_CONNECTION_UPDATE: &str = "sso.connection_update";
+pub const SSO_CONNECTION_DELETE: &str = "sso.connection_delete";
+/// Not a route of its own: a single sign-on created, linked, joined or
+/// re-roled a person.
+pub const SSO_PROVISION: &str = "sso.provision";
+/// Not a route of its own: a sign-in the provider's answer did not allow.
+pub const SSO_LOGIN_REFUSED: &str = "sso.login_refused";
 pub const RETENTION_POLICY_UPDATE: &str = "retention.update_policy";
 pub const DATA_SUBJECT_EXPORT: &str = "data_subject.export";
 pub const DATA_SUBJECT_ERASE: &str = "data_subject.erase";
@@ -270,6 +277,10 @@ pub const ALL: &[&str] = &[
     PASSWORD_CHANGE,
     SESSION_REVOKE,
     TENANT_SECURITY_UPDATE,
+    SSO_CONNECTION_UPDATE,
+    SSO_CONNECTION_DELETE,
+    SSO_PROVISION,
+    SSO_LOGIN_REFUSED,
     RETENTION_POLICY_UPDATE,
     DATA_SUBJECT_EXPORT,
     DATA_SUBJECT_ERASE,

@@ -231,6 +231,7 @@ impl App {
             user_id: user.id,
             client_ip: meta.client_ip.map(|ip| ip.to_string()),
             user_agent: meta.user_agent.clone(),
+            sso_tenant_id: None,
         };
         let token = OpaqueToken::generate(kind);
         let record = NewRefreshToken {

@@ -38,6 +38,7 @@ mod publishing;
 pub mod retention;
 mod reviews;
 mod sequences;
+pub mod sso;
 mod tenants;
 pub mod two_factor;
 pub mod webhooks;
@@ -172,6 +173,8 @@ pub struct App {
     /// Public listing pages' forms: per e-mail address and per client.
     lead_throttle: LoginThrottle,
     auth: AuthSettings,
+    /// Single sign-on's HTTP client and the providers' discovery documents.
+    sso: sso::SsoClient,
     /// When each API key's `last_used_at` was last written, so that a busy
     /// key costs one write a minute rather than one per request.
     api_key_touches: Mutex<HashMap<Uuid, Instant>>,
@@ -231,6 +234,7 @@ impl App {
         ));
         let cloud = Arc::new(CloudRunner::new(jobs.clone(), at_rest.data_key, CloudSettings::default())?);
         let store_for_leads = store.clone();
+        let sso = sso::SsoClient::new(notifier.webhook_settings().clone())?;
         let throttle =
             LoginThrottle::new("login", ThrottlePolicy::ACCOUNT, ThrottlePolicy::CLIENT, store.clone());
         Ok(Self {
@@ -256,6 +260,7 @@ impl App {
                 store_for_leads,
             ),
             auth,
+            sso,
             api_key_touches: Mutex::new(HashMap::new()),
         })
     }
@@ -409,10 +414,10 @@ impl App {
     /// exist.
     pub async fn tenant_access(&self, caller: Caller, tenant_id: Uuid) -> Result<TenantAccess> {
         let role = match &caller.principal {
-            Principal::User { user, .. } => {
+            Principal::User { user, session_id } => {
                 let role = self.store.role(tenant_id, user.id).await?;
-                if role.is_some() {
-                    self.check_tenant_two_factor(tenant_id, user).await?;
+                if let Some(role) = role {
+                    self.check_sign_in_rules(tenant_id, user, *session_id, role).await?;
                 }
                 role
             }

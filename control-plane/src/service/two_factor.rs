@@ -18,9 +18,9 @@ use uuid::Uuid;
 
 use super::{App, Caller, Principal, RequestMeta, TenantAccess, actions, audit_event};
 use crate::auth::password;
-use crate::domain::{Password, Permission, Timestamp, User};
+use crate::domain::{Password, Permission, Role, Timestamp, User};
 use crate::error::{Error, Result};
-use crate::store::{Actor, Outcome, StoreError, TwoFactorRecord};
+use crate::store::{Actor, Outcome, SignInRules, StoreError, TwoFactorRecord};
 
 /// How many recovery codes a person gets at a time.
 pub const RECOVERY_CODES: usize = 10;
@@ -104,6 +104,11 @@ pub struct TenantSecurity {
     /// Members must sign in with a second factor to open the tenant (API
     /// keys are unaffected). Only someone who uses it may turn it on.
     pub require_two_factor: bool,
+    /// Members must sign in through the tenant's identity provider; owners
+    /// may still use their password (break-glass). Needs an enabled single
+    /// sign-on connection. Omitted: off.
+    #[serde(default)]
+    pub require_sso: bool,
 }
 
 /// What a code a person typed looks like.
@@ -343,13 +348,13 @@ impl App {
 
     /// The tenant's sign-in rules.
     pub async fn tenant_security(&self, access: &TenantAccess) -> Result<TenantSecurity> {
-        Ok(TenantSecurity {
-            require_two_factor: self.store.tenant_requires_two_factor(access.tenant_id).await?,
-        })
+        let rules = self.store.tenant_sign_in_rules(access.tenant_id).await?;
+        Ok(TenantSecurity { require_two_factor: rules.require_two_factor, require_sso: rules.require_sso })
     }
 
     /// Changes the tenant's sign-in rules (`tenant:manage`). Requiring two
-    /// factors is refused to someone who does not use it themselves, so
+    /// factors is refused to someone who does not use it themselves, and
+    /// requiring single sign-on to a tenant without an enabled provider, so
     /// nobody locks themselves out.
     pub async fn set_tenant_security(
         &self,
@@ -357,7 +362,8 @@ impl App {
         req: TenantSecurity,
     ) -> Result<TenantSecurity> {
         access.require(Permission::TenantManage)?;
-        if req.require_two_factor {
+        let current = self.store.tenant_sign_in_rules(access.tenant_id).await?;
+        if req.require_two_factor && !current.require_two_factor {
             let user = access.caller.user()?;
             if self.confirmed_two_factor(user).await?.is_none() {
                 return Err(Error::Conflict {
@@ -368,18 +374,53 @@ impl App {
                 });
             }
         }
-        let audit = access
-            .audit(actions::TENANT_SECURITY_UPDATE)
-            .resource("tenant", access.tenant_id)
-            .details(serde_json::json!({ "require_two_factor": req.require_two_factor }));
-        self.store.set_tenant_requires_two_factor(access.tenant_id, req.require_two_factor, &audit).await?;
+        if req.require_sso && !current.require_sso {
+            let enabled = self.store.sso_connection(access.tenant_id).await?.is_some_and(|c| c.enabled);
+            if !enabled {
+                return Err(Error::Conflict {
+                    code: "sso_not_configured",
+                    message:
+                        "set up and enable single sign-on first (Settings → Single sign-on), then require it"
+                            .into(),
+                });
+            }
+        }
+        let audit = access.audit(actions::TENANT_SECURITY_UPDATE).resource("tenant", access.tenant_id).details(
+            serde_json::json!({ "require_two_factor": req.require_two_factor, "require_sso": req.require_sso }),
+        );
+        let rules = SignInRules { require_two_factor: req.require_two_factor, require_sso: req.require_sso };
+        self.store.set_tenant_sign_in_rules(access.tenant_id, rules, &audit).await?;
         Ok(req)
     }
 
-    /// Keeps a person out of a tenant that requires two-factor sign-in
-    /// until they turn it on.
-    pub(crate) async fn check_tenant_two_factor(&self, tenant_id: Uuid, user: &User) -> Result<()> {
-        if self.store.two_factor_missing_for(tenant_id, user.id).await? {
+    /// Keeps a person out of a tenant whose sign-in rules their session does
+    /// not meet: a session opened by another tenant's single sign-on (it
+    /// reaches only that one), a password session where single sign-on is
+    /// required (owners excepted: their break-glass), or no second factor
+    /// where one is required (a session of the tenant's own single sign-on
+    /// meets that: the provider is responsible for factors).
+    pub(crate) async fn check_sign_in_rules(
+        &self,
+        tenant_id: Uuid,
+        user: &User,
+        session_id: Uuid,
+        role: Role,
+    ) -> Result<()> {
+        let gate = self.store.sign_in_gate(tenant_id, user.id, session_id).await?;
+        let by_sso = gate.sso_tenant_id == Some(tenant_id);
+        if gate.sso_tenant_id.is_some() && !by_sso {
+            return Err(Error::NotFound("tenant"));
+        }
+        if gate.rules.require_sso && !by_sso && role != Role::Owner {
+            return Err(Error::SsoRequired {
+                tenant_id,
+                message:
+                    "this organisation signs in with single sign-on: sign in through your organisation's \
+                          identity provider (the sign-in page's Single sign-on link)"
+                        .into(),
+            });
+        }
+        if gate.rules.require_two_factor && !gate.has_two_factor && !by_sso {
             return Err(Error::TwoFactorSetupRequired(
                 "this organisation requires two-factor sign-in: turn it on under Account security \
                  (/account, or POST /api/v1/me/two-factor), then come back"

@@ -28,6 +28,7 @@ mod reviews;
 mod sequences;
 mod sql;
 mod sqlite;
+mod sso;
 mod two_factor;
 mod webhooks;
 
@@ -61,6 +62,7 @@ pub use self::rate_limits::*;
 pub use self::retention::*;
 pub use self::reviews::*;
 pub use self::sequences::*;
+pub use self::sso::*;
 pub use self::two_factor::*;
 pub use self::webhooks::*;
 pub use crate::domain::{Campaign, Project};
@@ -467,6 +469,8 @@ pub struct NewSession {
     pub user_id: Uuid,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The tenant whose single sign-on opened it (it reaches only that one).
+    pub sso_tenant_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone)]
@@ -663,6 +667,7 @@ pub trait Store:
     + WebhookStore
     + RateStore
     + TwoFactorStore
+    + SsoStore
     + RetentionStore
     + Send
     + Sync

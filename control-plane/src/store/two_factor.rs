@@ -1,6 +1,6 @@
 //! Sign-in security that is not the password: a person's TOTP secret and
 //! recovery codes, their sessions as they see them, and a tenant's
-//! requirement of two-factor sign-in (`service::two_factor` decides what
+//! sign-in rules (two factors, single sign-on) (`service::two_factor` decides what
 //! they mean).
 
 use async_trait::async_trait;
@@ -19,6 +19,25 @@ pub struct TwoFactorRecord {
     pub confirmed_at: Option<Timestamp>,
     /// The last time step a code was accepted for.
     pub last_step: Option<i64>,
+}
+
+/// What a tenant requires of its members' sign-ins.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SignInRules {
+    pub require_two_factor: bool,
+    /// Members sign in through the tenant's identity provider; owners may
+    /// still use their password (break-glass).
+    pub require_sso: bool,
+}
+
+/// A signed-in request as the tenant's rules see it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SignInGate {
+    pub rules: SignInRules,
+    /// The person has confirmed two-factor sign-in.
+    pub has_two_factor: bool,
+    /// The tenant whose single sign-on opened the session, if any.
+    pub sso_tenant_id: Option<Uuid>,
 }
 
 /// A session as its owner sees it.
@@ -64,18 +83,17 @@ pub trait TwoFactorStore: Send + Sync {
     /// Turns it off: the secret and the codes are deleted.
     async fn delete_two_factor(&self, user_id: Uuid, audit: &NewAuditEvent) -> Result<bool>;
 
-    /// Whether the tenant requires two-factor sign-in.
-    async fn tenant_requires_two_factor(&self, tenant_id: Uuid) -> Result<bool>;
-    async fn set_tenant_requires_two_factor(
+    /// The tenant's sign-in rules (both off when it never set them).
+    async fn tenant_sign_in_rules(&self, tenant_id: Uuid) -> Result<SignInRules>;
+    async fn set_tenant_sign_in_rules(
         &self,
         tenant_id: Uuid,
-        required: bool,
+        rules: SignInRules,
         audit: &NewAuditEvent,
     ) -> Result<()>;
-    /// Whether `user_id` is kept out of `tenant_id` because it requires
-    /// two-factor sign-in and the person has not turned it on (one query,
-    /// asked on every signed-in request to a tenant).
-    async fn two_factor_missing_for(&self, tenant_id: Uuid, user_id: Uuid) -> Result<bool>;
+    /// What the tenant's rules need to know about a signed-in request: one
+    /// query, asked on every such request to a tenant.
+    async fn sign_in_gate(&self, tenant_id: Uuid, user_id: Uuid, session_id: Uuid) -> Result<SignInGate>;
 
     /// The person's live sessions, newest first.
     async fn user_sessions(&self, user_id: Uuid, now: Timestamp) -> Result<Vec<SessionRecord>>;

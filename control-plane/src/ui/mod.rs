@@ -44,6 +44,7 @@ mod reviews;
 mod sequences;
 mod session;
 mod settings;
+mod sso;
 mod team;
 mod view;
 mod webhooks;
@@ -212,6 +213,8 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/settings", get(settings::show))
         .route("/settings/api-keys", post(settings::create_api_key))
         .route("/settings/sign-in", post(settings::set_sign_in))
+        .route("/settings/sso", get(sso::settings).post(sso::save))
+        .route("/settings/sso/delete", post(sso::delete))
         .route("/settings/retention", post(settings::set_retention))
         .route("/settings/data-subjects/export", post(settings::export_subject))
         .route("/settings/data-subjects/erase", post(settings::erase_subject))
@@ -278,6 +281,9 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/login/two-factor", get(account::code_form).post(account::code))
+        .route("/login/sso", get(sso::form).post(sso::submit))
+        .route("/sso/callback", get(sso::callback))
+        .route("/sso/{slug}", get(sso::begin))
         .route("/account", get(account::page))
         .route("/account/two-factor", post(account::begin))
         .route("/account/two-factor/confirm", post(account::confirm))

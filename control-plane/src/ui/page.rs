@@ -234,6 +234,8 @@ pub enum UiError {
     /// The organisation requires two-factor sign-in: to the account page
     /// to turn it on.
     SetUpTwoFactor,
+    /// The tenant requires its single sign-on: the page that starts it.
+    SignInWithSso(uuid::Uuid),
     NotFound,
     BadRequest(String),
     Conflict(String),
@@ -303,6 +305,7 @@ impl From<Error> for UiError {
             }
             Error::Forbidden(message) => Self::Forbidden(message),
             Error::TwoFactorSetupRequired(_) => Self::SetUpTwoFactor,
+            Error::SsoRequired { tenant_id, .. } => Self::SignInWithSso(tenant_id),
             Error::NotFound(_) => Self::NotFound,
             Error::Invalid { field, message } => Self::BadRequest(format!("{field}: {message}")),
             Error::BadRequest { message, .. } | Error::UnsupportedMediaType(message) => {
@@ -338,6 +341,9 @@ impl IntoResponse for UiError {
                 Redirect::to(&target).into_response()
             }
             UiError::SetUpTwoFactor => Redirect::to("/account?required=1").into_response(),
+            UiError::SignInWithSso(tenant_id) => {
+                Redirect::to(&format!("/login/sso?tenant={tenant_id}&required=1")).into_response()
+            }
             UiError::Forbidden(message) => {
                 let message = capitalise(&ui_words(&message));
                 let mut response = error_page(StatusCode::FORBIDDEN, "Not allowed", &message);

@@ -68,6 +68,9 @@ struct SignInView {
     subject_notice: String,
     subject_error: String,
     require_two_factor: bool,
+    require_sso: bool,
+    /// The organisation has an enabled single sign-on connection.
+    sso_enabled: bool,
     /// Whether the person looking uses two-factor sign-in themselves.
     mine_on: bool,
     error: String,
@@ -147,6 +150,7 @@ async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> 
     let sign_in = if page.can(Permission::TenantManage) {
         let policy = state.app.retention_policy(&page.access).await?;
         let days = |d: Option<i64>| d.map(|d| d.to_string()).unwrap_or_default();
+        let security = state.app.tenant_security(&page.access).await?;
         Some(SignInView {
             retention: outcome.retention_typed.clone().unwrap_or_else(|| {
                 [days(policy.inbox_days), days(policy.lead_days), days(policy.anonymise_contacts_days)]
@@ -154,7 +158,9 @@ async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> 
             retention_error: outcome.retention_error.clone(),
             subject_notice: outcome.subject_notice.clone(),
             subject_error: outcome.subject_error.clone(),
-            require_two_factor: state.app.tenant_security(&page.access).await?.require_two_factor,
+            require_two_factor: security.require_two_factor,
+            require_sso: security.require_sso,
+            sso_enabled: state.app.sso_connection(&page.access).await.is_ok_and(|c| c.enabled),
             mine_on: state.app.two_factor_status(&page.browser.caller).await?.enabled,
             error: outcome.sign_in_error,
         })
@@ -247,6 +253,7 @@ pub async fn show(
 pub struct SignInForm {
     /// A checkbox: present when ticked.
     require_two_factor: Option<String>,
+    require_sso: Option<String>,
 }
 
 /// Saves the organisation's sign-in rules.
@@ -255,8 +262,10 @@ pub async fn set_sign_in(
     submit: Submit<SignInForm>,
 ) -> Result<Response, UiError> {
     let Submit { page, form } = submit;
-    let req =
-        crate::service::two_factor::TenantSecurity { require_two_factor: form.require_two_factor.is_some() };
+    let req = crate::service::two_factor::TenantSecurity {
+        require_two_factor: form.require_two_factor.is_some(),
+        require_sso: form.require_sso.is_some(),
+    };
     match state.app.set_tenant_security(&page.access, req).await {
         Ok(_) => Ok(see_other(&format!("{}#sign-in", page.path("/settings")))),
         Err(Error::Conflict { message, .. }) => {

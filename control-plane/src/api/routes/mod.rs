@@ -24,6 +24,7 @@ pub mod publishing;
 pub mod retention;
 pub mod reviews;
 pub mod sequences;
+pub mod sso;
 pub mod tenants;
 pub mod two_factor;
 pub mod webhooks;

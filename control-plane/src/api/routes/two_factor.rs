@@ -139,7 +139,7 @@ pub async fn tenant_security(
 #[utoipa::path(put, path = "/api/v1/tenants/{tenant_id}/security", tag = "tenants", operation_id = actions::TENANT_SECURITY_UPDATE,
     security(("bearer" = [])), params(("tenant_id" = Uuid, Path)), request_body = TenantSecurity,
     responses((status = 200, body = TenantSecurity), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, description = "the caller does not use two-factor sign-in", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "the caller does not use two-factor sign-in, or single sign-on is not set up", body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn set_tenant_security(
     State(state): State<ApiState>,

@@ -374,14 +374,15 @@ where
         let now = audit.occurred_at;
         let mut tx = self.write.begin().await?;
         sqlx::query(
-            "INSERT INTO sessions (id, user_id, client_ip, user_agent, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO sessions (id, user_id, client_ip, user_agent, created_at, sso_tenant_id) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(session.id)
         .bind(session.user_id)
         .bind(session.client_ip.clone())
         .bind(session.user_agent.clone())
         .bind(now)
+        .bind(session.sso_tenant_id)
         .execute(&mut *tx)
         .await?;
         Self::insert_refresh_token(&mut tx, session.id, refresh, now).await?;

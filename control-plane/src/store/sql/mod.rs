@@ -30,6 +30,7 @@ mod rate_limits;
 mod retention;
 mod reviews;
 mod sequences;
+mod sso;
 mod two_factor;
 mod webhooks;
 

@@ -5,7 +5,7 @@
 use super::*;
 
 use crate::cloud::crypto::Sealed;
-use crate::store::{SessionRecord, TwoFactorRecord, TwoFactorStore};
+use crate::store::{SessionRecord, SignInGate, SignInRules, TwoFactorRecord, TwoFactorStore};
 
 #[async_trait]
 impl<DB> TwoFactorStore for SqlStore<DB>
@@ -158,29 +158,35 @@ where
         Ok(deleted)
     }
 
-    async fn tenant_requires_two_factor(&self, tenant_id: Uuid) -> Result<bool> {
-        let required: Option<bool> =
-            sqlx::query_scalar("SELECT require_two_factor FROM tenant_security WHERE tenant_id = $1")
-                .bind(tenant_id)
-                .fetch_optional(&self.read)
-                .await?;
-        Ok(required.unwrap_or(false))
+    async fn tenant_sign_in_rules(&self, tenant_id: Uuid) -> Result<SignInRules> {
+        let row: Option<(bool, bool)> = sqlx::query_as(
+            "SELECT require_two_factor, require_sso FROM tenant_security WHERE tenant_id = $1",
+        )
+        .bind(tenant_id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map_or_else(SignInRules::default, |(require_two_factor, require_sso)| SignInRules {
+            require_two_factor,
+            require_sso,
+        }))
     }
 
-    async fn set_tenant_requires_two_factor(
+    async fn set_tenant_sign_in_rules(
         &self,
         tenant_id: Uuid,
-        required: bool,
+        rules: SignInRules,
         audit: &NewAuditEvent,
     ) -> Result<()> {
         let mut tx = self.write.begin().await?;
         sqlx::query(
-            "INSERT INTO tenant_security (tenant_id, require_two_factor, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (tenant_id) DO UPDATE SET require_two_factor = excluded.require_two_factor, \
+            "INSERT INTO tenant_security (tenant_id, require_two_factor, require_sso, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO UPDATE SET \
+             require_two_factor = excluded.require_two_factor, require_sso = excluded.require_sso, \
              updated_at = excluded.updated_at",
         )
         .bind(tenant_id)
-        .bind(required)
+        .bind(rules.require_two_factor)
+        .bind(rules.require_sso)
         .bind(audit.occurred_at)
         .execute(&mut *tx)
         .await?;
@@ -189,15 +195,28 @@ where
         Ok(())
     }
 
-    async fn two_factor_missing_for(&self, tenant_id: Uuid, user_id: Uuid) -> Result<bool> {
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM tenant_security WHERE tenant_id = $1 AND require_two_factor = TRUE) \
-             AND NOT EXISTS (SELECT 1 FROM two_factor WHERE user_id = $2 AND confirmed_at IS NOT NULL)",
+    async fn sign_in_gate(&self, tenant_id: Uuid, user_id: Uuid, session_id: Uuid) -> Result<SignInGate> {
+        let row: Option<(Option<bool>, Option<bool>, bool, Option<Uuid>)> = sqlx::query_as(
+            "SELECT ts.require_two_factor, ts.require_sso, \
+             EXISTS (SELECT 1 FROM two_factor WHERE user_id = $2 AND confirmed_at IS NOT NULL), \
+             (SELECT sso_tenant_id FROM sessions WHERE id = $3) \
+             FROM (SELECT 1 AS one) AS x LEFT JOIN tenant_security ts ON ts.tenant_id = $1",
         )
         .bind(tenant_id)
         .bind(user_id)
-        .fetch_one(&self.read)
-        .await?)
+        .bind(session_id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map_or_else(SignInGate::default, |(two_factor, sso, has_two_factor, sso_tenant_id)| {
+            SignInGate {
+                rules: SignInRules {
+                    require_two_factor: two_factor.unwrap_or(false),
+                    require_sso: sso.unwrap_or(false),
+                },
+                has_two_factor,
+                sso_tenant_id,
+            }
+        }))
     }
 
     async fn user_sessions(&self, user_id: Uuid, now: Timestamp) -> Result<Vec<SessionRecord>> {
