@@ -256,8 +256,13 @@ async fn concurrent_demotions_keep_an_owner(db: &TestDb) {
 async fn refresh_tokens_rotate_and_reuse_revokes_the_session(db: &TestDb) {
     let store = db.store.as_ref();
     let user = store.create_user(&new_user("s@example.com"), &audit("user.create", None)).await.unwrap();
-    let session =
-        NewSession { id: new_id(), user_id: user.id, client_ip: None, user_agent: Some("test".into()) };
+    let session = NewSession {
+        id: new_id(),
+        user_id: user.id,
+        client_ip: None,
+        user_agent: Some("test".into()),
+        sso_tenant_id: None,
+    };
     let now = Timestamp::now();
     let token = |hash: u8| NewRefreshToken {
         id: new_id(),
@@ -284,7 +289,8 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_session(db: &TestDb) {
     assert_eq!(store.rotate_refresh_token(&[9; 32], &token(6), now).await.unwrap(), RefreshOutcome::Invalid);
 
     // An expired token is refused.
-    let second = NewSession { id: new_id(), user_id: user.id, client_ip: None, user_agent: None };
+    let second =
+        NewSession { id: new_id(), user_id: user.id, client_ip: None, user_agent: None, sso_tenant_id: None };
     store.create_session(&second, &token(7), &audit("auth.login", None)).await.unwrap();
     let later = now + time::Duration::days(2);
     assert_eq!(
@@ -293,7 +299,8 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_session(db: &TestDb) {
     );
 
     // Logout by token revokes its session and audits it as the user.
-    let third = NewSession { id: new_id(), user_id: user.id, client_ip: None, user_agent: None };
+    let third =
+        NewSession { id: new_id(), user_id: user.id, client_ip: None, user_agent: None, sso_tenant_id: None };
     store.create_session(&third, &token(10), &audit("auth.login", None)).await.unwrap();
     let revoked = store.revoke_session_by_token(&[10; 32], &audit("auth.logout", None)).await.unwrap();
     assert_eq!(revoked, Some((user.id, third.id)));
@@ -304,7 +311,8 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_session(db: &TestDb) {
 async fn password_reset_and_disabling_end_sessions(db: &TestDb) {
     let store = db.store.as_ref();
     let user = store.create_user(&new_user("p@example.com"), &audit("user.create", None)).await.unwrap();
-    let session = NewSession { id: new_id(), user_id: user.id, client_ip: None, user_agent: None };
+    let session =
+        NewSession { id: new_id(), user_id: user.id, client_ip: None, user_agent: None, sso_tenant_id: None };
     let refresh = NewRefreshToken {
         id: new_id(),
         token_hash: vec![1; 32],

@@ -19,7 +19,7 @@ impl OidcProvider {
     /// is `redirect_uri`; `groups` maps logins to their groups. `None` (the
     /// test is skipped) when the package is not installed, unless
     /// `MARKETER_REQUIRE_OIDC` says it must be (CI).
-    pub fn start(client_id: &str, secret: &str, redirect_uri: &str, groups: Value) -> Option<Self> {
+    pub fn start(client_id: &str, secret: &str, redirect_uri: &str, groups: &Value) -> Option<Self> {
         use std::io::BufRead;
         let root =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();

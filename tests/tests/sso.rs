@@ -53,7 +53,7 @@ async fn single_sign_on(database: Option<&TempDatabase>) {
     .await;
     let base = fleet.server().base_url.clone();
     let groups = json!({ "bob@acme.test": ["marketing-admins", "everyone"] });
-    let Some(idp) = OidcProvider::start(CLIENT_ID, SECRET, &format!("{base}/sso/callback"), groups) else {
+    let Some(idp) = OidcProvider::start(CLIENT_ID, SECRET, &format!("{base}/sso/callback"), &groups) else {
         return;
     };
     let owner = &fleet.api;

@@ -1856,3 +1856,105 @@ async fn a_person_turns_on_two_factor_sign_in_and_an_organisation_requires_it() 
     browser.assert_fits_phone("account-phone").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn an_organisation_signs_in_with_its_identity_provider() {
+    let Some(browser) = Browser::start().await else { return };
+    let fleet = Fleet::start(|o| {
+        o.env("MARKETER_WEBHOOK_ALLOW_PRIVATE", "true").env("MARKETER_WEBHOOK_ALLOW_HTTP", "true")
+    })
+    .await;
+    let base = fleet.server().base_url.clone();
+    let secret = "a-client-secret-from-the-provider-93kd";
+    let callback = format!("{base}/sso/callback");
+    let Some(idp) = marketer_tests::oidc::OidcProvider::start("marketer-web", secret, &callback, &json!({}))
+    else {
+        return;
+    };
+    let member_email = member(&fleet, "member").await;
+
+    // The owner connects the provider: a wrong issuer is named beside its
+    // field, then the right one is read and saved.
+    sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
+    browser.goto(&tenant_url(&fleet, "/settings")).await;
+    browser.click("#require-sso-help a").await;
+    browser.wait_for_text("h1", "the single sign-on page", |t| t == "Single sign-on").await;
+    assert_eq!(browser.text("#sso-redirect-uri").await, callback);
+    browser.check_page("sso-settings").await;
+    browser.fill("#sso-issuer", "http://127.0.0.1:9/nobody-home").await;
+    browser.fill("#sso-client-id", "marketer-web").await;
+    browser.fill("#sso-client-secret", secret).await;
+    browser.fill("#sso-domains", "acme.test, example.com").await;
+    browser.click("#sso-connection button[type=submit]").await;
+    let error = browser.wait_for_text("#sso-issuer-error", "the issuer's error", |t| !t.is_empty()).await;
+    assert!(error.contains("could not read"), "{error}");
+    browser.screenshot("sso-settings-wrong-issuer").await;
+    browser.fill("#sso-issuer", &idp.issuer).await;
+    browser.fill("#sso-client-secret", secret).await;
+    browser.click("#sso-connection button[type=submit]").await;
+    browser.wait_for_text("#sso-saved", "the saved notice", |t| !t.is_empty()).await;
+    let hint = browser.text("#sso-client-secret-hint").await;
+    assert!(hint.contains("…93kd") && !hint.contains(secret), "{hint}");
+    browser.screenshot("sso-settings-saved").await;
+
+    // And requires it for everyone (the owner keeps the password: break-glass).
+    browser.goto(&tenant_url(&fleet, "/settings")).await;
+    browser.click("#require-sso").await;
+    browser.click("#sign-in button").await;
+    browser.wait_for_text("h1", "the settings page", |t| t == "Settings").await;
+    let (_, security) = fleet.call(Method::GET, "/security", None).await;
+    assert_eq!(security["require_sso"], true, "{security}");
+
+    // A member who signs in with a password is sent to the provider...
+    browser.click("header form[action='/logout'] button").await;
+    browser.goto(&fleet.server().url("/login")).await;
+    browser.fill("#email", &member_email).await;
+    browser.fill("#password", "a long enough password").await;
+    browser.click("form button[type=submit]").await;
+    let why = browser.wait_for_text("#sso-required", "why the SSO page", |t| !t.is_empty()).await;
+    assert!(why.contains("signs in through its identity provider"), "{why}");
+    browser.check_page("sso-required").await;
+    browser.click("#sso-continue").await;
+    // ...signs in there (the provider's own page), and is back in.
+    browser
+        .wait_for_text("button[type=submit]", "the provider's sign-in page", |t| t.contains("Sign-in"))
+        .await;
+    browser.fill("input[name=login]", &member_email).await;
+    browser.fill("input[name=password]", "whatever the provider checks").await;
+    browser.click("button[type=submit]").await;
+    eventually(Duration::from_secs(15), "the dashboard after the provider", || async {
+        browser.path().await.starts_with("/t/").then_some(())
+    })
+    .await;
+
+    // A newcomer from the sign-in page's single sign-on link, by their work
+    // address: an account just in time. (Signed out of the provider too.)
+    browser.click("header form[action='/logout'] button").await;
+    browser.client.delete_all_cookies().await.unwrap();
+    browser.goto(&fleet.server().url("/login")).await;
+    browser.click("#sso-link").await;
+    browser.wait_for_text("h1", "the SSO sign-in page", |t| t == "Single sign-on").await;
+    browser.fill("#organisation", "kim@other.test").await;
+    browser.click("form button[type=submit]").await;
+    let error = browser.wait_for_text("#sso-error", "the unknown domain", |t| !t.is_empty()).await;
+    assert!(error.to_lowercase().contains("no organisation signs in people of other.test"), "{error}");
+    browser.check_page("sso-login").await;
+    browser.fill("#organisation", "kim@acme.test").await;
+    browser.click("form button[type=submit]").await;
+    browser
+        .wait_for_text("button[type=submit]", "the provider's sign-in page", |t| t.contains("Sign-in"))
+        .await;
+    browser.fill("input[name=login]", "kim@acme.test").await;
+    browser.fill("input[name=password]", "whatever the provider checks").await;
+    browser.click("button[type=submit]").await;
+    eventually(Duration::from_secs(15), "the dashboard of the newcomer", || async {
+        browser.path().await.starts_with("/t/").then_some(())
+    })
+    .await;
+    let header = browser.text("header").await;
+    assert!(header.to_lowercase().contains("kim"), "{header}");
+    browser.screenshot("sso-newcomer-dashboard").await;
+    let (_, members) = fleet.call(Method::GET, "/members", None).await;
+    assert!(members.to_string().contains("kim@acme.test"), "{members}");
+    browser.close().await;
+}

@@ -650,7 +650,7 @@ impl App {
             Ok(refuse("email_invalid", "your identity provider gave an e-mail address that is not valid"))
         })?;
         let domain = email.normalized().rsplit_once('@').map(|(_, d)| d.to_owned()).unwrap_or_default();
-        if !connection.allowed_domains.iter().any(|d| *d == domain) {
+        if !connection.allowed_domains.contains(&domain) {
             return Err(Ok(refuse(
                 "domain_not_allowed",
                 format!(

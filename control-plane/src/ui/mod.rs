@@ -115,7 +115,7 @@ async fn with_navigation(
 }
 
 /// What pages may load and where forms may go.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; frame-ancestors 'none'; \
      base-uri 'self'; form-action 'self'";
 
@@ -311,7 +311,9 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
             }),
         )
         .nest("/t/{tenant_id}", tenant)
-        .layer(SetResponseHeaderLayer::overriding(
+        // A page may set its own (the single sign-on form, whose answer
+        // redirects to the organisation's provider).
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CONTENT_SECURITY_POLICY),
         ))

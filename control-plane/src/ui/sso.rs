@@ -66,6 +66,15 @@ fn sso_login_page(state: &ApiState, headers: &HeaderMap, page: SsoLoginPage) -> 
     if failed {
         *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
     }
+    // The form posts here, and the answer redirects to the organisation's
+    // provider: browsers hold redirects after a form to `form-action` too,
+    // so this page allows provider addresses (only), as the operator does.
+    let providers = if state.app.notifier.webhook_settings().allow_http { "https: http:" } else { "https:" };
+    let policy = super::CONTENT_SECURITY_POLICY
+        .replace("form-action 'self'", &format!("form-action 'self' {providers}"));
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
+    }
     with_cookie(response, &login_cookie(id, is_secure(headers, state.config.trust_proxy_headers)))
 }
 
