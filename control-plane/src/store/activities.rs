@@ -125,8 +125,13 @@ impl Activity {
             JobStatus::Queued | JobStatus::Assigned => ActivityStatus::Queued,
             JobStatus::Running => ActivityStatus::Generating,
             _ if self.content_run.is_some() && self.approved_at.is_some() => ActivityStatus::Approved,
-            JobStatus::Succeeded => ActivityStatus::Review,
             _ if self.content_run.is_some() => ActivityStatus::Review,
+            // The latest run succeeded and its content is not attached: the
+            // activity and its run were read on either side of the commit
+            // that does both (two statements, each its own snapshot on
+            // PostgreSQL). A moment later it is in review, content and all;
+            // saying so now would show a review with nothing in it.
+            JobStatus::Succeeded => ActivityStatus::Generating,
             JobStatus::Failed => ActivityStatus::Failed,
             JobStatus::Cancelled => ActivityStatus::Cancelled,
         }
