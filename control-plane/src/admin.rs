@@ -46,6 +46,13 @@ pub enum AdminCommand {
         #[arg(long)]
         email: String,
     },
+    /// Erase an account (a person's right to erasure): it is deleted with
+    /// everything only theirs; their audit entries stay under a pseudonym;
+    /// their API keys are revoked. Refused for an organisation's last owner.
+    EraseUser {
+        #[arg(long)]
+        email: String,
+    },
     /// Enable a disabled account again.
     EnableUser {
         #[arg(long)]
@@ -195,6 +202,19 @@ pub async fn run(
             Ok(format!(
                 "enrollment token for {} (expires {}, {} use(s)):\n{}\n\non the agent host, run:\n  {}",
                 tenant.slug, created.expires_at, created.max_uses, created.token, created.install_command
+            ))
+        }
+        AdminCommand::EraseUser { email } => {
+            let email = parse_email(&email)?;
+            let report = crate::service::people::erase_by_email(store, &email)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(format!(
+                "erased the account; its audit entries now read {} ({} entries, {} API keys revoked, {} memberships ended)",
+                report.pseudonym,
+                report.counts.audit_entries_pseudonymised,
+                report.counts.api_keys_revoked,
+                report.counts.memberships_ended
             ))
         }
         AdminCommand::CreateUser { email, name, password_stdin } => {

@@ -1958,3 +1958,31 @@ async fn an_organisation_signs_in_with_its_identity_provider() {
     assert!(members.to_string().contains("kim@acme.test"), "{members}");
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_person_deletes_their_account() {
+    let Some(browser) = Browser::start().await else { return };
+    let fleet = Fleet::start(|o| o).await;
+    let email = member(&fleet, "member").await;
+    sign_in(&browser, &fleet, &email, "a long enough password").await;
+    browser.goto(&fleet.server().url("/account")).await;
+    browser.goto(&format!("{}#your-data", fleet.server().url("/account"))).await;
+    browser.screenshot("account-your-data").await;
+    // A wrong password is refused beside the form; the right one, confirmed,
+    // deletes the account and says so on the sign-in page.
+    browser.fill("#erase-password", "not my password at all").await;
+    browser.click("#your-data form[action='/account/erase'] button").await;
+    browser.accept_dialog().await;
+    let error = browser.wait_for_text("#erase-error", "the password's error", |t| !t.is_empty()).await;
+    assert!(error.contains("not your current password"), "{error}");
+    browser.fill("#erase-password", "a long enough password").await;
+    browser.click("#your-data form[action='/account/erase'] button").await;
+    browser.accept_dialog().await;
+    let notice =
+        browser.wait_for_text("#session-ended", "the sign-in page's notice", |t| !t.is_empty()).await;
+    assert!(notice.contains("Your account is deleted"), "{notice}");
+    browser.check_page("account-deleted").await;
+    let (_, members) = fleet.call(Method::GET, "/members", None).await;
+    assert!(!members.to_string().contains(&email), "{members}");
+    browser.close().await;
+}

@@ -150,8 +150,8 @@ impl utoipa::Modify for BearerAuth {
 fn api_routes() -> OpenApiRouter<ApiState> {
     use routes::{
         ab_tests, activities, agents, analytics, api_keys, audit_events, auth, comments, documents, flyers,
-        health, inbox, jobs, leads, members, notifications, projects, properties, publishing, retention,
-        reviews, sequences, sso, tenants, two_factor, webhooks,
+        health, inbox, jobs, leads, members, notifications, people, projects, properties, publishing,
+        retention, reviews, sequences, sso, tenants, two_factor, webhooks,
     };
     // The upload reads its body itself, counting against the upload limit.
     let (schemas, paths, upload) = routes!(documents::list, documents::upload);
@@ -256,6 +256,8 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(two_factor::revoke_session))
         .routes(routes!(two_factor::tenant_security, two_factor::set_tenant_security))
         .routes(routes!(sso::show, sso::put, sso::delete))
+        .routes(routes!(people::export))
+        .routes(routes!(people::erase))
         .routes(routes!(retention::get, retention::set))
         .routes(routes!(retention::export_contact))
         .routes(routes!(retention::erase_contact))

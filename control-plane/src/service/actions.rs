@@ -119,6 +119,8 @@ pub const RECOVERY_CODES_REGENERATE: &str = "user.recovery_codes_regenerate";
 pub const PASSWORD_CHANGE: &str = "user.password_change";
 pub const SESSION_REVOKE: &str = "auth.session_revoke";
 pub const TENANT_SECURITY_UPDATE: &str = "tenant.security_update";
+pub const USER_EXPORT: &str = "user.export";
+pub const USER_ERASE: &str = "user.erase";
 pub const SSO_CONNECTION_UPDATE: &str = "sso.connection_update";
 pub const SSO_CONNECTION_DELETE: &str = "sso.connection_delete";
 /// Not a route of its own: a single sign-on created, linked, joined or
@@ -277,6 +279,8 @@ pub const ALL: &[&str] = &[
     PASSWORD_CHANGE,
     SESSION_REVOKE,
     TENANT_SECURITY_UPDATE,
+    USER_EXPORT,
+    USER_ERASE,
     SSO_CONNECTION_UPDATE,
     SSO_CONNECTION_DELETE,
     SSO_PROVISION,

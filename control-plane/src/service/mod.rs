@@ -32,6 +32,7 @@ mod lead_scoring;
 mod leads;
 mod members;
 mod notifications;
+pub mod people;
 mod projects;
 mod properties;
 mod publishing;

@@ -479,7 +479,12 @@ impl App {
 
     /// The signed-in person, if `password` is theirs (throttled like
     /// signing in; a wrong one names the field).
-    async fn reauthenticate(&self, caller: &Caller, password_text: &str, field: &str) -> Result<User> {
+    pub(crate) async fn reauthenticate(
+        &self,
+        caller: &Caller,
+        password_text: &str,
+        field: &str,
+    ) -> Result<User> {
         let user = caller.user()?.clone();
         if password_text.len() > 1024 {
             return Err(Error::invalid(field, "must be at most 1024 bytes"));

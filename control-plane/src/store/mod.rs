@@ -19,6 +19,7 @@ mod inbox;
 mod jobs;
 mod leads;
 mod notifications;
+mod people;
 mod postgres;
 mod properties;
 mod publishing;
@@ -56,6 +57,7 @@ pub use self::inbox::*;
 pub use self::jobs::*;
 pub use self::leads::*;
 pub use self::notifications::*;
+pub use self::people::*;
 pub use self::properties::*;
 pub use self::publishing::*;
 pub use self::rate_limits::*;
@@ -668,6 +670,7 @@ pub trait Store:
     + RateStore
     + TwoFactorStore
     + SsoStore
+    + PeopleStore
     + RetentionStore
     + Send
     + Sync

@@ -50,6 +50,9 @@ pub(super) async fn open(url: &DatabaseUrl, options: &ConnectOptions) -> Result<
         // OS crash or power loss can roll back the last transactions.
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
+        // What is deleted is overwritten with zeros, not left in free pages
+        // of the file: an erasure or a retention run leaves nothing behind.
+        .pragma("secure_delete", "ON")
         .busy_timeout(Duration::from_secs(10));
 
     if let Some(parent) = base.get_filename().parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -184,6 +184,7 @@ struct AccountPage {
     code_error: String,
     two_factor_error: String,
     password_error: String,
+    erase_error: String,
     sessions: Vec<SessionRow>,
 }
 
@@ -196,6 +197,7 @@ struct Outcome {
     code_error: String,
     two_factor_error: String,
     password_error: String,
+    erase_error: String,
 }
 
 fn qr_data_uri(uri: &str) -> String {
@@ -247,6 +249,7 @@ async fn account_page(state: &ApiState, browser: &Browser, outcome: Outcome) -> 
         code_error: outcome.code_error,
         two_factor_error: outcome.two_factor_error,
         password_error: outcome.password_error,
+        erase_error: outcome.erase_error,
         sessions,
     }))
 }
@@ -351,6 +354,47 @@ pub async fn change_password(
         }
     };
     account_page(&state, &submit.browser, outcome).await
+}
+
+/// Downloads everything held about the person (a POST: it is audited).
+pub async fn export(State(state): State<ApiState>, submit: BrowserSubmit) -> Result<Response, UiError> {
+    let export = state.app.export_me(&submit.browser.caller).await?;
+    let body = serde_json::to_vec_pretty(&export).map_err(|e| UiError::Internal(Error::internal(e)))?;
+    Ok(axum::response::IntoResponse::into_response((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/json"),
+            (axum::http::header::CONTENT_DISPOSITION, "attachment; filename=\"my-marketer-data.json\""),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )))
+}
+
+/// Erases the person's account (the password again), then the sign-in
+/// page says so.
+pub async fn erase(
+    State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    submit: BrowserSubmit,
+) -> Result<Response, UiError> {
+    let req = crate::service::people::EraseAccount {
+        password: submit.field("password").unwrap_or_default().to_owned(),
+    };
+    match state.app.erase_me(&submit.browser.caller, req).await {
+        Ok(_) => {
+            let mut response = see_other("/login?erased=1");
+            let secure = super::session::is_secure(&headers, state.config.trust_proxy_headers);
+            let cookie = super::session::session_cookie(None, time::Duration::ZERO, secure);
+            if let Ok(value) = axum::http::HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(axum::http::header::SET_COOKIE, value);
+            }
+            Ok(response)
+        }
+        Err(e) => {
+            let outcome = Outcome { erase_error: message(e)?, ..Outcome::default() };
+            account_page(&state, &submit.browser, outcome).await
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

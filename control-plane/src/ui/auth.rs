@@ -60,8 +60,11 @@ struct LoginPage {
 pub struct LoginQuery {
     next: Option<String>,
     ended: Option<String>,
+    erased: Option<String>,
 }
 
+const ACCOUNT_ERASED: &str =
+    "Your account is deleted. What you did is kept in the audit logs under a pseudonym only.";
 const SESSION_ENDED: &str = "Your session ended. Sign in again to go back to the page you were on; anything you were typing is kept in this browser.";
 
 /// The sign-in page, with this browser's sign-in id (a new one unless the
@@ -88,7 +91,11 @@ pub async fn login_form(
         email: String::new(),
         next: safe_next(query.next.as_deref()),
         error: String::new(),
-        notice: if query.ended.is_some() { SESSION_ENDED.to_owned() } else { String::new() },
+        notice: match (&query.ended, &query.erased) {
+            (Some(_), _) => SESSION_ENDED.to_owned(),
+            (None, Some(_)) => ACCOUNT_ERASED.to_owned(),
+            (None, None) => String::new(),
+        },
         csrf: String::new(),
     };
     login_page(&state, &headers, page)

@@ -290,6 +290,8 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/account/two-factor/disable", post(account::disable))
         .route("/account/two-factor/recovery-codes", post(account::regenerate))
         .route("/account/password", post(account::change_password))
+        .route("/account/export", post(account::export))
+        .route("/account/erase", post(account::erase))
         .route("/account/sessions/{session_id}/revoke", post(account::revoke_session))
         .route("/invitations/accept", get(auth::invitation_form).post(auth::accept_invitation))
         .route("/invitations/join", post(notifications::join))

@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod leads;
 pub mod members;
 pub mod notifications;
+pub mod people;
 pub mod projects;
 pub mod properties;
 pub mod publishing;

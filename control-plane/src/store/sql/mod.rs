@@ -24,6 +24,7 @@ mod inbox;
 mod jobs;
 mod leads;
 mod notifications;
+mod people;
 mod properties;
 mod publishing;
 mod rate_limits;
