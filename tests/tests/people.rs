@@ -6,7 +6,7 @@
 //! name) is found nowhere in the database afterwards.
 
 use marketer_tests::TempDatabase;
-use marketer_tests::fleet::{EMAIL, Fleet, PASSWORD};
+use marketer_tests::fleet::{Fleet, PASSWORD};
 use reqwest::Method;
 use serde_json::json;
 
