@@ -254,6 +254,17 @@ where
     /// becomes one that names the lead and can receive nothing (`.invalid`,
     /// RFC 2606), unique like the one it replaces.
     async fn anonymise_lead(conn: &mut DB::Connection, id: Uuid, now: Timestamp) -> Result<()> {
+        // E-mail to the contact (follow-ups sent, drafted or due) names them
+        // and quotes them: gone too, except a message being handed to the
+        // mail server this moment (its outcome is recorded on the row).
+        sqlx::query(
+            "DELETE FROM email_outbox WHERE state <> 'sending' AND EXISTS (SELECT 1 FROM leads l \
+             WHERE l.id = $1 AND l.tenant_id = email_outbox.tenant_id \
+             AND l.email_normalized = LOWER(email_outbox.to_address))",
+        )
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
         sqlx::query("DELETE FROM lead_events WHERE lead_id = $1").bind(id).execute(&mut *conn).await?;
         sqlx::query(
             "UPDATE lead_enrollments SET state = 'stopped', stop_reason = 'anonymised', next_at = NULL, \
