@@ -114,7 +114,7 @@ async fn two_factor(database: Option<&TempDatabase>) {
     assert_eq!(status, 201, "{key}");
     let (status, security) =
         fleet.call(Method::PUT, "/security", Some(json!({ "require_two_factor": true }))).await;
-    assert_eq!((status, security), (200, json!({ "require_two_factor": true })));
+    assert_eq!((status, security), (200, json!({ "require_two_factor": true, "require_sso": false })));
     let member_password = "a member's long password";
     let member = fleet.add_member(&owner.tenant, "mia@example.com", "Mia", "member", member_password).await;
     let (status, refused) = member.call(Method::GET, &member.tenant_path("/projects"), None).await;
