@@ -1,8 +1,8 @@
 -- Erasing a person (issue 19): the record of each erasure (a pseudonym,
 -- never the person), and the one exception to the audit log's append-only
 -- rule: inside an erasure's own transaction (its row still `active`), the
--- personal parts of entries (who, as a label; from which address; details
--- naming them) may be replaced by the pseudonym. Nothing else of an entry
+-- personal parts of entries (who, as a label, only to the pseudonym; the
+-- client address, only removed; details naming them) may be rewritten. Nothing else of an entry
 -- changes, and no entry is ever deleted.
 -- Mirrors migrations/sqlite/0033_user_erasure.sql.
 
@@ -32,6 +32,11 @@ BEGIN
         AND NEW.resource_type IS NOT DISTINCT FROM OLD.resource_type
         AND NEW.resource_id IS NOT DISTINCT FROM OLD.resource_id
         AND NEW.outcome = OLD.outcome
+        -- The label becomes the erasure's pseudonym or stays; the client address
+        -- goes or stays.
+        AND (NEW.actor_label = OLD.actor_label
+             OR NEW.actor_label IN (SELECT pseudonym FROM user_erasures WHERE active))
+        AND (NEW.client_ip IS NULL OR NEW.client_ip IS NOT DISTINCT FROM OLD.client_ip)
     THEN
         RETURN NEW;
     END IF;

@@ -1,8 +1,8 @@
 -- Erasing a person (issue 19): the record of each erasure (a pseudonym,
 -- never the person), and the one exception to the audit log's append-only
 -- rule: inside an erasure's own transaction (its row still `active`), the
--- personal parts of entries (who, as a label; from which address; details
--- naming them) may be replaced by the pseudonym. Nothing else of an entry
+-- personal parts of entries (who, as a label, only to the pseudonym; the
+-- client address, only removed; details naming them) may be rewritten. Nothing else of an entry
 -- changes, and no entry is ever deleted.
 -- Mirrors migrations/postgres/0033_user_erasure.sql.
 
@@ -28,6 +28,11 @@ WHEN NOT (
     AND NEW.resource_type IS OLD.resource_type
     AND NEW.resource_id IS OLD.resource_id
     AND NEW.outcome = OLD.outcome
+    -- The label becomes the erasure's pseudonym or stays; the client address
+    -- goes or stays.
+    AND (NEW.actor_label = OLD.actor_label
+         OR NEW.actor_label IN (SELECT pseudonym FROM user_erasures WHERE active))
+    AND (NEW.client_ip IS NULL OR NEW.client_ip IS OLD.client_ip)
 )
 BEGIN
     SELECT RAISE(ABORT, 'audit events are append-only');

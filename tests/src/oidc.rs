@@ -180,22 +180,55 @@ impl CookieBrowser {
                     absolute(&url, &next.unwrap_or_else(|| panic!("a redirect without a location at {url}")));
                 continue;
             }
-            // The provider's login page: its form posts back to it.
+            // A page with a form: this site's "Continue to ..." (its fields
+            // as they are), or the provider's sign-in (the person's login).
             let body = response.text().await.unwrap_or_default();
-            let action = body
-                .split("action=\"")
-                .nth(1)
-                .and_then(|rest| rest.split('"').next())
-                .unwrap_or_else(|| panic!("no form at {url} ({status}): {body}"))
-                .to_owned();
+            let (action, mut fields) =
+                first_form(&body).unwrap_or_else(|| panic!("no form at {url} ({status}): {body}"));
+            for (name, value) in &mut fields {
+                match name.as_str() {
+                    "login" => *value = login.to_owned(),
+                    "password" => *value = "any password".to_owned(),
+                    _ => {}
+                }
+            }
             let target = absolute(&url, &action);
-            let fields = [("prompt", "login"), ("login", login), ("password", "any password")];
-            let submitted = self.send(reqwest::Method::POST, &target, Some(&fields)).await;
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let submitted = self.send(reqwest::Method::POST, &target, Some(&pairs)).await;
             let next = submitted.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
-            url = absolute(&target, &next.unwrap_or_else(|| panic!("the provider's form did not redirect")));
+            let Some(next) = next else {
+                let status = submitted.status();
+                panic!(
+                    "the form at {url} did not redirect ({status}): {}",
+                    submitted.text().await.unwrap_or_default()
+                );
+            };
+            url = absolute(&target, &next);
         }
         panic!("the sign-in went round in circles; last at {url}");
     }
+}
+
+/// The first form of a page: where it posts, and its inputs' names and
+/// values (enough for the pages these tests meet).
+fn first_form(html: &str) -> Option<(String, Vec<(String, String)>)> {
+    let start = html.find("<form")?;
+    let end = html[start..].find("</form>").map_or(html.len(), |e| start + e);
+    let form = &html[start..end];
+    let attr = |tag: &str, name: &str| {
+        let key = format!("{name}=\"");
+        tag.find(&key).and_then(|i| tag[i + key.len()..].split('"').next()).map(str::to_owned)
+    };
+    let action = attr(&form[..form.find('>')?], "action")?.replace("&amp;", "&");
+    let fields = form
+        .split("<input")
+        .skip(1)
+        .filter_map(|input| {
+            let tag = &input[..input.find('>').unwrap_or(input.len())];
+            Some((attr(tag, "name")?, attr(tag, "value").unwrap_or_default()))
+        })
+        .collect();
+    Some((action, fields))
 }
 
 /// `reference` made absolute against `base` (same scheme and host).

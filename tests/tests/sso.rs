@@ -186,10 +186,9 @@ async fn single_sign_on(database: Option<&TempDatabase>) {
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     refused(&base, &slug, "carol@acme.test", "already exists and is not a member").await;
 
-    // The owner's account is a member: linked, and still the owner.
-    let mut owner_browser = CookieBrowser::new();
-    let arrival = owner_browser.sign_in(&format!("{base}/sso/{slug}"), EMAIL).await;
-    assert_eq!(arrival.status, 303, "{}", arrival.body);
+    // An owner is never signed in through the provider (whoever runs it
+    // could become them): the password is their way in.
+    refused(&base, &slug, EMAIL, "owners sign in with their password").await;
     assert_eq!(role_of(&members(owner, &tenant).await, EMAIL).as_deref(), Some("owner"));
 
     // The audit log has the arrivals and the refusals with their reasons.
@@ -234,7 +233,8 @@ async fn single_sign_on(database: Option<&TempDatabase>) {
     assert_eq!(arrival.status, 303, "{}", arrival.body);
     assert_eq!(pat_browser.get(&format!("{base}/t/{tenant}")).await.status(), 200);
 
-    // An SSO session reaches only the organisation whose provider opened it.
+    // An SSO session reaches only the organisation whose provider opened
+    // it: Pat's other organisation is not found, nor named, from it.
     let (status, other) = owner
         .call(
             Method::POST,
@@ -244,8 +244,19 @@ async fn single_sign_on(database: Option<&TempDatabase>) {
         .await;
     assert_eq!(status, 201, "{other}");
     let second = other["id"].as_str().unwrap();
-    assert_eq!(owner_browser.get(&format!("{base}/t/{second}")).await.status(), 404);
-    assert_eq!(owner_browser.get(&format!("{base}/t/{tenant}")).await.status(), 200);
+    let invite = json!({ "email": "pat@acme.test", "role": "member" });
+    let (status, added) =
+        owner.call(Method::POST, &format!("/api/v1/tenants/{second}/invitations"), Some(invite)).await;
+    assert_eq!(status, 201, "{added}");
+    let (status, body) =
+        pat.call(Method::POST, "/api/v1/invitations/accept", Some(json!({ "token": added["token"] }))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(pat_browser.get(&format!("{base}/t/{second}")).await.status(), 404);
+    assert_eq!(pat_browser.get(&format!("{base}/t/{tenant}")).await.status(), 200);
+    let me = pat_browser.get(&format!("{base}/api/v1/me")).await.text().await.unwrap();
+    assert!(me.contains(&tenant) && !me.contains(second), "{me}");
+    let export = pat_browser.get(&format!("{base}/api/v1/me/export")).await;
+    assert_eq!(export.status(), 403, "an SSO session cannot take the person's data of other organisations");
 
     // Removing the connection lifts the requirement.
     let (status, _) = owner.call(Method::DELETE, &sso, None).await;
@@ -256,7 +267,7 @@ async fn single_sign_on(database: Option<&TempDatabase>) {
     assert_eq!(security["require_sso"], false, "{security}");
     let page = CookieBrowser::new().get(&format!("{base}/sso/{slug}")).await;
     assert_eq!(page.status(), 422);
-    assert!(page.text().await.unwrap().contains("does not sign in with single sign-on"));
+    assert!(page.text().await.unwrap().contains("signs in with single sign-on"));
 }
 
 #[tokio::test]

@@ -243,6 +243,7 @@ impl App {
                 "an invitation is accepted by a person, signed in as the invited address".into(),
             ));
         };
+        self.require_password_session(caller, "accepting an invitation").await?;
         if !looks_like(TokenKind::Invitation, &req.token) {
             return Err(Error::NotFound("invitation"));
         }

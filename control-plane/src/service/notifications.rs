@@ -197,7 +197,12 @@ impl App {
         page: PageRequest,
     ) -> Result<Page<Notification>> {
         let user = caller.user()?;
-        Ok(self.store.notifications(user.id, unread_only, page).await?)
+        let mut found = self.store.notifications(user.id, unread_only, page).await?;
+        // A single sign-on session sees only its organisation's.
+        if let Some(tenant) = self.sso_scope(caller).await? {
+            found.items.retain(|n| n.tenant_id == Some(tenant));
+        }
+        Ok(found)
     }
 
     pub async fn unread_notifications(&self, caller: &Caller) -> Result<UnreadCount> {

@@ -78,6 +78,7 @@ impl App {
     /// The caller's own data (people only; an API key has none).
     pub async fn export_me(&self, caller: &Caller) -> Result<PersonalExport> {
         let user = caller.user()?.clone();
+        self.require_password_session(caller, "downloading your data").await?;
         let memberships = self.store.memberships(user.id).await?;
         let sessions = self.my_sessions(caller).await?.items;
         let two_factor_enabled = self.confirmed_two_factor(&user).await?.is_some();
@@ -108,6 +109,7 @@ impl App {
         if !matches!(caller.principal, Principal::User { .. }) {
             return Err(Error::Forbidden("only a person can erase their own account, not an API key".into()));
         }
+        self.require_password_session(caller, "deleting your account").await?;
         let user = self.reauthenticate(caller, &req.password, "password").await?;
         erase(self.store.as_ref(), &user, caller.meta.clone()).await
     }

@@ -49,7 +49,7 @@ use uuid::Uuid;
 use super::{App, RequestMeta, TenantAccess, actions, audit_event};
 use crate::auth::password;
 use crate::auth::tokens::{OpaqueToken, TokenKind, hash_token};
-use crate::domain::{Email, Name, Password, Permission, Role, Slug, Tenant, Timestamp, new_id};
+use crate::domain::{Email, Name, Password, Role, Slug, Tenant, Timestamp, new_id};
 use crate::error::{Error, Result};
 use crate::notify::webhooks::{self, WebhookSettings};
 use crate::store::{
@@ -258,6 +258,29 @@ fn refuse(reason: &'static str, message: impl Into<String>) -> Refusal {
 }
 
 impl App {
+    /// The tenant a session opened by single sign-on is confined to; `None`
+    /// for password sessions and API keys.
+    pub(crate) async fn sso_scope(&self, caller: &super::Caller) -> Result<Option<Uuid>> {
+        match &caller.principal {
+            super::Principal::User { session_id, .. } => {
+                Ok(self.store.session_sso_tenant(*session_id).await?)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Refuses what reaches beyond one organisation to a session opened by
+    /// an organisation's single sign-on.
+    pub(crate) async fn require_password_session(&self, caller: &super::Caller, what: &str) -> Result<()> {
+        if self.sso_scope(caller).await?.is_some() {
+            return Err(Error::Forbidden(format!(
+                "{what} needs a password sign-in: this session came through an organisation's single sign-on \
+                 and reaches only that organisation"
+            )));
+        }
+        Ok(())
+    }
+
     fn sso_redirect_uri(&self) -> String {
         format!("{}{CALLBACK_PATH}", self.notifier.public_url().trim_end_matches('/'))
     }
@@ -287,9 +310,10 @@ impl App {
         self.store.tenant(access.tenant_id).await?.ok_or(Error::NotFound("tenant"))
     }
 
-    /// The tenant's identity provider (`tenant:manage`).
+    /// The tenant's identity provider (owners: whoever sets the provider
+    /// decides who can sign in as a member).
     pub async fn sso_connection(&self, access: &TenantAccess) -> Result<SsoConnectionView> {
-        access.require(Permission::TenantManage)?;
+        require_owner(access)?;
         let tenant = self.access_tenant(access).await?;
         let connection =
             self.store.sso_connection(access.tenant_id).await?.ok_or(Error::NotFound("sso connection"))?;
@@ -304,7 +328,7 @@ impl App {
         access: &TenantAccess,
         req: SsoConnectionRequest,
     ) -> Result<SsoConnectionView> {
-        access.require(Permission::TenantManage)?;
+        require_owner(access)?;
         let tenant = self.access_tenant(access).await?;
         let existing = self.store.sso_connection(access.tenant_id).await?;
         let issuer = check_issuer(&req.issuer, &self.sso.settings)?;
@@ -321,6 +345,14 @@ impl App {
                 return Err(Error::invalid(
                     "client_secret",
                     "is required the first time: copy it from the application at your provider",
+                ));
+            }
+            // The stored secret goes only to the provider it was given for.
+            None if existing.as_ref().is_some_and(|e| e.issuer != issuer || e.client_id != client_id) => {
+                return Err(Error::invalid(
+                    "client_secret",
+                    "is required again when the issuer or client ID changes (the stored one is only sent to \
+                     the provider it was given for)",
                 ));
             }
             None => None,
@@ -369,6 +401,15 @@ impl App {
             }
             group_roles.push((group.to_owned(), entry.role));
         }
+        let enabled = req.enabled.unwrap_or(true);
+        if !enabled && self.store.tenant_sign_in_rules(access.tenant_id).await?.require_sso {
+            return Err(Error::Conflict {
+                code: "sso_required",
+                message: "this organisation requires single sign-on: stop requiring it (Settings → Sign-in) \
+                          before turning it off"
+                    .into(),
+            });
+        }
         self.sso.metadata(&issuer, true).await.map_err(|e| Error::invalid("issuer", e))?;
 
         let now = Timestamp::now();
@@ -391,7 +432,7 @@ impl App {
             default_role,
             groups_claim,
             group_roles,
-            enabled: req.enabled.unwrap_or(true),
+            enabled,
             created_at: existing.as_ref().map_or(now, |e| e.created_at),
             updated_at: now,
         };
@@ -408,13 +449,16 @@ impl App {
                 "secret_changed": secret.is_some(),
             }));
         let stored = self.store.put_sso_connection(&connection, secret.is_none(), &audit).await?;
+        if !stored.enabled {
+            self.store.revoke_sso_sessions(access.tenant_id, now).await?;
+        }
         Ok(self.sso_view(&tenant, &stored))
     }
 
     /// Removes the tenant's identity provider (`tenant:manage`): requiring
     /// SSO is turned off with it, and provider accounts are unlinked.
     pub async fn delete_sso_connection(&self, access: &TenantAccess) -> Result<()> {
-        access.require(Permission::TenantManage)?;
+        require_owner(access)?;
         let audit = access.audit(actions::SSO_CONNECTION_DELETE).resource("tenant", access.tenant_id);
         if !self.store.delete_sso_connection(access.tenant_id, &audit).await? {
             return Err(Error::NotFound("sso connection"));
@@ -705,6 +749,16 @@ impl App {
                     ),
                 )));
             }
+            SsoArrived::OwnerNotLinked => {
+                return Err(Ok(refuse(
+                    "owner_password_only",
+                    format!(
+                        "{email} is an owner of {}: owners sign in with their password (the sign-in page), \
+                         never through the identity provider",
+                        tenant.name
+                    ),
+                )));
+            }
             SsoArrived::Disabled => {
                 return Err(Ok(refuse(
                     "account_disabled",
@@ -749,6 +803,16 @@ impl App {
         self.metrics.login("success");
         Ok(token.text)
     }
+}
+
+fn require_owner(access: &TenantAccess) -> Result<()> {
+    if access.role == Role::Owner {
+        return Ok(());
+    }
+    Err(Error::Forbidden(
+        "only an owner can set up single sign-on: whoever sets the provider decides who signs in as a member"
+            .into(),
+    ))
 }
 
 /// Checks an issuer URL as it is saved; the text is kept as typed, since

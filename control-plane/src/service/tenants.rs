@@ -41,13 +41,18 @@ pub struct Me {
 impl App {
     pub async fn me(&self, caller: &Caller) -> Result<Me> {
         let user = caller.user()?.clone();
-        let memberships = self.store.memberships(user.id).await?;
+        let mut memberships = self.store.memberships(user.id).await?;
+        // A single sign-on session sees only its organisation.
+        if let Some(tenant) = self.sso_scope(caller).await? {
+            memberships.retain(|m| m.tenant_id == tenant);
+        }
         Ok(Me { user, memberships })
     }
 
     /// Creates a tenant owned by the calling user.
     pub async fn create_tenant(&self, caller: &Caller, req: CreateTenant) -> Result<Tenant> {
         let owner = caller.user()?.id;
+        self.require_password_session(caller, "creating an organisation").await?;
         let explicit_slug = req.slug.is_some();
         let mut slug = req.slug.unwrap_or_else(|| Slug::from_name(req.name.as_str()));
         // A derived slug that is taken gets a short random suffix; an explicit

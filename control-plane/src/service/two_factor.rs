@@ -98,17 +98,26 @@ pub struct SessionList {
 }
 
 /// A tenant's sign-in rules.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TenantSecurity {
     /// Members must sign in with a second factor to open the tenant (API
     /// keys are unaffected). Only someone who uses it may turn it on.
     pub require_two_factor: bool,
     /// Members must sign in through the tenant's identity provider; owners
     /// may still use their password (break-glass). Needs an enabled single
-    /// sign-on connection. Omitted: off.
-    #[serde(default)]
+    /// sign-on connection.
     pub require_sso: bool,
+}
+
+/// A change of the tenant's sign-in rules.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSecurityUpdate {
+    pub require_two_factor: bool,
+    /// Omitted: unchanged (so a client that knows only two-factor sign-in
+    /// does not turn it off).
+    #[serde(default)]
+    pub require_sso: Option<bool>,
 }
 
 /// What a code a person typed looks like.
@@ -359,10 +368,14 @@ impl App {
     pub async fn set_tenant_security(
         &self,
         access: &TenantAccess,
-        req: TenantSecurity,
+        update: TenantSecurityUpdate,
     ) -> Result<TenantSecurity> {
         access.require(Permission::TenantManage)?;
         let current = self.store.tenant_sign_in_rules(access.tenant_id).await?;
+        let req = TenantSecurity {
+            require_two_factor: update.require_two_factor,
+            require_sso: update.require_sso.unwrap_or(current.require_sso),
+        };
         if req.require_two_factor && !current.require_two_factor {
             let user = access.caller.user()?;
             if self.confirmed_two_factor(user).await?.is_none() {

@@ -21,12 +21,12 @@ pub struct AuthoredComment {
     pub deleted: bool,
 }
 
-/// An edit of content the person saved.
+/// An edit of content the person saved (which and when: the text is the
+/// organisation's, written with others).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuthoredVersion {
     pub activity_id: Uuid,
     pub number: i64,
-    pub content: String,
     pub created_at: Timestamp,
 }
 

@@ -68,6 +68,9 @@ pub enum SsoArrived {
     /// account and is not a member of the tenant: linking it would let an
     /// identity provider take over someone else's account.
     EmailTaken,
+    /// The address is an owner's of the tenant: owners sign in with their
+    /// password, and are never linked to a provider account.
+    OwnerNotLinked,
     /// The account is disabled.
     Disabled,
 }
@@ -86,6 +89,10 @@ pub trait SsoStore: Send + Sync {
     /// Removes it, turns off requiring it, and unlinks the provider
     /// accounts; `false` if there was none.
     async fn delete_sso_connection(&self, tenant_id: Uuid, audit: &NewAuditEvent) -> Result<bool>;
+    /// The tenant whose single sign-on opened the session, if any.
+    async fn session_sso_tenant(&self, session_id: Uuid) -> Result<Option<Uuid>>;
+    /// Ends every live session the tenant's single sign-on opened; how many.
+    async fn revoke_sso_sessions(&self, tenant_id: Uuid, now: Timestamp) -> Result<u64>;
     /// Tenants with an enabled connection allowing `domain`.
     async fn sso_tenants_for_domain(&self, domain: &str) -> Result<Vec<Uuid>>;
 

@@ -262,9 +262,9 @@ pub async fn set_sign_in(
     submit: Submit<SignInForm>,
 ) -> Result<Response, UiError> {
     let Submit { page, form } = submit;
-    let req = crate::service::two_factor::TenantSecurity {
+    let req = crate::service::two_factor::TenantSecurityUpdate {
         require_two_factor: form.require_two_factor.is_some(),
-        require_sso: form.require_sso.is_some(),
+        require_sso: Some(form.require_sso.is_some()),
     };
     match state.app.set_tenant_security(&page.access, req).await {
         Ok(_) => Ok(see_other(&format!("{}#sign-in", page.path("/settings")))),

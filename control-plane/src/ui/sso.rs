@@ -18,7 +18,7 @@ use super::session::{
     Meta, Path, Query, Submit, TenantPage, cookie_value, is_secure, login_cookie, login_id, session_cookie,
 };
 use crate::api::ApiState;
-use crate::domain::{Permission, Role, Slug, Tenant};
+use crate::domain::{Permission, Role, Tenant};
 use crate::error::Error;
 use crate::service::sso::{CALLBACK_PATH, LOGIN_TTL, SsoConnectionRequest, SsoConnectionView};
 
@@ -53,8 +53,10 @@ struct SsoLoginPage {
     organisation: String,
     next: String,
     error: String,
-    /// The organisation that sent the person here because it requires SSO.
-    required_by: Option<(String, String)>,
+    /// The organisation to continue to (its name and short name), and
+    /// whether it sent the person here because it requires SSO.
+    continue_to: Option<(String, String)>,
+    required: bool,
     csrf: String,
 }
 
@@ -85,7 +87,8 @@ fn blank(next: String) -> SsoLoginPage {
         organisation: String::new(),
         next,
         error: String::new(),
-        required_by: None,
+        continue_to: None,
+        required: false,
         csrf: String::new(),
     }
 }
@@ -109,7 +112,8 @@ pub async fn form(
         && let Ok(Some(tenant)) = state.app.store.tenant(tenant_id).await
     {
         page.organisation = tenant.slug.to_string();
-        page.required_by = Some((tenant.name.to_string(), format!("/sso/{}", tenant.slug)));
+        page.continue_to = Some((tenant.name.to_string(), tenant.slug.to_string()));
+        page.required = true;
     }
     sso_login_page(&state, &headers, page)
 }
@@ -151,7 +155,10 @@ pub struct BeginQuery {
     next: Option<String>,
 }
 
-/// `/sso/{slug}`: the link an organisation gives its people.
+/// `/sso/{slug}`: the link an organisation gives its people. It shows the
+/// organisation and a button: a sign-in starts from a form of this site
+/// (with its CSRF token), never from a link another site could make a
+/// browser follow.
 pub async fn begin(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -159,17 +166,17 @@ pub async fn begin(
     Query(query): Query<BeginQuery>,
 ) -> Response {
     let next = safe_next(query.next.as_deref());
-    let tenant = match Slug::parse(&slug) {
-        Ok(slug) => state.app.store.tenant_by_slug(&slug).await,
-        Err(_) => Ok(None),
-    };
-    match tenant {
-        Ok(Some(tenant)) => start(&state, &headers, &tenant, next).await,
-        Ok(None) => {
+    match state.app.sso_tenant_for(&slug).await {
+        Ok(tenant) => {
             let page = SsoLoginPage {
-                error: format!("No organisation is called {slug}. Enter your work e-mail address instead."),
+                organisation: tenant.slug.to_string(),
+                continue_to: Some((tenant.name.to_string(), tenant.slug.to_string())),
                 ..blank(next)
             };
+            sso_login_page(&state, &headers, page)
+        }
+        Err(Error::Invalid { message, .. }) => {
+            let page = SsoLoginPage { error: super::page::capitalise(&message), ..blank(next) };
             sso_login_page(&state, &headers, page)
         }
         Err(e) => UiError::from(e).into_response(),

@@ -11,8 +11,8 @@ use crate::api::error::ErrorBody;
 use crate::api::extract::{Json, Path};
 use crate::error::Result;
 use crate::service::two_factor::{
-    ChangePassword, ConfirmPassword, RecoveryCodes, SessionList, TenantSecurity, TwoFactorCode,
-    TwoFactorSetup, TwoFactorStatus,
+    ChangePassword, ConfirmPassword, RecoveryCodes, SessionList, TenantSecurity, TenantSecurityUpdate,
+    TwoFactorCode, TwoFactorSetup, TwoFactorStatus,
 };
 use crate::service::{Caller, TenantAccess, actions};
 
@@ -137,14 +137,14 @@ pub async fn tenant_security(
 /// Changes the organisation's sign-in rules (`tenant:manage`); requiring
 /// two-factor sign-in needs it on for the caller first.
 #[utoipa::path(put, path = "/api/v1/tenants/{tenant_id}/security", tag = "tenants", operation_id = actions::TENANT_SECURITY_UPDATE,
-    security(("bearer" = [])), params(("tenant_id" = Uuid, Path)), request_body = TenantSecurity,
+    security(("bearer" = [])), params(("tenant_id" = Uuid, Path)), request_body = TenantSecurityUpdate,
     responses((status = 200, body = TenantSecurity), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, description = "the caller does not use two-factor sign-in, or single sign-on is not set up", body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn set_tenant_security(
     State(state): State<ApiState>,
     access: TenantAccess,
-    Json(req): Json<TenantSecurity>,
+    Json(req): Json<TenantSecurityUpdate>,
 ) -> Result<Json<TenantSecurity>> {
     Ok(Json(state.app.set_tenant_security(&access, req).await?))
 }

@@ -61,8 +61,8 @@ where
     }
 
     async fn authored_versions(&self, user_id: Uuid, limit: i64) -> Result<Vec<AuthoredVersion>> {
-        let rows: Vec<(Uuid, i64, String, Timestamp)> = sqlx::query_as(
-            "SELECT activity_id, number, content, created_at FROM activity_versions WHERE author_id = $1 \
+        let rows: Vec<(Uuid, i64, Timestamp)> = sqlx::query_as(
+            "SELECT activity_id, number, created_at FROM activity_versions WHERE author_id = $1 \
              ORDER BY id DESC LIMIT $2",
         )
         .bind(user_id)
@@ -71,12 +71,7 @@ where
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(activity_id, number, content, created_at)| AuthoredVersion {
-                activity_id,
-                number,
-                content,
-                created_at,
-            })
+            .map(|(activity_id, number, created_at)| AuthoredVersion { activity_id, number, created_at })
             .collect())
     }
 
@@ -132,14 +127,23 @@ where
 
     async fn erase_user(&self, e: &Erasure, audit: &NewAuditEvent) -> Result<ErasureCounts> {
         let mut tx = self.write.begin().await?;
-        // An organisation is never left without an owner.
+        // An organisation is never left without an owner: every tenant of
+        // the person is locked (in one order, so two erasures cannot
+        // deadlock), then the owners are counted.
+        let tenants: Vec<Uuid> =
+            sqlx::query_scalar("SELECT tenant_id FROM memberships WHERE user_id = $1 ORDER BY tenant_id")
+                .bind(e.user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        for tenant_id in &tenants {
+            Self::lock_tenant(&mut tx, *tenant_id).await?;
+        }
         let owned: Vec<Uuid> =
             sqlx::query_scalar("SELECT tenant_id FROM memberships WHERE user_id = $1 AND role = 'owner'")
                 .bind(e.user_id)
                 .fetch_all(&mut *tx)
                 .await?;
         for tenant_id in owned {
-            Self::lock_tenant(&mut tx, tenant_id).await?;
             Self::ensure_other_owner(&mut tx, tenant_id, e.user_id).await?;
         }
         // The exception to the audit log's append-only rule holds while
@@ -154,32 +158,42 @@ where
         .execute(&mut *tx)
         .await?;
         let mut counts = ErasureCounts::default();
+        // The address as a JSON string (quoted), so that erasing ann@x.com
+        // leaves joann@x.com and ann@x.com.au alone.
+        let quoted = |text: &str| format!("\"{text}\"");
+        let (email, normalized, pseudonym) =
+            (quoted(&e.email), quoted(&e.email_normalized), quoted(&e.pseudonym));
         let scrub = "REPLACE(REPLACE(details, $2, $4), $3, $4)";
         let own = sqlx::query(sql(&[
-            "UPDATE audit_events SET actor_label = $4, client_ip = NULL, details = ",
+            "UPDATE audit_events SET client_ip = NULL, details = ",
             scrub,
             " WHERE actor_id = $1",
         ]))
         .bind(e.user_id)
-        .bind(e.email.clone())
-        .bind(e.email_normalized.clone())
-        .bind(e.pseudonym.clone())
+        .bind(email.clone())
+        .bind(normalized.clone())
+        .bind(pseudonym.clone())
         .execute(&mut *tx)
         .await?;
+        sqlx::query("UPDATE audit_events SET actor_label = $2 WHERE actor_id = $1")
+            .bind(e.user_id)
+            .bind(e.pseudonym.clone())
+            .execute(&mut *tx)
+            .await?;
         // Others' entries naming the address (an invitation sent to it, a
         // refused sign-in with it).
         let others = sqlx::query(sql(&[
             "UPDATE audit_events SET details = ",
             scrub,
             " WHERE (actor_id IS NULL OR actor_id <> $1) \
-             AND (details LIKE $5 ESCAPE '\\' OR details LIKE $6 ESCAPE '\\' OR actor_label = $2 OR actor_label = $3)",
+             AND (details LIKE $5 ESCAPE '\\' OR details LIKE $6 ESCAPE '\\')",
         ]))
         .bind(e.user_id)
-        .bind(e.email.clone())
-        .bind(e.email_normalized.clone())
-        .bind(e.pseudonym.clone())
-        .bind(contains_pattern(&e.email))
-        .bind(contains_pattern(&e.email_normalized))
+        .bind(email.clone())
+        .bind(normalized.clone())
+        .bind(pseudonym.clone())
+        .bind(contains_pattern(&email))
+        .bind(contains_pattern(&normalized))
         .execute(&mut *tx)
         .await?;
         let labels = sqlx::query(
@@ -198,11 +212,11 @@ where
             "UPDATE webhook_events SET payload = REPLACE(REPLACE(payload, $1, $3), $2, $3) \
              WHERE payload LIKE $4 ESCAPE '\\' OR payload LIKE $5 ESCAPE '\\'",
         )
-        .bind(e.email.clone())
-        .bind(e.email_normalized.clone())
-        .bind(e.pseudonym.clone())
-        .bind(contains_pattern(&e.email))
-        .bind(contains_pattern(&e.email_normalized))
+        .bind(email.clone())
+        .bind(normalized.clone())
+        .bind(pseudonym.clone())
+        .bind(contains_pattern(&email))
+        .bind(contains_pattern(&normalized))
         .execute(&mut *tx)
         .await?;
         counts.webhook_payloads_scrubbed = DB::rows_affected(&hooks);
@@ -218,11 +232,15 @@ where
             .execute(&mut *tx)
             .await?;
         counts.invitations_deleted = DB::rows_affected(&invitations);
-        let mail = sqlx::query("DELETE FROM email_outbox WHERE user_id = $1 OR LOWER(to_address) = $2")
-            .bind(e.user_id)
-            .bind(e.email_normalized.clone())
-            .execute(&mut *tx)
-            .await?;
+        // Except a message being handed to the mail server this moment
+        // (its row records the outcome); the account's own rows go with it.
+        let mail = sqlx::query(
+            "DELETE FROM email_outbox WHERE (user_id = $1 OR LOWER(to_address) = $2) AND state <> 'sending'",
+        )
+        .bind(e.user_id)
+        .bind(e.email_normalized.clone())
+        .execute(&mut *tx)
+        .await?;
         counts.emails_deleted = DB::rows_affected(&mail);
         let versions = sqlx::query("UPDATE activity_versions SET author_name = $2 WHERE author_id = $1")
             .bind(e.user_id)

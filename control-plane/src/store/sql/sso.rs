@@ -160,6 +160,26 @@ where
         Ok(true)
     }
 
+    async fn session_sso_tenant(&self, session_id: Uuid) -> Result<Option<Uuid>> {
+        let tenant: Option<Option<Uuid>> =
+            sqlx::query_scalar("SELECT sso_tenant_id FROM sessions WHERE id = $1")
+                .bind(session_id)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(tenant.flatten())
+    }
+
+    async fn revoke_sso_sessions(&self, tenant_id: Uuid, now: Timestamp) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE sessions SET revoked_at = $2 WHERE sso_tenant_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(tenant_id)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(DB::rows_affected(&r))
+    }
+
     async fn sso_tenants_for_domain(&self, domain: &str) -> Result<Vec<Uuid>> {
         // Few tenants have a connection: read them and match in Rust rather
         // than search JSON text in SQL two ways.
@@ -258,19 +278,19 @@ where
                         .bind(user_id)
                         .fetch_optional(&mut *tx)
                         .await?;
-                        if member.is_none() {
-                            return Ok(SsoArrived::EmailTaken);
+                        // Only a member, and never an owner: an owner's
+                        // account is their break-glass, and a provider (run
+                        // by whoever set it up) must not be able to become it.
+                        match member.as_deref() {
+                            None => return Ok(SsoArrived::EmailTaken),
+                            Some("owner") => return Ok(SsoArrived::OwnerNotLinked),
+                            Some(_) => user_id,
                         }
-                        user_id
                     }
                     None => {
+                        // Not marked verified: a tenant's own provider's word
+                        // is not the address's owner's.
                         let user = Self::insert_user(&mut tx, &a.new_user, a.now).await?;
-                        // The provider vouched for the address.
-                        sqlx::query("UPDATE users SET email_verified_at = $2 WHERE id = $1")
-                            .bind(user.id)
-                            .bind(a.now)
-                            .execute(&mut *tx)
-                            .await?;
                         created_account = true;
                         user.id
                     }
@@ -321,8 +341,9 @@ where
                 Self::insert_membership(&mut tx, a.tenant_id, user_id, a.joining_role, a.now).await?;
                 (a.joining_role, true, None)
             }
-            // Owners are never changed by a provider's groups.
-            Some(current) if current == Role::Owner => (current, false, None),
+            // Owners sign in with their password only (see above), even one
+            // linked before becoming an owner.
+            Some(Role::Owner) => return Ok(SsoArrived::OwnerNotLinked),
             Some(current) => match a.synced_role.filter(|synced| *synced != current) {
                 Some(synced) => {
                     sqlx::query("UPDATE memberships SET role = $3 WHERE tenant_id = $1 AND user_id = $2")
