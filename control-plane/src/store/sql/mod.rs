@@ -97,6 +97,27 @@ fn corrupt<E: fmt::Display>(what: &str) -> impl FnOnce(E) -> StoreError + '_ {
     move |e| StoreError::Corrupt(format!("{what}: {e}"))
 }
 
+/// A `LIKE` pattern that finds `text` anywhere, its own `%`, `_` and `\`
+/// taken literally (the query says `ESCAPE '\'`).
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+#[cfg(test)]
+#[test]
+fn like_patterns_take_wildcards_literally() {
+    assert_eq!(like_pattern("a_b%c@x.io"), "%a\\_b\\%c@x.io%");
+    assert_eq!(like_pattern("back\\slash"), "%back\\\\slash%");
+}
+
 /// A value as the JSON text a column keeps.
 fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))

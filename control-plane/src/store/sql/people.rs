@@ -5,12 +5,6 @@ use super::*;
 
 use crate::store::{AuthoredComment, AuthoredVersion, Erasure, ErasureCounts, OwnAuditEntry, PeopleStore};
 
-/// `text` as a LIKE pattern matching it anywhere (`\` escapes).
-fn contains_pattern(text: &str) -> String {
-    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-    format!("%{escaped}%")
-}
-
 #[async_trait]
 impl<DB> PeopleStore for SqlStore<DB>
 where
@@ -192,8 +186,8 @@ where
         .bind(email.clone())
         .bind(normalized.clone())
         .bind(pseudonym.clone())
-        .bind(contains_pattern(&email))
-        .bind(contains_pattern(&normalized))
+        .bind(like_pattern(&email))
+        .bind(like_pattern(&normalized))
         .execute(&mut *tx)
         .await?;
         let labels = sqlx::query(
@@ -215,8 +209,8 @@ where
         .bind(email.clone())
         .bind(normalized.clone())
         .bind(pseudonym.clone())
-        .bind(contains_pattern(&email))
-        .bind(contains_pattern(&normalized))
+        .bind(like_pattern(&email))
+        .bind(like_pattern(&normalized))
         .execute(&mut *tx)
         .await?;
         counts.webhook_payloads_scrubbed = DB::rows_affected(&hooks);

@@ -224,20 +224,6 @@ where
     }
 }
 
-/// A `LIKE` pattern that finds `text` anywhere, its own `%`, `_` and `\`
-/// taken literally (the query says `ESCAPE '\'`).
-fn like_pattern(text: &str) -> String {
-    let mut pattern = String::from("%");
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
-}
-
 impl<DB> SqlStore<DB>
 where
     DB: Dialect,
@@ -285,16 +271,5 @@ where
         .execute(&mut *conn)
         .await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::like_pattern;
-
-    #[test]
-    fn like_patterns_take_wildcards_literally() {
-        assert_eq!(like_pattern("a_b%c@x.io"), "%a\\_b\\%c@x.io%");
-        assert_eq!(like_pattern("back\\slash"), "%back\\\\slash%");
     }
 }
