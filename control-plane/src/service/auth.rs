@@ -64,6 +64,23 @@ pub struct TokenPair {
 /// megabytes on request is a denial-of-service lever.
 const MAX_PASSWORD_BYTES: usize = 1024;
 
+/// How a session's person proved who they are (its sign-in's audit
+/// details; an SSO session is confined to its tenant).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum SignedInBy {
+    Password,
+    /// The password and this second factor (`totp` or `recovery_code`).
+    SecondFactor(&'static str),
+    /// The tenant's identity provider.
+    Sso(uuid::Uuid),
+}
+
+impl From<Option<&'static str>> for SignedInBy {
+    fn from(second_factor: Option<&'static str>) -> Self {
+        second_factor.map_or(Self::Password, Self::SecondFactor)
+    }
+}
+
 const BAD_CREDENTIALS: &str = "invalid e-mail address or password";
 
 impl App {
@@ -86,7 +103,8 @@ impl App {
         };
         self.signed_in(&user).await;
         let now = Timestamp::now();
-        let (session_id, refresh) = self.open_session(&user, TokenKind::Refresh, meta, now, second).await?;
+        let (session_id, refresh) =
+            self.open_session(&user, TokenKind::Refresh, meta, now, SignedInBy::from(second)).await?;
         self.token_pair(user.id, session_id, refresh, now)
     }
 
@@ -100,7 +118,9 @@ impl App {
             return Ok(BrowserSignIn::SecondFactor { challenge: self.second_factor_challenge(user.id) });
         }
         self.signed_in(&user).await;
-        let (_, token) = self.open_session(&user, TokenKind::Browser, meta, Timestamp::now(), None).await?;
+        let (_, token) = self
+            .open_session(&user, TokenKind::Browser, meta, Timestamp::now(), SignedInBy::Password)
+            .await?;
         Ok(BrowserSignIn::Session { token, ttl: self.auth.refresh_token_ttl })
     }
 
@@ -127,7 +147,9 @@ impl App {
             None => None,
         };
         self.signed_in(&user).await;
-        let (_, token) = self.open_session(&user, TokenKind::Browser, meta, Timestamp::now(), second).await?;
+        let (_, token) = self
+            .open_session(&user, TokenKind::Browser, meta, Timestamp::now(), SignedInBy::from(second))
+            .await?;
         Ok((token, self.auth.refresh_token_ttl))
     }
 
@@ -217,13 +239,13 @@ impl App {
 
     /// A new session with its first token of `kind`; returns the session and
     /// the token's text (handed out once).
-    async fn open_session(
+    pub(super) async fn open_session(
         &self,
         user: &crate::domain::User,
         kind: TokenKind,
         meta: &RequestMeta,
         now: Timestamp,
-        second_factor: Option<&'static str>,
+        by: SignedInBy,
     ) -> Result<(uuid::Uuid, String)> {
         let actor = Actor::User { id: user.id, email: user.email.to_string() };
         let session = NewSession {
@@ -231,7 +253,10 @@ impl App {
             user_id: user.id,
             client_ip: meta.client_ip.map(|ip| ip.to_string()),
             user_agent: meta.user_agent.clone(),
-            sso_tenant_id: None,
+            sso_tenant_id: match by {
+                SignedInBy::Sso(tenant_id) => Some(tenant_id),
+                _ => None,
+            },
         };
         let token = OpaqueToken::generate(kind);
         let record = NewRefreshToken {
@@ -241,8 +266,14 @@ impl App {
         };
         let mut event =
             audit_event(None, actor, meta, actions::LOGIN, Outcome::Success).resource("session", session.id);
-        if let Some(kind) = second_factor {
-            event = event.details(serde_json::json!({ "second_factor": kind }));
+        match by {
+            SignedInBy::Password => {}
+            SignedInBy::SecondFactor(kind) => {
+                event = event.details(serde_json::json!({ "second_factor": kind }));
+            }
+            SignedInBy::Sso(tenant_id) => {
+                event = event.details(serde_json::json!({ "method": "sso", "tenant_id": tenant_id }));
+            }
         }
         self.store.create_session(&session, &record, &event).await?;
         self.metrics.login("success");

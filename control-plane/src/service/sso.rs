@@ -48,14 +48,11 @@ use uuid::Uuid;
 
 use super::{App, RequestMeta, TenantAccess, actions, audit_event};
 use crate::auth::password;
-use crate::auth::tokens::{OpaqueToken, TokenKind, hash_token};
+use crate::auth::tokens::{TokenKind, hash_token};
 use crate::domain::{Email, Name, Password, Role, Slug, Tenant, Timestamp, new_id};
 use crate::error::{Error, Result};
 use crate::notify::webhooks::{self, WebhookSettings};
-use crate::store::{
-    Actor, NewRefreshToken, NewSession, NewUser, Outcome, PendingSsoLogin, SsoArrival, SsoArrived,
-    SsoConnection,
-};
+use crate::store::{Actor, NewUser, Outcome, PendingSsoLogin, SsoArrival, SsoArrived, SsoConnection};
 
 /// How long a person has at their provider before the sign-in lapses.
 pub const LOGIN_TTL: time::Duration = time::Duration::minutes(10);
@@ -414,9 +411,10 @@ impl App {
 
         let now = Timestamp::now();
         let (sealed, hint) = match &secret {
-            Some(secret) => {
-                (self.cloud.key().seal(access.tenant_id, secret).map_err(Error::Internal)?, hint_of(secret))
-            }
+            Some(secret) => (
+                self.cloud.key().seal(access.tenant_id, secret).map_err(Error::Internal)?,
+                crate::cloud::crypto::hint(secret),
+            ),
             None => {
                 let existing = existing.as_ref().ok_or(Error::NotFound("sso connection"))?;
                 (existing.secret.clone(), existing.secret_hint.clone())
@@ -766,42 +764,15 @@ impl App {
                 )));
             }
         };
-        let token = self.open_sso_session(&user, tenant.id, meta, now).await.map_err(Err)?;
+        let (_, token) = self
+            .open_session(&user, TokenKind::Browser, meta, now, super::auth::SignedInBy::Sso(tenant.id))
+            .await
+            .map_err(Err)?;
         Ok(SsoSignedIn {
             token,
             ttl: self.auth.refresh_token_ttl,
             return_to: login.return_to.clone().unwrap_or_else(|| format!("/t/{}", tenant.id)),
         })
-    }
-
-    /// A browser session opened by the tenant's single sign-on.
-    async fn open_sso_session(
-        &self,
-        user: &crate::domain::User,
-        tenant_id: Uuid,
-        meta: &RequestMeta,
-        now: Timestamp,
-    ) -> Result<String> {
-        let session = NewSession {
-            id: new_id(),
-            user_id: user.id,
-            client_ip: meta.client_ip.map(|ip| ip.to_string()),
-            user_agent: meta.user_agent.clone(),
-            sso_tenant_id: Some(tenant_id),
-        };
-        let token = OpaqueToken::generate(TokenKind::Browser);
-        let record = NewRefreshToken {
-            id: new_id(),
-            token_hash: token.hash.clone(),
-            expires_at: now + self.auth.refresh_token_ttl,
-        };
-        let actor = Actor::User { id: user.id, email: user.email.to_string() };
-        let event = audit_event(None, actor, meta, actions::LOGIN, Outcome::Success)
-            .resource("session", session.id)
-            .details(serde_json::json!({ "method": "sso", "tenant_id": tenant_id }));
-        self.store.create_session(&session, &record, &event).await?;
-        self.metrics.login("success");
-        Ok(token.text)
     }
 }
 
@@ -861,11 +832,6 @@ fn check_domains(domains: &[String]) -> Result<Vec<String>> {
         }
     }
     Ok(out)
-}
-
-fn hint_of(secret: &str) -> String {
-    let tail: String = secret.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
-    format!("…{tail}")
 }
 
 /// A provider's words, kept short for a message.
