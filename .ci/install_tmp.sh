@@ -106,6 +106,17 @@ grep '"version"' target/maildev/node_modules/maildev/package.json
 # The e-mail tests fail instead of skipping when MailDev is missing.
 export MARKETER_REQUIRE_MAIL=1
 
+log "oidc-provider (a real OpenID Connect provider, npm; single sign-on is tested against it)"
+# tests/src/oidc.rs runs tests/oidc/provider.mjs with it for tests/tests/sso.rs.
+if [ ! -f target/oidc/node_modules/oidc-provider/package.json ] \
+    || ! grep -q '"version": "9.13.3"' target/oidc/node_modules/oidc-provider/package.json; then
+    mkdir -p target/oidc
+    npm install --prefix target/oidc --no-audit --no-fund --silent "oidc-provider@9.13.3"
+fi
+grep '"version"' target/oidc/node_modules/oidc-provider/package.json
+# The single sign-on tests fail instead of skipping when it is missing.
+export MARKETER_REQUIRE_OIDC=1
+
 log "schemathesis (API conformance, PyPI)"
 # Run as a module, so no PATH entry (a pyenv shim) is needed after install.
 if ! python3 -m schemathesis.cli --version 2>/dev/null | grep -q "4.32.5"; then

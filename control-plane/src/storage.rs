@@ -18,6 +18,17 @@ pub trait FileStorage: Send + Sync + std::fmt::Debug {
     async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
     /// Removes `key`; a missing key is not an error.
     async fn delete(&self, key: &str) -> anyhow::Result<()>;
+    /// Removes every file under the folder `prefix` (a key without its last
+    /// part) and returns how many there were; a missing folder is not an
+    /// error.
+    async fn delete_folder(&self, prefix: &str) -> anyhow::Result<u64>;
+}
+
+/// The folders that hold a tenant's files: every key the control plane
+/// makes for a tenant starts with one of them (documents, branding,
+/// property photos), so erasing a tenant deletes exactly these.
+pub fn tenant_folders(tenant_id: Uuid) -> [String; 3] {
+    [format!("documents/{tenant_id}"), format!("tenants/{tenant_id}"), format!("properties/{tenant_id}")]
 }
 
 /// The key of an uploaded document's file.
@@ -76,6 +87,35 @@ impl FileStorage for LocalStorage {
             Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
         }
     }
+
+    async fn delete_folder(&self, prefix: &str) -> anyhow::Result<u64> {
+        let path = self.path(prefix)?;
+        tokio::task::spawn_blocking(move || {
+            let mut files = 0u64;
+            let mut stack = vec![path.clone()];
+            while let Some(dir) = stack.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+                };
+                for entry in entries {
+                    let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+                    if entry.file_type()?.is_dir() {
+                        stack.push(entry.path());
+                    } else {
+                        files += 1;
+                    }
+                }
+            }
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => Ok(files),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(files),
+                Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+            }
+        })
+        .await?
+    }
 }
 
 /// Writes through a temporary file in the same directory, then renames.
@@ -118,6 +158,25 @@ mod tests {
         assert_eq!(storage.get(&key).await.unwrap(), None);
         for bad in ["../etc/passwd", "documents/../../x", "", "a//b", "a/./b"] {
             assert!(storage.put(bad, b"x").await.is_err(), "{bad}");
+            assert!(storage.delete_folder(bad).await.is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_tenants_folders_are_deleted_and_no_one_elses() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(dir.path());
+        let (gone, kept) = (Uuid::now_v7(), Uuid::now_v7());
+        storage.put(&document_key(gone, Uuid::now_v7()), b"a").await.unwrap();
+        storage.put(&format!("properties/{gone}/{}/photo", Uuid::now_v7()), b"b").await.unwrap();
+        storage.put(&document_key(kept, Uuid::now_v7()), b"c").await.unwrap();
+        let mut removed = 0;
+        for folder in tenant_folders(gone) {
+            removed += storage.delete_folder(&folder).await.unwrap();
+        }
+        assert_eq!(removed, 2);
+        assert!(!dir.path().join(format!("documents/{gone}")).exists());
+        assert!(dir.path().join(format!("documents/{kept}")).exists());
+        assert_eq!(storage.delete_folder(&format!("documents/{gone}")).await.unwrap(), 0);
     }
 }

@@ -11,6 +11,7 @@
 //! - `ollama`: the local Ollama: its models, chat and embeddings;
 //! - `documents`: project documents indexed and searched on this host;
 //! - `privacy`: the local policy: redaction, verbatim guard, limits;
+//! - `erase`: deleting what the agent holds when its tenant is erased;
 //! - `doctor`: diagnostics.
 
 pub mod backoff;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod doctor;
 pub mod documents;
 pub mod enroll;
+pub mod erase;
 pub mod identity;
 pub mod jobs;
 pub mod net;

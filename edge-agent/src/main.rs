@@ -173,7 +173,8 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     Ok((key.to_owned(), value.trim().to_owned()))
 }
 
-/// Exit status for "revoked": service managers should not restart the agent.
+/// Exit status for "revoked" and "its organisation was erased": service
+/// managers should not restart the agent.
 const EXIT_REVOKED: u8 = 3;
 
 fn main() -> ExitCode {
@@ -191,7 +192,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
-        Err(e) if e.downcast_ref::<Revoked>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<Revoked>().is_some()
+                || e.downcast_ref::<marketer_edge_agent::erase::Erased>().is_some() =>
+        {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_REVOKED)
         }

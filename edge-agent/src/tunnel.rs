@@ -282,6 +282,9 @@ impl Session<'_> {
                 Some(Ok(Message::Text(text))) => {
                     return match serde_json::from_str::<ServerMessage>(text.as_str()) {
                         Ok(ServerMessage::Welcome(welcome)) => Ok((welcome, ollama)),
+                        Ok(ServerMessage::EraseTenant { erasure_id, tenant_id }) => {
+                            Err(self.erase(socket, erasure_id, tenant_id).await)
+                        }
                         Ok(other) => Err(Ended::Retry(anyhow::anyhow!("expected Welcome, got {other:?}"))),
                         Err(e) => Err(Ended::Retry(anyhow::anyhow!(
                             "the control plane sent a malformed message: {e}"
@@ -294,6 +297,63 @@ impl Session<'_> {
                 None => return Err(Ended::Retry(anyhow::anyhow!("the control plane closed the connection"))),
             }
         }
+    }
+
+    /// The tenant was erased: delete what this host holds for it, confirm,
+    /// and (once the confirmation is recorded) forget the identity. A
+    /// connection lost before that is retried; the control plane asks
+    /// again, and the second pass finds nothing left to delete.
+    async fn erase(&self, socket: &mut Socket, erasure_id: uuid::Uuid, tenant_id: uuid::Uuid) -> Ended {
+        tracing::warn!(%tenant_id, %erasure_id, "this agent's organisation was erased: deleting what this host holds for it");
+        self.jobs.stop_all("the organisation was erased").await;
+        let report =
+            match crate::erase::erase_data(self.files, self.index, &self.jobs.outbox, erasure_id).await {
+                Ok(report) => report,
+                Err(e) => return Ended::Fatal(e.context("deleting the erased organisation's data")),
+            };
+        tracing::info!(
+            documents = report.documents,
+            chunks = report.chunks,
+            outbox_entries = report.outbox_entries,
+            bytes = report.bytes,
+            "deleted the erased organisation's data"
+        );
+        if let Err(e) = send(socket, &AgentMessage::TenantErased(report.clone())).await {
+            return Ended::Retry(e);
+        }
+        let deadline = tokio::time::Instant::now() + WELCOME_TIMEOUT;
+        loop {
+            let message = match tokio::time::timeout_at(deadline, socket.next()).await {
+                Ok(message) => message,
+                Err(_) => {
+                    return Ended::Retry(anyhow::anyhow!(
+                        "the control plane did not record the erasure in time"
+                    ));
+                }
+            };
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    if let Ok(ServerMessage::ErasureRecorded { erasure_id: recorded }) =
+                        serde_json::from_str::<ServerMessage>(text.as_str())
+                        && recorded == erasure_id
+                    {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => return closed(frame),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Ended::Retry(anyhow::anyhow!("the connection failed: {e}")),
+                None => return Ended::Retry(anyhow::anyhow!("the control plane closed the connection")),
+            }
+        }
+        let summary = format!(
+            "{} documents, {} chunks, {} undelivered job results",
+            report.documents, report.chunks, report.outbox_entries
+        );
+        if let Err(e) = crate::erase::forget_identity(self.files) {
+            return Ended::Fatal(e.context("forgetting the identity after the erasure"));
+        }
+        Ended::Fatal(anyhow::Error::new(crate::erase::Erased(summary)))
     }
 
     async fn serve(
@@ -383,6 +443,10 @@ impl Session<'_> {
                                 }
                             }
                             Ok(ServerMessage::Welcome(_)) => tracing::warn!("ignoring a second Welcome"),
+                            // Only ever the answer to Hello.
+                            Ok(ServerMessage::EraseTenant { .. } | ServerMessage::ErasureRecorded { .. }) => {
+                                tracing::warn!("ignoring an erasure message outside the greeting");
+                            }
                             Err(e) => tracing::warn!(error = %e, "ignoring a message this agent does not understand"),
                         },
                         Some(Ok(Message::Close(frame))) => return closed(frame),
@@ -593,6 +657,9 @@ fn closed(frame: Option<CloseFrame>) -> Ended {
         )),
         close::CERTIFICATE_EXPIRED | close::UNAUTHORIZED => Ended::Fatal(anyhow::anyhow!(
             "the control plane refused this agent's identity: {reason}. Ask for a new enrollment token and run `marketer-agent enroll --force`"
+        )),
+        close::TENANT_ERASED => Ended::Retry(anyhow::anyhow!(
+            "the control plane says this agent's organisation was erased ({reason}); reconnecting to learn what to delete"
         )),
         close::SUPERSEDED => Ended::Retry(anyhow::anyhow!(
             "another process with this agent's identity connected ({reason}); is the agent running twice?"

@@ -108,6 +108,9 @@ pub mod close {
     /// The tenant's compliance mode changed: reconnect to receive it in a
     /// new `Welcome` (the agent's policy defaults depend on it).
     pub const COMPLIANCE_CHANGED: u16 = 4009;
+    /// The agent's tenant was erased: reconnect at once, to be told to
+    /// delete what it holds for it (`ServerMessage::EraseTenant`).
+    pub const TENANT_ERASED: u16 = 4010;
 }
 
 /// Timestamps travel as RFC 3339 strings.
@@ -220,6 +223,8 @@ pub enum AgentMessage {
     JobEvent(JobEvent),
     /// Documents indexed, changed or removed on the agent (metadata only).
     Documents(documents::DocumentReport),
+    /// The answer to `EraseTenant`: what the agent deleted.
+    TenantErased(TenantErased),
 }
 
 /// A message from the control plane.
@@ -251,6 +256,28 @@ pub enum ServerMessage {
     },
     /// Remove these documents from the agent's indexes (deleted by a user).
     RemoveDocuments { ids: Vec<Uuid> },
+    /// The answer to `Hello` when the agent's tenant was erased: delete
+    /// everything held for it (document indexes, the outbox of job events,
+    /// cached state), then answer `TenantErased`. Nothing else follows.
+    EraseTenant { erasure_id: Uuid, tenant_id: Uuid },
+    /// The agent's `TenantErased` is recorded: it may now forget its
+    /// identity (its certificate will never be accepted again) and stop.
+    ErasureRecorded { erasure_id: Uuid },
+}
+
+/// What an agent deleted when its tenant was erased. Counts only: the
+/// control plane learns that the data is gone, not what it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantErased {
+    pub erasure_id: Uuid,
+    /// Documents and their chunks removed from the agent's index.
+    pub documents: u64,
+    pub chunks: u64,
+    /// Job attempts whose undelivered events were in the outbox.
+    pub outbox_entries: u64,
+    /// Files removed from the agent's directory, and their size.
+    pub files: u64,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -149,8 +149,8 @@ impl utoipa::Modify for BearerAuth {
 
 fn api_routes() -> OpenApiRouter<ApiState> {
     use routes::{
-        ab_tests, activities, agents, analytics, api_keys, audit_events, auth, comments, documents, flyers,
-        health, inbox, jobs, leads, members, notifications, people, projects, properties, publishing,
+        ab_tests, activities, agents, analytics, api_keys, audit_events, auth, comments, documents, erasures,
+        flyers, health, inbox, jobs, leads, members, notifications, people, projects, properties, publishing,
         retention, reviews, sequences, sso, tenants, two_factor, webhooks,
     };
     // The upload reads its body itself, counting against the upload limit.
@@ -258,6 +258,9 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(sso::show, sso::put, sso::delete))
         .routes(routes!(people::export))
         .routes(routes!(people::erase))
+        .routes(routes!(erasures::erase))
+        .routes(routes!(erasures::get))
+        .routes(routes!(erasures::list))
         .routes(routes!(retention::get, retention::set))
         .routes(routes!(retention::export_contact))
         .routes(routes!(retention::erase_contact))

@@ -5,6 +5,8 @@
 //! - `tls.rs`: the listener's TLS configuration.
 //! - `enroll.rs`: `POST /agent/v1/enroll`.
 //! - `session.rs`: one agent's tunnel (`GET /agent/v1/connect`).
+//! - `erasure.rs`: the tunnel of an erased tenant's agent, which is only
+//!   told to delete what it holds, and confirms.
 //! - `documents.rs`: agents' document reports, and uploads fetched by
 //!   their ingest jobs (`GET /agent/v1/documents/{id}`).
 //! - `hub.rs`: live connections on this replica, heartbeat batching and
@@ -18,6 +20,7 @@
 pub mod ca;
 mod documents;
 mod enroll;
+mod erasure;
 pub mod hub;
 mod session;
 pub mod tls;

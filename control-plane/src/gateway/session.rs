@@ -29,7 +29,14 @@ pub(super) async fn connect(
     Extension(peer): Extension<Peer>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, GatewayError> {
-    let found = authenticate(&state, &peer).await?;
+    let found = match authenticate(&state, &peer).await {
+        Ok(found) => found,
+        // An erased tenant's agent, back to be told to delete.
+        Err(refused) => match super::erasure::erasing_agent(&state, &peer).await {
+            Some(agent) => return Ok(super::erasure::upgrade(state, agent, upgrade)),
+            None => return Err(refused),
+        },
+    };
     let limit = state.config.max_frame_bytes;
     Ok(upgrade
         // An idle agent sends a few hundred bytes per heartbeat; start the
@@ -493,6 +500,9 @@ impl Session {
             // Queued above.
             AgentMessage::JobEvent(_) => Ok(()),
             AgentMessage::Documents(report) => self.documents(&report).await,
+            AgentMessage::TenantErased(_) => {
+                Err(self.violation("tenant_erased only answers erase_tenant".into()).await)
+            }
             AgentMessage::RenewCertificate(request) => {
                 let reply = self.renew(&request.csr_pem).await;
                 self.send(&reply).await

@@ -150,6 +150,9 @@ pub struct Notifier {
     /// An agent silent this long is offline (where a follow-up paragraph
     /// may run).
     online_window: time::Duration,
+    /// Uploaded files: an erased organisation's are deleted by the sweep
+    /// when the erasure itself could not.
+    files: Arc<dyn crate::storage::FileStorage>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -170,10 +173,11 @@ impl Notifier {
         key: Arc<DataKey>,
         settings: MailSettings,
         online_window: time::Duration,
+        files: Arc<dyn crate::storage::FileStorage>,
     ) -> anyhow::Result<Self> {
         let owner = format!("{}:{}", gethostname::gethostname().to_string_lossy(), new_id());
         let hooks = webhooks::Sender::new(settings.webhooks.clone())?;
-        Ok(Self { store, key, settings, owner, wake: Notify::new(), hooks, online_window })
+        Ok(Self { store, key, settings, owner, wake: Notify::new(), hooks, online_window, files })
     }
 
     /// The rules webhook URLs are held to.
@@ -237,6 +241,7 @@ impl Notifier {
                 last_sweep = Some(Instant::now());
                 self.certificate_sweep().await;
                 self.retention_sweep().await;
+                crate::service::erasures::finish_pending(self.store.as_ref(), self.files.as_ref()).await;
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,

@@ -121,6 +121,10 @@ pub const SESSION_REVOKE: &str = "auth.session_revoke";
 pub const TENANT_SECURITY_UPDATE: &str = "tenant.security_update";
 pub const USER_EXPORT: &str = "user.export";
 pub const USER_ERASE: &str = "user.erase";
+pub const TENANT_ERASE: &str = "tenant.erase";
+/// Not a route of its own: an erased tenant's agent confirmed it deleted
+/// what it held.
+pub const TENANT_ERASE_CONFIRMED: &str = "tenant.erase_confirmed";
 pub const SSO_CONNECTION_UPDATE: &str = "sso.connection_update";
 pub const SSO_CONNECTION_DELETE: &str = "sso.connection_delete";
 /// Not a route of its own: a single sign-on created, linked, joined or
@@ -281,6 +285,8 @@ pub const ALL: &[&str] = &[
     TENANT_SECURITY_UPDATE,
     USER_EXPORT,
     USER_ERASE,
+    TENANT_ERASE,
+    TENANT_ERASE_CONFIRMED,
     SSO_CONNECTION_UPDATE,
     SSO_CONNECTION_DELETE,
     SSO_PROVISION,

@@ -23,6 +23,7 @@ mod costs;
 mod csv_import;
 pub mod data_subjects;
 mod documents;
+pub mod erasures;
 pub mod export;
 mod flyers;
 pub mod inbox;
@@ -216,6 +217,7 @@ impl App {
             at_rest.data_key.clone(),
             mail,
             online_window,
+            at_rest.files.clone(),
         )?);
         let cluster = Arc::new(Cluster::new(store.postgres_pool(), metrics.clone()));
         let hub = Arc::new(Hub::new(metrics.clone(), cluster.clone(), agents.timings));

@@ -15,6 +15,7 @@ mod analytics;
 mod comments;
 mod crisis;
 mod documents;
+mod erasures;
 mod inbox;
 mod jobs;
 mod leads;
@@ -53,6 +54,7 @@ pub use self::analytics::*;
 pub use self::comments::*;
 pub use self::crisis::*;
 pub use self::documents::*;
+pub use self::erasures::*;
 pub use self::inbox::*;
 pub use self::jobs::*;
 pub use self::leads::*;
@@ -671,6 +673,7 @@ pub trait Store:
     + TwoFactorStore
     + SsoStore
     + PeopleStore
+    + ErasureStore
     + RetentionStore
     + Send
     + Sync

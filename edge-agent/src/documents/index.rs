@@ -212,6 +212,37 @@ impl Index {
         Ok(Self { pool, vectors: Mutex::new(HashMap::new()), stemmer })
     }
 
+    /// Deletes every document, chunk and project of the index and rewrites
+    /// the file without them (the tenant was erased): `VACUUM` leaves no
+    /// deleted page behind, and the write-ahead log is emptied. The index
+    /// stays usable (empty). Returns the documents and chunks deleted.
+    pub async fn erase_all(&self) -> anyhow::Result<(u64, u64)> {
+        let mut tx = self.write().await?;
+        let documents: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM documents").fetch_one(&mut *tx).await?;
+        let chunks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunks").fetch_one(&mut *tx).await?;
+        for statement in [
+            "DELETE FROM chunks",
+            // The full-text index's own tables, rebuilt empty.
+            "INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild')",
+            "DELETE FROM documents",
+            "DELETE FROM projects",
+            "DELETE FROM removed",
+        ] {
+            sqlx::query(statement)
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("erasing: {statement}"))?;
+        }
+        tx.commit().await?;
+        self.vectors.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        sqlx::query("VACUUM").execute(&self.pool).await.context("rewriting the index after erasing it")?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+            .context("emptying the index log")?;
+        Ok((u64::try_from(documents).unwrap_or(0), u64::try_from(chunks).unwrap_or(0)))
+    }
+
     /// The document a source (path) of a project was indexed from.
     pub async fn by_source(&self, project: Uuid, source: &str) -> anyhow::Result<Option<Document>> {
         let row = sqlx::query(select_documents("WHERE project_id = ?1 AND source = ?2"))

@@ -320,6 +320,21 @@ impl Outbox {
         }
     }
 
+    /// Forgets every attempt and deletes its file (the tenant was erased:
+    /// its results will never be delivered). Returns how many there were;
+    /// [`Outbox::flush`] waits for the files to be gone.
+    pub fn clear(&self) -> u64 {
+        let mut state = self.state();
+        let jobs: Vec<JobRef> = state.attempts.values().map(|(job, _)| *job).collect();
+        state.attempts.clear();
+        state.index.clear();
+        drop(state);
+        for job in &jobs {
+            let _ = self.disk.send(Op::Remove { job: *job });
+        }
+        u64::try_from(jobs.len()).unwrap_or(u64::MAX)
+    }
+
     /// Events not yet sent on this connection, oldest attempt first.
     pub fn unsent(&self) -> Vec<JobEvent> {
         let mut state = self.state();

@@ -10,6 +10,7 @@ pub mod audit_events;
 pub mod auth;
 pub mod comments;
 pub mod documents;
+pub mod erasures;
 pub mod event_stream;
 pub mod flyers;
 pub mod health;

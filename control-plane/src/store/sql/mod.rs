@@ -20,6 +20,7 @@ mod comments;
 mod core;
 mod crisis;
 mod documents;
+mod erasures;
 mod inbox;
 mod jobs;
 mod leads;
