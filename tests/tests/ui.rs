@@ -1986,3 +1986,53 @@ async fn a_person_deletes_their_account() {
     assert!(!members.to_string().contains(&email), "{members}");
     browser.close().await;
 }
+
+/// An owner deletes the organisation from Settings: a wrong short name is
+/// refused beside the form; then the erasure's page shows what the control
+/// plane deleted and the offline agent as pending.
+#[tokio::test]
+async fn an_owner_deletes_the_organisation() {
+    let Some(browser) = Browser::start().await else { return };
+    let fleet = Fleet::start(|o| o).await;
+    let host_home = tempfile::tempdir().unwrap();
+    let host = fleet.host(host_home.path());
+    fleet.enroll(&host, &["--name", "front-desk"]).await;
+    let (status, project) =
+        fleet.call(Method::POST, "/projects", Some(json!({ "name": "Spring launch" }))).await;
+    assert_eq!(status, 201, "{project}");
+    sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
+    browser.goto(&format!("{}#erase-organisation", tenant_url(&fleet, "/settings"))).await;
+    browser.screenshot("settings-delete-organisation").await;
+    browser.fill("#erase-confirm", "not-the-name").await;
+    browser.fill("#erase-organisation-password", PASSWORD).await;
+    browser.click("#erase-organisation button").await;
+    browser.accept_dialog().await;
+    let error =
+        browser.wait_for_text("#erase-organisation-error", "the short name's error", |t| !t.is_empty()).await;
+    assert!(error.contains("short name"), "{error}");
+    let (_, tenant) = fleet.call(Method::GET, "", None).await;
+    browser.fill("#erase-confirm", tenant["slug"].as_str().unwrap()).await;
+    browser.fill("#erase-organisation-password", PASSWORD).await;
+    browser.click("#erase-organisation button").await;
+    browser.accept_dialog().await;
+    let status = browser.wait_for_text("#erasure-status", "the erasure's status", |t| !t.is_empty()).await;
+    assert!(status.contains("Waiting for 1 agent"), "{status}");
+    let agents = browser.text("#erasure-agents").await;
+    assert!(agents.contains("front-desk") && agents.contains("Pending"), "{agents}");
+    let counts = browser.text("#erased-counts").await;
+    assert!(counts.contains("projects"), "{counts}");
+    browser.check_page("organisation-deleted").await;
+    let (status, _) = fleet.call(Method::GET, "/projects", None).await;
+    assert_eq!(status, 404, "the organisation is gone");
+    // The agent comes online, deletes and confirms: the page follows.
+    let mut agent = host.spawn_run(&[]);
+    let status =
+        browser.wait_for_text("#erasure-status", "the erasure complete", |t| t.contains("Complete")).await;
+    assert!(status.contains("Every agent confirmed"), "{status}");
+    let agents = browser.text("#erasure-agents").await;
+    assert!(agents.contains("Confirmed"), "{agents}");
+    assert_eq!(agent.wait(Duration::from_secs(30)).and_then(|s| s.code()), Some(3));
+    browser.check_page("organisation-deleted-complete").await;
+    browser.assert_fits_phone("organisation-deleted-phone").await;
+    browser.close().await;
+}

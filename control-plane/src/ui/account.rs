@@ -186,6 +186,8 @@ struct AccountPage {
     password_error: String,
     erase_error: String,
     sessions: Vec<SessionRow>,
+    /// Organisations the person deleted: (erasure, when, complete).
+    erasures: Vec<(Uuid, When, bool)>,
 }
 
 /// What a form's answer adds to the page.
@@ -236,6 +238,13 @@ async fn account_page(state: &ApiState, browser: &Browser, outcome: Outcome) -> 
             current: s.current,
         })
         .collect();
+    let erasures = state
+        .app
+        .my_tenant_erasures(caller)
+        .await?
+        .into_iter()
+        .map(|e| (e.id, When::of(e.erased_at), e.completed_at.is_some()))
+        .collect();
     Ok(render(&AccountPage {
         css: assets::css_url(),
         js: assets::js_url(),
@@ -251,6 +260,7 @@ async fn account_page(state: &ApiState, browser: &Browser, outcome: Outcome) -> 
         password_error: outcome.password_error,
         erase_error: outcome.erase_error,
         sessions,
+        erasures,
     }))
 }
 

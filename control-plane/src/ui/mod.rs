@@ -29,6 +29,7 @@ mod auth;
 mod comments;
 mod csv_import;
 mod documents;
+mod erasures;
 mod flash;
 mod fleet;
 mod flyers;
@@ -215,6 +216,7 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/settings/sign-in", post(settings::set_sign_in))
         .route("/settings/sso", get(sso::settings).post(sso::save))
         .route("/settings/sso/delete", post(sso::delete))
+        .route("/settings/erase", post(erasures::erase))
         .route("/settings/retention", post(settings::set_retention))
         .route("/settings/data-subjects/export", post(settings::export_subject))
         .route("/settings/data-subjects/erase", post(settings::erase_subject))
@@ -292,6 +294,7 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/account/password", post(account::change_password))
         .route("/account/export", post(account::export))
         .route("/account/erase", post(account::erase))
+        .route("/account/erasures/{erasure_id}", get(erasures::show))
         .route("/account/sessions/{session_id}/revoke", post(account::revoke_session))
         .route("/invitations/accept", get(auth::invitation_form).post(auth::accept_invitation))
         .route("/invitations/join", post(notifications::join))

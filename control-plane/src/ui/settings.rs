@@ -74,6 +74,9 @@ struct SignInView {
     /// Whether the person looking uses two-factor sign-in themselves.
     mine_on: bool,
     error: String,
+    /// The organisation's short name, typed to confirm its deletion.
+    slug: String,
+    erase_error: String,
 }
 
 struct MailView {
@@ -106,6 +109,7 @@ struct Outcome {
     retention_error: String,
     subject_notice: String,
     subject_error: String,
+    erase_error: String,
     /// What was typed into a refused retention form.
     retention_typed: Option<[String; 3]>,
 }
@@ -163,6 +167,8 @@ async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> 
             sso_enabled: state.app.sso_connection(&page.access).await.is_ok_and(|c| c.enabled),
             mine_on: state.app.two_factor_status(&page.browser.caller).await?.enabled,
             error: outcome.sign_in_error,
+            slug: tenant.slug.as_str().to_owned(),
+            erase_error: outcome.erase_error,
         })
     } else {
         None
@@ -332,6 +338,15 @@ pub async fn set_retention(
 pub struct SubjectForm {
     #[serde(default)]
     email: String,
+}
+
+/// The page again with a refused deletion's reason beside its form.
+pub(super) async fn with_erase_error(
+    state: &ApiState,
+    page: TenantPage,
+    erase_error: String,
+) -> Result<Response, UiError> {
+    settings_page(state, page, Outcome { erase_error, ..Outcome::default() }).await
 }
 
 /// A data-subject request's refusal, shown beside its forms.
