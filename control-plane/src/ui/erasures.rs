@@ -79,10 +79,10 @@ pub async fn show(
     Path(p): Path<ErasurePath>,
 ) -> Result<Response, UiError> {
     let record = state.app.tenant_erasure(&browser.caller, p.erasure_id).await?;
-    Ok(render(&erasure_page(record)))
+    Ok(render(&erasure_page(&record)))
 }
 
-fn erasure_page(record: TenantErasureRecord) -> ErasurePage {
+fn erasure_page(record: &TenantErasureRecord) -> ErasurePage {
     let c = &record.control_plane;
     let counts = vec![
         ("members' access", c.members),
