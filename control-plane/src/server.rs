@@ -277,6 +277,7 @@ pub async fn serve(
     let cloud = tokio::spawn(app.cloud.clone().run(shutdown.clone()));
     let publisher = tokio::spawn(app.publisher.clone().run(shutdown.clone()));
     let notifier = tokio::spawn(app.notifier.clone().run(shutdown.clone()));
+    let exports = tokio::spawn(app.exports.clone().run(shutdown.clone()));
     let gateway_task =
         tokio::spawn(gateway::serve(app.clone(), ca, tls, gateway_config, gateway, shutdown.clone()));
     let closing = app.closing.clone();
@@ -314,6 +315,7 @@ pub async fn serve(
     let _ = cloud.await;
     let _ = publisher.await;
     let _ = notifier.await;
+    let _ = exports.await;
     app.store.close().await;
     tracing::info!("stopped");
     result

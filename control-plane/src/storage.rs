@@ -22,6 +22,13 @@ pub trait FileStorage: Send + Sync + std::fmt::Debug {
     /// part) and returns how many there were; a missing folder is not an
     /// error.
     async fn delete_folder(&self, prefix: &str) -> anyhow::Result<u64>;
+    /// The keys of the files under the folder `prefix`, sorted.
+    async fn list(&self, prefix: &str) -> anyhow::Result<Vec<String>>;
+    /// Stores the file at `path` (a large one: it is not read into memory)
+    /// under `key`.
+    async fn put_file(&self, key: &str, path: &Path) -> anyhow::Result<()>;
+    /// The file under `key`, opened for reading, or `None`.
+    async fn open(&self, key: &str) -> anyhow::Result<Option<tokio::fs::File>>;
 }
 
 /// The folders that hold a tenant's files: every key the control plane
@@ -85,6 +92,72 @@ impl FileStorage for LocalStorage {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let root = self.root.clone();
+        let start = self.path(prefix)?;
+        tokio::task::spawn_blocking(move || {
+            let mut keys = Vec::new();
+            let mut stack = vec![start];
+            while let Some(dir) = stack.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+                };
+                for entry in entries {
+                    let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+                    let path = entry.path();
+                    if entry.file_type()?.is_dir() {
+                        stack.push(path);
+                    } else if let Ok(relative) = path.strip_prefix(&root) {
+                        let key = relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
+                        // Half-written files (`.<id>.tmp`) are not keys.
+                        if !key.rsplit('/').next().is_some_and(|name| name.starts_with('.')) {
+                            keys.push(key);
+                        }
+                    }
+                }
+            }
+            keys.sort();
+            Ok(keys)
+        })
+        .await?
+    }
+
+    async fn put_file(&self, key: &str, source: &Path) -> anyhow::Result<()> {
+        let path = self.path(key)?;
+        let source = source.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let dir = path.parent().context("a storage path without a directory")?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let temporary = dir.join(format!(".{}.tmp", Uuid::now_v7()));
+            let result = (|| {
+                std::fs::copy(&source, &temporary)?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))?;
+                }
+                std::fs::File::open(&temporary)?.sync_all()?;
+                std::fs::rename(&temporary, &path)
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&temporary);
+            }
+            result.with_context(|| format!("writing {}", path.display()))
+        })
+        .await?
+    }
+
+    async fn open(&self, key: &str) -> anyhow::Result<Option<tokio::fs::File>> {
+        let path = self.path(key)?;
+        match tokio::fs::File::open(&path).await {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("opening {}", path.display())),
         }
     }
 
@@ -178,5 +251,26 @@ mod tests {
         assert!(!dir.path().join(format!("documents/{gone}")).exists());
         assert!(dir.path().join(format!("documents/{kept}")).exists());
         assert_eq!(storage.delete_folder(&format!("documents/{gone}")).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn large_files_are_stored_from_a_path_listed_and_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(dir.path().join("files"));
+        let tenant = Uuid::now_v7();
+        let source = dir.path().join("export.zip");
+        std::fs::write(&source, b"zip bytes").unwrap();
+        storage.put_file(&format!("tenants/{tenant}/exports/one"), &source).await.unwrap();
+        storage.put(&format!("tenants/{tenant}/branding/logo"), b"png").await.unwrap();
+        assert_eq!(
+            storage.list(&format!("tenants/{tenant}")).await.unwrap(),
+            vec![format!("tenants/{tenant}/branding/logo"), format!("tenants/{tenant}/exports/one")]
+        );
+        assert!(storage.list("tenants/nobody").await.unwrap().is_empty());
+        let mut file = storage.open(&format!("tenants/{tenant}/exports/one")).await.unwrap().unwrap();
+        let mut read = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut file, &mut read).await.unwrap();
+        assert_eq!(read, b"zip bytes");
+        assert!(storage.open("tenants/nobody/x").await.unwrap().is_none());
     }
 }

@@ -150,8 +150,8 @@ impl utoipa::Modify for BearerAuth {
 fn api_routes() -> OpenApiRouter<ApiState> {
     use routes::{
         ab_tests, activities, agents, analytics, api_keys, audit_events, auth, comments, documents, erasures,
-        flyers, health, inbox, jobs, leads, members, notifications, people, projects, properties, publishing,
-        retention, reviews, sequences, sso, tenants, two_factor, webhooks,
+        exports, flyers, health, inbox, jobs, leads, members, notifications, people, projects, properties,
+        publishing, retention, reviews, sequences, sso, tenants, two_factor, webhooks,
     };
     // The upload reads its body itself, counting against the upload limit.
     let (schemas, paths, upload) = routes!(documents::list, documents::upload);
@@ -261,6 +261,9 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(erasures::erase))
         .routes(routes!(erasures::get))
         .routes(routes!(erasures::list))
+        .routes(routes!(exports::create, exports::list))
+        .routes(routes!(exports::get))
+        .routes(routes!(exports::download))
         .routes(routes!(retention::get, retention::set))
         .routes(routes!(retention::export_contact))
         .routes(routes!(retention::erase_contact))

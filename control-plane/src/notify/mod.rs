@@ -151,7 +151,8 @@ pub struct Notifier {
     /// may run).
     online_window: time::Duration,
     /// Uploaded files: an erased organisation's are deleted by the sweep
-    /// when the erasure itself could not.
+    /// when the erasure itself could not, and so are exports downloaded or
+    /// expired.
     files: Arc<dyn crate::storage::FileStorage>,
 }
 
@@ -242,6 +243,8 @@ impl Notifier {
                 self.certificate_sweep().await;
                 self.retention_sweep().await;
                 crate::service::erasures::finish_pending(self.store.as_ref(), self.files.as_ref()).await;
+                crate::service::tenant_exports::delete_finished(self.store.as_ref(), self.files.as_ref())
+                    .await;
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,

@@ -122,6 +122,8 @@ pub const TENANT_SECURITY_UPDATE: &str = "tenant.security_update";
 pub const USER_EXPORT: &str = "user.export";
 pub const USER_ERASE: &str = "user.erase";
 pub const TENANT_ERASE: &str = "tenant.erase";
+pub const TENANT_EXPORT: &str = "tenant.export";
+pub const TENANT_EXPORT_DOWNLOAD: &str = "tenant.export_download";
 /// Not a route of its own: an erased tenant's agent confirmed it deleted
 /// what it held.
 pub const TENANT_ERASE_CONFIRMED: &str = "tenant.erase_confirmed";
@@ -286,6 +288,8 @@ pub const ALL: &[&str] = &[
     USER_EXPORT,
     USER_ERASE,
     TENANT_ERASE,
+    TENANT_EXPORT,
+    TENANT_EXPORT_DOWNLOAD,
     TENANT_ERASE_CONFIRMED,
     SSO_CONNECTION_UPDATE,
     SSO_CONNECTION_DELETE,

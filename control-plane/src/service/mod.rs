@@ -41,6 +41,7 @@ pub mod retention;
 mod reviews;
 mod sequences;
 pub mod sso;
+pub mod tenant_exports;
 mod tenants;
 pub mod two_factor;
 pub mod webhooks;
@@ -163,6 +164,8 @@ pub struct App {
     pub notifier: Arc<crate::notify::Notifier>,
     /// Uploaded files.
     pub files: Arc<dyn FileStorage>,
+    /// Prepares organisations' exports in the background.
+    pub exports: Arc<tenant_exports::ExportWorker>,
     /// Markdown to HTML, off the async workers, cached per content.
     pub renderer: Arc<export::Renderer>,
     /// Photos checked and re-encoded, off the async workers.
@@ -240,9 +243,11 @@ impl App {
         let sso = sso::SsoClient::new(notifier.webhook_settings().clone())?;
         let throttle =
             LoginThrottle::new("login", ThrottlePolicy::ACCOUNT, ThrottlePolicy::CLIENT, store.clone());
+        let exports = Arc::new(tenant_exports::ExportWorker::new(store.clone(), at_rest.files.clone()));
         Ok(Self {
             store,
             files: at_rest.files,
+            exports,
             renderer: Arc::new(export::Renderer::default()),
             images: crate::images::ImageProcessor::default(),
             closing: tokio_util::sync::CancellationToken::new(),

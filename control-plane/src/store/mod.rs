@@ -16,6 +16,7 @@ mod comments;
 mod crisis;
 mod documents;
 mod erasures;
+mod exports;
 mod inbox;
 mod jobs;
 mod leads;
@@ -55,6 +56,7 @@ pub use self::comments::*;
 pub use self::crisis::*;
 pub use self::documents::*;
 pub use self::erasures::*;
+pub use self::exports::*;
 pub use self::inbox::*;
 pub use self::jobs::*;
 pub use self::leads::*;
@@ -674,6 +676,7 @@ pub trait Store:
     + SsoStore
     + PeopleStore
     + ErasureStore
+    + ExportStore
     + RetentionStore
     + Send
     + Sync

@@ -12,6 +12,7 @@ pub mod comments;
 pub mod documents;
 pub mod erasures;
 pub mod event_stream;
+pub mod exports;
 pub mod flyers;
 pub mod health;
 pub mod inbox;

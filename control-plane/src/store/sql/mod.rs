@@ -21,6 +21,7 @@ mod core;
 mod crisis;
 mod documents;
 mod erasures;
+mod exports;
 mod inbox;
 mod jobs;
 mod leads;
