@@ -2036,3 +2036,30 @@ async fn an_owner_deletes_the_organisation() {
     browser.assert_fits_phone("organisation-deleted-phone").await;
     browser.close().await;
 }
+
+/// An owner prepares an export of the organisation: the section follows it
+/// live until it is ready to download once.
+#[tokio::test]
+async fn an_owner_exports_the_organisation() {
+    let Some(browser) = Browser::start().await else { return };
+    let fleet = Fleet::start(|o| o).await;
+    let (status, project) =
+        fleet.call(Method::POST, "/projects", Some(json!({ "name": "Spring launch" }))).await;
+    assert_eq!(status, 201, "{project}");
+    sign_in(&browser, &fleet, EMAIL, PASSWORD).await;
+    browser.goto(&format!("{}#organisation-export", tenant_url(&fleet, "/settings"))).await;
+    browser.click("#organisation-export form button").await;
+    let status = browser
+        .wait_for_text("#export-table [data-export-status]", "the export ready", |t| {
+            t.starts_with("Ready until")
+        })
+        .await;
+    assert!(status.starts_with("Ready until"), "{status}");
+    let link = browser.text("#export-table a").await;
+    assert!(link.contains("Download (once)"), "{link}");
+    browser.goto(&format!("{}#organisation-export", tenant_url(&fleet, "/settings"))).await;
+    browser.check_page("settings-organisation-export").await;
+    let (_, exports) = fleet.call(Method::GET, "/exports", None).await;
+    assert_eq!(exports[0]["state"], "ready", "{exports}");
+    browser.close().await;
+}

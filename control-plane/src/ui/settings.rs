@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::service::{
     CloudProviderView, CreateApiKey, ModelPriceView, SetCloudProvider, SetModelPrice, UsageView,
 };
+use crate::store::ExportState;
 
 struct KeyRow {
     id: Uuid,
@@ -77,6 +78,9 @@ struct SignInView {
     /// The organisation's short name, typed to confirm its deletion.
     slug: String,
     erase_error: String,
+    exports: Vec<super::exports::ExportRow>,
+    /// An export is being prepared: the section follows it.
+    exports_busy: bool,
 }
 
 struct MailView {
@@ -155,6 +159,8 @@ async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> 
         let policy = state.app.retention_policy(&page.access).await?;
         let days = |d: Option<i64>| d.map(|d| d.to_string()).unwrap_or_default();
         let security = state.app.tenant_security(&page.access).await?;
+        let exports = state.app.tenant_exports(&page.access).await?;
+        let viewer = page.browser.caller.user().ok().map(|u| u.id);
         Some(SignInView {
             retention: outcome.retention_typed.clone().unwrap_or_else(|| {
                 [days(policy.inbox_days), days(policy.lead_days), days(policy.anonymise_contacts_days)]
@@ -169,6 +175,10 @@ async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> 
             error: outcome.sign_in_error,
             slug: tenant.slug.as_str().to_owned(),
             erase_error: outcome.erase_error,
+            exports_busy: exports
+                .iter()
+                .any(|e| matches!(e.state, ExportState::Queued | ExportState::Running)),
+            exports: exports.iter().map(|e| super::exports::ExportRow::of(e, viewer)).collect(),
         })
     } else {
         None
