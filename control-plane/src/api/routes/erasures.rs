@@ -46,7 +46,8 @@ pub async fn erase(
 /// An organisation's erasure: what the control plane deleted, and which
 /// agents confirmed what and when (for the person who asked; 404 for
 /// anyone else).
-#[utoipa::path(get, path = "/api/v1/tenant-erasures/{erasure_id}", tag = "tenants", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/tenant-erasures/{erasure_id}", tag = "tenants", operation_id = "tenant_erasure_get",
+    security(("bearer" = [])),
     params(("erasure_id" = Uuid, Path)),
     responses((status = 200, body = TenantErasureRecord), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
@@ -59,7 +60,8 @@ pub async fn get(
 
 /// The organisation erasures the caller asked for, newest first (at most
 /// 50).
-#[utoipa::path(get, path = "/api/v1/me/tenant-erasures", tag = "tenants", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/me/tenant-erasures", tag = "tenants", operation_id = "tenant_erasures_list",
+    security(("bearer" = [])),
     responses((status = 200, body = Vec<TenantErasureRecord>), (status = 401, body = ErrorBody)))]
 pub async fn list(State(state): State<ApiState>, caller: Caller) -> Result<Json<Vec<TenantErasureRecord>>> {
     Ok(Json(state.app.my_tenant_erasures(&caller).await?))

@@ -38,7 +38,8 @@ pub async fn create(State(state): State<ApiState>, access: TenantAccess) -> Resu
 }
 
 /// The organisation's exports, newest first (owners; the last 20).
-#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/exports", tag = "tenants", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/exports", tag = "tenants", operation_id = "tenant_exports_list",
+    security(("bearer" = [])),
     params(("tenant_id" = Uuid, Path)),
     responses((status = 200, body = Vec<TenantExport>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
@@ -47,7 +48,8 @@ pub async fn list(State(state): State<ApiState>, access: TenantAccess) -> Result
 }
 
 /// One export: its state and progress.
-#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/exports/{export_id}", tag = "tenants", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/exports/{export_id}", tag = "tenants", operation_id = "tenant_export_get",
+    security(("bearer" = [])),
     params(("tenant_id" = Uuid, Path), ("export_id" = Uuid, Path)),
     responses((status = 200, body = TenantExport), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
