@@ -170,13 +170,13 @@ impl ExportWorker {
                 {
                     Ok(true) => {
                         tracing::info!(export_id = %export.id, tenant_id = %export.tenant_id, bytes = size,
-                        ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), "an organisation's export is ready")
+                        ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), "an organisation's export is ready");
                     }
                     Ok(false) => {
-                        tracing::warn!(export_id = %export.id, "an export was taken over while it was written")
+                        tracing::warn!(export_id = %export.id, "an export was taken over while it was written");
                     }
                     Err(e) => {
-                        tracing::error!(export_id = %export.id, error = %e, "could not record an export as ready")
+                        tracing::error!(export_id = %export.id, error = %e, "could not record an export as ready");
                     }
                 }
             }
@@ -273,7 +273,7 @@ pub async fn delete_finished(store: &dyn Store, files: &dyn FileStorage) {
                         }
                     }
                     Err(e) => {
-                        tracing::error!(export_id = %id, error = %format!("{e:#}"), "could not delete an export's file")
+                        tracing::error!(export_id = %id, error = %format!("{e:#}"), "could not delete an export's file");
                     }
                 }
             }
