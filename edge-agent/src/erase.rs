@@ -37,6 +37,15 @@ pub async fn erase_data(
     let outbox_entries = outbox.clear();
     outbox.flush().await;
     let mut removed = outbox_entries;
+    // Anything else left in the outbox's folder (a file whose removal
+    // failed, a half-written one).
+    if let Ok(entries) = std::fs::read_dir(files.dir.join("outbox")) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
     match std::fs::remove_file(files.state()) {
         Ok(()) => removed += 1,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

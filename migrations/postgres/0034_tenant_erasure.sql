@@ -36,6 +36,9 @@ CREATE TABLE tenant_erasure_agents (
     confirmed_at TIMESTAMPTZ,
     -- The agent's TenantErased report (counts, JSON), once confirmed.
     report       TEXT,
+    -- Why the agent cannot be told (revoked, certificate expired): its
+    -- host must be wiped by hand; it does not hold the erasure open.
+    unreachable  TEXT,
     PRIMARY KEY (erasure_id, agent_id)
 );
 
@@ -66,9 +69,13 @@ BEGIN
              AND (NEW.actor_label = OLD.actor_label
                   OR NEW.actor_label IN (SELECT pseudonym FROM user_erasures WHERE active)))
             -- A tenant's erasure, for its own entries: the label becomes a
-            -- pseudonym of the actor's kind or stays.
-            OR (NEW.tenant_id IN (SELECT tenant_id FROM tenant_erasures WHERE active)
-                AND (NEW.actor_label = OLD.actor_label OR NEW.actor_label LIKE NEW.actor_type || '-%'))
+            -- pseudonym of the actor's kind (`<type>-` and 16 hex digits) or
+            -- stays.
+            OR (NEW.tenant_id IS NOT NULL
+                AND EXISTS (SELECT 1 FROM tenant_erasures WHERE active AND tenant_id = NEW.tenant_id)
+                AND (NEW.actor_label = OLD.actor_label
+                     OR (left(NEW.actor_label, length(NEW.actor_type) + 1) = NEW.actor_type || '-'
+                         AND substr(NEW.actor_label, length(NEW.actor_type) + 2) ~ '^[0-9a-f]{16}$')))
         )
     THEN
         RETURN NEW;

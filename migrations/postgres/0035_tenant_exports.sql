@@ -8,7 +8,8 @@
 CREATE TABLE tenant_exports (
     id            UUID PRIMARY KEY,
     tenant_id     UUID NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
-    requested_by  UUID NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    -- NULL once the person's account is erased (the file is then deleted).
+    requested_by  UUID REFERENCES users (id) ON DELETE SET NULL,
     state         TEXT NOT NULL CHECK (state IN ('queued', 'running', 'ready', 'failed', 'downloaded', 'expired')),
     -- 0 to 100, and what is being read.
     progress      BIGINT NOT NULL,
@@ -20,7 +21,8 @@ CREATE TABLE tenant_exports (
     finished_at   TIMESTAMPTZ,
     expires_at    TIMESTAMPTZ,
     downloaded_at TIMESTAMPTZ,
-    -- Set while the file exists in storage.
+    -- The stored ZIP's key (each attempt its own) while it exists.
+    file_key      TEXT,
     stored        BOOLEAN NOT NULL,
     lease_owner   TEXT,
     lease_until   TIMESTAMPTZ

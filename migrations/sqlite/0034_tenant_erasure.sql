@@ -22,6 +22,7 @@ CREATE TABLE tenant_erasure_agents (
     name         TEXT NOT NULL,
     confirmed_at TEXT,
     report       TEXT,
+    unreachable  TEXT,
     PRIMARY KEY (erasure_id, agent_id)
 );
 
@@ -53,8 +54,12 @@ WHEN NOT (
               OR NEW.actor_label IN (SELECT pseudonym FROM user_erasures WHERE active)))
         -- A tenant's erasure, for its own entries: the label becomes a
         -- pseudonym of the actor's kind or stays.
-        OR (NEW.tenant_id IN (SELECT tenant_id FROM tenant_erasures WHERE active)
-            AND (NEW.actor_label = OLD.actor_label OR NEW.actor_label LIKE NEW.actor_type || '-%'))
+        OR (NEW.tenant_id IS NOT NULL
+            AND EXISTS (SELECT 1 FROM tenant_erasures WHERE active AND tenant_id = NEW.tenant_id)
+            AND (NEW.actor_label = OLD.actor_label
+                 OR (substr(NEW.actor_label, 1, length(NEW.actor_type) + 1) = NEW.actor_type || '-'
+                     AND length(NEW.actor_label) = length(NEW.actor_type) + 17
+                     AND substr(NEW.actor_label, length(NEW.actor_type) + 2) NOT GLOB '*[^0-9a-f]*')))
     )
 )
 BEGIN

@@ -4,7 +4,7 @@
 CREATE TABLE tenant_exports (
     id            BLOB PRIMARY KEY,
     tenant_id     BLOB NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
-    requested_by  BLOB NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    requested_by  BLOB REFERENCES users (id) ON DELETE SET NULL,
     state         TEXT NOT NULL CHECK (state IN ('queued', 'running', 'ready', 'failed', 'downloaded', 'expired')),
     progress      INTEGER NOT NULL,
     step          TEXT NOT NULL,
@@ -15,6 +15,7 @@ CREATE TABLE tenant_exports (
     finished_at   TEXT,
     expires_at    TEXT,
     downloaded_at TEXT,
+    file_key      TEXT,
     stored        BOOLEAN NOT NULL,
     lease_owner   TEXT,
     lease_until   TEXT

@@ -116,6 +116,12 @@ async fn erase_across_edge(database: Option<&TempDatabase>) {
     upload_logo(&fleet).await;
     let files_dir = fleet.data.path().join("files");
     assert!(files_dir.join(format!("tenants/{tenant}")).exists(), "the logo is stored");
+    // Agent C was revoked: it cannot be told, and does not hold the
+    // erasure open.
+    let home_c = tempfile::tempdir().unwrap();
+    let agent_c = fleet.enroll(&fleet.host(home_c.path()), &[]).await;
+    let (status, revoked) = fleet.call(Method::POST, &format!("/agents/{agent_c}/revoke"), None).await;
+    assert!(status == 200 || status == 204, "{status} {revoked}");
     // Agent B goes offline before the erasure.
     assert!(process_b.terminate().success());
     fleet.wait_state(&agent_b, "offline", Duration::from_secs(30)).await;
@@ -150,11 +156,13 @@ async fn erase_across_edge(database: Option<&TempDatabase>) {
     assert_eq!(status, 202, "{record}");
     let id = record["id"].as_str().unwrap().to_owned();
     assert_eq!(record["control_plane"]["projects"], 1, "{record}");
-    assert_eq!(record["control_plane"]["agents"], 2, "{record}");
+    assert_eq!(record["control_plane"]["agents"], 3, "{record}");
     assert_eq!(record["control_plane"]["documents"], 2, "{record}");
     assert!(record["control_plane"]["audit_entries_pseudonymised"].as_u64().unwrap() >= 5, "{record}");
     assert_eq!(record["files_pending"], false, "{record}");
-    assert_eq!(record["agents"].as_array().unwrap().len(), 2, "{record}");
+    assert_eq!(record["agents"].as_array().unwrap().len(), 3, "{record}");
+    let c = record["agents"].as_array().unwrap().iter().find(|a| a["agent_id"] == agent_c.as_str()).unwrap();
+    assert_eq!(c["unreachable"], "revoked", "{record}");
     assert!(record["completed_at"].is_null(), "{record}");
     assert!(!files_dir.join(format!("tenants/{tenant}")).exists(), "the stored files are gone");
     let (status, _) = fleet.api.call(Method::GET, &format!("/api/v1/tenants/{tenant}"), None).await;

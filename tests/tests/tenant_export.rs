@@ -119,6 +119,7 @@ async fn export(database: Option<&TempDatabase>) {
             .map(|t| t["rows"].as_u64().unwrap())
     };
     assert_eq!(rows("projects"), Some(1), "{manifest}");
+    assert_eq!(rows("tenants"), Some(1), "the organisation itself: {manifest}");
     assert_eq!(rows("memberships"), Some(2), "{manifest}");
     assert_eq!(rows("webhook_endpoints"), Some(1), "{manifest}");
     assert!(rows("audit_events").unwrap() >= 4, "{manifest}");

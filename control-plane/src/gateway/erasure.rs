@@ -3,8 +3,9 @@
 //! `EraseTenant` instead of `Welcome`, and nothing else happens on the
 //! connection until the agent confirms with `TenantErased`; the
 //! confirmation is recorded (`service::erasures`), acknowledged with
-//! `ErasureRecorded`, and the connection closes. An expired certificate is
-//! still recognised: the only thing it can obtain is the order to delete.
+//! `ErasureRecorded`, and the connection closes. An agent whose
+//! certificate expired cannot complete the TLS handshake, and a revoked
+//! one does not try: the erasure records them as unreachable.
 
 use std::time::Duration;
 

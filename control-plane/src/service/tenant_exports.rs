@@ -37,10 +37,14 @@ const LEASE: time::Duration = time::Duration::minutes(2);
 /// How often the worker looks for work when nobody wakes it.
 const POLL: Duration = Duration::from_secs(10);
 
-/// Where an export's ZIP is stored: inside the tenant's folder, so erasing
-/// the tenant deletes it too.
-fn export_key(tenant_id: Uuid, export_id: Uuid) -> String {
-    format!("tenants/{tenant_id}/exports/{export_id}")
+/// Renew the lease at least this often while working.
+const RENEW_EVERY: Duration = Duration::from_secs(20);
+
+/// Where an attempt at an export stores its ZIP: inside the tenant's
+/// folder, so erasing the tenant deletes it too; each attempt its own key,
+/// so a replica that lost the export cannot overwrite the winner's file.
+fn export_key(tenant_id: Uuid, export_id: Uuid, attempt: Uuid) -> String {
+    format!("tenants/{tenant_id}/exports/{export_id}-{attempt}")
 }
 
 impl App {
@@ -55,7 +59,7 @@ impl App {
         let export = TenantExport {
             id: new_id(),
             tenant_id: access.tenant_id,
-            requested_by: user.id,
+            requested_by: Some(user.id),
             state: ExportState::Queued,
             progress: 0,
             step: "queued".into(),
@@ -66,6 +70,7 @@ impl App {
             finished_at: None,
             expires_at: None,
             downloaded_at: None,
+            file_key: None,
         };
         let audit = access.audit(actions::TENANT_EXPORT).resource("tenant_export", export.id);
         self.store.create_export(&export, &audit).await?;
@@ -84,7 +89,9 @@ impl App {
         self.store.tenant_export(access.tenant_id, id).await?.ok_or(Error::NotFound("export"))
     }
 
-    /// The export's ZIP, once, for the person who asked for it.
+    /// The export's ZIP, once, for the person who asked for it. The file
+    /// is opened before the download is recorded, so a missing file does
+    /// not use the one download up.
     pub async fn download_tenant_export(
         &self,
         access: &TenantAccess,
@@ -92,6 +99,15 @@ impl App {
     ) -> Result<(TenantExport, tokio::fs::File)> {
         access.require(Permission::TenantManage)?;
         let user = access.caller.user()?;
+        let found = self.store.tenant_export(access.tenant_id, id).await?;
+        let key = found
+            .as_ref()
+            .filter(|e| e.requested_by == Some(user.id) && e.state == ExportState::Ready)
+            .and_then(|e| e.file_key.clone());
+        let file = match key {
+            Some(key) => self.files.open(&key).await.map_err(Error::internal)?,
+            None => None,
+        };
         let audit = access.audit(actions::TENANT_EXPORT_DOWNLOAD).resource("tenant_export", id);
         let export = self
             .store
@@ -105,10 +121,9 @@ impl App {
                 crate::store::StoreError::Conflict { code, message } => Error::Gone { code, message },
                 other => other.into(),
             })?;
-        let file =
-            self.files.open(&export_key(access.tenant_id, id)).await.map_err(Error::internal)?.ok_or_else(
-                || Error::internal(anyhow::anyhow!("the export {id} is ready but its file is missing")),
-            )?;
+        let file = file.ok_or_else(|| {
+            Error::internal(anyhow::anyhow!("the export {id} is ready but its file is missing"))
+        })?;
         Ok((export, file))
     }
 }
@@ -159,30 +174,33 @@ impl ExportWorker {
 
     async fn produce(&self, export: &TenantExport) {
         let started = std::time::Instant::now();
-        match self.build(export).await {
+        let key = export_key(export.tenant_id, export.id, new_id());
+        let outcome = match self.build(export, &key).await {
             Ok((size, sha256)) => {
                 let now = Timestamp::now();
-                let size = i64::try_from(size).unwrap_or(i64::MAX);
-                match self
-                    .store
-                    .export_ready(export.id, &self.owner, size, &sha256, now, now + VALID_FOR)
-                    .await
-                {
-                    Ok(true) => {
-                        tracing::info!(export_id = %export.id, tenant_id = %export.tenant_id, bytes = size,
-                        ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), "an organisation's export is ready");
-                    }
-                    Ok(false) => {
-                        tracing::warn!(export_id = %export.id, "an export was taken over while it was written");
-                    }
-                    Err(e) => {
-                        tracing::error!(export_id = %export.id, error = %e, "could not record an export as ready");
-                    }
-                }
+                let ready = crate::store::ExportReady {
+                    file_key: key.clone(),
+                    size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
+                    sha256,
+                    now,
+                    expires_at: now + VALID_FOR,
+                };
+                self.store.export_ready(export.id, &self.owner, &ready).await.map_err(anyhow::Error::from)
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(true) => {
+                let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                tracing::info!(export_id = %export.id, tenant_id = %export.tenant_id, ms, "an organisation's export is ready");
+                return;
+            }
+            // Taken over, or the organisation erased meanwhile.
+            Ok(false) => {
+                tracing::warn!(export_id = %export.id, "an export was no longer this replica's to finish");
             }
             Err(e) => {
-                let error = format!("{e:#}");
-                tracing::error!(export_id = %export.id, error = %error, "an organisation's export failed");
+                tracing::error!(export_id = %export.id, error = %format!("{e:#}"), "an organisation's export failed");
                 let message = "the export could not be prepared; the server's log says why";
                 if let Err(e) =
                     self.store.export_failed(export.id, &self.owner, message, Timestamp::now()).await
@@ -191,11 +209,27 @@ impl ExportWorker {
                 }
             }
         }
+        // Whatever this attempt stored is nobody's.
+        if let Err(e) = self.files.delete(&key).await {
+            tracing::error!(export_id = %export.id, error = %format!("{e:#}"), "could not delete an abandoned export's file");
+        }
     }
 
-    /// Writes the ZIP to a temporary file and stores it; its size and
-    /// SHA-256.
-    async fn build(&self, export: &TenantExport) -> anyhow::Result<(u64, String)> {
+    /// Renews the lease (and says where the export is); an error when the
+    /// export is no longer this replica's (taken over, or the organisation
+    /// erased).
+    async fn renew(&self, export: &TenantExport, progress: i64, step: &str) -> anyhow::Result<()> {
+        let lease = Timestamp::now() + LEASE;
+        if self.store.export_progress(export.id, &self.owner, progress, step, lease).await? {
+            Ok(())
+        } else {
+            anyhow::bail!("the export is no longer this replica's")
+        }
+    }
+
+    /// Writes the ZIP to a temporary file and stores it under `key`; its
+    /// size and SHA-256.
+    async fn build(&self, export: &TenantExport, key: &str) -> anyhow::Result<(u64, String)> {
         let (rows_in, mut rows_out) = mpsc::channel::<DumpChunk>(4);
         let (parts_in, parts_out) = mpsc::channel::<Part>(4);
         let scratch = tempfile::NamedTempFile::new()?;
@@ -208,25 +242,20 @@ impl ExportWorker {
         let mut total = 1usize;
         let mut done = 0usize;
         let mut current = String::new();
+        let mut renewed = std::time::Instant::now();
         while let Some(chunk) = rows_out.recv().await {
             match chunk {
                 DumpChunk::Tables(tables) => total = tables.len().max(1),
                 DumpChunk::Rows { table, rows } => {
-                    if table != current {
-                        if !current.is_empty() {
+                    if table != current || renewed.elapsed() >= RENEW_EVERY {
+                        if table != current && !current.is_empty() {
                             done += 1;
                         }
                         current.clone_from(&table);
                         // Tables are most of the work; the files the rest.
                         let progress = i64::try_from(done * 90 / total).unwrap_or(90);
-                        let lease = Timestamp::now() + LEASE;
-                        if !self
-                            .store
-                            .export_progress(export.id, &self.owner, progress, &table, lease)
-                            .await?
-                        {
-                            anyhow::bail!("the export was taken over by another replica");
-                        }
+                        self.renew(export, progress, &table).await?;
+                        renewed = std::time::Instant::now();
                     }
                     if parts_in.send(Part::Rows { table, rows }).await.is_err() {
                         break;
@@ -240,33 +269,40 @@ impl ExportWorker {
             writer.await??;
             return Err(e.into());
         }
-        let lease = Timestamp::now() + LEASE;
-        self.store.export_progress(export.id, &self.owner, 90, "files", lease).await?;
+        self.renew(export, 90, "files").await?;
+        let mut renewed = std::time::Instant::now();
         for folder in crate::storage::tenant_folders(export.tenant_id) {
-            for key in self.files.list(&folder).await? {
-                if key.starts_with(&format!("tenants/{}/exports/", export.tenant_id)) {
+            for stored in self.files.list(&folder).await? {
+                if stored.starts_with(&format!("tenants/{}/exports/", export.tenant_id)) {
                     continue;
                 }
-                let Some(bytes) = self.files.get(&key).await? else { continue };
-                if parts_in.send(Part::File { key, bytes }).await.is_err() {
+                if renewed.elapsed() >= RENEW_EVERY {
+                    self.renew(export, 90, "files").await?;
+                    renewed = std::time::Instant::now();
+                }
+                let Some(bytes) = self.files.get(&stored).await? else { continue };
+                if parts_in.send(Part::File { key: stored, bytes }).await.is_err() {
                     break;
                 }
             }
         }
         drop(parts_in);
         let (size, sha256) = writer.await??;
-        self.files.put_file(&export_key(export.tenant_id, export.id), scratch.path()).await?;
+        // Still this replica's, and the organisation still there, before the
+        // file is stored; `produce` deletes it if that changes after.
+        self.renew(export, 95, "storing").await?;
+        self.files.put_file(key, scratch.path()).await?;
         Ok((size, sha256))
     }
 }
 
-/// Deletes the files of exports downloaded, expired or failed (the
-/// notifier's hourly sweep).
+/// Deletes the files of exports downloaded or expired (the notifier's
+/// hourly sweep).
 pub async fn delete_finished(store: &dyn Store, files: &dyn FileStorage) {
     match store.exports_to_delete(Timestamp::now()).await {
         Ok(done) => {
-            for (tenant_id, id) in done {
-                match files.delete(&export_key(tenant_id, id)).await {
+            for (id, key) in done {
+                match files.delete(&key).await {
                     Ok(()) => {
                         if let Err(e) = store.export_file_deleted(id).await {
                             tracing::error!(export_id = %id, error = %e, "could not record an export's file as deleted");

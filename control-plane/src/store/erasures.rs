@@ -62,6 +62,9 @@ pub struct ErasureAgent {
     /// What it deleted (counts), once confirmed.
     #[schema(value_type = Option<Object>)]
     pub report: Option<serde_json::Value>,
+    /// Why the agent cannot be told (`revoked`, `certificate_expired`):
+    /// its host's data directory must be deleted by hand.
+    pub unreachable: Option<String>,
 }
 
 /// The record of an erasure.
@@ -71,7 +74,8 @@ pub struct TenantErasureRecord {
     pub tenant_id: Uuid,
     pub requested_by: Option<Uuid>,
     pub erased_at: Timestamp,
-    /// When every agent had confirmed and the stored files were gone.
+    /// When every reachable agent had confirmed and the stored files were
+    /// gone.
     pub completed_at: Option<Timestamp>,
     /// The tenant's stored files are still to be deleted (retried).
     pub files_pending: bool,

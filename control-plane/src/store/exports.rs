@@ -31,7 +31,8 @@ pub enum ExportState {
 pub struct TenantExport {
     pub id: Uuid,
     pub tenant_id: Uuid,
-    pub requested_by: Uuid,
+    /// `None` once the person's account is erased.
+    pub requested_by: Option<Uuid>,
     pub state: ExportState,
     /// 0 to 100.
     pub progress: i64,
@@ -46,6 +47,19 @@ pub struct TenantExport {
     /// Until when it can be downloaded.
     pub expires_at: Option<Timestamp>,
     pub downloaded_at: Option<Timestamp>,
+    /// Where the ZIP is stored (each attempt its own key).
+    #[serde(skip)]
+    pub file_key: Option<String>,
+}
+
+/// A finished export's file.
+#[derive(Debug, Clone)]
+pub struct ExportReady {
+    pub file_key: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub now: Timestamp,
+    pub expires_at: Timestamp,
 }
 
 /// A piece of a tenant's dump.
@@ -84,16 +98,10 @@ pub trait ExportStore: Send + Sync {
         step: &str,
         lease_until: Timestamp,
     ) -> Result<bool>;
-    /// The ZIP is stored: ready to download until `expires_at`.
-    async fn export_ready(
-        &self,
-        id: Uuid,
-        owner: &str,
-        size_bytes: i64,
-        sha256: &str,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<bool>;
+    /// The ZIP is stored under `file_key`: ready to download until
+    /// `expires_at`. `false` when the export is no longer this owner's (the
+    /// caller deletes its file).
+    async fn export_ready(&self, id: Uuid, owner: &str, ready: &ExportReady) -> Result<bool>;
     async fn export_failed(&self, id: Uuid, owner: &str, error: &str, now: Timestamp) -> Result<()>;
     /// Marks a ready export downloaded by its requester, once; `audit` is
     /// written with it. `NotFound` for anyone else; `Conflict` with the
@@ -106,10 +114,10 @@ pub trait ExportStore: Send + Sync {
         now: Timestamp,
         audit: &NewAuditEvent,
     ) -> Result<TenantExport>;
-    /// Ready exports past their expiry become expired; returns the exports
-    /// whose stored file is to be deleted (downloaded, expired, failed):
-    /// `(tenant, export)`.
-    async fn exports_to_delete(&self, now: Timestamp) -> Result<Vec<(Uuid, Uuid)>>;
+    /// Ready exports past their expiry (or whose requester's account is
+    /// gone) become expired; returns the exports whose stored file is to be
+    /// deleted (downloaded or expired): `(export, file key)`.
+    async fn exports_to_delete(&self, now: Timestamp) -> Result<Vec<(Uuid, String)>>;
     /// The export's file is deleted.
     async fn export_file_deleted(&self, id: Uuid) -> Result<()>;
     /// The tenant's rows, table by table, as JSON objects, in one read

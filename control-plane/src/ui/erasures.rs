@@ -48,6 +48,8 @@ pub async fn erase(State(state): State<ApiState>, submit: Submit<EraseForm>) -> 
 struct AgentRow {
     name: String,
     confirmed: Option<When>,
+    /// Why it cannot be told, in words.
+    unreachable: String,
     /// What it deleted, in words.
     deleted: String,
 }
@@ -101,6 +103,12 @@ fn erasure_page(record: &TenantErasureRecord) -> ErasurePage {
         .map(|a| AgentRow {
             name: a.name.clone(),
             confirmed: a.confirmed_at.map(When::of),
+            unreachable: match a.unreachable.as_deref() {
+                Some("revoked") => "Revoked: it cannot connect to be told. Delete its data directory by hand.".into(),
+                Some(_) => "Its certificate expired: it cannot connect to be told. Delete its data directory by hand."
+                    .into(),
+                None => String::new(),
+            },
             deleted: a.report.as_ref().map_or_else(String::new, |r| {
                 let n = |key: &str| r[key].as_u64().unwrap_or(0);
                 format!(
@@ -121,7 +129,7 @@ fn erasure_page(record: &TenantErasureRecord) -> ErasurePage {
         files_pending: record.files_pending,
         counts,
         audit_entries: c.audit_entries_pseudonymised,
-        pending: agents.iter().filter(|a| a.confirmed.is_none()).count(),
+        pending: agents.iter().filter(|a| a.confirmed.is_none() && a.unreachable.is_empty()).count(),
         agents,
     }
 }

@@ -7,7 +7,7 @@ use axum::response::Response;
 use uuid::Uuid;
 
 use super::page::{UiError, see_other};
-use super::session::{Path, Submit, TenantPage};
+use super::session::{Path, Submit};
 use super::view::{When, bytes};
 use crate::api::ApiState;
 use crate::store::{ExportState, TenantExport};
@@ -42,7 +42,9 @@ impl ExportRow {
             status,
             until: (export.state == ExportState::Ready).then_some(export.expires_at).flatten().map(When::of),
             size: export.size_bytes.map(bytes).unwrap_or_default(),
-            downloadable: export.state == ExportState::Ready && viewer == Some(export.requested_by),
+            downloadable: export.state == ExportState::Ready
+                && viewer.is_some()
+                && viewer == export.requested_by,
         }
     }
 }
@@ -61,12 +63,14 @@ pub async fn create(
     }
 }
 
-/// The ZIP, once.
+/// The ZIP, once (a form with the CSRF token: a link followed from
+/// elsewhere, or prefetched, cannot use the one download up).
 pub async fn download(
     State(state): State<ApiState>,
-    page: TenantPage,
     Path((_, export_id)): Path<(Uuid, Uuid)>,
+    submit: Submit<serde_json::Value>,
 ) -> Result<Response, UiError> {
+    let Submit { page, .. } = submit;
     let (export, file) = state.app.download_tenant_export(&page.access, export_id).await?;
     Ok(crate::api::routes::exports::zip_response(&export, file)?)
 }

@@ -219,7 +219,7 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/settings/sso/delete", post(sso::delete))
         .route("/settings/erase", post(erasures::erase))
         .route("/settings/exports", post(exports::create))
-        .route("/settings/exports/{export_id}/download", get(exports::download))
+        .route("/settings/exports/{export_id}/download", post(exports::download))
         .route("/settings/retention", post(settings::set_retention))
         .route("/settings/data-subjects/export", post(settings::export_subject))
         .route("/settings/data-subjects/erase", post(settings::erase_subject))

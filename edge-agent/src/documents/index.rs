@@ -236,10 +236,22 @@ impl Index {
         tx.commit().await?;
         self.vectors.lock().unwrap_or_else(|p| p.into_inner()).clear();
         sqlx::query("VACUUM").execute(&self.pool).await.context("rewriting the index after erasing it")?;
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
-            .await
-            .context("emptying the index log")?;
+        // The log holds the pages as they were; it is emptied (retried while
+        // another connection, `marketer-agent ingest` say, reads).
+        for attempt in 0.. {
+            let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.pool)
+                .await
+                .context("emptying the index log")?;
+            if busy == 0 {
+                break;
+            }
+            anyhow::ensure!(
+                attempt < 50,
+                "the index log could not be emptied: another process keeps it busy"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         Ok((u64::try_from(documents).unwrap_or(0), u64::try_from(chunks).unwrap_or(0)))
     }
 

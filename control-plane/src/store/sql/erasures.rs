@@ -25,6 +25,9 @@ const COUNTED: [(&str, &str); 9] = [
 /// walked in pages, not loaded at once).
 const AUDIT_PAGE: i64 = 1_000;
 
+/// An agent's part: id, name, confirmed at, report, why unreachable.
+type AgentRow = (Uuid, String, Option<Timestamp>, Option<String>, Option<String>);
+
 type RecordRow = (Uuid, Uuid, Option<Uuid>, Timestamp, Option<Timestamp>, bool, String);
 
 #[async_trait]
@@ -60,6 +63,13 @@ where
     ) -> Result<TenantErasureCounts> {
         let mut tx = self.write.begin().await?;
         Self::lock_tenant(&mut tx, e.tenant_id).await?;
+        // The agents too: a certificate renewed while this runs would be
+        // deleted with the tenant without being recorded below, and its
+        // agent could never be told. A renewal now waits, then fails.
+        sqlx::query(sql(&["SELECT id FROM agents WHERE tenant_id = $1 ORDER BY id", DB::FOR_UPDATE]))
+            .bind(e.tenant_id)
+            .fetch_all(&mut *tx)
+            .await?;
         let mut counted = std::collections::HashMap::new();
         for (name, table) in COUNTED {
             let n: i64 = sqlx::query_scalar(sql(&["SELECT COUNT(*) FROM ", table, " WHERE tenant_id = $1"]))
@@ -92,14 +102,18 @@ where
         .bind(e.now)
         .execute(&mut *tx)
         .await?;
-        // Every agent, revoked or not, is told: a revoked one may still hold
-        // data and may be reinstated by nobody once the tenant is gone.
+        // Every agent is recorded; one that cannot connect any more (revoked,
+        // its certificate expired) cannot be told, and is recorded as such:
+        // its host is wiped by hand, and it does not hold the erasure open.
         sqlx::query(
-            "INSERT INTO tenant_erasure_agents (erasure_id, agent_id, name, confirmed_at, report) \
-             SELECT $1, id, name, NULL, NULL FROM agents WHERE tenant_id = $2",
+            "INSERT INTO tenant_erasure_agents (erasure_id, agent_id, name, confirmed_at, report, unreachable) \
+             SELECT $1, id, name, NULL, NULL, CASE WHEN revoked_at IS NOT NULL THEN 'revoked' \
+             WHEN cert_not_after <= $3 THEN 'certificate_expired' ELSE NULL END \
+             FROM agents WHERE tenant_id = $2",
         )
         .bind(e.id)
         .bind(e.tenant_id)
+        .bind(e.now)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -259,8 +273,8 @@ where
     async fn complete_erasure(conn: &mut DB::Connection, erasure_id: Uuid, now: Timestamp) -> Result<()> {
         sqlx::query(
             "UPDATE tenant_erasures SET completed_at = $2 WHERE id = $1 AND completed_at IS NULL \
-             AND NOT files_pending AND NOT EXISTS \
-             (SELECT 1 FROM tenant_erasure_agents WHERE erasure_id = $1 AND confirmed_at IS NULL)",
+             AND NOT files_pending AND NOT EXISTS (SELECT 1 FROM tenant_erasure_agents \
+             WHERE erasure_id = $1 AND confirmed_at IS NULL AND unreachable IS NULL)",
         )
         .bind(erasure_id)
         .bind(now)
@@ -271,9 +285,9 @@ where
 
     async fn erasure_record(&self, row: RecordRow) -> Result<TenantErasureRecord> {
         let (id, tenant_id, requested_by, erased_at, completed_at, files_pending, report) = row;
-        let agents: Vec<(Uuid, String, Option<Timestamp>, Option<String>)> = sqlx::query_as(
-            "SELECT agent_id, name, confirmed_at, report FROM tenant_erasure_agents WHERE erasure_id = $1 \
-             ORDER BY name, agent_id",
+        let agents: Vec<AgentRow> = sqlx::query_as(
+            "SELECT agent_id, name, confirmed_at, report, unreachable FROM tenant_erasure_agents \
+             WHERE erasure_id = $1 ORDER BY name, agent_id",
         )
         .bind(id)
         .fetch_all(&self.read)
@@ -288,11 +302,12 @@ where
             control_plane: serde_json::from_str(&report).unwrap_or_default(),
             agents: agents
                 .into_iter()
-                .map(|(agent_id, name, confirmed_at, report)| ErasureAgent {
+                .map(|(agent_id, name, confirmed_at, report, unreachable)| ErasureAgent {
                     agent_id,
                     name,
                     confirmed_at,
                     report: report.and_then(|r| serde_json::from_str(&r).ok()),
+                    unreachable,
                 })
                 .collect(),
         })

@@ -4,33 +4,55 @@
 
 use super::*;
 
-use crate::store::{DumpChunk, ExportState, ExportStore, TenantExport};
+use crate::store::{DumpChunk, ExportReady, ExportState, ExportStore, TenantExport};
 
 /// Tables with a `tenant_id` that are not exported: a sign-in's or
 /// connection's passing state, and the export and erasure records.
 const SKIPPED_TABLES: [&str; 5] =
     ["sso_logins", "social_oauth_states", "tenant_exports", "tenant_erasures", "rate_windows"];
-/// Columns never exported: sealed secrets and what verifies them.
-const SECRET_COLUMN_PARTS: [&str; 6] = ["ciphertext", "nonce", "hash", "pkce", "password", "verifier"];
+/// Columns never exported: sealed values and secrets, and what verifies
+/// them (a column's name containing one of these; a secret's `_hint`, the
+/// few characters shown to tell secrets apart, is kept).
+const SECRET_COLUMN_PARTS: [&str; 11] = [
+    "ciphertext",
+    "nonce",
+    "hash",
+    "pkce",
+    "password",
+    "verifier",
+    "sealed",
+    "secret",
+    "access_token",
+    "refresh_token",
+    "private",
+];
 /// Tables without a `tenant_id`, exported through their parent:
 /// (table, column naming the parent, parent table).
-const CHILD_TABLES: [(&str, &str, &str); 5] = [
+const CHILD_TABLES: [(&str, &str, &str); 8] = [
     ("activity_versions", "activity_id", "activities"),
+    ("comment_mentions", "comment_id", "comments"),
     ("job_events", "job_id", "jobs"),
     ("lead_properties", "lead_id", "leads"),
     ("review_steps", "workflow_id", "review_workflows"),
+    ("sequence_paragraphs", "enrollment_id", "lead_enrollments"),
     ("sequence_sends", "enrollment_id", "lead_enrollments"),
+    ("webhook_attempts", "delivery_id", "webhook_deliveries"),
 ];
+
+/// Whether a column holds a secret (and is left out).
+fn secret(column: &str) -> bool {
+    !column.ends_with("_hint") && SECRET_COLUMN_PARTS.iter().any(|part| column.contains(part))
+}
 /// Rows per page of the dump.
 const DUMP_PAGE: i64 = 500;
 
 const EXPORT_COLUMNS: &str = "id, tenant_id, requested_by, state, progress, step, error, size_bytes, sha256, \
-     created_at, finished_at, expires_at, downloaded_at";
+     created_at, finished_at, expires_at, downloaded_at, file_key";
 
 type ExportRow = (
     Uuid,
     Uuid,
-    Uuid,
+    Option<Uuid>,
     String,
     i64,
     String,
@@ -41,6 +63,7 @@ type ExportRow = (
     Option<Timestamp>,
     Option<Timestamp>,
     Option<Timestamp>,
+    Option<String>,
 );
 
 fn export(row: ExportRow) -> Result<TenantExport> {
@@ -58,6 +81,7 @@ fn export(row: ExportRow) -> Result<TenantExport> {
         finished_at,
         expires_at,
         downloaded_at,
+        file_key,
     ) = row;
     Ok(TenantExport {
         id,
@@ -75,6 +99,7 @@ fn export(row: ExportRow) -> Result<TenantExport> {
         finished_at,
         expires_at,
         downloaded_at,
+        file_key,
     })
 }
 
@@ -218,35 +243,27 @@ where
         Ok(DB::rows_affected(&done) == 1)
     }
 
-    async fn export_ready(
-        &self,
-        id: Uuid,
-        owner: &str,
-        size_bytes: i64,
-        sha256: &str,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<bool> {
+    async fn export_ready(&self, id: Uuid, owner: &str, r: &ExportReady) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE tenant_exports SET state = 'ready', progress = 100, step = 'ready', size_bytes = $3, \
-             sha256 = $4, finished_at = $5, expires_at = $6, stored = TRUE, lease_owner = NULL, lease_until = NULL \
-             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+             sha256 = $4, finished_at = $5, expires_at = $6, file_key = $7, stored = TRUE, lease_owner = NULL, \
+             lease_until = NULL WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
         )
         .bind(id)
         .bind(owner)
-        .bind(size_bytes)
-        .bind(sha256)
-        .bind(now)
-        .bind(expires_at)
+        .bind(r.size_bytes)
+        .bind(r.sha256.clone())
+        .bind(r.now)
+        .bind(r.expires_at)
+        .bind(r.file_key.clone())
         .execute(&self.write)
         .await?;
         Ok(DB::rows_affected(&done) == 1)
     }
 
     async fn export_failed(&self, id: Uuid, owner: &str, error: &str, now: Timestamp) -> Result<()> {
-        // A file may have been stored before the failure was noticed.
         sqlx::query(
-            "UPDATE tenant_exports SET state = 'failed', error = $3, finished_at = $4, stored = TRUE, \
+            "UPDATE tenant_exports SET state = 'failed', error = $3, finished_at = $4, \
              lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
         )
         .bind(id)
@@ -309,14 +326,17 @@ where
         export(row)
     }
 
-    async fn exports_to_delete(&self, now: Timestamp) -> Result<Vec<(Uuid, Uuid)>> {
-        sqlx::query("UPDATE tenant_exports SET state = 'expired' WHERE state = 'ready' AND expires_at <= $1")
-            .bind(now)
-            .execute(&self.write)
-            .await?;
+    async fn exports_to_delete(&self, now: Timestamp) -> Result<Vec<(Uuid, String)>> {
+        sqlx::query(
+            "UPDATE tenant_exports SET state = 'expired' WHERE state = 'ready' \
+             AND (expires_at <= $1 OR requested_by IS NULL)",
+        )
+        .bind(now)
+        .execute(&self.write)
+        .await?;
         Ok(sqlx::query_as(
-            "SELECT tenant_id, id FROM tenant_exports WHERE stored AND state IN ('downloaded', 'expired', 'failed') \
-             ORDER BY id LIMIT 100",
+            "SELECT id, file_key FROM tenant_exports WHERE stored AND file_key IS NOT NULL \
+             AND state IN ('downloaded', 'expired') ORDER BY id LIMIT 100",
         )
         .fetch_all(&self.read)
         .await?)
@@ -354,8 +374,10 @@ where
         let exported: Vec<(String, Vec<String>, String)> = tables
             .into_iter()
             .filter_map(|(table, cols)| {
-                let filter = if cols.iter().any(|c| c == "tenant_id") {
-                    (!SKIPPED_TABLES.contains(&table.as_str())).then(|| "tenant_id = $1".to_owned())
+                let filter = if table == "tenants" {
+                    "id = $1".to_owned()
+                } else if cols.iter().any(|c| c == "tenant_id") {
+                    (!SKIPPED_TABLES.contains(&table.as_str())).then(|| "tenant_id = $1".to_owned())?
                 } else {
                     CHILD_TABLES.iter().find(|(t, _, _)| *t == table).map(|(_, column, parent)| {
                         format!(
@@ -363,12 +385,9 @@ where
                             ident(column),
                             ident(parent)
                         )
-                    })
-                }?;
-                let kept: Vec<String> = cols
-                    .into_iter()
-                    .filter(|c| !SECRET_COLUMN_PARTS.iter().any(|part| c.contains(part)))
-                    .collect();
+                    })?
+                };
+                let kept: Vec<String> = cols.into_iter().filter(|c| !secret(c)).collect();
                 Some((table, kept, filter))
             })
             .collect();
@@ -377,11 +396,23 @@ where
             .await
             .map_err(|_| closed())?;
         for (table, cols, filter) in exported {
+            // Pages by id where there is one (every page an index range);
+            // by row position in this snapshot otherwise (a few small
+            // tables).
+            let by_id = cols.iter().any(|c| c == "id");
+            // $2 and $3: the last id and the page size, or the page size and
+            // the offset.
+            let page = if by_id {
+                format!("{filter} AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3")
+            } else {
+                let position = if postgres { "ctid" } else { "rowid" };
+                format!("{filter} ORDER BY {position} LIMIT $2 OFFSET $3")
+            };
             let query = if postgres {
                 let list = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
                 format!(
-                    "SELECT row_to_json(x)::text FROM (SELECT {list} FROM {} WHERE {filter} ORDER BY ctid \
-                     LIMIT $2 OFFSET $3) x",
+                    "SELECT {}, row_to_json(x)::text FROM (SELECT {list} FROM {} WHERE {page}) x",
+                    if by_id { "x.id" } else { "NULL::uuid" },
                     ident(&table)
                 )
             } else {
@@ -401,20 +432,25 @@ where
                     .collect::<Vec<_>>()
                     .join(", ");
                 format!(
-                    "SELECT json_object({pairs}) FROM {} WHERE {filter} ORDER BY rowid LIMIT $2 OFFSET $3",
+                    "SELECT {}, json_object({pairs}) FROM {} WHERE {page}",
+                    if by_id { "id" } else { "NULL" },
                     ident(&table)
                 )
             };
+            let mut after: Option<Uuid> = None;
             let mut offset = 0i64;
             loop {
-                let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(query.clone()))
-                    .bind(tenant_id)
-                    .bind(DUMP_PAGE)
-                    .bind(offset)
-                    .fetch_all(&mut *tx)
-                    .await?;
+                let select = sqlx::query_as(sqlx::AssertSqlSafe(query.clone())).bind(tenant_id);
+                let select = if by_id {
+                    select.bind(after).bind(DUMP_PAGE)
+                } else {
+                    select.bind(DUMP_PAGE).bind(offset)
+                };
+                let rows: Vec<(Option<Uuid>, String)> = select.fetch_all(&mut *tx).await?;
                 let last = i64::try_from(rows.len()).unwrap_or(0) < DUMP_PAGE;
                 offset += DUMP_PAGE;
+                after = rows.last().and_then(|(id, _)| *id);
+                let rows = rows.into_iter().map(|(_, row)| row).collect();
                 out.send(DumpChunk::Rows { table: table.clone(), rows }).await.map_err(|_| closed())?;
                 if last {
                     break;
