@@ -81,6 +81,14 @@ impl Fleet {
         Api::login(&self.server().base_url, email, password).await
     }
 
+    /// A logo for the tenant's flyers: a file the control plane stores
+    /// under the tenant's folder.
+    pub async fn upload_logo(&self) {
+        let path = self.api.tenant_path("/real-estate-settings/logo");
+        let (status, body) = self.api.upload(&path, "logo.jpg", crate::files::photo(64, 64)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     pub async fn enrollment_token(&self, body: Value) -> Value {
         let (status, created) = self.call(reqwest::Method::POST, "/enrollment-tokens", Some(body)).await;
         assert_eq!(status, 201, "{created}");

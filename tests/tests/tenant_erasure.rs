@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use marketer_tests::fleet::{Fleet, PASSWORD, job_timings};
 use marketer_tests::ollama::FakeModel;
-use marketer_tests::{AgentHost, AgentProcess, TempDatabase, eventually, files, files_under};
+use marketer_tests::{AgentHost, AgentProcess, TempDatabase, eventually, files_under};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -41,28 +41,6 @@ async fn ingest(fleet: &Fleet, host: &AgentHost, project: &str, name: &str) {
         page["items"].as_array().unwrap().iter().any(|d| d["name"] == name).then_some(())
     })
     .await;
-}
-
-/// A PNG logo, stored by the control plane under the tenant's files.
-async fn upload_logo(fleet: &Fleet) {
-    let boundary = "erasure-test-boundary";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"logo.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(&files::photo(64, 64));
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let api = &fleet.api;
-    let response = api
-        .http
-        .post(format!("{}{}", api.base_url, api.tenant_path("/real-estate-settings/logo")))
-        .bearer_auth(&api.token)
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
 }
 
 async fn erasure(fleet: &Fleet, id: &str) -> Value {
@@ -113,7 +91,7 @@ async fn erase_across_edge(database: Option<&TempDatabase>) {
     let (host_b, agent_b, mut process_b) = agent(&fleet, home_b.path()).await;
     ingest(&fleet, &host_a, &project, "launch-a.md").await;
     ingest(&fleet, &host_b, &project, "launch-b.md").await;
-    upload_logo(&fleet).await;
+    fleet.upload_logo().await;
     let files_dir = fleet.data.path().join("files");
     assert!(files_dir.join(format!("tenants/{tenant}")).exists(), "the logo is stored");
     // Agent C was revoked: it cannot be told, and does not hold the

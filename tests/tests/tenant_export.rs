@@ -8,33 +8,12 @@ use std::io::Read;
 use std::time::Duration;
 
 use marketer_tests::fleet::Fleet;
-use marketer_tests::{TempDatabase, eventually, files};
+use marketer_tests::{TempDatabase, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 const CANARY: &str = "PLATYPUS-LEDGER-5JQ2";
-
-async fn upload_logo(fleet: &Fleet) {
-    let boundary = "export-test-boundary";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"logo.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(&files::photo(48, 48));
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let api = &fleet.api;
-    let response = api
-        .http
-        .post(format!("{}{}", api.base_url, api.tenant_path("/real-estate-settings/logo")))
-        .bearer_auth(&api.token)
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-}
 
 fn entry(archive: &mut zip::ZipArchive<std::io::Cursor<Vec<u8>>>, name: &str) -> Vec<u8> {
     let mut file = archive.by_name(name).unwrap_or_else(|e| panic!("{name} in the ZIP: {e}"));
@@ -56,7 +35,7 @@ async fn export(database: Option<&TempDatabase>) {
     let (status, project) =
         fleet.call(Method::POST, "/projects", Some(json!({ "name": format!("Launch {CANARY}") }))).await;
     assert_eq!(status, 201, "{project}");
-    upload_logo(&fleet).await;
+    fleet.upload_logo().await;
     let (status, hook) = fleet
         .call(
             Method::POST,

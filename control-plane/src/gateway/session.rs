@@ -251,7 +251,9 @@ impl Session {
         let compliance = match state.app.store.tenant(self.agent.tenant_id).await {
             Ok(Some(tenant)) => tenant.compliance_mode,
             Ok(None) => {
-                self.close(close::UNAUTHORIZED, "the agent's tenant no longer exists").await;
+                // Erased between this connection's certificate check and
+                // now: reconnecting finds the erasure and its order.
+                self.close(close::TENANT_ERASED, "the agent's tenant no longer exists; reconnect").await;
                 return Ending::new("unauthorized", "the tenant is gone");
             }
             Err(e) => {
