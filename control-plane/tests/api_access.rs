@@ -376,7 +376,9 @@ async fn nothing_of_another_tenant_is_visible() {
             .replace("{inbox_item_id}", &uuid::Uuid::now_v7().to_string())
             .replace("{listening_query_id}", &uuid::Uuid::now_v7().to_string())
             // The notification tests resend a foreign tenant's real message.
-            .replace("{message_id}", &uuid::Uuid::now_v7().to_string());
+            .replace("{message_id}", &uuid::Uuid::now_v7().to_string())
+            // tests/tenant_export.rs checks another person's real export.
+            .replace("{export_id}", &uuid::Uuid::now_v7().to_string());
         assert!(!path.contains('{'), "unhandled parameter in {template}");
         for method in item.as_object().unwrap().keys() {
             let method: Method = method.to_uppercase().parse().unwrap();
