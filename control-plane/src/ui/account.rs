@@ -287,7 +287,9 @@ pub async fn page(
 
 /// A refused form's message for the page, or the error itself when it is
 /// not the person's to fix.
-fn message(e: Error) -> Result<String, UiError> {
+/// A refusal in words beside its form (the forms of Account and
+/// Settings → Delete this organisation); anything else is an error page.
+pub(super) fn message(e: Error) -> Result<String, UiError> {
     match e {
         Error::Invalid { message, .. } => Ok(capitalise(&message)),
         Error::Conflict { message, .. } => Ok(capitalise(&message)),

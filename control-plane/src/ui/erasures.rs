@@ -13,7 +13,6 @@ use super::page::{UiError, render, see_other};
 use super::session::{Browser, Path, Submit};
 use super::view::When;
 use crate::api::ApiState;
-use crate::error::Error;
 use crate::service::erasures::EraseTenant;
 use crate::store::TenantErasureRecord;
 
@@ -31,17 +30,10 @@ pub async fn erase(State(state): State<ApiState>, submit: Submit<EraseForm>) -> 
     let request = EraseTenant { password: form.password, confirm: form.confirm };
     match state.app.erase_tenant(&page.access, request).await {
         Ok(record) => Ok(see_other(&format!("/account/erasures/{}", record.id))),
-        Err(e @ (Error::Invalid { .. } | Error::RateLimited { .. })) => {
-            let message = match e {
-                Error::Invalid { message, .. } => super::page::capitalise(&message),
-                Error::RateLimited { retry_after } => {
-                    format!("Too many attempts. Try again in {} seconds.", retry_after.as_secs().max(1))
-                }
-                _ => String::new(),
-            };
+        Err(e) => {
+            let message = super::account::message(e)?;
             super::settings::with_erase_error(&state, page, message).await
         }
-        Err(e) => Err(e.into()),
     }
 }
 
