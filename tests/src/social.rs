@@ -201,6 +201,9 @@ struct Inner {
     notifications_refused: bool,
     /// Mastodon: public statuses by hashtag (lower case), oldest first.
     tagged: Vec<(String, Value)>,
+    /// Mastodon: statuses of others their authors deleted since (their
+    /// notifications go with them, as Mastodon removes them).
+    deleted_statuses: std::collections::HashSet<String>,
 }
 
 /// A running fake. Dropping it stops the server.
@@ -252,7 +255,7 @@ impl FakeSocial {
             .route("/oauth/authorize", get(m_authorize))
             .route("/oauth/token", post(m_token))
             .route("/api/v1/accounts/verify_credentials", get(m_verify))
-            .route("/api/v1/statuses", post(m_create))
+            .route("/api/v1/statuses", post(m_create).get(m_statuses_by_id))
             .route("/api/v1/statuses/{id}", delete(m_delete).get(m_status))
             .route("/api/v1/accounts/{id}/statuses", get(m_statuses))
             .route("/api/v1/notifications", get(m_notifications))
@@ -404,6 +407,11 @@ impl FakeSocial {
         });
         inner.tagged.push((tag.to_lowercase(), status));
         status_id
+    }
+
+    /// Mastodon: the author of a mention or a tagged status deletes it.
+    pub fn delete_status(&self, status_id: &str) {
+        self.inner.lock().unwrap().deleted_statuses.insert(status_id.to_owned());
     }
 
     /// Mastodon: the account's token lacks `read:notifications` from now on.
@@ -1382,7 +1390,11 @@ async fn m_notifications(
         return Json(json!([])).into_response();
     }
     let limit: usize = get("limit").and_then(|l| l.parse().ok()).unwrap_or(40).clamp(1, 80);
-    let page = mastodon_page(inner.mentions.iter(), get, limit);
+    let live = inner
+        .mentions
+        .iter()
+        .filter(|m| m["status"]["id"].as_str().is_none_or(|id| !inner.deleted_statuses.contains(id)));
+    let page = mastodon_page(live, get, limit);
     let mut response = Json(Value::Array(page.clone())).into_response();
     if let (Some(newest), Some(oldest)) = (page.first(), page.last()) {
         let link = format!(
@@ -1393,6 +1405,46 @@ async fn m_notifications(
         response.headers_mut().insert("link", HeaderValue::from_str(&link).unwrap());
     }
     response
+}
+
+/// `GET /api/v1/statuses?id[]=…` (Mastodon 4.3): the statuses asked for
+/// that exist, in no promised order; deleted or unknown ones are left
+/// out. More than 20 ids is a 422, as the instance's limit.
+async fn m_statuses_by_id(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    let inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::Mastodon, &headers) {
+        return *answer;
+    }
+    let ids: Vec<&str> = pairs.iter().filter(|(k, _)| k == "id[]").map(|(_, v)| v.as_str()).collect();
+    if ids.len() > 20 {
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "error": "Too many ids" }))).into_response();
+    }
+    let mut found: Vec<Value> = Vec::new();
+    for id in ids {
+        if inner.deleted_statuses.contains(id) {
+            continue;
+        }
+        let status = inner
+            .mentions
+            .iter()
+            .map(|m| &m["status"])
+            .chain(inner.tagged.iter().map(|(_, s)| s))
+            .find(|s| s["id"] == id)
+            .cloned()
+            .or_else(|| {
+                inner
+                    .posts
+                    .get(&Net::Mastodon)
+                    .and_then(|p| p.iter().find(|p| p.id == id && !p.deleted))
+                    .map(status_json)
+            });
+        found.extend(status);
+    }
+    Json(Value::Array(found)).into_response()
 }
 
 /// `GET /api/v1/timelines/tag/{tag}`: public statuses with the hashtag
@@ -1409,7 +1461,11 @@ async fn m_tag_timeline(
     }
     let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(20).clamp(1, 40);
     let tag = tag.to_lowercase();
-    let tagged = inner.tagged.iter().filter(|(t, _)| *t == tag).map(|(_, s)| s);
+    let tagged = inner
+        .tagged
+        .iter()
+        .filter(|(t, s)| *t == tag && s["id"].as_str().is_none_or(|id| !inner.deleted_statuses.contains(id)))
+        .map(|(_, s)| s);
     Json(Value::Array(mastodon_page(tagged, |k| q.get(k).cloned(), limit))).into_response()
 }
 
@@ -2425,13 +2481,43 @@ pub struct Pds {
     pub handle: String,
     pub did: String,
     pub app_password: String,
+    /// With the whole network ([`Pds::start_network`]): the reference
+    /// AppView, and a second account that writes to the first.
+    pub appview: Option<String>,
+    pub fan: Option<Fan>,
     child: std::process::Child,
+}
+
+/// A second account on the reference PDS: someone who mentions, answers
+/// and quotes the brand's account, then deletes what they wrote.
+#[derive(Debug, Clone)]
+pub struct Fan {
+    pub handle: String,
+    pub did: String,
+    pub password: String,
+}
+
+/// A post's strong reference: its `at://` URI and CID.
+#[derive(Debug, Clone)]
+pub struct PostRef {
+    pub uri: String,
+    pub cid: String,
 }
 
 impl Pds {
     /// `None` (the test is skipped) when the package is not installed,
     /// unless `MARKETER_REQUIRE_BLUESKY` says it must be (CI).
     pub fn start() -> Option<Self> {
+        Self::spawn(false)
+    }
+
+    /// The PDS with the reference AppView (PostgreSQL and Redis, both
+    /// running here and in CI) and a second account ([`Pds::fan`]).
+    pub fn start_network() -> Option<Self> {
+        Self::spawn(true)
+    }
+
+    fn spawn(appview: bool) -> Option<Self> {
         use std::io::BufRead;
         let root =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
@@ -2446,8 +2532,12 @@ impl Pds {
             );
             return None;
         }
-        let mut child = std::process::Command::new("node")
-            .arg(root.join("tests/bluesky/pds.js"))
+        let mut command = std::process::Command::new("node");
+        command.arg(root.join("tests/bluesky/pds.js"));
+        if appview {
+            command.arg("appview");
+        }
+        let mut child = command
             .env("NODE_PATH", &modules)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -2465,8 +2555,84 @@ impl Pds {
             handle: get("handle"),
             did: get("did"),
             app_password: get("app_password"),
+            appview: info["appview"].as_str().map(str::to_owned),
+            fan: info["fan"]["did"].as_str().map(|did| Fan {
+                handle: info["fan"]["handle"].as_str().unwrap_or_default().to_owned(),
+                did: did.to_owned(),
+                password: info["fan"]["password"].as_str().unwrap_or_default().to_owned(),
+            }),
             child,
         })
+    }
+
+    fn fan(&self) -> &Fan {
+        self.fan.as_ref().expect("a PDS started with start_network")
+    }
+
+    async fn fan_token(&self) -> String {
+        let fan = self.fan();
+        let session: Value = reqwest::Client::new()
+            .post(format!("{}/xrpc/com.atproto.server.createSession", self.url))
+            .json(&json!({ "identifier": fan.handle, "password": fan.password }))
+            .send()
+            .await
+            .expect("createSession")
+            .json()
+            .await
+            .expect("a session");
+        session["accessJwt"].as_str().expect("an access token").to_owned()
+    }
+
+    /// The fan posts `text`: naming the brand's account with a mention
+    /// facet when the text starts with its handle, answering `reply`
+    /// (parent, root) when given.
+    pub async fn fan_posts(&self, text: &str, reply: Option<(&PostRef, &PostRef)>) -> PostRef {
+        let fan = self.fan();
+        let mut record = json!({
+            "$type": "app.bsky.feed.post",
+            "text": text,
+            "createdAt": OffsetDateTime::now_utc().format(&Rfc3339).unwrap(),
+        });
+        let mention = format!("@{}", self.handle);
+        if text.starts_with(&mention) {
+            record["facets"] = json!([{
+                "index": { "byteStart": 0, "byteEnd": mention.len() },
+                "features": [{ "$type": "app.bsky.richtext.facet#mention", "did": self.did }],
+            }]);
+        }
+        if let Some((parent, root)) = reply {
+            record["reply"] = json!({
+                "parent": { "uri": parent.uri, "cid": parent.cid },
+                "root": { "uri": root.uri, "cid": root.cid },
+            });
+        }
+        let created: Value = reqwest::Client::new()
+            .post(format!("{}/xrpc/com.atproto.repo.createRecord", self.url))
+            .bearer_auth(self.fan_token().await)
+            .json(&json!({ "repo": fan.did, "collection": "app.bsky.feed.post", "record": record }))
+            .send()
+            .await
+            .expect("createRecord")
+            .json()
+            .await
+            .expect("createRecord's answer");
+        PostRef {
+            uri: created["uri"].as_str().unwrap_or_else(|| panic!("no uri: {created}")).to_owned(),
+            cid: created["cid"].as_str().expect("a cid").to_owned(),
+        }
+    }
+
+    /// The fan deletes one of their posts.
+    pub async fn fan_deletes(&self, post: &PostRef) {
+        let rkey = post.uri.rsplit('/').next().expect("a record key");
+        let response = reqwest::Client::new()
+            .post(format!("{}/xrpc/com.atproto.repo.deleteRecord", self.url))
+            .bearer_auth(self.fan_token().await)
+            .json(&json!({ "repo": self.fan().did, "collection": "app.bsky.feed.post", "rkey": rkey }))
+            .send()
+            .await
+            .expect("deleteRecord");
+        assert!(response.status().is_success(), "deleteRecord: {}", response.status());
     }
 
     /// The post records in the account's repository.

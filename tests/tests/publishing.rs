@@ -927,6 +927,27 @@ async fn the_inbox_reads_mentions_and_replies_once(postgres: bool) {
     let (status, _) = setup.call(Method::DELETE, &format!("/listening-queries/{query_id}"), None).await;
     assert_eq!(status, 404);
 
+    // Carol deletes her status: her item is marked, its text kept, and it
+    // can no longer be answered; Alice's is untouched.
+    setup.social.delete_status(carols["platform_item_id"].as_str().unwrap());
+    let carol_item = format!("/inbox/{}", carols["id"].as_str().unwrap());
+    let deleted = eventually(Duration::from_secs(30), "Carol's deleted status to be marked", || async {
+        let (_, item) = setup.call(Method::GET, &carol_item, None).await;
+        item["deleted_at"].is_string().then_some(item)
+    })
+    .await;
+    assert_eq!(deleted["text"], carols["text"], "its text is kept");
+    let (status, refused) =
+        setup.call(Method::POST, &format!("{carol_item}/reply"), Some(json!({ "text": "Hello" }))).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("inbox_item_deleted")), "{refused}");
+    let (_, alice_now) =
+        setup.call(Method::GET, &format!("/inbox/{}", alices["id"].as_str().unwrap()), None).await;
+    assert!(alice_now["deleted_at"].is_null(), "{alice_now}");
+    assert!(
+        setup.social.requests().iter().any(|r| r == "GET /api/v1/statuses"),
+        "looked at with the batch read"
+    );
+
     // A token without read:notifications: the inbox says why, nothing is lost.
     setup.social.refuse_notifications(true);
     setup.social.mention("dave", "Anyone there?", None);
@@ -1700,6 +1721,109 @@ async fn bluesky_posts_reach_the_reference_pds_once_even_when_an_answer_is_lost(
     let (status, _) = setup.call(Method::DELETE, &format!("/posts/{id}"), None).await;
     assert_eq!(status, 204);
     assert_eq!(pds.posts().await.len(), 1);
+    setup.finish().await;
+}
+
+/// The inbox on Bluesky against the reference network (PDS, AppView and
+/// moderation service from `@atproto/dev-env`, on the PostgreSQL and Redis
+/// that run here): a fan's reply to the brand's post, a mention and a
+/// hashtag post land once each, linked to what they answer; a reply from
+/// the inbox reaches the PDS once as a proper reply (parent and root); a
+/// post the fan deletes is marked deleted, its text kept, and can no
+/// longer be answered.
+#[tokio::test]
+async fn bluesky_mentions_replies_and_hashtags_reach_the_inbox_and_one_reply_goes_back() {
+    let Some(pds) = marketer_tests::social::Pds::start_network() else { return };
+    let appview = pds.appview.clone().expect("the AppView's address");
+    let env = [("MARKETER_INBOX_POLL_MS", "200"), ("MARKETER_BLUESKY_APPVIEW_URL", appview.as_str())];
+    let Some(setup) = Setup::start_with(false, &env).await else { return };
+    let body = json!({ "identifier": pds.handle, "app_password": pds.app_password, "service": pds.url });
+    let (status, account) = setup.call(Method::POST, "/accounts/bluesky", Some(body)).await;
+    assert_eq!(status, 201, "{account}");
+    let account_id = account["id"].as_str().unwrap().to_owned();
+    let body = json!({ "account_id": account_id, "hashtag": "#Wombats" });
+    let (status, query) = setup.call(Method::POST, "/listening-queries", Some(body)).await;
+    assert_eq!(status, 201, "{query}");
+    let query_id = query["id"].as_str().unwrap().to_owned();
+
+    let post = setup.schedule_now(&account, "Our open house is on Saturday").await;
+    let post_id = post["id"].as_str().unwrap().to_owned();
+    let published = setup.wait_status(&post_id, "published", Duration::from_secs(20)).await;
+    let rkey = published["platform_post_id"].as_str().unwrap().to_owned();
+    let record = pds.posts().await.into_iter().find(|r| r["uri"].as_str().unwrap().ends_with(&rkey)).unwrap();
+    let ours = marketer_tests::social::PostRef {
+        uri: record["uri"].as_str().unwrap().to_owned(),
+        cid: record["cid"].as_str().unwrap().to_owned(),
+    };
+    let reply = pds.fan_posts("Is parking free on Saturday?", Some((&ours, &ours))).await;
+    let mention = pds.fan_posts(&format!("@{} do you list lofts too?", pds.handle), None).await;
+    let tagged = pds.fan_posts("Saw three today #wombats", None).await;
+
+    let page = eventually(Duration::from_secs(30), "three Bluesky items in the inbox", || async {
+        let (status, page) = setup.call(Method::GET, "/inbox?limit=50", None).await;
+        assert_eq!(status, 200, "{page}");
+        (page["items"].as_array().unwrap().len() >= 3).then_some(page)
+    })
+    .await;
+    assert!(page["failing"].as_array().unwrap().is_empty(), "{page}");
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{page}");
+    let by = |uri: &str| {
+        items.iter().find(|i| i["platform_item_id"] == uri).unwrap_or_else(|| panic!("{uri}: {page}")).clone()
+    };
+    let replied = by(&reply.uri);
+    assert_eq!((replied["kind"].as_str(), replied["network"].as_str()), (Some("reply"), Some("bluesky")));
+    assert_eq!(replied["post_id"], post_id.as_str(), "linked to the post it answers");
+    assert_eq!(replied["in_reply_to"], rkey.as_str());
+    assert_eq!(replied["author_handle"], "@fan.test");
+    assert_eq!(replied["text"], "Is parking free on Saturday?");
+    let rkey_of = |uri: &str| uri.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(replied["url"], format!("https://bsky.app/profile/fan.test/post/{}", rkey_of(&reply.uri)));
+    assert_eq!(by(&mention.uri)["kind"], "mention");
+    let found = by(&tagged.uri);
+    assert_eq!(
+        (found["kind"].as_str(), found["query_id"].as_str()),
+        (Some("listening"), Some(query_id.as_str()))
+    );
+
+    // Answered from the inbox: one record on the PDS, a reply to the
+    // fan's post in the thread of ours.
+    let path = format!("/inbox/{}/reply", replied["id"].as_str().unwrap());
+    let (status, answered) =
+        setup.call(Method::POST, &path, Some(json!({ "text": "Yes, parking is free." }))).await;
+    assert_eq!(status, 201, "{answered}");
+    let reply_post = answered["reply"]["post_id"].as_str().unwrap().to_owned();
+    setup.wait_status(&reply_post, "published", Duration::from_secs(20)).await;
+    let (status, again) = setup.call(Method::POST, &path, Some(json!({ "text": "Twice?" }))).await;
+    assert_eq!((status, again["error"]["code"].as_str()), (409, Some("inbox_item_answered")), "{again}");
+    let records = pds.posts().await;
+    let replies: Vec<&Value> = records.iter().filter(|r| r["value"]["reply"].is_object()).collect();
+    assert_eq!(replies.len(), 1, "{records:?}");
+    assert_eq!(replies[0]["value"]["text"], "@fan.test Yes, parking is free.");
+    assert_eq!(replies[0]["value"]["reply"]["parent"]["uri"], reply.uri.as_str());
+    assert_eq!(replies[0]["value"]["reply"]["parent"]["cid"], reply.cid.as_str());
+    assert_eq!(replies[0]["value"]["reply"]["root"]["uri"], ours.uri.as_str());
+
+    // The fan deletes their mention: marked, its text kept, not answerable.
+    pds.fan_deletes(&mention).await;
+    let id = by(&mention.uri)["id"].as_str().unwrap().to_owned();
+    let deleted = eventually(Duration::from_secs(30), "the deleted mention to be marked", || async {
+        let (_, item) = setup.call(Method::GET, &format!("/inbox/{id}"), None).await;
+        item["deleted_at"].is_string().then_some(item)
+    })
+    .await;
+    assert_eq!(deleted["text"], format!("@{} do you list lofts too?", pds.handle));
+    let (status, refused) =
+        setup.call(Method::POST, &format!("/inbox/{id}/reply"), Some(json!({ "text": "Yes" }))).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("inbox_item_deleted")), "{refused}");
+    let (_, still) =
+        setup.call(Method::GET, &format!("/inbox/{}", found["id"].as_str().unwrap()), None).await;
+    assert!(still["deleted_at"].is_null(), "only what was deleted is marked: {still}");
+
+    // Later rounds store nothing twice.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, page) = setup.call(Method::GET, "/inbox?limit=50", None).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 3, "{page}");
     setup.finish().await;
 }
 

@@ -170,7 +170,7 @@ impl Publisher {
             Fetched::Failed { reason } => (reason, later(Duration::from_secs(15 * 60))),
             Fetched::Refused { reason } => (reason, later(DAY)),
             Fetched::Gone => (format!("{} no longer has it", account.network), later(DAY)),
-            Fetched::Metrics { .. } | Fetched::Followers(_) | Fetched::Items { .. } => {
+            Fetched::Metrics { .. } | Fetched::Followers(_) | Fetched::Items { .. } | Fetched::Present(_) => {
                 (format!("{} answered with something else than was asked", account.network), later(HOUR))
             }
         }

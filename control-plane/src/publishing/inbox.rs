@@ -18,7 +18,7 @@ use marketer_protocol::inbox::{ClassifyItem, MAX_CLASSIFY_ITEMS};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
-use super::platforms::Fetched;
+use super::platforms::{Fetched, STILL_THERE_BATCH};
 use super::{NoToken, Publisher, later};
 use crate::domain::{ComplianceMode, LlmPolicy, Timestamp, new_id};
 use crate::store::{
@@ -29,6 +29,10 @@ use crate::store::{
 const BATCH: i64 = 50;
 /// Pages one account's round reads at most; the rest waits for the next.
 const PAGES: usize = 5;
+/// Items are looked at again (still on the platform?) while this recent,
+/// each once per this many rounds (an hour at the default two minutes).
+const RECHECK_WITHIN: time::Duration = time::Duration::days(7);
+const RECHECK_ROUNDS: u32 = 30;
 
 impl Publisher {
     /// One round: reads the inboxes that are due. Returns how many new
@@ -78,6 +82,7 @@ impl Publisher {
                 stored += found;
             }
         }
+        self.recheck(account_id).await;
         if stored > 0 {
             tracing::info!(account = %account_id, new = stored, "inbox items collected");
         }
@@ -171,6 +176,53 @@ impl Publisher {
                         .await;
                     return None;
                 }
+            }
+        }
+    }
+
+    /// Looks again at a batch of the account's recent items: those the
+    /// platform no longer shows are marked deleted, their text kept. One
+    /// call per round at most, within the account's rate limit; a failure
+    /// only means they are looked at in a later round.
+    async fn recheck(&self, account_id: Uuid) {
+        let now = Timestamp::now().as_datetime();
+        let recent = Timestamp::from_datetime(now - RECHECK_WITHIN);
+        let looked = Timestamp::from_datetime(now - self.settings.inbox_every * RECHECK_ROUNDS);
+        let ids = match self.store.inbox_to_check(account_id, recent, looked, STILL_THERE_BATCH as i64).await
+        {
+            Ok(ids) if !ids.is_empty() => ids,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(error = %e, account = %account_id, "could not read the inbox items to look at again");
+                return;
+            }
+        };
+        let Ok((account, token)) = self.token(account_id, false).await else { return };
+        if account.rate_limited_until.is_some_and(|until| until > Timestamp::now()) {
+            return;
+        }
+        let Some((fetched, record)) = self.platforms.still_there(&account, &token, &ids).await else {
+            return;
+        };
+        self.note_window(&account, &record).await;
+        match fetched {
+            Fetched::Present(present) => {
+                let (present, gone): (Vec<String>, Vec<String>) =
+                    ids.into_iter().partition(|id| present.contains(id));
+                match self.store.inbox_checked(account_id, &present, &gone, Timestamp::now()).await {
+                    Ok(0) => {}
+                    Ok(marked) => {
+                        tracing::info!(account = %account_id, marked, "inbox items deleted on their platform marked");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, account = %account_id, "could not record an inbox look");
+                    }
+                }
+            }
+            other => {
+                // Records a rate limit on the account, like any read.
+                let (reason, _) = self.failed_read(&account, other).await;
+                tracing::warn!(account = %account_id, %reason, "inbox items were not looked at again");
             }
         }
     }

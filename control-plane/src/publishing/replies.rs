@@ -43,7 +43,7 @@ const MAX_DRAFT_CHARS: usize = 600;
 /// Whether the product can post a reply on `network` (the networks whose
 /// items the inbox collects).
 pub fn can_reply(network: Network) -> bool {
-    network == Network::Mastodon
+    super::platforms::reads_inbox(network)
 }
 
 /// A reply's text: the author's handle first (the platform then shows it

@@ -90,6 +90,9 @@ pub struct InboxItemView {
     pub status: String,
     pub assignee_id: Option<Uuid>,
     pub updated_at: Timestamp,
+    /// When the collector found it deleted on its platform (its text is
+    /// kept here; it can no longer be answered).
+    pub deleted_at: Option<Timestamp>,
     /// Its suggested reply and the post that answered it.
     pub reply: ReplyView,
 }
@@ -359,6 +362,7 @@ impl From<InboxItem> for InboxItemView {
             status: i.status,
             assignee_id: i.assignee_id,
             updated_at: i.updated_at,
+            deleted_at: i.deleted_at,
         }
     }
 }
@@ -450,8 +454,8 @@ impl From<ListeningQuery> for ListeningQueryView {
     }
 }
 
-/// A hashtag to listen for, through one of the organisation's Mastodon
-/// accounts.
+/// A hashtag to listen for, through one of the organisation's Mastodon or
+/// Bluesky accounts.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateListeningQuery {
@@ -730,6 +734,12 @@ impl App {
                 message: format!("this item was answered already (post {post})"),
             });
         }
+        if item.deleted_at.is_some() {
+            return Err(Error::Conflict {
+                code: "inbox_item_deleted",
+                message: "its author deleted this item on the platform; there is nothing to answer".into(),
+            });
+        }
         let network: Network = item.network.parse().unwrap_or(Network::Mastodon);
         if !can_reply(network) {
             return Err(Error::Conflict {
@@ -913,11 +923,11 @@ impl App {
         let account = self.store.account(access.tenant_id, req.account_id).await?.ok_or_else(|| {
             Error::invalid("account_id", "no connected account of this organisation has this id")
         })?;
-        if account.network != Network::Mastodon {
+        if !crate::publishing::platforms::reads_inbox(account.network) {
             return Err(Error::invalid(
                 "account_id",
                 format!(
-                    "listening reads Mastodon hashtags today, not {}; choose a Mastodon account",
+                    "listening reads Mastodon and Bluesky hashtags today, not {}; choose a Mastodon or Bluesky account",
                     account.network.label()
                 ),
             ));

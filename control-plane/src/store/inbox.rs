@@ -124,6 +124,8 @@ pub struct InboxItem {
     /// The lead it is linked to.
     pub lead_id: Option<Uuid>,
     pub reply: ReplyState,
+    /// When the collector found it deleted on its platform.
+    pub deleted_at: Option<Timestamp>,
 }
 
 /// An item's suggested reply and the post that answered it.
@@ -327,6 +329,25 @@ pub trait InboxStore: Send + Sync {
     /// Deletes a query with its audit event (its items stay, without
     /// it); `false` if the tenant has no such query.
     async fn delete_listening_query(&self, tenant_id: Uuid, id: Uuid, audit: &NewAuditEvent) -> Result<bool>;
+    /// Up to `limit` of the account's items posted since `recent`, not
+    /// known to be deleted and not looked at since `looked` (never looked
+    /// at first): their platform ids.
+    async fn inbox_to_check(
+        &self,
+        account_id: Uuid,
+        recent: Timestamp,
+        looked: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<String>>;
+    /// Records a look: `present` still on the platform, `gone` deleted
+    /// there (marked, text kept). Returns how many were newly marked.
+    async fn inbox_checked(
+        &self,
+        account_id: Uuid,
+        present: &[String],
+        gone: &[String],
+        now: Timestamp,
+    ) -> Result<usize>;
     /// Records a failed read and when to try again (shown on the account).
     async fn inbox_failed(&self, account_id: Uuid, error: &str, retry_at: Timestamp) -> Result<()>;
     /// The tenant's connected accounts whose last inbox read failed: the

@@ -21,11 +21,12 @@ use super::session::{Path, Query, Submit, TenantPage};
 use super::view::When;
 use crate::api::ApiState;
 use crate::domain::Permission;
+use crate::publishing::platforms::reads_inbox;
 use crate::service::inbox::{
     CreateListeningQuery, InboxItemView, InboxQuery, LeadFromItem, ReplyIn, UpdateInboxItem,
     UpdateInboxSettings,
 };
-use crate::store::{Network, PageRequest};
+use crate::store::PageRequest;
 
 struct Choice {
     value: String,
@@ -62,6 +63,8 @@ struct ItemCard {
     /// Held sealed until an agent screened it.
     sealed: bool,
     redacted: bool,
+    /// "Deleted on Bluesky on 7 Dec, 21:40": its author deleted it there.
+    deleted: Option<String>,
     /// "Negative", "Complaint", "Urgent", "Personal data", "German" ...
     labels: Vec<Label>,
     /// Why it is not classified yet (or failed).
@@ -136,7 +139,7 @@ fn reply_card(page: &TenantPage, i: &InboxItemView, attempt: &CardAttempt) -> Re
         },
         post_url: r.post_url.clone(),
         auto: r.auto,
-        can_send: crate::publishing::replies::can_reply(i.network),
+        can_send: crate::publishing::replies::can_reply(i.network) && i.deleted_at.is_none(),
         handle_note: format!("{} is put first unless you name them.", i.author_handle),
         text_error: refused.map(|a| a.errors.get("text").to_owned()).unwrap_or_default(),
         errors: refused.map(|a| a.errors.general(&["text"])).unwrap_or_default(),
@@ -201,7 +204,7 @@ struct InboxTemplate {
     action_base: String,
     filter_action: String,
     queries: Vec<QueryCard>,
-    /// Accounts a hashtag can be listened for through (Mastodon).
+    /// Accounts a hashtag can be listened for through (Mastodon, Bluesky).
     listen_accounts: Vec<Choice>,
     errors: FormErrors,
     typed_hashtag: String,
@@ -342,11 +345,8 @@ async fn show(
     let members = state.app.members(&page.access, PageRequest { after: None, limit: 200 }).await?.items;
     let problems: Vec<String> =
         found.failing.iter().map(|f| format!("{} ({}): {}", f.handle, f.network.label(), f.error)).collect();
-    let mut unread_networks: Vec<String> = accounts
-        .iter()
-        .filter(|a| a.network != Network::Mastodon)
-        .map(|a| a.network.label().to_owned())
-        .collect();
+    let mut unread_networks: Vec<String> =
+        accounts.iter().filter(|a| !reads_inbox(a.network)).map(|a| a.network.label().to_owned()).collect();
     unread_networks.sort();
     unread_networks.dedup();
     let name_of = |id: Uuid| {
@@ -391,6 +391,9 @@ async fn show(
             mine: i.assignee_id.is_some() && i.assignee_id == me,
             sealed: i.sealed,
             redacted: i.redacted,
+            deleted: i
+                .deleted_at
+                .map(|at| format!("Deleted on {} ({})", i.network.label(), When::of(at).text)),
             labels: labels_of(i),
             waiting: (i.classification.is_none()).then(|| i.classification_note.clone()).flatten(),
             suggest_lead: i.suggest_lead,
@@ -475,7 +478,7 @@ async fn show(
             .collect(),
         listen_accounts: accounts
             .iter()
-            .filter(|a| a.network == Network::Mastodon)
+            .filter(|a| reads_inbox(a.network))
             .map(|a| Choice { value: a.id.to_string(), label: a.handle.clone(), selected: false })
             .collect(),
         errors,
@@ -541,7 +544,7 @@ pub async fn listen(State(state): State<ApiState>, submit: Submit<ListenForm>) -
             .map_err(FormErrors::from_error),
         Err(_) => {
             let mut errors = FormErrors::default();
-            errors.add("account_id", "choose a Mastodon account");
+            errors.add("account_id", "choose a Mastodon or Bluesky account");
             Err(Ok(errors))
         }
     };

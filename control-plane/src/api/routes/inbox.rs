@@ -175,9 +175,9 @@ pub async fn list_queries(
     Ok(Json(state.app.listening_queries(&access).await?))
 }
 
-/// Listens for a hashtag through one of the organisation's Mastodon
-/// accounts (its instance's public posts, from now on; the account's own
-/// posts are left out). At most 50. Audited.
+/// Listens for a hashtag through one of the organisation's Mastodon or
+/// Bluesky accounts (public posts from now on: on Mastodon its instance's,
+/// on Bluesky the AppView's search; the account's own posts are left out). At most 50. Audited.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/listening-queries", tag = "inbox",
     operation_id = actions::LISTENING_QUERY_CREATE, security(("bearer" = [])), params(("tenant_id" = Uuid, Path)),
     request_body = CreateListeningQuery,

@@ -6,6 +6,14 @@
 //! id and generation), so after an unknown outcome `getRecord` tells
 //! whether the post exists before anything is sent again. A post's counts
 //! come from the AppView (`getPosts`).
+//!
+//! The inbox reads mentions, replies and quotes from the account's
+//! notifications (`listNotifications`) and listening finds from post
+//! search (`searchPosts`), both through the account's PDS. Both list newest
+//! first, so a read walks back from the newest until it reaches what the
+//! last read saw (the cursor is the newest `indexedAt` seen). An inbox
+//! item's id is its post's `at://` URI; a reply to one names it and its
+//! thread's root with their CIDs, read from the AppView when it is sent.
 
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
@@ -16,7 +24,7 @@ use super::{
     followers_at, limited_until, metrics_answer,
 };
 use crate::domain::Timestamp;
-use crate::store::{Metrics, SocialAccount, SocialPost};
+use crate::store::{CollectedItem, Metrics, SocialAccount, SocialPost};
 
 pub const DEFAULT_SERVICE: &str = "https://bsky.social";
 const COLLECTION: &str = "app.bsky.feed.post";
@@ -105,11 +113,18 @@ pub async fn publish(
     let created_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
+    let mut record = serde_json::json!({ "$type": COLLECTION, "text": post.text, "createdAt": created_at });
+    if let Some(parent) = &post.reply_to {
+        match reply_refs(p, account, token, parent).await {
+            Ok(refs) => record["reply"] = refs,
+            Err(failed) => return *failed,
+        }
+    }
     let body = serde_json::json!({
         "repo": account.external_id,
         "collection": COLLECTION,
         "rkey": rkey,
-        "record": { "$type": COLLECTION, "text": post.text, "createdAt": created_at },
+        "record": record,
     });
     let request = p
         .http()
@@ -120,6 +135,71 @@ pub async fn publish(
         Ok(a) => (classify(&a, post, &rkey), a.record()),
         Err(failed) => failed,
     }
+}
+
+/// The `at://` URI of a post id Marketer keeps: inbox items keep the URI,
+/// the account's own posts their record key.
+fn post_uri(account: &SocialAccount, id: &str) -> String {
+    if id.starts_with("at://") {
+        id.to_owned()
+    } else {
+        format!("at://{}/{COLLECTION}/{id}", account.external_id)
+    }
+}
+
+/// A reply's `reply` field: the post it answers (`parent`) and its
+/// thread's first post (`root`), each with its CID, from the AppView.
+/// A parent the AppView no longer shows refuses the reply.
+async fn reply_refs(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    parent: &str,
+) -> Result<serde_json::Value, Box<(Sent, CallRecord)>> {
+    let uri = post_uri(account, parent);
+    let request = appview(p, account, token, "app.bsky.feed.getPosts").query(&[("uris", uri.as_str())]);
+    let answer = match Answer::fetch(request, "Bluesky").await {
+        Ok(a) => a,
+        Err(reason) => return Err(Box::new((Sent::NotSent { reason }, CallRecord::default()))),
+    };
+    let call = answer.record();
+    if !answer.status.is_success() {
+        let sent = match answer.status {
+            StatusCode::TOO_MANY_REQUESTS => Sent::RateLimited {
+                until: limited_until(&answer.headers, Timestamp::now()),
+                note: "Bluesky rate limit".into(),
+            },
+            StatusCode::BAD_REQUEST if error_name(&answer) == "ExpiredToken" => Sent::TokenExpired,
+            s => Sent::NotSent {
+                reason: format!(
+                    "Bluesky answered {} reading the post to reply to: {}",
+                    s.as_u16(),
+                    answer.message()
+                ),
+            },
+        };
+        return Err(Box::new((sent, call)));
+    }
+    let body = answer.json();
+    let view = body["posts"].as_array().and_then(|posts| posts.iter().find(|v| v["uri"] == uri.as_str()));
+    let Some((view, cid)) = view.and_then(|v| Some((v, v["cid"].as_str()?))) else {
+        return Err(Box::new((
+            Sent::Refused {
+                error: "the post this replies to is no longer on Bluesky".into(),
+                hint: "Nothing was sent; the item is marked deleted in the inbox when the collector sees it gone."
+                    .into(),
+            },
+            call,
+        )));
+    };
+    let parent_ref = serde_json::json!({ "uri": uri, "cid": cid });
+    let root = &view["record"]["reply"]["root"];
+    let root_ref = if root["uri"].is_string() && root["cid"].is_string() {
+        serde_json::json!({ "uri": root["uri"], "cid": root["cid"] })
+    } else {
+        parent_ref.clone()
+    };
+    Ok(serde_json::json!({ "root": root_ref, "parent": parent_ref }))
 }
 
 /// The account's post record `rkey` (`com.atproto.repo.getRecord`).
@@ -222,6 +302,214 @@ pub async fn followers(
     followers_at(appview_answer(request).await, "/followersCount", "Bluesky")
 }
 
+/// Notifications (and search results) asked for per page.
+pub const INBOX_PAGE: usize = 50;
+/// Pages one read walks back at most (a busy account's round).
+const INBOX_PAGES: usize = 10;
+
+/// Mentions, replies to the account's posts and quotes of them
+/// (`app.bsky.notification.listNotifications`), newer than `cursor`.
+/// Without one (the first read) the latest page only: a new account's
+/// inbox starts from now.
+pub async fn inbox(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    cursor: Option<&str>,
+) -> (Fetched, CallRecord) {
+    walk_back(
+        cursor,
+        |page| {
+            let mut query = vec![
+                ("limit", INBOX_PAGE.to_string()),
+                ("reasons", "mention".into()),
+                ("reasons", "reply".into()),
+                ("reasons", "quote".into()),
+            ];
+            if let Some(page) = page {
+                query.push(("cursor", page.to_owned()));
+            }
+            pds(p, account, token, "app.bsky.notification.listNotifications").query(&query)
+        },
+        "notifications",
+        |n| {
+            let kind = match n["reason"].as_str()? {
+                "reply" => "reply",
+                "mention" | "quote" => "mention",
+                _ => return None,
+            };
+            post_item(account, n, &n["record"], kind)
+        },
+    )
+    .await
+}
+
+/// Posts with `#tag` (`app.bsky.feed.searchPosts`, newest first), newer
+/// than `cursor`; the account's own posts are left out.
+pub async fn hashtag(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    tag: &str,
+    cursor: Option<&str>,
+) -> (Fetched, CallRecord) {
+    // Hashtags match in any case on Bluesky; lower case also suits search
+    // services that compare text as it is.
+    let q = format!("#{}", tag.to_lowercase());
+    walk_back(
+        cursor,
+        |page| {
+            let mut query =
+                vec![("q", q.clone()), ("sort", "latest".into()), ("limit", INBOX_PAGE.to_string())];
+            if let Some(page) = page {
+                query.push(("cursor", page.to_owned()));
+            }
+            pds(p, account, token, "app.bsky.feed.searchPosts").query(&query)
+        },
+        "posts",
+        |view| {
+            if view["author"]["did"].as_str() == Some(account.external_id.as_str()) {
+                return None;
+            }
+            post_item(account, view, &view["record"], "listening")
+        },
+    )
+    .await
+}
+
+/// Reads a newest-first list page by page until an entry older than
+/// `cursor` (an `indexedAt`): what `item` makes of the newer entries, and
+/// the newest `indexedAt` as the next cursor. Entries as old as the cursor
+/// are read again (stored once all the same), so none indexed in the same
+/// millisecond is skipped.
+async fn walk_back(
+    cursor: Option<&str>,
+    request: impl Fn(Option<&str>) -> reqwest::RequestBuilder,
+    list: &str,
+    item: impl Fn(&serde_json::Value) -> Option<CollectedItem>,
+) -> (Fetched, CallRecord) {
+    let since = cursor.and_then(|c| Timestamp::parse_rfc3339(c).ok());
+    let mut items = Vec::new();
+    let mut newest: Option<(Timestamp, String)> = None;
+    let mut page: Option<String> = None;
+    let mut last = CallRecord::default();
+    for _ in 0..INBOX_PAGES {
+        let (body, record) = match appview_answer(request(page.as_deref())).await {
+            Ok(found) => found,
+            Err(failed) => {
+                let (fetched, record) = *failed;
+                let fetched = match fetched {
+                    Fetched::Gone => Fetched::Failed {
+                        reason: format!("Bluesky answered 404 to reading {list}: the PDS has no AppView"),
+                    },
+                    other => other,
+                };
+                return (fetched, record);
+            }
+        };
+        last = record;
+        let entries = body[list].as_array().cloned().unwrap_or_default();
+        let mut reached = false;
+        for entry in &entries {
+            let raw = entry["indexedAt"].as_str().unwrap_or_default();
+            let Ok(at) = Timestamp::parse_rfc3339(raw) else { continue };
+            if since.is_some_and(|since| at < since) {
+                reached = true;
+                continue;
+            }
+            if newest.as_ref().is_none_or(|(n, _)| at > *n) {
+                newest = Some((at, raw.to_owned()));
+            }
+            items.extend(item(entry));
+        }
+        page = body["cursor"].as_str().filter(|c| !c.is_empty() && c.len() <= 512).map(str::to_owned);
+        if reached || since.is_none() || entries.is_empty() || page.is_none() {
+            break;
+        }
+    }
+    let cursor =
+        newest.map(|(_, raw)| raw).or_else(|| Some(cursor.unwrap_or("1970-01-01T00:00:00.000Z").to_owned()));
+    (Fetched::Items { items, cursor, more: false }, last)
+}
+
+/// A post (a notification's or a search result's) as an inbox item of
+/// `kind`; `None` for one without a usable URI or author.
+fn post_item(
+    account: &SocialAccount,
+    entry: &serde_json::Value,
+    record: &serde_json::Value,
+    kind: &str,
+) -> Option<CollectedItem> {
+    let uri = entry["uri"].as_str().filter(|u| u.starts_with("at://") && u.len() <= 512)?;
+    let author = &entry["author"];
+    let handle = author["handle"].as_str().filter(|h| !h.is_empty() && h.len() <= 253)?;
+    let rkey = uri.rsplit('/').next().unwrap_or_default();
+    let posted_at = record["createdAt"]
+        .as_str()
+        .or_else(|| entry["indexedAt"].as_str())
+        .and_then(|t| Timestamp::parse_rfc3339(t).ok())
+        .unwrap_or_else(Timestamp::now);
+    Some(CollectedItem {
+        platform_item_id: uri.to_owned(),
+        kind: kind.to_owned(),
+        author_handle: format!("@{handle}"),
+        author_name: author["displayName"]
+            .as_str()
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| n.chars().take(200).collect()),
+        text: record["text"].as_str().unwrap_or_default().chars().take(10_000).collect(),
+        url: Some(post_url(handle, rkey)),
+        // A reply to one of the account's posts names it as Marketer
+        // keeps it (its record key), so the item joins the post.
+        in_reply_to: record["reply"]["parent"]["uri"].as_str().map(|parent| {
+            let own = format!("at://{}/{COLLECTION}/", account.external_id);
+            parent.strip_prefix(own.as_str()).unwrap_or(parent).to_owned()
+        }),
+        posted_at,
+        sealed: None,
+    })
+}
+
+/// Which of `ids` (posts' URIs) the AppView still shows
+/// (`app.bsky.feed.getPosts`; deleted posts are left out of its answer).
+pub async fn still_there(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    ids: &[String],
+) -> (Fetched, CallRecord) {
+    let query: Vec<(&str, &str)> = ids.iter().map(|id| ("uris", id.as_str())).collect();
+    let request = appview(p, account, token, "app.bsky.feed.getPosts").query(&query);
+    let (body, record) = match appview_answer(request).await {
+        Ok(found) => found,
+        Err(failed) => return *failed,
+    };
+    let present = body["posts"]
+        .as_array()
+        .map(|posts| {
+            posts
+                .iter()
+                .filter_map(|v| v["uri"].as_str())
+                .filter(|uri| ids.iter().any(|asked| asked == uri))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    (Fetched::Present(present), record)
+}
+
+/// A read through the account's PDS with its session (what only the
+/// account may read: its notifications; search, which public AppViews
+/// may refuse).
+fn pds(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    method: &str,
+) -> reqwest::RequestBuilder {
+    p.http().get(format!("{}/xrpc/{method}", base(account))).bearer_auth(token.expose_secret())
+}
+
 /// Reads an AppView answer as the collector needs it (an expired session
 /// is a 400 `ExpiredToken` on Bluesky, not a 401).
 async fn appview_answer(
@@ -247,7 +535,7 @@ fn appview(
 ) -> reqwest::RequestBuilder {
     match &p.settings.bluesky_appview_url {
         Some(appview) => p.http().get(format!("{}/xrpc/{method}", appview.trim_end_matches('/'))),
-        None => p.http().get(format!("{}/xrpc/{method}", base(account))).bearer_auth(token.expose_secret()),
+        None => pds(p, account, token, method),
     }
 }
 

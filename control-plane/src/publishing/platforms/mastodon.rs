@@ -291,6 +291,36 @@ pub async fn hashtag(
     (forward(&page, items, cursor), record)
 }
 
+/// Which of `ids` (statuses) the instance still shows
+/// (`GET /api/v1/statuses?id[]=…`, Mastodon 4.3 and later: deleted or no
+/// longer visible statuses are left out of the answer). An older instance
+/// answers 404 for the whole request, which is a failure, never a
+/// deletion.
+pub async fn still_there(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    ids: &[String],
+) -> (Fetched, CallRecord) {
+    let query: Vec<(&str, &str)> = ids.iter().map(|id| ("id[]", id.as_str())).collect();
+    let request = p
+        .http()
+        .get(format!("{}/api/v1/statuses", base(account)))
+        .query(&query)
+        .bearer_auth(token.expose_secret());
+    let (page, record) = match listed(request).await {
+        Ok(found) => found,
+        Err(failed) => return *failed,
+    };
+    let present = page
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .filter(|id| ids.iter().any(|asked| asked == id))
+        .map(str::to_owned)
+        .collect();
+    (Fetched::Present(present), record)
+}
+
 /// A listing request's page, or what the engine must do.
 async fn listed(
     request: reqwest::RequestBuilder,

@@ -23,6 +23,16 @@ use secrecy::SecretString;
 use crate::domain::Timestamp;
 use crate::store::{Network, SocialAccount, SocialPost};
 
+/// Whether the inbox reads `network`: its mentions, replies to the
+/// account's posts and hashtag searches (and answers its items).
+pub fn reads_inbox(network: Network) -> bool {
+    matches!(network, Network::Mastodon | Network::Bluesky)
+}
+
+/// Inbox items asked about in one [`Platforms::still_there`] call
+/// (Mastodon's and Bluesky's batch reads both take 20).
+pub const STILL_THERE_BATCH: usize = 20;
+
 /// Where the platforms are and Marketer's app credentials on them (server
 /// configuration; never shown).
 #[derive(Debug, Clone)]
@@ -175,6 +185,9 @@ pub enum Fetched {
         cursor: Option<String>,
         more: bool,
     },
+    /// Which of the items asked about the platform still shows (the
+    /// rest were deleted, or are no longer visible to the account).
+    Present(Vec<String>),
     /// The post is gone from the platform: collection ends.
     Gone,
     RateLimited {
@@ -353,9 +366,23 @@ impl Platforms {
     ) -> Option<(Fetched, CallRecord)> {
         match account.network {
             Network::Mastodon => Some(mastodon::inbox(self, account, token, cursor).await),
-            Network::X | Network::Bluesky | Network::Linkedin | Network::Facebook | Network::Instagram => {
-                None
-            }
+            Network::Bluesky => Some(bluesky::inbox(self, account, token, cursor).await),
+            Network::X | Network::Linkedin | Network::Facebook | Network::Instagram => None,
+        }
+    }
+
+    /// Which of `ids` (inbox items, at most [`STILL_THERE_BATCH`]) the
+    /// platform still shows; `None` where the inbox does not read it.
+    pub async fn still_there(
+        &self,
+        account: &SocialAccount,
+        token: &SecretString,
+        ids: &[String],
+    ) -> Option<(Fetched, CallRecord)> {
+        match account.network {
+            Network::Mastodon => Some(mastodon::still_there(self, account, token, ids).await),
+            Network::Bluesky => Some(bluesky::still_there(self, account, token, ids).await),
+            Network::X | Network::Linkedin | Network::Facebook | Network::Instagram => None,
         }
     }
 
@@ -370,9 +397,8 @@ impl Platforms {
     ) -> Option<(Fetched, CallRecord)> {
         match account.network {
             Network::Mastodon => Some(mastodon::hashtag(self, account, token, tag, cursor).await),
-            Network::X | Network::Bluesky | Network::Linkedin | Network::Facebook | Network::Instagram => {
-                None
-            }
+            Network::Bluesky => Some(bluesky::hashtag(self, account, token, tag, cursor).await),
+            Network::X | Network::Linkedin | Network::Facebook | Network::Instagram => None,
         }
     }
 

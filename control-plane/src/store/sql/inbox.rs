@@ -63,6 +63,7 @@ struct ItemRow {
     reply_post_status: Option<String>,
     reply_post_url: Option<String>,
     reply_auto: bool,
+    deleted_at: Option<Timestamp>,
 }
 
 /// A queued job's waiting reason (a job not started yet says why; one
@@ -131,6 +132,7 @@ impl From<ItemRow> for InboxItem {
                 post_url: r.reply_post_url,
                 auto: r.reply_auto,
             },
+            deleted_at: r.deleted_at,
         }
     }
 }
@@ -143,8 +145,8 @@ const ITEM_SELECT: &str = "SELECT i.id, i.account_id, a.platform AS network, a.h
      i.classify_attempts, i.classify_error, i.lead_id, i.reply_draft, i.reply_sources, i.reply_ungrounded, \
      i.reply_drafted_at, i.reply_job_id, rj.status AS reply_job_status, rj.waiting_reason AS reply_job_waiting, \
      i.reply_attempts, i.reply_error, i.reply_requested, i.reply_post_id, rp.status AS reply_post_status, \
-     rp.platform_url AS reply_post_url, (rp.id IS NOT NULL AND rp.created_by IS NULL) AS reply_auto \
-     FROM inbox_items i JOIN social_accounts a ON a.id = i.account_id \
+     rp.platform_url AS reply_post_url, (rp.id IS NOT NULL AND rp.created_by IS NULL) AS reply_auto, \
+     i.deleted_at FROM inbox_items i JOIN social_accounts a ON a.id = i.account_id \
      LEFT JOIN jobs j ON j.id = i.classify_job_id \
      LEFT JOIN jobs rj ON rj.id = i.reply_job_id \
      LEFT JOIN social_posts rp ON rp.id = i.reply_post_id";
@@ -335,6 +337,61 @@ where
         }
         tx.commit().await?;
         Ok(new)
+    }
+
+    async fn inbox_to_check(
+        &self,
+        account_id: Uuid,
+        recent: Timestamp,
+        looked: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT platform_item_id FROM inbox_items WHERE account_id = $1 AND deleted_at IS NULL \
+             AND posted_at >= $2 AND (checked_at IS NULL OR checked_at < $3) \
+             ORDER BY checked_at IS NOT NULL, checked_at, posted_at DESC LIMIT $4",
+        )
+        .bind(account_id)
+        .bind(recent)
+        .bind(looked)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    async fn inbox_checked(
+        &self,
+        account_id: Uuid,
+        present: &[String],
+        gone: &[String],
+        now: Timestamp,
+    ) -> Result<usize> {
+        let mut tx = self.write.begin().await?;
+        for id in present {
+            sqlx::query(
+                "UPDATE inbox_items SET checked_at = $3 WHERE account_id = $1 AND platform_item_id = $2",
+            )
+            .bind(account_id)
+            .bind(id.clone())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mut marked = 0;
+        for id in gone {
+            let r = sqlx::query(
+                "UPDATE inbox_items SET checked_at = $3, deleted_at = $3, updated_at = $3 \
+                 WHERE account_id = $1 AND platform_item_id = $2 AND deleted_at IS NULL",
+            )
+            .bind(account_id)
+            .bind(id.clone())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            marked += DB::rows_affected(&r) as usize;
+        }
+        tx.commit().await?;
+        Ok(marked)
     }
 
     async fn inbox_failed(&self, account_id: Uuid, error: &str, retry_at: Timestamp) -> Result<()> {
@@ -587,7 +644,7 @@ where
              LEFT JOIN social_posts p ON p.id = i.post_id \
              LEFT JOIN inbox_settings s ON s.tenant_id = i.tenant_id \
              WHERE i.classified_at IS NOT NULL AND i.reply_draft IS NULL AND i.reply_job_id IS NULL \
-             AND i.reply_post_id IS NULL AND i.reply_attempts < $2 \
+             AND i.reply_post_id IS NULL AND i.reply_attempts < $2 AND i.deleted_at IS NULL \
              AND (i.reply_retry_at IS NULL OR i.reply_retry_at <= $1) \
              AND (i.reply_requested OR (i.status = 'open' AND COALESCE(s.draft_replies, TRUE) \
                   AND i.intent IN ('question', 'complaint', 'praise', 'purchase_interest'))) \
@@ -726,7 +783,8 @@ where
         Self::insert_post(&mut tx, post, now).await?;
         let r = sqlx::query(
             "UPDATE inbox_items SET reply_post_id = $3, status = 'done', auto_reply_checked = TRUE, updated_at = $4 \
-             WHERE tenant_id = $1 AND id = $2 AND reply_post_id IS NULL AND ($5 = FALSE OR auto_reply_checked = FALSE)",
+             WHERE tenant_id = $1 AND id = $2 AND reply_post_id IS NULL AND deleted_at IS NULL \
+             AND ($5 = FALSE OR auto_reply_checked = FALSE)",
         )
         .bind(post.tenant_id)
         .bind(item_id)
@@ -738,7 +796,7 @@ where
         if DB::rows_affected(&r) != 1 {
             return Err(StoreError::Conflict {
                 code: "inbox_item_answered",
-                message: "this item was answered already".into(),
+                message: "this item was answered already, or was deleted on its platform".into(),
             });
         }
         for audit in audits {
@@ -770,7 +828,7 @@ where
              FROM inbox_items i LEFT JOIN social_posts p ON p.id = i.post_id \
              LEFT JOIN inbox_settings s ON s.tenant_id = i.tenant_id \
              WHERE i.reply_draft IS NOT NULL AND i.auto_reply_checked = FALSE AND i.reply_post_id IS NULL \
-             ORDER BY i.reply_drafted_at, i.id LIMIT $1",
+             AND i.deleted_at IS NULL ORDER BY i.reply_drafted_at, i.id LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.read)
