@@ -1544,12 +1544,20 @@ async fn a_community_manager_works_the_inbox_as_mentions_arrive() {
         social.requests().iter().any(|r| r.starts_with("GET /api/v1/timelines/tag/")).then_some(())
     })
     .await;
-    social.tagged("frank", "Who else is going to the open house?", "openhouse");
+    let frank = social.tagged("frank", "Who else is going to the open house?", "openhouse");
     browser.click("#listening a[href*='query_id=']").await;
     let found =
         browser.wait_for_text("#inbox-live", "the hashtag's find", |t| t.contains("Who else is going")).await;
     assert!(found.contains("Listening: #openhouse"), "{found}");
     browser.check_page("inbox-listening").await;
+    // Frank deletes his post: the card keeps what he wrote, says it is
+    // deleted, and offers no reply.
+    social.delete_status(&frank);
+    let deleted =
+        browser.wait_for_text("#inbox-live", "the deletion, live", |t| t.contains("Deleted on Mastodon")).await;
+    assert!(deleted.contains("Who else is going"), "{deleted}");
+    assert!(!browser.has("#inbox-live .reply-form").await, "a deleted item cannot be answered");
+    browser.check_page("inbox-deleted").await;
 
     // Someone wants a viewing: their card offers to make them a lead.
     social.mention("gina", "I would like to book a viewing on Saturday", None);
