@@ -502,7 +502,7 @@ async fn alerts(fleet: &Fleet) -> Vec<Value> {
 }
 
 #[tokio::test]
-async fn a_spike_of_negative_mentions_raises_one_alert_and_a_normal_hour_none() {
+async fn a_spike_of_negative_mentions_raises_one_alert_that_closes_itself_and_a_normal_hour_none() {
     let social = FakeSocial::start().await;
     let fleet = fleet(
         &social,
@@ -514,7 +514,7 @@ async fn a_spike_of_negative_mentions_raises_one_alert_and_a_normal_hour_none() 
         .call(
             Method::POST,
             "/webhooks",
-            Some(json!({ "url": receiver.url, "events": ["crisis_alert.raised"] })),
+            Some(json!({ "url": receiver.url, "events": ["crisis_alert.raised", "crisis_alert.closed"] })),
         )
         .await;
     assert_eq!(status, 201, "{hook}");
@@ -563,10 +563,13 @@ async fn a_spike_of_negative_mentions_raises_one_alert_and_a_normal_hour_none() 
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(alerts(&fleet).await.is_empty(), "a normal hour raises nothing");
 
-    // A spike: six more now.
+    // A spike: six more, written just under an hour ago, so that they
+    // leave the hour's window about ninety seconds from now (and the alert
+    // then closes by itself).
+    let spike_at = time::OffsetDateTime::now_utc() - time::Duration::minutes(60) + time::Duration::seconds(90);
     let mut spike = Vec::new();
-    for minutes in [1, 2, 3, 4, 6, 7] {
-        spike.push(complain(now - time::Duration::minutes(minutes)));
+    for seconds in 0..6 {
+        spike.push(complain(spike_at + time::Duration::seconds(seconds)));
     }
     let raised = eventually(Duration::from_secs(40), "one alert", || async {
         let alerts = alerts(&fleet).await;
@@ -590,7 +593,7 @@ async fn a_spike_of_negative_mentions_raises_one_alert_and_a_normal_hour_none() 
     }
     // One per episode: more rounds, more complaints, still one alert, one
     // notification.
-    complain(now - time::Duration::minutes(8));
+    complain(spike_at + time::Duration::seconds(6));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let later = alerts(&fleet).await;
     assert_eq!(later.len(), 1, "{later:?}");
@@ -615,4 +618,25 @@ async fn a_spike_of_negative_mentions_raises_one_alert_and_a_normal_hour_none() 
     assert!(hook.body["data"]["z"].as_f64().unwrap() >= 3.0, "{}", hook.raw);
     assert!(hook.body["text"].as_str().unwrap().starts_with("Crisis alert"), "{}", hook.raw);
     assert!(!hook.raw.contains("refund"), "no item's text leaves: {}", hook.raw);
+
+    // The spike leaves the hour: back to normal (three, as every week),
+    // the alert closes by itself, once, and says so to the webhook.
+    let closed = eventually(Duration::from_secs(150), "the alert to close", || async {
+        let alerts = alerts(&fleet).await;
+        alerts[0]["closed_at"].is_string().then_some(alerts)
+    })
+    .await;
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0]["id"], alert["id"]);
+    let hooks = eventually(Duration::from_secs(10), "the closing webhook", || async {
+        let got = receiver.of("crisis_alert.closed");
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    assert_eq!(hooks[0].body["data"]["alert_id"], alert["id"]);
+    assert_eq!(hooks[0].body["data"]["negatives_now"], 3, "{}", hooks[0].raw);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(alerts(&fleet).await.len(), 1, "a normal hour raises nothing new");
+    assert_eq!(receiver.of("crisis_alert.raised").len(), 1);
 }
