@@ -53,6 +53,25 @@ pub enum AdminCommand {
         #[arg(long)]
         email: String,
     },
+    /// Erase an organisation, in the cloud and on its agents, as an owner
+    /// can from Settings: everything of it is deleted, its audit entries
+    /// stay under pseudonyms, its agents are told to delete what they hold
+    /// and confirm. Prints the erasure's record; follow it with
+    /// `tenant-erasure --id`.
+    EraseTenant {
+        /// The tenant's slug or id.
+        #[arg(long)]
+        tenant: String,
+        /// The tenant's slug again, to confirm.
+        #[arg(long)]
+        confirm: String,
+    },
+    /// Show an organisation's erasure: what the control plane deleted and
+    /// each agent's confirmation (or why it cannot be told).
+    TenantErasure {
+        #[arg(long)]
+        id: Uuid,
+    },
     /// Enable a disabled account again.
     EnableUser {
         #[arg(long)]
@@ -138,6 +157,62 @@ fn parse_email(value: &str) -> anyhow::Result<Email> {
     Email::parse(value).map_err(|e| anyhow::anyhow!("--email {e}"))
 }
 
+/// The services as the server assembles them (for commands that act as
+/// the API does: enrollment tokens, erasures).
+fn runtime(settings: &Settings, shared: &Arc<dyn Store>) -> anyhow::Result<server::Runtime> {
+    let secrets = server::Secrets::load(settings)?;
+    let ca = server::load_ca(&settings.data_dir, &settings.agents)?;
+    server::assemble(
+        shared.clone(),
+        &settings.data_dir,
+        &secrets,
+        ca,
+        &settings.agents,
+        server::EngineSettings {
+            jobs: settings.jobs,
+            publishing: settings.publishing.clone(),
+            mail: settings.mail.clone(),
+        },
+        settings.agents.listen.port(),
+    )
+}
+
+/// An erasure's record as the operator reads it.
+fn erasure_report(record: &crate::store::TenantErasureRecord) -> String {
+    let c = &record.control_plane;
+    let mut out = format!(
+        "erasure {} of tenant {} at {}: {}\n\
+         deleted: {} projects, {} activities, {} documents, {} posts, {} inbox items, {} properties, {} leads, {} memberships; \
+         {} audit entries kept under pseudonyms\n",
+        record.id,
+        record.tenant_id,
+        record.erased_at,
+        match (record.completed_at, record.files_pending) {
+            (Some(at), _) => format!("complete since {at}"),
+            (None, true) => "stored files still to delete (retried within the hour)".to_owned(),
+            (None, false) => "waiting for agents to confirm".to_owned(),
+        },
+        c.projects,
+        c.activities,
+        c.documents,
+        c.social_posts,
+        c.inbox_items,
+        c.properties,
+        c.leads,
+        c.members,
+        c.audit_entries_pseudonymised,
+    );
+    for agent in &record.agents {
+        let state = match (&agent.confirmed_at, &agent.unreachable) {
+            (Some(at), _) => format!("confirmed at {at}"),
+            (None, Some(why)) => format!("cannot be told ({why}): delete its data directory by hand"),
+            (None, None) => "pending: told when it next connects".to_owned(),
+        };
+        out.push_str(&format!("agent {} ({}): {state}\n", agent.name, agent.agent_id));
+    }
+    out.trim_end().to_owned()
+}
+
 /// Runs one admin command and returns what to print.
 pub async fn run(
     settings: &Settings,
@@ -172,21 +247,7 @@ pub async fn run(
         }
         AdminCommand::CreateEnrollmentToken { tenant, labels, ttl_seconds, max_uses } => {
             let tenant = find_tenant(store, &tenant).await?;
-            let secrets = server::Secrets::load(settings)?;
-            let ca = server::load_ca(&settings.data_dir, &settings.agents)?;
-            let runtime = server::assemble(
-                shared.clone(),
-                &settings.data_dir,
-                &secrets,
-                ca,
-                &settings.agents,
-                server::EngineSettings {
-                    jobs: settings.jobs,
-                    publishing: settings.publishing.clone(),
-                    mail: settings.mail.clone(),
-                },
-                settings.agents.listen.port(),
-            )?;
+            let runtime = runtime(settings, &shared)?;
             let access = TenantAccess {
                 caller: Caller { principal: Principal::Operator, meta: RequestMeta::default() },
                 tenant_id: tenant.id,
@@ -203,6 +264,31 @@ pub async fn run(
                 "enrollment token for {} (expires {}, {} use(s)):\n{}\n\non the agent host, run:\n  {}",
                 tenant.slug, created.expires_at, created.max_uses, created.token, created.install_command
             ))
+        }
+        AdminCommand::EraseTenant { tenant, confirm } => {
+            let tenant = find_tenant(store, &tenant).await?;
+            if confirm.trim() != tenant.slug.as_str() {
+                bail!("--confirm must be the organisation's short name, {}", tenant.slug.as_str());
+            }
+            let runtime = runtime(settings, &shared)?;
+            let record = runtime
+                .app
+                .erase_tenant_now(
+                    &tenant,
+                    None,
+                    Actor::System { name: "cli".into() },
+                    &RequestMeta::default(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(erasure_report(&record))
+        }
+        AdminCommand::TenantErasure { id } => {
+            let record = store
+                .tenant_erasure(id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no erasure has the id {id}"))?;
+            Ok(erasure_report(&record))
         }
         AdminCommand::EraseUser { email } => {
             let email = parse_email(&email)?;

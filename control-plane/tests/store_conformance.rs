@@ -12,10 +12,10 @@ use marketer_control_plane::domain::{
     ComplianceMode, Email, LlmPolicy, Name, Plan, Role, Slug, Timestamp, new_id,
 };
 use marketer_control_plane::store::{
-    AcceptOutcome, Actor, AgentEventKind, AgentFacts, AgentPatch, AuditFilter, CampaignPatch, EnrollOutcome,
-    EnrollmentTokenStatus, HeartbeatUpdate, InvitationStatus, NewAgentCertificate, NewApiKey, NewAuditEvent,
-    NewCampaign, NewInvitation, NewProject, NewRefreshToken, NewSession, NewTenant, PageRequest,
-    ProjectPatch, RefreshOutcome, Store, StoreError, TenantPatch,
+    AcceptOutcome, Actor, AgentEventKind, AgentFacts, AgentPatch, AuditFilter, CampaignPatch, ConnectionEnd,
+    EnrollOutcome, EnrollmentTokenStatus, HeartbeatUpdate, InvitationStatus, NewAgentCertificate, NewApiKey,
+    NewAuditEvent, NewCampaign, NewInvitation, NewProject, NewRefreshToken, NewSession, NewTenant,
+    PageRequest, ProjectPatch, RefreshOutcome, Store, StoreError, TenantPatch,
 };
 use time::macros::date;
 use uuid::Uuid;
@@ -984,7 +984,11 @@ async fn agent_certificates_renewal_revocation_and_events(db: &TestDb) {
         models: None,
         jobs: Vec::new(),
     };
-    assert_eq!(store.record_heartbeats(&[beat]).await.unwrap(), [agent.id]);
+    assert_eq!(store.record_heartbeats(&[beat.clone()]).await.unwrap(), [(agent.id, ConnectionEnd::Revoked)]);
+    // An agent whose row is gone (its tenant erased) is reported too.
+    let gone = HeartbeatUpdate { agent_id: Uuid::now_v7(), ..beat };
+    let gone_id = gone.agent_id;
+    assert_eq!(store.record_heartbeats(&[gone]).await.unwrap(), [(gone_id, ConnectionEnd::TenantErased)]);
 
     let first = store.agent_events(tenant_id, agent.id, PageRequest { after: None, limit: 2 }).await.unwrap();
     let rest =

@@ -566,7 +566,8 @@ async fn a_spike_of_negative_mentions_raises_one_alert_that_closes_itself_and_a_
     // A spike: six more, written just under an hour ago, so that they
     // leave the hour's window about ninety seconds from now (and the alert
     // then closes by itself).
-    let spike_at = time::OffsetDateTime::now_utc() - time::Duration::minutes(60) + time::Duration::seconds(90);
+    let spike_at =
+        time::OffsetDateTime::now_utc() - time::Duration::minutes(60) + time::Duration::seconds(90);
     let mut spike = Vec::new();
     for seconds in 0..6 {
         spike.push(complain(spike_at + time::Duration::seconds(seconds)));

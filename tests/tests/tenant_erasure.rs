@@ -234,3 +234,50 @@ async fn an_organisation_is_erased_on_postgresql_and_on_its_agents_online_and_of
     erase_across_edge(Some(&database)).await;
     database.drop_database().await;
 }
+
+/// The operator erases an organisation with `marketer-server admin
+/// erase-tenant` while the server runs: the command does what the API
+/// does, and the agent connected to the server (not to the command) hears
+/// of it from its next heartbeat, deletes what it holds, confirms and
+/// stops; `admin tenant-erasure` then shows it confirmed.
+#[tokio::test]
+async fn the_operator_erases_an_organisation_from_the_command_line_and_its_connected_agent_follows() {
+    let fleet = Fleet::start(job_timings).await;
+    let (status, tenant) = fleet.call(Method::GET, "", None).await;
+    assert_eq!(status, 200, "{tenant}");
+    let slug = tenant["slug"].as_str().unwrap().to_owned();
+    let home = tempfile::tempdir().unwrap();
+    let (_host, agent_id, mut process) = agent(&fleet, home.path()).await;
+
+    let run = |args: &[&str]| {
+        let out = marketer_tests::server_command_on(args, fleet.data.path(), None, None);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = run(&["admin", "erase-tenant", "--tenant", &slug, "--confirm", "not-it"]);
+    assert!(!ok && err.contains("--confirm must be the organisation's short name"), "{err}");
+    let (status, _) = fleet.call(Method::GET, "", None).await;
+    assert_eq!(status, 200, "nothing was erased");
+
+    let (ok, out, err) = run(&["admin", "erase-tenant", "--tenant", &slug, "--confirm", &slug]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&agent_id), "{out}");
+    assert!(out.contains("pending: told when it next connects"), "{out}");
+    let id = out.split_whitespace().nth(1).unwrap().to_owned();
+    let (status, _) = fleet.call(Method::GET, "", None).await;
+    assert_eq!(status, 404, "the organisation is gone");
+
+    let status = process.wait(Duration::from_secs(60)).expect("the agent stops after erasing");
+    assert_eq!(status.code(), Some(3), "{}", process.logs.text());
+    let shown = eventually(Duration::from_secs(10), "the confirmation", || async {
+        let (ok, out, _) = run(&["admin", "tenant-erasure", "--id", &id]);
+        (ok && out.contains("confirmed at")).then_some(out)
+    })
+    .await;
+    assert!(shown.contains("complete since"), "{shown}");
+    let (ok, _, err) = run(&["admin", "tenant-erasure", "--id", &uuid::Uuid::now_v7().to_string()]);
+    assert!(!ok && err.contains("no erasure has the id"), "{err}");
+}

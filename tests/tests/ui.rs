@@ -1553,8 +1553,9 @@ async fn a_community_manager_works_the_inbox_as_mentions_arrive() {
     // Frank deletes his post: the card keeps what he wrote, says it is
     // deleted, and offers no reply.
     social.delete_status(&frank);
-    let deleted =
-        browser.wait_for_text("#inbox-live", "the deletion, live", |t| t.contains("Deleted on Mastodon")).await;
+    let deleted = browser
+        .wait_for_text("#inbox-live", "the deletion, live", |t| t.contains("Deleted on Mastodon"))
+        .await;
     assert!(deleted.contains("Who else is going"), "{deleted}");
     assert!(!browser.has("#inbox-live .reply-form").await, "a deleted item cannot be answered");
     browser.check_page("inbox-deleted").await;

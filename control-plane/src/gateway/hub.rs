@@ -17,7 +17,7 @@ use marketer_protocol::{JobRef, ServerMessage};
 use crate::cluster::{Cluster, Signal};
 use crate::domain::Timestamp;
 use crate::metrics::Metrics;
-use crate::store::{HeartbeatUpdate, Labels, Store};
+use crate::store::{ConnectionEnd, HeartbeatUpdate, Labels, Store};
 
 /// An instruction for a live connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -378,13 +378,18 @@ impl Hub {
             tracing::error!(error = %e, "could not renew job leases");
         }
         match store.record_heartbeats(batch).await {
-            Ok(revoked) => {
-                for agent in revoked {
-                    self.close(
-                        agent,
-                        marketer_protocol::close::REVOKED,
-                        "this agent was revoked by an administrator",
-                    );
+            Ok(ended) => {
+                for (agent, why) in ended {
+                    let (code, reason) = match why {
+                        ConnectionEnd::Revoked => {
+                            (marketer_protocol::close::REVOKED, "this agent was revoked by an administrator")
+                        }
+                        ConnectionEnd::TenantErased => (
+                            marketer_protocol::close::TENANT_ERASED,
+                            "the organisation was erased: reconnect to delete what this agent holds for it",
+                        ),
+                    };
+                    let _ = self.close(agent, code, reason);
                 }
             }
             Err(e) => tracing::error!(error = %e, count = batch.len(), "could not record heartbeats"),

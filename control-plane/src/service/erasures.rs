@@ -27,7 +27,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{App, Caller, Principal, TenantAccess, actions, people};
-use crate::domain::{Permission, Timestamp, new_id};
+use crate::domain::{Permission, Tenant, Timestamp, new_id};
 use crate::error::{Error, Result};
 use crate::storage::FileStorage;
 use crate::store::{Actor, AuditRewrite, ErasingAgent, Store, TenantErasure, TenantErasureRecord};
@@ -113,15 +113,26 @@ impl App {
             ));
         }
         let user = self.reauthenticate(&access.caller, &req.password, "password").await?;
-        let erasure = TenantErasure {
-            id: new_id(),
-            tenant_id: tenant.id,
-            requested_by: Some(user.id),
-            now: Timestamp::now(),
-        };
         // Written after the rewrite, so it is written as it would be kept.
         let actor = Actor::User { id: user.id, email: people::pseudonym(user.id) };
-        let meta = super::RequestMeta { client_ip: None, ..access.caller.meta.clone() };
+        self.erase_tenant_now(&tenant, Some(user.id), actor, &access.caller.meta).await
+    }
+
+    /// Erases a tenant whose erasure was asked for and checked (by an
+    /// owner through the API, or by the operator's `admin erase-tenant`):
+    /// the one transaction, then its connected agents told, then its
+    /// stored files deleted. `actor` is written on its audit entry as
+    /// given (a person's pseudonym, or the system).
+    pub async fn erase_tenant_now(
+        &self,
+        tenant: &Tenant,
+        requested_by: Option<Uuid>,
+        actor: Actor,
+        meta: &super::RequestMeta,
+    ) -> Result<TenantErasureRecord> {
+        let erasure =
+            TenantErasure { id: new_id(), tenant_id: tenant.id, requested_by, now: Timestamp::now() };
+        let meta = super::RequestMeta { client_ip: None, ..meta.clone() };
         let audit = super::audit_event(
             Some(tenant.id),
             actor,
@@ -133,6 +144,8 @@ impl App {
         .details(serde_json::json!({ "erasure_id": erasure.id }));
         let counts = self.store.erase_tenant(&erasure, AUDIT_REWRITE, &audit).await?;
         tracing::info!(tenant_id = %tenant.id, erasure_id = %erasure.id, agents = counts.agents, "tenant erased");
+        // Agents connected here are told now; those on other replicas when
+        // their next heartbeats find them gone.
         self.hub.close_tenant(
             tenant.id,
             marketer_protocol::close::TENANT_ERASED,

@@ -199,6 +199,16 @@ pub struct CertifiedAgent {
     pub not_after: Timestamp,
 }
 
+/// Why a connected agent's connection must end (see
+/// [`AgentStore::record_heartbeats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionEnd {
+    Revoked,
+    /// Its row is gone: its tenant was erased. Reconnecting finds the
+    /// erasure's order.
+    TenantErased,
+}
+
 #[async_trait]
 pub trait AgentStore: Send + Sync {
     async fn create_enrollment_token(
@@ -263,9 +273,10 @@ pub trait AgentStore: Send + Sync {
         policy: Option<&PolicySummary>,
         projects: Option<&[Uuid]>,
     ) -> Result<()>;
-    /// Writes a batch of heartbeats; returns the ids among them that have
-    /// been revoked in the meantime.
-    async fn record_heartbeats(&self, updates: &[HeartbeatUpdate]) -> Result<Vec<Uuid>>;
+    /// Writes a batch of heartbeats; returns the agents among them whose
+    /// connection must end: revoked in the meantime, or gone (their
+    /// tenant was erased, on any replica or by the operator's command).
+    async fn record_heartbeats(&self, updates: &[HeartbeatUpdate]) -> Result<Vec<(Uuid, ConnectionEnd)>>;
     /// Marks agents not seen since `seen_before` offline, once, recording an
     /// event; returns them. Safe to run on several replicas at once.
     async fn mark_offline(&self, seen_before: Timestamp, now: Timestamp) -> Result<Vec<Agent>>;

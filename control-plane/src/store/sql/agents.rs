@@ -5,8 +5,8 @@ use marketer_protocol::documents::PolicySummary;
 
 use super::*;
 use crate::store::{
-    AgentEvent, AgentFacts, AgentPatch, AgentStore, CertifiedAgent, EnrollOutcome, EnrollmentTokenInfo,
-    EnrollmentTokenStatus, HeartbeatUpdate, NewAgent, NewEnrollmentToken,
+    AgentEvent, AgentFacts, AgentPatch, AgentStore, CertifiedAgent, ConnectionEnd, EnrollOutcome,
+    EnrollmentTokenInfo, EnrollmentTokenStatus, HeartbeatUpdate, NewAgent, NewEnrollmentToken,
 };
 
 #[derive(FromRow)]
@@ -463,7 +463,7 @@ where
         Ok(())
     }
 
-    async fn record_heartbeats(&self, updates: &[HeartbeatUpdate]) -> Result<Vec<Uuid>> {
+    async fn record_heartbeats(&self, updates: &[HeartbeatUpdate]) -> Result<Vec<(Uuid, ConnectionEnd)>> {
         if updates.is_empty() {
             return Ok(Vec::new());
         }
@@ -506,8 +506,10 @@ where
             .bind(u.models.as_deref().map(models_json))
             .fetch_optional(&mut *tx)
             .await?;
-            if let Some(Some(_)) = found {
-                revoked.push(u.agent_id);
+            match found {
+                Some(Some(_)) => revoked.push((u.agent_id, ConnectionEnd::Revoked)),
+                None => revoked.push((u.agent_id, ConnectionEnd::TenantErased)),
+                Some(None) => {}
             }
         }
         tx.commit().await?;
