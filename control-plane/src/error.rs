@@ -83,6 +83,13 @@ impl From<StoreError> for Error {
             StoreError::NotFound => Error::NotFound("resource"),
             StoreError::Conflict { code, message } => Error::Conflict { code, message },
             StoreError::Invalid { field, message } => Error::invalid(field, message),
+            // The audit log's trigger: the tenant was erased under the
+            // request (migration 0037).
+            StoreError::Database(e)
+                if e.as_database_error().is_some_and(|d| d.message().contains("audit_tenant_gone")) =>
+            {
+                Error::NotFound("tenant")
+            }
             other => Error::Internal(other.into()),
         }
     }

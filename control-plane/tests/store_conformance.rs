@@ -40,6 +40,7 @@ on_both_backends!(
     agent_connections_heartbeats_and_offline_detection,
     agent_certificates_renewal_revocation_and_events,
     throttles_count_block_clear_and_forget,
+    an_erased_tenants_audit_log_takes_only_the_erasures_entries,
 );
 
 // ----- Fixtures ------------------------------------------------------------------
@@ -1034,4 +1035,25 @@ async fn throttles_count_block_clear_and_forget(db: &TestDb) {
     store.throttle_failure("new", later, hour_ago, &delay).await.unwrap();
     assert_eq!(store.throttle_forget(now + time::Duration::minutes(1)).await.unwrap(), 1);
     assert!(store.throttle_blocked_until(&["new".into()], later).await.unwrap().is_some());
+}
+
+/// After a tenant's erasure its audit log takes no new entry but the
+/// erasure's own (an entry written by a request that was under way would
+/// name a person the rewrite already pseudonymised).
+async fn an_erased_tenants_audit_log_takes_only_the_erasures_entries(db: &TestDb) {
+    use marketer_control_plane::service::erasures::AUDIT_REWRITE;
+    use marketer_control_plane::store::TenantErasure;
+    let store = db.store.as_ref();
+    let user = store.create_user(&new_user("gone@example.com"), &audit("user.create", None)).await.unwrap();
+    let tenant = new_tenant("gone");
+    store.create_tenant(&tenant, user.id, &audit("tenant.create", Some(tenant.id))).await.unwrap();
+    store.record_audit(&audit("project.create", Some(tenant.id))).await.unwrap();
+    let erasure =
+        TenantErasure { id: new_id(), tenant_id: tenant.id, requested_by: None, now: Timestamp::now() };
+    store.erase_tenant(&erasure, AUDIT_REWRITE, &audit("tenant.erase", Some(tenant.id))).await.unwrap();
+    let refused = store.record_audit(&audit("project.update", Some(tenant.id))).await.unwrap_err();
+    let refused = marketer_control_plane::error::Error::from(refused);
+    assert!(matches!(refused, marketer_control_plane::error::Error::NotFound(_)), "{refused:?}");
+    store.record_audit(&audit("tenant.erase_confirmed", Some(tenant.id))).await.unwrap();
+    store.record_audit(&audit("user.login", None)).await.unwrap();
 }
