@@ -985,7 +985,10 @@ async fn agent_certificates_renewal_revocation_and_events(db: &TestDb) {
         models: None,
         jobs: Vec::new(),
     };
-    assert_eq!(store.record_heartbeats(&[beat.clone()]).await.unwrap(), [(agent.id, ConnectionEnd::Revoked)]);
+    assert_eq!(
+        store.record_heartbeats(std::slice::from_ref(&beat)).await.unwrap(),
+        [(agent.id, ConnectionEnd::Revoked)]
+    );
     // An agent whose row is gone (its tenant erased) is reported too.
     let gone = HeartbeatUpdate { agent_id: Uuid::now_v7(), ..beat };
     let gone_id = gone.agent_id;
