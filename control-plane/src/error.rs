@@ -85,11 +85,15 @@ impl From<StoreError> for Error {
             StoreError::Invalid { field, message } => Error::invalid(field, message),
             // The audit log's trigger: the tenant was erased under the
             // request (migration 0037).
-            StoreError::Database(e)
-                if e.as_database_error().is_some_and(|d| d.message().contains("audit_tenant_gone")) =>
-            {
-                Error::NotFound("tenant")
-            }
+            e if e.tenant_gone() => Error::NotFound("tenant"),
+            // PostgreSQL broke a deadlock by failing this transaction (a
+            // request racing its organisation's erasure): nothing was
+            // written, and trying again is safe.
+            e if e.deadlock() => Error::Conflict {
+                code: "try_again",
+                message: "the database broke a deadlock with another change; nothing was saved, try again"
+                    .into(),
+            },
             other => Error::Internal(other.into()),
         }
     }

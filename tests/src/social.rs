@@ -204,6 +204,9 @@ struct Inner {
     /// Mastodon: statuses of others their authors deleted since (their
     /// notifications go with them, as Mastodon removes them).
     deleted_statuses: std::collections::HashSet<String>,
+    /// Mastodon: `GET /api/v1/statuses?id[]=` answers `[]`, as a server
+    /// that does not know the batch read might.
+    ids_ignored: bool,
 }
 
 /// A running fake. Dropping it stops the server.
@@ -412,6 +415,11 @@ impl FakeSocial {
     /// Mastodon: the author of a mention or a tagged status deletes it.
     pub fn delete_status(&self, status_id: &str) {
         self.inner.lock().unwrap().deleted_statuses.insert(status_id.to_owned());
+    }
+
+    /// Mastodon: the batch read of statuses answers an empty list from now on.
+    pub fn ignore_status_ids(&self, ignored: bool) {
+        self.inner.lock().unwrap().ids_ignored = ignored;
     }
 
     /// Mastodon: the account's token lacks `read:notifications` from now on.
@@ -1195,6 +1203,20 @@ async fn m_status(
     if let Err(answer) = authorised(&inner, Net::Mastodon, &headers) {
         return *answer;
     }
+    // Someone else's status (a mention, a tagged post): as it is, or gone.
+    if inner.deleted_statuses.contains(&id) {
+        return (StatusCode::NOT_FOUND, Json(json!({ "error": "Record not found" }))).into_response();
+    }
+    let theirs = inner
+        .mentions
+        .iter()
+        .map(|m| &m["status"])
+        .chain(inner.tagged.iter().map(|(_, s)| s))
+        .find(|s| s["id"] == id.as_str())
+        .cloned();
+    if let Some(status) = theirs {
+        return Json(status).into_response();
+    }
     let c = match metrics_read(&mut inner, Net::Mastodon, &id) {
         Ok(c) => c,
         Err(answer) => return *answer,
@@ -1420,6 +1442,9 @@ async fn m_statuses_by_id(
         return *answer;
     }
     let ids: Vec<&str> = pairs.iter().filter(|(k, _)| k == "id[]").map(|(_, v)| v.as_str()).collect();
+    if inner.ids_ignored {
+        return Json(json!([])).into_response();
+    }
     if ids.len() > 20 {
         return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "error": "Too many ids" }))).into_response();
     }

@@ -947,6 +947,20 @@ async fn the_inbox_reads_mentions_and_replies_once(postgres: bool) {
         setup.social.requests().iter().any(|r| r == "GET /api/v1/statuses"),
         "looked at with the batch read"
     );
+    // A server whose batch read answers nothing: each item is asked about
+    // on its own, and nothing else is marked deleted.
+    setup.social.ignore_status_ids(true);
+    let singles = |social: &FakeSocial| {
+        social.requests().iter().filter(|r| r.starts_with("GET /api/v1/statuses/")).count()
+    };
+    eventually(Duration::from_secs(30), "items looked at one by one", || async {
+        (singles(&setup.social) >= 20).then_some(())
+    })
+    .await;
+    let (_, page) = setup.call(Method::GET, "/inbox?limit=200", None).await;
+    let deleted = page["items"].as_array().unwrap().iter().filter(|i| i["deleted_at"].is_string()).count();
+    assert_eq!(deleted, 1, "only Carol's");
+    setup.social.ignore_status_ids(false);
 
     // A token without read:notifications: the inbox says why, nothing is lost.
     setup.social.refuse_notifications(true);

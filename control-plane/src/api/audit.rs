@@ -79,9 +79,15 @@ pub async fn audit_refusals(State(state): State<ApiState>, mut req: Request, nex
     let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
     let event = audit_event(tenant_id, actor, &meta, action, outcome)
         .details(serde_json::json!({ "status": status.as_u16(), "code": code }));
-    if let Err(e) = state.app.store.record_audit(&event).await {
-        state.app.metrics.audit_write_failed();
-        tracing::error!(error = %e, action, "could not record a refused request in the audit log");
+    match state.app.store.record_audit(&event).await {
+        // Refused because its organisation was erased meanwhile: there is
+        // no log of it to write to.
+        Err(e) if e.tenant_gone() => {}
+        Err(e) => {
+            state.app.metrics.audit_write_failed();
+            tracing::error!(error = %e, action, "could not record a refused request in the audit log");
+        }
+        Ok(()) => {}
     }
     response
 }

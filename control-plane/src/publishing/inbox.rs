@@ -205,6 +205,14 @@ impl Publisher {
             return;
         };
         self.note_window(&account, &record).await;
+        let fetched = match fetched {
+            // A whole batch gone at once is more likely an answer that
+            // ignored the ids: each is asked about on its own first.
+            Fetched::Present(present) if present.is_empty() && ids.len() > 1 => {
+                self.one_by_one(&account, &token, &ids).await
+            }
+            other => other,
+        };
         match fetched {
             Fetched::Present(present) => {
                 let (present, gone): (Vec<String>, Vec<String>) =
@@ -225,6 +233,30 @@ impl Publisher {
                 tracing::warn!(account = %account_id, %reason, "inbox items were not looked at again");
             }
         }
+    }
+
+    /// [`Publisher::recheck`]'s batch asked about an item at a time: the
+    /// ones still there, or the first failure.
+    async fn one_by_one(
+        &self,
+        account: &SocialAccount,
+        token: &secrecy::SecretString,
+        ids: &[String],
+    ) -> Fetched {
+        let mut present = Vec::new();
+        for id in ids {
+            let Some((fetched, record)) =
+                self.platforms.still_there(account, token, std::slice::from_ref(id)).await
+            else {
+                return Fetched::Failed { reason: "the inbox does not read this network".into() };
+            };
+            self.note_window(account, &record).await;
+            match fetched {
+                Fetched::Present(found) => present.extend(found),
+                other => return other,
+            }
+        }
+        Fetched::Present(present)
     }
 
     async fn source_failed(

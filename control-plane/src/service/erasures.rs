@@ -142,7 +142,18 @@ impl App {
         )
         .resource("tenant", tenant.id)
         .details(serde_json::json!({ "erasure_id": erasure.id }));
-        let counts = self.store.erase_tenant(&erasure, AUDIT_REWRITE, &audit).await?;
+        // A request writing to the tenant as it is erased can deadlock with
+        // the erasure on PostgreSQL; the erasure then runs again.
+        let mut attempt = 0;
+        let counts = loop {
+            match self.store.erase_tenant(&erasure, AUDIT_REWRITE, &audit).await {
+                Err(e) if e.deadlock() && attempt < 3 => {
+                    attempt += 1;
+                    tracing::warn!(tenant_id = %tenant.id, attempt, "an erasure met a deadlock; running it again");
+                }
+                other => break other?,
+            }
+        };
         tracing::info!(tenant_id = %tenant.id, erasure_id = %erasure.id, agents = counts.agents, "tenant erased");
         // Agents connected here are told now; those on other replicas when
         // their next heartbeats find them gone.

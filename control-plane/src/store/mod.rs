@@ -162,6 +162,22 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// The audit log refused an entry because its tenant was erased
+    /// (migration 0037's trigger).
+    pub fn tenant_gone(&self) -> bool {
+        matches!(self, StoreError::Database(e)
+            if e.as_database_error().is_some_and(|d| d.message().contains("audit_tenant_gone")))
+    }
+
+    /// PostgreSQL failed the transaction to break a deadlock: nothing was
+    /// written, and it may be run again.
+    pub fn deadlock(&self) -> bool {
+        matches!(self, StoreError::Database(e)
+            if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("40P01"))
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Opens the database named by `url`, applies pending migrations, and returns

@@ -306,6 +306,8 @@ pub async fn followers(
 pub const INBOX_PAGE: usize = 50;
 /// Pages one read walks back at most (a busy account's round).
 const INBOX_PAGES: usize = 10;
+/// How far before the cursor a read looks again.
+const OVERLAP: time::Duration = time::Duration::minutes(15);
 
 /// Mentions, replies to the account's posts and quotes of them
 /// (`app.bsky.notification.listNotifications`), newer than `cursor`.
@@ -388,7 +390,10 @@ async fn walk_back(
     list: &str,
     item: impl Fn(&serde_json::Value) -> Option<CollectedItem>,
 ) -> (Fetched, CallRecord) {
-    let since = cursor.and_then(|c| Timestamp::parse_rfc3339(c).ok());
+    // Read back a margin before the cursor: an entry's `indexedAt` follows
+    // its author's clock and the AppView's indexing, so one can arrive
+    // after a newer one was read. What is read again is stored once.
+    let since = cursor.and_then(|c| Timestamp::parse_rfc3339(c).ok()).map(|at| at - OVERLAP);
     let mut items = Vec::new();
     let mut newest: Option<(Timestamp, String)> = None;
     let mut page: Option<String> = None;
@@ -424,8 +429,16 @@ async fn walk_back(
         }
         page = body["cursor"].as_str().filter(|c| !c.is_empty() && c.len() <= 512).map(str::to_owned);
         if reached || since.is_none() || entries.is_empty() || page.is_none() {
+            page = None;
             break;
         }
+    }
+    if page.is_some() {
+        tracing::warn!(
+            list,
+            pages = INBOX_PAGES,
+            "a Bluesky read reached its page limit before what the last read saw: older entries are skipped"
+        );
     }
     let cursor =
         newest.map(|(_, raw)| raw).or_else(|| Some(cursor.unwrap_or("1970-01-01T00:00:00.000Z").to_owned()));
@@ -444,11 +457,13 @@ fn post_item(
     let author = &entry["author"];
     let handle = author["handle"].as_str().filter(|h| !h.is_empty() && h.len() <= 253)?;
     let rkey = uri.rsplit('/').next().unwrap_or_default();
-    let posted_at = record["createdAt"]
-        .as_str()
-        .or_else(|| entry["indexedAt"].as_str())
-        .and_then(|t| Timestamp::parse_rfc3339(t).ok())
-        .unwrap_or_else(Timestamp::now);
+    // The author's clock, but never later than the AppView saw it (a post
+    // dated in the future would stay on top of the inbox).
+    let parse = |field: &serde_json::Value| field.as_str().and_then(|t| Timestamp::parse_rfc3339(t).ok());
+    let posted_at = match (parse(&record["createdAt"]), parse(&entry["indexedAt"])) {
+        (Some(created), Some(indexed)) => created.min(indexed),
+        (created, indexed) => created.or(indexed).unwrap_or_else(Timestamp::now),
+    };
     Some(CollectedItem {
         platform_item_id: uri.to_owned(),
         kind: kind.to_owned(),
@@ -484,17 +499,18 @@ pub async fn still_there(
         Ok(found) => found,
         Err(failed) => return *failed,
     };
-    let present = body["posts"]
-        .as_array()
-        .map(|posts| {
-            posts
-                .iter()
-                .filter_map(|v| v["uri"].as_str())
-                .filter(|uri| ids.iter().any(|asked| asked == uri))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let Some(posts) = body["posts"].as_array() else {
+        return (
+            Fetched::Failed { reason: "Bluesky answered getPosts without a list of posts".into() },
+            record,
+        );
+    };
+    let present = posts
+        .iter()
+        .filter_map(|v| v["uri"].as_str())
+        .filter(|uri| ids.iter().any(|asked| asked == uri))
+        .map(str::to_owned)
+        .collect();
     (Fetched::Present(present), record)
 }
 

@@ -265,18 +265,10 @@ pub async fn hashtag(
     if let Some(cursor) = cursor {
         query.push(("min_id", cursor.to_owned()));
     }
-    let mut url = match reqwest::Url::parse(&format!("{}/api/v1/timelines/tag/", base(account))) {
+    let url = match with_segment(account, "/api/v1/timelines/tag/", tag) {
         Ok(url) => url,
-        Err(e) => {
-            return (
-                Fetched::Failed { reason: format!("the instance's address is not usable: {e}") },
-                CallRecord::default(),
-            );
-        }
+        Err(failed) => return *failed,
     };
-    if let Ok(mut segments) = url.path_segments_mut() {
-        segments.pop_if_empty().push(tag);
-    }
     let request = p.http().get(url).query(&query).bearer_auth(token.expose_secret());
     let page = match listed(request).await {
         Ok(page) => page,
@@ -295,13 +287,32 @@ pub async fn hashtag(
 /// (`GET /api/v1/statuses?id[]=…`, Mastodon 4.3 and later: deleted or no
 /// longer visible statuses are left out of the answer). An older instance
 /// answers 404 for the whole request, which is a failure, never a
-/// deletion.
+/// deletion. One id is asked about on its own (`GET /api/v1/statuses/:id`,
+/// every version: 404 when it is gone), which is how a batch that came
+/// back empty is confirmed.
 pub async fn still_there(
     p: &Platforms,
     account: &SocialAccount,
     token: &SecretString,
     ids: &[String],
 ) -> (Fetched, CallRecord) {
+    if let [id] = ids {
+        let url = match with_segment(account, "/api/v1/statuses/", id) {
+            Ok(url) => url,
+            Err(failed) => return *failed,
+        };
+        let request = p.http().get(url).bearer_auth(token.expose_secret());
+        return match metrics_answer(Answer::fetch(request, "the instance").await, "the instance") {
+            Ok((status, record)) => {
+                let present = status["id"].as_str() == Some(id.as_str());
+                (Fetched::Present(if present { vec![id.clone()] } else { Vec::new() }), record)
+            }
+            Err(failed) => match *failed {
+                (Fetched::Gone, record) => (Fetched::Present(Vec::new()), record),
+                other => other,
+            },
+        };
+    }
     let query: Vec<(&str, &str)> = ids.iter().map(|id| ("id[]", id.as_str())).collect();
     let request = p
         .http()
@@ -319,6 +330,26 @@ pub async fn still_there(
         .map(str::to_owned)
         .collect();
     (Fetched::Present(present), record)
+}
+
+/// The instance's `path` (ending in `/`) with `segment` appended as one
+/// escaped path segment (a hashtag, a status id: never trusted to be
+/// plain).
+fn with_segment(
+    account: &SocialAccount,
+    path: &str,
+    segment: &str,
+) -> Result<reqwest::Url, Box<(Fetched, CallRecord)>> {
+    let mut url = reqwest::Url::parse(&format!("{}{path}", base(account))).map_err(|e| {
+        Box::new((
+            Fetched::Failed { reason: format!("the instance's address is not usable: {e}") },
+            CallRecord::default(),
+        ))
+    })?;
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.pop_if_empty().push(segment);
+    }
+    Ok(url)
 }
 
 /// A listing request's page, or what the engine must do.
