@@ -1207,14 +1207,7 @@ async fn m_status(
     if inner.deleted_statuses.contains(&id) {
         return (StatusCode::NOT_FOUND, Json(json!({ "error": "Record not found" }))).into_response();
     }
-    let theirs = inner
-        .mentions
-        .iter()
-        .map(|m| &m["status"])
-        .chain(inner.tagged.iter().map(|(_, s)| s))
-        .find(|s| s["id"] == id.as_str())
-        .cloned();
-    if let Some(status) = theirs {
+    if let Some(status) = others_status(&inner, &id) {
         return Json(status).into_response();
     }
     let c = match metrics_read(&mut inner, Net::Mastodon, &id) {
@@ -1429,6 +1422,18 @@ async fn m_notifications(
     response
 }
 
+/// Mastodon: someone else's status by id (a mention's, a tagged post),
+/// deleted or not.
+fn others_status(inner: &Inner, id: &str) -> Option<Value> {
+    inner
+        .mentions
+        .iter()
+        .map(|m| &m["status"])
+        .chain(inner.tagged.iter().map(|(_, s)| s))
+        .find(|s| s["id"] == id)
+        .cloned()
+}
+
 /// `GET /api/v1/statuses?id[]=…` (Mastodon 4.3): the statuses asked for
 /// that exist, in no promised order; deleted or unknown ones are left
 /// out. More than 20 ids is a 422, as the instance's limit.
@@ -1453,20 +1458,13 @@ async fn m_statuses_by_id(
         if inner.deleted_statuses.contains(id) {
             continue;
         }
-        let status = inner
-            .mentions
-            .iter()
-            .map(|m| &m["status"])
-            .chain(inner.tagged.iter().map(|(_, s)| s))
-            .find(|s| s["id"] == id)
-            .cloned()
-            .or_else(|| {
-                inner
-                    .posts
-                    .get(&Net::Mastodon)
-                    .and_then(|p| p.iter().find(|p| p.id == id && !p.deleted))
-                    .map(status_json)
-            });
+        let status = others_status(&inner, id).or_else(|| {
+            inner
+                .posts
+                .get(&Net::Mastodon)
+                .and_then(|p| p.iter().find(|p| p.id == id && !p.deleted))
+                .map(status_json)
+        });
         found.extend(status);
     }
     Json(Value::Array(found)).into_response()

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::{
     Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, count,
-    followers_at, limited_until, metrics_answer,
+    followers_at, limited_until, metrics_answer, present_among,
 };
 use crate::domain::Timestamp;
 use crate::store::{CollectedItem, Metrics, SocialAccount, SocialPost};
@@ -505,13 +505,7 @@ pub async fn still_there(
             record,
         );
     };
-    let present = posts
-        .iter()
-        .filter_map(|v| v["uri"].as_str())
-        .filter(|uri| ids.iter().any(|asked| asked == uri))
-        .map(str::to_owned)
-        .collect();
-    (Fetched::Present(present), record)
+    (present_among(posts, "uri", ids), record)
 }
 
 /// A read through the account's PDS with its session (what only the

@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{
     Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Sent, count, followers_at,
-    limited_until, metrics_answer,
+    limited_until, metrics_answer, present_among,
 };
 use crate::domain::Timestamp;
 use crate::store::{CollectedItem, SocialAccount, SocialPost};
@@ -323,13 +323,7 @@ pub async fn still_there(
         Ok(found) => found,
         Err(failed) => return *failed,
     };
-    let present = page
-        .iter()
-        .filter_map(|s| s["id"].as_str())
-        .filter(|id| ids.iter().any(|asked| asked == id))
-        .map(str::to_owned)
-        .collect();
-    (Fetched::Present(present), record)
+    (present_among(&page, "id", ids), record)
 }
 
 /// The instance's `path` (ending in `/`) with `segment` appended as one

@@ -29,6 +29,19 @@ pub fn reads_inbox(network: Network) -> bool {
     matches!(network, Network::Mastodon | Network::Bluesky)
 }
 
+/// A batch read's answer as [`Fetched::Present`]: the `field` (id or URI)
+/// of each entry found that was among those `asked` about.
+fn present_among(found: &[serde_json::Value], field: &str, asked: &[String]) -> Fetched {
+    Fetched::Present(
+        found
+            .iter()
+            .filter_map(|entry| entry[field].as_str())
+            .filter(|id| asked.iter().any(|a| a == id))
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
 /// Inbox items asked about in one [`Platforms::still_there`] call
 /// (Mastodon's and Bluesky's batch reads both take 20).
 pub const STILL_THERE_BATCH: usize = 20;
