@@ -1773,7 +1773,7 @@ async fn bluesky_mentions_replies_and_hashtags_reach_the_inbox_and_one_reply_goe
     let mention = pds.fan_posts(&format!("@{} do you list lofts too?", pds.handle), None).await;
     let tagged = pds.fan_posts("Saw three today #wombats", None).await;
 
-    let page = eventually(Duration::from_secs(30), "three Bluesky items in the inbox", || async {
+    let page = eventually(Duration::from_secs(60), "three Bluesky items in the inbox", || async {
         let (status, page) = setup.call(Method::GET, "/inbox?limit=50", None).await;
         assert_eq!(status, 200, "{page}");
         (page["items"].as_array().unwrap().len() >= 3).then_some(page)
@@ -1821,7 +1821,7 @@ async fn bluesky_mentions_replies_and_hashtags_reach_the_inbox_and_one_reply_goe
     // The fan deletes their mention: marked, its text kept, not answerable.
     pds.fan_deletes(&mention).await;
     let id = by(&mention.uri)["id"].as_str().unwrap().to_owned();
-    let deleted = eventually(Duration::from_secs(30), "the deleted mention to be marked", || async {
+    let deleted = eventually(Duration::from_secs(60), "the deleted mention to be marked", || async {
         let (_, item) = setup.call(Method::GET, &format!("/inbox/{id}"), None).await;
         item["deleted_at"].is_string().then_some(item)
     })
