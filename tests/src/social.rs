@@ -263,6 +263,7 @@ impl FakeSocial {
             .route("/api/v1/accounts/{id}/statuses", get(m_statuses))
             .route("/api/v1/notifications", get(m_notifications))
             .route("/api/v1/timelines/tag/{tag}", get(m_tag_timeline))
+            .route("/api/v2/search", get(m_search))
             .route("/oauth/v2/authorization", get(li_authorize))
             .route("/oauth/v2/accessToken", post(li_token))
             .route("/v2/userinfo", get(li_userinfo))
@@ -409,6 +410,29 @@ impl FakeSocial {
                          "acct": format!("{author}@elsewhere.example"), "display_name": "" },
         });
         inner.tagged.push((tag.to_lowercase(), status));
+        status_id
+    }
+
+    /// Mastodon: someone posts publicly, with no hashtag and no mention of
+    /// the account (what keyword search finds). Returns the status's id.
+    pub fn says(&self, author: &str, text: &str) -> String {
+        let mut inner = self.inner.lock().unwrap();
+        let status_id = format!("2200{:08}", inner.tagged.len() + 1);
+        let created = OffsetDateTime::now_utc().format(&Rfc3339).unwrap();
+        let escaped = text.replace('&', "&amp;").replace('<', "&lt;");
+        let status = json!({
+            "id": status_id,
+            "created_at": created,
+            "in_reply_to_id": null,
+            "in_reply_to_account_id": null,
+            "content": format!("<p>{escaped}</p>"),
+            "url": format!("https://elsewhere.example/@{author}/{status_id}"),
+            "visibility": "public",
+            "tags": [],
+            "account": { "id": format!("88{}", author.len()), "username": author,
+                         "acct": format!("{author}@elsewhere.example"), "display_name": "" },
+        });
+        inner.tagged.push((String::new(), status));
         status_id
     }
 
@@ -1490,6 +1514,42 @@ async fn m_tag_timeline(
         .filter(|(t, s)| *t == tag && s["id"].as_str().is_none_or(|id| !inner.deleted_statuses.contains(id)))
         .map(|(_, s)| s);
     Json(Value::Array(mastodon_page(tagged, |k| q.get(k).cloned(), limit))).into_response()
+}
+
+/// `GET /api/v2/search?type=statuses&q=…`: public statuses (tagged or
+/// not) whose text has every word of `q` in any case, as the instance's
+/// full-text search finds them (words apart, in any order), paged as the
+/// timelines are, newest first. A token is needed (and, on a real
+/// instance, its `read:search` scope).
+async fn m_search(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::Mastodon, &headers) {
+        return *answer;
+    }
+    let words: Vec<String> = q
+        .get("q")
+        .map(|q| q.to_lowercase().split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    if words.is_empty() {
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": "Query is required" }))).into_response();
+    }
+    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(20).clamp(1, 40);
+    let statuses_only = q.get("type").is_none_or(|t| t == "statuses");
+    let found = inner
+        .tagged
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| statuses_only && s["id"].as_str().is_none_or(|id| !inner.deleted_statuses.contains(id)))
+        .filter(|s| {
+            let text = s["content"].as_str().unwrap_or_default().to_lowercase();
+            words.iter().all(|w| text.contains(w.as_str()))
+        });
+    let statuses = mastodon_page(found, |k| q.get(k).cloned(), limit);
+    Json(json!({ "accounts": [], "statuses": statuses, "hashtags": [] })).into_response()
 }
 
 /// A page of `items` (oldest first, numeric ids) as Mastodon pages:

@@ -900,7 +900,7 @@ async fn the_inbox_reads_mentions_and_replies_once(postgres: bool) {
     let body = json!({ "account_id": account_id, "hashtag": "#OpenHouse" });
     let (status, query) = setup.call(Method::POST, "/listening-queries", Some(body.clone())).await;
     assert_eq!(status, 201, "{query}");
-    assert_eq!(query["hashtag"], "OpenHouse");
+    assert_eq!((query["kind"].as_str(), query["query"].as_str()), (Some("hashtag"), Some("OpenHouse")));
     let (status, _) = setup.call(Method::POST, "/listening-queries", Some(body)).await;
     assert_eq!(status, 409, "listened for already");
     let query_id = query["id"].as_str().unwrap().to_owned();
@@ -926,6 +926,46 @@ async fn the_inbox_reads_mentions_and_replies_once(postgres: bool) {
     assert_eq!(page["items"].as_array().unwrap().len(), 1, "what it found stays");
     let (status, _) = setup.call(Method::DELETE, &format!("/listening-queries/{query_id}"), None).await;
     assert_eq!(status, 404);
+
+    // Listening for a brand name: the instance's full-text search finds
+    // it in any case; near matches the search also returns are left out.
+    for (body, field) in [
+        (json!({ "account_id": account_id, "keyword": "a" }), "keyword"),
+        (json!({ "account_id": account_id, "keyword": "\"Acme\"" }), "keyword"),
+        (json!({ "account_id": account_id, "keyword": "#acme" }), "keyword"),
+        (json!({ "account_id": account_id, "keyword": "acme", "hashtag": "acme" }), "keyword"),
+        (json!({ "account_id": account_id }), "hashtag"),
+    ] {
+        let (status, error) = setup.call(Method::POST, "/listening-queries", Some(body)).await;
+        assert_eq!((status, error["error"]["details"]["field"].as_str()), (422, Some(field)), "{error}");
+    }
+    let body = json!({ "account_id": account_id, "keyword": "  Acme   Realty " });
+    let (status, query) = setup.call(Method::POST, "/listening-queries", Some(body)).await;
+    assert_eq!(status, 201, "{query}");
+    assert_eq!((query["kind"].as_str(), query["query"].as_str()), (Some("keyword"), Some("Acme Realty")));
+    let body = json!({ "account_id": account_id, "keyword": "acme realty" });
+    let (status, again) = setup.call(Method::POST, "/listening-queries", Some(body)).await;
+    assert_eq!((status, again["error"]["code"].as_str()), (409, Some("listening_query_exists")), "{again}");
+    let keyword_id = query["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(10), "the keyword's first search", || async {
+        setup.social.requests().iter().any(|r| r == "GET /api/v2/search").then_some(())
+    })
+    .await;
+    setup.social.says("hank", "Pacme realtyish is not a brand");
+    setup.social.says("ivy", "realty and acme, the other way round");
+    setup.social.says("gina", "Just toured a loft with ACME Realty's team, lovely people");
+    let found = eventually(Duration::from_secs(10), "the keyword's find", || async {
+        let (_, page) = setup.call(Method::GET, &format!("/inbox?query_id={keyword_id}"), None).await;
+        (!page["items"].as_array().unwrap().is_empty()).then_some(page)
+    })
+    .await;
+    let items = found["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "only the whole phrase: {found}");
+    assert_eq!(items[0]["text"], "Just toured a loft with ACME Realty's team, lovely people");
+    assert_eq!(items[0]["kind"], "listening");
+    let (_, queries) = setup.call(Method::GET, "/listening-queries", None).await;
+    assert_eq!(queries.as_array().unwrap().len(), 1, "{queries}");
+    assert!(queries[0]["error"].is_null(), "{queries}");
 
     // Carol deletes her status: her item is marked, its text kept, and it
     // can no longer be answered; Alice's is untouched.
@@ -1740,8 +1780,9 @@ async fn bluesky_posts_reach_the_reference_pds_once_even_when_an_answer_is_lost(
 
 /// The inbox on Bluesky against the reference network (PDS, AppView and
 /// moderation service from `@atproto/dev-env`, on the PostgreSQL and Redis
-/// that run here): a fan's reply to the brand's post, a mention and a
-/// hashtag post land once each, linked to what they answer; a reply from
+/// that run here): a fan's reply to the brand's post, a mention, a
+/// hashtag post and a post naming a listened-for keyword land once each
+/// (a near match of the keyword does not), linked to what they answer; a reply from
 /// the inbox reaches the PDS once as a proper reply (parent and root); a
 /// post the fan deletes is marked deleted, its text kept, and can no
 /// longer be answered.
@@ -1759,6 +1800,10 @@ async fn bluesky_mentions_replies_and_hashtags_reach_the_inbox_and_one_reply_goe
     let (status, query) = setup.call(Method::POST, "/listening-queries", Some(body)).await;
     assert_eq!(status, 201, "{query}");
     let query_id = query["id"].as_str().unwrap().to_owned();
+    let body = json!({ "account_id": account_id, "keyword": "Wombat Valley" });
+    let (status, query) = setup.call(Method::POST, "/listening-queries", Some(body)).await;
+    assert_eq!(status, 201, "{query}");
+    let keyword_id = query["id"].as_str().unwrap().to_owned();
 
     let post = setup.schedule_now(&account, "Our open house is on Saturday").await;
     let post_id = post["id"].as_str().unwrap().to_owned();
@@ -1772,16 +1817,19 @@ async fn bluesky_mentions_replies_and_hashtags_reach_the_inbox_and_one_reply_goe
     let reply = pds.fan_posts("Is parking free on Saturday?", Some((&ours, &ours))).await;
     let mention = pds.fan_posts(&format!("@{} do you list lofts too?", pds.handle), None).await;
     let tagged = pds.fan_posts("Saw three today #wombats", None).await;
+    // The AppView's search finds both; only the first says the name.
+    let named = pds.fan_posts("Toured a loft at Wombat Valley Homes today", None).await;
+    pds.fan_posts("The NotWombat Valley band played", None).await;
 
-    let page = eventually(Duration::from_secs(60), "three Bluesky items in the inbox", || async {
+    let page = eventually(Duration::from_secs(60), "four Bluesky items in the inbox", || async {
         let (status, page) = setup.call(Method::GET, "/inbox?limit=50", None).await;
         assert_eq!(status, 200, "{page}");
-        (page["items"].as_array().unwrap().len() >= 3).then_some(page)
+        (page["items"].as_array().unwrap().len() >= 4).then_some(page)
     })
     .await;
     assert!(page["failing"].as_array().unwrap().is_empty(), "{page}");
     let items = page["items"].as_array().unwrap();
-    assert_eq!(items.len(), 3, "{page}");
+    assert_eq!(items.len(), 4, "{page}");
     let by = |uri: &str| {
         items.iter().find(|i| i["platform_item_id"] == uri).unwrap_or_else(|| panic!("{uri}: {page}")).clone()
     };
@@ -1798,6 +1846,11 @@ async fn bluesky_mentions_replies_and_hashtags_reach_the_inbox_and_one_reply_goe
     assert_eq!(
         (found["kind"].as_str(), found["query_id"].as_str()),
         (Some("listening"), Some(query_id.as_str()))
+    );
+    let said = by(&named.uri);
+    assert_eq!(
+        (said["kind"].as_str(), said["query_id"].as_str()),
+        (Some("listening"), Some(keyword_id.as_str()))
     );
 
     // Answered from the inbox: one record on the PDS, a reply to the
@@ -1837,7 +1890,7 @@ async fn bluesky_mentions_replies_and_hashtags_reach_the_inbox_and_one_reply_goe
     // Later rounds store nothing twice.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, page) = setup.call(Method::GET, "/inbox?limit=50", None).await;
-    assert_eq!(page["items"].as_array().unwrap().len(), 3, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 4, "{page}");
     setup.finish().await;
 }
 

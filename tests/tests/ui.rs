@@ -1534,18 +1534,49 @@ async fn a_community_manager_works_the_inbox_as_mentions_arrive() {
 
     // Listening for a hashtag: a bad one is refused beside the field, a good one is listed
     // and what it finds arrives marked with it.
-    browser.fill("#listen-hashtag", "open house").await;
+    browser.fill("#listen-query", "open house").await;
     browser.click("#listen-form button[type=submit]").await;
-    browser.wait_for_text("#listen-hashtag-error", "the refusal", |t| t.contains("no spaces")).await;
-    browser.fill("#listen-hashtag", "#openhouse").await;
+    browser.wait_for_text("#listen-query-error", "the refusal", |t| t.contains("no spaces")).await;
+    browser.fill("#listen-query", "#openhouse").await;
     browser.click("#listen-form button[type=submit]").await;
     browser.wait_for_text("#listening", "the hashtag listed", |t| t.contains("#openhouse")).await;
+    // And for the brand's name, as a keyword: a quoted one is refused
+    // with the keyword choice kept.
+    browser.click("#listen-kind option[value='keyword']").await;
+    browser.fill("#listen-query", "\"Acme\"").await;
+    browser.click("#listen-form button[type=submit]").await;
+    browser
+        .wait_for_text("#listen-query-error", "the keyword's refusal", |t| t.contains("without quotes"))
+        .await;
+    let kind = browser.eval("document.querySelector('#listen-kind').value").await;
+    assert_eq!(kind, "keyword", "the choice is kept after a refusal");
+    browser.fill("#listen-query", "Acme Realty").await;
+    browser.click("#listen-form button[type=submit]").await;
+    browser
+        .wait_for_text("#listening", "the keyword listed", |t| t.contains("\u{201c}Acme Realty\u{201d}"))
+        .await;
+    browser.eval("document.querySelector('#listening').scrollIntoView()").await;
+    browser.check_page("inbox-listening-queries").await;
+    eventually(Duration::from_secs(10), "the keyword's first search", || async {
+        social.requests().iter().any(|r| r == "GET /api/v2/search").then_some(())
+    })
+    .await;
+    social.says("hugo", "Acme Realty found us the perfect flat");
+    browser.goto(&tenant_url(&fleet, "/inbox?kind=listening")).await;
+    let said =
+        browser.wait_for_text("#inbox-live", "the keyword's find", |t| t.contains("the perfect flat")).await;
+    assert!(said.contains("Listening: \u{201c}Acme Realty\u{201d}"), "{said}");
+    browser.goto(&tenant_url(&fleet, "/inbox")).await;
     eventually(Duration::from_secs(10), "the hashtag's first read", || async {
         social.requests().iter().any(|r| r.starts_with("GET /api/v1/timelines/tag/")).then_some(())
     })
     .await;
     let frank = social.tagged("frank", "Who else is going to the open house?", "openhouse");
-    browser.click("#listening a[href*='query_id=']").await;
+    browser
+        .eval(
+            "[...document.querySelectorAll('#listening a')].find(a => a.textContent == '#openhouse').click()",
+        )
+        .await;
     let found =
         browser.wait_for_text("#inbox-live", "the hashtag's find", |t| t.contains("Who else is going")).await;
     assert!(found.contains("Listening: #openhouse"), "{found}");

@@ -18,7 +18,7 @@ use marketer_protocol::inbox::{ClassifyItem, MAX_CLASSIFY_ITEMS};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
-use super::platforms::{Fetched, STILL_THERE_BATCH};
+use super::platforms::{Fetched, STILL_THERE_BATCH, Search};
 use super::{NoToken, Publisher, later};
 use crate::domain::{ComplianceMode, LlmPolicy, Timestamp, new_id};
 use crate::store::{
@@ -131,7 +131,10 @@ impl Publisher {
             }
             let read = match query {
                 None => self.platforms.inbox(&account, &token, cursor.as_deref()).await,
-                Some(q) => self.platforms.hashtag(&account, &token, &q.query, cursor.as_deref()).await,
+                Some(q) => {
+                    let search = Search::of(&q.kind, &q.query);
+                    self.platforms.listen(&account, &token, search, cursor.as_deref()).await
+                }
             };
             let Some((fetched, record)) = read else {
                 // Not read on this network yet: look again in a day, in

@@ -430,13 +430,25 @@ pub struct ListeningQueryView {
     pub account_id: Uuid,
     pub handle: String,
     pub network: Network,
-    /// `hashtag`.
+    /// `hashtag` or `keyword`.
     pub kind: String,
-    /// The hashtag, without `#`.
-    pub hashtag: String,
+    /// The hashtag (without `#`), or the keyword or phrase.
+    pub query: String,
     /// Why its last read failed, if it did (it is tried again by itself).
     pub error: Option<String>,
     pub created_at: Timestamp,
+}
+
+impl ListeningQueryView {
+    /// How people read it: `#openhouse`, or `"acme realty"`.
+    pub fn label(&self) -> String {
+        listening_label(&self.kind, &self.query)
+    }
+}
+
+/// A listening query as people read it: `#tag` or `"keyword"`.
+pub fn listening_label(kind: &str, query: &str) -> String {
+    if kind == KEYWORD { format!("\u{201c}{query}\u{201d}") } else { format!("#{query}") }
 }
 
 impl From<ListeningQuery> for ListeningQueryView {
@@ -447,22 +459,32 @@ impl From<ListeningQuery> for ListeningQueryView {
             handle: q.handle,
             network: q.network.parse().unwrap_or(Network::Mastodon),
             kind: q.kind,
-            hashtag: q.query,
+            query: q.query,
             error: q.error,
             created_at: q.created_at,
         }
     }
 }
 
-/// A hashtag to listen for, through one of the organisation's Mastodon or
-/// Bluesky accounts.
+/// What to listen for, through one of the organisation's Mastodon or
+/// Bluesky accounts: a hashtag, or a keyword (a brand name, a phrase).
+/// Exactly one of the two.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateListeningQuery {
     pub account_id: Uuid,
     /// Letters, digits and underscores, up to 100; a leading `#` is fine.
-    pub hashtag: String,
+    #[serde(default)]
+    pub hashtag: Option<String>,
+    /// A word or phrase of 2 to 100 characters, matched in any case
+    /// wherever it appears in a public post (a brand name, a product).
+    #[serde(default)]
+    pub keyword: Option<String>,
 }
+
+/// A listening query's kinds.
+pub const HASHTAG: &str = "hashtag";
+pub const KEYWORD: &str = "keyword";
 
 /// A hashtag as Mastodon matches it: without `#`, letters (any script),
 /// digits and underscores, 1 to 100 characters.
@@ -481,6 +503,47 @@ pub fn hashtag(text: &str) -> Result<String> {
         ));
     }
     Ok(tag.to_owned())
+}
+
+/// A keyword or phrase to listen for: its words with single spaces
+/// between them, 2 to 100 characters, at least one letter or digit, no
+/// quotes (a phrase is matched as it is written) and not a hashtag.
+pub fn keyword(text: &str) -> Result<String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let phrase = words.join(" ");
+    if phrase.chars().count() < 2 {
+        return Err(Error::invalid(
+            "keyword",
+            "give a keyword or brand name of at least 2 characters, such as acme realty",
+        ));
+    }
+    if phrase.chars().count() > 100 {
+        return Err(Error::invalid("keyword", "a keyword is at most 100 characters"));
+    }
+    if !phrase.chars().any(char::is_alphanumeric) {
+        return Err(Error::invalid("keyword", "a keyword needs at least one letter or digit"));
+    }
+    if phrase.chars().any(|c| c.is_control() || c == '"') {
+        return Err(Error::invalid(
+            "keyword",
+            "write the words without quotes: a phrase is matched as written",
+        ));
+    }
+    if phrase.starts_with('#') {
+        return Err(Error::invalid("keyword", "this is a hashtag: listen for it as a hashtag instead"));
+    }
+    Ok(phrase)
+}
+
+/// Whether `text` (a post's text) says `keyword`: the phrase, in any case
+/// and whatever spaces or line breaks part its words, not inside a longer
+/// word at its start (so `acme` finds "Acme's" and "#acme" but not
+/// "Pacmen").
+pub fn says_keyword(text: &str, keyword: &str) -> bool {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    let keyword = keyword.to_lowercase();
+    text.match_indices(&keyword)
+        .any(|(at, _)| !text[..at].chars().next_back().is_some_and(char::is_alphanumeric))
 }
 
 /// A change to an item: either field, or both.
@@ -911,15 +974,24 @@ impl App {
         Ok(self.store.listening_queries(access.tenant_id, None).await?.into_iter().map(Into::into).collect())
     }
 
-    /// Saves a hashtag to listen for; its finds arrive from the next read
-    /// on (public posts from then, not the hashtag's history).
+    /// Saves a hashtag or keyword to listen for; its first read brings the
+    /// latest public posts it finds, later reads what is new.
     pub async fn create_listening_query(
         &self,
         access: &TenantAccess,
         req: CreateListeningQuery,
     ) -> Result<ListeningQueryView> {
         access.require(Permission::InboxWork)?;
-        let tag = hashtag(&req.hashtag)?;
+        let (kind, text) = match (&req.hashtag, &req.keyword) {
+            (Some(tag), None) => (HASHTAG, hashtag(tag)?),
+            (None, Some(word)) => (KEYWORD, keyword(word)?),
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid("keyword", "give a hashtag or a keyword, not both"));
+            }
+            (None, None) => {
+                return Err(Error::invalid("hashtag", "give a hashtag (or a keyword) to listen for"));
+            }
+        };
         let account = self.store.account(access.tenant_id, req.account_id).await?.ok_or_else(|| {
             Error::invalid("account_id", "no connected account of this organisation has this id")
         })?;
@@ -927,16 +999,33 @@ impl App {
             return Err(Error::invalid(
                 "account_id",
                 format!(
-                    "listening reads Mastodon and Bluesky hashtags today, not {}; choose a Mastodon or Bluesky account",
+                    "listening reads Mastodon and Bluesky today, not {}; choose a Mastodon or Bluesky account",
                     account.network.label()
                 ),
             ));
         }
-        if self.store.listening_queries(access.tenant_id, None).await?.len() >= MAX_QUERIES {
+        let saved = self.store.listening_queries(access.tenant_id, None).await?;
+        if saved.len() >= MAX_QUERIES {
             return Err(Error::Conflict {
                 code: "too_many_listening_queries",
                 message: format!(
-                    "an organisation listens for at most {MAX_QUERIES} hashtags; remove one first"
+                    "an organisation listens for at most {MAX_QUERIES} hashtags and keywords; remove one first"
+                ),
+            });
+        }
+        // Keywords match in any case, so "Acme" and "acme" are one query.
+        if kind == KEYWORD
+            && saved.iter().any(|q| {
+                q.account_id == account.id
+                    && q.kind == KEYWORD
+                    && q.query.to_lowercase() == text.to_lowercase()
+            })
+        {
+            return Err(Error::Conflict {
+                code: "listening_query_exists",
+                message: format!(
+                    "{} is listened for through this account already",
+                    listening_label(kind, &text)
                 ),
             });
         }
@@ -944,13 +1033,13 @@ impl App {
         let audit = access
             .audit(actions::LISTENING_QUERY_CREATE)
             .resource("listening_query", id)
-            .details(serde_json::json!({ "hashtag": tag, "account_id": account.id }));
+            .details(serde_json::json!({ "kind": kind, "query": text, "account_id": account.id }));
         let query = NewListeningQuery {
             id,
             tenant_id: access.tenant_id,
             account_id: account.id,
-            kind: "hashtag".into(),
-            query: tag,
+            kind: kind.into(),
+            query: text,
             created_by: access.caller.creator_id(),
         };
         self.store.create_listening_query(&query, &audit).await?;
@@ -967,5 +1056,47 @@ impl App {
         } else {
             Err(Error::NotFound("listening query"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_keyword_is_its_words_with_single_spaces_and_refused_with_the_fix() {
+        assert_eq!(keyword("  Acme \t Realty ").unwrap(), "Acme Realty");
+        assert_eq!(keyword("Zürich Häuser").unwrap(), "Zürich Häuser");
+        for (text, says) in [
+            ("a", "at least 2"),
+            ("   ", "at least 2"),
+            ("!!", "letter or digit"),
+            ("\"acme\"", "without quotes"),
+            ("#acme", "as a hashtag"),
+            (&"x".repeat(101), "at most 100"),
+        ] {
+            let message = keyword(text).unwrap_err().to_string();
+            assert!(message.contains(says), "{text:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_keyword_is_found_in_any_case_at_the_start_of_a_word() {
+        for text in [
+            "Acme Realty found us a flat",
+            "toured with ACME REALTY's team",
+            "#acme realty, again",
+            "(acme realty)",
+            "love acme realtyco",
+            "acme\n  realty",
+        ] {
+            assert!(says_keyword(text, "acme realty"), "{text}");
+        }
+        for text in ["Pacme realty", "realty acme", "acme-realty", ""] {
+            assert!(!says_keyword(text, "acme realty"), "{text}");
+        }
+        // A multi-byte letter before the match is part of the word.
+        assert!(!says_keyword("éacme realty", "acme realty"));
+        assert!(says_keyword("ÉCOLE acme", "école"));
     }
 }

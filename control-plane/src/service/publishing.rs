@@ -694,9 +694,13 @@ impl App {
         Ok(stored)
     }
 
-    /// Marketer's app on a Mastodon instance, registered on first use.
+    /// Marketer's app on a Mastodon instance, registered on first use, and
+    /// again when Marketer asks for other scopes than it was registered
+    /// with (an instance refuses a scope its app does not have).
     async fn mastodon_app(&self, instance: &str) -> Result<MastodonApp> {
-        if let Some(app) = self.store.mastodon_app(instance).await? {
+        if let Some(app) = self.store.mastodon_app(instance).await?
+            && app.scopes == mastodon::SCOPES
+        {
             return Ok(app);
         }
         let platforms = &self.publisher.platforms;
@@ -709,6 +713,7 @@ impl App {
             client_id,
             secret: sealed,
             redirect_uri: platforms.settings.redirect_uri(Network::Mastodon),
+            scopes: mastodon::SCOPES.to_owned(),
         };
         Ok(self.store.save_mastodon_app(&app, Timestamp::now()).await?)
     }

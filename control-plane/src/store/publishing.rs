@@ -440,6 +440,9 @@ pub struct MastodonApp {
     pub client_id: String,
     pub secret: Sealed,
     pub redirect_uri: String,
+    /// The scopes it was registered with; an app registered with fewer
+    /// than Marketer asks for now is registered again.
+    pub scopes: String,
 }
 
 #[async_trait]

@@ -23,8 +23,8 @@ use crate::api::ApiState;
 use crate::domain::Permission;
 use crate::publishing::platforms::reads_inbox;
 use crate::service::inbox::{
-    CreateListeningQuery, InboxItemView, InboxQuery, LeadFromItem, ReplyIn, UpdateInboxItem,
-    UpdateInboxSettings,
+    CreateListeningQuery, HASHTAG, InboxItemView, InboxQuery, KEYWORD, LeadFromItem, ReplyIn,
+    UpdateInboxItem, UpdateInboxSettings,
 };
 use crate::store::PageRequest;
 
@@ -36,7 +36,8 @@ struct Choice {
 
 struct QueryCard {
     id: Uuid,
-    hashtag: String,
+    /// `#openhouse`, or the keyword in quotes.
+    label: String,
     account: String,
     error: Option<String>,
     /// The inbox narrowed to what it found.
@@ -204,10 +205,13 @@ struct InboxTemplate {
     action_base: String,
     filter_action: String,
     queries: Vec<QueryCard>,
-    /// Accounts a hashtag can be listened for through (Mastodon, Bluesky).
+    /// Accounts a hashtag or keyword can be listened for through
+    /// (Mastodon, Bluesky).
     listen_accounts: Vec<Choice>,
+    /// Hashtag or keyword, the one last chosen selected.
+    listen_kinds: Vec<Choice>,
     errors: FormErrors,
-    typed_hashtag: String,
+    typed_query: String,
     /// The page's own address, to come back to after an action.
     here: String,
     /// Replies drafted by themselves, and the intents answered alone.
@@ -297,7 +301,7 @@ pub async fn page(
     page: TenantPage,
     Query(filters): Query<Filters>,
 ) -> Result<Response, UiError> {
-    show(&state, page, filters, FormErrors::default(), String::new(), CardAttempt::default()).await
+    show(&state, page, filters, FormErrors::default(), ListenForm::default(), CardAttempt::default()).await
 }
 
 async fn show(
@@ -305,7 +309,7 @@ async fn show(
     page: TenantPage,
     filters: Filters,
     errors: FormErrors,
-    typed_hashtag: String,
+    typed: ListenForm,
     attempt: CardAttempt,
 ) -> Result<Response, UiError> {
     page.access.require(Permission::InboxRead)?;
@@ -364,7 +368,7 @@ async fn show(
             author_handle: i.author_name.as_ref().map(|_| i.author_handle.clone()),
             kind: match (i.kind.as_str(), i.query_id.and_then(|q| queries.iter().find(|x| x.id == q))) {
                 ("reply", _) => "Reply to your post".to_owned(),
-                ("listening", Some(q)) => format!("Listening: #{}", q.hashtag),
+                ("listening", Some(q)) => format!("Listening: {}", q.label()),
                 ("listening", None) => "Listening".to_owned(),
                 _ => "Mention".to_owned(),
             },
@@ -470,7 +474,7 @@ async fn show(
             .iter()
             .map(|q| QueryCard {
                 id: q.id,
-                hashtag: q.hashtag.clone(),
+                label: q.label(),
                 account: format!("{} ({})", q.handle, q.network.label()),
                 error: q.error.clone(),
                 href: page.path(&format!("/inbox?status=all&kind=listening&query_id={}", q.id)),
@@ -481,8 +485,12 @@ async fn show(
             .filter(|a| reads_inbox(a.network))
             .map(|a| Choice { value: a.id.to_string(), label: a.handle.clone(), selected: false })
             .collect(),
+        listen_kinds: choices(
+            Some(typed.kind.as_str()),
+            &[(HASHTAG, "A hashtag"), (KEYWORD, "A keyword or brand name")],
+        ),
         errors,
-        typed_hashtag,
+        typed_query: typed.query,
         here,
         draft_replies: settings.draft_replies,
         auto_intents: AUTO_INTENTS
@@ -500,7 +508,7 @@ async fn show(
             .iter()
             .map(|a| {
                 let scope = match a.query_id.and_then(|q| queries.iter().find(|x| x.id == q)) {
-                    Some(q) => format!("#{} (through {})", q.hashtag, a.handle),
+                    Some(q) => format!("{} (through {})", q.label(), a.handle),
                     None => a.handle.clone(),
                 };
                 AlertCard {
@@ -526,11 +534,15 @@ async fn show(
 pub struct ListenForm {
     #[serde(default)]
     account_id: String,
+    /// `hashtag` or `keyword`.
     #[serde(default)]
-    hashtag: String,
+    kind: String,
+    #[serde(default)]
+    query: String,
 }
 
-/// Starts listening for a hashtag; a refusal is shown beside the form.
+/// Starts listening for a hashtag or keyword; a refusal is shown beside
+/// the form.
 pub async fn listen(State(state): State<ApiState>, submit: Submit<ListenForm>) -> Result<Response, UiError> {
     let Submit { page, form } = submit;
     let created = match Uuid::parse_str(form.account_id.trim()) {
@@ -538,7 +550,11 @@ pub async fn listen(State(state): State<ApiState>, submit: Submit<ListenForm>) -
             .app
             .create_listening_query(
                 &page.access,
-                CreateListeningQuery { account_id, hashtag: form.hashtag.clone() },
+                if form.kind == KEYWORD {
+                    CreateListeningQuery { account_id, hashtag: None, keyword: Some(form.query.clone()) }
+                } else {
+                    CreateListeningQuery { account_id, hashtag: Some(form.query.clone()), keyword: None }
+                },
             )
             .await
             .map_err(FormErrors::from_error),
@@ -550,9 +566,7 @@ pub async fn listen(State(state): State<ApiState>, submit: Submit<ListenForm>) -
     };
     match created {
         Ok(_) => Ok(see_other(&page.path("/inbox#listening"))),
-        Err(errors) => {
-            show(&state, page, Filters::default(), errors?, form.hashtag, CardAttempt::default()).await
-        }
+        Err(errors) => show(&state, page, Filters::default(), errors?, form, CardAttempt::default()).await,
     }
 }
 
@@ -592,7 +606,8 @@ pub async fn create_lead(
         Err(e) => {
             let errors = FormErrors::from_error(e)?;
             let attempt = CardAttempt { item: Some(id), form: "lead", errors, typed: form.email };
-            show(&state, page, Filters::default(), FormErrors::default(), String::new(), attempt).await
+            show(&state, page, Filters::default(), FormErrors::default(), ListenForm::default(), attempt)
+                .await
         }
     }
 }
@@ -668,7 +683,8 @@ pub async fn reply(
         Ok(_) => Ok(see_other(&format!("{}#item-{id}", back_to(&page, form.back)))),
         Err(errors) => {
             let attempt = CardAttempt { item: Some(id), form: "reply", errors: errors?, typed: form.text };
-            show(&state, page, Filters::default(), FormErrors::default(), String::new(), attempt).await
+            show(&state, page, Filters::default(), FormErrors::default(), ListenForm::default(), attempt)
+                .await
         }
     }
 }

@@ -163,8 +163,8 @@ pub struct ListeningQueryPath {
     pub listening_query_id: Uuid,
 }
 
-/// The organisation's listening queries: hashtags whose public posts land
-/// in the inbox as `listening` items.
+/// The organisation's listening queries: hashtags and keywords whose
+/// public posts land in the inbox as `listening` items.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/listening-queries", tag = "inbox",
     security(("bearer" = [])), params(("tenant_id" = Uuid, Path)),
     responses((status = 200, body = Vec<ListeningQueryView>), (status = 403, body = ErrorBody)))]
@@ -175,9 +175,13 @@ pub async fn list_queries(
     Ok(Json(state.app.listening_queries(&access).await?))
 }
 
-/// Listens for a hashtag through one of the organisation's Mastodon or
-/// Bluesky accounts (public posts from now on: on Mastodon its instance's,
-/// on Bluesky the AppView's search; the account's own posts are left out). At most 50. Audited.
+/// Listens for a hashtag (`hashtag`) or a keyword or brand name
+/// (`keyword`, matched in any case as a whole word or phrase) through one
+/// of the organisation's Mastodon or Bluesky accounts: public posts from
+/// now on (on Mastodon a hashtag's timeline on the account's instance and
+/// a keyword through its full-text search, which needs `read:search`; on
+/// Bluesky the AppView's search); the account's own posts are left out.
+/// At most 50. Audited.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/listening-queries", tag = "inbox",
     operation_id = actions::LISTENING_QUERY_CREATE, security(("bearer" = [])), params(("tenant_id" = Uuid, Path)),
     request_body = CreateListeningQuery,

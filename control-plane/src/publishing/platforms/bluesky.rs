@@ -20,7 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use super::{
-    Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, count,
+    Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Refreshed, Search, Sent, count,
     followers_at, limited_until, metrics_answer, present_among,
 };
 use crate::domain::Timestamp;
@@ -346,18 +346,22 @@ pub async fn inbox(
     .await
 }
 
-/// Posts with `#tag` (`app.bsky.feed.searchPosts`, newest first), newer
-/// than `cursor`; the account's own posts are left out.
-pub async fn hashtag(
+/// Posts a listening query finds (`app.bsky.feed.searchPosts`, newest
+/// first), newer than `cursor`; the account's own posts are left out, and
+/// so are near matches the search also finds ([`Search::finds`]).
+pub async fn listen(
     p: &Platforms,
     account: &SocialAccount,
     token: &SecretString,
-    tag: &str,
+    search: Search<'_>,
     cursor: Option<&str>,
 ) -> (Fetched, CallRecord) {
-    // Hashtags match in any case on Bluesky; lower case also suits search
-    // services that compare text as it is.
-    let q = format!("#{}", tag.to_lowercase());
+    let q = match search {
+        // Hashtags match in any case on Bluesky; lower case also suits
+        // search services that compare text as it is.
+        Search::Hashtag(tag) => format!("#{}", tag.to_lowercase()),
+        Search::Keyword(word) => word.to_owned(),
+    };
     walk_back(
         cursor,
         |page| {
@@ -373,7 +377,7 @@ pub async fn hashtag(
             if view["author"]["did"].as_str() == Some(account.external_id.as_str()) {
                 return None;
             }
-            post_item(account, view, &view["record"], "listening")
+            post_item(account, view, &view["record"], "listening").filter(|item| search.finds(&item.text))
         },
     )
     .await

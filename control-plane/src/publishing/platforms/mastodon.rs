@@ -10,16 +10,16 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Sent, count, followers_at,
-    limited_until, metrics_answer, present_among,
+    Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Search, Sent, count,
+    followers_at, limited_until, metrics_answer, present_among,
 };
 use crate::domain::Timestamp;
 use crate::store::{CollectedItem, SocialAccount, SocialPost};
 
-/// `read:notifications` for the inbox (mentions and replies); an account
-/// connected before the inbox existed lacks it, and its inbox asks for a
-/// reconnect.
-pub const SCOPES: &str = "read:accounts read:statuses read:notifications write:statuses";
+/// `read:notifications` for the inbox (mentions and replies) and
+/// `read:search` for keyword listening; an account connected before these
+/// existed lacks them, and its inbox (or query) asks for a reconnect.
+pub const SCOPES: &str = "read:accounts read:statuses read:notifications read:search write:statuses";
 
 /// Notifications a page holds (the instance's maximum is 80).
 pub const INBOX_PAGE: usize = 40;
@@ -251,34 +251,47 @@ fn status_item(status: &serde_json::Value, kind: &str) -> Option<CollectedItem> 
     })
 }
 
-/// Public statuses with a hashtag (`GET /api/v1/timelines/tag/{tag}`),
-/// paged forward from a cursor as the mentions are; the account's own
-/// statuses are left out.
-pub async fn hashtag(
+/// Public statuses a listening query finds, paged forward from a cursor as
+/// the mentions are; the account's own statuses are left out.
+///
+/// - A hashtag reads its timeline (`GET /api/v1/timelines/tag/{tag}`).
+/// - A keyword reads the instance's full-text search
+///   (`GET /api/v2/search?type=statuses`), which finds the statuses of
+///   people who let their posts be searched (Mastodon 4.2 and later) on
+///   an instance with search enabled. Near matches it also finds are left
+///   out ([`Search::finds`]).
+pub async fn listen(
     p: &Platforms,
     account: &SocialAccount,
     token: &SecretString,
-    tag: &str,
+    search: Search<'_>,
     cursor: Option<&str>,
 ) -> (Fetched, CallRecord) {
     let mut query = vec![("limit", INBOX_PAGE.to_string())];
     if let Some(cursor) = cursor {
         query.push(("min_id", cursor.to_owned()));
     }
-    let url = match with_segment(account, "/api/v1/timelines/tag/", tag) {
-        Ok(url) => url,
-        Err(failed) => return *failed,
+    let request = match search {
+        Search::Hashtag(tag) => match with_segment(account, "/api/v1/timelines/tag/", tag) {
+            Ok(url) => p.http().get(url),
+            Err(failed) => return *failed,
+        },
+        Search::Keyword(word) => {
+            query.extend([("q", word.to_owned()), ("type", "statuses".into()), ("resolve", "false".into())]);
+            p.http().get(format!("{}/api/v2/search", base(account)))
+        }
     };
-    let request = p.http().get(url).query(&query).bearer_auth(token.expose_secret());
-    let page = match listed(request).await {
+    let request = request.query(&query).bearer_auth(token.expose_secret());
+    let key = matches!(search, Search::Keyword(_)).then_some("statuses");
+    let (page, record) = match listed_in(request, key).await {
         Ok(page) => page,
         Err(failed) => return *failed,
     };
-    let (page, record) = page;
     let items = page
         .iter()
         .filter(|s| s["account"]["id"].as_str() != Some(account.external_id.as_str()))
         .filter_map(|s| status_item(s, "listening"))
+        .filter(|item| search.finds(&item.text))
         .collect();
     (forward(&page, items, cursor), record)
 }
@@ -350,6 +363,15 @@ fn with_segment(
 async fn listed(
     request: reqwest::RequestBuilder,
 ) -> Result<(Vec<serde_json::Value>, CallRecord), Box<(Fetched, CallRecord)>> {
+    listed_in(request, None).await
+}
+
+/// A listing request's page, the answer itself or its `key` field (a
+/// search's `statuses`), or what the engine must do.
+async fn listed_in(
+    request: reqwest::RequestBuilder,
+    key: Option<&str>,
+) -> Result<(Vec<serde_json::Value>, CallRecord), Box<(Fetched, CallRecord)>> {
     let answer = match Answer::fetch(request, "the instance").await {
         Ok(a) => a,
         Err(reason) => return Err(Box::new((Fetched::Failed { reason }, CallRecord::default()))),
@@ -357,8 +379,13 @@ async fn listed(
     let record = answer.record();
     let fetched = match answer.status {
         s if s.is_success() => {
-            return match answer.json() {
-                serde_json::Value::Array(page) => Ok((page, record)),
+            let body = answer.json();
+            let list = match key {
+                Some(key) => &body[key],
+                None => &body,
+            };
+            return match list {
+                serde_json::Value::Array(page) => Ok((page.clone(), record)),
                 _ => Err(Box::new((
                     Fetched::Failed { reason: "the instance answered with no list".into() },
                     record,
@@ -368,7 +395,7 @@ async fn listed(
         StatusCode::UNAUTHORIZED => Fetched::TokenExpired,
         StatusCode::FORBIDDEN => Fetched::Refused {
             reason: format!(
-                "the instance refused the read ({}); reconnect the account so it grants read:notifications",
+                "the instance refused the read ({}); reconnect the account so it grants read:notifications, read:statuses and read:search",
                 answer.message()
             ),
         },

@@ -24,9 +24,35 @@ use crate::domain::Timestamp;
 use crate::store::{Network, SocialAccount, SocialPost};
 
 /// Whether the inbox reads `network`: its mentions, replies to the
-/// account's posts and hashtag searches (and answers its items).
+/// account's posts and listening searches (hashtags and keywords) (and answers its items).
 pub fn reads_inbox(network: Network) -> bool {
     matches!(network, Network::Mastodon | Network::Bluesky)
+}
+
+/// What a listening query looks for.
+#[derive(Debug, Clone, Copy)]
+pub enum Search<'a> {
+    /// A hashtag, without `#`.
+    Hashtag(&'a str),
+    /// A word or phrase, in any case (`service::inbox::says_keyword`).
+    Keyword(&'a str),
+}
+
+impl<'a> Search<'a> {
+    /// A stored query's search: its kind (`hashtag` or `keyword`) and text.
+    pub fn of(kind: &str, query: &'a str) -> Self {
+        if kind == crate::service::inbox::KEYWORD { Search::Keyword(query) } else { Search::Hashtag(query) }
+    }
+
+    /// Whether a found post's text is what the query asks for: the
+    /// platforms' full-text search also finds near matches (stems, the
+    /// words apart), which are left out.
+    pub fn finds(&self, text: &str) -> bool {
+        match self {
+            Search::Hashtag(_) => true,
+            Search::Keyword(word) => crate::service::inbox::says_keyword(text, word),
+        }
+    }
 }
 
 /// A batch read's answer as [`Fetched::Present`]: the `field` (id or URI)
@@ -399,18 +425,19 @@ impl Platforms {
         }
     }
 
-    /// Public posts with `tag` since `cursor`, read through the account;
-    /// `None` where listening does not read the platform yet.
-    pub async fn hashtag(
+    /// Public posts a listening query finds since `cursor`, read through
+    /// the account (its own posts left out); `None` where listening does
+    /// not read the platform yet.
+    pub async fn listen(
         &self,
         account: &SocialAccount,
         token: &SecretString,
-        tag: &str,
+        search: Search<'_>,
         cursor: Option<&str>,
     ) -> Option<(Fetched, CallRecord)> {
         match account.network {
-            Network::Mastodon => Some(mastodon::hashtag(self, account, token, tag, cursor).await),
-            Network::Bluesky => Some(bluesky::hashtag(self, account, token, tag, cursor).await),
+            Network::Mastodon => Some(mastodon::listen(self, account, token, search, cursor).await),
+            Network::Bluesky => Some(bluesky::listen(self, account, token, search, cursor).await),
             Network::X | Network::Linkedin | Network::Facebook | Network::Instagram => None,
         }
     }

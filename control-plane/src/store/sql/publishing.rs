@@ -219,6 +219,7 @@ struct MastodonAppRow {
     secret_ciphertext: Vec<u8>,
     secret_nonce: Vec<u8>,
     redirect_uri: String,
+    scopes: String,
 }
 
 fn ids_json(ids: Option<&Vec<Uuid>>) -> Result<Option<String>> {
@@ -1245,8 +1246,8 @@ where
 
     async fn mastodon_app(&self, instance_url: &str) -> Result<Option<MastodonApp>> {
         let row: Option<MastodonAppRow> = sqlx::query_as(
-            "SELECT instance_url, client_id, secret_ciphertext, secret_nonce, redirect_uri FROM mastodon_apps \
-             WHERE instance_url = $1",
+            "SELECT instance_url, client_id, secret_ciphertext, secret_nonce, redirect_uri, scopes \
+             FROM mastodon_apps WHERE instance_url = $1",
         )
         .bind(instance_url)
         .fetch_optional(&self.read)
@@ -1256,19 +1257,24 @@ where
             client_id: r.client_id,
             secret: Sealed { ciphertext: r.secret_ciphertext, nonce: r.secret_nonce },
             redirect_uri: r.redirect_uri,
+            scopes: r.scopes,
         }))
     }
 
     async fn save_mastodon_app(&self, app: &MastodonApp, now: Timestamp) -> Result<MastodonApp> {
         sqlx::query(
             "INSERT INTO mastodon_apps (instance_url, client_id, secret_ciphertext, secret_nonce, redirect_uri, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (instance_url) DO NOTHING",
+             scopes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (instance_url) DO UPDATE SET \
+             client_id = excluded.client_id, secret_ciphertext = excluded.secret_ciphertext, \
+             secret_nonce = excluded.secret_nonce, redirect_uri = excluded.redirect_uri, scopes = excluded.scopes, \
+             created_at = excluded.created_at WHERE mastodon_apps.scopes <> excluded.scopes",
         )
         .bind(app.instance_url.clone())
         .bind(app.client_id.clone())
         .bind(app.secret.ciphertext.clone())
         .bind(app.secret.nonce.clone())
         .bind(app.redirect_uri.clone())
+        .bind(app.scopes.clone())
         .bind(now)
         .execute(&self.write)
         .await?;
