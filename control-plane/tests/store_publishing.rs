@@ -3,8 +3,8 @@
 //! sealed tokens (a refresh without a refresh token keeps the stored one),
 //! the refresh lock, posts claimed by one replica at a time, outcomes
 //! recorded only by the lease holder, a platform's limit on the whole app,
-//! unapproved posts held at their time instead of published, and tenant
-//! isolation.
+//! unapproved posts held at their time instead of published, Mastodon
+//! apps registered again only for other scopes, and tenant isolation.
 
 mod common;
 
@@ -13,7 +13,7 @@ use common::fixtures::*;
 use marketer_control_plane::cloud::crypto::Sealed;
 use marketer_control_plane::domain::{Timestamp, new_id};
 use marketer_control_plane::store::{
-    AccountStatus, Network, NewAccount, NewPost, PostFilter, PostPatch, PostStatus, PublishResult,
+    AccountStatus, MastodonApp, Network, NewAccount, NewPost, PostFilter, PostPatch, PostStatus, PublishResult,
     SealedTokens, StoreError, TokenRefresh,
 };
 use uuid::Uuid;
@@ -26,6 +26,7 @@ on_both_backends!(
     another_tenants_accounts_and_posts_are_not_found,
     a_platforms_app_limit_holds_its_posts_until_it_ends,
     a_post_not_approved_at_its_time_is_held_never_published,
+    a_mastodon_app_is_replaced_only_by_one_with_other_scopes,
 );
 
 fn sealed(byte: u8) -> Sealed {
@@ -341,4 +342,26 @@ async fn a_post_not_approved_at_its_time_is_held_never_published(db: &TestDb) {
     };
     store.update_post(tenant, unapproved.id, &again, &audit("post.update", Some(tenant))).await.unwrap();
     assert!(store.hold_post(unapproved.id, "late", &audit("post.hold", Some(tenant))).await.unwrap());
+}
+
+async fn a_mastodon_app_is_replaced_only_by_one_with_other_scopes(db: &TestDb) {
+    let store = db.store.as_ref();
+    let app = |client: &str, scopes: &str| MastodonApp {
+        instance_url: "https://social.example".into(),
+        client_id: client.into(),
+        secret: sealed(1),
+        redirect_uri: "https://marketer.example/oauth/mastodon".into(),
+        scopes: scopes.into(),
+    };
+    let now = Timestamp::now();
+    let first = store.save_mastodon_app(&app("old", "read write:statuses"), now).await.unwrap();
+    assert_eq!(first.client_id, "old");
+    // Registered again for more scopes: the new app replaces it.
+    let second = store.save_mastodon_app(&app("new", "read read:search write:statuses"), now).await.unwrap();
+    assert_eq!((second.client_id.as_str(), second.scopes.as_str()), ("new", "read read:search write:statuses"));
+    // Another replica registered at the same time with the same scopes:
+    // the first one stored stays, and both use it.
+    let raced = store.save_mastodon_app(&app("racer", "read read:search write:statuses"), now).await.unwrap();
+    assert_eq!(raced.client_id, "new");
+    assert_eq!(store.mastodon_app("https://social.example").await.unwrap().unwrap().client_id, "new");
 }
