@@ -13,8 +13,8 @@ use common::fixtures::*;
 use marketer_control_plane::cloud::crypto::Sealed;
 use marketer_control_plane::domain::{Timestamp, new_id};
 use marketer_control_plane::store::{
-    AccountStatus, MastodonApp, Network, NewAccount, NewPost, PostFilter, PostPatch, PostStatus, PublishResult,
-    SealedTokens, StoreError, TokenRefresh,
+    AccountStatus, MastodonApp, Network, NewAccount, NewPost, PostFilter, PostPatch, PostStatus,
+    PublishResult, SealedTokens, StoreError, TokenRefresh,
 };
 use uuid::Uuid;
 
@@ -358,7 +358,10 @@ async fn a_mastodon_app_is_replaced_only_by_one_with_other_scopes(db: &TestDb) {
     assert_eq!(first.client_id, "old");
     // Registered again for more scopes: the new app replaces it.
     let second = store.save_mastodon_app(&app("new", "read read:search write:statuses"), now).await.unwrap();
-    assert_eq!((second.client_id.as_str(), second.scopes.as_str()), ("new", "read read:search write:statuses"));
+    assert_eq!(
+        (second.client_id.as_str(), second.scopes.as_str()),
+        ("new", "read read:search write:statuses")
+    );
     // Another replica registered at the same time with the same scopes:
     // the first one stored stays, and both use it.
     let raced = store.save_mastodon_app(&app("racer", "read read:search write:statuses"), now).await.unwrap();

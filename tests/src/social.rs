@@ -134,7 +134,8 @@ pub struct Post {
     pub deleted: bool,
     /// When the request that created it arrived.
     pub received_at: Instant,
-    /// Mastodon: the status it answers (`in_reply_to_id`).
+    /// Mastodon and X: the post it answers (`in_reply_to_id`,
+    /// `reply.in_reply_to_tweet_id`).
     pub in_reply_to: Option<String>,
 }
 
@@ -207,6 +208,9 @@ struct Inner {
     /// Mastodon: `GET /api/v1/statuses?id[]=` answers `[]`, as a server
     /// that does not know the batch read might.
     ids_ignored: bool,
+    /// X: posts by other people (mentions, replies to the account's posts,
+    /// what search finds), oldest first, each with its author.
+    x_others: Vec<(Value, Value)>,
 }
 
 /// A running fake. Dropping it stops the server.
@@ -251,7 +255,9 @@ impl FakeSocial {
             .route("/i/oauth2/authorize", get(x_authorize))
             .route("/2/oauth2/token", post(x_token))
             .route("/2/users/me", get(x_me))
-            .route("/2/tweets", post(x_create))
+            .route("/2/tweets", post(x_create).get(x_tweets_by_id))
+            .route("/2/users/{id}/mentions", get(x_mentions))
+            .route("/2/tweets/search/recent", get(x_search))
             .route("/2/tweets/{id}", delete(x_delete).get(x_tweet))
             .route("/2/users/{id}/tweets", get(x_timeline))
             .route("/api/v1/apps", post(m_apps))
@@ -436,7 +442,47 @@ impl FakeSocial {
         status_id
     }
 
-    /// Mastodon: the author of a mention or a tagged status deletes it.
+    /// X: someone else posts `text`, answering `in_reply_to` (a post id,
+    /// the account's or another's) if given. Returns the post's id.
+    pub fn x_says(&self, author: &str, text: &str, in_reply_to: Option<&str>) -> String {
+        let mut inner = self.inner.lock().unwrap();
+        // X's ids: the milliseconds since its epoch (2010-11-04), shifted;
+        // growing.
+        let ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000 - 1_288_834_974_657) as u64;
+        let last =
+            inner.x_others.last().and_then(|(t, _)| t["id"].as_str()?.parse::<u64>().ok()).unwrap_or(0);
+        let id = ((ms << 22).max(last + 1)).to_string();
+        let author_id = format!("7700{:06}", author.bytes().map(u32::from).sum::<u32>());
+        let mut post = json!({
+            "id": id,
+            "text": text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;"),
+            "author_id": author_id,
+            "conversation_id": id,
+            "created_at": OffsetDateTime::now_utc().format(&Rfc3339).unwrap(),
+            "edit_history_tweet_ids": [id],
+        });
+        if let Some(parent) = in_reply_to {
+            let ours =
+                inner.posts.get(&Net::X).and_then(|p| p.iter().find(|p| p.id == parent)).map(|p| p.user);
+            let theirs = inner.x_others.iter().find(|(t, _)| t["id"] == parent);
+            let (parent_author, conversation) = match (ours, theirs) {
+                (Some(user), _) => (x_user(user).0, parent.to_owned()),
+                (None, Some((t, _))) => (
+                    t["author_id"].as_str().unwrap_or_default().to_owned(),
+                    t["conversation_id"].as_str().unwrap_or(parent).to_owned(),
+                ),
+                (None, None) => panic!("no X post {parent} to answer"),
+            };
+            post["in_reply_to_user_id"] = json!(parent_author);
+            post["conversation_id"] = json!(conversation);
+            post["referenced_tweets"] = json!([{ "type": "replied_to", "id": parent }]);
+        }
+        let user = json!({ "id": author_id, "username": author, "name": format!("{author} (X)") });
+        inner.x_others.push((post, user));
+        id
+    }
+
+    /// Mastodon or X: the author of a mention or a tagged status deletes it.
     pub fn delete_status(&self, status_id: &str) {
         self.inner.lock().unwrap().deleted_statuses.insert(status_id.to_owned());
     }
@@ -1054,7 +1100,8 @@ async fn x_create(
     Json(body): Json<Value>,
 ) -> Response {
     let text = body["text"].as_str().unwrap_or_default().to_owned();
-    answer(create(&inner, Net::X, bearer(&headers), text, None, None)).await
+    let in_reply_to = body["reply"]["in_reply_to_tweet_id"].as_str().map(str::to_owned);
+    answer(create(&inner, Net::X, bearer(&headers), text, None, in_reply_to)).await
 }
 
 async fn x_delete(
@@ -1514,6 +1561,149 @@ async fn m_tag_timeline(
         .filter(|(t, s)| *t == tag && s["id"].as_str().is_none_or(|id| !inner.deleted_statuses.contains(id)))
         .map(|(_, s)| s);
     Json(Value::Array(mastodon_page(tagged, |k| q.get(k).cloned(), limit))).into_response()
+}
+
+/// X: the posts of others `keep` picks, newest first, newer than
+/// `since_id`, a page of `max_results` from the offset in `page_param`, as
+/// X answers a list: `data` (left out when empty), `includes.users`, and
+/// `meta` with `next_token` while more remain.
+fn x_list(
+    inner: &Inner,
+    q: &HashMap<String, String>,
+    page_param: &str,
+    least: usize,
+    keep: impl Fn(&Value) -> bool,
+) -> Response {
+    let since: u64 = q.get("since_id").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let max: usize = q.get("max_results").and_then(|m| m.parse().ok()).unwrap_or(10).clamp(least, 100);
+    let offset: usize = q.get(page_param).and_then(|t| t.parse().ok()).unwrap_or(0);
+    let found: Vec<&(Value, Value)> = inner
+        .x_others
+        .iter()
+        .rev()
+        .filter(|(t, _)| t["id"].as_str().is_some_and(|id| !inner.deleted_statuses.contains(id)))
+        .filter(|(t, _)| t["id"].as_str().and_then(|id| id.parse::<u64>().ok()).unwrap_or(0) > since)
+        .filter(|(t, _)| keep(t))
+        .collect();
+    let page: Vec<&(Value, Value)> = found.iter().skip(offset).take(max).copied().collect();
+    let mut meta = json!({ "result_count": page.len() });
+    if let (Some(first), Some(last)) = (page.first(), page.last()) {
+        meta["newest_id"] = first.0["id"].clone();
+        meta["oldest_id"] = last.0["id"].clone();
+    }
+    if offset + max < found.len() {
+        meta["next_token"] = json!((offset + max).to_string());
+    }
+    let mut body = json!({ "meta": meta });
+    if !page.is_empty() {
+        body["data"] = Value::Array(page.iter().map(|(t, _)| t.clone()).collect());
+        let mut users: Vec<Value> = Vec::new();
+        for (_, u) in &page {
+            if !users.contains(u) {
+                users.push(u.clone());
+            }
+        }
+        body["includes"] = json!({ "users": users });
+    }
+    Json(body).into_response()
+}
+
+/// `GET /2/users/{id}/mentions`: others' posts naming the user or
+/// answering their posts, newest first (`pagination_token`).
+async fn x_mentions(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let inner = inner.lock().unwrap();
+    let user = match authorised(&inner, Net::X, &headers) {
+        Ok(user) => user,
+        Err(answer) => return *answer,
+    };
+    let (user_id, username) = x_user(user);
+    if id != user_id {
+        return problem(StatusCode::NOT_FOUND, "Not Found Error", "Could not find user");
+    }
+    let named = format!("@{}", username.to_lowercase());
+    x_list(&inner, &q, "pagination_token", 5, |t| {
+        t["in_reply_to_user_id"] == user_id.as_str()
+            || t["text"].as_str().is_some_and(|text| text.to_lowercase().contains(&named))
+    })
+}
+
+/// `GET /2/tweets/search/recent?query=…`: others' posts with every term
+/// of the query in any case (a quoted phrase as written, `#tag`, words;
+/// operators such as `-is:retweet` are accepted and change nothing here),
+/// newest first (`next_token`).
+async fn x_search(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::X, &headers) {
+        return *answer;
+    }
+    let Some(query) = q.get("query").filter(|q| !q.trim().is_empty()) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Invalid Request",
+            "The `query` query parameter can not be empty",
+        );
+    };
+    let mut terms: Vec<String> = Vec::new();
+    for (i, part) in query.split('"').enumerate() {
+        if i % 2 == 1 {
+            terms.push(part.to_lowercase());
+        } else {
+            terms.extend(part.split_whitespace().filter(|w| !w.starts_with('-')).map(str::to_lowercase));
+        }
+    }
+    x_list(&inner, &q, "next_token", 10, |t| {
+        let text = t["text"].as_str().unwrap_or_default().to_lowercase();
+        terms.iter().all(|term| text.contains(term.as_str()))
+    })
+}
+
+/// `GET /2/tweets?ids=…`: the posts that exist, and a `resource-not-found`
+/// error for each one that does not (200 all the same).
+async fn x_tweets_by_id(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let inner = inner.lock().unwrap();
+    if let Err(answer) = authorised(&inner, Net::X, &headers) {
+        return *answer;
+    }
+    let mut data = Vec::new();
+    let mut errors = Vec::new();
+    for id in q.get("ids").map(String::as_str).unwrap_or_default().split(',').filter(|i| !i.is_empty()) {
+        let ours = inner.posts.get(&Net::X).and_then(|p| p.iter().find(|p| p.id == id && !p.deleted));
+        let theirs = inner
+            .x_others
+            .iter()
+            .find(|(t, _)| t["id"] == id)
+            .filter(|_| !inner.deleted_statuses.contains(id));
+        match (ours, theirs) {
+            (Some(p), _) => data.push(json!({ "id": p.id, "text": p.text })),
+            (None, Some((t, _))) => data.push(t.clone()),
+            (None, None) => errors.push(json!({
+                "value": id, "detail": format!("Could not find tweet with ids: [{id}]."), "title": "Not Found Error",
+                "resource_type": "tweet", "parameter": "ids", "resource_id": id,
+                "type": "https://api.twitter.com/2/problems/resource-not-found",
+            })),
+        }
+    }
+    let mut body = json!({});
+    if !data.is_empty() {
+        body["data"] = Value::Array(data);
+    }
+    if !errors.is_empty() {
+        body["errors"] = Value::Array(errors);
+    }
+    Json(body).into_response()
 }
 
 /// `GET /api/v2/search?type=statuses&q=…`: public statuses (tagged or

@@ -1025,6 +1025,136 @@ async fn the_inbox_reads_mentions_and_replies_once_on_postgres() {
     the_inbox_reads_mentions_and_replies_once(true).await;
 }
 
+/// The inbox on X (the local server speaks X API v2): mentions and
+/// replies to the account's posts, more than a page of them in one round,
+/// land once each, linked to what they answer; a hashtag and a keyword
+/// are listened for through recent search (near matches and the account's
+/// own posts left out); a reply from the inbox is one post answering the
+/// item; a post deleted on X is marked, its text kept.
+#[tokio::test]
+async fn the_inbox_reads_x_mentions_replies_and_searches_once() {
+    let env = [("MARKETER_INBOX_POLL_MS", "200")];
+    let Some(setup) = Setup::start_with(false, &env).await else { return };
+    let x = setup.connect("x").await;
+    let account_id = x["id"].as_str().unwrap().to_owned();
+    let post = setup.schedule_now(&x, "Open house on Saturday, 10 to 2").await;
+    let post_id = post["id"].as_str().unwrap().to_owned();
+    let published = setup.wait_status(&post_id, "published", Duration::from_secs(15)).await;
+    let tweet = published["platform_post_id"].as_str().unwrap().to_owned();
+    for body in [
+        json!({ "account_id": account_id, "hashtag": "OpenHouse" }),
+        json!({ "account_id": account_id, "keyword": "Acme Realty" }),
+    ] {
+        let (status, query) = setup.call(Method::POST, "/listening-queries", Some(body)).await;
+        assert_eq!(status, 201, "{query}");
+    }
+    let (_, queries) = setup.call(Method::GET, "/listening-queries", None).await;
+    let query_of = |kind: &str| {
+        queries.as_array().unwrap().iter().find(|q| q["kind"] == kind).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (hashtag_id, keyword_id) = (query_of("hashtag"), query_of("keyword"));
+    // The first reads have happened (nothing yet): what comes now is all read.
+    eventually(Duration::from_secs(10), "the first reads", || async {
+        let requests = setup.social.requests();
+        let mentions = requests.iter().any(|r| r.starts_with("GET /2/users/") && r.ends_with("/mentions"));
+        (mentions && requests.iter().filter(|r| *r == "GET /2/tweets/search/recent").count() >= 2)
+            .then_some(())
+    })
+    .await;
+
+    let username = marketer_tests::social::x_user(0).1;
+    let alice = setup.social.x_says(
+        "alice",
+        &format!("@{username} Is parking free? <asking> & thanks"),
+        Some(&tweet),
+    );
+    setup.social.x_says("carol", &format!("@alice @{username} same question"), Some(&alice));
+    for n in 0..104 {
+        setup.social.x_says("bob", &format!("@{username} mention number {n}"), None);
+    }
+    let tagged = setup.social.x_says("dana", "Going to the #openhouse tomorrow", None);
+    setup.social.x_says("erin", "Pacme realtyish is not a brand", None);
+    let named = setup.social.x_says("frank", "Toured a loft with ACME Realty today", None);
+    let all = eventually(Duration::from_secs(20), "108 inbox items", || async {
+        let (status, page) = setup.call(Method::GET, "/inbox?limit=200", None).await;
+        assert_eq!(status, 200, "{page}");
+        (page["items"].as_array().unwrap().len() >= 108).then_some(page)
+    })
+    .await;
+    assert!(all["failing"].as_array().unwrap().is_empty(), "{all}");
+    let items = all["items"].as_array().unwrap();
+    assert_eq!(items.len(), 108, "each once, the near match left out");
+    let by = |id: &str| {
+        items.iter().find(|i| i["platform_item_id"] == id).unwrap_or_else(|| panic!("{id}")).clone()
+    };
+    let alices = by(&alice);
+    assert_eq!((alices["kind"].as_str(), alices["network"].as_str()), (Some("reply"), Some("x")));
+    assert_eq!(alices["post_id"], post_id.as_str(), "linked to the post it answers");
+    assert_eq!(alices["in_reply_to"], tweet.as_str());
+    assert_eq!(alices["author_handle"], "@alice");
+    assert_eq!(alices["author_name"], "alice (X)");
+    assert_eq!(
+        alices["text"],
+        format!("@{username} Is parking free? <asking> & thanks"),
+        "X's entities decoded"
+    );
+    assert_eq!(alices["url"], format!("https://x.com/alice/status/{alice}"));
+    let carols = items.iter().find(|i| i["author_handle"] == "@carol").unwrap();
+    assert_eq!(carols["kind"], "mention", "a reply to someone else that names the account");
+    assert_eq!(carols["thread"], alices["thread"], "in Alice's thread");
+    assert_eq!(
+        (by(&tagged)["kind"].as_str(), by(&tagged)["query_id"].as_str()),
+        (Some("listening"), Some(hashtag_id.as_str()))
+    );
+    assert_eq!(by(&named)["query_id"], keyword_id.as_str());
+    assert!(
+        setup
+            .social
+            .requests()
+            .iter()
+            .filter(|r| r.starts_with("GET /2/users/") && r.ends_with("/mentions"))
+            .count()
+            >= 2,
+        "more than a page read"
+    );
+
+    // Answered from the inbox: one post on X, answering Alice's.
+    let path = format!("/inbox/{}/reply", alices["id"].as_str().unwrap());
+    let (status, answered) =
+        setup.call(Method::POST, &path, Some(json!({ "text": "Yes, parking is free." }))).await;
+    assert_eq!(status, 201, "{answered}");
+    let reply_post = answered["reply"]["post_id"].as_str().unwrap().to_owned();
+    let sent = setup.wait_status(&reply_post, "published", Duration::from_secs(15)).await;
+    let on_x: Vec<_> = setup
+        .social
+        .posts(Net::X)
+        .into_iter()
+        .filter(|p| p.in_reply_to.as_deref() == Some(alice.as_str()))
+        .collect();
+    assert_eq!(on_x.len(), 1, "{on_x:?}");
+    assert_eq!(on_x[0].id, sent["platform_post_id"].as_str().unwrap());
+    assert_eq!(on_x[0].text, "@alice Yes, parking is free.");
+
+    // Alice deletes her post: marked, its text kept, not answerable again.
+    setup.social.delete_status(&alice);
+    let item = format!("/inbox/{}", alices["id"].as_str().unwrap());
+    let deleted = eventually(Duration::from_secs(30), "Alice's deleted post to be marked", || async {
+        let (_, item) = setup.call(Method::GET, &item, None).await;
+        item["deleted_at"].is_string().then_some(item)
+    })
+    .await;
+    assert_eq!(deleted["text"], alices["text"]);
+    assert!(setup.social.requests().iter().any(|r| r == "GET /2/tweets"), "looked at with the batch read");
+    let (_, page) = setup.call(Method::GET, "/inbox?limit=200", None).await;
+    let marked = page["items"].as_array().unwrap().iter().filter(|i| i["deleted_at"].is_string()).count();
+    assert_eq!(marked, 1, "only Alice's");
+    assert_eq!(page["items"].as_array().unwrap().len(), 108, "later rounds add nothing");
+    setup.finish().await;
+}
+
 async fn unknown_outcomes_are_reconciled_without_a_second_post(postgres: bool) {
     let Some(setup) = Setup::start(postgres).await else { return };
     let x = setup.connect("x").await;

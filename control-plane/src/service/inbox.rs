@@ -999,7 +999,7 @@ impl App {
             return Err(Error::invalid(
                 "account_id",
                 format!(
-                    "listening reads Mastodon and Bluesky today, not {}; choose a Mastodon or Bluesky account",
+                    "listening reads Mastodon, Bluesky and X today, not {}; choose a Mastodon, Bluesky or X account",
                     account.network.label()
                 ),
             ));

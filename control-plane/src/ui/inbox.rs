@@ -560,7 +560,7 @@ pub async fn listen(State(state): State<ApiState>, submit: Submit<ListenForm>) -
             .map_err(FormErrors::from_error),
         Err(_) => {
             let mut errors = FormErrors::default();
-            errors.add("account_id", "choose a Mastodon or Bluesky account");
+            errors.add("account_id", "choose a Mastodon, Bluesky or X account");
             Err(Ok(errors))
         }
     };

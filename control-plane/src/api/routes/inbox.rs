@@ -177,7 +177,7 @@ pub async fn list_queries(
 
 /// Listens for a hashtag (`hashtag`) or a keyword or brand name
 /// (`keyword`, matched in any case as a whole word or phrase) through one
-/// of the organisation's Mastodon or Bluesky accounts: public posts from
+/// of the organisation's Mastodon, Bluesky or X accounts: public posts from
 /// now on (on Mastodon a hashtag's timeline on the account's instance and
 /// a keyword through its full-text search, which needs `read:search`; on
 /// Bluesky the AppView's search); the account's own posts are left out.

@@ -26,7 +26,7 @@ use crate::store::{Network, SocialAccount, SocialPost};
 /// Whether the inbox reads `network`: its mentions, replies to the
 /// account's posts and listening searches (hashtags and keywords) (and answers its items).
 pub fn reads_inbox(network: Network) -> bool {
-    matches!(network, Network::Mastodon | Network::Bluesky)
+    matches!(network, Network::Mastodon | Network::Bluesky | Network::X)
 }
 
 /// What a listening query looks for.
@@ -406,7 +406,8 @@ impl Platforms {
         match account.network {
             Network::Mastodon => Some(mastodon::inbox(self, account, token, cursor).await),
             Network::Bluesky => Some(bluesky::inbox(self, account, token, cursor).await),
-            Network::X | Network::Linkedin | Network::Facebook | Network::Instagram => None,
+            Network::X => Some(x::inbox(self, account, token, cursor).await),
+            Network::Linkedin | Network::Facebook | Network::Instagram => None,
         }
     }
 
@@ -421,7 +422,8 @@ impl Platforms {
         match account.network {
             Network::Mastodon => Some(mastodon::still_there(self, account, token, ids).await),
             Network::Bluesky => Some(bluesky::still_there(self, account, token, ids).await),
-            Network::X | Network::Linkedin | Network::Facebook | Network::Instagram => None,
+            Network::X => Some(x::still_there(self, token, ids).await),
+            Network::Linkedin | Network::Facebook | Network::Instagram => None,
         }
     }
 
@@ -438,7 +440,8 @@ impl Platforms {
         match account.network {
             Network::Mastodon => Some(mastodon::listen(self, account, token, search, cursor).await),
             Network::Bluesky => Some(bluesky::listen(self, account, token, search, cursor).await),
-            Network::X | Network::Linkedin | Network::Facebook | Network::Instagram => None,
+            Network::X => Some(x::listen(self, account, token, search, cursor).await),
+            Network::Linkedin | Network::Facebook | Network::Instagram => None,
         }
     }
 

@@ -1,16 +1,18 @@
 //! X API v2 (`../shared/reference/social/x.md`): OAuth 2.0 with PKCE and
-//! rotating refresh tokens, `POST /2/tweets`, the user's timeline to find a
-//! post after an unknown outcome (X has no idempotency key), deletion.
+//! rotating refresh tokens, `POST /2/tweets` (replies too), the user's
+//! timeline to find a post after an unknown outcome (X has no idempotency
+//! key), deletion; for the inbox, the account's mentions, recent search
+//! for listening, and the batch read that finds deleted posts.
 
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Refreshed, Sent, count,
-    followers_at, limited_until, metrics_answer, oauth_refreshed, oauth_tokens,
+    Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Refreshed, Search, Sent, count,
+    followers_at, limited_until, metrics_answer, oauth_refreshed, oauth_tokens, present_among,
 };
 use crate::domain::Timestamp;
-use crate::store::{SocialAccount, SocialPost};
+use crate::store::{CollectedItem, SocialAccount, SocialPost};
 
 pub const SCOPES: &str = "tweet.read tweet.write users.read offline.access";
 
@@ -28,11 +30,11 @@ fn token_problem(a: &Answer) -> bool {
 }
 
 pub async fn publish(p: &Platforms, token: &SecretString, post: &SocialPost) -> (Sent, CallRecord) {
-    let request = p
-        .http()
-        .post(api(p, "/2/tweets"))
-        .bearer_auth(token.expose_secret())
-        .json(&serde_json::json!({ "text": post.text }));
+    let request =
+        p.http().post(api(p, "/2/tweets")).bearer_auth(token.expose_secret()).json(&match &post.reply_to {
+            Some(id) => serde_json::json!({ "text": post.text, "reply": { "in_reply_to_tweet_id": id } }),
+            None => serde_json::json!({ "text": post.text }),
+        });
     let answer = match Answer::send_once(request).await {
         Ok(a) => a,
         Err(failed) => return failed,
@@ -308,4 +310,219 @@ pub async fn exchange(p: &Platforms, code: &str, verifier: &str) -> Result<(Gran
     let granted = oauth_tokens(&answer.json()).ok_or("X answered without an access token")?;
     let profile = me(p, &granted.access).await.map_err(|h| format!("X did not show the account: {h:?}"))?;
     Ok((granted, profile))
+}
+
+// ----- The inbox ---------------------------------------------------------------
+
+/// Posts per page of mentions or search (X's most).
+pub const INBOX_PAGE: usize = 100;
+/// Pages one round reads at most; more is logged and left to later rounds
+/// (newer posts are read first, so what is left is the oldest of a flood).
+const INBOX_PAGES: usize = 5;
+/// The fields an inbox item is made of.
+const TWEET_FIELDS: &str = "created_at,author_id,conversation_id,in_reply_to_user_id,referenced_tweets";
+
+/// Mentions of the account (`GET /2/users/{id}/mentions`), which include
+/// replies to its posts (X starts a reply with the handle it answers),
+/// newer than `cursor` (a post id).
+pub async fn inbox(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    cursor: Option<&str>,
+) -> (Fetched, CallRecord) {
+    let url = api(p, &format!("/2/users/{}/mentions", account.external_id));
+    read_newest(p, account, token, &url, &[], "pagination_token", cursor, |tweet, users| {
+        let replying_to_us = tweet["in_reply_to_user_id"].as_str() == Some(account.external_id.as_str());
+        tweet_item(tweet, users, if replying_to_us { "reply" } else { "mention" })
+    })
+    .await
+}
+
+/// Recent public posts a listening query finds
+/// (`GET /2/tweets/search/recent`: the last seven days, on an X app whose
+/// access level includes search), newer than `cursor`; reposts and the
+/// account's own posts are left out, and so are near matches.
+pub async fn listen(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    search: Search<'_>,
+    cursor: Option<&str>,
+) -> (Fetched, CallRecord) {
+    let query = match search {
+        Search::Hashtag(tag) => format!("#{tag} -is:retweet"),
+        Search::Keyword(word) => format!("\"{word}\" -is:retweet"),
+    };
+    let url = api(p, "/2/tweets/search/recent");
+    read_newest(p, account, token, &url, &[("query", query)], "next_token", cursor, |tweet, users| {
+        if tweet["author_id"].as_str() == Some(account.external_id.as_str()) {
+            return None;
+        }
+        tweet_item(tweet, users, "listening").filter(|item| search.finds(&item.text))
+    })
+    .await
+}
+
+/// Reads a newest-first list of posts newer than `cursor` (`since_id`),
+/// page by page (`page_param` carries the `meta.next_token`), into what
+/// `item` makes of each post, the newest id being the next cursor. A first
+/// read (no cursor) reads one page: the latest, not the account's history.
+#[allow(clippy::too_many_arguments)]
+async fn read_newest(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    url: &str,
+    params: &[(&str, String)],
+    page_param: &str,
+    cursor: Option<&str>,
+    item: impl Fn(&serde_json::Value, &[serde_json::Value]) -> Option<CollectedItem>,
+) -> (Fetched, CallRecord) {
+    let mut items = Vec::new();
+    let mut newest: Option<String> = None;
+    let mut page: Option<String> = None;
+    let mut last = CallRecord::default();
+    for round in 0..INBOX_PAGES {
+        let mut query: Vec<(&str, String)> = params.to_vec();
+        query.extend([
+            ("max_results", INBOX_PAGE.to_string()),
+            ("tweet.fields", TWEET_FIELDS.to_owned()),
+            ("expansions", "author_id".to_owned()),
+            ("user.fields", "username,name".to_owned()),
+        ]);
+        if let Some(cursor) = cursor {
+            query.push(("since_id", cursor.to_owned()));
+        }
+        if let Some(page) = &page {
+            query.push((page_param, page.clone()));
+        }
+        let request = p.http().get(url).bearer_auth(token.expose_secret()).query(&query);
+        let (body, record) = match x_answer(Answer::fetch(request, "X").await) {
+            Ok(found) => found,
+            Err(failed) => return *failed,
+        };
+        last = record;
+        if round == 0 {
+            newest = body["meta"]["newest_id"].as_str().map(str::to_owned);
+        }
+        let users = body["includes"]["users"].as_array().map(Vec::as_slice).unwrap_or_default();
+        for tweet in body["data"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            items.extend(item(tweet, users));
+        }
+        page = body["meta"]["next_token"].as_str().map(str::to_owned);
+        if cursor.is_none() || page.is_none() {
+            break;
+        }
+        if round + 1 == INBOX_PAGES {
+            tracing::warn!(
+                account = %account.id,
+                pages = INBOX_PAGES,
+                "more X posts arrived than one round reads; the oldest of them are not read"
+            );
+        }
+    }
+    // A first read that finds nothing starts from a minute ago, so what
+    // arrives before the next read is all read (and not only its last page).
+    let cursor = newest
+        .or_else(|| cursor.map(str::to_owned))
+        .or_else(|| Some(id_at(Timestamp::now().as_datetime() - time::Duration::MINUTE)));
+    (Fetched::Items { items, cursor, more: false }, last)
+}
+
+/// The milliseconds since X's epoch (2010-11-04) start an X id, so the id
+/// made from a time reads, as `since_id`, "posts after it".
+fn id_at(at: time::OffsetDateTime) -> String {
+    const EPOCH_MS: i128 = 1_288_834_974_657;
+    let ms = (at.unix_timestamp_nanos() / 1_000_000 - EPOCH_MS).max(0);
+    (ms << 22).to_string()
+}
+
+/// An X answer as the collector reads it: a 403 is X saying the app's
+/// access level (or the token's scopes) does not include the read.
+fn x_answer(
+    answer: Result<Answer, String>,
+) -> Result<(serde_json::Value, CallRecord), Box<(Fetched, CallRecord)>> {
+    if let Ok(a) = &answer
+        && a.status == StatusCode::FORBIDDEN
+    {
+        return Err(Box::new((
+            Fetched::Refused {
+                reason: format!(
+                    "X refused the read ({}); the X app's access level must include it (search needs Basic or higher) and the account must grant tweet.read and users.read",
+                    a.message()
+                ),
+            },
+            a.record(),
+        )));
+    }
+    metrics_answer(answer, "X")
+}
+
+/// A post as an inbox item of `kind`, its author from the answer's
+/// `includes.users`; `None` for one without a usable id or author.
+fn tweet_item(tweet: &serde_json::Value, users: &[serde_json::Value], kind: &str) -> Option<CollectedItem> {
+    let id = tweet["id"]
+        .as_str()
+        .filter(|id| !id.is_empty() && id.len() <= 19 && id.bytes().all(|b| b.is_ascii_digit()))?;
+    let author = users.iter().find(|u| u["id"] == tweet["author_id"])?;
+    let username = author["username"].as_str().filter(|u| !u.is_empty())?;
+    let posted_at = tweet["created_at"]
+        .as_str()
+        .and_then(|t| Timestamp::parse_rfc3339(t).ok())
+        .map_or_else(Timestamp::now, |at| at.min(Timestamp::now()));
+    let in_reply_to = tweet["referenced_tweets"]
+        .as_array()
+        .and_then(|refs| refs.iter().find(|r| r["type"] == "replied_to"))
+        .and_then(|r| r["id"].as_str())
+        .map(str::to_owned);
+    Some(CollectedItem {
+        platform_item_id: id.to_owned(),
+        kind: kind.to_owned(),
+        author_handle: format!("@{}", username.chars().take(200).collect::<String>()),
+        author_name: author["name"]
+            .as_str()
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| n.chars().take(200).collect()),
+        // X escapes these three in a post's text.
+        text: tweet["text"]
+            .as_str()
+            .unwrap_or_default()
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+        url: Some(post_url(username, id)),
+        in_reply_to,
+        posted_at,
+        sealed: None,
+    })
+}
+
+/// Which of `ids` X still shows (`GET /2/tweets?ids=…`, up to 100): X
+/// answers 200 with a `resource-not-found` error for each one gone. An id
+/// missing for another reason (a protected account, a suspension) is a
+/// failure, never a deletion.
+pub async fn still_there(p: &Platforms, token: &SecretString, ids: &[String]) -> (Fetched, CallRecord) {
+    let request =
+        p.http().get(api(p, "/2/tweets")).bearer_auth(token.expose_secret()).query(&[("ids", ids.join(","))]);
+    let (body, record) = match x_answer(Answer::fetch(request, "X").await) {
+        Ok(found) => found,
+        Err(failed) => return *failed,
+    };
+    let found = body["data"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let errors = body["errors"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let present = present_among(found, "id", ids);
+    if let Fetched::Present(there) = &present {
+        for id in ids.iter().filter(|id| !there.contains(id)) {
+            let gone = errors.iter().any(|e| {
+                e["resource_id"].as_str() == Some(id.as_str())
+                    && e["type"].as_str().is_some_and(|t| t.ends_with("/resource-not-found"))
+            });
+            if !gone {
+                let reason = format!("X answered for post {id} with neither the post nor its deletion");
+                return (Fetched::Failed { reason }, record);
+            }
+        }
+    }
+    (present, record)
 }
