@@ -2000,6 +2000,17 @@ async fn bluesky_mentions_replies_and_hashtags_reach_the_inbox_and_one_reply_goe
     assert_eq!(replies[0]["value"]["reply"]["parent"]["uri"], reply.uri.as_str());
     assert_eq!(replies[0]["value"]["reply"]["parent"]["cid"], reply.cid.as_str());
     assert_eq!(replies[0]["value"]["reply"]["root"]["uri"], ours.uri.as_str());
+    // The fan's handle in the text is a mention of them (their DID), as
+    // Bluesky's apps write it.
+    let fan_did = reply.uri.trim_start_matches("at://").split('/').next().unwrap();
+    let facet = &replies[0]["value"]["facets"][0];
+    assert_eq!(
+        (facet["index"]["byteStart"].as_u64(), facet["index"]["byteEnd"].as_u64()),
+        (Some(0), Some(9)),
+        "{facet}"
+    );
+    assert_eq!(facet["features"][0]["$type"], "app.bsky.richtext.facet#mention");
+    assert_eq!(facet["features"][0]["did"], fan_did);
 
     // The fan deletes their mention: marked, its text kept, not answerable.
     pds.fan_deletes(&mention).await;

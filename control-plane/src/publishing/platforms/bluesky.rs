@@ -116,7 +116,17 @@ pub async fn publish(
     let mut record = serde_json::json!({ "$type": COLLECTION, "text": post.text, "createdAt": created_at });
     if let Some(parent) = &post.reply_to {
         match reply_refs(p, account, token, parent).await {
-            Ok(refs) => record["reply"] = refs,
+            Ok((refs, author)) => {
+                record["reply"] = refs;
+                // The answered author named in the text is a mention (a
+                // link to them, as the apps make it), not plain text.
+                if let Some((handle, did)) = author {
+                    let facets = mention_facets(&post.text, &handle, &did);
+                    if !facets.is_empty() {
+                        record["facets"] = serde_json::Value::Array(facets);
+                    }
+                }
+            }
             Err(failed) => return *failed,
         }
     }
@@ -150,12 +160,14 @@ fn post_uri(account: &SocialAccount, id: &str) -> String {
 /// A reply's `reply` field: the post it answers (`parent`) and its
 /// thread's first post (`root`), each with its CID, from the AppView.
 /// A parent the AppView no longer shows refuses the reply.
+/// A reply's `reply` (its parent and root, each with its CID) and the
+/// parent's author (handle and DID), read from the AppView as it is sent.
 async fn reply_refs(
     p: &Platforms,
     account: &SocialAccount,
     token: &SecretString,
     parent: &str,
-) -> Result<serde_json::Value, Box<(Sent, CallRecord)>> {
+) -> Result<(serde_json::Value, Option<(String, String)>), Box<(Sent, CallRecord)>> {
     let uri = post_uri(account, parent);
     let request = appview(p, account, token, "app.bsky.feed.getPosts").query(&[("uris", uri.as_str())]);
     let answer = match Answer::fetch(request, "Bluesky").await {
@@ -199,7 +211,36 @@ async fn reply_refs(
     } else {
         parent_ref.clone()
     };
-    Ok(serde_json::json!({ "root": root_ref, "parent": parent_ref }))
+    let author = match (view["author"]["handle"].as_str(), view["author"]["did"].as_str()) {
+        (Some(handle), Some(did)) if did.starts_with("did:") => Some((handle.to_owned(), did.to_owned())),
+        _ => None,
+    };
+    Ok((serde_json::json!({ "root": root_ref, "parent": parent_ref }), author))
+}
+
+/// Mention facets (`app.bsky.richtext.facet#mention`) for each `@handle`
+/// in `text` that stands as a whole handle (a sentence's full stop after
+/// it is not part of it); indexes count UTF-8 bytes, as Bluesky's do.
+fn mention_facets(text: &str, handle: &str, did: &str) -> Vec<serde_json::Value> {
+    let needle = format!("@{handle}");
+    let part_of_handle = |c: char| c.is_alphanumeric() || c == '-' || c == '_';
+    text.match_indices(&needle)
+        .filter(|(at, _)| !text[..*at].chars().next_back().is_some_and(|c| part_of_handle(c) || c == '.'))
+        .filter(|(at, _)| {
+            let mut after = text[at + needle.len()..].chars();
+            match after.next() {
+                None => true,
+                Some('.') => !after.next().is_some_and(part_of_handle),
+                Some(c) => !part_of_handle(c),
+            }
+        })
+        .map(|(at, _)| {
+            serde_json::json!({
+                "index": { "byteStart": at, "byteEnd": at + needle.len() },
+                "features": [{ "$type": "app.bsky.richtext.facet#mention", "did": did }],
+            })
+        })
+        .collect()
 }
 
 /// The account's post record `rkey` (`com.atproto.repo.getRecord`).
@@ -668,6 +709,26 @@ pub async fn sign_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_named_author_is_a_mention_facet_counted_in_bytes() {
+        let spans = |text: &str| -> Vec<(u64, u64)> {
+            mention_facets(text, "fan.test", "did:plc:fan")
+                .iter()
+                .map(|f| (f["index"]["byteStart"].as_u64().unwrap(), f["index"]["byteEnd"].as_u64().unwrap()))
+                .collect()
+        };
+        assert_eq!(spans("@fan.test Yes, parking is free."), [(0, 9)]);
+        assert_eq!(spans("Thanks @fan.test."), [(7, 16)]);
+        // Bytes, not characters: "é" is two.
+        assert_eq!(spans("Café? @fan.test"), [(7, 16)]);
+        for text in ["@fan.testing", "x@fan.test", "@fan.test.social", "@fan.test-2", "fan.test"] {
+            assert!(spans(text).is_empty(), "{text}");
+        }
+        let facet = &mention_facets("@fan.test hi", "fan.test", "did:plc:fan")[0];
+        assert_eq!(facet["features"][0]["$type"], "app.bsky.richtext.facet#mention");
+        assert_eq!(facet["features"][0]["did"], "did:plc:fan");
+    }
 
     #[test]
     fn record_keys_are_tids_stable_per_generation() {
