@@ -7,7 +7,8 @@
 //! a replayed one (its nonce from an earlier sign-in), and an address whose
 //! account is not a member. Then requiring SSO: members' password sessions
 //! are kept out, owners' are not (break-glass), an SSO session reaches only
-//! its organisation; and removing the connection.
+//! its organisation; removing the connection; and the throttle on starting
+//! sign-ins from one address.
 
 use marketer_tests::fleet::{EMAIL, Fleet};
 use marketer_tests::oidc::{CookieBrowser, OidcProvider};
@@ -268,6 +269,30 @@ async fn single_sign_on(database: Option<&TempDatabase>) {
     let page = CookieBrowser::new().get(&format!("{base}/sso/{slug}")).await;
     assert_eq!(page.status(), 422);
     assert!(page.text().await.unwrap().contains("signs in with single sign-on"));
+
+    // Starting sign-ins is throttled by address: past 60 in a clock minute
+    // (130 tries cover a minute's edge), 429 with Retry-After and the page
+    // saying so; each one before it is an ordinary refusal.
+    let client = reqwest::Client::new();
+    let mut throttled = None;
+    for n in 0..130 {
+        let response = client
+            .post(format!("{base}/login/sso"))
+            .form(&[("organisation", slug.as_str()), ("_csrf", "forged")])
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            throttled = Some((n, response));
+            break;
+        }
+        assert_eq!(response.status(), 422, "try {n}");
+    }
+    let (n, response) = throttled.expect("a 429 within 130 starts");
+    assert!(n <= 121, "after {n} starts");
+    let wait: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(response.text().await.unwrap().contains("Too many sign-ins were started from your address"));
 }
 
 #[tokio::test]

@@ -168,6 +168,27 @@ impl RateLimiter {
         Ok(())
     }
 
+    /// Counts one request of `key` against a fixed `limit` a minute,
+    /// whatever the plans say (a sign-in flow's own throttle, keyed by the
+    /// client's address); `Err(RateLimited)` past it. Fails open as
+    /// [`check`](Self::check) does.
+    pub async fn check_fixed(&self, key: &str, limit: u32) -> Result<()> {
+        let now = Timestamp::now().as_datetime().unix_timestamp();
+        let window = now - now.rem_euclid(60);
+        let count = match self.count(key, window).await {
+            Ok(count) => count,
+            Err(e) => {
+                tracing::error!(error = %e, "could not count a request against its throttle; serving it");
+                return Ok(());
+            }
+        };
+        if count > i64::from(limit) {
+            let reset = u64::try_from(window + 60 - now).unwrap_or(60).max(1);
+            return Err(Error::RateLimited { retry_after: Duration::from_secs(reset) });
+        }
+        Ok(())
+    }
+
     async fn count(&self, key: &str, window: i64) -> Result<i64> {
         if !self.shared {
             let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());

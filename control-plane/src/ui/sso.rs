@@ -128,9 +128,15 @@ pub struct LoginForm {
     csrf: String,
 }
 
+/// Single sign-on starts one address may make a minute (each stores a
+/// sign-in's state and may ask the provider for its configuration); a
+/// whole office behind one address stays well under it.
+pub const SSO_STARTS_PER_MINUTE: u32 = 60;
+
 /// Finds the organisation and sends the browser to its provider.
 pub async fn submit(
     State(state): State<ApiState>,
+    Meta(meta): Meta,
     headers: HeaderMap,
     axum::Form(form): axum::Form<LoginForm>,
 ) -> Response {
@@ -139,6 +145,20 @@ pub async fn submit(
         let page = SsoLoginPage { organisation: form.organisation.clone(), error, ..blank(next.clone()) };
         sso_login_page(&state, &headers, page)
     };
+    if let Some(ip) = meta.client_ip
+        && let Err(Error::RateLimited { retry_after }) =
+            state.limiter.check_fixed(&format!("sso-start:{ip}"), SSO_STARTS_PER_MINUTE).await
+    {
+        let seconds = retry_after.as_secs().max(1);
+        let mut response = again(format!(
+            "Too many sign-ins were started from your address in the last minute. Try again in {seconds} seconds."
+        ));
+        *response.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
     let from_our_page = login_id(&headers).is_some_and(|id| state.app.check_csrf(id, &form.csrf));
     if !from_our_page {
         return again("The form had expired or came from another site. Try again here.".into());
