@@ -238,8 +238,13 @@ pub async fn run(
                 .iter()
                 .map(|(tenant, r)| {
                     format!(
-                        "{tenant}: {} inbox items deleted, {} leads deleted, {} contacts anonymised",
-                        r.inbox_items_deleted, r.leads_deleted, r.contacts_anonymised
+                        "{tenant}: {} inbox items deleted, {} leads deleted, {} contacts anonymised, \
+                         {} activities deleted, {} jobs deleted",
+                        r.inbox_items_deleted,
+                        r.leads_deleted,
+                        r.contacts_anonymised,
+                        r.activities_deleted,
+                        r.jobs_deleted
                     )
                 })
                 .collect::<Vec<_>>()

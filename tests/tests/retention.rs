@@ -56,11 +56,45 @@ async fn retention(database: Option<&TempDatabase>) {
     let (status, policy) = fleet.call(Method::GET, "/retention", None).await;
     assert_eq!(
         (status, policy),
-        (200, json!({ "inbox_days": null, "lead_days": null, "anonymise_contacts_days": null }))
+        (
+            200,
+            json!({ "inbox_days": null, "lead_days": null, "anonymise_contacts_days": null,
+                    "content_days": null, "job_days": null })
+        )
     );
     let (status, refused) = fleet.call(Method::PUT, "/retention", Some(json!({ "inbox_days": 0 }))).await;
     assert_eq!((status, &refused["error"]["details"]["field"]), (422, &json!("inbox_days")), "{refused}");
+    for (body, field) in
+        [(json!({ "content_days": 30 }), "content_days"), (json!({ "job_days": 0 }), "job_days")]
+    {
+        let (status, refused) = fleet.call(Method::PUT, "/retention", Some(body)).await;
+        assert_eq!((status, &refused["error"]["details"]["field"]), (422, &json!(field)), "{refused}");
+    }
     assert!(apply(&fleet, database, 0).contains("no retention run was due"));
+
+    // Generated content and job outputs: an activity whose run ended (here
+    // cancelled), one still waiting for an agent, and an API job that ended.
+    let body = json!({ "name": "Lofts", "llm_policy": "edge_only", "default_model": "llama3.2:3b" });
+    let (status, project) = fleet.call(Method::POST, "/projects", Some(body)).await;
+    assert_eq!(status, 201, "{project}");
+    let activities = format!("/projects/{}/activities", project["id"].as_str().unwrap());
+    let mut made = Vec::new();
+    for topic in ["Lofts downtown", "Gardens in spring"] {
+        let body =
+            json!({ "kind": "blog_article", "topic": topic, "keywords": ["loft"], "wait_for_agent": true });
+        let (status, activity) = fleet.call(Method::POST, &activities, Some(body)).await;
+        assert!(status == 201 || status == 202, "{status}: {activity}");
+        made.push(format!("{activities}/{}", activity["id"].as_str().unwrap()));
+    }
+    let (status, cancelled) = fleet.call(Method::POST, &format!("{}/cancel", made[0]), None).await;
+    assert_eq!(status, 200, "{cancelled}");
+    let chat =
+        json!({ "kind": "chat", "model": "llama3.2:3b", "messages": [{ "role": "user", "content": "Hi" }] });
+    let (status, job) = fleet.call(Method::POST, "/jobs", Some(chat)).await;
+    assert!(status == 201 || status == 202, "{status}: {job}");
+    let job = format!("/jobs/{}", job["id"].as_str().unwrap());
+    let (status, ended) = fleet.call(Method::POST, &format!("{job}/cancel"), None).await;
+    assert_eq!(status, 200, "{ended}");
 
     // A contact with a canary in every personal field, on a follow-up.
     const CANARY: &str = "zq7canary";
@@ -90,7 +124,8 @@ async fn retention(database: Option<&TempDatabase>) {
     })
     .await;
 
-    let policy = json!({ "inbox_days": 60, "lead_days": 400, "anonymise_contacts_days": 30 });
+    let policy = json!({ "inbox_days": 60, "lead_days": 400, "anonymise_contacts_days": 30,
+                         "content_days": 45, "job_days": 20 });
     let (status, saved) = fleet.call(Method::PUT, "/retention", Some(policy.clone())).await;
     assert_eq!((status, &saved), (200, &policy));
 
@@ -101,7 +136,8 @@ async fn retention(database: Option<&TempDatabase>) {
 
     // Thirty-one days on: the contact is anonymised, its follow-up stopped.
     let report = apply(&fleet, database, 31);
-    assert!(report.contains("1 contacts anonymised"), "{report}");
+    assert!(report.contains("1 contacts anonymised, 0 activities deleted, 1 jobs deleted"), "{report}");
+    assert_eq!(fleet.call(Method::GET, &job, None).await.0, 404, "the job's output is gone");
     let (status, anonymised) = fleet.call(Method::GET, &format!("/leads/{lead_id}"), None).await;
     assert_eq!(status, 200, "{anonymised}");
     let text = anonymised.to_string();
@@ -120,6 +156,9 @@ async fn retention(database: Option<&TempDatabase>) {
     // Sixty-one days on: the mention is gone; 401: the lead too.
     let report = apply(&fleet, database, 61);
     assert!(report.contains("1 inbox items deleted"), "{report}");
+    assert!(report.contains("1 activities deleted"), "{report}");
+    assert_eq!(fleet.call(Method::GET, &made[0], None).await.0, 404, "the ended activity is gone");
+    assert_eq!(fleet.call(Method::GET, &made[1], None).await.0, 200, "one still to run stays");
     assert!(inbox_items(&fleet).await.is_empty());
     let report = apply(&fleet, database, 401);
     assert!(report.contains("1 leads deleted"), "{report}");

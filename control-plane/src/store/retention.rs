@@ -1,6 +1,6 @@
 //! Retention and contacts' data-subject rights: a tenant's policy (how
-//! long inbox items and leads are kept, when inactive contacts are
-//! anonymised), its daily runs (`service::retention` decides when they
+//! long inbox items, leads, generated content and job outputs are kept,
+//! when inactive contacts are anonymised), its daily runs (`service::retention` decides when they
 //! run), and a contact's data found and erased by address
 //! (`service::data_subjects`). Both anonymise a lead the same way.
 
@@ -24,11 +24,27 @@ pub struct RetentionPolicy {
     /// status and score but loses its name, address, phone number, consent
     /// text and notes; follow-up e-mails to it stop.
     pub anonymise_contacts_days: Option<i64>,
+    /// Generated content: an activity not changed for this many days
+    /// (whose latest run has ended and none of whose posts is still to be
+    /// published) is deleted with its versions, runs, comments and review
+    /// history; its posts' records stay, no longer linked to it.
+    #[serde(default)]
+    pub content_days: Option<i64>,
+    /// Job outputs: jobs submitted through the jobs API (chat, embed) and
+    /// the inbox's classify and reply jobs are deleted, with their events,
+    /// this many days after they ended, once no inbox item still points
+    /// at them.
+    #[serde(default)]
+    pub job_days: Option<i64>,
 }
 
 impl RetentionPolicy {
     pub fn is_forever(&self) -> bool {
-        self.inbox_days.is_none() && self.lead_days.is_none() && self.anonymise_contacts_days.is_none()
+        self.inbox_days.is_none()
+            && self.lead_days.is_none()
+            && self.anonymise_contacts_days.is_none()
+            && self.content_days.is_none()
+            && self.job_days.is_none()
     }
 }
 
@@ -38,6 +54,10 @@ pub struct RetentionReport {
     pub inbox_items_deleted: u64,
     pub leads_deleted: u64,
     pub contacts_anonymised: u64,
+    #[serde(default)]
+    pub activities_deleted: u64,
+    #[serde(default)]
+    pub jobs_deleted: u64,
 }
 
 /// An inbox item whose text names a contact's address.

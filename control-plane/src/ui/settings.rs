@@ -63,7 +63,7 @@ struct SettingsPage {
 
 struct SignInView {
     /// The retention policy's days as typed (empty: for ever).
-    retention: [String; 3],
+    retention: [String; 5],
     retention_error: String,
     /// A data-subject request's outcome or error.
     subject_notice: String,
@@ -115,7 +115,7 @@ struct Outcome {
     subject_error: String,
     erase_error: String,
     /// What was typed into a refused retention form.
-    retention_typed: Option<[String; 3]>,
+    retention_typed: Option<[String; 5]>,
 }
 
 async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> Result<Response, UiError> {
@@ -163,7 +163,13 @@ async fn settings_page(state: &ApiState, page: TenantPage, outcome: Outcome) -> 
         let viewer = page.browser.caller.user().ok().map(|u| u.id);
         Some(SignInView {
             retention: outcome.retention_typed.clone().unwrap_or_else(|| {
-                [days(policy.inbox_days), days(policy.lead_days), days(policy.anonymise_contacts_days)]
+                [
+                    days(policy.inbox_days),
+                    days(policy.lead_days),
+                    days(policy.anonymise_contacts_days),
+                    days(policy.content_days),
+                    days(policy.job_days),
+                ]
             }),
             retention_error: outcome.retention_error.clone(),
             subject_notice: outcome.subject_notice.clone(),
@@ -300,6 +306,10 @@ pub struct RetentionForm {
     lead_days: String,
     #[serde(default)]
     anonymise_contacts_days: String,
+    #[serde(default)]
+    content_days: String,
+    #[serde(default)]
+    job_days: String,
 }
 
 /// Saves the retention policy (an empty field: keep for ever).
@@ -308,7 +318,13 @@ pub async fn set_retention(
     submit: Submit<RetentionForm>,
 ) -> Result<Response, UiError> {
     let Submit { page, form } = submit;
-    let typed = [form.inbox_days.clone(), form.lead_days.clone(), form.anonymise_contacts_days.clone()];
+    let typed = [
+        form.inbox_days.clone(),
+        form.lead_days.clone(),
+        form.anonymise_contacts_days.clone(),
+        form.content_days.clone(),
+        form.job_days.clone(),
+    ];
     let parse = |field: &str, text: &str| -> Result<Option<i64>, Error> {
         let text = text.trim();
         if text.is_empty() {
@@ -321,6 +337,8 @@ pub async fn set_retention(
             inbox_days: parse("inbox_days", &form.inbox_days)?,
             lead_days: parse("lead_days", &form.lead_days)?,
             anonymise_contacts_days: parse("anonymise_contacts_days", &form.anonymise_contacts_days)?,
+            content_days: parse("content_days", &form.content_days)?,
+            job_days: parse("job_days", &form.job_days)?,
         };
         state.app.set_retention_policy(&page.access, policy).await
     }
@@ -331,6 +349,8 @@ pub async fn set_retention(
             let label = match field.as_str() {
                 "inbox_days" => "Inbox items",
                 "lead_days" => "Leads",
+                "content_days" => "Generated content",
+                "job_days" => "Job outputs",
                 _ => "Anonymise contacts",
             };
             let outcome = Outcome {

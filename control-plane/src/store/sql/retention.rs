@@ -7,6 +7,18 @@ use crate::store::{ErasureReport, NamingItem, RetentionPolicy, RetentionReport, 
 
 /// The most contacts one day's run anonymises (the rest the next day).
 const ANONYMISE_PER_RUN: &str = "5000";
+/// The most activities, and jobs, one day's run deletes (the rest the
+/// next day), so one run's transaction stays short.
+const DELETE_PER_RUN: &str = "5000";
+
+/// A policy's columns: inbox, lead, anonymise, content and job days.
+type PolicyRow = (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+
+fn policy_of(
+    (inbox_days, lead_days, anonymise_contacts_days, content_days, job_days): PolicyRow,
+) -> RetentionPolicy {
+    RetentionPolicy { inbox_days, lead_days, anonymise_contacts_days, content_days, job_days }
+}
 
 #[async_trait]
 impl<DB> RetentionStore for SqlStore<DB>
@@ -101,15 +113,14 @@ where
     }
 
     async fn retention_policy(&self, tenant_id: Uuid) -> Result<RetentionPolicy> {
-        let row: Option<(Option<i64>, Option<i64>, Option<i64>)> = sqlx::query_as(
-            "SELECT inbox_days, lead_days, anonymise_contacts_days FROM retention_policies WHERE tenant_id = $1",
+        let row: Option<PolicyRow> = sqlx::query_as(
+            "SELECT inbox_days, lead_days, anonymise_contacts_days, content_days, job_days \
+             FROM retention_policies WHERE tenant_id = $1",
         )
         .bind(tenant_id)
         .fetch_optional(&self.read)
         .await?;
-        Ok(row.map_or_else(RetentionPolicy::default, |(inbox_days, lead_days, anonymise_contacts_days)| {
-            RetentionPolicy { inbox_days, lead_days, anonymise_contacts_days }
-        }))
+        Ok(row.map_or_else(RetentionPolicy::default, policy_of))
     }
 
     async fn set_retention_policy(
@@ -120,15 +131,18 @@ where
     ) -> Result<()> {
         let mut tx = self.write.begin().await?;
         sqlx::query(
-            "INSERT INTO retention_policies (tenant_id, inbox_days, lead_days, anonymise_contacts_days, updated_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id) DO UPDATE SET inbox_days = excluded.inbox_days, \
-             lead_days = excluded.lead_days, anonymise_contacts_days = excluded.anonymise_contacts_days, \
-             updated_at = excluded.updated_at",
+            "INSERT INTO retention_policies (tenant_id, inbox_days, lead_days, anonymise_contacts_days, \
+             content_days, job_days, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id) \
+             DO UPDATE SET inbox_days = excluded.inbox_days, lead_days = excluded.lead_days, \
+             anonymise_contacts_days = excluded.anonymise_contacts_days, content_days = excluded.content_days, \
+             job_days = excluded.job_days, updated_at = excluded.updated_at",
         )
         .bind(tenant_id)
         .bind(policy.inbox_days)
         .bind(policy.lead_days)
         .bind(policy.anonymise_contacts_days)
+        .bind(policy.content_days)
+        .bind(policy.job_days)
         .bind(audit.occurred_at)
         .execute(&mut *tx)
         .await?;
@@ -138,21 +152,17 @@ where
     }
 
     async fn retention_due(&self, day: &str) -> Result<Vec<(Uuid, RetentionPolicy)>> {
-        let rows: Vec<(Uuid, Option<i64>, Option<i64>, Option<i64>)> = sqlx::query_as(
-            "SELECT p.tenant_id, p.inbox_days, p.lead_days, p.anonymise_contacts_days FROM retention_policies p \
-             WHERE (p.inbox_days IS NOT NULL OR p.lead_days IS NOT NULL OR p.anonymise_contacts_days IS NOT NULL) \
+        let rows: Vec<(Uuid, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT p.tenant_id, p.inbox_days, p.lead_days, p.anonymise_contacts_days, p.content_days, p.job_days \
+             FROM retention_policies p WHERE (p.inbox_days IS NOT NULL OR p.lead_days IS NOT NULL \
+             OR p.anonymise_contacts_days IS NOT NULL OR p.content_days IS NOT NULL OR p.job_days IS NOT NULL) \
              AND NOT EXISTS (SELECT 1 FROM retention_runs r WHERE r.tenant_id = p.tenant_id AND r.day = $1) \
              ORDER BY p.tenant_id LIMIT 1000",
         )
         .bind(day)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(tenant, inbox_days, lead_days, anonymise_contacts_days)| {
-                (tenant, RetentionPolicy { inbox_days, lead_days, anonymise_contacts_days })
-            })
-            .collect())
+        Ok(rows.into_iter().map(|(tenant, a, b, c, d, e)| (tenant, policy_of((a, b, c, d, e)))).collect())
     }
 
     async fn apply_retention(
@@ -209,6 +219,63 @@ where
                 Self::anonymise_lead(&mut tx, *id, audit.occurred_at).await?;
             }
             report.contacts_anonymised = u64::try_from(ids.len()).unwrap_or(u64::MAX);
+        }
+        if let Some(days) = policy.content_days {
+            // Activities unchanged since the cutoff whose latest run has
+            // ended and none of whose posts is still to go out; their posts'
+            // records stay (what went out, with its metrics), unlinked.
+            let ids: Vec<Uuid> = sqlx::query_scalar(sql(&[
+                "SELECT a.id FROM activities a JOIN jobs j ON j.id = a.current_job_id \
+                 WHERE a.tenant_id = $1 AND a.updated_at < $2 \
+                 AND j.status IN ('succeeded', 'failed', 'cancelled') \
+                 AND NOT EXISTS (SELECT 1 FROM social_posts p WHERE p.tenant_id = a.tenant_id \
+                 AND p.activity_id = a.id \
+                 AND p.status IN ('draft', 'scheduled', 'needs_reschedule', 'publishing', 'unconfirmed')) \
+                 ORDER BY a.id LIMIT ",
+                DELETE_PER_RUN,
+            ]))
+            .bind(tenant_id)
+            .bind(cutoff(days))
+            .fetch_all(&mut *tx)
+            .await?;
+            for id in &ids {
+                sqlx::query(
+                    "UPDATE social_posts SET activity_id = NULL, activity_version = NULL \
+                             WHERE tenant_id = $1 AND activity_id = $2",
+                )
+                .bind(tenant_id)
+                .bind(*id)
+                .execute(&mut *tx)
+                .await?;
+                let r = sqlx::query("DELETE FROM activities WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant_id)
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?;
+                report.activities_deleted += DB::rows_affected(&r);
+            }
+        }
+        if let Some(days) = policy.job_days {
+            // Jobs nothing else keeps: the jobs API's own (chat, embed) and
+            // the inbox's classify and reply jobs no item points at any
+            // more. Content runs go with their activity; document ingests
+            // with their document; follow-up paragraphs with their lead.
+            let r = sqlx::query(sql(&[
+                "DELETE FROM jobs WHERE id IN (SELECT j.id FROM jobs j WHERE j.tenant_id = $1 \
+                 AND j.activity_id IS NULL AND j.kind IN ('chat', 'embed', 'classify', 'reply') \
+                 AND j.status IN ('succeeded', 'failed', 'cancelled') AND j.finished_at < $2 \
+                 AND NOT EXISTS (SELECT 1 FROM inbox_items i WHERE i.classify_job_id = j.id) \
+                 AND NOT EXISTS (SELECT 1 FROM inbox_items i WHERE i.reply_job_id = j.id) \
+                 AND NOT EXISTS (SELECT 1 FROM sequence_paragraphs s WHERE s.job_id = j.id) \
+                 ORDER BY j.id LIMIT ",
+                DELETE_PER_RUN,
+                ")",
+            ]))
+            .bind(tenant_id)
+            .bind(cutoff(days))
+            .execute(&mut *tx)
+            .await?;
+            report.jobs_deleted = DB::rows_affected(&r);
         }
         let details = serde_json::json!({ "day": day, "as_of": as_of, "policy": policy, "report": report });
         sqlx::query("UPDATE retention_runs SET report = $3 WHERE tenant_id = $1 AND day = $2")
