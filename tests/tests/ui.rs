@@ -1812,13 +1812,21 @@ async fn a_person_turns_on_two_factor_sign_in_and_an_organisation_requires_it() 
     })
     .await;
     browser.wait_for_text("h1", "the settings page", |t| t == "Settings").await;
-    // The retention policy beside it: contacts anonymised after a year.
+    // The retention policy beside it: contacts anonymised after a year,
+    // generated content kept two years.
     browser.fill("#retention-anonymise", "365").await;
+    browser.fill("#retention-content", "730").await;
     browser.click("#retention button").await;
     browser.wait_for_text("h1", "the settings page", |t| t == "Settings").await;
     let (_, retention) = fleet.call(Method::GET, "/retention", None).await;
-    assert_eq!(retention, json!({ "inbox_days": null, "lead_days": null, "anonymise_contacts_days": 365 }));
+    assert_eq!(
+        retention,
+        json!({ "inbox_days": null, "lead_days": null, "anonymise_contacts_days": 365,
+                "content_days": 730, "job_days": null })
+    );
     assert_eq!(browser.eval("document.getElementById('retention-anonymise').value").await, json!("365"));
+    browser.goto(&format!("{}#retention", tenant_url(&fleet, "/settings"))).await;
+    browser.check_page("settings-retention").await;
     browser.goto(&format!("{}#sign-in", tenant_url(&fleet, "/settings"))).await;
     browser.screenshot("settings-sign-in-and-retention").await;
     // A contact asks to be forgotten: a typo is refused beside the form,
