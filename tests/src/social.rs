@@ -211,6 +211,8 @@ struct Inner {
     /// X: posts by other people (mentions, replies to the account's posts,
     /// what search finds), oldest first, each with its author.
     x_others: Vec<(Value, Value)>,
+    /// Mastodon: each status-creating request's text and `visibility`.
+    visibilities: Vec<(String, String)>,
 }
 
 /// A running fake. Dropping it stops the server.
@@ -480,6 +482,30 @@ impl FakeSocial {
         let user = json!({ "id": author_id, "username": author, "name": format!("{author} (X)") });
         inner.x_others.push((post, user));
         id
+    }
+
+    /// Mastodon: someone writes to the account privately (a mention with
+    /// `direct` visibility: Mastodon's direct message). Returns its id.
+    pub fn direct_message(&self, author: &str, text: &str) -> String {
+        let id = self.mention(author, text, None);
+        let mut inner = self.inner.lock().unwrap();
+        if let Some(m) = inner.mentions.iter_mut().find(|m| m["status"]["id"] == id.as_str()) {
+            m["status"]["visibility"] = json!("direct");
+        }
+        id
+    }
+
+    /// Mastodon: the `visibility` each request to create a status with
+    /// `text` asked for, in order.
+    pub fn visibilities_of(&self, text: &str) -> Vec<String> {
+        self.inner
+            .lock()
+            .unwrap()
+            .visibilities
+            .iter()
+            .filter(|(t, _)| t == text)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// Mastodon or X: the author of a mention or a tagged status deletes it.
@@ -1385,6 +1411,8 @@ async fn m_create(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let text = form.get("status").cloned().unwrap_or_default();
+    let visibility = form.get("visibility").cloned().unwrap_or_else(|| "public".into());
+    inner.lock().unwrap().visibilities.push((text.clone(), visibility));
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())

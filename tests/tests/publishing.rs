@@ -1002,6 +1002,27 @@ async fn the_inbox_reads_mentions_and_replies_once(postgres: bool) {
     assert_eq!(deleted, 1, "only Carol's");
     setup.social.ignore_status_ids(false);
 
+    // A direct message arrives as a mention; its answer stays direct (no
+    // more public than what it answers), an answer to a public status is
+    // public.
+    let dm = setup.social.direct_message("pat", "What is the asking price? Please keep this between us");
+    let pats = eventually(Duration::from_secs(10), "the direct message in the inbox", || async {
+        let (_, page) = setup.call(Method::GET, "/inbox?limit=200", None).await;
+        page["items"].as_array().unwrap().iter().find(|i| i["platform_item_id"] == dm.as_str()).cloned()
+    })
+    .await;
+    for (item, text, visibility) in [
+        (&pats, "It is 450,000; happy to talk.", "direct"),
+        (&alices, "Yes, parking is free.", "public"),
+    ] {
+        let path = format!("/inbox/{}/reply", item["id"].as_str().unwrap());
+        let (status, answered) = setup.call(Method::POST, &path, Some(json!({ "text": text }))).await;
+        assert_eq!(status, 201, "{answered}");
+        let post = answered["reply"]["post_id"].as_str().unwrap().to_owned();
+        let sent = setup.wait_status(&post, "published", Duration::from_secs(15)).await;
+        assert_eq!(setup.social.visibilities_of(sent["text"].as_str().unwrap()), [visibility], "{sent}");
+    }
+
     // A token without read:notifications: the inbox says why, nothing is lost.
     setup.social.refuse_notifications(true);
     setup.social.mention("dave", "Anyone there?", None);

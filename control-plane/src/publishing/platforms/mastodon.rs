@@ -90,22 +90,88 @@ async fn send_status(
     account: &SocialAccount,
     token: &SecretString,
     post: &SocialPost,
+    again: bool,
 ) -> (Sent, CallRecord) {
+    // A reply is no more public than what it answers: an answer to a
+    // direct message stays between the two, one to a followers-only status
+    // stays with the followers. Sent again after an unknown outcome (the
+    // same idempotency key: the instance answers with the status the first
+    // request made, whatever this one says), a failed look-up makes it a
+    // direct message, the least public.
+    let visibility = match &post.reply_to {
+        Some(parent) => match parent_visibility(p, account, token, parent).await {
+            Ok(visibility) => visibility,
+            Err(_) if again => "direct",
+            Err(failed) => return *failed,
+        },
+        None => "public",
+    };
     let request = p
         .http()
         .post(format!("{}/api/v1/statuses", base(account)))
         .bearer_auth(token.expose_secret())
         .header("Idempotency-Key", idempotency_key(post))
-        .form(&status_form(post));
+        .form(&status_form(post, visibility));
     match Answer::send_once(request).await {
         Ok(a) => (classify(&a, Timestamp::now()), a.record()),
         Err(failed) => failed,
     }
 }
 
-/// A status's form: its text, public; a reply names the status it answers.
-fn status_form(post: &SocialPost) -> Vec<(&'static str, &str)> {
-    let mut form = vec![("status", post.text.as_str()), ("visibility", "public")];
+/// Mastodon's visibilities, most public first.
+const VISIBILITIES: [&str; 4] = ["public", "unlisted", "private", "direct"];
+
+/// The visibility of a reply to status `id`: the status's own (read from
+/// the instance as the reply is sent), `public` at most. A status that is
+/// gone refuses the reply (nothing is sent); one of an unknown visibility
+/// is answered as a direct message, the least public.
+async fn parent_visibility(
+    p: &Platforms,
+    account: &SocialAccount,
+    token: &SecretString,
+    id: &str,
+) -> Result<&'static str, Box<(Sent, CallRecord)>> {
+    let url = with_segment(account, "/api/v1/statuses/", id).map_err(|_| {
+        let reason = "the instance's address is not usable".to_owned();
+        Box::new((Sent::NotSent { reason }, CallRecord::default()))
+    })?;
+    let request = p.http().get(url).bearer_auth(token.expose_secret());
+    let answer = match Answer::fetch(request, "the instance").await {
+        Ok(a) => a,
+        Err(reason) => return Err(Box::new((Sent::NotSent { reason }, CallRecord::default()))),
+    };
+    let record = answer.record();
+    let sent = match answer.status {
+        s if s.is_success() => {
+            let said = answer.json()["visibility"].as_str().map(str::to_owned);
+            return Ok(VISIBILITIES.into_iter().find(|v| Some(*v) == said.as_deref()).unwrap_or("direct"));
+        }
+        StatusCode::NOT_FOUND | StatusCode::GONE => Sent::Refused {
+            error: "the status this replies to is no longer on the instance".into(),
+            hint:
+                "Nothing was sent; the item is marked deleted in the inbox when the collector sees it gone."
+                    .into(),
+        },
+        StatusCode::UNAUTHORIZED => Sent::TokenExpired,
+        StatusCode::TOO_MANY_REQUESTS => Sent::RateLimited {
+            until: limited_until(&answer.headers, Timestamp::now()),
+            note: "the instance's rate limit".into(),
+        },
+        s => Sent::NotSent {
+            reason: format!(
+                "the instance answered {} reading the status to reply to: {}",
+                s.as_u16(),
+                answer.message()
+            ),
+        },
+    };
+    Err(Box::new((sent, record)))
+}
+
+/// A status's form: its text and visibility; a reply names the status it
+/// answers.
+fn status_form<'a>(post: &'a SocialPost, visibility: &'a str) -> Vec<(&'static str, &'a str)> {
+    let mut form = vec![("status", post.text.as_str()), ("visibility", visibility)];
     if let Some(id) = &post.reply_to {
         form.push(("in_reply_to_id", id.as_str()));
     }
@@ -118,7 +184,7 @@ pub async fn publish(
     token: &SecretString,
     post: &SocialPost,
 ) -> (Sent, CallRecord) {
-    send_status(p, account, token, post).await
+    send_status(p, account, token, post, false).await
 }
 
 /// A status's counts (`GET /api/v1/statuses/{id}`): favourites are likes,
@@ -420,7 +486,7 @@ pub async fn find(
     if Timestamp::now().as_datetime() - since.as_datetime() < IDEMPOTENCY_WINDOW {
         // The same key again: the instance answers with the status the
         // first request created, or creates it now, exactly once.
-        let (sent, record) = send_status(p, account, token, post).await;
+        let (sent, record) = send_status(p, account, token, post, true).await;
         let found = match sent {
             Sent::Created { id, url } => Found::Present { id, url },
             Sent::Refused { .. } | Sent::NotSent { .. } => Found::Absent,
