@@ -400,47 +400,44 @@ impl FakeSocial {
     /// Mastodon: someone posts publicly with `#tag` (not mentioning the
     /// account). Returns the status's id.
     pub fn tagged(&self, author: &str, text: &str, tag: &str) -> String {
-        let mut inner = self.inner.lock().unwrap();
-        // Ids that grow, and fit the u64 the paging compares.
-        let status_id = format!("2200{:08}", inner.tagged.len() + 1);
-        let created = OffsetDateTime::now_utc().format(&Rfc3339).unwrap();
-        let escaped = text.replace('&', "&amp;").replace('<', "&lt;");
-        let status = json!({
-            "id": status_id,
-            "created_at": created,
-            "in_reply_to_id": null,
-            "in_reply_to_account_id": null,
-            "content": format!("<p>{escaped} <a href=\"https://elsewhere.example/tags/{tag}\" class=\"mention hashtag\" rel=\"tag\">#<span>{tag}</span></a></p>"),
-            "url": format!("https://elsewhere.example/@{author}/{status_id}"),
-            "visibility": "public",
-            "tags": [{ "name": tag.to_lowercase() }],
-            "account": { "id": format!("88{}", author.len()), "username": author,
-                         "acct": format!("{author}@elsewhere.example"), "display_name": "" },
-        });
-        inner.tagged.push((tag.to_lowercase(), status));
-        status_id
+        self.public_status(author, text, Some(tag))
     }
 
     /// Mastodon: someone posts publicly, with no hashtag and no mention of
     /// the account (what keyword search finds). Returns the status's id.
     pub fn says(&self, author: &str, text: &str) -> String {
+        self.public_status(author, text, None)
+    }
+
+    /// A public status by someone else, with `tag` after its text if given.
+    fn public_status(&self, author: &str, text: &str, tag: Option<&str>) -> String {
         let mut inner = self.inner.lock().unwrap();
+        // Ids that grow, and fit the u64 the paging compares.
         let status_id = format!("2200{:08}", inner.tagged.len() + 1);
         let created = OffsetDateTime::now_utc().format(&Rfc3339).unwrap();
         let escaped = text.replace('&', "&amp;").replace('<', "&lt;");
+        let (content, tags) = match tag {
+            Some(tag) => (
+                format!(
+                    "<p>{escaped} <a href=\"https://elsewhere.example/tags/{tag}\" class=\"mention hashtag\" rel=\"tag\">#<span>{tag}</span></a></p>"
+                ),
+                json!([{ "name": tag.to_lowercase() }]),
+            ),
+            None => (format!("<p>{escaped}</p>"), json!([])),
+        };
         let status = json!({
             "id": status_id,
             "created_at": created,
             "in_reply_to_id": null,
             "in_reply_to_account_id": null,
-            "content": format!("<p>{escaped}</p>"),
+            "content": content,
             "url": format!("https://elsewhere.example/@{author}/{status_id}"),
             "visibility": "public",
-            "tags": [],
+            "tags": tags,
             "account": { "id": format!("88{}", author.len()), "username": author,
                          "acct": format!("{author}@elsewhere.example"), "display_name": "" },
         });
-        inner.tagged.push((String::new(), status));
+        inner.tagged.push((tag.map(str::to_lowercase).unwrap_or_default(), status));
         status_id
     }
 

@@ -1011,10 +1011,9 @@ async fn the_inbox_reads_mentions_and_replies_once(postgres: bool) {
         page["items"].as_array().unwrap().iter().find(|i| i["platform_item_id"] == dm.as_str()).cloned()
     })
     .await;
-    for (item, text, visibility) in [
-        (&pats, "It is 450,000; happy to talk.", "direct"),
-        (&alices, "Yes, parking is free.", "public"),
-    ] {
+    for (item, text, visibility) in
+        [(&pats, "It is 450,000; happy to talk.", "direct"), (&alices, "Yes, parking is free.", "public")]
+    {
         let path = format!("/inbox/{}/reply", item["id"].as_str().unwrap());
         let (status, answered) = setup.call(Method::POST, &path, Some(json!({ "text": text }))).await;
         assert_eq!(status, 201, "{answered}");
