@@ -1677,6 +1677,21 @@ async fn x_search(
             "The `query` query parameter can not be empty",
         );
     };
+    // Recent search covers seven days, and refuses a since_id older.
+    if let Some(since) = q.get("since_id").and_then(|s| s.parse::<u64>().ok()) {
+        let written_ms = i128::from(since >> 22) + 1_288_834_974_657;
+        let week_ago_ms =
+            (OffsetDateTime::now_utc() - time::Duration::days(7)).unix_timestamp_nanos() / 1_000_000;
+        if written_ms < week_ago_ms {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "Invalid Request",
+                &format!(
+                    "Invalid 'since_id':'{since}'. 'since_id' must be a tweet id created in the last seven days."
+                ),
+            );
+        }
+    }
     let mut terms: Vec<String> = Vec::new();
     for (i, part) in query.split('"').enumerate() {
         if i % 2 == 1 {

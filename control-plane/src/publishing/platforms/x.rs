@@ -355,12 +355,25 @@ pub async fn listen(
         Search::Keyword(word) => format!("\"{word}\" -is:retweet"),
     };
     let url = api(p, "/2/tweets/search/recent");
-    read_newest(p, account, token, &url, &[("query", query)], "next_token", cursor, |tweet, users| {
-        if tweet["author_id"].as_str() == Some(account.external_id.as_str()) {
-            return None;
-        }
-        tweet_item(tweet, users, "listening").filter(|item| search.finds(&item.text))
-    })
+    // A quiet query's cursor can fall out of the seven days recent search
+    // covers, and X refuses a `since_id` older than that.
+    let floor = id_at(Timestamp::now().as_datetime() - SEARCH_WINDOW);
+    let cursor = cursor.map(|c| if newer_id(c, &floor) { c.to_owned() } else { floor.clone() });
+    read_newest(
+        p,
+        account,
+        token,
+        &url,
+        &[("query", query)],
+        "next_token",
+        cursor.as_deref(),
+        |tweet, users| {
+            if tweet["author_id"].as_str() == Some(account.external_id.as_str()) {
+                return None;
+            }
+            tweet_item(tweet, users, "listening").filter(|item| search.finds(&item.text))
+        },
+    )
     .await
 }
 
@@ -428,6 +441,15 @@ async fn read_newest(
         .or_else(|| cursor.map(str::to_owned))
         .or_else(|| Some(id_at(Timestamp::now().as_datetime() - time::Duration::MINUTE)));
     (Fetched::Items { items, cursor, more: false }, last)
+}
+
+/// How far back recent search reads (X's seven days, less a margin).
+const SEARCH_WINDOW: time::Duration = time::Duration::hours(7 * 24 - 1);
+
+/// Whether X id `a` is newer than `b` (numbers as strings: a longer one
+/// is newer).
+fn newer_id(a: &str, b: &str) -> bool {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b)).is_gt()
 }
 
 /// The milliseconds since X's epoch (2010-11-04) start an X id, so the id
@@ -525,4 +547,20 @@ pub async fn still_there(p: &Platforms, token: &SecretString, ids: &[String]) ->
         }
     }
     (present, record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_made_of_a_time_sorts_among_the_posts_of_that_time() {
+        // 2022-11-01T00:00:00Z, as X's own ids of that day begin.
+        let at = time::macros::datetime!(2022-11-01 00:00 UTC);
+        let id = id_at(at);
+        assert!(newer_id(&id, "1587000000000000000") && newer_id("1588000000000000000", &id), "{id}");
+        assert!(newer_id(&id_at(at + time::Duration::SECOND), &id));
+        assert_eq!(id_at(time::macros::datetime!(2000-01-01 00:00 UTC)), "0", "never negative");
+        assert!(newer_id("10", "9") && !newer_id("9", "10") && !newer_id("5", "5"));
+    }
 }
