@@ -1778,7 +1778,17 @@ async fn m_search(
             let text = s["content"].as_str().unwrap_or_default().to_lowercase();
             words.iter().all(|w| text.contains(w.as_str()))
         });
-    let statuses = mastodon_page(found, |k| q.get(k).cloned(), limit);
+    // Search answers newest first: `min_id` and `max_id` only bound it
+    // (Mastodon's search orders by id, descending), unlike the timelines.
+    let id_of = |m: &Value| m["id"].as_str().and_then(|i| i.parse::<u64>().ok()).unwrap_or(0);
+    let bound = |k: &str| q.get(k).and_then(|v| v.parse::<u64>().ok());
+    let (min, max) = (bound("min_id"), bound("max_id"));
+    let mut statuses: Vec<Value> = found
+        .filter(|s| min.is_none_or(|min| id_of(s) > min) && max.is_none_or(|max| id_of(s) < max))
+        .cloned()
+        .collect();
+    statuses.reverse();
+    statuses.truncate(limit);
     Json(json!({ "accounts": [], "statuses": statuses, "hashtags": [] })).into_response()
 }
 

@@ -953,16 +953,26 @@ async fn the_inbox_reads_mentions_and_replies_once(postgres: bool) {
     .await;
     setup.social.says("hank", "Pacme realtyish is not a brand");
     setup.social.says("ivy", "realty and acme, the other way round");
+    // More than a page (40) between two reads: search answers newest
+    // first, so the round reads back to where the last one stopped.
+    for n in 0..44 {
+        setup.social.says("fan", &format!("acme realty fan post {n}"));
+    }
     setup.social.says("gina", "Just toured a loft with ACME Realty's team, lovely people");
-    let found = eventually(Duration::from_secs(10), "the keyword's find", || async {
-        let (_, page) = setup.call(Method::GET, &format!("/inbox?query_id={keyword_id}"), None).await;
-        (!page["items"].as_array().unwrap().is_empty()).then_some(page)
+    let found = eventually(Duration::from_secs(10), "the keyword's finds", || async {
+        let (_, page) =
+            setup.call(Method::GET, &format!("/inbox?query_id={keyword_id}&limit=200"), None).await;
+        (page["items"].as_array().unwrap().len() >= 45).then_some(page)
     })
     .await;
     let items = found["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1, "only the whole phrase: {found}");
+    assert_eq!(items.len(), 45, "the whole phrase only, each once: {found}");
     assert_eq!(items[0]["text"], "Just toured a loft with ACME Realty's team, lovely people");
     assert_eq!(items[0]["kind"], "listening");
+    assert!(
+        items.iter().any(|i| i["text"] == "acme realty fan post 0"),
+        "the oldest of the burst is read too"
+    );
     let (_, queries) = setup.call(Method::GET, "/listening-queries", None).await;
     assert_eq!(queries.as_array().unwrap().len(), 1, "{queries}");
     assert!(queries[0]["error"].is_null(), "{queries}");

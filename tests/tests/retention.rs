@@ -65,7 +65,7 @@ async fn retention(database: Option<&TempDatabase>) {
     let (status, refused) = fleet.call(Method::PUT, "/retention", Some(json!({ "inbox_days": 0 }))).await;
     assert_eq!((status, &refused["error"]["details"]["field"]), (422, &json!("inbox_days")), "{refused}");
     for (body, field) in
-        [(json!({ "content_days": 30 }), "content_days"), (json!({ "job_days": 0 }), "job_days")]
+        [(json!({ "content_days": 0 }), "content_days"), (json!({ "job_days": 0 }), "job_days")]
     {
         let (status, refused) = fleet.call(Method::PUT, "/retention", Some(body)).await;
         assert_eq!((status, &refused["error"]["details"]["field"]), (422, &json!(field)), "{refused}");

@@ -18,11 +18,11 @@ use marketer_protocol::inbox::{ClassifyItem, MAX_CLASSIFY_ITEMS};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
-use super::platforms::{Fetched, STILL_THERE_BATCH, Search};
+use super::platforms::{CallRecord, Fetched, STILL_THERE_BATCH, Search};
 use super::{NoToken, Publisher, later};
 use crate::domain::{ComplianceMode, LlmPolicy, Timestamp, new_id};
 use crate::store::{
-    CollectedItem, ItemText, ListeningQuery, NewJob, PageRequest, Route, SocialAccount, Unclassified,
+    CollectedItem, ItemText, ListeningQuery, Network, NewJob, PageRequest, Route, SocialAccount, Unclassified,
 };
 
 /// Accounts read per round.
@@ -143,7 +143,7 @@ impl Publisher {
                 self.source_failed(account_id, query, reason, later(DAY)).await;
                 return None;
             };
-            self.note_window(&account, &record).await;
+            self.note_read_window(&account, &record).await;
             match fetched {
                 Fetched::Items { mut items, cursor: newest, more } => {
                     pages += 1;
@@ -174,7 +174,7 @@ impl Publisher {
                     refreshed = true;
                 }
                 other => {
-                    let (reason, at) = self.failed_read(&account, other).await;
+                    let (reason, at) = self.inbox_read_failed(&account, other).await;
                     self.source_failed(account_id, query, &reason, at.max(later(Duration::from_secs(60))))
                         .await;
                     return None;
@@ -207,7 +207,7 @@ impl Publisher {
         let Some((fetched, record)) = self.platforms.still_there(&account, &token, &ids).await else {
             return;
         };
-        self.note_window(&account, &record).await;
+        self.note_read_window(&account, &record).await;
         let fetched = match fetched {
             // A whole batch gone at once is more likely an answer that
             // ignored the ids: each is asked about on its own first.
@@ -231,8 +231,9 @@ impl Publisher {
                 }
             }
             other => {
-                // Records a rate limit on the account, like any read.
-                let (reason, _) = self.failed_read(&account, other).await;
+                // Records a rate limit on the account, like any read (not
+                // on X, whose endpoints are limited each on its own).
+                let (reason, _) = self.inbox_read_failed(&account, other).await;
                 tracing::warn!(account = %account_id, %reason, "inbox items were not looked at again");
             }
         }
@@ -253,13 +254,35 @@ impl Publisher {
             else {
                 return Fetched::Failed { reason: "the inbox does not read this network".into() };
             };
-            self.note_window(account, &record).await;
+            self.note_read_window(account, &record).await;
             match fetched {
                 Fetched::Present(found) => present.extend(found),
                 other => return other,
             }
         }
         Fetched::Present(present)
+    }
+
+    /// An inbox read's rate-limit window, noted on the account where the
+    /// platform has one window for all its calls. X limits each endpoint
+    /// on its own (and caps reads apart from posts), so reading mentions or
+    /// searching there never holds the account's publishing, nor anyone's.
+    async fn note_read_window(&self, account: &SocialAccount, record: &CallRecord) {
+        if account.network != Network::X {
+            self.note_window(account, record).await;
+        }
+    }
+
+    /// Why an inbox read failed and when to read again; a rate limit is
+    /// recorded on the account as [`Publisher::failed_read`] does, except on
+    /// X (see [`Publisher::note_read_window`]), where only this read waits.
+    async fn inbox_read_failed(&self, account: &SocialAccount, fetched: Fetched) -> (String, Timestamp) {
+        match fetched {
+            Fetched::RateLimited { until, note } if account.network == Network::X => {
+                (format!("{note}; read again after it"), until)
+            }
+            other => self.failed_read(account, other).await,
+        }
     }
 
     async fn source_failed(

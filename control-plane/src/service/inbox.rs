@@ -434,6 +434,10 @@ pub struct ListeningQueryView {
     pub kind: String,
     /// The hashtag (without `#`), or the keyword or phrase.
     pub query: String,
+    /// The hashtag again, for clients written before keywords (`null` for
+    /// a keyword); read `query` instead.
+    #[schema(deprecated)]
+    pub hashtag: Option<String>,
     /// Why its last read failed, if it did (it is tried again by itself).
     pub error: Option<String>,
     pub created_at: Timestamp,
@@ -458,6 +462,7 @@ impl From<ListeningQuery> for ListeningQueryView {
             account_id: q.account_id,
             handle: q.handle,
             network: q.network.parse().unwrap_or(Network::Mastodon),
+            hashtag: (q.kind == HASHTAG).then(|| q.query.clone()),
             kind: q.kind,
             query: q.query,
             error: q.error,

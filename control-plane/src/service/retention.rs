@@ -16,25 +16,13 @@ use crate::store::{Actor, Outcome, RetentionPolicy, RetentionReport, Store};
 
 /// The longest a policy may say (a hundred years).
 const MAX_DAYS: i64 = 36_500;
-/// The shortest time generated content is kept.
-const MIN_CONTENT_DAYS: i64 = 31;
 
 fn check(policy: &RetentionPolicy) -> Result<()> {
-    // Content is kept at least a month: a month's runs count against the
-    // plan's monthly allowance, and a run older than 31 days began before
-    // the current month.
-    if let Some(days) = policy.content_days
-        && !(MIN_CONTENT_DAYS..=MAX_DAYS).contains(&days)
-    {
-        return Err(Error::invalid(
-            "content_days",
-            "must be a number of days from 31 to 36500 (content is kept at least a month), or null to keep for ever",
-        ));
-    }
     for (field, days) in [
         ("inbox_days", policy.inbox_days),
         ("lead_days", policy.lead_days),
         ("anonymise_contacts_days", policy.anonymise_contacts_days),
+        ("content_days", policy.content_days),
         ("job_days", policy.job_days),
     ] {
         if let Some(days) = days
@@ -114,7 +102,7 @@ mod tests {
                 RetentionPolicy { anonymise_contacts_days: Some(36_501), ..Default::default() },
                 "anonymise_contacts_days",
             ),
-            (RetentionPolicy { content_days: Some(30), ..Default::default() }, "content_days"),
+            (RetentionPolicy { content_days: Some(0), ..Default::default() }, "content_days"),
             (RetentionPolicy { job_days: Some(0), ..Default::default() }, "job_days"),
         ] {
             match check(&policy) {

@@ -25,8 +25,8 @@ pub struct RetentionPolicy {
     /// text and notes; follow-up e-mails to it stop.
     pub anonymise_contacts_days: Option<i64>,
     /// Generated content: an activity not changed for this many days
-    /// (whose latest run has ended and none of whose posts is still to be
-    /// published) is deleted with its versions, runs, comments and review
+    /// (whose latest run ended as long ago and none of whose posts is still
+    /// to be published) is deleted with its versions, runs, comments and review
     /// history; its posts' records stay, no longer linked to it.
     #[serde(default)]
     pub content_days: Option<i64>,

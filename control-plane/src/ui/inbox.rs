@@ -206,7 +206,7 @@ struct InboxTemplate {
     filter_action: String,
     queries: Vec<QueryCard>,
     /// Accounts a hashtag or keyword can be listened for through
-    /// (Mastodon, Bluesky).
+    /// (Mastodon, Bluesky, X).
     listen_accounts: Vec<Choice>,
     /// Hashtag or keyword, the one last chosen selected.
     listen_kinds: Vec<Choice>,

@@ -158,10 +158,9 @@ fn post_uri(account: &SocialAccount, id: &str) -> String {
 }
 
 /// A reply's `reply` field: the post it answers (`parent`) and its
-/// thread's first post (`root`), each with its CID, from the AppView.
-/// A parent the AppView no longer shows refuses the reply.
-/// A reply's `reply` (its parent and root, each with its CID) and the
-/// parent's author (handle and DID), read from the AppView as it is sent.
+/// thread's first post (`root`), each with its CID, and the parent's
+/// author (handle and DID), read from the AppView as it is sent. A parent
+/// the AppView no longer shows refuses the reply.
 async fn reply_refs(
     p: &Platforms,
     account: &SocialAccount,

@@ -317,15 +317,18 @@ fn status_item(status: &serde_json::Value, kind: &str) -> Option<CollectedItem> 
     })
 }
 
-/// Public statuses a listening query finds, paged forward from a cursor as
-/// the mentions are; the account's own statuses are left out.
+/// Public statuses a listening query finds since a cursor; the account's
+/// own statuses are left out.
 ///
-/// - A hashtag reads its timeline (`GET /api/v1/timelines/tag/{tag}`).
+/// - A hashtag reads its timeline (`GET /api/v1/timelines/tag/{tag}`),
+///   paged forward from the cursor as the mentions are.
 /// - A keyword reads the instance's full-text search
 ///   (`GET /api/v2/search?type=statuses`), which finds the statuses of
 ///   people who let their posts be searched (Mastodon 4.2 and later) on
 ///   an instance with search enabled. Near matches it also finds are left
-///   out ([`Search::finds`]).
+///   out ([`Search::finds`]). Search answers newest first, `min_id` only a
+///   lower bound, so a round reads back page by page (`max_id`) to the
+///   cursor, at most [`SEARCH_PAGES`] pages.
 pub async fn listen(
     p: &Platforms,
     account: &SocialAccount,
@@ -333,34 +336,76 @@ pub async fn listen(
     search: Search<'_>,
     cursor: Option<&str>,
 ) -> (Fetched, CallRecord) {
+    let found = |page: &[serde_json::Value]| -> Vec<CollectedItem> {
+        page.iter()
+            .filter(|s| s["account"]["id"].as_str() != Some(account.external_id.as_str()))
+            .filter_map(|s| status_item(s, "listening"))
+            .filter(|item| search.finds(&item.text))
+            .collect()
+    };
     let mut query = vec![("limit", INBOX_PAGE.to_string())];
     if let Some(cursor) = cursor {
         query.push(("min_id", cursor.to_owned()));
     }
-    let request = match search {
-        Search::Hashtag(tag) => match with_segment(account, "/api/v1/timelines/tag/", tag) {
-            Ok(url) => p.http().get(url),
-            Err(failed) => return *failed,
-        },
-        Search::Keyword(word) => {
-            query.extend([("q", word.to_owned()), ("type", "statuses".into()), ("resolve", "false".into())]);
-            p.http().get(format!("{}/api/v2/search", base(account)))
+    let word = match search {
+        Search::Hashtag(tag) => {
+            let url = match with_segment(account, "/api/v1/timelines/tag/", tag) {
+                Ok(url) => url,
+                Err(failed) => return *failed,
+            };
+            let request = p.http().get(url).query(&query).bearer_auth(token.expose_secret());
+            let (page, record) = match listed(request).await {
+                Ok(page) => page,
+                Err(failed) => return *failed,
+            };
+            return (forward(&page, found(&page), cursor), record);
         }
+        Search::Keyword(word) => word,
     };
-    let request = request.query(&query).bearer_auth(token.expose_secret());
-    let key = matches!(search, Search::Keyword(_)).then_some("statuses");
-    let (page, record) = match listed_in(request, key).await {
-        Ok(page) => page,
-        Err(failed) => return *failed,
-    };
-    let items = page
-        .iter()
-        .filter(|s| s["account"]["id"].as_str() != Some(account.external_id.as_str()))
-        .filter_map(|s| status_item(s, "listening"))
-        .filter(|item| search.finds(&item.text))
-        .collect();
-    (forward(&page, items, cursor), record)
+    query.extend([("q", word.to_owned()), ("type", "statuses".into()), ("resolve", "false".into())]);
+    let mut items = Vec::new();
+    let mut newest: Option<String> = None;
+    let mut older_than: Option<String> = None;
+    let mut last = CallRecord::default();
+    for round in 0..SEARCH_PAGES {
+        let mut query = query.clone();
+        if let Some(max) = &older_than {
+            query.push(("max_id", max.clone()));
+        }
+        let request = p
+            .http()
+            .get(format!("{}/api/v2/search", base(account)))
+            .query(&query)
+            .bearer_auth(token.expose_secret());
+        let (page, record) = match listed_in(request, Some("statuses")).await {
+            Ok(page) => page,
+            Err(failed) => return *failed,
+        };
+        last = record;
+        let ids = || page.iter().filter_map(|s| s["id"].as_str());
+        if round == 0 {
+            newest = ids().max_by(|a, b| newer(a, b)).map(str::to_owned);
+        }
+        items.extend(found(&page));
+        older_than = ids().min_by(|a, b| newer(a, b)).map(str::to_owned);
+        // A first read takes the latest page, not the keyword's history.
+        if cursor.is_none() || page.len() < INBOX_PAGE || older_than.is_none() {
+            break;
+        }
+        if round + 1 == SEARCH_PAGES {
+            tracing::warn!(
+                account = %account.id,
+                pages = SEARCH_PAGES,
+                "more statuses matched a keyword than one round reads; the oldest of them are not read"
+            );
+        }
+    }
+    let cursor = newest.or_else(|| Some(cursor.unwrap_or("0").to_owned()));
+    (Fetched::Items { items, cursor, more: false }, last)
 }
+
+/// Pages of keyword search one round reads at most (newest first).
+const SEARCH_PAGES: usize = 5;
 
 /// Which of `ids` (statuses) the instance still shows
 /// (`GET /api/v1/statuses?id[]=…`, Mastodon 4.3 and later: deleted or no

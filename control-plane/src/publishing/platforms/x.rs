@@ -316,8 +316,8 @@ pub async fn exchange(p: &Platforms, code: &str, verifier: &str) -> Result<(Gran
 
 /// Posts per page of mentions or search (X's most).
 pub const INBOX_PAGE: usize = 100;
-/// Pages one round reads at most; more is logged and left to later rounds
-/// (newer posts are read first, so what is left is the oldest of a flood).
+/// Pages one round reads at most; more is logged and not read (newer posts
+/// are read first, so what is lost is the oldest of a flood).
 const INBOX_PAGES: usize = 5;
 /// The fields an inbox item is made of.
 const TWEET_FIELDS: &str = "created_at,author_id,conversation_id,in_reply_to_user_id,referenced_tweets";
@@ -522,8 +522,9 @@ fn tweet_item(tweet: &serde_json::Value, users: &[serde_json::Value], kind: &str
 
 /// Which of `ids` X still shows (`GET /2/tweets?ids=…`, up to 100): X
 /// answers 200 with a `resource-not-found` error for each one gone. An id
-/// missing for another reason (a protected account, a suspension) is a
-/// failure, never a deletion.
+/// missing for another reason (its author went protected, a suspension)
+/// counts as still there: never a deletion, and it does not hold up the
+/// rest of the batch. An id missing without any error is a failure.
 pub async fn still_there(p: &Platforms, token: &SecretString, ids: &[String]) -> (Fetched, CallRecord) {
     let request =
         p.http().get(api(p, "/2/tweets")).bearer_auth(token.expose_secret()).query(&[("ids", ids.join(","))]);
@@ -533,20 +534,22 @@ pub async fn still_there(p: &Platforms, token: &SecretString, ids: &[String]) ->
     };
     let found = body["data"].as_array().map(Vec::as_slice).unwrap_or_default();
     let errors = body["errors"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let present = present_among(found, "id", ids);
-    if let Fetched::Present(there) = &present {
-        for id in ids.iter().filter(|id| !there.contains(id)) {
-            let gone = errors.iter().any(|e| {
-                e["resource_id"].as_str() == Some(id.as_str())
-                    && e["type"].as_str().is_some_and(|t| t.ends_with("/resource-not-found"))
-            });
-            if !gone {
-                let reason = format!("X answered for post {id} with neither the post nor its deletion");
+    let mut there = match present_among(found, "id", ids) {
+        Fetched::Present(there) => there,
+        other => return (other, record),
+    };
+    for id in ids.iter().filter(|id| !found.iter().any(|t| t["id"].as_str() == Some(id.as_str()))) {
+        let error = errors.iter().find(|e| e["resource_id"].as_str() == Some(id.as_str()));
+        match error.and_then(|e| e["type"].as_str()) {
+            Some(t) if t.ends_with("/resource-not-found") => {}
+            Some(_) => there.push(id.clone()),
+            None => {
+                let reason = format!("X answered for post {id} with neither the post nor an error");
                 return (Fetched::Failed { reason }, record);
             }
         }
     }
-    (present, record)
+    (Fetched::Present(there), record)
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use crate::store::{ErasureReport, NamingItem, RetentionPolicy, RetentionReport, 
 /// The most contacts one day's run anonymises (the rest the next day).
 const ANONYMISE_PER_RUN: &str = "5000";
 /// The most activities, and jobs, one day's run deletes (the rest the
-/// next day), so one run's transaction stays short.
-const DELETE_PER_RUN: &str = "5000";
+/// next day), so one run's transaction (and SQLite's write lock) stays
+/// short: each goes with its events, versions and comments.
+const DELETE_PER_RUN: &str = "1000";
 
 /// A policy's columns: inbox, lead, anonymise, content and job days.
 type PolicyRow = (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
@@ -221,17 +222,22 @@ where
             report.contacts_anonymised = u64::try_from(ids.len()).unwrap_or(u64::MAX);
         }
         if let Some(days) = policy.content_days {
-            // Activities unchanged since the cutoff whose latest run has
-            // ended and none of whose posts is still to go out; their posts'
-            // records stay (what went out, with its metrics), unlinked.
-            let ids: Vec<Uuid> = sqlx::query_scalar(sql(&[
-                "SELECT a.id FROM activities a JOIN jobs j ON j.id = a.current_job_id \
-                 WHERE a.tenant_id = $1 AND a.updated_at < $2 \
-                 AND j.status IN ('succeeded', 'failed', 'cancelled') \
+            // Activities unchanged since the cutoff whose latest run ended
+            // before it and none of whose posts is still to go out; their
+            // posts' records stay (what went out, with its metrics),
+            // unlinked. The condition is asked again as each is deleted, so
+            // one that starts a run meanwhile (another replica, a person)
+            // stays.
+            const DUE: &str = "a.tenant_id = $1 AND a.updated_at < $2 \
+                 AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = a.current_job_id \
+                 AND j.status IN ('succeeded', 'failed', 'cancelled') AND j.finished_at < $2) \
                  AND NOT EXISTS (SELECT 1 FROM social_posts p WHERE p.tenant_id = a.tenant_id \
                  AND p.activity_id = a.id \
-                 AND p.status IN ('draft', 'scheduled', 'needs_reschedule', 'publishing', 'unconfirmed')) \
-                 ORDER BY a.id LIMIT ",
+                 AND p.status IN ('draft', 'scheduled', 'needs_reschedule', 'publishing', 'unconfirmed'))";
+            let ids: Vec<Uuid> = sqlx::query_scalar(sql(&[
+                "SELECT a.id FROM activities a WHERE ",
+                DUE,
+                " ORDER BY a.id LIMIT ",
                 DELETE_PER_RUN,
             ]))
             .bind(tenant_id)
@@ -239,20 +245,28 @@ where
             .fetch_all(&mut *tx)
             .await?;
             for id in &ids {
+                let r = sqlx::query(sql(&[
+                    "DELETE FROM activities WHERE id IN (SELECT a.id FROM activities a WHERE ",
+                    DUE,
+                    " AND a.id = $3)",
+                ]))
+                .bind(tenant_id)
+                .bind(cutoff(days))
+                .bind(*id)
+                .execute(&mut *tx)
+                .await?;
+                if DB::rows_affected(&r) == 0 {
+                    continue;
+                }
                 sqlx::query(
                     "UPDATE social_posts SET activity_id = NULL, activity_version = NULL \
-                             WHERE tenant_id = $1 AND activity_id = $2",
+                     WHERE tenant_id = $1 AND activity_id = $2",
                 )
                 .bind(tenant_id)
                 .bind(*id)
                 .execute(&mut *tx)
                 .await?;
-                let r = sqlx::query("DELETE FROM activities WHERE tenant_id = $1 AND id = $2")
-                    .bind(tenant_id)
-                    .bind(*id)
-                    .execute(&mut *tx)
-                    .await?;
-                report.activities_deleted += DB::rows_affected(&r);
+                report.activities_deleted += 1;
             }
         }
         if let Some(days) = policy.job_days {
