@@ -447,7 +447,7 @@ impl FakeSocial {
         let mut inner = self.inner.lock().unwrap();
         // X's ids: the milliseconds since its epoch (2010-11-04), shifted;
         // growing.
-        let ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000 - 1_288_834_974_657) as u64;
+        let ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000 - X_EPOCH_MS) as u64;
         let last =
             inner.x_others.last().and_then(|(t, _)| t["id"].as_str()?.parse::<u64>().ok()).unwrap_or(0);
         let id = ((ms << 22).max(last + 1)).to_string();
@@ -967,6 +967,10 @@ async fn x_me(
 }
 
 /// X user `n`: user 0 is `X_USER_ID` / `X_USERNAME`.
+/// X's ids begin with the milliseconds since this moment (2010-11-04),
+/// shifted left 22 bits.
+const X_EPOCH_MS: i128 = 1_288_834_974_657;
+
 pub fn x_user(n: u32) -> (String, String) {
     if n == 0 {
         (X_USER_ID.to_owned(), X_USERNAME.to_owned())
@@ -1679,7 +1683,7 @@ async fn x_search(
     };
     // Recent search covers seven days, and refuses a since_id older.
     if let Some(since) = q.get("since_id").and_then(|s| s.parse::<u64>().ok()) {
-        let written_ms = i128::from(since >> 22) + 1_288_834_974_657;
+        let written_ms = i128::from(since >> 22) + X_EPOCH_MS;
         let week_ago_ms =
             (OffsetDateTime::now_utc() - time::Duration::days(7)).unix_timestamp_nanos() / 1_000_000;
         if written_ms < week_ago_ms {

@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{
     Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Search, Sent, count,
-    followers_at, limited_until, metrics_answer, present_among,
+    followers_at, id_order, limited_until, metrics_answer, present_among,
 };
 use crate::domain::Timestamp;
 use crate::store::{CollectedItem, SocialAccount, SocialPost};
@@ -270,15 +270,11 @@ pub async fn inbox(
 /// full page). A first read that finds nothing starts from the
 /// beginning, so what arrives before the next read is all read.
 fn forward(page: &[serde_json::Value], items: Vec<CollectedItem>, cursor: Option<&str>) -> Fetched {
-    let newest = page.iter().filter_map(|n| n["id"].as_str()).max_by(|a, b| newer(a, b)).map(str::to_owned);
+    let newest =
+        page.iter().filter_map(|n| n["id"].as_str()).max_by(|a, b| id_order(a, b)).map(str::to_owned);
     let more = cursor.is_some() && page.len() >= INBOX_PAGE;
     let cursor = newest.or_else(|| Some(cursor.unwrap_or("0").to_owned()));
     Fetched::Items { items, cursor, more }
-}
-
-/// Mastodon's ids are numbers as strings: a longer one is newer.
-fn newer(a: &str, b: &str) -> std::cmp::Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
 /// A mention notification's status as an inbox item; `None` for one
@@ -384,10 +380,10 @@ pub async fn listen(
         last = record;
         let ids = || page.iter().filter_map(|s| s["id"].as_str());
         if round == 0 {
-            newest = ids().max_by(|a, b| newer(a, b)).map(str::to_owned);
+            newest = ids().max_by(|a, b| id_order(a, b)).map(str::to_owned);
         }
         items.extend(found(&page));
-        older_than = ids().min_by(|a, b| newer(a, b)).map(str::to_owned);
+        older_than = ids().min_by(|a, b| id_order(a, b)).map(str::to_owned);
         // A first read takes the latest page, not the keyword's history.
         if cursor.is_none() || page.len() < INBOX_PAGE || older_than.is_none() {
             break;

@@ -55,6 +55,13 @@ impl<'a> Search<'a> {
     }
 }
 
+/// The order of two ids that are numbers written as strings (Mastodon's
+/// and X's, which grow with time): a longer one is newer, then the
+/// greater.
+pub(crate) fn id_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
 /// A batch read's answer as [`Fetched::Present`]: the `field` (id or URI)
 /// of each entry found that was among those `asked` about.
 fn present_among(found: &[serde_json::Value], field: &str, asked: &[String]) -> Fetched {

@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{
     Answer, CallRecord, Fetched, Found, Granted, Health, Platforms, Profile, Refreshed, Search, Sent, count,
-    followers_at, limited_until, metrics_answer, oauth_refreshed, oauth_tokens, present_among,
+    followers_at, id_order, limited_until, metrics_answer, oauth_refreshed, oauth_tokens,
 };
 use crate::domain::Timestamp;
 use crate::store::{CollectedItem, SocialAccount, SocialPost};
@@ -358,7 +358,7 @@ pub async fn listen(
     // A quiet query's cursor can fall out of the seven days recent search
     // covers, and X refuses a `since_id` older than that.
     let floor = id_at(Timestamp::now().as_datetime() - SEARCH_WINDOW);
-    let cursor = cursor.map(|c| if newer_id(c, &floor) { c.to_owned() } else { floor.clone() });
+    let cursor = cursor.map(|c| if id_order(c, &floor).is_gt() { c.to_owned() } else { floor.clone() });
     read_newest(
         p,
         account,
@@ -446,12 +446,6 @@ async fn read_newest(
 /// How far back recent search reads (X's seven days, less a margin).
 const SEARCH_WINDOW: time::Duration = time::Duration::hours(7 * 24 - 1);
 
-/// Whether X id `a` is newer than `b` (numbers as strings: a longer one
-/// is newer).
-fn newer_id(a: &str, b: &str) -> bool {
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b)).is_gt()
-}
-
 /// The milliseconds since X's epoch (2010-11-04) start an X id, so the id
 /// made from a time reads, as `since_id`, "posts after it".
 fn id_at(at: time::OffsetDateTime) -> String {
@@ -534,11 +528,12 @@ pub async fn still_there(p: &Platforms, token: &SecretString, ids: &[String]) ->
     };
     let found = body["data"].as_array().map(Vec::as_slice).unwrap_or_default();
     let errors = body["errors"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let mut there = match present_among(found, "id", ids) {
-        Fetched::Present(there) => there,
-        other => return (other, record),
-    };
-    for id in ids.iter().filter(|id| !found.iter().any(|t| t["id"].as_str() == Some(id.as_str()))) {
+    let mut there = Vec::new();
+    for id in ids {
+        if found.iter().any(|t| t["id"].as_str() == Some(id.as_str())) {
+            there.push(id.clone());
+            continue;
+        }
         let error = errors.iter().find(|e| e["resource_id"].as_str() == Some(id.as_str()));
         match error.and_then(|e| e["type"].as_str()) {
             Some(t) if t.ends_with("/resource-not-found") => {}
@@ -561,9 +556,10 @@ mod tests {
         // 2022-11-01T00:00:00Z, as X's own ids of that day begin.
         let at = time::macros::datetime!(2022-11-01 00:00 UTC);
         let id = id_at(at);
-        assert!(newer_id(&id, "1587000000000000000") && newer_id("1588000000000000000", &id), "{id}");
-        assert!(newer_id(&id_at(at + time::Duration::SECOND), &id));
+        let newer = |a: &str, b: &str| id_order(a, b).is_gt();
+        assert!(newer(&id, "1587000000000000000") && newer("1588000000000000000", &id), "{id}");
+        assert!(newer(&id_at(at + time::Duration::SECOND), &id));
         assert_eq!(id_at(time::macros::datetime!(2000-01-01 00:00 UTC)), "0", "never negative");
-        assert!(newer_id("10", "9") && !newer_id("9", "10") && !newer_id("5", "5"));
+        assert!(newer("10", "9") && !newer("9", "10") && !newer("5", "5"));
     }
 }
