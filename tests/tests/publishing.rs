@@ -1974,6 +1974,21 @@ async fn bluesky_mentions_replies_and_hashtags_reach_the_inbox_and_one_reply_goe
         uri: record["uri"].as_str().unwrap().to_owned(),
         cid: record["cid"].as_str().unwrap().to_owned(),
     };
+    // The AppView makes a reply's notification only once it knows the post
+    // answered: the fan replies after it has indexed ours.
+    let indexed = format!("{appview}/xrpc/app.bsky.feed.getPosts");
+    eventually(Duration::from_secs(60), "the AppView to index the brand's post", || async {
+        let found: Value = reqwest::Client::new()
+            .get(format!("{indexed}?uris={}", ours.uri.replace(':', "%3A").replace('/', "%2F")))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (!found["posts"].as_array()?.is_empty()).then_some(())
+    })
+    .await;
     let reply = pds.fan_posts("Is parking free on Saturday?", Some((&ours, &ours))).await;
     let mention = pds.fan_posts(&format!("@{} do you list lofts too?", pds.handle), None).await;
     let tagged = pds.fan_posts("Saw three today #wombats", None).await;
@@ -1981,7 +1996,7 @@ async fn bluesky_mentions_replies_and_hashtags_reach_the_inbox_and_one_reply_goe
     let named = pds.fan_posts("Toured a loft at Wombat Valley Homes today", None).await;
     pds.fan_posts("The NotWombat Valley band played", None).await;
 
-    let page = eventually(Duration::from_secs(60), "four Bluesky items in the inbox", || async {
+    let page = eventually(Duration::from_secs(120), "four Bluesky items in the inbox", || async {
         let (status, page) = setup.call(Method::GET, "/inbox?limit=50", None).await;
         assert_eq!(status, 200, "{page}");
         (page["items"].as_array().unwrap().len() >= 4).then_some(page)
